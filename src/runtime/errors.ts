@@ -1,0 +1,118 @@
+/**
+ * One error class for everything that crosses a service boundary, with a documented code enum.
+ * IDL-declared errors are generated subclasses that carry typed fields.
+ */
+
+/**
+ * Status codes, gRPC's set and meanings. Each maps to an HTTP status for the http transport.
+ *
+ * | code | when |
+ * | --- | --- |
+ * | CANCELLED | the caller aborted the call |
+ * | UNKNOWN | an error with no better code (e.g. from a foreign system) |
+ * | INVALID_ARGUMENT | arguments failed the IDL decoders; `details.path` names the field |
+ * | DEADLINE_EXCEEDED | the deadline passed before a reply |
+ * | NOT_FOUND | an entity, method or service does not exist |
+ * | ALREADY_EXISTS | create of something that exists |
+ * | PERMISSION_DENIED | caller is known but not allowed |
+ * | RESOURCE_EXHAUSTED | a size or rate limit was hit (payload too large, queue full) |
+ * | FAILED_PRECONDITION | the system is not in a state for this call (default for IDL errors) |
+ * | ABORTED | concurrency conflict; retry at a higher level |
+ * | OUT_OF_RANGE | a value past a valid range |
+ * | UNIMPLEMENTED | the handler does not implement the method |
+ * | INTERNAL | a handler bug or invariant broken; details stay in the server log |
+ * | UNAVAILABLE | no instance, broker down, or connection lost; safe to retry if idempotent |
+ * | DATA_LOSS | unrecoverable data loss or corruption |
+ * | UNAUTHENTICATED | no valid credentials |
+ */
+export const Code = {
+  CANCELLED: "CANCELLED",
+  UNKNOWN: "UNKNOWN",
+  INVALID_ARGUMENT: "INVALID_ARGUMENT",
+  DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED",
+  NOT_FOUND: "NOT_FOUND",
+  ALREADY_EXISTS: "ALREADY_EXISTS",
+  PERMISSION_DENIED: "PERMISSION_DENIED",
+  RESOURCE_EXHAUSTED: "RESOURCE_EXHAUSTED",
+  FAILED_PRECONDITION: "FAILED_PRECONDITION",
+  ABORTED: "ABORTED",
+  OUT_OF_RANGE: "OUT_OF_RANGE",
+  UNIMPLEMENTED: "UNIMPLEMENTED",
+  INTERNAL: "INTERNAL",
+  UNAVAILABLE: "UNAVAILABLE",
+  DATA_LOSS: "DATA_LOSS",
+  UNAUTHENTICATED: "UNAUTHENTICATED",
+} as const;
+
+/** A status code name. */
+export type Code = (typeof Code)[keyof typeof Code];
+
+const CODES = new Set<string>(Object.values(Code));
+
+/** True when `s` is one of the runtime's status codes. */
+export function isCode(s: unknown): s is Code {
+  return typeof s === "string" && CODES.has(s);
+}
+
+/** HTTP status for each code (the http transport maps both ways). */
+export const httpStatus: Readonly<Record<Code, number>> = {
+  CANCELLED: 499,
+  UNKNOWN: 500,
+  INVALID_ARGUMENT: 400,
+  DEADLINE_EXCEEDED: 504,
+  NOT_FOUND: 404,
+  ALREADY_EXISTS: 409,
+  PERMISSION_DENIED: 403,
+  RESOURCE_EXHAUSTED: 429,
+  FAILED_PRECONDITION: 412,
+  ABORTED: 409,
+  OUT_OF_RANGE: 400,
+  UNIMPLEMENTED: 501,
+  INTERNAL: 500,
+  UNAVAILABLE: 503,
+  DATA_LOSS: 500,
+  UNAUTHENTICATED: 401,
+};
+
+/** The wire form of an error, carried in an envelope of kind `error`. */
+export interface WireError {
+  readonly code: Code;
+  readonly message: string;
+  /** The IDL error's name (`retail.wines.WineNotFound`) when it is a declared error. */
+  readonly error?: string;
+  /** Declared fields (wire form) for IDL errors, or runtime details such as `{ path }`. */
+  readonly details?: unknown;
+}
+
+const BRAND: unique symbol = Symbol.for("fan.FanError") as never;
+
+/**
+ * The error every fan call rejects with. IDL errors are generated subclasses.
+ * Use `FanError.is(e)` rather than `instanceof` across package copies.
+ */
+export class FanError extends Error {
+  /** Set on every instance; `is()` checks it so duplicate copies of the runtime still agree. */
+  readonly [BRAND] = true;
+  readonly code: Code;
+  readonly details: unknown;
+
+  constructor(code: Code, message: string, options?: { cause?: unknown; details?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "FanError";
+    this.code = code;
+    this.details = options?.details;
+  }
+
+  /** Name-based type guard that survives duplicate package copies. */
+  static is(e: unknown): e is FanError {
+    return typeof e === "object" && e !== null && (e as Record<symbol, unknown>)[BRAND] === true;
+  }
+
+  /** Wraps anything thrown into a FanError; unknown errors become `fallback` (INTERNAL). */
+  static from(e: unknown, fallback: Code = Code.INTERNAL): FanError {
+    if (FanError.is(e)) return e;
+    if (e instanceof Error && e.name === "AbortError") return new FanError(Code.CANCELLED, "cancelled", { cause: e });
+    const message = e instanceof Error ? e.message : String(e);
+    return new FanError(fallback, message, { cause: e });
+  }
+}

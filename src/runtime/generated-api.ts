@@ -1,0 +1,46 @@
+/**
+ * The symbols generated code may import from `fan/runtime` — the one list codegen and the
+ * runtime agree on. Codegen (`src/codegen/`) imports nothing from the runtime; a golden test
+ * checks that every name generated code imports is exported here.
+ */
+export { codec } from "./codec.js";
+export type { Codec } from "./codec.js";
+export { FanError } from "./errors.js";
+export { defineService } from "./descriptor.js";
+export type {
+  CallOptions,
+  ClientCaller,
+  ErrorDescriptor,
+  EventStream,
+  ServiceDefinition,
+  ServiceDescriptor,
+  StateHandle,
+} from "./descriptor.js";
+export type { CallContext, ServiceHooks } from "./context.js";
+export type { EnumSchema, Schema, StructSchema, UnionSchema } from "./schema.js";
+export { createMock } from "./mock.js";
+export type { MethodMock, ServiceMock } from "./mock.js";
+
+/** Names in this list, for the codegen check. Keep in step with the exports above. */
+export const GENERATED_API = [
+  "codec",
+  "Codec",
+  "FanError",
+  "defineService",
+  "CallOptions",
+  "ClientCaller",
+  "ErrorDescriptor",
+  "EventStream",
+  "ServiceDefinition",
+  "ServiceDescriptor",
+  "StateHandle",
+  "CallContext",
+  "ServiceHooks",
+  "EnumSchema",
+  "Schema",
+  "StructSchema",
+  "UnionSchema",
+  "createMock",
+  "MethodMock",
+  "ServiceMock",
+] as const;

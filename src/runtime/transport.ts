@@ -1,0 +1,129 @@
+/**
+ * The protocol-neutral transport interface. Every transport (local, http, amqp, redis, zmq)
+ * implements it in its own folder under `src/runtime/transports/`, and its dependency is
+ * imported only there. Transports move envelopes; the App does decoding, validation,
+ * deadlines, errors and dispatch, so every transport gets the same semantics.
+ */
+import type { ServiceDescriptor, TransportName } from "./descriptor.js";
+
+export type EnvelopeKind = "call" | "push" | "event" | "reply" | "error" | "state";
+
+/** Headers every transport carries. Values are strings or numbers. */
+export interface EnvelopeHeaders {
+  /** W3C trace context. */
+  traceparent?: string;
+  tracestate?: string;
+  /** Absolute deadline, epoch ms. */
+  deadline?: number;
+  /** Absolute expiry of a push, epoch ms (from `@ttl`). */
+  ttl?: number;
+  /** Where a reply goes, when the transport needs it in the envelope. */
+  replyTo?: string;
+  /** The shard key, when the method is `@shard`ed. */
+  shard?: string;
+  /** Delivery attempt of a push or event, 1-based. */
+  attempt?: number;
+  [name: string]: string | number | undefined;
+}
+
+/** The message every transport carries, so a relay between transports is a copy. */
+export interface Envelope {
+  readonly v: 1;
+  readonly id: string;
+  readonly kind: EnvelopeKind;
+  /** Fully qualified service name. */
+  readonly service: string;
+  /** Method, event or state name. */
+  readonly method: string;
+  /** The version of the service the caller asked for or the server runs. */
+  readonly version?: string;
+  readonly headers: EnvelopeHeaders;
+  /**
+   * The JSON wire value (calls, pushes, events, replies) or a `WireError` (kind "error").
+   * In-process only: when `form` is "value", the payload is the typed value itself.
+   */
+  readonly payload: unknown;
+  /** Never on the wire: "value" marks an unserialised in-process payload. */
+  readonly form?: "wire" | "value";
+}
+
+/** What the App gives a transport to serve one service instance. Never rejects for user errors. */
+export interface Inbound {
+  /** Handles a call; resolves with a `reply` or `error` envelope (never rejects). */
+  call(env: Envelope, signal: AbortSignal): Promise<Envelope>;
+  /**
+   * Handles a push. Resolves when the handler finished without error (ack), or when the push
+   * was dropped on purpose (expired TTL, undecodable: logged and counted). Rejects when it
+   * should be delivered again (handler failed, app stopping).
+   */
+  push(env: Envelope): Promise<void>;
+}
+
+/** A binding of one service instance on one transport. */
+export interface Served {
+  /** The endpoint to advertise in discovery, e.g. `http://127.0.0.1:8080`. */
+  readonly endpoint: string;
+  /** Stop taking new work (in-flight work is drained by the App). */
+  stop(): Promise<void>;
+}
+
+/** Delivers one event; same ack semantics as `Inbound.push`. */
+export type EventDelivery = (env: Envelope) => Promise<void>;
+
+export interface EventSubscription {
+  /** The publishing service. */
+  readonly source: ServiceDescriptor;
+  readonly event: string;
+  /** The subscribing service's name: one delivery per group (load-balanced across instances). */
+  readonly group: string;
+  /** The subscribing instance; with `broadcast` every instance gets its own copy. */
+  readonly instanceId: string;
+  readonly broadcast: boolean;
+}
+
+export interface Unsubscribe {
+  close(): Promise<void>;
+}
+
+export interface SendOptions {
+  readonly signal: AbortSignal;
+  /** Absolute deadline, epoch ms; a send blocked past it fails with DEADLINE_EXCEEDED. */
+  readonly deadline: number;
+}
+
+/**
+ * A transport, server and client side. Implementations throw `FanError` with
+ * `UNAVAILABLE` (cannot reach), `DEADLINE_EXCEEDED` (no answer in time), `CANCELLED`
+ * (signal aborted) or `RESOURCE_EXHAUSTED` (too large) for transport-level failures.
+ */
+export interface Transport {
+  readonly name: TransportName;
+
+  /** Serve one service instance; returns its endpoint. */
+  serve(service: ServiceDescriptor, instanceId: string, inbound: Inbound): Promise<Served>;
+
+  /** Send a call to an endpoint; resolves with the `reply` or `error` envelope. */
+  call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope>;
+
+  /** Send a push; resolves once the transport has durably accepted it. */
+  push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void>;
+
+  /** Publish an event of `env.service`/`env.method` to every subscribing group. */
+  publish(env: Envelope, opts: SendOptions): Promise<void>;
+
+  /** Receive events; resolves once the subscription is in place (no event published after it is missed). */
+  subscribe(sub: EventSubscription, deliver: EventDelivery): Promise<Unsubscribe>;
+
+  /** Close connections and sockets; never hangs. */
+  close(): Promise<void>;
+}
+
+/** Creates a transport for an App; options come from `createApp({ transports: { name: opts } })`. */
+export type TransportFactory = (ctx: TransportContext) => Transport;
+
+export interface TransportContext {
+  readonly cluster: string;
+  readonly log: import("pino").Logger;
+  /** Max decoded payload size in bytes (default 4 MiB). */
+  readonly maxPayloadBytes: number;
+}
