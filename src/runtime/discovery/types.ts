@@ -1,0 +1,76 @@
+/**
+ * Discovery and config as the App sees them. Implemented over a `Registry` (memory or etcd)
+ * by the files beside this one; the App codes only against these interfaces.
+ */
+import type { TransportName } from "../descriptor.js";
+
+/** What an instance advertises under `/fan/{cluster}/services/{service}/{instanceId}`. */
+export interface InstanceInfo {
+  readonly service: string;
+  readonly instanceId: string;
+  readonly version: string;
+  /** Endpoint per transport: `{ http: "http://127.0.0.1:8080", amqp: "amqp://127.0.0.1:5672" }`. */
+  readonly endpoints: Partial<Record<TransportName, string>>;
+  /** Shards this instance owns (sharding issue); empty = all. */
+  readonly shards: readonly number[];
+  readonly zone?: string;
+  /** Epoch ms. */
+  readonly startedAt: number;
+  /** In-flight calls at the last update (for power-of-two-choices across processes). */
+  readonly load: number;
+  /** The App (process) that serves it: prefer-local calls in-process when it is this App. */
+  readonly appId: string;
+}
+
+/** A live registration; kept alive by a lease until `deregister`. */
+export interface Registration {
+  readonly info: InstanceInfo;
+  update(patch: Partial<Pick<InstanceInfo, "load" | "shards" | "endpoints">>): Promise<void>;
+  deregister(): Promise<void>;
+}
+
+/** The client-side cache of one service's instances, kept current by a watch. */
+export interface InstanceSet {
+  /** Current instances (no I/O). */
+  instances(): readonly InstanceInfo[];
+  /** Called after every change. */
+  onChange(fn: () => void): () => void;
+  close(): Promise<void>;
+}
+
+export type StrategyName = "round-robin" | "random" | "p2c" | "prefer-local" | "shard";
+
+export interface ResolveOptions {
+  /** A semver range; instances whose version does not satisfy it are skipped. */
+  readonly range?: string;
+  readonly strategy?: StrategyName;
+  /** Only instances that advertise this transport. */
+  readonly transport?: TransportName;
+  /** Shard key, for the shard strategy. */
+  readonly shardKey?: string;
+}
+
+export interface Directory {
+  register(info: Omit<InstanceInfo, "startedAt" | "load"> & Partial<Pick<InstanceInfo, "startedAt" | "load">>): Promise<Registration>;
+  /** Watch a service's instances (one shared cache per service per Directory). */
+  watch(service: string): Promise<InstanceSet>;
+  /**
+   * Picks an instance from the cache; throws `FanError(UNAVAILABLE)` naming the range asked
+   * for and the versions available when none fits.
+   */
+  resolve(service: string, opts?: ResolveOptions): Promise<InstanceInfo>;
+  /** Resolves when an instance satisfying `range` is discoverable, or rejects after `timeoutMs`. */
+  waitFor(service: string, range: string, timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A source of one service's config: a plain object, a YAML file or etcd. */
+export interface ConfigSource {
+  /** The raw (wire-form) config object for a service; `{}` when none. */
+  get(service: string): Promise<Record<string, unknown>>;
+  /** Replace or merge keys (etcd and YAML write through). */
+  update(service: string, patch: Record<string, unknown>): Promise<void>;
+  /** Called with the whole new raw config after each change. */
+  watch(service: string, fn: (raw: Record<string, unknown>) => void): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
