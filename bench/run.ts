@@ -1,0 +1,29 @@
+/**
+ * `npm run bench -- NAME [NAME...]`: runs `bench/NAME.ts`, prints its table and writes
+ * `bench/results/NAME.json`. With no name, lists the benchmarks.
+ */
+import { readdirSync } from "node:fs";
+import { printTable, writeResults, type BenchRow } from "./lib.js";
+
+const here = new URL("./", import.meta.url);
+const available = readdirSync(here)
+  .filter((f) => f.endsWith(".ts") && !["lib.ts", "run.ts"].includes(f))
+  .map((f) => f.slice(0, -3))
+  .sort();
+
+const names = process.argv.slice(2).filter((a) => a !== "--");
+if (names.length === 0) {
+  console.log(`usage: npm run bench -- NAME\nbenchmarks: ${available.join(", ")}`);
+  process.exit(available.length > 0 ? 0 : 1);
+}
+for (const name of names) {
+  if (!available.includes(name)) {
+    console.error(`unknown benchmark "${name}"; available: ${available.join(", ")}`);
+    process.exit(2);
+  }
+  const mod = (await import(new URL(`./${name}.ts`, here).href)) as { default: () => Promise<BenchRow[]> };
+  const rows = await mod.default();
+  printTable(name, rows);
+  console.log(`wrote ${writeResults(name, rows)}`);
+}
+process.exit(0);

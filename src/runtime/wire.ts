@@ -1,0 +1,115 @@
+/**
+ * Bytes ⇄ envelopes for every transport that serialises. Every decode is bounded in size and
+ * nesting and rejects prototype-polluting keys, so a transport can hand whatever arrived on a
+ * socket or queue straight to `decodeEnvelope` and turn a throw into an error reply or a
+ * logged drop.
+ */
+import { Code, FanError } from "./errors.js";
+import type { Envelope, EnvelopeHeaders, EnvelopeKind } from "./transport.js";
+
+/** Default bound of a decoded message: 4 MiB. */
+export const DEFAULT_MAX_BYTES = 4 * 1024 * 1024;
+/** Default bound of JSON nesting (objects and arrays). */
+export const DEFAULT_MAX_DEPTH = 64;
+
+/** Bounds applied to every decode. */
+export interface WireLimits {
+  readonly maxBytes: number;
+  readonly maxDepth?: number;
+}
+
+const KINDS: ReadonlySet<string> = new Set<EnvelopeKind>(["call", "push", "event", "reply", "error", "state"]);
+const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
+
+/** Serialises an envelope (without the in-process `form` marker) to UTF-8 JSON bytes. */
+export function encodeEnvelope(env: Envelope): Buffer {
+  const { v, id, kind, service, method, version, headers, payload } = env;
+  return Buffer.from(JSON.stringify({ v, id, kind, service, method, version, headers, payload }), "utf8");
+}
+
+/**
+ * Parses bytes into an envelope. Throws `FanError` RESOURCE_EXHAUSTED when larger than
+ * `limits.maxBytes`, INVALID_ARGUMENT when not JSON, too deep, carrying `__proto__`,
+ * `constructor` or `prototype` keys, or not shaped like an envelope.
+ */
+export function decodeEnvelope(bytes: Uint8Array | string, limits: WireLimits): Envelope {
+  const value = parseJson(bytes, limits);
+  return checkEnvelope(value);
+}
+
+/** Parses bounded JSON (same checks as `decodeEnvelope`, any JSON value). */
+export function parseJson(bytes: Uint8Array | string, limits: WireLimits): unknown {
+  const size = typeof bytes === "string" ? Buffer.byteLength(bytes, "utf8") : bytes.byteLength;
+  if (size > limits.maxBytes) {
+    throw new FanError(Code.RESOURCE_EXHAUSTED, `message of ${size} bytes exceeds the limit of ${limits.maxBytes}`);
+  }
+  const text = typeof bytes === "string" ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new FanError(Code.INVALID_ARGUMENT, `malformed JSON: ${(e as Error).message}`);
+  }
+  checkJsonValue(value, limits.maxDepth ?? DEFAULT_MAX_DEPTH);
+  return value;
+}
+
+/**
+ * Walks a parsed JSON value without recursion, rejecting nesting deeper than `maxDepth` and
+ * prototype-polluting keys.
+ */
+export function checkJsonValue(value: unknown, maxDepth: number = DEFAULT_MAX_DEPTH): void {
+  const stack: { v: unknown; d: number; path: string }[] = [{ v: value, d: 0, path: "$" }];
+  while (stack.length > 0) {
+    const { v, d, path } = stack.pop() as { v: unknown; d: number; path: string };
+    if (v === null || typeof v !== "object") continue;
+    if (d >= maxDepth) throw new FanError(Code.INVALID_ARGUMENT, `JSON nested deeper than ${maxDepth} levels at ${path}`);
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) stack.push({ v: v[i], d: d + 1, path: `${path}[${i}]` });
+      continue;
+    }
+    for (const key of Object.keys(v)) {
+      if (FORBIDDEN_KEYS.has(key)) {
+        throw new FanError(Code.INVALID_ARGUMENT, `forbidden key "${key}" at ${path}`, { details: { path } });
+      }
+      stack.push({ v: (v as Record<string, unknown>)[key], d: d + 1, path: `${path}.${key}` });
+    }
+  }
+}
+
+function invalid(what: string): never {
+  throw new FanError(Code.INVALID_ARGUMENT, `not a fan envelope: ${what}`);
+}
+
+function checkHeaders(h: unknown): EnvelopeHeaders {
+  if (h === undefined) return {};
+  if (h === null || typeof h !== "object" || Array.isArray(h)) invalid("headers must be an object");
+  for (const [k, val] of Object.entries(h as Record<string, unknown>)) {
+    if (typeof val !== "string" && typeof val !== "number" && val !== null) invalid(`header "${k}" must be a string or number`);
+  }
+  return h as EnvelopeHeaders;
+}
+
+/** Checks the shape of a parsed value and returns it as an envelope. */
+export function checkEnvelope(value: unknown): Envelope {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) invalid("expected an object");
+  const o = value as Record<string, unknown>;
+  if (o.v !== 1) invalid(`unsupported version ${JSON.stringify(o.v)}`);
+  if (typeof o.id !== "string" || o.id.length === 0 || o.id.length > 256) invalid("id must be a non-empty string");
+  if (typeof o.kind !== "string" || !KINDS.has(o.kind)) invalid(`unknown kind ${JSON.stringify(o.kind)}`);
+  if (typeof o.service !== "string" || o.service.length > 512) invalid("service must be a string");
+  if (typeof o.method !== "string" || o.method.length > 512) invalid("method must be a string");
+  if (o.version !== undefined && typeof o.version !== "string") invalid("version must be a string");
+  const headers = checkHeaders(o.headers);
+  const env: Envelope = {
+    v: 1,
+    id: o.id,
+    kind: o.kind as EnvelopeKind,
+    service: o.service,
+    method: o.method,
+    headers,
+    payload: o.payload,
+    ...(typeof o.version === "string" ? { version: o.version } : {}),
+  };
+  return env;
+}
