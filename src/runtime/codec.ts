@@ -1,8 +1,15 @@
 /**
  * Codecs built from schemas: decode (wire JSON → typed value), encode (typed → wire JSON) and
  * validate (check a typed value in place, for the unserialised local transport).
- * OWNER: runtime-codec helper — this file is a placeholder with the final signatures.
+ *
+ * Each schema compiles to closures once, on first use (see `codec/compile.ts`); the closures
+ * build no path strings while a value is valid. Wire forms and decisions (null for optional
+ * fields, unknown keys, void) are documented in `codec/*.ts` next to the code.
  */
+import { compile, compilerFor } from "./codec/compile.js";
+import { toFanError } from "./codec/fail.js";
+import type { Compiled } from "./codec/types.js";
+import { Code, FanError } from "./errors.js";
 import type { Schema } from "./schema.js";
 
 /** Decoder, encoder and validator of one IDL type. All three throw `FanError(INVALID_ARGUMENT)` with `details.path`. */
@@ -16,8 +23,51 @@ export interface Codec<T> {
   validate(value: T, path?: string): void;
 }
 
+/** Options of `codec()`. */
+export interface CodecOptions {
+  /** Nesting bound (objects and arrays, json values included); default 64. */
+  readonly maxDepth?: number;
+}
+
+/** Default nesting bound of every codec. */
+export const DEFAULT_CODEC_DEPTH = 64;
+
 /** Builds (lazily, once) the codec of a schema. */
-export function codec<T>(schema: Schema): Codec<T> {
-  void schema;
-  throw new Error("codec: not implemented yet");
+export function codec<T>(schema: Schema, options?: CodecOptions): Codec<T> {
+  const maxDepth = options?.maxDepth ?? DEFAULT_CODEC_DEPTH;
+  if (!Number.isSafeInteger(maxDepth) || maxDepth < 1) {
+    throw new FanError(Code.INTERNAL, `codec: maxDepth must be a positive integer, got ${String(maxDepth)}`);
+  }
+  let compiled: Compiled | undefined;
+  const get = (): Compiled => {
+    compiled ??= compile(schema, compilerFor(maxDepth));
+    return compiled;
+  };
+  return {
+    schema,
+    decode(wire: unknown, path?: string): T {
+      const c = compiled ?? get();
+      try {
+        return c.decode(wire, 0) as T;
+      } catch (e) {
+        throw toFanError(e, path);
+      }
+    },
+    encode(value: T, path?: string): unknown {
+      const c = compiled ?? get();
+      try {
+        return c.encode(value, 0);
+      } catch (e) {
+        throw toFanError(e, path);
+      }
+    },
+    validate(value: T, path?: string): void {
+      const c = compiled ?? get();
+      try {
+        c.validate(value, 0);
+      } catch (e) {
+        throw toFanError(e, path);
+      }
+    },
+  };
 }

@@ -1,0 +1,151 @@
+/**
+ * Structs: plain objects with declared fields.
+ *
+ * Decisions (decode, the wire side):
+ * - JSON `null` for an optional field, or for a field with a default, means absent (as in
+ *   protobuf's JSON mapping); for a required field it is a type error.
+ * - A default (wire form) is decoded afresh on every decode, so no two results share it.
+ * - Unknown keys are ignored, for forward compatibility with newer peers, and never copied;
+ *   they are still scanned for `__proto__`/`constructor`/`prototype` keys.
+ * Typed values (validate, encode) follow the TS types: an optional field may be `undefined`
+ * (absent) but not `null`; every other field, defaults included, must be present. Struct
+ * values may be class instances; extra properties are ignored.
+ */
+import type { FieldSchema, Schema, StructSchema } from "../schema.js";
+import { at, describe, fail, failDepth, FORBIDDEN_KEYS, rejectForbidden, schemaError } from "./fail.js";
+import { typeName } from "./names.js";
+import type { Check, Compiled, Compiler, Step } from "./types.js";
+
+interface FieldPlan {
+  readonly name: string;
+  readonly optional: boolean;
+  readonly hasDefault: boolean;
+  readonly default: unknown;
+  /** The name exists on Object.prototype (`toString`...), so only an own property counts. */
+  readonly inherited: boolean;
+  readonly missing: string;
+  readonly c: Compiled;
+}
+
+/** True for a non-null, non-array object. */
+export function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** The struct codec; `sub` compiles field schemas. */
+export function structCodec(s: StructSchema, c: Compiler, sub: (s: Schema) => Compiled): Compiled {
+  const plans = s.fields.map((f) => plan(s, f, sub));
+  const known: ReadonlySet<string> = new Set(plans.map((p) => p.name));
+  const expected = `expected an object (struct ${s.name})`;
+  const max = c.maxDepth;
+  const decode: Step = (v, d) => {
+    if (!isRecord(v)) fail(`${expected}, got ${describe(v)}`);
+    if (d >= max) failDepth(max);
+    scanUnknown(v, known, d, max);
+    return decodeFields(plans, v, d);
+  };
+  const validate: Check = (v, d) => {
+    if (!isRecord(v)) fail(`${expected}, got ${describe(v)}`);
+    if (d >= max) failDepth(max);
+    rejectForbidden(v);
+    walkTyped(plans, v, d, undefined);
+  };
+  const encode: Step = (v, d) => {
+    if (!isRecord(v)) fail(`${expected}, got ${describe(v)}`);
+    if (d >= max) failDepth(max);
+    rejectForbidden(v);
+    const out: Record<string, unknown> = {};
+    walkTyped(plans, v, d, out);
+    return out;
+  };
+  return { decode, validate, encode };
+}
+
+function plan(s: StructSchema, f: FieldSchema, sub: (s: Schema) => Compiled): FieldPlan {
+  if (FORBIDDEN_KEYS.has(f.name)) throw schemaError(`struct ${s.name} has a field named "${f.name}"`);
+  if (s.fields.filter((g) => g.name === f.name).length > 1) throw schemaError(`struct ${s.name} has two fields named "${f.name}"`);
+  return {
+    name: f.name,
+    optional: f.optional === true,
+    hasDefault: f.default !== undefined,
+    default: f.default,
+    inherited: f.name in Object.prototype,
+    missing: `missing required field of type ${typeName(f.schema)}`,
+    c: sub(f.schema),
+  };
+}
+
+function read(p: FieldPlan, v: Record<string, unknown>): unknown {
+  if (p.inherited && !Object.hasOwn(v, p.name)) return undefined;
+  return v[p.name];
+}
+
+function decodeFields(plans: readonly FieldPlan[], v: Record<string, unknown>, d: number): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  let i = 0;
+  try {
+    for (; i < plans.length; i++) {
+      const p = plans[i] as FieldPlan;
+      const x = read(p, v);
+      if (x === undefined || (x === null && (p.optional || p.hasDefault))) {
+        if (p.hasDefault) out[p.name] = p.c.decode(p.default, d + 1);
+        else if (!p.optional) fail(p.missing);
+        continue;
+      }
+      out[p.name] = p.c.decode(x, d + 1);
+    }
+  } catch (e) {
+    throw at(e, (plans[i] as FieldPlan).name);
+  }
+  return out;
+}
+
+/** Validates typed fields; with `out`, also writes their encoded forms into it. */
+function walkTyped(plans: readonly FieldPlan[], v: Record<string, unknown>, d: number, out: Record<string, unknown> | undefined): void {
+  let i = 0;
+  try {
+    for (; i < plans.length; i++) {
+      const p = plans[i] as FieldPlan;
+      const x = read(p, v);
+      if (x === undefined) {
+        if (!p.optional) fail(p.missing);
+        continue;
+      }
+      if (out === undefined) p.c.validate(x, d + 1);
+      else out[p.name] = p.c.encode(x, d + 1);
+    }
+  } catch (e) {
+    throw at(e, (plans[i] as FieldPlan).name);
+  }
+}
+
+/** Rejects forbidden keys among the keys a decode ignores, however deep. */
+export function scanUnknown(o: Record<string, unknown>, known: ReadonlySet<string>, d: number, max: number): void {
+  for (const k in o) {
+    if (known.has(k) || !Object.hasOwn(o, k)) continue;
+    try {
+      if (FORBIDDEN_KEYS.has(k)) fail(`key "${k}" is not allowed`);
+      scanDeep(o[k], d + 1, max);
+    } catch (e) {
+      throw at(e, k);
+    }
+  }
+}
+
+function scanDeep(v: unknown, d: number, max: number): void {
+  if (typeof v !== "object" || v === null) return;
+  if (d >= max) failDepth(max);
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      try {
+        scanDeep(v[i], d + 1, max);
+      } catch (e) {
+        throw at(e, i);
+      }
+    }
+    return;
+  }
+  scanUnknown(v as Record<string, unknown>, EMPTY, d, max);
+}
+
+const EMPTY: ReadonlySet<string> = new Set();
