@@ -1,0 +1,201 @@
+/**
+ * The client-side cache of one service's instances: list the prefix, then watch it from the
+ * list's revision. A `reset` (history compacted) or a broken watch re-lists. Each key keeps
+ * the revision it was last seen at, so an event older than the cache (a late event from a
+ * replaced watch) is ignored and the cache converges on the registry's state.
+ */
+import type { Logger } from "pino";
+import semver from "semver";
+import { Code, FanError } from "../errors.js";
+import type { TransportName } from "../descriptor.js";
+import type { KeyValue, Registry, Watch, WatchEvent } from "./registry.js";
+import type { InstanceInfo, InstanceSet } from "./types.js";
+
+/** The candidates for one (range, transport) filter, recomputed only when the set changes. */
+export interface Candidates {
+  readonly list: readonly InstanceInfo[];
+  /** Round-robin cursor for this filter. */
+  readonly cursor: { n: number };
+}
+
+interface Cached {
+  readonly info: InstanceInfo;
+  readonly revision: number;
+}
+
+/** A live, watched cache of one service's instances. */
+export class WatchedSet implements InstanceSet {
+  private readonly byKey = new Map<string, Cached>();
+  /** Revisions of deletes, so a late put older than its delete stays deleted. */
+  private readonly tombstones = new Map<string, number>();
+  private snapshot: readonly InstanceInfo[] | undefined = [];
+  private readonly filters = new Map<string, Candidates>();
+  private readonly listeners = new Set<() => void>();
+  private watch: Watch | undefined;
+  private generation = 0;
+  private relisting: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly prefix: string,
+    readonly service: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Lists and starts watching; resolves when the cache holds the listed state. */
+  async start(): Promise<void> {
+    await this.relist();
+  }
+
+  instances(): readonly InstanceInfo[] {
+    this.snapshot ??= [...this.byKey.values()].map((c) => c.info);
+    return this.snapshot;
+  }
+
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** The instances that satisfy `range` and advertise `transport` (cached per filter). */
+  candidates(range: string | undefined, transport: TransportName | undefined): Candidates {
+    const id = `${range ?? ""}|${transport ?? ""}`;
+    let c = this.filters.get(id);
+    if (c === undefined) {
+      c = { list: this.filter(range, transport), cursor: { n: 0 } };
+      this.filters.set(id, c);
+    }
+    return c;
+  }
+
+  /** The distinct versions currently registered, sorted. */
+  versions(): string[] {
+    return [...new Set(this.instances().map((i) => i.version))].sort(semver.compare);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.generation++;
+    this.listeners.clear();
+    await this.watch?.close().catch(() => undefined);
+  }
+
+  private filter(range: string | undefined, transport: TransportName | undefined): InstanceInfo[] {
+    const r = range === undefined || range === "" || range === "*" ? undefined : checkRange(range);
+    return this.instances().filter(
+      (i) => (transport === undefined || i.endpoints[transport] !== undefined) && (r === undefined || semver.satisfies(i.version, r)),
+    );
+  }
+
+  private relist(): Promise<void> {
+    this.relisting ??= this.doRelist().finally(() => (this.relisting = undefined));
+    return this.relisting;
+  }
+
+  private async doRelist(): Promise<void> {
+    const gen = ++this.generation;
+    await this.watch?.close().catch(() => undefined);
+    this.watch = undefined;
+    const { items, revision } = await this.registry.list(this.prefix);
+    if (gen !== this.generation || this.closed) return;
+    this.replace(items);
+    const watch = await this.registry.watch(this.prefix, revision, (ev) => {
+      if (gen === this.generation) this.onEvent(ev);
+    });
+    if (gen !== this.generation || this.closed) await watch.close();
+    else this.watch = watch;
+  }
+
+  private replace(items: readonly KeyValue[]): void {
+    this.byKey.clear();
+    this.tombstones.clear();
+    for (const kv of items) this.store(kv, kv.modRevision);
+    this.changed();
+  }
+
+  private onEvent(ev: WatchEvent): void {
+    if (ev.type === "reset") {
+      this.log.warn({ service: this.service, revision: ev.revision }, "discovery watch reset (history compacted); re-listing");
+      this.relist().catch((e: unknown) => this.relistFailed(e));
+      return;
+    }
+    if (ev.type === "put") {
+      if (this.store(ev.kv, ev.revision)) this.changed();
+      return;
+    }
+    const cached = this.byKey.get(ev.key);
+    if (cached !== undefined && cached.revision > ev.revision) return;
+    this.tombstones.set(ev.key, ev.revision);
+    if (this.byKey.delete(ev.key)) this.changed();
+  }
+
+  private relistFailed(e: unknown): void {
+    if (this.closed) return;
+    this.log.error({ err: e, service: this.service }, "discovery re-list failed; retrying in 1 s");
+    setTimeout(() => void this.relist().catch((err: unknown) => this.relistFailed(err)), 1000).unref();
+  }
+
+  /** Stores one put; false when it is older than what the cache holds or does not parse. */
+  private store(kv: KeyValue, revision: number): boolean {
+    const cached = this.byKey.get(kv.key);
+    if (cached !== undefined && cached.revision >= revision) return false;
+    if ((this.tombstones.get(kv.key) ?? 0) > revision) return false;
+    const info = parseInstance(this.service, kv, this.log);
+    if (info === undefined) return false;
+    this.byKey.set(kv.key, { info, revision });
+    return true;
+  }
+
+  private changed(): void {
+    this.snapshot = undefined;
+    this.filters.clear();
+    for (const fn of this.listeners) {
+      try {
+        fn();
+      } catch (e) {
+        this.log.error({ err: e, service: this.service }, "discovery change listener threw");
+      }
+    }
+  }
+}
+
+/** Validates a semver range, throwing `INVALID_ARGUMENT` naming it when it is not one. */
+export function checkRange(range: string): string {
+  const r = semver.validRange(range);
+  if (r === null) throw new FanError(Code.INVALID_ARGUMENT, `invalid version range ${JSON.stringify(range)}`, { details: { range } });
+  return r;
+}
+
+/** Parses an instance record; logs and returns undefined when it is not one. */
+export function parseInstance(service: string, kv: KeyValue, log: Logger): InstanceInfo | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(kv.value);
+  } catch {
+    log.warn({ key: kv.key }, "discovery: ignoring an instance record that is not JSON");
+    return undefined;
+  }
+  const problem = instanceProblem(v);
+  if (problem !== undefined) {
+    log.warn({ key: kv.key, problem }, "discovery: ignoring a malformed instance record");
+    return undefined;
+  }
+  const o = v as Record<string, unknown>;
+  const instanceId = kv.key.slice(kv.key.lastIndexOf("/") + 1);
+  return { ...(o as unknown as InstanceInfo), service, instanceId, shards: (o["shards"] as number[] | undefined) ?? [], load: (o["load"] as number | undefined) ?? 0 };
+}
+
+function instanceProblem(v: unknown): string | undefined {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return "not an object";
+  const o = v as Record<string, unknown>;
+  if (typeof o["version"] !== "string" || semver.valid(o["version"]) === null) return "version is not a semver version";
+  const ep = o["endpoints"];
+  if (typeof ep !== "object" || ep === null || Array.isArray(ep)) return "endpoints is not an object";
+  if (Object.values(ep).some((e) => typeof e !== "string")) return "an endpoint is not a string";
+  if (o["shards"] !== undefined && !(Array.isArray(o["shards"]) && o["shards"].every(Number.isInteger))) return "shards is not a list of integers";
+  if (typeof o["appId"] !== "string") return "appId is not a string";
+  if (typeof o["startedAt"] !== "number") return "startedAt is not a number";
+  if (o["load"] !== undefined && typeof o["load"] !== "number") return "load is not a number";
+  return undefined;
+}

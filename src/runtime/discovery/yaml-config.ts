@@ -1,0 +1,141 @@
+/**
+ * A ConfigSource over a YAML (or JSON) file whose top-level keys are service names:
+ *
+ * ```yaml
+ * retail.wines.PublicWines:
+ *   pageSize: 50
+ *   apiKey: secret
+ * ```
+ *
+ * The file is watched (stat polling, which survives editors that replace the file); a change
+ * notifies the services whose config changed. A file that no longer parses is logged and the
+ * old values are kept. `update` writes the file back (atomically: temp file, then rename).
+ */
+import { watchFile, unwatchFile } from "node:fs";
+import { readFile, rename, writeFile } from "node:fs/promises";
+import { isDeepStrictEqual } from "node:util";
+import type { Logger } from "pino";
+import { pino } from "pino";
+import { parse, stringify } from "yaml";
+import { ObjectConfigSource, checkPatch, mergeTop, type ConfigObjects } from "./config.js";
+import type { ConfigSource } from "./types.js";
+
+/** Options of a YAML config source. */
+export interface YamlConfigOptions {
+  readonly log?: Logger;
+  /** Stat polling interval, ms (default 250). */
+  readonly pollMs?: number;
+}
+
+/** Parses config file text (YAML or JSON) into objects by service; throws a clear error otherwise. */
+export function parseConfigText(text: string, where: string): ConfigObjects {
+  let doc: unknown;
+  try {
+    doc = parse(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (e) {
+    throw new SyntaxError(`${where}: ${(e as Error).message}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== "object" || Array.isArray(doc)) throw new TypeError(`${where}: the top level must map service names to config objects`);
+  const out: ConfigObjects = {};
+  for (const [service, raw] of Object.entries(doc as Record<string, unknown>)) {
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+      throw new TypeError(`${where}: the config of ${service} must be an object`);
+    }
+    out[service] = checkPatch(service, raw);
+  }
+  return out;
+}
+
+/** A ConfigSource over a watched YAML file. */
+export class YamlConfigSource implements ConfigSource {
+  private readonly inner: ObjectConfigSource;
+  private current: ConfigObjects = {};
+  private loaded: Promise<void> | undefined;
+  private watching = false;
+  private readonly log: Logger;
+  private writes: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly path: string,
+    private readonly opts: YamlConfigOptions = {},
+  ) {
+    this.log = opts.log ?? pino({ level: "silent" });
+    this.inner = new ObjectConfigSource({}, this.log);
+  }
+
+  async get(service: string): Promise<Record<string, unknown>> {
+    await this.load();
+    return this.inner.get(service);
+  }
+
+  async update(service: string, patch: Record<string, unknown>): Promise<void> {
+    checkPatch(service, patch);
+    await this.load();
+    const run = this.writes.then(async () => {
+      const next = { ...this.current, [service]: mergeTop(this.current[service] ?? {}, patch) };
+      await this.write(next);
+      await this.apply(next);
+    });
+    this.writes = run.catch(() => undefined);
+    await run;
+  }
+
+  async watch(service: string, fn: (raw: Record<string, unknown>) => void): Promise<() => Promise<void>> {
+    await this.load();
+    this.startWatching();
+    return this.inner.watch(service, fn);
+  }
+
+  async close(): Promise<void> {
+    if (this.watching) unwatchFile(this.path);
+    this.watching = false;
+    await this.inner.close();
+  }
+
+  private load(): Promise<void> {
+    this.loaded ??= this.readFile().then((objs) => this.apply(objs));
+    this.loaded.catch(() => (this.loaded = undefined));
+    return this.loaded;
+  }
+
+  private async readFile(): Promise<ConfigObjects> {
+    let text: string;
+    try {
+      text = await readFile(this.path, "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return {};
+      throw new Error(`cannot read config file ${this.path}: ${(e as Error).message}`);
+    }
+    return parseConfigText(text, this.path);
+  }
+
+  private async write(objs: ConfigObjects): Promise<void> {
+    const tmp = `${this.path}.${process.pid}.tmp`;
+    await writeFile(tmp, stringify(objs), "utf8");
+    await rename(tmp, this.path);
+  }
+
+  /** Takes a new whole-file state and notifies the services whose config changed. */
+  private async apply(objs: ConfigObjects): Promise<void> {
+    const before = this.current;
+    this.current = objs;
+    for (const service of new Set([...Object.keys(before), ...Object.keys(objs)])) {
+      if (!isDeepStrictEqual(before[service], objs[service])) await this.inner.replace(service, objs[service] ?? {});
+    }
+  }
+
+  private startWatching(): void {
+    if (this.watching) return;
+    this.watching = true;
+    watchFile(this.path, { interval: this.opts.pollMs ?? 250, persistent: false }, () => void this.reload());
+  }
+
+  private async reload(): Promise<void> {
+    try {
+      await this.apply(await this.readFile());
+    } catch (e) {
+      this.log.error({ err: e, path: this.path }, "config file change rejected (kept the old values)");
+    }
+  }
+}
