@@ -1,0 +1,191 @@
+/**
+ * Generated code for a service: its config interface, the handler interface a service
+ * implements, the typed client, the descriptor the runtime executes, the service definition
+ * that ties them together, and a mock for tests. See docs/generated-code.md.
+ */
+import type CodeBlockWriter from "code-block-writer";
+import type { FieldModel, MethodModel, ServiceModel, SubscriptionModel } from "../compiler/model.js";
+import { CodegenCode, CodegenError } from "./errors.js";
+import { writeDescriptor } from "./emit-descriptor.js";
+import { writeFields } from "./emit-types.js";
+import type { ModuleContext } from "./module-context.js";
+import { symbolName } from "./module-context.js";
+import { propKey, str } from "./names.js";
+import { paramsType, requestOptional, tsType } from "./types.js";
+import { writeDoc } from "./writer.js";
+
+/** Names the generated client and mock types use themselves, which no method may take. */
+const CLIENT_MEMBERS: ReadonlySet<string> = new Set(["events", "states"]);
+const MOCK_MEMBERS: ReadonlySet<string> = new Set(["definition", "handler", "client"]);
+
+/** A service: config, handler, client, descriptor, definition and mock. */
+export function emitService(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
+  checkMemberNames(svc);
+  const config = writeConfig(w, ctx, svc);
+  const parts = [
+    () => writeHandler(w, ctx, svc, config),
+    () => writeClient(w, ctx, svc),
+    () => writeDescriptor(w, ctx, svc),
+    () => writeDefinition(w, ctx, svc),
+    () => writeMock(w, ctx, svc),
+  ];
+  for (const part of parts) {
+    w.blankLineIfLastNot();
+    part();
+  }
+}
+
+/** Method and subscription-handler names must be unique and must not shadow the client's or mock's own members. */
+function checkMemberNames(svc: ServiceModel): void {
+  const seen = new Map<string, string>();
+  const add = (name: string, what: string): void => {
+    const clash = seen.get(name) ?? (CLIENT_MEMBERS.has(name) ? "the client's own member" : MOCK_MEMBERS.has(name) ? "the mock's own member" : undefined);
+    if (clash !== undefined) {
+      throw new CodegenError(
+        CodegenCode.NameCollision,
+        `service "${svc.fullName}": ${what} "${name}" collides with ${clash} "${name}"; rename it`,
+      );
+    }
+    seen.set(name, what);
+  };
+  for (const m of svc.methods) add(m.name, m.kind);
+  for (const s of svc.subscriptions) add(s.handler, `the handler of "on ${s.service}.${s.event}"`);
+}
+
+function ctxType(ctx: ModuleContext, config: string): string {
+  return `${ctx.rt("CallContext")}<${config}>`;
+}
+
+/** Writes `XConfig` and returns the type handlers' contexts are parameterised with. */
+function writeConfig(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): string {
+  if (svc.config.length === 0) return `${ctx.global("Record")}<string, never>`;
+  w.writeLine(`/** The validated config of ${svc.name}. */`);
+  w.write(`export interface ${svc.name}Config`).block(() => writeFields(w, ctx, svc.config));
+  return `${svc.name}Config`;
+}
+
+function returnType(ctx: ModuleContext, m: MethodModel): string {
+  return m.kind === "push" ? "void" : tsType(ctx, m.returns);
+}
+
+/** The payload type of the event a subscription receives, as written in this module. */
+function subscriptionPayload(ctx: ModuleContext, s: SubscriptionModel): string {
+  return paramsType(ctx, ctx.index.event(s.service, s.event).params);
+}
+
+function writeHandler(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel, config: string): void {
+  const promise = ctx.global("Promise");
+  w.writeLine(`/** What an implementation of ${svc.name} provides: one method per rpc, push and subscription. */`);
+  w.write(`export interface ${svc.name}Handler extends ${ctx.rt("ServiceHooks")}`).block(() => {
+    for (const m of svc.methods) {
+      const res = returnType(ctx, m);
+      writeDoc(w, m);
+      w.writeLine(`${propKey(m.name, "type")}(req: ${paramsType(ctx, m.params)}, ctx: ${ctxType(ctx, config)}): ${promise}<${res}> | ${res};`);
+    }
+    for (const s of svc.subscriptions) {
+      writeDoc(w, { doc: s.doc ?? `Receives ${s.service}.${s.event}.` });
+      w.writeLine(`${propKey(s.handler, "type")}(event: ${subscriptionPayload(ctx, s)}, ctx: ${ctxType(ctx, config)}): ${promise}<void> | void;`);
+    }
+  });
+}
+
+function clientParams(ctx: ModuleContext, params: readonly FieldModel[]): string {
+  return `req${requestOptional(params) ? "?" : ""}: ${paramsType(ctx, params, true)}`;
+}
+
+function eventType(ctx: ModuleContext, params: readonly FieldModel[]): string {
+  return `${ctx.rt("EventStream")}<${paramsType(ctx, params)}>`;
+}
+
+function writeClient(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
+  const promise = ctx.global("Promise");
+  w.writeLine(`/** The typed client of ${svc.name}, over whichever transport discovery picks. */`);
+  w.write(`export interface ${svc.name}Client`).block(() => {
+    for (const m of svc.methods) {
+      writeDoc(w, m);
+      w.writeLine(`${propKey(m.name, "type")}(${clientParams(ctx, m.params)}, opts?: ${ctx.rt("CallOptions")}): ${promise}<${returnType(ctx, m)}>;`);
+    }
+    writeMemberType(w, ctx, "events", svc.events, (e) => {
+      writeDoc(w, e);
+      w.writeLine(`readonly ${propKey(e.name, "type")}: ${eventType(ctx, e.params)};`);
+    });
+    writeMemberType(w, ctx, "states", svc.states, (s) => {
+      writeDoc(w, s);
+      w.writeLine(`readonly ${propKey(s.name, "type")}: ${ctx.rt("StateHandle")}<${tsType(ctx, s.type)}>;`);
+    });
+  });
+}
+
+/** `readonly events: { ... };`, or `Record<string, never>` when there are none. */
+function writeMemberType<T>(w: CodeBlockWriter, ctx: ModuleContext, key: string, items: readonly T[], each: (item: T) => void): void {
+  if (items.length === 0) {
+    w.writeLine(`readonly ${key}: ${ctx.global("Record")}<string, never>;`);
+    return;
+  }
+  w.write(`readonly ${key}: `).inlineBlock(() => items.forEach(each));
+  w.write(";").newLine();
+}
+
+function clientMethod(ctx: ModuleContext, m: MethodModel): string {
+  const req = requestOptional(m.params) ? "req ?? {}" : "req";
+  if (m.kind === "push") return `${propKey(m.name)}: (req, opts) => c.push(${str(m.name)}, ${req}, opts),`;
+  const cast = `${ctx.global("Promise")}<${tsType(ctx, m.returns)}>`;
+  return `${propKey(m.name)}: (req, opts) => c.call(${str(m.name)}, ${req}, opts) as ${cast},`;
+}
+
+function writeDefinition(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
+  const types = `${svc.name}Handler, ${svc.name}Client`;
+  writeDoc(w, svc);
+  w.writeLine(`export const ${symbolName(svc, "main")}: ${ctx.rt("ServiceDefinition")}<${types}> =`);
+  w.indent(() => {
+    w.writeLine(`${ctx.rt("defineService")}<${types}>({`);
+    w.indent(() => {
+      w.writeLine(`descriptor: ${svc.name}Descriptor,`);
+      w.writeLine("createClient: (c) => ({");
+      w.indent(() => {
+        for (const m of svc.methods) w.writeLine(clientMethod(ctx, m));
+        writeClientStreams(w, ctx, svc);
+      });
+      w.writeLine("}),");
+    });
+    w.writeLine("});");
+  });
+}
+
+function writeClientStreams(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
+  const events = svc.events.map((e) => `${propKey(e.name)}: c.event(${str(e.name)}) as ${eventType(ctx, e.params)},`);
+  writeObjectLines(w, "events", events);
+  const states = svc.states.map((s) => `${propKey(s.name)}: c.state(${str(s.name)}) as ${ctx.rt("StateHandle")}<${tsType(ctx, s.type)}>,`);
+  writeObjectLines(w, "states", states);
+}
+
+/** `key: { line, line },` or `key: {},`. */
+function writeObjectLines(w: CodeBlockWriter, key: string, lines: readonly string[]): void {
+  if (lines.length === 0) {
+    w.writeLine(`${key}: {},`);
+    return;
+  }
+  w.writeLine(`${key}: {`);
+  w.indent(() => {
+    for (const line of lines) w.writeLine(line);
+  });
+  w.writeLine("},");
+}
+
+function writeMock(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
+  const mock = `${svc.name}Mock`;
+  const methodMock = ctx.rt("MethodMock");
+  w.writeLine(`/** The mock of ${svc.name}: one recording, configurable method mock per rpc, push and subscription. */`);
+  w.write(`export interface ${mock} extends ${ctx.rt("ServiceMock")}<${svc.name}Handler, ${svc.name}Client>`).block(() => {
+    for (const m of svc.methods) {
+      w.writeLine(`readonly ${propKey(m.name, "type")}: ${methodMock}<${paramsType(ctx, m.params)}, ${returnType(ctx, m)}, ${mock}>;`);
+    }
+    for (const s of svc.subscriptions) {
+      w.writeLine(`readonly ${propKey(s.handler, "type")}: ${methodMock}<${subscriptionPayload(ctx, s)}, void, ${mock}>;`);
+    }
+  });
+  w.writeLine(`/** A mock of ${svc.name} for tests: every method records calls and returns what it is given. */`);
+  w.write(`export function mock${svc.name}(): ${mock}`).block(() => {
+    w.writeLine(`return ${ctx.rt("createMock")}(${symbolName(svc, "main")}) as ${mock};`);
+  });
+}

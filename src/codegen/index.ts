@@ -1,0 +1,82 @@
+/**
+ * The code generator: a checked `ProgramModel` in, TypeScript modules out (one per package
+ * plus `index.ts`), as a map of output-relative path to file text. Pure and deterministic:
+ * the same model gives the same bytes. The shapes are specified in docs/generated-code.md.
+ */
+import type { DeclModel, PackageModel, ProgramModel } from "../compiler/model.js";
+import { emitService } from "./emit-service.js";
+import { emitEnum, emitError, emitStruct, emitUnion } from "./emit-types.js";
+import { ModuleContext } from "./module-context.js";
+import { importSpecifier, str } from "./names.js";
+import { INDEX_PATH, ProgramIndex } from "./program-index.js";
+import { header, newWriter, writeDoc } from "./writer.js";
+import type CodeBlockWriter from "code-block-writer";
+
+export { CodegenCode, CodegenError } from "./errors.js";
+export { HEADER_PREFIX, isGeneratedText } from "./writer.js";
+export { INDEX_PATH } from "./program-index.js";
+
+/** Generates every output file of a program: relative path (`retail/wines.ts`) → text. Throws `CodegenError` only. */
+export function generate(model: ProgramModel): Map<string, string> {
+  const index = new ProgramIndex(model);
+  const out = new Map<string, string>();
+  for (const pkg of index.packages) {
+    const ctx = new ModuleContext(index, pkg);
+    out.set(ctx.path, generateModule(ctx));
+  }
+  out.set(INDEX_PATH, generateIndex(index));
+  return out;
+}
+
+/** Data declarations first (source order), then services, which reference their errors by value. */
+function emitOrder(decls: readonly DeclModel[]): DeclModel[] {
+  return [...decls.filter((d) => d.kind !== "service"), ...decls.filter((d) => d.kind === "service")];
+}
+
+function emitDecl(w: CodeBlockWriter, ctx: ModuleContext, decl: DeclModel): void {
+  switch (decl.kind) {
+    case "struct":
+      return emitStruct(w, ctx, decl);
+    case "enum":
+      return emitEnum(w, ctx, decl);
+    case "union":
+      return emitUnion(w, ctx, decl);
+    case "error":
+      return emitError(w, ctx, decl);
+    case "service":
+      return emitService(w, ctx, decl);
+  }
+}
+
+function generateModule(ctx: ModuleContext): string {
+  const body = newWriter();
+  for (const decl of emitOrder(ctx.pkg.decls)) {
+    if (body.getLength() > 0) body.blankLineIfLastNot();
+    emitDecl(body, ctx, decl);
+  }
+  const head = newWriter();
+  head.writeLine(header(ctx.pkg.files));
+  writeDoc(head, { doc: ctx.pkg.doc ?? `The ${ctx.pkg.name} package.` });
+  const imports = ctx.importLines();
+  if (imports.length > 0) {
+    head.blankLine();
+    for (const line of imports) head.writeLine(line);
+  }
+  return `${head.toString()}${body.getLength() > 0 ? `\n${body.toString()}` : ""}`;
+}
+
+function packageSources(pkgs: readonly PackageModel[]): string[] {
+  return pkgs.flatMap((p) => p.files).sort();
+}
+
+function generateIndex(index: ProgramIndex): string {
+  const w = newWriter();
+  const files = packageSources(index.packages);
+  w.writeLine(header(files.length > 20 ? [`${files.length} files`] : files));
+  w.writeLine("/** Every generated package, each under its namespace. */");
+  for (const pkg of index.packages) {
+    w.writeLine(`export * as ${index.aliasOf(pkg.name)} from ${str(importSpecifier(INDEX_PATH, index.pathOf(pkg.name)))};`);
+  }
+  if (index.packages.length === 0) w.writeLine("export {};");
+  return w.toString();
+}
