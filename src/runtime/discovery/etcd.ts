@@ -139,6 +139,17 @@ export class EtcdRegistry implements Registry {
     return handle;
   }
 
+  /** Compacts etcd's history up to `revision` (default: now); older watches get a `reset`. */
+  async compact(revision?: number): Promise<void> {
+    const rev = revision ?? (await this.currentRevision());
+    await this.client.kv.compact({ revision: String(rev), physical: true });
+  }
+
+  /** Revokes a lease by id, as an operator or a wiped cluster would (its keys go; the owner sees it lost). */
+  async revokeLeaseById(id: string): Promise<void> {
+    await this.client.leaseClient.leaseRevoke({ ID: id });
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -141,6 +141,11 @@ export class MemoryRegistry implements Registry {
     this.leases.get(leaseId)?.expire();
   }
 
+  /** Same as `expireLease`, named as on `EtcdRegistry`. */
+  async revokeLeaseById(leaseId: string): Promise<void> {
+    this.expireLease(leaseId);
+  }
+
   /** Ids of the live leases. */
   leaseIds(): string[] {
     return [...this.leases.keys()];
