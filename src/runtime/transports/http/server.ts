@@ -1,0 +1,328 @@
+/**
+ * The http transport's server side: one node:http server per transport, serving every bound
+ * service instance. rpc is `POST /{service}/{method}` with the JSON payload as body, and each
+ * `@route` path too; pushes answer 202 once the handler has finished (the Inbound resolved).
+ *
+ * Everything that reaches the socket gets an answer: unknown services and methods 404, a body
+ * over the limit 413 (RESOURCE_EXHAUSTED, without reading it), malformed JSON or
+ * prototype-polluting keys 400 (INVALID_ARGUMENT), bytes that are not HTTP a logged 400 from
+ * the parser. A stopped instance answers 503 (UNAVAILABLE) so callers go elsewhere.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import type { Logger } from "pino";
+import type { MethodDescriptor, ServiceDescriptor } from "../../descriptor.js";
+import { Code, FanError } from "../../errors.js";
+import { nextEnvelopeId } from "../../ids.js";
+import type { Envelope, Inbound } from "../../transport.js";
+import { parseJson } from "../../wire.js";
+import { fromHttpHeaders } from "./headers.js";
+import { bindParams, compileRoute, matchRoute, type Route, sameShape, safeDecode, splitPath } from "./routes.js";
+import { sendEnvelope, sendError, sendStatus } from "./respond.js";
+
+/** Server-side options of the http transport. */
+export interface HttpServerOptions {
+  /** Interface to listen on; default 127.0.0.1. */
+  readonly host?: string;
+  /** Port; default 0 (chosen by the OS). */
+  readonly port?: number;
+  /** Host name advertised in the endpoint; default the listen host (127.0.0.1 for 0.0.0.0/::). */
+  readonly advertiseHost?: string;
+  /** Bound on a request's header block; default 16 KiB (431 past it). */
+  readonly maxHeaderBytes?: number;
+  /** Idle keep-alive sockets close after this; default 65 s (longer than the client's). */
+  readonly keepAliveTimeoutMs?: number;
+  /** A request must be received whole within this; default 60 s. */
+  readonly requestTimeoutMs?: number;
+}
+
+/** One served instance. */
+interface Binding {
+  readonly service: ServiceDescriptor;
+  readonly instanceId: string;
+  readonly inbound: Inbound;
+}
+
+/** What a request addresses, once routed. */
+interface Target {
+  readonly binding: Binding;
+  readonly method: MethodDescriptor;
+  readonly params?: Readonly<Record<string, string>>;
+  readonly query?: URLSearchParams;
+}
+
+/** The node:http server of one transport. */
+export class HttpServer {
+  private server: Server | undefined;
+  private listening: Promise<string> | undefined;
+  private readonly bindings = new Map<string, Binding[]>();
+  private readonly stopped = new Set<string>();
+  private readonly routes: Route[] = [];
+  private readonly rr = new Map<string, number>();
+  private inFlight = 0;
+  private drained: (() => void) | undefined;
+
+  constructor(
+    private readonly opts: HttpServerOptions,
+    private readonly log: Logger,
+    private readonly maxBodyBytes: number,
+  ) {}
+
+  /** Starts listening (once) and resolves with the advertised origin, `http://host:port`. */
+  listen(): Promise<string> {
+    this.listening ??= this.start();
+    return this.listening;
+  }
+
+  private async start(): Promise<string> {
+    const server = createServer({
+      maxHeaderSize: this.opts.maxHeaderBytes ?? 16 * 1024,
+      keepAliveTimeout: this.opts.keepAliveTimeoutMs ?? 65_000,
+      requestTimeout: this.opts.requestTimeoutMs ?? 60_000,
+    });
+    server.on("request", (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res));
+    server.on("clientError", (err: Error & { code?: string }, socket: Socket) => this.onClientError(err, socket));
+    this.server = server;
+    const host = this.opts.host ?? "127.0.0.1";
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.opts.port ?? 0, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const { port } = server.address() as AddressInfo;
+    const advertised = this.opts.advertiseHost ?? (host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host);
+    return `http://${advertised.includes(":") ? `[${advertised}]` : advertised}:${port}`;
+  }
+
+  /** Adds an instance; returns a function that removes it (new requests then get 503). */
+  add(service: ServiceDescriptor, instanceId: string, inbound: Inbound): () => void {
+    const binding: Binding = { service, instanceId, inbound };
+    const list = this.bindings.get(service.name) ?? [];
+    list.push(binding);
+    this.bindings.set(service.name, list);
+    this.stopped.delete(service.name);
+    if (list.length === 1) this.addRoutes(service);
+    return () => this.remove(binding);
+  }
+
+  private remove(binding: Binding): void {
+    const name = binding.service.name;
+    const list = (this.bindings.get(name) ?? []).filter((b) => b !== binding);
+    if (list.length > 0) {
+      this.bindings.set(name, list);
+      return;
+    }
+    this.bindings.delete(name);
+    this.stopped.add(name);
+    for (let i = this.routes.length - 1; i >= 0; i--) if (this.routes[i]?.service === name) this.routes.splice(i, 1);
+  }
+
+  private addRoutes(service: ServiceDescriptor): void {
+    for (const method of Object.values(service.methods)) {
+      if (method.route === undefined) continue;
+      const route = compileRoute(service.name, { ...method, route: method.route });
+      const clash = this.routes.find((r) => sameShape(r, route));
+      if (clash !== undefined) {
+        this.log.warn({ route: method.route.path, service: service.name, method: method.name, servedBy: `${clash.service}.${clash.method.name}` }, "route shadowed by an earlier one");
+      }
+      this.routes.push(route);
+    }
+  }
+
+  private onClientError(err: Error & { code?: string }, socket: Socket): void {
+    if (err.code === "ECONNRESET" || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    this.log.warn({ err: { message: err.message, code: err.code } }, "http: dropped a malformed request");
+    const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : "400 Bad Request";
+    socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    this.inFlight++;
+    res.once("close", () => this.done());
+    this.handle(req, res).catch((e: unknown) => {
+      if (res.destroyed || req.destroyed) {
+        this.log.debug({ err: e }, "http: the caller went away");
+        return;
+      }
+      this.log.error({ err: e }, "http: request handling failed");
+      if (!res.headersSent) sendError(res, FanError.from(e));
+      else res.destroy();
+    });
+  }
+
+  private done(): void {
+    this.inFlight--;
+    if (this.inFlight === 0) this.drained?.();
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://x");
+    const target = this.route(req.method ?? "GET", url, res);
+    if (target === undefined) return;
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (declared > this.maxBodyBytes) {
+      tooLarge(res, declared, this.maxBodyBytes);
+      return;
+    }
+    const body = await readBody(req, this.maxBodyBytes);
+    if (body === undefined) {
+      tooLarge(res, undefined, this.maxBodyBytes);
+      return;
+    }
+    let env: Envelope;
+    try {
+      env = this.toEnvelope(req, body, target);
+    } catch (e) {
+      sendError(res, FanError.from(e, Code.INVALID_ARGUMENT));
+      return;
+    }
+    await (target.method.kind === "push" ? this.push(target, env, res) : this.call(target, env, res));
+  }
+
+  /** Finds what a request addresses, or answers it (404/405/503) and returns undefined. */
+  private route(verb: string, url: URL, res: ServerResponse): Target | undefined {
+    const raw = splitPath(url.pathname);
+    const fromRoute = matchRoute(verb === "GET" || verb === "HEAD" || verb === "DELETE" || verb === "POST" || verb === "PUT" || verb === "PATCH" ? this.routes : [], raw);
+    if (fromRoute !== undefined) {
+      const binding = this.pick(fromRoute.route.service);
+      if (binding !== undefined) {
+        const bodyless = verb === "GET" || verb === "HEAD" || verb === "DELETE";
+        return { binding, method: fromRoute.route.method, params: fromRoute.params, ...(bodyless ? { query: url.searchParams } : {}) };
+      }
+    }
+    return this.routeByName(verb, raw, res);
+  }
+
+  private routeByName(verb: string, raw: readonly string[], res: ServerResponse): Target | undefined {
+    const [service, method] = raw.length === 2 ? raw.map(safeDecode) : [undefined, undefined];
+    if (service === undefined || method === undefined) {
+      sendError(res, new FanError(Code.NOT_FOUND, `no service or route at ${raw.length === 0 ? "/" : `/${raw.join("/")}`}`));
+      return undefined;
+    }
+    const binding = this.pick(service);
+    if (binding === undefined) {
+      const stopping = this.stopped.has(service);
+      sendError(res, new FanError(stopping ? Code.UNAVAILABLE : Code.NOT_FOUND, stopping ? `service ${service} is stopping here` : `unknown service ${service}`));
+      return undefined;
+    }
+    const m = Object.hasOwn(binding.service.methods, method) ? binding.service.methods[method] : undefined;
+    if (m === undefined) {
+      sendError(res, new FanError(Code.NOT_FOUND, `unknown method ${service}/${method}`));
+      return undefined;
+    }
+    if (verb !== "POST") {
+      res.setHeader("allow", "POST");
+      sendError(res, new FanError(Code.UNIMPLEMENTED, `${verb} is not allowed on /${service}/${method}; use POST`), 405);
+      return undefined;
+    }
+    return { binding, method: m };
+  }
+
+  /** Round-robin over the instances of a service bound here. */
+  private pick(service: string): Binding | undefined {
+    const list = this.bindings.get(service);
+    if (list === undefined || list.length === 0) return undefined;
+    if (list.length === 1) return list[0];
+    const i = ((this.rr.get(service) ?? 0) + 1) % list.length;
+    this.rr.set(service, i);
+    return list[i];
+  }
+
+  private toEnvelope(req: IncomingMessage, body: Buffer, target: Target): Envelope {
+    const headers = fromHttpHeaders(req.headers);
+    let payload: unknown = body.length === 0 ? {} : parseJson(body, { maxBytes: this.maxBodyBytes });
+    if (target.params !== undefined) {
+      if (payload === null || typeof payload !== "object" || Array.isArray(payload)) throw new FanError(Code.INVALID_ARGUMENT, "the body of a routed request must be a JSON object");
+      payload = bindParams(target.method.input, payload as Record<string, unknown>, target.params, target.query);
+    }
+    const id = req.headers["fan-id"];
+    const version = req.headers["fan-version"];
+    return {
+      v: 1,
+      id: typeof id === "string" && id.length > 0 && id.length <= 256 ? id : nextEnvelopeId(),
+      kind: target.method.kind === "push" ? "push" : "call",
+      service: target.binding.service.name,
+      method: target.method.name,
+      ...(typeof version === "string" ? { version } : {}),
+      headers,
+      payload,
+    };
+  }
+
+  private async call(target: Target, env: Envelope, res: ServerResponse): Promise<void> {
+    const ac = new AbortController();
+    const onClose = (): void => {
+      if (!res.writableFinished) ac.abort(new FanError(Code.CANCELLED, "the caller went away"));
+    };
+    res.once("close", onClose);
+    const reply = await target.binding.inbound.call(env, ac.signal);
+    res.off("close", onClose);
+    if (res.destroyed || ac.signal.aborted) return;
+    sendEnvelope(res, reply, this.maxBodyBytes);
+  }
+
+  private async push(target: Target, env: Envelope, res: ServerResponse): Promise<void> {
+    try {
+      await target.binding.inbound.push(env);
+    } catch (e) {
+      const err = FanError.from(e);
+      sendError(res, new FanError(Code.UNAVAILABLE, `push not acknowledged: ${err.message}`, { cause: err }), undefined, { "fan-id": env.id });
+      return;
+    }
+    sendStatus(res, 202, { "fan-id": env.id });
+  }
+
+  /** Stops listening; waits for in-flight requests up to `graceMs`, then cuts every connection. */
+  async close(graceMs: number): Promise<void> {
+    const server = this.server;
+    if (server === undefined) return;
+    this.server = undefined;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    if (this.inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    server.closeAllConnections();
+    await closed;
+  }
+}
+
+function tooLarge(res: ServerResponse, size: number | undefined, max: number): void {
+  res.setHeader("connection", "close");
+  const what = size === undefined ? "body" : `body of ${size} bytes`;
+  sendError(res, new FanError(Code.RESOURCE_EXHAUSTED, `${what} exceeds the limit of ${max} bytes`), 413);
+}
+
+/** Reads a request body, or undefined (having stopped reading) once it passes `max` bytes. */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        req.removeAllListeners("data");
+        req.pause();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.once("end", () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)));
+    req.once("error", reject);
+    req.once("close", () => {
+      if (!req.complete) reject(new FanError(Code.CANCELLED, "the caller went away mid-request"));
+    });
+  });
+}
