@@ -132,7 +132,7 @@ describe("codec errors: prototype keys", () => {
   const parse = (text: string): unknown => JSON.parse(text);
 
   it("has an own __proto__ key when JSON.parse makes it (the premise of these tests)", () => {
-    expect(Object.keys(parse('{"__proto__": 1}'))).toEqual(["__proto__"]);
+    expect(Object.keys(parse('{"__proto__": 1}') as object)).toEqual(["__proto__"]);
   });
 
   it.each<[string, Schema, string, string]>([
