@@ -30,7 +30,8 @@ const NUMERIC: ReadonlySet<string> = new Set(["deadline", "ttl", "attempt"]);
 const FROM_HTTP: ReadonlyMap<string, string> = new Map(Object.entries(KNOWN).map(([k, v]) => [v, k]));
 
 const TOKEN = /^[a-z0-9][a-z0-9_.-]*$/;
-const PRINTABLE = /^[\x20-\x7e]*$/;
+/** Printable ASCII without leading or trailing blanks (HTTP trims those). */
+const PRINTABLE = /^(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?$/;
 /** Prefix of a custom header carried as its own HTTP header. */
 export const CUSTOM_PREFIX = "fan-h-";
 /** The HTTP header carrying custom headers that do not fit a plain HTTP header. */
@@ -45,7 +46,7 @@ export function toHttpHeaders(headers: EnvelopeHeaders, out: Record<string, stri
     const value = headers[name];
     if (value === undefined || value === null) continue;
     const known = KNOWN[name];
-    if (known !== undefined && (typeof value === "string" || NUMERIC.has(name))) {
+    if (known !== undefined && (NUMERIC.has(name) ? typeof value === "number" : typeof value === "string" && PRINTABLE.test(value))) {
       out[known] = String(value);
     } else if (typeof value === "string" && TOKEN.test(name) && PRINTABLE.test(value)) {
       out[CUSTOM_PREFIX + name] = value;

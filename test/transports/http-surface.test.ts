@@ -1,0 +1,263 @@
+/**
+ * The http surface as a curl user or a proxy sees it: paths, `@route`s, status codes, limits,
+ * header mapping, and failures the client maps to FanError codes.
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { EnvelopeHeaders, Served, Transport } from "../../src/runtime/transport.js";
+import { fromHttpHeaders, toHttpHeaders } from "../../src/runtime/transports/http/headers.js";
+import { httpTransport } from "../../src/runtime/transports/http/index.js";
+import { envelope, rejection, until, within } from "./conformance.js";
+import { ConformanceDescriptor, OtherDescriptor } from "./fixtures/descriptor.js";
+import { TestInbound } from "./fixtures/inbound.js";
+import { captureLog } from "./fixtures/log.js";
+import { httpRequest, rawExchange } from "./fixtures/raw-http.js";
+
+const C = ConformanceDescriptor.name;
+const MAX = 64 * 1024;
+
+function transport(maxPayloadBytes = MAX): Transport {
+  return httpTransport({ closeGraceMs: 200, maxHeaderBytes: 8 * 1024 })({ cluster: "t", log: captureLog().log, maxPayloadBytes });
+}
+
+describe("http surface", () => {
+  let server: Transport;
+  let client: Transport;
+  let inbound: TestInbound;
+  let other: TestInbound;
+  let served: Served;
+  let base: string;
+
+  beforeAll(async () => {
+    server = transport();
+    client = transport();
+    inbound = new TestInbound("conformance");
+    other = new TestInbound("other");
+    served = await server.serve(ConformanceDescriptor, "c1", inbound);
+    await server.serve(OtherDescriptor, "o1", other);
+    base = served.endpoint;
+  });
+  afterAll(async () => {
+    await client.close();
+    await server.close();
+  });
+
+  it("serves POST /{service}/{method} with a JSON body, as curl sends it", async () => {
+    const a = await httpRequest(base, "POST", `/${C}/echo`, '{"n":7,"text":"hi"}', { "content-type": "application/json", "fan-timeout": "1500", "fan-h-tenant": "acme" });
+    expect(a.status).toBe(200);
+    expect(a.headers["fan-kind"]).toBe("reply");
+    expect(JSON.parse(a.body)).toMatchObject({ n: 7, text: "hi" });
+    const seen = inbound.calls.at(-1);
+    expect(seen?.headers.tenant).toBe("acme");
+    expect(seen?.headers.deadline).toBeGreaterThan(Date.now());
+    expect(seen?.headers.deadline).toBeLessThanOrEqual(Date.now() + 1500);
+  });
+
+  it("an empty body is an empty parameter object; a void reply is 204", async () => {
+    const a = await httpRequest(base, "POST", `/${C}/empty`);
+    expect(a.status).toBe(204);
+    expect(inbound.calls.at(-1)?.payload).toEqual({});
+  });
+
+  it("keeps services apart on one port", async () => {
+    const a = await httpRequest(base, "POST", `/${OtherDescriptor.name}/echo`, '{"n":1}');
+    expect(JSON.parse(a.body)).toMatchObject({ n: 1, served: "other" });
+  });
+
+  it("serves @route paths: GET binds path and query parameters with their types", async () => {
+    const a = await httpRequest(base, "GET", "/conformance/echo/42?text=caf%C3%A9&ignored=1");
+    expect(a.status).toBe(200);
+    expect(JSON.parse(a.body)).toEqual({ n: 42, text: "café", served: "conformance" });
+    expect(inbound.calls.at(-1)?.method).toBe("routed");
+  });
+
+  it("serves @route paths: POST merges the body with the path parameters (path wins)", async () => {
+    const a = await httpRequest(base, "POST", "/conformance/echo/5", '{"n":99,"text":"body"}');
+    expect(JSON.parse(a.body)).toEqual({ n: 5, text: "body", served: "conformance" });
+  });
+
+  it("maps errors to HTTP status with a WireError body", async () => {
+    const a = await httpRequest(base, "POST", `/${C}/fail`, '{"code":"PERMISSION_DENIED","message":"no"}');
+    expect(a.status).toBe(403);
+    expect(a.headers["fan-kind"]).toBe("error");
+    expect(JSON.parse(a.body)).toEqual({ code: "PERMISSION_DENIED", message: "no" });
+  });
+
+  it("404 for unknown paths, services and methods; 405 for GET on a method path", async () => {
+    for (const path of ["/", "/nothing/here/at/all", `/no.Such/echo`, `/${C}/nope`]) {
+      const a = await httpRequest(base, "POST", path, "{}");
+      expect(a.status, path).toBe(404);
+      expect(JSON.parse(a.body).code).toBe("NOT_FOUND");
+    }
+    const g = await httpRequest(base, "GET", `/${C}/echo`);
+    expect(g.status).toBe(405);
+    expect(g.headers.allow).toBe("POST");
+  });
+
+  it("400 INVALID_ARGUMENT for malformed JSON, bad headers and non-object routed bodies", async () => {
+    expect((await httpRequest(base, "POST", `/${C}/echo`, "{nope")).status).toBe(400);
+    expect((await httpRequest(base, "POST", `/${C}/echo`, "{}", { "fan-deadline": "soon" })).status).toBe(400);
+    expect((await httpRequest(base, "POST", `/${C}/echo`, "{}", { "fan-headers": '{"a":{"b":1}}' })).status).toBe(400);
+    expect((await httpRequest(base, "POST", "/conformance/echo/1", "[1]")).status).toBe(400);
+    expect((await httpRequest(base, "POST", `/${C}/echo`, `${"[".repeat(100)}${"]".repeat(100)}`)).status).toBe(400);
+  });
+
+  it("413 for a declared body over the limit, without reading it", async () => {
+    const head = `POST /${C}/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${MAX + 1}\r\n\r\n`;
+    const answer = await rawExchange(base, head);
+    expect(answer).toMatch(/^HTTP\/1\.1 413/);
+    expect(answer).toContain("RESOURCE_EXHAUSTED");
+  });
+
+  it("413 for a chunked body that grows past the limit", async () => {
+    const chunk = "x".repeat(16 * 1024);
+    const size = chunk.length.toString(16);
+    const head = `POST /${C}/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n`;
+    const body = Array.from({ length: 6 }, () => `${size}\r\n${chunk}\r\n`).join("");
+    const answer = await rawExchange(base, head + body);
+    expect(answer).toMatch(/^HTTP\/1\.1 413/);
+    expect((await httpRequest(base, "POST", `/${C}/echo`, '{"n":1}')).status).toBe(200);
+  });
+
+  it("431 for a header block over the limit", async () => {
+    const a = await rawExchange(base, `POST /${C}/echo HTTP/1.1\r\nhost: x\r\nx-big: ${"y".repeat(10_000)}\r\n\r\n`);
+    expect(a).toMatch(/^HTTP\/1\.1 431/);
+  });
+
+  it("a push POSTed by curl is answered 202 once the handler has finished", async () => {
+    const a = await httpRequest(base, "POST", `/${C}/record`, '{"id":"curl-push"}');
+    expect(a.status).toBe(202);
+    expect(inbound.delivered("curl-push")).toHaveLength(1);
+  });
+
+  it("a push the handler keeps failing is retried, then rejected with UNAVAILABLE", async () => {
+    const err = await rejection(() => client.push(base, envelope("record", { id: "always-fails", failures: 100 }), within(5000)));
+    expect(err.code).toBe("UNAVAILABLE");
+    expect(inbound.pushes.filter((p) => p.id === "always-fails")).toHaveLength(5);
+  });
+
+  it("a stopped instance answers 503 UNAVAILABLE, and serving again brings it back", async () => {
+    const s = transport();
+    const mine = new TestInbound();
+    const one = await s.serve(OtherDescriptor, "x", mine);
+    await one.stop();
+    const a = await httpRequest(one.endpoint, "POST", `/${OtherDescriptor.name}/echo`, '{"n":1}');
+    expect(a.status).toBe(503);
+    const again = await s.serve(OtherDescriptor, "y", mine);
+    expect((await httpRequest(again.endpoint, "POST", `/${OtherDescriptor.name}/echo`, '{"n":2}')).status).toBe(200);
+    await s.close();
+  });
+
+  it("UNAVAILABLE when nothing listens, CANCELLED when already aborted", async () => {
+    const dead = createServer();
+    await new Promise<void>((r) => dead.listen(0, "127.0.0.1", r));
+    const port = (dead.address() as AddressInfo).port;
+    await new Promise<void>((r) => dead.close(() => r()));
+    const err = await rejection(() => client.call(`http://127.0.0.1:${port}`, envelope("echo", { n: 1 }), within(2000)));
+    expect(err.code).toBe("UNAVAILABLE");
+    const ac = new AbortController();
+    ac.abort();
+    expect((await rejection(() => client.call(base, envelope("echo", { n: 1 }), within(2000, ac.signal)))).code).toBe("CANCELLED");
+  });
+
+  it("a reply over the client's limit is RESOURCE_EXHAUSTED (undici maxResponseSize)", async () => {
+    const small = transport(1000);
+    const err = await rejection(() => small.call(base, envelope("unary", { payload: "", responseSize: 5000 }), within(2000)));
+    expect(err.code).toBe("RESOURCE_EXHAUSTED");
+    await small.close();
+  });
+
+  it("publish and subscribe fail with UNIMPLEMENTED", async () => {
+    expect((await rejection(() => client.publish({ ...envelope("echo", {}), kind: "event", method: "ping" }, within(100)))).code).toBe("UNIMPLEMENTED");
+    const sub = { source: ConformanceDescriptor, event: "ping", group: "g", instanceId: "i", broadcast: false };
+    expect((await rejection(() => client.subscribe(sub, async () => undefined))).code).toBe("UNIMPLEMENTED");
+  });
+
+  describe("answers from something that is not a fan server", () => {
+    let foreign: Server;
+    let url: string;
+    beforeAll(async () => {
+      foreign = createServer((req, res) => {
+        if (req.url?.includes("slow")) return;
+        res.writeHead(req.url?.includes("gateway") ? 502 : 200, { "content-type": "text/plain" }).end("not json");
+      });
+      await new Promise<void>((r) => foreign.listen(0, "127.0.0.1", r));
+      url = `http://127.0.0.1:${(foreign.address() as AddressInfo).port}`;
+    });
+    afterAll(async () => {
+      foreign.closeAllConnections();
+      await new Promise<void>((r) => foreign.close(() => r()));
+    });
+
+    it("a 502 becomes an UNAVAILABLE error envelope", async () => {
+      const reply = await client.call(url, { ...envelope("echo", {}), service: "gateway" }, within(2000));
+      expect(reply.kind).toBe("error");
+      expect(reply.payload).toMatchObject({ code: "UNAVAILABLE" });
+    });
+
+    it("a 200 that is not JSON is a failure, not a reply", async () => {
+      const err = await rejection(() => client.call(url, envelope("echo", {}), within(2000)));
+      expect(err.code).toBe("INTERNAL");
+    });
+
+    it("no answer within the deadline is DEADLINE_EXCEEDED", async () => {
+      const err = await rejection(() => client.call(url, { ...envelope("echo", {}), service: "slow" }, within(100)));
+      expect(err.code).toBe("DEADLINE_EXCEEDED");
+    });
+  });
+});
+
+describe("http header mapping", () => {
+  const name = fc.oneof(fc.constantFrom("traceparent", "tracestate", "shard", "replyTo", "x-tenant", "Mixed", "ünï", "a b"), fc.string({ minLength: 1, maxLength: 12 }));
+  const value = fc.oneof(fc.string({ maxLength: 20 }), fc.integer(), fc.string({ unit: "grapheme", maxLength: 8 }));
+
+  it("round-trips any header names and values through HTTP headers", () => {
+    fc.assert(
+      fc.property(fc.dictionary(name, value), (raw) => {
+        const headers: EnvelopeHeaders = {};
+        for (const [k, v] of Object.entries(raw)) {
+          if (["deadline", "ttl", "attempt", "__proto__", "constructor", "prototype"].includes(k)) continue;
+          if (["traceparent", "tracestate", "shard", "replyTo"].includes(k) && typeof v !== "string") continue;
+          headers[k] = v;
+        }
+        const http = toHttpHeaders(headers);
+        for (const v of Object.values(http)) expect(v).toMatch(/^[\x20-\x7e]*$/);
+        const lower = Object.fromEntries(Object.entries(http).map(([k, v]) => [k.toLowerCase(), v]));
+        expect(fromHttpHeaders(lower)).toEqual(headers);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("numbers stay numbers for deadline, ttl and attempt", () => {
+    const h = fromHttpHeaders(toHttpHeaders({ deadline: 1234567890123, ttl: 5, attempt: 2 }));
+    expect(h).toEqual({ deadline: 1234567890123, ttl: 5, attempt: 2 });
+  });
+
+  it("fan-timeout turns into an absolute deadline, never later than fan-deadline", () => {
+    const now = Date.now();
+    expect(fromHttpHeaders({ "fan-timeout": "1000" }).deadline).toBeGreaterThanOrEqual(now + 1000);
+    expect(fromHttpHeaders({ "fan-timeout": "100000", "fan-deadline": String(now + 5) }).deadline).toBe(now + 5);
+  });
+});
+
+describe("http close", () => {
+  it("close of a transport that never served or called returns at once", async () => {
+    const t = transport();
+    const t0 = Date.now();
+    await t.close();
+    expect(Date.now() - t0).toBeLessThan(100);
+  });
+
+  it("a call after close fails with UNAVAILABLE", async () => {
+    const s = transport();
+    const served = await s.serve(OtherDescriptor, "z", new TestInbound());
+    const c = transport();
+    await c.close();
+    expect((await rejection(() => c.call(served.endpoint, envelope("echo", { n: 1 }, {}, OtherDescriptor.name), within(500)))).code).toBe("UNAVAILABLE");
+    await s.close();
+    await until(() => true);
+  });
+});
