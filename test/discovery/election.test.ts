@@ -1,0 +1,87 @@
+/**
+ * Leader election and unique ids, on memory and on a real etcd: one leader at a time, a
+ * standby takes over within the TTL with a larger fencing token, resign hands over at once.
+ */
+import { afterEach, beforeEach, expect, it } from "vitest";
+import { campaign, leader, type Leadership } from "../../src/runtime/discovery/election.js";
+import { nextId } from "../../src/runtime/discovery/ids.js";
+import type { Registry } from "../../src/runtime/discovery/registry.js";
+import { eachBackend, randomCluster, sleep, until, type Backend } from "./helpers.js";
+
+const SVC = "retail.sync.LightspeedSync";
+
+eachBackend("election", (make) => {
+  let backend: Backend;
+  let a: Registry;
+  let b: Registry;
+  let cluster: string;
+
+  beforeEach(() => {
+    backend = make();
+    a = backend.client();
+    b = backend.client();
+    cluster = randomCluster();
+  });
+  afterEach(() => backend.close());
+
+  it("the first candidate leads; the standby waits and takes over when the leader resigns", async () => {
+    const first = await campaign(a, { cluster, service: SVC, instanceId: "one", ttlMs: 2000 });
+    let second: Leadership | undefined;
+    const standby = campaign(b, { cluster, service: SVC, instanceId: "two", ttlMs: 2000 }).then((l) => (second = l));
+    await sleep(200);
+    expect(second).toBeUndefined();
+    expect(await leader(b, cluster, SVC)).toEqual({ instanceId: "one", fencingToken: first.fencingToken });
+    const lostFirst: string[] = [];
+    first.onLost(() => lostFirst.push("lost"));
+    await first.resign();
+    await standby;
+    expect(second!.active).toBe(true);
+    expect(BigInt(second!.fencingToken)).toBeGreaterThan(BigInt(first.fencingToken));
+    expect((await leader(a, cluster, SVC))?.instanceId).toBe("two");
+    expect(first.active).toBe(false);
+    await second!.resign();
+    expect(await leader(a, cluster, SVC)).toBeUndefined();
+  });
+
+  it("a leader whose lease is lost (died, wiped) is replaced within the TTL, with a new fencing token", async () => {
+    const first = await campaign(a, { cluster, service: SVC, instanceId: "one", ttlMs: 2000 });
+    let lostAt = 0;
+    first.onLost(() => (lostAt = Date.now()));
+    const standby = campaign(b, { cluster, service: SVC, instanceId: "two", ttlMs: 2000 });
+    await sleep(100);
+    const leaseId = (await a.get(`/fan/${cluster}/election/${SVC}/one`))!.lease!;
+    const t0 = Date.now();
+    await backend.revoke(a, leaseId);
+    const second = await standby;
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(BigInt(second.fencingToken)).toBeGreaterThan(BigInt(first.fencingToken));
+    await until("old leader told it lost", () => lostAt > 0, 3000);
+    expect(first.active).toBe(false);
+    await second.resign();
+  });
+
+  it("aborting the signal withdraws a waiting candidate", async () => {
+    const first = await campaign(a, { cluster, service: SVC, instanceId: "one", ttlMs: 2000 });
+    const ac = new AbortController();
+    const waiting = campaign(b, { cluster, service: SVC, instanceId: "two", ttlMs: 2000, signal: ac.signal });
+    await sleep(100);
+    ac.abort();
+    await expect(waiting).rejects.toBeDefined();
+    await until("candidate key removed", async () => (await a.list(`/fan/${cluster}/election/${SVC}/`)).items.length === 1);
+    await first.resign();
+  });
+
+  it("the same instance cannot campaign twice", async () => {
+    const first = await campaign(a, { cluster, service: SVC, instanceId: "one", ttlMs: 2000 });
+    await expect(campaign(b, { cluster, service: SVC, instanceId: "one", ttlMs: 2000 })).rejects.toMatchObject({ code: "ALREADY_EXISTS" });
+    await first.resign();
+  });
+
+  it("nextId is unique and increasing across clients", async () => {
+    const got = await Promise.all(Array.from({ length: 40 }, (_, i) => nextId(i % 2 ? a : b, "orders", cluster)));
+    expect(new Set(got).size).toBe(40);
+    const more = await nextId(a, "invoices", cluster);
+    for (const id of got) expect(more > id).toBe(true);
+    await expect(nextId(a, "bad name", cluster)).rejects.toThrow(/id name/);
+  });
+});
