@@ -8,7 +8,7 @@ import type CodeBlockWriter from "code-block-writer";
 import type { EventModel, MethodModel, ServiceModel, StateModel, SubscriptionModel } from "../compiler/model.js";
 import { writeFieldList } from "./emit-types.js";
 import type { ModuleContext } from "./module-context.js";
-import { propKey, str } from "./names.js";
+import { recordKey, str } from "./names.js";
 import { jsonLiteral, obj, schemaExpr } from "./types.js";
 
 /** The default rpc timeout, also written for pushes (whose model has none). */
@@ -41,7 +41,7 @@ function writeRecord<T extends { readonly name: string }>(w: CodeBlockWriter, ke
   }
   w.write(`${key}: `).inlineBlock(() => {
     for (const item of items) {
-      w.write(`${propKey(item.name)}: `).inlineBlock(() => each(item));
+      w.write(`${recordKey(item.name)}: `).inlineBlock(() => each(item));
       w.write(",").newLine();
     }
   });

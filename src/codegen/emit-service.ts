@@ -14,9 +14,13 @@ import { propKey, str } from "./names.js";
 import { paramsType, requestOptional, tsType } from "./types.js";
 import { writeDoc } from "./writer.js";
 
-/** Names the generated client and mock types use themselves, which no method may take. */
+/** Names the generated client and handler types use themselves, which no method may take. */
 const CLIENT_MEMBERS: ReadonlySet<string> = new Set(["events", "states"]);
-const MOCK_MEMBERS: ReadonlySet<string> = new Set(["definition", "handler", "client"]);
+const HOOKS: ReadonlySet<string> = new Set(["preStart", "start", "postStart", "stop", "postStop"]);
+/** Members of the runtime's `ServiceMock` that a method mock never replaces (reach it with `mock.method(name)`). */
+const MOCK_CORE: ReadonlySet<string> = new Set(["definition", "handler", "client"]);
+/** Members of `ServiceMock` that a method mock of the same name replaces. */
+const MOCK_REPLACEABLE: ReadonlySet<string> = new Set(["emit", "setState", "method"]);
 
 /** A service: config, handler, client, descriptor, definition and mock. */
 export function emitService(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
@@ -35,11 +39,11 @@ export function emitService(w: CodeBlockWriter, ctx: ModuleContext, svc: Service
   }
 }
 
-/** Method and subscription-handler names must be unique and must not shadow the client's or mock's own members. */
+/** Method and subscription-handler names must be unique and must not shadow the client's members or the handler's hooks. */
 function checkMemberNames(svc: ServiceModel): void {
   const seen = new Map<string, string>();
   const add = (name: string, what: string): void => {
-    const clash = seen.get(name) ?? (CLIENT_MEMBERS.has(name) ? "the client's own member" : MOCK_MEMBERS.has(name) ? "the mock's own member" : undefined);
+    const clash = seen.get(name) ?? (CLIENT_MEMBERS.has(name) ? "the client's own member" : HOOKS.has(name) ? "the lifecycle hook" : undefined);
     if (clash !== undefined) {
       throw new CodegenError(
         CodegenCode.NameCollision,
@@ -174,18 +178,20 @@ function writeObjectLines(w: CodeBlockWriter, key: string, lines: readonly strin
 
 function writeMock(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
   const mock = `${svc.name}Mock`;
-  const methodMock = ctx.rt("MethodMock");
+  const members = [
+    ...svc.methods.map((m) => ({ name: m.name, req: paramsType(ctx, m.params), res: returnType(ctx, m) })),
+    ...svc.subscriptions.map((s) => ({ name: s.handler, req: subscriptionPayload(ctx, s), res: "void" })),
+  ].filter((m) => !MOCK_CORE.has(m.name));
+  const replaced = members.filter((m) => MOCK_REPLACEABLE.has(m.name)).map((m) => str(m.name));
+  const base = `${ctx.rt("ServiceMock")}<${svc.name}Handler, ${svc.name}Client>`;
+  const parent = replaced.length === 0 ? base : `${ctx.global("Omit")}<${base}, ${replaced.join(" | ")}>`;
   w.writeLine(`/** The mock of ${svc.name}: one recording, configurable method mock per rpc, push and subscription. */`);
-  w.write(`export interface ${mock} extends ${ctx.rt("ServiceMock")}<${svc.name}Handler, ${svc.name}Client>`).block(() => {
-    for (const m of svc.methods) {
-      w.writeLine(`readonly ${propKey(m.name, "type")}: ${methodMock}<${paramsType(ctx, m.params)}, ${returnType(ctx, m)}, ${mock}>;`);
-    }
-    for (const s of svc.subscriptions) {
-      w.writeLine(`readonly ${propKey(s.handler, "type")}: ${methodMock}<${subscriptionPayload(ctx, s)}, void, ${mock}>;`);
-    }
+  w.write(`export interface ${mock} extends ${parent}`).block(() => {
+    for (const m of members) w.writeLine(`readonly ${propKey(m.name, "type")}: ${ctx.rt("MethodMock")}<${m.req}, ${m.res}, ${mock}>;`);
   });
   w.writeLine(`/** A mock of ${svc.name} for tests: every method records calls and returns what it is given. */`);
   w.write(`export function mock${svc.name}(): ${mock}`).block(() => {
-    w.writeLine(`return ${ctx.rt("createMock")}(${symbolName(svc, "main")}) as ${mock};`);
+    const cast = replaced.length === 0 ? "" : " as unknown";
+    w.writeLine(`return ${ctx.rt("createMock")}(${symbolName(svc, "main")})${cast} as ${mock};`);
   });
 }

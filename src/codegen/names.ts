@@ -63,6 +63,20 @@ export function propKey(name: string, context: "literal" | "type" = "literal"): 
   return name;
 }
 
+/** Members of `Object.prototype`: TypeScript types an object literal's property of such a name from `Object`. */
+const OBJECT_MEMBERS: ReadonlySet<string> = new Set([
+  "constructor", "toString", "toLocaleString", "valueOf", "hasOwnProperty", "isPrototypeOf", "propertyIsEnumerable",
+]);
+
+/**
+ * A key of an object literal typed by an index signature (`Record<string, T>`). For names of
+ * `Object.prototype` members TypeScript would take the contextual type from `Object` and widen
+ * the value's literals, so those are written as a computed `string` key.
+ */
+export function recordKey(name: string): string {
+  return OBJECT_MEMBERS.has(name) ? `[${JSON.stringify(name)} as string]` : propKey(name);
+}
+
 /** A string literal in TypeScript source (JSON escaping is valid TypeScript). */
 export function str(value: string): string {
   return JSON.stringify(value);

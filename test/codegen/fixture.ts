@@ -123,3 +123,63 @@ export function docExample(): ProgramModel {
     ],
   });
 }
+
+/**
+ * Names that are reserved words or globals in TypeScript, or that collide with runtime
+ * symbols: a model only (the checker warns on most of these), to prove the output still compiles.
+ */
+export function reservedNames(): ProgramModel {
+  const p = "odd";
+  const decl = (kind: "struct", name: string, fields: FieldModel[]): DeclModel => ({ kind, name, fullName: `${p}.${name}`, package: p, fields });
+  return program({
+    [p]: [
+      decl("struct", "class", [field("delete", prim("bool")), field("default", prim("string"), { optional: true }), field("__proto__", prim("int"), { optional: true })]),
+      decl("struct", "Date", [field("at", prim("timestamp")), field("raw", prim("bytes"))]),
+      decl("struct", "Record", [field("m", map(prim("string"), prim("int")))]),
+      decl("struct", "Promise", [field("x", ref(`${p}.Date`, "struct"))]),
+      decl("struct", "Struct", [field("codec", prim("string"))]),
+      decl("struct", "Codec", [field("schema", prim("json"))]),
+      {
+        kind: "enum", name: "enum", fullName: `${p}.enum`, package: p,
+        members: [{ name: "constructor", value: 0 }, { name: "__proto__", value: 1 }, { name: "delete", value: 2 }],
+      },
+      { kind: "union", name: "Partial", fullName: `${p}.Partial`, package: p, members: [{ name: "class", type: ref(`${p}.class`, "struct") }, { name: "function", type: prim("string") }] },
+      {
+        kind: "error", name: "Fail", fullName: `${p}.Fail`, package: p, code: "INTERNAL",
+        fields: [field("code", prim("int")), field("message", prim("string")), field("class", prim("string"), { optional: true })],
+      },
+      { kind: "error", name: "fields", fullName: `${p}.fields`, package: p, code: "ABORTED", fields: [] },
+      service(p, "Service", {
+        config: [field("if", prim("int"), { default: 1 })],
+        methods: [
+          rpc("delete", [field("class", prim("string")), field("in", map(ref(`${p}.enum`, "enum"), prim("int")), { default: {} })], ref(`${p}.class`, "struct"), { throws: [`${p}.Fail`, `${p}.fields`] }),
+          rpc("constructor", [], { kind: "void" }),
+          rpc("toString", [field("valueOf", prim("int"))], prim("string")),
+          rpc("emit", [], prim("bool")),
+          rpc("client", [], prim("bool")),
+          { kind: "push", name: "new", params: [], returns: { kind: "void" }, throws: [], idempotent: false, retry: 0 },
+        ],
+        events: [{ name: "typeof", params: [field("var", prim("string"))], broadcast: true }],
+        states: [{ name: "let", type: ref(`${p}.Partial`, "union"), mode: "full" }],
+      }),
+    ],
+  });
+}
+
+/** Two packages that import each other: types, errors and a subscription across the cycle. */
+export function cycle(): ProgramModel {
+  return program({
+    "cy.a": [
+      { kind: "struct", name: "A", fullName: "cy.a.A", package: "cy.a", fields: [field("b", ref("cy.b.B", "struct"), { optional: true }), field("n", prim("int"), { default: 7 })] },
+      service("cy.a", "SA", {
+        methods: [rpc("get", [field("id", prim("string"))], ref("cy.b.B", "struct"), { throws: ["cy.b.EB"] })],
+        subscriptions: [{ service: "cy.b.SB", event: "ev", handler: "onEv" }],
+      }),
+    ],
+    "cy.b": [
+      { kind: "struct", name: "B", fullName: "cy.b.B", package: "cy.b", fields: [field("a", ref("cy.a.A", "struct"), { optional: true })] },
+      { kind: "error", name: "EB", fullName: "cy.b.EB", package: "cy.b", code: "NOT_FOUND", fields: [field("why", prim("string"))] },
+      service("cy.b", "SB", { events: [{ name: "ev", params: [field("a", ref("cy.a.A", "struct"))], broadcast: false }] }),
+    ],
+  });
+}
