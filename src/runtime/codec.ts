@@ -8,6 +8,7 @@
  */
 import { compile, compilerFor } from "./codec/compile.js";
 import { toFanError } from "./codec/fail.js";
+import { absentDefaults } from "./codec/struct.js";
 import type { Compiled } from "./codec/types.js";
 import { Code, FanError } from "./errors.js";
 import type { Schema } from "./schema.js";
@@ -21,6 +22,12 @@ export interface Codec<T> {
   encode(value: T, path?: string): unknown;
   /** Checks a typed value without converting it (Date, bigint, Uint8Array stay as they are). */
   validate(value: T, path?: string): void;
+  /**
+   * Validates a typed value like `validate` and returns it with absent defaulted fields filled
+   * in: the value itself when none is absent (no copy), else a copy as decode would build it.
+   * For the local transport, whose callers may leave defaulted parameters out.
+   */
+  complete(value: T, path?: string): T;
 }
 
 /** Options of `codec()`. */
@@ -65,6 +72,16 @@ export function codec<T>(schema: Schema, options?: CodecOptions): Codec<T> {
       const c = compiled ?? get();
       try {
         c.validate(value, 0);
+      } catch (e) {
+        throw toFanError(e, path);
+      }
+    },
+    complete(value: T, path?: string): T {
+      const c = compiled ?? get();
+      const before = absentDefaults.count;
+      try {
+        c.validate(value, 0);
+        return absentDefaults.count === before ? value : (c.decode(c.encode(value, 0), 0) as T);
       } catch (e) {
         throw toFanError(e, path);
       }

@@ -1,10 +1,18 @@
 /**
  * Mocks of services for users' tests: every method records its calls and can be given a value,
  * an implementation or a typed error. A mock is a handler (serve it) and a client (call it).
- * OWNER: runtime-core helper — this file is a placeholder with the final signatures.
+ *
+ * The mock client goes through the wire forms in-process: its input is encoded and decoded
+ * with the method's schema (bad input rejects with INVALID_ARGUMENT before the mock runs; the
+ * mock sees a fresh copy with defaults applied), and so is the configured reply (one that does
+ * not fit the IDL rejects with INTERNAL). The handler delegates straight to the method mocks;
+ * the App that serves it does the checking.
  */
+import { codec, type Codec } from "./codec.js";
 import type { CallContext } from "./context.js";
-import type { ServiceDefinition } from "./descriptor.js";
+import type { ClientCaller, EventStream, ServiceDefinition, StateHandle, Subscription } from "./descriptor.js";
+import { Code, FanError } from "./errors.js";
+import type { Schema } from "./schema.js";
 
 /** One recorded call. */
 export interface RecordedCall<Req> {
@@ -33,10 +41,225 @@ export interface ServiceMock<H, C> {
   readonly handler: H;
   /** A client that calls the method mocks directly, in-process. */
   readonly client: C;
+  /** Publishes event `name` to the mock client's subscribers (checked against the IDL); resolves when all have run. */
+  emit(name: string, payload: unknown): Promise<void>;
+  /** Sets state `name` (checked against the IDL) for `client.states.<name>.get()`, and tells its watchers. */
+  setState(name: string, value: unknown): void;
+  /** The mock of a method or subscription handler by name (also when its name collides with a member above). */
+  method(name: string): MethodMock<unknown, unknown, ServiceMock<H, C>>;
 }
+
+type Behaviour =
+  | { readonly kind: "none" }
+  | { readonly kind: "returns"; readonly value: unknown }
+  | { readonly kind: "implements"; readonly fn: (req: unknown, ctx?: CallContext) => unknown }
+  | { readonly kind: "throws"; readonly error: Error };
+
+interface Entry<P> {
+  readonly mock: MethodMock<unknown, unknown, P>;
+  invoke(req: unknown, ctx: CallContext | undefined): Promise<unknown>;
+}
+
+/** Members of `ServiceMock` that a method mock never replaces. */
+const CORE = new Set(["definition", "handler", "client"]);
 
 /** Builds the mock of a service definition. */
 export function createMock<H, C>(def: ServiceDefinition<H, C>): ServiceMock<H, C> {
-  void def;
-  throw new Error("createMock: not implemented yet");
+  const d = def.descriptor;
+  const entries = new Map<string, Entry<ServiceMock<H, C>>>();
+  const events = eventHub(d.name, d.events);
+  const states = stateStore(d.name, d.states);
+  const mock = {
+    definition: def,
+    emit: (name: string, payload: unknown) => events.emit(name, payload),
+    setState: (name: string, value: unknown) => states.set(name, value),
+    method: (name: string) => {
+      const e = entries.get(name);
+      if (e === undefined) throw new FanError(Code.NOT_FOUND, `mock ${d.name} has no method ${name}`);
+      return e.mock;
+    },
+  } as Record<string, unknown>;
+  const self = (): ServiceMock<H, C> => mock as unknown as ServiceMock<H, C>;
+  const handler: Record<string, (req: unknown, ctx: CallContext) => Promise<unknown>> = {};
+  const names = [...Object.keys(d.methods), ...d.subscriptions.map((s) => s.handler)];
+  for (const name of names) {
+    const entry = methodMock(`${d.name}.${name}`, self);
+    entries.set(name, entry);
+    handler[name] = (req, ctx) => entry.invoke(req, ctx);
+    if (!CORE.has(name)) mock[name] = entry.mock;
+  }
+  mock.handler = handler;
+  mock.client = def.createClient(mockCaller(def, entries, events, states));
+  return self();
+}
+
+function methodMock<P>(label: string, parent: () => P): Entry<P> {
+  let calls: RecordedCall<unknown>[] = [];
+  let behaviour: Behaviour = { kind: "none" };
+  const set = (b: Behaviour): P => {
+    behaviour = b;
+    return parent();
+  };
+  const mock: MethodMock<unknown, unknown, P> = {
+    get calls() {
+      return calls;
+    },
+    returns: (value) => set({ kind: "returns", value }),
+    implements: (fn) => set({ kind: "implements", fn }),
+    throws: (error) => set({ kind: "throws", error }),
+    reset: () => {
+      calls = [];
+      return set({ kind: "none" });
+    },
+  };
+  const invoke = async (req: unknown, ctx: CallContext | undefined): Promise<unknown> => {
+    calls.push(ctx === undefined ? { req } : { req, ctx });
+    const b = behaviour;
+    switch (b.kind) {
+      case "returns":
+        return b.value;
+      case "implements":
+        return await b.fn(req, ctx);
+      case "throws":
+        throw b.error;
+      default:
+        throw new FanError(
+          Code.UNIMPLEMENTED,
+          `mock ${label} has no behaviour: call .returns(), .implements() or .throws()`,
+        );
+    }
+  };
+  return { mock, invoke };
+}
+
+/** Encodes then decodes `value`: checks it against the IDL and gives the receiver its own copy. */
+function roundTrip(c: Codec<unknown>, value: unknown, path?: string): unknown {
+  return c.decode(c.encode(value, path), path);
+}
+
+function mockCaller<P>(
+  def: ServiceDefinition<unknown, unknown>,
+  entries: ReadonlyMap<string, Entry<P>>,
+  events: EventHub,
+  states: StateStore,
+): ClientCaller {
+  const d = def.descriptor;
+  const codecs = new Map<string, { input: Codec<unknown>; output: Codec<unknown> }>();
+  const plan = (method: string) => {
+    const md = Object.hasOwn(d.methods, method) ? d.methods[method] : undefined;
+    const entry = entries.get(method);
+    if (md === undefined || entry === undefined) throw new FanError(Code.NOT_FOUND, `mock ${d.name} has no method ${method}`);
+    let c = codecs.get(method);
+    if (c === undefined) {
+      c = { input: codec(md.input), output: codec(md.output) };
+      codecs.set(method, c);
+    }
+    return { entry, ...c };
+  };
+  const call = async (method: string, input: unknown): Promise<unknown> => {
+    const p = plan(method);
+    // A request whose parameters are all optional or defaulted may be left out by the caller.
+    const req = roundTrip(p.input, input ?? {});
+    let result: unknown;
+    try {
+      result = await p.entry.invoke(req, undefined);
+    } catch (e) {
+      throw FanError.from(e);
+    }
+    try {
+      return roundTrip(p.output, result, "reply");
+    } catch (e) {
+      if (!FanError.is(e) || e.code !== Code.INVALID_ARGUMENT) throw e;
+      const message = `mock ${d.name}.${method} replied with a value that does not fit the IDL: ${e.message}`;
+      throw new FanError(Code.INTERNAL, message, { cause: e, details: e.details });
+    }
+  };
+  return {
+    call,
+    push: async (method, input) => {
+      await call(method, input);
+    },
+    event: (name) => events.stream(name),
+    state: (name) => states.handle(name),
+  };
+}
+
+interface EventHub {
+  stream(name: string): EventStream<unknown>;
+  emit(name: string, payload: unknown): Promise<void>;
+}
+
+function eventHub(service: string, declared: Readonly<Record<string, { readonly payload: Schema }>>): EventHub {
+  const listeners = new Map<string, Set<{ fn: (e: unknown) => void | Promise<void> }>>();
+  const codecs = new Map<string, Codec<unknown>>();
+  const find = (name: string): { set: Set<{ fn: (e: unknown) => void | Promise<void> }>; c: Codec<unknown> } => {
+    const ev = Object.hasOwn(declared, name) ? declared[name] : undefined;
+    if (ev === undefined) throw new FanError(Code.NOT_FOUND, `mock ${service} has no event ${name}`);
+    let set = listeners.get(name);
+    if (set === undefined) listeners.set(name, (set = new Set()));
+    let c = codecs.get(name);
+    if (c === undefined) codecs.set(name, (c = codec(ev.payload)));
+    return { set, c };
+  };
+  return {
+    stream: (name) => ({
+      subscribe: async (fn): Promise<Subscription> => {
+        const { set } = find(name);
+        const sub = { fn };
+        set.add(sub);
+        return { unsubscribe: async () => void set.delete(sub) };
+      },
+    }),
+    emit: async (name, payload) => {
+      const { set, c } = find(name);
+      const wire = c.encode(payload, name);
+      const failures: unknown[] = [];
+      for (const sub of [...set]) {
+        try {
+          await sub.fn(c.decode(wire));
+        } catch (e) {
+          failures.push(e);
+        }
+      }
+      if (failures.length > 0) throw failures[0];
+    },
+  };
+}
+
+interface StateStore {
+  handle(name: string): StateHandle<unknown>;
+  set(name: string, value: unknown): void;
+}
+
+function stateStore(service: string, declared: Readonly<Record<string, { readonly schema: Schema }>>): StateStore {
+  const slots = new Map<string, { c: Codec<unknown>; wire?: unknown; has: boolean; watchers: Set<{ fn: (v: unknown) => void }> }>();
+  const slot = (name: string) => {
+    const st = Object.hasOwn(declared, name) ? declared[name] : undefined;
+    if (st === undefined) throw new FanError(Code.NOT_FOUND, `mock ${service} has no state ${name}`);
+    let s = slots.get(name);
+    if (s === undefined) slots.set(name, (s = { c: codec(st.schema), has: false, watchers: new Set() }));
+    return s;
+  };
+  return {
+    handle: (name) => ({
+      get: async () => {
+        const s = slot(name);
+        if (!s.has) throw new FanError(Code.UNAVAILABLE, `mock ${service} state ${name} has no value: call setState()`);
+        return s.c.decode(s.wire);
+      },
+      watch: async (fn) => {
+        const s = slot(name);
+        const w = { fn };
+        s.watchers.add(w);
+        if (s.has) fn(s.c.decode(s.wire));
+        return { unsubscribe: async () => void s.watchers.delete(w) };
+      },
+    }),
+    set: (name, value) => {
+      const s = slot(name);
+      s.wire = s.c.encode(value, name);
+      s.has = true;
+      for (const w of [...s.watchers]) w.fn(s.c.decode(s.wire));
+    },
+  };
 }

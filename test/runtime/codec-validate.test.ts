@@ -24,10 +24,35 @@ describe("validate: typed values in place", () => {
     expectInvalid(() => wine.validate(w, "wine"), "wine.vintage", /expected an int \(a safe integer\), got null/);
   });
 
-  it("requires every non-optional field, defaults included (the TS type has them)", () => {
+  it("requires every field that is neither optional nor defaulted", () => {
+    const w = typedWine();
+    delete w.createdAt;
+    expectInvalid(() => wine.validate(w, "wine"), "wine.createdAt", /missing required field of type timestamp/);
+    expectInvalid(() => wine.encode(w, "wine"), "wine.createdAt", /missing required field of type timestamp/);
+  });
+
+  it("lets defaulted fields be left out: encode omits them, complete() fills them in", () => {
     const w = typedWine();
     delete w.tags;
-    expectInvalid(() => wine.validate(w, "wine"), "wine.tags", /missing required field of type list<string>/);
+    w.ttl = undefined;
+    wine.validate(w);
+    const wire = wine.encode(w) as Record<string, unknown>;
+    expect("tags" in wire || "ttl" in wire).toBe(false);
+    expect(wine.decode(wire)).toMatchObject({ tags: [], ttl: 1000 });
+    const done = wine.complete(w);
+    expect(done).not.toBe(w);
+    expect(done).toEqual({ ...typedWine(), tags: [], ttl: 1000 });
+    expect(w.tags).toBeUndefined();
+  });
+
+  it("complete() returns the value itself when nothing is missing, and fills nested structs", () => {
+    const w = typedWine();
+    expect(wine.complete(w)).toBe(w);
+    const list = codec<{ v: Record<string, unknown>[] }>(box({ kind: "list", of: WineSchema }));
+    const { organic: _, ...noOrganic } = typedWine();
+    const out = list.complete({ v: [typedWine(), noOrganic] });
+    expect(out.v[1]?.organic).toBe(false);
+    expectInvalid(() => wine.complete({ ...w, color: "BLUE" }, "wine"), "wine.color");
   });
 
   it.each<[string, (w: Record<string, unknown>) => void, string, RegExp]>([

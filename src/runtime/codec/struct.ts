@@ -7,14 +7,19 @@
  * - A default (wire form) is decoded afresh on every decode, so no two results share it.
  * - Unknown keys are ignored, for forward compatibility with newer peers, and never copied;
  *   they are still scanned for `__proto__`/`constructor`/`prototype` keys.
- * Typed values (validate, encode) follow the TS types: an optional field may be `undefined`
- * (absent) but not `null`; every other field, defaults included, must be present. Struct
- * values may be class instances; extra properties are ignored.
+ * Typed values (validate, encode): an optional field may be `undefined` (absent) but not
+ * `null`. A field with a default may be absent too, since generated clients let a caller leave
+ * defaulted parameters out: encode omits it (the receiving decoder fills it in), validate
+ * counts it in `absentDefaults` so `Codec.complete()` knows to fill it. Every other field must
+ * be present. Struct values may be class instances; extra properties are ignored.
  */
 import type { FieldSchema, Schema, StructSchema } from "../schema.js";
 import { at, describe, fail, failDepth, FORBIDDEN_KEYS, rejectForbidden, schemaError } from "./fail.js";
 import { typeName } from "./names.js";
 import type { Check, Compiled, Compiler, Step } from "./types.js";
+
+/** How many absent defaulted fields validate and encode have met (read by `Codec.complete()`). */
+export const absentDefaults = { count: 0 };
 
 interface FieldPlan {
   readonly name: string;
@@ -108,7 +113,8 @@ function walkTyped(plans: readonly FieldPlan[], v: Record<string, unknown>, d: n
       const p = plans[i] as FieldPlan;
       const x = read(p, v);
       if (x === undefined) {
-        if (!p.optional) fail(p.missing);
+        if (p.hasDefault) absentDefaults.count++;
+        else if (!p.optional) fail(p.missing);
         continue;
       }
       if (out === undefined) p.c.validate(x, d + 1);
