@@ -80,17 +80,22 @@ export function createMock<H, C>(def: ServiceDefinition<H, C>): ServiceMock<H, C
     },
   } as Record<string, unknown>;
   const self = (): ServiceMock<H, C> => mock as unknown as ServiceMock<H, C>;
-  const handler: Record<string, (req: unknown, ctx: CallContext) => Promise<unknown>> = {};
+  const handler: Record<string, unknown> = {};
   const names = [...Object.keys(d.methods), ...d.subscriptions.map((s) => s.handler)];
   for (const name of names) {
     const entry = methodMock(`${d.name}.${name}`, self);
     entries.set(name, entry);
-    handler[name] = (req, ctx) => entry.invoke(req, ctx);
-    if (!CORE.has(name)) mock[name] = entry.mock;
+    own(handler, name, (req: unknown, ctx: CallContext) => entry.invoke(req, ctx));
+    if (!CORE.has(name)) own(mock, name, entry.mock);
   }
   mock.handler = handler;
   mock.client = def.createClient(mockCaller(def, entries, events, states));
   return self();
+}
+
+/** Defines an own, enumerable property, so that no name (`__proto__` included) reaches a setter. */
+function own(o: Record<string, unknown>, name: string, value: unknown): void {
+  Object.defineProperty(o, name, { value, enumerable: true, writable: true, configurable: true });
 }
 
 function methodMock<P>(label: string, parent: () => P): Entry<P> {

@@ -362,3 +362,36 @@ describe("createMock: events and states", () => {
     expect(() => m.setState("nope", 1)).toThrow(/has no state nope/);
   });
 });
+
+describe("createMock: method names that collide", () => {
+  const names = ["emit", "client", "toString", "__proto__"];
+  const descriptor: ServiceDescriptor = {
+    ...SyncDescriptor,
+    name: "t.Odd",
+    subscriptions: [],
+    methods: Object.fromEntries(
+      names.map((n) => [n, { ...(SyncDescriptor.methods.ping as ServiceDescriptor["methods"][string]), name: n }]),
+    ),
+  };
+  const Odd = defineService<Record<string, (req: unknown, ctx: CallContext) => Promise<unknown>>, { call(m: string): Promise<unknown> }>({
+    descriptor,
+    createClient: (c) => ({ call: (m) => c.call(m, {}) }),
+  });
+
+  it("lets a method mock replace emit, keeps definition/handler/client, and reaches every mock by name", async () => {
+    const m = createMock(Odd);
+    const emit = m.method("emit");
+    expect((m as unknown as Record<string, unknown>).emit).toBe(emit);
+    expect(m.definition).toBe(Odd);
+    emit.returns("e");
+    m.method("client").returns("c");
+    m.method("toString").returns("s");
+    m.method("__proto__").returns("p");
+    expect(Object.getPrototypeOf(m.handler)).toBe(Object.prototype);
+    for (const [name, want] of [["emit", "e"], ["client", "c"], ["toString", "s"], ["__proto__", "p"]] as const) {
+      expect(await m.client.call(name)).toBe(want);
+      expect(await (m.handler[name] as (r: unknown, c: CallContext) => Promise<unknown>)({}, ctx)).toBe(want);
+    }
+    expect((await rejection(m.client.call("valueOf"))).code).toBe("NOT_FOUND");
+  });
+});
