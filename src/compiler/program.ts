@@ -1,0 +1,99 @@
+/**
+ * The driver: parse every source (reusing cached ASTs of unchanged files), check them as one
+ * program, and hand back the model only when there are no errors.
+ */
+import { readdir, readFile } from "node:fs/promises";
+import { join, relative, sep } from "node:path";
+import type { SourceFile } from "./ast.js";
+import { checkProgram } from "./checker.js";
+import { type Diagnostic, diag, sortDiagnostics } from "./diagnostics.js";
+import type { ProgramModel } from "./model.js";
+import { describeError, type ParseResult, parseFile } from "./parser.js";
+
+/** One `.fan` file: its path relative to the compile root (with `/` separators) and its text. */
+export interface SourceInput {
+  readonly path: string;
+  readonly text: string;
+}
+
+/** What a check returns: the model (undefined when any error, or any warning under `strict`) and all diagnostics. */
+export interface CheckResult {
+  readonly model: ProgramModel | undefined;
+  readonly diagnostics: readonly Diagnostic[];
+}
+
+/** Options of `checkSources`. */
+export interface CheckOptions {
+  /** Reuse ASTs of files whose (path, text) did not change since the last check. */
+  readonly cache?: ParseCache;
+  /** Treat warnings as failures (the model is then undefined when any warning is reported). */
+  readonly strict?: boolean;
+}
+
+/** Reuses ASTs for unchanged (path, text), so watch mode re-parses only changed files. */
+export class ParseCache {
+  readonly #entries = new Map<string, { readonly text: string; readonly result: ParseResult }>();
+
+  /** The parse of `(path, text)`, from the cache when the text is unchanged. */
+  parse(path: string, text: string): ParseResult {
+    const hit = this.#entries.get(path);
+    if (hit !== undefined && hit.text === text) return hit.result;
+    const result = parseFile(path, text);
+    this.#entries.set(path, { text, result });
+    return result;
+  }
+
+  /** Forget files that are no longer part of the program. */
+  retain(paths: ReadonlySet<string>): void {
+    for (const p of this.#entries.keys()) if (!paths.has(p)) this.#entries.delete(p);
+  }
+
+  /** How many files are cached. */
+  get size(): number {
+    return this.#entries.size;
+  }
+}
+
+/** Parse and check a whole program. Never throws for any input. */
+export function checkSources(sources: readonly SourceInput[], opts: CheckOptions = {}): CheckResult {
+  const diagnostics: Diagnostic[] = [];
+  const files: SourceFile[] = [];
+  const seen = new Set<string>();
+  for (const s of sources) {
+    if (seen.has(s.path)) continue;
+    seen.add(s.path);
+    const r = opts.cache === undefined ? parseFile(s.path, s.text) : opts.cache.parse(s.path, s.text);
+    files.push(r.ast);
+    diagnostics.push(...r.diagnostics);
+  }
+  opts.cache?.retain(seen);
+  let model: ProgramModel | undefined;
+  try {
+    const checked = checkProgram(files);
+    model = checked.model;
+    diagnostics.push(...checked.diagnostics);
+  } catch (e) {
+    diagnostics.push(diag.internalError({ file: files[0]?.path ?? "", start: 0, end: 0 }, { detail: describeError(e) }));
+  }
+  const sorted = sortDiagnostics(diagnostics);
+  const failed = sorted.some((d) => d.severity === "error" || opts.strict === true);
+  return { model: failed ? undefined : model, diagnostics: sorted };
+}
+
+/** Every `*.fan` file under `rootDir` (skipping `node_modules` and dot-folders), sorted by path. */
+export async function readSources(rootDir: string): Promise<SourceInput[]> {
+  const paths: string[] = [];
+  await walk(rootDir, paths);
+  const rel = paths.map((p) => relative(rootDir, p).split(sep).join("/")).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return Promise.all(rel.map(async (path) => ({ path, text: await readFile(join(rootDir, path), "utf8") })));
+}
+
+async function walk(dir: string, out: string[]): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  for (const e of entries) {
+    if (e.name.startsWith(".") || e.name === "node_modules") continue;
+    const full = join(dir, e.name);
+    if (e.isDirectory()) await walk(full, out);
+    else if (e.isFile() && e.name.endsWith(".fan")) out.push(full);
+  }
+}
