@@ -1,0 +1,87 @@
+/**
+ * The `fanc` command: dispatches to `compile`, `ls` and `config`. Returns the exit code and
+ * never lets a stack trace reach the user (set `FANC_DEBUG=1` to see one for a real bug).
+ */
+import { readFileSync } from "node:fs";
+import { type Io, processIo } from "./io.js";
+
+/** The top-level usage text. */
+export const USAGE = `usage: fanc <command> [options]
+
+commands:
+  compile <dir> [--out <dir>] [--watch] [--strict]   check .fan files and generate TypeScript
+  ls ...                                             list services and instances in discovery
+  config ...                                         read and update service config
+
+Run "fanc <command> --help" for a command's options.
+  -h, --help      show this help
+  -v, --version   print the version`;
+
+/** A subcommand module: `run(args)` returns the exit code. */
+interface Command {
+  run(args: string[]): Promise<number>;
+}
+
+/** Loads a subcommand another module implements (`ls`, `config`); undefined when it is not there. */
+async function load(name: "ls" | "config"): Promise<Command | undefined> {
+  try {
+    return (await import(`./${name}.js`)) as Command;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException & { url?: string };
+    if (err.code === "ERR_MODULE_NOT_FOUND" && String(err.url ?? err.message).includes(`/cli/${name}.`)) return undefined;
+    throw e;
+  }
+}
+
+async function runLoaded(name: "ls" | "config", args: string[], io: Io): Promise<number> {
+  const command = await load(name);
+  if (command === undefined) {
+    io.err(`fanc ${name}: not available in this build`);
+    return 2;
+  }
+  return command.run(args);
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: string };
+  return pkg.version ?? "0.0.0";
+}
+
+async function dispatch(argv: readonly string[], io: Io): Promise<number> {
+  const [command, ...args] = argv;
+  switch (command) {
+    case undefined:
+      io.err(USAGE);
+      return 2;
+    case "-h":
+    case "--help":
+    case "help":
+      io.out(USAGE);
+      return 0;
+    case "-v":
+    case "--version":
+      io.out(version());
+      return 0;
+    case "compile":
+      return (await import("./compile.js")).run(args, io);
+    case "ls":
+    case "config":
+      return runLoaded(command, args, io);
+    default:
+      io.err(`fanc: unknown command "${command}". Commands: compile, ls, config. Run "fanc --help" for usage.`);
+      return 2;
+  }
+}
+
+/** Runs `fanc` with `argv` (without node and script); resolves to the exit code. */
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  try {
+    return await dispatch(argv, io);
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    io.err(`fanc: internal error: ${message}`);
+    if (process.env.FANC_DEBUG && e instanceof Error && e.stack) io.err(e.stack);
+    else io.err("(set FANC_DEBUG=1 to print the stack trace, and please report it)");
+    return 70;
+  }
+}
