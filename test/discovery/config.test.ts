@@ -85,7 +85,10 @@ function sourceSuite(open: () => Promise<{ source: ConfigSource; other: ConfigSo
 
   it("a config that does not decode at start names every missing or wrong key", async () => {
     await other.update(SVC, { pageSize: "many" });
-    const err = await liveConfig(source, SVC, configDecoder(SVC, schema)).catch((e: unknown) => e as Error);
+    const err = (await liveConfig(source, SVC, configDecoder(SVC, schema)).then(
+      () => new Error("liveConfig accepted a bad config"),
+      (e: unknown) => e,
+    )) as Error;
     expect(err).toMatchObject({ code: "INVALID_ARGUMENT" });
     expect(err.message).toMatch(/pageSize/);
     expect(err.message).toMatch(/apiKey: missing/);
