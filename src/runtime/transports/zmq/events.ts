@@ -1,0 +1,257 @@
+/**
+ * zmq events over PUB/SUB through an event hub (hub.ts).
+ *
+ * Each subscribing instance subscribes to its own topic,
+ * `fan␀{cluster}␀{service}␀{event}␀{b|g}␀{group}␀{instanceId}␀`. Subscriptions flow up through
+ * the hub to every publisher's XPUB, so a publisher knows each group's live instances and
+ * addresses every event to one instance per group (round-robin) or, for `@broadcast`, to
+ * every instance. Each message carries the publisher's id and a sequence number per topic, so
+ * a subscriber detects and logs drops (PUB/SUB is at-most-once: a full queue or a vanished
+ * subscriber loses messages; this is the transport's documented weakness).
+ *
+ * `subscribe` resolves once this transport's own XPUB has seen the subscription come back
+ * from the hub, i.e. once the hub forwards it to every publisher. A publisher is ready once it
+ * has seen its own marker subscription, which libzmq's XSUB replays after every subscription
+ * it cached (the marker sorts last: it starts with byte 0xff).
+ */
+import type { Logger } from "pino";
+import { Subscriber, XPublisher } from "zeromq";
+import { Code, FanError } from "../../errors.js";
+import { shortId } from "../../ids.js";
+import type { Envelope, EventDelivery, EventSubscription, SendOptions, Unsubscribe } from "../../transport.js";
+import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
+import type { EventHubEndpoints } from "./hub.js";
+
+/** Counts of what events lost. */
+export interface EventStats {
+  /** Messages a subscriber knows it missed (sequence gaps). */
+  lost: number;
+  /** Deliveries whose handler kept failing (dropped after the retries). */
+  failed: number;
+  /** Messages that did not decode (dropped). */
+  malformed: number;
+}
+
+interface Group {
+  readonly broadcast: boolean;
+  readonly topics: string[];
+  rr: number;
+}
+
+interface Local {
+  readonly deliver: EventDelivery;
+  readonly last: Map<string, number>;
+  tail: Promise<void>;
+}
+
+const SEP = "\u0000";
+const READY_TIMEOUT_MS = 5000;
+const DELIVERY_ATTEMPTS = 3;
+
+/** The PUB/SUB side of one zmq transport. */
+export class EventBus {
+  readonly stats: EventStats = { lost: 0, failed: 0, malformed: 0 };
+  private readonly id = shortId();
+  private readonly pub = new XPublisher({ linger: 0, sendHighWaterMark: 100_000 });
+  private readonly sub = new Subscriber({ linger: 0, receiveHighWaterMark: 100_000 });
+  private readonly groups = new Map<string, Map<string, Group>>();
+  private readonly seen = new Set<string>();
+  private readonly waiters = new Map<string, Array<() => void>>();
+  private readonly locals = new Map<string, Local>();
+  private readonly seq = new Map<string, number>();
+  private readonly marker = `\u00ffsync${SEP}${this.id}${SEP}`;
+  private ready: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly hub: EventHubEndpoints,
+    private readonly cluster: string,
+    private readonly log: Logger,
+    private readonly maxBytes: number,
+  ) {}
+
+  private start(): Promise<void> {
+    this.ready ??= (async () => {
+      this.pub.connect(this.hub.publish);
+      this.sub.connect(this.hub.subscribe);
+      void this.watchSubscriptions();
+      void this.receive();
+      this.sub.subscribe(Buffer.from(this.marker, "latin1"));
+      await this.seenTopic(this.marker, `zmq event hub at ${this.hub.publish} / ${this.hub.subscribe} did not answer`);
+    })();
+    return this.ready;
+  }
+
+  private topicOf(sub: EventSubscription): string {
+    return ["fan", this.cluster, sub.source.name, sub.event, sub.broadcast ? "b" : "g", sub.group, sub.instanceId, ""].join(SEP);
+  }
+
+  /** Sends an event to one instance of every subscribing group (every instance when broadcast). */
+  async publish(env: Envelope, opts: SendOptions): Promise<void> {
+    if (opts.signal.aborted) throw new FanError(Code.CANCELLED, `publish ${env.service}.${env.method}: cancelled`);
+    await this.withDeadline(this.start(), opts.deadline, `publish ${env.service}.${env.method}`);
+    const body = encodeEnvelope(env);
+    if (body.length > this.maxBytes) throw new FanError(Code.RESOURCE_EXHAUSTED, `event of ${body.length} bytes exceeds the limit of ${this.maxBytes}`);
+    const groups = this.groups.get(`${env.service}${SEP}${env.method}`);
+    if (groups === undefined) return;
+    for (const g of groups.values()) {
+      if (g.topics.length === 0) continue;
+      const targets = g.broadcast ? g.topics : [g.topics[(g.rr = (g.rr + 1) % g.topics.length)] as string];
+      for (const topic of targets) {
+        const n = (this.seq.get(topic) ?? 0) + 1;
+        this.seq.set(topic, n);
+        await this.pub.send([Buffer.from(topic, "latin1"), this.id, String(n), body]);
+      }
+    }
+  }
+
+  /** Subscribes; resolves once the hub forwards the subscription to publishers. */
+  async subscribe(sub: EventSubscription, deliver: EventDelivery): Promise<Unsubscribe> {
+    await this.start();
+    const topic = this.topicOf(sub);
+    this.locals.set(topic, { deliver, last: new Map(), tail: Promise.resolve() });
+    this.sub.subscribe(Buffer.from(topic, "latin1"));
+    await this.seenTopic(topic, `subscription to ${sub.source.name}.${sub.event} did not reach the event hub`);
+    return {
+      close: async () => {
+        const local = this.locals.get(topic);
+        this.locals.delete(topic);
+        if (!this.closed) this.sub.unsubscribe(Buffer.from(topic, "latin1"));
+        await local?.tail;
+      },
+    };
+  }
+
+  /** Reads (un)subscriptions arriving at this transport's XPUB from the hub. */
+  private async watchSubscriptions(): Promise<void> {
+    try {
+      for await (const [frame] of this.pub) {
+        if (frame === undefined || frame.length < 2 || (frame[0] !== 0 && frame[0] !== 1)) continue;
+        const topic = frame.toString("latin1", 1);
+        if (frame[0] === 1) this.added(topic);
+        else this.removed(topic);
+      }
+    } catch (e) {
+      if (!this.closed) this.log.error({ err: e }, "zmq: event subscription loop failed");
+    }
+  }
+
+  private added(topic: string): void {
+    this.seen.add(topic);
+    for (const w of this.waiters.get(topic) ?? []) w();
+    this.waiters.delete(topic);
+    const t = parseTopic(topic);
+    if (t === undefined || t.cluster !== this.cluster) return;
+    const key = `${t.service}${SEP}${t.event}`;
+    const groups = this.groups.get(key) ?? new Map<string, Group>();
+    this.groups.set(key, groups);
+    const g = groups.get(t.group) ?? { broadcast: t.broadcast, topics: [], rr: -1 };
+    groups.set(t.group, g);
+    if (!g.topics.includes(topic)) g.topics.push(topic);
+  }
+
+  private removed(topic: string): void {
+    this.seen.delete(topic);
+    const t = parseTopic(topic);
+    if (t === undefined) return;
+    const g = this.groups.get(`${t.service}${SEP}${t.event}`)?.get(t.group);
+    const i = g?.topics.indexOf(topic) ?? -1;
+    if (i >= 0) g?.topics.splice(i, 1);
+  }
+
+  private seenTopic(topic: string, failure: string): Promise<void> {
+    if (this.seen.has(topic)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new FanError(Code.UNAVAILABLE, failure)), READY_TIMEOUT_MS);
+      const list = this.waiters.get(topic) ?? [];
+      list.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.waiters.set(topic, list);
+    });
+  }
+
+  private async receive(): Promise<void> {
+    try {
+      for await (const frames of this.sub) this.onEvent(frames);
+    } catch (e) {
+      if (!this.closed) this.log.error({ err: e }, "zmq: event receive loop failed");
+    }
+  }
+
+  private onEvent(frames: Buffer[]): void {
+    const [topicFrame, pubFrame, seqFrame, body] = frames;
+    const local = this.locals.get(topicFrame?.toString("latin1") ?? "");
+    if (local === undefined) return;
+    if (frames.length !== 4 || body === undefined) {
+      this.stats.malformed++;
+      this.log.warn({ frames: frames.length }, "zmq: dropped a malformed event message");
+      return;
+    }
+    this.checkSequence(local, String(pubFrame), Number(String(seqFrame)));
+    let env: Envelope;
+    try {
+      env = decodeEnvelope(body, { maxBytes: this.maxBytes });
+    } catch (e) {
+      this.stats.malformed++;
+      this.log.warn({ err: (e as Error).message }, "zmq: dropped an event that does not decode");
+      return;
+    }
+    local.tail = local.tail.then(() => this.deliver(local, env));
+  }
+
+  private checkSequence(local: Local, publisher: string, n: number): void {
+    const last = local.last.get(publisher);
+    if (last !== undefined && Number.isInteger(n) && n > last + 1) {
+      this.stats.lost += n - last - 1;
+      this.log.warn({ publisher, missed: n - last - 1, after: last }, "zmq: events lost (sequence gap)");
+    }
+    if (Number.isInteger(n) && (last === undefined || n > last)) local.last.set(publisher, n);
+  }
+
+  /** Delivers one event, retrying a failing handler a few times before dropping it (logged). */
+  private async deliver(local: Local, env: Envelope): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await local.deliver(attempt === 1 ? env : { ...env, headers: { ...env.headers, attempt } });
+        return;
+      } catch (e) {
+        if (attempt >= DELIVERY_ATTEMPTS || this.closed) {
+          this.stats.failed++;
+          this.log.warn({ err: e, service: env.service, event: env.method, id: env.id }, "zmq: event handler kept failing; event dropped");
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 20 * attempt));
+      }
+    }
+  }
+
+  private async withDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise<T> {
+    const remaining = deadline - Date.now();
+    if (!Number.isFinite(remaining)) return p;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new FanError(Code.DEADLINE_EXCEEDED, `${what}: event hub not ready within the deadline`)), Math.max(0, remaining));
+    });
+    try {
+      return await Promise.race([p, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Closes both sockets (linger 0). */
+  close(): void {
+    this.closed = true;
+    this.pub.close();
+    this.sub.close();
+  }
+}
+
+function parseTopic(topic: string): { cluster: string; service: string; event: string; broadcast: boolean; group: string } | undefined {
+  const parts = topic.split(SEP);
+  if (parts.length !== 8 || parts[0] !== "fan") return undefined;
+  const [, cluster, service, event, mode, group] = parts as [string, string, string, string, string, string];
+  return { cluster, service, event, broadcast: mode === "b", group };
+}

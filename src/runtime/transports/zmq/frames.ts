@@ -1,0 +1,38 @@
+/**
+ * The zmq transport's frames. A DEALER sends `[op, id, body]` and the ROUTER receives them
+ * behind the peer's routing id; the id travels in its own frame so the server can answer a
+ * message whose body it refuses (too large, not JSON) without parsing it.
+ *
+ * | op | direction | body |
+ * | --- | --- | --- |
+ * | `C` call | client → server | the envelope (JSON) |
+ * | `P` push | client → server | the envelope (JSON) |
+ * | `X` cancel | client → server | empty: the call with this id was cancelled |
+ * | `R` reply | server → client | a `reply` or `error` envelope |
+ * | `A` ack | server → client | empty: the push finished |
+ * | `N` nack | server → client | a WireError: not acknowledged, send again |
+ *
+ * Events are `[topic, publisherId, seq, envelope]` on PUB/SUB (see events.ts).
+ */
+import type { WireError } from "../../errors.js";
+import type { Envelope } from "../../transport.js";
+
+/** Operation codes of the first frame. */
+export const Op = {
+  CALL: "C",
+  PUSH: "P",
+  CANCEL: "X",
+  REPLY: "R",
+  ACK: "A",
+  NACK: "N",
+} as const;
+
+/** Reads a frame as text (ids and ops are short ASCII). */
+export function text(frame: Buffer | undefined): string {
+  return frame === undefined ? "" : frame.toString("latin1");
+}
+
+/** An error envelope answering `id` (service and method may be unknown when the body was refused). */
+export function errorEnvelope(id: string, err: WireError, service = "", method = ""): Envelope {
+  return { v: 1, id, kind: "error", service, method, headers: {}, payload: { code: err.code, message: err.message, ...(err.details === undefined ? {} : { details: err.details }) } };
+}

@@ -1,0 +1,63 @@
+/**
+ * The event hub zmq events go through: an XSUB/XPUB forwarder (zmq's "Espresso" pattern).
+ * Publishers connect to its XSUB side, subscribers to its XPUB side; subscriptions flow up to
+ * every publisher, which is how a publisher learns who subscribes (see events.ts). A hub keeps
+ * no messages: PUB/SUB is at-most-once, and subscribers detect drops by sequence number.
+ *
+ * Run one per cluster: inside an App (`zmqTransport({ hub: { ... } })`) or on its own
+ * (`startEventHub()`), and give every zmq transport its two endpoints as `events`.
+ */
+import { Proxy, XPublisher, XSubscriber } from "zeromq";
+
+/** Where a hub binds. */
+export interface EventHubOptions {
+  /** Interface to bind; default 127.0.0.1. */
+  readonly host?: string;
+  /** Port publishers connect to; default 0 (chosen by the OS). */
+  readonly publishPort?: number;
+  /** Port subscribers connect to; default 0 (chosen by the OS). */
+  readonly subscribePort?: number;
+}
+
+/** The two endpoints of a hub, as every zmq transport's `events` option takes them. */
+export interface EventHubEndpoints {
+  /** Publishers connect here (the hub's XSUB). */
+  readonly publish: string;
+  /** Subscribers connect here (the hub's XPUB). */
+  readonly subscribe: string;
+}
+
+/** A running hub. */
+export interface EventHub extends EventHubEndpoints {
+  close(): Promise<void>;
+}
+
+/** Starts an event hub; its forwarding runs on a zeromq worker thread. */
+export async function startEventHub(opts: EventHubOptions = {}): Promise<EventHub> {
+  const host = opts.host ?? "127.0.0.1";
+  const xsub = new XSubscriber({ linger: 0, receiveHighWaterMark: 0 });
+  const xpub = new XPublisher({ linger: 0, sendHighWaterMark: 100_000 });
+  await xsub.bind(`tcp://${host}:${port(opts.publishPort)}`);
+  await xpub.bind(`tcp://${host}:${port(opts.subscribePort)}`);
+  const publish = advertised(xsub.lastEndpoint, host);
+  const subscribe = advertised(xpub.lastEndpoint, host);
+  const proxy = new Proxy(xsub, xpub);
+  const running = proxy.run().catch(() => undefined);
+  return {
+    publish,
+    subscribe,
+    close: async () => {
+      proxy.terminate();
+      await Promise.race([running, new Promise((r) => setTimeout(r, 1000))]);
+    },
+  };
+}
+
+function port(p: number | undefined): string {
+  return p !== undefined && p > 0 ? String(p) : "*";
+}
+
+function advertised(lastEndpoint: string | null, host: string): string {
+  const p = new URL((lastEndpoint ?? "").replace(/^tcp:/, "http:")).port;
+  return `tcp://${host === "0.0.0.0" || host === "*" ? "127.0.0.1" : host}:${p}`;
+}

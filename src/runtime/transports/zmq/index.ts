@@ -1,0 +1,130 @@
+/**
+ * The zmq transport (zeromq v6): rpc and pushes over DEALER/ROUTER, events over PUB/SUB
+ * through an event hub. Brokerless: an instance's endpoint is its ROUTER,
+ * `tcp://127.0.0.1:5555`, and pushes are at-least-once by the sender (acknowledged when the
+ * handler finished, sent again after a nack), not by a queue.
+ *
+ * ```ts
+ * createApp({ transports: { zmq: { port: 5555, events: { publish: "tcp://hub:5571", subscribe: "tcp://hub:5572" } } } });
+ * ```
+ */
+import type { ServiceDescriptor } from "../../descriptor.js";
+import { Code, FanError } from "../../errors.js";
+import type {
+  Envelope,
+  EventDelivery,
+  EventSubscription,
+  Inbound,
+  SendOptions,
+  Served,
+  Transport,
+  TransportContext,
+  TransportFactory,
+  Unsubscribe,
+} from "../../transport.js";
+import { ZmqClient, type ZmqClientOptions } from "./client.js";
+import { EventBus, type EventStats } from "./events.js";
+import { type EventHub, type EventHubEndpoints, type EventHubOptions, startEventHub } from "./hub.js";
+import { ZmqServer, type ZmqServerOptions } from "./server.js";
+
+export { startEventHub, type EventHub, type EventHubEndpoints, type EventHubOptions } from "./hub.js";
+export type { EventStats } from "./events.js";
+
+/** Options of `createApp({ transports: { zmq: {...} } })`. */
+export interface ZmqTransportOptions extends ZmqServerOptions, ZmqClientOptions {
+  /** The event hub to publish and subscribe through; without it (or `hub`), events fail with FAILED_PRECONDITION. */
+  readonly events?: EventHubEndpoints;
+  /** Run an event hub inside this transport (started with the first event use); `events` then defaults to it. */
+  readonly hub?: EventHubOptions;
+  /** On close, how long in-flight requests may finish first; default 1 s. */
+  readonly closeGraceMs?: number;
+}
+
+/** The zmq transport factory. */
+export function zmqTransport(opts: ZmqTransportOptions = {}): TransportFactory {
+  return (ctx) => new ZmqTransport(opts, ctx);
+}
+
+/** The zmq `Transport`. */
+export class ZmqTransport implements Transport {
+  readonly name = "zmq" as const;
+  private readonly server: ZmqServer;
+  private readonly client: ZmqClient;
+  private bus: Promise<EventBus> | undefined;
+  private busNow: EventBus | undefined;
+  private hub: EventHub | undefined;
+
+  constructor(
+    private readonly opts: ZmqTransportOptions,
+    private readonly ctx: TransportContext,
+  ) {
+    const log = ctx.log.child({ transport: "zmq" });
+    this.server = new ZmqServer(opts, log, ctx.maxPayloadBytes);
+    this.client = new ZmqClient(opts, log, ctx.maxPayloadBytes);
+  }
+
+  /** Serves an instance on this transport's ROUTER (bound on first use). */
+  async serve(service: ServiceDescriptor, _instanceId: string, inbound: Inbound): Promise<Served> {
+    const endpoint = await this.server.listen();
+    const remove = this.server.add(service, inbound);
+    let stopped = false;
+    return {
+      endpoint,
+      stop: async () => {
+        if (!stopped) remove();
+        stopped = true;
+      },
+    };
+  }
+
+  /** Sends a call over the endpoint's DEALER. */
+  call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
+    return this.client.call(endpoint, env, opts);
+  }
+
+  /** Sends a push; resolves once acknowledged. */
+  push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
+    return this.client.push(endpoint, env, opts);
+  }
+
+  /** Publishes through the event hub. */
+  async publish(env: Envelope, opts: SendOptions): Promise<void> {
+    await (await this.events()).publish(env, opts);
+  }
+
+  /** Subscribes through the event hub. */
+  async subscribe(sub: EventSubscription, deliver: EventDelivery): Promise<Unsubscribe> {
+    return (await this.events()).subscribe(sub, deliver);
+  }
+
+  /** What events lost, failed or could not decode on this transport. */
+  eventStats(): EventStats {
+    return { ...(this.busNow?.stats ?? { lost: 0, failed: 0, malformed: 0 }) };
+  }
+
+  private events(): Promise<EventBus> {
+    this.bus ??= (async () => {
+      let endpoints = this.opts.events;
+      if (this.opts.hub !== undefined) {
+        this.hub = await startEventHub(this.opts.hub);
+        endpoints ??= this.hub;
+      }
+      if (endpoints === undefined) {
+        throw new FanError(Code.FAILED_PRECONDITION, "zmq events need an event hub: zmqTransport({ events: { publish, subscribe } }) or { hub: {} }");
+      }
+      const bus = new EventBus(endpoints, this.ctx.cluster, this.ctx.log.child({ transport: "zmq" }), this.ctx.maxPayloadBytes);
+      this.busNow = bus;
+      return bus;
+    })();
+    return this.bus;
+  }
+
+  /** Closes sockets (linger 0); in-flight requests get `closeGraceMs`. */
+  async close(): Promise<void> {
+    this.client.close();
+    await this.server.close(this.opts.closeGraceMs ?? 1000);
+    const bus = await this.bus?.catch(() => undefined);
+    bus?.close();
+    await this.hub?.close();
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * The zmq transport's server side: one ROUTER per transport, serving every bound instance.
+ * Each message is handled on its own (never a stuck REQ/REP lockstep); replies go back
+ * through the ROUTER to the DEALER that asked. Malformed messages are answered with an error
+ * when their id frame is readable, and dropped with a log line otherwise; handshake failures
+ * (bytes that are not ZMTP) are logged from the socket's monitor.
+ */
+import type { Logger } from "pino";
+import { Router } from "zeromq";
+import type { ServiceDescriptor } from "../../descriptor.js";
+import { Code, FanError } from "../../errors.js";
+import type { Envelope, Inbound } from "../../transport.js";
+import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
+import { errorEnvelope, Op, text } from "./frames.js";
+
+/** Server-side options of the zmq transport. */
+export interface ZmqServerOptions {
+  /** Interface to bind; default 127.0.0.1. */
+  readonly host?: string;
+  /** Port; default 0 (chosen by the OS). */
+  readonly port?: number;
+  /** Host advertised in the endpoint; default the bind host (127.0.0.1 for 0.0.0.0). */
+  readonly advertiseHost?: string;
+}
+
+interface Binding {
+  readonly service: ServiceDescriptor;
+  readonly inbound: Inbound;
+}
+
+const MAX_ID = 256;
+
+/** The ROUTER of one transport. */
+export class ZmqServer {
+  private router: Router | undefined;
+  private listening: Promise<string> | undefined;
+  private readonly bindings = new Map<string, Binding[]>();
+  private readonly stopped = new Set<string>();
+  private readonly running = new Map<string, AbortController>();
+  private rr = 0;
+  private inFlight = 0;
+  private drained: (() => void) | undefined;
+
+  constructor(
+    private readonly opts: ZmqServerOptions,
+    private readonly log: Logger,
+    private readonly maxBytes: number,
+  ) {}
+
+  /** Binds (once) and resolves with the endpoint, `tcp://host:port`. */
+  listen(): Promise<string> {
+    this.listening ??= this.start();
+    return this.listening;
+  }
+
+  private async start(): Promise<string> {
+    const router = new Router({ linger: 0, maxMessageSize: this.maxBytes * 2 + 64 * 1024, receiveHighWaterMark: 0, sendHighWaterMark: 0 });
+    router.events.on("handshake:error:protocol", (e) => this.log.warn({ address: e.address, err: e.error?.message }, "zmq: dropped a connection that does not speak ZMTP"));
+    router.events.on("handshake:error:other", (e) => this.log.warn({ address: e.address, err: e.error?.message }, "zmq: dropped a connection whose handshake failed"));
+    const host = this.opts.host ?? "127.0.0.1";
+    await router.bind(`tcp://${host}:${this.opts.port && this.opts.port > 0 ? this.opts.port : "*"}`);
+    this.router = router;
+    void this.receive(router);
+    const port = new URL((router.lastEndpoint ?? "").replace(/^tcp:/, "http:")).port;
+    const advertised = this.opts.advertiseHost ?? (host === "0.0.0.0" || host === "*" ? "127.0.0.1" : host);
+    return `tcp://${advertised}:${port}`;
+  }
+
+  /** Adds an instance; returns a function that removes it (new calls then get UNAVAILABLE). */
+  add(service: ServiceDescriptor, inbound: Inbound): () => void {
+    const binding: Binding = { service, inbound };
+    const list = this.bindings.get(service.name) ?? [];
+    list.push(binding);
+    this.bindings.set(service.name, list);
+    this.stopped.delete(service.name);
+    return () => {
+      const rest = (this.bindings.get(service.name) ?? []).filter((b) => b !== binding);
+      if (rest.length > 0) this.bindings.set(service.name, rest);
+      else {
+        this.bindings.delete(service.name);
+        this.stopped.add(service.name);
+      }
+    };
+  }
+
+  private async receive(router: Router): Promise<void> {
+    try {
+      for await (const frames of router) this.onMessage(frames);
+    } catch (e) {
+      if (this.router !== undefined) this.log.error({ err: e }, "zmq: server receive loop failed");
+    }
+  }
+
+  private onMessage(frames: Buffer[]): void {
+    const [peer, opFrame, idFrame, body] = frames;
+    const op = text(opFrame);
+    const id = text(idFrame);
+    if (peer === undefined || frames.length !== 4 || id.length === 0 || id.length > MAX_ID || !(op === Op.CALL || op === Op.PUSH || op === Op.CANCEL)) {
+      this.log.warn({ frames: frames.length, op: op.slice(0, 8) }, "zmq: dropped a malformed message");
+      return;
+    }
+    const key = `${peer.toString("hex")}/${id}`;
+    if (op === Op.CANCEL) {
+      this.running.get(key)?.abort(new FanError(Code.CANCELLED, "cancelled by the caller"));
+      return;
+    }
+    this.track(this.handle(peer, op, id, key, body as Buffer));
+  }
+
+  private track(work: Promise<void>): void {
+    this.inFlight++;
+    work
+      .catch((e: unknown) => this.log.error({ err: e }, "zmq: message handling failed"))
+      .finally(() => {
+        this.inFlight--;
+        if (this.inFlight === 0) this.drained?.();
+      });
+  }
+
+  private async handle(peer: Buffer, op: string, id: string, key: string, body: Buffer): Promise<void> {
+    const target = this.decode(id, body);
+    if (!("binding" in target)) {
+      if (op === Op.CALL) await this.send([peer, Op.REPLY, id, encodeEnvelope(target.error)]);
+      else await this.send([peer, Op.NACK, id, JSON.stringify(target.error.payload)]);
+      return;
+    }
+    if (op === Op.PUSH) {
+      await this.push(peer, id, target.binding, target.env);
+      return;
+    }
+    const ac = new AbortController();
+    this.running.set(key, ac);
+    try {
+      const reply = await target.binding.inbound.call(target.env, ac.signal);
+      if (!ac.signal.aborted) await this.send([peer, Op.REPLY, id, this.encodeReply(reply)]);
+    } finally {
+      this.running.delete(key);
+    }
+  }
+
+  /** Decodes and addresses a message, or says which error answers it. */
+  private decode(id: string, body: Buffer): { binding: Binding; env: Envelope } | { error: Envelope } {
+    let env: Envelope;
+    try {
+      env = decodeEnvelope(body, { maxBytes: this.maxBytes });
+    } catch (e) {
+      const err = FanError.from(e, Code.INVALID_ARGUMENT);
+      this.log.warn({ id, err: err.message }, "zmq: refused a message that does not decode");
+      return { error: errorEnvelope(id, err) };
+    }
+    const binding = this.pick(env.service);
+    if (binding === undefined) {
+      const stopping = this.stopped.has(env.service);
+      const err = new FanError(stopping ? Code.UNAVAILABLE : Code.NOT_FOUND, stopping ? `service ${env.service} is stopping here` : `unknown service ${env.service}`);
+      return { error: errorEnvelope(id, err, env.service, env.method) };
+    }
+    if (!Object.hasOwn(binding.service.methods, env.method)) {
+      return { error: errorEnvelope(id, new FanError(Code.NOT_FOUND, `unknown method ${env.service}/${env.method}`), env.service, env.method) };
+    }
+    return { binding, env: env.id === id ? env : { ...env, id } };
+  }
+
+  private pick(service: string): Binding | undefined {
+    const list = this.bindings.get(service);
+    if (list === undefined || list.length === 0) return undefined;
+    this.rr = (this.rr + 1) % list.length;
+    return list[this.rr];
+  }
+
+  private async push(peer: Buffer, id: string, binding: Binding, env: Envelope): Promise<void> {
+    try {
+      await binding.inbound.push(env);
+    } catch (e) {
+      const err = FanError.from(e);
+      await this.send([peer, Op.NACK, id, JSON.stringify({ code: Code.UNAVAILABLE, message: `push not acknowledged: ${err.message}` })]);
+      return;
+    }
+    await this.send([peer, Op.ACK, id, ""]);
+  }
+
+  private encodeReply(reply: Envelope): Buffer {
+    const bytes = encodeEnvelope(reply);
+    if (bytes.length <= this.maxBytes) return bytes;
+    return encodeEnvelope(errorEnvelope(reply.id, { code: Code.RESOURCE_EXHAUSTED, message: `reply of ${bytes.length} bytes exceeds the limit of ${this.maxBytes}` }, reply.service, reply.method));
+  }
+
+  /** ROUTER sends never block (unroutable replies to a vanished peer are dropped). */
+  private async send(frames: Array<Buffer | string>): Promise<void> {
+    const router = this.router;
+    if (router === undefined) return;
+    try {
+      await router.send(frames);
+    } catch (e) {
+      this.log.debug({ err: e }, "zmq: reply not sent");
+    }
+  }
+
+  /** Waits for in-flight messages up to `graceMs`, then closes the socket (linger 0). */
+  async close(graceMs: number): Promise<void> {
+    if (this.listening === undefined) return;
+    await this.listening.catch(() => undefined);
+    if (this.inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    for (const ac of this.running.values()) ac.abort(new FanError(Code.UNAVAILABLE, "server closing"));
+    const router = this.router;
+    this.router = undefined;
+    router?.close();
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * The zmq transport against real zeromq sockets: the shared conformance suite (events through
+ * a real event hub), with raw probes of the ROUTER port.
+ */
+import { afterAll, expect } from "vitest";
+import { startEventHub } from "../../src/runtime/transports/zmq/index.js";
+import { zmqTransport } from "../../src/runtime/transports/zmq/index.js";
+import { transportConformance } from "./conformance.js";
+import { ConformanceDescriptor } from "./fixtures/descriptor.js";
+import { rawExchange } from "./fixtures/raw-http.js";
+import { rawDealer } from "./fixtures/raw-zmq.js";
+
+const hub = await startEventHub();
+afterAll(() => hub.close());
+
+transportConformance("zmq", {
+  factory: () => zmqTransport({ events: hub, closeGraceMs: 500 }),
+  events: true,
+  pushRedelivery: "sender",
+  raw: {
+    garbage: async (endpoint) => {
+      await rawExchange(endpoint.replace(/^tcp:/, "http:"), Buffer.from("GET / HTTP/1.1\r\nhost: x\r\n\r\n\u0000\u00ff garbage"), 500);
+    },
+    proto: async (endpoint) => {
+      const body = JSON.stringify({ v: 1, id: "p1", kind: "call", service: ConformanceDescriptor.name, method: "echo", headers: {} }).replace(/}$/, ',"payload":{"n":1,"__proto__":{"polluted":true}}}');
+      const answer = await rawDealer(endpoint, ["C", "p1", body]);
+      expect(answer?.[0]?.toString()).toBe("R");
+      expect(JSON.parse(String(answer?.[2]))).toMatchObject({ kind: "error", payload: { code: "INVALID_ARGUMENT" } });
+    },
+  },
+});
