@@ -135,7 +135,7 @@ function writeErrorClass(w: CodeBlockWriter, ctx: ModuleContext, decl: ErrorMode
   const own = decl.fields.filter((f) => !ERROR_MEMBER_NAMES.has(f.name));
   const skipped = decl.fields.filter((f) => ERROR_MEMBER_NAMES.has(f.name)).map((f) => str(f.name));
   const implemented = skipped.length === 0 ? fieldsType : `${ctx.global("Omit")}<${fieldsType}, ${skipped.join(" | ")}>`;
-  const allOptional = decl.fields.every((f) => f.optional || f.default !== undefined);
+  const allOptional = decl.fields.every((f) => f.optional);
   writeDoc(w, decl);
   w.write(`export class ${cls} extends ${ctx.rt("FanError")} implements ${implemented}`).block(() => {
     w.writeLine(`static readonly errorName = ${str(decl.fullName)};`);
