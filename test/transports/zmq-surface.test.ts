@@ -1,0 +1,208 @@
+/**
+ * zmq-specific behaviour: malformed frames on the ROUTER, server-side limits, unreachable
+ * peers, and the PUB/SUB event path (sequence gaps, failing handlers, unsubscribe, a hub
+ * hosted by a transport).
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { XPublisher } from "zeromq";
+import type { EventSubscription, Served } from "../../src/runtime/transport.js";
+import { type EventHub, startEventHub, ZmqTransport, zmqTransport } from "../../src/runtime/transports/zmq/index.js";
+import { envelope, rejection, until, within } from "./conformance.js";
+import { ConformanceDescriptor } from "./fixtures/descriptor.js";
+import { TestInbound } from "./fixtures/inbound.js";
+import { type CapturedLog, captureLog } from "./fixtures/log.js";
+import { rawDealer } from "./fixtures/raw-zmq.js";
+
+const MAX = 64 * 1024;
+const C = ConformanceDescriptor.name;
+
+function transport(opts: Parameters<typeof zmqTransport>[0] = {}, log: CapturedLog = captureLog()): ZmqTransport {
+  return zmqTransport({ closeGraceMs: 200, ...opts })({ cluster: "zs", log: log.log, maxPayloadBytes: MAX }) as ZmqTransport;
+}
+
+function callBody(id: string, payload: unknown): string {
+  return JSON.stringify({ v: 1, id, kind: "call", service: C, method: "echo", headers: {}, payload });
+}
+
+describe("zmq server", () => {
+  const log = captureLog();
+  let server: ZmqTransport;
+  let served: Served;
+  let inbound: TestInbound;
+
+  beforeAll(async () => {
+    server = transport({}, log);
+    inbound = new TestInbound();
+    served = await server.serve(ConformanceDescriptor, "s1", inbound);
+  });
+  afterAll(() => server.close());
+
+  it("answers a raw DEALER speaking the frames by hand", async () => {
+    const answer = await rawDealer(served.endpoint, ["C", "raw-1", callBody("raw-1", { n: 9 })]);
+    expect(answer?.map(String).slice(0, 2)).toEqual(["R", "raw-1"]);
+    expect(JSON.parse(String(answer?.[2]))).toMatchObject({ kind: "reply", id: "raw-1", payload: { n: 9 } });
+  });
+
+  it("drops messages with the wrong frames, with a log line, and keeps serving", async () => {
+    for (const frames of [["hello"], ["Z", "id", "{}"], ["C", "", "{}"], ["C", "x".repeat(300), "{}"], ["C", "a", "{}", "extra"]]) {
+      const before = log.find("malformed message").length;
+      expect(await rawDealer(served.endpoint, frames, 200)).toBeUndefined();
+      await until(() => log.find("malformed message").length > before);
+    }
+    const ok = await rawDealer(served.endpoint, ["C", "raw-2", callBody("raw-2", { n: 2 })]);
+    expect(String(ok?.[0])).toBe("R");
+  });
+
+  it("answers a body that is not JSON with INVALID_ARGUMENT under the caller's id", async () => {
+    const answer = await rawDealer(served.endpoint, ["C", "bad-json", "{not json"]);
+    expect(String(answer?.[1])).toBe("bad-json");
+    expect(JSON.parse(String(answer?.[2]))).toMatchObject({ kind: "error", id: "bad-json", payload: { code: "INVALID_ARGUMENT" } });
+  });
+
+  it("answers an oversize body with RESOURCE_EXHAUSTED without decoding it", async () => {
+    const answer = await rawDealer(served.endpoint, ["C", "big", callBody("big", { n: 1, text: "x".repeat(MAX) })]);
+    expect(JSON.parse(String(answer?.[2]))).toMatchObject({ payload: { code: "RESOURCE_EXHAUSTED" } });
+  });
+
+  it("nacks an undecodable push instead of acknowledging it", async () => {
+    const answer = await rawDealer(served.endpoint, ["P", "bad-push", "[]"]);
+    expect(answer?.map(String).slice(0, 2)).toEqual(["N", "bad-push"]);
+    expect(JSON.parse(String(answer?.[2]))).toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+
+  it("a push the handler keeps failing is retried, then rejected with UNAVAILABLE", async () => {
+    const client = transport({ pushAttempts: 3, pushBackoffMs: 10 });
+    const err = await rejection(() => client.push(served.endpoint, envelope("record", { id: "never", failures: 100 }), within(5000)));
+    expect(err.code).toBe("UNAVAILABLE");
+    expect(inbound.pushes.filter((p) => p.id === "never").map((p) => p.attempt)).toEqual([1, 2, 3]);
+    await client.close();
+  });
+
+  it("a stopped instance answers UNAVAILABLE", async () => {
+    const s = transport();
+    const one = await s.serve(ConformanceDescriptor, "x", new TestInbound());
+    await one.stop();
+    const client = transport();
+    const reply = await client.call(one.endpoint, envelope("echo", { n: 1 }), within(2000));
+    expect(reply.payload).toMatchObject({ code: "UNAVAILABLE" });
+    await Promise.all([client.close(), s.close()]);
+  });
+});
+
+describe("zmq client", () => {
+  it("UNAVAILABLE when no peer takes the message within sendTimeoutMs", async () => {
+    const client = transport({ sendTimeoutMs: 100 });
+    const t0 = Date.now();
+    const err = await rejection(() => client.call("tcp://127.0.0.1:1", envelope("echo", { n: 1 }), within(5000)));
+    expect(err.code).toBe("UNAVAILABLE");
+    expect(Date.now() - t0).toBeLessThan(2000);
+    await client.close();
+  });
+
+  it("DEADLINE_EXCEEDED when the deadline is shorter than the send timeout", async () => {
+    const client = transport({ sendTimeoutMs: 5000 });
+    const err = await rejection(() => client.call("tcp://127.0.0.1:1", envelope("echo", { n: 1 }), within(50)));
+    expect(err.code).toBe("DEADLINE_EXCEEDED");
+    await client.close();
+  });
+
+  it("a lost connection fails the calls in flight with UNAVAILABLE, before their deadline", async () => {
+    const server = transport({ closeGraceMs: 0 });
+    const inbound = new TestInbound();
+    const served = await server.serve(ConformanceDescriptor, "gone", inbound);
+    const client = transport();
+    const pending = rejection(() => client.call(served.endpoint, envelope("sleep", { ms: 30_000 }), within(20_000)));
+    await until(() => inbound.active > 0);
+    const t0 = Date.now();
+    await server.close();
+    expect((await pending).code).toBe("UNAVAILABLE");
+    expect(Date.now() - t0).toBeLessThan(5000);
+    await client.close();
+  });
+
+  it("rejects a non-zmq endpoint with INVALID_ARGUMENT", async () => {
+    const client = transport();
+    expect((await rejection(() => client.call("http://127.0.0.1:1", envelope("echo", {}), within(500)))).code).toBe("INVALID_ARGUMENT");
+    await client.close();
+  });
+});
+
+describe("zmq events", () => {
+  let hub: EventHub;
+  beforeAll(async () => {
+    hub = await startEventHub();
+  });
+  afterAll(() => hub.close());
+
+  const sub = (instanceId: string, broadcast = false): EventSubscription => ({ source: ConformanceDescriptor, event: broadcast ? "flush" : "ping", group: "svc.G", instanceId, broadcast });
+  const event = (n: number, name = "ping") => ({ ...envelope(name, { n }), kind: "event" as const });
+
+  it("without a hub, publish and subscribe fail with FAILED_PRECONDITION", async () => {
+    const t = transport();
+    expect((await rejection(() => t.publish(event(1), within(500)))).code).toBe("FAILED_PRECONDITION");
+    expect((await rejection(() => t.subscribe(sub("i"), async () => undefined))).code).toBe("FAILED_PRECONDITION");
+    await t.close();
+  });
+
+  it("detects a sequence gap, counts it and logs it", async () => {
+    const log = captureLog();
+    const t = transport({ events: hub }, log);
+    const got: number[] = [];
+    await t.subscribe(sub("gap"), async (env) => void got.push((env.payload as { n: number }).n));
+    const raw = new XPublisher({ linger: 0 });
+    raw.connect(hub.publish);
+    const topic = ["fan", "zs", C, "ping", "g", "svc.G", "gap", ""].join("\u0000");
+    const body = (n: number) => JSON.stringify(event(n));
+    await until(async () => {
+      await raw.send([topic, "rawpub", "1", body(1)]);
+      return got.length > 0;
+    });
+    await raw.send([topic, "rawpub", "5", body(5)]);
+    await until(() => got.includes(5));
+    expect(t.eventStats().lost).toBe(3);
+    expect(log.find("events lost")).toHaveLength(1);
+    raw.close();
+    await t.close();
+  });
+
+  it("retries a failing handler, then drops the event with a log line", async () => {
+    const log = captureLog();
+    const t = transport({ events: hub }, log);
+    let calls = 0;
+    await t.subscribe(sub("failing"), async () => {
+      calls++;
+      throw new Error("handler broke");
+    });
+    await t.publish(event(1), within(2000));
+    await until(() => t.eventStats().failed === 1);
+    expect(calls).toBe(3);
+    expect(log.find("kept failing")).toHaveLength(1);
+    await t.close();
+  });
+
+  it("after unsubscribe, the group's events go to the remaining instance only", async () => {
+    const a = transport({ events: hub });
+    const b = transport({ events: hub });
+    const pub = transport({ events: hub });
+    const gotA: number[] = [];
+    const gotB: number[] = [];
+    const subA = await a.subscribe(sub("ua"), async (env) => void gotA.push((env.payload as { n: number }).n));
+    await b.subscribe(sub("ub"), async (env) => void gotB.push((env.payload as { n: number }).n));
+    await subA.close();
+    await new Promise((r) => setTimeout(r, 100));
+    for (let n = 0; n < 10; n++) await pub.publish(event(n), within(2000));
+    await until(() => gotB.length === 10);
+    expect(gotA).toEqual([]);
+    await Promise.all([a.close(), b.close(), pub.close()]);
+  });
+
+  it("a transport can host the hub itself", async () => {
+    const t = transport({ hub: {} });
+    const got: number[] = [];
+    await t.subscribe(sub("self", true), async (env) => void got.push((env.payload as { n: number }).n));
+    await t.publish(event(7, "flush"), within(2000));
+    await until(() => got.length === 1);
+    expect(got).toEqual([7]);
+    await t.close();
+  });
+});
