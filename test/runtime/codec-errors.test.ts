@@ -154,7 +154,13 @@ describe("codec errors: prototype keys", () => {
     const j = codec({ kind: "json" });
     expectInvalid(() => j.encode(parse('{"a": {"constructor": 1}}')), 'a["constructor"]', /is not allowed/);
     const s = codec(WineSchema);
-    expectInvalid(() => s.validate(parse('{"__proto__": 1}')), "", /"__proto__" is not allowed/);
+    const u = codec(PaymentSchema);
+    for (const key of ["__proto__", "constructor", "prototype"]) {
+      expectInvalid(() => s.validate(parse(`{"${key}": {}}`)), "", new RegExp(`"${key}" is not allowed`));
+      expectInvalid(() => u.validate(parse(`{"kind": "free", "${key}": null}`)), "", /is not allowed/);
+      const nullProto = Object.assign(Object.create(null) as object, parse(`{"${key}": 1}`));
+      expectInvalid(() => s.encode(nullProto), "", /is not allowed/);
+    }
   });
 });
 

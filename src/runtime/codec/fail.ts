@@ -30,8 +30,15 @@ export function at(e: unknown, seg: Seg): unknown {
 /** Keys that are rejected anywhere in a value: they pollute prototypes when copied. */
 export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
 
-/** True when `o` has an own forbidden key (cheap: three own-property probes). */
+/**
+ * True when `o` has an own forbidden key. Fast path for plain objects: reading the three names
+ * gives the inherited values unless an own key shadows them (an own key holding exactly the
+ * inherited value is harmless and only code, never JSON, can make one); anything else gets
+ * the three own-property probes.
+ */
 export function hasForbiddenKey(o: object): boolean {
+  const r = o as { constructor?: unknown; prototype?: unknown; __proto__?: unknown };
+  if (r.constructor === Object && r.prototype === undefined && r.__proto__ === Object.prototype) return false;
   return Object.hasOwn(o, "__proto__") || Object.hasOwn(o, "constructor") || Object.hasOwn(o, "prototype");
 }
 
