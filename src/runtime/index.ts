@@ -41,3 +41,22 @@ export type {
   Unsubscribe,
 } from "./transport.js";
 export type { Registry, KeyValue, Lease, Watch, WatchEvent, PutOptions } from "./discovery/registry.js";
+
+// The runtime core: app, clients, serving, context, background work, the local transport.
+export { createApp, App } from "./app.js";
+export type { AppOptions } from "./app.js";
+export type { TransportsConfig, DiscoveryInput } from "./app-infra.js";
+export type { ClientOptions } from "./client.js";
+export type { ServeOptions } from "./served.js";
+export { chain, traceInterceptor, deadlineInterceptor } from "./interceptors.js";
+export type { Interceptor, Next, OutgoingRequest } from "./interceptors.js";
+export { currentContext } from "./callctx.js";
+export { task, timer } from "./tasks.js";
+export type { TaskContext } from "./tasks.js";
+export type { Publisher } from "./publisher.js";
+export type { StatePublisher, StateUpdate } from "./states.js";
+export type { Counters } from "./stats.js";
+export { createLogger, componentLogger } from "./logging.js";
+export { localTransport, LocalTransport } from "./transports/local/index.js";
+export type { LocalOptions } from "./transports/local/index.js";
+export { formatTraceparent, parseTraceparent } from "./ids.js";

@@ -1,6 +1,40 @@
 /**
- * `fan/testing`: the test kit users import (createTestApp, mocks).
- * OWNER: runtime-core helper.
+ * `fan/testing`: the test kit users import. `createTestApp()` is an App on the embedded
+ * defaults (a private memory registry, the local transport) with a silent logger and short
+ * timeouts, plus `.mock(m)` to serve a generated mock in place of a real service.
  */
+import { App, type AppOptions } from "../runtime/app.js";
+import type { ServiceMock } from "../runtime/mock.js";
+import type { ServeOptions } from "../runtime/served.js";
+import { silentLogger } from "../runtime/logging.js";
+
 export { createMock } from "../runtime/mock.js";
 export type { MethodMock, ServiceMock, RecordedCall } from "../runtime/mock.js";
+
+/** Options of `createTestApp`: App options plus `serialize` (send every local call through the wire encoding). */
+export interface TestAppOptions extends AppOptions {
+  /** Serialise local calls as the network transports do (default false). */
+  readonly serialize?: boolean;
+}
+
+/** An App for tests. */
+export class TestApp extends App {
+  /** Serves a generated mock (`mockX()`) as the service it mocks. */
+  mock<H, C>(m: ServiceMock<H, C>, opts: ServeOptions = {}): this {
+    return this.serve(m.definition, m.handler, opts);
+  }
+}
+
+/** An App on the embedded defaults, silent unless FAN_LOG_LEVEL is set, quick to give up waiting. */
+export function createTestApp(opts: TestAppOptions = {}): TestApp {
+  const { serialize, ...rest } = opts;
+  return new TestApp({
+    logger: silentLogger(),
+    dependencyTimeoutMs: 2000,
+    stopGraceMs: 2000,
+    uniqueWaitMs: 500,
+    leaseTtlMs: 2000,
+    ...rest,
+    transports: { ...rest.transports, ...(serialize === true ? { local: { serialize: true } } : {}) },
+  });
+}

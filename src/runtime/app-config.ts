@@ -1,0 +1,50 @@
+/**
+ * Service config at start: the raw (wire-form) object from the config source or from
+ * `serve(..., { config })`, checked against the IDL `config {}` block. Every missing required
+ * key is named at once; then the codec decodes it (defaults, constraints) into the typed config.
+ */
+import { codec } from "./codec.js";
+import type { ServiceDescriptor } from "./descriptor.js";
+import { Code, FanError } from "./errors.js";
+import type { Schema, StructSchema } from "./schema.js";
+
+/** The paths of required keys absent from `raw` (recursing into present struct values). */
+export function missingKeys(schema: StructSchema, raw: unknown, prefix = ""): string[] {
+  const obj = typeof raw === "object" && raw !== null && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
+  const out: string[] = [];
+  for (const f of schema.fields) {
+    const path = prefix === "" ? f.name : `${prefix}.${f.name}`;
+    const v = Object.hasOwn(obj, f.name) ? obj[f.name] : undefined;
+    if (v === undefined || v === null) {
+      if (f.optional !== true && f.default === undefined) out.push(path);
+      continue;
+    }
+    const inner = structOf(f.schema);
+    if (inner !== undefined) out.push(...missingKeys(inner, v, path));
+  }
+  return out;
+}
+
+function structOf(schema: Schema): StructSchema | undefined {
+  const s = schema.kind === "ref" ? schema.get() : schema;
+  return s.kind === "struct" ? s : undefined;
+}
+
+/**
+ * The typed config of a service from its raw config. Throws FAILED_PRECONDITION naming every
+ * missing key path, or INVALID_ARGUMENT naming the first bad value.
+ */
+export function decodeConfig(service: ServiceDescriptor, raw: Record<string, unknown>): unknown {
+  const schema = service.config;
+  if (schema === undefined) return Object.freeze({});
+  const missing = missingKeys(schema, raw);
+  if (missing.length > 0) {
+    throw new FanError(Code.FAILED_PRECONDITION, `config of ${service.name} is missing ${missing.join(", ")}`, { details: { service: service.name, missing } });
+  }
+  try {
+    return codec(schema).decode(raw, "config");
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    throw new FanError(Code.INVALID_ARGUMENT, `config of ${service.name} is invalid: ${msg}`, { cause: e, details: FanError.is(e) ? e.details : undefined });
+  }
+}

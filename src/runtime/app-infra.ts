@@ -1,0 +1,181 @@
+/**
+ * What an App owns besides its services: discovery and config, the transports (network ones
+ * imported only when configured, so an app that uses only `local` never loads amqplib or
+ * zeromq), and the choice of transport for a call or an event.
+ */
+import type { Logger } from "pino";
+import type { ServiceDescriptor, TransportName } from "./descriptor.js";
+import { createDiscovery, memoryRegistry, type Discovery, type DiscoverySpec } from "./discovery/index.js";
+import type { ConfigObjects } from "./discovery/config.js";
+import type { Registry } from "./discovery/registry.js";
+import type { ConfigSource, InstanceInfo } from "./discovery/types.js";
+import { Code, FanError } from "./errors.js";
+import type { Target } from "./route.js";
+import type { Transport, TransportContext, TransportFactory } from "./transport.js";
+import { DEFAULT_MAX_BYTES } from "./wire.js";
+import { LocalTransport, localHub, type LocalOptions } from "./transports/local/index.js";
+
+/** Network transport names, in the order events prefer them. */
+const NETWORK: readonly TransportName[] = ["amqp", "redis", "zmq", "http"];
+/** Transports that carry events (http relays through a broker). */
+const EVENT_CAPABLE: ReadonlySet<TransportName> = new Set(["amqp", "redis", "zmq"]);
+
+/** `createApp({ transports })`: options per transport name, or a ready factory. */
+export type TransportsConfig = {
+  readonly local?: LocalOptions | TransportFactory;
+} & { readonly [K in Exclude<TransportName, "local">]?: object | TransportFactory };
+
+/** Where discovery lives: a spec for `createDiscovery`, or a Discovery already built. */
+export type DiscoveryInput = DiscoverySpec | Discovery;
+
+/** Settings the infra needs from the App options. */
+export interface InfraOptions {
+  readonly cluster: string;
+  readonly appId: string;
+  readonly log: Logger;
+  readonly discovery?: DiscoveryInput;
+  readonly config?: string | ConfigObjects | ConfigSource;
+  readonly transports?: TransportsConfig;
+  readonly leaseTtlMs?: number;
+  readonly maxPayloadBytes?: number;
+}
+
+function isDiscovery(d: DiscoveryInput): d is Discovery {
+  return typeof d === "object" && d !== null && "directory" in d && "registry" in d;
+}
+
+/** Loads a network transport's module and returns its factory (`httpTransport(opts)`...). */
+async function loadTransport(name: TransportName, opts: object): Promise<TransportFactory> {
+  const mod = (await import(`./transports/${name}/index.js`)) as Record<string, unknown>;
+  const make = mod[`${name}Transport`];
+  if (typeof make !== "function") throw new FanError(Code.INTERNAL, `transports/${name} does not export ${name}Transport`);
+  return (make as (o: object) => TransportFactory)(opts);
+}
+
+/** Discovery, config and transports of one App. */
+export class Infra {
+  readonly local: LocalTransport;
+  readonly #opts: InfraOptions;
+  readonly #spec: DiscoverySpec | Discovery;
+  readonly #transports = new Map<TransportName, Transport>();
+  /** Network transports configured, in configuration order. */
+  readonly network: readonly TransportName[];
+  #discovery: Discovery | undefined;
+  #opening: Promise<void> | undefined;
+  #ownsDiscovery: boolean;
+
+  constructor(opts: InfraOptions) {
+    this.#opts = opts;
+    this.#spec = opts.discovery ?? memoryRegistry();
+    this.#ownsDiscovery = !isDiscovery(this.#spec);
+    const configured = Object.keys(opts.transports ?? {}) as TransportName[];
+    for (const name of configured) {
+      if (name !== "local" && !NETWORK.includes(name)) throw new FanError(Code.INVALID_ARGUMENT, `unknown transport ${JSON.stringify(name)}; expected one of local, ${NETWORK.join(", ")}`);
+    }
+    this.network = configured.filter((n) => n !== "local");
+    const localCfg = opts.transports?.local;
+    const hubKey: object | string = isDiscovery(this.#spec) ? this.#spec.registry : this.#spec;
+    const ctx = this.#context("local");
+    if (typeof localCfg === "function") {
+      const t = localCfg(ctx);
+      if (!(t instanceof LocalTransport)) throw new FanError(Code.INVALID_ARGUMENT, "transports.local must be local transport options or localTransport(...)");
+      this.local = t;
+    } else this.local = new LocalTransport({ ...localCfg, hub: localHub(hubKey, opts.cluster) }, ctx);
+    this.#transports.set("local", this.local);
+  }
+
+  /** True once `open` has finished. */
+  get isOpen(): boolean {
+    return this.#discovery !== undefined && this.#opening === undefined;
+  }
+
+  /** Creates discovery and the network transports (once). */
+  open(): Promise<void> {
+    if (this.#discovery !== undefined && this.#opening === undefined) return Promise.resolve();
+    this.#opening ??= this.#open().finally(() => (this.#opening = undefined));
+    return this.#opening;
+  }
+
+  /** The discovery in use (after `open`). */
+  get discovery(): Discovery {
+    if (this.#discovery === undefined) throw new FanError(Code.FAILED_PRECONDITION, "the app's discovery is not open yet");
+    return this.#discovery;
+  }
+
+  get registry(): Registry {
+    return this.discovery.registry;
+  }
+
+  get config(): ConfigSource {
+    return this.discovery.config;
+  }
+
+  /** The transport of `name`; throws naming the transports the App has. */
+  transport(name: TransportName): Transport {
+    const t = this.#transports.get(name);
+    if (t === undefined) throw new FanError(Code.FAILED_PRECONDITION, `this app has no ${name} transport (it has ${this.names().join(", ")}); add it to createApp({ transports })`);
+    return t;
+  }
+
+  /** Names of the transports this App has. */
+  names(): readonly TransportName[] {
+    return ["local", ...this.network];
+  }
+
+  /** The transport events of `source` travel on: the first event-capable transport both sides allow, else local. */
+  eventTransport(source: ServiceDescriptor): Transport {
+    for (const name of this.network) {
+      if (EVENT_CAPABLE.has(name) && source.transports.includes(name)) return this.transport(name);
+    }
+    return this.local;
+  }
+
+  /** How to reach an instance: in-process when its local endpoint is in this hub, else a shared network transport. */
+  reach(info: InstanceInfo, pinned: TransportName | undefined): Omit<Target, "info"> | undefined {
+    const lep = info.endpoints.local;
+    const localOk = lep !== undefined && this.local.reaches(lep);
+    if (pinned === "local" || (pinned === undefined && localOk)) {
+      return localOk ? { transport: this.local, endpoint: lep as string, values: this.local.acceptsValues } : undefined;
+    }
+    for (const name of pinned === undefined ? this.network : [pinned]) {
+      const ep = info.endpoints[name];
+      const t = this.#transports.get(name);
+      if (ep !== undefined && t !== undefined) return { transport: t, endpoint: ep, values: false };
+    }
+    return undefined;
+  }
+
+  /** Closes the transports and (when the App made it) discovery. */
+  async close(): Promise<void> {
+    await this.#opening?.catch(() => undefined);
+    const all = [...this.#transports.values()];
+    await Promise.allSettled(all.map((t) => t.close()));
+    if (this.#discovery !== undefined && this.#ownsDiscovery) await this.#discovery.close();
+  }
+
+  async #open(): Promise<void> {
+    const o = this.#opts;
+    if (this.#discovery === undefined) {
+      const spec = this.#spec;
+      this.#discovery = isDiscovery(spec)
+        ? spec
+        : createDiscovery(spec, {
+            cluster: o.cluster,
+            appId: o.appId,
+            log: o.log.child({ component: "discovery" }),
+            ...(o.leaseTtlMs === undefined ? {} : { leaseTtlMs: o.leaseTtlMs }),
+            ...(o.config === undefined ? {} : { config: o.config }),
+          });
+    }
+    for (const name of this.network) {
+      if (this.#transports.has(name)) continue;
+      const cfg = o.transports?.[name as Exclude<TransportName, "local">] ?? {};
+      const factory = typeof cfg === "function" ? (cfg as TransportFactory) : await loadTransport(name, cfg);
+      this.#transports.set(name, factory(this.#context(name)));
+    }
+  }
+
+  #context(name: TransportName): TransportContext {
+    return { cluster: this.#opts.cluster, log: this.#opts.log.child({ component: `transport.${name}` }), maxPayloadBytes: this.#opts.maxPayloadBytes ?? DEFAULT_MAX_BYTES };
+  }
+}

@@ -1,0 +1,243 @@
+/**
+ * The App: one per process (more in tests). It owns discovery, config, logging and transports,
+ * serves handlers and hands out typed clients. `createApp()` with no options is the embedded
+ * default: a private in-memory registry and config, and the local transport.
+ */
+import type { Logger } from "pino";
+import { Infra, type DiscoveryInput, type TransportsConfig } from "./app-infra.js";
+import { Caller, type ClientHost, type ClientOptions } from "./client.js";
+import type { ServiceDefinition, ServiceDescriptor, StateHandle, Subscription, TransportName } from "./descriptor.js";
+import type { ConfigObjects } from "./discovery/config.js";
+import type { ConfigSource, InstanceSet } from "./discovery/types.js";
+import { Code, FanError } from "./errors.js";
+import { instanceIdFor, shortId } from "./ids.js";
+import type { Interceptor } from "./interceptors.js";
+import { Lifecycle } from "./lifecycle.js";
+import { createLogger } from "./logging.js";
+import { Publisher } from "./publisher.js";
+import { ServedInstance, type ServeHost, type ServeOptions } from "./served.js";
+import { newCounters, type Counters } from "./stats.js";
+import { StateChannel, stateHandle } from "./states.js";
+import type { TaskContext } from "./tasks.js";
+
+/** Options of `createApp`. */
+export interface AppOptions {
+  /** Cluster name: the discovery and config namespace (default "dev"). */
+  readonly cluster?: string;
+  /**
+   * Discovery: "memory" (the process-wide memory registry), "etcd://host:port[,...]", a
+   * Registry object (apps given the same one see each other), or a built Discovery.
+   * Default: a memory registry private to this App.
+   */
+  readonly discovery?: DiscoveryInput;
+  /** Config: the registry (default), a YAML file path, plain objects by service name, or a ConfigSource. */
+  readonly config?: string | ConfigObjects | ConfigSource;
+  /** Transports by name: options, or a ready TransportFactory. `local` is always present. */
+  readonly transports?: TransportsConfig;
+  /** The app-wide logger (default: pino at FAN_LOG_LEVEL or info). */
+  readonly logger?: Logger;
+  /** Client interceptors of every client of this App (inside trace and deadline). */
+  readonly interceptors?: readonly Interceptor[];
+  /** How long start waits for hard dependencies (default 30 000 ms). */
+  readonly dependencyTimeoutMs?: number;
+  /** How long stop lets in-flight work finish (default 10 000 ms). */
+  readonly stopGraceMs?: number;
+  /** How long start waits for a `@unique` instance's first election (default 2 000 ms). */
+  readonly uniqueWaitMs?: number;
+  /** Registration lease TTL (default 5 000 ms). */
+  readonly leaseTtlMs?: number;
+  /** Max decoded payload size (default 4 MiB). */
+  readonly maxPayloadBytes?: number;
+  /** Stop gracefully on SIGINT/SIGTERM (a second signal exits at once). Default false. */
+  readonly handleSignals?: boolean;
+}
+
+/** Creates an App. */
+export function createApp(options: AppOptions = {}): App {
+  return new App(options);
+}
+
+/** A process's set of served services and clients. */
+export class App implements ClientHost {
+  /** This App's id, advertised with its instances (prefer-local). */
+  readonly appId = shortId();
+  readonly cluster: string;
+  /** The app-wide logger; give children of it to libraries (`app.logger.child({ component })`). */
+  readonly logger: Logger;
+  /** What was dropped, expired or failed. */
+  readonly counters: Counters = newCounters();
+  readonly interceptors: readonly Interceptor[];
+  readonly log: Logger;
+  readonly #options: AppOptions;
+  readonly #infra: Infra;
+  readonly #served: ServedInstance[] = [];
+  readonly #clients = new Map<ServiceDescriptor, Map<string, unknown>>();
+  readonly #inflight = new Map<string, number>();
+  readonly #clientSubs = new Set<Subscription>();
+  readonly #lifecycle: Lifecycle;
+
+  constructor(options: AppOptions = {}) {
+    this.#options = options;
+    this.cluster = options.cluster ?? "dev";
+    this.logger = options.logger ?? createLogger();
+    this.log = this.logger.child({ app: this.appId });
+    this.interceptors = options.interceptors ?? [];
+    this.#infra = new Infra({
+      cluster: this.cluster,
+      appId: this.appId,
+      log: this.log,
+      ...pick(options, ["discovery", "config", "transports", "leaseTtlMs", "maxPayloadBytes"]),
+    });
+    this.#lifecycle = new Lifecycle(this.#served, this.#infra, options, this.log);
+    this.#lifecycle.onSignal(() => this.stop());
+  }
+
+  /** Serves `handler` as an instance of `def` when the app starts. Returns the app, for chaining. */
+  serve<H>(def: ServiceDefinition<H, unknown>, handler: H, opts: ServeOptions = {}): this {
+    this.#lifecycle.assertNotStarted("serve");
+    if (def === null || typeof def !== "object" || typeof def.descriptor !== "object") throw new FanError(Code.INVALID_ARGUMENT, "serve: expected a generated service definition");
+    if (handler === null || typeof handler !== "object") throw new FanError(Code.INVALID_ARGUMENT, `serve ${def.descriptor.name}: the handler must be an object`);
+    const transports = this.#serveTransports(def.descriptor, opts.transports);
+    const instanceId = opts.instanceId ?? instanceIdFor(def.descriptor.name);
+    if (this.#served.some((s) => s.instanceId === instanceId)) throw new FanError(Code.ALREADY_EXISTS, `instance id ${instanceId} is already served by this app`);
+    this.#served.push(new ServedInstance(def as ServiceDefinition<unknown, unknown>, handler as object, opts, instanceId, transports, this.#serveHost(), this.log));
+    return this;
+  }
+
+  /** The typed client of `def` (cached per definition and options without interceptors). */
+  client<C>(def: ServiceDefinition<unknown, C>, opts: ClientOptions = {}): C {
+    if (def === null || typeof def !== "object" || typeof def.createClient !== "function") throw new FanError(Code.INVALID_ARGUMENT, "client: expected a generated service definition");
+    if (opts.interceptors !== undefined) return def.createClient(new Caller(this, def.descriptor, opts));
+    const key = `${opts.version ?? ""}|${opts.strategy ?? ""}|${opts.transport ?? ""}`;
+    let byOpts = this.#clients.get(def.descriptor);
+    if (byOpts === undefined) {
+      byOpts = new Map();
+      this.#clients.set(def.descriptor, byOpts);
+    }
+    let c = byOpts.get(key) as C | undefined;
+    if (c === undefined) {
+      c = def.createClient(new Caller(this, def.descriptor, opts));
+      byOpts.set(key, c);
+    }
+    return c;
+  }
+
+  /** Publishes the events and states of a service this app serves. */
+  publisher(def: ServiceDefinition<unknown, unknown>): Publisher {
+    return new Publisher(def.descriptor, this.#infra, (service, name) => this.#channel(service, name), this.log);
+  }
+
+  /** Runs `fn` from start until stop (its signal aborts on stop). */
+  task(name: string, fn: (ctx: TaskContext) => unknown): this {
+    this.#lifecycle.addTask({ name, kind: "task", run: fn });
+    return this;
+  }
+
+  /** Runs `fn` every `intervalMs` from start until stop, never overlapping. */
+  timer(name: string, intervalMs: number | string, fn: (ctx: TaskContext) => unknown): this {
+    this.#lifecycle.addTimer(name, intervalMs, fn);
+    return this;
+  }
+
+  /** Config, preStart, start (register, consume), postStart; rejects (and undoes) on failure. */
+  start(): Promise<void> {
+    return this.#lifecycle.start();
+  }
+
+  /** Deregister, stop taking work, drain in-flight calls (up to the grace period), postStop. */
+  stop(): Promise<void> {
+    return this.#lifecycle.stop(() => this.#closeClients());
+  }
+
+  /** Instances served by this app: service name → instance ids. */
+  instances(): Record<string, string[]> {
+    const out: Record<string, string[]> = {};
+    for (const s of this.#served) (out[s.descriptor.name] ??= []).push(s.instanceId);
+    return out;
+  }
+
+  // ClientHost -------------------------------------------------------------------------------
+
+  ready(): Promise<void> | undefined {
+    return this.#infra.isOpen ? undefined : this.#infra.open();
+  }
+
+  watch(service: string): Promise<InstanceSet> {
+    return this.#infra.discovery.directory.watch(service);
+  }
+
+  reach(...args: Parameters<Infra["reach"]>): ReturnType<Infra["reach"]> {
+    return this.#infra.reach(...args);
+  }
+
+  transportNames(): readonly string[] {
+    return this.#infra.names();
+  }
+
+  inFlight(instanceId: string): number {
+    return this.#inflight.get(instanceId) ?? 0;
+  }
+
+  acquire(instanceId: string): () => void {
+    this.#inflight.set(instanceId, (this.#inflight.get(instanceId) ?? 0) + 1);
+    return () => this.#inflight.set(instanceId, (this.#inflight.get(instanceId) ?? 1) - 1);
+  }
+
+  async subscribe(service: ServiceDescriptor, event: string, fn: (event: unknown) => void | Promise<void>): Promise<Subscription> {
+    await this.ready();
+    const sub = await this.publisher({ descriptor: service, createClient: () => undefined }).listen(event, fn, `${service.name}.client.${this.appId}.${shortId()}`);
+    this.#clientSubs.add(sub);
+    return { unsubscribe: async () => (this.#clientSubs.delete(sub), sub.unsubscribe()) };
+  }
+
+  state(service: ServiceDescriptor, name: string): StateHandle<unknown> {
+    return stateHandle(service, name, async () => this.#channel(service, name));
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  #channel(service: ServiceDescriptor, name: string): StateChannel {
+    return this.#infra.local.hub.shared(`state\u0000${service.name}\u0000${name}`, () => new StateChannel());
+  }
+
+  async #closeClients(): Promise<void> {
+    const subs = [...this.#clientSubs];
+    this.#clientSubs.clear();
+    await Promise.allSettled(subs.map((s) => s.unsubscribe()));
+  }
+
+  #serveTransports(d: ServiceDescriptor, asked: readonly TransportName[] | undefined): readonly TransportName[] {
+    const allowed = (n: TransportName): boolean => n === "local" || d.transports.includes(n);
+    if (asked === undefined) return this.#infra.names().filter(allowed);
+    const bad = asked.filter((n) => !allowed(n));
+    if (bad.length > 0) throw new FanError(Code.INVALID_ARGUMENT, `${d.name} may not be served over ${bad.join(", ")} (its @transports: ${d.transports.join(", ")})`);
+    const missing = asked.filter((n) => !this.#infra.names().includes(n));
+    if (missing.length > 0) throw new FanError(Code.INVALID_ARGUMENT, `${d.name}: this app has no ${missing.join(", ")} transport; add it to createApp({ transports })`);
+    return asked.includes("local") ? asked : ["local", ...asked];
+  }
+
+  #serveHost(): ServeHost {
+    const infra = this.#infra;
+    const lc = this.#lifecycle;
+    return {
+      appId: this.appId,
+      cluster: this.cluster,
+      counters: this.counters,
+      hardStop: lc.hardStop,
+      stopping: lc.stopping,
+      uniqueWaitMs: this.#options.uniqueWaitMs ?? 2000,
+      transport: (n) => infra.transport(n),
+      eventTransport: (s) => infra.eventTransport(s),
+      directory: () => infra.discovery.directory,
+      registry: () => infra.registry,
+      configSource: () => infra.config,
+      client: (def) => this.client(def),
+    };
+  }
+}
+
+function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): { [P in K]?: Exclude<T[P], undefined> } {
+  const out: { [P in K]?: Exclude<T[P], undefined> } = {};
+  for (const k of keys) if (o[k] !== undefined) out[k] = o[k] as Exclude<T[K], undefined>;
+  return out;
+}

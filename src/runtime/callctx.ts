@@ -1,0 +1,134 @@
+/**
+ * The call context: the object handlers receive, and what AsyncLocalStorage carries so that
+ * calls made inside a handler inherit its deadline and trace. Everything that costs something
+ * (the trace id parse, the span id, the child logger, the AbortSignal) is made on first use,
+ * so a call whose handler never looks at them does not pay for them.
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { Logger } from "pino";
+import type { CallContext } from "./context.js";
+import type { ServiceDefinition } from "./descriptor.js";
+import type { EnvelopeHeaders } from "./transport.js";
+import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from "./ids.js";
+
+/** What a served instance shares with every call context it makes. */
+export interface InstanceScope {
+  readonly service: string;
+  readonly instanceId: string;
+  /** The instance logger (bound to service and instance id). */
+  readonly log: Logger;
+  /** The current validated config (replaced on config updates). */
+  readonly config: () => unknown;
+  /** A client of another service (cached per definition). */
+  readonly client: <C>(def: ServiceDefinition<unknown, C>) => C;
+  /** Fires when the app stops hard (grace period over). */
+  readonly hardStop: AbortSignal;
+  /** The leader's fencing token, for `@unique` services. */
+  readonly fencingToken?: () => string | undefined;
+}
+
+/** The trace and deadline an outgoing call inherits from the current context. */
+export interface Inherited {
+  readonly deadline: number;
+  /** The traceparent for a child call (this span as its parent). */
+  childTraceparent(): string;
+}
+
+const storage = new AsyncLocalStorage<Inherited>();
+
+/** The context of the call being served, if any (outgoing calls inherit it). */
+export function currentContext(): Inherited | undefined {
+  return storage.getStore();
+}
+
+/** Runs `fn` with `ctx` as the current context. */
+export function runInContext<R>(ctx: Inherited, fn: () => R): R {
+  return storage.run(ctx, fn);
+}
+
+/** The traceparent of a call made at the edge (no current context): a new trace. */
+export function edgeTraceparent(): string {
+  return formatTraceparent(newTraceId(), newSpanId());
+}
+
+/** The CallContext of one served call. */
+export class CallCtx implements CallContext, Inherited {
+  readonly #scope: InstanceScope;
+  readonly method: string;
+  readonly headers: Readonly<EnvelopeHeaders>;
+  readonly deadline: number;
+  readonly attempt: number;
+  readonly #callerSignal: AbortSignal | undefined;
+  #traceId: string | undefined;
+  #spanId: string | undefined;
+  #log: Logger | undefined;
+  #signal: AbortSignal | undefined;
+
+  constructor(scope: InstanceScope, method: string, headers: Readonly<EnvelopeHeaders>, deadline: number, callerSignal: AbortSignal | undefined, attempt: number) {
+    this.#scope = scope;
+    this.method = method;
+    this.headers = headers;
+    this.deadline = deadline;
+    this.#callerSignal = callerSignal;
+    this.attempt = attempt;
+    const token = scope.fencingToken;
+    if (token !== undefined) Object.defineProperty(this, "fencingToken", { get: token, enumerable: true });
+  }
+
+  get service(): string {
+    return this.#scope.service;
+  }
+
+  get instanceId(): string {
+    return this.#scope.instanceId;
+  }
+
+  get config(): never {
+    return this.#scope.config() as never;
+  }
+
+  /** Present only on calls to `@unique` services (set up in the constructor). */
+  declare readonly fencingToken?: string;
+
+  /** The caller's trace id, or a new one when the call came without (or with a bad) traceparent. */
+  get traceId(): string {
+    if (this.#traceId === undefined) this.#traceId = parseTraceparent(this.headers.traceparent)?.traceId ?? newTraceId();
+    return this.#traceId;
+  }
+
+  /** This call's own span id. */
+  get spanId(): string {
+    if (this.#spanId === undefined) this.#spanId = newSpanId();
+    return this.#spanId;
+  }
+
+  get log(): Logger {
+    if (this.#log === undefined) this.#log = this.#scope.log.child({ method: this.method, traceId: this.traceId, spanId: this.spanId });
+    return this.#log;
+  }
+
+  get signal(): AbortSignal {
+    if (this.#signal === undefined) this.#signal = this.#makeSignal();
+    return this.#signal;
+  }
+
+  /** True once the signal exists and has fired (without creating it). */
+  get aborted(): boolean {
+    return this.#signal?.aborted ?? this.#callerSignal?.aborted ?? false;
+  }
+
+  client<C>(def: ServiceDefinition<unknown, C>): C {
+    return this.#scope.client(def);
+  }
+
+  childTraceparent(): string {
+    return formatTraceparent(this.traceId, this.spanId);
+  }
+
+  #makeSignal(): AbortSignal {
+    const signals: AbortSignal[] = [this.#scope.hardStop];
+    if (this.#callerSignal !== undefined) signals.push(this.#callerSignal);
+    if (Number.isFinite(this.deadline)) signals.push(AbortSignal.timeout(Math.max(0, this.deadline - Date.now())));
+    return AbortSignal.any(signals);
+  }
+}

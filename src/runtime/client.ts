@@ -1,0 +1,200 @@
+/**
+ * The runtime side of a generated client: a `ClientCaller` per (App, service, options). A call
+ * runs the interceptor chain and then `send`: pick an instance from the discovery cache, choose
+ * a transport it advertises (in-process when it is served by this App), build the envelope
+ * (typed value for the unserialised local transport, encoded JSON otherwise) and turn the
+ * reply back into the typed value or the rebuilt error.
+ */
+import type { Logger } from "pino";
+import { codec, type Codec } from "./codec.js";
+import type {
+  CallOptions,
+  ClientCaller,
+  EventStream,
+  MethodDescriptor,
+  ServiceDescriptor,
+  StateHandle,
+  Subscription,
+  TransportName,
+} from "./descriptor.js";
+import type { InstanceSet, StrategyName } from "./discovery/types.js";
+import { Code, FanError } from "./errors.js";
+import { fromWireError } from "./error-wire.js";
+import { nextEnvelopeId } from "./ids.js";
+import { chain, deadlineInterceptor, traceInterceptor, type Interceptor, type Next, type OutgoingRequest } from "./interceptors.js";
+import { Route, checkRange, type RouteHost, type Target } from "./route.js";
+import type { Envelope, SendOptions } from "./transport.js";
+
+/** Options of `app.client(def, opts)`. */
+export interface ClientOptions {
+  /** A semver range the instances must satisfy (default: any). */
+  readonly version?: string;
+  /** How an instance is picked (default "prefer-local"). */
+  readonly strategy?: StrategyName;
+  /** Only use this transport. */
+  readonly transport?: TransportName;
+  /** Interceptors of this client, inside the App's own. */
+  readonly interceptors?: readonly Interceptor[];
+}
+
+/** What a caller needs from its App. */
+export interface ClientHost extends RouteHost {
+  readonly log: Logger;
+  /** The App's interceptors (inside trace and deadline). */
+  readonly interceptors: readonly Interceptor[];
+  /** Resolves when discovery and transports are up (undefined once they are). */
+  ready(): Promise<void> | undefined;
+  watch(service: string): Promise<InstanceSet>;
+  /** Counts an in-flight call on an instance; returns its release. */
+  acquire(instanceId: string): () => void;
+  subscribe(service: ServiceDescriptor, event: string, fn: (event: unknown) => void | Promise<void>): Promise<Subscription>;
+  state(service: ServiceDescriptor, name: string): StateHandle<unknown>;
+}
+
+interface MethodPlan {
+  readonly desc: MethodDescriptor;
+  readonly input: Codec<unknown>;
+  readonly output: Codec<unknown> | undefined;
+  readonly run: Next;
+}
+
+const NEVER: AbortSignal = new AbortController().signal;
+
+/** The `ClientCaller` handed to a generated `createClient`. */
+export class Caller implements ClientCaller {
+  readonly #host: ClientHost;
+  readonly #service: ServiceDescriptor;
+  readonly #opts: ClientOptions;
+  readonly #plans = new Map<string, MethodPlan>();
+  #route: Route | undefined;
+  #routing: Promise<Route> | undefined;
+
+  constructor(host: ClientHost, service: ServiceDescriptor, opts: ClientOptions = {}) {
+    checkRange(opts.version);
+    this.#host = host;
+    this.#service = service;
+    this.#opts = opts;
+    const interceptors = [traceInterceptor, deadlineInterceptor, ...host.interceptors, ...(opts.interceptors ?? [])];
+    for (const m of Object.values(service.methods)) {
+      const plan: MethodPlan = {
+        desc: m,
+        input: codec(m.input),
+        output: m.output.kind === "void" ? undefined : codec(m.output),
+        run: chain(interceptors, (req) => this.#send(plan, req)),
+      };
+      this.#plans.set(m.name, plan);
+    }
+  }
+
+  call(method: string, input: unknown, opts?: CallOptions): Promise<unknown> {
+    const plan = this.#plans.get(method);
+    if (plan === undefined || plan.desc.kind !== "rpc") return Promise.reject(this.#noMember("rpc", method));
+    return plan.run(this.#request("call", plan, input, opts, {}));
+  }
+
+  async push(method: string, input: unknown, opts?: CallOptions): Promise<void> {
+    const plan = this.#plans.get(method);
+    if (plan === undefined || plan.desc.kind !== "push") throw this.#noMember("push", method);
+    const headers = plan.desc.ttlMs === undefined ? {} : { ttl: Date.now() + plan.desc.ttlMs };
+    await plan.run(this.#request("push", plan, input, opts, headers));
+  }
+
+  event(name: string): EventStream<unknown> {
+    return {
+      subscribe: (fn) => {
+        if (this.#service.events[name] === undefined) return Promise.reject(this.#noMember("event", name));
+        return this.#host.subscribe(this.#service, name, fn);
+      },
+    };
+  }
+
+  state(name: string): StateHandle<unknown> {
+    return this.#host.state(this.#service, name);
+  }
+
+  #request(kind: "call" | "push", plan: MethodPlan, input: unknown, opts: CallOptions | undefined, headers: OutgoingRequest["headers"]): OutgoingRequest {
+    if (opts?.headers !== undefined) Object.assign(headers, opts.headers);
+    return { kind, service: this.#service, method: plan.desc, input, opts, deadline: 0, headers, signal: opts?.signal };
+  }
+
+  #noMember(kind: string, name: string): FanError {
+    return new FanError(Code.UNIMPLEMENTED, `${this.#service.name} has no ${kind} ${name}`);
+  }
+
+  async #send(plan: MethodPlan, req: OutgoingRequest): Promise<unknown> {
+    const route = this.#route ?? (await this.#routeReady());
+    const shardKey = plan.desc.shard === undefined ? undefined : shardKeyOf(req.input, plan.desc.shard);
+    if (shardKey !== undefined) req.headers.shard = shardKey;
+    const target = route.pick(shardKey, req.opts?.transport);
+    const env: Envelope = {
+      v: 1,
+      id: nextEnvelopeId(),
+      kind: req.kind,
+      service: this.#service.name,
+      method: plan.desc.name,
+      version: this.#service.version,
+      headers: req.headers,
+      payload: target.values ? req.input : plan.input.encode(req.input, ""),
+      form: target.values ? "value" : "wire",
+    };
+    const sendOpts: SendOptions = { signal: req.signal ?? NEVER, deadline: req.deadline };
+    if (req.kind === "push") {
+      await this.#transmit(target, () => target.transport.push(target.endpoint, env, sendOpts));
+      return undefined;
+    }
+    const reply = await this.#transmit(target, () => target.transport.call(target.endpoint, env, sendOpts));
+    return this.#unwrap(plan, reply, target.values);
+  }
+
+  async #transmit<R>(target: Target, send: () => Promise<R>): Promise<R> {
+    const release = this.#host.acquire(target.info.instanceId);
+    try {
+      return await send();
+    } catch (e) {
+      throw FanError.from(e, Code.UNAVAILABLE);
+    } finally {
+      release();
+    }
+  }
+
+  #unwrap(plan: MethodPlan, reply: Envelope, values: boolean): unknown {
+    if (reply.kind === "reply") {
+      if (plan.output === undefined || values || reply.form === "value") return plan.output === undefined ? undefined : reply.payload;
+      try {
+        return plan.output.decode(reply.payload, "reply");
+      } catch (e) {
+        throw new FanError(Code.INTERNAL, `invalid reply from ${this.#service.name}.${plan.desc.name}: ${(e as Error).message}`, { cause: e });
+      }
+    }
+    if (reply.kind === "error") throw fromWireError(reply.payload, this.#service, reply.form === "value" ? "value" : "wire");
+    throw new FanError(Code.UNKNOWN, `unexpected ${reply.kind} envelope in reply to ${this.#service.name}.${plan.desc.name}`);
+  }
+
+  async #routeReady(): Promise<Route> {
+    this.#routing ??= (async () => {
+      await this.#host.ready();
+      const set = await this.#host.watch(this.#service.name);
+      const routeOpts = {
+        ...(this.#opts.version === undefined ? {} : { range: this.#opts.version }),
+        ...(this.#opts.strategy === undefined ? {} : { strategy: this.#opts.strategy }),
+        ...(this.#opts.transport === undefined ? {} : { transport: this.#opts.transport }),
+      };
+      this.#route = new Route(this.#host, set, this.#service.name, routeOpts);
+      return this.#route;
+    })();
+    this.#routing.catch(() => (this.#routing = undefined));
+    return this.#routing;
+  }
+}
+
+/** The shard key of an input: the values at the `@shard` paths, joined by "/". */
+export function shardKeyOf(input: unknown, paths: readonly (readonly string[])[]): string | undefined {
+  const parts: string[] = [];
+  for (const path of paths) {
+    let v: unknown = input;
+    for (const seg of path) v = typeof v === "object" && v !== null ? (v as Record<string, unknown>)[seg] : undefined;
+    if (v === undefined || v === null) return undefined;
+    parts.push(typeof v === "object" ? JSON.stringify(v) : String(v));
+  }
+  return parts.join("/");
+}

@@ -1,0 +1,123 @@
+/**
+ * Client-side deadline enforcement without a timer per call. Pending calls go into buckets
+ * of `RESOLUTION_MS` keyed by their deadline; one timer, armed for the earliest bucket, fails
+ * every call of each bucket that has come due. Adding and removing a call is a Map lookup and
+ * a Set operation, so the in-process call path stays cheap; precision is a few milliseconds.
+ */
+
+/** Bucket width: a call fails at most this much after its deadline (plus timer latency). */
+export const RESOLUTION_MS = 2;
+
+/** A pending call the wheel can expire. */
+export interface Expirable {
+  /** Bucket key assigned by `add`. */
+  bucket: number;
+  /** Called once when the deadline passes before `remove`. */
+  expire(): void;
+}
+
+/** A min-heap of bucket keys. */
+class KeyHeap {
+  readonly #a: number[] = [];
+
+  get size(): number {
+    return this.#a.length;
+  }
+
+  peek(): number | undefined {
+    return this.#a[0];
+  }
+
+  push(k: number): void {
+    const a = this.#a;
+    a.push(k);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if ((a[p] as number) <= k) break;
+      a[i] = a[p] as number;
+      i = p;
+    }
+    a[i] = k;
+  }
+
+  pop(): number | undefined {
+    const a = this.#a;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length === 0 || last === undefined) return top;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= a.length) break;
+      const r = l + 1;
+      const c = r < a.length && (a[r] as number) < (a[l] as number) ? r : l;
+      if ((a[c] as number) >= last) break;
+      a[i] = a[c] as number;
+      i = c;
+    }
+    a[i] = last;
+    return top;
+  }
+}
+
+/** One timer for many deadlines. */
+export class DeadlineWheel {
+  readonly #buckets = new Map<number, Set<Expirable>>();
+  readonly #keys = new KeyHeap();
+  #timer: NodeJS.Timeout | undefined;
+  #armedFor = Number.POSITIVE_INFINITY;
+  /** Tracked items; the timer keeps the process alive only while this is above zero. */
+  #pending = 0;
+
+  /** Tracks `item` until `remove`; `expire` is called if `deadline` (epoch ms) passes first. */
+  add(item: Expirable, deadline: number): void {
+    const key = Math.ceil(deadline / RESOLUTION_MS);
+    item.bucket = key;
+    let set = this.#buckets.get(key);
+    if (set === undefined) {
+      set = new Set();
+      this.#buckets.set(key, set);
+      this.#keys.push(key);
+      if (key < this.#armedFor) this.#arm(key);
+    }
+    set.add(item);
+    if (this.#pending++ === 0) this.#timer?.ref();
+  }
+
+  /** Stops tracking `item` (its call settled). */
+  remove(item: Expirable): void {
+    if (this.#buckets.get(item.bucket)?.delete(item) === true && --this.#pending === 0) this.#timer?.unref();
+  }
+
+  #arm(key: number): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#armedFor = key;
+    const delay = Math.max(0, key * RESOLUTION_MS - Date.now());
+    this.#timer = setTimeout(() => this.#fire(), delay);
+    if (this.#pending === 0) this.#timer.unref();
+  }
+
+  #fire(): void {
+    this.#timer = undefined;
+    this.#armedFor = Number.POSITIVE_INFINITY;
+    const now = Date.now();
+    for (;;) {
+      const key = this.#keys.peek();
+      if (key === undefined) return;
+      if (key * RESOLUTION_MS > now) {
+        this.#arm(key);
+        return;
+      }
+      this.#keys.pop();
+      const set = this.#buckets.get(key);
+      this.#buckets.delete(key);
+      if (set === undefined) continue;
+      this.#pending -= set.size;
+      for (const item of set) item.expire();
+    }
+  }
+}
+
+/** The process-wide wheel every client shares. */
+export const deadlines = new DeadlineWheel();

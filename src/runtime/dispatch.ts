@@ -1,0 +1,236 @@
+/**
+ * Dispatch: the `Inbound` every transport hands its messages to, one per served instance.
+ * It decodes (wire form) or validates (value form) the input before the handler, refuses
+ * calls whose deadline has passed, runs the handler inside AsyncLocalStorage with its
+ * CallContext, checks the reply, and maps what was thrown to a WireError. Pushes and events
+ * resolve to ack and reject to be delivered again.
+ */
+import type { Logger } from "pino";
+import { CallCtx, runInContext, type InstanceScope } from "./callctx.js";
+import { codec, type Codec } from "./codec.js";
+import type { MethodDescriptor, ServiceDescriptor, SubscriptionDescriptor } from "./descriptor.js";
+import { Code, FanError, type WireError } from "./errors.js";
+import { toWireError, type Form } from "./error-wire.js";
+import type { Envelope, EnvelopeHeaders, Inbound } from "./transport.js";
+import type { Counters } from "./stats.js";
+
+type HandlerFn = (req: unknown, ctx: CallCtx) => unknown;
+
+interface Plan {
+  readonly name: string;
+  readonly kind: "rpc" | "push" | "event";
+  readonly fn: HandlerFn | undefined;
+  readonly input: Codec<unknown>;
+  /** Undefined for void replies. */
+  readonly output: Codec<unknown> | undefined;
+  readonly timeoutMs: number;
+}
+
+const NO_HEADERS: Readonly<EnvelopeHeaders> = Object.freeze({});
+
+/** The Inbound of one served instance, plus event delivery and draining. */
+export class Dispatcher implements Inbound {
+  readonly #service: ServiceDescriptor;
+  readonly #handler: object;
+  readonly #scope: InstanceScope;
+  readonly #counters: Counters;
+  readonly #plans = new Map<string, Plan>();
+  readonly #eventPlans = new Map<string, Plan>();
+  #accepting = true;
+  #inflight = 0;
+  #idle: (() => void) | undefined;
+
+  constructor(service: ServiceDescriptor, handler: object, scope: InstanceScope, counters: Counters) {
+    this.#service = service;
+    this.#handler = handler;
+    this.#scope = scope;
+    this.#counters = counters;
+    for (const m of Object.values(service.methods)) this.#plans.set(m.name, this.#methodPlan(m));
+    for (const s of service.subscriptions) this.#eventPlans.set(eventKey(s.service, s.event), this.#eventPlan(s));
+  }
+
+  /** Calls, pushes and events being handled now. */
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  /** Handles a call; resolves with a reply or error envelope, never rejects. */
+  async call(env: Envelope, signal: AbortSignal): Promise<Envelope> {
+    const form: Form = env.form === "value" ? "value" : "wire";
+    const plan = this.#plans.get(env.method);
+    const refused = this.#refuseCall(env, plan);
+    if (refused !== undefined) return errorReply(env, refused, this.#service.version);
+    const p = plan as Plan & { fn: HandlerFn };
+    const deadline = typeof env.headers.deadline === "number" ? env.headers.deadline : Date.now() + p.timeoutMs;
+    if (Date.now() >= deadline) {
+      this.#counters.callsExpired++;
+      return errorReply(env, { code: Code.DEADLINE_EXCEEDED, message: `deadline of ${env.service}.${env.method} passed before the call started` }, this.#service.version);
+    }
+    let input: unknown;
+    try {
+      input = form === "value" ? validated(p, env.payload) : p.input.decode(env.payload, "");
+    } catch (e) {
+      return errorReply(env, badInput(e), this.#service.version);
+    }
+    const ctx = new CallCtx(this.#scope, p.name, env.headers, deadline, signal, 1);
+    this.#inflight++;
+    try {
+      const result = await runInContext(ctx, () => p.fn.call(this.#handler, input, ctx));
+      return this.#reply(env, p, result, form, ctx);
+    } catch (e) {
+      return errorReply(env, this.#wireError(e, form, ctx), this.#service.version);
+    } finally {
+      this.#done();
+    }
+  }
+
+  /** Handles a push: resolves to ack (done, or dropped on purpose), rejects to redeliver. */
+  push(env: Envelope): Promise<void> {
+    const plan = this.#plans.get(env.method);
+    if (plan === undefined || plan.kind !== "push" || env.service !== this.#service.name) {
+      return this.#drop(env, "pushesDropped", `no push ${env.method} on ${this.#service.name}`);
+    }
+    const ttl = env.headers.ttl;
+    if (typeof ttl === "number" && Date.now() > ttl) {
+      return this.#drop(env, "pushesExpired", `push ${env.service}.${env.method} expired ${Date.now() - ttl} ms ago; dropped`);
+    }
+    return this.#oneWay(env, plan, "pushesDropped");
+  }
+
+  /** Delivers an event to this instance's subscription handler; same ack semantics as `push`. */
+  event(env: Envelope): Promise<void> {
+    const plan = this.#eventPlans.get(eventKey(env.service, env.method));
+    if (plan === undefined) return this.#drop(env, "eventsDropped", `${this.#service.name} does not subscribe to ${env.service}.${env.method}`);
+    return this.#oneWay(env, plan, "eventsDropped");
+  }
+
+  /** Stops taking new work and waits up to `graceMs` for in-flight work; true when it all finished. */
+  drain(graceMs: number): Promise<boolean> {
+    this.#accepting = false;
+    if (this.#inflight === 0) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#idle = undefined;
+        resolve(false);
+      }, graceMs);
+      this.#idle = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+    });
+  }
+
+  #refuseCall(env: Envelope, plan: Plan | undefined): WireError | undefined {
+    if (env.service !== this.#service.name) return { code: Code.NOT_FOUND, message: `service ${env.service} is not served here` };
+    if (plan === undefined || plan.kind !== "rpc") return { code: Code.UNIMPLEMENTED, message: `${env.service} has no rpc ${env.method}` };
+    if (plan.fn === undefined) return { code: Code.UNIMPLEMENTED, message: `the handler of ${env.service} does not implement ${env.method}` };
+    if (!this.#accepting) return { code: Code.UNAVAILABLE, message: `this instance of ${env.service} is stopping` };
+    return undefined;
+  }
+
+  #reply(env: Envelope, plan: Plan, result: unknown, form: Form, ctx: CallCtx): Envelope {
+    let payload: unknown;
+    if (plan.output !== undefined) {
+      try {
+        payload = form === "value" ? plan.output.complete(result, "reply") : plan.output.encode(result, "reply");
+      } catch (e) {
+        this.#counters.badReplies++;
+        ctx.log.error({ err: e }, `${this.#service.name}.${plan.name} returned an invalid reply`);
+        return errorReply(env, { code: Code.INTERNAL, message: `invalid reply from ${this.#service.name}.${plan.name} (trace ${ctx.traceId})` }, this.#service.version);
+      }
+    }
+    return { v: 1, id: env.id, kind: "reply", service: env.service, method: env.method, version: this.#service.version, headers: NO_HEADERS, payload, form };
+  }
+
+  #wireError(e: unknown, form: Form, ctx: CallCtx): WireError {
+    if (ctx.aborted && !FanError.is(e)) {
+      const expired = Date.now() >= ctx.deadline;
+      return { code: expired ? Code.DEADLINE_EXCEEDED : Code.CANCELLED, message: expired ? "deadline exceeded" : "cancelled" };
+    }
+    return toWireError(e, this.#service, form, { log: () => ctx.log, traceId: () => ctx.traceId });
+  }
+
+  async #oneWay(env: Envelope, plan: Plan, dropCounter: "pushesDropped" | "eventsDropped"): Promise<void> {
+    if (!this.#accepting) throw new FanError(Code.UNAVAILABLE, `this instance of ${this.#service.name} is stopping`);
+    if (plan.fn === undefined) return this.#drop(env, dropCounter, `the handler of ${this.#service.name} does not implement ${plan.name}`);
+    let input: unknown;
+    try {
+      input = env.form === "value" ? validated(plan, env.payload) : plan.input.decode(env.payload, "");
+    } catch (e) {
+      return this.#drop(env, dropCounter, `undecodable ${env.kind} ${env.service}.${env.method}: ${(e as Error).message}`);
+    }
+    const attempt = typeof env.headers.attempt === "number" ? env.headers.attempt : 1;
+    const ctx = new CallCtx(this.#scope, plan.name, env.headers, Number.POSITIVE_INFINITY, undefined, attempt);
+    const fn = plan.fn;
+    this.#inflight++;
+    try {
+      await runInContext(ctx, () => fn.call(this.#handler, input, ctx));
+    } catch (e) {
+      this.#counters.deliveriesFailed++;
+      ctx.log.warn({ err: e, attempt }, `${env.kind} handler ${plan.name} failed; it will be delivered again`);
+      throw FanError.from(e);
+    } finally {
+      this.#done();
+    }
+  }
+
+  #drop(env: Envelope, counter: keyof Counters, why: string): Promise<void> {
+    this.#counters[counter]++;
+    this.#log().warn({ id: env.id, service: env.service, method: env.method, traceparent: env.headers.traceparent }, why);
+    return Promise.resolve();
+  }
+
+  #log(): Logger {
+    return this.#scope.log;
+  }
+
+  #done(): void {
+    if (--this.#inflight === 0 && this.#idle !== undefined) {
+      const idle = this.#idle;
+      this.#idle = undefined;
+      idle();
+    }
+  }
+
+  #methodPlan(m: MethodDescriptor): Plan {
+    return {
+      name: m.name,
+      kind: m.kind,
+      fn: handlerFn(this.#handler, m.name),
+      input: codec(m.input),
+      output: m.output.kind === "void" ? undefined : codec(m.output),
+      timeoutMs: m.timeoutMs,
+    };
+  }
+
+  #eventPlan(s: SubscriptionDescriptor): Plan {
+    const source = s.source();
+    const ev = source.events[s.event];
+    if (ev === undefined) throw new FanError(Code.INTERNAL, `${this.#service.name} subscribes to ${s.service}.${s.event}, which does not exist`);
+    return { name: s.handler, kind: "event", fn: handlerFn(this.#handler, s.handler), input: codec(ev.payload), output: undefined, timeoutMs: 0 };
+  }
+}
+
+/** The key of an event: publishing service and event name. */
+export function eventKey(service: string, event: string): string {
+  return `${service}\u0000${event}`;
+}
+
+function handlerFn(handler: object, name: string): HandlerFn | undefined {
+  const fn = (handler as Record<string, unknown>)[name];
+  return typeof fn === "function" ? (fn as HandlerFn) : undefined;
+}
+
+function validated(plan: Plan, value: unknown): unknown {
+  return plan.input.complete(value, "");
+}
+
+function badInput(e: unknown): WireError {
+  if (FanError.is(e)) return e.details === undefined ? { code: Code.INVALID_ARGUMENT, message: e.message } : { code: Code.INVALID_ARGUMENT, message: e.message, details: e.details };
+  return { code: Code.INVALID_ARGUMENT, message: e instanceof Error ? e.message : String(e) };
+}
+
+/** An error envelope answering `env`. */
+export function errorReply(env: Envelope, err: WireError, version: string): Envelope {
+  return { v: 1, id: env.id, kind: "error", service: env.service, method: env.method, version, headers: NO_HEADERS, payload: err, form: env.form === "value" ? "value" : "wire" };
+}

@@ -1,0 +1,88 @@
+/**
+ * Errors across the boundary. The server turns whatever a handler threw into a `WireError`
+ * (IDL errors keep their name and fields; unknown exceptions become INTERNAL with no stack or
+ * message on the wire); the client rebuilds the generated error class from it.
+ */
+import type { Logger } from "pino";
+import { codec } from "./codec.js";
+import type { ErrorDescriptor, ServiceDescriptor } from "./descriptor.js";
+import { Code, FanError, isCode, type WireError } from "./errors.js";
+
+/** Which payload form the envelope carries: typed values in-process, JSON on the wire. */
+export type Form = "value" | "wire";
+
+/** The IDL name of a generated error class instance (`static errorName`), if it is one. */
+export function idlErrorName(e: FanError): string | undefined {
+  const name = (e.constructor as { errorName?: unknown }).errorName;
+  return typeof name === "string" ? name : undefined;
+}
+
+/** What the server logs and the trace id it names when an unknown exception becomes INTERNAL. */
+export interface ErrorScope {
+  readonly log: () => Logger;
+  readonly traceId: () => string;
+}
+
+/** Turns anything a handler threw into the wire error the caller receives. */
+export function toWireError(e: unknown, service: ServiceDescriptor, form: Form, scope: ErrorScope): WireError {
+  if (!FanError.is(e)) return internal(e, scope, "handler failed");
+  const name = idlErrorName(e);
+  if (name !== undefined) {
+    const desc = service.errors[name];
+    if (desc === undefined) return internal(e, scope, `handler threw ${name}, which ${service.name} does not declare`);
+    try {
+      return { code: desc.code, message: e.message, error: name, details: idlFields(desc, e, form) };
+    } catch (err) {
+      return internal(err, scope, `handler threw ${name} with invalid fields`);
+    }
+  }
+  if (!isCode(e.code)) return internal(e, scope, "handler threw a FanError with an unknown code");
+  const details = form === "value" ? e.details : jsonSafe(e.details);
+  return details === undefined ? { code: e.code, message: e.message } : { code: e.code, message: e.message, details };
+}
+
+function idlFields(desc: ErrorDescriptor, e: FanError, form: Form): unknown {
+  const c = codec<Record<string, unknown>>(desc.fields);
+  const fields = (e.details ?? {}) as Record<string, unknown>;
+  return form === "value" ? c.complete(fields, "error") : c.encode(fields, "error");
+}
+
+function internal(e: unknown, scope: ErrorScope, what: string): WireError {
+  const traceId = scope.traceId();
+  scope.log().error({ err: e, traceId }, what);
+  return { code: Code.INTERNAL, message: `internal error (trace ${traceId})` };
+}
+
+function jsonSafe(v: unknown): unknown {
+  if (v === undefined) return undefined;
+  try {
+    const text = JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? x.toString() : x));
+    return text === undefined ? undefined : (JSON.parse(text) as unknown);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Rebuilds the error a caller rejects with: the generated class for IDL errors, else a FanError. */
+export function fromWireError(payload: unknown, service: ServiceDescriptor, form: Form): FanError {
+  if (typeof payload !== "object" || payload === null) {
+    return new FanError(Code.UNKNOWN, "the server replied with a malformed error");
+  }
+  const w = payload as Partial<Record<keyof WireError, unknown>>;
+  const code: Code = isCode(w.code) ? w.code : Code.UNKNOWN;
+  const message = typeof w.message === "string" ? w.message : code;
+  if (typeof w.error === "string") {
+    const desc = service.errors[w.error];
+    if (desc !== undefined) {
+      try {
+        const c = codec<Record<string, unknown>>(desc.fields);
+        const fields = form === "value" ? c.complete(w.details as Record<string, unknown>, "error") : c.decode(w.details, "error");
+        return desc.create(fields, message);
+      } catch (e) {
+        return new FanError(code, message, { cause: e, details: { error: w.error, fields: w.details } });
+      }
+    }
+    return new FanError(code, message, { details: { error: w.error, fields: w.details } });
+  }
+  return w.details === undefined ? new FanError(code, message) : new FanError(code, message, { details: w.details });
+}

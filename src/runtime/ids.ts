@@ -1,0 +1,80 @@
+/**
+ * Identifiers: envelope ids, instance and app ids, and W3C trace context (traceparent).
+ * Trace and span ids come from a pooled buffer of crypto-random bytes, so making one costs a
+ * slice and a hex conversion, not a system call.
+ */
+import { randomFillSync } from "node:crypto";
+
+const POOL_SIZE = 4096;
+const pool = Buffer.allocUnsafe(POOL_SIZE);
+let poolOffset = POOL_SIZE;
+
+function randomHex(bytes: number): string {
+  if (poolOffset + bytes > POOL_SIZE) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  const hex = pool.toString("hex", poolOffset, poolOffset + bytes);
+  poolOffset += bytes;
+  return hex;
+}
+
+const ZERO_TRACE = "00000000000000000000000000000000";
+const ZERO_SPAN = "0000000000000000";
+
+/** A new W3C trace id: 32 lowercase hex characters, never all zero. */
+export function newTraceId(): string {
+  const id = randomHex(16);
+  return id === ZERO_TRACE ? newTraceId() : id;
+}
+
+/** A new W3C span (parent) id: 16 lowercase hex characters, never all zero. */
+export function newSpanId(): string {
+  const id = randomHex(8);
+  return id === ZERO_SPAN ? newSpanId() : id;
+}
+
+/** A short random id for apps and instances: 12 hex characters. */
+export function shortId(): string {
+  return randomHex(6);
+}
+
+/** The id of a new instance of `service`: its simple name and a random suffix. */
+export function instanceIdFor(service: string): string {
+  const dot = service.lastIndexOf(".");
+  return `${service.slice(dot + 1)}-${shortId()}`;
+}
+
+const processPrefix = `${shortId()}-`;
+let seq = 0;
+
+/** A process-unique envelope id (prefix + counter); cheap enough for every call. */
+export function nextEnvelopeId(): string {
+  seq = (seq + 1) % Number.MAX_SAFE_INTEGER;
+  return processPrefix + seq.toString(36);
+}
+
+/** A parsed W3C traceparent. */
+export interface TraceParent {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly flags: string;
+}
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?$/;
+
+/** Parses a `traceparent` header; undefined when absent or malformed (all-zero ids, version ff). */
+export function parseTraceparent(header: unknown): TraceParent | undefined {
+  if (typeof header !== "string") return undefined;
+  const m = TRACEPARENT.exec(header);
+  if (m === null) return undefined;
+  const [, version, traceId, spanId, flags] = m as unknown as [string, string, string, string, string];
+  if (version === "ff" || (version === "00" && header.length !== 55)) return undefined;
+  if (traceId === ZERO_TRACE || spanId === ZERO_SPAN) return undefined;
+  return { traceId, spanId, flags };
+}
+
+/** Formats a version-00 `traceparent` (sampled flag set unless `flags` says otherwise). */
+export function formatTraceparent(traceId: string, spanId: string, flags = "01"): string {
+  return `00-${traceId}-${spanId}-${flags}`;
+}

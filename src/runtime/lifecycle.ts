@@ -1,0 +1,253 @@
+/**
+ * The App's lifecycle, in order and each step awaited. Start: open discovery and transports,
+ * load and validate every service's config, wait for hard dependencies, `preStart`, `start`
+ * (handler hook, then serve, subscribe, register), `postStart`, then tasks and timers. Stop:
+ * cancel tasks, deregister and stop taking work, drain in-flight calls up to the grace
+ * period, `stop`, `postStop`, close. SIGINT/SIGTERM stop gracefully; a second signal exits.
+ */
+import type { Logger } from "pino";
+import semver from "semver";
+import type { Infra } from "./app-infra.js";
+import type { AppOptions } from "./app.js";
+import { Code, FanError } from "./errors.js";
+import type { HookName, ServedInstance } from "./served.js";
+import { TaskRunner, parseInterval, tasksOf, type TaskContext, type TaskSpec } from "./tasks.js";
+
+type State = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";
+
+/** Runs start and stop for one App. */
+export class Lifecycle {
+  readonly #stopping = new AbortController();
+  readonly #hardStop = new AbortController();
+  readonly #served: ServedInstance[];
+  readonly #infra: Infra;
+  readonly #options: AppOptions;
+  readonly #log: Logger;
+  readonly #tasks: TaskSpec[] = [];
+  readonly #runner: TaskRunner;
+  readonly #preStarted = new Set<ServedInstance>();
+  #state: State = "new";
+  #starting: Promise<void> | undefined;
+  #stoppingP: Promise<void> | undefined;
+  #signals: (() => void) | undefined;
+
+  constructor(served: ServedInstance[], infra: Infra, options: AppOptions, log: Logger) {
+    this.#served = served;
+    this.#infra = infra;
+    this.#options = options;
+    this.#log = log;
+    this.#runner = new TaskRunner(log);
+  }
+
+  /** Aborted when stop begins. */
+  get stopping(): AbortSignal {
+    return this.#stopping.signal;
+  }
+
+  /** Aborted when the grace period of stop is over. */
+  get hardStop(): AbortSignal {
+    return this.#hardStop.signal;
+  }
+
+  /** Throws when the app has started (serving and tasks must be declared before start). */
+  assertNotStarted(what: string): void {
+    if (this.#state !== "new") throw new FanError(Code.FAILED_PRECONDITION, `${what}: the app has already been started`);
+  }
+
+  addTask(spec: TaskSpec): void {
+    this.assertNotStarted(`task ${spec.name}`);
+    this.#tasks.push(spec);
+  }
+
+  addTimer(name: string, interval: number | string, run: (ctx: TaskContext) => unknown): void {
+    this.addTask({ name, kind: "timer", intervalMs: parseInterval(interval), run });
+  }
+
+  start(): Promise<void> {
+    if (this.#state !== "new") return this.#starting ?? Promise.reject(new FanError(Code.FAILED_PRECONDITION, `the app cannot start: it is ${this.#state}`));
+    this.#state = "starting";
+    this.#starting = this.#start().then(
+      () => {
+        this.#state = "running";
+      },
+      async (e: unknown) => {
+        await this.#teardown();
+        this.#state = "failed";
+        throw e;
+      },
+    );
+    return this.#starting;
+  }
+
+  stop(closeClients: () => Promise<void>): Promise<void> {
+    if (this.#stoppingP !== undefined) return this.#stoppingP;
+    this.#stoppingP = this.#stop(closeClients);
+    return this.#stoppingP;
+  }
+
+  async #start(): Promise<void> {
+    await this.#infra.open();
+    this.#sortByDependencies();
+    await this.#loadConfigs();
+    await this.#waitForDependencies();
+    await this.#hooks("preStart", (s) => this.#preStarted.add(s));
+    for (const s of this.#served) {
+      await s.hook("start");
+      await s.bind();
+    }
+    await this.#hooks("postStart");
+    for (const spec of this.#tasks) this.#runner.start(spec);
+    for (const s of this.#served) for (const spec of tasksOf(s.handler)) this.#runner.start({ ...spec, name: `${s.descriptor.name}.${spec.name}` });
+    if (this.#options.handleSignals === true) this.#installSignals();
+    this.#log.info({ services: this.#served.map((s) => s.descriptor.name) }, "app started");
+  }
+
+  async #stop(closeClients: () => Promise<void>): Promise<void> {
+    const wasRunning = this.#state === "running" || this.#state === "starting";
+    await this.#starting?.catch(() => undefined);
+    if (this.#state === "failed" || this.#state === "new") {
+      this.#state = "stopped";
+      await closeClients();
+      await this.#infra.close();
+      return;
+    }
+    this.#state = "stopping";
+    this.#signals?.();
+    this.#stopping.abort(new FanError(Code.UNAVAILABLE, "the app is stopping"));
+    const grace = this.#options.stopGraceMs ?? 10_000;
+    await this.#runner.stop(grace);
+    await Promise.all(this.#served.map((s) => s.unbind(grace)));
+    this.#hardStop.abort(new FanError(Code.UNAVAILABLE, "the app stopped"));
+    await this.#hooks("stop", undefined, true);
+    await this.#hooks("postStop", undefined, true);
+    await closeClients();
+    await this.#infra.close();
+    this.#state = "stopped";
+    if (wasRunning) this.#log.info("app stopped");
+  }
+
+  /** Undoes a failed start: unbinds, calls stop hooks of services whose preStart ran, closes. */
+  async #teardown(): Promise<void> {
+    this.#stopping.abort(new FanError(Code.UNAVAILABLE, "the app failed to start"));
+    await this.#runner.stop(1000);
+    await Promise.allSettled(this.#served.map((s) => s.unbind(0)));
+    this.#hardStop.abort(new FanError(Code.UNAVAILABLE, "the app failed to start"));
+    for (const s of this.#preStarted) {
+      await s.hook("stop").catch((e: unknown) => s.log.error({ err: e }, "stop hook failed"));
+      await s.hook("postStop").catch((e: unknown) => s.log.error({ err: e }, "postStop hook failed"));
+    }
+    await this.#infra.close();
+  }
+
+  async #hooks(name: HookName, after?: (s: ServedInstance) => void, tolerant = false): Promise<void> {
+    const order = tolerant ? [...this.#served].reverse() : this.#served;
+    for (const s of order) {
+      try {
+        await s.hook(name);
+        after?.(s);
+      } catch (e) {
+        if (!tolerant) throw new FanError(Code.FAILED_PRECONDITION, `${s.descriptor.name} ${name} failed: ${(e as Error).message}`, { cause: e });
+        s.log.error({ err: e }, `${name} hook failed`);
+      }
+    }
+  }
+
+  async #loadConfigs(): Promise<void> {
+    const problems: string[] = [];
+    const causes: unknown[] = [];
+    for (const s of this.#served) {
+      try {
+        await s.loadConfig();
+      } catch (e) {
+        problems.push(e instanceof Error ? e.message : String(e));
+        causes.push(e);
+      }
+    }
+    if (problems.length === 0) return;
+    const details = causes.map((c) => (FanError.is(c) ? c.details : undefined));
+    throw new FanError(Code.FAILED_PRECONDITION, `the app cannot start: ${problems.join("; ")}`, { cause: causes[0], details });
+  }
+
+  async #waitForDependencies(): Promise<void> {
+    const timeout = this.#options.dependencyTimeoutMs ?? 30_000;
+    const wanted = new Map<string, { service: string; range: string; by: string[] }>();
+    for (const s of this.#served) {
+      for (const d of s.descriptor.depends) {
+        if (d.soft || this.#servedHere(d.service, d.range)) continue;
+        const key = `${d.service} ${d.range}`;
+        const w = wanted.get(key) ?? { service: d.service, range: d.range, by: [] };
+        w.by.push(s.descriptor.name);
+        wanted.set(key, w);
+      }
+    }
+    if (wanted.size === 0) return;
+    const dir = this.#infra.discovery.directory;
+    const list = [...wanted.values()];
+    this.#log.info({ dependencies: list.map((w) => `${w.service} ${w.range}`) }, "waiting for hard dependencies");
+    const results = await Promise.allSettled(list.map((w) => dir.waitFor(w.service, w.range, timeout, this.#stopping.signal)));
+    const missing = list.flatMap((w, i) => {
+      const r = results[i] as PromiseSettledResult<void>;
+      return r.status === "fulfilled" ? [] : [`${w.service} ${w.range} (needed by ${w.by.join(", ")}): ${(r.reason as Error).message}`];
+    });
+    if (missing.length > 0) {
+      throw new FanError(Code.UNAVAILABLE, `the app cannot start: hard dependencies not discoverable within ${timeout} ms: ${missing.join("; ")}`, {
+        details: { missing: list.filter((_, i) => results[i]?.status === "rejected").map((w) => ({ service: w.service, range: w.range, neededBy: w.by })) },
+      });
+    }
+  }
+
+  #servedHere(service: string, range: string): boolean {
+    return this.#served.some((s) => s.descriptor.name === service && semver.satisfies(s.descriptor.version, range));
+  }
+
+  /** Orders served instances so that a locally served hard dependency starts first. */
+  #sortByDependencies(): void {
+    const out: ServedInstance[] = [];
+    const seen = new Set<ServedInstance>();
+    const visit = (s: ServedInstance): void => {
+      if (seen.has(s)) return;
+      seen.add(s);
+      for (const d of s.descriptor.depends) {
+        if (d.soft) continue;
+        for (const t of this.#served) if (t.descriptor.name === d.service) visit(t);
+      }
+      out.push(s);
+    };
+    for (const s of this.#served) visit(s);
+    this.#served.splice(0, this.#served.length, ...out);
+  }
+
+  #installSignals(): void {
+    let signalled = false;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (signalled) {
+        this.#log.warn({ signal: sig }, "second signal: exiting now");
+        process.exit(130);
+      }
+      signalled = true;
+      this.#log.info({ signal: sig }, "signal received: stopping gracefully (send it again to exit at once)");
+      void this.#stopFromSignal();
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    this.#signals = () => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    };
+  }
+
+  #stopFromSignal: () => Promise<void> = async () => undefined;
+
+  /** Wires the graceful stop a signal triggers (the App passes its own `stop`). */
+  onSignal(stop: () => Promise<void>): void {
+    this.#stopFromSignal = async () => {
+      try {
+        await stop();
+        process.exit(0);
+      } catch (e) {
+        this.#log.error({ err: e }, "stop failed");
+        process.exit(1);
+      }
+    };
+  }
+}

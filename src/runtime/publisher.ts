@@ -1,0 +1,87 @@
+/**
+ * The publishing side of a service: events (`emit`) and replicated states (`state(name)`),
+ * plus `listen`, the subscription behind a client's `events.x.subscribe(fn)`. An event
+ * inherits the trace of the call that emits it.
+ */
+import type { Logger } from "pino";
+import type { Infra } from "./app-infra.js";
+import { currentContext, edgeTraceparent } from "./callctx.js";
+import { codec } from "./codec.js";
+import type { EventDescriptor, ServiceDescriptor, Subscription } from "./descriptor.js";
+import { Code, FanError } from "./errors.js";
+import { nextEnvelopeId } from "./ids.js";
+import { statePublisher, type StateChannel, type StatePublisher } from "./states.js";
+import type { Envelope, EventSubscription } from "./transport.js";
+
+const NEVER: AbortSignal = new AbortController().signal;
+/** How long a publish may block before it fails with DEADLINE_EXCEEDED. */
+const PUBLISH_TIMEOUT_MS = 10_000;
+
+/** Events and states of one service. */
+export class Publisher {
+  readonly #service: ServiceDescriptor;
+  readonly #infra: Infra;
+  readonly #channel: (service: ServiceDescriptor, name: string) => StateChannel;
+  readonly #log: Logger;
+
+  constructor(service: ServiceDescriptor, infra: Infra, channel: (service: ServiceDescriptor, name: string) => StateChannel, log: Logger) {
+    this.#service = service;
+    this.#infra = infra;
+    this.#channel = channel;
+    this.#log = log;
+  }
+
+  /** Publishes event `name` with its typed payload to every subscribing service. */
+  async emit(name: string, payload: unknown, headers: Readonly<Record<string, string>> = {}): Promise<void> {
+    const ev = this.#event(name);
+    await this.#infra.open();
+    const transport = this.#infra.eventTransport(this.#service);
+    const values = transport === this.#infra.local && this.#infra.local.acceptsValues;
+    const c = codec(ev.payload);
+    const parent = currentContext();
+    const env: Envelope = {
+      v: 1,
+      id: nextEnvelopeId(),
+      kind: "event",
+      service: this.#service.name,
+      method: name,
+      version: this.#service.version,
+      headers: { ...headers, traceparent: parent === undefined ? edgeTraceparent() : parent.childTraceparent() },
+      payload: values ? c.complete(payload, name) : c.encode(payload, name),
+      form: values ? "value" : "wire",
+    };
+    await transport.publish(env, { signal: NEVER, deadline: Date.now() + PUBLISH_TIMEOUT_MS });
+  }
+
+  /** The publisher of state `name` (`set`, and `patch` for `@delta` states). */
+  state<T>(name: string): StatePublisher<T> {
+    const st = this.#service.states[name];
+    if (st === undefined) throw new FanError(Code.UNIMPLEMENTED, `${this.#service.name} has no state ${name}`);
+    return statePublisher<T>(this.#service, st, this.#channel(this.#service, name), this.#log);
+  }
+
+  /** Receives every event `name` (its own group): what `client.events.x.subscribe(fn)` does. */
+  async listen(name: string, fn: (event: unknown) => void | Promise<void>, group: string): Promise<Subscription> {
+    const ev = this.#event(name);
+    await this.#infra.open();
+    const c = codec(ev.payload);
+    const sub: EventSubscription = { source: this.#service, event: name, group, instanceId: group, broadcast: false };
+    const unsub = await this.#infra.eventTransport(this.#service).subscribe(sub, async (env) => {
+      let value: unknown;
+      try {
+        value = env.form === "value" ? c.complete(env.payload, name) : c.decode(env.payload, name);
+      } catch (e) {
+        this.#log.warn({ err: e, service: this.#service.name, event: name }, "undecodable event dropped");
+        return;
+      }
+      await fn(value);
+    });
+    return { unsubscribe: () => unsub.close() };
+  }
+
+  #event(name: string): EventDescriptor {
+    const ev = this.#service.events[name];
+    if (ev === undefined) throw new FanError(Code.UNIMPLEMENTED, `${this.#service.name} has no event ${name}`);
+    return ev;
+  }
+}

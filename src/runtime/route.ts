@@ -1,0 +1,134 @@
+/**
+ * Routing of one client to one service: the instances in the discovery cache that satisfy the
+ * client's version range and can be reached over a transport this App has, recomputed only
+ * when the cache changes, and a strategy that picks one per call without I/O.
+ */
+import semver from "semver";
+import type { TransportName } from "./descriptor.js";
+import { builtinStrategies, type PickContext, type Strategy } from "./discovery/strategies.js";
+import type { InstanceInfo, InstanceSet, StrategyName } from "./discovery/types.js";
+import { Code, FanError } from "./errors.js";
+import type { Transport } from "./transport.js";
+
+/** Where one call goes. */
+export interface Target {
+  readonly info: InstanceInfo;
+  readonly transport: Transport;
+  readonly endpoint: string;
+  /** The transport takes typed values (the unserialised local transport). */
+  readonly values: boolean;
+}
+
+/** What a route needs from its App. */
+export interface RouteHost {
+  readonly appId: string;
+  /** The transport and endpoint to reach `info` by (pinned to one transport if given). */
+  reach(info: InstanceInfo, pinned: TransportName | undefined): Omit<Target, "info"> | undefined;
+  /** Names of the transports this App has, for error messages. */
+  transportNames(): readonly string[];
+  /** In-flight calls from this App to an instance (power-of-two-choices). */
+  inFlight(instanceId: string): number;
+}
+
+/** Options of a route (from `app.client(def, opts)`). */
+export interface RouteOptions {
+  readonly range?: string;
+  readonly strategy?: StrategyName;
+  readonly transport?: TransportName;
+}
+
+/** Validates a semver range, or throws INVALID_ARGUMENT naming it. */
+export function checkRange(range: string | undefined): string | undefined {
+  if (range === undefined || range === "" || range === "*") return undefined;
+  const r = semver.validRange(range);
+  if (r === null) throw new FanError(Code.INVALID_ARGUMENT, `invalid version range ${JSON.stringify(range)}`, { details: { range } });
+  return r;
+}
+
+/** The instances of one service a client may call, and the pick. */
+export class Route {
+  readonly #host: RouteHost;
+  readonly #set: InstanceSet;
+  readonly #service: string;
+  readonly #range: string | undefined;
+  readonly #strategy: Strategy;
+  readonly #pinned: TransportName | undefined;
+  readonly #ctx: { appId: string; inFlight: (id: string) => number; cursor: { n: number }; shardKey: string | undefined };
+  #infos: InstanceInfo[] | undefined;
+  #targets = new Map<InstanceInfo, Target>();
+
+  constructor(host: RouteHost, set: InstanceSet, service: string, opts: RouteOptions) {
+    this.#host = host;
+    this.#set = set;
+    this.#service = service;
+    this.#range = checkRange(opts.range);
+    const strategy = builtinStrategies[opts.strategy ?? "prefer-local"];
+    if (strategy === undefined) throw new FanError(Code.INVALID_ARGUMENT, `unknown resolution strategy ${JSON.stringify(opts.strategy)}`);
+    this.#strategy = strategy;
+    this.#pinned = opts.transport;
+    this.#ctx = { appId: host.appId, inFlight: (id) => host.inFlight(id), cursor: { n: 0 }, shardKey: undefined };
+    set.onChange(() => {
+      this.#infos = undefined;
+    });
+  }
+
+  /** Picks the target of one call; throws UNAVAILABLE naming what is missing. */
+  pick(shardKey: string | undefined, pinned: TransportName | undefined): Target {
+    if (pinned !== undefined && pinned !== this.#pinned) return this.#pickPinned(shardKey, pinned);
+    if (this.#infos === undefined) this.#refresh();
+    const infos = this.#infos as InstanceInfo[];
+    if (infos.length === 0) throw this.#unavailable(this.#pinned);
+    this.#ctx.shardKey = shardKey;
+    return this.#targets.get(this.#strategy(infos, this.#ctx as PickContext)) as Target;
+  }
+
+  #pickPinned(shardKey: string | undefined, pinned: TransportName): Target {
+    const targets: Target[] = [];
+    for (const info of this.#set.instances()) {
+      if (!this.#fits(info)) continue;
+      const reach = this.#host.reach(info, pinned);
+      if (reach !== undefined) targets.push({ info, ...reach });
+    }
+    if (targets.length === 0) throw this.#unavailable(pinned);
+    const ctx = { ...this.#ctx, shardKey } as PickContext;
+    const info = this.#strategy(
+      targets.map((t) => t.info),
+      ctx,
+    );
+    return targets.find((t) => t.info === info) as Target;
+  }
+
+  #refresh(): void {
+    const infos: InstanceInfo[] = [];
+    const targets = new Map<InstanceInfo, Target>();
+    for (const info of this.#set.instances()) {
+      if (!this.#fits(info)) continue;
+      const reach = this.#host.reach(info, this.#pinned);
+      if (reach === undefined) continue;
+      infos.push(info);
+      targets.set(info, { info, ...reach });
+    }
+    this.#infos = infos;
+    this.#targets = targets;
+  }
+
+  #fits(info: InstanceInfo): boolean {
+    return this.#range === undefined || semver.satisfies(info.version, this.#range);
+  }
+
+  #unavailable(pinned: TransportName | undefined): FanError {
+    const all = this.#set.instances();
+    const wanted = `${this.#service}${this.#range === undefined ? "" : ` ${this.#range}`}`;
+    let why: string;
+    if (all.length === 0) why = "no instance is registered";
+    else {
+      const fitting = all.filter((i) => this.#fits(i));
+      if (fitting.length === 0) why = `versions available: ${[...new Set(all.map((i) => i.version))].sort(semver.compare).join(", ")}`;
+      else {
+        const offered = [...new Set(fitting.flatMap((i) => Object.keys(i.endpoints)))].sort().join(", ");
+        why = `no common transport: instances offer ${offered || "none"}, this app has ${pinned ?? this.#host.transportNames().join(", ")}`;
+      }
+    }
+    return new FanError(Code.UNAVAILABLE, `no instance of ${wanted} (${why})`, { details: { service: this.#service, range: this.#range ?? "*" } });
+  }
+}

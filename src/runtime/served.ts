@@ -1,0 +1,212 @@
+/**
+ * One served instance: its dispatcher and call scope, its config (validated at start and on
+ * every update), its transport bindings, event subscriptions and discovery registration. A
+ * `@unique` instance binds only while it leads, and campaigns again when it loses leadership.
+ */
+import type { Logger } from "pino";
+import { decodeConfig } from "./app-config.js";
+import type { InstanceScope } from "./callctx.js";
+import type { LifecycleContext, ServiceHooks } from "./context.js";
+import type { ServiceDefinition, ServiceDescriptor, TransportName } from "./descriptor.js";
+import { campaign, type Leadership } from "./discovery/election.js";
+import type { Registry } from "./discovery/registry.js";
+import type { ConfigSource, Directory, Registration } from "./discovery/types.js";
+import { Dispatcher } from "./dispatch.js";
+import { Code, FanError } from "./errors.js";
+import { redactSecrets } from "./logging.js";
+import type { Counters } from "./stats.js";
+import type { Served, Transport, Unsubscribe } from "./transport.js";
+
+/** Options of `app.serve(def, handler, opts)`. */
+export interface ServeOptions {
+  /** Transports to serve on (default: every transport of the App the service allows). */
+  readonly transports?: readonly TransportName[];
+  /** This instance's id (default: the service's simple name and a random suffix). */
+  readonly instanceId?: string;
+  /** Raw (wire-form) config for this instance; replaces the config source's. */
+  readonly config?: Record<string, unknown>;
+}
+
+/** What a served instance needs from its App. */
+export interface ServeHost {
+  readonly appId: string;
+  readonly cluster: string;
+  readonly counters: Counters;
+  /** Fires when the grace period of a stop is over. */
+  readonly hardStop: AbortSignal;
+  /** Aborted when the app begins to stop. */
+  readonly stopping: AbortSignal;
+  readonly uniqueWaitMs: number;
+  transport(name: TransportName): Transport;
+  eventTransport(source: ServiceDescriptor): Transport;
+  directory(): Directory;
+  registry(): Registry;
+  configSource(): ConfigSource;
+  client<C>(def: ServiceDefinition<unknown, C>): C;
+}
+
+/** The lifecycle hook names, in the order start and stop call them. */
+export type HookName = keyof ServiceHooks;
+
+/** A served instance of one service. */
+export class ServedInstance {
+  readonly descriptor: ServiceDescriptor;
+  readonly handler: object;
+  readonly instanceId: string;
+  readonly log: Logger;
+  readonly #host: ServeHost;
+  readonly #opts: ServeOptions;
+  readonly #transports: readonly TransportName[];
+  readonly #dispatcher: Dispatcher;
+  #config: unknown = Object.freeze({});
+  #unwatchConfig: (() => Promise<void>) | undefined;
+  #bindings: Served[] = [];
+  #subs: Unsubscribe[] = [];
+  #registration: Registration | undefined;
+  #leadership: Leadership | undefined;
+  #binding: Promise<void> | undefined;
+
+  constructor(def: ServiceDefinition<unknown, unknown>, handler: object, opts: ServeOptions, instanceId: string, transports: readonly TransportName[], host: ServeHost, log: Logger) {
+    this.descriptor = def.descriptor;
+    this.handler = handler;
+    this.instanceId = instanceId;
+    this.#host = host;
+    this.#opts = opts;
+    this.#transports = transports;
+    this.log = log.child({ service: def.descriptor.name, instanceId });
+    this.#dispatcher = new Dispatcher(def.descriptor, handler, this.#scope(), host.counters);
+  }
+
+  /** The typed config currently in force. */
+  get config(): unknown {
+    return this.#config;
+  }
+
+  /** Loads and validates config (throws naming every missing key), then follows updates. */
+  async loadConfig(): Promise<void> {
+    const name = this.descriptor.name;
+    const raw = this.#opts.config ?? (await this.#host.configSource().get(name));
+    this.#config = decodeConfig(this.descriptor, raw);
+    this.log.info({ config: redactSecrets(this.descriptor.config, raw) }, "config loaded");
+    if (this.#opts.config !== undefined || this.descriptor.config === undefined) return;
+    this.#unwatchConfig = await this.#host.configSource().watch(name, (next) => this.#onConfig(next));
+  }
+
+  /** Calls one lifecycle hook of the handler, if it has it. */
+  async hook(name: HookName): Promise<void> {
+    const fn = (this.handler as ServiceHooks)[name];
+    if (typeof fn === "function") await fn.call(this.handler, this.lifecycleContext());
+  }
+
+  /** What lifecycle hooks receive. */
+  lifecycleContext(): LifecycleContext<unknown> {
+    const host = this.#host;
+    return { service: this.descriptor.name, instanceId: this.instanceId, log: this.log, config: this.#config, signal: host.stopping, client: (def) => host.client(def) };
+  }
+
+  /** Begins taking work: serve on each transport, subscribe, register (after election if `@unique`). */
+  async bind(): Promise<void> {
+    if (!this.descriptor.unique) return this.#bindNow();
+    const elected = this.#campaign();
+    let t: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((r) => (t = setTimeout(r, this.#host.uniqueWaitMs)));
+    await Promise.race([elected, waited]);
+    clearTimeout(t);
+    if (this.#leadership === undefined) this.log.info("standing by: another instance leads");
+  }
+
+  /** Stops taking work and drains in-flight calls for up to `graceMs`; true when all finished. */
+  async unbind(graceMs: number): Promise<boolean> {
+    const leadership = this.#leadership;
+    this.#leadership = undefined;
+    await this.#unbindNow();
+    const drained = await this.#dispatcher.drain(graceMs);
+    if (!drained) this.log.warn({ inflight: this.#dispatcher.inflight }, "in-flight work still running after the grace period");
+    await leadership?.resign().catch((e: unknown) => this.log.warn({ err: e }, "resigning leadership failed"));
+    await this.#unwatchConfig?.().catch(() => undefined);
+    return drained;
+  }
+
+  async #campaign(): Promise<void> {
+    const host = this.#host;
+    while (!host.stopping.aborted) {
+      let lead: Leadership;
+      try {
+        lead = await campaign(host.registry(), { cluster: host.cluster, service: this.descriptor.name, instanceId: this.instanceId, signal: host.stopping, log: this.log });
+      } catch (e) {
+        if (!host.stopping.aborted) this.log.error({ err: e }, "leader election failed");
+        return;
+      }
+      this.#leadership = lead;
+      await this.#bindNow();
+      const lost = new Promise<void>((r) => lead.onLost(r));
+      this.log.info({ fencingToken: lead.fencingToken }, "leading");
+      await lost;
+      if (this.#leadership !== lead) return;
+      this.#leadership = undefined;
+      this.log.warn("leadership lost; standing by");
+      await this.#unbindNow();
+    }
+  }
+
+  #bindNow(): Promise<void> {
+    this.#binding ??= this.#doBind().finally(() => (this.#binding = undefined));
+    return this.#binding;
+  }
+
+  async #doBind(): Promise<void> {
+    const endpoints: Partial<Record<TransportName, string>> = {};
+    for (const name of this.#transports) {
+      const served = await this.#host.transport(name).serve(this.descriptor, this.instanceId, this.#dispatcher);
+      this.#bindings.push(served);
+      endpoints[name] = served.endpoint;
+    }
+    for (const s of this.descriptor.subscriptions) {
+      const source = s.source();
+      const event = source.events[s.event];
+      if (event === undefined) throw new FanError(Code.INTERNAL, `${this.descriptor.name} subscribes to ${s.service}.${s.event}, which does not exist`);
+      const sub = { source, event: s.event, group: this.descriptor.name, instanceId: this.instanceId, broadcast: event.broadcast };
+      this.#subs.push(await this.#host.eventTransport(source).subscribe(sub, (env) => this.#dispatcher.event(env)));
+    }
+    this.#registration = await this.#host.directory().register({
+      service: this.descriptor.name,
+      instanceId: this.instanceId,
+      version: this.descriptor.version,
+      endpoints,
+      shards: [],
+      appId: this.#host.appId,
+    });
+  }
+
+  async #unbindNow(): Promise<void> {
+    const reg = this.#registration;
+    this.#registration = undefined;
+    await reg?.deregister().catch((e: unknown) => this.log.warn({ err: e }, "deregistering failed"));
+    const subs = this.#subs.splice(0);
+    const bindings = this.#bindings.splice(0);
+    await Promise.allSettled([...subs.map((s) => s.close()), ...bindings.map((b) => b.stop())]);
+  }
+
+  #onConfig(raw: Record<string, unknown>): void {
+    try {
+      this.#config = decodeConfig(this.descriptor, raw);
+      this.log.info({ config: redactSecrets(this.descriptor.config, raw) }, "config updated");
+    } catch (e) {
+      this.log.error({ err: e }, "config update rejected; keeping the previous config");
+    }
+  }
+
+  #scope(): InstanceScope {
+    const host = this.#host;
+    const scope: InstanceScope = {
+      service: this.descriptor.name,
+      instanceId: this.instanceId,
+      log: this.log,
+      config: () => this.#config,
+      client: (def) => host.client(def),
+      hardStop: host.hardStop,
+      ...(this.descriptor.unique ? { fencingToken: () => this.#leadership?.fencingToken } : {}),
+    };
+    return scope;
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * At-least-once delivery inside the process: a message is handed to a consumer and counts as
+ * done only when the consumer's promise resolves; a rejection delivers it again (to the same
+ * or another consumer) after a short backoff, up to `maxAttempts`, then it is dead-lettered
+ * (logged). Shared by the push queues and the event topics of the local hub.
+ */
+import type { Logger } from "pino";
+import type { Envelope } from "../../transport.js";
+
+/** Redelivery settings. */
+export interface RedeliveryOptions {
+  /** Deliveries of one message before it is given up (default 5). */
+  readonly maxAttempts: number;
+  /** Delay before the first redelivery, doubled each time (default 20 ms). */
+  readonly backoffMs: number;
+}
+
+/** Default redelivery settings. */
+export const DEFAULT_REDELIVERY: RedeliveryOptions = { maxAttempts: 5, backoffMs: 20 };
+
+/** The envelope of the `attempt`-th delivery of `env`. */
+export function withAttempt(env: Envelope, attempt: number): Envelope {
+  if (attempt === 1 && env.headers.attempt === undefined) return env;
+  return { ...env, headers: { ...env.headers, attempt } };
+}
+
+/**
+ * Delivers `env` through `send` (which picks a consumer each time and may return undefined
+ * when none is left), retrying on rejection. Never rejects; `settled` is called at the end.
+ */
+export function deliver(
+  env: Envelope,
+  send: (env: Envelope) => Promise<void> | undefined,
+  opts: RedeliveryOptions,
+  log: Logger,
+  settled: (outcome: "acked" | "dead" | "orphaned", last: Envelope) => void,
+): void {
+  const attemptOnce = (attempt: number): void => {
+    const copy = withAttempt(env, attempt);
+    const p = send(copy);
+    if (p === undefined) {
+      settled("orphaned", copy);
+      return;
+    }
+    p.then(
+      () => settled("acked", copy),
+      (e: unknown) => {
+        if (attempt >= opts.maxAttempts) {
+          log.error({ err: e, id: env.id, service: env.service, method: env.method, attempts: attempt }, `${env.kind} given up after ${attempt} attempts`);
+          settled("dead", copy);
+          return;
+        }
+        setTimeout(() => attemptOnce(attempt + 1), opts.backoffMs * 2 ** (attempt - 1));
+      },
+    );
+  };
+  attemptOnce(typeof env.headers.attempt === "number" ? env.headers.attempt : 1);
+}

@@ -1,0 +1,149 @@
+/**
+ * The local transport: calls, pushes and events inside the process, through a `LocalHub`.
+ * By default nothing is serialised (the typed value is handed over, marked `form: "value"`,
+ * and dispatch validates it in place); with `serialize: true` every envelope goes through the
+ * same bounded JSON encoding as the network transports, to test that payloads survive the wire.
+ */
+import type { Logger } from "pino";
+import { Code, FanError } from "../../errors.js";
+import type {
+  Envelope,
+  EventDelivery,
+  EventSubscription,
+  Inbound,
+  SendOptions,
+  Served,
+  Transport,
+  TransportContext,
+  TransportFactory,
+  Unsubscribe,
+} from "../../transport.js";
+import type { ServiceDescriptor } from "../../descriptor.js";
+import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
+import { DEFAULT_REDELIVERY, type RedeliveryOptions } from "./delivery.js";
+import { LocalHub, localHub } from "./hub.js";
+
+export { LocalHub, localHub } from "./hub.js";
+
+/** Options of the local transport (`createApp({ transports: { local: {...} } })`). */
+export interface LocalOptions {
+  /** Serialise every envelope as the network transports do (default false). */
+  readonly serialize?: boolean;
+  /** Deliveries of a push or event before it is given up (default 5). */
+  readonly maxAttempts?: number;
+  /** First redelivery delay in ms, doubled each attempt (default 20). */
+  readonly backoffMs?: number;
+  /** The hub to use; the App passes the one of its discovery domain. */
+  readonly hub?: LocalHub;
+}
+
+/** The factory of the local transport. */
+export function localTransport(opts: LocalOptions = {}): TransportFactory {
+  return (ctx) => new LocalTransport(opts, ctx);
+}
+
+/** The in-process transport. */
+export class LocalTransport implements Transport {
+  readonly name = "local" as const;
+  /** True when payloads travel as typed values (no serialisation). */
+  readonly acceptsValues: boolean;
+  readonly hub: LocalHub;
+  readonly #redelivery: RedeliveryOptions;
+  readonly #log: Logger;
+  readonly #maxBytes: number;
+  readonly #bound = new Set<string>();
+  readonly #subs = new Set<() => void>();
+  #closed = false;
+
+  constructor(opts: LocalOptions, ctx: TransportContext) {
+    this.acceptsValues = opts.serialize !== true;
+    this.hub = opts.hub ?? localHub("default", ctx.cluster);
+    this.#redelivery = { maxAttempts: opts.maxAttempts ?? DEFAULT_REDELIVERY.maxAttempts, backoffMs: opts.backoffMs ?? DEFAULT_REDELIVERY.backoffMs };
+    this.#log = ctx.log;
+    this.#maxBytes = ctx.maxPayloadBytes;
+  }
+
+  /** True when `endpoint` is an instance of this transport's hub. */
+  reaches(endpoint: string): boolean {
+    return this.hub.lookup(endpoint) !== undefined;
+  }
+
+  async serve(service: ServiceDescriptor, instanceId: string, inbound: Inbound): Promise<Served> {
+    this.#open();
+    const endpoint = this.hub.bind({ service: service.name, instanceId, inbound: this.acceptsValues ? inbound : this.#serialising(inbound) }, this.#redelivery, this.#log);
+    this.#bound.add(endpoint);
+    return {
+      endpoint,
+      stop: async () => {
+        this.#bound.delete(endpoint);
+        this.hub.unbind(endpoint);
+      },
+    };
+  }
+
+  call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
+    const b = this.hub.lookup(endpoint);
+    if (b === undefined || this.#closed) return Promise.reject(unavailable(endpoint, env));
+    if (opts.signal.aborted) return Promise.reject(new FanError(Code.CANCELLED, "call cancelled before it was sent"));
+    if (this.acceptsValues) return b.inbound.call(env, opts.signal);
+    try {
+      return b.inbound.call(this.#copy(env), opts.signal);
+    } catch (e) {
+      return Promise.reject(FanError.from(e));
+    }
+  }
+
+  async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
+    this.#open();
+    if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "push cancelled before it was sent");
+    this.hub.enqueue(endpoint, this.acceptsValues ? env : this.#copy(env), this.#redelivery, this.#log);
+  }
+
+  async publish(env: Envelope, opts: SendOptions): Promise<void> {
+    this.#open();
+    if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "publish cancelled before it was sent");
+    const copy = this.acceptsValues ? (e: Envelope) => e : (e: Envelope) => this.#copy(e);
+    this.hub.publish(env, copy, this.#redelivery, this.#log);
+  }
+
+  async subscribe(sub: EventSubscription, deliver: EventDelivery): Promise<Unsubscribe> {
+    this.#open();
+    const remove = this.hub.subscribe(sub, deliver);
+    this.#subs.add(remove);
+    return {
+      close: async () => {
+        this.#subs.delete(remove);
+        remove();
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const endpoint of this.#bound) this.hub.unbind(endpoint);
+    this.#bound.clear();
+    for (const remove of this.#subs) remove();
+    this.#subs.clear();
+  }
+
+  #open(): void {
+    if (this.#closed) throw new FanError(Code.UNAVAILABLE, "the local transport is closed");
+  }
+
+  /** What a network transport does to an envelope: bytes out, bounded decode in. */
+  #copy(env: Envelope): Envelope {
+    return decodeEnvelope(encodeEnvelope(env), { maxBytes: this.#maxBytes });
+  }
+
+  /** Wraps an inbound so replies are serialised too. */
+  #serialising(inbound: Inbound): Inbound {
+    return {
+      call: async (env, signal) => this.#copy(await inbound.call(env, signal)),
+      push: (env) => inbound.push(env),
+    };
+  }
+}
+
+function unavailable(endpoint: string, env: Envelope): FanError {
+  return new FanError(Code.UNAVAILABLE, `no instance of ${env.service} at ${endpoint}`, { details: { endpoint } });
+}

@@ -1,0 +1,115 @@
+import { FanError } from "fan/runtime";
+import { createTestApp, type TestApp } from "fan/testing";
+import { afterEach, describe, expect, it } from "vitest";
+import { captureLogger, CatalogImpl, catalogConfig } from "./fixtures/impl.js";
+import { Catalog, item, ItemNotFound, OutOfStock } from "./fixtures/shop.js";
+
+const modes = [{ serialize: false }, { serialize: true }] as const;
+
+describe.each(modes)("rpc through the generated client (serialize: $serialize)", ({ serialize }) => {
+  let app: TestApp;
+  afterEach(async () => app?.stop());
+
+  async function started(impl = new CatalogImpl(), logger = captureLogger()) {
+    app = createTestApp({ serialize, logger: logger.log }).serve(Catalog, impl, { config: catalogConfig });
+    await app.start();
+    return { impl, client: app.client(Catalog), records: logger.records };
+  }
+
+  it("returns the typed reply of an rpc", async () => {
+    const impl = new CatalogImpl();
+    impl.items.set("a", item("a", { tags: ["red"] }));
+    const { client } = await started(impl);
+    const got = await client.get({ id: "a" });
+    expect(got).toEqual(item("a", { tags: ["red"] }));
+    expect(got.createdAt).toBeInstanceOf(Date);
+    expect(await client.sum({ a: 2, b: 40 })).toBe(42);
+  });
+
+  it("resolves a void rpc with undefined and fills defaulted parameters", async () => {
+    const { impl, client } = await started();
+    await expect(client.add({ item: item("b") })).resolves.toBeUndefined();
+    await client.add({ item: item("c"), quantity: 3 });
+    expect(impl.calls).toEqual(["add:1", "add:3"]);
+    expect(impl.items.has("b")).toBe(true);
+  });
+
+  it("rebuilds IDL errors as the generated class with their fields", async () => {
+    const { client } = await started();
+    const err = await client.get({ id: "nope" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ItemNotFound);
+    expect(err).toMatchObject({ code: "NOT_FOUND", itemId: "nope", message: "no item nope" });
+    const oos = await client.add({ item: item("d"), quantity: 11 }).catch((e: unknown) => e);
+    expect(oos).toBeInstanceOf(OutOfStock);
+    expect((oos as OutOfStock).available).toBe(10);
+    expect((oos as OutOfStock).since).toEqual(new Date("2024-01-02T03:04:05.000Z"));
+    expect((oos as OutOfStock).code).toBe("FAILED_PRECONDITION");
+  });
+
+  it("rejects bad arguments with INVALID_ARGUMENT naming the field, without calling the handler", async () => {
+    const { impl, client } = await started();
+    const err = await client.add({ item: { ...item("e"), name: "x".repeat(21) } }).catch((e: unknown) => e);
+    expect(FanError.is(err)).toBe(true);
+    expect(err).toMatchObject({ code: "INVALID_ARGUMENT", details: { path: "item.name" } });
+    const err2 = await client.add({ item: item("e"), quantity: 0 }).catch((e: unknown) => e);
+    expect(err2).toMatchObject({ code: "INVALID_ARGUMENT", details: { path: "quantity" } });
+    const err3 = await client.sum({ a: 1 } as never).catch((e: unknown) => e);
+    expect(err3).toMatchObject({ code: "INVALID_ARGUMENT", details: { path: "b" } });
+    expect(impl.calls).toEqual([]);
+  });
+
+  it("turns an invalid reply into INTERNAL on the server side and logs it", async () => {
+    const { impl, client, records } = await started();
+    const err = await client.bad().catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "INTERNAL" });
+    expect(impl.calls).toEqual(["bad"]);
+    expect(app.counters.badReplies).toBe(1);
+    const rec = records.find((r) => r.msg === "test.shop.Catalog.bad returned an invalid reply");
+    expect(rec).toMatchObject({ service: "test.shop.Catalog", method: "bad", level: 50 });
+    expect(String((err as Error).message)).toContain(String(rec?.traceId));
+  });
+
+  it("turns unknown exceptions into INTERNAL without leaking the message or stack, logged with the trace id", async () => {
+    const { client, records } = await started();
+    const err = (await client.boom().catch((e: unknown) => e)) as FanError;
+    expect(err.code).toBe("INTERNAL");
+    expect(err.message).not.toContain("hunter2");
+    expect(JSON.stringify(err.details ?? null)).not.toContain("hunter2");
+    const rec = records.find((r) => r.msg === "handler failed");
+    expect(rec).toBeDefined();
+    expect(JSON.stringify(rec)).toContain("hunter2");
+    expect(err.message).toContain(String(rec?.traceId));
+    expect(rec).toMatchObject({ service: "test.shop.Catalog", method: "boom" });
+  });
+
+  it("answers UNIMPLEMENTED for a method the handler lacks", async () => {
+    const partial = { get: () => item("z") } as unknown as CatalogImpl;
+    app = createTestApp({ serialize }).serve(Catalog, partial, { config: catalogConfig });
+    await app.start();
+    const err = await app.client(Catalog).sum({ a: 1, b: 2 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "UNIMPLEMENTED" });
+    expect(await app.client(Catalog).get({ id: "z" })).toMatchObject({ id: "z" });
+  });
+});
+
+describe("calls with nothing to reach", () => {
+  it("fail with UNAVAILABLE naming the service and what is registered", async () => {
+    const app = createTestApp();
+    await app.start();
+    const err = await app.client(Catalog).get({ id: "a" }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "UNAVAILABLE" });
+    expect((err as Error).message).toContain("test.shop.Catalog");
+    expect((err as Error).message).toContain("no instance is registered");
+    await app.stop();
+  });
+
+  it("fail with UNAVAILABLE naming the versions when none satisfies the range", async () => {
+    const app = createTestApp().serve(Catalog, new CatalogImpl(), { config: catalogConfig });
+    await app.start();
+    const err = await app.client(Catalog, { version: "^2" }).sum({ a: 1, b: 1 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "UNAVAILABLE" });
+    expect((err as Error).message).toContain("1.2.0");
+    expect(() => app.client(Catalog, { version: "not a range" })).toThrow(/invalid version range/);
+    await app.stop();
+  });
+});
