@@ -60,7 +60,8 @@ export default async function run(): Promise<BenchRow[]> {
   const input = codec<unknown>(GetInput);
   const typed = wine.decode(wineWire);
   const req = { storeId: "s1", inventoryId: "i1" };
-  const handler = async (r: { storeId: string; inventoryId: string }): Promise<unknown> => (r.storeId === "" ? null : typed);
+  const handler = async (r: { storeId: string; inventoryId: string }): Promise<unknown> =>
+    r.storeId === "" ? null : typed;
   let sink: unknown;
   const batch = (fn: () => unknown) => async () => {
     for (let i = 0; i < BATCH; i++) sink = fn();

@@ -153,7 +153,8 @@ function mockCaller<P>(
   const plan = (method: string) => {
     const md = Object.hasOwn(d.methods, method) ? d.methods[method] : undefined;
     const entry = entries.get(method);
-    if (md === undefined || entry === undefined) throw new FanError(Code.NOT_FOUND, `mock ${d.name} has no method ${method}`);
+    if (md === undefined || entry === undefined)
+      throw new FanError(Code.NOT_FOUND, `mock ${d.name} has no method ${method}`);
     let c = codecs.get(method);
     if (c === undefined) {
       c = { input: codec(md.input), output: codec(md.output) };
@@ -200,10 +201,10 @@ function eventHub(service: string, declared: Readonly<Record<string, { readonly 
   const find = (name: string): { set: Set<{ fn: (e: unknown) => void | Promise<void> }>; c: Codec<unknown> } => {
     const ev = Object.hasOwn(declared, name) ? declared[name] : undefined;
     if (ev === undefined) throw new FanError(Code.NOT_FOUND, `mock ${service} has no event ${name}`);
-    let set = listeners.get(name);
-    if (set === undefined) listeners.set(name, (set = new Set()));
-    let c = codecs.get(name);
-    if (c === undefined) codecs.set(name, (c = codec(ev.payload)));
+    const set = listeners.get(name) ?? new Set();
+    listeners.set(name, set);
+    const c = codecs.get(name) ?? codec(ev.payload);
+    codecs.set(name, c);
     return { set, c };
   };
   return {
@@ -237,12 +238,15 @@ interface StateStore {
 }
 
 function stateStore(service: string, declared: Readonly<Record<string, { readonly schema: Schema }>>): StateStore {
-  const slots = new Map<string, { c: Codec<unknown>; wire?: unknown; has: boolean; watchers: Set<{ fn: (v: unknown) => void }> }>();
+  const slots = new Map<
+    string,
+    { c: Codec<unknown>; wire?: unknown; has: boolean; watchers: Set<{ fn: (v: unknown) => void }> }
+  >();
   const slot = (name: string) => {
     const st = Object.hasOwn(declared, name) ? declared[name] : undefined;
     if (st === undefined) throw new FanError(Code.NOT_FOUND, `mock ${service} has no state ${name}`);
-    let s = slots.get(name);
-    if (s === undefined) slots.set(name, (s = { c: codec(st.schema), has: false, watchers: new Set() }));
+    const s = slots.get(name) ?? { c: codec(st.schema), has: false, watchers: new Set() };
+    slots.set(name, s);
     return s;
   };
   return {

@@ -19,8 +19,18 @@ describe("codec errors: wrong types and missing fields, with exact paths", () =>
     ["nested struct field", (w) => (w.price = { amount: "1" }), "wine.price.currency", /missing required field/],
     ["list element", (w) => (w.tags = ["a", "b", "c", 4]), "wine.tags[3]", /expected a string, got number 4/],
     ["map value", (w) => (w.stock = { s1: 1, x: "2" }), 'wine.stock["x"]', /expected an int/],
-    ["unknown enum value", (w) => (w.color = "PINK"), "wine.color", /expected one of RED, WHITE, ROSE \(enum retail.wines.Color\), got string "PINK"/],
-    ["struct not an object", (w) => (w.price = []), "wine.price", /expected an object \(struct retail.common.Money\), got an array/],
+    [
+      "unknown enum value",
+      (w) => (w.color = "PINK"),
+      "wine.color",
+      /expected one of RED, WHITE, ROSE \(enum retail.wines.Color\), got string "PINK"/,
+    ],
+    [
+      "struct not an object",
+      (w) => (w.price = []),
+      "wine.price",
+      /expected an object \(struct retail.common.Money\), got an array/,
+    ],
     ["list not an array", (w) => (w.tags = "a"), "wine.tags", /expected a list/],
     ["int not an integer", (w) => (w.vintage = 2000.5), "wine.vintage", /expected an int \(a safe integer\)/],
     ["int not safe", (w) => (w.vintage = 2 ** 53), "wine.vintage", /safe integer/],
@@ -36,15 +46,29 @@ describe("codec errors: wrong types and missing fields, with exact paths", () =>
     ["timestamp bad hour", (w) => (w.createdAt = "2023-02-28T24:00:00Z"), "wine.createdAt", /RFC 3339/],
     ["duration negative", (w) => (w.ttl = -1), "wine.ttl", /non-negative integer/],
     ["uuid malformed", (w) => (w.id = "123e4567e89b12d3a456426614174000"), "wine.id", /expected a uuid/],
-    ["decimal malformed", (w) => (w.price = { amount: "1e5", currency: "EUR" }), "wine.price.amount", /expected a decimal/],
-    ["decimal with a bare dot", (w) => (w.price = { amount: "1.", currency: "EUR" }), "wine.price.amount", /expected a decimal/],
+    [
+      "decimal malformed",
+      (w) => (w.price = { amount: "1e5", currency: "EUR" }),
+      "wine.price.amount",
+      /expected a decimal/,
+    ],
+    [
+      "decimal with a bare dot",
+      (w) => (w.price = { amount: "1.", currency: "EUR" }),
+      "wine.price.amount",
+      /expected a decimal/,
+    ],
     ["bool", (w) => (w.organic = "true"), "wine.organic", /expected a bool/],
   ])("%s", (_name, change, path, text) => {
     expectInvalid(decodeWine(change), path, text);
   });
 
   it("reports the root when there is no path", () => {
-    expectInvalid(() => wine.decode("nope"), "", /^value: expected an object \(struct retail.wines.Wine\), got string "nope"$/);
+    expectInvalid(
+      () => wine.decode("nope"),
+      "",
+      /^value: expected an object \(struct retail.wines.Wine\), got string "nope"$/,
+    );
     expectInvalid(() => wine.decode(null), "", /got null/);
   });
 
@@ -65,13 +89,28 @@ describe("codec errors: constraints", () => {
     ["@max float", (w) => (w.rating = 5.01), "wine.rating", /at most 5/],
     ["@max duration", (w) => (w.ttl = 60_001), "wine.ttl", /at most 60000/],
     ["@min decimal", (w) => (w.price = { amount: "-0.01", currency: "EUR" }), "wine.price.amount", /at least 0/],
-    ["@max decimal", (w) => (w.price = { amount: "1000000.001", currency: "EUR" }), "wine.price.amount", /at most 1000000.00/],
-    ["@pattern", (w) => (w.price = { amount: "1", currency: "eur" }), "wine.price.currency", /must match \/\^\[A-Z\]\{3\}\$\//],
+    [
+      "@max decimal",
+      (w) => (w.price = { amount: "1000000.001", currency: "EUR" }),
+      "wine.price.amount",
+      /at most 1000000.00/,
+    ],
+    [
+      "@pattern",
+      (w) => (w.price = { amount: "1", currency: "eur" }),
+      "wine.price.currency",
+      /must match \/\^\[A-Z\]\{3\}\$\//,
+    ],
     ["@minLength string", (w) => (w.name = ""), "wine.name", /at least 1 characters, got 0/],
     ["@maxLength string", (w) => (w.name = "x".repeat(201)), "wine.name", /at most 200 characters, got 201/],
     ["@maxLength list element", (w) => (w.tags = ["x".repeat(21)]), "wine.tags[0]", /at most 20 characters/],
     ["@maxItems list", (w) => (w.tags = ["a", "b", "c", "d", "e", "f"]), "wine.tags", /at most 5 items, got 6/],
-    ["@maxLength bytes", (w) => (w.label = Buffer.alloc(17).toString("base64")), "wine.label", /at most 16 bytes, got 17/],
+    [
+      "@maxLength bytes",
+      (w) => (w.label = Buffer.alloc(17).toString("base64")),
+      "wine.label",
+      /at most 16 bytes, got 17/,
+    ],
   ])("%s", (_name, change, path, text) => {
     expectInvalid(decodeWine(change), path, text);
   });
@@ -110,17 +149,34 @@ describe("codec errors: constraints", () => {
     expectInvalid(() => byInt.decode({ "1.5": true }), '["1.5"]', /invalid key: expected an int/);
     expectInvalid(() => byInt.decode({ "9007199254740993": true }), '["9007199254740993"]', /invalid key/);
     expectInvalid(() => byInt.decode({ "-1": true }), '["-1"]', /invalid key: must be at least 0/);
-    const byColor = codec({ kind: "map", key: { kind: "ref", name: "Color", get: () => ColorSchema }, of: { kind: "int" } });
+    const byColor = codec({
+      kind: "map",
+      key: { kind: "ref", name: "Color", get: () => ColorSchema },
+      of: { kind: "int" },
+    });
     expect(byColor.decode({ RED: 1 })).toEqual({ RED: 1 });
-    expectInvalid(() => byColor.decode({ RED: 1, PINK: 2 }), '["PINK"]', /invalid key: expected one of RED, WHITE, ROSE/);
-    const byPattern = codec({ kind: "map", key: { kind: "string", pattern: "^s[0-9]+$" }, of: { kind: "int" }, maxItems: 2 });
+    expectInvalid(
+      () => byColor.decode({ RED: 1, PINK: 2 }),
+      '["PINK"]',
+      /invalid key: expected one of RED, WHITE, ROSE/,
+    );
+    const byPattern = codec({
+      kind: "map",
+      key: { kind: "string", pattern: "^s[0-9]+$" },
+      of: { kind: "int" },
+      maxItems: 2,
+    });
     expectInvalid(() => byPattern.decode({ s1: 1, x: 2 }), '["x"]', /invalid key: must match/);
     expectInvalid(() => byPattern.decode({ s1: 1, s2: 2, s3: 3 }), "", /at most 2 entries, got 3/);
   });
 
   it("rejects unions with an unknown kind or a missing value", () => {
     const c = codec(box(PaymentSchema));
-    expectInvalid(() => c.decode({ v: { kind: "cheque", value: {} } }), "v.kind", /expected one of card, cash, free \(union retail.wines.Payment\), got string "cheque"/);
+    expectInvalid(
+      () => c.decode({ v: { kind: "cheque", value: {} } }),
+      "v.kind",
+      /expected one of card, cash, free \(union retail.wines.Payment\), got string "cheque"/,
+    );
     expectInvalid(() => c.decode({ v: { kind: "card" } }), "v.value", /missing required field/);
     expectInvalid(() => c.decode({ v: { kind: "card", value: { last4: "42" } } }), "v.value.last4", /must match/);
     expectInvalid(() => c.decode({ v: { value: {} } }), "v.kind", /got undefined/);
@@ -139,8 +195,18 @@ describe("codec errors: prototype keys", () => {
     ["__proto__ on a struct", WineSchema, '{"__proto__": {"polluted": true}}', '["__proto__"]'],
     ["constructor on a struct", WineSchema, '{"constructor": {"prototype": {}}}', '["constructor"]'],
     ["inside an ignored unknown key", WineSchema, '{"later": [{"a": {"prototype": 1}}]}', 'later[0].a["prototype"]'],
-    ["map key", { kind: "map", key: { kind: "string" }, of: { kind: "int" } }, '{"a": 1, "__proto__": 2}', '["__proto__"]'],
-    ["prototype map key", { kind: "map", key: { kind: "string" }, of: { kind: "int" } }, '{"prototype": 2}', '["prototype"]'],
+    [
+      "map key",
+      { kind: "map", key: { kind: "string" }, of: { kind: "int" } },
+      '{"a": 1, "__proto__": 2}',
+      '["__proto__"]',
+    ],
+    [
+      "prototype map key",
+      { kind: "map", key: { kind: "string" }, of: { kind: "int" } },
+      '{"prototype": 2}',
+      '["prototype"]',
+    ],
     ["inside a json value", box({ kind: "json" }), '{"v": {"a": [1, {"__proto__": {"x": 1}}]}}', 'v.a[1]["__proto__"]'],
     ["on a union", PaymentSchema, '{"kind": "free", "constructor": 1}', '["constructor"]'],
   ])("%s", (_name, schema, text, path) => {
@@ -175,7 +241,11 @@ describe("codec errors: nesting depth", () => {
     const tree = codec(TreeSchema);
     // Each Tree level is two containers: the struct and its children list.
     expect(() => tree.decode(deepTree(32))).not.toThrow();
-    const err = expectInvalid(() => tree.decode(deepTree(33)), `${"children[0].".repeat(31)}children[0]`, /nesting deeper than 64 levels/);
+    const err = expectInvalid(
+      () => tree.decode(deepTree(33)),
+      `${"children[0].".repeat(31)}children[0]`,
+      /nesting deeper than 64 levels/,
+    );
     expect(err.message.length).toBeLessThan(600);
     expectInvalid(() => tree.decode(deepTree(100_000)), `${"children[0].".repeat(31)}children[0]`, /nesting deeper/);
   });
@@ -208,8 +278,23 @@ describe("codec errors: invalid schemas are bugs, reported as INTERNAL", () => {
     ["bad pattern", { kind: "string", pattern: "([" }, /@pattern/],
     ["bad decimal bound", { kind: "decimal", min: "1e3" }, /not decimal text/],
     ["bad int bound", { kind: "int", max: "lots" }, /not a finite number/],
-    ["forbidden field name", { kind: "struct", name: "S", fields: [{ name: "constructor", schema: { kind: "int" } }] }, /field named "constructor"/],
-    ["duplicate field", { kind: "struct", name: "S", fields: [{ name: "a", schema: { kind: "int" } }, { name: "a", schema: { kind: "int" } }] }, /two fields named "a"/],
+    [
+      "forbidden field name",
+      { kind: "struct", name: "S", fields: [{ name: "constructor", schema: { kind: "int" } }] },
+      /field named "constructor"/,
+    ],
+    [
+      "duplicate field",
+      {
+        kind: "struct",
+        name: "S",
+        fields: [
+          { name: "a", schema: { kind: "int" } },
+          { name: "a", schema: { kind: "int" } },
+        ],
+      },
+      /two fields named "a"/,
+    ],
     ["bool map key", { kind: "map", key: { kind: "bool" }, of: { kind: "int" } }, /map key must be/],
     ["self ref", { kind: "ref", name: "Loop", get: (): Schema => loop }, /refers to itself/],
     ["unknown kind", { kind: "decimal128" } as unknown as Schema, /unknown schema kind/],

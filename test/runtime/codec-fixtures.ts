@@ -85,7 +85,11 @@ export const TreeSchema: StructSchema = {
   name: "test.Tree",
   fields: [
     { name: "label", schema: { kind: "string" } },
-    { name: "children", schema: { kind: "list", of: { kind: "ref", name: "test.Tree", get: () => TreeSchema } }, default: [] },
+    {
+      name: "children",
+      schema: { kind: "list", of: { kind: "ref", name: "test.Tree", get: () => TreeSchema } },
+      default: [],
+    },
   ],
 };
 

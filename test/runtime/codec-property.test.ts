@@ -11,7 +11,19 @@ import { PaymentSchema, TreeSchema, WineSchema } from "./codec-fixtures.js";
 
 const FORBIDDEN = new Set(["__proto__", "constructor", "prototype"]);
 const safeKey = fc.string({ maxLength: 8 }).filter((k) => !FORBIDDEN.has(k));
-const SCALARS: PrimitiveKind[] = ["bool", "int", "int64", "float", "decimal", "string", "bytes", "timestamp", "duration", "uuid", "json"];
+const SCALARS: PrimitiveKind[] = [
+  "bool",
+  "int",
+  "int64",
+  "float",
+  "decimal",
+  "string",
+  "bytes",
+  "timestamp",
+  "duration",
+  "uuid",
+  "json",
+];
 const COLOR: EnumSchema = { kind: "enum", name: "t.Color", values: ["RED", "WHITE", "ROSE"] };
 
 let structs = 0;
@@ -30,20 +42,35 @@ const schemaArb: fc.Arbitrary<Schema> = fc.letrec<{ schema: Schema }>((tie) => (
         maxLength: 4,
         selector: ([n]) => n,
       })
-      .map((fields): Schema => ({
-        kind: "struct",
-        name: `t.S${structs++}`,
-        fields: fields.map(([name, optional, schema]) => ({ name, schema, ...(optional ? { optional: true } : {}) })),
-      })),
+      .map(
+        (fields): Schema => ({
+          kind: "struct",
+          name: `t.S${structs++}`,
+          fields: fields.map(([name, optional, schema]) => ({ name, schema, ...(optional ? { optional: true } : {}) })),
+        }),
+      ),
     fc
-      .uniqueArray(fc.tuple(fc.constantFrom("p", "q", "r"), tie("schema")), { minLength: 1, maxLength: 3, selector: ([n]) => n })
-      .map((members): Schema => ({ kind: "union", name: "t.U", members: members.map(([name, schema]) => ({ name, schema })) })),
+      .uniqueArray(fc.tuple(fc.constantFrom("p", "q", "r"), tie("schema")), {
+        minLength: 1,
+        maxLength: 3,
+        selector: ([n]) => n,
+      })
+      .map(
+        (members): Schema => ({
+          kind: "union",
+          name: "t.U",
+          members: members.map(([name, schema]) => ({ name, schema })),
+        }),
+      ),
     tie("schema").map((s): Schema => ({ kind: "ref", name: "t.R", get: () => s })),
   ),
 })).schema;
 
 const noNegZero = (x: number): number => (Object.is(x, -0) ? 0 : x);
-const jsonArb = fc.jsonValue().filter((v) => !JSON.stringify(v).match(/"(__proto__|constructor|prototype)":/)).map((v) => JSON.parse(JSON.stringify(v)) as unknown);
+const jsonArb = fc
+  .jsonValue()
+  .filter((v) => !JSON.stringify(v).match(/"(__proto__|constructor|prototype)":/))
+  .map((v) => JSON.parse(JSON.stringify(v)) as unknown);
 
 /** Typed values of `s`. */
 function valueArb(s: Schema): fc.Arbitrary<unknown> {
@@ -65,7 +92,11 @@ function valueArb(s: Schema): fc.Arbitrary<unknown> {
     case "bytes":
       return fc.uint8Array({ maxLength: 20 });
     case "timestamp":
-      return fc.date({ min: new Date("0000-01-01T00:00:00Z"), max: new Date("9999-12-31T23:59:59.999Z"), noInvalidDate: true });
+      return fc.date({
+        min: new Date("0000-01-01T00:00:00Z"),
+        max: new Date("9999-12-31T23:59:59.999Z"),
+        noInvalidDate: true,
+      });
     case "duration":
       return fc.maxSafeNat();
     case "uuid":
@@ -81,7 +112,11 @@ function valueArb(s: Schema): fc.Arbitrary<unknown> {
     case "enum":
       return fc.constantFrom(...s.values);
     case "union":
-      return fc.oneof(...s.members.map((m) => valueArb(m.schema).map((value) => (m.schema.kind === "void" ? { kind: m.name } : { kind: m.name, value }))));
+      return fc.oneof(
+        ...s.members.map((m) =>
+          valueArb(m.schema).map((value) => (m.schema.kind === "void" ? { kind: m.name } : { kind: m.name, value })),
+        ),
+      );
     case "ref":
       return valueArb(s.get());
     case "void":
@@ -90,7 +125,8 @@ function valueArb(s: Schema): fc.Arbitrary<unknown> {
 }
 
 function mapKeyArb(key: Schema): fc.Arbitrary<string> {
-  if (key.kind === "int") return fc.integer({ min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }).map((n) => String(noNegZero(n)));
+  if (key.kind === "int")
+    return fc.integer({ min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }).map((n) => String(noNegZero(n)));
   if (key.kind === "enum") return fc.constantFrom(...key.values);
   return safeKey;
 }
@@ -119,8 +155,16 @@ describe("codec properties", () => {
   });
 
   it("never throws anything but INVALID_ARGUMENT on arbitrary input", () => {
-    const schemas = [WineSchema, TreeSchema, PaymentSchema, { kind: "map", key: COLOR, of: { kind: "json" } } as Schema];
-    const input = fc.oneof(fc.anything({ withBigInt: true, withDate: true, withTypedArray: true, withMap: true, withNullPrototype: true }), fc.jsonValue());
+    const schemas = [
+      WineSchema,
+      TreeSchema,
+      PaymentSchema,
+      { kind: "map", key: COLOR, of: { kind: "json" } } as Schema,
+    ];
+    const input = fc.oneof(
+      fc.anything({ withBigInt: true, withDate: true, withTypedArray: true, withMap: true, withNullPrototype: true }),
+      fc.jsonValue(),
+    );
     fc.assert(
       fc.property(fc.constantFrom(...schemas), input, (schema, v) => {
         const c = codec<unknown>(schema);
@@ -138,10 +182,16 @@ describe("codec properties", () => {
 
   it("rejects a corrupted field of a valid Wine with that field's path", () => {
     const wine = codec<Record<string, unknown>>(WineSchema);
-    const base = wine.encode(wine.decode({
-      id: "00000000-0000-0000-0000-000000000000", name: "n", color: "RED", price: { amount: "1", currency: "EUR" },
-      stock: {}, createdAt: "2024-01-01T00:00:00Z",
-    })) as Record<string, unknown>;
+    const base = wine.encode(
+      wine.decode({
+        id: "00000000-0000-0000-0000-000000000000",
+        name: "n",
+        color: "RED",
+        price: { amount: "1", currency: "EUR" },
+        stock: {},
+        createdAt: "2024-01-01T00:00:00Z",
+      }),
+    ) as Record<string, unknown>;
     const required = ["id", "name", "color", "price", "stock", "createdAt", "tags", "ttl", "organic"];
     const junk = fc.oneof(fc.constant({ nested: [] }), fc.constant(-1.5), fc.constant([1]));
     fc.assert(

@@ -56,15 +56,30 @@ describe("validate: typed values in place", () => {
   });
 
   it.each<[string, (w: Record<string, unknown>) => void, string, RegExp]>([
-    ["wire int64 instead of bigint", (w) => (w.barcode = "12"), "barcode", /expected an int64 \(a bigint\), got string "12"/],
+    [
+      "wire int64 instead of bigint",
+      (w) => (w.barcode = "12"),
+      "barcode",
+      /expected an int64 \(a bigint\), got string "12"/,
+    ],
     ["bigint out of range", (w) => (w.barcode = 2n ** 64n), "barcode", /64-bit range/],
     ["bigint under @min", (w) => (w.barcode = -1n), "barcode", /at least 0/],
-    ["wire timestamp instead of Date", (w) => (w.createdAt = "2024-01-01T00:00:00Z"), "createdAt", /expected a timestamp \(a Date\)/],
+    [
+      "wire timestamp instead of Date",
+      (w) => (w.createdAt = "2024-01-01T00:00:00Z"),
+      "createdAt",
+      /expected a timestamp \(a Date\)/,
+    ],
     ["invalid Date", (w) => (w.createdAt = new Date("nope")), "createdAt", /invalid Date/],
     ["Date past year 9999", (w) => (w.createdAt = new Date(Date.UTC(10000, 0, 1))), "createdAt", /years 0000-9999/],
     ["base64 instead of bytes", (w) => (w.label = "AQ=="), "label", /expected bytes \(a Uint8Array\)/],
     ["bytes over @maxLength", (w) => (w.label = new Uint8Array(17)), "label", /at most 16 bytes/],
-    ["a Map for a map", (w) => (w.stock = new Map([["a", 1]])), "stock", /expected a map \(a plain object\), got an instance of Map/],
+    [
+      "a Map for a map",
+      (w) => (w.stock = new Map([["a", 1]])),
+      "stock",
+      /expected a map \(a plain object\), got an instance of Map/,
+    ],
     ["a map value", (w) => (w.stock = { a: 1, b: 1.5 }), 'stock["b"]', /expected an int/],
     ["a nested struct", (w) => (w.price = { amount: 5, currency: "EUR" }), "price.amount", /expected a decimal/],
     ["a list element", (w) => (w.tags = ["ok", undefined]), "tags[1]", /got undefined/],
@@ -117,18 +132,30 @@ describe("validate: typed values in place", () => {
     const p = codec<unknown>(PaymentSchema);
     p.validate({ kind: "cash", value: { amount: "1", currency: "USD" } });
     p.validate({ kind: "free" });
-    expectInvalid(() => p.validate({ kind: "cash", value: { amount: "1", currency: "usd" } }), "value.currency", /must match/);
+    expectInvalid(
+      () => p.validate({ kind: "cash", value: { amount: "1", currency: "usd" } }),
+      "value.currency",
+      /must match/,
+    );
     expectInvalid(() => p.validate({ kind: "wire" }), "kind", /expected one of card, cash, free/);
     const t = codec<unknown>(TreeSchema);
     t.validate({ label: "a", children: [{ label: "b", children: [] }] });
-    expectInvalid(() => t.validate({ label: "a", children: [{ label: "b", children: [{ children: [] }] }] }), "children[0].children[0].label", /missing required/);
+    expectInvalid(
+      () => t.validate({ label: "a", children: [{ label: "b", children: [{ children: [] }] }] }),
+      "children[0].children[0].label",
+      /missing required/,
+    );
     expect(() => codec({ kind: "void" }).validate(undefined)).not.toThrow();
   });
 
   it("bounds depth on typed values, so a cyclic struct is an error, not a stack overflow", () => {
     const node: Record<string, unknown> = { label: "loop" };
     node.children = [node];
-    expectInvalid(() => codec(TreeSchema).validate(node), `${"children[0].".repeat(31)}children[0]`, /nesting deeper than 64 levels \(or a cycle\)/);
+    expectInvalid(
+      () => codec(TreeSchema).validate(node),
+      `${"children[0].".repeat(31)}children[0]`,
+      /nesting deeper than 64 levels \(or a cycle\)/,
+    );
   });
 
   it("validates map keys in typed maps", () => {

@@ -1,7 +1,16 @@
 import { describe, expect, it } from "vitest";
 import { codec } from "../../src/runtime/codec.js";
 import type { Schema } from "../../src/runtime/schema.js";
-import { box, LinkSchema, MoneySchema, NodeSchema, PaymentSchema, TreeSchema, WineSchema, wineWire } from "./codec-fixtures.js";
+import {
+  box,
+  LinkSchema,
+  MoneySchema,
+  NodeSchema,
+  PaymentSchema,
+  TreeSchema,
+  WineSchema,
+  wineWire,
+} from "./codec-fixtures.js";
 
 /** encode → decode → encode gives the same JSON, and decode(wire) round-trips through JSON text. */
 function roundTrip(schema: Schema, typed: unknown): unknown {
@@ -29,7 +38,12 @@ describe("codec: wire forms of each type", () => {
     ["uuid", { kind: "uuid" }, "123e4567-e89b-12d3-a456-426614174000", "123e4567-e89b-12d3-a456-426614174000"],
     ["json", { kind: "json" }, { a: [1, "x", null, { b: false }] }, { a: [1, "x", null, { b: false }] }],
     ["list", { kind: "list", of: { kind: "int64" } }, [1n, 2n], ["1", "2"]],
-    ["map", { kind: "map", key: { kind: "int" }, of: { kind: "bytes" } }, { "1": new Uint8Array([1]) }, { "1": "AQ==" }],
+    [
+      "map",
+      { kind: "map", key: { kind: "int" }, of: { kind: "bytes" } },
+      { "1": new Uint8Array([1]) },
+      { "1": "AQ==" },
+    ],
     ["enum", { kind: "enum", name: "E", values: ["A", "B"] }, "B", "B"],
     ["union", PaymentSchema, { kind: "card", value: { last4: "4242" } }, { kind: "card", value: { last4: "4242" } }],
     ["void member", PaymentSchema, { kind: "free" }, { kind: "free" }],
@@ -60,7 +74,9 @@ describe("codec: wire forms of each type", () => {
   });
 
   it("keeps uuid case as given (checked case-insensitively)", () => {
-    expect(codec({ kind: "uuid" }).decode("ABCDEF00-0000-0000-0000-000000000000")).toBe("ABCDEF00-0000-0000-0000-000000000000");
+    expect(codec({ kind: "uuid" }).decode("ABCDEF00-0000-0000-0000-000000000000")).toBe(
+      "ABCDEF00-0000-0000-0000-000000000000",
+    );
   });
 
   it("decodes void from undefined or null and encodes it as undefined", () => {
@@ -175,7 +191,14 @@ describe("codec: structs", () => {
 
   it("compiles lazily: a ref is not followed until first use", () => {
     let calls = 0;
-    const lazy: Schema = { kind: "ref", name: "Later", get: () => (calls++, MoneySchema) };
+    const lazy: Schema = {
+      kind: "ref",
+      name: "Later",
+      get: () => {
+        calls++;
+        return MoneySchema;
+      },
+    };
     const c = codec(box(lazy));
     expect(calls).toBe(0);
     c.decode({ v: { amount: "1", currency: "USD" } });
@@ -184,6 +207,9 @@ describe("codec: structs", () => {
   });
 
   it("puts the caller's path first", () => {
-    expect(codec(MoneySchema).decode({ amount: "1", currency: "USD" }, "price")).toEqual({ amount: "1", currency: "USD" });
+    expect(codec(MoneySchema).decode({ amount: "1", currency: "USD" }, "price")).toEqual({
+      amount: "1",
+      currency: "USD",
+    });
   });
 });

@@ -76,7 +76,11 @@ const PublicWinesDescriptor: ServiceDescriptor = {
     count: {
       name: "count",
       kind: "rpc",
-      input: { kind: "struct", name: "retail.wines.PublicWines.count$input", fields: [{ name: "limit", schema: { kind: "int" }, default: 10 }] },
+      input: {
+        kind: "struct",
+        name: "retail.wines.PublicWines.count$input",
+        fields: [{ name: "limit", schema: { kind: "int" }, default: 10 }],
+      },
       output: { kind: "int64" },
       timeoutMs: 10_000,
       idempotent: true,
@@ -86,7 +90,11 @@ const PublicWinesDescriptor: ServiceDescriptor = {
     invalidate: {
       name: "invalidate",
       kind: "push",
-      input: { kind: "struct", name: "retail.wines.PublicWines.invalidate$input", fields: [{ name: "storeId", schema: { kind: "string" } }] },
+      input: {
+        kind: "struct",
+        name: "retail.wines.PublicWines.invalidate$input",
+        fields: [{ name: "storeId", schema: { kind: "string" } }],
+      },
       output: { kind: "void" },
       timeoutMs: 10_000,
       ttlMs: 30_000,
@@ -98,11 +106,21 @@ const PublicWinesDescriptor: ServiceDescriptor = {
   events: {
     wineChanged: {
       name: "wineChanged",
-      payload: { kind: "struct", name: "retail.wines.PublicWines.wineChanged$payload", fields: [{ name: "wine", schema: wineRef }] },
+      payload: {
+        kind: "struct",
+        name: "retail.wines.PublicWines.wineChanged$payload",
+        fields: [{ name: "wine", schema: wineRef }],
+      },
       broadcast: false,
     },
   },
-  states: { inventory: { name: "inventory", schema: { kind: "map", key: { kind: "string" }, of: { kind: "int" } }, mode: "delta" } },
+  states: {
+    inventory: {
+      name: "inventory",
+      schema: { kind: "map", key: { kind: "string" }, of: { kind: "int" } },
+      mode: "delta",
+    },
+  },
   subscriptions: [],
   depends: [],
   errors: {},
@@ -143,11 +161,27 @@ const SyncDescriptor: ServiceDescriptor = {
   ...PublicWinesDescriptor,
   name: "retail.wines.Sync",
   methods: {
-    ping: { name: "ping", kind: "rpc", input: { kind: "struct", name: "retail.wines.Sync.ping$input", fields: [] }, output: { kind: "string" }, timeoutMs: 10_000, idempotent: false, retry: 0, throws: [] },
+    ping: {
+      name: "ping",
+      kind: "rpc",
+      input: { kind: "struct", name: "retail.wines.Sync.ping$input", fields: [] },
+      output: { kind: "string" },
+      timeoutMs: 10_000,
+      idempotent: false,
+      retry: 0,
+      throws: [],
+    },
   },
   events: {},
   states: {},
-  subscriptions: [{ service: "retail.wines.PublicWines", event: "wineChanged", handler: "onWineChanged", source: () => PublicWinesDescriptor }],
+  subscriptions: [
+    {
+      service: "retail.wines.PublicWines",
+      event: "wineChanged",
+      handler: "onWineChanged",
+      source: () => PublicWinesDescriptor,
+    },
+  ],
 };
 interface SyncHandler {
   ping(req: Record<string, never>, ctx: CallContext): Promise<string> | string;
@@ -194,7 +228,10 @@ describe("createMock", () => {
     const m = mockSync().ping.returns("pong");
     expect(m.ping.calls).toEqual([]);
     expect(await m.client.ping({})).toBe("pong");
-    const same = m.onWineChanged.implements(() => undefined).ping.throws(new Error("x")).ping.reset();
+    const same = m.onWineChanged
+      .implements(() => undefined)
+      .ping.throws(new Error("x"))
+      .ping.reset();
     expect(same).toBe(m);
   });
 
@@ -266,10 +303,14 @@ describe("createMock", () => {
     const m = mockPublicWines().get.returns({ ...WINE, color: "BLUE" as Color });
     const e = await rejection(m.client.get({ storeId: "s", inventoryId: "i" }));
     expect(e.code).toBe("INTERNAL");
-    expect(e.message).toMatch(/^mock retail\.wines\.PublicWines\.get replied with a value that does not fit the IDL: reply\.color: expected one of RED, WHITE, ROSE/);
+    expect(e.message).toMatch(
+      /^mock retail\.wines\.PublicWines\.get replied with a value that does not fit the IDL: reply\.color: expected one of RED, WHITE, ROSE/,
+    );
     expect(e.details).toEqual({ path: "reply.color" });
     m.count.returns(5 as unknown as bigint);
-    expect((await rejection(m.client.count({}))).message).toMatch(/reply: expected an int64 \(a bigint\), got number 5/);
+    expect((await rejection(m.client.count({}))).message).toMatch(
+      /reply: expected an int64 \(a bigint\), got number 5/,
+    );
   });
 
   it("runs pushes through the mock and resolves with nothing", async () => {
@@ -280,7 +321,9 @@ describe("createMock", () => {
   });
 
   it("has a handler that delegates to the mocks and records the context", async () => {
-    const m = mockSync().ping.returns("pong").onWineChanged.implements(() => undefined);
+    const m = mockSync()
+      .ping.returns("pong")
+      .onWineChanged.implements(() => undefined);
     expect(await m.handler.ping({}, ctx)).toBe("pong");
     await m.handler.onWineChanged({ wine: WINE }, ctx);
     expect(m.ping.calls).toEqual([{ req: {}, ctx }]);
@@ -331,7 +374,9 @@ describe("createMock: events and states", () => {
     expect(e.code).toBe("INVALID_ARGUMENT");
     expect(e.details).toEqual({ path: "wineChanged.wine.vintage" });
     expect((await rejection(m.emit("nope", {}))).code).toBe("NOT_FOUND");
-    expect((await rejection(m.client.events.wineChanged.subscribe(() => undefined).then(() => m.emit("other", {})))).code).toBe("NOT_FOUND");
+    expect(
+      (await rejection(m.client.events.wineChanged.subscribe(() => undefined).then(() => m.emit("other", {})))).code,
+    ).toBe("NOT_FOUND");
   });
 
   it("runs every subscriber even when one fails, then rejects with the failure", async () => {
@@ -373,7 +418,10 @@ describe("createMock: method names that collide", () => {
       names.map((n) => [n, { ...(SyncDescriptor.methods.ping as ServiceDescriptor["methods"][string]), name: n }]),
     ),
   };
-  const Odd = defineService<Record<string, (req: unknown, ctx: CallContext) => Promise<unknown>>, { call(m: string): Promise<unknown> }>({
+  const Odd = defineService<
+    Record<string, (req: unknown, ctx: CallContext) => Promise<unknown>>,
+    { call(m: string): Promise<unknown> }
+  >({
     descriptor,
     createClient: (c) => ({ call: (m) => c.call(m, {}) }),
   });
@@ -388,7 +436,12 @@ describe("createMock: method names that collide", () => {
     m.method("toString").returns("s");
     m.method("__proto__").returns("p");
     expect(Object.getPrototypeOf(m.handler)).toBe(Object.prototype);
-    for (const [name, want] of [["emit", "e"], ["client", "c"], ["toString", "s"], ["__proto__", "p"]] as const) {
+    for (const [name, want] of [
+      ["emit", "e"],
+      ["client", "c"],
+      ["toString", "s"],
+      ["__proto__", "p"],
+    ] as const) {
       expect(await m.client.call(name)).toBe(want);
       expect(await (m.handler[name] as (r: unknown, c: CallContext) => Promise<unknown>)({}, ctx)).toBe(want);
     }

@@ -60,7 +60,8 @@ export function mapCodec(s: MapSchema, c: Compiler, sub: (s: Schema) => Compiled
     if (!isPlainObject(v)) fail(`expected a map (a plain object), got ${describe(v)}`);
     if (d >= max) failDepth(max);
     const keys = Object.keys(v);
-    if (maxItems !== undefined && keys.length > maxItems) fail(`must have at most ${maxItems} entries, got ${keys.length}`);
+    if (maxItems !== undefined && keys.length > maxItems)
+      fail(`must have at most ${maxItems} entries, got ${keys.length}`);
     const out: Record<string, unknown> | undefined = step === undefined ? undefined : {};
     let k = "";
     try {
@@ -119,7 +120,15 @@ function keyInner(s: Schema, sub: (s: Schema) => Compiled): (k: string) => void 
     case "uuid":
     case "string":
     case "decimal":
-      return asKey(s.kind === "string" ? stringCheck(s) : s.kind === "decimal" ? decimalCheck(s) : s.kind === "uuid" ? uuidCheck : sub(s).validate);
+      return asKey(
+        s.kind === "string"
+          ? stringCheck(s)
+          : s.kind === "decimal"
+            ? decimalCheck(s)
+            : s.kind === "uuid"
+              ? uuidCheck
+              : sub(s).validate,
+      );
     case "int": {
       const check = intCodec(s).validate;
       return (k) => {
@@ -168,7 +177,8 @@ export function unionCodec(s: UnionSchema, c: Compiler, sub: (s: Schema) => Comp
     if (wire) scanUnknown(v, known, d, max);
     else rejectForbidden(v);
     const m = typeof v.kind === "string" ? members.get(v.kind) : undefined;
-    if (m === undefined) throw at(new Fail(`expected one of ${names} (union ${s.name}), got ${describe(v.kind)}`), "kind");
+    if (m === undefined)
+      throw at(new Fail(`expected one of ${names} (union ${s.name}), got ${describe(v.kind)}`), "kind");
     if (v.value === undefined && !m.isVoid) throw at(new Fail("missing required field value"), "value");
     return m;
   };

@@ -38,6 +38,7 @@ export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(["__proto__", "constr
  */
 export function hasForbiddenKey(o: object): boolean {
   const r = o as { constructor?: unknown; prototype?: unknown; __proto__?: unknown };
+  // biome-ignore lint/suspicious/noProto: reading __proto__ is how an own "__proto__" key shows itself cheaply.
   if (r.constructor === Object && r.prototype === undefined && r.__proto__ === Object.prototype) return false;
   return Object.hasOwn(o, "__proto__") || Object.hasOwn(o, "constructor") || Object.hasOwn(o, "prototype");
 }

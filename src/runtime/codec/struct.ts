@@ -68,7 +68,8 @@ export function structCodec(s: StructSchema, c: Compiler, sub: (s: Schema) => Co
 
 function plan(s: StructSchema, f: FieldSchema, sub: (s: Schema) => Compiled): FieldPlan {
   if (FORBIDDEN_KEYS.has(f.name)) throw schemaError(`struct ${s.name} has a field named "${f.name}"`);
-  if (s.fields.filter((g) => g.name === f.name).length > 1) throw schemaError(`struct ${s.name} has two fields named "${f.name}"`);
+  if (s.fields.filter((g) => g.name === f.name).length > 1)
+    throw schemaError(`struct ${s.name} has two fields named "${f.name}"`);
   return {
     name: f.name,
     optional: f.optional === true,
@@ -106,7 +107,12 @@ function decodeFields(plans: readonly FieldPlan[], v: Record<string, unknown>, d
 }
 
 /** Validates typed fields; with `out`, also writes their encoded forms into it. */
-function walkTyped(plans: readonly FieldPlan[], v: Record<string, unknown>, d: number, out: Record<string, unknown> | undefined): void {
+function walkTyped(
+  plans: readonly FieldPlan[],
+  v: Record<string, unknown>,
+  d: number,
+  out: Record<string, unknown> | undefined,
+): void {
   let i = 0;
   try {
     for (; i < plans.length; i++) {

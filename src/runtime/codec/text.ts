@@ -98,7 +98,8 @@ export function decimalCheck(s: PrimitiveSchema): Check {
   const min = decimalBound(s, "min");
   const max = decimalBound(s, "max");
   return (v) => {
-    if (typeof v !== "string" || !DECIMAL_TEXT.test(v)) fail(`expected a decimal (text -?digits[.digits]), got ${describe(v)}`);
+    if (typeof v !== "string" || !DECIMAL_TEXT.test(v))
+      fail(`expected a decimal (text -?digits[.digits]), got ${describe(v)}`);
     if (min === undefined && max === undefined) return;
     const p = decimalParts(v);
     if (min !== undefined && compareDecimal(p, min) < 0) fail(`must be at least ${String(s.min)}, got ${v}`);
