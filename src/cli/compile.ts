@@ -5,9 +5,9 @@
  */
 import { stat } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
-import { resolve } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { CodegenError, generate } from "../codegen/index.js";
-import { checkSources, formatDiagnostics, type ParseCache, readSources, type SourceInput } from "../compiler/index.js";
+import { checkSources, type Diagnostic, formatDiagnostics, type ParseCache, readSources, type SourceInput } from "../compiler/index.js";
 import { type Io, processIo } from "./io.js";
 import { ForeignFileError, type OutputMemo, type WriteResult, writeOutput } from "./output.js";
 
@@ -81,6 +81,17 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
+/** Diagnostics with paths relative to the working folder, so terminals and editors can open them. */
+function formatForTerminal(root: string, diagnostics: readonly Diagnostic[], sources: readonly SourceInput[]): string {
+  const shown = (path: string): string => {
+    const abs = join(root, path);
+    const rel = relative(process.cwd(), abs);
+    return rel === "" || rel.startsWith("..") || isAbsolute(rel) ? abs : rel;
+  };
+  const ds = diagnostics.map((d) => ({ ...d, span: { ...d.span, file: shown(d.span.file) } }));
+  return formatDiagnostics(ds, sources.map((s) => ({ path: shown(s.path), text: s.text })));
+}
+
 /** Reads every `.fan` file under the root; prints the reason and returns undefined when it cannot. */
 export async function readAll(opts: CompileOptions, io: Io): Promise<SourceInput[] | undefined> {
   try {
@@ -110,7 +121,7 @@ export async function compileSources(
   const checked = checkSources(sources, session.cache === undefined ? { strict: opts.strict } : { cache: session.cache, strict: opts.strict });
   const errors = checked.diagnostics.filter((d) => d.severity === "error").length;
   const warnings = checked.diagnostics.length - errors;
-  if (checked.diagnostics.length > 0) io.err(formatDiagnostics(checked.diagnostics, sources));
+  if (checked.diagnostics.length > 0) io.err(formatForTerminal(opts.root, checked.diagnostics, sources));
   const failed = errors > 0 || (opts.strict && warnings > 0) || checked.model === undefined;
   const base = { errors, warnings, sources: sources.length };
   if (failed) return { ok: false, ...base, ms: performance.now() - t0 };

@@ -25,7 +25,7 @@ interface Command {
 /** Loads a subcommand another module implements (`ls`, `config`); undefined when it is not there. */
 async function load(name: "ls" | "config"): Promise<Command | undefined> {
   try {
-    return (await import(`./${name}.js`)) as Command;
+    return (name === "ls" ? await import("./ls.js") : await import("./config.js")) as Command;
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { url?: string };
     if (err.code === "ERR_MODULE_NOT_FOUND" && String(err.url ?? err.message).includes(`/cli/${name}.`)) return undefined;

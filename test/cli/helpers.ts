@@ -1,0 +1,85 @@
+/** Helpers of the CLI tests: captured output, temp folders of .fan files, polling. */
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import type { Io } from "../../src/cli/io.js";
+
+/** An Io that keeps everything printed. */
+export interface CapturedIo extends Io {
+  readonly stdout: string[];
+  readonly stderr: string[];
+  /** Everything printed to stderr, joined. */
+  errText(): string;
+  outText(): string;
+}
+
+/** A fresh captured Io. */
+export function captureIo(): CapturedIo {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return {
+    stdout,
+    stderr,
+    out: (t) => void stdout.push(t),
+    err: (t) => void stderr.push(t),
+    errText: () => stderr.join("\n"),
+    outText: () => stdout.join("\n"),
+  };
+}
+
+/** A temp folder that `cleanup()` removes. */
+export class TempDir {
+  readonly path = mkdtempSync(join(tmpdir(), "fan-cli-"));
+
+  /** Writes `text` to `rel`, creating folders. */
+  write(rel: string, text: string): void {
+    mkdirSync(dirname(join(this.path, rel)), { recursive: true });
+    writeFileSync(join(this.path, rel), text);
+  }
+
+  /** The text of `rel`, or undefined when it does not exist. */
+  read(rel: string): string | undefined {
+    try {
+      return readFileSync(join(this.path, rel), "utf8");
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Every file under `rel`, relative to it, sorted. */
+  files(rel: string): string[] {
+    try {
+      return readdirSync(join(this.path, rel), { recursive: true, withFileTypes: true })
+        .filter((e) => e.isFile())
+        .map((e) => join(e.parentPath, e.name).slice(join(this.path, rel).length + 1))
+        .sort();
+    } catch {
+      return [];
+    }
+  }
+
+  cleanup(): void {
+    rmSync(this.path, { recursive: true, force: true });
+  }
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes; the failure names `what`. */
+export async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+}
+
+/** A small valid package. */
+export const SHOP = `package shop
+
+/// A line of an order.
+struct Line { sku: string, qty: int = 1 }
+
+service Orders {
+  rpc place(lines: list<Line>): string
+}
+`;
