@@ -298,11 +298,20 @@ describe("codec errors: invalid schemas are bugs, reported as INTERNAL", () => {
     ["bool map key", { kind: "map", key: { kind: "bool" }, of: { kind: "int" } }, /map key must be/],
     ["self ref", { kind: "ref", name: "Loop", get: (): Schema => loop }, /refers to itself/],
     ["unknown kind", { kind: "decimal128" } as unknown as Schema, /unknown schema kind/],
+    [
+      "default that does not fit",
+      {
+        kind: "struct",
+        name: "S",
+        fields: [{ name: "n", schema: { kind: "list", of: { kind: "int" } }, default: [1, "2"] }],
+      },
+      /the default of field n does not fit its type: \[1\]: expected an int/,
+    ],
   ])("%s", (_name, schema, text) => {
     const c = codec(schema);
     let err: unknown;
     try {
-      c.decode(null);
+      c.decode(schema.kind === "struct" ? {} : null);
     } catch (e) {
       err = e;
     }

@@ -150,7 +150,7 @@ describe("codec properties", () => {
         expect(back).toEqual(value);
         expect(JSON.stringify(c.encode(back)) ?? "null").toBe(text);
       }),
-      { numRuns: 400 },
+      { numRuns: Number(process.env.FC_RUNS ?? 400) },
     );
   });
 

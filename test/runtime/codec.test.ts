@@ -111,6 +111,14 @@ describe("codec: structs", () => {
     expect("vintage" in (wine.encode(typed) as object)).toBe(false);
   });
 
+  it("keeps null in an optional json field, where it is a value", () => {
+    const c = codec<Record<string, unknown>>(box({ kind: "ref", name: "J", get: () => ({ kind: "json" }) }, true));
+    expect(c.decode({ v: null })).toEqual({ v: null });
+    expect("v" in c.decode({ v: null })).toBe(true);
+    expect(c.encode({ v: null })).toEqual({ v: null });
+    expect("v" in c.decode({})).toBe(false);
+  });
+
   it("applies defaults when the key is absent or null, never sharing them between decodes", () => {
     const w = wineWire();
     delete w.tags;

@@ -3,7 +3,8 @@
  *
  * Decisions (decode, the wire side):
  * - JSON `null` for an optional field, or for a field with a default, means absent (as in
- *   protobuf's JSON mapping); for a required field it is a type error.
+ *   protobuf's JSON mapping); for a required field it is a type error. A `json` field is the
+ *   exception: `null` is one of its values, so it is kept.
  * - A default (wire form) is decoded afresh on every decode, so no two results share it.
  * - Unknown keys are ignored, for forward compatibility with newer peers, and never copied;
  *   they are still scanned for `__proto__`/`constructor`/`prototype` keys.
@@ -14,7 +15,17 @@
  * be present. Struct values may be class instances; extra properties are ignored.
  */
 import type { FieldSchema, Schema, StructSchema } from "../schema.js";
-import { at, describe, fail, failDepth, FORBIDDEN_KEYS, rejectForbidden, schemaError } from "./fail.js";
+import {
+  at,
+  describe,
+  Fail,
+  fail,
+  failDepth,
+  FORBIDDEN_KEYS,
+  formatPath,
+  rejectForbidden,
+  schemaError,
+} from "./fail.js";
 import { typeName } from "./names.js";
 import type { Check, Compiled, Compiler, Step } from "./types.js";
 
@@ -25,6 +36,8 @@ interface FieldPlan {
   readonly name: string;
   readonly optional: boolean;
   readonly hasDefault: boolean;
+  /** JSON null means absent: optional or defaulted fields whose type has no null value. */
+  readonly nullAbsent: boolean;
   readonly default: unknown;
   /** The name exists on Object.prototype (`toString`...), so only an own property counts. */
   readonly inherited: boolean;
@@ -70,15 +83,25 @@ function plan(s: StructSchema, f: FieldSchema, sub: (s: Schema) => Compiled): Fi
   if (FORBIDDEN_KEYS.has(f.name)) throw schemaError(`struct ${s.name} has a field named "${f.name}"`);
   if (s.fields.filter((g) => g.name === f.name).length > 1)
     throw schemaError(`struct ${s.name} has two fields named "${f.name}"`);
+  const optional = f.optional === true;
+  const hasDefault = f.default !== undefined;
   return {
     name: f.name,
-    optional: f.optional === true,
-    hasDefault: f.default !== undefined,
+    optional,
+    hasDefault,
+    nullAbsent: (optional || hasDefault) && !isJson(f.schema),
     default: f.default,
     inherited: f.name in Object.prototype,
     missing: `missing required field of type ${typeName(f.schema)}`,
     c: sub(f.schema),
   };
+}
+
+/** True when `s` is `json`, through any refs (resolved now: compiling happens on first use). */
+function isJson(s: Schema): boolean {
+  let cur = s;
+  for (let i = 0; cur.kind === "ref" && i < 100; i++) cur = cur.get();
+  return cur.kind === "json";
 }
 
 function read(p: FieldPlan, v: Record<string, unknown>): unknown {
@@ -93,8 +116,8 @@ function decodeFields(plans: readonly FieldPlan[], v: Record<string, unknown>, d
     for (; i < plans.length; i++) {
       const p = plans[i] as FieldPlan;
       const x = read(p, v);
-      if (x === undefined || (x === null && (p.optional || p.hasDefault))) {
-        if (p.hasDefault) out[p.name] = p.c.decode(p.default, d + 1);
+      if (x === undefined || (x === null && p.nullAbsent)) {
+        if (p.hasDefault) out[p.name] = decodeDefault(p, d);
         else if (!p.optional) fail(p.missing);
         continue;
       }
@@ -104,6 +127,18 @@ function decodeFields(plans: readonly FieldPlan[], v: Record<string, unknown>, d
     throw at(e, (plans[i] as FieldPlan).name);
   }
   return out;
+}
+
+/** A fresh decode of a field's default; a default that does not fit is a schema bug. */
+function decodeDefault(p: FieldPlan, d: number): unknown {
+  try {
+    return p.c.decode(p.default, d + 1);
+  } catch (e) {
+    if (!(e instanceof Fail)) throw e;
+    throw schemaError(
+      `the default of field ${p.name} does not fit its type: ${formatPath("", e.segs) || "value"}: ${e.reason}`,
+    );
+  }
 }
 
 /** Validates typed fields; with `out`, also writes their encoded forms into it. */

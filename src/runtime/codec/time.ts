@@ -1,7 +1,8 @@
 /**
  * timestamp: `Date` in TS, RFC 3339 text on the wire. Only dates whose year is 0000–9999 are
  * accepted, since only those have an RFC 3339 form; the wire form written is `toISOString()`
- * (UTC, milliseconds). Fractions beyond milliseconds are truncated on decode.
+ * (UTC, milliseconds). Fractions beyond milliseconds are truncated on decode, and a leap
+ * second (`:60`) is rejected because a `Date` cannot hold it.
  */
 import { describe, fail } from "./fail.js";
 import type { Check, Compiled } from "./types.js";
