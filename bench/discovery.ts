@@ -47,7 +47,8 @@ async function childMain(endpoint: string, cluster: string): Promise<void> {
   process.stdin.on("end", () => void d.close().then(() => process.exit(0)));
 }
 
-if (process.env["FAN_BENCH_CHILD"] === "watch") await childMain(process.env["FAN_BENCH_ETCD"]!, process.env["FAN_BENCH_CLUSTER"]!);
+if (process.env.FAN_BENCH_CHILD === "watch")
+  await childMain(process.env.FAN_BENCH_ETCD!, process.env.FAN_BENCH_CLUSTER!);
 
 // ----------------------------------------------------------------------------- 1. cache resolve
 
@@ -86,7 +87,14 @@ async function resolveBench(): Promise<BenchRow[]> {
   const server = new RegistryDirectory(reg, { cluster: "bench", appId: "srv" });
   const client = new RegistryDirectory(reg, { cluster: "bench", appId: "cli" });
   for (let i = 0; i < 10; i++) {
-    await server.register({ service: "bench.Svc", instanceId: `i${i}`, version: i < 5 ? "1.4.0" : "2.0.0", endpoints: { http: `http://h${i}` }, shards: [], appId: i === 3 ? "cli" : "srv" });
+    await server.register({
+      service: "bench.Svc",
+      instanceId: `i${i}`,
+      version: i < 5 ? "1.4.0" : "2.0.0",
+      endpoints: { http: `http://h${i}` },
+      shards: [],
+      appId: i === 3 ? "cli" : "srv",
+    });
   }
   await client.watch("bench.Svc");
   await sleep(10);
@@ -102,13 +110,24 @@ async function resolveBench(): Promise<BenchRow[]> {
   const asyncT = await perOpAsync(() => client.resolve("bench.Svc", resolveOpts));
   rows.push(row("resolve (async, round-robin)", asyncT, "includes one await"));
   const calls = reg.calls - callsBefore;
-  rows.push({ case: "registry calls during all picks above", opsPerSec: calls, p50Ms: Number.NaN, p99Ms: Number.NaN, ratio: 1, note: "0 = no I/O on resolve" });
+  rows.push({
+    case: "registry calls during all picks above",
+    opsPerSec: calls,
+    p50Ms: Number.NaN,
+    p99Ms: Number.NaN,
+    ratio: 1,
+    note: "0 = no I/O on resolve",
+  });
   await server.close();
   await client.close();
   return rows;
 }
 
-async function perOpAsync(op: () => Promise<unknown>, batch = 20_000, batches = 20): Promise<{ p50: number; p99: number }> {
+async function perOpAsync(
+  op: () => Promise<unknown>,
+  batch = 20_000,
+  batches = 20,
+): Promise<{ p50: number; p99: number }> {
   for (let i = 0; i < batch; i++) await op();
   const per: number[] = [];
   for (let b = 0; b < batches; b++) {
@@ -121,7 +140,14 @@ async function perOpAsync(op: () => Promise<unknown>, batch = 20_000, batches = 
 }
 
 function row(name: string, ns: { p50: number; p99: number }, note: string): BenchRow {
-  return { case: name, opsPerSec: 1e9 / ns.p50, p50Ms: ns.p50 / 1e6, p99Ms: ns.p99 / 1e6, ratio: 1, note: `${note}; p50 ${ns.p50.toFixed(0)} ns/op` };
+  return {
+    case: name,
+    opsPerSec: 1e9 / ns.p50,
+    p50Ms: ns.p50 / 1e6,
+    p99Ms: ns.p99 / 1e6,
+    ratio: 1,
+    note: `${note}; p50 ${ns.p50.toFixed(0)} ns/op`,
+  };
 }
 
 // ----------------------------------------------------------------------------- private etcd
@@ -129,8 +155,12 @@ function row(name: string, ns: { p50: number; p99: number }, note: string): Benc
 function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect({ host: "127.0.0.1", port });
-    s.once("connect", () => (s.destroy(), resolve(true)));
-    s.once("error", () => (s.destroy(), resolve(false)));
+    const done = (ok: boolean): void => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.once("connect", () => done(true));
+    s.once("error", () => done(false));
   });
 }
 
@@ -138,7 +168,26 @@ async function startEtcd(): Promise<{ endpoint: string; port: number; stop: () =
   const dir = mkdtempSync(join(tmpdir(), "fan-bench-etcd-"));
   const port = 24790 + Math.floor(Math.random() * 100);
   const url = (p: number): string => `http://127.0.0.1:${p}`;
-  const proc = spawn("/usr/bin/etcd", ["--name", "bench", "--data-dir", join(dir, "d"), "--listen-client-urls", url(port), "--advertise-client-urls", url(port), "--listen-peer-urls", url(port + 1000), "--initial-advertise-peer-urls", url(port + 1000), "--initial-cluster", `bench=${url(port + 1000)}`], { stdio: "ignore" });
+  const proc = spawn(
+    "/usr/bin/etcd",
+    [
+      "--name",
+      "bench",
+      "--data-dir",
+      join(dir, "d"),
+      "--listen-client-urls",
+      url(port),
+      "--advertise-client-urls",
+      url(port),
+      "--listen-peer-urls",
+      url(port + 1000),
+      "--initial-advertise-peer-urls",
+      url(port + 1000),
+      "--initial-cluster",
+      `bench=${url(port + 1000)}`,
+    ],
+    { stdio: "ignore" },
+  );
   for (let i = 0; i < 100 && !(await portOpen(port)); i++) await sleep(100);
   if (!(await portOpen(port))) throw new Error("bench: private etcd did not start");
   return {
@@ -156,7 +205,11 @@ async function startEtcd(): Promise<{ endpoint: string; port: number; stop: () =
 /** Sums etcd's gRPC counters: unary calls handled, stream messages received and sent. */
 async function etcdCounters(port: number): Promise<{ unary: number; streamIn: number; streamOut: number }> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const sum = (re: RegExp): number => text.split("\n").filter((l) => re.test(l)).reduce((a, l) => a + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
+  const sum = (re: RegExp): number =>
+    text
+      .split("\n")
+      .filter((l) => re.test(l))
+      .reduce((a, l) => a + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
   return {
     unary: sum(/^grpc_server_handled_total\{.*grpc_type="unary"/),
     streamIn: sum(/^grpc_server_msg_received_total\{.*grpc_type="bidi_stream"/),
@@ -188,7 +241,14 @@ async function visibilityBench(endpoint: string): Promise<BenchRow> {
     const id = `v${i}`;
     const seen = new Promise<number>((r) => waiters.set(id, r));
     const t0 = now();
-    await dir.register({ service: "bench.Visible", instanceId: id, version: "1.0.0", endpoints: { http: "http://h" }, shards: [], appId: "bench" });
+    await dir.register({
+      service: "bench.Visible",
+      instanceId: id,
+      version: "1.0.0",
+      endpoints: { http: "http://h" },
+      shards: [],
+      appId: "bench",
+    });
     lat.push((await seen) - t0);
     await sleep(20);
   }
@@ -198,7 +258,14 @@ async function visibilityBench(endpoint: string): Promise<BenchRow> {
   lat.splice(0, 10); // warm-up
   lat.sort((a, b) => a - b);
   const p50 = quantile(lat, 0.5);
-  return { case: "registration → visible in another process (etcd)", opsPerSec: 1000 / p50, p50Ms: p50, p99Ms: quantile(lat, 0.99), ratio: 1, note: "register() call to the watcher's onChange, 50 samples" };
+  return {
+    case: "registration → visible in another process (etcd)",
+    opsPerSec: 1000 / p50,
+    p50Ms: p50,
+    p99Ms: quantile(lat, 0.99),
+    ratio: 1,
+    note: "register() call to the watcher's onChange, 50 samples",
+  };
 }
 
 // ----------------------------------------------------------------------------- 3. registry load
@@ -212,7 +279,18 @@ async function loadBench(endpoint: string, port: number): Promise<BenchRow[]> {
   const serverReg = new EtcdRegistry(endpoint);
   const server = new RegistryDirectory(serverReg, { cluster, leaseTtlMs: 5000 });
   const regs = [];
-  for (const service of names) for (let i = 0; i < PER; i++) regs.push(await server.register({ service, instanceId: `i${i}`, version: "1.0.0", endpoints: { http: "http://h" }, shards: [], appId: "srv" }));
+  for (const service of names)
+    for (let i = 0; i < PER; i++)
+      regs.push(
+        await server.register({
+          service,
+          instanceId: `i${i}`,
+          version: "1.0.0",
+          endpoints: { http: "http://h" },
+          shards: [],
+          appId: "srv",
+        }),
+      );
 
   const c0 = await etcdCounters(port);
   const t0 = performance.now();
@@ -220,7 +298,11 @@ async function loadBench(endpoint: string, port: number): Promise<BenchRow[]> {
     const r = new EtcdRegistry(endpoint);
     return { r, d: new RegistryDirectory(r, { cluster }) };
   });
-  await Promise.all(clients.map(async ({ d }) => { for (const n of names) await d.watch(n); }));
+  await Promise.all(
+    clients.map(async ({ d }) => {
+      for (const n of names) await d.watch(n);
+    }),
+  );
   const startMs = performance.now() - t0;
   const c1 = await etcdCounters(port);
 
@@ -239,7 +321,12 @@ async function loadBench(endpoint: string, port: number): Promise<BenchRow[]> {
   const c3 = await etcdCounters(port);
   const consistent = clients.every(({ d }) => names.every((n) => d.pick(n) !== undefined));
 
-  await Promise.all(clients.map(async ({ d, r }) => { await d.close(); await r.close(); }));
+  await Promise.all(
+    clients.map(async ({ d, r }) => {
+      await d.close();
+      await r.close();
+    }),
+  );
   await server.close();
   await serverReg.close();
 
@@ -247,9 +334,30 @@ async function loadBench(endpoint: string, port: number): Promise<BenchRow[]> {
   const reqs = (a: typeof c0, b: typeof c0): number => b.unary - a.unary + (b.streamIn - a.streamIn);
   const nan = Number.NaN;
   return [
-    { case: `start-up: ${CLIENTS} clients × ${SERVICES} services (${SERVICES * PER} instances) listed + watched`, opsPerSec: rate(0, reqs(c0, c1), startMs), p50Ms: startMs, p99Ms: nan, ratio: 1, note: `${reqs(c0, c1)} requests in ${(startMs / 1000).toFixed(1)} s (p50 column: total ms)` },
-    { case: "at rest: requests/s to etcd", opsPerSec: rate(0, reqs(c1, c2), idleMs), p50Ms: nan, p99Ms: nan, ratio: 1, note: "lease keep-alives only; watches cost nothing at rest" },
-    { case: `churn: ${(updates / (churnMs / 1000)).toFixed(0)} instance updates/s, requests/s to etcd`, opsPerSec: rate(0, reqs(c2, c3), churnMs), p50Ms: nan, p99Ms: nan, ratio: 1, note: `watch events pushed/s: ${rate(c2.streamOut, c3.streamOut, churnMs).toFixed(0)}; caches consistent: ${consistent}` },
+    {
+      case: `start-up: ${CLIENTS} clients × ${SERVICES} services (${SERVICES * PER} instances) listed + watched`,
+      opsPerSec: rate(0, reqs(c0, c1), startMs),
+      p50Ms: startMs,
+      p99Ms: nan,
+      ratio: 1,
+      note: `${reqs(c0, c1)} requests in ${(startMs / 1000).toFixed(1)} s (p50 column: total ms)`,
+    },
+    {
+      case: "at rest: requests/s to etcd",
+      opsPerSec: rate(0, reqs(c1, c2), idleMs),
+      p50Ms: nan,
+      p99Ms: nan,
+      ratio: 1,
+      note: "lease keep-alives only; watches cost nothing at rest",
+    },
+    {
+      case: `churn: ${(updates / (churnMs / 1000)).toFixed(0)} instance updates/s, requests/s to etcd`,
+      opsPerSec: rate(0, reqs(c2, c3), churnMs),
+      p50Ms: nan,
+      p99Ms: nan,
+      ratio: 1,
+      note: `watch events pushed/s: ${rate(c2.streamOut, c3.streamOut, churnMs).toFixed(0)}; caches consistent: ${consistent}`,
+    },
   ];
 }
 

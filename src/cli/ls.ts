@@ -31,15 +31,17 @@ export const REGISTRY_OPTIONS = {
 
 /** Opens the registry named by `--discovery` (etcd only: a memory registry lives inside one process). */
 export function openCliRegistry(spec: string | undefined): Registry {
-  const s = spec ?? process.env["FAN_DISCOVERY"] ?? "etcd://127.0.0.1:2379";
-  if (s === "memory") throw new UsageError("--discovery memory lives inside one process; point fanc at etcd://host:port");
-  if (!s.startsWith("etcd://")) throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(s)}`);
+  const s = spec ?? process.env.FAN_DISCOVERY ?? "etcd://127.0.0.1:2379";
+  if (s === "memory")
+    throw new UsageError("--discovery memory lives inside one process; point fanc at etcd://host:port");
+  if (!s.startsWith("etcd://"))
+    throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(s)}`);
   return new EtcdRegistry(s, { callTimeoutMs: 3000, dialTimeoutMs: 3000 });
 }
 
 /** The cluster from `--cluster`, `$FAN_CLUSTER` or "dev". */
 export function cliCluster(c: string | undefined): string {
-  return c ?? process.env["FAN_CLUSTER"] ?? "dev";
+  return c ?? process.env.FAN_CLUSTER ?? "dev";
 }
 
 /** A mistake in how the command was called (exit code 2). */
@@ -47,12 +49,18 @@ export class UsageError extends Error {}
 
 /** Prints a failure the way every fanc subcommand does and returns its exit code. */
 export function report(io: Io, command: string, e: unknown): number {
-  if (e instanceof UsageError || (e as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" || e instanceof TypeError) {
+  if (
+    e instanceof UsageError ||
+    (e as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" ||
+    e instanceof TypeError
+  ) {
     io.err(`fanc ${command}: ${(e as Error).message}`);
     return 2;
   }
   const msg = e instanceof Error ? e.message : String(e);
-  io.err(`fanc ${command}: ${/UNAVAILABLE|ECONNREFUSED|deadline|No connection/i.test(msg) ? `cannot reach the registry (${msg})` : msg}`);
+  io.err(
+    `fanc ${command}: ${/UNAVAILABLE|ECONNREFUSED|deadline|No connection/i.test(msg) ? `cannot reach the registry (${msg})` : msg}`,
+  );
   return 1;
 }
 
@@ -65,7 +73,8 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
       io.out(USAGE);
       return 0;
     }
-    if (positionals.length > 1) throw new UsageError(`expected at most one service name, got ${positionals.length}\n${USAGE}`);
+    if (positionals.length > 1)
+      throw new UsageError(`expected at most one service name, got ${positionals.length}\n${USAGE}`);
     const cluster = cliCluster(values.cluster);
     servicesRoot(cluster);
     registry = openCliRegistry(values.discovery);
@@ -98,19 +107,33 @@ function instancesOf(items: readonly KeyValue[], root: string): Map<string, Inst
 async function listServices(io: Io, registry: Registry, cluster: string, json: boolean): Promise<number> {
   const root = servicesRoot(cluster);
   const by = instancesOf((await registry.list(root)).items, root);
-  const rows = [...by.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([service, list]) => ({
-    service,
-    instances: list.length,
-    versions: [...new Set(list.map((i) => i.version))].sort(),
-    transports: [...new Set(list.flatMap((i) => Object.keys(i.endpoints)))].sort(),
-  }));
+  const rows = [...by.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([service, list]) => ({
+      service,
+      instances: list.length,
+      versions: [...new Set(list.map((i) => i.version))].sort(),
+      transports: [...new Set(list.flatMap((i) => Object.keys(i.endpoints)))].sort(),
+    }));
   if (json) io.out(JSON.stringify(rows, null, 2));
   else if (rows.length === 0) io.out(`no services registered in cluster "${cluster}"`);
-  else io.out(table(["SERVICE", "INSTANCES", "VERSIONS", "TRANSPORTS"], rows.map((r) => [r.service, String(r.instances), r.versions.join(","), r.transports.join(",")])));
+  else
+    io.out(
+      table(
+        ["SERVICE", "INSTANCES", "VERSIONS", "TRANSPORTS"],
+        rows.map((r) => [r.service, String(r.instances), r.versions.join(","), r.transports.join(",")]),
+      ),
+    );
   return 0;
 }
 
-async function listInstances(io: Io, registry: Registry, cluster: string, service: string, json: boolean): Promise<number> {
+async function listInstances(
+  io: Io,
+  registry: Registry,
+  cluster: string,
+  service: string,
+  json: boolean,
+): Promise<number> {
   const prefix = servicePrefix(cluster, service);
   const list = instancesOf((await registry.list(prefix)).items, servicesRoot(cluster)).get(service) ?? [];
   if (json) {
@@ -125,7 +148,9 @@ async function listInstances(io: Io, registry: Registry, cluster: string, servic
   const rows = list.map((i) => [
     i.instanceId,
     i.version,
-    Object.entries(i.endpoints).map(([t, e]) => `${t}=${e}`).join(" "),
+    Object.entries(i.endpoints)
+      .map(([t, e]) => `${t}=${e}`)
+      .join(" "),
     i.shards.length === 0 ? "all" : compactRanges(i.shards),
     i.zone ?? "-",
     String(i.load),
@@ -157,6 +182,10 @@ function age(ms: number): string {
 
 function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? "").length)));
-  const line = (r: readonly string[]): string => r.map((v, c) => v.padEnd(widths[c]!)).join("  ").trimEnd();
+  const line = (r: readonly string[]): string =>
+    r
+      .map((v, c) => v.padEnd(widths[c]!))
+      .join("  ")
+      .trimEnd();
   return [line(head), ...rows.map(line)].join("\n");
 }

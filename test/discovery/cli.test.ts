@@ -28,9 +28,31 @@ describeEtcd("fanc ls", () => {
   beforeAll(async () => {
     reg = new EtcdRegistry(SHARED_ETCD);
     dir = new RegistryDirectory(reg, { cluster, appId: "app-1" });
-    await dir.register({ service: "retail.Wines", instanceId: "w1", version: "2.1.0", endpoints: { http: "http://127.0.0.1:8080", amqp: "amqp://127.0.0.1" }, shards: [0, 1, 2, 5], zone: "eu-1", appId: "app-1" });
-    await dir.register({ service: "retail.Wines", instanceId: "w2", version: "2.2.0", endpoints: { http: "http://127.0.0.1:8081" }, shards: [], appId: "app-1" });
-    await dir.register({ service: "retail.Sync", instanceId: "s1", version: "1.0.0", endpoints: { zmq: "tcp://127.0.0.1:5555" }, shards: [], appId: "app-1" });
+    await dir.register({
+      service: "retail.Wines",
+      instanceId: "w1",
+      version: "2.1.0",
+      endpoints: { http: "http://127.0.0.1:8080", amqp: "amqp://127.0.0.1" },
+      shards: [0, 1, 2, 5],
+      zone: "eu-1",
+      appId: "app-1",
+    });
+    await dir.register({
+      service: "retail.Wines",
+      instanceId: "w2",
+      version: "2.2.0",
+      endpoints: { http: "http://127.0.0.1:8081" },
+      shards: [],
+      appId: "app-1",
+    });
+    await dir.register({
+      service: "retail.Sync",
+      instanceId: "s1",
+      version: "1.0.0",
+      endpoints: { zmq: "tcp://127.0.0.1:5555" },
+      shards: [],
+      appId: "app-1",
+    });
   });
   afterAll(async () => {
     await dir.close();
@@ -49,7 +71,9 @@ describeEtcd("fanc ls", () => {
   it("lists one service's instances with endpoints, shards and zone; --json gives the records", async () => {
     const io = capture();
     expect(await ls([...D, "--cluster", cluster, "retail.Wines"], io)).toBe(0);
-    expect(io.text()).toMatch(/w1\s+2\.1\.0\s+http=http:\/\/127\.0\.0\.1:8080 amqp=amqp:\/\/127\.0\.0\.1\s+0-2,5\s+eu-1\s+0\s+\d+s/);
+    expect(io.text()).toMatch(
+      /w1\s+2\.1\.0\s+http=http:\/\/127\.0\.0\.1:8080 amqp=amqp:\/\/127\.0\.0\.1\s+0-2,5\s+eu-1\s+0\s+\d+s/,
+    );
     expect(io.text()).toMatch(/w2\s+2\.2\.0\s+http=http:\/\/127\.0\.0\.1:8081\s+all\s+-/);
     const j = capture();
     expect(await ls([...D, "--cluster", cluster, "retail.Wines", "--json"], j)).toBe(0);
@@ -83,7 +107,9 @@ describeEtcd("fanc config (etcd)", () => {
 
   it("set parses YAML/JSON values, get reads them back, key=null deletes", async () => {
     const io = capture();
-    expect(await config(["set", "retail.Wines", "pageSize=50", "tags=[a, b]", "name=plain text", "on=true", ...C], io)).toBe(0);
+    expect(
+      await config(["set", "retail.Wines", "pageSize=50", "tags=[a, b]", "name=plain text", "on=true", ...C], io),
+    ).toBe(0);
     const j = capture();
     expect(await config(["get", "retail.Wines", "--json", ...C], j)).toBe(0);
     expect(JSON.parse(j.text())).toEqual({ pageSize: 50, tags: ["a", "b"], name: "plain text", on: true });

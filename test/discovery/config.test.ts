@@ -31,7 +31,10 @@ interface Cfg {
 }
 
 /** The behaviour every source shares. */
-function sourceSuite(open: () => Promise<{ source: ConfigSource; other: ConfigSource }>, close: () => Promise<void>): void {
+function sourceSuite(
+  open: () => Promise<{ source: ConfigSource; other: ConfigSource }>,
+  close: () => Promise<void>,
+): void {
   let source: ConfigSource;
   let other: ConfigSource;
   beforeEach(async () => ({ source, other } = await open()));
@@ -52,9 +55,9 @@ function sourceSuite(open: () => Promise<{ source: ConfigSource; other: ConfigSo
     const seen: Record<string, unknown>[] = [];
     const stop = await source.watch(SVC, (raw) => seen.push(raw));
     await other.update(SVC, { pageSize: 5 });
-    await until("first change", () => seen.some((s) => s["pageSize"] === 5));
+    await until("first change", () => seen.some((s) => s.pageSize === 5));
     await other.update(SVC, { apiKey: "k" });
-    await until("second change", () => seen.some((s) => s["apiKey"] === "k" && s["pageSize"] === 5));
+    await until("second change", () => seen.some((s) => s.apiKey === "k" && s.pageSize === 5));
     await stop();
     const n = seen.length;
     await other.update(SVC, { pageSize: 6 });
@@ -97,7 +100,9 @@ function sourceSuite(open: () => Promise<{ source: ConfigSource; other: ConfigSo
 
   it("bad patches get clear errors", async () => {
     await expect(source.update(SVC, [] as unknown as Record<string, unknown>)).rejects.toThrow(/object/);
-    await expect(source.update(SVC, JSON.parse('{"__proto__": 1}') as Record<string, unknown>)).rejects.toThrow(/not allowed/);
+    await expect(source.update(SVC, JSON.parse('{"__proto__": 1}') as Record<string, unknown>)).rejects.toThrow(
+      /not allowed/,
+    );
   });
 }
 
@@ -114,7 +119,7 @@ describe("config [object]", () => {
     const s = new ObjectConfigSource({ [SVC]: { pageSize: 3 } });
     expect(await s.get(SVC)).toEqual({ pageSize: 3 });
     const copy = await s.get(SVC);
-    copy["pageSize"] = 4;
+    copy.pageSize = 4;
     expect(await s.get(SVC)).toEqual({ pageSize: 3 });
   });
 });
@@ -126,7 +131,10 @@ eachBackend("config [registry]", (make) => {
     async () => {
       backend = make();
       cluster = randomCluster();
-      return { source: new RegistryConfigSource(backend.client(), cluster), other: new RegistryConfigSource(backend.client(), cluster) };
+      return {
+        source: new RegistryConfigSource(backend.client(), cluster),
+        other: new RegistryConfigSource(backend.client(), cluster),
+      };
     },
     () => backend.close(),
   );

@@ -12,7 +12,15 @@ import { eachBackend, randomCluster, sleep, until, type Backend } from "./helper
 const SVC = "retail.wines.PublicWines";
 
 function info(instanceId: string, version = "1.0.0", extra: Partial<InstanceInfo> = {}) {
-  return { service: SVC, instanceId, version, endpoints: { http: `http://127.0.0.1/${instanceId}` }, shards: [], appId: "server-app", ...extra };
+  return {
+    service: SVC,
+    instanceId,
+    version,
+    endpoints: { http: `http://127.0.0.1/${instanceId}` },
+    shards: [],
+    appId: "server-app",
+    ...extra,
+  };
 }
 
 eachBackend("directory", (make) => {
@@ -41,11 +49,19 @@ eachBackend("directory", (make) => {
     expect(set.instances()).toEqual([]);
     const changes: number[] = [];
     set.onChange(() => changes.push(set.instances().length));
-    const reg = await server.register(info("i1", "1.2.3", { zone: "eu-1", shards: [1, 2], endpoints: { http: "http://h:1", amqp: "amqp://h" } }));
+    const reg = await server.register(
+      info("i1", "1.2.3", { zone: "eu-1", shards: [1, 2], endpoints: { http: "http://h:1", amqp: "amqp://h" } }),
+    );
     await until("i1 visible", () => set.instances().length === 1);
     expect(set.instances()[0]).toMatchObject({
-      service: SVC, instanceId: "i1", version: "1.2.3", zone: "eu-1", shards: [1, 2],
-      endpoints: { http: "http://h:1", amqp: "amqp://h" }, appId: "server-app", load: 0,
+      service: SVC,
+      instanceId: "i1",
+      version: "1.2.3",
+      zone: "eu-1",
+      shards: [1, 2],
+      endpoints: { http: "http://h:1", amqp: "amqp://h" },
+      appId: "server-app",
+      load: 0,
     });
     expect(set.instances()[0]!.startedAt).toBeGreaterThan(Date.now() - 60_000);
     await reg.update({ load: 7 });
@@ -86,12 +102,19 @@ eachBackend("directory", (make) => {
     expect((err as FanError).code).toBe("UNAVAILABLE");
     expect((err as FanError).message).toContain("^3");
     expect((err as FanError).message).toContain("1.4.0, 2.1.0, 2.3.1");
-    expect((err as FanError).details).toMatchObject({ service: SVC, range: "^3", available: ["1.4.0", "2.1.0", "2.3.1"] });
+    expect((err as FanError).details).toMatchObject({
+      service: SVC,
+      range: "^3",
+      available: ["1.4.0", "2.1.0", "2.3.1"],
+    });
     await expect(client.resolve(SVC, { range: "not a range!" })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
   });
 
   it("an unknown service is UNAVAILABLE saying nothing is registered", async () => {
-    await expect(client.resolve("no.Such")).rejects.toMatchObject({ code: "UNAVAILABLE", message: expect.stringContaining("no instance is registered") });
+    await expect(client.resolve("no.Such")).rejects.toMatchObject({
+      code: "UNAVAILABLE",
+      message: expect.stringContaining("no instance is registered"),
+    });
   });
 
   it("transport filter keeps instances that advertise it", async () => {
@@ -99,7 +122,10 @@ eachBackend("directory", (make) => {
     await server.register(info("q", "1.0.0", { endpoints: { amqp: "amqp://q" } }));
     await client.watch(SVC);
     expect((await client.resolve(SVC, { transport: "amqp" })).instanceId).toBe("q");
-    await expect(client.resolve(SVC, { transport: "zmq" })).rejects.toMatchObject({ code: "UNAVAILABLE", message: expect.stringContaining("over zmq") });
+    await expect(client.resolve(SVC, { transport: "zmq" })).rejects.toMatchObject({
+      code: "UNAVAILABLE",
+      message: expect.stringContaining("over zmq"),
+    });
   });
 
   it("round-robin visits every instance in turn; random stays in the set", async () => {
@@ -118,7 +144,7 @@ eachBackend("directory", (make) => {
     const release = Array.from({ length: 5 }, () => client.acquire("a"));
     expect(client.inFlight("a")).toBe(5);
     for (let i = 0; i < 50; i++) expect(client.pick(SVC, { strategy: "p2c" }).instanceId).toBe("b");
-    release.forEach((r) => r());
+    for (const r of release) r();
     release[0]!();
     expect(client.inFlight("a")).toBe(0);
   });
@@ -144,7 +170,8 @@ eachBackend("directory", (make) => {
     for (const id of ["a", "b", "c", "d"]) await server.register(info(id));
     await client.watch(SVC);
     const owners = new Map<string, string>();
-    for (let k = 0; k < 100; k++) owners.set(`store-${k}`, client.pick(SVC, { strategy: "shard", shardKey: `store-${k}` }).instanceId);
+    for (let k = 0; k < 100; k++)
+      owners.set(`store-${k}`, client.pick(SVC, { strategy: "shard", shardKey: `store-${k}` }).instanceId);
     for (const [k, id] of owners) expect(client.pick(SVC, { strategy: "shard", shardKey: k }).instanceId).toBe(id);
     expect(new Set(owners.values()).size).toBe(4);
     client.setShardStrategy((c, ctx) => c.find((i) => i.instanceId === `${ctx.shardKey}`) ?? c[0]!);
@@ -157,7 +184,10 @@ eachBackend("directory", (make) => {
     await sleep(50);
     await server.register(info("new", "2.0.0"));
     await expect(waiting).resolves.toBeUndefined();
-    await expect(client.waitFor(SVC, "^9", 150)).rejects.toMatchObject({ code: "UNAVAILABLE", message: expect.stringMatching(/\^9.*150 ms.*1\.0\.0, 2\.0\.0/) });
+    await expect(client.waitFor(SVC, "^9", 150)).rejects.toMatchObject({
+      code: "UNAVAILABLE",
+      message: expect.stringMatching(/\^9.*150 ms.*1\.0\.0, 2\.0\.0/),
+    });
     const ac = new AbortController();
     const aborted = client.waitFor(SVC, "^9", 5000, ac.signal);
     ac.abort();

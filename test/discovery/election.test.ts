@@ -67,13 +67,18 @@ eachBackend("election", (make) => {
     await sleep(100);
     ac.abort();
     await expect(waiting).rejects.toBeDefined();
-    await until("candidate key removed", async () => (await a.list(`/fan/${cluster}/election/${SVC}/`)).items.length === 1);
+    await until(
+      "candidate key removed",
+      async () => (await a.list(`/fan/${cluster}/election/${SVC}/`)).items.length === 1,
+    );
     await first.resign();
   });
 
   it("the same instance cannot campaign twice", async () => {
     const first = await campaign(a, { cluster, service: SVC, instanceId: "one", ttlMs: 2000 });
-    await expect(campaign(b, { cluster, service: SVC, instanceId: "one", ttlMs: 2000 })).rejects.toMatchObject({ code: "ALREADY_EXISTS" });
+    await expect(campaign(b, { cluster, service: SVC, instanceId: "one", ttlMs: 2000 })).rejects.toMatchObject({
+      code: "ALREADY_EXISTS",
+    });
     await first.resign();
   });
 

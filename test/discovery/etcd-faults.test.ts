@@ -16,12 +16,26 @@ import { PrivateEtcd, SHARED_ETCD, describeEtcd, randomCluster, sleep, until } f
 const child = fileURLToPath(new URL("./fixtures/serve-child.ts", import.meta.url));
 
 function info(instanceId: string, service = "svc.A") {
-  return { service, instanceId, version: "1.0.0", endpoints: { http: "http://127.0.0.1:1" }, shards: [], appId: "faults" };
+  return {
+    service,
+    instanceId,
+    version: "1.0.0",
+    endpoints: { http: "http://127.0.0.1:1" },
+    shards: [],
+    appId: "faults",
+  };
 }
 
 /** Spawns the serving child and resolves with its fencing token once it registered and leads. */
-function startChild(endpoints: string, cluster: string, ttlMs: number, id: string): Promise<{ proc: ChildProcess; token: string }> {
-  const proc = spawn(process.execPath, ["--import", "tsx", child, endpoints, cluster, String(ttlMs), id], { stdio: ["ignore", "pipe", "inherit"] });
+function startChild(
+  endpoints: string,
+  cluster: string,
+  ttlMs: number,
+  id: string,
+): Promise<{ proc: ChildProcess; token: string }> {
+  const proc = spawn(process.execPath, ["--import", "tsx", child, endpoints, cluster, String(ttlMs), id], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   return new Promise((resolve, reject) => {
     let out = "";
     proc.stdout!.on("data", (b: Buffer) => {
@@ -124,13 +138,23 @@ describeEtcd("etcd faults: restarts and outages (private etcd)", () => {
     await sleep(4000);
     await etcd.start();
     let kv: KeyValue | undefined;
-    await until("re-registered with a new lease", async () => {
-      kv = await serverReg.get(`/fan/${cluster}/services/svc.A/i1`).catch(() => undefined);
-      return kv !== undefined && kv.lease !== before;
-    }, 15_000, 200);
+    await until(
+      "re-registered with a new lease",
+      async () => {
+        kv = await serverReg.get(`/fan/${cluster}/services/svc.A/i1`).catch(() => undefined);
+        return kv !== undefined && kv.lease !== before;
+      },
+      15_000,
+      200,
+    );
     await until("both back in the client's cache", () => set.instances().length === 2, 10_000);
     await sleep(2500); // longer than the TTL: the new lease is kept alive
-    expect(set.instances().map((i) => i.instanceId).sort()).toEqual(["i1", "i2"]);
+    expect(
+      set
+        .instances()
+        .map((i) => i.instanceId)
+        .sort(),
+    ).toEqual(["i1", "i2"]);
     await Promise.all([server.close(), client.close()]);
   }, 60_000);
 
@@ -149,7 +173,16 @@ describeEtcd("etcd faults: restarts and outages (private etcd)", () => {
     const client = new RegistryDirectory(stale, { cluster });
     const set = await client.watch("svc.A");
     await until("re-listed after the reset", () => stale.resets > 0 && stale.lists >= 2, 5000);
-    await until("consistent", () => set.instances().map((i) => i.instanceId).sort().join() === "a,c", 5000);
+    await until(
+      "consistent",
+      () =>
+        set
+          .instances()
+          .map((i) => i.instanceId)
+          .sort()
+          .join() === "a,c",
+      5000,
+    );
     await writer.register(info("d"));
     await until("live again after the re-list", () => set.instances().length === 3, 5000);
     await Promise.all([writer.close(), client.close()]);

@@ -40,7 +40,7 @@ export function describeEtcd(name: string, fn: () => void): void {
     return;
   }
   const why = `etcd is not reachable on ${SHARED_ETCD} (start it with scripts/brokers.sh)`;
-  if (process.env["FAN_REQUIRE_BROKERS"] === "1") {
+  if (process.env.FAN_REQUIRE_BROKERS === "1") {
     describe(name, () => {
       it("needs etcd", () => {
         throw new Error(`${name}: ${why} and FAN_REQUIRE_BROKERS=1`);
@@ -106,7 +106,12 @@ export function randomCluster(): string {
 }
 
 /** Polls `fn` until it returns true; rejects naming `what` after `timeoutMs`. */
-export async function until(what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 5000, everyMs = 20): Promise<number> {
+export async function until(
+  what: string,
+  fn: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+  everyMs = 20,
+): Promise<number> {
   const t0 = Date.now();
   for (;;) {
     if (await fn()) return Date.now() - t0;
@@ -141,13 +146,20 @@ export class PrivateEtcd {
     this.proc = spawn(
       "/usr/bin/etcd",
       [
-        "--name", "fan-test",
-        "--data-dir", join(this.dir, "data"),
-        "--listen-client-urls", url(this.clientPort),
-        "--advertise-client-urls", url(this.clientPort),
-        "--listen-peer-urls", url(this.peerPort),
-        "--initial-advertise-peer-urls", url(this.peerPort),
-        "--initial-cluster", `fan-test=${url(this.peerPort)}`,
+        "--name",
+        "fan-test",
+        "--data-dir",
+        join(this.dir, "data"),
+        "--listen-client-urls",
+        url(this.clientPort),
+        "--advertise-client-urls",
+        url(this.clientPort),
+        "--listen-peer-urls",
+        url(this.peerPort),
+        "--initial-advertise-peer-urls",
+        url(this.peerPort),
+        "--initial-cluster",
+        `fan-test=${url(this.peerPort)}`,
       ],
       { stdio: "ignore" },
     );

@@ -54,11 +54,15 @@ eachBackend("registry contract", (make) => {
     await reg.put(`${p}w/b`, "3");
     await until("4 watch events", () => seen.length >= 3);
     await w.close();
-    expect(seen.map((e) => (e.type === "put" ? `put ${e.kv.key.slice(p.length)}=${e.kv.value}` : e.type === "delete" ? `del ${e.key.slice(p.length)}` : "reset"))).toEqual([
-      "put w/a=2",
-      "del w/a",
-      "put w/b=3",
-    ]);
+    expect(
+      seen.map((e) =>
+        e.type === "put"
+          ? `put ${e.kv.key.slice(p.length)}=${e.kv.value}`
+          : e.type === "delete"
+            ? `del ${e.key.slice(p.length)}`
+            : "reset",
+      ),
+    ).toEqual(["put w/a=2", "del w/a", "put w/b=3"]);
     const revs = seen.map((e) => e.revision);
     expect([...revs].sort((a, b) => a - b)).toEqual(revs);
   });

@@ -26,7 +26,10 @@ class Listeners {
 
   add(service: string, fn: Listener): () => void {
     let set = this.byService.get(service);
-    if (set === undefined) this.byService.set(service, (set = new Set()));
+    if (set === undefined) {
+      set = new Set();
+      this.byService.set(service, set);
+    }
     set.add(fn);
     return () => {
       set.delete(fn);
@@ -59,7 +62,8 @@ export function checkPatch(service: string, patch: unknown): Record<string, unkn
     throw new TypeError(`config update of ${service}: the patch must be an object`);
   }
   for (const k of Object.keys(patch)) {
-    if (k === "__proto__" || k === "constructor" || k === "prototype") throw new TypeError(`config update of ${service}: key ${k} is not allowed`);
+    if (k === "__proto__" || k === "constructor" || k === "prototype")
+      throw new TypeError(`config update of ${service}: key ${k} is not allowed`);
   }
   try {
     JSON.stringify(patch);
@@ -86,8 +90,10 @@ export class ObjectConfigSource implements ConfigSource {
 
   constructor(initial: ConfigObjects = {}, log?: Logger) {
     this.listeners = new Listeners(log ?? pino({ level: "silent" }));
-    if (typeof initial !== "object" || initial === null) throw new TypeError("config objects must be an object of service name to config");
-    for (const [service, raw] of Object.entries(initial)) this.data.set(service, structuredClone(checkPatch(service, raw)));
+    if (typeof initial !== "object" || initial === null)
+      throw new TypeError("config objects must be an object of service name to config");
+    for (const [service, raw] of Object.entries(initial))
+      this.data.set(service, structuredClone(checkPatch(service, raw)));
   }
 
   async get(service: string): Promise<Record<string, unknown>> {
@@ -229,7 +235,10 @@ export function assemble(prefix: string, items: readonly KeyValue[], log: Logger
     } catch {
       value = kv.value; // a plain `etcdctl put` of a bare string
     }
-    const path = kv.key.slice(prefix.length).split("/").filter((s) => s !== "");
+    const path = kv.key
+      .slice(prefix.length)
+      .split("/")
+      .filter((s) => s !== "");
     if (path.some((p) => p === "__proto__" || p === "constructor" || p === "prototype")) {
       log.warn({ key: kv.key }, "config: ignoring a key with a forbidden name");
       continue;

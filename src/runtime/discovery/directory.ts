@@ -71,7 +71,9 @@ export class RegistryDirectory implements Directory {
   pick(service: string, opts: ResolveOptions = {}): InstanceInfo {
     const set = this.ready.get(service);
     if (set === undefined) {
-      throw new FanError(Code.UNAVAILABLE, `${service} is not watched yet (call directory.watch first)`, { details: { service } });
+      throw new FanError(Code.UNAVAILABLE, `${service} is not watched yet (call directory.watch first)`, {
+        details: { service },
+      });
     }
     return this.pickFrom(set, opts);
   }
@@ -150,7 +152,8 @@ export class RegistryDirectory implements Directory {
     const c = set.candidates(opts.range, opts.transport);
     if (c.list.length === 0) throw unavailable(set, opts.range, "", opts.transport);
     const strategy = opts.strategy === "shard" ? this.shardStrategy : builtinStrategies[opts.strategy ?? "round-robin"];
-    if (strategy === undefined) throw new FanError(Code.INVALID_ARGUMENT, `unknown resolution strategy ${JSON.stringify(opts.strategy)}`);
+    if (strategy === undefined)
+      throw new FanError(Code.INVALID_ARGUMENT, `unknown resolution strategy ${JSON.stringify(opts.strategy)}`);
     const ctx: PickContext = {
       appId: this.appId,
       inFlight: (id) => this.inFlightCounts.get(id) ?? 0,
@@ -168,6 +171,11 @@ function unavailable(set: WatchedSet, range: string | undefined, suffix: string,
   const wanted = `${set.service}${range === undefined || range === "" ? "" : ` ${range}`}${transport === undefined ? "" : ` over ${transport}`}`;
   const have = versions.length === 0 ? "no instance is registered" : `versions available: ${versions.join(", ")}`;
   return new FanError(Code.UNAVAILABLE, `no instance of ${wanted}${suffix} (${have})`, {
-    details: { service: set.service, range: range ?? "*", available: versions, ...(transport === undefined ? {} : { transport }) },
+    details: {
+      service: set.service,
+      range: range ?? "*",
+      available: versions,
+      ...(transport === undefined ? {} : { transport }),
+    },
   });
 }

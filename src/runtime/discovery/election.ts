@@ -53,7 +53,8 @@ export async function campaign(registry: Registry, opts: CampaignOptions): Promi
   lease.onLost(() => (lost.value = true));
   try {
     const created = await registry.put(key, opts.value ?? opts.instanceId, { lease, ifAbsent: true });
-    if (created === undefined) throw new FanError(Code.ALREADY_EXISTS, `${opts.instanceId} is already a candidate for ${opts.service}`);
+    if (created === undefined)
+      throw new FanError(Code.ALREADY_EXISTS, `${opts.instanceId} is already a candidate for ${opts.service}`);
     const myRev = created;
     await waitForTurn(registry, prefix, key, myRev, lease, lost, opts);
     log.info({ service: opts.service, fencingToken: myRev }, "elected leader");
@@ -65,11 +66,17 @@ export async function campaign(registry: Registry, opts: CampaignOptions): Promi
 }
 
 /** Who leads a service now (the candidate with the lowest create revision), if anyone. */
-export async function leader(registry: Registry, cluster: string, service: string): Promise<{ instanceId: string; fencingToken: string } | undefined> {
+export async function leader(
+  registry: Registry,
+  cluster: string,
+  service: string,
+): Promise<{ instanceId: string; fencingToken: string } | undefined> {
   const prefix = electionPrefix(cluster, service);
   const { items } = await registry.list(prefix);
   const first = lowest(items);
-  return first === undefined ? undefined : { instanceId: first.key.slice(prefix.length), fencingToken: String(first.createRevision) };
+  return first === undefined
+    ? undefined
+    : { instanceId: first.key.slice(prefix.length), fencingToken: String(first.createRevision) };
 }
 
 function lowest(items: readonly KeyValue[]): KeyValue | undefined {
@@ -92,7 +99,8 @@ async function waitForTurn(
     opts.signal?.throwIfAborted();
     if (lost.value) throw new FanError(Code.UNAVAILABLE, `lease lost while campaigning for ${opts.service}`);
     const { items, revision } = await registry.list(prefix);
-    if (!items.some((kv) => kv.key === key)) throw new FanError(Code.ABORTED, `candidate key of ${opts.instanceId} was deleted while campaigning`);
+    if (!items.some((kv) => kv.key === key))
+      throw new FanError(Code.ABORTED, `candidate key of ${opts.instanceId} was deleted while campaigning`);
     const older = items.filter((kv) => kv.createRevision < myRev);
     if (older.length === 0) return;
     const prev = older.reduce((a, b) => (b.createRevision > a.createRevision ? b : a));
@@ -101,7 +109,13 @@ async function waitForTurn(
 }
 
 /** Resolves when `key` is deleted after `revision`, the lease is lost, or the signal aborts (rejects). */
-function waitForDelete(registry: Registry, key: string, revision: number, lease: Lease, signal?: AbortSignal): Promise<void> {
+function waitForDelete(
+  registry: Registry,
+  key: string,
+  revision: number,
+  lease: Lease,
+  signal?: AbortSignal,
+): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let watch: Watch | undefined;
     let done = false;

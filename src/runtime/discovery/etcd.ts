@@ -34,7 +34,9 @@ export function parseEtcdSpec(spec: string): string[] {
   for (const h of hosts) {
     const m = /^(?:https?:\/\/)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(h);
     if (m === null || Number(m[2]) === 0 || Number(m[2]) > 65535) {
-      throw new TypeError(`bad etcd endpoint ${JSON.stringify(h)} in ${JSON.stringify(spec)}: expected etcd://host:port[,host:port...]`);
+      throw new TypeError(
+        `bad etcd endpoint ${JSON.stringify(h)} in ${JSON.stringify(spec)}: expected etcd://host:port[,host:port...]`,
+      );
     }
   }
   return hosts;
@@ -95,7 +97,11 @@ export class EtcdRegistry implements Registry {
   }
 
   async watch(prefix: string, fromRevision: number, onEvent: (ev: WatchEvent) => void): Promise<Watch> {
-    const watcher = await this.client.watch().prefix(prefix).startRevision(String(fromRevision + 1)).create();
+    const watcher = await this.client
+      .watch()
+      .prefix(prefix)
+      .startRevision(String(fromRevision + 1))
+      .create();
     let last = fromRevision;
     let open = true;
     const reset = (why: string, err?: unknown): void => {
@@ -129,7 +135,8 @@ export class EtcdRegistry implements Registry {
   }
 
   async grantLease(ttlMs: number): Promise<Lease> {
-    if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new RangeError(`lease TTL must be a positive number of ms, got ${ttlMs}`);
+    if (!Number.isFinite(ttlMs) || ttlMs <= 0)
+      throw new RangeError(`lease TTL must be a positive number of ms, got ${ttlMs}`);
     const ttlS = Math.max(1, Math.ceil(ttlMs / 1000));
     const lease = this.client.lease(ttlS);
     const handle = new EtcdLeaseHandle(lease, ttlS * 1000, this.log, (id) => this.leases.delete(id));
@@ -218,7 +225,8 @@ type WatchBackoff = NonNullable<NonNullable<IOptions["faultHandling"]>["watchBac
 
 /** A host policy that lets every call through (etcd3's default breaker blocks a host for 5 s after 3 failures). */
 const passThroughPolicy = {
-  execute: async <T>(fn: (ctx: { signal: AbortSignal; attempt: number }) => T) => fn({ signal: new AbortController().signal, attempt: 1 }),
+  execute: async <T>(fn: (ctx: { signal: AbortSignal; attempt: number }) => T) =>
+    fn({ signal: new AbortController().signal, attempt: 1 }),
   onSuccess: () => ({ dispose: () => undefined }),
   onFailure: () => ({ dispose: () => undefined }),
 } as unknown as ReturnType<NonNullable<NonNullable<IOptions["faultHandling"]>["host"]>>;
@@ -235,7 +243,13 @@ class CappedBackoff {
   }
 }
 
-function toKv(kv: { key: Buffer; value: Buffer; mod_revision: string; create_revision: string; lease: string }): KeyValue {
+function toKv(kv: {
+  key: Buffer;
+  value: Buffer;
+  mod_revision: string;
+  create_revision: string;
+  lease: string;
+}): KeyValue {
   const out = {
     key: kv.key.toString(),
     value: kv.value.toString(),

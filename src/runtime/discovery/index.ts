@@ -98,7 +98,10 @@ export function createDiscovery(spec: DiscoverySpec, opts: DiscoveryOptions): Di
 function openRegistry(spec: DiscoverySpec, log: Logger): { registry: Registry; owned: boolean } {
   if (spec === "memory") return { registry: sharedMemoryRegistry(), owned: false };
   if (typeof spec === "string") {
-    if (!spec.startsWith("etcd://")) throw new TypeError(`unknown discovery ${JSON.stringify(spec)}: expected "memory" or "etcd://host:port[,host:port...]"`);
+    if (!spec.startsWith("etcd://"))
+      throw new TypeError(
+        `unknown discovery ${JSON.stringify(spec)}: expected "memory" or "etcd://host:port[,host:port...]"`,
+      );
     return { registry: new EtcdRegistry(spec, { log }), owned: true };
   }
   if (typeof spec !== "object" || spec === null || typeof spec.list !== "function") {

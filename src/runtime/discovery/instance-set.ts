@@ -84,7 +84,9 @@ export class WatchedSet implements InstanceSet {
   private filter(range: string | undefined, transport: TransportName | undefined): InstanceInfo[] {
     const r = range === undefined || range === "" || range === "*" ? undefined : checkRange(range);
     return this.instances().filter(
-      (i) => (transport === undefined || i.endpoints[transport] !== undefined) && (r === undefined || semver.satisfies(i.version, r)),
+      (i) =>
+        (transport === undefined || i.endpoints[transport] !== undefined) &&
+        (r === undefined || semver.satisfies(i.version, r)),
     );
   }
 
@@ -116,7 +118,10 @@ export class WatchedSet implements InstanceSet {
 
   private onEvent(ev: WatchEvent): void {
     if (ev.type === "reset") {
-      this.log.warn({ service: this.service, revision: ev.revision }, "discovery watch reset (history compacted); re-listing");
+      this.log.warn(
+        { service: this.service, revision: ev.revision },
+        "discovery watch reset (history compacted); re-listing",
+      );
       this.relist().catch((e: unknown) => this.relistFailed(e));
       return;
     }
@@ -163,7 +168,8 @@ export class WatchedSet implements InstanceSet {
 /** Validates a semver range, throwing `INVALID_ARGUMENT` naming it when it is not one. */
 export function checkRange(range: string): string {
   const r = semver.validRange(range);
-  if (r === null) throw new FanError(Code.INVALID_ARGUMENT, `invalid version range ${JSON.stringify(range)}`, { details: { range } });
+  if (r === null)
+    throw new FanError(Code.INVALID_ARGUMENT, `invalid version range ${JSON.stringify(range)}`, { details: { range } });
   return r;
 }
 
@@ -183,19 +189,26 @@ export function parseInstance(service: string, kv: KeyValue, log: Logger): Insta
   }
   const o = v as Record<string, unknown>;
   const instanceId = kv.key.slice(kv.key.lastIndexOf("/") + 1);
-  return { ...(o as unknown as InstanceInfo), service, instanceId, shards: (o["shards"] as number[] | undefined) ?? [], load: (o["load"] as number | undefined) ?? 0 };
+  return {
+    ...(o as unknown as InstanceInfo),
+    service,
+    instanceId,
+    shards: (o.shards as number[] | undefined) ?? [],
+    load: (o.load as number | undefined) ?? 0,
+  };
 }
 
 function instanceProblem(v: unknown): string | undefined {
   if (typeof v !== "object" || v === null || Array.isArray(v)) return "not an object";
   const o = v as Record<string, unknown>;
-  if (typeof o["version"] !== "string" || semver.valid(o["version"]) === null) return "version is not a semver version";
-  const ep = o["endpoints"];
+  if (typeof o.version !== "string" || semver.valid(o.version) === null) return "version is not a semver version";
+  const ep = o.endpoints;
   if (typeof ep !== "object" || ep === null || Array.isArray(ep)) return "endpoints is not an object";
   if (Object.values(ep).some((e) => typeof e !== "string")) return "an endpoint is not a string";
-  if (o["shards"] !== undefined && !(Array.isArray(o["shards"]) && o["shards"].every(Number.isInteger))) return "shards is not a list of integers";
-  if (typeof o["appId"] !== "string") return "appId is not a string";
-  if (typeof o["startedAt"] !== "number") return "startedAt is not a number";
-  if (o["load"] !== undefined && typeof o["load"] !== "number") return "load is not a number";
+  if (o.shards !== undefined && !(Array.isArray(o.shards) && o.shards.every(Number.isInteger)))
+    return "shards is not a list of integers";
+  if (typeof o.appId !== "string") return "appId is not a string";
+  if (typeof o.startedAt !== "number") return "startedAt is not a number";
+  if (o.load !== undefined && typeof o.load !== "number") return "load is not a number";
   return undefined;
 }

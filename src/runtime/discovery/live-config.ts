@@ -48,7 +48,9 @@ export function configDecoder<T>(service: string, schema: StructSchema): (raw: u
     }
     if (problems.length > 0) {
       const list = problems.map((p) => `${p.key}: ${p.problem}`).join("; ");
-      throw new FanError(Code.INVALID_ARGUMENT, `config of ${service} is invalid (${list})`, { details: { service, problems } });
+      throw new FanError(Code.INVALID_ARGUMENT, `config of ${service} is invalid (${list})`, {
+        details: { service, problems },
+      });
     }
     return full.decode(raw, "config");
   };
@@ -103,7 +105,10 @@ class Live<T> implements LiveConfig<T> {
       next = decode();
     } catch (e) {
       const err = FanError.from(e, Code.INVALID_ARGUMENT);
-      this.log.error({ service: this.service, err: { message: err.message, details: err.details } }, "config update rejected; keeping the old value");
+      this.log.error(
+        { service: this.service, err: { message: err.message, details: err.details } },
+        "config update rejected; keeping the old value",
+      );
       for (const fn of this.rejects) fn(err);
       return;
     }

@@ -105,7 +105,11 @@ export class MemoryRegistry implements Registry {
         if (!w.closed) onEvent({ type: "reset", revision });
         w.closed = true;
       });
-      return { close: async () => void (w.closed = true) };
+      return {
+        close: async () => {
+          w.closed = true;
+        },
+      };
     }
     for (const h of this.history) if (h.revision > fromRevision && h.key.startsWith(prefix)) deliver(w, h);
     this.watches.add(w);
@@ -119,7 +123,8 @@ export class MemoryRegistry implements Registry {
 
   async grantLease(ttlMs: number): Promise<Lease> {
     this.check();
-    if (!Number.isFinite(ttlMs) || ttlMs <= 0) throw new RangeError(`lease TTL must be a positive number of ms, got ${ttlMs}`);
+    if (!Number.isFinite(ttlMs) || ttlMs <= 0)
+      throw new RangeError(`lease TTL must be a positive number of ms, got ${ttlMs}`);
     const lease = new MemLease(String(this.nextLeaseId++), ttlMs, this);
     this.leases.set(lease.id, lease);
     return lease;
@@ -176,7 +181,8 @@ export class MemoryRegistry implements Registry {
 
   private record(h: HistoryEvent): void {
     this.history.push(h);
-    if (this.history.length > this.historyLimit) this.compact(this.history[this.history.length - this.historyLimit]!.revision - 1);
+    if (this.history.length > this.historyLimit)
+      this.compact(this.history[this.history.length - this.historyLimit]!.revision - 1);
     for (const w of this.watches) if (h.key.startsWith(w.prefix)) deliver(w, h);
   }
 
@@ -229,7 +235,9 @@ class MemLease implements Lease {
 
 function deliver(w: MemWatch, h: HistoryEvent): void {
   const ev: WatchEvent =
-    h.kv === undefined ? { type: "delete", key: h.key, revision: h.revision } : { type: "put", kv: h.kv, revision: h.revision };
+    h.kv === undefined
+      ? { type: "delete", key: h.key, revision: h.revision }
+      : { type: "put", kv: h.kv, revision: h.revision };
   queueMicrotask(() => {
     if (!w.closed) w.onEvent(ev);
   });

@@ -101,7 +101,10 @@ export class Registrar {
   private lost(which: Promise<Lease>): void {
     if (this.lease !== which || this.closed) return;
     this.lease = undefined;
-    this.log.warn({ instances: this.live.size }, "discovery: registration lease lost; registering again with a new lease");
+    this.log.warn(
+      { instances: this.live.size },
+      "discovery: registration lease lost; registering again with a new lease",
+    );
     void this.recover();
   }
 
@@ -152,13 +155,15 @@ function normalise(i: RegisterInfo): InstanceInfo {
   if (typeof i.version !== "string" || semver.valid(i.version) === null) {
     throw new TypeError(`register ${i.service}: version ${JSON.stringify(i.version)} is not a semver version`);
   }
-  if (typeof i.appId !== "string" || i.appId === "") throw new TypeError(`register ${i.service}: appId must be a non-empty string`);
+  if (typeof i.appId !== "string" || i.appId === "")
+    throw new TypeError(`register ${i.service}: appId must be a non-empty string`);
   const endpoints = i.endpoints ?? {};
   for (const [t, e] of Object.entries(endpoints)) {
     if (typeof e !== "string") throw new TypeError(`register ${i.service}: endpoint ${t} must be a string`);
   }
   const shards = i.shards ?? [];
-  if (!Array.isArray(shards) || !shards.every(Number.isInteger)) throw new TypeError(`register ${i.service}: shards must be integers`);
+  if (!Array.isArray(shards) || !shards.every(Number.isInteger))
+    throw new TypeError(`register ${i.service}: shards must be integers`);
   const out: InstanceInfo = {
     service: i.service,
     instanceId: i.instanceId,

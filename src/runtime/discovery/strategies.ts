@@ -45,7 +45,11 @@ export const p2c: Strategy = (c, ctx) => {
 /** An instance served by this process when there is one (round-robin among them), else round-robin. */
 export const preferLocal: Strategy = (c, ctx) => {
   let local: InstanceInfo[] | undefined;
-  for (const inst of c) if (inst.appId === ctx.appId) (local ??= []).push(inst);
+  for (const inst of c) {
+    if (inst.appId !== ctx.appId) continue;
+    local ??= [];
+    local.push(inst);
+  }
   return roundRobin(local ?? c, ctx);
 };
 

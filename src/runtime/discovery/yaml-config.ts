@@ -36,7 +36,8 @@ export function parseConfigText(text: string, where: string): ConfigObjects {
     throw new SyntaxError(`${where}: ${(e as Error).message}`);
   }
   if (doc === null || doc === undefined) return {};
-  if (typeof doc !== "object" || Array.isArray(doc)) throw new TypeError(`${where}: the top level must map service names to config objects`);
+  if (typeof doc !== "object" || Array.isArray(doc))
+    throw new TypeError(`${where}: the top level must map service names to config objects`);
   const out: ConfigObjects = {};
   for (const [service, raw] of Object.entries(doc as Record<string, unknown>)) {
     if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
