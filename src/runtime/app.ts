@@ -19,6 +19,7 @@ import { ServedInstance, type ServeHost, type ServeOptions } from "./served.js";
 import { newCounters, type Counters } from "./stats.js";
 import { StateChannel, stateHandle } from "./states.js";
 import type { TaskContext } from "./tasks.js";
+import type { LocalTransport } from "./transports/local/index.js";
 
 /** Options of `createApp`. */
 export interface AppOptions {
@@ -147,6 +148,11 @@ export class App implements ClientHost {
   /** Deregister, stop taking work, drain in-flight calls (up to the grace period), postStop. */
   stop(): Promise<void> {
     return this.#lifecycle.stop(() => this.#closeClients());
+  }
+
+  /** The App's local transport (tests and relays send raw envelopes through it). */
+  get localTransport(): LocalTransport {
+    return this.#infra.local;
   }
 
   /** Instances served by this app: service name → instance ids. */

@@ -143,10 +143,7 @@ export class Dispatcher implements Inbound {
   }
 
   #wireError(e: unknown, form: Form, ctx: CallCtx): WireError {
-    if (ctx.aborted && !FanError.is(e)) {
-      const expired = Date.now() >= ctx.deadline;
-      return { code: expired ? Code.DEADLINE_EXCEEDED : Code.CANCELLED, message: expired ? "deadline exceeded" : "cancelled" };
-    }
+    if (ctx.aborted && !FanError.is(e)) return abortedError(ctx);
     return toWireError(e, this.#service, form, { log: () => ctx.log, traceId: () => ctx.traceId });
   }
 
@@ -228,6 +225,14 @@ function validated(plan: Plan, value: unknown): unknown {
 function badInput(e: unknown): WireError {
   if (FanError.is(e)) return e.details === undefined ? { code: Code.INVALID_ARGUMENT, message: e.message } : { code: Code.INVALID_ARGUMENT, message: e.message, details: e.details };
   return { code: Code.INVALID_ARGUMENT, message: e instanceof Error ? e.message : String(e) };
+}
+
+/** Why a handler that gave up on its aborted signal stopped: deadline, app stop, or caller cancel. */
+function abortedError(ctx: CallCtx): WireError {
+  const reason: unknown = ctx.signal.reason;
+  if (FanError.is(reason)) return { code: reason.code, message: reason.message };
+  const timedOut = (reason as { name?: unknown } | undefined)?.name === "TimeoutError" || Date.now() >= ctx.deadline - 2;
+  return timedOut ? { code: Code.DEADLINE_EXCEEDED, message: `deadline of ${ctx.service}.${ctx.method} exceeded` } : { code: Code.CANCELLED, message: "cancelled by the caller" };
 }
 
 /** An error envelope answering `env`. */

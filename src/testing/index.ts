@@ -7,6 +7,7 @@ import { App, type AppOptions } from "../runtime/app.js";
 import type { ServiceMock } from "../runtime/mock.js";
 import type { ServeOptions } from "../runtime/served.js";
 import { silentLogger } from "../runtime/logging.js";
+import type { LocalOptions } from "../runtime/transports/local/index.js";
 
 export { createMock } from "../runtime/mock.js";
 export type { MethodMock, ServiceMock, RecordedCall } from "../runtime/mock.js";
@@ -35,6 +36,12 @@ export function createTestApp(opts: TestAppOptions = {}): TestApp {
     uniqueWaitMs: 500,
     leaseTtlMs: 2000,
     ...rest,
-    transports: { ...rest.transports, ...(serialize === true ? { local: { serialize: true } } : {}) },
+    transports: { ...rest.transports, ...(serialize === true ? { local: { ...localOptions(rest), serialize: true } } : {}) },
   });
+}
+
+function localOptions(opts: AppOptions): LocalOptions {
+  const local = opts.transports?.local;
+  if (typeof local === "function") throw new TypeError("createTestApp: pass local transport options, not a factory, together with serialize");
+  return local ?? {};
 }

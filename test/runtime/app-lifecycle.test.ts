@@ -1,0 +1,185 @@
+import { createApp, type ConfigSource } from "fan/runtime";
+import { createTestApp } from "fan/testing";
+import { describe, expect, it } from "vitest";
+import { memoryRegistry } from "../../src/runtime/discovery/index.js";
+import { AuditImpl, captureLogger, CatalogImpl, catalogConfig, eventually, PricingImpl, sleep } from "./fixtures/impl.js";
+import { Audit, Catalog, Pricing } from "./fixtures/shop.js";
+
+/** A config source that records reads into `order`. */
+function recordingConfig(order: string[], raw: Record<string, Record<string, unknown>>): ConfigSource {
+  return {
+    get: async (service) => {
+      order.push(`config:${service}`);
+      return raw[service] ?? {};
+    },
+    update: async () => undefined,
+    watch: async () => async () => undefined,
+    close: async () => undefined,
+  };
+}
+
+describe("lifecycle", () => {
+  it("runs config, preStart, start, postStart, then stop and postStop, in that order", async () => {
+    const order: string[] = [];
+    const impl = new CatalogImpl();
+    impl.hooks = order;
+    const app = createTestApp({ config: recordingConfig(order, { "test.shop.Catalog": catalogConfig }) }).serve(Catalog, impl, { instanceId: "cat-1" });
+    app.task("worker", async ({ signal }) => {
+      order.push("task:start");
+      await new Promise((r) => signal.addEventListener("abort", r));
+      order.push("task:cancelled");
+    });
+    await app.start();
+    expect(order).toEqual(["config:test.shop.Catalog", "preStart:cat-1", "start", "postStart", "task:start"]);
+    await app.stop();
+    expect(order.slice(5)).toEqual(["task:cancelled", "stop", "postStop"]);
+  });
+
+  it("fails start naming every missing required config key, and never runs preStart", async () => {
+    const impl = new CatalogImpl();
+    const app = createTestApp({ config: { "test.shop.Catalog": { db: { url: "x" } } } }).serve(Catalog, impl);
+    const err = await app.start().catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "FAILED_PRECONDITION" });
+    expect((err as Error).message).toContain("config of test.shop.Catalog is missing apiKey, db.poolSize");
+    expect(impl.hooks).toEqual([]);
+    await app.stop();
+  });
+
+  it("fails start on a config value that breaks a constraint, and never logs secrets", async () => {
+    const { log, records } = captureLogger();
+    const bad = createTestApp({ logger: log }).serve(Catalog, new CatalogImpl(), { config: { ...catalogConfig, pageSize: 0 } });
+    await expect(bad.start()).rejects.toThrow(/pageSize/);
+    const ok = createTestApp({ logger: log }).serve(Catalog, new CatalogImpl(), { config: catalogConfig });
+    await ok.start();
+    const loaded = records.find((r) => r.msg === "config loaded");
+    expect(loaded?.config).toMatchObject({ apiKey: "[secret]", db: { url: "mem://" } });
+    expect(JSON.stringify(records)).not.toContain("s3cret");
+    await ok.stop();
+  });
+
+  it("gives handlers their typed config with defaults", async () => {
+    const impl = new CatalogImpl();
+    impl.items.set("a", { id: "a", name: "n", price: 1, tags: [], createdAt: new Date(0) });
+    const app = createTestApp().serve(Catalog, impl, { config: catalogConfig });
+    await app.start();
+    await app.client(Catalog).get({ id: "a" });
+    expect(impl.seen[0]?.config).toEqual({ pageSize: 50, apiKey: "s3cret", db: { url: "mem://", poolSize: 2 } });
+    await app.stop();
+  });
+
+  it("runs timers every interval until stop", async () => {
+    const ticks: number[] = [];
+    const app = createTestApp().timer("tick", "20ms", () => void ticks.push(Date.now()));
+    await app.start();
+    await eventually(() => ticks.length >= 3);
+    await app.stop();
+    const n = ticks.length;
+    await sleep(60);
+    expect(ticks.length).toBe(n);
+    expect(() => app.timer("bad", "soon", () => undefined)).toThrow();
+    expect(() => createTestApp().timer("bad", "soon", () => undefined)).toThrow(/timer interval/);
+  });
+});
+
+describe("dependencies", () => {
+  it("waits for a hard dependency to become discoverable, then starts", async () => {
+    const registry = memoryRegistry();
+    const pricingApp = createTestApp({ discovery: registry, dependencyTimeoutMs: 3000 }).serve(Pricing, new PricingImpl());
+    const starting = pricingApp.start();
+    let started = false;
+    void starting.then(() => (started = true));
+    await sleep(100);
+    expect(started).toBe(false);
+    const catalogApp = createTestApp({ discovery: registry }).serve(Catalog, new CatalogImpl(), { config: catalogConfig });
+    await catalogApp.start();
+    await starting;
+    expect(started).toBe(true);
+    await pricingApp.stop();
+    await catalogApp.stop();
+  });
+
+  it("fails start naming the missing hard dependency and range when it never appears", async () => {
+    const app = createTestApp({ dependencyTimeoutMs: 150 }).serve(Pricing, new PricingImpl());
+    const err = await app.start().catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "UNAVAILABLE" });
+    expect((err as Error).message).toMatch(/hard dependencies not discoverable within 150 ms: test\.shop\.Catalog \^1 \(needed by test\.shop\.Pricing\)/);
+    await app.stop();
+  });
+
+  it("counts a dependency served by the same app as present, and never waits for a soft one", async () => {
+    const app = createTestApp({ dependencyTimeoutMs: 100 }).serve(Pricing, new PricingImpl()).serve(Catalog, new CatalogImpl(), { config: catalogConfig }).serve(Audit, new AuditImpl());
+    await app.start();
+    expect(app.instances()["test.shop.Pricing"]).toHaveLength(1);
+    await app.stop();
+  });
+});
+
+describe("graceful stop", () => {
+  it("drains in-flight calls before stopping, and refuses new ones meanwhile", async () => {
+    const impl = new CatalogImpl();
+    const app = createTestApp().serve(Catalog, impl, { config: catalogConfig });
+    await app.start();
+    const client = app.client(Catalog);
+    const inflight = client.slow({ ms: 120 });
+    await sleep(20);
+    const stopping = app.stop();
+    await sleep(5);
+    await expect(client.slow({ ms: 1 })).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    await expect(inflight).resolves.toBe("done");
+    await stopping;
+    expect(impl.hooks.slice(-2)).toEqual(["stop", "postStop"]);
+  });
+
+  it("aborts the handlers still running when the grace period is over", async () => {
+    const impl = new CatalogImpl();
+    const app = createTestApp({ stopGraceMs: 50 }).serve(Catalog, impl, { config: catalogConfig });
+    await app.start();
+    const inflight = app.client(Catalog).slow({ ms: 150 }, { timeout: 5000 }).catch((e: { code: string }) => e.code);
+    await sleep(10);
+    const t0 = Date.now();
+    await app.stop();
+    expect(Date.now() - t0).toBeLessThan(140);
+    expect(await inflight).toBe("UNAVAILABLE");
+    expect(impl.seen.find((s) => s.method === "slow")?.aborted).toBe(true);
+  });
+});
+
+describe("apps in one process", () => {
+  it("do not see each other's services unless they share discovery", async () => {
+    const a = createTestApp().serve(Catalog, new CatalogImpl(), { config: catalogConfig });
+    const b = createTestApp();
+    await a.start();
+    await b.start();
+    await expect(b.client(Catalog).sum({ a: 1, b: 2 })).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    await a.stop();
+    await b.stop();
+
+    const registry = memoryRegistry();
+    const c = createTestApp({ discovery: registry }).serve(Catalog, new CatalogImpl(), { config: catalogConfig });
+    const d = createTestApp({ discovery: registry });
+    await c.start();
+    await d.start();
+    expect(await d.client(Catalog).sum({ a: 1, b: 2 })).toBe(3);
+    await c.stop();
+    await d.stop();
+  });
+
+  it("apps sharing discovery reach each other's events", async () => {
+    const registry = memoryRegistry();
+    const pub = createTestApp({ discovery: registry }).serve(Catalog, new CatalogImpl(), { config: catalogConfig });
+    const audit = new AuditImpl();
+    const sub = createTestApp({ discovery: registry }).serve(Audit, audit);
+    await pub.start();
+    await sub.start();
+    await pub.publisher(Catalog).emit("flush", {});
+    await eventually(() => audit.events.length === 1);
+    await pub.stop();
+    await sub.stop();
+  });
+
+  it("serve refuses a transport the service does not allow or the app lacks", () => {
+    expect(() => createApp({ logger: captureLogger().log }).serve(Audit, new AuditImpl(), { transports: ["amqp"] })).toThrow(/may not be served over amqp/);
+    expect(() => createApp({ logger: captureLogger().log }).serve(Catalog, new CatalogImpl(), { transports: ["amqp"] })).toThrow(/no amqp transport/);
+    expect(() => createApp({ logger: captureLogger().log, transports: { carrier: {} } as never })).toThrow(/unknown transport "carrier"/);
+  });
+});
