@@ -30,8 +30,8 @@ export interface WatchOptions {
 }
 
 /** The line printed after a rebuild. */
-function rebuildLine(o: CompileOutcome): string {
-  if (o.ok) return summary(o).replace("fanc: compiled", "fanc: rebuilt");
+function rebuildLine(o: CompileOutcome, first: boolean): string {
+  if (o.ok) return first ? summary(o) : summary(o).replace("fanc: compiled", "fanc: rebuilt");
   const errors = `${o.errors} error${o.errors === 1 ? "" : "s"}`;
   return `fanc: ${errors}; kept the last good output (${Math.round(o.ms)} ms)`;
 }
@@ -48,6 +48,7 @@ class WatchSession implements Watcher {
   private pending = false;
   private closed = false;
   private lastKey: string | undefined;
+  private lostReported = false;
 
   constructor(
     private readonly opts: CompileOptions,
@@ -83,17 +84,22 @@ class WatchSession implements Watcher {
         if (this.relevant(filename === null ? null : String(filename))) this.schedule();
       });
       this.fsWatcher.on("error", (e) => this.lost(e));
+      this.lostReported = false;
     } catch (e) {
       this.lost(e);
     }
   }
 
-  /** The watcher died (folder removed or renamed): say so and try again until it is back. */
+  /** The watcher died or the folder is gone: say so once and try again until it is back. */
   private lost(e: unknown): void {
     this.fsWatcher?.close();
     this.fsWatcher = undefined;
     if (this.closed) return;
-    this.io.err(`fanc: cannot watch ${this.opts.root} (${e instanceof Error ? e.message : String(e)}); retrying`);
+    if (!this.lostReported) {
+      this.io.err(`fanc: cannot watch ${this.opts.root} (${e instanceof Error ? e.message : String(e)}); retrying`);
+      this.lostReported = true;
+    }
+    clearTimeout(this.retry);
     this.retry = setTimeout(() => {
       if (this.closed) return;
       this.listen();
@@ -125,6 +131,7 @@ class WatchSession implements Watcher {
     try {
       const t0 = performance.now();
       const sources = await readAll(this.opts, this.io);
+      if (sources === undefined) this.lost(new Error("the folder cannot be read"));
       const key = sources === undefined ? undefined : fingerprint(sources);
       if (key !== undefined && key === this.lastKey) return;
       this.lastKey = key;
@@ -134,7 +141,7 @@ class WatchSession implements Watcher {
           : await compileSources(this.opts, this.io, sources, { cache: this.cache, memo: this.memo }, t0);
       this.last = outcome;
       this.rebuilds++;
-      const line = rebuildLine(outcome);
+      const line = rebuildLine(outcome, this.rebuilds === 1);
       if (outcome.ok) this.io.out(line);
       else this.io.err(line);
     } catch (e) {
