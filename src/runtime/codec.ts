@@ -38,12 +38,17 @@ export interface CodecOptions {
 
 /** Default nesting bound of every codec. */
 export const DEFAULT_CODEC_DEPTH = 64;
+/** The largest nesting bound a codec takes: deep enough for any data, shallow enough for the stack. */
+export const MAX_CODEC_DEPTH = 1000;
 
 /** Builds (lazily, once) the codec of a schema. */
 export function codec<T>(schema: Schema, options?: CodecOptions): Codec<T> {
   const maxDepth = options?.maxDepth ?? DEFAULT_CODEC_DEPTH;
-  if (!Number.isSafeInteger(maxDepth) || maxDepth < 1) {
-    throw new FanError(Code.INTERNAL, `codec: maxDepth must be a positive integer, got ${String(maxDepth)}`);
+  if (!Number.isSafeInteger(maxDepth) || maxDepth < 1 || maxDepth > MAX_CODEC_DEPTH) {
+    throw new FanError(
+      Code.INTERNAL,
+      `codec: maxDepth must be an integer from 1 to ${MAX_CODEC_DEPTH}, got ${String(maxDepth)}`,
+    );
   }
   let compiled: Compiled | undefined;
   const get = (): Compiled => {

@@ -258,6 +258,14 @@ describe("codec errors: nesting depth", () => {
     expectInvalid(() => codec(WineSchema).decode({ unknown: v }), `unknown${"[0]".repeat(63)}`, /nesting deeper/);
   });
 
+  it("takes bounds up to 1000 without overflowing the stack, and refuses larger ones", () => {
+    const c = codec(TreeSchema, { maxDepth: 1000 });
+    expect(() => c.decode(deepTree(500))).not.toThrow();
+    expectInvalid(() => c.decode(deepTree(600)), `${"children[0].".repeat(499)}children[0]`, /deeper than 1000/);
+    expect(() => codec(TreeSchema, { maxDepth: 1001 })).toThrow(/maxDepth must be an integer from 1 to 1000/);
+    expect(() => codec(TreeSchema, { maxDepth: 0 })).toThrow(/maxDepth/);
+  });
+
   it("takes a smaller bound per codec", () => {
     const c = codec({ kind: "list", of: { kind: "list", of: { kind: "int" } } }, { maxDepth: 1 });
     expectInvalid(() => c.decode([[1]]), "[0]", /deeper than 1 levels/);
