@@ -60,3 +60,4 @@ export { createLogger, componentLogger } from "./logging.js";
 export { localTransport, LocalTransport } from "./transports/local/index.js";
 export type { LocalOptions } from "./transports/local/index.js";
 export { formatTraceparent, parseTraceparent } from "./ids.js";
+export type { ConfigSource, InstanceInfo, Directory, InstanceSet, StrategyName } from "./discovery/types.js";
