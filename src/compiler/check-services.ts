@@ -7,7 +7,7 @@ import type * as A from "./ast.js";
 import { checkRoute, checkShard } from "./check-bindings.js";
 import { type Checker, here } from "./check-context.js";
 import { declBase } from "./check-decls.js";
-import { checkFields, resolveType } from "./check-types.js";
+import { checkFields, type Mutable, resolveType } from "./check-types.js";
 import { argDuration, argInt, argNames, argNone, argString, decoratorsFor } from "./decorators.js";
 import { diag } from "./diagnostics.js";
 import type { DependencyModel, EventModel, FieldModel, MethodModel, ServiceModel, StateModel, SubscriptionModel, TransportName } from "./model.js";
@@ -237,31 +237,34 @@ function checkMethod(c: Checker, scope: FileScope, m: A.RpcMember | A.PushMember
   const retry = retryCount(c, decs.get("retry"), m.name.name, idempotent);
   const route = decs.get("route");
   const shard = decs.get("shard");
-  const common = {
+  const model: Mutable<MethodModel> = {
+    kind: m.kind === "Rpc" ? "rpc" : "push",
     name: m.name.name,
     params,
-    returns: returns ?? { kind: "void" as const },
+    returns: returns ?? { kind: "void" },
     throws,
     idempotent,
     retry,
   };
-  const timeoutMs = m.kind === "Rpc" ? (positiveMs(c, decs.get("timeout")) ?? 10_000) : undefined;
+  if (m.kind === "Rpc") model.timeoutMs = positiveMs(c, decs.get("timeout")) ?? 10_000;
   const ttlMs = positiveMs(c, decs.get("ttl"));
+  if (ttlMs !== undefined) model.ttlMs = ttlMs;
   const routeModel = route === undefined ? undefined : checkRoute(c, route, m.name.name, params, m.kind === "Rpc" && idempotent);
+  if (routeModel !== undefined) model.route = routeModel;
   const shardModel = shard === undefined ? undefined : checkShard(c, shard, params);
+  if (shardModel !== undefined) model.shard = shardModel;
+  setCommon(c, model, decs, version, m.doc);
+  return model;
+}
+
+/** `@since`, `@deprecated` and the doc comment, shared by methods and events. */
+function setCommon(c: Checker, model: Mutable<MethodModel> | Mutable<EventModel>, decs: ReadonlyMap<string, A.Decorator>, version: string, doc: string | undefined): void {
   const since = sinceVersion(c, decs.get("since"), version);
-  const deprecated = decs.has("deprecated") ? argString(decs.get("deprecated")!, c.out)?.value : undefined;
-  return {
-    kind: m.kind === "Rpc" ? "rpc" : "push",
-    ...common,
-    ...(timeoutMs === undefined ? {} : { timeoutMs }),
-    ...(ttlMs === undefined ? {} : { ttlMs }),
-    ...(routeModel === undefined ? {} : { route: routeModel }),
-    ...(shardModel === undefined ? {} : { shard: shardModel }),
-    ...(since === undefined ? {} : { since }),
-    ...(deprecated === undefined ? {} : { deprecated }),
-    ...(m.doc === undefined ? {} : { doc: m.doc }),
-  };
+  if (since !== undefined) model.since = since;
+  const dep = decs.get("deprecated");
+  const deprecated = dep === undefined ? undefined : argString(dep, c.out)?.value;
+  if (deprecated !== undefined) model.deprecated = deprecated;
+  if (doc !== undefined) model.doc = doc;
 }
 
 function retryCount(c: Checker, d: A.Decorator | undefined, method: string, idempotent: boolean): number {
@@ -298,16 +301,9 @@ function checkEvent(c: Checker, scope: FileScope, m: A.EventMember, version: str
   const decs = decoratorsFor(m.decorators, "event", c.out);
   const params = checkFields(c, scope, m.params, "parameter");
   const broadcast = decs.has("broadcast") && argNone(decs.get("broadcast")!, c.out);
-  const since = sinceVersion(c, decs.get("since"), version);
-  const deprecated = decs.has("deprecated") ? argString(decs.get("deprecated")!, c.out)?.value : undefined;
-  return {
-    name: m.name.name,
-    params,
-    broadcast,
-    ...(since === undefined ? {} : { since }),
-    ...(deprecated === undefined ? {} : { deprecated }),
-    ...(m.doc === undefined ? {} : { doc: m.doc }),
-  };
+  const model: Mutable<EventModel> = { name: m.name.name, params, broadcast };
+  setCommon(c, model, decs, version, m.doc);
+  return model;
 }
 
 function checkState(c: Checker, scope: FileScope, m: A.StateMember): StateModel | undefined {

@@ -97,6 +97,9 @@ export function isScalar(t: TypeModel): boolean {
   return t.kind === "primitive" && t.name !== "json" && t.name !== "bytes";
 }
 
+/** A model under construction (optional properties are set only when present). */
+export type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
 /** What a field is, for messages: "field", "parameter", "config entry". */
 export type FieldWhat = "field" | "parameter" | "config entry";
 
@@ -110,18 +113,13 @@ export function checkField(c: Checker, scope: FileScope, f: A.Field, what: Field
   const constraints = checkConstraints(c, decs, type);
   let dflt: JsonValue | undefined;
   if (f.default !== undefined) dflt = wireDefault(c, type, f.default, constraints);
+  const model: Mutable<FieldModel> = { name: f.name.name, optional: f.optional, type, constraints, secret: decs.has("secret") };
+  if (dflt !== undefined) model.default = dflt;
   const dep = decs.get("deprecated");
   const deprecated = dep === undefined ? undefined : argString(dep, c.out)?.value;
-  return {
-    name: f.name.name,
-    optional: f.optional,
-    type,
-    constraints,
-    secret: decs.has("secret"),
-    ...(dflt === undefined ? {} : { default: dflt }),
-    ...(deprecated === undefined ? {} : { deprecated }),
-    ...(f.doc === undefined ? {} : { doc: f.doc }),
-  };
+  if (deprecated !== undefined) model.deprecated = deprecated;
+  if (f.doc !== undefined) model.doc = f.doc;
+  return model;
 }
 
 /** Check a list of fields; duplicate names are reported and dropped. */

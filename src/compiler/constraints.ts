@@ -8,8 +8,8 @@ import { argInt, argOne, argString } from "./decorators.js";
 import { diag } from "./diagnostics.js";
 import { compareNumeric, numericExpectation, numericValue } from "./literals.js";
 import type { Constraints, JsonValue, PrimitiveName, TypeModel } from "./model.js";
+import type { Mutable } from "./check-types.js";
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 const NUMERIC: ReadonlySet<string> = new Set(["int", "int64", "float", "decimal", "duration"]);
 
@@ -31,6 +31,7 @@ function typeLabel(t: TypeModel): string {
 /** Read the constraint decorators of a field of type `t` (already placed and de-duplicated). */
 export function checkConstraints(c: Checker, decs: ReadonlyMap<string, A.Decorator>, t: TypeModel): Constraints {
   const out: Mutable<Constraints> = {};
+  if (decs.size === 0) return out;
   const prim = primOf(t);
   const notFor = (d: A.Decorator): void => void c.out.push(diag.constraintNotApplicable(d.span, { name: d.name.name, type: typeLabel(t) }));
   for (const key of ["min", "max"] as const) {

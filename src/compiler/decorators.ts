@@ -73,11 +73,14 @@ export const DECORATOR_TARGETS: Readonly<Record<string, readonly Target[]>> = {
   secret: ["configField"],
 };
 
+const NONE: ReadonlyMap<string, A.Decorator> = new Map();
+
 /**
  * Check names, placement and repetition of the decorators on one target; returns the valid
  * ones by name (the first of a repeated decorator wins).
  */
-export function decoratorsFor(decs: readonly A.Decorator[], target: Target, out: Diagnostic[]): Map<string, A.Decorator> {
+export function decoratorsFor(decs: readonly A.Decorator[], target: Target, out: Diagnostic[]): ReadonlyMap<string, A.Decorator> {
+  if (decs.length === 0) return NONE;
   const found = new Map<string, A.Decorator>();
   for (const d of decs) {
     const name = d.name.name;

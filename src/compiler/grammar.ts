@@ -34,7 +34,8 @@ function firstTokens(paths: TokenType[][][]): string {
 
 /** Error messages in the compiler's voice: "expected X but found Y". */
 const messages: IParserErrorMessageProvider = {
-  buildMismatchTokenMessage: ({ expected, actual }) => `expected ${label(expected)} but found ${describe(actual)}`,
+  buildMismatchTokenMessage: ({ expected, actual }) =>
+    expected === EOF ? `unexpected ${describe(actual)}; expected ${EXPECTATIONS["file"]}` : `expected ${label(expected)} but found ${describe(actual)}`,
   buildNotAllInputParsedMessage: ({ firstRedundant }) => `unexpected ${describe(firstRedundant)}; expected ${EXPECTATIONS["file"]}`,
   buildNoViableAltMessage: ({ expectedPathsPerAlt, actual, ruleName }) =>
     `expected ${EXPECTATIONS[ruleName] ?? firstTokens(expectedPathsPerAlt)} but found ${describe(actual[0]!)}`,

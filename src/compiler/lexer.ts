@@ -146,7 +146,11 @@ export function lex(file: string, text: string): LexResult {
     }
     diagnostics.push(diag.unexpectedCharacter(span(file, e.offset, e.offset + 1), { char: showChar(text, e.offset) }));
   }
-  for (const t of result.tokens) if (t.tokenType === StringLiteral) checkString(file, t, diagnostics);
+  for (const t of result.tokens) {
+    // "onlyOffset" tracking (the fastest) leaves out endOffset, which CST node locations need.
+    t.endOffset = t.startOffset + t.image.length - 1;
+    if (t.tokenType === StringLiteral) checkString(file, t, diagnostics);
+  }
   const comments = result.groups["comments"] ?? [];
   return { tokens: result.tokens, docs: collectDocs(file, text, comments, diagnostics), diagnostics };
 }

@@ -15,6 +15,8 @@ import { P } from "./lexer.js";
 export interface ParseResult {
   readonly ast: SourceFile;
   readonly diagnostics: readonly Diagnostic[];
+  /** Offset ranges skipped as too deeply nested; later errors touching them are consequences. */
+  readonly skipped: readonly (readonly [number, number])[];
 }
 
 /** How deeply brackets (`<`, `[`, `(`, `{`) may nest before the rest is skipped. */
@@ -32,17 +34,19 @@ export function parseFile(path: string, text: string): ParseResult {
   const pieces: FilePieces = { imports: [], versions: [], decls: [] };
   const diagnostics: Diagnostic[] = [];
   let where = 0;
+  let skipped: Guarded["quiet"] = [];
   try {
     const lexed = lex(path, text);
     diagnostics.push(...lexed.diagnostics);
     const guarded = guardNesting(path, lexed.tokens, diagnostics);
+    skipped = guarded.quiet;
     const roots = parseTokens(path, text, guarded, diagnostics, (at) => (where = at));
     for (const root of roots) addFileCst(root, path, lexed.docs, pieces, diagnostics);
     checkPackageLine(path, roots, pieces, diagnostics);
   } catch (e) {
     diagnostics.push(diag.internalError({ file: path, start: where, end: where }, { detail: describeError(e) }));
   }
-  return { ast: toSourceFile(path, text, pieces), diagnostics };
+  return { ast: toSourceFile(path, text, pieces), diagnostics, skipped };
 }
 
 function toSourceFile(path: string, text: string, p: FilePieces): SourceFile {

@@ -59,25 +59,33 @@ export function checkSources(sources: readonly SourceInput[], opts: CheckOptions
   const diagnostics: Diagnostic[] = [];
   const files: SourceFile[] = [];
   const seen = new Set<string>();
+  const skipped = new Map<string, ParseResult["skipped"]>();
   for (const s of sources) {
     if (seen.has(s.path)) continue;
     seen.add(s.path);
     const r = opts.cache === undefined ? parseFile(s.path, s.text) : opts.cache.parse(s.path, s.text);
     files.push(r.ast);
     diagnostics.push(...r.diagnostics);
+    if (r.skipped.length > 0) skipped.set(s.path, r.skipped);
   }
   opts.cache?.retain(seen);
   let model: ProgramModel | undefined;
   try {
     const checked = checkProgram(files);
     model = checked.model;
-    diagnostics.push(...checked.diagnostics);
+    diagnostics.push(...checked.diagnostics.filter((d) => !touchesSkipped(d, skipped)));
   } catch (e) {
     diagnostics.push(diag.internalError({ file: files[0]?.path ?? "", start: 0, end: 0 }, { detail: describeError(e) }));
   }
   const sorted = sortDiagnostics(diagnostics);
   const failed = sorted.some((d) => d.severity === "error" || opts.strict === true);
   return { model: failed ? undefined : model, diagnostics: sorted };
+}
+
+/** True for a checker diagnostic caused by input the parser skipped (it touches a skipped range). */
+function touchesSkipped(d: Diagnostic, skipped: ReadonlyMap<string, ParseResult["skipped"]>): boolean {
+  const ranges = skipped.get(d.span.file);
+  return ranges !== undefined && ranges.some(([start]) => d.span.start <= start && d.span.end >= start);
 }
 
 /** Every `*.fan` file under `rootDir` (skipping `node_modules` and dot-folders), sorted by path. */

@@ -79,11 +79,17 @@ export function buildFileScope(file: A.SourceFile, pkg: PackageInfo, packages: R
       out.push(diag.unknownPackage(imp.name.span, { pkg: target }));
       continue;
     }
-    scope.imported.add(target);
-    if (imp.alias === undefined) continue;
+    if (imp.alias === undefined) {
+      scope.imported.add(target);
+      continue;
+    }
     const prev = explicit.get(imp.alias.name);
-    if (prev !== undefined && prev !== target) out.push(diag.duplicateImportName(imp.alias.span, { alias: imp.alias.name, other: prev }));
-    else explicit.set(imp.alias.name, target);
+    if (prev !== undefined && prev !== target) {
+      out.push(diag.duplicateImportName(imp.alias.span, { alias: imp.alias.name, other: prev }));
+      continue;
+    }
+    explicit.set(imp.alias.name, target);
+    scope.imported.add(target);
   }
   bindShortNames(file, packages, explicit, scope, out);
   return scope;
