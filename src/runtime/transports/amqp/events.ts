@@ -1,0 +1,100 @@
+/**
+ * Event subscriptions over amqp: events are published to the cluster's topic exchange with
+ * the routing key `{service}.{event}`; each subscribing service has one durable work queue
+ * bound to it (its instances share the queue, so each event is handled once per service),
+ * and a `@broadcast` event gets one queue per instance instead, which the broker deletes
+ * once the instance has been gone for `broadcastExpiresMs`.
+ */
+import type { Channel } from "amqplib";
+import type { Logger } from "pino";
+import { Code, FanError } from "../../errors.js";
+import type { EventDelivery, EventSubscription, Unsubscribe } from "../../transport.js";
+import type { AmqpConnection, ManagedChannel } from "./connection.js";
+import { deadLetterQueue, eventKey, eventsExchange, subscriptionQueue } from "./names.js";
+import { bounded } from "./waiters.js";
+import { assertWorkQueue, WorkConsumer } from "./work.js";
+
+/** Subscription tuning. */
+export interface SubscribeOptions {
+  readonly prefetch: number;
+  readonly maxDeliveries: number;
+  readonly retryDelayMs: number;
+  readonly broadcastExpiresMs: number;
+  readonly maxBytes: number;
+  readonly connectTimeoutMs: number;
+  /** How long closing a subscription waits for deliveries in their handler. */
+  readonly drainMs: number;
+  readonly log: Logger;
+}
+
+/** A subscription: `close` drains handlers in flight first, `kill` does not. */
+export interface AmqpSubscription extends Unsubscribe {
+  kill(): Promise<void>;
+}
+
+/** Declares, binds and consumes the subscription's queue; resolves once it is bound. */
+export async function subscribeEvents(
+  conn: AmqpConnection,
+  cluster: string,
+  sub: EventSubscription,
+  deliver: EventDelivery,
+  opts: SubscribeOptions,
+): Promise<AmqpSubscription> {
+  const names = { group: sub.group, instanceId: sub.instanceId, broadcast: sub.broadcast, service: sub.source.name, event: sub.event };
+  const queue = subscriptionQueue(cluster, names);
+  const groupQueue = subscriptionQueue(cluster, { ...names, broadcast: false });
+  const work = new WorkConsumer(deliver, { queue, maxDeliveries: opts.maxDeliveries, retryDelayMs: opts.retryDelayMs, maxBytes: opts.maxBytes, log: opts.log });
+  const ch = conn.channel(`subscribe ${queue}`, false);
+  let consumer: { c: Channel; tag: string } | undefined;
+  const setup = async (c: Channel): Promise<void> => {
+    const exchange = eventsExchange(cluster);
+    await c.assertExchange(exchange, "topic", { durable: true });
+    await assertWorkQueue(c, {
+      cluster,
+      queue,
+      deadLetterQueue: deadLetterQueue(groupQueue),
+      maxDeliveries: opts.maxDeliveries,
+      ...(sub.broadcast ? { expiresMs: opts.broadcastExpiresMs } : {}),
+    });
+    await c.bindQueue(queue, exchange, eventKey(sub.source.name, sub.event));
+    await c.prefetch(opts.prefetch);
+    consumer = { c, tag: (await c.consume(queue, (m) => work.handle(c, m))).consumerTag };
+  };
+  ch.register(setup);
+  try {
+    await ch.get(Date.now() + opts.connectTimeoutMs);
+  } catch (e) {
+    ch.dispose();
+    throw new FanError(Code.UNAVAILABLE, `cannot subscribe to ${sub.source.name}.${sub.event} over amqp: ${(e as Error).message}`, { cause: e });
+  }
+  const stop = async (): Promise<void> => {
+    ch.unregister(setup);
+    if (consumer !== undefined && consumer.c === ch.current) await bounded(consumer.c.cancel(consumer.tag), 2000);
+    await drained(work, opts.drainMs);
+  };
+  return {
+    close: () => stop().then(() => unsubscribe(conn, ch, queue, sub.broadcast, opts.log)),
+    kill: () => unsubscribe(conn, ch, queue, sub.broadcast, opts.log),
+  };
+}
+
+/** Waits until `work` has no delivery in its handler, or `ms` passed. */
+export async function drained(work: WorkConsumer, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (work.inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+}
+
+async function unsubscribe(conn: AmqpConnection, ch: ManagedChannel, queue: string, broadcast: boolean, log: Logger): Promise<void> {
+  ch.dispose();
+  if (!broadcast) return;
+  const model = conn.model;
+  if (model === undefined) return;
+  try {
+    const tmp = await model.createChannel();
+    tmp.on("error", () => undefined);
+    await tmp.deleteQueue(queue);
+    await tmp.close();
+  } catch (e) {
+    log.debug({ queue, err: (e as Error).message }, "broadcast queue not deleted (it expires by itself)");
+  }
+}

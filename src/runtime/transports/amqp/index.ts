@@ -1,0 +1,226 @@
+/**
+ * The amqp transport (RabbitMQ through amqplib).
+ *
+ * - rpc: a request queue per service version (`fan.{cluster}.{service}.rpc.{version}`),
+ *   direct reply-to and correlation ids; bounded by prefetch, acked after the reply.
+ * - push: a durable quorum queue per service major version (`...push.v{major}`), publisher
+ *   confirms, manual ack after the handler, redelivery on failure and a dead-letter queue
+ *   (`...push.v{major}.dlq`) after `maxDeliveries`.
+ * - events: the topic exchange `fan.{cluster}.events`, one queue per subscribing service
+ *   (per instance for `@broadcast`).
+ *
+ * The connection comes back by itself after a broker restart (trying each URL of a cluster in
+ * turn) and every channel is reopened with its topology declared again; sends made while the
+ * broker is away wait for it until their deadline, then fail with UNAVAILABLE.
+ */
+import type { ServiceDescriptor } from "../../descriptor.js";
+import { Code, FanError } from "../../errors.js";
+import type {
+  Envelope,
+  EventDelivery,
+  EventSubscription,
+  Inbound,
+  SendOptions,
+  Served,
+  Transport,
+  TransportContext,
+  TransportFactory,
+  Unsubscribe,
+} from "../../transport.js";
+import { encodeEnvelope } from "../../wire.js";
+import { AmqpConnection } from "./connection.js";
+import { type AmqpSubscription, subscribeEvents } from "./events.js";
+import { eventKey, eventsExchange, parseEndpoint, pushQueue } from "./names.js";
+import { AmqpPublisher } from "./publisher.js";
+import { AmqpRpcClient } from "./rpc-client.js";
+import { AmqpServer } from "./server.js";
+
+/** Options of `createApp({ transports: { amqp: {...} } })`. */
+export interface AmqpTransportOptions {
+  /** Broker URL, or the URLs of a RabbitMQ cluster's nodes, tried in turn on (re)connect. */
+  readonly url: string | readonly string[];
+  /** Extra socket options for amqplib (`noDelay` is always on). */
+  readonly socketOptions?: Readonly<Record<string, unknown>>;
+  /** The connection's name in `rabbitmqctl list_connections` (default `fan {cluster} pid {pid}`). */
+  readonly connectionName?: string;
+  /** AMQP heartbeat, added to URLs that do not set one; default 10 s. */
+  readonly heartbeatSeconds?: number;
+  /** Unacknowledged calls per served instance; default 256. */
+  readonly rpcPrefetch?: number;
+  /** Unacknowledged pushes per served instance; default 64. */
+  readonly pushPrefetch?: number;
+  /** Unacknowledged events per subscription; default 64. */
+  readonly eventPrefetch?: number;
+  /** Deliveries of a push or event before it is dead-lettered; default 5. Same for every app of a cluster. */
+  readonly maxDeliveries?: number;
+  /** First redelivery delay after a handler failure (doubles per attempt); default 200 ms. */
+  readonly retryDelayMs?: number;
+  /** A request queue without consumers is deleted after this long; default 5 min. Same for every app of a cluster. */
+  readonly rpcQueueExpiresMs?: number;
+  /** A broadcast queue of a vanished instance is deleted after this long; default 5 min. */
+  readonly broadcastExpiresMs?: number;
+  /** How long `serve` and `subscribe` wait for the broker; default 10 s. */
+  readonly connectTimeoutMs?: number;
+  /** Reconnect backoff bounds; default 100 ms to 5 s. */
+  readonly reconnectMinDelayMs?: number;
+  readonly reconnectMaxDelayMs?: number;
+  /** How long closing a subscription waits for its handlers in flight; default 5 s. */
+  readonly drainMs?: number;
+}
+
+/** The amqp transport factory. */
+export function amqpTransport(opts: AmqpTransportOptions): TransportFactory {
+  return (ctx) => new AmqpTransport(opts, ctx);
+}
+
+/** Adds `heartbeat=` to a URL that has none. */
+function withHeartbeat(url: string, seconds: number): string {
+  if (/[?&]heartbeat=/.test(url)) return url;
+  return `${url}${url.includes("?") ? "&" : "?"}heartbeat=${seconds}`;
+}
+
+/** The amqp `Transport`: one connection, shared by client and server sides. */
+export class AmqpTransport implements Transport {
+  readonly name = "amqp" as const;
+  /** The managed connection (tests close it to check reconnection). */
+  readonly connection: AmqpConnection;
+  readonly #ctx: TransportContext;
+  readonly #opts: AmqpTransportOptions;
+  readonly #servers = new Set<AmqpServer>();
+  readonly #subs = new Set<AmqpSubscription>();
+  #client: AmqpRpcClient | undefined;
+  #publisher: AmqpPublisher | undefined;
+
+  constructor(opts: AmqpTransportOptions, ctx: TransportContext) {
+    this.#opts = opts;
+    this.#ctx = ctx;
+    const urls = (typeof opts.url === "string" ? [opts.url] : [...opts.url]).map((u) => withHeartbeat(u, opts.heartbeatSeconds ?? 10));
+    if (urls.length === 0) throw new FanError(Code.INVALID_ARGUMENT, "amqp transport needs at least one url");
+    this.connection = new AmqpConnection({
+      urls,
+      socketOptions: opts.socketOptions ?? {},
+      connectionName: opts.connectionName ?? `fan ${ctx.cluster} pid ${process.pid}`,
+      minDelayMs: opts.reconnectMinDelayMs ?? 100,
+      maxDelayMs: opts.reconnectMaxDelayMs ?? 5000,
+      log: ctx.log.child({ transport: "amqp" }),
+    });
+  }
+
+  get #log() {
+    return this.connection.opts.log;
+  }
+
+  /** The rpc client, created on first call. */
+  get #rpc(): AmqpRpcClient {
+    this.#client ??= new AmqpRpcClient(this.connection, this.#ctx.cluster, this.#log, this.#ctx.maxPayloadBytes);
+    return this.#client;
+  }
+
+  /** The confirm channel for pushes and events, created on first use. */
+  get publisher(): AmqpPublisher {
+    this.#publisher ??= new AmqpPublisher(this.connection, this.#ctx.cluster);
+    return this.#publisher;
+  }
+
+  /** Declares the instance's queues and consumes them; the endpoint names cluster, service and version. */
+  async serve(service: ServiceDescriptor, instanceId: string, inbound: Inbound): Promise<Served> {
+    const o = this.#opts;
+    const server = new AmqpServer(this.connection, this.#ctx.cluster, service, instanceId, inbound, {
+      rpcPrefetch: o.rpcPrefetch ?? 256,
+      pushPrefetch: o.pushPrefetch ?? 64,
+      maxDeliveries: o.maxDeliveries ?? 5,
+      retryDelayMs: o.retryDelayMs ?? 200,
+      rpcQueueExpiresMs: o.rpcQueueExpiresMs ?? 300_000,
+      maxBytes: this.#ctx.maxPayloadBytes,
+      connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
+      log: this.#log,
+    });
+    const served = await server.start();
+    this.#servers.add(server);
+    return served;
+  }
+
+  /** Sends a call and waits for its reply. */
+  call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
+    return this.#rpc.call(endpoint, env, opts);
+  }
+
+  /** Sends a push to the service's durable queue; resolves when the broker confirmed it. */
+  async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
+    const addr = parseEndpoint(endpoint);
+    const body = this.#encode(env);
+    const ttl = env.headers.ttl;
+    const expiration = typeof ttl === "number" ? { expiration: String(Math.max(1, Math.ceil(ttl - Date.now()))) } : {};
+    await this.publisher.publish(
+      {
+        exchange: "",
+        routingKey: pushQueue(addr),
+        body,
+        props: { persistent: true, contentType: "application/json", ...expiration },
+        mandatory: true,
+        what: `push ${env.service}.${env.method}`,
+      },
+      opts,
+    );
+  }
+
+  /** Publishes an event to the topic exchange; resolves when the broker confirmed it. */
+  async publish(env: Envelope, opts: SendOptions): Promise<void> {
+    const body = this.#encode(env);
+    await this.publisher.publish(
+      {
+        exchange: eventsExchange(this.#ctx.cluster),
+        routingKey: eventKey(env.service, env.method),
+        body,
+        props: { persistent: true, contentType: "application/json" },
+        mandatory: false,
+        what: `event ${env.service}.${env.method}`,
+      },
+      opts,
+    );
+  }
+
+  #encode(env: Envelope): Buffer {
+    const body = encodeEnvelope(env);
+    const max = this.#ctx.maxPayloadBytes;
+    if (body.length > max) throw new FanError(Code.RESOURCE_EXHAUSTED, `message of ${body.length} bytes exceeds the limit of ${max}`);
+    return body;
+  }
+
+  /** Binds the subscription's queue to the event and consumes it. */
+  async subscribe(sub: EventSubscription, deliver: EventDelivery): Promise<Unsubscribe> {
+    const o = this.#opts;
+    const inner = await subscribeEvents(this.connection, this.#ctx.cluster, sub, deliver, {
+      prefetch: o.eventPrefetch ?? 64,
+      maxDeliveries: o.maxDeliveries ?? 5,
+      retryDelayMs: o.retryDelayMs ?? 200,
+      broadcastExpiresMs: o.broadcastExpiresMs ?? 300_000,
+      maxBytes: this.#ctx.maxPayloadBytes,
+      connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
+      drainMs: o.drainMs ?? 5000,
+      log: this.#log,
+    });
+    this.#subs.add(inner);
+    return {
+      close: async () => {
+        this.#subs.delete(inner);
+        await inner.close();
+      },
+    };
+  }
+
+  /**
+   * Closes channels and the connection without waiting for handlers (the App drains before
+   * it closes): unacknowledged pushes and events return to their queues, calls in flight on
+   * the client side fail with UNAVAILABLE.
+   */
+  async close(): Promise<void> {
+    await Promise.all([...this.#subs].map((s) => s.kill()));
+    this.#subs.clear();
+    for (const s of this.#servers) s.close();
+    this.#servers.clear();
+    this.#client?.close();
+    this.#publisher?.close();
+    await this.connection.close();
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * The calling side of amqp rpc: requests go to the service version's request queue with a
+ * correlation id and RabbitMQ's direct reply-to (`amq.rabbitmq.reply-to`), so replies need no
+ * queue of their own. A cancelled call is announced on the control exchange, where every
+ * serving instance of that version listens.
+ */
+import { randomBytes } from "node:crypto";
+import type { Channel, ConsumeMessage } from "amqplib";
+import type { Logger } from "pino";
+import { deadlines, type Expirable } from "../../deadlines.js";
+import { Code, FanError } from "../../errors.js";
+import type { Envelope, SendOptions } from "../../transport.js";
+import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
+import type { AmqpConnection, ManagedChannel } from "./connection.js";
+import { cancelKey, controlExchange, parseEndpoint, rpcQueue, type AmqpAddress } from "./names.js";
+
+const REPLY_TO = "amq.rabbitmq.reply-to";
+
+interface Pending extends Expirable {
+  readonly ch: Channel;
+  readonly addr: AmqpAddress;
+  settle(result: Envelope | FanError): void;
+}
+
+/** Sends calls and matches replies by correlation id. */
+export class AmqpRpcClient {
+  readonly #ch: ManagedChannel;
+  readonly #pending = new Map<string, Pending>();
+  readonly #prefix = randomBytes(6).toString("hex");
+  #seq = 0;
+
+  constructor(
+    conn: AmqpConnection,
+    private readonly cluster: string,
+    private readonly log: Logger,
+    private readonly maxBytes: number,
+  ) {
+    this.#ch = conn.channel("rpc-client", false);
+    this.#ch.register((ch) => this.#setup(ch));
+    this.#ch.listen({
+      onReturn: (msg) => this.#onReturn(msg),
+      onLost: (ch) => this.#onLost(ch),
+    });
+  }
+
+  async #setup(ch: Channel): Promise<void> {
+    await ch.assertExchange(controlExchange(this.cluster), "direct", { durable: true });
+    await ch.consume(REPLY_TO, (msg) => this.#onReply(msg), { noAck: true });
+  }
+
+  /** Sends `env` to `endpoint`'s request queue; resolves with the reply or error envelope. */
+  async call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
+    const addr = parseEndpoint(endpoint);
+    if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "cancelled");
+    const body = encodeEnvelope(withDeadline(env, opts.deadline));
+    if (body.length > this.maxBytes) {
+      throw new FanError(Code.RESOURCE_EXHAUSTED, `call of ${body.length} bytes exceeds the limit of ${this.maxBytes}`);
+    }
+    const ch = await this.#ch.get(opts.deadline, opts.signal);
+    if (opts.deadline <= Date.now()) throw new FanError(Code.DEADLINE_EXCEEDED, "deadline passed before the call was sent");
+    return this.#send(ch, addr, body, opts);
+  }
+
+  #send(ch: Channel, addr: AmqpAddress, body: Buffer, opts: SendOptions): Promise<Envelope> {
+    const corr = `${this.#prefix}.${++this.#seq}`;
+    return new Promise<Envelope>((resolve, reject) => {
+      const onAbort = (): void => {
+        p.settle(new FanError(Code.CANCELLED, "cancelled"));
+        this.#sendCancel(addr, corr);
+      };
+      const finite = Number.isFinite(opts.deadline);
+      const p: Pending = {
+        ch,
+        addr,
+        bucket: 0,
+        expire: () => p.settle(new FanError(Code.DEADLINE_EXCEEDED, `no reply from ${addr.service} before the deadline`)),
+        settle: (result) => {
+          if (!this.#pending.delete(corr)) return;
+          if (finite) deadlines.remove(p);
+          opts.signal.removeEventListener("abort", onAbort);
+          if (result instanceof FanError) reject(result);
+          else resolve(result);
+        },
+      };
+      this.#pending.set(corr, p);
+      if (finite) deadlines.add(p, opts.deadline);
+      opts.signal.addEventListener("abort", onAbort, { once: true });
+      this.#publish(ch, p, addr, corr, body, opts.deadline);
+    });
+  }
+
+  #publish(ch: Channel, p: Pending, addr: AmqpAddress, corr: string, body: Buffer, deadline: number): void {
+    try {
+      ch.publish("", rpcQueue(addr), body, {
+        correlationId: corr,
+        replyTo: REPLY_TO,
+        mandatory: true,
+        contentType: "application/json",
+        ...(Number.isFinite(deadline) ? { expiration: String(Math.max(1, Math.ceil(deadline - Date.now()))) } : {}),
+      });
+    } catch (e) {
+      p.settle(new FanError(Code.UNAVAILABLE, `amqp publish failed: ${(e as Error).message}`, { cause: e }));
+    }
+  }
+
+  #sendCancel(addr: AmqpAddress, corr: string): void {
+    const ch = this.#ch.current;
+    if (ch === undefined) return;
+    const send = (): void => {
+      ch.publish(controlExchange(addr.cluster), cancelKey(addr.service, addr.version), Buffer.from(corr));
+    };
+    const declared = addr.cluster === this.cluster ? Promise.resolve() : ch.assertExchange(controlExchange(addr.cluster), "direct", { durable: true });
+    declared.then(send).catch((e: unknown) => this.log.debug({ err: (e as Error).message }, "amqp cancel not sent"));
+  }
+
+  #onReply(msg: ConsumeMessage | null): void {
+    if (msg === null) return;
+    const p = this.#pending.get(String(msg.properties.correlationId));
+    if (p === undefined) return;
+    try {
+      p.settle(decodeEnvelope(msg.content, { maxBytes: this.maxBytes }));
+    } catch (e) {
+      p.settle(FanError.from(e));
+    }
+  }
+
+  #onReturn(msg: ConsumeMessage): void {
+    const p = this.#pending.get(String(msg.properties.correlationId));
+    p?.settle(new FanError(Code.UNAVAILABLE, `no amqp request queue for ${p.addr.service}@${p.addr.version}`));
+  }
+
+  #onLost(ch: Channel): void {
+    for (const p of [...this.#pending.values()]) {
+      if (p.ch === ch) p.settle(new FanError(Code.UNAVAILABLE, "amqp connection lost while the call was in flight"));
+    }
+  }
+
+  /** Fails every pending call and closes the channel. */
+  close(): void {
+    for (const p of [...this.#pending.values()]) p.settle(new FanError(Code.UNAVAILABLE, "amqp transport closed"));
+    this.#ch.dispose();
+  }
+}
+
+/** The envelope with the send deadline in its headers, so the server sees the caller's budget. */
+export function withDeadline(env: Envelope, deadline: number): Envelope {
+  if (!Number.isFinite(deadline) || env.headers.deadline === deadline) return env;
+  return { ...env, headers: { ...env.headers, deadline } };
+}

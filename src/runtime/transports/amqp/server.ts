@@ -1,0 +1,201 @@
+/**
+ * Serving one service instance over amqp: the version's request queue (shared by every
+ * instance of that version, bounded by prefetch, acked after the reply is sent), the durable
+ * push queue, and an exclusive queue on the control exchange that carries cancellations of
+ * calls this instance is running. Everything is declared again on every (re)opened channel.
+ */
+import type { Channel, ConsumeMessage } from "amqplib";
+import type { Logger } from "pino";
+import type { ServiceDescriptor } from "../../descriptor.js";
+import { Code, FanError } from "../../errors.js";
+import type { Envelope, Inbound, Served } from "../../transport.js";
+import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
+import type { AmqpConnection, ManagedChannel, Setup } from "./connection.js";
+import { cancelKey, controlExchange, deadLetterQueue, formatEndpoint, pushQueue, rpcQueue, type AmqpAddress } from "./names.js";
+import { bounded } from "./waiters.js";
+import { assertWorkQueue, WorkConsumer } from "./work.js";
+
+/** Server-side tuning. */
+export interface ServerOptions {
+  readonly rpcPrefetch: number;
+  readonly pushPrefetch: number;
+  readonly maxDeliveries: number;
+  readonly retryDelayMs: number;
+  /** An rpc queue with no consumer for this long is deleted by the broker. */
+  readonly rpcQueueExpiresMs: number;
+  readonly maxBytes: number;
+  /** How long `serve` waits for the broker before failing with UNAVAILABLE. */
+  readonly connectTimeoutMs: number;
+  readonly log: Logger;
+}
+
+/** One served instance. */
+export class AmqpServer {
+  readonly #ch: ManagedChannel;
+  readonly #addr: AmqpAddress;
+  readonly #inFlight = new Map<string, AbortController>();
+  readonly #tags = new WeakMap<Channel, string[]>();
+  readonly #work: WorkConsumer;
+  readonly #setup: Setup = (ch) => this.#declare(ch);
+  readonly #log: Logger;
+  #stopped = false;
+
+  constructor(
+    conn: AmqpConnection,
+    cluster: string,
+    private readonly service: ServiceDescriptor,
+    instanceId: string,
+    private readonly inbound: Inbound,
+    private readonly opts: ServerOptions,
+  ) {
+    this.#addr = { cluster, service: service.name, version: service.version };
+    this.#log = opts.log.child({ service: service.name, instanceId });
+    this.#work = new WorkConsumer((env) => inbound.push(env), {
+      queue: pushQueue(this.#addr),
+      maxDeliveries: opts.maxDeliveries,
+      retryDelayMs: opts.retryDelayMs,
+      maxBytes: opts.maxBytes,
+      log: this.#log,
+    });
+    this.#ch = conn.channel(`serve ${service.name}@${service.version}`, false);
+    this.#ch.register(this.#setup);
+  }
+
+  /** Waits until the topology is declared and consumers run; UNAVAILABLE when the broker is not there in time. */
+  async start(): Promise<Served> {
+    try {
+      await this.#ch.get(Date.now() + this.opts.connectTimeoutMs);
+    } catch (e) {
+      this.#ch.dispose();
+      throw new FanError(Code.UNAVAILABLE, `cannot serve ${this.service.name} over amqp: ${(e as Error).message}`, { cause: e });
+    }
+    return { endpoint: formatEndpoint(this.#addr), stop: () => this.stop() };
+  }
+
+  async #declare(ch: Channel): Promise<void> {
+    const a = this.#addr;
+    const tags: string[] = [];
+    this.#tags.set(ch, tags);
+    const control = controlExchange(a.cluster);
+    await ch.assertExchange(control, "direct", { durable: true });
+    const { queue: cancelQueue } = await ch.assertQueue("", { exclusive: true, autoDelete: true });
+    await ch.bindQueue(cancelQueue, control, cancelKey(a.service, a.version));
+    await ch.consume(cancelQueue, (m) => this.#onCancel(m), { noAck: true });
+    if (this.#stopped) return;
+    await ch.assertQueue(rpcQueue(a), { durable: true, arguments: { "x-expires": this.opts.rpcQueueExpiresMs } });
+    const push = pushQueue(a);
+    await assertWorkQueue(ch, { cluster: a.cluster, queue: push, deadLetterQueue: deadLetterQueue(push), maxDeliveries: this.opts.maxDeliveries });
+    await ch.prefetch(this.opts.rpcPrefetch);
+    tags.push((await ch.consume(rpcQueue(a), (m) => this.#onCall(ch, m))).consumerTag);
+    await ch.prefetch(this.opts.pushPrefetch);
+    tags.push((await ch.consume(push, (m) => this.#work.handle(ch, m))).consumerTag);
+  }
+
+  #onCancel(msg: ConsumeMessage | null): void {
+    if (msg === null) return;
+    this.#inFlight.get(msg.content.toString("utf8"))?.abort();
+  }
+
+  #onCall(ch: Channel, msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      this.#log.warn("amqp rpc consumer cancelled by the broker; declaring again");
+      ch.close().catch(() => undefined);
+      return;
+    }
+    const corr = typeof msg.properties.correlationId === "string" ? msg.properties.correlationId : undefined;
+    const replyTo = typeof msg.properties.replyTo === "string" ? msg.properties.replyTo : undefined;
+    const answer = (reply: Envelope): void => this.#reply(ch, msg, replyTo, corr, reply);
+    let env: Envelope;
+    try {
+      env = decodeEnvelope(msg.content, { maxBytes: this.opts.maxBytes });
+      if (env.kind !== "call") throw new FanError(Code.INVALID_ARGUMENT, `expected a call, got a ${env.kind}`);
+    } catch (e) {
+      this.#log.warn({ err: (e as Error).message, replyTo }, "undecodable amqp call");
+      answer(errorEnvelope(corr ?? "?", undefined, FanError.from(e, Code.INVALID_ARGUMENT)));
+      return;
+    }
+    if (env.service !== this.service.name) {
+      answer(errorEnvelope(env.id, env, new FanError(Code.NOT_FOUND, `service ${env.service} is not served here (this queue serves ${this.service.name})`)));
+      return;
+    }
+    if (msg.fields.redelivered && this.service.methods[env.method]?.idempotent !== true) {
+      const e = new FanError(Code.UNAVAILABLE, "the server handling this call was lost; not retried because the method is not idempotent");
+      answer(errorEnvelope(env.id, env, e));
+      return;
+    }
+    this.#dispatch(env, corr, answer);
+  }
+
+  #dispatch(env: Envelope, corr: string | undefined, answer: (reply: Envelope) => void): void {
+    const ac = new AbortController();
+    const key = corr ?? env.id;
+    this.#inFlight.set(key, ac);
+    this.inbound.call(env, ac.signal).then(
+      (reply) => {
+        this.#inFlight.delete(key);
+        answer(reply);
+      },
+      (e: unknown) => {
+        this.#inFlight.delete(key);
+        answer(errorEnvelope(env.id, env, FanError.from(e)));
+      },
+    );
+  }
+
+  /** Publishes `reply` to the caller (when it left an address) and acks the request. */
+  #reply(ch: Channel, msg: ConsumeMessage, replyTo: string | undefined, corr: string | undefined, reply: Envelope): void {
+    if (replyTo !== undefined && corr !== undefined) {
+      let body = encodeEnvelope(reply);
+      if (body.length > this.opts.maxBytes) {
+        const e = new FanError(Code.RESOURCE_EXHAUSTED, `reply of ${body.length} bytes exceeds the limit of ${this.opts.maxBytes}`);
+        body = encodeEnvelope(errorEnvelope(reply.id, reply, e));
+      }
+      const out = this.#ch.current ?? ch;
+      try {
+        out.publish("", replyTo, body, { correlationId: corr, contentType: "application/json" });
+      } catch (e) {
+        this.#log.warn({ err: (e as Error).message }, "amqp reply not sent: channel closed");
+      }
+    } else {
+      this.#log.warn({ replyTo, corr }, "amqp call without a reply address dropped");
+    }
+    try {
+      ch.ack(msg);
+    } catch {
+      // The request's channel is gone; the broker redelivers it (answered UNAVAILABLE unless idempotent).
+    }
+  }
+
+  /** Stops consuming requests and pushes (cancellations still reach in-flight calls). */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const ch = this.#ch.current;
+    const tags = ch === undefined ? [] : (this.#tags.get(ch) ?? []);
+    await Promise.all(tags.map((t) => bounded((ch as Channel).cancel(t), 2000)));
+  }
+
+  /** In-flight calls plus unsettled pushes. */
+  get busy(): number {
+    return this.#inFlight.size + this.#work.inFlight;
+  }
+
+  /** Closes the channel; unacknowledged pushes return to the queue. */
+  close(): void {
+    for (const ac of this.#inFlight.values()) ac.abort();
+    this.#ch.dispose();
+  }
+}
+
+/** An error envelope answering `env` (or an undecodable request, when undefined). */
+export function errorEnvelope(id: string, env: Envelope | undefined, e: FanError): Envelope {
+  return {
+    v: 1,
+    id,
+    kind: "error",
+    service: env?.service ?? "",
+    method: env?.method ?? "",
+    headers: {},
+    payload: { code: e.code, message: e.message },
+  };
+}

@@ -1,0 +1,70 @@
+/**
+ * Waiting for a state change (a connection or channel coming up) bounded by a deadline and an
+ * abort signal, without a timer per waiter when nothing is waiting.
+ */
+import { Code, FanError } from "../../errors.js";
+
+/** Longest delay `setTimeout` takes without overflowing to 1 ms. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** Milliseconds until `deadline`, clamped to what `setTimeout` accepts (`undefined` = never). */
+export function msUntil(deadline: number): number | undefined {
+  if (!Number.isFinite(deadline)) return undefined;
+  return Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now()));
+}
+
+/** A set of callers waiting for the next `wake()`. */
+export class Waiters {
+  readonly #waiting = new Set<(err?: FanError) => void>();
+
+  /**
+   * Resolves at the next `wake()`; rejects at the deadline with `late()` (UNAVAILABLE when the
+   * broker is known to be down, DEADLINE_EXCEEDED while it is merely slow to answer), or with
+   * CANCELLED when the signal aborts.
+   */
+  wait(deadline: number, signal: AbortSignal | undefined, late: () => FanError): Promise<void> {
+    if (signal?.aborted === true) return Promise.reject(new FanError(Code.CANCELLED, "cancelled"));
+    if (deadline <= Date.now()) return Promise.reject(late());
+    return new Promise<void>((resolve, reject) => {
+      const ms = msUntil(deadline);
+      const timer = ms === undefined ? undefined : setTimeout(() => done(late()), ms);
+      const onAbort = (): void => done(new FanError(Code.CANCELLED, "cancelled"));
+      const done = (err?: FanError): void => {
+        this.#waiting.delete(done);
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiting.add(done);
+    });
+  }
+
+  /** Wakes every waiter (they re-check their condition). */
+  wake(): void {
+    for (const w of [...this.#waiting]) w();
+  }
+
+  /** Fails every waiter with `err`. */
+  fail(err: FanError): void {
+    for (const w of [...this.#waiting]) w(err);
+  }
+}
+
+/** Resolves when `p` settles or after `ms`, whichever is first; never rejects. */
+export function bounded(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    p.then(
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+    );
+  });
+}

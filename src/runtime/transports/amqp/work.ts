@@ -1,0 +1,123 @@
+/**
+ * Work queues: pushes and event subscriptions. Each is a durable quorum queue, so the broker
+ * counts deliveries (`x-delivery-count`) even across consumer crashes, and after
+ * `maxDeliveries` it dead-letters the message, at least once, to `{queue}.dlq` through the
+ * cluster's dead-letter exchange. A message is acknowledged only when its handler resolved;
+ * a rejection returns it to the queue after a short backoff.
+ */
+import type { Channel, ConsumeMessage } from "amqplib";
+import type { Logger } from "pino";
+import type { Envelope } from "../../transport.js";
+import { decodeEnvelope } from "../../wire.js";
+import { deadLetterExchange } from "./names.js";
+
+/** The queue of one kind of work and where its dead letters go. */
+export interface WorkQueueSpec {
+  readonly cluster: string;
+  readonly queue: string;
+  readonly deadLetterQueue: string;
+  /** Deliveries before the message is dead-lettered (at least 1). */
+  readonly maxDeliveries: number;
+  /** Deletes the queue after it has had no consumer this long (broadcast queues). */
+  readonly expiresMs?: number;
+}
+
+/** Declares the dead-letter exchange and queue, then the work queue. */
+export async function assertWorkQueue(ch: Channel, spec: WorkQueueSpec): Promise<void> {
+  const dlx = deadLetterExchange(spec.cluster);
+  await ch.assertExchange(dlx, "direct", { durable: true });
+  await ch.assertQueue(spec.deadLetterQueue, { durable: true, arguments: { "x-queue-type": "quorum" } });
+  await ch.bindQueue(spec.deadLetterQueue, dlx, spec.deadLetterQueue);
+  await ch.assertQueue(spec.queue, {
+    durable: true,
+    arguments: {
+      "x-queue-type": "quorum",
+      "x-delivery-limit": Math.max(0, spec.maxDeliveries - 1),
+      "x-dead-letter-exchange": dlx,
+      "x-dead-letter-routing-key": spec.deadLetterQueue,
+      "x-dead-letter-strategy": "at-least-once",
+      "x-overflow": "reject-publish",
+      ...(spec.expiresMs !== undefined ? { "x-expires": spec.expiresMs } : {}),
+    },
+  });
+}
+
+/** How a work consumer behaves. */
+export interface WorkOptions {
+  readonly queue: string;
+  readonly maxDeliveries: number;
+  /** First redelivery delay after a failure; doubles per attempt, at most 30 s. */
+  readonly retryDelayMs: number;
+  readonly maxBytes: number;
+  readonly log: Logger;
+}
+
+function attemptOf(msg: ConsumeMessage): number {
+  const count = (msg.properties.headers as Record<string, unknown> | undefined)?.["x-delivery-count"];
+  return (typeof count === "number" ? count : 0) + 1;
+}
+
+function quietly(f: () => void): void {
+  try {
+    f();
+  } catch {
+    // The channel the message came on has closed: the broker redelivers it.
+  }
+}
+
+/** Handles deliveries of one work queue with `deliver`. */
+export class WorkConsumer {
+  /** Deliveries whose handler has not settled. */
+  inFlight = 0;
+
+  constructor(
+    private readonly deliver: (env: Envelope) => Promise<void>,
+    private readonly opts: WorkOptions,
+  ) {}
+
+  /** The amqplib consume callback for channel `ch`. */
+  handle(ch: Channel, msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      this.opts.log.warn({ queue: this.opts.queue }, "amqp consumer cancelled by the broker; declaring again");
+      ch.close().catch(() => undefined);
+      return;
+    }
+    const attempt = attemptOf(msg);
+    let env: Envelope;
+    try {
+      env = decodeEnvelope(msg.content, { maxBytes: this.opts.maxBytes });
+    } catch (e) {
+      this.opts.log.warn({ queue: this.opts.queue, err: (e as Error).message }, "undecodable amqp message dead-lettered");
+      quietly(() => ch.nack(msg, false, false));
+      return;
+    }
+    this.#run(ch, msg, { ...env, headers: { ...env.headers, attempt } }, attempt);
+  }
+
+  #run(ch: Channel, msg: ConsumeMessage, env: Envelope, attempt: number): void {
+    this.inFlight++;
+    this.deliver(env).then(
+      () => {
+        this.inFlight--;
+        quietly(() => ch.ack(msg));
+      },
+      (e: unknown) => {
+        this.inFlight--;
+        this.#failed(ch, msg, env, attempt, e);
+      },
+    );
+  }
+
+  #failed(ch: Channel, msg: ConsumeMessage, env: Envelope, attempt: number, e: unknown): void {
+    const last = attempt >= this.opts.maxDeliveries;
+    const log = { queue: this.opts.queue, id: env.id, method: env.method, attempt, err: (e as Error)?.message };
+    if (last) {
+      this.opts.log.warn(log, `delivery failed ${attempt} times; dead-lettered`);
+      quietly(() => ch.nack(msg, false, true));
+      return;
+    }
+    this.opts.log.info(log, "delivery failed; redelivering");
+    const delay = Math.min(30_000, this.opts.retryDelayMs * 2 ** (attempt - 1));
+    setTimeout(() => quietly(() => ch.nack(msg, false, true)), delay);
+  }
+}

@@ -1,0 +1,183 @@
+/**
+ * RabbitMQ helpers for the amqp tests: is the shared broker there (fail or skip loudly), raw
+ * access to queues, cleanup of everything a run declared, and a private broker node on its
+ * own port for the restart tests (the shared one is never restarted).
+ */
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect as netConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import amqplib from "amqplib";
+import { describe } from "vitest";
+
+const run = promisify(execFile);
+
+/** The shared broker every test talks to (never restarted or purged wholesale). */
+export const AMQP_URL = process.env.FAN_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+
+/** True when something accepts TCP connections on host:port within `ms`. */
+export function reachable(host: string, port: number, ms = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = netConnect({ host, port });
+    const done = (ok: boolean): void => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(ms, () => done(false));
+    s.once("connect", () => done(true));
+    s.once("error", () => done(false));
+  });
+}
+
+/**
+ * `describe` when the broker answers; otherwise a failing suite under FAN_REQUIRE_BROKERS=1,
+ * else a skipped one with a warning that names the suite and why.
+ */
+export function describeWithBroker(up: boolean, broker: string, suite: string): typeof describe | typeof describe.skip {
+  if (up) return describe;
+  const why = `${broker} is not reachable`;
+  if (process.env.FAN_REQUIRE_BROKERS === "1") {
+    throw new Error(`${suite}: ${why} and FAN_REQUIRE_BROKERS=1 (start it with npm run brokers)`);
+  }
+  console.warn(`SKIPPED ${suite}: ${why} (npm run brokers starts it; FAN_REQUIRE_BROKERS=1 makes this a failure)`);
+  return describe.skip;
+}
+
+/** Runs a short piece of work on a throwaway connection to `url`. */
+export async function withChannel<T>(fn: (ch: amqplib.Channel) => Promise<T>, url = AMQP_URL): Promise<T> {
+  const conn = await amqplib.connect(url);
+  conn.on("error", () => undefined);
+  try {
+    const ch = await conn.createChannel();
+    ch.on("error", () => undefined);
+    return await fn(ch);
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+}
+
+/** Publishes raw bytes to a queue, as a foreign or broken client would. */
+export async function publishRaw(queue: string, body: Buffer, props: amqplib.Options.Publish = {}, url = AMQP_URL): Promise<void> {
+  const conn = await amqplib.connect(url);
+  conn.on("error", () => undefined);
+  try {
+    const ch = await conn.createConfirmChannel();
+    ch.sendToQueue(queue, body, props);
+    await ch.waitForConfirms();
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+}
+
+/** Every message in a queue, read without removing them (they return to the queue). */
+export function peekQueue(queue: string, url = AMQP_URL): Promise<amqplib.GetMessage[]> {
+  return withChannel(async (ch) => {
+    const out: amqplib.GetMessage[] = [];
+    for (;;) {
+      const m = await ch.get(queue, { noAck: false });
+      if (m === false) return out;
+      out.push(m);
+    }
+  }, url);
+}
+
+/** Messages ready in a queue (0 when it does not exist). */
+export async function queueDepth(queue: string, url = AMQP_URL): Promise<number> {
+  try {
+    return await withChannel(async (ch) => (await ch.checkQueue(queue)).messageCount, url);
+  } catch {
+    return 0;
+  }
+}
+
+async function rabbitmqctl(args: string[], node?: string): Promise<string> {
+  const { stdout } = await run("rabbitmqctl", [...(node === undefined ? [] : ["-n", node]), "-q", ...args], { timeout: 30_000 });
+  return stdout;
+}
+
+/** Names in a `rabbitmqctl list_*` table that start with `prefix`. */
+async function listNames(kind: "list_queues" | "list_exchanges", prefix: string, node?: string): Promise<string[]> {
+  const out = await rabbitmqctl([kind, "name"], node);
+  return out.split("\n").map((l) => l.trim()).filter((n) => n.startsWith(prefix));
+}
+
+/** Deletes every queue and exchange whose name starts with `prefix` (a test run's cluster). */
+export async function deleteByPrefix(prefix: string, url = AMQP_URL, node?: string): Promise<void> {
+  const [queues, exchanges] = await Promise.all([listNames("list_queues", prefix, node), listNames("list_exchanges", prefix, node)]);
+  await withChannel(async (ch) => {
+    for (const q of queues) await ch.deleteQueue(q);
+    for (const x of exchanges) await ch.deleteExchange(x);
+  }, url);
+}
+
+/** Closes the broker side of every connection whose name is `name` (a forced disconnect). */
+export async function closeConnectionsNamed(name: string, node?: string): Promise<number> {
+  const out = await rabbitmqctl(["list_connections", "pid", "name", "client_properties"], node);
+  const pids = out.split("\n").filter((l) => l.includes(`"${name}"`) || l.includes(`<<"${name}">>`)).map((l) => l.split("\t")[0] as string);
+  for (const pid of pids) await rabbitmqctl(["close_connection", pid, "test: forced close"], node);
+  return pids.length;
+}
+
+/** A RabbitMQ node of our own on a free port, for tests that restart the broker. */
+export class PrivateRabbit {
+  readonly node: string;
+  readonly port: number;
+  readonly url: string;
+  readonly #dir: string;
+  readonly #env: NodeJS.ProcessEnv;
+
+  constructor() {
+    const rand = Math.random().toString(36).slice(2, 8);
+    this.port = 20_000 + Math.floor(Math.random() * 20_000);
+    this.node = `fan-test-${rand}@localhost`;
+    this.url = `amqp://guest:guest@127.0.0.1:${this.port}`;
+    this.#dir = mkdtempSync(join(tmpdir(), "fan-rabbit-"));
+    writeFileSync(join(this.#dir, "rabbitmq.conf"), `listeners.tcp.local = 127.0.0.1:${this.port}\nloopback_users = none\n`);
+    writeFileSync(join(this.#dir, "enabled_plugins"), "[].\n");
+    this.#env = {
+      ...process.env,
+      RABBITMQ_NODENAME: this.node,
+      RABBITMQ_NODE_PORT: String(this.port),
+      RABBITMQ_DIST_PORT: String(this.port + 20_000),
+      RABBITMQ_CONFIG_FILE: join(this.#dir, "rabbitmq.conf"),
+      RABBITMQ_ENABLED_PLUGINS_FILE: join(this.#dir, "enabled_plugins"),
+      RABBITMQ_MNESIA_BASE: join(this.#dir, "mnesia"),
+      RABBITMQ_LOG_BASE: join(this.#dir, "log"),
+      RABBITMQ_PID_FILE: join(this.#dir, "pid"),
+    };
+  }
+
+  /** Starts the node (a restart keeps its durable queues and persistent messages). */
+  async start(timeoutMs = 60_000): Promise<void> {
+    await run("bash", ["-c", `mkdir -p mnesia log && (id rabbitmq >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && chown -R rabbitmq:rabbitmq . || true)`], { cwd: this.#dir });
+    await run("rabbitmq-server", ["-detached"], { env: this.#env, cwd: this.#dir, timeout: 30_000 });
+    const end = Date.now() + timeoutMs;
+    while (!(await reachable("127.0.0.1", this.port, 500))) {
+      if (Date.now() > end) throw new Error(`private RabbitMQ node ${this.node} did not listen on ${this.port} within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /** Stops the node (gracefully: clients see their connections closed by the broker). */
+  async stop(): Promise<void> {
+    await run("rabbitmqctl", ["-n", this.node, "stop"], { env: this.#env, timeout: 60_000 }).catch(() => undefined);
+  }
+
+  /** Stops the node and removes its files. */
+  async destroy(): Promise<void> {
+    await this.stop();
+    rmSync(this.#dir, { recursive: true, force: true });
+  }
+}
+
+/** True when a private node can be started here (rabbitmq-server and rabbitmqctl exist). */
+export async function canRunPrivateRabbit(): Promise<boolean> {
+  try {
+    await run("bash", ["-c", "command -v rabbitmq-server && command -v rabbitmqctl"]);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * The amqp transport against the real RabbitMQ: the shared conformance suite, with raw probes
+ * of the request queue and the dead-letter queue of pushes.
+ */
+import { afterAll, beforeAll, expect } from "vitest";
+import { amqpTransport } from "../../src/runtime/transports/amqp/index.js";
+import { deadLetterQueue, parseEndpoint, pushQueue, rpcQueue } from "../../src/runtime/transports/amqp/names.js";
+import type { Envelope, TransportFactory } from "../../src/runtime/transport.js";
+import { decodeEnvelope } from "../../src/runtime/wire.js";
+import { AMQP_URL, deleteByPrefix, describeWithBroker, peekQueue, publishRaw, reachable, withChannel } from "./amqp-broker.js";
+import { transportConformance } from "./conformance.js";
+
+const url = new URL(AMQP_URL);
+const up = await reachable(url.hostname, Number(url.port || 5672));
+const prefix = `fan.conf-${process.pid}`;
+
+/**
+ * The suite's long-lived server shares its service with the instances that single cases start
+ * (a crashing consumer, a draining server). On a broker those instances consume the same
+ * per-service queues, so the long-lived server would take their work; the first side the suite
+ * creates (that server) therefore gets a cluster of its own. Clients address servers through
+ * the endpoint, which names the cluster.
+ */
+function isolatingFactory(): () => TransportFactory {
+  let sides = 0;
+  return () => {
+    const first = sides++ === 0;
+    const make = amqpTransport({ url: AMQP_URL, maxDeliveries: 3, retryDelayMs: 50 });
+    return (ctx) => make(first ? { ...ctx, cluster: `${ctx.cluster}-main` } : ctx);
+  };
+}
+
+describeWithBroker(up, "RabbitMQ", "amqp transport")("amqp transport (real RabbitMQ)", () => {
+  beforeAll(async () => {
+    await deleteByPrefix(prefix);
+  });
+  afterAll(async () => {
+    await deleteByPrefix(prefix);
+  });
+
+  transportConformance("amqp", {
+    factory: isolatingFactory(),
+    events: true,
+    pushRedelivery: "broker",
+    unknownService: ["NOT_FOUND"],
+    deadLetter: {
+      after: 3,
+      read: async (service) => {
+        const q = deadLetterQueue(pushQueue({ cluster: `conf-${process.pid}-main`, service: service.name, version: service.version }));
+        const msgs = await peekQueue(q);
+        return msgs.map((m) => decodeEnvelope(m.content, { maxBytes: 1 << 20 }) as Envelope);
+      },
+    },
+    raw: {
+      garbage: async (endpoint) => {
+        await publishRaw(rpcQueue(parseEndpoint(endpoint)), Buffer.from([0x00, 0xff, 0x13, 0x37]), { replyTo: "amq.rabbitmq.reply-to.nobody", correlationId: "g" });
+      },
+      proto: async (endpoint) => {
+        const body = `{"v":1,"id":"p1","kind":"call","service":"fan.conformance.Conformance","method":"echo","headers":{},"payload":{"n":1,"__proto__":{"polluted":true}}}`;
+        await publishRaw(rpcQueue(parseEndpoint(endpoint)), Buffer.from(body));
+      },
+    },
+  });
+});
+void expect;
+void withChannel;
