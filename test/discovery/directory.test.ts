@@ -71,6 +71,8 @@ eachBackend("directory", (make) => {
     await until("i1 gone", () => set.instances().length === 0, 1000);
     expect(Date.now() - t0).toBeLessThan(1000);
     expect(changes).toEqual([1, 1, 0]);
+    await expect(reg.update({ load: 1 })).rejects.toThrow(/not registered/);
+    await expect(reg.deregister()).resolves.toBeUndefined();
   });
 
   it("a client that starts watching late lists what is already there", async () => {

@@ -74,12 +74,36 @@ eachBackend("election", (make) => {
     await first.resign();
   });
 
-  it("the same instance cannot campaign twice", async () => {
+  it("campaigning again with the same instance id supersedes its stale candidacy", async () => {
     const first = await campaign(a, { cluster, service: SVC, instanceId: "one", ttlMs: 2000 });
-    await expect(campaign(b, { cluster, service: SVC, instanceId: "one", ttlMs: 2000 })).rejects.toMatchObject({
-      code: "ALREADY_EXISTS",
+    let lost = false;
+    first.onLost(() => {
+      lost = true;
     });
-    await first.resign();
+    const again = await campaign(b, { cluster, service: SVC, instanceId: "one", ttlMs: 2000 });
+    expect(BigInt(again.fencingToken)).toBeGreaterThan(BigInt(first.fencingToken));
+    await until("the stale leadership is told it lost", () => lost, 3000);
+    expect(first.active).toBe(false);
+    expect(again.active).toBe(true);
+    await again.resign();
+  });
+
+  it("registry failures while campaigning are retried, not fatal", async () => {
+    let failures = 2;
+    const flaky: Registry = {
+      get: (k) => a.get(k),
+      put: (k, v, o) => (failures-- > 0 ? Promise.reject(new Error("registry unreachable")) : a.put(k, v, o)),
+      delete: (k) => a.delete(k),
+      list: (p) => a.list(p),
+      watch: (p, r, fn) => a.watch(p, r, fn),
+      grantLease: (t) => a.grantLease(t),
+      close: async () => undefined,
+    };
+    const lead = await campaign(flaky, { cluster, service: SVC, instanceId: "one", ttlMs: 2000 });
+    expect(failures).toBeLessThan(0);
+    expect(lead.active).toBe(true);
+    await lead.resign();
+    await expect(campaign(a, { cluster, service: SVC, instanceId: "x", ttlMs: -1 })).rejects.toThrow(/ttlMs/);
   });
 
   it("nextId is unique and increasing across clients", async () => {

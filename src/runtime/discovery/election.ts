@@ -40,25 +40,74 @@ export interface Leadership {
 }
 
 /**
- * Campaigns until elected; resolves with the leadership. Rejects with `CANCELLED` when the
- * signal aborts first, or with the registry's error when it cannot write.
+ * Campaigns until elected; resolves with the leadership. Registry failures (etcd down, a lease
+ * lost while waiting) are logged and retried with backoff (250 ms to 2 s), so a standby keeps
+ * standing by through an outage. Rejects only when the signal aborts (with its reason) or on
+ * bad options. A candidacy of the same instance id still in the registry (a previous
+ * leadership of this instance whose lease has not expired yet) is superseded.
  */
 export async function campaign(registry: Registry, opts: CampaignOptions): Promise<Leadership> {
   const prefix = electionPrefix(opts.cluster, opts.service);
   const key = prefix + checkSegment("instanceId", opts.instanceId);
+  const ttlMs = opts.ttlMs ?? 5000;
+  if (!Number.isFinite(ttlMs) || ttlMs <= 0)
+    throw new RangeError(`campaign ttlMs must be a positive number, got ${ttlMs}`);
   const log = opts.log ?? pino({ level: "silent" });
-  opts.signal?.throwIfAborted();
-  const lease = await registry.grantLease(opts.ttlMs ?? 5000);
+  let delay = RETRY_MIN_MS;
+  for (;;) {
+    opts.signal?.throwIfAborted();
+    try {
+      const held = await campaignOnce(registry, prefix, key, ttlMs, opts);
+      log.info({ service: opts.service, fencingToken: held.fencingToken }, "elected leader");
+      return held;
+    } catch (e) {
+      if (opts.signal?.aborted) throw opts.signal.reason ?? e;
+      log.warn({ err: e, service: opts.service, retryInMs: delay }, "campaign failed; retrying");
+      await abortableSleep(delay, opts.signal);
+      delay = Math.min(delay * 2, RETRY_MAX_MS);
+    }
+  }
+}
+
+const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 2000;
+
+function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(t);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** One attempt: a lease, our candidate key, then wait for our turn. */
+async function campaignOnce(
+  registry: Registry,
+  prefix: string,
+  key: string,
+  ttlMs: number,
+  opts: CampaignOptions,
+): Promise<Held> {
+  const lease = await registry.grantLease(ttlMs);
   const lost = { value: false };
-  lease.onLost(() => (lost.value = true));
+  lease.onLost(() => {
+    lost.value = true;
+  });
   try {
-    const created = await registry.put(key, opts.value ?? opts.instanceId, { lease, ifAbsent: true });
+    const value = opts.value ?? opts.instanceId;
+    let created = await registry.put(key, value, { lease, ifAbsent: true });
+    if (created === undefined) {
+      await registry.delete(key); // our own stale candidacy: supersede it
+      created = await registry.put(key, value, { lease, ifAbsent: true });
+    }
     if (created === undefined)
-      throw new FanError(Code.ALREADY_EXISTS, `${opts.instanceId} is already a candidate for ${opts.service}`);
-    const myRev = created;
-    await waitForTurn(registry, prefix, key, myRev, lease, lost, opts);
-    log.info({ service: opts.service, fencingToken: myRev }, "elected leader");
-    return await Held.start(registry, key, myRev, lease, opts.signal);
+      throw new FanError(Code.ABORTED, `${opts.instanceId} is campaigning for ${opts.service} elsewhere`);
+    await waitForTurn(registry, prefix, key, created, lease, lost, opts);
+    return await Held.start(registry, key, created, lease, opts.signal);
   } catch (e) {
     await lease.revoke().catch(() => undefined);
     throw e;

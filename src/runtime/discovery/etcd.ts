@@ -142,6 +142,8 @@ export class EtcdRegistry implements Registry {
     const handle = new EtcdLeaseHandle(lease, ttlS * 1000, this.log, (id) => this.leases.delete(id));
     lease.on("lost", (err) => handle.markLost(err));
     handle.setId(await lease.grant());
+    lease.on("keepaliveSucceeded", () => handle.acked());
+    handle.startWatchdog();
     this.leases.set(handle.id, handle);
     return handle;
   }
@@ -176,6 +178,8 @@ class EtcdLeaseHandle implements Lease {
   private leaseId = "";
   private readonly lostFns: (() => void)[] = [];
   private lost = false;
+  private lastAck = Date.now();
+  private watchdog: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly lease: EtcdLease,
@@ -190,6 +194,28 @@ class EtcdLeaseHandle implements Lease {
 
   setId(id: string): void {
     this.leaseId = id;
+    this.lastAck = Date.now();
+  }
+
+  /** A keep-alive was acknowledged. */
+  acked(): void {
+    this.lastAck = Date.now();
+  }
+
+  /**
+   * Declares the lease lost when no keep-alive was acknowledged for a whole TTL: etcd expires
+   * it then, while etcd3 itself only gives up after 2 × TTL. A leader cut off from etcd thus
+   * stops leading before a standby can be elected, not a TTL after.
+   */
+  startWatchdog(): void {
+    this.watchdog = setInterval(
+      () => {
+        if (Date.now() - this.lastAck > this.ttlMs)
+          this.markLost(new Error(`no keep-alive acknowledged for ${this.ttlMs} ms`));
+      },
+      Math.max(100, this.ttlMs / 4),
+    );
+    this.watchdog.unref();
   }
 
   onLost(fn: () => void): void {
@@ -201,12 +227,14 @@ class EtcdLeaseHandle implements Lease {
     if (this.lost) return;
     this.lost = true;
     this.log.warn({ lease: this.leaseId, err }, "etcd lease lost");
+    clearInterval(this.watchdog);
     this.lease.release();
     this.forget(this.leaseId);
     for (const fn of this.lostFns.splice(0)) queueMicrotask(fn);
   }
 
   async revoke(): Promise<void> {
+    clearInterval(this.watchdog);
     this.lost = true;
     this.lostFns.length = 0;
     this.forget(this.leaseId);
@@ -215,6 +243,7 @@ class EtcdLeaseHandle implements Lease {
 
   /** Stops keep-alive without revoking (the lease expires on its own). */
   release(): void {
+    clearInterval(this.watchdog);
     this.lost = true;
     this.lostFns.length = 0;
     this.lease.release();

@@ -56,8 +56,16 @@ export class Registrar {
 
   /** @internal Writes a registration with the current lease. */
   async write(reg: LiveRegistration): Promise<void> {
+    if (this.live.get(reg.key) !== reg) return;
     const lease = await this.currentLease();
     await this.registry.put(reg.key, JSON.stringify(reg.info), { lease });
+    // deregistered while the put was in flight: do not leave it behind
+    if (this.live.get(reg.key) !== reg) await this.registry.delete(reg.key);
+  }
+
+  /** @internal */
+  isLive(reg: LiveRegistration): boolean {
+    return this.live.get(reg.key) === reg;
   }
 
   /** @internal */
@@ -98,6 +106,11 @@ export class Registrar {
     return this.lease;
   }
 
+  /** Writes registrations again, 32 at a time (thousands of instances come back in a few round trips). */
+  private async writeAll(regs: readonly LiveRegistration[]): Promise<void> {
+    for (let i = 0; i < regs.length; i += 32) await Promise.all(regs.slice(i, i + 32).map((r) => this.write(r)));
+  }
+
   private lost(which: Promise<Lease>): void {
     if (this.lease !== which || this.closed) return;
     this.lease = undefined;
@@ -115,7 +128,7 @@ export class Registrar {
     try {
       while (!this.closed && this.live.size > 0) {
         try {
-          for (const reg of [...this.live.values()]) await this.write(reg);
+          await this.writeAll([...this.live.values()]);
           this.log.info({ instances: this.live.size }, "discovery: instances registered again");
           return;
         } catch (e) {
@@ -139,6 +152,8 @@ class LiveRegistration implements Registration {
   ) {}
 
   async update(patch: Partial<Pick<InstanceInfo, "load" | "shards" | "endpoints">>): Promise<void> {
+    if (!this.owner.isLive(this))
+      throw new Error(`${this.info.instanceId} of ${this.info.service} is not registered any more`);
     this.info = normalise({ ...this.info, ...patch });
     await this.owner.write(this);
   }
