@@ -13,8 +13,9 @@ import { EtcdRegistry } from "../../src/runtime/discovery/etcd.js";
 import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
 import type { Registry } from "../../src/runtime/discovery/registry.js";
 
-/** The shared etcd every engineer's tests use; never stopped by tests. */
-export const SHARED_ETCD = "127.0.0.1:2379";
+/** The shared etcd every engineer's tests use (`$FAN_ETCD` overrides); never stopped by tests. */
+export const SHARED_ETCD = process.env["FAN_ETCD"] ?? "127.0.0.1:2379";
+const [sharedHost, sharedPort] = SHARED_ETCD.split(":") as [string, string];
 
 /** True when something answers on host:port within `timeoutMs`. */
 export function portOpen(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
@@ -31,7 +32,7 @@ export function portOpen(host: string, port: number, timeoutMs = 1000): Promise<
 }
 
 /** Whether the shared etcd answers. */
-export const etcdUp = await portOpen("127.0.0.1", 2379);
+export const etcdUp = await portOpen(sharedHost, Number(sharedPort));
 
 /** `describe` for suites that need etcd: fails under FAN_REQUIRE_BROKERS=1 when it is down, else skips loudly. */
 export function describeEtcd(name: string, fn: () => void): void {
