@@ -8,22 +8,29 @@
  * Use it from `test/transports/<name>.test.ts`:
  *
  * ```ts
- * transportConformance("amqp", {
- *   factory: () => amqpTransport({ url: "amqp://127.0.0.1" }),
+ * conformance("amqp", {
+ *   app: { transports: { amqp: { url: "amqp://127.0.0.1" } } },   // as createApp takes them
  *   events: true,
  *   pushRedelivery: "broker",
- *   raw: { garbage: (endpoint) => ..., proto: (endpoint) => ... },
+ *   deadLetter: { after: 5, read: (service, method) => ... },     // optional
+ *   raw: { garbage: (endpoint) => ..., proto: (endpoint) => ... }, // optional
  * });
  * ```
  *
- * Each "side" (server, clients, subscribers) gets its own transport instance from `factory`,
- * as separate processes would. The server side serves `fixtures/descriptor.ts` with
- * `fixtures/inbound.ts` (the App's dispatcher stands behind `Inbound` in production).
+ * It registers two halves. Transport level (`transportConformance`): each "side" (server,
+ * clients, subscribers) gets its own transport instance, as separate processes would; the
+ * server serves `fixtures/descriptor.ts` with `fixtures/inbound.ts` standing in for the App's
+ * dispatcher, so raw probes, crashes and drains can be staged precisely. App level
+ * (`appConformance` in conformance-app.ts): the same cases end to end through the generated
+ * client and handler of `fixtures/idl/conformance.fan`, in separate Apps sharing discovery.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { AppOptions } from "../../src/runtime/app.js";
+import type { TransportName } from "../../src/runtime/descriptor.js";
 import type { ServiceDescriptor } from "../../src/runtime/descriptor.js";
 import { FanError } from "../../src/runtime/errors.js";
 import type { Envelope, EnvelopeHeaders, EventSubscription, SendOptions, Served, Transport, TransportFactory } from "../../src/runtime/transport.js";
+import { appConformance } from "./conformance-app.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
 import { type CapturedLog, captureLog } from "./fixtures/log.js";
@@ -57,6 +64,39 @@ export interface TransportUnderTest {
     /** A well-formed message whose payload carries a `__proto__` key. */
     readonly proto: (endpoint: string) => Promise<void>;
   };
+}
+
+/** Options of `conformance()`: the transport's capabilities and the App options of every side. */
+export interface ConformanceOptions extends Omit<TransportUnderTest, "factory"> {
+  /** Options of every App (and transport) in the suite; `transports[name]` configures the transport under test. */
+  readonly app: AppOptions;
+}
+
+/** Registers the whole suite for transport `name`: transport-level cases, then end to end through Apps. */
+export function conformance(name: Exclude<TransportName, "local">, o: ConformanceOptions): void {
+  describe(`${name} conformance`, () => {
+    let make: (() => TransportFactory) | undefined;
+    beforeAll(async () => {
+      make = await factoryOf(name, o.app);
+    });
+    const factory = (): TransportFactory => (make as () => TransportFactory)();
+    transportConformance(name, { ...o, factory });
+    // The Apps get the factory itself: the App's own loader (`import(\`./transports/${name}/...\`)`)
+    // is not resolvable under vitest's dynamic-import rules.
+    appConformance(name, { app: () => ({ ...o.app, transports: { ...o.app.transports, [name]: factory() } }), events: o.events });
+  });
+}
+
+/** The factory the App would build from `app.transports[name]` (options or a ready factory). */
+async function factoryOf(name: Exclude<TransportName, "local">, app: AppOptions): Promise<() => TransportFactory> {
+  const cfg = app.transports?.[name];
+  if (cfg === undefined) throw new Error(`conformance: app.transports.${name} is not configured`);
+  if (typeof cfg === "function") return () => cfg as TransportFactory;
+  const url = new URL(`../../src/runtime/transports/${name}/index.ts`, import.meta.url).href;
+  const mod = (await import(/* @vite-ignore */ url)) as Record<string, (o: object) => TransportFactory>;
+  const build = mod[`${name}Transport`];
+  if (build === undefined) throw new Error(`transports/${name} does not export ${name}Transport`);
+  return () => build(cfg);
 }
 
 /** Send options with a deadline `ms` from now. */

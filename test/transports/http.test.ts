@@ -1,15 +1,14 @@
 /**
- * The http transport against its real server: the shared conformance suite, with raw probes
- * of the port (garbage bytes, a `__proto__` body).
+ * The http transport against its real server: the shared conformance suite (transport level
+ * and end to end through Apps), with raw probes of the port (garbage bytes, a `__proto__` body).
  */
 import { expect } from "vitest";
-import { httpTransport } from "../../src/runtime/transports/http/index.js";
-import { transportConformance } from "./conformance.js";
+import { conformance } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { httpRequest, rawExchange } from "./fixtures/raw-http.js";
 
-transportConformance("http", {
-  factory: () => httpTransport({ closeGraceMs: 500 }),
+conformance("http", {
+  app: { transports: { http: { closeGraceMs: 500 } } },
   events: false,
   pushRedelivery: "sender",
   raw: {

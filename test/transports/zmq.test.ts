@@ -1,11 +1,11 @@
 /**
- * The zmq transport against real zeromq sockets: the shared conformance suite (events through
- * a real event hub), with raw probes of the ROUTER port.
+ * The zmq transport against real zeromq sockets: the shared conformance suite (transport level
+ * and end to end through Apps; events through a real event hub), with raw probes of the ROUTER
+ * port.
  */
 import { afterAll, expect } from "vitest";
 import { startEventHub } from "../../src/runtime/transports/zmq/index.js";
-import { zmqTransport } from "../../src/runtime/transports/zmq/index.js";
-import { transportConformance } from "./conformance.js";
+import { conformance } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { rawExchange } from "./fixtures/raw-http.js";
 import { rawDealer } from "./fixtures/raw-zmq.js";
@@ -13,8 +13,8 @@ import { rawDealer } from "./fixtures/raw-zmq.js";
 const hub = await startEventHub();
 afterAll(() => hub.close());
 
-transportConformance("zmq", {
-  factory: () => zmqTransport({ events: hub, closeGraceMs: 500 }),
+conformance("zmq", {
+  app: { transports: { zmq: { events: hub, closeGraceMs: 500 } } },
   events: true,
   pushRedelivery: "sender",
   raw: {

@@ -9,106 +9,22 @@
  * rejects at once (CANCELLED). Pushes wait for an ack and are sent again after a nack.
  */
 import type { Logger } from "pino";
-import { Dealer } from "zeromq";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../../transport.js";
-import { decodeEnvelope, encodeEnvelope, parseJson } from "../../wire.js";
-import { Op, text } from "./frames.js";
-import { Writer } from "./writer.js";
+import { decodeEnvelope, parseJson } from "../../wire.js";
+import { Connection } from "./connection.js";
+import { Op } from "./frames.js";
 
 /** Client-side options of the zmq transport. */
 export interface ZmqClientOptions {
-  /** How long a send waits for a connected peer before UNAVAILABLE; default 2 s. */
+  /** How long a request waits for a connection (or a full send queue) before UNAVAILABLE; default 2 s. */
   readonly sendTimeoutMs?: number;
+  /** A connection that stays down this long is closed (and reopened on next use); default 30 s. */
+  readonly idleCloseMs?: number;
   /** Attempts of a push the server did not acknowledge; default 5. */
   readonly pushAttempts?: number;
   /** First delay between push attempts (doubling, at most 1 s); default 50 ms. */
   readonly pushBackoffMs?: number;
-}
-
-/** A request waiting for its answer. */
-interface Pending {
-  readonly id: string;
-  readonly settle: (frames: { op: string; body: Buffer }) => void;
-  readonly fail: (err: FanError) => void;
-}
-
-/** One DEALER connected to one endpoint. */
-class Connection {
-  readonly dealer: Dealer;
-  readonly writer: Writer;
-  readonly pending = new Map<string, Pending>();
-  private closed = false;
-
-  constructor(
-    readonly endpoint: string,
-    opts: ZmqClientOptions,
-    private readonly log: Logger,
-    private readonly maxBytes: number,
-  ) {
-    this.dealer = new Dealer({ linger: 0, immediate: true, sendTimeout: opts.sendTimeoutMs ?? 2000, sendHighWaterMark: 0, receiveHighWaterMark: 0, maxMessageSize: maxBytes * 2 + 64 * 1024 });
-    this.writer = new Writer(this.dealer, `zmq ${endpoint}`);
-    this.dealer.events.on("disconnect", () => this.failAll(new FanError(Code.UNAVAILABLE, `zmq ${endpoint}: connection lost`)));
-    this.dealer.connect(endpoint);
-    void this.receive();
-  }
-
-  private async receive(): Promise<void> {
-    try {
-      for await (const [opFrame, idFrame, body] of this.dealer) {
-        const pending = this.pending.get(text(idFrame));
-        if (pending === undefined) continue;
-        this.pending.delete(pending.id);
-        pending.settle({ op: text(opFrame), body: body ?? Buffer.alloc(0) });
-      }
-    } catch (e) {
-      if (!this.closed) this.log.error({ err: e, endpoint: this.endpoint }, "zmq: client receive loop failed");
-    }
-  }
-
-  /** Sends one request and waits for its answer frames. */
-  request(op: string, env: Envelope, opts: SendOptions): Promise<{ op: string; body: Buffer }> {
-    const what = `${env.service}/${env.method}`;
-    if (opts.signal.aborted) return Promise.reject(new FanError(Code.CANCELLED, `${what}: cancelled`));
-    const remaining = opts.deadline - Date.now();
-    if (remaining <= 0) return Promise.reject(new FanError(Code.DEADLINE_EXCEEDED, `${what}: deadline passed before sending`));
-    const body = encodeEnvelope(env.headers.deadline === undefined && Number.isFinite(opts.deadline) ? { ...env, headers: { ...env.headers, deadline: opts.deadline } } : env);
-    if (body.length > this.maxBytes) return Promise.reject(new FanError(Code.RESOURCE_EXHAUSTED, `request of ${body.length} bytes exceeds the limit of ${this.maxBytes}`));
-    return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const done = (): void => {
-        if (timer !== undefined) clearTimeout(timer);
-        opts.signal.removeEventListener("abort", onAbort);
-        this.pending.delete(env.id);
-      };
-      const onAbort = (): void => {
-        done();
-        if (op === Op.CALL) void this.writer.send([Op.CANCEL, env.id, ""], Date.now() + 1000).catch(() => undefined);
-        reject(new FanError(Code.CANCELLED, `${what}: cancelled`));
-      };
-      if (Number.isFinite(remaining) && remaining < 2 ** 31 - 1) {
-        timer = setTimeout(() => {
-          done();
-          reject(new FanError(Code.DEADLINE_EXCEEDED, `${what}: no answer within the deadline`));
-        }, remaining);
-      }
-      opts.signal.addEventListener("abort", onAbort, { once: true });
-      this.pending.set(env.id, { id: env.id, settle: (a) => (done(), resolve(a)), fail: (e) => (done(), reject(e)) });
-      this.writer.send([op, env.id, body], opts.deadline).catch((e: unknown) => this.pending.get(env.id)?.fail(FanError.from(e, Code.UNAVAILABLE)));
-    });
-  }
-
-  private failAll(err: FanError): void {
-    for (const p of [...this.pending.values()]) p.fail(err);
-  }
-
-  close(): void {
-    this.closed = true;
-    const err = new FanError(Code.UNAVAILABLE, `zmq ${this.endpoint}: transport closed`);
-    this.writer.fail(err);
-    this.failAll(err);
-    this.dealer.close();
-  }
 }
 
 /** DEALERs per endpoint and the call/push protocol over them. */
@@ -129,8 +45,11 @@ export class ZmqClient {
       if (!endpoint.startsWith("tcp://") && !endpoint.startsWith("ipc://") && !endpoint.startsWith("inproc://")) {
         throw new FanError(Code.INVALID_ARGUMENT, `not a zmq endpoint: ${JSON.stringify(endpoint)}`);
       }
-      c = new Connection(endpoint, this.opts, this.log, this.maxBytes);
-      this.connections.set(endpoint, c);
+      const conn = new Connection(endpoint, this.opts, this.log, this.maxBytes, () => {
+        if (this.connections.get(endpoint) === conn) this.connections.delete(endpoint);
+      });
+      this.connections.set(endpoint, conn);
+      c = conn;
     }
     return c;
   }

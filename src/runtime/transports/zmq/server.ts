@@ -195,7 +195,7 @@ export class ZmqServer {
     }
   }
 
-  /** Waits for in-flight messages up to `graceMs`, then closes the socket (linger 0). */
+  /** Waits for in-flight messages up to `graceMs`, then closes the socket (queued replies linger at most 1 s). */
   async close(graceMs: number): Promise<void> {
     if (this.listening === undefined) return;
     await this.listening.catch(() => undefined);
@@ -211,6 +211,9 @@ export class ZmqServer {
     for (const ac of this.running.values()) ac.abort(new FanError(Code.UNAVAILABLE, "server closing"));
     const router = this.router;
     this.router = undefined;
-    router?.close();
+    if (router === undefined) return;
+    // Replies already queued still reach their peers: a bounded linger, never a hang.
+    router.linger = Math.min(graceMs, 1000);
+    router.close();
   }
 }

@@ -1,0 +1,162 @@
+/**
+ * One DEALER connected to one endpoint, with many requests in flight on it, matched to their
+ * answers by id. A DEALER never waits for a reply before sending the next request (no stuck
+ * REQ socket), so a lost reply costs one request its deadline, never the socket.
+ *
+ * Pipes survive disconnects (`immediate` off), so a reply read just before the peer went away
+ * is not discarded with its pipe. Reachability comes from the socket monitor instead: a
+ * request sent while the connection is down fails UNAVAILABLE unless it comes up within
+ * `sendTimeoutMs`, and requests in flight when it drops fail UNAVAILABLE (after a moment, for
+ * replies that arrived just before the drop to be read).
+ */
+import type { Logger } from "pino";
+import { Dealer } from "zeromq";
+import { Code, FanError } from "../../errors.js";
+import type { Envelope, SendOptions } from "../../transport.js";
+import { encodeEnvelope } from "../../wire.js";
+import type { ZmqClientOptions } from "./client.js";
+import { Op, text } from "./frames.js";
+import { Writer } from "./writer.js";
+
+/** How long after a disconnect the requests then pending are failed. */
+const LOST_GRACE_MS = 100;
+/** Bound on messages queued towards one endpoint (a full queue blocks sends, then UNAVAILABLE). */
+const SEND_QUEUE = 10_000;
+
+/** The answer frames of one request. */
+export interface Answer {
+  readonly op: string;
+  readonly body: Buffer;
+}
+
+interface Pending {
+  readonly settle: (a: Answer) => void;
+  readonly fail: (err: FanError) => void;
+}
+
+/** A DEALER and its requests in flight. */
+export class Connection {
+  private readonly dealer: Dealer;
+  private readonly writer: Writer;
+  private readonly pending = new Map<string, Pending>();
+  private readonly connectWaiters = new Set<() => void>();
+  private up = false;
+  private closed = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly endpoint: string,
+    private readonly opts: ZmqClientOptions,
+    private readonly log: Logger,
+    private readonly maxBytes: number,
+    private readonly onIdleClose: () => void,
+  ) {
+    const sendTimeout = opts.sendTimeoutMs ?? 2000;
+    this.dealer = new Dealer({ linger: 0, sendTimeout, sendHighWaterMark: SEND_QUEUE, receiveHighWaterMark: 0, maxMessageSize: maxBytes * 2 + 64 * 1024 });
+    this.writer = new Writer(this.dealer, `zmq ${endpoint}`);
+    this.dealer.events.on("connect", () => this.connected());
+    this.dealer.events.on("disconnect", () => this.lost());
+    this.dealer.connect(endpoint);
+    this.armIdleClose();
+    void this.receive();
+  }
+
+  private connected(): void {
+    this.up = true;
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    for (const w of this.connectWaiters) w();
+    this.connectWaiters.clear();
+  }
+
+  private lost(): void {
+    this.up = false;
+    this.armIdleClose();
+    const ids = [...this.pending.keys()];
+    if (ids.length === 0) return;
+    setTimeout(() => {
+      const err = new FanError(Code.UNAVAILABLE, `zmq ${this.endpoint}: connection lost`);
+      for (const id of ids) this.pending.get(id)?.fail(err);
+    }, LOST_GRACE_MS).unref();
+  }
+
+  private armIdleClose(): void {
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (this.up || this.closed) return;
+      this.onIdleClose();
+      this.close();
+    }, this.opts.idleCloseMs ?? 30_000).unref();
+  }
+
+  private async receive(): Promise<void> {
+    try {
+      for await (const [opFrame, idFrame, body] of this.dealer) {
+        const id = text(idFrame);
+        const pending = this.pending.get(id);
+        if (pending === undefined) continue;
+        this.pending.delete(id);
+        pending.settle({ op: text(opFrame), body: body ?? Buffer.alloc(0) });
+      }
+    } catch (e) {
+      if (!this.closed) this.log.error({ err: e, endpoint: this.endpoint }, "zmq: client receive loop failed");
+    }
+  }
+
+  /** Sends one request and waits for its answer frames. */
+  request(op: string, env: Envelope, opts: SendOptions): Promise<Answer> {
+    const what = `${env.service}/${env.method}`;
+    if (opts.signal.aborted) return Promise.reject(new FanError(Code.CANCELLED, `${what}: cancelled`));
+    const remaining = opts.deadline - Date.now();
+    if (remaining <= 0) return Promise.reject(new FanError(Code.DEADLINE_EXCEEDED, `${what}: deadline passed before sending`));
+    const wire = env.headers.deadline === undefined && Number.isFinite(opts.deadline) ? { ...env, headers: { ...env.headers, deadline: opts.deadline } } : env;
+    const body = encodeEnvelope(wire);
+    if (body.length > this.maxBytes) return Promise.reject(new FanError(Code.RESOURCE_EXHAUSTED, `request of ${body.length} bytes exceeds the limit of ${this.maxBytes}`));
+    return new Promise((resolve, reject) => {
+      const timers: NodeJS.Timeout[] = [];
+      const done = (): void => {
+        for (const t of timers) clearTimeout(t);
+        opts.signal.removeEventListener("abort", onAbort);
+        this.pending.delete(env.id);
+      };
+      const onAbort = (): void => {
+        done();
+        if (op === Op.CALL) void this.writer.send([Op.CANCEL, env.id, ""], Date.now() + 1000).catch(() => undefined);
+        reject(new FanError(Code.CANCELLED, `${what}: cancelled`));
+      };
+      const fail = (err: FanError): void => {
+        done();
+        reject(err);
+      };
+      if (Number.isFinite(remaining) && remaining < 2 ** 31 - 1) {
+        timers.push(setTimeout(() => fail(new FanError(Code.DEADLINE_EXCEEDED, `${what}: no answer within the deadline`)), remaining));
+      }
+      if (!this.up) timers.push(this.connectTimer(() => fail(new FanError(Code.UNAVAILABLE, `zmq ${this.endpoint}: not connected`))));
+      opts.signal.addEventListener("abort", onAbort, { once: true });
+      this.pending.set(env.id, { settle: (a) => (done(), resolve(a)), fail });
+      this.writer.send([op, env.id, body], opts.deadline).catch((e: unknown) => this.pending.get(env.id)?.fail(FanError.from(e, Code.UNAVAILABLE)));
+    });
+  }
+
+  /** Fires `onTimeout` unless the connection comes up within `sendTimeoutMs`. */
+  private connectTimer(onTimeout: () => void): NodeJS.Timeout {
+    let timer: NodeJS.Timeout | undefined;
+    const cancel = (): void => clearTimeout(timer);
+    this.connectWaiters.add(cancel);
+    timer = setTimeout(() => {
+      this.connectWaiters.delete(cancel);
+      onTimeout();
+    }, this.opts.sendTimeoutMs ?? 2000);
+    return timer;
+  }
+
+  /** Closes the DEALER (linger 0) and fails everything pending. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    const err = new FanError(Code.UNAVAILABLE, `zmq ${this.endpoint}: transport closed`);
+    this.writer.fail(err);
+    for (const p of [...this.pending.values()]) p.fail(err);
+    this.dealer.close();
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * The App-level half of the conformance suite: the same interop cases end to end, through a
+ * generated client in one App and a generated handler served by another, over one transport
+ * (the client pins it), with discovery in between. Registered by `conformance()` in
+ * conformance.ts; see there for how a transport's test file calls it.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type App, type AppOptions, createApp } from "../../src/runtime/app.js";
+import type { TransportName } from "../../src/runtime/descriptor.js";
+import { defineService } from "../../src/runtime/descriptor.js";
+import { shortId } from "../../src/runtime/ids.js";
+import { rejection, until } from "./conformance.js";
+import { ConformanceService, Listener } from "./fixtures/handlers.js";
+import { Conformance, type ConformanceClient, ConformanceDescriptor, ListenerA, ListenerB, Teapot } from "./fixtures/generated/fan/conformance.js";
+import { captureLog } from "./fixtures/log.js";
+
+/** What the App-level cases need: the transport, App options for every side, and whether it carries events. */
+export interface AppConformanceOptions {
+  /** Options of each new App in the suite (`transports` must configure the transport under test). */
+  readonly app: () => AppOptions;
+  readonly events: boolean;
+  /** Payload bound of every App; default 1 MiB. */
+  readonly maxPayloadBytes?: number;
+}
+
+/** Registers the App-level cases for transport `name`. */
+export function appConformance(name: TransportName, o: AppConformanceOptions): void {
+  const max = o.maxPayloadBytes ?? 1024 * 1024;
+  const cluster = `conf-${name}-${process.pid}-${shortId()}`;
+  const apps: App[] = [];
+  const newApp = (): App => {
+    const app = createApp({ stopGraceMs: 2000, ...o.app(), cluster, discovery: "memory", maxPayloadBytes: max, logger: captureLog().log });
+    apps.push(app);
+    return app;
+  };
+
+  describe(`${name} end to end through generated clients and handlers`, () => {
+    const impl = new ConformanceService();
+    let client: ConformanceClient;
+
+    beforeAll(async () => {
+      const server = newApp().serve(Conformance, impl, { transports: [name] });
+      await server.start();
+      const caller = newApp();
+      await caller.start();
+      client = caller.client(Conformance, { transport: name });
+    });
+    afterAll(async () => {
+      await Promise.allSettled(apps.splice(0).reverse().map((a) => a.stop()));
+    });
+
+    it("empty call", async () => {
+      expect(await client.empty()).toBeUndefined();
+    });
+
+    it("large call: about 270 KB in, 310 KB out", async () => {
+      const out = await client.unary({ payload: "q".repeat(271_828), responseSize: 314_159 });
+      expect(out.payload.length).toBe(314_159);
+      expect(impl.lastInput).toBe(271_828);
+    });
+
+    it("status code and message, and a typed IDL error rebuilt as its class", async () => {
+      const plain = await rejection(() => client.fail({ code: "PERMISSION_DENIED", message: "nope ✓" }));
+      expect([plain.code, plain.message]).toEqual(["PERMISSION_DENIED", "nope ✓"]);
+      const typed = await rejection(() => client.fail({ code: "TEAPOT", message: "I'm a teapot" }));
+      expect(typed).toBeInstanceOf(Teapot);
+      expect((typed as Teapot).reason).toBe("short and stout");
+      expect(typed.code).toBe("FAILED_PRECONDITION");
+    });
+
+    it("custom headers, trace and deadline reach the handler", async () => {
+      const seen = await client.headers({}, { headers: { "x-tenant": "acme", "X-Mixed": "ü ✓" }, timeout: 3000 });
+      expect(seen).toMatchObject({ "x-tenant": "acme", "X-Mixed": "ü ✓" });
+      const ctx = impl.contexts.at(-1);
+      expect(ctx?.traceId).toMatch(/^[0-9a-f]{32}$/);
+      expect(seen.traceparent).toContain(ctx?.traceId);
+      expect(Math.abs((ctx?.deadline ?? 0) - (Date.now() + 3000))).toBeLessThan(1500);
+    });
+
+    it("unknown method: NOT_FOUND from the server", async () => {
+      const extended = defineService<unknown, { nope(): Promise<unknown> }>({
+        descriptor: { ...ConformanceDescriptor, methods: { ...ConformanceDescriptor.methods, nope: { ...(ConformanceDescriptor.methods.empty as NonNullable<(typeof ConformanceDescriptor.methods)["empty"]>), name: "nope" } } },
+        createClient: (c) => ({ nope: () => c.call("nope", {}) }),
+      });
+      const err = await rejection(() => apps[1]!.client(extended, { transport: name }).nope());
+      expect(err.code).toBe("NOT_FOUND");
+    });
+
+    it("unknown service: UNAVAILABLE naming it (no instance in discovery)", async () => {
+      const nobody = defineService<unknown, { ping(): Promise<unknown> }>({
+        descriptor: { ...ConformanceDescriptor, name: "fan.conformance.Nobody" },
+        createClient: (c) => ({ ping: () => c.call("echo", { n: 1 }, { timeout: 300 }) }),
+      });
+      const err = await rejection(() => apps[1]!.client(nobody, { transport: name }).ping());
+      expect(err.code).toBe("UNAVAILABLE");
+      expect(err.message).toContain("Nobody");
+    });
+
+    it("a 1 ms deadline on a sleeping handler: DEADLINE_EXCEEDED", async () => {
+      const err = await rejection(() => client.sleep({ ms: 2000 }, { timeout: 1 }));
+      expect(err.code).toBe("DEADLINE_EXCEEDED");
+    });
+
+    it("cancellation: CANCELLED at the caller, the handler's signal fires", async () => {
+      const ac = new AbortController();
+      const id = `cancel-${shortId()}`;
+      const pending = rejection(() => client.sleep({ ms: 5000 }, { signal: ac.signal, headers: { "x-call": id } }));
+      await until(() => impl.active > 0);
+      ac.abort();
+      expect((await pending).code).toBe("CANCELLED");
+      await until(() => impl.cancelled.includes(id));
+    });
+
+    it("1,000 concurrent calls are all answered correctly", async () => {
+      const replies = await Promise.all(Array.from({ length: 1000 }, (_, n) => client.echo({ n, text: `t${n}` }, { timeout: 20_000 })));
+      replies.forEach((r, n) => expect(r).toEqual({ n, text: `t${n}` }));
+    });
+
+    it("oversize payload: RESOURCE_EXHAUSTED, and the server still serves", async () => {
+      const err = await rejection(() => client.unary({ payload: "x".repeat(max + 1), responseSize: 1 }));
+      expect(err.code).toBe("RESOURCE_EXHAUSTED");
+      expect(await client.echo({ n: 1 })).toEqual({ n: 1 });
+    });
+
+    it("push: delivered exactly once on success, again after handler failures", async () => {
+      await client.record({ id: "app-once" });
+      await client.record({ id: "app-again", failures: 2 });
+      await until(() => impl.delivered("app-again") === 1 && impl.delivered("app-once") === 1);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(impl.delivered("app-once")).toBe(1);
+      expect(impl.pushes.filter((p) => p.id === "app-again").map((p) => p.ok)).toEqual([false, false, true]);
+    });
+
+    it("graceful stop drains a call in flight", async () => {
+      const own = new ConformanceService();
+      const server = createApp({ ...o.app(), cluster: `${cluster}-stop`, discovery: "memory", logger: captureLog().log, stopGraceMs: 3000 }).serve(Conformance, own, { transports: [name] });
+      const caller = createApp({ ...o.app(), cluster: `${cluster}-stop`, discovery: "memory", logger: captureLog().log });
+      await server.start();
+      await caller.start();
+      const pending = caller.client(Conformance, { transport: name }).sleep({ ms: 300 });
+      await until(() => own.active > 0);
+      await server.stop();
+      await expect(pending).resolves.toBeUndefined();
+      await caller.stop();
+    });
+  });
+
+  if (o.events) eventCases(name, o, cluster, newApp);
+}
+
+function eventCases(name: TransportName, _o: AppConformanceOptions, _cluster: string, newApp: () => App): void {
+  describe(`${name} events end to end`, () => {
+    const a1 = new Listener();
+    const a2 = new Listener();
+    const b1 = new Listener();
+    let publisher: App;
+
+    beforeAll(async () => {
+      const apps = [
+        newApp().serve(ListenerA, a1, { transports: [name] }),
+        newApp().serve(ListenerA, a2, { transports: [name] }),
+        newApp().serve(ListenerB, b1, { transports: [name] }),
+      ];
+      for (const app of apps) await app.start();
+      publisher = newApp().serve(Conformance, new ConformanceService(), { transports: [name] });
+      await publisher.start();
+    });
+
+    it("fan-out: each subscribing service gets every event once, load-balanced across its instances", async () => {
+      const events = publisher.publisher(Conformance);
+      for (let n = 0; n < 30; n++) await events.emit("ping", { n });
+      await until(() => a1.pings.length + a2.pings.length === 30 && b1.pings.length === 30);
+      await new Promise((r) => setTimeout(r, 100));
+      expect([...a1.pings, ...a2.pings].sort((x, y) => x - y)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+      expect(a1.pings.length * a2.pings.length).toBeGreaterThan(0);
+      expect(b1.pings).toHaveLength(30);
+    });
+
+    it("broadcast: every instance gets every event", async () => {
+      const events = publisher.publisher(Conformance);
+      for (let n = 0; n < 5; n++) await events.emit("flush", { n });
+      await until(() => [a1, a2, b1].every((l) => l.flushes.length === 5));
+      for (const l of [a1, a2, b1]) expect(l.flushes).toEqual([0, 1, 2, 3, 4]);
+    });
+
+    it("a client's events.x.subscribe(fn) gets events too", async () => {
+      const got: number[] = [];
+      const sub = await newApp().client(Conformance, { transport: name }).events.ping.subscribe((e) => void got.push(e.n));
+      await publisher.publisher(Conformance).emit("ping", { n: 99 });
+      await until(() => got.includes(99));
+      await sub.unsubscribe();
+    });
+  });
+}
