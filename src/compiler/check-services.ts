@@ -49,18 +49,20 @@ interface ServiceParts {
   readonly events: EventModel[];
   readonly states: StateModel[];
   readonly subscriptions: SubscriptionModel[];
+  /** Where each subscription was written, by handler name. */
+  readonly handlerSpans: Map<string, A.Span>;
 }
 
 /** Check a service; `pkgVersion` is the package's `version` line, if any. */
 export function checkService(c: Checker, scope: FileScope, entry: DeclEntry, d: A.ServiceDecl, pkgVersion: string | undefined): { model: ServiceModel; edges: DependencyEdge[] } {
   const decs = decoratorsFor(d.decorators, "service", c.out);
   const version = serviceVersion(c, decs.get("version")) ?? pkgVersion ?? "0.0.0";
-  const parts: ServiceParts = { depends: [], edges: [], config: undefined, methods: [], events: [], states: [], subscriptions: [] };
+  const parts: ServiceParts = { depends: [], edges: [], config: undefined, methods: [], events: [], states: [], subscriptions: [], handlerSpans: new Map() };
   for (const m of d.members) {
     here(c, m.span);
     checkMember(c, scope, entry, m, version, parts);
   }
-  checkHandlerNames(c, d, parts);
+  checkHandlerNames(c, parts);
   const model: ServiceModel = {
     kind: "service",
     ...declBase(c, entry, decs),
@@ -174,7 +176,7 @@ function checkOn(c: Checker, scope: FileScope, self: DeclEntry, m: A.OnMember, p
   if (svc === undefined || svc.decl.kind !== "Service") return;
   const member = svc.decl.members.find((x) => "name" in x && x.name.name === ev.name);
   if (member === undefined || member.kind !== "Event") {
-    const detail = member === undefined ? "" : ` (it is ${member.kind === "State" ? "a state" : `a ${member.kind.toLowerCase()}`})`;
+    const detail = member === undefined ? "" : ` (it is ${MEMBER_TEXT[member.kind]})`;
     c.out.push(diag.notAnEvent(ev.span, { name: ev.name, service: svc.fullName, detail }));
     return;
   }
@@ -189,18 +191,24 @@ function checkOn(c: Checker, scope: FileScope, self: DeclEntry, m: A.OnMember, p
     return;
   }
   parts.subscriptions.push(sub);
+  parts.handlerSpans.set(sub.handler, m.target.span);
 }
 
+const MEMBER_TEXT: Readonly<Record<A.ServiceMember["kind"], string>> = {
+  Rpc: "an rpc",
+  Push: "a push",
+  Event: "an event",
+  State: "a state",
+  Depends: "a dependency",
+  Config: "a config block",
+  On: "a subscription",
+};
+
 /** Subscription handlers live next to methods on the handler interface. */
-function checkHandlerNames(c: Checker, d: A.ServiceDecl, parts: ServiceParts): void {
-  for (const m of d.members) {
-    if (m.kind !== "On") continue;
-    const last = m.target.parts[m.target.parts.length - 1]!.name;
-    const handler = `on${capitalise(last)}`;
-    const method = parts.methods.find((x) => x.name === handler);
-    if (method !== undefined && parts.subscriptions.some((s) => s.handler === handler)) {
-      c.out.push(diag.handlerCollision(m.target.span, { handler, other: `the ${method.kind} \`${handler}\`` }));
-    }
+function checkHandlerNames(c: Checker, parts: ServiceParts): void {
+  for (const sub of parts.subscriptions) {
+    const method = parts.methods.find((x) => x.name === sub.handler);
+    if (method !== undefined) c.out.push(diag.handlerCollision(parts.handlerSpans.get(sub.handler)!, { handler: sub.handler, other: `the ${method.kind} \`${method.name}\`` }));
   }
 }
 

@@ -4,7 +4,7 @@
  * and `cst-to-ast.ts`.
  */
 import { CstParser, EOF, type IParserErrorMessageProvider, type IToken, type TokenType, tokenMatcher } from "chevrotain";
-import { allTokens, Identifier, Kw, MemberKeyword, Name, P, StringLiteral, DurationLiteral, FloatLiteral, IntLiteral } from "./lexer.js";
+import { allTokens, Kw, MemberKeyword, Name, P, StringLiteral, DurationLiteral, FloatLiteral, IntLiteral } from "./lexer.js";
 
 /** Human descriptions of what may come next, for the rules where a token list is unhelpful. */
 const EXPECTATIONS: Readonly<Record<string, string>> = {
@@ -177,8 +177,9 @@ export class FanParser extends CstParser {
 
   dependsMember = this.RULE("dependsMember", () => {
     this.CONSUME(Kw.depends);
-    // `soft` is contextual: in `depends soft "^1"` it is the service's name (LL(2) decides).
-    this.OPTION(() => this.CONSUME(Kw.soft, { LABEL: "soft" }));
+    // `soft` is contextual: in `depends soft "^1"` it is the service's name. Chevrotain's
+    // lookahead sees `soft` and a name as different tokens, so the gate looks one further.
+    this.OPTION({ GATE: () => isName(this.LA(2)), DEF: () => this.CONSUME(Kw.soft, { LABEL: "soft" }) });
     this.SUBRULE(this.qualifiedName);
     this.CONSUME(StringLiteral, { LABEL: "range" });
   });
@@ -324,16 +325,28 @@ export class FanParser extends CstParser {
   }
 
   /**
-   * `state s: T @delta` — a decorator after the type belongs to the state when it is `@full` or
-   * `@delta`, or on the same line; otherwise it starts the next member.
+   * `state s: T @delta` — decorators after the type belong to the state when they are on the
+   * same line, or when no member follows them; otherwise they start the next member
+   * (`@delta` on its own line above `state t: U`).
    */
   private stateDecoratorFollows(): boolean {
     if (!tokenMatcher(this.LA(1), P.At)) return false;
-    const name = this.LA(2);
-    if (tokenMatcher(name, Identifier) && (name.image === "full" || name.image === "delta")) return true;
     const prev = this.LA(0);
     const between = this.text.slice(prev.startOffset + prev.image.length, this.LA(1).startOffset);
-    return !/[\r\n]/.test(between);
+    if (!/[\r\n]/.test(between)) return true;
+    let k = 1;
+    while (tokenMatcher(this.LA(k), P.At)) {
+      k += 2;
+      if (!tokenMatcher(this.LA(k), P.LParen)) continue;
+      let depth = 0;
+      do {
+        const t = this.LA(k++);
+        if (t.tokenType === EOF) return true;
+        if (tokenMatcher(t, P.LParen)) depth++;
+        else if (tokenMatcher(t, P.RParen)) depth--;
+      } while (depth > 0);
+    }
+    return !tokenMatcher(this.LA(k), MemberKeyword);
   }
 }
 
