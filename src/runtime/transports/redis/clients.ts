@@ -1,0 +1,156 @@
+/**
+ * ioredis connections of the redis transport. Standalone, Sentinel (`sentinels` + `name` in
+ * the ioredis options) and Redis Cluster options pass through untouched, except that every
+ * connection runs without ioredis's offline queue and without resending commands after a
+ * reconnect: a command issued while Redis is away fails at once, and the transport decides
+ * whether to wait for Redis (bounded by the caller's deadline) or to fail.
+ */
+import { Cluster, Command, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from "ioredis";
+import type { Logger } from "pino";
+import { Code, FanError } from "../../errors.js";
+
+/** A standalone, Sentinel-managed or cluster connection. */
+export type RedisClient = Redis | Cluster;
+
+/** How to reach Redis. */
+export interface RedisConnectOptions {
+  /** `redis://[user:password@]host:port[/db]`; default `redis://127.0.0.1:6379`. */
+  readonly url?: string;
+  /** ioredis options, passed through (for Sentinel: `sentinels` and `name`). */
+  readonly redis?: RedisOptions;
+  /** Redis Cluster: startup nodes and ioredis cluster options, passed through. */
+  readonly cluster?: { readonly nodes: readonly ClusterNode[]; readonly options?: ClusterOptions };
+}
+
+/** What a connection is for: `cmd` is shared and auto-pipelined, the others are dedicated. */
+export type Role = "cmd" | "sub" | "block";
+
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** Creates one connection for `role`; its errors are logged, never thrown at the process. */
+export function connect(o: RedisConnectOptions, role: Role, name: string, log: Logger): RedisClient {
+  const mine = { enableOfflineQueue: false, enableAutoPipelining: role === "cmd", autoResubscribe: false };
+  const perRequest = { maxRetriesPerRequest: 0, connectionName: name };
+  let client: RedisClient;
+  if (o.cluster !== undefined) {
+    const options = o.cluster.options ?? {};
+    client = new Cluster([...o.cluster.nodes], { ...options, ...mine, redisOptions: { ...options.redisOptions, ...perRequest } });
+  } else if (o.url !== undefined) {
+    client = new Redis(o.url, { ...o.redis, ...mine, ...perRequest });
+  } else {
+    client = new Redis({ host: "127.0.0.1", port: 6379, ...o.redis, ...mine, ...perRequest });
+  }
+  track(client, role, log);
+  if (role === "block") learnId(client);
+  return client;
+}
+
+const blockedIds = new WeakMap<RedisClient, number>();
+
+/** Remembers a standalone connection's CLIENT ID (after every reconnection), for `unblock`. */
+function learnId(client: RedisClient): void {
+  if (client instanceof Cluster) return;
+  const learn = (): void => {
+    send(client, "CLIENT", ["ID"]).then(
+      (id) => blockedIds.set(client, Number(id)),
+      () => undefined,
+    );
+  };
+  client.on("ready", learn);
+}
+
+/** Wakes a blocking command on `blk` (as if it timed out) so its loop can stop now; never throws. */
+export async function unblock(cmd: RedisClient, blk: RedisClient): Promise<void> {
+  const id = blockedIds.get(blk);
+  if (id === undefined || !isReady(cmd)) return;
+  await send(cmd, "CLIENT", ["UNBLOCK", id]).catch(() => undefined);
+}
+
+const downSince = new WeakMap<RedisClient, string>();
+
+function track(client: RedisClient, role: Role, log: Logger): void {
+  client.on("error", (e: Error) => {
+    if (!downSince.has(client)) log.warn({ role, err: e.message }, "redis connection error");
+    downSince.set(client, e.message);
+  });
+  client.on("close", () => {
+    if (!downSince.has(client)) downSince.set(client, "connection closed");
+  });
+  client.on("ready", () => {
+    if (downSince.has(client)) log.info({ role }, "redis connection back");
+    downSince.delete(client);
+  });
+}
+
+/** An argument of a raw command. */
+export type Arg = string | number | Buffer;
+
+/**
+ * Sends one command as it is written (not through auto-pipelining, which loses the command
+ * name of `call`/`callBuffer` in ioredis 5). Replies are strings, or Buffers with `buffers`.
+ */
+export function send(client: RedisClient, name: string, args: readonly Arg[], buffers = false): Promise<unknown> {
+  const c = new Command(name, [...args], { replyEncoding: buffers ? null : "utf8" });
+  client.sendCommand(c);
+  return c.promise;
+}
+
+/** True when the connection can take commands now. */
+export function isReady(client: RedisClient): boolean {
+  return client.status === "ready";
+}
+
+/**
+ * Resolves when the connection is ready; at the deadline rejects with UNAVAILABLE when Redis
+ * is known to be down (DEADLINE_EXCEEDED while it is merely still connecting), CANCELLED when
+ * `signal` aborts.
+ */
+export function ready(client: RedisClient, deadline: number, signal?: AbortSignal): Promise<void> {
+  if (client.status === "ready") return Promise.resolve();
+  if (client.status === "end") return Promise.reject(new FanError(Code.UNAVAILABLE, "redis transport closed"));
+  if (signal?.aborted === true) return Promise.reject(new FanError(Code.CANCELLED, "cancelled"));
+  return new Promise<void>((resolve, reject) => {
+    const late = (): FanError => {
+      const down = downSince.get(client);
+      return down === undefined
+        ? new FanError(Code.DEADLINE_EXCEEDED, "redis connection not ready before the deadline")
+        : new FanError(Code.UNAVAILABLE, `redis unreachable until the deadline: ${down}`);
+    };
+    const ms = Number.isFinite(deadline) ? Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now())) : undefined;
+    const timer = ms === undefined ? undefined : setTimeout(() => done(late()), ms);
+    const onReady = (): void => done();
+    const onEnd = (): void => done(new FanError(Code.UNAVAILABLE, "redis transport closed"));
+    const onAbort = (): void => done(new FanError(Code.CANCELLED, "cancelled"));
+    const done = (err?: FanError): void => {
+      if (timer !== undefined) clearTimeout(timer);
+      client.off("ready", onReady);
+      client.off("end", onEnd);
+      signal?.removeEventListener("abort", onAbort);
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    client.on("ready", onReady);
+    client.on("end", onEnd);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** True for errors that mean the command never reached Redis (safe to send again). */
+export function notSent(e: unknown): boolean {
+  return e instanceof Error && /enableOfflineQueue|Connection is closed|isn't writeable/i.test(e.message);
+}
+
+/** Closes a connection at once (pending commands fail); never throws. */
+export function disconnect(client: RedisClient): void {
+  try {
+    client.disconnect();
+  } catch {
+    // already closed
+  }
+}
+
+/** A FanError for a Redis failure during a send. */
+export function unavailable(what: string, e: unknown): FanError {
+  if (FanError.is(e)) return e;
+  return new FanError(Code.UNAVAILABLE, `${what}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+}

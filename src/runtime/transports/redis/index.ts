@@ -1,0 +1,244 @@
+/**
+ * The redis transport (ioredis).
+ *
+ * - rpc: a list per service version (`fan.{cluster}.{service}.rpc.{version}`, the service in
+ *   a `{hash tag}`), popped in batches by the serving instances; replies on the caller's own
+ *   pub/sub channel; cancellations on the version's cancel channel.
+ * - push: a stream per service major version read by the consumer group `workers` (XREADGROUP,
+ *   XACK after the handler, XAUTOCLAIM of entries a dead consumer left, a dead-letter stream
+ *   after `maxDeliveries`).
+ * - events: a stream per event (trimmed to about `eventsMaxLen` entries) with a consumer group
+ *   per subscribing service, or per instance for `@broadcast`.
+ *
+ * No command waits in ioredis's offline queue: while Redis is away, sends wait for it until
+ * their deadline and then fail with UNAVAILABLE. Durability of acknowledged pushes across a
+ * Redis restart is the server's (appendonly / replicas), as configured by its operator.
+ */
+import type { ServiceDescriptor } from "../../descriptor.js";
+import { Code, FanError } from "../../errors.js";
+import type {
+  Envelope,
+  EventDelivery,
+  EventSubscription,
+  Inbound,
+  SendOptions,
+  Served,
+  Transport,
+  TransportContext,
+  TransportFactory,
+  Unsubscribe,
+} from "../../transport.js";
+import { encodeEnvelope } from "../../wire.js";
+import { connect, disconnect, notSent, ready, type RedisClient, type RedisConnectOptions, type Role, send, unavailable } from "./clients.js";
+import { deadLetterKey, eventKey, formatEndpoint, parseEndpoint, PUSH_GROUP, pushKey, subscriptionGroup } from "./names.js";
+import { RedisRpcClient } from "./rpc-client.js";
+import { RedisRpcServer } from "./rpc-server.js";
+import { StreamConsumer, type StreamSpec } from "./streams.js";
+
+/** Options of `createApp({ transports: { redis: {...} } })`. */
+export interface RedisTransportOptions extends RedisConnectOptions {
+  /** Requests popped at once by a serving instance; default 128. */
+  readonly rpcBatch?: number;
+  /** Calls in handlers at once per served instance; default 256. */
+  readonly maxInFlight?: number;
+  /** Unacknowledged pushes per served instance; default 64. */
+  readonly pushPrefetch?: number;
+  /** Unacknowledged events per subscription; default 64. */
+  readonly eventPrefetch?: number;
+  /** Deliveries of a push or event before it is dead-lettered; default 5. */
+  readonly maxDeliveries?: number;
+  /** First redelivery delay after a handler failure (doubles per attempt); default 200 ms. */
+  readonly retryDelayMs?: number;
+  /** Entries of a consumer idle this long are taken over by another; default 15 s. */
+  readonly claimIdleMs?: number;
+  /** Longest blocking read; bounds how soon a loop sees a reconnection; default 1 s. */
+  readonly blockMs?: number;
+  /** An instance drops out of the alive set this long after its last refresh; default 5 s. */
+  readonly aliveTtlMs?: number;
+  /** Approximate cap of each event stream (XADD MAXLEN ~); default 100 000. */
+  readonly eventsMaxLen?: number;
+  /** How long `serve` and `subscribe` wait for Redis; default 10 s. */
+  readonly connectTimeoutMs?: number;
+  /** How long closing a subscription waits for its handlers in flight; default 5 s. */
+  readonly drainMs?: number;
+}
+
+/** The redis transport factory. */
+export function redisTransport(opts: RedisTransportOptions = {}): TransportFactory {
+  return (ctx) => new RedisTransport(opts, ctx);
+}
+
+interface Instance {
+  readonly rpc: RedisRpcServer;
+  readonly push: StreamConsumer;
+}
+
+/** The redis `Transport`: a shared command connection plus dedicated blocking and pub/sub ones. */
+export class RedisTransport implements Transport {
+  readonly name = "redis" as const;
+  /** The shared, auto-pipelined command connection. */
+  readonly cmd: RedisClient;
+  readonly #ctx: TransportContext;
+  readonly #opts: RedisTransportOptions;
+  readonly #log: TransportContext["log"];
+  readonly #instances = new Set<Instance>();
+  readonly #subs = new Set<StreamConsumer>();
+  readonly #conns = new Set<RedisClient>();
+  #rpcClient: RedisRpcClient | undefined;
+  #serverSub: RedisClient | undefined;
+  #seq = 0;
+
+  constructor(opts: RedisTransportOptions, ctx: TransportContext) {
+    this.#opts = opts;
+    this.#ctx = ctx;
+    this.#log = ctx.log.child({ transport: "redis" });
+    this.cmd = this.#connect("cmd");
+  }
+
+  #connect(role: Role): RedisClient {
+    const c = connect(this.#opts, role, `fan:${this.#ctx.cluster}:${role}:${process.pid}:${++this.#seq}`, this.#log);
+    this.#conns.add(c);
+    return c;
+  }
+
+  get #rpc(): RedisRpcClient {
+    this.#rpcClient ??= new RedisRpcClient(this.cmd, this.#connect("sub"), this.#ctx.cluster, this.#log, this.#ctx.maxPayloadBytes);
+    return this.#rpcClient;
+  }
+
+  #stream(key: string, group: string, consumer: string, startId: "0" | "$", deleteOnAck: boolean, prefetch: number): StreamSpec {
+    const o = this.#opts;
+    return {
+      key,
+      group,
+      consumer,
+      startId,
+      deleteOnAck,
+      prefetch,
+      maxDeliveries: o.maxDeliveries ?? 5,
+      blockMs: o.blockMs ?? 1000,
+      claimIdleMs: o.claimIdleMs ?? 15_000,
+      retryDelayMs: o.retryDelayMs ?? 200,
+      maxBytes: this.#ctx.maxPayloadBytes,
+      log: this.#log,
+    };
+  }
+
+  /** Starts the instance's rpc loop and push consumer; the endpoint names cluster, service and version. */
+  async serve(service: ServiceDescriptor, instanceId: string, inbound: Inbound): Promise<Served> {
+    const o = this.#opts;
+    const addr = { cluster: this.#ctx.cluster, service: service.name, version: service.version };
+    const deadline = Date.now() + (o.connectTimeoutMs ?? 10_000);
+    this.#serverSub ??= this.#connect("sub");
+    const rpc = new RedisRpcServer(this.cmd, this.#connect("block"), this.#serverSub, addr.cluster, service, instanceId, inbound, {
+      batch: o.rpcBatch ?? 128,
+      maxInFlight: o.maxInFlight ?? 256,
+      blockMs: o.blockMs ?? 1000,
+      aliveTtlMs: o.aliveTtlMs ?? 5000,
+      maxBytes: this.#ctx.maxPayloadBytes,
+      log: this.#log,
+    });
+    const spec = this.#stream(pushKey(addr), PUSH_GROUP, instanceId, "0", true, o.pushPrefetch ?? 64);
+    const push = new StreamConsumer(this.cmd, this.#connect("block"), spec, (env) => inbound.push(env));
+    const instance = { rpc, push };
+    try {
+      await Promise.all([rpc.start(deadline), push.start(deadline)]);
+    } catch (e) {
+      await Promise.all([rpc.stop(), push.close()]);
+      throw unavailable(`cannot serve ${service.name} over redis`, e);
+    }
+    this.#instances.add(instance);
+    return { endpoint: formatEndpoint(addr), stop: () => this.#stopInstance(instance) };
+  }
+
+  async #stopInstance(i: Instance): Promise<void> {
+    await Promise.all([i.rpc.stop(), i.push.stop()]);
+  }
+
+  /** Sends a call and waits for its reply. */
+  call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
+    return this.#rpc.call(endpoint, env, opts);
+  }
+
+  /** Appends a push to the service's stream; resolves when Redis has it. */
+  async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
+    const key = pushKey(parseEndpoint(endpoint));
+    await this.#append(key, this.#encode(env), opts, []);
+  }
+
+  /** Appends an event to its stream; resolves when Redis has it. */
+  async publish(env: Envelope, opts: SendOptions): Promise<void> {
+    const key = eventKey(this.#ctx.cluster, env.service, env.method);
+    await this.#append(key, this.#encode(env), opts, ["MAXLEN", "~", this.#opts.eventsMaxLen ?? 100_000]);
+  }
+
+  #encode(env: Envelope): Buffer {
+    const body = encodeEnvelope(env);
+    const max = this.#ctx.maxPayloadBytes;
+    if (body.length > max) throw new FanError(Code.RESOURCE_EXHAUSTED, `message of ${body.length} bytes exceeds the limit of ${max}`);
+    return body;
+  }
+
+  /**
+   * XADDs, waiting for Redis (bounded by the deadline) while it is away; an XADD whose outcome
+   * is unknown is sent again (at least once), never dropped silently.
+   */
+  async #append(key: string, body: Buffer, opts: SendOptions, trim: (string | number)[]): Promise<void> {
+    for (;;) {
+      if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "cancelled");
+      await ready(this.cmd, opts.deadline, opts.signal);
+      try {
+        await send(this.cmd, "XADD", [key, ...trim, "*", "e", body]);
+        return;
+      } catch (e) {
+        if (opts.deadline <= Date.now()) throw unavailable("redis lost before the message was stored", e);
+        if (!notSent(e) && this.cmd.status === "ready") throw unavailable("redis refused the message", e);
+      }
+    }
+  }
+
+  /** Creates the subscription's consumer group (new events only) and reads it. */
+  async subscribe(sub: EventSubscription, deliver: EventDelivery): Promise<Unsubscribe> {
+    const o = this.#opts;
+    const key = eventKey(this.#ctx.cluster, sub.source.name, sub.event);
+    const group = subscriptionGroup(sub);
+    const consumer = new StreamConsumer(this.cmd, this.#connect("block"), this.#stream(key, group, sub.instanceId, "$", false, o.eventPrefetch ?? 64), deliver);
+    try {
+      await consumer.start(Date.now() + (o.connectTimeoutMs ?? 10_000));
+    } catch (e) {
+      await consumer.close();
+      throw unavailable(`cannot subscribe to ${sub.source.name}.${sub.event} over redis`, e);
+    }
+    this.#subs.add(consumer);
+    return {
+      close: async () => {
+        this.#subs.delete(consumer);
+        await consumer.stop();
+        const until = Date.now() + (o.drainMs ?? 5000);
+        while (consumer.busy > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+        await consumer.close();
+        if (sub.broadcast) await send(this.cmd, "XGROUP", ["DESTROY", key, group]).catch(() => undefined);
+      },
+    };
+  }
+
+  /** The dead-letter stream of a push stream or event stream (for tools and tests). */
+  static deadLetterKey(stream: string): string {
+    return deadLetterKey(stream);
+  }
+
+  /** Closes every loop and connection without waiting for handlers (the App drains first). */
+  async close(): Promise<void> {
+    const loops: Promise<unknown>[] = [];
+    for (const i of this.#instances) {
+      i.rpc.close();
+      loops.push(i.rpc.stop(), i.push.close());
+    }
+    for (const c of this.#subs) loops.push(c.close());
+    this.#instances.clear();
+    this.#subs.clear();
+    await Promise.all(loops);
+    this.#rpcClient?.close();
+    for (const c of this.#conns) disconnect(c);
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * Keys and channels of the redis transport, always prefixed `fan.{cluster}.` so clusters never
+ * collide. Every key of one service carries the service name as a Redis Cluster hash tag
+ * (`{retail.wines.PublicWines}`), so the multi-key scripts and transactions of a service
+ * land on one slot.
+ */
+import { Code, FanError } from "../../errors.js";
+
+/** What a redis endpoint (`redis://{cluster}/{service}/{version}`) addresses. */
+export interface RedisAddress {
+  readonly cluster: string;
+  readonly service: string;
+  readonly version: string;
+}
+
+/** The endpoint an instance of `service@version` advertises in discovery. */
+export function formatEndpoint(a: RedisAddress): string {
+  return `redis://${encodeURIComponent(a.cluster)}/${encodeURIComponent(a.service)}/${encodeURIComponent(a.version)}`;
+}
+
+/** Parses an endpoint written by `formatEndpoint`; UNAVAILABLE when it is not one. */
+export function parseEndpoint(endpoint: string): RedisAddress {
+  const m = /^redis:\/\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(endpoint);
+  if (m === null) throw new FanError(Code.UNAVAILABLE, `not a redis endpoint: ${endpoint}`);
+  return { cluster: decodeURIComponent(m[1] as string), service: decodeURIComponent(m[2] as string), version: decodeURIComponent(m[3] as string) };
+}
+
+function base(cluster: string, service: string): string {
+  return `fan.${cluster}.{${service}}`;
+}
+
+/** The list of rpc requests of one exact service version. */
+export function rpcKey(a: RedisAddress): string {
+  return `${base(a.cluster, a.service)}.rpc.${a.version}`;
+}
+
+/** Sorted set of live instances of a version (member: instance id, score: expiry in Redis time). */
+export function aliveKey(a: RedisAddress): string {
+  return `${base(a.cluster, a.service)}.alive.${a.version}`;
+}
+
+/** The push stream of one service major version (pushes survive minor upgrades). */
+export function pushKey(a: RedisAddress): string {
+  return `${base(a.cluster, a.service)}.push.v${a.version.split(".")[0] ?? a.version}`;
+}
+
+/** The stream of one event of a service. */
+export function eventKey(cluster: string, service: string, event: string): string {
+  return `${base(cluster, service)}.event.${event}`;
+}
+
+/** The dead-letter stream of a stream. */
+export function deadLetterKey(stream: string): string {
+  return `${stream}.dlq`;
+}
+
+/** The consumer group of pushes (every instance of the service reads in it). */
+export const PUSH_GROUP = "workers";
+
+/** The consumer group of a subscription: per subscribing service, or per instance when broadcast. */
+export function subscriptionGroup(sub: { group: string; instanceId: string; broadcast: boolean }): string {
+  return sub.broadcast ? `${sub.group}#${sub.instanceId}` : sub.group;
+}
+
+/** The pub/sub channel one client's replies arrive on. */
+export function replyChannel(cluster: string, clientId: string): string {
+  return `fan.${cluster}.reply.${clientId}`;
+}
+
+/** The pub/sub channel that carries cancellations to the servers of a version. */
+export function cancelChannel(a: RedisAddress): string {
+  return `fan.${a.cluster}.cancel.${a.service}.${a.version}`;
+}

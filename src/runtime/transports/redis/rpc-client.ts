@@ -1,0 +1,166 @@
+/**
+ * The calling side of redis rpc. A call is one script run: it checks that some instance of
+ * the version is alive (a sorted set the servers refresh) and LPUSHes the request onto the
+ * version's list, so a call to a version nobody serves fails at once with UNAVAILABLE and
+ * leaves nothing behind. Replies come back on this client's own pub/sub channel, matched by
+ * correlation id; a cancelled call is announced on the version's cancel channel.
+ *
+ * Request frame: `{corr}\n{replyChannel}\n{envelope JSON}`. Reply frame: `{corr}\n{envelope JSON}`.
+ */
+import { randomBytes } from "node:crypto";
+import type { Logger } from "pino";
+import { deadlines, type Expirable } from "../../deadlines.js";
+import { Code, FanError } from "../../errors.js";
+import type { Envelope, SendOptions } from "../../transport.js";
+import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
+import { disconnect, notSent, ready, type RedisClient, unavailable } from "./clients.js";
+import { aliveKey, cancelChannel, parseEndpoint, replyChannel, rpcKey, type RedisAddress } from "./names.js";
+
+/** LPUSH the request when an instance of the version is alive; 0 when none is. */
+const CALL_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZCOUNT', KEYS[2], now, '+inf') == 0 then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[1])
+return 1`;
+
+/** Name of the script command defined on the shared connection. */
+export const CALL_COMMAND = "fanRpcCall";
+
+interface Pending extends Expirable {
+  settle(result: Envelope | FanError): void;
+}
+
+/** Splits `{corr}\n{rest}`; undefined when there is no header line. */
+export function splitLine(buf: Buffer, max = 512): [string, Buffer] | undefined {
+  const i = buf.indexOf(10);
+  if (i <= 0 || i > max) return undefined;
+  return [buf.toString("latin1", 0, i), buf.subarray(i + 1)];
+}
+
+/** Sends calls and matches the replies arriving on this client's channel. */
+export class RedisRpcClient {
+  readonly #pending = new Map<string, Pending>();
+  readonly #prefix = randomBytes(6).toString("hex");
+  readonly #channel: string;
+  #seq = 0;
+  #subscribed: Promise<void> | undefined;
+
+  constructor(
+    private readonly cmd: RedisClient,
+    private readonly sub: RedisClient,
+    cluster: string,
+    private readonly log: Logger,
+    private readonly maxBytes: number,
+  ) {
+    this.#channel = replyChannel(cluster, this.#prefix);
+    cmd.defineCommand(CALL_COMMAND, { lua: CALL_SCRIPT, numberOfKeys: 2 });
+    sub.on("messageBuffer", (channel: Buffer, message: Buffer) => this.#onReply(channel, message));
+    sub.on("close", () => this.#onLost());
+  }
+
+  /** Subscribes to the reply channel (again after every reconnection), bounded by `deadline`. */
+  async #ensureSubscribed(deadline: number, signal: AbortSignal): Promise<void> {
+    for (;;) {
+      await ready(this.sub, deadline, signal);
+      this.#subscribed ??= this.sub.subscribe(this.#channel).then(() => undefined);
+      try {
+        await this.#subscribed;
+        return;
+      } catch (e) {
+        this.#subscribed = undefined;
+        if (!notSent(e) || deadline <= Date.now()) throw unavailable("redis reply channel not subscribed", e);
+      }
+    }
+  }
+
+  /** Sends `env` to the version's request list; resolves with the reply or error envelope. */
+  async call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
+    const addr = parseEndpoint(endpoint);
+    if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "cancelled");
+    const json = encodeEnvelope(withDeadline(env, opts.deadline));
+    if (json.length > this.maxBytes) {
+      throw new FanError(Code.RESOURCE_EXHAUSTED, `call of ${json.length} bytes exceeds the limit of ${this.maxBytes}`);
+    }
+    await this.#ensureSubscribed(opts.deadline, opts.signal);
+    const corr = `${this.#prefix}.${++this.#seq}`;
+    const frame = Buffer.concat([Buffer.from(`${corr}\n${this.#channel}\n`, "latin1"), json]);
+    const reply = this.#await(corr, addr, opts);
+    this.#send(addr, corr, frame, opts).catch((e: unknown) => this.#pending.get(corr)?.settle(FanError.from(e, Code.UNAVAILABLE)));
+    return reply;
+  }
+
+  #await(corr: string, addr: RedisAddress, opts: SendOptions): Promise<Envelope> {
+    return new Promise<Envelope>((resolve, reject) => {
+      const finite = Number.isFinite(opts.deadline);
+      const onAbort = (): void => {
+        p.settle(new FanError(Code.CANCELLED, "cancelled"));
+        this.#sendCancel(addr, corr);
+      };
+      const p: Pending = {
+        bucket: 0,
+        expire: () => p.settle(new FanError(Code.DEADLINE_EXCEEDED, `no reply from ${addr.service} before the deadline`)),
+        settle: (result) => {
+          if (!this.#pending.delete(corr)) return;
+          if (finite) deadlines.remove(p);
+          opts.signal.removeEventListener("abort", onAbort);
+          if (result instanceof FanError) reject(result);
+          else resolve(result);
+        },
+      };
+      this.#pending.set(corr, p);
+      if (finite) deadlines.add(p, opts.deadline);
+      opts.signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  /** Runs the call script, waiting for Redis (bounded by the deadline) while it is away. */
+  async #send(addr: RedisAddress, corr: string, frame: Buffer, opts: SendOptions): Promise<void> {
+    const run = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<number>>)[CALL_COMMAND] as (...a: unknown[]) => Promise<number>;
+    for (;;) {
+      if (!this.#pending.has(corr)) return;
+      await ready(this.cmd, opts.deadline, opts.signal);
+      try {
+        const accepted = await run.call(this.cmd, rpcKey(addr), aliveKey(addr), frame);
+        if (accepted === 0) throw new FanError(Code.UNAVAILABLE, `no live instance of ${addr.service}@${addr.version} on redis`);
+        return;
+      } catch (e) {
+        if (FanError.is(e) || !notSent(e) || opts.deadline <= Date.now()) throw unavailable("redis call not sent", e);
+      }
+    }
+  }
+
+  #sendCancel(addr: RedisAddress, corr: string): void {
+    this.cmd.publish(cancelChannel(addr), `${this.#channel} ${corr}`).catch((e: unknown) => this.log.debug({ err: (e as Error).message }, "redis cancel not sent"));
+  }
+
+  #onReply(channel: Buffer, message: Buffer): void {
+    if (channel.toString("latin1") !== this.#channel) return;
+    const parts = splitLine(message);
+    const p = parts === undefined ? undefined : this.#pending.get(parts[0]);
+    if (p === undefined || parts === undefined) return;
+    try {
+      p.settle(decodeEnvelope(parts[1], { maxBytes: this.maxBytes }));
+    } catch (e) {
+      p.settle(FanError.from(e));
+    }
+  }
+
+  /** The reply connection dropped: replies published meanwhile are lost, so pending calls fail. */
+  #onLost(): void {
+    this.#subscribed = undefined;
+    for (const p of [...this.#pending.values()]) p.settle(new FanError(Code.UNAVAILABLE, "redis connection lost while the call was in flight"));
+  }
+
+  /** Fails every pending call and closes the reply connection. */
+  close(): void {
+    for (const p of [...this.#pending.values()]) p.settle(new FanError(Code.UNAVAILABLE, "redis transport closed"));
+    disconnect(this.sub);
+  }
+}
+
+/** The envelope with the send deadline in its headers, so the server sees the caller's budget. */
+export function withDeadline(env: Envelope, deadline: number): Envelope {
+  if (!Number.isFinite(deadline) || env.headers.deadline === deadline) return env;
+  return { ...env, headers: { ...env.headers, deadline } };
+}

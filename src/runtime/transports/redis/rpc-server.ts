@@ -1,0 +1,199 @@
+/**
+ * The serving side of redis rpc: a loop on a dedicated connection pops requests from the
+ * version's list in batches (RPOP with a count, BRPOP when idle), bounded by `maxInFlight`;
+ * replies go to the caller's channel. The instance keeps itself in the version's alive set
+ * while it serves, and listens on the cancel channel for calls it is running.
+ */
+import type { Logger } from "pino";
+import type { ServiceDescriptor } from "../../descriptor.js";
+import { Code, FanError } from "../../errors.js";
+import type { Envelope, Inbound } from "../../transport.js";
+import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
+import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
+import { aliveKey, cancelChannel, rpcKey, type RedisAddress } from "./names.js";
+import { splitLine } from "./rpc-client.js";
+
+/** ZADD this instance with an expiry in Redis time and drop expired ones. */
+const ALIVE_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return 1`;
+
+const ALIVE_COMMAND = "fanRpcAlive";
+
+/** Server-side tuning. */
+export interface RpcServerOptions {
+  readonly batch: number;
+  readonly maxInFlight: number;
+  readonly blockMs: number;
+  readonly aliveTtlMs: number;
+  readonly maxBytes: number;
+  readonly log: Logger;
+}
+
+interface Request {
+  readonly corr: string;
+  readonly channel: string;
+  readonly json: Buffer;
+}
+
+/** Parses a request frame; undefined when it has no reply address. */
+function parseRequest(item: Buffer): Request | undefined {
+  const first = splitLine(item);
+  if (first === undefined) return undefined;
+  const second = splitLine(first[1]);
+  if (second === undefined) return undefined;
+  return { corr: first[0], channel: second[0], json: second[1] };
+}
+
+/** One served instance's rpc side. */
+export class RedisRpcServer {
+  readonly #addr: RedisAddress;
+  readonly #inFlight = new Map<string, AbortController>();
+  readonly #log: Logger;
+  #stopped = false;
+  #loop: Promise<void> | undefined;
+  #aliveTimer: NodeJS.Timeout | undefined;
+  #slot: (() => void) | undefined;
+
+  constructor(
+    private readonly cmd: RedisClient,
+    private readonly blk: RedisClient,
+    private readonly sub: RedisClient,
+    cluster: string,
+    private readonly service: ServiceDescriptor,
+    private readonly instanceId: string,
+    private readonly inbound: Inbound,
+    private readonly opts: RpcServerOptions,
+  ) {
+    this.#addr = { cluster, service: service.name, version: service.version };
+    this.#log = opts.log.child({ service: service.name, instanceId });
+    cmd.defineCommand(ALIVE_COMMAND, { lua: ALIVE_SCRIPT, numberOfKeys: 1 });
+  }
+
+  /** Announces the instance, subscribes to cancellations and starts popping requests. */
+  async start(deadline: number): Promise<void> {
+    await Promise.all([ready(this.cmd, deadline), ready(this.sub, deadline), ready(this.blk, deadline)]);
+    await this.sub.subscribe(cancelChannel(this.#addr));
+    this.sub.on("message", (channel: string, message: string) => this.#onCancel(channel, message));
+    this.sub.on("ready", () => void this.sub.subscribe(cancelChannel(this.#addr)).catch(() => undefined));
+    await this.#alive();
+    this.#aliveTimer = setInterval(() => void this.#alive().catch(() => undefined), Math.max(50, Math.floor(this.opts.aliveTtlMs / 3)));
+    this.#loop = this.#run();
+  }
+
+  #alive(): Promise<unknown> {
+    const run = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[ALIVE_COMMAND] as (...a: unknown[]) => Promise<unknown>;
+    return run.call(this.cmd, aliveKey(this.#addr), this.instanceId, this.opts.aliveTtlMs);
+  }
+
+  #onCancel(channel: string, message: string): void {
+    if (channel !== cancelChannel(this.#addr)) return;
+    this.#inFlight.get(message)?.abort();
+  }
+
+  async #run(): Promise<void> {
+    const key = rpcKey(this.#addr);
+    while (!this.#stopped) {
+      try {
+        if (!isReady(this.blk)) await ready(this.blk, Date.now() + this.opts.blockMs);
+        await this.#capacity();
+        if (this.#stopped) break;
+        const room = Math.min(this.opts.batch, this.opts.maxInFlight - this.#inFlight.size);
+        let items = (await send(this.blk, "RPOP", [key, room], true)) as Buffer[] | null;
+        if (items === null) {
+          const got = (await send(this.blk, "BRPOP", [key, this.opts.blockMs / 1000], true)) as [Buffer, Buffer] | null;
+          items = got === null ? [] : [got[1]];
+        }
+        for (const item of items) this.#handle(item);
+      } catch (e) {
+        if (!this.#stopped) await this.#pause(e);
+      }
+    }
+  }
+
+  async #pause(e: unknown): Promise<void> {
+    if (isReady(this.blk)) this.#log.warn({ err: (e as Error).message }, "redis rpc loop error");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  #capacity(): Promise<void> {
+    if (this.#inFlight.size < this.opts.maxInFlight) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#slot = resolve;
+    });
+  }
+
+  #handle(item: Buffer): void {
+    const req = parseRequest(item);
+    if (req === undefined) {
+      this.#log.warn({ bytes: item.length }, "redis rpc request without a reply address dropped");
+      return;
+    }
+    let env: Envelope;
+    try {
+      env = decodeEnvelope(req.json, { maxBytes: this.opts.maxBytes });
+      if (env.kind !== "call") throw new FanError(Code.INVALID_ARGUMENT, `expected a call, got a ${env.kind}`);
+      if (env.service !== this.service.name) throw new FanError(Code.NOT_FOUND, `service ${env.service} is not served here (this list serves ${this.service.name})`);
+    } catch (e) {
+      const err = FanError.from(e, Code.INVALID_ARGUMENT);
+      if (err.code !== Code.NOT_FOUND) this.#log.warn({ err: err.message, channel: req.channel }, "undecodable redis call");
+      this.#reply(req, errorEnvelope(req.corr, undefined, err));
+      return;
+    }
+    this.#dispatch(req, env);
+  }
+
+  #dispatch(req: Request, env: Envelope): void {
+    const key = `${req.channel} ${req.corr}`;
+    const ac = new AbortController();
+    this.#inFlight.set(key, ac);
+    const done = (reply: Envelope): void => {
+      this.#inFlight.delete(key);
+      this.#slot?.();
+      this.#slot = undefined;
+      this.#reply(req, reply);
+    };
+    this.inbound.call(env, ac.signal).then(done, (e: unknown) => done(errorEnvelope(env.id, env, FanError.from(e))));
+  }
+
+  #reply(req: Request, reply: Envelope): void {
+    let json = encodeEnvelope(reply);
+    if (json.length > this.opts.maxBytes) {
+      const e = new FanError(Code.RESOURCE_EXHAUSTED, `reply of ${json.length} bytes exceeds the limit of ${this.opts.maxBytes}`);
+      json = encodeEnvelope(errorEnvelope(reply.id, reply, e));
+    }
+    const frame = Buffer.concat([Buffer.from(`${req.corr}\n`, "latin1"), json]);
+    this.cmd.publish(req.channel, frame).catch((e: unknown) => this.#log.warn({ err: (e as Error).message }, "redis reply not sent"));
+  }
+
+  /** Stops popping requests and leaves the alive set; calls in flight still get their replies. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#aliveTimer !== undefined) clearInterval(this.#aliveTimer);
+    this.#slot?.();
+    await this.cmd.zrem(aliveKey(this.#addr), this.instanceId).catch(() => undefined);
+    await unblock(this.cmd, this.blk);
+    await this.#loop;
+    disconnect(this.blk);
+  }
+
+  /** Calls whose handler has not answered yet. */
+  get busy(): number {
+    return this.#inFlight.size;
+  }
+
+  /** Aborts calls still running (the transport is closing). */
+  close(): void {
+    for (const ac of this.#inFlight.values()) ac.abort();
+  }
+}
+
+/** An error envelope answering `env` (or an undecodable request, when undefined). */
+export function errorEnvelope(id: string, env: Envelope | undefined, e: FanError): Envelope {
+  return { v: 1, id, kind: "error", service: env?.service ?? "", method: env?.method ?? "", headers: {}, payload: { code: e.code, message: e.message } };
+}

@@ -1,0 +1,280 @@
+/**
+ * A consumer-group reader of one stream, for pushes and event subscriptions. Entries are read
+ * with XREADGROUP on a dedicated blocking connection, bounded by `prefetch`; an entry is
+ * XACKed (and, for pushes, XDELed) only when its handler resolved. A failed entry is claimed
+ * again after a backoff (XCLAIM, which counts the delivery); entries of a consumer that died
+ * are taken over with XAUTOCLAIM once idle for `claimIdleMs`, while a live consumer keeps its
+ * slow entries fresh. After `maxDeliveries` an entry moves to the dead-letter stream, in one
+ * MULTI with its XACK, so it is never lost. Entry fields: `e` = the envelope JSON.
+ */
+import type { Logger } from "pino";
+import { Code, FanError } from "../../errors.js";
+import type { Envelope } from "../../transport.js";
+import { decodeEnvelope } from "../../wire.js";
+import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
+import { deadLetterKey } from "./names.js";
+
+/** One stream and how to read it. */
+export interface StreamSpec {
+  readonly key: string;
+  readonly group: string;
+  readonly consumer: string;
+  /** Where a new group starts: "0" (every entry, pushes) or "$" (only new ones, subscriptions). */
+  readonly startId: "0" | "$";
+  /** XDEL after XACK (only when this is the stream's one group). */
+  readonly deleteOnAck: boolean;
+  readonly maxDeliveries: number;
+  readonly prefetch: number;
+  readonly blockMs: number;
+  readonly claimIdleMs: number;
+  readonly retryDelayMs: number;
+  readonly maxBytes: number;
+  readonly log: Logger;
+}
+
+type Entry = readonly [id: string, fields: readonly Buffer[] | null];
+
+/** Entries of an XREADGROUP / XCLAIM / XAUTOCLAIM reply, ids as strings. */
+export function parseEntries(raw: unknown): Entry[] {
+  if (!Array.isArray(raw)) return [];
+  return raw.map((e) => {
+    const [id, fields] = e as [Buffer, Buffer[] | null];
+    return [id.toString("latin1"), Array.isArray(fields) ? fields : null] as const;
+  });
+}
+
+/** The value of `name` in a flat field list. */
+export function field(fields: readonly Buffer[] | null, name: string): Buffer | undefined {
+  if (fields === null) return undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) if ((fields[i] as Buffer).toString("latin1") === name) return fields[i + 1];
+  return undefined;
+}
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Reads a stream in a consumer group and hands each entry to `deliver`. */
+export class StreamConsumer {
+  readonly #inFlight = new Set<string>();
+  readonly #dlq: string;
+  #stopped = false;
+  #loop: Promise<void> | undefined;
+  #slot: (() => void) | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #lastClaim = 0;
+  #cursor = "0-0";
+
+  constructor(
+    private readonly cmd: RedisClient,
+    private readonly blk: RedisClient,
+    private readonly spec: StreamSpec,
+    private readonly deliver: (env: Envelope) => Promise<void>,
+  ) {
+    this.#dlq = deadLetterKey(spec.key);
+  }
+
+  /** Creates the group if needed and starts reading; resolves once the group exists. */
+  async start(deadline: number): Promise<void> {
+    await Promise.all([ready(this.cmd, deadline), ready(this.blk, deadline)]);
+    await this.#ensureGroup(this.spec.startId);
+    const beat = Math.max(50, Math.floor(this.spec.claimIdleMs / 3));
+    this.#heartbeat = setInterval(() => void this.#touch(), beat);
+    this.#loop = this.#run();
+  }
+
+  async #ensureGroup(id: "0" | "$"): Promise<void> {
+    try {
+      await send(this.cmd, "XGROUP", ["CREATE", this.spec.key, this.spec.group, id, "MKSTREAM"]);
+    } catch (e) {
+      if (!/BUSYGROUP/.test(message(e))) throw e;
+    }
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopped) {
+      try {
+        if (!isReady(this.blk)) await ready(this.blk, Date.now() + this.spec.blockMs);
+        await this.#capacity();
+        if (this.#stopped) break;
+        if (Date.now() - this.#lastClaim >= Math.min(this.spec.claimIdleMs / 2, 5000)) await this.#claim();
+        await this.#read();
+      } catch (e) {
+        if (this.#stopped) break;
+        await this.#recover(e);
+      }
+    }
+  }
+
+  async #read(): Promise<void> {
+    const room = this.spec.prefetch - this.#inFlight.size;
+    if (room <= 0) return;
+    const s = this.spec;
+    const raw = await send(this.blk, "XREADGROUP", ["GROUP", s.group, s.consumer, "COUNT", room, "BLOCK", s.blockMs, "STREAMS", s.key, ">"], true);
+    if (!Array.isArray(raw)) return;
+    for (const [, entries] of raw as [Buffer, unknown][]) for (const e of parseEntries(entries)) this.#handle(e, 1);
+  }
+
+  async #recover(e: unknown): Promise<void> {
+    if (/NOGROUP/.test(message(e))) {
+      this.spec.log.warn({ stream: this.spec.key, group: this.spec.group }, "redis consumer group missing (Redis restarted without its data?); creating it again");
+      await this.#ensureGroup("0").catch(() => undefined);
+      return;
+    }
+    if (isReady(this.blk) && isReady(this.cmd)) this.spec.log.warn({ stream: this.spec.key, err: message(e) }, "redis stream read failed");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  #capacity(): Promise<void> {
+    if (this.#inFlight.size < this.spec.prefetch) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#slot = resolve;
+    });
+  }
+
+  #release(id: string): void {
+    this.#inFlight.delete(id);
+    this.#slot?.();
+    this.#slot = undefined;
+  }
+
+  /** Takes over entries other consumers left idle for `claimIdleMs`, with their delivery counts. */
+  async #claim(): Promise<void> {
+    this.#lastClaim = Date.now();
+    const s = this.spec;
+    const room = s.prefetch - this.#inFlight.size;
+    if (room <= 0) return;
+    const raw = (await send(this.cmd, "XAUTOCLAIM", [s.key, s.group, s.consumer, s.claimIdleMs, this.#cursor, "COUNT", room], true)) as [Buffer, unknown];
+    this.#cursor = raw[0].toString("latin1");
+    const entries = parseEntries(raw[1]).filter(([id]) => !this.#inFlight.has(id));
+    if (entries.length === 0) return;
+    const counts = await this.#counts(entries);
+    for (const e of entries) {
+      const n = counts.get(e[0]) ?? 2;
+      if (e[1] === null) void this.#settle(e[0], "deleted");
+      else if (n > s.maxDeliveries) void this.#deadLetter(e, `not acknowledged after ${n - 1} deliveries`);
+      else this.#handle(e, n);
+    }
+  }
+
+  async #counts(entries: Entry[]): Promise<Map<string, number>> {
+    const s = this.spec;
+    const first = (entries[0] as Entry)[0];
+    const last = (entries[entries.length - 1] as Entry)[0];
+    const rows = (await send(this.cmd, "XPENDING", [s.key, s.group, first, last, entries.length + 16, s.consumer])) as [string, string, number, number][];
+    return new Map(rows.map((r) => [r[0], Number(r[3])]));
+  }
+
+  #handle(entry: Entry, attempt: number): void {
+    const [id, fields] = entry;
+    let env: Envelope;
+    try {
+      const raw = field(fields, "e");
+      if (raw === undefined) throw new FanError(Code.INVALID_ARGUMENT, "stream entry without an `e` field");
+      env = decodeEnvelope(raw, { maxBytes: this.spec.maxBytes });
+    } catch (e) {
+      this.spec.log.warn({ stream: this.spec.key, id, err: message(e) }, "undecodable redis stream entry dead-lettered");
+      void this.#deadLetter(entry, `undecodable: ${message(e)}`);
+      return;
+    }
+    this.#inFlight.add(id);
+    this.deliver({ ...env, headers: { ...env.headers, attempt } }).then(
+      () => this.#settle(id, "ack"),
+      (e: unknown) => this.#failed(entry, env, attempt, e),
+    );
+  }
+
+  #failed(entry: Entry, env: Envelope, attempt: number, e: unknown): void {
+    const log = { stream: this.spec.key, id: entry[0], method: env.method, attempt, err: message(e) };
+    if (attempt >= this.spec.maxDeliveries) {
+      this.spec.log.warn(log, `delivery failed ${attempt} times; dead-lettered`);
+      void this.#deadLetter(entry, `failed ${attempt} times: ${message(e)}`);
+      return;
+    }
+    this.spec.log.info(log, "delivery failed; redelivering");
+    const delay = Math.min(30_000, this.spec.retryDelayMs * 2 ** (attempt - 1));
+    setTimeout(() => void this.#again(entry[0], attempt), delay);
+  }
+
+  /** Claims a failed entry back (counting the delivery) and handles it again. */
+  async #again(id: string, attempt: number): Promise<void> {
+    if (this.#stopped) return this.#release(id);
+    try {
+      const s = this.spec;
+      const entries = parseEntries(await send(this.cmd, "XCLAIM", [s.key, s.group, s.consumer, 0, id], true));
+      this.#release(id);
+      const e = entries[0];
+      if (e !== undefined && e[1] !== null) this.#handle(e, attempt + 1);
+    } catch {
+      this.#release(id);
+    }
+  }
+
+  /** XACKs (and maybe XDELs) an entry, trying again once Redis is back if it is away. */
+  async #settle(id: string, why: "ack" | "deleted"): Promise<void> {
+    const s = this.spec;
+    const cmds: unknown[][] = [["xack", s.key, s.group, id]];
+    if (s.deleteOnAck && why === "ack") cmds.push(["xdel", s.key, id]);
+    await this.#exec(cmds, `xack ${id}`);
+    this.#release(id);
+  }
+
+  /** Moves an entry to the dead-letter stream and acknowledges it, atomically. */
+  async #deadLetter(entry: Entry, reason: string): Promise<void> {
+    const s = this.spec;
+    const [id, fields] = entry;
+    this.#inFlight.add(id);
+    const cmds: unknown[][] = [
+      ["xadd", this.#dlq, "*", "e", field(fields, "e") ?? "", "reason", reason, "source", id, "group", s.group],
+      ["xack", s.key, s.group, id],
+    ];
+    if (s.deleteOnAck) cmds.push(["xdel", s.key, id]);
+    await this.#exec(cmds, `dead-letter ${id}`);
+    this.#release(id);
+  }
+
+  async #exec(cmds: unknown[][], what: string): Promise<void> {
+    for (let tries = 0; tries < 2; tries++) {
+      try {
+        await this.cmd.multi(cmds).exec();
+        return;
+      } catch (e) {
+        if (tries === 0) await ready(this.cmd, Date.now() + 30_000).catch(() => undefined);
+        else this.spec.log.warn({ stream: this.spec.key, err: message(e) }, `redis ${what} failed; the entry will be delivered again`);
+      }
+    }
+  }
+
+  /** Keeps entries in our handlers from looking idle, so nobody claims them. */
+  async #touch(): Promise<void> {
+    if (this.#inFlight.size === 0 || !isReady(this.cmd)) return;
+    const s = this.spec;
+    await send(this.cmd, "XCLAIM", [s.key, s.group, s.consumer, 0, ...this.#inFlight, "JUSTID"]).catch(() => undefined);
+  }
+
+  /** Stops reading (entries in handlers still get acknowledged). */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#slot?.();
+    await unblock(this.cmd, this.blk);
+    await this.#loop;
+  }
+
+  /** Entries in handlers or waiting to be retried. */
+  get busy(): number {
+    return this.#inFlight.size;
+  }
+
+  /** Stops, and hands entries still in handlers to the other consumers at once. */
+  async close(): Promise<void> {
+    if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
+    const s = this.spec;
+    const held = [...this.#inFlight];
+    const release = held.length === 0 || !isReady(this.cmd)
+      ? Promise.resolve()
+      : send(this.cmd, "XCLAIM", [s.key, s.group, s.consumer, 0, ...held, "IDLE", s.claimIdleMs * 2 + 1000, "JUSTID"]).catch(() => undefined);
+    await Promise.all([this.stop(), release]);
+    disconnect(this.blk);
+  }
+}

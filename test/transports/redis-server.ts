@@ -1,0 +1,107 @@
+/**
+ * Redis helpers for the redis tests: raw access to keys and streams, cleanup of everything a
+ * run created, and a private redis-server on its own port for the restart tests (the shared
+ * one is never restarted or flushed).
+ */
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { Redis } from "ioredis";
+import { reachable } from "./amqp-broker.js";
+
+const run = promisify(execFile);
+
+/** The shared server every test talks to. */
+export const REDIS_URL = process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379";
+
+/** Runs a short piece of work on a throwaway connection. */
+export async function withRedis<T>(fn: (r: Redis) => Promise<T>, url = REDIS_URL): Promise<T> {
+  const r = new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: true });
+  r.on("error", () => undefined);
+  try {
+    await r.connect();
+    return await fn(r);
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** Deletes every key matching `pattern` (a test run's cluster prefix, e.g. `fan.conf-123*`). */
+export function deleteKeys(pattern: string, url = REDIS_URL): Promise<number> {
+  return withRedis(async (r) => {
+    let cursor = "0";
+    let n = 0;
+    do {
+      const [next, keys] = await r.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+      cursor = next;
+      if (keys.length > 0) n += await r.del(...keys);
+    } while (cursor !== "0");
+    return n;
+  }, url);
+}
+
+/** Every entry of a stream as `[id, field → value]`. */
+export function readStream(key: string, url = REDIS_URL): Promise<[string, Record<string, string>][]> {
+  return withRedis(async (r) => {
+    const rows = await r.xrange(key, "-", "+");
+    return rows.map(([id, flat]) => {
+      const o: Record<string, string> = {};
+      for (let i = 0; i + 1 < flat.length; i += 2) o[flat[i] as string] = flat[i + 1] as string;
+      return [id, o];
+    });
+  }, url);
+}
+
+/** A redis-server of our own on a free port, with an append-only file fsynced on every write. */
+export class PrivateRedis {
+  readonly port: number;
+  readonly url: string;
+  readonly #dir: string;
+
+  constructor() {
+    this.port = 20_000 + Math.floor(Math.random() * 20_000);
+    this.url = `redis://127.0.0.1:${this.port}`;
+    this.#dir = mkdtempSync(join(tmpdir(), "fan-redis-"));
+  }
+
+  /** Starts (or restarts, reloading its append-only file) the server. */
+  async start(timeoutMs = 20_000): Promise<void> {
+    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always"];
+    await run("redis-server", [...args, "--daemonize", "yes", "--dir", this.#dir, "--pidfile", join(this.#dir, "pid"), "--logfile", join(this.#dir, "log")]);
+    const end = Date.now() + timeoutMs;
+    while (!(await this.#answers())) {
+      if (Date.now() > end) throw new Error(`private redis-server did not answer on ${this.port} within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async #answers(): Promise<boolean> {
+    if (!(await reachable("127.0.0.1", this.port, 300))) return false;
+    return withRedis(async (r) => (await r.ping()) === "PONG", this.url).catch(() => false);
+  }
+
+  /** Kills the server at once (SIGKILL: no shutdown save; the append-only file has every acknowledged write). */
+  async kill(): Promise<void> {
+    let pid: number;
+    try {
+      pid = Number(readFileSync(join(this.#dir, "pid"), "utf8").trim());
+    } catch {
+      return;
+    }
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      return;
+    }
+    while (await reachable("127.0.0.1", this.port, 200)) await new Promise((r) => setTimeout(r, 20));
+    rmSync(join(this.#dir, "pid"), { force: true });
+  }
+
+  /** Kills the server and removes its files. */
+  async destroy(): Promise<void> {
+    await this.kill();
+    rmSync(this.#dir, { recursive: true, force: true });
+  }
+}
