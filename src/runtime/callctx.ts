@@ -41,9 +41,9 @@ export function currentContext(): Inherited | undefined {
   return storage.getStore();
 }
 
-/** Runs `fn` with `ctx` as the current context. */
-export function runInContext<R>(ctx: Inherited, fn: () => R): R {
-  return storage.run(ctx, fn);
+/** Runs `fn(...args)` with `ctx` as the current context. */
+export function runInContext<A extends unknown[], R>(ctx: Inherited, fn: (...args: A) => R, ...args: A): R {
+  return storage.run(ctx, fn, ...args);
 }
 
 /** The traceparent of a call made at the edge (no current context): a new trace. */

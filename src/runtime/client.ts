@@ -20,9 +20,12 @@ import type {
 import type { InstanceSet, StrategyName } from "./discovery/types.js";
 import { Code, FanError } from "./errors.js";
 import { fromWireError } from "./error-wire.js";
+import { edgeTraceparent } from "./callctx.js";
 import { nextEnvelopeId } from "./ids.js";
 import { chain, deadlineInterceptor, traceInterceptor, type Interceptor, type Next, type OutgoingRequest } from "./interceptors.js";
+import { PendingCall } from "./pending.js";
 import { Route, checkRange, type RouteHost, type Target } from "./route.js";
+import { LocalTransport } from "./transports/local/index.js";
 import type { Envelope, SendOptions } from "./transport.js";
 
 /** Options of `app.client(def, opts)`. */
@@ -68,12 +71,15 @@ export class Caller implements ClientCaller {
   readonly #plans = new Map<string, MethodPlan>();
   #route: Route | undefined;
   #routing: Promise<Route> | undefined;
+  /** Track in-flight calls per instance (only the p2c strategy reads them). */
+  readonly #countInFlight: boolean;
 
   constructor(host: ClientHost, service: ServiceDescriptor, opts: ClientOptions = {}) {
     checkRange(opts.version);
     this.#host = host;
     this.#service = service;
     this.#opts = opts;
+    this.#countInFlight = opts.strategy === "p2c";
     const interceptors = [traceInterceptor, deadlineInterceptor, ...host.interceptors, ...(opts.interceptors ?? [])];
     for (const m of Object.values(service.methods)) {
       const plan: MethodPlan = {
@@ -121,12 +127,44 @@ export class Caller implements ClientCaller {
     return new FanError(Code.UNIMPLEMENTED, `${this.#service.name} has no ${kind} ${name}`);
   }
 
-  async #send(plan: MethodPlan, req: OutgoingRequest): Promise<unknown> {
-    const route = this.#route ?? (await this.#routeReady());
-    const shardKey = plan.desc.shard === undefined ? undefined : shardKeyOf(req.input, plan.desc.shard);
-    if (shardKey !== undefined) req.headers.shard = shardKey;
-    const target = route.pick(shardKey, req.opts?.transport);
-    const env: Envelope = {
+  #send(plan: MethodPlan, req: OutgoingRequest): Promise<unknown> {
+    const route = this.#route;
+    if (route === undefined) return this.#routeReady().then(() => this.#send(plan, req));
+    let target: Target;
+    let env: Envelope;
+    try {
+      const shardKey = plan.desc.shard === undefined ? undefined : shardKeyOf(req.input, plan.desc.shard);
+      if (shardKey !== undefined) req.headers.shard = shardKey;
+      target = route.pick(shardKey, req.opts?.transport);
+      env = this.#envelope(plan, req, target.values);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const release = this.#countInFlight ? this.#host.acquire(target.info.instanceId) : undefined;
+    return new Promise((resolve, reject) => {
+      const pending = new PendingCall(req, release === undefined ? resolve : settled(release, resolve), release === undefined ? reject : settled(release, reject));
+      if (req.kind === "call" && target.values && target.transport instanceof LocalTransport) {
+        target.transport.callValue(target.endpoint, env, req.signal ?? NEVER, pending);
+        return;
+      }
+      const sendOpts: SendOptions = { signal: req.signal ?? NEVER, deadline: req.deadline };
+      const sent: Promise<Envelope | void> = req.kind === "push" ? target.transport.push(target.endpoint, env, sendOpts) : target.transport.call(target.endpoint, env, sendOpts);
+      sent.then(
+        (reply) => {
+          try {
+            pending.ok(reply === undefined ? undefined : this.#unwrap(plan, reply, target.values));
+          } catch (e) {
+            pending.fail(e);
+          }
+        },
+        (e: unknown) => pending.fail(FanError.from(e, Code.UNAVAILABLE)),
+      );
+    });
+  }
+
+  #envelope(plan: MethodPlan, req: OutgoingRequest, values: boolean): Envelope {
+    if (!values && req.headers.traceparent === undefined) req.headers.traceparent = edgeTraceparent();
+    return {
       v: 1,
       id: nextEnvelopeId(),
       kind: req.kind,
@@ -134,27 +172,9 @@ export class Caller implements ClientCaller {
       method: plan.desc.name,
       version: this.#service.version,
       headers: req.headers,
-      payload: target.values ? req.input : plan.input.encode(req.input, ""),
-      form: target.values ? "value" : "wire",
+      payload: values ? req.input : plan.input.encode(req.input, ""),
+      form: values ? "value" : "wire",
     };
-    const sendOpts: SendOptions = { signal: req.signal ?? NEVER, deadline: req.deadline };
-    if (req.kind === "push") {
-      await this.#transmit(target, () => target.transport.push(target.endpoint, env, sendOpts));
-      return undefined;
-    }
-    const reply = await this.#transmit(target, () => target.transport.call(target.endpoint, env, sendOpts));
-    return this.#unwrap(plan, reply, target.values);
-  }
-
-  async #transmit<R>(target: Target, send: () => Promise<R>): Promise<R> {
-    const release = this.#host.acquire(target.info.instanceId);
-    try {
-      return await send();
-    } catch (e) {
-      throw FanError.from(e, Code.UNAVAILABLE);
-    } finally {
-      release();
-    }
   }
 
   #unwrap(plan: MethodPlan, reply: Envelope, values: boolean): unknown {
@@ -185,6 +205,13 @@ export class Caller implements ClientCaller {
     this.#routing.catch(() => (this.#routing = undefined));
     return this.#routing;
   }
+}
+
+function settled<T>(release: () => void, fn: (v: T) => void): (v: T) => void {
+  return (v) => {
+    release();
+    fn(v);
+  };
 }
 
 /** The shard key of an input: the values at the `@shard` paths, joined by "/". */

@@ -8,12 +8,21 @@
 /** Bucket width: a call fails at most this much after its deadline (plus timer latency). */
 export const RESOLUTION_MS = 2;
 
-/** A pending call the wheel can expire. */
+/** A pending call the wheel can expire; the wheel links it into its bucket (no Set, no allocation). */
 export interface Expirable {
   /** Bucket key assigned by `add`. */
   bucket: number;
+  /** Links of the bucket's list, owned by the wheel (declare them for a stable object shape). */
+  prev?: Expirable | undefined;
+  next?: Expirable | undefined;
   /** Called once when the deadline passes before `remove`. */
   expire(): void;
+}
+
+/** The calls due in one bucket: an intrusive doubly-linked list. */
+class Bucket {
+  head: Expirable | undefined;
+  constructor(readonly key: number) {}
 }
 
 /** A min-heap of bucket keys. */
@@ -63,8 +72,10 @@ class KeyHeap {
 
 /** One timer for many deadlines. */
 export class DeadlineWheel {
-  readonly #buckets = new Map<number, Set<Expirable>>();
+  readonly #buckets = new Map<number, Bucket>();
   readonly #keys = new KeyHeap();
+  /** The bucket of the last `add`: consecutive calls with the same timeout mostly share it. */
+  #last: Bucket | undefined;
   #timer: NodeJS.Timeout | undefined;
   #armedFor = Number.POSITIVE_INFINITY;
   /** Tracked items; the timer keeps the process alive only while this is above zero. */
@@ -73,21 +84,35 @@ export class DeadlineWheel {
   /** Tracks `item` until `remove`; `expire` is called if `deadline` (epoch ms) passes first. */
   add(item: Expirable, deadline: number): void {
     const key = Math.ceil(deadline / RESOLUTION_MS);
-    item.bucket = key;
-    let set = this.#buckets.get(key);
-    if (set === undefined) {
-      set = new Set();
-      this.#buckets.set(key, set);
-      this.#keys.push(key);
-      if (key < this.#armedFor) this.#arm(key);
+    let b = this.#last;
+    if (b === undefined || b.key !== key) {
+      b = this.#buckets.get(key);
+      if (b === undefined) {
+        b = new Bucket(key);
+        this.#buckets.set(key, b);
+        this.#keys.push(key);
+        if (key < this.#armedFor) this.#arm(key);
+      }
+      this.#last = b;
     }
-    set.add(item);
+    item.bucket = key;
+    item.prev = undefined;
+    item.next = b.head;
+    if (b.head !== undefined) b.head.prev = item;
+    b.head = item;
     if (this.#pending++ === 0) this.#timer?.ref();
   }
 
-  /** Stops tracking `item` (its call settled). */
+  /** Stops tracking `item` (its call settled); a no-op when it is not tracked. */
   remove(item: Expirable): void {
-    if (this.#buckets.get(item.bucket)?.delete(item) === true && --this.#pending === 0) this.#timer?.unref();
+    const b = this.#last?.key === item.bucket ? this.#last : this.#buckets.get(item.bucket);
+    if (b === undefined) return;
+    if (item.prev !== undefined) item.prev.next = item.next;
+    else if (b.head === item) b.head = item.next;
+    else return;
+    if (item.next !== undefined) item.next.prev = item.prev;
+    item.prev = item.next = undefined;
+    if (--this.#pending === 0) this.#timer?.unref();
   }
 
   #arm(key: number): void {
@@ -110,11 +135,17 @@ export class DeadlineWheel {
         return;
       }
       this.#keys.pop();
-      const set = this.#buckets.get(key);
+      const b = this.#buckets.get(key);
       this.#buckets.delete(key);
-      if (set === undefined) continue;
-      this.#pending -= set.size;
-      for (const item of set) item.expire();
+      if (this.#last === b) this.#last = undefined;
+      let item = b?.head;
+      while (item !== undefined) {
+        const next = item.next;
+        item.prev = item.next = undefined;
+        this.#pending--;
+        item.expire();
+        item = next;
+      }
     }
   }
 }

@@ -28,6 +28,33 @@ interface Plan {
 
 const NO_HEADERS: Readonly<EnvelopeHeaders> = Object.freeze({});
 
+/** Where `Dispatcher.run` reports the outcome of a call (exactly one of the two, once). */
+export interface CallSink {
+  /** The reply payload: the checked value (value form) or encoded JSON (wire form); undefined for void. */
+  reply(payload: unknown): void;
+  /** The error the caller receives. */
+  error(err: WireError): void;
+}
+
+/** Turns a call's outcome into the reply or error envelope of `Inbound.call`. */
+class EnvelopeSink implements CallSink {
+  constructor(
+    private readonly env: Envelope,
+    private readonly version: string,
+    private readonly resolve: (env: Envelope) => void,
+  ) {}
+
+  reply(payload: unknown): void {
+    const env = this.env;
+    const form = env.form === "value" ? "value" : "wire";
+    this.resolve({ v: 1, id: env.id, kind: "reply", service: env.service, method: env.method, version: this.version, headers: NO_HEADERS, payload, form });
+  }
+
+  error(err: WireError): void {
+    this.resolve(errorReply(this.env, err, this.version));
+  }
+}
+
 /** The Inbound of one served instance, plus event delivery and draining. */
 export class Dispatcher implements Inbound {
   readonly #service: ServiceDescriptor;
@@ -55,33 +82,59 @@ export class Dispatcher implements Inbound {
   }
 
   /** Handles a call; resolves with a reply or error envelope, never rejects. */
-  async call(env: Envelope, signal: AbortSignal): Promise<Envelope> {
+  call(env: Envelope, signal: AbortSignal): Promise<Envelope> {
+    return new Promise((resolve) => this.run(env, signal, new EnvelopeSink(env, this.#service.version, resolve)));
+  }
+
+  /**
+   * Handles a call and reports the outcome to `sink` exactly once: the reply payload (the
+   * checked value in value form, encoded JSON in wire form) or the WireError the caller gets.
+   * `call` wraps it in envelopes; the local transport's value path hands the caller's own sink.
+   */
+  run(env: Envelope, signal: AbortSignal, sink: CallSink): void {
     const form: Form = env.form === "value" ? "value" : "wire";
     const plan = this.#plans.get(env.method);
     const refused = this.#refuseCall(env, plan);
-    if (refused !== undefined) return errorReply(env, refused, this.#service.version);
+    if (refused !== undefined) return sink.error(refused);
     const p = plan as Plan & { fn: HandlerFn };
     const deadline = typeof env.headers.deadline === "number" ? env.headers.deadline : Date.now() + p.timeoutMs;
     if (Date.now() >= deadline) {
       this.#counters.callsExpired++;
-      return errorReply(env, { code: Code.DEADLINE_EXCEEDED, message: `deadline of ${env.service}.${env.method} passed before the call started` }, this.#service.version);
+      return sink.error({ code: Code.DEADLINE_EXCEEDED, message: `deadline of ${env.service}.${env.method} passed before the call started` });
     }
     let input: unknown;
     try {
-      input = form === "value" ? validated(p, env.payload) : p.input.decode(env.payload, "");
+      input = form === "value" ? p.input.complete(env.payload, "") : p.input.decode(env.payload, "");
     } catch (e) {
-      return errorReply(env, badInput(e), this.#service.version);
+      return sink.error(badInput(e));
     }
     const ctx = new CallCtx(this.#scope, p.name, env.headers, deadline, signal, 1);
     this.#inflight++;
+    let result: unknown;
     try {
-      const result = await runInContext(ctx, () => p.fn.call(this.#handler, input, ctx));
-      return this.#reply(env, p, result, form, ctx);
+      result = runInContext(ctx, invoke, this.#handler, p.fn, input, ctx);
     } catch (e) {
-      return errorReply(env, this.#wireError(e, form, ctx), this.#service.version);
-    } finally {
       this.#done();
+      return sink.error(this.#wireError(e, form, ctx));
     }
+    if (!isThenable(result)) {
+      this.#done();
+      return this.#settle(sink, p, result, form, ctx);
+    }
+    void this.#finish(result, sink, p, form, ctx);
+  }
+
+  /** Awaits an async handler's result (an async method: no closures per call). */
+  async #finish(result: PromiseLike<unknown>, sink: CallSink, plan: Plan, form: Form, ctx: CallCtx): Promise<void> {
+    let r: unknown;
+    try {
+      r = await result;
+    } catch (e) {
+      this.#done();
+      return sink.error(this.#wireError(e, form, ctx));
+    }
+    this.#done();
+    this.#settle(sink, plan, r, form, ctx);
   }
 
   /** Handles a push: resolves to ack (done, or dropped on purpose), rejects to redeliver. */
@@ -128,18 +181,17 @@ export class Dispatcher implements Inbound {
     return undefined;
   }
 
-  #reply(env: Envelope, plan: Plan, result: unknown, form: Form, ctx: CallCtx): Envelope {
+  #settle(sink: CallSink, plan: Plan, result: unknown, form: Form, ctx: CallCtx): void {
+    if (plan.output === undefined) return sink.reply(undefined);
     let payload: unknown;
-    if (plan.output !== undefined) {
-      try {
-        payload = form === "value" ? plan.output.complete(result, "reply") : plan.output.encode(result, "reply");
-      } catch (e) {
-        this.#counters.badReplies++;
-        ctx.log.error({ err: e }, `${this.#service.name}.${plan.name} returned an invalid reply`);
-        return errorReply(env, { code: Code.INTERNAL, message: `invalid reply from ${this.#service.name}.${plan.name} (trace ${ctx.traceId})` }, this.#service.version);
-      }
+    try {
+      payload = form === "value" ? plan.output.complete(result, "reply") : plan.output.encode(result, "reply");
+    } catch (e) {
+      this.#counters.badReplies++;
+      ctx.log.error({ err: e }, `${this.#service.name}.${plan.name} returned an invalid reply`);
+      return sink.error({ code: Code.INTERNAL, message: `invalid reply from ${this.#service.name}.${plan.name} (trace ${ctx.traceId})` });
     }
-    return { v: 1, id: env.id, kind: "reply", service: env.service, method: env.method, version: this.#service.version, headers: NO_HEADERS, payload, form };
+    sink.reply(payload);
   }
 
   #wireError(e: unknown, form: Form, ctx: CallCtx): WireError {
@@ -161,7 +213,7 @@ export class Dispatcher implements Inbound {
     const fn = plan.fn;
     this.#inflight++;
     try {
-      await runInContext(ctx, () => fn.call(this.#handler, input, ctx));
+      await runInContext(ctx, invoke, this.#handler, fn, input, ctx);
     } catch (e) {
       this.#counters.deliveriesFailed++;
       ctx.log.warn({ err: e, attempt }, `${env.kind} handler ${plan.name} failed; it will be delivered again`);
@@ -216,6 +268,15 @@ export function eventKey(service: string, event: string): string {
 function handlerFn(handler: object, name: string): HandlerFn | undefined {
   const fn = (handler as Record<string, unknown>)[name];
   return typeof fn === "function" ? (fn as HandlerFn) : undefined;
+}
+
+/** Calls a handler method with its `this` (a module-level function: no closure per call). */
+function invoke(handler: object, fn: HandlerFn, input: unknown, ctx: CallCtx): unknown {
+  return fn.call(handler, input, ctx);
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return typeof v === "object" && v !== null && typeof (v as { then?: unknown }).then === "function";
 }
 
 function validated(plan: Plan, value: unknown): unknown {

@@ -3,10 +3,9 @@
  * context and deadlines now; retries, breakers and metrics later) composes here in one visible
  * order, outermost first: trace → deadline → the app's and client's own interceptors → send.
  */
-import { currentContext, edgeTraceparent } from "./callctx.js";
-import { deadlines, type Expirable } from "./deadlines.js";
+import { currentContext } from "./callctx.js";
+import { cancelled, deadlineExceeded } from "./pending.js";
 import type { CallOptions, MethodDescriptor, ServiceDescriptor } from "./descriptor.js";
-import { Code, FanError } from "./errors.js";
 import type { EnvelopeHeaders } from "./transport.js";
 
 /** One outgoing call or push as interceptors see it; interceptors may change its fields. */
@@ -39,63 +38,38 @@ export function chain(interceptors: readonly Interceptor[], terminal: Next): Nex
 
 /**
  * Trace context: a call made inside a handler continues that handler's trace (its span as the
- * parent); a call made anywhere else starts a new trace. A `traceparent` header passed by the
- * caller wins.
+ * parent). A call made anywhere else starts a new trace: `send` generates its traceparent for
+ * every serialising transport; an unserialised in-process call leaves it to the callee, which
+ * makes the trace id only if something reads it (no span is recorded on the calling side, so
+ * the two are indistinguishable, and most local calls never pay for random ids).
+ * A `traceparent` header passed by the caller wins.
  */
 export const traceInterceptor: Interceptor = (next) => (req) => {
   if (req.headers.traceparent === undefined) {
     const parent = currentContext();
-    req.headers.traceparent = parent === undefined ? edgeTraceparent() : parent.childTraceparent();
+    if (parent !== undefined) req.headers.traceparent = parent.childTraceparent();
   }
   return next(req);
 };
 
 /**
  * Deadlines: the effective deadline is the earliest of the IDL `@timeout` (or `opts.timeout`),
- * `opts.deadline` and the deadline inherited from the current call. A call past it is not
- * sent; a call still running at it fails with DEADLINE_EXCEEDED; an aborted `opts.signal`
- * fails it with CANCELLED.
+ * `opts.deadline` and the deadline inherited from the current call; it travels in the
+ * envelope. A call already past it, or whose signal has aborted, is not sent. `send` then
+ * fails each attempt at that absolute deadline (DEADLINE_EXCEEDED) or when the signal aborts
+ * (CANCELLED), so interceptors placed inside this one (retries) stay within it.
  */
 export const deadlineInterceptor: Interceptor = (next) => (req) => {
   const now = Date.now();
-  let deadline = now + (req.opts?.timeout ?? req.method.timeoutMs);
-  const explicit = req.opts?.deadline;
+  const opts = req.opts;
+  let deadline = now + (opts?.timeout ?? req.method.timeoutMs);
+  const explicit = opts?.deadline;
   if (explicit !== undefined && explicit < deadline) deadline = explicit;
   const inherited = currentContext()?.deadline;
   if (inherited !== undefined && inherited < deadline) deadline = inherited;
   req.deadline = deadline;
   req.headers.deadline = deadline;
-  if (now >= deadline) return Promise.reject(expired(req, deadline));
-  const signal = req.signal;
-  if (signal?.aborted === true) return Promise.reject(cancelled(req));
-  return new Promise<unknown>((resolve, reject) => {
-    const pending: Expirable & { done: boolean } = {
-      bucket: 0,
-      done: false,
-      expire: () => settle(() => reject(expired(req, deadline))),
-    };
-    const onAbort = (): void => settle(() => reject(cancelled(req)));
-    const settle = (fn: () => void): void => {
-      if (pending.done) return;
-      pending.done = true;
-      deadlines.remove(pending);
-      signal?.removeEventListener("abort", onAbort);
-      fn();
-    };
-    deadlines.add(pending, deadline);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    next(req).then(
-      (v) => settle(() => resolve(v)),
-      (e: unknown) => settle(() => reject(e)),
-    );
-  });
+  if (now >= deadline) return Promise.reject(deadlineExceeded(req));
+  if (req.signal?.aborted === true) return Promise.reject(cancelled(req));
+  return next(req);
 };
-
-function expired(req: OutgoingRequest, deadline: number): FanError {
-  const name = `${req.service.name}.${req.method.name}`;
-  return new FanError(Code.DEADLINE_EXCEEDED, `${name}: deadline exceeded`, { details: { deadline } });
-}
-
-function cancelled(req: OutgoingRequest): FanError {
-  return new FanError(Code.CANCELLED, `${req.service.name}.${req.method.name}: cancelled by the caller`);
-}

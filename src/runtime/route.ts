@@ -55,6 +55,9 @@ export class Route {
   readonly #pinned: TransportName | undefined;
   readonly #ctx: { appId: string; inFlight: (id: string) => number; cursor: { n: number }; shardKey: string | undefined };
   #infos: InstanceInfo[] | undefined;
+  /** prefer-local: the candidates served by this App (empty when none). */
+  #locals: Target[] = [];
+  readonly #preferLocal: boolean;
   #targets = new Map<InstanceInfo, Target>();
 
   constructor(host: RouteHost, set: InstanceSet, service: string, opts: RouteOptions) {
@@ -65,6 +68,7 @@ export class Route {
     const strategy = builtinStrategies[opts.strategy ?? "prefer-local"];
     if (strategy === undefined) throw new FanError(Code.INVALID_ARGUMENT, `unknown resolution strategy ${JSON.stringify(opts.strategy)}`);
     this.#strategy = strategy;
+    this.#preferLocal = (opts.strategy ?? "prefer-local") === "prefer-local";
     this.#pinned = opts.transport;
     this.#ctx = { appId: host.appId, inFlight: (id) => host.inFlight(id), cursor: { n: 0 }, shardKey: undefined };
     set.onChange(() => {
@@ -78,6 +82,8 @@ export class Route {
     if (this.#infos === undefined) this.#refresh();
     const infos = this.#infos as InstanceInfo[];
     if (infos.length === 0) throw this.#unavailable(this.#pinned);
+    const locals = this.#locals;
+    if (this.#preferLocal && locals.length > 0) return locals[this.#ctx.cursor.n++ % locals.length] as Target;
     this.#ctx.shardKey = shardKey;
     return this.#targets.get(this.#strategy(infos, this.#ctx as PickContext)) as Target;
   }
@@ -110,6 +116,7 @@ export class Route {
     }
     this.#infos = infos;
     this.#targets = targets;
+    this.#locals = [...targets.values()].filter((t) => t.info.appId === this.#host.appId);
   }
 
   #fits(info: InstanceInfo): boolean {

@@ -5,7 +5,8 @@
  * same bounded JSON encoding as the network transports, to test that payloads survive the wire.
  */
 import type { Logger } from "pino";
-import { Code, FanError } from "../../errors.js";
+import { Code, FanError, type WireError } from "../../errors.js";
+import type { CallSink, Dispatcher } from "../../dispatch.js";
 import type {
   Envelope,
   EventDelivery,
@@ -93,6 +94,22 @@ export class LocalTransport implements Transport {
     }
   }
 
+  /**
+   * The unserialised call path: hands the typed request to the instance's dispatcher, which
+   * reports the checked reply or the error straight to `sink` (no reply envelope, no extra
+   * promise). Falls back to `call` for an inbound that is not a dispatcher.
+   */
+  callValue(endpoint: string, env: Envelope, signal: AbortSignal, sink: CallSink): void {
+    const b = this.hub.lookup(endpoint);
+    if (b === undefined || this.#closed) return sink.error(wireOf(unavailable(endpoint, env)));
+    const inbound = b.inbound as Partial<Dispatcher>;
+    if (typeof inbound.run === "function") return inbound.run(env, signal, sink);
+    b.inbound.call(env, signal).then(
+      (reply) => (reply.kind === "error" ? sink.error(reply.payload as WireError) : sink.reply(reply.payload)),
+      (e: unknown) => sink.error(wireOf(FanError.from(e, Code.UNAVAILABLE))),
+    );
+  }
+
   async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
     this.#open();
     if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "push cancelled before it was sent");
@@ -142,6 +159,10 @@ export class LocalTransport implements Transport {
       push: (env) => inbound.push(env),
     };
   }
+}
+
+function wireOf(e: FanError): WireError {
+  return { code: e.code, message: e.message };
 }
 
 function unavailable(endpoint: string, env: Envelope): FanError {

@@ -1,0 +1,116 @@
+/**
+ * `npm run bench -- local`: the cost of a call through our local transport, against a direct
+ * `await handler.method(x)` and Moleculer 0.14's `broker.call` on a local service doing the same
+ * work (logger, metrics and tracing off; its parameter validator on, as ours is).
+ * Targets: ours at most 3x the direct call's time, and at least 3x Moleculer's throughput.
+ */
+import { ServiceBroker } from "moleculer";
+import { pino } from "pino";
+import { createApp, defineService, type CallContext, type CallOptions, type ServiceDescriptor, type StructSchema } from "../src/runtime/index.js";
+import { compare, type BenchRow } from "./lib.js";
+
+interface QuoteReq {
+  symbol: string;
+  quantity: number;
+  price: number;
+}
+interface Quote {
+  symbol: string;
+  total: number;
+}
+
+const input: StructSchema = {
+  kind: "struct",
+  name: "bench.Pricing.quote$input",
+  fields: [
+    { name: "symbol", schema: { kind: "string", maxLength: 12 } },
+    { name: "quantity", schema: { kind: "int", min: 1 } },
+    { name: "price", schema: { kind: "float", min: 0 } },
+  ],
+};
+const output: StructSchema = {
+  kind: "struct",
+  name: "bench.Quote",
+  fields: [
+    { name: "symbol", schema: { kind: "string" } },
+    { name: "total", schema: { kind: "float" } },
+  ],
+};
+const descriptor: ServiceDescriptor = {
+  name: "bench.Pricing",
+  version: "1.0.0",
+  transports: ["local"],
+  shards: 16,
+  unique: false,
+  methods: { quote: { name: "quote", kind: "rpc", input, output, timeoutMs: 10_000, idempotent: true, retry: 0, throws: [] } },
+  events: {},
+  states: {},
+  subscriptions: [],
+  depends: [],
+  errors: {},
+};
+interface PricingHandler {
+  quote(req: QuoteReq, ctx: CallContext): Promise<Quote> | Quote;
+}
+interface PricingClient {
+  quote(req: QuoteReq, opts?: CallOptions): Promise<Quote>;
+}
+const Pricing = defineService<PricingHandler, PricingClient>({
+  descriptor,
+  createClient: (c) => ({ quote: (req, opts) => c.call("quote", req, opts) as Promise<Quote> }),
+});
+
+/** The work every case does: a little arithmetic and a fresh result object. */
+function work({ symbol, quantity, price }: QuoteReq): Quote {
+  return { symbol, total: Math.round(quantity * price * 100) / 100 };
+}
+
+class PricingImpl implements PricingHandler {
+  async quote(req: QuoteReq): Promise<Quote> {
+    return work(req);
+  }
+}
+
+export default async function bench(): Promise<BenchRow[]> {
+  const handler = new PricingImpl();
+  const app = createApp({ logger: pino({ level: "silent" }) }).serve(Pricing, handler);
+  await app.start();
+  const client = app.client(Pricing);
+
+  const broker = new ServiceBroker({ logger: false, metrics: false, tracing: false, transporter: null, nodeID: "bench" });
+  broker.createService({
+    name: "pricing",
+    actions: {
+      quote: {
+        params: { symbol: { type: "string", max: 12 }, quantity: { type: "number", integer: true, min: 1 }, price: { type: "number", min: 0 } },
+        handler: async (ctx: { params: QuoteReq }) => work(ctx.params),
+      },
+    },
+  });
+  await broker.start();
+
+  const req: QuoteReq = { symbol: "WINE", quantity: 3, price: 12.5 };
+  const ctx = {} as CallContext;
+  const check = await client.quote(req);
+  if (check.total !== 37.5) throw new Error(`local call returned ${JSON.stringify(check)}`);
+
+  const rows = await compare(
+    [
+      { name: "direct await handler.quote(x)", op: () => handler.quote(req, ctx) },
+      { name: "fan local client.quote(x)", op: () => client.quote(req), note: "target: time ≤ 3x direct (ratio ≥ 0.33)" },
+      { name: "moleculer broker.call", op: () => broker.call("pricing.quote", req) },
+    ],
+    { rounds: 5, durationMs: 600, warmupOps: 20_000 },
+  );
+  await broker.stop();
+  await app.stop();
+
+  const [direct, ours, mol] = rows as [BenchRow, BenchRow, BenchRow];
+  const vsMoleculer = ours.opsPerSec / mol.opsPerSec;
+  const slowdown = direct.opsPerSec / ours.opsPerSec;
+  return [
+    direct,
+    { ...ours, note: `${slowdown.toFixed(2)}x the direct call's time (target ≤ 3x)` },
+    { ...mol, note: `ours is ${vsMoleculer.toFixed(2)}x its throughput (target ≥ 3x)` },
+  ];
+}

@@ -1,0 +1,88 @@
+/**
+ * One outgoing call in flight: it settles exactly once, with the reply, with the error, at
+ * its deadline (through the shared deadline wheel, no timer per call) or when the caller's
+ * signal aborts (it is its own abort listener). It is also the `CallSink` the local
+ * transport's value path reports to, so an in-process call needs no promise of its own
+ * besides the one the caller awaits.
+ */
+import { deadlines, type Expirable } from "./deadlines.js";
+import type { ServiceDescriptor } from "./descriptor.js";
+import type { CallSink } from "./dispatch.js";
+import { fromWireError } from "./error-wire.js";
+import { Code, FanError, type WireError } from "./errors.js";
+
+/** What a pending call needs to know about its request. */
+export interface PendingRequest {
+  readonly service: ServiceDescriptor;
+  readonly method: { readonly name: string };
+  readonly deadline: number;
+  readonly signal: AbortSignal | undefined;
+}
+
+/** A call in flight. */
+export class PendingCall implements Expirable, CallSink {
+  bucket = 0;
+  prev: Expirable | undefined = undefined;
+  next: Expirable | undefined = undefined;
+  #done = false;
+  readonly #req: PendingRequest;
+  readonly #resolve: (v: unknown) => void;
+  readonly #reject: (e: unknown) => void;
+
+  /** Starts watching the deadline and the caller's signal. */
+  constructor(req: PendingRequest, resolve: (v: unknown) => void, reject: (e: unknown) => void) {
+    this.#req = req;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    deadlines.add(this, req.deadline);
+    req.signal?.addEventListener("abort", this);
+  }
+
+  /** The reply arrived (the decoded value). */
+  ok(v: unknown): void {
+    if (this.#finish()) this.#resolve(v);
+  }
+
+  /** The call failed. */
+  fail(e: unknown): void {
+    if (this.#finish()) this.#reject(e);
+  }
+
+  /** CallSink: the in-process handler replied with a checked value. */
+  reply(payload: unknown): void {
+    this.ok(payload);
+  }
+
+  /** CallSink: the in-process handler failed; rebuild the error as a remote caller would. */
+  error(err: WireError): void {
+    if (!this.#done) this.fail(fromWireError(err, this.#req.service, "value"));
+  }
+
+  /** The deadline passed (called by the wheel). */
+  expire(): void {
+    this.fail(deadlineExceeded(this.#req));
+  }
+
+  /** The caller's signal aborted. */
+  handleEvent(): void {
+    this.fail(cancelled(this.#req));
+  }
+
+  #finish(): boolean {
+    if (this.#done) return false;
+    this.#done = true;
+    deadlines.remove(this);
+    this.#req.signal?.removeEventListener("abort", this);
+    return true;
+  }
+}
+
+/** The error of a call whose deadline passed. */
+export function deadlineExceeded(req: PendingRequest): FanError {
+  return new FanError(Code.DEADLINE_EXCEEDED, `${req.service.name}.${req.method.name}: deadline exceeded`, { details: { deadline: req.deadline } });
+}
+
+/** The error of a call its caller cancelled. */
+export function cancelled(req: PendingRequest): FanError {
+  return new FanError(Code.CANCELLED, `${req.service.name}.${req.method.name}: cancelled by the caller`);
+}
