@@ -90,13 +90,12 @@ export default async function bench(): Promise<BenchRow[]> {
   await broker.start();
 
   const req: QuoteReq = { symbol: "WINE", quantity: 3, price: 12.5 };
-  const ctx = {} as CallContext;
   const check = await client.quote(req);
   if (check.total !== 37.5) throw new Error(`local call returned ${JSON.stringify(check)}`);
 
   const rows = await compare(
     [
-      { name: "direct await handler.quote(x)", op: () => handler.quote(req, ctx) },
+      { name: "direct await handler.quote(x)", op: () => handler.quote(req) },
       { name: "fan local client.quote(x)", op: () => client.quote(req), note: "target: time ≤ 3x direct (ratio ≥ 0.33)" },
       { name: "moleculer broker.call", op: () => broker.call("pricing.quote", req) },
     ],
