@@ -6,7 +6,7 @@
 import { stat } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { isAbsolute, join, relative, resolve } from "node:path";
-import { CodegenError, generate } from "../codegen/index.js";
+import { CodegenError, type GenerateCache, generate } from "../codegen/index.js";
 import { checkSources, type Diagnostic, formatDiagnostics, type ParseCache, readSources, type SourceInput } from "../compiler/index.js";
 import { type Io, processIo } from "./io.js";
 import { ForeignFileError, type OutputMemo, type WriteResult, writeOutput } from "./output.js";
@@ -75,6 +75,8 @@ export interface CompileOutcome {
 export interface CompileSession {
   readonly cache?: ParseCache;
   readonly memo?: OutputMemo;
+  /** Modules of unchanged packages are reused instead of generated again. */
+  readonly generated?: GenerateCache;
 }
 
 function plural(n: number, word: string): string {
@@ -126,7 +128,9 @@ export async function compileSources(
   const base = { errors, warnings, sources: sources.length };
   if (failed) return { ok: false, ...base, ms: performance.now() - t0 };
   try {
-    const write = await writeOutput(opts.out, generate(checked.model), session.memo);
+    const texts = new Map(sources.map((s) => [s.path, s.text]));
+    const files = generate(checked.model, session.generated === undefined ? {} : { cache: session.generated, sources: (p) => texts.get(p) });
+    const write = await writeOutput(opts.out, files, session.memo);
     return { ok: true, ...base, write, ms: performance.now() - t0 };
   } catch (e) {
     if (e instanceof CodegenError) io.err(`error ${e.code}: ${e.message}`);

@@ -7,6 +7,7 @@
 import { type FSWatcher, watch } from "node:fs";
 import { isAbsolute, join, relative, sep } from "node:path";
 import { performance } from "node:perf_hooks";
+import { GenerateCache } from "../codegen/index.js";
 import { ParseCache, type SourceInput } from "../compiler/index.js";
 import type { OutputMemo } from "./output.js";
 import { type CompileOptions, type CompileOutcome, compileSources, type Io, readAll, summary } from "./compile.js";
@@ -41,6 +42,7 @@ class WatchSession implements Watcher {
   last: CompileOutcome | undefined;
   private readonly cache = new ParseCache();
   private readonly memo: OutputMemo = new Map();
+  private readonly generated = new GenerateCache();
   private fsWatcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private retry: NodeJS.Timeout | undefined;
@@ -138,7 +140,7 @@ class WatchSession implements Watcher {
       const outcome =
         sources === undefined
           ? { ok: false, errors: 1, warnings: 0, sources: 0, ms: performance.now() - t0 }
-          : await compileSources(this.opts, this.io, sources, { cache: this.cache, memo: this.memo }, t0);
+          : await compileSources(this.opts, this.io, sources, { cache: this.cache, memo: this.memo, generated: this.generated }, t0);
       this.last = outcome;
       this.rebuilds++;
       const line = rebuildLine(outcome, this.rebuilds === 1);

@@ -98,7 +98,7 @@ function writeState(w: CodeBlockWriter, ctx: ModuleContext, s: StateModel): void
 }
 
 function subscription(ctx: ModuleContext, s: SubscriptionModel): string {
-  ctx.index.event(s.service, s.event);
+  ctx.event(s.service, s.event);
   return obj([
     ["service", str(s.service)],
     ["event", str(s.event)],
@@ -125,7 +125,7 @@ function writeErrors(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel):
   }
   w.write("errors: ").inlineBlock(() => {
     for (const name of names) {
-      const decl = ctx.index.decl(name);
+      const decl = ctx.decl(name);
       const ref = ctx.ref(name, "Error");
       if (decl.package === ctx.pkg.name) w.writeLine(`${str(name)}: ${ref},`);
       else w.writeLine(`get ${str(name)}() { return ${ref}; },`);

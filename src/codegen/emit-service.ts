@@ -74,7 +74,7 @@ function returnType(ctx: ModuleContext, m: MethodModel): string {
 
 /** The payload type of the event a subscription receives, as written in this module. */
 function subscriptionPayload(ctx: ModuleContext, s: SubscriptionModel): string {
-  return paramsType(ctx, ctx.index.event(s.service, s.event).params);
+  return paramsType(ctx, ctx.event(s.service, s.event).params);
 }
 
 function writeHandler(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel, config: string): void {

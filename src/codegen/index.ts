@@ -6,23 +6,43 @@
 import type { DeclModel, PackageModel, ProgramModel } from "../compiler/model.js";
 import { emitService } from "./emit-service.js";
 import { emitEnum, emitError, emitStruct, emitUnion } from "./emit-types.js";
+import { GenerateCache, type SourceLookup } from "./cache.js";
 import { ModuleContext } from "./module-context.js";
 import { importSpecifier, str } from "./names.js";
 import { INDEX_PATH, ProgramIndex } from "./program-index.js";
 import { header, newWriter, writeDoc } from "./writer.js";
 import type CodeBlockWriter from "code-block-writer";
 
+export { GenerateCache, type SourceLookup } from "./cache.js";
 export { CodegenCode, CodegenError } from "./errors.js";
 export { HEADER_PREFIX, isGeneratedText } from "./writer.js";
 export { INDEX_PATH } from "./program-index.js";
 
+/** Options of `generate`. */
+export interface GenerateOptions {
+  /** Reuse modules of unchanged packages from the previous call (watch mode). */
+  readonly cache?: GenerateCache;
+  /** Source texts by path: a cheaper cache key than the package's model. */
+  readonly sources?: SourceLookup;
+}
+
 /** Generates every output file of a program: relative path (`retail/wines.ts`) → text. Throws `CodegenError` only. */
-export function generate(model: ProgramModel): Map<string, string> {
+export function generate(model: ProgramModel, opts: GenerateOptions = {}): Map<string, string> {
   const index = new ProgramIndex(model);
+  const cache = opts.cache;
+  cache?.begin(index);
   const out = new Map<string, string>();
   for (const pkg of index.packages) {
+    const key = cache === undefined ? "" : GenerateCache.key(index, pkg, opts.sources);
+    const reused = cache?.lookup(index, pkg.name, key);
+    if (reused !== undefined) {
+      out.set(index.pathOf(pkg.name), reused);
+      continue;
+    }
     const ctx = new ModuleContext(index, pkg);
-    out.set(ctx.path, generateModule(ctx));
+    const text = generateModule(ctx);
+    cache?.store(ctx, key, text);
+    out.set(ctx.path, text);
   }
   out.set(INDEX_PATH, generateIndex(index));
   return out;

@@ -3,7 +3,7 @@
  * the runtime symbols and other packages it imports (collected while the body is written and
  * emitted once, sorted, at the top), and how it spells a reference to any declaration.
  */
-import type { DeclModel, PackageModel } from "../compiler/model.js";
+import type { DeclModel, EventModel, PackageModel } from "../compiler/model.js";
 import { CodegenCode, CodegenError } from "./errors.js";
 import { declIdent, importSpecifier, str } from "./names.js";
 import type { ProgramIndex } from "./program-index.js";
@@ -76,6 +76,11 @@ export function declaredNames(decl: DeclModel): string[] {
   }
 }
 
+/** The part of a declaration another module's code depends on when it only refers to it. */
+export function declFingerprint(decl: DeclModel): string {
+  return `${decl.kind} ${decl.name} ${decl.package}`;
+}
+
 /** Names, imports and references of one module being generated. */
 export class ModuleContext {
   /** Output path, relative to the output root. */
@@ -85,6 +90,11 @@ export class ModuleContext {
   private readonly locals = new Map<string, string>();
   private readonly runtime = new Set<RuntimeSymbol>();
   private readonly packages = new Set<string>();
+  /**
+   * What this module read from other packages, each with a fingerprint of the part it used:
+   * the generate cache reuses the module only while all of them are unchanged.
+   */
+  readonly deps = new Map<string, string>();
 
   constructor(index: ProgramIndex, pkg: PackageModel) {
     this.index = index;
@@ -106,11 +116,25 @@ export class ModuleContext {
 
   /** How this module writes symbol `kind` of declaration `fullName`, importing its package if needed. */
   ref(fullName: string, kind: SymbolKind = "main"): string {
-    const decl = this.index.decl(fullName);
+    const decl = this.decl(fullName);
     const name = symbolName(decl, kind);
     if (decl.package === this.pkg.name) return name;
     this.packages.add(decl.package);
     return `${this.namespaceLocal(decl.package)}.${name}`;
+  }
+
+  /** A declaration anywhere in the program, recorded as a dependency when it lives in another package. */
+  decl(fullName: string): DeclModel {
+    const decl = this.index.decl(fullName);
+    if (decl.package !== this.pkg.name) this.deps.set(`decl ${fullName}`, declFingerprint(decl));
+    return decl;
+  }
+
+  /** An event of a service anywhere in the program, recorded as a dependency when it lives in another package. */
+  event(service: string, name: string): EventModel {
+    const event = this.index.event(service, name);
+    if (this.index.decl(service).package !== this.pkg.name) this.deps.set(`event ${service}.${name}`, JSON.stringify(event.params));
+    return event;
   }
 
   /** The import lines, sorted: the runtime first, then other packages by name. */
