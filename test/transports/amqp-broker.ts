@@ -114,8 +114,8 @@ export async function deleteByPrefix(prefix: string, url = AMQP_URL, node?: stri
 
 /** Closes the broker side of every connection whose name is `name` (a forced disconnect). */
 export async function closeConnectionsNamed(name: string, node?: string): Promise<number> {
-  const out = await rabbitmqctl(["list_connections", "pid", "name", "client_properties"], node);
-  const pids = out.split("\n").filter((l) => l.includes(`"${name}"`) || l.includes(`<<"${name}">>`)).map((l) => l.split("\t")[0] as string);
+  const out = await rabbitmqctl(["list_connections", "pid", "client_properties"], node);
+  const pids = out.split("\n").filter((l) => l.includes(`{"connection_name","${name}"}`)).map((l) => l.split("\t")[0] as string);
   for (const pid of pids) await rabbitmqctl(["close_connection", pid, "test: forced close"], node);
   return pids.length;
 }

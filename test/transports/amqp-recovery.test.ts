@@ -1,0 +1,167 @@
+/**
+ * amqp-specific behaviour against the shared RabbitMQ, each case in a cluster of its own:
+ * recovery from a connection the broker closed and from a channel-only close, a consumer the
+ * broker cancelled, unroutable sends, undecodable pushes, a URL list with a dead node, calls
+ * lost with a crashed server, and the round-trip latency that shows Nagle's algorithm is off.
+ */
+import { afterAll, expect, it } from "vitest";
+import { FanError } from "../../src/runtime/errors.js";
+import type { Envelope } from "../../src/runtime/transport.js";
+import { AmqpTransport, amqpTransport, type AmqpTransportOptions } from "../../src/runtime/transports/amqp/index.js";
+import { deadLetterQueue, formatEndpoint, parseEndpoint, pushQueue, rpcQueue } from "../../src/runtime/transports/amqp/names.js";
+import { decodeEnvelope } from "../../src/runtime/wire.js";
+import { AMQP_URL, closeConnectionsNamed, deleteByPrefix, describeWithBroker, peekQueue, publishRaw, reachable, withChannel } from "./amqp-broker.js";
+import { envelope, rejection, until, within } from "./conformance.js";
+import { ConformanceDescriptor } from "./fixtures/descriptor.js";
+import { TestInbound } from "./fixtures/inbound.js";
+import { type CapturedLog, captureLog } from "./fixtures/log.js";
+
+const url = new URL(AMQP_URL);
+const up = await reachable(url.hostname, Number(url.port || 5672));
+const run = `rec-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
+let cases = 0;
+
+interface Pair {
+  readonly server: AmqpTransport;
+  readonly client: AmqpTransport;
+  readonly serverLog: CapturedLog;
+  readonly inbound: TestInbound;
+  readonly endpoint: string;
+  readonly names: { server: string; client: string };
+}
+
+function make(cluster: string, name: string, extra: Partial<AmqpTransportOptions> = {}): { t: AmqpTransport; log: CapturedLog } {
+  const log = captureLog();
+  const opts: AmqpTransportOptions = { url: AMQP_URL, reconnectMinDelayMs: 20, reconnectMaxDelayMs: 200, retryDelayMs: 20, connectionName: name, ...extra };
+  return { t: amqpTransport(opts)({ cluster, log: log.log, maxPayloadBytes: 1 << 20 }) as AmqpTransport, log };
+}
+
+/** A server and a client in a fresh cluster. */
+async function pair(extra: Partial<AmqpTransportOptions> = {}): Promise<Pair> {
+  const cluster = `${run}-${++cases}`;
+  const names = { server: `fan-test-${cluster}-server`, client: `fan-test-${cluster}-client` };
+  const s = make(cluster, names.server, extra);
+  const c = make(cluster, names.client, extra);
+  const inbound = new TestInbound();
+  const { endpoint } = await s.t.serve(ConformanceDescriptor, "i1", inbound);
+  return { server: s.t, client: c.t, serverLog: s.log, inbound, endpoint, names };
+}
+
+async function echo(p: Pair, n: number, ms = 2000): Promise<Envelope> {
+  return p.client.call(p.endpoint, envelope("echo", { n }), within(ms));
+}
+
+describeWithBroker(up, "RabbitMQ", "amqp recovery")("amqp recovery and edge cases (real RabbitMQ)", () => {
+  const open: Pair[] = [];
+  afterAll(async () => {
+    await Promise.all(open.flatMap((p) => [p.client.close(), p.server.close()]));
+    await deleteByPrefix(`fan.${run}`);
+  });
+
+  it("reconnects after the broker closes the connections, redeclares, and serves again", async () => {
+    const p = await pair();
+    open.push(p);
+    expect((await echo(p, 1)).payload).toMatchObject({ n: 1 });
+    const slow = p.client.call(p.endpoint, envelope("sleep", { ms: 5000 }), within(3000)).catch((e: unknown) => FanError.from(e).code);
+    await until(() => p.inbound.active > 0);
+    expect(await closeConnectionsNamed(p.names.client)).toBe(1);
+    expect(await closeConnectionsNamed(p.names.server)).toBe(1);
+    expect(await slow).toBe("UNAVAILABLE");
+    await until(async () => (await echo(p, 2, 500).catch(() => undefined))?.kind === "reply", 10_000);
+    await p.client.push(p.endpoint, envelope("record", { id: "after-reconnect" }), within(5000));
+    await until(() => p.inbound.delivered("after-reconnect").length === 1);
+  });
+
+  it("reopens a channel the broker closed alone, and a consumer the broker cancelled", async () => {
+    const p = await pair();
+    open.push(p);
+    await p.client.push(p.endpoint, envelope("record", { id: "before" }), within(5000));
+    const ch = p.client.publisher.channel;
+    await expect(ch?.checkQueue(`fan.${run}.no-such-queue`)).rejects.toThrow(/NOT_FOUND/);
+    await p.client.push(p.endpoint, envelope("record", { id: "after-channel-close" }), within(5000));
+    await until(() => p.inbound.delivered("after-channel-close").length === 1);
+    await withChannel((c) => c.deleteQueue(rpcQueue(parseEndpoint(p.endpoint))));
+    await until(() => p.serverLog.find("consumer cancelled by the broker").length > 0);
+    await until(async () => (await echo(p, 3, 500).catch(() => undefined))?.kind === "reply", 10_000);
+  });
+
+  it("fails a send nobody can take with UNAVAILABLE at once", async () => {
+    const p = await pair();
+    open.push(p);
+    const nobody = formatEndpoint({ ...parseEndpoint(p.endpoint), version: "9.9.9" });
+    const t0 = Date.now();
+    expect((await rejection(() => p.client.call(nobody, envelope("echo", { n: 1 }), within(5000)))).code).toBe("UNAVAILABLE");
+    const gone = formatEndpoint({ ...parseEndpoint(p.endpoint), service: "fan.conformance.Nobody" });
+    expect((await rejection(() => p.client.push(gone, envelope("record", { id: "x" }), within(5000)))).code).toBe("UNAVAILABLE");
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect((await echo(p, 4)).payload).toMatchObject({ n: 4 });
+  });
+
+  it("dead-letters an undecodable push with a log line and keeps serving", async () => {
+    const p = await pair();
+    open.push(p);
+    const queue = pushQueue(parseEndpoint(p.endpoint));
+    await publishRaw(queue, Buffer.from('{"v":1,"id":"x","kind":"push","service":"s","method":"m","payload":{"__proto__":{"a":1}}}'), { persistent: true });
+    await until(async () => (await peekQueue(deadLetterQueue(queue))).length === 1);
+    expect(p.serverLog.find("undecodable amqp message dead-lettered")).toHaveLength(1);
+    await p.client.push(p.endpoint, envelope("record", { id: "fine" }), within(5000));
+    await until(() => p.inbound.delivered("fine").length === 1);
+  });
+
+  it("answers UNAVAILABLE instead of running a non-idempotent call again after its server crashed", async () => {
+    const cluster = `${run}-${++cases}`;
+    const a = make(cluster, `fan-test-${cluster}-a`);
+    const b = make(cluster, `fan-test-${cluster}-b`);
+    const c = make(cluster, `fan-test-${cluster}-c`);
+    const hanging = new (class extends TestInbound {
+      override call(): Promise<Envelope> {
+        this.active++;
+        return new Promise(() => undefined);
+      }
+    })();
+    const { endpoint } = await a.t.serve(ConformanceDescriptor, "a", hanging);
+    const pending = c.t.call(endpoint, envelope("echo", { n: 1 }), within(5000));
+    await until(() => hanging.active > 0);
+    const other = new TestInbound();
+    await b.t.serve(ConformanceDescriptor, "b", other);
+    await a.t.close();
+    const reply = await pending;
+    expect(reply.kind).toBe("error");
+    expect(reply.payload).toMatchObject({ code: "UNAVAILABLE" });
+    expect(other.calls).toHaveLength(0);
+    await Promise.all([b.t.close(), c.t.close()]);
+  });
+
+  it("tries each URL of a list in turn", async () => {
+    const p = await pair({ url: ["amqp://guest:guest@127.0.0.1:1", AMQP_URL] });
+    open.push(p);
+    expect((await echo(p, 5, 5000)).payload).toMatchObject({ n: 5 });
+  });
+
+  it("answers a small call in a few milliseconds (Nagle's algorithm is off)", async () => {
+    const p = await pair();
+    open.push(p);
+    for (let i = 0; i < 20; i++) await echo(p, i);
+    const times: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const t0 = performance.now();
+      await echo(p, i);
+      times.push(performance.now() - t0);
+    }
+    times.sort((x, y) => x - y);
+    expect(times[20]).toBeLessThan(25);
+  });
+
+  it("dead-letters a push that fails every time after maxDeliveries, its envelope intact", async () => {
+    const p = await pair({ maxDeliveries: 2 });
+    open.push(p);
+    await p.client.push(p.endpoint, envelope("record", { id: "doomed", failures: 10 }, { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" }), within(5000));
+    const dlq = deadLetterQueue(pushQueue(parseEndpoint(p.endpoint)));
+    await until(async () => (await peekQueue(dlq)).length === 1);
+    const [msg] = await peekQueue(dlq);
+    const env = decodeEnvelope((msg as { content: Buffer }).content, { maxBytes: 1 << 20 });
+    expect(env.payload).toMatchObject({ id: "doomed" });
+    expect(env.headers.traceparent).toBe("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    expect(p.inbound.pushes.filter((s) => s.id === "doomed").map((s) => s.attempt)).toEqual([1, 2]);
+  });
+});
