@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { FanError } from "../../src/runtime/errors.js";
-import type { Transport } from "../../src/runtime/transport.js";
+import type { Envelope, Transport } from "../../src/runtime/transport.js";
 import { amqpTransport } from "../../src/runtime/transports/amqp/index.js";
 import { canRunPrivateRabbit, describeWithBroker, PrivateRabbit } from "./amqp-broker.js";
 import { envelope, rejection, until, within } from "./conformance.js";
@@ -15,10 +15,18 @@ import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
 import { captureLog } from "./fixtures/log.js";
 
+/** Handles pushes slowly, so a backlog of acknowledged pushes sits in the queue when it goes down. */
+class SlowPushes extends TestInbound {
+  override async push(env: Envelope): Promise<void> {
+    await new Promise((r) => setTimeout(r, 15));
+    return super.push(env);
+  }
+}
+
 const possible = await canRunPrivateRabbit();
 
 function transport(url: string, who: string): Transport {
-  const make = amqpTransport({ url, reconnectMinDelayMs: 50, reconnectMaxDelayMs: 400, retryDelayMs: 50, connectionName: `fan-restart-${who}` });
+  const make = amqpTransport({ url, reconnectMinDelayMs: 50, reconnectMaxDelayMs: 400, retryDelayMs: 50, pushPrefetch: 1, connectionName: `fan-restart-${who}` });
   return make({ cluster: "restart", log: captureLog().log, maxPayloadBytes: 1 << 20 });
 }
 
@@ -34,7 +42,7 @@ describeWithBroker(possible, "a private RabbitMQ node (rabbitmq-server)", "amqp 
   it("fails calls by their deadline while the broker is away, recovers without restarting, and loses no confirmed push", async () => {
     const server = transport(rabbit.url, "server");
     const client = transport(rabbit.url, "client");
-    const inbound = new TestInbound();
+    const inbound = new SlowPushes();
     const { endpoint } = await server.serve(ConformanceDescriptor, "r1", inbound);
     expect((await client.call(endpoint, envelope("echo", { n: 0 }), within(3000))).payload).toMatchObject({ n: 0 });
 
@@ -48,6 +56,7 @@ describeWithBroker(possible, "a private RabbitMQ node (rabbitmq-server)", "amqp 
           () => confirmed.push(id),
           () => failed.push(id),
         );
+        await new Promise((r) => setTimeout(r, 5));
       }
     })();
     await until(() => confirmed.length >= 20);
@@ -57,6 +66,8 @@ describeWithBroker(possible, "a private RabbitMQ node (rabbitmq-server)", "amqp 
       (e: unknown) => FanError.from(e).code,
     );
     await until(() => inbound.active > 0);
+    const backlog = confirmed.length - inbound.pushes.length;
+    expect(backlog, "confirmed pushes still queued when the server goes down").toBeGreaterThan(5);
     const stoppedAt = Date.now();
     await rabbit.stop();
     expect(await slow).toBe("UNAVAILABLE");
@@ -71,13 +82,13 @@ describeWithBroker(possible, "a private RabbitMQ node (rabbitmq-server)", "amqp 
     const waiting = client.push(endpoint, envelope("record", { id: "during-outage" }), within(60_000));
     await rabbit.start();
     await waiting;
+    pushing = false;
     confirmed.push("during-outage");
 
     await until(async () => {
       const reply = await client.call(endpoint, envelope("echo", { n: 2 }), within(1000)).catch(() => undefined);
       return reply?.kind === "reply";
     }, 30_000);
-    pushing = false;
     await pusher;
     await until(() => confirmed.every((id) => inbound.delivered(id).length >= 1), 30_000);
     expect(confirmed.length).toBeGreaterThan(20);

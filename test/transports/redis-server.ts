@@ -105,3 +105,13 @@ export class PrivateRedis {
     rmSync(this.#dir, { recursive: true, force: true });
   }
 }
+
+/** True when redis-server can be started here. */
+export async function redisServerAvailable(): Promise<boolean> {
+  try {
+    await run("redis-server", ["--version"]);
+    return true;
+  } catch {
+    return false;
+  }
+}

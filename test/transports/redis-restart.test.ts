@@ -1,0 +1,100 @@
+/**
+ * The redis transport across a Redis restart, on a redis-server of this test's own (the shared
+ * one is never restarted or flushed), killed with SIGKILL mid-traffic and started again on its
+ * append-only file: calls in flight fail with UNAVAILABLE by their deadline, calls made while
+ * Redis is down fail with UNAVAILABLE at their deadline (nothing waits in ioredis's offline
+ * queue), pushes sent during the outage wait for Redis, later calls succeed on the same
+ * transports, and no push Redis acknowledged is lost.
+ */
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { FanError } from "../../src/runtime/errors.js";
+import type { Envelope, Transport } from "../../src/runtime/transport.js";
+import { redisTransport } from "../../src/runtime/transports/redis/index.js";
+import { describeWithBroker } from "./amqp-broker.js";
+import { envelope, rejection, until, within } from "./conformance.js";
+import { ConformanceDescriptor } from "./fixtures/descriptor.js";
+import { TestInbound } from "./fixtures/inbound.js";
+import { captureLog } from "./fixtures/log.js";
+import { PrivateRedis, redisServerAvailable } from "./redis-server.js";
+
+/** Handles pushes slowly, so a backlog of acknowledged pushes sits in the queue when it goes down. */
+class SlowPushes extends TestInbound {
+  override async push(env: Envelope): Promise<void> {
+    await new Promise((r) => setTimeout(r, 15));
+    return super.push(env);
+  }
+}
+
+const possible = await redisServerAvailable();
+
+function transport(url: string): Transport {
+  const make = redisTransport({ url, blockMs: 200, claimIdleMs: 1000, retryDelayMs: 50, pushPrefetch: 1 });
+  return make({ cluster: "restart", log: captureLog().log, maxPayloadBytes: 1 << 20 });
+}
+
+describeWithBroker(possible, "a private redis-server", "redis restart")("redis across a restart (private redis-server)", () => {
+  const redis = new PrivateRedis();
+  beforeAll(async () => {
+    await redis.start();
+  }, 30_000);
+  afterAll(async () => {
+    await redis.destroy();
+  });
+
+  it("fails calls by their deadline while Redis is down, recovers without restarting, and loses no acknowledged push", async () => {
+    const server = transport(redis.url);
+    const client = transport(redis.url);
+    const inbound = new SlowPushes();
+    const { endpoint } = await server.serve(ConformanceDescriptor, "r1", inbound);
+    expect((await client.call(endpoint, envelope("echo", { n: 0 }), within(3000))).payload).toMatchObject({ n: 0 });
+
+    const acknowledged: string[] = [];
+    let pushing = true;
+    const pusher = (async () => {
+      for (let i = 0; pushing; i++) {
+        const id = `p-${i}`;
+        await client.push(endpoint, envelope("record", { id }), within(500)).then(
+          () => acknowledged.push(id),
+          () => undefined,
+        );
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    await until(() => acknowledged.length >= 20);
+
+    const slow = client.call(endpoint, envelope("sleep", { ms: 10_000 }), within(4000)).then(
+      () => "answered",
+      (e: unknown) => FanError.from(e).code,
+    );
+    await until(() => inbound.active > 0);
+    const backlog = acknowledged.length - inbound.pushes.length;
+    expect(backlog, "acknowledged pushes still queued when the server goes down").toBeGreaterThan(5);
+    const killedAt = Date.now();
+    await redis.kill();
+    expect(await slow).toBe("UNAVAILABLE");
+    expect(Date.now() - killedAt).toBeLessThan(4000 + 500);
+
+    const t0 = Date.now();
+    const gap = await rejection(() => client.call(endpoint, envelope("echo", { n: 1 }), within(600)));
+    expect(gap.code).toBe("UNAVAILABLE");
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(550);
+    expect(Date.now() - t0).toBeLessThan(2000);
+
+    const waiting = client.push(endpoint, envelope("record", { id: "during-outage" }), within(60_000));
+    await redis.start();
+    await waiting;
+    pushing = false;
+    acknowledged.push("during-outage");
+
+    await until(async () => {
+      const reply = await client.call(endpoint, envelope("echo", { n: 2 }), within(1000)).catch(() => undefined);
+      return reply?.kind === "reply";
+    }, 30_000);
+    await pusher;
+    await until(() => acknowledged.every((id) => inbound.delivered(id).length >= 1), 30_000);
+    expect(acknowledged.length).toBeGreaterThan(20);
+
+    await client.close();
+    await server.close();
+  }, 120_000);
+});
