@@ -105,7 +105,7 @@ export function appConformance(name: TransportName, o: AppConformanceOptions): v
       const ac = new AbortController();
       const id = `cancel-${shortId()}`;
       const pending = rejection(() => client.sleep({ ms: 5000 }, { signal: ac.signal, headers: { "x-call": id } }));
-      await until(() => impl.active > 0);
+      await until(() => impl.started.includes(id));
       ac.abort();
       expect((await pending).code).toBe("CANCELLED");
       await until(() => impl.cancelled.includes(id));

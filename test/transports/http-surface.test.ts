@@ -101,6 +101,8 @@ describe("http surface", () => {
     expect((await httpRequest(base, "POST", `/${C}/echo`, "{}", { "fan-deadline": "soon" })).status).toBe(400);
     expect((await httpRequest(base, "POST", `/${C}/echo`, "{}", { "fan-headers": '{"a":{"b":1}}' })).status).toBe(400);
     expect((await httpRequest(base, "POST", "/conformance/echo/1", "[1]")).status).toBe(400);
+    expect((await httpRequest(base, "POST", `/${C}/echo`, "{}", { "fan-h-__proto__": "x" })).status).toBe(400);
+    expect((await httpRequest(base, "POST", `/${C}/echo`, "{}", { "fan-headers": '{"__proto__":"x"}' })).status).toBe(400);
     expect((await httpRequest(base, "POST", `/${C}/echo`, `${"[".repeat(100)}${"]".repeat(100)}`)).status).toBe(400);
   });
 

@@ -15,6 +15,7 @@ import { Code, FanError, type WireError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../../transport.js";
 import { parseJson } from "../../wire.js";
 import { fromHttpHeaders, toHttpHeaders } from "./headers.js";
+import { onAbort } from "./abort.js";
 import { asWireError } from "./respond.js";
 import { sendScope } from "./scope.js";
 
@@ -228,14 +229,13 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       reject(new FanError(Code.CANCELLED, "cancelled"));
       return;
     }
-    const onAbort = (): void => {
+    const stop = onAbort(signal, () => {
       clearTimeout(timer);
       reject(new FanError(Code.CANCELLED, "cancelled"));
-    };
+    });
     const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
+      stop();
       resolve();
     }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
   });
 }

@@ -17,18 +17,20 @@ import type { EnvelopeHeaders } from "../../transport.js";
 import { parseJson } from "../../wire.js";
 
 /** Envelope header name → HTTP header name, for the runtime's own headers. */
-const KNOWN: Readonly<Record<string, string>> = {
-  traceparent: "traceparent",
-  tracestate: "tracestate",
-  deadline: "fan-deadline",
-  ttl: "fan-ttl",
-  replyTo: "fan-reply-to",
-  shard: "fan-shard",
-  attempt: "fan-attempt",
-};
+const KNOWN: ReadonlyMap<string, string> = new Map([
+  ["traceparent", "traceparent"],
+  ["tracestate", "tracestate"],
+  ["deadline", "fan-deadline"],
+  ["ttl", "fan-ttl"],
+  ["replyTo", "fan-reply-to"],
+  ["shard", "fan-shard"],
+  ["attempt", "fan-attempt"],
+]);
 const NUMERIC: ReadonlySet<string> = new Set(["deadline", "ttl", "attempt"]);
-const FROM_HTTP: ReadonlyMap<string, string> = new Map(Object.entries(KNOWN).map(([k, v]) => [v, k]));
+const FROM_HTTP: ReadonlyMap<string, string> = new Map([...KNOWN].map(([k, v]) => [v, k]));
 
+/** Names that would pollute prototypes if copied around. */
+const FORBIDDEN: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
 const TOKEN = /^[a-z0-9][a-z0-9_.-]*$/;
 /** Printable ASCII without leading or trailing blanks (HTTP trims those). */
 const PRINTABLE = /^(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?$/;
@@ -45,7 +47,7 @@ export function toHttpHeaders(headers: EnvelopeHeaders, out: Record<string, stri
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined || value === null) continue;
-    const known = KNOWN[name];
+    const known = KNOWN.get(name);
     if (known !== undefined && (NUMERIC.has(name) ? typeof value === "number" : typeof value === "string" && PRINTABLE.test(value))) {
       out[known] = String(value);
     } else if (typeof value === "string" && TOKEN.test(name) && PRINTABLE.test(value)) {
@@ -81,7 +83,9 @@ export function fromHttpHeaders(http: IncomingHttpHeaders | Record<string, strin
     if (known !== undefined) {
       out[known] = NUMERIC.has(known) ? toNumber(key, raw) : raw;
     } else if (key.startsWith(CUSTOM_PREFIX) && key.length > CUSTOM_PREFIX.length) {
-      out[key.slice(CUSTOM_PREFIX.length)] = raw;
+      const name = key.slice(CUSTOM_PREFIX.length);
+      if (FORBIDDEN.has(name)) throw new FanError("INVALID_ARGUMENT", `header ${key} is not allowed`);
+      out[name] = raw;
     } else if (key === JSON_HEADER) {
       Object.assign(out, parseJsonHeader(raw));
     }

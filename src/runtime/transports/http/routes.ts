@@ -11,6 +11,9 @@
 import type { MethodDescriptor } from "../../descriptor.js";
 import type { Schema, StructSchema } from "../../schema.js";
 
+/** Names never bound from a path or query (they would pollute prototypes). */
+const FORBIDDEN: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
+
 /** One compiled route of one method. */
 export interface Route {
   readonly service: string;
@@ -86,7 +89,7 @@ export function sameShape(a: Route, b: Route): boolean {
  */
 export function bindParams(input: StructSchema, body: Record<string, unknown>, params: Readonly<Record<string, string>>, query?: URLSearchParams): Record<string, unknown> {
   const out: Record<string, unknown> = { ...body };
-  const fields = new Map(input.fields.map((f) => [f.name, f.schema]));
+  const fields = new Map(input.fields.filter((f) => !FORBIDDEN.has(f.name)).map((f) => [f.name, f.schema]));
   if (query !== undefined) {
     for (const key of new Set(query.keys())) {
       const schema = fields.get(key);
@@ -98,7 +101,7 @@ export function bindParams(input: StructSchema, body: Record<string, unknown>, p
   }
   for (const [key, text] of Object.entries(params)) {
     const schema = fields.get(key);
-    out[key] = schema === undefined ? text : fromText(schema, text);
+    if (schema !== undefined) out[key] = fromText(schema, text);
   }
   return out;
 }

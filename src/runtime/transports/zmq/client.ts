@@ -12,6 +12,7 @@ import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../../transport.js";
 import { decodeEnvelope, parseJson } from "../../wire.js";
+import { onAbort } from "./abort.js";
 import { Connection } from "./connection.js";
 import { Op } from "./frames.js";
 
@@ -103,15 +104,17 @@ export class ZmqClient {
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
+    if (signal.aborted) {
+      reject(new FanError(Code.CANCELLED, "cancelled"));
+      return;
+    }
+    const stop = onAbort(signal, () => {
       clearTimeout(timer);
       reject(new FanError(Code.CANCELLED, "cancelled"));
-    };
+    });
     const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
+      stop();
       resolve();
     }, ms);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
   });
 }

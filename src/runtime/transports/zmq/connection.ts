@@ -11,10 +11,12 @@
  */
 import type { Logger } from "pino";
 import { Dealer } from "zeromq";
+import { deadlines, type Expirable } from "../../deadlines.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../../transport.js";
 import { encodeEnvelope } from "../../wire.js";
 import type { ZmqClientOptions } from "./client.js";
+import { onAbort } from "./abort.js";
 import { Op, text } from "./frames.js";
 import { Writer } from "./writer.js";
 
@@ -29,16 +31,51 @@ export interface Answer {
   readonly body: Buffer;
 }
 
-interface Pending {
-  readonly settle: (a: Answer) => void;
-  readonly fail: (err: FanError) => void;
+/** One request in flight: settled once, by its answer, its deadline, an abort or a failure. */
+class Request implements Expirable {
+  bucket = 0;
+  prev: Expirable | undefined = undefined;
+  next: Expirable | undefined = undefined;
+  stopAbort: (() => void) | undefined = undefined;
+  connectTimer: NodeJS.Timeout | undefined = undefined;
+  private done = false;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly id: string,
+    private readonly what: string,
+    private readonly resolve: (a: Answer) => void,
+    private readonly reject: (e: FanError) => void,
+  ) {}
+
+  expire(): void {
+    this.fail(new FanError(Code.DEADLINE_EXCEEDED, `${this.what}: no answer within the deadline`));
+  }
+
+  settle(a: Answer): void {
+    if (this.finish()) this.resolve(a);
+  }
+
+  fail(err: FanError): void {
+    if (this.finish()) this.reject(err);
+  }
+
+  private finish(): boolean {
+    if (this.done) return false;
+    this.done = true;
+    deadlines.remove(this);
+    this.stopAbort?.();
+    if (this.connectTimer !== undefined) clearTimeout(this.connectTimer);
+    this.conn.forget(this.id);
+    return true;
+  }
 }
 
 /** A DEALER and its requests in flight. */
 export class Connection {
   private readonly dealer: Dealer;
   private readonly writer: Writer;
-  private readonly pending = new Map<string, Pending>();
+  private readonly pending = new Map<string, Request>();
   private readonly connectWaiters = new Set<() => void>();
   private up = false;
   private closed = false;
@@ -92,10 +129,7 @@ export class Connection {
     try {
       for await (const [opFrame, idFrame, body] of this.dealer) {
         const id = text(idFrame);
-        const pending = this.pending.get(id);
-        if (pending === undefined) continue;
-        this.pending.delete(id);
-        pending.settle({ op: text(opFrame), body: body ?? Buffer.alloc(0) });
+        this.pending.get(id)?.settle({ op: text(opFrame), body: body ?? Buffer.alloc(0) });
       }
     } catch (e) {
       if (!this.closed) this.log.error({ err: e, endpoint: this.endpoint }, "zmq: client receive loop failed");
@@ -106,35 +140,26 @@ export class Connection {
   request(op: string, env: Envelope, opts: SendOptions): Promise<Answer> {
     const what = `${env.service}/${env.method}`;
     if (opts.signal.aborted) return Promise.reject(new FanError(Code.CANCELLED, `${what}: cancelled`));
-    const remaining = opts.deadline - Date.now();
-    if (remaining <= 0) return Promise.reject(new FanError(Code.DEADLINE_EXCEEDED, `${what}: deadline passed before sending`));
+    if (opts.deadline <= Date.now()) return Promise.reject(new FanError(Code.DEADLINE_EXCEEDED, `${what}: deadline passed before sending`));
     const wire = env.headers.deadline === undefined && Number.isFinite(opts.deadline) ? { ...env, headers: { ...env.headers, deadline: opts.deadline } } : env;
     const body = encodeEnvelope(wire);
     if (body.length > this.maxBytes) return Promise.reject(new FanError(Code.RESOURCE_EXHAUSTED, `request of ${body.length} bytes exceeds the limit of ${this.maxBytes}`));
     return new Promise((resolve, reject) => {
-      const timers: NodeJS.Timeout[] = [];
-      const done = (): void => {
-        for (const t of timers) clearTimeout(t);
-        opts.signal.removeEventListener("abort", onAbort);
-        this.pending.delete(env.id);
-      };
-      const onAbort = (): void => {
-        done();
+      const req = new Request(this, env.id, what, resolve, reject);
+      this.pending.set(env.id, req);
+      if (Number.isFinite(opts.deadline)) deadlines.add(req, opts.deadline);
+      req.stopAbort = onAbort(opts.signal, () => {
         if (op === Op.CALL) void this.writer.send([Op.CANCEL, env.id, ""], Date.now() + 1000).catch(() => undefined);
-        reject(new FanError(Code.CANCELLED, `${what}: cancelled`));
-      };
-      const fail = (err: FanError): void => {
-        done();
-        reject(err);
-      };
-      if (Number.isFinite(remaining) && remaining < 2 ** 31 - 1) {
-        timers.push(setTimeout(() => fail(new FanError(Code.DEADLINE_EXCEEDED, `${what}: no answer within the deadline`)), remaining));
-      }
-      if (!this.up) timers.push(this.connectTimer(() => fail(new FanError(Code.UNAVAILABLE, `zmq ${this.endpoint}: not connected`))));
-      opts.signal.addEventListener("abort", onAbort, { once: true });
-      this.pending.set(env.id, { settle: (a) => (done(), resolve(a)), fail });
-      this.writer.send([op, env.id, body], opts.deadline).catch((e: unknown) => this.pending.get(env.id)?.fail(FanError.from(e, Code.UNAVAILABLE)));
+        req.fail(new FanError(Code.CANCELLED, `${what}: cancelled`));
+      });
+      if (!this.up) req.connectTimer = this.connectTimer(() => req.fail(new FanError(Code.UNAVAILABLE, `zmq ${this.endpoint}: not connected`)));
+      this.writer.send([op, env.id, body], opts.deadline).catch((e: unknown) => req.fail(FanError.from(e, Code.UNAVAILABLE)));
     });
+  }
+
+  /** Forgets a settled request. */
+  forget(id: string): void {
+    this.pending.delete(id);
   }
 
   /** Fires `onTimeout` unless the connection comes up within `sendTimeoutMs`. */

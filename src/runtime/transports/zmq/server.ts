@@ -99,7 +99,7 @@ export class ZmqServer {
       this.log.warn({ frames: frames.length, op: op.slice(0, 8) }, "zmq: dropped a malformed message");
       return;
     }
-    const key = `${peer.toString("hex")}/${id}`;
+    const key = `${id}\u0000${peer.toString("latin1")}`;
     if (op === Op.CANCEL) {
       this.running.get(key)?.abort(new FanError(Code.CANCELLED, "cancelled by the caller"));
       return;

@@ -1,0 +1,228 @@
+/**
+ * `npm run bench -- transports`: closed-loop rpc over each network transport at concurrency 1
+ * and 64, beside the raw lower bound of its medium measured in the same run:
+ *
+ * - http: undici Pool → a bare node:http handler that parses and answers the JSON body;
+ * - zmq: a zeromq DEALER → ROUTER echo with ids matched to replies;
+ * - amqp, redis: see the marked section at the bottom (`transportRows` does the work).
+ *
+ * "fan" rows are a generated-style client in one App calling a handler served by another App
+ * over that transport (envelope, validation, deadlines, discovery, all of it); "transport"
+ * rows call the Transport directly with a prepared envelope, to show where time goes.
+ * Target: fan at concurrency 64 within 1.5x of the raw bound (ratio ≥ 0.67).
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { pino } from "pino";
+import { Pool } from "undici";
+import { Dealer, Router } from "zeromq";
+import { createApp } from "../src/runtime/app.js";
+import type { TransportsConfig } from "../src/runtime/app-infra.js";
+import { type CallOptions, defineService, type ServiceDescriptor, type StructSchema, type TransportName } from "../src/runtime/index.js";
+import type { Envelope, Transport, TransportFactory } from "../src/runtime/transport.js";
+import { httpTransport } from "../src/runtime/transports/http/index.js";
+import { zmqTransport } from "../src/runtime/transports/zmq/index.js";
+import { type BenchRow, compare, loop } from "./lib.js";
+
+/** A measured operation and how to tear it down. */
+export interface Rig {
+  readonly op: () => Promise<unknown>;
+  close(): Promise<void>;
+}
+
+/** The raw lower bound of one medium. */
+export interface RawBound {
+  /** Shown in the table: "undici → bare node:http". */
+  readonly label: string;
+  start(): Promise<Rig>;
+}
+
+interface QuoteReq {
+  symbol: string;
+  quantity: number;
+  price: number;
+}
+interface Quote {
+  symbol: string;
+  total: number;
+}
+
+const REQUEST: QuoteReq = { symbol: "ACME", quantity: 3, price: 12.5 };
+const quote = (q: QuoteReq): Quote => ({ symbol: q.symbol, total: q.quantity * q.price });
+
+const input: StructSchema = {
+  kind: "struct",
+  name: "bench.Pricing.quote$input",
+  fields: [
+    { name: "symbol", schema: { kind: "string", maxLength: 12 } },
+    { name: "quantity", schema: { kind: "int", min: 1 } },
+    { name: "price", schema: { kind: "float", min: 0 } },
+  ],
+};
+const output: StructSchema = {
+  kind: "struct",
+  name: "bench.Quote",
+  fields: [
+    { name: "symbol", schema: { kind: "string" } },
+    { name: "total", schema: { kind: "float" } },
+  ],
+};
+const descriptor: ServiceDescriptor = {
+  name: "bench.Pricing",
+  version: "1.0.0",
+  transports: ["http", "amqp", "redis", "zmq", "local"],
+  shards: 16,
+  unique: false,
+  methods: { quote: { name: "quote", kind: "rpc", input, output, timeoutMs: 10_000, idempotent: true, retry: 0, throws: [] } },
+  events: {},
+  states: {},
+  subscriptions: [],
+  depends: [],
+  errors: {},
+};
+const Pricing = defineService<{ quote(req: QuoteReq): Quote }, { quote(req: QuoteReq, opts?: CallOptions): Promise<Quote> }>({
+  descriptor,
+  createClient: (c) => ({ quote: (req, opts) => c.call("quote", req, opts) as Promise<Quote> }),
+});
+
+const silent = pino({ level: "silent" });
+
+/** fan end to end: a client App calling a server App over `name` (each App gets its own transport from `transports`). */
+export async function fanRig(name: TransportName, transports: () => TransportsConfig): Promise<Rig> {
+  const cluster = `bench-${name}-${process.pid}`;
+  const server = createApp({ cluster, discovery: "memory", logger: silent, transports: transports() }).serve(Pricing, { quote }, { transports: [name] });
+  const caller = createApp({ cluster, discovery: "memory", logger: silent, transports: transports() });
+  await server.start();
+  await caller.start();
+  const client = caller.client(Pricing, { transport: name });
+  await client.quote(REQUEST);
+  return {
+    op: () => client.quote(REQUEST),
+    close: async () => {
+      await caller.stop();
+      await server.stop();
+    },
+  };
+}
+
+/** One transport alone: a prepared envelope to a trivial Inbound, no App on either side. */
+export async function transportRig(factory: () => TransportFactory): Promise<Rig> {
+  const ctx = { cluster: "bench", log: silent, maxPayloadBytes: 4 * 1024 * 1024 };
+  const server: Transport = factory()(ctx);
+  const client: Transport = factory()(ctx);
+  const served = await server.serve(descriptor, "bench-1", {
+    call: async (env) => ({ v: 1, id: env.id, kind: "reply", service: env.service, method: env.method, headers: {}, payload: quote(env.payload as QuoteReq) }),
+    push: async () => undefined,
+  });
+  let n = 0;
+  const never = new AbortController().signal;
+  const op = (): Promise<Envelope> => {
+    const env: Envelope = { v: 1, id: `b${++n}`, kind: "call", service: descriptor.name, method: "quote", headers: {}, payload: REQUEST };
+    return client.call(served.endpoint, env, { signal: never, deadline: Date.now() + 10_000 });
+  };
+  await op();
+  return { op, close: async () => (await client.close(), await server.close()) };
+}
+
+/** Rows of one transport: raw bound, transport alone and fan end to end, at concurrency 1 and 64. */
+export async function transportRows(name: TransportName, raw: RawBound, factory: () => TransportFactory, transports: () => TransportsConfig): Promise<BenchRow[]> {
+  const rigs = [await raw.start(), await transportRig(factory), await fanRig(name, transports)];
+  const [rawRig, bare, fan] = rigs as [Rig, Rig, Rig];
+  const rows: BenchRow[] = [];
+  try {
+    for (const concurrency of [1, 64]) {
+      // Warm up at the measured concurrency: connections opened, code paths compiled.
+      for (const r of rigs) await loop(r.op, { concurrency, durationMs: 300, warmupOps: 0 });
+      const measured = await compare(
+        [
+          { name: `${name} c=${concurrency} raw: ${raw.label}`, op: rawRig.op },
+          { name: `${name} c=${concurrency} transport alone`, op: bare.op },
+          { name: `${name} c=${concurrency} fan end to end`, op: fan.op, note: concurrency === 64 ? "target: ratio ≥ 0.67 (within 1.5x of raw)" : "" },
+        ],
+        { concurrency, durationMs: 1000, rounds: 5, warmupOps: 0 },
+      );
+      rows.push(...measured);
+    }
+  } finally {
+    for (const r of rigs) await r.close();
+  }
+  return rows;
+}
+
+// --- raw bounds ------------------------------------------------------------------------------
+
+/** undici Pool (same settings as the transport) → a bare node:http handler parsing and answering JSON. */
+export const rawHttp: RawBound = {
+  label: "undici → bare node:http",
+  async start() {
+    const server: Server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const body = JSON.stringify(quote(JSON.parse(Buffer.concat(chunks).toString("utf8")) as QuoteReq));
+        res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) }).end(body);
+      });
+    });
+    server.keepAliveTimeout = 65_000;
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const pool = new Pool(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, { connections: 128, pipelining: 1, keepAliveTimeout: 30_000 });
+    const body = JSON.stringify(REQUEST);
+    return {
+      op: async () => {
+        const res = await pool.request({ path: "/bench.Pricing/quote", method: "POST", headers: { "content-type": "application/json" }, body });
+        return JSON.parse(await res.body.text());
+      },
+      close: async () => {
+        await pool.close();
+        server.closeAllConnections();
+        await new Promise<void>((r) => server.close(() => r()));
+      },
+    };
+  },
+};
+
+/** A zeromq DEALER → ROUTER echo, replies matched to requests by id (JSON both ways). */
+export const rawZmq: RawBound = {
+  label: "zeromq DEALER → ROUTER echo",
+  async start() {
+    const router = new Router({ linger: 0 });
+    await router.bind("tcp://127.0.0.1:*");
+    void (async () => {
+      for await (const [peer, id, body] of router) {
+        await router.send([peer as Buffer, id as Buffer, JSON.stringify(quote(JSON.parse(String(body)) as QuoteReq))]);
+      }
+    })().catch(() => undefined);
+    const dealer = new Dealer({ linger: 0 });
+    dealer.connect(router.lastEndpoint as string);
+    const pending = new Map<string, (v: unknown) => void>();
+    void (async () => {
+      for await (const [id, body] of dealer) pending.get(String(id))?.(JSON.parse(String(body)));
+    })().catch(() => undefined);
+    let n = 0;
+    let sending = Promise.resolve();
+    const body = JSON.stringify(REQUEST);
+    return {
+      op: () =>
+        new Promise((resolve) => {
+          const id = String(++n);
+          pending.set(id, (v) => (pending.delete(id), resolve(v)));
+          sending = sending.then(() => dealer.send([id, body]));
+        }),
+      close: async () => {
+        dealer.close();
+        router.close();
+      },
+    };
+  },
+};
+
+// --- the table -------------------------------------------------------------------------------
+
+export default async function transports(): Promise<BenchRow[]> {
+  return [
+    ...(await transportRows("http", rawHttp, () => httpTransport(), () => ({ http: httpTransport() }))),
+    ...(await transportRows("zmq", rawZmq, () => zmqTransport(), () => ({ zmq: zmqTransport() }))),
+    // --- amqp and redis rows: add `...(await transportRows("amqp", rawAmqp, ...))` here, with
+    // --- a RawBound for an amqplib publish/consume round trip and an ioredis round trip.
+  ];
+}
