@@ -112,7 +112,6 @@ export class Lifecycle {
       return;
     }
     this.#state = "stopping";
-    this.#signals?.();
     this.#stopping.abort(new FanError(Code.UNAVAILABLE, "the app is stopping"));
     const grace = this.#options.stopGraceMs ?? 10_000;
     await this.#runner.stop(grace);
@@ -123,6 +122,7 @@ export class Lifecycle {
     await closeClients();
     await this.#infra.close();
     this.#state = "stopped";
+    this.#signals?.();
     if (wasRunning) this.#log.info("app stopped");
   }
 

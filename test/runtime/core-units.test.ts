@@ -1,0 +1,77 @@
+import { describe, expect, it } from "vitest";
+import { missingKeys } from "../../src/runtime/app-config.js";
+import { DeadlineWheel, type Expirable } from "../../src/runtime/deadlines.js";
+import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from "../../src/runtime/ids.js";
+import { parseInterval } from "../../src/runtime/tasks.js";
+import { CatalogDescriptor } from "./fixtures/shop.js";
+
+function item(log: string[], name: string): Expirable {
+  return { bucket: 0, expire: () => void log.push(name) };
+}
+
+describe("the deadline wheel", () => {
+  it("expires what is due, in deadline order, and nothing removed", async () => {
+    const wheel = new DeadlineWheel();
+    const log: string[] = [];
+    const now = Date.now();
+    const a = item(log, "a");
+    const b = item(log, "b");
+    const c = item(log, "c");
+    const d = item(log, "d");
+    wheel.add(c, now + 60);
+    wheel.add(a, now + 10);
+    wheel.add(b, now + 30);
+    wheel.add(d, now + 30);
+    wheel.remove(d);
+    wheel.remove(d);
+    await new Promise((r) => setTimeout(r, 45));
+    expect(log).toEqual(["a", "b"]);
+    wheel.remove(c);
+    await new Promise((r) => setTimeout(r, 40));
+    expect(log).toEqual(["a", "b"]);
+    const late = item(log, "late");
+    wheel.add(late, Date.now() - 5);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(log).toEqual(["a", "b", "late"]);
+  });
+});
+
+describe("trace context", () => {
+  it("formats and parses W3C traceparent, rejecting malformed and all-zero ids", () => {
+    const t = newTraceId();
+    const s = newSpanId();
+    expect(t).toMatch(/^[0-9a-f]{32}$/);
+    expect(s).toMatch(/^[0-9a-f]{16}$/);
+    expect(newTraceId()).not.toBe(t);
+    expect(parseTraceparent(formatTraceparent(t, s))).toEqual({ traceId: t, spanId: s, flags: "01" });
+    expect(parseTraceparent(`00-${"0".repeat(32)}-${s}-01`)).toBeUndefined();
+    expect(parseTraceparent(`00-${t}-${"0".repeat(16)}-01`)).toBeUndefined();
+    expect(parseTraceparent(`ff-${t}-${s}-01`)).toBeUndefined();
+    expect(parseTraceparent(`00-${t.toUpperCase()}-${s}-01`)).toBeUndefined();
+    expect(parseTraceparent(`00-${t}-${s}-01-extra`)).toBeUndefined();
+    expect(parseTraceparent(`01-${t}-${s}-01-extra`)?.traceId).toBe(t);
+    expect(parseTraceparent(42)).toBeUndefined();
+  });
+});
+
+describe("config keys", () => {
+  it("names every missing required key, nested ones by path", () => {
+    const schema = CatalogDescriptor.config;
+    if (schema === undefined) throw new Error("fixture has config");
+    expect(missingKeys(schema, {})).toEqual(["apiKey", "db"]);
+    expect(missingKeys(schema, { apiKey: "k", db: {} })).toEqual(["db.url", "db.poolSize"]);
+    expect(missingKeys(schema, { apiKey: null, db: { url: "u", poolSize: 1 } })).toEqual(["apiKey"]);
+    expect(missingKeys(schema, { apiKey: "k", db: { url: "u", poolSize: 1 } })).toEqual([]);
+  });
+});
+
+describe("timer intervals", () => {
+  it("accepts ms numbers and duration text, and rejects the rest clearly", () => {
+    expect(parseInterval(250)).toBe(250);
+    expect(parseInterval("250ms")).toBe(250);
+    expect(parseInterval("1.5s")).toBe(1500);
+    expect(parseInterval("2m")).toBe(120_000);
+    expect(() => parseInterval(0)).toThrow(/positive/);
+    expect(() => parseInterval("soon")).toThrow(/"soon"/);
+  });
+});

@@ -1,0 +1,58 @@
+import type { CallContext } from "fan/runtime";
+import { createTestApp } from "fan/testing";
+import { describe, expect, it } from "vitest";
+import { mockIntegrationApi, IntegrationApi, SyncFailed } from "../../generated/integration/api.js";
+import { CatalogImpl, catalogConfig } from "./fixtures/impl.js";
+import { Catalog, type CatalogConfig, type Item, item } from "./fixtures/shop.js";
+
+describe("the test kit", () => {
+  it("serves a generated mock in place of a service, recording calls and returning typed errors", async () => {
+    const integration = mockIntegrationApi().ping.returns("pong");
+    integration.status.throws(new SyncFailed({ storeId: "s1", reason: "offline" }));
+    const app = createTestApp().mock(integration);
+    await app.start();
+    const client = app.client(IntegrationApi);
+    expect(await client.ping()).toBe("pong");
+    const err = await client.status({ storeId: "s1" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SyncFailed);
+    expect((err as SyncFailed).reason).toBe("offline");
+    expect(integration.ping.calls).toHaveLength(1);
+    expect(integration.status.calls[0]?.req).toEqual({ storeId: "s1" });
+    await app.stop();
+  });
+});
+
+class Capturing extends CatalogImpl {
+  received: unknown;
+  override add(req: { item: Item; quantity: number }, ctx?: CallContext<CatalogConfig>): void {
+    this.received = req.item;
+    void ctx;
+    super.add(req);
+  }
+}
+
+describe("value and serialised local modes", () => {
+  it("hands the caller's value over as is by default, and a decoded copy when serialising", async () => {
+    for (const serialize of [false, true]) {
+      const impl = new Capturing();
+      const app = createTestApp({ serialize }).serve(Catalog, impl, { config: catalogConfig });
+      await app.start();
+      const it1 = item("v1", { tags: ["a"] });
+      await app.client(Catalog).add({ item: it1, quantity: 2 });
+      if (serialize) {
+        expect(impl.received).not.toBe(it1);
+        expect(impl.received).toEqual(it1);
+        expect((impl.received as Item).createdAt).toBeInstanceOf(Date);
+      } else expect(impl.received).toBe(it1);
+      await app.stop();
+    }
+  });
+
+  it("refuses an oversized payload in serialised mode with RESOURCE_EXHAUSTED", async () => {
+    const app = createTestApp({ serialize: true, maxPayloadBytes: 2048 }).serve(Catalog, new CatalogImpl(), { config: catalogConfig });
+    await app.start();
+    const err = await app.client(Catalog).add({ item: item("big", { tags: Array.from({ length: 200 }, (_, i) => `tag-${i}`) }) }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "RESOURCE_EXHAUSTED" });
+    await app.stop();
+  });
+});
