@@ -4,7 +4,7 @@
  * one is never restarted or flushed).
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -60,15 +60,16 @@ export class PrivateRedis {
   readonly url: string;
   readonly #dir: string;
 
-  constructor() {
-    this.port = 20_000 + Math.floor(Math.random() * 20_000);
+  /** `extra`: more redis-server arguments (e.g. `--cluster-enabled yes`). */
+  constructor(private readonly extra: readonly string[] = [], port = 20_000 + Math.floor(Math.random() * 20_000)) {
+    this.port = port;
     this.url = `redis://127.0.0.1:${this.port}`;
     this.#dir = mkdtempSync(join(tmpdir(), "fan-redis-"));
   }
 
   /** Starts (or restarts, reloading its append-only file) the server. */
   async start(timeoutMs = 20_000): Promise<void> {
-    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always"];
+    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", ...this.extra];
     await run("redis-server", [...args, "--daemonize", "yes", "--dir", this.#dir, "--pidfile", join(this.#dir, "pid"), "--logfile", join(this.#dir, "log")]);
     const end = Date.now() + timeoutMs;
     while (!(await this.#answers())) {
@@ -113,5 +114,78 @@ export async function redisServerAvailable(): Promise<boolean> {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** A Sentinel (redis-server --sentinel) watching one master under `name`. */
+export class PrivateSentinel {
+  readonly port = 20_000 + Math.floor(Math.random() * 20_000);
+  readonly #dir = mkdtempSync(join(tmpdir(), "fan-sentinel-"));
+
+  constructor(
+    readonly name: string,
+    private readonly masterPort: number,
+  ) {}
+
+  /** Starts the sentinel and waits until it knows the master. */
+  async start(timeoutMs = 20_000): Promise<void> {
+    const conf = join(this.#dir, "sentinel.conf");
+    const lines = [
+      `port ${this.port}`,
+      "bind 127.0.0.1",
+      "daemonize yes",
+      `pidfile ${join(this.#dir, "pid")}`,
+      `logfile ${join(this.#dir, "log")}`,
+      `dir ${this.#dir}`,
+      `sentinel monitor ${this.name} 127.0.0.1 ${this.masterPort} 1`,
+    ];
+    writeFileSync(conf, `${lines.join("\n")}\n`);
+    await run("redis-server", [conf, "--sentinel"]);
+    const end = Date.now() + timeoutMs;
+    const url = `redis://127.0.0.1:${this.port}`;
+    for (;;) {
+      const master = await withRedis((r) => r.call("SENTINEL", "get-master-addr-by-name", this.name), url).catch(() => null);
+      if (Array.isArray(master)) return;
+      if (Date.now() > end) throw new Error(`sentinel on ${this.port} did not report ${this.name} within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Stops the sentinel and removes its files. */
+  async destroy(): Promise<void> {
+    try {
+      process.kill(Number(readFileSync(join(this.#dir, "pid"), "utf8").trim()), "SIGKILL");
+    } catch {
+      // not running
+    }
+    rmSync(this.#dir, { recursive: true, force: true });
+  }
+}
+
+/** Three redis-server nodes joined into a Redis Cluster (no replicas). */
+export class PrivateCluster {
+  readonly nodes: PrivateRedis[];
+
+  constructor() {
+    const base = 20_000 + Math.floor(Math.random() * 19_000);
+    this.nodes = [0, 1, 2].map((i) => new PrivateRedis(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--appendonly", "no"], base + i * 7));
+  }
+
+  /** Starts the nodes, assigns the slots and waits until every node reports `cluster_state:ok`. */
+  async start(timeoutMs = 30_000): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.start()));
+    await run("redis-cli", ["--cluster", "create", ...this.nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"], { timeout: timeoutMs });
+    const end = Date.now() + timeoutMs;
+    for (const n of this.nodes) {
+      while (!(await withRedis((r) => r.call("CLUSTER", "INFO"), n.url).then((i) => String(i).includes("cluster_state:ok"), () => false))) {
+        if (Date.now() > end) throw new Error("redis cluster did not become ok");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  /** Stops every node and removes its files. */
+  async destroy(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.destroy()));
   }
 }
