@@ -6,7 +6,14 @@
  */
 import { ServiceBroker } from "moleculer";
 import { pino } from "pino";
-import { createApp, defineService, type CallContext, type CallOptions, type ServiceDescriptor, type StructSchema } from "../src/runtime/index.js";
+import {
+  createApp,
+  defineService,
+  type CallContext,
+  type CallOptions,
+  type ServiceDescriptor,
+  type StructSchema,
+} from "../src/runtime/index.js";
 import { compare, type BenchRow } from "./lib.js";
 
 interface QuoteReq {
@@ -42,7 +49,9 @@ const descriptor: ServiceDescriptor = {
   transports: ["local"],
   shards: 16,
   unique: false,
-  methods: { quote: { name: "quote", kind: "rpc", input, output, timeoutMs: 10_000, idempotent: true, retry: 0, throws: [] } },
+  methods: {
+    quote: { name: "quote", kind: "rpc", input, output, timeoutMs: 10_000, idempotent: true, retry: 0, throws: [] },
+  },
   events: {},
   states: {},
   subscriptions: [],
@@ -77,12 +86,22 @@ export default async function bench(): Promise<BenchRow[]> {
   await app.start();
   const client = app.client(Pricing);
 
-  const broker = new ServiceBroker({ logger: false, metrics: false, tracing: false, transporter: null, nodeID: "bench" });
+  const broker = new ServiceBroker({
+    logger: false,
+    metrics: false,
+    tracing: false,
+    transporter: null,
+    nodeID: "bench",
+  });
   broker.createService({
     name: "pricing",
     actions: {
       quote: {
-        params: { symbol: { type: "string", max: 12 }, quantity: { type: "number", integer: true, min: 1 }, price: { type: "number", min: 0 } },
+        params: {
+          symbol: { type: "string", max: 12 },
+          quantity: { type: "number", integer: true, min: 1 },
+          price: { type: "number", min: 0 },
+        },
         handler: async (ctx: { params: QuoteReq }) => work(ctx.params),
       },
     },
@@ -96,7 +115,11 @@ export default async function bench(): Promise<BenchRow[]> {
   const rows = await compare(
     [
       { name: "direct await handler.quote(x)", op: () => handler.quote(req) },
-      { name: "fan local client.quote(x)", op: () => client.quote(req), note: "target: time ≤ 3x direct (ratio ≥ 0.33)" },
+      {
+        name: "fan local client.quote(x)",
+        op: () => client.quote(req),
+        note: "target: time ≤ 3x direct (ratio ≥ 0.33)",
+      },
       { name: "moleculer broker.call", op: () => broker.call("pricing.quote", req) },
     ],
     { rounds: 5, durationMs: 600, warmupOps: 20_000 },

@@ -4,7 +4,14 @@
  */
 import type { CallContext, Publisher } from "fan/runtime";
 import type { Money } from "../../generated/retail/common.js";
-import { type ExchangeConfig, type ExchangeHandler, type MarketPrice, type Order, type OrderBook, OrderRejected } from "../../generated/trading.js";
+import {
+  type ExchangeConfig,
+  type ExchangeHandler,
+  type MarketPrice,
+  type Order,
+  type OrderBook,
+  OrderRejected,
+} from "../../generated/trading.js";
 
 type Ctx = CallContext<ExchangeConfig>;
 
@@ -18,12 +25,17 @@ export class ExchangeService implements ExchangeHandler {
   constructor(private readonly publisher: () => Publisher) {}
 
   async place({ order }: { order: Order }, ctx: Ctx): Promise<Order> {
-    if (!ctx.config.symbols.includes(order.symbol)) throw new OrderRejected({ reason: `unknown symbol ${order.symbol}` });
-    if (order.quantity > ctx.config.maxOrderQuantity) throw new OrderRejected({ reason: `quantity above ${ctx.config.maxOrderQuantity}` });
+    if (!ctx.config.symbols.includes(order.symbol))
+      throw new OrderRejected({ reason: `unknown symbol ${order.symbol}` });
+    if (order.quantity > ctx.config.maxOrderQuantity)
+      throw new OrderRejected({ reason: `quantity above ${ctx.config.maxOrderQuantity}` });
     const opposite = order.side === "BUY" ? "SELL" : "BUY";
-    const match = [...this.#orders.values()].find((o) => o.symbol === order.symbol && o.side === opposite && o.price === order.price);
+    const match = [...this.#orders.values()].find(
+      (o) => o.symbol === order.symbol && o.side === opposite && o.price === order.price,
+    );
     if (match !== undefined) {
       this.#orders.delete(match.id);
+      // biome-ignore lint/complexity/useMathMinMax: quantities are bigints, which Math.min does not take
       const quantity = match.quantity < order.quantity ? match.quantity : order.quantity;
       await this.publisher().emit("traded", { symbol: order.symbol, price: order.price, quantity });
       this.#price(order.symbol, { amount: order.price, currency: "EUR" });
@@ -47,14 +59,19 @@ export class ExchangeService implements ExchangeHandler {
 
   #price(symbol: string, last: Money): void {
     this.#prices[symbol] = { symbol, last, at: new Date() };
-    this.publisher().state("prices").set({ ...this.#prices });
+    this.publisher()
+      .state("prices")
+      .set({ ...this.#prices });
   }
 
   #publishBook(symbol: string): void {
     const open = [...this.#orders.values()].filter((o) => o.symbol === symbol);
-    const levels = (side: Order["side"]) => open.filter((o) => o.side === side).map((o) => ({ price: o.price, quantity: o.quantity }));
+    const levels = (side: Order["side"]) =>
+      open.filter((o) => o.side === side).map((o) => ({ price: o.price, quantity: o.quantity }));
     const sequence = (this.#book[symbol]?.sequence ?? 0n) + 1n;
     this.#book[symbol] = { bids: levels("BUY"), asks: levels("SELL"), sequence };
-    this.publisher().state("book").set({ ...this.#book });
+    this.publisher()
+      .state("book")
+      .set({ ...this.#book });
   }
 }

@@ -18,11 +18,15 @@ export class IntegrationService implements IntegrationApiHandler {
   }
 
   status({ storeId }: { storeId: string }): SyncStatus {
-    if (OFFLINE.has(storeId)) throw new SyncFailed({ storeId, reason: "point of sale unreachable" }, `cannot reach ${storeId}`);
+    if (OFFLINE.has(storeId))
+      throw new SyncFailed({ storeId, reason: "point of sale unreachable" }, `cannot reach ${storeId}`);
     return this.#status.get(storeId) ?? { storeId, pending: 0, errors: [] };
   }
 
-  async resync({ storeId, full }: { storeId: string; full: boolean }, ctx: CallContext<Record<string, never>>): Promise<void> {
+  async resync(
+    { storeId, full }: { storeId: string; full: boolean },
+    ctx: CallContext<Record<string, never>>,
+  ): Promise<void> {
     const status: SyncStatus = { storeId, lastSync: new Date(), pending: 0, errors: [] };
     this.#status.set(storeId, status);
     ctx.log.info({ storeId, full }, "store resynced");

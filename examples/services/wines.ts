@@ -30,7 +30,9 @@ export class WinesService implements PublicWinesHandler {
   }
 
   list({ storeId, filter }: { storeId: string; filter?: WineFilter | undefined }, ctx: Ctx): Wine[] {
-    const all = [...(this.#stores.get(storeId)?.values() ?? [])].filter((w) => filter?.color === undefined || w.color === filter.color);
+    const all = [...(this.#stores.get(storeId)?.values() ?? [])].filter(
+      (w) => filter?.color === undefined || w.color === filter.color,
+    );
     const offset = filter?.page?.offset ?? 0;
     const limit = Math.min(filter?.page?.limit ?? ctx.config.pageSize, ctx.config.pageSize);
     return all.slice(offset, offset + limit);
@@ -41,10 +43,15 @@ export class WinesService implements PublicWinesHandler {
     const sync = await ctx.client(IntegrationApi).status({ storeId });
     ctx.log.info({ storeId, wine: wine.id, pendingSync: sync.pending }, "creating wine");
     let store = this.#stores.get(storeId);
-    if (store === undefined) this.#stores.set(storeId, (store = new Map()));
+    if (store === undefined) {
+      store = new Map();
+      this.#stores.set(storeId, store);
+    }
     store.set(wine.id, wine);
     await this.publisher().emit("wineChanged", { wine });
-    this.publisher().state<Record<string, Wine>>("inventory").patch({ [wine.id]: wine });
+    this.publisher()
+      .state<Record<string, Wine>>("inventory")
+      .patch({ [wine.id]: wine });
     return wine;
   }
 
@@ -52,7 +59,10 @@ export class WinesService implements PublicWinesHandler {
     return this.create(req, ctx);
   }
 
-  async sell({ storeId, inventoryId, quantity }: { storeId: string; inventoryId: string; payment: Payment; quantity: number }, ctx: Ctx): Promise<void> {
+  async sell(
+    { storeId, inventoryId, quantity }: { storeId: string; inventoryId: string; payment: Payment; quantity: number },
+    ctx: Ctx,
+  ): Promise<void> {
     const wine = this.get({ storeId, inventoryId });
     const available = wine.stock[storeId] ?? 0;
     if (available < quantity) throw new OutOfStock({ inventoryId, available }, `only ${available} left`);
@@ -60,7 +70,9 @@ export class WinesService implements PublicWinesHandler {
     this.#stores.get(storeId)?.set(inventoryId, sold);
     ctx.log.info({ storeId, inventoryId, quantity }, "sold");
     await this.publisher().emit("wineChanged", { wine: sold });
-    this.publisher().state<Record<string, Wine>>("inventory").patch({ [inventoryId]: sold });
+    this.publisher()
+      .state<Record<string, Wine>>("inventory")
+      .patch({ [inventoryId]: sold });
   }
 
   invalidate({ storeId }: { storeId: string }): void {

@@ -39,12 +39,17 @@ export function decodeConfig(service: ServiceDescriptor, raw: Record<string, unk
   if (schema === undefined) return Object.freeze({});
   const missing = missingKeys(schema, raw);
   if (missing.length > 0) {
-    throw new FanError(Code.FAILED_PRECONDITION, `config of ${service.name} is missing ${missing.join(", ")}`, { details: { service: service.name, missing } });
+    throw new FanError(Code.FAILED_PRECONDITION, `config of ${service.name} is missing ${missing.join(", ")}`, {
+      details: { service: service.name, missing },
+    });
   }
   try {
     return codec(schema).decode(raw, "config");
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    throw new FanError(Code.INVALID_ARGUMENT, `config of ${service.name} is invalid: ${msg}`, { cause: e, details: FanError.is(e) ? e.details : undefined });
+    throw new FanError(Code.INVALID_ARGUMENT, `config of ${service.name} is invalid: ${msg}`, {
+      cause: e,
+      details: FanError.is(e) ? e.details : undefined,
+    });
   }
 }

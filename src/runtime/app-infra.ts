@@ -48,7 +48,8 @@ function isDiscovery(d: DiscoveryInput): d is Discovery {
 async function loadTransport(name: TransportName, opts: object): Promise<TransportFactory> {
   const mod = (await import(`./transports/${name}/index.js`)) as Record<string, unknown>;
   const make = mod[`${name}Transport`];
-  if (typeof make !== "function") throw new FanError(Code.INTERNAL, `transports/${name} does not export ${name}Transport`);
+  if (typeof make !== "function")
+    throw new FanError(Code.INTERNAL, `transports/${name} does not export ${name}Transport`);
   return (make as (o: object) => TransportFactory)(opts);
 }
 
@@ -70,7 +71,11 @@ export class Infra {
     this.#ownsDiscovery = !isDiscovery(this.#spec);
     const configured = Object.keys(opts.transports ?? {}) as TransportName[];
     for (const name of configured) {
-      if (name !== "local" && !NETWORK.includes(name)) throw new FanError(Code.INVALID_ARGUMENT, `unknown transport ${JSON.stringify(name)}; expected one of local, ${NETWORK.join(", ")}`);
+      if (name !== "local" && !NETWORK.includes(name))
+        throw new FanError(
+          Code.INVALID_ARGUMENT,
+          `unknown transport ${JSON.stringify(name)}; expected one of local, ${NETWORK.join(", ")}`,
+        );
     }
     this.network = configured.filter((n) => n !== "local");
     const localCfg = opts.transports?.local;
@@ -78,7 +83,11 @@ export class Infra {
     const ctx = this.#context("local");
     if (typeof localCfg === "function") {
       const t = localCfg(ctx);
-      if (!(t instanceof LocalTransport)) throw new FanError(Code.INVALID_ARGUMENT, "transports.local must be local transport options or localTransport(...)");
+      if (!(t instanceof LocalTransport))
+        throw new FanError(
+          Code.INVALID_ARGUMENT,
+          "transports.local must be local transport options or localTransport(...)",
+        );
       this.local = t;
     } else this.local = new LocalTransport({ ...localCfg, hub: localHub(hubKey, opts.cluster) }, ctx);
     this.#transports.set("local", this.local);
@@ -98,7 +107,8 @@ export class Infra {
 
   /** The discovery in use (after `open`). */
   get discovery(): Discovery {
-    if (this.#discovery === undefined) throw new FanError(Code.FAILED_PRECONDITION, "the app's discovery is not open yet");
+    if (this.#discovery === undefined)
+      throw new FanError(Code.FAILED_PRECONDITION, "the app's discovery is not open yet");
     return this.#discovery;
   }
 
@@ -113,7 +123,11 @@ export class Infra {
   /** The transport of `name`; throws naming the transports the App has. */
   transport(name: TransportName): Transport {
     const t = this.#transports.get(name);
-    if (t === undefined) throw new FanError(Code.FAILED_PRECONDITION, `this app has no ${name} transport (it has ${this.names().join(", ")}); add it to createApp({ transports })`);
+    if (t === undefined)
+      throw new FanError(
+        Code.FAILED_PRECONDITION,
+        `this app has no ${name} transport (it has ${this.names().join(", ")}); add it to createApp({ transports })`,
+      );
     return t;
   }
 
@@ -176,6 +190,10 @@ export class Infra {
   }
 
   #context(name: TransportName): TransportContext {
-    return { cluster: this.#opts.cluster, log: this.#opts.log.child({ component: `transport.${name}` }), maxPayloadBytes: this.#opts.maxPayloadBytes ?? DEFAULT_MAX_BYTES };
+    return {
+      cluster: this.#opts.cluster,
+      log: this.#opts.log.child({ component: `transport.${name}` }),
+      maxPayloadBytes: this.#opts.maxPayloadBytes ?? DEFAULT_MAX_BYTES,
+    };
   }
 }

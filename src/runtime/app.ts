@@ -96,18 +96,32 @@ export class App implements ClientHost {
   /** Serves `handler` as an instance of `def` when the app starts. Returns the app, for chaining. */
   serve<H>(def: ServiceDefinition<H, unknown>, handler: H, opts: ServeOptions = {}): this {
     this.#lifecycle.assertNotStarted("serve");
-    if (def === null || typeof def !== "object" || typeof def.descriptor !== "object") throw new FanError(Code.INVALID_ARGUMENT, "serve: expected a generated service definition");
-    if (handler === null || typeof handler !== "object") throw new FanError(Code.INVALID_ARGUMENT, `serve ${def.descriptor.name}: the handler must be an object`);
+    if (def === null || typeof def !== "object" || typeof def.descriptor !== "object")
+      throw new FanError(Code.INVALID_ARGUMENT, "serve: expected a generated service definition");
+    if (handler === null || typeof handler !== "object")
+      throw new FanError(Code.INVALID_ARGUMENT, `serve ${def.descriptor.name}: the handler must be an object`);
     const transports = this.#serveTransports(def.descriptor, opts.transports);
     const instanceId = opts.instanceId ?? instanceIdFor(def.descriptor.name);
-    if (this.#served.some((s) => s.instanceId === instanceId)) throw new FanError(Code.ALREADY_EXISTS, `instance id ${instanceId} is already served by this app`);
-    this.#served.push(new ServedInstance(def as ServiceDefinition<unknown, unknown>, handler as object, opts, instanceId, transports, this.#serveHost(), this.log));
+    if (this.#served.some((s) => s.instanceId === instanceId))
+      throw new FanError(Code.ALREADY_EXISTS, `instance id ${instanceId} is already served by this app`);
+    this.#served.push(
+      new ServedInstance(
+        def as ServiceDefinition<unknown, unknown>,
+        handler as object,
+        opts,
+        instanceId,
+        transports,
+        this.#serveHost(),
+        this.log,
+      ),
+    );
     return this;
   }
 
   /** The typed client of `def` (cached per definition and options without interceptors). */
   client<C>(def: ServiceDefinition<unknown, C>, opts: ClientOptions = {}): C {
-    if (def === null || typeof def !== "object" || typeof def.createClient !== "function") throw new FanError(Code.INVALID_ARGUMENT, "client: expected a generated service definition");
+    if (def === null || typeof def !== "object" || typeof def.createClient !== "function")
+      throw new FanError(Code.INVALID_ARGUMENT, "client: expected a generated service definition");
     if (opts.interceptors !== undefined) return def.createClient(new Caller(this, def.descriptor, opts));
     const key = `${opts.version ?? ""}|${opts.strategy ?? ""}|${opts.transport ?? ""}`;
     let byOpts = this.#clients.get(def.descriptor);
@@ -158,7 +172,7 @@ export class App implements ClientHost {
   /** Instances served by this app: service name → instance ids. */
   instances(): Record<string, string[]> {
     const out: Record<string, string[]> = {};
-    for (const s of this.#served) (out[s.descriptor.name] ??= []).push(s.instanceId);
+    for (const s of this.#served) out[s.descriptor.name] = [...(out[s.descriptor.name] ?? []), s.instanceId];
     return out;
   }
 
@@ -189,11 +203,24 @@ export class App implements ClientHost {
     return () => this.#inflight.set(instanceId, (this.#inflight.get(instanceId) ?? 1) - 1);
   }
 
-  async subscribe(service: ServiceDescriptor, event: string, fn: (event: unknown) => void | Promise<void>): Promise<Subscription> {
+  async subscribe(
+    service: ServiceDescriptor,
+    event: string,
+    fn: (event: unknown) => void | Promise<void>,
+  ): Promise<Subscription> {
     await this.ready();
-    const sub = await this.publisher({ descriptor: service, createClient: () => undefined }).listen(event, fn, `${service.name}.client.${this.appId}.${shortId()}`);
+    const sub = await this.publisher({ descriptor: service, createClient: () => undefined }).listen(
+      event,
+      fn,
+      `${service.name}.client.${this.appId}.${shortId()}`,
+    );
     this.#clientSubs.add(sub);
-    return { unsubscribe: async () => (this.#clientSubs.delete(sub), sub.unsubscribe()) };
+    return {
+      unsubscribe: async () => {
+        this.#clientSubs.delete(sub);
+        await sub.unsubscribe();
+      },
+    };
   }
 
   state(service: ServiceDescriptor, name: string): StateHandle<unknown> {
@@ -216,9 +243,17 @@ export class App implements ClientHost {
     const allowed = (n: TransportName): boolean => n === "local" || d.transports.includes(n);
     if (asked === undefined) return this.#infra.names().filter(allowed);
     const bad = asked.filter((n) => !allowed(n));
-    if (bad.length > 0) throw new FanError(Code.INVALID_ARGUMENT, `${d.name} may not be served over ${bad.join(", ")} (its @transports: ${d.transports.join(", ")})`);
+    if (bad.length > 0)
+      throw new FanError(
+        Code.INVALID_ARGUMENT,
+        `${d.name} may not be served over ${bad.join(", ")} (its @transports: ${d.transports.join(", ")})`,
+      );
     const missing = asked.filter((n) => !this.#infra.names().includes(n));
-    if (missing.length > 0) throw new FanError(Code.INVALID_ARGUMENT, `${d.name}: this app has no ${missing.join(", ")} transport; add it to createApp({ transports })`);
+    if (missing.length > 0)
+      throw new FanError(
+        Code.INVALID_ARGUMENT,
+        `${d.name}: this app has no ${missing.join(", ")} transport; add it to createApp({ transports })`,
+      );
     return asked.includes("local") ? asked : ["local", ...asked];
   }
 

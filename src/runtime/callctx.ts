@@ -64,7 +64,14 @@ export class CallCtx implements CallContext, Inherited {
   #log: Logger | undefined;
   #signal: AbortSignal | undefined;
 
-  constructor(scope: InstanceScope, method: string, headers: Readonly<EnvelopeHeaders>, deadline: number, callerSignal: AbortSignal | undefined, attempt: number) {
+  constructor(
+    scope: InstanceScope,
+    method: string,
+    headers: Readonly<EnvelopeHeaders>,
+    deadline: number,
+    callerSignal: AbortSignal | undefined,
+    attempt: number,
+  ) {
     this.#scope = scope;
     this.method = method;
     this.headers = headers;
@@ -92,7 +99,8 @@ export class CallCtx implements CallContext, Inherited {
 
   /** The caller's trace id, or a new one when the call came without (or with a bad) traceparent. */
   get traceId(): string {
-    if (this.#traceId === undefined) this.#traceId = parseTraceparent(this.headers.traceparent)?.traceId ?? newTraceId();
+    if (this.#traceId === undefined)
+      this.#traceId = parseTraceparent(this.headers.traceparent)?.traceId ?? newTraceId();
     return this.#traceId;
   }
 
@@ -103,7 +111,8 @@ export class CallCtx implements CallContext, Inherited {
   }
 
   get log(): Logger {
-    if (this.#log === undefined) this.#log = this.#scope.log.child({ method: this.method, traceId: this.traceId, spanId: this.spanId });
+    if (this.#log === undefined)
+      this.#log = this.#scope.log.child({ method: this.method, traceId: this.traceId, spanId: this.spanId });
     return this.#log;
   }
 

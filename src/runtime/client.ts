@@ -22,7 +22,14 @@ import { Code, FanError } from "./errors.js";
 import { fromWireError } from "./error-wire.js";
 import { edgeTraceparent } from "./callctx.js";
 import { nextEnvelopeId } from "./ids.js";
-import { chain, deadlineInterceptor, traceInterceptor, type Interceptor, type Next, type OutgoingRequest } from "./interceptors.js";
+import {
+  chain,
+  deadlineInterceptor,
+  traceInterceptor,
+  type Interceptor,
+  type Next,
+  type OutgoingRequest,
+} from "./interceptors.js";
 import { PendingCall } from "./pending.js";
 import { Route, checkRange, type RouteHost, type Target } from "./route.js";
 import { LocalTransport } from "./transports/local/index.js";
@@ -50,7 +57,11 @@ export interface ClientHost extends RouteHost {
   watch(service: string): Promise<InstanceSet>;
   /** Counts an in-flight call on an instance; returns its release. */
   acquire(instanceId: string): () => void;
-  subscribe(service: ServiceDescriptor, event: string, fn: (event: unknown) => void | Promise<void>): Promise<Subscription>;
+  subscribe(
+    service: ServiceDescriptor,
+    event: string,
+    fn: (event: unknown) => void | Promise<void>,
+  ): Promise<Subscription>;
   state(service: ServiceDescriptor, name: string): StateHandle<unknown>;
 }
 
@@ -118,7 +129,13 @@ export class Caller implements ClientCaller {
     return this.#host.state(this.#service, name);
   }
 
-  #request(kind: "call" | "push", plan: MethodPlan, input: unknown, opts: CallOptions | undefined, headers: OutgoingRequest["headers"]): OutgoingRequest {
+  #request(
+    kind: "call" | "push",
+    plan: MethodPlan,
+    input: unknown,
+    opts: CallOptions | undefined,
+    headers: OutgoingRequest["headers"],
+  ): OutgoingRequest {
     if (opts?.headers !== undefined) Object.assign(headers, opts.headers);
     return { kind, service: this.#service, method: plan.desc, input, opts, deadline: 0, headers, signal: opts?.signal };
   }
@@ -142,13 +159,20 @@ export class Caller implements ClientCaller {
     }
     const release = this.#countInFlight ? this.#host.acquire(target.info.instanceId) : undefined;
     return new Promise((resolve, reject) => {
-      const pending = new PendingCall(req, release === undefined ? resolve : settled(release, resolve), release === undefined ? reject : settled(release, reject));
+      const pending = new PendingCall(
+        req,
+        release === undefined ? resolve : settled(release, resolve),
+        release === undefined ? reject : settled(release, reject),
+      );
       if (req.kind === "call" && target.values && target.transport instanceof LocalTransport) {
         target.transport.callValue(target.endpoint, env, req.signal ?? NEVER, pending);
         return;
       }
       const sendOpts: SendOptions = { signal: req.signal ?? NEVER, deadline: req.deadline };
-      const sent: Promise<Envelope | void> = req.kind === "push" ? target.transport.push(target.endpoint, env, sendOpts) : target.transport.call(target.endpoint, env, sendOpts);
+      const sent: Promise<Envelope | undefined> =
+        req.kind === "push"
+          ? target.transport.push(target.endpoint, env, sendOpts).then(() => undefined)
+          : target.transport.call(target.endpoint, env, sendOpts);
       sent.then(
         (reply) => {
           try {
@@ -179,15 +203,24 @@ export class Caller implements ClientCaller {
 
   #unwrap(plan: MethodPlan, reply: Envelope, values: boolean): unknown {
     if (reply.kind === "reply") {
-      if (plan.output === undefined || values || reply.form === "value") return plan.output === undefined ? undefined : reply.payload;
+      if (plan.output === undefined || values || reply.form === "value")
+        return plan.output === undefined ? undefined : reply.payload;
       try {
         return plan.output.decode(reply.payload, "reply");
       } catch (e) {
-        throw new FanError(Code.INTERNAL, `invalid reply from ${this.#service.name}.${plan.desc.name}: ${(e as Error).message}`, { cause: e });
+        throw new FanError(
+          Code.INTERNAL,
+          `invalid reply from ${this.#service.name}.${plan.desc.name}: ${(e as Error).message}`,
+          { cause: e },
+        );
       }
     }
-    if (reply.kind === "error") throw fromWireError(reply.payload, this.#service, reply.form === "value" ? "value" : "wire");
-    throw new FanError(Code.UNKNOWN, `unexpected ${reply.kind} envelope in reply to ${this.#service.name}.${plan.desc.name}`);
+    if (reply.kind === "error")
+      throw fromWireError(reply.payload, this.#service, reply.form === "value" ? "value" : "wire");
+    throw new FanError(
+      Code.UNKNOWN,
+      `unexpected ${reply.kind} envelope in reply to ${this.#service.name}.${plan.desc.name}`,
+    );
   }
 
   async #routeReady(): Promise<Route> {

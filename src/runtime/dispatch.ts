@@ -47,7 +47,17 @@ class EnvelopeSink implements CallSink {
   reply(payload: unknown): void {
     const env = this.env;
     const form = env.form === "value" ? "value" : "wire";
-    this.resolve({ v: 1, id: env.id, kind: "reply", service: env.service, method: env.method, version: this.version, headers: NO_HEADERS, payload, form });
+    this.resolve({
+      v: 1,
+      id: env.id,
+      kind: "reply",
+      service: env.service,
+      method: env.method,
+      version: this.version,
+      headers: NO_HEADERS,
+      payload,
+      form,
+    });
   }
 
   error(err: WireError): void {
@@ -95,18 +105,26 @@ export class Dispatcher implements Inbound {
     const form: Form = env.form === "value" ? "value" : "wire";
     const plan = this.#plans.get(env.method);
     const refused = this.#refuseCall(env, plan);
-    if (refused !== undefined) return sink.error(refused);
+    if (refused !== undefined) {
+      sink.error(refused);
+      return;
+    }
     const p = plan as Plan & { fn: HandlerFn };
     const deadline = typeof env.headers.deadline === "number" ? env.headers.deadline : Date.now() + p.timeoutMs;
     if (Date.now() >= deadline) {
       this.#counters.callsExpired++;
-      return sink.error({ code: Code.DEADLINE_EXCEEDED, message: `deadline of ${env.service}.${env.method} passed before the call started` });
+      sink.error({
+        code: Code.DEADLINE_EXCEEDED,
+        message: `deadline of ${env.service}.${env.method} passed before the call started`,
+      });
+      return;
     }
     let input: unknown;
     try {
       input = form === "value" ? p.input.complete(env.payload, "") : p.input.decode(env.payload, "");
     } catch (e) {
-      return sink.error(badInput(e));
+      sink.error(badInput(e));
+      return;
     }
     const ctx = new CallCtx(this.#scope, p.name, env.headers, deadline, signal, 1);
     this.#inflight++;
@@ -115,11 +133,13 @@ export class Dispatcher implements Inbound {
       result = runInContext(ctx, invoke, this.#handler, p.fn, input, ctx);
     } catch (e) {
       this.#done();
-      return sink.error(this.#wireError(e, form, ctx));
+      sink.error(this.#wireError(e, form, ctx));
+      return;
     }
     if (!isThenable(result)) {
       this.#done();
-      return this.#settle(sink, p, result, form, ctx);
+      this.#settle(sink, p, result, form, ctx);
+      return;
     }
     void this.#finish(result, sink, p, form, ctx);
   }
@@ -131,7 +151,8 @@ export class Dispatcher implements Inbound {
       r = await result;
     } catch (e) {
       this.#done();
-      return sink.error(this.#wireError(e, form, ctx));
+      sink.error(this.#wireError(e, form, ctx));
+      return;
     }
     this.#done();
     this.#settle(sink, plan, r, form, ctx);
@@ -145,7 +166,11 @@ export class Dispatcher implements Inbound {
     }
     const ttl = env.headers.ttl;
     if (typeof ttl === "number" && Date.now() > ttl) {
-      return this.#drop(env, "pushesExpired", `push ${env.service}.${env.method} expired ${Date.now() - ttl} ms ago; dropped`);
+      return this.#drop(
+        env,
+        "pushesExpired",
+        `push ${env.service}.${env.method} expired ${Date.now() - ttl} ms ago; dropped`,
+      );
     }
     return this.#oneWay(env, plan, "pushesDropped");
   }
@@ -153,7 +178,12 @@ export class Dispatcher implements Inbound {
   /** Delivers an event to this instance's subscription handler; same ack semantics as `push`. */
   event(env: Envelope): Promise<void> {
     const plan = this.#eventPlans.get(eventKey(env.service, env.method));
-    if (plan === undefined) return this.#drop(env, "eventsDropped", `${this.#service.name} does not subscribe to ${env.service}.${env.method}`);
+    if (plan === undefined)
+      return this.#drop(
+        env,
+        "eventsDropped",
+        `${this.#service.name} does not subscribe to ${env.service}.${env.method}`,
+      );
     return this.#oneWay(env, plan, "eventsDropped");
   }
 
@@ -174,22 +204,32 @@ export class Dispatcher implements Inbound {
   }
 
   #refuseCall(env: Envelope, plan: Plan | undefined): WireError | undefined {
-    if (env.service !== this.#service.name) return { code: Code.NOT_FOUND, message: `service ${env.service} is not served here` };
-    if (plan === undefined || plan.kind !== "rpc") return { code: Code.UNIMPLEMENTED, message: `${env.service} has no rpc ${env.method}` };
-    if (plan.fn === undefined) return { code: Code.UNIMPLEMENTED, message: `the handler of ${env.service} does not implement ${env.method}` };
+    if (env.service !== this.#service.name)
+      return { code: Code.NOT_FOUND, message: `service ${env.service} is not served here` };
+    if (plan === undefined || plan.kind !== "rpc")
+      return { code: Code.UNIMPLEMENTED, message: `${env.service} has no rpc ${env.method}` };
+    if (plan.fn === undefined)
+      return { code: Code.UNIMPLEMENTED, message: `the handler of ${env.service} does not implement ${env.method}` };
     if (!this.#accepting) return { code: Code.UNAVAILABLE, message: `this instance of ${env.service} is stopping` };
     return undefined;
   }
 
   #settle(sink: CallSink, plan: Plan, result: unknown, form: Form, ctx: CallCtx): void {
-    if (plan.output === undefined) return sink.reply(undefined);
+    if (plan.output === undefined) {
+      sink.reply(undefined);
+      return;
+    }
     let payload: unknown;
     try {
       payload = form === "value" ? plan.output.complete(result, "reply") : plan.output.encode(result, "reply");
     } catch (e) {
       this.#counters.badReplies++;
       ctx.log.error({ err: e }, `${this.#service.name}.${plan.name} returned an invalid reply`);
-      return sink.error({ code: Code.INTERNAL, message: `invalid reply from ${this.#service.name}.${plan.name} (trace ${ctx.traceId})` });
+      sink.error({
+        code: Code.INTERNAL,
+        message: `invalid reply from ${this.#service.name}.${plan.name} (trace ${ctx.traceId})`,
+      });
+      return;
     }
     sink.reply(payload);
   }
@@ -201,12 +241,17 @@ export class Dispatcher implements Inbound {
 
   async #oneWay(env: Envelope, plan: Plan, dropCounter: "pushesDropped" | "eventsDropped"): Promise<void> {
     if (!this.#accepting) throw new FanError(Code.UNAVAILABLE, `this instance of ${this.#service.name} is stopping`);
-    if (plan.fn === undefined) return this.#drop(env, dropCounter, `the handler of ${this.#service.name} does not implement ${plan.name}`);
+    if (plan.fn === undefined)
+      return this.#drop(env, dropCounter, `the handler of ${this.#service.name} does not implement ${plan.name}`);
     let input: unknown;
     try {
       input = env.form === "value" ? validated(plan, env.payload) : plan.input.decode(env.payload, "");
     } catch (e) {
-      return this.#drop(env, dropCounter, `undecodable ${env.kind} ${env.service}.${env.method}: ${(e as Error).message}`);
+      return this.#drop(
+        env,
+        dropCounter,
+        `undecodable ${env.kind} ${env.service}.${env.method}: ${(e as Error).message}`,
+      );
     }
     const attempt = typeof env.headers.attempt === "number" ? env.headers.attempt : 1;
     const ctx = new CallCtx(this.#scope, plan.name, env.headers, Number.POSITIVE_INFINITY, undefined, attempt);
@@ -225,7 +270,10 @@ export class Dispatcher implements Inbound {
 
   #drop(env: Envelope, counter: keyof Counters, why: string): Promise<void> {
     this.#counters[counter]++;
-    this.#log().warn({ id: env.id, service: env.service, method: env.method, traceparent: env.headers.traceparent }, why);
+    this.#log().warn(
+      { id: env.id, service: env.service, method: env.method, traceparent: env.headers.traceparent },
+      why,
+    );
     return Promise.resolve();
   }
 
@@ -255,8 +303,19 @@ export class Dispatcher implements Inbound {
   #eventPlan(s: SubscriptionDescriptor): Plan {
     const source = s.source();
     const ev = source.events[s.event];
-    if (ev === undefined) throw new FanError(Code.INTERNAL, `${this.#service.name} subscribes to ${s.service}.${s.event}, which does not exist`);
-    return { name: s.handler, kind: "event", fn: handlerFn(this.#handler, s.handler), input: codec(ev.payload), output: undefined, timeoutMs: 0 };
+    if (ev === undefined)
+      throw new FanError(
+        Code.INTERNAL,
+        `${this.#service.name} subscribes to ${s.service}.${s.event}, which does not exist`,
+      );
+    return {
+      name: s.handler,
+      kind: "event",
+      fn: handlerFn(this.#handler, s.handler),
+      input: codec(ev.payload),
+      output: undefined,
+      timeoutMs: 0,
+    };
   }
 }
 
@@ -284,7 +343,10 @@ function validated(plan: Plan, value: unknown): unknown {
 }
 
 function badInput(e: unknown): WireError {
-  if (FanError.is(e)) return e.details === undefined ? { code: Code.INVALID_ARGUMENT, message: e.message } : { code: Code.INVALID_ARGUMENT, message: e.message, details: e.details };
+  if (FanError.is(e))
+    return e.details === undefined
+      ? { code: Code.INVALID_ARGUMENT, message: e.message }
+      : { code: Code.INVALID_ARGUMENT, message: e.message, details: e.details };
   return { code: Code.INVALID_ARGUMENT, message: e instanceof Error ? e.message : String(e) };
 }
 
@@ -292,11 +354,24 @@ function badInput(e: unknown): WireError {
 function abortedError(ctx: CallCtx): WireError {
   const reason: unknown = ctx.signal.reason;
   if (FanError.is(reason)) return { code: reason.code, message: reason.message };
-  const timedOut = (reason as { name?: unknown } | undefined)?.name === "TimeoutError" || Date.now() >= ctx.deadline - 2;
-  return timedOut ? { code: Code.DEADLINE_EXCEEDED, message: `deadline of ${ctx.service}.${ctx.method} exceeded` } : { code: Code.CANCELLED, message: "cancelled by the caller" };
+  const timedOut =
+    (reason as { name?: unknown } | undefined)?.name === "TimeoutError" || Date.now() >= ctx.deadline - 2;
+  return timedOut
+    ? { code: Code.DEADLINE_EXCEEDED, message: `deadline of ${ctx.service}.${ctx.method} exceeded` }
+    : { code: Code.CANCELLED, message: "cancelled by the caller" };
 }
 
 /** An error envelope answering `env`. */
 export function errorReply(env: Envelope, err: WireError, version: string): Envelope {
-  return { v: 1, id: env.id, kind: "error", service: env.service, method: env.method, version, headers: NO_HEADERS, payload: err, form: env.form === "value" ? "value" : "wire" };
+  return {
+    v: 1,
+    id: env.id,
+    kind: "error",
+    service: env.service,
+    method: env.method,
+    version,
+    headers: NO_HEADERS,
+    payload: err,
+    form: env.form === "value" ? "value" : "wire",
+  };
 }

@@ -76,7 +76,8 @@ export function fromWireError(payload: unknown, service: ServiceDescriptor, form
     if (desc !== undefined) {
       try {
         const c = codec<Record<string, unknown>>(desc.fields);
-        const fields = form === "value" ? c.complete(w.details as Record<string, unknown>, "error") : c.decode(w.details, "error");
+        const fields =
+          form === "value" ? c.complete(w.details as Record<string, unknown>, "error") : c.decode(w.details, "error");
         return desc.create(fields, message);
       } catch (e) {
         return new FanError(code, message, { cause: e, details: { error: w.error, fields: w.details } });

@@ -51,7 +51,8 @@ export class Lifecycle {
 
   /** Throws when the app has started (serving and tasks must be declared before start). */
   assertNotStarted(what: string): void {
-    if (this.#state !== "new") throw new FanError(Code.FAILED_PRECONDITION, `${what}: the app has already been started`);
+    if (this.#state !== "new")
+      throw new FanError(Code.FAILED_PRECONDITION, `${what}: the app has already been started`);
   }
 
   addTask(spec: TaskSpec): void {
@@ -64,7 +65,11 @@ export class Lifecycle {
   }
 
   start(): Promise<void> {
-    if (this.#state !== "new") return this.#starting ?? Promise.reject(new FanError(Code.FAILED_PRECONDITION, `the app cannot start: it is ${this.#state}`));
+    if (this.#state !== "new")
+      return (
+        this.#starting ??
+        Promise.reject(new FanError(Code.FAILED_PRECONDITION, `the app cannot start: it is ${this.#state}`))
+      );
     this.#state = "starting";
     this.#starting = this.#start().then(
       () => {
@@ -97,7 +102,8 @@ export class Lifecycle {
     }
     await this.#hooks("postStart");
     for (const spec of this.#tasks) this.#runner.start(spec);
-    for (const s of this.#served) for (const spec of tasksOf(s.handler)) this.#runner.start({ ...spec, name: `${s.descriptor.name}.${spec.name}` });
+    for (const s of this.#served)
+      for (const spec of tasksOf(s.handler)) this.#runner.start({ ...spec, name: `${s.descriptor.name}.${spec.name}` });
     if (this.#options.handleSignals === true) this.#installSignals();
     this.#log.info({ services: this.#served.map((s) => s.descriptor.name) }, "app started");
   }
@@ -146,7 +152,10 @@ export class Lifecycle {
         await s.hook(name);
         after?.(s);
       } catch (e) {
-        if (!tolerant) throw new FanError(Code.FAILED_PRECONDITION, `${s.descriptor.name} ${name} failed: ${(e as Error).message}`, { cause: e });
+        if (!tolerant)
+          throw new FanError(Code.FAILED_PRECONDITION, `${s.descriptor.name} ${name} failed: ${(e as Error).message}`, {
+            cause: e,
+          });
         s.log.error({ err: e }, `${name} hook failed`);
       }
     }
@@ -165,7 +174,10 @@ export class Lifecycle {
     }
     if (problems.length === 0) return;
     const details = causes.map((c) => (FanError.is(c) ? c.details : undefined));
-    throw new FanError(Code.FAILED_PRECONDITION, `the app cannot start: ${problems.join("; ")}`, { cause: causes[0], details });
+    throw new FanError(Code.FAILED_PRECONDITION, `the app cannot start: ${problems.join("; ")}`, {
+      cause: causes[0],
+      details,
+    });
   }
 
   async #waitForDependencies(): Promise<void> {
@@ -184,15 +196,27 @@ export class Lifecycle {
     const dir = this.#infra.discovery.directory;
     const list = [...wanted.values()];
     this.#log.info({ dependencies: list.map((w) => `${w.service} ${w.range}`) }, "waiting for hard dependencies");
-    const results = await Promise.allSettled(list.map((w) => dir.waitFor(w.service, w.range, timeout, this.#stopping.signal)));
+    const results = await Promise.allSettled(
+      list.map((w) => dir.waitFor(w.service, w.range, timeout, this.#stopping.signal)),
+    );
     const missing = list.flatMap((w, i) => {
       const r = results[i] as PromiseSettledResult<void>;
-      return r.status === "fulfilled" ? [] : [`${w.service} ${w.range} (needed by ${w.by.join(", ")}): ${(r.reason as Error).message}`];
+      return r.status === "fulfilled"
+        ? []
+        : [`${w.service} ${w.range} (needed by ${w.by.join(", ")}): ${(r.reason as Error).message}`];
     });
     if (missing.length > 0) {
-      throw new FanError(Code.UNAVAILABLE, `the app cannot start: hard dependencies not discoverable within ${timeout} ms: ${missing.join("; ")}`, {
-        details: { missing: list.filter((_, i) => results[i]?.status === "rejected").map((w) => ({ service: w.service, range: w.range, neededBy: w.by })) },
-      });
+      throw new FanError(
+        Code.UNAVAILABLE,
+        `the app cannot start: hard dependencies not discoverable within ${timeout} ms: ${missing.join("; ")}`,
+        {
+          details: {
+            missing: list
+              .filter((_, i) => results[i]?.status === "rejected")
+              .map((w) => ({ service: w.service, range: w.range, neededBy: w.by })),
+          },
+        },
+      );
     }
   }
 

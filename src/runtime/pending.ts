@@ -79,7 +79,9 @@ export class PendingCall implements Expirable, CallSink {
 
 /** The error of a call whose deadline passed. */
 export function deadlineExceeded(req: PendingRequest): FanError {
-  return new FanError(Code.DEADLINE_EXCEEDED, `${req.service.name}.${req.method.name}: deadline exceeded`, { details: { deadline: req.deadline } });
+  return new FanError(Code.DEADLINE_EXCEEDED, `${req.service.name}.${req.method.name}: deadline exceeded`, {
+    details: { deadline: req.deadline },
+  });
 }
 
 /** The error of a call its caller cancelled. */

@@ -24,7 +24,12 @@ export class Publisher {
   readonly #channel: (service: ServiceDescriptor, name: string) => StateChannel;
   readonly #log: Logger;
 
-  constructor(service: ServiceDescriptor, infra: Infra, channel: (service: ServiceDescriptor, name: string) => StateChannel, log: Logger) {
+  constructor(
+    service: ServiceDescriptor,
+    infra: Infra,
+    channel: (service: ServiceDescriptor, name: string) => StateChannel,
+    log: Logger,
+  ) {
     this.#service = service;
     this.#infra = infra;
     this.#channel = channel;

@@ -41,7 +41,8 @@ export interface RouteOptions {
 export function checkRange(range: string | undefined): string | undefined {
   if (range === undefined || range === "" || range === "*") return undefined;
   const r = semver.validRange(range);
-  if (r === null) throw new FanError(Code.INVALID_ARGUMENT, `invalid version range ${JSON.stringify(range)}`, { details: { range } });
+  if (r === null)
+    throw new FanError(Code.INVALID_ARGUMENT, `invalid version range ${JSON.stringify(range)}`, { details: { range } });
   return r;
 }
 
@@ -53,7 +54,12 @@ export class Route {
   readonly #range: string | undefined;
   readonly #strategy: Strategy;
   readonly #pinned: TransportName | undefined;
-  readonly #ctx: { appId: string; inFlight: (id: string) => number; cursor: { n: number }; shardKey: string | undefined };
+  readonly #ctx: {
+    appId: string;
+    inFlight: (id: string) => number;
+    cursor: { n: number };
+    shardKey: string | undefined;
+  };
   #infos: InstanceInfo[] | undefined;
   /** prefer-local: the candidates served by this App (empty when none). */
   #locals: Target[] = [];
@@ -66,7 +72,8 @@ export class Route {
     this.#service = service;
     this.#range = checkRange(opts.range);
     const strategy = builtinStrategies[opts.strategy ?? "prefer-local"];
-    if (strategy === undefined) throw new FanError(Code.INVALID_ARGUMENT, `unknown resolution strategy ${JSON.stringify(opts.strategy)}`);
+    if (strategy === undefined)
+      throw new FanError(Code.INVALID_ARGUMENT, `unknown resolution strategy ${JSON.stringify(opts.strategy)}`);
     this.#strategy = strategy;
     this.#preferLocal = (opts.strategy ?? "prefer-local") === "prefer-local";
     this.#pinned = opts.transport;
@@ -130,12 +137,15 @@ export class Route {
     if (all.length === 0) why = "no instance is registered";
     else {
       const fitting = all.filter((i) => this.#fits(i));
-      if (fitting.length === 0) why = `versions available: ${[...new Set(all.map((i) => i.version))].sort(semver.compare).join(", ")}`;
+      if (fitting.length === 0)
+        why = `versions available: ${[...new Set(all.map((i) => i.version))].sort(semver.compare).join(", ")}`;
       else {
         const offered = [...new Set(fitting.flatMap((i) => Object.keys(i.endpoints)))].sort().join(", ");
         why = `no common transport: instances offer ${offered || "none"}, this app has ${pinned ?? this.#host.transportNames().join(", ")}`;
       }
     }
-    return new FanError(Code.UNAVAILABLE, `no instance of ${wanted} (${why})`, { details: { service: this.#service, range: this.#range ?? "*" } });
+    return new FanError(Code.UNAVAILABLE, `no instance of ${wanted} (${why})`, {
+      details: { service: this.#service, range: this.#range ?? "*" },
+    });
   }
 }

@@ -66,7 +66,15 @@ export class ServedInstance {
   #leadership: Leadership | undefined;
   #binding: Promise<void> | undefined;
 
-  constructor(def: ServiceDefinition<unknown, unknown>, handler: object, opts: ServeOptions, instanceId: string, transports: readonly TransportName[], host: ServeHost, log: Logger) {
+  constructor(
+    def: ServiceDefinition<unknown, unknown>,
+    handler: object,
+    opts: ServeOptions,
+    instanceId: string,
+    transports: readonly TransportName[],
+    host: ServeHost,
+    log: Logger,
+  ) {
     this.descriptor = def.descriptor;
     this.handler = handler;
     this.instanceId = instanceId;
@@ -101,7 +109,14 @@ export class ServedInstance {
   /** What lifecycle hooks receive. */
   lifecycleContext(): LifecycleContext<unknown> {
     const host = this.#host;
-    return { service: this.descriptor.name, instanceId: this.instanceId, log: this.log, config: this.#config, signal: host.stopping, client: (def) => host.client(def) };
+    return {
+      service: this.descriptor.name,
+      instanceId: this.instanceId,
+      log: this.log,
+      config: this.#config,
+      signal: host.stopping,
+      client: (def) => host.client(def),
+    };
   }
 
   /** Begins taking work: serve on each transport, subscribe, register (after election if `@unique`). */
@@ -121,7 +136,8 @@ export class ServedInstance {
     this.#leadership = undefined;
     await this.#unbindNow();
     const drained = await this.#dispatcher.drain(graceMs);
-    if (!drained) this.log.warn({ inflight: this.#dispatcher.inflight }, "in-flight work still running after the grace period");
+    if (!drained)
+      this.log.warn({ inflight: this.#dispatcher.inflight }, "in-flight work still running after the grace period");
     await leadership?.resign().catch((e: unknown) => this.log.warn({ err: e }, "resigning leadership failed"));
     await this.#unwatchConfig?.().catch(() => undefined);
     return drained;
@@ -132,7 +148,13 @@ export class ServedInstance {
     while (!host.stopping.aborted) {
       let lead: Leadership;
       try {
-        lead = await campaign(host.registry(), { cluster: host.cluster, service: this.descriptor.name, instanceId: this.instanceId, signal: host.stopping, log: this.log });
+        lead = await campaign(host.registry(), {
+          cluster: host.cluster,
+          service: this.descriptor.name,
+          instanceId: this.instanceId,
+          signal: host.stopping,
+          log: this.log,
+        });
       } catch (e) {
         if (!host.stopping.aborted) this.log.error({ err: e }, "leader election failed");
         return;
@@ -164,8 +186,18 @@ export class ServedInstance {
     for (const s of this.descriptor.subscriptions) {
       const source = s.source();
       const event = source.events[s.event];
-      if (event === undefined) throw new FanError(Code.INTERNAL, `${this.descriptor.name} subscribes to ${s.service}.${s.event}, which does not exist`);
-      const sub = { source, event: s.event, group: this.descriptor.name, instanceId: this.instanceId, broadcast: event.broadcast };
+      if (event === undefined)
+        throw new FanError(
+          Code.INTERNAL,
+          `${this.descriptor.name} subscribes to ${s.service}.${s.event}, which does not exist`,
+        );
+      const sub = {
+        source,
+        event: s.event,
+        group: this.descriptor.name,
+        instanceId: this.instanceId,
+        broadcast: event.broadcast,
+      };
       this.#subs.push(await this.#host.eventTransport(source).subscribe(sub, (env) => this.#dispatcher.event(env)));
     }
     this.#registration = await this.#host.directory().register({

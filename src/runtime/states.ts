@@ -60,7 +60,12 @@ export interface StatePublisher<T> {
 }
 
 /** Makes the publisher of `state` over `channel`. */
-export function statePublisher<T>(service: ServiceDescriptor, state: StateDescriptor, channel: StateChannel, log: Logger): StatePublisher<T> {
+export function statePublisher<T>(
+  service: ServiceDescriptor,
+  state: StateDescriptor,
+  channel: StateChannel,
+  log: Logger,
+): StatePublisher<T> {
   const c = codec<T>(state.schema);
   const name = `${service.name}.${state.name}`;
   let current: T | undefined;
@@ -112,7 +117,11 @@ export class StateReplica {
 }
 
 /** The client's handle of a state (`client.states.x`). */
-export function stateHandle(service: ServiceDescriptor, name: string, channel: () => Promise<StateChannel>): StateHandle<unknown> {
+export function stateHandle(
+  service: ServiceDescriptor,
+  name: string,
+  channel: () => Promise<StateChannel>,
+): StateHandle<unknown> {
   const state = service.states[name];
   const missing = (): FanError => new FanError(Code.UNIMPLEMENTED, `${service.name} has no state ${name}`);
   const c: Codec<unknown> | undefined = state === undefined ? undefined : codec(state.schema);

@@ -49,7 +49,9 @@ export function task<T extends Method>(method: T, context: ClassMethodDecoratorC
 }
 
 /** `@timer(interval)`: run this method every `interval` (ms, or text like "250ms", "5s", "1m"). */
-export function timer(interval: number | string): <T extends Method>(method: T, context: ClassMethodDecoratorContext) => void {
+export function timer(
+  interval: number | string,
+): <T extends Method>(method: T, context: ClassMethodDecoratorContext) => void {
   const intervalMs = parseInterval(interval);
   return (method, context) => {
     const name = String(context.name);
@@ -70,7 +72,10 @@ export function parseInterval(interval: number | string): number {
     if (m !== null) ms = Number(m[1]) * (UNITS[m[2] as string] as number);
   }
   if (ms === undefined || !Number.isFinite(ms) || ms <= 0) {
-    throw new FanError(Code.INVALID_ARGUMENT, `timer interval must be a positive number of ms or like "5s", got ${JSON.stringify(interval)}`);
+    throw new FanError(
+      Code.INVALID_ARGUMENT,
+      `timer interval must be a positive number of ms or like "5s", got ${JSON.stringify(interval)}`,
+    );
   }
   return ms;
 }

@@ -36,12 +36,16 @@ export function createTestApp(opts: TestAppOptions = {}): TestApp {
     uniqueWaitMs: 500,
     leaseTtlMs: 2000,
     ...rest,
-    transports: { ...rest.transports, ...(serialize === true ? { local: { ...localOptions(rest), serialize: true } } : {}) },
+    transports: {
+      ...rest.transports,
+      ...(serialize === true ? { local: { ...localOptions(rest), serialize: true } } : {}),
+    },
   });
 }
 
 function localOptions(opts: AppOptions): LocalOptions {
   const local = opts.transports?.local;
-  if (typeof local === "function") throw new TypeError("createTestApp: pass local transport options, not a factory, together with serialize");
+  if (typeof local === "function")
+    throw new TypeError("createTestApp: pass local transport options, not a factory, together with serialize");
   return local ?? {};
 }

@@ -42,7 +42,9 @@ describe.each(modes)("deadlines (serialize: $serialize)", ({ serialize }) => {
 
   it("never sends a call whose deadline has already passed", async () => {
     const { catalog, client } = await started();
-    await expect(client.slow({ ms: 1 }, { deadline: Date.now() - 1 })).rejects.toMatchObject({ code: Code.DEADLINE_EXCEEDED });
+    await expect(client.slow({ ms: 1 }, { deadline: Date.now() - 1 })).rejects.toMatchObject({
+      code: Code.DEADLINE_EXCEEDED,
+    });
     expect(catalog.calls).toEqual([]);
   });
 
@@ -85,20 +87,34 @@ describe.each(modes)("deadlines (serialize: $serialize)", ({ serialize }) => {
 
 describe("the server side", () => {
   const send = (app: TestApp, env: Envelope) =>
-    app.localTransport.call(app.localTransport.hub.endpointOf("cat-1"), env, { signal: new AbortController().signal, deadline: Date.now() + 1000 });
-  const late: Envelope = { v: 1, id: "late-1", kind: "call", service: CatalogDescriptor.name, method: "slow", headers: {}, payload: { ms: 1 } };
+    app.localTransport.call(app.localTransport.hub.endpointOf("cat-1"), env, {
+      signal: new AbortController().signal,
+      deadline: Date.now() + 1000,
+    });
+  const late: Envelope = {
+    v: 1,
+    id: "late-1",
+    kind: "call",
+    service: CatalogDescriptor.name,
+    method: "slow",
+    headers: {},
+    payload: { ms: 1 },
+  };
 
-  it.each(modes)("refuses a call that arrives after its deadline without calling the handler (serialize: $serialize)", async ({ serialize }) => {
-    const catalog = new CatalogImpl();
-    const app = createTestApp({ serialize }).serve(Catalog, catalog, { config: catalogConfig, instanceId: "cat-1" });
-    await app.start();
-    const reply = await send(app, { ...late, headers: { deadline: Date.now() - 5 } });
-    expect(reply.kind).toBe("error");
-    expect(reply.payload).toMatchObject({ code: Code.DEADLINE_EXCEEDED });
-    expect(catalog.calls).toEqual([]);
-    expect(app.counters.callsExpired).toBe(1);
-    await app.stop();
-  });
+  it.each(modes)(
+    "refuses a call that arrives after its deadline without calling the handler (serialize: $serialize)",
+    async ({ serialize }) => {
+      const catalog = new CatalogImpl();
+      const app = createTestApp({ serialize }).serve(Catalog, catalog, { config: catalogConfig, instanceId: "cat-1" });
+      await app.start();
+      const reply = await send(app, { ...late, headers: { deadline: Date.now() - 5 } });
+      expect(reply.kind).toBe("error");
+      expect(reply.payload).toMatchObject({ code: Code.DEADLINE_EXCEEDED });
+      expect(catalog.calls).toEqual([]);
+      expect(app.counters.callsExpired).toBe(1);
+      await app.stop();
+    },
+  );
 
   it("answers UNIMPLEMENTED for an unknown method and NOT_FOUND for a service it does not serve", async () => {
     const app = createTestApp().serve(Catalog, new CatalogImpl(), { config: catalogConfig, instanceId: "cat-1" });

@@ -2,7 +2,15 @@ import { createApp, type ConfigSource } from "fan/runtime";
 import { createTestApp } from "fan/testing";
 import { describe, expect, it } from "vitest";
 import { memoryRegistry } from "../../src/runtime/discovery/index.js";
-import { AuditImpl, captureLogger, CatalogImpl, catalogConfig, eventually, PricingImpl, sleep } from "./fixtures/impl.js";
+import {
+  AuditImpl,
+  captureLogger,
+  CatalogImpl,
+  catalogConfig,
+  eventually,
+  PricingImpl,
+  sleep,
+} from "./fixtures/impl.js";
 import { Audit, Catalog, Pricing } from "./fixtures/shop.js";
 
 /** A config source that records reads into `order`. */
@@ -23,7 +31,11 @@ describe("lifecycle", () => {
     const order: string[] = [];
     const impl = new CatalogImpl();
     impl.hooks = order;
-    const app = createTestApp({ config: recordingConfig(order, { "test.shop.Catalog": catalogConfig }) }).serve(Catalog, impl, { instanceId: "cat-1" });
+    const app = createTestApp({ config: recordingConfig(order, { "test.shop.Catalog": catalogConfig }) }).serve(
+      Catalog,
+      impl,
+      { instanceId: "cat-1" },
+    );
     app.task("worker", async ({ signal }) => {
       order.push("task:start");
       await new Promise((r) => signal.addEventListener("abort", r));
@@ -47,7 +59,9 @@ describe("lifecycle", () => {
 
   it("fails start on a config value that breaks a constraint, and never logs secrets", async () => {
     const { log, records } = captureLogger();
-    const bad = createTestApp({ logger: log }).serve(Catalog, new CatalogImpl(), { config: { ...catalogConfig, pageSize: 0 } });
+    const bad = createTestApp({ logger: log }).serve(Catalog, new CatalogImpl(), {
+      config: { ...catalogConfig, pageSize: 0 },
+    });
     await expect(bad.start()).rejects.toThrow(/pageSize/);
     const ok = createTestApp({ logger: log }).serve(Catalog, new CatalogImpl(), { config: catalogConfig });
     await ok.start();
@@ -84,13 +98,18 @@ describe("lifecycle", () => {
 describe("dependencies", () => {
   it("waits for a hard dependency to become discoverable, then starts", async () => {
     const registry = memoryRegistry();
-    const pricingApp = createTestApp({ discovery: registry, dependencyTimeoutMs: 3000 }).serve(Pricing, new PricingImpl());
+    const pricingApp = createTestApp({ discovery: registry, dependencyTimeoutMs: 3000 }).serve(
+      Pricing,
+      new PricingImpl(),
+    );
     const starting = pricingApp.start();
     let started = false;
     void starting.then(() => (started = true));
     await sleep(100);
     expect(started).toBe(false);
-    const catalogApp = createTestApp({ discovery: registry }).serve(Catalog, new CatalogImpl(), { config: catalogConfig });
+    const catalogApp = createTestApp({ discovery: registry }).serve(Catalog, new CatalogImpl(), {
+      config: catalogConfig,
+    });
     await catalogApp.start();
     await starting;
     expect(started).toBe(true);
@@ -102,12 +121,17 @@ describe("dependencies", () => {
     const app = createTestApp({ dependencyTimeoutMs: 150 }).serve(Pricing, new PricingImpl());
     const err = await app.start().catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "UNAVAILABLE" });
-    expect((err as Error).message).toMatch(/hard dependencies not discoverable within 150 ms: test\.shop\.Catalog \^1 \(needed by test\.shop\.Pricing\)/);
+    expect((err as Error).message).toMatch(
+      /hard dependencies not discoverable within 150 ms: test\.shop\.Catalog \^1 \(needed by test\.shop\.Pricing\)/,
+    );
     await app.stop();
   });
 
   it("counts a dependency served by the same app as present, and never waits for a soft one", async () => {
-    const app = createTestApp({ dependencyTimeoutMs: 100 }).serve(Pricing, new PricingImpl()).serve(Catalog, new CatalogImpl(), { config: catalogConfig }).serve(Audit, new AuditImpl());
+    const app = createTestApp({ dependencyTimeoutMs: 100 })
+      .serve(Pricing, new PricingImpl())
+      .serve(Catalog, new CatalogImpl(), { config: catalogConfig })
+      .serve(Audit, new AuditImpl());
     await app.start();
     expect(app.instances()["test.shop.Pricing"]).toHaveLength(1);
     await app.stop();
@@ -134,7 +158,10 @@ describe("graceful stop", () => {
     const impl = new CatalogImpl();
     const app = createTestApp({ stopGraceMs: 50 }).serve(Catalog, impl, { config: catalogConfig });
     await app.start();
-    const inflight = app.client(Catalog).slow({ ms: 150 }, { timeout: 5000 }).catch((e: { code: string }) => e.code);
+    const inflight = app
+      .client(Catalog)
+      .slow({ ms: 150 }, { timeout: 5000 })
+      .catch((e: { code: string }) => e.code);
     await sleep(10);
     const t0 = Date.now();
     await app.stop();
@@ -178,8 +205,14 @@ describe("apps in one process", () => {
   });
 
   it("serve refuses a transport the service does not allow or the app lacks", () => {
-    expect(() => createApp({ logger: captureLogger().log }).serve(Audit, new AuditImpl(), { transports: ["amqp"] })).toThrow(/may not be served over amqp/);
-    expect(() => createApp({ logger: captureLogger().log }).serve(Catalog, new CatalogImpl(), { transports: ["amqp"] })).toThrow(/no amqp transport/);
-    expect(() => createApp({ logger: captureLogger().log, transports: { carrier: {} } as never })).toThrow(/unknown transport "carrier"/);
+    expect(() =>
+      createApp({ logger: captureLogger().log }).serve(Audit, new AuditImpl(), { transports: ["amqp"] }),
+    ).toThrow(/may not be served over amqp/);
+    expect(() =>
+      createApp({ logger: captureLogger().log }).serve(Catalog, new CatalogImpl(), { transports: ["amqp"] }),
+    ).toThrow(/no amqp transport/);
+    expect(() => createApp({ logger: captureLogger().log, transports: { carrier: {} } as never })).toThrow(
+      /unknown transport "carrier"/,
+    );
   });
 });

@@ -12,7 +12,9 @@ describe.each(modes)("pushes (serialize: $serialize)", ({ serialize }) => {
   it("delivers a push once the handler acks it, and redelivers after a failure", async () => {
     const catalog = new CatalogImpl();
     catalog.failPushes = 2;
-    app = createTestApp({ serialize, transports: { local: { backoffMs: 1 } } }).serve(Catalog, catalog, { config: catalogConfig });
+    app = createTestApp({ serialize, transports: { local: { backoffMs: 1 } } }).serve(Catalog, catalog, {
+      config: catalogConfig,
+    });
     await app.start();
     await app.client(Catalog).invalidate({ id: "s1" });
     await eventually(() => catalog.pushes.length === 3);
@@ -30,7 +32,9 @@ describe.each(modes)("pushes (serialize: $serialize)", ({ serialize }) => {
     const catalog = new CatalogImpl();
     catalog.failPushes = 1;
     // The first delivery fails; the redelivery comes after the 100 ms TTL and must be dropped.
-    app = createTestApp({ serialize, transports: { local: { backoffMs: 150 } } }).serve(Catalog, catalog, { config: catalogConfig });
+    app = createTestApp({ serialize, transports: { local: { backoffMs: 150 } } }).serve(Catalog, catalog, {
+      config: catalogConfig,
+    });
     await app.start();
     await app.client(Catalog).invalidate({ id: "s2" });
     await eventually(() => app.counters.pushesExpired === 1, 3000);
@@ -41,7 +45,13 @@ describe.each(modes)("pushes (serialize: $serialize)", ({ serialize }) => {
     const catalog = new CatalogImpl();
     app = createTestApp({ serialize }).serve(Catalog, catalog, { config: catalogConfig });
     await app.start();
-    const sent = await app.client(Catalog).invalidate({ id: 5 } as never).then(() => "sent", (e: { code: string }) => e.code);
+    const sent = await app
+      .client(Catalog)
+      .invalidate({ id: 5 } as never)
+      .then(
+        () => "sent",
+        (e: { code: string }) => e.code,
+      );
     if (serialize) expect(sent).toBe("INVALID_ARGUMENT");
     else await eventually(() => app.counters.pushesDropped === 1);
     expect(catalog.pushes).toEqual([]);
@@ -99,7 +109,10 @@ describe.each(modes)("events (serialize: $serialize)", ({ serialize }) => {
 
   it("refuses to publish an invalid payload", async () => {
     const { publisher } = await started();
-    await expect(publisher.emit("itemChanged", { item: { ...item("x"), price: -1 } })).rejects.toMatchObject({ code: "INVALID_ARGUMENT", details: { path: "itemChanged.item.price" } });
+    await expect(publisher.emit("itemChanged", { item: { ...item("x"), price: -1 } })).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+      details: { path: "itemChanged.item.price" },
+    });
     await expect(publisher.emit("nope", {})).rejects.toMatchObject({ code: "UNIMPLEMENTED" });
   });
 });

@@ -86,7 +86,10 @@ describe.each(modes)("rpc through the generated client (serialize: $serialize)",
     const partial = { get: () => item("z") } as unknown as CatalogImpl;
     app = createTestApp({ serialize }).serve(Catalog, partial, { config: catalogConfig });
     await app.start();
-    const err = await app.client(Catalog).sum({ a: 1, b: 2 }).catch((e: unknown) => e);
+    const err = await app
+      .client(Catalog)
+      .sum({ a: 1, b: 2 })
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "UNIMPLEMENTED" });
     expect(await app.client(Catalog).get({ id: "z" })).toMatchObject({ id: "z" });
   });
@@ -96,7 +99,10 @@ describe("calls with nothing to reach", () => {
   it("fail with UNAVAILABLE naming the service and what is registered", async () => {
     const app = createTestApp();
     await app.start();
-    const err = await app.client(Catalog).get({ id: "a" }).catch((e: unknown) => e);
+    const err = await app
+      .client(Catalog)
+      .get({ id: "a" })
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "UNAVAILABLE" });
     expect((err as Error).message).toContain("test.shop.Catalog");
     expect((err as Error).message).toContain("no instance is registered");
@@ -106,7 +112,10 @@ describe("calls with nothing to reach", () => {
   it("fail with UNAVAILABLE naming the versions when none satisfies the range", async () => {
     const app = createTestApp().serve(Catalog, new CatalogImpl(), { config: catalogConfig });
     await app.start();
-    const err = await app.client(Catalog, { version: "^2" }).sum({ a: 1, b: 1 }).catch((e: unknown) => e);
+    const err = await app
+      .client(Catalog, { version: "^2" })
+      .sum({ a: 1, b: 1 })
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "UNAVAILABLE" });
     expect((err as Error).message).toContain("1.2.0");
     expect(() => app.client(Catalog, { version: "not a range" })).toThrow(/invalid version range/);

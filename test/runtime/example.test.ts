@@ -6,7 +6,11 @@ const root = fileURLToPath(new URL("../../", import.meta.url));
 
 describe("the example system (what npm start runs after compiling)", () => {
   it("starts every example service, makes calls, pushes and events, and exits 0", () => {
-    const r = spawnSync(`${root}node_modules/.bin/tsx`, ["examples/main.ts"], { cwd: root, encoding: "utf8", timeout: 60_000 });
+    const r = spawnSync(`${root}node_modules/.bin/tsx`, ["examples/main.ts"], {
+      cwd: root,
+      encoding: "utf8",
+      timeout: 60_000,
+    });
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     expect(r.stdout).toContain("5 services in one process");

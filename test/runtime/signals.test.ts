@@ -12,7 +12,10 @@ interface Run {
 }
 
 /** Starts the app in a child process; sends `signals` (one per line of output matching `after`). */
-function run(env: Record<string, string>, plan: (events: Record<string, unknown>[], kill: (s: NodeJS.Signals) => void) => void): Promise<Run> {
+function run(
+  env: Record<string, string>,
+  plan: (events: Record<string, unknown>[], kill: (s: NodeJS.Signals) => void) => void,
+): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(tsx, [script], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     const events: Record<string, unknown>[] = [];
@@ -21,8 +24,7 @@ function run(env: Record<string, string>, plan: (events: Record<string, unknown>
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     child.stdout.on("data", (d: Buffer) => {
       buf += d.toString();
-      let i: number;
-      while ((i = buf.indexOf("\n")) >= 0) {
+      for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
         const line = buf.slice(0, i);
         buf = buf.slice(i + 1);
         if (line.startsWith("{")) events.push(JSON.parse(line) as Record<string, unknown>);

@@ -49,7 +49,11 @@ describe("replicated states (in-process)", () => {
     stock.patch({ b: null, c: 3 });
     stock.set({ a: 5, c: 3 });
     await eventually(() => seen.length === 3);
-    expect(seen).toEqual([{ a: 1, b: 2 }, { a: 1, c: 3 }, { a: 5, c: 3 }]);
+    expect(seen).toEqual([
+      { a: 1, b: 2 },
+      { a: 1, c: 3 },
+      { a: 5, c: 3 },
+    ]);
     const late: Record<string, number>[] = [];
     await client.states.stock.watch((v) => void late.push(v));
     expect(late).toEqual([{ a: 5, c: 3 }]);

@@ -49,9 +49,14 @@ describe("value and serialised local modes", () => {
   });
 
   it("refuses an oversized payload in serialised mode with RESOURCE_EXHAUSTED", async () => {
-    const app = createTestApp({ serialize: true, maxPayloadBytes: 2048 }).serve(Catalog, new CatalogImpl(), { config: catalogConfig });
+    const app = createTestApp({ serialize: true, maxPayloadBytes: 2048 }).serve(Catalog, new CatalogImpl(), {
+      config: catalogConfig,
+    });
     await app.start();
-    const err = await app.client(Catalog).add({ item: item("big", { tags: Array.from({ length: 200 }, (_, i) => `tag-${i}`) }) }).catch((e: unknown) => e);
+    const err = await app
+      .client(Catalog)
+      .add({ item: item("big", { tags: Array.from({ length: 200 }, (_, i) => `tag-${i}`) }) })
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "RESOURCE_EXHAUSTED" });
     await app.stop();
   });

@@ -11,7 +11,16 @@ const descriptor: ServiceDescriptor = {
   shards: 16,
   unique: true,
   methods: {
-    whoami: { name: "whoami", kind: "rpc", input: { kind: "struct", name: "test.shop.Sync.whoami$input", fields: [] }, output: { kind: "string" }, timeoutMs: 1000, idempotent: true, retry: 0, throws: [] },
+    whoami: {
+      name: "whoami",
+      kind: "rpc",
+      input: { kind: "struct", name: "test.shop.Sync.whoami$input", fields: [] },
+      output: { kind: "string" },
+      timeoutMs: 1000,
+      idempotent: true,
+      retry: 0,
+      throws: [],
+    },
   },
   events: {},
   states: {},
@@ -25,7 +34,10 @@ interface SyncHandler {
 interface SyncClient {
   whoami(req?: Record<string, never>, opts?: CallOptions): Promise<string>;
 }
-const Sync = defineService<SyncHandler, SyncClient>({ descriptor, createClient: (c) => ({ whoami: (req, opts) => c.call("whoami", req ?? {}, opts) as Promise<string> }) });
+const Sync = defineService<SyncHandler, SyncClient>({
+  descriptor,
+  createClient: (c) => ({ whoami: (req, opts) => c.call("whoami", req ?? {}, opts) as Promise<string> }),
+});
 const handler: SyncHandler = { whoami: (_req, ctx) => `${ctx.instanceId} ${ctx.fencingToken}` };
 
 describe("@unique services", () => {
@@ -44,7 +56,10 @@ describe("@unique services", () => {
     await a.stop();
     let next = "";
     await eventually(() => {
-      void client.whoami().then((s) => (next = s), () => undefined);
+      void client.whoami().then(
+        (s) => (next = s),
+        () => undefined,
+      );
       return next.startsWith("sync-b");
     }, 3000);
     const [, tokenA] = first.split(" ");

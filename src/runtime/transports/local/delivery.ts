@@ -46,7 +46,10 @@ export function deliver(
       () => settled("acked", copy),
       (e: unknown) => {
         if (attempt >= opts.maxAttempts) {
-          log.error({ err: e, id: env.id, service: env.service, method: env.method, attempts: attempt }, `${env.kind} given up after ${attempt} attempts`);
+          log.error(
+            { err: e, id: env.id, service: env.service, method: env.method, attempts: attempt },
+            `${env.kind} given up after ${attempt} attempts`,
+          );
           settled("dead", copy);
           return;
         }

@@ -67,7 +67,8 @@ export class LocalHub {
   /** Binds an instance: its endpoint takes calls and it consumes its service's pushes. */
   bind(b: Bound, opts: RedeliveryOptions, log: Logger): string {
     const endpoint = this.endpointOf(b.instanceId);
-    if (this.#endpoints.has(endpoint)) throw new FanError(Code.ALREADY_EXISTS, `instance ${b.instanceId} is already served`);
+    if (this.#endpoints.has(endpoint))
+      throw new FanError(Code.ALREADY_EXISTS, `instance ${b.instanceId} is already served`);
     this.#endpoints.set(endpoint, b);
     const q = this.#queue(b.service);
     q.consumers.push(b);
@@ -92,7 +93,8 @@ export class LocalHub {
   /** Queues a push for the service of `endpoint`'s instance (any of its instances may take it). */
   enqueue(endpoint: string, env: Envelope, opts: RedeliveryOptions, log: Logger): void {
     const q = this.#queue(env.service);
-    if (!this.#endpoints.has(endpoint) && q.consumers.length === 0) throw new FanError(Code.UNAVAILABLE, `no instance of ${env.service} at ${endpoint}`);
+    if (!this.#endpoints.has(endpoint) && q.consumers.length === 0)
+      throw new FanError(Code.UNAVAILABLE, `no instance of ${env.service} at ${endpoint}`);
     setImmediate(() => this.#dispatchPush(q, env, opts, log));
   }
 
@@ -103,9 +105,16 @@ export class LocalHub {
     for (const [group, g] of topic.groups) {
       if (g.members.length === 0) continue;
       if ((g.members[0] as Member).sub.broadcast) {
-        for (const m of g.members) this.#dispatchEvent(copy(env), () => (g.members.includes(m) ? m : undefined), opts, log);
+        for (const m of g.members)
+          this.#dispatchEvent(copy(env), () => (g.members.includes(m) ? m : undefined), opts, log);
       } else {
-        this.#dispatchEvent(copy(env), () => (g.members.length === 0 ? undefined : g.members[g.cursor++ % g.members.length]), opts, log, group);
+        this.#dispatchEvent(
+          copy(env),
+          () => (g.members.length === 0 ? undefined : g.members[g.cursor++ % g.members.length]),
+          opts,
+          log,
+          group,
+        );
       }
     }
   }
@@ -144,16 +153,38 @@ export class LocalHub {
   }
 
   #dispatchPush(q: PushQueue, env: Envelope, opts: RedeliveryOptions, log: Logger): void {
-    deliver(env, (e) => q.next()?.inbound.push(e), opts, log, (outcome, last) => {
-      if (outcome === "orphaned") q.waiting.push(last);
-    });
+    deliver(
+      env,
+      (e) => q.next()?.inbound.push(e),
+      opts,
+      log,
+      (outcome, last) => {
+        if (outcome === "orphaned") q.waiting.push(last);
+      },
+    );
   }
 
-  #dispatchEvent(env: Envelope, pick: () => Member | undefined, opts: RedeliveryOptions, log: Logger, group?: string): void {
+  #dispatchEvent(
+    env: Envelope,
+    pick: () => Member | undefined,
+    opts: RedeliveryOptions,
+    log: Logger,
+    group?: string,
+  ): void {
     setImmediate(() =>
-      deliver(env, (e) => pick()?.deliver(e), opts, log, (outcome) => {
-        if (outcome === "orphaned") log.warn({ id: env.id, service: env.service, event: env.method, group }, "event dropped: its subscriber left");
-      }),
+      deliver(
+        env,
+        (e) => pick()?.deliver(e),
+        opts,
+        log,
+        (outcome) => {
+          if (outcome === "orphaned")
+            log.warn(
+              { id: env.id, service: env.service, event: env.method, group },
+              "event dropped: its subscriber left",
+            );
+        },
+      ),
     );
   }
 }

@@ -22,7 +22,7 @@ import type {
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
 import { DEFAULT_REDELIVERY, type RedeliveryOptions } from "./delivery.js";
-import { LocalHub, localHub } from "./hub.js";
+import { type LocalHub, localHub } from "./hub.js";
 
 export { LocalHub, localHub } from "./hub.js";
 
@@ -59,7 +59,10 @@ export class LocalTransport implements Transport {
   constructor(opts: LocalOptions, ctx: TransportContext) {
     this.acceptsValues = opts.serialize !== true;
     this.hub = opts.hub ?? localHub("default", ctx.cluster);
-    this.#redelivery = { maxAttempts: opts.maxAttempts ?? DEFAULT_REDELIVERY.maxAttempts, backoffMs: opts.backoffMs ?? DEFAULT_REDELIVERY.backoffMs };
+    this.#redelivery = {
+      maxAttempts: opts.maxAttempts ?? DEFAULT_REDELIVERY.maxAttempts,
+      backoffMs: opts.backoffMs ?? DEFAULT_REDELIVERY.backoffMs,
+    };
     this.#log = ctx.log;
     this.#maxBytes = ctx.maxPayloadBytes;
   }
@@ -71,7 +74,11 @@ export class LocalTransport implements Transport {
 
   async serve(service: ServiceDescriptor, instanceId: string, inbound: Inbound): Promise<Served> {
     this.#open();
-    const endpoint = this.hub.bind({ service: service.name, instanceId, inbound: this.acceptsValues ? inbound : this.#serialising(inbound) }, this.#redelivery, this.#log);
+    const endpoint = this.hub.bind(
+      { service: service.name, instanceId, inbound: this.acceptsValues ? inbound : this.#serialising(inbound) },
+      this.#redelivery,
+      this.#log,
+    );
     this.#bound.add(endpoint);
     return {
       endpoint,
@@ -101,9 +108,15 @@ export class LocalTransport implements Transport {
    */
   callValue(endpoint: string, env: Envelope, signal: AbortSignal, sink: CallSink): void {
     const b = this.hub.lookup(endpoint);
-    if (b === undefined || this.#closed) return sink.error(wireOf(unavailable(endpoint, env)));
+    if (b === undefined || this.#closed) {
+      sink.error(wireOf(unavailable(endpoint, env)));
+      return;
+    }
     const inbound = b.inbound as Partial<Dispatcher>;
-    if (typeof inbound.run === "function") return inbound.run(env, signal, sink);
+    if (typeof inbound.run === "function") {
+      inbound.run(env, signal, sink);
+      return;
+    }
     b.inbound.call(env, signal).then(
       (reply) => (reply.kind === "error" ? sink.error(reply.payload as WireError) : sink.reply(reply.payload)),
       (e: unknown) => sink.error(wireOf(FanError.from(e, Code.UNAVAILABLE))),
