@@ -1,6 +1,7 @@
 import { createApp, type ConfigSource } from "fan/runtime";
 import { createTestApp } from "fan/testing";
 import { describe, expect, it } from "vitest";
+import { ObjectConfigSource } from "../../src/runtime/discovery/config.js";
 import { memoryRegistry } from "../../src/runtime/discovery/index.js";
 import {
   AuditImpl,
@@ -81,6 +82,25 @@ describe("lifecycle", () => {
     await app.stop();
   });
 
+  it("validates every config update: a good one reaches handlers, a bad one is refused and logged", async () => {
+    const { log, records } = captureLogger();
+    const source = new ObjectConfigSource({ "test.shop.Catalog": catalogConfig }, log);
+    const impl = new CatalogImpl();
+    impl.items.set("a", { id: "a", name: "n", price: 1, tags: [], createdAt: new Date(0) });
+    const app = createTestApp({ logger: log, config: source }).serve(Catalog, impl);
+    await app.start();
+    const client = app.client(Catalog);
+    await source.update("test.shop.Catalog", { pageSize: 7 });
+    await eventually(() => records.some((r) => r.msg === "config updated"));
+    await client.get({ id: "a" });
+    expect(impl.seen.at(-1)?.config?.pageSize).toBe(7);
+    await source.update("test.shop.Catalog", { pageSize: 0 });
+    await eventually(() => records.some((r) => r.msg === "config update rejected; keeping the previous config"));
+    await client.get({ id: "a" });
+    expect(impl.seen.at(-1)?.config?.pageSize).toBe(7);
+    await app.stop();
+  });
+
   it("runs timers every interval until stop", async () => {
     const ticks: number[] = [];
     const app = createTestApp().timer("tick", "20ms", () => void ticks.push(Date.now()));
@@ -95,7 +115,7 @@ describe("lifecycle", () => {
   });
 });
 
-describe("dependencies", () => {
+describe.each([{ serialize: false }, { serialize: true }])("dependencies (serialize: $serialize)", ({ serialize }) => {
   it("waits for a hard dependency to become discoverable, then starts", async () => {
     const registry = memoryRegistry();
     const pricingApp = createTestApp({ discovery: registry, dependencyTimeoutMs: 3000 }).serve(
@@ -138,10 +158,10 @@ describe("dependencies", () => {
   });
 });
 
-describe("graceful stop", () => {
+describe.each([{ serialize: false }, { serialize: true }])("graceful stop (serialize: $serialize)", ({ serialize }) => {
   it("drains in-flight calls before stopping, and refuses new ones meanwhile", async () => {
     const impl = new CatalogImpl();
-    const app = createTestApp().serve(Catalog, impl, { config: catalogConfig });
+    const app = createTestApp({ serialize }).serve(Catalog, impl, { config: catalogConfig });
     await app.start();
     const client = app.client(Catalog);
     const inflight = client.slow({ ms: 120 });
@@ -156,7 +176,7 @@ describe("graceful stop", () => {
 
   it("aborts the handlers still running when the grace period is over", async () => {
     const impl = new CatalogImpl();
-    const app = createTestApp({ stopGraceMs: 50 }).serve(Catalog, impl, { config: catalogConfig });
+    const app = createTestApp({ serialize, stopGraceMs: 50 }).serve(Catalog, impl, { config: catalogConfig });
     await app.start();
     const inflight = app
       .client(Catalog)
@@ -171,48 +191,53 @@ describe("graceful stop", () => {
   });
 });
 
-describe("apps in one process", () => {
-  it("do not see each other's services unless they share discovery", async () => {
-    const a = createTestApp().serve(Catalog, new CatalogImpl(), { config: catalogConfig });
-    const b = createTestApp();
-    await a.start();
-    await b.start();
-    await expect(b.client(Catalog).sum({ a: 1, b: 2 })).rejects.toMatchObject({ code: "UNAVAILABLE" });
-    await a.stop();
-    await b.stop();
+describe.each([{ serialize: false }, { serialize: true }])(
+  "apps in one process (serialize: $serialize)",
+  ({ serialize }) => {
+    it("do not see each other's services unless they share discovery", async () => {
+      const a = createTestApp({ serialize }).serve(Catalog, new CatalogImpl(), { config: catalogConfig });
+      const b = createTestApp({ serialize });
+      await a.start();
+      await b.start();
+      await expect(b.client(Catalog).sum({ a: 1, b: 2 })).rejects.toMatchObject({ code: "UNAVAILABLE" });
+      await a.stop();
+      await b.stop();
 
-    const registry = memoryRegistry();
-    const c = createTestApp({ discovery: registry }).serve(Catalog, new CatalogImpl(), { config: catalogConfig });
-    const d = createTestApp({ discovery: registry });
-    await c.start();
-    await d.start();
-    expect(await d.client(Catalog).sum({ a: 1, b: 2 })).toBe(3);
-    await c.stop();
-    await d.stop();
-  });
+      const registry = memoryRegistry();
+      const c = createTestApp({ serialize, discovery: registry }).serve(Catalog, new CatalogImpl(), {
+        config: catalogConfig,
+      });
+      const d = createTestApp({ serialize, discovery: registry });
+      await c.start();
+      await d.start();
+      expect(await d.client(Catalog).sum({ a: 1, b: 2 })).toBe(3);
+      await c.stop();
+      await d.stop();
+    });
 
-  it("apps sharing discovery reach each other's events", async () => {
-    const registry = memoryRegistry();
-    const pub = createTestApp({ discovery: registry }).serve(Catalog, new CatalogImpl(), { config: catalogConfig });
-    const audit = new AuditImpl();
-    const sub = createTestApp({ discovery: registry }).serve(Audit, audit);
-    await pub.start();
-    await sub.start();
-    await pub.publisher(Catalog).emit("flush", {});
-    await eventually(() => audit.events.length === 1);
-    await pub.stop();
-    await sub.stop();
-  });
+    it("apps sharing discovery reach each other's events", async () => {
+      const registry = memoryRegistry();
+      const pub = createTestApp({ discovery: registry }).serve(Catalog, new CatalogImpl(), { config: catalogConfig });
+      const audit = new AuditImpl();
+      const sub = createTestApp({ discovery: registry }).serve(Audit, audit);
+      await pub.start();
+      await sub.start();
+      await pub.publisher(Catalog).emit("flush", {});
+      await eventually(() => audit.events.length === 1);
+      await pub.stop();
+      await sub.stop();
+    });
 
-  it("serve refuses a transport the service does not allow or the app lacks", () => {
-    expect(() =>
-      createApp({ logger: captureLogger().log }).serve(Audit, new AuditImpl(), { transports: ["amqp"] }),
-    ).toThrow(/may not be served over amqp/);
-    expect(() =>
-      createApp({ logger: captureLogger().log }).serve(Catalog, new CatalogImpl(), { transports: ["amqp"] }),
-    ).toThrow(/no amqp transport/);
-    expect(() => createApp({ logger: captureLogger().log, transports: { carrier: {} } as never })).toThrow(
-      /unknown transport "carrier"/,
-    );
-  });
-});
+    it("serve refuses a transport the service does not allow or the app lacks", () => {
+      expect(() =>
+        createApp({ logger: captureLogger().log }).serve(Audit, new AuditImpl(), { transports: ["amqp"] }),
+      ).toThrow(/may not be served over amqp/);
+      expect(() =>
+        createApp({ logger: captureLogger().log }).serve(Catalog, new CatalogImpl(), { transports: ["amqp"] }),
+      ).toThrow(/no amqp transport/);
+      expect(() => createApp({ logger: captureLogger().log, transports: { carrier: {} } as never })).toThrow(
+        /unknown transport "carrier"/,
+      );
+    });
+  },
+);

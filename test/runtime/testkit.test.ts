@@ -2,6 +2,7 @@ import type { CallContext } from "fan/runtime";
 import { createTestApp } from "fan/testing";
 import { describe, expect, it } from "vitest";
 import { mockIntegrationApi, IntegrationApi, SyncFailed } from "../../generated/integration/api.js";
+import { memoryRegistry } from "../../src/runtime/discovery/index.js";
 import { CatalogImpl, catalogConfig } from "./fixtures/impl.js";
 import { Catalog, type CatalogConfig, type Item, item } from "./fixtures/shop.js";
 
@@ -45,6 +46,32 @@ describe("value and serialised local modes", () => {
         expect((impl.received as Item).createdAt).toBeInstanceOf(Date);
       } else expect(impl.received).toBe(it1);
       await app.stop();
+    }
+  });
+
+  it("lets a serialising app and a value app call each other (the caller's mode decides)", async () => {
+    const registry = memoryRegistry();
+    for (const [serverSerializes, callerSerializes] of [
+      [true, false],
+      [false, true],
+    ]) {
+      const impl = new Capturing();
+      const server = createTestApp({ serialize: serverSerializes, discovery: registry }).serve(Catalog, impl, {
+        config: catalogConfig,
+      });
+      const caller = createTestApp({ serialize: callerSerializes, discovery: registry });
+      await server.start();
+      await caller.start();
+      const sent = item("m1");
+      await caller.client(Catalog).add({ item: sent, quantity: 1 });
+      if (callerSerializes) expect(impl.received).not.toBe(sent);
+      else expect(impl.received).toBe(sent);
+      impl.items.set("m1", sent);
+      const got = await caller.client(Catalog).get({ id: "m1" });
+      expect(got.createdAt).toBeInstanceOf(Date);
+      expect(got).toEqual(sent);
+      await caller.stop();
+      await server.stop();
     }
   });
 

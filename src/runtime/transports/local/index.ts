@@ -74,11 +74,7 @@ export class LocalTransport implements Transport {
 
   async serve(service: ServiceDescriptor, instanceId: string, inbound: Inbound): Promise<Served> {
     this.#open();
-    const endpoint = this.hub.bind(
-      { service: service.name, instanceId, inbound: this.acceptsValues ? inbound : this.#serialising(inbound) },
-      this.#redelivery,
-      this.#log,
-    );
+    const endpoint = this.hub.bind({ service: service.name, instanceId, inbound }, this.#redelivery, this.#log);
     this.#bound.add(endpoint);
     return {
       endpoint,
@@ -95,7 +91,7 @@ export class LocalTransport implements Transport {
     if (opts.signal.aborted) return Promise.reject(new FanError(Code.CANCELLED, "call cancelled before it was sent"));
     if (this.acceptsValues) return b.inbound.call(env, opts.signal);
     try {
-      return b.inbound.call(this.#copy(env), opts.signal);
+      return b.inbound.call(this.#copy(env), opts.signal).then((reply) => this.#copy(reply));
     } catch (e) {
       return Promise.reject(FanError.from(e));
     }
@@ -163,14 +159,6 @@ export class LocalTransport implements Transport {
   /** What a network transport does to an envelope: bytes out, bounded decode in. */
   #copy(env: Envelope): Envelope {
     return decodeEnvelope(encodeEnvelope(env), { maxBytes: this.#maxBytes });
-  }
-
-  /** Wraps an inbound so replies are serialised too. */
-  #serialising(inbound: Inbound): Inbound {
-    return {
-      call: async (env, signal) => this.#copy(await inbound.call(env, signal)),
-      push: (env) => inbound.push(env),
-    };
   }
 }
 
