@@ -118,7 +118,7 @@ describe("lifecycle", () => {
 describe.each([{ serialize: false }, { serialize: true }])("dependencies (serialize: $serialize)", ({ serialize }) => {
   it("waits for a hard dependency to become discoverable, then starts", async () => {
     const registry = memoryRegistry();
-    const pricingApp = createTestApp({ discovery: registry, dependencyTimeoutMs: 3000 }).serve(
+    const pricingApp = createTestApp({ serialize, discovery: registry, dependencyTimeoutMs: 3000 }).serve(
       Pricing,
       new PricingImpl(),
     );
@@ -127,12 +127,14 @@ describe.each([{ serialize: false }, { serialize: true }])("dependencies (serial
     void starting.then(() => (started = true));
     await sleep(100);
     expect(started).toBe(false);
-    const catalogApp = createTestApp({ discovery: registry }).serve(Catalog, new CatalogImpl(), {
+    const catalogApp = createTestApp({ serialize, discovery: registry }).serve(Catalog, new CatalogImpl(), {
       config: catalogConfig,
     });
     await catalogApp.start();
     await starting;
     expect(started).toBe(true);
+    // Once started, the dependant reaches its dependency.
+    expect(await pricingApp.client(Catalog).sum({ a: 20, b: 22 })).toBe(42);
     await pricingApp.stop();
     await catalogApp.stop();
   });
