@@ -161,8 +161,7 @@ export class HttpServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? "/", "http://x");
-    const target = this.route(req.method ?? "GET", url, res);
+    const target = this.route(req.method ?? "GET", originForm(req.url ?? "/"), res);
     if (target === undefined) return;
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > this.maxBodyBytes) {
@@ -185,14 +184,15 @@ export class HttpServer {
   }
 
   /** Finds what a request addresses, or answers it (404/405/503) and returns undefined. */
-  private route(verb: string, url: URL, res: ServerResponse): Target | undefined {
-    const raw = splitPath(url.pathname);
+  private route(verb: string, url: string, res: ServerResponse): Target | undefined {
+    const q = url.indexOf("?");
+    const raw = splitPath(q < 0 ? url : url.slice(0, q));
     const fromRoute = matchRoute(verb === "GET" || verb === "HEAD" || verb === "DELETE" || verb === "POST" || verb === "PUT" || verb === "PATCH" ? this.routes : [], raw);
     if (fromRoute !== undefined) {
       const binding = this.pick(fromRoute.route.service);
       if (binding !== undefined) {
         const bodyless = verb === "GET" || verb === "HEAD" || verb === "DELETE";
-        return { binding, method: fromRoute.route.method, params: fromRoute.params, ...(bodyless ? { query: url.searchParams } : {}) };
+        return { binding, method: fromRoute.route.method, params: fromRoute.params, ...(bodyless ? { query: new URLSearchParams(q < 0 ? "" : url.slice(q + 1)) } : {}) };
       }
     }
     return this.routeByName(verb, raw, res);
@@ -295,6 +295,17 @@ export class HttpServer {
     }
     server.closeAllConnections();
     await closed;
+  }
+}
+
+/** The path and query of a request target (absolute-form, as proxies send it, reduced to origin-form). */
+function originForm(target: string): string {
+  if (target.startsWith("/")) return target;
+  try {
+    const u = new URL(target);
+    return u.pathname + u.search;
+  } catch {
+    return "/";
   }
 }
 

@@ -17,7 +17,7 @@ import type { Envelope, SendOptions } from "../../transport.js";
 import { encodeEnvelope } from "../../wire.js";
 import type { ZmqClientOptions } from "./client.js";
 import { onAbort } from "./abort.js";
-import { Op, text } from "./frames.js";
+import { head, Op, text } from "./frames.js";
 import { Writer } from "./writer.js";
 
 /** How long after a disconnect the requests then pending are failed. */
@@ -127,9 +127,9 @@ export class Connection {
 
   private async receive(): Promise<void> {
     try {
-      for await (const [opFrame, idFrame, body] of this.dealer) {
-        const id = text(idFrame);
-        this.pending.get(id)?.settle({ op: text(opFrame), body: body ?? Buffer.alloc(0) });
+      for await (const [headFrame, body] of this.dealer) {
+        const h = text(headFrame);
+        this.pending.get(h.slice(1))?.settle({ op: h.charAt(0), body: body ?? Buffer.alloc(0) });
       }
     } catch (e) {
       if (!this.closed) this.log.error({ err: e, endpoint: this.endpoint }, "zmq: client receive loop failed");
@@ -149,11 +149,11 @@ export class Connection {
       this.pending.set(env.id, req);
       if (Number.isFinite(opts.deadline)) deadlines.add(req, opts.deadline);
       req.stopAbort = onAbort(opts.signal, () => {
-        if (op === Op.CALL) void this.writer.send([Op.CANCEL, env.id, ""], Date.now() + 1000).catch(() => undefined);
+        if (op === Op.CALL) void this.writer.send([head(Op.CANCEL, env.id), ""], Date.now() + 1000).catch(() => undefined);
         req.fail(new FanError(Code.CANCELLED, `${what}: cancelled`));
       });
       if (!this.up) req.connectTimer = this.connectTimer(() => req.fail(new FanError(Code.UNAVAILABLE, `zmq ${this.endpoint}: not connected`)));
-      this.writer.send([op, env.id, body], opts.deadline).catch((e: unknown) => req.fail(FanError.from(e, Code.UNAVAILABLE)));
+      this.writer.send([head(op, env.id), body], opts.deadline).catch((e: unknown) => req.fail(FanError.from(e, Code.UNAVAILABLE)));
     });
   }
 

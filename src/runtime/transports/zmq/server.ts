@@ -11,7 +11,7 @@ import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, Inbound } from "../../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
-import { errorEnvelope, Op, text } from "./frames.js";
+import { errorEnvelope, head, Op, text } from "./frames.js";
 
 /** Server-side options of the zmq transport. */
 export interface ZmqServerOptions {
@@ -92,11 +92,12 @@ export class ZmqServer {
   }
 
   private onMessage(frames: Buffer[]): void {
-    const [peer, opFrame, idFrame, body] = frames;
-    const op = text(opFrame);
-    const id = text(idFrame);
-    if (peer === undefined || frames.length !== 4 || id.length === 0 || id.length > MAX_ID || !(op === Op.CALL || op === Op.PUSH || op === Op.CANCEL)) {
-      this.log.warn({ frames: frames.length, op: op.slice(0, 8) }, "zmq: dropped a malformed message");
+    const [peer, headFrame, body] = frames;
+    const h = text(headFrame);
+    const op = h.charAt(0);
+    const id = h.slice(1);
+    if (peer === undefined || body === undefined || frames.length !== 3 || id.length === 0 || id.length > MAX_ID || !(op === Op.CALL || op === Op.PUSH || op === Op.CANCEL)) {
+      this.log.warn({ frames: frames.length, head: h.slice(0, 16) }, "zmq: dropped a malformed message");
       return;
     }
     const key = `${id}\u0000${peer.toString("latin1")}`;
@@ -104,24 +105,27 @@ export class ZmqServer {
       this.running.get(key)?.abort(new FanError(Code.CANCELLED, "cancelled by the caller"));
       return;
     }
-    this.track(this.handle(peer, op, id, key, body as Buffer));
+    this.track(this.handle(peer, op, id, key, body));
   }
 
   private track(work: Promise<void>): void {
     this.inFlight++;
-    work
-      .catch((e: unknown) => this.log.error({ err: e }, "zmq: message handling failed"))
-      .finally(() => {
-        this.inFlight--;
-        if (this.inFlight === 0) this.drained?.();
-      });
+    work.then(this.settled, (e: unknown) => {
+      this.log.error({ err: e }, "zmq: message handling failed");
+      this.settled();
+    });
   }
+
+  private readonly settled = (): void => {
+    this.inFlight--;
+    if (this.inFlight === 0) this.drained?.();
+  };
 
   private async handle(peer: Buffer, op: string, id: string, key: string, body: Buffer): Promise<void> {
     const target = this.decode(id, body);
     if (!("binding" in target)) {
-      if (op === Op.CALL) await this.send([peer, Op.REPLY, id, encodeEnvelope(target.error)]);
-      else await this.send([peer, Op.NACK, id, JSON.stringify(target.error.payload)]);
+      if (op === Op.CALL) await this.send([peer, head(Op.REPLY, id), encodeEnvelope(target.error)]);
+      else await this.send([peer, head(Op.NACK, id), JSON.stringify(target.error.payload)]);
       return;
     }
     if (op === Op.PUSH) {
@@ -132,7 +136,7 @@ export class ZmqServer {
     this.running.set(key, ac);
     try {
       const reply = await target.binding.inbound.call(target.env, ac.signal);
-      if (!ac.signal.aborted) await this.send([peer, Op.REPLY, id, this.encodeReply(reply)]);
+      if (!ac.signal.aborted) await this.send([peer, head(Op.REPLY, id), this.encodeReply(reply)]);
     } finally {
       this.running.delete(key);
     }
@@ -172,10 +176,10 @@ export class ZmqServer {
       await binding.inbound.push(env);
     } catch (e) {
       const err = FanError.from(e);
-      await this.send([peer, Op.NACK, id, JSON.stringify({ code: Code.UNAVAILABLE, message: `push not acknowledged: ${err.message}` })]);
+      await this.send([peer, head(Op.NACK, id), JSON.stringify({ code: Code.UNAVAILABLE, message: `push not acknowledged: ${err.message}` })]);
       return;
     }
-    await this.send([peer, Op.ACK, id, ""]);
+    await this.send([peer, head(Op.ACK, id), ""]);
   }
 
   private encodeReply(reply: Envelope): Buffer {
