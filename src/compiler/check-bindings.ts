@@ -70,24 +70,25 @@ export function checkShard(c: Checker, d: A.Decorator, params: readonly FieldMod
   return paths.length === names.length ? paths : undefined;
 }
 
+function unresolvedPath(c: Checker, n: A.NameExpr, path: string, reason: string): false {
+  c.out.push(diag.shardPathUnresolved(n.span, { path, reason }));
+  return false;
+}
+
 function shardPath(c: Checker, n: A.NameExpr, parts: readonly string[], params: readonly FieldModel[]): boolean {
   const path = parts.join(".");
-  const unresolved = (reason: string): false => {
-    c.out.push(diag.shardPathUnresolved(n.span, { path, reason }));
-    return false;
-  };
   let fields: readonly FieldModel[] = params;
   let owner = "the method";
   let type: TypeModel | undefined;
   for (const part of parts) {
     if (type !== undefined) {
       const struct = type.kind === "ref" ? c.models.get(type.target) : undefined;
-      if (struct === undefined || (struct.kind !== "struct" && struct.kind !== "error")) return unresolved(`\`${owner}\` is a ${typeText(type)}, not a struct`);
+      if (struct === undefined || (struct.kind !== "struct" && struct.kind !== "error")) return unresolvedPath(c, n, path, `\`${owner}\` is a ${typeText(type)}, not a struct`);
       fields = struct.fields;
       owner = struct.name;
     }
     const f = fields.find((x) => x.name === part);
-    if (f === undefined) return unresolved(type === undefined ? `\`${part}\` is not a parameter` : `${owner} has no field \`${part}\``);
+    if (f === undefined) return unresolvedPath(c, n, path, type === undefined ? `\`${part}\` is not a parameter` : `${owner} has no field \`${part}\``);
     if (f.optional) {
       c.out.push(diag.shardPathOptional(n.span, { path, name: part }));
       return false;
@@ -95,6 +96,6 @@ function shardPath(c: Checker, n: A.NameExpr, parts: readonly string[], params: 
     type = f.type;
     owner = part;
   }
-  if (type !== undefined && !isScalar(type)) return unresolved(`the key is a ${typeText(type)}; a shard key must be a scalar`);
+  if (type !== undefined && !isScalar(type)) return unresolvedPath(c, n, path, `the key is a ${typeText(type)}; a shard key must be a scalar`);
   return true;
 }

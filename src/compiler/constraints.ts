@@ -33,35 +33,40 @@ export function checkConstraints(c: Checker, decs: ReadonlyMap<string, A.Decorat
   const out: Mutable<Constraints> = {};
   if (decs.size === 0) return out;
   const prim = primOf(t);
-  const notFor = (d: A.Decorator): void => void c.out.push(diag.constraintNotApplicable(d.span, { name: d.name.name, type: typeLabel(t) }));
-  for (const key of ["min", "max"] as const) {
-    const d = decs.get(key);
-    if (d === undefined) continue;
-    if (prim === undefined || !NUMERIC.has(prim)) notFor(d);
-    else {
-      const v = bound(c, d, prim);
-      if (v !== undefined) out[key] = v;
-    }
-  }
+  const numeric = prim !== undefined && NUMERIC.has(prim);
   const lengthOk = prim === "string" || prim === "bytes";
-  for (const key of ["minLength", "maxLength"] as const) {
-    const d = decs.get(key);
-    if (d === undefined) continue;
-    if (!lengthOk) notFor(d);
-    else setCount(c, d, (n) => (out[key] = n));
-  }
-  const items = decs.get("maxItems");
-  if (items !== undefined) {
-    if (t.kind !== "list" && t.kind !== "map") notFor(items);
-    else setCount(c, items, (n) => (out.maxItems = n));
-  }
-  const pattern = decs.get("pattern");
-  if (pattern !== undefined) {
-    if (prim !== "string") notFor(pattern);
-    else readPattern(c, pattern, (p) => (out.pattern = p));
+  for (const [name, d] of decs) {
+    switch (name) {
+      case "min":
+      case "max":
+        if (!numeric) notFor(c, d, t);
+        else put(out, name, bound(c, d, prim));
+        break;
+      case "minLength":
+      case "maxLength":
+        if (!lengthOk) notFor(c, d, t);
+        else put(out, name, count(c, d));
+        break;
+      case "maxItems":
+        if (t.kind !== "list" && t.kind !== "map") notFor(c, d, t);
+        else put(out, "maxItems", count(c, d));
+        break;
+      case "pattern":
+        if (prim !== "string") notFor(c, d, t);
+        else put(out, "pattern", readPattern(c, d));
+        break;
+    }
   }
   checkRanges(c, decs, out, prim);
   return out;
+}
+
+function put<K extends keyof Constraints>(out: Mutable<Constraints>, key: K, value: Constraints[K] | undefined): void {
+  if (value !== undefined) out[key] = value;
+}
+
+function notFor(c: Checker, d: A.Decorator, t: TypeModel): void {
+  c.out.push(diag.constraintNotApplicable(d.span, { name: d.name.name, type: typeLabel(t) }));
 }
 
 function bound(c: Checker, d: A.Decorator, prim: PrimitiveName): number | string | undefined {
@@ -73,21 +78,23 @@ function bound(c: Checker, d: A.Decorator, prim: PrimitiveName): number | string
   return v;
 }
 
-function setCount(c: Checker, d: A.Decorator, set: (n: number) => void): void {
+function count(c: Checker, d: A.Decorator): number | undefined {
   const n = argInt(d, c.out);
-  if (n === undefined) return;
-  if (n.value < 0) c.out.push(diag.decoratorArguments(d.span, { name: d.name.name, expected: "a non-negative integer" }));
-  else set(n.value);
+  if (n === undefined) return undefined;
+  if (n.value >= 0) return n.value;
+  c.out.push(diag.decoratorArguments(d.span, { name: d.name.name, expected: "a non-negative integer" }));
+  return undefined;
 }
 
-function readPattern(c: Checker, d: A.Decorator, set: (p: string) => void): void {
+function readPattern(c: Checker, d: A.Decorator): string | undefined {
   const s = argString(d, c.out);
-  if (s === undefined) return;
+  if (s === undefined) return undefined;
   try {
     new RegExp(s.value, "u");
-    set(s.value);
+    return s.value;
   } catch (e) {
     c.out.push(diag.invalidPattern(s.span, { reason: e instanceof Error ? e.message : String(e) }));
+    return undefined;
   }
 }
 

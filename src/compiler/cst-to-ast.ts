@@ -297,9 +297,3 @@ function addPackage(c: Ctx, n: CstNode, into: FilePieces): void {
   }
   into.package = withDoc(c, span.start, { kind: "Package", name, span });
 }
-
-/** Offsets of the first token of every top-level item, to tell whether `package` came first. */
-export function topLevelStarts(root: CstNode): { pkg: number[]; other: number[] } {
-  const starts = (key: string): number[] => kids(root, key).map((n) => n.location?.startOffset ?? Number.NaN).filter((x) => !Number.isNaN(x));
-  return { pkg: starts("packageDecl"), other: [...starts("importDecl"), ...starts("versionDecl"), ...starts("declaration")] };
-}

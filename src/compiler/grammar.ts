@@ -3,7 +3,7 @@
  * created and reused for every file. Nothing here leaks Chevrotain types beyond `parser.ts`
  * and `cst-to-ast.ts`.
  */
-import { CstParser, EOF, type IParserErrorMessageProvider, type IToken, type TokenType, tokenMatcher } from "chevrotain";
+import { CstParser, EOF, type IParserErrorMessageProvider, type IRecognitionException, type IToken, type TokenType, tokenMatcher } from "chevrotain";
 import { allTokens, Kw, MemberKeyword, Name, P, StringLiteral, DurationLiteral, FloatLiteral, IntLiteral } from "./lexer.js";
 
 /** Human descriptions of what may come next, for the rules where a token list is unhelpful. */
@@ -47,30 +47,160 @@ function isName(t: IToken): boolean {
   return tokenMatcher(t, Name);
 }
 
+/** Thrown from inside a parse that reached its error limit; Chevrotain rethrows anything that is not a recognition error. */
+export class TooManyErrors extends Error {}
+
+type SaveError = (this: CstParser, e: IRecognitionException) => IRecognitionException;
+/** Chevrotain's own (undeclared) error recorder, which `FanParser.SAVE_ERROR` wraps. */
+const baseSaveError = (CstParser.prototype as unknown as { SAVE_ERROR: SaveError }).SAVE_ERROR;
+
 /** The grammar. Rule order follows the IDL reference, file level first. */
 export class FanParser extends CstParser {
   /** The text being parsed (read by gates that look at line breaks). */
   text = "";
+  /** Errors recorded in the current parse, and how many may be recorded before it stops. */
+  errorCount = 0;
+  errorLimit = Number.POSITIVE_INFINITY;
 
   constructor() {
     super(allTokens as TokenType[], { recoveryEnabled: true, nodeLocationTracking: "onlyOffset", maxLookahead: 3, errorMessageProvider: messages });
     this.performSelfAnalysis();
   }
 
+  // Callbacks and alternatives are created once, not on every rule call: the CLI runs under
+  // tsx, whose keepNames wraps every closure creation, which otherwise costs more than parsing.
+  private readonly decoratorOne = (): void => {
+    this.SUBRULE(this.decorator);
+  };
+  private readonly separatorAlts = [{ ALT: () => this.CONSUME(P.Comma) }, { ALT: () => this.CONSUME(P.Semi) }];
+  private readonly fileItemAlts = [
+    { ALT: () => this.SUBRULE(this.packageDecl) },
+    { ALT: () => this.SUBRULE(this.importDecl) },
+    { ALT: () => this.SUBRULE(this.versionDecl) },
+    { ALT: () => this.SUBRULE(this.declaration) },
+    { ALT: () => this.SUBRULE(this.separator) },
+  ];
+  private readonly fileItem = (): void => {
+    this.OR(this.fileItemAlts);
+  };
+  private readonly declAlts = [
+    { ALT: () => this.SUBRULE(this.structDecl) },
+    { ALT: () => this.SUBRULE(this.enumDecl) },
+    { ALT: () => this.SUBRULE(this.unionDecl) },
+    { ALT: () => this.SUBRULE(this.errorDecl) },
+    { ALT: () => this.SUBRULE(this.serviceDecl) },
+  ];
+  private readonly fieldAlts = [{ ALT: () => this.SUBRULE(this.field) }, { ALT: () => this.SUBRULE(this.separator) }];
+  private readonly fieldOrSeparator = (): void => {
+    this.OR(this.fieldAlts);
+  };
+  private readonly enumMemberAlts = [{ ALT: () => this.SUBRULE(this.enumMember) }, { ALT: () => this.SUBRULE(this.separator) }];
+  private readonly enumItem = (): void => {
+    this.OR(this.enumMemberAlts);
+  };
+  private readonly unionMemberAlts = [{ ALT: () => this.SUBRULE(this.unionMember) }, { ALT: () => this.SUBRULE(this.separator) }];
+  private readonly unionItem = (): void => {
+    this.OR(this.unionMemberAlts);
+  };
+  private readonly serviceItemAlts = [{ ALT: () => this.SUBRULE(this.serviceMember) }, { ALT: () => this.SUBRULE(this.separator) }];
+  private readonly serviceItem = (): void => {
+    this.OR(this.serviceItemAlts);
+  };
+  private readonly memberAlts = [
+    { ALT: () => this.SUBRULE(this.dependsMember) },
+    { ALT: () => this.SUBRULE(this.configMember) },
+    { ALT: () => this.SUBRULE(this.rpcMember) },
+    { ALT: () => this.SUBRULE(this.pushMember) },
+    { ALT: () => this.SUBRULE(this.eventMember) },
+    { ALT: () => this.SUBRULE(this.stateMember) },
+    { ALT: () => this.SUBRULE(this.onMember) },
+  ];
+  private readonly exprAlts = [
+    { ALT: () => this.CONSUME(StringLiteral, { LABEL: "string" }) },
+    { ALT: () => this.CONSUME(DurationLiteral, { LABEL: "duration" }) },
+    { ALT: () => this.CONSUME(FloatLiteral, { LABEL: "float" }) },
+    { ALT: () => this.CONSUME(IntLiteral, { LABEL: "int" }) },
+    { ALT: () => this.SUBRULE(this.listLit) },
+    { ALT: () => this.SUBRULE(this.qualifiedName) },
+  ];
+  private readonly importAlias = (): void => {
+    this.CONSUME(Kw.as);
+    this.CONSUME(Name, { LABEL: "alias" });
+  };
+  // `soft` is contextual: in `depends soft "^1"` it is the service's name. Chevrotain's
+  // lookahead sees `soft` and a name as different tokens, so the gate looks one further.
+  private readonly softOption = { GATE: () => isName(this.LA(2)), DEF: () => this.CONSUME(Kw.soft, { LABEL: "soft" }) };
+  private readonly returnType = (): void => {
+    this.CONSUME(P.Colon);
+    this.SUBRULE(this.typeRef);
+  };
+  private readonly throwsClause = (): void => {
+    this.CONSUME(Kw.throws);
+    this.SUBRULE(this.qualifiedName);
+    // A `,` may also separate this member from the next one: `throws A, rpc b()`.
+    this.MANY(this.moreThrows);
+  };
+  private readonly moreThrows = {
+    GATE: () => this.throwsContinues(),
+    DEF: () => {
+      this.CONSUME(P.Comma);
+      this.SUBRULE2(this.qualifiedName);
+    },
+  };
+  private readonly stateDecorators = { GATE: () => this.stateDecoratorFollows(), DEF: this.decoratorOne };
+  private readonly optionalMark = (): void => {
+    this.CONSUME(P.Question, { LABEL: "optional" });
+  };
+  private readonly defaultValue = (): void => {
+    this.CONSUME(P.Equals);
+    this.SUBRULE(this.expr);
+  };
+  private readonly typeArgs = (): void => {
+    this.CONSUME(P.LAngle);
+    this.SUBRULE(this.typeRef);
+    this.MANY(this.moreTypeArgs);
+    this.CONSUME(P.RAngle);
+  };
+  private readonly moreTypeArgs = (): void => {
+    this.CONSUME(P.Comma);
+    this.SUBRULE2(this.typeRef);
+  };
+  private readonly moreParts = (): void => {
+    this.CONSUME(P.Dot);
+    this.CONSUME2(Name, { LABEL: "part" });
+  };
+  private readonly decoratorArgs = (): void => {
+    this.CONSUME(P.LParen, { LABEL: "open" });
+    this.OPTION2(this.argList);
+    this.CONSUME(P.RParen);
+  };
+  private readonly argList = (): void => {
+    this.SUBRULE(this.expr);
+    this.MANY(this.moreArgs);
+  };
+  private readonly moreArgs = (): void => {
+    this.CONSUME(P.Comma);
+    this.SUBRULE2(this.expr);
+  };
+  private readonly listItems = (): void => {
+    this.SUBRULE(this.expr);
+    this.MANY(this.moreArgs);
+    this.OPTION2(this.trailingComma);
+  };
+  private readonly trailingComma = (): void => {
+    this.CONSUME2(P.Comma);
+  };
+  private readonly enumValue = (): void => {
+    this.CONSUME(P.Equals);
+    this.CONSUME(IntLiteral, { LABEL: "value" });
+  };
+
   file = this.RULE("file", () => {
-    this.MANY(() =>
-      this.OR([
-        { ALT: () => this.SUBRULE(this.packageDecl) },
-        { ALT: () => this.SUBRULE(this.importDecl) },
-        { ALT: () => this.SUBRULE(this.versionDecl) },
-        { ALT: () => this.SUBRULE(this.declaration) },
-        { ALT: () => this.SUBRULE(this.separator) },
-      ]),
-    );
+    this.MANY(this.fileItem);
   });
 
   separator = this.RULE("separator", () => {
-    this.OR([{ ALT: () => this.CONSUME(P.Comma) }, { ALT: () => this.CONSUME(P.Semi) }]);
+    this.OR(this.separatorAlts);
   });
 
   packageDecl = this.RULE("packageDecl", () => {
@@ -81,10 +211,7 @@ export class FanParser extends CstParser {
   importDecl = this.RULE("importDecl", () => {
     this.CONSUME(Kw.import);
     this.SUBRULE(this.qualifiedName);
-    this.OPTION(() => {
-      this.CONSUME(Kw.as);
-      this.CONSUME(Name, { LABEL: "alias" });
-    });
+    this.OPTION(this.importAlias);
   });
 
   versionDecl = this.RULE("versionDecl", () => {
@@ -93,58 +220,49 @@ export class FanParser extends CstParser {
   });
 
   declaration = this.RULE("declaration", () => {
-    this.MANY(() => this.SUBRULE(this.decorator));
-    this.OR([
-      { ALT: () => this.SUBRULE(this.structDecl) },
-      { ALT: () => this.SUBRULE(this.enumDecl) },
-      { ALT: () => this.SUBRULE(this.unionDecl) },
-      { ALT: () => this.SUBRULE(this.errorDecl) },
-      { ALT: () => this.SUBRULE(this.serviceDecl) },
-    ]);
+    this.MANY(this.decoratorOne);
+    this.OR(this.declAlts);
   });
 
   /** `Name @decorators* {` shared by every declaration after its keyword. */
   private declHead(): void {
     this.CONSUME(Name, { LABEL: "name" });
     // MANY2: the calling rule uses MANY for its body, and indices must be unique per rule.
-    this.MANY2(() => this.SUBRULE(this.decorator));
+    this.MANY2(this.decoratorOne);
     this.CONSUME(P.LCurly);
   }
 
   structDecl = this.RULE("structDecl", () => {
     this.CONSUME(Kw.struct);
     this.declHead();
-    this.MANY(() => this.OR([{ ALT: () => this.SUBRULE(this.field) }, { ALT: () => this.SUBRULE(this.separator) }]));
+    this.MANY(this.fieldOrSeparator);
     this.CONSUME(P.RCurly);
   });
 
   errorDecl = this.RULE("errorDecl", () => {
     this.CONSUME(Kw.error);
     this.declHead();
-    this.MANY(() => this.OR([{ ALT: () => this.SUBRULE(this.field) }, { ALT: () => this.SUBRULE(this.separator) }]));
+    this.MANY(this.fieldOrSeparator);
     this.CONSUME(P.RCurly);
   });
 
   enumDecl = this.RULE("enumDecl", () => {
     this.CONSUME(Kw.enum);
     this.declHead();
-    this.MANY(() => this.OR([{ ALT: () => this.SUBRULE(this.enumMember) }, { ALT: () => this.SUBRULE(this.separator) }]));
+    this.MANY(this.enumItem);
     this.CONSUME(P.RCurly);
   });
 
   enumMember = this.RULE("enumMember", () => {
     this.CONSUME(Name, { LABEL: "name" });
-    this.OPTION(() => {
-      this.CONSUME(P.Equals);
-      this.CONSUME(IntLiteral, { LABEL: "value" });
-    });
-    this.MANY(() => this.SUBRULE(this.decorator));
+    this.OPTION(this.enumValue);
+    this.MANY(this.decoratorOne);
   });
 
   unionDecl = this.RULE("unionDecl", () => {
     this.CONSUME(Kw.union);
     this.declHead();
-    this.MANY(() => this.OR([{ ALT: () => this.SUBRULE(this.unionMember) }, { ALT: () => this.SUBRULE(this.separator) }]));
+    this.MANY(this.unionItem);
     this.CONSUME(P.RCurly);
   });
 
@@ -152,34 +270,24 @@ export class FanParser extends CstParser {
     this.CONSUME(Name, { LABEL: "name" });
     this.CONSUME(P.Colon);
     this.SUBRULE(this.typeRef);
-    this.MANY(() => this.SUBRULE(this.decorator));
+    this.MANY(this.decoratorOne);
   });
 
   serviceDecl = this.RULE("serviceDecl", () => {
     this.CONSUME(Kw.service);
     this.declHead();
-    this.MANY(() => this.OR([{ ALT: () => this.SUBRULE(this.serviceMember) }, { ALT: () => this.SUBRULE(this.separator) }]));
+    this.MANY(this.serviceItem);
     this.CONSUME(P.RCurly);
   });
 
   serviceMember = this.RULE("serviceMember", () => {
-    this.MANY(() => this.SUBRULE(this.decorator));
-    this.OR([
-      { ALT: () => this.SUBRULE(this.dependsMember) },
-      { ALT: () => this.SUBRULE(this.configMember) },
-      { ALT: () => this.SUBRULE(this.rpcMember) },
-      { ALT: () => this.SUBRULE(this.pushMember) },
-      { ALT: () => this.SUBRULE(this.eventMember) },
-      { ALT: () => this.SUBRULE(this.stateMember) },
-      { ALT: () => this.SUBRULE(this.onMember) },
-    ]);
+    this.MANY(this.decoratorOne);
+    this.OR(this.memberAlts);
   });
 
   dependsMember = this.RULE("dependsMember", () => {
     this.CONSUME(Kw.depends);
-    // `soft` is contextual: in `depends soft "^1"` it is the service's name. Chevrotain's
-    // lookahead sees `soft` and a name as different tokens, so the gate looks one further.
-    this.OPTION({ GATE: () => isName(this.LA(2)), DEF: () => this.CONSUME(Kw.soft, { LABEL: "soft" }) });
+    this.OPTION(this.softOption);
     this.SUBRULE(this.qualifiedName);
     this.CONSUME(StringLiteral, { LABEL: "range" });
   });
@@ -187,7 +295,7 @@ export class FanParser extends CstParser {
   configMember = this.RULE("configMember", () => {
     this.CONSUME(Kw.config);
     this.CONSUME(P.LCurly);
-    this.MANY(() => this.OR([{ ALT: () => this.SUBRULE(this.field) }, { ALT: () => this.SUBRULE(this.separator) }]));
+    this.MANY(this.fieldOrSeparator);
     this.CONSUME(P.RCurly);
   });
 
@@ -195,19 +303,8 @@ export class FanParser extends CstParser {
     this.CONSUME(Kw.rpc);
     this.CONSUME(Name, { LABEL: "name" });
     this.SUBRULE(this.params);
-    this.OPTION(() => {
-      this.CONSUME(P.Colon);
-      this.SUBRULE(this.typeRef);
-    });
-    this.OPTION2(() => {
-      this.CONSUME(Kw.throws);
-      this.SUBRULE(this.qualifiedName);
-      // A `,` may also separate this member from the next one: `throws A, rpc b()`.
-      this.MANY({ GATE: () => this.throwsContinues(), DEF: () => {
-        this.CONSUME(P.Comma);
-        this.SUBRULE2(this.qualifiedName);
-      } });
-    });
+    this.OPTION(this.returnType);
+    this.OPTION2(this.throwsClause);
   });
 
   pushMember = this.RULE("pushMember", () => {
@@ -227,7 +324,7 @@ export class FanParser extends CstParser {
     this.CONSUME(Name, { LABEL: "name" });
     this.CONSUME(P.Colon);
     this.SUBRULE(this.typeRef);
-    this.MANY({ GATE: () => this.stateDecoratorFollows(), DEF: () => this.SUBRULE(this.decorator) });
+    this.MANY(this.stateDecorators);
   });
 
   onMember = this.RULE("onMember", () => {
@@ -237,82 +334,54 @@ export class FanParser extends CstParser {
 
   params = this.RULE("params", () => {
     this.CONSUME(P.LParen);
-    this.MANY(() => this.OR([{ ALT: () => this.SUBRULE(this.field) }, { ALT: () => this.SUBRULE(this.separator) }]));
+    this.MANY(this.fieldOrSeparator);
     this.CONSUME(P.RParen);
   });
 
   field = this.RULE("field", () => {
     this.CONSUME(Name, { LABEL: "name" });
-    this.OPTION(() => this.CONSUME(P.Question, { LABEL: "optional" }));
+    this.OPTION(this.optionalMark);
     this.CONSUME(P.Colon);
     this.SUBRULE(this.typeRef);
-    this.OPTION2(() => {
-      this.CONSUME(P.Equals);
-      this.SUBRULE(this.expr);
-    });
-    this.MANY(() => this.SUBRULE(this.decorator));
+    this.OPTION2(this.defaultValue);
+    this.MANY(this.decoratorOne);
   });
 
   typeRef = this.RULE("typeRef", () => {
     this.SUBRULE(this.qualifiedName);
-    this.OPTION(() => {
-      this.CONSUME(P.LAngle);
-      this.SUBRULE(this.typeRef);
-      this.MANY(() => {
-        this.CONSUME(P.Comma);
-        this.SUBRULE2(this.typeRef);
-      });
-      this.CONSUME(P.RAngle);
-    });
+    this.OPTION(this.typeArgs);
   });
 
   qualifiedName = this.RULE("qualifiedName", () => {
     this.CONSUME(Name, { LABEL: "part" });
-    this.MANY(() => {
-      this.CONSUME(P.Dot);
-      this.CONSUME2(Name, { LABEL: "part" });
-    });
+    this.MANY(this.moreParts);
   });
 
   decorator = this.RULE("decorator", () => {
     this.CONSUME(P.At);
     this.CONSUME(Name, { LABEL: "name" });
-    this.OPTION(() => {
-      this.CONSUME(P.LParen, { LABEL: "open" });
-      this.OPTION2(() => {
-        this.SUBRULE(this.expr);
-        this.MANY(() => {
-          this.CONSUME(P.Comma);
-          this.SUBRULE2(this.expr);
-        });
-      });
-      this.CONSUME(P.RParen);
-    });
+    this.OPTION(this.decoratorArgs);
   });
 
   expr = this.RULE("expr", () => {
-    this.OR([
-      { ALT: () => this.CONSUME(StringLiteral, { LABEL: "string" }) },
-      { ALT: () => this.CONSUME(DurationLiteral, { LABEL: "duration" }) },
-      { ALT: () => this.CONSUME(FloatLiteral, { LABEL: "float" }) },
-      { ALT: () => this.CONSUME(IntLiteral, { LABEL: "int" }) },
-      { ALT: () => this.SUBRULE(this.listLit) },
-      { ALT: () => this.SUBRULE(this.qualifiedName) },
-    ]);
+    this.OR(this.exprAlts);
   });
 
   listLit = this.RULE("listLit", () => {
     this.CONSUME(P.LSquare);
-    this.OPTION(() => {
-      this.SUBRULE(this.expr);
-      this.MANY(() => {
-        this.CONSUME(P.Comma);
-        this.SUBRULE2(this.expr);
-      });
-      this.OPTION2(() => this.CONSUME2(P.Comma));
-    });
+    this.OPTION(this.listItems);
     this.CONSUME(P.RSquare);
   });
+
+  /**
+   * Chevrotain records every error and recovers until the end of input; on garbage each
+   * recovery scans far ahead, so a parse stops once it has recorded `errorLimit` errors.
+   */
+  SAVE_ERROR(e: IRecognitionException): IRecognitionException {
+    const saved = baseSaveError.call(this, e);
+    if (++this.errorCount > this.errorLimit) throw new TooManyErrors("too many syntax errors");
+    return saved;
+  }
 
   /** After `throws A`, a `,` continues the list unless it is followed by the next member. */
   private throwsContinues(): boolean {

@@ -138,21 +138,27 @@ const MAX_LEX_ERRORS = 100;
 /** Tokenize one file. Never throws for any input text. */
 export function lex(file: string, text: string): LexResult {
   const result = lexer.tokenize(text);
-  const diagnostics: Diagnostic[] = [];
+  const found: Diagnostic[] = [];
   for (const e of result.errors) {
-    if (diagnostics.length >= MAX_LEX_ERRORS) {
-      diagnostics.push(diag.tooManyErrors(span(file, e.offset, e.offset + e.length), { count: MAX_LEX_ERRORS }));
-      break;
-    }
-    diagnostics.push(diag.unexpectedCharacter(span(file, e.offset, e.offset + 1), { char: showChar(text, e.offset) }));
+    if (found.length > MAX_LEX_ERRORS) break;
+    found.push(diag.unexpectedCharacter(span(file, e.offset, e.offset + 1), { char: showChar(text, e.offset) }));
   }
   for (const t of result.tokens) {
     // "onlyOffset" tracking (the fastest) leaves out endOffset, which CST node locations need.
     t.endOffset = t.startOffset + t.image.length - 1;
-    if (t.tokenType === StringLiteral) checkString(file, t, diagnostics);
+    if (t.tokenType === StringLiteral && found.length <= MAX_LEX_ERRORS) checkString(file, t, found);
   }
   const comments = result.groups["comments"] ?? [];
-  return { tokens: result.tokens, docs: collectDocs(file, text, comments, diagnostics), diagnostics };
+  const docs = collectDocs(file, text, comments, found);
+  return { tokens: result.tokens, docs, diagnostics: capped(file, found) };
+}
+
+/** At most MAX_LEX_ERRORS diagnostics, in text order, then one "too many errors". */
+function capped(file: string, found: Diagnostic[]): Diagnostic[] {
+  if (found.length <= MAX_LEX_ERRORS) return found;
+  const sorted = found.sort((a, b) => a.span.start - b.span.start).slice(0, MAX_LEX_ERRORS);
+  const last = sorted[sorted.length - 1]!.span;
+  return [...sorted, diag.tooManyErrors(span(file, last.start, last.end), { count: MAX_LEX_ERRORS })];
 }
 
 function span(file: string, start: number, end: number): Span {

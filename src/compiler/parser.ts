@@ -1,15 +1,15 @@
 /**
- * Parsing one file: lex, guard the nesting depth, run the Chevrotain grammar with error
- * recovery (resuming after junk at the next top-level keyword), and build the AST.
+ * Parsing one file: lex, guard the nesting depth, cut the tokens into top-level items, run the
+ * Chevrotain grammar on each with error recovery (resuming after junk at the next top-level
+ * keyword), and build the AST item by item so each CST is short-lived.
  * Never throws: any internal failure becomes an internal-error diagnostic.
  */
-import { type CstNode, type IRecognitionException, type IToken, tokenMatcher } from "chevrotain";
+import { type IRecognitionException, type IToken, tokenMatcher, type TokenType } from "chevrotain";
 import type { SourceFile, Span } from "./ast.js";
-import { addFileCst, type FilePieces, topLevelStarts } from "./cst-to-ast.js";
+import { addFileCst, type FilePieces } from "./cst-to-ast.js";
 import { type Diagnostic, diag } from "./diagnostics.js";
-import { FanParser, TOP_LEVEL_STARTERS } from "./grammar.js";
-import { lex } from "./lexer.js";
-import { P } from "./lexer.js";
+import { FanParser, TOP_LEVEL_STARTERS, TooManyErrors } from "./grammar.js";
+import { Kw, lex, Name, P } from "./lexer.js";
 
 /** The AST of one file and the problems found while reading it. */
 export interface ParseResult {
@@ -29,24 +29,40 @@ function parserInstance(): FanParser {
   return shared;
 }
 
+/** Everything the parse of one file accumulates. */
+interface FileState {
+  readonly file: string;
+  readonly text: string;
+  readonly docs: ReadonlyMap<number, string>;
+  readonly guarded: Guarded;
+  readonly pieces: FilePieces;
+  readonly out: Diagnostic[];
+  /** Offsets of reported syntax errors (one per token). */
+  readonly seen: Set<number>;
+  count: number;
+  stopped: boolean;
+  /** Offset of the item being parsed (for an internal error). */
+  where: number;
+}
+
 /** Parse one file into its AST; problems come back as diagnostics, never as exceptions. */
 export function parseFile(path: string, text: string): ParseResult {
   const pieces: FilePieces = { imports: [], versions: [], decls: [] };
-  const diagnostics: Diagnostic[] = [];
-  let where = 0;
-  let skipped: Guarded["quiet"] = [];
+  const out: Diagnostic[] = [];
+  let state: FileState | undefined;
   try {
     const lexed = lex(path, text);
-    diagnostics.push(...lexed.diagnostics);
-    const guarded = guardNesting(path, lexed.tokens, diagnostics);
-    skipped = guarded.quiet;
-    const roots = parseTokens(path, text, guarded, diagnostics, (at) => (where = at));
-    for (const root of roots) addFileCst(root, path, lexed.docs, pieces, diagnostics);
-    checkPackageLine(path, roots, pieces, diagnostics);
+    out.push(...lexed.diagnostics);
+    const guarded = guardNesting(path, lexed.tokens, out);
+    state = { file: path, text, docs: lexed.docs, guarded, pieces, out, seen: new Set(), count: 0, stopped: false, where: 0 };
+    const starts = itemStarts(guarded.tokens);
+    for (let i = 0; i < starts.length && !state.stopped; i++) parseItem(state, starts[i]!, starts[i + 1] ?? guarded.tokens.length);
+    checkPackageLine(path, pieces, out);
   } catch (e) {
-    diagnostics.push(diag.internalError({ file: path, start: where, end: where }, { detail: describeError(e) }));
+    const at = state?.where ?? 0;
+    out.push(diag.internalError({ file: path, start: at, end: at }, { detail: describeError(e) }));
   }
-  return { ast: toSourceFile(path, text, pieces), diagnostics, skipped };
+  return { ast: toSourceFile(path, text, pieces), diagnostics: out, skipped: state?.guarded.quiet ?? [] };
 }
 
 function toSourceFile(path: string, text: string, p: FilePieces): SourceFile {
@@ -60,8 +76,8 @@ export function describeError(e: unknown): string {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }
 
-const OPENERS = [P.LAngle, P.LSquare, P.LParen, P.LCurly];
-const CLOSERS = [P.RAngle, P.RSquare, P.RParen, P.RCurly];
+const OPENERS: readonly TokenType[] = [P.LAngle, P.LSquare, P.LParen, P.LCurly];
+const CLOSERS: readonly TokenType[] = [P.RAngle, P.RSquare, P.RParen, P.RCurly];
 
 interface Guarded {
   readonly tokens: IToken[];
@@ -107,33 +123,95 @@ function skipRegion(tokens: readonly IToken[], i: number): number {
   return tokens.length;
 }
 
-function parseTokens(file: string, text: string, g: Guarded, out: Diagnostic[], progress: (at: number) => void): CstNode[] {
-  const parser = parserInstance();
-  const roots: CstNode[] = [];
-  const seen = new Set<number>();
-  let count = 0;
-  let from = 0;
-  while (from < g.tokens.length || roots.length === 0) {
-    progress(g.tokens[from]?.startOffset ?? 0);
-    parser.text = text;
-    parser.input = from === 0 ? g.tokens : g.tokens.slice(from);
-    roots.push(parser.file());
-    let resumeAt: number | undefined;
-    for (const e of parser.errors) {
-      const at = errorOffset(e, text);
-      if (e.name === "NotAllInputParsedException") resumeAt = nextStart(g.tokens, e.token, from);
-      if (seen.has(at) || g.quiet.some(([s, end]) => at >= s && at < end)) continue;
-      seen.add(at);
-      if (++count > MAX_SYNTAX_ERRORS) {
-        out.push(diag.tooManyErrors(errorSpan(file, e, text), { count: MAX_SYNTAX_ERRORS }));
-        return roots;
+const DECL_KEYWORDS: readonly TokenType[] = [Kw.struct, Kw.enum, Kw.union, Kw.error, Kw.service];
+const LINE_KEYWORDS: readonly TokenType[] = [Kw.package, Kw.import, Kw.version];
+/** After these a keyword is a name (`@version`, `struct service`, `import a.error`), not a starter. */
+const NAME_BEFORE: readonly TokenType[] = [P.At, P.Dot, Kw.as, Kw.package, Kw.import, ...DECL_KEYWORDS];
+
+/**
+ * Where each top-level item starts: at bracket depth 0, a `package`/`import`/`version` line, a
+ * declaration keyword, or a decorator after a closed declaration body (decorators before a
+ * declaration, or after its name, belong to it). Unbalanced brackets only make an item longer;
+ * the grammar still sees every token once.
+ */
+function itemStarts(tokens: readonly IToken[]): number[] {
+  const starts = [0];
+  let depth = 0;
+  let inDecl = false;
+  let closed = false;
+  let junk = false;
+  let afterAt = false;
+  for (let i = 0; i < tokens.length; i++) {
+    const tok = tokens[i]!;
+    const t = tok.tokenType;
+    const asName = i > 0 && NAME_BEFORE.includes(tokens[i - 1]!.tokenType);
+    const isDecl = DECL_KEYWORDS.includes(t) && !asName;
+    if (depth === 0) {
+      const split = (LINE_KEYWORDS.includes(t) && !asName) || (t === P.At && (closed || junk)) || (isDecl && (inDecl || junk));
+      if (split && i > starts[starts.length - 1]!) {
+        starts.push(i);
+        inDecl = closed = junk = false;
       }
-      out.push(diag.syntaxError(errorSpan(file, e, text), { detail: e.message }));
+      if (isDecl) inDecl = true;
+      else if (!inDecl && !(t === P.At || t === P.LParen || (afterAt && tokenMatcher(tok, Name)))) junk = true;
     }
-    if (resumeAt === undefined) break;
-    from = resumeAt;
+    afterAt = t === P.At;
+    if (OPENERS.includes(t)) depth++;
+    else if (CLOSERS.includes(t)) {
+      if (depth === 1 && t === P.RCurly && inDecl) closed = true;
+      depth = Math.max(0, depth - 1);
+    }
   }
-  return roots;
+  return starts;
+}
+
+/** Parse tokens `[from, to)` (one top-level item, or junk), resuming after junk. */
+function parseItem(s: FileState, from: number, to: number): void {
+  const parser = parserInstance();
+  const tokens = s.guarded.tokens;
+  let at = from;
+  while (at < to && !s.stopped) {
+    s.where = tokens[at]!.startOffset;
+    parser.text = s.text;
+    parser.input = at === 0 && to === tokens.length ? tokens : tokens.slice(at, to);
+    parser.errorCount = 0;
+    // Some errors are duplicates or consequences of skipped input, so allow a little slack.
+    parser.errorLimit = MAX_SYNTAX_ERRORS - s.count + 20;
+    let aborted = false;
+    try {
+      addFileCst(parser.file(), s.file, s.docs, s.pieces, s.out);
+    } catch (e) {
+      if (!(e instanceof TooManyErrors)) throw e;
+      aborted = true;
+    }
+    const resume = reportErrors(s, parser.errors, at, to);
+    if (aborted && !s.stopped) stop(s, parser.errors[parser.errors.length - 1]);
+    if (resume === undefined) return;
+    at = resume;
+  }
+}
+
+/** Report a parse's errors; returns where to resume when the parse stopped at junk. */
+function reportErrors(s: FileState, errors: readonly IRecognitionException[], from: number, to: number): number | undefined {
+  let resume: number | undefined;
+  for (const e of errors) {
+    const at = errorOffset(e, s.text);
+    if (e.name === "NotAllInputParsedException") resume = nextStart(s.guarded.tokens, e.token, from, to);
+    if (s.seen.has(at) || s.guarded.quiet.some(([start, end]) => at >= start && at < end)) continue;
+    s.seen.add(at);
+    if (++s.count > MAX_SYNTAX_ERRORS) {
+      stop(s, e);
+      return undefined;
+    }
+    s.out.push(diag.syntaxError(errorSpan(s.file, e, s.text), { detail: e.message }));
+  }
+  return resume;
+}
+
+function stop(s: FileState, e: IRecognitionException | undefined): void {
+  s.stopped = true;
+  const span = e === undefined ? { file: s.file, start: s.where, end: s.where } : errorSpan(s.file, e, s.text);
+  s.out.push(diag.tooManyErrors(span, { count: MAX_SYNTAX_ERRORS }));
 }
 
 function errorOffset(e: IRecognitionException, text: string): number {
@@ -146,17 +224,17 @@ function errorSpan(file: string, e: IRecognitionException, text: string): Span {
   return { file, start, end: start + len };
 }
 
-/** After junk at `bad`, the index of the next token that can start a top-level item. */
-function nextStart(tokens: readonly IToken[], bad: IToken, from: number): number {
-  let i = Number.isNaN(bad.startOffset) ? tokens.length : indexOfOffset(tokens, bad.startOffset, from);
+/** After junk at `bad`, the index of the next token in `[from, to)` that can start a top-level item. */
+function nextStart(tokens: readonly IToken[], bad: IToken, from: number, to: number): number {
+  let i = Number.isNaN(bad.startOffset) ? to : indexOfOffset(tokens, bad.startOffset, from, to);
   i = Math.max(i + 1, from + 1);
-  while (i < tokens.length && !TOP_LEVEL_STARTERS.some((t) => tokenMatcher(tokens[i]!, t))) i++;
+  while (i < to && !TOP_LEVEL_STARTERS.some((t) => tokenMatcher(tokens[i]!, t))) i++;
   return i;
 }
 
-function indexOfOffset(tokens: readonly IToken[], offset: number, from: number): number {
+function indexOfOffset(tokens: readonly IToken[], offset: number, from: number, to: number): number {
   let lo = from;
-  let hi = tokens.length - 1;
+  let hi = to - 1;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
     if (tokens[mid]!.startOffset < offset) lo = mid + 1;
@@ -165,12 +243,12 @@ function indexOfOffset(tokens: readonly IToken[], offset: number, from: number):
   return lo;
 }
 
-function checkPackageLine(file: string, roots: readonly CstNode[], p: FilePieces, out: Diagnostic[]): void {
+function checkPackageLine(file: string, p: FilePieces, out: Diagnostic[]): void {
   if (p.package === undefined) {
     out.push(diag.missingPackage({ file, start: 0, end: 0 }));
     return;
   }
   const first = p.package.span.start;
-  const before = roots.some((r) => topLevelStarts(r).other.some((o) => o < first));
+  const before = [...p.imports, ...p.versions, ...p.decls].some((x) => x.span.start < first);
   if (before) out.push(diag.packageNotFirst(p.package.span));
 }
