@@ -23,11 +23,13 @@
  * dispatcher, so raw probes, crashes and drains can be staged precisely. App level
  * (`appConformance` in conformance-app.ts): the same cases end to end through the generated
  * client and handler of `fixtures/idl/conformance.fan`, in separate Apps sharing discovery.
+ * Either half can be registered alone: `transportConformance(name, { factory, ... })` and
+ * `appConformance(name, { app: () => AppOptions, events })`. The fixture module is generated:
+ * `node bin/fanc.mjs compile test/transports/fixtures/idl --out test/transports/fixtures/generated`.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { AppOptions } from "../../src/runtime/app.js";
-import type { TransportName } from "../../src/runtime/descriptor.js";
-import type { ServiceDescriptor } from "../../src/runtime/descriptor.js";
+import type { ServiceDescriptor, TransportName } from "../../src/runtime/descriptor.js";
 import { FanError } from "../../src/runtime/errors.js";
 import type { Envelope, EnvelopeHeaders, EventSubscription, SendOptions, Served, Transport, TransportFactory } from "../../src/runtime/transport.js";
 import { appConformance } from "./conformance-app.js";
