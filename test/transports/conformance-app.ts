@@ -11,7 +11,14 @@ import { defineService } from "../../src/runtime/descriptor.js";
 import { shortId } from "../../src/runtime/ids.js";
 import { rejection, until } from "./conformance.js";
 import { ConformanceService, Listener } from "./fixtures/handlers.js";
-import { Conformance, type ConformanceClient, ConformanceDescriptor, ListenerA, ListenerB, Teapot } from "./fixtures/generated/fan/conformance.js";
+import {
+  Conformance,
+  type ConformanceClient,
+  ConformanceDescriptor,
+  ListenerA,
+  ListenerB,
+  Teapot,
+} from "./fixtures/generated/fan/conformance.js";
 import { captureLog } from "./fixtures/log.js";
 
 /** What the App-level cases need: the transport, App options for every side, and whether it carries events. */
@@ -29,7 +36,14 @@ export function appConformance(name: TransportName, o: AppConformanceOptions): v
   const cluster = `conf-${name}-${process.pid}-${shortId()}`;
   const apps: App[] = [];
   const newApp = (suffix = ""): App => {
-    const app = createApp({ stopGraceMs: 2000, ...o.app(), cluster: cluster + suffix, discovery: "memory", maxPayloadBytes: max, logger: captureLog().log });
+    const app = createApp({
+      stopGraceMs: 2000,
+      ...o.app(),
+      cluster: cluster + suffix,
+      discovery: "memory",
+      maxPayloadBytes: max,
+      logger: captureLog().log,
+    });
     apps.push(app);
     return app;
   };
@@ -46,7 +60,12 @@ export function appConformance(name: TransportName, o: AppConformanceOptions): v
       client = caller.client(Conformance, { transport: name });
     });
     afterAll(async () => {
-      await Promise.allSettled(apps.splice(0).reverse().map((a) => a.stop()));
+      await Promise.allSettled(
+        apps
+          .splice(0)
+          .reverse()
+          .map((a) => a.stop()),
+      );
     });
 
     it("empty call", async () => {
@@ -79,7 +98,16 @@ export function appConformance(name: TransportName, o: AppConformanceOptions): v
 
     it("unknown method: NOT_FOUND from the server", async () => {
       const extended = defineService<unknown, { nope(): Promise<unknown> }>({
-        descriptor: { ...ConformanceDescriptor, methods: { ...ConformanceDescriptor.methods, nope: { ...(ConformanceDescriptor.methods.empty as NonNullable<(typeof ConformanceDescriptor.methods)["empty"]>), name: "nope" } } },
+        descriptor: {
+          ...ConformanceDescriptor,
+          methods: {
+            ...ConformanceDescriptor.methods,
+            nope: {
+              ...(ConformanceDescriptor.methods.empty as NonNullable<(typeof ConformanceDescriptor.methods)["empty"]>),
+              name: "nope",
+            },
+          },
+        },
         createClient: (c) => ({ nope: () => c.call("nope", {}) }),
       });
       const err = await rejection(() => apps[1]!.client(extended, { transport: name }).nope());
@@ -112,8 +140,10 @@ export function appConformance(name: TransportName, o: AppConformanceOptions): v
     });
 
     it("1,000 concurrent calls are all answered correctly", async () => {
-      const replies = await Promise.all(Array.from({ length: 1000 }, (_, n) => client.echo({ n, text: `t${n}` }, { timeout: 20_000 })));
-      replies.forEach((r, n) => expect(r).toEqual({ n, text: `t${n}` }));
+      const replies = await Promise.all(
+        Array.from({ length: 1000 }, (_, n) => client.echo({ n, text: `t${n}` }, { timeout: 20_000 })),
+      );
+      expect(replies).toEqual(Array.from({ length: 1000 }, (_, n) => ({ n, text: `t${n}` })));
     });
 
     it("oversize payload: RESOURCE_EXHAUSTED, and the server still serves", async () => {
@@ -133,8 +163,19 @@ export function appConformance(name: TransportName, o: AppConformanceOptions): v
 
     it("graceful stop drains a call in flight", async () => {
       const own = new ConformanceService();
-      const server = createApp({ ...o.app(), cluster: `${cluster}-stop`, discovery: "memory", logger: captureLog().log, stopGraceMs: 3000 }).serve(Conformance, own, { transports: [name] });
-      const caller = createApp({ ...o.app(), cluster: `${cluster}-stop`, discovery: "memory", logger: captureLog().log });
+      const server = createApp({
+        ...o.app(),
+        cluster: `${cluster}-stop`,
+        discovery: "memory",
+        logger: captureLog().log,
+        stopGraceMs: 3000,
+      }).serve(Conformance, own, { transports: [name] });
+      const caller = createApp({
+        ...o.app(),
+        cluster: `${cluster}-stop`,
+        discovery: "memory",
+        logger: captureLog().log,
+      });
       await server.start();
       await caller.start();
       const pending = caller.client(Conformance, { transport: name }).sleep({ ms: 300 });
@@ -187,7 +228,9 @@ function eventCases(name: TransportName, newApp: () => App): void {
 
     it("a client's events.x.subscribe(fn) gets events too", async () => {
       const got: number[] = [];
-      const sub = await newApp().client(Conformance, { transport: name }).events.ping.subscribe((e) => void got.push(e.n));
+      const sub = await newApp()
+        .client(Conformance, { transport: name })
+        .events.ping.subscribe((e) => void got.push(e.n));
       await publisher.publisher(Conformance).emit("ping", { n: 99 });
       await until(() => got.includes(99));
       await sub.unsubscribe();

@@ -31,7 +31,15 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { AppOptions } from "../../src/runtime/app.js";
 import type { ServiceDescriptor, TransportName } from "../../src/runtime/descriptor.js";
 import { FanError } from "../../src/runtime/errors.js";
-import type { Envelope, EnvelopeHeaders, EventSubscription, SendOptions, Served, Transport, TransportFactory } from "../../src/runtime/transport.js";
+import type {
+  Envelope,
+  EnvelopeHeaders,
+  EventSubscription,
+  SendOptions,
+  Served,
+  Transport,
+  TransportFactory,
+} from "../../src/runtime/transport.js";
 import { appConformance } from "./conformance-app.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
@@ -85,7 +93,10 @@ export function conformance(name: Exclude<TransportName, "local">, o: Conformanc
     transportConformance(name, { ...o, factory });
     // The Apps get the factory itself: the App's own loader (`import(\`./transports/${name}/...\`)`)
     // is not resolvable under vitest's dynamic-import rules.
-    appConformance(name, { app: () => ({ ...o.app, transports: { ...o.app.transports, [name]: factory() } }), events: o.events });
+    appConformance(name, {
+      app: () => ({ ...o.app, transports: { ...o.app.transports, [name]: factory() } }),
+      events: o.events,
+    });
   });
 }
 
@@ -109,9 +120,23 @@ export function within(ms: number, signal: AbortSignal = new AbortController().s
 let seq = 0;
 
 /** A call or push envelope for the conformance service. */
-export function envelope(method: string, payload: unknown, headers: EnvelopeHeaders = {}, service = ConformanceDescriptor.name): Envelope {
+export function envelope(
+  method: string,
+  payload: unknown,
+  headers: EnvelopeHeaders = {},
+  service = ConformanceDescriptor.name,
+): Envelope {
   const m = ConformanceDescriptor.methods[method];
-  return { v: 1, id: `conf-${process.pid}-${++seq}`, kind: m?.kind === "push" ? "push" : "call", service, method, version: "1.0.0", headers, payload };
+  return {
+    v: 1,
+    id: `conf-${process.pid}-${++seq}`,
+    kind: m?.kind === "push" ? "push" : "call",
+    service,
+    method,
+    version: "1.0.0",
+    headers,
+    payload,
+  };
 }
 
 /** The side a case talks through: a transport and its captured log. */
@@ -123,7 +148,10 @@ export interface Side {
 /** Creates one side from the transport's factory. */
 export function side(t: TransportUnderTest): Side {
   const log = captureLog();
-  return { transport: t.factory()({ cluster: `conf-${process.pid}`, log: log.log, maxPayloadBytes: SUITE_MAX_PAYLOAD }), log };
+  return {
+    transport: t.factory()({ cluster: `conf-${process.pid}`, log: log.log, maxPayloadBytes: SUITE_MAX_PAYLOAD }),
+    log,
+  };
 }
 
 /** Error envelope → its wire error. */
@@ -183,12 +211,25 @@ export function transportConformance(name: string, t: TransportUnderTest): void 
       const plain = wireError(await call("fail", { code: "PERMISSION_DENIED", message: "nope: ünïcode ✓" }));
       expect(plain).toMatchObject({ code: "PERMISSION_DENIED", message: "nope: ünïcode ✓" });
       const typed = wireError(await call("fail", { code: "FAILED_PRECONDITION", message: "I'm a teapot" }));
-      expect(typed).toEqual({ code: "FAILED_PRECONDITION", message: "I'm a teapot", error: "fan.conformance.Teapot", details: { reason: "short and stout" } });
+      expect(typed).toEqual({
+        code: "FAILED_PRECONDITION",
+        message: "I'm a teapot",
+        error: "fan.conformance.Teapot",
+        details: { reason: "short and stout" },
+      });
     });
 
     it("custom headers round trip: trace, deadline and custom headers reach the handler and come back", async () => {
       const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-      const sent = { traceparent, tracestate: "fan=1", shard: "s-7", "x-tenant": "acme", "Mixed-Case": "Ünïcode ✓", count: 42, attempt: 3 };
+      const sent = {
+        traceparent,
+        tracestate: "fan=1",
+        shard: "s-7",
+        "x-tenant": "acme",
+        "Mixed-Case": "Ünïcode ✓",
+        count: 42,
+        attempt: 3,
+      };
       const reply = await call("headers", {}, sent);
       const seen = inbound.calls.at(-1) as Envelope;
       expect(seen.headers).toMatchObject(sent);
@@ -237,7 +278,9 @@ export function transportConformance(name: string, t: TransportUnderTest): void 
     });
 
     it("1,000 concurrent in-flight calls are all answered correctly", async () => {
-      const replies = await Promise.all(Array.from({ length: 1000 }, (_, n) => call("echo", { n, text: `t${n}` }, {}, 20_000)));
+      const replies = await Promise.all(
+        Array.from({ length: 1000 }, (_, n) => call("echo", { n, text: `t${n}` }, {}, 20_000)),
+      );
       replies.forEach((r, n) => {
         expect(r.kind).toBe("reply");
         expect(r.payload).toMatchObject({ n, text: `t${n}` });
@@ -290,7 +333,8 @@ interface Fixture {
 
 function pushCases(t: TransportUnderTest, fx: () => Fixture): void {
   describe("push", () => {
-    const push = (id: string, failures = 0) => fx().client.transport.push(fx().served.endpoint, envelope("record", { id, failures }), within(10_000));
+    const push = (id: string, failures = 0) =>
+      fx().client.transport.push(fx().served.endpoint, envelope("record", { id, failures }), within(10_000));
 
     it("is delivered exactly once when the handler succeeds", async () => {
       await Promise.all(Array.from({ length: 20 }, (_, i) => push(`once-${i}`)));
@@ -309,35 +353,42 @@ function pushCases(t: TransportUnderTest, fx: () => Fixture): void {
     it.runIf(t.deadLetter !== undefined)("goes to the dead-letter queue after N failures", async () => {
       const dl = t.deadLetter as NonNullable<TransportUnderTest["deadLetter"]>;
       await push("doomed", dl.after + 5).catch(() => undefined);
-      await until(async () => (await dl.read(ConformanceDescriptor, "record")).some((e) => (e.payload as { id?: string }).id === "doomed"));
+      await until(async () =>
+        (await dl.read(ConformanceDescriptor, "record")).some((e) => (e.payload as { id?: string }).id === "doomed"),
+      );
       expect(fx().inbound.delivered("doomed")).toHaveLength(0);
     });
   });
 
   describe("push across a consumer crash", () => {
-    it(t.pushRedelivery === "broker" ? "is delivered again to the next consumer" : "rejects, so the sender knows it was not acknowledged", async () => {
-      const crashing = side(t);
-      const stuck = new HangingInbound();
-      const served = await crashing.transport.serve(ConformanceDescriptor, "crashing", stuck);
-      const client = side(t);
-      const pending = client.transport.push(served.endpoint, envelope("record", { id: "crash" }), within(8000)).then(
-        () => "acked",
-        (e: unknown) => FanError.from(e).code,
-      );
-      await until(() => stuck.received > 0);
-      await crashing.transport.close();
-      if (t.pushRedelivery === "sender") {
-        expect(await pending).not.toBe("acked");
-      } else {
-        const next = side(t);
-        const inbound = new TestInbound("next");
-        await next.transport.serve(ConformanceDescriptor, "next", inbound);
-        await until(() => inbound.delivered("crash").length === 1);
-        await next.transport.close();
-        expect(await pending).toBe("acked");
-      }
-      await client.transport.close();
-    });
+    it(
+      t.pushRedelivery === "broker"
+        ? "is delivered again to the next consumer"
+        : "rejects, so the sender knows it was not acknowledged",
+      async () => {
+        const crashing = side(t);
+        const stuck = new HangingInbound();
+        const served = await crashing.transport.serve(ConformanceDescriptor, "crashing", stuck);
+        const client = side(t);
+        const pending = client.transport.push(served.endpoint, envelope("record", { id: "crash" }), within(8000)).then(
+          () => "acked",
+          (e: unknown) => FanError.from(e).code,
+        );
+        await until(() => stuck.received > 0);
+        await crashing.transport.close();
+        if (t.pushRedelivery === "sender") {
+          expect(await pending).not.toBe("acked");
+        } else {
+          const next = side(t);
+          const inbound = new TestInbound("next");
+          await next.transport.serve(ConformanceDescriptor, "next", inbound);
+          await until(() => inbound.delivered("crash").length === 1);
+          await next.transport.close();
+          expect(await pending).toBe("acked");
+        }
+        await client.transport.close();
+      },
+    );
   });
 }
 
@@ -357,7 +408,13 @@ function eventCases(t: TransportUnderTest): void {
       await Promise.all(sides.splice(0).map((s) => s.transport.close()));
     });
 
-    async function subscriber(group: string, instanceId: string, event: string, broadcast: boolean, got: number[]): Promise<void> {
+    async function subscriber(
+      group: string,
+      instanceId: string,
+      event: string,
+      broadcast: boolean,
+      got: number[],
+    ): Promise<void> {
       const s = side(t);
       sides.push(s);
       const sub: EventSubscription = { source: ConformanceDescriptor, event, group, instanceId, broadcast };
@@ -425,7 +482,9 @@ function stopCases(t: TransportUnderTest): void {
       const client = side(t);
       const inbound = new TestInbound();
       const served = await server.transport.serve(ConformanceDescriptor, "closing", inbound);
-      const pending = client.transport.call(served.endpoint, envelope("sleep", { ms: 60_000 }), within(20_000)).catch((e: unknown) => FanError.from(e));
+      const pending = client.transport
+        .call(served.endpoint, envelope("sleep", { ms: 60_000 }), within(20_000))
+        .catch((e: unknown) => FanError.from(e));
       await until(() => inbound.active > 0);
       const t0 = Date.now();
       await Promise.all([server.transport.close(), client.transport.close()]);

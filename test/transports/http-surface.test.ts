@@ -19,7 +19,11 @@ const C = ConformanceDescriptor.name;
 const MAX = 64 * 1024;
 
 function transport(maxPayloadBytes = MAX): Transport {
-  return httpTransport({ closeGraceMs: 200, maxHeaderBytes: 8 * 1024 })({ cluster: "t", log: captureLog().log, maxPayloadBytes });
+  return httpTransport({ closeGraceMs: 200, maxHeaderBytes: 8 * 1024 })({
+    cluster: "t",
+    log: captureLog().log,
+    maxPayloadBytes,
+  });
 }
 
 describe("http surface", () => {
@@ -45,7 +49,11 @@ describe("http surface", () => {
   });
 
   it("serves POST /{service}/{method} with a JSON body, as curl sends it", async () => {
-    const a = await httpRequest(base, "POST", `/${C}/echo`, '{"n":7,"text":"hi"}', { "content-type": "application/json", "fan-timeout": "1500", "fan-h-tenant": "acme" });
+    const a = await httpRequest(base, "POST", `/${C}/echo`, '{"n":7,"text":"hi"}', {
+      "content-type": "application/json",
+      "fan-timeout": "1500",
+      "fan-h-tenant": "acme",
+    });
     expect(a.status).toBe(200);
     expect(a.headers["fan-kind"]).toBe("reply");
     expect(JSON.parse(a.body)).toMatchObject({ n: 7, text: "hi" });
@@ -102,7 +110,9 @@ describe("http surface", () => {
     expect((await httpRequest(base, "POST", `/${C}/echo`, "{}", { "fan-headers": '{"a":{"b":1}}' })).status).toBe(400);
     expect((await httpRequest(base, "POST", "/conformance/echo/1", "[1]")).status).toBe(400);
     expect((await httpRequest(base, "POST", `/${C}/echo`, "{}", { "fan-h-__proto__": "x" })).status).toBe(400);
-    expect((await httpRequest(base, "POST", `/${C}/echo`, "{}", { "fan-headers": '{"__proto__":"x"}' })).status).toBe(400);
+    expect((await httpRequest(base, "POST", `/${C}/echo`, "{}", { "fan-headers": '{"__proto__":"x"}' })).status).toBe(
+      400,
+    );
     expect((await httpRequest(base, "POST", `/${C}/echo`, `${"[".repeat(100)}${"]".repeat(100)}`)).status).toBe(400);
   });
 
@@ -135,7 +145,9 @@ describe("http surface", () => {
   });
 
   it("a push the handler keeps failing is retried, then rejected with UNAVAILABLE", async () => {
-    const err = await rejection(() => client.push(base, envelope("record", { id: "always-fails", failures: 100 }), within(5000)));
+    const err = await rejection(() =>
+      client.push(base, envelope("record", { id: "always-fails", failures: 100 }), within(5000)),
+    );
     expect(err.code).toBe("UNAVAILABLE");
     expect(inbound.pushes.filter((p) => p.id === "always-fails")).toHaveLength(5);
   });
@@ -157,22 +169,31 @@ describe("http surface", () => {
     await new Promise<void>((r) => dead.listen(0, "127.0.0.1", r));
     const port = (dead.address() as AddressInfo).port;
     await new Promise<void>((r) => dead.close(() => r()));
-    const err = await rejection(() => client.call(`http://127.0.0.1:${port}`, envelope("echo", { n: 1 }), within(2000)));
+    const err = await rejection(() =>
+      client.call(`http://127.0.0.1:${port}`, envelope("echo", { n: 1 }), within(2000)),
+    );
     expect(err.code).toBe("UNAVAILABLE");
     const ac = new AbortController();
     ac.abort();
-    expect((await rejection(() => client.call(base, envelope("echo", { n: 1 }), within(2000, ac.signal)))).code).toBe("CANCELLED");
+    expect((await rejection(() => client.call(base, envelope("echo", { n: 1 }), within(2000, ac.signal)))).code).toBe(
+      "CANCELLED",
+    );
   });
 
   it("a reply over the client's limit is RESOURCE_EXHAUSTED (undici maxResponseSize)", async () => {
     const small = transport(1000);
-    const err = await rejection(() => small.call(base, envelope("unary", { payload: "", responseSize: 5000 }), within(2000)));
+    const err = await rejection(() =>
+      small.call(base, envelope("unary", { payload: "", responseSize: 5000 }), within(2000)),
+    );
     expect(err.code).toBe("RESOURCE_EXHAUSTED");
     await small.close();
   });
 
   it("publish and subscribe fail with UNIMPLEMENTED", async () => {
-    expect((await rejection(() => client.publish({ ...envelope("echo", {}), kind: "event", method: "ping" }, within(100)))).code).toBe("UNIMPLEMENTED");
+    expect(
+      (await rejection(() => client.publish({ ...envelope("echo", {}), kind: "event", method: "ping" }, within(100))))
+        .code,
+    ).toBe("UNIMPLEMENTED");
     const sub = { source: ConformanceDescriptor, event: "ping", group: "g", instanceId: "i", broadcast: false };
     expect((await rejection(() => client.subscribe(sub, async () => undefined))).code).toBe("UNIMPLEMENTED");
   });
@@ -212,7 +233,10 @@ describe("http surface", () => {
 });
 
 describe("http header mapping", () => {
-  const name = fc.oneof(fc.constantFrom("traceparent", "tracestate", "shard", "replyTo", "x-tenant", "Mixed", "ünï", "a b"), fc.string({ minLength: 1, maxLength: 12 }));
+  const name = fc.oneof(
+    fc.constantFrom("traceparent", "tracestate", "shard", "replyTo", "x-tenant", "Mixed", "ünï", "a b"),
+    fc.string({ minLength: 1, maxLength: 12 }),
+  );
   const value = fc.oneof(fc.string({ maxLength: 20 }), fc.integer(), fc.string({ unit: "grapheme", maxLength: 8 }));
 
   it("round-trips any header names and values through HTTP headers", () => {
@@ -258,7 +282,13 @@ describe("http close", () => {
     const served = await s.serve(OtherDescriptor, "z", new TestInbound());
     const c = transport();
     await c.close();
-    expect((await rejection(() => c.call(served.endpoint, envelope("echo", { n: 1 }, {}, OtherDescriptor.name), within(500)))).code).toBe("UNAVAILABLE");
+    expect(
+      (
+        await rejection(() =>
+          c.call(served.endpoint, envelope("echo", { n: 1 }, {}, OtherDescriptor.name), within(500)),
+        )
+      ).code,
+    ).toBe("UNAVAILABLE");
     await s.close();
     await until(() => true);
   });

@@ -18,7 +18,9 @@ conformance("http", {
     },
     proto: async (endpoint) => {
       const body = '{"n":1,"__proto__":{"polluted":true}}';
-      const answer = await httpRequest(endpoint, "POST", `/${ConformanceDescriptor.name}/echo`, body, { "content-type": "application/json" });
+      const answer = await httpRequest(endpoint, "POST", `/${ConformanceDescriptor.name}/echo`, body, {
+        "content-type": "application/json",
+      });
       expect(answer.status).toBe(400);
       expect(JSON.parse(answer.body)).toMatchObject({ code: "INVALID_ARGUMENT" });
     },

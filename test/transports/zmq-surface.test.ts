@@ -6,7 +6,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { XPublisher } from "zeromq";
 import type { EventSubscription, Served } from "../../src/runtime/transport.js";
-import { type EventHub, startEventHub, ZmqTransport, zmqTransport } from "../../src/runtime/transports/zmq/index.js";
+import {
+  type EventHub,
+  startEventHub,
+  type ZmqTransport,
+  zmqTransport,
+} from "../../src/runtime/transports/zmq/index.js";
 import { envelope, rejection, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
@@ -17,7 +22,11 @@ const MAX = 64 * 1024;
 const C = ConformanceDescriptor.name;
 
 function transport(opts: Parameters<typeof zmqTransport>[0] = {}, log: CapturedLog = captureLog()): ZmqTransport {
-  return zmqTransport({ closeGraceMs: 200, ...opts })({ cluster: "zs", log: log.log, maxPayloadBytes: MAX }) as ZmqTransport;
+  return zmqTransport({ closeGraceMs: 200, ...opts })({
+    cluster: "zs",
+    log: log.log,
+    maxPayloadBytes: MAX,
+  }) as ZmqTransport;
 }
 
 function callBody(id: string, payload: unknown): string {
@@ -44,7 +53,13 @@ describe("zmq server", () => {
   });
 
   it("drops messages with the wrong frames, with a log line, and keeps serving", async () => {
-    for (const frames of [["hello"], ["Zid", "{}"], ["C", "{}"], [`C${"x".repeat(300)}`, "{}"], ["Ca", "{}", "extra"]]) {
+    for (const frames of [
+      ["hello"],
+      ["Zid", "{}"],
+      ["C", "{}"],
+      [`C${"x".repeat(300)}`, "{}"],
+      ["Ca", "{}", "extra"],
+    ]) {
       const before = log.find("malformed message").length;
       expect(await rawDealer(served.endpoint, frames, 200)).toBeUndefined();
       await until(() => log.find("malformed message").length > before);
@@ -56,7 +71,11 @@ describe("zmq server", () => {
   it("answers a body that is not JSON with INVALID_ARGUMENT under the caller's id", async () => {
     const answer = await rawDealer(served.endpoint, ["Cbad-json", "{not json"]);
     expect(String(answer?.[0])).toBe("Rbad-json");
-    expect(JSON.parse(String(answer?.[1]))).toMatchObject({ kind: "error", id: "bad-json", payload: { code: "INVALID_ARGUMENT" } });
+    expect(JSON.parse(String(answer?.[1]))).toMatchObject({
+      kind: "error",
+      id: "bad-json",
+      payload: { code: "INVALID_ARGUMENT" },
+    });
   });
 
   it("answers an oversize body with RESOURCE_EXHAUSTED without decoding it", async () => {
@@ -72,7 +91,9 @@ describe("zmq server", () => {
 
   it("a push the handler keeps failing is retried, then rejected with UNAVAILABLE", async () => {
     const client = transport({ pushAttempts: 3, pushBackoffMs: 10 });
-    const err = await rejection(() => client.push(served.endpoint, envelope("record", { id: "never", failures: 100 }), within(5000)));
+    const err = await rejection(() =>
+      client.push(served.endpoint, envelope("record", { id: "never", failures: 100 }), within(5000)),
+    );
     expect(err.code).toBe("UNAVAILABLE");
     expect(inbound.pushes.filter((p) => p.id === "never").map((p) => p.attempt)).toEqual([1, 2, 3]);
     await client.close();
@@ -122,7 +143,9 @@ describe("zmq client", () => {
 
   it("rejects a non-zmq endpoint with INVALID_ARGUMENT", async () => {
     const client = transport();
-    expect((await rejection(() => client.call("http://127.0.0.1:1", envelope("echo", {}), within(500)))).code).toBe("INVALID_ARGUMENT");
+    expect((await rejection(() => client.call("http://127.0.0.1:1", envelope("echo", {}), within(500)))).code).toBe(
+      "INVALID_ARGUMENT",
+    );
     await client.close();
   });
 });
@@ -134,7 +157,13 @@ describe("zmq events", () => {
   });
   afterAll(() => hub.close());
 
-  const sub = (instanceId: string, broadcast = false): EventSubscription => ({ source: ConformanceDescriptor, event: broadcast ? "flush" : "ping", group: "svc.G", instanceId, broadcast });
+  const sub = (instanceId: string, broadcast = false): EventSubscription => ({
+    source: ConformanceDescriptor,
+    event: broadcast ? "flush" : "ping",
+    group: "svc.G",
+    instanceId,
+    broadcast,
+  });
   const event = (n: number, name = "ping") => ({ ...envelope(name, { n }), kind: "event" as const });
 
   it("without a hub, publish and subscribe fail with FAILED_PRECONDITION", async () => {

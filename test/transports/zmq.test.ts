@@ -19,10 +19,21 @@ conformance("zmq", {
   pushRedelivery: "sender",
   raw: {
     garbage: async (endpoint) => {
-      await rawExchange(endpoint.replace(/^tcp:/, "http:"), Buffer.from("GET / HTTP/1.1\r\nhost: x\r\n\r\n\u0000\u00ff garbage"), 500);
+      await rawExchange(
+        endpoint.replace(/^tcp:/, "http:"),
+        Buffer.from("GET / HTTP/1.1\r\nhost: x\r\n\r\n\u0000\u00ff garbage"),
+        500,
+      );
     },
     proto: async (endpoint) => {
-      const body = JSON.stringify({ v: 1, id: "p1", kind: "call", service: ConformanceDescriptor.name, method: "echo", headers: {} }).replace(/}$/, ',"payload":{"n":1,"__proto__":{"polluted":true}}}');
+      const body = JSON.stringify({
+        v: 1,
+        id: "p1",
+        kind: "call",
+        service: ConformanceDescriptor.name,
+        method: "echo",
+        headers: {},
+      }).replace(/}$/, ',"payload":{"n":1,"__proto__":{"polluted":true}}}');
       const answer = await rawDealer(endpoint, ["Cp1", body]);
       expect(answer?.[0]?.toString()).toBe("Rp1");
       expect(JSON.parse(String(answer?.[1]))).toMatchObject({ kind: "error", payload: { code: "INVALID_ARGUMENT" } });

@@ -12,10 +12,14 @@ export function onAbort(signal: AbortSignal, fn: () => void): () => void {
     const fns = new Set<() => void>();
     set = fns;
     registry.set(signal, fns);
-    signal.addEventListener("abort", () => {
-      for (const f of [...fns]) f();
-      fns.clear();
-    }, { once: true });
+    signal.addEventListener(
+      "abort",
+      () => {
+        for (const f of [...fns]) f();
+        fns.clear();
+      },
+      { once: true },
+    );
   }
   const entry = (): void => fn();
   set.add(entry);

@@ -80,7 +80,8 @@ export class HttpClient {
     const body = encodeBody(env.payload, this.maxBytes);
     const headers = toHttpHeaders(env.headers, { "content-type": "application/json", "fan-id": env.id });
     if (env.version !== undefined) headers["fan-version"] = env.version;
-    if (env.headers.deadline === undefined && Number.isFinite(opts.deadline)) headers["fan-deadline"] = String(opts.deadline);
+    if (env.headers.deadline === undefined && Number.isFinite(opts.deadline))
+      headers["fan-deadline"] = String(opts.deadline);
     const scope = sendScope(opts, `${env.service}/${env.method}`);
     try {
       const res = await this.pool(endpoint).request({
@@ -138,7 +139,11 @@ export class HttpClient {
       return parseJson(body, { maxBytes: this.maxBytes });
     } catch (e) {
       const err = FanError.from(e);
-      throw new FanError(err.code === Code.RESOURCE_EXHAUSTED ? err.code : Code.INTERNAL, `malformed reply: ${err.message}`, { cause: e });
+      throw new FanError(
+        err.code === Code.RESOURCE_EXHAUSTED ? err.code : Code.INTERNAL,
+        `malformed reply: ${err.message}`,
+        { cause: e },
+      );
     }
   }
 
@@ -177,7 +182,10 @@ export class HttpClient {
 function encodeBody(payload: unknown, maxBytes: number): string {
   const body = payload === undefined ? "" : JSON.stringify(payload);
   if (body.length > maxBytes / 3 && Buffer.byteLength(body, "utf8") > maxBytes) {
-    throw new FanError(Code.RESOURCE_EXHAUSTED, `request of ${Buffer.byteLength(body, "utf8")} bytes exceeds the limit of ${maxBytes}`);
+    throw new FanError(
+      Code.RESOURCE_EXHAUSTED,
+      `request of ${Buffer.byteLength(body, "utf8")} bytes exceeds the limit of ${maxBytes}`,
+    );
   }
   return body;
 }
@@ -195,8 +203,10 @@ function mapError(e: unknown, endpoint: string): FanError {
   if (FanError.is(e)) return e;
   const code = (e as { code?: string }).code ?? "";
   const message = (e as Error).message ?? String(e);
-  if (code === "UND_ERR_RES_EXCEEDED_MAX_SIZE") return new FanError(Code.RESOURCE_EXHAUSTED, `reply from ${endpoint} exceeds the limit: ${message}`, { cause: e });
-  if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") return new FanError(Code.DEADLINE_EXCEEDED, message, { cause: e });
+  if (code === "UND_ERR_RES_EXCEEDED_MAX_SIZE")
+    return new FanError(Code.RESOURCE_EXHAUSTED, `reply from ${endpoint} exceeds the limit: ${message}`, { cause: e });
+  if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT")
+    return new FanError(Code.DEADLINE_EXCEEDED, message, { cause: e });
   return new FanError(Code.UNAVAILABLE, `${endpoint}: ${message}${code ? ` (${code})` : ""}`, { cause: e });
 }
 

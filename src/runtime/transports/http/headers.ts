@@ -48,7 +48,10 @@ export function toHttpHeaders(headers: EnvelopeHeaders, out: Record<string, stri
     const value = headers[name];
     if (value === undefined || value === null) continue;
     const known = KNOWN.get(name);
-    if (known !== undefined && (NUMERIC.has(name) ? typeof value === "number" : typeof value === "string" && PRINTABLE.test(value))) {
+    if (
+      known !== undefined &&
+      (NUMERIC.has(name) ? typeof value === "number" : typeof value === "string" && PRINTABLE.test(value))
+    ) {
       out[known] = String(value);
     } else if (typeof value === "string" && TOKEN.test(name) && PRINTABLE.test(value)) {
       out[CUSTOM_PREFIX + name] = value;
@@ -74,7 +77,9 @@ function first(v: string | string[] | undefined): string | undefined {
  * Reads envelope headers from HTTP headers (node's lowercased record, or undici's).
  * Throws `FanError(INVALID_ARGUMENT)` when `fan-headers` is malformed or a number is not one.
  */
-export function fromHttpHeaders(http: IncomingHttpHeaders | Record<string, string | string[] | undefined>): EnvelopeHeaders {
+export function fromHttpHeaders(
+  http: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
+): EnvelopeHeaders {
   const out: EnvelopeHeaders = {};
   for (const key in http) {
     const raw = first(http[key]);
@@ -100,7 +105,8 @@ export function fromHttpHeaders(http: IncomingHttpHeaders | Record<string, strin
 
 function toNumber(name: string, raw: string): number {
   const n = Number(raw);
-  if (raw.trim() === "" || !Number.isFinite(n)) throw new FanError("INVALID_ARGUMENT", `header ${name} is not a number: ${JSON.stringify(raw.slice(0, 40))}`);
+  if (raw.trim() === "" || !Number.isFinite(n))
+    throw new FanError("INVALID_ARGUMENT", `header ${name} is not a number: ${JSON.stringify(raw.slice(0, 40))}`);
   return n;
 }
 
@@ -111,7 +117,8 @@ function parseJsonHeader(raw: string): Record<string, string | number> {
   }
   const out: Record<string, string | number> = {};
   for (const [k, v] of Object.entries(value)) {
-    if (typeof v !== "string" && typeof v !== "number") throw new FanError("INVALID_ARGUMENT", `header ${JSON_HEADER}: "${k}" must be a string or number`);
+    if (typeof v !== "string" && typeof v !== "number")
+      throw new FanError("INVALID_ARGUMENT", `header ${JSON_HEADER}: "${k}" must be a string or number`);
     out[k] = v;
   }
   return out;

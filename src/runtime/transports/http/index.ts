@@ -98,5 +98,8 @@ export class HttpTransport implements Transport {
 }
 
 function noEvents(what: string): FanError {
-  return new FanError(Code.UNIMPLEMENTED, `http carries no events (${what}); serve or relay events through amqp, redis or zmq`);
+  return new FanError(
+    Code.UNIMPLEMENTED,
+    `http carries no events (${what}); serve or relay events through amqp, redis or zmq`,
+  );
 }

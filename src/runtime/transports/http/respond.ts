@@ -12,7 +12,10 @@ const JSON_TYPE = "application/json; charset=utf-8";
 
 /** Writes a `reply` or `error` envelope as the response. */
 export function sendEnvelope(res: ServerResponse, env: Envelope, maxBytes: number): void {
-  const headers = toHttpHeaders(env.headers, { "fan-id": env.id, "fan-kind": env.kind === "reply" ? "reply" : "error" });
+  const headers = toHttpHeaders(env.headers, {
+    "fan-id": env.id,
+    "fan-kind": env.kind === "reply" ? "reply" : "error",
+  });
   if (env.version !== undefined) headers["fan-version"] = env.version;
   if (env.kind !== "reply") {
     const wire = asWireError(env.payload);
@@ -27,20 +30,36 @@ export function sendEnvelope(res: ServerResponse, env: Envelope, maxBytes: numbe
   try {
     body = JSON.stringify(env.payload);
   } catch (e) {
-    sendError(res, new FanError(Code.INTERNAL, `reply is not JSON: ${(e as Error).message}`), undefined, { "fan-id": env.id });
+    sendError(res, new FanError(Code.INTERNAL, `reply is not JSON: ${(e as Error).message}`), undefined, {
+      "fan-id": env.id,
+    });
     return;
   }
   const size = Buffer.byteLength(body, "utf8");
   if (size > maxBytes) {
-    sendError(res, new FanError(Code.RESOURCE_EXHAUSTED, `reply of ${size} bytes exceeds the limit of ${maxBytes}`), undefined, { "fan-id": env.id });
+    sendError(
+      res,
+      new FanError(Code.RESOURCE_EXHAUSTED, `reply of ${size} bytes exceeds the limit of ${maxBytes}`),
+      undefined,
+      { "fan-id": env.id },
+    );
     return;
   }
   writeJson(res, 200, headers, body);
 }
 
 /** Writes a transport-level error (status from its code unless given). */
-export function sendError(res: ServerResponse, err: FanError, status?: number, extra: Record<string, string> = {}): void {
-  const wire: WireError = { code: err.code, message: err.message, ...(err.details === undefined ? {} : { details: err.details }) };
+export function sendError(
+  res: ServerResponse,
+  err: FanError,
+  status?: number,
+  extra: Record<string, string> = {},
+): void {
+  const wire: WireError = {
+    code: err.code,
+    message: err.message,
+    ...(err.details === undefined ? {} : { details: err.details }),
+  };
   writeJson(res, status ?? statusOf(err.code), { ...extra, "fan-kind": "error" }, JSON.stringify(wire));
 }
 
@@ -65,7 +84,12 @@ function statusOf(code: string): number {
 
 /** The payload of an error envelope as a WireError (an ill-formed one becomes INTERNAL). */
 export function asWireError(payload: unknown): WireError {
-  if (payload !== null && typeof payload === "object" && isCode((payload as WireError).code) && typeof (payload as WireError).message === "string") {
+  if (
+    payload !== null &&
+    typeof payload === "object" &&
+    isCode((payload as WireError).code) &&
+    typeof (payload as WireError).message === "string"
+  ) {
     return payload as WireError;
   }
   return { code: Code.INTERNAL, message: "malformed error envelope" };

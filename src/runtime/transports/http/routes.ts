@@ -30,7 +30,10 @@ export interface RouteMatch {
 }
 
 /** Compiles a method's `@route` path into segments. */
-export function compileRoute(service: string, method: MethodDescriptor & { route: NonNullable<MethodDescriptor["route"]> }): Route {
+export function compileRoute(
+  service: string,
+  method: MethodDescriptor & { route: NonNullable<MethodDescriptor["route"]> },
+): Route {
   const segments = splitPath(method.route.path).map((s): Segment => {
     const m = /^\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(s);
     return m === null ? { literal: s } : { param: m[1] as string };
@@ -87,7 +90,12 @@ export function sameShape(a: Route, b: Route): boolean {
  * to its field's type. Unknown query keys are ignored; repeated keys keep the last value
  * unless the field is a list.
  */
-export function bindParams(input: StructSchema, body: Record<string, unknown>, params: Readonly<Record<string, string>>, query?: URLSearchParams): Record<string, unknown> {
+export function bindParams(
+  input: StructSchema,
+  body: Record<string, unknown>,
+  params: Readonly<Record<string, string>>,
+  query?: URLSearchParams,
+): Record<string, unknown> {
   const out: Record<string, unknown> = { ...body };
   const fields = new Map(input.fields.filter((f) => !FORBIDDEN.has(f.name)).map((f) => [f.name, f.schema]));
   if (query !== undefined) {
@@ -96,7 +104,8 @@ export function bindParams(input: StructSchema, body: Record<string, unknown>, p
       if (schema === undefined) continue;
       const values = query.getAll(key);
       const s = resolve(schema);
-      out[key] = s.kind === "list" ? values.map((v) => fromText(s.of, v)) : fromText(s, values[values.length - 1] as string);
+      out[key] =
+        s.kind === "list" ? values.map((v) => fromText(s.of, v)) : fromText(s, values[values.length - 1] as string);
     }
   }
   for (const [key, text] of Object.entries(params)) {

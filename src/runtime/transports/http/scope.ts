@@ -32,7 +32,12 @@ export function sendScope(opts: SendOptions, what: string): SendScope {
     signal.emit("abort");
   };
   const stopListening = onAbort(opts.signal, () => abort(new FanError(Code.CANCELLED, `${what}: cancelled`)));
-  const timer: Expirable = { bucket: 0, prev: undefined, next: undefined, expire: () => abort(new FanError(Code.DEADLINE_EXCEEDED, `${what}: no answer within the deadline`)) };
+  const timer: Expirable = {
+    bucket: 0,
+    prev: undefined,
+    next: undefined,
+    expire: () => abort(new FanError(Code.DEADLINE_EXCEEDED, `${what}: no answer within the deadline`)),
+  };
   if (Number.isFinite(opts.deadline)) deadlines.add(timer, opts.deadline);
   return {
     signal,

@@ -125,7 +125,15 @@ export class HttpServer {
       const route = compileRoute(service.name, { ...method, route: method.route });
       const clash = this.routes.find((r) => sameShape(r, route));
       if (clash !== undefined) {
-        this.log.warn({ route: method.route.path, service: service.name, method: method.name, servedBy: `${clash.service}.${clash.method.name}` }, "route shadowed by an earlier one");
+        this.log.warn(
+          {
+            route: method.route.path,
+            service: service.name,
+            method: method.name,
+            servedBy: `${clash.service}.${clash.method.name}`,
+          },
+          "route shadowed by an earlier one",
+        );
       }
       this.routes.push(route);
     }
@@ -137,7 +145,12 @@ export class HttpServer {
       return;
     }
     this.log.warn({ err: { message: err.message, code: err.code } }, "http: dropped a malformed request");
-    const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : "400 Bad Request";
+    const status =
+      err.code === "HPE_HEADER_OVERFLOW"
+        ? "431 Request Header Fields Too Large"
+        : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? "408 Request Timeout"
+          : "400 Bad Request";
     socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
   }
 
@@ -187,12 +200,22 @@ export class HttpServer {
   private route(verb: string, url: string, res: ServerResponse): Target | undefined {
     const q = url.indexOf("?");
     const raw = splitPath(q < 0 ? url : url.slice(0, q));
-    const fromRoute = matchRoute(verb === "GET" || verb === "HEAD" || verb === "DELETE" || verb === "POST" || verb === "PUT" || verb === "PATCH" ? this.routes : [], raw);
+    const fromRoute = matchRoute(
+      verb === "GET" || verb === "HEAD" || verb === "DELETE" || verb === "POST" || verb === "PUT" || verb === "PATCH"
+        ? this.routes
+        : [],
+      raw,
+    );
     if (fromRoute !== undefined) {
       const binding = this.pick(fromRoute.route.service);
       if (binding !== undefined) {
         const bodyless = verb === "GET" || verb === "HEAD" || verb === "DELETE";
-        return { binding, method: fromRoute.route.method, params: fromRoute.params, ...(bodyless ? { query: new URLSearchParams(q < 0 ? "" : url.slice(q + 1)) } : {}) };
+        return {
+          binding,
+          method: fromRoute.route.method,
+          params: fromRoute.params,
+          ...(bodyless ? { query: new URLSearchParams(q < 0 ? "" : url.slice(q + 1)) } : {}),
+        };
       }
     }
     return this.routeByName(verb, raw, res);
@@ -201,13 +224,22 @@ export class HttpServer {
   private routeByName(verb: string, raw: readonly string[], res: ServerResponse): Target | undefined {
     const [service, method] = raw.length === 2 ? raw.map(safeDecode) : [undefined, undefined];
     if (service === undefined || method === undefined) {
-      sendError(res, new FanError(Code.NOT_FOUND, `no service or route at ${raw.length === 0 ? "/" : `/${raw.join("/")}`}`));
+      sendError(
+        res,
+        new FanError(Code.NOT_FOUND, `no service or route at ${raw.length === 0 ? "/" : `/${raw.join("/")}`}`),
+      );
       return undefined;
     }
     const binding = this.pick(service);
     if (binding === undefined) {
       const stopping = this.stopped.has(service);
-      sendError(res, new FanError(stopping ? Code.UNAVAILABLE : Code.NOT_FOUND, stopping ? `service ${service} is stopping here` : `unknown service ${service}`));
+      sendError(
+        res,
+        new FanError(
+          stopping ? Code.UNAVAILABLE : Code.NOT_FOUND,
+          stopping ? `service ${service} is stopping here` : `unknown service ${service}`,
+        ),
+      );
       return undefined;
     }
     const m = Object.hasOwn(binding.service.methods, method) ? binding.service.methods[method] : undefined;
@@ -217,7 +249,11 @@ export class HttpServer {
     }
     if (verb !== "POST") {
       res.setHeader("allow", "POST");
-      sendError(res, new FanError(Code.UNIMPLEMENTED, `${verb} is not allowed on /${service}/${method}; use POST`), 405);
+      sendError(
+        res,
+        new FanError(Code.UNIMPLEMENTED, `${verb} is not allowed on /${service}/${method}; use POST`),
+        405,
+      );
       return undefined;
     }
     return { binding, method: m };
@@ -237,7 +273,8 @@ export class HttpServer {
     const headers = fromHttpHeaders(req.headers);
     let payload: unknown = body.length === 0 ? {} : parseJson(body, { maxBytes: this.maxBodyBytes });
     if (target.params !== undefined) {
-      if (payload === null || typeof payload !== "object" || Array.isArray(payload)) throw new FanError(Code.INVALID_ARGUMENT, "the body of a routed request must be a JSON object");
+      if (payload === null || typeof payload !== "object" || Array.isArray(payload))
+        throw new FanError(Code.INVALID_ARGUMENT, "the body of a routed request must be a JSON object");
       payload = bindParams(target.method.input, payload as Record<string, unknown>, target.params, target.query);
     }
     const id = req.headers["fan-id"];
@@ -271,7 +308,12 @@ export class HttpServer {
       await target.binding.inbound.push(env);
     } catch (e) {
       const err = FanError.from(e);
-      sendError(res, new FanError(Code.UNAVAILABLE, `push not acknowledged: ${err.message}`, { cause: err }), undefined, { "fan-id": env.id });
+      sendError(
+        res,
+        new FanError(Code.UNAVAILABLE, `push not acknowledged: ${err.message}`, { cause: err }),
+        undefined,
+        { "fan-id": env.id },
+      );
       return;
     }
     sendStatus(res, 202, { "fan-id": env.id });

@@ -62,7 +62,11 @@ export class ZmqClient {
       return decodeEnvelope(answer.body, { maxBytes: this.maxBytes });
     } catch (e) {
       const err = FanError.from(e);
-      throw new FanError(err.code === Code.RESOURCE_EXHAUSTED ? err.code : Code.INTERNAL, `malformed reply from ${endpoint}: ${err.message}`, { cause: e });
+      throw new FanError(
+        err.code === Code.RESOURCE_EXHAUSTED ? err.code : Code.INTERNAL,
+        `malformed reply from ${endpoint}: ${err.message}`,
+        { cause: e },
+      );
     }
   }
 

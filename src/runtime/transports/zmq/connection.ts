@@ -89,7 +89,13 @@ export class Connection {
     private readonly onIdleClose: () => void,
   ) {
     const sendTimeout = opts.sendTimeoutMs ?? 2000;
-    this.dealer = new Dealer({ linger: 0, sendTimeout, sendHighWaterMark: SEND_QUEUE, receiveHighWaterMark: 0, maxMessageSize: maxBytes * 2 + 64 * 1024 });
+    this.dealer = new Dealer({
+      linger: 0,
+      sendTimeout,
+      sendHighWaterMark: SEND_QUEUE,
+      receiveHighWaterMark: 0,
+      maxMessageSize: maxBytes * 2 + 64 * 1024,
+    });
     this.writer = new Writer(this.dealer, `zmq ${endpoint}`);
     this.dealer.events.on("connect", () => this.connected());
     this.dealer.events.on("disconnect", () => this.lost());
@@ -140,20 +146,33 @@ export class Connection {
   request(op: string, env: Envelope, opts: SendOptions): Promise<Answer> {
     const what = `${env.service}/${env.method}`;
     if (opts.signal.aborted) return Promise.reject(new FanError(Code.CANCELLED, `${what}: cancelled`));
-    if (opts.deadline <= Date.now()) return Promise.reject(new FanError(Code.DEADLINE_EXCEEDED, `${what}: deadline passed before sending`));
-    const wire = env.headers.deadline === undefined && Number.isFinite(opts.deadline) ? { ...env, headers: { ...env.headers, deadline: opts.deadline } } : env;
+    if (opts.deadline <= Date.now())
+      return Promise.reject(new FanError(Code.DEADLINE_EXCEEDED, `${what}: deadline passed before sending`));
+    const wire =
+      env.headers.deadline === undefined && Number.isFinite(opts.deadline)
+        ? { ...env, headers: { ...env.headers, deadline: opts.deadline } }
+        : env;
     const body = encodeEnvelope(wire);
-    if (body.length > this.maxBytes) return Promise.reject(new FanError(Code.RESOURCE_EXHAUSTED, `request of ${body.length} bytes exceeds the limit of ${this.maxBytes}`));
+    if (body.length > this.maxBytes)
+      return Promise.reject(
+        new FanError(Code.RESOURCE_EXHAUSTED, `request of ${body.length} bytes exceeds the limit of ${this.maxBytes}`),
+      );
     return new Promise((resolve, reject) => {
       const req = new Request(this, env.id, what, resolve, reject);
       this.pending.set(env.id, req);
       if (Number.isFinite(opts.deadline)) deadlines.add(req, opts.deadline);
       req.stopAbort = onAbort(opts.signal, () => {
-        if (op === Op.CALL) void this.writer.send([head(Op.CANCEL, env.id), ""], Date.now() + 1000).catch(() => undefined);
+        if (op === Op.CALL)
+          void this.writer.send([head(Op.CANCEL, env.id), ""], Date.now() + 1000).catch(() => undefined);
         req.fail(new FanError(Code.CANCELLED, `${what}: cancelled`));
       });
-      if (!this.up) req.connectTimer = this.connectTimer(() => req.fail(new FanError(Code.UNAVAILABLE, `zmq ${this.endpoint}: not connected`)));
-      this.writer.send([head(op, env.id), body], opts.deadline).catch((e: unknown) => req.fail(FanError.from(e, Code.UNAVAILABLE)));
+      if (!this.up)
+        req.connectTimer = this.connectTimer(() =>
+          req.fail(new FanError(Code.UNAVAILABLE, `zmq ${this.endpoint}: not connected`)),
+        );
+      this.writer
+        .send([head(op, env.id), body], opts.deadline)
+        .catch((e: unknown) => req.fail(FanError.from(e, Code.UNAVAILABLE)));
     });
   }
 

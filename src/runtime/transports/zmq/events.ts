@@ -83,7 +83,16 @@ export class EventBus {
   }
 
   private topicOf(sub: EventSubscription): string {
-    return ["fan", this.cluster, sub.source.name, sub.event, sub.broadcast ? "b" : "g", sub.group, sub.instanceId, ""].join(SEP);
+    return [
+      "fan",
+      this.cluster,
+      sub.source.name,
+      sub.event,
+      sub.broadcast ? "b" : "g",
+      sub.group,
+      sub.instanceId,
+      "",
+    ].join(SEP);
   }
 
   /** Sends an event to one instance of every subscribing group (every instance when broadcast). */
@@ -91,12 +100,17 @@ export class EventBus {
     if (opts.signal.aborted) throw new FanError(Code.CANCELLED, `publish ${env.service}.${env.method}: cancelled`);
     await this.withDeadline(this.start(), opts.deadline, `publish ${env.service}.${env.method}`);
     const body = encodeEnvelope(env);
-    if (body.length > this.maxBytes) throw new FanError(Code.RESOURCE_EXHAUSTED, `event of ${body.length} bytes exceeds the limit of ${this.maxBytes}`);
+    if (body.length > this.maxBytes)
+      throw new FanError(
+        Code.RESOURCE_EXHAUSTED,
+        `event of ${body.length} bytes exceeds the limit of ${this.maxBytes}`,
+      );
     const groups = this.groups.get(`${env.service}${SEP}${env.method}`);
     if (groups === undefined) return;
     for (const g of groups.values()) {
       if (g.topics.length === 0) continue;
-      const targets = g.broadcast ? g.topics : [g.topics[(g.rr = (g.rr + 1) % g.topics.length)] as string];
+      if (!g.broadcast) g.rr = (g.rr + 1) % g.topics.length;
+      const targets = g.broadcast ? g.topics : [g.topics[g.rr] as string];
       for (const topic of targets) {
         const n = (this.seq.get(topic) ?? 0) + 1;
         this.seq.set(topic, n);
@@ -219,7 +233,10 @@ export class EventBus {
       } catch (e) {
         if (attempt >= DELIVERY_ATTEMPTS || this.closed) {
           this.stats.failed++;
-          this.log.warn({ err: e, service: env.service, event: env.method, id: env.id }, "zmq: event handler kept failing; event dropped");
+          this.log.warn(
+            { err: e, service: env.service, event: env.method, id: env.id },
+            "zmq: event handler kept failing; event dropped",
+          );
           return;
         }
         await new Promise((r) => setTimeout(r, 20 * attempt));
@@ -232,7 +249,10 @@ export class EventBus {
     if (!Number.isFinite(remaining)) return p;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new FanError(Code.DEADLINE_EXCEEDED, `${what}: event hub not ready within the deadline`)), Math.max(0, remaining));
+      timer = setTimeout(
+        () => reject(new FanError(Code.DEADLINE_EXCEEDED, `${what}: event hub not ready within the deadline`)),
+        Math.max(0, remaining),
+      );
     });
     try {
       return await Promise.race([p, timeout]);
@@ -249,7 +269,9 @@ export class EventBus {
   }
 }
 
-function parseTopic(topic: string): { cluster: string; service: string; event: string; broadcast: boolean; group: string } | undefined {
+function parseTopic(
+  topic: string,
+): { cluster: string; service: string; event: string; broadcast: boolean; group: string } | undefined {
   const parts = topic.split(SEP);
   if (parts.length !== 8 || parts[0] !== "fan") return undefined;
   const [, cluster, service, event, mode, group] = parts as [string, string, string, string, string, string];

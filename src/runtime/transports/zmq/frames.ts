@@ -40,5 +40,13 @@ export function head(op: string, id: string): string {
 
 /** An error envelope answering `id` (service and method may be unknown when the body was refused). */
 export function errorEnvelope(id: string, err: WireError, service = "", method = ""): Envelope {
-  return { v: 1, id, kind: "error", service, method, headers: {}, payload: { code: err.code, message: err.message, ...(err.details === undefined ? {} : { details: err.details }) } };
+  return {
+    v: 1,
+    id,
+    kind: "error",
+    service,
+    method,
+    headers: {},
+    payload: { code: err.code, message: err.message, ...(err.details === undefined ? {} : { details: err.details }) },
+  };
 }

@@ -7,7 +7,7 @@
  * Run one per cluster: inside an App (`zmqTransport({ hub: { ... } })`) or on its own
  * (`startEventHub()`), and give every zmq transport its two endpoints as `events`.
  */
-import { Proxy, XPublisher, XSubscriber } from "zeromq";
+import { XPublisher, XSubscriber, Proxy as ZmqProxy } from "zeromq";
 
 /** Where a hub binds. */
 export interface EventHubOptions {
@@ -41,7 +41,7 @@ export async function startEventHub(opts: EventHubOptions = {}): Promise<EventHu
   await xpub.bind(`tcp://${host}:${port(opts.subscribePort)}`);
   const publish = advertised(xsub.lastEndpoint, host);
   const subscribe = advertised(xpub.lastEndpoint, host);
-  const proxy = new Proxy(xsub, xpub);
+  const proxy = new ZmqProxy(xsub, xpub);
   const running = proxy.run().catch(() => undefined);
   return {
     publish,

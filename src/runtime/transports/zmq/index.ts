@@ -110,9 +110,17 @@ export class ZmqTransport implements Transport {
         endpoints ??= this.hub;
       }
       if (endpoints === undefined) {
-        throw new FanError(Code.FAILED_PRECONDITION, "zmq events need an event hub: zmqTransport({ events: { publish, subscribe } }) or { hub: {} }");
+        throw new FanError(
+          Code.FAILED_PRECONDITION,
+          "zmq events need an event hub: zmqTransport({ events: { publish, subscribe } }) or { hub: {} }",
+        );
       }
-      const bus = new EventBus(endpoints, this.ctx.cluster, this.ctx.log.child({ transport: "zmq" }), this.ctx.maxPayloadBytes);
+      const bus = new EventBus(
+        endpoints,
+        this.ctx.cluster,
+        this.ctx.log.child({ transport: "zmq" }),
+        this.ctx.maxPayloadBytes,
+      );
       this.busNow = bus;
       return bus;
     })();

@@ -54,9 +54,21 @@ export class ZmqServer {
   }
 
   private async start(): Promise<string> {
-    const router = new Router({ linger: 0, maxMessageSize: this.maxBytes * 2 + 64 * 1024, receiveHighWaterMark: 0, sendHighWaterMark: 0 });
-    router.events.on("handshake:error:protocol", (e) => this.log.warn({ address: e.address, err: e.error?.message }, "zmq: dropped a connection that does not speak ZMTP"));
-    router.events.on("handshake:error:other", (e) => this.log.warn({ address: e.address, err: e.error?.message }, "zmq: dropped a connection whose handshake failed"));
+    const router = new Router({
+      linger: 0,
+      maxMessageSize: this.maxBytes * 2 + 64 * 1024,
+      receiveHighWaterMark: 0,
+      sendHighWaterMark: 0,
+    });
+    router.events.on("handshake:error:protocol", (e) =>
+      this.log.warn(
+        { address: e.address, err: e.error?.message },
+        "zmq: dropped a connection that does not speak ZMTP",
+      ),
+    );
+    router.events.on("handshake:error:other", (e) =>
+      this.log.warn({ address: e.address, err: e.error?.message }, "zmq: dropped a connection whose handshake failed"),
+    );
     const host = this.opts.host ?? "127.0.0.1";
     await router.bind(`tcp://${host}:${this.opts.port && this.opts.port > 0 ? this.opts.port : "*"}`);
     this.router = router;
@@ -96,7 +108,14 @@ export class ZmqServer {
     const h = text(headFrame);
     const op = h.charAt(0);
     const id = h.slice(1);
-    if (peer === undefined || body === undefined || frames.length !== 3 || id.length === 0 || id.length > MAX_ID || !(op === Op.CALL || op === Op.PUSH || op === Op.CANCEL)) {
+    if (
+      peer === undefined ||
+      body === undefined ||
+      frames.length !== 3 ||
+      id.length === 0 ||
+      id.length > MAX_ID ||
+      !(op === Op.CALL || op === Op.PUSH || op === Op.CANCEL)
+    ) {
       this.log.warn({ frames: frames.length, head: h.slice(0, 16) }, "zmq: dropped a malformed message");
       return;
     }
@@ -155,11 +174,21 @@ export class ZmqServer {
     const binding = this.pick(env.service);
     if (binding === undefined) {
       const stopping = this.stopped.has(env.service);
-      const err = new FanError(stopping ? Code.UNAVAILABLE : Code.NOT_FOUND, stopping ? `service ${env.service} is stopping here` : `unknown service ${env.service}`);
+      const err = new FanError(
+        stopping ? Code.UNAVAILABLE : Code.NOT_FOUND,
+        stopping ? `service ${env.service} is stopping here` : `unknown service ${env.service}`,
+      );
       return { error: errorEnvelope(id, err, env.service, env.method) };
     }
     if (!Object.hasOwn(binding.service.methods, env.method)) {
-      return { error: errorEnvelope(id, new FanError(Code.NOT_FOUND, `unknown method ${env.service}/${env.method}`), env.service, env.method) };
+      return {
+        error: errorEnvelope(
+          id,
+          new FanError(Code.NOT_FOUND, `unknown method ${env.service}/${env.method}`),
+          env.service,
+          env.method,
+        ),
+      };
     }
     return { binding, env: env.id === id ? env : { ...env, id } };
   }
@@ -176,7 +205,11 @@ export class ZmqServer {
       await binding.inbound.push(env);
     } catch (e) {
       const err = FanError.from(e);
-      await this.send([peer, head(Op.NACK, id), JSON.stringify({ code: Code.UNAVAILABLE, message: `push not acknowledged: ${err.message}` })]);
+      await this.send([
+        peer,
+        head(Op.NACK, id),
+        JSON.stringify({ code: Code.UNAVAILABLE, message: `push not acknowledged: ${err.message}` }),
+      ]);
       return;
     }
     await this.send([peer, head(Op.ACK, id), ""]);
@@ -185,7 +218,17 @@ export class ZmqServer {
   private encodeReply(reply: Envelope): Buffer {
     const bytes = encodeEnvelope(reply);
     if (bytes.length <= this.maxBytes) return bytes;
-    return encodeEnvelope(errorEnvelope(reply.id, { code: Code.RESOURCE_EXHAUSTED, message: `reply of ${bytes.length} bytes exceeds the limit of ${this.maxBytes}` }, reply.service, reply.method));
+    return encodeEnvelope(
+      errorEnvelope(
+        reply.id,
+        {
+          code: Code.RESOURCE_EXHAUSTED,
+          message: `reply of ${bytes.length} bytes exceeds the limit of ${this.maxBytes}`,
+        },
+        reply.service,
+        reply.method,
+      ),
+    );
   }
 
   /** ROUTER sends never block (unroutable replies to a vanished peer are dropped). */
