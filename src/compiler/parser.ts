@@ -49,6 +49,10 @@ interface FileState {
 export function parseFile(path: string, text: string): ParseResult {
   const pieces: FilePieces = { imports: [], versions: [], decls: [] };
   const out: Diagnostic[] = [];
+  if (typeof text !== "string") {
+    out.push(diag.internalError({ file: path, start: 0, end: 0 }, { detail: `the text of ${path} is a ${typeof text}, not a string` }));
+    return { ast: toSourceFile(path, "", pieces), diagnostics: out, skipped: [] };
+  }
   let state: FileState | undefined;
   try {
     const lexed = lex(path, text);
