@@ -50,8 +50,8 @@ let seq = 0;
 
 /** A process-unique envelope id (prefix + counter); cheap enough for every call. */
 export function nextEnvelopeId(): string {
-  seq = (seq + 1) % Number.MAX_SAFE_INTEGER;
-  return processPrefix + seq.toString(36);
+  // A small integer converts to text through V8's number-string cache; 2^53 ids before reuse.
+  return processPrefix + ++seq;
 }
 
 /** A parsed W3C traceparent. */
