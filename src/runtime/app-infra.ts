@@ -64,10 +64,13 @@ export class Infra {
   #discovery: Discovery | undefined;
   #opening: Promise<void> | undefined;
   #ownsDiscovery: boolean;
+  /** The private memory registry made when no discovery was given (closed with the App). */
+  readonly #privateRegistry: Registry | undefined;
 
   constructor(opts: InfraOptions) {
     this.#opts = opts;
-    this.#spec = opts.discovery ?? memoryRegistry();
+    this.#privateRegistry = opts.discovery === undefined ? memoryRegistry() : undefined;
+    this.#spec = opts.discovery ?? (this.#privateRegistry as Registry);
     this.#ownsDiscovery = !isDiscovery(this.#spec);
     const configured = Object.keys(opts.transports ?? {}) as TransportName[];
     for (const name of configured) {
@@ -165,6 +168,7 @@ export class Infra {
     const all = [...this.#transports.values()];
     await Promise.allSettled(all.map((t) => t.close()));
     if (this.#discovery !== undefined && this.#ownsDiscovery) await this.#discovery.close();
+    await this.#privateRegistry?.close();
   }
 
   async #open(): Promise<void> {

@@ -236,7 +236,9 @@ export class Caller implements ClientCaller {
       return this.#route;
     })();
     this.#routing.catch(() => (this.#routing = undefined));
-    return this.#routing;
+    return this.#routing.catch((e: unknown) => {
+      throw FanError.from(e, Code.UNAVAILABLE);
+    });
   }
 }
 

@@ -141,7 +141,11 @@ export class Route {
         why = `versions available: ${[...new Set(all.map((i) => i.version))].sort(semver.compare).join(", ")}`;
       else {
         const offered = [...new Set(fitting.flatMap((i) => Object.keys(i.endpoints)))].sort().join(", ");
-        why = `no common transport: instances offer ${offered || "none"}, this app has ${pinned ?? this.#host.transportNames().join(", ")}`;
+        const mine = this.#host.transportNames();
+        why =
+          pinned !== undefined && !mine.includes(pinned)
+            ? `the call is pinned to ${pinned}, which this app does not have (it has ${mine.join(", ")})`
+            : `no common transport: instances offer ${offered || "none"}, this app ${pinned === undefined ? `has ${mine.join(", ")}` : `is pinned to ${pinned}`}`;
       }
     }
     return new FanError(Code.UNAVAILABLE, `no instance of ${wanted} (${why})`, {

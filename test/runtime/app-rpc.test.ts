@@ -121,4 +121,26 @@ describe("calls with nothing to reach", () => {
     expect(() => app.client(Catalog, { version: "not a range" })).toThrow(/invalid version range/);
     await app.stop();
   });
+
+  it("fail with a FanError after the app stopped, and name a pinned transport the app lacks", async () => {
+    const app = createTestApp().serve(Catalog, new CatalogImpl(), { config: catalogConfig });
+    await app.start();
+    const pinned = await app
+      .client(Catalog, { transport: "http" })
+      .sum({ a: 1, b: 1 })
+      .catch((e: unknown) => e);
+    expect(pinned).toMatchObject({ code: "UNAVAILABLE" });
+    expect((pinned as Error).message).toContain("pinned to http, which this app does not have");
+    const client = app.client(Catalog);
+    expect(await client.sum({ a: 1, b: 1 })).toBe(2);
+    await app.stop();
+    const after = await client.sum({ a: 1, b: 1 }).catch((e: unknown) => e);
+    expect(FanError.is(after)).toBe(true);
+    expect(after).toMatchObject({ code: "UNAVAILABLE" });
+    const fresh = await createTestApp()
+      .client(Catalog)
+      .sum({ a: 1, b: 1 })
+      .catch((e: unknown) => e);
+    expect(fresh).toMatchObject({ code: "UNAVAILABLE" });
+  });
 });
