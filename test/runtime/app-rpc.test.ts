@@ -137,10 +137,12 @@ describe("calls with nothing to reach", () => {
     const after = await client.sum({ a: 1, b: 1 }).catch((e: unknown) => e);
     expect(FanError.is(after)).toBe(true);
     expect(after).toMatchObject({ code: "UNAVAILABLE" });
-    const fresh = await createTestApp()
+    const unstarted = createTestApp();
+    const fresh = await unstarted
       .client(Catalog)
       .sum({ a: 1, b: 1 })
       .catch((e: unknown) => e);
     expect(fresh).toMatchObject({ code: "UNAVAILABLE" });
+    await unstarted.stop();
   });
 });
