@@ -124,6 +124,15 @@ describe("fanc compile", () => {
     expect(t.read("gen/shop.ts")).toBe("// mine\n");
   });
 
+  it("a model the generator cannot emit is a clear FANGEN error, exit 1, nothing written", async () => {
+    const t = temp();
+    t.write("src/a.fan", "package coll\nstruct A { x: int }\nstruct ASchema { y: int }\n");
+    const { code, io } = await fanc("compile", join(t.path, "src"), "--out", join(t.path, "gen"));
+    expect(code).toBe(1);
+    expect(io.errText()).toContain('error FANGEN001: struct "coll.ASchema" and struct "coll.A" both generate "ASchema" in coll.ts; rename one of them');
+    expect(t.files("gen")).toEqual([]);
+  });
+
   it("an empty folder compiles to an index only", async () => {
     const t = temp();
     t.write("src/readme.txt", "no fan files here");
