@@ -85,6 +85,13 @@ export default async function bench(): Promise<BenchRow[]> {
   const app = createApp({ logger: pino({ level: "silent" }) }).serve(Pricing, handler);
   await app.start();
   const client = app.client(Pricing);
+  // The same call through the wire encoding (the local transport's serialising mode), for reference.
+  const wireApp = createApp({ logger: pino({ level: "silent" }), transports: { local: { serialize: true } } }).serve(
+    Pricing,
+    new PricingImpl(),
+  );
+  await wireApp.start();
+  const wireClient = wireApp.client(Pricing);
 
   const broker = new ServiceBroker({
     logger: false,
@@ -121,18 +128,21 @@ export default async function bench(): Promise<BenchRow[]> {
         note: "target: time ≤ 3x direct (ratio ≥ 0.33)",
       },
       { name: "moleculer broker.call", op: () => broker.call("pricing.quote", req) },
+      { name: "fan local, serialised (reference)", op: () => wireClient.quote(req) },
     ],
     { rounds: 5, durationMs: 600, warmupOps: 20_000 },
   );
   await broker.stop();
   await app.stop();
+  await wireApp.stop();
 
-  const [direct, ours, mol] = rows as [BenchRow, BenchRow, BenchRow];
+  const [direct, ours, mol, wire] = rows as [BenchRow, BenchRow, BenchRow, BenchRow];
   const vsMoleculer = ours.opsPerSec / mol.opsPerSec;
   const slowdown = direct.opsPerSec / ours.opsPerSec;
   return [
     direct,
     { ...ours, note: `${slowdown.toFixed(2)}x the direct call's time (target ≤ 3x)` },
     { ...mol, note: `ours is ${vsMoleculer.toFixed(2)}x its throughput (target ≥ 3x)` },
+    { ...wire, note: "encode, bytes, bounded decode, both ways" },
   ];
 }
