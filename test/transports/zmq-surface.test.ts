@@ -225,6 +225,24 @@ describe("zmq events", () => {
     await Promise.all([a.close(), b.close(), pub.close()]);
   });
 
+  it("a hub that is down fails publish within its deadline; once it is up, events flow", async () => {
+    const probe = await startEventHub();
+    const ports = {
+      publishPort: Number(new URL(probe.publish.replace("tcp:", "http:")).port),
+      subscribePort: Number(new URL(probe.subscribe.replace("tcp:", "http:")).port),
+    };
+    await probe.close();
+    const t = transport({ events: { publish: probe.publish, subscribe: probe.subscribe } });
+    expect((await rejection(() => t.publish(event(1), within(300)))).code).toBe("DEADLINE_EXCEEDED");
+    const late = await startEventHub(ports);
+    const got: number[] = [];
+    await t.subscribe(sub("late"), async (env) => void got.push((env.payload as { n: number }).n));
+    await t.publish(event(2), within(2000));
+    await until(() => got.includes(2));
+    await t.close();
+    await late.close();
+  });
+
   it("a transport can host the hub itself", async () => {
     const t = transport({ hub: {} });
     const got: number[] = [];

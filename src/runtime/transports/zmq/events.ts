@@ -61,6 +61,7 @@ export class EventBus {
   private readonly seq = new Map<string, number>();
   private readonly marker = `\u00ffsync${SEP}${this.id}${SEP}`;
   private ready: Promise<void> | undefined;
+  private connected = false;
   private closed = false;
 
   constructor(
@@ -70,15 +71,23 @@ export class EventBus {
     private readonly maxBytes: number,
   ) {}
 
+  /** Connects once; waits (again after a failure) until the hub has echoed this bus's marker. */
   private start(): Promise<void> {
-    this.ready ??= (async () => {
+    if (!this.connected) {
+      this.connected = true;
       this.pub.connect(this.hub.publish);
       this.sub.connect(this.hub.subscribe);
       void this.watchSubscriptions();
       void this.receive();
       this.sub.subscribe(Buffer.from(this.marker, "latin1"));
-      await this.seenTopic(this.marker, `zmq event hub at ${this.hub.publish} / ${this.hub.subscribe} did not answer`);
-    })();
+    }
+    this.ready ??= this.seenTopic(
+      this.marker,
+      `zmq event hub at ${this.hub.publish} / ${this.hub.subscribe} did not answer`,
+    ).catch((e: unknown) => {
+      this.ready = undefined;
+      throw e;
+    });
     return this.ready;
   }
 
@@ -125,7 +134,13 @@ export class EventBus {
     const topic = this.topicOf(sub);
     this.locals.set(topic, { deliver, last: new Map(), tail: Promise.resolve() });
     this.sub.subscribe(Buffer.from(topic, "latin1"));
-    await this.seenTopic(topic, `subscription to ${sub.source.name}.${sub.event} did not reach the event hub`);
+    try {
+      await this.seenTopic(topic, `subscription to ${sub.source.name}.${sub.event} did not reach the event hub`);
+    } catch (e) {
+      this.locals.delete(topic);
+      if (!this.closed) this.sub.unsubscribe(Buffer.from(topic, "latin1"));
+      throw e;
+    }
     return {
       close: async () => {
         const local = this.locals.get(topic);
