@@ -30,7 +30,13 @@ function routeParams(path: string): string[] | { reason: string } {
  * Check `@route`. An @idempotent rpc with a route is served by GET, which carries no body, so
  * every required parameter must then appear in the path.
  */
-export function checkRoute(c: Checker, d: A.Decorator, method: string, params: readonly FieldModel[], getLike: boolean): MethodModel["route"] {
+export function checkRoute(
+  c: Checker,
+  d: A.Decorator,
+  method: string,
+  params: readonly FieldModel[],
+  getLike: boolean,
+): MethodModel["route"] {
   const s = argString(d, c.out);
   if (s === undefined) return undefined;
   const names = routeParams(s.value);
@@ -42,7 +48,13 @@ export function checkRoute(c: Checker, d: A.Decorator, method: string, params: r
   for (const name of names) {
     const p = params.find((x) => x.name === name);
     const problem =
-      p === undefined ? undefined : p.optional ? `path parameter \`${name}\` is optional` : isScalar(p.type) ? undefined : `path parameter \`${name}\` has type ${typeText(p.type)}, not a scalar`;
+      p === undefined
+        ? undefined
+        : p.optional
+          ? `path parameter \`${name}\` is optional`
+          : isScalar(p.type)
+            ? undefined
+            : `path parameter \`${name}\` has type ${typeText(p.type)}, not a scalar`;
     if (p === undefined) c.out.push(diag.routeUnknownParam(s.span, { param: name, method }));
     else if (problem !== undefined) c.out.push(diag.invalidRoute(s.span, { path: s.value, reason: problem }));
     ok &&= p !== undefined && problem === undefined;
@@ -83,12 +95,19 @@ function shardPath(c: Checker, n: A.NameExpr, parts: readonly string[], params: 
   for (const part of parts) {
     if (type !== undefined) {
       const struct = type.kind === "ref" ? c.models.get(type.target) : undefined;
-      if (struct === undefined || (struct.kind !== "struct" && struct.kind !== "error")) return unresolvedPath(c, n, path, `\`${owner}\` is a ${typeText(type)}, not a struct`);
+      if (struct === undefined || (struct.kind !== "struct" && struct.kind !== "error"))
+        return unresolvedPath(c, n, path, `\`${owner}\` is a ${typeText(type)}, not a struct`);
       fields = struct.fields;
       owner = struct.name;
     }
     const f = fields.find((x) => x.name === part);
-    if (f === undefined) return unresolvedPath(c, n, path, type === undefined ? `\`${part}\` is not a parameter` : `${owner} has no field \`${part}\``);
+    if (f === undefined)
+      return unresolvedPath(
+        c,
+        n,
+        path,
+        type === undefined ? `\`${part}\` is not a parameter` : `${owner} has no field \`${part}\``,
+      );
     if (f.optional) {
       c.out.push(diag.shardPathOptional(n.span, { path, name: part }));
       return false;
@@ -96,6 +115,7 @@ function shardPath(c: Checker, n: A.NameExpr, parts: readonly string[], params: 
     type = f.type;
     owner = part;
   }
-  if (type !== undefined && !isScalar(type)) return unresolvedPath(c, n, path, `the key is a ${typeText(type)}; a shard key must be a scalar`);
+  if (type !== undefined && !isScalar(type))
+    return unresolvedPath(c, n, path, `the key is a ${typeText(type)}; a shard key must be a scalar`);
   return true;
 }

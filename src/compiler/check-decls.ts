@@ -6,7 +6,15 @@ import { type Checker, here } from "./check-context.js";
 import { checkFields, resolveType } from "./check-types.js";
 import { argNames, argString, decoratorsFor, type Target } from "./decorators.js";
 import { diag } from "./diagnostics.js";
-import type { EnumMemberModel, EnumModel, ErrorModel, StatusCodeName, StructModel, UnionMemberModel, UnionModel } from "./model.js";
+import type {
+  EnumMemberModel,
+  EnumModel,
+  ErrorModel,
+  StatusCodeName,
+  StructModel,
+  UnionMemberModel,
+  UnionModel,
+} from "./model.js";
 import { checkEnumMemberName, checkMemberName } from "./naming.js";
 import type { DeclEntry, FileScope } from "./scope.js";
 
@@ -58,7 +66,13 @@ export function checkError(c: Checker, scope: FileScope, entry: DeclEntry, d: A.
   const decs = decoratorsFor(d.decorators, "error", c.out);
   for (const f of d.fields) {
     if (ERROR_RESERVED.has(f.name.name)) {
-      c.out.push(diag.reservedMemberName(f.name.span, { name: f.name.name, what: "field of an error", reason: "the error class already has this property" }));
+      c.out.push(
+        diag.reservedMemberName(f.name.span, {
+          name: f.name.name,
+          what: "field of an error",
+          reason: "the error class already has this property",
+        }),
+      );
     }
   }
   const fields = checkFields(c, scope, d.fields, "field").filter((f) => !ERROR_RESERVED.has(f.name));
@@ -99,11 +113,17 @@ export function checkEnum(c: Checker, entry: DeclEntry, d: A.EnumDecl): EnumMode
     }
     byName.add(m.name.name);
     const other = byValue.get(value);
-    if (other !== undefined) c.out.push(diag.duplicateEnumValue(m.value?.span ?? m.name.span, { value, name: m.name.name, other }));
+    if (other !== undefined)
+      c.out.push(diag.duplicateEnumValue(m.value?.span ?? m.name.span, { value, name: m.name.name, other }));
     else byValue.set(value, m.name.name);
     const dep = mdecs.get("deprecated");
     const deprecated = dep === undefined ? undefined : argString(dep, c.out)?.value;
-    members.push({ name: m.name.name, value, ...(m.doc === undefined ? {} : { doc: m.doc }), ...(deprecated === undefined ? {} : { deprecated }) });
+    members.push({
+      name: m.name.name,
+      value,
+      ...(m.doc === undefined ? {} : { doc: m.doc }),
+      ...(deprecated === undefined ? {} : { deprecated }),
+    });
   }
   return { kind: "enum", ...declBase(c, entry, decs), members };
 }

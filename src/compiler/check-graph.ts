@@ -10,7 +10,10 @@ import { diag } from "./diagnostics.js";
 /** Check every dependency edge of the program. */
 export function checkDependencyGraph(c: Checker, edges: readonly DependencyEdge[]): void {
   checkVersions(c, edges);
-  reportCycles(c, edges.filter((e) => !e.soft));
+  reportCycles(
+    c,
+    edges.filter((e) => !e.soft),
+  );
 }
 
 function checkVersions(c: Checker, edges: readonly DependencyEdge[]): void {
@@ -62,8 +65,8 @@ function reportCycles(c: Checker, hard: readonly DependencyEdge[]): void {
 }
 
 function report(c: Checker, cycle: readonly string[], hard: readonly DependencyEdge[], reported: Set<string>): void {
-  const min = cycle.reduce((a, b) => (b < a ? b : a));
-  const k = cycle.indexOf(min);
+  let k = 0;
+  for (let i = 1; i < cycle.length; i++) if (cycle[i]! < cycle[k]!) k = i;
   const rotated = [...cycle.slice(k), ...cycle.slice(0, k)];
   const key = rotated.join(" ");
   if (reported.has(key)) return;

@@ -10,7 +10,16 @@ import { declBase } from "./check-decls.js";
 import { checkFields, type Mutable, resolveType } from "./check-types.js";
 import { argDuration, argInt, argNames, argNone, argString, decoratorsFor } from "./decorators.js";
 import { diag } from "./diagnostics.js";
-import type { DependencyModel, EventModel, FieldModel, MethodModel, ServiceModel, StateModel, SubscriptionModel, TransportName } from "./model.js";
+import type {
+  DependencyModel,
+  EventModel,
+  FieldModel,
+  MethodModel,
+  ServiceModel,
+  StateModel,
+  SubscriptionModel,
+  TransportName,
+} from "./model.js";
 import { capitalise, checkMemberName } from "./naming.js";
 import { type DeclEntry, type FileScope, qnText, reportUnresolved, resolve } from "./scope.js";
 
@@ -54,10 +63,25 @@ interface ServiceParts {
 }
 
 /** Check a service; `pkgVersion` is the package's `version` line, if any. */
-export function checkService(c: Checker, scope: FileScope, entry: DeclEntry, d: A.ServiceDecl, pkgVersion: string | undefined): { model: ServiceModel; edges: DependencyEdge[] } {
+export function checkService(
+  c: Checker,
+  scope: FileScope,
+  entry: DeclEntry,
+  d: A.ServiceDecl,
+  pkgVersion: string | undefined,
+): { model: ServiceModel; edges: DependencyEdge[] } {
   const decs = decoratorsFor(d.decorators, "service", c.out);
   const version = serviceVersion(c, decs.get("version")) ?? pkgVersion ?? "0.0.0";
-  const parts: ServiceParts = { depends: [], edges: [], config: undefined, methods: [], events: [], states: [], subscriptions: [], handlerSpans: new Map() };
+  const parts: ServiceParts = {
+    depends: [],
+    edges: [],
+    config: undefined,
+    methods: [],
+    events: [],
+    states: [],
+    subscriptions: [],
+    handlerSpans: new Map(),
+  };
   for (const m of d.members) {
     here(c, m.span);
     checkMember(c, scope, entry, m, version, parts);
@@ -111,28 +135,46 @@ function shards(c: Checker, d: A.Decorator | undefined): number {
   return argInt(d, c.out)?.value ?? 16;
 }
 
-function checkMember(c: Checker, scope: FileScope, self: DeclEntry, m: A.ServiceMember, version: string, parts: ServiceParts): void {
+function checkMember(
+  c: Checker,
+  scope: FileScope,
+  self: DeclEntry,
+  m: A.ServiceMember,
+  version: string,
+  parts: ServiceParts,
+): void {
   switch (m.kind) {
     case "Depends":
-      return checkDepends(c, scope, self, m, parts);
+      checkDepends(c, scope, self, m, parts);
+      break;
     case "Config":
       decoratorsFor(m.decorators, "config", c.out);
       if (parts.config !== undefined) c.out.push(diag.duplicateConfig(m.span));
       else parts.config = checkFields(c, scope, m.fields, "config entry");
-      return;
+      break;
     case "Rpc":
     case "Push":
-      return addUnique(c, parts.methods, checkMethod(c, scope, m, version), m.name, "method");
+      addUnique(c, parts.methods, checkMethod(c, scope, m, version), m.name, "method");
+      break;
     case "Event":
-      return addUnique(c, parts.events, checkEvent(c, scope, m, version), m.name, "event");
+      addUnique(c, parts.events, checkEvent(c, scope, m, version), m.name, "event");
+      break;
     case "State":
-      return addUnique(c, parts.states, checkState(c, scope, m), m.name, "state");
+      addUnique(c, parts.states, checkState(c, scope, m), m.name, "state");
+      break;
     case "On":
-      return checkOn(c, scope, self, m, parts);
+      checkOn(c, scope, self, m, parts);
+      break;
   }
 }
 
-function addUnique<T extends { readonly name: string }>(c: Checker, list: T[], item: T | undefined, name: A.Ident, what: string): void {
+function addUnique<T extends { readonly name: string }>(
+  c: Checker,
+  list: T[],
+  item: T | undefined,
+  name: A.Ident,
+  what: string,
+): void {
   if (list.some((x) => x.name === name.name)) c.out.push(diag.duplicateMember(name.span, { what, name: name.name }));
   else if (item !== undefined) list.push(item);
 }
@@ -163,7 +205,14 @@ function checkDepends(c: Checker, scope: FileScope, self: DeclEntry, m: A.Depend
     return;
   }
   parts.depends.push({ service: target.fullName, range, soft: m.soft });
-  parts.edges.push({ from: self.fullName, to: target.fullName, soft: m.soft, range: rangeOk ? range : "*", span: m.service.span, rangeSpan: m.range.span });
+  parts.edges.push({
+    from: self.fullName,
+    to: target.fullName,
+    soft: m.soft,
+    range: rangeOk ? range : "*",
+    span: m.service.span,
+    rangeSpan: m.range.span,
+  });
 }
 
 function checkOn(c: Checker, scope: FileScope, self: DeclEntry, m: A.OnMember, parts: ServiceParts): void {
@@ -171,7 +220,13 @@ function checkOn(c: Checker, scope: FileScope, self: DeclEntry, m: A.OnMember, p
   const names = m.target.parts;
   const ev = names[names.length - 1]!;
   const svcName: A.QualifiedName | undefined =
-    names.length === 1 ? undefined : { kind: "QualifiedName", parts: names.slice(0, -1), span: { ...m.target.span, end: names[names.length - 2]!.span.end } };
+    names.length === 1
+      ? undefined
+      : {
+          kind: "QualifiedName",
+          parts: names.slice(0, -1),
+          span: { ...m.target.span, end: names[names.length - 2]!.span.end },
+        };
   const svc = svcName === undefined ? self : resolveService(c, scope, svcName);
   if (svc === undefined || svc.decl.kind !== "Service") return;
   const member = svc.decl.members.find((x) => "name" in x && x.name.name === ev.name);
@@ -184,10 +239,20 @@ function checkOn(c: Checker, scope: FileScope, self: DeclEntry, m: A.OnMember, p
     c.out.push(diag.duplicateSubscription(m.target.span, { name: `${svc.fullName}.${ev.name}` }));
     return;
   }
-  const sub: SubscriptionModel = { service: svc.fullName, event: ev.name, handler: `on${capitalise(ev.name)}`, ...(m.doc === undefined ? {} : { doc: m.doc }) };
+  const sub: SubscriptionModel = {
+    service: svc.fullName,
+    event: ev.name,
+    handler: `on${capitalise(ev.name)}`,
+    ...(m.doc === undefined ? {} : { doc: m.doc }),
+  };
   const clash = parts.subscriptions.find((s) => s.handler === sub.handler);
   if (clash !== undefined) {
-    c.out.push(diag.handlerCollision(m.target.span, { handler: sub.handler, other: `the subscription to ${clash.service}.${clash.event}` }));
+    c.out.push(
+      diag.handlerCollision(m.target.span, {
+        handler: sub.handler,
+        other: `the subscription to ${clash.service}.${clash.event}`,
+      }),
+    );
     return;
   }
   parts.subscriptions.push(sub);
@@ -208,7 +273,13 @@ const MEMBER_TEXT: Readonly<Record<A.ServiceMember["kind"], string>> = {
 function checkHandlerNames(c: Checker, parts: ServiceParts): void {
   for (const sub of parts.subscriptions) {
     const method = parts.methods.find((x) => x.name === sub.handler);
-    if (method !== undefined) c.out.push(diag.handlerCollision(parts.handlerSpans.get(sub.handler)!, { handler: sub.handler, other: `the ${method.kind} \`${method.name}\`` }));
+    if (method !== undefined)
+      c.out.push(
+        diag.handlerCollision(parts.handlerSpans.get(sub.handler)!, {
+          handler: sub.handler,
+          other: `the ${method.kind} \`${method.name}\``,
+        }),
+      );
   }
 }
 
@@ -217,7 +288,8 @@ function sinceVersion(c: Checker, d: A.Decorator | undefined, version: string): 
   const s = argString(d, c.out);
   if (s === undefined) return undefined;
   if (!isSemver(s.value)) c.out.push(diag.invalidSemver(s.span, { text: s.value }));
-  else if (isSemver(version) && semver.gt(s.value, version)) c.out.push(diag.sinceAfterVersion(s.span, { since: s.value, version }));
+  else if (isSemver(version) && semver.gt(s.value, version))
+    c.out.push(diag.sinceAfterVersion(s.span, { since: s.value, version }));
   else return s.value;
   return undefined;
 }
@@ -231,7 +303,12 @@ function positiveMs(c: Checker, d: A.Decorator | undefined): number | undefined 
   return undefined;
 }
 
-function checkMethod(c: Checker, scope: FileScope, m: A.RpcMember | A.PushMember, version: string): MethodModel | undefined {
+function checkMethod(
+  c: Checker,
+  scope: FileScope,
+  m: A.RpcMember | A.PushMember,
+  version: string,
+): MethodModel | undefined {
   checkMemberName(m.name, m.kind === "Rpc" ? "rpc" : "push", c.out);
   const reserved = RESERVED_METHODS[m.name.name];
   if (reserved !== undefined && Object.hasOwn(RESERVED_METHODS, m.name.name)) {
@@ -257,7 +334,8 @@ function checkMethod(c: Checker, scope: FileScope, m: A.RpcMember | A.PushMember
   if (m.kind === "Rpc") model.timeoutMs = positiveMs(c, decs.get("timeout")) ?? 10_000;
   const ttlMs = positiveMs(c, decs.get("ttl"));
   if (ttlMs !== undefined) model.ttlMs = ttlMs;
-  const routeModel = route === undefined ? undefined : checkRoute(c, route, m.name.name, params, m.kind === "Rpc" && idempotent);
+  const routeModel =
+    route === undefined ? undefined : checkRoute(c, route, m.name.name, params, m.kind === "Rpc" && idempotent);
   if (routeModel !== undefined) model.route = routeModel;
   const shardModel = shard === undefined ? undefined : checkShard(c, shard, params);
   if (shardModel !== undefined) model.shard = shardModel;
@@ -266,7 +344,13 @@ function checkMethod(c: Checker, scope: FileScope, m: A.RpcMember | A.PushMember
 }
 
 /** `@since`, `@deprecated` and the doc comment, shared by methods and events. */
-function setCommon(c: Checker, model: Mutable<MethodModel> | Mutable<EventModel>, decs: ReadonlyMap<string, A.Decorator>, version: string, doc: string | undefined): void {
+function setCommon(
+  c: Checker,
+  model: Mutable<MethodModel> | Mutable<EventModel>,
+  decs: ReadonlyMap<string, A.Decorator>,
+  version: string,
+  doc: string | undefined,
+): void {
   const since = sinceVersion(c, decs.get("since"), version);
   if (since !== undefined) model.since = since;
   const dep = decs.get("deprecated");
@@ -323,5 +407,10 @@ function checkState(c: Checker, scope: FileScope, m: A.StateMember): StateModel 
   for (const d of [full, delta]) if (d !== undefined) argNone(d, c.out);
   const type = resolveType(c, scope, m.type, "field");
   if (type === undefined) return undefined;
-  return { name: m.name.name, type, mode: delta !== undefined && full === undefined ? "delta" : "full", ...(m.doc === undefined ? {} : { doc: m.doc }) };
+  return {
+    name: m.name.name,
+    type,
+    mode: delta !== undefined && full === undefined ? "delta" : "full",
+    ...(m.doc === undefined ? {} : { doc: m.doc }),
+  };
 }

@@ -12,7 +12,19 @@ import { checkMemberName } from "./naming.js";
 import { type FileScope, reportUnresolved, resolve } from "./scope.js";
 import { wireDefault } from "./values.js";
 
-const PRIMITIVES: ReadonlySet<string> = new Set<PrimitiveName>(["bool", "int", "int64", "float", "decimal", "string", "bytes", "timestamp", "duration", "uuid", "json"]);
+const PRIMITIVES: ReadonlySet<string> = new Set<PrimitiveName>([
+  "bool",
+  "int",
+  "int64",
+  "float",
+  "decimal",
+  "string",
+  "bytes",
+  "timestamp",
+  "duration",
+  "uuid",
+  "json",
+]);
 
 /** Names that are built-in types and so cannot name a declaration. */
 export const BUILTIN_TYPE_NAMES: ReadonlySet<string> = new Set([...PRIMITIVES, "list", "map", "void"]);
@@ -23,7 +35,13 @@ export type TypeUse = "field" | "return" | "union";
 const DECL_KIND = { Struct: "struct", Enum: "enum", Union: "union", Error: "error" } as const;
 
 /** Resolve a written type; reports and returns undefined when it is not a valid type here. */
-export function resolveType(c: Checker, scope: FileScope, ref: A.TypeRef, use: TypeUse, owner = ""): TypeModel | undefined {
+export function resolveType(
+  c: Checker,
+  scope: FileScope,
+  ref: A.TypeRef,
+  use: TypeUse,
+  owner = "",
+): TypeModel | undefined {
   here(c, ref.span);
   const name = ref.name.parts.length === 1 ? ref.name.parts[0]!.name : undefined;
   if (name !== undefined && BUILTIN_TYPE_NAMES.has(name)) return builtin(c, scope, ref, name, use, owner);
@@ -47,7 +65,14 @@ function wrongArgs(c: Checker, ref: A.TypeRef, expected: string): undefined {
   return undefined;
 }
 
-function builtin(c: Checker, scope: FileScope, ref: A.TypeRef, name: string, use: TypeUse, owner: string): TypeModel | undefined {
+function builtin(
+  c: Checker,
+  scope: FileScope,
+  ref: A.TypeRef,
+  name: string,
+  use: TypeUse,
+  owner: string,
+): TypeModel | undefined {
   if (name === "list") {
     if (ref.args.length !== 1) return wrongArgs(c, ref, "one type argument");
     const element = resolveType(c, scope, ref.args[0]!, "field");
@@ -67,7 +92,9 @@ function mapType(c: Checker, scope: FileScope, ref: A.TypeRef): TypeModel | unde
   const key = resolveType(c, scope, ref.args[0]!, "field");
   const value = resolveType(c, scope, ref.args[1]!, "field");
   if (key === undefined || value === undefined) return undefined;
-  const keyOk = (key.kind === "primitive" && (key.name === "string" || key.name === "int")) || (key.kind === "ref" && key.declKind === "enum");
+  const keyOk =
+    (key.kind === "primitive" && (key.name === "string" || key.name === "int")) ||
+    (key.kind === "ref" && key.declKind === "enum");
   if (!keyOk) {
     c.out.push(diag.invalidMapKey(ref.args[0]!.span, { type: typeText(key) }));
     return undefined;
@@ -113,7 +140,13 @@ export function checkField(c: Checker, scope: FileScope, f: A.Field, what: Field
   const constraints = checkConstraints(c, decs, type);
   let dflt: JsonValue | undefined;
   if (f.default !== undefined) dflt = wireDefault(c, type, f.default, constraints);
-  const model: Mutable<FieldModel> = { name: f.name.name, optional: f.optional, type, constraints, secret: decs.has("secret") };
+  const model: Mutable<FieldModel> = {
+    name: f.name.name,
+    optional: f.optional,
+    type,
+    constraints,
+    secret: decs.has("secret"),
+  };
   if (dflt !== undefined) model.default = dflt;
   const dep = decs.get("deprecated");
   const deprecated = dep === undefined ? undefined : argString(dep, c.out)?.value;

@@ -14,7 +14,14 @@ import { type Diagnostic, diag } from "./diagnostics.js";
 import type { DeclModel, PackageModel, ProgramModel } from "./model.js";
 import { checkPackageName, checkTypeName } from "./naming.js";
 import { describeError } from "./parser.js";
-import { type DeclEntry, type FileScope, type PackageInfo, buildFileScope, buildPackages, reportUnusedImports } from "./scope.js";
+import {
+  type DeclEntry,
+  type FileScope,
+  type PackageInfo,
+  buildFileScope,
+  buildPackages,
+  reportUnusedImports,
+} from "./scope.js";
 
 /** Check all files as one program. The model is complete only when no error was reported. */
 export function checkProgram(files: readonly A.SourceFile[]): { model: ProgramModel; diagnostics: Diagnostic[] } {
@@ -23,8 +30,16 @@ export function checkProgram(files: readonly A.SourceFile[]): { model: ProgramMo
   const byFullName = new Map<string, DeclEntry>();
   for (const pkg of packages.values()) for (const e of pkg.decls.values()) byFullName.set(e.fullName, e);
   const scopes = new Map<string, FileScope>();
-  for (const pkg of packages.values()) for (const f of pkg.files) scopes.set(f.path, buildFileScope(f, pkg, packages, out));
-  const c: Checker = { out, packages, byFullName, models: new Map(), scopes, at: { file: files[0]?.path ?? "", start: 0, end: 0 } };
+  for (const pkg of packages.values())
+    for (const f of pkg.files) scopes.set(f.path, buildFileScope(f, pkg, packages, out));
+  const c: Checker = {
+    out,
+    packages,
+    byFullName,
+    models: new Map(),
+    scopes,
+    at: { file: files[0]?.path ?? "", start: 0, end: 0 },
+  };
   const versions = new Map<string, string | undefined>();
   for (const pkg of packages.values()) versions.set(pkg.name, packageVersion(c, pkg));
   const sorted = [...packages.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -41,7 +56,10 @@ export function checkProgram(files: readonly A.SourceFile[]): { model: ProgramMo
       for (const decl of file.decls) {
         if ((decl.kind === "Service") !== services) continue;
         const registered = pkg.decls.get(decl.name.name);
-        const entry = registered?.decl === decl ? registered : { decl, file, pkg: pkg.name, fullName: `${pkg.name}.${decl.name.name}` };
+        const entry =
+          registered?.decl === decl
+            ? registered
+            : { decl, file, pkg: pkg.name, fullName: `${pkg.name}.${decl.name.name}` };
         guarded(c, () => {
           c.at = decl.span;
           const model = checkDecl(c, scope, entry, versions.get(pkg.name), addEdges);
@@ -60,7 +78,13 @@ function guarded(c: Checker, f: () => void): void {
   }
 }
 
-function checkDecl(c: Checker, scope: FileScope, entry: DeclEntry, pkgVersion: string | undefined, addEdges: (e: DependencyEdge[]) => void): DeclModel | undefined {
+function checkDecl(
+  c: Checker,
+  scope: FileScope,
+  entry: DeclEntry,
+  pkgVersion: string | undefined,
+  addEdges: (e: DependencyEdge[]) => void,
+): DeclModel | undefined {
   const d = entry.decl;
   if (BUILTIN_TYPE_NAMES.has(d.name.name)) c.out.push(diag.reservedTypeName(d.name.span, { name: d.name.name }));
   checkTypeName(d.name, d.kind.toLowerCase(), c.out);

@@ -10,7 +10,6 @@ import { compareNumeric, numericExpectation, numericValue } from "./literals.js"
 import type { Constraints, JsonValue, PrimitiveName, TypeModel } from "./model.js";
 import type { Mutable } from "./check-types.js";
 
-
 const NUMERIC: ReadonlySet<string> = new Set(["int", "int64", "float", "decimal", "duration"]);
 
 function primOf(t: TypeModel): PrimitiveName | undefined {
@@ -98,12 +97,24 @@ function readPattern(c: Checker, d: A.Decorator): string | undefined {
   }
 }
 
-function checkRanges(c: Checker, decs: ReadonlyMap<string, A.Decorator>, k: Constraints, prim: PrimitiveName | undefined): void {
+function checkRanges(
+  c: Checker,
+  decs: ReadonlyMap<string, A.Decorator>,
+  k: Constraints,
+  prim: PrimitiveName | undefined,
+): void {
   if (k.min !== undefined && k.max !== undefined && prim !== undefined && compareNumeric(k.min, k.max, prim) > 0) {
     c.out.push(diag.constraintRange(decs.get("min")!.span, { low: "min", min: k.min, high: "max", max: k.max }));
   }
   if (k.minLength !== undefined && k.maxLength !== undefined && k.minLength > k.maxLength) {
-    c.out.push(diag.constraintRange(decs.get("minLength")!.span, { low: "minLength", min: k.minLength, high: "maxLength", max: k.maxLength }));
+    c.out.push(
+      diag.constraintRange(decs.get("minLength")!.span, {
+        low: "minLength",
+        min: k.minLength,
+        high: "maxLength",
+        max: k.maxLength,
+      }),
+    );
   }
 }
 
@@ -118,7 +129,8 @@ export function violatedConstraint(k: Constraints, t: TypeModel, v: JsonValue): 
     const len = prim === "string" ? [...v].length : Buffer.from(v, "base64").length;
     if (k.minLength !== undefined && len < k.minLength) return `minLength(${k.minLength})`;
     if (k.maxLength !== undefined && len > k.maxLength) return `maxLength(${k.maxLength})`;
-    if (k.pattern !== undefined && prim === "string" && !new RegExp(k.pattern, "u").test(v)) return `pattern(${JSON.stringify(k.pattern)})`;
+    if (k.pattern !== undefined && prim === "string" && !new RegExp(k.pattern, "u").test(v))
+      return `pattern(${JSON.stringify(k.pattern)})`;
   }
   if (Array.isArray(v) && k.maxItems !== undefined && v.length > k.maxItems) return `maxItems(${k.maxItems})`;
   return undefined;

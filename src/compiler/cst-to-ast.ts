@@ -28,7 +28,9 @@ function tok(n: CstNode, key: string): IToken | undefined {
 }
 
 function toks(n: CstNode, key: string): IToken[] {
-  return ((n.children as Children)[key] ?? []).filter((t): t is IToken => !isNode(t) && t.isInsertedInRecovery !== true && !Number.isNaN(t.startOffset));
+  return ((n.children as Children)[key] ?? []).filter(
+    (t): t is IToken => !isNode(t) && t.isInsertedInRecovery !== true && !Number.isNaN(t.startOffset),
+  );
 }
 
 function kids(n: CstNode, key: string): CstNode[] {
@@ -63,7 +65,11 @@ function qualifiedName(c: Ctx, n: CstNode | undefined): A.QualifiedName | undefi
   if (n === undefined) return undefined;
   const parts = toks(n, "part").map((t) => ident(c, t)!);
   if (parts.length === 0) return undefined;
-  return { kind: "QualifiedName", parts, span: { file: c.file, start: parts[0]!.span.start, end: parts[parts.length - 1]!.span.end } };
+  return {
+    kind: "QualifiedName",
+    parts,
+    span: { file: c.file, start: parts[0]!.span.start, end: parts[parts.length - 1]!.span.end },
+  };
 }
 
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -131,7 +137,14 @@ function field(c: Ctx, n: CstNode): A.Field | undefined {
   if (name === undefined || type === undefined) return undefined;
   const span = nodeSpan(c, n);
   const dflt = expr(c, kid(n, "expr"));
-  const base = { kind: "Field" as const, name, optional: tok(n, "optional") !== undefined, type, decorators: decorators(c, n), span };
+  const base = {
+    kind: "Field" as const,
+    name,
+    optional: tok(n, "optional") !== undefined,
+    type,
+    decorators: decorators(c, n),
+    span,
+  };
   return withDoc(c, span.start, dflt === undefined ? base : { ...base, default: dflt });
 }
 
@@ -151,7 +164,11 @@ function enumMember(c: Ctx, n: CstNode): A.EnumMember | undefined {
   const span = nodeSpan(c, n);
   const v = tok(n, "value");
   const base = { kind: "EnumMember" as const, name, decorators: decorators(c, n), span };
-  return withDoc(c, span.start, v === undefined ? base : { ...base, value: { kind: "IntLit" as const, text: v.image, span: tokSpan(c, v) } });
+  return withDoc(
+    c,
+    span.start,
+    v === undefined ? base : { ...base, value: { kind: "IntLit" as const, text: v.image, span: tokSpan(c, v) } },
+  );
 }
 
 function unionMember(c: Ctx, n: CstNode): A.UnionMember | undefined {
@@ -175,7 +192,8 @@ function collect<T>(ns: readonly CstNode[], f: (n: CstNode) => T | undefined): T
 function declaration(c: Ctx, n: CstNode): A.Decl | undefined {
   const lead = decorators(c, n);
   const span = nodeSpan(c, n);
-  const inner = kid(n, "structDecl") ?? kid(n, "enumDecl") ?? kid(n, "unionDecl") ?? kid(n, "errorDecl") ?? kid(n, "serviceDecl");
+  const inner =
+    kid(n, "structDecl") ?? kid(n, "enumDecl") ?? kid(n, "unionDecl") ?? kid(n, "errorDecl") ?? kid(n, "serviceDecl");
   if (inner === undefined) return undefined;
   const name = ident(c, tok(inner, "name"));
   if (name === undefined) return undefined;
@@ -255,7 +273,12 @@ function methodLike(c: Ctx, n: CstNode, decs: A.Decorator[], span: A.Span): A.Se
 function voidType(c: Ctx, params: CstNode): A.TypeRef {
   const at = nodeSpan(c, params).end;
   const span = { file: c.file, start: at, end: at };
-  return { kind: "TypeRef", name: { kind: "QualifiedName", parts: [{ kind: "Ident", name: "void", span }], span }, args: [], span };
+  return {
+    kind: "TypeRef",
+    name: { kind: "QualifiedName", parts: [{ kind: "Ident", name: "void", span }], span },
+    args: [],
+    span,
+  };
 }
 
 /** The pieces of a file found in one CST (a file may be parsed in several pieces after junk). */
@@ -267,19 +290,33 @@ export interface FilePieces {
 }
 
 /** Add one CST root's items to `into`, reporting package-line problems. */
-export function addFileCst(root: CstNode, file: string, docs: ReadonlyMap<number, string>, into: FilePieces, diagnostics: Diagnostic[]): void {
+export function addFileCst(
+  root: CstNode,
+  file: string,
+  docs: ReadonlyMap<number, string>,
+  into: FilePieces,
+  diagnostics: Diagnostic[],
+): void {
   const c: Ctx = { file, docs, diagnostics };
   for (const n of kids(root, "packageDecl")) addPackage(c, n, into);
   for (const n of kids(root, "importDecl")) {
     const name = qualifiedName(c, kid(n, "qualifiedName"));
     if (name === undefined) continue;
     const alias = ident(c, tok(n, "alias"));
-    into.imports.push(alias === undefined ? { kind: "Import", name, span: nodeSpan(c, n) } : { kind: "Import", name, alias, span: nodeSpan(c, n) });
+    into.imports.push(
+      alias === undefined
+        ? { kind: "Import", name, span: nodeSpan(c, n) }
+        : { kind: "Import", name, alias, span: nodeSpan(c, n) },
+    );
   }
   for (const n of kids(root, "versionDecl")) {
     const v = tok(n, "value");
     if (v === undefined) continue;
-    into.versions.push({ kind: "Version", value: { kind: "StringLit", value: decodeString(v.image), span: tokSpan(c, v) }, span: nodeSpan(c, n) });
+    into.versions.push({
+      kind: "Version",
+      value: { kind: "StringLit", value: decodeString(v.image), span: tokSpan(c, v) },
+      span: nodeSpan(c, n),
+    });
   }
   for (const n of kids(root, "declaration")) {
     const d = declaration(c, n);
@@ -292,7 +329,9 @@ function addPackage(c: Ctx, n: CstNode, into: FilePieces): void {
   if (name === undefined) return;
   const span = nodeSpan(c, n);
   if (into.package !== undefined) {
-    c.diagnostics.push(diag.duplicatePackageLine(span, { first: into.package.name.parts.map((p) => p.name).join(".") }));
+    c.diagnostics.push(
+      diag.duplicatePackageLine(span, { first: into.package.name.parts.map((p) => p.name).join(".") }),
+    );
     return;
   }
   into.package = withDoc(c, span.start, { kind: "Package", name, span });

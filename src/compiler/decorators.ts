@@ -48,7 +48,19 @@ const METHODS: readonly Target[] = ["rpc", "push"];
 
 /** Every known decorator and the targets it is allowed on. */
 export const DECORATOR_TARGETS: Readonly<Record<string, readonly Target[]>> = {
-  deprecated: ["struct", "enum", "union", "error", "service", "rpc", "push", "event", "field", "configField", "enumMember"],
+  deprecated: [
+    "struct",
+    "enum",
+    "union",
+    "error",
+    "service",
+    "rpc",
+    "push",
+    "event",
+    "field",
+    "configField",
+    "enumMember",
+  ],
   code: ["error"],
   version: ["service"],
   transports: ["service"],
@@ -79,7 +91,11 @@ const NONE: ReadonlyMap<string, A.Decorator> = new Map();
  * Check names, placement and repetition of the decorators on one target; returns the valid
  * ones by name (the first of a repeated decorator wins).
  */
-export function decoratorsFor(decs: readonly A.Decorator[], target: Target, out: Diagnostic[]): ReadonlyMap<string, A.Decorator> {
+export function decoratorsFor(
+  decs: readonly A.Decorator[],
+  target: Target,
+  out: Diagnostic[],
+): ReadonlyMap<string, A.Decorator> {
   if (decs.length === 0) return NONE;
   const found = new Map<string, A.Decorator>();
   for (const d of decs) {

@@ -33,88 +33,438 @@ const W = "warning" as const;
 /** The table of all diagnostics, keyed by a stable camelCase name. */
 export const DIAGNOSTICS = {
   // -- 00xx: lexing and parsing ---------------------------------------------------------------
-  unexpectedCharacter: { code: "FAN0001", severity: E, message: "unexpected character {char}", help: "The text contains a character that starts no token of the language." },
-  unterminatedString: { code: "FAN0002", severity: E, message: "unterminated string literal", help: "A string opened with `\"` has no closing quote on the same line." },
-  unterminatedComment: { code: "FAN0003", severity: E, message: "unterminated block comment", help: "A `/*` comment has no closing `*/` before the end of the file." },
-  invalidEscape: { code: "FAN0004", severity: E, message: "invalid escape {escape} in string literal", help: "Strings use JSON escapes only: `\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX`." },
-  syntaxError: { code: "FAN0005", severity: E, message: "{detail}", help: "The tokens do not form a valid declaration; the message says what was expected." },
-  nestingTooDeep: { code: "FAN0006", severity: E, message: "nesting too deep (more than {limit} levels of brackets)", help: "Types, lists and blocks may nest at most 64 levels; deeper input is skipped." },
-  missingPackage: { code: "FAN0007", severity: E, message: "missing `package` line; every file starts with `package name`", help: "Each file must declare its package in its first line." },
-  duplicatePackageLine: { code: "FAN0008", severity: E, message: "second `package` line in one file (first: `{first}`)", help: "A file belongs to exactly one package." },
-  packageNotFirst: { code: "FAN0009", severity: E, message: "the `package` line must come before everything else", help: "Write `package` first, then imports, then declarations." },
-  tooManyErrors: { code: "FAN0010", severity: E, message: "too many syntax errors in this file; stopped after {count}", help: "Fix the first errors; the rest are often consequences of them." },
-  invalidNumber: { code: "FAN0011", severity: E, message: "number {text} is out of range", help: "An integer literal does not fit a 64-bit integer or a float is not finite." },
+  unexpectedCharacter: {
+    code: "FAN0001",
+    severity: E,
+    message: "unexpected character {char}",
+    help: "The text contains a character that starts no token of the language.",
+  },
+  unterminatedString: {
+    code: "FAN0002",
+    severity: E,
+    message: "unterminated string literal",
+    help: 'A string opened with `"` has no closing quote on the same line.',
+  },
+  unterminatedComment: {
+    code: "FAN0003",
+    severity: E,
+    message: "unterminated block comment",
+    help: "A `/*` comment has no closing `*/` before the end of the file.",
+  },
+  invalidEscape: {
+    code: "FAN0004",
+    severity: E,
+    message: "invalid escape {escape} in string literal",
+    help: 'Strings use JSON escapes only: `\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX`.',
+  },
+  syntaxError: {
+    code: "FAN0005",
+    severity: E,
+    message: "{detail}",
+    help: "The tokens do not form a valid declaration; the message says what was expected.",
+  },
+  nestingTooDeep: {
+    code: "FAN0006",
+    severity: E,
+    message: "nesting too deep (more than {limit} levels of brackets)",
+    help: "Types, lists and blocks may nest at most 64 levels; deeper input is skipped.",
+  },
+  missingPackage: {
+    code: "FAN0007",
+    severity: E,
+    message: "missing `package` line; every file starts with `package name`",
+    help: "Each file must declare its package in its first line.",
+  },
+  duplicatePackageLine: {
+    code: "FAN0008",
+    severity: E,
+    message: "second `package` line in one file (first: `{first}`)",
+    help: "A file belongs to exactly one package.",
+  },
+  packageNotFirst: {
+    code: "FAN0009",
+    severity: E,
+    message: "the `package` line must come before everything else",
+    help: "Write `package` first, then imports, then declarations.",
+  },
+  tooManyErrors: {
+    code: "FAN0010",
+    severity: E,
+    message: "too many syntax errors in this file; stopped after {count}",
+    help: "Fix the first errors; the rest are often consequences of them.",
+  },
+  invalidNumber: {
+    code: "FAN0011",
+    severity: E,
+    message: "number {text} is out of range",
+    help: "An integer literal does not fit a 64-bit integer or a float is not finite.",
+  },
 
   // -- 01xx: names, packages and imports ------------------------------------------------------
-  unknownType: { code: "FAN0101", severity: E, message: "unknown type `{name}`", help: "No built-in type or declaration of this name is visible here." },
-  duplicateDeclaration: { code: "FAN0102", severity: E, message: "`{name}` is already declared in package `{pkg}`", help: "Names in a package (including all its files) must be unique." },
-  duplicateMember: { code: "FAN0103", severity: E, message: "duplicate {what} `{name}`", help: "Fields, parameters, enum and union members, methods, events and states must be unique in their scope." },
-  packageNotImported: { code: "FAN0104", severity: E, message: "package `{pkg}` is not imported; add `import {pkg}`", help: "A name from another package needs an `import` of that package in the same file." },
-  unknownPackage: { code: "FAN0105", severity: E, message: "no package `{pkg}` under the compile root", help: "An `import` names a package that no `.fan` file declares." },
-  duplicateImportName: { code: "FAN0106", severity: E, message: "import name `{alias}` already refers to package `{other}`", help: "Two imports in a file give the same alias; rename one with `as`." },
-  ambiguousQualifier: { code: "FAN0107", severity: E, message: "`{qualifier}` could mean package `{a}` or `{b}`; import one with an alias", help: "Two imports end in the same name; give one an alias and use it." },
-  reservedTypeName: { code: "FAN0108", severity: E, message: "`{name}` is a built-in type name and cannot be declared", help: "Built-in type names (`string`, `list`, `void`, ...) cannot name declarations." },
-  notAType: { code: "FAN0109", severity: E, message: "`{name}` is a {kind}, not a type", help: "Only structs, enums, unions and errors (and built-ins) can be used as types." },
-  unknownService: { code: "FAN0110", severity: E, message: "unknown service `{name}`", help: "`depends` and `on` must name a service declared under the compile root." },
-  notAService: { code: "FAN0111", severity: E, message: "`{name}` is a {kind}, not a service", help: "`depends` and `on` must name a service." },
-  notAnEvent: { code: "FAN0112", severity: E, message: "`{name}` is not an event of service `{service}`{detail}", help: "`on Service.name` must name an `event` of that service." },
-  notAnError: { code: "FAN0113", severity: E, message: "`{name}` is a {kind}, not an error", help: "`throws` lists only `error` declarations." },
-  reservedMemberName: { code: "FAN0114", severity: E, message: "`{name}` cannot name a {what}: {reason}", help: "Some names collide with generated members (client `events`/`states`, lifecycle hooks, error class properties)." },
-  handlerCollision: { code: "FAN0115", severity: E, message: "subscription handler `{handler}` collides with {other}", help: "`on X.ev` generates a handler method `onEv`; it must not clash with another method or subscription." },
+  unknownType: {
+    code: "FAN0101",
+    severity: E,
+    message: "unknown type `{name}`",
+    help: "No built-in type or declaration of this name is visible here.",
+  },
+  duplicateDeclaration: {
+    code: "FAN0102",
+    severity: E,
+    message: "`{name}` is already declared in package `{pkg}`",
+    help: "Names in a package (including all its files) must be unique.",
+  },
+  duplicateMember: {
+    code: "FAN0103",
+    severity: E,
+    message: "duplicate {what} `{name}`",
+    help: "Fields, parameters, enum and union members, methods, events and states must be unique in their scope.",
+  },
+  packageNotImported: {
+    code: "FAN0104",
+    severity: E,
+    message: "package `{pkg}` is not imported; add `import {pkg}`",
+    help: "A name from another package needs an `import` of that package in the same file.",
+  },
+  unknownPackage: {
+    code: "FAN0105",
+    severity: E,
+    message: "no package `{pkg}` under the compile root",
+    help: "An `import` names a package that no `.fan` file declares.",
+  },
+  duplicateImportName: {
+    code: "FAN0106",
+    severity: E,
+    message: "import name `{alias}` already refers to package `{other}`",
+    help: "Two imports in a file give the same alias; rename one with `as`.",
+  },
+  ambiguousQualifier: {
+    code: "FAN0107",
+    severity: E,
+    message: "`{qualifier}` could mean package `{a}` or `{b}`; import one with an alias",
+    help: "Two imports end in the same name; give one an alias and use it.",
+  },
+  reservedTypeName: {
+    code: "FAN0108",
+    severity: E,
+    message: "`{name}` is a built-in type name and cannot be declared",
+    help: "Built-in type names (`string`, `list`, `void`, ...) cannot name declarations.",
+  },
+  notAType: {
+    code: "FAN0109",
+    severity: E,
+    message: "`{name}` is a {kind}, not a type",
+    help: "Only structs, enums, unions and errors (and built-ins) can be used as types.",
+  },
+  unknownService: {
+    code: "FAN0110",
+    severity: E,
+    message: "unknown service `{name}`",
+    help: "`depends` and `on` must name a service declared under the compile root.",
+  },
+  notAService: {
+    code: "FAN0111",
+    severity: E,
+    message: "`{name}` is a {kind}, not a service",
+    help: "`depends` and `on` must name a service.",
+  },
+  notAnEvent: {
+    code: "FAN0112",
+    severity: E,
+    message: "`{name}` is not an event of service `{service}`{detail}",
+    help: "`on Service.name` must name an `event` of that service.",
+  },
+  notAnError: {
+    code: "FAN0113",
+    severity: E,
+    message: "`{name}` is a {kind}, not an error",
+    help: "`throws` lists only `error` declarations.",
+  },
+  reservedMemberName: {
+    code: "FAN0114",
+    severity: E,
+    message: "`{name}` cannot name a {what}: {reason}",
+    help: "Some names collide with generated members (client `events`/`states`, lifecycle hooks, error class properties).",
+  },
+  handlerCollision: {
+    code: "FAN0115",
+    severity: E,
+    message: "subscription handler `{handler}` collides with {other}",
+    help: "`on X.ev` generates a handler method `onEv`; it must not clash with another method or subscription.",
+  },
 
   // -- 02xx: types, values and constraints ----------------------------------------------------
-  invalidMapKey: { code: "FAN0201", severity: E, message: "map key must be string, int or an enum, not {type}", help: "Map keys become JSON object keys, so only string, int or enum keys are allowed." },
-  wrongTypeArguments: { code: "FAN0202", severity: E, message: "`{name}` takes {expected}, got {actual}", help: "`list` takes one type argument, `map` two, other types none." },
-  defaultMismatch: { code: "FAN0203", severity: E, message: "default does not fit type {type}: {reason}", help: "A default value must be a literal of the field's type (enum defaults name a member)." },
-  constraintNotApplicable: { code: "FAN0204", severity: E, message: "@{name} does not apply to {type}", help: "`@min/@max` apply to numbers, decimals and durations, `@minLength/@maxLength` to string and bytes, `@maxItems` to list and map, `@pattern` to string." },
-  voidNotAllowed: { code: "FAN0205", severity: E, message: "`void` is only allowed as the return type of an rpc", help: "Fields, parameters and states need a data type." },
-  invalidUnionMember: { code: "FAN0206", severity: E, message: "union member `{name}` must have a data type, not {type}", help: "Each union member carries a value, so its type cannot be `void`." },
-  emptyEnum: { code: "FAN0207", severity: E, message: "enum `{name}` has no members", help: "An enum needs at least one member." },
-  duplicateEnumValue: { code: "FAN0208", severity: E, message: "enum value {value} of `{name}` is already used by `{other}`", help: "Each enum member needs a distinct numeric value (explicit or implicit)." },
-  invalidEnumValue: { code: "FAN0209", severity: E, message: "enum value {value} is not a safe integer", help: "Enum values must be integers between -(2^53-1) and 2^53-1." },
-  constraintRange: { code: "FAN0210", severity: E, message: "@{low} {min} is greater than @{high} {max}", help: "A lower bound above its upper bound admits no value." },
-  invalidPattern: { code: "FAN0211", severity: E, message: "@pattern is not a valid regular expression: {reason}", help: "`@pattern` takes a JavaScript regular expression." },
-  emptyUnion: { code: "FAN0212", severity: E, message: "union `{name}` has no members", help: "A union needs at least one member." },
-  defaultViolatesConstraint: { code: "FAN0213", severity: E, message: "default {value} violates @{constraint}", help: "A default must satisfy the field's own constraints." },
+  invalidMapKey: {
+    code: "FAN0201",
+    severity: E,
+    message: "map key must be string, int or an enum, not {type}",
+    help: "Map keys become JSON object keys, so only string, int or enum keys are allowed.",
+  },
+  wrongTypeArguments: {
+    code: "FAN0202",
+    severity: E,
+    message: "`{name}` takes {expected}, got {actual}",
+    help: "`list` takes one type argument, `map` two, other types none.",
+  },
+  defaultMismatch: {
+    code: "FAN0203",
+    severity: E,
+    message: "default does not fit type {type}: {reason}",
+    help: "A default value must be a literal of the field's type (enum defaults name a member).",
+  },
+  constraintNotApplicable: {
+    code: "FAN0204",
+    severity: E,
+    message: "@{name} does not apply to {type}",
+    help: "`@min/@max` apply to numbers, decimals and durations, `@minLength/@maxLength` to string and bytes, `@maxItems` to list and map, `@pattern` to string.",
+  },
+  voidNotAllowed: {
+    code: "FAN0205",
+    severity: E,
+    message: "`void` is only allowed as the return type of an rpc",
+    help: "Fields, parameters and states need a data type.",
+  },
+  invalidUnionMember: {
+    code: "FAN0206",
+    severity: E,
+    message: "union member `{name}` must have a data type, not {type}",
+    help: "Each union member carries a value, so its type cannot be `void`.",
+  },
+  emptyEnum: {
+    code: "FAN0207",
+    severity: E,
+    message: "enum `{name}` has no members",
+    help: "An enum needs at least one member.",
+  },
+  duplicateEnumValue: {
+    code: "FAN0208",
+    severity: E,
+    message: "enum value {value} of `{name}` is already used by `{other}`",
+    help: "Each enum member needs a distinct numeric value (explicit or implicit).",
+  },
+  invalidEnumValue: {
+    code: "FAN0209",
+    severity: E,
+    message: "enum value {value} is not a safe integer",
+    help: "Enum values must be integers between -(2^53-1) and 2^53-1.",
+  },
+  constraintRange: {
+    code: "FAN0210",
+    severity: E,
+    message: "@{low} {min} is greater than @{high} {max}",
+    help: "A lower bound above its upper bound admits no value.",
+  },
+  invalidPattern: {
+    code: "FAN0211",
+    severity: E,
+    message: "@pattern is not a valid regular expression: {reason}",
+    help: "`@pattern` takes a JavaScript regular expression.",
+  },
+  emptyUnion: {
+    code: "FAN0212",
+    severity: E,
+    message: "union `{name}` has no members",
+    help: "A union needs at least one member.",
+  },
+  defaultViolatesConstraint: {
+    code: "FAN0213",
+    severity: E,
+    message: "default {value} violates @{constraint}",
+    help: "A default must satisfy the field's own constraints.",
+  },
 
   // -- 03xx: decorators -----------------------------------------------------------------------
-  unknownDecorator: { code: "FAN0301", severity: E, message: "unknown decorator @{name}", help: "The decorator is not part of the language; see IDL.md for the list." },
-  decoratorMisplaced: { code: "FAN0302", severity: E, message: "@{name} is not allowed on {target}", help: "Each decorator applies to certain kinds of declaration or member only." },
-  decoratorArguments: { code: "FAN0303", severity: E, message: "@{name} expects {expected}", help: "The decorator was given the wrong number or kind of arguments." },
-  duplicateDecorator: { code: "FAN0304", severity: E, message: "@{name} is given twice", help: "Each decorator may appear once per target." },
-  invalidStatusCode: { code: "FAN0305", severity: E, message: "`{name}` is not a status code; use one of {codes}", help: "`@code` takes one of the runtime's status codes." },
-  durationNotPositive: { code: "FAN0306", severity: E, message: "@{name} needs a positive duration, got {text}", help: "Timeouts and TTLs must be longer than zero." },
-  invalidShards: { code: "FAN0307", severity: E, message: "@shards needs a positive integer, got {text}", help: "The shard count must be at least 1." },
-  retryWithoutIdempotent: { code: "FAN0308", severity: E, message: "@retry on `{name}` needs @idempotent", help: "Only methods that are safe to repeat may be retried." },
-  unknownTransport: { code: "FAN0309", severity: E, message: "unknown transport `{name}`; use http, amqp, redis, zmq or local", help: "`@transports` lists transports the runtime knows." },
-  stateMode: { code: "FAN0310", severity: E, message: "state `{name}` needs exactly one of @full or @delta", help: "A state is replicated either in full or as merge-patch deltas." },
-  invalidSemver: { code: "FAN0311", severity: E, message: "`{text}` is not a valid semantic version (x.y.z)", help: "Versions (`version`, `@version`, `@since`) are semver `major.minor.patch`." },
-  invalidRange: { code: "FAN0312", severity: E, message: "`{text}` is not a valid semver range", help: "`depends` takes an npm-style range such as `^1.2` or `>=2 <3`." },
-  sinceAfterVersion: { code: "FAN0313", severity: E, message: "@since(\"{since}\") is later than the service version {version}", help: "A member cannot be introduced in a version newer than its service." },
-  routeUnknownParam: { code: "FAN0314", severity: E, message: "route parameter `{param}` is not a parameter of `{method}`", help: "Each `{param}` in a route must name a parameter of the method." },
-  routeMissingParam: { code: "FAN0315", severity: E, message: "parameter `{param}` of `{method}` is not bound by its GET route", help: "An @idempotent rpc with a @route is served by GET, which has no body: every required parameter must appear in the path." },
-  invalidRoute: { code: "FAN0316", severity: E, message: "invalid route `{path}`: {reason}", help: "A route starts with `/`, and its `{param}` segments are well formed, scalar and unique." },
-  shardPathUnresolved: { code: "FAN0317", severity: E, message: "@shard path `{path}` does not resolve: {reason}", help: "Each @shard argument is a parameter name, optionally followed by struct field names." },
-  shardPathOptional: { code: "FAN0318", severity: E, message: "@shard path `{path}` goes through optional `{name}`", help: "Shard keys must always be present, so no part of the path may be optional." },
-  duplicateVersionLine: { code: "FAN0319", severity: E, message: "package `{pkg}` has more than one `version` line", help: "A package's default service version is given once, in one of its files." },
+  unknownDecorator: {
+    code: "FAN0301",
+    severity: E,
+    message: "unknown decorator @{name}",
+    help: "The decorator is not part of the language; see IDL.md for the list.",
+  },
+  decoratorMisplaced: {
+    code: "FAN0302",
+    severity: E,
+    message: "@{name} is not allowed on {target}",
+    help: "Each decorator applies to certain kinds of declaration or member only.",
+  },
+  decoratorArguments: {
+    code: "FAN0303",
+    severity: E,
+    message: "@{name} expects {expected}",
+    help: "The decorator was given the wrong number or kind of arguments.",
+  },
+  duplicateDecorator: {
+    code: "FAN0304",
+    severity: E,
+    message: "@{name} is given twice",
+    help: "Each decorator may appear once per target.",
+  },
+  invalidStatusCode: {
+    code: "FAN0305",
+    severity: E,
+    message: "`{name}` is not a status code; use one of {codes}",
+    help: "`@code` takes one of the runtime's status codes.",
+  },
+  durationNotPositive: {
+    code: "FAN0306",
+    severity: E,
+    message: "@{name} needs a positive duration, got {text}",
+    help: "Timeouts and TTLs must be longer than zero.",
+  },
+  invalidShards: {
+    code: "FAN0307",
+    severity: E,
+    message: "@shards needs a positive integer, got {text}",
+    help: "The shard count must be at least 1.",
+  },
+  retryWithoutIdempotent: {
+    code: "FAN0308",
+    severity: E,
+    message: "@retry on `{name}` needs @idempotent",
+    help: "Only methods that are safe to repeat may be retried.",
+  },
+  unknownTransport: {
+    code: "FAN0309",
+    severity: E,
+    message: "unknown transport `{name}`; use http, amqp, redis, zmq or local",
+    help: "`@transports` lists transports the runtime knows.",
+  },
+  stateMode: {
+    code: "FAN0310",
+    severity: E,
+    message: "state `{name}` needs exactly one of @full or @delta",
+    help: "A state is replicated either in full or as merge-patch deltas.",
+  },
+  invalidSemver: {
+    code: "FAN0311",
+    severity: E,
+    message: "`{text}` is not a valid semantic version (x.y.z)",
+    help: "Versions (`version`, `@version`, `@since`) are semver `major.minor.patch`.",
+  },
+  invalidRange: {
+    code: "FAN0312",
+    severity: E,
+    message: "`{text}` is not a valid semver range",
+    help: "`depends` takes an npm-style range such as `^1.2` or `>=2 <3`.",
+  },
+  sinceAfterVersion: {
+    code: "FAN0313",
+    severity: E,
+    message: '@since("{since}") is later than the service version {version}',
+    help: "A member cannot be introduced in a version newer than its service.",
+  },
+  routeUnknownParam: {
+    code: "FAN0314",
+    severity: E,
+    message: "route parameter `{param}` is not a parameter of `{method}`",
+    help: "Each `{param}` in a route must name a parameter of the method.",
+  },
+  routeMissingParam: {
+    code: "FAN0315",
+    severity: E,
+    message: "parameter `{param}` of `{method}` is not bound by its GET route",
+    help: "An @idempotent rpc with a @route is served by GET, which has no body: every required parameter must appear in the path.",
+  },
+  invalidRoute: {
+    code: "FAN0316",
+    severity: E,
+    message: "invalid route `{path}`: {reason}",
+    help: "A route starts with `/`, and its `{param}` segments are well formed, scalar and unique.",
+  },
+  shardPathUnresolved: {
+    code: "FAN0317",
+    severity: E,
+    message: "@shard path `{path}` does not resolve: {reason}",
+    help: "Each @shard argument is a parameter name, optionally followed by struct field names.",
+  },
+  shardPathOptional: {
+    code: "FAN0318",
+    severity: E,
+    message: "@shard path `{path}` goes through optional `{name}`",
+    help: "Shard keys must always be present, so no part of the path may be optional.",
+  },
+  duplicateVersionLine: {
+    code: "FAN0319",
+    severity: E,
+    message: "package `{pkg}` has more than one `version` line",
+    help: "A package's default service version is given once, in one of its files.",
+  },
 
   // -- 04xx: services -------------------------------------------------------------------------
-  dependencyCycle: { code: "FAN0401", severity: E, message: "cycle of hard dependencies: {cycle}", help: "Services would wait for each other at start; make one of the `depends` soft." },
-  duplicateDependency: { code: "FAN0402", severity: E, message: "`{name}` is already a dependency of this service", help: "Each service is listed in `depends` at most once." },
-  duplicateSubscription: { code: "FAN0403", severity: E, message: "duplicate subscription to `{name}`", help: "A service subscribes to each event once." },
-  duplicateConfig: { code: "FAN0404", severity: E, message: "a service has at most one `config` block", help: "Merge the config blocks into one." },
-  secretMisplaced: { code: "FAN0405", severity: E, message: "@secret is only allowed on config entries", help: "`@secret` marks config values that must never be logged." },
+  dependencyCycle: {
+    code: "FAN0401",
+    severity: E,
+    message: "cycle of hard dependencies: {cycle}",
+    help: "Services would wait for each other at start; make one of the `depends` soft.",
+  },
+  duplicateDependency: {
+    code: "FAN0402",
+    severity: E,
+    message: "`{name}` is already a dependency of this service",
+    help: "Each service is listed in `depends` at most once.",
+  },
+  duplicateSubscription: {
+    code: "FAN0403",
+    severity: E,
+    message: "duplicate subscription to `{name}`",
+    help: "A service subscribes to each event once.",
+  },
+  duplicateConfig: {
+    code: "FAN0404",
+    severity: E,
+    message: "a service has at most one `config` block",
+    help: "Merge the config blocks into one.",
+  },
+  secretMisplaced: {
+    code: "FAN0405",
+    severity: E,
+    message: "@secret is only allowed on config entries",
+    help: "`@secret` marks config values that must never be logged.",
+  },
 
   // -- 05xx: warnings -------------------------------------------------------------------------
-  typeCasing: { code: "FAN0501", severity: W, message: "{what} `{name}` should be PascalCase", help: "Types and services are PascalCase by convention." },
-  memberCasing: { code: "FAN0502", severity: W, message: "{what} `{name}` should be camelCase", help: "Fields, parameters, methods, events, states and union members are camelCase." },
-  enumMemberCasing: { code: "FAN0503", severity: W, message: "enum member `{name}` should be UPPER_CASE or PascalCase", help: "Enum members are UPPER_CASE (or PascalCase)." },
-  packageCasing: { code: "FAN0504", severity: W, message: "package `{name}` should be lowercase dotted words", help: "Package names are lowercase segments joined by dots." },
-  dependencyVersionMismatch: { code: "FAN0505", severity: W, message: "`{name}` is version {version} here, which does not satisfy \"{range}\"", help: "The declared version of a dependency falls outside the range asked for." },
-  unusedImport: { code: "FAN0506", severity: W, message: "import `{pkg}` is never used", help: "Remove imports this file does not use." },
+  typeCasing: {
+    code: "FAN0501",
+    severity: W,
+    message: "{what} `{name}` should be PascalCase",
+    help: "Types and services are PascalCase by convention.",
+  },
+  memberCasing: {
+    code: "FAN0502",
+    severity: W,
+    message: "{what} `{name}` should be camelCase",
+    help: "Fields, parameters, methods, events, states and union members are camelCase.",
+  },
+  enumMemberCasing: {
+    code: "FAN0503",
+    severity: W,
+    message: "enum member `{name}` should be UPPER_CASE or PascalCase",
+    help: "Enum members are UPPER_CASE (or PascalCase).",
+  },
+  packageCasing: {
+    code: "FAN0504",
+    severity: W,
+    message: "package `{name}` should be lowercase dotted words",
+    help: "Package names are lowercase segments joined by dots.",
+  },
+  dependencyVersionMismatch: {
+    code: "FAN0505",
+    severity: W,
+    message: '`{name}` is version {version} here, which does not satisfy "{range}"',
+    help: "The declared version of a dependency falls outside the range asked for.",
+  },
+  unusedImport: {
+    code: "FAN0506",
+    severity: W,
+    message: "import `{pkg}` is never used",
+    help: "Remove imports this file does not use.",
+  },
 
   // -- 09xx: internal -------------------------------------------------------------------------
-  internalError: { code: "FAN0999", severity: E, message: "internal compiler error here: {detail} (please report this)", help: "A bug in the compiler; the position shows where it happened." },
+  internalError: {
+    code: "FAN0999",
+    severity: E,
+    message: "internal compiler error here: {detail} (please report this)",
+    help: "A bug in the compiler; the position shows where it happened.",
+  },
 } as const satisfies Record<string, DiagnosticDef>;
 
 type Table = typeof DIAGNOSTICS;
@@ -122,7 +472,9 @@ type Table = typeof DIAGNOSTICS;
 export type DiagnosticName = keyof Table;
 
 type Placeholders<S extends string> = S extends `${string}{${infer P}}${infer Rest}` ? P | Placeholders<Rest> : never;
-type ArgsOf<S extends string> = [Placeholders<S>] extends [never] ? [] : [params: { readonly [K in Placeholders<S>]: string | number }];
+type ArgsOf<S extends string> = [Placeholders<S>] extends [never]
+  ? []
+  : [params: { readonly [K in Placeholders<S>]: string | number }];
 
 /** Typed constructors, one per table entry: `diag.unknownType(span, { name: "Foo" })`. */
 export type DiagnosticConstructors = {
@@ -137,7 +489,12 @@ function fill(template: string, params: Readonly<Record<string, string | number>
 function makeConstructors(): DiagnosticConstructors {
   const out: Record<string, (span: Span, params?: Record<string, string | number>) => Diagnostic> = {};
   for (const [name, def] of Object.entries(DIAGNOSTICS) as [string, DiagnosticDef][]) {
-    out[name] = (span, params) => ({ code: def.code, severity: def.severity, message: fill(def.message, params), span });
+    out[name] = (span, params) => ({
+      code: def.code,
+      severity: def.severity,
+      message: fill(def.message, params),
+      span,
+    });
   }
   return out as unknown as DiagnosticConstructors;
 }
@@ -218,7 +575,10 @@ export function formatDiagnostic(d: Diagnostic, text: string): string {
 }
 
 /** Format many diagnostics (each file's line table is computed once), separated by newlines. */
-export function formatDiagnostics(ds: readonly Diagnostic[], sources: readonly { readonly path: string; readonly text: string }[]): string {
+export function formatDiagnostics(
+  ds: readonly Diagnostic[],
+  sources: readonly { readonly path: string; readonly text: string }[],
+): string {
   const texts = new Map(sources.map((s) => [s.path, s.text]));
   const starts = new Map<string, number[]>();
   const out: string[] = [];

@@ -3,8 +3,26 @@
  * created and reused for every file. Nothing here leaks Chevrotain types beyond `parser.ts`
  * and `cst-to-ast.ts`.
  */
-import { CstParser, EOF, type IParserErrorMessageProvider, type IRecognitionException, type IToken, type TokenType, tokenMatcher } from "chevrotain";
-import { allTokens, Kw, MemberKeyword, Name, P, StringLiteral, DurationLiteral, FloatLiteral, IntLiteral } from "./lexer.js";
+import {
+  CstParser,
+  EOF,
+  type IParserErrorMessageProvider,
+  type IRecognitionException,
+  type IToken,
+  type TokenType,
+  tokenMatcher,
+} from "chevrotain";
+import {
+  allTokens,
+  Kw,
+  MemberKeyword,
+  Name,
+  P,
+  StringLiteral,
+  DurationLiteral,
+  FloatLiteral,
+  IntLiteral,
+} from "./lexer.js";
 
 /** Human descriptions of what may come next, for the rules where a token list is unhelpful. */
 const EXPECTATIONS: Readonly<Record<string, string>> = {
@@ -29,14 +47,19 @@ function firstTokens(paths: TokenType[][][]): string {
   const seen = new Set<string>();
   for (const alt of paths) for (const path of alt) if (path[0] !== undefined) seen.add(label(path[0]));
   const list = [...seen];
-  return list.length <= 1 ? (list[0] ?? "something else") : `${list.slice(0, -1).join(", ")} or ${list[list.length - 1]}`;
+  return list.length <= 1
+    ? (list[0] ?? "something else")
+    : `${list.slice(0, -1).join(", ")} or ${list[list.length - 1]}`;
 }
 
 /** Error messages in the compiler's voice: "expected X but found Y". */
 const messages: IParserErrorMessageProvider = {
   buildMismatchTokenMessage: ({ expected, actual }) =>
-    expected === EOF ? `unexpected ${describe(actual)}; expected ${EXPECTATIONS["file"]}` : `expected ${label(expected)} but found ${describe(actual)}`,
-  buildNotAllInputParsedMessage: ({ firstRedundant }) => `unexpected ${describe(firstRedundant)}; expected ${EXPECTATIONS["file"]}`,
+    expected === EOF
+      ? `unexpected ${describe(actual)}; expected ${EXPECTATIONS.file}`
+      : `expected ${label(expected)} but found ${describe(actual)}`,
+  buildNotAllInputParsedMessage: ({ firstRedundant }) =>
+    `unexpected ${describe(firstRedundant)}; expected ${EXPECTATIONS.file}`,
   buildNoViableAltMessage: ({ expectedPathsPerAlt, actual, ruleName }) =>
     `expected ${EXPECTATIONS[ruleName] ?? firstTokens(expectedPathsPerAlt)} but found ${describe(actual[0]!)}`,
   buildEarlyExitMessage: ({ expectedIterationPaths, actual, ruleName }) =>
@@ -63,7 +86,12 @@ export class FanParser extends CstParser {
   errorLimit = Number.POSITIVE_INFINITY;
 
   constructor() {
-    super(allTokens as TokenType[], { recoveryEnabled: true, nodeLocationTracking: "onlyOffset", maxLookahead: 3, errorMessageProvider: messages });
+    super(allTokens as TokenType[], {
+      recoveryEnabled: true,
+      nodeLocationTracking: "onlyOffset",
+      maxLookahead: 3,
+      errorMessageProvider: messages,
+    });
     this.performSelfAnalysis();
   }
 
@@ -94,15 +122,24 @@ export class FanParser extends CstParser {
   private readonly fieldOrSeparator = (): void => {
     this.OR(this.fieldAlts);
   };
-  private readonly enumMemberAlts = [{ ALT: () => this.SUBRULE(this.enumMember) }, { ALT: () => this.SUBRULE(this.separator) }];
+  private readonly enumMemberAlts = [
+    { ALT: () => this.SUBRULE(this.enumMember) },
+    { ALT: () => this.SUBRULE(this.separator) },
+  ];
   private readonly enumItem = (): void => {
     this.OR(this.enumMemberAlts);
   };
-  private readonly unionMemberAlts = [{ ALT: () => this.SUBRULE(this.unionMember) }, { ALT: () => this.SUBRULE(this.separator) }];
+  private readonly unionMemberAlts = [
+    { ALT: () => this.SUBRULE(this.unionMember) },
+    { ALT: () => this.SUBRULE(this.separator) },
+  ];
   private readonly unionItem = (): void => {
     this.OR(this.unionMemberAlts);
   };
-  private readonly serviceItemAlts = [{ ALT: () => this.SUBRULE(this.serviceMember) }, { ALT: () => this.SUBRULE(this.separator) }];
+  private readonly serviceItemAlts = [
+    { ALT: () => this.SUBRULE(this.serviceMember) },
+    { ALT: () => this.SUBRULE(this.separator) },
+  ];
   private readonly serviceItem = (): void => {
     this.OR(this.serviceItemAlts);
   };
@@ -420,7 +457,17 @@ export class FanParser extends CstParser {
 }
 
 /** Tokens after which a new top-level item can start; used to resume after junk. */
-export const TOP_LEVEL_STARTERS: readonly TokenType[] = [Kw.package, Kw.import, Kw.version, Kw.struct, Kw.enum, Kw.union, Kw.error, Kw.service, P.At];
+export const TOP_LEVEL_STARTERS: readonly TokenType[] = [
+  Kw.package,
+  Kw.import,
+  Kw.version,
+  Kw.struct,
+  Kw.enum,
+  Kw.union,
+  Kw.error,
+  Kw.service,
+  P.At,
+];
 
 /** Re-exported for the AST builder. */
 export { DurationLiteral, FloatLiteral, IntLiteral, StringLiteral };

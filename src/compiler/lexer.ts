@@ -13,7 +13,12 @@ export const Name = createToken({ name: "Name", pattern: Lexer.NA, label: "a nam
 export const MemberKeyword = createToken({ name: "MemberKeyword", pattern: Lexer.NA });
 
 /** Identifiers: `[A-Za-z_][A-Za-z0-9_]*`. */
-export const Identifier = createToken({ name: "Identifier", pattern: /[A-Za-z_][A-Za-z0-9_]*/, categories: [Name], label: "a name" });
+export const Identifier = createToken({
+  name: "Identifier",
+  pattern: /[A-Za-z_][A-Za-z0-9_]*/,
+  categories: [Name],
+  label: "a name",
+});
 
 function keyword(word: string, member = false): TokenType {
   return createToken({
@@ -57,7 +62,12 @@ function matchBlockComment(text: string, offset: number): RegExpExecArray | null
 }
 
 /** Whitespace, skipped (a BOM counts as whitespace). */
-export const WhiteSpace = createToken({ name: "WhiteSpace", pattern: /[ \t\r\n\f\v\uFEFF]+/, group: Lexer.SKIPPED, line_breaks: true });
+export const WhiteSpace = createToken({
+  name: "WhiteSpace",
+  pattern: /[ \t\r\n\f\v\uFEFF]+/,
+  group: Lexer.SKIPPED,
+  line_breaks: true,
+});
 /** `/// doc` — kept in the `comments` group and attached to the next node. */
 export const DocComment = createToken({ name: "DocComment", pattern: /\/\/\/(?!\/)[^\n\r]*/, group: "comments" });
 /** `// comment`, skipped. */
@@ -71,11 +81,23 @@ export const BlockComment = createToken({
   group: "comments",
 });
 /** `"..."`; the closing quote is optional so an unterminated string is one token (reported later). */
-export const StringLiteral = createToken({ name: "StringLiteral", pattern: /"(?:[^"\\\r\n]|\\[^\r\n])*"?/, label: "a string" });
+export const StringLiteral = createToken({
+  name: "StringLiteral",
+  pattern: /"(?:[^"\\\r\n]|\\[^\r\n])*"?/,
+  label: "a string",
+});
 /** `250ms`, `2s`, `5m`, `1h` (a sign is allowed so the checker can reject negative durations). */
-export const DurationLiteral = createToken({ name: "DurationLiteral", pattern: /-?\d+(?:ms|s|m|h)(?![A-Za-z0-9_])/, label: "a duration" });
+export const DurationLiteral = createToken({
+  name: "DurationLiteral",
+  pattern: /-?\d+(?:ms|s|m|h)(?![A-Za-z0-9_])/,
+  label: "a duration",
+});
 /** `1.5`, `-2.0e3`, `1e9`. */
-export const FloatLiteral = createToken({ name: "FloatLiteral", pattern: /-?\d+(?:\.\d+(?:[eE][+-]?\d+)?|[eE][+-]?\d+)/, label: "a number" });
+export const FloatLiteral = createToken({
+  name: "FloatLiteral",
+  pattern: /-?\d+(?:\.\d+(?:[eE][+-]?\d+)?|[eE][+-]?\d+)/,
+  label: "a number",
+});
 /** `42`, `-7`. */
 export const IntLiteral = createToken({ name: "IntLiteral", pattern: /-?\d+/, label: "an integer" });
 
@@ -148,7 +170,7 @@ export function lex(file: string, text: string): LexResult {
     t.endOffset = t.startOffset + t.image.length - 1;
     if (t.tokenType === StringLiteral && found.length <= MAX_LEX_ERRORS) checkString(file, t, found);
   }
-  const comments = result.groups["comments"] ?? [];
+  const comments = result.groups.comments ?? [];
   const docs = collectDocs(file, text, comments, found);
   return { tokens: result.tokens, docs, diagnostics: capped(file, found) };
 }
@@ -176,7 +198,11 @@ function checkString(file: string, t: IToken, out: Diagnostic[]): void {
   const end = t.startOffset + img.length;
   if (!isTerminated(img)) out.push(diag.unterminatedString(span(file, t.startOffset, end)));
   for (const bad of invalidEscapes(img)) {
-    out.push(diag.invalidEscape(span(file, t.startOffset + bad.at, t.startOffset + bad.at + bad.text.length), { escape: `\`${bad.text}\`` }));
+    out.push(
+      diag.invalidEscape(span(file, t.startOffset + bad.at, t.startOffset + bad.at + bad.text.length), {
+        escape: `\`${bad.text}\``,
+      }),
+    );
   }
 }
 
@@ -193,7 +219,8 @@ function invalidEscapes(img: string): { at: number; text: string }[] {
     if (img.charCodeAt(i) !== 92) continue;
     const c = img[i + 1] ?? "";
     if (c === "u") {
-      if (!/^[0-9a-fA-F]{4}$/.test(img.slice(i + 2, i + 6))) out.push({ at: i, text: img.slice(i, Math.min(i + 6, img.length)) });
+      if (!/^[0-9a-fA-F]{4}$/.test(img.slice(i + 2, i + 6)))
+        out.push({ at: i, text: img.slice(i, Math.min(i + 6, img.length)) });
       i += 5;
     } else {
       if (!'"\\/bfnrt'.includes(c) || c === "") out.push({ at: i, text: `\\${c}` });
@@ -203,7 +230,16 @@ function invalidEscapes(img: string): { at: number; text: string }[] {
   return out;
 }
 
-const ESCAPES: Readonly<Record<string, string>> = { '"': '"', "\\": "\\", "/": "/", b: "\b", f: "\f", n: "\n", r: "\r", t: "\t" };
+const ESCAPES: Readonly<Record<string, string>> = {
+  '"': '"',
+  "\\": "\\",
+  "/": "/",
+  b: "\b",
+  f: "\f",
+  n: "\n",
+  r: "\r",
+  t: "\t",
+};
 
 /** Decode a string token's image (JSON escapes); invalid escapes were reported by the lexer. */
 export function decodeString(img: string): string {
@@ -236,7 +272,8 @@ function collectDocs(file: string, text: string, comments: readonly IToken[], ou
     const c = comments[i]!;
     const end = c.startOffset + c.image.length;
     if (c.tokenType === BlockComment) {
-      if (c.image.length < 4 || !c.image.endsWith("*/")) out.push(diag.unterminatedComment(span(file, c.startOffset, c.startOffset + 2)));
+      if (c.image.length < 4 || !c.image.endsWith("*/"))
+        out.push(diag.unterminatedComment(span(file, c.startOffset, c.startOffset + 2)));
       continue;
     }
     lines.push(c.image.slice(3).replace(/^ /, "").trimEnd());

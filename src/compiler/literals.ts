@@ -20,7 +20,9 @@ export function numericValue(e: A.Expr, prim: PrimitiveName): number | string | 
     case "int":
       return e.kind === "IntLit" && Number.isSafeInteger(Number(e.text)) ? Number(e.text) : undefined;
     case "float":
-      return (e.kind === "IntLit" || e.kind === "FloatLit") && Number.isFinite(Number(e.text)) ? Number(e.text) : undefined;
+      return (e.kind === "IntLit" || e.kind === "FloatLit") && Number.isFinite(Number(e.text))
+        ? Number(e.text)
+        : undefined;
     case "int64":
       return e.kind === "IntLit" ? int64Text(e.text) : undefined;
     case "decimal":

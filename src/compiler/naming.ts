@@ -22,7 +22,8 @@ export function checkMemberName(name: A.Ident, what: string, out: Diagnostic[]):
 
 /** Warn unless an enum member is UPPER_CASE or PascalCase. */
 export function checkEnumMemberName(name: A.Ident, out: Diagnostic[]): void {
-  if (!UPPER.test(name.name) && !PASCAL.test(name.name)) out.push(diag.enumMemberCasing(name.span, { name: name.name }));
+  if (!UPPER.test(name.name) && !PASCAL.test(name.name))
+    out.push(diag.enumMemberCasing(name.span, { name: name.name }));
 }
 
 /** Warn unless a package name is lowercase dotted words. */

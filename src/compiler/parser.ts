@@ -50,7 +50,12 @@ export function parseFile(path: string, text: string): ParseResult {
   const pieces: FilePieces = { imports: [], versions: [], decls: [] };
   const out: Diagnostic[] = [];
   if (typeof text !== "string") {
-    out.push(diag.internalError({ file: path, start: 0, end: 0 }, { detail: `the text of ${path} is a ${typeof text}, not a string` }));
+    out.push(
+      diag.internalError(
+        { file: path, start: 0, end: 0 },
+        { detail: `the text of ${path} is a ${typeof text}, not a string` },
+      ),
+    );
     return { ast: toSourceFile(path, "", pieces), diagnostics: out, skipped: [] };
   }
   let state: FileState | undefined;
@@ -58,9 +63,21 @@ export function parseFile(path: string, text: string): ParseResult {
     const lexed = lex(path, text);
     out.push(...lexed.diagnostics);
     const guarded = guardNesting(path, lexed.tokens, out);
-    state = { file: path, text, docs: lexed.docs, guarded, pieces, out, seen: new Set(), count: 0, stopped: false, where: 0 };
+    state = {
+      file: path,
+      text,
+      docs: lexed.docs,
+      guarded,
+      pieces,
+      out,
+      seen: new Set(),
+      count: 0,
+      stopped: false,
+      where: 0,
+    };
     const starts = itemStarts(guarded.tokens);
-    for (let i = 0; i < starts.length && !state.stopped; i++) parseItem(state, starts[i]!, starts[i + 1] ?? guarded.tokens.length);
+    for (let i = 0; i < starts.length && !state.stopped; i++)
+      parseItem(state, starts[i]!, starts[i + 1] ?? guarded.tokens.length);
     checkPackageLine(path, pieces, out);
   } catch (e) {
     const at = state?.where ?? 0;
@@ -70,7 +87,15 @@ export function parseFile(path: string, text: string): ParseResult {
 }
 
 function toSourceFile(path: string, text: string, p: FilePieces): SourceFile {
-  const base = { kind: "SourceFile" as const, path, text, imports: p.imports, versions: p.versions, decls: p.decls, span: { file: path, start: 0, end: text.length } };
+  const base = {
+    kind: "SourceFile" as const,
+    path,
+    text,
+    imports: p.imports,
+    versions: p.versions,
+    decls: p.decls,
+    span: { file: path, start: 0, end: text.length },
+  };
   return p.package === undefined ? base : { ...base, package: p.package };
 }
 
@@ -106,10 +131,15 @@ function guardNesting(file: string, tokens: IToken[], out: Diagnostic[]): Guarde
       continue;
     }
     kept ??= tokens.slice(0, i);
-    out.push(diag.nestingTooDeep({ file, start: t.startOffset, end: t.startOffset + t.image.length }, { limit: MAX_NESTING }));
+    out.push(
+      diag.nestingTooDeep({ file, start: t.startOffset, end: t.startOffset + t.image.length }, { limit: MAX_NESTING }),
+    );
     const j = skipRegion(tokens, i);
     const resume = tokens[j];
-    quiet.push([t.startOffset, resume === undefined ? Number.MAX_SAFE_INTEGER : resume.startOffset + resume.image.length]);
+    quiet.push([
+      t.startOffset,
+      resume === undefined ? Number.MAX_SAFE_INTEGER : resume.startOffset + resume.image.length,
+    ]);
     depth = MAX_NESTING;
     i = j - 1;
   }
@@ -151,7 +181,8 @@ function itemStarts(tokens: readonly IToken[]): number[] {
     const asName = i > 0 && NAME_BEFORE.includes(tokens[i - 1]!.tokenType);
     const isDecl = DECL_KEYWORDS.includes(t) && !asName;
     if (depth === 0) {
-      const split = (LINE_KEYWORDS.includes(t) && !asName) || (t === P.At && (closed || junk)) || (isDecl && (inDecl || junk));
+      const split =
+        (LINE_KEYWORDS.includes(t) && !asName) || (t === P.At && (closed || junk)) || (isDecl && (inDecl || junk));
       if (split && i > starts[starts.length - 1]!) {
         starts.push(i);
         inDecl = closed = junk = false;
@@ -196,7 +227,12 @@ function parseItem(s: FileState, from: number, to: number): void {
 }
 
 /** Report a parse's errors; returns where to resume when the parse stopped at junk. */
-function reportErrors(s: FileState, errors: readonly IRecognitionException[], from: number, to: number): number | undefined {
+function reportErrors(
+  s: FileState,
+  errors: readonly IRecognitionException[],
+  from: number,
+  to: number,
+): number | undefined {
   let resume: number | undefined;
   for (const e of errors) {
     const at = errorOffset(e, s.text);

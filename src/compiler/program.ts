@@ -75,7 +75,9 @@ export function checkSources(sources: readonly SourceInput[], opts: CheckOptions
     model = checked.model;
     diagnostics.push(...checked.diagnostics.filter((d) => !touchesSkipped(d, skipped)));
   } catch (e) {
-    diagnostics.push(diag.internalError({ file: files[0]?.path ?? "", start: 0, end: 0 }, { detail: describeError(e) }));
+    diagnostics.push(
+      diag.internalError({ file: files[0]?.path ?? "", start: 0, end: 0 }, { detail: describeError(e) }),
+    );
   }
   const sorted = sortDiagnostics(diagnostics);
   const failed = sorted.some((d) => d.severity === "error" || opts.strict === true);
@@ -85,7 +87,7 @@ export function checkSources(sources: readonly SourceInput[], opts: CheckOptions
 /** True for a checker diagnostic caused by input the parser skipped (it touches a skipped range). */
 function touchesSkipped(d: Diagnostic, skipped: ReadonlyMap<string, ParseResult["skipped"]>): boolean {
   const ranges = skipped.get(d.span.file);
-  return ranges !== undefined && ranges.some(([start]) => d.span.start <= start && d.span.end >= start);
+  return ranges?.some(([start]) => d.span.start <= start && d.span.end >= start) === true;
 }
 
 /** Every `*.fan` file under `rootDir` (skipping `node_modules` and dot-folders), sorted by path. */

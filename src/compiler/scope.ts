@@ -70,7 +70,12 @@ export function buildPackages(files: readonly A.SourceFile[], out: Diagnostic[])
 }
 
 /** Bind one file's imports; unknown packages and clashing names are reported. */
-export function buildFileScope(file: A.SourceFile, pkg: PackageInfo, packages: ReadonlyMap<string, PackageInfo>, out: Diagnostic[]): FileScope {
+export function buildFileScope(
+  file: A.SourceFile,
+  pkg: PackageInfo,
+  packages: ReadonlyMap<string, PackageInfo>,
+  out: Diagnostic[],
+): FileScope {
   const scope: FileScope = { file, pkg, imports: new Map(), imported: new Set(), used: new Set() };
   const explicit = new Map<string, string>();
   for (const imp of file.imports) {
@@ -95,7 +100,13 @@ export function buildFileScope(file: A.SourceFile, pkg: PackageInfo, packages: R
   return scope;
 }
 
-function bindShortNames(file: A.SourceFile, packages: ReadonlyMap<string, PackageInfo>, explicit: Map<string, string>, scope: FileScope, out: Diagnostic[]): void {
+function bindShortNames(
+  file: A.SourceFile,
+  packages: ReadonlyMap<string, PackageInfo>,
+  explicit: Map<string, string>,
+  scope: FileScope,
+  out: Diagnostic[],
+): void {
   for (const [alias, target] of explicit) scope.imports.set(alias, target);
   for (const imp of file.imports) {
     const target = qnText(imp.name);
@@ -103,7 +114,8 @@ function bindShortNames(file: A.SourceFile, packages: ReadonlyMap<string, Packag
     const short = imp.name.parts[imp.name.parts.length - 1]!.name;
     const prevExplicit = explicit.get(short);
     if (prevExplicit !== undefined) {
-      if (prevExplicit !== target) out.push(diag.duplicateImportName(imp.name.span, { alias: short, other: prevExplicit }));
+      if (prevExplicit !== target)
+        out.push(diag.duplicateImportName(imp.name.span, { alias: short, other: prevExplicit }));
       continue;
     }
     const prev = scope.imports.get(short);
@@ -134,16 +146,26 @@ export function resolve(scope: FileScope, q: A.QualifiedName, packages: Readonly
   return lookupIn(scope, qualifier, simple, packages);
 }
 
-function lookupIn(scope: FileScope, pkgName: string, simple: string, packages: ReadonlyMap<string, PackageInfo>): Resolution {
+function lookupIn(
+  scope: FileScope,
+  pkgName: string,
+  simple: string,
+  packages: ReadonlyMap<string, PackageInfo>,
+): Resolution {
   if (pkgName !== scope.pkg.name) scope.used.add(pkgName);
   const hit = packages.get(pkgName)?.decls.get(simple);
   return hit === undefined ? { unknown: `${pkgName}.${simple}` } : { ok: hit };
 }
 
 /** Report a failed resolution with the diagnostic for "unknown" chosen by the caller. */
-export function reportUnresolved(r: Exclude<Resolution, { ok: DeclEntry }>, span: A.Span, unknown: (span: A.Span, name: string) => Diagnostic): Diagnostic {
+export function reportUnresolved(
+  r: Exclude<Resolution, { ok: DeclEntry }>,
+  span: A.Span,
+  unknown: (span: A.Span, name: string) => Diagnostic,
+): Diagnostic {
   if ("notImported" in r) return diag.packageNotImported(span, { pkg: r.notImported });
-  if ("ambiguous" in r) return diag.ambiguousQualifier(span, { qualifier: r.qualifier, a: r.ambiguous[0], b: r.ambiguous[1] });
+  if ("ambiguous" in r)
+    return diag.ambiguousQualifier(span, { qualifier: r.qualifier, a: r.ambiguous[0], b: r.ambiguous[1] });
   return unknown(span, r.unknown);
 }
 
@@ -152,7 +174,8 @@ export function reportUnusedImports(scope: FileScope, out: Diagnostic[]): void {
   const reported = new Set<string>();
   for (const imp of scope.file.imports) {
     const target = qnText(imp.name);
-    if (!scope.imported.has(target) || scope.used.has(target) || target === scope.pkg.name || reported.has(target)) continue;
+    if (!scope.imported.has(target) || scope.used.has(target) || target === scope.pkg.name || reported.has(target))
+      continue;
     reported.add(target);
     out.push(diag.unusedImport(imp.span, { pkg: target }));
   }

@@ -74,7 +74,9 @@ function convert(c: Checker, t: TypeModel, e: A.Expr): JsonValue | Misfit {
     case "map":
       return new Misfit("a map has no literal form; leave the default out", e.span);
     case "ref":
-      return t.declKind === "enum" ? enumMember(c, t.target, e) : new Misfit(`a ${t.declKind} has no literal form; leave the default out`, e.span);
+      return t.declKind === "enum"
+        ? enumMember(c, t.target, e)
+        : new Misfit(`a ${t.declKind} has no literal form; leave the default out`, e.span);
     case "void":
       return new Misfit("void has no value", e.span);
   }
@@ -96,9 +98,11 @@ function enumMember(c: Checker, target: string, e: A.Expr): JsonValue | Misfit {
   const members = entry?.decl.kind === "Enum" ? entry.decl.members.map((m) => m.name.name) : [];
   const simple = target.slice(target.lastIndexOf(".") + 1);
   let name = bareName(e);
-  if (name === undefined && e.kind === "NameExpr" && e.name.parts.length === 2 && e.name.parts[0]!.name === simple) name = e.name.parts[1]!.name;
+  if (name === undefined && e.kind === "NameExpr" && e.name.parts.length === 2 && e.name.parts[0]!.name === simple)
+    name = e.name.parts[1]!.name;
   if (name === undefined) return expected(`a member of ${simple}`, e);
-  if (!members.includes(name)) return new Misfit(`\`${name}\` is not a member of ${simple} (${members.join(", ")})`, e.span);
+  if (!members.includes(name))
+    return new Misfit(`\`${name}\` is not a member of ${simple} (${members.join(", ")})`, e.span);
   return name;
 }
 
@@ -128,7 +132,8 @@ function stringLike(name: string, e: A.Expr): JsonValue | Misfit {
   if (e.kind !== "StringLit") return expected("a string", e);
   const s = e.value;
   if (name === "uuid" && !UUID.test(s)) return new Misfit(`"${s}" is not a UUID`, e.span);
-  if (name === "timestamp" && (!RFC3339.test(s) || Number.isNaN(Date.parse(s)))) return new Misfit(`"${s}" is not an RFC 3339 timestamp`, e.span);
+  if (name === "timestamp" && (!RFC3339.test(s) || Number.isNaN(Date.parse(s))))
+    return new Misfit(`"${s}" is not an RFC 3339 timestamp`, e.span);
   if (name === "bytes" && !BASE64.test(s)) return new Misfit("bytes defaults are written in base64", e.span);
   return s;
 }

@@ -19,10 +19,65 @@ const codes = new Set(diagnosticTable().map((d) => d.code));
 const TIME_BOUND_MS = 2_000;
 
 const TOKENS = [
-  "package", "import", "as", "version", "struct", "enum", "union", "error", "service", "depends", "soft", "config",
-  "rpc", "push", "event", "state", "on", "throws", "{", "}", "(", ")", "<", ">", "[", "]", ",", ";", ":", ".", "?", "=",
-  "@", "@route", "@shard", "@timeout(", "2s", "-1ms", "0", "3.5", "\"x\"", "\"", "/*", "*/", "///", "//", "list<", "map<",
-  "void", "int", "string", "Wine", "retail.common.Money", "\n", " ", "\t", "\u0000", "\uFFFF", "é",
+  "package",
+  "import",
+  "as",
+  "version",
+  "struct",
+  "enum",
+  "union",
+  "error",
+  "service",
+  "depends",
+  "soft",
+  "config",
+  "rpc",
+  "push",
+  "event",
+  "state",
+  "on",
+  "throws",
+  "{",
+  "}",
+  "(",
+  ")",
+  "<",
+  ">",
+  "[",
+  "]",
+  ",",
+  ";",
+  ":",
+  ".",
+  "?",
+  "=",
+  "@",
+  "@route",
+  "@shard",
+  "@timeout(",
+  "2s",
+  "-1ms",
+  "0",
+  "3.5",
+  '"x"',
+  '"',
+  "/*",
+  "*/",
+  "///",
+  "//",
+  "list<",
+  "map<",
+  "void",
+  "int",
+  "string",
+  "Wine",
+  "retail.common.Money",
+  "\n",
+  " ",
+  "\t",
+  "\u0000",
+  "\uFFFF",
+  "é",
 ];
 
 /** One edit of a text: delete a range, insert a token, or truncate. */
@@ -55,7 +110,10 @@ function checkOnce(sources: SourceInput[]): void {
     expect(d.code).not.toBe("FAN0999");
     const len = lengths.get(d.span.file);
     expect(len, `span in a known file: ${d.span.file}`).toBeDefined();
-    expect(d.span.start >= 0 && d.span.start <= d.span.end && d.span.end <= len!, `${d.code} ${JSON.stringify(d.span)} of ${len}`).toBe(true);
+    expect(
+      d.span.start >= 0 && d.span.start <= d.span.end && d.span.end <= len!,
+      `${d.code} ${JSON.stringify(d.span)} of ${len}`,
+    ).toBe(true);
   }
   expect(r.model === undefined).toBe(r.diagnostics.some((d) => d.severity === "error"));
   formatDiagnostics(r.diagnostics, sources);
@@ -80,7 +138,9 @@ describe("fuzz", () => {
       { numRuns: 200, seed: 7 },
     );
     fc.assert(
-      fc.property(fc.array(fc.constantFrom(...TOKENS), { maxLength: 300 }), (tokens) => checkOnce([{ path: "t.fan", text: tokens.join(" ") }])),
+      fc.property(fc.array(fc.constantFrom(...TOKENS), { maxLength: 300 }), (tokens) =>
+        checkOnce([{ path: "t.fan", text: tokens.join(" ") }]),
+      ),
       { numRuns: 300, seed: 11 },
     );
   }, 120_000);

@@ -18,11 +18,15 @@ export function check(source: string | Record<string, string>, strict = false): 
 
 /** The sources of a test as SourceInput[]. */
 export function inputs(source: string | Record<string, string>): SourceInput[] {
-  return typeof source === "string" ? [{ path: "main.fan", text: source }] : Object.entries(source).map(([path, text]) => ({ path, text }));
+  return typeof source === "string"
+    ? [{ path: "main.fan", text: source }]
+    : Object.entries(source).map(([path, text]) => ({ path, text }));
 }
 
 /** A diagnostic as the user sees its position: `[code, line, column]`, plus the file when several. */
-export type At = readonly [code: string, line: number, column: number] | readonly [code: string, line: number, column: number, file: string];
+export type At =
+  | readonly [code: string, line: number, column: number]
+  | readonly [code: string, line: number, column: number, file: string];
 
 /** Every diagnostic of a check as `[code, line, column(, file)]`. */
 export function positions(source: string | Record<string, string>, ds: readonly Diagnostic[]): At[] {

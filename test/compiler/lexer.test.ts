@@ -8,11 +8,46 @@ describe("lexer", () => {
   it.each([
     ["packages package", ["Identifier:packages", "Kw_package:package"]],
     ["rpcCount rpc on onX", ["Identifier:rpcCount", "Kw_rpc:rpc", "Kw_on:on", "Identifier:onX"]],
-    ["2s 250ms 5m 1h -3s", ["DurationLiteral:2s", "DurationLiteral:250ms", "DurationLiteral:5m", "DurationLiteral:1h", "DurationLiteral:-3s"]],
+    [
+      "2s 250ms 5m 1h -3s",
+      [
+        "DurationLiteral:2s",
+        "DurationLiteral:250ms",
+        "DurationLiteral:5m",
+        "DurationLiteral:1h",
+        "DurationLiteral:-3s",
+      ],
+    ],
     ["5min 2sx", ["IntLiteral:5", "Identifier:min", "IntLiteral:2", "Identifier:sx"]],
-    ["1.5 -3 10 1e9 -2.5e-3", ["FloatLiteral:1.5", "IntLiteral:-3", "IntLiteral:10", "FloatLiteral:1e9", "FloatLiteral:-2.5e-3"]],
+    [
+      "1.5 -3 10 1e9 -2.5e-3",
+      ["FloatLiteral:1.5", "IntLiteral:-3", "IntLiteral:10", "FloatLiteral:1e9", "FloatLiteral:-2.5e-3"],
+    ],
     ['"a\\"b" ""', ['StringLiteral:"a\\"b"', 'StringLiteral:""']],
-    ["@x(a.b, [1]) {}<>?:=;", ["At:@", "Identifier:x", "LParen:(", "Identifier:a", "Dot:.", "Identifier:b", "Comma:,", "LSquare:[", "IntLiteral:1", "RSquare:]", "RParen:)", "LCurly:{", "RCurly:}", "LAngle:<", "RAngle:>", "Question:?", "Colon::", "Equals:=", "Semi:;"]],
+    [
+      "@x(a.b, [1]) {}<>?:=;",
+      [
+        "At:@",
+        "Identifier:x",
+        "LParen:(",
+        "Identifier:a",
+        "Dot:.",
+        "Identifier:b",
+        "Comma:,",
+        "LSquare:[",
+        "IntLiteral:1",
+        "RSquare:]",
+        "RParen:)",
+        "LCurly:{",
+        "RCurly:}",
+        "LAngle:<",
+        "RAngle:>",
+        "Question:?",
+        "Colon::",
+        "Equals:=",
+        "Semi:;",
+      ],
+    ],
     ["a // line\n/* block\n */ b /// doc\n c", ["Identifier:a", "Identifier:b", "Identifier:c"]],
     ["\uFEFFx\r\ny", ["Identifier:x", "Identifier:y"]],
   ])("tokenizes %j", (text, expected) => {
@@ -22,7 +57,10 @@ describe("lexer", () => {
   it("keeps `///` doc blocks by the offset of what follows, and ignores `////` rulers", () => {
     const text = "/// One.\n///   Two.\nstruct S {}\n//// ruler\nx\n/// Loose.\n// comment\ny";
     const { docs } = lex("t.fan", text);
-    expect([...docs.entries()]).toEqual([[text.indexOf("struct"), "One.\n  Two."], [text.indexOf("// comment"), "Loose."]]);
+    expect([...docs.entries()]).toEqual([
+      [text.indexOf("struct"), "One.\n  Two."],
+      [text.indexOf("// comment"), "Loose."],
+    ]);
   });
 
   it("decodes JSON escapes", () => {

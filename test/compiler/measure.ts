@@ -21,5 +21,9 @@ const changed = corpus.map((s, i) => (i === 3 ? { ...s, text: `${s.text}\nstruct
 const [, warmMs] = time(() => checkSources(changed, { cache }));
 const [, warm2Ms] = time(() => checkSources(corpus, { cache }));
 const [, uncachedMs] = time(() => checkSources(corpus));
-console.log(`${corpus.length} files, ${(bytes / 1024).toFixed(0)} KiB, ${cold.diagnostics.length} diagnostics, model: ${cold.model !== undefined}`);
-console.log(`CPU time: cold check ${coldMs.toFixed(0)} ms; uncached (JIT warm) ${uncachedMs.toFixed(0)} ms; re-check after one-file change ${warmMs.toFixed(0)} ms, ${warm2Ms.toFixed(0)} ms`);
+console.log(
+  `${corpus.length} files, ${(bytes / 1024).toFixed(0)} KiB, ${cold.diagnostics.length} diagnostics, model: ${cold.model !== undefined}`,
+);
+console.log(
+  `CPU time: cold check ${coldMs.toFixed(0)} ms; uncached (JIT warm) ${uncachedMs.toFixed(0)} ms; re-check after one-file change ${warmMs.toFixed(0)} ms, ${warm2Ms.toFixed(0)} ms`,
+);

@@ -90,6 +90,8 @@ describe("robustness", () => {
   it("turns an exception inside the parser into FAN0999 instead of throwing", () => {
     const r = parseFile("x.fan", null as unknown as string);
     expect(r.diagnostics.map((d) => d.code)).toEqual(["FAN0999"]);
-    expect(checkSources([{ path: "x.fan", text: 42 as unknown as string }]).diagnostics.map((d) => d.code)).toContain("FAN0999");
+    expect(checkSources([{ path: "x.fan", text: 42 as unknown as string }]).diagnostics.map((d) => d.code)).toContain(
+      "FAN0999",
+    );
   });
 });

@@ -72,10 +72,19 @@ describe("constraints", () => {
   });
 
   it("compares int64 and decimal bounds exactly", () => {
-    expectDiagnostics(src("package p", "struct S {", "  a: int64 @min(9007199254740993) @max(9007199254740992)", "  b: decimal @min(0.10) @max(0.09)", "}"), [
-      ["FAN0210", 3, 12],
-      ["FAN0210", 4, 14],
-    ]);
+    expectDiagnostics(
+      src(
+        "package p",
+        "struct S {",
+        "  a: int64 @min(9007199254740993) @max(9007199254740992)",
+        "  b: decimal @min(0.10) @max(0.09)",
+        "}",
+      ),
+      [
+        ["FAN0210", 3, 12],
+        ["FAN0210", 4, 14],
+      ],
+    );
     expectClean(src("package p", "struct S { a: decimal @min(0.1) @max(0.10) }"));
   });
 });

@@ -90,7 +90,9 @@ describe("defaults", () => {
   });
 
   it("names the enum's members when a default is not one of them", () => {
-    const r = expectDiagnostics(src("package p", "enum Unit { BOTTLE, CASE }", "struct S { u: Unit = PINT }"), [["FAN0203", 3, 22]]);
+    const r = expectDiagnostics(src("package p", "enum Unit { BOTTLE, CASE }", "struct S { u: Unit = PINT }"), [
+      ["FAN0203", 3, 22],
+    ]);
     expect(messageOf(r, "FAN0203")).toContain("BOTTLE, CASE");
   });
 
@@ -121,12 +123,23 @@ describe("defaults", () => {
   });
 
   it("applies defaults to parameters and config entries too", () => {
-    const model = expectClean(src("package p", "service S {", "  config { tick: duration = 250ms }", "  rpc a(limit: int = 10 @min(1)): int", "}"));
+    const model = expectClean(
+      src(
+        "package p",
+        "service S {",
+        "  config { tick: duration = 250ms }",
+        "  rpc a(limit: int = 10 @min(1)): int",
+        "}",
+      ),
+    );
     const s = model.packages[0]!.decls[0]!;
     expect(s.kind === "service" && [s.config[0]!.default, s.methods[0]!.params[0]!.default]).toEqual([250, 10]);
-    expectDiagnostics(src("package p", "service S {", '  config { tick: duration = "x" }', "  rpc a(limit: int = 0 @min(1)): int", "}"), [
-      ["FAN0203", 3, 29],
-      ["FAN0213", 4, 22],
-    ]);
+    expectDiagnostics(
+      src("package p", "service S {", '  config { tick: duration = "x" }', "  rpc a(limit: int = 0 @min(1)): int", "}"),
+      [
+        ["FAN0203", 3, 29],
+        ["FAN0213", 4, 22],
+      ],
+    );
   });
 });

@@ -16,11 +16,22 @@ describe("dependencies", () => {
   });
 
   it("reports a service that depends on itself, and each distinct cycle once", () => {
-    const r = expectDiagnostics(src("package p", 'service A { depends A "*" }', 'service B { depends C "*" }', 'service C { depends B "*", depends A "*" }'), [
-      ["FAN0401", 2, 21],
-      ["FAN0401", 3, 21],
+    const r = expectDiagnostics(
+      src(
+        "package p",
+        'service A { depends A "*" }',
+        'service B { depends C "*" }',
+        'service C { depends B "*", depends A "*" }',
+      ),
+      [
+        ["FAN0401", 2, 21],
+        ["FAN0401", 3, 21],
+      ],
+    );
+    expect(r.diagnostics.map((d) => d.message)).toEqual([
+      "cycle of hard dependencies: p.A -> p.A",
+      "cycle of hard dependencies: p.B -> p.C -> p.B",
     ]);
-    expect(r.diagnostics.map((d) => d.message)).toEqual(["cycle of hard dependencies: p.A -> p.A", "cycle of hard dependencies: p.B -> p.C -> p.B"]);
   });
 
   it("lets a soft dependency close a loop", () => {
@@ -28,7 +39,15 @@ describe("dependencies", () => {
   });
 
   it("warns when the declared version does not satisfy the range (FAN0505)", () => {
-    const r = expectDiagnostics(src("package p", '@version("1.4.0") service A {}', 'service B { depends A "^2", depends soft Gone "*" }', "service Gone {}"), [["FAN0505", 3, 23]]);
+    const r = expectDiagnostics(
+      src(
+        "package p",
+        '@version("1.4.0") service A {}',
+        'service B { depends A "^2", depends soft Gone "*" }',
+        "service Gone {}",
+      ),
+      [["FAN0505", 3, 23]],
+    );
     expect(messageOf(r, "FAN0505")).toBe('`p.A` is version 1.4.0 here, which does not satisfy "^2"');
     expect(r.model).toBeDefined();
   });

@@ -4,7 +4,18 @@ import { expectClean, expectDiagnostics, src } from "../helpers.js";
 
 describe("enums", () => {
   it("numbers members from 0, and after an explicit value from that value + 1", () => {
-    const model = expectClean(src("package p", "enum E { A, B = 10, C, D = -5; E }", "/// Doc.", "enum F {", "  /// First.", '  Alpha @deprecated("use Beta")', "  Beta", "}"));
+    const model = expectClean(
+      src(
+        "package p",
+        "enum E { A, B = 10, C, D = -5; E }",
+        "/// Doc.",
+        "enum F {",
+        "  /// First.",
+        '  Alpha @deprecated("use Beta")',
+        "  Beta",
+        "}",
+      ),
+    );
     const [e, f] = model.packages[0]!.decls;
     expect(e!.kind === "enum" && e!.members.map((m) => [m.name, m.value])).toEqual([
       ["A", 0],
@@ -13,7 +24,14 @@ describe("enums", () => {
       ["D", -5],
       ["E", -4],
     ]);
-    expect(f).toMatchObject({ kind: "enum", doc: "Doc.", members: [{ name: "Alpha", value: 0, doc: "First.", deprecated: "use Beta" }, { name: "Beta", value: 1 }] });
+    expect(f).toMatchObject({
+      kind: "enum",
+      doc: "Doc.",
+      members: [
+        { name: "Alpha", value: 0, doc: "First.", deprecated: "use Beta" },
+        { name: "Beta", value: 1 },
+      ],
+    });
   });
 
   it("rejects duplicate values, explicit or implicit (FAN0208)", () => {

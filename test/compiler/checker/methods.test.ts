@@ -25,14 +25,61 @@ describe("methods", () => {
     const s = model.packages[0]!.decls[0]!;
     if (s.kind !== "service") throw new Error("expected a service");
     expect(s.methods).toEqual([
-      { kind: "rpc", name: "a", params: [{ name: "x", optional: false, type: { kind: "primitive", name: "int" }, constraints: {}, secret: false }], returns: { kind: "primitive", name: "string" }, throws: [], idempotent: false, retry: 0, timeoutMs: 10_000, doc: "Gets." },
-      { kind: "rpc", name: "b", params: [], returns: { kind: "primitive", name: "int" }, throws: [], idempotent: true, retry: 3, timeoutMs: 250, since: "1.5.0", deprecated: "use a" },
-      { kind: "push", name: "c", params: [{ name: "y", optional: true, type: { kind: "primitive", name: "string" }, constraints: {}, secret: false }], returns: { kind: "void" }, throws: [], idempotent: false, retry: 0, ttlMs: 60_000 },
+      {
+        kind: "rpc",
+        name: "a",
+        params: [
+          { name: "x", optional: false, type: { kind: "primitive", name: "int" }, constraints: {}, secret: false },
+        ],
+        returns: { kind: "primitive", name: "string" },
+        throws: [],
+        idempotent: false,
+        retry: 0,
+        timeoutMs: 10_000,
+        doc: "Gets.",
+      },
+      {
+        kind: "rpc",
+        name: "b",
+        params: [],
+        returns: { kind: "primitive", name: "int" },
+        throws: [],
+        idempotent: true,
+        retry: 3,
+        timeoutMs: 250,
+        since: "1.5.0",
+        deprecated: "use a",
+      },
+      {
+        kind: "push",
+        name: "c",
+        params: [
+          { name: "y", optional: true, type: { kind: "primitive", name: "string" }, constraints: {}, secret: false },
+        ],
+        returns: { kind: "void" },
+        throws: [],
+        idempotent: false,
+        retry: 0,
+        ttlMs: 60_000,
+      },
       { kind: "push", name: "d", params: [], returns: { kind: "void" }, throws: [], idempotent: false, retry: 0 },
     ]);
-    expect(s.events).toEqual([{ name: "e", params: [{ name: "v", optional: false, type: { kind: "primitive", name: "int" }, constraints: {}, secret: false }], broadcast: true, since: "2.0.0" }]);
+    expect(s.events).toEqual([
+      {
+        name: "e",
+        params: [
+          { name: "v", optional: false, type: { kind: "primitive", name: "int" }, constraints: {}, secret: false },
+        ],
+        broadcast: true,
+        since: "2.0.0",
+      },
+    ]);
     expect(s.states).toEqual([
-      { name: "f", type: { kind: "map", key: { kind: "primitive", name: "string" }, value: { kind: "primitive", name: "int" } }, mode: "delta" },
+      {
+        name: "f",
+        type: { kind: "map", key: { kind: "primitive", name: "string" }, value: { kind: "primitive", name: "int" } },
+        mode: "delta",
+      },
       { name: "g", type: { kind: "primitive", name: "int" }, mode: "full" },
     ]);
   });
@@ -80,10 +127,13 @@ describe("methods", () => {
   });
 
   it("needs exactly one of @full or @delta on a state (FAN0310)", () => {
-    expectDiagnostics(src("package p", "service S {", "  state a: int", "  state b: int @full @delta", "  @delta state c: int", "}"), [
-      ["FAN0310", 3, 9],
-      ["FAN0310", 4, 9],
-    ]);
+    expectDiagnostics(
+      src("package p", "service S {", "  state a: int", "  state b: int @full @delta", "  @delta state c: int", "}"),
+      [
+        ["FAN0310", 3, 9],
+        ["FAN0310", 4, 9],
+      ],
+    );
   });
 
   it("compares @since with the service's own @version over the package version", () => {

@@ -5,7 +5,13 @@ import { expectClean, expectDiagnostics, messageOf, src } from "../helpers.js";
 describe("routes", () => {
   it("records the path and the parameters it binds", () => {
     const model = expectClean(
-      src("package p", "service S {", '  @route("/store/{storeId}/item/{inventoryId}") rpc get(storeId: string, inventoryId: int, extra?: string): string', '  @route("/flush") push flush(all: bool)', "}"),
+      src(
+        "package p",
+        "service S {",
+        '  @route("/store/{storeId}/item/{inventoryId}") rpc get(storeId: string, inventoryId: int, extra?: string): string',
+        '  @route("/flush") push flush(all: bool)',
+        "}",
+      ),
     );
     const s = model.packages[0]!.decls[0]!;
     expect(s.kind === "service" && s.methods.map((m) => m.route)).toEqual([
@@ -47,7 +53,10 @@ describe("routes", () => {
   });
 
   it("names the missing parameter of a GET route", () => {
-    const r = expectDiagnostics(src("package p", 'service S { @idempotent @route("/x") rpc list(storeId: string): int }'), [["FAN0315", 2, 32]]);
+    const r = expectDiagnostics(
+      src("package p", 'service S { @idempotent @route("/x") rpc list(storeId: string): int }'),
+      [["FAN0315", 2, 32]],
+    );
     expect(messageOf(r, "FAN0315")).toBe("parameter `storeId` of `list` is not bound by its GET route");
   });
 });

@@ -21,10 +21,7 @@ describe("shards", () => {
     const [s, t] = model.packages[0]!.decls.slice(3);
     expect(s!.kind === "service" && [s!.shards, s!.methods.map((m) => m.shard)]).toEqual([
       8,
-      [
-        [["a"], ["w", "code"], ["w", "deep", "id"]],
-        [["c"]],
-      ],
+      [[["a"], ["w", "code"], ["w", "deep", "id"]], [["c"]]],
     ]);
     expect(t!.kind === "service" && t!.shards).toBe(16);
   });
@@ -61,10 +58,13 @@ describe("shards", () => {
   });
 
   it("rejects a shard count below one (FAN0307)", () => {
-    expectDiagnostics(src("package p", "@shards(0) service T {}", "@shards(-3) service U {}", '@shards("x") service V {}'), [
-      ["FAN0307", 2, 9],
-      ["FAN0307", 3, 9],
-      ["FAN0303", 4, 1],
-    ]);
+    expectDiagnostics(
+      src("package p", "@shards(0) service T {}", "@shards(-3) service U {}", '@shards("x") service V {}'),
+      [
+        ["FAN0307", 2, 9],
+        ["FAN0307", 3, 9],
+        ["FAN0303", 4, 1],
+      ],
+    );
   });
 });

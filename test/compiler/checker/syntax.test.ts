@@ -34,7 +34,16 @@ describe("syntax errors", () => {
 
   it("reports every syntax error of a file in one run, and still checks the rest", () => {
     expectDiagnostics(
-      src("package p", "struct A { a int }", "struct B { b: Nope }", "service S { rpc x( }", "}}", "struct C { c: int = }", "enum E { X = y }", "struct D { d: Missing }"),
+      src(
+        "package p",
+        "struct A { a int }",
+        "struct B { b: Nope }",
+        "service S { rpc x( }",
+        "}}",
+        "struct C { c: int = }",
+        "enum E { X = y }",
+        "struct D { d: Missing }",
+      ),
       [
         ["FAN0005", 2, 14],
         ["FAN0101", 3, 15],

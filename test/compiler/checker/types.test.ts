@@ -5,12 +5,31 @@ import { expectClean, expectDiagnostics, src } from "../helpers.js";
 describe("types", () => {
   it("resolves built-ins, generics and declarations to type models", () => {
     const model = expectClean(
-      src("package p", "enum Color { RED }", "struct S {", "  a: list<map<string, int64>>", "  b: map<Color, list<S>>", "  c: map<int, json>", "}"),
+      src(
+        "package p",
+        "enum Color { RED }",
+        "struct S {",
+        "  a: list<map<string, int64>>",
+        "  b: map<Color, list<S>>",
+        "  c: map<int, json>",
+        "}",
+      ),
     );
     const s = model.packages[0]!.decls[1]!;
     expect(s.kind === "struct" && s.fields.map((f) => f.type)).toEqual([
-      { kind: "list", element: { kind: "map", key: { kind: "primitive", name: "string" }, value: { kind: "primitive", name: "int64" } } },
-      { kind: "map", key: { kind: "ref", target: "p.Color", declKind: "enum" }, value: { kind: "list", element: { kind: "ref", target: "p.S", declKind: "struct" } } },
+      {
+        kind: "list",
+        element: {
+          kind: "map",
+          key: { kind: "primitive", name: "string" },
+          value: { kind: "primitive", name: "int64" },
+        },
+      },
+      {
+        kind: "map",
+        key: { kind: "ref", target: "p.Color", declKind: "enum" },
+        value: { kind: "list", element: { kind: "ref", target: "p.S", declKind: "struct" } },
+      },
       { kind: "map", key: { kind: "primitive", name: "int" }, value: { kind: "primitive", name: "json" } },
     ]);
   });
@@ -57,12 +76,22 @@ describe("types", () => {
     const model = expectClean(src("package p", "service S {", "  rpc a(): void", "  rpc b()", "}"));
     const s = model.packages[0]!.decls[0]!;
     expect(s.kind === "service" && s.methods.map((m) => m.returns)).toEqual([{ kind: "void" }, { kind: "void" }]);
-    expectDiagnostics(src("package p", "service S {", "  rpc a(x: void): list<void>", "  event e(x: void)", "  state s: void @full", "}"), [
-      ["FAN0205", 3, 12],
-      ["FAN0205", 3, 24],
-      ["FAN0205", 4, 14],
-      ["FAN0205", 5, 12],
-    ]);
+    expectDiagnostics(
+      src(
+        "package p",
+        "service S {",
+        "  rpc a(x: void): list<void>",
+        "  event e(x: void)",
+        "  state s: void @full",
+        "}",
+      ),
+      [
+        ["FAN0205", 3, 12],
+        ["FAN0205", 3, 24],
+        ["FAN0205", 4, 14],
+        ["FAN0205", 5, 12],
+      ],
+    );
   });
 
   it("rejects void union members (FAN0206), duplicate members (FAN0103) and empty unions (FAN0212)", () => {
@@ -74,8 +103,26 @@ describe("types", () => {
   });
 
   it("resolves union members in order", () => {
-    const model = expectClean(src("package p", "struct Card {}", "/// Pay.", "union Pay {", "  /// By card.", "  card: Card", "  cash: decimal", "}"));
+    const model = expectClean(
+      src(
+        "package p",
+        "struct Card {}",
+        "/// Pay.",
+        "union Pay {",
+        "  /// By card.",
+        "  card: Card",
+        "  cash: decimal",
+        "}",
+      ),
+    );
     const u = model.packages[0]!.decls[1]!;
-    expect(u).toMatchObject({ kind: "union", doc: "Pay.", members: [{ name: "card", doc: "By card.", type: { kind: "ref", target: "p.Card" } }, { name: "cash", type: { kind: "primitive", name: "decimal" } }] });
+    expect(u).toMatchObject({
+      kind: "union",
+      doc: "Pay.",
+      members: [
+        { name: "card", doc: "By card.", type: { kind: "ref", target: "p.Card" } },
+        { name: "cash", type: { kind: "primitive", name: "decimal" } },
+      ],
+    });
   });
 });
