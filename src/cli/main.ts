@@ -17,9 +17,9 @@ Run "fanc <command> --help" for a command's options.
   -h, --help      show this help
   -v, --version   print the version`;
 
-/** A subcommand module: `run(args)` returns the exit code. */
+/** A subcommand module: `run(args, io?)` returns the exit code. */
 interface Command {
-  run(args: string[]): Promise<number>;
+  run(args: string[], io?: Io): Promise<number>;
 }
 
 /** Loads a subcommand another module implements (`ls`, `config`); undefined when it is not there. */
@@ -39,7 +39,7 @@ async function runLoaded(name: "ls" | "config", args: string[], io: Io): Promise
     io.err(`fanc ${name}: not available in this build`);
     return 2;
   }
-  return command.run(args);
+  return command.run(args, io);
 }
 
 function version(): string {

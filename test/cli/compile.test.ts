@@ -45,6 +45,15 @@ describe("fanc", () => {
     expect(io.errText()).toBe('fanc: unknown command "compil". Commands: compile, ls, config. Run "fanc --help" for usage.');
   });
 
+  it("dispatches ls and config to their modules", async () => {
+    const ls = await fanc("ls", "--help");
+    expect(ls.code).toBe(0);
+    expect(ls.io.outText()).toContain("usage: fanc ls");
+    const config = await fanc("config", "--help");
+    expect(config.code).toBe(0);
+    expect(config.io.outText()).toContain("usage: fanc config");
+  });
+
   it("compile usage errors exit 2 with the reason and the usage", async () => {
     const missing = await fanc("compile");
     expect(missing.code).toBe(2);
