@@ -44,9 +44,22 @@ function isDiscovery(d: DiscoveryInput): d is Discovery {
   return typeof d === "object" && d !== null && "directory" in d && "registry" in d;
 }
 
+/**
+ * Each network transport's module, imported only when an App is configured to use it, so a
+ * local-only app never loads amqplib, ioredis, zeromq or undici. Literal paths (not a template)
+ * so bundlers and vitest can see them.
+ */
+const LOADERS: Readonly<Record<Exclude<TransportName, "local">, () => Promise<Record<string, unknown>>>> = {
+  http: () => import("./transports/http/index.js"),
+  amqp: () => import("./transports/amqp/index.js"),
+  redis: () => import("./transports/redis/index.js"),
+  zmq: () => import("./transports/zmq/index.js"),
+};
+
 /** Loads a network transport's module and returns its factory (`httpTransport(opts)`...). */
 async function loadTransport(name: TransportName, opts: object): Promise<TransportFactory> {
-  const mod = (await import(`./transports/${name}/index.js`)) as Record<string, unknown>;
+  if (name === "local") throw new FanError(Code.INTERNAL, "the local transport is built in, not loaded");
+  const mod = await LOADERS[name]();
   const make = mod[`${name}Transport`];
   if (typeof make !== "function")
     throw new FanError(Code.INTERNAL, `transports/${name} does not export ${name}Transport`);

@@ -55,26 +55,50 @@ export function parseJson(bytes: Uint8Array | string, limits: WireLimits): unkno
 }
 
 /**
- * Walks a parsed JSON value without recursion, rejecting nesting deeper than `maxDepth` and
- * prototype-polluting keys.
+ * Checks a parsed JSON value: nesting no deeper than `maxDepth` and no prototype-polluting
+ * keys. Recursion is bounded by `maxDepth` (it throws before going deeper), so it cannot
+ * overflow the stack; the failing path is built only when it throws, so the valid case
+ * allocates nothing.
  */
 export function checkJsonValue(value: unknown, maxDepth: number = DEFAULT_MAX_DEPTH): void {
-  const stack: { v: unknown; d: number; path: string }[] = [{ v: value, d: 0, path: "$" }];
-  while (stack.length > 0) {
-    const { v, d, path } = stack.pop() as { v: unknown; d: number; path: string };
-    if (v === null || typeof v !== "object") continue;
-    if (d >= maxDepth) throw new FanError(Code.INVALID_ARGUMENT, `JSON nested deeper than ${maxDepth} levels at ${path}`);
-    if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) stack.push({ v: v[i], d: d + 1, path: `${path}[${i}]` });
-      continue;
-    }
-    for (const key of Object.keys(v)) {
-      if (FORBIDDEN_KEYS.has(key)) {
-        throw new FanError(Code.INVALID_ARGUMENT, `forbidden key "${key}" at ${path}`, { details: { path } });
+  if (value === null || typeof value !== "object") return;
+  const trail: (string | number)[] = [];
+  if (!walk(value, 0, maxDepth, trail)) {
+    const path = `$${trail
+      .reverse()
+      .map((k) => (typeof k === "number" ? `[${k}]` : `.${k}`))
+      .join("")}`;
+    const key = trail[trail.length - 1];
+    const why = typeof key === "string" && FORBIDDEN_KEYS.has(key) ? `forbidden key "${key}"` : `JSON nested deeper than ${maxDepth} levels`;
+    throw new FanError(Code.INVALID_ARGUMENT, `${why} at ${path}`, { details: { path } });
+  }
+}
+
+/** False when `v` breaks a rule; `trail` then holds the path to it, innermost first. */
+function walk(v: object, depth: number, maxDepth: number, trail: (string | number)[]): boolean {
+  if (depth >= maxDepth) return false;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const item: unknown = v[i];
+      if (item !== null && typeof item === "object" && !walk(item, depth + 1, maxDepth, trail)) {
+        trail.push(i);
+        return false;
       }
-      stack.push({ v: (v as Record<string, unknown>)[key], d: d + 1, path: `${path}.${key}` });
+    }
+    return true;
+  }
+  for (const key in v) {
+    if (FORBIDDEN_KEYS.has(key)) {
+      trail.push(key);
+      return false;
+    }
+    const item: unknown = (v as Record<string, unknown>)[key];
+    if (item !== null && typeof item === "object" && !walk(item, depth + 1, maxDepth, trail)) {
+      trail.push(key);
+      return false;
     }
   }
+  return true;
 }
 
 function invalid(what: string): never {

@@ -72,3 +72,20 @@ describe("wire", () => {
     expect(() => checkJsonValue({ a: [1, { b: "c" }] })).not.toThrow();
   });
 });
+
+describe("wire error paths", () => {
+  it("names the path of a forbidden key and of the level that is too deep", () => {
+    try {
+      checkJsonValue(JSON.parse('{"a":[0,{"b":{"__proto__":1}}]}'));
+      expect.unreachable();
+    } catch (e) {
+      expect((e as FanError).message).toBe('forbidden key "__proto__" at $.a[1].b.__proto__');
+    }
+    try {
+      checkJsonValue({ x: [[[]]] }, 3);
+      expect.unreachable();
+    } catch (e) {
+      expect((e as FanError).message).toBe("JSON nested deeper than 3 levels at $.x[0][0]");
+    }
+  });
+});
