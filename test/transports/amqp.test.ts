@@ -1,14 +1,15 @@
 /**
- * The amqp transport against the real RabbitMQ: the shared conformance suite, with raw probes
- * of the request queue and the dead-letter queue of pushes.
+ * The amqp transport against the real RabbitMQ: the shared conformance suite (transport level
+ * and end to end through Apps), with raw probes of the request queue and the dead-letter queue
+ * of pushes.
  */
-import { afterAll, beforeAll, expect } from "vitest";
+import { afterAll, beforeAll } from "vitest";
 import { amqpTransport } from "../../src/runtime/transports/amqp/index.js";
 import { deadLetterQueue, parseEndpoint, pushQueue, rpcQueue } from "../../src/runtime/transports/amqp/names.js";
 import type { Envelope, TransportFactory } from "../../src/runtime/transport.js";
 import { decodeEnvelope } from "../../src/runtime/wire.js";
-import { AMQP_URL, deleteByPrefix, describeWithBroker, peekQueue, publishRaw, reachable, withChannel } from "./amqp-broker.js";
-import { transportConformance } from "./conformance.js";
+import { AMQP_URL, deleteByPrefix, describeWithBroker, peekQueue, publishRaw, reachable } from "./amqp-broker.js";
+import { conformance } from "./conformance.js";
 
 const url = new URL(AMQP_URL);
 const up = await reachable(url.hostname, Number(url.port || 5672));
@@ -21,25 +22,23 @@ const prefix = `fan.conf-${process.pid}`;
  * creates (that server) therefore gets a cluster of its own. Clients address servers through
  * the endpoint, which names the cluster.
  */
-function isolatingFactory(): () => TransportFactory {
+function isolating(): TransportFactory {
   let sides = 0;
-  return () => {
-    const first = sides++ === 0;
-    const make = amqpTransport({ url: AMQP_URL, maxDeliveries: 3, retryDelayMs: 50 });
-    return (ctx) => make(first ? { ...ctx, cluster: `${ctx.cluster}-main` } : ctx);
-  };
+  const make = amqpTransport({ url: AMQP_URL, maxDeliveries: 3, retryDelayMs: 50 });
+  return (ctx) => make(sides++ === 0 ? { ...ctx, cluster: `${ctx.cluster}-main` } : ctx);
 }
 
 describeWithBroker(up, "RabbitMQ", "amqp transport")("amqp transport (real RabbitMQ)", () => {
+  const prefixes = [prefix, `fan.conf-amqp-${process.pid}`];
   beforeAll(async () => {
-    await deleteByPrefix(prefix);
+    for (const p of prefixes) await deleteByPrefix(p);
   });
   afterAll(async () => {
-    await deleteByPrefix(prefix);
+    for (const p of prefixes) await deleteByPrefix(p);
   });
 
-  transportConformance("amqp", {
-    factory: isolatingFactory(),
+  conformance("amqp", {
+    app: { transports: { amqp: isolating() } },
     events: true,
     pushRedelivery: "broker",
     unknownService: ["NOT_FOUND"],
@@ -62,5 +61,3 @@ describeWithBroker(up, "RabbitMQ", "amqp transport")("amqp transport (real Rabbi
     },
   });
 });
-void expect;
-void withChannel;

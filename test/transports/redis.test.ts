@@ -1,6 +1,7 @@
 /**
- * The redis transport against the real Redis: the shared conformance suite, with raw probes
- * of the request list and the dead-letter stream of pushes.
+ * The redis transport against the real Redis: the shared conformance suite (transport level
+ * and end to end through Apps), with raw probes of the request list and the dead-letter stream
+ * of pushes.
  */
 import { afterAll, beforeAll } from "vitest";
 import { redisTransport } from "../../src/runtime/transports/redis/index.js";
@@ -8,7 +9,7 @@ import { deadLetterKey, parseEndpoint, pushKey, rpcKey } from "../../src/runtime
 import type { Envelope, TransportFactory } from "../../src/runtime/transport.js";
 import { decodeEnvelope } from "../../src/runtime/wire.js";
 import { describeWithBroker, reachable } from "./amqp-broker.js";
-import { transportConformance } from "./conformance.js";
+import { conformance } from "./conformance.js";
 import { deleteKeys, readStream, REDIS_URL, withRedis } from "./redis-server.js";
 
 const url = new URL(REDIS_URL);
@@ -21,25 +22,23 @@ const cluster = `conf-${process.pid}`;
  * stream, so the first side the suite creates (that server) gets a cluster of its own.
  * Clients address servers through the endpoint, which names the cluster.
  */
-function isolatingFactory(): () => TransportFactory {
+function isolating(): TransportFactory {
   let sides = 0;
-  return () => {
-    const first = sides++ === 0;
-    const make = redisTransport({ url: REDIS_URL, maxDeliveries: 3, retryDelayMs: 50, claimIdleMs: 1000, blockMs: 200 });
-    return (ctx) => make(first ? { ...ctx, cluster: `${ctx.cluster}-main` } : ctx);
-  };
+  const make = redisTransport({ url: REDIS_URL, maxDeliveries: 3, retryDelayMs: 50, claimIdleMs: 1000, blockMs: 200 });
+  return (ctx) => make(sides++ === 0 ? { ...ctx, cluster: `${ctx.cluster}-main` } : ctx);
 }
 
 describeWithBroker(up, "Redis", "redis transport")("redis transport (real Redis)", () => {
+  const patterns = [`fan.${cluster}*`, `fan.conf-redis-${process.pid}*`];
   beforeAll(async () => {
-    await deleteKeys(`fan.${cluster}*`);
+    for (const p of patterns) await deleteKeys(p);
   });
   afterAll(async () => {
-    await deleteKeys(`fan.${cluster}*`);
+    for (const p of patterns) await deleteKeys(p);
   });
 
-  transportConformance("redis", {
-    factory: isolatingFactory(),
+  conformance("redis", {
+    app: { transports: { redis: isolating() } },
     events: true,
     pushRedelivery: "broker",
     unknownService: ["NOT_FOUND"],

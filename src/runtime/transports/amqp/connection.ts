@@ -44,6 +44,8 @@ export class AmqpConnection {
   #timer: NodeJS.Timeout | undefined;
   #down: string | undefined;
   readonly #channels = new Set<ManagedChannel>();
+  /** Channel closes in progress: the connection closes after them, so their frames go out first. */
+  readonly #closing = new Set<Promise<unknown>>();
   readonly #waiters = new Waiters();
 
   constructor(readonly opts: ConnectionOptions) {}
@@ -78,9 +80,11 @@ export class AmqpConnection {
     return ch;
   }
 
-  /** Forgets a disposed channel. */
-  release(ch: ManagedChannel): void {
+  /** Forgets a disposed channel; `closing` settles once the broker confirmed its close. */
+  release(ch: ManagedChannel, closing: Promise<unknown>): void {
     this.#channels.delete(ch);
+    this.#closing.add(closing);
+    void closing.then(() => this.#closing.delete(closing));
   }
 
   async #connect(): Promise<void> {
@@ -150,6 +154,7 @@ export class AmqpConnection {
     this.#waiters.fail(new FanError(Code.UNAVAILABLE, "amqp transport closed"));
     for (const ch of [...this.#channels]) ch.dispose();
     const model = this.#model;
+    await withTimeout(Promise.all([...this.#closing]), CLOSE_TIMEOUT_MS).catch(() => undefined);
     this.#model = undefined;
     if (model === undefined) return;
     await withTimeout(model.close(), CLOSE_TIMEOUT_MS).catch(() => destroySocket(model));
@@ -334,17 +339,19 @@ export class ManagedChannel {
     this.#waiters.wake();
   }
 
-  /** Closes the channel for good. */
-  dispose(): void {
-    if (this.#disposed) return;
+  /**
+   * Closes the channel for good; resolves (never rejects) once the broker confirmed the close,
+   * so everything published on it before has been taken by the broker.
+   */
+  dispose(): Promise<void> {
+    if (this.#disposed) return Promise.resolve();
     this.#disposed = true;
-    this.conn.release(this);
     const ch = this.#ch;
     this.#ch = undefined;
     this.#waiters.fail(new FanError(Code.UNAVAILABLE, "amqp transport closed"));
-    if (ch !== undefined) {
-      for (const l of this.#listeners) l.onLost?.(ch);
-      ch.close().catch(() => undefined);
-    }
+    if (ch !== undefined) for (const l of this.#listeners) l.onLost?.(ch);
+    const closing = ch === undefined ? Promise.resolve() : ch.close().catch(() => undefined);
+    this.conn.release(this, closing);
+    return closing;
   }
 }

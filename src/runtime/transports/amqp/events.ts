@@ -64,7 +64,7 @@ export async function subscribeEvents(
   try {
     await ch.get(Date.now() + opts.connectTimeoutMs);
   } catch (e) {
-    ch.dispose();
+    void ch.dispose();
     throw new FanError(Code.UNAVAILABLE, `cannot subscribe to ${sub.source.name}.${sub.event} over amqp: ${(e as Error).message}`, { cause: e });
   }
   const stop = async (): Promise<void> => {
@@ -85,7 +85,7 @@ export async function drained(work: WorkConsumer, ms: number): Promise<void> {
 }
 
 async function unsubscribe(conn: AmqpConnection, ch: ManagedChannel, queue: string, broadcast: boolean, log: Logger): Promise<void> {
-  ch.dispose();
+  await bounded(ch.dispose(), 2000);
   if (!broadcast) return;
   const model = conn.model;
   if (model === undefined) return;

@@ -217,7 +217,7 @@ export class AmqpTransport implements Transport {
   async close(): Promise<void> {
     await Promise.all([...this.#subs].map((s) => s.kill()));
     this.#subs.clear();
-    for (const s of this.#servers) s.close();
+    await Promise.all([...this.#servers].map((s) => s.close(1000)));
     this.#servers.clear();
     this.#client?.close();
     this.#publisher?.close();

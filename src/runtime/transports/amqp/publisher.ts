@@ -11,6 +11,7 @@ import { Code, FanError } from "../../errors.js";
 import type { SendOptions } from "../../transport.js";
 import type { AmqpConnection, ManagedChannel } from "./connection.js";
 import { eventsExchange } from "./names.js";
+import { onAbort } from "./abort.js";
 import { msUntil } from "./waiters.js";
 
 /** What to publish where. */
@@ -70,17 +71,16 @@ export class AmqpPublisher {
     return new Promise<void>((resolve, reject) => {
       const ms = msUntil(opts.deadline);
       const timer = ms === undefined ? undefined : setTimeout(() => done(new FanError(Code.DEADLINE_EXCEEDED, `${p.what} not confirmed before the deadline`)), ms);
-      const onAbort = (): void => done(new FanError(Code.CANCELLED, "cancelled"));
       let settled = false;
       const done = (err?: Error): void => {
         if (settled) return;
         settled = true;
         if (timer !== undefined) clearTimeout(timer);
-        opts.signal.removeEventListener("abort", onAbort);
+        stopListening();
         if (err === undefined) resolve();
         else reject(err);
       };
-      opts.signal.addEventListener("abort", onAbort, { once: true });
+      const stopListening = onAbort(opts.signal, () => done(new FanError(Code.CANCELLED, "cancelled")));
       this.#send(ch, p, id, done);
     });
   }
@@ -107,6 +107,6 @@ export class AmqpPublisher {
 
   /** Closes the channel; unconfirmed publishes fail. */
   close(): void {
-    this.#ch.dispose();
+    void this.#ch.dispose();
   }
 }

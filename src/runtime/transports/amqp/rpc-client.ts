@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import type { Channel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
 import { deadlines, type Expirable } from "../../deadlines.js";
+import { onAbort } from "./abort.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
@@ -64,10 +65,6 @@ export class AmqpRpcClient {
   #send(ch: Channel, addr: AmqpAddress, body: Buffer, opts: SendOptions): Promise<Envelope> {
     const corr = `${this.#prefix}.${++this.#seq}`;
     return new Promise<Envelope>((resolve, reject) => {
-      const onAbort = (): void => {
-        p.settle(new FanError(Code.CANCELLED, "cancelled"));
-        this.#sendCancel(addr, corr);
-      };
       const finite = Number.isFinite(opts.deadline);
       const p: Pending = {
         ch,
@@ -77,14 +74,17 @@ export class AmqpRpcClient {
         settle: (result) => {
           if (!this.#pending.delete(corr)) return;
           if (finite) deadlines.remove(p);
-          opts.signal.removeEventListener("abort", onAbort);
+          stopListening();
           if (result instanceof FanError) reject(result);
           else resolve(result);
         },
       };
       this.#pending.set(corr, p);
       if (finite) deadlines.add(p, opts.deadline);
-      opts.signal.addEventListener("abort", onAbort, { once: true });
+      const stopListening = onAbort(opts.signal, () => {
+        p.settle(new FanError(Code.CANCELLED, "cancelled"));
+        this.#sendCancel(addr, corr);
+      });
       this.#publish(ch, p, addr, corr, body, opts.deadline);
     });
   }
@@ -138,7 +138,7 @@ export class AmqpRpcClient {
   /** Fails every pending call and closes the channel. */
   close(): void {
     for (const p of [...this.#pending.values()]) p.settle(new FanError(Code.UNAVAILABLE, "amqp transport closed"));
-    this.#ch.dispose();
+    void this.#ch.dispose();
   }
 }
 

@@ -66,7 +66,7 @@ export class AmqpServer {
     try {
       await this.#ch.get(Date.now() + this.opts.connectTimeoutMs);
     } catch (e) {
-      this.#ch.dispose();
+      void this.#ch.dispose();
       throw new FanError(Code.UNAVAILABLE, `cannot serve ${this.service.name} over amqp: ${(e as Error).message}`, { cause: e });
     }
     return { endpoint: formatEndpoint(this.#addr), stop: () => this.stop() };
@@ -114,8 +114,9 @@ export class AmqpServer {
       answer(errorEnvelope(corr ?? "?", undefined, FanError.from(e, Code.INVALID_ARGUMENT)));
       return;
     }
-    if (env.service !== this.service.name) {
-      answer(errorEnvelope(env.id, env, new FanError(Code.NOT_FOUND, `service ${env.service} is not served here (this queue serves ${this.service.name})`)));
+    const refused = refuse(this.service, env);
+    if (refused !== undefined) {
+      answer(errorEnvelope(env.id, env, refused));
       return;
     }
     if (msg.fields.redelivered && this.service.methods[env.method]?.idempotent !== true) {
@@ -180,11 +181,23 @@ export class AmqpServer {
     return this.#inFlight.size + this.#work.inFlight;
   }
 
-  /** Closes the channel; unacknowledged pushes return to the queue. */
-  close(): void {
+  /**
+   * Aborts calls still running, gives their replies up to `graceMs` to go out, then closes the
+   * channel; unacknowledged pushes return to the queue.
+   */
+  async close(graceMs: number): Promise<void> {
     for (const ac of this.#inFlight.values()) ac.abort();
-    this.#ch.dispose();
+    const until = Date.now() + graceMs;
+    while (this.#inFlight.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    await bounded(this.#ch.dispose(), 2000);
   }
+}
+
+/** NOT_FOUND for a call to another service or to a method the served version does not have. */
+export function refuse(service: ServiceDescriptor, env: Envelope): FanError | undefined {
+  if (env.service !== service.name) return new FanError(Code.NOT_FOUND, `service ${env.service} is not served here (this queue serves ${service.name})`);
+  if (service.methods[env.method]?.kind !== "rpc") return new FanError(Code.NOT_FOUND, `unknown method ${env.service}/${env.method}`);
+  return undefined;
 }
 
 /** An error envelope answering `env` (or an undecodable request, when undefined). */

@@ -3,6 +3,7 @@
  * abort signal, without a timer per waiter when nothing is waiting.
  */
 import { Code, FanError } from "../../errors.js";
+import { onAbort } from "./abort.js";
 
 /** Longest delay `setTimeout` takes without overflowing to 1 ms. */
 export const MAX_TIMER_MS = 2_147_483_647;
@@ -28,15 +29,14 @@ export class Waiters {
     return new Promise<void>((resolve, reject) => {
       const ms = msUntil(deadline);
       const timer = ms === undefined ? undefined : setTimeout(() => done(late()), ms);
-      const onAbort = (): void => done(new FanError(Code.CANCELLED, "cancelled"));
       const done = (err?: FanError): void => {
         this.#waiting.delete(done);
         if (timer !== undefined) clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
+        stopListening();
         if (err === undefined) resolve();
         else reject(err);
       };
-      signal?.addEventListener("abort", onAbort, { once: true });
+      const stopListening = signal === undefined ? () => undefined : onAbort(signal, () => done(new FanError(Code.CANCELLED, "cancelled")));
       this.#waiting.add(done);
     });
   }

@@ -8,6 +8,7 @@
 import { Cluster, Command, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
+import { onAbort } from "./abort.js";
 
 /** A standalone, Sentinel-managed or cluster connection. */
 export type RedisClient = Redis | Cluster;
@@ -120,18 +121,17 @@ export function ready(client: RedisClient, deadline: number, signal?: AbortSigna
     const timer = ms === undefined ? undefined : setTimeout(() => done(late()), ms);
     const onReady = (): void => done();
     const onEnd = (): void => done(new FanError(Code.UNAVAILABLE, "redis transport closed"));
-    const onAbort = (): void => done(new FanError(Code.CANCELLED, "cancelled"));
     const done = (err?: FanError): void => {
       if (timer !== undefined) clearTimeout(timer);
       client.off("ready", onReady);
       client.off("end", onEnd);
-      signal?.removeEventListener("abort", onAbort);
+      stopListening();
       if (err === undefined) resolve();
       else reject(err);
     };
     client.on("ready", onReady);
     client.on("end", onEnd);
-    signal?.addEventListener("abort", onAbort, { once: true });
+    const stopListening = signal === undefined ? () => undefined : onAbort(signal, () => done(new FanError(Code.CANCELLED, "cancelled")));
   });
 }
 

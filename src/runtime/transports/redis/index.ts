@@ -230,10 +230,7 @@ export class RedisTransport implements Transport {
   /** Closes every loop and connection without waiting for handlers (the App drains first). */
   async close(): Promise<void> {
     const loops: Promise<unknown>[] = [];
-    for (const i of this.#instances) {
-      i.rpc.close();
-      loops.push(i.rpc.stop(), i.push.close());
-    }
+    for (const i of this.#instances) loops.push(i.rpc.stop(), i.rpc.close(1000), i.push.close());
     for (const c of this.#subs) loops.push(c.close());
     this.#instances.clear();
     this.#subs.clear();

@@ -10,10 +10,11 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { deadlines, type Expirable } from "../../deadlines.js";
+import { onAbort } from "./abort.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
-import { disconnect, notSent, ready, type RedisClient, unavailable } from "./clients.js";
+import { disconnect, isReady, notSent, ready, type RedisClient, unavailable } from "./clients.js";
 import { aliveKey, cancelChannel, parseEndpoint, replyChannel, rpcKey, type RedisAddress } from "./names.js";
 
 /** LPUSH the request when an instance of the version is alive; 0 when none is. */
@@ -45,6 +46,8 @@ export class RedisRpcClient {
   readonly #channel: string;
   #seq = 0;
   #subscribed: Promise<void> | undefined;
+  /** True while the reply channel is subscribed on the current connection (the fast path). */
+  #listening = false;
 
   constructor(
     private readonly cmd: RedisClient,
@@ -61,9 +64,12 @@ export class RedisRpcClient {
 
   /** Subscribes to the reply channel (again after every reconnection), bounded by `deadline`. */
   async #ensureSubscribed(deadline: number, signal: AbortSignal): Promise<void> {
+    if (this.#listening && isReady(this.sub)) return;
     for (;;) {
       await ready(this.sub, deadline, signal);
-      this.#subscribed ??= this.sub.subscribe(this.#channel).then(() => undefined);
+      this.#subscribed ??= this.sub.subscribe(this.#channel).then(() => {
+        this.#listening = true;
+      });
       try {
         await this.#subscribed;
         return;
@@ -82,7 +88,7 @@ export class RedisRpcClient {
     if (json.length > this.maxBytes) {
       throw new FanError(Code.RESOURCE_EXHAUSTED, `call of ${json.length} bytes exceeds the limit of ${this.maxBytes}`);
     }
-    await this.#ensureSubscribed(opts.deadline, opts.signal);
+    if (!this.#listening || !isReady(this.sub)) await this.#ensureSubscribed(opts.deadline, opts.signal);
     const corr = `${this.#prefix}.${++this.#seq}`;
     const frame = Buffer.concat([Buffer.from(`${corr}\n${this.#channel}\n`, "latin1"), json]);
     const reply = this.#await(corr, addr, opts);
@@ -93,24 +99,23 @@ export class RedisRpcClient {
   #await(corr: string, addr: RedisAddress, opts: SendOptions): Promise<Envelope> {
     return new Promise<Envelope>((resolve, reject) => {
       const finite = Number.isFinite(opts.deadline);
-      const onAbort = (): void => {
-        p.settle(new FanError(Code.CANCELLED, "cancelled"));
-        this.#sendCancel(addr, corr);
-      };
       const p: Pending = {
         bucket: 0,
         expire: () => p.settle(new FanError(Code.DEADLINE_EXCEEDED, `no reply from ${addr.service} before the deadline`)),
         settle: (result) => {
           if (!this.#pending.delete(corr)) return;
           if (finite) deadlines.remove(p);
-          opts.signal.removeEventListener("abort", onAbort);
+          stopListening();
           if (result instanceof FanError) reject(result);
           else resolve(result);
         },
       };
       this.#pending.set(corr, p);
       if (finite) deadlines.add(p, opts.deadline);
-      opts.signal.addEventListener("abort", onAbort, { once: true });
+      const stopListening = onAbort(opts.signal, () => {
+        p.settle(new FanError(Code.CANCELLED, "cancelled"));
+        this.#sendCancel(addr, corr);
+      });
     });
   }
 
@@ -119,7 +124,7 @@ export class RedisRpcClient {
     const run = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<number>>)[CALL_COMMAND] as (...a: unknown[]) => Promise<number>;
     for (;;) {
       if (!this.#pending.has(corr)) return;
-      await ready(this.cmd, opts.deadline, opts.signal);
+      if (!isReady(this.cmd)) await ready(this.cmd, opts.deadline, opts.signal);
       try {
         const accepted = await run.call(this.cmd, rpcKey(addr), aliveKey(addr), frame);
         if (accepted === 0) throw new FanError(Code.UNAVAILABLE, `no live instance of ${addr.service}@${addr.version} on redis`);
@@ -149,6 +154,7 @@ export class RedisRpcClient {
   /** The reply connection dropped: replies published meanwhile are lost, so pending calls fail. */
   #onLost(): void {
     this.#subscribed = undefined;
+    this.#listening = false;
     for (const p of [...this.#pending.values()]) p.settle(new FanError(Code.UNAVAILABLE, "redis connection lost while the call was in flight"));
   }
 

@@ -53,6 +53,8 @@ function parseRequest(item: Buffer): Request | undefined {
 export class RedisRpcServer {
   readonly #addr: RedisAddress;
   readonly #inFlight = new Map<string, AbortController>();
+  /** Replies handed to Redis but not yet acknowledged by it. */
+  readonly #sending = new Set<Promise<unknown>>();
   readonly #log: Logger;
   #stopped = false;
   #loop: Promise<void> | undefined;
@@ -137,7 +139,8 @@ export class RedisRpcServer {
     try {
       env = decodeEnvelope(req.json, { maxBytes: this.opts.maxBytes });
       if (env.kind !== "call") throw new FanError(Code.INVALID_ARGUMENT, `expected a call, got a ${env.kind}`);
-      if (env.service !== this.service.name) throw new FanError(Code.NOT_FOUND, `service ${env.service} is not served here (this list serves ${this.service.name})`);
+      const refused = refuse(this.service, env);
+      if (refused !== undefined) throw refused;
     } catch (e) {
       const err = FanError.from(e, Code.INVALID_ARGUMENT);
       if (err.code !== Code.NOT_FOUND) this.#log.warn({ err: err.message, channel: req.channel }, "undecodable redis call");
@@ -167,7 +170,9 @@ export class RedisRpcServer {
       json = encodeEnvelope(errorEnvelope(reply.id, reply, e));
     }
     const frame = Buffer.concat([Buffer.from(`${req.corr}\n`, "latin1"), json]);
-    this.cmd.publish(req.channel, frame).catch((e: unknown) => this.#log.warn({ err: (e as Error).message }, "redis reply not sent"));
+    const sent = this.cmd.publish(req.channel, frame).catch((e: unknown) => this.#log.warn({ err: (e as Error).message }, "redis reply not sent"));
+    this.#sending.add(sent);
+    void sent.then(() => this.#sending.delete(sent));
   }
 
   /** Stops popping requests and leaves the alive set; calls in flight still get their replies. */
@@ -187,10 +192,20 @@ export class RedisRpcServer {
     return this.#inFlight.size;
   }
 
-  /** Aborts calls still running (the transport is closing). */
-  close(): void {
+  /** Aborts calls still running and waits up to `graceMs` for their replies to reach Redis. */
+  async close(graceMs: number): Promise<void> {
     for (const ac of this.#inFlight.values()) ac.abort();
+    const until = Date.now() + graceMs;
+    while (this.#inFlight.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    await Promise.race([Promise.all([...this.#sending]), new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())))]);
   }
+}
+
+/** NOT_FOUND for a call to another service or to a method the served version does not have. */
+export function refuse(service: ServiceDescriptor, env: Envelope): FanError | undefined {
+  if (env.service !== service.name) return new FanError(Code.NOT_FOUND, `service ${env.service} is not served here (this list serves ${service.name})`);
+  if (service.methods[env.method]?.kind !== "rpc") return new FanError(Code.NOT_FOUND, `unknown method ${env.service}/${env.method}`);
+  return undefined;
 }
 
 /** An error envelope answering `env` (or an undecodable request, when undefined). */

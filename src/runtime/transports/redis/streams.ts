@@ -57,6 +57,8 @@ function message(e: unknown): string {
 /** Reads a stream in a consumer group and hands each entry to `deliver`. */
 export class StreamConsumer {
   readonly #inFlight = new Set<string>();
+  /** XACKs and dead-letterings sent but not yet answered. */
+  readonly #acking = new Set<Promise<void>>();
   readonly #dlq: string;
   #stopped = false;
   #loop: Promise<void> | undefined;
@@ -233,7 +235,14 @@ export class StreamConsumer {
     this.#release(id);
   }
 
-  async #exec(cmds: unknown[][], what: string): Promise<void> {
+  #exec(cmds: unknown[][], what: string): Promise<void> {
+    const p = this.#execOnce(cmds, what);
+    this.#acking.add(p);
+    void p.then(() => this.#acking.delete(p));
+    return p;
+  }
+
+  async #execOnce(cmds: unknown[][], what: string): Promise<void> {
     for (let tries = 0; tries < 2; tries++) {
       try {
         await this.cmd.multi(cmds).exec();
@@ -266,9 +275,13 @@ export class StreamConsumer {
     return this.#inFlight.size;
   }
 
-  /** Stops, and hands entries still in handlers to the other consumers at once. */
+  /**
+   * Stops, lets acknowledgements already sent reach Redis (up to 1 s), and hands entries still
+   * in handlers to the other consumers at once.
+   */
   async close(): Promise<void> {
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
+    await Promise.race([Promise.all([...this.#acking]), new Promise((r) => setTimeout(r, 1000))]);
     const s = this.spec;
     const held = [...this.#inFlight];
     const release = held.length === 0 || !isReady(this.cmd)
