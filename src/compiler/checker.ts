@@ -5,6 +5,7 @@
  * position being checked and the checker carries on with the next declaration.
  */
 import type * as A from "./ast.js";
+import type { CheckCache, FileResult } from "./check-cache.js";
 import type { Checker } from "./check-context.js";
 import { checkEnum, checkError, checkStruct, checkUnion } from "./check-decls.js";
 import { checkDependencyGraph } from "./check-graph.js";
@@ -24,7 +25,10 @@ import {
 } from "./scope.js";
 
 /** Check all files as one program. The model is complete only when no error was reported. */
-export function checkProgram(files: readonly A.SourceFile[]): { model: ProgramModel; diagnostics: Diagnostic[] } {
+export function checkProgram(
+  files: readonly A.SourceFile[],
+  cache?: CheckCache,
+): { model: ProgramModel; diagnostics: Diagnostic[] } {
   const out: Diagnostic[] = [];
   const packages = buildPackages(files, out);
   const byFullName = new Map<string, DeclEntry>();
@@ -43,31 +47,64 @@ export function checkProgram(files: readonly A.SourceFile[]): { model: ProgramMo
   const versions = new Map<string, string | undefined>();
   for (const pkg of packages.values()) versions.set(pkg.name, packageVersion(c, pkg));
   const sorted = [...packages.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  for (const pkg of sorted) eachDecl(c, pkg, false, () => undefined);
-  const edges: DependencyEdge[] = [];
-  for (const pkg of sorted) eachDecl(c, pkg, true, (e) => edges.push(...e));
-  guarded(c, () => checkDependencyGraph(c, edges));
-  for (const scope of scopes.values()) reportUnusedImports(scope, out);
-  return { model: { packages: sorted.map((p) => packageModel(c, p)) }, diagnostics: out };
-
-  function eachDecl(c: Checker, pkg: PackageInfo, services: boolean, addEdges: (e: DependencyEdge[]) => void): void {
-    for (const file of pkg.files) {
-      const scope = scopes.get(file.path)!;
-      for (const decl of file.decls) {
-        if ((decl.kind === "Service") !== services) continue;
-        const registered = pkg.decls.get(decl.name.name);
-        const entry =
-          registered?.decl === decl
-            ? registered
-            : { decl, file, pkg: pkg.name, fullName: `${pkg.name}.${decl.name.name}` };
-        guarded(c, () => {
-          c.at = decl.span;
-          const model = checkDecl(c, scope, entry, versions.get(pkg.name), addEdges);
-          if (registered?.decl === decl && model !== undefined) c.models.set(entry.fullName, model);
-        });
-      }
-    }
+  const run: Run = { c, scopes, versions, reuse: cache?.begin(files) ?? new Map(), fresh: new Map(), edges: [] };
+  for (const pkg of sorted) for (const file of pkg.files) checkFile(run, pkg, file, "types");
+  for (const pkg of sorted) for (const file of pkg.files) checkFile(run, pkg, file, "services");
+  guarded(c, () => checkDependencyGraph(c, run.edges));
+  for (const scope of scopes.values()) {
+    const reused = run.reuse.get(scope.file);
+    if (reused?.used !== undefined) for (const p of reused.used) scope.used.add(p);
+    else (run.fresh.get(scope.file) ?? {}).used = [...scope.used];
+    reportUnusedImports(scope, out);
   }
+  for (const [file, result] of [...run.reuse, ...run.fresh]) if (scopes.has(file.path)) cache?.record(file, result);
+  return { model: { packages: sorted.map((p) => packageModel(c, p)) }, diagnostics: out };
+}
+
+/** State of one checker run. */
+interface Run {
+  readonly c: Checker;
+  readonly scopes: ReadonlyMap<string, FileScope>;
+  readonly versions: ReadonlyMap<string, string | undefined>;
+  /** Results of the previous run that are still valid, by file. */
+  readonly reuse: ReadonlyMap<A.SourceFile, FileResult>;
+  /** Results computed in this run, by file. */
+  readonly fresh: Map<A.SourceFile, FileResult>;
+  readonly edges: DependencyEdge[];
+}
+
+/** Check one file's declarations of one pass (or take last run's results when still valid). */
+function checkFile(run: Run, pkg: PackageInfo, file: A.SourceFile, pass: "types" | "services"): void {
+  const { c } = run;
+  const reused = run.reuse.get(file)?.[pass];
+  if (reused !== undefined) {
+    for (const [name, model] of reused.models) c.models.set(name, model);
+    c.out.push(...reused.diagnostics);
+    run.edges.push(...reused.edges);
+    return;
+  }
+  const start = c.out.length;
+  const models: [string, DeclModel][] = [];
+  const edges: DependencyEdge[] = [];
+  const scope = run.scopes.get(file.path)!;
+  for (const decl of file.decls) {
+    if ((decl.kind === "Service") !== (pass === "services")) continue;
+    const registered = pkg.decls.get(decl.name.name);
+    const entry =
+      registered?.decl === decl ? registered : { decl, file, pkg: pkg.name, fullName: `${pkg.name}.${decl.name.name}` };
+    guarded(c, () => {
+      c.at = decl.span;
+      const model = checkDecl(c, scope, entry, run.versions.get(pkg.name), (e) => edges.push(...e));
+      if (registered?.decl === decl && model !== undefined) {
+        c.models.set(entry.fullName, model);
+        models.push([entry.fullName, model]);
+      }
+    });
+  }
+  run.edges.push(...edges);
+  const result = run.fresh.get(file) ?? {};
+  result[pass] = { models, diagnostics: c.out.slice(start), edges };
+  run.fresh.set(file, result);
 }
 
 function guarded(c: Checker, f: () => void): void {

@@ -5,6 +5,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import type { SourceFile } from "./ast.js";
+import { CheckCache } from "./check-cache.js";
 import { checkProgram } from "./checker.js";
 import { type Diagnostic, diag, sortDiagnostics } from "./diagnostics.js";
 import type { ProgramModel } from "./model.js";
@@ -33,6 +34,8 @@ export interface CheckOptions {
 /** Reuses ASTs for unchanged (path, text), so watch mode re-parses only changed files. */
 export class ParseCache {
   readonly #entries = new Map<string, { readonly text: string; readonly result: ParseResult }>();
+  /** Check results of unchanged files, reused while no file's interface changed (internal). */
+  readonly checks = new CheckCache();
 
   /** The parse of `(path, text)`, from the cache when the text is unchanged. */
   parse(path: string, text: string): ParseResult {
@@ -71,7 +74,7 @@ export function checkSources(sources: readonly SourceInput[], opts: CheckOptions
   opts.cache?.retain(seen);
   let model: ProgramModel | undefined;
   try {
-    const checked = checkProgram(files);
+    const checked = checkProgram(files, opts.cache?.checks);
     model = checked.model;
     diagnostics.push(...checked.diagnostics.filter((d) => !touchesSkipped(d, skipped)));
   } catch (e) {
