@@ -176,8 +176,18 @@ export const rawRedisPing: RawBound = {
 /** amqp rows then redis rows. */
 export async function brokerRows(): Promise<BenchRow[]> {
   return [
-    ...(await transportRows("amqp", rawAmqp, () => amqpTransport({ url: AMQP_URL }), () => ({ amqp: amqpTransport({ url: AMQP_URL }) }))),
-    ...(await transportRows("redis", rawRedisRpc, () => redisTransport({ url: REDIS_URL }), () => ({ redis: redisTransport({ url: REDIS_URL }) }))),
+    ...(await transportRows(
+      "amqp",
+      rawAmqp,
+      () => amqpTransport({ url: AMQP_URL }),
+      () => ({ amqp: amqpTransport({ url: AMQP_URL }) }),
+    )),
+    ...(await transportRows(
+      "redis",
+      rawRedisRpc,
+      () => redisTransport({ url: REDIS_URL }),
+      () => ({ redis: redisTransport({ url: REDIS_URL }) }),
+    )),
     ...(await redisPingRows()),
   ];
 }

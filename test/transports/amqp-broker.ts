@@ -59,7 +59,12 @@ export async function withChannel<T>(fn: (ch: amqplib.Channel) => Promise<T>, ur
 }
 
 /** Publishes raw bytes to a queue, as a foreign or broken client would. */
-export async function publishRaw(queue: string, body: Buffer, props: amqplib.Options.Publish = {}, url = AMQP_URL): Promise<void> {
+export async function publishRaw(
+  queue: string,
+  body: Buffer,
+  props: amqplib.Options.Publish = {},
+  url = AMQP_URL,
+): Promise<void> {
   const conn = await amqplib.connect(url);
   conn.on("error", () => undefined);
   try {
@@ -93,19 +98,27 @@ export async function queueDepth(queue: string, url = AMQP_URL): Promise<number>
 }
 
 async function rabbitmqctl(args: string[], node?: string): Promise<string> {
-  const { stdout } = await run("rabbitmqctl", [...(node === undefined ? [] : ["-n", node]), "-q", ...args], { timeout: 30_000 });
+  const { stdout } = await run("rabbitmqctl", [...(node === undefined ? [] : ["-n", node]), "-q", ...args], {
+    timeout: 30_000,
+  });
   return stdout;
 }
 
 /** Names in a `rabbitmqctl list_*` table that start with `prefix`. */
 async function listNames(kind: "list_queues" | "list_exchanges", prefix: string, node?: string): Promise<string[]> {
   const out = await rabbitmqctl([kind, "name"], node);
-  return out.split("\n").map((l) => l.trim()).filter((n) => n.startsWith(prefix));
+  return out
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((n) => n.startsWith(prefix));
 }
 
 /** Deletes every queue and exchange whose name starts with `prefix` (a test run's cluster). */
 export async function deleteByPrefix(prefix: string, url = AMQP_URL, node?: string): Promise<void> {
-  const [queues, exchanges] = await Promise.all([listNames("list_queues", prefix, node), listNames("list_exchanges", prefix, node)]);
+  const [queues, exchanges] = await Promise.all([
+    listNames("list_queues", prefix, node),
+    listNames("list_exchanges", prefix, node),
+  ]);
   await withChannel(async (ch) => {
     for (const q of queues) await ch.deleteQueue(q);
     for (const x of exchanges) await ch.deleteExchange(x);
@@ -115,7 +128,10 @@ export async function deleteByPrefix(prefix: string, url = AMQP_URL, node?: stri
 /** Closes the broker side of every connection whose name is `name` (a forced disconnect). */
 export async function closeConnectionsNamed(name: string, node?: string): Promise<number> {
   const out = await rabbitmqctl(["list_connections", "pid", "client_properties"], node);
-  const pids = out.split("\n").filter((l) => l.includes(`{"connection_name","${name}"}`)).map((l) => l.split("\t")[0] as string);
+  const pids = out
+    .split("\n")
+    .filter((l) => l.includes(`{"connection_name","${name}"}`))
+    .map((l) => l.split("\t")[0] as string);
   for (const pid of pids) await rabbitmqctl(["close_connection", pid, "test: forced close"], node);
   return pids.length;
 }
@@ -134,7 +150,10 @@ export class PrivateRabbit {
     this.node = `fan-test-${rand}@localhost`;
     this.url = `amqp://guest:guest@127.0.0.1:${this.port}`;
     this.#dir = mkdtempSync(join(tmpdir(), "fan-rabbit-"));
-    writeFileSync(join(this.#dir, "rabbitmq.conf"), `listeners.tcp.local = 127.0.0.1:${this.port}\nloopback_users = none\n`);
+    writeFileSync(
+      join(this.#dir, "rabbitmq.conf"),
+      `listeners.tcp.local = 127.0.0.1:${this.port}\nloopback_users = none\n`,
+    );
     writeFileSync(join(this.#dir, "enabled_plugins"), "[].\n");
     this.#env = {
       ...process.env,
@@ -151,11 +170,19 @@ export class PrivateRabbit {
 
   /** Starts the node (a restart keeps its durable queues and persistent messages). */
   async start(timeoutMs = 60_000): Promise<void> {
-    await run("bash", ["-c", `mkdir -p mnesia log && (id rabbitmq >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && chown -R rabbitmq:rabbitmq . || true)`], { cwd: this.#dir });
+    await run(
+      "bash",
+      [
+        "-c",
+        `mkdir -p mnesia log && (id rabbitmq >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && chown -R rabbitmq:rabbitmq . || true)`,
+      ],
+      { cwd: this.#dir },
+    );
     await run("rabbitmq-server", ["-detached"], { env: this.#env, cwd: this.#dir, timeout: 30_000 });
     const end = Date.now() + timeoutMs;
     while (!(await reachable("127.0.0.1", this.port, 500))) {
-      if (Date.now() > end) throw new Error(`private RabbitMQ node ${this.node} did not listen on ${this.port} within ${timeoutMs} ms`);
+      if (Date.now() > end)
+        throw new Error(`private RabbitMQ node ${this.node} did not listen on ${this.port} within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 200));
     }
   }

@@ -7,10 +7,29 @@
 import { afterAll, expect, it } from "vitest";
 import { FanError } from "../../src/runtime/errors.js";
 import type { Envelope } from "../../src/runtime/transport.js";
-import { AmqpTransport, amqpTransport, type AmqpTransportOptions } from "../../src/runtime/transports/amqp/index.js";
-import { deadLetterQueue, formatEndpoint, parseEndpoint, pushQueue, rpcQueue } from "../../src/runtime/transports/amqp/names.js";
+import {
+  type AmqpTransport,
+  amqpTransport,
+  type AmqpTransportOptions,
+} from "../../src/runtime/transports/amqp/index.js";
+import {
+  deadLetterQueue,
+  formatEndpoint,
+  parseEndpoint,
+  pushQueue,
+  rpcQueue,
+} from "../../src/runtime/transports/amqp/names.js";
 import { decodeEnvelope } from "../../src/runtime/wire.js";
-import { AMQP_URL, closeConnectionsNamed, deleteByPrefix, describeWithBroker, peekQueue, publishRaw, reachable, withChannel } from "./amqp-broker.js";
+import {
+  AMQP_URL,
+  closeConnectionsNamed,
+  deleteByPrefix,
+  describeWithBroker,
+  peekQueue,
+  publishRaw,
+  reachable,
+  withChannel,
+} from "./amqp-broker.js";
 import { envelope, rejection, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
@@ -30,9 +49,20 @@ interface Pair {
   readonly names: { server: string; client: string };
 }
 
-function make(cluster: string, name: string, extra: Partial<AmqpTransportOptions> = {}): { t: AmqpTransport; log: CapturedLog } {
+function make(
+  cluster: string,
+  name: string,
+  extra: Partial<AmqpTransportOptions> = {},
+): { t: AmqpTransport; log: CapturedLog } {
   const log = captureLog();
-  const opts: AmqpTransportOptions = { url: AMQP_URL, reconnectMinDelayMs: 20, reconnectMaxDelayMs: 200, retryDelayMs: 20, connectionName: name, ...extra };
+  const opts: AmqpTransportOptions = {
+    url: AMQP_URL,
+    reconnectMinDelayMs: 20,
+    reconnectMaxDelayMs: 200,
+    retryDelayMs: 20,
+    connectionName: name,
+    ...extra,
+  };
   return { t: amqpTransport(opts)({ cluster, log: log.log, maxPayloadBytes: 1 << 20 }) as AmqpTransport, log };
 }
 
@@ -51,7 +81,11 @@ async function echo(p: Pair, n: number, ms = 2000): Promise<Envelope> {
   return p.client.call(p.endpoint, envelope("echo", { n }), within(ms));
 }
 
-describeWithBroker(up, "RabbitMQ", "amqp recovery")("amqp recovery and edge cases (real RabbitMQ)", () => {
+describeWithBroker(
+  up,
+  "RabbitMQ",
+  "amqp recovery",
+)("amqp recovery and edge cases (real RabbitMQ)", () => {
   const open: Pair[] = [];
   afterAll(async () => {
     await Promise.all(open.flatMap((p) => [p.client.close(), p.server.close()]));
@@ -62,7 +96,9 @@ describeWithBroker(up, "RabbitMQ", "amqp recovery")("amqp recovery and edge case
     const p = await pair();
     open.push(p);
     expect((await echo(p, 1)).payload).toMatchObject({ n: 1 });
-    const slow = p.client.call(p.endpoint, envelope("sleep", { ms: 5000 }), within(3000)).catch((e: unknown) => FanError.from(e).code);
+    const slow = p.client
+      .call(p.endpoint, envelope("sleep", { ms: 5000 }), within(3000))
+      .catch((e: unknown) => FanError.from(e).code);
     await until(() => p.inbound.active > 0);
     expect(await closeConnectionsNamed(p.names.client)).toBe(1);
     expect(await closeConnectionsNamed(p.names.server)).toBe(1);
@@ -90,9 +126,13 @@ describeWithBroker(up, "RabbitMQ", "amqp recovery")("amqp recovery and edge case
     open.push(p);
     const nobody = formatEndpoint({ ...parseEndpoint(p.endpoint), version: "9.9.9" });
     const t0 = Date.now();
-    expect((await rejection(() => p.client.call(nobody, envelope("echo", { n: 1 }), within(5000)))).code).toBe("UNAVAILABLE");
+    expect((await rejection(() => p.client.call(nobody, envelope("echo", { n: 1 }), within(5000)))).code).toBe(
+      "UNAVAILABLE",
+    );
     const gone = formatEndpoint({ ...parseEndpoint(p.endpoint), service: "fan.conformance.Nobody" });
-    expect((await rejection(() => p.client.push(gone, envelope("record", { id: "x" }), within(5000)))).code).toBe("UNAVAILABLE");
+    expect((await rejection(() => p.client.push(gone, envelope("record", { id: "x" }), within(5000)))).code).toBe(
+      "UNAVAILABLE",
+    );
     expect(Date.now() - t0).toBeLessThan(2000);
     expect((await echo(p, 4)).payload).toMatchObject({ n: 4 });
   });
@@ -101,7 +141,11 @@ describeWithBroker(up, "RabbitMQ", "amqp recovery")("amqp recovery and edge case
     const p = await pair();
     open.push(p);
     const queue = pushQueue(parseEndpoint(p.endpoint));
-    await publishRaw(queue, Buffer.from('{"v":1,"id":"x","kind":"push","service":"s","method":"m","payload":{"__proto__":{"a":1}}}'), { persistent: true });
+    await publishRaw(
+      queue,
+      Buffer.from('{"v":1,"id":"x","kind":"push","service":"s","method":"m","payload":{"__proto__":{"a":1}}}'),
+      { persistent: true },
+    );
     await until(async () => (await peekQueue(deadLetterQueue(queue))).length === 1);
     expect(p.serverLog.find("undecodable amqp message dead-lettered")).toHaveLength(1);
     await p.client.push(p.endpoint, envelope("record", { id: "fine" }), within(5000));
@@ -155,7 +199,15 @@ describeWithBroker(up, "RabbitMQ", "amqp recovery")("amqp recovery and edge case
   it("dead-letters a push that fails every time after maxDeliveries, its envelope intact", async () => {
     const p = await pair({ maxDeliveries: 2 });
     open.push(p);
-    await p.client.push(p.endpoint, envelope("record", { id: "doomed", failures: 10 }, { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" }), within(5000));
+    await p.client.push(
+      p.endpoint,
+      envelope(
+        "record",
+        { id: "doomed", failures: 10 },
+        { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" },
+      ),
+      within(5000),
+    );
     const dlq = deadLetterQueue(pushQueue(parseEndpoint(p.endpoint)));
     await until(async () => (await peekQueue(dlq)).length === 1);
     const [msg] = await peekQueue(dlq);

@@ -26,11 +26,22 @@ class SlowPushes extends TestInbound {
 const possible = await canRunPrivateRabbit();
 
 function transport(url: string, who: string): Transport {
-  const make = amqpTransport({ url, reconnectMinDelayMs: 50, reconnectMaxDelayMs: 400, retryDelayMs: 50, pushPrefetch: 1, connectionName: `fan-restart-${who}` });
+  const make = amqpTransport({
+    url,
+    reconnectMinDelayMs: 50,
+    reconnectMaxDelayMs: 400,
+    retryDelayMs: 50,
+    pushPrefetch: 1,
+    connectionName: `fan-restart-${who}`,
+  });
   return make({ cluster: "restart", log: captureLog().log, maxPayloadBytes: 1 << 20 });
 }
 
-describeWithBroker(possible, "a private RabbitMQ node (rabbitmq-server)", "amqp broker restart")("amqp across a broker restart (private node)", () => {
+describeWithBroker(
+  possible,
+  "a private RabbitMQ node (rabbitmq-server)",
+  "amqp broker restart",
+)("amqp across a broker restart (private node)", () => {
   const rabbit = new PrivateRabbit();
   beforeAll(async () => {
     await rabbit.start();

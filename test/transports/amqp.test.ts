@@ -28,7 +28,11 @@ function isolating(): TransportFactory {
   return (ctx) => make(sides++ === 0 ? { ...ctx, cluster: `${ctx.cluster}-main` } : ctx);
 }
 
-describeWithBroker(up, "RabbitMQ", "amqp transport")("amqp transport (real RabbitMQ)", () => {
+describeWithBroker(
+  up,
+  "RabbitMQ",
+  "amqp transport",
+)("amqp transport (real RabbitMQ)", () => {
   const prefixes = [prefix, `fan.conf-amqp-${process.pid}`];
   beforeAll(async () => {
     for (const p of prefixes) await deleteByPrefix(p);
@@ -45,14 +49,19 @@ describeWithBroker(up, "RabbitMQ", "amqp transport")("amqp transport (real Rabbi
     deadLetter: {
       after: 3,
       read: async (service) => {
-        const q = deadLetterQueue(pushQueue({ cluster: `conf-${process.pid}-main`, service: service.name, version: service.version }));
+        const q = deadLetterQueue(
+          pushQueue({ cluster: `conf-${process.pid}-main`, service: service.name, version: service.version }),
+        );
         const msgs = await peekQueue(q);
         return msgs.map((m) => decodeEnvelope(m.content, { maxBytes: 1 << 20 }) as Envelope);
       },
     },
     raw: {
       garbage: async (endpoint) => {
-        await publishRaw(rpcQueue(parseEndpoint(endpoint)), Buffer.from([0x00, 0xff, 0x13, 0x37]), { replyTo: "amq.rabbitmq.reply-to.nobody", correlationId: "g" });
+        await publishRaw(rpcQueue(parseEndpoint(endpoint)), Buffer.from([0x00, 0xff, 0x13, 0x37]), {
+          replyTo: "amq.rabbitmq.reply-to.nobody",
+          correlationId: "g",
+        });
       },
       proto: async (endpoint) => {
         const body = `{"v":1,"id":"p1","kind":"call","service":"fan.conformance.Conformance","method":"echo","headers":{},"payload":{"n":1,"__proto__":{"polluted":true}}}`;

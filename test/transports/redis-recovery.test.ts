@@ -7,13 +7,28 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Transport } from "../../src/runtime/transport.js";
 import { redisTransport, type RedisTransportOptions } from "../../src/runtime/transports/redis/index.js";
-import { deadLetterKey, formatEndpoint, parseEndpoint, PUSH_GROUP, pushKey } from "../../src/runtime/transports/redis/names.js";
+import {
+  deadLetterKey,
+  formatEndpoint,
+  parseEndpoint,
+  PUSH_GROUP,
+  pushKey,
+} from "../../src/runtime/transports/redis/names.js";
 import { describeWithBroker, reachable } from "./amqp-broker.js";
 import { envelope, rejection, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
 import { type CapturedLog, captureLog } from "./fixtures/log.js";
-import { deleteKeys, PrivateCluster, PrivateRedis, PrivateSentinel, readStream, REDIS_URL, redisServerAvailable, withRedis } from "./redis-server.js";
+import {
+  deleteKeys,
+  PrivateCluster,
+  PrivateRedis,
+  PrivateSentinel,
+  readStream,
+  REDIS_URL,
+  redisServerAvailable,
+  withRedis,
+} from "./redis-server.js";
 
 const url = new URL(REDIS_URL);
 const up = await reachable(url.hostname, Number(url.port || 6379));
@@ -46,9 +61,12 @@ async function roundTrip(cluster: string, opts: RedisTransportOptions): Promise<
     await client.t.push(endpoint, envelope("record", { id: "r1", failures: 1 }), within(5000));
     await until(() => inbound.delivered("r1").length === 1);
     const got: number[] = [];
-    await server.t.subscribe({ source: ConformanceDescriptor, event: "ping", group: "svc.A", instanceId: "a1", broadcast: false }, async (env) => {
-      got.push((env.payload as { n: number }).n);
-    });
+    await server.t.subscribe(
+      { source: ConformanceDescriptor, event: "ping", group: "svc.A", instanceId: "a1", broadcast: false },
+      async (env) => {
+        got.push((env.payload as { n: number }).n);
+      },
+    );
     await client.t.publish({ ...envelope("ping", { n: 3 }), kind: "event" }, within(5000));
     await until(() => got.length === 1);
   } finally {
@@ -56,7 +74,11 @@ async function roundTrip(cluster: string, opts: RedisTransportOptions): Promise<
   }
 }
 
-describeWithBroker(up, "Redis", "redis recovery")("redis edge cases (shared Redis)", () => {
+describeWithBroker(
+  up,
+  "Redis",
+  "redis recovery",
+)("redis edge cases (shared Redis)", () => {
   afterAll(async () => {
     await deleteKeys(`fan.${run}*`);
   });
@@ -88,7 +110,12 @@ describeWithBroker(up, "Redis", "redis recovery")("redis edge cases (shared Redi
     await withRedis(async (r) => {
       await r.xadd(key, "*", "junk", "no envelope here");
       await r.xadd(key, "*", "e", Buffer.from([0xff, 0x00, 0x7b]));
-      await r.xadd(key, "*", "e", '{"v":1,"id":"x","kind":"push","service":"s","method":"m","payload":{"constructor":{"prototype":{}}}}');
+      await r.xadd(
+        key,
+        "*",
+        "e",
+        '{"v":1,"id":"x","kind":"push","service":"s","method":"m","payload":{"constructor":{"prototype":{}}}}',
+      );
     });
     await until(async () => (await readStream(deadLetterKey(key))).length === 3);
     const reasons = (await readStream(deadLetterKey(key))).map(([, f]) => f.reason);
@@ -106,10 +133,14 @@ describeWithBroker(up, "Redis", "redis recovery")("redis edge cases (shared Redi
     const served = await s.t.serve(ConformanceDescriptor, "i1", new TestInbound());
     const nobody = formatEndpoint({ ...parseEndpoint(served.endpoint), version: "9.9.9" });
     const t0 = Date.now();
-    expect((await rejection(() => c.t.call(nobody, envelope("echo", { n: 1 }), within(5000)))).code).toBe("UNAVAILABLE");
+    expect((await rejection(() => c.t.call(nobody, envelope("echo", { n: 1 }), within(5000)))).code).toBe(
+      "UNAVAILABLE",
+    );
     expect((await c.t.call(served.endpoint, envelope("echo", { n: 1 }), within(5000))).kind).toBe("reply");
     await served.stop();
-    expect((await rejection(() => c.t.call(served.endpoint, envelope("echo", { n: 2 }), within(5000)))).code).toBe("UNAVAILABLE");
+    expect((await rejection(() => c.t.call(served.endpoint, envelope("echo", { n: 2 }), within(5000)))).code).toBe(
+      "UNAVAILABLE",
+    );
     expect(Date.now() - t0).toBeLessThan(2000);
     await Promise.all([s.t.close(), c.t.close()]);
   });
@@ -118,7 +149,10 @@ describeWithBroker(up, "Redis", "redis recovery")("redis edge cases (shared Redi
     const c = make(`${run}-${++cases}`, { url: "redis://127.0.0.1:1" });
     const endpoint = formatEndpoint({ cluster: "x", service: ConformanceDescriptor.name, version: "1.0.0" });
     await new Promise((r) => setTimeout(r, 100));
-    for (const send of [() => c.t.call(endpoint, envelope("echo", { n: 1 }), within(400)), () => c.t.push(endpoint, envelope("record", { id: "x" }), within(400))]) {
+    for (const send of [
+      () => c.t.call(endpoint, envelope("echo", { n: 1 }), within(400)),
+      () => c.t.push(endpoint, envelope("record", { id: "x" }), within(400)),
+    ]) {
       const t0 = Date.now();
       expect((await rejection(send)).code).toBe("UNAVAILABLE");
       expect(Date.now() - t0).toBeGreaterThanOrEqual(350);
@@ -128,7 +162,11 @@ describeWithBroker(up, "Redis", "redis recovery")("redis edge cases (shared Redi
   });
 });
 
-describeWithBroker(canSpawn, "redis-server (to start private servers)", "redis sentinel and cluster")("redis through Sentinel and Cluster options (private servers)", () => {
+describeWithBroker(
+  canSpawn,
+  "redis-server (to start private servers)",
+  "redis sentinel and cluster",
+)("redis through Sentinel and Cluster options (private servers)", () => {
   const master = new PrivateRedis(["--appendonly", "no"]);
   const sentinel = new PrivateSentinel("fanmaster", master.port);
   const cluster = new PrivateCluster();
@@ -141,7 +179,9 @@ describeWithBroker(canSpawn, "redis-server (to start private servers)", "redis s
   });
 
   it("serves rpc, cancellation, pushes and events through a Sentinel-managed master", async () => {
-    await roundTrip("sentinel", { redis: { sentinels: [{ host: "127.0.0.1", port: sentinel.port }], name: "fanmaster" } });
+    await roundTrip("sentinel", {
+      redis: { sentinels: [{ host: "127.0.0.1", port: sentinel.port }], name: "fanmaster" },
+    });
   });
 
   it("serves rpc, cancellation, pushes and events through a Redis Cluster", async () => {

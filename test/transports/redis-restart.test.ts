@@ -32,7 +32,11 @@ function transport(url: string): Transport {
   return make({ cluster: "restart", log: captureLog().log, maxPayloadBytes: 1 << 20 });
 }
 
-describeWithBroker(possible, "a private redis-server", "redis restart")("redis across a restart (private redis-server)", () => {
+describeWithBroker(
+  possible,
+  "a private redis-server",
+  "redis restart",
+)("redis across a restart (private redis-server)", () => {
   const redis = new PrivateRedis();
   beforeAll(async () => {
     await redis.start();

@@ -61,7 +61,10 @@ export class PrivateRedis {
   readonly #dir: string;
 
   /** `extra`: more redis-server arguments (e.g. `--cluster-enabled yes`). */
-  constructor(private readonly extra: readonly string[] = [], port = 20_000 + Math.floor(Math.random() * 20_000)) {
+  constructor(
+    private readonly extra: readonly string[] = [],
+    port = 20_000 + Math.floor(Math.random() * 20_000),
+  ) {
     this.port = port;
     this.url = `redis://127.0.0.1:${this.port}`;
     this.#dir = mkdtempSync(join(tmpdir(), "fan-redis-"));
@@ -69,11 +72,34 @@ export class PrivateRedis {
 
   /** Starts (or restarts, reloading its append-only file) the server. */
   async start(timeoutMs = 20_000): Promise<void> {
-    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", ...this.extra];
-    await run("redis-server", [...args, "--daemonize", "yes", "--dir", this.#dir, "--pidfile", join(this.#dir, "pid"), "--logfile", join(this.#dir, "log")]);
+    const args = [
+      "--port",
+      String(this.port),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "yes",
+      "--appendfsync",
+      "always",
+      ...this.extra,
+    ];
+    await run("redis-server", [
+      ...args,
+      "--daemonize",
+      "yes",
+      "--dir",
+      this.#dir,
+      "--pidfile",
+      join(this.#dir, "pid"),
+      "--logfile",
+      join(this.#dir, "log"),
+    ]);
     const end = Date.now() + timeoutMs;
     while (!(await this.#answers())) {
-      if (Date.now() > end) throw new Error(`private redis-server did not answer on ${this.port} within ${timeoutMs} ms`);
+      if (Date.now() > end)
+        throw new Error(`private redis-server did not answer on ${this.port} within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -144,9 +170,12 @@ export class PrivateSentinel {
     const end = Date.now() + timeoutMs;
     const url = `redis://127.0.0.1:${this.port}`;
     for (;;) {
-      const master = await withRedis((r) => r.call("SENTINEL", "get-master-addr-by-name", this.name), url).catch(() => null);
+      const master = await withRedis((r) => r.call("SENTINEL", "get-master-addr-by-name", this.name), url).catch(
+        () => null,
+      );
       if (Array.isArray(master)) return;
-      if (Date.now() > end) throw new Error(`sentinel on ${this.port} did not report ${this.name} within ${timeoutMs} ms`);
+      if (Date.now() > end)
+        throw new Error(`sentinel on ${this.port} did not report ${this.name} within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -168,16 +197,38 @@ export class PrivateCluster {
 
   constructor() {
     const base = 20_000 + Math.floor(Math.random() * 19_000);
-    this.nodes = [0, 1, 2].map((i) => new PrivateRedis(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--appendonly", "no"], base + i * 7));
+    this.nodes = [0, 1, 2].map(
+      (i) =>
+        new PrivateRedis(
+          ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--appendonly", "no"],
+          base + i * 7,
+        ),
+    );
   }
 
   /** Starts the nodes, assigns the slots and waits until every node reports `cluster_state:ok`. */
   async start(timeoutMs = 30_000): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.start()));
-    await run("redis-cli", ["--cluster", "create", ...this.nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"], { timeout: timeoutMs });
+    await run(
+      "redis-cli",
+      [
+        "--cluster",
+        "create",
+        ...this.nodes.map((n) => `127.0.0.1:${n.port}`),
+        "--cluster-replicas",
+        "0",
+        "--cluster-yes",
+      ],
+      { timeout: timeoutMs },
+    );
     const end = Date.now() + timeoutMs;
     for (const n of this.nodes) {
-      while (!(await withRedis((r) => r.call("CLUSTER", "INFO"), n.url).then((i) => String(i).includes("cluster_state:ok"), () => false))) {
+      while (
+        !(await withRedis((r) => r.call("CLUSTER", "INFO"), n.url).then(
+          (i) => String(i).includes("cluster_state:ok"),
+          () => false,
+        ))
+      ) {
         if (Date.now() > end) throw new Error("redis cluster did not become ok");
         await new Promise((r) => setTimeout(r, 100));
       }

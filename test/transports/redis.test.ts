@@ -28,7 +28,11 @@ function isolating(): TransportFactory {
   return (ctx) => make(sides++ === 0 ? { ...ctx, cluster: `${ctx.cluster}-main` } : ctx);
 }
 
-describeWithBroker(up, "Redis", "redis transport")("redis transport (real Redis)", () => {
+describeWithBroker(
+  up,
+  "Redis",
+  "redis transport",
+)("redis transport (real Redis)", () => {
   const patterns = [`fan.${cluster}*`, `fan.conf-redis-${process.pid}*`];
   beforeAll(async () => {
     for (const p of patterns) await deleteKeys(p);
@@ -45,7 +49,9 @@ describeWithBroker(up, "Redis", "redis transport")("redis transport (real Redis)
     deadLetter: {
       after: 3,
       read: async (service) => {
-        const key = deadLetterKey(pushKey({ cluster: `${cluster}-main`, service: service.name, version: service.version }));
+        const key = deadLetterKey(
+          pushKey({ cluster: `${cluster}-main`, service: service.name, version: service.version }),
+        );
         const rows = await readStream(key);
         return rows.map(([, f]) => decodeEnvelope(f.e ?? "", { maxBytes: 1 << 20 }) as Envelope);
       },

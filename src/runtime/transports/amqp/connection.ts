@@ -102,7 +102,10 @@ export class AmqpConnection {
     } catch (e) {
       this.#connecting = false;
       this.#down = (e as Error).message;
-      this.opts.log.warn({ err: (e as Error).message, url: redact(url), attempt: this.#attempt }, "amqp connect failed");
+      this.opts.log.warn(
+        { err: (e as Error).message, url: redact(url), attempt: this.#attempt },
+        "amqp connect failed",
+      );
       this.#schedule();
       return;
     }

@@ -40,10 +40,22 @@ export async function subscribeEvents(
   deliver: EventDelivery,
   opts: SubscribeOptions,
 ): Promise<AmqpSubscription> {
-  const names = { group: sub.group, instanceId: sub.instanceId, broadcast: sub.broadcast, service: sub.source.name, event: sub.event };
+  const names = {
+    group: sub.group,
+    instanceId: sub.instanceId,
+    broadcast: sub.broadcast,
+    service: sub.source.name,
+    event: sub.event,
+  };
   const queue = subscriptionQueue(cluster, names);
   const groupQueue = subscriptionQueue(cluster, { ...names, broadcast: false });
-  const work = new WorkConsumer(deliver, { queue, maxDeliveries: opts.maxDeliveries, retryDelayMs: opts.retryDelayMs, maxBytes: opts.maxBytes, log: opts.log });
+  const work = new WorkConsumer(deliver, {
+    queue,
+    maxDeliveries: opts.maxDeliveries,
+    retryDelayMs: opts.retryDelayMs,
+    maxBytes: opts.maxBytes,
+    log: opts.log,
+  });
   const ch = conn.channel(`subscribe ${queue}`, false);
   let consumer: { c: Channel; tag: string } | undefined;
   const setup = async (c: Channel): Promise<void> => {
@@ -65,7 +77,11 @@ export async function subscribeEvents(
     await ch.get(Date.now() + opts.connectTimeoutMs);
   } catch (e) {
     void ch.dispose();
-    throw new FanError(Code.UNAVAILABLE, `cannot subscribe to ${sub.source.name}.${sub.event} over amqp: ${(e as Error).message}`, { cause: e });
+    throw new FanError(
+      Code.UNAVAILABLE,
+      `cannot subscribe to ${sub.source.name}.${sub.event} over amqp: ${(e as Error).message}`,
+      { cause: e },
+    );
   }
   const stop = async (): Promise<void> => {
     ch.unregister(setup);
@@ -84,7 +100,13 @@ export async function drained(work: WorkConsumer, ms: number): Promise<void> {
   while (work.inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
 }
 
-async function unsubscribe(conn: AmqpConnection, ch: ManagedChannel, queue: string, broadcast: boolean, log: Logger): Promise<void> {
+async function unsubscribe(
+  conn: AmqpConnection,
+  ch: ManagedChannel,
+  queue: string,
+  broadcast: boolean,
+  log: Logger,
+): Promise<void> {
   await bounded(ch.dispose(), 2000);
   if (!broadcast) return;
   const model = conn.model;

@@ -94,7 +94,9 @@ export class AmqpTransport implements Transport {
   constructor(opts: AmqpTransportOptions, ctx: TransportContext) {
     this.#opts = opts;
     this.#ctx = ctx;
-    const urls = (typeof opts.url === "string" ? [opts.url] : [...opts.url]).map((u) => withHeartbeat(u, opts.heartbeatSeconds ?? 10));
+    const urls = (typeof opts.url === "string" ? [opts.url] : [...opts.url]).map((u) =>
+      withHeartbeat(u, opts.heartbeatSeconds ?? 10),
+    );
     if (urls.length === 0) throw new FanError(Code.INVALID_ARGUMENT, "amqp transport needs at least one url");
     this.connection = new AmqpConnection({
       urls,
@@ -183,7 +185,8 @@ export class AmqpTransport implements Transport {
   #encode(env: Envelope): Buffer {
     const body = encodeEnvelope(env);
     const max = this.#ctx.maxPayloadBytes;
-    if (body.length > max) throw new FanError(Code.RESOURCE_EXHAUSTED, `message of ${body.length} bytes exceeds the limit of ${max}`);
+    if (body.length > max)
+      throw new FanError(Code.RESOURCE_EXHAUSTED, `message of ${body.length} bytes exceeds the limit of ${max}`);
     return body;
   }
 

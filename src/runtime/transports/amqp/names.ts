@@ -16,11 +16,22 @@ export function formatEndpoint(a: AmqpAddress): string {
   return `amqp://${encodeURIComponent(a.cluster)}/${encodeURIComponent(a.service)}/${encodeURIComponent(a.version)}`;
 }
 
-/** Parses an endpoint written by `formatEndpoint`; UNAVAILABLE when it is not one. */
+const parsed = new Map<string, AmqpAddress>();
+
+/** Parses an endpoint written by `formatEndpoint` (remembered: endpoints repeat); UNAVAILABLE when it is not one. */
 export function parseEndpoint(endpoint: string): AmqpAddress {
+  const known = parsed.get(endpoint);
+  if (known !== undefined) return known;
   const m = /^amqp:\/\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(endpoint);
   if (m === null) throw new FanError(Code.UNAVAILABLE, `not an amqp endpoint: ${endpoint}`);
-  return { cluster: decodeURIComponent(m[1] as string), service: decodeURIComponent(m[2] as string), version: decodeURIComponent(m[3] as string) };
+  const a = {
+    cluster: decodeURIComponent(m[1] as string),
+    service: decodeURIComponent(m[2] as string),
+    version: decodeURIComponent(m[3] as string),
+  };
+  if (parsed.size >= 10_000) parsed.clear();
+  parsed.set(endpoint, a);
+  return a;
 }
 
 /** The major version, which names the push queue (pushes survive minor upgrades). */
@@ -69,7 +80,10 @@ export function eventKey(service: string, event: string): string {
 }
 
 /** The queue of one subscription: per subscribing service, or per instance when broadcast. */
-export function subscriptionQueue(cluster: string, sub: { group: string; instanceId: string; broadcast: boolean; service: string; event: string }): string {
+export function subscriptionQueue(
+  cluster: string,
+  sub: { group: string; instanceId: string; broadcast: boolean; service: string; event: string },
+): string {
   const owner = sub.broadcast ? `${sub.group}.${sub.instanceId}` : sub.group;
   return `fan.${cluster}.${owner}.on.${sub.service}.${sub.event}`;
 }

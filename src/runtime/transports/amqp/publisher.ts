@@ -70,7 +70,13 @@ export class AmqpPublisher {
     const id = `${this.#prefix}.${++this.#seq}`;
     return new Promise<void>((resolve, reject) => {
       const ms = msUntil(opts.deadline);
-      const timer = ms === undefined ? undefined : setTimeout(() => done(new FanError(Code.DEADLINE_EXCEEDED, `${p.what} not confirmed before the deadline`)), ms);
+      const timer =
+        ms === undefined
+          ? undefined
+          : setTimeout(
+              () => done(new FanError(Code.DEADLINE_EXCEEDED, `${p.what} not confirmed before the deadline`)),
+              ms,
+            );
       let settled = false;
       const done = (err?: Error): void => {
         if (settled) return;
@@ -89,9 +95,9 @@ export class AmqpPublisher {
     const props: Options.Publish = { ...p.props, messageId: id, mandatory: p.mandatory };
     const onConfirm = (err: unknown): void => {
       const returned = this.#returned.delete(id);
-      if (err !== null && err !== undefined) return done(new ChannelGone(String((err as Error).message ?? err)));
-      if (returned) return done(new FanError(Code.UNAVAILABLE, `no amqp queue takes ${p.what}`));
-      done();
+      if (err !== null && err !== undefined) done(new ChannelGone(String((err as Error).message ?? err)));
+      else if (returned) done(new FanError(Code.UNAVAILABLE, `no amqp queue takes ${p.what}`));
+      else done();
     };
     try {
       ch.publish(p.exchange, p.routingKey, p.body, props, onConfirm);

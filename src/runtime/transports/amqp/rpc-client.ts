@@ -58,7 +58,8 @@ export class AmqpRpcClient {
       throw new FanError(Code.RESOURCE_EXHAUSTED, `call of ${body.length} bytes exceeds the limit of ${this.maxBytes}`);
     }
     const ch = await this.#ch.get(opts.deadline, opts.signal);
-    if (opts.deadline <= Date.now()) throw new FanError(Code.DEADLINE_EXCEEDED, "deadline passed before the call was sent");
+    if (opts.deadline <= Date.now())
+      throw new FanError(Code.DEADLINE_EXCEEDED, "deadline passed before the call was sent");
     return this.#send(ch, addr, body, opts);
   }
 
@@ -70,7 +71,8 @@ export class AmqpRpcClient {
         ch,
         addr,
         bucket: 0,
-        expire: () => p.settle(new FanError(Code.DEADLINE_EXCEEDED, `no reply from ${addr.service} before the deadline`)),
+        expire: () =>
+          p.settle(new FanError(Code.DEADLINE_EXCEEDED, `no reply from ${addr.service} before the deadline`)),
         settle: (result) => {
           if (!this.#pending.delete(corr)) return;
           if (finite) deadlines.remove(p);
@@ -109,7 +111,10 @@ export class AmqpRpcClient {
     const send = (): void => {
       ch.publish(controlExchange(addr.cluster), cancelKey(addr.service, addr.version), Buffer.from(corr));
     };
-    const declared = addr.cluster === this.cluster ? Promise.resolve() : ch.assertExchange(controlExchange(addr.cluster), "direct", { durable: true });
+    const declared =
+      addr.cluster === this.cluster
+        ? Promise.resolve()
+        : ch.assertExchange(controlExchange(addr.cluster), "direct", { durable: true });
     declared.then(send).catch((e: unknown) => this.log.debug({ err: (e as Error).message }, "amqp cancel not sent"));
   }
 

@@ -11,7 +11,15 @@ import { Code, FanError } from "../../errors.js";
 import type { Envelope, Inbound, Served } from "../../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
 import type { AmqpConnection, ManagedChannel, Setup } from "./connection.js";
-import { cancelKey, controlExchange, deadLetterQueue, formatEndpoint, pushQueue, rpcQueue, type AmqpAddress } from "./names.js";
+import {
+  cancelKey,
+  controlExchange,
+  deadLetterQueue,
+  formatEndpoint,
+  pushQueue,
+  rpcQueue,
+  type AmqpAddress,
+} from "./names.js";
 import { bounded } from "./waiters.js";
 import { assertWorkQueue, WorkConsumer } from "./work.js";
 
@@ -67,7 +75,9 @@ export class AmqpServer {
       await this.#ch.get(Date.now() + this.opts.connectTimeoutMs);
     } catch (e) {
       void this.#ch.dispose();
-      throw new FanError(Code.UNAVAILABLE, `cannot serve ${this.service.name} over amqp: ${(e as Error).message}`, { cause: e });
+      throw new FanError(Code.UNAVAILABLE, `cannot serve ${this.service.name} over amqp: ${(e as Error).message}`, {
+        cause: e,
+      });
     }
     return { endpoint: formatEndpoint(this.#addr), stop: () => this.stop() };
   }
@@ -84,7 +94,12 @@ export class AmqpServer {
     if (this.#stopped) return;
     await ch.assertQueue(rpcQueue(a), { durable: true, arguments: { "x-expires": this.opts.rpcQueueExpiresMs } });
     const push = pushQueue(a);
-    await assertWorkQueue(ch, { cluster: a.cluster, queue: push, deadLetterQueue: deadLetterQueue(push), maxDeliveries: this.opts.maxDeliveries });
+    await assertWorkQueue(ch, {
+      cluster: a.cluster,
+      queue: push,
+      deadLetterQueue: deadLetterQueue(push),
+      maxDeliveries: this.opts.maxDeliveries,
+    });
     await ch.prefetch(this.opts.rpcPrefetch);
     tags.push((await ch.consume(rpcQueue(a), (m) => this.#onCall(ch, m))).consumerTag);
     await ch.prefetch(this.opts.pushPrefetch);
@@ -120,7 +135,10 @@ export class AmqpServer {
       return;
     }
     if (msg.fields.redelivered && this.service.methods[env.method]?.idempotent !== true) {
-      const e = new FanError(Code.UNAVAILABLE, "the server handling this call was lost; not retried because the method is not idempotent");
+      const e = new FanError(
+        Code.UNAVAILABLE,
+        "the server handling this call was lost; not retried because the method is not idempotent",
+      );
       answer(errorEnvelope(env.id, env, e));
       return;
     }
@@ -144,11 +162,20 @@ export class AmqpServer {
   }
 
   /** Publishes `reply` to the caller (when it left an address) and acks the request. */
-  #reply(ch: Channel, msg: ConsumeMessage, replyTo: string | undefined, corr: string | undefined, reply: Envelope): void {
+  #reply(
+    ch: Channel,
+    msg: ConsumeMessage,
+    replyTo: string | undefined,
+    corr: string | undefined,
+    reply: Envelope,
+  ): void {
     if (replyTo !== undefined && corr !== undefined) {
       let body = encodeEnvelope(reply);
       if (body.length > this.opts.maxBytes) {
-        const e = new FanError(Code.RESOURCE_EXHAUSTED, `reply of ${body.length} bytes exceeds the limit of ${this.opts.maxBytes}`);
+        const e = new FanError(
+          Code.RESOURCE_EXHAUSTED,
+          `reply of ${body.length} bytes exceeds the limit of ${this.opts.maxBytes}`,
+        );
         body = encodeEnvelope(errorEnvelope(reply.id, reply, e));
       }
       const out = this.#ch.current ?? ch;
@@ -195,8 +222,13 @@ export class AmqpServer {
 
 /** NOT_FOUND for a call to another service or to a method the served version does not have. */
 export function refuse(service: ServiceDescriptor, env: Envelope): FanError | undefined {
-  if (env.service !== service.name) return new FanError(Code.NOT_FOUND, `service ${env.service} is not served here (this queue serves ${service.name})`);
-  if (service.methods[env.method]?.kind !== "rpc") return new FanError(Code.NOT_FOUND, `unknown method ${env.service}/${env.method}`);
+  if (env.service !== service.name)
+    return new FanError(
+      Code.NOT_FOUND,
+      `service ${env.service} is not served here (this queue serves ${service.name})`,
+    );
+  if (service.methods[env.method]?.kind !== "rpc")
+    return new FanError(Code.NOT_FOUND, `unknown method ${env.service}/${env.method}`);
   return undefined;
 }
 

@@ -36,7 +36,8 @@ export class Waiters {
         if (err === undefined) resolve();
         else reject(err);
       };
-      const stopListening = signal === undefined ? () => undefined : onAbort(signal, () => done(new FanError(Code.CANCELLED, "cancelled")));
+      const stopListening =
+        signal === undefined ? () => undefined : onAbort(signal, () => done(new FanError(Code.CANCELLED, "cancelled")));
       this.#waiting.add(done);
     });
   }

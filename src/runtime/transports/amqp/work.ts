@@ -87,7 +87,10 @@ export class WorkConsumer {
     try {
       env = decodeEnvelope(msg.content, { maxBytes: this.opts.maxBytes });
     } catch (e) {
-      this.opts.log.warn({ queue: this.opts.queue, err: (e as Error).message }, "undecodable amqp message dead-lettered");
+      this.opts.log.warn(
+        { queue: this.opts.queue, err: (e as Error).message },
+        "undecodable amqp message dead-lettered",
+      );
       quietly(() => ch.nack(msg, false, false));
       return;
     }
@@ -118,6 +121,6 @@ export class WorkConsumer {
     }
     this.opts.log.info(log, "delivery failed; redelivering");
     const delay = Math.min(30_000, this.opts.retryDelayMs * 2 ** (attempt - 1));
-    setTimeout(() => quietly(() => ch.nack(msg, false, true)), delay);
+    setTimeout(() => quietly(() => ch.nack(msg, false, true)), delay).unref();
   }
 }

@@ -35,7 +35,11 @@ export function connect(o: RedisConnectOptions, role: Role, name: string, log: L
   let client: RedisClient;
   if (o.cluster !== undefined) {
     const options = o.cluster.options ?? {};
-    client = new Cluster([...o.cluster.nodes], { ...options, ...mine, redisOptions: { ...options.redisOptions, ...perRequest } });
+    client = new Cluster([...o.cluster.nodes], {
+      ...options,
+      ...mine,
+      redisOptions: { ...options.redisOptions, ...perRequest },
+    });
   } else if (o.url !== undefined) {
     client = new Redis(o.url, { ...o.redis, ...mine, ...perRequest });
   } else {
@@ -131,7 +135,8 @@ export function ready(client: RedisClient, deadline: number, signal?: AbortSigna
     };
     client.on("ready", onReady);
     client.on("end", onEnd);
-    const stopListening = signal === undefined ? () => undefined : onAbort(signal, () => done(new FanError(Code.CANCELLED, "cancelled")));
+    const stopListening =
+      signal === undefined ? () => undefined : onAbort(signal, () => done(new FanError(Code.CANCELLED, "cancelled")));
   });
 }
 

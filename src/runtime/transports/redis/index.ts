@@ -29,8 +29,26 @@ import type {
   Unsubscribe,
 } from "../../transport.js";
 import { encodeEnvelope } from "../../wire.js";
-import { connect, disconnect, notSent, ready, type RedisClient, type RedisConnectOptions, type Role, send, unavailable } from "./clients.js";
-import { deadLetterKey, eventKey, formatEndpoint, parseEndpoint, PUSH_GROUP, pushKey, subscriptionGroup } from "./names.js";
+import {
+  connect,
+  disconnect,
+  notSent,
+  ready,
+  type RedisClient,
+  type RedisConnectOptions,
+  type Role,
+  send,
+  unavailable,
+} from "./clients.js";
+import {
+  deadLetterKey,
+  eventKey,
+  formatEndpoint,
+  parseEndpoint,
+  PUSH_GROUP,
+  pushKey,
+  subscriptionGroup,
+} from "./names.js";
 import { RedisRpcClient } from "./rpc-client.js";
 import { RedisRpcServer } from "./rpc-server.js";
 import { StreamConsumer, type StreamSpec } from "./streams.js";
@@ -102,11 +120,24 @@ export class RedisTransport implements Transport {
   }
 
   get #rpc(): RedisRpcClient {
-    this.#rpcClient ??= new RedisRpcClient(this.cmd, this.#connect("sub"), this.#ctx.cluster, this.#log, this.#ctx.maxPayloadBytes);
+    this.#rpcClient ??= new RedisRpcClient(
+      this.cmd,
+      this.#connect("sub"),
+      this.#ctx.cluster,
+      this.#log,
+      this.#ctx.maxPayloadBytes,
+    );
     return this.#rpcClient;
   }
 
-  #stream(key: string, group: string, consumer: string, startId: "0" | "$", deleteOnAck: boolean, prefetch: number): StreamSpec {
+  #stream(
+    key: string,
+    group: string,
+    consumer: string,
+    startId: "0" | "$",
+    deleteOnAck: boolean,
+    prefetch: number,
+  ): StreamSpec {
     const o = this.#opts;
     return {
       key,
@@ -130,14 +161,23 @@ export class RedisTransport implements Transport {
     const addr = { cluster: this.#ctx.cluster, service: service.name, version: service.version };
     const deadline = Date.now() + (o.connectTimeoutMs ?? 10_000);
     this.#serverSub ??= this.#connect("sub");
-    const rpc = new RedisRpcServer(this.cmd, this.#connect("block"), this.#serverSub, addr.cluster, service, instanceId, inbound, {
-      batch: o.rpcBatch ?? 128,
-      maxInFlight: o.maxInFlight ?? 256,
-      blockMs: o.blockMs ?? 1000,
-      aliveTtlMs: o.aliveTtlMs ?? 5000,
-      maxBytes: this.#ctx.maxPayloadBytes,
-      log: this.#log,
-    });
+    const rpc = new RedisRpcServer(
+      this.cmd,
+      this.#connect("block"),
+      this.#serverSub,
+      addr.cluster,
+      service,
+      instanceId,
+      inbound,
+      {
+        batch: o.rpcBatch ?? 128,
+        maxInFlight: o.maxInFlight ?? 256,
+        blockMs: o.blockMs ?? 1000,
+        aliveTtlMs: o.aliveTtlMs ?? 5000,
+        maxBytes: this.#ctx.maxPayloadBytes,
+        log: this.#log,
+      },
+    );
     const spec = this.#stream(pushKey(addr), PUSH_GROUP, instanceId, "0", true, o.pushPrefetch ?? 64);
     const push = new StreamConsumer(this.cmd, this.#connect("block"), spec, (env) => inbound.push(env));
     const instance = { rpc, push };
@@ -175,7 +215,8 @@ export class RedisTransport implements Transport {
   #encode(env: Envelope): Buffer {
     const body = encodeEnvelope(env);
     const max = this.#ctx.maxPayloadBytes;
-    if (body.length > max) throw new FanError(Code.RESOURCE_EXHAUSTED, `message of ${body.length} bytes exceeds the limit of ${max}`);
+    if (body.length > max)
+      throw new FanError(Code.RESOURCE_EXHAUSTED, `message of ${body.length} bytes exceeds the limit of ${max}`);
     return body;
   }
 
@@ -202,7 +243,12 @@ export class RedisTransport implements Transport {
     const o = this.#opts;
     const key = eventKey(this.#ctx.cluster, sub.source.name, sub.event);
     const group = subscriptionGroup(sub);
-    const consumer = new StreamConsumer(this.cmd, this.#connect("block"), this.#stream(key, group, sub.instanceId, "$", false, o.eventPrefetch ?? 64), deliver);
+    const consumer = new StreamConsumer(
+      this.cmd,
+      this.#connect("block"),
+      this.#stream(key, group, sub.instanceId, "$", false, o.eventPrefetch ?? 64),
+      deliver,
+    );
     try {
       await consumer.start(Date.now() + (o.connectTimeoutMs ?? 10_000));
     } catch (e) {

@@ -18,11 +18,22 @@ export function formatEndpoint(a: RedisAddress): string {
   return `redis://${encodeURIComponent(a.cluster)}/${encodeURIComponent(a.service)}/${encodeURIComponent(a.version)}`;
 }
 
-/** Parses an endpoint written by `formatEndpoint`; UNAVAILABLE when it is not one. */
+const parsed = new Map<string, RedisAddress>();
+
+/** Parses an endpoint written by `formatEndpoint` (remembered: endpoints repeat); UNAVAILABLE when it is not one. */
 export function parseEndpoint(endpoint: string): RedisAddress {
+  const known = parsed.get(endpoint);
+  if (known !== undefined) return known;
   const m = /^redis:\/\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(endpoint);
-  if (m === null) throw new FanError(Code.UNAVAILABLE, `not a redis endpoint: ${endpoint}`);
-  return { cluster: decodeURIComponent(m[1] as string), service: decodeURIComponent(m[2] as string), version: decodeURIComponent(m[3] as string) };
+  if (m === null) throw new FanError(Code.UNAVAILABLE, `not an redis endpoint: ${endpoint}`);
+  const a = {
+    cluster: decodeURIComponent(m[1] as string),
+    service: decodeURIComponent(m[2] as string),
+    version: decodeURIComponent(m[3] as string),
+  };
+  if (parsed.size >= 10_000) parsed.clear();
+  parsed.set(endpoint, a);
+  return a;
 }
 
 function base(cluster: string, service: string): string {

@@ -92,7 +92,9 @@ export class RedisRpcClient {
     const corr = `${this.#prefix}.${++this.#seq}`;
     const frame = Buffer.concat([Buffer.from(`${corr}\n${this.#channel}\n`, "latin1"), json]);
     const reply = this.#await(corr, addr, opts);
-    this.#send(addr, corr, frame, opts).catch((e: unknown) => this.#pending.get(corr)?.settle(FanError.from(e, Code.UNAVAILABLE)));
+    this.#send(addr, corr, frame, opts).catch((e: unknown) =>
+      this.#pending.get(corr)?.settle(FanError.from(e, Code.UNAVAILABLE)),
+    );
     return reply;
   }
 
@@ -101,7 +103,8 @@ export class RedisRpcClient {
       const finite = Number.isFinite(opts.deadline);
       const p: Pending = {
         bucket: 0,
-        expire: () => p.settle(new FanError(Code.DEADLINE_EXCEEDED, `no reply from ${addr.service} before the deadline`)),
+        expire: () =>
+          p.settle(new FanError(Code.DEADLINE_EXCEEDED, `no reply from ${addr.service} before the deadline`)),
         settle: (result) => {
           if (!this.#pending.delete(corr)) return;
           if (finite) deadlines.remove(p);
@@ -121,13 +124,16 @@ export class RedisRpcClient {
 
   /** Runs the call script, waiting for Redis (bounded by the deadline) while it is away. */
   async #send(addr: RedisAddress, corr: string, frame: Buffer, opts: SendOptions): Promise<void> {
-    const run = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<number>>)[CALL_COMMAND] as (...a: unknown[]) => Promise<number>;
+    const run = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<number>>)[CALL_COMMAND] as (
+      ...a: unknown[]
+    ) => Promise<number>;
     for (;;) {
       if (!this.#pending.has(corr)) return;
       if (!isReady(this.cmd)) await ready(this.cmd, opts.deadline, opts.signal);
       try {
         const accepted = await run.call(this.cmd, rpcKey(addr), aliveKey(addr), frame);
-        if (accepted === 0) throw new FanError(Code.UNAVAILABLE, `no live instance of ${addr.service}@${addr.version} on redis`);
+        if (accepted === 0)
+          throw new FanError(Code.UNAVAILABLE, `no live instance of ${addr.service}@${addr.version} on redis`);
         return;
       } catch (e) {
         if (FanError.is(e) || !notSent(e) || opts.deadline <= Date.now()) throw unavailable("redis call not sent", e);
@@ -136,7 +142,9 @@ export class RedisRpcClient {
   }
 
   #sendCancel(addr: RedisAddress, corr: string): void {
-    this.cmd.publish(cancelChannel(addr), `${this.#channel} ${corr}`).catch((e: unknown) => this.log.debug({ err: (e as Error).message }, "redis cancel not sent"));
+    this.cmd
+      .publish(cancelChannel(addr), `${this.#channel} ${corr}`)
+      .catch((e: unknown) => this.log.debug({ err: (e as Error).message }, "redis cancel not sent"));
   }
 
   #onReply(channel: Buffer, message: Buffer): void {
@@ -155,7 +163,8 @@ export class RedisRpcClient {
   #onLost(): void {
     this.#subscribed = undefined;
     this.#listening = false;
-    for (const p of [...this.#pending.values()]) p.settle(new FanError(Code.UNAVAILABLE, "redis connection lost while the call was in flight"));
+    for (const p of [...this.#pending.values()])
+      p.settle(new FanError(Code.UNAVAILABLE, "redis connection lost while the call was in flight"));
   }
 
   /** Fails every pending call and closes the reply connection. */

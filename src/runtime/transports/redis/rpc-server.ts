@@ -83,12 +83,17 @@ export class RedisRpcServer {
     this.sub.on("message", (channel: string, message: string) => this.#onCancel(channel, message));
     this.sub.on("ready", () => void this.sub.subscribe(cancelChannel(this.#addr)).catch(() => undefined));
     await this.#alive();
-    this.#aliveTimer = setInterval(() => void this.#alive().catch(() => undefined), Math.max(50, Math.floor(this.opts.aliveTtlMs / 3)));
+    this.#aliveTimer = setInterval(
+      () => void this.#alive().catch(() => undefined),
+      Math.max(50, Math.floor(this.opts.aliveTtlMs / 3)),
+    ).unref();
     this.#loop = this.#run();
   }
 
   #alive(): Promise<unknown> {
-    const run = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[ALIVE_COMMAND] as (...a: unknown[]) => Promise<unknown>;
+    const run = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[ALIVE_COMMAND] as (
+      ...a: unknown[]
+    ) => Promise<unknown>;
     return run.call(this.cmd, aliveKey(this.#addr), this.instanceId, this.opts.aliveTtlMs);
   }
 
@@ -143,7 +148,8 @@ export class RedisRpcServer {
       if (refused !== undefined) throw refused;
     } catch (e) {
       const err = FanError.from(e, Code.INVALID_ARGUMENT);
-      if (err.code !== Code.NOT_FOUND) this.#log.warn({ err: err.message, channel: req.channel }, "undecodable redis call");
+      if (err.code !== Code.NOT_FOUND)
+        this.#log.warn({ err: err.message, channel: req.channel }, "undecodable redis call");
       this.#reply(req, errorEnvelope(req.corr, undefined, err));
       return;
     }
@@ -166,11 +172,16 @@ export class RedisRpcServer {
   #reply(req: Request, reply: Envelope): void {
     let json = encodeEnvelope(reply);
     if (json.length > this.opts.maxBytes) {
-      const e = new FanError(Code.RESOURCE_EXHAUSTED, `reply of ${json.length} bytes exceeds the limit of ${this.opts.maxBytes}`);
+      const e = new FanError(
+        Code.RESOURCE_EXHAUSTED,
+        `reply of ${json.length} bytes exceeds the limit of ${this.opts.maxBytes}`,
+      );
       json = encodeEnvelope(errorEnvelope(reply.id, reply, e));
     }
     const frame = Buffer.concat([Buffer.from(`${req.corr}\n`, "latin1"), json]);
-    const sent = this.cmd.publish(req.channel, frame).catch((e: unknown) => this.#log.warn({ err: (e as Error).message }, "redis reply not sent"));
+    const sent = this.cmd
+      .publish(req.channel, frame)
+      .catch((e: unknown) => this.#log.warn({ err: (e as Error).message }, "redis reply not sent"));
     this.#sending.add(sent);
     void sent.then(() => this.#sending.delete(sent));
   }
@@ -197,18 +208,31 @@ export class RedisRpcServer {
     for (const ac of this.#inFlight.values()) ac.abort();
     const until = Date.now() + graceMs;
     while (this.#inFlight.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
-    await Promise.race([Promise.all([...this.#sending]), new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())))]);
+    await Promise.race([
+      Promise.all([...this.#sending]),
+      new Promise((r) => setTimeout(r, Math.max(0, until - Date.now()))),
+    ]);
   }
 }
 
 /** NOT_FOUND for a call to another service or to a method the served version does not have. */
 export function refuse(service: ServiceDescriptor, env: Envelope): FanError | undefined {
-  if (env.service !== service.name) return new FanError(Code.NOT_FOUND, `service ${env.service} is not served here (this list serves ${service.name})`);
-  if (service.methods[env.method]?.kind !== "rpc") return new FanError(Code.NOT_FOUND, `unknown method ${env.service}/${env.method}`);
+  if (env.service !== service.name)
+    return new FanError(Code.NOT_FOUND, `service ${env.service} is not served here (this list serves ${service.name})`);
+  if (service.methods[env.method]?.kind !== "rpc")
+    return new FanError(Code.NOT_FOUND, `unknown method ${env.service}/${env.method}`);
   return undefined;
 }
 
 /** An error envelope answering `env` (or an undecodable request, when undefined). */
 export function errorEnvelope(id: string, env: Envelope | undefined, e: FanError): Envelope {
-  return { v: 1, id, kind: "error", service: env?.service ?? "", method: env?.method ?? "", headers: {}, payload: { code: e.code, message: e.message } };
+  return {
+    v: 1,
+    id,
+    kind: "error",
+    service: env?.service ?? "",
+    method: env?.method ?? "",
+    headers: {},
+    payload: { code: e.code, message: e.message },
+  };
 }

@@ -46,7 +46,8 @@ export function parseEntries(raw: unknown): Entry[] {
 /** The value of `name` in a flat field list. */
 export function field(fields: readonly Buffer[] | null, name: string): Buffer | undefined {
   if (fields === null) return undefined;
-  for (let i = 0; i + 1 < fields.length; i += 2) if ((fields[i] as Buffer).toString("latin1") === name) return fields[i + 1];
+  for (let i = 0; i + 1 < fields.length; i += 2)
+    if ((fields[i] as Buffer).toString("latin1") === name) return fields[i + 1];
   return undefined;
 }
 
@@ -81,7 +82,7 @@ export class StreamConsumer {
     await Promise.all([ready(this.cmd, deadline), ready(this.blk, deadline)]);
     await this.#ensureGroup(this.spec.startId);
     const beat = Math.max(50, Math.floor(this.spec.claimIdleMs / 3));
-    this.#heartbeat = setInterval(() => void this.#touch(), beat);
+    this.#heartbeat = setInterval(() => void this.#touch(), beat).unref();
     this.#loop = this.#run();
   }
 
@@ -112,18 +113,27 @@ export class StreamConsumer {
     const room = this.spec.prefetch - this.#inFlight.size;
     if (room <= 0) return;
     const s = this.spec;
-    const raw = await send(this.blk, "XREADGROUP", ["GROUP", s.group, s.consumer, "COUNT", room, "BLOCK", s.blockMs, "STREAMS", s.key, ">"], true);
+    const raw = await send(
+      this.blk,
+      "XREADGROUP",
+      ["GROUP", s.group, s.consumer, "COUNT", room, "BLOCK", s.blockMs, "STREAMS", s.key, ">"],
+      true,
+    );
     if (!Array.isArray(raw)) return;
     for (const [, entries] of raw as [Buffer, unknown][]) for (const e of parseEntries(entries)) this.#handle(e, 1);
   }
 
   async #recover(e: unknown): Promise<void> {
     if (/NOGROUP/.test(message(e))) {
-      this.spec.log.warn({ stream: this.spec.key, group: this.spec.group }, "redis consumer group missing (Redis restarted without its data?); creating it again");
+      this.spec.log.warn(
+        { stream: this.spec.key, group: this.spec.group },
+        "redis consumer group missing (Redis restarted without its data?); creating it again",
+      );
       await this.#ensureGroup("0").catch(() => undefined);
       return;
     }
-    if (isReady(this.blk) && isReady(this.cmd)) this.spec.log.warn({ stream: this.spec.key, err: message(e) }, "redis stream read failed");
+    if (isReady(this.blk) && isReady(this.cmd))
+      this.spec.log.warn({ stream: this.spec.key, err: message(e) }, "redis stream read failed");
     await new Promise((r) => setTimeout(r, 50));
   }
 
@@ -146,7 +156,12 @@ export class StreamConsumer {
     const s = this.spec;
     const room = s.prefetch - this.#inFlight.size;
     if (room <= 0) return;
-    const raw = (await send(this.cmd, "XAUTOCLAIM", [s.key, s.group, s.consumer, s.claimIdleMs, this.#cursor, "COUNT", room], true)) as [Buffer, unknown];
+    const raw = (await send(
+      this.cmd,
+      "XAUTOCLAIM",
+      [s.key, s.group, s.consumer, s.claimIdleMs, this.#cursor, "COUNT", room],
+      true,
+    )) as [Buffer, unknown];
     this.#cursor = raw[0].toString("latin1");
     const entries = parseEntries(raw[1]).filter(([id]) => !this.#inFlight.has(id));
     if (entries.length === 0) return;
@@ -163,7 +178,12 @@ export class StreamConsumer {
     const s = this.spec;
     const first = (entries[0] as Entry)[0];
     const last = (entries[entries.length - 1] as Entry)[0];
-    const rows = (await send(this.cmd, "XPENDING", [s.key, s.group, first, last, entries.length + 16, s.consumer])) as [string, string, number, number][];
+    const rows = (await send(this.cmd, "XPENDING", [s.key, s.group, first, last, entries.length + 16, s.consumer])) as [
+      string,
+      string,
+      number,
+      number,
+    ][];
     return new Map(rows.map((r) => [r[0], Number(r[3])]));
   }
 
@@ -175,7 +195,10 @@ export class StreamConsumer {
       if (raw === undefined) throw new FanError(Code.INVALID_ARGUMENT, "stream entry without an `e` field");
       env = decodeEnvelope(raw, { maxBytes: this.spec.maxBytes });
     } catch (e) {
-      this.spec.log.warn({ stream: this.spec.key, id, err: message(e) }, "undecodable redis stream entry dead-lettered");
+      this.spec.log.warn(
+        { stream: this.spec.key, id, err: message(e) },
+        "undecodable redis stream entry dead-lettered",
+      );
       void this.#deadLetter(entry, `undecodable: ${message(e)}`);
       return;
     }
@@ -195,7 +218,7 @@ export class StreamConsumer {
     }
     this.spec.log.info(log, "delivery failed; redelivering");
     const delay = Math.min(30_000, this.spec.retryDelayMs * 2 ** (attempt - 1));
-    setTimeout(() => void this.#again(entry[0], attempt), delay);
+    setTimeout(() => void this.#again(entry[0], attempt), delay).unref();
   }
 
   /** Claims a failed entry back (counting the delivery) and handles it again. */
@@ -249,7 +272,11 @@ export class StreamConsumer {
         return;
       } catch (e) {
         if (tries === 0) await ready(this.cmd, Date.now() + 30_000).catch(() => undefined);
-        else this.spec.log.warn({ stream: this.spec.key, err: message(e) }, `redis ${what} failed; the entry will be delivered again`);
+        else
+          this.spec.log.warn(
+            { stream: this.spec.key, err: message(e) },
+            `redis ${what} failed; the entry will be delivered again`,
+          );
       }
     }
   }
@@ -284,9 +311,19 @@ export class StreamConsumer {
     await Promise.race([Promise.all([...this.#acking]), new Promise((r) => setTimeout(r, 1000))]);
     const s = this.spec;
     const held = [...this.#inFlight];
-    const release = held.length === 0 || !isReady(this.cmd)
-      ? Promise.resolve()
-      : send(this.cmd, "XCLAIM", [s.key, s.group, s.consumer, 0, ...held, "IDLE", s.claimIdleMs * 2 + 1000, "JUSTID"]).catch(() => undefined);
+    const release =
+      held.length === 0 || !isReady(this.cmd)
+        ? Promise.resolve()
+        : send(this.cmd, "XCLAIM", [
+            s.key,
+            s.group,
+            s.consumer,
+            0,
+            ...held,
+            "IDLE",
+            s.claimIdleMs * 2 + 1000,
+            "JUSTID",
+          ]).catch(() => undefined);
     await Promise.all([this.stop(), release]);
     disconnect(this.blk);
   }
