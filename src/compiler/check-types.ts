@@ -26,6 +26,9 @@ const PRIMITIVES: ReadonlySet<string> = new Set<PrimitiveName>([
   "json",
 ]);
 
+/** Keys every runtime decoder rejects (prototype pollution), so no field may carry them. */
+const UNSAFE_KEYS: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
+
 /** Names that are built-in types and so cannot name a declaration. */
 export const BUILTIN_TYPE_NAMES: ReadonlySet<string> = new Set([...PRIMITIVES, "list", "map", "void"]);
 
@@ -134,6 +137,15 @@ export type FieldWhat = "field" | "parameter" | "config entry";
 export function checkField(c: Checker, scope: FileScope, f: A.Field, what: FieldWhat): FieldModel | undefined {
   here(c, f.span);
   checkMemberName(f.name, what, c.out);
+  if (UNSAFE_KEYS.has(f.name.name)) {
+    c.out.push(
+      diag.reservedMemberName(f.name.span, {
+        name: f.name.name,
+        what,
+        reason: "the runtime rejects this key in every payload",
+      }),
+    );
+  }
   const decs = decoratorsFor(f.decorators, what === "config entry" ? "configField" : "field", c.out);
   const type = resolveType(c, scope, f.type, "field");
   if (type === undefined) return undefined;

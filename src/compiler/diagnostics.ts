@@ -183,7 +183,7 @@ export const DIAGNOSTICS = {
     code: "FAN0114",
     severity: E,
     message: "`{name}` cannot name a {what}: {reason}",
-    help: "Some names collide with generated members (client `events`/`states`, lifecycle hooks, error class properties).",
+    help: "Some names collide with generated members (client `events`/`states`, lifecycle hooks, error class properties) or are keys the runtime rejects (`__proto__`, `constructor`, `prototype`).",
   },
   handlerCollision: {
     code: "FAN0115",

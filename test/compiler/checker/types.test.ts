@@ -125,4 +125,19 @@ describe("types", () => {
       ],
     });
   });
+
+  it("rejects field and parameter names the runtime's decoders refuse (FAN0114)", () => {
+    const r = expectDiagnostics(
+      src("package p", "struct S { __proto__: int }", "service A { rpc a(constructor: int, prototype?: int) }"),
+      [
+        ["FAN0114", 2, 12],
+        ["FAN0502", 2, 12],
+        ["FAN0114", 3, 19],
+        ["FAN0114", 3, 37],
+      ],
+    );
+    expect(r.diagnostics[0]!.message).toBe(
+      "`__proto__` cannot name a field: the runtime rejects this key in every payload",
+    );
+  });
 });
