@@ -59,7 +59,7 @@ const IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
  */
 export function propKey(name: string, context: "literal" | "type" = "literal"): string {
   if (name === "__proto__") return context === "literal" ? `["__proto__"]` : `"__proto__"`;
-  if (!IDENT.test(name) || RESERVED_WORDS.has(name)) return JSON.stringify(name);
+  if (!IDENT.test(name) || RESERVED_WORDS.has(name)) return str(name);
   return name;
 }
 
@@ -77,9 +77,9 @@ export function recordKey(name: string): string {
   return OBJECT_MEMBERS.has(name) ? `[${JSON.stringify(name)} as string]` : propKey(name);
 }
 
-/** A string literal in TypeScript source (JSON escaping is valid TypeScript). */
+/** A string literal in TypeScript source: JSON escaping, plus the line and paragraph separators editors break on. */
 export function str(value: string): string {
-  return JSON.stringify(value);
+  return JSON.stringify(value).replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029");
 }
 
 /** Upper-cases the first character: `wineChanged` → `WineChanged`. */

@@ -97,6 +97,7 @@ export function fieldSchema(ctx: ModuleContext, f: FieldModel): string {
 
 /** A JSON value as a TypeScript literal (deterministic: keys in the model's order). */
 export function jsonLiteral(v: JsonValue): string {
+  if (typeof v === "string") return str(v);
   if (v === null || typeof v !== "object") return JSON.stringify(v);
   if (Array.isArray(v)) return `[${(v as readonly JsonValue[]).map(jsonLiteral).join(", ")}]`;
   return obj(Object.entries(v as { readonly [k: string]: JsonValue }).map(([k, x]) => [propKey(k), jsonLiteral(x)] as const));

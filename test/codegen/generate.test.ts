@@ -155,6 +155,41 @@ describe("generated modules at run time", () => {
   });
 });
 
+describe("strings and docs with characters that mean something in TypeScript", () => {
+  const tricky = 'a"b\\c/*d`${x}\'e*/\n\u2028f';
+  const model = program({
+    "str.x": [
+      {
+        kind: "struct", name: "S", fullName: "str.x.S", package: "str.x",
+        doc: "A doc with */ and `ticks` and 'quotes\" and ${x}.",
+        fields: [
+          field("a", prim("string"), { constraints: { pattern: tricky }, default: tricky, doc: "// not a comment */" }),
+          field("b", prim("int"), { default: 1 }),
+        ],
+      },
+    ],
+  });
+
+  it("typechecks, keeps indentation, and the schema holds the exact strings at run time", async () => {
+    const files = generate(model);
+    expect(typecheck(files)).toEqual([]);
+    const text = files.get("str/x.ts") ?? "";
+    expect(text).toContain("\n  b: number;\n}\n");
+    const dir = mkdtempSync(join(repo, ".tmp", "codegen-str-"));
+    try {
+      for (const [rel, t] of files) {
+        mkdirSync(dirname(join(dir, rel)), { recursive: true });
+        writeFileSync(join(dir, rel), t);
+      }
+      const mod = (await import(pathToFileURL(join(dir, "str/x.ts")).href)) as Record<string, any>;
+      expect(mod.SSchema.fields[0].schema.pattern).toBe(tricky);
+      expect(mod.SSchema.fields[0].default).toBe(tricky);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("models that cannot become valid TypeScript give a CodegenError, not a crash", () => {
   const struct = (pkg: string, name: string): DeclModel => ({ kind: "struct", name, fullName: `${pkg}.${name}`, package: pkg, fields: [] });
 

@@ -12,7 +12,6 @@ struct Names {
   rpc?: int
   event?: string
   state?: bool
-  constructor?: string
   valueOf?: int
 }
 

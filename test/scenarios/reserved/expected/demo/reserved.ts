@@ -30,7 +30,6 @@ export interface Names {
   rpc?: number | undefined;
   event?: string | undefined;
   state?: boolean | undefined;
-  "constructor"?: string | undefined;
   valueOf?: number | undefined;
 }
 export const NamesSchema: StructSchema = {
@@ -47,7 +46,6 @@ export const NamesSchema: StructSchema = {
     { name: "rpc", schema: { kind: "int" }, optional: true },
     { name: "event", schema: { kind: "string" }, optional: true },
     { name: "state", schema: { kind: "bool" }, optional: true },
-    { name: "constructor", schema: { kind: "string" }, optional: true },
     { name: "valueOf", schema: { kind: "int" }, optional: true },
   ],
 };
