@@ -13,6 +13,14 @@
 import amqplib from "amqplib";
 import { Redis } from "ioredis";
 import { amqpTransport } from "../src/runtime/transports/amqp/index.js";
+import {
+  controlExchange,
+  deadLetterExchange,
+  deadLetterQueue,
+  eventsExchange,
+  pushQueue,
+  rpcQueue,
+} from "../src/runtime/transports/amqp/names.js";
 import { redisTransport } from "../src/runtime/transports/redis/index.js";
 import { type BenchRow, compare } from "./lib.js";
 import { type RawBound, transportRows } from "./transports.js";
@@ -173,8 +181,35 @@ export const rawRedisPing: RawBound = {
   },
 };
 
+/** Deletes the queues, exchanges and keys the rigs declared on the shared brokers. */
+async function cleanUp(): Promise<void> {
+  const conn = await amqplib.connect(AMQP_URL);
+  const ch = await conn.createChannel();
+  for (const cluster of ["bench", `bench-amqp-${process.pid}`]) {
+    const a = { cluster, service: "bench.Pricing", version: "1.0.0" };
+    for (const q of [rpcQueue(a), pushQueue(a), deadLetterQueue(pushQueue(a))]) await ch.deleteQueue(q);
+    for (const x of [deadLetterExchange(cluster), controlExchange(cluster), eventsExchange(cluster)])
+      await ch.deleteExchange(x);
+  }
+  await conn.close();
+  const redis = new Redis(REDIS_URL);
+  for (const pattern of ["fan.bench.*", `fan.bench-redis-${process.pid}.*`]) {
+    const keys = await redis.keys(pattern);
+    if (keys.length > 0) await redis.del(...keys);
+  }
+  redis.disconnect();
+}
+
 /** amqp rows then redis rows. */
 export async function brokerRows(): Promise<BenchRow[]> {
+  try {
+    return await rows();
+  } finally {
+    await cleanUp();
+  }
+}
+
+async function rows(): Promise<BenchRow[]> {
   return [
     ...(await transportRows(
       "amqp",

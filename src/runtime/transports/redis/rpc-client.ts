@@ -6,6 +6,8 @@
  * correlation id; a cancelled call is announced on the version's cancel channel.
  *
  * Request frame: `{corr}\n{replyChannel}\n{envelope JSON}`. Reply frame: `{corr}\n{envelope JSON}`.
+ * Frames travel as strings: ioredis writes a pipeline of strings in one piece, which is
+ * measurably cheaper than its mixed-buffer path.
  */
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
@@ -32,11 +34,11 @@ interface Pending extends Expirable {
   settle(result: Envelope | FanError): void;
 }
 
-/** Splits `{corr}\n{rest}`; undefined when there is no header line. */
-export function splitLine(buf: Buffer, max = 512): [string, Buffer] | undefined {
-  const i = buf.indexOf(10);
-  if (i <= 0 || i > max) return undefined;
-  return [buf.toString("latin1", 0, i), buf.subarray(i + 1)];
+/** Splits `{head}\n{rest}`; undefined when there is no head line of at most `max` characters. */
+export function splitLine(text: string, from = 0, max = 512): [string, number] | undefined {
+  const i = text.indexOf("\n", from);
+  if (i <= from || i - from > max) return undefined;
+  return [text.slice(from, i), i + 1];
 }
 
 /** Sends calls and matches the replies arriving on this client's channel. */
@@ -58,7 +60,7 @@ export class RedisRpcClient {
   ) {
     this.#channel = replyChannel(cluster, this.#prefix);
     cmd.defineCommand(CALL_COMMAND, { lua: CALL_SCRIPT, numberOfKeys: 2 });
-    sub.on("messageBuffer", (channel: Buffer, message: Buffer) => this.#onReply(channel, message));
+    sub.on("message", (channel: string, message: string) => this.#onReply(channel, message));
     sub.on("close", () => this.#onLost());
   }
 
@@ -90,7 +92,7 @@ export class RedisRpcClient {
     }
     if (!this.#listening || !isReady(this.sub)) await this.#ensureSubscribed(opts.deadline, opts.signal);
     const corr = `${this.#prefix}.${++this.#seq}`;
-    const frame = Buffer.concat([Buffer.from(`${corr}\n${this.#channel}\n`, "latin1"), json]);
+    const frame = `${corr}\n${this.#channel}\n${json.toString("utf8")}`;
     const reply = this.#await(corr, addr, opts);
     this.#send(addr, corr, frame, opts).catch((e: unknown) =>
       this.#pending.get(corr)?.settle(FanError.from(e, Code.UNAVAILABLE)),
@@ -123,7 +125,7 @@ export class RedisRpcClient {
   }
 
   /** Runs the call script, waiting for Redis (bounded by the deadline) while it is away. */
-  async #send(addr: RedisAddress, corr: string, frame: Buffer, opts: SendOptions): Promise<void> {
+  async #send(addr: RedisAddress, corr: string, frame: string, opts: SendOptions): Promise<void> {
     const run = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<number>>)[CALL_COMMAND] as (
       ...a: unknown[]
     ) => Promise<number>;
@@ -147,13 +149,13 @@ export class RedisRpcClient {
       .catch((e: unknown) => this.log.debug({ err: (e as Error).message }, "redis cancel not sent"));
   }
 
-  #onReply(channel: Buffer, message: Buffer): void {
-    if (channel.toString("latin1") !== this.#channel) return;
-    const parts = splitLine(message);
-    const p = parts === undefined ? undefined : this.#pending.get(parts[0]);
-    if (p === undefined || parts === undefined) return;
+  #onReply(channel: string, message: string): void {
+    if (channel !== this.#channel) return;
+    const head = splitLine(message);
+    const p = head === undefined ? undefined : this.#pending.get(head[0]);
+    if (p === undefined || head === undefined) return;
     try {
-      p.settle(decodeEnvelope(parts[1], { maxBytes: this.maxBytes }));
+      p.settle(decodeEnvelope(message.slice(head[1]), { maxBytes: this.maxBytes }));
     } catch (e) {
       p.settle(FanError.from(e));
     }

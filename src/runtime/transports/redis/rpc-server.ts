@@ -37,16 +37,16 @@ export interface RpcServerOptions {
 interface Request {
   readonly corr: string;
   readonly channel: string;
-  readonly json: Buffer;
+  readonly json: string;
 }
 
 /** Parses a request frame; undefined when it has no reply address. */
-function parseRequest(item: Buffer): Request | undefined {
+function parseRequest(item: string): Request | undefined {
   const first = splitLine(item);
   if (first === undefined) return undefined;
-  const second = splitLine(first[1]);
+  const second = splitLine(item, first[1]);
   if (second === undefined) return undefined;
-  return { corr: first[0], channel: second[0], json: second[1] };
+  return { corr: first[0], channel: second[0], json: item.slice(second[1]) };
 }
 
 /** One served instance's rpc side. */
@@ -110,9 +110,9 @@ export class RedisRpcServer {
         await this.#capacity();
         if (this.#stopped) break;
         const room = Math.min(this.opts.batch, this.opts.maxInFlight - this.#inFlight.size);
-        let items = (await send(this.blk, "RPOP", [key, room], true)) as Buffer[] | null;
+        let items = (await send(this.blk, "RPOP", [key, room])) as string[] | null;
         if (items === null) {
-          const got = (await send(this.blk, "BRPOP", [key, this.opts.blockMs / 1000], true)) as [Buffer, Buffer] | null;
+          const got = (await send(this.blk, "BRPOP", [key, this.opts.blockMs / 1000])) as [string, string] | null;
           items = got === null ? [] : [got[1]];
         }
         for (const item of items) this.#handle(item);
@@ -134,10 +134,10 @@ export class RedisRpcServer {
     });
   }
 
-  #handle(item: Buffer): void {
+  #handle(item: string): void {
     const req = parseRequest(item);
     if (req === undefined) {
-      this.#log.warn({ bytes: item.length }, "redis rpc request without a reply address dropped");
+      this.#log.warn({ length: item.length }, "redis rpc request without a reply address dropped");
       return;
     }
     let env: Envelope;
@@ -178,7 +178,7 @@ export class RedisRpcServer {
       );
       json = encodeEnvelope(errorEnvelope(reply.id, reply, e));
     }
-    const frame = Buffer.concat([Buffer.from(`${req.corr}\n`, "latin1"), json]);
+    const frame = `${req.corr}\n${json.toString("utf8")}`;
     const sent = this.cmd
       .publish(req.channel, frame)
       .catch((e: unknown) => this.#log.warn({ err: (e as Error).message }, "redis reply not sent"));
