@@ -164,5 +164,5 @@ describe("bin/fanc.mjs as a child process", () => {
     expect("code" in bad ? bad.code : 0).toBe(1);
     expect(bad.stderr).toMatch(/shop\.fan:3:20: error FAN\d{4}/);
     expect(bad.stderr).not.toMatch(/\n\s+at /);
-  });
+  }, 60_000);
 });

@@ -60,7 +60,7 @@ describe("fanc compile --watch", () => {
     await until("the deleted package's module to be removed", () => dir.read("gen/billing.ts") === undefined);
     expect(out("index.ts")).not.toContain("billing");
     expect(dir.files("gen")).toEqual(["index.ts", "shop.ts"]);
-  });
+  }, 60_000);
 
   it("ignores changes that alter no .fan file and its own output inside the source folder", async () => {
     const { dir, io, w, out } = await watchTemp("src/gen");
@@ -71,7 +71,7 @@ describe("fanc compile --watch", () => {
     expect(io.stdout.filter((l) => l.startsWith("fanc: rebuilt"))).toHaveLength(1);
     // the rebuild wrote nothing: a comment changes no output
     expect(io.stdout.at(-1)).toMatch(/\(0 written, 2 unchanged, 0 removed\)/);
-  });
+  }, 60_000);
 
   it("survives the whole source folder being deleted and recreated", async () => {
     const { dir, io, out } = await watchTemp();
@@ -80,7 +80,7 @@ describe("fanc compile --watch", () => {
     expect(out("shop.ts")).toContain("export interface Line");
     dir.write("src/shop.fan", SHOP.replace("Line", "OrderLine").replace("list<Line>", "list<OrderLine>"));
     await until("the recreated folder to be compiled", () => out("shop.ts").includes("export interface OrderLine"), 15_000);
-  });
+  }, 60_000);
 });
 
 describe("fanc compile --watch as a child process", () => {
@@ -103,5 +103,5 @@ describe("fanc compile --watch as a child process", () => {
     } finally {
       child.kill("SIGKILL");
     }
-  });
+  }, 60_000);
 });

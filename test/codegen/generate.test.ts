@@ -81,7 +81,7 @@ describe("generate", () => {
   });
 });
 
-describe("generated code typechecks under the repo's strict options", () => {
+describe("generated code typechecks under the repo's strict options", { timeout: 120_000 }, () => {
   it("for the docs example, including an implementation, a client and a mock that use it", () => {
     const files = generate(docExample());
     files.set(
@@ -155,7 +155,7 @@ describe("generated modules at run time", () => {
   });
 });
 
-describe("strings and docs with characters that mean something in TypeScript", () => {
+describe("strings and docs with characters that mean something in TypeScript", { timeout: 120_000 }, () => {
   const tricky = 'a"b\\c/*d`${x}\'e*/\n\u2028f';
   const model = program({
     "str.x": [

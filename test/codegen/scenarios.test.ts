@@ -76,5 +76,5 @@ describe("golden scenarios", () => {
       for (const [rel, text] of files) all.set(`${name}/${rel}`, text);
     }
     expect(typecheck(all)).toEqual([]);
-  });
+  }, 120_000);
 });
