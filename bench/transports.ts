@@ -23,6 +23,7 @@ import type { Envelope, Transport, TransportFactory } from "../src/runtime/trans
 import { httpTransport } from "../src/runtime/transports/http/index.js";
 import { zmqTransport } from "../src/runtime/transports/zmq/index.js";
 import { type BenchRow, compare, loop } from "./lib.js";
+import { brokerRows } from "./transports-brokers.js";
 
 /** A measured operation and how to tear it down. */
 export interface Rig {
@@ -222,7 +223,7 @@ export default async function transports(): Promise<BenchRow[]> {
   return [
     ...(await transportRows("http", rawHttp, () => httpTransport(), () => ({ http: httpTransport() }))),
     ...(await transportRows("zmq", rawZmq, () => zmqTransport(), () => ({ zmq: zmqTransport() }))),
-    // --- amqp and redis rows: add `...(await transportRows("amqp", rawAmqp, ...))` here, with
-    // --- a RawBound for an amqplib publish/consume round trip and an ioredis round trip.
+    // --- amqp and redis rows (raw bounds and rows in bench/transports-brokers.ts) ---
+    ...(await brokerRows()),
   ];
 }
