@@ -135,9 +135,15 @@ export async function compileSources(
   } catch (e) {
     if (e instanceof CodegenError) io.err(`error ${e.code}: ${e.message}`);
     else if (e instanceof ForeignFileError) io.err(`error: ${e.message}`);
+    else if (isFsError(e)) io.err(`error: cannot write to ${opts.out}: ${e.message}`);
     else throw e;
     return { ok: false, ...base, errors: errors + 1, ms: performance.now() - t0 };
   }
+}
+
+/** An error from the file system (it has an errno code such as ENOTDIR or EACCES). */
+function isFsError(e: unknown): e is NodeJS.ErrnoException {
+  return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === "string" && (e as NodeJS.ErrnoException).syscall !== undefined;
 }
 
 /** One line that sums up a compile. */

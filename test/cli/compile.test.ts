@@ -142,6 +142,16 @@ describe("fanc compile", () => {
     expect(t.files("gen")).toEqual([]);
   });
 
+  it("an output path that is a file is a clear error, not a crash", async () => {
+    const t = temp();
+    t.write("src/shop.fan", SHOP);
+    t.write("gen", "a file where the output folder should be");
+    const { code, io } = await fanc("compile", join(t.path, "src"), "--out", join(t.path, "gen"));
+    expect(code).toBe(1);
+    expect(io.errText()).toMatch(/^error: cannot write to .*gen: .*(ENOTDIR|EEXIST)/m);
+    expect(io.errText()).not.toContain("internal error");
+  });
+
   it("an empty folder compiles to an index only", async () => {
     const t = temp();
     t.write("src/readme.txt", "no fan files here");
