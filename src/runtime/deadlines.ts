@@ -80,6 +80,9 @@ export class DeadlineWheel {
   #armedFor = Number.POSITIVE_INFINITY;
   /** Tracked items; the timer keeps the process alive only while this is above zero. */
   #pending = 0;
+  /** Whether the timer is (meant to be) ref'd; it lags `#pending` reaching 0 by one turn. */
+  #refd = false;
+  #unrefQueued = false;
 
   /** Tracks `item` until `remove`; `expire` is called if `deadline` (epoch ms) passes first. */
   add(item: Expirable, deadline: number): void {
@@ -100,7 +103,7 @@ export class DeadlineWheel {
     item.next = b.head;
     if (b.head !== undefined) b.head.prev = item;
     b.head = item;
-    if (this.#pending++ === 0) this.#timer?.ref();
+    if (this.#pending++ === 0 && !this.#refd) this.#ref();
   }
 
   /** Stops tracking `item` (its call settled); a no-op when it is not tracked. */
@@ -112,15 +115,38 @@ export class DeadlineWheel {
     else return;
     if (item.next !== undefined) item.next.prev = item.prev;
     item.prev = item.next = undefined;
-    if (--this.#pending === 0) this.#timer?.unref();
+    this.#released();
   }
+
+  #released(): void {
+    if (--this.#pending === 0 && !this.#unrefQueued) {
+      // Unref at the end of this turn of the event loop, not now: back-to-back calls would
+      // otherwise toggle the timer's ref (a call into C++) twice per call.
+      this.#unrefQueued = true;
+      setImmediate(this.#lazyUnref).unref();
+    }
+  }
+
+  /** Refs the timer (the process stays alive while a call is pending). */
+  #ref(): void {
+    this.#refd = true;
+    this.#timer?.ref();
+  }
+
+  readonly #lazyUnref = (): void => {
+    this.#unrefQueued = false;
+    if (this.#pending === 0 && this.#refd) {
+      this.#refd = false;
+      this.#timer?.unref();
+    }
+  };
 
   #arm(key: number): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#armedFor = key;
     const delay = Math.max(0, key * RESOLUTION_MS - Date.now());
     this.#timer = setTimeout(() => this.#fire(), delay);
-    if (this.#pending === 0) this.#timer.unref();
+    if (!this.#refd) this.#timer.unref();
   }
 
   #fire(): void {
@@ -142,7 +168,7 @@ export class DeadlineWheel {
       while (item !== undefined) {
         const next = item.next;
         item.prev = item.next = undefined;
-        this.#pending--;
+        this.#released();
         item.expire();
         item = next;
       }

@@ -7,8 +7,10 @@
 import type { Logger } from "pino";
 import { Code, FanError, type WireError } from "../../errors.js";
 import type { CallSink, Dispatcher } from "../../dispatch.js";
+import { nextEnvelopeId } from "../../ids.js";
 import type {
   Envelope,
+  EnvelopeHeaders,
   EventDelivery,
   EventSubscription,
   Inbound,
@@ -119,6 +121,43 @@ export class LocalTransport implements Transport {
     );
   }
 
+  /**
+   * `callValue` without an envelope: the client's in-process fast path hands the typed input
+   * and its request headers straight to the instance's dispatcher (`Dispatcher.runValue`).
+   */
+  callLocal(
+    endpoint: string,
+    service: ServiceDescriptor,
+    method: string,
+    payload: unknown,
+    headers: EnvelopeHeaders,
+    signal: AbortSignal | undefined,
+    sink: CallSink,
+  ): void {
+    const b = this.hub.lookup(endpoint);
+    if (b === undefined || this.#closed) {
+      sink.error(wireOf(unavailableAt(endpoint, service.name)));
+      return;
+    }
+    const inbound = b.inbound as Partial<Dispatcher>;
+    if (typeof inbound.runValue === "function") {
+      inbound.runValue(service.name, method, payload, headers, signal, sink);
+      return;
+    }
+    const env: Envelope = {
+      v: 1,
+      id: nextEnvelopeId(),
+      kind: "call",
+      service: service.name,
+      method,
+      version: service.version,
+      headers,
+      payload,
+      form: "value",
+    };
+    this.callValue(endpoint, env, signal ?? NEVER, sink);
+  }
+
   async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
     this.#open();
     if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "push cancelled before it was sent");
@@ -167,5 +206,11 @@ function wireOf(e: FanError): WireError {
 }
 
 function unavailable(endpoint: string, env: Envelope): FanError {
-  return new FanError(Code.UNAVAILABLE, `no instance of ${env.service} at ${endpoint}`, { details: { endpoint } });
+  return unavailableAt(endpoint, env.service);
 }
+
+function unavailableAt(endpoint: string, service: string): FanError {
+  return new FanError(Code.UNAVAILABLE, `no instance of ${service} at ${endpoint}`, { details: { endpoint } });
+}
+
+const NEVER: AbortSignal = new AbortController().signal;
