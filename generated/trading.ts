@@ -135,20 +135,32 @@ export interface ExchangeConfig {
   tick: number;
 }
 
+/** The parameters of each method of Exchange, as its handler receives them (defaults filled in). */
+export interface ExchangeRequests {
+  place: { order: Order };
+  cancel: { orderId: string };
+  quote: { "symbol": string; price: retail_common.Money };
+}
+
+/** The payload of each event Exchange publishes. */
+export interface ExchangeEvents {
+  traded: { "symbol": string; price: string; quantity: bigint };
+}
+
 /** What an implementation of Exchange provides: one method per rpc, push and subscription. */
 export interface ExchangeHandler extends ServiceHooks {
-  place(req: { order: Order }, ctx: CallContext<ExchangeConfig>): Promise<Order> | Order;
-  cancel(req: { orderId: string }, ctx: CallContext<ExchangeConfig>): Promise<boolean> | boolean;
-  quote(req: { "symbol": string; price: retail_common.Money }, ctx: CallContext<ExchangeConfig>): Promise<void> | void;
+  place(req: ExchangeRequests["place"], ctx: CallContext<ExchangeConfig>): Promise<Order> | Order;
+  cancel(req: ExchangeRequests["cancel"], ctx: CallContext<ExchangeConfig>): Promise<boolean> | boolean;
+  quote(req: ExchangeRequests["quote"], ctx: CallContext<ExchangeConfig>): Promise<void> | void;
 }
 
 /** The typed client of Exchange, over whichever transport discovery picks. */
 export interface ExchangeClient {
-  place(req: { order: Order }, opts?: CallOptions): Promise<Order>;
-  cancel(req: { orderId: string }, opts?: CallOptions): Promise<boolean>;
-  quote(req: { "symbol": string; price: retail_common.Money }, opts?: CallOptions): Promise<void>;
+  place(req: ExchangeRequests["place"], opts?: CallOptions): Promise<Order>;
+  cancel(req: ExchangeRequests["cancel"], opts?: CallOptions): Promise<boolean>;
+  quote(req: ExchangeRequests["quote"], opts?: CallOptions): Promise<void>;
   readonly events: {
-    readonly traded: EventStream<{ "symbol": string; price: string; quantity: bigint }>;
+    readonly traded: EventStream<ExchangeEvents["traded"]>;
   };
   readonly states: {
     /** The book, replicated as JSON Merge Patches with sequence numbers. */
@@ -271,7 +283,7 @@ export const Exchange: ServiceDefinition<ExchangeHandler, ExchangeClient> =
       cancel: (req, opts) => c.call("cancel", req, opts) as Promise<boolean>,
       quote: (req, opts) => c.push("quote", req, opts),
       events: {
-        traded: c.event("traded") as EventStream<{ "symbol": string; price: string; quantity: bigint }>,
+        traded: c.event("traded") as EventStream<ExchangeEvents["traded"]>,
       },
       states: {
         book: c.state("book") as StateHandle<Record<string, OrderBook>>,
@@ -282,9 +294,9 @@ export const Exchange: ServiceDefinition<ExchangeHandler, ExchangeClient> =
 
 /** The mock of Exchange: one recording, configurable method mock per rpc, push and subscription. */
 export interface ExchangeMock extends ServiceMock<ExchangeHandler, ExchangeClient> {
-  readonly place: MethodMock<{ order: Order }, Order, ExchangeMock>;
-  readonly cancel: MethodMock<{ orderId: string }, boolean, ExchangeMock>;
-  readonly quote: MethodMock<{ "symbol": string; price: retail_common.Money }, void, ExchangeMock>;
+  readonly place: MethodMock<ExchangeRequests["place"], Order, ExchangeMock>;
+  readonly cancel: MethodMock<ExchangeRequests["cancel"], boolean, ExchangeMock>;
+  readonly quote: MethodMock<ExchangeRequests["quote"], void, ExchangeMock>;
 }
 /** A mock of Exchange for tests: every method records calls and returns what it is given. */
 export function mockExchange(): ExchangeMock {

@@ -71,20 +71,32 @@ export const SyncFailedError: ErrorDescriptor = {
   create: (fields, message) => new SyncFailed(fields as unknown as SyncFailedFields, message),
 };
 
+/** The parameters of each method of IntegrationApi, as its handler receives them (defaults filled in). */
+export interface IntegrationApiRequests {
+  ping: Record<string, never>;
+  status: { storeId: string };
+  resync: { storeId: string; full: boolean };
+}
+
+/** The payload of each event IntegrationApi publishes. */
+export interface IntegrationApiEvents {
+  storeSynced: { status: SyncStatus };
+}
+
 /** What an implementation of IntegrationApi provides: one method per rpc, push and subscription. */
 export interface IntegrationApiHandler extends ServiceHooks {
-  ping(req: Record<string, never>, ctx: CallContext<Record<string, never>>): Promise<string> | string;
-  status(req: { storeId: string }, ctx: CallContext<Record<string, never>>): Promise<SyncStatus> | SyncStatus;
-  resync(req: { storeId: string; full: boolean }, ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  ping(req: IntegrationApiRequests["ping"], ctx: CallContext<Record<string, never>>): Promise<string> | string;
+  status(req: IntegrationApiRequests["status"], ctx: CallContext<Record<string, never>>): Promise<SyncStatus> | SyncStatus;
+  resync(req: IntegrationApiRequests["resync"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
 }
 
 /** The typed client of IntegrationApi, over whichever transport discovery picks. */
 export interface IntegrationApiClient {
-  ping(req?: Record<string, never>, opts?: CallOptions): Promise<string>;
-  status(req: { storeId: string }, opts?: CallOptions): Promise<SyncStatus>;
+  ping(req?: IntegrationApiRequests["ping"], opts?: CallOptions): Promise<string>;
+  status(req: IntegrationApiRequests["status"], opts?: CallOptions): Promise<SyncStatus>;
   resync(req: { storeId: string; full?: boolean | undefined }, opts?: CallOptions): Promise<void>;
   readonly events: {
-    readonly storeSynced: EventStream<{ status: SyncStatus }>;
+    readonly storeSynced: EventStream<IntegrationApiEvents["storeSynced"]>;
   };
   readonly states: Record<string, never>;
 }
@@ -176,7 +188,7 @@ export const IntegrationApi: ServiceDefinition<IntegrationApiHandler, Integratio
       status: (req, opts) => c.call("status", req, opts) as Promise<SyncStatus>,
       resync: (req, opts) => c.push("resync", req, opts),
       events: {
-        storeSynced: c.event("storeSynced") as EventStream<{ status: SyncStatus }>,
+        storeSynced: c.event("storeSynced") as EventStream<IntegrationApiEvents["storeSynced"]>,
       },
       states: {},
     }),
@@ -184,29 +196,34 @@ export const IntegrationApi: ServiceDefinition<IntegrationApiHandler, Integratio
 
 /** The mock of IntegrationApi: one recording, configurable method mock per rpc, push and subscription. */
 export interface IntegrationApiMock extends ServiceMock<IntegrationApiHandler, IntegrationApiClient> {
-  readonly ping: MethodMock<Record<string, never>, string, IntegrationApiMock>;
-  readonly status: MethodMock<{ storeId: string }, SyncStatus, IntegrationApiMock>;
-  readonly resync: MethodMock<{ storeId: string; full: boolean }, void, IntegrationApiMock>;
+  readonly ping: MethodMock<IntegrationApiRequests["ping"], string, IntegrationApiMock>;
+  readonly status: MethodMock<IntegrationApiRequests["status"], SyncStatus, IntegrationApiMock>;
+  readonly resync: MethodMock<IntegrationApiRequests["resync"], void, IntegrationApiMock>;
 }
 /** A mock of IntegrationApi for tests: every method records calls and returns what it is given. */
 export function mockIntegrationApi(): IntegrationApiMock {
   return createMock(IntegrationApi) as IntegrationApiMock;
 }
 
+/** The parameters of each method of LightspeedSync, as its handler receives them (defaults filled in). */
+export interface LightspeedSyncRequests {
+  ping: Record<string, never>;
+}
+
 /** What an implementation of LightspeedSync provides: one method per rpc, push and subscription. */
 export interface LightspeedSyncHandler extends ServiceHooks {
-  ping(req: Record<string, never>, ctx: CallContext<Record<string, never>>): Promise<string> | string;
+  ping(req: LightspeedSyncRequests["ping"], ctx: CallContext<Record<string, never>>): Promise<string> | string;
   /** Receives retail.wines.PublicWines.wineChanged. */
-  onWineChanged(event: { wine: retail_wines.Wine }, ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  onWineChanged(event: retail_wines.PublicWinesEvents["wineChanged"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
   /** Receives retail.wines.PublicWines.cacheFlush. */
-  onCacheFlush(event: Record<string, never>, ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  onCacheFlush(event: retail_wines.PublicWinesEvents["cacheFlush"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
   /** Receives integration.api.IntegrationApi.storeSynced. */
-  onStoreSynced(event: { status: SyncStatus }, ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  onStoreSynced(event: IntegrationApiEvents["storeSynced"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
 }
 
 /** The typed client of LightspeedSync, over whichever transport discovery picks. */
 export interface LightspeedSyncClient {
-  ping(req?: Record<string, never>, opts?: CallOptions): Promise<string>;
+  ping(req?: LightspeedSyncRequests["ping"], opts?: CallOptions): Promise<string>;
   readonly events: Record<string, never>;
   readonly states: Record<string, never>;
 }
@@ -260,10 +277,10 @@ export const LightspeedSync: ServiceDefinition<LightspeedSyncHandler, Lightspeed
 
 /** The mock of LightspeedSync: one recording, configurable method mock per rpc, push and subscription. */
 export interface LightspeedSyncMock extends ServiceMock<LightspeedSyncHandler, LightspeedSyncClient> {
-  readonly ping: MethodMock<Record<string, never>, string, LightspeedSyncMock>;
-  readonly onWineChanged: MethodMock<{ wine: retail_wines.Wine }, void, LightspeedSyncMock>;
-  readonly onCacheFlush: MethodMock<Record<string, never>, void, LightspeedSyncMock>;
-  readonly onStoreSynced: MethodMock<{ status: SyncStatus }, void, LightspeedSyncMock>;
+  readonly ping: MethodMock<LightspeedSyncRequests["ping"], string, LightspeedSyncMock>;
+  readonly onWineChanged: MethodMock<retail_wines.PublicWinesEvents["wineChanged"], void, LightspeedSyncMock>;
+  readonly onCacheFlush: MethodMock<retail_wines.PublicWinesEvents["cacheFlush"], void, LightspeedSyncMock>;
+  readonly onStoreSynced: MethodMock<IntegrationApiEvents["storeSynced"], void, LightspeedSyncMock>;
 }
 /** A mock of LightspeedSync for tests: every method records calls and returns what it is given. */
 export function mockLightspeedSync(): LightspeedSyncMock {

@@ -4,7 +4,7 @@
  * that ties them together, and a mock for tests. See docs/generated-code.md.
  */
 import type CodeBlockWriter from "code-block-writer";
-import type { FieldModel, MethodModel, ServiceModel, SubscriptionModel } from "../compiler/model.js";
+import type { EventModel, FieldModel, MethodModel, ServiceModel, SubscriptionModel } from "../compiler/model.js";
 import { CodegenCode, CodegenError } from "./errors.js";
 import { writeDescriptor } from "./emit-descriptor.js";
 import { writeFields } from "./emit-types.js";
@@ -26,6 +26,8 @@ const MOCK_REPLACEABLE: ReadonlySet<string> = new Set(["emit", "setState", "meth
 export function emitService(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
   checkMemberNames(svc);
   const config = writeConfig(w, ctx, svc);
+  writeRequests(w, ctx, svc);
+  writeEvents(w, ctx, svc);
   const parts = [
     () => writeHandler(w, ctx, svc, config),
     () => writeClient(w, ctx, svc),
@@ -68,13 +70,54 @@ function writeConfig(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel):
   return `${svc.name}Config`;
 }
 
+/** `XRequests`: each method's parameters as its handler receives them, by method name. */
+function writeRequests(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
+  if (svc.methods.length === 0) return;
+  w.blankLineIfLastNot();
+  w.writeLine(`/** The parameters of each method of ${svc.name}, as its handler receives them (defaults filled in). */`);
+  w.write(`export interface ${svc.name}Requests`).block(() => {
+    for (const m of svc.methods) writeParamsMember(w, ctx, m.name, m.params);
+  });
+}
+
+/** `name: { a: T; b: U };`, one field per line with its TSDoc when any parameter is documented. */
+function writeParamsMember(w: CodeBlockWriter, ctx: ModuleContext, name: string, params: readonly FieldModel[]): void {
+  if (!params.some((p) => p.doc !== undefined || p.deprecated !== undefined)) {
+    w.writeLine(`${propKey(name, "type")}: ${paramsType(ctx, params)};`);
+    return;
+  }
+  w.write(`${propKey(name, "type")}: `).inlineBlock(() => writeFields(w, ctx, params));
+  w.write(";").newLine();
+}
+
+/** `XEvents`: each event's payload, by event name. */
+function writeEvents(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
+  if (svc.events.length === 0) return;
+  w.blankLineIfLastNot();
+  w.writeLine(`/** The payload of each event ${svc.name} publishes. */`);
+  w.write(`export interface ${svc.name}Events`).block(() => {
+    for (const e of svc.events) writeParamsMember(w, ctx, e.name, e.params);
+  });
+}
+
+/** The handler-side request type of a method: `XRequests["get"]`. */
+function requestType(svc: ServiceModel, m: MethodModel): string {
+  return `${svc.name}Requests[${str(m.name)}]`;
+}
+
+/** The payload type of an event, as written in this module: `XEvents["ev"]` or `pkg.XEvents["ev"]`. */
+function eventPayload(ctx: ModuleContext, service: string, event: string): string {
+  ctx.event(service, event);
+  return `${ctx.ref(service, "Events")}[${str(event)}]`;
+}
+
 function returnType(ctx: ModuleContext, m: MethodModel): string {
   return m.kind === "push" ? "void" : tsType(ctx, m.returns);
 }
 
 /** The payload type of the event a subscription receives, as written in this module. */
 function subscriptionPayload(ctx: ModuleContext, s: SubscriptionModel): string {
-  return paramsType(ctx, ctx.event(s.service, s.event).params);
+  return eventPayload(ctx, s.service, s.event);
 }
 
 function writeHandler(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel, config: string): void {
@@ -84,7 +127,7 @@ function writeHandler(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel,
     for (const m of svc.methods) {
       const res = returnType(ctx, m);
       writeDoc(w, m);
-      w.writeLine(`${propKey(m.name, "type")}(req: ${paramsType(ctx, m.params)}, ctx: ${ctxType(ctx, config)}): ${promise}<${res}> | ${res};`);
+      w.writeLine(`${propKey(m.name, "type")}(req: ${requestType(svc, m)}, ctx: ${ctxType(ctx, config)}): ${promise}<${res}> | ${res};`);
     }
     for (const s of svc.subscriptions) {
       writeDoc(w, { doc: s.doc ?? `Receives ${s.service}.${s.event}.` });
@@ -93,12 +136,14 @@ function writeHandler(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel,
   });
 }
 
-function clientParams(ctx: ModuleContext, params: readonly FieldModel[]): string {
-  return `req${requestOptional(params) ? "?" : ""}: ${paramsType(ctx, params, true)}`;
+/** The client's request parameter: the handler's type unless defaulted parameters make it differ. */
+function clientParams(ctx: ModuleContext, svc: ServiceModel, m: MethodModel): string {
+  const type = m.params.some((p) => p.default !== undefined) ? paramsType(ctx, m.params, true) : requestType(svc, m);
+  return `req${requestOptional(m.params) ? "?" : ""}: ${type}`;
 }
 
-function eventType(ctx: ModuleContext, params: readonly FieldModel[]): string {
-  return `${ctx.rt("EventStream")}<${paramsType(ctx, params)}>`;
+function eventType(ctx: ModuleContext, svc: ServiceModel, e: EventModel): string {
+  return `${ctx.rt("EventStream")}<${svc.name}Events[${str(e.name)}]>`;
 }
 
 function writeClient(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
@@ -107,11 +152,11 @@ function writeClient(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel):
   w.write(`export interface ${svc.name}Client`).block(() => {
     for (const m of svc.methods) {
       writeDoc(w, m);
-      w.writeLine(`${propKey(m.name, "type")}(${clientParams(ctx, m.params)}, opts?: ${ctx.rt("CallOptions")}): ${promise}<${returnType(ctx, m)}>;`);
+      w.writeLine(`${propKey(m.name, "type")}(${clientParams(ctx, svc, m)}, opts?: ${ctx.rt("CallOptions")}): ${promise}<${returnType(ctx, m)}>;`);
     }
     writeMemberType(w, ctx, "events", svc.events, (e) => {
       writeDoc(w, e);
-      w.writeLine(`readonly ${propKey(e.name, "type")}: ${eventType(ctx, e.params)};`);
+      w.writeLine(`readonly ${propKey(e.name, "type")}: ${eventType(ctx, svc, e)};`);
     });
     writeMemberType(w, ctx, "states", svc.states, (s) => {
       writeDoc(w, s);
@@ -157,7 +202,7 @@ function writeDefinition(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceMod
 }
 
 function writeClientStreams(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
-  const events = svc.events.map((e) => `${propKey(e.name)}: c.event(${str(e.name)}) as ${eventType(ctx, e.params)},`);
+  const events = svc.events.map((e) => `${propKey(e.name)}: c.event(${str(e.name)}) as ${eventType(ctx, svc, e)},`);
   writeObjectLines(w, "events", events);
   const states = svc.states.map((s) => `${propKey(s.name)}: c.state(${str(s.name)}) as ${ctx.rt("StateHandle")}<${tsType(ctx, s.type)}>,`);
   writeObjectLines(w, "states", states);
@@ -179,7 +224,7 @@ function writeObjectLines(w: CodeBlockWriter, key: string, lines: readonly strin
 function writeMock(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
   const mock = `${svc.name}Mock`;
   const members = [
-    ...svc.methods.map((m) => ({ name: m.name, req: paramsType(ctx, m.params), res: returnType(ctx, m) })),
+    ...svc.methods.map((m) => ({ name: m.name, req: requestType(svc, m), res: returnType(ctx, m) })),
     ...svc.subscriptions.map((s) => ({ name: s.handler, req: subscriptionPayload(ctx, s), res: "void" })),
   ].filter((m) => !MOCK_CORE.has(m.name));
   const replaced = members.filter((m) => MOCK_REPLACEABLE.has(m.name)).map((m) => str(m.name));

@@ -38,7 +38,7 @@ export type GlobalSymbol = "Date" | "Uint8Array" | "Promise" | "Record" | "Parti
 const GLOBALS: readonly GlobalSymbol[] = ["Date", "Uint8Array", "Promise", "Record", "Partial", "Readonly", "Omit"];
 
 /** Which generated symbol of a declaration: its main type/class/definition or a derived one. */
-export type SymbolKind = "main" | "Schema" | "Codec" | "Values" | "Fields" | "Error" | "Descriptor";
+export type SymbolKind = "main" | "Schema" | "Codec" | "Values" | "Fields" | "Error" | "Descriptor" | "Requests" | "Events";
 
 /** Longer runtime imports are written one name per line. */
 const MAX_IMPORT_LINE = 100;
@@ -67,6 +67,8 @@ export function declaredNames(decl: DeclModel): string[] {
       return [
         main,
         ...(decl.config.length > 0 ? [`${n}Config`] : []),
+        ...(decl.methods.length > 0 ? [`${n}Requests`] : []),
+        ...(decl.events.length > 0 ? [`${n}Events`] : []),
         `${n}Handler`,
         `${n}Client`,
         `${n}Descriptor`,

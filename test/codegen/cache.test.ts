@@ -56,12 +56,13 @@ describe("GenerateCache", () => {
     expect(files.get("trading.ts")).toContain("tier?: retail_common.Level | undefined;");
   });
 
-  it("regenerates a subscriber when the event it subscribes to changes its parameters", () => {
+  it("regenerates a subscriber when the event it subscribes to changes, and agrees with a fresh generate", () => {
     const cache = new GenerateCache();
     both(cache, original);
     const files = both(cache, edit(original, "retail/wines.fan", "event wineChanged(wine: Wine)", "event wineChanged(wine: Wine, by?: string)"));
     expect(cache.stats).toEqual({ generated: 2, reused: 2 });
-    expect(files.get("integration/api.ts")).toContain("onWineChanged(event: { wine: retail_wines.Wine; by?: string | undefined }");
+    expect(files.get("retail/wines.ts")).toContain("wineChanged: { wine: Wine; by?: string | undefined };");
+    expect(files.get("integration/api.ts")).toContain('onWineChanged(event: retail_wines.PublicWinesEvents["wineChanged"]');
   });
 
   it("forgets removed packages and follows a package that comes back", () => {

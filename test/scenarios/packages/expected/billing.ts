@@ -76,16 +76,26 @@ export const ReceiptSchema: StructSchema = {
 };
 export const ReceiptCodec: Codec<Receipt> = codec<Receipt>(ReceiptSchema);
 
+/** The parameters of each method of Billing, as its handler receives them (defaults filled in). */
+export interface BillingRequests {
+  bill: { cart: shop.Cart };
+}
+
+/** The payload of each event Billing publishes. */
+export interface BillingEvents {
+  paid: { invoice: Invoice };
+}
+
 /** What an implementation of Billing provides: one method per rpc, push and subscription. */
 export interface BillingHandler extends ServiceHooks {
-  bill(req: { cart: shop.Cart }, ctx: CallContext<Record<string, never>>): Promise<Invoice> | Invoice;
+  bill(req: BillingRequests["bill"], ctx: CallContext<Record<string, never>>): Promise<Invoice> | Invoice;
 }
 
 /** The typed client of Billing, over whichever transport discovery picks. */
 export interface BillingClient {
-  bill(req: { cart: shop.Cart }, opts?: CallOptions): Promise<Invoice>;
+  bill(req: BillingRequests["bill"], opts?: CallOptions): Promise<Invoice>;
   readonly events: {
-    readonly paid: EventStream<{ invoice: Invoice }>;
+    readonly paid: EventStream<BillingEvents["paid"]>;
   };
   readonly states: Record<string, never>;
 }
@@ -144,7 +154,7 @@ export const Billing: ServiceDefinition<BillingHandler, BillingClient> =
     createClient: (c) => ({
       bill: (req, opts) => c.call("bill", req, opts) as Promise<Invoice>,
       events: {
-        paid: c.event("paid") as EventStream<{ invoice: Invoice }>,
+        paid: c.event("paid") as EventStream<BillingEvents["paid"]>,
       },
       states: {},
     }),
@@ -152,7 +162,7 @@ export const Billing: ServiceDefinition<BillingHandler, BillingClient> =
 
 /** The mock of Billing: one recording, configurable method mock per rpc, push and subscription. */
 export interface BillingMock extends ServiceMock<BillingHandler, BillingClient> {
-  readonly bill: MethodMock<{ cart: shop.Cart }, Invoice, BillingMock>;
+  readonly bill: MethodMock<BillingRequests["bill"], Invoice, BillingMock>;
 }
 /** A mock of Billing for tests: every method records calls and returns what it is given. */
 export function mockBilling(): BillingMock {

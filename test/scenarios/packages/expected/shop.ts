@@ -45,16 +45,21 @@ export const LineSchema: StructSchema = {
 };
 export const LineCodec: Codec<Line> = codec<Line>(LineSchema);
 
+/** The parameters of each method of Shop, as its handler receives them (defaults filled in). */
+export interface ShopRequests {
+  checkout: { cart: Cart };
+}
+
 /** What an implementation of Shop provides: one method per rpc, push and subscription. */
 export interface ShopHandler extends ServiceHooks {
-  checkout(req: { cart: Cart }, ctx: CallContext<Record<string, never>>): Promise<billing.Invoice> | billing.Invoice;
+  checkout(req: ShopRequests["checkout"], ctx: CallContext<Record<string, never>>): Promise<billing.Invoice> | billing.Invoice;
   /** Receives billing.Billing.paid. */
-  onPaid(event: { invoice: billing.Invoice }, ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  onPaid(event: billing.BillingEvents["paid"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
 }
 
 /** The typed client of Shop, over whichever transport discovery picks. */
 export interface ShopClient {
-  checkout(req: { cart: Cart }, opts?: CallOptions): Promise<billing.Invoice>;
+  checkout(req: ShopRequests["checkout"], opts?: CallOptions): Promise<billing.Invoice>;
   readonly events: Record<string, never>;
   readonly states: Record<string, never>;
 }
@@ -107,8 +112,8 @@ export const Shop: ServiceDefinition<ShopHandler, ShopClient> =
 
 /** The mock of Shop: one recording, configurable method mock per rpc, push and subscription. */
 export interface ShopMock extends ServiceMock<ShopHandler, ShopClient> {
-  readonly checkout: MethodMock<{ cart: Cart }, billing.Invoice, ShopMock>;
-  readonly onPaid: MethodMock<{ invoice: billing.Invoice }, void, ShopMock>;
+  readonly checkout: MethodMock<ShopRequests["checkout"], billing.Invoice, ShopMock>;
+  readonly onPaid: MethodMock<billing.BillingEvents["paid"], void, ShopMock>;
 }
 /** A mock of Shop for tests: every method records calls and returns what it is given. */
 export function mockShop(): ShopMock {

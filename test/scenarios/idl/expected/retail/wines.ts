@@ -242,39 +242,55 @@ export interface PublicWinesConfig {
   cacheTtl: number;
 }
 
+/** The parameters of each method of PublicWines, as its handler receives them (defaults filled in). */
+export interface PublicWinesRequests {
+  get: { storeId: string; inventoryId: string };
+  list: { storeId: string; filter?: WineFilter | undefined };
+  create: { storeId: string; wine: Wine };
+  add: { storeId: string; wine: Wine };
+  sell: { storeId: string; inventoryId: string; payment: Payment; quantity: number };
+  invalidate: { storeId: string };
+}
+
+/** The payload of each event PublicWines publishes. */
+export interface PublicWinesEvents {
+  wineChanged: { wine: Wine };
+  cacheFlush: Record<string, never>;
+}
+
 /** What an implementation of PublicWines provides: one method per rpc, push and subscription. */
 export interface PublicWinesHandler extends ServiceHooks {
   /** Fetch one wine of a store. */
-  get(req: { storeId: string; inventoryId: string }, ctx: CallContext<PublicWinesConfig>): Promise<Wine> | Wine;
+  get(req: PublicWinesRequests["get"], ctx: CallContext<PublicWinesConfig>): Promise<Wine> | Wine;
   /** List a store's wines. */
-  list(req: { storeId: string; filter?: WineFilter | undefined }, ctx: CallContext<PublicWinesConfig>): Promise<Wine[]> | Wine[];
-  create(req: { storeId: string; wine: Wine }, ctx: CallContext<PublicWinesConfig>): Promise<Wine> | Wine;
+  list(req: PublicWinesRequests["list"], ctx: CallContext<PublicWinesConfig>): Promise<Wine[]> | Wine[];
+  create(req: PublicWinesRequests["create"], ctx: CallContext<PublicWinesConfig>): Promise<Wine> | Wine;
   /** @deprecated use create */
-  add(req: { storeId: string; wine: Wine }, ctx: CallContext<PublicWinesConfig>): Promise<Wine> | Wine;
+  add(req: PublicWinesRequests["add"], ctx: CallContext<PublicWinesConfig>): Promise<Wine> | Wine;
   /** Sell a bottle; fails when none is left. */
-  sell(req: { storeId: string; inventoryId: string; payment: Payment; quantity: number }, ctx: CallContext<PublicWinesConfig>): Promise<void> | void;
+  sell(req: PublicWinesRequests["sell"], ctx: CallContext<PublicWinesConfig>): Promise<void> | void;
   /** Drop cached entries of a store. */
-  invalidate(req: { storeId: string }, ctx: CallContext<PublicWinesConfig>): Promise<void> | void;
+  invalidate(req: PublicWinesRequests["invalidate"], ctx: CallContext<PublicWinesConfig>): Promise<void> | void;
 }
 
 /** The typed client of PublicWines, over whichever transport discovery picks. */
 export interface PublicWinesClient {
   /** Fetch one wine of a store. */
-  get(req: { storeId: string; inventoryId: string }, opts?: CallOptions): Promise<Wine>;
+  get(req: PublicWinesRequests["get"], opts?: CallOptions): Promise<Wine>;
   /** List a store's wines. */
-  list(req: { storeId: string; filter?: WineFilter | undefined }, opts?: CallOptions): Promise<Wine[]>;
-  create(req: { storeId: string; wine: Wine }, opts?: CallOptions): Promise<Wine>;
+  list(req: PublicWinesRequests["list"], opts?: CallOptions): Promise<Wine[]>;
+  create(req: PublicWinesRequests["create"], opts?: CallOptions): Promise<Wine>;
   /** @deprecated use create */
-  add(req: { storeId: string; wine: Wine }, opts?: CallOptions): Promise<Wine>;
+  add(req: PublicWinesRequests["add"], opts?: CallOptions): Promise<Wine>;
   /** Sell a bottle; fails when none is left. */
   sell(req: { storeId: string; inventoryId: string; payment: Payment; quantity?: number | undefined }, opts?: CallOptions): Promise<void>;
   /** Drop cached entries of a store. */
-  invalidate(req: { storeId: string }, opts?: CallOptions): Promise<void>;
+  invalidate(req: PublicWinesRequests["invalidate"], opts?: CallOptions): Promise<void>;
   readonly events: {
     /** A wine was created or changed. */
-    readonly wineChanged: EventStream<{ wine: Wine }>;
+    readonly wineChanged: EventStream<PublicWinesEvents["wineChanged"]>;
     /** Every instance of every subscriber drops its cache. */
-    readonly cacheFlush: EventStream<Record<string, never>>;
+    readonly cacheFlush: EventStream<PublicWinesEvents["cacheFlush"]>;
   };
   readonly states: {
     readonly inventory: StateHandle<Record<string, Wine>>;
@@ -467,8 +483,8 @@ export const PublicWines: ServiceDefinition<PublicWinesHandler, PublicWinesClien
       sell: (req, opts) => c.call("sell", req, opts) as Promise<void>,
       invalidate: (req, opts) => c.push("invalidate", req, opts),
       events: {
-        wineChanged: c.event("wineChanged") as EventStream<{ wine: Wine }>,
-        cacheFlush: c.event("cacheFlush") as EventStream<Record<string, never>>,
+        wineChanged: c.event("wineChanged") as EventStream<PublicWinesEvents["wineChanged"]>,
+        cacheFlush: c.event("cacheFlush") as EventStream<PublicWinesEvents["cacheFlush"]>,
       },
       states: {
         inventory: c.state("inventory") as StateHandle<Record<string, Wine>>,
@@ -479,28 +495,33 @@ export const PublicWines: ServiceDefinition<PublicWinesHandler, PublicWinesClien
 
 /** The mock of PublicWines: one recording, configurable method mock per rpc, push and subscription. */
 export interface PublicWinesMock extends ServiceMock<PublicWinesHandler, PublicWinesClient> {
-  readonly get: MethodMock<{ storeId: string; inventoryId: string }, Wine, PublicWinesMock>;
-  readonly list: MethodMock<{ storeId: string; filter?: WineFilter | undefined }, Wine[], PublicWinesMock>;
-  readonly create: MethodMock<{ storeId: string; wine: Wine }, Wine, PublicWinesMock>;
-  readonly add: MethodMock<{ storeId: string; wine: Wine }, Wine, PublicWinesMock>;
-  readonly sell: MethodMock<{ storeId: string; inventoryId: string; payment: Payment; quantity: number }, void, PublicWinesMock>;
-  readonly invalidate: MethodMock<{ storeId: string }, void, PublicWinesMock>;
+  readonly get: MethodMock<PublicWinesRequests["get"], Wine, PublicWinesMock>;
+  readonly list: MethodMock<PublicWinesRequests["list"], Wine[], PublicWinesMock>;
+  readonly create: MethodMock<PublicWinesRequests["create"], Wine, PublicWinesMock>;
+  readonly add: MethodMock<PublicWinesRequests["add"], Wine, PublicWinesMock>;
+  readonly sell: MethodMock<PublicWinesRequests["sell"], void, PublicWinesMock>;
+  readonly invalidate: MethodMock<PublicWinesRequests["invalidate"], void, PublicWinesMock>;
 }
 /** A mock of PublicWines for tests: every method records calls and returns what it is given. */
 export function mockPublicWines(): PublicWinesMock {
   return createMock(PublicWines) as PublicWinesMock;
 }
 
+/** The parameters of each method of Lightspeed, as its handler receives them (defaults filled in). */
+export interface LightspeedRequests {
+  state: { service: string; event?: string | undefined };
+}
+
 /** What an implementation of Lightspeed provides: one method per rpc, push and subscription. */
 export interface LightspeedHandler extends ServiceHooks {
   /** A method named like a keyword: keywords are contextual. */
-  state(req: { service: string; event?: string | undefined }, ctx: CallContext<Record<string, never>>): Promise<string> | string;
+  state(req: LightspeedRequests["state"], ctx: CallContext<Record<string, never>>): Promise<string> | string;
 }
 
 /** The typed client of Lightspeed, over whichever transport discovery picks. */
 export interface LightspeedClient {
   /** A method named like a keyword: keywords are contextual. */
-  state(req: { service: string; event?: string | undefined }, opts?: CallOptions): Promise<string>;
+  state(req: LightspeedRequests["state"], opts?: CallOptions): Promise<string>;
   readonly events: Record<string, never>;
   readonly states: Record<string, never>;
 }
@@ -551,7 +572,7 @@ export const Lightspeed: ServiceDefinition<LightspeedHandler, LightspeedClient> 
 
 /** The mock of Lightspeed: one recording, configurable method mock per rpc, push and subscription. */
 export interface LightspeedMock extends ServiceMock<LightspeedHandler, LightspeedClient> {
-  readonly state: MethodMock<{ service: string; event?: string | undefined }, string, LightspeedMock>;
+  readonly state: MethodMock<LightspeedRequests["state"], string, LightspeedMock>;
 }
 /** A mock of Lightspeed for tests: every method records calls and returns what it is given. */
 export function mockLightspeed(): LightspeedMock {

@@ -61,22 +61,35 @@ export const KeywordSchema: EnumSchema = { kind: "enum", name: "demo.reserved.Ke
 /** The IDL's numeric values, for interop (the wire form is the member name). */
 export const KeywordValues: Readonly<Record<Keyword, number>> = { IF: 0, ELSE: 1, RETURN: 2 };
 
+/** The parameters of each method of Keywords, as its handler receives them (defaults filled in). */
+export interface KeywordsRequests {
+  "delete": { "class": string; "in"?: number | undefined };
+  state: { service: string; event?: string | undefined };
+  toString: Record<string, never>;
+  "new": { "var": string };
+}
+
+/** The payload of each event Keywords publishes. */
+export interface KeywordsEvents {
+  "typeof": { "instanceof": boolean };
+}
+
 /** What an implementation of Keywords provides: one method per rpc, push and subscription. */
 export interface KeywordsHandler extends ServiceHooks {
-  "delete"(req: { "class": string; "in"?: number | undefined }, ctx: CallContext<Record<string, never>>): Promise<Names> | Names;
-  state(req: { service: string; event?: string | undefined }, ctx: CallContext<Record<string, never>>): Promise<string> | string;
-  toString(req: Record<string, never>, ctx: CallContext<Record<string, never>>): Promise<string> | string;
-  "new"(req: { "var": string }, ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  "delete"(req: KeywordsRequests["delete"], ctx: CallContext<Record<string, never>>): Promise<Names> | Names;
+  state(req: KeywordsRequests["state"], ctx: CallContext<Record<string, never>>): Promise<string> | string;
+  toString(req: KeywordsRequests["toString"], ctx: CallContext<Record<string, never>>): Promise<string> | string;
+  "new"(req: KeywordsRequests["new"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
 }
 
 /** The typed client of Keywords, over whichever transport discovery picks. */
 export interface KeywordsClient {
-  "delete"(req: { "class": string; "in"?: number | undefined }, opts?: CallOptions): Promise<Names>;
-  state(req: { service: string; event?: string | undefined }, opts?: CallOptions): Promise<string>;
-  toString(req?: Record<string, never>, opts?: CallOptions): Promise<string>;
-  "new"(req: { "var": string }, opts?: CallOptions): Promise<void>;
+  "delete"(req: KeywordsRequests["delete"], opts?: CallOptions): Promise<Names>;
+  state(req: KeywordsRequests["state"], opts?: CallOptions): Promise<string>;
+  toString(req?: KeywordsRequests["toString"], opts?: CallOptions): Promise<string>;
+  "new"(req: KeywordsRequests["new"], opts?: CallOptions): Promise<void>;
   readonly events: {
-    readonly "typeof": EventStream<{ "instanceof": boolean }>;
+    readonly "typeof": EventStream<KeywordsEvents["typeof"]>;
   };
   readonly states: {
     readonly "let": StateHandle<Names>;
@@ -190,7 +203,7 @@ export const Keywords: ServiceDefinition<KeywordsHandler, KeywordsClient> =
       toString: (req, opts) => c.call("toString", req ?? {}, opts) as Promise<string>,
       "new": (req, opts) => c.push("new", req, opts),
       events: {
-        "typeof": c.event("typeof") as EventStream<{ "instanceof": boolean }>,
+        "typeof": c.event("typeof") as EventStream<KeywordsEvents["typeof"]>,
       },
       states: {
         "let": c.state("let") as StateHandle<Names>,
@@ -200,10 +213,10 @@ export const Keywords: ServiceDefinition<KeywordsHandler, KeywordsClient> =
 
 /** The mock of Keywords: one recording, configurable method mock per rpc, push and subscription. */
 export interface KeywordsMock extends ServiceMock<KeywordsHandler, KeywordsClient> {
-  readonly "delete": MethodMock<{ "class": string; "in"?: number | undefined }, Names, KeywordsMock>;
-  readonly state: MethodMock<{ service: string; event?: string | undefined }, string, KeywordsMock>;
-  readonly toString: MethodMock<Record<string, never>, string, KeywordsMock>;
-  readonly "new": MethodMock<{ "var": string }, void, KeywordsMock>;
+  readonly "delete": MethodMock<KeywordsRequests["delete"], Names, KeywordsMock>;
+  readonly state: MethodMock<KeywordsRequests["state"], string, KeywordsMock>;
+  readonly toString: MethodMock<KeywordsRequests["toString"], string, KeywordsMock>;
+  readonly "new": MethodMock<KeywordsRequests["new"], void, KeywordsMock>;
 }
 /** A mock of Keywords for tests: every method records calls and returns what it is given. */
 export function mockKeywords(): KeywordsMock {

@@ -15,14 +15,19 @@ import {
 
 
 
+/** The parameters of each method of Backend, as its handler receives them (defaults filled in). */
+export interface BackendRequests {
+  ping: Record<string, never>;
+}
+
 /** What an implementation of Backend provides: one method per rpc, push and subscription. */
 export interface BackendHandler extends ServiceHooks {
-  ping(req: Record<string, never>, ctx: CallContext<Record<string, never>>): Promise<string> | string;
+  ping(req: BackendRequests["ping"], ctx: CallContext<Record<string, never>>): Promise<string> | string;
 }
 
 /** The typed client of Backend, over whichever transport discovery picks. */
 export interface BackendClient {
-  ping(req?: Record<string, never>, opts?: CallOptions): Promise<string>;
+  ping(req?: BackendRequests["ping"], opts?: CallOptions): Promise<string>;
   readonly events: Record<string, never>;
   readonly states: Record<string, never>;
 }
@@ -69,7 +74,7 @@ export const Backend: ServiceDefinition<BackendHandler, BackendClient> =
 
 /** The mock of Backend: one recording, configurable method mock per rpc, push and subscription. */
 export interface BackendMock extends ServiceMock<BackendHandler, BackendClient> {
-  readonly ping: MethodMock<Record<string, never>, string, BackendMock>;
+  readonly ping: MethodMock<BackendRequests["ping"], string, BackendMock>;
 }
 /** A mock of Backend for tests: every method records calls and returns what it is given. */
 export function mockBackend(): BackendMock {
@@ -86,14 +91,19 @@ export interface FrontendConfig {
   mode?: string | undefined;
 }
 
+/** The parameters of each method of Frontend, as its handler receives them (defaults filled in). */
+export interface FrontendRequests {
+  ping: Record<string, never>;
+}
+
 /** What an implementation of Frontend provides: one method per rpc, push and subscription. */
 export interface FrontendHandler extends ServiceHooks {
-  ping(req: Record<string, never>, ctx: CallContext<FrontendConfig>): Promise<string> | string;
+  ping(req: FrontendRequests["ping"], ctx: CallContext<FrontendConfig>): Promise<string> | string;
 }
 
 /** The typed client of Frontend, over whichever transport discovery picks. */
 export interface FrontendClient {
-  ping(req?: Record<string, never>, opts?: CallOptions): Promise<string>;
+  ping(req?: FrontendRequests["ping"], opts?: CallOptions): Promise<string>;
   readonly events: Record<string, never>;
   readonly states: Record<string, never>;
 }
@@ -154,21 +164,26 @@ export const Frontend: ServiceDefinition<FrontendHandler, FrontendClient> =
 
 /** The mock of Frontend: one recording, configurable method mock per rpc, push and subscription. */
 export interface FrontendMock extends ServiceMock<FrontendHandler, FrontendClient> {
-  readonly ping: MethodMock<Record<string, never>, string, FrontendMock>;
+  readonly ping: MethodMock<FrontendRequests["ping"], string, FrontendMock>;
 }
 /** A mock of Frontend for tests: every method records calls and returns what it is given. */
 export function mockFrontend(): FrontendMock {
   return createMock(Frontend) as FrontendMock;
 }
 
+/** The parameters of each method of Backend2, as its handler receives them (defaults filled in). */
+export interface Backend2Requests {
+  ping: Record<string, never>;
+}
+
 /** What an implementation of Backend2 provides: one method per rpc, push and subscription. */
 export interface Backend2Handler extends ServiceHooks {
-  ping(req: Record<string, never>, ctx: CallContext<Record<string, never>>): Promise<string> | string;
+  ping(req: Backend2Requests["ping"], ctx: CallContext<Record<string, never>>): Promise<string> | string;
 }
 
 /** The typed client of Backend2, over whichever transport discovery picks. */
 export interface Backend2Client {
-  ping(req?: Record<string, never>, opts?: CallOptions): Promise<string>;
+  ping(req?: Backend2Requests["ping"], opts?: CallOptions): Promise<string>;
   readonly events: Record<string, never>;
   readonly states: Record<string, never>;
 }
@@ -215,7 +230,7 @@ export const Backend2: ServiceDefinition<Backend2Handler, Backend2Client> =
 
 /** The mock of Backend2: one recording, configurable method mock per rpc, push and subscription. */
 export interface Backend2Mock extends ServiceMock<Backend2Handler, Backend2Client> {
-  readonly ping: MethodMock<Record<string, never>, string, Backend2Mock>;
+  readonly ping: MethodMock<Backend2Requests["ping"], string, Backend2Mock>;
 }
 /** A mock of Backend2 for tests: every method records calls and returns what it is given. */
 export function mockBackend2(): Backend2Mock {

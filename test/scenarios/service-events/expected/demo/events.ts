@@ -29,6 +29,12 @@ export const TickSchema: StructSchema = {
 };
 export const TickCodec: Codec<Tick> = codec<Tick>(TickSchema);
 
+/** The payload of each event Clock publishes. */
+export interface ClockEvents {
+  ticked: { tick: Tick; at: Date };
+  reset: Record<string, never>;
+}
+
 /** What an implementation of Clock provides: one method per rpc, push and subscription. */
 export interface ClockHandler extends ServiceHooks {
 }
@@ -37,8 +43,8 @@ export interface ClockHandler extends ServiceHooks {
 export interface ClockClient {
   readonly events: {
     /** Every second. */
-    readonly ticked: EventStream<{ tick: Tick; at: Date }>;
-    readonly reset: EventStream<Record<string, never>>;
+    readonly ticked: EventStream<ClockEvents["ticked"]>;
+    readonly reset: EventStream<ClockEvents["reset"]>;
   };
   readonly states: {
     /** The current tick, replaced on every update. */
@@ -100,8 +106,8 @@ export const Clock: ServiceDefinition<ClockHandler, ClockClient> =
     descriptor: ClockDescriptor,
     createClient: (c) => ({
       events: {
-        ticked: c.event("ticked") as EventStream<{ tick: Tick; at: Date }>,
-        reset: c.event("reset") as EventStream<Record<string, never>>,
+        ticked: c.event("ticked") as EventStream<ClockEvents["ticked"]>,
+        reset: c.event("reset") as EventStream<ClockEvents["reset"]>,
       },
       states: {
         current: c.state("current") as StateHandle<Tick>,
@@ -121,9 +127,9 @@ export function mockClock(): ClockMock {
 /** What an implementation of Listener provides: one method per rpc, push and subscription. */
 export interface ListenerHandler extends ServiceHooks {
   /** React to ticks. */
-  onTicked(event: { tick: Tick; at: Date }, ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  onTicked(event: ClockEvents["ticked"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
   /** Receives demo.events.Clock.reset. */
-  onReset(event: Record<string, never>, ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  onReset(event: ClockEvents["reset"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
 }
 
 /** The typed client of Listener, over whichever transport discovery picks. */
@@ -161,8 +167,8 @@ export const Listener: ServiceDefinition<ListenerHandler, ListenerClient> =
 
 /** The mock of Listener: one recording, configurable method mock per rpc, push and subscription. */
 export interface ListenerMock extends ServiceMock<ListenerHandler, ListenerClient> {
-  readonly onTicked: MethodMock<{ tick: Tick; at: Date }, void, ListenerMock>;
-  readonly onReset: MethodMock<Record<string, never>, void, ListenerMock>;
+  readonly onTicked: MethodMock<ClockEvents["ticked"], void, ListenerMock>;
+  readonly onReset: MethodMock<ClockEvents["reset"], void, ListenerMock>;
 }
 /** A mock of Listener for tests: every method records calls and returns what it is given. */
 export function mockListener(): ListenerMock {

@@ -97,30 +97,41 @@ export const DeniedError: ErrorDescriptor = {
   create: (fields, message) => new Denied(fields as unknown as DeniedFields, message),
 };
 
+/** The parameters of each method of Store, as its handler receives them (defaults filled in). */
+export interface StoreRequests {
+  get: { id: string };
+  search: { query: Query; limit: number };
+  put: { item: Item };
+  save: { item: Item };
+  count: Record<string, never>;
+  touch: { id: string; at?: Date | undefined };
+  reindex: Record<string, never>;
+}
+
 /** What an implementation of Store provides: one method per rpc, push and subscription. */
 export interface StoreHandler extends ServiceHooks {
   /** Fetch one item. */
-  get(req: { id: string }, ctx: CallContext<Record<string, never>>): Promise<Item> | Item;
-  search(req: { query: Query; limit: number }, ctx: CallContext<Record<string, never>>): Promise<Item[]> | Item[];
-  put(req: { item: Item }, ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  get(req: StoreRequests["get"], ctx: CallContext<Record<string, never>>): Promise<Item> | Item;
+  search(req: StoreRequests["search"], ctx: CallContext<Record<string, never>>): Promise<Item[]> | Item[];
+  put(req: StoreRequests["put"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
   /** @deprecated use put */
-  save(req: { item: Item }, ctx: CallContext<Record<string, never>>): Promise<Item> | Item;
-  count(req: Record<string, never>, ctx: CallContext<Record<string, never>>): Promise<number> | number;
-  touch(req: { id: string; at?: Date | undefined }, ctx: CallContext<Record<string, never>>): Promise<void> | void;
-  reindex(req: Record<string, never>, ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  save(req: StoreRequests["save"], ctx: CallContext<Record<string, never>>): Promise<Item> | Item;
+  count(req: StoreRequests["count"], ctx: CallContext<Record<string, never>>): Promise<number> | number;
+  touch(req: StoreRequests["touch"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  reindex(req: StoreRequests["reindex"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
 }
 
 /** The typed client of Store, over whichever transport discovery picks. */
 export interface StoreClient {
   /** Fetch one item. */
-  get(req: { id: string }, opts?: CallOptions): Promise<Item>;
+  get(req: StoreRequests["get"], opts?: CallOptions): Promise<Item>;
   search(req: { query: Query; limit?: number | undefined }, opts?: CallOptions): Promise<Item[]>;
-  put(req: { item: Item }, opts?: CallOptions): Promise<void>;
+  put(req: StoreRequests["put"], opts?: CallOptions): Promise<void>;
   /** @deprecated use put */
-  save(req: { item: Item }, opts?: CallOptions): Promise<Item>;
-  count(req?: Record<string, never>, opts?: CallOptions): Promise<number>;
-  touch(req: { id: string; at?: Date | undefined }, opts?: CallOptions): Promise<void>;
-  reindex(req?: Record<string, never>, opts?: CallOptions): Promise<void>;
+  save(req: StoreRequests["save"], opts?: CallOptions): Promise<Item>;
+  count(req?: StoreRequests["count"], opts?: CallOptions): Promise<number>;
+  touch(req: StoreRequests["touch"], opts?: CallOptions): Promise<void>;
+  reindex(req?: StoreRequests["reindex"], opts?: CallOptions): Promise<void>;
   readonly events: Record<string, never>;
   readonly states: Record<string, never>;
 }
@@ -278,13 +289,13 @@ export const Store: ServiceDefinition<StoreHandler, StoreClient> =
 
 /** The mock of Store: one recording, configurable method mock per rpc, push and subscription. */
 export interface StoreMock extends ServiceMock<StoreHandler, StoreClient> {
-  readonly get: MethodMock<{ id: string }, Item, StoreMock>;
-  readonly search: MethodMock<{ query: Query; limit: number }, Item[], StoreMock>;
-  readonly put: MethodMock<{ item: Item }, void, StoreMock>;
-  readonly save: MethodMock<{ item: Item }, Item, StoreMock>;
-  readonly count: MethodMock<Record<string, never>, number, StoreMock>;
-  readonly touch: MethodMock<{ id: string; at?: Date | undefined }, void, StoreMock>;
-  readonly reindex: MethodMock<Record<string, never>, void, StoreMock>;
+  readonly get: MethodMock<StoreRequests["get"], Item, StoreMock>;
+  readonly search: MethodMock<StoreRequests["search"], Item[], StoreMock>;
+  readonly put: MethodMock<StoreRequests["put"], void, StoreMock>;
+  readonly save: MethodMock<StoreRequests["save"], Item, StoreMock>;
+  readonly count: MethodMock<StoreRequests["count"], number, StoreMock>;
+  readonly touch: MethodMock<StoreRequests["touch"], void, StoreMock>;
+  readonly reindex: MethodMock<StoreRequests["reindex"], void, StoreMock>;
 }
 /** A mock of Store for tests: every method records calls and returns what it is given. */
 export function mockStore(): StoreMock {
