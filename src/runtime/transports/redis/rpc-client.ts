@@ -5,7 +5,10 @@
  * leaves nothing behind. Replies come back on this client's own pub/sub channel, matched by
  * correlation id; a cancelled call is announced on the version's cancel channel.
  *
- * Request frame: `{corr}\n{replyChannel}\n{envelope JSON}`. Reply frame: `{corr}\n{envelope JSON}`.
+ * Request frame (one list item per call): `{corr}\n{replyChannel}\n{envelope JSON}`. Reply frame:
+ * `{corr}\n{envelope JSON}` pairs, one per line (JSON text never holds a raw newline). Calls
+ * made in one tick go out in one script run, and a server answers the calls of one client
+ * that finish in one tick with one PUBLISH.
  * Frames travel as strings: ioredis writes a pipeline of strings in one piece, which is
  * measurably cheaper than its mixed-buffer path.
  */
@@ -19,13 +22,23 @@ import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
 import { disconnect, isReady, notSent, ready, type RedisClient, unavailable } from "./clients.js";
 import { aliveKey, cancelChannel, parseEndpoint, replyChannel, rpcKey, type RedisAddress } from "./names.js";
 
-/** LPUSH the request when an instance of the version is alive; 0 when none is. */
+/** LPUSH the requests (in order) when an instance of the version is alive; 0 when none is. */
 const CALL_SCRIPT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('ZCOUNT', KEYS[2], now, '+inf') == 0 then return 0 end
-redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LPUSH', KEYS[1], unpack(ARGV))
 return 1`;
+
+/** Most requests one script run carries (Lua's unpack has a stack limit). */
+const MAX_BATCH = 512;
+
+/** Calls to one version queued in the current tick, sent together by one script run. */
+interface Batch {
+  readonly addr: RedisAddress;
+  readonly frames: string[];
+  readonly calls: { corr: string; frame: string; opts: SendOptions }[];
+}
 
 /** Name of the script command defined on the shared connection. */
 export const CALL_COMMAND = "fanRpcCall";
@@ -47,6 +60,8 @@ export class RedisRpcClient {
   readonly #prefix = randomBytes(6).toString("hex");
   readonly #channel: string;
   #seq = 0;
+  readonly #batches = new Map<string, Batch>();
+  #flushing = false;
   #subscribed: Promise<void> | undefined;
   /** True while the reply channel is subscribed on the current connection (the fast path). */
   #listening = false;
@@ -94,10 +109,63 @@ export class RedisRpcClient {
     const corr = `${this.#prefix}.${++this.#seq}`;
     const frame = `${corr}\n${this.#channel}\n${json.toString("utf8")}`;
     const reply = this.#await(corr, addr, opts);
+    if (isReady(this.cmd)) this.#enqueue(addr, corr, frame, opts);
+    else this.#sendAlone(addr, corr, frame, opts);
+    return reply;
+  }
+
+  /** Queues a call for this tick's script run to its version (one command for many calls). */
+  #enqueue(addr: RedisAddress, corr: string, frame: string, opts: SendOptions): void {
+    const key = rpcKey(addr);
+    let b = this.#batches.get(key);
+    if (b === undefined || b.frames.length >= MAX_BATCH) {
+      if (b !== undefined) this.#flush(key, b);
+      b = { addr, frames: [], calls: [] };
+      this.#batches.set(key, b);
+    }
+    b.frames.push(frame);
+    b.calls.push({ corr, frame, opts });
+    if (!this.#flushing) {
+      this.#flushing = true;
+      process.nextTick(() => this.#flushAll());
+    }
+  }
+
+  #flushAll(): void {
+    this.#flushing = false;
+    for (const [key, b] of this.#batches) this.#flush(key, b);
+    this.#batches.clear();
+  }
+
+  /** Runs the call script for a batch; calls of a batch Redis never got are sent one by one. */
+  #flush(key: string, b: Batch): void {
+    if (this.#batches.get(key) === b) this.#batches.delete(key);
+    this.#run(rpcKey(b.addr), aliveKey(b.addr), ...b.frames).then(
+      (accepted) => {
+        if (accepted !== 0) return;
+        const e = new FanError(Code.UNAVAILABLE, `no live instance of ${b.addr.service}@${b.addr.version} on redis`);
+        for (const c of b.calls) this.#pending.get(c.corr)?.settle(e);
+      },
+      (e: unknown) => {
+        for (const c of b.calls) {
+          if (notSent(e)) this.#sendAlone(b.addr, c.corr, c.frame, c.opts);
+          else this.#pending.get(c.corr)?.settle(unavailable("redis call not sent", e));
+        }
+      },
+    );
+  }
+
+  #run(...args: unknown[]): Promise<number> {
+    const script = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<number>>)[CALL_COMMAND] as (
+      ...a: unknown[]
+    ) => Promise<number>;
+    return script.apply(this.cmd, args);
+  }
+
+  #sendAlone(addr: RedisAddress, corr: string, frame: string, opts: SendOptions): void {
     this.#send(addr, corr, frame, opts).catch((e: unknown) =>
       this.#pending.get(corr)?.settle(FanError.from(e, Code.UNAVAILABLE)),
     );
-    return reply;
   }
 
   #await(corr: string, addr: RedisAddress, opts: SendOptions): Promise<Envelope> {
@@ -126,14 +194,11 @@ export class RedisRpcClient {
 
   /** Runs the call script, waiting for Redis (bounded by the deadline) while it is away. */
   async #send(addr: RedisAddress, corr: string, frame: string, opts: SendOptions): Promise<void> {
-    const run = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<number>>)[CALL_COMMAND] as (
-      ...a: unknown[]
-    ) => Promise<number>;
     for (;;) {
       if (!this.#pending.has(corr)) return;
       if (!isReady(this.cmd)) await ready(this.cmd, opts.deadline, opts.signal);
       try {
-        const accepted = await run.call(this.cmd, rpcKey(addr), aliveKey(addr), frame);
+        const accepted = await this.#run(rpcKey(addr), aliveKey(addr), frame);
         if (accepted === 0)
           throw new FanError(Code.UNAVAILABLE, `no live instance of ${addr.service}@${addr.version} on redis`);
         return;
@@ -149,13 +214,25 @@ export class RedisRpcClient {
       .catch((e: unknown) => this.log.debug({ err: (e as Error).message }, "redis cancel not sent"));
   }
 
+  /** A reply frame carries one or more `{corr}\n{envelope JSON}` pairs, one per line. */
   #onReply(channel: string, message: string): void {
     if (channel !== this.#channel) return;
-    const head = splitLine(message);
-    const p = head === undefined ? undefined : this.#pending.get(head[0]);
-    if (p === undefined || head === undefined) return;
+    let pos = 0;
+    while (pos < message.length) {
+      const head = splitLine(message, pos);
+      if (head === undefined) return;
+      let end = message.indexOf("\n", head[1]);
+      if (end < 0) end = message.length;
+      this.#settleReply(head[0], message.slice(head[1], end));
+      pos = end + 1;
+    }
+  }
+
+  #settleReply(corr: string, json: string): void {
+    const p = this.#pending.get(corr);
+    if (p === undefined) return;
     try {
-      p.settle(decodeEnvelope(message.slice(head[1]), { maxBytes: this.maxBytes }));
+      p.settle(decodeEnvelope(json, { maxBytes: this.maxBytes }));
     } catch (e) {
       p.settle(FanError.from(e));
     }

@@ -55,6 +55,9 @@ export class RedisRpcServer {
   readonly #inFlight = new Map<string, AbortController>();
   /** Replies handed to Redis but not yet acknowledged by it. */
   readonly #sending = new Set<Promise<unknown>>();
+  /** Replies of this tick per reply channel, published together. */
+  readonly #outbox = new Map<string, { parts: string[]; bytes: number }>();
+  #flushing = false;
   readonly #log: Logger;
   #stopped = false;
   #loop: Promise<void> | undefined;
@@ -178,9 +181,36 @@ export class RedisRpcServer {
       );
       json = encodeEnvelope(errorEnvelope(reply.id, reply, e));
     }
-    const frame = `${req.corr}\n${json.toString("utf8")}`;
+    this.#queueReply(req.channel, `${req.corr}\n${json.toString("utf8")}`);
+  }
+
+  /** Queues a reply pair for this tick's PUBLISH to its channel (sent at once past 1 MiB). */
+  #queueReply(channel: string, pair: string): void {
+    let box = this.#outbox.get(channel);
+    if (box === undefined) {
+      box = { parts: [], bytes: 0 };
+      this.#outbox.set(channel, box);
+    }
+    box.parts.push(pair);
+    box.bytes += pair.length;
+    if (box.bytes > 1 << 20) {
+      this.#outbox.delete(channel);
+      this.#publish(channel, box.parts.join("\n"));
+    } else if (!this.#flushing) {
+      this.#flushing = true;
+      process.nextTick(() => this.#flushReplies());
+    }
+  }
+
+  #flushReplies(): void {
+    this.#flushing = false;
+    for (const [channel, box] of this.#outbox) this.#publish(channel, box.parts.join("\n"));
+    this.#outbox.clear();
+  }
+
+  #publish(channel: string, frame: string): void {
     const sent = this.cmd
-      .publish(req.channel, frame)
+      .publish(channel, frame)
       .catch((e: unknown) => this.#log.warn({ err: (e as Error).message }, "redis reply not sent"));
     this.#sending.add(sent);
     void sent.then(() => this.#sending.delete(sent));
@@ -208,6 +238,7 @@ export class RedisRpcServer {
     for (const ac of this.#inFlight.values()) ac.abort();
     const until = Date.now() + graceMs;
     while (this.#inFlight.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    this.#flushReplies();
     await Promise.race([
       Promise.all([...this.#sending]),
       new Promise((r) => setTimeout(r, Math.max(0, until - Date.now()))),
