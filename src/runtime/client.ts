@@ -126,7 +126,7 @@ export class Caller implements ClientCaller {
     headers.deadline = deadline;
     if (now >= deadline) return Promise.reject(deadlineExceeded(req));
     if (req.signal?.aborted === true) return Promise.reject(cancelled(req));
-    return this.#send(plan, req);
+    return this.#send(plan, req, now);
   }
 
   async push(method: string, input: unknown, opts?: CallOptions): Promise<void> {
@@ -164,7 +164,12 @@ export class Caller implements ClientCaller {
     return new FanError(Code.UNIMPLEMENTED, `${this.#service.name} has no ${kind} ${name}`);
   }
 
-  #send(plan: MethodPlan, req: OutgoingRequest): Promise<unknown> {
+  /**
+   * `now`: the clock reading the deadline was computed from, when no time can have passed
+   * since (the inlined path, synchronously): the dispatcher of an in-process call checks the
+   * deadline against it instead of reading the clock again (`Date.now()` costs ~35 ns here).
+   */
+  #send(plan: MethodPlan, req: OutgoingRequest, now?: number): Promise<unknown> {
     const route = this.#route;
     if (route === undefined) return this.#routeReady().then(() => this.#send(plan, req));
     let target: Target;
@@ -179,14 +184,20 @@ export class Caller implements ClientCaller {
     const transport = target.transport;
     if (req.kind === "call" && target.values && transport instanceof LocalTransport) {
       // In-process, unserialised: no envelope; the dispatcher reports straight to the pending call.
-      return new Promise((resolve, reject) => {
-        const pending = new PendingCall(
-          req,
-          release === undefined ? resolve : settled(release, resolve),
-          release === undefined ? reject : settled(release, reject),
-        );
-        transport.callLocal(target.endpoint, this.#service, plan.desc.name, req.input, req.headers, req.signal, pending);
-      });
+      const promise = new Promise(capture);
+      const resolve = captured.resolve;
+      const reject = captured.reject;
+      const pending = new PendingCall(
+        req,
+        release === undefined ? resolve : settled(release, resolve),
+        release === undefined ? reject : settled(release, reject),
+      );
+      try {
+        transport.callLocal(target.endpoint, this.#service, plan.desc.name, req.input, req.headers, req.signal, pending, now);
+      } catch (e) {
+        pending.fail(e);
+      }
+      return promise;
     }
     let env: Envelope;
     try {
@@ -273,6 +284,21 @@ export class Caller implements ClientCaller {
       throw FanError.from(e, Code.UNAVAILABLE);
     });
   }
+}
+
+/**
+ * The resolving functions of the promise just made by `new Promise(capture)`: one shared
+ * executor instead of a closure (and its context) per call. Read right after the constructor
+ * returns, before anything else can run.
+ */
+const captured: { resolve: (v: unknown) => void; reject: (e: unknown) => void } = {
+  resolve: () => undefined,
+  reject: () => undefined,
+};
+
+function capture(resolve: (v: unknown) => void, reject: (e: unknown) => void): void {
+  captured.resolve = resolve;
+  captured.reject = reject;
 }
 
 function settled<T>(release: () => void, fn: (v: T) => void): (v: T) => void {

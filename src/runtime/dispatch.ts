@@ -103,12 +103,13 @@ export class Dispatcher implements Inbound {
    */
   run(env: Envelope, signal: AbortSignal, sink: CallSink): void {
     const form: Form = env.form === "value" ? "value" : "wire";
-    this.#run(form, env.service, env.method, env.payload, env.headers, signal, sink);
+    this.#run(form, env.service, env.method, env.payload, env.headers, signal, sink, Date.now());
   }
 
   /**
    * `run` for an unserialised in-process call, without an envelope: the typed input and the
-   * request headers as the caller built them (the local transport's value path).
+   * request headers as the caller built them (the local transport's value path). `now` is the
+   * caller's clock reading when it was taken in this same synchronous run, else omitted.
    */
   runValue(
     service: string,
@@ -117,8 +118,9 @@ export class Dispatcher implements Inbound {
     headers: Readonly<EnvelopeHeaders>,
     signal: AbortSignal | undefined,
     sink: CallSink,
+    now?: number,
   ): void {
-    this.#run("value", service, method, payload, headers, signal, sink);
+    this.#run("value", service, method, payload, headers, signal, sink, now ?? Date.now());
   }
 
   #run(
@@ -129,6 +131,7 @@ export class Dispatcher implements Inbound {
     headers: Readonly<EnvelopeHeaders>,
     signal: AbortSignal | undefined,
     sink: CallSink,
+    now: number,
   ): void {
     const plan = this.#plans.get(method);
     const refused = this.#refuseCall(service, method, plan);
@@ -137,7 +140,6 @@ export class Dispatcher implements Inbound {
       return;
     }
     const p = plan as Plan & { fn: HandlerFn };
-    const now = Date.now();
     const deadline = typeof headers.deadline === "number" ? headers.deadline : now + p.timeoutMs;
     if (now >= deadline) {
       this.#counters.callsExpired++;

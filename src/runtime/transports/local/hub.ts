@@ -48,6 +48,9 @@ export class LocalHub {
   readonly #queues = new Map<string, PushQueue>();
   readonly #topics = new Map<string, Topic>();
   readonly #shared = new Map<string, unknown>();
+  /** The last lookup (cleared by bind and unbind). */
+  #lastEndpoint: string | undefined;
+  #lastBound: Bound | undefined;
 
   /** Per-hub shared state of other in-process features (replicated states), made on first use. */
   shared<T>(key: string, create: () => T): T {
@@ -70,6 +73,7 @@ export class LocalHub {
     if (this.#endpoints.has(endpoint))
       throw new FanError(Code.ALREADY_EXISTS, `instance ${b.instanceId} is already served`);
     this.#endpoints.set(endpoint, b);
+    this.#lastEndpoint = undefined;
     const q = this.#queue(b.service);
     q.consumers.push(b);
     for (const env of q.waiting.splice(0)) this.#dispatchPush(q, env, opts, log);
@@ -81,13 +85,21 @@ export class LocalHub {
     const b = this.#endpoints.get(endpoint);
     if (b === undefined) return;
     this.#endpoints.delete(endpoint);
+    this.#lastEndpoint = undefined;
+    this.#lastBound = undefined;
     const q = this.#queues.get(b.service);
     if (q !== undefined) q.consumers.splice(q.consumers.indexOf(b), 1);
   }
 
   /** The instance bound at `endpoint`. */
   lookup(endpoint: string): Bound | undefined {
-    return this.#endpoints.get(endpoint);
+    // Callers pass the same string object call after call (a route's target): an identity
+    // check beats hashing and comparing the ~40-character key.
+    if (endpoint === this.#lastEndpoint) return this.#lastBound;
+    const b = this.#endpoints.get(endpoint);
+    this.#lastEndpoint = endpoint;
+    this.#lastBound = b;
+    return b;
   }
 
   /** Queues a push for the service of `endpoint`'s instance (any of its instances may take it). */

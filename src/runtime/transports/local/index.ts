@@ -123,7 +123,8 @@ export class LocalTransport implements Transport {
 
   /**
    * `callValue` without an envelope: the client's in-process fast path hands the typed input
-   * and its request headers straight to the instance's dispatcher (`Dispatcher.runValue`).
+   * and its request headers straight to the instance's dispatcher (`Dispatcher.runValue`);
+   * `now` is the caller's clock reading, when taken in this same synchronous run.
    */
   callLocal(
     endpoint: string,
@@ -133,6 +134,7 @@ export class LocalTransport implements Transport {
     headers: EnvelopeHeaders,
     signal: AbortSignal | undefined,
     sink: CallSink,
+    now?: number,
   ): void {
     const b = this.hub.lookup(endpoint);
     if (b === undefined || this.#closed) {
@@ -141,7 +143,7 @@ export class LocalTransport implements Transport {
     }
     const inbound = b.inbound as Partial<Dispatcher>;
     if (typeof inbound.runValue === "function") {
-      inbound.runValue(service.name, method, payload, headers, signal, sink);
+      inbound.runValue(service.name, method, payload, headers, signal, sink, now);
       return;
     }
     const env: Envelope = {
