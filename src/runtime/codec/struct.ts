@@ -62,11 +62,12 @@ export function structCodec(s: StructSchema, c: Compiler, sub: (s: Schema) => Co
     scanUnknown(v, known, d, max);
     return decodeFields(plans, v, d);
   };
+  const check = validateFields(plans);
   const validate: Check = (v, d) => {
     if (!isRecord(v)) fail(`${expected}, got ${describe(v)}`);
     if (d >= max) failDepth(max);
     rejectForbidden(v);
-    walkTyped(plans, v, d, undefined);
+    check(v, d);
   };
   const encode: Step = (v, d) => {
     if (!isRecord(v)) fail(`${expected}, got ${describe(v)}`);
@@ -164,6 +165,39 @@ function walkTyped(
   } catch (e) {
     throw at(e, (plans[i] as FieldPlan).name);
   }
+}
+
+type FieldsCheck = (v: Record<string, unknown>, d: number) => void;
+
+/**
+ * The field checks of one struct's `validate`, generated as straight-line code: each field is
+ * read by its literal name and checked by its own call site, so V8 keeps monomorphic inline
+ * caches per struct instead of one megamorphic keyed load and call shared by every struct (the
+ * `walkTyped` loop). The generated code holds no schema text but the field names, which go in
+ * as JSON string literals; it behaves exactly as `walkTyped(plans, v, d, undefined)`.
+ */
+function validateFields(plans: readonly FieldPlan[]): FieldsCheck {
+  if (plans.length === 0) return () => undefined;
+  const lines: string[] = ["let i = 0, x;", "try {"];
+  plans.forEach((p, i) => {
+    const key = JSON.stringify(p.name);
+    lines.push(`i = ${i};`);
+    lines.push(p.inherited ? `x = hasOwn(v, ${key}) ? v[${key}] : undefined;` : `x = v[${key}];`);
+    const absent = p.hasDefault ? "absentDefaults.count++;" : p.optional ? "" : `fail(plans[${i}].missing);`;
+    lines.push(`if (x === undefined) { ${absent} } else c${i}(x, d + 1);`);
+  });
+  lines.push("} catch (e) { throw at(e, plans[i].name); }");
+  const names = plans.map((_, i) => `c${i}`);
+  const make = new Function(
+    "plans",
+    "fail",
+    "at",
+    "absentDefaults",
+    "hasOwn",
+    ...names,
+    `"use strict"; return function validateFields(v, d) {\n${lines.join("\n")}\n};`,
+  ) as (...args: unknown[]) => FieldsCheck;
+  return make(plans, fail, at, absentDefaults, Object.hasOwn, ...plans.map((p) => p.c.validate));
 }
 
 /** Rejects forbidden keys among the keys a decode ignores, however deep. */
