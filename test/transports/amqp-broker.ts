@@ -125,6 +125,45 @@ export async function deleteByPrefix(prefix: string, url = AMQP_URL, node?: stri
   }, url);
 }
 
+/** Test-run names embed the pid of their run: `fan.conf-123...`, `fan.conf-amqp-123-...`, `fan.rec-123-...`. */
+const RUN_NAME = /^fan\.(?:conf-(?:amqp-|redis-)?|rec-|rrec-)(\d+)/;
+
+/** True when a process with this pid runs (so its names may still be in use). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** The names among `names` left by test runs whose process is gone. */
+export function staleRunNames(names: readonly string[]): string[] {
+  return names.filter((n) => {
+    const m = RUN_NAME.exec(n);
+    return m !== null && !pidAlive(Number(m[1]));
+  });
+}
+
+/**
+ * Deletes queues and exchanges of earlier test runs that are no longer running (a run's own
+ * sweep can miss names that a still-closing App declared again just after it).
+ */
+export async function deleteStaleRuns(url = AMQP_URL, node?: string): Promise<void> {
+  const [queues, exchanges] = await Promise.all([
+    listNames("list_queues", "fan.", node),
+    listNames("list_exchanges", "fan.", node),
+  ]);
+  const q = staleRunNames(queues);
+  const x = staleRunNames(exchanges);
+  if (q.length + x.length === 0) return;
+  await withChannel(async (ch) => {
+    for (const name of q) await ch.deleteQueue(name);
+    for (const name of x) await ch.deleteExchange(name);
+  }, url);
+}
+
 /** Closes the broker side of every connection whose name is `name` (a forced disconnect). */
 export async function closeConnectionsNamed(name: string, node?: string): Promise<number> {
   const out = await rabbitmqctl(["list_connections", "pid", "client_properties"], node);

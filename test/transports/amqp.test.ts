@@ -8,7 +8,15 @@ import { amqpTransport } from "../../src/runtime/transports/amqp/index.js";
 import { deadLetterQueue, parseEndpoint, pushQueue, rpcQueue } from "../../src/runtime/transports/amqp/names.js";
 import type { Envelope, TransportFactory } from "../../src/runtime/transport.js";
 import { decodeEnvelope } from "../../src/runtime/wire.js";
-import { AMQP_URL, deleteByPrefix, describeWithBroker, peekQueue, publishRaw, reachable } from "./amqp-broker.js";
+import {
+  AMQP_URL,
+  deleteByPrefix,
+  deleteStaleRuns,
+  describeWithBroker,
+  peekQueue,
+  publishRaw,
+  reachable,
+} from "./amqp-broker.js";
 import { conformance } from "./conformance.js";
 
 const url = new URL(AMQP_URL);
@@ -35,6 +43,7 @@ describeWithBroker(
 )("amqp transport (real RabbitMQ)", () => {
   const prefixes = [prefix, `fan.conf-amqp-${process.pid}`];
   beforeAll(async () => {
+    await deleteStaleRuns();
     for (const p of prefixes) await deleteByPrefix(p);
   });
   afterAll(async () => {

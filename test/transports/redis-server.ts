@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
-import { reachable } from "./amqp-broker.js";
+import { reachable, staleRunNames } from "./amqp-broker.js";
 
 const run = promisify(execFile);
 
@@ -40,6 +40,22 @@ export function deleteKeys(pattern: string, url = REDIS_URL): Promise<number> {
     } while (cursor !== "0");
     return n;
   }, url);
+}
+
+/** Deletes keys of earlier test runs that are no longer running (see `staleRunNames`). */
+export async function deleteStaleRunKeys(url = REDIS_URL): Promise<void> {
+  const keys = await withRedis(async (r) => {
+    const found: string[] = [];
+    let cursor = "0";
+    do {
+      const [next, batch] = await r.scan(cursor, "MATCH", "fan.*", "COUNT", 1000);
+      cursor = next;
+      found.push(...batch);
+    } while (cursor !== "0");
+    return found;
+  }, url);
+  const stale = staleRunNames(keys);
+  if (stale.length > 0) await withRedis((r) => r.del(...stale), url);
 }
 
 /** Every entry of a stream as `[id, field → value]`. */

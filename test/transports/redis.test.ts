@@ -10,7 +10,7 @@ import type { Envelope, TransportFactory } from "../../src/runtime/transport.js"
 import { decodeEnvelope } from "../../src/runtime/wire.js";
 import { describeWithBroker, reachable } from "./amqp-broker.js";
 import { conformance } from "./conformance.js";
-import { deleteKeys, readStream, REDIS_URL, withRedis } from "./redis-server.js";
+import { deleteKeys, deleteStaleRunKeys, readStream, REDIS_URL, withRedis } from "./redis-server.js";
 
 const url = new URL(REDIS_URL);
 const up = await reachable(url.hostname, Number(url.port || 6379));
@@ -35,6 +35,7 @@ describeWithBroker(
 )("redis transport (real Redis)", () => {
   const patterns = [`fan.${cluster}*`, `fan.conf-redis-${process.pid}*`];
   beforeAll(async () => {
+    await deleteStaleRunKeys();
     for (const p of patterns) await deleteKeys(p);
   });
   afterAll(async () => {
