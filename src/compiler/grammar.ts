@@ -14,6 +14,7 @@ import {
 } from "chevrotain";
 import {
   allTokens,
+  Identifier,
   Kw,
   MemberKeyword,
   Name,
@@ -122,6 +123,10 @@ export class FanParser extends CstParser {
   private readonly fieldOrSeparator = (): void => {
     this.OR(this.fieldAlts);
   };
+  // A keyword followed by a name (`struct B`, `rpc get`) cannot start a field, so a body whose
+  // `}` or `)` is missing ends there and the next declaration or member is parsed as such,
+  // instead of being read as a broken field (and reported again as an unknown type).
+  private readonly fields = { GATE: () => !this.nextStartsItem(false), DEF: this.fieldOrSeparator };
   private readonly enumMemberAlts = [
     { ALT: () => this.SUBRULE(this.enumMember) },
     { ALT: () => this.SUBRULE(this.separator) },
@@ -129,6 +134,8 @@ export class FanParser extends CstParser {
   private readonly enumItem = (): void => {
     this.OR(this.enumMemberAlts);
   };
+  // Enum members are bare names (`{ on off }`), so only `keyword Name {`, `(` or `@` ends one early.
+  private readonly enumItems = { GATE: () => !this.nextStartsItem(true), DEF: this.enumItem };
   private readonly unionMemberAlts = [
     { ALT: () => this.SUBRULE(this.unionMember) },
     { ALT: () => this.SUBRULE(this.separator) },
@@ -136,6 +143,7 @@ export class FanParser extends CstParser {
   private readonly unionItem = (): void => {
     this.OR(this.unionMemberAlts);
   };
+  private readonly unionItems = { GATE: () => !this.nextStartsItem(false), DEF: this.unionItem };
   private readonly serviceItemAlts = [
     { ALT: () => this.SUBRULE(this.serviceMember) },
     { ALT: () => this.SUBRULE(this.separator) },
@@ -185,6 +193,10 @@ export class FanParser extends CstParser {
     },
   };
   private readonly stateDecorators = { GATE: () => this.stateDecoratorFollows(), DEF: this.decoratorOne };
+  // Decorators followed by a declaration or member (`@unique service S {` after a field whose
+  // body lacks its `}`) belong to that, not to the field or member before them.
+  private readonly memberDecorators = { GATE: () => !this.nextStartsItem(false), DEF: this.decoratorOne };
+  private readonly enumMemberDecorators = { GATE: () => !this.nextStartsItem(true), DEF: this.decoratorOne };
   private readonly optionalMark = (): void => {
     this.CONSUME(P.Question, { LABEL: "optional" });
   };
@@ -272,34 +284,34 @@ export class FanParser extends CstParser {
   structDecl = this.RULE("structDecl", () => {
     this.CONSUME(Kw.struct);
     this.declHead();
-    this.MANY(this.fieldOrSeparator);
+    this.MANY(this.fields);
     this.CONSUME(P.RCurly);
   });
 
   errorDecl = this.RULE("errorDecl", () => {
     this.CONSUME(Kw.error);
     this.declHead();
-    this.MANY(this.fieldOrSeparator);
+    this.MANY(this.fields);
     this.CONSUME(P.RCurly);
   });
 
   enumDecl = this.RULE("enumDecl", () => {
     this.CONSUME(Kw.enum);
     this.declHead();
-    this.MANY(this.enumItem);
+    this.MANY(this.enumItems);
     this.CONSUME(P.RCurly);
   });
 
   enumMember = this.RULE("enumMember", () => {
     this.CONSUME(Name, { LABEL: "name" });
     this.OPTION(this.enumValue);
-    this.MANY(this.decoratorOne);
+    this.MANY(this.enumMemberDecorators);
   });
 
   unionDecl = this.RULE("unionDecl", () => {
     this.CONSUME(Kw.union);
     this.declHead();
-    this.MANY(this.unionItem);
+    this.MANY(this.unionItems);
     this.CONSUME(P.RCurly);
   });
 
@@ -307,7 +319,7 @@ export class FanParser extends CstParser {
     this.CONSUME(Name, { LABEL: "name" });
     this.CONSUME(P.Colon);
     this.SUBRULE(this.typeRef);
-    this.MANY(this.decoratorOne);
+    this.MANY(this.memberDecorators);
   });
 
   serviceDecl = this.RULE("serviceDecl", () => {
@@ -332,7 +344,7 @@ export class FanParser extends CstParser {
   configMember = this.RULE("configMember", () => {
     this.CONSUME(Kw.config);
     this.CONSUME(P.LCurly);
-    this.MANY(this.fieldOrSeparator);
+    this.MANY(this.fields);
     this.CONSUME(P.RCurly);
   });
 
@@ -371,7 +383,7 @@ export class FanParser extends CstParser {
 
   params = this.RULE("params", () => {
     this.CONSUME(P.LParen);
-    this.MANY(this.fieldOrSeparator);
+    this.MANY(this.fields);
     this.CONSUME(P.RParen);
   });
 
@@ -381,7 +393,7 @@ export class FanParser extends CstParser {
     this.CONSUME(P.Colon);
     this.SUBRULE(this.typeRef);
     this.OPTION2(this.defaultValue);
-    this.MANY(this.decoratorOne);
+    this.MANY(this.memberDecorators);
   });
 
   typeRef = this.RULE("typeRef", () => {
@@ -420,6 +432,38 @@ export class FanParser extends CstParser {
     return saved;
   }
 
+  /**
+   * True when the next tokens, after any decorators, start a declaration or service member (a
+   * keyword, then a name: `struct B`, `@unique service S`, `rpc get`), which no field,
+   * parameter or union member can. With `strict`, the name must also be followed by `{` or `(`
+   * (enum members may be keywords in a row: `{ on off }`).
+   */
+  private nextStartsItem(strict: boolean): boolean {
+    const k = this.afterDecorators(1);
+    if (k === undefined) return false;
+    const first = this.LA(k);
+    if (!isName(first) || tokenMatcher(first, Identifier) || !isName(this.LA(k + 1))) return false;
+    if (!strict) return true;
+    const third = this.LA(k + 2);
+    return tokenMatcher(third, P.LCurly) || tokenMatcher(third, P.LParen);
+  }
+
+  /** Lookahead index of the first token after the decorators at `LA(k)`; undefined at end of input. */
+  private afterDecorators(k: number): number | undefined {
+    while (tokenMatcher(this.LA(k), P.At)) {
+      k += 2;
+      if (!tokenMatcher(this.LA(k), P.LParen)) continue;
+      let depth = 0;
+      do {
+        const t = this.LA(k++);
+        if (t.tokenType === EOF) return undefined;
+        if (tokenMatcher(t, P.LParen)) depth++;
+        else if (tokenMatcher(t, P.RParen)) depth--;
+      } while (depth > 0);
+    }
+    return this.LA(k).tokenType === EOF ? undefined : k;
+  }
+
   /** After `throws A`, a `,` continues the list unless it is followed by the next member. */
   private throwsContinues(): boolean {
     if (!tokenMatcher(this.LA(1), P.Comma)) return false;
@@ -440,19 +484,8 @@ export class FanParser extends CstParser {
     const prev = this.LA(0);
     const between = this.text.slice(prev.startOffset + prev.image.length, this.LA(1).startOffset);
     if (!/[\r\n]/.test(between)) return true;
-    let k = 1;
-    while (tokenMatcher(this.LA(k), P.At)) {
-      k += 2;
-      if (!tokenMatcher(this.LA(k), P.LParen)) continue;
-      let depth = 0;
-      do {
-        const t = this.LA(k++);
-        if (t.tokenType === EOF) return true;
-        if (tokenMatcher(t, P.LParen)) depth++;
-        else if (tokenMatcher(t, P.RParen)) depth--;
-      } while (depth > 0);
-    }
-    return !tokenMatcher(this.LA(k), MemberKeyword);
+    const k = this.afterDecorators(1);
+    return k === undefined || !tokenMatcher(this.LA(k), MemberKeyword);
   }
 }
 

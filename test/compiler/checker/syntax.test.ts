@@ -57,6 +57,36 @@ describe("syntax errors", () => {
     );
   });
 
+  it("reports a missing `}` or `)` once, at the next declaration or member, which is still read", () => {
+    const r = expectDiagnostics(
+      src(
+        "package p",
+        "struct A {",
+        "  x: int",
+        "struct B { y: string }",
+        "enum E { on off",
+        "@unique service S {",
+        "  rpc get(id: string): B",
+        "  rpc put(b: B",
+        "  rpc del(id: string): Nope",
+        "}",
+      ),
+      [
+        ["FAN0005", 4, 1],
+        ["FAN0503", 5, 10],
+        ["FAN0503", 5, 13],
+        ["FAN0005", 6, 1],
+        ["FAN0005", 9, 3],
+        ["FAN0101", 9, 24],
+      ],
+    );
+    expect(r.diagnostics.filter((d) => d.code === "FAN0005").map((d) => d.message)).toEqual([
+      "expected `}` but found `struct`",
+      "expected `}` but found `@`",
+      "expected `)` but found `rpc`",
+    ]);
+  });
+
   it("skips input nested more than 64 levels deep (FAN0006)", () => {
     const deep = `${"list<".repeat(70)}int${">".repeat(70)}`;
     expectDiagnostics(src("package p", `struct S { a: ${deep} }`, "struct T { b: Nope }"), [
