@@ -99,6 +99,12 @@ export const DIAGNOSTICS = {
     message: "number {text} is out of range",
     help: "An integer literal does not fit a 64-bit integer or a float is not finite.",
   },
+  binaryFile: {
+    code: "FAN0012",
+    severity: E,
+    message: "not a text file (NUL byte at offset {offset}); .fan files are UTF-8 text",
+    help: "A file with a NUL byte in its first 8,000 characters is binary, so it is reported once and not parsed.",
+  },
 
   // -- 01xx: names, packages and imports ------------------------------------------------------
   unknownType: {

@@ -22,6 +22,8 @@ export interface ParseResult {
 /** How deeply brackets (`<`, `[`, `(`, `{`) may nest before the rest is skipped. */
 export const MAX_NESTING = 64;
 const MAX_SYNTAX_ERRORS = 100;
+/** How many leading characters are searched for a NUL byte that marks a binary file. */
+const BINARY_SNIFF = 8000;
 
 let shared: FanParser | undefined;
 function parserInstance(): FanParser {
@@ -57,6 +59,12 @@ export function parseFile(path: string, text: string): ParseResult {
       ),
     );
     return { ast: toSourceFile(path, "", pieces), diagnostics: out, skipped: [] };
+  }
+  const nul = text.indexOf("\0");
+  if (nul >= 0 && nul < BINARY_SNIFF) {
+    // Like git: a NUL byte near the start means binary; lexing it would print a screen of junk.
+    out.push(diag.binaryFile({ file: path, start: nul, end: nul + 1 }, { offset: nul }));
+    return { ast: toSourceFile(path, text, pieces), diagnostics: out, skipped: [] };
   }
   let state: FileState | undefined;
   try {

@@ -6,13 +6,13 @@ import { checkSources, formatDiagnostics } from "../../src/compiler/index.js";
 import { parseFile } from "../../src/compiler/parser.js";
 import { src } from "./helpers.js";
 
-/** Deterministic pseudo-random bytes as a string (each char 0..255). */
+/** Deterministic pseudo-random bytes as a string (each char 1..255: a NUL would make it a binary file, FAN0012). */
 function garbage(length: number, seed = 1): string {
   let x = seed;
   const out = new Array<string>(length);
   for (let i = 0; i < length; i++) {
     x = (x * 1_103_515_245 + 12_345) & 0x7fffffff;
-    out[i] = String.fromCharCode(x & 0xff);
+    out[i] = String.fromCharCode(x & 0xff || 1);
   }
   return out.join("");
 }
@@ -32,6 +32,17 @@ describe("robustness", () => {
     expect(r.model).toBeUndefined();
     expect(r.diagnostics.length).toBeGreaterThan(0);
     expect(r.diagnostics.length).toBeLessThanOrEqual(210);
+  });
+
+  it("reports a file with a NUL byte near its start once, as binary (FAN0012), without lexing it", () => {
+    const binary = `package p\n\u0000${garbage(64 * 1024, 3)}`;
+    const r = run(binary, "logo.fan");
+    expect(r.diagnostics.map((d) => [d.code, d.span.start, d.message])).toEqual([
+      ["FAN0012", 10, "not a text file (NUL byte at offset 10); .fan files are UTF-8 text"],
+    ]);
+    // A NUL far into a text file is an ordinary stray character.
+    const late = run(src("package p", `struct S { a: int }${" ".repeat(9000)}\u0000`));
+    expect(late.diagnostics.map((d) => d.code)).toEqual(["FAN0001"]);
   });
 
   it("handles 10 MB of garbage", () => {
