@@ -95,12 +95,7 @@ function expr(c: Ctx, n: CstNode | undefined): A.Expr | undefined {
 }
 
 function exprs(c: Ctx, ns: readonly CstNode[]): A.Expr[] {
-  const out: A.Expr[] = [];
-  for (const n of ns) {
-    const e = expr(c, n);
-    if (e !== undefined) out.push(e);
-  }
-  return out;
+  return collect(ns, (n) => expr(c, n));
 }
 
 function decorator(c: Ctx, n: CstNode): A.Decorator | undefined {
@@ -111,23 +106,14 @@ function decorator(c: Ctx, n: CstNode): A.Decorator | undefined {
 }
 
 function decorators(c: Ctx, n: CstNode): A.Decorator[] {
-  const out: A.Decorator[] = [];
-  for (const d of kids(n, "decorator")) {
-    const dec = decorator(c, d);
-    if (dec !== undefined) out.push(dec);
-  }
-  return out;
+  return collect(kids(n, "decorator"), (d) => decorator(c, d));
 }
 
 function typeRef(c: Ctx, n: CstNode | undefined): A.TypeRef | undefined {
   if (n === undefined) return undefined;
   const name = qualifiedName(c, kid(n, "qualifiedName"));
   if (name === undefined) return undefined;
-  const args: A.TypeRef[] = [];
-  for (const a of kids(n, "typeRef")) {
-    const t = typeRef(c, a);
-    if (t !== undefined) args.push(t);
-  }
+  const args = collect(kids(n, "typeRef"), (a) => typeRef(c, a));
   return { kind: "TypeRef", name, args, span: nodeSpan(c, n) };
 }
 
@@ -149,13 +135,7 @@ function field(c: Ctx, n: CstNode): A.Field | undefined {
 }
 
 function fields(c: Ctx, n: CstNode | undefined): A.Field[] {
-  if (n === undefined) return [];
-  const out: A.Field[] = [];
-  for (const f of kids(n, "field")) {
-    const fld = field(c, f);
-    if (fld !== undefined) out.push(fld);
-  }
-  return out;
+  return n === undefined ? [] : collect(kids(n, "field"), (f) => field(c, f));
 }
 
 function enumMember(c: Ctx, n: CstNode): A.EnumMember | undefined {
