@@ -135,7 +135,7 @@ export async function compileSources(
   } catch (e) {
     if (e instanceof CodegenError) io.err(`error ${e.code}: ${e.message}`);
     else if (e instanceof ForeignFileError) io.err(`error: ${e.message}`);
-    else if (isFsError(e)) io.err(`error: cannot write to ${opts.out}: ${e.message}`);
+    else if (isFsError(e)) io.err(`error: cannot write to ${opts.out}: ${fsReason(e)}`);
     else throw e;
     return { ok: false, ...base, errors: errors + 1, ms: performance.now() - t0 };
   }
@@ -144,6 +144,22 @@ export async function compileSources(
 /** An error from the file system (it has an errno code such as ENOTDIR or EACCES). */
 function isFsError(e: unknown): e is NodeJS.ErrnoException {
   return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === "string" && (e as NodeJS.ErrnoException).syscall !== undefined;
+}
+
+const FS_REASONS: Readonly<Record<string, string>> = {
+  ENOTDIR: "a file is where a folder of the output should be",
+  EEXIST: "a file is where a folder of the output should be",
+  EISDIR: "a folder is where a generated file should be",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EROFS: "the file system is read-only",
+  ENOSPC: "no space left on the device",
+};
+
+/** A file-system error in words, then its code and path: `permission denied (EACCES at gen/a.ts)`. */
+function fsReason(e: NodeJS.ErrnoException): string {
+  const what = FS_REASONS[e.code ?? ""] ?? e.message.replace(/^[A-Z]+: /, "").replace(/, \w+ '.*'$/, "");
+  return `${what} (${e.code}${e.path === undefined ? "" : ` at ${e.path}`})`;
 }
 
 /** One line that sums up a compile. */

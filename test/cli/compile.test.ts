@@ -150,6 +150,9 @@ describe("fanc compile", () => {
     expect(code).toBe(1);
     expect(io.errText()).toMatch(/^error: cannot write to .*gen: .*(ENOTDIR|EEXIST)/m);
     expect(io.errText()).not.toContain("internal error");
+    // In words, without Node's `ENOTDIR: not a directory, open '...'` text.
+    expect(io.errText()).toMatch(/gen: a file is where a folder of the output should be \((ENOTDIR|EEXIST) at .*gen/);
+    expect(io.errText()).not.toContain(", open '");
   });
 
   it("an empty folder compiles to an index only", async () => {
