@@ -56,15 +56,20 @@ function emitOrder(decls: readonly DeclModel[]): DeclModel[] {
 function emitDecl(w: CodeBlockWriter, ctx: ModuleContext, decl: DeclModel): void {
   switch (decl.kind) {
     case "struct":
-      return emitStruct(w, ctx, decl);
+      emitStruct(w, ctx, decl);
+      break;
     case "enum":
-      return emitEnum(w, ctx, decl);
+      emitEnum(w, ctx, decl);
+      break;
     case "union":
-      return emitUnion(w, ctx, decl);
+      emitUnion(w, ctx, decl);
+      break;
     case "error":
-      return emitError(w, ctx, decl);
+      emitError(w, ctx, decl);
+      break;
     case "service":
-      return emitService(w, ctx, decl);
+      emitService(w, ctx, decl);
+      break;
   }
 }
 

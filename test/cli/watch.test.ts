@@ -92,7 +92,9 @@ describe("fanc compile --watch as a child process", () => {
     const bin = fileURLToPath(new URL("../../bin/fanc.mjs", import.meta.url));
     const child = spawn(process.execPath, [bin, "compile", join(t.path, "src"), "--out", join(t.path, "gen"), "--watch"], { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
-    child.stdout.on("data", (d: Buffer) => void (stdout += d.toString()));
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
     const exited = new Promise<number | null>((resolveExit) => child.on("exit", (code) => resolveExit(code)));
     try {
       await until("the watcher to start", () => stdout.includes("fanc: watching"), 20_000);

@@ -139,7 +139,9 @@ describe("generated modules at run time", () => {
       mkdirSync(dirname(join(dir, rel)), { recursive: true });
       writeFileSync(join(dir, rel), text);
     }
+    // biome-ignore lint/suspicious/noExplicitAny: a generated module imported at run time, read dynamically
     const a = (await import(pathToFileURL(join(dir, "cy/a.ts")).href)) as Record<string, any>;
+    // biome-ignore lint/suspicious/noExplicitAny: a generated module imported at run time, read dynamically
     const b = (await import(pathToFileURL(join(dir, "cy/b.ts")).href)) as Record<string, any>;
     expect(a.ASchema.fields[0].schema.get()).toBe(b.BSchema);
     expect(a.SADescriptor.errors["cy.b.EB"]).toBe(b.EBError);
@@ -156,11 +158,13 @@ describe("generated modules at run time", () => {
 });
 
 describe("strings and docs with characters that mean something in TypeScript", { timeout: 120_000 }, () => {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the text must hold a literal `${x}`
   const tricky = 'a"b\\c/*d`${x}\'e*/\n\u2028f';
   const model = program({
     "str.x": [
       {
         kind: "struct", name: "S", fullName: "str.x.S", package: "str.x",
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: the text must hold a literal `${x}`
         doc: "A doc with */ and `ticks` and 'quotes\" and ${x}.",
         fields: [
           field("a", prim("string"), { constraints: { pattern: tricky }, default: tricky, doc: "// not a comment */" }),
@@ -181,6 +185,7 @@ describe("strings and docs with characters that mean something in TypeScript", {
         mkdirSync(dirname(join(dir, rel)), { recursive: true });
         writeFileSync(join(dir, rel), t);
       }
+      // biome-ignore lint/suspicious/noExplicitAny: a generated module imported at run time, read dynamically
       const mod = (await import(pathToFileURL(join(dir, "str/x.ts")).href)) as Record<string, any>;
       expect(mod.SSchema.fields[0].schema.pattern).toBe(tricky);
       expect(mod.SSchema.fields[0].default).toBe(tricky);
