@@ -4,7 +4,7 @@
  * own port for the restart tests (the shared one is never restarted).
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -229,6 +229,13 @@ export class PrivateRabbit {
   /** Stops the node (gracefully: clients see their connections closed by the broker). */
   async stop(): Promise<void> {
     await run("rabbitmqctl", ["-n", this.node, "stop"], { env: this.#env, timeout: 60_000 }).catch(() => undefined);
+  }
+
+  /** Kills the node's Erlang VM with SIGKILL (no orderly shutdown), then waits until its port is closed. */
+  async kill(): Promise<void> {
+    const pid = Number(readFileSync(join(this.#dir, "pid"), "utf8").trim());
+    process.kill(pid, "SIGKILL");
+    while (await reachable("127.0.0.1", this.port, 200)) await new Promise((r) => setTimeout(r, 20));
   }
 
   /** Stops the node and removes its files. */
