@@ -5,7 +5,7 @@
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect as netConnect } from "node:net";
+import { type AddressInfo, createServer, connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -175,6 +175,18 @@ export async function closeConnectionsNamed(name: string, node?: string): Promis
   return pids.length;
 }
 
+/** A TCP port nothing listens on right now (the kernel's pick). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 /** A RabbitMQ node of our own on a free port, for tests that restart the broker. */
 export class PrivateRabbit {
   readonly node: string;
@@ -183,9 +195,25 @@ export class PrivateRabbit {
   readonly #dir: string;
   readonly #env: NodeJS.ProcessEnv;
 
-  constructor() {
+  /** Starts a node on ports the kernel says are free, trying twice (a boot can fail on a busy machine). */
+  static async launch(timeoutMs = 45_000): Promise<PrivateRabbit> {
+    let last: unknown;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const node = new PrivateRabbit(await freePort(), await freePort());
+      try {
+        await node.start(timeoutMs);
+        return node;
+      } catch (e) {
+        last = e;
+        await node.destroy();
+      }
+    }
+    throw last;
+  }
+
+  constructor(port: number, distPort: number) {
     const rand = Math.random().toString(36).slice(2, 8);
-    this.port = 20_000 + Math.floor(Math.random() * 20_000);
+    this.port = port;
     this.node = `fan-test-${rand}@localhost`;
     this.url = `amqp://guest:guest@127.0.0.1:${this.port}`;
     this.#dir = mkdtempSync(join(tmpdir(), "fan-rabbit-"));
@@ -198,7 +226,7 @@ export class PrivateRabbit {
       ...process.env,
       RABBITMQ_NODENAME: this.node,
       RABBITMQ_NODE_PORT: String(this.port),
-      RABBITMQ_DIST_PORT: String(this.port + 20_000),
+      RABBITMQ_DIST_PORT: String(distPort),
       RABBITMQ_CONFIG_FILE: join(this.#dir, "rabbitmq.conf"),
       RABBITMQ_ENABLED_PLUGINS_FILE: join(this.#dir, "enabled_plugins"),
       RABBITMQ_MNESIA_BASE: join(this.#dir, "mnesia"),
@@ -221,8 +249,24 @@ export class PrivateRabbit {
     const end = Date.now() + timeoutMs;
     while (!(await reachable("127.0.0.1", this.port, 500))) {
       if (Date.now() > end)
-        throw new Error(`private RabbitMQ node ${this.node} did not listen on ${this.port} within ${timeoutMs} ms`);
+        throw new Error(
+          `private RabbitMQ node ${this.node} did not listen on ${this.port} within ${timeoutMs} ms:\n${this.#logTail()}`,
+        );
       await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /** The last lines of the node's log (for a failed boot). */
+  #logTail(): string {
+    try {
+      const text = readFileSync(join(this.#dir, "log", `${this.node}.log`), "utf8");
+      return text
+        .split("\n")
+        .filter((l) => !l.includes("boot step"))
+        .slice(-15)
+        .join("\n");
+    } catch {
+      return "(no log)";
     }
   }
 

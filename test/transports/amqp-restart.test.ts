@@ -42,12 +42,12 @@ describeWithBroker(
   "a private RabbitMQ node (rabbitmq-server)",
   "amqp broker restart",
 )("amqp across a broker restart (private node)", () => {
-  const rabbit = new PrivateRabbit();
+  let rabbit: PrivateRabbit;
   beforeAll(async () => {
-    await rabbit.start();
-  }, 90_000);
+    rabbit = await PrivateRabbit.launch();
+  }, 120_000);
   afterAll(async () => {
-    await rabbit.destroy();
+    await rabbit?.destroy();
   }, 60_000);
 
   it("a graceful broker stop: calls fail by their deadline, recovery without restarting, no confirmed push lost", async () => {

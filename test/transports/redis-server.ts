@@ -79,7 +79,7 @@ export class PrivateRedis {
   /** `extra`: more redis-server arguments (e.g. `--cluster-enabled yes`). */
   constructor(
     private readonly extra: readonly string[] = [],
-    port = 20_000 + Math.floor(Math.random() * 20_000),
+    port = 20_000 + Math.floor(Math.random() * 12_000),
   ) {
     this.port = port;
     this.url = `redis://127.0.0.1:${this.port}`;
@@ -161,7 +161,7 @@ export async function redisServerAvailable(): Promise<boolean> {
 
 /** A Sentinel (redis-server --sentinel) watching one master under `name`. */
 export class PrivateSentinel {
-  readonly port = 20_000 + Math.floor(Math.random() * 20_000);
+  readonly port = 20_000 + Math.floor(Math.random() * 12_000);
   readonly #dir = mkdtempSync(join(tmpdir(), "fan-sentinel-"));
 
   constructor(
@@ -212,7 +212,7 @@ export class PrivateCluster {
   readonly nodes: PrivateRedis[];
 
   constructor() {
-    const base = 20_000 + Math.floor(Math.random() * 19_000);
+    const base = 20_000 + Math.floor(Math.random() * 2_000);
     this.nodes = [0, 1, 2].map(
       (i) =>
         new PrivateRedis(
