@@ -4,6 +4,7 @@
  * timeouts, plus `.mock(m)` to serve a generated mock in place of a real service.
  */
 import { App, type AppOptions } from "../runtime/app.js";
+import type { ServiceDefinition } from "../runtime/descriptor.js";
 import type { ServiceMock } from "../runtime/mock.js";
 import type { ServeOptions } from "../runtime/served.js";
 import { silentLogger } from "../runtime/logging.js";
@@ -20,9 +21,13 @@ export interface TestAppOptions extends AppOptions {
 
 /** An App for tests. */
 export class TestApp extends App {
-  /** Serves a generated mock (`mockX()`) as the service it mocks. */
+  /**
+   * Serves a generated mock (`mockX()`) as the service it mocks. A mock needs neither the
+   * service's dependencies nor its config: `start` waits for none of them and requires no
+   * config keys (pass `opts.config` to give the mock's `implements` functions a `ctx.config`).
+   */
   mock<H, C>(m: ServiceMock<H, C>, opts: ServeOptions = {}): this {
-    return this.serve(m.definition, m.handler, opts);
+    return this.serve(standIn(m.definition, opts.config !== undefined), m.handler, opts);
   }
 }
 
@@ -41,6 +46,13 @@ export function createTestApp(opts: TestAppOptions = {}): TestApp {
       ...(serialize === true ? { local: { ...localOptions(rest), serialize: true } } : {}),
     },
   });
+}
+
+/** The definition a mock is served as: no dependencies, and no config unless one is given. */
+function standIn<H, C>(def: ServiceDefinition<H, C>, keepConfig: boolean): ServiceDefinition<H, C> {
+  const { config, ...rest } = def.descriptor;
+  const descriptor = { ...rest, depends: [], ...(keepConfig && config !== undefined ? { config } : {}) };
+  return { ...def, descriptor };
 }
 
 function localOptions(opts: AppOptions): LocalOptions {

@@ -2,6 +2,7 @@ import type { CallContext } from "fan/runtime";
 import { createTestApp } from "fan/testing";
 import { describe, expect, it } from "vitest";
 import { mockIntegrationApi, IntegrationApi, SyncFailed } from "../../generated/integration/api.js";
+import { mockPublicWines, PublicWines } from "../../generated/retail/wines.js";
 import { memoryRegistry } from "../../src/runtime/discovery/index.js";
 import { CatalogImpl, catalogConfig } from "./fixtures/impl.js";
 import { Catalog, type CatalogConfig, type Item, item } from "./fixtures/shop.js";
@@ -20,6 +21,43 @@ describe("the test kit", () => {
     expect(integration.ping.calls).toHaveLength(1);
     expect(integration.status.calls[0]?.req).toEqual({ storeId: "s1" });
     await app.stop();
+  });
+
+  it("serves a mock without the mocked service's dependencies or required config", async () => {
+    // PublicWines depends on IntegrationApi (hard) and requires config key apiKey: a mock needs neither.
+    const wines = mockPublicWines().invalidate.implements((_req, ctx) => {
+      seen.push(ctx?.config);
+    });
+    const seen: unknown[] = [];
+    const app = createTestApp({ dependencyTimeoutMs: 5000 }).mock(wines);
+    const started = Date.now();
+    try {
+      await app.start();
+      expect(Date.now() - started).toBeLessThan(1000);
+      await app.client(PublicWines).invalidate({ storeId: "s1" }); // a push: resolves once queued
+      await expect.poll(() => seen).toEqual([{}]);
+      expect(wines.invalidate.calls.map((c) => c.req)).toEqual([{ storeId: "s1" }]);
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it("gives a mock the config passed to mock(), checked against the IDL", async () => {
+    const seen: unknown[] = [];
+    const wines = mockPublicWines().invalidate.implements((_req, ctx) => {
+      seen.push((ctx?.config as { apiKey?: string } | undefined)?.apiKey);
+    });
+    const app = createTestApp().mock(wines, { config: { apiKey: "k" } });
+    try {
+      await app.start();
+      await app.client(PublicWines).invalidate({ storeId: "s1" });
+      await expect.poll(() => seen).toEqual(["k"]);
+    } finally {
+      await app.stop();
+    }
+    const bad = createTestApp().mock(mockPublicWines(), { config: { pageSize: 5 } });
+    await expect(bad.start()).rejects.toMatchObject({ code: "FAILED_PRECONDITION" });
+    await bad.stop();
   });
 });
 
