@@ -185,3 +185,41 @@ describe("validate: typed values in place", () => {
     }
   });
 });
+
+describe("validate: generated field checks", () => {
+  it("embeds field names as data, so a schema with hostile names cannot inject code", () => {
+    const g = globalThis as { pwned?: number };
+    delete g.pwned;
+    const hostile = [
+      '"]; globalThis.pwned = 1; //',
+      "'); globalThis.pwned = 2; ('",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a placeholder is the point: it must stay text
+      "`${globalThis.pwned = 3}`",
+      "\u2028globalThis.pwned = 4;\u2029",
+      "*/ globalThis.pwned = 5; /*",
+      "\\",
+      "\ud800", // a lone surrogate
+      "toString", // inherited from Object.prototype: only an own property counts
+    ];
+    const s: Schema = {
+      kind: "struct",
+      name: "test.Hostile",
+      fields: hostile.map((name, i) => ({ name, schema: { kind: "int" }, ...(i % 2 === 0 ? {} : { optional: true }) })),
+    };
+    const c = codec<Record<string, unknown>>(s);
+    const full = Object.fromEntries(hostile.map((name, i) => [name, i]));
+    expect(c.validate(full)).toBeUndefined();
+    const wire = c.encode(full);
+    expect(c.decode(wire)).toEqual(full);
+    expect(g.pwned).toBeUndefined();
+    // Each name reads its own property and is named in the error path.
+    expect(() => c.validate({ ...full, [hostile[2] as string]: "x" })).toThrow(
+      /^\[".*globalThis\.pwned = 3.*"\]: expected an int/,
+    );
+    const { [hostile[0] as string]: _, ...withoutFirst } = full;
+    expect(() => c.validate(withoutFirst)).toThrow(/missing required field of type int/);
+    const { toString: _t, ...withoutToString } = full;
+    expect(c.validate(withoutToString)).toBeUndefined(); // optional, and the inherited one does not count
+    expect(g.pwned).toBeUndefined();
+  });
+});
