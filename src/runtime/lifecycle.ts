@@ -15,6 +15,9 @@ import { TaskRunner, parseInterval, tasksOf, type TaskContext, type TaskSpec } f
 
 type State = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";
 
+const STOPPED_WHILE_STARTING = (): FanError =>
+  new FanError(Code.CANCELLED, "the app cannot start: it was stopped while starting");
+
 /** Runs start and stop for one App. */
 export class Lifecycle {
   readonly #stopping = new AbortController();
@@ -91,16 +94,21 @@ export class Lifecycle {
   }
 
   async #start(): Promise<void> {
+    const cancelled = (): void => this.#stopping.signal.throwIfAborted();
     await this.#infra.open();
     this.#sortByDependencies();
     await this.#loadConfigs();
     await this.#waitForDependencies();
+    cancelled();
     await this.#hooks("preStart", (s) => this.#preStarted.add(s));
     for (const s of this.#served) {
+      cancelled();
       await s.hook("start");
       await s.bind();
     }
+    cancelled();
     await this.#hooks("postStart");
+    cancelled();
     for (const spec of this.#tasks) this.#runner.start(spec);
     for (const s of this.#served)
       for (const spec of tasksOf(s.handler)) this.#runner.start({ ...spec, name: `${s.descriptor.name}.${spec.name}` });
@@ -110,6 +118,9 @@ export class Lifecycle {
 
   async #stop(closeClients: () => Promise<void>): Promise<void> {
     const wasRunning = this.#state === "running" || this.#state === "starting";
+    // A stop during start cancels it: waiting for dependencies or an election ends now, the
+    // start rejects and undoes itself, instead of the stop waiting out dependencyTimeoutMs.
+    if (this.#state === "starting") this.#stopping.abort(STOPPED_WHILE_STARTING());
     await this.#starting?.catch(() => undefined);
     if (this.#state === "failed" || this.#state === "new") {
       this.#state = "stopped";
@@ -199,6 +210,7 @@ export class Lifecycle {
     const results = await Promise.allSettled(
       list.map((w) => dir.waitFor(w.service, w.range, timeout, this.#stopping.signal)),
     );
+    this.#stopping.signal.throwIfAborted();
     const missing = list.flatMap((w, i) => {
       const r = results[i] as PromiseSettledResult<void>;
       return r.status === "fulfilled"
@@ -208,7 +220,7 @@ export class Lifecycle {
     if (missing.length > 0) {
       throw new FanError(
         Code.UNAVAILABLE,
-        `the app cannot start: hard dependencies not discoverable within ${timeout} ms: ${missing.join("; ")}`,
+        `the app cannot start: hard dependencies not discoverable: ${missing.join("; ")}`,
         {
           details: {
             missing: list

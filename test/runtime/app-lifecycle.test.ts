@@ -144,9 +144,20 @@ describe.each([{ serialize: false }, { serialize: true }])("dependencies (serial
     const err = await app.start().catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "UNAVAILABLE" });
     expect((err as Error).message).toMatch(
-      /hard dependencies not discoverable within 150 ms: test\.shop\.Catalog \^1 \(needed by test\.shop\.Pricing\)/,
+      /hard dependencies not discoverable: test\.shop\.Catalog \^1 \(needed by test\.shop\.Pricing\): .*within 150 ms/,
     );
     await app.stop();
+  });
+
+  it("lets stop cancel a start that waits for a dependency, instead of waiting out the timeout", async () => {
+    const app = createTestApp({ dependencyTimeoutMs: 20_000 }).serve(Pricing, new PricingImpl());
+    const started = app.start().catch((e: unknown) => e);
+    await sleep(50); // start is now waiting for Catalog
+    const t0 = Date.now();
+    await app.stop();
+    expect(Date.now() - t0).toBeLessThan(2000);
+    const err = await started;
+    expect(err).toMatchObject({ code: "CANCELLED", message: expect.stringMatching(/stopped while starting/) });
   });
 
   it("counts a dependency served by the same app as present, and never waits for a soft one", async () => {
