@@ -118,6 +118,7 @@ export class AmqpConnection {
   }
 
   #adopt(model: ChannelModel, url: string): void {
+    coalesceWrites(model);
     model.on("error", (e: Error) => this.opts.log.warn({ err: e.message }, "amqp connection error"));
     model.on("close", (e?: Error) => this.#onClose(model, e));
     model.on("blocked", (reason: string) => this.opts.log.warn({ reason }, "amqp connection blocked by the broker"));
@@ -162,6 +163,37 @@ export class AmqpConnection {
     if (model === undefined) return;
     await withTimeout(model.close(), CLOSE_TIMEOUT_MS).catch(() => destroySocket(model));
   }
+}
+
+/**
+ * amqplib's multiplexer writes every frame to the socket on its own; with Nagle's algorithm off
+ * that is a system call (and often a TCP segment) per frame. Corking the socket for each pass of
+ * the multiplexer sends all frames of the pass in one write, with no delay added. Relies on
+ * amqplib 0.10's `connection.muxer` and `connection.stream`; without them it does nothing.
+ */
+function coalesceWrites(model: ChannelModel): void {
+  const conn = (model as unknown as { connection?: { muxer?: { _readIncoming?: () => void }; stream?: unknown } })
+    .connection;
+  const mux = conn?.muxer;
+  const socket = conn?.stream as { cork?: () => void; uncork?: () => void } | undefined;
+  if (
+    mux === undefined ||
+    typeof mux._readIncoming !== "function" ||
+    typeof socket?.cork !== "function" ||
+    typeof socket.uncork !== "function"
+  )
+    return;
+  const pass = mux._readIncoming.bind(mux);
+  const cork = socket.cork.bind(socket);
+  const uncork = socket.uncork.bind(socket);
+  mux._readIncoming = () => {
+    cork();
+    try {
+      pass();
+    } finally {
+      uncork();
+    }
+  };
 }
 
 /** Hides the password of a URL in logs. */
