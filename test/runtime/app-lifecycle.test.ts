@@ -178,7 +178,7 @@ describe.each([{ serialize: false }, { serialize: true }])("graceful stop (seria
     await app.start();
     const client = app.client(Catalog);
     const inflight = client.slow({ ms: 120 });
-    await sleep(20);
+    await eventually(() => impl.calls.includes("slow")); // in flight when the stop begins
     const stopping = app.stop();
     await sleep(5);
     await expect(client.slow({ ms: 1 })).rejects.toMatchObject({ code: "UNAVAILABLE" });
@@ -195,7 +195,7 @@ describe.each([{ serialize: false }, { serialize: true }])("graceful stop (seria
       .client(Catalog)
       .slow({ ms: 150 }, { timeout: 5000 })
       .catch((e: { code: string }) => e.code);
-    await sleep(10);
+    await eventually(() => impl.calls.includes("slow"));
     const t0 = Date.now();
     await app.stop();
     expect(Date.now() - t0).toBeLessThan(140);
