@@ -64,13 +64,11 @@ eachBackend("election", (make) => {
     const first = await campaign(a, { cluster, service: SVC, instanceId: "one", ttlMs: 2000 });
     const ac = new AbortController();
     const waiting = campaign(b, { cluster, service: SVC, instanceId: "two", ttlMs: 2000, signal: ac.signal });
-    await sleep(100);
+    const candidates = async () => (await a.list(`/fan/${cluster}/election/${SVC}/`)).items.length;
+    await until("second candidate waiting", async () => (await candidates()) === 2); // else the abort proves nothing
     ac.abort();
-    await expect(waiting).rejects.toBeDefined();
-    await until(
-      "candidate key removed",
-      async () => (await a.list(`/fan/${cluster}/election/${SVC}/`)).items.length === 1,
-    );
+    await expect(waiting).rejects.toMatchObject({ name: "AbortError" });
+    await until("candidate key removed", async () => (await candidates()) === 1);
     await first.resign();
   });
 
