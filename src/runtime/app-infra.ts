@@ -179,9 +179,15 @@ export class Infra {
   async close(): Promise<void> {
     await this.#opening?.catch(() => undefined);
     const all = [...this.#transports.values()];
-    await Promise.allSettled(all.map((t) => t.close()));
-    if (this.#discovery !== undefined && this.#ownsDiscovery) await this.#discovery.close();
-    await this.#privateRegistry?.close();
+    // Close everything even when one part fails; name each failure, then report the first.
+    const results = await Promise.allSettled([
+      ...all.map((t) => t.close()),
+      this.#discovery !== undefined && this.#ownsDiscovery ? this.#discovery.close() : undefined,
+    ]);
+    results.push(...(await Promise.allSettled([this.#privateRegistry?.close()])));
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+    for (const f of failed) this.#opts.log.error({ err: f.reason }, "closing a transport or discovery failed");
+    if (failed.length > 0) throw failed[0]?.reason;
   }
 
   async #open(): Promise<void> {

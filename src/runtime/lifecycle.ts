@@ -131,16 +131,29 @@ export class Lifecycle {
     this.#state = "stopping";
     this.#stopping.abort(new FanError(Code.UNAVAILABLE, "the app is stopping"));
     const grace = this.#options.stopGraceMs ?? 10_000;
-    await this.#runner.stop(grace);
-    await Promise.all(this.#served.map((s) => s.unbind(grace)));
+    // Every step runs even when an earlier one fails, so a failing transport close or
+    // deregistration never leaves the app half-stopped with its signal handlers installed;
+    // the first failure is logged and rethrown once everything else is done.
+    const failures: unknown[] = [];
+    const step = async (what: string, fn: () => Promise<unknown>): Promise<void> => {
+      try {
+        await fn();
+      } catch (e) {
+        this.#log.error({ err: e }, `stop: ${what} failed`);
+        failures.push(e);
+      }
+    };
+    await step("stopping tasks", () => this.#runner.stop(grace));
+    await Promise.all(this.#served.map((s) => step(`unbinding ${s.descriptor.name}`, () => s.unbind(grace))));
     this.#hardStop.abort(new FanError(Code.UNAVAILABLE, "the app stopped"));
     await this.#hooks("stop", undefined, true);
     await this.#hooks("postStop", undefined, true);
-    await closeClients();
-    await this.#infra.close();
+    await step("closing clients", closeClients);
+    await step("closing transports and discovery", () => this.#infra.close());
     this.#state = "stopped";
     this.#signals?.();
-    if (wasRunning) this.#log.info("app stopped");
+    if (wasRunning) this.#log.info(failures.length === 0 ? "app stopped" : "app stopped with errors");
+    if (failures.length > 0) throw FanError.from(failures[0]);
   }
 
   /** Undoes a failed start: unbinds, calls stop hooks of services whose preStart ran, closes. */

@@ -159,6 +159,11 @@ export class ServedInstance {
         if (!host.stopping.aborted) this.log.error({ err: e }, "leader election failed");
         return;
       }
+      if (host.stopping.aborted) {
+        // Won just as the app began to stop: hand the lead back instead of binding late.
+        await lead.resign().catch((e: unknown) => this.log.warn({ err: e }, "resigning leadership failed"));
+        return;
+      }
       this.#leadership = lead;
       await this.#bindNow();
       const lost = new Promise<void>((r) => lead.onLost(r));
@@ -211,6 +216,9 @@ export class ServedInstance {
   }
 
   async #unbindNow(): Promise<void> {
+    // A bind still under way (a @unique instance that just won) would register after this
+    // unbind and stay registered: let it finish, then take everything down.
+    await this.#binding?.catch(() => undefined);
     const reg = this.#registration;
     this.#registration = undefined;
     await reg?.deregister().catch((e: unknown) => this.log.warn({ err: e }, "deregistering failed"));

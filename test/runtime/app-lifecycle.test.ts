@@ -1,4 +1,4 @@
-import { createApp, type ConfigSource } from "fan/runtime";
+import { createApp, type ConfigSource, type TransportFactory } from "fan/runtime";
 import { createTestApp } from "fan/testing";
 import { describe, expect, it } from "vitest";
 import { ObjectConfigSource } from "../../src/runtime/discovery/config.js";
@@ -254,3 +254,35 @@ describe.each([{ serialize: false }, { serialize: true }])(
     });
   },
 );
+
+describe("stop when a step fails", () => {
+  it("still finishes stopping (state, signal handlers), then reports the first failure", async () => {
+    const stuck: TransportFactory = () => ({
+      name: "http",
+      serve: async () => {
+        throw new Error("not used");
+      },
+      call: async () => {
+        throw new Error("not used");
+      },
+      push: async () => undefined,
+      publish: async () => undefined,
+      subscribe: async () => ({ close: async () => undefined }),
+      close: async () => {
+        throw new Error("socket stuck");
+      },
+    });
+    const before = process.listenerCount("SIGTERM");
+    const app = createApp({ logger: captureLogger().log, transports: { http: stuck }, handleSignals: true }).serve(
+      Audit,
+      new AuditImpl(),
+      { transports: ["local"] },
+    );
+    await app.start();
+    expect(process.listenerCount("SIGTERM")).toBe(before + 1);
+    await expect(app.stop()).rejects.toThrow("socket stuck");
+    expect(process.listenerCount("SIGTERM")).toBe(before);
+    // stop() is idempotent: a second call reports the same outcome and runs nothing again.
+    await expect(app.stop()).rejects.toThrow("socket stuck");
+  });
+});
