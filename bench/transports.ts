@@ -18,7 +18,13 @@ import { Pool } from "undici";
 import { Dealer, Router } from "zeromq";
 import { createApp } from "../src/runtime/app.js";
 import type { TransportsConfig } from "../src/runtime/app-infra.js";
-import { type CallOptions, defineService, type ServiceDescriptor, type StructSchema, type TransportName } from "../src/runtime/index.js";
+import {
+  type CallOptions,
+  defineService,
+  type ServiceDescriptor,
+  type StructSchema,
+  type TransportName,
+} from "../src/runtime/index.js";
 import type { Envelope, Transport, TransportFactory } from "../src/runtime/transport.js";
 import { httpTransport } from "../src/runtime/transports/http/index.js";
 import { zmqTransport } from "../src/runtime/transports/zmq/index.js";
@@ -74,14 +80,19 @@ const descriptor: ServiceDescriptor = {
   transports: ["http", "amqp", "redis", "zmq", "local"],
   shards: 16,
   unique: false,
-  methods: { quote: { name: "quote", kind: "rpc", input, output, timeoutMs: 10_000, idempotent: true, retry: 0, throws: [] } },
+  methods: {
+    quote: { name: "quote", kind: "rpc", input, output, timeoutMs: 10_000, idempotent: true, retry: 0, throws: [] },
+  },
   events: {},
   states: {},
   subscriptions: [],
   depends: [],
   errors: {},
 };
-const Pricing = defineService<{ quote(req: QuoteReq): Quote }, { quote(req: QuoteReq, opts?: CallOptions): Promise<Quote> }>({
+const Pricing = defineService<
+  { quote(req: QuoteReq): Quote },
+  { quote(req: QuoteReq, opts?: CallOptions): Promise<Quote> }
+>({
   descriptor,
   createClient: (c) => ({ quote: (req, opts) => c.call("quote", req, opts) as Promise<Quote> }),
 });
@@ -91,7 +102,11 @@ const silent = pino({ level: "silent" });
 /** fan end to end: a client App calling a server App over `name` (each App gets its own transport from `transports`). */
 export async function fanRig(name: TransportName, transports: () => TransportsConfig): Promise<Rig> {
   const cluster = `bench-${name}-${process.pid}`;
-  const server = createApp({ cluster, discovery: "memory", logger: silent, transports: transports() }).serve(Pricing, { quote }, { transports: [name] });
+  const server = createApp({ cluster, discovery: "memory", logger: silent, transports: transports() }).serve(
+    Pricing,
+    { quote },
+    { transports: [name] },
+  );
   const caller = createApp({ cluster, discovery: "memory", logger: silent, transports: transports() });
   await server.start();
   await caller.start();
@@ -112,21 +127,46 @@ export async function transportRig(factory: () => TransportFactory): Promise<Rig
   const server: Transport = factory()(ctx);
   const client: Transport = factory()(ctx);
   const served = await server.serve(descriptor, "bench-1", {
-    call: async (env) => ({ v: 1, id: env.id, kind: "reply", service: env.service, method: env.method, headers: {}, payload: quote(env.payload as QuoteReq) }),
+    call: async (env) => ({
+      v: 1,
+      id: env.id,
+      kind: "reply",
+      service: env.service,
+      method: env.method,
+      headers: {},
+      payload: quote(env.payload as QuoteReq),
+    }),
     push: async () => undefined,
   });
   let n = 0;
   const never = new AbortController().signal;
   const op = (): Promise<Envelope> => {
-    const env: Envelope = { v: 1, id: `b${++n}`, kind: "call", service: descriptor.name, method: "quote", headers: {}, payload: REQUEST };
+    const env: Envelope = {
+      v: 1,
+      id: `b${++n}`,
+      kind: "call",
+      service: descriptor.name,
+      method: "quote",
+      headers: {},
+      payload: REQUEST,
+    };
     return client.call(served.endpoint, env, { signal: never, deadline: Date.now() + 10_000 });
   };
   await op();
-  return { op, close: async () => (await client.close(), await server.close()) };
+  const close = async (): Promise<void> => {
+    await client.close();
+    await server.close();
+  };
+  return { op, close };
 }
 
 /** Rows of one transport: raw bound, transport alone and fan end to end, at concurrency 1 and 64. */
-export async function transportRows(name: TransportName, raw: RawBound, factory: () => TransportFactory, transports: () => TransportsConfig): Promise<BenchRow[]> {
+export async function transportRows(
+  name: TransportName,
+  raw: RawBound,
+  factory: () => TransportFactory,
+  transports: () => TransportsConfig,
+): Promise<BenchRow[]> {
   const rigs = [await raw.start(), await transportRig(factory), await fanRig(name, transports)];
   const [rawRig, bare, fan] = rigs as [Rig, Rig, Rig];
   const rows: BenchRow[] = [];
@@ -138,7 +178,11 @@ export async function transportRows(name: TransportName, raw: RawBound, factory:
         [
           { name: `${name} c=${concurrency} raw: ${raw.label}`, op: rawRig.op },
           { name: `${name} c=${concurrency} transport alone`, op: bare.op },
-          { name: `${name} c=${concurrency} fan end to end`, op: fan.op, note: concurrency === 64 ? "target: ratio ≥ 0.67 (within 1.5x of raw)" : "" },
+          {
+            name: `${name} c=${concurrency} fan end to end`,
+            op: fan.op,
+            note: concurrency === 64 ? "target: ratio ≥ 0.67 (within 1.5x of raw)" : "",
+          },
         ],
         { concurrency, durationMs: 1000, rounds: 5, warmupOps: 0 },
       );
@@ -166,11 +210,20 @@ export const rawHttp: RawBound = {
     });
     server.keepAliveTimeout = 65_000;
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    const pool = new Pool(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, { connections: 128, pipelining: 1, keepAliveTimeout: 30_000 });
+    const pool = new Pool(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, {
+      connections: 128,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+    });
     const body = JSON.stringify(REQUEST);
     return {
       op: async () => {
-        const res = await pool.request({ path: "/bench.Pricing/quote", method: "POST", headers: { "content-type": "application/json" }, body });
+        const res = await pool.request({
+          path: "/bench.Pricing/quote",
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body,
+        });
         return JSON.parse(await res.body.text());
       },
       close: async () => {
@@ -206,7 +259,10 @@ export const rawZmq: RawBound = {
       op: () =>
         new Promise((resolve) => {
           const id = String(++n);
-          pending.set(id, (v) => (pending.delete(id), resolve(v)));
+          pending.set(id, (v) => {
+            pending.delete(id);
+            resolve(v);
+          });
           sending = sending.then(() => dealer.send([id, body]));
         }),
       close: async () => {
@@ -221,8 +277,18 @@ export const rawZmq: RawBound = {
 
 export default async function transports(): Promise<BenchRow[]> {
   return [
-    ...(await transportRows("http", rawHttp, () => httpTransport(), () => ({ http: httpTransport() }))),
-    ...(await transportRows("zmq", rawZmq, () => zmqTransport(), () => ({ zmq: zmqTransport() }))),
+    ...(await transportRows(
+      "http",
+      rawHttp,
+      () => httpTransport(),
+      () => ({ http: httpTransport() }),
+    )),
+    ...(await transportRows(
+      "zmq",
+      rawZmq,
+      () => zmqTransport(),
+      () => ({ zmq: zmqTransport() }),
+    )),
     // --- amqp and redis rows (raw bounds and rows in bench/transports-brokers.ts) ---
     ...(await brokerRows()),
   ];
