@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { FanError } from "../../src/runtime/errors.js";
-import { mockIntegrationApi, mockLightspeedSync } from "../scenarios/idl/expected/integration/api.js";
+import { mockIntegrationApi, mockLightspeedSync } from "../../generated/integration/api.js";
 import {
   mockPublicWines,
   OutOfStock,
@@ -12,7 +12,7 @@ import {
   type Wine,
   WineCodec,
   WineNotFound,
-} from "../scenarios/idl/expected/retail/wines.js";
+} from "../../generated/retail/wines.js";
 
 const wire = {
   id: "123e4567-e89b-12d3-a456-426614174000",
