@@ -5,6 +5,7 @@
 import type { CallContext, Publisher } from "fan/runtime";
 import type { Money } from "../../generated/retail/common.js";
 import {
+  type ExchangeClient,
   type ExchangeConfig,
   type ExchangeHandler,
   type MarketPrice,
@@ -22,7 +23,7 @@ export class ExchangeService implements ExchangeHandler {
   /** Quotes received through the `quote` push. */
   readonly quotes: string[] = [];
 
-  constructor(private readonly publisher: () => Publisher) {}
+  constructor(private readonly publisher: () => Publisher<ExchangeClient>) {}
 
   async place({ order }: { order: Order }, ctx: Ctx): Promise<Order> {
     if (!ctx.config.symbols.includes(order.symbol))

@@ -3,7 +3,12 @@
  * status per store, a `resync` push that syncs a store and announces it with `storeSynced`.
  */
 import type { CallContext, Publisher } from "fan/runtime";
-import { type IntegrationApiHandler, type SyncStatus, SyncFailed } from "../../generated/integration/api.js";
+import {
+  type IntegrationApiClient,
+  type IntegrationApiHandler,
+  type SyncStatus,
+  SyncFailed,
+} from "../../generated/integration/api.js";
 
 /** Stores whose point-of-sale system is unreachable. */
 const OFFLINE = new Set(["offline-store"]);
@@ -11,7 +16,7 @@ const OFFLINE = new Set(["offline-store"]);
 export class IntegrationService implements IntegrationApiHandler {
   readonly #status = new Map<string, SyncStatus>();
 
-  constructor(private readonly events: () => Publisher) {}
+  constructor(private readonly events: () => Publisher<IntegrationApiClient>) {}
 
   ping(): string {
     return "pong";

@@ -6,6 +6,7 @@ import type { CallContext, Publisher } from "fan/runtime";
 import { IntegrationApi } from "../../generated/integration/api.js";
 import {
   type Payment,
+  type PublicWinesClient,
   type PublicWinesConfig,
   type PublicWinesHandler,
   type Wine,
@@ -21,7 +22,7 @@ export class WinesService implements PublicWinesHandler {
   /** Stores whose cache was invalidated (the `invalidate` push). */
   readonly invalidated: string[] = [];
 
-  constructor(private readonly publisher: () => Publisher) {}
+  constructor(private readonly publisher: () => Publisher<PublicWinesClient>) {}
 
   get({ storeId, inventoryId }: { storeId: string; inventoryId: string }): Wine {
     const wine = this.#stores.get(storeId)?.get(inventoryId);
@@ -50,7 +51,7 @@ export class WinesService implements PublicWinesHandler {
     store.set(wine.id, wine);
     await this.publisher().emit("wineChanged", { wine });
     this.publisher()
-      .state<Record<string, Wine>>("inventory")
+      .state("inventory")
       .patch({ [wine.id]: wine });
     return wine;
   }
@@ -71,7 +72,7 @@ export class WinesService implements PublicWinesHandler {
     ctx.log.info({ storeId, inventoryId, quantity }, "sold");
     await this.publisher().emit("wineChanged", { wine: sold });
     this.publisher()
-      .state<Record<string, Wine>>("inventory")
+      .state("inventory")
       .patch({ [inventoryId]: sold });
   }
 

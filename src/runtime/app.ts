@@ -138,8 +138,8 @@ export class App implements ClientHost {
   }
 
   /** Publishes the events and states of a service this app serves. */
-  publisher(def: ServiceDefinition<unknown, unknown>): Publisher {
-    return new Publisher(def.descriptor, this.#infra, (service, name) => this.#channel(service, name), this.log);
+  publisher<C>(def: ServiceDefinition<unknown, C>): Publisher<C> {
+    return new Publisher<C>(def.descriptor, this.#infra, (service, name) => this.#channel(service, name), this.log);
   }
 
   /** Runs `fn` from start until stop (its signal aborts on stop). */

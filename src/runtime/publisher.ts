@@ -7,7 +7,7 @@ import type { Logger } from "pino";
 import type { Infra } from "./app-infra.js";
 import { currentContext, edgeTraceparent } from "./callctx.js";
 import { codec } from "./codec.js";
-import type { EventDescriptor, ServiceDescriptor, Subscription } from "./descriptor.js";
+import type { EventDescriptor, EventStream, ServiceDescriptor, StateHandle, Subscription } from "./descriptor.js";
 import { Code, FanError } from "./errors.js";
 import { nextEnvelopeId } from "./ids.js";
 import { statePublisher, type StateChannel, type StatePublisher } from "./states.js";
@@ -17,8 +17,24 @@ const NEVER: AbortSignal = new AbortController().signal;
 /** How long a publish may block before it fails with DEADLINE_EXCEEDED. */
 const PUBLISH_TIMEOUT_MS = 10_000;
 
-/** Events and states of one service. */
-export class Publisher {
+/**
+ * Event names and payload types of a generated client type (its `events.x` are
+ * `EventStream<Payload>`); any name and payload when the client type is not known.
+ */
+export type EventsOf<C> = C extends { readonly events: infer E }
+  ? { [K in keyof E]: E[K] extends EventStream<infer T> ? T : never }
+  : Record<string, unknown>;
+
+/** State names and value types of a generated client type (its `states.x` are `StateHandle<T>`). */
+export type StatesOf<C> = C extends { readonly states: infer S }
+  ? { [K in keyof S]: S[K] extends StateHandle<infer T> ? T : never }
+  : Record<string, unknown>;
+
+/**
+ * Events and states of one service, typed by the service's generated client type `C`:
+ * `app.publisher(PublicWines).emit("wineChanged", { wine })` checks the name and the payload.
+ */
+export class Publisher<C = unknown> {
   readonly #service: ServiceDescriptor;
   readonly #infra: Infra;
   readonly #channel: (service: ServiceDescriptor, name: string) => StateChannel;
@@ -37,7 +53,11 @@ export class Publisher {
   }
 
   /** Publishes event `name` with its typed payload to every subscribing service. */
-  async emit(name: string, payload: unknown, headers: Readonly<Record<string, string>> = {}): Promise<void> {
+  async emit<K extends keyof EventsOf<C> & string>(
+    name: K,
+    payload: EventsOf<C>[K],
+    headers: Readonly<Record<string, string>> = {},
+  ): Promise<void> {
     const ev = this.#event(name);
     await this.#infra.open();
     const transport = this.#infra.eventTransport(this.#service);
@@ -59,10 +79,10 @@ export class Publisher {
   }
 
   /** The publisher of state `name` (`set`, and `patch` for `@delta` states). */
-  state<T>(name: string): StatePublisher<T> {
+  state<K extends keyof StatesOf<C> & string>(name: K): StatePublisher<StatesOf<C>[K]> {
     const st = this.#service.states[name];
     if (st === undefined) throw new FanError(Code.UNIMPLEMENTED, `${this.#service.name} has no state ${name}`);
-    return statePublisher<T>(this.#service, st, this.#channel(this.#service, name), this.#log);
+    return statePublisher<StatesOf<C>[K]>(this.#service, st, this.#channel(this.#service, name), this.#log);
   }
 
   /** Receives every event `name` (its own group): what `client.events.x.subscribe(fn)` does. */

@@ -113,6 +113,11 @@ describe.each(modes)("events (serialize: $serialize)", ({ serialize }) => {
       code: "INVALID_ARGUMENT",
       details: { path: "itemChanged.item.price" },
     });
+    // A name the IDL does not declare is a type error, and still an error at run time for untyped callers.
+    // The payload is checked against the IDL at compile time too (not run: a type-level check).
+    // @ts-expect-error itemChanged carries { item: Item }
+    void (() => publisher.emit("itemChanged", { wrong: 1 }));
+    // @ts-expect-error "nope" is not an event of Catalog
     await expect(publisher.emit("nope", {})).rejects.toMatchObject({ code: "UNIMPLEMENTED" });
   });
 });
