@@ -23,8 +23,26 @@ const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(["__proto__", "constructor",
 
 /** Serialises an envelope (without the in-process `form` marker) to UTF-8 JSON bytes. */
 export function encodeEnvelope(env: Envelope): Buffer {
+  return Buffer.from(encodeEnvelopeText(env), "utf8");
+}
+
+/**
+ * `encodeEnvelope` as a string, for transports that write strings (redis): the same JSON text
+ * without the UTF-8 copy and its decode back.
+ */
+export function encodeEnvelopeText(env: Envelope): string {
   const { v, id, kind, service, method, version, headers, payload } = env;
-  return Buffer.from(JSON.stringify({ v, id, kind, service, method, version, headers, payload }), "utf8");
+  return JSON.stringify({ v, id, kind, service, method, version, headers, payload });
+}
+
+/**
+ * The UTF-8 size of `text` when it may exceed `max`, else -1 (no count needed): a UTF-16 code
+ * unit never takes more than 3 UTF-8 bytes, so text of at most `max / 3` units fits.
+ */
+export function utf8SizeOver(text: string, max: number): number {
+  if (text.length * 3 <= max) return -1;
+  const size = Buffer.byteLength(text, "utf8");
+  return size > max ? size : -1;
 }
 
 /**
@@ -39,7 +57,8 @@ export function decodeEnvelope(bytes: Uint8Array | string, limits: WireLimits): 
 
 /** Parses bounded JSON (same checks as `decodeEnvelope`, any JSON value). */
 export function parseJson(bytes: Uint8Array | string, limits: WireLimits): unknown {
-  const size = typeof bytes === "string" ? Buffer.byteLength(bytes, "utf8") : bytes.byteLength;
+  // A string's UTF-8 size is counted only when it could exceed the bound (see utf8SizeOver).
+  const size = typeof bytes === "string" ? utf8SizeOver(bytes, limits.maxBytes) : bytes.byteLength;
   if (size > limits.maxBytes) {
     throw new FanError(Code.RESOURCE_EXHAUSTED, `message of ${size} bytes exceeds the limit of ${limits.maxBytes}`);
   }

@@ -18,7 +18,7 @@ import { deadlines, type Expirable } from "../../deadlines.js";
 import { onAbort } from "./abort.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../../transport.js";
-import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
+import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../wire.js";
 import { disconnect, isReady, notSent, ready, type RedisClient, unavailable } from "./clients.js";
 import { aliveKey, cancelChannel, parseEndpoint, replyChannel, rpcKey, type RedisAddress } from "./names.js";
 
@@ -101,13 +101,14 @@ export class RedisRpcClient {
   async call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     const addr = parseEndpoint(endpoint);
     if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "cancelled");
-    const json = encodeEnvelope(withDeadline(env, opts.deadline));
-    if (json.length > this.maxBytes) {
-      throw new FanError(Code.RESOURCE_EXHAUSTED, `call of ${json.length} bytes exceeds the limit of ${this.maxBytes}`);
+    const json = encodeEnvelopeText(withDeadline(env, opts.deadline));
+    const size = utf8SizeOver(json, this.maxBytes);
+    if (size >= 0) {
+      throw new FanError(Code.RESOURCE_EXHAUSTED, `call of ${size} bytes exceeds the limit of ${this.maxBytes}`);
     }
     if (!this.#listening || !isReady(this.sub)) await this.#ensureSubscribed(opts.deadline, opts.signal);
     const corr = `${this.#prefix}.${++this.#seq}`;
-    const frame = `${corr}\n${this.#channel}\n${json.toString("utf8")}`;
+    const frame = `${corr}\n${this.#channel}\n${json}`;
     const reply = this.#await(corr, addr, opts);
     if (isReady(this.cmd)) this.#enqueue(addr, corr, frame, opts);
     else this.#sendAlone(addr, corr, frame, opts);

@@ -8,7 +8,7 @@ import type { Logger } from "pino";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, Inbound } from "../../transport.js";
-import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
+import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../wire.js";
 import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
 import { aliveKey, cancelChannel, rpcKey, type RedisAddress } from "./names.js";
 import { splitLine } from "./rpc-client.js";
@@ -173,15 +173,13 @@ export class RedisRpcServer {
   }
 
   #reply(req: Request, reply: Envelope): void {
-    let json = encodeEnvelope(reply);
-    if (json.length > this.opts.maxBytes) {
-      const e = new FanError(
-        Code.RESOURCE_EXHAUSTED,
-        `reply of ${json.length} bytes exceeds the limit of ${this.opts.maxBytes}`,
-      );
-      json = encodeEnvelope(errorEnvelope(reply.id, reply, e));
+    let json = encodeEnvelopeText(reply);
+    const size = utf8SizeOver(json, this.opts.maxBytes);
+    if (size >= 0) {
+      const e = new FanError(Code.RESOURCE_EXHAUSTED, `reply of ${size} bytes exceeds the limit of ${this.opts.maxBytes}`);
+      json = encodeEnvelopeText(errorEnvelope(reply.id, reply, e));
     }
-    this.#queueReply(req.channel, `${req.corr}\n${json.toString("utf8")}`);
+    this.#queueReply(req.channel, `${req.corr}\n${json}`);
   }
 
   /** Queues a reply pair for this tick's PUBLISH to its channel (sent at once past 1 MiB). */
