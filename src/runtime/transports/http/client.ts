@@ -43,6 +43,8 @@ interface Answer {
 /** Pools per origin and the request/response mapping. */
 export class HttpClient {
   private readonly pools = new Map<string, Pool>();
+  /** `/{service}/{method}` per service, per method: encoded once, not on every call. */
+  private readonly paths = new Map<string, Map<string, string>>();
   private closed = false;
 
   constructor(
@@ -85,7 +87,7 @@ export class HttpClient {
     const scope = sendScope(opts, `${env.service}/${env.method}`);
     try {
       const res = await this.pool(endpoint).request({
-        path: `/${encodeURIComponent(env.service)}/${encodeURIComponent(env.method)}`,
+        path: this.path(env.service, env.method),
         method: "POST",
         headers,
         body,
@@ -98,6 +100,20 @@ export class HttpClient {
     } finally {
       scope.dispose();
     }
+  }
+
+  private path(service: string, method: string): string {
+    let byMethod = this.paths.get(service);
+    if (byMethod === undefined) {
+      byMethod = new Map();
+      if (this.paths.size < 1024) this.paths.set(service, byMethod);
+    }
+    let path = byMethod.get(method);
+    if (path === undefined) {
+      path = `/${encodeURIComponent(service)}/${encodeURIComponent(method)}`;
+      if (byMethod.size < 1024) byMethod.set(method, path);
+    }
+    return path;
   }
 
   private pool(endpoint: string): Pool {

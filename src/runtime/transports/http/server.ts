@@ -51,6 +51,12 @@ interface Target {
   readonly query?: URLSearchParams;
 }
 
+/** Per-request state shared with the response's "close" listener. */
+interface Exchange {
+  /** The running call's abort source, while its handler runs. */
+  ac: AbortController | undefined;
+}
+
 /** The node:http server of one transport. */
 export class HttpServer {
   private server: Server | undefined;
@@ -156,8 +162,15 @@ export class HttpServer {
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     this.inFlight++;
-    res.once("close", () => this.done());
-    this.handle(req, res).catch((e: unknown) => {
+    // One "close" listener per request does both jobs: count the request done, and cancel the
+    // call's handler while it runs (the caller went away before its answer was written).
+    const exchange: Exchange = { ac: undefined };
+    res.on("close", () => {
+      this.done();
+      if (exchange.ac !== undefined && !res.writableFinished)
+        exchange.ac.abort(new FanError(Code.CANCELLED, "the caller went away"));
+    });
+    this.handle(req, res, exchange).catch((e: unknown) => {
       if (res.destroyed || req.destroyed) {
         this.log.debug({ err: e }, "http: the caller went away");
         return;
@@ -173,7 +186,7 @@ export class HttpServer {
     if (this.inFlight === 0) this.drained?.();
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async handle(req: IncomingMessage, res: ServerResponse, exchange: Exchange): Promise<void> {
     const target = this.route(req.method ?? "GET", originForm(req.url ?? "/"), res);
     if (target === undefined) return;
     const declared = Number(req.headers["content-length"] ?? 0);
@@ -193,7 +206,7 @@ export class HttpServer {
       sendError(res, FanError.from(e, Code.INVALID_ARGUMENT));
       return;
     }
-    await (target.method.kind === "push" ? this.push(target, env, res) : this.call(target, env, res));
+    await (target.method.kind === "push" ? this.push(target, env, res) : this.call(target, env, res, exchange));
   }
 
   /** Finds what a request addresses, or answers it (404/405/503) and returns undefined. */
@@ -291,14 +304,11 @@ export class HttpServer {
     };
   }
 
-  private async call(target: Target, env: Envelope, res: ServerResponse): Promise<void> {
+  private async call(target: Target, env: Envelope, res: ServerResponse, exchange: Exchange): Promise<void> {
     const ac = new AbortController();
-    const onClose = (): void => {
-      if (!res.writableFinished) ac.abort(new FanError(Code.CANCELLED, "the caller went away"));
-    };
-    res.once("close", onClose);
+    exchange.ac = ac;
     const reply = await target.binding.inbound.call(env, ac.signal);
-    res.off("close", onClose);
+    exchange.ac = undefined;
     if (res.destroyed || ac.signal.aborted) return;
     sendEnvelope(res, reply, this.maxBodyBytes);
   }
