@@ -5,7 +5,10 @@
  */
 const registry = new WeakMap<AbortSignal, Set<() => void>>();
 
-/** Calls `fn` once when `signal` aborts; returns the function that stops listening. */
+/**
+ * Calls `fn` once when `signal` aborts; returns the function that stops listening. Each call
+ * must pass its own function object (registrations are keyed by it).
+ */
 export function onAbort(signal: AbortSignal, fn: () => void): () => void {
   let set = registry.get(signal);
   if (set === undefined) {
@@ -21,8 +24,7 @@ export function onAbort(signal: AbortSignal, fn: () => void): () => void {
       { once: true },
     );
   }
-  const entry = (): void => fn();
-  set.add(entry);
+  set.add(fn);
   const fns = set;
-  return () => void fns.delete(entry);
+  return () => void fns.delete(fn);
 }

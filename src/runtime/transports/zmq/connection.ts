@@ -14,10 +14,9 @@ import { Dealer } from "zeromq";
 import { deadlines, type Expirable } from "../../deadlines.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../../transport.js";
-import { encodeEnvelope } from "../../wire.js";
 import type { ZmqClientOptions } from "./client.js";
 import { onAbort } from "./abort.js";
-import { head, Op, text } from "./frames.js";
+import { envelopeJson, head, Op, oversize, text } from "./frames.js";
 import { Writer } from "./writer.js";
 
 /** How long after a disconnect the requests then pending are failed. */
@@ -148,14 +147,16 @@ export class Connection {
     if (opts.signal.aborted) return Promise.reject(new FanError(Code.CANCELLED, `${what}: cancelled`));
     if (opts.deadline <= Date.now())
       return Promise.reject(new FanError(Code.DEADLINE_EXCEEDED, `${what}: deadline passed before sending`));
-    const wire =
+    const body = envelopeJson(
+      env,
       env.headers.deadline === undefined && Number.isFinite(opts.deadline)
-        ? { ...env, headers: { ...env.headers, deadline: opts.deadline } }
-        : env;
-    const body = encodeEnvelope(wire);
-    if (body.length > this.maxBytes)
+        ? { ...env.headers, deadline: opts.deadline }
+        : env.headers,
+    );
+    const size = oversize(body, this.maxBytes);
+    if (size > 0)
       return Promise.reject(
-        new FanError(Code.RESOURCE_EXHAUSTED, `request of ${body.length} bytes exceeds the limit of ${this.maxBytes}`),
+        new FanError(Code.RESOURCE_EXHAUSTED, `request of ${size} bytes exceeds the limit of ${this.maxBytes}`),
       );
     return new Promise((resolve, reject) => {
       const req = new Request(this, env.id, what, resolve, reject);

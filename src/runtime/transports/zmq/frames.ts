@@ -16,7 +16,7 @@
  * Events are `[topic, publisherId, seq, envelope]` on PUB/SUB (see events.ts).
  */
 import type { WireError } from "../../errors.js";
-import type { Envelope } from "../../transport.js";
+import type { Envelope, EnvelopeHeaders } from "../../transport.js";
 
 /** Operation codes of the first frame. */
 export const Op = {
@@ -49,4 +49,29 @@ export function errorEnvelope(id: string, err: WireError, service = "", method =
     headers: {},
     payload: { code: err.code, message: err.message, ...(err.details === undefined ? {} : { details: err.details }) },
   };
+}
+
+/**
+ * An envelope as JSON text, the same bytes `encodeEnvelope` (wire.ts) writes, left as a string:
+ * zeromq encodes string frames natively, which saves a JS Buffer per message. `headers`
+ * replaces the envelope's own (a client adds its deadline without copying the envelope).
+ */
+export function envelopeJson(env: Envelope, headers: EnvelopeHeaders = env.headers): string {
+  return JSON.stringify({
+    v: env.v,
+    id: env.id,
+    kind: env.kind,
+    service: env.service,
+    method: env.method,
+    version: env.version,
+    headers,
+    payload: env.payload,
+  });
+}
+
+/** The UTF-8 size of `json` when it may exceed `max`, else 0 (no scan for short strings). */
+export function oversize(json: string, max: number): number {
+  if (json.length * 3 <= max) return 0;
+  const bytes = Buffer.byteLength(json, "utf8");
+  return bytes > max ? bytes : 0;
 }

@@ -11,7 +11,7 @@ import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, Inbound } from "../../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
-import { errorEnvelope, head, Op, text } from "./frames.js";
+import { envelopeJson, errorEnvelope, head, Op, oversize, text } from "./frames.js";
 
 /** Server-side options of the zmq transport. */
 export interface ZmqServerOptions {
@@ -215,15 +215,16 @@ export class ZmqServer {
     await this.send([peer, head(Op.ACK, id), ""]);
   }
 
-  private encodeReply(reply: Envelope): Buffer {
-    const bytes = encodeEnvelope(reply);
-    if (bytes.length <= this.maxBytes) return bytes;
+  private encodeReply(reply: Envelope): string | Buffer {
+    const json = envelopeJson(reply);
+    const size = oversize(json, this.maxBytes);
+    if (size === 0) return json;
     return encodeEnvelope(
       errorEnvelope(
         reply.id,
         {
           code: Code.RESOURCE_EXHAUSTED,
-          message: `reply of ${bytes.length} bytes exceeds the limit of ${this.maxBytes}`,
+          message: `reply of ${size} bytes exceeds the limit of ${this.maxBytes}`,
         },
         reply.service,
         reply.method,

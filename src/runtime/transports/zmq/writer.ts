@@ -25,11 +25,37 @@ export class Writer {
 
   /** Queues `frames`; resolves once zeromq took them, rejects with UNAVAILABLE or DEADLINE_EXCEEDED. */
   send(frames: Array<Buffer | string>, deadline = Number.POSITIVE_INFINITY): Promise<void> {
+    if (!this.busy) {
+      // Nothing queued or in progress: hand the frames to zeromq at once (no queue entry, no
+      // extra promise); whatever is queued meanwhile is drained once this send settles.
+      if (Date.now() >= deadline)
+        return Promise.reject(
+          new FanError(Code.DEADLINE_EXCEEDED, `${this.what}: deadline passed while waiting to send`),
+        );
+      this.busy = true;
+      try {
+        return this.socket.send(frames).then(this.sent, this.notSent);
+      } catch (e) {
+        this.busy = false;
+        return Promise.reject(mapSendError(e, this.what));
+      }
+    }
     return new Promise((resolve, reject) => {
       this.queue.push({ frames, deadline, resolve, reject });
       if (!this.busy) void this.drain();
     });
   }
+
+  private readonly sent = (): void => {
+    this.busy = false;
+    if (this.queue.length > 0) void this.drain();
+  };
+
+  private readonly notSent = (e: unknown): never => {
+    this.busy = false;
+    if (this.queue.length > 0) void this.drain();
+    throw mapSendError(e, this.what);
+  };
 
   private async drain(): Promise<void> {
     this.busy = true;
