@@ -127,7 +127,10 @@ function invalid(what: string): never {
 function checkHeaders(h: unknown): EnvelopeHeaders {
   if (h === undefined) return {};
   if (h === null || typeof h !== "object" || Array.isArray(h)) invalid("headers must be an object");
-  for (const [k, val] of Object.entries(h as Record<string, unknown>)) {
+  const rec = h as Record<string, unknown>;
+  for (const k in rec) {
+    if (!Object.hasOwn(rec, k)) continue;
+    const val = rec[k];
     if (typeof val !== "string" && typeof val !== "number" && val !== null) invalid(`header "${k}" must be a string or number`);
   }
   return h as EnvelopeHeaders;
@@ -144,7 +147,7 @@ export function checkEnvelope(value: unknown): Envelope {
   if (typeof o.method !== "string" || o.method.length > 512) invalid("method must be a string");
   if (o.version !== undefined && typeof o.version !== "string") invalid("version must be a string");
   const headers = checkHeaders(o.headers);
-  const env: Envelope = {
+  const env: { -readonly [K in keyof Envelope]: Envelope[K] } = {
     v: 1,
     id: o.id,
     kind: o.kind as EnvelopeKind,
@@ -152,7 +155,7 @@ export function checkEnvelope(value: unknown): Envelope {
     method: o.method,
     headers,
     payload: o.payload,
-    ...(typeof o.version === "string" ? { version: o.version } : {}),
   };
+  if (typeof o.version === "string") env.version = o.version;
   return env;
 }

@@ -15,7 +15,7 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { deadlines, type Expirable } from "../../deadlines.js";
-import { onAbort } from "./abort.js";
+import { type AbortTarget, unwatchAbort, watchAbort } from "./abort.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../../transport.js";
 import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../wire.js";
@@ -170,27 +170,22 @@ export class RedisRpcClient {
   }
 
   #await(corr: string, addr: RedisAddress, opts: SendOptions): Promise<Envelope> {
-    return new Promise<Envelope>((resolve, reject) => {
-      const finite = Number.isFinite(opts.deadline);
-      const p: Pending = {
-        bucket: 0,
-        expire: () =>
-          p.settle(new FanError(Code.DEADLINE_EXCEEDED, `no reply from ${addr.service} before the deadline`)),
-        settle: (result) => {
-          if (!this.#pending.delete(corr)) return;
-          if (finite) deadlines.remove(p);
-          stopListening();
-          if (result instanceof FanError) reject(result);
-          else resolve(result);
-        },
-      };
-      this.#pending.set(corr, p);
-      if (finite) deadlines.add(p, opts.deadline);
-      const stopListening = onAbort(opts.signal, () => {
-        p.settle(new FanError(Code.CANCELLED, "cancelled"));
-        this.#sendCancel(addr, corr);
-      });
-    });
+    const promise = new Promise<Envelope>(capture);
+    const p = new PendingReply(this, corr, addr, opts.signal, captured.resolve, captured.reject, Number.isFinite(opts.deadline));
+    this.#pending.set(corr, p);
+    if (p.finite) deadlines.add(p, opts.deadline);
+    watchAbort(opts.signal, p);
+    return promise;
+  }
+
+  /** Forgets a pending call; false when it was already settled. */
+  forget(corr: string): boolean {
+    return this.#pending.delete(corr);
+  }
+
+  /** Announces a cancelled call to the server running it. */
+  cancelled(addr: RedisAddress, corr: string): void {
+    this.#sendCancel(addr, corr);
   }
 
   /** Runs the call script, waiting for Redis (bounded by the deadline) while it is away. */
@@ -251,6 +246,54 @@ export class RedisRpcClient {
   close(): void {
     for (const p of [...this.#pending.values()]) p.settle(new FanError(Code.UNAVAILABLE, "redis transport closed"));
     disconnect(this.sub);
+  }
+}
+
+/**
+ * The resolving functions of the promise just made by `new Promise(capture)`: one shared
+ * executor instead of a closure per call. Read right after the constructor returns.
+ */
+const captured: { resolve: (v: Envelope) => void; reject: (e: unknown) => void } = {
+  resolve: () => undefined,
+  reject: () => undefined,
+};
+
+function capture(resolve: (v: Envelope) => void, reject: (e: unknown) => void): void {
+  captured.resolve = resolve;
+  captured.reject = reject;
+}
+
+/** One call waiting for its reply: settles once (reply, error, deadline or cancellation). */
+class PendingReply implements Pending, AbortTarget {
+  bucket = 0;
+  prev: Expirable | undefined = undefined;
+  next: Expirable | undefined = undefined;
+
+  constructor(
+    private readonly client: RedisRpcClient,
+    private readonly corr: string,
+    private readonly addr: RedisAddress,
+    private readonly signal: AbortSignal,
+    private readonly resolve: (v: Envelope) => void,
+    private readonly reject: (e: unknown) => void,
+    readonly finite: boolean,
+  ) {}
+
+  expire(): void {
+    this.settle(new FanError(Code.DEADLINE_EXCEEDED, `no reply from ${this.addr.service} before the deadline`));
+  }
+
+  aborted(): void {
+    this.settle(new FanError(Code.CANCELLED, "cancelled"));
+    this.client.cancelled(this.addr, this.corr);
+  }
+
+  settle(result: Envelope | FanError): void {
+    if (!this.client.forget(this.corr)) return;
+    if (this.finite) deadlines.remove(this);
+    unwatchAbort(this.signal, this);
+    if (result instanceof FanError) this.reject(result);
+    else this.resolve(result);
   }
 }
 
