@@ -60,8 +60,10 @@ export function structCodec(s: StructSchema, c: Compiler, sub: (s: Schema) => Co
     if (!isRecord(v)) fail(`${expected}, got ${describe(v)}`);
     if (d >= max) failDepth(max);
     scanUnknown(v, known, d, max);
-    return decodeFields(plans, v, d);
+    return decodeAll(v, d);
   };
+  const decodeAll = decodeFieldsCode(plans);
+  const encodeAll = encodeFieldsCode(plans);
   const check = validateFields(plans);
   const validate: Check = (v, d) => {
     if (!isRecord(v)) fail(`${expected}, got ${describe(v)}`);
@@ -73,9 +75,7 @@ export function structCodec(s: StructSchema, c: Compiler, sub: (s: Schema) => Co
     if (!isRecord(v)) fail(`${expected}, got ${describe(v)}`);
     if (d >= max) failDepth(max);
     rejectForbidden(v);
-    const out: Record<string, unknown> = {};
-    walkTyped(plans, v, d, out);
-    return out;
+    return encodeAll(v, d);
   };
   return { decode, validate, encode };
 }
@@ -105,31 +105,6 @@ function isJson(s: Schema): boolean {
   return cur.kind === "json";
 }
 
-function read(p: FieldPlan, v: Record<string, unknown>): unknown {
-  if (p.inherited && !Object.hasOwn(v, p.name)) return undefined;
-  return v[p.name];
-}
-
-function decodeFields(plans: readonly FieldPlan[], v: Record<string, unknown>, d: number): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  let i = 0;
-  try {
-    for (; i < plans.length; i++) {
-      const p = plans[i] as FieldPlan;
-      const x = read(p, v);
-      if (x === undefined || (x === null && p.nullAbsent)) {
-        if (p.hasDefault) out[p.name] = decodeDefault(p, d);
-        else if (!p.optional) fail(p.missing);
-        continue;
-      }
-      out[p.name] = p.c.decode(x, d + 1);
-    }
-  } catch (e) {
-    throw at(e, (plans[i] as FieldPlan).name);
-  }
-  return out;
-}
-
 /** A fresh decode of a field's default; a default that does not fit is a schema bug. */
 function decodeDefault(p: FieldPlan, d: number): unknown {
   try {
@@ -142,39 +117,15 @@ function decodeDefault(p: FieldPlan, d: number): unknown {
   }
 }
 
-/** Validates typed fields; with `out`, also writes their encoded forms into it. */
-function walkTyped(
-  plans: readonly FieldPlan[],
-  v: Record<string, unknown>,
-  d: number,
-  out: Record<string, unknown> | undefined,
-): void {
-  let i = 0;
-  try {
-    for (; i < plans.length; i++) {
-      const p = plans[i] as FieldPlan;
-      const x = read(p, v);
-      if (x === undefined) {
-        if (p.hasDefault) absentDefaults.count++;
-        else if (!p.optional) fail(p.missing);
-        continue;
-      }
-      if (out === undefined) p.c.validate(x, d + 1);
-      else out[p.name] = p.c.encode(x, d + 1);
-    }
-  } catch (e) {
-    throw at(e, (plans[i] as FieldPlan).name);
-  }
-}
-
 type FieldsCheck = (v: Record<string, unknown>, d: number) => void;
 
 /**
  * The field checks of one struct's `validate`, generated as straight-line code: each field is
  * read by its literal name and checked by its own call site, so V8 keeps monomorphic inline
- * caches per struct instead of one megamorphic keyed load and call shared by every struct (the
- * `walkTyped` loop). The generated code holds no schema text but the field names, which go in
- * as JSON string literals; it behaves exactly as `walkTyped(plans, v, d, undefined)`.
+ * caches per struct instead of one megamorphic keyed load and call shared by every struct (a
+ * loop over the field plans). The generated code holds no schema text but the field names, which go in
+ * as JSON string literals; for each field in order: an absent field counts in `absentDefaults` when defaulted, fails when
+ * required; a present one is validated; a failure gets the field name added to its path.
  */
 function validateFields(plans: readonly FieldPlan[]): FieldsCheck {
   if (plans.length === 0) return () => undefined;
@@ -198,6 +149,69 @@ function validateFields(plans: readonly FieldPlan[]): FieldsCheck {
     `"use strict"; return function validateFields(v, d) {\n${lines.join("\n")}\n};`,
   ) as (...args: unknown[]) => FieldsCheck;
   return make(plans, fail, at, absentDefaults, Object.hasOwn, ...plans.map((p) => p.c.validate));
+}
+
+type FieldsStep = (v: Record<string, unknown>, d: number) => Record<string, unknown>;
+
+/** How generated code reads field `i`: an inherited name counts only as an own property. */
+function readCode(p: FieldPlan): string {
+  const key = JSON.stringify(p.name);
+  return p.inherited ? `x = hasOwn(v, ${key}) ? v[${key}] : undefined;` : `x = v[${key}];`;
+}
+
+/** Builds a generated fields function: `body` lines run inside the try that adds the field name to failures. */
+function generate(
+  name: string,
+  plans: readonly FieldPlan[],
+  body: string[],
+  step: (p: FieldPlan) => Step,
+): FieldsStep {
+  const lines = ["const out = {};", "let i = 0, x;", "try {", ...body, "} catch (e) { throw at(e, plans[i].name); }", "return out;"];
+  const names = plans.map((_, i) => `c${i}`);
+  const make = new Function(
+    "plans",
+    "fail",
+    "at",
+    "absentDefaults",
+    "hasOwn",
+    "decodeDefault",
+    ...names,
+    `"use strict"; return function ${name}(v, d) {\n${lines.join("\n")}\n};`,
+  ) as (...args: unknown[]) => FieldsStep;
+  return make(plans, fail, at, absentDefaults, Object.hasOwn, decodeDefault, ...plans.map(step));
+}
+
+/**
+ * Decoding of the fields as straight-line generated code (as `validateFields`: literal field
+ * names in JSON string literals, one call site per field); for each field in order: absent (undefined, or null when `nullAbsent`) takes a fresh decode of
+ * its default, is skipped when optional, fails when required; a present one is decoded.
+ */
+function decodeFieldsCode(plans: readonly FieldPlan[]): FieldsStep {
+  const body: string[] = [];
+  plans.forEach((p, i) => {
+    const key = JSON.stringify(p.name);
+    body.push(`i = ${i};`, readCode(p));
+    const absentWhen = p.nullAbsent ? "x === undefined || x === null" : "x === undefined";
+    const absent = p.hasDefault
+      ? `out[${key}] = decodeDefault(plans[${i}], d);`
+      : p.optional
+        ? ""
+        : `fail(plans[${i}].missing);`;
+    body.push(`if (${absentWhen}) { ${absent} } else out[${key}] = c${i}(x, d + 1);`);
+  });
+  return generate("decodeFields", plans, body, (p) => p.c.decode);
+}
+
+/** Encoding of the fields as straight-line generated code: `validateFields`' rules, writing each present field's encoded form. */
+function encodeFieldsCode(plans: readonly FieldPlan[]): FieldsStep {
+  const body: string[] = [];
+  plans.forEach((p, i) => {
+    const key = JSON.stringify(p.name);
+    body.push(`i = ${i};`, readCode(p));
+    const absent = p.hasDefault ? "absentDefaults.count++;" : p.optional ? "" : `fail(plans[${i}].missing);`;
+    body.push(`if (x === undefined) { ${absent} } else out[${key}] = c${i}(x, d + 1);`);
+  });
+  return generate("encodeFields", plans, body, (p) => p.c.encode);
 }
 
 /** Rejects forbidden keys among the keys a decode ignores, however deep. */
