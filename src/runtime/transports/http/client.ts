@@ -17,7 +17,7 @@ import { parseJson } from "../../wire.js";
 import { fromHttpHeaders, toHttpHeaders } from "./headers.js";
 import { onAbort } from "./abort.js";
 import { asWireError } from "./respond.js";
-import { sendScope } from "./scope.js";
+import { type Answer, sendScope } from "./scope.js";
 
 /** Client-side options of the http transport. */
 export interface HttpClientOptions {
@@ -31,13 +31,6 @@ export interface HttpClientOptions {
   readonly pushAttempts?: number;
   /** First delay between push attempts (doubling, at most 1 s); default 50 ms. */
   readonly pushBackoffMs?: number;
-}
-
-/** An answer from the server, before it becomes an envelope. */
-interface Answer {
-  readonly status: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: Buffer;
 }
 
 /** Pools per origin and the request/response mapping. */
@@ -84,21 +77,15 @@ export class HttpClient {
     if (env.version !== undefined) headers["fan-version"] = env.version;
     if (env.headers.deadline === undefined && Number.isFinite(opts.deadline))
       headers["fan-deadline"] = String(opts.deadline);
-    const scope = sendScope(opts, `${env.service}/${env.method}`);
+    const exchange = sendScope(opts, `${env.service}/${env.method}`);
     try {
-      const res = await this.pool(endpoint).request({
-        path: this.path(env.service, env.method),
-        method: "POST",
-        headers,
-        body,
-        signal: scope.signal,
-      });
-      const bytes = Buffer.from(await res.body.arrayBuffer());
-      return { status: res.statusCode, headers: res.headers, body: bytes };
+      this.pool(endpoint).dispatch(
+        { path: this.path(env.service, env.method), method: "POST", headers, body },
+        exchange,
+      );
+      return await exchange.answer;
     } catch (e) {
-      throw scope.failure() ?? mapError(e, endpoint);
-    } finally {
-      scope.dispose();
+      throw exchange.failure() ?? mapError(e, endpoint);
     }
   }
 
