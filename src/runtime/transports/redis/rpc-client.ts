@@ -98,15 +98,29 @@ export class RedisRpcClient {
   }
 
   /** Sends `env` to the version's request list; resolves with the reply or error envelope. */
-  async call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
-    const addr = parseEndpoint(endpoint);
-    if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "cancelled");
-    const json = encodeEnvelopeText(withDeadline(env, opts.deadline));
-    const size = utf8SizeOver(json, this.maxBytes);
-    if (size >= 0) {
-      throw new FanError(Code.RESOURCE_EXHAUSTED, `call of ${size} bytes exceeds the limit of ${this.maxBytes}`);
+  call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
+    // Not async: a call on the fast path returns the pending reply's own promise (no wrapping
+    // promise resolved with it, which would cost a promise and two microtask hops per call).
+    let addr: RedisAddress;
+    let json: string;
+    try {
+      addr = parseEndpoint(endpoint);
+      if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "cancelled");
+      json = encodeEnvelopeText(withDeadline(env, opts.deadline));
+      const size = utf8SizeOver(json, this.maxBytes);
+      if (size >= 0) {
+        throw new FanError(Code.RESOURCE_EXHAUSTED, `call of ${size} bytes exceeds the limit of ${this.maxBytes}`);
+      }
+    } catch (e) {
+      return Promise.reject(e);
     }
-    if (!this.#listening || !isReady(this.sub)) await this.#ensureSubscribed(opts.deadline, opts.signal);
+    if (!this.#listening || !isReady(this.sub))
+      return this.#ensureSubscribed(opts.deadline, opts.signal).then(() => this.#start(addr, json, opts));
+    return this.#start(addr, json, opts);
+  }
+
+  /** Registers the pending reply and queues (or sends) the request frame. */
+  #start(addr: RedisAddress, json: string, opts: SendOptions): Promise<Envelope> {
     const corr = `${this.#prefix}.${++this.#seq}`;
     const frame = `${corr}\n${this.#channel}\n${json}`;
     const reply = this.#await(corr, addr, opts);
