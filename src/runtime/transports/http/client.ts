@@ -121,20 +121,25 @@ export class HttpClient {
   }
 
   private toEnvelope(req: Envelope, a: Answer): Envelope {
-    const fanKind = a.headers["fan-kind"];
-    const ok = a.status >= 200 && a.status < 300;
     let headers = {};
     try {
       headers = fromHttpHeaders(a.headers);
     } catch (e) {
       this.log.warn({ err: e, id: req.id }, "http: dropped malformed reply headers");
     }
-    const base = { v: 1 as const, id: req.id, service: req.service, method: req.method, headers };
-    if (ok && fanKind !== "error") {
+    if (a.status >= 200 && a.status < 300 && a.headers["fan-kind"] !== "error") {
       const payload = a.status === 204 || a.body.length === 0 ? undefined : this.parse(a.body);
-      return { ...base, kind: "reply", payload };
+      return { v: 1, id: req.id, kind: "reply", service: req.service, method: req.method, headers, payload };
     }
-    return { ...base, kind: "error", payload: this.wireErrorOf(a) };
+    return {
+      v: 1,
+      id: req.id,
+      kind: "error",
+      service: req.service,
+      method: req.method,
+      headers,
+      payload: this.wireErrorOf(a),
+    };
   }
 
   private parse(body: Buffer): unknown {

@@ -111,7 +111,8 @@ export class Exchange implements Expirable, Dispatcher.DispatchHandler {
     this.settled = true;
     this.dispose();
     const { chunks } = this;
-    const body = chunks.length === 0 ? EMPTY : chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, this.size);
+    const body =
+      chunks.length === 0 ? EMPTY : chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, this.size);
     this.resolve({ status: this.status, headers: this.headers, body });
   }
 
@@ -123,6 +124,7 @@ export class Exchange implements Expirable, Dispatcher.DispatchHandler {
 /** Opens an exchange for `opts`; throws at once when already cancelled or past the deadline. */
 export function sendScope(opts: SendOptions, what: string): Exchange {
   if (opts.signal.aborted) throw new FanError(Code.CANCELLED, `${what}: cancelled`);
-  if (opts.deadline - Date.now() <= 0) throw new FanError(Code.DEADLINE_EXCEEDED, `${what}: deadline passed before sending`);
+  if (opts.deadline - Date.now() <= 0)
+    throw new FanError(Code.DEADLINE_EXCEEDED, `${what}: deadline passed before sending`);
   return new Exchange(opts, what);
 }

@@ -51,6 +51,12 @@ interface Target {
   readonly query?: URLSearchParams;
 }
 
+/** Distinct request paths whose split segments are kept. */
+const MAX_CACHED_PATHS = 1024;
+
+/** A path's raw segments, and for two segments their decoded service and method names. */
+type Segments = readonly string[] & { readonly names: readonly [string | undefined, string | undefined] | undefined };
+
 /** Per-request state shared with the response's "close" listener. */
 interface Exchange {
   /** The running call's abort source, while its handler runs. */
@@ -65,6 +71,7 @@ export class HttpServer {
   private readonly stopped = new Set<string>();
   private readonly routes: Route[] = [];
   private readonly rr = new Map<string, number>();
+  private readonly paths = new Map<string, Segments>();
   private inFlight = 0;
   private drained: (() => void) | undefined;
 
@@ -212,7 +219,7 @@ export class HttpServer {
   /** Finds what a request addresses, or answers it (404/405/503) and returns undefined. */
   private route(verb: string, url: string, res: ServerResponse): Target | undefined {
     const q = url.indexOf("?");
-    const raw = splitPath(q < 0 ? url : url.slice(0, q));
+    const raw = this.segments(q < 0 ? url : url.slice(0, q));
     const fromRoute = matchRoute(
       verb === "GET" || verb === "HEAD" || verb === "DELETE" || verb === "POST" || verb === "PUT" || verb === "PATCH"
         ? this.routes
@@ -234,8 +241,22 @@ export class HttpServer {
     return this.routeByName(verb, raw, res);
   }
 
-  private routeByName(verb: string, raw: readonly string[], res: ServerResponse): Target | undefined {
-    const [service, method] = raw.length === 2 ? raw.map(safeDecode) : [undefined, undefined];
+  /** A path's raw segments, split once per distinct path (rpc paths repeat on every call). */
+  private segments(path: string): Segments {
+    let raw = this.paths.get(path);
+    if (raw === undefined) {
+      const split = splitPath(path);
+      raw = Object.assign(split, {
+        names:
+          split.length === 2 ? ([safeDecode(split[0] as string), safeDecode(split[1] as string)] as const) : undefined,
+      }) as Segments;
+      if (this.paths.size < MAX_CACHED_PATHS) this.paths.set(path, raw);
+    }
+    return raw;
+  }
+
+  private routeByName(verb: string, raw: Segments, res: ServerResponse): Target | undefined {
+    const [service, method] = raw.names ?? [undefined, undefined];
     if (service === undefined || method === undefined) {
       sendError(
         res,
