@@ -163,13 +163,19 @@ export class RedisRpcServer {
     const key = `${req.channel} ${req.corr}`;
     const ac = new AbortController();
     this.#inFlight.set(key, ac);
-    const done = (reply: Envelope): void => {
-      this.#inFlight.delete(key);
-      this.#slot?.();
-      this.#slot = undefined;
-      this.#reply(req, reply);
-    };
-    this.inbound.call(env, ac.signal).then(done, (e: unknown) => done(errorEnvelope(env.id, env, FanError.from(e))));
+    // Inline anonymous reactions (no named closure per call: tsx's keepNames wraps those in a
+    // defineProperty call).
+    this.inbound.call(env, ac.signal).then(
+      (reply: Envelope) => this.#done(key, req, reply),
+      (e: unknown) => this.#done(key, req, errorEnvelope(env.id, env, FanError.from(e))),
+    );
+  }
+
+  #done(key: string, req: Request, reply: Envelope): void {
+    this.#inFlight.delete(key);
+    this.#slot?.();
+    this.#slot = undefined;
+    this.#reply(req, reply);
   }
 
   #reply(req: Request, reply: Envelope): void {
