@@ -206,28 +206,37 @@ export class Caller implements ClientCaller {
       if (release !== undefined) release();
       return Promise.reject(e);
     }
-    return new Promise((resolve, reject) => {
-      const pending = new PendingCall(
-        req,
-        release === undefined ? resolve : settled(release, resolve),
-        release === undefined ? reject : settled(release, reject),
-      );
+    // The shared executor, as on the local path: no executor closure (and context) per call.
+    const promise = new Promise(capture);
+    const resolve = captured.resolve;
+    const reject = captured.reject;
+    const pending = new PendingCall(
+      req,
+      release === undefined ? resolve : settled(release, resolve),
+      release === undefined ? reject : settled(release, reject),
+    );
+    let sent: Promise<Envelope | undefined>;
+    try {
       const sendOpts: SendOptions = { signal: req.signal ?? NEVER, deadline: req.deadline };
-      const sent: Promise<Envelope | undefined> =
+      sent =
         req.kind === "push"
           ? target.transport.push(target.endpoint, env, sendOpts).then(() => undefined)
           : target.transport.call(target.endpoint, env, sendOpts);
-      sent.then(
-        (reply) => {
-          try {
-            pending.ok(reply === undefined ? undefined : this.#unwrap(plan, reply, target.values));
-          } catch (e) {
-            pending.fail(e);
-          }
-        },
-        (e: unknown) => pending.fail(FanError.from(e, Code.UNAVAILABLE)),
-      );
-    });
+    } catch (e) {
+      pending.fail(e);
+      return promise;
+    }
+    sent.then(
+      (reply) => {
+        try {
+          pending.ok(reply === undefined ? undefined : this.#unwrap(plan, reply, target.values));
+        } catch (e) {
+          pending.fail(e);
+        }
+      },
+      (e: unknown) => pending.fail(FanError.from(e, Code.UNAVAILABLE)),
+    );
+    return promise;
   }
 
   #envelope(plan: MethodPlan, req: OutgoingRequest, values: boolean): Envelope {
