@@ -7,7 +7,8 @@ import { printTable, writeResults, type BenchRow } from "./lib.js";
 
 const here = new URL("./", import.meta.url);
 const available = readdirSync(here)
-  .filter((f) => f.endsWith(".ts") && !["lib.ts", "run.ts"].includes(f))
+  // `_name.ts` files are scratch scripts, not benchmarks.
+  .filter((f) => f.endsWith(".ts") && !f.startsWith("_") && !["lib.ts", "run.ts"].includes(f))
   .map((f) => f.slice(0, -3))
   .sort();
 
