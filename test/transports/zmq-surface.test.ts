@@ -16,7 +16,7 @@ import { envelope, rejection, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
 import { type CapturedLog, captureLog } from "./fixtures/log.js";
-import { rawDealer } from "./fixtures/raw-zmq.js";
+import { rawDealer, rawDealerPairs } from "./fixtures/raw-zmq.js";
 
 const MAX = 64 * 1024;
 const C = ConformanceDescriptor.name;
@@ -81,6 +81,52 @@ describe("zmq server", () => {
   it("answers an oversize body with RESOURCE_EXHAUSTED without decoding it", async () => {
     const answer = await rawDealer(served.endpoint, ["Cbig", callBody("big", { n: 1, text: "x".repeat(MAX) })]);
     expect(JSON.parse(String(answer?.[1]))).toMatchObject({ payload: { code: "RESOURCE_EXHAUSTED" } });
+  });
+
+  it("answers every call of a batch under its own id", async () => {
+    const frames = [
+      "Cb-1",
+      callBody("b-1", { n: 1 }),
+      "Cb-2",
+      callBody("b-2", { n: 2 }),
+      "Cb-3",
+      callBody("b-3", { n: 3 }),
+    ];
+    const answers = await rawDealerPairs(served.endpoint, frames, 3);
+    for (const n of [1, 2, 3]) {
+      expect(JSON.parse(String(answers.get(`Rb-${n}`)))).toMatchObject({ kind: "reply", id: `b-${n}`, payload: { n } });
+    }
+  });
+
+  it("a malformed batch: bad pairs are answered or dropped with a log line, the rest served", async () => {
+    const before = log.find("malformed message").length;
+    const frames = ["Cm-1", "{not json", "Zm-2", "{}", "C", "{}", "Cm-4", callBody("m-4", { n: 4 })];
+    const answers = await rawDealerPairs(served.endpoint, frames, 2);
+    expect(JSON.parse(String(answers.get("Rm-1")))).toMatchObject({ id: "m-1", payload: { code: "INVALID_ARGUMENT" } });
+    expect(JSON.parse(String(answers.get("Rm-4")))).toMatchObject({ kind: "reply", id: "m-4", payload: { n: 4 } });
+    await until(() => log.find("malformed message").length >= before + 2);
+    // An odd number of frames after the routing id is no batch: dropped whole.
+    expect(await rawDealer(served.endpoint, ["Cm-5", "{}", "Cm-6", "{}", "Cm-7"], 200)).toBeUndefined();
+    await until(() => log.find("malformed message").length >= before + 3);
+    const ok = await rawDealer(served.endpoint, ["Cm-8", callBody("m-8", { n: 8 })]);
+    expect(String(ok?.[0])).toBe("Rm-8");
+  });
+
+  it("refuses a batch over the size bound with RESOURCE_EXHAUSTED for each call, and keeps serving", async () => {
+    const big = (id: string): string => callBody(id, { n: 1, text: "x".repeat(MAX * 0.6) });
+    const answers = await rawDealerPairs(served.endpoint, ["Co-1", big("o-1"), "Co-2", big("o-2")], 2);
+    for (const id of ["o-1", "o-2"]) {
+      expect(JSON.parse(String(answers.get(`R${id}`)))).toMatchObject({ id, payload: { code: "RESOURCE_EXHAUSTED" } });
+    }
+    expect(log.find("refused a batch").length).toBeGreaterThan(0);
+    // Too many pairs is over the bound too.
+    const many: string[] = [];
+    for (let i = 0; i < 257; i++) many.push(`Cq-${i}`, callBody(`q-${i}`, { n: i }));
+    const refused = await rawDealerPairs(served.endpoint, many, 257);
+    expect(refused.size).toBe(257);
+    expect(JSON.parse(String(refused.get("Rq-256")))).toMatchObject({ payload: { code: "RESOURCE_EXHAUSTED" } });
+    const ok = await rawDealer(served.endpoint, ["Co-3", callBody("o-3", { n: 3 })]);
+    expect(String(ok?.[0])).toBe("Ro-3");
   });
 
   it("nacks an undecodable push instead of acknowledging it", async () => {

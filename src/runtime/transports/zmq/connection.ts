@@ -95,7 +95,7 @@ export class Connection {
       receiveHighWaterMark: 0,
       maxMessageSize: maxBytes * 2 + 64 * 1024,
     });
-    this.writer = new Writer(this.dealer, `zmq ${endpoint}`);
+    this.writer = new Writer(this.dealer, `zmq ${endpoint}`, maxBytes);
     this.dealer.events.on("connect", () => this.connected());
     this.dealer.events.on("disconnect", () => this.lost());
     this.dealer.connect(endpoint);
@@ -132,9 +132,12 @@ export class Connection {
 
   private async receive(): Promise<void> {
     try {
-      for await (const [headFrame, body] of this.dealer) {
-        const h = text(headFrame);
-        this.pending.get(h.slice(1))?.settle({ op: h.charAt(0), body: body ?? Buffer.alloc(0) });
+      for await (const frames of this.dealer) {
+        // One answer `[head, body]` or a batch of them (frames.ts).
+        for (let i = 0; i < frames.length; i += 2) {
+          const h = text(frames[i]);
+          this.pending.get(h.slice(1))?.settle({ op: h.charAt(0), body: frames[i + 1] ?? Buffer.alloc(0) });
+        }
       }
     } catch (e) {
       if (!this.closed) this.log.error({ err: e, endpoint: this.endpoint }, "zmq: client receive loop failed");

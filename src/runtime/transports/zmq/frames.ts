@@ -13,6 +13,13 @@
  * | `A` ack | server → client | empty: the push finished |
  * | `N` nack | server → client | a WireError: not acknowledged, send again |
  *
+ * Batches: a message may carry several pairs, `[head1, body1, head2, body2, ...]` (an even
+ * number of frames from a DEALER; the ROUTER sends `[peer, head1, body1, ...]`). The sender
+ * coalesces what was queued in one event-loop turn (writer.ts), at most `MAX_BATCH` pairs and
+ * at most the message size limit in total; each pair is then handled exactly as if it had come
+ * alone (each body decoded on its own, with the same bounds). A batch with more pairs or more
+ * bytes than that is refused as a whole (see server.ts).
+ *
  * Events are `[topic, publisherId, seq, envelope]` on PUB/SUB (see events.ts).
  */
 import type { WireError } from "../../errors.js";
@@ -27,6 +34,14 @@ export const Op = {
   ACK: "A",
   NACK: "N",
 } as const;
+
+/** Most `[head, body]` pairs in one message. */
+export const MAX_BATCH = 256;
+
+/** An upper bound of a frame's UTF-8 size, without scanning strings (3 bytes per UTF-16 unit). */
+export function frameBound(frame: Buffer | string): number {
+  return typeof frame === "string" ? frame.length * 3 : frame.byteLength;
+}
 
 /** Reads a frame as text (heads are short ASCII). */
 export function text(frame: Buffer | undefined): string {

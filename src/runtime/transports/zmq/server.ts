@@ -11,7 +11,7 @@ import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, Inbound } from "../../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
-import { envelopeJson, errorEnvelope, head, Op, oversize, text } from "./frames.js";
+import { envelopeJson, errorEnvelope, frameBound, head, MAX_BATCH, Op, oversize, text } from "./frames.js";
 
 /** Server-side options of the zmq transport. */
 export interface ZmqServerOptions {
@@ -30,6 +30,13 @@ interface Binding {
 
 const MAX_ID = 256;
 
+/** Answers queued for one peer in this event-loop turn: `[peer, head1, body1, ...]`. */
+interface Outgoing {
+  readonly frames: Array<Buffer | string>;
+  pairs: number;
+  bytes: number;
+}
+
 /** The ROUTER of one transport. */
 export class ZmqServer {
   private router: Router | undefined;
@@ -40,6 +47,8 @@ export class ZmqServer {
   private rr = 0;
   private inFlight = 0;
   private drained: (() => void) | undefined;
+  private readonly outbox = new Map<string, Outgoing>();
+  private flushing = false;
 
   constructor(
     private readonly opts: ZmqServerOptions,
@@ -103,28 +112,58 @@ export class ZmqServer {
     }
   }
 
+  /** One message `[peer, head, body]`, or a batch `[peer, head1, body1, ...]` (frames.ts). */
   private onMessage(frames: Buffer[]): void {
-    const [peer, headFrame, body] = frames;
+    const peer = frames[0];
+    const pairs = (frames.length - 1) / 2;
+    if (peer === undefined || frames.length < 3 || !Number.isInteger(pairs)) {
+      this.log.warn({ frames: frames.length, head: text(frames[1]).slice(0, 16) }, "zmq: dropped a malformed message");
+      return;
+    }
+    if (pairs > 1) {
+      let bytes = 0;
+      for (let i = 1; i < frames.length; i++) bytes += (frames[i] as Buffer).byteLength;
+      if (pairs > MAX_BATCH || bytes > this.maxBytes) {
+        this.refuseBatch(peer, frames, pairs, bytes);
+        return;
+      }
+    }
+    const peerKey = peer.toString("latin1");
+    for (let i = 1; i < frames.length; i += 2) this.onPair(peer, peerKey, frames[i] as Buffer, frames[i + 1] as Buffer);
+  }
+
+  private onPair(peer: Buffer, peerKey: string, headFrame: Buffer, body: Buffer): void {
     const h = text(headFrame);
     const op = h.charAt(0);
     const id = h.slice(1);
-    if (
-      peer === undefined ||
-      body === undefined ||
-      frames.length !== 3 ||
-      id.length === 0 ||
-      id.length > MAX_ID ||
-      !(op === Op.CALL || op === Op.PUSH || op === Op.CANCEL)
-    ) {
-      this.log.warn({ frames: frames.length, head: h.slice(0, 16) }, "zmq: dropped a malformed message");
+    if (id.length === 0 || id.length > MAX_ID || !(op === Op.CALL || op === Op.PUSH || op === Op.CANCEL)) {
+      this.log.warn({ head: h.slice(0, 16) }, "zmq: dropped a malformed message");
       return;
     }
-    const key = `${id}\u0000${peer.toString("latin1")}`;
+    const key = `${id}\u0000${peerKey}`;
     if (op === Op.CANCEL) {
       this.running.get(key)?.abort(new FanError(Code.CANCELLED, "cancelled by the caller"));
       return;
     }
     this.track(this.handle(peer, op, id, key, body));
+  }
+
+  /** A batch over the bounds: every call and push in it with a readable head is refused RESOURCE_EXHAUSTED. */
+  private refuseBatch(peer: Buffer, frames: Buffer[], pairs: number, bytes: number): void {
+    const err = new FanError(
+      Code.RESOURCE_EXHAUSTED,
+      `batch of ${pairs} messages and ${bytes} bytes exceeds the limit of ${MAX_BATCH} messages or ${this.maxBytes} bytes`,
+    );
+    this.log.warn({ pairs, bytes }, "zmq: refused a batch over the bounds");
+    for (let i = 1; i < frames.length; i += 2) {
+      const h = text(frames[i]);
+      const op = h.charAt(0);
+      const id = h.slice(1);
+      if (id.length === 0 || id.length > MAX_ID) continue;
+      if (op === Op.CALL) this.send([peer, head(Op.REPLY, id), encodeEnvelope(errorEnvelope(id, err))]);
+      else if (op === Op.PUSH)
+        this.send([peer, head(Op.NACK, id), JSON.stringify({ code: err.code, message: err.message })]);
+    }
   }
 
   private track(work: Promise<void>): void {
@@ -143,8 +182,8 @@ export class ZmqServer {
   private async handle(peer: Buffer, op: string, id: string, key: string, body: Buffer): Promise<void> {
     const target = this.decode(id, body);
     if (!("binding" in target)) {
-      if (op === Op.CALL) await this.send([peer, head(Op.REPLY, id), encodeEnvelope(target.error)]);
-      else await this.send([peer, head(Op.NACK, id), JSON.stringify(target.error.payload)]);
+      if (op === Op.CALL) this.send([peer, head(Op.REPLY, id), encodeEnvelope(target.error)]);
+      else this.send([peer, head(Op.NACK, id), JSON.stringify(target.error.payload)]);
       return;
     }
     if (op === Op.PUSH) {
@@ -155,7 +194,7 @@ export class ZmqServer {
     this.running.set(key, ac);
     try {
       const reply = await target.binding.inbound.call(target.env, ac.signal);
-      if (!ac.signal.aborted) await this.send([peer, head(Op.REPLY, id), this.encodeReply(reply)]);
+      if (!ac.signal.aborted) this.send([peer, head(Op.REPLY, id), this.encodeReply(reply)]);
     } finally {
       this.running.delete(key);
     }
@@ -205,14 +244,14 @@ export class ZmqServer {
       await binding.inbound.push(env);
     } catch (e) {
       const err = FanError.from(e);
-      await this.send([
+      this.send([
         peer,
         head(Op.NACK, id),
         JSON.stringify({ code: Code.UNAVAILABLE, message: `push not acknowledged: ${err.message}` }),
       ]);
       return;
     }
-    await this.send([peer, head(Op.ACK, id), ""]);
+    this.send([peer, head(Op.ACK, id), ""]);
   }
 
   private encodeReply(reply: Envelope): string | Buffer {
@@ -232,12 +271,42 @@ export class ZmqServer {
     );
   }
 
+  /**
+   * Queues `[peer, head, body]`; what is queued for one peer in this event-loop turn goes out as
+   * one message (a batch when more than one, bounded like the client's: frames.ts).
+   */
+  private send(frames: [Buffer, string, Buffer | string]): void {
+    const key = frames[0].toString("latin1");
+    const size = frameBound(frames[1]) + frameBound(frames[2]);
+    let out = this.outbox.get(key);
+    if (out !== undefined && (out.pairs >= MAX_BATCH || out.bytes + size > this.maxBytes)) {
+      this.write(out.frames);
+      out = undefined;
+    }
+    if (out === undefined) this.outbox.set(key, { frames, pairs: 1, bytes: size });
+    else {
+      out.frames.push(frames[1], frames[2]);
+      out.pairs++;
+      out.bytes += size;
+    }
+    if (!this.flushing) {
+      this.flushing = true;
+      process.nextTick(this.flush);
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.flushing = false;
+    for (const out of this.outbox.values()) this.write(out.frames);
+    this.outbox.clear();
+  };
+
   /** ROUTER sends never block (unroutable replies to a vanished peer are dropped). */
-  private async send(frames: Array<Buffer | string>): Promise<void> {
+  private write(frames: Array<Buffer | string>): void {
     const router = this.router;
     if (router === undefined) return;
     try {
-      await router.send(frames);
+      router.send(frames).catch((e: unknown) => this.log.debug({ err: e }, "zmq: reply not sent"));
     } catch (e) {
       this.log.debug({ err: e }, "zmq: reply not sent");
     }
@@ -257,6 +326,7 @@ export class ZmqServer {
       });
     }
     for (const ac of this.running.values()) ac.abort(new FanError(Code.UNAVAILABLE, "server closing"));
+    this.flush();
     const router = this.router;
     this.router = undefined;
     if (router === undefined) return;

@@ -2,9 +2,16 @@
  * One sender per zeromq socket. zeromq.js allows a single blocking `send` at a time, so sends
  * queue here in order; each waits at most until its own deadline (a send still queued after
  * it is skipped) and at most `sendTimeoutMs` on the socket (a peer that is not connected).
+ *
+ * With batching on (the DEALER's `[head, body]` pairs), the first send of a turn goes to
+ * zeromq at once (no added latency for a lone request); the sends queued in the rest of the
+ * turn (until the microtask queue drains: `process.nextTick`), or while a send blocks, go out
+ * together as one multipart message of several pairs (frames.ts), at most `MAX_BATCH` pairs
+ * and `batchBytes` in all: one native call for many messages instead of one each.
  */
 import type { Writable } from "zeromq";
 import { Code, FanError } from "../../errors.js";
+import { frameBound, MAX_BATCH } from "./frames.js";
 
 interface Queued {
   readonly frames: Array<Buffer | string>;
@@ -17,15 +24,19 @@ interface Queued {
 export class Writer {
   private readonly queue: Queued[] = [];
   private busy = false;
+  /** A send went out directly in this event-loop turn: later ones wait for its end and batch. */
+  private turn = false;
 
   constructor(
     private readonly socket: Writable<Array<Buffer | string>>,
     private readonly what: string,
+    /** Bound on the bytes of one batch; 0: never batch. */
+    private readonly batchBytes = 0,
   ) {}
 
   /** Queues `frames`; resolves once zeromq took them, rejects with UNAVAILABLE or DEADLINE_EXCEEDED. */
   send(frames: Array<Buffer | string>, deadline = Number.POSITIVE_INFINITY): Promise<void> {
-    if (!this.busy) {
+    if (!this.busy && !this.turn) {
       // Nothing queued or in progress: hand the frames to zeromq at once (no queue entry, no
       // extra promise); whatever is queued meanwhile is drained once this send settles.
       if (Date.now() >= deadline)
@@ -33,6 +44,10 @@ export class Writer {
           new FanError(Code.DEADLINE_EXCEEDED, `${this.what}: deadline passed while waiting to send`),
         );
       this.busy = true;
+      if (this.batchBytes > 0) {
+        this.turn = true;
+        process.nextTick(this.endTurn);
+      }
       try {
         return this.socket.send(frames).then(this.sent, this.notSent);
       } catch (e) {
@@ -42,39 +57,70 @@ export class Writer {
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ frames, deadline, resolve, reject });
-      if (!this.busy) void this.drain();
+      if (!this.busy && !this.turn) void this.drain();
     });
   }
 
+  private readonly endTurn = (): void => {
+    this.turn = false;
+    if (!this.busy && this.queue.length > 0) void this.drain();
+  };
+
   private readonly sent = (): void => {
     this.busy = false;
-    if (this.queue.length > 0) void this.drain();
+    if (!this.turn && this.queue.length > 0) void this.drain();
   };
 
   private readonly notSent = (e: unknown): never => {
     this.busy = false;
-    if (this.queue.length > 0) void this.drain();
+    if (!this.turn && this.queue.length > 0) void this.drain();
     throw mapSendError(e, this.what);
   };
 
   private async drain(): Promise<void> {
     this.busy = true;
     try {
-      for (let item = this.queue.shift(); item !== undefined; item = this.queue.shift()) {
-        if (Date.now() >= item.deadline) {
-          item.reject(new FanError(Code.DEADLINE_EXCEEDED, `${this.what}: deadline passed while waiting to send`));
-          continue;
+      while (this.queue.length > 0) {
+        const batch = this.take();
+        if (batch.length === 0) continue;
+        let frames = (batch[0] as Queued).frames;
+        if (batch.length > 1) {
+          frames = [];
+          for (const item of batch) for (const f of item.frames) frames.push(f);
         }
         try {
-          await this.socket.send(item.frames);
-          item.resolve();
+          await this.socket.send(frames);
+          for (const item of batch) item.resolve();
         } catch (e) {
-          item.reject(mapSendError(e, this.what));
+          const err = mapSendError(e, this.what);
+          for (const item of batch) item.reject(err);
         }
       }
     } finally {
       this.busy = false;
     }
+  }
+
+  /** The next items to send together (one unless batching), failing those past their deadline. */
+  private take(): Queued[] {
+    const out: Queued[] = [];
+    const now = Date.now();
+    let bytes = 0;
+    while (this.queue.length > 0) {
+      const item = this.queue[0] as Queued;
+      if (now >= item.deadline) {
+        this.queue.shift();
+        item.reject(new FanError(Code.DEADLINE_EXCEEDED, `${this.what}: deadline passed while waiting to send`));
+        continue;
+      }
+      let size = 0;
+      for (const f of item.frames) size += frameBound(f);
+      if (out.length > 0 && (this.batchBytes === 0 || out.length >= MAX_BATCH || bytes + size > this.batchBytes)) break;
+      this.queue.shift();
+      out.push(item);
+      bytes += size;
+    }
+    return out;
   }
 
   /** Fails everything still queued. */
