@@ -14,7 +14,7 @@ import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
 import type { Registry } from "../../src/runtime/discovery/registry.js";
 
 /** The shared etcd every engineer's tests use (`$FAN_ETCD` overrides); never stopped by tests. */
-export const SHARED_ETCD = process.env["FAN_ETCD"] ?? "127.0.0.1:2379";
+export const SHARED_ETCD = process.env.FAN_ETCD ?? "127.0.0.1:2379";
 const [sharedHost, sharedPort] = SHARED_ETCD.split(":") as [string, string];
 
 /** True when something answers on host:port within `timeoutMs`. */
