@@ -82,9 +82,12 @@ export function checkService(
     subscriptions: [],
     handlerSpans: new Map(),
   };
+  let prev: A.ServiceMember | undefined;
   for (const m of d.members) {
     here(c, m.span);
+    if (prev !== undefined) checkDanglingDecorators(c, scope.file.text, prev, m);
     checkMember(c, scope, entry, m, version, parts);
+    prev = m;
   }
   checkHandlerNames(c, parts);
   const model: ServiceModel = {
@@ -102,6 +105,56 @@ export function checkService(
     subscriptions: parts.subscriptions,
   };
   return { model, edges: parts.edges };
+}
+
+/** Where a member's own text begins after its leading decorators (its name or target). */
+function memberHead(m: A.ServiceMember): A.Span | undefined {
+  switch (m.kind) {
+    case "Rpc":
+    case "Push":
+    case "Event":
+    case "State":
+      return m.name.span;
+    case "On":
+      return m.target.span;
+    case "Depends":
+      return m.service.span;
+    case "Config":
+      return undefined;
+  }
+}
+
+/** A short name for a member in messages: `rpc get`, `on Svc.ev`, `config`. */
+function memberLabel(m: A.ServiceMember): string {
+  const dotted = (q: A.QualifiedName): string => q.parts.map((p) => p.name).join(".");
+  switch (m.kind) {
+    case "On":
+      return `on ${dotted(m.target)}`;
+    case "Depends":
+      return `depends ${dotted(m.service)}`;
+    case "Config":
+      return "config";
+    default:
+      return `${m.kind.toLowerCase()} ${m.name.name}`;
+  }
+}
+
+/**
+ * Warns when a member's leading decorators start on the line where the previous member ends
+ * and the member itself begins on a later line (`rpc a(): int @idempotent` then `rpc b()`):
+ * the decorator reads as the previous member's but belongs to the next one.
+ */
+function checkDanglingDecorators(c: Checker, text: string, prev: A.ServiceMember, m: A.ServiceMember): void {
+  const head = memberHead(m);
+  const leading = m.decorators.filter((d) => head === undefined || d.span.start < head.start);
+  const first = leading[0];
+  const last = leading[leading.length - 1];
+  if (first === undefined || last === undefined || first.span.start < prev.span.end) return;
+  if (/[\r\n]/.test(text.slice(prev.span.end, first.span.start))) return;
+  const after = text.slice(last.span.end, head?.start ?? m.span.end);
+  if (!/^[ \t]*(\/\/[^\n]*)?\r?\n/.test(after)) return;
+  for (const d of leading)
+    c.out.push(diag.danglingDecorator(d.span, { name: d.name.name, next: memberLabel(m), prev: memberLabel(prev) }));
 }
 
 function serviceVersion(c: Checker, d: A.Decorator | undefined): string | undefined {

@@ -464,6 +464,13 @@ export const DIAGNOSTICS = {
     help: "Remove imports this file does not use.",
   },
 
+  danglingDecorator: {
+    code: "FAN0507",
+    severity: W,
+    message: "`@{name}` applies to `{next}` on the next line, not to `{prev}` before it on this line",
+    help: "Member decorators come before the member they decorate; one written at the end of a member's line belongs to the next member. Move it onto the line of (or above) the member it is meant for.",
+  },
+
   // -- 09xx: internal -------------------------------------------------------------------------
   internalError: {
     code: "FAN0999",

@@ -60,3 +60,28 @@ describe("decorators", () => {
     ]);
   });
 });
+
+describe("decorators at the end of a member's line", () => {
+  it("warns that they belong to the next member (FAN0507), and only then", () => {
+    expectDiagnostics(
+      src(
+        "package p",
+        "service Svc {",
+        "  rpc b(): int @idempotent",
+        "  rpc c(): int",
+        "  @idempotent rpc d(): int",
+        "  @retry(2) @idempotent",
+        "  rpc e(): int",
+        "  state x: int @full",
+        "  rpc f(): int @timeout(1s) @idempotent // both dangle",
+        "  rpc g(): int",
+        "}",
+      ),
+      [
+        ["FAN0507", 3, 16],
+        ["FAN0507", 9, 16],
+        ["FAN0507", 9, 29],
+      ],
+    );
+  });
+});
