@@ -11,7 +11,7 @@ import { Code, FanError } from "../../errors.js";
 import type { SendOptions } from "../../transport.js";
 import type { AmqpConnection, ManagedChannel } from "./connection.js";
 import { eventsExchange } from "./names.js";
-import { onAbort } from "./abort.js";
+import { onAbort } from "../abort.js";
 import { msUntil } from "./waiters.js";
 
 /** What to publish where. */

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import type { Channel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
 import { deadlines, type Expirable } from "../../deadlines.js";
-import { onAbort } from "./abort.js";
+import { onAbort } from "../abort.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../wire.js";

@@ -3,7 +3,7 @@
  * abort signal, without a timer per waiter when nothing is waiting.
  */
 import { Code, FanError } from "../../errors.js";
-import { onAbort } from "./abort.js";
+import { onAbort } from "../abort.js";
 
 /** Longest delay `setTimeout` takes without overflowing to 1 ms. */
 export const MAX_TIMER_MS = 2_147_483_647;

@@ -15,7 +15,7 @@ import { Code, FanError, type WireError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../../transport.js";
 import { parseJson } from "../../wire.js";
 import { fromHttpHeaders, toHttpHeaders } from "./headers.js";
-import { onAbort } from "./abort.js";
+import { onAbort } from "../abort.js";
 import { asWireError } from "./respond.js";
 import { type Answer, sendScope } from "./scope.js";
 

@@ -12,7 +12,7 @@ import { util } from "undici";
 import { deadlines, type Expirable } from "../../deadlines.js";
 import { Code, FanError } from "../../errors.js";
 import type { SendOptions } from "../../transport.js";
-import { onAbort } from "./abort.js";
+import { onAbort } from "../abort.js";
 
 /** An answer from the server, before it becomes an envelope. */
 export interface Answer {

@@ -8,7 +8,7 @@
 import { Cluster, Command, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
-import { onAbort } from "./abort.js";
+import { onAbort } from "../abort.js";
 
 /** A standalone, Sentinel-managed or cluster connection. */
 export type RedisClient = Redis | Cluster;

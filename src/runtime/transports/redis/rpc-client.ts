@@ -15,7 +15,7 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { deadlines, type Expirable } from "../../deadlines.js";
-import { type AbortTarget, unwatchAbort, watchAbort } from "./abort.js";
+import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../../transport.js";
 import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../wire.js";

@@ -12,7 +12,7 @@ import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../../transport.js";
 import { decodeEnvelope, parseJson } from "../../wire.js";
-import { onAbort } from "./abort.js";
+import { onAbort } from "../abort.js";
 import { Connection } from "./connection.js";
 import { Op } from "./frames.js";
 

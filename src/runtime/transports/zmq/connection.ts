@@ -15,7 +15,7 @@ import { deadlines, type Expirable } from "../../deadlines.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../../transport.js";
 import type { ZmqClientOptions } from "./client.js";
-import { onAbort } from "./abort.js";
+import { onAbort } from "../abort.js";
 import { envelopeJson, head, Op, oversize, text } from "./frames.js";
 import { Writer } from "./writer.js";
 

@@ -1,4 +1,6 @@
 /**
+ * Shared by the network transports (no dependency of its own).
+ *
  * One abort listener per caller signal, however many calls share it (the App hands the same
  * signal to every call that has none of its own): calls register in a Set, so adding and
  * removing is O(1) and Node never warns about listener counts.
