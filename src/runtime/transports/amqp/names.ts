@@ -2,37 +2,18 @@
  * Names of everything the amqp transport declares, always prefixed `fan.{cluster}.` so two
  * clusters on one broker never collide, and the endpoint format an instance advertises.
  */
-import { Code, FanError } from "../../errors.js";
+import { type BrokerAddress, brokerEndpointParser, formatBrokerEndpoint } from "../endpoint.js";
 
 /** What an amqp endpoint (`amqp://{cluster}/{service}/{version}`) addresses. */
-export interface AmqpAddress {
-  readonly cluster: string;
-  readonly service: string;
-  readonly version: string;
-}
+export type AmqpAddress = BrokerAddress;
 
 /** The endpoint an instance of `service@version` advertises in discovery. */
 export function formatEndpoint(a: AmqpAddress): string {
-  return `amqp://${encodeURIComponent(a.cluster)}/${encodeURIComponent(a.service)}/${encodeURIComponent(a.version)}`;
+  return formatBrokerEndpoint("amqp", a);
 }
 
-const parsed = new Map<string, AmqpAddress>();
-
-/** Parses an endpoint written by `formatEndpoint` (remembered: endpoints repeat); UNAVAILABLE when it is not one. */
-export function parseEndpoint(endpoint: string): AmqpAddress {
-  const known = parsed.get(endpoint);
-  if (known !== undefined) return known;
-  const m = /^amqp:\/\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(endpoint);
-  if (m === null) throw new FanError(Code.UNAVAILABLE, `not an amqp endpoint: ${endpoint}`);
-  const a = {
-    cluster: decodeURIComponent(m[1] as string),
-    service: decodeURIComponent(m[2] as string),
-    version: decodeURIComponent(m[3] as string),
-  };
-  if (parsed.size >= 10_000) parsed.clear();
-  parsed.set(endpoint, a);
-  return a;
-}
+/** Parses an endpoint written by `formatEndpoint`; UNAVAILABLE when it is not one. */
+export const parseEndpoint: (endpoint: string) => AmqpAddress = brokerEndpointParser("amqp");
 
 /** The major version, which names the push queue (pushes survive minor upgrades). */
 function major(version: string): string {

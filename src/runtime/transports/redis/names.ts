@@ -4,37 +4,18 @@
  * (`{retail.wines.PublicWines}`), so the multi-key scripts and transactions of a service
  * land on one slot.
  */
-import { Code, FanError } from "../../errors.js";
+import { type BrokerAddress, brokerEndpointParser, formatBrokerEndpoint } from "../endpoint.js";
 
 /** What a redis endpoint (`redis://{cluster}/{service}/{version}`) addresses. */
-export interface RedisAddress {
-  readonly cluster: string;
-  readonly service: string;
-  readonly version: string;
-}
+export type RedisAddress = BrokerAddress;
 
 /** The endpoint an instance of `service@version` advertises in discovery. */
 export function formatEndpoint(a: RedisAddress): string {
-  return `redis://${encodeURIComponent(a.cluster)}/${encodeURIComponent(a.service)}/${encodeURIComponent(a.version)}`;
+  return formatBrokerEndpoint("redis", a);
 }
 
-const parsed = new Map<string, RedisAddress>();
-
-/** Parses an endpoint written by `formatEndpoint` (remembered: endpoints repeat); UNAVAILABLE when it is not one. */
-export function parseEndpoint(endpoint: string): RedisAddress {
-  const known = parsed.get(endpoint);
-  if (known !== undefined) return known;
-  const m = /^redis:\/\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(endpoint);
-  if (m === null) throw new FanError(Code.UNAVAILABLE, `not an redis endpoint: ${endpoint}`);
-  const a = {
-    cluster: decodeURIComponent(m[1] as string),
-    service: decodeURIComponent(m[2] as string),
-    version: decodeURIComponent(m[3] as string),
-  };
-  if (parsed.size >= 10_000) parsed.clear();
-  parsed.set(endpoint, a);
-  return a;
-}
+/** Parses an endpoint written by `formatEndpoint`; UNAVAILABLE when it is not one. */
+export const parseEndpoint: (endpoint: string) => RedisAddress = brokerEndpointParser("redis");
 
 function base(cluster: string, service: string): string {
   return `fan.${cluster}.{${service}}`;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { onAbort, unwatchAbort, watchAbort } from "../../src/runtime/transports/abort.js";
+import { brokerEndpointParser, formatBrokerEndpoint } from "../../src/runtime/transports/endpoint.js";
 
 describe("shared abort listening", () => {
   it("adds one listener per signal however many calls register, and calls each once", () => {
@@ -40,5 +41,18 @@ describe("shared abort listening", () => {
     expect(fired).toBe(1);
     expect(target.n).toBe(1);
     expect(gone.n).toBe(0);
+  });
+});
+
+describe("broker endpoints", () => {
+  it("round-trip cluster, service and version, encoded, and reject anything else with UNAVAILABLE", () => {
+    const parse = brokerEndpointParser("redis");
+    const a = { cluster: "prod/eu", service: "retail.wines.PublicWines", version: "2.1.0+build 7" };
+    const e = formatBrokerEndpoint("redis", a);
+    expect(e).toBe("redis://prod%2Feu/retail.wines.PublicWines/2.1.0%2Bbuild%207");
+    expect(parse(e)).toEqual(a);
+    expect(parse(e)).toBe(parse(e));
+    expect(() => parse("amqp://c/s/v")).toThrow(expect.objectContaining({ code: "UNAVAILABLE", message: "not a redis endpoint: amqp://c/s/v" }));
+    expect(() => parse("redis://c/s")).toThrow(/not a redis endpoint/);
   });
 });
