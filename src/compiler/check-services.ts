@@ -7,7 +7,7 @@ import type * as A from "./ast.js";
 import { checkRoute, checkShard } from "./check-bindings.js";
 import { type Checker, here } from "./check-context.js";
 import { declBase } from "./check-decls.js";
-import { checkFields, type Mutable, resolveType } from "./check-types.js";
+import { checkFields, type Mutable, resolveType, unknownTypeIn } from "./check-types.js";
 import { argDuration, argInt, argNames, argNone, argString, decoratorsFor } from "./decorators.js";
 import { diag } from "./diagnostics.js";
 import type {
@@ -429,7 +429,7 @@ function checkThrows(c: Checker, scope: FileScope, names: readonly A.QualifiedNa
   for (const q of names) {
     const r = resolve(scope, q, c.packages);
     if (!("ok" in r)) {
-      c.out.push(reportUnresolved(r, q.span, (span, name) => diag.unknownType(span, { name })));
+      c.out.push(reportUnresolved(r, q.span, unknownTypeIn(scope, (k) => k === "Error", false)));
     } else if (r.ok.decl.kind !== "Error") {
       c.out.push(diag.notAnError(q.span, { name: r.ok.fullName, kind: r.ok.decl.kind.toLowerCase() }));
     } else if (out.includes(r.ok.fullName)) {

@@ -6,10 +6,11 @@ import type * as A from "./ast.js";
 import { type Checker, here } from "./check-context.js";
 import { checkConstraints } from "./constraints.js";
 import { decoratorsFor, argString } from "./decorators.js";
-import { diag } from "./diagnostics.js";
+import { type Diagnostic, diag } from "./diagnostics.js";
 import type { FieldModel, JsonValue, PrimitiveName, TypeModel } from "./model.js";
 import { checkMemberName } from "./naming.js";
 import { type FileScope, reportUnresolved, resolve } from "./scope.js";
+import { closest, hintText } from "./suggest.js";
 import { wireDefault } from "./values.js";
 
 const PRIMITIVES: ReadonlySet<string> = new Set<PrimitiveName>([
@@ -37,6 +38,23 @@ export type TypeUse = "field" | "return" | "union";
 
 const DECL_KIND = { Struct: "struct", Enum: "enum", Union: "union", Error: "error" } as const;
 
+/**
+ * The FAN0101 constructor for names written in `scope`: for a simple name it hints the closest
+ * declaration of this package of the kinds `wanted` (and built-in type, when `builtins`).
+ */
+export function unknownTypeIn(
+  scope: FileScope,
+  wanted: (kind: A.Decl["kind"]) => boolean,
+  builtins: boolean,
+): (span: A.Span, name: string) => Diagnostic {
+  return (span, name) => {
+    if (name.includes(".")) return diag.unknownType(span, { name, hint: "" });
+    const local = [...scope.pkg.decls].filter(([, e]) => wanted(e.decl.kind)).map(([n]) => n);
+    const pool = builtins ? [...BUILTIN_TYPE_NAMES, ...local] : local;
+    return diag.unknownType(span, { name, hint: hintText(closest(name, pool)) });
+  };
+}
+
 /** Resolve a written type; reports and returns undefined when it is not a valid type here. */
 export function resolveType(
   c: Checker,
@@ -50,7 +68,7 @@ export function resolveType(
   if (name !== undefined && BUILTIN_TYPE_NAMES.has(name)) return builtin(c, scope, ref, name, use, owner);
   const r = resolve(scope, ref.name, c.packages);
   if (!("ok" in r)) {
-    c.out.push(reportUnresolved(r, ref.name.span, (span, n) => diag.unknownType(span, { name: n })));
+    c.out.push(reportUnresolved(r, ref.name.span, unknownTypeIn(scope, (k) => k !== "Service", true)));
     return undefined;
   }
   const decl = r.ok.decl;

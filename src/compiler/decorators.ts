@@ -4,6 +4,7 @@
  */
 import type * as A from "./ast.js";
 import { type Diagnostic, diag } from "./diagnostics.js";
+import { closest, hintText } from "./suggest.js";
 
 /** The kinds of things a decorator can be written on. */
 export type Target =
@@ -102,7 +103,7 @@ export function decoratorsFor(
     const name = d.name.name;
     const allowed = DECORATOR_TARGETS[name];
     if (allowed === undefined || !Object.hasOwn(DECORATOR_TARGETS, name)) {
-      out.push(diag.unknownDecorator(d.name.span, { name }));
+      out.push(diag.unknownDecorator(d.name.span, { name, hint: hintText(closest(name, Object.keys(DECORATOR_TARGETS)), "@") }));
     } else if (!allowed.includes(target)) {
       if (name === "secret" && target === "field") out.push(diag.secretMisplaced(d.span));
       else out.push(diag.decoratorMisplaced(d.span, { name, target: TARGET_TEXT[target] }));

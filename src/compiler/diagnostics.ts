@@ -110,7 +110,7 @@ export const DIAGNOSTICS = {
   unknownType: {
     code: "FAN0101",
     severity: E,
-    message: "unknown type `{name}`",
+    message: "unknown type `{name}`{hint}",
     help: "No built-in type or declaration of this name is visible here.",
   },
   duplicateDeclaration: {
@@ -282,7 +282,7 @@ export const DIAGNOSTICS = {
   unknownDecorator: {
     code: "FAN0301",
     severity: E,
-    message: "unknown decorator @{name}",
+    message: "unknown decorator @{name}{hint}",
     help: "The decorator is not part of the language; see IDL.md for the list.",
   },
   decoratorMisplaced: {

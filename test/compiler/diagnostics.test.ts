@@ -51,12 +51,15 @@ describe("diagnostic table", () => {
 
   it("builds messages from the templates with typed constructors", () => {
     const span = { file: "a.fan", start: 3, end: 7 };
-    expect(diag.unknownType(span, { name: "Wyne" })).toEqual({
+    expect(diag.unknownType(span, { name: "Wyne", hint: "" })).toEqual({
       code: "FAN0101",
       severity: "error",
       message: "unknown type `Wyne`",
       span,
     });
+    expect(diag.unknownType(span, { name: "Wyne", hint: "; did you mean `Wine`?" }).message).toBe(
+      "unknown type `Wyne`; did you mean `Wine`?",
+    );
     expect(diag.unusedImport(span, { pkg: "a.b" }).severity).toBe("warning");
     expect(diag.missingPackage(span).message).toBe("missing `package` line; every file starts with `package name`");
   });
@@ -65,7 +68,7 @@ describe("diagnostic table", () => {
     const at = (file: string, start: number) => ({ file, start, end: start });
     const sorted = sortDiagnostics([
       diag.emptyEnum(at("b.fan", 1), { name: "E" }),
-      diag.unknownType(at("a.fan", 9), { name: "X" }),
+      diag.unknownType(at("a.fan", 9), { name: "X", hint: "" }),
       diag.emptyUnion(at("a.fan", 2), { name: "U" }),
       diag.emptyEnum(at("a.fan", 2), { name: "E" }),
     ]);

@@ -1,6 +1,6 @@
 /** Type references: built-ins, generics, map keys, `void`, and names that are not types. */
 import { describe, expect, it } from "vitest";
-import { expectClean, expectDiagnostics, src } from "../helpers.js";
+import { check, expectClean, expectDiagnostics, src } from "../helpers.js";
 
 describe("types", () => {
   it("resolves built-ins, generics and declarations to type models", () => {
@@ -139,5 +139,31 @@ describe("types", () => {
     expect(r.diagnostics[0]!.message).toBe(
       "`__proto__` cannot name a field: the runtime rejects this key in every payload",
     );
+  });
+});
+
+describe("did-you-mean hints", () => {
+  it("offers the closest visible type, error or decorator, and nothing when none is close", () => {
+    const r = check(
+      src(
+        "package p",
+        "struct Wine { id: strng, n: Wien, c: Colour, b: boolean, z: Zzzzzz }",
+        "enum Color { RED }",
+        "error NotFound {}",
+        "service S {",
+        "  @idempotnt @maxlength(3) rpc f(): int throws NotFund",
+        "}",
+      ),
+    );
+    expect(r.diagnostics.map((d) => d.message)).toEqual([
+      "unknown type `strng`; did you mean `string`?",
+      "unknown type `Wien`; did you mean `Wine`?",
+      "unknown type `Colour`; did you mean `Color`?",
+      "unknown type `boolean`; did you mean `bool`?",
+      "unknown type `Zzzzzz`",
+      "unknown decorator @idempotnt; did you mean `@idempotent`?",
+      "unknown decorator @maxlength; did you mean `@maxLength`?",
+      "unknown type `NotFund`; did you mean `NotFound`?",
+    ]);
   });
 });
