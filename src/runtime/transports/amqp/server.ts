@@ -22,6 +22,7 @@ import {
 } from "./names.js";
 import { bounded } from "./waiters.js";
 import { assertWorkQueue, WorkConsumer } from "./work.js";
+import { errorEnvelope, refuse } from "../replies.js";
 
 /** Server-side tuning. */
 export interface ServerOptions {
@@ -129,7 +130,7 @@ export class AmqpServer {
       answer(errorEnvelope(corr ?? "?", undefined, FanError.from(e, Code.INVALID_ARGUMENT)));
       return;
     }
-    const refused = refuse(this.service, env);
+    const refused = refuse(this.service, env, "this queue");
     if (refused !== undefined) {
       answer(errorEnvelope(env.id, env, refused));
       return;
@@ -218,29 +219,4 @@ export class AmqpServer {
     while (this.#inFlight.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     await bounded(this.#ch.dispose(), 2000);
   }
-}
-
-/** NOT_FOUND for a call to another service or to a method the served version does not have. */
-export function refuse(service: ServiceDescriptor, env: Envelope): FanError | undefined {
-  if (env.service !== service.name)
-    return new FanError(
-      Code.NOT_FOUND,
-      `service ${env.service} is not served here (this queue serves ${service.name})`,
-    );
-  if (service.methods[env.method]?.kind !== "rpc")
-    return new FanError(Code.NOT_FOUND, `unknown method ${env.service}/${env.method}`);
-  return undefined;
-}
-
-/** An error envelope answering `env` (or an undecodable request, when undefined). */
-export function errorEnvelope(id: string, env: Envelope | undefined, e: FanError): Envelope {
-  return {
-    v: 1,
-    id,
-    kind: "error",
-    service: env?.service ?? "",
-    method: env?.method ?? "",
-    headers: {},
-    payload: { code: e.code, message: e.message },
-  };
 }

@@ -12,6 +12,7 @@ import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../wire.js"
 import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
 import { aliveKey, cancelChannel, rpcKey, type RedisAddress } from "./names.js";
 import { splitLine } from "./rpc-client.js";
+import { errorEnvelope, refuse } from "../replies.js";
 
 /** ZADD this instance with an expiry in Redis time and drop expired ones. */
 const ALIVE_SCRIPT = `
@@ -147,7 +148,7 @@ export class RedisRpcServer {
     try {
       env = decodeEnvelope(req.json, { maxBytes: this.opts.maxBytes });
       if (env.kind !== "call") throw new FanError(Code.INVALID_ARGUMENT, `expected a call, got a ${env.kind}`);
-      const refused = refuse(this.service, env);
+      const refused = refuse(this.service, env, "this list");
       if (refused !== undefined) throw refused;
     } catch (e) {
       const err = FanError.from(e, Code.INVALID_ARGUMENT);
@@ -248,26 +249,4 @@ export class RedisRpcServer {
       new Promise((r) => setTimeout(r, Math.max(0, until - Date.now()))),
     ]);
   }
-}
-
-/** NOT_FOUND for a call to another service or to a method the served version does not have. */
-export function refuse(service: ServiceDescriptor, env: Envelope): FanError | undefined {
-  if (env.service !== service.name)
-    return new FanError(Code.NOT_FOUND, `service ${env.service} is not served here (this list serves ${service.name})`);
-  if (service.methods[env.method]?.kind !== "rpc")
-    return new FanError(Code.NOT_FOUND, `unknown method ${env.service}/${env.method}`);
-  return undefined;
-}
-
-/** An error envelope answering `env` (or an undecodable request, when undefined). */
-export function errorEnvelope(id: string, env: Envelope | undefined, e: FanError): Envelope {
-  return {
-    v: 1,
-    id,
-    kind: "error",
-    service: env?.service ?? "",
-    method: env?.method ?? "",
-    headers: {},
-    payload: { code: e.code, message: e.message },
-  };
 }
