@@ -6,8 +6,8 @@
  * a local call replaces; the target is a whole local call at most 3x a direct call, so
  * validating the request and the reply must stay well under that.
  */
-import { codec } from "../src/runtime/codec.js";
-import type { StructSchema } from "../src/runtime/schema.js";
+import { codec } from "../src/runtime/codec/index.js";
+import type { StructSchema } from "../src/runtime/codec/schema.js";
 import { compare, type BenchRow } from "./lib.js";
 
 const BATCH = 1000;

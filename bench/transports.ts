@@ -16,8 +16,8 @@ import type { AddressInfo } from "node:net";
 import { pino } from "pino";
 import { Pool } from "undici";
 import { Dealer, Router } from "zeromq";
-import { createApp } from "../src/runtime/app.js";
-import type { TransportsConfig } from "../src/runtime/app-infra.js";
+import { createApp } from "../src/runtime/app/app.js";
+import type { TransportsConfig } from "../src/runtime/app/infra.js";
 import {
   type CallOptions,
   defineService,
@@ -25,7 +25,7 @@ import {
   type StructSchema,
   type TransportName,
 } from "../src/runtime/index.js";
-import type { Envelope, Transport, TransportFactory } from "../src/runtime/transport.js";
+import type { Envelope, Transport, TransportFactory } from "../src/runtime/transports/transport.js";
 import { httpTransport } from "../src/runtime/transports/http/index.js";
 import { zmqTransport } from "../src/runtime/transports/zmq/index.js";
 import { type BenchRow, compare, loop } from "./lib.js";

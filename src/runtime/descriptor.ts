@@ -8,7 +8,7 @@
  * runtime knowing any service.
  */
 import type { Code, FanError } from "./errors.js";
-import type { Schema, StructSchema } from "./schema.js";
+import type { Schema, StructSchema } from "./codec/schema.js";
 
 export type TransportName = "http" | "amqp" | "redis" | "zmq" | "local";
 

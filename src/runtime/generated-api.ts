@@ -3,8 +3,8 @@
  * runtime agree on. Codegen (`src/codegen/`) imports nothing from the runtime; a golden test
  * checks that every name generated code imports is exported here.
  */
-export { codec } from "./codec.js";
-export type { Codec } from "./codec.js";
+export { codec } from "./codec/index.js";
+export type { Codec } from "./codec/index.js";
 export { FanError } from "./errors.js";
 export { defineService } from "./descriptor.js";
 export type {
@@ -16,10 +16,10 @@ export type {
   ServiceDescriptor,
   StateHandle,
 } from "./descriptor.js";
-export type { CallContext, ServiceHooks } from "./context.js";
-export type { EnumSchema, Schema, StructSchema, UnionSchema } from "./schema.js";
-export { createMock } from "./mock.js";
-export type { MethodMock, ServiceMock } from "./mock.js";
+export type { CallContext, ServiceHooks } from "./call/context.js";
+export type { EnumSchema, Schema, StructSchema, UnionSchema } from "./codec/schema.js";
+export { createMock } from "./call/mock.js";
+export type { MethodMock, ServiceMock } from "./call/mock.js";
 
 /** Names in this list, for the codegen check. Keep in step with the exports above. */
 export const GENERATED_API = [

@@ -16,7 +16,7 @@ export type {
   HandlerOf,
   ClientOf,
 } from "./descriptor.js";
-export type { LifecycleContext } from "./context.js";
+export type { LifecycleContext } from "./call/context.js";
 export type {
   PrimitiveSchema,
   PrimitiveKind,
@@ -25,7 +25,7 @@ export type {
   FieldSchema,
   RefSchema,
   VoidSchema,
-} from "./schema.js";
+} from "./codec/schema.js";
 export type {
   Envelope,
   EnvelopeHeaders,
@@ -39,24 +39,24 @@ export type {
   EventSubscription,
   EventDelivery,
   Unsubscribe,
-} from "./transport.js";
+} from "./transports/transport.js";
 export type { Registry, KeyValue, Lease, Watch, WatchEvent, PutOptions } from "./discovery/registry.js";
 
 // The runtime core: app, clients, serving, context, background work, the local transport.
-export { createApp, App } from "./app.js";
-export type { AppOptions } from "./app.js";
-export type { TransportsConfig, DiscoveryInput } from "./app-infra.js";
-export type { ClientOptions } from "./client.js";
-export type { ServeOptions } from "./served.js";
-export { chain, traceInterceptor, deadlineInterceptor } from "./interceptors.js";
-export type { Interceptor, Next, OutgoingRequest } from "./interceptors.js";
-export { currentContext } from "./callctx.js";
-export { task, timer } from "./tasks.js";
-export type { TaskContext } from "./tasks.js";
-export type { Publisher } from "./publisher.js";
-export type { StatePublisher, StateUpdate } from "./states.js";
-export type { Counters } from "./stats.js";
-export { createLogger, componentLogger } from "./logging.js";
+export { createApp, App } from "./app/app.js";
+export type { AppOptions } from "./app/app.js";
+export type { TransportsConfig, DiscoveryInput } from "./app/infra.js";
+export type { ClientOptions } from "./call/client.js";
+export type { ServeOptions } from "./call/served.js";
+export { chain, traceInterceptor, deadlineInterceptor } from "./call/interceptors.js";
+export type { Interceptor, Next, OutgoingRequest } from "./call/interceptors.js";
+export { currentContext } from "./call/callctx.js";
+export { task, timer } from "./app/tasks.js";
+export type { TaskContext } from "./app/tasks.js";
+export type { Publisher } from "./call/publisher.js";
+export type { StatePublisher, StateUpdate } from "./states/index.js";
+export type { Counters } from "./telemetry/stats.js";
+export { createLogger, componentLogger } from "./telemetry/logging.js";
 export { localTransport, LocalTransport } from "./transports/local/index.js";
 export type { LocalOptions } from "./transports/local/index.js";
 export { formatTraceparent, parseTraceparent } from "./ids.js";

@@ -3,15 +3,15 @@
  * defaults (a private memory registry, the local transport) with a silent logger and short
  * timeouts, plus `.mock(m)` to serve a generated mock in place of a real service.
  */
-import { App, type AppOptions } from "../runtime/app.js";
+import { App, type AppOptions } from "../runtime/app/app.js";
 import type { ServiceDefinition } from "../runtime/descriptor.js";
-import type { ServiceMock } from "../runtime/mock.js";
-import type { ServeOptions } from "../runtime/served.js";
-import { silentLogger } from "../runtime/logging.js";
+import type { ServiceMock } from "../runtime/call/mock.js";
+import type { ServeOptions } from "../runtime/call/served.js";
+import { silentLogger } from "../runtime/telemetry/logging.js";
 import type { LocalOptions } from "../runtime/transports/local/index.js";
 
-export { createMock } from "../runtime/mock.js";
-export type { MethodMock, ServiceMock, RecordedCall } from "../runtime/mock.js";
+export { createMock } from "../runtime/call/mock.js";
+export type { MethodMock, ServiceMock, RecordedCall } from "../runtime/call/mock.js";
 
 /** Options of `createTestApp`: App options plus `serialize` (send every local call through the wire encoding). */
 export interface TestAppOptions extends AppOptions {

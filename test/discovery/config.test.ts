@@ -10,7 +10,7 @@ import { ObjectConfigSource, RegistryConfigSource } from "../../src/runtime/disc
 import { configDecoder, liveConfig } from "../../src/runtime/discovery/live-config.js";
 import type { ConfigSource } from "../../src/runtime/discovery/types.js";
 import { YamlConfigSource } from "../../src/runtime/discovery/yaml-config.js";
-import type { StructSchema } from "../../src/runtime/schema.js";
+import type { StructSchema } from "../../src/runtime/codec/schema.js";
 import { eachBackend, randomCluster, until, type Backend } from "./helpers.js";
 
 const SVC = "retail.wines.PublicWines";

@@ -4,7 +4,7 @@
  */
 import { expect } from "vitest";
 import { FanError } from "../../src/runtime/errors.js";
-import type { EnumSchema, Schema, StructSchema, UnionSchema } from "../../src/runtime/schema.js";
+import type { EnumSchema, Schema, StructSchema, UnionSchema } from "../../src/runtime/codec/schema.js";
 
 /** `enum Color { RED = 1, WHITE = 2, ROSE = 3 }` */
 export const ColorSchema: EnumSchema = { kind: "enum", name: "retail.wines.Color", values: ["RED", "WHITE", "ROSE"] };

@@ -4,9 +4,9 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { codec } from "../../src/runtime/codec.js";
+import { codec } from "../../src/runtime/codec/index.js";
 import { FanError } from "../../src/runtime/errors.js";
-import type { EnumSchema, PrimitiveKind, Schema, StructSchema } from "../../src/runtime/schema.js";
+import type { EnumSchema, PrimitiveKind, Schema, StructSchema } from "../../src/runtime/codec/schema.js";
 import { PaymentSchema, TreeSchema, WineSchema } from "./codec-fixtures.js";
 
 const FORBIDDEN = new Set(["__proto__", "constructor", "prototype"]);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { codec } from "../../src/runtime/codec.js";
-import type { Schema } from "../../src/runtime/schema.js";
+import { codec } from "../../src/runtime/codec/index.js";
+import type { Schema } from "../../src/runtime/codec/schema.js";
 import { box, expectInvalid, PaymentSchema, TreeSchema, WineSchema, wineWire } from "./codec-fixtures.js";
 
 const wine = codec<Record<string, unknown>>(WineSchema);

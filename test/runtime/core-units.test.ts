@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { missingKeys } from "../../src/runtime/app-config.js";
-import { DeadlineWheel, type Expirable } from "../../src/runtime/deadlines.js";
+import { missingKeys } from "../../src/runtime/app/config.js";
+import { DeadlineWheel, type Expirable } from "../../src/runtime/call/deadlines.js";
 import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from "../../src/runtime/ids.js";
-import { parseInterval } from "../../src/runtime/tasks.js";
+import { parseInterval } from "../../src/runtime/app/tasks.js";
 import { CatalogDescriptor } from "./fixtures/shop.js";
 
 function item(log: string[], name: string): Expirable {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { CallContext } from "../../src/runtime/context.js";
+import type { CallContext } from "../../src/runtime/call/context.js";
 import {
   type CallOptions,
   defineService,
@@ -8,8 +8,8 @@ import {
   type StateHandle,
 } from "../../src/runtime/descriptor.js";
 import { FanError } from "../../src/runtime/errors.js";
-import { createMock, type MethodMock, type ServiceMock } from "../../src/runtime/mock.js";
-import type { StructSchema } from "../../src/runtime/schema.js";
+import { createMock, type MethodMock, type ServiceMock } from "../../src/runtime/call/mock.js";
+import type { StructSchema } from "../../src/runtime/codec/schema.js";
 import { ColorSchema, MoneySchema } from "./codec-fixtures.js";
 
 // --- A hand-written copy of what fanc generates for PublicWines and Sync (docs/generated-code.md).

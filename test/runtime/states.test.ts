@@ -1,8 +1,8 @@
 import { createTestApp, type TestApp } from "fan/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { memoryRegistry } from "../../src/runtime/discovery/index.js";
-import { applyMergePatch, diffMergePatch } from "../../src/runtime/merge-patch.js";
-import { StateReplica, type StateSnapshot } from "../../src/runtime/states.js";
+import { applyMergePatch, diffMergePatch } from "../../src/runtime/states/merge-patch.js";
+import { StateReplica, type StateSnapshot } from "../../src/runtime/states/index.js";
 import { CatalogImpl, catalogConfig, eventually } from "./fixtures/impl.js";
 import { Catalog, type Settings } from "./fixtures/shop.js";
 

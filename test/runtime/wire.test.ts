@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { FanError } from "../../src/runtime/errors.js";
-import type { Envelope } from "../../src/runtime/transport.js";
-import { checkJsonValue, decodeEnvelope, encodeEnvelope, parseJson } from "../../src/runtime/wire.js";
+import type { Envelope } from "../../src/runtime/transports/transport.js";
+import { checkJsonValue, decodeEnvelope, encodeEnvelope, parseJson } from "../../src/runtime/codec/wire.js";
 
 const limits = { maxBytes: 1024 * 1024 };
 const env: Envelope = {

@@ -6,7 +6,7 @@
  */
 import { afterAll, expect, it } from "vitest";
 import { FanError } from "../../src/runtime/errors.js";
-import type { Envelope } from "../../src/runtime/transport.js";
+import type { Envelope } from "../../src/runtime/transports/transport.js";
 import {
   type AmqpTransport,
   amqpTransport,
@@ -19,7 +19,7 @@ import {
   pushQueue,
   rpcQueue,
 } from "../../src/runtime/transports/amqp/names.js";
-import { decodeEnvelope } from "../../src/runtime/wire.js";
+import { decodeEnvelope } from "../../src/runtime/codec/wire.js";
 import {
   AMQP_URL,
   closeConnectionsNamed,

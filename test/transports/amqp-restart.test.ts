@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { FanError } from "../../src/runtime/errors.js";
-import type { Envelope, Transport } from "../../src/runtime/transport.js";
+import type { Envelope, Transport } from "../../src/runtime/transports/transport.js";
 import { amqpTransport } from "../../src/runtime/transports/amqp/index.js";
 import { canRunPrivateRabbit, describeWithBroker, PrivateRabbit } from "./amqp-broker.js";
 import { envelope, rejection, until, within } from "./conformance.js";

@@ -6,8 +6,8 @@
 import { afterAll, beforeAll } from "vitest";
 import { amqpTransport } from "../../src/runtime/transports/amqp/index.js";
 import { deadLetterQueue, parseEndpoint, pushQueue, rpcQueue } from "../../src/runtime/transports/amqp/names.js";
-import type { Envelope, TransportFactory } from "../../src/runtime/transport.js";
-import { decodeEnvelope } from "../../src/runtime/wire.js";
+import type { Envelope, TransportFactory } from "../../src/runtime/transports/transport.js";
+import { decodeEnvelope } from "../../src/runtime/codec/wire.js";
 import {
   AMQP_URL,
   deleteByPrefix,

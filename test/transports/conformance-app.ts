@@ -5,7 +5,7 @@
  * conformance.ts; see there for how a transport's test file calls it.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type App, type AppOptions, createApp } from "../../src/runtime/app.js";
+import { type App, type AppOptions, createApp } from "../../src/runtime/app/app.js";
 import type { TransportName } from "../../src/runtime/descriptor.js";
 import { defineService } from "../../src/runtime/descriptor.js";
 import { shortId } from "../../src/runtime/ids.js";

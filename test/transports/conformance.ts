@@ -28,7 +28,7 @@
  * `node bin/fanc.mjs compile test/transports/fixtures/idl --out test/transports/fixtures/generated`.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { AppOptions } from "../../src/runtime/app.js";
+import type { AppOptions } from "../../src/runtime/app/app.js";
 import type { ServiceDescriptor, TransportName } from "../../src/runtime/descriptor.js";
 import { FanError } from "../../src/runtime/errors.js";
 import type {
@@ -39,7 +39,7 @@ import type {
   Served,
   Transport,
   TransportFactory,
-} from "../../src/runtime/transport.js";
+} from "../../src/runtime/transports/transport.js";
 import { appConformance } from "./conformance-app.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";

@@ -6,7 +6,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { EnvelopeHeaders, Served, Transport } from "../../src/runtime/transport.js";
+import type { EnvelopeHeaders, Served, Transport } from "../../src/runtime/transports/transport.js";
 import { fromHttpHeaders, toHttpHeaders } from "../../src/runtime/transports/http/headers.js";
 import { httpTransport } from "../../src/runtime/transports/http/index.js";
 import { envelope, rejection, until, within } from "./conformance.js";

@@ -5,7 +5,7 @@
  * own, the same rpc, push and event paths through Redis Sentinel and Redis Cluster options.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
-import type { Transport } from "../../src/runtime/transport.js";
+import type { Transport } from "../../src/runtime/transports/transport.js";
 import { redisTransport, type RedisTransportOptions } from "../../src/runtime/transports/redis/index.js";
 import {
   deadLetterKey,

@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { FanError } from "../../src/runtime/errors.js";
-import type { Envelope, Transport } from "../../src/runtime/transport.js";
+import type { Envelope, Transport } from "../../src/runtime/transports/transport.js";
 import { redisTransport } from "../../src/runtime/transports/redis/index.js";
 import { describeWithBroker } from "./amqp-broker.js";
 import { envelope, rejection, until, within } from "./conformance.js";

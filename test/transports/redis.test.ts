@@ -6,8 +6,8 @@
 import { afterAll, beforeAll } from "vitest";
 import { redisTransport } from "../../src/runtime/transports/redis/index.js";
 import { deadLetterKey, parseEndpoint, pushKey, rpcKey } from "../../src/runtime/transports/redis/names.js";
-import type { Envelope, TransportFactory } from "../../src/runtime/transport.js";
-import { decodeEnvelope } from "../../src/runtime/wire.js";
+import type { Envelope, TransportFactory } from "../../src/runtime/transports/transport.js";
+import { decodeEnvelope } from "../../src/runtime/codec/wire.js";
 import { describeWithBroker, reachable } from "./amqp-broker.js";
 import { conformance } from "./conformance.js";
 import { deleteKeys, deleteStaleRunKeys, readStream, REDIS_URL, withRedis } from "./redis-server.js";

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { XPublisher } from "zeromq";
-import type { EventSubscription, Served } from "../../src/runtime/transport.js";
+import type { EventSubscription, Served } from "../../src/runtime/transports/transport.js";
 import {
   type EventHub,
   startEventHub,

@@ -3,7 +3,7 @@
  * when compiled, which happens on first use, after every generated module has loaded; a
  * recursive type meets its own half-built entry in the cache and goes through a forwarder.
  */
-import type { RefSchema, Schema } from "../schema.js";
+import type { RefSchema, Schema } from "./schema.js";
 import { describe, schemaError } from "./fail.js";
 import { enumCodec, listCodec, mapCodec, unionCodec, voidCodec } from "./containers.js";
 import { jsonCodec } from "./json.js";

@@ -6,7 +6,7 @@
  * integer), int64, uuid, decimal, or an enum member. A key whose value is `undefined` in a
  * typed map counts as absent (`Partial<Record<Color, V>>`).
  */
-import type { EnumSchema, ListSchema, MapSchema, Schema, UnionSchema } from "../schema.js";
+import type { EnumSchema, ListSchema, MapSchema, Schema, UnionSchema } from "./schema.js";
 import { at, describe, Fail, fail, failDepth, FORBIDDEN_KEYS, rejectForbidden, schemaError } from "./fail.js";
 import { listNames } from "./names.js";
 import { int64Codec, intCodec, INTEGER_TEXT } from "./numbers.js";

@@ -1,7 +1,7 @@
 /**
  * Human-readable type names for error messages: `list<string>`, `retail.wines.Wine`.
  */
-import type { Schema } from "../schema.js";
+import type { Schema } from "./schema.js";
 
 /** The IDL spelling of a schema's type, without resolving refs. */
 export function typeName(s: Schema): string {

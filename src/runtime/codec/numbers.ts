@@ -2,7 +2,7 @@
  * Numeric scalars: bool, int, int64, float, duration. Bounds are checked exactly: int64
  * compares as bigint, never through a float.
  */
-import type { PrimitiveSchema } from "../schema.js";
+import type { PrimitiveSchema } from "./schema.js";
 import { describe, fail, schemaError } from "./fail.js";
 import { type Check, type Compiled, sameForm } from "./types.js";
 

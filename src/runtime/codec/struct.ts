@@ -14,7 +14,7 @@
  * counts it in `absentDefaults` so `Codec.complete()` knows to fill it. Every other field must
  * be present. Struct values may be class instances; extra properties are ignored.
  */
-import type { FieldSchema, Schema, StructSchema } from "../schema.js";
+import type { FieldSchema, Schema, StructSchema } from "./schema.js";
 import {
   at,
   describe,

@@ -1,7 +1,7 @@
 /**
  * String-like scalars: string (lengths in code points, pattern), uuid, decimal, bytes (base64).
  */
-import type { PrimitiveSchema } from "../schema.js";
+import type { PrimitiveSchema } from "./schema.js";
 import { compareDecimal, DECIMAL_TEXT, type DecimalParts, decimalParts } from "./decimal.js";
 import { describe, fail, schemaError } from "./fail.js";
 import { type Check, type Compiled, sameForm } from "./types.js";

@@ -1,7 +1,7 @@
 /**
  * The shape every schema compiles to: three closures taking the value and its nesting depth.
  */
-import type { Schema } from "../schema.js";
+import type { Schema } from "./schema.js";
 
 /** Converts one value (decode: wire → typed; encode: typed → wire); throws `Fail`. */
 export type Step = (v: unknown, d: number) => unknown;

@@ -6,9 +6,9 @@
  */
 import type { Logger } from "pino";
 import { pino } from "pino";
-import { codec } from "../codec.js";
+import { codec } from "../codec/index.js";
 import { Code, FanError } from "../errors.js";
-import type { StructSchema } from "../schema.js";
+import type { StructSchema } from "../codec/schema.js";
 import type { ConfigSource } from "./types.js";
 
 /** A config value kept current from a source. */

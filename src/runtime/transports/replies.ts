@@ -6,7 +6,7 @@
  */
 import type { ServiceDescriptor } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
-import type { Envelope } from "../transport.js";
+import type { Envelope } from "./transport.js";
 
 /**
  * NOT_FOUND for a call to another service or to a method the served version does not have;

@@ -8,7 +8,7 @@
 import type { Channel } from "amqplib";
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
-import type { EventDelivery, EventSubscription, Unsubscribe } from "../../transport.js";
+import type { EventDelivery, EventSubscription, Unsubscribe } from "../transport.js";
 import type { AmqpConnection, ManagedChannel } from "./connection.js";
 import { deadLetterQueue, eventKey, eventsExchange, subscriptionQueue } from "./names.js";
 import { bounded } from "./waiters.js";

@@ -26,8 +26,8 @@ import type {
   TransportContext,
   TransportFactory,
   Unsubscribe,
-} from "../../transport.js";
-import { encodeEnvelope } from "../../wire.js";
+} from "../transport.js";
+import { encodeEnvelope } from "../../codec/wire.js";
 import { AmqpConnection } from "./connection.js";
 import { type AmqpSubscription, subscribeEvents } from "./events.js";
 import { eventKey, eventsExchange, parseEndpoint, pushQueue } from "./names.js";

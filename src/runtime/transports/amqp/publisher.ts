@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import type { Channel, ConfirmChannel, ConsumeMessage, Options } from "amqplib";
 import { Code, FanError } from "../../errors.js";
-import type { SendOptions } from "../../transport.js";
+import type { SendOptions } from "../transport.js";
 import type { AmqpConnection, ManagedChannel } from "./connection.js";
 import { eventsExchange } from "./names.js";
 import { onAbort } from "../abort.js";

@@ -7,11 +7,11 @@
 import { randomBytes } from "node:crypto";
 import type { Channel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
-import { deadlines, type Expirable } from "../../deadlines.js";
+import { deadlines, type Expirable } from "../../call/deadlines.js";
 import { onAbort } from "../abort.js";
 import { Code, FanError } from "../../errors.js";
-import type { Envelope, SendOptions } from "../../transport.js";
-import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
+import type { Envelope, SendOptions } from "../transport.js";
+import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import type { AmqpConnection, ManagedChannel } from "./connection.js";
 import { cancelKey, controlExchange, parseEndpoint, rpcQueue, type AmqpAddress } from "./names.js";
 

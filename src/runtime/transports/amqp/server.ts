@@ -8,8 +8,8 @@ import type { Channel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
-import type { Envelope, Inbound, Served } from "../../transport.js";
-import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
+import type { Envelope, Inbound, Served } from "../transport.js";
+import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import type { AmqpConnection, ManagedChannel, Setup } from "./connection.js";
 import {
   cancelKey,

@@ -7,8 +7,8 @@
  */
 import type { Channel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
-import type { Envelope } from "../../transport.js";
-import { decodeEnvelope } from "../../wire.js";
+import type { Envelope } from "../transport.js";
+import { decodeEnvelope } from "../../codec/wire.js";
 import { deadLetterExchange } from "./names.js";
 
 /** The queue of one kind of work and where its dead letters go. */

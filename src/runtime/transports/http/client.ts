@@ -12,8 +12,8 @@
 import { Pool } from "undici";
 import type { Logger } from "pino";
 import { Code, FanError, type WireError } from "../../errors.js";
-import type { Envelope, SendOptions } from "../../transport.js";
-import { parseJson } from "../../wire.js";
+import type { Envelope, SendOptions } from "../transport.js";
+import { parseJson } from "../../codec/wire.js";
 import { fromHttpHeaders, toHttpHeaders } from "./headers.js";
 import { onAbort } from "../abort.js";
 import { asWireError } from "./respond.js";

@@ -13,8 +13,8 @@
  */
 import type { IncomingHttpHeaders } from "node:http";
 import { FanError } from "../../errors.js";
-import type { EnvelopeHeaders } from "../../transport.js";
-import { parseJson } from "../../wire.js";
+import type { EnvelopeHeaders } from "../transport.js";
+import { parseJson } from "../../codec/wire.js";
 
 /** Envelope header name → HTTP header name, for the runtime's own headers. */
 const KNOWN: ReadonlyMap<string, string> = new Map([

@@ -25,7 +25,7 @@ import type {
   TransportContext,
   TransportFactory,
   Unsubscribe,
-} from "../../transport.js";
+} from "../transport.js";
 import { HttpClient, type HttpClientOptions } from "./client.js";
 import { HttpServer, type HttpServerOptions } from "./server.js";
 

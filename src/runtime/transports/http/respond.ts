@@ -5,7 +5,7 @@
  */
 import type { ServerResponse } from "node:http";
 import { Code, FanError, httpStatus, isCode, type WireError } from "../../errors.js";
-import type { Envelope } from "../../transport.js";
+import type { Envelope } from "../transport.js";
 import { toHttpHeaders } from "./headers.js";
 
 const JSON_TYPE = "application/json; charset=utf-8";

@@ -9,7 +9,7 @@
  * App's decoders to accept or reject with INVALID_ARGUMENT.
  */
 import type { MethodDescriptor } from "../../descriptor.js";
-import type { Schema, StructSchema } from "../../schema.js";
+import type { Schema, StructSchema } from "../../codec/schema.js";
 
 /** Names never bound from a path or query (they would pollute prototypes). */
 const FORBIDDEN: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);

@@ -9,9 +9,9 @@
  */
 import type { Dispatcher } from "undici";
 import { util } from "undici";
-import { deadlines, type Expirable } from "../../deadlines.js";
+import { deadlines, type Expirable } from "../../call/deadlines.js";
 import { Code, FanError } from "../../errors.js";
-import type { SendOptions } from "../../transport.js";
+import type { SendOptions } from "../transport.js";
 import { onAbort } from "../abort.js";
 
 /** An answer from the server, before it becomes an envelope. */

@@ -5,7 +5,7 @@
  * (logged). Shared by the push queues and the event topics of the local hub.
  */
 import type { Logger } from "pino";
-import type { Envelope } from "../../transport.js";
+import type { Envelope } from "../transport.js";
 
 /** Redelivery settings. */
 export interface RedeliveryOptions {

@@ -8,7 +8,7 @@
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
 import { shortId } from "../../ids.js";
-import type { Envelope, EventDelivery, EventSubscription, Inbound } from "../../transport.js";
+import type { Envelope, EventDelivery, EventSubscription, Inbound } from "../transport.js";
 import { deliver, type RedeliveryOptions } from "./delivery.js";
 
 /** A served instance bound in the hub. */

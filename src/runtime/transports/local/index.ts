@@ -6,7 +6,7 @@
  */
 import type { Logger } from "pino";
 import { Code, FanError, type WireError } from "../../errors.js";
-import type { CallSink, Dispatcher } from "../../dispatch.js";
+import type { CallSink, Dispatcher } from "../../call/dispatch.js";
 import { nextEnvelopeId } from "../../ids.js";
 import type {
   Envelope,
@@ -20,9 +20,9 @@ import type {
   TransportContext,
   TransportFactory,
   Unsubscribe,
-} from "../../transport.js";
+} from "../transport.js";
 import type { ServiceDescriptor } from "../../descriptor.js";
-import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
+import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import { DEFAULT_REDELIVERY, type RedeliveryOptions } from "./delivery.js";
 import { type LocalHub, localHub } from "./hub.js";
 

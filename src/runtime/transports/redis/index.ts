@@ -27,8 +27,8 @@ import type {
   TransportContext,
   TransportFactory,
   Unsubscribe,
-} from "../../transport.js";
-import { encodeEnvelope } from "../../wire.js";
+} from "../transport.js";
+import { encodeEnvelope } from "../../codec/wire.js";
 import {
   connect,
   disconnect,

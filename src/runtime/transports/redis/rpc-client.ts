@@ -14,11 +14,11 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import { deadlines, type Expirable } from "../../deadlines.js";
+import { deadlines, type Expirable } from "../../call/deadlines.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
 import { Code, FanError } from "../../errors.js";
-import type { Envelope, SendOptions } from "../../transport.js";
-import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../wire.js";
+import type { Envelope, SendOptions } from "../transport.js";
+import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
 import { disconnect, isReady, notSent, ready, type RedisClient, unavailable } from "./clients.js";
 import { aliveKey, cancelChannel, parseEndpoint, replyChannel, rpcKey, type RedisAddress } from "./names.js";
 

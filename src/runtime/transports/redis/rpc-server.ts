@@ -7,8 +7,8 @@
 import type { Logger } from "pino";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
-import type { Envelope, Inbound } from "../../transport.js";
-import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../wire.js";
+import type { Envelope, Inbound } from "../transport.js";
+import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
 import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
 import { aliveKey, cancelChannel, rpcKey, type RedisAddress } from "./names.js";
 import { splitLine } from "./rpc-client.js";

@@ -9,8 +9,8 @@
  */
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
-import type { Envelope } from "../../transport.js";
-import { decodeEnvelope } from "../../wire.js";
+import type { Envelope } from "../transport.js";
+import { decodeEnvelope } from "../../codec/wire.js";
 import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
 import { deadLetterKey } from "./names.js";
 

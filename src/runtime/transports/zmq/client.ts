@@ -10,8 +10,8 @@
  */
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
-import type { Envelope, SendOptions } from "../../transport.js";
-import { decodeEnvelope, parseJson } from "../../wire.js";
+import type { Envelope, SendOptions } from "../transport.js";
+import { decodeEnvelope, parseJson } from "../../codec/wire.js";
 import { onAbort } from "../abort.js";
 import { Connection } from "./connection.js";
 import { Op } from "./frames.js";

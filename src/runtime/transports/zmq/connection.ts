@@ -11,9 +11,9 @@
  */
 import type { Logger } from "pino";
 import { Dealer } from "zeromq";
-import { deadlines, type Expirable } from "../../deadlines.js";
+import { deadlines, type Expirable } from "../../call/deadlines.js";
 import { Code, FanError } from "../../errors.js";
-import type { Envelope, SendOptions } from "../../transport.js";
+import type { Envelope, SendOptions } from "../transport.js";
 import type { ZmqClientOptions } from "./client.js";
 import { onAbort } from "../abort.js";
 import { envelopeJson, head, Op, oversize, text } from "./frames.js";

@@ -18,8 +18,8 @@ import type { Logger } from "pino";
 import { Subscriber, XPublisher } from "zeromq";
 import { Code, FanError } from "../../errors.js";
 import { shortId } from "../../ids.js";
-import type { Envelope, EventDelivery, EventSubscription, SendOptions, Unsubscribe } from "../../transport.js";
-import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
+import type { Envelope, EventDelivery, EventSubscription, SendOptions, Unsubscribe } from "../transport.js";
+import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import type { EventHubEndpoints } from "./hub.js";
 
 /** Counts of what events lost. */

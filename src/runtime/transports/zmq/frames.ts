@@ -23,7 +23,7 @@
  * Events are `[topic, publisherId, seq, envelope]` on PUB/SUB (see events.ts).
  */
 import type { WireError } from "../../errors.js";
-import type { Envelope, EnvelopeHeaders } from "../../transport.js";
+import type { Envelope, EnvelopeHeaders } from "../transport.js";
 
 /** Operation codes of the first frame. */
 export const Op = {

@@ -21,7 +21,7 @@ import type {
   TransportContext,
   TransportFactory,
   Unsubscribe,
-} from "../../transport.js";
+} from "../transport.js";
 import { ZmqClient, type ZmqClientOptions } from "./client.js";
 import { EventBus, type EventStats } from "./events.js";
 import { type EventHub, type EventHubEndpoints, type EventHubOptions, startEventHub } from "./hub.js";

@@ -9,8 +9,8 @@ import type { Logger } from "pino";
 import { Router } from "zeromq";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
-import type { Envelope, Inbound } from "../../transport.js";
-import { decodeEnvelope, encodeEnvelope } from "../../wire.js";
+import type { Envelope, Inbound } from "../transport.js";
+import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import { envelopeJson, errorEnvelope, frameBound, head, MAX_BATCH, Op, oversize, text } from "./frames.js";
 
 /** Server-side options of the zmq transport. */

@@ -4,22 +4,22 @@
  * default: a private in-memory registry and config, and the local transport.
  */
 import type { Logger } from "pino";
-import { Infra, type DiscoveryInput, type TransportsConfig } from "./app-infra.js";
-import { Caller, type ClientHost, type ClientOptions } from "./client.js";
-import type { ServiceDefinition, ServiceDescriptor, StateHandle, Subscription, TransportName } from "./descriptor.js";
-import type { ConfigObjects } from "./discovery/config.js";
-import type { ConfigSource, InstanceSet } from "./discovery/types.js";
-import { Code, FanError } from "./errors.js";
-import { instanceIdFor, shortId } from "./ids.js";
-import type { Interceptor } from "./interceptors.js";
+import { Infra, type DiscoveryInput, type TransportsConfig } from "./infra.js";
+import { Caller, type ClientHost, type ClientOptions } from "../call/client.js";
+import type { ServiceDefinition, ServiceDescriptor, StateHandle, Subscription, TransportName } from "../descriptor.js";
+import type { ConfigObjects } from "../discovery/config.js";
+import type { ConfigSource, InstanceSet } from "../discovery/types.js";
+import { Code, FanError } from "../errors.js";
+import { instanceIdFor, shortId } from "../ids.js";
+import type { Interceptor } from "../call/interceptors.js";
 import { Lifecycle } from "./lifecycle.js";
-import { createLogger } from "./logging.js";
-import { Publisher } from "./publisher.js";
-import { ServedInstance, type ServeHost, type ServeOptions } from "./served.js";
-import { newCounters, type Counters } from "./stats.js";
-import { StateChannel, stateHandle } from "./states.js";
+import { createLogger } from "../telemetry/logging.js";
+import { Publisher } from "../call/publisher.js";
+import { ServedInstance, type ServeHost, type ServeOptions } from "../call/served.js";
+import { newCounters, type Counters } from "../telemetry/stats.js";
+import { StateChannel, stateHandle } from "../states/index.js";
 import type { TaskContext } from "./tasks.js";
-import type { LocalTransport } from "./transports/local/index.js";
+import type { LocalTransport } from "../transports/local/index.js";
 
 /** Options of `createApp`. */
 export interface AppOptions {

@@ -5,8 +5,8 @@
  */
 import { currentContext } from "./callctx.js";
 import { cancelled, deadlineExceeded } from "./pending.js";
-import type { CallOptions, MethodDescriptor, ServiceDescriptor } from "./descriptor.js";
-import type { EnvelopeHeaders } from "./transport.js";
+import type { CallOptions, MethodDescriptor, ServiceDescriptor } from "../descriptor.js";
+import type { EnvelopeHeaders } from "../transports/transport.js";
 
 /** One outgoing call or push as interceptors see it; interceptors may change its fields. */
 export interface OutgoingRequest {

@@ -4,18 +4,18 @@
  * `@unique` instance binds only while it leads, and campaigns again when it loses leadership.
  */
 import type { Logger } from "pino";
-import { decodeConfig } from "./app-config.js";
+import { decodeConfig } from "../app/config.js";
 import type { InstanceScope } from "./callctx.js";
 import type { LifecycleContext, ServiceHooks } from "./context.js";
-import type { ServiceDefinition, ServiceDescriptor, TransportName } from "./descriptor.js";
-import { campaign, type Leadership } from "./discovery/election.js";
-import type { Registry } from "./discovery/registry.js";
-import type { ConfigSource, Directory, Registration } from "./discovery/types.js";
+import type { ServiceDefinition, ServiceDescriptor, TransportName } from "../descriptor.js";
+import { campaign, type Leadership } from "../discovery/election.js";
+import type { Registry } from "../discovery/registry.js";
+import type { ConfigSource, Directory, Registration } from "../discovery/types.js";
 import { Dispatcher } from "./dispatch.js";
-import { Code, FanError } from "./errors.js";
-import { redactSecrets } from "./logging.js";
-import type { Counters } from "./stats.js";
-import type { Served, Transport, Unsubscribe } from "./transport.js";
+import { Code, FanError } from "../errors.js";
+import { redactSecrets } from "../telemetry/logging.js";
+import type { Counters } from "../telemetry/stats.js";
+import type { Served, Transport, Unsubscribe } from "../transports/transport.js";
 
 /** Options of `app.serve(def, handler, opts)`. */
 export interface ServeOptions {

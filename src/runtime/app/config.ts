@@ -3,10 +3,10 @@
  * `serve(..., { config })`, checked against the IDL `config {}` block. Every missing required
  * key is named at once; then the codec decodes it (defaults, constraints) into the typed config.
  */
-import { codec } from "./codec.js";
-import type { ServiceDescriptor } from "./descriptor.js";
-import { Code, FanError } from "./errors.js";
-import type { Schema, StructSchema } from "./schema.js";
+import { codec } from "../codec/index.js";
+import type { ServiceDescriptor } from "../descriptor.js";
+import { Code, FanError } from "../errors.js";
+import type { Schema, StructSchema } from "../codec/schema.js";
 
 /** The paths of required keys absent from `raw` (recursing into present struct values). */
 export function missingKeys(schema: StructSchema, raw: unknown, prefix = ""): string[] {

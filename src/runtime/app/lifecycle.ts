@@ -7,10 +7,10 @@
  */
 import type { Logger } from "pino";
 import semver from "semver";
-import type { Infra } from "./app-infra.js";
+import type { Infra } from "./infra.js";
 import type { AppOptions } from "./app.js";
-import { Code, FanError } from "./errors.js";
-import type { HookName, ServedInstance } from "./served.js";
+import { Code, FanError } from "../errors.js";
+import type { HookName, ServedInstance } from "../call/served.js";
 import { TaskRunner, parseInterval, tasksOf, type TaskContext, type TaskSpec } from "./tasks.js";
 
 type State = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";

@@ -6,7 +6,7 @@
  * reply back into the typed value or the rebuilt error.
  */
 import type { Logger } from "pino";
-import { codec, type Codec } from "./codec.js";
+import { codec, type Codec } from "../codec/index.js";
 import type {
   CallOptions,
   ClientCaller,
@@ -16,12 +16,12 @@ import type {
   StateHandle,
   Subscription,
   TransportName,
-} from "./descriptor.js";
-import type { InstanceSet, StrategyName } from "./discovery/types.js";
-import { Code, FanError } from "./errors.js";
-import { fromWireError } from "./error-wire.js";
+} from "../descriptor.js";
+import type { InstanceSet, StrategyName } from "../discovery/types.js";
+import { Code, FanError } from "../errors.js";
+import { fromWireError } from "../codec/error-wire.js";
 import { currentContext, edgeTraceparent } from "./callctx.js";
-import { nextEnvelopeId } from "./ids.js";
+import { nextEnvelopeId } from "../ids.js";
 import {
   chain,
   deadlineInterceptor,
@@ -32,8 +32,8 @@ import {
 } from "./interceptors.js";
 import { cancelled, deadlineExceeded, PendingCall } from "./pending.js";
 import { Route, checkRange, type RouteHost, type Target } from "./route.js";
-import { LocalTransport } from "./transports/local/index.js";
-import type { Envelope, SendOptions } from "./transport.js";
+import { LocalTransport } from "../transports/local/index.js";
+import type { Envelope, SendOptions } from "../transports/transport.js";
 
 /** Options of `app.client(def, opts)`. */
 export interface ClientOptions {

@@ -6,9 +6,9 @@
  * Network transports will carry the same `StateUpdate`s (the replicated-states issue).
  */
 import type { Logger } from "pino";
-import { codec, type Codec } from "./codec.js";
-import type { CallOptions, ServiceDescriptor, StateDescriptor, StateHandle, Subscription } from "./descriptor.js";
-import { Code, FanError } from "./errors.js";
+import { codec, type Codec } from "../codec/index.js";
+import type { CallOptions, ServiceDescriptor, StateDescriptor, StateHandle, Subscription } from "../descriptor.js";
+import { Code, FanError } from "../errors.js";
 import { applyMergePatch, diffMergePatch } from "./merge-patch.js";
 
 /** One update of a state: a full value or a merge patch, numbered. */

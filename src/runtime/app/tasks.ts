@@ -5,7 +5,7 @@
  * decorators; `app.task()` and `app.timer()` do the same without decorators.
  */
 import type { Logger } from "pino";
-import { Code, FanError } from "./errors.js";
+import { Code, FanError } from "../errors.js";
 
 /** What a task or timer method receives. */
 export interface TaskContext {

@@ -6,10 +6,10 @@
  * besides the one the caller awaits.
  */
 import { deadlines, type Expirable } from "./deadlines.js";
-import type { ServiceDescriptor } from "./descriptor.js";
+import type { ServiceDescriptor } from "../descriptor.js";
 import type { CallSink } from "./dispatch.js";
-import { fromWireError } from "./error-wire.js";
-import { Code, FanError, type WireError } from "./errors.js";
+import { fromWireError } from "../codec/error-wire.js";
+import { Code, FanError, type WireError } from "../errors.js";
 
 /** What a pending call needs to know about its request. */
 export interface PendingRequest {

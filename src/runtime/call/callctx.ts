@@ -7,9 +7,9 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Logger } from "pino";
 import type { CallContext } from "./context.js";
-import type { ServiceDefinition } from "./descriptor.js";
-import type { EnvelopeHeaders } from "./transport.js";
-import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from "./ids.js";
+import type { ServiceDefinition } from "../descriptor.js";
+import type { EnvelopeHeaders } from "../transports/transport.js";
+import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from "../ids.js";
 
 /** What a served instance shares with every call context it makes. */
 export interface InstanceScope {

@@ -6,11 +6,11 @@
  * build no path strings while a value is valid. Wire forms and decisions (null for optional
  * fields, unknown keys, void) are documented in `codec/*.ts` next to the code.
  */
-import { compile, compilerFor } from "./codec/compile.js";
-import { toFanError } from "./codec/fail.js";
-import { absentDefaults } from "./codec/struct.js";
-import type { Compiled } from "./codec/types.js";
-import { Code, FanError } from "./errors.js";
+import { compile, compilerFor } from "./compile.js";
+import { toFanError } from "./fail.js";
+import { absentDefaults } from "./struct.js";
+import type { Compiled } from "./types.js";
+import { Code, FanError } from "../errors.js";
 import type { Schema } from "./schema.js";
 
 /** Decoder, encoder and validator of one IDL type. All three throw `FanError(INVALID_ARGUMENT)` with `details.path`. */

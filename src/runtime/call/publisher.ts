@@ -4,14 +4,14 @@
  * inherits the trace of the call that emits it.
  */
 import type { Logger } from "pino";
-import type { Infra } from "./app-infra.js";
+import type { Infra } from "../app/infra.js";
 import { currentContext, edgeTraceparent } from "./callctx.js";
-import { codec } from "./codec.js";
-import type { EventDescriptor, EventStream, ServiceDescriptor, StateHandle, Subscription } from "./descriptor.js";
-import { Code, FanError } from "./errors.js";
-import { nextEnvelopeId } from "./ids.js";
-import { statePublisher, type StateChannel, type StatePublisher } from "./states.js";
-import type { Envelope, EventSubscription } from "./transport.js";
+import { codec } from "../codec/index.js";
+import type { EventDescriptor, EventStream, ServiceDescriptor, StateHandle, Subscription } from "../descriptor.js";
+import { Code, FanError } from "../errors.js";
+import { nextEnvelopeId } from "../ids.js";
+import { statePublisher, type StateChannel, type StatePublisher } from "../states/index.js";
+import type { Envelope, EventSubscription } from "../transports/transport.js";
 
 const NEVER: AbortSignal = new AbortController().signal;
 /** How long a publish may block before it fails with DEADLINE_EXCEEDED. */

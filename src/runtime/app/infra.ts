@@ -4,16 +4,16 @@
  * zeromq), and the choice of transport for a call or an event.
  */
 import type { Logger } from "pino";
-import type { ServiceDescriptor, TransportName } from "./descriptor.js";
-import { createDiscovery, memoryRegistry, type Discovery, type DiscoverySpec } from "./discovery/index.js";
-import type { ConfigObjects } from "./discovery/config.js";
-import type { Registry } from "./discovery/registry.js";
-import type { ConfigSource, InstanceInfo } from "./discovery/types.js";
-import { Code, FanError } from "./errors.js";
-import type { Target } from "./route.js";
-import type { Transport, TransportContext, TransportFactory } from "./transport.js";
-import { DEFAULT_MAX_BYTES } from "./wire.js";
-import { LocalTransport, localHub, type LocalOptions } from "./transports/local/index.js";
+import type { ServiceDescriptor, TransportName } from "../descriptor.js";
+import { createDiscovery, memoryRegistry, type Discovery, type DiscoverySpec } from "../discovery/index.js";
+import type { ConfigObjects } from "../discovery/config.js";
+import type { Registry } from "../discovery/registry.js";
+import type { ConfigSource, InstanceInfo } from "../discovery/types.js";
+import { Code, FanError } from "../errors.js";
+import type { Target } from "../call/route.js";
+import type { Transport, TransportContext, TransportFactory } from "../transports/transport.js";
+import { DEFAULT_MAX_BYTES } from "../codec/wire.js";
+import { LocalTransport, localHub, type LocalOptions } from "../transports/local/index.js";
 
 /** Network transport names, in the order events prefer them. */
 const NETWORK: readonly TransportName[] = ["amqp", "redis", "zmq", "http"];
@@ -50,10 +50,10 @@ function isDiscovery(d: DiscoveryInput): d is Discovery {
  * so bundlers and vitest can see them.
  */
 const LOADERS: Readonly<Record<Exclude<TransportName, "local">, () => Promise<Record<string, unknown>>>> = {
-  http: () => import("./transports/http/index.js"),
-  amqp: () => import("./transports/amqp/index.js"),
-  redis: () => import("./transports/redis/index.js"),
-  zmq: () => import("./transports/zmq/index.js"),
+  http: () => import("../transports/http/index.js"),
+  amqp: () => import("../transports/amqp/index.js"),
+  redis: () => import("../transports/redis/index.js"),
+  zmq: () => import("../transports/zmq/index.js"),
 };
 
 /** Loads a network transport's module and returns its factory (`httpTransport(opts)`...). */

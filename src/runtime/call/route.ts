@@ -4,11 +4,11 @@
  * when the cache changes, and a strategy that picks one per call without I/O.
  */
 import semver from "semver";
-import type { TransportName } from "./descriptor.js";
-import { builtinStrategies, type PickContext, type Strategy } from "./discovery/strategies.js";
-import type { InstanceInfo, InstanceSet, StrategyName } from "./discovery/types.js";
-import { Code, FanError } from "./errors.js";
-import type { Transport } from "./transport.js";
+import type { TransportName } from "../descriptor.js";
+import { builtinStrategies, type PickContext, type Strategy } from "../discovery/strategies.js";
+import type { InstanceInfo, InstanceSet, StrategyName } from "../discovery/types.js";
+import { Code, FanError } from "../errors.js";
+import type { Transport } from "../transports/transport.js";
 
 /** Where one call goes. */
 export interface Target {

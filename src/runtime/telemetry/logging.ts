@@ -4,7 +4,7 @@
  * by method and trace id. Nothing logs through a global.
  */
 import { pino, type Logger } from "pino";
-import type { Schema, StructSchema } from "./schema.js";
+import type { Schema, StructSchema } from "../codec/schema.js";
 
 /** Options for the App's default logger when none is injected. */
 export interface LoggingOptions {

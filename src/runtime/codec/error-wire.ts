@@ -4,9 +4,9 @@
  * message on the wire); the client rebuilds the generated error class from it.
  */
 import type { Logger } from "pino";
-import { codec } from "./codec.js";
-import type { ErrorDescriptor, ServiceDescriptor } from "./descriptor.js";
-import { Code, FanError, isCode, type WireError } from "./errors.js";
+import { codec } from "./index.js";
+import type { ErrorDescriptor, ServiceDescriptor } from "../descriptor.js";
+import { Code, FanError, isCode, type WireError } from "../errors.js";
 
 /** Which payload form the envelope carries: typed values in-process, JSON on the wire. */
 export type Form = "value" | "wire";

@@ -4,8 +4,8 @@
  * socket or queue straight to `decodeEnvelope` and turn a throw into an error reply or a
  * logged drop.
  */
-import { Code, FanError } from "./errors.js";
-import type { Envelope, EnvelopeHeaders, EnvelopeKind } from "./transport.js";
+import { Code, FanError } from "../errors.js";
+import type { Envelope, EnvelopeHeaders, EnvelopeKind } from "../transports/transport.js";
 
 /** Default bound of a decoded message: 4 MiB. */
 export const DEFAULT_MAX_BYTES = 4 * 1024 * 1024;

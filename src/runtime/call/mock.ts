@@ -8,11 +8,11 @@
  * not fit the IDL rejects with INTERNAL). The handler delegates straight to the method mocks;
  * the App that serves it does the checking.
  */
-import { codec, type Codec } from "./codec.js";
+import { codec, type Codec } from "../codec/index.js";
 import type { CallContext } from "./context.js";
-import type { ClientCaller, EventStream, ServiceDefinition, StateHandle, Subscription } from "./descriptor.js";
-import { Code, FanError } from "./errors.js";
-import type { Schema } from "./schema.js";
+import type { ClientCaller, EventStream, ServiceDefinition, StateHandle, Subscription } from "../descriptor.js";
+import { Code, FanError } from "../errors.js";
+import type { Schema } from "../codec/schema.js";
 
 /** One recorded call. */
 export interface RecordedCall<Req> {

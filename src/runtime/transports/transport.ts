@@ -4,7 +4,7 @@
  * imported only there. Transports move envelopes; the App does decoding, validation,
  * deadlines, errors and dispatch, so every transport gets the same semantics.
  */
-import type { ServiceDescriptor, TransportName } from "./descriptor.js";
+import type { ServiceDescriptor, TransportName } from "../descriptor.js";
 
 export type EnvelopeKind = "call" | "push" | "event" | "reply" | "error" | "state";
 

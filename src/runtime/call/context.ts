@@ -4,7 +4,7 @@
  * calls made inside a handler inherit its deadline and trace without passing anything.
  */
 import type { Logger } from "pino";
-import type { ServiceDefinition } from "./descriptor.js";
+import type { ServiceDefinition } from "../descriptor.js";
 
 /** Everything a handler needs about the call it is serving. */
 export interface CallContext<Config = unknown> {

@@ -7,12 +7,12 @@
  */
 import type { Logger } from "pino";
 import { CallCtx, runInContext, type InstanceScope } from "./callctx.js";
-import { codec, type Codec } from "./codec.js";
-import type { MethodDescriptor, ServiceDescriptor, SubscriptionDescriptor } from "./descriptor.js";
-import { Code, FanError, type WireError } from "./errors.js";
-import { toWireError, type Form } from "./error-wire.js";
-import type { Envelope, EnvelopeHeaders, Inbound } from "./transport.js";
-import type { Counters } from "./stats.js";
+import { codec, type Codec } from "../codec/index.js";
+import type { MethodDescriptor, ServiceDescriptor, SubscriptionDescriptor } from "../descriptor.js";
+import { Code, FanError, type WireError } from "../errors.js";
+import { toWireError, type Form } from "../codec/error-wire.js";
+import type { Envelope, EnvelopeHeaders, Inbound } from "../transports/transport.js";
+import type { Counters } from "../telemetry/stats.js";
 
 type HandlerFn = (req: unknown, ctx: CallCtx) => unknown;
 
