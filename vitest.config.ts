@@ -9,6 +9,7 @@ export default defineConfig({
     alias: {
       "fan/runtime": src("runtime/index.ts"),
       "fan/testing": src("testing/index.ts"),
+      "fan/compiler": src("compiler/index.ts"),
     },
   },
   test: {

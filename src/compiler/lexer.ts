@@ -3,7 +3,8 @@
  * problems (stray characters, unterminated strings and comments, bad escapes) into diagnostics
  * and collects `///` doc comments by the offset of what they document.
  */
-import { createToken, Lexer, type IToken, type TokenType } from "chevrotain";
+import type { IToken, TokenType } from "chevrotain";
+import { createToken, Lexer } from "./chevrotain.js";
 import type { Span } from "./ast.js";
 import { type Diagnostic, diag } from "./diagnostics.js";
 

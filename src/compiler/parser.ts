@@ -4,7 +4,8 @@
  * keyword), and build the AST item by item so each CST is short-lived.
  * Never throws: any internal failure becomes an internal-error diagnostic.
  */
-import { type IRecognitionException, type IToken, tokenMatcher, type TokenType } from "chevrotain";
+import type { IRecognitionException, IToken, TokenType } from "chevrotain";
+import { tokenMatcher } from "./chevrotain.js";
 import type { SourceFile, Span } from "./ast.js";
 import { addFileCst, type FilePieces } from "./cst-to-ast.js";
 import { type Diagnostic, diag } from "./diagnostics.js";
