@@ -15,6 +15,7 @@ import type { Interceptor } from "../call/interceptors.js";
 import { Lifecycle } from "./lifecycle.js";
 import { createLogger } from "../telemetry/logging.js";
 import { Publisher } from "../call/publisher.js";
+import { assertHandlerComplete } from "../call/handler-check.js";
 import { ServedInstance, type ServeHost, type ServeOptions } from "../call/served.js";
 import { newCounters, type Counters } from "../telemetry/stats.js";
 import { StateChannel, stateHandle } from "../states/index.js";
@@ -100,6 +101,7 @@ export class App implements ClientHost {
       throw new FanError(Code.INVALID_ARGUMENT, "serve: expected a generated service definition");
     if (handler === null || typeof handler !== "object")
       throw new FanError(Code.INVALID_ARGUMENT, `serve ${def.descriptor.name}: the handler must be an object`);
+    assertHandlerComplete(def.descriptor, handler);
     const transports = this.#serveTransports(def.descriptor, opts.transports);
     const instanceId = opts.instanceId ?? instanceIdFor(def.descriptor.name);
     if (this.#served.some((s) => s.instanceId === instanceId))
