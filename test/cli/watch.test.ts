@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseCompileArgs } from "../../src/cli/compile.js";
 import { startWatch, type Watcher } from "../../src/cli/watch.js";
-import { captureIo, SHOP, TempDir, until } from "./helpers.js";
+import { captureIo, SHOP, spawnCaptured, TempDir, until } from "./helpers.js";
 
 let t: TempDir | undefined;
 let watcher: Watcher | undefined;
@@ -57,8 +57,10 @@ describe("fanc compile --watch", () => {
 
     // a new package appears, then its file is deleted: its module goes away
     dir.write("src/sub/billing.fan", "package billing\nstruct Invoice { total: decimal }\n");
-    await until("the new package module", () => out("billing.ts").includes("export interface Invoice"));
-    expect(out("index.ts")).toContain("export * as billing from");
+    // files are written one after another: wait for both
+    await until("the new package module and its index entry", () =>
+      out("billing.ts").includes("export interface Invoice") && out("index.ts").includes("export * as billing from"),
+    );
     rmSync(join(dir.path, "src/sub/billing.fan"));
     await until("the deleted package's module to be removed", () => dir.read("gen/billing.ts") === undefined);
     expect(out("index.ts")).not.toContain("billing");
@@ -116,21 +118,11 @@ describe("fanc compile --watch sees files saved by rename (child process)", () =
     const dir = t;
     dir.write("src/sub/shop.fan", SHOP);
     const src = join(dir.path, "src/sub/shop.fan");
-    const child = spawn(process.execPath, [bin, "compile", join(dir.path, "src"), "--out", join(dir.path, "gen"), "--watch"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const exited = new Promise<number | null>((resolveExit) => child.on("exit", (code) => resolveExit(code)));
+    const run = spawnCaptured(process.execPath, [bin, "compile", join(dir.path, "src"), "--out", join(dir.path, "gen"), "--watch"]);
+    const { child, exited } = run;
     const out = () => dir.read("gen/shop.ts") ?? "";
     try {
-      await until("the watcher to start", () => stdout.includes("fanc: watching"), 20_000);
+      await until("the watcher to start", () => run.stdout().includes("fanc: watching"), 20_000);
       // an editor's safe write: a temp file renamed over the original
       writeFileSync(`${src}.tmp`, SHOP.replace("qty: int = 1", "qty: int = 1\n  first?: string"));
       renameSync(`${src}.tmp`, src);
@@ -143,7 +135,7 @@ describe("fanc compile --watch sees files saved by rename (child process)", () =
       await until("the in-place edit after the renames", () => out().includes("third?: string"), 15_000);
       // deleted: no .fan file is left, the output stays; re-created: compiled again
       rmSync(src);
-      await until("the empty folder to be refused", () => /no \.fan files under/.test(stderr), 15_000);
+      await until("the empty folder to be refused", () => /no \.fan files under/.test(run.stderr()), 15_000);
       expect(out()).toContain("third?: string");
       writeFileSync(src, SHOP.replace("qty: int = 1", "qty: int = 1\n  fourth?: string"));
       await until("the re-created file to reach the output", () => out().includes("fourth?: string"), 15_000);
