@@ -120,6 +120,10 @@ export async function compileSources(
   session: CompileSession = {},
   t0 = performance.now(),
 ): Promise<CompileOutcome> {
+  if (sources.length === 0) {
+    io.err(`error: no .fan files under ${opts.root}; nothing compiled, nothing written or removed`);
+    return { ok: false, errors: 1, warnings: 0, sources: 0, ms: performance.now() - t0 };
+  }
   const checked = checkSources(sources, session.cache === undefined ? { strict: opts.strict } : { cache: session.cache, strict: opts.strict });
   const errors = checked.diagnostics.filter((d) => d.severity === "error").length;
   const warnings = checked.diagnostics.length - errors;
@@ -162,15 +166,20 @@ function fsReason(e: NodeJS.ErrnoException): string {
   return `${what} (${e.code}${e.path === undefined ? "" : ` at ${e.path}`})`;
 }
 
-/** One line that sums up a compile. */
+/**
+ * One line that sums up a compile, counting the `.fan` files read and the output files apart:
+ * `fanc: compiled 2 .fan files into 3 output files (1 written, 2 unchanged, 0 removed) in 12 ms`.
+ */
 export function summary(o: CompileOutcome): string {
   const ms = `${Math.round(o.ms)} ms`;
   const notes = [o.errors > 0 ? plural(o.errors, "error") : "", o.warnings > 0 ? plural(o.warnings, "warning") : ""].filter(Boolean);
-  if (!o.ok || o.write === undefined) return `fanc: ${notes.join(", ") || "failed"} in ${plural(o.sources, "file")}; nothing written (${ms})`;
+  if (!o.ok || o.write === undefined)
+    return `fanc: ${notes.join(", ") || "failed"} in ${plural(o.sources, ".fan file")}; nothing written (${ms})`;
   const w = o.write;
+  const outputs = plural(w.written.length + w.unchanged, "output file");
   const parts = [`${w.written.length} written`, `${w.unchanged} unchanged`, `${w.removed.length} removed`];
   const warn = notes.length > 0 ? `, ${notes.join(", ")}` : "";
-  return `fanc: compiled ${plural(o.sources, ".fan file")} (${parts.join(", ")}${warn}) in ${ms}`;
+  return `fanc: compiled ${plural(o.sources, ".fan file")} into ${outputs} (${parts.join(", ")}${warn}) in ${ms}`;
 }
 
 async function isDirectory(path: string): Promise<boolean> {

@@ -2,14 +2,15 @@
  * `fanc compile --watch`: recompiles on every change under the source folder after a short
  * debounce, re-parsing only changed files (the compiler's ParseCache) and writing only changed
  * output (a memo of what was written). A broken change prints its diagnostics and leaves the
- * last good output in place. One line per rebuild, with its time.
+ * last good output in place. One line per rebuild, with its time. Folders are watched, not
+ * files (`watch-dirs.ts`), so files saved by rename keep being seen.
  */
-import { type FSWatcher, watch } from "node:fs";
 import { isAbsolute, join, relative, sep } from "node:path";
 import { performance } from "node:perf_hooks";
 import { GenerateCache } from "../codegen/index.js";
 import { ParseCache, type SourceInput } from "../compiler/index.js";
 import type { OutputMemo } from "./output.js";
+import { DirectoryWatcher } from "./watch-dirs.js";
 import { type CompileOptions, type CompileOutcome, compileSources, type Io, readAll, summary } from "./compile.js";
 
 /** A running watch session. */
@@ -43,7 +44,7 @@ class WatchSession implements Watcher {
   private readonly cache = new ParseCache();
   private readonly memo: OutputMemo = new Map();
   private readonly generated = new GenerateCache();
-  private fsWatcher: FSWatcher | undefined;
+  private dirs: DirectoryWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private retry: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -69,33 +70,41 @@ class WatchSession implements Watcher {
     this.closed = true;
     clearTimeout(this.timer);
     clearTimeout(this.retry);
-    this.fsWatcher?.close();
+    this.dirs?.close();
     await this.running;
   }
 
-  /** Changes inside our own output folder are ignored; everything else may change the program. */
-  private relevant(filename: string | null): boolean {
-    if (filename === null) return true;
-    const fromOut = relative(this.opts.out, join(this.opts.root, filename));
+  /** True for a path outside our own output folder (changes there are ours, not the user's). */
+  private outsideOut(path: string): boolean {
+    const fromOut = relative(this.opts.out, path);
     return fromOut === ".." || fromOut.startsWith(`..${sep}`) || isAbsolute(fromOut);
   }
 
   private listen(): void {
+    const dirs = new DirectoryWatcher(
+      this.opts.root,
+      {
+        change: (dir, filename) => {
+          if (filename === null || this.outsideOut(join(dir, filename))) this.schedule();
+        },
+        error: (e) => this.lost(e),
+      },
+      (dir) => !this.outsideOut(dir),
+    );
     try {
-      this.fsWatcher = watch(this.opts.root, { recursive: true }, (_event, filename) => {
-        if (this.relevant(filename === null ? null : String(filename))) this.schedule();
-      });
-      this.fsWatcher.on("error", (e) => this.lost(e));
+      dirs.sync();
+      this.dirs = dirs;
       this.lostReported = false;
     } catch (e) {
+      dirs.close();
       this.lost(e);
     }
   }
 
   /** The watcher died or the folder is gone: say so once and try again until it is back. */
   private lost(e: unknown): void {
-    this.fsWatcher?.close();
-    this.fsWatcher = undefined;
+    this.dirs?.close();
+    this.dirs = undefined;
     if (this.closed) return;
     if (!this.lostReported) {
       this.io.err(`fanc: cannot watch ${this.opts.root} (${e instanceof Error ? e.message : String(e)}); retrying`);
@@ -105,7 +114,7 @@ class WatchSession implements Watcher {
     this.retry = setTimeout(() => {
       if (this.closed) return;
       this.listen();
-      if (this.fsWatcher !== undefined) this.schedule();
+      if (this.dirs !== undefined) this.schedule();
     }, this.retryMs);
   }
 
@@ -132,6 +141,14 @@ class WatchSession implements Watcher {
   private async build(): Promise<void> {
     try {
       const t0 = performance.now();
+      // Watch folders created since the last build before reading, so nothing falls between.
+      if (this.dirs !== undefined) {
+        try {
+          this.dirs.sync();
+        } catch (e) {
+          this.lost(e);
+        }
+      }
       const sources = await readAll(this.opts, this.io);
       if (sources === undefined) this.lost(new Error("the folder cannot be read"));
       const key = sources === undefined ? undefined : fingerprint(sources);

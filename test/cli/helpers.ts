@@ -1,4 +1,5 @@
 /** Helpers of the CLI tests: captured output, temp folders of .fan files, polling. */
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -83,3 +84,28 @@ service Orders {
   rpc place(lines: list<Line>): string
 }
 `;
+
+/** A child process whose output is kept as it arrives. */
+export interface CapturedChild {
+  readonly child: ChildProcessWithoutNullStreams;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the exit code. */
+  readonly exited: Promise<number | null>;
+}
+
+/** Spawns `command args` with `env` added to this process's environment, capturing its output. */
+export function spawnCaptured(command: string, args: readonly string[], env: Record<string, string> = {}): CapturedChild {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: "pipe" });
+  child.stdin.end();
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return { child, stdout: () => out, stderr: () => err, exited };
+}

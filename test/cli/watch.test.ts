@@ -1,9 +1,12 @@
-import { mkdirSync, renameSync, rmSync } from "node:fs";
+import { execFile, spawn } from "node:child_process";
+import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseCompileArgs } from "../../src/cli/compile.js";
 import { startWatch, type Watcher } from "../../src/cli/watch.js";
-import { captureIo, SHOP, TempDir, until } from "./helpers.js";
+import { captureIo, SHOP, spawnCaptured, TempDir, until } from "./helpers.js";
 
 let t: TempDir | undefined;
 let watcher: Watcher | undefined;
@@ -33,7 +36,7 @@ describe("fanc compile --watch", () => {
     // edit: a new field appears in the output
     dir.write("src/shop.fan", SHOP.replace("qty: int = 1", "qty: int = 1\n  note?: string"));
     await until("the edit to reach the output", () => out("shop.ts").includes("note?: string | undefined;"));
-    await until("a rebuild line with its time", () => io.stdout.some((l) => /^fanc: rebuilt 1 \.fan file \(1 written, 1 unchanged, 0 removed\) in \d+ ms$/.test(l)));
+    await until("a rebuild line with its time", () => io.stdout.some((l) => /^fanc: rebuilt 1 \.fan file into 2 output files \(1 written, 1 unchanged, 0 removed\) in \d+ ms$/.test(l)));
     const good = out("shop.ts");
 
     // break: diagnostics printed, output untouched
@@ -54,8 +57,10 @@ describe("fanc compile --watch", () => {
 
     // a new package appears, then its file is deleted: its module goes away
     dir.write("src/sub/billing.fan", "package billing\nstruct Invoice { total: decimal }\n");
-    await until("the new package module", () => out("billing.ts").includes("export interface Invoice"));
-    expect(out("index.ts")).toContain("export * as billing from");
+    // files are written one after another: wait for both
+    await until("the new package module and its index entry", () =>
+      out("billing.ts").includes("export interface Invoice") && out("index.ts").includes("export * as billing from"),
+    );
     rmSync(join(dir.path, "src/sub/billing.fan"));
     await until("the deleted package's module to be removed", () => dir.read("gen/billing.ts") === undefined);
     expect(out("index.ts")).not.toContain("billing");
@@ -70,7 +75,7 @@ describe("fanc compile --watch", () => {
     await until("the .fan edit to rebuild", () => w.rebuilds === 2);
     expect(io.stdout.filter((l) => l.startsWith("fanc: rebuilt"))).toHaveLength(1);
     // the rebuild wrote nothing: a comment changes no output
-    expect(io.stdout.at(-1)).toMatch(/\(0 written, 2 unchanged, 0 removed\)/);
+    expect(io.stdout.at(-1)).toMatch(/into 2 output files \(0 written, 2 unchanged, 0 removed\)/);
   }, 60_000);
 
   it("survives the whole source folder being deleted and recreated", async () => {
@@ -85,11 +90,8 @@ describe("fanc compile --watch", () => {
 
 describe("fanc compile --watch as a child process", () => {
   it("prints a line per rebuild and exits 0 on SIGINT", async () => {
-    const { spawn } = await import("node:child_process");
-    const { fileURLToPath } = await import("node:url");
     t = new TempDir();
     t.write("src/shop.fan", SHOP);
-    const bin = fileURLToPath(new URL("../../bin/fanc.mjs", import.meta.url));
     const child = spawn(process.execPath, [bin, "compile", join(t.path, "src"), "--out", join(t.path, "gen"), "--watch"], { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     child.stdout.on("data", (d: Buffer) => {
@@ -99,11 +101,50 @@ describe("fanc compile --watch as a child process", () => {
     try {
       await until("the watcher to start", () => stdout.includes("fanc: watching"), 20_000);
       t.write("src/shop.fan", SHOP.replace("qty: int = 1", "qty: int = 2"));
-      await until("a rebuild line", () => /fanc: rebuilt 1 \.fan file \(1 written, 1 unchanged, 0 removed\) in \d+ ms/.test(stdout));
+      await until("a rebuild line", () => /fanc: rebuilt 1 \.fan file into 2 output files \(1 written, 1 unchanged, 0 removed\) in \d+ ms/.test(stdout));
       child.kill("SIGINT");
       expect(await exited).toBe(0);
     } finally {
       child.kill("SIGKILL");
     }
   }, 60_000);
+});
+
+const bin = fileURLToPath(new URL("../../bin/fanc.mjs", import.meta.url));
+
+describe("fanc compile --watch sees files saved by rename (child process)", () => {
+  it("follows a rename-save, `sed -i`, an edit after them, and a delete then re-create", async () => {
+    t = new TempDir();
+    const dir = t;
+    dir.write("src/sub/shop.fan", SHOP);
+    const src = join(dir.path, "src/sub/shop.fan");
+    const run = spawnCaptured(process.execPath, [bin, "compile", join(dir.path, "src"), "--out", join(dir.path, "gen"), "--watch"]);
+    const { child, exited } = run;
+    const out = () => dir.read("gen/shop.ts") ?? "";
+    try {
+      await until("the watcher to start", () => run.stdout().includes("fanc: watching"), 20_000);
+      // an editor's safe write: a temp file renamed over the original
+      writeFileSync(`${src}.tmp`, SHOP.replace("qty: int = 1", "qty: int = 1\n  first?: string"));
+      renameSync(`${src}.tmp`, src);
+      await until("the rename-save to reach the output", () => out().includes("first?: string"), 15_000);
+      // sed -i writes a new file and renames it too
+      await promisify(execFile)("sed", ["-i", "s/first/second/", src]);
+      await until("the sed -i edit to reach the output", () => out().includes("second?: string"), 15_000);
+      // a plain in-place edit of the file that replaced the original
+      writeFileSync(src, SHOP.replace("qty: int = 1", "qty: int = 1\n  third?: string"));
+      await until("the in-place edit after the renames", () => out().includes("third?: string"), 15_000);
+      // deleted: no .fan file is left, the output stays; re-created: compiled again
+      rmSync(src);
+      await until("the empty folder to be refused", () => /no \.fan files under/.test(run.stderr()), 15_000);
+      expect(out()).toContain("third?: string");
+      writeFileSync(src, SHOP.replace("qty: int = 1", "qty: int = 1\n  fourth?: string"));
+      await until("the re-created file to reach the output", () => out().includes("fourth?: string"), 15_000);
+      writeFileSync(src, SHOP.replace("qty: int = 1", "qty: int = 1\n  fifth?: string"));
+      await until("an edit of the re-created file", () => out().includes("fifth?: string"), 15_000);
+      child.kill("SIGINT");
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  }, 90_000);
 });

@@ -1,8 +1,8 @@
 import { FanError } from "fan/runtime";
 import { createTestApp, type TestApp } from "fan/testing";
 import { afterEach, describe, expect, it } from "vitest";
-import { captureLogger, CatalogImpl, catalogConfig } from "./fixtures/impl.js";
-import { Catalog, item, ItemNotFound, OutOfStock } from "./fixtures/shop.js";
+import { AuditImpl, captureLogger, CatalogImpl, catalogConfig } from "./fixtures/impl.js";
+import { Audit, Catalog, item, ItemNotFound, OutOfStock } from "./fixtures/shop.js";
 
 const modes = [{ serialize: false }, { serialize: true }] as const;
 
@@ -82,16 +82,32 @@ describe.each(modes)("rpc through the generated client (serialize: $serialize)",
     expect(rec).toMatchObject({ service: "test.shop.Catalog", method: "boom" });
   });
 
-  it("answers UNIMPLEMENTED for a method the handler lacks", async () => {
-    const partial = { get: () => item("z") } as unknown as CatalogImpl;
-    app = createTestApp({ serialize }).serve(Catalog, partial, { config: catalogConfig });
-    await app.start();
-    const err = await app
-      .client(Catalog)
-      .sum({ a: 1, b: 2 })
-      .catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: "UNIMPLEMENTED" });
-    expect(await app.client(Catalog).get({ id: "z" })).toMatchObject({ id: "z" });
+  it("serve refuses a handler that lacks a function for an rpc or push, naming every one", async () => {
+    const partial = { get: () => item("z"), sum: "not a function" } as unknown as CatalogImpl;
+    const err = (() => {
+      try {
+        createTestApp({ serialize }).serve(Catalog, partial, { config: catalogConfig });
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(FanError.is(err)).toBe(true);
+    expect(err).toMatchObject({ code: "INVALID_ARGUMENT" });
+    const message = (err as Error).message;
+    expect(message).toMatch(/^serve test\.shop\.Catalog: the handler has no function for /);
+    for (const m of ["rpc sum", "rpc add", "rpc bad", "rpc boom", "push invalidate"]) expect(message).toContain(m);
+    expect(message).not.toContain("rpc get");
+  });
+});
+
+describe("serve checks the handler's subscriptions", () => {
+  it("names each `on` subscription whose handler function is missing", () => {
+    const half = { onItemChanged: () => undefined } as unknown as AuditImpl;
+    expect(() => createTestApp().serve(Audit, half)).toThrow(
+      "serve test.shop.Audit: the handler has no function for on test.shop.Catalog.flush (onFlush)",
+    );
+    expect(() => createTestApp().serve(Audit, new AuditImpl())).not.toThrow();
   });
 });
 

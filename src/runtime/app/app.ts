@@ -12,9 +12,11 @@ import type { ConfigSource, InstanceSet } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
 import { instanceIdFor, shortId } from "../ids.js";
 import type { Interceptor } from "../call/interceptors.js";
+import { withEnvironment } from "./env.js";
 import { Lifecycle } from "./lifecycle.js";
 import { createLogger } from "../telemetry/logging.js";
 import { Publisher } from "../call/publisher.js";
+import { assertHandlerComplete } from "../call/handler-check.js";
 import { ServedInstance, type ServeHost, type ServeOptions } from "../call/served.js";
 import { newCounters, type Counters } from "../telemetry/stats.js";
 import { StateChannel, stateHandle } from "../states/index.js";
@@ -26,9 +28,10 @@ export interface AppOptions {
   /** Cluster name: the discovery and config namespace (default "dev"). */
   readonly cluster?: string;
   /**
-   * Discovery: "memory" (the process-wide memory registry), "etcd://host:port[,...]", a
-   * Registry object (apps given the same one see each other), or a built Discovery.
-   * Default: a memory registry private to this App.
+   * Discovery: "memory" (the process-wide memory registry), "etcd://host:port[,...]" (any
+   * other string is an error at once), a Registry object (apps given the same one see each
+   * other), or a built Discovery. Default: `$FAN_DISCOVERY` with `createApp`, else a memory
+   * registry private to this App.
    */
   readonly discovery?: DiscoveryInput;
   /** Config: the registry (default), a YAML file path, plain objects by service name, or a ConfigSource. */
@@ -53,9 +56,13 @@ export interface AppOptions {
   readonly handleSignals?: boolean;
 }
 
-/** Creates an App. */
+/**
+ * Creates an App. What the options leave out of `cluster`, `discovery` and the transports'
+ * addresses comes from the environment (`FAN_CLUSTER`, `FAN_DISCOVERY`, `FAN_TRANSPORTS`,
+ * `FAN_AMQP_URL`, `FAN_REDIS_URL`, `FAN_HTTP_PORT`... see `app/env.ts`); options win.
+ */
 export function createApp(options: AppOptions = {}): App {
-  return new App(options);
+  return new App(withEnvironment(options));
 }
 
 /** A process's set of served services and clients. */
@@ -100,6 +107,7 @@ export class App implements ClientHost {
       throw new FanError(Code.INVALID_ARGUMENT, "serve: expected a generated service definition");
     if (handler === null || typeof handler !== "object")
       throw new FanError(Code.INVALID_ARGUMENT, `serve ${def.descriptor.name}: the handler must be an object`);
+    assertHandlerComplete(def.descriptor, handler);
     const transports = this.#serveTransports(def.descriptor, opts.transports);
     const instanceId = opts.instanceId ?? instanceIdFor(def.descriptor.name);
     if (this.#served.some((s) => s.instanceId === instanceId))

@@ -13,6 +13,7 @@ import { Code, FanError } from "../errors.js";
 import type { Target } from "../call/route.js";
 import type { Transport, TransportContext, TransportFactory } from "../transports/transport.js";
 import { DEFAULT_MAX_BYTES } from "../codec/wire.js";
+import { checkDiscovery } from "./env.js";
 import { LocalTransport, localHub, type LocalOptions } from "../transports/local/index.js";
 
 /** Network transport names, in the order events prefer them. */
@@ -81,6 +82,7 @@ export class Infra {
   readonly #privateRegistry: Registry | undefined;
 
   constructor(opts: InfraOptions) {
+    if (typeof opts.discovery === "string") checkDiscovery(opts.discovery, "createApp({ discovery })");
     this.#opts = opts;
     this.#privateRegistry = opts.discovery === undefined ? memoryRegistry() : undefined;
     this.#spec = opts.discovery ?? (this.#privateRegistry as Registry);

@@ -41,8 +41,12 @@ export type {
   ConfigSource,
 } from "./types.js";
 
-/** Where discovery lives: the process's memory registry, an etcd cluster, or a Registry you built. */
-export type DiscoverySpec = "memory" | `etcd://${string}` | Registry;
+/**
+ * Where discovery lives: the process's memory registry (`"memory"`), an etcd cluster
+ * (`"etcd://host:port[,host:port...]"`), or a Registry you built. Any string is accepted by
+ * the type (it often comes from configuration) and checked at run time.
+ */
+export type DiscoverySpec = "memory" | `etcd://${string}` | (string & {}) | Registry;
 
 /** Options of `createDiscovery`. */
 export interface DiscoveryOptions {
