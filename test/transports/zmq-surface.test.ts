@@ -3,7 +3,10 @@
  * peers, and the PUB/SUB event path (sequence gaps, failing handlers, unsubscribe, a hub
  * hosted by a transport).
  */
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { isNotDelivered } from "../../src/runtime/transports/not-delivered.js";
 import { XPublisher } from "zeromq";
 import type { EventSubscription, Served } from "../../src/runtime/transports/transport.js";
 import {
@@ -166,11 +169,30 @@ describe("zmq client", () => {
     await client.close();
   });
 
-  it("DEADLINE_EXCEEDED when the deadline is shorter than the send timeout", async () => {
+  it("a refused connect fails at once, marked not delivered, and the endpoint is reported down", async () => {
+    const client = transport({ sendTimeoutMs: 60_000 });
+    const t0 = Date.now();
+    const err = await rejection(() => client.call("tcp://127.0.0.1:1", envelope("echo", { n: 1 }), within(60_000)));
+    expect(err.code).toBe("UNAVAILABLE");
+    expect(isNotDelivered(err)).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    expect(client.reachable?.("tcp://127.0.0.1:1")).toBe(false);
+    // While down, the next call fails without waiting at all.
+    const again = await rejection(() => client.call("tcp://127.0.0.1:1", envelope("echo", { n: 1 }), within(60_000)));
+    expect(isNotDelivered(again)).toBe(true);
+    await client.close();
+  });
+
+  it("DEADLINE_EXCEEDED when the peer accepts but never answers", async () => {
+    // A TCP listener that accepts and stays silent: connected, so the call goes out and waits.
+    const silent = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
     const client = transport({ sendTimeoutMs: 5000 });
-    const err = await rejection(() => client.call("tcp://127.0.0.1:1", envelope("echo", { n: 1 }), within(50)));
+    const port = (silent.address() as AddressInfo).port;
+    const err = await rejection(() => client.call(`tcp://127.0.0.1:${port}`, envelope("echo", { n: 1 }), within(300)));
     expect(err.code).toBe("DEADLINE_EXCEEDED");
     await client.close();
+    silent.close();
   });
 
   it("a lost connection fails the calls in flight with UNAVAILABLE, before their deadline", async () => {

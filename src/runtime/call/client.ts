@@ -30,7 +30,9 @@ import {
   type Next,
   type OutgoingRequest,
 } from "./interceptors.js";
+import { avoidDown, resend } from "./failover.js";
 import { cancelled, deadlineExceeded, PendingCall } from "./pending.js";
+import { isNotDelivered } from "../transports/not-delivered.js";
 import { Route, checkRange, type RouteHost, type Target } from "./route.js";
 import { LocalTransport } from "../transports/local/index.js";
 import type { Envelope, SendOptions } from "../transports/transport.js";
@@ -176,7 +178,7 @@ export class Caller implements ClientCaller {
     try {
       const shardKey = plan.desc.shard === undefined ? undefined : shardKeyOf(req.input, plan.desc.shard);
       if (shardKey !== undefined) req.headers.shard = shardKey;
-      target = route.pick(shardKey, req.opts?.transport);
+      target = avoidDown(route.pick(shardKey, req.opts?.transport), () => route.targets(req.opts?.transport));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -193,7 +195,16 @@ export class Caller implements ClientCaller {
         release === undefined ? reject : settled(release, reject),
       );
       try {
-        transport.callLocal(target.endpoint, this.#service, plan.desc.name, req.input, req.headers, req.signal, pending, now);
+        transport.callLocal(
+          target.endpoint,
+          this.#service,
+          plan.desc.name,
+          req.input,
+          req.headers,
+          req.signal,
+          pending,
+          now,
+        );
       } catch (e) {
         pending.fail(e);
       }
@@ -216,8 +227,12 @@ export class Caller implements ClientCaller {
       release === undefined ? reject : settled(release, reject),
     );
     let sent: Promise<Envelope | undefined>;
+    const targets = () => route.targets(req.opts?.transport);
+    const sendOpts: SendOptions =
+      req.kind === "push"
+        ? { signal: req.signal ?? NEVER, deadline: req.deadline, elsewhere: targets().length > 1 }
+        : { signal: req.signal ?? NEVER, deadline: req.deadline };
     try {
-      const sendOpts: SendOptions = { signal: req.signal ?? NEVER, deadline: req.deadline };
       sent =
         req.kind === "push"
           ? target.transport.push(target.endpoint, env, sendOpts).then(() => undefined)
@@ -226,15 +241,17 @@ export class Caller implements ClientCaller {
       pending.fail(e);
       return promise;
     }
-    sent.then(
-      (reply) => {
-        try {
-          pending.ok(reply === undefined ? undefined : this.#unwrap(plan, reply, target.values));
-        } catch (e) {
-          pending.fail(e);
-        }
-      },
-      (e: unknown) => pending.fail(FanError.from(e, Code.UNAVAILABLE)),
+    const ok = (reply: Envelope | undefined): void => {
+      try {
+        pending.ok(reply === undefined ? undefined : this.#unwrap(plan, reply, target.values));
+      } catch (e) {
+        pending.fail(e);
+      }
+    };
+    const fail = (e: unknown): void => pending.fail(FanError.from(e, Code.UNAVAILABLE));
+    // Refused before it left (failover.ts): another instance may take it, whatever the method.
+    sent.then(ok, (e: unknown) =>
+      isNotDelivered(e) ? resend(target, e, env, req.kind, sendOpts, targets).then(ok, fail) : fail(e),
     );
     return promise;
   }

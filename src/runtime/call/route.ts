@@ -65,6 +65,7 @@ export class Route {
   #locals: Target[] = [];
   readonly #preferLocal: boolean;
   #targets = new Map<InstanceInfo, Target>();
+  #list: readonly Target[] = [];
 
   constructor(host: RouteHost, set: InstanceSet, service: string, opts: RouteOptions) {
     this.#host = host;
@@ -95,13 +96,25 @@ export class Route {
     return this.#targets.get(this.#strategy(infos, this.#ctx as PickContext)) as Target;
   }
 
-  #pickPinned(shardKey: string | undefined, pinned: TransportName): Target {
+  /** Every target of this route (pinned to a transport if given): where a failover may go. */
+  targets(pinned: TransportName | undefined): readonly Target[] {
+    if (pinned !== undefined && pinned !== this.#pinned) return this.#pinnedTargets(pinned);
+    if (this.#infos === undefined) this.#refresh();
+    return this.#list;
+  }
+
+  #pinnedTargets(pinned: TransportName): Target[] {
     const targets: Target[] = [];
     for (const info of this.#set.instances()) {
       if (!this.#fits(info)) continue;
       const reach = this.#host.reach(info, pinned);
       if (reach !== undefined) targets.push({ info, ...reach });
     }
+    return targets;
+  }
+
+  #pickPinned(shardKey: string | undefined, pinned: TransportName): Target {
+    const targets = this.#pinnedTargets(pinned);
     if (targets.length === 0) throw this.#unavailable(pinned);
     const ctx = { ...this.#ctx, shardKey } as PickContext;
     const info = this.#strategy(
@@ -123,6 +136,7 @@ export class Route {
     }
     this.#infos = infos;
     this.#targets = targets;
+    this.#list = [...targets.values()];
     this.#locals = [...targets.values()].filter((t) => t.info.appId === this.#host.appId);
   }
 

@@ -89,6 +89,11 @@ export interface SendOptions {
   readonly signal: AbortSignal;
   /** Absolute deadline, epoch ms; a send blocked past it fails with DEADLINE_EXCEEDED. */
   readonly deadline: number;
+  /**
+   * Another instance can take this message: a send refused at connect (provably not
+   * delivered) fails at once, marked (`not-delivered.ts`), instead of being sent again here.
+   */
+  readonly elsewhere?: boolean;
 }
 
 /**
@@ -113,6 +118,12 @@ export interface Transport {
 
   /** Receive events; resolves once the subscription is in place (no event published after it is missed). */
   subscribe(sub: EventSubscription, deliver: EventDelivery): Promise<Unsubscribe>;
+
+  /**
+   * False while the connection to `endpoint` is known to be down (it dropped or refused, and
+   * has not come back): callers pick another instance. Undefined: the transport cannot tell.
+   */
+  reachable?(endpoint: string): boolean;
 
   /** Close connections and sockets; never hangs. */
   close(): Promise<void>;

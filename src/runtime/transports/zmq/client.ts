@@ -4,7 +4,8 @@
  * so a lost reply costs one call its deadline, never the socket.
  *
  * Every send is bounded: a call waits for its reply until its deadline (DEADLINE_EXCEEDED), a
- * send with no connected peer gives up after `sendTimeoutMs` (UNAVAILABLE), a lost connection
+ * send waits at most `sendTimeoutMs` for a first connection and fails at once while the
+ * connection is known down (UNAVAILABLE, not delivered: connection.ts), a lost connection
  * fails what is in flight on it (UNAVAILABLE), an abort sends a cancel to the server and
  * rejects at once (CANCELLED). Pushes wait for an ack and are sent again after a nack.
  */
@@ -53,6 +54,11 @@ export class ZmqClient {
       c = conn;
     }
     return c;
+  }
+
+  /** False while the connection to `endpoint` is known down (dropped or refused, not yet back). */
+  reachable(endpoint: string): boolean {
+    return this.connections.get(endpoint)?.reachable ?? true;
   }
 
   /** Sends a call; resolves with the reply or error envelope. */

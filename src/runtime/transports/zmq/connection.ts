@@ -4,10 +4,15 @@
  * REQ socket), so a lost reply costs one request its deadline, never the socket.
  *
  * Pipes survive disconnects (`immediate` off), so a reply read just before the peer went away
- * is not discarded with its pipe. Reachability comes from the socket monitor instead: a
- * request sent while the connection is down fails UNAVAILABLE unless it comes up within
- * `sendTimeoutMs`, and requests in flight when it drops fail UNAVAILABLE (after a moment, for
- * replies that arrived just before the drop to be read).
+ * is not discarded with its pipe. Reachability comes from the socket monitor instead:
+ * - connecting (never connected yet): requests are held here, not handed to the socket, until
+ *   the connection comes up (then sent) or `sendTimeoutMs` passes;
+ * - down (the connection dropped, or a connect attempt was refused): requests fail UNAVAILABLE
+ *   at once, until zeromq's reconnect succeeds, and `reachable` says so for callers to skip the
+ *   endpoint. Held and refused requests never reached the socket: they are marked not
+ *   delivered (`not-delivered.ts`), so the client may send them to another instance;
+ * - requests in flight when it drops fail UNAVAILABLE (after a moment, for replies that
+ *   arrived just before the drop to be read).
  */
 import type { Logger } from "pino";
 import { Dealer } from "zeromq";
@@ -16,6 +21,7 @@ import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import type { ZmqClientOptions } from "./client.js";
 import { onAbort } from "../abort.js";
+import { notDelivered } from "../not-delivered.js";
 import { envelopeJson, head, Op, oversize, text } from "./frames.js";
 import { Writer } from "./writer.js";
 
@@ -75,8 +81,11 @@ export class Connection {
   private readonly dealer: Dealer;
   private readonly writer: Writer;
   private readonly pending = new Map<string, Request>();
-  private readonly connectWaiters = new Set<() => void>();
+  /** Requests waiting for the first connection: not yet handed to the socket. */
+  private held: Array<{ readonly id: string; readonly frames: string[]; readonly deadline: number }> = [];
   private up = false;
+  /** Known down: dropped or refused, and not reconnected since. */
+  private down = false;
   private closed = false;
   private idleTimer: NodeJS.Timeout | undefined;
 
@@ -98,20 +107,52 @@ export class Connection {
     this.writer = new Writer(this.dealer, `zmq ${endpoint}`, maxBytes);
     this.dealer.events.on("connect", () => this.connected());
     this.dealer.events.on("disconnect", () => this.lost());
+    this.dealer.events.on("connect:retry", () => this.refused());
     this.dealer.connect(endpoint);
     this.armIdleClose();
     void this.receive();
   }
 
+  /** Whether requests can go out now (false while the connection is known down). */
+  get reachable(): boolean {
+    return !this.down;
+  }
+
   private connected(): void {
     this.up = true;
+    this.down = false;
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
-    for (const w of this.connectWaiters) w();
-    this.connectWaiters.clear();
+    const held = this.held;
+    this.held = [];
+    for (const h of held) {
+      const req = this.pending.get(h.id);
+      if (req === undefined) continue;
+      if (req.connectTimer !== undefined) clearTimeout(req.connectTimer);
+      req.connectTimer = undefined;
+      this.writer.send(h.frames, h.deadline).catch((e: unknown) => req.fail(FanError.from(e, Code.UNAVAILABLE)));
+    }
+  }
+
+  /** A connect attempt failed (refused, unreachable): the held requests fail now, not after `sendTimeoutMs`. */
+  private refused(): void {
+    if (this.up) return;
+    this.down = true;
+    this.failHeld("connection refused");
+  }
+
+  private failHeld(why: string): void {
+    const held = this.held;
+    this.held = [];
+    for (const h of held) this.pending.get(h.id)?.fail(this.notConnected(why));
+  }
+
+  private notConnected(why: string): FanError {
+    return notDelivered(new FanError(Code.UNAVAILABLE, `zmq ${this.endpoint}: ${why}`));
   }
 
   private lost(): void {
     this.up = false;
+    this.down = true;
     this.armIdleClose();
     const ids = [...this.pending.keys()];
     if (ids.length === 0) return;
@@ -161,40 +202,32 @@ export class Connection {
       return Promise.reject(
         new FanError(Code.RESOURCE_EXHAUSTED, `request of ${size} bytes exceeds the limit of ${this.maxBytes}`),
       );
+    if (this.down) return Promise.reject(this.notConnected("connection is down"));
     return new Promise((resolve, reject) => {
       const req = new Request(this, env.id, what, resolve, reject);
       this.pending.set(env.id, req);
       if (Number.isFinite(opts.deadline)) deadlines.add(req, opts.deadline);
       req.stopAbort = onAbort(opts.signal, () => {
-        if (op === Op.CALL)
+        if (op === Op.CALL && this.up)
           void this.writer.send([head(Op.CANCEL, env.id), ""], Date.now() + 1000).catch(() => undefined);
         req.fail(new FanError(Code.CANCELLED, `${what}: cancelled`));
       });
-      if (!this.up)
-        req.connectTimer = this.connectTimer(() =>
-          req.fail(new FanError(Code.UNAVAILABLE, `zmq ${this.endpoint}: not connected`)),
-        );
-      this.writer
-        .send([head(op, env.id), body], opts.deadline)
-        .catch((e: unknown) => req.fail(FanError.from(e, Code.UNAVAILABLE)));
+      const frames = [head(op, env.id), body];
+      if (!this.up) {
+        this.held.push({ id: env.id, frames, deadline: opts.deadline });
+        req.connectTimer = setTimeout(() => {
+          this.held = this.held.filter((h) => h.id !== env.id);
+          req.fail(this.notConnected("not connected"));
+        }, this.opts.sendTimeoutMs ?? 2000);
+        return;
+      }
+      this.writer.send(frames, opts.deadline).catch((e: unknown) => req.fail(FanError.from(e, Code.UNAVAILABLE)));
     });
   }
 
   /** Forgets a settled request. */
   forget(id: string): void {
     this.pending.delete(id);
-  }
-
-  /** Fires `onTimeout` unless the connection comes up within `sendTimeoutMs`. */
-  private connectTimer(onTimeout: () => void): NodeJS.Timeout {
-    let timer: NodeJS.Timeout | undefined;
-    const cancel = (): void => clearTimeout(timer);
-    this.connectWaiters.add(cancel);
-    timer = setTimeout(() => {
-      this.connectWaiters.delete(cancel);
-      onTimeout();
-    }, this.opts.sendTimeoutMs ?? 2000);
-    return timer;
   }
 
   /** Closes the DEALER (linger 0) and fails everything pending. */

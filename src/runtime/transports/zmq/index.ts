@@ -82,6 +82,11 @@ export class ZmqTransport implements Transport {
     return this.client.call(endpoint, env, opts);
   }
 
+  /** False while the connection to `endpoint` is known down. */
+  reachable(endpoint: string): boolean {
+    return this.client.reachable(endpoint);
+  }
+
   /** Sends a push; resolves once acknowledged. */
   push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
     return this.client.push(endpoint, env, opts);

@@ -4,6 +4,11 @@
  * through the ROUTER to the DEALER that asked. Malformed messages are answered with an error
  * when their id frame is readable, and dropped with a log line otherwise; handshake failures
  * (bytes that are not ZMTP) are logged from the socket's monitor.
+ *
+ * Every reply and ack goes out through one FIFO writer (zeromq.js allows a single `send` in
+ * progress per socket: a second one while the first waits throws "Socket is busy writing", so
+ * under bursts answers were lost). At most `pushConcurrency` push handlers run at once; the
+ * pushes beyond wait in arrival order (amqp and redis stop at their prefetch the same way).
  */
 import type { Logger } from "pino";
 import { Router } from "zeromq";
@@ -12,6 +17,7 @@ import { Code, FanError } from "../../errors.js";
 import type { Envelope, Inbound } from "../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import { envelopeJson, errorEnvelope, frameBound, head, MAX_BATCH, Op, oversize, text } from "./frames.js";
+import { Writer } from "./writer.js";
 
 /** Server-side options of the zmq transport. */
 export interface ZmqServerOptions {
@@ -21,6 +27,8 @@ export interface ZmqServerOptions {
   readonly port?: number;
   /** Host advertised in the endpoint; default the bind host (127.0.0.1 for 0.0.0.0). */
   readonly advertiseHost?: string;
+  /** Push handlers running at once on this transport; the pushes beyond wait in order. Default 64. */
+  readonly pushConcurrency?: number;
 }
 
 interface Binding {
@@ -40,6 +48,10 @@ interface Outgoing {
 /** The ROUTER of one transport. */
 export class ZmqServer {
   private router: Router | undefined;
+  private writer: Writer | undefined;
+  /** Push handlers running, and the pushes waiting for a slot. */
+  private pushesRunning = 0;
+  private readonly pushesWaiting: Array<() => void> = [];
   private listening: Promise<string> | undefined;
   private readonly bindings = new Map<string, Binding[]>();
   private readonly stopped = new Set<string>();
@@ -81,6 +93,7 @@ export class ZmqServer {
     const host = this.opts.host ?? "127.0.0.1";
     await router.bind(`tcp://${host}:${this.opts.port && this.opts.port > 0 ? this.opts.port : "*"}`);
     this.router = router;
+    this.writer = new Writer(router, "zmq server");
     void this.receive(router);
     const port = new URL((router.lastEndpoint ?? "").replace(/^tcp:/, "http:")).port;
     const advertised = this.opts.advertiseHost ?? (host === "0.0.0.0" || host === "*" ? "127.0.0.1" : host);
@@ -240,6 +253,9 @@ export class ZmqServer {
   }
 
   private async push(peer: Buffer, id: string, binding: Binding, env: Envelope): Promise<void> {
+    if (this.pushesRunning >= Math.max(1, this.opts.pushConcurrency ?? 64))
+      await new Promise<void>((resolve) => this.pushesWaiting.push(resolve));
+    else this.pushesRunning++;
     try {
       await binding.inbound.push(env);
     } catch (e) {
@@ -250,6 +266,11 @@ export class ZmqServer {
         JSON.stringify({ code: Code.UNAVAILABLE, message: `push not acknowledged: ${err.message}` }),
       ]);
       return;
+    } finally {
+      // Hand the slot to the next waiting push, or free it.
+      const next = this.pushesWaiting.shift();
+      if (next !== undefined) next();
+      else this.pushesRunning--;
     }
     this.send([peer, head(Op.ACK, id), ""]);
   }
@@ -301,15 +322,22 @@ export class ZmqServer {
     this.outbox.clear();
   };
 
-  /** ROUTER sends never block (unroutable replies to a vanished peer are dropped). */
+  /**
+   * Queues a message behind the send in progress (unroutable replies to a vanished peer are
+   * dropped by the ROUTER itself); one that cannot be sent is a warning: its caller waits out
+   * its deadline.
+   */
   private write(frames: Array<Buffer | string>): void {
-    const router = this.router;
-    if (router === undefined) return;
-    try {
-      router.send(frames).catch((e: unknown) => this.log.debug({ err: e }, "zmq: reply not sent"));
-    } catch (e) {
-      this.log.debug({ err: e }, "zmq: reply not sent");
+    const writer = this.writer;
+    if (writer === undefined || this.router === undefined) {
+      this.log.warn({ pairs: (frames.length - 1) / 2 }, "zmq: reply not sent: the server is closed");
+      return;
     }
+    writer
+      .send(frames)
+      .catch((e: unknown) =>
+        this.log.warn({ err: (e as Error).message, pairs: (frames.length - 1) / 2 }, "zmq: reply not sent"),
+      );
   }
 
   /** Waits for in-flight messages up to `graceMs`, then closes the socket (queued replies linger at most 1 s). */
@@ -327,6 +355,7 @@ export class ZmqServer {
     }
     for (const ac of this.running.values()) ac.abort(new FanError(Code.UNAVAILABLE, "server closing"));
     this.flush();
+    await this.writer?.idle(Math.min(graceMs, 1000));
     const router = this.router;
     this.router = undefined;
     if (router === undefined) return;

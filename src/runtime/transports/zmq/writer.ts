@@ -26,6 +26,7 @@ export class Writer {
   private busy = false;
   /** A send went out directly in this event-loop turn: later ones wait for its end and batch. */
   private turn = false;
+  private idleWaiters: Array<() => void> = [];
 
   constructor(
     private readonly socket: Writable<Array<Buffer | string>>,
@@ -69,13 +70,34 @@ export class Writer {
   private readonly sent = (): void => {
     this.busy = false;
     if (!this.turn && this.queue.length > 0) void this.drain();
+    else this.checkIdle();
   };
 
   private readonly notSent = (e: unknown): never => {
     this.busy = false;
     if (!this.turn && this.queue.length > 0) void this.drain();
+    else this.checkIdle();
     throw mapSendError(e, this.what);
   };
+
+  /** Resolves once nothing is queued or being sent (or after `ms`). */
+  idle(ms: number): Promise<void> {
+    if (!this.busy && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private checkIdle(): void {
+    if (this.busy || this.queue.length > 0 || this.idleWaiters.length === 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
 
   private async drain(): Promise<void> {
     this.busy = true;
@@ -98,6 +120,7 @@ export class Writer {
       }
     } finally {
       this.busy = false;
+      this.checkIdle();
     }
   }
 
