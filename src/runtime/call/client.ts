@@ -228,13 +228,19 @@ export class Caller implements ClientCaller {
     }
     sent.then(
       (reply) => {
+        // A reply after the deadline never replaces DEADLINE_EXCEEDED (the wheel fires up to a
+        // few ms late); a push confirmed late was still delivered, so it keeps its outcome.
+        if (req.kind === "call" && Date.now() >= req.deadline) return pending.expire();
         try {
           pending.ok(reply === undefined ? undefined : this.#unwrap(plan, reply, target.values));
         } catch (e) {
           pending.fail(e);
         }
       },
-      (e: unknown) => pending.fail(FanError.from(e, Code.UNAVAILABLE)),
+      (e: unknown) =>
+        req.kind === "call" && Date.now() >= req.deadline
+          ? pending.expire()
+          : pending.fail(FanError.from(e, Code.UNAVAILABLE)),
     );
     return promise;
   }
