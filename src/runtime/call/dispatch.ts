@@ -303,7 +303,7 @@ export class Dispatcher implements Inbound {
   #drop(env: Envelope, counter: keyof Counters, why: string): Promise<void> {
     this.#counters[counter]++;
     this.#log().warn(
-      { id: env.id, service: env.service, method: env.method, traceparent: env.headers.traceparent },
+      { id: env.id, targetService: env.service, targetMethod: env.method, traceparent: env.headers.traceparent },
       why,
     );
     return Promise.resolve();
