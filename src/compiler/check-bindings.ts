@@ -61,7 +61,9 @@ export function checkRoute(
   }
   if (getLike) {
     for (const p of params) {
-      if (!p.optional && !names.includes(p.name)) {
+      // Optional and defaulted parameters may travel in the query string; only a required one
+      // without a default must be in the path (a GET has no body to carry it).
+      if (!p.optional && p.default === undefined && !names.includes(p.name)) {
         c.out.push(diag.routeMissingParam(s.span, { param: p.name, method }));
         ok = false;
       }

@@ -367,7 +367,8 @@ export const DIAGNOSTICS = {
     code: "FAN0315",
     severity: E,
     message: "parameter `{param}` of `{method}` is not bound by its GET route",
-    help: "An @idempotent rpc with a @route is served by GET, which has no body: every required parameter must appear in the path.",
+    help:
+      "An @idempotent rpc with a @route is served by GET, which has no body: every required parameter without a default must appear in the path; optional and defaulted ones may travel in the query string.",
   },
   invalidRoute: {
     code: "FAN0316",

@@ -8,8 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type App, type AppOptions, createApp } from "../../src/runtime/app/app.js";
 import type { TransportName } from "../../src/runtime/descriptor.js";
 import { defineService } from "../../src/runtime/descriptor.js";
+import { FanError } from "../../src/runtime/errors.js";
 import { shortId } from "../../src/runtime/ids.js";
-import { rejection, until } from "./conformance.js";
+import type { TransportFactory } from "../../src/runtime/transports/transport.js";
+import { envelope, rejection, until, within } from "./conformance.js";
 import { ConformanceService, Listener } from "./fixtures/handlers.js";
 import {
   Conformance,
@@ -127,6 +129,61 @@ export function appConformance(name: TransportName, o: AppConformanceOptions): v
     it("a 1 ms deadline on a sleeping handler: DEADLINE_EXCEEDED", async () => {
       const err = await rejection(() => client.sleep({ ms: 2000 }, { timeout: 1 }));
       expect(err.code).toBe("DEADLINE_EXCEEDED");
+    });
+
+    it("a reply after the deadline never replaces DEADLINE_EXCEEDED (200 races)", async () => {
+      // The handler waits for its signal to abort, then throws its IDL error or returns, or it
+      // returns at its deadline without looking: each reply races the caller's own deadline
+      // timer (a few ms coarse), and each must lose.
+      const outcomes = new Map<string, number>();
+      for (let round = 0; round < 10; round++) {
+        const errors = await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            rejection(() =>
+              client.fail({ code: ["LATE_TEAPOT", "LATE_OK", "BLIND_OK", "BLIND_OK"][i % 4] as string, message: "late" }, { timeout: 40 }),
+            ).catch((e: unknown) => new FanError("UNKNOWN", `resolved: ${String(e)}`)),
+          ),
+        );
+        for (const e of errors) outcomes.set(e.code, (outcomes.get(e.code) ?? 0) + 1);
+      }
+      expect(Object.fromEntries(outcomes)).toEqual({ DEADLINE_EXCEEDED: 200 });
+    });
+
+    // amqp and redis make the send deadline the call's deadline (`withDeadline`), so a bare
+    // transport cannot give their server a shorter one; test/runtime/late-replies.test.ts holds
+    // the dispatcher to the same rule on its own.
+    it.skipIf(name === "amqp" || name === "redis")("the server answers DEADLINE_EXCEEDED when a handler settles after its signal aborted (200 calls)", async () => {
+      // Sent by a bare transport that would wait 10 s for the reply: only the dispatcher's rule
+      // stands between the handler's late Teapot (or late return) and the caller.
+      const make = (o.app().transports as Record<string, TransportFactory>)[name] as TransportFactory;
+      const raw = make({ cluster, log: captureLog().log, maxPayloadBytes: max });
+      try {
+        const set = await apps[1]!.watch(Conformance.descriptor.name);
+        const endpoint = set.instances()[0]?.endpoints[name] as string;
+        const codes = new Map<string, number>();
+        for (let round = 0; round < 10; round++) {
+          const replies = await Promise.all(
+            Array.from({ length: 20 }, (_, i) =>
+              raw.call(
+                endpoint,
+                envelope(
+                  "fail",
+                  { code: i % 2 === 0 ? "LATE_TEAPOT" : "LATE_OK", message: "late" },
+                  { deadline: Date.now() + 40 },
+                ),
+                within(10_000),
+              ),
+            ),
+          );
+          for (const r of replies) {
+            const code = r.kind === "error" ? (r.payload as { code: string }).code : r.kind;
+            codes.set(code, (codes.get(code) ?? 0) + 1);
+          }
+        }
+        expect(Object.fromEntries(codes)).toEqual({ DEADLINE_EXCEEDED: 200 });
+      } finally {
+        await raw.close();
+      }
     });
 
     it("cancellation: CANCELLED at the caller, the handler's signal fires", async () => {

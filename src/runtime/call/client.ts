@@ -241,14 +241,19 @@ export class Caller implements ClientCaller {
       pending.fail(e);
       return promise;
     }
+    const late = (): boolean => req.kind === "call" && Date.now() >= req.deadline;
     const ok = (reply: Envelope | undefined): void => {
+      // A reply after the deadline never replaces DEADLINE_EXCEEDED (the wheel fires up to a
+      // few ms late); a push confirmed late was still delivered, so it keeps its outcome.
+      if (late()) return pending.expire();
       try {
         pending.ok(reply === undefined ? undefined : this.#unwrap(plan, reply, target.values));
       } catch (e) {
         pending.fail(e);
       }
     };
-    const fail = (e: unknown): void => pending.fail(FanError.from(e, Code.UNAVAILABLE));
+    const fail = (e: unknown): void =>
+      late() ? pending.expire() : pending.fail(FanError.from(e, Code.UNAVAILABLE));
     // Refused before it left (failover.ts): another instance may take it, whatever the method.
     sent.then(ok, (e: unknown) =>
       isNotDelivered(e) ? resend(target, e, env, req.kind, sendOpts, targets).then(ok, fail) : fail(e),

@@ -177,7 +177,9 @@ export class Dispatcher implements Inbound {
     result.then(
       (r) => {
         this.#done();
-        this.#settle(sink, p, r, form, ctx);
+        // Settled after its signal aborted: the caller's outcome is the abort's, never a late reply.
+        if (ctx.aborted) sink.error(abortedError(ctx));
+        else this.#settle(sink, p, r, form, ctx);
       },
       (e: unknown) => {
         this.#done();
@@ -263,7 +265,9 @@ export class Dispatcher implements Inbound {
   }
 
   #wireError(e: unknown, form: Form, ctx: CallCtx): WireError {
-    if (ctx.aborted && !FanError.is(e)) return abortedError(ctx);
+    // Whatever a handler throws after its signal aborted (its own IDL error included), the
+    // caller's outcome is the abort's: DEADLINE_EXCEEDED, CANCELLED or the app's stop.
+    if (ctx.aborted) return abortedError(ctx);
     return toWireError(e, this.#service, form, { log: () => ctx.log, traceId: () => ctx.traceId });
   }
 
@@ -299,7 +303,7 @@ export class Dispatcher implements Inbound {
   #drop(env: Envelope, counter: keyof Counters, why: string): Promise<void> {
     this.#counters[counter]++;
     this.#log().warn(
-      { id: env.id, service: env.service, method: env.method, traceparent: env.headers.traceparent },
+      { id: env.id, targetService: env.service, targetMethod: env.method, traceparent: env.headers.traceparent },
       why,
     );
     return Promise.resolve();

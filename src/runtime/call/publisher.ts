@@ -96,7 +96,7 @@ export class Publisher<C = unknown> {
       try {
         value = env.form === "value" ? c.complete(env.payload, name) : c.decode(env.payload, name);
       } catch (e) {
-        this.#log.warn({ err: e, service: this.#service.name, event: name }, "undecodable event dropped");
+        this.#log.warn({ err: e, targetService: this.#service.name, event: name }, "undecodable event dropped");
         return;
       }
       await fn(value);

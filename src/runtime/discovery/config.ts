@@ -46,7 +46,7 @@ class Listeners {
       try {
         fn(structuredClone(raw));
       } catch (e) {
-        this.log.error({ err: e, service }, "config listener threw");
+        this.log.error({ err: e, targetService: service }, "config listener threw");
       }
     }
   }
@@ -209,7 +209,7 @@ export class RegistryConfigSource implements ConfigSource {
         this.listeners.emit(service, assemble(prefix, [...cache.values()], this.log));
         return w;
       });
-      entry.watch.catch((e: unknown) => this.log.error({ err: e, service }, "config re-list failed"));
+      entry.watch.catch((e: unknown) => this.log.error({ err: e, targetService: service }, "config re-list failed"));
       return;
     }
     if (ev.type === "put") cache.set(ev.kv.key, ev.kv);

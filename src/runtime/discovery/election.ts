@@ -24,6 +24,7 @@ export interface CampaignOptions {
   readonly signal?: AbortSignal;
   /** Stored as the candidate's value (default: the instance id). */
   readonly value?: string;
+  /** The candidate instance's logger (records carry its `service` and `instanceId` bindings). */
   readonly log?: Logger;
 }
 
@@ -58,11 +59,11 @@ export async function campaign(registry: Registry, opts: CampaignOptions): Promi
     opts.signal?.throwIfAborted();
     try {
       const held = await campaignOnce(registry, prefix, key, ttlMs, opts);
-      log.info({ service: opts.service, fencingToken: held.fencingToken }, "elected leader");
+      log.info({ fencingToken: held.fencingToken }, "elected leader");
       return held;
     } catch (e) {
       if (opts.signal?.aborted) throw opts.signal.reason ?? e;
-      log.warn({ err: e, service: opts.service, retryInMs: delay }, "campaign failed; retrying");
+      log.warn({ err: e, retryInMs: delay }, "campaign failed; retrying");
       await abortableSleep(delay, opts.signal);
       delay = Math.min(delay * 2, RETRY_MAX_MS);
     }

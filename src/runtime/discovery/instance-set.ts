@@ -119,7 +119,7 @@ export class WatchedSet implements InstanceSet {
   private onEvent(ev: WatchEvent): void {
     if (ev.type === "reset") {
       this.log.warn(
-        { service: this.service, revision: ev.revision },
+        { targetService: this.service, revision: ev.revision },
         "discovery watch reset (history compacted); re-listing",
       );
       this.relist().catch((e: unknown) => this.relistFailed(e));
@@ -137,7 +137,7 @@ export class WatchedSet implements InstanceSet {
 
   private relistFailed(e: unknown): void {
     if (this.closed) return;
-    this.log.error({ err: e, service: this.service }, "discovery re-list failed; retrying in 1 s");
+    this.log.error({ err: e, targetService: this.service }, "discovery re-list failed; retrying in 1 s");
     setTimeout(() => void this.relist().catch((err: unknown) => this.relistFailed(err)), 1000).unref();
   }
 
@@ -159,7 +159,7 @@ export class WatchedSet implements InstanceSet {
       try {
         fn();
       } catch (e) {
-        this.log.error({ err: e, service: this.service }, "discovery change listener threw");
+        this.log.error({ err: e, targetService: this.service }, "discovery change listener threw");
       }
     }
   }

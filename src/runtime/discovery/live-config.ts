@@ -106,7 +106,7 @@ class Live<T> implements LiveConfig<T> {
     } catch (e) {
       const err = FanError.from(e, Code.INVALID_ARGUMENT);
       this.log.error(
-        { service: this.service, err: { message: err.message, details: err.details } },
+        { targetService: this.service, err: { message: err.message, details: err.details } },
         "config update rejected; keeping the old value",
       );
       for (const fn of this.rejects) fn(err);
@@ -114,12 +114,12 @@ class Live<T> implements LiveConfig<T> {
     }
     const old = this.current;
     this.current = next;
-    this.log.info({ service: this.service }, "config updated");
+    this.log.info({ targetService: this.service }, "config updated");
     for (const fn of this.subs) {
       try {
         fn(next, old);
       } catch (e) {
-        this.log.error({ err: e, service: this.service }, "config subscriber threw");
+        this.log.error({ err: e, targetService: this.service }, "config subscriber threw");
       }
     }
   }

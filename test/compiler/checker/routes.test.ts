@@ -52,6 +52,20 @@ describe("routes", () => {
     );
   });
 
+  it("lets optional and defaulted parameters of a GET route travel in the query string", () => {
+    const model = expectClean(
+      src(
+        "package p",
+        "struct Filter { colour?: string }",
+        "service S {",
+        '  @route("/store/{storeId}/wines") @idempotent rpc list(storeId: string, filter?: Filter, page: int = 0): int',
+        "}",
+      ),
+    );
+    const s = model.packages[0]!.decls.find((d) => d.kind === "service");
+    expect(s?.kind === "service" && s.methods[0]?.route).toEqual({ path: "/store/{storeId}/wines", params: ["storeId"] });
+  });
+
   it("names the missing parameter of a GET route", () => {
     const r = expectDiagnostics(
       src("package p", 'service S { @idempotent @route("/x") rpc list(storeId: string): int }'),

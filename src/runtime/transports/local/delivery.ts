@@ -47,7 +47,7 @@ export function deliver(
       (e: unknown) => {
         if (attempt >= opts.maxAttempts) {
           log.error(
-            { err: e, id: env.id, service: env.service, method: env.method, attempts: attempt },
+            { err: e, id: env.id, targetService: env.service, targetMethod: env.method, attempts: attempt },
             `${env.kind} given up after ${attempt} attempts`,
           );
           settled("dead", copy);

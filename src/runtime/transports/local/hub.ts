@@ -192,7 +192,7 @@ export class LocalHub {
         (outcome) => {
           if (outcome === "orphaned")
             log.warn(
-              { id: env.id, service: env.service, event: env.method, group },
+              { id: env.id, targetService: env.service, event: env.method, group },
               "event dropped: its subscriber left",
             );
         },

@@ -249,7 +249,7 @@ export class EventBus {
         if (attempt >= DELIVERY_ATTEMPTS || this.closed) {
           this.stats.failed++;
           this.log.warn(
-            { err: e, service: env.service, event: env.method, id: env.id },
+            { err: e, targetService: env.service, event: env.method, id: env.id },
             "zmq: event handler kept failing; event dropped",
           );
           return;
