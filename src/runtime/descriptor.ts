@@ -119,10 +119,49 @@ export interface EventStream<T> {
   subscribe(fn: (event: T) => void | Promise<void>): Promise<Subscription>;
 }
 
+/**
+ * Where a watcher stands: `connecting` (no snapshot yet), `live` (in sequence with the
+ * owner), `resyncing` (a gap, a new epoch or a reconnect: fetching a snapshot),
+ * `owner-absent` (no owner answers, or its heartbeats stopped), `closed`.
+ */
+export type StateStatus = "connecting" | "live" | "resyncing" | "owner-absent" | "closed";
+
+/** One change of a watched state. */
+export interface StateChange<T> {
+  /** The value after the change. */
+  readonly value: T;
+  /** The RFC 7396 merge patch (wire form) that produced it; undefined for a full value or a snapshot. */
+  readonly patch: unknown;
+  readonly epoch: number;
+  readonly seq: number;
+  readonly cause: "full" | "patch" | "snapshot";
+}
+
+/** A live replica of a state: `client.states.<name>.watch()`. */
+export interface StateView<T> extends AsyncIterable<StateChange<T>> {
+  /** The replica's value; undefined until the owner has one. */
+  readonly current: T | undefined;
+  readonly epoch: number;
+  readonly seq: number;
+  readonly status: StateStatus;
+  /** Why the view is not live (the last error or the missed heartbeat), else undefined. */
+  readonly reason: string | undefined;
+  /** Calls `fn` on every change (synchronously, in order); returns its removal. */
+  subscribe(fn: (change: StateChange<T>) => void): () => void;
+  /** Calls `fn` whenever the status changes; returns its removal. */
+  onStatus(fn: (status: StateStatus, reason: string | undefined) => void): () => void;
+  /** Resolves with the value once the replica is live and has one (rejects after `timeoutMs`, default 10 000). */
+  ready(timeoutMs?: number): Promise<T>;
+  /** Stops watching (idempotent); iterators end. */
+  close(): Promise<void>;
+}
+
 /** `client.states.<name>`. */
 export interface StateHandle<T> {
-  /** Current value (fetches a snapshot if not watching). */
+  /** The owner's current value (one snapshot request). */
   get(opts?: CallOptions): Promise<T>;
+  /** A live, typed replica of the state. */
+  watch(): StateView<T>;
   /** Calls `fn` with the current value and on every change until unwatched. */
   watch(fn: (value: T) => void): Promise<Subscription>;
 }

@@ -13,6 +13,9 @@ export type {
   SubscriptionDescriptor,
   DependencyDescriptor,
   Subscription,
+  StateStatus,
+  StateChange,
+  StateView,
   HandlerOf,
   ClientOf,
 } from "./descriptor.js";
@@ -54,7 +57,7 @@ export { currentContext } from "./call/callctx.js";
 export { task, timer } from "./app/tasks.js";
 export type { TaskContext } from "./app/tasks.js";
 export type { Publisher } from "./call/publisher.js";
-export type { StatePublisher, StateUpdate } from "./states/index.js";
+export type { StatePublisher, StatesOptions, PersistOptions } from "./states/index.js";
 export type { Counters } from "./telemetry/stats.js";
 export { createLogger, componentLogger } from "./telemetry/logging.js";
 export { localTransport, LocalTransport } from "./transports/local/index.js";

@@ -5,7 +5,7 @@
  */
 import { App, type AppOptions } from "../runtime/app/app.js";
 import type { ServiceDefinition } from "../runtime/descriptor.js";
-import type { ServiceMock } from "../runtime/call/mock.js";
+import { forwardMockStates, type ServiceMock } from "../runtime/call/mock.js";
 import type { ServeOptions } from "../runtime/call/served.js";
 import { silentLogger } from "../runtime/telemetry/logging.js";
 import type { LocalOptions } from "../runtime/transports/local/index.js";
@@ -27,7 +27,15 @@ export class TestApp extends App {
    * config keys (pass `opts.config` to give the mock's `implements` functions a `ctx.config`).
    */
   mock<H, C>(m: ServiceMock<H, C>, opts: ServeOptions = {}): this {
-    return this.serve(standIn(m.definition, opts.config !== undefined), m.handler, opts);
+    const def = standIn(m.definition, opts.config !== undefined);
+    this.serve(def, m.handler, opts);
+    // The mock's setState/patchState also update the state this App owns, so its watchers see them.
+    forwardMockStates(m as ServiceMock<unknown, unknown>, (name, op, value) => {
+      const owner = this.publisher(def).state(name as never);
+      if (op === "set") owner.set(value as never);
+      else owner.patch(value);
+    });
+    return this;
   }
 }
 

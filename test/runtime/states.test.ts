@@ -1,10 +1,21 @@
-import { createTestApp, type TestApp } from "fan/testing";
+import { createMock, createTestApp, type TestApp } from "fan/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { memoryRegistry } from "../../src/runtime/discovery/index.js";
 import { applyMergePatch, diffMergePatch } from "../../src/runtime/states/merge-patch.js";
-import { StateReplica, type StateSnapshot } from "../../src/runtime/states/index.js";
+import { Replica } from "../../src/runtime/states/index.js";
 import { CatalogImpl, catalogConfig, eventually } from "./fixtures/impl.js";
 import { Catalog, type Settings } from "./fixtures/shop.js";
+
+/** An owner App serving Catalog and a watcher App on one registry (both pushed to `apps`). */
+async function startPair(apps: TestApp[]) {
+  const registry = memoryRegistry();
+  const owner = createTestApp({ discovery: registry }).serve(Catalog, new CatalogImpl(), { config: catalogConfig });
+  const watcher = createTestApp({ discovery: registry });
+  apps.push(owner, watcher);
+  await owner.start();
+  await watcher.start();
+  return { pub: owner.publisher(Catalog), client: watcher.client(Catalog) };
+}
 
 describe("replicated states (in-process)", () => {
   let apps: TestApp[] = [];
@@ -13,15 +24,7 @@ describe("replicated states (in-process)", () => {
     apps = [];
   });
 
-  async function pair() {
-    const registry = memoryRegistry();
-    const owner = createTestApp({ discovery: registry }).serve(Catalog, new CatalogImpl(), { config: catalogConfig });
-    const watcher = createTestApp({ discovery: registry });
-    apps.push(owner, watcher);
-    await owner.start();
-    await watcher.start();
-    return { pub: owner.publisher(Catalog), client: watcher.client(Catalog) };
-  }
+  const pair = () => startPair(apps);
 
   it("replaces a @full state on every set, and a late watcher starts from the current value", async () => {
     const { pub, client } = await pair();
@@ -67,22 +70,89 @@ describe("replicated states (in-process)", () => {
   });
 });
 
-describe("StateReplica", () => {
-  it("applies consecutive patches, ignores old ones, and resyncs from a snapshot on a gap", () => {
-    let snap: StateSnapshot | undefined = { seq: 5, wire: { a: 1, b: 9 } };
-    const r = new StateReplica(() => snap);
-    expect(r.apply({ seq: 3, full: { a: 1 } })).toBe(true);
-    expect(r.apply({ seq: 4, patch: { b: 2 } })).toBe(true);
-    expect(r.wire).toEqual({ a: 1, b: 2 });
-    expect(r.apply({ seq: 4, patch: { b: 3 } })).toBe(false);
-    expect(r.apply({ seq: 6, patch: { c: 1 } })).toBe(false); // gap: the snapshot (seq 5) is older than the update
-    expect(r.resyncs).toBe(1);
-    snap = { seq: 6, wire: { a: 1, b: 9, c: 1 } };
-    expect(r.apply({ seq: 6, patch: { c: 1 } })).toBe(true);
-    expect(r.seq).toBe(6);
+describe("replicated states: views, invalid patches, mocks and the test kit", () => {
+  let apps: TestApp[] = [];
+  afterEach(async () => {
+    await Promise.all(apps.map((a) => a.stop()));
+    apps = [];
+  });
+
+  it("a view follows the owner with typed current, seq, changes and status", async () => {
+    const { pub, client } = await startPair(apps);
+    const stock = pub.state("stock");
+    stock.set({ a: 1 });
+    const view = client.states.stock.watch();
+    expect(await view.ready()).toEqual({ a: 1 });
+    expect(view.status).toBe("live");
+    const patches: unknown[] = [];
+    view.subscribe((c) => patches.push(c.patch));
+    stock.patch({ b: 2 });
+    expect(() => stock.patch({ c: 1.5 })).toThrow(/invalid|int/i);
+    expect(() => stock.patch({ a: "x" })).toThrow();
+    stock.patch({ a: null });
+    await eventually(() => view.seq === stock.seq);
+    expect(view.current).toEqual({ b: 2 });
+    expect(stock.value()).toEqual({ b: 2 });
+    expect(patches).toEqual([{ b: 2 }, { a: null }]);
+    await view.close();
+    expect(view.status).toBe("closed");
+  });
+
+  it("a view of a state whose owner is absent says so", async () => {
+    const watcher = createTestApp();
+    apps.push(watcher);
+    await watcher.start();
+    const view = watcher.client(Catalog).states.settings.watch();
+    await eventually(() => view.status === "owner-absent");
+    expect(view.reason).toMatch(/Catalog/);
+    expect(view.current).toBeUndefined();
+  });
+
+  it("a generated mock sets and patches states for its own client and for createTestApp watchers", async () => {
+    const m = createMock(Catalog);
+    m.setState("stock", { a: 1 });
+    const own = m.client.states.stock.watch();
+    expect(await own.ready()).toEqual({ a: 1 });
+    const app = createTestApp().mock(m);
+    apps.push(app);
+    await app.start();
+    const view = app.client(Catalog).states.stock.watch();
+    expect(await view.ready()).toEqual({ a: 1 });
+    m.patchState("stock", { b: 2 });
+    await eventually(() => view.current?.b === 2 && own.current?.b === 2);
+    expect(view.current).toEqual({ a: 1, b: 2 });
+    expect(() => m.patchState("stock", { c: "no" })).toThrow();
+    await own.close();
+  });
+});
+
+describe("Replica", () => {
+  it("buffers until the snapshot, applies consecutive patches, drops old ones, and asks for a snapshot on a gap", () => {
+    const r = new Replica(true);
+    expect(r.wantsSnapshot).toBe(true);
+    expect(r.receive({ k: "p", e: 1, s: 4, v: { b: 2 } })).toEqual([]);
+    expect(r.receive({ k: "p", e: 1, s: 6, v: { c: 1 } })).toEqual([]);
+    const changes = r.restore({ e: 1, s: 5, v: { a: 1, b: 9 } });
+    expect(changes.map((c) => [c.cause, c.seq])).toEqual([
+      ["snapshot", 5],
+      ["patch", 6],
+    ]);
     expect(r.wire).toEqual({ a: 1, b: 9, c: 1 });
-    expect(r.apply({ seq: 7, patch: { a: null } })).toBe(true);
-    expect(r.wire).toEqual({ b: 9, c: 1 });
+    expect(r.receive({ k: "p", e: 1, s: 6, v: { c: 2 } })).toEqual([]);
+    expect(r.dropped).toBe(1);
+    expect(r.receive({ k: "p", e: 0, s: 99, v: { z: 1 } })).toEqual([]);
+    expect(r.receive({ k: "p", e: 1, s: 8, v: { d: 1 } })).toEqual([]);
+    expect(r.wantsSnapshot).toBe(true);
+    r.restore({ e: 1, s: 8, v: { a: 1, b: 9, c: 1, d: 1 } });
+    expect(r.receive({ k: "p", e: 1, s: 9, v: { a: null } })).toHaveLength(1);
+    expect(r.wire).toEqual({ b: 9, c: 1, d: 1 });
+    expect(r.receive({ k: "h", e: 1, s: 9, i: 1000 })).toEqual([]);
+    expect(r.wantsSnapshot).toBe(false);
+    r.receive({ k: "h", e: 1, s: 10, i: 1000 });
+    expect(r.wantsSnapshot).toBe(true);
+    r.restore({ e: 1, s: 10, v: { x: 1 } });
+    r.receive({ k: "p", e: 2, s: 1, v: { y: 1 } });
+    expect(r.wantsSnapshot).toBe(true);
   });
 });
 

@@ -19,7 +19,7 @@ import { Publisher } from "../call/publisher.js";
 import { assertHandlerComplete } from "../call/handler-check.js";
 import { ServedInstance, type ServeHost, type ServeOptions } from "../call/served.js";
 import { newCounters, type Counters } from "../telemetry/stats.js";
-import { StateChannel, stateHandle } from "../states/index.js";
+import { appStates, type AppStates, type StatesOptions } from "../states/app-states.js";
 import type { TaskContext } from "./tasks.js";
 import type { LocalTransport } from "../transports/local/index.js";
 
@@ -54,6 +54,8 @@ export interface AppOptions {
   readonly maxPayloadBytes?: number;
   /** Stop gracefully on SIGINT/SIGTERM (a second signal exits at once). Default false. */
   readonly handleSignals?: boolean;
+  /** Replicated states: heartbeat interval and optional snapshot persistence (docs/states.md). */
+  readonly states?: StatesOptions;
 }
 
 /**
@@ -83,6 +85,7 @@ export class App implements ClientHost {
   readonly #inflight = new Map<string, number>();
   readonly #clientSubs = new Set<Subscription>();
   readonly #lifecycle: Lifecycle;
+  readonly #states: AppStates;
 
   constructor(options: AppOptions = {}) {
     this.#options = options;
@@ -97,6 +100,7 @@ export class App implements ClientHost {
       ...pick(options, ["discovery", "config", "transports", "leaseTtlMs", "maxPayloadBytes"]),
     });
     this.#lifecycle = new Lifecycle(this.#served, this.#infra, options, this.log);
+    this.#states = appStates(this, this.#infra, this.#served, options.states);
     this.#lifecycle.onSignal(() => this.stop());
   }
 
@@ -109,6 +113,7 @@ export class App implements ClientHost {
       throw new FanError(Code.INVALID_ARGUMENT, `serve ${def.descriptor.name}: the handler must be an object`);
     assertHandlerComplete(def.descriptor, handler);
     const transports = this.#serveTransports(def.descriptor, opts.transports);
+    this.#states.checkServe(def.descriptor, transports);
     const instanceId = opts.instanceId ?? instanceIdFor(def.descriptor.name);
     if (this.#served.some((s) => s.instanceId === instanceId))
       throw new FanError(Code.ALREADY_EXISTS, `instance id ${instanceId} is already served by this app`);
@@ -147,7 +152,7 @@ export class App implements ClientHost {
 
   /** Publishes the events and states of a service this app serves. */
   publisher<C>(def: ServiceDefinition<unknown, C>): Publisher<C> {
-    return new Publisher<C>(def.descriptor, this.#infra, (service, name) => this.#channel(service, name), this.log);
+    return new Publisher<C>(def.descriptor, this.#infra, this.#states.owners, this.log);
   }
 
   /** Runs `fn` from start until stop (its signal aborts on stop). */
@@ -169,7 +174,7 @@ export class App implements ClientHost {
 
   /** Deregister, stop taking work, drain in-flight calls (up to the grace period), postStop. */
   stop(): Promise<void> {
-    return this.#lifecycle.stop(() => this.#closeClients());
+    return this.#lifecycle.stop(() => Promise.all([this.#closeClients(), this.#states.close()]).then(() => undefined));
   }
 
   /** The App's local transport (tests and relays send raw envelopes through it). */
@@ -232,14 +237,10 @@ export class App implements ClientHost {
   }
 
   state(service: ServiceDescriptor, name: string): StateHandle<unknown> {
-    return stateHandle(service, name, async () => this.#channel(service, name));
+    return this.#states.handle(service, name);
   }
 
   // -------------------------------------------------------------------------------------------
-
-  #channel(service: ServiceDescriptor, name: string): StateChannel {
-    return this.#infra.local.hub.shared(`state\u0000${service.name}\u0000${name}`, () => new StateChannel());
-  }
 
   async #closeClients(): Promise<void> {
     const subs = [...this.#clientSubs];
@@ -281,6 +282,7 @@ export class App implements ClientHost {
       registry: () => infra.registry,
       configSource: () => infra.config,
       client: (def) => this.client(def),
+      states: this.#states.owners,
     };
   }
 }

@@ -156,10 +156,15 @@ export class Infra {
 
   /** The transport events of `source` travel on: the first event-capable transport both sides allow, else local. */
   eventTransport(source: ServiceDescriptor): Transport {
+    return this.transport(this.eventTransportName(source));
+  }
+
+  /** The name of `eventTransport(source)` (known before the transports are open). */
+  eventTransportName(source: ServiceDescriptor): TransportName {
     for (const name of this.network) {
-      if (EVENT_CAPABLE.has(name) && source.transports.includes(name)) return this.transport(name);
+      if (EVENT_CAPABLE.has(name) && source.transports.includes(name)) return name;
     }
-    return this.local;
+    return "local";
   }
 
   /** How to reach an instance: in-process when its local endpoint is in this hub, else a shared network transport. */

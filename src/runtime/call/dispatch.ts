@@ -86,6 +86,12 @@ export class Dispatcher implements Inbound {
     for (const s of service.subscriptions) this.#eventPlans.set(eventKey(s.service, s.event), this.#eventPlan(s));
   }
 
+  /** Gives built-in rpc `name` of the descriptor (no handler method; the state snapshot) its function. */
+  builtin(name: string, fn: (input: unknown) => unknown): void {
+    const plan = this.#plans.get(name);
+    if (plan !== undefined) this.#plans.set(name, { ...plan, fn: (input) => fn(input) });
+  }
+
   /** Calls, pushes and events being handled now. */
   get inflight(): number {
     return this.#inflight;

@@ -12,7 +12,10 @@ import { codec, type Codec } from "../codec/index.js";
 import type { CallContext } from "./context.js";
 import type { ClientCaller, EventStream, ServiceDefinition, StateHandle, Subscription } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
+import type { ServiceDescriptor } from "../descriptor.js";
 import type { Schema } from "../codec/schema.js";
+import { StateOwners, stateEvent, stateHandle, type WatchHost } from "../states/index.js";
+import { silentLogger } from "../telemetry/logging.js";
 
 /** One recorded call. */
 export interface RecordedCall<Req> {
@@ -45,6 +48,8 @@ export interface ServiceMock<H, C> {
   emit(name: string, payload: unknown): Promise<void>;
   /** Sets state `name` (checked against the IDL) for `client.states.<name>.get()`, and tells its watchers. */
   setState(name: string, value: unknown): void;
+  /** `@delta` states: applies a merge patch (checked against the IDL) and tells the watchers. */
+  patchState(name: string, patch: unknown): void;
   /** The mock of a method or subscription handler by name (also when its name collides with a member above). */
   method(name: string): MethodMock<unknown, unknown, ServiceMock<H, C>>;
 }
@@ -68,11 +73,12 @@ export function createMock<H, C>(def: ServiceDefinition<H, C>): ServiceMock<H, C
   const d = def.descriptor;
   const entries = new Map<string, Entry<ServiceMock<H, C>>>();
   const events = eventHub(d.name, d.events);
-  const states = stateStore(d.name, d.states);
+  const states = stateStore(d);
   const mock = {
     definition: def,
     emit: (name: string, payload: unknown) => events.emit(name, payload),
     setState: (name: string, value: unknown) => states.set(name, value),
+    patchState: (name: string, patch: unknown) => states.patch(name, patch),
     method: (name: string) => {
       const e = entries.get(name);
       if (e === undefined) throw new FanError(Code.NOT_FOUND, `mock ${d.name} has no method ${name}`);
@@ -90,7 +96,15 @@ export function createMock<H, C>(def: ServiceDefinition<H, C>): ServiceMock<H, C
   }
   mock.handler = handler;
   mock.client = def.createClient(mockCaller(def, entries, events, states));
+  forwards.set(mock, (fn) => states.forward(fn));
   return self();
+}
+
+const forwards = new WeakMap<object, (fn: StateForward) => void>();
+
+/** Sends a mock's state updates to `fn` as well (the test kit's `.mock(m)`), starting with the current values. */
+export function forwardMockStates(m: ServiceMock<unknown, unknown>, fn: StateForward): void {
+  forwards.get(m)?.(fn);
 }
 
 /** Defines an own, enumerable property, so that no name (`__proto__` included) reaches a setter. */
@@ -235,40 +249,67 @@ function eventHub(service: string, declared: Readonly<Record<string, { readonly 
 interface StateStore {
   handle(name: string): StateHandle<unknown>;
   set(name: string, value: unknown): void;
+  patch(name: string, patch: unknown): void;
+  /** Also applies every update to `fn` (the App that serves the mock); replays the current values. */
+  forward(fn: StateForward): void;
 }
 
-function stateStore(service: string, declared: Readonly<Record<string, { readonly schema: Schema }>>): StateStore {
-  const slots = new Map<
-    string,
-    { c: Codec<unknown>; wire?: unknown; has: boolean; watchers: Set<{ fn: (v: unknown) => void }> }
-  >();
-  const slot = (name: string) => {
-    const st = Object.hasOwn(declared, name) ? declared[name] : undefined;
-    if (st === undefined) throw new FanError(Code.NOT_FOUND, `mock ${service} has no state ${name}`);
-    const s = slots.get(name) ?? { c: codec(st.schema), has: false, watchers: new Set() };
-    slots.set(name, s);
-    return s;
+/** Where a served mock's state updates go: the owner in the App that serves it. */
+export type StateForward = (name: string, op: "set" | "patch", value: unknown) => void;
+
+/**
+ * The mock's states: a real owner and real watch views over an in-memory event path, so
+ * `mock.client.states.x.watch()` behaves as it does against a service.
+ */
+function stateStore(d: ServiceDescriptor): StateStore {
+  const listeners = new Map<string, Set<(payload: unknown) => void>>();
+  const forwards: StateForward[] = [];
+  const log = silentLogger();
+  const owners = new StateOwners({
+    cluster: "mock",
+    log,
+    heartbeatMs: 1000,
+    store: undefined,
+    serves: () => true,
+    publish: async (_s, env) => {
+      for (const fn of [...(listeners.get(env.method) ?? [])]) fn(env.payload);
+    },
+  });
+  void owners.bound(d);
+  const host: WatchHost = {
+    log,
+    heartbeatMs: 1000,
+    check: () => undefined,
+    opened: () => () => undefined,
+    subscribe: async (_s, state, deliver) => {
+      const key = stateEvent(state);
+      const set = listeners.get(key) ?? new Set();
+      listeners.set(key, set);
+      set.add(deliver);
+      return { close: async () => void set.delete(deliver) };
+    },
+    snapshot: async (_s, state) => owners.snapshot(d, state),
+  };
+  const owner = (name: string) => {
+    if (!Object.hasOwn(d.states, name)) throw new FanError(Code.NOT_FOUND, `mock ${d.name} has no state ${name}`);
+    return owners.owner(d, name);
   };
   return {
-    handle: (name) => ({
-      get: async () => {
-        const s = slot(name);
-        if (!s.has) throw new FanError(Code.UNAVAILABLE, `mock ${service} state ${name} has no value: call setState()`);
-        return s.c.decode(s.wire);
-      },
-      watch: async (fn) => {
-        const s = slot(name);
-        const w = { fn };
-        s.watchers.add(w);
-        if (s.has) fn(s.c.decode(s.wire));
-        return { unsubscribe: async () => void s.watchers.delete(w) };
-      },
-    }),
+    handle: (name) => stateHandle(d, name, host),
     set: (name, value) => {
-      const s = slot(name);
-      s.wire = s.c.encode(value, name);
-      s.has = true;
-      for (const w of [...s.watchers]) w.fn(s.c.decode(s.wire));
+      owner(name).set(value);
+      for (const f of forwards) f(name, "set", value);
+    },
+    patch: (name, patch) => {
+      owner(name).patch(patch);
+      for (const f of forwards) f(name, "patch", patch);
+    },
+    forward: (fn) => {
+      forwards.push(fn);
+      for (const name of Object.keys(d.states)) {
+        const v = owners.owner(d, name).value();
+        if (v !== undefined) fn(name, "set", v);
+      }
     },
   };
 }

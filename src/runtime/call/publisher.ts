@@ -10,7 +10,7 @@ import { codec } from "../codec/index.js";
 import type { EventDescriptor, EventStream, ServiceDescriptor, StateHandle, Subscription } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
 import { nextEnvelopeId } from "../ids.js";
-import { statePublisher, type StateChannel, type StatePublisher } from "../states/index.js";
+import type { StateOwners, StatePublisher } from "../states/index.js";
 import type { Envelope, EventSubscription } from "../transports/transport.js";
 
 const NEVER: AbortSignal = new AbortController().signal;
@@ -37,18 +37,13 @@ export type StatesOf<C> = C extends { readonly states: infer S }
 export class Publisher<C = unknown> {
   readonly #service: ServiceDescriptor;
   readonly #infra: Infra;
-  readonly #channel: (service: ServiceDescriptor, name: string) => StateChannel;
+  readonly #states: StateOwners;
   readonly #log: Logger;
 
-  constructor(
-    service: ServiceDescriptor,
-    infra: Infra,
-    channel: (service: ServiceDescriptor, name: string) => StateChannel,
-    log: Logger,
-  ) {
+  constructor(service: ServiceDescriptor, infra: Infra, states: StateOwners, log: Logger) {
     this.#service = service;
     this.#infra = infra;
-    this.#channel = channel;
+    this.#states = states;
     this.#log = log;
   }
 
@@ -78,11 +73,9 @@ export class Publisher<C = unknown> {
     await transport.publish(env, { signal: NEVER, deadline: Date.now() + PUBLISH_TIMEOUT_MS });
   }
 
-  /** The publisher of state `name` (`set`, and `patch` for `@delta` states). */
+  /** The owner of state `name` (`set`, and `patch` for `@delta` states); this App must serve the service. */
   state<K extends keyof StatesOf<C> & string>(name: K): StatePublisher<StatesOf<C>[K]> {
-    const st = this.#service.states[name];
-    if (st === undefined) throw new FanError(Code.UNIMPLEMENTED, `${this.#service.name} has no state ${name}`);
-    return statePublisher<StatesOf<C>[K]>(this.#service, st, this.#channel(this.#service, name), this.#log);
+    return this.#states.owner(this.#service, name) as StatePublisher<StatesOf<C>[K]>;
   }
 
   /** Receives every event `name` (its own group): what `client.events.x.subscribe(fn)` does. */

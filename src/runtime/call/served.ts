@@ -16,6 +16,7 @@ import { Code, FanError } from "../errors.js";
 import { redactSecrets } from "../telemetry/logging.js";
 import type { Counters } from "../telemetry/stats.js";
 import type { Served, Transport, Unsubscribe } from "../transports/transport.js";
+import { SNAPSHOT_METHOD, type StateOwners, withSnapshotMethod } from "../states/index.js";
 
 /** Options of `app.serve(def, handler, opts)`. */
 export interface ServeOptions {
@@ -43,6 +44,8 @@ export interface ServeHost {
   registry(): Registry;
   configSource(): ConfigSource;
   client<C>(def: ServiceDefinition<unknown, C>): C;
+  /** The App's state owners: they answer the built-in `$state` rpc and publish while an instance is bound. */
+  readonly states: StateOwners;
 }
 
 /** The lifecycle hook names, in the order start and stop call them. */
@@ -58,6 +61,7 @@ export class ServedInstance {
   readonly #opts: ServeOptions;
   readonly #transports: readonly TransportName[];
   readonly #dispatcher: Dispatcher;
+  readonly #servedAs: ServiceDescriptor;
   #config: unknown = Object.freeze({});
   #unwatchConfig: (() => Promise<void>) | undefined;
   #bindings: Served[] = [];
@@ -82,7 +86,13 @@ export class ServedInstance {
     this.#opts = opts;
     this.#transports = transports;
     this.log = log.child({ service: def.descriptor.name, instanceId });
-    this.#dispatcher = new Dispatcher(def.descriptor, handler, this.#scope(), host.counters);
+    // Served with the built-in snapshot rpc when the service has states (states/protocol.ts).
+    this.#servedAs = withSnapshotMethod(def.descriptor);
+    this.#dispatcher = new Dispatcher(this.#servedAs, handler, this.#scope(), host.counters);
+    if (this.#servedAs !== def.descriptor)
+      this.#dispatcher.builtin(SNAPSHOT_METHOD, (req) =>
+        host.states.snapshot(def.descriptor, (req as { state: unknown }).state),
+      );
   }
 
   /** The typed config currently in force. */
@@ -184,7 +194,7 @@ export class ServedInstance {
   async #doBind(): Promise<void> {
     const endpoints: Partial<Record<TransportName, string>> = {};
     for (const name of this.#transports) {
-      const served = await this.#host.transport(name).serve(this.descriptor, this.instanceId, this.#dispatcher);
+      const served = await this.#host.transport(name).serve(this.#servedAs, this.instanceId, this.#dispatcher);
       this.#bindings.push(served);
       endpoints[name] = served.endpoint;
     }
@@ -205,6 +215,7 @@ export class ServedInstance {
       };
       this.#subs.push(await this.#host.eventTransport(source).subscribe(sub, (env) => this.#dispatcher.event(env)));
     }
+    await this.#host.states.bound(this.descriptor);
     this.#registration = await this.#host.directory().register({
       service: this.descriptor.name,
       instanceId: this.instanceId,
@@ -221,6 +232,7 @@ export class ServedInstance {
     await this.#binding?.catch(() => undefined);
     const reg = this.#registration;
     this.#registration = undefined;
+    if (reg !== undefined) this.#host.states.unbound(this.descriptor);
     await reg?.deregister().catch((e: unknown) => this.log.warn({ err: e }, "deregistering failed"));
     const subs = this.#subs.splice(0);
     const bindings = this.#bindings.splice(0);

@@ -47,3 +47,20 @@ export function diffMergePatch(from: unknown, to: unknown): unknown {
 function jsonEqual(a: unknown, b: unknown): boolean {
   return a === b || JSON.stringify(a) === JSON.stringify(b);
 }
+
+/**
+ * `patch` applied to `target` in place (the replica's and owner's own wire values, which
+ * nothing else references); returns the new root. Objects of the patch are rebuilt, never
+ * inserted, so a patch shared between replicas is never aliased.
+ */
+export function applyMergePatchInPlace(target: unknown, patch: unknown): unknown {
+  if (!isPlainObject(patch)) return patch;
+  const out: Record<string, unknown> = isPlainObject(target) ? target : {};
+  for (const k of Object.keys(patch)) {
+    if (FORBIDDEN.has(k)) throw new TypeError(`merge patch key "${k}" is not allowed`);
+    const v = patch[k];
+    if (v === null) delete out[k];
+    else out[k] = applyMergePatchInPlace(out[k], v);
+  }
+  return out;
+}

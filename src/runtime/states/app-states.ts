@@ -1,0 +1,124 @@
+/**
+ * The App's side of replicated states, kept here so app.ts only calls in: the owners of the
+ * states this App serves (published on each service's event transport), the watch host of its
+ * clients (subscriptions on the same event transport, snapshots through a client of the
+ * service that knows the built-in `$state` rpc), and the checks that refuse a setup that
+ * cannot carry state updates (http alone) instead of replicating nothing.
+ */
+import type { Infra } from "../app/infra.js";
+import { Caller, type ClientHost } from "../call/client.js";
+import type { ServedInstance } from "../call/served.js";
+import type { ServiceDescriptor, StateHandle, TransportName } from "../descriptor.js";
+import { Code, FanError } from "../errors.js";
+import { shortId } from "../ids.js";
+import type { EventSubscription } from "../transports/transport.js";
+import { type SnapshotStore, StateOwners } from "./owner.js";
+import { SNAPSHOT_METHOD, stateEvent, withSnapshotMethod } from "./protocol.js";
+import { type PersistOptions, redisSnapshotStore } from "./redis-store.js";
+import { stateHandle, type WatchHost } from "./watch.js";
+
+const NEVER: AbortSignal = new AbortController().signal;
+/** How long a publish may block before it fails. */
+const PUBLISH_TIMEOUT_MS = 10_000;
+
+/** `createApp({ states })`. */
+export interface StatesOptions {
+  /** How often owners send heartbeats, in ms (default 1000); watchers call an owner absent after three missed. */
+  readonly heartbeatMs?: number;
+  /** Keep the latest snapshot of every owned state in Redis, so a restarted owner resumes it. */
+  readonly persist?: PersistOptions;
+}
+
+/** What app.ts holds. */
+export interface AppStates {
+  readonly owners: StateOwners;
+  /** `client.states.x` of a client of this App. */
+  handle(service: ServiceDescriptor, name: string): StateHandle<unknown>;
+  /** Refuses to serve a service with states over network transports when none can carry its updates. */
+  checkServe(d: ServiceDescriptor, transports: readonly TransportName[]): void;
+  close(): Promise<void>;
+}
+
+/** Builds the states side of an App. */
+export function appStates(
+  app: ClientHost & { readonly appId: string; readonly cluster: string },
+  infra: Infra,
+  served: readonly ServedInstance[],
+  opts: StatesOptions = {},
+): AppStates {
+  const heartbeatMs = opts.heartbeatMs ?? 1000;
+  if (!(heartbeatMs >= 10))
+    throw new FanError(Code.INVALID_ARGUMENT, `states.heartbeatMs must be at least 10, got ${heartbeatMs}`);
+  const log = app.log.child({ component: "states" });
+  let store: SnapshotStore | undefined;
+  if (opts.persist !== undefined) store = redisSnapshotStore(opts.persist, log);
+  const owners = new StateOwners({
+    cluster: app.cluster,
+    log,
+    heartbeatMs,
+    store,
+    serves: (name) => served.some((s) => s.descriptor.name === name),
+    publish: async (service, env) => {
+      if (!infra.isOpen) await infra.open();
+      await infra.eventTransport(service).publish(env, { signal: NEVER, deadline: Date.now() + PUBLISH_TIMEOUT_MS });
+    },
+  });
+  const views = new Set<{ close(): Promise<void> }>();
+  const callers = new Map<ServiceDescriptor, Caller>();
+  const carrierMissing = (d: ServiceDescriptor): FanError | undefined => {
+    if (infra.network.length === 0 || infra.eventTransportName(d) !== "local") return undefined;
+    return new FanError(
+      Code.FAILED_PRECONDITION,
+      `the states of ${d.name} need a broker transport to carry their updates: this app has ${infra.network.join(", ")} ` +
+        `and ${d.name} allows ${d.transports.join(", ")}; add amqp, redis or zmq to both (http relays state updates through one of them)`,
+    );
+  };
+  const host: WatchHost = {
+    log,
+    heartbeatMs,
+    check: (service) => {
+      const missing = carrierMissing(service);
+      if (missing !== undefined) throw missing;
+    },
+    opened: (view) => {
+      views.add(view);
+      return () => void views.delete(view);
+    },
+    subscribe: async (service, state, deliver) => {
+      const ready = app.ready();
+      if (ready !== undefined) await ready;
+      const id = `${service.name}.watch.${app.appId}.${shortId()}`;
+      const sub: EventSubscription = {
+        source: service,
+        event: stateEvent(state),
+        group: id,
+        instanceId: id,
+        broadcast: true,
+      };
+      return infra.eventTransport(service).subscribe(sub, async (env) => deliver(env.payload));
+    },
+    snapshot: (service, state, callOpts) => {
+      let c = callers.get(service);
+      if (c === undefined) {
+        c = new Caller(app, withSnapshotMethod(service));
+        callers.set(service, c);
+      }
+      return c.call(SNAPSHOT_METHOD, { state }, callOpts);
+    },
+  };
+  return {
+    owners,
+    handle: (service, name) => stateHandle(service, name, host),
+    checkServe: (d, transports) => {
+      if (Object.keys(d.states).length === 0 || !transports.some((t) => t !== "local")) return;
+      const missing = carrierMissing(d);
+      if (missing !== undefined) throw missing;
+    },
+    close: async () => {
+      const open = [...views];
+      views.clear();
+      await Promise.allSettled(open.map((v) => v.close()));
+      await owners.close();
+    },
+  };
+}

@@ -1,0 +1,334 @@
+/**
+ * The watcher's side: `client.states.x.watch()` returns a `StateView` driven by a `Replica`.
+ * It subscribes first (its own broadcast subscription on the service's event path), then
+ * fetches a snapshot over the service's rpc path, and fetches a new one whenever the replica
+ * asks (gap, new epoch, heartbeat ahead). When heartbeats stop for three intervals it says
+ * `owner-absent`, subscribes again (a lost subscription is a reconnect) and resyncs.
+ */
+import type { Logger } from "pino";
+import { codec, type Codec } from "../codec/index.js";
+import type {
+  CallOptions,
+  ServiceDescriptor,
+  StateChange,
+  StateHandle,
+  StateStatus,
+  StateView,
+  Subscription,
+} from "../descriptor.js";
+import { Code, FanError } from "../errors.js";
+import { asMessage, asSnapshot, type StateSnapshot } from "./protocol.js";
+import { Replica, type ReplicaChange } from "./replica.js";
+
+/** What a watcher needs from its App. */
+export interface WatchHost {
+  readonly log: Logger;
+  readonly heartbeatMs: number;
+  /** Throws when this App cannot receive the updates of `service`'s states. */
+  check(service: ServiceDescriptor): void;
+  /** A view opened (closed with the App); returns its removal. */
+  opened(view: { close(): Promise<void> }): () => void;
+  /** Subscribes to the updates of `service`'s state (a subscription of this watcher's own). */
+  subscribe(
+    service: ServiceDescriptor,
+    state: string,
+    deliver: (payload: unknown) => void,
+  ): Promise<{ close(): Promise<void> }>;
+  /** Asks an instance of `service` for the snapshot of `state`. */
+  snapshot(service: ServiceDescriptor, state: string, opts?: CallOptions): Promise<unknown>;
+}
+
+/** Heartbeats missed before the owner counts as absent. */
+const MISSED_BEATS = 3;
+
+class View<T> implements StateView<T> {
+  readonly replica: Replica;
+  #status: StateStatus = "connecting";
+  #reason: string | undefined;
+  #sub: { close(): Promise<void> } | undefined;
+  #subscribing: Promise<void> | undefined;
+  #syncing: Promise<void> | undefined;
+  #heard = Date.now();
+  #watchdog: NodeJS.Timeout | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  readonly #forget: () => void;
+  #decoded: { epoch: number; seq: number; value: T } | undefined;
+  readonly #fns = new Set<(c: StateChange<T>) => void>();
+  readonly #statusFns = new Set<(s: StateStatus, r: string | undefined) => void>();
+  readonly #codec: Codec<T>;
+  readonly #name: string;
+  /** Resolves once the first snapshot attempt finished (either way). */
+  readonly first: Promise<void>;
+  #firstDone!: () => void;
+
+  constructor(
+    private readonly service: ServiceDescriptor,
+    private readonly state: string,
+    private readonly host: WatchHost,
+  ) {
+    const st = service.states[state] as NonNullable<ServiceDescriptor["states"][string]>;
+    this.replica = new Replica(st.mode === "delta");
+    this.#codec = codec<T>(st.schema);
+    this.#name = `${service.name}.${state}`;
+    this.first = new Promise((r) => (this.#firstDone = r));
+    void this.#connect();
+    this.#forget = host.opened(this);
+    const beat = host.heartbeatMs;
+    this.#watchdog = setInterval(() => this.#checkHeartbeat(), beat).unref();
+  }
+
+  get current(): T | undefined {
+    const r = this.replica;
+    if (!r.hasValue) return undefined;
+    const d = this.#decoded;
+    if (d !== undefined && d.epoch === r.epoch && d.seq === r.seq) return d.value;
+    const value = this.#codec.decode(r.wire, this.#name);
+    this.#decoded = { epoch: r.epoch, seq: r.seq, value };
+    return value;
+  }
+  get epoch(): number {
+    return this.replica.epoch;
+  }
+  get seq(): number {
+    return this.replica.seq;
+  }
+  get status(): StateStatus {
+    return this.#status;
+  }
+  get reason(): string | undefined {
+    return this.#reason;
+  }
+
+  subscribe(fn: (c: StateChange<T>) => void): () => void {
+    this.#fns.add(fn);
+    return () => void this.#fns.delete(fn);
+  }
+
+  onStatus(fn: (s: StateStatus, r: string | undefined) => void): () => void {
+    this.#statusFns.add(fn);
+    return () => void this.#statusFns.delete(fn);
+  }
+
+  ready(timeoutMs = 10_000): Promise<T> {
+    if (this.#status === "live" && this.replica.hasValue) return Promise.resolve(this.current as T);
+    return new Promise<T>((resolve, reject) => {
+      const done = (): void => {
+        clearTimeout(t);
+        offC();
+        offS();
+      };
+      const check = (): void => {
+        if (this.#status === "live" && this.replica.hasValue) {
+          done();
+          resolve(this.current as T);
+        } else if ((this.#status as StateStatus) === "closed") {
+          done();
+          reject(new FanError(Code.CANCELLED, `the watch of ${this.#name} was closed`));
+        }
+      };
+      const t = setTimeout(() => {
+        done();
+        reject(
+          new FanError(
+            Code.UNAVAILABLE,
+            `${this.#name} has no live value after ${timeoutMs} ms (${this.#status}${this.#reason === undefined ? "" : `: ${this.#reason}`})`,
+          ),
+        );
+      }, timeoutMs);
+      const offC = this.subscribe(check);
+      const offS = this.onStatus(check);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#status === "closed") return;
+    this.#forget();
+    clearInterval(this.#watchdog);
+    clearTimeout(this.#retry);
+    this.#setStatus("closed", undefined);
+    this.#fns.clear();
+    await this.#subscribing?.catch(() => undefined);
+    await this.#sub?.close().catch(() => undefined);
+    this.#sub = undefined;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<StateChange<T>> {
+    // Values are decoded per change here (the replica moves on while the consumer is away).
+    const queue: StateChange<T>[] = [];
+    let wake: (() => void) | undefined;
+    const off = this.subscribe((c) => {
+      queue.push({ ...c, value: c.value });
+      wake?.();
+    });
+    const offS = this.onStatus(() => wake?.());
+    try {
+      if (this.replica.hasValue && this.replica.synced) {
+        const r = this.replica;
+        yield { value: this.current as T, patch: undefined, epoch: r.epoch, seq: r.seq, cause: "snapshot" };
+      }
+      while (this.#status !== "closed" || queue.length > 0) {
+        const next = queue.shift();
+        if (next !== undefined) yield next;
+        else await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+      }
+    } finally {
+      off();
+      offS();
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  async #connect(): Promise<void> {
+    this.#subscribing ??= (async () => {
+      const old = this.#sub;
+      this.#sub = undefined;
+      await old?.close().catch(() => undefined);
+      while (this.#status !== "closed") {
+        try {
+          const sub = await this.host.subscribe(this.service, this.state, (p) => this.#receive(p));
+          if ((this.#status as StateStatus) === "closed") await sub.close();
+          else this.#sub = sub;
+          return;
+        } catch (e) {
+          this.#setStatus(
+            this.#status === "connecting" ? "connecting" : "resyncing",
+            `subscribing failed: ${(e as Error).message}`,
+          );
+          await new Promise((r) => setTimeout(r, Math.min(1000, this.host.heartbeatMs)));
+        }
+      }
+    })().finally(() => (this.#subscribing = undefined));
+    await this.#subscribing;
+    this.replica.resync();
+    this.#sync();
+  }
+
+  #receive(payload: unknown): void {
+    if (this.#status === "closed") return;
+    const m = asMessage(payload);
+    if (m === undefined) {
+      this.host.log.warn({ state: this.#name }, "malformed state update dropped");
+      return;
+    }
+    this.#heard = Date.now();
+    const changes = this.replica.receive(m);
+    this.#emit(changes);
+    if (this.replica.wantsSnapshot) {
+      if (this.#status === "live") this.#setStatus("resyncing", `gap or new epoch at ${m.e}/${m.s}`);
+      this.#sync();
+    } else if (this.#status === "owner-absent") this.#setStatus("live", undefined);
+  }
+
+  /** Fetches snapshots until the replica is in sequence (one loop at a time). */
+  #sync(): void {
+    if (this.#syncing !== undefined || this.#subscribing !== undefined || this.#status === "closed") return;
+    this.#syncing = (async () => {
+      while (this.replica.wantsSnapshot && this.#status !== "closed") {
+        let snap: StateSnapshot | undefined;
+        try {
+          snap = asSnapshot(await this.host.snapshot(this.service, this.state));
+          if (snap === undefined) throw new FanError(Code.INTERNAL, "malformed snapshot reply");
+        } catch (e) {
+          const err = FanError.from(e);
+          const absent =
+            err.code === Code.UNAVAILABLE || err.code === Code.DEADLINE_EXCEEDED || err.code === Code.NOT_FOUND;
+          this.#setStatus(absent ? "owner-absent" : "resyncing", err.message);
+          this.#firstDone();
+          await new Promise((r) => (this.#retry = setTimeout(r, Math.min(1000, this.host.heartbeatMs))));
+          continue;
+        }
+        this.#heard = Date.now();
+        this.#emit(this.replica.restore(snap));
+      }
+      if (this.#status !== "closed") this.#setStatus("live", undefined);
+      this.#firstDone();
+    })().finally(() => {
+      this.#syncing = undefined;
+      if (this.replica.wantsSnapshot) this.#sync();
+    });
+  }
+
+  #checkHeartbeat(): void {
+    if (this.#status === "closed" || this.#subscribing !== undefined) return;
+    const silent = Date.now() - this.#heard;
+    if (silent <= MISSED_BEATS * this.host.heartbeatMs) return;
+    this.#heard = Date.now();
+    this.#setStatus("owner-absent", `no heartbeat from the owner for ${silent} ms`);
+    void this.#connect();
+  }
+
+  #emit(changes: readonly ReplicaChange[]): void {
+    if (changes.length === 0 || this.#fns.size === 0) return;
+    for (const c of changes) {
+      let decoded: { v: T } | undefined;
+      const self = this;
+      const change: StateChange<T> = {
+        epoch: c.epoch,
+        seq: c.seq,
+        patch: c.patch,
+        cause: c.cause,
+        get value(): T {
+          // Decoded on first read: a subscriber that only follows patches pays nothing.
+          // Read it in the callback: later, the replica has moved on (the iterator copies it at once).
+          decoded ??= { v: self.current as T };
+          return decoded.v;
+        },
+      };
+      for (const fn of this.#fns) {
+        try {
+          fn(change);
+        } catch (e) {
+          this.host.log.error({ err: e, state: this.#name }, "state watcher failed");
+        }
+      }
+    }
+  }
+
+  #setStatus(s: StateStatus, reason: string | undefined): void {
+    if (this.#status === s && this.#reason === reason) return;
+    if (this.#status === "closed") return;
+    this.#status = s;
+    this.#reason = reason;
+    if (s === "owner-absent") this.host.log.warn({ state: this.#name, reason }, "state owner absent");
+    for (const fn of [...this.#statusFns]) fn(s, reason);
+  }
+}
+
+/** The client's handle of a state (`client.states.x`). */
+export function stateHandle(service: ServiceDescriptor, name: string, host: WatchHost): StateHandle<unknown> {
+  const st = Object.hasOwn(service.states, name) ? service.states[name] : undefined;
+  const missing = (): FanError => new FanError(Code.UNIMPLEMENTED, `${service.name} has no state ${name}`);
+  function watch(): StateView<unknown>;
+  function watch(fn: (value: unknown) => void): Promise<Subscription>;
+  function watch(fn?: (value: unknown) => void): StateView<unknown> | Promise<Subscription> {
+    if (st === undefined) {
+      if (fn === undefined) throw missing();
+      return Promise.reject(missing());
+    }
+    if (fn !== undefined) {
+      try {
+        host.check(service);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    } else host.check(service);
+    const view = new View<unknown>(service, name, host);
+    if (fn === undefined) return view;
+    view.subscribe((c) => {
+      if (view.replica.hasValue) fn(c.value);
+    });
+    return view.first.then(() => ({ unsubscribe: () => view.close() }));
+  }
+  return {
+    get: async (opts?: CallOptions) => {
+      if (st === undefined) throw missing();
+      const snap = asSnapshot(await host.snapshot(service, name, opts));
+      if (snap === undefined || snap.v === undefined)
+        throw new FanError(Code.UNAVAILABLE, `${service.name}.${name} has no value yet`);
+      return codec(st.schema).decode(snap.v, `${service.name}.${name}`);
+    },
+    watch,
+  };
+}
