@@ -245,7 +245,10 @@ export class Caller implements ClientCaller {
     const ok = (reply: Envelope | undefined): void => {
       // A reply after the deadline never replaces DEADLINE_EXCEEDED (the wheel fires up to a
       // few ms late); a push confirmed late was still delivered, so it keeps its outcome.
-      if (late()) return pending.expire();
+      if (late()) {
+        pending.expire();
+        return;
+      }
       try {
         pending.ok(reply === undefined ? undefined : this.#unwrap(plan, reply, target.values));
       } catch (e) {
