@@ -283,7 +283,7 @@ export const DIAGNOSTICS = {
     code: "FAN0301",
     severity: E,
     message: "unknown decorator @{name}{hint}",
-    help: "The decorator is not part of the language; see IDL.md for the list.",
+    help: "The decorator is not part of the language; see docs/idl.md for the list.",
   },
   decoratorMisplaced: {
     code: "FAN0302",

@@ -1,0 +1,15 @@
+// Calls the service that src/service.ts runs in another process, over Redis.
+import { createApp } from "fan/runtime";
+import { PublicWines, WineNotFound } from "../generated/retail/wines.js";
+
+const app = createApp({
+  cluster: process.env.FAN_CLUSTER ?? "dev",
+  discovery: `etcd://${process.env.ETCD_ENDPOINTS ?? "127.0.0.1:2379"}`,
+  transports: { redis: { url: process.env.REDIS_URL ?? "redis://127.0.0.1:6379" } },
+});
+await app.start();
+const wines = app.client(PublicWines);
+const wine = await wines.get({ storeId: "s1", inventoryId: "i1" });
+const missing = await wines.get({ storeId: "s1", inventoryId: "nope" }).catch((e: unknown) => e);
+console.log(`got ${wine.name}; a missing one is ${missing instanceof WineNotFound ? "WineNotFound" : String(missing)}`);
+await app.stop();
