@@ -13,7 +13,7 @@ import type { Registry } from "../runtime/discovery/registry.js";
 import type { ConfigSource } from "../runtime/discovery/types.js";
 import { YamlConfigSource, parseConfigText } from "../runtime/discovery/yaml-config.js";
 import { type Io, processIo } from "./io.js";
-import { REGISTRY_OPTIONS, UsageError, cliCluster, openCliRegistry, report } from "./ls.js";
+import { REGISTRY_OPTIONS, UsageError, cliCluster, cliDiscovery, openCliRegistry, report } from "./ls.js";
 
 const USAGE = `usage: fanc config <get|set|watch|push> ... [options]
 
@@ -44,8 +44,10 @@ interface Ctx {
 export async function run(args: string[], io: Io = processIo): Promise<number> {
   let registry: Registry | undefined;
   let source: ConfigSource | undefined;
+  let discovery: string | undefined;
   try {
     const { values, positionals } = parseArgs({ args, options: OPTIONS, allowPositionals: true });
+    discovery = values.file === undefined ? cliDiscovery(values.discovery) : undefined;
     const [verb, ...rest] = positionals;
     if (values.help) {
       io.out(USAGE);
@@ -77,7 +79,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
         throw new UsageError(`unknown subcommand "${verb}"; expected get, set, watch or push\n${USAGE}`);
     }
   } catch (e) {
-    return report(io, "config", e);
+    return report(io, "config", e, discovery);
   } finally {
     await source?.close();
     await registry?.close();

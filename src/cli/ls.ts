@@ -13,7 +13,8 @@ import { type Io, processIo } from "./io.js";
 
 const USAGE = `usage: fanc ls [service] [options]
 
-Lists the services registered in a cluster, or the instances of one service.
+Lists the services registered in a cluster, or the instances of one service, by its full
+name (retail.wines.PublicWines) or a short name that only one service ends with (PublicWines).
 
 options:
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
@@ -29,9 +30,14 @@ export const REGISTRY_OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
+/** The discovery spec of `--discovery`, `$FAN_DISCOVERY` or the local etcd. */
+export function cliDiscovery(spec: string | undefined): string {
+  return spec ?? process.env.FAN_DISCOVERY ?? "etcd://127.0.0.1:2379";
+}
+
 /** Opens the registry named by `--discovery` (etcd only: a memory registry lives inside one process). */
 export function openCliRegistry(spec: string | undefined): Registry {
-  const s = spec ?? process.env.FAN_DISCOVERY ?? "etcd://127.0.0.1:2379";
+  const s = cliDiscovery(spec);
   if (s === "memory")
     throw new UsageError("--discovery memory lives inside one process; point fanc at etcd://host:port");
   if (!s.startsWith("etcd://"))
@@ -47,8 +53,21 @@ export function cliCluster(c: string | undefined): string {
 /** A mistake in how the command was called (exit code 2). */
 export class UsageError extends Error {}
 
-/** Prints a failure the way every fanc subcommand does and returns its exit code. */
-export function report(io: Io, command: string, e: unknown): number {
+/** Why a registry could not be reached, in a few words; undefined when `msg` is not about that. */
+function unreachable(msg: string): string | undefined {
+  if (/ECONNREFUSED/.test(msg)) return "connection refused";
+  if (/ENOTFOUND|EAI_AGAIN/.test(msg)) return "host not found";
+  if (/EHOSTUNREACH|ENETUNREACH/.test(msg)) return "host unreachable";
+  if (/deadline|timed? ?out/i.test(msg)) return "no answer in time";
+  if (/UNAVAILABLE|No connection/i.test(msg)) return "unavailable";
+  return undefined;
+}
+
+/**
+ * Prints a failure the way every fanc subcommand does and returns its exit code. An
+ * unreachable registry is one line naming `discovery`, never the gRPC client's text.
+ */
+export function report(io: Io, command: string, e: unknown, discovery?: string): number {
   if (
     e instanceof UsageError ||
     (e as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" ||
@@ -58,17 +77,19 @@ export function report(io: Io, command: string, e: unknown): number {
     return 2;
   }
   const msg = e instanceof Error ? e.message : String(e);
-  io.err(
-    `fanc ${command}: ${/UNAVAILABLE|ECONNREFUSED|deadline|No connection/i.test(msg) ? `cannot reach the registry (${msg})` : msg}`,
-  );
+  const why = unreachable(msg);
+  if (why === undefined) io.err(`fanc ${command}: ${msg}`);
+  else io.err(`fanc ${command}: cannot reach the registry at ${discovery ?? "the registry"} (${why})`);
   return 1;
 }
 
 /** `fanc ls`: returns the exit code. */
 export async function run(args: string[], io: Io = processIo): Promise<number> {
   let registry: Registry | undefined;
+  let discovery: string | undefined;
   try {
     const { values, positionals } = parseArgs({ args, options: REGISTRY_OPTIONS, allowPositionals: true });
+    discovery = cliDiscovery(values.discovery);
     if (values.help) {
       io.out(USAGE);
       return 0;
@@ -80,9 +101,9 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     registry = openCliRegistry(values.discovery);
     const service = positionals[0];
     if (service === undefined) return await listServices(io, registry, cluster, values.json === true);
-    return await listInstances(io, registry, cluster, service, values.json === true);
+    return await listInstances(io, registry, cluster, await fullName(registry, cluster, service), values.json === true);
   } catch (e) {
-    return report(io, "ls", e);
+    return report(io, "ls", e, discovery);
   } finally {
     await registry?.close();
   }
@@ -158,6 +179,20 @@ async function listInstances(
   ]);
   io.out(table(["INSTANCE", "VERSION", "ENDPOINTS", "SHARDS", "ZONE", "LOAD", "AGE"], rows));
   return 0;
+}
+
+/**
+ * The full name of `service`: itself when it has instances, else the one registered service
+ * whose short name it is (`Wines` for `retail.Wines`). Throws when several services share it.
+ */
+async function fullName(registry: Registry, cluster: string, service: string): Promise<string> {
+  if ((await registry.list(servicePrefix(cluster, service))).items.length > 0) return service;
+  const root = servicesRoot(cluster);
+  const names = new Set((await registry.list(root)).items.map((kv) => kv.key.slice(root.length).split("/")[0] ?? ""));
+  const matches = [...names].filter((n) => n.endsWith(`.${service}`)).sort();
+  if (matches.length > 1)
+    throw new UsageError(`"${service}" is ambiguous in cluster "${cluster}": ${matches.join(", ")}; give the full name`);
+  return matches[0] ?? service;
 }
 
 /** `[0,1,2,5]` → `0-2,5` */

@@ -62,5 +62,53 @@ export type { Counters } from "./telemetry/stats.js";
 export { createLogger, componentLogger } from "./telemetry/logging.js";
 export { localTransport, LocalTransport } from "./transports/local/index.js";
 export type { LocalOptions } from "./transports/local/index.js";
-export { formatTraceparent, parseTraceparent } from "./ids.js";
+export { formatTraceparent, parseTraceparent, newTraceId, newSpanId, shortId, instanceIdFor } from "./ids.js";
+export type { TraceParent } from "./ids.js";
 export type { ConfigSource, InstanceInfo, Directory, InstanceSet, StrategyName } from "./discovery/types.js";
+
+// Discovery and config outside an App: registries, directory, config sources, election, ids.
+export {
+  createDiscovery,
+  memoryRegistry,
+  MemoryRegistry,
+  sharedMemoryRegistry,
+  EtcdRegistry,
+  parseEtcdSpec,
+  RegistryDirectory,
+  DEFAULT_LEASE_TTL_MS,
+  ObjectConfigSource,
+  RegistryConfigSource,
+  YamlConfigSource,
+  parseConfigText,
+  liveConfig,
+  configDecoder,
+  campaign,
+  leader,
+  nextId,
+  builtinStrategies,
+} from "./discovery/index.js";
+export type {
+  Discovery,
+  DiscoverySpec,
+  DiscoveryOptions,
+  DirectoryOptions,
+  MemoryRegistryOptions,
+  EtcdRegistryOptions,
+  ConfigObjects,
+  LiveConfig,
+  CampaignOptions,
+  Leadership,
+  Strategy,
+  PickContext,
+  RegisterInfo,
+  Registration,
+  ResolveOptions,
+} from "./discovery/index.js";
+// The zmq event hub (zeromq is imported when it starts, not when the runtime loads).
+export { startEventHub } from "./transports/event-hub.js";
+export type { EventHub, EventHubEndpoints, EventHubOptions } from "./transports/event-hub.js";
+// Options of the network transports (types only: the transports load when an App names them).
+export type { AmqpTransportOptions } from "./transports/amqp/index.js";
+export type { RedisTransportOptions } from "./transports/redis/index.js";
+export type { HttpTransportOptions } from "./transports/http/index.js";
+export type { ZmqTransportOptions } from "./transports/zmq/index.js";
