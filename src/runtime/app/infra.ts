@@ -7,6 +7,7 @@ import type { Logger } from "pino";
 import type { ServiceDescriptor, TransportName } from "../descriptor.js";
 import { createDiscovery, memoryRegistry, type Discovery, type DiscoverySpec } from "../discovery/index.js";
 import type { ConfigObjects } from "../discovery/config.js";
+import { MemoryRegistry } from "../discovery/memory.js";
 import type { Registry } from "../discovery/registry.js";
 import type { ConfigSource, InstanceInfo } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
@@ -65,6 +66,16 @@ async function loadTransport(name: TransportName, opts: object): Promise<Transpo
   if (typeof make !== "function")
     throw new FanError(Code.INTERNAL, `transports/${name} does not export ${name}Transport`);
   return (make as (o: object) => TransportFactory)(opts);
+}
+
+function noEventTransport(source: ServiceDescriptor, network: readonly TransportName[]): FanError {
+  const has = network.length === 0 ? "only the local transport" : network.join(", ");
+  return new FanError(
+    Code.FAILED_PRECONDITION,
+    `no configured transport can carry events of ${source.name} between processes: events travel on ` +
+      `${[...EVENT_CAPABLE].join(", ")}; this app has ${has}, and ${source.name} allows ` +
+      `${source.transports.join(", ")}. Add one both allow to createApp({ transports })`,
+  );
 }
 
 /** Discovery, config and transports of one App. */
@@ -154,7 +165,12 @@ export class Infra {
     return ["local", ...this.network];
   }
 
-  /** The transport events of `source` travel on: the first event-capable transport both sides allow, else local. */
+  /**
+   * The transport events of `source` travel on: the first event-capable transport both sides
+   * allow, else local. Local reaches only this process, so when discovery spans processes (any
+   * registry but the in-memory one) and none of them can, it throws rather than let events
+   * vanish: `start` (subscriptions), `subscribe` and `emit` fail naming what is missing.
+   */
   eventTransport(source: ServiceDescriptor): Transport {
     return this.transport(this.eventTransportName(source));
   }
@@ -164,6 +180,8 @@ export class Infra {
     for (const name of this.network) {
       if (EVENT_CAPABLE.has(name) && source.transports.includes(name)) return name;
     }
+    const registry = this.#discovery?.registry;
+    if (registry !== undefined && !(registry instanceof MemoryRegistry)) throw noEventTransport(source, this.network);
     return "local";
   }
 

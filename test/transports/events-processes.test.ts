@@ -1,0 +1,85 @@
+/**
+ * Issue 9 item 8: events between processes. With only http (which carries no events) a
+ * subscriber in another process used to start, the publisher to emit, and the event to
+ * vanish without a word. Now `start` (a served subscription), `subscribe` and `emit` fail
+ * naming what is missing; with a transport that carries events the same two processes do get
+ * the event.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { type App, createApp } from "../../src/runtime/app/app.js";
+import { FanError } from "../../src/runtime/errors.js";
+import { type ChildApp, childApp } from "./child.js";
+import { Conformance } from "./fixtures/generated/fan/conformance.js";
+import { ConformanceService } from "./fixtures/handlers.js";
+import { captureLog } from "./fixtures/log.js";
+import { ETCD, factoryFor, uniqueCluster, up } from "./processes.js";
+
+const d = up.etcd || process.env.FAN_REQUIRE_BROKERS === "1" ? describe : describe.skip;
+
+d("events between processes", () => {
+  const children: ChildApp[] = [];
+  const apps: App[] = [];
+  afterEach(async () => {
+    for (const a of apps.splice(0)) await a.stop();
+    for (const c of children.splice(0)) await c.stop();
+  });
+
+  const publisherApp = async (cluster: string, transport: "http" | "redis"): Promise<App> => {
+    const app = createApp({
+      cluster,
+      discovery: `etcd://${ETCD}`,
+      transports: { [transport]: factoryFor(transport) },
+      logger: captureLog().log,
+    }).serve(Conformance, new ConformanceService());
+    apps.push(app);
+    await app.start();
+    return app;
+  };
+
+  it("with only http, the subscriber's start, a client's subscribe and the publisher's emit fail saying why", async () => {
+    const cluster = uniqueCluster("ev-http");
+    const child = childApp({
+      FAN_CHILD_TRANSPORTS: "http",
+      FAN_CHILD_CLUSTER: cluster,
+      FAN_CHILD_SERVE: "ListenerA",
+      FAN_ETCD: ETCD,
+    });
+    children.push(child);
+    const failed = await child.next(["start failed", "ready"]);
+    expect(failed).toMatchObject({ event: "start failed", code: "FAILED_PRECONDITION" });
+    expect(failed.message).toContain(
+      "no configured transport can carry events of fan.conformance.Conformance between processes",
+    );
+    expect(failed.message).toContain("this app has http");
+
+    const app = await publisherApp(cluster, "http");
+    const emitted = await app
+      .publisher(Conformance)
+      .emit("ping", { n: 1 })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(FanError.is(emitted) && emitted.code).toBe("FAILED_PRECONDITION");
+    expect((emitted as Error).message).toContain("between processes");
+    await expect(app.client(Conformance).events.ping.subscribe(() => undefined)).rejects.toMatchObject({
+      code: "FAILED_PRECONDITION",
+    });
+  });
+
+  const withRedis = up.redis || process.env.FAN_REQUIRE_BROKERS === "1" ? it : it.skip;
+  withRedis("with redis as well, the same subscriber in another process gets the event", async () => {
+    const cluster = uniqueCluster("ev-redis");
+    const child = childApp({
+      FAN_CHILD_TRANSPORTS: "http,redis",
+      FAN_CHILD_CLUSTER: cluster,
+      FAN_CHILD_SERVE: "ListenerA",
+      FAN_ETCD: ETCD,
+    });
+    children.push(child);
+    await child.next("ready");
+    const app = await publisherApp(cluster, "redis");
+    await app.publisher(Conformance).emit("ping", { n: 42 });
+    expect(await child.next("ping")).toMatchObject({ n: 42 });
+  });
+});
