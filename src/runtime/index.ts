@@ -61,3 +61,11 @@ export { localTransport, LocalTransport } from "./transports/local/index.js";
 export type { LocalOptions } from "./transports/local/index.js";
 export { formatTraceparent, parseTraceparent } from "./ids.js";
 export type { ConfigSource, InstanceInfo, Directory, InstanceSet, StrategyName } from "./discovery/types.js";
+// The policy layer: client chain options, events, breakers, server interceptors and auth.
+export type { PolicyOptions, RetryOptions, HedgeOptions, BulkheadOptions } from "./policy/options.js";
+export type { BreakerOptions, BreakerInfo } from "./policy/breaker.js";
+export type { BudgetOptions, BackoffOptions } from "./policy/budget.js";
+export type { PolicyEvent, PolicyListener, BreakerState } from "./policy/events.js";
+export type { Policies } from "./policy/policies.js";
+export type { HeaderSource } from "./policy/headers.js";
+export type { IncomingCall, ServerInterceptor, AuthVerifier, ServerPolicyOptions } from "./policy/server.js";

@@ -16,6 +16,7 @@ import { Code, FanError } from "../errors.js";
 import { redactSecrets } from "../telemetry/logging.js";
 import type { Counters } from "../telemetry/stats.js";
 import type { Served, Transport, Unsubscribe } from "../transports/transport.js";
+import type { ServerGate } from "../policy/server.js";
 
 /** Options of `app.serve(def, handler, opts)`. */
 export interface ServeOptions {
@@ -25,6 +26,8 @@ export interface ServeOptions {
   readonly instanceId?: string;
   /** Raw (wire-form) config for this instance; replaces the config source's. */
   readonly config?: Record<string, unknown>;
+  /** Work in flight on this instance beyond which calls are shed (RESOURCE_EXHAUSTED); over `createApp({ server: { maxInFlight } })`. */
+  readonly maxInFlight?: number;
 }
 
 /** What a served instance needs from its App. */
@@ -43,6 +46,8 @@ export interface ServeHost {
   registry(): Registry;
   configSource(): ConfigSource;
   client<C>(def: ServiceDefinition<unknown, C>): C;
+  /** The server policy gate of an instance (load shedding, interceptors, `@auth`), when it needs one. */
+  gate?(service: ServiceDescriptor, instanceId: string, opts: ServeOptions): ServerGate | undefined;
 }
 
 /** The lifecycle hook names, in the order start and stop call them. */
@@ -82,7 +87,13 @@ export class ServedInstance {
     this.#opts = opts;
     this.#transports = transports;
     this.log = log.child({ service: def.descriptor.name, instanceId });
-    this.#dispatcher = new Dispatcher(def.descriptor, handler, this.#scope(), host.counters);
+    this.#dispatcher = new Dispatcher(
+      def.descriptor,
+      handler,
+      this.#scope(),
+      host.counters,
+      host.gate?.(def.descriptor, instanceId, opts),
+    );
   }
 
   /** The typed config currently in force. */
