@@ -81,6 +81,7 @@ function writeMethod(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel, 
   if (m.route !== undefined) w.writeLine(`route: ${obj([["path", str(m.route.path)], ["params", jsonLiteral(m.route.params)]])},`);
   if (m.shard !== undefined) w.writeLine(`shard: ${jsonLiteral(m.shard)},`);
   w.writeLine(`throws: ${jsonLiteral(m.throws)},`);
+  if (m.auth !== undefined) w.writeLine(`auth: ${jsonLiteral(m.auth)},`);
   if (m.since !== undefined) w.writeLine(`since: ${str(m.since)},`);
   if (m.deprecated !== undefined) w.writeLine(`deprecated: ${str(m.deprecated)},`);
 }

@@ -8,7 +8,7 @@ import { checkRoute, checkShard } from "./check-bindings.js";
 import { type Checker, here } from "./check-context.js";
 import { declBase } from "./check-decls.js";
 import { checkFields, type Mutable, resolveType, unknownTypeIn } from "./check-types.js";
-import { argDuration, argInt, argNames, argNone, argString, decoratorsFor } from "./decorators.js";
+import { argDuration, argInt, argNames, argNone, argString, argStrings, decoratorsFor } from "./decorators.js";
 import { diag } from "./diagnostics.js";
 import type {
   DependencyModel,
@@ -99,7 +99,7 @@ export function checkService(
     unique: decs.has("unique") && argNone(decs.get("unique")!, c.out),
     depends: parts.depends,
     config: parts.config ?? [],
-    methods: parts.methods,
+    methods: withServiceAuth(parts.methods, decs.get("auth"), c),
     events: parts.events,
     states: parts.states,
     subscriptions: parts.subscriptions,
@@ -392,6 +392,9 @@ function checkMethod(
   if (routeModel !== undefined) model.route = routeModel;
   const shardModel = shard === undefined ? undefined : checkShard(c, shard, params);
   if (shardModel !== undefined) model.shard = shardModel;
+  const auth = decs.get("auth");
+  const roles = auth === undefined ? undefined : argStrings(auth, c.out);
+  if (roles !== undefined) model.auth = roles;
   setCommon(c, model, decs, version, m.doc);
   return model;
 }
@@ -412,6 +415,13 @@ function setCommon(
   if (doc !== undefined) model.doc = doc;
 }
 
+/** A service's `@auth` applies to each of its methods that has none of its own. */
+function withServiceAuth(methods: MethodModel[], d: A.Decorator | undefined, c: Checker): MethodModel[] {
+  const roles = d === undefined ? undefined : argStrings(d, c.out);
+  if (roles === undefined) return methods;
+  return methods.map((m) => (m.auth === undefined ? { ...m, auth: roles } : m));
+}
+
 function retryCount(c: Checker, d: A.Decorator | undefined, method: string, idempotent: boolean): number {
   if (d === undefined) return 0;
   const n = argInt(d, c.out);
@@ -429,7 +439,13 @@ function checkThrows(c: Checker, scope: FileScope, names: readonly A.QualifiedNa
   for (const q of names) {
     const r = resolve(scope, q, c.packages);
     if (!("ok" in r)) {
-      c.out.push(reportUnresolved(r, q.span, unknownTypeIn(scope, (k) => k === "Error", false)));
+      c.out.push(
+        reportUnresolved(
+          r,
+          q.span,
+          unknownTypeIn(scope, (k) => k === "Error", false),
+        ),
+      );
     } else if (r.ok.decl.kind !== "Error") {
       c.out.push(diag.notAnError(q.span, { name: r.ok.fullName, kind: r.ok.decl.kind.toLowerCase() }));
     } else if (out.includes(r.ok.fullName)) {

@@ -84,6 +84,7 @@ export const DECORATOR_TARGETS: Readonly<Record<string, readonly Target[]>> = {
   maxItems: FIELDS,
   pattern: FIELDS,
   secret: ["configField"],
+  auth: ["service", "rpc", "push"],
 };
 
 const NONE: ReadonlyMap<string, A.Decorator> = new Map();
@@ -103,7 +104,12 @@ export function decoratorsFor(
     const name = d.name.name;
     const allowed = DECORATOR_TARGETS[name];
     if (allowed === undefined || !Object.hasOwn(DECORATOR_TARGETS, name)) {
-      out.push(diag.unknownDecorator(d.name.span, { name, hint: hintText(closest(name, Object.keys(DECORATOR_TARGETS)), "@") }));
+      out.push(
+        diag.unknownDecorator(d.name.span, {
+          name,
+          hint: hintText(closest(name, Object.keys(DECORATOR_TARGETS)), "@"),
+        }),
+      );
     } else if (!allowed.includes(target)) {
       if (name === "secret" && target === "field") out.push(diag.secretMisplaced(d.span));
       else out.push(diag.decoratorMisplaced(d.span, { name, target: TARGET_TEXT[target] }));
@@ -159,6 +165,13 @@ export function argDuration(d: A.Decorator, out: Diagnostic[]): A.DurationLit | 
   const e = argOne(d, "one duration such as `2s` or `250ms`", out);
   if (e === undefined) return undefined;
   return e.kind === "DurationLit" ? e : bad(d, "one duration such as `2s` or `250ms`", out);
+}
+
+/** Zero or more string arguments: `@auth`, `@auth("admin", "ops")`. */
+export function argStrings(d: A.Decorator, out: Diagnostic[]): string[] | undefined {
+  const args = d.args ?? [];
+  if (args.some((a) => a.kind !== "StringLit")) return bad(d, "string arguments (role names), or none", out);
+  return (args as A.StringLit[]).map((a) => a.value);
 }
 
 /** One or more (possibly dotted) names: `@transports(http, amqp)`, `@shard(a, b.c)`. */

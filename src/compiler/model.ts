@@ -138,6 +138,8 @@ export interface MethodModel {
   /** push: `@ttl`, when given. */
   readonly ttlMs?: number;
   readonly idempotent: boolean;
+  /** `@auth(roles...)` on the member, else on its service: any one of the roles ([]: any caller with credentials). */
+  readonly auth?: readonly string[];
   /** `@retry(n)`: extra attempts; 0 when absent. */
   readonly retry: number;
   /** `@route("/path/{param}")`. */

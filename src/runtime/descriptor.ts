@@ -31,6 +31,11 @@ export interface MethodDescriptor {
   readonly shard?: readonly (readonly string[])[];
   /** Fully qualified names of the IDL errors this method may throw. */
   readonly throws: readonly string[];
+  /**
+   * `@auth(...)` on the method or its service: the roles a caller needs (any one of them;
+   * empty: any authenticated caller). Absent: no authentication required.
+   */
+  readonly auth?: readonly string[];
   readonly since?: string;
   readonly deprecated?: string;
 }
@@ -107,6 +112,11 @@ export interface CallOptions {
   readonly headers?: Readonly<Record<string, string>>;
   /** Pin the call to one transport (otherwise discovery and config choose). */
   readonly transport?: TransportName;
+  /**
+   * Extra attempts of this call on a retryable failure, even for a method that is not
+   * `@idempotent` (the caller vouches for it); `false`: none. Default: the client's policy.
+   */
+  readonly retry?: number | false;
 }
 
 /** A subscription returned by `client.events.x.subscribe(fn)`. */

@@ -112,3 +112,11 @@ export type { AmqpTransportOptions } from "./transports/amqp/index.js";
 export type { RedisTransportOptions } from "./transports/redis/index.js";
 export type { HttpTransportOptions } from "./transports/http/index.js";
 export type { ZmqTransportOptions } from "./transports/zmq/index.js";
+// The policy layer: client chain options, events, breakers, server interceptors and auth.
+export type { PolicyOptions, RetryOptions, HedgeOptions, BulkheadOptions } from "./policy/options.js";
+export type { BreakerOptions, BreakerInfo } from "./policy/breaker.js";
+export type { BudgetOptions, BackoffOptions } from "./policy/budget.js";
+export type { PolicyEvent, PolicyListener, BreakerState } from "./policy/events.js";
+export type { Policies } from "./policy/policies.js";
+export type { HeaderSource } from "./policy/headers.js";
+export type { IncomingCall, ServerInterceptor, AuthVerifier, ServerPolicyOptions } from "./policy/server.js";

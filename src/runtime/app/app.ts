@@ -22,6 +22,10 @@ import { newCounters, type Counters } from "../telemetry/stats.js";
 import { appStates, type AppStates, type StatesOptions } from "../states/app-states.js";
 import type { TaskContext } from "./tasks.js";
 import type { LocalTransport } from "../transports/local/index.js";
+import type { HeaderSource } from "../policy/headers.js";
+import type { PolicyOptions } from "../policy/options.js";
+import { Policies } from "../policy/policies.js";
+import { type ServerPolicyOptions, serverGate } from "../policy/server.js";
 
 /** Options of `createApp`. */
 export interface AppOptions {
@@ -56,6 +60,12 @@ export interface AppOptions {
   readonly handleSignals?: boolean;
   /** Replicated states: heartbeat interval and optional snapshot persistence (docs/states.md). */
   readonly states?: StatesOptions;
+  /** The client policy chain: breakers, retries, hedging, bulkhead (docs/policies.md); `false`: off. */
+  readonly policy?: PolicyOptions | false;
+  /** Headers added to every outgoing call (credentials); a function is called per call. */
+  readonly headers?: HeaderSource;
+  /** Server side: interceptors, `@auth` verifier, load shedding (docs/policies.md). */
+  readonly server?: ServerPolicyOptions;
 }
 
 /**
@@ -78,6 +88,11 @@ export class App implements ClientHost {
   readonly counters: Counters = newCounters();
   readonly interceptors: readonly Interceptor[];
   readonly log: Logger;
+  /** Policy events, circuit breaker states and retry budgets (docs/policies.md). */
+  readonly policy: Policies;
+  readonly headers: HeaderSource | undefined;
+  /** `createApp({ server })`: server interceptors, `@auth` verifier, load shedding. */
+  readonly serverOptions: ServerPolicyOptions | undefined;
   readonly #options: AppOptions;
   readonly #infra: Infra;
   readonly #served: ServedInstance[] = [];
@@ -93,6 +108,9 @@ export class App implements ClientHost {
     this.logger = options.logger ?? createLogger();
     this.log = this.logger.child({ app: this.appId });
     this.interceptors = options.interceptors ?? [];
+    this.policy = new Policies(options.policy, this.log);
+    this.headers = options.headers;
+    this.serverOptions = options.server;
     this.#infra = new Infra({
       cluster: this.cluster,
       appId: this.appId,
@@ -135,7 +153,8 @@ export class App implements ClientHost {
   client<C>(def: ServiceDefinition<unknown, C>, opts: ClientOptions = {}): C {
     if (def === null || typeof def !== "object" || typeof def.createClient !== "function")
       throw new FanError(Code.INVALID_ARGUMENT, "client: expected a generated service definition");
-    if (opts.interceptors !== undefined) return def.createClient(new Caller(this, def.descriptor, opts));
+    if (opts.interceptors !== undefined || opts.policy !== undefined || opts.headers !== undefined)
+      return def.createClient(new Caller(this, def.descriptor, opts));
     const key = `${opts.version ?? ""}|${opts.strategy ?? ""}|${opts.transport ?? ""}`;
     let byOpts = this.#clients.get(def.descriptor);
     if (byOpts === undefined) {
@@ -190,6 +209,10 @@ export class App implements ClientHost {
   }
 
   // ClientHost -------------------------------------------------------------------------------
+
+  clientPolicy(service: ServiceDescriptor, opts: PolicyOptions | false | undefined): ReturnType<Policies["forClient"]> {
+    return this.policy.forClient(service.name, opts);
+  }
 
   ready(): Promise<void> | undefined {
     return this.#infra.isOpen ? undefined : this.#infra.open();
@@ -283,6 +306,7 @@ export class App implements ClientHost {
       configSource: () => infra.config,
       client: (def) => this.client(def),
       states: this.#states.owners,
+      gate: (service, instanceId, opts) => serverGate(service, instanceId, opts, this),
     };
   }
 }

@@ -58,6 +58,8 @@ export class CallCtx implements CallContext, Inherited {
   readonly headers: Readonly<EnvelopeHeaders>;
   readonly deadline: number;
   readonly attempt: number;
+  /** Who is calling, as a server interceptor or `@auth` established it. */
+  principal: unknown = undefined;
   readonly #callerSignal: AbortSignal | undefined;
   #traceId: string | undefined;
   #spanId: string | undefined;

@@ -17,7 +17,7 @@ import type {
   Subscription,
   TransportName,
 } from "../descriptor.js";
-import type { InstanceSet, StrategyName } from "../discovery/types.js";
+import type { InstanceInfo, InstanceSet, StrategyName } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
 import { fromWireError } from "../codec/error-wire.js";
 import { currentContext, edgeTraceparent } from "./callctx.js";
@@ -36,6 +36,9 @@ import { isNotDelivered } from "../transports/not-delivered.js";
 import { Route, checkRange, type RouteHost, type Target } from "./route.js";
 import { LocalTransport } from "../transports/local/index.js";
 import type { Envelope, SendOptions } from "../transports/transport.js";
+import type { ClientPolicy } from "../policy/client.js";
+import { checkHeaders, headersOf, type HeaderSource } from "../policy/headers.js";
+import type { PolicyOptions } from "../policy/options.js";
 
 /** Options of `app.client(def, opts)`. */
 export interface ClientOptions {
@@ -47,6 +50,10 @@ export interface ClientOptions {
   readonly transport?: TransportName;
   /** Interceptors of this client, inside the App's own. */
   readonly interceptors?: readonly Interceptor[];
+  /** The policy chain of this client (over the App's `policy`); `false` turns it off. */
+  readonly policy?: PolicyOptions | false;
+  /** Headers added to every call of this client (credentials), over the App's `headers`. */
+  readonly headers?: HeaderSource;
 }
 
 /** What a caller needs from its App. */
@@ -65,6 +72,10 @@ export interface ClientHost extends RouteHost {
     fn: (event: unknown) => void | Promise<void>,
   ): Promise<Subscription>;
   state(service: ServiceDescriptor, name: string): StateHandle<unknown>;
+  /** The policy chain of a client, or undefined when it is off. */
+  clientPolicy?(service: ServiceDescriptor, opts: PolicyOptions | false | undefined): ClientPolicy | undefined;
+  /** Headers added to every call of every client (credentials). */
+  readonly headers?: HeaderSource | undefined;
 }
 
 interface MethodPlan {
@@ -88,6 +99,22 @@ export class Caller implements ClientCaller {
   readonly #countInFlight: boolean;
   /** Only the built-in interceptors: calls run them inlined, without the chain. */
   readonly #direct: boolean;
+  /** Bulkhead, retries, hedging and breakers (src/runtime/policy/), unless turned off. */
+  readonly #policy: ClientPolicy | undefined;
+  readonly #attempts = {
+    pick: (req: OutgoingRequest, skip: ((info: InstanceInfo) => boolean) | undefined): Target | undefined => {
+      const key = req.method.shard === undefined ? undefined : (req.headers.shard as string | undefined);
+      const route = this.#route as Route;
+      return skip === undefined
+        ? route.pick(key, req.opts?.transport)
+        : route.pickWhere(key, req.opts?.transport, skip);
+    },
+    send: (target: Target, req: OutgoingRequest, now?: number): Promise<unknown> =>
+      this.#sendTo(this.#plans.get(req.method.name) as MethodPlan, req, target, now),
+  };
+  /** App and client headers (credentials), when fixed; checked once. */
+  readonly #headers: Readonly<Record<string, string>> | undefined;
+  readonly #headerSources: readonly HeaderSource[];
 
   constructor(host: ClientHost, service: ServiceDescriptor, opts: ClientOptions = {}) {
     checkRange(opts.version);
@@ -95,6 +122,16 @@ export class Caller implements ClientCaller {
     this.#service = service;
     this.#opts = opts;
     this.#countInFlight = opts.strategy === "p2c";
+    this.#policy = host.clientPolicy?.(service, opts.policy);
+    const sources = [host.headers, opts.headers].filter((h): h is HeaderSource => h !== undefined);
+    if (sources.every((h) => typeof h !== "function")) {
+      const fixed = Object.assign({}, ...sources) as Record<string, string>;
+      this.#headers = sources.length === 0 ? undefined : checkHeaders(fixed, `client of ${service.name}`);
+      this.#headerSources = [];
+    } else {
+      this.#headers = undefined;
+      this.#headerSources = sources;
+    }
     const interceptors = [traceInterceptor, deadlineInterceptor, ...host.interceptors, ...(opts.interceptors ?? [])];
     this.#direct = interceptors.length === 2;
     for (const m of Object.values(service.methods)) {
@@ -111,10 +148,15 @@ export class Caller implements ClientCaller {
   call(method: string, input: unknown, opts?: CallOptions): Promise<unknown> {
     const plan = this.#plans.get(method);
     if (plan === undefined || plan.desc.kind !== "rpc") return Promise.reject(this.#noMember("rpc", method));
-    if (!this.#direct) return plan.run(this.#request("call", plan, input, opts, {}));
+    let req: OutgoingRequest;
+    try {
+      req = this.#request("call", plan, input, opts, {});
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (!this.#direct) return plan.run(req);
     // No interceptor of the App's or this client's: the trace and deadline interceptors,
     // inlined (the same steps in the same order, with one AsyncLocalStorage read instead of two).
-    const req = this.#request("call", plan, input, opts, {});
     const headers = req.headers;
     const parent = currentContext();
     if (headers.traceparent === undefined && parent !== undefined) headers.traceparent = parent.childTraceparent();
@@ -158,7 +200,11 @@ export class Caller implements ClientCaller {
     opts: CallOptions | undefined,
     headers: OutgoingRequest["headers"],
   ): OutgoingRequest {
-    if (opts?.headers !== undefined) Object.assign(headers, opts.headers);
+    if (this.#headers !== undefined) Object.assign(headers, this.#headers);
+    else
+      for (const src of this.#headerSources) Object.assign(headers, headersOf(src, `client of ${this.#service.name}`));
+    if (opts?.headers !== undefined)
+      Object.assign(headers, checkHeaders(opts.headers, `${this.#service.name}.${plan.desc.name}`));
     return { kind, service: this.#service, method: plan.desc, input, opts, deadline: 0, headers, signal: opts?.signal };
   }
 
@@ -178,10 +224,16 @@ export class Caller implements ClientCaller {
     try {
       const shardKey = plan.desc.shard === undefined ? undefined : shardKeyOf(req.input, plan.desc.shard);
       if (shardKey !== undefined) req.headers.shard = shardKey;
+      if (this.#policy !== undefined) return this.#policy.run(req, this.#attempts, now);
       target = avoidDown(route.pick(shardKey, req.opts?.transport), () => route.targets(req.opts?.transport));
     } catch (e) {
       return Promise.reject(e);
     }
+    return this.#sendTo(plan, req, target, now);
+  }
+
+  /** Sends one attempt of `req` to `target`. */
+  #sendTo(plan: MethodPlan, req: OutgoingRequest, target: Target, now?: number): Promise<unknown> {
     const release = this.#countInFlight ? this.#host.acquire(target.info.instanceId) : undefined;
     const transport = target.transport;
     if (req.kind === "call" && target.values && transport instanceof LocalTransport) {
@@ -227,6 +279,7 @@ export class Caller implements ClientCaller {
       release === undefined ? reject : settled(release, reject),
     );
     let sent: Promise<Envelope | undefined>;
+    const route = this.#route as Route;
     const targets = () => route.targets(req.opts?.transport);
     const sendOpts: SendOptions =
       req.kind === "push"

@@ -29,6 +29,8 @@ export interface CallContext<Config = unknown> {
   readonly config: Config;
   /** Delivery attempt for pushes and events (1 on first delivery). */
   readonly attempt: number;
+  /** Who is calling, as a server interceptor or `@auth` verifier established it (undefined when none ran). */
+  readonly principal: unknown;
   /** For `@unique` services: the leader's fencing token (its election revision). */
   readonly fencingToken?: string;
   /** A client of another service that inherits this call's deadline and trace. */

@@ -13,6 +13,7 @@ import { Code, FanError, type WireError } from "../errors.js";
 import { toWireError, type Form } from "../codec/error-wire.js";
 import type { Envelope, EnvelopeHeaders, Inbound } from "../transports/transport.js";
 import type { Counters } from "../telemetry/stats.js";
+import type { ServerGate } from "../policy/server.js";
 
 type HandlerFn = (req: unknown, ctx: CallCtx) => unknown;
 
@@ -24,6 +25,8 @@ interface Plan {
   /** Undefined for void replies. */
   readonly output: Codec<unknown> | undefined;
   readonly timeoutMs: number;
+  /** rpc and push: the descriptor server interceptors see. */
+  readonly desc?: MethodDescriptor;
 }
 
 const NO_HEADERS: Readonly<EnvelopeHeaders> = Object.freeze({});
@@ -76,9 +79,18 @@ export class Dispatcher implements Inbound {
   #accepting = true;
   #inflight = 0;
   #idle: (() => void) | undefined;
+  /** Load shedding, server interceptors and `@auth` (src/runtime/policy/server.ts), when any. */
+  readonly #gate: ServerGate | undefined;
 
-  constructor(service: ServiceDescriptor, handler: object, scope: InstanceScope, counters: Counters) {
+  constructor(
+    service: ServiceDescriptor,
+    handler: object,
+    scope: InstanceScope,
+    counters: Counters,
+    gate?: ServerGate,
+  ) {
     this.#service = service;
+    this.#gate = gate;
     this.#handler = handler;
     this.#scope = scope;
     this.#counters = counters;
@@ -155,6 +167,36 @@ export class Dispatcher implements Inbound {
       });
       return;
     }
+    const gate = this.#gate;
+    if (gate !== undefined) {
+      const shed = gate.shed(this.#inflight, method);
+      if (shed !== undefined) {
+        sink.error(shed);
+        return;
+      }
+      const desc = p.desc as MethodDescriptor;
+      if (gate.checks(desc)) {
+        gate.check("call", desc, headers).then(
+          (principal) => this.#invoke(form, p, payload, headers, signal, sink, deadline, principal),
+          (err: WireError) => sink.error(err),
+        );
+        return;
+      }
+    }
+    this.#invoke(form, p, payload, headers, signal, sink, deadline, undefined);
+  }
+
+  /** Decodes the input and runs the handler of a call that passed every check. */
+  #invoke(
+    form: Form,
+    p: Plan & { fn: HandlerFn },
+    payload: unknown,
+    headers: Readonly<EnvelopeHeaders>,
+    signal: AbortSignal | undefined,
+    sink: CallSink,
+    deadline: number,
+    principal: unknown,
+  ): void {
     let input: unknown;
     try {
       input = form === "value" ? p.input.complete(payload, "") : p.input.decode(payload, "");
@@ -163,6 +205,7 @@ export class Dispatcher implements Inbound {
       return;
     }
     const ctx = new CallCtx(this.#scope, p.name, headers, deadline, signal, 1);
+    if (principal !== undefined) ctx.principal = principal;
     this.#inflight++;
     let result: unknown;
     try {
@@ -281,6 +324,19 @@ export class Dispatcher implements Inbound {
     if (!this.#accepting) throw new FanError(Code.UNAVAILABLE, `this instance of ${this.#service.name} is stopping`);
     if (plan.fn === undefined)
       return this.#drop(env, dropCounter, `the handler of ${this.#service.name} does not implement ${plan.name}`);
+    let principal: unknown;
+    if (this.#gate !== undefined && plan.desc !== undefined && this.#gate.checks(plan.desc)) {
+      try {
+        principal = await this.#gate.check("push", plan.desc, env.headers);
+      } catch (e) {
+        const err = e as WireError;
+        return this.#drop(
+          env,
+          dropCounter,
+          `${env.kind} ${env.service}.${env.method} refused: ${err.code} ${err.message}`,
+        );
+      }
+    }
     let input: unknown;
     try {
       input = env.form === "value" ? validated(plan, env.payload) : plan.input.decode(env.payload, "");
@@ -293,6 +349,7 @@ export class Dispatcher implements Inbound {
     }
     const attempt = typeof env.headers.attempt === "number" ? env.headers.attempt : 1;
     const ctx = new CallCtx(this.#scope, plan.name, env.headers, Number.POSITIVE_INFINITY, undefined, attempt);
+    if (principal !== undefined) ctx.principal = principal;
     const fn = plan.fn;
     this.#inflight++;
     try {
@@ -335,6 +392,7 @@ export class Dispatcher implements Inbound {
       input: codec(m.input),
       output: m.output.kind === "void" ? undefined : codec(m.output),
       timeoutMs: m.timeoutMs,
+      desc: m,
     };
   }
 

@@ -86,7 +86,7 @@ export class Route {
 
   /** Picks the target of one call; throws UNAVAILABLE naming what is missing. */
   pick(shardKey: string | undefined, pinned: TransportName | undefined): Target {
-    if (pinned !== undefined && pinned !== this.#pinned) return this.#pickPinned(shardKey, pinned);
+    if (pinned !== undefined && pinned !== this.#pinned) return this.#pickPinned(shardKey, pinned) as Target;
     if (this.#infos === undefined) this.#refresh();
     const infos = this.#infos as InstanceInfo[];
     if (infos.length === 0) throw this.#unavailable(this.#pinned);
@@ -103,6 +103,30 @@ export class Route {
     return this.#list;
   }
 
+  /**
+   * `pick` among the candidates `skip` does not reject (the policy layer skips instances whose
+   * circuit breaker is open, and those a retry already tried): undefined when it rejects them
+   * all; still throws UNAVAILABLE when there is no candidate at all.
+   */
+  pickWhere(
+    shardKey: string | undefined,
+    pinned: TransportName | undefined,
+    skip: (info: InstanceInfo) => boolean,
+  ): Target | undefined {
+    if (pinned !== undefined && pinned !== this.#pinned) return this.#pickPinned(shardKey, pinned, skip);
+    if (this.#infos === undefined) this.#refresh();
+    const infos = this.#infos as InstanceInfo[];
+    if (infos.length === 0) throw this.#unavailable(this.#pinned);
+    if (this.#preferLocal) {
+      const locals = this.#locals.filter((t) => !skip(t.info));
+      if (locals.length > 0) return locals[this.#ctx.cursor.n++ % locals.length] as Target;
+    }
+    const left = infos.filter((i) => !skip(i));
+    if (left.length === 0) return undefined;
+    this.#ctx.shardKey = shardKey;
+    return this.#targets.get(this.#strategy(left, this.#ctx as PickContext)) as Target;
+  }
+
   #pinnedTargets(pinned: TransportName): Target[] {
     const targets: Target[] = [];
     for (const info of this.#set.instances()) {
@@ -113,9 +137,15 @@ export class Route {
     return targets;
   }
 
-  #pickPinned(shardKey: string | undefined, pinned: TransportName): Target {
-    const targets = this.#pinnedTargets(pinned);
+  #pickPinned(
+    shardKey: string | undefined,
+    pinned: TransportName,
+    skip?: (info: InstanceInfo) => boolean,
+  ): Target | undefined {
+    let targets = this.#pinnedTargets(pinned);
     if (targets.length === 0) throw this.#unavailable(pinned);
+    if (skip !== undefined) targets = targets.filter((t) => !skip(t.info));
+    if (targets.length === 0) return undefined;
     const ctx = { ...this.#ctx, shardKey } as PickContext;
     const info = this.#strategy(
       targets.map((t) => t.info),

@@ -17,6 +17,7 @@ import { redactSecrets } from "../telemetry/logging.js";
 import type { Counters } from "../telemetry/stats.js";
 import type { Served, Transport, Unsubscribe } from "../transports/transport.js";
 import { SNAPSHOT_METHOD, type StateOwners, withSnapshotMethod } from "../states/index.js";
+import type { ServerGate } from "../policy/server.js";
 
 /** Options of `app.serve(def, handler, opts)`. */
 export interface ServeOptions {
@@ -26,6 +27,8 @@ export interface ServeOptions {
   readonly instanceId?: string;
   /** Raw (wire-form) config for this instance; replaces the config source's. */
   readonly config?: Record<string, unknown>;
+  /** Work in flight on this instance beyond which calls are shed (RESOURCE_EXHAUSTED); over `createApp({ server: { maxInFlight } })`. */
+  readonly maxInFlight?: number;
 }
 
 /** What a served instance needs from its App. */
@@ -46,6 +49,8 @@ export interface ServeHost {
   client<C>(def: ServiceDefinition<unknown, C>): C;
   /** The App's state owners: they answer the built-in `$state` rpc and publish while an instance is bound. */
   readonly states: StateOwners;
+  /** The server policy gate of an instance (load shedding, interceptors, `@auth`), when it needs one. */
+  gate?(service: ServiceDescriptor, instanceId: string, opts: ServeOptions): ServerGate | undefined;
 }
 
 /** The lifecycle hook names, in the order start and stop call them. */
@@ -88,7 +93,13 @@ export class ServedInstance {
     this.log = log.child({ service: def.descriptor.name, instanceId });
     // Served with the built-in snapshot rpc when the service has states (states/protocol.ts).
     this.#servedAs = withSnapshotMethod(def.descriptor);
-    this.#dispatcher = new Dispatcher(this.#servedAs, handler, this.#scope(), host.counters);
+    this.#dispatcher = new Dispatcher(
+      this.#servedAs,
+      handler,
+      this.#scope(),
+      host.counters,
+      host.gate?.(def.descriptor, instanceId, opts),
+    );
     if (this.#servedAs !== def.descriptor)
       this.#dispatcher.builtin(SNAPSHOT_METHOD, (req) =>
         host.states.snapshot(def.descriptor, (req as { state: unknown }).state),

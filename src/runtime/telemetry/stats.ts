@@ -17,9 +17,11 @@ export interface Counters {
   eventsDropped: number;
   /** Push and event deliveries whose handler failed (they are delivered again). */
   deliveriesFailed: number;
+  /** Calls a served instance refused at its in-flight bound (load shedding). */
+  callsShed: number;
 }
 
 /** A zeroed set of counters. */
 export function newCounters(): Counters {
-  return { callsExpired: 0, badReplies: 0, pushesExpired: 0, pushesDropped: 0, eventsDropped: 0, deliveriesFailed: 0 };
+  return { callsExpired: 0, badReplies: 0, pushesExpired: 0, pushesDropped: 0, eventsDropped: 0, deliveriesFailed: 0, callsShed: 0 };
 }

@@ -1,0 +1,334 @@
+/**
+ * The client side of the policy chain, inside the trace and deadline interceptors and the
+ * App's and client's own: bulkhead → retry (and hedge) → per-instance circuit breaker →
+ * transport. The Caller hands it two functions (`AttemptHost`): pick a target, skipping
+ * instances, and send one attempt to a target. A call that cannot be retried or hedged takes
+ * the short path (one pick, one send, the outcome recorded); the rest runs the retry loop.
+ */
+import { idlErrorName } from "../codec/error-wire.js";
+import type { InstanceInfo } from "../discovery/types.js";
+import { Code, FanError } from "../errors.js";
+import type { OutgoingRequest } from "../call/interceptors.js";
+import type { Target } from "../call/route.js";
+import { cancelled, deadlineExceeded } from "../call/pending.js";
+import { backoffMs, LatencyWindow, type RetryBudget } from "./budget.js";
+import { type Breaker, type Breakers, verdictOf } from "./breaker.js";
+import type { PolicyEvents } from "./events.js";
+import type { ResolvedPolicy } from "./options.js";
+
+/** What the policy needs from the Caller. */
+export interface AttemptHost {
+  /**
+   * The target of one attempt, skipping the instances `skip` rejects: undefined when it
+   * rejects every candidate; throws UNAVAILABLE when there is no candidate at all.
+   */
+  pick(req: OutgoingRequest, skip: ((info: InstanceInfo) => boolean) | undefined): Target | undefined;
+  /** Sends one attempt (`now`: the clock reading of the deadline, when no time has passed). */
+  send(target: Target, req: OutgoingRequest, now?: number): Promise<unknown>;
+}
+
+/** What a ClientPolicy shares with the App. */
+export interface PolicyShared {
+  readonly events: PolicyEvents;
+  readonly breakers: Breakers | undefined;
+  budget(service: string): RetryBudget;
+}
+
+const DEFAULT_RETRIES = 2;
+const DEFAULT_HEDGE_MS = 100;
+
+/** An attempt's target and its breaker slot. */
+interface Slot {
+  readonly target: Target;
+  readonly breaker: Breaker | undefined;
+  /** This attempt is its half-open breaker's one probe. */
+  readonly probe: boolean;
+}
+
+/** Errors made here that must not be retried (every instance's breaker is open). */
+const failFast = new WeakSet<object>();
+
+/** The policy chain of one client (one Caller). */
+export class ClientPolicy {
+  readonly #service: string;
+  readonly #shared: PolicyShared;
+  readonly #breakers: Breakers | undefined;
+  readonly #budget: RetryBudget;
+  readonly #policy: ResolvedPolicy;
+  readonly #codes: ReadonlySet<string>;
+  readonly #maxInFlight: number;
+  readonly #latency = new Map<string, LatencyWindow>();
+  #inFlight = 0;
+
+  constructor(service: string, policy: ResolvedPolicy, shared: PolicyShared) {
+    this.#service = service;
+    this.#shared = shared;
+    this.#breakers = shared.breakers;
+    this.#budget = shared.budget(service);
+    this.#policy = policy;
+    this.#codes = new Set(policy.retry?.codes ?? [Code.UNAVAILABLE]);
+    this.#maxInFlight = policy.bulkhead?.maxInFlight ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** Calls in flight through this client (the bulkhead's count). */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Runs one call or push through bulkhead, retries, breakers and the transport. */
+  run(req: OutgoingRequest, host: AttemptHost, now?: number): Promise<unknown> {
+    if (this.#maxInFlight !== Number.POSITIVE_INFINITY) return this.#bulkhead(req, host, now);
+    return this.#retrying(req, host, now);
+  }
+
+  #bulkhead(req: OutgoingRequest, host: AttemptHost, now: number | undefined): Promise<unknown> {
+    if (this.#inFlight >= this.#maxInFlight) {
+      this.#shared.events.emit({ type: "bulkhead", service: this.#service, method: req.method.name });
+      return Promise.reject(
+        new FanError(
+          Code.RESOURCE_EXHAUSTED,
+          `${this.#service}.${req.method.name}: ${this.#maxInFlight} calls already in flight on this client (bulkhead)`,
+          { details: { maxInFlight: this.#maxInFlight } },
+        ),
+      );
+    }
+    this.#inFlight++;
+    const release = (): void => {
+      this.#inFlight--;
+    };
+    const p = this.#retrying(req, host, now);
+    p.then(release, release);
+    return p;
+  }
+
+  /** Retries allowed for this call: the call's `retry`, else (idempotent only) options, `@retry(n)`, 2. */
+  #retriesOf(req: OutgoingRequest): number {
+    const asked = req.opts?.retry;
+    if (asked === false) return 0;
+    if (typeof asked === "number") return asked;
+    const retry = this.#policy.retry;
+    if (retry === undefined || !req.method.idempotent) return 0;
+    return retry.max ?? (req.method.retry > 0 ? req.method.retry : DEFAULT_RETRIES);
+  }
+
+  #retrying(req: OutgoingRequest, host: AttemptHost, now: number | undefined): Promise<unknown> {
+    const retries = this.#retriesOf(req);
+    const hedge = this.#policy.hedge !== undefined && req.kind === "call" && req.method.idempotent;
+    const breakers = this.#breakers;
+    if (retries === 0 && !hedge && (breakers === undefined || !breakers.anyNotClosed(this.#service))) {
+      // The short path: nothing to retry, every breaker closed: the strategy's own pick.
+      let target: Target;
+      try {
+        target = host.pick(req, undefined) as Target;
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return this.#attempt(this.#slot(target), req, host, now);
+    }
+    return this.#loop(req, host, retries, hedge);
+  }
+
+  async #loop(req: OutgoingRequest, host: AttemptHost, retries: number, hedge: boolean): Promise<unknown> {
+    const tried = new Set<string>();
+    for (let n = 0; ; ) {
+      let err: unknown;
+      try {
+        const slot = await this.#choose(req, host, tried);
+        return await (hedge ? this.#hedged(slot, req, host, tried) : this.#attempt(slot, req, host, undefined, tried));
+      } catch (e) {
+        err = e;
+      }
+      if (n >= retries || !this.#retryable(err)) throw err;
+      if (!this.#budget.allows()) {
+        this.#shared.events.emit({ type: "retry-throttled", service: this.#service, method: req.method.name });
+        throw err;
+      }
+      n++;
+      const wait = backoffMs(n, this.#policy.retry ?? {});
+      if (Date.now() + wait >= req.deadline) throw err;
+      if (wait > 0) await sleep(wait, req);
+      this.#shared.events.emit({
+        type: "retry",
+        service: this.#service,
+        method: req.method.name,
+        attempt: n + 1,
+        code: (err as FanError).code,
+      });
+    }
+  }
+
+  #retryable(e: unknown): boolean {
+    return this.#failed(e) && !failFast.has(e as object);
+  }
+
+  /** A retryable code that is not an IDL-declared error (those are answers, never retried). */
+  #failed(e: unknown): boolean {
+    return FanError.is(e) && this.#codes.has(e.code) && idlErrorName(e) === undefined;
+  }
+
+  /**
+   * The target of the next attempt: an instance whose breaker admits it, one not tried yet
+   * if there is one; when every candidate's breaker is open or probing, waits for a probe's
+   * outcome, or fails fast with UNAVAILABLE naming the open breakers.
+   */
+  async #choose(req: OutgoingRequest, host: AttemptHost, tried: ReadonlySet<string>): Promise<Slot> {
+    const service = this.#service;
+    const breakers = this.#breakers;
+    for (;;) {
+      const blocked =
+        breakers?.anyNotClosed(service) === true
+          ? (info: InstanceInfo) => breakers.find(service, info.instanceId)?.admits === false
+          : undefined;
+      const skip =
+        tried.size === 0
+          ? blocked
+          : (info: InstanceInfo) => tried.has(info.instanceId) || blocked?.(info) === true;
+      const target = host.pick(req, skip) ?? (tried.size > 0 ? host.pick(req, blocked) : undefined);
+      // The breaker's slot is taken in the same synchronous run as the pick, so no other caller
+      // can take a half-open breaker's one probe in between.
+      if (target !== undefined) return this.#slot(target);
+      const out = breakers?.list().filter((b) => b.service === service && b.state !== "closed") ?? [];
+      const probing = out
+        .map((b) => breakers?.find(service, b.instanceId))
+        .filter((b): b is Breaker => b?.probing === true);
+      if (probing.length === 0) {
+        const err = new FanError(
+          Code.UNAVAILABLE,
+          `${service}.${req.method.name}: the circuit breaker of every instance is open (${out.map((b) => `${b.instanceId} ${b.state}`).join(", ")})`,
+          { details: { service, openBreakers: out.map((b) => b.instanceId) } },
+        );
+        failFast.add(err);
+        throw err;
+      }
+      // Half-open with a probe out: wait for its outcome (bounded by the deadline), then pick again.
+      await untilOr(Promise.race(probing.map((b) => b.probeSettled())), req);
+    }
+  }
+
+  /** Takes the breaker slot of an attempt to `target` (the probe, when half-open). */
+  #slot(target: Target): Slot {
+    const breaker = this.#breakers?.of(this.#service, target.info.instanceId);
+    return { target, breaker, probe: breaker?.acquire() ?? false };
+  }
+
+  /** One attempt, its outcome recorded by the breaker, the budget and the latency window. */
+  #attempt(slot: Slot, req: OutgoingRequest, host: AttemptHost, now?: number, tried?: Set<string>): Promise<unknown> {
+    const { target, breaker, probe } = slot;
+    tried?.add(target.info.instanceId);
+    const started = now ?? Date.now();
+    const budget = this.#budget;
+    return host.send(target, req, now).then(
+      (v) => {
+        breaker?.record("success", probe);
+        budget.success();
+        if (this.#policy.hedge !== undefined) this.#window(req).add(Date.now() - started);
+        return v;
+      },
+      (e: unknown) => {
+        breaker?.record(verdictOf(e), probe);
+        if (this.#failed(e)) budget.failure();
+        else if (!FanError.is(e) || e.code !== Code.CANCELLED) budget.success();
+        throw e;
+      },
+    );
+  }
+
+  /**
+   * A hedged call: the first attempt to `first`; if it has not answered after the hedging
+   * delay, a second to another instance. The first answer wins and the other attempt is
+   * cancelled; when both fail, the later error is the call's.
+   */
+  #hedged(first: Slot, req: OutgoingRequest, host: AttemptHost, tried: Set<string>): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const attempts: AbortController[] = [];
+      let pending = 0;
+      let done = false;
+      const finish = (): void => {
+        done = true;
+        clearTimeout(timer);
+        for (const c of attempts) c.abort(new FanError(Code.CANCELLED, "another attempt answered first (hedging)"));
+      };
+      const launch = (slot: Slot): void => {
+        const ctl = new AbortController();
+        attempts.push(ctl);
+        const signal = req.signal === undefined ? ctl.signal : AbortSignal.any([req.signal, ctl.signal]);
+        const sub: OutgoingRequest = { ...req, headers: { ...req.headers }, signal };
+        pending++;
+        this.#attempt(slot, sub, host, undefined, tried).then(
+          (v) => {
+            if (done) return;
+            attempts.splice(attempts.indexOf(ctl), 1);
+            finish();
+            resolve(v);
+          },
+          (e: unknown) => {
+            pending--;
+            // The other attempt still runs, or none was sent (the retry loop decides what next).
+            if (done || pending > 0) return;
+            finish();
+            reject(e);
+          },
+        );
+      };
+      const delay = this.#policy.hedge?.delayMs ?? this.#window(req).p95() ?? DEFAULT_HEDGE_MS;
+      const timer = setTimeout(() => {
+        if (done) return;
+        const skip = (info: InstanceInfo): boolean =>
+          tried.has(info.instanceId) || this.#breakers?.find(this.#service, info.instanceId)?.admits === false;
+        let second: Target | undefined;
+        try {
+          second = host.pick(req, skip);
+        } catch {
+          second = undefined;
+        }
+        if (second === undefined) return;
+        if (!this.#budget.allows()) {
+          this.#shared.events.emit({ type: "retry-throttled", service: this.#service, method: req.method.name });
+          return;
+        }
+        this.#shared.events.emit({ type: "hedge", service: this.#service, method: req.method.name });
+        launch(this.#slot(second));
+      }, delay);
+      launch(first);
+    });
+  }
+
+  #window(req: OutgoingRequest): LatencyWindow {
+    let w = this.#latency.get(req.method.name);
+    if (w === undefined) {
+      w = new LatencyWindow();
+      this.#latency.set(req.method.name, w);
+    }
+    return w;
+  }
+}
+
+/** Waits `ms`, or rejects CANCELLED when the call's signal aborts. */
+function sleep(ms: number, req: OutgoingRequest): Promise<void> {
+  return untilOr(new Promise<void>((r) => setTimeout(r, ms)), req);
+}
+
+/** `p`, or DEADLINE_EXCEEDED at the call's deadline, or CANCELLED when its signal aborts. */
+function untilOr(p: Promise<void>, req: OutgoingRequest): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const signal = req.signal;
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(cancelled(req));
+    };
+    const timer = setTimeout(
+      () => {
+        signal?.removeEventListener("abort", onAbort);
+        reject(deadlineExceeded(req));
+      },
+      Math.max(0, req.deadline - Date.now()),
+    );
+    if (signal?.aborted === true) onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    p.then(() => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    });
+  });
+}
