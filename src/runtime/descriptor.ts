@@ -107,6 +107,8 @@ export interface CallOptions {
   readonly headers?: Readonly<Record<string, string>>;
   /** Pin the call to one transport (otherwise discovery and config choose). */
   readonly transport?: TransportName;
+  /** Called once the call's trace exists, before any interceptor runs: its trace and span ids. */
+  readonly onTrace?: (trace: { readonly traceId: string; readonly spanId: string }) => void;
 }
 
 /** A subscription returned by `client.events.x.subscribe(fn)`. */

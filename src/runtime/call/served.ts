@@ -15,6 +15,7 @@ import { Dispatcher } from "./dispatch.js";
 import { Code, FanError } from "../errors.js";
 import { redactSecrets } from "../telemetry/logging.js";
 import type { Counters } from "../telemetry/stats.js";
+import type { CallTelemetry } from "../telemetry/calls.js";
 import type { Served, Transport, Unsubscribe } from "../transports/transport.js";
 
 /** Options of `app.serve(def, handler, opts)`. */
@@ -32,6 +33,8 @@ export interface ServeHost {
   readonly appId: string;
   readonly cluster: string;
   readonly counters: Counters;
+  /** Spans and metrics of served calls. */
+  readonly telemetry?: CallTelemetry;
   /** Fires when the grace period of a stop is over. */
   readonly hardStop: AbortSignal;
   /** Aborted when the app begins to stop. */
@@ -82,7 +85,7 @@ export class ServedInstance {
     this.#opts = opts;
     this.#transports = transports;
     this.log = log.child({ service: def.descriptor.name, instanceId });
-    this.#dispatcher = new Dispatcher(def.descriptor, handler, this.#scope(), host.counters);
+    this.#dispatcher = new Dispatcher(def.descriptor, handler, this.#scope(), host.counters, host.telemetry);
   }
 
   /** The typed config currently in force. */
@@ -184,7 +187,9 @@ export class ServedInstance {
   async #doBind(): Promise<void> {
     const endpoints: Partial<Record<TransportName, string>> = {};
     for (const name of this.#transports) {
-      const served = await this.#host.transport(name).serve(this.descriptor, this.instanceId, this.#dispatcher);
+      const served = await this.#host
+        .transport(name)
+        .serve(this.descriptor, this.instanceId, this.#dispatcher.via(name));
       this.#bindings.push(served);
       endpoints[name] = served.endpoint;
     }
@@ -203,7 +208,8 @@ export class ServedInstance {
         instanceId: this.instanceId,
         broadcast: event.broadcast,
       };
-      this.#subs.push(await this.#host.eventTransport(source).subscribe(sub, (env) => this.#dispatcher.event(env)));
+      const via = this.#host.eventTransport(source);
+      this.#subs.push(await via.subscribe(sub, (env) => this.#dispatcher.event(env, via.name)));
     }
     this.#registration = await this.#host.directory().register({
       service: this.descriptor.name,
