@@ -10,12 +10,15 @@ import { codec, type Codec } from "../codec/index.js";
 import type { CallOptions, ServiceDescriptor, StateDescriptor, StateHandle, Subscription } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
 import { applyMergePatch, diffMergePatch } from "./merge-patch.js";
+import { traceProduced } from "../telemetry/calls.js";
 
 /** One update of a state: a full value or a merge patch, numbered. */
 export interface StateUpdate {
   readonly seq: number;
   readonly full?: unknown;
   readonly patch?: unknown;
+  /** The W3C trace context of the update (its producer span, or the publishing call's). */
+  readonly traceparent?: string;
 }
 
 /** A consistent snapshot: the wire value and the sequence number it reflects. */
@@ -71,10 +74,12 @@ export function statePublisher<T>(
   let current: T | undefined;
   const set = (value: T): void => {
     const wire = c.encode(value, name);
+    const trace: { traceparent?: string } = {};
+    traceProduced(service.name, state.name, "state", trace);
     if (state.mode === "delta" && channel.seq > 0) {
       const patch = diffMergePatch(channel.wire, wire);
-      if (patch !== undefined) channel.emit({ seq: channel.seq + 1, patch }, log);
-    } else channel.emit({ seq: channel.seq + 1, full: wire }, log);
+      if (patch !== undefined) channel.emit({ seq: channel.seq + 1, patch, ...trace }, log);
+    } else channel.emit({ seq: channel.seq + 1, full: wire, ...trace }, log);
     current = value;
   };
   return {

@@ -13,7 +13,7 @@ import { FanError, type WireError } from "../errors.js";
 import { parseTraceparent } from "../ids.js";
 import type { EnvelopeHeaders } from "../transports/transport.js";
 import type { AppMetrics, CallSeries } from "./metrics.js";
-import { failSpan, sdkTracer, startClientSpan, startServerSpan } from "./tracing.js";
+import { failSpan, sdkTracer, startClientSpan, startProducerSpan, startServerSpan } from "./tracing.js";
 
 /** What the call path needs of an App's telemetry. */
 export interface CallTelemetry {
@@ -116,4 +116,20 @@ export function serverSpan(
   const sc = span.spanContext();
   if (isSpanContextValid(sc)) ctx.useSpan(sc.traceId, sc.spanId);
   return span;
+}
+
+/**
+ * The trace of something produced, an event or a state update: a PRODUCER span (ended at
+ * once) with an SDK; otherwise the current handler's span as the parent, or a new trace.
+ * Writes `traceparent` (and `tracestate`) into `headers`; a `traceparent` already there is the parent.
+ */
+export function traceProduced(service: string, name: string, kind: "event" | "state", headers: EnvelopeHeaders): void {
+  const parent = currentContext();
+  const tracer = sdkTracer();
+  if (tracer !== undefined) {
+    const attrs = { "messaging.system": "fan", "fan.kind": kind, "rpc.service": service, "fan.name": name };
+    startProducerSpan(tracer, `${service}/${name}`, attrs, headers, parent).end();
+    return;
+  }
+  headers.traceparent ??= parent === undefined ? edgeTraceparent() : parent.childTraceparent();
 }
