@@ -95,6 +95,8 @@ export class Hop implements HopHandler {
   readonly notes: Array<{ id: string; traceparent: unknown; attempt: number }> = [];
   /** Fail this many `note` deliveries first. */
   noteFailures = 0;
+  /** While set, `hop` waits for it before answering (to hold a call in flight). */
+  gate: Promise<void> | undefined;
 
   constructor(private readonly next?: ServiceDefinition<unknown, HopClient>) {}
 
@@ -102,6 +104,7 @@ export class Hop implements HopHandler {
     const active = trace.getActiveSpan()?.spanContext().spanId;
     this.contexts.push({ traceId: ctx.traceId, spanId: ctx.spanId, activeSpan: active });
     ctx.log.info({ n: req.n }, `hop ${ctx.service}`);
+    if (this.gate !== undefined) await this.gate;
     const mine = `${ctx.traceId}/${ctx.spanId}`;
     if (this.next === undefined) {
       if (req.fail !== undefined) throw new FanError(req.fail as never, "asked to fail");

@@ -15,11 +15,14 @@ import {
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createApp, type App, FanError } from "../../src/runtime/index.js";
 import { memoryRegistry } from "../../src/runtime/discovery/index.js";
+import { LocalHub, localTransport } from "../../src/runtime/transports/local/index.js";
 import { resetTracer } from "../../src/runtime/telemetry/tracing.js";
 import { captureLogger } from "../runtime/fixtures/impl.js";
 import { describeWithBroker, reachable } from "../transports/amqp-broker.js";
 import { A, B, C, Hop } from "./fixtures.js";
 
+/** A local transport on a hub of its own: Apps of this one process then call each other over the network. */
+const ownHub = () => localTransport({ hub: new LocalHub() });
 const redisUp = await reachable("127.0.0.1", 6379);
 const cluster = `tel-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 
@@ -48,20 +51,27 @@ describeWithBroker(
     trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }));
     resetTracer();
     const quiet = captureLogger("warn").log;
-    const appC = createApp({ cluster, discovery: registry, logger: logC.log, transports: { zmq: {} } }).serve(C, c, {
+    const appC = createApp({
+      cluster,
+      discovery: registry,
+      logger: logC.log,
+      transports: { local: ownHub(), zmq: {} },
+    }).serve(C, c, {
       transports: ["zmq"],
     });
-    const appB = createApp({ cluster, discovery: registry, logger: quiet, transports: { redis: {}, zmq: {} } }).serve(
-      B,
-      b,
-      { transports: ["redis"] },
-    );
-    const appA = createApp({ cluster, discovery: registry, logger: quiet, transports: { http: {}, redis: {} } }).serve(
-      A,
-      a,
-      { transports: ["http"] },
-    );
-    caller = createApp({ cluster, discovery: registry, logger: quiet, transports: { http: {} } });
+    const appB = createApp({
+      cluster,
+      discovery: registry,
+      logger: quiet,
+      transports: { local: ownHub(), redis: {}, zmq: {} },
+    }).serve(B, b, { transports: ["redis"] });
+    const appA = createApp({
+      cluster,
+      discovery: registry,
+      logger: quiet,
+      transports: { local: ownHub(), http: {}, redis: {} },
+    }).serve(A, a, { transports: ["http"] });
+    caller = createApp({ cluster, discovery: registry, logger: quiet, transports: { local: ownHub(), http: {} } });
     apps.push(appC, appB, appA, caller);
     for (const app of apps) await app.start();
   }, 60_000);
@@ -99,6 +109,7 @@ describeWithBroker(
       find("test.tel.C/hop", SpanKind.SERVER),
     ];
     expect(fan).toHaveLength(6);
+    expect([chain[1], chain[3], chain[5]].map((s) => s?.attributes["fan.transport"])).toEqual(["http", "redis", "zmq"]);
     for (const s of chain) expect(s.spanContext().traceId).toBe(rootTrace);
     expect(chain[0]?.parentSpanContext?.spanId).toBe(rootSpan);
     for (let i = 1; i < chain.length; i++)

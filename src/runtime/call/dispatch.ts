@@ -181,7 +181,7 @@ export class Dispatcher implements Inbound {
       return;
     }
     const ctx = new CallCtx(this.#scope, p.name, headers, deadline, signal, 1);
-    const span = tel === undefined ? undefined : serverSpan(tel, ctx, "call", headers, 1);
+    const span = tel === undefined ? undefined : serverSpan(tel, ctx, "call", headers, 1, transport);
     if (span !== undefined) (sink as ObservedSink).span = span;
     this.#inflight++;
     let result: unknown;
@@ -323,7 +323,7 @@ export class Dispatcher implements Inbound {
     const series = tel === undefined ? undefined : this.#series(plan, plan.name, transport);
     if (attempt > 1) tel?.metrics?.redelivery(this.#service.name, plan.name, transport);
     const kind = env.kind === "event" ? "event" : "push";
-    const span = tel === undefined ? undefined : serverSpan(tel, ctx, kind, env.headers, attempt);
+    const span = tel === undefined ? undefined : serverSpan(tel, ctx, kind, env.headers, attempt, transport);
     const t0 = series === undefined ? 0 : series.begin();
     this.#inflight++;
     try {

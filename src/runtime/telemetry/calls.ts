@@ -109,10 +109,12 @@ export function serverSpan(
   kind: "call" | "push" | "event",
   headers: Readonly<EnvelopeHeaders>,
   attempt: number,
+  transport: string,
 ): Span | undefined {
   const tracer = tel.tracing ? sdkTracer() : undefined;
   if (tracer === undefined) return undefined;
   const span = startServerSpan(tracer, ctx.service, ctx.method, kind, headers, attempt);
+  if (span.isRecording()) span.setAttribute("fan.transport", transport);
   const sc = span.spanContext();
   if (isSpanContextValid(sc)) ctx.useSpan(sc.traceId, sc.spanId);
   return span;
