@@ -117,6 +117,8 @@ export interface CallOptions {
    * `@idempotent` (the caller vouches for it); `false`: none. Default: the client's policy.
    */
   readonly retry?: number | false;
+  /** Called once the call's trace exists, before any interceptor runs: its trace and span ids. */
+  readonly onTrace?: (trace: { readonly traceId: string; readonly spanId: string }) => void;
 }
 
 /** A subscription returned by `client.events.x.subscribe(fn)`. */

@@ -95,6 +95,11 @@ export class FanError extends Error {
   readonly [BRAND] = true;
   readonly code: Code;
   readonly details: unknown;
+  /**
+   * The W3C trace id of the call that failed, set by the client on every error a call rejects
+   * with, so a caller can find the call's spans and log lines.
+   */
+  traceId: string | undefined;
 
   constructor(code: Code, message: string, options?: { cause?: unknown; details?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });

@@ -26,6 +26,9 @@ import type { HeaderSource } from "../policy/headers.js";
 import type { PolicyOptions } from "../policy/options.js";
 import { Policies } from "../policy/policies.js";
 import { type ServerPolicyOptions, serverGate } from "../policy/server.js";
+import { Telemetry, type AdminOptions, type TelemetryOptions } from "../telemetry/index.js";
+import { AdminServer } from "../telemetry/admin.js";
+import { HealthService, healthHandler } from "../telemetry/health.js";
 
 /** Options of `createApp`. */
 export interface AppOptions {
@@ -66,6 +69,10 @@ export interface AppOptions {
   readonly headers?: HeaderSource;
   /** Server side: interceptors, `@auth` verifier, load shedding (docs/policies.md). */
   readonly server?: ServerPolicyOptions;
+  /** Metrics, spans and the `fan.Health` service (all on by default); `false` turns them off. */
+  readonly telemetry?: TelemetryOptions | false;
+  /** A small http port with `/metrics`, `/health` and `/ready` (for an App not on http). */
+  readonly admin?: AdminOptions;
 }
 
 /**
@@ -93,6 +100,12 @@ export class App implements ClientHost {
   readonly headers: HeaderSource | undefined;
   /** `createApp({ server })`: server interceptors, `@auth` verifier, load shedding. */
   readonly serverOptions: ServerPolicyOptions | undefined;
+  /** Metrics, spans and health of this App. */
+  readonly telemetry: Telemetry;
+  readonly #admin: AdminServer | undefined;
+  #healthInstance: ServedInstance | undefined;
+  /** Transports some served instance uses (fan.Health is served on these). */
+  readonly #servedOn = new Set<TransportName>();
   readonly #options: AppOptions;
   readonly #infra: Infra;
   readonly #served: ServedInstance[] = [];
@@ -111,10 +124,21 @@ export class App implements ClientHost {
     this.policy = new Policies(options.policy, this.log);
     this.headers = options.headers;
     this.serverOptions = options.server;
+    this.telemetry = new Telemetry(
+      {
+        counters: this.counters,
+        served: () => this.#served.map((s) => s.descriptor),
+        watch: (service) => this.watch(service),
+      },
+      options.telemetry,
+    );
+    this.#admin =
+      options.admin === undefined ? undefined : new AdminServer(options.admin, this.telemetry.admin, this.log);
     this.#infra = new Infra({
       cluster: this.cluster,
       appId: this.appId,
       log: this.log,
+      admin: this.telemetry.admin,
       ...pick(options, ["discovery", "config", "transports", "leaseTtlMs", "maxPayloadBytes"]),
     });
     this.#lifecycle = new Lifecycle(this.#served, this.#infra, options, this.log);
@@ -132,6 +156,7 @@ export class App implements ClientHost {
     assertHandlerComplete(def.descriptor, handler);
     const transports = this.#serveTransports(def.descriptor, opts.transports);
     this.#states.checkServe(def.descriptor, transports);
+    for (const t of transports) this.#servedOn.add(t);
     const instanceId = opts.instanceId ?? instanceIdFor(def.descriptor.name);
     if (this.#served.some((s) => s.instanceId === instanceId))
       throw new FanError(Code.ALREADY_EXISTS, `instance id ${instanceId} is already served by this app`);
@@ -188,12 +213,72 @@ export class App implements ClientHost {
 
   /** Config, preStart, start (register, consume), postStart; rejects (and undoes) on failure. */
   start(): Promise<void> {
-    return this.#lifecycle.start();
+    const health = this.telemetry.health;
+    if (health.phase !== "new") return this.#lifecycle.start();
+    health.set("starting");
+    const admin = this.#admin?.open();
+    return Promise.all([admin, this.#lifecycle.start()]).then(
+      async () => {
+        await this.#serveHealth();
+        health.set("running");
+      },
+      async (e: unknown) => {
+        health.set("stopped");
+        await this.#admin?.close();
+        throw e;
+      },
+    );
   }
 
   /** Deregister, stop taking work, drain in-flight calls (up to the grace period), postStop. */
   stop(): Promise<void> {
-    return this.#lifecycle.stop(() => Promise.all([this.#closeClients(), this.#states.close()]).then(() => undefined));
+    const health = this.telemetry.health;
+    if (health.phase !== "stopped") health.set("stopping");
+    const closeClients = async (): Promise<void> => {
+      await Promise.all([this.#closeClients(), this.#states.close()]);
+      await this.#healthInstance?.unbind(0);
+    };
+    return this.#lifecycle.stop(closeClients).finally(async () => {
+      health.set("stopped");
+      await this.#admin?.close();
+    });
+  }
+
+  /**
+   * The built-in `fan.Health` instance, bound on the transports the App serves on once start finished (an App
+   * that serves nothing has none). Kept out of the served list: no hooks, config or tasks.
+   */
+  async #serveHealth(): Promise<void> {
+    if (!this.telemetry.healthService || this.#served.length === 0) return;
+    const instance = new ServedInstance(
+      HealthService as ServiceDefinition<unknown, unknown>,
+      healthHandler(this.telemetry.health),
+      {},
+      `fan.Health-${this.appId}`,
+      [...this.#servedOn],
+      this.#serveHost(),
+      this.log,
+    );
+    try {
+      await instance.bind();
+      this.#healthInstance = instance;
+    } catch (e) {
+      this.log.error({ err: e }, "fan.Health could not be served; /health and /ready still answer");
+      await instance.unbind(0);
+    }
+  }
+
+  /** The Prometheus text exposition of this App's metrics (what `GET /metrics` answers). */
+  metrics(): Promise<string> {
+    const m = this.telemetry.metrics;
+    if (m === undefined)
+      return Promise.reject(new FanError(Code.FAILED_PRECONDITION, "metrics are off (createApp({ telemetry }))"));
+    return m.text();
+  }
+
+  /** The admin port's bound port number, once started (`createApp({ admin: { port: 0 } })`). */
+  get adminPort(): number | undefined {
+    return this.#admin?.port;
   }
 
   /** The App's local transport (tests and relays send raw envelopes through it). */
@@ -296,6 +381,7 @@ export class App implements ClientHost {
       appId: this.appId,
       cluster: this.cluster,
       counters: this.counters,
+      telemetry: this.telemetry,
       hardStop: lc.hardStop,
       stopping: lc.stopping,
       uniqueWaitMs: this.#options.uniqueWaitMs ?? 2000,

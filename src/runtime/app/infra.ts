@@ -40,6 +40,8 @@ export interface InfraOptions {
   readonly transports?: TransportsConfig;
   readonly leaseTtlMs?: number;
   readonly maxPayloadBytes?: number;
+  /** The App's admin endpoints, for the http transport. */
+  readonly admin?: import("../telemetry/index.js").AdminHook;
 }
 
 function isDiscovery(d: DiscoveryInput): d is Discovery {
@@ -242,6 +244,7 @@ export class Infra {
       cluster: this.#opts.cluster,
       log: this.#opts.log.child({ component: `transport.${name}` }),
       maxPayloadBytes: this.#opts.maxPayloadBytes ?? DEFAULT_MAX_BYTES,
+      ...(this.#opts.admin === undefined ? {} : { admin: this.#opts.admin }),
     };
   }
 }

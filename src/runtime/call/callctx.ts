@@ -30,6 +30,9 @@ export interface InstanceScope {
 /** The trace and deadline an outgoing call inherits from the current context. */
 export interface Inherited {
   readonly deadline: number;
+  /** The trace id and span id of the call being served (child calls' parent). */
+  readonly traceId: string;
+  readonly spanId: string;
   /** The traceparent for a child call (this span as its parent). */
   childTraceparent(): string;
 }
@@ -99,11 +102,25 @@ export class CallCtx implements CallContext, Inherited {
   /** Present only on calls to `@unique` services (set up in the constructor). */
   declare readonly fencingToken?: string;
 
-  /** The caller's trace id, or a new one when the call came without (or with a bad) traceparent. */
+  /**
+   * The caller's trace id, or a new one when the call came without (or with a bad) traceparent;
+   * a new one is written back into the headers, so an in-process caller (whose headers these
+   * are) reports the same trace id on its error.
+   */
   get traceId(): string {
-    if (this.#traceId === undefined)
-      this.#traceId = parseTraceparent(this.headers.traceparent)?.traceId ?? newTraceId();
+    if (this.#traceId === undefined) {
+      const given = parseTraceparent(this.headers.traceparent)?.traceId;
+      this.#traceId = given ?? newTraceId();
+      if (given === undefined && !Object.isFrozen(this.headers))
+        (this.headers as EnvelopeHeaders).traceparent = formatTraceparent(this.#traceId, newSpanId());
+    }
     return this.#traceId;
+  }
+
+  /** Adopts the ids of this call's server span (an OpenTelemetry SDK made it). */
+  useSpan(traceId: string, spanId: string): void {
+    this.#traceId = traceId;
+    this.#spanId = spanId;
   }
 
   /** This call's own span id. */

@@ -21,11 +21,14 @@ import type { InstanceInfo, InstanceSet, StrategyName } from "../discovery/types
 import { Code, FanError } from "../errors.js";
 import { fromWireError } from "../codec/error-wire.js";
 import { currentContext, edgeTraceparent } from "./callctx.js";
+import { beginTrace, codeOf, withTraceId, type CallTelemetry } from "../telemetry/calls.js";
+import type { CallSeries } from "../telemetry/metrics.js";
+import { endWith } from "../telemetry/tracing.js";
 import { nextEnvelopeId } from "../ids.js";
 import {
   chain,
   deadlineInterceptor,
-  traceInterceptor,
+  tracing,
   type Interceptor,
   type Next,
   type OutgoingRequest,
@@ -61,6 +64,8 @@ export interface ClientHost extends RouteHost {
   readonly log: Logger;
   /** The App's interceptors (inside trace and deadline). */
   readonly interceptors: readonly Interceptor[];
+  /** Spans and metrics of calls. */
+  readonly telemetry: CallTelemetry;
   /** Resolves when discovery and transports are up (undefined once they are). */
   ready(): Promise<void> | undefined;
   watch(service: string): Promise<InstanceSet>;
@@ -83,6 +88,8 @@ interface MethodPlan {
   readonly input: Codec<unknown>;
   readonly output: Codec<unknown> | undefined;
   readonly run: Next;
+  /** This method's client-side metric series per transport name (filled on first use). */
+  readonly series: Record<string, CallSeries>;
 }
 
 const NEVER: AbortSignal = new AbortController().signal;
@@ -132,7 +139,12 @@ export class Caller implements ClientCaller {
       this.#headers = undefined;
       this.#headerSources = sources;
     }
-    const interceptors = [traceInterceptor, deadlineInterceptor, ...host.interceptors, ...(opts.interceptors ?? [])];
+    const interceptors = [
+      tracing(host.telemetry.tracing),
+      deadlineInterceptor,
+      ...host.interceptors,
+      ...(opts.interceptors ?? []),
+    ];
     this.#direct = interceptors.length === 2;
     for (const m of Object.values(service.methods)) {
       const plan: MethodPlan = {
@@ -140,6 +152,7 @@ export class Caller implements ClientCaller {
         input: codec(m.input),
         output: m.output.kind === "void" ? undefined : codec(m.output),
         run: chain(interceptors, (req) => this.#send(plan, req)),
+        series: {},
       };
       this.#plans.set(m.name, plan);
     }
@@ -159,7 +172,7 @@ export class Caller implements ClientCaller {
     // inlined (the same steps in the same order, with one AsyncLocalStorage read instead of two).
     const headers = req.headers;
     const parent = currentContext();
-    if (headers.traceparent === undefined && parent !== undefined) headers.traceparent = parent.childTraceparent();
+    const span = beginTrace(req, this.#host.telemetry.tracing, false, parent);
     const now = Date.now();
     let deadline = now + (opts?.timeout ?? plan.desc.timeoutMs);
     const explicit = opts?.deadline;
@@ -168,9 +181,11 @@ export class Caller implements ClientCaller {
     if (inherited !== undefined && inherited < deadline) deadline = inherited;
     req.deadline = deadline;
     headers.deadline = deadline;
-    if (now >= deadline) return Promise.reject(deadlineExceeded(req));
-    if (req.signal?.aborted === true) return Promise.reject(cancelled(req));
-    return this.#send(plan, req, now);
+    let p: Promise<unknown>;
+    if (now >= deadline) p = Promise.reject(deadlineExceeded(req));
+    else if (req.signal?.aborted === true) p = Promise.reject(cancelled(req));
+    else p = this.#send(plan, req, now);
+    return span === undefined ? p : endWith(span, p);
   }
 
   async push(method: string, input: unknown, opts?: CallOptions): Promise<void> {
@@ -227,13 +242,15 @@ export class Caller implements ClientCaller {
       if (this.#policy !== undefined) return this.#policy.run(req, this.#attempts, now);
       target = avoidDown(route.pick(shardKey, req.opts?.transport), () => route.targets(req.opts?.transport));
     } catch (e) {
-      return Promise.reject(e);
+      this.#series(plan, "none")?.observe(0, codeOf(e));
+      return Promise.reject(withTraceId(e, req.headers));
     }
     return this.#sendTo(plan, req, target, now);
   }
 
   /** Sends one attempt of `req` to `target`. */
   #sendTo(plan: MethodPlan, req: OutgoingRequest, target: Target, now?: number): Promise<unknown> {
+    const series = this.#series(plan, target.transport.name);
     const release = this.#countInFlight ? this.#host.acquire(target.info.instanceId) : undefined;
     const transport = target.transport;
     if (req.kind === "call" && target.values && transport instanceof LocalTransport) {
@@ -245,6 +262,7 @@ export class Caller implements ClientCaller {
         req,
         release === undefined ? resolve : settled(release, resolve),
         release === undefined ? reject : settled(release, reject),
+        series,
       );
       try {
         transport.callLocal(
@@ -267,7 +285,8 @@ export class Caller implements ClientCaller {
       env = this.#envelope(plan, req, target.values);
     } catch (e) {
       if (release !== undefined) release();
-      return Promise.reject(e);
+      this.#series(plan, target.transport.name)?.observe(0, codeOf(e));
+      return Promise.reject(withTraceId(e, req.headers));
     }
     // The shared executor, as on the local path: no executor closure (and context) per call.
     const promise = new Promise(capture);
@@ -277,6 +296,7 @@ export class Caller implements ClientCaller {
       req,
       release === undefined ? resolve : settled(release, resolve),
       release === undefined ? reject : settled(release, reject),
+      series,
     );
     let sent: Promise<Envelope | undefined>;
     const route = this.#route as Route;
@@ -315,6 +335,17 @@ export class Caller implements ClientCaller {
       isNotDelivered(e) ? resend(target, e, env, req.kind, sendOpts, targets).then(ok, fail) : fail(e),
     );
     return promise;
+  }
+
+  /** The client series of `plan` over `transport`; undefined when metrics are off. */
+  #series(plan: MethodPlan, transport: string): CallSeries | undefined {
+    const s = plan.series[transport];
+    if (s !== undefined) return s;
+    const metrics = this.#host.telemetry.metrics;
+    if (metrics === undefined) return undefined;
+    const made = metrics.series("client", this.#service.name, plan.desc.name, transport);
+    plan.series[transport] = made;
+    return made;
   }
 
   #envelope(plan: MethodPlan, req: OutgoingRequest, values: boolean): Envelope {

@@ -14,6 +14,9 @@ import { toWireError, type Form } from "../codec/error-wire.js";
 import type { Envelope, EnvelopeHeaders, Inbound } from "../transports/transport.js";
 import type { Counters } from "../telemetry/stats.js";
 import type { ServerGate } from "../policy/server.js";
+import { codeOf, ObservedSink, serverSpan, type CallTelemetry } from "../telemetry/calls.js";
+import type { CallSeries } from "../telemetry/metrics.js";
+import { failSpan, withSpan } from "../telemetry/tracing.js";
 
 type HandlerFn = (req: unknown, ctx: CallCtx) => unknown;
 
@@ -27,6 +30,8 @@ interface Plan {
   readonly timeoutMs: number;
   /** rpc and push: the descriptor server interceptors see. */
   readonly desc?: MethodDescriptor;
+  /** Server-side metric series per transport name (filled on first use). */
+  readonly series: Record<string, CallSeries>;
 }
 
 const NO_HEADERS: Readonly<EnvelopeHeaders> = Object.freeze({});
@@ -74,6 +79,7 @@ export class Dispatcher implements Inbound {
   readonly #handler: object;
   readonly #scope: InstanceScope;
   readonly #counters: Counters;
+  readonly #tel: CallTelemetry | undefined;
   readonly #plans = new Map<string, Plan>();
   readonly #eventPlans = new Map<string, Plan>();
   #accepting = true;
@@ -88,12 +94,14 @@ export class Dispatcher implements Inbound {
     scope: InstanceScope,
     counters: Counters,
     gate?: ServerGate,
+    telemetry?: CallTelemetry,
   ) {
     this.#service = service;
     this.#gate = gate;
     this.#handler = handler;
     this.#scope = scope;
     this.#counters = counters;
+    this.#tel = telemetry;
     for (const m of Object.values(service.methods)) this.#plans.set(m.name, this.#methodPlan(m));
     for (const s of service.subscriptions) this.#eventPlans.set(eventKey(s.service, s.event), this.#eventPlan(s));
   }
@@ -109,9 +117,16 @@ export class Dispatcher implements Inbound {
     return this.#inflight;
   }
 
+  /** This dispatcher as the Inbound of one transport (metrics are labelled by it). */
+  via(transport: string): Inbound {
+    return new TransportInbound(this, transport);
+  }
+
   /** Handles a call; resolves with a reply or error envelope, never rejects. */
-  call(env: Envelope, signal: AbortSignal): Promise<Envelope> {
-    return new Promise((resolve) => this.run(env, signal, new EnvelopeSink(env, this.#service.version, resolve)));
+  call(env: Envelope, signal: AbortSignal, transport = "local"): Promise<Envelope> {
+    return new Promise((resolve) =>
+      this.run(env, signal, new EnvelopeSink(env, this.#service.version, resolve), transport),
+    );
   }
 
   /**
@@ -119,9 +134,9 @@ export class Dispatcher implements Inbound {
    * checked value in value form, encoded JSON in wire form) or the WireError the caller gets.
    * `call` wraps it in envelopes; the local transport's value path hands the caller's own sink.
    */
-  run(env: Envelope, signal: AbortSignal, sink: CallSink): void {
+  run(env: Envelope, signal: AbortSignal, sink: CallSink, transport = "local"): void {
     const form: Form = env.form === "value" ? "value" : "wire";
-    this.#run(form, env.service, env.method, env.payload, env.headers, signal, sink, Date.now());
+    this.#run(form, env.service, env.method, env.payload, env.headers, signal, sink, Date.now(), transport);
   }
 
   /**
@@ -137,8 +152,9 @@ export class Dispatcher implements Inbound {
     signal: AbortSignal | undefined,
     sink: CallSink,
     now?: number,
+    transport = "local",
   ): void {
-    this.#run("value", service, method, payload, headers, signal, sink, now ?? Date.now());
+    this.#run("value", service, method, payload, headers, signal, sink, now ?? Date.now(), transport);
   }
 
   #run(
@@ -148,10 +164,13 @@ export class Dispatcher implements Inbound {
     payload: unknown,
     headers: Readonly<EnvelopeHeaders>,
     signal: AbortSignal | undefined,
-    sink: CallSink,
+    outer: CallSink,
     now: number,
+    transport: string,
   ): void {
     const plan = this.#plans.get(method);
+    const tel = this.#tel;
+    const sink = tel === undefined ? outer : new ObservedSink(outer, this.#series(plan, method, transport));
     const refused = this.#refuseCall(service, method, plan);
     if (refused !== undefined) {
       sink.error(refused);
@@ -177,13 +196,13 @@ export class Dispatcher implements Inbound {
       const desc = p.desc as MethodDescriptor;
       if (gate.checks(desc)) {
         gate.check("call", desc, headers).then(
-          (principal) => this.#invoke(form, p, payload, headers, signal, sink, deadline, principal),
+          (principal) => this.#invoke(form, p, payload, headers, signal, sink, deadline, principal, transport),
           (err: WireError) => sink.error(err),
         );
         return;
       }
     }
-    this.#invoke(form, p, payload, headers, signal, sink, deadline, undefined);
+    this.#invoke(form, p, payload, headers, signal, sink, deadline, undefined, transport);
   }
 
   /** Decodes the input and runs the handler of a call that passed every check. */
@@ -196,7 +215,9 @@ export class Dispatcher implements Inbound {
     sink: CallSink,
     deadline: number,
     principal: unknown,
+    transport: string,
   ): void {
+    const tel = this.#tel;
     let input: unknown;
     try {
       input = form === "value" ? p.input.complete(payload, "") : p.input.decode(payload, "");
@@ -206,10 +227,15 @@ export class Dispatcher implements Inbound {
     }
     const ctx = new CallCtx(this.#scope, p.name, headers, deadline, signal, 1);
     if (principal !== undefined) ctx.principal = principal;
+    const span = tel === undefined ? undefined : serverSpan(tel, ctx, "call", headers, 1, transport);
+    if (span !== undefined) (sink as ObservedSink).span = span;
     this.#inflight++;
     let result: unknown;
     try {
-      result = runInContext(ctx, invoke, this.#handler, p.fn, input, ctx);
+      result =
+        span === undefined
+          ? runInContext(ctx, invoke, this.#handler, p.fn, input, ctx)
+          : withSpan(span, runInContext, ctx, invoke, this.#handler, p.fn, input, ctx);
     } catch (e) {
       this.#done();
       sink.error(this.#wireError(e, form, ctx));
@@ -238,24 +264,25 @@ export class Dispatcher implements Inbound {
   }
 
   /** Handles a push: resolves to ack (done, or dropped on purpose), rejects to redeliver. */
-  push(env: Envelope): Promise<void> {
+  push(env: Envelope, transport = "local"): Promise<void> {
     const plan = this.#plans.get(env.method);
     if (plan === undefined || plan.kind !== "push" || env.service !== this.#service.name) {
       return this.#drop(env, "pushesDropped", `no push ${env.method} on ${this.#service.name}`);
     }
     const ttl = env.headers.ttl;
     if (typeof ttl === "number" && Date.now() > ttl) {
+      this.#tel?.metrics?.pushExpired(this.#service.name, env.method, transport);
       return this.#drop(
         env,
         "pushesExpired",
         `push ${env.service}.${env.method} expired ${Date.now() - ttl} ms ago; dropped`,
       );
     }
-    return this.#oneWay(env, plan, "pushesDropped");
+    return this.#oneWay(env, plan, "pushesDropped", transport);
   }
 
   /** Delivers an event to this instance's subscription handler; same ack semantics as `push`. */
-  event(env: Envelope): Promise<void> {
+  event(env: Envelope, transport = "local"): Promise<void> {
     const plan = this.#eventPlans.get(eventKey(env.service, env.method));
     if (plan === undefined)
       return this.#drop(
@@ -263,7 +290,7 @@ export class Dispatcher implements Inbound {
         "eventsDropped",
         `${this.#service.name} does not subscribe to ${env.service}.${env.method}`,
       );
-    return this.#oneWay(env, plan, "eventsDropped");
+    return this.#oneWay(env, plan, "eventsDropped", transport);
   }
 
   /** Stops taking new work and waits up to `graceMs` for in-flight work; true when it all finished. */
@@ -320,7 +347,12 @@ export class Dispatcher implements Inbound {
     return toWireError(e, this.#service, form, { log: () => ctx.log, traceId: () => ctx.traceId });
   }
 
-  async #oneWay(env: Envelope, plan: Plan, dropCounter: "pushesDropped" | "eventsDropped"): Promise<void> {
+  async #oneWay(
+    env: Envelope,
+    plan: Plan,
+    dropCounter: "pushesDropped" | "eventsDropped",
+    transport: string,
+  ): Promise<void> {
     if (!this.#accepting) throw new FanError(Code.UNAVAILABLE, `this instance of ${this.#service.name} is stopping`);
     if (plan.fn === undefined)
       return this.#drop(env, dropCounter, `the handler of ${this.#service.name} does not implement ${plan.name}`);
@@ -351,10 +383,22 @@ export class Dispatcher implements Inbound {
     const ctx = new CallCtx(this.#scope, plan.name, env.headers, Number.POSITIVE_INFINITY, undefined, attempt);
     if (principal !== undefined) ctx.principal = principal;
     const fn = plan.fn;
+    const tel = this.#tel;
+    const series = tel === undefined ? undefined : this.#series(plan, plan.name, transport);
+    if (attempt > 1) tel?.metrics?.redelivery(this.#service.name, plan.name, transport);
+    const kind = env.kind === "event" ? "event" : "push";
+    const span = tel === undefined ? undefined : serverSpan(tel, ctx, kind, env.headers, attempt, transport);
+    const t0 = series === undefined ? 0 : series.begin();
     this.#inflight++;
     try {
-      await runInContext(ctx, invoke, this.#handler, fn, input, ctx);
+      await (span === undefined
+        ? runInContext(ctx, invoke, this.#handler, fn, input, ctx)
+        : withSpan(span, runInContext, ctx, invoke, this.#handler, fn, input, ctx));
+      series?.end(t0, "OK");
+      span?.end();
     } catch (e) {
+      series?.end(t0, codeOf(e));
+      if (span !== undefined) failSpan(span, e);
       this.#counters.deliveriesFailed++;
       ctx.log.warn({ err: e, attempt }, `${env.kind} handler ${plan.name} failed; it will be delivered again`);
       throw FanError.from(e);
@@ -370,6 +414,19 @@ export class Dispatcher implements Inbound {
       why,
     );
     return Promise.resolve();
+  }
+
+  /** The server series of a method over a transport; undefined when metrics are off. */
+  #series(plan: Plan | undefined, method: string, transport: string): CallSeries | undefined {
+    const metrics = this.#tel?.metrics;
+    if (metrics === undefined) return undefined;
+    if (plan === undefined) return metrics.series("server", this.#service.name, method, transport);
+    let s = plan.series[transport];
+    if (s === undefined) {
+      s = metrics.series("server", this.#service.name, plan.name, transport);
+      plan.series[transport] = s;
+    }
+    return s;
   }
 
   #log(): Logger {
@@ -393,6 +450,7 @@ export class Dispatcher implements Inbound {
       output: m.output.kind === "void" ? undefined : codec(m.output),
       timeoutMs: m.timeoutMs,
       desc: m,
+      series: {},
     };
   }
 
@@ -411,6 +469,7 @@ export class Dispatcher implements Inbound {
       input: codec(ev.payload),
       output: undefined,
       timeoutMs: 0,
+      series: {},
     };
   }
 }
@@ -470,4 +529,39 @@ export function errorReply(env: Envelope, err: WireError, version: string): Enve
     payload: err,
     form: env.form === "value" ? "value" : "wire",
   };
+}
+
+/**
+ * A dispatcher as one transport's Inbound: the same dispatcher, with the transport's name for
+ * the metric labels. Keeps `run` and `runValue`, which the local transport looks for.
+ */
+class TransportInbound implements Inbound {
+  constructor(
+    private readonly d: Dispatcher,
+    private readonly transport: string,
+  ) {}
+
+  call(env: Envelope, signal: AbortSignal): Promise<Envelope> {
+    return this.d.call(env, signal, this.transport);
+  }
+
+  push(env: Envelope): Promise<void> {
+    return this.d.push(env, this.transport);
+  }
+
+  run(env: Envelope, signal: AbortSignal, sink: CallSink): void {
+    this.d.run(env, signal, sink, this.transport);
+  }
+
+  runValue(
+    service: string,
+    method: string,
+    payload: unknown,
+    headers: Readonly<EnvelopeHeaders>,
+    signal: AbortSignal | undefined,
+    sink: CallSink,
+    now?: number,
+  ): void {
+    this.d.runValue(service, method, payload, headers, signal, sink, now, this.transport);
+  }
 }

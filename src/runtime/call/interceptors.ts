@@ -4,6 +4,8 @@
  * order, outermost first: trace → deadline → the app's and client's own interceptors → send.
  */
 import { currentContext } from "./callctx.js";
+import { beginTrace, withTraceId } from "../telemetry/calls.js";
+import { endWith } from "../telemetry/tracing.js";
 import { cancelled, deadlineExceeded } from "./pending.js";
 import type { CallOptions, MethodDescriptor, ServiceDescriptor } from "../descriptor.js";
 import type { EnvelopeHeaders } from "../transports/transport.js";
@@ -37,20 +39,23 @@ export function chain(interceptors: readonly Interceptor[], terminal: Next): Nex
 }
 
 /**
- * Trace context: a call made inside a handler continues that handler's trace (its span as the
- * parent). A call made anywhere else starts a new trace: `send` generates its traceparent for
- * every serialising transport; an unserialised in-process call leaves it to the callee, which
- * makes the trace id only if something reads it (no span is recorded on the calling side, so
- * the two are indistinguishable, and most local calls never pay for random ids).
- * A `traceparent` header passed by the caller wins.
+ * Trace context, at the head of the chain so every interceptor inside sees the call's
+ * `traceparent`: the client span when an OpenTelemetry SDK is registered (ended when the call
+ * settles), otherwise the current handler's span as the parent or a new trace. A
+ * `traceparent` header passed by the caller wins. Errors carry the trace id (`err.traceId`).
  */
-export const traceInterceptor: Interceptor = (next) => (req) => {
-  if (req.headers.traceparent === undefined) {
-    const parent = currentContext();
-    if (parent !== undefined) req.headers.traceparent = parent.childTraceparent();
-  }
-  return next(req);
-};
+export const traceInterceptor: Interceptor = tracing(true);
+
+/** The trace interceptor, making spans only when `spans` (an App with tracing off passes false). */
+export function tracing(spans: boolean): Interceptor {
+  return (next) => (req) => {
+    const span = beginTrace(req, spans, true);
+    const p = next(req).catch((e: unknown) => {
+      throw withTraceId(e, req.headers);
+    });
+    return span === undefined ? p : endWith(span, p);
+  };
+}
 
 /**
  * Deadlines: the effective deadline is the earliest of the IDL `@timeout` (or `opts.timeout`),

@@ -10,6 +10,9 @@ import type { ServiceDescriptor } from "../descriptor.js";
 import type { CallSink } from "./dispatch.js";
 import { fromWireError } from "../codec/error-wire.js";
 import { Code, FanError, type WireError } from "../errors.js";
+import type { EnvelopeHeaders } from "../transports/transport.js";
+import { codeOf, withTraceId } from "../telemetry/calls.js";
+import type { CallSeries } from "../telemetry/metrics.js";
 
 /** What a pending call needs to know about its request. */
 export interface PendingRequest {
@@ -17,6 +20,8 @@ export interface PendingRequest {
   readonly method: { readonly name: string };
   readonly deadline: number;
   readonly signal: AbortSignal | undefined;
+  /** The request headers (errors get the trace id of their traceparent). */
+  readonly headers?: EnvelopeHeaders;
 }
 
 /** A call in flight. */
@@ -28,24 +33,35 @@ export class PendingCall implements Expirable, CallSink {
   readonly #req: PendingRequest;
   readonly #resolve: (v: unknown) => void;
   readonly #reject: (e: unknown) => void;
+  /** Where the outcome is counted (metrics on), and when the call started. */
+  readonly #series: CallSeries | undefined;
+  readonly #t0: number;
 
-  /** Starts watching the deadline and the caller's signal. */
-  constructor(req: PendingRequest, resolve: (v: unknown) => void, reject: (e: unknown) => void) {
+  /** Starts watching the deadline and the caller's signal (and counting, given a series). */
+  constructor(req: PendingRequest, resolve: (v: unknown) => void, reject: (e: unknown) => void, series?: CallSeries) {
     this.#req = req;
     this.#resolve = resolve;
     this.#reject = reject;
+    this.#series = series;
+    this.#t0 = series === undefined ? 0 : series.begin();
     deadlines.add(this, req.deadline);
     req.signal?.addEventListener("abort", this);
   }
 
   /** The reply arrived (the decoded value). */
   ok(v: unknown): void {
-    if (this.#finish()) this.#resolve(v);
+    if (this.#finish()) {
+      this.#series?.end(this.#t0, "OK");
+      this.#resolve(v);
+    }
   }
 
   /** The call failed. */
   fail(e: unknown): void {
-    if (this.#finish()) this.#reject(e);
+    if (this.#finish()) {
+      this.#series?.end(this.#t0, codeOf(e));
+      this.#reject(withTraceId(e, this.#req.headers));
+    }
   }
 
   /** CallSink: the in-process handler replied with a checked value. */
@@ -79,12 +95,19 @@ export class PendingCall implements Expirable, CallSink {
 
 /** The error of a call whose deadline passed. */
 export function deadlineExceeded(req: PendingRequest): FanError {
-  return new FanError(Code.DEADLINE_EXCEEDED, `${req.service.name}.${req.method.name}: deadline exceeded`, {
-    details: { deadline: req.deadline },
-  });
+  return traced(
+    req,
+    new FanError(Code.DEADLINE_EXCEEDED, `${req.service.name}.${req.method.name}: deadline exceeded`, {
+      details: { deadline: req.deadline },
+    }),
+  );
 }
 
 /** The error of a call its caller cancelled. */
 export function cancelled(req: PendingRequest): FanError {
-  return new FanError(Code.CANCELLED, `${req.service.name}.${req.method.name}: cancelled by the caller`);
+  return traced(req, new FanError(Code.CANCELLED, `${req.service.name}.${req.method.name}: cancelled by the caller`));
+}
+
+function traced(req: PendingRequest, e: FanError): FanError {
+  return withTraceId(e, req.headers) as FanError;
 }

@@ -5,13 +5,13 @@
  */
 import type { Logger } from "pino";
 import type { Infra } from "../app/infra.js";
-import { currentContext, edgeTraceparent } from "./callctx.js";
+import { traceProduced } from "../telemetry/calls.js";
 import { codec } from "../codec/index.js";
 import type { EventDescriptor, EventStream, ServiceDescriptor, StateHandle, Subscription } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
 import { nextEnvelopeId } from "../ids.js";
 import type { StateOwners, StatePublisher } from "../states/index.js";
-import type { Envelope, EventSubscription } from "../transports/transport.js";
+import type { Envelope, EnvelopeHeaders, EventSubscription } from "../transports/transport.js";
 
 const NEVER: AbortSignal = new AbortController().signal;
 /** How long a publish may block before it fails with DEADLINE_EXCEEDED. */
@@ -58,7 +58,8 @@ export class Publisher<C = unknown> {
     const transport = this.#infra.eventTransport(this.#service);
     const values = transport === this.#infra.local && this.#infra.local.acceptsValues;
     const c = codec(ev.payload);
-    const parent = currentContext();
+    const traced: EnvelopeHeaders = { ...headers };
+    traceProduced(this.#service.name, name, "event", traced);
     const env: Envelope = {
       v: 1,
       id: nextEnvelopeId(),
@@ -66,7 +67,7 @@ export class Publisher<C = unknown> {
       service: this.#service.name,
       method: name,
       version: this.#service.version,
-      headers: { ...headers, traceparent: parent === undefined ? edgeTraceparent() : parent.childTraceparent() },
+      headers: traced,
       payload: values ? c.complete(payload, name) : c.encode(payload, name),
       form: values ? "value" : "wire",
     };

@@ -15,6 +15,7 @@ import { Dispatcher } from "./dispatch.js";
 import { Code, FanError } from "../errors.js";
 import { redactSecrets } from "../telemetry/logging.js";
 import type { Counters } from "../telemetry/stats.js";
+import type { CallTelemetry } from "../telemetry/calls.js";
 import type { Served, Transport, Unsubscribe } from "../transports/transport.js";
 import { SNAPSHOT_METHOD, type StateOwners, withSnapshotMethod } from "../states/index.js";
 import type { ServerGate } from "../policy/server.js";
@@ -36,6 +37,8 @@ export interface ServeHost {
   readonly appId: string;
   readonly cluster: string;
   readonly counters: Counters;
+  /** Spans and metrics of served calls. */
+  readonly telemetry?: CallTelemetry;
   /** Fires when the grace period of a stop is over. */
   readonly hardStop: AbortSignal;
   /** Aborted when the app begins to stop. */
@@ -99,6 +102,7 @@ export class ServedInstance {
       this.#scope(),
       host.counters,
       host.gate?.(def.descriptor, instanceId, opts),
+      host.telemetry,
     );
     if (this.#servedAs !== def.descriptor)
       this.#dispatcher.builtin(SNAPSHOT_METHOD, (req) =>
@@ -205,7 +209,9 @@ export class ServedInstance {
   async #doBind(): Promise<void> {
     const endpoints: Partial<Record<TransportName, string>> = {};
     for (const name of this.#transports) {
-      const served = await this.#host.transport(name).serve(this.#servedAs, this.instanceId, this.#dispatcher);
+      const served = await this.#host
+        .transport(name)
+        .serve(this.#servedAs, this.instanceId, this.#dispatcher.via(name));
       this.#bindings.push(served);
       endpoints[name] = served.endpoint;
     }
@@ -224,7 +230,8 @@ export class ServedInstance {
         instanceId: this.instanceId,
         broadcast: event.broadcast,
       };
-      this.#subs.push(await this.#host.eventTransport(source).subscribe(sub, (env) => this.#dispatcher.event(env)));
+      const via = this.#host.eventTransport(source);
+      this.#subs.push(await via.subscribe(sub, (env) => this.#dispatcher.event(env, via.name)));
     }
     await this.#host.states.bound(this.descriptor);
     this.#registration = await this.#host.directory().register({

@@ -11,7 +11,8 @@ import { codec, type Codec } from "../codec/index.js";
 import type { ServiceDescriptor, StateDescriptor } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
 import { nextEnvelopeId } from "../ids.js";
-import type { Envelope } from "../transports/transport.js";
+import type { Envelope, EnvelopeHeaders } from "../transports/transport.js";
+import { traceProduced } from "../telemetry/calls.js";
 import { applyMergePatchInPlace, diffMergePatch } from "./merge-patch.js";
 import { type StateMessage, type StateSnapshot, stateEvent } from "./protocol.js";
 import { wirePatch } from "./typed-patch.js";
@@ -162,10 +163,14 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     this.seq++;
     this.#value = undefined;
     if (this.host.store !== undefined && this.#has) this.host.store.save(this.#key(), () => this.snapshot());
-    if (this.#active) this.#publish({ k, e: this.epoch, s: this.seq, v } as StateMessage);
+    if (!this.#active) return;
+    // An update carries its producer span (or the publishing call's trace); heartbeats none.
+    const headers: EnvelopeHeaders = {};
+    traceProduced(this.service.name, this.state.name, "state", headers);
+    this.#publish({ k, e: this.epoch, s: this.seq, v } as StateMessage, headers);
   }
 
-  #publish(msg: StateMessage): void {
+  #publish(msg: StateMessage, headers: EnvelopeHeaders = {}): void {
     const env: Envelope = {
       v: 1,
       id: nextEnvelopeId(),
@@ -173,7 +178,7 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
       service: this.service.name,
       method: stateEvent(this.state.name),
       version: this.service.version,
-      headers: {},
+      headers,
       payload: msg,
       form: "wire",
     };

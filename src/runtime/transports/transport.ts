@@ -137,4 +137,6 @@ export interface TransportContext {
   readonly log: import("pino").Logger;
   /** Max decoded payload size in bytes (default 4 MiB). */
   readonly maxPayloadBytes: number;
+  /** The App's `GET /metrics`, `/health` and `/ready` answers (the http transport serves them). */
+  readonly admin?: import("../telemetry/index.js").AdminHook;
 }

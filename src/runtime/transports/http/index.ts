@@ -51,7 +51,7 @@ export class HttpTransport implements Transport {
     ctx: TransportContext,
   ) {
     const log = ctx.log.child({ transport: "http" });
-    this.server = new HttpServer(opts, log, ctx.maxPayloadBytes);
+    this.server = new HttpServer(opts, log, ctx.maxPayloadBytes, ctx.admin);
     this.client = new HttpClient(opts, log, ctx.maxPayloadBytes);
   }
 

@@ -19,6 +19,8 @@ import { parseJson } from "../../codec/wire.js";
 import { fromHttpHeaders } from "./headers.js";
 import { bindParams, compileRoute, matchRoute, type Route, sameShape, safeDecode, splitPath } from "./routes.js";
 import { sendEnvelope, sendError, sendStatus } from "./respond.js";
+import { answerAdmin } from "../../telemetry/admin.js";
+import type { AdminHook } from "../../telemetry/index.js";
 
 /** Server-side options of the http transport. */
 export interface HttpServerOptions {
@@ -79,6 +81,7 @@ export class HttpServer {
     private readonly opts: HttpServerOptions,
     private readonly log: Logger,
     private readonly maxBodyBytes: number,
+    private readonly admin?: AdminHook,
   ) {}
 
   /** Starts listening (once) and resolves with the advertised origin, `http://host:port`. */
@@ -168,6 +171,7 @@ export class HttpServer {
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    if (this.admin !== undefined && answerAdmin(this.admin, req, res, this.log)) return;
     this.inFlight++;
     // One "close" listener per request does both jobs: count the request done, and cancel the
     // call's handler while it runs (the caller went away before its answer was written).
