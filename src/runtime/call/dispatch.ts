@@ -24,7 +24,11 @@ interface Plan {
   /** Undefined for void replies. */
   readonly output: Codec<unknown> | undefined;
   readonly timeoutMs: number;
+  /** `@shard` key paths of an rpc. */
+  readonly shard?: ShardPaths;
 }
+
+type ShardPaths = readonly (readonly string[])[];
 
 const NO_HEADERS: Readonly<EnvelopeHeaders> = Object.freeze({});
 
@@ -154,6 +158,12 @@ export class Dispatcher implements Inbound {
       input = form === "value" ? p.input.complete(payload, "") : p.input.decode(payload, "");
     } catch (e) {
       sink.error(badInput(e));
+      return;
+    }
+    const guard = p.shard === undefined ? undefined : this.#scope.shardGuard;
+    const redirect = guard === undefined ? undefined : guard(p.shard as ShardPaths, input);
+    if (redirect !== undefined) {
+      sink.error(redirect);
       return;
     }
     const ctx = new CallCtx(this.#scope, p.name, headers, deadline, signal, 1);
@@ -325,6 +335,7 @@ export class Dispatcher implements Inbound {
       input: codec(m.input),
       output: m.output.kind === "void" ? undefined : codec(m.output),
       timeoutMs: m.timeoutMs,
+      ...(m.shard === undefined ? {} : { shard: m.shard }),
     };
   }
 

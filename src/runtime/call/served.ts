@@ -12,6 +12,8 @@ import { campaign, type Leadership } from "../discovery/election.js";
 import type { Registry } from "../discovery/registry.js";
 import type { ConfigSource, Directory, Registration } from "../discovery/types.js";
 import { Dispatcher } from "./dispatch.js";
+import { isSharded, Ownership } from "./ownership.js";
+import { checkPinnedShards } from "./shards.js";
 import { Code, FanError } from "../errors.js";
 import { redactSecrets } from "../telemetry/logging.js";
 import type { Counters } from "../telemetry/stats.js";
@@ -25,6 +27,11 @@ export interface ServeOptions {
   readonly instanceId?: string;
   /** Raw (wire-form) config for this instance; replaces the config source's. */
   readonly config?: Record<string, unknown>;
+  /**
+   * Shards this instance owns outright (registered in discovery); default: a share of the
+   * shards nobody pinned, by rendezvous hashing over the live instances (`docs/sharding.md`).
+   */
+  readonly shards?: readonly number[];
 }
 
 /** What a served instance needs from its App. */
@@ -65,6 +72,7 @@ export class ServedInstance {
   #registration: Registration | undefined;
   #leadership: Leadership | undefined;
   #binding: Promise<void> | undefined;
+  readonly #ownership: Ownership | undefined;
 
   constructor(
     def: ServiceDefinition<unknown, unknown>,
@@ -82,6 +90,9 @@ export class ServedInstance {
     this.#opts = opts;
     this.#transports = transports;
     this.log = log.child({ service: def.descriptor.name, instanceId });
+    const pinned = checkPinnedShards(def.descriptor.name, opts.shards, def.descriptor.shards);
+    if (isSharded(def.descriptor) || pinned.length > 0)
+      this.#ownership = new Ownership(def.descriptor, instanceId, pinned, handler, () => this.lifecycleContext(), this.log);
     this.#dispatcher = new Dispatcher(def.descriptor, handler, this.#scope(), host.counters);
   }
 
@@ -210,9 +221,11 @@ export class ServedInstance {
       instanceId: this.instanceId,
       version: this.descriptor.version,
       endpoints,
-      shards: [],
+      shards: checkPinnedShards(this.descriptor.name, this.#opts.shards, this.descriptor.shards),
+      ...(this.#ownership === undefined ? {} : { shardCount: this.descriptor.shards }),
       appId: this.#host.appId,
     });
+    await this.#ownership?.start(this.#host.directory());
   }
 
   async #unbindNow(): Promise<void> {
@@ -221,6 +234,7 @@ export class ServedInstance {
     await this.#binding?.catch(() => undefined);
     const reg = this.#registration;
     this.#registration = undefined;
+    this.#ownership?.stop();
     await reg?.deregister().catch((e: unknown) => this.log.warn({ err: e }, "deregistering failed"));
     const subs = this.#subs.splice(0);
     const bindings = this.#bindings.splice(0);
@@ -246,6 +260,9 @@ export class ServedInstance {
       client: (def) => host.client(def),
       hardStop: host.hardStop,
       ...(this.descriptor.unique ? { fencingToken: () => this.#leadership?.fencingToken } : {}),
+      ...(this.#ownership === undefined
+        ? {}
+        : { shardGuard: this.#ownership.guard, shards: () => (this.#ownership as Ownership).owned() }),
     };
     return scope;
   }
