@@ -9,6 +9,8 @@ import { parseInstance } from "../runtime/discovery/instance-set.js";
 import type { KeyValue, Registry } from "../runtime/discovery/registry.js";
 import type { InstanceInfo } from "../runtime/discovery/types.js";
 import { pino } from "pino";
+import semver from "semver";
+import { assignShards, ownedBy } from "../runtime/call/shards.js";
 import { type Io, processIo } from "./io.js";
 
 const USAGE = `usage: fanc ls [service] [options]
@@ -158,7 +160,9 @@ async function listInstances(
   const prefix = servicePrefix(cluster, service);
   const list = instancesOf((await registry.list(prefix)).items, servicesRoot(cluster)).get(service) ?? [];
   if (json) {
-    io.out(JSON.stringify(list, null, 2));
+    const owned = shardOwnership(list);
+    const out = list.map((i) => (owned.has(i.instanceId) ? { ...i, ownedShards: owned.get(i.instanceId) } : i));
+    io.out(JSON.stringify(out, null, 2));
     return 0;
   }
   if (list.length === 0) {
@@ -166,13 +170,14 @@ async function listInstances(
     return 1;
   }
   const now = Date.now();
+  const owned = shardOwnership(list);
   const rows = list.map((i) => [
     i.instanceId,
     i.version,
     Object.entries(i.endpoints)
       .map(([t, e]) => `${t}=${e}`)
       .join(" "),
-    i.shards.length === 0 ? "all" : compactRanges(i.shards),
+    shardsColumn(i, owned.get(i.instanceId)),
     i.zone ?? "-",
     String(i.load),
     age(now - i.startedAt),
@@ -193,6 +198,31 @@ async function fullName(registry: Registry, cluster: string, service: string): P
   if (matches.length > 1)
     throw new UsageError(`"${service}" is ambiguous in cluster "${cluster}": ${matches.join(", ")}; give the full name`);
   return matches[0] ?? service;
+}
+
+/**
+ * The shards each instance owns, computed as every client and server does (`assignShards` per
+ * major version) for services whose instances advertise `shardCount`.
+ */
+export function shardOwnership(list: readonly InstanceInfo[]): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  const byMajor = new Map<string, InstanceInfo[]>();
+  for (const i of list) {
+    if (i.shardCount === undefined) continue;
+    const key = `${semver.major(i.version)}/${i.shardCount}`;
+    byMajor.set(key, [...(byMajor.get(key) ?? []), i]);
+  }
+  for (const [key, group] of byMajor) {
+    const owners = assignShards(group, Number(key.split("/")[1]));
+    for (const i of group) out.set(i.instanceId, ownedBy(owners, i.instanceId));
+  }
+  return out;
+}
+
+function shardsColumn(i: InstanceInfo, owned: readonly number[] | undefined): string {
+  if (owned === undefined) return i.shards.length === 0 ? "all" : compactRanges(i.shards);
+  const list = owned.length === 0 ? "none" : compactRanges(owned);
+  return `${list}/${i.shardCount}${i.shards.length > 0 ? " pinned" : ""}`;
 }
 
 /** `[0,1,2,5]` → `0-2,5` */

@@ -106,10 +106,14 @@ async function rabbitmqctl(args: string[], node?: string): Promise<string> {
 
 /** Names in a `rabbitmqctl list_*` table that start with `prefix`. */
 async function listNames(kind: "list_queues" | "list_exchanges", prefix: string, node?: string): Promise<string[]> {
-  const out = await rabbitmqctl([kind, "name"], node);
+  // Exclusive queues (an instance's own rpc queue) belong to their connection: only it may
+  // delete them, and they go when it closes.
+  const out = await rabbitmqctl(kind === "list_queues" ? [kind, "name", "exclusive"] : [kind, "name"], node);
   return out
     .split("\n")
-    .map((l) => l.trim())
+    .map((l) => l.trim().split(/\s+/))
+    .filter((cols) => cols[1] !== "true")
+    .map((cols) => cols[0] ?? "")
     .filter((n) => n.startsWith(prefix));
 }
 

@@ -224,7 +224,7 @@ export function transportConformance(name: string, t: TransportUnderTest): void 
       const sent = {
         traceparent,
         tracestate: "fan=1",
-        shard: "s-7",
+        shard: 7,
         "x-tenant": "acme",
         "Mixed-Case": "Ünïcode ✓",
         count: 42,

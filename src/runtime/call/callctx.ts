@@ -8,6 +8,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import type { Logger } from "pino";
 import type { CallContext } from "./context.js";
 import type { ServiceDefinition } from "../descriptor.js";
+import type { WireError } from "../errors.js";
 import type { EnvelopeHeaders } from "../transports/transport.js";
 import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from "../ids.js";
 
@@ -25,6 +26,10 @@ export interface InstanceScope {
   readonly hardStop: AbortSignal;
   /** The leader's fencing token, for `@unique` services. */
   readonly fencingToken?: () => string | undefined;
+  /** Sharded services: a redirect when this instance does not own the call's shard (`call/ownership.ts`). */
+  readonly shardGuard?: (paths: readonly (readonly string[])[], input: unknown) => WireError | undefined;
+  /** Sharded services: the shards this instance owns now. */
+  readonly shards?: () => readonly number[];
 }
 
 /** The trace and deadline an outgoing call inherits from the current context. */
@@ -97,6 +102,11 @@ export class CallCtx implements CallContext, Inherited {
 
   get config(): never {
     return this.#scope.config() as never;
+  }
+
+  /** The shards this instance owns (empty for services without `@shard` methods). */
+  get shards(): readonly number[] {
+    return this.#scope.shards?.() ?? [];
   }
 
   /** Present only on calls to `@unique` services (set up in the constructor). */

@@ -37,6 +37,7 @@ import { avoidDown, resend } from "./failover.js";
 import { cancelled, deadlineExceeded, PendingCall } from "./pending.js";
 import { isNotDelivered } from "../transports/not-delivered.js";
 import { Route, checkRange, type RouteHost, type Target } from "./route.js";
+import { ShardRoute } from "./shard-route.js";
 import { LocalTransport } from "../transports/local/index.js";
 import type { Envelope, SendOptions } from "../transports/transport.js";
 import type { ClientPolicy } from "../policy/client.js";
@@ -51,6 +52,11 @@ export interface ClientOptions {
   readonly strategy?: StrategyName;
   /** Only use this transport. */
   readonly transport?: TransportName;
+  /**
+   * A `@shard` method whose shard has no reachable owner goes to any instance instead of
+   * failing with UNAVAILABLE (for handlers that can serve any key, e.g. from a shared store).
+   */
+  readonly shardFallback?: boolean;
   /** Interceptors of this client, inside the App's own. */
   readonly interceptors?: readonly Interceptor[];
   /** The policy chain of this client (over the App's `policy`); `false` turns it off. */
@@ -101,6 +107,7 @@ export class Caller implements ClientCaller {
   readonly #opts: ClientOptions;
   readonly #plans = new Map<string, MethodPlan>();
   #route: Route | undefined;
+  #shards: ShardRoute | undefined;
   #routing: Promise<Route> | undefined;
   /** Track in-flight calls per instance (only the p2c strategy reads them). */
   readonly #countInFlight: boolean;
@@ -235,17 +242,21 @@ export class Caller implements ClientCaller {
   #send(plan: MethodPlan, req: OutgoingRequest, now?: number): Promise<unknown> {
     const route = this.#route;
     if (route === undefined) return this.#routeReady().then(() => this.#send(plan, req));
+    if (plan.desc.shard !== undefined) return this.#sharded(route).send(plan.desc, req, (t) => this.#sendTo(plan, req, t));
     let target: Target;
     try {
-      const shardKey = plan.desc.shard === undefined ? undefined : shardKeyOf(req.input, plan.desc.shard);
-      if (shardKey !== undefined) req.headers.shard = shardKey;
       if (this.#policy !== undefined) return this.#policy.run(req, this.#attempts, now);
-      target = avoidDown(route.pick(shardKey, req.opts?.transport), () => route.targets(req.opts?.transport));
+      target = avoidDown(route.pick(undefined, req.opts?.transport), () => route.targets(req.opts?.transport));
     } catch (e) {
       this.#series(plan, "none")?.observe(0, codeOf(e));
       return Promise.reject(withTraceId(e, req.headers));
     }
     return this.#sendTo(plan, req, target, now);
+  }
+
+  #sharded(route: Route): ShardRoute {
+    this.#shards ??= new ShardRoute(route, this.#service, this.#opts.shardFallback === true);
+    return this.#shards;
   }
 
   /** Sends one attempt of `req` to `target`. */
@@ -424,16 +435,4 @@ function settled<T>(release: () => void, fn: (v: T) => void): (v: T) => void {
     release();
     fn(v);
   };
-}
-
-/** The shard key of an input: the values at the `@shard` paths, joined by "/". */
-export function shardKeyOf(input: unknown, paths: readonly (readonly string[])[]): string | undefined {
-  const parts: string[] = [];
-  for (const path of paths) {
-    let v: unknown = input;
-    for (const seg of path) v = typeof v === "object" && v !== null ? (v as Record<string, unknown>)[seg] : undefined;
-    if (v === undefined || v === null) return undefined;
-    parts.push(typeof v === "object" ? JSON.stringify(v) : String(v));
-  }
-  return parts.join("/");
 }

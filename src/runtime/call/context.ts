@@ -33,6 +33,8 @@ export interface CallContext<Config = unknown> {
   readonly principal: unknown;
   /** For `@unique` services: the leader's fencing token (its election revision). */
   readonly fencingToken?: string;
+  /** The shards this instance owns now (sharded services; see `ShardHooks.onShards`). */
+  readonly shards?: readonly number[];
   /** A client of another service that inherits this call's deadline and trace. */
   client<C>(def: ServiceDefinition<unknown, C>): C;
 }
@@ -47,6 +49,22 @@ export interface ServiceHooks {
   postStart?(ctx: LifecycleContext): void | Promise<void>;
   stop?(ctx: LifecycleContext): void | Promise<void>;
   postStop?(ctx: LifecycleContext): void | Promise<void>;
+}
+
+/**
+ * An optional hook of a sharded service's handler: called with the shards this instance owns
+ * once it has registered, and again every time they change (an instance joined or left), so it
+ * can load the data of shards it gained and drop the data of shards it lost.
+ */
+export interface ShardHooks {
+  onShards?(change: ShardChange, ctx: LifecycleContext): void | Promise<void>;
+}
+
+/** What `onShards` receives. */
+export interface ShardChange {
+  readonly owned: readonly number[];
+  readonly gained: readonly number[];
+  readonly lost: readonly number[];
 }
 
 /** What lifecycle hooks receive. */

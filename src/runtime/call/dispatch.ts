@@ -32,7 +32,11 @@ interface Plan {
   readonly desc?: MethodDescriptor;
   /** Server-side metric series per transport name (filled on first use). */
   readonly series: Record<string, CallSeries>;
+  /** `@shard` key paths of an rpc. */
+  readonly shard?: ShardPaths;
 }
+
+type ShardPaths = readonly (readonly string[])[];
 
 const NO_HEADERS: Readonly<EnvelopeHeaders> = Object.freeze({});
 
@@ -223,6 +227,12 @@ export class Dispatcher implements Inbound {
       input = form === "value" ? p.input.complete(payload, "") : p.input.decode(payload, "");
     } catch (e) {
       sink.error(badInput(e));
+      return;
+    }
+    const guard = p.shard === undefined ? undefined : this.#scope.shardGuard;
+    const redirect = guard === undefined ? undefined : guard(p.shard as ShardPaths, input);
+    if (redirect !== undefined) {
+      sink.error(redirect);
       return;
     }
     const ctx = new CallCtx(this.#scope, p.name, headers, deadline, signal, 1);
@@ -451,6 +461,7 @@ export class Dispatcher implements Inbound {
       timeoutMs: m.timeoutMs,
       desc: m,
       series: {},
+      ...(m.shard === undefined ? {} : { shard: m.shard }),
     };
   }
 

@@ -170,6 +170,24 @@ export class Route {
     this.#locals = [...targets.values()].filter((t) => t.info.appId === this.#host.appId);
   }
 
+  /** Every registered instance that fits the version range, reachable or not (shard ownership). */
+  fitting(): InstanceInfo[] {
+    return this.#set.instances().filter((i) => this.#fits(i));
+  }
+
+  /** How to reach `info` (pinned to one transport if given), or undefined when this App cannot. */
+  targetOf(info: InstanceInfo, pinned: TransportName | undefined): Target | undefined {
+    const known = pinned === undefined || pinned === this.#pinned ? this.#targets.get(info) : undefined;
+    if (known !== undefined) return known;
+    const reach = this.#host.reach(info, pinned ?? this.#pinned);
+    return reach === undefined ? undefined : { info, ...reach };
+  }
+
+  /** Calls `fn` after every change of the instance set. */
+  onChange(fn: () => void): () => void {
+    return this.#set.onChange(fn);
+  }
+
   #fits(info: InstanceInfo): boolean {
     return this.#range === undefined || semver.satisfies(info.version, this.#range);
   }

@@ -12,6 +12,8 @@ import { campaign, type Leadership } from "../discovery/election.js";
 import type { Registry } from "../discovery/registry.js";
 import type { ConfigSource, Directory, Registration } from "../discovery/types.js";
 import { Dispatcher } from "./dispatch.js";
+import { isSharded, Ownership } from "./ownership.js";
+import { checkPinnedShards } from "./shards.js";
 import { Code, FanError } from "../errors.js";
 import { redactSecrets } from "../telemetry/logging.js";
 import type { Counters } from "../telemetry/stats.js";
@@ -30,6 +32,11 @@ export interface ServeOptions {
   readonly config?: Record<string, unknown>;
   /** Work in flight on this instance beyond which calls are shed (RESOURCE_EXHAUSTED); over `createApp({ server: { maxInFlight } })`. */
   readonly maxInFlight?: number;
+  /**
+   * Shards this instance owns outright (registered in discovery); default: a share of the
+   * shards nobody pinned, by rendezvous hashing over the live instances (`docs/sharding.md`).
+   */
+  readonly shards?: readonly number[];
 }
 
 /** What a served instance needs from its App. */
@@ -77,6 +84,7 @@ export class ServedInstance {
   #registration: Registration | undefined;
   #leadership: Leadership | undefined;
   #binding: Promise<void> | undefined;
+  readonly #ownership: Ownership | undefined;
 
   constructor(
     def: ServiceDefinition<unknown, unknown>,
@@ -94,6 +102,9 @@ export class ServedInstance {
     this.#opts = opts;
     this.#transports = transports;
     this.log = log.child({ service: def.descriptor.name, instanceId });
+    const pinned = checkPinnedShards(def.descriptor.name, opts.shards, def.descriptor.shards);
+    if (isSharded(def.descriptor) || pinned.length > 0)
+      this.#ownership = new Ownership(def.descriptor, instanceId, pinned, handler, () => this.lifecycleContext(), this.log);
     // Served with the built-in snapshot rpc when the service has states (states/protocol.ts).
     this.#servedAs = withSnapshotMethod(def.descriptor);
     this.#dispatcher = new Dispatcher(
@@ -239,9 +250,11 @@ export class ServedInstance {
       instanceId: this.instanceId,
       version: this.descriptor.version,
       endpoints,
-      shards: [],
+      shards: checkPinnedShards(this.descriptor.name, this.#opts.shards, this.descriptor.shards),
+      ...(this.#ownership === undefined ? {} : { shardCount: this.descriptor.shards }),
       appId: this.#host.appId,
     });
+    await this.#ownership?.start(this.#host.directory());
   }
 
   async #unbindNow(): Promise<void> {
@@ -251,6 +264,7 @@ export class ServedInstance {
     const reg = this.#registration;
     this.#registration = undefined;
     if (reg !== undefined) this.#host.states.unbound(this.descriptor);
+    this.#ownership?.stop();
     await reg?.deregister().catch((e: unknown) => this.log.warn({ err: e }, "deregistering failed"));
     const subs = this.#subs.splice(0);
     const bindings = this.#bindings.splice(0);
@@ -276,6 +290,9 @@ export class ServedInstance {
       client: (def) => host.client(def),
       hardStop: host.hardStop,
       ...(this.descriptor.unique ? { fencingToken: () => this.#leadership?.fencingToken } : {}),
+      ...(this.#ownership === undefined
+        ? {}
+        : { shardGuard: this.#ownership.guard, shards: () => (this.#ownership as Ownership).owned() }),
     };
     return scope;
   }

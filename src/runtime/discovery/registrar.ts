@@ -189,5 +189,6 @@ function normalise(i: RegisterInfo): InstanceInfo {
     load: i.load ?? 0,
     appId: i.appId,
   };
-  return i.zone === undefined ? out : { ...out, zone: i.zone };
+  const withCount = i.shardCount === undefined ? out : { ...out, shardCount: i.shardCount };
+  return i.zone === undefined ? withCount : { ...withCount, zone: i.zone };
 }

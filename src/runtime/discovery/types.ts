@@ -11,8 +11,13 @@ export interface InstanceInfo {
   readonly version: string;
   /** Endpoint per transport: `{ http: "http://127.0.0.1:8080", amqp: "amqp://127.0.0.1:5672" }`. */
   readonly endpoints: Partial<Record<TransportName, string>>;
-  /** Shards this instance owns (sharding issue); empty = all. */
+  /**
+   * Shards pinned to this instance (`serve(..., { shards })`); empty = it takes a share of the
+   * unpinned shards by rendezvous hashing (`call/shards.ts`).
+   */
   readonly shards: readonly number[];
+  /** The service's `@shards(n)`, advertised by instances of services with `@shard` methods (`fanc ls`). */
+  readonly shardCount?: number;
   readonly zone?: string;
   /** Epoch ms. */
   readonly startedAt: number;

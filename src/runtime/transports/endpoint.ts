@@ -1,6 +1,9 @@
 /**
  * The endpoint a broker-backed instance advertises in discovery:
- * `{scheme}://{cluster}/{service}/{version}`, each part URI-encoded. The broker is named by the
+ * `{scheme}://{cluster}/{service}/{version}/{instanceId}`, each part URI-encoded. Calls go to
+ * the version's shared queue (the broker picks a consumer) unless they carry a `shard` header:
+ * those go to the named instance's own queue (`docs/sharding.md`). An endpoint without the
+ * instance part (written before sharding) addresses the version only. The broker is named by the
  * transport's own connection settings, so the endpoint says only what to address on it.
  * Shared by the amqp and redis transports (no dependency of its own).
  */
@@ -11,11 +14,14 @@ export interface BrokerAddress {
   readonly cluster: string;
   readonly service: string;
   readonly version: string;
+  /** The serving instance, when the endpoint names one. */
+  readonly instance?: string;
 }
 
 /** The endpoint of `service@version` in `cluster` for a transport named `scheme`. */
 export function formatBrokerEndpoint(scheme: string, a: BrokerAddress): string {
-  return `${scheme}://${encodeURIComponent(a.cluster)}/${encodeURIComponent(a.service)}/${encodeURIComponent(a.version)}`;
+  const base = `${scheme}://${encodeURIComponent(a.cluster)}/${encodeURIComponent(a.service)}/${encodeURIComponent(a.version)}`;
+  return a.instance === undefined ? base : `${base}/${encodeURIComponent(a.instance)}`;
 }
 
 /**
@@ -24,7 +30,7 @@ export function formatBrokerEndpoint(scheme: string, a: BrokerAddress): string {
  */
 export function brokerEndpointParser(scheme: string): (endpoint: string) => BrokerAddress {
   const parsed = new Map<string, BrokerAddress>();
-  const shape = new RegExp(`^${scheme}://([^/]+)/([^/]+)/([^/]+)$`);
+  const shape = new RegExp(`^${scheme}://([^/]+)/([^/]+)/([^/]+)(?:/([^/]+))?$`);
   return (endpoint) => {
     const known = parsed.get(endpoint);
     if (known !== undefined) return known;
@@ -34,6 +40,7 @@ export function brokerEndpointParser(scheme: string): (endpoint: string) => Brok
       cluster: decodeURIComponent(m[1] as string),
       service: decodeURIComponent(m[2] as string),
       version: decodeURIComponent(m[3] as string),
+      ...(m[4] === undefined ? {} : { instance: decodeURIComponent(m[4]) }),
     };
     if (parsed.size >= 10_000) parsed.clear();
     parsed.set(endpoint, a);

@@ -19,8 +19,11 @@ export interface EnvelopeHeaders {
   ttl?: number;
   /** Where a reply goes, when the transport needs it in the envelope. */
   replyTo?: string;
-  /** The shard key, when the method is `@shard`ed. */
-  shard?: string;
+  /**
+   * The shard number of a call to a `@shard` method; broker transports send such a call to
+   * the instance the endpoint names instead of the version's shared queue.
+   */
+  shard?: number;
   /** Delivery attempt of a push or event, 1-based. */
   attempt?: number;
   [name: string]: string | number | undefined;

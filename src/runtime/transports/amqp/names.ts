@@ -4,7 +4,7 @@
  */
 import { type BrokerAddress, brokerEndpointParser, formatBrokerEndpoint } from "../endpoint.js";
 
-/** What an amqp endpoint (`amqp://{cluster}/{service}/{version}`) addresses. */
+/** What an amqp endpoint (`amqp://{cluster}/{service}/{version}/{instanceId}`) addresses. */
 export type AmqpAddress = BrokerAddress;
 
 /** The endpoint an instance of `service@version` advertises in discovery. */
@@ -23,6 +23,19 @@ function major(version: string): string {
 /** rpc requests of one exact service version. */
 export function rpcQueue(a: AmqpAddress): string {
   return `fan.${a.cluster}.${a.service}.rpc.${a.version}`;
+}
+
+/**
+ * The rpc requests of one instance (calls with a `shard` header): exclusive to the instance's
+ * connection, so it disappears with the process and a call to a dead owner is returned at once.
+ */
+export function instanceQueue(a: AmqpAddress): string {
+  return `${rpcQueue(a)}.i.${a.instance ?? ""}`;
+}
+
+/** Where a call goes: the instance's queue for sharded calls, else the version's shared queue. */
+export function callQueue(a: AmqpAddress, sharded: boolean): string {
+  return sharded && a.instance !== undefined ? instanceQueue(a) : rpcQueue(a);
 }
 
 /** Durable pushes of one service major version. */

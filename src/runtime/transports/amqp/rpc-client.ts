@@ -13,13 +13,14 @@ import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import type { AmqpConnection, ManagedChannel } from "./connection.js";
-import { cancelKey, controlExchange, parseEndpoint, rpcQueue, type AmqpAddress } from "./names.js";
+import { callQueue, cancelKey, controlExchange, parseEndpoint, rpcQueue, type AmqpAddress } from "./names.js";
 
 const REPLY_TO = "amq.rabbitmq.reply-to";
 
 interface Pending extends Expirable {
   readonly ch: Channel;
   readonly addr: AmqpAddress;
+  readonly queue: string;
   settle(result: Envelope | FanError): void;
 }
 
@@ -60,16 +61,17 @@ export class AmqpRpcClient {
     const ch = await this.#ch.get(opts.deadline, opts.signal);
     if (opts.deadline <= Date.now())
       throw new FanError(Code.DEADLINE_EXCEEDED, "deadline passed before the call was sent");
-    return this.#send(ch, addr, body, opts);
+    return this.#send(ch, addr, callQueue(addr, env.headers.shard !== undefined), body, opts);
   }
 
-  #send(ch: Channel, addr: AmqpAddress, body: Buffer, opts: SendOptions): Promise<Envelope> {
+  #send(ch: Channel, addr: AmqpAddress, queue: string, body: Buffer, opts: SendOptions): Promise<Envelope> {
     const corr = `${this.#prefix}.${++this.#seq}`;
     return new Promise<Envelope>((resolve, reject) => {
       const finite = Number.isFinite(opts.deadline);
       const p: Pending = {
         ch,
         addr,
+        queue,
         bucket: 0,
         expire: () =>
           p.settle(new FanError(Code.DEADLINE_EXCEEDED, `no reply from ${addr.service} before the deadline`)),
@@ -87,13 +89,13 @@ export class AmqpRpcClient {
         p.settle(new FanError(Code.CANCELLED, "cancelled"));
         this.#sendCancel(addr, corr);
       });
-      this.#publish(ch, p, addr, corr, body, opts.deadline);
+      this.#publish(ch, p, corr, body, opts.deadline);
     });
   }
 
-  #publish(ch: Channel, p: Pending, addr: AmqpAddress, corr: string, body: Buffer, deadline: number): void {
+  #publish(ch: Channel, p: Pending, corr: string, body: Buffer, deadline: number): void {
     try {
-      ch.publish("", rpcQueue(addr), body, {
+      ch.publish("", p.queue, body, {
         correlationId: corr,
         replyTo: REPLY_TO,
         mandatory: true,
@@ -131,7 +133,9 @@ export class AmqpRpcClient {
 
   #onReturn(msg: ConsumeMessage): void {
     const p = this.#pending.get(String(msg.properties.correlationId));
-    p?.settle(new FanError(Code.UNAVAILABLE, `no amqp request queue for ${p.addr.service}@${p.addr.version}`));
+    if (p === undefined) return;
+    const who = p.queue === rpcQueue(p.addr) ? "version" : `instance ${p.addr.instance}`;
+    p.settle(new FanError(Code.UNAVAILABLE, `no amqp request queue for ${p.addr.service}@${p.addr.version} (${who})`));
   }
 
   #onLost(ch: Channel): void {

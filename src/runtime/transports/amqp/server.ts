@@ -1,6 +1,7 @@
 /**
  * Serving one service instance over amqp: the version's request queue (shared by every
- * instance of that version, bounded by prefetch, acked after the reply is sent), the durable
+ * instance of that version, bounded by prefetch, acked after the reply is sent), the
+ * instance's own request queue (sharded calls to the shard's owner), the durable
  * push queue, and an exclusive queue on the control exchange that carries cancellations of
  * calls this instance is running. Everything is declared again on every (re)opened channel.
  */
@@ -16,6 +17,7 @@ import {
   controlExchange,
   deadLetterQueue,
   formatEndpoint,
+  instanceQueue,
   pushQueue,
   rpcQueue,
   type AmqpAddress,
@@ -57,7 +59,7 @@ export class AmqpServer {
     private readonly inbound: Inbound,
     private readonly opts: ServerOptions,
   ) {
-    this.#addr = { cluster, service: service.name, version: service.version };
+    this.#addr = { cluster, service: service.name, version: service.version, instance: instanceId };
     this.#log = opts.log.child({ service: service.name, instanceId });
     this.#work = new WorkConsumer((env) => inbound.push(env), {
       queue: pushQueue(this.#addr),
@@ -101,8 +103,10 @@ export class AmqpServer {
       deadLetterQueue: deadLetterQueue(push),
       maxDeliveries: this.opts.maxDeliveries,
     });
+    await ch.assertQueue(instanceQueue(a), { exclusive: true, autoDelete: true });
     await ch.prefetch(this.opts.rpcPrefetch);
     tags.push((await ch.consume(rpcQueue(a), (m) => this.#onCall(ch, m))).consumerTag);
+    tags.push((await ch.consume(instanceQueue(a), (m) => this.#onCall(ch, m))).consumerTag);
     await ch.prefetch(this.opts.pushPrefetch);
     tags.push((await ch.consume(push, (m) => this.#work.handle(ch, m))).consumerTag);
   }

@@ -26,7 +26,7 @@ const KNOWN: ReadonlyMap<string, string> = new Map([
   ["shard", "fan-shard"],
   ["attempt", "fan-attempt"],
 ]);
-const NUMERIC: ReadonlySet<string> = new Set(["deadline", "ttl", "attempt"]);
+const NUMERIC: ReadonlySet<string> = new Set(["deadline", "ttl", "attempt", "shard"]);
 const FROM_HTTP: ReadonlyMap<string, string> = new Map([...KNOWN].map(([k, v]) => [v, k]));
 
 /** Names that would pollute prototypes if copied around. */

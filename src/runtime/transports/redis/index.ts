@@ -188,7 +188,7 @@ export class RedisTransport implements Transport {
       throw unavailable(`cannot serve ${service.name} over redis`, e);
     }
     this.#instances.add(instance);
-    return { endpoint: formatEndpoint(addr), stop: () => this.#stopInstance(instance) };
+    return { endpoint: formatEndpoint({ ...addr, instance: instanceId }), stop: () => this.#stopInstance(instance) };
   }
 
   async #stopInstance(i: Instance): Promise<void> {

@@ -6,7 +6,7 @@
  */
 import { type BrokerAddress, brokerEndpointParser, formatBrokerEndpoint } from "../endpoint.js";
 
-/** What a redis endpoint (`redis://{cluster}/{service}/{version}`) addresses. */
+/** What a redis endpoint (`redis://{cluster}/{service}/{version}/{instanceId}`) addresses. */
 export type RedisAddress = BrokerAddress;
 
 /** The endpoint an instance of `service@version` advertises in discovery. */
@@ -24,6 +24,11 @@ function base(cluster: string, service: string): string {
 /** The list of rpc requests of one exact service version. */
 export function rpcKey(a: RedisAddress): string {
   return `${base(a.cluster, a.service)}.rpc.${a.version}`;
+}
+
+/** The list of one instance's rpc requests (calls with a `shard` header, for the shard's owner). */
+export function instanceRpcKey(a: RedisAddress): string {
+  return `${rpcKey(a)}.i.${a.instance ?? ""}`;
 }
 
 /** Sorted set of live instances of a version (member: instance id, score: expiry in Redis time). */

@@ -1,7 +1,7 @@
 /**
  * The calling side of redis rpc. A call is one script run: it checks that some instance of
  * the version is alive (a sorted set the servers refresh) and LPUSHes the request onto the
- * version's list, so a call to a version nobody serves fails at once with UNAVAILABLE and
+ * version's list (a sharded call: that its owner is alive, onto the owner's own list), so a call to a version nobody serves fails at once with UNAVAILABLE and
  * leaves nothing behind. Replies come back on this client's own pub/sub channel, matched by
  * correlation id; a cancelled call is announced on the version's cancel channel.
  *
@@ -20,22 +20,48 @@ import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
 import { disconnect, isReady, notSent, ready, type RedisClient, unavailable } from "./clients.js";
-import { aliveKey, cancelChannel, parseEndpoint, replyChannel, rpcKey, type RedisAddress } from "./names.js";
+import {
+  aliveKey,
+  cancelChannel,
+  instanceRpcKey,
+  parseEndpoint,
+  replyChannel,
+  rpcKey,
+  type RedisAddress,
+} from "./names.js";
 
-/** LPUSH the requests (in order) when an instance of the version is alive; 0 when none is. */
+/**
+ * LPUSH the requests (ARGV[2..], in order) when an instance of the version is alive, or, when
+ * ARGV[1] names an instance (a sharded call), when that instance is; 0 when none is. An
+ * instance's list expires a minute after its last call, so a dead owner's leaves nothing.
+ */
 const CALL_SCRIPT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('ZCOUNT', KEYS[2], now, '+inf') == 0 then return 0 end
-redis.call('LPUSH', KEYS[1], unpack(ARGV))
+if ARGV[1] == '' then
+  if redis.call('ZCOUNT', KEYS[2], now, '+inf') == 0 then return 0 end
+else
+  local exp = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  if not exp or tonumber(exp) < now then return 0 end
+end
+redis.call('LPUSH', KEYS[1], unpack(ARGV, 2))
+if ARGV[1] ~= '' then redis.call('PEXPIRE', KEYS[1], 60000) end
 return 1`;
 
 /** Most requests one script run carries (Lua's unpack has a stack limit). */
 const MAX_BATCH = 512;
 
-/** Calls to one version queued in the current tick, sent together by one script run. */
-interface Batch {
+/** Where a call goes: the version's list, or (sharded) one instance's. */
+interface Dest {
   readonly addr: RedisAddress;
+  readonly list: string;
+  /** The instance the script checks is alive; "" for any instance of the version. */
+  readonly instance: string;
+}
+
+/** Calls to one list queued in the current tick, sent together by one script run. */
+interface Batch {
+  readonly dest: Dest;
   readonly frames: string[];
   readonly calls: { corr: string; frame: string; opts: SendOptions }[];
 }
@@ -101,10 +127,10 @@ export class RedisRpcClient {
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     // Not async: a call on the fast path returns the pending reply's own promise (no wrapping
     // promise resolved with it, which would cost a promise and two microtask hops per call).
-    let addr: RedisAddress;
+    let dest: Dest;
     let json: string;
     try {
-      addr = parseEndpoint(endpoint);
+      dest = destOf(parseEndpoint(endpoint), env.headers.shard !== undefined);
       if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "cancelled");
       json = encodeEnvelopeText(withDeadline(env, opts.deadline));
       const size = utf8SizeOver(json, this.maxBytes);
@@ -115,27 +141,27 @@ export class RedisRpcClient {
       return Promise.reject(e);
     }
     if (!this.#listening || !isReady(this.sub))
-      return this.#ensureSubscribed(opts.deadline, opts.signal).then(() => this.#start(addr, json, opts));
-    return this.#start(addr, json, opts);
+      return this.#ensureSubscribed(opts.deadline, opts.signal).then(() => this.#start(dest, json, opts));
+    return this.#start(dest, json, opts);
   }
 
   /** Registers the pending reply and queues (or sends) the request frame. */
-  #start(addr: RedisAddress, json: string, opts: SendOptions): Promise<Envelope> {
+  #start(dest: Dest, json: string, opts: SendOptions): Promise<Envelope> {
     const corr = `${this.#prefix}.${++this.#seq}`;
     const frame = `${corr}\n${this.#channel}\n${json}`;
-    const reply = this.#await(corr, addr, opts);
-    if (isReady(this.cmd)) this.#enqueue(addr, corr, frame, opts);
-    else this.#sendAlone(addr, corr, frame, opts);
+    const reply = this.#await(corr, dest.addr, opts);
+    if (isReady(this.cmd)) this.#enqueue(dest, corr, frame, opts);
+    else this.#sendAlone(dest, corr, frame, opts);
     return reply;
   }
 
   /** Queues a call for this tick's script run to its version (one command for many calls). */
-  #enqueue(addr: RedisAddress, corr: string, frame: string, opts: SendOptions): void {
-    const key = rpcKey(addr);
+  #enqueue(dest: Dest, corr: string, frame: string, opts: SendOptions): void {
+    const key = dest.list;
     let b = this.#batches.get(key);
     if (b === undefined || b.frames.length >= MAX_BATCH) {
       if (b !== undefined) this.#flush(key, b);
-      b = { addr, frames: [], calls: [] };
+      b = { dest, frames: [], calls: [] };
       this.#batches.set(key, b);
     }
     b.frames.push(frame);
@@ -155,15 +181,16 @@ export class RedisRpcClient {
   /** Runs the call script for a batch; calls of a batch Redis never got are sent one by one. */
   #flush(key: string, b: Batch): void {
     if (this.#batches.get(key) === b) this.#batches.delete(key);
-    this.#run(rpcKey(b.addr), aliveKey(b.addr), ...b.frames).then(
+    const d = b.dest;
+    this.#run(d.list, aliveKey(d.addr), d.instance, ...b.frames).then(
       (accepted) => {
         if (accepted !== 0) return;
-        const e = new FanError(Code.UNAVAILABLE, `no live instance of ${b.addr.service}@${b.addr.version} on redis`);
+        const e = noLiveInstance(d);
         for (const c of b.calls) this.#pending.get(c.corr)?.settle(e);
       },
       (e: unknown) => {
         for (const c of b.calls) {
-          if (notSent(e)) this.#sendAlone(b.addr, c.corr, c.frame, c.opts);
+          if (notSent(e)) this.#sendAlone(d, c.corr, c.frame, c.opts);
           else this.#pending.get(c.corr)?.settle(unavailable("redis call not sent", e));
         }
       },
@@ -177,8 +204,8 @@ export class RedisRpcClient {
     return script.apply(this.cmd, args);
   }
 
-  #sendAlone(addr: RedisAddress, corr: string, frame: string, opts: SendOptions): void {
-    this.#send(addr, corr, frame, opts).catch((e: unknown) =>
+  #sendAlone(dest: Dest, corr: string, frame: string, opts: SendOptions): void {
+    this.#send(dest, corr, frame, opts).catch((e: unknown) =>
       this.#pending.get(corr)?.settle(FanError.from(e, Code.UNAVAILABLE)),
     );
   }
@@ -203,14 +230,13 @@ export class RedisRpcClient {
   }
 
   /** Runs the call script, waiting for Redis (bounded by the deadline) while it is away. */
-  async #send(addr: RedisAddress, corr: string, frame: string, opts: SendOptions): Promise<void> {
+  async #send(dest: Dest, corr: string, frame: string, opts: SendOptions): Promise<void> {
     for (;;) {
       if (!this.#pending.has(corr)) return;
       if (!isReady(this.cmd)) await ready(this.cmd, opts.deadline, opts.signal);
       try {
-        const accepted = await this.#run(rpcKey(addr), aliveKey(addr), frame);
-        if (accepted === 0)
-          throw new FanError(Code.UNAVAILABLE, `no live instance of ${addr.service}@${addr.version} on redis`);
+        const accepted = await this.#run(dest.list, aliveKey(dest.addr), dest.instance, frame);
+        if (accepted === 0) throw noLiveInstance(dest);
         return;
       } catch (e) {
         if (FanError.is(e) || !notSent(e) || opts.deadline <= Date.now()) throw unavailable("redis call not sent", e);
@@ -261,6 +287,18 @@ export class RedisRpcClient {
     for (const p of [...this.#pending.values()]) p.settle(new FanError(Code.UNAVAILABLE, "redis transport closed"));
     disconnect(this.sub);
   }
+}
+
+/** The list a call goes to: the instance's for sharded calls (when the endpoint names one). */
+function destOf(addr: RedisAddress, sharded: boolean): Dest {
+  return sharded && addr.instance !== undefined
+    ? { addr, list: instanceRpcKey(addr), instance: addr.instance }
+    : { addr, list: rpcKey(addr), instance: "" };
+}
+
+function noLiveInstance(d: Dest): FanError {
+  const who = d.instance === "" ? "no live instance of" : `instance ${d.instance} is not alive:`;
+  return new FanError(Code.UNAVAILABLE, `${who} ${d.addr.service}@${d.addr.version} on redis`);
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  * The serving side of redis rpc: a loop on a dedicated connection pops requests from the
- * version's list in batches (RPOP with a count, BRPOP when idle), bounded by `maxInFlight`;
+ * instance's own list (sharded calls) and then the version's, in batches (LMPOP with a count,
+ * BLMPOP when idle; Redis 7), bounded by `maxInFlight`;
  * replies go to the caller's channel. The instance keeps itself in the version's alive set
  * while it serves, and listens on the cancel channel for calls it is running.
  */
@@ -10,7 +11,7 @@ import { Code, FanError } from "../../errors.js";
 import type { Envelope, Inbound } from "../transport.js";
 import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
 import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
-import { aliveKey, cancelChannel, rpcKey, type RedisAddress } from "./names.js";
+import { aliveKey, cancelChannel, instanceRpcKey, rpcKey, type RedisAddress } from "./names.js";
 import { splitLine } from "./rpc-client.js";
 import { errorEnvelope, refuse } from "../replies.js";
 
@@ -75,7 +76,7 @@ export class RedisRpcServer {
     private readonly inbound: Inbound,
     private readonly opts: RpcServerOptions,
   ) {
-    this.#addr = { cluster, service: service.name, version: service.version };
+    this.#addr = { cluster, service: service.name, version: service.version, instance: instanceId };
     this.#log = opts.log.child({ service: service.name, instanceId });
     cmd.defineCommand(ALIVE_COMMAND, { lua: ALIVE_SCRIPT, numberOfKeys: 1 });
   }
@@ -107,18 +108,20 @@ export class RedisRpcServer {
   }
 
   async #run(): Promise<void> {
-    const key = rpcKey(this.#addr);
+    // The instance's own list first (sharded calls for this owner), then the version's.
+    const keys = [instanceRpcKey(this.#addr), rpcKey(this.#addr)];
     while (!this.#stopped) {
       try {
         if (!isReady(this.blk)) await ready(this.blk, Date.now() + this.opts.blockMs);
         await this.#capacity();
         if (this.#stopped) break;
         const room = Math.min(this.opts.batch, this.opts.maxInFlight - this.#inFlight.size);
-        let items = (await send(this.blk, "RPOP", [key, room])) as string[] | null;
-        if (items === null) {
-          const got = (await send(this.blk, "BRPOP", [key, this.opts.blockMs / 1000])) as [string, string] | null;
-          items = got === null ? [] : [got[1]];
-        }
+        let got = (await send(this.blk, "LMPOP", [2, ...keys, "RIGHT", "COUNT", room])) as [string, string[]] | null;
+        if (got === null)
+          got = (await send(this.blk, "BLMPOP", [this.opts.blockMs / 1000, 2, ...keys, "RIGHT", "COUNT", 1])) as
+            | [string, string[]]
+            | null;
+        const items = got === null ? [] : got[1];
         for (const item of items) this.#handle(item);
       } catch (e) {
         if (!this.#stopped) await this.#pause(e);

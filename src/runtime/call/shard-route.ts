@@ -1,0 +1,167 @@
+/**
+ * The client side of sharding: a call to a `@shard` method goes to its shard's owner, on
+ * whatever transport reaches it (on amqp and redis to the owner's own queue, because the call
+ * carries a `shard` header). The ownership table is computed from the discovery cache, once
+ * per change. No owner, or an owner this App cannot reach or whose call fails with
+ * UNAVAILABLE: the call fails with UNAVAILABLE naming the shard (unless the client allows
+ * fallback). An owner that answers with a redirect (its view says another instance owns the
+ * shard) gets the call retried once at the owner.
+ */
+import type { MethodDescriptor, ServiceDescriptor, TransportName } from "../descriptor.js";
+import type { InstanceInfo } from "../discovery/types.js";
+import { Code, FanError } from "../errors.js";
+import type { OutgoingRequest } from "./interceptors.js";
+import type { Route, Target } from "./route.js";
+import { assignShards, redirectOf, shardDomain, shardOf, shardUnavailable, type Redirect } from "./shards.js";
+
+/** Longest wait for the discovery cache to learn a new owner after a redirect. */
+const REDIRECT_WAIT_MS = 1000;
+
+/** Routes one client's sharded calls. */
+export class ShardRoute {
+  readonly #route: Route;
+  readonly #service: ServiceDescriptor;
+  readonly #fallback: boolean;
+  #owners: (string | undefined)[] | undefined;
+  #byId = new Map<string, InstanceInfo>();
+
+  constructor(route: Route, service: ServiceDescriptor, fallback: boolean) {
+    this.#route = route;
+    this.#service = service;
+    this.#fallback = fallback;
+    route.onChange(() => {
+      this.#owners = undefined;
+    });
+  }
+
+  /**
+   * Sends a sharded call through `sendTo`: sets the `shard` header, picks the owner, follows
+   * one redirect. `sendTo` is the client's own send to a chosen target.
+   */
+  send(method: MethodDescriptor, req: OutgoingRequest, sendTo: (t: Target) => Promise<unknown>): Promise<unknown> {
+    const shard = shardOf(req.input, method.shard ?? [], this.#service.shards);
+    const pinned = req.opts?.transport;
+    if (shard === undefined) return this.#fallbackOr(undefined, pinned, sendTo, "a shard key part is missing");
+    req.headers.shard = shard;
+    let target: Target;
+    try {
+      target = this.#owner(shard, pinned);
+    } catch (e) {
+      if (!this.#fallback) return Promise.reject(e);
+      return this.#fallbackOr(shard, pinned, sendTo, (e as Error).message);
+    }
+    return sendTo(target).catch((e: unknown) => this.#failed(e, shard, target, pinned, req.deadline, sendTo));
+  }
+
+  /** The target of `shard`'s owner; UNAVAILABLE naming the shard when there is none this App reaches. */
+  #owner(shard: number, pinned: TransportName | undefined): Target {
+    const owners = this.#table();
+    const id = owners[shard];
+    if (id === undefined)
+      throw shardUnavailable(
+        this.#service.name,
+        shard,
+        owners.length === 0 || this.#byId.size === 0 ? "no instance is registered" : "no instance owns it",
+      );
+    const info = this.#byId.get(id) as InstanceInfo;
+    const target = this.#route.targetOf(info, pinned);
+    if (target === undefined)
+      throw shardUnavailable(
+        this.#service.name,
+        shard,
+        `its owner ${id} offers ${Object.keys(info.endpoints).join(", ") || "no transport"}, which this app cannot use`,
+      );
+    return target;
+  }
+
+  #table(): (string | undefined)[] {
+    if (this.#owners !== undefined) return this.#owners;
+    const domain = shardDomain(this.#route.fitting());
+    this.#byId = new Map(domain.map((i) => [i.instanceId, i]));
+    this.#owners = domain.length === 0 ? [] : assignShards(domain, this.#service.shards);
+    return this.#owners;
+  }
+
+  async #failed(
+    e: unknown,
+    shard: number,
+    target: Target,
+    pinned: TransportName | undefined,
+    deadline: number,
+    sendTo: (t: Target) => Promise<unknown>,
+  ): Promise<unknown> {
+    const redirect = redirectOf(e);
+    if (redirect !== undefined) return sendTo(await this.#redirected(shard, redirect, target, pinned, deadline));
+    if (FanError.is(e) && e.code === Code.UNAVAILABLE && (e.details as { shard?: unknown } | undefined)?.shard === undefined)
+      throw shardUnavailable(this.#service.name, shard, `its owner ${target.info.instanceId}: ${e.message}`, e);
+    throw e;
+  }
+
+  /**
+   * Where to retry after `refused` redirected: this client's own view once it names another
+   * owner, else the owner the redirect named once the cache knows it; waits for the cache up to
+   * 1 s (bounded by the deadline).
+   */
+  async #redirected(
+    shard: number,
+    r: Redirect,
+    refused: Target,
+    pinned: TransportName | undefined,
+    deadline: number,
+  ): Promise<Target> {
+    const until = Math.min(deadline, Date.now() + REDIRECT_WAIT_MS);
+    for (;;) {
+      const mine = this.#table()[shard];
+      const id = mine !== undefined && mine !== refused.info.instanceId ? mine : r.owner;
+      const info = id === undefined ? undefined : (this.#byId.get(id) ?? this.#route.fitting().find((i) => i.instanceId === id));
+      if (info !== undefined && id !== refused.info.instanceId) {
+        const t = this.#route.targetOf(info, pinned);
+        if (t === undefined)
+          throw shardUnavailable(this.#service.name, shard, `redirected to ${id}, which this app cannot reach`);
+        return t;
+      }
+      const left = until - Date.now();
+      if (left <= 0)
+        throw shardUnavailable(
+          this.#service.name,
+          shard,
+          `${refused.info.instanceId} no longer owns it and ${r.owner === undefined ? "names no owner" : `its owner ${r.owner} is not discoverable`}`,
+        );
+      await this.#changed(left);
+    }
+  }
+
+  #changed(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, Math.min(ms, 50));
+      const off = this.#route.onChange(done);
+      function done(): void {
+        clearTimeout(t);
+        off();
+        resolve();
+      }
+    });
+  }
+
+  #fallbackOr(
+    shard: number | undefined,
+    pinned: TransportName | undefined,
+    sendTo: (t: Target) => Promise<unknown>,
+    why: string,
+  ): Promise<unknown> {
+    if (!this.#fallback) {
+      return Promise.reject(
+        shard === undefined
+          ? new FanError(Code.INVALID_ARGUMENT, `cannot route a call to ${this.#service.name}: ${why}`)
+          : shardUnavailable(this.#service.name, shard, why),
+      );
+    }
+    let target: Target;
+    try {
+      target = this.#route.pick(undefined, pinned);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return sendTo(target);
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * Sharding, the pure part: the shard number of a call's key and which instance owns each
+ * shard. Both are stable functions of their inputs, the same in every process and computable
+ * in another language (`docs/sharding.md` gives the algorithm with test vectors):
+ *
+ * - key → shard: FNV-1a 32 over the canonical encoding of the key tuple (each part as
+ *   `{utf8 byte length}:{utf8 bytes}`, concatenated), modulo the service's `@shards(n)`;
+ * - shard → owner: rendezvous (highest random weight) hashing; an instance's score for a shard
+ *   is fmix32(FNV-1a 32 of `{instanceId}\0{shard}`); the highest score wins, ties go to the
+ *   smaller instance id. Instances that pin explicit shards own exactly those; the other
+ *   shards are split among the instances that pin none.
+ */
+import semver from "semver";
+import type { InstanceInfo } from "../discovery/types.js";
+import { Code, FanError } from "../errors.js";
+
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+
+/** FNV-1a 32 of `s`'s UTF-8 bytes, continuing from `h`. */
+export function fnv1aUtf8(s: string, h = FNV_OFFSET): number {
+  for (let i = 0; i < s.length; i++) {
+    let c = s.charCodeAt(i);
+    if (c < 0x80) {
+      h = Math.imul(h ^ c, FNV_PRIME);
+      continue;
+    }
+    if (c >= 0xd800 && c < 0xdc00 && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d < 0xe000) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        i++;
+      }
+    }
+    if (c >= 0xd800 && c < 0xe000) c = 0xfffd; // a lone surrogate encodes as U+FFFD, as TextEncoder does
+    if (c < 0x800) {
+      h = Math.imul(h ^ (0xc0 | (c >> 6)), FNV_PRIME);
+    } else if (c < 0x10000) {
+      h = Math.imul(h ^ (0xe0 | (c >> 12)), FNV_PRIME);
+      h = Math.imul(h ^ (0x80 | ((c >> 6) & 0x3f)), FNV_PRIME);
+    } else {
+      h = Math.imul(h ^ (0xf0 | (c >> 18)), FNV_PRIME);
+      h = Math.imul(h ^ (0x80 | ((c >> 12) & 0x3f)), FNV_PRIME);
+      h = Math.imul(h ^ (0x80 | ((c >> 6) & 0x3f)), FNV_PRIME);
+    }
+    h = Math.imul(h ^ (0x80 | (c & 0x3f)), FNV_PRIME);
+  }
+  return h >>> 0;
+}
+
+/** Number of UTF-8 bytes of `s` (lone surrogates count as U+FFFD, 3 bytes). */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c < 0xdc00 && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
+/** The canonical text of one key part: strings as they are, numbers and bigints in decimal, JSON otherwise. */
+export function keyPart(v: unknown): string {
+  switch (typeof v) {
+    case "string":
+      return v;
+    case "number":
+    case "bigint":
+    case "boolean":
+      return String(v);
+    default:
+      return v instanceof Date ? v.toISOString() : JSON.stringify(v);
+  }
+}
+
+/** The key tuple of a call: the values at the `@shard` paths; undefined when one is missing. */
+export function keyParts(input: unknown, paths: readonly (readonly string[])[]): string[] | undefined {
+  const parts: string[] = [];
+  for (const path of paths) {
+    let v: unknown = input;
+    for (const seg of path) v = typeof v === "object" && v !== null ? (v as Record<string, unknown>)[seg] : undefined;
+    if (v === undefined || v === null) return undefined;
+    parts.push(keyPart(v));
+  }
+  return parts;
+}
+
+/** FNV-1a 32 of the canonical encoding of a key tuple: `{byte length}:{bytes}` per part. */
+export function keyHash(parts: readonly string[]): number {
+  let h = FNV_OFFSET;
+  for (const p of parts) h = fnv1aUtf8(p, fnv1aUtf8(`${utf8Length(p)}:`, h));
+  return h;
+}
+
+/** The shard of a key tuple among `n`. */
+export function shardOfKey(parts: readonly string[], n: number): number {
+  return keyHash(parts) % n;
+}
+
+/** The shard of a call's input, or undefined when a key part is missing. */
+export function shardOf(input: unknown, paths: readonly (readonly string[])[], n: number): number | undefined {
+  const parts = keyParts(input, paths);
+  return parts === undefined ? undefined : shardOfKey(parts, n);
+}
+
+/** MurmurHash3's 32-bit finaliser: spreads FNV's weak high bits before scores are compared. */
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** Rendezvous score of an instance for a shard. */
+export function ownerScore(instanceId: string, shard: number): number {
+  return fmix32(fnv1aUtf8(`${instanceId}\u0000${shard}`));
+}
+
+/** What ownership needs of an instance. */
+export interface ShardMember {
+  readonly instanceId: string;
+  /** Pinned shards; empty = takes a share of the unpinned ones. */
+  readonly shards: readonly number[];
+}
+
+/** The owner of each of `n` shards (instance id, undefined when nobody can own it). */
+export function assignShards(members: readonly ShardMember[], n: number): (string | undefined)[] {
+  const pinners = new Map<number, ShardMember[]>();
+  const auto: ShardMember[] = [];
+  for (const m of members) {
+    if (m.shards.length === 0) auto.push(m);
+    for (const s of m.shards) {
+      if (!Number.isInteger(s) || s < 0 || s >= n) continue;
+      const list = pinners.get(s) ?? [];
+      list.push(m);
+      pinners.set(s, list);
+    }
+  }
+  const owners: (string | undefined)[] = [];
+  for (let s = 0; s < n; s++) owners.push(best(pinners.get(s) ?? auto, s));
+  return owners;
+}
+
+function best(candidates: readonly ShardMember[], shard: number): string | undefined {
+  let id: string | undefined;
+  let top = -1;
+  for (const c of candidates) {
+    const score = ownerScore(c.instanceId, shard);
+    if (score > top || (score === top && id !== undefined && c.instanceId < id)) {
+      id = c.instanceId;
+      top = score;
+    }
+  }
+  return id;
+}
+
+/** The shards `instanceId` owns in an assignment. */
+export function ownedBy(owners: readonly (string | undefined)[], instanceId: string): number[] {
+  const out: number[] = [];
+  for (let s = 0; s < owners.length; s++) if (owners[s] === instanceId) out.push(s);
+  return out;
+}
+
+/**
+ * The instances that share a service's shards: one major version (a major is a new contract,
+ * so it gets its own copy of the shards). A client whose candidates span majors uses the highest.
+ */
+export function shardDomain(infos: readonly InstanceInfo[], major?: number): InstanceInfo[] {
+  if (infos.length === 0) return [];
+  const m = major ?? Math.max(...infos.map((i) => semver.major(i.version)));
+  return infos.filter((i) => semver.major(i.version) === m);
+}
+
+/** Validates explicit shards given to `serve(..., { shards })`. */
+export function checkPinnedShards(service: string, shards: readonly number[] | undefined, n: number): number[] {
+  if (shards === undefined) return [];
+  const bad = shards.filter((s) => !Number.isInteger(s) || s < 0 || s >= n);
+  if (bad.length > 0)
+    throw new FanError(
+      Code.INVALID_ARGUMENT,
+      `serve ${service}: shards ${bad.join(", ")} are out of range (the service has @shards(${n}): 0..${n - 1})`,
+    );
+  return [...new Set(shards)].sort((a, b) => a - b);
+}
+
+/** The error of a call to a shard that has no reachable owner. */
+export function shardUnavailable(service: string, shard: number, why: string, cause?: unknown): FanError {
+  return new FanError(Code.UNAVAILABLE, `shard ${shard} of ${service} is unavailable: ${why}`, {
+    details: { service, shard },
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
+/** The `details` of a redirect an instance answers when it does not own the call's shard. */
+export interface Redirect {
+  readonly redirect: true;
+  readonly shard: number;
+  /** The owner in the refusing instance's view, when it knows one. */
+  readonly owner?: string;
+  readonly from: string;
+}
+
+/** Reads a redirect out of an error's details. */
+export function redirectOf(e: unknown): Redirect | undefined {
+  if (!FanError.is(e) || e.code !== Code.UNAVAILABLE) return undefined;
+  const d = e.details as Partial<Redirect> | undefined;
+  return d !== undefined && d !== null && d.redirect === true && typeof d.shard === "number"
+    ? (d as Redirect)
+    : undefined;
+}

@@ -1,0 +1,147 @@
+/**
+ * Ownership inside one process (a memory registry, the http transport between Apps): the
+ * handler is told its shards and their changes, explicit shards pin, a call that reaches an
+ * instance that no longer owns its shard is redirected to the owner and retried once there
+ * (the client's own discovery view made to lag behind the servers'), and an @route call is
+ * sharded by the route's params.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { type App, createApp } from "../../src/runtime/index.js";
+import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
+import type { Registry, WatchEvent } from "../../src/runtime/discovery/registry.js";
+import { assignShards, shardOfKey } from "../../src/runtime/call/shards.js";
+import { silentLogger } from "../../src/runtime/telemetry/logging.js";
+import { until } from "../discovery/helpers.js";
+import { StoreImpl } from "./fixtures/store.js";
+import { Store } from "./fixtures/generated/test/shards.js";
+
+/** A registry whose watch events arrive `lagMs` late: a client whose view of discovery is stale. */
+function lagging(inner: Registry, lagMs: number): Registry {
+  return {
+    get: (k) => inner.get(k),
+    put: (k, v, o) => inner.put(k, v, o),
+    delete: (k) => inner.delete(k),
+    list: (p) => inner.list(p),
+    watch: (p, rev, fn) => inner.watch(p, rev, (ev: WatchEvent) => void setTimeout(() => fn(ev), lagMs)),
+    grantLease: (ttl) => inner.grantLease(ttl),
+    close: async () => undefined,
+  };
+}
+
+describe("shard ownership in one process", () => {
+  const apps: App[] = [];
+  afterEach(async () => {
+    await Promise.allSettled(apps.splice(0).map((a) => a.stop()));
+  });
+
+  const cluster = (): string => `own${process.pid}${Math.random().toString(36).slice(2, 7)}`;
+
+  async function server(
+    registry: Registry,
+    c: string,
+    instanceId: string,
+    shards?: number[],
+  ): Promise<{ app: App; impl: StoreImpl }> {
+    const impl = new StoreImpl();
+    const app = createApp({ cluster: c, discovery: registry, logger: silentLogger(), transports: { http: {} } }).serve(
+      Store,
+      impl,
+      { instanceId, transports: ["http"], ...(shards === undefined ? {} : { shards }) },
+    );
+    apps.push(app);
+    await app.start();
+    return { app, impl };
+  }
+
+  async function client(registry: Registry, c: string): Promise<App> {
+    const app = createApp({ cluster: c, discovery: registry, logger: silentLogger(), transports: { http: {} } });
+    apps.push(app);
+    await app.start();
+    return app;
+  }
+
+  it("onShards: all shards to a lone instance, then the ones another instance pins are reported lost", async () => {
+    const reg = new MemoryRegistry();
+    const c = cluster();
+    const a = await server(reg, c, "A");
+    expect(a.impl.changes[0]).toEqual({ owned: [...Array(16).keys()], gained: [...Array(16).keys()], lost: [] });
+    await server(reg, c, "B", [3, 11]);
+    await until("A to lose 3 and 11", () => a.impl.changes.some((ch) => ch.lost.join() === "3,11"));
+    expect(a.impl.changes.at(-1)?.owned).toEqual([...Array(16).keys()].filter((s) => s !== 3 && s !== 11));
+    // Calls see what their instance owns.
+    const store = (await client(reg, c)).client(Store, { transport: "http" });
+    const key = "store-1"; // shard 11 (docs/sharding.md's vector)
+    expect(shardOfKey([key], 16)).toBe(11);
+    const r = await store.store({ storeId: key });
+    expect([r.instanceId, r.shard, r.owned]).toEqual(["B", 11, [3, 11]]);
+  });
+
+  it("explicit shards out of range are refused at serve()", () => {
+    expect(() => createApp({ logger: silentLogger() }).serve(Store, new StoreImpl(), { shards: [16] })).toThrow(
+      /shards 16 are out of range .*@shards\(16\)/,
+    );
+  });
+
+  it("a call reaching an instance that no longer owns its shard is redirected to the owner and retried once there", async () => {
+    const reg = new MemoryRegistry();
+    const c = cluster();
+    const a = await server(reg, c, "A");
+    const app = await client(lagging(reg, 800), c);
+    const store = app.client(Store, { transport: "http" });
+    expect((await store.store({ storeId: "store-1" })).instanceId).toBe("A");
+    await server(reg, c, "B", [11]);
+    await until("A to hand shard 11 over", () => a.impl.changes.some((ch) => ch.lost.includes(11)));
+    // The client still sees only A, so it sends to A; A redirects to B.
+    const seen = (await app.watch(Store.descriptor.name)).instances().map((i) => i.instanceId);
+    expect(seen).toEqual(["A"]);
+    const r = await store.store({ storeId: "store-1" });
+    expect(r.instanceId).toBe("B");
+  });
+
+  it("a redirect to an owner the client cannot discover in time fails with UNAVAILABLE naming the shard", async () => {
+    const reg = new MemoryRegistry();
+    const c = cluster();
+    const a = await server(reg, c, "A");
+    const store = (await client(lagging(reg, 10_000), c)).client(Store, { transport: "http" });
+    expect((await store.store({ storeId: "store-1" })).instanceId).toBe("A");
+    await server(reg, c, "B", [11]);
+    await until("A to hand shard 11 over", () => a.impl.changes.some((ch) => ch.lost.includes(11)));
+    const e = await store.store({ storeId: "store-1" }).then(
+      () => undefined,
+      (err: { code: string; message: string }) => err,
+    );
+    expect(e?.code).toBe("UNAVAILABLE");
+    expect(e?.message).toMatch(/shard 11 of test\.shards\.Store .*A no longer owns it .*B is not discoverable/);
+  });
+
+  it("@route /store/{storeId}/item/{itemId}: the route's params are the key; a non-owner answers 503 naming the owner", async () => {
+    const reg = new MemoryRegistry();
+    const c = cluster();
+    await server(reg, c, "A");
+    await server(reg, c, "B");
+    const set = await (await client(reg, c)).watch(Store.descriptor.name);
+    await until("both instances", () => set.instances().length === 2);
+    const owners = assignShards(
+      ["A", "B"].map((instanceId) => ({ instanceId, shards: [] })),
+      16,
+    );
+    const urls = Object.fromEntries(set.instances().map((i) => [i.instanceId, i.endpoints.http as string]));
+    let checked = 0;
+    for (let i = 0; checked < 2 && i < 50; i++) {
+      const shard = shardOfKey([`s${i}`, `i${i}`], 16);
+      const owner = owners[shard] as string;
+      const other = owner === "A" ? "B" : "A";
+      const ok = await fetch(`${urls[owner]}/store/s${i}/item/i${i}`);
+      expect(ok.status).toBe(200);
+      expect(((await ok.json()) as { instanceId: string }).instanceId).toBe(owner);
+      const refused = await fetch(`${urls[other]}/store/s${i}/item/i${i}`);
+      expect(refused.status).toBe(503);
+      expect(JSON.stringify(await refused.json())).toContain(`"owner":"${owner}"`);
+      // The simple key of /store/{storeId}.
+      const simple = await fetch(`${urls[owners[shardOfKey([`s${i}`], 16)] as string]}/store/s${i}`);
+      expect(simple.status).toBe(200);
+      checked++;
+    }
+    expect(checked).toBe(2);
+  });
+});
