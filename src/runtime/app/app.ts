@@ -54,6 +54,12 @@ export interface AppOptions {
   readonly maxPayloadBytes?: number;
   /** Stop gracefully on SIGINT/SIGTERM (a second signal exits at once). Default false. */
   readonly handleSignals?: boolean;
+  /**
+   * For tests (`createTestApp` sets it): a handler's unexpected exception reaches a caller in
+   * the same process as the `cause` of its INTERNAL error, whose message says where the
+   * handler threw. Never sent over a network transport. Default false.
+   */
+  readonly revealErrors?: boolean;
 }
 
 /**
@@ -275,6 +281,7 @@ export class App implements ClientHost {
       hardStop: lc.hardStop,
       stopping: lc.stopping,
       uniqueWaitMs: this.#options.uniqueWaitMs ?? 2000,
+      revealErrors: this.#options.revealErrors === true,
       transport: (n) => infra.transport(n),
       eventTransport: (s) => infra.eventTransport(s),
       directory: () => infra.discovery.directory,

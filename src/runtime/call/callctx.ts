@@ -25,6 +25,8 @@ export interface InstanceScope {
   readonly hardStop: AbortSignal;
   /** The leader's fencing token, for `@unique` services. */
   readonly fencingToken?: () => string | undefined;
+  /** Test apps: unexpected exceptions reach in-process callers as `cause` (`reveal.ts`). */
+  readonly revealErrors?: boolean;
 }
 
 /** The trace and deadline an outgoing call inherits from the current context. */

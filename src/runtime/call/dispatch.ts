@@ -264,7 +264,9 @@ export class Dispatcher implements Inbound {
 
   #wireError(e: unknown, form: Form, ctx: CallCtx): WireError {
     if (ctx.aborted && !FanError.is(e)) return abortedError(ctx);
-    return toWireError(e, this.#service, form, { log: () => ctx.log, traceId: () => ctx.traceId });
+    const scope = { log: () => ctx.log, traceId: () => ctx.traceId };
+    if (this.#scope.revealErrors !== true) return toWireError(e, this.#service, form, scope);
+    return toWireError(e, this.#service, form, { ...scope, reveal: { service: this.#service.name, method: ctx.method } });
   }
 
   async #oneWay(env: Envelope, plan: Plan, dropCounter: "pushesDropped" | "eventsDropped"): Promise<void> {
