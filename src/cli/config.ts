@@ -1,10 +1,11 @@
 /**
  * `fanc config get|set|watch|push`: a service's raw config on etcd (`/fan/{cluster}/config/
- * {service}/{key}`) or in a YAML file (`--file settings.yml`). Checks YAML/JSON syntax only;
- * the typed check against the IDL's config schema happens in the App, which rejects a bad
- * update and keeps its old value.
+ * {service}/{key}`) or in a YAML file (`--file settings.yml`). Services are looked up in the
+ * IDL (`--idl`, default `idl/`): `set` and `push` check values against the service's
+ * `config {}` before writing anything, `get` and `watch` mask `@secret` fields.
  */
-import { readFile } from "node:fs/promises";
+import { access, readFile } from "node:fs/promises";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parse, stringify } from "yaml";
 import { RegistryConfigSource } from "../runtime/discovery/config.js";
@@ -12,32 +13,48 @@ import { checkSegment } from "../runtime/discovery/keys.js";
 import type { Registry } from "../runtime/discovery/registry.js";
 import type { ConfigSource } from "../runtime/discovery/types.js";
 import { YamlConfigSource, parseConfigText } from "../runtime/discovery/yaml-config.js";
+import { ConfigValueError, checkPatch, checkWhole, IdlConfig, IdlError, masked } from "./idl-config.js";
 import { type Io, processIo } from "./io.js";
 import { REGISTRY_OPTIONS, UsageError, cliCluster, cliDiscovery, openCliRegistry, report } from "./ls.js";
 
 const USAGE = `usage: fanc config <get|set|watch|push> ... [options]
 
-  get <service> [key]               print a service's config (YAML; --json for JSON)
+  get <service> [key]               print a service's config (YAML; --json for JSON); @secret
+                                    values show as [secret] unless --show-secrets
   set <service> key=value...        set top-level keys; values are YAML/JSON (50, true, [a, b],
-                                    {x: 1}, "text"), anything else is a string; key=null deletes
+                                    {x: 1}, "text"), anything else is a string; key=null deletes;
+                                    checked against the service's IDL config {} before writing
   watch <service> [--max <n>]       print the config now and after every change (--max: stop after n changes)
   push <settings.yml>               make each service's config exactly what the file says
                                     (top level: service name -> config object)
 
+A service is named in full (retail.wines.PublicWines) or by a short name only one service of
+the IDL ends with (PublicWines).
+
 options:
+  --idl <dir>          the IDL folder the services and their config {} come from (default: idl)
+  --show-secrets       print @secret values as they are
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
   --file <path>        use a YAML config file instead of etcd (get, set, watch)
   --json               print JSON instead of YAML
   -h, --help           show this help`;
 
-const OPTIONS = { ...REGISTRY_OPTIONS, file: { type: "string" }, max: { type: "string" } } as const;
+const OPTIONS = {
+  ...REGISTRY_OPTIONS,
+  file: { type: "string" },
+  max: { type: "string" },
+  idl: { type: "string" },
+  "show-secrets": { type: "boolean" },
+} as const;
 
 interface Ctx {
   readonly io: Io;
   readonly json: boolean;
   readonly source: ConfigSource;
   readonly max: number;
+  readonly idl: IdlConfig;
+  readonly showSecrets: boolean;
 }
 
 /** `fanc config`: returns the exit code. */
@@ -59,12 +76,17 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     }
     const max = values.max === undefined ? Infinity : Number(values.max);
     if (!(max > 0)) throw new UsageError(`--max must be a positive number, got ${values.max}`);
-    if (values.file !== undefined) source = new YamlConfigSource(values.file);
-    else {
+    if (!["get", "set", "watch", "push"].includes(verb))
+      throw new UsageError(`unknown subcommand "${verb}"; expected get, set, watch or push\n${USAGE}`);
+    const idl = await IdlConfig.load(resolve(values.idl ?? "idl"));
+    if (values.file !== undefined) {
+      if (verb !== "set") await mustExist(values.file);
+      source = new YamlConfigSource(values.file);
+    } else {
       registry = openCliRegistry(values.discovery);
       source = new RegistryConfigSource(registry, cliCluster(values.cluster));
     }
-    const ctx: Ctx = { io, json: values.json === true, source, max };
+    const ctx: Ctx = { io, json: values.json === true, source, max, idl, showSecrets: values["show-secrets"] === true };
     switch (verb) {
       case "get":
         return await get(ctx, rest);
@@ -79,6 +101,10 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
         throw new UsageError(`unknown subcommand "${verb}"; expected get, set, watch or push\n${USAGE}`);
     }
   } catch (e) {
+    if (e instanceof IdlError || e instanceof ConfigValueError) {
+      io.err(`fanc config: ${e.message}`);
+      return 1;
+    }
     return report(io, "config", e, discovery);
   } finally {
     await source?.close();
@@ -86,19 +112,34 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   }
 }
 
+/** A config file that `get` or `watch` reads must exist (a typo'd path is not an empty config). */
+async function mustExist(file: string): Promise<void> {
+  try {
+    await access(file);
+  } catch {
+    throw new IdlError(`no config file at ${file}`);
+  }
+}
+
 function print(ctx: Ctx, value: unknown): void {
   ctx.io.out(ctx.json ? JSON.stringify(value, null, 2) : stringify(value).trimEnd());
 }
 
-function service(args: readonly string[], usage: string): string {
+/** A service's config as printed: `@secret` values masked unless --show-secrets. */
+function shown(ctx: Ctx, svc: string, raw: Record<string, unknown>): Record<string, unknown> {
+  return ctx.showSecrets ? raw : masked(ctx.idl.configSchema(ctx.idl.service(svc)), raw);
+}
+
+/** The full name of the service named by the first argument (the IDL must have it). */
+function service(ctx: Ctx, args: readonly string[], usage: string): string {
   const s = args[0];
   if (s === undefined) throw new UsageError(`missing service name: ${usage}`);
-  return checkSegment("service", s);
+  return ctx.idl.service(checkSegment("service", s)).fullName;
 }
 
 async function get(ctx: Ctx, args: readonly string[]): Promise<number> {
-  const svc = service(args, "fanc config get <service> [key]");
-  const raw = await ctx.source.get(svc);
+  const svc = service(ctx, args, "fanc config get <service> [key]");
+  const raw = shown(ctx, svc, await ctx.source.get(svc));
   const key = args[1];
   if (key === undefined) {
     print(ctx, raw);
@@ -127,16 +168,17 @@ export function parseAssignment(a: string): [string, unknown] {
 }
 
 async function set(ctx: Ctx, args: readonly string[]): Promise<number> {
-  const svc = service(args, "fanc config set <service> key=value...");
+  const svc = service(ctx, args, "fanc config set <service> key=value...");
   if (args.length < 2) throw new UsageError("nothing to set: give at least one key=value");
   const patch = Object.fromEntries(args.slice(1).map(parseAssignment));
+  checkPatch(svc, ctx.idl.configSchema(ctx.idl.service(svc)), patch);
   await ctx.source.update(svc, patch);
-  print(ctx, await ctx.source.get(svc));
+  print(ctx, shown(ctx, svc, await ctx.source.get(svc)));
   return 0;
 }
 
 async function watch(ctx: Ctx, args: readonly string[]): Promise<number> {
-  const svc = service(args, "fanc config watch <service>");
+  const svc = service(ctx, args, "fanc config watch <service>");
   let changes = 0;
   let stop: (() => Promise<void>) | undefined;
   let onSignal = (): void => undefined;
@@ -147,14 +189,14 @@ async function watch(ctx: Ctx, args: readonly string[]): Promise<number> {
     void ctx.source
       .watch(svc, (raw) => {
         ctx.io.out("---");
-        print(ctx, raw);
+        print(ctx, shown(ctx, svc, raw));
         if (++changes >= ctx.max) resolve();
       })
       .then((s) => {
         stop = s;
         return ctx.source.get(svc);
       })
-      .then((raw) => print(ctx, raw), resolve);
+      .then((raw) => print(ctx, shown(ctx, svc, raw)), resolve);
   });
   await done;
   process.off("SIGINT", onSignal);
@@ -174,8 +216,13 @@ async function push(ctx: Ctx, args: readonly string[]): Promise<number> {
   }
   const objs = parseConfigText(text, file);
   const source = ctx.source as RegistryConfigSource;
-  for (const [svc, raw] of Object.entries(objs)) {
-    checkSegment("service", svc);
+  // Check every service first: a file with one bad entry writes nothing.
+  const checked = Object.entries(objs).map(([name, raw]) => {
+    const svc = ctx.idl.service(checkSegment("service", name));
+    checkWhole(svc.fullName, ctx.idl.configSchema(svc), raw);
+    return [svc.fullName, raw] as const;
+  });
+  for (const [svc, raw] of checked) {
     await source.replace(svc, raw);
     ctx.io.out(`pushed ${Object.keys(raw).length} key(s) to ${svc}`);
   }

@@ -48,6 +48,7 @@ export function createTestApp(opts: TestAppOptions = {}): TestApp {
     stopGraceMs: 2000,
     uniqueWaitMs: 500,
     leaseTtlMs: 2000,
+    revealErrors: true,
     ...rest,
     transports: {
       ...rest.transports,

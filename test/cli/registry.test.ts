@@ -3,6 +3,8 @@
  * the shared etcd (a unique cluster per run).
  */
 import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -81,4 +83,88 @@ describeEtcd("fanc ls (child process)", () => {
     });
     expect(viaEnv.stderr).toBe("fanc ls: cannot reach the registry at etcd://127.0.0.1:1 (connection refused)\n");
   }, 90_000);
+});
+
+const IDL = ["--idl", join(repo, "test/cli/fixtures/config-idl")];
+
+describeEtcd("fanc config checks against the IDL (child process)", () => {
+  const cluster = randomCluster();
+  const C = [...D, "--cluster", cluster, ...IDL];
+  const tmp = mkdtempSync(join(tmpdir(), "fan-config-"));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+  async function json(service: string): Promise<unknown> {
+    const r = await fanc(["config", "get", service, "--json", "--show-secrets", ...C]);
+    expect(r.stderr).toBe("");
+    return JSON.parse(r.stdout);
+  }
+
+  it("set refuses a wrong type, a broken constraint and an unknown key, naming each, and writes nothing", async () => {
+    expect((await fanc(["config", "set", "retail.Wines", "pageSize=50", ...C])).code).toBe(0);
+    const r = await fanc(["config", "set", "Wines", "pageSize=0", "enabled=maybe", "colour=red", "name=ok", ...C]);
+    expect(r.code).toBe(1);
+    const line = r.stderr.trim();
+    expect(line).toMatch(/^fanc config: config of retail\.Wines refused, nothing written: /);
+    expect(line).toMatch(/pageSize[^;]*(min|at least|>=|1)/);
+    expect(line).toMatch(/enabled[^;]*bool/);
+    expect(line).toContain('unknown key "colour" (retail.Wines has pageSize, tags, name, enabled, apiKey, db)');
+    expect(line.split("\n")).toHaveLength(1);
+    expect(await json("retail.Wines")).toEqual({ pageSize: 50 });
+    const nested = await fanc(["config", "set", "retail.Wines", "db={url: x, poolSize: 0}", ...C]);
+    expect(nested.code).toBe(1);
+    expect(nested.stderr).toMatch(/db\.poolSize/);
+    const required = await fanc(["config", "set", "retail.Sync", "interval=null", ...C]);
+    expect(required.code).toBe(1);
+    expect(required.stderr).toContain("interval is required and cannot be deleted");
+  }, 120_000);
+
+  it("get masks @secret fields unless --show-secrets; set prints them masked too", async () => {
+    const set = await fanc(["config", "set", "retail.Wines", "apiKey=hunter2", "name=shop", ...C]);
+    expect(set.code).toBe(0);
+    expect(set.stdout).not.toContain("hunter2");
+    const r = await fanc(["config", "get", "Wines", "--json", ...C]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ apiKey: "[secret]", name: "shop" });
+    expect(r.stdout).not.toContain("hunter2");
+    const key = await fanc(["config", "get", "retail.Wines", "apiKey", ...C]);
+    expect(key.stdout.trim()).toBe('"[secret]"'); // YAML quotes it
+    expect(await json("retail.Wines")).toMatchObject({ apiKey: "hunter2" });
+  }, 120_000);
+
+  it("get of an unknown service, an ambiguous short name or a missing file is an error", async () => {
+    const unknown = await fanc(["config", "get", "retail.Nope", ...C]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr.trim()).toBe(
+      'fanc config: unknown service "retail.Nope": the IDL at ' +
+        join(repo, "test/cli/fixtures/config-idl") +
+        " has lab.Sync, retail.Other, retail.Sync, retail.Watched, retail.Wines",
+    );
+    const ambiguous = await fanc(["config", "get", "Sync", ...C]);
+    expect(ambiguous.code).toBe(2);
+    expect(ambiguous.stderr).toContain('"Sync" is ambiguous in the IDL');
+    const missing = await fanc(["config", "get", "retail.Wines", "--file", join(tmp, "nope.yml"), ...IDL]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr.trim()).toBe(`fanc config: no config file at ${join(tmp, "nope.yml")}`);
+    const noIdl = await fanc(["config", "get", "retail.Wines", "--idl", join(tmp, "no-idl"), ...D, "--cluster", cluster]);
+    expect(noIdl.code).toBe(1);
+    expect(noIdl.stderr).toContain(`cannot read the IDL at ${join(tmp, "no-idl")}`);
+  }, 120_000);
+
+  it("set on a YAML file checks the same way; push writes nothing when one service's config is wrong", async () => {
+    const file = join(tmp, "settings.yml");
+    writeFileSync(file, "retail.Wines:\n  pageSize: 10\n");
+    const bad = await fanc(["config", "set", "retail.Wines", "pageSize=1000", "--file", file, ...IDL]);
+    expect(bad.code).toBe(1);
+    expect(readFileSync(file, "utf8")).toBe("retail.Wines:\n  pageSize: 10\n");
+    const push = join(tmp, "push.yml");
+    writeFileSync(push, "retail.Other:\n  x: 1\nretail.Sync:\n  interval: 5\n");
+    const refused = await fanc(["config", "push", push, ...C]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("config of retail.Sync refused, nothing written: missing hosts");
+    expect(await json("retail.Other")).toEqual({});
+    writeFileSync(push, "Other:\n  x: 1\n");
+    const ok = await fanc(["config", "push", push, ...C]);
+    expect(ok.stderr).toBe("");
+    expect(await json("retail.Other")).toEqual({ x: 1 });
+  }, 120_000);
 });

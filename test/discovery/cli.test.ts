@@ -5,6 +5,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run as config } from "../../src/cli/config.js";
 import type { Io } from "../../src/cli/io.js";
@@ -20,6 +21,8 @@ function capture(): Io & { stdout: string[]; stderr: string[]; text(): string } 
 }
 
 const D = ["--discovery", `etcd://${SHARED_ETCD}`];
+/** The IDL of the services these tests configure. */
+const IDL = ["--idl", fileURLToPath(new URL("../cli/fixtures/config-idl", import.meta.url))];
 
 describeEtcd("fanc ls", () => {
   const cluster = randomCluster();
@@ -101,18 +104,18 @@ describeEtcd("fanc ls", () => {
 
 describeEtcd("fanc config (etcd)", () => {
   const cluster = randomCluster();
-  const C = [...D, "--cluster", cluster];
+  const C = [...D, "--cluster", cluster, ...IDL];
   const tmp = mkdtempSync(join(tmpdir(), "fan-cli-"));
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
   it("set parses YAML/JSON values, get reads them back, key=null deletes", async () => {
     const io = capture();
     expect(
-      await config(["set", "retail.Wines", "pageSize=50", "tags=[a, b]", "name=plain text", "on=true", ...C], io),
+      await config(["set", "retail.Wines", "pageSize=50", "tags=[a, b]", "name=plain text", "enabled=true", ...C], io),
     ).toBe(0);
     const j = capture();
     expect(await config(["get", "retail.Wines", "--json", ...C], j)).toBe(0);
-    expect(JSON.parse(j.text())).toEqual({ pageSize: 50, tags: ["a", "b"], name: "plain text", on: true });
+    expect(JSON.parse(j.text())).toEqual({ pageSize: 50, tags: ["a", "b"], name: "plain text", enabled: true });
     const k = capture();
     expect(await config(["get", "retail.Wines", "pageSize", ...C], k)).toBe(0);
     expect(k.text()).toBe("50");
@@ -156,9 +159,9 @@ describe("fanc config (file)", () => {
     const file = join(tmp, "settings.yml");
     writeFileSync(file, "retail.Wines:\n  pageSize: 10\n");
     const io = capture();
-    expect(await config(["get", "retail.Wines", "--file", file, "--json"], io)).toBe(0);
+    expect(await config(["get", "retail.Wines", "--file", file, "--json", ...IDL], io)).toBe(0);
     expect(JSON.parse(io.text())).toEqual({ pageSize: 10 });
-    expect(await config(["set", "retail.Wines", "pageSize=20", "--file", file], capture())).toBe(0);
+    expect(await config(["set", "retail.Wines", "pageSize=20", "--file", file, ...IDL], capture())).toBe(0);
     expect(readFileSync(file, "utf8")).toContain("pageSize: 20");
     const usage = capture();
     expect(await config(["push", file, "--file", file], usage)).toBe(2);

@@ -10,8 +10,8 @@ describe.each(modes)("rpc through the generated client (serialize: $serialize)",
   let app: TestApp;
   afterEach(async () => app?.stop());
 
-  async function started(impl = new CatalogImpl(), logger = captureLogger()) {
-    app = createTestApp({ serialize, logger: logger.log }).serve(Catalog, impl, { config: catalogConfig });
+  async function started(impl = new CatalogImpl(), logger = captureLogger(), revealErrors = true) {
+    app = createTestApp({ serialize, logger: logger.log, revealErrors }).serve(Catalog, impl, { config: catalogConfig });
     await app.start();
     return { impl, client: app.client(Catalog), records: logger.records };
   }
@@ -70,11 +70,12 @@ describe.each(modes)("rpc through the generated client (serialize: $serialize)",
   });
 
   it("turns unknown exceptions into INTERNAL without leaking the message or stack, logged with the trace id", async () => {
-    const { client, records } = await started();
+    const { client, records } = await started(new CatalogImpl(), captureLogger(), false);
     const err = (await client.boom().catch((e: unknown) => e)) as FanError;
     expect(err.code).toBe("INTERNAL");
     expect(err.message).not.toContain("hunter2");
     expect(JSON.stringify(err.details ?? null)).not.toContain("hunter2");
+    expect(err.cause).toBeUndefined();
     const rec = records.find((r) => r.msg === "handler failed");
     expect(rec).toBeDefined();
     expect(JSON.stringify(rec)).toContain("hunter2");

@@ -73,6 +73,12 @@ export interface AppOptions {
   readonly telemetry?: TelemetryOptions | false;
   /** A small http port with `/metrics`, `/health` and `/ready` (for an App not on http). */
   readonly admin?: AdminOptions;
+  /**
+   * For tests (`createTestApp` sets it): a handler's unexpected exception reaches a caller in
+   * the same process as the `cause` of its INTERNAL error, whose message says where the
+   * handler threw. Never sent over a network transport. Default false.
+   */
+  readonly revealErrors?: boolean;
 }
 
 /**
@@ -385,6 +391,7 @@ export class App implements ClientHost {
       hardStop: lc.hardStop,
       stopping: lc.stopping,
       uniqueWaitMs: this.#options.uniqueWaitMs ?? 2000,
+      revealErrors: this.#options.revealErrors === true,
       transport: (n) => infra.transport(n),
       eventTransport: (s) => infra.eventTransport(s),
       directory: () => infra.discovery.directory,

@@ -30,6 +30,8 @@ export interface InstanceScope {
   readonly shardGuard?: (paths: readonly (readonly string[])[], input: unknown) => WireError | undefined;
   /** Sharded services: the shards this instance owns now. */
   readonly shards?: () => readonly number[];
+  /** Test apps: unexpected exceptions reach in-process callers as `cause` (`reveal.ts`). */
+  readonly revealErrors?: boolean;
 }
 
 /** The trace and deadline an outgoing call inherits from the current context. */

@@ -354,7 +354,9 @@ export class Dispatcher implements Inbound {
     // Whatever a handler throws after its signal aborted (its own IDL error included), the
     // caller's outcome is the abort's: DEADLINE_EXCEEDED, CANCELLED or the app's stop.
     if (ctx.aborted) return abortedError(ctx);
-    return toWireError(e, this.#service, form, { log: () => ctx.log, traceId: () => ctx.traceId });
+    const scope = { log: () => ctx.log, traceId: () => ctx.traceId };
+    if (this.#scope.revealErrors !== true) return toWireError(e, this.#service, form, scope);
+    return toWireError(e, this.#service, form, { ...scope, reveal: { service: this.#service.name, method: ctx.method } });
   }
 
   async #oneWay(

@@ -51,6 +51,8 @@ export interface ServeHost {
   /** Aborted when the app begins to stop. */
   readonly stopping: AbortSignal;
   readonly uniqueWaitMs: number;
+  /** Unexpected handler exceptions reach in-process callers as `cause` (test apps). */
+  readonly revealErrors: boolean;
   transport(name: TransportName): Transport;
   eventTransport(source: ServiceDescriptor): Transport;
   directory(): Directory;
@@ -289,6 +291,7 @@ export class ServedInstance {
       config: () => this.#config,
       client: (def) => host.client(def),
       hardStop: host.hardStop,
+      revealErrors: host.revealErrors,
       ...(this.descriptor.unique ? { fencingToken: () => this.#leadership?.fencingToken } : {}),
       ...(this.#ownership === undefined
         ? {}

@@ -7,6 +7,7 @@ import type { Logger } from "pino";
 import { codec } from "./index.js";
 import type { ErrorDescriptor, ServiceDescriptor } from "../descriptor.js";
 import { Code, FanError, isCode, type WireError } from "../errors.js";
+import { reveal, revealed } from "../call/reveal.js";
 
 /** Which payload form the envelope carries: typed values in-process, JSON on the wire. */
 export type Form = "value" | "wire";
@@ -21,6 +22,8 @@ export function idlErrorName(e: FanError): string | undefined {
 export interface ErrorScope {
   readonly log: () => Logger;
   readonly traceId: () => string;
+  /** Test apps: attach the exception for an in-process caller (`call/reveal.ts`), naming `service.method`. */
+  readonly reveal?: { readonly service: string; readonly method: string };
 }
 
 /** Turns anything a handler threw into the wire error the caller receives. */
@@ -50,7 +53,8 @@ function idlFields(desc: ErrorDescriptor, e: FanError, form: Form): unknown {
 function internal(e: unknown, scope: ErrorScope, what: string): WireError {
   const traceId = scope.traceId();
   scope.log().error({ err: e, traceId }, what);
-  return { code: Code.INTERNAL, message: `internal error (trace ${traceId})` };
+  const wire: WireError = { code: Code.INTERNAL, message: `internal error (trace ${traceId})` };
+  return scope.reveal === undefined ? wire : reveal(wire, e, scope.reveal.service, scope.reveal.method);
 }
 
 function jsonSafe(v: unknown): unknown {
@@ -71,6 +75,8 @@ export function fromWireError(payload: unknown, service: ServiceDescriptor, form
   const w = payload as Partial<Record<keyof WireError, unknown>>;
   const code: Code = isCode(w.code) ? w.code : Code.UNKNOWN;
   const message = typeof w.message === "string" ? w.message : code;
+  const shown = revealed(payload);
+  if (shown !== undefined) return new FanError(code, `${message}: ${shown.what}`, { cause: shown.error });
   if (typeof w.error === "string") {
     const desc = service.errors[w.error];
     if (desc !== undefined) {

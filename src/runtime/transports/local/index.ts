@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import { Code, FanError, type WireError } from "../../errors.js";
 import type { CallSink, Dispatcher } from "../../call/dispatch.js";
 import { nextEnvelopeId } from "../../ids.js";
+import { keepRevealed } from "../../call/reveal.js";
 import type {
   Envelope,
   EnvelopeHeaders,
@@ -93,7 +94,11 @@ export class LocalTransport implements Transport {
     if (opts.signal.aborted) return Promise.reject(new FanError(Code.CANCELLED, "call cancelled before it was sent"));
     if (this.acceptsValues) return b.inbound.call(env, opts.signal);
     try {
-      return b.inbound.call(this.#copy(env), opts.signal).then((reply) => this.#copy(reply));
+      return b.inbound.call(this.#copy(env), opts.signal).then((reply) => {
+        const copy = this.#copy(reply);
+        if (reply.kind === "error") keepRevealed(reply.payload, copy.payload); // in-process: never a wire
+        return copy;
+      });
     } catch (e) {
       return Promise.reject(FanError.from(e));
     }
