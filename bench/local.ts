@@ -15,6 +15,8 @@ import {
   type StructSchema,
 } from "../src/runtime/index.js";
 import { compare, type BenchRow } from "./lib.js";
+import { onOffRows } from "./telemetry.js";
+import type { TelemetryOptions } from "../src/runtime/telemetry/index.js";
 
 interface QuoteReq {
   symbol: string;
@@ -144,5 +146,18 @@ export default async function bench(): Promise<BenchRow[]> {
     { ...ours, note: `${slowdown.toFixed(2)}x the direct call's time (target ≤ 3x)` },
     { ...mol, note: `ours is ${vsMoleculer.toFixed(2)}x its throughput (target ≥ 3x)` },
     { ...wire, note: "encode, bytes, bounded decode, both ways" },
+    ...(await localTelemetryRows()),
   ];
+}
+
+/** Telemetry on against off for the in-process call, no SDK and with the SDK (bench/telemetry.ts). */
+export async function localTelemetryRows(): Promise<BenchRow[]> {
+  const req: QuoteReq = { symbol: "WINE", quantity: 3, price: 12.5 };
+  const make = async (telemetry: TelemetryOptions | false) => {
+    const app = createApp({ logger: pino({ level: "silent" }), telemetry }).serve(Pricing, new PricingImpl());
+    await app.start();
+    const client = app.client(Pricing);
+    return { op: () => client.quote(req), close: () => app.stop() };
+  };
+  return onOffRows("local", make, { rounds: 5, durationMs: 600, warmupOps: 20_000 }, "", 50_000);
 }

@@ -16,7 +16,7 @@ import type { AddressInfo } from "node:net";
 import { pino } from "pino";
 import { Pool } from "undici";
 import { Dealer, Router } from "zeromq";
-import { createApp } from "../src/runtime/app/app.js";
+import { type AppOptions, createApp } from "../src/runtime/app/app.js";
 import type { TransportsConfig } from "../src/runtime/app/infra.js";
 import {
   type CallOptions,
@@ -30,6 +30,7 @@ import { httpTransport } from "../src/runtime/transports/http/index.js";
 import { zmqTransport } from "../src/runtime/transports/zmq/index.js";
 import { type BenchRow, compare, loop } from "./lib.js";
 import { brokerRows } from "./transports-brokers.js";
+import { remoteTelemetryRows } from "./telemetry.js";
 
 /** A measured operation and how to tear it down. */
 export interface Rig {
@@ -99,15 +100,21 @@ const Pricing = defineService<
 
 const silent = pino({ level: "silent" });
 
+let rigs = 0;
+
 /** fan end to end: a client App calling a server App over `name` (each App gets its own transport from `transports`). */
-export async function fanRig(name: TransportName, transports: () => TransportsConfig): Promise<Rig> {
-  const cluster = `bench-${name}-${process.pid}`;
-  const server = createApp({ cluster, discovery: "memory", logger: silent, transports: transports() }).serve(
+export async function fanRig(
+  name: TransportName,
+  transports: () => TransportsConfig,
+  app: Pick<AppOptions, "telemetry"> = {},
+): Promise<Rig> {
+  const cluster = `bench-${name}-${process.pid}-${++rigs}`;
+  const server = createApp({ cluster, discovery: "memory", logger: silent, transports: transports(), ...app }).serve(
     Pricing,
     { quote },
     { transports: [name] },
   );
-  const caller = createApp({ cluster, discovery: "memory", logger: silent, transports: transports() });
+  const caller = createApp({ cluster, discovery: "memory", logger: silent, transports: transports(), ...app });
   await server.start();
   await caller.start();
   const client = caller.client(Pricing, { transport: name });
@@ -291,5 +298,7 @@ export default async function transports(): Promise<BenchRow[]> {
     )),
     // --- amqp and redis rows (raw bounds and rows in bench/transports-brokers.ts) ---
     ...(await brokerRows()),
+    // --- telemetry on against off, no SDK and with the SDK (bench/telemetry.ts) ---
+    ...(await remoteTelemetryRows()),
   ];
 }

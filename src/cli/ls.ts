@@ -245,7 +245,7 @@ function age(ms: number): string {
   return `${Math.floor(s / 3600)}h`;
 }
 
-function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
+export function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? "").length)));
   const line = (r: readonly string[]): string =>
     r

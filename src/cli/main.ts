@@ -12,6 +12,7 @@ commands:
   compile <dir> [--out <dir>] [--watch] [--strict]   check .fan files and generate TypeScript
   ls ...                                             list services and instances in discovery
   config ...                                         read and update service config
+  health <service> ...                               ask fan.Health whether each instance serves
 
 Run "fanc <command> --help" for a command's options.
   -h, --help      show this help
@@ -67,8 +68,10 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
     case "ls":
     case "config":
       return runLoaded(command, args, io);
+    case "health":
+      return (await import("./health.js")).run(args, io);
     default:
-      io.err(`fanc: unknown command "${command}". Commands: compile, ls, config. Run "fanc --help" for usage.`);
+      io.err(`fanc: unknown command "${command}". Commands: compile, ls, config, health. Run "fanc --help" for usage.`);
       return 2;
   }
 }

@@ -222,4 +222,42 @@ describeWithBroker(
       await caller.stop();
     }
   }, 60_000);
+
+  it("counts redeliveries and the dead letter of a push that keeps failing", async () => {
+    const registry = memoryRegistry();
+    const cl = cluster();
+    const c = new Hop();
+    c.noteFailures = 100;
+    const redis = { maxDeliveries: 2, retryDelayMs: 20, claimIdleMs: 200 };
+    const server = createApp({
+      cluster: cl,
+      discovery: registry,
+      logger: quiet(),
+      transports: { local: ownHub(), redis },
+    }).serve(C, c, { transports: ["redis"] });
+    const caller = createApp({
+      cluster: cl,
+      discovery: registry,
+      logger: quiet(),
+      transports: { local: ownHub(), redis },
+    });
+    await server.start();
+    await caller.start();
+    try {
+      await caller.client(C, { transport: "redis" }).note({ id: "doomed" });
+      const labels = { service: "test.tel.C", method: "note", transport: "redis" };
+      const deadline = Date.now() + 20_000;
+      let s = parse(await server.metrics());
+      while (sample(s, "fan_dead_letters_total", labels) === undefined && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        s = parse(await server.metrics());
+      }
+      expect(sample(s, "fan_dead_letters_total", labels)).toBe(1);
+      expect(sample(s, "fan_push_redeliveries_total", labels)).toBe(1);
+      expect(c.notes.map((n) => n.attempt)).toEqual([1, 2]);
+    } finally {
+      await caller.stop();
+      await server.stop();
+    }
+  }, 60_000);
 });

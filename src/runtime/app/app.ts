@@ -145,6 +145,7 @@ export class App implements ClientHost {
       appId: this.appId,
       log: this.log,
       admin: this.telemetry.admin,
+      deadLetter: (service, method, transport) => this.telemetry.metrics?.deadLetter(service, method, transport),
       ...pick(options, ["discovery", "config", "transports", "leaseTtlMs", "maxPayloadBytes"]),
     });
     this.#lifecycle = new Lifecycle(this.#served, this.#infra, options, this.log);

@@ -42,6 +42,8 @@ export interface InfraOptions {
   readonly maxPayloadBytes?: number;
   /** The App's admin endpoints, for the http transport. */
   readonly admin?: import("../telemetry/index.js").AdminHook;
+  /** Counts a dead-lettered push or event of `service.method` on `transport`. */
+  readonly deadLetter?: (service: string, method: string, transport: string) => void;
 }
 
 function isDiscovery(d: DiscoveryInput): d is Discovery {
@@ -245,6 +247,9 @@ export class Infra {
       log: this.#opts.log.child({ component: `transport.${name}` }),
       maxPayloadBytes: this.#opts.maxPayloadBytes ?? DEFAULT_MAX_BYTES,
       ...(this.#opts.admin === undefined ? {} : { admin: this.#opts.admin }),
+      ...(this.#opts.deadLetter === undefined
+        ? {}
+        : { deadLetter: (service: string, method: string) => this.#opts.deadLetter?.(service, method, name) }),
     };
   }
 }

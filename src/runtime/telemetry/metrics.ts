@@ -30,7 +30,9 @@ export interface CallLabels {
 /** Calls of one (side, service, method, transport): counts by code, latency, in flight. */
 export class CallSeries {
   inFlight = 0;
-  /** Completed calls by code ("OK" for success). */
+  /** Completed successful calls (kept apart from `codes`: the common case is one increment). */
+  ok = 0;
+  /** Completed failed calls by code. */
   readonly codes = new Map<string, number>();
   /** Per-bucket (not cumulative) counts; the last slot is +Inf. */
   readonly buckets = new Float64Array(LATENCY_BUCKETS.length + 1);
@@ -53,7 +55,8 @@ export class CallSeries {
 
   /** Counts a call of `seconds` that ended with `code` (without in-flight accounting). */
   observe(seconds: number, code: string): void {
-    this.codes.set(code, (this.codes.get(code) ?? 0) + 1);
+    if (code === "OK") this.ok++;
+    else this.codes.set(code, (this.codes.get(code) ?? 0) + 1);
     let i = 0;
     while (i < LATENCY_BUCKETS.length && seconds > (LATENCY_BUCKETS[i] as number)) i++;
     this.buckets[i] = (this.buckets[i] as number) + 1;
@@ -115,7 +118,13 @@ export class AppMetrics {
           `fan_${side}_calls_total`,
           `Calls ${side === "client" ? "made" : "handled"}, pushes and events included, by result code`,
           "counter",
-          () => all().flatMap((s) => [...s.codes].map(([code, value]) => ({ labels: { ...s.labels, code }, value }))),
+          () =>
+            all().flatMap((s) =>
+              [...(s.ok > 0 ? [["OK", s.ok] as const] : []), ...s.codes].map(([code, value]) => ({
+                labels: { ...s.labels, code },
+                value,
+              })),
+            ),
         ) as never,
       );
       r.registerMetric(

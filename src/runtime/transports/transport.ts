@@ -142,4 +142,6 @@ export interface TransportContext {
   readonly maxPayloadBytes: number;
   /** The App's `GET /metrics`, `/health` and `/ready` answers (the http transport serves them). */
   readonly admin?: import("../telemetry/index.js").AdminHook;
+  /** Reports a push or event moved to a dead-letter queue or stream (counted in the App's metrics). */
+  readonly deadLetter?: (service: string, method: string) => void;
 }

@@ -8,7 +8,7 @@
 import type { Channel } from "amqplib";
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
-import type { EventDelivery, EventSubscription, Unsubscribe } from "../transport.js";
+import type { Envelope, EventDelivery, EventSubscription, Unsubscribe } from "../transport.js";
 import type { AmqpConnection, ManagedChannel } from "./connection.js";
 import { deadLetterQueue, eventKey, eventsExchange, subscriptionQueue } from "./names.js";
 import { bounded } from "./waiters.js";
@@ -25,6 +25,8 @@ export interface SubscribeOptions {
   /** How long closing a subscription waits for deliveries in their handler. */
   readonly drainMs: number;
   readonly log: Logger;
+  /** Told of every event dead-lettered. */
+  readonly onDeadLetter?: (env: Envelope | undefined) => void;
 }
 
 /** A subscription: `close` drains handlers in flight first, `kill` does not. */
@@ -55,6 +57,7 @@ export async function subscribeEvents(
     retryDelayMs: opts.retryDelayMs,
     maxBytes: opts.maxBytes,
     log: opts.log,
+    ...(opts.onDeadLetter === undefined ? {} : { onDeadLetter: opts.onDeadLetter }),
   });
   const ch = conn.channel(`subscribe ${queue}`, false);
   let consumer: { c: Channel; tag: string } | undefined;

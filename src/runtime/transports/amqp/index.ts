@@ -131,6 +131,7 @@ export class AmqpTransport implements Transport {
       rpcPrefetch: o.rpcPrefetch ?? 256,
       pushPrefetch: o.pushPrefetch ?? 64,
       maxDeliveries: o.maxDeliveries ?? 5,
+      onDeadLetter: (env: Envelope | undefined) => this.#ctx.deadLetter?.(env?.service ?? "?", env?.method ?? "?"),
       retryDelayMs: o.retryDelayMs ?? 200,
       rpcQueueExpiresMs: o.rpcQueueExpiresMs ?? 300_000,
       maxBytes: this.#ctx.maxPayloadBytes,
@@ -196,6 +197,7 @@ export class AmqpTransport implements Transport {
     const inner = await subscribeEvents(this.connection, this.#ctx.cluster, sub, deliver, {
       prefetch: o.eventPrefetch ?? 64,
       maxDeliveries: o.maxDeliveries ?? 5,
+      onDeadLetter: (env: Envelope | undefined) => this.#ctx.deadLetter?.(env?.service ?? "?", env?.method ?? "?"),
       retryDelayMs: o.retryDelayMs ?? 200,
       broadcastExpiresMs: o.broadcastExpiresMs ?? 300_000,
       maxBytes: this.#ctx.maxPayloadBytes,

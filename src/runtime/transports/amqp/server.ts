@@ -38,6 +38,8 @@ export interface ServerOptions {
   /** How long `serve` waits for the broker before failing with UNAVAILABLE. */
   readonly connectTimeoutMs: number;
   readonly log: Logger;
+  /** Told of every push dead-lettered. */
+  readonly onDeadLetter?: (env: Envelope | undefined) => void;
 }
 
 /** One served instance. */
@@ -67,6 +69,7 @@ export class AmqpServer {
       retryDelayMs: opts.retryDelayMs,
       maxBytes: opts.maxBytes,
       log: this.#log,
+      ...(opts.onDeadLetter === undefined ? {} : { onDeadLetter: opts.onDeadLetter }),
     });
     this.#ch = conn.channel(`serve ${service.name}@${service.version}`, false);
     this.#ch.register(this.#setup);

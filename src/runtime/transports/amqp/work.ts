@@ -50,6 +50,8 @@ export interface WorkOptions {
   readonly retryDelayMs: number;
   readonly maxBytes: number;
   readonly log: Logger;
+  /** Told of every message dead-lettered (its envelope, when it decodes). */
+  readonly onDeadLetter?: (env: Envelope | undefined) => void;
 }
 
 function attemptOf(msg: ConsumeMessage): number {
@@ -92,6 +94,7 @@ export class WorkConsumer {
         "undecodable amqp message dead-lettered",
       );
       quietly(() => ch.nack(msg, false, false));
+      this.opts.onDeadLetter?.(undefined);
       return;
     }
     this.#run(ch, msg, { ...env, headers: { ...env.headers, attempt } }, attempt);
@@ -117,6 +120,7 @@ export class WorkConsumer {
     if (last) {
       this.opts.log.warn(log, `delivery failed ${attempt} times; dead-lettered`);
       quietly(() => ch.nack(msg, false, true));
+      this.opts.onDeadLetter?.(env);
       return;
     }
     this.opts.log.info(log, "delivery failed; redelivering");

@@ -152,6 +152,7 @@ export class RedisTransport implements Transport {
       retryDelayMs: o.retryDelayMs ?? 200,
       maxBytes: this.#ctx.maxPayloadBytes,
       log: this.#log,
+      onDeadLetter: (env) => this.#ctx.deadLetter?.(env?.service ?? "?", env?.method ?? "?"),
     };
   }
 

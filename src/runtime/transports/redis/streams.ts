@@ -30,6 +30,8 @@ export interface StreamSpec {
   readonly retryDelayMs: number;
   readonly maxBytes: number;
   readonly log: Logger;
+  /** Told of every entry moved to the dead-letter stream (its envelope, when it decodes). */
+  readonly onDeadLetter?: (env: Envelope | undefined) => void;
 }
 
 type Entry = readonly [id: string, fields: readonly Buffer[] | null];
@@ -256,6 +258,15 @@ export class StreamConsumer {
     if (s.deleteOnAck) cmds.push(["xdel", s.key, id]);
     await this.#exec(cmds, `dead-letter ${id}`);
     this.#release(id);
+    if (s.onDeadLetter !== undefined) {
+      let env: Envelope | undefined;
+      try {
+        env = decodeEnvelope(field(fields, "e") ?? "", { maxBytes: s.maxBytes });
+      } catch {
+        env = undefined;
+      }
+      s.onDeadLetter(env);
+    }
   }
 
   #exec(cmds: unknown[][], what: string): Promise<void> {
