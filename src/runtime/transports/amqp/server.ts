@@ -6,7 +6,7 @@
  */
 import type { Channel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
-import type { ServiceDescriptor } from "../../descriptor.js";
+import { hasMethods, type ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, Inbound, Served } from "../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
@@ -94,6 +94,11 @@ export class AmqpServer {
     await ch.consume(cancelQueue, (m) => this.#onCancel(m), { noAck: true });
     if (this.#stopped) return;
     await ch.assertQueue(rpcQueue(a), { durable: true, arguments: { "x-expires": this.opts.rpcQueueExpiresMs } });
+    await ch.prefetch(this.opts.rpcPrefetch);
+    tags.push((await ch.consume(rpcQueue(a), (m) => this.#onCall(ch, m))).consumerTag);
+    // The durable push queue and its dead-letter queue outlive every instance: only services
+    // with push members get them.
+    if (!hasMethods(this.service, "push")) return;
     const push = pushQueue(a);
     await assertWorkQueue(ch, {
       cluster: a.cluster,
@@ -101,8 +106,6 @@ export class AmqpServer {
       deadLetterQueue: deadLetterQueue(push),
       maxDeliveries: this.opts.maxDeliveries,
     });
-    await ch.prefetch(this.opts.rpcPrefetch);
-    tags.push((await ch.consume(rpcQueue(a), (m) => this.#onCall(ch, m))).consumerTag);
     await ch.prefetch(this.opts.pushPrefetch);
     tags.push((await ch.consume(push, (m) => this.#work.handle(ch, m))).consumerTag);
   }
