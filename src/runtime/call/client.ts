@@ -178,7 +178,7 @@ export class Caller implements ClientCaller {
     try {
       const shardKey = plan.desc.shard === undefined ? undefined : shardKeyOf(req.input, plan.desc.shard);
       if (shardKey !== undefined) req.headers.shard = shardKey;
-      target = avoidDown(route.pick(shardKey, req.opts?.transport), () => route.targets(req.opts?.transport));
+      target = avoidDown(route.pick(shardKey, req.opts?.transport), route, req.opts?.transport);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -227,10 +227,10 @@ export class Caller implements ClientCaller {
       release === undefined ? reject : settled(release, reject),
     );
     let sent: Promise<Envelope | undefined>;
-    const targets = () => route.targets(req.opts?.transport);
+    const pinned = req.opts?.transport;
     const sendOpts: SendOptions =
       req.kind === "push"
-        ? { signal: req.signal ?? NEVER, deadline: req.deadline, elsewhere: targets().length > 1 }
+        ? { signal: req.signal ?? NEVER, deadline: req.deadline, elsewhere: route.targets(pinned).length > 1 }
         : { signal: req.signal ?? NEVER, deadline: req.deadline };
     try {
       sent =
@@ -251,7 +251,7 @@ export class Caller implements ClientCaller {
     const fail = (e: unknown): void => pending.fail(FanError.from(e, Code.UNAVAILABLE));
     // Refused before it left (failover.ts): another instance may take it, whatever the method.
     sent.then(ok, (e: unknown) =>
-      isNotDelivered(e) ? resend(target, e, env, req.kind, sendOpts, targets).then(ok, fail) : fail(e),
+      isNotDelivered(e) ? resend(target, e, env, req.kind, sendOpts, route, pinned).then(ok, fail) : fail(e),
     );
     return promise;
   }
