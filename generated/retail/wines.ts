@@ -319,7 +319,7 @@ export const PublicWinesDescriptor: ServiceDescriptor = {
       },
       output: { kind: "ref", name: "retail.wines.Wine", get: () => WineSchema },
       timeoutMs: 2000,
-      idempotent: false,
+      idempotent: true,
       retry: 0,
       route: { path: "/store/{storeId}/item/{inventoryId}", params: ["storeId", "inventoryId"] },
       shard: [["storeId"]],

@@ -82,6 +82,7 @@ service PublicWines {
 
   /// Fetch one wine of a store.
   @route("/store/{storeId}/item/{inventoryId}")
+  @idempotent
   @shard(storeId)
   @timeout(2s)
   rpc get(storeId: string, inventoryId: string): Wine throws WineNotFound

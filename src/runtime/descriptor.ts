@@ -206,6 +206,12 @@ export type HandlerOf<D> = D extends ServiceDefinition<infer H, unknown> ? H : n
 export type ClientOf<D> = D extends ServiceDefinition<unknown, infer C> ? C : never;
 
 /** Identity helper generated code uses so definitions keep their literal types. */
+/** Whether `service` declares any member of `kind` (brokers declare push queues and streams only then). */
+export function hasMethods(service: ServiceDescriptor, kind: MethodDescriptor["kind"]): boolean {
+  for (const m of Object.values(service.methods)) if (m.kind === kind) return true;
+  return false;
+}
+
 export function defineService<H, C>(def: {
   descriptor: ServiceDescriptor;
   createClient: (caller: ClientCaller) => C;

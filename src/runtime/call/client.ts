@@ -246,7 +246,7 @@ export class Caller implements ClientCaller {
     let target: Target;
     try {
       if (this.#policy !== undefined) return this.#policy.run(req, this.#attempts, now);
-      target = avoidDown(route.pick(undefined, req.opts?.transport), () => route.targets(req.opts?.transport));
+      target = avoidDown(route.pick(undefined, req.opts?.transport), route, req.opts?.transport);
     } catch (e) {
       this.#series(plan, "none")?.observe(0, codeOf(e));
       return Promise.reject(withTraceId(e, req.headers));
@@ -311,10 +311,10 @@ export class Caller implements ClientCaller {
     );
     let sent: Promise<Envelope | undefined>;
     const route = this.#route as Route;
-    const targets = () => route.targets(req.opts?.transport);
+    const pinned = req.opts?.transport;
     const sendOpts: SendOptions =
       req.kind === "push"
-        ? { signal: req.signal ?? NEVER, deadline: req.deadline, elsewhere: targets().length > 1 }
+        ? { signal: req.signal ?? NEVER, deadline: req.deadline, elsewhere: route.targets(pinned).length > 1 }
         : { signal: req.signal ?? NEVER, deadline: req.deadline };
     try {
       sent =
@@ -343,7 +343,7 @@ export class Caller implements ClientCaller {
       late() ? pending.expire() : pending.fail(FanError.from(e, Code.UNAVAILABLE));
     // Refused before it left (failover.ts): another instance may take it, whatever the method.
     sent.then(ok, (e: unknown) =>
-      isNotDelivered(e) ? resend(target, e, env, req.kind, sendOpts, targets).then(ok, fail) : fail(e),
+      isNotDelivered(e) ? resend(target, e, env, req.kind, sendOpts, route, pinned).then(ok, fail) : fail(e),
     );
     return promise;
   }

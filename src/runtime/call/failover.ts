@@ -8,17 +8,23 @@
  * Also where a pick avoids an endpoint its transport knows is down (zmq after a SIGKILL), so
  * calls do not wait on it until discovery drops the instance.
  */
+import type { TransportName } from "../descriptor.js";
 import { isNotDelivered } from "../transports/not-delivered.js";
 import type { Envelope, SendOptions } from "../transports/transport.js";
 import type { Target } from "./route.js";
+
+/** Where a call may go: a route's targets (pinned to a transport if given). */
+export interface Targets {
+  targets(pinned: TransportName | undefined): readonly Target[];
+}
 
 /** Rotates the start of the search so that the calls moved off a down instance spread. */
 let turn = 0;
 
 /** `target`, or another target when `target`'s transport knows its endpoint is down (and one is up). */
-export function avoidDown(target: Target, targets: () => readonly Target[]): Target {
+export function avoidDown(target: Target, route: Targets, pinned: TransportName | undefined): Target {
   if (target.transport.reachable?.(target.endpoint) !== false) return target;
-  return other(target, targets(), undefined) ?? target;
+  return other(target, route.targets(pinned), undefined) ?? target;
 }
 
 /**
@@ -32,13 +38,14 @@ export async function resend(
   env: Envelope,
   kind: "call" | "push",
   opts: SendOptions,
-  targets: () => readonly Target[],
+  route: Targets,
+  pinned: TransportName | undefined,
 ): Promise<Envelope | undefined> {
   const tried = new Set<string>([keyOf(first)]);
   let last = err;
   for (;;) {
     if (!isNotDelivered(last) || opts.signal.aborted || Date.now() >= opts.deadline) throw last;
-    const list = targets();
+    const list = route.targets(pinned);
     const next = other(first, list, tried);
     if (next === undefined) throw last;
     tried.add(keyOf(next));

@@ -7,7 +7,7 @@
  */
 import type { Channel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
-import type { ServiceDescriptor } from "../../descriptor.js";
+import { hasMethods, type ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, Inbound, Served } from "../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
@@ -99,6 +99,14 @@ export class AmqpServer {
     await ch.consume(cancelQueue, (m) => this.#onCancel(m), { noAck: true });
     if (this.#stopped) return;
     await ch.assertQueue(rpcQueue(a), { durable: true, arguments: { "x-expires": this.opts.rpcQueueExpiresMs } });
+    await ch.prefetch(this.opts.rpcPrefetch);
+    tags.push((await ch.consume(rpcQueue(a), (m) => this.#onCall(ch, m))).consumerTag);
+    // Calls addressed to this instance (a shard's owner) come on its own queue.
+    await ch.assertQueue(instanceQueue(a), { exclusive: true, autoDelete: true });
+    tags.push((await ch.consume(instanceQueue(a), (m) => this.#onCall(ch, m))).consumerTag);
+    // The durable push queue and its dead-letter queue outlive every instance: only services
+    // with push members get them.
+    if (!hasMethods(this.service, "push")) return;
     const push = pushQueue(a);
     await assertWorkQueue(ch, {
       cluster: a.cluster,
@@ -106,10 +114,6 @@ export class AmqpServer {
       deadLetterQueue: deadLetterQueue(push),
       maxDeliveries: this.opts.maxDeliveries,
     });
-    await ch.assertQueue(instanceQueue(a), { exclusive: true, autoDelete: true });
-    await ch.prefetch(this.opts.rpcPrefetch);
-    tags.push((await ch.consume(rpcQueue(a), (m) => this.#onCall(ch, m))).consumerTag);
-    tags.push((await ch.consume(instanceQueue(a), (m) => this.#onCall(ch, m))).consumerTag);
     await ch.prefetch(this.opts.pushPrefetch);
     tags.push((await ch.consume(push, (m) => this.#work.handle(ch, m))).consumerTag);
   }

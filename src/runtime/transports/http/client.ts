@@ -6,8 +6,11 @@
  * RESOURCE_EXHAUSTED (request or response over the limit).
  *
  * Pushes are at-least-once: a push the server could not acknowledge (the handler failed, the
- * instance is stopping) is sent again, with `attempt` incremented, until acknowledged, the
- * attempts run out, or the deadline passes.
+ * instance is stopping) or that a connection error cut off is sent again, with `attempt`
+ * incremented and the same id, until acknowledged, the attempts run out, or the deadline
+ * passes. A request refused at connect never left: it is marked not delivered
+ * (`not-delivered.ts`) so the client may send it to another instance, and a push refused so
+ * goes there at once when the caller says another instance exists (`elsewhere`).
  */
 import { Pool } from "undici";
 import type { Logger } from "pino";
@@ -16,6 +19,7 @@ import type { Envelope, SendOptions } from "../transport.js";
 import { parseJson } from "../../codec/wire.js";
 import { fromHttpHeaders, toHttpHeaders } from "./headers.js";
 import { onAbort } from "../abort.js";
+import { isNotDelivered, notDelivered } from "../not-delivered.js";
 import { asWireError } from "./respond.js";
 import { type Answer, sendScope } from "./scope.js";
 
@@ -59,9 +63,17 @@ export class HttpClient {
     let attempt = typeof env.headers.attempt === "number" ? env.headers.attempt : 1;
     for (let i = 1; ; i++) {
       const sent: Envelope = { ...env, headers: { ...env.headers, attempt } };
-      const answer = await this.send(endpoint, sent, opts);
-      if (answer.status >= 200 && answer.status < 300) return;
-      const err = this.errorOf(answer);
+      let err: FanError;
+      try {
+        const answer = await this.send(endpoint, sent, opts);
+        if (answer.status >= 200 && answer.status < 300) return;
+        err = this.errorOf(answer);
+      } catch (e) {
+        // A connection error (refused, reset, lost): the push may not have arrived. Refused at
+        // connect with another instance to go to: the client's failover sends it there now.
+        err = FanError.from(e, Code.UNAVAILABLE);
+        if (err.code !== Code.UNAVAILABLE || (opts.elsewhere === true && isNotDelivered(err))) throw err;
+      }
       if (err.code !== Code.UNAVAILABLE || i >= attempts || Date.now() + delay >= opts.deadline) throw err;
       this.log.debug({ id: env.id, attempt, err: err.message }, "http: push not acknowledged, sending again");
       await sleep(delay, opts.signal);
@@ -215,7 +227,9 @@ function mapError(e: unknown, endpoint: string): FanError {
     return new FanError(Code.RESOURCE_EXHAUSTED, `reply from ${endpoint} exceeds the limit: ${message}`, { cause: e });
   if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT")
     return new FanError(Code.DEADLINE_EXCEEDED, message, { cause: e });
-  return new FanError(Code.UNAVAILABLE, `${endpoint}: ${message}${code ? ` (${code})` : ""}`, { cause: e });
+  const err = new FanError(Code.UNAVAILABLE, `${endpoint}: ${message}${code ? ` (${code})` : ""}`, { cause: e });
+  // No connection was made, so no byte of the request left: another instance may take it.
+  return code === "ECONNREFUSED" || code === "UND_ERR_CONNECT_TIMEOUT" ? notDelivered(err) : err;
 }
 
 /** The code of a non-fan HTTP answer (gRPC's mapping). */

@@ -3,6 +3,9 @@
  * service instance. rpc is `POST /{service}/{method}` with the JSON payload as body, and each
  * `@route` path too; pushes answer 202 once the handler has finished (the Inbound resolved).
  *
+ * A `@route` path answers GET, HEAD and DELETE only for an `@idempotent` method (405 with
+ * `Allow` otherwise), POST, PUT and PATCH for any.
+ *
  * Everything that reaches the socket gets an answer: unknown services and methods 404, a body
  * over the limit 413 (RESOURCE_EXHAUSTED, without reading it), malformed JSON or
  * prototype-polluting keys 400 (INVALID_ARGUMENT), bytes that are not HTTP a logged 400 from
@@ -202,12 +205,12 @@ export class HttpServer {
     if (target === undefined) return;
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > this.maxBodyBytes) {
-      tooLarge(res, declared, this.maxBodyBytes);
+      tooLarge(req, res, declared, this.maxBodyBytes);
       return;
     }
     const body = await readBody(req, this.maxBodyBytes);
     if (body === undefined) {
-      tooLarge(res, undefined, this.maxBodyBytes);
+      tooLarge(req, res, undefined, this.maxBodyBytes);
       return;
     }
     let env: Envelope;
@@ -234,6 +237,21 @@ export class HttpServer {
       const binding = this.pick(fromRoute.route.service);
       if (binding !== undefined) {
         const bodyless = verb === "GET" || verb === "HEAD" || verb === "DELETE";
+        const method = fromRoute.route.method;
+        if (bodyless && !method.idempotent) {
+          // GET, HEAD and DELETE are idempotent in HTTP (caches, crawlers and proxies repeat
+          // them): only an `@idempotent` method may be reached by them.
+          res.setHeader("allow", "POST, PUT, PATCH");
+          sendError(
+            res,
+            new FanError(
+              Code.UNIMPLEMENTED,
+              `${verb} is not allowed on ${fromRoute.route.service}.${method.name}, which is not @idempotent; use POST`,
+            ),
+            405,
+          );
+          return undefined;
+        }
         return {
           binding,
           method: fromRoute.route.method,
@@ -386,10 +404,34 @@ function originForm(target: string): string {
   }
 }
 
-function tooLarge(res: ServerResponse, size: number | undefined, max: number): void {
-  res.setHeader("connection", "close");
+/** Most bytes of a refused body read (and discarded) after its 413, so the client reads the answer. */
+const DRAIN_BYTES = 256 * 1024 * 1024;
+/** Longest time spent discarding a refused body. */
+const DRAIN_MS = 30_000;
+
+/**
+ * Answers 413 and discards the rest of the body, bounded: closing while the client still sends
+ * makes the kernel reset the connection, and the client loses the answer (curl's "Broken
+ * pipe"). Past `DRAIN_BYTES` or `DRAIN_MS` the connection is cut.
+ */
+function tooLarge(req: IncomingMessage, res: ServerResponse, size: number | undefined, max: number): void {
   const what = size === undefined ? "body" : `body of ${size} bytes`;
   sendError(res, new FanError(Code.RESOURCE_EXHAUSTED, `${what} exceeds the limit of ${max} bytes`), 413);
+  if (req.complete) return;
+  let left = DRAIN_BYTES;
+  const cut = (): void => {
+    req.socket.destroy();
+  };
+  const timer = setTimeout(cut, DRAIN_MS);
+  timer.unref();
+  req.removeAllListeners("data");
+  req.on("data", (chunk: Buffer) => {
+    left -= chunk.length;
+    if (left < 0) cut();
+  });
+  req.once("end", () => clearTimeout(timer));
+  req.once("close", () => clearTimeout(timer));
+  req.resume();
 }
 
 /** Reads a request body, or undefined (having stopped reading) once it passes `max` bytes. */

@@ -5,8 +5,9 @@
  *   a `{hash tag}`), popped in batches by the serving instances; replies on the caller's own
  *   pub/sub channel; cancellations on the version's cancel channel.
  * - push: a stream per service major version read by the consumer group `workers` (XREADGROUP,
- *   XACK after the handler, XAUTOCLAIM of entries a dead consumer left, a dead-letter stream
- *   after `maxDeliveries`).
+ *   XACK after the handler; the entries of a consumer gone from the live-consumer set are
+ *   claimed at once, XAUTOCLAIM takes idle ones after `claimIdleMs`; a dead-letter stream after
+ *   `maxDeliveries`). Only services with push members get a stream.
  * - events: a stream per event (trimmed to about `eventsMaxLen` entries) with a consumer group
  *   per subscribing service, or per instance for `@broadcast`.
  *
@@ -14,7 +15,7 @@
  * their deadline and then fail with UNAVAILABLE. Durability of acknowledged pushes across a
  * Redis restart is the server's (appendonly / replicas), as configured by its operator.
  */
-import type { ServiceDescriptor } from "../../descriptor.js";
+import { hasMethods, type ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
 import type {
   Envelope,
@@ -41,6 +42,7 @@ import {
   unavailable,
 } from "./clients.js";
 import {
+  consumersKey,
   deadLetterKey,
   eventKey,
   formatEndpoint,
@@ -71,7 +73,10 @@ export interface RedisTransportOptions extends RedisConnectOptions {
   readonly claimIdleMs?: number;
   /** Longest blocking read; bounds how soon a loop sees a reconnection; default 1 s. */
   readonly blockMs?: number;
-  /** An instance drops out of the alive set this long after its last refresh; default 5 s. */
+  /**
+   * An instance drops out of the alive set (rpc) and the live-consumer set (pushes: its pending
+   * entries are then claimed by another instance) this long after its last refresh; default 5 s.
+   */
   readonly aliveTtlMs?: number;
   /** Approximate cap of each event stream (XADD MAXLEN ~); default 100 000. */
   readonly eventsMaxLen?: number;
@@ -88,7 +93,8 @@ export function redisTransport(opts: RedisTransportOptions = {}): TransportFacto
 
 interface Instance {
   readonly rpc: RedisRpcServer;
-  readonly push: StreamConsumer;
+  /** Only for services with push members (no stream is created for the others). */
+  readonly push: StreamConsumer | undefined;
 }
 
 /** The redis `Transport`: a shared command connection plus dedicated blocking and pub/sub ones. */
@@ -179,13 +185,20 @@ export class RedisTransport implements Transport {
         log: this.#log,
       },
     );
-    const spec = this.#stream(pushKey(addr), PUSH_GROUP, instanceId, "0", true, o.pushPrefetch ?? 64);
-    const push = new StreamConsumer(this.cmd, this.#connect("block"), spec, (env) => inbound.push(env));
+    let push: StreamConsumer | undefined;
+    if (hasMethods(service, "push")) {
+      const key = pushKey(addr);
+      const spec = {
+        ...this.#stream(key, PUSH_GROUP, instanceId, "0", true, o.pushPrefetch ?? 64),
+        liveness: { key: consumersKey(key), ttlMs: o.aliveTtlMs ?? 5000 },
+      };
+      push = new StreamConsumer(this.cmd, this.#connect("block"), spec, (env) => inbound.push(env));
+    }
     const instance = { rpc, push };
     try {
-      await Promise.all([rpc.start(deadline), push.start(deadline)]);
+      await Promise.all([rpc.start(deadline), push?.start(deadline)]);
     } catch (e) {
-      await Promise.all([rpc.stop(), push.close()]);
+      await Promise.all([rpc.stop(), push?.close()]);
       throw unavailable(`cannot serve ${service.name} over redis`, e);
     }
     this.#instances.add(instance);
@@ -193,7 +206,7 @@ export class RedisTransport implements Transport {
   }
 
   async #stopInstance(i: Instance): Promise<void> {
-    await Promise.all([i.rpc.stop(), i.push.stop()]);
+    await Promise.all([i.rpc.stop(), i.push?.stop()]);
   }
 
   /** Sends a call and waits for its reply. */
@@ -277,7 +290,7 @@ export class RedisTransport implements Transport {
   /** Closes every loop and connection without waiting for handlers (the App drains first). */
   async close(): Promise<void> {
     const loops: Promise<unknown>[] = [];
-    for (const i of this.#instances) loops.push(i.rpc.stop(), i.rpc.close(1000), i.push.close());
+    for (const i of this.#instances) loops.push(i.rpc.stop(), i.rpc.close(1000), i.push?.close() ?? Promise.resolve());
     for (const c of this.#subs) loops.push(c.close());
     this.#instances.clear();
     this.#subs.clear();

@@ -46,6 +46,14 @@ export function eventKey(cluster: string, service: string, event: string): strin
   return `${base(cluster, service)}.event.${event}`;
 }
 
+/**
+ * Sorted set of the live consumers of a push stream (member: instance id, score: expiry in
+ * Redis time): a consumer missing from it is gone, and its pending entries are claimed at once.
+ */
+export function consumersKey(stream: string): string {
+  return `${stream}.consumers`;
+}
+
 /** The dead-letter stream of a stream. */
 export function deadLetterKey(stream: string): string {
   return `${stream}.dlq`;

@@ -3,7 +3,8 @@
  * instance's own list (sharded calls) and then the version's, in batches (LMPOP with a count,
  * BLMPOP when idle; Redis 7), bounded by `maxInFlight`;
  * replies go to the caller's channel. The instance keeps itself in the version's alive set
- * while it serves, and listens on the cancel channel for calls it is running.
+ * while it serves (on a timer, and at once whenever the connection to Redis is ready again),
+ * and listens on the cancel channel for calls it is running.
  */
 import type { Logger } from "pino";
 import type { ServiceDescriptor } from "../../descriptor.js";
@@ -88,12 +89,18 @@ export class RedisRpcServer {
     this.sub.on("message", (channel: string, message: string) => this.#onCancel(channel, message));
     this.sub.on("ready", () => void this.sub.subscribe(cancelChannel(this.#addr)).catch(() => undefined));
     await this.#alive();
+    // Back in the alive set as soon as Redis is (callers are refused until then), not on the timer.
+    this.cmd.on("ready", this.#announce);
     this.#aliveTimer = setInterval(
       () => void this.#alive().catch(() => undefined),
       Math.max(50, Math.floor(this.opts.aliveTtlMs / 3)),
     ).unref();
     this.#loop = this.#run();
   }
+
+  readonly #announce = (): void => {
+    if (!this.#stopped) void this.#alive().catch(() => undefined);
+  };
 
   #alive(): Promise<unknown> {
     const run = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[ALIVE_COMMAND] as (
@@ -229,6 +236,7 @@ export class RedisRpcServer {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#aliveTimer !== undefined) clearInterval(this.#aliveTimer);
+    this.cmd.off("ready", this.#announce);
     this.#slot?.();
     await this.cmd.zrem(aliveKey(this.#addr), this.instanceId).catch(() => undefined);
     await unblock(this.cmd, this.blk);

@@ -6,6 +6,11 @@
  * are taken over with XAUTOCLAIM once idle for `claimIdleMs`, while a live consumer keeps its
  * slow entries fresh. After `maxDeliveries` an entry moves to the dead-letter stream, in one
  * MULTI with its XACK, so it is never lost. Entry fields: `e` = the envelope JSON.
+ *
+ * With `liveness` (push streams), each consumer keeps itself in a sorted set with an expiry
+ * (refreshed every third of `ttlMs`); a consumer that holds entries and is missing from it
+ * (its process died: no refresh for `ttlMs`, as long as a discovery lease) has them claimed
+ * at once by the next live consumer to look, instead of after `claimIdleMs`.
  */
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
@@ -32,7 +37,18 @@ export interface StreamSpec {
   readonly log: Logger;
   /** Told of every entry moved to the dead-letter stream (its envelope, when it decodes). */
   readonly onDeadLetter?: (env: Envelope | undefined) => void;
+  /** Live-consumer set of the stream and its entries' lifetime (push streams). */
+  readonly liveness?: { readonly key: string; readonly ttlMs: number };
 }
+
+/** Refresh this consumer in the live set, drop expired ones, return the live ones. */
+const LIVE_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return redis.call('ZRANGE', KEYS[1], 0, -1)`;
 
 type Entry = readonly [id: string, fields: readonly Buffer[] | null];
 
@@ -53,6 +69,13 @@ export function field(fields: readonly Buffer[] | null, name: string): Buffer | 
   return undefined;
 }
 
+/** A flat `[name, value, ...]` reply (XINFO) as a map. */
+function flat(row: readonly unknown[]): Map<string, unknown> {
+  const m = new Map<string, unknown>();
+  for (let i = 0; i + 1 < row.length; i += 2) m.set(String(row[i]), row[i + 1]);
+  return m;
+}
+
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -67,6 +90,8 @@ export class StreamConsumer {
   #loop: Promise<void> | undefined;
   #slot: (() => void) | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  #liveTimer: NodeJS.Timeout | undefined;
+  #checking = false;
   #lastClaim = 0;
   #cursor = "0-0";
 
@@ -85,7 +110,68 @@ export class StreamConsumer {
     await this.#ensureGroup(this.spec.startId);
     const beat = Math.max(50, Math.floor(this.spec.claimIdleMs / 3));
     this.#heartbeat = setInterval(() => void this.#touch(), beat).unref();
+    const live = this.spec.liveness;
+    if (live !== undefined) {
+      await this.#live();
+      this.#liveTimer = setInterval(() => void this.#live(), Math.max(50, Math.floor(live.ttlMs / 3))).unref();
+    }
     this.#loop = this.#run();
+  }
+
+  /** Refreshes this consumer in the live set and claims what consumers missing from it hold. */
+  async #live(): Promise<void> {
+    const live = this.spec.liveness;
+    if (live === undefined || this.#checking || this.#stopped || !isReady(this.cmd)) return;
+    this.#checking = true;
+    try {
+      const s = this.spec;
+      const alive = new Set(
+        (await send(this.cmd, "EVAL", [LIVE_SCRIPT, 1, live.key, s.consumer, live.ttlMs])) as string[],
+      );
+      const consumers = (await send(this.cmd, "XINFO", ["CONSUMERS", s.key, s.group])) as unknown[][];
+      for (const row of consumers) {
+        const info = flat(row);
+        const name = String(info.get("name"));
+        if (Number(info.get("pending") ?? 0) > 0 && name !== s.consumer && !alive.has(name))
+          await this.#claimFrom(name);
+      }
+    } catch (e) {
+      if (!this.#stopped && isReady(this.cmd))
+        this.spec.log.warn({ stream: this.spec.key, err: message(e) }, "redis live-consumer check failed");
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  /**
+   * Claims the pending entries of `gone`, a consumer no longer in the live set. XCLAIM's
+   * min-idle is the idle time just read, so of two consumers claiming at once only the first
+   * gets each entry (the claim resets its idle time).
+   */
+  async #claimFrom(gone: string): Promise<void> {
+    const s = this.spec;
+    const room = s.prefetch - this.#inFlight.size;
+    if (room <= 0) return;
+    const rows = (await send(this.cmd, "XPENDING", [s.key, s.group, "-", "+", room, gone])) as [
+      string,
+      string,
+      number,
+      number,
+    ][];
+    if (rows.length === 0) return;
+    const minIdle = Math.max(1, Math.min(...rows.map((r) => Number(r[2]))));
+    const entries = parseEntries(
+      await send(this.cmd, "XCLAIM", [s.key, s.group, s.consumer, minIdle, ...rows.map((r) => r[0])], true),
+    ).filter(([id]) => !this.#inFlight.has(id));
+    if (entries.length === 0) return;
+    s.log.info({ stream: s.key, consumer: gone, entries: entries.length }, "claimed the entries of a consumer that is gone");
+    const counts = new Map(rows.map((r) => [r[0], Number(r[3]) + 1]));
+    for (const e of entries) {
+      const n = counts.get(e[0]) ?? 2;
+      if (e[1] === null) void this.#settle(e[0], "deleted");
+      else if (n > s.maxDeliveries) void this.#deadLetter(e, `not acknowledged after ${n - 1} deliveries`);
+      else this.#handle(e, n);
+    }
   }
 
   async #ensureGroup(id: "0" | "$"): Promise<void> {
@@ -303,6 +389,7 @@ export class StreamConsumer {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    if (this.#liveTimer !== undefined) clearInterval(this.#liveTimer);
     this.#slot?.();
     await unblock(this.cmd, this.blk);
     await this.#loop;
@@ -319,6 +406,7 @@ export class StreamConsumer {
    */
   async close(): Promise<void> {
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
+    if (this.#liveTimer !== undefined) clearInterval(this.#liveTimer);
     await Promise.race([Promise.all([...this.#acking]), new Promise((r) => setTimeout(r, 1000))]);
     const s = this.spec;
     const held = [...this.#inFlight];
@@ -335,7 +423,12 @@ export class StreamConsumer {
             s.claimIdleMs * 2 + 1000,
             "JUSTID",
           ]).catch(() => undefined);
-    await Promise.all([this.stop(), release]);
+    const live = this.spec.liveness;
+    const leave =
+      live === undefined || !isReady(this.cmd)
+        ? Promise.resolve()
+        : send(this.cmd, "ZREM", [live.key, s.consumer]).catch(() => undefined);
+    await Promise.all([this.stop(), release, leave]);
     disconnect(this.blk);
   }
 }
