@@ -12,6 +12,8 @@ commands:
   compile <dir> [--out <dir>] [--watch] [--strict]   check .fan files and generate TypeScript
   ls ...                                             list services and instances in discovery
   config ...                                         read and update service config
+  route pin|split|clear|show ...                     live traffic rules: pin a version, split, roll back
+  check <dir> --against <dir|git ref> [--json]       breaking changes between two versions of the IDL
 
 Run "fanc <command> --help" for a command's options.
   -h, --help      show this help
@@ -67,8 +69,12 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
     case "ls":
     case "config":
       return runLoaded(command, args, io);
+    case "route":
+      return (await import("./route.js")).run(args, io);
+    case "check":
+      return (await import("./check.js")).run(args, io);
     default:
-      io.err(`fanc: unknown command "${command}". Commands: compile, ls, config. Run "fanc --help" for usage.`);
+      io.err(`fanc: unknown command "${command}". Commands: compile, ls, config, route, check. Run "fanc --help" for usage.`);
       return 2;
   }
 }

@@ -40,7 +40,7 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis)", () => 
   beforeAll(async () => {
     children = await Promise.all(
       ids.map((instanceId) =>
-        serveStore({ etcd: SHARED_ETCD, cluster, instanceId, transports: ["http", "zmq", "amqp", "redis"], leaseTtlMs: 2000 }),
+        serveStore({ etcd: SHARED_ETCD, cluster, instanceId, transports: ["http", "zmq", "amqp", "redis"], leaseTtlMs: 5000 }),
       ),
     );
     app = clientApp();
@@ -124,7 +124,7 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis)", () => 
     expect(victimKeys.length).toBeGreaterThan(50);
     await kill(victim);
 
-    // Until the lease (2 s) expires, the victim is still registered: its shards fail at once.
+    // Until the lease (5 s) expires, the victim is still registered: its shards fail at once.
     const t0 = Date.now();
     const failure = await store.store({ storeId: victimKeys[0] as string }, { timeout: 5000 }).then(
       () => undefined,

@@ -20,6 +20,8 @@ import { newCounters, type Counters } from "../telemetry/stats.js";
 import { StateChannel, stateHandle } from "../states/index.js";
 import type { TaskContext } from "./tasks.js";
 import type { LocalTransport } from "../transports/local/index.js";
+import type { ServiceTraffic } from "../call/route.js";
+import { TrafficRules } from "../call/versions.js";
 
 /** Options of `createApp`. */
 export interface AppOptions {
@@ -76,6 +78,7 @@ export class App implements ClientHost {
   readonly #inflight = new Map<string, number>();
   readonly #clientSubs = new Set<Subscription>();
   readonly #lifecycle: Lifecycle;
+  #traffic: TrafficRules | undefined;
 
   constructor(options: AppOptions = {}) {
     this.#options = options;
@@ -186,6 +189,14 @@ export class App implements ClientHost {
     return this.#infra.discovery.directory.watch(service);
   }
 
+  /** The live traffic rule of `service` (`fanc route`), from the rules this App follows. */
+  async traffic(service: string): Promise<ServiceTraffic> {
+    this.#traffic ??= new TrafficRules(this.#infra.registry, this.cluster, this.log);
+    const rules = this.#traffic;
+    await rules.open();
+    return { current: () => rules.rule(service), onChange: (fn) => rules.onChange(service, fn) };
+  }
+
   reach(...args: Parameters<Infra["reach"]>): ReturnType<Infra["reach"]> {
     return this.#infra.reach(...args);
   }
@@ -237,6 +248,7 @@ export class App implements ClientHost {
     const subs = [...this.#clientSubs];
     this.#clientSubs.clear();
     await Promise.allSettled(subs.map((s) => s.unsubscribe()));
+    await this.#traffic?.close();
   }
 
   #serveTransports(d: ServiceDescriptor, asked: readonly TransportName[] | undefined): readonly TransportName[] {

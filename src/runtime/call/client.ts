@@ -31,14 +31,15 @@ import {
   type OutgoingRequest,
 } from "./interceptors.js";
 import { cancelled, deadlineExceeded, PendingCall } from "./pending.js";
-import { Route, checkRange, type RouteHost, type Target } from "./route.js";
+import { Route, checkRange, type RouteHost, type ServiceTraffic, type Target } from "./route.js";
+import { majorRange } from "./versions.js";
 import { ShardRoute } from "./shard-route.js";
 import { LocalTransport } from "../transports/local/index.js";
 import type { Envelope, SendOptions } from "../transports/transport.js";
 
 /** Options of `app.client(def, opts)`. */
 export interface ClientOptions {
-  /** A semver range the instances must satisfy (default: any). */
+  /** A semver range the instances must satisfy (default: the major of the generated code, `2.x`). */
   readonly version?: string;
   /** How an instance is picked (default "prefer-local"). */
   readonly strategy?: StrategyName;
@@ -61,6 +62,8 @@ export interface ClientHost extends RouteHost {
   /** Resolves when discovery and transports are up (undefined once they are). */
   ready(): Promise<void> | undefined;
   watch(service: string): Promise<InstanceSet>;
+  /** The live traffic rule of a service (`fanc route`), when the App follows them. */
+  traffic?(service: string): Promise<ServiceTraffic | undefined>;
   /** Counts an in-flight call on an instance; returns its release. */
   acquire(instanceId: string): () => void;
   subscribe(
@@ -182,7 +185,7 @@ export class Caller implements ClientCaller {
     if (plan.desc.shard !== undefined) return this.#sharded(route).send(plan.desc, req, (t) => this.#sendTo(plan, req, t));
     let target: Target;
     try {
-      target = route.pick(undefined, req.opts?.transport);
+      target = route.pick(undefined, req.opts?.transport, plan.desc);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -295,8 +298,10 @@ export class Caller implements ClientCaller {
     this.#routing ??= (async () => {
       await this.#host.ready();
       const set = await this.#host.watch(this.#service.name);
+      const traffic = await this.#host.traffic?.(this.#service.name);
       const routeOpts = {
-        ...(this.#opts.version === undefined ? {} : { range: this.#opts.version }),
+        range: this.#opts.version ?? majorRange(this.#service.version),
+        ...(traffic === undefined ? {} : { traffic }),
         ...(this.#opts.strategy === undefined ? {} : { strategy: this.#opts.strategy }),
         ...(this.#opts.transport === undefined ? {} : { transport: this.#opts.transport }),
       };

@@ -9,6 +9,7 @@ import { builtinStrategies, type PickContext, type Strategy } from "../discovery
 import type { InstanceInfo, InstanceSet, StrategyName } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
 import type { Transport } from "../transports/transport.js";
+import { admits, sinceFits, splitPick, tooOld, type TrafficRule } from "./versions.js";
 
 /** Where one call goes. */
 export interface Target {
@@ -35,6 +36,14 @@ export interface RouteOptions {
   readonly range?: string;
   readonly strategy?: StrategyName;
   readonly transport?: TransportName;
+  /** The operator's live traffic rule of the service (`fanc route`; `call/versions.ts`). */
+  readonly traffic?: ServiceTraffic;
+}
+
+/** One service's traffic rule, as the App follows it. */
+export interface ServiceTraffic {
+  current(): TrafficRule | undefined;
+  onChange(fn: () => void): () => void;
 }
 
 /** Validates a semver range, or throws INVALID_ARGUMENT naming it. */
@@ -44,6 +53,12 @@ export function checkRange(range: string | undefined): string | undefined {
   if (r === null)
     throw new FanError(Code.INVALID_ARGUMENT, `invalid version range ${JSON.stringify(range)}`, { details: { range } });
   return r;
+}
+
+/** The member a call is for, when it matters to the pick (`@since`). */
+export interface Member {
+  readonly name: string;
+  readonly since?: string;
 }
 
 /** The instances of one service a client may call, and the pick. */
@@ -65,6 +80,9 @@ export class Route {
   #locals: Target[] = [];
   readonly #preferLocal: boolean;
   #targets = new Map<InstanceInfo, Target>();
+  readonly #traffic: ServiceTraffic | undefined;
+  /** The rule in force at the last refresh. */
+  #rule: TrafficRule | undefined;
 
   constructor(host: RouteHost, set: InstanceSet, service: string, opts: RouteOptions) {
     this.#host = host;
@@ -81,21 +99,31 @@ export class Route {
     set.onChange(() => {
       this.#infos = undefined;
     });
+    this.#traffic = opts.traffic;
+    this.#rule = opts.traffic?.current();
+    opts.traffic?.onChange(() => {
+      this.#infos = undefined;
+      this.#rule = this.#traffic?.current();
+    });
   }
 
   /** Picks the target of one call; throws UNAVAILABLE naming what is missing. */
-  pick(shardKey: string | undefined, pinned: TransportName | undefined): Target {
-    if (pinned !== undefined && pinned !== this.#pinned) return this.#pickPinned(shardKey, pinned);
+  pick(shardKey: string | undefined, pinned: TransportName | undefined, member?: Member): Target {
+    if (pinned !== undefined && pinned !== this.#pinned) return this.#pickPinned(shardKey, pinned, member);
     if (this.#infos === undefined) this.#refresh();
     const infos = this.#infos as InstanceInfo[];
     if (infos.length === 0) throw this.#unavailable(this.#pinned);
+    if (member?.since !== undefined || (this.#rule !== undefined && "split" in this.#rule)) {
+      const info = this.#choose(infos, shardKey, member);
+      return this.#targets.get(info) as Target;
+    }
     const locals = this.#locals;
     if (this.#preferLocal && locals.length > 0) return locals[this.#ctx.cursor.n++ % locals.length] as Target;
     this.#ctx.shardKey = shardKey;
     return this.#targets.get(this.#strategy(infos, this.#ctx as PickContext)) as Target;
   }
 
-  #pickPinned(shardKey: string | undefined, pinned: TransportName): Target {
+  #pickPinned(shardKey: string | undefined, pinned: TransportName, member: Member | undefined): Target {
     const targets: Target[] = [];
     for (const info of this.#set.instances()) {
       if (!this.#fits(info)) continue;
@@ -103,12 +131,36 @@ export class Route {
       if (reach !== undefined) targets.push({ info, ...reach });
     }
     if (targets.length === 0) throw this.#unavailable(pinned);
-    const ctx = { ...this.#ctx, shardKey } as PickContext;
-    const info = this.#strategy(
+    const info = this.#choose(
       targets.map((t) => t.info),
-      ctx,
+      shardKey,
+      member,
     );
     return targets.find((t) => t.info === info) as Target;
+  }
+
+  /** The strategy's pick among `infos` after `@since` and a traffic split (none fits: UNIMPLEMENTED). */
+  #choose(infos: readonly InstanceInfo[], shardKey: string | undefined, member: Member | undefined): InstanceInfo {
+    let list = infos;
+    const since = member?.since;
+    if (since !== undefined) {
+      list = list.filter((i) => sinceFits(since, i));
+      if (list.length === 0)
+        throw tooOld(
+          this.#service,
+          member?.name ?? "?",
+          since,
+          infos.map((i) => i.version),
+        );
+    }
+    const rule = this.#rule;
+    if (rule !== undefined && "split" in rule) {
+      const groups = new Map<string, InstanceInfo[]>();
+      for (const i of list) groups.set(i.version, [...(groups.get(i.version) ?? []), i]);
+      list = splitPick(rule, groups) ?? list;
+    }
+    const ctx = { ...this.#ctx, shardKey } as PickContext;
+    return this.#strategy(list, ctx);
   }
 
   #refresh(): void {
@@ -139,18 +191,25 @@ export class Route {
     return reach === undefined ? undefined : { info, ...reach };
   }
 
-  /** Calls `fn` after every change of the instance set. */
+  /** Calls `fn` after every change of the instance set or of the traffic rule. */
   onChange(fn: () => void): () => void {
-    return this.#set.onChange(fn);
+    const offSet = this.#set.onChange(fn);
+    const offRule = this.#traffic?.onChange(fn);
+    return () => {
+      offSet();
+      offRule?.();
+    };
   }
 
   #fits(info: InstanceInfo): boolean {
-    return this.#range === undefined || semver.satisfies(info.version, this.#range);
+    return (this.#range === undefined || semver.satisfies(info.version, this.#range)) && admits(this.#rule, info);
   }
 
   #unavailable(pinned: TransportName | undefined): FanError {
     const all = this.#set.instances();
-    const wanted = `${this.#service}${this.#range === undefined ? "" : ` ${this.#range}`}`;
+    const rule = this.#rule;
+    const ruled = rule === undefined ? "" : ` under the traffic rule ${JSON.stringify(rule)} (fanc route show)`;
+    const wanted = `${this.#service}${this.#range === undefined ? "" : ` ${this.#range}`}${ruled}`;
     let why: string;
     if (all.length === 0) why = "no instance is registered";
     else {
