@@ -155,4 +155,30 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis)", () => 
     expect(moved.length).toBeGreaterThan(1000 * 0.1);
     expect(moved.length).toBeLessThan(1000 * 0.6);
   }, 90_000);
+
+  it("an instance joins: about 1/k of the keys move, all of them to the newcomer", async () => {
+    const all = Array.from({ length: 1000 }, (_, i) => `j${i}`);
+    const store = app.client(Store, { transport: "http" });
+    const before = await Promise.all(all.map((storeId) => store.store({ storeId }).then((r) => r.instanceId)));
+    const joiner = await serveStore({
+      etcd: SHARED_ETCD,
+      cluster,
+      instanceId: "Store-d",
+      transports: ["http", "zmq", "amqp", "redis"],
+      leaseTtlMs: 5000,
+    });
+    children.push(joiner);
+    await until(
+      "the newcomer to take calls",
+      async () => (await Promise.all(all.slice(0, 100).map((storeId) => store.store({ storeId })))).some((r) => r.instanceId === "Store-d"),
+      20_000,
+      50,
+    );
+    const after = await Promise.all(all.map((storeId) => store.store({ storeId }).then((r) => r.instanceId)));
+    const moved = all.filter((_, i) => before[i] !== after[i]);
+    expect(new Set(moved.map((k) => after[all.indexOf(k)]))).toEqual(new Set(["Store-d"]));
+    // k = 3 after the join (Store-a, Store-b, Store-d); 16 shards make it coarse.
+    expect(moved.length).toBeGreaterThan(1000 * 0.1);
+    expect(moved.length).toBeLessThan(1000 * 0.6);
+  }, 90_000);
 });
