@@ -134,6 +134,18 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis)", () => 
     expect(failure?.code).toBe("UNAVAILABLE");
     expect(failure?.message).toContain(`shard ${shard} of test.shards.Store`);
     expect(Date.now() - t0).toBeLessThan(2500);
+    // On amqp too: the owner's exclusive queue went with its connection, the broker returns the call.
+    const t1 = Date.now();
+    const viaAmqp = await app
+      .client(Store, { transport: "amqp" })
+      .store({ storeId: victimKeys[0] as string }, { timeout: 5000 })
+      .then(
+        () => undefined,
+        (e: { code: string; message: string }) => e,
+      );
+    expect(viaAmqp?.code).toBe("UNAVAILABLE");
+    expect(viaAmqp?.message).toContain(`shard ${shard} of test.shards.Store`);
+    expect(Date.now() - t1).toBeLessThan(2500);
     // Keys of the survivors keep working meanwhile.
     const kept = all.find((_, i) => before[i] !== victim.instanceId) as string;
     expect((await store.store({ storeId: kept })).instanceId).not.toBe(victim.instanceId);
