@@ -112,7 +112,8 @@ describeEtcd("versions and live traffic rules (etcd, http)", () => {
 
     // clear: back to the client's own range
     expect(await route(["clear", Store.descriptor.name, ...D], io)).toBe(0);
-    await until("the clear to apply", async () => new Set(await seen(60)).size === 2, 10_000, 10);
+    // (calls made before the clear arrives still fail under the bad pin: not a failure of the clear)
+    await until("the clear to apply", async () => new Set(await seen(60).catch(() => [])).size === 2, 10_000, 10);
   }, 60_000);
 
   it("fanc route refuses bad rules with exit code 2 and writes nothing", async () => {
