@@ -13,6 +13,8 @@ commands:
   ls ...                                             list services and instances in discovery
   config ...                                         read and update service config
   health <service> ...                               ask fan.Health whether each instance serves
+  route pin|split|clear|show ...                     live traffic rules: pin a version, split, roll back
+  check <dir> --against <dir|git ref> [--json]       breaking changes between two versions of the IDL
 
 Run "fanc <command> --help" for a command's options.
   -h, --help      show this help
@@ -70,8 +72,12 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
       return runLoaded(command, args, io);
     case "health":
       return (await import("./health.js")).run(args, io);
+    case "route":
+      return (await import("./route.js")).run(args, io);
+    case "check":
+      return (await import("./check.js")).run(args, io);
     default:
-      io.err(`fanc: unknown command "${command}". Commands: compile, ls, config, health. Run "fanc --help" for usage.`);
+      io.err(`fanc: unknown command "${command}". Commands: compile, ls, config, health, route, check. Run "fanc --help" for usage.`);
       return 2;
   }
 }

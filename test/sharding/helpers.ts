@@ -31,7 +31,7 @@ export function serveStore(args: {
     args.cluster,
     args.instanceId,
     args.transports.join(","),
-    args.version ?? "1.4.0",
+    args.version ?? "",
     String(args.leaseTtlMs ?? 2000),
     (args.shards ?? []).join(","),
   ];

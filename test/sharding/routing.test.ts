@@ -40,7 +40,7 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis)", () => 
   beforeAll(async () => {
     children = await Promise.all(
       ids.map((instanceId) =>
-        serveStore({ etcd: SHARED_ETCD, cluster, instanceId, transports: ["http", "zmq", "amqp", "redis"], leaseTtlMs: 2000 }),
+        serveStore({ etcd: SHARED_ETCD, cluster, instanceId, transports: ["http", "zmq", "amqp", "redis"], leaseTtlMs: 5000 }),
       ),
     );
     app = clientApp();
@@ -124,7 +124,7 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis)", () => 
     expect(victimKeys.length).toBeGreaterThan(50);
     await kill(victim);
 
-    // Until the lease (2 s) expires, the victim is still registered: its shards fail at once.
+    // Until the lease (5 s) expires, the victim is still registered: its shards fail at once.
     const t0 = Date.now();
     const failure = await store.store({ storeId: victimKeys[0] as string }, { timeout: 5000 }).then(
       () => undefined,
@@ -134,6 +134,18 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis)", () => 
     expect(failure?.code).toBe("UNAVAILABLE");
     expect(failure?.message).toContain(`shard ${shard} of test.shards.Store`);
     expect(Date.now() - t0).toBeLessThan(2500);
+    // On amqp too: the owner's exclusive queue went with its connection, the broker returns the call.
+    const t1 = Date.now();
+    const viaAmqp = await app
+      .client(Store, { transport: "amqp" })
+      .store({ storeId: victimKeys[0] as string }, { timeout: 5000 })
+      .then(
+        () => undefined,
+        (e: { code: string; message: string }) => e,
+      );
+    expect(viaAmqp?.code).toBe("UNAVAILABLE");
+    expect(viaAmqp?.message).toContain(`shard ${shard} of test.shards.Store`);
+    expect(Date.now() - t1).toBeLessThan(2500);
     // Keys of the survivors keep working meanwhile.
     const kept = all.find((_, i) => before[i] !== victim.instanceId) as string;
     expect((await store.store({ storeId: kept })).instanceId).not.toBe(victim.instanceId);
@@ -152,6 +164,32 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis)", () => 
     expect(new Set(moved)).toEqual(new Set(victimKeys));
     expect(after).not.toContain(victim.instanceId);
     // About 1/k of the keys (k = 3; 16 shards make it coarse).
+    expect(moved.length).toBeGreaterThan(1000 * 0.1);
+    expect(moved.length).toBeLessThan(1000 * 0.6);
+  }, 90_000);
+
+  it("an instance joins: about 1/k of the keys move, all of them to the newcomer", async () => {
+    const all = Array.from({ length: 1000 }, (_, i) => `j${i}`);
+    const store = app.client(Store, { transport: "http" });
+    const before = await Promise.all(all.map((storeId) => store.store({ storeId }).then((r) => r.instanceId)));
+    const joiner = await serveStore({
+      etcd: SHARED_ETCD,
+      cluster,
+      instanceId: "Store-d",
+      transports: ["http", "zmq", "amqp", "redis"],
+      leaseTtlMs: 5000,
+    });
+    children.push(joiner);
+    await until(
+      "the newcomer to take calls",
+      async () => (await Promise.all(all.slice(0, 100).map((storeId) => store.store({ storeId })))).some((r) => r.instanceId === "Store-d"),
+      20_000,
+      50,
+    );
+    const after = await Promise.all(all.map((storeId) => store.store({ storeId }).then((r) => r.instanceId)));
+    const moved = all.filter((_, i) => before[i] !== after[i]);
+    expect(new Set(moved.map((k) => after[all.indexOf(k)]))).toEqual(new Set(["Store-d"]));
+    // k = 3 after the join (Store-a, Store-b, Store-d); 16 shards make it coarse.
     expect(moved.length).toBeGreaterThan(1000 * 0.1);
     expect(moved.length).toBeLessThan(1000 * 0.6);
   }, 90_000);

@@ -29,6 +29,8 @@ import { type ServerPolicyOptions, serverGate } from "../policy/server.js";
 import { Telemetry, type AdminOptions, type TelemetryOptions } from "../telemetry/index.js";
 import { AdminServer } from "../telemetry/admin.js";
 import { HealthService, healthHandler } from "../telemetry/health.js";
+import type { ServiceTraffic } from "../call/route.js";
+import { TrafficRules } from "../call/versions.js";
 
 /** Options of `createApp`. */
 export interface AppOptions {
@@ -120,6 +122,7 @@ export class App implements ClientHost {
   readonly #clientSubs = new Set<Subscription>();
   readonly #lifecycle: Lifecycle;
   readonly #states: AppStates;
+  #traffic: TrafficRules | undefined;
 
   constructor(options: AppOptions = {}) {
     this.#options = options;
@@ -314,6 +317,14 @@ export class App implements ClientHost {
     return this.#infra.discovery.directory.watch(service);
   }
 
+  /** The live traffic rule of `service` (`fanc route`), from the rules this App follows. */
+  async traffic(service: string): Promise<ServiceTraffic> {
+    this.#traffic ??= new TrafficRules(this.#infra.registry, this.cluster, this.log);
+    const rules = this.#traffic;
+    await rules.open();
+    return { current: () => rules.rule(service), onChange: (fn) => rules.onChange(service, fn) };
+  }
+
   reach(...args: Parameters<Infra["reach"]>): ReturnType<Infra["reach"]> {
     return this.#infra.reach(...args);
   }
@@ -361,6 +372,7 @@ export class App implements ClientHost {
     const subs = [...this.#clientSubs];
     this.#clientSubs.clear();
     await Promise.allSettled(subs.map((s) => s.unsubscribe()));
+    await this.#traffic?.close();
   }
 
   #serveTransports(d: ServiceDescriptor, asked: readonly TransportName[] | undefined): readonly TransportName[] {

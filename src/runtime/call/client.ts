@@ -36,7 +36,8 @@ import {
 import { avoidDown, resend } from "./failover.js";
 import { cancelled, deadlineExceeded, PendingCall } from "./pending.js";
 import { isNotDelivered } from "../transports/not-delivered.js";
-import { Route, checkRange, type RouteHost, type Target } from "./route.js";
+import { Route, checkRange, type RouteHost, type ServiceTraffic, type Target } from "./route.js";
+import { majorRange } from "./versions.js";
 import { ShardRoute } from "./shard-route.js";
 import { LocalTransport } from "../transports/local/index.js";
 import type { Envelope, SendOptions } from "../transports/transport.js";
@@ -46,7 +47,7 @@ import type { PolicyOptions } from "../policy/options.js";
 
 /** Options of `app.client(def, opts)`. */
 export interface ClientOptions {
-  /** A semver range the instances must satisfy (default: any). */
+  /** A semver range the instances must satisfy (default: the major of the generated code, `2.x`). */
   readonly version?: string;
   /** How an instance is picked (default "prefer-local"). */
   readonly strategy?: StrategyName;
@@ -75,6 +76,8 @@ export interface ClientHost extends RouteHost {
   /** Resolves when discovery and transports are up (undefined once they are). */
   ready(): Promise<void> | undefined;
   watch(service: string): Promise<InstanceSet>;
+  /** The live traffic rule of a service (`fanc route`), when the App follows them. */
+  traffic?(service: string): Promise<ServiceTraffic | undefined>;
   /** Counts an in-flight call on an instance; returns its release. */
   acquire(instanceId: string): () => void;
   subscribe(
@@ -117,11 +120,12 @@ export class Caller implements ClientCaller {
   readonly #policy: ClientPolicy | undefined;
   readonly #attempts = {
     pick: (req: OutgoingRequest, skip: ((info: InstanceInfo) => boolean) | undefined): Target | undefined => {
-      const key = req.method.shard === undefined ? undefined : (req.headers.shard as string | undefined);
+      // Sharded calls take the shard route (#send), never this one.
       const route = this.#route as Route;
+      const pinned = req.opts?.transport;
       return skip === undefined
-        ? route.pick(key, req.opts?.transport)
-        : route.pickWhere(key, req.opts?.transport, skip);
+        ? avoidDown(route.pick(undefined, pinned, req.method), route, pinned)
+        : route.pickWhere(undefined, pinned, skip, req.method);
     },
     send: (target: Target, req: OutgoingRequest, now?: number): Promise<unknown> =>
       this.#sendTo(this.#plans.get(req.method.name) as MethodPlan, req, target, now),
@@ -246,7 +250,7 @@ export class Caller implements ClientCaller {
     let target: Target;
     try {
       if (this.#policy !== undefined) return this.#policy.run(req, this.#attempts, now);
-      target = avoidDown(route.pick(undefined, req.opts?.transport), route, req.opts?.transport);
+      target = avoidDown(route.pick(undefined, req.opts?.transport, plan.desc), route, req.opts?.transport);
     } catch (e) {
       this.#series(plan, "none")?.observe(0, codeOf(e));
       return Promise.reject(withTraceId(e, req.headers));
@@ -400,8 +404,10 @@ export class Caller implements ClientCaller {
     this.#routing ??= (async () => {
       await this.#host.ready();
       const set = await this.#host.watch(this.#service.name);
+      const traffic = await this.#host.traffic?.(this.#service.name);
       const routeOpts = {
-        ...(this.#opts.version === undefined ? {} : { range: this.#opts.version }),
+        range: this.#opts.version ?? majorRange(this.#service.version),
+        ...(traffic === undefined ? {} : { traffic }),
         ...(this.#opts.strategy === undefined ? {} : { strategy: this.#opts.strategy }),
         ...(this.#opts.transport === undefined ? {} : { transport: this.#opts.transport }),
       };

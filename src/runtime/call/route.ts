@@ -9,6 +9,7 @@ import { builtinStrategies, type PickContext, type Strategy } from "../discovery
 import type { InstanceInfo, InstanceSet, StrategyName } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
 import type { Transport } from "../transports/transport.js";
+import { admits, sinceFits, splitPick, tooOld, type TrafficRule } from "./versions.js";
 
 /** Where one call goes. */
 export interface Target {
@@ -35,6 +36,14 @@ export interface RouteOptions {
   readonly range?: string;
   readonly strategy?: StrategyName;
   readonly transport?: TransportName;
+  /** The operator's live traffic rule of the service (`fanc route`; `call/versions.ts`). */
+  readonly traffic?: ServiceTraffic;
+}
+
+/** One service's traffic rule, as the App follows it. */
+export interface ServiceTraffic {
+  current(): TrafficRule | undefined;
+  onChange(fn: () => void): () => void;
 }
 
 /** Validates a semver range, or throws INVALID_ARGUMENT naming it. */
@@ -44,6 +53,12 @@ export function checkRange(range: string | undefined): string | undefined {
   if (r === null)
     throw new FanError(Code.INVALID_ARGUMENT, `invalid version range ${JSON.stringify(range)}`, { details: { range } });
   return r;
+}
+
+/** The member a call is for, when it matters to the pick (`@since`). */
+export interface Member {
+  readonly name: string;
+  readonly since?: string;
 }
 
 /** The instances of one service a client may call, and the pick. */
@@ -66,6 +81,9 @@ export class Route {
   readonly #preferLocal: boolean;
   #targets = new Map<InstanceInfo, Target>();
   #list: readonly Target[] = [];
+  readonly #traffic: ServiceTraffic | undefined;
+  /** The rule in force at the last refresh. */
+  #rule: TrafficRule | undefined;
 
   constructor(host: RouteHost, set: InstanceSet, service: string, opts: RouteOptions) {
     this.#host = host;
@@ -82,14 +100,24 @@ export class Route {
     set.onChange(() => {
       this.#infos = undefined;
     });
+    this.#traffic = opts.traffic;
+    this.#rule = opts.traffic?.current();
+    opts.traffic?.onChange(() => {
+      this.#infos = undefined;
+      this.#rule = this.#traffic?.current();
+    });
   }
 
   /** Picks the target of one call; throws UNAVAILABLE naming what is missing. */
-  pick(shardKey: string | undefined, pinned: TransportName | undefined): Target {
-    if (pinned !== undefined && pinned !== this.#pinned) return this.#pickPinned(shardKey, pinned) as Target;
+  pick(shardKey: string | undefined, pinned: TransportName | undefined, member?: Member): Target {
+    if (pinned !== undefined && pinned !== this.#pinned) return this.#pickPinned(shardKey, pinned, member) as Target;
     if (this.#infos === undefined) this.#refresh();
     const infos = this.#infos as InstanceInfo[];
     if (infos.length === 0) throw this.#unavailable(this.#pinned);
+    if (member?.since !== undefined || (this.#rule !== undefined && "split" in this.#rule)) {
+      const info = this.#choose(infos, shardKey, member);
+      return this.#targets.get(info) as Target;
+    }
     const locals = this.#locals;
     if (this.#preferLocal && locals.length > 0) return locals[this.#ctx.cursor.n++ % locals.length] as Target;
     this.#ctx.shardKey = shardKey;
@@ -112,16 +140,21 @@ export class Route {
     shardKey: string | undefined,
     pinned: TransportName | undefined,
     skip: (info: InstanceInfo) => boolean,
+    member?: Member,
   ): Target | undefined {
-    if (pinned !== undefined && pinned !== this.#pinned) return this.#pickPinned(shardKey, pinned, skip);
+    if (pinned !== undefined && pinned !== this.#pinned) return this.#pickPinned(shardKey, pinned, member, skip);
     if (this.#infos === undefined) this.#refresh();
     const infos = this.#infos as InstanceInfo[];
     if (infos.length === 0) throw this.#unavailable(this.#pinned);
+    const left = infos.filter((i) => !skip(i));
+    if (member?.since !== undefined || (this.#rule !== undefined && "split" in this.#rule)) {
+      if (left.length === 0) return undefined;
+      return this.#targets.get(this.#choose(left, shardKey, member)) as Target;
+    }
     if (this.#preferLocal) {
       const locals = this.#locals.filter((t) => !skip(t.info));
       if (locals.length > 0) return locals[this.#ctx.cursor.n++ % locals.length] as Target;
     }
-    const left = infos.filter((i) => !skip(i));
     if (left.length === 0) return undefined;
     this.#ctx.shardKey = shardKey;
     return this.#targets.get(this.#strategy(left, this.#ctx as PickContext)) as Target;
@@ -140,18 +173,43 @@ export class Route {
   #pickPinned(
     shardKey: string | undefined,
     pinned: TransportName,
+    member: Member | undefined,
     skip?: (info: InstanceInfo) => boolean,
   ): Target | undefined {
     let targets = this.#pinnedTargets(pinned);
     if (targets.length === 0) throw this.#unavailable(pinned);
     if (skip !== undefined) targets = targets.filter((t) => !skip(t.info));
     if (targets.length === 0) return undefined;
-    const ctx = { ...this.#ctx, shardKey } as PickContext;
-    const info = this.#strategy(
+    const info = this.#choose(
       targets.map((t) => t.info),
-      ctx,
+      shardKey,
+      member,
     );
     return targets.find((t) => t.info === info) as Target;
+  }
+
+  /** The strategy's pick among `infos` after `@since` and a traffic split (none fits: UNIMPLEMENTED). */
+  #choose(infos: readonly InstanceInfo[], shardKey: string | undefined, member: Member | undefined): InstanceInfo {
+    let list = infos;
+    const since = member?.since;
+    if (since !== undefined) {
+      list = list.filter((i) => sinceFits(since, i));
+      if (list.length === 0)
+        throw tooOld(
+          this.#service,
+          member?.name ?? "?",
+          since,
+          infos.map((i) => i.version),
+        );
+    }
+    const rule = this.#rule;
+    if (rule !== undefined && "split" in rule) {
+      const groups = new Map<string, InstanceInfo[]>();
+      for (const i of list) groups.set(i.version, [...(groups.get(i.version) ?? []), i]);
+      list = splitPick(rule, groups) ?? list;
+    }
+    const ctx = { ...this.#ctx, shardKey } as PickContext;
+    return this.#strategy(list, ctx);
   }
 
   #refresh(): void {
@@ -183,18 +241,25 @@ export class Route {
     return reach === undefined ? undefined : { info, ...reach };
   }
 
-  /** Calls `fn` after every change of the instance set. */
+  /** Calls `fn` after every change of the instance set or of the traffic rule. */
   onChange(fn: () => void): () => void {
-    return this.#set.onChange(fn);
+    const offSet = this.#set.onChange(fn);
+    const offRule = this.#traffic?.onChange(fn);
+    return () => {
+      offSet();
+      offRule?.();
+    };
   }
 
   #fits(info: InstanceInfo): boolean {
-    return this.#range === undefined || semver.satisfies(info.version, this.#range);
+    return (this.#range === undefined || semver.satisfies(info.version, this.#range)) && admits(this.#rule, info);
   }
 
   #unavailable(pinned: TransportName | undefined): FanError {
     const all = this.#set.instances();
-    const wanted = `${this.#service}${this.#range === undefined ? "" : ` ${this.#range}`}`;
+    const rule = this.#rule;
+    const ruled = rule === undefined ? "" : ` under the traffic rule ${JSON.stringify(rule)} (fanc route show)`;
+    const wanted = `${this.#service}${this.#range === undefined ? "" : ` ${this.#range}`}${ruled}`;
     let why: string;
     if (all.length === 0) why = "no instance is registered";
     else {

@@ -12,6 +12,7 @@ import type { InstanceInfo } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
 import type { OutgoingRequest } from "./interceptors.js";
 import type { Route, Target } from "./route.js";
+import { sinceFits, tooOld } from "./versions.js";
 import { assignShards, redirectOf, shardDomain, shardOf, shardUnavailable, type Redirect } from "./shards.js";
 
 /** Longest wait for the discovery cache to learn a new owner after a redirect. */
@@ -50,6 +51,8 @@ export class ShardRoute {
       if (!this.#fallback) return Promise.reject(e);
       return this.#fallbackOr(shard, pinned, sendTo, (e as Error).message);
     }
+    if (method.since !== undefined && !sinceFits(method.since, target.info))
+      return Promise.reject(tooOld(this.#service.name, method.name, method.since, [target.info.version]));
     return sendTo(target).catch((e: unknown) => this.#failed(e, shard, target, pinned, req.deadline, sendTo));
   }
 

@@ -1,0 +1,156 @@
+/**
+ * `fanc check`: a corpus of before/after IDL pairs, one per kind of change, each checked for the
+ * change it must report (and that compatible changes pass); then the command on directories
+ * and on a git ref, with its exit codes and JSON.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { run as check } from "../../src/cli/check.js";
+import { type ChangeKind, compareModels } from "../../src/compiler/compat.js";
+import { checkSources, type ProgramModel } from "../../src/compiler/index.js";
+
+/** A package around `body`; `version` is the service version. */
+const idl = (body: string, version = "1.0.0"): string => `package shop
+version "${version}"
+
+enum Color { RED, WHITE, ROSE }
+union Price { cents: int, text: string }
+error Missing { id: string }
+struct Wine {
+  id: string
+  color: Color
+  price?: Price
+}
+
+${body}
+`;
+
+const base = `@shards(16)
+service Cellar {
+  config { pageSize: int = 50 }
+  @route("/wine/{id}") @shard(id) @timeout(2s)
+  rpc get(id: string, note?: string): Wine throws Missing
+  push restock(id: string, count: int)
+  event changed(wine: Wine)
+  state stock: map<string, int> @full
+}`;
+
+function model(text: string): ProgramModel {
+  const r = checkSources([{ path: "shop.fan", text }]);
+  if (r.model === undefined) throw new Error(JSON.stringify(r.diagnostics.map((d) => d.message)));
+  return r.model;
+}
+
+/** [name, the change, the kind it must report] — applied to `base` or to the shared types. */
+const corpus: [string, (s: string) => string, ChangeKind][] = [
+  ["rpc removed", (s) => s.replace(/ {2}@route[^\n]*\n {2}rpc get[^\n]*\n/, ""), "removed"],
+  ["parameter renamed", (s) => s.replace("note?: string", "comment?: string"), "renamed"],
+  ["parameter type changed", (s) => s.replace("rpc get(id: string", "rpc get(id: int"), "type-changed"],
+  ["return type changed", (s) => s.replace("): Wine throws", "): list<Wine> throws"), "type-changed"],
+  ["optional parameter made required", (s) => s.replace("note?: string", "note: string"), "field-required"],
+  ["required parameter added", (s) => s.replace("note?: string)", "note?: string, lang: string)"), "required-field-added"],
+  ["struct field made required", (s) => s.replace("price?: Price", "price: Price"), "field-required"],
+  ["struct field removed", (s) => s.replace("  color: Color\n", ""), "removed"],
+  ["enum value removed", (s) => s.replace("enum Color { RED, WHITE, ROSE }", "enum Color { RED, WHITE }"), "enum-value-removed"],
+  ["union member removed", (s) => s.replace("union Price { cents: int, text: string }", "union Price { cents: int }"), "union-member-removed"],
+  ["error code changed", (s) => s.replace("error Missing { id: string }", "@code(NOT_FOUND) error Missing { id: string }"), "error-code-changed"],
+  ["shard key changed", (s) => s.replace("@shard(id)", "@shard(note)").replace("note?: string", "note: string"), "shard-key-changed"],
+  ["@shards changed", (s) => s.replace("@shards(16)", "@shards(32)"), "shards-changed"],
+  ["timeout shortened", (s) => s.replace("@timeout(2s)", "@timeout(1s)"), "timeout-shortened"],
+  ["push made an rpc", (s) => s.replace("push restock(id: string, count: int)", "rpc restock(id: string, count: int): void"), "kind-changed"],
+  ["route changed", (s) => s.replace('@route("/wine/{id}")', '@route("/wines/{id}")'), "route-changed"],
+  ["event removed", (s) => s.replace("  event changed(wine: Wine)\n", ""), "removed"],
+  ["state type changed", (s) => s.replace("map<string, int>", "map<string, int64>"), "type-changed"],
+  ["config key without default added", (s) => s.replace("config { pageSize: int = 50 }", "config { pageSize: int = 50, apiKey: string }"), "config-required"],
+  ["service renamed", (s) => s.replace("service Cellar", "service WineCellar"), "renamed"],
+];
+
+describe("fanc check: one before/after pair per kind of change", () => {
+  const before = model(idl(base));
+
+  for (const [name, edit, kind] of corpus) {
+    it(`${name}: reported as ${kind}, and fails without a major bump`, () => {
+      const text = edit(idl(base));
+      expect(text, "the edit must change the IDL").not.toBe(idl(base));
+      const report = compareModels(before, model(text));
+      const found = report.changes.filter((c) => c.breaking && c.kind === kind);
+      expect(found.length, JSON.stringify(report.changes)).toBeGreaterThan(0);
+      expect(report.failed).toBe(true);
+      expect(report.services.find((s) => s.service === "shop.Cellar")?.failed).toBe(true);
+    });
+  }
+
+  it("the same breaking change with a major bump passes", () => {
+    const text = idl(base.replace("@timeout(2s)", "@timeout(1s)"), "2.0.0");
+    const report = compareModels(before, model(text));
+    expect(report.changes.some((c) => c.kind === "timeout-shortened")).toBe(true);
+    expect(report.failed).toBe(false);
+  });
+
+  it("compatible changes pass: optional parameter, new rpc, new enum value, longer timeout, comments", () => {
+    const text = idl(
+      base
+        .replace("note?: string)", "note?: string, lang?: string)")
+        .replace("@timeout(2s)", "@timeout(5s)")
+        .replace("  push restock", "  rpc count(): int\n  // a comment\n  push restock"),
+      "1.1.0",
+    ).replace("ROSE }", "ROSE, SPARKLING }");
+    const report = compareModels(before, model(text));
+    expect(report.changes.filter((c) => c.breaking)).toEqual([]);
+    expect(report.changes.filter((c) => !c.breaking).length).toBeGreaterThanOrEqual(2);
+    expect(report.failed).toBe(false);
+  });
+});
+
+describe("fanc check (the command)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "fanc-check-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const io = () => {
+    const out: string[] = [];
+    return { out: (t: string) => out.push(t), err: (t: string) => out.push(t), text: () => out.join("\n") };
+  };
+  const write = (sub: string, text: string): string => {
+    mkdirSync(join(dir, sub), { recursive: true });
+    writeFileSync(join(dir, sub, "shop.fan"), text);
+    return join(dir, sub);
+  };
+
+  it("against a directory: lists the breaking change per service and exits 1; --json for CI", async () => {
+    const old = write("old", idl(base));
+    const now = write("new", idl(base.replace("@timeout(2s)", "@timeout(1s)")));
+    const o = io();
+    expect(await check([now, "--against", old], o)).toBe(1);
+    expect(o.text()).toContain("shop.Cellar 1.0.0 → 1.0.0: FAIL");
+    expect(o.text()).toContain("shop.Cellar.get: @timeout 2000 ms → 1000 ms");
+    const j = io();
+    expect(await check([now, "--against", old, "--json"], j)).toBe(1);
+    const report = JSON.parse(j.text()) as { failed: boolean; services: { service: string; failed: boolean }[] };
+    expect(report.failed).toBe(true);
+    expect(report.services).toEqual([expect.objectContaining({ service: "shop.Cellar", failed: true })]);
+    const same = io();
+    expect(await check([old, "--against", old], same)).toBe(0);
+    expect(same.text()).toContain("no breaking changes");
+  });
+
+  it("against a git ref of the directory's repository", async () => {
+    const repo = join(dir, "repo");
+    const idlDir = write("repo/idl", idl(base));
+    const git = (...a: string[]): string =>
+      execFileSync("git", ["-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", ...a], { encoding: "utf8" });
+    git("init", "-q");
+    git("add", ".");
+    git("commit", "-qm", "v1");
+    write("repo/idl", idl(base.replace("  event changed(wine: Wine)\n", ""), "1.1.0"));
+    const o = io();
+    expect(await check([idlDir, "--against", "HEAD"], o)).toBe(1);
+    expect(o.text()).toContain("event shop.Cellar.changed was removed");
+    write("repo/idl", idl(base.replace("  event changed(wine: Wine)\n", ""), "2.0.0"));
+    expect(await check([idlDir, "--against", "HEAD"], io())).toBe(0);
+    const bad = io();
+    expect(await check([idlDir, "--against", "no-such-ref"], bad)).toBe(2);
+    expect(bad.text()).toContain("--against no-such-ref");
+  });
+});
