@@ -103,17 +103,18 @@ export class Route {
   pickWhere(
     shardKey: string | undefined,
     pinned: TransportName | undefined,
-    skip: (info: InstanceInfo) => boolean,
+    skip: (target: Target) => boolean,
   ): Target | undefined {
     if (pinned !== undefined && pinned !== this.#pinned) return this.#pickPinned(shardKey, pinned, skip);
     if (this.#infos === undefined) this.#refresh();
     const infos = this.#infos as InstanceInfo[];
     if (infos.length === 0) throw this.#unavailable(this.#pinned);
     if (this.#preferLocal) {
-      const locals = this.#locals.filter((t) => !skip(t.info));
+      const locals = this.#locals.filter((t) => !skip(t));
       if (locals.length > 0) return locals[this.#ctx.cursor.n++ % locals.length] as Target;
     }
-    const left = infos.filter((i) => !skip(i));
+    const targets = this.#targets;
+    const left = infos.filter((i) => !skip(targets.get(i) as Target));
     if (left.length === 0) return undefined;
     this.#ctx.shardKey = shardKey;
     return this.#targets.get(this.#strategy(left, this.#ctx as PickContext)) as Target;
@@ -122,7 +123,7 @@ export class Route {
   #pickPinned(
     shardKey: string | undefined,
     pinned: TransportName,
-    skip?: (info: InstanceInfo) => boolean,
+    skip?: (target: Target) => boolean,
   ): Target | undefined {
     let targets: Target[] = [];
     for (const info of this.#set.instances()) {
@@ -131,7 +132,7 @@ export class Route {
       if (reach !== undefined) targets.push({ info, ...reach });
     }
     if (targets.length === 0) throw this.#unavailable(pinned);
-    if (skip !== undefined) targets = targets.filter((t) => !skip(t.info));
+    if (skip !== undefined) targets = targets.filter((t) => !skip(t));
     if (targets.length === 0) return undefined;
     const ctx = { ...this.#ctx, shardKey } as PickContext;
     const info = this.#strategy(

@@ -6,7 +6,6 @@
  * the short path (one pick, one send, the outcome recorded); the rest runs the retry loop.
  */
 import { idlErrorName } from "../codec/error-wire.js";
-import type { InstanceInfo } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
 import type { OutgoingRequest } from "../call/interceptors.js";
 import type { Target } from "../call/route.js";
@@ -22,7 +21,7 @@ export interface AttemptHost {
    * The target of one attempt, skipping the instances `skip` rejects: undefined when it
    * rejects every candidate; throws UNAVAILABLE when there is no candidate at all.
    */
-  pick(req: OutgoingRequest, skip: ((info: InstanceInfo) => boolean) | undefined): Target | undefined;
+  pick(req: OutgoingRequest, skip: ((target: Target) => boolean) | undefined): Target | undefined;
   /** Sends one attempt (`now`: the clock reading of the deadline, when no time has passed). */
   send(target: Target, req: OutgoingRequest, now?: number): Promise<unknown>;
 }
@@ -32,6 +31,18 @@ export interface PolicyShared {
   readonly events: PolicyEvents;
   readonly breakers: Breakers | undefined;
   budget(service: string): RetryBudget;
+}
+
+/**
+ * Transports on which the broker, not the caller, hands a call to one of the instances that
+ * consume the service's queue (every instance advertises the same endpoint): a breaker there
+ * guards the queue, keyed by its endpoint, since a failure says nothing about one instance.
+ */
+const BROKER_PICKS: ReadonlySet<string> = new Set(["amqp", "redis"]);
+
+/** The breaker key of a target: its instance id, or its queue's endpoint when the broker picks the instance. */
+export function breakerKey(target: Target): string {
+  return BROKER_PICKS.has(target.transport.name) ? target.endpoint : target.info.instanceId;
 }
 
 const DEFAULT_RETRIES = 2;
@@ -177,12 +188,9 @@ export class ClientPolicy {
     for (;;) {
       const blocked =
         breakers?.anyNotClosed(service) === true
-          ? (info: InstanceInfo) => breakers.find(service, info.instanceId)?.admits === false
+          ? (t: Target) => breakers.find(service, breakerKey(t))?.admits === false
           : undefined;
-      const skip =
-        tried.size === 0
-          ? blocked
-          : (info: InstanceInfo) => tried.has(info.instanceId) || blocked?.(info) === true;
+      const skip = tried.size === 0 ? blocked : (t: Target) => tried.has(breakerKey(t)) || blocked?.(t) === true;
       const target = host.pick(req, skip) ?? (tried.size > 0 ? host.pick(req, blocked) : undefined);
       // The breaker's slot is taken in the same synchronous run as the pick, so no other caller
       // can take a half-open breaker's one probe in between.
@@ -207,14 +215,14 @@ export class ClientPolicy {
 
   /** Takes the breaker slot of an attempt to `target` (the probe, when half-open). */
   #slot(target: Target): Slot {
-    const breaker = this.#breakers?.of(this.#service, target.info.instanceId);
+    const breaker = this.#breakers?.of(this.#service, breakerKey(target));
     return { target, breaker, probe: breaker?.acquire() ?? false };
   }
 
   /** One attempt, its outcome recorded by the breaker, the budget and the latency window. */
   #attempt(slot: Slot, req: OutgoingRequest, host: AttemptHost, now?: number, tried?: Set<string>): Promise<unknown> {
     const { target, breaker, probe } = slot;
-    tried?.add(target.info.instanceId);
+    tried?.add(breakerKey(target));
     const started = now ?? Date.now();
     const budget = this.#budget;
     return host.send(target, req, now).then(
@@ -273,8 +281,8 @@ export class ClientPolicy {
       const delay = this.#policy.hedge?.delayMs ?? this.#window(req).p95() ?? DEFAULT_HEDGE_MS;
       const timer = setTimeout(() => {
         if (done) return;
-        const skip = (info: InstanceInfo): boolean =>
-          tried.has(info.instanceId) || this.#breakers?.find(this.#service, info.instanceId)?.admits === false;
+        const skip = (t: Target): boolean =>
+          tried.has(breakerKey(t)) || this.#breakers?.find(this.#service, breakerKey(t))?.admits === false;
         let second: Target | undefined;
         try {
           second = host.pick(req, skip);
