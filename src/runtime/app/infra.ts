@@ -5,7 +5,13 @@
  */
 import type { Logger } from "pino";
 import type { ServiceDescriptor, TransportName } from "../descriptor.js";
-import { createDiscovery, memoryRegistry, type Discovery, type DiscoverySpec } from "../discovery/index.js";
+import {
+  createDiscovery,
+  memoryRegistry,
+  type Discovery,
+  type DiscoveryOptions,
+  type DiscoverySpec,
+} from "../discovery/index.js";
 import type { ConfigObjects } from "../discovery/config.js";
 import type { Registry } from "../discovery/registry.js";
 import type { ConfigSource, InstanceInfo } from "../discovery/types.js";
@@ -38,6 +44,7 @@ export interface InfraOptions {
   readonly transports?: TransportsConfig;
   readonly leaseTtlMs?: number;
   readonly maxPayloadBytes?: number;
+  readonly etcd?: DiscoveryOptions["etcd"];
 }
 
 function isDiscovery(d: DiscoveryInput): d is Discovery {
@@ -202,6 +209,7 @@ export class Infra {
             log: o.log.child({ component: "discovery" }),
             ...(o.leaseTtlMs === undefined ? {} : { leaseTtlMs: o.leaseTtlMs }),
             ...(o.config === undefined ? {} : { config: o.config }),
+            ...(o.etcd === undefined ? {} : { etcd: o.etcd }),
           });
     }
     for (const name of this.network) {
