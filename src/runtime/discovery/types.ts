@@ -51,9 +51,7 @@ export interface ResolveOptions {
 }
 
 export interface Directory {
-  register(
-    info: Omit<InstanceInfo, "startedAt" | "load"> & Partial<Pick<InstanceInfo, "startedAt" | "load">>,
-  ): Promise<Registration>;
+  register(info: Omit<InstanceInfo, "startedAt" | "load"> & Partial<Pick<InstanceInfo, "startedAt" | "load">>): Promise<Registration>;
   /** Watch a service's instances (one shared cache per service per Directory). */
   watch(service: string): Promise<InstanceSet>;
   /**
