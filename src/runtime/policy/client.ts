@@ -125,30 +125,46 @@ export class ClientPolicy {
   #retrying(req: OutgoingRequest, host: AttemptHost, now: number | undefined): Promise<unknown> {
     const retries = this.#retriesOf(req);
     const hedge = this.#policy.hedge !== undefined && req.kind === "call" && req.method.idempotent;
-    const breakers = this.#breakers;
-    if (retries === 0 && !hedge && (breakers === undefined || !breakers.anyNotClosed(this.#service))) {
-      // The short path: nothing to retry, every breaker closed: the strategy's own pick.
-      let target: Target;
-      try {
-        target = host.pick(req, undefined) as Target;
-      } catch (e) {
-        return Promise.reject(e);
-      }
-      return this.#attempt(this.#slot(target), req, host, now);
+    if (hedge || this.#breakers?.anyNotClosed(this.#service) === true) return this.#loop(req, host, retries, hedge);
+    // The short path: every breaker closed, so the first attempt takes the strategy's own pick
+    // and only a failure enters the retry loop (no Set, no async function per call).
+    let target: Target;
+    try {
+      target = host.pick(req, undefined) as Target;
+    } catch (e) {
+      return Promise.reject(e);
     }
-    return this.#loop(req, host, retries, hedge);
+    return this.#attempt(this.#slot(target), req, host, now, undefined, retries);
   }
 
-  async #loop(req: OutgoingRequest, host: AttemptHost, retries: number, hedge: boolean): Promise<unknown> {
+  /**
+   * Attempts until one answers, the error is not retryable, the retries or the budget are
+   * spent, or the next backoff would end past the deadline. `first`: the failure of a first
+   * attempt made on the short path, and the key of its target.
+   */
+  async #loop(
+    req: OutgoingRequest,
+    host: AttemptHost,
+    retries: number,
+    hedge: boolean,
+    first?: { readonly err: unknown; readonly key: string },
+  ): Promise<unknown> {
     const tried = new Set<string>();
+    let failed = first !== undefined;
+    let err: unknown = first?.err;
+    if (first !== undefined) tried.add(first.key);
     for (let n = 0; ; ) {
-      let err: unknown;
-      try {
-        const slot = await this.#choose(req, host, tried);
-        return await (hedge ? this.#hedged(slot, req, host, tried) : this.#attempt(slot, req, host, undefined, tried));
-      } catch (e) {
-        err = e;
+      if (!failed) {
+        try {
+          const slot = await this.#choose(req, host, tried);
+          return await (hedge
+            ? this.#hedged(slot, req, host, tried)
+            : this.#attempt(slot, req, host, undefined, tried));
+        } catch (e) {
+          err = e;
+        }
       }
+      failed = false;
       if (n >= retries || !this.#retryable(err)) throw err;
       if (!this.#budget.allows()) {
         this.#shared.events.emit({ type: "retry-throttled", service: this.#service, method: req.method.name });
@@ -219,8 +235,18 @@ export class ClientPolicy {
     return { target, breaker, probe: breaker?.acquire() ?? false };
   }
 
-  /** One attempt, its outcome recorded by the breaker, the budget and the latency window. */
-  #attempt(slot: Slot, req: OutgoingRequest, host: AttemptHost, now?: number, tried?: Set<string>): Promise<unknown> {
+  /**
+   * One attempt, its outcome recorded by the breaker, the budget and the latency window.
+   * `retries` (the short path's first attempt): a retryable failure continues in the retry loop.
+   */
+  #attempt(
+    slot: Slot,
+    req: OutgoingRequest,
+    host: AttemptHost,
+    now?: number,
+    tried?: Set<string>,
+    retries = 0,
+  ): Promise<unknown> {
     const { target, breaker, probe } = slot;
     tried?.add(breakerKey(target));
     const started = now ?? Date.now();
@@ -234,8 +260,10 @@ export class ClientPolicy {
       },
       (e: unknown) => {
         breaker?.record(verdictOf(e), probe);
-        if (this.#failed(e)) budget.failure();
-        else if (!FanError.is(e) || e.code !== Code.CANCELLED) budget.success();
+        if (this.#failed(e)) {
+          budget.failure();
+          if (retries > 0) return this.#loop(req, host, retries, false, { err: e, key: breakerKey(target) });
+        } else if (!FanError.is(e) || e.code !== Code.CANCELLED) budget.success();
         throw e;
       },
     );
