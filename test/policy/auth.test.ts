@@ -14,6 +14,7 @@ import type { PolicyEvent } from "../../src/runtime/policy/events.js";
 import { startEventHub } from "../../src/runtime/transports/zmq/index.js";
 import { AMQP_URL, deleteByPrefix, reachable } from "../transports/amqp-broker.js";
 import { deleteKeys, REDIS_URL } from "../transports/redis-server.js";
+import { rejection } from "../transports/conformance.js";
 import { GuardedImpl, TOKENS } from "./fixtures/handlers.js";
 import { Guarded, type GuardedClient } from "./fixtures/generated/fan/policytest.js";
 
@@ -36,16 +37,6 @@ afterAll(async () => {
   if (redisUp) await deleteKeys(`fan.${cluster}*`);
   if (amqpUp) await deleteByPrefix(`fan.${cluster}`).catch(() => undefined);
 });
-
-async function rejection(p: Promise<unknown>): Promise<FanError> {
-  try {
-    await p;
-  } catch (e) {
-    if (FanError.is(e)) return e;
-    throw e;
-  }
-  throw new Error("expected a rejection");
-}
 
 for (const name of ["local", "http", "zmq", "amqp", "redis"] as const) {
   const cfg = transports[name];
@@ -98,21 +89,21 @@ for (const name of ["local", "http", "zmq", "amqp", "redis"] as const) {
     });
 
     it("refuses a call without credentials before the handler: UNAUTHENTICATED", async () => {
-      const err = await rejection(client.whoami({}));
+      const err = await rejection(() => client.whoami({}));
       expect(err.code).toBe(Code.UNAUTHENTICATED);
       expect(impl.calls).toBe(0);
       expect(refused).toMatchObject([{ type: "refused", method: "whoami", code: "UNAUTHENTICATED" }]);
     });
 
     it("refuses a caller without the role: PERMISSION_DENIED, handler not run", async () => {
-      const err = await rejection(client.secret({}, { headers: { authorization: "Bearer guest" } }));
+      const err = await rejection(() => client.secret({}, { headers: { authorization: "Bearer guest" } }));
       expect(err.code).toBe(Code.PERMISSION_DENIED);
       expect(err.message).toMatch(/requires the role "admin"/);
       expect(impl.calls).toBe(0);
     });
 
     it("an interceptor's refusal stops the call before decoding and the handler", async () => {
-      const err = await rejection(
+      const err = await rejection(() =>
         client.secret({}, { headers: { authorization: "Bearer root", "x-tenant": "banned" } }),
       );
       expect(err.code).toBe(Code.PERMISSION_DENIED);
