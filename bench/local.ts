@@ -94,6 +94,37 @@ export default async function bench(): Promise<BenchRow[]> {
   );
   await wireApp.start();
   const wireClient = wireApp.client(Pricing);
+  // The policy chain (breakers, retries, budget; src/runtime/policy/) off, for the on/off ratio.
+  const bareApp = createApp({ logger: pino({ level: "silent" }), policy: false }).serve(Pricing, new PricingImpl());
+  await bareApp.start();
+  const bareClient = bareApp.client(Pricing);
+  // A remote call (http between two Apps, discovery shared in memory) with the chain on and off.
+  const cluster = `bench-${process.pid}`;
+  const httpServer = createApp({
+    cluster,
+    discovery: "memory",
+    logger: pino({ level: "silent" }),
+    transports: { http: {} },
+  }).serve({ ...Pricing, descriptor: { ...descriptor, transports: ["http", "local"] } }, new PricingImpl(), {
+    transports: ["http"],
+  });
+  await httpServer.start();
+  const httpOn = createApp({
+    cluster,
+    discovery: "memory",
+    logger: pino({ level: "silent" }),
+    transports: { http: {} },
+  });
+  const httpOff = createApp({
+    cluster,
+    discovery: "memory",
+    logger: pino({ level: "silent" }),
+    transports: { http: {} },
+    policy: false,
+  });
+  await Promise.all([httpOn.start(), httpOff.start()]);
+  const remoteOn = httpOn.client(Pricing, { transport: "http" });
+  const remoteOff = httpOff.client(Pricing, { transport: "http" });
 
   const broker = new ServiceBroker({
     logger: false,
@@ -131,14 +162,28 @@ export default async function bench(): Promise<BenchRow[]> {
       },
       { name: "moleculer broker.call", op: () => broker.call("pricing.quote", req) },
       { name: "fan local, serialised (reference)", op: () => wireClient.quote(req) },
+      { name: "fan local, policy chain off", op: () => bareClient.quote(req) },
+      { name: "fan http call, policy chain on", op: () => remoteOn.quote(req) },
+      { name: "fan http call, policy chain off", op: () => remoteOff.quote(req) },
     ],
     { rounds: 5, durationMs: 600, warmupOps: 20_000 },
   );
   await broker.stop();
   await app.stop();
   await wireApp.stop();
+  await bareApp.stop();
+  await Promise.all([httpOn.stop(), httpOff.stop()]);
+  await httpServer.stop();
 
-  const [direct, ours, mol, wire] = rows as [BenchRow, BenchRow, BenchRow, BenchRow];
+  const [direct, ours, mol, wire, bare, rOn, rOff] = rows as [
+    BenchRow,
+    BenchRow,
+    BenchRow,
+    BenchRow,
+    BenchRow,
+    BenchRow,
+    BenchRow,
+  ];
   const vsMoleculer = ours.opsPerSec / mol.opsPerSec;
   const slowdown = direct.opsPerSec / ours.opsPerSec;
   return [
@@ -146,6 +191,9 @@ export default async function bench(): Promise<BenchRow[]> {
     { ...ours, note: `${slowdown.toFixed(2)}x the direct call's time (target ≤ 3x)` },
     { ...mol, note: `ours is ${vsMoleculer.toFixed(2)}x its throughput (target ≥ 3x)` },
     { ...wire, note: "encode, bytes, bounded decode, both ways" },
+    { ...bare, note: `the chain on costs ${pct(ours.p50Ms, bare.p50Ms)} p50 in process` },
+    rOn,
+    { ...rOff, note: `the chain on costs ${pct(rOn.p50Ms, rOff.p50Ms)} p50 on a remote call (target < 10%)` },
     ...(await localTelemetryRows()),
   ];
 }
@@ -160,4 +208,9 @@ export async function localTelemetryRows(): Promise<BenchRow[]> {
     return { op: () => client.quote(req), close: () => app.stop() };
   };
   return onOffRows("local", make, { rounds: 5, durationMs: 600, warmupOps: 20_000 }, "", 50_000);
+}
+
+function pct(on: number, off: number): string {
+  const d = (on / off - 1) * 100;
+  return `${d >= 0 ? "+" : ""}${d.toFixed(1)}%`;
 }

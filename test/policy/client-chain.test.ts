@@ -7,9 +7,10 @@
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { type App, type AppOptions, createApp } from "../../src/runtime/app/app.js";
-import { Code, FanError } from "../../src/runtime/errors.js";
+import { Code } from "../../src/runtime/errors.js";
 import { shortId } from "../../src/runtime/ids.js";
 import type { PolicyEvent } from "../../src/runtime/policy/events.js";
+import { rejection, until } from "../transports/conformance.js";
 import { FlakyImpl } from "./fixtures/handlers.js";
 import { Flaky } from "./fixtures/generated/fan/policytest.js";
 
@@ -42,16 +43,6 @@ function record(app: App): PolicyEvent[] {
   return seen;
 }
 
-async function rejection(p: Promise<unknown>): Promise<FanError> {
-  try {
-    await p;
-  } catch (e) {
-    if (FanError.is(e)) return e;
-    throw e;
-  }
-  throw new Error("expected a rejection");
-}
-
 describe("retries", () => {
   it("retries an @idempotent method, never a method that is not (unless the call says so)", async () => {
     const a = new FlakyImpl("a");
@@ -68,7 +59,7 @@ describe("retries", () => {
     ]);
 
     a.failNext = 1;
-    expect((await rejection(client.write({ n: 2 }))).code).toBe(Code.UNAVAILABLE);
+    expect((await rejection(() => client.write({ n: 2 }))).code).toBe(Code.UNAVAILABLE);
     expect(a.arrivals).toHaveLength(3);
 
     a.failNext = 1;
@@ -77,7 +68,7 @@ describe("retries", () => {
 
     // @retry(4): four extra attempts, then the error.
     a.failNext = 10;
-    expect((await rejection(client.readMore({ n: 4 }))).code).toBe(Code.UNAVAILABLE);
+    expect((await rejection(() => client.readMore({ n: 4 }))).code).toBe(Code.UNAVAILABLE);
     expect(a.arrivals).toHaveLength(10);
   });
 
@@ -86,9 +77,9 @@ describe("retries", () => {
     const app = await system([a]);
     const client = app.client(Flaky);
     a.mode = "internal";
-    expect((await rejection(client.read({ n: 1 }))).code).toBe(Code.INTERNAL);
+    expect((await rejection(() => client.read({ n: 1 }))).code).toBe(Code.INTERNAL);
     a.mode = "declared";
-    expect((await rejection(client.read({ n: 1 }))).name).toBe("Refused");
+    expect((await rejection(() => client.read({ n: 1 }))).name).toBe("Refused");
     expect(a.arrivals).toHaveLength(2);
   });
 
@@ -99,7 +90,7 @@ describe("retries", () => {
     b.mode = "unavailable";
     const app = await system([a, b], { policy: { breaker: false, retry: { budget: { maxTokens: 1000 } } } });
     const client = app.client(Flaky, { policy: { retry: { max: 1 } } });
-    for (let i = 0; i < 6; i++) await rejection(client.read({ n: i }));
+    for (let i = 0; i < 6; i++) await rejection(() => client.read({ n: i }));
     // Each call's two attempts went to two different instances.
     expect(a.arrivals).toHaveLength(6);
     expect(b.arrivals).toHaveLength(6);
@@ -112,7 +103,7 @@ describe("retries", () => {
     const client = app.client(Flaky);
     const started = Date.now();
     const deadline = started + 300;
-    const err = await rejection(client.read({ n: 1 }, { deadline }));
+    const err = await rejection(() => client.read({ n: 1 }, { deadline }));
     const took = Date.now() - started;
     expect([Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED]).toContain(err.code);
     expect(a.arrivals.length).toBeGreaterThanOrEqual(2);
@@ -127,7 +118,7 @@ describe("retries", () => {
     const app = await system([a], { policy: { breaker: false } });
     const events = record(app);
     const client = app.client(Flaky);
-    for (let i = 0; i < 40; i++) await rejection(client.read({ n: i }));
+    for (let i = 0; i < 40; i++) await rejection(() => client.read({ n: i }));
     // Without a budget: 40 × 3 attempts. With it: a few retries, then none (at most ~10% extra).
     expect(a.arrivals.length).toBeLessThanOrEqual(44);
     expect(a.arrivals.length).toBeGreaterThan(40);
@@ -135,7 +126,7 @@ describe("retries", () => {
     const before = a.arrivals.length;
     a.failNext = 0;
     a.mode = "unavailable";
-    await rejection(client.read({ n: 0 }));
+    await rejection(() => client.read({ n: 0 }));
     expect(a.arrivals.length - before).toBe(1);
 
     a.mode = "ok";
@@ -185,7 +176,7 @@ describe("bulkhead and load shedding", () => {
     const client = app.client(Flaky, { policy: { bulkhead: { maxInFlight: 2 } } });
     const first = [client.read({ n: 1 }), client.read({ n: 2 })];
     const t = Date.now();
-    const err = await rejection(client.read({ n: 3 }));
+    const err = await rejection(() => client.read({ n: 3 }));
     expect(err.code).toBe(Code.RESOURCE_EXHAUSTED);
     expect(Date.now() - t).toBeLessThan(250);
     expect(await Promise.all(first)).toHaveLength(2);
@@ -204,7 +195,7 @@ describe("bulkhead and load shedding", () => {
     const client = app.client(Flaky);
     const first = client.write({ n: 1 });
     await until(() => a.arrivals.length === 1);
-    const err = await rejection(client.write({ n: 2 }));
+    const err = await rejection(() => client.write({ n: 2 }));
     expect(err.code).toBe(Code.RESOURCE_EXHAUSTED);
     expect(err.message).toMatch(/load shed/);
     expect(await first).toEqual({ instance: "a", n: 1 });
@@ -220,9 +211,9 @@ describe("circuit breakers in process", () => {
     a.mode = "internal";
     const app = await system([a], { policy: { breaker: { failures: 3, openMs: 60_000 } } });
     const client = app.client(Flaky);
-    for (let i = 0; i < 3; i++) expect((await rejection(client.read({ n: i }))).code).toBe(Code.INTERNAL);
+    for (let i = 0; i < 3; i++) expect((await rejection(() => client.read({ n: i }))).code).toBe(Code.INTERNAL);
     expect(app.policy.breakerStates()).toMatchObject([{ instanceId: "a", state: "open" }]);
-    const err = await rejection(client.read({ n: 9 }));
+    const err = await rejection(() => client.read({ n: 9 }));
     expect(err.code).toBe(Code.UNAVAILABLE);
     expect(err.message).toMatch(/circuit breaker of every instance is open \(a open\)/);
     expect(a.arrivals).toHaveLength(3);
@@ -234,7 +225,7 @@ describe("circuit breakers in process", () => {
     const app = await system([a], { policy: { breaker: { failures: 2, openMs: 200 }, retry: false } });
     const events = record(app);
     const client = app.client(Flaky);
-    for (let i = 0; i < 2; i++) await rejection(client.read({ n: i }));
+    for (let i = 0; i < 2; i++) await rejection(() => client.read({ n: i }));
     a.mode = "ok";
     a.delayMs = 100;
     await new Promise((r) => setTimeout(r, 250));
@@ -270,18 +261,10 @@ describe("credentials and header checks", () => {
       ["1", "Bearer client"],
       ["1", "Bearer call"],
     ]);
-    const bad = await rejection(app.client(Flaky).read({ n: 4 }, { headers: { "x-y": "a\r\nInjected: 1" } }));
+    const bad = await rejection(() => app.client(Flaky).read({ n: 4 }, { headers: { "x-y": "a\r\nInjected: 1" } }));
     expect(bad.code).toBe(Code.INVALID_ARGUMENT);
-    const big = await rejection(app.client(Flaky).read({ n: 5 }, { headers: { "x-y": "a".repeat(9000) } }));
+    const big = await rejection(() => app.client(Flaky).read({ n: 5 }, { headers: { "x-y": "a".repeat(9000) } }));
     expect(big.code).toBe(Code.INVALID_ARGUMENT);
     expect(a.arrivals).toHaveLength(3);
   });
 });
-
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

@@ -8,6 +8,7 @@ import { Infra, type DiscoveryInput, type TransportsConfig } from "./infra.js";
 import { Caller, type ClientHost, type ClientOptions } from "../call/client.js";
 import type { ServiceDefinition, ServiceDescriptor, StateHandle, Subscription, TransportName } from "../descriptor.js";
 import type { ConfigObjects } from "../discovery/config.js";
+import type { EtcdRegistryOptions } from "../discovery/etcd.js";
 import type { ConfigSource, InstanceSet } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
 import { instanceIdFor, shortId } from "../ids.js";
@@ -43,6 +44,8 @@ export interface AppOptions {
    * registry private to this App.
    */
   readonly discovery?: DiscoveryInput;
+  /** Options of an `etcd://` discovery: TLS (`tls: { ca, cert, key }`), `auth: { username, password }`, timeouts. */
+  readonly etcd?: EtcdRegistryOptions;
   /** Config: the registry (default), a YAML file path, plain objects by service name, or a ConfigSource. */
   readonly config?: string | ConfigObjects | ConfigSource;
   /** Transports by name: options, or a ready TransportFactory. `local` is always present. */
@@ -149,7 +152,7 @@ export class App implements ClientHost {
       log: this.log,
       admin: this.telemetry.admin,
       deadLetter: (service, method, transport) => this.telemetry.metrics?.deadLetter(service, method, transport),
-      ...pick(options, ["discovery", "config", "transports", "leaseTtlMs", "maxPayloadBytes"]),
+      ...pick(options, ["discovery", "config", "transports", "leaseTtlMs", "maxPayloadBytes", "etcd"]),
     });
     this.#lifecycle = new Lifecycle(this.#served, this.#infra, options, this.log);
     this.#states = appStates(this, this.#infra, this.#served, options.states);

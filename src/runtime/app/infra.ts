@@ -5,7 +5,13 @@
  */
 import type { Logger } from "pino";
 import type { ServiceDescriptor, TransportName } from "../descriptor.js";
-import { createDiscovery, memoryRegistry, type Discovery, type DiscoverySpec } from "../discovery/index.js";
+import {
+  createDiscovery,
+  memoryRegistry,
+  type Discovery,
+  type DiscoveryOptions,
+  type DiscoverySpec,
+} from "../discovery/index.js";
 import type { ConfigObjects } from "../discovery/config.js";
 import { MemoryRegistry } from "../discovery/memory.js";
 import type { Registry } from "../discovery/registry.js";
@@ -44,6 +50,7 @@ export interface InfraOptions {
   readonly admin?: import("../telemetry/index.js").AdminHook;
   /** Counts a dead-lettered push or event of `service.method` on `transport`. */
   readonly deadLetter?: (service: string, method: string, transport: string) => void;
+  readonly etcd?: DiscoveryOptions["etcd"];
 }
 
 function isDiscovery(d: DiscoveryInput): d is Discovery {
@@ -231,6 +238,7 @@ export class Infra {
             log: o.log.child({ component: "discovery" }),
             ...(o.leaseTtlMs === undefined ? {} : { leaseTtlMs: o.leaseTtlMs }),
             ...(o.config === undefined ? {} : { config: o.config }),
+            ...(o.etcd === undefined ? {} : { etcd: o.etcd }),
           });
     }
     for (const name of this.network) {

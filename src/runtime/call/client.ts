@@ -17,7 +17,7 @@ import type {
   Subscription,
   TransportName,
 } from "../descriptor.js";
-import type { InstanceInfo, InstanceSet, StrategyName } from "../discovery/types.js";
+import type { InstanceSet, StrategyName } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
 import { fromWireError } from "../codec/error-wire.js";
 import { currentContext, edgeTraceparent } from "./callctx.js";
@@ -119,7 +119,7 @@ export class Caller implements ClientCaller {
   /** Bulkhead, retries, hedging and breakers (src/runtime/policy/), unless turned off. */
   readonly #policy: ClientPolicy | undefined;
   readonly #attempts = {
-    pick: (req: OutgoingRequest, skip: ((info: InstanceInfo) => boolean) | undefined): Target | undefined => {
+    pick: (req: OutgoingRequest, skip: ((target: Target) => boolean) | undefined): Target | undefined => {
       // Sharded calls take the shard route (#send), never this one.
       const route = this.#route as Route;
       const pinned = req.opts?.transport;

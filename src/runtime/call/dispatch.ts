@@ -199,9 +199,17 @@ export class Dispatcher implements Inbound {
       }
       const desc = p.desc as MethodDescriptor;
       if (gate.checks(desc)) {
+        // In flight while its checks run, so a drain waits for it and load shedding counts it.
+        this.#inflight++;
         gate.check("call", desc, headers).then(
-          (principal) => this.#invoke(form, p, payload, headers, signal, sink, deadline, principal, transport),
-          (err: WireError) => sink.error(err),
+          (principal) => {
+            this.#invoke(form, p, payload, headers, signal, sink, deadline, principal, transport);
+            this.#done();
+          },
+          (err: WireError) => {
+            this.#done();
+            sink.error(err);
+          },
         );
         return;
       }

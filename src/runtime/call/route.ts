@@ -139,20 +139,21 @@ export class Route {
   pickWhere(
     shardKey: string | undefined,
     pinned: TransportName | undefined,
-    skip: (info: InstanceInfo) => boolean,
+    skip: (target: Target) => boolean,
     member?: Member,
   ): Target | undefined {
     if (pinned !== undefined && pinned !== this.#pinned) return this.#pickPinned(shardKey, pinned, member, skip);
     if (this.#infos === undefined) this.#refresh();
     const infos = this.#infos as InstanceInfo[];
     if (infos.length === 0) throw this.#unavailable(this.#pinned);
-    const left = infos.filter((i) => !skip(i));
+    const targets = this.#targets;
+    const left = infos.filter((i) => !skip(targets.get(i) as Target));
     if (member?.since !== undefined || (this.#rule !== undefined && "split" in this.#rule)) {
       if (left.length === 0) return undefined;
       return this.#targets.get(this.#choose(left, shardKey, member)) as Target;
     }
     if (this.#preferLocal) {
-      const locals = this.#locals.filter((t) => !skip(t.info));
+      const locals = this.#locals.filter((t) => !skip(t));
       if (locals.length > 0) return locals[this.#ctx.cursor.n++ % locals.length] as Target;
     }
     if (left.length === 0) return undefined;
@@ -174,11 +175,11 @@ export class Route {
     shardKey: string | undefined,
     pinned: TransportName,
     member: Member | undefined,
-    skip?: (info: InstanceInfo) => boolean,
+    skip?: (target: Target) => boolean,
   ): Target | undefined {
     let targets = this.#pinnedTargets(pinned);
     if (targets.length === 0) throw this.#unavailable(pinned);
-    if (skip !== undefined) targets = targets.filter((t) => !skip(t.info));
+    if (skip !== undefined) targets = targets.filter((t) => !skip(t));
     if (targets.length === 0) return undefined;
     const info = this.#choose(
       targets.map((t) => t.info),

@@ -22,6 +22,19 @@ export interface EtcdRegistryOptions {
   /** Connect timeout, ms (default 3000). */
   readonly dialTimeoutMs?: number;
   readonly log?: Logger;
+  /** TLS to etcd (use `https://` hosts in the spec: `etcd://https://10.0.0.5:2379`): PEM contents. */
+  readonly tls?: EtcdTlsOptions;
+  /** etcd's own authentication (user and password). */
+  readonly auth?: { readonly username: string; readonly password: string };
+}
+
+/** TLS material for etcd, PEM contents (not paths). */
+export interface EtcdTlsOptions {
+  /** The CA that signed etcd's certificate (default: the system's roots). */
+  readonly ca?: string | Buffer;
+  /** Client certificate and key, for etcd's `--client-cert-auth`. */
+  readonly cert?: string | Buffer;
+  readonly key?: string | Buffer;
 }
 
 /**
@@ -63,6 +76,17 @@ export class EtcdRegistry implements Registry {
         watchBackoff: new CappedBackoff(200, 2000) as unknown as WatchBackoff,
       },
     };
+    const tls = opts.tls;
+    if (tls !== undefined) {
+      const buf = (v: string | Buffer | undefined): Buffer | undefined =>
+        v === undefined ? undefined : Buffer.isBuffer(v) ? v : Buffer.from(v);
+      options.credentials = {
+        rootCertificate: buf(tls.ca) ?? Buffer.alloc(0),
+        ...(tls.key === undefined ? {} : { privateKey: buf(tls.key) }),
+        ...(tls.cert === undefined ? {} : { certChain: buf(tls.cert) }),
+      } as NonNullable<IOptions["credentials"]>;
+    }
+    if (opts.auth !== undefined) options.auth = { username: opts.auth.username, password: opts.auth.password };
     this.client = new Etcd3(options);
   }
 

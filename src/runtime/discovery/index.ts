@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import { pino } from "pino";
 import { ObjectConfigSource, RegistryConfigSource, type ConfigObjects } from "./config.js";
 import { RegistryDirectory } from "./directory.js";
-import { EtcdRegistry } from "./etcd.js";
+import { EtcdRegistry, type EtcdRegistryOptions } from "./etcd.js";
 import { MemoryRegistry, sharedMemoryRegistry } from "./memory.js";
 import type { Registry } from "./registry.js";
 import type { ConfigSource } from "./types.js";
@@ -61,6 +61,8 @@ export interface DiscoveryOptions {
    * path (`"settings.yml"`, watched), plain objects by service, or any ConfigSource.
    */
   readonly config?: "registry" | string | ConfigObjects | ConfigSource;
+  /** Connection options of an `etcd://` spec: TLS, user and password, timeouts. */
+  readonly etcd?: Omit<EtcdRegistryOptions, "log">;
 }
 
 /** What `createDiscovery` returns. */
@@ -78,7 +80,7 @@ export function createDiscovery(spec: DiscoverySpec, opts: DiscoveryOptions): Di
     throw new TypeError("createDiscovery: opts.cluster (a string) is required");
   }
   const log = opts.log ?? pino({ level: "silent" });
-  const { registry, owned } = openRegistry(spec, log);
+  const { registry, owned } = openRegistry(spec, log, opts.etcd);
   const directory = new RegistryDirectory(registry, {
     cluster: opts.cluster,
     log,
@@ -99,14 +101,18 @@ export function createDiscovery(spec: DiscoverySpec, opts: DiscoveryOptions): Di
   };
 }
 
-function openRegistry(spec: DiscoverySpec, log: Logger): { registry: Registry; owned: boolean } {
+function openRegistry(
+  spec: DiscoverySpec,
+  log: Logger,
+  etcd: Omit<EtcdRegistryOptions, "log"> | undefined,
+): { registry: Registry; owned: boolean } {
   if (spec === "memory") return { registry: sharedMemoryRegistry(), owned: false };
   if (typeof spec === "string") {
     if (!spec.startsWith("etcd://"))
       throw new TypeError(
         `unknown discovery ${JSON.stringify(spec)}: expected "memory" or "etcd://host:port[,host:port...]"`,
       );
-    return { registry: new EtcdRegistry(spec, { log }), owned: true };
+    return { registry: new EtcdRegistry(spec, { ...etcd, log }), owned: true };
   }
   if (typeof spec !== "object" || spec === null || typeof spec.list !== "function") {
     throw new TypeError('createDiscovery: spec must be "memory", "etcd://host:port[,...]" or a Registry');

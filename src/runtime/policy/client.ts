@@ -6,7 +6,6 @@
  * the short path (one pick, one send, the outcome recorded); the rest runs the retry loop.
  */
 import { idlErrorName } from "../codec/error-wire.js";
-import type { InstanceInfo } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
 import type { OutgoingRequest } from "../call/interceptors.js";
 import type { Target } from "../call/route.js";
@@ -22,7 +21,7 @@ export interface AttemptHost {
    * The target of one attempt, skipping the instances `skip` rejects: undefined when it
    * rejects every candidate; throws UNAVAILABLE when there is no candidate at all.
    */
-  pick(req: OutgoingRequest, skip: ((info: InstanceInfo) => boolean) | undefined): Target | undefined;
+  pick(req: OutgoingRequest, skip: ((target: Target) => boolean) | undefined): Target | undefined;
   /** Sends one attempt (`now`: the clock reading of the deadline, when no time has passed). */
   send(target: Target, req: OutgoingRequest, now?: number): Promise<unknown>;
 }
@@ -32,6 +31,18 @@ export interface PolicyShared {
   readonly events: PolicyEvents;
   readonly breakers: Breakers | undefined;
   budget(service: string): RetryBudget;
+}
+
+/**
+ * Transports on which the broker, not the caller, hands a call to one of the instances that
+ * consume the service's queue (every instance advertises the same endpoint): a breaker there
+ * guards the queue, keyed by its endpoint, since a failure says nothing about one instance.
+ */
+const BROKER_PICKS: ReadonlySet<string> = new Set(["amqp", "redis"]);
+
+/** The breaker key of a target: its instance id, or its queue's endpoint when the broker picks the instance. */
+export function breakerKey(target: Target): string {
+  return BROKER_PICKS.has(target.transport.name) ? target.endpoint : target.info.instanceId;
 }
 
 const DEFAULT_RETRIES = 2;
@@ -114,30 +125,46 @@ export class ClientPolicy {
   #retrying(req: OutgoingRequest, host: AttemptHost, now: number | undefined): Promise<unknown> {
     const retries = this.#retriesOf(req);
     const hedge = this.#policy.hedge !== undefined && req.kind === "call" && req.method.idempotent;
-    const breakers = this.#breakers;
-    if (retries === 0 && !hedge && (breakers === undefined || !breakers.anyNotClosed(this.#service))) {
-      // The short path: nothing to retry, every breaker closed: the strategy's own pick.
-      let target: Target;
-      try {
-        target = host.pick(req, undefined) as Target;
-      } catch (e) {
-        return Promise.reject(e);
-      }
-      return this.#attempt(this.#slot(target), req, host, now);
+    if (hedge || this.#breakers?.anyNotClosed(this.#service) === true) return this.#loop(req, host, retries, hedge);
+    // The short path: every breaker closed, so the first attempt takes the strategy's own pick
+    // and only a failure enters the retry loop (no Set, no async function per call).
+    let target: Target;
+    try {
+      target = host.pick(req, undefined) as Target;
+    } catch (e) {
+      return Promise.reject(e);
     }
-    return this.#loop(req, host, retries, hedge);
+    return this.#attempt(this.#slot(target), req, host, now, undefined, retries);
   }
 
-  async #loop(req: OutgoingRequest, host: AttemptHost, retries: number, hedge: boolean): Promise<unknown> {
+  /**
+   * Attempts until one answers, the error is not retryable, the retries or the budget are
+   * spent, or the next backoff would end past the deadline. `first`: the failure of a first
+   * attempt made on the short path, and the key of its target.
+   */
+  async #loop(
+    req: OutgoingRequest,
+    host: AttemptHost,
+    retries: number,
+    hedge: boolean,
+    first?: { readonly err: unknown; readonly key: string },
+  ): Promise<unknown> {
     const tried = new Set<string>();
+    let failed = first !== undefined;
+    let err: unknown = first?.err;
+    if (first !== undefined) tried.add(first.key);
     for (let n = 0; ; ) {
-      let err: unknown;
-      try {
-        const slot = await this.#choose(req, host, tried);
-        return await (hedge ? this.#hedged(slot, req, host, tried) : this.#attempt(slot, req, host, undefined, tried));
-      } catch (e) {
-        err = e;
+      if (!failed) {
+        try {
+          const slot = await this.#choose(req, host, tried);
+          return await (hedge
+            ? this.#hedged(slot, req, host, tried)
+            : this.#attempt(slot, req, host, undefined, tried));
+        } catch (e) {
+          err = e;
+        }
       }
+      failed = false;
       if (n >= retries || !this.#retryable(err)) throw err;
       if (!this.#budget.allows()) {
         this.#shared.events.emit({ type: "retry-throttled", service: this.#service, method: req.method.name });
@@ -177,12 +204,9 @@ export class ClientPolicy {
     for (;;) {
       const blocked =
         breakers?.anyNotClosed(service) === true
-          ? (info: InstanceInfo) => breakers.find(service, info.instanceId)?.admits === false
+          ? (t: Target) => breakers.find(service, breakerKey(t))?.admits === false
           : undefined;
-      const skip =
-        tried.size === 0
-          ? blocked
-          : (info: InstanceInfo) => tried.has(info.instanceId) || blocked?.(info) === true;
+      const skip = tried.size === 0 ? blocked : (t: Target) => tried.has(breakerKey(t)) || blocked?.(t) === true;
       const target = host.pick(req, skip) ?? (tried.size > 0 ? host.pick(req, blocked) : undefined);
       // The breaker's slot is taken in the same synchronous run as the pick, so no other caller
       // can take a half-open breaker's one probe in between.
@@ -207,14 +231,24 @@ export class ClientPolicy {
 
   /** Takes the breaker slot of an attempt to `target` (the probe, when half-open). */
   #slot(target: Target): Slot {
-    const breaker = this.#breakers?.of(this.#service, target.info.instanceId);
+    const breaker = this.#breakers?.of(this.#service, breakerKey(target));
     return { target, breaker, probe: breaker?.acquire() ?? false };
   }
 
-  /** One attempt, its outcome recorded by the breaker, the budget and the latency window. */
-  #attempt(slot: Slot, req: OutgoingRequest, host: AttemptHost, now?: number, tried?: Set<string>): Promise<unknown> {
+  /**
+   * One attempt, its outcome recorded by the breaker, the budget and the latency window.
+   * `retries` (the short path's first attempt): a retryable failure continues in the retry loop.
+   */
+  #attempt(
+    slot: Slot,
+    req: OutgoingRequest,
+    host: AttemptHost,
+    now?: number,
+    tried?: Set<string>,
+    retries = 0,
+  ): Promise<unknown> {
     const { target, breaker, probe } = slot;
-    tried?.add(target.info.instanceId);
+    tried?.add(breakerKey(target));
     const started = now ?? Date.now();
     const budget = this.#budget;
     return host.send(target, req, now).then(
@@ -226,8 +260,10 @@ export class ClientPolicy {
       },
       (e: unknown) => {
         breaker?.record(verdictOf(e), probe);
-        if (this.#failed(e)) budget.failure();
-        else if (!FanError.is(e) || e.code !== Code.CANCELLED) budget.success();
+        if (this.#failed(e)) {
+          budget.failure();
+          if (retries > 0) return this.#loop(req, host, retries, false, { err: e, key: breakerKey(target) });
+        } else if (!FanError.is(e) || e.code !== Code.CANCELLED) budget.success();
         throw e;
       },
     );
@@ -273,8 +309,8 @@ export class ClientPolicy {
       const delay = this.#policy.hedge?.delayMs ?? this.#window(req).p95() ?? DEFAULT_HEDGE_MS;
       const timer = setTimeout(() => {
         if (done) return;
-        const skip = (info: InstanceInfo): boolean =>
-          tried.has(info.instanceId) || this.#breakers?.find(this.#service, info.instanceId)?.admits === false;
+        const skip = (t: Target): boolean =>
+          tried.has(breakerKey(t)) || this.#breakers?.find(this.#service, breakerKey(t))?.admits === false;
         let second: Target | undefined;
         try {
           second = host.pick(req, skip);
