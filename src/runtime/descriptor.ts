@@ -107,6 +107,12 @@ export interface CallOptions {
   readonly headers?: Readonly<Record<string, string>>;
   /** Pin the call to one transport (otherwise discovery and config choose). */
   readonly transport?: TransportName;
+  /**
+   * Pushes only: the push's id (at most 200 characters). Send a push again with the same key
+   * (after an error whose `details.maybeDelivered` is true) and the consumer's dedupe window
+   * acknowledges the duplicate without running the handler twice. Default: a fresh id.
+   */
+  readonly idempotencyKey?: string;
 }
 
 /** A subscription returned by `client.events.x.subscribe(fn)`. */

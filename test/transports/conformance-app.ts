@@ -218,6 +218,22 @@ export function appConformance(name: TransportName, o: AppConformanceOptions): v
       expect(impl.pushes.filter((p) => p.id === "app-again").map((p) => p.ok)).toEqual([false, false, true]);
     });
 
+    it("a re-send with the same idempotency key runs the handler once; a failed delivery still runs again", async () => {
+      const key = `idem-${shortId()}`;
+      await client.record({ id: key }, { idempotencyKey: key });
+      await client.record({ id: key }, { idempotencyKey: key }); // the producer's retry
+      const failing = `idem-fail-${shortId()}`;
+      await client.record({ id: failing, failures: 1 }, { idempotencyKey: failing });
+      await until(() => impl.delivered(key) === 1 && impl.delivered(failing) === 1);
+      await until(() => apps[0]!.counters.pushesDuplicate >= 1);
+      expect(impl.pushes.filter((p) => p.id === key)).toHaveLength(1);
+      expect(impl.pushes.filter((p) => p.id === failing).map((p) => p.ok)).toEqual([false, true]);
+      await expect(client.record({ id: "x" }, { idempotencyKey: "" })).rejects.toMatchObject({
+        code: "INVALID_ARGUMENT",
+        details: { maybeDelivered: false },
+      });
+    });
+
     it("graceful stop drains a call in flight", async () => {
       const own = new ConformanceService();
       const server = createApp({

@@ -30,6 +30,7 @@ import {
   type Next,
   type OutgoingRequest,
 } from "./interceptors.js";
+import { checkIdempotencyKey, hasDeliveryFlag, notSent, sendFailure } from "./outcome.js";
 import { cancelled, deadlineExceeded, PendingCall } from "./pending.js";
 import { Route, checkRange, type RouteHost, type Target } from "./route.js";
 import { LocalTransport } from "../transports/local/index.js";
@@ -133,7 +134,13 @@ export class Caller implements ClientCaller {
     const plan = this.#plans.get(method);
     if (plan === undefined || plan.desc.kind !== "push") throw this.#noMember("push", method);
     const headers = plan.desc.ttlMs === undefined ? {} : { ttl: Date.now() + plan.desc.ttlMs };
-    await plan.run(this.#request("push", plan, input, opts, headers));
+    try {
+      checkIdempotencyKey(opts?.idempotencyKey);
+      await plan.run(this.#request("push", plan, input, opts, headers));
+    } catch (e) {
+      // Errors from the transport say whether the push may have left; anything else never did.
+      throw hasDeliveryFlag(e) ? e : notSent(e);
+    }
   }
 
   event(name: string): EventStream<unknown> {
@@ -237,10 +244,7 @@ export class Caller implements ClientCaller {
           pending.fail(e);
         }
       },
-      (e: unknown) =>
-        req.kind === "call" && Date.now() >= req.deadline
-          ? pending.expire()
-          : pending.fail(FanError.from(e, Code.UNAVAILABLE)),
+      (e: unknown) => pending.fail(sendFailure(req.kind, e, req.deadline, `${this.#service.name}.${plan.desc.name}`)),
     );
     return promise;
   }
@@ -249,7 +253,7 @@ export class Caller implements ClientCaller {
     if (!values && req.headers.traceparent === undefined) req.headers.traceparent = edgeTraceparent();
     return {
       v: 1,
-      id: nextEnvelopeId(),
+      id: req.opts?.idempotencyKey ?? nextEnvelopeId(),
       kind: req.kind,
       service: this.#service.name,
       method: plan.desc.name,

@@ -13,6 +13,7 @@ import { Code, FanError, type WireError } from "../errors.js";
 import { toWireError, type Form } from "../codec/error-wire.js";
 import type { Envelope, EnvelopeHeaders, Inbound } from "../transports/transport.js";
 import type { Counters } from "../telemetry/stats.js";
+import { PushDedupe } from "./dedupe.js";
 
 type HandlerFn = (req: unknown, ctx: CallCtx) => unknown;
 
@@ -73,6 +74,7 @@ export class Dispatcher implements Inbound {
   readonly #counters: Counters;
   readonly #plans = new Map<string, Plan>();
   readonly #eventPlans = new Map<string, Plan>();
+  readonly #dedupe = new PushDedupe();
   #accepting = true;
   #inflight = 0;
   #idle: (() => void) | undefined;
@@ -202,7 +204,11 @@ export class Dispatcher implements Inbound {
         `push ${env.service}.${env.method} expired ${Date.now() - ttl} ms ago; dropped`,
       );
     }
-    return this.#oneWay(env, plan, "pushesDropped");
+    const key = `${env.method}\u0000${env.id}`;
+    const seen = this.#dedupe.check(key, Date.now());
+    if (seen === "handled")
+      return this.#drop(env, "pushesDuplicate", `push ${env.method} ${env.id} was handled already; duplicate dropped`);
+    return seen ?? this.#dedupe.track(key, this.#oneWay(env, plan, "pushesDropped"));
   }
 
   /** Delivers an event to this instance's subscription handler; same ack semantics as `push`. */

@@ -10,6 +10,7 @@ import type { ServiceDescriptor } from "../descriptor.js";
 import type { CallSink } from "./dispatch.js";
 import { fromWireError } from "../codec/error-wire.js";
 import { Code, FanError, type WireError } from "../errors.js";
+import { pushFailure } from "./outcome.js";
 
 /** What a pending call needs to know about its request. */
 export interface PendingRequest {
@@ -17,7 +18,12 @@ export interface PendingRequest {
   readonly method: { readonly name: string };
   readonly deadline: number;
   readonly signal: AbortSignal | undefined;
+  /** Pushes: the transport answers at the deadline (whether the push left); the wheel is a backstop. */
+  readonly kind?: "call" | "push";
 }
+
+/** How long after its deadline a push's transport may take to say what became of it. */
+export const PUSH_BACKSTOP_MS = 1000;
 
 /** A call in flight. */
 export class PendingCall implements Expirable, CallSink {
@@ -34,7 +40,7 @@ export class PendingCall implements Expirable, CallSink {
     this.#req = req;
     this.#resolve = resolve;
     this.#reject = reject;
-    deadlines.add(this, req.deadline);
+    deadlines.add(this, req.kind === "push" ? req.deadline + PUSH_BACKSTOP_MS : req.deadline);
     req.signal?.addEventListener("abort", this);
   }
 
@@ -60,7 +66,8 @@ export class PendingCall implements Expirable, CallSink {
 
   /** The deadline passed (called by the wheel). */
   expire(): void {
-    this.fail(deadlineExceeded(this.#req));
+    const req = this.#req;
+    this.fail(req.kind === "push" ? pushFailure(deadlineExceeded(req), req.deadline, "") : deadlineExceeded(req));
   }
 
   /** The caller's signal aborted. */

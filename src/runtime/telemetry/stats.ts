@@ -17,9 +17,11 @@ export interface Counters {
   eventsDropped: number;
   /** Push and event deliveries whose handler failed (they are delivered again). */
   deliveriesFailed: number;
+  /** Pushes acknowledged without running the handler: their id was handled within the dedupe window. */
+  pushesDuplicate: number;
 }
 
 /** A zeroed set of counters. */
 export function newCounters(): Counters {
-  return { callsExpired: 0, badReplies: 0, pushesExpired: 0, pushesDropped: 0, eventsDropped: 0, deliveriesFailed: 0 };
+  return { callsExpired: 0, badReplies: 0, pushesExpired: 0, pushesDropped: 0, eventsDropped: 0, deliveriesFailed: 0, pushesDuplicate: 0 };
 }
