@@ -53,10 +53,10 @@ async function roundTrip(cluster: string, opts: RedisTransportOptions): Promise<
     expect((await client.t.call(endpoint, envelope("echo", { n: 7 }), within(5000))).payload).toMatchObject({ n: 7 });
     const ac = new AbortController();
     const sleeping = envelope("sleep", { ms: 5000 });
-    const pending = client.t.call(endpoint, sleeping, within(5000, ac.signal)).catch(() => undefined);
+    const pending = rejection(() => client.t.call(endpoint, sleeping, within(5000, ac.signal)));
     await until(() => inbound.active > 0);
     ac.abort();
-    await pending;
+    expect((await pending).code).toBe("CANCELLED");
     await until(() => inbound.cancelled.includes(sleeping.id));
     await client.t.push(endpoint, envelope("record", { id: "r1", failures: 1 }), within(5000));
     await until(() => inbound.delivered("r1").length === 1);
