@@ -141,7 +141,7 @@ describeWithBroker(
     expect((await rejection(() => c.t.call(served.endpoint, envelope("echo", { n: 2 }), within(5000)))).code).toBe(
       "UNAVAILABLE",
     );
-    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(Date.now() - t0, "failed at once, not at the 5 s deadlines").toBeLessThan(4500);
     await Promise.all([s.t.close(), c.t.close()]);
   });
 
@@ -155,8 +155,8 @@ describeWithBroker(
     ]) {
       const t0 = Date.now();
       expect((await rejection(send)).code).toBe("UNAVAILABLE");
-      expect(Date.now() - t0).toBeGreaterThanOrEqual(350);
-      expect(Date.now() - t0).toBeLessThan(1500);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(350); // it waited until its deadline
+      expect(Date.now() - t0).toBeLessThan(400 + 5000);
     }
     await c.t.close();
   });
