@@ -6,6 +6,7 @@
  * broker confirmed is lost.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { createApp } from "../../src/runtime/app/app.js";
 import { FanError } from "../../src/runtime/errors.js";
 import type { Envelope, Transport } from "../../src/runtime/transports/transport.js";
 import { amqpTransport } from "../../src/runtime/transports/amqp/index.js";
@@ -13,7 +14,10 @@ import { canRunPrivateRabbit, describeWithBroker, PrivateRabbit } from "./amqp-b
 import { envelope, rejection, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
+import { Conformance } from "./fixtures/generated/fan/conformance.js";
+import { ConformanceService } from "./fixtures/handlers.js";
 import { captureLog } from "./fixtures/log.js";
+import { uniqueCluster } from "./processes.js";
 
 /** Handles pushes slowly, so a backlog of acknowledged pushes sits in the queue when it goes down. */
 class SlowPushes extends TestInbound {
@@ -67,6 +71,50 @@ describeWithBroker(
     await rabbit.stop();
     await rabbit.start();
     await midTraffic(rabbit, "kill", cluster);
+  }, 240_000);
+
+  // Issue 9 item 7 on amqp: what a producer is told about a push during an outage.
+  it("a stalled broker (SIGSTOP): the push says maybeDelivered, is delivered later, and its retry is not handled twice; a stopped one: maybeDelivered false", async () => {
+    const cluster = uniqueCluster("amqp-outcome");
+    const impl = new ConformanceService();
+    const make = () =>
+      createApp({
+        cluster,
+        discovery: "memory",
+        transports: { amqp: amqpTransport({ url: rabbit.url, reconnectMinDelayMs: 50, reconnectMaxDelayMs: 400 }) },
+        logger: captureLog().log,
+      });
+    const server = make().serve(Conformance, impl, { transports: ["amqp"] });
+    const caller = make();
+    try {
+      await server.start();
+      await caller.start();
+      const client = caller.client(Conformance, { transport: "amqp" });
+      await client.record({ id: "warm-up" });
+      await until(() => impl.delivered("warm-up") === 1, 30_000);
+
+      const key = "amqp-unknown-fate";
+      rabbit.signal("SIGSTOP");
+      let err: unknown;
+      try {
+        err = await client.record({ id: key }, { idempotencyKey: key, timeout: 300 }).catch((e: unknown) => e);
+      } finally {
+        rabbit.signal("SIGCONT");
+      }
+      expect(err).toMatchObject({ code: "DEADLINE_EXCEEDED", details: { maybeDelivered: true } });
+      await until(() => impl.delivered(key) === 1, 30_000); // delivered after all
+      await client.record({ id: key }, { idempotencyKey: key }); // the producer's retry
+      await until(() => server.counters.pushesDuplicate === 1, 30_000);
+      expect(impl.pushes.filter((p) => p.id === key)).toHaveLength(1);
+
+      await rabbit.stop();
+      const never = await client.record({ id: "never" }, { timeout: 300 }).catch((e: unknown) => e);
+      expect(never).toMatchObject({ code: "DEADLINE_EXCEEDED", details: { maybeDelivered: false } });
+      await rabbit.start();
+    } finally {
+      await caller.stop().catch(() => undefined);
+      await server.stop().catch(() => undefined);
+    }
   }, 240_000);
 });
 
