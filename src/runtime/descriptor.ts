@@ -119,6 +119,12 @@ export interface CallOptions {
   readonly retry?: number | false;
   /** Called once the call's trace exists, before any interceptor runs: its trace and span ids. */
   readonly onTrace?: (trace: { readonly traceId: string; readonly spanId: string }) => void;
+  /**
+   * Pushes only: the push's id (at most 200 characters). Send a push again with the same key
+   * (after an error whose `details.maybeDelivered` is true) and the consumer's dedupe window
+   * acknowledges the duplicate without running the handler twice. Default: a fresh id.
+   */
+  readonly idempotencyKey?: string;
 }
 
 /** A subscription returned by `client.events.x.subscribe(fn)`. */

@@ -12,7 +12,7 @@ import type { Io } from "../../src/cli/io.js";
 import { compactRanges, run as ls } from "../../src/cli/ls.js";
 import { RegistryDirectory } from "../../src/runtime/discovery/directory.js";
 import { EtcdRegistry } from "../../src/runtime/discovery/etcd.js";
-import { SHARED_ETCD, describeEtcd, randomCluster, sleep } from "./helpers.js";
+import { SHARED_ETCD, describeEtcd, randomCluster, until } from "./helpers.js";
 
 function capture(): Io & { stdout: string[]; stderr: string[]; text(): string } {
   const stdout: string[] = [];
@@ -144,7 +144,8 @@ describeEtcd("fanc config (etcd)", () => {
   it("watch prints the config now and after each change", async () => {
     const io = capture();
     const watching = config(["watch", "retail.Watched", "--max", "1", "--json", ...C], io);
-    await sleep(500);
+    // The first print comes after the watch is in place (watch, then get): wait for it, not a fixed time.
+    await until("the watch printed the current config", () => io.stdout.length > 0, 10_000);
     await config(["set", "retail.Watched", "level=3", ...C], capture());
     expect(await watching).toBe(0);
     expect(io.stdout[0]).toBe("{}");

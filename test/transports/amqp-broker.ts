@@ -286,6 +286,11 @@ export class PrivateRabbit {
     while (await reachable("127.0.0.1", this.port, 200)) await new Promise((r) => setTimeout(r, 20));
   }
 
+  /** Sends `sig` to the node's Erlang VM (SIGSTOP: it stops answering, connections stay open; SIGCONT resumes). */
+  signal(sig: NodeJS.Signals): void {
+    process.kill(Number(readFileSync(join(this.#dir, "pid"), "utf8").trim()), sig);
+  }
+
   /** Stops the node and removes its files. */
   async destroy(): Promise<void> {
     await this.stop();

@@ -4,7 +4,8 @@
  * broker cancelled, unroutable sends, undecodable pushes, a URL list with a dead node, calls
  * lost with a crashed server, and the round-trip latency that shows Nagle's algorithm is off.
  */
-import { afterAll, expect, it } from "vitest";
+import { Socket } from "node:net";
+import { afterAll, expect, it, vi } from "vitest";
 import { FanError } from "../../src/runtime/errors.js";
 import type { Envelope } from "../../src/runtime/transports/transport.js";
 import {
@@ -96,8 +97,10 @@ describeWithBroker(
     const p = await pair();
     open.push(p);
     expect((await echo(p, 1)).payload).toMatchObject({ n: 1 });
+    // A deadline far beyond the time rabbitmqctl takes to close the connections on a loaded
+    // machine: the call must fail because its connection went, not because time ran out.
     const slow = p.client
-      .call(p.endpoint, envelope("sleep", { ms: 5000 }), within(3000))
+      .call(p.endpoint, envelope("sleep", { ms: 60_000 }), within(30_000))
       .catch((e: unknown) => FanError.from(e).code);
     await until(() => p.inbound.active > 0);
     expect(await closeConnectionsNamed(p.names.client)).toBe(1);
@@ -182,18 +185,20 @@ describeWithBroker(
     expect((await echo(p, 5, 5000)).payload).toMatchObject({ n: 5 });
   });
 
-  it("answers a small call in a few milliseconds (Nagle's algorithm is off)", async () => {
-    const p = await pair();
-    open.push(p);
-    for (let i = 0; i < 20; i++) await echo(p, i);
-    const times: number[] = [];
-    for (let i = 0; i < 40; i++) {
-      const t0 = performance.now();
-      await echo(p, i);
-      times.push(performance.now() - t0);
+  // Nagle's algorithm with delayed ACKs costs ~40 ms per small round trip; a median-latency
+  // bound cannot tell that from a loaded CI machine, so the socket option itself is checked
+  // (latency figures live in bench/transports.ts).
+  it("turns Nagle's algorithm off on its sockets (setNoDelay(true)), and a small call is answered", async () => {
+    const spy = vi.spyOn(Socket.prototype, "setNoDelay");
+    try {
+      const p = await pair();
+      open.push(p);
+      expect((await echo(p, 1)).payload).toMatchObject({ n: 1 });
+      expect(spy.mock.calls.length).toBeGreaterThanOrEqual(2); // the server's and the client's connection
+      expect(spy.mock.calls.every((args) => args[0] === true)).toBe(true);
+    } finally {
+      spy.mockRestore();
     }
-    times.sort((x, y) => x - y);
-    expect(times[20]).toBeLessThan(25);
   });
 
   it("dead-letters a push that fails every time after maxDeliveries, its envelope intact", async () => {

@@ -10,8 +10,8 @@ import type { TransportName } from "../../src/runtime/descriptor.js";
 import { defineService } from "../../src/runtime/descriptor.js";
 import { FanError } from "../../src/runtime/errors.js";
 import { shortId } from "../../src/runtime/ids.js";
-import type { TransportFactory } from "../../src/runtime/transports/transport.js";
-import { envelope, rejection, until, within } from "./conformance.js";
+import type { Envelope, TransportFactory } from "../../src/runtime/transports/transport.js";
+import { envelope, rejection, until } from "./conformance.js";
 import { ConformanceService, Listener } from "./fixtures/handlers.js";
 import {
   Conformance,
@@ -140,7 +140,10 @@ export function appConformance(name: TransportName, o: AppConformanceOptions): v
         const errors = await Promise.all(
           Array.from({ length: 20 }, (_, i) =>
             rejection(() =>
-              client.fail({ code: ["LATE_TEAPOT", "LATE_OK", "BLIND_OK", "BLIND_OK"][i % 4] as string, message: "late" }, { timeout: 40 }),
+              client.fail(
+                { code: ["LATE_TEAPOT", "LATE_OK", "BLIND_OK", "BLIND_OK"][i % 4] as string, message: "late" },
+                { timeout: 40 },
+              ),
             ).catch((e: unknown) => new FanError("UNKNOWN", `resolved: ${String(e)}`)),
           ),
         );
@@ -149,41 +152,48 @@ export function appConformance(name: TransportName, o: AppConformanceOptions): v
       expect(Object.fromEntries(outcomes)).toEqual({ DEADLINE_EXCEEDED: 200 });
     });
 
-    // amqp and redis make the send deadline the call's deadline (`withDeadline`), so a bare
-    // transport cannot give their server a shorter one; test/runtime/late-replies.test.ts holds
-    // the dispatcher to the same rule on its own.
-    it.skipIf(name === "amqp" || name === "redis")("the server answers DEADLINE_EXCEEDED when a handler settles after its signal aborted (200 calls)", async () => {
-      // Sent by a bare transport that would wait 10 s for the reply: only the dispatcher's rule
-      // stands between the handler's late Teapot (or late return) and the caller.
+    /**
+     * Sends envelopes to the App's server through a bare transport that never times out
+     * (amqp and redis then keep the envelope's own deadline header): whatever comes back is
+     * the real server's and dispatcher's answer, not the calling side's.
+     */
+    async function viaBareTransport(envs: () => Envelope[]): Promise<Map<string, number>> {
       const make = (o.app().transports as Record<string, TransportFactory>)[name] as TransportFactory;
       const raw = make({ cluster, log: captureLog().log, maxPayloadBytes: max });
+      const forever = { signal: new AbortController().signal, deadline: Number.POSITIVE_INFINITY };
       try {
         const set = await apps[1]!.watch(Conformance.descriptor.name);
         const endpoint = set.instances()[0]?.endpoints[name] as string;
         const codes = new Map<string, number>();
         for (let round = 0; round < 10; round++) {
-          const replies = await Promise.all(
-            Array.from({ length: 20 }, (_, i) =>
-              raw.call(
-                endpoint,
-                envelope(
-                  "fail",
-                  { code: i % 2 === 0 ? "LATE_TEAPOT" : "LATE_OK", message: "late" },
-                  { deadline: Date.now() + 40 },
-                ),
-                within(10_000),
-              ),
-            ),
-          );
+          const replies = await Promise.all(envs().map((env) => raw.call(endpoint, env, forever)));
           for (const r of replies) {
             const code = r.kind === "error" ? (r.payload as { code: string }).code : r.kind;
             codes.set(code, (codes.get(code) ?? 0) + 1);
           }
         }
-        expect(Object.fromEntries(codes)).toEqual({ DEADLINE_EXCEEDED: 200 });
+        return codes;
       } finally {
         await raw.close();
       }
+    }
+
+    it("the server answers DEADLINE_EXCEEDED when a handler settles after its signal aborted (200 calls)", async () => {
+      const codes = await viaBareTransport(() =>
+        Array.from({ length: 20 }, (_, i) =>
+          envelope(
+            "fail",
+            { code: i % 2 === 0 ? "LATE_TEAPOT" : "LATE_OK", message: "late" },
+            { deadline: Date.now() + 40 },
+          ),
+        ),
+      );
+      expect(Object.fromEntries(codes)).toEqual({ DEADLINE_EXCEEDED: 200 });
+    });
+
+    it("the server refuses a call whose deadline passed before it arrived (DEADLINE_EXCEEDED), not the caller", async () => {
+      const codes = await viaBareTransport(() => [envelope("echo", { n: 1 }, { deadline: Date.now() - 1 })]);
+      expect(Object.fromEntries(codes)).toEqual({ DEADLINE_EXCEEDED: 10 });
     });
 
     it("cancellation: CANCELLED at the caller, the handler's signal fires", async () => {
@@ -216,6 +226,22 @@ export function appConformance(name: TransportName, o: AppConformanceOptions): v
       await new Promise((r) => setTimeout(r, 100));
       expect(impl.delivered("app-once")).toBe(1);
       expect(impl.pushes.filter((p) => p.id === "app-again").map((p) => p.ok)).toEqual([false, false, true]);
+    });
+
+    it("a re-send with the same idempotency key runs the handler once; a failed delivery still runs again", async () => {
+      const key = `idem-${shortId()}`;
+      await client.record({ id: key }, { idempotencyKey: key });
+      await client.record({ id: key }, { idempotencyKey: key }); // the producer's retry
+      const failing = `idem-fail-${shortId()}`;
+      await client.record({ id: failing, failures: 1 }, { idempotencyKey: failing });
+      await until(() => impl.delivered(key) === 1 && impl.delivered(failing) === 1);
+      await until(() => apps[0]!.counters.pushesDuplicate >= 1);
+      expect(impl.pushes.filter((p) => p.id === key)).toHaveLength(1);
+      expect(impl.pushes.filter((p) => p.id === failing).map((p) => p.ok)).toEqual([false, true]);
+      await expect(client.record({ id: "x" }, { idempotencyKey: "" })).rejects.toMatchObject({
+        code: "INVALID_ARGUMENT",
+        details: { maybeDelivered: false },
+      });
     });
 
     it("graceful stop drains a call in flight", async () => {

@@ -24,6 +24,18 @@ d("events between processes", () => {
     for (const c of children.splice(0)) await c.stop();
   });
 
+  /** A ListenerA instance (it subscribes to Conformance.ping) in a process of its own. */
+  const subscriber = (cluster: string, transports: string): ChildApp => {
+    const child = childApp({
+      FAN_CHILD_TRANSPORTS: transports,
+      FAN_CHILD_CLUSTER: cluster,
+      FAN_CHILD_SERVE: "ListenerA",
+      FAN_ETCD: ETCD,
+    });
+    children.push(child);
+    return child;
+  };
+
   const publisherApp = async (cluster: string, transport: "http" | "redis"): Promise<App> => {
     const app = createApp({
       cluster,
@@ -38,13 +50,7 @@ d("events between processes", () => {
 
   it("with only http, the subscriber's start, a client's subscribe and the publisher's emit fail saying why", async () => {
     const cluster = uniqueCluster("ev-http");
-    const child = childApp({
-      FAN_CHILD_TRANSPORTS: "http",
-      FAN_CHILD_CLUSTER: cluster,
-      FAN_CHILD_SERVE: "ListenerA",
-      FAN_ETCD: ETCD,
-    });
-    children.push(child);
+    const child = subscriber(cluster, "http");
     const failed = await child.next(["start failed", "ready"]);
     expect(failed).toMatchObject({ event: "start failed", code: "FAILED_PRECONDITION" });
     expect(failed.message).toContain(
@@ -70,13 +76,7 @@ d("events between processes", () => {
   const withRedis = up.redis || process.env.FAN_REQUIRE_BROKERS === "1" ? it : it.skip;
   withRedis("with redis as well, the same subscriber in another process gets the event", async () => {
     const cluster = uniqueCluster("ev-redis");
-    const child = childApp({
-      FAN_CHILD_TRANSPORTS: "http,redis",
-      FAN_CHILD_CLUSTER: cluster,
-      FAN_CHILD_SERVE: "ListenerA",
-      FAN_ETCD: ETCD,
-    });
-    children.push(child);
+    const child = subscriber(cluster, "http,redis");
     await child.next("ready");
     const app = await publisherApp(cluster, "redis");
     await app.publisher(Conformance).emit("ping", { n: 42 });

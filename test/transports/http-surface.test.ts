@@ -274,7 +274,7 @@ describe("http close", () => {
     const t = transport();
     const t0 = Date.now();
     await t.close();
-    expect(Date.now() - t0).toBeLessThan(100);
+    expect(Date.now() - t0, "nothing to wait for: no grace period").toBeLessThan(2000);
   });
 
   it("a call after close fails with UNAVAILABLE", async () => {

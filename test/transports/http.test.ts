@@ -23,6 +23,7 @@ conformance("http", {
       });
       expect(answer.status).toBe(400);
       expect(JSON.parse(answer.body)).toMatchObject({ code: "INVALID_ARGUMENT" });
+      return true;
     },
   },
 });

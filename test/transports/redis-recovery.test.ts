@@ -53,10 +53,10 @@ async function roundTrip(cluster: string, opts: RedisTransportOptions): Promise<
     expect((await client.t.call(endpoint, envelope("echo", { n: 7 }), within(5000))).payload).toMatchObject({ n: 7 });
     const ac = new AbortController();
     const sleeping = envelope("sleep", { ms: 5000 });
-    const pending = client.t.call(endpoint, sleeping, within(5000, ac.signal)).catch(() => undefined);
+    const pending = rejection(() => client.t.call(endpoint, sleeping, within(5000, ac.signal)));
     await until(() => inbound.active > 0);
     ac.abort();
-    await pending;
+    expect((await pending).code).toBe("CANCELLED");
     await until(() => inbound.cancelled.includes(sleeping.id));
     await client.t.push(endpoint, envelope("record", { id: "r1", failures: 1 }), within(5000));
     await until(() => inbound.delivered("r1").length === 1);
@@ -141,7 +141,7 @@ describeWithBroker(
     expect((await rejection(() => c.t.call(served.endpoint, envelope("echo", { n: 2 }), within(5000)))).code).toBe(
       "UNAVAILABLE",
     );
-    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(Date.now() - t0, "failed at once, not at the 5 s deadlines").toBeLessThan(4500);
     await Promise.all([s.t.close(), c.t.close()]);
   });
 
@@ -155,8 +155,8 @@ describeWithBroker(
     ]) {
       const t0 = Date.now();
       expect((await rejection(send)).code).toBe("UNAVAILABLE");
-      expect(Date.now() - t0).toBeGreaterThanOrEqual(350);
-      expect(Date.now() - t0).toBeLessThan(1500);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(350); // it waited until its deadline
+      expect(Date.now() - t0).toBeLessThan(400 + 5000);
     }
     await c.t.close();
   });

@@ -142,6 +142,11 @@ export class PrivateRedis {
     rmSync(join(this.#dir, "pid"), { force: true });
   }
 
+  /** Sends `sig` to the server (SIGSTOP: it stops answering, connections stay open; SIGCONT resumes). */
+  signal(sig: NodeJS.Signals): void {
+    process.kill(Number(readFileSync(join(this.#dir, "pid"), "utf8").trim()), sig);
+  }
+
   /** Kills the server and removes its files. */
   async destroy(): Promise<void> {
     await this.kill();

@@ -286,9 +286,20 @@ describe("zmq events", () => {
     const subA = await a.subscribe(sub("ua"), async (env) => void gotA.push((env.payload as { n: number }).n));
     await b.subscribe(sub("ub"), async (env) => void gotB.push((env.payload as { n: number }).n));
     await subA.close();
-    await new Promise((r) => setTimeout(r, 100));
+    // The unsubscribe reaches the publisher through the hub asynchronously: wait until three
+    // probes in a row reach B (none addressed to the gone A), instead of sleeping a fixed time.
+    let inARow = 0;
+    for (let probe = 1000; inARow < 3; probe++) {
+      if (probe > 1200) throw new Error("the publisher never learned that A unsubscribed");
+      await pub.publish(event(probe), within(2000));
+      const reached = await until(() => gotB.includes(probe), 300).then(
+        () => true,
+        () => false,
+      );
+      inARow = reached ? inARow + 1 : 0;
+    }
     for (let n = 0; n < 10; n++) await pub.publish(event(n), within(2000));
-    await until(() => gotB.length === 10);
+    await until(() => Array.from({ length: 10 }, (_, n) => n).every((n) => gotB.includes(n)));
     expect(gotA).toEqual([]);
     await Promise.all([a.close(), b.close(), pub.close()]);
   });

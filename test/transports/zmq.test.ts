@@ -37,6 +37,7 @@ conformance("zmq", {
       const answer = await rawDealer(endpoint, ["Cp1", body]);
       expect(answer?.[0]?.toString()).toBe("Rp1");
       expect(JSON.parse(String(answer?.[1]))).toMatchObject({ kind: "error", payload: { code: "INVALID_ARGUMENT" } });
+      return true;
     },
   },
 });

@@ -34,6 +34,7 @@ import {
   type OutgoingRequest,
 } from "./interceptors.js";
 import { avoidDown, resend } from "./failover.js";
+import { checkIdempotencyKey, hasDeliveryFlag, notSent, sendFailure } from "./outcome.js";
 import { cancelled, deadlineExceeded, PendingCall } from "./pending.js";
 import { isNotDelivered } from "../transports/not-delivered.js";
 import { Route, checkRange, type RouteHost, type ServiceTraffic, type Target } from "./route.js";
@@ -203,7 +204,13 @@ export class Caller implements ClientCaller {
     const plan = this.#plans.get(method);
     if (plan === undefined || plan.desc.kind !== "push") throw this.#noMember("push", method);
     const headers = plan.desc.ttlMs === undefined ? {} : { ttl: Date.now() + plan.desc.ttlMs };
-    await plan.run(this.#request("push", plan, input, opts, headers));
+    try {
+      checkIdempotencyKey(opts?.idempotencyKey);
+      await plan.run(this.#request("push", plan, input, opts, headers));
+    } catch (e) {
+      // Errors from the transport say whether the push may have left; anything else never did.
+      throw hasDeliveryFlag(e) ? e : notSent(e);
+    }
   }
 
   event(name: string): EventStream<unknown> {
@@ -344,7 +351,7 @@ export class Caller implements ClientCaller {
       }
     };
     const fail = (e: unknown): void =>
-      late() ? pending.expire() : pending.fail(FanError.from(e, Code.UNAVAILABLE));
+      pending.fail(sendFailure(req.kind, e, req.deadline, `${this.#service.name}.${plan.desc.name}`));
     // Refused before it left (failover.ts): another instance may take it, whatever the method.
     sent.then(ok, (e: unknown) =>
       isNotDelivered(e) ? resend(target, e, env, req.kind, sendOpts, route, pinned).then(ok, fail) : fail(e),
@@ -367,7 +374,7 @@ export class Caller implements ClientCaller {
     if (!values && req.headers.traceparent === undefined) req.headers.traceparent = edgeTraceparent();
     return {
       v: 1,
-      id: nextEnvelopeId(),
+      id: req.opts?.idempotencyKey ?? nextEnvelopeId(),
       kind: req.kind,
       service: this.#service.name,
       method: plan.desc.name,

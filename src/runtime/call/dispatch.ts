@@ -17,6 +17,7 @@ import type { ServerGate } from "../policy/server.js";
 import { codeOf, ObservedSink, serverSpan, type CallTelemetry } from "../telemetry/calls.js";
 import type { CallSeries } from "../telemetry/metrics.js";
 import { failSpan, withSpan } from "../telemetry/tracing.js";
+import { PushDedupe } from "./dedupe.js";
 
 type HandlerFn = (req: unknown, ctx: CallCtx) => unknown;
 
@@ -86,6 +87,7 @@ export class Dispatcher implements Inbound {
   readonly #tel: CallTelemetry | undefined;
   readonly #plans = new Map<string, Plan>();
   readonly #eventPlans = new Map<string, Plan>();
+  readonly #dedupe = new PushDedupe();
   #accepting = true;
   #inflight = 0;
   #idle: (() => void) | undefined;
@@ -296,7 +298,11 @@ export class Dispatcher implements Inbound {
         `push ${env.service}.${env.method} expired ${Date.now() - ttl} ms ago; dropped`,
       );
     }
-    return this.#oneWay(env, plan, "pushesDropped", transport);
+    const key = `${env.method}\u0000${env.id}`;
+    const seen = this.#dedupe.check(key, Date.now());
+    if (seen === "handled")
+      return this.#drop(env, "pushesDuplicate", `push ${env.method} ${env.id} was handled already; duplicate dropped`);
+    return seen ?? this.#dedupe.track(key, this.#oneWay(env, plan, "pushesDropped", transport));
   }
 
   /** Delivers an event to this instance's subscription handler; same ack semantics as `push`. */

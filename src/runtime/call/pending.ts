@@ -13,6 +13,7 @@ import { Code, FanError, type WireError } from "../errors.js";
 import type { EnvelopeHeaders } from "../transports/transport.js";
 import { codeOf, withTraceId } from "../telemetry/calls.js";
 import type { CallSeries } from "../telemetry/metrics.js";
+import { pushFailure } from "./outcome.js";
 
 /** What a pending call needs to know about its request. */
 export interface PendingRequest {
@@ -22,7 +23,12 @@ export interface PendingRequest {
   readonly signal: AbortSignal | undefined;
   /** The request headers (errors get the trace id of their traceparent). */
   readonly headers?: EnvelopeHeaders;
+  /** Pushes: the transport answers at the deadline (whether the push left); the wheel is a backstop. */
+  readonly kind?: "call" | "push";
 }
+
+/** How long after its deadline a push's transport may take to say what became of it. */
+export const PUSH_BACKSTOP_MS = 1000;
 
 /** A call in flight. */
 export class PendingCall implements Expirable, CallSink {
@@ -44,7 +50,7 @@ export class PendingCall implements Expirable, CallSink {
     this.#reject = reject;
     this.#series = series;
     this.#t0 = series === undefined ? 0 : series.begin();
-    deadlines.add(this, req.deadline);
+    deadlines.add(this, req.kind === "push" ? req.deadline + PUSH_BACKSTOP_MS : req.deadline);
     req.signal?.addEventListener("abort", this);
   }
 
@@ -76,7 +82,8 @@ export class PendingCall implements Expirable, CallSink {
 
   /** The deadline passed (called by the wheel). */
   expire(): void {
-    this.fail(deadlineExceeded(this.#req));
+    const req = this.#req;
+    this.fail(req.kind === "push" ? pushFailure(deadlineExceeded(req), req.deadline, "") : deadlineExceeded(req));
   }
 
   /** The caller's signal aborted. */

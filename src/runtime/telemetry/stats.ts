@@ -19,9 +19,20 @@ export interface Counters {
   deliveriesFailed: number;
   /** Calls a served instance refused at its in-flight bound (load shedding). */
   callsShed: number;
+  /** Pushes acknowledged without running the handler: their id was handled within the dedupe window. */
+  pushesDuplicate: number;
 }
 
 /** A zeroed set of counters. */
 export function newCounters(): Counters {
-  return { callsExpired: 0, badReplies: 0, pushesExpired: 0, pushesDropped: 0, eventsDropped: 0, deliveriesFailed: 0, callsShed: 0 };
+  return {
+    callsExpired: 0,
+    badReplies: 0,
+    pushesExpired: 0,
+    pushesDropped: 0,
+    eventsDropped: 0,
+    deliveriesFailed: 0,
+    callsShed: 0,
+    pushesDuplicate: 0,
+  };
 }

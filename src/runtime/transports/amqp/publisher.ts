@@ -3,7 +3,8 @@
  * broker acknowledges them in batches (`multiple`) when many are in flight, and each caller
  * resolves when its own message is confirmed. A publish that is lost with its channel is sent
  * again on the next channel until its deadline (at least once), so nothing vanishes silently:
- * it is confirmed, or the caller gets UNAVAILABLE, DEADLINE_EXCEEDED or CANCELLED.
+ * it is confirmed, or the caller gets UNAVAILABLE, DEADLINE_EXCEEDED or CANCELLED, with
+ * `details.maybeDelivered` false when no attempt ever reached the broker (call/outcome.ts).
  */
 import { randomBytes } from "node:crypto";
 import type { Channel, ConfirmChannel, ConsumeMessage, Options } from "amqplib";
@@ -12,6 +13,7 @@ import type { SendOptions } from "../transport.js";
 import type { AmqpConnection, ManagedChannel } from "./connection.js";
 import { eventsExchange } from "./names.js";
 import { onAbort } from "../abort.js";
+import { notSent } from "../../call/outcome.js";
 import { msUntil } from "./waiters.js";
 
 /** What to publish where. */
@@ -51,9 +53,14 @@ export class AmqpPublisher {
 
   /** Publishes and waits for the broker's confirm, republishing after a lost channel. */
   async publish(p: Publication, opts: SendOptions): Promise<void> {
+    let sentBefore = false;
     for (;;) {
-      if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "cancelled");
-      const ch = (await this.#ch.get(opts.deadline, opts.signal)) as ConfirmChannel;
+      if (opts.signal.aborted) throw notSent(new FanError(Code.CANCELLED, "cancelled"));
+      // No channel until the deadline: this attempt never left (an earlier one may have).
+      const ch = (await this.#ch.get(opts.deadline, opts.signal).catch((e: unknown) => {
+        throw sentBefore ? e : notSent(e);
+      })) as ConfirmChannel;
+      sentBefore = true;
       try {
         await this.#once(ch, p, opts);
         return;
@@ -96,7 +103,7 @@ export class AmqpPublisher {
     const onConfirm = (err: unknown): void => {
       const returned = this.#returned.delete(id);
       if (err !== null && err !== undefined) done(new ChannelGone(String((err as Error).message ?? err)));
-      else if (returned) done(new FanError(Code.UNAVAILABLE, `no amqp queue takes ${p.what}`));
+      else if (returned) done(notSent(new FanError(Code.UNAVAILABLE, `no amqp queue takes ${p.what}`)));
       else done();
     };
     try {

@@ -17,6 +17,7 @@
  */
 import { hasMethods, type ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
+import { notSent as neverSent } from "../../call/outcome.js";
 import type {
   Envelope,
   EventDelivery,
@@ -239,15 +240,21 @@ export class RedisTransport implements Transport {
    * is unknown is sent again (at least once), never dropped silently.
    */
   async #append(key: string, body: Buffer, opts: SendOptions, trim: (string | number)[]): Promise<void> {
+    // Whether an XADD may have reached Redis: until one has, every failure says the message never left.
+    let maybe = false;
+    const fail = (e: FanError): FanError => (maybe ? e : neverSent(e));
     for (;;) {
-      if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "cancelled");
-      await ready(this.cmd, opts.deadline, opts.signal);
+      if (opts.signal.aborted) throw fail(new FanError(Code.CANCELLED, "cancelled"));
+      await ready(this.cmd, opts.deadline, opts.signal).catch((e: unknown) => {
+        throw fail(FanError.from(e, Code.UNAVAILABLE));
+      });
       try {
         await send(this.cmd, "XADD", [key, ...trim, "*", "e", body]);
         return;
       } catch (e) {
-        if (opts.deadline <= Date.now()) throw unavailable("redis lost before the message was stored", e);
-        if (!notSent(e) && this.cmd.status === "ready") throw unavailable("redis refused the message", e);
+        maybe ||= !notSent(e);
+        if (opts.deadline <= Date.now()) throw fail(unavailable("redis lost before the message was stored", e));
+        if (!notSent(e) && this.cmd.status === "ready") throw neverSent(unavailable("redis refused the message", e));
       }
     }
   }
