@@ -9,7 +9,12 @@ import { type App, createApp } from "../../src/runtime/app/app.js";
 import type { CallContext, LifecycleContext } from "../../src/runtime/call/context.js";
 import { FanError } from "../../src/runtime/errors.js";
 import { type ChildApp, childApp } from "./child.js";
-import { Conformance, type ConformanceEvents } from "./fixtures/generated/fan/conformance.js";
+import {
+  Conformance,
+  type ConformanceEvents,
+  ListenerB,
+  type ListenerBHandler,
+} from "./fixtures/generated/fan/conformance.js";
 import { ConformanceService } from "./fixtures/handlers.js";
 import { captureLog } from "./fixtures/log.js";
 import { ETCD, factoryFor, uniqueCluster, up } from "./processes.js";
@@ -97,6 +102,48 @@ d("ctx.emit over redis, to a subscriber in another process", () => {
     expect((bad as Error).message).toContain("ping.n");
     // An event the service does not have is not there to call.
     expect((life.emit as Record<string, unknown>).nope).toBeUndefined();
+  });
+});
+
+/** A second subscribing service, served by another App: records each ping with its context's trace id. */
+class TracingListener implements ListenerBHandler {
+  readonly pings: { n: number; traceId: string }[] = [];
+  onPing(event: { n: number }, ctx: CallContext): void {
+    this.pings.push({ n: event.n, traceId: ctx.traceId });
+  }
+  onFlush(): void {}
+}
+
+d("ctx.emit between two Apps over redis", () => {
+  const apps: App[] = [];
+  afterEach(async () => {
+    for (const a of apps.splice(0)) await a.stop();
+  });
+
+  it("the subscriber's context carries the trace of the call that emitted", async () => {
+    const cluster = uniqueCluster("ctx-emit-trace");
+    const make = (): App => {
+      const app = createApp({
+        cluster,
+        discovery: `etcd://${ETCD}`,
+        transports: { redis: factoryFor("redis") },
+        logger: captureLog().log,
+      });
+      apps.push(app);
+      return app;
+    };
+    const listener = new TracingListener();
+    await make().serve(ListenerB, listener).start();
+    const handler = new EmittingService();
+    const app = make().serve(Conformance, handler);
+    await app.start();
+
+    await app.client(Conformance).sleep({ ms: 77 });
+    const emitting = handler.contextsSeen[0];
+    if (emitting === undefined) throw new Error("the handler did not run");
+    const until = Date.now() + 60_000;
+    while (listener.pings.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect(listener.pings).toEqual([{ n: 77, traceId: emitting.traceId }]);
   });
 });
 
