@@ -149,9 +149,9 @@ export interface ExchangeEvents {
 
 /** What an implementation of Exchange provides: one method per rpc, push and subscription. */
 export interface ExchangeHandler extends ServiceHooks {
-  place(req: ExchangeRequests["place"], ctx: CallContext<ExchangeConfig>): Promise<Order> | Order;
-  cancel(req: ExchangeRequests["cancel"], ctx: CallContext<ExchangeConfig>): Promise<boolean> | boolean;
-  quote(req: ExchangeRequests["quote"], ctx: CallContext<ExchangeConfig>): Promise<void> | void;
+  place(req: ExchangeRequests["place"], ctx: CallContext<ExchangeConfig, ExchangeEvents>): Promise<Order> | Order;
+  cancel(req: ExchangeRequests["cancel"], ctx: CallContext<ExchangeConfig, ExchangeEvents>): Promise<boolean> | boolean;
+  quote(req: ExchangeRequests["quote"], ctx: CallContext<ExchangeConfig, ExchangeEvents>): Promise<void> | void;
 }
 
 /** The typed client of Exchange, over whichever transport discovery picks. */

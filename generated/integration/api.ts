@@ -85,9 +85,9 @@ export interface IntegrationApiEvents {
 
 /** What an implementation of IntegrationApi provides: one method per rpc, push and subscription. */
 export interface IntegrationApiHandler extends ServiceHooks {
-  ping(req: IntegrationApiRequests["ping"], ctx: CallContext<Record<string, never>>): Promise<string> | string;
-  status(req: IntegrationApiRequests["status"], ctx: CallContext<Record<string, never>>): Promise<SyncStatus> | SyncStatus;
-  resync(req: IntegrationApiRequests["resync"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  ping(req: IntegrationApiRequests["ping"], ctx: CallContext<Record<string, never>, IntegrationApiEvents>): Promise<string> | string;
+  status(req: IntegrationApiRequests["status"], ctx: CallContext<Record<string, never>, IntegrationApiEvents>): Promise<SyncStatus> | SyncStatus;
+  resync(req: IntegrationApiRequests["resync"], ctx: CallContext<Record<string, never>, IntegrationApiEvents>): Promise<void> | void;
 }
 
 /** The typed client of IntegrationApi, over whichever transport discovery picks. */
@@ -212,13 +212,13 @@ export interface LightspeedSyncRequests {
 
 /** What an implementation of LightspeedSync provides: one method per rpc, push and subscription. */
 export interface LightspeedSyncHandler extends ServiceHooks {
-  ping(req: LightspeedSyncRequests["ping"], ctx: CallContext<Record<string, never>>): Promise<string> | string;
+  ping(req: LightspeedSyncRequests["ping"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<string> | string;
   /** Receives retail.wines.PublicWines.wineChanged. */
-  onWineChanged(event: retail_wines.PublicWinesEvents["wineChanged"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  onWineChanged(event: retail_wines.PublicWinesEvents["wineChanged"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<void> | void;
   /** Receives retail.wines.PublicWines.cacheFlush. */
-  onCacheFlush(event: retail_wines.PublicWinesEvents["cacheFlush"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  onCacheFlush(event: retail_wines.PublicWinesEvents["cacheFlush"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<void> | void;
   /** Receives integration.api.IntegrationApi.storeSynced. */
-  onStoreSynced(event: IntegrationApiEvents["storeSynced"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  onStoreSynced(event: IntegrationApiEvents["storeSynced"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<void> | void;
 }
 
 /** The typed client of LightspeedSync, over whichever transport discovery picks. */

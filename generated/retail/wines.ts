@@ -261,16 +261,16 @@ export interface PublicWinesEvents {
 /** What an implementation of PublicWines provides: one method per rpc, push and subscription. */
 export interface PublicWinesHandler extends ServiceHooks {
   /** Fetch one wine of a store. */
-  get(req: PublicWinesRequests["get"], ctx: CallContext<PublicWinesConfig>): Promise<Wine> | Wine;
+  get(req: PublicWinesRequests["get"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents>): Promise<Wine> | Wine;
   /** List a store's wines. */
-  list(req: PublicWinesRequests["list"], ctx: CallContext<PublicWinesConfig>): Promise<Wine[]> | Wine[];
-  create(req: PublicWinesRequests["create"], ctx: CallContext<PublicWinesConfig>): Promise<Wine> | Wine;
+  list(req: PublicWinesRequests["list"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents>): Promise<Wine[]> | Wine[];
+  create(req: PublicWinesRequests["create"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents>): Promise<Wine> | Wine;
   /** @deprecated use create */
-  add(req: PublicWinesRequests["add"], ctx: CallContext<PublicWinesConfig>): Promise<Wine> | Wine;
+  add(req: PublicWinesRequests["add"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents>): Promise<Wine> | Wine;
   /** Sell a bottle; fails when none is left. */
-  sell(req: PublicWinesRequests["sell"], ctx: CallContext<PublicWinesConfig>): Promise<void> | void;
+  sell(req: PublicWinesRequests["sell"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents>): Promise<void> | void;
   /** Drop cached entries of a store. */
-  invalidate(req: PublicWinesRequests["invalidate"], ctx: CallContext<PublicWinesConfig>): Promise<void> | void;
+  invalidate(req: PublicWinesRequests["invalidate"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents>): Promise<void> | void;
 }
 
 /** The typed client of PublicWines, over whichever transport discovery picks. */
@@ -515,7 +515,7 @@ export interface LightspeedRequests {
 /** What an implementation of Lightspeed provides: one method per rpc, push and subscription. */
 export interface LightspeedHandler extends ServiceHooks {
   /** A method named like a keyword: keywords are contextual. */
-  state(req: LightspeedRequests["state"], ctx: CallContext<Record<string, never>>): Promise<string> | string;
+  state(req: LightspeedRequests["state"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<string> | string;
 }
 
 /** The typed client of Lightspeed, over whichever transport discovery picks. */

@@ -58,8 +58,14 @@ function checkMemberNames(svc: ServiceModel): void {
   for (const s of svc.subscriptions) add(s.handler, `the handler of "on ${s.service}.${s.event}"`);
 }
 
-function ctxType(ctx: ModuleContext, config: string): string {
-  return `${ctx.rt("CallContext")}<${config}>`;
+/**
+ * `CallContext<XConfig, XEvents>`: `ctx.emit` typed by the service's own events; a service
+ * without events gets `Record<never, never>` (no names: any `ctx.emit.x(...)` is a type error, and
+ * a handler typed with the default `CallContext` still implements the interface).
+ */
+function ctxType(ctx: ModuleContext, svc: ServiceModel, config: string): string {
+  const events = svc.events.length === 0 ? `${ctx.global("Record")}<never, never>` : `${svc.name}Events`;
+  return `${ctx.rt("CallContext")}<${config}, ${events}>`;
 }
 
 /** Writes `XConfig` and returns the type handlers' contexts are parameterised with. */
@@ -127,11 +133,11 @@ function writeHandler(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel,
     for (const m of svc.methods) {
       const res = returnType(ctx, m);
       writeDoc(w, m);
-      w.writeLine(`${propKey(m.name, "type")}(req: ${requestType(svc, m)}, ctx: ${ctxType(ctx, config)}): ${promise}<${res}> | ${res};`);
+      w.writeLine(`${propKey(m.name, "type")}(req: ${requestType(svc, m)}, ctx: ${ctxType(ctx, svc, config)}): ${promise}<${res}> | ${res};`);
     }
     for (const s of svc.subscriptions) {
       writeDoc(w, { doc: s.doc ?? `Receives ${s.service}.${s.event}.` });
-      w.writeLine(`${propKey(s.handler, "type")}(event: ${subscriptionPayload(ctx, s)}, ctx: ${ctxType(ctx, config)}): ${promise}<void> | void;`);
+      w.writeLine(`${propKey(s.handler, "type")}(event: ${subscriptionPayload(ctx, s)}, ctx: ${ctxType(ctx, svc, config)}): ${promise}<void> | void;`);
     }
   });
 }

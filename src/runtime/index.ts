@@ -19,7 +19,7 @@ export type {
   HandlerOf,
   ClientOf,
 } from "./descriptor.js";
-export type { LifecycleContext, ShardChange, ShardHooks } from "./call/context.js";
+export type { AnyEvents, Emitter, LifecycleContext, ShardChange, ShardHooks } from "./call/context.js";
 export type {
   PrimitiveSchema,
   PrimitiveKind,

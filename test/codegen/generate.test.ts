@@ -119,6 +119,45 @@ export const h: PublicWinesHandler = { get: (req: { storeId: number }) => { thro
     expect(diags).toMatch(/bad\.ts.*error TS2\d+/);
   });
 
+  it("and ctx.emit is typed from the IDL: a wrong event name or payload is a type error (issue 9 item 17)", () => {
+    const files = generate(docExample());
+    // Every `@ts-expect-error` must meet an error (an unused one is itself an error), so each marked line is proven wrong.
+    files.set(
+      "emit.ts",
+      `import type { CallContext } from "fan/runtime";
+import type { PublicWinesHandler, SyncHandler, Wine } from "./retail/wines.js";
+// Handlers typed with the default context (no event map) still implement the interfaces, as arrow properties too.
+export class OldStyle implements Pick<PublicWinesHandler, "invalidate">, Pick<SyncHandler, "ping"> {
+  invalidate = async (_req: unknown, ctx: CallContext): Promise<void> => ctx.emit.wineChanged({ wine: {} });
+  ping = (_req: unknown, ctx: CallContext): string => String(ctx.config);
+}
+export const h: Pick<PublicWinesHandler, "get" | "invalidate"> = {
+  async get(_req, ctx) {
+    const wine = {} as Wine;
+    await ctx.emit.wineChanged({ wine });
+    await ctx.emit.wineChanged({ wine }, { "x-origin": "test" });
+    // @ts-expect-error no such event
+    await ctx.emit.wineChange({ wine });
+    // @ts-expect-error the payload's field is a Wine, not a string
+    await ctx.emit.wineChanged({ wine: "x" });
+    // @ts-expect-error a required field is missing
+    await ctx.emit.wineChanged({});
+    return wine;
+  },
+  invalidate() {},
+};
+export const s: Pick<SyncHandler, "ping"> = {
+  ping(_req, ctx) {
+    // @ts-expect-error Sync has no events: nothing to emit
+    void ctx.emit.wineChanged({ wine: {} as Wine });
+    return "pong";
+  },
+};
+`,
+    );
+    expect(typecheck(files)).toEqual([]);
+  });
+
   it("for reserved words, shadowed globals and runtime names used as IDL names", () => {
     expect(typecheck(generate(reservedNames()))).toEqual([]);
   });

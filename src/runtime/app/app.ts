@@ -414,6 +414,7 @@ export class App implements ClientHost {
       registry: () => infra.registry,
       configSource: () => infra.config,
       client: (def) => this.client(def),
+      publisher: (descriptor) => this.publisher({ descriptor, createClient: () => undefined }),
       states: this.#states.owners,
       gate: (service, instanceId, opts) => serverGate(service, instanceId, opts, this),
     };

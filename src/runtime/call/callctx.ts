@@ -6,9 +6,9 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Logger } from "pino";
-import type { CallContext } from "./context.js";
+import type { CallContext, Emitter } from "./context.js";
 import type { ServiceDefinition } from "../descriptor.js";
-import type { WireError } from "../errors.js";
+import { Code, FanError, type WireError } from "../errors.js";
 import type { EnvelopeHeaders } from "../transports/transport.js";
 import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from "../ids.js";
 
@@ -20,6 +20,8 @@ export interface InstanceScope {
   readonly log: Logger;
   /** The current validated config (replaced on config updates). */
   readonly config: () => unknown;
+  /** The service's own events as `ctx.emit` (built on first use, then shared by every call). */
+  readonly emitter?: () => Emitter;
   /** A client of another service (cached per definition). */
   readonly client: <C>(def: ServiceDefinition<unknown, C>) => C;
   /** Fires when the app stops hard (grace period over). */
@@ -155,6 +157,12 @@ export class CallCtx implements CallContext, Inherited {
   /** True once the signal exists and has fired (without creating it). */
   get aborted(): boolean {
     return this.#signal?.aborted ?? this.#callerSignal?.aborted ?? false;
+  }
+
+  get emit(): Emitter {
+    const emitter = this.#scope.emitter;
+    if (emitter === undefined) throw new FanError(Code.FAILED_PRECONDITION, `${this.service}: this context cannot emit events`);
+    return emitter();
   }
 
   client<C>(def: ServiceDefinition<unknown, C>): C {

@@ -6,8 +6,31 @@
 import type { Logger } from "pino";
 import type { ServiceDefinition } from "../descriptor.js";
 
-/** Everything a handler needs about the call it is serving. */
-export interface CallContext<Config = unknown> {
+/**
+ * The events of a service whose generated event map is not known: any name, any payload.
+ * (`any`, not `unknown`, so a context typed with a service's `XEvents` is still assignable to it.)
+ */
+// biome-ignore lint/suspicious/noExplicitAny: see above
+export type AnyEvents = Record<string, any>;
+
+/**
+ * `ctx.emit`: one method per event of the serving service, typed by its generated `XEvents`
+ * map; `ctx.emit.wineChanged({ wine })` publishes like `app.publisher(Def).emit("wineChanged",
+ * { wine })` and resolves once the transport has taken the event. The event carries the trace of
+ * the call that emits it.
+ */
+export type Emitter<Events = AnyEvents> = {
+  readonly [K in keyof Events & string]: (
+    payload: Events[K],
+    headers?: Readonly<Record<string, string>>,
+  ) => Promise<void>;
+};
+
+/**
+ * Everything a handler needs about the call it is serving. Generated handler interfaces pass
+ * the service's config and event map (`CallContext<XConfig, XEvents>`).
+ */
+export interface CallContext<Config = unknown, Events = AnyEvents> {
   /** Fully qualified service name. */
   readonly service: string;
   /** Method, push or subscription handler name. */
@@ -35,6 +58,8 @@ export interface CallContext<Config = unknown> {
   readonly fencingToken?: string;
   /** The shards this instance owns now (sharded services; see `ShardHooks.onShards`). */
   readonly shards?: readonly number[];
+  /** Publishes the serving service's own events, typed from the IDL (see `Emitter`). */
+  readonly emit: Emitter<Events>;
   /** A client of another service that inherits this call's deadline and trace. */
   client<C>(def: ServiceDefinition<unknown, C>): C;
 }
@@ -68,12 +93,14 @@ export interface ShardChange {
 }
 
 /** What lifecycle hooks receive. */
-export interface LifecycleContext<Config = unknown> {
+export interface LifecycleContext<Config = unknown, Events = AnyEvents> {
   readonly service: string;
   readonly instanceId: string;
   readonly log: Logger;
   readonly config: Config;
   /** Aborted when the app begins to stop. */
   readonly signal: AbortSignal;
+  /** Publishes the service's own events (as `CallContext.emit`). */
+  readonly emit: Emitter<Events>;
   client<C>(def: ServiceDefinition<unknown, C>): C;
 }

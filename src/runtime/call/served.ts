@@ -6,7 +6,9 @@
 import type { Logger } from "pino";
 import { decodeConfig } from "../app/config.js";
 import type { InstanceScope } from "./callctx.js";
-import type { LifecycleContext, ServiceHooks } from "./context.js";
+import type { Emitter, LifecycleContext, ServiceHooks } from "./context.js";
+import { lazyEmitter } from "./emitter.js";
+import type { Publisher } from "./publisher.js";
 import type { ServiceDefinition, ServiceDescriptor, TransportName } from "../descriptor.js";
 import { campaign, type Leadership } from "../discovery/election.js";
 import type { Registry } from "../discovery/registry.js";
@@ -59,6 +61,8 @@ export interface ServeHost {
   registry(): Registry;
   configSource(): ConfigSource;
   client<C>(def: ServiceDefinition<unknown, C>): C;
+  /** The App's publisher of a service's events (`ctx.emit`). */
+  publisher(service: ServiceDescriptor): Publisher;
   /** The App's state owners: they answer the built-in `$state` rpc and publish while an instance is bound. */
   readonly states: StateOwners;
   /** The server policy gate of an instance (load shedding, interceptors, `@auth`), when it needs one. */
@@ -87,6 +91,8 @@ export class ServedInstance {
   #leadership: Leadership | undefined;
   #binding: Promise<void> | undefined;
   readonly #ownership: Ownership | undefined;
+  /** `ctx.emit` of every call and lifecycle context of this instance (made on first use). */
+  readonly #emitter: () => Emitter;
 
   constructor(
     def: ServiceDefinition<unknown, unknown>,
@@ -104,6 +110,7 @@ export class ServedInstance {
     this.#opts = opts;
     this.#transports = transports;
     this.log = log.child({ service: def.descriptor.name, instanceId });
+    this.#emitter = lazyEmitter(def.descriptor, () => host.publisher(def.descriptor));
     const pinned = checkPinnedShards(def.descriptor.name, opts.shards, def.descriptor.shards);
     if (isSharded(def.descriptor) || pinned.length > 0)
       this.#ownership = new Ownership(def.descriptor, instanceId, pinned, handler, () => this.lifecycleContext(), this.log);
@@ -147,12 +154,16 @@ export class ServedInstance {
   /** What lifecycle hooks receive. */
   lifecycleContext(): LifecycleContext<unknown> {
     const host = this.#host;
+    const emitter = this.#emitter;
     return {
       service: this.descriptor.name,
       instanceId: this.instanceId,
       log: this.log,
       config: this.#config,
       signal: host.stopping,
+      get emit() {
+        return emitter();
+      },
       client: (def) => host.client(def),
     };
   }
@@ -290,6 +301,7 @@ export class ServedInstance {
       log: this.log,
       config: () => this.#config,
       client: (def) => host.client(def),
+      emitter: this.#emitter,
       hardStop: host.hardStop,
       revealErrors: host.revealErrors,
       ...(this.descriptor.unique ? { fencingToken: () => this.#leadership?.fencingToken } : {}),

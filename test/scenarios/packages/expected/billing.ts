@@ -88,7 +88,7 @@ export interface BillingEvents {
 
 /** What an implementation of Billing provides: one method per rpc, push and subscription. */
 export interface BillingHandler extends ServiceHooks {
-  bill(req: BillingRequests["bill"], ctx: CallContext<Record<string, never>>): Promise<Invoice> | Invoice;
+  bill(req: BillingRequests["bill"], ctx: CallContext<Record<string, never>, BillingEvents>): Promise<Invoice> | Invoice;
 }
 
 /** The typed client of Billing, over whichever transport discovery picks. */

@@ -52,9 +52,9 @@ export interface ShopRequests {
 
 /** What an implementation of Shop provides: one method per rpc, push and subscription. */
 export interface ShopHandler extends ServiceHooks {
-  checkout(req: ShopRequests["checkout"], ctx: CallContext<Record<string, never>>): Promise<billing.Invoice> | billing.Invoice;
+  checkout(req: ShopRequests["checkout"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<billing.Invoice> | billing.Invoice;
   /** Receives billing.Billing.paid. */
-  onPaid(event: billing.BillingEvents["paid"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  onPaid(event: billing.BillingEvents["paid"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<void> | void;
 }
 
 /** The typed client of Shop, over whichever transport discovery picks. */

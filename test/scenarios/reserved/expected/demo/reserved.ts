@@ -76,10 +76,10 @@ export interface KeywordsEvents {
 
 /** What an implementation of Keywords provides: one method per rpc, push and subscription. */
 export interface KeywordsHandler extends ServiceHooks {
-  "delete"(req: KeywordsRequests["delete"], ctx: CallContext<Record<string, never>>): Promise<Names> | Names;
-  state(req: KeywordsRequests["state"], ctx: CallContext<Record<string, never>>): Promise<string> | string;
-  toString(req: KeywordsRequests["toString"], ctx: CallContext<Record<string, never>>): Promise<string> | string;
-  "new"(req: KeywordsRequests["new"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  "delete"(req: KeywordsRequests["delete"], ctx: CallContext<Record<string, never>, KeywordsEvents>): Promise<Names> | Names;
+  state(req: KeywordsRequests["state"], ctx: CallContext<Record<string, never>, KeywordsEvents>): Promise<string> | string;
+  toString(req: KeywordsRequests["toString"], ctx: CallContext<Record<string, never>, KeywordsEvents>): Promise<string> | string;
+  "new"(req: KeywordsRequests["new"], ctx: CallContext<Record<string, never>, KeywordsEvents>): Promise<void> | void;
 }
 
 /** The typed client of Keywords, over whichever transport discovery picks. */

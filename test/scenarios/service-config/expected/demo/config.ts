@@ -22,7 +22,7 @@ export interface BackendRequests {
 
 /** What an implementation of Backend provides: one method per rpc, push and subscription. */
 export interface BackendHandler extends ServiceHooks {
-  ping(req: BackendRequests["ping"], ctx: CallContext<Record<string, never>>): Promise<string> | string;
+  ping(req: BackendRequests["ping"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<string> | string;
 }
 
 /** The typed client of Backend, over whichever transport discovery picks. */
@@ -98,7 +98,7 @@ export interface FrontendRequests {
 
 /** What an implementation of Frontend provides: one method per rpc, push and subscription. */
 export interface FrontendHandler extends ServiceHooks {
-  ping(req: FrontendRequests["ping"], ctx: CallContext<FrontendConfig>): Promise<string> | string;
+  ping(req: FrontendRequests["ping"], ctx: CallContext<FrontendConfig, Record<never, never>>): Promise<string> | string;
 }
 
 /** The typed client of Frontend, over whichever transport discovery picks. */
@@ -178,7 +178,7 @@ export interface Backend2Requests {
 
 /** What an implementation of Backend2 provides: one method per rpc, push and subscription. */
 export interface Backend2Handler extends ServiceHooks {
-  ping(req: Backend2Requests["ping"], ctx: CallContext<Record<string, never>>): Promise<string> | string;
+  ping(req: Backend2Requests["ping"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<string> | string;
 }
 
 /** The typed client of Backend2, over whichever transport discovery picks. */

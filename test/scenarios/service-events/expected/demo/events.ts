@@ -127,9 +127,9 @@ export function mockClock(): ClockMock {
 /** What an implementation of Listener provides: one method per rpc, push and subscription. */
 export interface ListenerHandler extends ServiceHooks {
   /** React to ticks. */
-  onTicked(event: ClockEvents["ticked"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  onTicked(event: ClockEvents["ticked"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<void> | void;
   /** Receives demo.events.Clock.reset. */
-  onReset(event: ClockEvents["reset"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  onReset(event: ClockEvents["reset"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<void> | void;
 }
 
 /** The typed client of Listener, over whichever transport discovery picks. */

@@ -111,14 +111,14 @@ export interface StoreRequests {
 /** What an implementation of Store provides: one method per rpc, push and subscription. */
 export interface StoreHandler extends ServiceHooks {
   /** Fetch one item. */
-  get(req: StoreRequests["get"], ctx: CallContext<Record<string, never>>): Promise<Item> | Item;
-  search(req: StoreRequests["search"], ctx: CallContext<Record<string, never>>): Promise<Item[]> | Item[];
-  put(req: StoreRequests["put"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  get(req: StoreRequests["get"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<Item> | Item;
+  search(req: StoreRequests["search"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<Item[]> | Item[];
+  put(req: StoreRequests["put"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<void> | void;
   /** @deprecated use put */
-  save(req: StoreRequests["save"], ctx: CallContext<Record<string, never>>): Promise<Item> | Item;
-  count(req: StoreRequests["count"], ctx: CallContext<Record<string, never>>): Promise<number> | number;
-  touch(req: StoreRequests["touch"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
-  reindex(req: StoreRequests["reindex"], ctx: CallContext<Record<string, never>>): Promise<void> | void;
+  save(req: StoreRequests["save"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<Item> | Item;
+  count(req: StoreRequests["count"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<number> | number;
+  touch(req: StoreRequests["touch"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<void> | void;
+  reindex(req: StoreRequests["reindex"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<void> | void;
 }
 
 /** The typed client of Store, over whichever transport discovery picks. */
