@@ -279,7 +279,7 @@ export default async function compileBench(): Promise<BenchRow[]> {
     const corpus = `${PACKAGES} files, ${PACKAGES * SERVICES} services × ${METHODS} methods, ${PACKAGES * STRUCTS} structs`;
     return [
       targetRow("cold compile, in-process", inproc, 5000, corpus),
-      targetRow("cold compile, child process", child, 5000, "node bin/fanc.mjs compile (tsx startup included)"),
+      targetRow("cold compile, child process", child, 5000, "node bin/fanc.mjs compile (dist/ when built and current, else the sources through tsx)"),
       targetRow("watch: one-file edit, rebuild", watch.rebuild, 150, "re-parse one file, check, generate, write one module"),
       targetRow("watch: one-file edit, end to end", watch.latency, 150, "from write to output, fs event and debounce included"),
       row("  phase: read sources", phases.read, share(phases.read), "readSources over the whole folder; ratio = share of the phases"),

@@ -3,29 +3,19 @@
 // In this repository, where src/ sits next to dist/, it runs dist/ only when `npm run build`
 // is newer than every source file, and otherwise the TypeScript sources through tsx (a dev
 // dependency), so an edit to the compiler is never hidden behind a stale build.
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync } from "node:fs";
 
 const dist = new URL("../dist/cli/main.js", import.meta.url);
 const src = new URL("../src/", import.meta.url);
 
-/** The newest modification time under a folder (about 150 files: ~1 ms). */
-function newest(dir) {
-  let latest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) latest = Math.max(latest, statSync(`${entry.parentPath ?? entry.path}/${entry.name}`).mtimeMs);
-  }
-  return latest;
-}
-
-function distIsCurrent() {
-  if (!existsSync(dist)) return false;
-  if (!existsSync(src)) return true;
-  const stamp = new URL("../dist/.stamp", import.meta.url);
-  return existsSync(stamp) && statSync(stamp).mtimeMs >= newest(src);
+let useDist = existsSync(dist);
+if (useDist && existsSync(src)) {
+  const { distIsCurrent } = await import("../scripts/dist-stamp.mjs");
+  useDist = distIsCurrent();
 }
 
 let main;
-if (distIsCurrent()) {
+if (useDist) {
   ({ main } = await import(dist.href));
 } else if (existsSync(src)) {
   const { register } = await import("tsx/esm/api");

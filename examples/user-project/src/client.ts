@@ -9,7 +9,8 @@ const app = createApp({
 });
 await app.start();
 const wines = app.client(PublicWines);
-const wine = await wines.get({ storeId: "s1", inventoryId: "i1" });
-const missing = await wines.get({ storeId: "s1", inventoryId: "nope" }).catch((e: unknown) => e);
+// More than get's @timeout(2s): the first call also looks the service up and opens connections.
+const wine = await wines.get({ storeId: "s1", inventoryId: "i1" }, { timeout: 10_000 });
+const missing = await wines.get({ storeId: "s1", inventoryId: "nope" }, { timeout: 10_000 }).catch((e: unknown) => e);
 console.log(`got ${wine.name}; a missing one is ${missing instanceof WineNotFound ? "WineNotFound" : String(missing)}`);
 await app.stop();

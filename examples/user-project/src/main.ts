@@ -13,7 +13,7 @@ const app = createApp({ config: { "retail.wines.PublicWines": { apiKey: process.
   .serve(PublicWines, handler);
 await app.start();                                         // config, preStart, start, postStart
 const wines = app.client(PublicWines, { version: "^2" });
-const wine = await wines.get({ storeId: "s1", inventoryId: "i1" }, { timeout: 500 });
+const wine = await wines.get({ storeId: "s1", inventoryId: "i1" }, { timeout: 5_000 }); // over @timeout(2s)
 await app.publisher(PublicWines).emit("wineChanged", { wine });   // name and payload typed
 console.log(`got ${wine.name} ${wine.vintage}`);
 await app.stop();
