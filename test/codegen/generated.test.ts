@@ -24,6 +24,8 @@ const OUTPUTS: readonly { readonly idl: string; readonly out: string; readonly e
   { idl: "idl", out: "generated" },
   // The transport conformance suite runs against this generated module.
   { idl: "test/transports/fixtures/idl", out: "test/transports/fixtures/generated", extra: ["biome.json"] },
+  // The replicated-states tests and benchmark run against this one.
+  { idl: "test/states/fixtures/idl", out: "test/states/fixtures/generated", extra: ["biome.json"] },
 ];
 
 describe("committed generated code", () => {

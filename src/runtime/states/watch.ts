@@ -231,10 +231,8 @@ class View<T> implements StateView<T> {
           snap = asSnapshot(await this.host.snapshot(this.service, this.state));
           if (snap === undefined) throw new FanError(Code.INTERNAL, "malformed snapshot reply");
         } catch (e) {
-          const err = FanError.from(e);
-          const absent =
-            err.code === Code.UNAVAILABLE || err.code === Code.DEADLINE_EXCEEDED || err.code === Code.NOT_FOUND;
-          this.#setStatus(absent ? "owner-absent" : "resyncing", err.message);
+          // No snapshot: whatever the cause (no instance, a dead one, an error), the replica cannot be trusted.
+          this.#setStatus("owner-absent", FanError.from(e).message);
           this.#firstDone();
           await new Promise((r) => (this.#retry = setTimeout(r, Math.min(1000, this.host.heartbeatMs))));
           continue;
