@@ -5,6 +5,7 @@ import { applyMergePatch, diffMergePatch } from "../../src/runtime/states/merge-
 import { Replica } from "../../src/runtime/states/index.js";
 import { CatalogImpl, catalogConfig, eventually } from "./fixtures/impl.js";
 import { Catalog, type Settings } from "./fixtures/shop.js";
+import { Board, type Entry } from "../states/fixtures/generated/fan/replica.js";
 
 /** An owner App serving Catalog and a watcher App on one registry (both pushed to `apps`). */
 async function startPair(apps: TestApp[]) {
@@ -96,6 +97,26 @@ describe("replicated states: views, invalid patches, mocks and the test kit", ()
     expect(patches).toEqual([{ b: 2 }, { a: null }]);
     await view.close();
     expect(view.status).toBe("closed");
+  });
+
+  it("handlers own their service's states through ctx.state, lifecycle hooks too", async () => {
+    const registry = memoryRegistry();
+    const owner = createTestApp({ discovery: registry }).serve(Board, {
+      start: (ctx) => ctx.state<Entry>("mode").set({ n: 0, label: "started" }),
+      ping: (_req, ctx) => {
+        ctx.state<Record<string, Entry>>("entries").patch({ pinged: { n: 1, label: "ping" } });
+        return "pong";
+      },
+    });
+    const watcher = createTestApp({ discovery: registry });
+    apps.push(owner, watcher);
+    await owner.start();
+    await watcher.start();
+    const client = watcher.client(Board);
+    expect(await client.states.mode.watch().ready()).toEqual({ n: 0, label: "started" });
+    const entries = client.states.entries.watch();
+    await client.ping({});
+    await eventually(() => entries.current?.pinged?.n === 1);
   });
 
   it("a view of a state whose owner is absent says so", async () => {

@@ -4,6 +4,7 @@
  * (the trace id parse, the span id, the child logger, the AbortSignal) is made on first use,
  * so a call whose handler never looks at them does not pay for them.
  */
+import type { StatePublisher } from "../states/owner.js";
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Logger } from "pino";
 import type { CallContext } from "./context.js";
@@ -25,6 +26,8 @@ export interface InstanceScope {
   readonly hardStop: AbortSignal;
   /** The leader's fencing token, for `@unique` services. */
   readonly fencingToken?: () => string | undefined;
+  /** The owner of one of this service's states (states/owner.ts). */
+  readonly state: (name: string) => StatePublisher<unknown>;
 }
 
 /** The trace and deadline an outgoing call inherits from the current context. */
@@ -124,6 +127,10 @@ export class CallCtx implements CallContext, Inherited {
   /** True once the signal exists and has fired (without creating it). */
   get aborted(): boolean {
     return this.#signal?.aborted ?? this.#callerSignal?.aborted ?? false;
+  }
+
+  state<T = unknown>(name: string): StatePublisher<T> {
+    return this.#scope.state(name) as StatePublisher<T>;
   }
 
   client<C>(def: ServiceDefinition<unknown, C>): C {

@@ -5,6 +5,7 @@
  */
 import type { Logger } from "pino";
 import type { ServiceDefinition } from "../descriptor.js";
+import type { StatePublisher } from "../states/owner.js";
 
 /** Everything a handler needs about the call it is serving. */
 export interface CallContext<Config = unknown> {
@@ -33,6 +34,8 @@ export interface CallContext<Config = unknown> {
   readonly fencingToken?: string;
   /** A client of another service that inherits this call's deadline and trace. */
   client<C>(def: ServiceDefinition<unknown, C>): C;
+  /** The owner of this service's state `name` (`set`, `patch`): docs/states.md. */
+  state<T = unknown>(name: string): StatePublisher<T>;
 }
 
 /**
@@ -56,4 +59,6 @@ export interface LifecycleContext<Config = unknown> {
   /** Aborted when the app begins to stop. */
   readonly signal: AbortSignal;
   client<C>(def: ServiceDefinition<unknown, C>): C;
+  /** The owner of this service's state `name` (`set`, `patch`): docs/states.md. */
+  state<T = unknown>(name: string): StatePublisher<T>;
 }

@@ -16,7 +16,7 @@ import { Code, FanError } from "../errors.js";
 import { redactSecrets } from "../telemetry/logging.js";
 import type { Counters } from "../telemetry/stats.js";
 import type { Served, Transport, Unsubscribe } from "../transports/transport.js";
-import { SNAPSHOT_METHOD, type StateOwners, withSnapshotMethod } from "../states/index.js";
+import { SNAPSHOT_METHOD, type StateOwners, type StatePublisher, withSnapshotMethod } from "../states/index.js";
 
 /** Options of `app.serve(def, handler, opts)`. */
 export interface ServeOptions {
@@ -126,6 +126,7 @@ export class ServedInstance {
       config: this.#config,
       signal: host.stopping,
       client: (def) => host.client(def),
+      state: <T>(name: string) => host.states.owner(this.descriptor, name) as StatePublisher<T>,
     };
   }
 
@@ -256,6 +257,7 @@ export class ServedInstance {
       log: this.log,
       config: () => this.#config,
       client: (def) => host.client(def),
+      state: (name) => host.states.owner(this.descriptor, name),
       hardStop: host.hardStop,
       ...(this.descriptor.unique ? { fencingToken: () => this.#leadership?.fencingToken } : {}),
     };

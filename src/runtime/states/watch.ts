@@ -49,6 +49,9 @@ class View<T> implements StateView<T> {
   #subscribing: Promise<void> | undefined;
   #syncing: Promise<void> | undefined;
   #heard = Date.now();
+  #lastTick = Date.now();
+  /** Heartbeat windows missed in a row. */
+  #missed = 0;
   #watchdog: NodeJS.Timeout | undefined;
   #retry: NodeJS.Timeout | undefined;
   readonly #forget: () => void;
@@ -249,12 +252,28 @@ class View<T> implements StateView<T> {
   }
 
   #checkHeartbeat(): void {
+    const now = Date.now();
+    const tick = now - this.#lastTick;
+    this.#lastTick = now;
     if (this.#status === "closed" || this.#subscribing !== undefined) return;
-    const silent = Date.now() - this.#heard;
-    if (silent <= MISSED_BEATS * this.host.heartbeatMs) return;
-    this.#heard = Date.now();
+    // This process was stalled (GC, a starved CPU): updates may be waiting unread; not the owner's silence.
+    if (tick > 2 * this.host.heartbeatMs) {
+      this.#heard = now;
+      return;
+    }
+    const silent = now - this.#heard;
+    if (silent <= MISSED_BEATS * this.host.heartbeatMs) {
+      this.#missed = 0;
+      return;
+    }
+    this.#heard = now;
+    this.#missed++;
     this.#setStatus("owner-absent", `no heartbeat from the owner for ${silent} ms`);
-    void this.#connect();
+    // First ask the owner for a snapshot; if heartbeats still do not come, the subscription is
+    // what is lost (a broker restart): subscribe again.
+    this.replica.resync();
+    if (this.#missed === 1) this.#sync();
+    else void this.#connect();
   }
 
   #emit(changes: readonly ReplicaChange[]): void {
