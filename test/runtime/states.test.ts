@@ -5,7 +5,8 @@ import { applyMergePatch, diffMergePatch } from "../../src/runtime/states/merge-
 import { Replica } from "../../src/runtime/states/index.js";
 import { CatalogImpl, catalogConfig, eventually } from "./fixtures/impl.js";
 import { Catalog, type Settings } from "./fixtures/shop.js";
-import { Board, type Entry } from "../states/fixtures/generated/fan/replica.js";
+import type { StateView } from "../../src/runtime/descriptor.js";
+import { Board, type Entry, Leader } from "../states/fixtures/generated/fan/replica.js";
 
 /** An owner App serving Catalog and a watcher App on one registry (both pushed to `apps`). */
 async function startPair(apps: TestApp[]) {
@@ -117,6 +118,30 @@ describe("replicated states: views, invalid patches, mocks and the test kit", ()
     const entries = client.states.entries.watch();
     await client.ping({});
     await eventually(() => entries.current?.pinged?.n === 1);
+  });
+
+  it("a view opened inside a call outlives the call's deadline", async () => {
+    const registry = memoryRegistry();
+    let view: StateView<Record<string, Entry>> | undefined;
+    const caller = createTestApp({ discovery: registry }).serve(Leader, {
+      ping: (_req, ctx) => {
+        view = ctx.client(Board).states.entries.watch();
+        return "pong";
+      },
+    });
+    apps.push(caller);
+    await caller.start();
+    await caller.client(Leader).ping({}, { timeout: 200 });
+    await eventually(() => view?.status === "owner-absent");
+    await new Promise((r) => setTimeout(r, 300)); // the call's deadline is long past
+    const owner = createTestApp({ discovery: registry }).serve(Board, { ping: () => "pong" });
+    apps.push(owner);
+    await owner.start();
+    owner
+      .publisher(Board)
+      .state("entries")
+      .set({ a: { n: 1, label: "late owner" } });
+    expect(await view?.ready(5000)).toEqual({ a: { n: 1, label: "late owner" } });
   });
 
   it("a view of a state whose owner is absent says so", async () => {

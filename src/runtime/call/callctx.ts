@@ -45,6 +45,11 @@ export function currentContext(): Inherited | undefined {
 }
 
 /** Runs `fn(...args)` with `ctx` as the current context. */
+/** Runs `fn` outside any call context (background work that must not inherit a caller's deadline). */
+export function outsideContext<R>(fn: () => R): R {
+  return storage.exit(fn);
+}
+
 export function runInContext<A extends unknown[], R>(ctx: Inherited, fn: (...args: A) => R, ...args: A): R {
   return storage.run(ctx, fn, ...args);
 }

@@ -16,6 +16,7 @@ import type {
   StateView,
   Subscription,
 } from "../descriptor.js";
+import { outsideContext } from "../call/callctx.js";
 import { Code, FanError } from "../errors.js";
 import { asMessage, asSnapshot, type StateSnapshot } from "./protocol.js";
 import { Replica, type ReplicaChange } from "./replica.js";
@@ -74,10 +75,12 @@ class View<T> implements StateView<T> {
     this.#codec = codec<T>(st.schema);
     this.#name = `${service.name}.${state}`;
     this.first = new Promise((r) => (this.#firstDone = r));
-    void this.#connect();
     this.#forget = host.opened(this);
-    const beat = host.heartbeatMs;
-    this.#watchdog = setInterval(() => this.#checkHeartbeat(), beat).unref();
+    // A view outlives the call that opened it: its snapshots must not inherit that call's deadline.
+    outsideContext(() => {
+      void this.#connect();
+      this.#watchdog = setInterval(() => this.#checkHeartbeat(), host.heartbeatMs).unref();
+    });
   }
 
   get current(): T | undefined {
