@@ -20,7 +20,7 @@ const HOOKS: ReadonlySet<string> = new Set(["preStart", "start", "postStart", "s
 /** Members of the runtime's `ServiceMock` that a method mock never replaces (reach it with `mock.method(name)`). */
 const MOCK_CORE: ReadonlySet<string> = new Set(["definition", "handler", "client"]);
 /** Members of `ServiceMock` that a method mock of the same name replaces. */
-const MOCK_REPLACEABLE: ReadonlySet<string> = new Set(["emit", "setState", "method"]);
+const MOCK_REPLACEABLE: ReadonlySet<string> = new Set(["emit", "setState", "patchState", "method"]);
 
 /** A service: config, handler, client, descriptor, definition and mock. */
 export function emitService(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {

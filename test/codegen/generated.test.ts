@@ -26,6 +26,8 @@ const OUTPUTS: readonly { readonly idl: string; readonly out: string; readonly e
   { idl: "test/transports/fixtures/idl", out: "test/transports/fixtures/generated", extra: ["biome.json"] },
   // The policy suites (breakers, retries, auth) run against this one.
   { idl: "test/policy/fixtures/idl", out: "test/policy/fixtures/generated", extra: ["biome.json"] },
+  // The replicated-states tests and benchmark run against this one.
+  { idl: "test/states/fixtures/idl", out: "test/states/fixtures/generated", extra: ["biome.json"] },
 ];
 
 describe("committed generated code", () => {

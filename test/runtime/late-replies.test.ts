@@ -24,6 +24,9 @@ function dispatcher(): Dispatcher {
       client: () => {
         throw new Error("no clients here");
       },
+      state: () => {
+        throw new Error("no states here");
+      },
       hardStop: new AbortController().signal,
     },
     newCounters(),

@@ -5,6 +5,8 @@ import { applyMergePatch, diffMergePatch } from "../../src/runtime/states/merge-
 import { Replica } from "../../src/runtime/states/index.js";
 import { CatalogImpl, catalogConfig, eventually } from "./fixtures/impl.js";
 import { Catalog, type Settings } from "./fixtures/shop.js";
+import type { StateView } from "../../src/runtime/descriptor.js";
+import { Board, type Entry, Leader } from "../states/fixtures/generated/fan/replica.js";
 
 /** An owner App serving Catalog and a watcher App on one registry (both pushed to `apps`). */
 async function startPair(apps: TestApp[]) {
@@ -96,6 +98,50 @@ describe("replicated states: views, invalid patches, mocks and the test kit", ()
     expect(patches).toEqual([{ b: 2 }, { a: null }]);
     await view.close();
     expect(view.status).toBe("closed");
+  });
+
+  it("handlers own their service's states through ctx.state, lifecycle hooks too", async () => {
+    const registry = memoryRegistry();
+    const owner = createTestApp({ discovery: registry }).serve(Board, {
+      start: (ctx) => ctx.state<Entry>("mode").set({ n: 0, label: "started" }),
+      ping: (_req, ctx) => {
+        ctx.state<Record<string, Entry>>("entries").patch({ pinged: { n: 1, label: "ping" } });
+        return "pong";
+      },
+    });
+    const watcher = createTestApp({ discovery: registry });
+    apps.push(owner, watcher);
+    await owner.start();
+    await watcher.start();
+    const client = watcher.client(Board);
+    expect(await client.states.mode.watch().ready()).toEqual({ n: 0, label: "started" });
+    const entries = client.states.entries.watch();
+    await client.ping({});
+    await eventually(() => entries.current?.pinged?.n === 1);
+  });
+
+  it("a view opened inside a call outlives the call's deadline", async () => {
+    const registry = memoryRegistry();
+    let view: StateView<Record<string, Entry>> | undefined;
+    const caller = createTestApp({ discovery: registry }).serve(Leader, {
+      ping: (_req, ctx) => {
+        view = ctx.client(Board).states.entries.watch();
+        return "pong";
+      },
+    });
+    apps.push(caller);
+    await caller.start();
+    await caller.client(Leader).ping({}, { timeout: 200 });
+    await eventually(() => view?.status === "owner-absent");
+    await new Promise((r) => setTimeout(r, 300)); // the call's deadline is long past
+    const owner = createTestApp({ discovery: registry }).serve(Board, { ping: () => "pong" });
+    apps.push(owner);
+    await owner.start();
+    owner
+      .publisher(Board)
+      .state("entries")
+      .set({ a: { n: 1, label: "late owner" } });
+    expect(await view?.ready(5000)).toEqual({ a: { n: 1, label: "late owner" } });
   });
 
   it("a view of a state whose owner is absent says so", async () => {

@@ -4,6 +4,7 @@
  * (the trace id parse, the span id, the child logger, the AbortSignal) is made on first use,
  * so a call whose handler never looks at them does not pay for them.
  */
+import type { StatePublisher } from "../states/owner.js";
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Logger } from "pino";
 import type { CallContext, Emitter } from "./context.js";
@@ -34,6 +35,8 @@ export interface InstanceScope {
   readonly shards?: () => readonly number[];
   /** Test apps: unexpected exceptions reach in-process callers as `cause` (`reveal.ts`). */
   readonly revealErrors?: boolean;
+  /** The owner of one of this service's states (states/owner.ts). */
+  readonly state: (name: string) => StatePublisher<unknown>;
 }
 
 /** The trace and deadline an outgoing call inherits from the current context. */
@@ -54,6 +57,11 @@ export function currentContext(): Inherited | undefined {
 }
 
 /** Runs `fn(...args)` with `ctx` as the current context. */
+/** Runs `fn` outside any call context (background work that must not inherit a caller's deadline). */
+export function outsideContext<R>(fn: () => R): R {
+  return storage.exit(fn);
+}
+
 export function runInContext<A extends unknown[], R>(ctx: Inherited, fn: (...args: A) => R, ...args: A): R {
   return storage.run(ctx, fn, ...args);
 }
@@ -163,6 +171,10 @@ export class CallCtx implements CallContext, Inherited {
     const emitter = this.#scope.emitter;
     if (emitter === undefined) throw new FanError(Code.FAILED_PRECONDITION, `${this.service}: this context cannot emit events`);
     return emitter();
+  }
+
+  state<T = unknown>(name: string): StatePublisher<T> {
+    return this.#scope.state(name) as StatePublisher<T>;
   }
 
   client<C>(def: ServiceDefinition<unknown, C>): C {

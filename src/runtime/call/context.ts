@@ -5,6 +5,7 @@
  */
 import type { Logger } from "pino";
 import type { ServiceDefinition } from "../descriptor.js";
+import type { StatePublisher } from "../states/owner.js";
 
 /**
  * The events of a service whose generated event map is not known: any name, any payload.
@@ -62,6 +63,8 @@ export interface CallContext<Config = unknown, Events = AnyEvents> {
   readonly emit: Emitter<Events>;
   /** A client of another service that inherits this call's deadline and trace. */
   client<C>(def: ServiceDefinition<unknown, C>): C;
+  /** The owner of this service's state `name` (`set`, `patch`): docs/states.md. */
+  state<T = unknown>(name: string): StatePublisher<T>;
 }
 
 /**
@@ -103,4 +106,6 @@ export interface LifecycleContext<Config = unknown, Events = AnyEvents> {
   /** Publishes the service's own events (as `CallContext.emit`). */
   readonly emit: Emitter<Events>;
   client<C>(def: ServiceDefinition<unknown, C>): C;
+  /** The owner of this service's state `name` (`set`, `patch`): docs/states.md. */
+  state<T = unknown>(name: string): StatePublisher<T>;
 }

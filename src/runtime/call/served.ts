@@ -21,7 +21,7 @@ import { redactSecrets } from "../telemetry/logging.js";
 import type { Counters } from "../telemetry/stats.js";
 import type { CallTelemetry } from "../telemetry/calls.js";
 import type { Served, Transport, Unsubscribe } from "../transports/transport.js";
-import { SNAPSHOT_METHOD, type StateOwners, withSnapshotMethod } from "../states/index.js";
+import { SNAPSHOT_METHOD, type StateOwners, type StatePublisher, withSnapshotMethod } from "../states/index.js";
 import type { ServerGate } from "../policy/server.js";
 
 /** Options of `app.serve(def, handler, opts)`. */
@@ -165,6 +165,7 @@ export class ServedInstance {
         return emitter();
       },
       client: (def) => host.client(def),
+      state: <T>(name: string) => host.states.owner(this.descriptor, name) as StatePublisher<T>,
     };
   }
 
@@ -302,6 +303,7 @@ export class ServedInstance {
       config: () => this.#config,
       client: (def) => host.client(def),
       emitter: this.#emitter,
+      state: (name) => host.states.owner(this.descriptor, name),
       hardStop: host.hardStop,
       revealErrors: host.revealErrors,
       ...(this.descriptor.unique ? { fencingToken: () => this.#leadership?.fencingToken } : {}),

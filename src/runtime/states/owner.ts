@@ -233,6 +233,8 @@ export class StateOwners {
   /** An instance of `service` is bound: its owners publish under a new epoch. */
   async bound(service: ServiceDescriptor): Promise<void> {
     if (Object.keys(service.states).length === 0) return;
+    // Every state of the service is owned from start, so a saved snapshot is resumed before it serves.
+    for (const name of Object.keys(service.states)) this.owner(service, name);
     this.#bound.set(service.name, (this.#bound.get(service.name) ?? 0) + 1);
     for (const o of this.#owners.values()) if (o.service.name === service.name) await o.activate();
     this.#timer ??= setInterval(() => {

@@ -16,6 +16,7 @@ import type {
   StateView,
   Subscription,
 } from "../descriptor.js";
+import { outsideContext } from "../call/callctx.js";
 import { Code, FanError } from "../errors.js";
 import { asMessage, asSnapshot, type StateSnapshot } from "./protocol.js";
 import { Replica, type ReplicaChange } from "./replica.js";
@@ -49,6 +50,9 @@ class View<T> implements StateView<T> {
   #subscribing: Promise<void> | undefined;
   #syncing: Promise<void> | undefined;
   #heard = Date.now();
+  #lastTick = Date.now();
+  /** Heartbeat windows missed in a row. */
+  #missed = 0;
   #watchdog: NodeJS.Timeout | undefined;
   #retry: NodeJS.Timeout | undefined;
   readonly #forget: () => void;
@@ -71,10 +75,12 @@ class View<T> implements StateView<T> {
     this.#codec = codec<T>(st.schema);
     this.#name = `${service.name}.${state}`;
     this.first = new Promise((r) => (this.#firstDone = r));
-    void this.#connect();
     this.#forget = host.opened(this);
-    const beat = host.heartbeatMs;
-    this.#watchdog = setInterval(() => this.#checkHeartbeat(), beat).unref();
+    // A view outlives the call that opened it: its snapshots must not inherit that call's deadline.
+    outsideContext(() => {
+      void this.#connect();
+      this.#watchdog = setInterval(() => this.#checkHeartbeat(), host.heartbeatMs).unref();
+    });
   }
 
   get current(): T | undefined {
@@ -231,10 +237,8 @@ class View<T> implements StateView<T> {
           snap = asSnapshot(await this.host.snapshot(this.service, this.state));
           if (snap === undefined) throw new FanError(Code.INTERNAL, "malformed snapshot reply");
         } catch (e) {
-          const err = FanError.from(e);
-          const absent =
-            err.code === Code.UNAVAILABLE || err.code === Code.DEADLINE_EXCEEDED || err.code === Code.NOT_FOUND;
-          this.#setStatus(absent ? "owner-absent" : "resyncing", err.message);
+          // No snapshot: whatever the cause (no instance, a dead one, an error), the replica cannot be trusted.
+          this.#setStatus("owner-absent", FanError.from(e).message);
           this.#firstDone();
           await new Promise((r) => (this.#retry = setTimeout(r, Math.min(1000, this.host.heartbeatMs))));
           continue;
@@ -251,12 +255,28 @@ class View<T> implements StateView<T> {
   }
 
   #checkHeartbeat(): void {
+    const now = Date.now();
+    const tick = now - this.#lastTick;
+    this.#lastTick = now;
     if (this.#status === "closed" || this.#subscribing !== undefined) return;
-    const silent = Date.now() - this.#heard;
-    if (silent <= MISSED_BEATS * this.host.heartbeatMs) return;
-    this.#heard = Date.now();
+    // This process was stalled (GC, a starved CPU): updates may be waiting unread; not the owner's silence.
+    if (tick > 2 * this.host.heartbeatMs) {
+      this.#heard = now;
+      return;
+    }
+    const silent = now - this.#heard;
+    if (silent <= MISSED_BEATS * this.host.heartbeatMs) {
+      this.#missed = 0;
+      return;
+    }
+    this.#heard = now;
+    this.#missed++;
     this.#setStatus("owner-absent", `no heartbeat from the owner for ${silent} ms`);
-    void this.#connect();
+    // First ask the owner for a snapshot; if heartbeats still do not come, the subscription is
+    // what is lost (a broker restart): subscribe again.
+    this.replica.resync();
+    if (this.#missed === 1) this.#sync();
+    else void this.#connect();
   }
 
   #emit(changes: readonly ReplicaChange[]): void {
