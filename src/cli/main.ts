@@ -13,6 +13,8 @@ commands:
   ls ...                                             list services and instances in discovery
   config ...                                         read and update service config
   health <service> ...                               ask fan.Health whether each instance serves
+  call <service>.<method> '<json>' ...               call an rpc on any transport, print the reply
+  push <service>.<method> '<json>' ...               send a push, wait for its acknowledgement
 
 Run "fanc <command> --help" for a command's options.
   -h, --help      show this help
@@ -70,8 +72,11 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
       return runLoaded(command, args, io);
     case "health":
       return (await import("./health.js")).run(args, io);
+    case "call":
+    case "push":
+      return (await import("./call.js")).run(args, io, command);
     default:
-      io.err(`fanc: unknown command "${command}". Commands: compile, ls, config, health. Run "fanc --help" for usage.`);
+      io.err(`fanc: unknown command "${command}". Commands: compile, ls, config, health, call, push. Run "fanc --help" for usage.`);
       return 2;
   }
 }
