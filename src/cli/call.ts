@@ -79,7 +79,7 @@ export function findService(services: readonly ServiceModel[], name: string): Se
 }
 
 /** Compiles the IDL folder; a program with errors is a usage error printing its diagnostics. */
-async function loadIdl(dir: string): Promise<ModelSchemas> {
+export async function loadIdl(dir: string): Promise<ModelSchemas> {
   let sources: Awaited<ReturnType<typeof readSources>>;
   try {
     sources = await readSources(dir);

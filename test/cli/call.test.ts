@@ -4,37 +4,16 @@
  * zmq and http at once, registered in the shared etcd under a unique cluster. The IDL is read
  * from the conformance fixture's folder with `--idl`.
  */
-import { execFile } from "node:child_process";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeEtcd, randomCluster, SHARED_ETCD } from "../discovery/helpers.js";
-import { type CapturedChild, spawnCaptured, until } from "./helpers.js";
+import { type CapturedChild, runFanc, spawnCaptured, until } from "./helpers.js";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const bin = join(repo, "bin/fanc.mjs");
 const IDL = ["--idl", "test/transports/fixtures/idl"];
 
-interface Ran {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs `fanc ...args` with `env` added; resolves with its exit code and output. */
-function fanc(args: readonly string[], env: Record<string, string> = {}): Promise<Ran> {
-  return new Promise((resolveRun) => {
-    execFile(
-      process.execPath,
-      [bin, ...args],
-      { cwd: repo, timeout: 120_000, env: { ...process.env, ...env } },
-      (err, stdout, stderr) => {
-        const code = err === null ? 0 : typeof err.code === "number" ? err.code : -1;
-        resolveRun({ code, stdout, stderr });
-      },
-    );
-  });
-}
+const fanc = runFanc;
 
 /** What `--json` prints. */
 interface Outcome {
