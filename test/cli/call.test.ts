@@ -76,6 +76,26 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
     expect(t.stderr).toMatch(/^ok · [\d.]+ ms · Conformance-\S+ over http · trace [0-9a-f]{32}\n$/);
   }, 600_000);
 
+  it("--version and --instance narrow the instances; --instance refuses a broker transport", async () => {
+    const first = await fanc(["call", "Conformance.echo", '{"n":1}', ...C, "--version", "^1.0.0", "--json"]);
+    expect(first.code).toBe(0);
+    const id = (JSON.parse(first.stdout) as Outcome).instance;
+    const pinned = await fanc(["call", "Conformance.echo", '{"n":2}', ...C, "--instance", id, "--via", "zmq", "--json"]);
+    expect(pinned.code).toBe(0);
+    expect(JSON.parse(pinned.stdout)).toMatchObject({ instance: id, transport: "zmq", value: { n: 2 } });
+    const none = await fanc(["call", "Conformance.echo", '{"n":3}', ...C, "--version", ">=2"]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toBe(
+      `fanc call: no instance of fan.conformance.Conformance (version >=2) is registered in cluster "${cluster}"\n`,
+    );
+    const other = await fanc(["call", "Conformance.echo", '{"n":4}', ...C, "--instance", "nobody"]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain("(id nobody)");
+    const broker = await fanc(["call", "Conformance.echo", '{"n":5}', ...C, "--instance", id, "--via", "amqp"]);
+    expect(broker.code).toBe(2);
+    expect(broker.stderr).toContain("--instance needs a direct transport (http, zmq)");
+  }, 300_000);
+
   it("prints a typed IDL error with its name and fields, exit 1", async () => {
     const r = await fanc(["call", "Conformance.fail", '{"code":"TEAPOT","message":"no tea"}', ...C, "--via", "redis"]);
     expect(r.code).toBe(1);
