@@ -35,10 +35,10 @@ Broker transports (redis, amqp) reach any App of the cluster serving fan.Health,
 necessarily the one of that instance; http and zmq reach that App. Broker URLs come from
 $FAN_REDIS_URL and $FAN_AMQP_URL (default: the loopback brokers).`;
 
-/** Transports in the order fanc prefers them: direct ones first, they reach the exact App. */
-const ORDER: readonly TransportName[] = ["http", "zmq", "redis", "amqp"];
+/** Transports in the order fanc prefers them: direct ones first, they reach the exact App (also `fanc call`). */
+export const ORDER: readonly TransportName[] = ["http", "zmq", "redis", "amqp"];
 
-function transportsConfig(names: ReadonlySet<TransportName>): TransportsConfig {
+export function transportsConfig(names: ReadonlySet<TransportName>): TransportsConfig {
   const out: Record<string, object> = {};
   for (const n of names) {
     if (n === "redis") out.redis = { url: process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379" };

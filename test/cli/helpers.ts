@@ -1,5 +1,5 @@
 /** Helpers of the CLI tests: captured output, temp folders of .fan files, polling. */
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { type ChildProcessWithoutNullStreams, execFile, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -108,4 +108,27 @@ export function spawnCaptured(command: string, args: readonly string[], env: Rec
   });
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+/** What a finished `fanc` child process printed. */
+export interface Ran {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `bin/fanc.mjs ...args` in the repository with `env` added; resolves with its exit code and output. */
+export function runFanc(args: readonly string[], env: Record<string, string> = {}): Promise<Ran> {
+  const repo = join(dirname(new URL(import.meta.url).pathname), "../..");
+  return new Promise((resolveRun) => {
+    execFile(
+      process.execPath,
+      [join(repo, "bin/fanc.mjs"), ...args],
+      { cwd: repo, timeout: 120_000, env: { ...process.env, ...env } },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof err.code === "number" ? err.code : -1;
+        resolveRun({ code, stdout, stderr });
+      },
+    );
+  });
 }

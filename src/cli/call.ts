@@ -1,0 +1,317 @@
+/**
+ * `fanc call <service>.<method> '<json>'` and `fanc push ...`: one rpc (or push) to a running
+ * service on any transport. The IDL (`--idl`, default `idl/`) is compiled in-process and the
+ * service descriptor built from the checked model (model-descriptor.ts); the arguments are
+ * decoded with the method's input schema before anything is sent (bad JSON or an invalid
+ * argument: exit 2, naming the field). An instance and a transport are picked in discovery,
+ * the call is sent as an envelope over that transport, and the reply is checked against the
+ * IDL. stdout gets the value, stderr the metadata (instance, transport, time, trace id);
+ * `--json` prints one object with all of it. Exit 0 on success, 1 on a call error.
+ */
+import { parseArgs } from "node:util";
+import { pino } from "pino";
+import semver from "semver";
+import { checkSources, formatDiagnostics, readSources } from "../compiler/index.js";
+import type { ServiceModel } from "../compiler/model.js";
+import { createApp, type App } from "../runtime/app/app.js";
+import { edgeTraceparent } from "../runtime/call/callctx.js";
+import { codec } from "../runtime/codec/index.js";
+import type { MethodDescriptor, ServiceDescriptor, TransportName } from "../runtime/descriptor.js";
+import type { InstanceInfo } from "../runtime/discovery/types.js";
+import { Code, FanError } from "../runtime/errors.js";
+import { nextEnvelopeId } from "../runtime/ids.js";
+import { traceIdOf } from "../runtime/telemetry/tracing.js";
+import type { Envelope, EnvelopeHeaders } from "../runtime/transports/transport.js";
+import { ORDER, transportsConfig } from "./health.js";
+import { type Io, processIo } from "./io.js";
+import { REGISTRY_OPTIONS, UsageError, cliCluster, cliDiscovery, report } from "./ls.js";
+import { ModelSchemas } from "./model-descriptor.js";
+
+const usage = (kind: "call" | "push"): string => `usage: fanc ${kind} <service>.<method> ['<json arguments>'] [options]
+
+${kind === "call" ? "Calls an rpc and prints its reply" : "Sends a push and waits for its acknowledgement"}. <service> is the full name
+(retail.wines.PublicWines) or a short one only one service of the IDL ends with (PublicWines).
+The arguments are one JSON object of the method's parameters (default {}), in wire form.
+
+options:
+  --idl <dir>          the IDL folder (default: idl/)
+  --via <transport>    use this transport (http, zmq, redis, amqp; default: the first the instance has)
+  --version <range>    only instances whose version satisfies this semver range
+  --instance <id>      only this instance (direct transports: http, zmq)
+  --timeout <ms>       deadline (default: the method's @timeout, else 10000)
+  --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
+  --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
+  --json               print one JSON object (value or error, instance, transport, ms, trace id)
+  -h, --help           show this help
+
+Exit status: 0 on success, 1 when the call failed, 2 when it was refused before sending.
+Broker URLs come from $FAN_REDIS_URL and $FAN_AMQP_URL (default: the loopback brokers).`;
+
+/** Broker transports: the call goes to the version's shared queue, any instance may take it. */
+const BROKERS: ReadonlySet<TransportName> = new Set(["redis", "amqp"]);
+
+/** What `--json` prints (and the text output is made of). */
+interface Outcome {
+  ok: boolean;
+  service: string;
+  method: string;
+  transport: TransportName;
+  /** The instance the call was sent to; a broker's queue reaches any instance of its version. */
+  instance: string;
+  endpoint: string;
+  ms: number;
+  traceId: string | undefined;
+  value?: unknown;
+  error?: { code: string; message: string; name?: string; fields?: unknown };
+}
+
+/** The service of the IDL `name` designates: its full name or a unique suffix after a dot. */
+export function findService(services: readonly ServiceModel[], name: string): ServiceModel {
+  const exact = services.find((s) => s.fullName === name);
+  if (exact !== undefined) return exact;
+  const matches = services.filter((s) => s.fullName.endsWith(`.${name}`));
+  if (matches.length === 1) return matches[0] as ServiceModel;
+  if (matches.length > 1)
+    throw new UsageError(`"${name}" is ambiguous: ${matches.map((s) => s.fullName).join(", ")}`);
+  throw new UsageError(
+    `no service "${name}" in the IDL (services: ${services.map((s) => s.fullName).join(", ") || "none"})`,
+  );
+}
+
+/** Compiles the IDL folder; a program with errors is a usage error printing its diagnostics. */
+export async function loadIdl(dir: string): Promise<ModelSchemas> {
+  let sources: Awaited<ReturnType<typeof readSources>>;
+  try {
+    sources = await readSources(dir);
+  } catch (e) {
+    throw new UsageError(`cannot read the IDL folder ${dir}: ${(e as Error).message} (use --idl <dir>)`);
+  }
+  if (sources.length === 0) throw new UsageError(`no .fan files under ${dir} (use --idl <dir>)`);
+  const checked = checkSources(sources);
+  if (checked.model === undefined)
+    throw new UsageError(`the IDL under ${dir} has errors:\n${formatDiagnostics(checked.diagnostics, sources)}`);
+  return new ModelSchemas(checked.model);
+}
+
+/** The arguments, decoded against the method's parameters and encoded back (defaults filled in). */
+function checkArguments(m: MethodDescriptor, text: string): unknown {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`the arguments are not valid JSON: ${(e as Error).message}`);
+  }
+  const c = codec<unknown>(m.input);
+  try {
+    return c.encode(c.decode(json, ""), "");
+  } catch (e) {
+    const err = FanError.from(e);
+    // The codec's message starts with the field's path: `n: expected an int ...`.
+    throw new UsageError(`invalid argument ${err.message} (nothing was sent)`);
+  }
+}
+
+/** Picks an instance and a transport: `--via` if given, else the first of ORDER the instance has. */
+function choose(
+  instances: readonly InstanceInfo[],
+  via: TransportName | undefined,
+  instanceId: string | undefined,
+): { instance: InstanceInfo; transport: TransportName } | string {
+  const usable = (i: InstanceInfo): TransportName[] =>
+    ORDER.filter(
+      (t) => i.endpoints[t] !== undefined && (via === undefined || t === via) && (instanceId === undefined || !BROKERS.has(t)),
+    );
+  // Spread calls over instances: a random one among those that can take it.
+  const ok = instances.filter((i) => usable(i).length > 0);
+  const instance = ok[Math.floor(Math.random() * ok.length)];
+  if (instance === undefined) {
+    const offered = [...new Set(instances.flatMap((i) => ORDER.filter((t) => i.endpoints[t] !== undefined)))];
+    const want = via ?? (instanceId !== undefined ? "a direct transport (http, zmq)" : "a transport fanc speaks");
+    return `no instance is reachable over ${want}; they offer ${offered.join(", ") || "none"}`;
+  }
+  return { instance, transport: usable(instance)[0] as TransportName };
+}
+
+/** Turns an error reply's payload into the printed error, checking IDL error fields against the IDL. */
+function errorOf(payload: unknown, service: ServiceDescriptor): NonNullable<Outcome["error"]> {
+  const w = (typeof payload === "object" && payload !== null ? payload : {}) as Record<string, unknown>;
+  const code = typeof w.code === "string" ? w.code : Code.UNKNOWN;
+  const message = typeof w.message === "string" ? w.message : code;
+  if (typeof w.error !== "string") return w.details === undefined ? { code, message } : { code, message, fields: w.details };
+  const desc = service.errors[w.error];
+  if (desc !== undefined) {
+    try {
+      codec(desc.fields).decode(w.details, "error");
+    } catch (e) {
+      return { code, message: `${message} (its fields do not match the IDL: ${(e as Error).message})`, name: w.error, fields: w.details };
+    }
+  }
+  return { code, message, name: w.error, fields: w.details ?? {} };
+}
+
+/** Prints an outcome as text: the value on stdout, the rest on stderr. */
+function print(io: Io, o: Outcome, kind: "call" | "push"): void {
+  const where = BROKERS.has(o.transport)
+    ? `${o.instance} over ${o.transport} (the version's shared queue: any of its instances may answer)`
+    : `${o.instance} over ${o.transport}`;
+  const meta = `${o.ms.toFixed(1)} ms · ${where} · trace ${o.traceId ?? "-"}`;
+  if (o.error === undefined) {
+    if (kind === "push") io.err(`acknowledged · ${meta}`);
+    else {
+      if (o.value !== undefined) io.out(JSON.stringify(o.value, null, 2));
+      io.err(`ok · ${meta}`);
+    }
+    return;
+  }
+  const e = o.error;
+  io.err(`error ${e.code}${e.name !== undefined ? ` ${e.name}` : ""}: ${e.message}`);
+  if (e.fields !== undefined) io.err(`  fields: ${JSON.stringify(e.fields)}`);
+  io.err(`  ${meta}`);
+}
+
+/** `fanc call` (kind "call") and `fanc push` (kind "push"): returns the exit code. */
+export async function run(args: string[], io: Io = processIo, kind: "call" | "push" = "call"): Promise<number> {
+  let app: App | undefined;
+  let discovery: string | undefined;
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: {
+        ...REGISTRY_OPTIONS,
+        idl: { type: "string" },
+        via: { type: "string" },
+        version: { type: "string" },
+        instance: { type: "string" },
+        timeout: { type: "string" },
+      },
+      allowPositionals: true,
+    });
+    if (values.help) {
+      io.out(usage(kind));
+      return 0;
+    }
+    const [target, argText = "{}", ...rest] = positionals;
+    if (target === undefined || rest.length > 0)
+      throw new UsageError(`expected <service>.<method> and at most one JSON argument\n${usage(kind)}`);
+    const dot = target.lastIndexOf(".");
+    if (dot <= 0 || dot === target.length - 1) throw new UsageError(`expected <service>.<method>, got ${JSON.stringify(target)}`);
+    const via = values.via as TransportName | undefined;
+    if (via !== undefined && !ORDER.includes(via))
+      throw new UsageError(`--via must be one of ${ORDER.join(", ")}, got ${JSON.stringify(via)}`);
+    if (values.instance !== undefined && via !== undefined && BROKERS.has(via))
+      throw new UsageError(`--instance needs a direct transport (http, zmq): ${via} delivers to any instance of the version`);
+    const range = values.version;
+    if (range !== undefined && semver.validRange(range) === null)
+      throw new UsageError(`--version must be a semver range, got ${JSON.stringify(range)}`);
+    discovery = cliDiscovery(values.discovery);
+    if (!discovery.startsWith("etcd://"))
+      throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(discovery)}`);
+    const cluster = cliCluster(values.cluster);
+
+    // Everything that can be refused is refused before any connection is opened.
+    const schemas = await loadIdl(values.idl ?? "idl");
+    const svc = findService(schemas.services(), target.slice(0, dot));
+    const service = schemas.descriptor(svc);
+    const methodName = target.slice(dot + 1);
+    const m = service.methods[methodName];
+    if (m === undefined) {
+      const names = Object.values(service.methods).map((x) => `${x.name} (${x.kind})`);
+      throw new UsageError(`${service.name} has no method "${methodName}" (methods: ${names.join(", ") || "none"})`);
+    }
+    if (m.kind !== (kind === "call" ? "rpc" : "push"))
+      throw new UsageError(`${service.name}.${m.name} is ${m.kind === "rpc" ? "an rpc" : "a push"}: use "fanc ${m.kind === "rpc" ? "call" : "push"}"`);
+    const payload = checkArguments(m, argText);
+    const timeoutMs = values.timeout === undefined ? m.timeoutMs : Number(values.timeout);
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of ms`);
+
+    const log = pino({ level: "silent" });
+    const spec = discovery as `etcd://${string}`;
+    const probe = createApp({ cluster, discovery: spec, logger: log, telemetry: { healthService: false } });
+    app = probe;
+    await probe.ready();
+    const all = (await probe.watch(service.name)).instances();
+    await probe.stop();
+    app = undefined;
+    const instances = all.filter(
+      (i) =>
+        (range === undefined || semver.satisfies(i.version, range)) &&
+        (values.instance === undefined || i.instanceId === values.instance),
+    );
+    if (instances.length === 0) {
+      const which = [range && `version ${range}`, values.instance && `id ${values.instance}`].filter(Boolean).join(", ");
+      io.err(`fanc ${kind}: no instance of ${service.name}${which ? ` (${which})` : ""} is registered in cluster "${cluster}"`);
+      return 1;
+    }
+    const picked = choose(instances, via, values.instance);
+    if (typeof picked === "string") {
+      io.err(`fanc ${kind}: ${picked}`);
+      return 1;
+    }
+    app = createApp({
+      cluster,
+      discovery: spec,
+      logger: log,
+      transports: transportsConfig(new Set([picked.transport])),
+      telemetry: { healthService: false },
+    });
+    await app.ready();
+    const reach = app.reach(picked.instance, picked.transport);
+    if (reach === undefined) throw new FanError(Code.UNAVAILABLE, `cannot reach ${picked.instance.instanceId} over ${picked.transport}`);
+
+    const started = performance.now();
+    const deadline = Date.now() + timeoutMs;
+    const headers: EnvelopeHeaders = { deadline, traceparent: edgeTraceparent() };
+    if (kind === "push" && m.ttlMs !== undefined) headers.ttl = Date.now() + m.ttlMs;
+    const env: Envelope = {
+      v: 1,
+      id: nextEnvelopeId(),
+      kind,
+      service: service.name,
+      method: m.name,
+      version: service.version,
+      headers,
+      payload,
+      form: "wire",
+    };
+    const outcome: Outcome = {
+      ok: true,
+      service: service.name,
+      method: m.name,
+      transport: picked.transport,
+      instance: picked.instance.instanceId,
+      endpoint: reach.endpoint,
+      ms: 0,
+      traceId: traceIdOf(headers),
+    };
+    const sendOpts = { signal: AbortSignal.timeout(timeoutMs), deadline };
+    try {
+      if (kind === "push") await reach.transport.push(reach.endpoint, env, sendOpts);
+      else {
+        const reply = await reach.transport.call(reach.endpoint, env, sendOpts);
+        if (reply.kind === "error") {
+          outcome.ok = false;
+          outcome.error = errorOf(reply.payload, service);
+        } else {
+          try {
+            codec(m.output).decode(reply.payload, "reply");
+          } catch (e) {
+            throw new FanError(Code.INTERNAL, `the reply does not match the IDL: ${(e as Error).message}`);
+          }
+          outcome.value = reply.payload ?? undefined;
+        }
+      }
+    } catch (e) {
+      const err = Date.now() >= deadline ? new FanError(Code.DEADLINE_EXCEEDED, `no reply within ${timeoutMs} ms`) : FanError.from(e, Code.UNAVAILABLE);
+      outcome.ok = false;
+      outcome.error = { code: err.code, message: err.message };
+    }
+    outcome.ms = Math.round((performance.now() - started) * 10) / 10;
+    if (values.json) io.out(JSON.stringify(outcome, null, 2));
+    else print(io, outcome, kind);
+    return outcome.ok ? 0 : 1;
+  } catch (e) {
+    return report(io, kind, e, discovery);
+  } finally {
+    await app?.stop().catch(() => undefined);
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * `fanc publish <service>.<event> '<json>'` and `fanc subscribe <service>.<event>`: events of
+ * a service from a shell. The IDL is compiled in-process as for `fanc call` (the payload is
+ * checked before anything is sent: exit 2), and the event goes through an App's publisher or
+ * client subscription, exactly as a service's would, on an event transport (`--via` redis,
+ * amqp or zmq; default the first of those the service allows). `subscribe` prints each event
+ * as one JSON line on stdout until SIGINT or SIGTERM.
+ */
+import { parseArgs } from "node:util";
+import { pino } from "pino";
+import { createApp, type App } from "../runtime/app/app.js";
+import { edgeTraceparent } from "../runtime/call/callctx.js";
+import { codec } from "../runtime/codec/index.js";
+import type { EventDescriptor, ServiceDescriptor, TransportName } from "../runtime/descriptor.js";
+import type { InstanceInfo } from "../runtime/discovery/types.js";
+import { nextEnvelopeId } from "../runtime/ids.js";
+import { traceIdOf } from "../runtime/telemetry/tracing.js";
+import type { Transport } from "../runtime/transports/transport.js";
+import { transportsConfig } from "./health.js";
+import { type Io, processIo } from "./io.js";
+import { REGISTRY_OPTIONS, UsageError, cliCluster, cliDiscovery, report } from "./ls.js";
+import { findService, loadIdl } from "./call.js";
+
+const EVENT_TRANSPORTS: readonly TransportName[] = ["redis", "amqp", "zmq"];
+
+const usage = (kind: "publish" | "subscribe"): string =>
+  kind === "publish"
+    ? `usage: fanc publish <service>.<event> ['<json payload>'] [options]
+
+Publishes one event of <service> (full or unambiguous short name) to every subscriber. The
+payload is one JSON object of the event's parameters in wire form (default {}).`
+    : `usage: fanc subscribe <service>.<event> [options]
+
+Prints each event of <service> as one JSON line on stdout until interrupted (Ctrl-C).`;
+
+const OPTIONS_TEXT = `
+options:
+  --idl <dir>          the IDL folder (default: idl/)
+  --via <transport>    redis, amqp or zmq (default: the first of those the service allows);
+                       it must be the transport the publishing service's App uses for events
+  --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
+  --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
+  --json               publish: print one JSON object; subscribe: {"event","at","value"} per line
+  -h, --help           show this help`;
+
+/** The App's transport `name` (App has no accessor; `reach` hands it out for an endpoint on it). */
+function eventTransport(app: App, name: TransportName): Transport {
+  const reach = app.reach({ endpoints: { [name]: "-" } } as InstanceInfo, name);
+  if (reach === undefined) throw new Error(`fanc: the ${name} transport did not open`);
+  return reach.transport;
+}
+
+interface Target {
+  service: ServiceDescriptor;
+  event: EventDescriptor;
+  via: TransportName;
+}
+
+async function resolveTarget(target: string, idl: string | undefined, via: string | undefined): Promise<Target> {
+  const dot = target.lastIndexOf(".");
+  if (dot <= 0 || dot === target.length - 1) throw new UsageError(`expected <service>.<event>, got ${JSON.stringify(target)}`);
+  const schemas = await loadIdl(idl ?? "idl");
+  const service = schemas.descriptor(findService(schemas.services(), target.slice(0, dot)));
+  const name = target.slice(dot + 1);
+  const event = service.events[name];
+  if (event === undefined)
+    throw new UsageError(`${service.name} has no event "${name}" (events: ${Object.keys(service.events).join(", ") || "none"})`);
+  if (via !== undefined && !EVENT_TRANSPORTS.includes(via as TransportName))
+    throw new UsageError(`--via must be one of ${EVENT_TRANSPORTS.join(", ")} for events, got ${JSON.stringify(via)}`);
+  const chosen = (via as TransportName | undefined) ?? EVENT_TRANSPORTS.find((t) => service.transports.includes(t));
+  if (chosen === undefined || !service.transports.includes(chosen))
+    throw new UsageError(
+      `${service.name} allows no event transport${via === undefined ? "" : ` ${via}`} (it allows ${service.transports.join(", ")})`,
+    );
+  return { service, event, via: chosen };
+}
+
+/** `fanc publish` and `fanc subscribe`: returns the exit code. `stop` ends a subscription (tests); SIGINT/SIGTERM do otherwise. */
+export async function run(
+  args: string[],
+  io: Io = processIo,
+  kind: "publish" | "subscribe" = "publish",
+  stop?: AbortSignal,
+): Promise<number> {
+  let app: App | undefined;
+  let discovery: string | undefined;
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: { ...REGISTRY_OPTIONS, idl: { type: "string" }, via: { type: "string" } },
+      allowPositionals: true,
+    });
+    if (values.help) {
+      io.out(usage(kind) + OPTIONS_TEXT);
+      return 0;
+    }
+    const [target, payloadText = "{}", ...rest] = positionals;
+    if (target === undefined || rest.length > 0 || (kind === "subscribe" && positionals.length > 1))
+      throw new UsageError(`wrong arguments\n${usage(kind)}${OPTIONS_TEXT}`);
+    discovery = cliDiscovery(values.discovery);
+    if (!discovery.startsWith("etcd://"))
+      throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(discovery)}`);
+    const t = await resolveTarget(target, values.idl, values.via);
+    const c = codec<Record<string, unknown>>(t.event.payload);
+    let payload: Record<string, unknown> | undefined;
+    if (kind === "publish") {
+      let json: unknown;
+      try {
+        json = JSON.parse(payloadText);
+      } catch (e) {
+        throw new UsageError(`the payload is not valid JSON: ${(e as Error).message}`);
+      }
+      try {
+        payload = c.decode(json, "");
+      } catch (e) {
+        throw new UsageError(`invalid payload ${(e as Error).message} (nothing was sent)`);
+      }
+    }
+    app = createApp({
+      cluster: cliCluster(values.cluster),
+      discovery: discovery as `etcd://${string}`,
+      logger: pino({ level: "silent" }),
+      transports: transportsConfig(new Set([t.via])),
+      telemetry: { healthService: false },
+    });
+    await app.ready();
+    const def = { descriptor: t.service, createClient: () => undefined };
+    if (kind === "publish") {
+      const traceparent = edgeTraceparent();
+      const started = performance.now();
+      await app.publisher(def).emit(t.event.name, payload as never, { traceparent });
+      const ms = Math.round((performance.now() - started) * 10) / 10;
+      const traceId = traceparent.split("-")[1];
+      if (values.json)
+        io.out(JSON.stringify({ ok: true, service: t.service.name, event: t.event.name, transport: t.via, ms, traceId }, null, 2));
+      else io.err(`published · ${ms.toFixed(1)} ms · over ${t.via} · trace ${traceId}`);
+      return 0;
+    }
+    // A broadcast subscription of its own: a copy of every event, on a queue that is deleted
+    // when fanc stops and expires if it dies (app.subscribe's group queue is durable, and on
+    // amqp it would keep collecting events after fanc is gone).
+    const sub = await eventTransport(app, t.via).subscribe(
+      {
+        source: t.service,
+        event: t.event.name,
+        group: "fanc.subscribe",
+        instanceId: `fanc-${process.pid}-${nextEnvelopeId()}`,
+        broadcast: true,
+      },
+      async (env) => {
+        let value: Record<string, unknown>;
+        try {
+          value = c.decode(env.payload, t.event.name);
+        } catch (e) {
+          io.err(`dropped an event that does not match the IDL: ${(e as Error).message}`);
+          return;
+        }
+        const wire = c.encode(value, t.event.name);
+        io.out(
+          values.json
+            ? JSON.stringify({
+                event: `${t.service.name}.${t.event.name}`,
+                at: new Date().toISOString(),
+                traceId: traceIdOf(env.headers),
+                value: wire,
+              })
+            : JSON.stringify(wire),
+        );
+      },
+    );
+    io.err(`subscribed to ${t.service.name}.${t.event.name} over ${t.via} (Ctrl-C to stop)`);
+    await new Promise<void>((resolve) => {
+      const done = (): void => resolve();
+      stop?.addEventListener("abort", done, { once: true });
+      if (stop?.aborted) done();
+      process.once("SIGINT", done);
+      process.once("SIGTERM", done);
+    });
+    await sub.close();
+    return 0;
+  } catch (e) {
+    return report(io, kind, e, discovery);
+  } finally {
+    await app?.stop().catch(() => undefined);
+  }
+}

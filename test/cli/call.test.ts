@@ -1,0 +1,165 @@
+/**
+ * `fanc call` and `fanc push` as a user runs them: `bin/fanc.mjs` in a child process, against
+ * a service served by another process (test/transports/fixtures/child-app.ts) on redis, amqp,
+ * zmq and http at once, registered in the shared etcd under a unique cluster. The IDL is read
+ * from the conformance fixture's folder with `--idl`.
+ */
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { describeEtcd, randomCluster, SHARED_ETCD } from "../discovery/helpers.js";
+import { type CapturedChild, runFanc, spawnCaptured, until } from "./helpers.js";
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const IDL = ["--idl", "test/transports/fixtures/idl"];
+
+const fanc = runFanc;
+
+/** What `--json` prints. */
+interface Outcome {
+  ok: boolean;
+  service: string;
+  method: string;
+  transport: string;
+  instance: string;
+  ms: number;
+  traceId: string;
+  value?: unknown;
+  error?: { code: string; message: string; name?: string; fields?: unknown };
+}
+
+describeEtcd("fanc call / fanc push (child processes)", () => {
+  const cluster = randomCluster();
+  const C = [...IDL, "--discovery", `etcd://${SHARED_ETCD}`, "--cluster", cluster];
+  let server: CapturedChild;
+
+  beforeAll(async () => {
+    server = spawnCaptured(join(repo, "node_modules/.bin/tsx"), ["test/transports/fixtures/child-app.ts"], {
+      FAN_CHILD_SERVE: "Conformance",
+      FAN_CHILD_TRANSPORTS: "redis,amqp,zmq,http",
+      FAN_CHILD_CLUSTER: cluster,
+      FAN_ETCD: SHARED_ETCD,
+    });
+    await until("the service process is ready", () => /"event":"ready"/.test(server.stdout()) || /start failed/.test(server.stdout()), 120_000);
+    expect(server.stdout()).toContain('"event":"ready"');
+  }, 150_000);
+
+  afterAll(async () => {
+    server?.child.kill("SIGTERM");
+    await server?.exited;
+  }, 30_000);
+
+  it("calls an rpc over each transport (--via), printing the typed reply, instance and trace id", async () => {
+    for (const via of ["http", "zmq", "redis", "amqp"]) {
+      const r = await fanc(["call", "Conformance.echo", '{"n":3,"text":"hi"}', ...C, "--via", via, "--json"]);
+      expect(r.stderr, via).toBe("");
+      expect(r.code, via).toBe(0);
+      const o = JSON.parse(r.stdout) as Outcome;
+      expect(o).toMatchObject({
+        ok: true,
+        service: "fan.conformance.Conformance",
+        method: "echo",
+        transport: via,
+        value: { n: 3, text: "hi" },
+      });
+      expect(o.instance).toMatch(/^Conformance-/);
+      expect(o.traceId).toMatch(/^[0-9a-f]{32}$/);
+      expect(o.ms).toBeGreaterThan(0);
+    }
+    // Text output, discovery and cluster from the environment: the value on stdout, the rest on stderr.
+    const t = await fanc(["call", "fan.conformance.Conformance.echo", '{"n":7}', ...IDL], {
+      FAN_DISCOVERY: `etcd://${SHARED_ETCD}`,
+      FAN_CLUSTER: cluster,
+    });
+    expect(t.code).toBe(0);
+    expect(JSON.parse(t.stdout)).toEqual({ n: 7 });
+    expect(t.stderr).toMatch(/^ok · [\d.]+ ms · Conformance-\S+ over http · trace [0-9a-f]{32}\n$/);
+  }, 600_000);
+
+  it("--version and --instance narrow the instances; --instance refuses a broker transport", async () => {
+    const first = await fanc(["call", "Conformance.echo", '{"n":1}', ...C, "--version", "^1.0.0", "--json"]);
+    expect(first.code).toBe(0);
+    const id = (JSON.parse(first.stdout) as Outcome).instance;
+    const pinned = await fanc(["call", "Conformance.echo", '{"n":2}', ...C, "--instance", id, "--via", "zmq", "--json"]);
+    expect(pinned.code).toBe(0);
+    expect(JSON.parse(pinned.stdout)).toMatchObject({ instance: id, transport: "zmq", value: { n: 2 } });
+    const none = await fanc(["call", "Conformance.echo", '{"n":3}', ...C, "--version", ">=2"]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toBe(
+      `fanc call: no instance of fan.conformance.Conformance (version >=2) is registered in cluster "${cluster}"\n`,
+    );
+    const other = await fanc(["call", "Conformance.echo", '{"n":4}', ...C, "--instance", "nobody"]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain("(id nobody)");
+    const broker = await fanc(["call", "Conformance.echo", '{"n":5}', ...C, "--instance", id, "--via", "amqp"]);
+    expect(broker.code).toBe(2);
+    expect(broker.stderr).toContain("--instance needs a direct transport (http, zmq)");
+  }, 300_000);
+
+  it("prints a typed IDL error with its name and fields, exit 1", async () => {
+    const r = await fanc(["call", "Conformance.fail", '{"code":"TEAPOT","message":"no tea"}', ...C, "--via", "redis"]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain("error FAILED_PRECONDITION fan.conformance.Teapot: no tea\n");
+    expect(r.stderr).toContain('  fields: {"reason":"short and stout"}\n');
+    const j = await fanc(["call", "Conformance.fail", '{"code":"TEAPOT","message":"no tea"}', ...C, "--via", "zmq", "--json"]);
+    expect(j.code).toBe(1);
+    expect((JSON.parse(j.stdout) as Outcome).error).toEqual({
+      code: "FAILED_PRECONDITION",
+      message: "no tea",
+      name: "fan.conformance.Teapot",
+      fields: { reason: "short and stout" },
+    });
+  }, 300_000);
+
+  it("a --timeout shorter than the handler ends in DEADLINE_EXCEEDED", async () => {
+    for (const via of ["amqp", "http"]) {
+      const r = await fanc(["call", "Conformance.sleep", '{"ms":20000}', ...C, "--via", via, "--timeout", "1000", "--json"]);
+      expect(r.code, via).toBe(1);
+      const o = JSON.parse(r.stdout) as Outcome;
+      expect(o.error?.code, via).toBe("DEADLINE_EXCEEDED");
+      // It waited for the deadline, not for the handler (20 s).
+      expect(o.ms, via).toBeGreaterThanOrEqual(900);
+      expect(o.ms, via).toBeLessThan(15_000);
+    }
+  }, 300_000);
+
+  it("refuses bad JSON and an invalid argument before sending anything (exit 2, naming the field)", async () => {
+    // An unreachable registry: a refusal that reached for discovery would fail differently.
+    const off = [...IDL, "--discovery", "etcd://127.0.0.1:1", "--cluster", cluster];
+    const bad = await fanc(["push", "Conformance.record", '{"id":"bad-json"', ...off]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^fanc push: the arguments are not valid JSON: /);
+    const invalid = await fanc(["push", "Conformance.record", '{"id":"bad-arg","failures":"two"}', ...off]);
+    expect(invalid.code).toBe(2);
+    expect(invalid.stderr).toBe(
+      'fanc push: invalid argument failures: expected an int (a safe integer), got string "two" (nothing was sent)\n',
+    );
+    const nested = await fanc(["call", "Conformance.echo", "{}", ...off]);
+    expect(nested.code).toBe(2);
+    expect(nested.stderr).toContain("invalid argument n:");
+    const kind = await fanc(["call", "Conformance.record", '{"id":"x"}', ...off]);
+    expect(kind.code).toBe(2);
+    expect(kind.stderr).toBe('fanc call: fan.conformance.Conformance.record is a push: use "fanc push"\n');
+    const unknown = await fanc(["call", "Conformance.nope", "{}", ...off]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('has no method "nope"');
+    // The same arguments, once valid, do reach the service; the refused ones never did.
+    const ok = await fanc(["push", "Conformance.record", '{"id":"after-refusals"}', ...C, "--via", "redis"]);
+    expect(ok.code).toBe(0);
+    await until("the valid push is delivered", () => server.stdout().includes('"id":"after-refusals"'), 60_000);
+    expect(server.stdout()).not.toContain("bad-json");
+    expect(server.stdout()).not.toContain("bad-arg");
+  }, 300_000);
+
+  it("a push is acknowledged and delivered", async () => {
+    for (const via of ["amqp", "zmq"]) {
+      const id = `ack-${via}-${process.pid}`;
+      const r = await fanc(["push", "Conformance.record", JSON.stringify({ id }), ...C, "--via", via]);
+      expect(r.code, via).toBe(0);
+      expect(r.stdout, via).toBe("");
+      expect(r.stderr, via).toMatch(new RegExp(`^acknowledged · [\\d.]+ ms · Conformance-\\S+ over ${via}`));
+      await until(`push ${id} delivered`, () => server.stdout().includes(`"id":"${id}"`), 60_000);
+    }
+  }, 300_000);
+});
