@@ -74,7 +74,8 @@ export class ClientPolicy {
   constructor(service: string, policy: ResolvedPolicy, shared: PolicyShared) {
     this.#service = service;
     this.#shared = shared;
-    this.#breakers = shared.breakers;
+    // Breakers are the App's, per instance; their thresholds too. A client may only opt out.
+    this.#breakers = policy.breakers ? shared.breakers : undefined;
     this.#budget = shared.budget(service);
     this.#policy = policy;
     this.#codes = new Set(policy.retry?.codes ?? [Code.UNAVAILABLE]);

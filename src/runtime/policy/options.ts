@@ -48,6 +48,8 @@ export interface ResolvedPolicy {
   readonly retry: RetryOptions | undefined;
   readonly hedge: HedgeOptions | undefined;
   readonly bulkhead: BulkheadOptions | undefined;
+  /** False when the client said `breaker: false`: it neither consults nor feeds the App's breakers. */
+  readonly breakers: boolean;
 }
 
 /** Merges the App's policy options with a client's (`false` for either turns the chain off). */
@@ -69,5 +71,5 @@ export function resolvePolicy(
       Codes.INVALID_ARGUMENT,
       `policy.bulkhead.maxInFlight must be a positive integer, got ${String(bulkhead.maxInFlight)}`,
     );
-  return { retry: pick("retry", {}), hedge: pick("hedge", false), bulkhead };
+  return { retry: pick("retry", {}), hedge: pick("hedge", false), bulkhead, breakers: client?.breaker !== false };
 }
