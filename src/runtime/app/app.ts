@@ -30,6 +30,7 @@ import { type ServerPolicyOptions, serverGate } from "../policy/server.js";
 import { Telemetry, type AdminOptions, type TelemetryOptions } from "../telemetry/index.js";
 import { AdminServer } from "../telemetry/admin.js";
 import { HealthService, healthHandler } from "../telemetry/health.js";
+import { policyMetrics } from "../telemetry/policy.js";
 import type { ServiceTraffic } from "../call/route.js";
 import { TrafficRules } from "../call/versions.js";
 
@@ -144,6 +145,7 @@ export class App implements ClientHost {
       },
       options.telemetry,
     );
+    if (this.telemetry.metrics !== undefined) this.policy.on(policyMetrics(this.telemetry.metrics));
     this.#admin =
       options.admin === undefined ? undefined : new AdminServer(options.admin, this.telemetry.admin, this.log);
     this.#infra = new Infra({
