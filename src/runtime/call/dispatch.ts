@@ -370,10 +370,7 @@ export class Dispatcher implements Inbound {
     if (ctx.aborted) return abortedError(ctx);
     const scope = { log: () => ctx.log, traceId: () => ctx.traceId };
     if (this.#scope.revealErrors !== true) return toWireError(e, this.#service, form, scope);
-    return toWireError(e, this.#service, form, {
-      ...scope,
-      reveal: { service: this.#service.name, method: ctx.method },
-    });
+    return toWireError(e, this.#service, form, { ...scope, reveal: { service: this.#service.name, method: ctx.method } });
   }
 
   async #oneWay(
