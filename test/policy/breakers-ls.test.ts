@@ -30,7 +30,55 @@ async function fancLs(args: readonly string[]): Promise<{ code: number; out: str
   return { code, out: printed.join("\n") };
 }
 
+/** `fanc ls <service> --json` in `cluster`: each instance's published breakers. */
+async function listed(cluster: string): Promise<Map<string, Listed["breakers"]>> {
+  const r = await fancLs([
+    Flaky.descriptor.name,
+    "--discovery",
+    `etcd://${SHARED_ETCD}`,
+    "--cluster",
+    cluster,
+    "--json",
+  ]);
+  expect(r.code).toBe(0);
+  return new Map((JSON.parse(r.out) as Listed[]).map((i) => [i.instanceId, i.breakers]));
+}
+
 describeEtcd("breakers in fanc ls", () => {
+  it("removes the entry once the caller's breaker closed again", async () => {
+    const cluster = randomCluster();
+    const base: AppOptions = { cluster, discovery: `etcd://${SHARED_ETCD}`, logger: silent, transports: { http: {} } };
+    const a = new FlakyImpl("a");
+    a.mode = "internal";
+    const server = createApp(base).serve(Flaky, a, { instanceId: "a", transports: ["http"] });
+    apps.push(server);
+    await server.start();
+    const caller = createApp({ ...base, policy: { breaker: { failures: 2, openMs: 300 }, retry: false } });
+    apps.push(caller);
+    await caller.start();
+    const set = await caller.watch(Flaky.descriptor.name);
+    await until("the instance", () => set.instances().length === 1, 20_000);
+    const client = caller.client(Flaky);
+    for (let i = 0; i < 2; i++) await client.read({ n: i }).catch(() => undefined);
+    await until(
+      "the open breaker in fanc ls",
+      async () => ((await listed(cluster)).get("a")?.length ?? 0) > 0,
+      20_000,
+      100,
+    );
+    a.mode = "ok";
+    await new Promise((r) => setTimeout(r, 350));
+    // The half-open probe succeeds and closes the breaker: the caller deletes its entry.
+    expect(await client.read({ n: 3 })).toEqual({ instance: "a", n: 3 });
+    await until(
+      "the closed breaker gone from fanc ls",
+      async () => ((await listed(cluster)).get("a")?.length ?? 1) === 0,
+      20_000,
+      100,
+    );
+    expect(caller.policy.breakerStates()).toMatchObject([{ instanceId: "a", state: "closed" }]);
+  });
+
   it("shows which caller holds an instance's breaker open, until that caller stops", async () => {
     const cluster = randomCluster();
     const base: AppOptions = {
@@ -57,16 +105,11 @@ describeEtcd("breakers in fanc ls", () => {
       await client.write({ n: i }).catch(() => undefined);
 
     const args = [Flaky.descriptor.name, "--discovery", `etcd://${SHARED_ETCD}`, "--cluster", cluster];
-    const listed = async (): Promise<Map<string, Listed["breakers"]>> => {
-      const r = await fancLs([...args, "--json"]);
-      expect(r.code).toBe(0);
-      return new Map((JSON.parse(r.out) as Listed[]).map((i) => [i.instanceId, i.breakers]));
-    };
     let seen = new Map<string, Listed["breakers"]>();
     await until(
       "the open breaker of bad in fanc ls",
       async () => {
-        seen = await listed();
+        seen = await listed(cluster);
         return (seen.get("bad")?.length ?? 0) > 0;
       },
       20_000,
@@ -84,7 +127,7 @@ describeEtcd("breakers in fanc ls", () => {
     await caller.stop();
     await until(
       "the breaker entry gone with its caller",
-      async () => ((await listed()).get("bad")?.length ?? 0) === 0,
+      async () => ((await listed(cluster)).get("bad")?.length ?? 0) === 0,
       20_000,
     );
   });
