@@ -1,6 +1,7 @@
 /**
  * `fanc ls [service]`: services and their instances (versions, endpoints, shards, zone, load,
- * age) as a live registry holds them. Reads only; one list per call, no watch.
+ * age, and the callers whose circuit breaker of each is not closed) as a live registry holds
+ * them. Reads only; one list per call, no watch.
  */
 import { parseArgs } from "node:util";
 import { EtcdRegistry } from "../runtime/discovery/etcd.js";
@@ -11,6 +12,7 @@ import type { InstanceInfo } from "../runtime/discovery/types.js";
 import { pino } from "pino";
 import semver from "semver";
 import { assignShards, ownedBy } from "../runtime/call/shards.js";
+import { publishedBreakers } from "../runtime/policy/breaker-board.js";
 import { type Io, processIo } from "./io.js";
 
 const USAGE = `usage: fanc ls [service] [options]
@@ -159,9 +161,14 @@ async function listInstances(
 ): Promise<number> {
   const prefix = servicePrefix(cluster, service);
   const list = instancesOf((await registry.list(prefix)).items, servicesRoot(cluster)).get(service) ?? [];
+  const breakers = await publishedBreakers(registry, cluster, service);
   if (json) {
     const owned = shardOwnership(list);
-    const out = list.map((i) => (owned.has(i.instanceId) ? { ...i, ownedShards: owned.get(i.instanceId) } : i));
+    const out = list.map((i) => ({
+      ...i,
+      ...(owned.has(i.instanceId) ? { ownedShards: owned.get(i.instanceId) } : {}),
+      breakers: breakers.get(i.instanceId) ?? [],
+    }));
     io.out(JSON.stringify(out, null, 2));
     return 0;
   }
@@ -181,8 +188,9 @@ async function listInstances(
     i.zone ?? "-",
     String(i.load),
     age(now - i.startedAt),
+    breakersColumn(breakers.get(i.instanceId)),
   ]);
-  io.out(table(["INSTANCE", "VERSION", "ENDPOINTS", "SHARDS", "ZONE", "LOAD", "AGE"], rows));
+  io.out(table(["INSTANCE", "VERSION", "ENDPOINTS", "SHARDS", "ZONE", "LOAD", "AGE", "BREAKERS"], rows));
   return 0;
 }
 
@@ -223,6 +231,12 @@ function shardsColumn(i: InstanceInfo, owned: readonly number[] | undefined): st
   if (owned === undefined) return i.shards.length === 0 ? "all" : compactRanges(i.shards);
   const list = owned.length === 0 ? "none" : compactRanges(owned);
   return `${list}/${i.shardCount}${i.shards.length > 0 ? " pinned" : ""}`;
+}
+
+/** Callers whose breaker of an instance is not closed: `open by app1, half-open by app2`, or `-`. */
+function breakersColumn(list: readonly { appId: string; state: string }[] | undefined): string {
+  if (list === undefined || list.length === 0) return "-";
+  return list.map((b) => `${b.state} by ${b.appId}`).join(", ");
 }
 
 /** `[0,1,2,5]` → `0-2,5` */

@@ -11,34 +11,13 @@ import { LocalHub, localTransport } from "../../src/runtime/transports/local/ind
 import { captureLogger, eventually as waitFor } from "../runtime/fixtures/impl.js";
 import { describeWithBroker, reachable } from "../transports/amqp-broker.js";
 import { C, Hop } from "./fixtures.js";
+import { parse, sample } from "./prom.js";
 
 /** A local transport on a hub of its own: Apps of this one process then call each other over the network. */
 const ownHub = () => localTransport({ hub: new LocalHub() });
 const redisUp = await reachable("127.0.0.1", 6379);
 const cluster = (): string => `telm-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 const quiet = () => captureLogger("warn").log;
-
-/** Prometheus text → samples `name{labels}` → value (labels in their written order). */
-function parse(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$/.exec(line);
-    if (m === null) throw new Error(`not a Prometheus sample line: ${line}`);
-    out.set(`${m[1]}${m[2] ?? ""}`, Number(m[3]));
-  }
-  return out;
-}
-
-/** The value of the sample named `name` whose labels include all of `labels`. */
-function sample(samples: Map<string, number>, name: string, labels: Record<string, string>): number | undefined {
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const [key, value] of samples) {
-    if (!key.startsWith(`${name}{`) && key !== name) continue;
-    if (want.every((w) => key.includes(w))) return value;
-  }
-  return undefined;
-}
 
 async function httpEndpoint(app: App, service: string): Promise<string> {
   const set = await app.watch(service);

@@ -10,6 +10,7 @@ import type { ServiceDefinition, ServiceDescriptor, StateHandle, Subscription, T
 import type { ConfigObjects } from "../discovery/config.js";
 import type { EtcdRegistryOptions } from "../discovery/etcd.js";
 import type { ConfigSource, InstanceSet } from "../discovery/types.js";
+import { DEFAULT_LEASE_TTL_MS } from "../discovery/directory.js";
 import { Code, FanError } from "../errors.js";
 import { instanceIdFor, shortId } from "../ids.js";
 import type { Interceptor } from "../call/interceptors.js";
@@ -30,6 +31,8 @@ import { type ServerPolicyOptions, serverGate } from "../policy/server.js";
 import { Telemetry, type AdminOptions, type TelemetryOptions } from "../telemetry/index.js";
 import { AdminServer } from "../telemetry/admin.js";
 import { HealthService, healthHandler } from "../telemetry/health.js";
+import { policyMetrics } from "../telemetry/policy.js";
+import { BreakerBoard } from "../policy/breaker-board.js";
 import type { ServiceTraffic } from "../call/route.js";
 import { TrafficRules } from "../call/versions.js";
 
@@ -114,6 +117,8 @@ export class App implements ClientHost {
   /** Metrics, spans and health of this App. */
   readonly telemetry: Telemetry;
   readonly #admin: AdminServer | undefined;
+  /** Publishes this App's open breakers for `fanc ls` (policy/breaker-board.ts). */
+  readonly #board: BreakerBoard;
   #healthInstance: ServedInstance | undefined;
   /** Transports some served instance uses (fan.Health is served on these). */
   readonly #servedOn = new Set<TransportName>();
@@ -144,6 +149,7 @@ export class App implements ClientHost {
       },
       options.telemetry,
     );
+    if (this.telemetry.metrics !== undefined) this.policy.on(policyMetrics(this.telemetry.metrics));
     this.#admin =
       options.admin === undefined ? undefined : new AdminServer(options.admin, this.telemetry.admin, this.log);
     this.#infra = new Infra({
@@ -154,6 +160,14 @@ export class App implements ClientHost {
       deadLetter: (service, method, transport) => this.telemetry.metrics?.deadLetter(service, method, transport),
       ...pick(options, ["discovery", "config", "transports", "leaseTtlMs", "maxPayloadBytes", "etcd"]),
     });
+    this.#board = new BreakerBoard(
+      () => (this.#infra.isOpen ? this.#infra.registry : undefined),
+      this.cluster,
+      this.appId,
+      options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
+      this.log,
+    );
+    this.policy.on(this.#board.listener);
     this.#lifecycle = new Lifecycle(this.#served, this.#infra, options, this.log);
     this.#states = appStates(this, this.#infra, this.#served, options.states);
     this.#lifecycle.onSignal(() => this.stop());
@@ -248,7 +262,7 @@ export class App implements ClientHost {
     const health = this.telemetry.health;
     if (health.phase !== "stopped") health.set("stopping");
     const closeClients = async (): Promise<void> => {
-      await Promise.all([this.#closeClients(), this.#states.close()]);
+      await Promise.all([this.#closeClients(), this.#states.close(), this.#board.close()]);
       await this.#healthInstance?.unbind(0);
     };
     return this.#lifecycle.stop(closeClients).finally(async () => {

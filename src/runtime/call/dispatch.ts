@@ -194,7 +194,7 @@ export class Dispatcher implements Inbound {
     }
     const gate = this.#gate;
     if (gate !== undefined) {
-      const shed = gate.shed(this.#inflight, method);
+      const shed = gate.shed(this.#inflight, method, transport);
       if (shed !== undefined) {
         sink.error(shed);
         return;

@@ -7,6 +7,7 @@
  * | `/fan/{cluster}/config/{service}/{key}` | one top-level config key, JSON |
  * | `/fan/{cluster}/election/{service}/{instanceId}` | a candidate of a `@unique` service, held by a lease |
  * | `/fan/{cluster}/ids/{name}` | the last id handed out by `nextId` |
+ * | `/fan/{cluster}/breakers/{service}/{appId}` | the breakers an App holds open or half-open on instances of a service, held by a lease |
  */
 
 const SEGMENT = /^[A-Za-z0-9_.:@$-]+$/;
@@ -57,4 +58,9 @@ export function electionPrefix(cluster: string, service: string): string {
 /** `/fan/{cluster}/ids/{name}` */
 export function idKey(cluster: string, name: string): string {
   return `${clusterPrefix(cluster)}ids/${checkSegment("id name", name)}`;
+}
+
+/** `/fan/{cluster}/breakers/{service}/` */
+export function breakersPrefix(cluster: string, service: string): string {
+  return `${clusterPrefix(cluster)}breakers/${checkSegment("service", service)}/`;
 }

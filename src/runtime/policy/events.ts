@@ -44,6 +44,8 @@ export type PolicyEvent =
       readonly service: string;
       readonly method: string;
       readonly instanceId: string;
+      /** The transport the refused call came over. */
+      readonly transport: string;
     }
   | {
       /** A server interceptor refused a call before its handler. */

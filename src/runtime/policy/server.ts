@@ -91,11 +91,17 @@ export class ServerGate {
     return this.#interceptors.length > 0 || method.auth !== undefined;
   }
 
-  /** The refusal of a call beyond the in-flight bound (counted), or undefined. */
-  shed(inflight: number, method: string): WireError | undefined {
+  /** The refusal of a call of `method` that came over `transport` beyond the in-flight bound (counted), or undefined. */
+  shed(inflight: number, method: string, transport: string): WireError | undefined {
     if (inflight < this.maxInFlight) return undefined;
     this.#host.shed();
-    this.#host.events.emit({ type: "shed", service: this.#service.name, method, instanceId: this.#instanceId });
+    this.#host.events.emit({
+      type: "shed",
+      service: this.#service.name,
+      method,
+      instanceId: this.#instanceId,
+      transport,
+    });
     return {
       code: Code.RESOURCE_EXHAUSTED,
       message: `${this.#service.name} ${this.#instanceId} is at its bound of ${this.maxInFlight} calls in flight (load shed)`,
