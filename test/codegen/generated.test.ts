@@ -28,6 +28,8 @@ const OUTPUTS: readonly { readonly idl: string; readonly out: string; readonly e
   { idl: "test/policy/fixtures/idl", out: "test/policy/fixtures/generated", extra: ["biome.json"] },
   // The replicated-states tests and benchmark run against this one.
   { idl: "test/states/fixtures/idl", out: "test/states/fixtures/generated", extra: ["biome.json"] },
+  // The sharding suites run against this one.
+  { idl: "test/sharding/fixtures/idl", out: "test/sharding/fixtures/generated", extra: ["biome.json"] },
 ];
 
 describe("committed generated code", () => {

@@ -170,7 +170,7 @@ describe("config [yaml file]", () => {
     const cfg = await liveConfig<Cfg>(source, SVC, configDecoder<Cfg>(SVC, schema));
     expect(cfg.value.pageSize).toBe(10);
     writeFileSync(file, `${SVC}:\n  pageSize: 11\n  apiKey: k\n  region: eu\n`);
-    await until("file edit applied", () => cfg.value.pageSize === 11, 5000);
+    await until("file edit applied", () => cfg.value.pageSize === 11, 20_000);
     writeFileSync(file, `${SVC}:\n  pageSize: [unclosed\n`);
     await new Promise((r) => setTimeout(r, 400));
     expect(cfg.value.pageSize).toBe(11);

@@ -30,7 +30,9 @@ describeWithBroker(
       callTimeoutMs: 3000,
     });
     try {
-      await expect(r.get("/fan/policy-test")).rejects.toThrow(/TLS|secure|SSL|certificate/i);
+      // The etcd on 2379 speaks plain gRPC: without TLS this get would succeed. With it, the
+      // handshake fails — as a TLS error, or (a loaded machine) gRPC's "No connection established".
+      await expect(r.get("/fan/policy-test")).rejects.toThrow(/TLS|secure|SSL|certificate|No connection established/i);
     } finally {
       await r.close();
     }

@@ -161,16 +161,21 @@ for (const c of CASES) {
   });
 }
 
-describe("states over http without a broker", () => {
+describe("states over http without a broker, discovery across processes", () => {
+  // With a memory registry everything is in one process and the local hub carries updates;
+  // with etcd, only a broker transport reaches the other processes.
+  const discovery = "etcd://127.0.0.1:2379";
   it("an owner refuses to start, naming what is missing, instead of replicating nothing", () => {
-    const app = createApp({ transports: { http: {} } });
+    const inProcess = createApp({ transports: { http: {} } });
+    expect(() => inProcess.serve(Board, { ping: () => "pong" })).not.toThrow();
+    const app = createApp({ discovery, transports: { http: {} } });
     expect(() => app.serve(Board, { ping: () => "pong" })).toThrow(/need a broker transport.*amqp, redis or zmq/);
-    const both = createApp({ transports: { http: {}, redis: { url: REDIS_URL } } });
+    const both = createApp({ discovery, transports: { http: {}, redis: { url: REDIS_URL } } });
     expect(() => both.serve(HttpBoard, { ping: () => "pong" })).toThrow(/HttpBoard allows http, local/);
   });
 
   it("a watcher's watch() fails naming what is missing", async () => {
-    const app = createApp({ transports: { http: {} } });
+    const app = createApp({ discovery, cluster: `states-http-${process.pid}`, transports: { http: {} } });
     await app.start();
     try {
       expect(() => app.client(Board).states.entries.watch()).toThrow(/need a broker transport/);

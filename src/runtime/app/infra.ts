@@ -138,6 +138,16 @@ export class Infra {
     return this.#discovery !== undefined && this.#opening === undefined;
   }
 
+  /**
+   * Whether discovery can reach other processes (etcd, or any registry but an in-memory one):
+   * then only a network transport carries events and state updates between the Apps.
+   */
+  get spansProcesses(): boolean {
+    const spec = this.#spec;
+    const registry = isDiscovery(spec) ? spec.registry : spec;
+    return registry !== "memory" && !(registry instanceof MemoryRegistry);
+  }
+
   /** Creates discovery and the network transports (once). */
   open(): Promise<void> {
     if (this.#discovery !== undefined && this.#opening === undefined) return Promise.resolve();
@@ -191,8 +201,7 @@ export class Infra {
     for (const name of this.network) {
       if (EVENT_CAPABLE.has(name) && source.transports.includes(name)) return name;
     }
-    const registry = this.#discovery?.registry;
-    if (registry !== undefined && !(registry instanceof MemoryRegistry)) throw noEventTransport(source, this.network);
+    if (this.spansProcesses) throw noEventTransport(source, this.network);
     return "local";
   }
 

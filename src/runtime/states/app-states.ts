@@ -66,7 +66,15 @@ export function appStates(
   const views = new Set<{ close(): Promise<void> }>();
   const callers = new Map<ServiceDescriptor, Caller>();
   const carrierMissing = (d: ServiceDescriptor): FanError | undefined => {
-    if (infra.network.length === 0 || infra.eventTransportName(d) !== "local") return undefined;
+    // In one process (a memory registry) the local hub carries updates; across processes a
+    // network transport that carries events must (the same rule as events, app/infra.ts).
+    if (infra.network.length === 0 || !infra.spansProcesses) return undefined;
+    try {
+      infra.eventTransportName(d);
+      return undefined;
+    } catch {
+      // none of the App's network transports that the service allows carries events
+    }
     return new FanError(
       Code.FAILED_PRECONDITION,
       `the states of ${d.name} need a broker transport to carry their updates: this app has ${infra.network.join(", ")} ` +
