@@ -125,7 +125,7 @@ export class Caller implements ClientCaller {
       const route = this.#route as Route;
       const pinned = req.opts?.transport;
       return skip === undefined
-        ? avoidDown(route.pick(undefined, pinned, req.method), route, pinned)
+        ? avoidDown(route.pick(undefined, pinned, req.method), route, pinned, req.method)
         : route.pickWhere(undefined, pinned, skip, req.method);
     },
     send: (target: Target, req: OutgoingRequest, now?: number): Promise<unknown> =>
@@ -257,7 +257,7 @@ export class Caller implements ClientCaller {
     let target: Target;
     try {
       if (this.#policy !== undefined) return this.#policy.run(req, this.#attempts, now);
-      target = avoidDown(route.pick(undefined, req.opts?.transport, plan.desc), route, req.opts?.transport);
+      target = avoidDown(route.pick(undefined, req.opts?.transport, plan.desc), route, req.opts?.transport, plan.desc);
     } catch (e) {
       this.#series(plan, "none")?.observe(0, codeOf(e));
       return Promise.reject(withTraceId(e, req.headers));
@@ -325,7 +325,7 @@ export class Caller implements ClientCaller {
     const pinned = req.opts?.transport;
     const sendOpts: SendOptions =
       req.kind === "push"
-        ? { signal: req.signal ?? NEVER, deadline: req.deadline, elsewhere: route.targets(pinned).length > 1 }
+        ? { signal: req.signal ?? NEVER, deadline: req.deadline, elsewhere: route.targets(pinned, req.method).length > 1 }
         : { signal: req.signal ?? NEVER, deadline: req.deadline };
     try {
       sent =
@@ -354,7 +354,10 @@ export class Caller implements ClientCaller {
       pending.fail(sendFailure(req.kind, e, req.deadline, `${this.#service.name}.${plan.desc.name}`));
     // Refused before it left (failover.ts): another instance may take it, whatever the method.
     sent.then(ok, (e: unknown) =>
-      isNotDelivered(e) ? resend(target, e, env, req.kind, sendOpts, route, pinned).then(ok, fail) : fail(e),
+      // A sharded call's other instances are not its shard's owner: no failover (ShardRoute decides).
+      isNotDelivered(e) && req.method.shard === undefined
+        ? resend(target, e, env, req.kind, sendOpts, route, pinned, req.method).then(ok, fail)
+        : fail(e),
     );
     return promise;
   }

@@ -205,8 +205,11 @@ export class Dispatcher implements Inbound {
         this.#inflight++;
         gate.check("call", desc, headers).then(
           (principal) => {
-            this.#invoke(form, p, payload, headers, signal, sink, deadline, principal, transport);
-            this.#done();
+            try {
+              this.#invoke(form, p, payload, headers, signal, sink, deadline, principal, transport);
+            } finally {
+              this.#done();
+            }
           },
           (err: WireError) => {
             this.#done();
@@ -273,7 +276,8 @@ export class Dispatcher implements Inbound {
       (r) => {
         this.#done();
         // Settled after its signal aborted: the caller's outcome is the abort's, never a late reply.
-        if (ctx.aborted) sink.error(abortedError(ctx));
+        // (Also when the handler never looked at its signal, so nothing aborted it.)
+        if (ctx.aborted || Date.now() >= ctx.deadline) sink.error(abortedError(ctx));
         else this.#settle(sink, p, r, form, ctx);
       },
       (e: unknown) => {
@@ -367,7 +371,7 @@ export class Dispatcher implements Inbound {
   #wireError(e: unknown, form: Form, ctx: CallCtx): WireError {
     // Whatever a handler throws after its signal aborted (its own IDL error included), the
     // caller's outcome is the abort's: DEADLINE_EXCEEDED, CANCELLED or the app's stop.
-    if (ctx.aborted) return abortedError(ctx);
+    if (ctx.aborted || Date.now() >= ctx.deadline) return abortedError(ctx);
     const scope = { log: () => ctx.log, traceId: () => ctx.traceId };
     if (this.#scope.revealErrors !== true) return toWireError(e, this.#service, form, scope);
     return toWireError(e, this.#service, form, { ...scope, reveal: { service: this.#service.name, method: ctx.method } });

@@ -11,20 +11,25 @@
 import type { TransportName } from "../descriptor.js";
 import { isNotDelivered } from "../transports/not-delivered.js";
 import type { Envelope, SendOptions } from "../transports/transport.js";
-import type { Target } from "./route.js";
+import type { Member, Target } from "./route.js";
 
-/** Where a call may go: a route's targets (pinned to a transport if given). */
+/** Where a call may go: a route's targets (pinned to a transport if given, fitting a member's `@since`). */
 export interface Targets {
-  targets(pinned: TransportName | undefined): readonly Target[];
+  targets(pinned: TransportName | undefined, member?: Member): readonly Target[];
 }
 
 /** Rotates the start of the search so that the calls moved off a down instance spread. */
 let turn = 0;
 
 /** `target`, or another target when `target`'s transport knows its endpoint is down (and one is up). */
-export function avoidDown(target: Target, route: Targets, pinned: TransportName | undefined): Target {
+export function avoidDown(
+  target: Target,
+  route: Targets,
+  pinned: TransportName | undefined,
+  member?: Member,
+): Target {
   if (target.transport.reachable?.(target.endpoint) !== false) return target;
-  return other(target, route.targets(pinned), undefined) ?? target;
+  return other(target, route.targets(pinned, member), undefined) ?? target;
 }
 
 /**
@@ -40,12 +45,13 @@ export async function resend(
   opts: SendOptions,
   route: Targets,
   pinned: TransportName | undefined,
+  member?: Member,
 ): Promise<Envelope | undefined> {
   const tried = new Set<string>([keyOf(first)]);
   let last = err;
   for (;;) {
     if (!isNotDelivered(last) || opts.signal.aborted || Date.now() >= opts.deadline) throw last;
-    const list = route.targets(pinned);
+    const list = route.targets(pinned, member);
     const next = other(first, list, tried);
     if (next === undefined) throw last;
     tried.add(keyOf(next));

@@ -88,7 +88,9 @@ export class PendingCall implements Expirable, CallSink {
 
   /** The caller's signal aborted. */
   handleEvent(): void {
-    this.fail(cancelled(this.#req));
+    // A push cancelled by its caller may already have been written: its fate is unknown.
+    const req = this.#req;
+    this.fail(req.kind === "push" ? pushFailure(cancelled(req), req.deadline, "") : cancelled(req));
   }
 
   #finish(): boolean {

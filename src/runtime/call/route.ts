@@ -125,10 +125,16 @@ export class Route {
   }
 
   /** Every target of this route (pinned to a transport if given): where a failover may go. */
-  targets(pinned: TransportName | undefined): readonly Target[] {
-    if (pinned !== undefined && pinned !== this.#pinned) return this.#pinnedTargets(pinned);
-    if (this.#infos === undefined) this.#refresh();
-    return this.#list;
+  targets(pinned: TransportName | undefined, member?: Member): readonly Target[] {
+    let list: readonly Target[];
+    if (pinned !== undefined && pinned !== this.#pinned) list = this.#pinnedTargets(pinned);
+    else {
+      if (this.#infos === undefined) this.#refresh();
+      list = this.#list;
+    }
+    const since = member?.since;
+    // Only failover and pushes with `@since` pay for the filter (a rare path).
+    return since === undefined ? list : list.filter((t) => sinceFits(since, t.info));
   }
 
   /**
@@ -147,8 +153,12 @@ export class Route {
     const infos = this.#infos as InstanceInfo[];
     if (infos.length === 0) throw this.#unavailable(this.#pinned);
     const targets = this.#targets;
-    const left = infos.filter((i) => !skip(targets.get(i) as Target));
-    if (member?.since !== undefined || (this.#rule !== undefined && "split" in this.#rule)) {
+    // `@since` first, over every candidate (UNIMPLEMENTED only when none is new enough), then
+    // the skipped ones: a retry or an open breaker must not turn into UNIMPLEMENTED.
+    const since = member?.since;
+    const fitting = since === undefined ? infos : this.#newEnough(infos, since, member as Member);
+    const left = fitting.filter((i) => !skip(targets.get(i) as Target));
+    if (since !== undefined || (this.#rule !== undefined && "split" in this.#rule)) {
       if (left.length === 0) return undefined;
       return this.#targets.get(this.#choose(left, shardKey, member)) as Target;
     }
@@ -179,6 +189,11 @@ export class Route {
   ): Target | undefined {
     let targets = this.#pinnedTargets(pinned);
     if (targets.length === 0) throw this.#unavailable(pinned);
+    const since = member?.since;
+    if (since !== undefined && skip !== undefined) {
+      const fitting = new Set(this.#newEnough(targets.map((t) => t.info), since, member as Member));
+      targets = targets.filter((t) => fitting.has(t.info));
+    }
     if (skip !== undefined) targets = targets.filter((t) => !skip(t));
     if (targets.length === 0) return undefined;
     const info = this.#choose(
@@ -189,20 +204,23 @@ export class Route {
     return targets.find((t) => t.info === info) as Target;
   }
 
+  /** The instances new enough for `member`'s `@since`; none: UNIMPLEMENTED naming what is there. */
+  #newEnough(infos: readonly InstanceInfo[], since: string, member: Member): InstanceInfo[] {
+    const list = infos.filter((i) => sinceFits(since, i));
+    if (list.length === 0)
+      throw tooOld(
+        this.#service,
+        member.name,
+        since,
+        infos.map((i) => i.version),
+      );
+    return list;
+  }
+
   /** The strategy's pick among `infos` after `@since` and a traffic split (none fits: UNIMPLEMENTED). */
   #choose(infos: readonly InstanceInfo[], shardKey: string | undefined, member: Member | undefined): InstanceInfo {
-    let list = infos;
     const since = member?.since;
-    if (since !== undefined) {
-      list = list.filter((i) => sinceFits(since, i));
-      if (list.length === 0)
-        throw tooOld(
-          this.#service,
-          member?.name ?? "?",
-          since,
-          infos.map((i) => i.version),
-        );
-    }
+    let list = since === undefined ? infos : this.#newEnough(infos, since, member as Member);
     const rule = this.#rule;
     if (rule !== undefined && "split" in rule) {
       const groups = new Map<string, InstanceInfo[]>();

@@ -13,6 +13,7 @@ import { Code, FanError } from "../errors.js";
 import type { OutgoingRequest } from "./interceptors.js";
 import type { Route, Target } from "./route.js";
 import { sinceFits, tooOld } from "./versions.js";
+import { hasDeliveryFlag } from "./outcome.js";
 import { assignShards, redirectOf, shardDomain, shardOf, shardUnavailable, type Redirect } from "./shards.js";
 
 /** Longest wait for the discovery cache to learn a new owner after a redirect. */
@@ -42,14 +43,14 @@ export class ShardRoute {
   send(method: MethodDescriptor, req: OutgoingRequest, sendTo: (t: Target) => Promise<unknown>): Promise<unknown> {
     const shard = shardOf(req.input, method.shard ?? [], this.#service.shards);
     const pinned = req.opts?.transport;
-    if (shard === undefined) return this.#fallbackOr(undefined, pinned, sendTo, "a shard key part is missing");
+    if (shard === undefined) return this.#fallbackOr(undefined, pinned, method, sendTo, "a shard key part is missing");
     req.headers.shard = shard;
     let target: Target;
     try {
       target = this.#owner(shard, pinned);
     } catch (e) {
       if (!this.#fallback) return Promise.reject(e);
-      return this.#fallbackOr(shard, pinned, sendTo, (e as Error).message);
+      return this.#fallbackOr(shard, pinned, method, sendTo, (e as Error).message);
     }
     if (method.since !== undefined && !sinceFits(method.since, target.info))
       return Promise.reject(tooOld(this.#service.name, method.name, method.since, [target.info.version]));
@@ -95,6 +96,8 @@ export class ShardRoute {
   ): Promise<unknown> {
     const redirect = redirectOf(e);
     if (redirect !== undefined) return sendTo(await this.#redirected(shard, redirect, target, pinned, deadline));
+    // A push's `maybeDelivered` is the producer's to read: such an error is not reworded.
+    if (hasDeliveryFlag(e)) throw e;
     if (FanError.is(e) && e.code === Code.UNAVAILABLE && (e.details as { shard?: unknown } | undefined)?.shard === undefined)
       throw shardUnavailable(this.#service.name, shard, `its owner ${target.info.instanceId}: ${e.message}`, e);
     throw e;
@@ -124,6 +127,9 @@ export class ShardRoute {
         return t;
       }
       const left = until - Date.now();
+      // Past the deadline the outcome is DEADLINE_EXCEEDED, whatever else went wrong.
+      if (Date.now() >= deadline)
+        throw new FanError(Code.DEADLINE_EXCEEDED, `${this.#service.name}: deadline exceeded while following a redirect of shard ${shard}`);
       if (left <= 0)
         throw shardUnavailable(
           this.#service.name,
@@ -149,6 +155,7 @@ export class ShardRoute {
   #fallbackOr(
     shard: number | undefined,
     pinned: TransportName | undefined,
+    method: MethodDescriptor,
     sendTo: (t: Target) => Promise<unknown>,
     why: string,
   ): Promise<unknown> {
@@ -161,7 +168,7 @@ export class ShardRoute {
     }
     let target: Target;
     try {
-      target = this.#route.pick(undefined, pinned);
+      target = this.#route.pick(undefined, pinned, method);
     } catch (e) {
       return Promise.reject(e);
     }

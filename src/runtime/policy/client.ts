@@ -115,6 +115,9 @@ export class ClientPolicy {
 
   /** Retries allowed for this call: the call's `retry`, else (idempotent only) options, `@retry(n)`, 2. */
   #retriesOf(req: OutgoingRequest): number {
+    // Pushes are re-sent by their transport with the same id, and by the caller with its
+    // idempotencyKey; a policy retry would make a new id the consumer's dedupe cannot match.
+    if (req.kind === "push") return 0;
     const asked = req.opts?.retry;
     if (asked === false) return 0;
     if (typeof asked === "number") return asked;
