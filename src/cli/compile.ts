@@ -5,71 +5,15 @@
  */
 import { stat } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
-import { isAbsolute, join, relative, resolve } from "node:path";
+import { isAbsolute, join, relative } from "node:path";
 import { CodegenError, type GenerateCache, generate } from "../codegen/index.js";
 import { checkSources, type Diagnostic, formatDiagnostics, type ParseCache, readSources, type SourceInput } from "../compiler/index.js";
 import { type Io, processIo } from "./io.js";
-import { ForeignFileError, type OutputMemo, type WriteResult, writeOutput } from "./output.js";
+import { ForeignFileError, type OutputMemo, writeOutput } from "./output.js";
+import { COMPILE_USAGE, type CompileOptions, type CompileOutcome, parseCompileArgs, summary, UsageError } from "./compile-args.js";
+import { type CacheProbe, remember } from "./compile-cache.js";
 
-/** Parsed options of `fanc compile`. */
-export interface CompileOptions {
-  /** The folder of `.fan` files (absolute). */
-  readonly root: string;
-  /** The output folder (absolute). */
-  readonly out: string;
-  readonly strict: boolean;
-  readonly watch: boolean;
-}
-
-/** The usage text of `fanc compile`. */
-export const COMPILE_USAGE = `usage: fanc compile <dir> [--out <dir>] [--watch] [--strict]
-
-Checks every .fan file under <dir> as one program and writes TypeScript.
-
-  --out <dir>   output folder (default: generated/)
-  --watch       recompile on every change; keeps the last good output when a change is broken
-  --strict      warnings fail the compile too
-  -h, --help    show this help`;
-
-/** A usage error: the message to print, exit code 2. */
-export class UsageError extends Error {}
-
-/** Parses the arguments after `compile`; throws `UsageError`. Returns undefined for `--help`. */
-export function parseCompileArgs(args: readonly string[], cwd = process.cwd()): CompileOptions | undefined {
-  let root: string | undefined;
-  let out = "generated";
-  let strict = false;
-  let watch = false;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] as string;
-    if (a === "-h" || a === "--help") return undefined;
-    else if (a === "--strict") strict = true;
-    else if (a === "--watch" || a === "-w") watch = true;
-    else if (a === "--out" || a === "-o") {
-      const v = args[++i];
-      if (v === undefined || v === "") throw new UsageError(`${a} needs a folder`);
-      out = v;
-    } else if (a.startsWith("--out=")) out = a.slice("--out=".length);
-    else if (a.startsWith("-")) throw new UsageError(`unknown option ${a}`);
-    else if (root !== undefined) throw new UsageError(`one source folder only (got ${root} and ${a})`);
-    else root = a;
-  }
-  if (root === undefined) throw new UsageError("missing the folder of .fan files");
-  if (out === "") throw new UsageError("--out needs a folder");
-  return { root: resolve(cwd, root), out: resolve(cwd, out), strict, watch };
-}
-
-/** The result of one compile. */
-export interface CompileOutcome {
-  readonly ok: boolean;
-  readonly errors: number;
-  readonly warnings: number;
-  readonly sources: number;
-  /** Present when files were generated (ok). */
-  readonly write?: WriteResult;
-  /** Wall time of the compile, ms. */
-  readonly ms: number;
-}
+export { COMPILE_USAGE, type CompileOptions, type CompileOutcome, parseCompileArgs, summary, UsageError };
 
 /** State kept between compiles of one session (watch mode): parsed files and written output. */
 export interface CompileSession {
@@ -77,10 +21,6 @@ export interface CompileSession {
   readonly memo?: OutputMemo;
   /** Modules of unchanged packages are reused instead of generated again. */
   readonly generated?: GenerateCache;
-}
-
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
 /** Diagnostics with paths relative to the working folder, so terminals and editors can open them. */
@@ -166,22 +106,6 @@ function fsReason(e: NodeJS.ErrnoException): string {
   return `${what} (${e.code}${e.path === undefined ? "" : ` at ${e.path}`})`;
 }
 
-/**
- * One line that sums up a compile, counting the `.fan` files read and the output files apart:
- * `fanc: compiled 2 .fan files into 3 output files (1 written, 2 unchanged, 0 removed) in 12 ms`.
- */
-export function summary(o: CompileOutcome): string {
-  const ms = `${Math.round(o.ms)} ms`;
-  const notes = [o.errors > 0 ? plural(o.errors, "error") : "", o.warnings > 0 ? plural(o.warnings, "warning") : ""].filter(Boolean);
-  if (!o.ok || o.write === undefined)
-    return `fanc: ${notes.join(", ") || "failed"} in ${plural(o.sources, ".fan file")}; nothing written (${ms})`;
-  const w = o.write;
-  const outputs = plural(w.written.length + w.unchanged, "output file");
-  const parts = [`${w.written.length} written`, `${w.unchanged} unchanged`, `${w.removed.length} removed`];
-  const warn = notes.length > 0 ? `, ${notes.join(", ")}` : "";
-  return `fanc: compiled ${plural(o.sources, ".fan file")} into ${outputs} (${parts.join(", ")}${warn}) in ${ms}`;
-}
-
 async function isDirectory(path: string): Promise<boolean> {
   try {
     return (await stat(path)).isDirectory();
@@ -192,8 +116,11 @@ async function isDirectory(path: string): Promise<boolean> {
 
 export type { Io } from "./io.js";
 
-/** `fanc compile ...`: returns the exit code. */
-export async function run(args: readonly string[], io: Io = processIo): Promise<number> {
+/**
+ * `fanc compile ...`: returns the exit code. `cache`: the no-change fast path's probe
+ * (`compile-entry.ts`), to record a successful compile for the next run.
+ */
+export async function run(args: readonly string[], io: Io = processIo, cache?: CacheProbe): Promise<number> {
   let opts: CompileOptions | undefined;
   try {
     opts = parseCompileArgs(args);
@@ -214,8 +141,16 @@ export async function run(args: readonly string[], io: Io = processIo): Promise<
     const { watchUntilSignal } = await import("./watch.js");
     return watchUntilSignal(opts, io);
   }
-  const outcome = await compileOnce(opts, io);
+  const printed: string[] = [];
+  const outcome = await compileOnce(opts, {
+    out: (l) => io.out(l),
+    err: (l) => {
+      printed.push(l);
+      io.err(l);
+    },
+  });
   if (outcome.ok) io.out(summary(outcome));
   else io.err(summary(outcome));
+  if (outcome.ok && cache !== undefined) await remember(cache, opts.out, printed.join("\n"), outcome.warnings);
   return outcome.ok ? 0 : 1;
 }

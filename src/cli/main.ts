@@ -70,7 +70,7 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
       io.out(version());
       return 0;
     case "compile":
-      return (await import("./compile.js")).run(args, io);
+      return (await import("./compile-entry.js")).run(args, io);
     case "ls":
     case "config":
       return runLoaded(command, args, io);
