@@ -417,7 +417,8 @@ export class App implements ClientHost {
       appId: this.appId,
       cluster: this.cluster,
       counters: this.counters,
-      telemetry: this.telemetry,
+      // Off entirely (createApp({ telemetry: false })): dispatchers then wrap no sink per call.
+      ...(this.telemetry.metrics === undefined && !this.telemetry.tracing ? {} : { telemetry: this.telemetry }),
       hardStop: lc.hardStop,
       stopping: lc.stopping,
       uniqueWaitMs: this.#options.uniqueWaitMs ?? 2000,
