@@ -42,7 +42,7 @@ import { majorRange } from "./versions.js";
 import { ShardRoute } from "./shard-route.js";
 import { LocalTransport } from "../transports/local/index.js";
 import type { Envelope, SendOptions } from "../transports/transport.js";
-import type { ClientPolicy } from "../policy/client.js";
+import type { AttemptHost, ClientPolicy } from "../policy/client.js";
 import { checkHeaders, headersOf, type HeaderSource } from "../policy/headers.js";
 import type { PolicyOptions } from "../policy/options.js";
 
@@ -119,17 +119,22 @@ export class Caller implements ClientCaller {
   readonly #direct: boolean;
   /** Bulkhead, retries, hedging and breakers (src/runtime/policy/), unless turned off. */
   readonly #policy: ClientPolicy | undefined;
-  readonly #attempts = {
+  readonly #attempts: AttemptHost = {
     pick: (req: OutgoingRequest, skip: ((target: Target) => boolean) | undefined): Target | undefined => {
-      // Sharded calls take the shard route (#send), never this one.
       const route = this.#route as Route;
+      // A sharded call: its shard's owner, resolved again for every attempt.
+      if (req.method.shard !== undefined) return this.#sharded(route).pick(req, skip);
       const pinned = req.opts?.transport;
       return skip === undefined
         ? avoidDown(route.pick(undefined, pinned, req.method), route, pinned, req.method)
         : route.pickWhere(undefined, pinned, skip, req.method);
     },
-    send: (target: Target, req: OutgoingRequest, now?: number): Promise<unknown> =>
-      this.#sendTo(this.#plans.get(req.method.name) as MethodPlan, req, target, now),
+    send: (target: Target, req: OutgoingRequest, now?: number): Promise<unknown> => {
+      const plan = this.#plans.get(req.method.name) as MethodPlan;
+      if (req.method.shard === undefined) return this.#sendTo(plan, req, target, now);
+      return this.#sharded(this.#route as Route).deliver(req, target, (t) => this.#sendTo(plan, req, t));
+    },
+    refused: (req: OutgoingRequest, e: unknown): unknown => this.#refused(this.#plans.get(req.method.name) as MethodPlan, req, e),
   };
   /** App and client headers (credentials), when fixed; checked once. */
   readonly #headers: Readonly<Record<string, string>> | undefined;
@@ -253,16 +258,25 @@ export class Caller implements ClientCaller {
   #send(plan: MethodPlan, req: OutgoingRequest, now?: number): Promise<unknown> {
     const route = this.#route;
     if (route === undefined) return this.#routeReady().then(() => this.#send(plan, req));
-    if (plan.desc.shard !== undefined) return this.#sharded(route).send(plan.desc, req, (t) => this.#sendTo(plan, req, t));
+    if (this.#policy !== undefined) return this.#policy.run(req, this.#attempts, now);
     let target: Target;
     try {
-      if (this.#policy !== undefined) return this.#policy.run(req, this.#attempts, now);
-      target = avoidDown(route.pick(undefined, req.opts?.transport, plan.desc), route, req.opts?.transport, plan.desc);
+      target =
+        plan.desc.shard !== undefined
+          ? this.#sharded(route).pick(req)
+          : avoidDown(route.pick(undefined, req.opts?.transport, plan.desc), route, req.opts?.transport, plan.desc);
     } catch (e) {
-      this.#series(plan, "none")?.observe(0, codeOf(e));
-      return Promise.reject(withTraceId(e, req.headers));
+      return Promise.reject(this.#refused(plan, req, e));
     }
+    if (plan.desc.shard !== undefined)
+      return this.#sharded(route).deliver(req, target, (t) => this.#sendTo(plan, req, t));
     return this.#sendTo(plan, req, target, now);
+  }
+
+  /** A call that ends before any attempt was sent: counted in the "none" series, with its trace id. */
+  #refused(plan: MethodPlan, req: OutgoingRequest, e: unknown): unknown {
+    this.#series(plan, "none")?.observe(0, codeOf(e));
+    return withTraceId(e, req.headers);
   }
 
   #sharded(route: Route): ShardRoute {

@@ -37,23 +37,44 @@ export class ShardRoute {
   }
 
   /**
-   * Sends a sharded call through `sendTo`: sets the `shard` header, picks the owner, follows
-   * one redirect. `sendTo` is the client's own send to a chosen target.
+   * The target of one attempt of a sharded call: its shard's owner (the `shard` header set),
+   * resolved again on every attempt, so a retry follows an ownership change. `blocked`: the
+   * policy's skip of instances whose circuit breaker is open; the owner blocked throws
+   * UNAVAILABLE naming the shard (retryable: ownership may move), or, with fallback, another
+   * instance. Throws UNAVAILABLE naming the shard when no owner is reachable (unless fallback),
+   * INVALID_ARGUMENT when a key part is missing, UNIMPLEMENTED when the owner is older than `@since`.
    */
-  send(method: MethodDescriptor, req: OutgoingRequest, sendTo: (t: Target) => Promise<unknown>): Promise<unknown> {
+  pick(req: OutgoingRequest, blocked?: (t: Target) => boolean): Target {
+    const method = req.method;
     const shard = shardOf(req.input, method.shard ?? [], this.#service.shards);
     const pinned = req.opts?.transport;
-    if (shard === undefined) return this.#fallbackOr(undefined, pinned, method, sendTo, "a shard key part is missing");
+    if (shard === undefined) return this.#fallbackOr(undefined, pinned, method, blocked, "a shard key part is missing");
     req.headers.shard = shard;
     let target: Target;
     try {
       target = this.#owner(shard, pinned);
     } catch (e) {
-      if (!this.#fallback) return Promise.reject(e);
-      return this.#fallbackOr(shard, pinned, method, sendTo, (e as Error).message);
+      if (!this.#fallback) throw e;
+      return this.#fallbackOr(shard, pinned, method, blocked, (e as Error).message);
+    }
+    if (blocked?.(target) === true) {
+      const why = `the circuit breaker of its owner ${target.info.instanceId} is open`;
+      if (!this.#fallback) throw shardUnavailable(this.#service.name, shard, why);
+      return this.#fallbackOr(shard, pinned, method, blocked, why);
     }
     if (method.since !== undefined && !sinceFits(method.since, target.info))
-      return Promise.reject(tooOld(this.#service.name, method.name, method.since, [target.info.version]));
+      throw tooOld(this.#service.name, method.name, method.since, [target.info.version]);
+    return target;
+  }
+
+  /**
+   * Sends one attempt to `target` (from `pick`) through `sendTo`, the client's own send: at
+   * the shard's owner, follows one redirect and names the shard in an UNAVAILABLE.
+   */
+  deliver(req: OutgoingRequest, target: Target, sendTo: (t: Target) => Promise<unknown>): Promise<unknown> {
+    const shard = req.headers.shard;
+    if (typeof shard !== "number" || this.#table()[shard] !== target.info.instanceId) return sendTo(target);
+    const pinned = req.opts?.transport;
     return sendTo(target).catch((e: unknown) => this.#failed(e, shard, target, pinned, req.deadline, sendTo));
   }
 
@@ -156,22 +177,20 @@ export class ShardRoute {
     shard: number | undefined,
     pinned: TransportName | undefined,
     method: MethodDescriptor,
-    sendTo: (t: Target) => Promise<unknown>,
+    blocked: ((t: Target) => boolean) | undefined,
     why: string,
-  ): Promise<unknown> {
+  ): Target {
     if (!this.#fallback) {
-      return Promise.reject(
-        shard === undefined
-          ? new FanError(Code.INVALID_ARGUMENT, `cannot route a call to ${this.#service.name}: ${why}`)
-          : shardUnavailable(this.#service.name, shard, why),
-      );
+      throw shard === undefined
+        ? new FanError(Code.INVALID_ARGUMENT, `cannot route a call to ${this.#service.name}: ${why}`)
+        : shardUnavailable(this.#service.name, shard, why);
     }
-    let target: Target;
-    try {
-      target = this.#route.pick(undefined, pinned, method);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return sendTo(target);
+    if (blocked === undefined) return this.#route.pick(undefined, pinned, method);
+    const t = this.#route.pickWhere(undefined, pinned, blocked, method);
+    if (t !== undefined) return t;
+    const all = `${why}, and the circuit breaker of every other instance is open`;
+    throw shard === undefined
+      ? new FanError(Code.UNAVAILABLE, `no instance of ${this.#service.name} takes the call: ${all}`)
+      : shardUnavailable(this.#service.name, shard, all);
   }
 }

@@ -24,6 +24,12 @@ export interface AttemptHost {
   pick(req: OutgoingRequest, skip: ((target: Target) => boolean) | undefined): Target | undefined;
   /** Sends one attempt (`now`: the clock reading of the deadline, when no time has passed). */
   send(target: Target, req: OutgoingRequest, now?: number): Promise<unknown>;
+  /**
+   * A call ends with `err` before any attempt of it was sent (bulkhead full, no instance, every
+   * breaker open, deadline or cancel while waiting): returns the error the caller gets (with
+   * the call's trace id), counted in the call's metrics.
+   */
+  refused(req: OutgoingRequest, err: unknown): unknown;
 }
 
 /** What a ClientPolicy shares with the App. */
@@ -97,10 +103,13 @@ export class ClientPolicy {
     if (this.#inFlight >= this.#maxInFlight) {
       this.#shared.events.emit({ type: "bulkhead", service: this.#service, method: req.method.name });
       return Promise.reject(
-        new FanError(
-          Code.RESOURCE_EXHAUSTED,
-          `${this.#service}.${req.method.name}: ${this.#maxInFlight} calls already in flight on this client (bulkhead)`,
-          { details: { maxInFlight: this.#maxInFlight } },
+        host.refused(
+          req,
+          new FanError(
+            Code.RESOURCE_EXHAUSTED,
+            `${this.#service}.${req.method.name}: ${this.#maxInFlight} calls already in flight on this client (bulkhead)`,
+            { details: { maxInFlight: this.#maxInFlight } },
+          ),
         ),
       );
     }
@@ -128,7 +137,12 @@ export class ClientPolicy {
 
   #retrying(req: OutgoingRequest, host: AttemptHost, now: number | undefined): Promise<unknown> {
     const retries = this.#retriesOf(req);
-    const hedge = this.#policy.hedge !== undefined && req.kind === "call" && req.method.idempotent;
+    // A sharded call has one target, its shard's owner: nothing to hedge to.
+    const hedge =
+      this.#policy.hedge !== undefined &&
+      req.kind === "call" &&
+      req.method.idempotent &&
+      req.method.shard === undefined;
     if (hedge || this.#breakers?.anyNotClosed(this.#service) === true) return this.#loop(req, host, retries, hedge);
     // The short path: every breaker closed, so the first attempt takes the strategy's own pick
     // and only a failure enters the retry loop (no Set, no async function per call).
@@ -136,7 +150,7 @@ export class ClientPolicy {
     try {
       target = host.pick(req, undefined) as Target;
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(host.refused(req, e));
     }
     return this.#attempt(this.#slot(target), req, host, now, undefined, retries);
   }
@@ -156,28 +170,38 @@ export class ClientPolicy {
     const tried = new Set<string>();
     let failed = first !== undefined;
     let err: unknown = first?.err;
+    // The last error came before its attempt was sent (no target, or waiting for one).
+    let unsent = false;
     if (first !== undefined) tried.add(first.key);
     for (let n = 0; ; ) {
       if (!failed) {
+        let slot: Slot | undefined;
         try {
-          const slot = await this.#choose(req, host, tried);
+          slot = await this.#choose(req, host, tried);
           return await (hedge
             ? this.#hedged(slot, req, host, tried)
             : this.#attempt(slot, req, host, undefined, tried));
         } catch (e) {
           err = e;
+          unsent = slot === undefined;
         }
       }
       failed = false;
-      if (n >= retries || !this.#retryable(err)) throw err;
+      if (n >= retries || !this.#retryable(err)) throw unsent ? host.refused(req, err) : err;
       if (!this.#budget.allows()) {
         this.#shared.events.emit({ type: "retry-throttled", service: this.#service, method: req.method.name });
-        throw err;
+        throw unsent ? host.refused(req, err) : err;
       }
       n++;
       const wait = backoffMs(n, this.#policy.retry ?? {});
-      if (Date.now() + wait >= req.deadline) throw err;
-      if (wait > 0) await sleep(wait, req);
+      if (Date.now() + wait >= req.deadline) throw unsent ? host.refused(req, err) : err;
+      if (wait > 0) {
+        try {
+          await sleep(wait, req);
+        } catch (e) {
+          throw host.refused(req, e);
+        }
+      }
       this.#shared.events.emit({
         type: "retry",
         service: this.#service,
@@ -210,7 +234,12 @@ export class ClientPolicy {
         breakers?.anyNotClosed(service) === true
           ? (t: Target) => breakers.find(service, breakerKey(t))?.admits === false
           : undefined;
-      const skip = tried.size === 0 ? blocked : (t: Target) => tried.has(breakerKey(t)) || blocked?.(t) === true;
+      // A sharded call's retry goes to its shard's owner again (re-resolved: ownership may have
+      // moved), tried or not; its host throws UNAVAILABLE naming the shard when the owner is blocked.
+      const skip =
+        tried.size === 0 || req.method.shard !== undefined
+          ? blocked
+          : (t: Target) => tried.has(breakerKey(t)) || blocked?.(t) === true;
       const target = host.pick(req, skip) ?? (tried.size > 0 ? host.pick(req, blocked) : undefined);
       // The breaker's slot is taken in the same synchronous run as the pick, so no other caller
       // can take a half-open breaker's one probe in between.
