@@ -41,6 +41,9 @@ type ShardPaths = readonly (readonly string[])[];
 
 const NO_HEADERS: Readonly<EnvelopeHeaders> = Object.freeze({});
 
+/** The `method` label of calls to a method the served service does not have. */
+export const UNKNOWN_METHOD = "<unknown>";
+
 /** Where `Dispatcher.run` reports the outcome of a call (exactly one of the two, once). */
 export interface CallSink {
   /** The reply payload: the checked value (value form) or encoded JSON (wire form); undefined for void. */
@@ -88,6 +91,8 @@ export class Dispatcher implements Inbound {
   readonly #plans = new Map<string, Plan>();
   readonly #eventPlans = new Map<string, Plan>();
   readonly #dedupe = new PushDedupe();
+  /** The server series of calls to methods this service does not have, per transport. */
+  readonly #unknownSeries: Record<string, CallSeries> = {};
   #accepting = true;
   #inflight = 0;
   #idle: (() => void) | undefined;
@@ -450,7 +455,16 @@ export class Dispatcher implements Inbound {
   #series(plan: Plan | undefined, method: string, transport: string): CallSeries | undefined {
     const metrics = this.#tel?.metrics;
     if (metrics === undefined) return undefined;
-    if (plan === undefined) return metrics.series("server", this.#service.name, method, transport);
+    if (plan === undefined) {
+      // Method names off the wire are the sender's to choose: all unknown ones share one series
+      // per transport, so a stream of made-up names cannot grow the registry without bound.
+      let u = this.#unknownSeries[transport];
+      if (u === undefined) {
+        u = metrics.series("server", this.#service.name, UNKNOWN_METHOD, transport);
+        this.#unknownSeries[transport] = u;
+      }
+      return u;
+    }
     let s = plan.series[transport];
     if (s === undefined) {
       s = metrics.series("server", this.#service.name, plan.name, transport);
