@@ -181,7 +181,7 @@ export class Dispatcher implements Inbound {
   ): void {
     const plan = this.#plans.get(method);
     const tel = this.#tel;
-    const sink = tel === undefined ? outer : new ObservedSink(outer, this.#series(plan, method, transport));
+    const sink = tel === undefined ? outer : new ObservedSink(outer, this.#series(plan, transport));
     const refused = this.#refuseCall(service, method, plan);
     if (refused !== undefined) {
       sink.error(refused);
@@ -419,7 +419,7 @@ export class Dispatcher implements Inbound {
     if (principal !== undefined) ctx.principal = principal;
     const fn = plan.fn;
     const tel = this.#tel;
-    const series = tel === undefined ? undefined : this.#series(plan, plan.name, transport);
+    const series = tel === undefined ? undefined : this.#series(plan, transport);
     if (attempt > 1) tel?.metrics?.redelivery(this.#service.name, plan.name, transport);
     const kind = env.kind === "event" ? "event" : "push";
     const span = tel === undefined ? undefined : serverSpan(tel, ctx, kind, env.headers, attempt, transport);
@@ -451,8 +451,8 @@ export class Dispatcher implements Inbound {
     return Promise.resolve();
   }
 
-  /** The server series of a method over a transport; undefined when metrics are off. */
-  #series(plan: Plan | undefined, method: string, transport: string): CallSeries | undefined {
+  /** The server series of a method (`<unknown>` without a plan) over a transport; undefined when metrics are off. */
+  #series(plan: Plan | undefined, transport: string): CallSeries | undefined {
     const metrics = this.#tel?.metrics;
     if (metrics === undefined) return undefined;
     if (plan === undefined) {
