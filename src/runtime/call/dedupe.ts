@@ -3,7 +3,9 @@
  * key, or the id the runtime gave it, kept by every re-send) was handled successfully within
  * the window is acknowledged without running the handler again; one that arrives while the
  * same id is being handled shares that delivery's outcome. Only successes are remembered: a
- * failed delivery is delivered again and runs again. The window is per instance and in memory
+ * failed delivery is delivered again and runs again, and a refused one (auth refused,
+ * undecodable, not implemented: dropped without running the handler) is forgotten, so a
+ * corrected re-send with the same id is handled. The window is per instance and in memory
  * (docs/runtime.md, "Pushes and broker outages" says what that covers).
  */
 
@@ -17,6 +19,8 @@ export class PushDedupe {
   /** id → when it stops counting as handled (insertion order = age order). */
   readonly #handled = new Map<string, number>();
   readonly #inflight = new Map<string, Promise<void>>();
+  /** In-flight ids whose delivery was refused (acknowledged, but not handled). */
+  readonly #refused = new Set<string>();
 
   constructor(
     private readonly windowMs = DEDUPE_WINDOW_MS,
@@ -39,13 +43,22 @@ export class PushDedupe {
     return run.then(
       () => {
         this.#inflight.delete(key);
-        this.#remember(key, Date.now());
+        if (!this.#refused.delete(key)) this.#remember(key, Date.now());
       },
       (e: unknown) => {
         this.#inflight.delete(key);
+        this.#refused.delete(key);
         throw e;
       },
     );
+  }
+
+  /**
+   * The delivery of `key` was refused without running its handler: `track` does not remember
+   * it. Called only by the run `track` is given (possibly before `track` itself, synchronously).
+   */
+  refuse(key: string): void {
+    this.#refused.add(key);
   }
 
   #remember(key: string, now: number): void {

@@ -307,7 +307,7 @@ export class Dispatcher implements Inbound {
         `push ${env.service}.${env.method} expired ${Date.now() - ttl} ms ago; dropped`,
       );
     }
-    const key = `${env.method}\u0000${env.id}`;
+    const key = dedupeKey(env);
     const seen = this.#dedupe.check(key, Date.now());
     if (seen === "handled")
       return this.#drop(env, "pushesDuplicate", `push ${env.method} ${env.id} was handled already; duplicate dropped`);
@@ -390,14 +390,14 @@ export class Dispatcher implements Inbound {
   ): Promise<void> {
     if (!this.#accepting) throw new FanError(Code.UNAVAILABLE, `this instance of ${this.#service.name} is stopping`);
     if (plan.fn === undefined)
-      return this.#drop(env, dropCounter, `the handler of ${this.#service.name} does not implement ${plan.name}`);
+      return this.#refuse(env, dropCounter, `the handler of ${this.#service.name} does not implement ${plan.name}`);
     let principal: unknown;
     if (this.#gate !== undefined && plan.desc !== undefined && this.#gate.checks(plan.desc)) {
       try {
         principal = await this.#gate.check("push", plan.desc, env.headers);
       } catch (e) {
         const err = e as WireError;
-        return this.#drop(
+        return this.#refuse(
           env,
           dropCounter,
           `${env.kind} ${env.service}.${env.method} refused: ${err.code} ${err.message}`,
@@ -408,7 +408,7 @@ export class Dispatcher implements Inbound {
     try {
       input = env.form === "value" ? validated(plan, env.payload) : plan.input.decode(env.payload, "");
     } catch (e) {
-      return this.#drop(
+      return this.#refuse(
         env,
         dropCounter,
         `undecodable ${env.kind} ${env.service}.${env.method}: ${(e as Error).message}`,
@@ -440,6 +440,12 @@ export class Dispatcher implements Inbound {
     } finally {
       this.#done();
     }
+  }
+
+  /** Drops a push or event without running its handler; a push's id is not remembered as handled. */
+  #refuse(env: Envelope, counter: keyof Counters, why: string): Promise<void> {
+    if (env.kind === "push") this.#dedupe.refuse(dedupeKey(env));
+    return this.#drop(env, counter, why);
   }
 
   #drop(env: Envelope, counter: keyof Counters, why: string): Promise<void> {
@@ -517,6 +523,11 @@ export class Dispatcher implements Inbound {
       series: {},
     };
   }
+}
+
+/** The push dedupe key of an envelope: its method and id. */
+function dedupeKey(env: Envelope): string {
+  return `${env.method}\u0000${env.id}`;
 }
 
 /** The key of an event: publishing service and event name. */
