@@ -287,7 +287,8 @@ export class Caller implements ClientCaller {
   /** Sends one attempt of `req` to `target`. */
   #sendTo(plan: MethodPlan, req: OutgoingRequest, target: Target, now?: number): Promise<unknown> {
     const series = this.#series(plan, target.transport.name);
-    const release = this.#countInFlight ? this.#host.acquire(target.info.instanceId) : undefined;
+    const held = this.#countInFlight ? new Held(this.#host, target.info.instanceId) : undefined;
+    const release = held?.release;
     const transport = target.transport;
     if (req.kind === "call" && target.values && transport instanceof LocalTransport) {
       // In-process, unserialised: no envelope; the dispatcher reports straight to the pending call.
@@ -370,7 +371,7 @@ export class Caller implements ClientCaller {
     sent.then(ok, (e: unknown) =>
       // A sharded call's other instances are not its shard's owner: no failover (ShardRoute decides).
       isNotDelivered(e) && req.method.shard === undefined
-        ? resend(target, e, env, req.kind, sendOpts, route, pinned, req.method).then(ok, fail)
+        ? resend(target, e, env, req.kind, sendOpts, route, pinned, req.method, held?.move).then(ok, fail)
         : fail(e),
     );
     return promise;
@@ -458,6 +459,31 @@ const captured: { resolve: (v: unknown) => void; reject: (e: unknown) => void } 
 function capture(resolve: (v: unknown) => void, reject: (e: unknown) => void): void {
   captured.resolve = resolve;
   captured.reject = reject;
+}
+
+/** A call's in-flight count on its instance (p2c): moves with a failover, released once. */
+class Held {
+  #release: (() => void) | undefined;
+
+  constructor(
+    private readonly host: ClientHost,
+    id: string,
+  ) {
+    this.#release = host.acquire(id);
+  }
+
+  /** The call failed over to `target`: counted there, no longer on the instance that refused it. */
+  readonly move = (target: Target): void => {
+    if (this.#release === undefined) return;
+    this.#release();
+    this.#release = this.host.acquire(target.info.instanceId);
+  };
+
+  readonly release = (): void => {
+    const r = this.#release;
+    this.#release = undefined;
+    r?.();
+  };
 }
 
 function settled<T>(release: () => void, fn: (v: T) => void): (v: T) => void {

@@ -22,12 +22,7 @@ export interface Targets {
 let turn = 0;
 
 /** `target`, or another target when `target`'s transport knows its endpoint is down (and one is up). */
-export function avoidDown(
-  target: Target,
-  route: Targets,
-  pinned: TransportName | undefined,
-  member?: Member,
-): Target {
+export function avoidDown(target: Target, route: Targets, pinned: TransportName | undefined, member?: Member): Target {
   if (target.transport.reachable?.(target.endpoint) !== false) return target;
   return other(target, route.targets(pinned, member), undefined) ?? target;
 }
@@ -36,6 +31,7 @@ export function avoidDown(
  * Sends `env` to the other targets in turn while each refuses it as not delivered (`err`: the
  * first target's refusal); rejects with the last error when none is left, the deadline
  * passed, the signal aborted, or a send failed in a way that may have delivered it.
+ * `onTarget` is told of each target before the send to it (the caller's in-flight count moves).
  */
 export async function resend(
   first: Target,
@@ -46,6 +42,7 @@ export async function resend(
   route: Targets,
   pinned: TransportName | undefined,
   member?: Member,
+  onTarget?: (target: Target) => void,
 ): Promise<Envelope | undefined> {
   const tried = new Set<string>([keyOf(first)]);
   let last = err;
@@ -55,6 +52,7 @@ export async function resend(
     const next = other(first, list, tried);
     if (next === undefined) throw last;
     tried.add(keyOf(next));
+    onTarget?.(next);
     const sendOpts: SendOptions = { signal: opts.signal, deadline: opts.deadline, elsewhere: tried.size < list.length };
     try {
       if (kind === "call") return await next.transport.call(next.endpoint, env, sendOpts);
