@@ -4,9 +4,6 @@
  * is counted there, not on the dead one. Two Flaky instances serve over http in their own
  * processes (etcd discovery); one is SIGKILLed, and stays registered until its lease expires.
  */
-import { type ChildProcessByStdio, spawn } from "node:child_process";
-import type { Readable } from "node:stream";
-import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/app/app.js";
@@ -14,40 +11,23 @@ import { shortId } from "../../src/runtime/ids.js";
 import { describeWithBroker, reachable } from "../transports/amqp-broker.js";
 import { until } from "../transports/conformance.js";
 import { Flaky } from "./fixtures/generated/fan/policytest.js";
+import { type FlakyProcess, flakyProcess } from "./flaky-process.js";
 
-const script = fileURLToPath(new URL("./fixtures/flaky-server.ts", import.meta.url));
 const ETCD = (process.env.FAN_ETCD ?? "etcd://127.0.0.1:2379") as `etcd://${string}`;
 const etcdUrl = new URL(ETCD.replace("etcd:", "http:"));
 const up = await reachable(etcdUrl.hostname, Number(etcdUrl.port));
 const cluster = `policy-${process.pid}-p2c-${shortId()}`;
 
-type Proc = ChildProcessByStdio<null, Readable, Readable>;
-
-function server(id: string, delayMs: number): Promise<Proc> {
-  const proc = spawn(process.execPath, ["--import", "tsx", script, cluster, id, "ok", "http", String(delayMs)], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let err = "";
-  proc.stderr.on("data", (d: Buffer) => (err += d.toString()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${id} did not start: ${err}`)), 120_000);
-    proc.stdout.on("data", (d: Buffer) => {
-      if (d.toString().includes(`"ready":"${id}"`)) {
-        clearTimeout(timer);
-        resolve(proc);
-      }
-    });
-    proc.once("exit", (code) => reject(new Error(`${id} exited with ${code}: ${err}`)));
-  });
-}
+const server = (id: string, delayMs: number): Promise<FlakyProcess> =>
+  flakyProcess({ cluster, id, transport: "http", delayMs });
 
 describeWithBroker(
   up,
   "etcd",
   "p2c failover",
 )("p2c in-flight counts after a failover (http, between processes)", () => {
-  let slow: Proc;
-  let dead: Proc;
+  let slow: FlakyProcess;
+  let dead: FlakyProcess;
   let app: App;
 
   beforeAll(async () => {

@@ -35,6 +35,21 @@ export interface HttpClientOptions {
   readonly pushAttempts?: number;
   /** First delay between push attempts (doubling, at most 1 s); default 50 ms. */
   readonly pushBackoffMs?: number;
+  /** How `https://` endpoints are verified (and this client's certificate, for mutual TLS). */
+  readonly clientTls?: HttpsClientOptions;
+}
+
+/** TLS of the http transport's client (PEM contents, as node:tls takes them). */
+export interface HttpsClientOptions {
+  /** CA certificates the servers' certificates must chain to (default: Node's trusted roots). */
+  readonly ca?: string | Buffer | readonly (string | Buffer)[];
+  /** Refuse servers whose certificate does not verify (default true; false only for tests). */
+  readonly rejectUnauthorized?: boolean;
+  /** This client's certificate and key, for servers that ask for one (`tls.requestCert`). */
+  readonly cert?: string | Buffer;
+  readonly key?: string | Buffer;
+  /** The name the server certificate must carry, when not the endpoint's host. */
+  readonly servername?: string;
 }
 
 /** Pools per origin and the request/response mapping. */
@@ -123,7 +138,7 @@ export class HttpClient {
         pipelining: 1,
         keepAliveTimeout: this.opts.keepAliveTimeoutMs ?? 30_000,
         maxResponseSize: this.maxBytes,
-        connect: { timeout: this.opts.connectTimeoutMs ?? 5000 },
+        connect: { timeout: this.opts.connectTimeoutMs ?? 5000, ...(this.opts.clientTls as object | undefined) },
         headersTimeout: 0,
         bodyTimeout: 0,
       });

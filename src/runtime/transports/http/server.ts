@@ -12,6 +12,7 @@
  * the parser. A stopped instance answers 503 (UNAVAILABLE) so callers go elsewhere.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "pino";
 import type { MethodDescriptor, ServiceDescriptor } from "../../descriptor.js";
@@ -39,6 +40,22 @@ export interface HttpServerOptions {
   readonly keepAliveTimeoutMs?: number;
   /** A request must be received whole within this; default 60 s. */
   readonly requestTimeoutMs?: number;
+  /** Serve https with this key and certificate: the advertised endpoint is then `https://host:port`. */
+  readonly tls?: HttpsServerOptions;
+}
+
+/** TLS of the http transport's server (PEM contents, as node:tls takes them). */
+export interface HttpsServerOptions {
+  /** The private key. */
+  readonly key: string | Buffer;
+  /** The certificate chain, leaf first. */
+  readonly cert: string | Buffer;
+  /** The key's passphrase, when it is encrypted. */
+  readonly passphrase?: string;
+  /** CA certificates that client certificates must chain to (with `requestCert`). */
+  readonly ca?: string | Buffer | readonly (string | Buffer)[];
+  /** Ask callers for a certificate and refuse connections without one valid against `ca` (mutual TLS). */
+  readonly requestCert?: boolean;
 }
 
 /** One served instance. */
@@ -87,18 +104,30 @@ export class HttpServer {
     private readonly admin?: AdminHook,
   ) {}
 
-  /** Starts listening (once) and resolves with the advertised origin, `http://host:port`. */
+  /** Starts listening (once) and resolves with the advertised origin, `http://host:port` (`https://` with `tls`). */
   listen(): Promise<string> {
     this.listening ??= this.start();
     return this.listening;
   }
 
   private async start(): Promise<string> {
-    const server = createServer({
+    const options = {
       maxHeaderSize: this.opts.maxHeaderBytes ?? 16 * 1024,
       keepAliveTimeout: this.opts.keepAliveTimeoutMs ?? 65_000,
       requestTimeout: this.opts.requestTimeoutMs ?? 60_000,
-    });
+    };
+    const tls = this.opts.tls;
+    const server: Server =
+      tls === undefined
+        ? createServer(options)
+        : createHttpsServer({
+            ...options,
+            key: tls.key,
+            cert: tls.cert,
+            ...(tls.passphrase === undefined ? {} : { passphrase: tls.passphrase }),
+            ...(tls.ca === undefined ? {} : { ca: tls.ca as string | Buffer | (string | Buffer)[] }),
+            ...(tls.requestCert === true ? { requestCert: true, rejectUnauthorized: true } : {}),
+          });
     server.on("request", (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res));
     server.on("clientError", (err: Error & { code?: string }, socket: Socket) => this.onClientError(err, socket));
     this.server = server;
@@ -112,7 +141,8 @@ export class HttpServer {
     });
     const { port } = server.address() as AddressInfo;
     const advertised = this.opts.advertiseHost ?? (host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host);
-    return `http://${advertised.includes(":") ? `[${advertised}]` : advertised}:${port}`;
+    const scheme = tls === undefined ? "http" : "https";
+    return `${scheme}://${advertised.includes(":") ? `[${advertised}]` : advertised}:${port}`;
   }
 
   /** Adds an instance; returns a function that removes it (new requests then get 503). */
