@@ -11,12 +11,19 @@
  * that finish in one tick with one PUBLISH.
  * Frames travel as strings: ioredis writes a pipeline of strings in one piece, which is
  * measurably cheaper than its mixed-buffer path.
+ *
+ * A call to one instance (sharded) is watched while it waits: every `OWNER_CHECK_MS` the
+ * client asks Redis whether that instance is still in the alive set, and once it is not (a
+ * process killed stops refreshing its entry: gone `aliveTtlMs` after its last refresh), takes
+ * the request back off the instance's list and fails the call with UNAVAILABLE (not delivered,
+ * when it was still on the list), instead of letting it wait out its deadline.
  */
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { deadlines, type Expirable } from "../../call/deadlines.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
 import { Code, FanError } from "../../errors.js";
+import { notDelivered } from "../not-delivered.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
 import { disconnect, isReady, notSent, ready, type RedisClient, unavailable } from "./clients.js";
@@ -47,6 +54,26 @@ end
 redis.call('LPUSH', KEYS[1], unpack(ARGV, 2))
 if ARGV[1] ~= '' then redis.call('PEXPIRE', KEYS[1], 60000) end
 return 1`;
+
+/**
+ * When the instance KEYS[2]'s ARGV[1] names is no longer alive, removes each request ARGV[2..]
+ * from its list KEYS[1] and returns, per request, 1 when it was still there (never popped) and
+ * 0 when not; returns -1 while the instance is alive.
+ */
+const TAKE_BACK_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local exp = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if exp and tonumber(exp) >= now then return -1 end
+local out = {}
+for i = 2, #ARGV do out[i - 1] = redis.call('LREM', KEYS[1], 1, ARGV[i]) end
+return out`;
+
+/** How often calls waiting on one instance check that it is still alive. */
+export const OWNER_CHECK_MS = 250;
+
+/** Name of the take-back script command. */
+const TAKE_BACK_COMMAND = "fanRpcTakeBack";
 
 /** Most requests one script run carries (Lua's unpack has a stack limit). */
 const MAX_BATCH = 512;
@@ -91,6 +118,10 @@ export class RedisRpcClient {
   #subscribed: Promise<void> | undefined;
   /** True while the reply channel is subscribed on the current connection (the fast path). */
   #listening = false;
+  /** Calls waiting on one instance (sharded), by correlation id: checked until they settle. */
+  readonly #watched = new Map<string, { readonly dest: Dest; readonly frame: string }>();
+  #watchTimer: NodeJS.Timeout | undefined;
+  #checking = false;
 
   constructor(
     private readonly cmd: RedisClient,
@@ -101,6 +132,7 @@ export class RedisRpcClient {
   ) {
     this.#channel = replyChannel(cluster, this.#prefix);
     cmd.defineCommand(CALL_COMMAND, { lua: CALL_SCRIPT, numberOfKeys: 2 });
+    cmd.defineCommand(TAKE_BACK_COMMAND, { lua: TAKE_BACK_SCRIPT, numberOfKeys: 2 });
     sub.on("message", (channel: string, message: string) => this.#onReply(channel, message));
     sub.on("close", () => this.#onLost());
   }
@@ -150,6 +182,7 @@ export class RedisRpcClient {
     const corr = `${this.#prefix}.${++this.#seq}`;
     const frame = `${corr}\n${this.#channel}\n${json}`;
     const reply = this.#await(corr, dest.addr, opts);
+    if (dest.instance !== "") this.#watch(corr, dest, frame);
     if (isReady(this.cmd)) this.#enqueue(dest, corr, frame, opts);
     else this.#sendAlone(dest, corr, frame, opts);
     return reply;
@@ -212,7 +245,15 @@ export class RedisRpcClient {
 
   #await(corr: string, addr: RedisAddress, opts: SendOptions): Promise<Envelope> {
     const promise = new Promise<Envelope>(capture);
-    const p = new PendingReply(this, corr, addr, opts.signal, captured.resolve, captured.reject, Number.isFinite(opts.deadline));
+    const p = new PendingReply(
+      this,
+      corr,
+      addr,
+      opts.signal,
+      captured.resolve,
+      captured.reject,
+      Number.isFinite(opts.deadline),
+    );
     this.#pending.set(corr, p);
     if (p.finite) deadlines.add(p, opts.deadline);
     watchAbort(opts.signal, p);
@@ -221,7 +262,56 @@ export class RedisRpcClient {
 
   /** Forgets a pending call; false when it was already settled. */
   forget(corr: string): boolean {
+    if (this.#watched.size > 0 && this.#watched.delete(corr) && this.#watched.size === 0) this.#unwatchAll();
     return this.#pending.delete(corr);
+  }
+
+  #watch(corr: string, dest: Dest, frame: string): void {
+    this.#watched.set(corr, { dest, frame });
+    if (this.#watchTimer === undefined) {
+      this.#watchTimer = setInterval(() => this.#checkOwners(), OWNER_CHECK_MS);
+      this.#watchTimer.unref();
+    }
+  }
+
+  #unwatchAll(): void {
+    this.#watched.clear();
+    if (this.#watchTimer !== undefined) clearInterval(this.#watchTimer);
+    this.#watchTimer = undefined;
+  }
+
+  /** One check of every instance that calls wait on: a dead one's calls are taken back and fail. */
+  #checkOwners(): void {
+    if (this.#checking || !isReady(this.cmd)) return;
+    const groups = new Map<string, { dest: Dest; corrs: string[]; frames: string[] }>();
+    for (const [corr, w] of this.#watched) {
+      let g = groups.get(w.dest.list);
+      if (g === undefined) {
+        g = { dest: w.dest, corrs: [], frames: [] };
+        groups.set(w.dest.list, g);
+      }
+      if (g.frames.length < MAX_BATCH) {
+        g.corrs.push(corr);
+        g.frames.push(w.frame);
+      }
+    }
+    this.#checking = true;
+    const runs = [...groups.values()].map((g) =>
+      this.#takeBack(g.dest, g.frames).then((taken) => {
+        if (taken === -1) return;
+        g.corrs.forEach((corr, i) => this.#pending.get(corr)?.settle(ownerGone(g.dest, taken[i] === 1)));
+      }),
+    );
+    Promise.allSettled(runs).then(() => {
+      this.#checking = false;
+    });
+  }
+
+  #takeBack(dest: Dest, frames: string[]): Promise<number[] | -1> {
+    const script = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<number[] | -1>>)[
+      TAKE_BACK_COMMAND
+    ] as (...a: unknown[]) => Promise<number[] | -1>;
+    return script.call(this.cmd, dest.list, aliveKey(dest.addr), dest.instance, ...frames);
   }
 
   /** Announces a cancelled call to the server running it. */
@@ -284,6 +374,7 @@ export class RedisRpcClient {
 
   /** Fails every pending call and closes the reply connection. */
   close(): void {
+    this.#unwatchAll();
     for (const p of [...this.#pending.values()]) p.settle(new FanError(Code.UNAVAILABLE, "redis transport closed"));
     disconnect(this.sub);
   }
@@ -294,6 +385,16 @@ function destOf(addr: RedisAddress, sharded: boolean): Dest {
   return sharded && addr.instance !== undefined
     ? { addr, list: instanceRpcKey(addr), instance: addr.instance }
     : { addr, list: rpcKey(addr), instance: "" };
+}
+
+/** A watched call's owner left the alive set: taken back unsent, or lost with the owner while it ran. */
+function ownerGone(d: Dest, takenBack: boolean): FanError {
+  const who = `instance ${d.instance} of ${d.addr.service}@${d.addr.version} on redis`;
+  if (takenBack)
+    return notDelivered(
+      new FanError(Code.UNAVAILABLE, `${who} is no longer alive; the call was taken back before it ran`),
+    );
+  return new FanError(Code.UNAVAILABLE, `${who} is no longer alive; the call may have started there and got no reply`);
 }
 
 function noLiveInstance(d: Dest): FanError {
