@@ -299,7 +299,8 @@ export class RedisRpcClient {
     const runs = [...groups.values()].map((g) =>
       this.#takeBack(g.dest, g.frames).then((taken) => {
         if (taken === -1) return;
-        g.corrs.forEach((corr, i) => this.#pending.get(corr)?.settle(ownerGone(g.dest, taken[i] === 1)));
+        for (let i = 0; i < g.corrs.length; i++)
+          this.#pending.get(g.corrs[i] as string)?.settle(ownerGone(g.dest, taken[i] === 1));
       }),
     );
     Promise.allSettled(runs).then(() => {
