@@ -138,6 +138,11 @@ export class PrivateNats {
     this.#proc = undefined;
   }
 
+  /** Removes the store (the server must be down): the next start knows no stream. */
+  wipe(): void {
+    rmSync(this.#dir, { recursive: true, force: true });
+  }
+
   /** Kills the server and removes its files. */
   async destroy(): Promise<void> {
     await this.kill();
