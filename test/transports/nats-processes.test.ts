@@ -2,8 +2,10 @@
  * nats between processes: calls spread over the instances of a version in separate processes
  * (one queue group), the pushes a SIGKILLed consumer held go to another instance after the ack
  * wait, and garbage published on the transport's JetStream subjects (push and event) is
- * dead-lettered with a warn line while the server keeps serving.
+ * dead-lettered with a warn line while the server keeps serving; only services with push members
+ * leave a stream behind.
  */
+import { jetstreamManager } from "@nats-io/jetstream";
 import { afterEach, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/app/app.js";
 import { shortId } from "../../src/runtime/ids.js";
@@ -27,7 +29,7 @@ import { Conformance } from "./fixtures/generated/fan/conformance.js";
 import { TestInbound } from "./fixtures/inbound.js";
 import { captureLog } from "./fixtures/log.js";
 import { type Peer, startPeer } from "./fixtures/peers.js";
-import { deleteStreams, NATS_URL, natsUp, publishRaw, readStream } from "./nats-server.js";
+import { deleteStreams, NATS_URL, natsUp, publishRaw, readStream, withNats } from "./nats-server.js";
 import { up } from "./processes.js";
 
 const ETCD = "etcd://127.0.0.1:2379";
@@ -156,3 +158,33 @@ describeWithBroker(
     expect(dead.length).toBe(1);
   });
 });
+
+describeWithBroker(
+  natsIsUp,
+  "NATS",
+  "nats leftovers",
+)("what a served service leaves on the nats server", () => {
+  const cluster = `conf-nats-${process.pid}-l${shortId()}`;
+  afterEach(async () => {
+    await deleteStreams(`fan_${cluster}`);
+  });
+
+  it("a service without push members declares no stream; one with pushes gets its work-queue stream", async () => {
+    const t = natsTransport({ url: NATS_URL })({ cluster, log: captureLog().log, maxPayloadBytes: 1 << 20 });
+    const listener = { ...ConformanceDescriptor, name: "fan.conformance.NoPushes", methods: {} };
+    await (await t.serve(listener, "n1", new TestInbound())).stop();
+    expect(await streamsOf(cluster)).toEqual([]);
+    await (await t.serve(ConformanceDescriptor, "p1", new TestInbound())).stop();
+    const addr = { cluster, service: ConformanceDescriptor.name, version: ConformanceDescriptor.version };
+    expect(await streamsOf(cluster)).toEqual([pushStream(addr).name]);
+    await t.close();
+  });
+});
+
+async function streamsOf(cluster: string): Promise<string[]> {
+  return withNats(async (nc) => {
+    const names: string[] = [];
+    for await (const n of (await jetstreamManager(nc)).streams.names()) if (n.startsWith(`fan_${cluster}_`)) names.push(n);
+    return names.sort();
+  });
+}
