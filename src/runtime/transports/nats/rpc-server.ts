@@ -47,8 +47,8 @@ export class NatsRpcServer {
     this.#inFlight.get(msg.string())?.abort();
   }
 
+  /** Handles a call, also one that arrived just after `stop` (NATS had sent it before the unsubscribe). */
   #onCall(msg: Msg): void {
-    if (this.#stopped) return;
     const reply = msg.reply;
     let env: Envelope;
     try {
