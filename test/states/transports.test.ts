@@ -172,7 +172,7 @@ describe("states over http without a broker, discovery across processes", () => 
     const inProcess = createApp({ transports: { http: {} } });
     expect(() => inProcess.serve(Board, { ping: () => "pong" })).not.toThrow();
     const app = createApp({ discovery, transports: { http: {} } });
-    expect(() => app.serve(Board, { ping: () => "pong" })).toThrow(/need a broker transport.*amqp, redis or zmq/);
+    expect(() => app.serve(Board, { ping: () => "pong" })).toThrow(/need a broker transport.*amqp, redis, nats or zmq/);
     const both = createApp({ discovery, transports: { http: {}, redis: { url: REDIS_URL } } });
     expect(() => both.serve(HttpBoard, { ping: () => "pong" })).toThrow(/HttpBoard allows http, local/);
   });
