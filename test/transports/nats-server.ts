@@ -138,6 +138,11 @@ export class PrivateNats {
     this.#proc = undefined;
   }
 
+  /** Sends `sig` to the server (SIGSTOP: it stops answering, connections stay open; SIGCONT resumes). */
+  signal(sig: NodeJS.Signals): void {
+    this.#proc?.kill(sig);
+  }
+
   /** Removes the store (the server must be down): the next start knows no stream. */
   wipe(): void {
     rmSync(this.#dir, { recursive: true, force: true });
