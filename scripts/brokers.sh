@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Starts the servers the runtime's tests talk to — Redis, RabbitMQ and etcd — on loopback,
-# from Debian's packages. Idempotent: a server that already answers is left alone. When one is
-# missing and we are root, it is installed with apt. Exits non-zero naming what did not come up.
+# Starts the servers the runtime's tests talk to — Redis, RabbitMQ, NATS (with JetStream) and
+# etcd — on loopback, from Debian's packages. Idempotent: a server that already answers is left
+# alone. When one is missing and we are root, it is installed with apt. Exits non-zero naming
+# what did not come up.
 set -u
 
 log() { printf 'brokers: %s\n' "$*" >&2; }
@@ -43,6 +44,24 @@ if port_open 5672; then log "rabbitmq already up on 5672"; else
   wait_port rabbitmq 5672 90 || failed+=(rabbitmq)
 fi
 
+# --- NATS (JetStream on) ---------------------------------------------------------------------
+# The first line a NATS server sends is its INFO, which says whether JetStream is on.
+nats_info() { timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/4222; IFS= read -r line <&3; printf "%s" "$line"' 2>/dev/null; }
+nats_bin() { command -v nats-server 2>/dev/null || { [ -x /usr/sbin/nats-server ] && echo /usr/sbin/nats-server; }; }
+if port_open 4222; then
+  if nats_info | grep -q '"jetstream":true'; then log "nats already up on 4222 (JetStream on)"
+  else log "a server answers on 4222 without JetStream (start nats-server with -js)"; failed+=(nats-jetstream); fi
+else
+  [ -n "$(nats_bin)" ] || install_pkgs nats-server || true
+  if [ -n "$(nats_bin)" ]; then
+    data="${FAN_NATS_DATA:-/tmp/fan-nats}"
+    mkdir -p "$data"
+    setsid nohup "$(nats_bin)" -a 127.0.0.1 -p 4222 -js -sd "$data/jetstream" \
+      >"$data/nats.log" 2>&1 </dev/null &
+  fi
+  wait_port nats 4222 20 || failed+=(nats)
+fi
+
 # --- etcd ----------------------------------------------------------------------------------
 if port_open 2379; then log "etcd already up on 2379"; else
   have etcd || install_pkgs etcd-server etcd-client || true
@@ -61,4 +80,4 @@ if port_open 2379; then log "etcd already up on 2379"; else
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then log "not running: ${failed[*]}"; exit 1; fi
-log "redis 127.0.0.1:6379, rabbitmq 127.0.0.1:5672, etcd 127.0.0.1:2379 are up"
+log "redis 127.0.0.1:6379, rabbitmq 127.0.0.1:5672, nats 127.0.0.1:4222, etcd 127.0.0.1:2379 are up"

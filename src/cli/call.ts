@@ -35,7 +35,7 @@ The arguments are one JSON object of the method's parameters (default {}), in wi
 
 options:
   --idl <dir>          the IDL folder (default: idl/)
-  --via <transport>    use this transport (http, zmq, redis, amqp; default: the first the instance has)
+  --via <transport>    use this transport (http, zmq, redis, amqp, nats; default: the first the instance has)
   --version <range>    only instances whose version satisfies this semver range
   --instance <id>      only this instance (direct transports: http, zmq)
   --timeout <ms>       deadline (default: the method's @timeout, else 10000)
@@ -45,10 +45,10 @@ options:
   -h, --help           show this help
 
 Exit status: 0 on success, 1 when the call failed, 2 when it was refused before sending.
-Broker URLs come from $FAN_REDIS_URL and $FAN_AMQP_URL (default: the loopback brokers).`;
+Broker URLs come from $FAN_REDIS_URL, $FAN_AMQP_URL and $FAN_NATS_URL (default: the loopback brokers).`;
 
 /** Broker transports: the call goes to the version's shared queue, any instance may take it. */
-const BROKERS: ReadonlySet<TransportName> = new Set(["redis", "amqp"]);
+const BROKERS: ReadonlySet<TransportName> = new Set(["redis", "amqp", "nats"]);
 
 /** What `--json` prints (and the text output is made of). */
 interface Outcome {

@@ -3,7 +3,7 @@
  * a service from a shell. The IDL is compiled in-process as for `fanc call` (the payload is
  * checked before anything is sent: exit 2), and the event goes through an App's publisher or
  * client subscription, exactly as a service's would, on an event transport (`--via` redis,
- * amqp or zmq; default the first of those the service allows). `subscribe` prints each event
+ * amqp, nats or zmq; default the first of those the service allows). `subscribe` prints each event
  * as one JSON line on stdout until SIGINT or SIGTERM.
  */
 import { parseArgs } from "node:util";
@@ -21,7 +21,7 @@ import { type Io, processIo } from "./io.js";
 import { REGISTRY_OPTIONS, UsageError, cliCluster, cliDiscovery, report } from "./ls.js";
 import { findService, loadIdl } from "./call.js";
 
-const EVENT_TRANSPORTS: readonly TransportName[] = ["redis", "amqp", "zmq"];
+const EVENT_TRANSPORTS: readonly TransportName[] = ["redis", "amqp", "nats", "zmq"];
 
 const usage = (kind: "publish" | "subscribe"): string =>
   kind === "publish"
@@ -36,7 +36,7 @@ Prints each event of <service> as one JSON line on stdout until interrupted (Ctr
 const OPTIONS_TEXT = `
 options:
   --idl <dir>          the IDL folder (default: idl/)
-  --via <transport>    redis, amqp or zmq (default: the first of those the service allows);
+  --via <transport>    redis, amqp, nats or zmq (default: the first of those the service allows);
                        it must be the transport the publishing service's App uses for events
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")

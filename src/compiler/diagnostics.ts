@@ -330,7 +330,7 @@ export const DIAGNOSTICS = {
   unknownTransport: {
     code: "FAN0309",
     severity: E,
-    message: "unknown transport `{name}`; use http, amqp, redis, zmq or local",
+    message: "unknown transport `{name}`; use http, amqp, redis, nats, zmq or local",
     help: "`@transports` lists transports the runtime knows.",
   },
   stateMode: {

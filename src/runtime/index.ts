@@ -114,6 +114,7 @@ export type { EventHub, EventHubEndpoints, EventHubOptions } from "./transports/
 // Options of the network transports (types only: the transports load when an App names them).
 export type { AmqpTransportOptions } from "./transports/amqp/index.js";
 export type { RedisTransportOptions } from "./transports/redis/index.js";
+export type { NatsTransportOptions } from "./transports/nats/index.js";
 export type { HttpTransportOptions } from "./transports/http/index.js";
 export type { ZmqTransportOptions } from "./transports/zmq/index.js";
 // The policy layer: client chain options, events, breakers, server interceptors and auth.

@@ -36,7 +36,7 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
   beforeAll(async () => {
     server = spawnCaptured(join(repo, "node_modules/.bin/tsx"), ["test/transports/fixtures/child-app.ts"], {
       FAN_CHILD_SERVE: "Conformance",
-      FAN_CHILD_TRANSPORTS: "redis,amqp,zmq,http",
+      FAN_CHILD_TRANSPORTS: "redis,amqp,zmq,http,nats",
       FAN_CHILD_CLUSTER: cluster,
       FAN_ETCD: SHARED_ETCD,
     });
@@ -50,7 +50,7 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
   }, 30_000);
 
   it("calls an rpc over each transport (--via), printing the typed reply, instance and trace id", async () => {
-    for (const via of ["http", "zmq", "redis", "amqp"]) {
+    for (const via of ["http", "zmq", "redis", "amqp", "nats"]) {
       const r = await fanc(["call", "Conformance.echo", '{"n":3,"text":"hi"}', ...C, "--via", via, "--json"]);
       expect(r.stderr, via).toBe("");
       expect(r.code, via).toBe(0);

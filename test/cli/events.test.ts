@@ -37,13 +37,13 @@ describeEtcd("fanc publish / fanc subscribe (child processes)", () => {
     await listener?.exited;
   }, 30_000);
 
-  for (const via of ["redis", "amqp"]) {
+  for (const via of ["redis", "amqp", "nats"]) {
     it(`publishes over ${via} to fanc subscribe${via === "redis" ? " and a subscribing service" : ""}; SIGINT stops it`, async () => {
       const sub = spawnCaptured(process.execPath, [bin, "subscribe", "Conformance.ping", ...C, "--via", via]);
       try {
         await until("fanc subscribe is subscribed", () => sub.stderr().includes("subscribed to"), 120_000);
         expect(sub.stderr()).toBe(`subscribed to fan.conformance.Conformance.ping over ${via} (Ctrl-C to stop)\n`);
-        const n = via === "redis" ? 41 : 42;
+        const n = via === "redis" ? 41 : via === "amqp" ? 42 : 43;
         const r = await fanc(["publish", "Conformance.ping", JSON.stringify({ n }), ...C, "--via", via]);
         expect(r.code).toBe(0);
         expect(r.stderr).toMatch(new RegExp(`^published · [\\d.]+ ms · over ${via} · trace [0-9a-f]{32}\\n$`));

@@ -14,6 +14,7 @@ import type { PolicyEvent } from "../../src/runtime/policy/events.js";
 import { startEventHub } from "../../src/runtime/transports/zmq/index.js";
 import { AMQP_URL, deleteByPrefix, reachable } from "../transports/amqp-broker.js";
 import { deleteKeys, REDIS_URL } from "../transports/redis-server.js";
+import { deleteStreams, NATS_URL, natsUp } from "../transports/nats-server.js";
 import { rejection } from "../transports/conformance.js";
 import { GuardedImpl, TOKENS } from "./fixtures/handlers.js";
 import { Guarded, type GuardedClient } from "./fixtures/generated/fan/policytest.js";
@@ -22,6 +23,7 @@ const silent = pino({ level: "silent" });
 const cluster = `conf-${process.pid}-auth-${shortId()}`;
 const amqpUp = await reachable("127.0.0.1", Number(new URL(AMQP_URL).port || 5672));
 const redisUp = await reachable("127.0.0.1", Number(new URL(REDIS_URL).port || 6379));
+const natsIsUp = await natsUp();
 const hub = await startEventHub();
 
 const transports: Record<TransportName, AppOptions["transports"] | undefined> = {
@@ -30,15 +32,17 @@ const transports: Record<TransportName, AppOptions["transports"] | undefined> = 
   zmq: { zmq: { events: hub, closeGraceMs: 200 } },
   amqp: amqpUp ? { amqp: { url: AMQP_URL } } : undefined,
   redis: redisUp ? { redis: { url: REDIS_URL } } : undefined,
+  nats: natsIsUp ? { nats: { url: NATS_URL } } : undefined,
 };
 
 afterAll(async () => {
   await hub.close();
   if (redisUp) await deleteKeys(`fan.${cluster}*`);
   if (amqpUp) await deleteByPrefix(`fan.${cluster}`).catch(() => undefined);
+  if (natsIsUp) await deleteStreams(`fan_${cluster}`).catch(() => undefined);
 });
 
-for (const name of ["local", "http", "zmq", "amqp", "redis"] as const) {
+for (const name of ["local", "http", "zmq", "amqp", "redis", "nats"] as const) {
   const cfg = transports[name];
   const suite = cfg === undefined ? describe.skip : describe;
   if (cfg === undefined && process.env.FAN_REQUIRE_BROKERS === "1") throw new Error(`${name} broker not reachable`);

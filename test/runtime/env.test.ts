@@ -69,6 +69,15 @@ describe("withEnvironment", () => {
     expect(withEnvironment({ transports: { amqp: {} } }, { FAN_TRANSPORTS: "redis" }).transports).toEqual({ amqp: {} });
   });
 
+  it("FAN_NATS_URL fills transports.nats.url, a comma list as the servers of a NATS cluster", () => {
+    expect(withEnvironment({}, { FAN_TRANSPORTS: "nats", FAN_NATS_URL: "nats://n:4222" }).transports).toEqual({
+      nats: { url: "nats://n:4222" },
+    });
+    expect(withEnvironment({ transports: { nats: {} } }, { FAN_NATS_URL: "nats://a:4222, nats://b:4222" }).transports).toEqual({
+      nats: { url: ["nats://a:4222", "nats://b:4222"] },
+    });
+  });
+
   it("an unset or empty environment changes nothing", () => {
     const opts = { transports: { http: { port: 1 } } };
     expect(withEnvironment(opts, {})).toEqual(opts);

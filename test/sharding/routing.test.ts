@@ -1,8 +1,8 @@
 /**
  * Sharding between processes, over etcd and every transport: three child processes serve
  * `test.shards.Store`; calls from this process reach each key's owner (the owner the pure
- * `assignShards` names, which is also what the servers themselves computed); amqp and redis
- * calls reach the owner's own queue; a SIGKILLed owner's shards fail fast with UNAVAILABLE
+ * `assignShards` names, which is also what the servers themselves computed); amqp, redis and
+ * nats calls reach the owner's own queue or subject; a SIGKILLed owner's shards fail fast with UNAVAILABLE
  * naming the shard until its lease expires, then move to the survivors (only its keys move).
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -16,8 +16,9 @@ import { Store, type Where } from "./fixtures/generated/test/shards.js";
 
 const AMQP = process.env.FAN_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
 const REDIS = process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379";
+const NATS = process.env.FAN_NATS_URL ?? "nats://127.0.0.1:4222";
 
-describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis)", () => {
+describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis, nats)", () => {
   const cluster = `shard-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   const ids = ["Store-a", "Store-b", "Store-c"];
   let children: Child[] = [];
@@ -29,7 +30,7 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis)", () => 
       cluster,
       discovery: `etcd://${SHARED_ETCD}`,
       logger: silentLogger(),
-      transports: { http: {}, zmq: {}, amqp: { url: AMQP }, redis: { url: REDIS } },
+      transports: { http: {}, zmq: {}, amqp: { url: AMQP }, redis: { url: REDIS }, nats: { url: NATS } },
     });
 
   const visible = async (a: App, n: number): Promise<void> => {
@@ -40,7 +41,7 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis)", () => 
   beforeAll(async () => {
     children = await Promise.all(
       ids.map((instanceId) =>
-        serveStore({ etcd: SHARED_ETCD, cluster, instanceId, transports: ["http", "zmq", "amqp", "redis"], leaseTtlMs: 5000 }),
+        serveStore({ etcd: SHARED_ETCD, cluster, instanceId, transports: ["http", "zmq", "amqp", "redis", "nats"], leaseTtlMs: 5000 }),
       ),
     );
     app = clientApp();
@@ -101,7 +102,7 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis)", () => 
     expect(lines.join("\n")).toContain(`${compactRanges(ownedBy(owners, "Store-a"))}/16`);
   });
 
-  for (const transport of ["http", "zmq", "amqp", "redis"] as const) {
+  for (const transport of ["http", "zmq", "amqp", "redis", "nats"] as const) {
     it(`over ${transport}, each call reaches the owner (the owner's own queue on brokers)`, async () => {
       const owners = assignShards(
         ids.map((instanceId) => ({ instanceId, shards: [] })),

@@ -9,6 +9,7 @@ import { createApp } from "../../src/runtime/app/app.js";
 import { shortId } from "../../src/runtime/ids.js";
 import { type EventHub, startEventHub } from "../../src/runtime/transports/zmq/index.js";
 import { AMQP_URL } from "../transports/amqp-broker.js";
+import { NATS_URL, deleteStreams } from "../transports/nats-server.js";
 import { REDIS_URL, deleteKeys } from "../transports/redis-server.js";
 import { Board, HttpBoard } from "./fixtures/generated/fan/replica.js";
 import { Node, type Report, until } from "./processes.js";
@@ -24,6 +25,7 @@ afterAll(async () => {
 const CASES: readonly { name: string; transports: () => object }[] = [
   { name: "redis", transports: () => ({ redis: { url: REDIS_URL } }) },
   { name: "amqp", transports: () => ({ amqp: { url: AMQP_URL } }) },
+  { name: "nats", transports: () => ({ nats: { url: NATS_URL } }) },
   { name: "zmq", transports: () => ({ zmq: { events: { publish: hub.publish, subscribe: hub.subscribe } } }) },
   // Snapshots over http (the first transport), updates relayed through redis.
   { name: "http", transports: () => ({ http: {}, redis: { url: REDIS_URL } }) },
@@ -61,6 +63,7 @@ for (const c of CASES) {
     });
     afterAll(async () => {
       await deleteKeys(`fan.${cluster}*`).catch(() => undefined);
+      if (c.name === "nats") await deleteStreams(`fan_${cluster}`).catch(() => undefined);
     });
 
     it("a late joiner gets the current value", async () => {
@@ -169,7 +172,7 @@ describe("states over http without a broker, discovery across processes", () => 
     const inProcess = createApp({ transports: { http: {} } });
     expect(() => inProcess.serve(Board, { ping: () => "pong" })).not.toThrow();
     const app = createApp({ discovery, transports: { http: {} } });
-    expect(() => app.serve(Board, { ping: () => "pong" })).toThrow(/need a broker transport.*amqp, redis or zmq/);
+    expect(() => app.serve(Board, { ping: () => "pong" })).toThrow(/need a broker transport.*amqp, redis, nats or zmq/);
     const both = createApp({ discovery, transports: { http: {}, redis: { url: REDIS_URL } } });
     expect(() => both.serve(HttpBoard, { ping: () => "pong" })).toThrow(/HttpBoard allows http, local/);
   });

@@ -130,7 +130,7 @@ export async function deleteByPrefix(prefix: string, url = AMQP_URL, node?: stri
 }
 
 /** Test-run names embed the pid of their run: `fan.conf-123...`, `fan.conf-amqp-123-...`, `fan.rec-123-...`. */
-const RUN_NAME = /^fan\.(?:conf-(?:amqp-|redis-)?|rec-|rrec-)(\d+)/;
+const RUN_NAME = /^fan\.(?:conf-(?:amqp-|redis-|nats-)?|rec-|rrec-)(\d+)/;
 
 /** True when a process with this pid runs (so its names may still be in use). */
 export function pidAlive(pid: number): boolean {

@@ -12,7 +12,7 @@ import { Conformance, type ConformanceClient } from "./fixtures/generated/fan/co
 import { type ChildApp, childApp } from "./child.js";
 import { ETCD, factoryFor, runnable, uniqueCluster } from "./processes.js";
 
-const NAMES = ["http", "zmq", "redis", "amqp"] as const;
+const NAMES = ["http", "zmq", "redis", "amqp", "nats"] as const;
 
 for (const name of NAMES) {
   const d = runnable(name) || process.env.FAN_REQUIRE_BROKERS === "1" ? describe : describe.skip;

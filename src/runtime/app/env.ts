@@ -16,6 +16,7 @@ export const ENV_VARS = {
   FAN_TRANSPORTS: "transports to use when `transports` is not given: a comma list (amqp,http)",
   FAN_AMQP_URL: "transports.amqp.url (a comma list for several brokers)",
   FAN_REDIS_URL: "transports.redis.url",
+  FAN_NATS_URL: "transports.nats.url (a comma list for the servers of a NATS cluster)",
   FAN_HTTP_HOST: "transports.http.host",
   FAN_HTTP_PORT: "transports.http.port",
   FAN_HTTP_ADVERTISE_HOST: "transports.http.advertiseHost",
@@ -35,7 +36,7 @@ export interface EnvFilled {
   readonly transports?: TransportsConfig;
 }
 
-const NETWORK = ["amqp", "redis", "http", "zmq"] as const;
+const NETWORK = ["amqp", "redis", "nats", "http", "zmq"] as const;
 type Network = (typeof NETWORK)[number];
 
 /** A variable's value, or undefined when unset or blank. */
@@ -116,6 +117,11 @@ function settings(name: Network, env: Env): Record<string, unknown> {
     case "redis":
       set("url", read(env, "FAN_REDIS_URL"));
       break;
+    case "nats": {
+      const url = read(env, "FAN_NATS_URL");
+      set("url", url?.includes(",") ? url.split(",").map((u) => u.trim()) : url);
+      break;
+    }
     case "http":
       set("host", read(env, "FAN_HTTP_HOST"));
       set("port", port(env, "FAN_HTTP_PORT"));

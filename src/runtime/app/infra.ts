@@ -24,9 +24,9 @@ import { checkDiscovery } from "./env.js";
 import { LocalTransport, localHub, type LocalOptions } from "../transports/local/index.js";
 
 /** Network transport names, in the order events prefer them. */
-const NETWORK: readonly TransportName[] = ["amqp", "redis", "zmq", "http"];
+const NETWORK: readonly TransportName[] = ["amqp", "redis", "nats", "zmq", "http"];
 /** Transports that carry events (http relays through a broker). */
-const EVENT_CAPABLE: ReadonlySet<TransportName> = new Set(["amqp", "redis", "zmq"]);
+const EVENT_CAPABLE: ReadonlySet<TransportName> = new Set(["amqp", "redis", "nats", "zmq"]);
 
 /** `createApp({ transports })`: options per transport name, or a ready factory. */
 export type TransportsConfig = {
@@ -59,13 +59,14 @@ function isDiscovery(d: DiscoveryInput): d is Discovery {
 
 /**
  * Each network transport's module, imported only when an App is configured to use it, so a
- * local-only app never loads amqplib, ioredis, zeromq or undici. Literal paths (not a template)
+ * local-only app never loads amqplib, ioredis, nats, zeromq or undici. Literal paths (not a template)
  * so bundlers and vitest can see them.
  */
 const LOADERS: Readonly<Record<Exclude<TransportName, "local">, () => Promise<Record<string, unknown>>>> = {
   http: () => import("../transports/http/index.js"),
   amqp: () => import("../transports/amqp/index.js"),
   redis: () => import("../transports/redis/index.js"),
+  nats: () => import("../transports/nats/index.js"),
   zmq: () => import("../transports/zmq/index.js"),
 };
 

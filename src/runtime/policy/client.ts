@@ -44,7 +44,7 @@ export interface PolicyShared {
  * consume the service's queue (every instance advertises the same endpoint): a breaker there
  * guards the queue, keyed by its endpoint, since a failure says nothing about one instance.
  */
-const BROKER_PICKS: ReadonlySet<string> = new Set(["amqp", "redis"]);
+const BROKER_PICKS: ReadonlySet<string> = new Set(["amqp", "redis", "nats"]);
 
 /** The breaker key of a target: its instance id, or its queue's endpoint when the broker picks the instance. */
 export function breakerKey(target: Target): string {

@@ -78,7 +78,7 @@ export function appStates(
     return new FanError(
       Code.FAILED_PRECONDITION,
       `the states of ${d.name} need a broker transport to carry their updates: this app has ${infra.network.join(", ")} ` +
-        `and ${d.name} allows ${d.transports.join(", ")}; add amqp, redis or zmq to both (http relays state updates through one of them)`,
+        `and ${d.name} allows ${d.transports.join(", ")}; add amqp, redis, nats or zmq to both (http relays state updates through one of them)`,
     );
   };
   const host: WatchHost = {

@@ -5,7 +5,7 @@
  * those go to the named instance's own queue (`docs/sharding.md`). An endpoint without the
  * instance part (written before sharding) addresses the version only. The broker is named by the
  * transport's own connection settings, so the endpoint says only what to address on it.
- * Shared by the amqp and redis transports (no dependency of its own).
+ * Shared by the amqp, redis and nats transports (no dependency of its own).
  */
 import { Code, FanError } from "../errors.js";
 

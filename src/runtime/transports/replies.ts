@@ -2,7 +2,7 @@
  * Answers the broker transports' rpc servers give on their own, before or instead of the
  * App's dispatcher: a refusal for a request this queue or list does not serve, and the error
  * envelope that carries it (or any other transport-level failure) back to the caller.
- * Shared by amqp and redis (no dependency of its own).
+ * Shared by amqp, redis and nats (no dependency of its own).
  */
 import type { ServiceDescriptor } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";

@@ -1,5 +1,5 @@
 /**
- * The protocol-neutral transport interface. Every transport (local, http, amqp, redis, zmq)
+ * The protocol-neutral transport interface. Every transport (local, http, amqp, redis, nats, zmq)
  * implements it in its own folder under `src/runtime/transports/`, and its dependency is
  * imported only there. Transports move envelopes; the App does decoding, validation,
  * deadlines, errors and dispatch, so every transport gets the same semantics.

@@ -25,7 +25,7 @@ describe("services", () => {
       ),
     );
     expect(model.packages[0]!.decls.map((d) => d.kind === "service" && [d.transports, d.unique])).toEqual([
-      [["http", "amqp", "redis", "zmq", "local"], false],
+      [["http", "amqp", "redis", "nats", "zmq", "local"], false],
       [["http", "zmq", "local"], false],
       [["amqp", "local"], true],
     ]);
@@ -39,7 +39,7 @@ describe("services", () => {
         ["FAN0311", 3, 10],
       ],
     );
-    expect(messageOf(r, "FAN0309")).toContain("http, amqp, redis, zmq or local");
+    expect(messageOf(r, "FAN0309")).toContain("http, amqp, redis, nats, zmq or local");
   });
 
   it("reads the config block with secrets, docs and defaults", () => {

@@ -100,6 +100,6 @@ export class HttpTransport implements Transport {
 function noEvents(what: string): FanError {
   return new FanError(
     Code.UNIMPLEMENTED,
-    `http carries no events (${what}); serve or relay events through amqp, redis or zmq`,
+    `http carries no events (${what}); serve or relay events through amqp, redis, nats or zmq`,
   );
 }

@@ -1,0 +1,176 @@
+/**
+ * The one NATS connection of a transport (`@nats-io/transport-node`). It keeps trying to connect
+ * (first connection included) and comes back by itself after a server restart, resubscribing
+ * everything; the transport learns of losses and returns through `onDown`/`onUp` and never
+ * publishes into the client's reconnect buffer: a send waits for the connection (bounded by its
+ * deadline) instead, so a message that never left can say so.
+ */
+import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import { Code, FanError } from "../../errors.js";
+import { onAbort } from "../abort.js";
+
+/** How to reach NATS. */
+export interface NatsConnectOptions {
+  /** `nats://host:port`, or the URLs of a NATS cluster's servers; default `nats://127.0.0.1:4222`. */
+  readonly url?: string | readonly string[];
+  /** Options of `@nats-io/transport-node`'s `connect` (auth, tls, ...), passed through. */
+  readonly nats?: Partial<NodeConnectionOptions>;
+}
+
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** A managed connection: ready/up state, loss and return callbacks. */
+export class NatsLink {
+  readonly #log: Logger;
+  readonly #downs = new Set<(why: string) => void>();
+  readonly #ups = new Set<() => void>();
+  readonly #waiters = new Set<() => void>();
+  #nc: NatsConnection | undefined;
+  #up = false;
+  #closed = false;
+  /** Why the connection is down (undefined while it is up or still connecting for the first time). */
+  #down: string | undefined;
+
+  constructor(o: NatsConnectOptions, name: string, log: Logger) {
+    this.#log = log;
+    const servers = o.url === undefined ? ["nats://127.0.0.1:4222"] : typeof o.url === "string" ? [o.url] : [...o.url];
+    void this.#first({
+      name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      pingInterval: 10_000,
+      maxPingOut: 2,
+      ...o.nats,
+      servers,
+    });
+  }
+
+  /** Tries to connect until it works or the link is closed (a failure is logged once). */
+  async #first(opts: NodeConnectionOptions): Promise<void> {
+    let logged = false;
+    while (!this.#closed) {
+      try {
+        this.#adopt(await connect(opts));
+        return;
+      } catch (e) {
+        this.#down = (e as Error).message;
+        if (!logged) this.#log.warn({ err: this.#down }, "cannot connect to nats; trying again");
+        logged = true;
+        this.#wake();
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+
+  #adopt(nc: NatsConnection): void {
+    this.#nc = nc;
+    if (this.#closed) {
+      void nc.close().catch(() => undefined);
+      return;
+    }
+    this.#up = true;
+    this.#down = undefined;
+    this.#wake();
+    void this.#watch(nc);
+    void nc.closed().then(() => {
+      this.#up = false;
+      this.#down ??= "connection closed";
+      this.#wake();
+    });
+  }
+
+  async #watch(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect") {
+        if (!this.#up) continue;
+        this.#up = false;
+        this.#down = `disconnected from ${s.server}`;
+        this.#log.warn({ server: s.server }, "nats connection lost; reconnecting");
+        for (const f of [...this.#downs]) f(this.#down);
+      } else if (s.type === "reconnect") {
+        this.#up = true;
+        this.#down = undefined;
+        this.#log.info({ server: s.server }, "nats connection back");
+        this.#wake();
+        for (const f of [...this.#ups]) f();
+      }
+    }
+  }
+
+  #wake(): void {
+    for (const w of [...this.#waiters]) w();
+  }
+
+  /** True while connected. */
+  get up(): boolean {
+    return this.#up && !this.#closed;
+  }
+
+  /** The connection once it was made (it may be reconnecting); undefined before. */
+  get nc(): NatsConnection | undefined {
+    return this.#nc;
+  }
+
+  /** Calls `f` with the reason whenever the connection drops. */
+  onDown(f: (why: string) => void): () => void {
+    this.#downs.add(f);
+    return () => this.#downs.delete(f);
+  }
+
+  /** Calls `f` whenever the connection comes back. */
+  onUp(f: () => void): () => void {
+    this.#ups.add(f);
+    return () => this.#ups.delete(f);
+  }
+
+  /**
+   * The connection, once it is up; at the deadline rejects with UNAVAILABLE when NATS is known to
+   * be down (DEADLINE_EXCEEDED while it is merely connecting), CANCELLED when `signal` aborts.
+   */
+  ready(deadline: number, signal?: AbortSignal): Promise<NatsConnection> {
+    if (this.up) return Promise.resolve(this.#nc as NatsConnection);
+    if (this.#closed) return Promise.reject(new FanError(Code.UNAVAILABLE, "nats transport closed"));
+    if (signal?.aborted === true) return Promise.reject(new FanError(Code.CANCELLED, "cancelled"));
+    return new Promise<NatsConnection>((resolve, reject) => {
+      const late = (): FanError =>
+        this.#down === undefined
+          ? new FanError(Code.DEADLINE_EXCEEDED, "nats connection not ready before the deadline")
+          : new FanError(Code.UNAVAILABLE, `nats unreachable until the deadline: ${this.#down}`);
+      const ms = Number.isFinite(deadline) ? Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now())) : undefined;
+      const timer = ms === undefined ? undefined : setTimeout(() => done(late()), ms);
+      const check = (): void => {
+        if (this.up) done();
+        else if (this.#closed) done(new FanError(Code.UNAVAILABLE, "nats transport closed"));
+      };
+      const done = (err?: FanError): void => {
+        if (timer !== undefined) clearTimeout(timer);
+        this.#waiters.delete(check);
+        stopListening();
+        if (err === undefined) resolve(this.#nc as NatsConnection);
+        else reject(err);
+      };
+      this.#waiters.add(check);
+      const stopListening =
+        signal === undefined ? () => undefined : onAbort(signal, () => done(new FanError(Code.CANCELLED, "cancelled")));
+    });
+  }
+
+  /** Flushes what was published, then closes (never hangs past `ms`). */
+  async close(ms = 2000): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#wake();
+    const nc = this.#nc;
+    if (nc === undefined) return;
+    const flush = this.#up ? nc.flush().catch(() => undefined) : Promise.resolve();
+    await Promise.race([flush, new Promise((r) => setTimeout(r, ms))]);
+    await Promise.race([nc.close().catch(() => undefined), new Promise((r) => setTimeout(r, ms))]);
+  }
+}
+
+/** A FanError for a NATS failure during a send. */
+export function unavailable(what: string, e: unknown): FanError {
+  if (FanError.is(e)) return e;
+  return new FanError(Code.UNAVAILABLE, `${what}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+}
