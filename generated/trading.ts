@@ -147,11 +147,17 @@ export interface ExchangeEvents {
   traded: { "symbol": string; price: string; quantity: bigint };
 }
 
+/** The value of each state Exchange owns (`ctx.states` in its handlers). */
+export interface ExchangeStates {
+  book: Record<string, OrderBook>;
+  prices: Record<string, MarketPrice>;
+}
+
 /** What an implementation of Exchange provides: one method per rpc, push and subscription. */
 export interface ExchangeHandler extends ServiceHooks {
-  place(req: ExchangeRequests["place"], ctx: CallContext<ExchangeConfig, ExchangeEvents>): Promise<Order> | Order;
-  cancel(req: ExchangeRequests["cancel"], ctx: CallContext<ExchangeConfig, ExchangeEvents>): Promise<boolean> | boolean;
-  quote(req: ExchangeRequests["quote"], ctx: CallContext<ExchangeConfig, ExchangeEvents>): Promise<void> | void;
+  place(req: ExchangeRequests["place"], ctx: CallContext<ExchangeConfig, ExchangeEvents, ExchangeStates>): Promise<Order> | Order;
+  cancel(req: ExchangeRequests["cancel"], ctx: CallContext<ExchangeConfig, ExchangeEvents, ExchangeStates>): Promise<boolean> | boolean;
+  quote(req: ExchangeRequests["quote"], ctx: CallContext<ExchangeConfig, ExchangeEvents, ExchangeStates>): Promise<void> | void;
 }
 
 /** The typed client of Exchange, over whichever transport discovery picks. */

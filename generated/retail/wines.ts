@@ -258,19 +258,25 @@ export interface PublicWinesEvents {
   cacheFlush: Record<string, never>;
 }
 
+/** The value of each state PublicWines owns (`ctx.states` in its handlers). */
+export interface PublicWinesStates {
+  inventory: Record<string, Wine>;
+  settings: StoreSettings;
+}
+
 /** What an implementation of PublicWines provides: one method per rpc, push and subscription. */
 export interface PublicWinesHandler extends ServiceHooks {
   /** Fetch one wine of a store. */
-  get(req: PublicWinesRequests["get"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents>): Promise<Wine> | Wine;
+  get(req: PublicWinesRequests["get"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents, PublicWinesStates>): Promise<Wine> | Wine;
   /** List a store's wines. */
-  list(req: PublicWinesRequests["list"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents>): Promise<Wine[]> | Wine[];
-  create(req: PublicWinesRequests["create"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents>): Promise<Wine> | Wine;
+  list(req: PublicWinesRequests["list"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents, PublicWinesStates>): Promise<Wine[]> | Wine[];
+  create(req: PublicWinesRequests["create"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents, PublicWinesStates>): Promise<Wine> | Wine;
   /** @deprecated use create */
-  add(req: PublicWinesRequests["add"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents>): Promise<Wine> | Wine;
+  add(req: PublicWinesRequests["add"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents, PublicWinesStates>): Promise<Wine> | Wine;
   /** Sell a bottle; fails when none is left. */
-  sell(req: PublicWinesRequests["sell"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents>): Promise<void> | void;
+  sell(req: PublicWinesRequests["sell"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents, PublicWinesStates>): Promise<void> | void;
   /** Drop cached entries of a store. */
-  invalidate(req: PublicWinesRequests["invalidate"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents>): Promise<void> | void;
+  invalidate(req: PublicWinesRequests["invalidate"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents, PublicWinesStates>): Promise<void> | void;
 }
 
 /** The typed client of PublicWines, over whichever transport discovery picks. */

@@ -28,6 +28,7 @@ export function emitService(w: CodeBlockWriter, ctx: ModuleContext, svc: Service
   const config = writeConfig(w, ctx, svc);
   writeRequests(w, ctx, svc);
   writeEvents(w, ctx, svc);
+  writeStates(w, ctx, svc);
   const parts = [
     () => writeHandler(w, ctx, svc, config),
     () => writeClient(w, ctx, svc),
@@ -65,7 +66,19 @@ function checkMemberNames(svc: ServiceModel): void {
  */
 function ctxType(ctx: ModuleContext, svc: ServiceModel, config: string): string {
   const events = svc.events.length === 0 ? `${ctx.global("Record")}<never, never>` : `${svc.name}Events`;
-  return `${ctx.rt("CallContext")}<${config}, ${events}>`;
+  // A service with states adds its state map: `ctx.states.x` typed by the IDL.
+  const states = svc.states.length === 0 ? "" : `, ${svc.name}States`;
+  return `${ctx.rt("CallContext")}<${config}, ${events}${states}>`;
+}
+
+/** `XStates`: each state's value type, by state name (`ctx.states` of the service's handlers). */
+function writeStates(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
+  if (svc.states.length === 0) return;
+  w.blankLineIfLastNot();
+  w.writeLine(`/** The value of each state ${svc.name} owns (\`ctx.states\` in its handlers). */`);
+  w.write(`export interface ${svc.name}States`).block(() => {
+    for (const s of svc.states) w.writeLine(`${propKey(s.name, "type")}: ${tsType(ctx, s.type)};`);
+  });
 }
 
 /** Writes `XConfig` and returns the type handlers' contexts are parameterised with. */

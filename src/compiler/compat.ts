@@ -6,46 +6,14 @@
  */
 import semver from "semver";
 import { typeText } from "./check-types.js";
-import type {
-  DeclModel,
-  EnumModel,
-  FieldModel,
-  MethodModel,
-  ProgramModel,
-  ServiceModel,
-  TypeModel,
-  UnionModel,
-} from "./model.js";
+import { compareFields } from "./compat-fields.js";
+import { type Change, change, type Found } from "./compat-kinds.js";
+import type { Locate } from "./compat-locate.js";
+import { compareService } from "./compat-service.js";
+import type { DeclModel, EnumModel, ProgramModel, ServiceModel, TypeModel, UnionModel } from "./model.js";
 
-/** The kinds of change `fanc check` reports. */
-export type ChangeKind =
-  | "removed"
-  | "renamed"
-  | "added"
-  | "type-changed"
-  | "field-required"
-  | "required-field-added"
-  | "enum-value-removed"
-  | "union-member-removed"
-  | "error-code-changed"
-  | "kind-changed"
-  | "timeout-shortened"
-  | "shard-key-changed"
-  | "shards-changed"
-  | "route-changed"
-  | "transport-removed"
-  | "config-required";
-
-/** One change between the two models. */
-export interface Change {
-  readonly kind: ChangeKind;
-  readonly breaking: boolean;
-  /** What changed: `retail.wines.Wine.price`, `retail.wines.PublicWines.get(storeId)`. */
-  readonly path: string;
-  readonly message: string;
-  /** The declaration it belongs to (fully qualified). */
-  readonly decl: string;
-}
+export { CHANGE_KINDS, type Change, type ChangeKind, type Severity, type SourceLocation } from "./compat-kinds.js";
+export { type Locate, locator } from "./compat-locate.js";
 
 /** A service's verdict. */
 export interface ServiceVerdict {
@@ -54,7 +22,9 @@ export interface ServiceVerdict {
   readonly after: string;
   /** Breaking changes to the service or to a type it uses. */
   readonly breaking: readonly Change[];
-  /** True when there is a breaking change and the major version did not go up. */
+  /** Warnings (a new error a method throws, a changed default): fail only with `strict`. */
+  readonly warnings: readonly Change[];
+  /** True when there is a breaking change (or, with `strict`, a warning) and the major version did not go up. */
   readonly failed: boolean;
 }
 
@@ -65,11 +35,19 @@ export interface CompatReport {
   readonly failed: boolean;
 }
 
+/** Options of `compareModels`. */
+export interface CompareOptions {
+  /** Source locations of each version, attached to every change. */
+  readonly locate?: { readonly before: Locate; readonly after: Locate };
+  /** Warnings fail a service too. */
+  readonly strict?: boolean;
+}
+
 /** Compares `before` (the released IDL) with `after` (the new one). */
-export function compareModels(before: ProgramModel, after: ProgramModel): CompatReport {
+export function compareModels(before: ProgramModel, after: ProgramModel, opts: CompareOptions = {}): CompatReport {
   const a = declsOf(before);
   const b = declsOf(after);
-  const changes: Change[] = [];
+  const changes: Found[] = [];
   for (const [name, old] of a) {
     const now = b.get(name);
     if (now === undefined) {
@@ -83,23 +61,31 @@ export function compareModels(before: ProgramModel, after: ProgramModel): Compat
       changes.push(change("kind-changed", name, name, `${name} was a ${old.kind}, is now a ${now.kind}`));
     } else compareDecl(old, now, changes);
   }
-  for (const [name, d] of b)
-    if (!a.has(name)) changes.push({ ...change("added", name, name, `${d.kind} ${name} was added`), breaking: false });
+  for (const [name, d] of b) if (!a.has(name)) changes.push(change("added", name, name, `${d.kind} ${name} was added`));
+  const located = changes.map((c) => locate(c, opts.locate));
   const services: ServiceVerdict[] = [];
   for (const [name, old] of a) {
     if (old.kind !== "service") continue;
     const now = b.get(name);
     const uses = usedDecls(old, a);
-    const breaking = changes.filter((c) => c.breaking && (c.decl === name || uses.has(c.decl)));
+    const mine = located.filter((c) => c.decl === name || uses.has(c.decl));
+    const breaking = mine.filter((c) => c.severity === "breaking");
+    const warnings = mine.filter((c) => c.severity === "warning");
     const after = now?.kind === "service" ? now.version : "(removed)";
     const bumped = now?.kind === "service" && semver.major(now.version) > semver.major(old.version);
-    services.push({ service: name, before: old.version, after, breaking, failed: breaking.length > 0 && !bumped });
+    const bad = breaking.length > 0 || (opts.strict === true && warnings.length > 0);
+    services.push({ service: name, before: old.version, after, breaking, warnings, failed: bad && !bumped });
   }
-  return { changes, services, failed: services.some((s) => s.failed) };
+  return { changes: located, services, failed: services.some((s) => s.failed) };
 }
 
-function change(kind: ChangeKind, decl: string, path: string, message: string): Change {
-  return { kind, breaking: true, decl, path, message };
+/** Drops the internal location key and adds the locations in both versions. */
+function locate(c: Found, where: CompareOptions["locate"]): Change {
+  const { at, ...rest } = c;
+  if (where === undefined) return rest;
+  const before = where.before(at ?? c.path);
+  const after = where.after(at ?? c.path);
+  return { ...rest, ...(before === undefined ? {} : { before }), ...(after === undefined ? {} : { after }) };
 }
 
 function declsOf(m: ProgramModel): Map<string, DeclModel> {
@@ -118,7 +104,7 @@ function sameShape(a: DeclModel, b: DeclModel): boolean {
   return fields(a) === fields(b);
 }
 
-function compareDecl(a: DeclModel, b: DeclModel, out: Change[]): void {
+function compareDecl(a: DeclModel, b: DeclModel, out: Found[]): void {
   switch (a.kind) {
     case "struct":
       compareFields(a.fullName, a.fullName, a.fields, (b as typeof a).fields, out);
@@ -142,49 +128,14 @@ function compareDecl(a: DeclModel, b: DeclModel, out: Change[]): void {
   }
 }
 
-/** Fields of a struct, an error, a method's or an event's parameters, or a config block. */
-function compareFields(
-  decl: string,
-  owner: string,
-  before: readonly FieldModel[],
-  after: readonly FieldModel[],
-  out: Change[],
-): void {
-  const now = new Map(after.map((f) => [f.name, f]));
-  const was = new Set(before.map((f) => f.name));
-  const required = (f: FieldModel): boolean => !f.optional && f.default === undefined;
-  const added = after.filter((f) => !was.has(f.name));
-  for (const f of before) {
-    const g = now.get(f.name);
-    const path = `${owner}.${f.name}`;
-    if (g === undefined) {
-      const twin = added.find((x) => typeText(x.type) === typeText(f.type));
-      out.push(
-        twin === undefined
-          ? change("removed", decl, path, `${path} was removed`)
-          : change("renamed", decl, path, `${path} was renamed to ${twin.name} (the wire name changes)`),
-      );
-      continue;
-    }
-    if (typeText(f.type) !== typeText(g.type))
-      out.push(change("type-changed", decl, path, `${path}: type ${typeText(f.type)} → ${typeText(g.type)}`));
-    if (!required(f) && required(g)) out.push(change("field-required", decl, path, `${path} was made required`));
-  }
-  for (const g of added) {
-    const path = `${owner}.${g.name}`;
-    if (required(g)) out.push(change("required-field-added", decl, path, `${path} was added as a required field`));
-    else out.push({ ...change("added", decl, path, `${path} was added (optional)`), breaking: false });
-  }
-}
-
-function compareEnum(a: EnumModel, b: EnumModel, out: Change[]): void {
+function compareEnum(a: EnumModel, b: EnumModel, out: Found[]): void {
   const names = new Set(b.members.map((m) => m.name));
   for (const m of a.members)
     if (!names.has(m.name))
       out.push(change("enum-value-removed", a.fullName, `${a.fullName}.${m.name}`, `enum value ${a.fullName}.${m.name} was removed`));
 }
 
-function compareUnion(a: UnionModel, b: UnionModel, out: Change[]): void {
+function compareUnion(a: UnionModel, b: UnionModel, out: Found[]): void {
   const now = new Map(b.members.map((m) => [m.name, m]));
   for (const m of a.members) {
     const path = `${a.fullName}.${m.name}`;
@@ -193,59 +144,6 @@ function compareUnion(a: UnionModel, b: UnionModel, out: Change[]): void {
     else if (typeText(n.type) !== typeText(m.type))
       out.push(change("type-changed", a.fullName, path, `${path}: type ${typeText(m.type)} → ${typeText(n.type)}`));
   }
-}
-
-function compareService(a: ServiceModel, b: ServiceModel, out: Change[]): void {
-  const s = a.fullName;
-  if (a.shards !== b.shards) out.push(change("shards-changed", s, s, `${s}: @shards(${a.shards}) → @shards(${b.shards}) moves every key`));
-  for (const t of a.transports)
-    if (!b.transports.includes(t)) out.push(change("transport-removed", s, s, `${s} is no longer served over ${t}`));
-  const methods = new Map(b.methods.map((m) => [m.name, m]));
-  for (const m of a.methods) {
-    const n = methods.get(m.name);
-    const path = `${s}.${m.name}`;
-    if (n === undefined) {
-      out.push(change("removed", s, path, `${m.kind} ${path} was removed`));
-      continue;
-    }
-    compareMethod(s, path, m, n, out);
-  }
-  for (const n of b.methods)
-    if (!a.methods.some((m) => m.name === n.name))
-      out.push({ ...change("added", s, `${s}.${n.name}`, `${n.kind} ${s}.${n.name} was added`), breaking: false });
-  const events = new Map(b.events.map((e) => [e.name, e]));
-  for (const e of a.events) {
-    const n = events.get(e.name);
-    const path = `${s}.${e.name}`;
-    if (n === undefined) out.push(change("removed", s, path, `event ${path} was removed`));
-    else compareFields(s, path, e.params, n.params, out);
-  }
-  const states = new Map(b.states.map((x) => [x.name, x]));
-  for (const st of a.states) {
-    const n = states.get(st.name);
-    const path = `${s}.${st.name}`;
-    if (n === undefined) out.push(change("removed", s, path, `state ${path} was removed`));
-    else if (typeText(n.type) !== typeText(st.type))
-      out.push(change("type-changed", s, path, `state ${path}: type ${typeText(st.type)} → ${typeText(n.type)}`));
-  }
-  const config = new Set(a.config.map((f) => f.name));
-  for (const f of b.config)
-    if (!config.has(f.name) && !f.optional && f.default === undefined)
-      out.push(change("config-required", s, `${s}.config.${f.name}`, `${s}: new config key ${f.name} has no default (instances will not start without it)`));
-}
-
-function compareMethod(s: string, path: string, m: MethodModel, n: MethodModel, out: Change[]): void {
-  if (m.kind !== n.kind) out.push(change("kind-changed", s, path, `${path} was a ${m.kind}, is now a ${n.kind}`));
-  compareFields(s, path, m.params, n.params, out);
-  if (typeText(m.returns) !== typeText(n.returns))
-    out.push(change("type-changed", s, path, `${path}: returns ${typeText(m.returns)} → ${typeText(n.returns)}`));
-  if (m.timeoutMs !== undefined && n.timeoutMs !== undefined && n.timeoutMs < m.timeoutMs)
-    out.push(change("timeout-shortened", s, path, `${path}: @timeout ${m.timeoutMs} ms → ${n.timeoutMs} ms`));
-  const key = (x: MethodModel): string => (x.shard ?? []).map((p) => p.join(".")).join(", ");
-  if (key(m) !== key(n))
-    out.push(change("shard-key-changed", s, path, `${path}: @shard(${key(m)}) → @shard(${key(n)}) moves keys between owners`));
-  if (m.route !== undefined && m.route.path !== n.route?.path)
-    out.push(change("route-changed", s, path, `${path}: @route ${m.route.path} → ${n.route?.path ?? "(none)"}`));
 }
 
 /** Declarations a service reaches through its members' types (transitively). */

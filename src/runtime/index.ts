@@ -19,7 +19,7 @@ export type {
   HandlerOf,
   ClientOf,
 } from "./descriptor.js";
-export type { AnyEvents, Emitter, LifecycleContext, ShardChange, ShardHooks } from "./call/context.js";
+export type { AnyEvents, AnyStates, Emitter, LifecycleContext, ShardChange, ShardHooks } from "./call/context.js";
 export type {
   PrimitiveSchema,
   PrimitiveKind,
@@ -57,7 +57,7 @@ export { currentContext } from "./call/callctx.js";
 export { task, timer } from "./app/tasks.js";
 export type { TaskContext } from "./app/tasks.js";
 export type { Publisher } from "./call/publisher.js";
-export type { StatePublisher, StatesOptions, PersistOptions } from "./states/index.js";
+export type { StatePublisher, StatePublishers, StatesOptions, PersistOptions } from "./states/index.js";
 export type { Counters } from "./telemetry/stats.js";
 export { HealthService, HEALTH_SERVICE } from "./telemetry/health.js";
 export type { HealthClient, HealthReply, ServingStatus, Readiness } from "./telemetry/health.js";

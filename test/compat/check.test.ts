@@ -19,20 +19,30 @@ version "${version}"
 enum Color { RED, WHITE, ROSE }
 union Price { cents: int, text: string }
 error Missing { id: string }
+error Sold { id: string }
 struct Wine {
-  id: string
+  id: string @maxLength(40)
   color: Color
   price?: Price
+  year: int = 2000 @min(1900) @max(2100)
+  label?: string @pattern("^[A-Z]")
+  name?: string
 }
+service Stock { rpc level(id: string): int }
+service Ledger { rpc total(): int }
 
 ${body}
 `;
 
 const base = `@shards(16)
 service Cellar {
+  depends shop.Stock ">=1.0.0"
+  depends soft shop.Ledger ">=1.0.0"
   config { pageSize: int = 50 }
   @route("/wine/{id}") @shard(id) @timeout(2s)
   rpc get(id: string, note?: string): Wine throws Missing
+  @idempotent @auth("staff", "admin")
+  rpc list(limit: int = 20 @max(100)): list<Wine>
   push restock(id: string, count: int)
   event changed(wine: Wine)
   state stock: map<string, int> @full
@@ -66,6 +76,30 @@ const corpus: [string, (s: string) => string, ChangeKind][] = [
   ["state type changed", (s) => s.replace("map<string, int>", "map<string, int64>"), "type-changed"],
   ["config key without default added", (s) => s.replace("config { pageSize: int = 50 }", "config { pageSize: int = 50, apiKey: string }"), "config-required"],
   ["service renamed", (s) => s.replace("service Cellar", "service WineCellar"), "renamed"],
+  ["@min raised", (s) => s.replace("@min(1900)", "@min(1950)"), "constraint-tightened"],
+  ["@max lowered", (s) => s.replace("@max(2100)", "@max(2030)"), "constraint-tightened"],
+  ["@maxLength lowered", (s) => s.replace("@maxLength(40)", "@maxLength(20)"), "constraint-tightened"],
+  ["@pattern changed", (s) => s.replace('@pattern("^[A-Z]")', '@pattern("^[A-Z][a-z]")'), "constraint-tightened"],
+  ["@pattern added", (s) => s.replace("name?: string", 'name?: string @pattern("^\\\\w+$")'), "constraint-tightened"],
+  ["a constraint on an existing field that had none", (s) => s.replace("name?: string", "name?: string @minLength(2)"), "constraint-tightened"],
+  ["a parameter's @max lowered", (s) => s.replace("@max(100)", "@max(50)"), "constraint-tightened"],
+  ["@idempotent removed", (s) => s.replace("@idempotent @auth", "@auth"), "idempotent-removed"],
+  ["@unique added", (s) => s.replace("@shards(16)\nservice Cellar", "@shards(16) @unique\nservice Cellar"), "unique-changed"],
+  ["new hard dependency", (s) => s.replace("depends soft shop.Ledger", "depends shop.Ledger"), "dependency-added"],
+  ["dependency range tightened", (s) => s.replace('depends shop.Stock ">=1.0.0"', 'depends shop.Stock ">=1.2.0"'), "dependency-range-changed"],
+  ["@auth role removed", (s) => s.replace('@auth("staff", "admin")', '@auth("admin")'), "auth-tightened"],
+  ["@auth added", (s) => s.replace("rpc get(", '@auth("staff")\n  rpc get('), "auth-tightened"],
+  ["state @full made @delta", (s) => s.replace("int> @full", "int> @delta"), "state-mode-changed"],
+  ["event made @broadcast", (s) => s.replace("  event changed", "  @broadcast\n  event changed"), "event-delivery-changed"],
+  ["config key type changed", (s) => s.replace("pageSize: int = 50", 'pageSize: string = "50"'), "config-changed"],
+  ["config key lost its default", (s) => s.replace("pageSize: int = 50", "pageSize: int"), "config-required"],
+  ["@ttl added to a push", (s) => s.replace("  push restock", "  @ttl(5s)\n  push restock"), "timeout-shortened"],
+];
+
+/** Changes reported but not failing a service without --strict: [name, edit, kind]. */
+const warnings: [string, (s: string) => string, ChangeKind][] = [
+  ["a method throws a new error", (s) => s.replace("throws Missing", "throws Missing, Sold"), "error-added"],
+  ["a default changed", (s) => s.replace("limit: int = 20", "limit: int = 10"), "default-changed"],
 ];
 
 describe("fanc check: one before/after pair per kind of change", () => {
@@ -82,6 +116,78 @@ describe("fanc check: one before/after pair per kind of change", () => {
       expect(report.services.find((s) => s.service === "shop.Cellar")?.failed).toBe(true);
     });
   }
+
+  for (const [name, edit, kind] of warnings) {
+    it(`${name}: a ${kind} warning; fails only with strict`, () => {
+      const text = edit(idl(base));
+      expect(text, "the edit must change the IDL").not.toBe(idl(base));
+      const report = compareModels(before, model(text));
+      const found = report.changes.filter((c) => c.kind === kind);
+      expect(found.length, JSON.stringify(report.changes)).toBeGreaterThan(0);
+      expect(found.every((c) => c.severity === "warning" && !c.breaking)).toBe(true);
+      expect(report.changes.filter((c) => c.breaking)).toEqual([]);
+      expect(report.failed).toBe(false);
+      expect(report.services.find((s) => s.service === "shop.Cellar")?.warnings.length).toBeGreaterThan(0);
+      expect(compareModels(before, model(text), { strict: true }).failed).toBe(true);
+    });
+  }
+
+  it("loosened constraints, a removed error, a soft dependency and a wider range are compatible", () => {
+    const text = idl(
+      base
+        .replace("@max(100)", "@max(500)")
+        .replace("throws Missing", "")
+        .replace('depends shop.Stock ">=1.0.0"', 'depends shop.Stock ">=0.5.0"')
+        .replace('@auth("staff", "admin")', '@auth("staff", "admin", "guest")'),
+    )
+      .replace("@min(1900)", "@min(1800)")
+      .replace('@pattern("^[A-Z]")', "");
+    const report = compareModels(before, model(text));
+    expect(report.changes.filter((c) => c.breaking)).toEqual([]);
+    expect(report.changes.filter((c) => c.kind === "constraint-loosened").length).toBe(3);
+    expect(report.failed).toBe(false);
+  });
+
+  it("every change carries its code and where it is in both versions", async () => {
+    const { locator } = await import("../../src/compiler/compat.js");
+    const { ParseCache } = await import("../../src/compiler/index.js");
+    const located = (text: string, file: string) => {
+      const cache = new ParseCache();
+      const r = checkSources([{ path: "shop.fan", text }], { cache });
+      return { model: r.model as ProgramModel, locate: locator([cache.parse("shop.fan", text).ast], () => file) };
+    };
+    const a = located(idl(base), "old.fan");
+    // A line moved down, a field removed, a constraint tightened.
+    const b = located(
+      idl(base).replace("struct Wine {", "\nstruct Wine {").replace("  color: Color\n", "").replace("@max(2100)", "@max(2050)"),
+      "new.fan",
+    );
+    const report = compareModels(a.model, b.model, { locate: { before: a.locate, after: b.locate } });
+    const year = report.changes.find((c) => c.kind === "constraint-tightened");
+    expect(year).toMatchObject({
+      code: "FAN1016",
+      path: "shop.Wine.year",
+      before: { file: "old.fan", line: 12, column: 3 },
+      after: { file: "new.fan", line: 12, column: 3 },
+    });
+    const removed = report.changes.find((c) => c.kind === "removed");
+    // Removed: where it was, and its enclosing declaration in the new version.
+    expect(removed).toMatchObject({
+      code: "FAN1001",
+      before: { file: "old.fan", line: 10, column: 3 },
+      after: { file: "new.fan", line: 9, column: 8 },
+    });
+  });
+
+  it("the codes are stable and documented in docs/fanc-check.md", async () => {
+    const { CHANGE_KINDS } = await import("../../src/compiler/compat.js");
+    const { readFileSync } = await import("node:fs");
+    const doc = readFileSync(new URL("../../docs/fanc-check.md", import.meta.url), "utf8");
+    const codes = Object.values(CHANGE_KINDS).map((k) => k.code);
+    expect(new Set(codes).size).toBe(codes.length);
+    for (const [kind, { code }] of Object.entries(CHANGE_KINDS))
+      expect(doc, `${code} ${kind} in the docs table`).toMatch(new RegExp(`\\| ${code} \\| \`${kind}\``));
+  });
 
   it("the same breaking change with a major bump passes", () => {
     const text = idl(base.replace("@timeout(2s)", "@timeout(1s)"), "2.0.0");
@@ -124,12 +230,15 @@ describe("fanc check (the command)", () => {
     const o = io();
     expect(await check([now, "--against", old], o)).toBe(1);
     expect(o.text()).toContain("shop.Cellar 1.0.0 → 1.0.0: FAIL");
+    expect(o.text()).toContain("FAN1010 timeout-shortened");
     expect(o.text()).toContain("shop.Cellar.get: @timeout 2000 ms → 1000 ms");
+    const line = idl(base).split("\n").findIndex((l) => l.includes("rpc get(")) + 1;
+    expect(o.text()).toContain(`was ${join(old, "shop.fan")}:${line}:7, now ${join(now, "shop.fan")}:${line}:7`);
     const j = io();
     expect(await check([now, "--against", old, "--json"], j)).toBe(1);
     const report = JSON.parse(j.text()) as { failed: boolean; services: { service: string; failed: boolean }[] };
     expect(report.failed).toBe(true);
-    expect(report.services).toEqual([expect.objectContaining({ service: "shop.Cellar", failed: true })]);
+    expect(report.services.filter((s) => s.failed)).toEqual([expect.objectContaining({ service: "shop.Cellar", failed: true })]);
     const same = io();
     expect(await check([old, "--against", old], same)).toBe(0);
     expect(same.text()).toContain("no breaking changes");

@@ -5,6 +5,7 @@
  * so a call whose handler never looks at them does not pay for them.
  */
 import type { StatePublisher } from "../states/owner.js";
+import type { StatePublishers } from "../states/publishers.js";
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Logger } from "pino";
 import type { CallContext, Emitter } from "./context.js";
@@ -37,6 +38,8 @@ export interface InstanceScope {
   readonly revealErrors?: boolean;
   /** The owner of one of this service's states (states/owner.ts). */
   readonly state: (name: string) => StatePublisher<unknown>;
+  /** `ctx.states`: one owner per declared state (made once per instance). */
+  readonly states?: () => StatePublishers<Record<string, unknown>>;
 }
 
 /** The trace and deadline an outgoing call inherits from the current context. */
@@ -50,6 +53,7 @@ export interface Inherited {
 }
 
 const storage = new AsyncLocalStorage<Inherited>();
+const NO_STATES = Object.freeze({});
 
 /** The context of the call being served, if any (outgoing calls inherit it). */
 export function currentContext(): Inherited | undefined {
@@ -175,6 +179,10 @@ export class CallCtx implements CallContext, Inherited {
 
   state<T = unknown>(name: string): StatePublisher<T> {
     return this.#scope.state(name) as StatePublisher<T>;
+  }
+
+  get states(): StatePublishers<Record<string, never>> {
+    return (this.#scope.states?.() ?? NO_STATES) as never;
   }
 
   client<C>(def: ServiceDefinition<unknown, C>): C {

@@ -6,6 +6,7 @@
 import type { Logger } from "pino";
 import type { ServiceDefinition } from "../descriptor.js";
 import type { StatePublisher } from "../states/owner.js";
+import type { StatePublishers } from "../states/publishers.js";
 
 /**
  * The events of a service whose generated event map is not known: any name, any payload.
@@ -13,6 +14,12 @@ import type { StatePublisher } from "../states/owner.js";
  */
 // biome-ignore lint/suspicious/noExplicitAny: see above
 export type AnyEvents = Record<string, any>;
+
+/**
+ * The states of a service whose generated state map is not known: any name, any value type.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: as AnyEvents
+export type AnyStates = Record<string, any>;
 
 /**
  * `ctx.emit`: one method per event of the serving service, typed by its generated `XEvents`
@@ -29,9 +36,10 @@ export type Emitter<Events = AnyEvents> = {
 
 /**
  * Everything a handler needs about the call it is serving. Generated handler interfaces pass
- * the service's config and event map (`CallContext<XConfig, XEvents>`).
+ * the service's config and event map (`CallContext<XConfig, XEvents>`), and its state map
+ * when it declares states (`CallContext<XConfig, XEvents, XStates>`).
  */
-export interface CallContext<Config = unknown, Events = AnyEvents> {
+export interface CallContext<Config = unknown, Events = AnyEvents, States = AnyStates> {
   /** Fully qualified service name. */
   readonly service: string;
   /** Method, push or subscription handler name. */
@@ -65,6 +73,8 @@ export interface CallContext<Config = unknown, Events = AnyEvents> {
   client<C>(def: ServiceDefinition<unknown, C>): C;
   /** The owner of this service's state `name` (`set`, `patch`): docs/states.md. */
   state<T = unknown>(name: string): StatePublisher<T>;
+  /** The owners of this service's states, typed from the IDL: `ctx.states.inventory.patch({ w1: wine })`. */
+  readonly states: StatePublishers<States>;
 }
 
 /**
@@ -96,7 +106,7 @@ export interface ShardChange {
 }
 
 /** What lifecycle hooks receive. */
-export interface LifecycleContext<Config = unknown, Events = AnyEvents> {
+export interface LifecycleContext<Config = unknown, Events = AnyEvents, States = AnyStates> {
   readonly service: string;
   readonly instanceId: string;
   readonly log: Logger;
@@ -108,4 +118,6 @@ export interface LifecycleContext<Config = unknown, Events = AnyEvents> {
   client<C>(def: ServiceDefinition<unknown, C>): C;
   /** The owner of this service's state `name` (`set`, `patch`): docs/states.md. */
   state<T = unknown>(name: string): StatePublisher<T>;
+  /** The owners of this service's states (as `CallContext.states`). */
+  readonly states: StatePublishers<States>;
 }

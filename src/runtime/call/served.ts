@@ -21,7 +21,14 @@ import { redactSecrets } from "../telemetry/logging.js";
 import type { Counters } from "../telemetry/stats.js";
 import type { CallTelemetry } from "../telemetry/calls.js";
 import type { Served, Transport, Unsubscribe } from "../transports/transport.js";
-import { SNAPSHOT_METHOD, type StateOwners, type StatePublisher, withSnapshotMethod } from "../states/index.js";
+import {
+  SNAPSHOT_METHOD,
+  type StateOwners,
+  type StatePublisher,
+  type StatePublishers,
+  statePublishers,
+  withSnapshotMethod,
+} from "../states/index.js";
 import type { ServerGate } from "../policy/server.js";
 
 /** Options of `app.serve(def, handler, opts)`. */
@@ -93,6 +100,8 @@ export class ServedInstance {
   readonly #ownership: Ownership | undefined;
   /** `ctx.emit` of every call and lifecycle context of this instance (made on first use). */
   readonly #emitter: () => Emitter;
+  /** `ctx.states` of every call and lifecycle context of this instance (made on first use). */
+  readonly #states: () => StatePublishers<Record<string, unknown>>;
 
   constructor(
     def: ServiceDefinition<unknown, unknown>,
@@ -111,6 +120,9 @@ export class ServedInstance {
     this.#transports = transports;
     this.log = log.child({ service: def.descriptor.name, instanceId });
     this.#emitter = lazyEmitter(def.descriptor, () => host.publisher(def.descriptor));
+    let states: StatePublishers<Record<string, unknown>> | undefined;
+    this.#states = () =>
+      (states ??= statePublishers(Object.keys(def.descriptor.states), (name) => host.states.owner(def.descriptor, name)));
     const pinned = checkPinnedShards(def.descriptor.name, opts.shards, def.descriptor.shards);
     if (isSharded(def.descriptor) || pinned.length > 0)
       this.#ownership = new Ownership(def.descriptor, instanceId, pinned, handler, () => this.lifecycleContext(), this.log);
@@ -166,6 +178,7 @@ export class ServedInstance {
       },
       client: (def) => host.client(def),
       state: <T>(name: string) => host.states.owner(this.descriptor, name) as StatePublisher<T>,
+      states: this.#states(),
     };
   }
 
@@ -304,6 +317,7 @@ export class ServedInstance {
       client: (def) => host.client(def),
       emitter: this.#emitter,
       state: (name) => host.states.owner(this.descriptor, name),
+      states: this.#states,
       hardStop: host.hardStop,
       revealErrors: host.revealErrors,
       ...(this.descriptor.unique ? { fencingToken: () => this.#leadership?.fencingToken } : {}),

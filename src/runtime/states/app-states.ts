@@ -60,7 +60,9 @@ export function appStates(
     serves: (name) => served.some((s) => s.descriptor.name === name),
     publish: async (service, env) => {
       if (!infra.isOpen) await infra.open();
-      await infra.eventTransport(service).publish(env, { signal: NEVER, deadline: Date.now() + PUBLISH_TIMEOUT_MS });
+      // A lossy fan-out when the transport has one (redis pub/sub): updates are numbered, a lost one is a resync.
+      const t = infra.eventTransport(service);
+      await (t.volatile ?? t).publish(env, { signal: NEVER, deadline: Date.now() + PUBLISH_TIMEOUT_MS });
     },
   });
   const views = new Set<{ close(): Promise<void> }>();
@@ -103,7 +105,8 @@ export function appStates(
         instanceId: id,
         broadcast: true,
       };
-      return infra.eventTransport(service).subscribe(sub, async (env) => deliver(env.payload));
+      const t = infra.eventTransport(service);
+      return (t.volatile ?? t).subscribe(sub, async (env) => deliver(env.payload));
     },
     snapshot: (service, state, callOpts) => {
       let c = callers.get(service);

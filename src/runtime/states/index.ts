@@ -6,6 +6,7 @@
  * missed heartbeats. See docs/states.md.
  */
 export { StateOwner, StateOwners, type OwnerHost, type SnapshotStore, type StatePublisher } from "./owner.js";
+export { statePublishers, type StatePublishers } from "./publishers.js";
 export { Replica, type ReplicaChange } from "./replica.js";
 export { stateHandle, type WatchHost } from "./watch.js";
 export {

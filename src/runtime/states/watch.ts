@@ -309,9 +309,17 @@ class View<T> implements StateView<T> {
   #setStatus(s: StateStatus, reason: string | undefined): void {
     if (this.#status === s && this.#reason === reason) return;
     if (this.#status === "closed") return;
+    const was = this.#status;
     this.#status = s;
     this.#reason = reason;
+    const r = this.replica;
     if (s === "owner-absent") this.host.log.warn({ state: this.#name, reason }, "state owner absent");
+    else if (s === "resyncing") this.host.log.info({ state: this.#name, reason, epoch: r.epoch, seq: r.seq }, "state resyncing");
+    else if (s === "live" && (was === "resyncing" || was === "owner-absent"))
+      this.host.log.info(
+        { state: this.#name, epoch: r.epoch, seq: r.seq, snapshots: r.snapshots },
+        "state live again",
+      );
     for (const fn of [...this.#statusFns]) fn(s, reason);
   }
 }

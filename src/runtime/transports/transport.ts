@@ -128,6 +128,17 @@ export interface Transport {
    */
   reachable?(endpoint: string): boolean;
 
+  /**
+   * A lossy fan-out, for replicated-state updates: no storage, no acknowledgements; a
+   * subscriber gets what is published while it is subscribed (redis PUBLISH/SUBSCRIBE). States
+   * number their updates and resync on a gap, so they need no more. A transport without it
+   * carries state updates as broadcast events.
+   */
+  readonly volatile?: {
+    publish(env: Envelope, opts: SendOptions): Promise<void>;
+    subscribe(sub: EventSubscription, deliver: EventDelivery): Promise<Unsubscribe>;
+  };
+
   /** Close connections and sockets; never hangs. */
   close(): Promise<void>;
 }

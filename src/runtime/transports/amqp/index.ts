@@ -29,6 +29,7 @@ import type {
 } from "../transport.js";
 import { encodeEnvelope } from "../../codec/wire.js";
 import { AmqpConnection } from "./connection.js";
+import { AmqpLive } from "./live.js";
 import { type AmqpSubscription, subscribeEvents } from "./events.js";
 import { eventKey, eventsExchange, parseEndpoint, pushQueue } from "./names.js";
 import { AmqpPublisher } from "./publisher.js";
@@ -116,6 +117,20 @@ export class AmqpTransport implements Transport {
   get #rpc(): AmqpRpcClient {
     this.#client ??= new AmqpRpcClient(this.connection, this.#ctx.cluster, this.#log, this.#ctx.maxPayloadBytes);
     return this.#client;
+  }
+
+  #live: AmqpLive | undefined;
+
+  /** State updates: transient messages to auto-deleted queues without acks (live.ts), not quorum queues. */
+  readonly volatile = {
+    publish: (env: Envelope, opts: SendOptions): Promise<void> => this.#lives.publish(env, this.#encode(env), opts),
+    subscribe: (sub: EventSubscription, deliver: EventDelivery): Promise<Unsubscribe> =>
+      this.#lives.subscribe(sub, deliver, Date.now() + (this.#opts.connectTimeoutMs ?? 10_000)),
+  };
+
+  get #lives(): AmqpLive {
+    this.#live ??= new AmqpLive(this.connection, this.#ctx.cluster, this.#log, this.#ctx.maxPayloadBytes);
+    return this.#live;
   }
 
   /** The confirm channel for pushes and events, created on first use. */
@@ -226,6 +241,7 @@ export class AmqpTransport implements Transport {
     this.#servers.clear();
     this.#client?.close();
     this.#publisher?.close();
+    await this.#live?.close();
     await this.connection.close();
   }
 }

@@ -52,6 +52,7 @@ import {
   pushKey,
   subscriptionGroup,
 } from "./names.js";
+import { RedisPubSub } from "./pubsub.js";
 import { RedisRpcClient } from "./rpc-client.js";
 import { RedisRpcServer } from "./rpc-server.js";
 import { StreamConsumer, type StreamSpec } from "./streams.js";
@@ -110,6 +111,7 @@ export class RedisTransport implements Transport {
   readonly #subs = new Set<StreamConsumer>();
   readonly #conns = new Set<RedisClient>();
   #rpcClient: RedisRpcClient | undefined;
+  #pubsub: RedisPubSub | undefined;
   #serverSub: RedisClient | undefined;
   #seq = 0;
 
@@ -124,6 +126,24 @@ export class RedisTransport implements Transport {
     const c = connect(this.#opts, role, `fan:${this.#ctx.cluster}:${role}:${process.pid}:${++this.#seq}`, this.#log);
     this.#conns.add(c);
     return c;
+  }
+
+  /** State updates: PUBLISH/SUBSCRIBE (pubsub.ts) instead of a stream and a consumer group per watcher. */
+  readonly volatile = {
+    publish: (env: Envelope, opts: SendOptions): Promise<void> => this.#live.publish(env, opts),
+    subscribe: (sub: EventSubscription, deliver: EventDelivery): Promise<Unsubscribe> =>
+      this.#live.subscribe(sub, deliver, Date.now() + (this.#opts.connectTimeoutMs ?? 10_000)),
+  };
+
+  get #live(): RedisPubSub {
+    this.#pubsub ??= new RedisPubSub(
+      this.cmd,
+      () => this.#connect("sub"),
+      this.#ctx.cluster,
+      this.#log,
+      this.#ctx.maxPayloadBytes,
+    );
+    return this.#pubsub;
   }
 
   get #rpc(): RedisRpcClient {
@@ -303,6 +323,7 @@ export class RedisTransport implements Transport {
     this.#subs.clear();
     await Promise.all(loops);
     this.#rpcClient?.close();
+    this.#pubsub?.close();
     for (const c of this.#conns) disconnect(c);
   }
 }

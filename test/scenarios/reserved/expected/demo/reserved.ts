@@ -74,12 +74,17 @@ export interface KeywordsEvents {
   "typeof": { "instanceof": boolean };
 }
 
+/** The value of each state Keywords owns (`ctx.states` in its handlers). */
+export interface KeywordsStates {
+  "let": Names;
+}
+
 /** What an implementation of Keywords provides: one method per rpc, push and subscription. */
 export interface KeywordsHandler extends ServiceHooks {
-  "delete"(req: KeywordsRequests["delete"], ctx: CallContext<Record<string, never>, KeywordsEvents>): Promise<Names> | Names;
-  state(req: KeywordsRequests["state"], ctx: CallContext<Record<string, never>, KeywordsEvents>): Promise<string> | string;
-  toString(req: KeywordsRequests["toString"], ctx: CallContext<Record<string, never>, KeywordsEvents>): Promise<string> | string;
-  "new"(req: KeywordsRequests["new"], ctx: CallContext<Record<string, never>, KeywordsEvents>): Promise<void> | void;
+  "delete"(req: KeywordsRequests["delete"], ctx: CallContext<Record<string, never>, KeywordsEvents, KeywordsStates>): Promise<Names> | Names;
+  state(req: KeywordsRequests["state"], ctx: CallContext<Record<string, never>, KeywordsEvents, KeywordsStates>): Promise<string> | string;
+  toString(req: KeywordsRequests["toString"], ctx: CallContext<Record<string, never>, KeywordsEvents, KeywordsStates>): Promise<string> | string;
+  "new"(req: KeywordsRequests["new"], ctx: CallContext<Record<string, never>, KeywordsEvents, KeywordsStates>): Promise<void> | void;
 }
 
 /** The typed client of Keywords, over whichever transport discovery picks. */

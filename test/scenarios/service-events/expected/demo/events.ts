@@ -35,6 +35,12 @@ export interface ClockEvents {
   reset: Record<string, never>;
 }
 
+/** The value of each state Clock owns (`ctx.states` in its handlers). */
+export interface ClockStates {
+  current: Tick;
+  history: Record<string, Tick>;
+}
+
 /** What an implementation of Clock provides: one method per rpc, push and subscription. */
 export interface ClockHandler extends ServiceHooks {
 }
