@@ -130,12 +130,18 @@ export function printTable(name: string, rows: readonly BenchRow[]): void {
 }
 
 /** Writes `bench/results/NAME.json`. */
-export function writeResults(name: string, rows: readonly BenchRow[], dir = new URL("./results/", import.meta.url)): string {
+export function writeResults(
+  name: string,
+  rows: readonly BenchRow[],
+  dir = new URL("./results/", import.meta.url),
+  meta?: Record<string, unknown>,
+): string {
   mkdirSync(dir, { recursive: true });
   const file = new URL(`${name}.json`, dir);
   const out = {
     name,
     date: new Date().toISOString(),
+    ...(meta !== undefined ? { meta } : {}),
     rows: rows.map((r) => ({ case: r.case, opsPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, ratio: r.ratio, ...(r.note ? { note: r.note } : {}) })),
   };
   writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
