@@ -18,12 +18,13 @@ export class Proc {
   constructor(
     readonly label: string,
     role: "server" | "client",
+    module: string,
     caseName: string,
     ctx: CaseContext,
   ) {
     // PEERS_NODE_ARGS: extra node flags for the workers (`--cpu-prof --cpu-prof-dir=...`).
     const extra = (process.env.PEERS_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
-    this.#child = spawn(process.execPath, ["--expose-gc", ...extra, "--import", "tsx", worker, role, caseName], {
+    this.#child = spawn(process.execPath, ["--expose-gc", ...extra, "--import", "tsx", worker, role, module, caseName], {
       cwd: repo,
       env: { ...process.env, PEERS_CTX: JSON.stringify(ctx) },
       stdio: ["pipe", "pipe", "pipe"],

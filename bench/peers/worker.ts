@@ -1,21 +1,21 @@
 /**
  * One side of one `bench/peers` case in a process of its own:
- * `node --import tsx bench/peers/worker.ts server|client CASE` with the case context as JSON
+ * `node --import tsx bench/peers/worker.ts server|client MODULE CASE` with the case context as JSON
  * in PEERS_CTX. It prints `{"event":"ready"}` when set up, then answers one JSON line per
  * command read from stdin (see `bench/peers.ts` for the commands).
  */
 import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
 import type { CaseContext, ClientSide, EventsServerSide, PublisherSide } from "./case.js";
-import { caseNamed } from "./cases.js";
+import { type CaseModule, caseNamed } from "./cases.js";
 
-const [role, name] = process.argv.slice(2) as [string, string];
+const [role, module, name] = process.argv.slice(2) as [string, CaseModule, string];
 const ctx = JSON.parse(process.env.PEERS_CTX ?? "{}") as CaseContext;
 const say = (o: Record<string, unknown>): void => void process.stdout.write(`${JSON.stringify(o)}\n`);
 const now = (): number => performance.timeOrigin + performance.now();
 const mb = (): number => process.memoryUsage().rss / 2 ** 20;
 
-const c = caseNamed(name);
+const c = await caseNamed(module, name);
 let side: { close(): Promise<void> };
 try {
   if (role === "server") {
