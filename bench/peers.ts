@@ -13,6 +13,8 @@
  * Peer frameworks live in bench/peers/package.json: `npm --prefix bench/peers install` once.
  * Brokers: FAN_REDIS_URL, FAN_AMQP_URL, FAN_NATS_URL, FAN_ETCD (defaults on 127.0.0.1);
  * a case whose broker does not answer is skipped with a line saying so.
+ * `--only=a,b` keeps the cases whose name contains, or whose medium is, one of the words
+ * (`--only=redis`, `--only=events,emit`).
  * Before measuring it waits (at most 60 s, 15 s with --quick) for the 1-minute load average
  * to fall below PEERS_MAX_LOAD (default: half the cores), and prints the load it ran under.
  */
@@ -143,6 +145,9 @@ interface Sample {
   readonly opsPerSec: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
+  /** CPU time per call in the client process and in the server process, µs. */
+  readonly clientCpuUs: number;
+  readonly serverCpuUs: number;
 }
 
 /** Rotates `xs` by `r` and reverses every other round, so no case always runs first or after the same one. */
@@ -190,9 +195,19 @@ async function rpcRows(cases: readonly RpcCase[]): Promise<BenchRow[]> {
       loads.push(loadavg()[0] as number);
       for (const r of order(running, round)) {
         for (const concurrency of round % 2 === 0 ? CONCURRENCY : [...CONCURRENCY].reverse()) {
+          const cpu0 = r.server ? ((await r.server.ask({ cmd: "cpu" }, "cpu", 10_000)).us as number) : 0;
           const got = await r.client.ask({ cmd: "run", concurrency, durationMs: P.durationMs }, "ran", P.durationMs * 4 + 30_000);
+          const cpu1 = r.server ? ((await r.server.ask({ cmd: "cpu" }, "cpu", 10_000)).us as number) : 0;
+          const ops = got.ops as number;
+          const sample: Sample = {
+            opsPerSec: got.opsPerSec as number,
+            p50Ms: got.p50Ms as number,
+            p99Ms: got.p99Ms as number,
+            clientCpuUs: (got.cpuUs as number) / ops,
+            serverCpuUs: r.server ? (cpu1 - cpu0) / ops : Number.NaN,
+          };
           const key = `${r.c.name}\0${concurrency}`;
-          samples.set(key, [...(samples.get(key) ?? []), got as unknown as Sample]);
+          samples.set(key, [...(samples.get(key) ?? []), sample]);
         }
       }
       log(`rpc round ${round + 1}/${P.rounds} done (load ${(loadavg()[0] as number).toFixed(2)})`);
@@ -214,8 +229,14 @@ function rpcTable(running: readonly Running[], samples: Map<string, Sample[]>): 
       const med = here.map((r) => {
         const s = samples.get(`${r.c.name}\0${concurrency}`) ?? [];
         const ops = median(s.map((x) => x.opsPerSec));
-        const mid = s.find((x) => x.opsPerSec === ops);
-        return { r, ops, p50: median(s.map((x) => x.p50Ms)), p99: median(s.map((x) => x.p99Ms)), mid };
+        return {
+          r,
+          ops,
+          p50: median(s.map((x) => x.p50Ms)),
+          p99: median(s.map((x) => x.p99Ms)),
+          cpuC: median(s.map((x) => x.clientCpuUs)),
+          cpuS: median(s.map((x) => x.serverCpuUs)),
+        };
       });
       const peers = med.filter((m) => !m.r.c.fan && !m.r.c.name.startsWith("direct"));
       const best = peers.reduce((a, b) => (b.ops > a.ops ? b : a), peers[0] ?? med[0]);
@@ -225,6 +246,11 @@ function rpcTable(running: readonly Running[], samples: Map<string, Sample[]>): 
         if (best !== undefined && m !== best && !m.r.c.name.startsWith("direct")) notes.push(`vs ${best.r.c.name}`);
         if (best !== undefined && m.r.c.fan && best.p50 > 0) notes.push(`p50 ${(m.p50 / best.p50).toFixed(2)}x`);
         if (direct !== undefined && m !== direct) notes.push(`${(direct.ops / m.ops).toFixed(2)}x direct's time`);
+        notes.push(
+          Number.isNaN(m.cpuS)
+            ? `cpu/call ${m.cpuC.toFixed(2)} µs`
+            : `cpu/call client ${m.cpuC.toFixed(0)} µs, server ${m.cpuS.toFixed(0)} µs`,
+        );
         rows.push({
           case: `${medium} c=${concurrency} ${m.r.c.name}`,
           opsPerSec: m.ops,
@@ -240,7 +266,15 @@ function rpcTable(running: readonly Running[], samples: Map<string, Sample[]>): 
 }
 
 async function rssRows(running: readonly Running[]): Promise<BenchRow[]> {
-  const got: Array<{ r: Running; peakMb: number; beforeMb: number; ms: number; serverMb: number; failed: number }> = [];
+  const got: Array<{
+    r: Running;
+    peakMb: number;
+    beforeMb: number;
+    ms: number;
+    serverMb: number;
+    failed: number;
+    firstError: string;
+  }> = [];
   for (const r of running) {
     if (r.c.name.startsWith("direct")) continue;
     const x = await r.client.ask({ cmd: "rss", n: INFLIGHT }, "rss", 120_000);
@@ -252,6 +286,7 @@ async function rssRows(running: readonly Running[]): Promise<BenchRow[]> {
       ms: x.ms as number,
       serverMb: (s?.peakMb as number | undefined) ?? Number.NaN,
       failed: x.failed as number,
+      firstError: (x.firstError as string | undefined) ?? "",
     });
   }
   return got.map((g) => {
@@ -263,7 +298,7 @@ async function rssRows(running: readonly Running[]): Promise<BenchRow[]> {
       p50Ms: Number.NaN,
       p99Ms: g.ms,
       ratio: best.peakMb / g.peakMb,
-      note: `client RSS peak ${g.peakMb.toFixed(0)} MB (+${(g.peakMb - g.beforeMb).toFixed(0)}), server ${g.serverMb.toFixed(0)} MB${g.failed > 0 ? `; ${g.failed} calls FAILED` : ""}; ratio = lowest peer peak ÷ this peak`,
+      note: `client RSS peak ${g.peakMb.toFixed(0)} MB (+${(g.peakMb - g.beforeMb).toFixed(0)}), server ${g.serverMb.toFixed(0)} MB${g.failed > 0 ? `; ${g.failed} calls FAILED (${g.firstError.slice(0, 60)})` : ""}; ratio = lowest peer peak ÷ this peak`,
     };
   });
 }
@@ -332,7 +367,7 @@ export default async function peers(): Promise<BenchRow[]> {
   };
   const pick = <T extends PeerCase>(cs: readonly T[]): T[] =>
     cs.filter((c) => {
-      if (only !== undefined && !c.name.includes(only) && c.medium !== only) return false;
+      if (only !== undefined && !only.split(",").some((o) => c.name.includes(o) || c.medium === o)) return false;
       const missing = needs(c).filter((b) => !up[b]);
       if (missing.length > 0) log(`SKIPPED ${c.name}: ${missing.join(", ")} not answering`);
       return missing.length === 0;

@@ -31,7 +31,7 @@ try {
 say({ event: "ready", rssMb: mb() });
 
 interface Command {
-  readonly cmd: "run" | "rss" | "expect" | "counts" | "publish" | "close";
+  readonly cmd: "run" | "rss" | "cpu" | "expect" | "counts" | "publish" | "close";
   readonly concurrency?: number;
   readonly durationMs?: number;
   readonly n?: number;
@@ -47,7 +47,13 @@ const quantile = (sorted: Float64Array, q: number): number =>
  * ~100 ns of two clock reads would otherwise be part of every figure) for ops/s and p50,
  * then run a shorter pass timing single calls for the p99 tail.
  */
-async function run(op: () => Promise<unknown>, concurrency: number, durationMs: number, batch: number) {
+async function run(
+  op: () => Promise<unknown>,
+  concurrency: number,
+  durationMs: number,
+  batch: number,
+): Promise<{ opsPerSec: number; p50Ms: number; p99Ms: number; ops: number; cpuUs: number }> {
+  const cpu0 = process.cpuUsage();
   const samples: number[] = [];
   let ops = 0;
   const end = performance.now() + durationMs;
@@ -62,13 +68,14 @@ async function run(op: () => Promise<unknown>, concurrency: number, durationMs: 
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const elapsed = performance.now() - start;
+  const cpu = process.cpuUsage(cpu0);
   const sorted = Float64Array.from(samples).sort();
   let p99 = quantile(sorted, 0.99);
   if (batch > 1) {
     const single = await run(op, concurrency, durationMs / 3, 1);
     p99 = single.p99Ms;
   }
-  return { opsPerSec: (ops / elapsed) * 1000, p50Ms: quantile(sorted, 0.5), p99Ms: p99 };
+  return { opsPerSec: (ops / elapsed) * 1000, p50Ms: quantile(sorted, 0.5), p99Ms: p99, ops, cpuUs: cpu.user + cpu.system };
 }
 
 /** `inflight` calls started at once; RSS sampled while they are pending and after. */
@@ -122,6 +129,11 @@ for await (const line of createInterface({ input: process.stdin })) {
         const s = side as EventsServerSide;
         s.expect(cmd.n ?? 0, () => say({ event: "received", at: now(), counts: s.received() }));
         say({ event: "expecting" });
+        break;
+      }
+      case "cpu": {
+        const u = process.cpuUsage();
+        say({ event: "cpu", us: u.user + u.system });
         break;
       }
       case "counts":
