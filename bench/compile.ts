@@ -4,7 +4,11 @@
  * The corpus: 100 packages, each one `.fan` file with 20 structs and 5 services of 10 methods
  * (2,000 structs and 500 services in all), with references inside and across packages.
  * Measured: a cold compile in-process and as a child process (`bin/fanc.mjs`), a watch-mode
- * recompile after a one-file edit, and `tsc --noEmit` over the generated output. Targets:
+ * recompile after a one-file edit (with the shipped 40 ms debounce), and `tsc --noEmit` over
+ * the generated output (3 samples). Each is timed over rounds and reported as the median; the
+ * cases run one after another (not interleaved: a cold compile and a watch edit cannot share
+ * a round), so compare them with their targets, not with each other. ts-proto's typecheck is
+ * one sample (capped at 60 s). Targets:
  * cold < 5 s, recompile < 150 ms, typecheck < 30 s (ratio = time / target). When `protoc` and
  * ts-proto are installed, an equivalent `.proto` corpus is compiled with them and our time is
  * printed as a ratio of theirs (ratio = ours / theirs; below 1 is faster).
@@ -139,7 +143,8 @@ async function coldChild(dir: string, rounds: number): Promise<number[]> {
 /** Edits one file under a running watcher; returns [end-to-end ms, the rebuild's own ms] per round. */
 async function watchRecompile(dir: string, rounds: number): Promise<{ latency: number[]; rebuild: number[] }> {
   const opts: CompileOptions = { root: join(dir, "fan"), out: join(dir, "out-watch"), strict: false, watch: true };
-  const watcher = await startWatch(opts, quiet, { debounceMs: 10 });
+  // The shipped debounce (startWatch's default, 40 ms), so the end-to-end figure is what users get.
+  const watcher = await startWatch(opts, quiet);
   const latency: number[] = [];
   const rebuild: number[] = [];
   try {
@@ -273,7 +278,10 @@ export default async function compileBench(): Promise<BenchRow[]> {
     const child = await coldChild(dir, 3);
     const watch = await watchRecompile(dir, 7);
     const phases = await recompilePhases(dir, 7);
-    const tscMs = await typecheck(join(dir, "out-child"));
+    // Three samples (each ~8 s here), median reported; the slowest is the row's p99 column.
+    const tscAll: number[] = [];
+    for (let i = 0; i < 3; i++) tscAll.push(await typecheck(join(dir, "out-child")));
+    const tscMs = median(tscAll);
     const total = median(phases.read) + median(phases.check) + median(phases.emit);
     const share = (xs: readonly number[]): number => median(xs) / total;
     const corpus = `${PACKAGES} files, ${PACKAGES * SERVICES} services × ${METHODS} methods, ${PACKAGES * STRUCTS} structs`;
@@ -285,7 +293,7 @@ export default async function compileBench(): Promise<BenchRow[]> {
       row("  phase: read sources", phases.read, share(phases.read), "readSources over the whole folder; ratio = share of the phases"),
       row("  phase: check (compiler, ParseCache)", phases.check, share(phases.check), "checkSources: parses one file, checks the whole program"),
       row("  phase: generate + write (GenerateCache)", phases.emit, share(phases.emit), "regenerates one module, writes one file"),
-      targetRow("tsc --noEmit over generated/", [tscMs], 30_000, "strict, exactOptionalPropertyTypes"),
+      targetRow("tsc --noEmit over generated/", tscAll, 30_000, "strict, exactOptionalPropertyTypes; median of 3"),
       ...(await protocRows(dir, child, tscMs)),
     ];
   } finally {

@@ -1,6 +1,8 @@
 /**
- * `npm run bench -- NAME [NAME...]`: runs `bench/NAME.ts`, prints its table and writes
- * `bench/results/NAME.json`. With no name, lists the benchmarks.
+ * `npm run bench -- NAME [NAME...] [--flag...]`: runs `bench/NAME.ts`, prints its table and
+ * writes `bench/results/NAME.json`. With no name, lists the benchmarks. Arguments starting
+ * with `--` are left for the benchmarks to read (`peers --quick`). A benchmark may export
+ * `meta` (what it ran under: load, Node version, command), written into the JSON beside the rows.
  */
 import { readdirSync } from "node:fs";
 import { printTable, writeResults, type BenchRow } from "./lib.js";
@@ -12,7 +14,7 @@ const available = readdirSync(here)
   .map((f) => f.slice(0, -3))
   .sort();
 
-const names = process.argv.slice(2).filter((a) => a !== "--");
+const names = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 if (names.length === 0) {
   console.log(`usage: npm run bench -- NAME\nbenchmarks: ${available.join(", ")}`);
   process.exit(available.length > 0 ? 0 : 1);
@@ -22,9 +24,12 @@ for (const name of names) {
     console.error(`unknown benchmark "${name}"; available: ${available.join(", ")}`);
     process.exit(2);
   }
-  const mod = (await import(new URL(`./${name}.ts`, here).href)) as { default: () => Promise<BenchRow[]> };
+  const mod = (await import(new URL(`./${name}.ts`, here).href)) as {
+    default: () => Promise<BenchRow[]>;
+    meta?: Record<string, unknown>;
+  };
   const rows = await mod.default();
   printTable(name, rows);
-  console.log(`wrote ${writeResults(name, rows)}`);
+  console.log(`wrote ${writeResults(name, rows, undefined, mod.meta)}`);
 }
 process.exit(0);

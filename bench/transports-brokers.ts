@@ -200,31 +200,40 @@ async function cleanUp(): Promise<void> {
   redis.disconnect();
 }
 
-/** amqp rows then redis rows. */
-export async function brokerRows(): Promise<BenchRow[]> {
+/** amqp rows (raw bound, transport alone, fan), leaving nothing behind on the broker. */
+export async function amqpRows(): Promise<BenchRow[]> {
   try {
-    return await rows();
+    return await transportRows(
+      "amqp",
+      rawAmqp,
+      () => amqpTransport({ url: AMQP_URL }),
+      () => ({ amqp: amqpTransport({ url: AMQP_URL }) }),
+    );
   } finally {
     await cleanUp();
   }
 }
 
-async function rows(): Promise<BenchRow[]> {
-  return [
-    ...(await transportRows(
-      "amqp",
-      rawAmqp,
-      () => amqpTransport({ url: AMQP_URL }),
-      () => ({ amqp: amqpTransport({ url: AMQP_URL }) }),
-    )),
-    ...(await transportRows(
-      "redis",
-      rawRedisRpc,
-      () => redisTransport({ url: REDIS_URL }),
-      () => ({ redis: redisTransport({ url: REDIS_URL }) }),
-    )),
-    ...(await redisPingRows()),
-  ];
+/** redis rows (raw bound, transport alone, fan, one PING for scale), leaving no keys behind. */
+export async function redisRows(): Promise<BenchRow[]> {
+  try {
+    return [
+      ...(await transportRows(
+        "redis",
+        rawRedisRpc,
+        () => redisTransport({ url: REDIS_URL }),
+        () => ({ redis: redisTransport({ url: REDIS_URL }) }),
+      )),
+      ...(await redisPingRows()),
+    ];
+  } finally {
+    await cleanUp();
+  }
+}
+
+/** amqp rows then redis rows. */
+export async function brokerRows(): Promise<BenchRow[]> {
+  return [...(await amqpRows()), ...(await redisRows())];
 }
 
 export default brokerRows;

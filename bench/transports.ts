@@ -10,8 +10,13 @@
  * over that transport (envelope, validation, deadlines, discovery, all of it); "transport"
  * rows call the Transport directly with a prepared envelope, to show where time goes.
  * Target: fan at concurrency 64 within 1.5x of the raw bound (ratio ≥ 0.67).
+ *
+ * Each transport runs in a process of its own (client and server of a rig share it); within
+ * it the three rows run 5 interleaved rounds whose order rotates (bench/lib.ts `compare`).
  */
+import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:http";
+import { fileURLToPath } from "node:url";
 import type { AddressInfo } from "node:net";
 import { pino } from "pino";
 import { Pool } from "undici";
@@ -29,7 +34,7 @@ import type { Envelope, Transport, TransportFactory } from "../src/runtime/trans
 import { httpTransport } from "../src/runtime/transports/http/index.js";
 import { zmqTransport } from "../src/runtime/transports/zmq/index.js";
 import { type BenchRow, compare, loop } from "./lib.js";
-import { brokerRows } from "./transports-brokers.js";
+import { amqpRows, redisRows } from "./transports-brokers.js";
 import { remoteTelemetryRows } from "./telemetry.js";
 
 /** A measured operation and how to tear it down. */
@@ -242,25 +247,53 @@ export const rawHttp: RawBound = {
   },
 };
 
-/** A zeromq DEALER → ROUTER echo, replies matched to requests by id (JSON both ways). */
+/**
+ * A zeromq DEALER → ROUTER echo, replies matched to requests by id (JSON both ways), batched
+ * the way the zmq transport batches (writer.ts, frames.ts): the first request of a turn is
+ * sent at once, the ones queued meanwhile go out together as one multipart message of
+ * `[id, body]` pairs, and the ROUTER answers each received message with one message of
+ * `[peer, id, reply, ...]`. Without this the baseline paid one native send per call while fan
+ * paid one per batch, and the ratio compared batching, not overhead.
+ */
 export const rawZmq: RawBound = {
-  label: "zeromq DEALER → ROUTER echo",
+  label: "zeromq DEALER → ROUTER echo, batched like the transport",
   async start() {
     const router = new Router({ linger: 0 });
     await router.bind("tcp://127.0.0.1:*");
     void (async () => {
-      for await (const [peer, id, body] of router) {
-        await router.send([peer as Buffer, id as Buffer, JSON.stringify(quote(JSON.parse(String(body)) as QuoteReq))]);
+      for await (const frames of router) {
+        const out: Array<Buffer | string> = [frames[0] as Buffer];
+        for (let i = 1; i + 1 < frames.length; i += 2) {
+          out.push(frames[i] as Buffer, JSON.stringify(quote(JSON.parse(String(frames[i + 1])) as QuoteReq)));
+        }
+        await router.send(out);
       }
     })().catch(() => undefined);
     const dealer = new Dealer({ linger: 0 });
     dealer.connect(router.lastEndpoint as string);
     const pending = new Map<string, (v: unknown) => void>();
     void (async () => {
-      for await (const [id, body] of dealer) pending.get(String(id))?.(JSON.parse(String(body)));
+      for await (const frames of dealer) {
+        for (let i = 0; i + 1 < frames.length; i += 2) pending.get(String(frames[i]))?.(JSON.parse(String(frames[i + 1])));
+      }
     })().catch(() => undefined);
+    let queued: string[] = [];
+    let busy = false;
+    let turn = false;
+    const drain = (): void => {
+      if (busy || turn || queued.length === 0) return;
+      const batch = queued;
+      queued = [];
+      send(batch);
+    };
+    const send = (frames: string[]): void => {
+      busy = true;
+      void dealer.send(frames).then(() => {
+        busy = false;
+        drain();
+      });
+    };
     let n = 0;
-    let sending = Promise.resolve();
     const body = JSON.stringify(REQUEST);
     return {
       op: () =>
@@ -270,7 +303,14 @@ export const rawZmq: RawBound = {
             pending.delete(id);
             resolve(v);
           });
-          sending = sending.then(() => dealer.send([id, body]));
+          if (!busy && !turn) {
+            turn = true;
+            process.nextTick(() => {
+              turn = false;
+              drain();
+            });
+            send([id, body]);
+          } else queued.push(id, body);
         }),
       close: async () => {
         dealer.close();
@@ -282,23 +322,60 @@ export const rawZmq: RawBound = {
 
 // --- the table -------------------------------------------------------------------------------
 
-export default async function transports(): Promise<BenchRow[]> {
-  return [
-    ...(await transportRows(
+/** Each transport's rows in one section; every section runs in a process of its own. */
+const SECTIONS: Readonly<Record<string, () => Promise<BenchRow[]>>> = {
+  http: () =>
+    transportRows(
       "http",
       rawHttp,
       () => httpTransport(),
       () => ({ http: httpTransport() }),
-    )),
-    ...(await transportRows(
+    ),
+  zmq: () =>
+    transportRows(
       "zmq",
       rawZmq,
       () => zmqTransport(),
       () => ({ zmq: zmqTransport() }),
-    )),
-    // --- amqp and redis rows (raw bounds and rows in bench/transports-brokers.ts) ---
-    ...(await brokerRows()),
-    // --- telemetry on against off, no SDK and with the SDK (bench/telemetry.ts) ---
-    ...(await remoteTelemetryRows()),
-  ];
+    ),
+  // --- amqp and redis rows (raw bounds and rows in bench/transports-brokers.ts) ---
+  amqp: amqpRows,
+  redis: redisRows,
+  // --- telemetry on against off, no SDK and with the SDK (bench/telemetry.ts) ---
+  telemetry: remoteTelemetryRows,
+};
+
+/**
+ * Runs one section in a child process (`node --import tsx bench/transports.ts --section=NAME`),
+ * so no transport measures in a heap, event loop or JIT state that another one left behind.
+ */
+function inChild(section: string): Promise<BenchRow[]> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), `--section=${section}`], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      const line = out.split("\n").find((l) => l.startsWith("ROWS "));
+      if (code !== 0 || line === undefined) reject(new Error(`transports section ${section} exited with ${code}:\n${out}`));
+      else resolve((JSON.parse(line.slice(5)) as BenchRow[]).map((r) => ({ ...r, p50Ms: r.p50Ms ?? Number.NaN, p99Ms: r.p99Ms ?? Number.NaN })));
+    });
+  });
+}
+
+export default async function transports(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  for (const section of Object.keys(SECTIONS)) rows.push(...(await inChild(section)));
+  return rows;
+}
+
+const section = process.argv.find((a) => a.startsWith("--section="))?.slice(10);
+if (section !== undefined && process.argv[1] === fileURLToPath(import.meta.url)) {
+  const run = SECTIONS[section];
+  if (run === undefined) throw new Error(`no transports section "${section}"`);
+  const rows = await run();
+  process.stdout.write(`ROWS ${JSON.stringify(rows)}\n`);
+  process.exit(0);
 }

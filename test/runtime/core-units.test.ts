@@ -34,6 +34,21 @@ describe("the deadline wheel", () => {
     await new Promise((r) => setTimeout(r, Math.max(0, now + 550 - Date.now()))); // past c's deadline
     expect(log).toEqual(["a", "b", "late"]);
   });
+
+  it("does not wake up for buckets whose calls all settled", async () => {
+    const wheel = new DeadlineWheel();
+    const log: string[] = [];
+    const now = Date.now();
+    // A call every 2 ms for 100 ms, each settled at once, as sequential calls are: one bucket each.
+    const settled = Array.from({ length: 50 }, (_, i) => item(log, `s${i}`));
+    settled.forEach((x, i) => wheel.add(x, now + 20 + 2 * i));
+    for (const x of settled) wheel.remove(x);
+    const last = item(log, "last");
+    wheel.add(last, now + 140);
+    await expect.poll(() => log, { timeout: 1000 }).toEqual(["last"]);
+    // One wake-up for the first (empty) bucket, which drops the empty ones; then the last's.
+    expect(wheel.fired).toBeLessThanOrEqual(3);
+  });
 });
 
 describe("trace context", () => {

@@ -262,6 +262,21 @@ describe("zmq events", () => {
     await t.close();
   });
 
+  it("concurrent publishes queue on the socket instead of failing (zeromq allows one send at a time)", async () => {
+    const t = transport({ events: hub });
+    const pub = transport({ events: hub });
+    const got = new Set<number>();
+    await t.subscribe(sub("many"), async (env) => void got.add((env.payload as { n: number }).n));
+    await until(async () => {
+      await pub.publish(event(0), within(2000));
+      return got.has(0);
+    });
+    await Promise.all(Array.from({ length: 2000 }, (_, i) => pub.publish(event(i + 1), within(10_000))));
+    await until(() => got.size === 2001, 10_000);
+    await pub.close();
+    await t.close();
+  });
+
   it("retries a failing handler, then drops the event with a log line", async () => {
     const log = captureLog();
     const t = transport({ events: hub }, log);

@@ -149,7 +149,14 @@ export class DeadlineWheel {
     if (!this.#refd) this.#timer.unref();
   }
 
+  /** How many times the timer fired (for tests: empty buckets must not wake it). */
+  get fired(): number {
+    return this.#fired;
+  }
+  #fired = 0;
+
   #fire(): void {
+    this.#fired++;
     this.#timer = undefined;
     this.#armedFor = Number.POSITIVE_INFINITY;
     const now = Date.now();
@@ -157,6 +164,15 @@ export class DeadlineWheel {
       const key = this.#keys.peek();
       if (key === undefined) return;
       if (key * RESOLUTION_MS > now) {
+        const next = this.#buckets.get(key);
+        if (next?.head === undefined && next !== this.#last) {
+          // Every call of that bucket settled: drop it rather than wake up for it. Calls made
+          // one after another each open a bucket (2 ms apart), so waking for empty ones kept a
+          // 500 Hz timer running for as long as calls kept coming.
+          this.#keys.pop();
+          this.#buckets.delete(key);
+          continue;
+        }
         this.#arm(key);
         return;
       }

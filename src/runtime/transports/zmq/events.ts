@@ -21,6 +21,7 @@ import { shortId } from "../../ids.js";
 import type { Envelope, EventDelivery, EventSubscription, SendOptions, Unsubscribe } from "../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import type { EventHubEndpoints } from "./hub.js";
+import { Writer } from "./writer.js";
 
 /** Counts of what events lost. */
 export interface EventStats {
@@ -53,6 +54,8 @@ export class EventBus {
   readonly stats: EventStats = { lost: 0, failed: 0, malformed: 0 };
   private readonly id = shortId();
   private readonly pub = new XPublisher({ linger: 0, sendHighWaterMark: 100_000 });
+  /** zeromq.js allows one send at a time per socket: concurrent publishes queue here, in order. */
+  private readonly writer = new Writer(this.pub, "zmq event publisher");
   private readonly sub = new Subscriber({ linger: 0, receiveHighWaterMark: 100_000 });
   private readonly groups = new Map<string, Map<string, Group>>();
   private readonly seen = new Set<string>();
@@ -123,7 +126,7 @@ export class EventBus {
       for (const topic of targets) {
         const n = (this.seq.get(topic) ?? 0) + 1;
         this.seq.set(topic, n);
-        await this.pub.send([Buffer.from(topic, "latin1"), this.id, String(n), body]);
+        await this.writer.send([Buffer.from(topic, "latin1"), this.id, String(n), body], opts.deadline);
       }
     }
   }
