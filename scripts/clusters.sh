@@ -14,6 +14,7 @@
 #   bash scripts/clusters.sh up|down|status
 #   bash scripts/clusters.sh start|stop <member>   # one member, e.g. etcd2, redis27003,
 #                                                  # sentinel-master, rabbit2, nats3
+#   bash scripts/clusters.sh rabbitmqctl <1|2|3> ...   # rabbitmqctl on one node
 set -u
 
 base="${FAN_CLUSTERS_DIR:-/tmp/fan-clusters}"
@@ -325,5 +326,9 @@ case "${1:-}" in
     alive "$f" && kill -9 "$(cat "$f")" && log "killed $2 (pid $(cat "$f"))"
     rm -f "$f"
     ;;
-  *) echo "usage: $0 up|down|status | start|stop|kill <member>" >&2; exit 2 ;;
+  rabbitmqctl) # rabbitmqctl <1|2|3> args...: rabbitmqctl against one node, with the cluster's cookie
+    n="${2:?node 1, 2 or 3}"; shift 2
+    rabbitctl $((n - 1)) "$@"
+    ;;
+  *) echo "usage: $0 up|down|status | start|stop|kill <member> | rabbitmqctl <n> args..." >&2; exit 2 ;;
 esac
