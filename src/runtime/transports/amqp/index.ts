@@ -61,7 +61,8 @@ export interface AmqpTransportOptions {
    * The type of the request queues: `classic` (default) lives on one node and is unusable
    * while that node is down; `quorum` is replicated across a RabbitMQ cluster so calls go on
    * when a node dies (each call written to a majority: slower). Same for every app of a
-   * cluster (RabbitMQ refuses to redeclare a queue with another type).
+   * cluster (RabbitMQ refuses to redeclare a queue with another type). With `quorum`, calls
+   * go out on a confirm channel: one the broker nacks is sent again.
    */
   readonly rpcQueueType?: "classic" | "quorum";
   /** A broadcast queue of a vanished instance is deleted after this long; default 5 min. */
@@ -121,7 +122,13 @@ export class AmqpTransport implements Transport {
 
   /** The rpc client, created on first call. */
   get #rpc(): AmqpRpcClient {
-    this.#client ??= new AmqpRpcClient(this.connection, this.#ctx.cluster, this.#log, this.#ctx.maxPayloadBytes);
+    this.#client ??= new AmqpRpcClient(
+      this.connection,
+      this.#ctx.cluster,
+      this.#log,
+      this.#ctx.maxPayloadBytes,
+      this.#opts.rpcQueueType === "quorum",
+    );
     return this.#client;
   }
 
