@@ -156,7 +156,18 @@ export class Traffic {
   /** Resolves once `count` more calls succeeded after now. */
   async flowing(count: number, ms: number, what: string): Promise<void> {
     const from = Date.now();
-    await until(() => this.calls.filter((c) => c.ok && c.start >= from).length >= count, ms, what);
+    await until(() => this.calls.filter((c) => c.ok && c.start >= from).length >= count, ms, what).catch((e) => {
+      throw new Error(`${(e as Error).message}; ${this.summary(from)}`);
+    });
+  }
+
+  /** The calls and pushes since `from`, for an error message. */
+  summary(from: number): string {
+    const since = (xs: readonly Attempt[]) => xs.filter((x) => x.end >= from);
+    const codes = (xs: readonly Attempt[]) => [...new Set(xs.filter((x) => !x.ok).map((x) => x.code))].join(",");
+    const calls = since(this.calls);
+    const pushes = since(this.pushes);
+    return `since then ${calls.filter((c) => c.ok).length}/${calls.length} calls ok (failed: ${codes(calls)}), ${pushes.filter((p) => p.ok).length}/${pushes.length} pushes ok (failed: ${codes(pushes)})`;
   }
 
   async stop(): Promise<void> {
