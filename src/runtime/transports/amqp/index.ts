@@ -58,6 +58,14 @@ export interface AmqpTransportOptions {
   readonly retryDelayMs?: number;
   /** A request queue without consumers is deleted after this long; default 5 min. Same for every app of a cluster. */
   readonly rpcQueueExpiresMs?: number;
+  /**
+   * The type of the request queues: `classic` (default) lives on one node and is unusable
+   * while that node is down; `quorum` is replicated across a RabbitMQ cluster so calls go on
+   * when a node dies (each call written to a majority: slower). Same for every app of a
+   * cluster (RabbitMQ refuses to redeclare a queue with another type). With `quorum`, calls
+   * go out on a confirm channel: one the broker nacks is sent again.
+   */
+  readonly rpcQueueType?: "classic" | "quorum";
   /** A broadcast queue of a vanished instance is deleted after this long; default 5 min. */
   readonly broadcastExpiresMs?: number;
   /** How long `serve` and `subscribe` wait for the broker; default 10 s. */
@@ -115,7 +123,13 @@ export class AmqpTransport implements Transport {
 
   /** The rpc client, created on first call. */
   get #rpc(): AmqpRpcClient {
-    this.#client ??= new AmqpRpcClient(this.connection, this.#ctx.cluster, this.#log, this.#ctx.maxPayloadBytes);
+    this.#client ??= new AmqpRpcClient(
+      this.connection,
+      this.#ctx.cluster,
+      this.#log,
+      this.#ctx.maxPayloadBytes,
+      this.#opts.rpcQueueType === "quorum",
+    );
     return this.#client;
   }
 
@@ -149,6 +163,7 @@ export class AmqpTransport implements Transport {
       onDeadLetter: (env: Envelope | undefined) => this.#ctx.deadLetter?.(env?.service ?? "?", env?.method ?? "?"),
       retryDelayMs: o.retryDelayMs ?? 200,
       rpcQueueExpiresMs: o.rpcQueueExpiresMs ?? 300_000,
+      rpcQueueType: o.rpcQueueType ?? "classic",
       maxBytes: this.#ctx.maxPayloadBytes,
       connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
       log: this.#log,

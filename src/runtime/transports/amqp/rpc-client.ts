@@ -5,7 +5,8 @@
  * serving instance of that version listens.
  */
 import { randomBytes } from "node:crypto";
-import type { Channel, ConsumeMessage } from "amqplib";
+import type { Channel, ConfirmChannel, ConsumeMessage } from "amqplib";
+import { notSent } from "../../call/outcome.js";
 import type { Logger } from "pino";
 import { deadlines, type Expirable } from "../../call/deadlines.js";
 import { onAbort } from "../abort.js";
@@ -16,9 +17,11 @@ import type { AmqpConnection, ManagedChannel } from "./connection.js";
 import { callQueue, cancelKey, controlExchange, parseEndpoint, rpcQueue, type AmqpAddress } from "./names.js";
 
 const REPLY_TO = "amq.rabbitmq.reply-to";
+const NACK_PAUSE_MS = 100;
 
 interface Pending extends Expirable {
-  readonly ch: Channel;
+  /** The channel the call went out on; undefined while a nacked call waits to be sent again. */
+  ch: Channel | undefined;
   readonly addr: AmqpAddress;
   readonly queue: string;
   settle(result: Envelope | FanError): void;
@@ -29,6 +32,7 @@ export class AmqpRpcClient {
   readonly #ch: ManagedChannel;
   readonly #pending = new Map<string, Pending>();
   readonly #prefix = randomBytes(6).toString("hex");
+  readonly #recycled = new WeakSet<Channel>();
   #seq = 0;
 
   constructor(
@@ -36,8 +40,9 @@ export class AmqpRpcClient {
     private readonly cluster: string,
     private readonly log: Logger,
     private readonly maxBytes: number,
+    private readonly confirm = false,
   ) {
-    this.#ch = conn.channel("rpc-client", false);
+    this.#ch = conn.channel("rpc-client", confirm);
     this.#ch.register((ch) => this.#setup(ch));
     this.#ch.listen({
       onReturn: (msg) => this.#onReturn(msg),
@@ -94,17 +99,48 @@ export class AmqpRpcClient {
   }
 
   #publish(ch: Channel, p: Pending, corr: string, body: Buffer, deadline: number): void {
+    const props = {
+      correlationId: corr,
+      replyTo: REPLY_TO,
+      mandatory: true,
+      contentType: "application/json",
+      ...(Number.isFinite(deadline) ? { expiration: String(Math.max(1, Math.ceil(deadline - Date.now()))) } : {}),
+    };
     try {
-      ch.publish("", p.queue, body, {
-        correlationId: corr,
-        replyTo: REPLY_TO,
-        mandatory: true,
-        contentType: "application/json",
-        ...(Number.isFinite(deadline) ? { expiration: String(Math.max(1, Math.ceil(deadline - Date.now()))) } : {}),
-      });
+      if (!this.confirm) ch.publish("", p.queue, body, props);
+      else
+        (ch as ConfirmChannel).publish("", p.queue, body, props, (err: unknown) => {
+          if (err !== null && err !== undefined) this.#nacked(ch, p, corr, body, deadline);
+        });
     } catch (e) {
       p.settle(new FanError(Code.UNAVAILABLE, `amqp publish failed: ${(e as Error).message}`, { cause: e }));
     }
+  }
+
+  /**
+   * The broker nacked a call (confirm mode, for quorum request queues): it was not enqueued,
+   * so it is sent again on a fresh channel. A channel whose first publish to a quorum queue
+   * came while the queue had no leader keeps nacking (RabbitMQ 3.10), hence the new channel.
+   */
+  #nacked(ch: Channel, p: Pending, corr: string, body: Buffer, deadline: number): void {
+    if (!this.#pending.has(corr) || p.ch !== ch) return;
+    p.ch = undefined;
+    if (this.#ch.current === ch && !this.#recycled.has(ch)) {
+      this.#recycled.add(ch);
+      this.log.warn({ queue: p.queue }, "amqp broker nacked a call; reopening the rpc channel and sending again");
+      ch.close().catch(() => undefined);
+    }
+    setTimeout(() => {
+      if (!this.#pending.has(corr)) return;
+      this.#ch.get(deadline).then(
+        (next) => {
+          if (!this.#pending.has(corr)) return;
+          p.ch = next;
+          this.#publish(next, p, corr, body, deadline);
+        },
+        (e: unknown) => p.settle(notSent(e)),
+      );
+    }, NACK_PAUSE_MS).unref();
   }
 
   #sendCancel(addr: AmqpAddress, corr: string): void {

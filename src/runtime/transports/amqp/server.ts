@@ -34,6 +34,7 @@ export interface ServerOptions {
   readonly retryDelayMs: number;
   /** An rpc queue with no consumer for this long is deleted by the broker. */
   readonly rpcQueueExpiresMs: number;
+  readonly rpcQueueType: "classic" | "quorum";
   readonly maxBytes: number;
   /** How long `serve` waits for the broker before failing with UNAVAILABLE. */
   readonly connectTimeoutMs: number;
@@ -98,7 +99,11 @@ export class AmqpServer {
     await ch.bindQueue(cancelQueue, control, cancelKey(a.service, a.version));
     await ch.consume(cancelQueue, (m) => this.#onCancel(m), { noAck: true });
     if (this.#stopped) return;
-    await ch.assertQueue(rpcQueue(a), { durable: true, arguments: { "x-expires": this.opts.rpcQueueExpiresMs } });
+    const quorum = this.opts.rpcQueueType === "quorum" ? { "x-queue-type": "quorum" } : {};
+    await ch.assertQueue(rpcQueue(a), {
+      durable: true,
+      arguments: { "x-expires": this.opts.rpcQueueExpiresMs, ...quorum },
+    });
     await ch.prefetch(this.opts.rpcPrefetch);
     tags.push((await ch.consume(rpcQueue(a), (m) => this.#onCall(ch, m))).consumerTag);
     // Calls addressed to this instance (a shard's owner) come on its own queue.
