@@ -30,6 +30,8 @@ const OUTPUTS: readonly { readonly idl: string; readonly out: string; readonly e
   { idl: "test/states/fixtures/idl", out: "test/states/fixtures/generated", extra: ["biome.json"] },
   // The sharding suites run against this one.
   { idl: "test/sharding/fixtures/idl", out: "test/sharding/fixtures/generated", extra: ["biome.json"] },
+  // The gateway suites (and bench/gateway.ts) run against this one.
+  { idl: "test/gateway/fixtures/idl", out: "test/gateway/fixtures/generated", extra: ["biome.json"] },
 ];
 
 describe("committed generated code", () => {
