@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts the servers the runtime's tests talk to — Redis, RabbitMQ and etcd — on loopback,
-# from Debian's packages. Idempotent: a server that already answers is left alone. When one is
+# from Debian's packages, and installs Chromium for the browser client's test. Idempotent: a server that already answers is left alone. When one is
 # missing and we are root, it is installed with apt. Exits non-zero naming what did not come up.
 set -u
 
@@ -60,5 +60,11 @@ if port_open 2379; then log "etcd already up on 2379"; else
   wait_port etcd 2379 30 || failed+=(etcd)
 fi
 
+# --- Chromium (not a server: the browser client's test drives it headless) -------------------
+if [ -x /usr/bin/chromium ] || have chromium; then log "chromium already installed"; else
+  install_pkgs chromium || true
+  if [ -x /usr/bin/chromium ] || have chromium; then log "chromium installed"; else failed+=(chromium); fi
+fi
+
 if [ ${#failed[@]} -gt 0 ]; then log "not running: ${failed[*]}"; exit 1; fi
-log "redis 127.0.0.1:6379, rabbitmq 127.0.0.1:5672, etcd 127.0.0.1:2379 are up"
+log "redis 127.0.0.1:6379, rabbitmq 127.0.0.1:5672, etcd 127.0.0.1:2379 are up; chromium is installed"
