@@ -9,7 +9,8 @@
  * - `GET /_fan/idl`: the compiled IDL as JSON; `GET /health`.
  *
  * Every answer to a request is an answer: malformed JSON, an invalid argument, an unknown path
- * and a body over the limit are coded JSON errors (400, 404, 413) and the gateway keeps serving.
+ * a body over the limit and a wrong verb are coded JSON errors (400, 404, 413, 405) and the
+ * gateway keeps serving.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -120,22 +121,30 @@ export class GatewayServer {
       const svc = this.#o.catalog.service(match.route.service) as GatewayService;
       if (BODYLESS.has(method) && !m.idempotent) {
         res.setHeader("allow", "POST, PUT, PATCH");
-        return refuse(res, Code.FAILED_PRECONDITION, `${method} ${path} needs an @idempotent method; use POST`);
+        return refuse(res, Code.FAILED_PRECONDITION, `${method} ${path} needs an @idempotent method; use POST`, 405);
       }
-      if (!BODYLESS.has(method) && !WITH_BODY.has(method)) return refuse(res, Code.UNIMPLEMENTED, `method ${method} is not served`);
+      if (!BODYLESS.has(method) && !WITH_BODY.has(method)) {
+        res.setHeader("allow", m.idempotent ? "GET, HEAD, DELETE, POST, PUT, PATCH" : "POST, PUT, PATCH");
+        return refuse(res, Code.UNIMPLEMENTED, `method ${method} is not served`, 405);
+      }
       const body = BODYLESS.has(method) ? {} : await this.#body(req, res);
       if (body === undefined) return;
       const query = BODYLESS.has(method) && q >= 0 ? new URLSearchParams(url.slice(q + 1)) : undefined;
       return this.#send(req, res, svc, m, bindParams(m.input, body, match.params, query));
     }
-    if (raw.length === 2 && this.#o.catalog.service(safeDecode(raw[0] as string) ?? "") !== undefined)
-      return refuse(res, Code.UNIMPLEMENTED, `${method} ${path}: rpc and push take POST`);
+    if (raw.length === 2 && this.#o.catalog.service(safeDecode(raw[0] as string) ?? "") !== undefined) {
+      res.setHeader("allow", "POST");
+      return refuse(res, Code.UNIMPLEMENTED, `${method} ${path}: rpc and push take POST`, 405);
+    }
     refuse(res, Code.NOT_FOUND, `no service, method or route at ${method} ${path} (GET /_fan/idl lists them)`);
   }
 
   /** `/health`, `/_fan/idl`, `/_fan/events/...`, `/_fan/states/...`. */
   async #own(req: IncomingMessage, res: ServerResponse, raw: readonly string[], method: string): Promise<void> {
-    if (method !== "GET" && method !== "HEAD") return refuse(res, Code.UNIMPLEMENTED, `${method} is not served here; use GET`);
+    if (method !== "GET" && method !== "HEAD") {
+      res.setHeader("allow", "GET, HEAD");
+      return refuse(res, Code.UNIMPLEMENTED, `${method} is not served here; use GET`, 405);
+    }
     if (raw[0] === "health") {
       const body = JSON.stringify({ status: "SERVING", services: this.#o.catalog.names(), transports: this.#o.app.transportNames() });
       res.writeHead(200, { "content-type": "application/json; charset=utf-8" }).end(body);
@@ -178,7 +187,7 @@ export class GatewayServer {
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > this.#maxBody) {
       res.setHeader("connection", "close");
-      refuse(res, Code.RESOURCE_EXHAUSTED, `a body of ${declared} bytes exceeds the limit of ${this.#maxBody}`);
+      refuse(res, Code.RESOURCE_EXHAUSTED, `a body of ${declared} bytes exceeds the limit of ${this.#maxBody}`, 413);
       return undefined;
     }
     const chunks: Buffer[] = [];
@@ -187,7 +196,7 @@ export class GatewayServer {
       size += (chunk as Buffer).length;
       if (size > this.#maxBody) {
         res.setHeader("connection", "close");
-        refuse(res, Code.RESOURCE_EXHAUSTED, `the body exceeds the limit of ${this.#maxBody} bytes`);
+        refuse(res, Code.RESOURCE_EXHAUSTED, `the body exceeds the limit of ${this.#maxBody} bytes`, 413);
         return undefined;
       }
       chunks.push(chunk as Buffer);

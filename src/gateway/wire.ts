@@ -8,7 +8,7 @@ import { codec } from "../runtime/codec/index.js";
 import type { ServiceDescriptor } from "../runtime/descriptor.js";
 import { Code, FanError, type WireError } from "../runtime/errors.js";
 import { nextEnvelopeId } from "../runtime/ids.js";
-import { sendEnvelope } from "../runtime/transports/http/respond.js";
+import { sendEnvelope, sendError } from "../runtime/transports/http/respond.js";
 import type { EnvelopeHeaders } from "../runtime/transports/transport.js";
 
 /** Bound on a reply the gateway writes (as the http transport's default body limit). */
@@ -53,7 +53,11 @@ export function writeReply(res: ServerResponse, payload: unknown, headers: Envel
   sendEnvelope(res, { v: 1, id: nextEnvelopeId(), kind: "reply", service: "", method: "", headers, payload, form: "wire" }, MAX_REPLY_BYTES);
 }
 
-/** Shorthand for a gateway-level refusal (bad JSON, unknown path, ...). */
-export function refuse(res: ServerResponse, code: Code, message: string, details?: unknown): void {
-  writeError(res, details === undefined ? { code, message } : { code, message, details });
+/**
+ * A gateway-level refusal (bad JSON, unknown path, ...): the code's status unless `status` is
+ * given (405 for a verb, 413 for a body over the limit, as the http transport answers them).
+ */
+export function refuse(res: ServerResponse, code: Code, message: string, status?: number): void {
+  if (status === undefined) writeError(res, { code, message });
+  else sendError(res, new FanError(code, message), status);
 }

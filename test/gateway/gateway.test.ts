@@ -131,6 +131,12 @@ for (const transport of ["amqp", "redis", "zmq"] as const) {
       expect(idl.services).toEqual(["fan.gw.Till"]);
       expect(idl.model.packages).toHaveLength(1);
       expect(await (await fetch(`${gw?.url}/health`)).json()).toMatchObject({ status: "SERVING", services: ["fan.gw.Till"] });
+      const verb = await fetch(`${base}/add`);
+      expect(verb.status).toBe(405);
+      expect(verb.headers.get("allow")).toBe("POST");
+      const big = await post(`${base}/add`, JSON.stringify({ n: 1, by: "x".repeat(2 * 1024 * 1024) }));
+      expect(big.status).toBe(413);
+      expect(await big.json()).toMatchObject({ code: "RESOURCE_EXHAUSTED" });
       const missing = await post(`${gw?.url}/fan.gw.Till/nope`, "{}");
       expect(missing.status).toBe(404);
       expect(await missing.json()).toMatchObject({ code: "NOT_FOUND" });
