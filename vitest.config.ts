@@ -10,6 +10,7 @@ export default defineConfig({
       "fan/runtime": src("runtime/index.ts"),
       "fan/testing": src("testing/index.ts"),
       "fan/compiler": src("compiler/index.ts"),
+      "fan/browser": src("browser/index.ts"),
     },
   },
   test: {

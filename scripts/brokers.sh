@@ -2,7 +2,7 @@
 # Starts the servers the runtime's tests talk to — Redis, RabbitMQ, NATS (with JetStream) and
 # etcd — on loopback, from Debian's packages. Idempotent: a server that already answers is left
 # alone. When one is missing and we are root, it is installed with apt. Exits non-zero naming
-# what did not come up.
+# what did not come up. It also installs Chromium, which the browser client's test drives.
 set -u
 
 log() { printf 'brokers: %s\n' "$*" >&2; }
@@ -79,5 +79,11 @@ if port_open 2379; then log "etcd already up on 2379"; else
   wait_port etcd 2379 30 || failed+=(etcd)
 fi
 
+# --- Chromium (not a server: the browser client's test drives it headless) -------------------
+if [ -x /usr/bin/chromium ] || have chromium; then log "chromium already installed"; else
+  install_pkgs chromium || true
+  if [ -x /usr/bin/chromium ] || have chromium; then log "chromium installed"; else failed+=(chromium); fi
+fi
+
 if [ ${#failed[@]} -gt 0 ]; then log "not running: ${failed[*]}"; exit 1; fi
-log "redis 127.0.0.1:6379, rabbitmq 127.0.0.1:5672, nats 127.0.0.1:4222, etcd 127.0.0.1:2379 are up"
+log "redis 127.0.0.1:6379, rabbitmq 127.0.0.1:5672, nats 127.0.0.1:4222, etcd 127.0.0.1:2379 are up; chromium is installed"

@@ -13,17 +13,21 @@ export interface CompileOptions {
   readonly out: string;
   readonly strict: boolean;
   readonly watch: boolean;
+  /** `browser`: modules import `fan/browser` (clients over a `fanc gateway`). */
+  readonly target?: "node" | "browser";
 }
 
 /** The usage text of `fanc compile`. */
-export const COMPILE_USAGE = `usage: fanc compile <dir> [--out <dir>] [--watch] [--strict]
+export const COMPILE_USAGE = `usage: fanc compile <dir> [--out <dir>] [--watch] [--strict] [--target node|browser]
 
 Checks every .fan file under <dir> as one program and writes TypeScript.
 
-  --out <dir>   output folder (default: generated/)
-  --watch       recompile on every change; keeps the last good output when a change is broken
-  --strict      warnings fail the compile too
-  -h, --help    show this help`;
+  --out <dir>         output folder (default: generated/)
+  --watch             recompile on every change; keeps the last good output when a change is broken
+  --strict            warnings fail the compile too
+  --target browser    modules for a web page: they import fan/browser, whose clients call a
+                      \`fanc gateway\` over fetch and EventSource (default: node, fan/runtime)
+  -h, --help          show this help`;
 
 /** A usage error: the message to print, exit code 2. */
 export class UsageError extends Error {}
@@ -34,6 +38,7 @@ export function parseCompileArgs(args: readonly string[], cwd = process.cwd()): 
   let out = "generated";
   let strict = false;
   let watch = false;
+  let target: "node" | "browser" = "node";
   for (let i = 0; i < args.length; i++) {
     const a = args[i] as string;
     if (a === "-h" || a === "--help") return undefined;
@@ -44,13 +49,18 @@ export function parseCompileArgs(args: readonly string[], cwd = process.cwd()): 
       if (v === undefined || v === "") throw new UsageError(`${a} needs a folder`);
       out = v;
     } else if (a.startsWith("--out=")) out = a.slice("--out=".length);
+    else if (a === "--target" || a.startsWith("--target=")) {
+      const v = a === "--target" ? args[++i] : a.slice("--target=".length);
+      if (v !== "node" && v !== "browser") throw new UsageError(`--target is node or browser, got ${JSON.stringify(v ?? "")}`);
+      target = v;
+    }
     else if (a.startsWith("-")) throw new UsageError(`unknown option ${a}`);
     else if (root !== undefined) throw new UsageError(`one source folder only (got ${root} and ${a})`);
     else root = a;
   }
   if (root === undefined) throw new UsageError("missing the folder of .fan files");
   if (out === "") throw new UsageError("--out needs a folder");
-  return { root: resolve(cwd, root), out: resolve(cwd, out), strict, watch };
+  return { root: resolve(cwd, root), out: resolve(cwd, out), strict, watch, target };
 }
 
 /** The result of one compile. */

@@ -16,7 +16,8 @@ export async function run(args: readonly string[], io: Io): Promise<number> {
   } catch {
     opts = undefined; // compile.ts reports the usage error
   }
-  if (opts === undefined || opts.watch) return (await import("./compile.js")).run(args, io);
+  // The no-change cache is keyed for node output; a browser compile always runs.
+  if (opts === undefined || opts.watch || opts.target === "browser") return (await import("./compile.js")).run(args, io);
   const p = await probe(opts.root, opts.out, opts.strict);
   const hit = p === undefined ? undefined : await unchanged(p, opts.out);
   if (p === undefined || hit === undefined) return (await import("./compile.js")).run(args, io, p);

@@ -73,7 +73,10 @@ export async function compileSources(
   if (failed) return { ok: false, ...base, ms: performance.now() - t0 };
   try {
     const texts = new Map(sources.map((s) => [s.path, s.text]));
-    const files = generate(checked.model, session.generated === undefined ? {} : { cache: session.generated, sources: (p) => texts.get(p) });
+    const files = generate(checked.model, {
+      ...(opts.target === undefined ? {} : { target: opts.target }),
+      ...(session.generated === undefined ? {} : { cache: session.generated, sources: (p: string) => texts.get(p) }),
+    });
     const write = await writeOutput(opts.out, files, session.memo);
     return { ok: true, ...base, write, ms: performance.now() - t0 };
   } catch (e) {

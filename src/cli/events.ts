@@ -44,7 +44,7 @@ options:
   -h, --help           show this help`;
 
 /** The App's transport `name` (App has no accessor; `reach` hands it out for an endpoint on it). */
-function eventTransport(app: App, name: TransportName): Transport {
+export function eventTransport(app: App, name: TransportName): Transport {
   const reach = app.reach({ endpoints: { [name]: "-" } } as InstanceInfo, name);
   if (reach === undefined) throw new Error(`fanc: the ${name} transport did not open`);
   return reach.transport;

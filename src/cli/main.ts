@@ -19,6 +19,7 @@ commands:
   push <service>.<method> '<json>' ...               send a push, wait for its acknowledgement
   publish <service>.<event> '<json>' ...             publish an event to every subscriber
   subscribe <service>.<event> ...                    print each event until Ctrl-C
+  gateway [<idl dir>] --port 8080 ...                serve every service over HTTP (any transport), SSE for events
 
 Run "fanc <command> --help" for a command's options.
   -h, --help      show this help
@@ -86,8 +87,10 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
     case "publish":
     case "subscribe":
       return (await import("./events.js")).run(args, io, command);
+    case "gateway":
+      return (await import("./gateway.js")).run(args, io);
     default:
-      io.err(`fanc: unknown command "${command}". Commands: compile, ls, config, health, route, check, call, push, publish, subscribe. Run "fanc --help" for usage.`);
+      io.err(`fanc: unknown command "${command}". Commands: compile, ls, config, health, route, check, call, push, publish, subscribe, gateway. Run "fanc --help" for usage.`);
       return 2;
   }
 }

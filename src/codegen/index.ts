@@ -7,7 +7,7 @@ import type { DeclModel, PackageModel, ProgramModel } from "../compiler/model.js
 import { emitService } from "./emit-service.js";
 import { emitEnum, emitError, emitStruct, emitUnion } from "./emit-types.js";
 import { GenerateCache, type SourceLookup } from "./cache.js";
-import { ModuleContext } from "./module-context.js";
+import { ModuleContext, RUNTIME_MODULE } from "./module-context.js";
 import { importSpecifier, str } from "./names.js";
 import { INDEX_PATH, ProgramIndex } from "./program-index.js";
 import { header, newWriter, writeDoc } from "./writer.js";
@@ -24,7 +24,18 @@ export interface GenerateOptions {
   readonly cache?: GenerateCache;
   /** Source texts by path: a cheaper cache key than the package's model. */
   readonly sources?: SourceLookup;
+  /**
+   * `browser`: modules import `fan/browser` (a runtime without Node built-ins whose clients
+   * call a `fanc gateway` over fetch and EventSource) instead of `fan/runtime`. Default `node`.
+   */
+  readonly target?: Target;
 }
+
+/** Where generated code runs: Node (`fan/runtime`) or a browser (`fan/browser`). */
+export type Target = "node" | "browser";
+
+/** The runtime module of each target. */
+export const TARGET_MODULES: Readonly<Record<Target, string>> = { node: RUNTIME_MODULE, browser: "fan/browser" };
 
 /** Generates every output file of a program: relative path (`retail/wines.ts`) → text. Throws `CodegenError` only. */
 export function generate(model: ProgramModel, opts: GenerateOptions = {}): Map<string, string> {
@@ -36,16 +47,22 @@ export function generate(model: ProgramModel, opts: GenerateOptions = {}): Map<s
     const key = cache === undefined ? "" : GenerateCache.key(index, pkg, opts.sources);
     const reused = cache?.lookup(index, pkg.name, key);
     if (reused !== undefined) {
-      out.set(index.pathOf(pkg.name), reused);
+      out.set(index.pathOf(pkg.name), forTarget(reused, opts.target));
       continue;
     }
     const ctx = new ModuleContext(index, pkg);
     const text = generateModule(ctx);
     cache?.store(ctx, key, text);
-    out.set(ctx.path, text);
+    out.set(ctx.path, forTarget(text, opts.target));
   }
   out.set(INDEX_PATH, generateIndex(index));
   return out;
+}
+
+/** A module's text for `target`: the same code, importing the target's runtime module. */
+function forTarget(text: string, target: Target | undefined): string {
+  if (target === undefined || target === "node") return text;
+  return text.replace(`} from ${str(RUNTIME_MODULE)};`, `} from ${str(TARGET_MODULES[target])};`);
 }
 
 /** Data declarations first (source order), then services, which reference their errors by value. */

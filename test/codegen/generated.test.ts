@@ -20,7 +20,12 @@ function tree(dir: string): string[] {
 }
 
 /** Committed compiler output and the IDL folder it comes from. */
-const OUTPUTS: readonly { readonly idl: string; readonly out: string; readonly extra?: readonly string[] }[] = [
+const OUTPUTS: readonly {
+  readonly idl: string;
+  readonly out: string;
+  readonly extra?: readonly string[];
+  readonly target?: "browser";
+}[] = [
   { idl: "idl", out: "generated" },
   // The transport conformance suite runs against this generated module.
   { idl: "test/transports/fixtures/idl", out: "test/transports/fixtures/generated", extra: ["biome.json"] },
@@ -30,16 +35,21 @@ const OUTPUTS: readonly { readonly idl: string; readonly out: string; readonly e
   { idl: "test/states/fixtures/idl", out: "test/states/fixtures/generated", extra: ["biome.json"] },
   // The sharding suites run against this one.
   { idl: "test/sharding/fixtures/idl", out: "test/sharding/fixtures/generated", extra: ["biome.json"] },
+  // The gateway suites (and bench/gateway.ts) run against this one.
+  { idl: "test/gateway/fixtures/idl", out: "test/gateway/fixtures/generated", extra: ["biome.json"] },
+  // The browser page of the gateway suite imports this one (fanc compile --target browser).
+  { idl: "test/gateway/fixtures/idl", out: "test/gateway/fixtures/web", extra: ["biome.json"], target: "browser" },
 ];
 
 describe("committed generated code", () => {
-  for (const { idl, out, extra = [] } of OUTPUTS) {
-    it(`${out}/ equals what the compiler writes from ${idl}/ (fanc compile ${idl} --out ${out})`, async () => {
+  for (const { idl, out, extra = [], target } of OUTPUTS) {
+    const flag = target === undefined ? "" : ` --target ${target}`;
+    it(`${out}/ equals what the compiler writes from ${idl}/ (fanc compile ${idl} --out ${out}${flag})`, async () => {
       const sources = await readSources(join(repo, idl));
       const { model, diagnostics } = checkSources(sources);
       expect(diagnostics.filter((d) => d.severity === "error")).toEqual([]);
       if (model === undefined) throw new Error(`${idl}/ gave no model`);
-      const files = generate(model);
+      const files = generate(model, target === undefined ? {} : { target });
       const dir = join(repo, out);
       expect(tree(dir).filter((f) => !extra.includes(f))).toEqual([...files.keys()].sort());
       for (const [rel, text] of files) expect(readFileSync(join(dir, rel), "utf8"), `${out}/${rel}`).toBe(text);

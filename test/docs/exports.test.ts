@@ -1,6 +1,6 @@
 /**
  * The public API exports what the docs use: every name a code block in README.md or docs/*.md
- * imports from `fan/runtime`, `fan/testing` or `fan/compiler` is exported by that entry point
+ * imports from `fan/runtime`, `fan/testing`, `fan/compiler` or `fan/browser` is exported by that entry point
  * (types by its declarations, values also at run time). ENTRIES maps each specifier to what
  * is checked; point it at the built package to check what users get.
  */
@@ -17,6 +17,7 @@ const ENTRIES: Readonly<Record<string, string>> = {
   "fan/runtime": "src/runtime/index.ts",
   "fan/testing": "src/testing/index.ts",
   "fan/compiler": "src/compiler/index.ts",
+  "fan/browser": "src/browser/index.ts",
 };
 
 interface DocImport {

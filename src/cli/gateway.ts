@@ -1,0 +1,118 @@
+/**
+ * `fanc gateway [idl/] --port 8080`: an HTTP server in front of every service of the IDL,
+ * whatever transport its instances are served on (http, zmq, redis, amqp), found through
+ * discovery like `fanc call` finds them (src/gateway/ does the serving). Runs until SIGINT or
+ * SIGTERM, then stops accepting, ends event streams and closes its App.
+ */
+import { parseArgs } from "node:util";
+import { destination, pino } from "pino";
+import { createApp, type App } from "../runtime/app/app.js";
+import type { ClientCaller, ServiceDescriptor, TransportName } from "../runtime/descriptor.js";
+import { Catalog } from "../gateway/catalog.js";
+import { Cors } from "../gateway/cors.js";
+import { GatewayServer } from "../gateway/server.js";
+import { loadIdl } from "./call.js";
+import { ORDER, transportsConfig } from "./health.js";
+import { type Io, processIo } from "./io.js";
+import { REGISTRY_OPTIONS, UsageError, cliCluster, cliDiscovery, report } from "./ls.js";
+
+const USAGE = `usage: fanc gateway [<idl dir>] [options]
+
+Serves every service of the IDL over HTTP, whatever transport it runs on (see docs/gateway.md):
+  POST /<package.Service>/<method>          rpc (200/204) or push (202); JSON arguments as body
+  <verb> <@route path>                      the IDL's @route paths, as the http transport serves them
+  GET  /_fan/events/<service>/<event>       Server-Sent Events: one data line of JSON per event
+  GET  /_fan/states/<service>/<state>       Server-Sent Events: the state's value, then every change
+  GET  /_fan/idl                            the compiled IDL as JSON;  GET /health
+Request headers: fan-timeout (ms) or fan-deadline (epoch ms), traceparent, fan-h-<name>.
+
+options:
+  --idl <dir>            the IDL folder (default: idl/; or give it as the first argument)
+  --port <n>             port to listen on (default 8080; 0 picks a free one)
+  --host <addr>          interface to listen on (default 127.0.0.1)
+  --cors <origins>       origins allowed to call from a browser: "*" or a comma-separated list
+  --transports <list>    transports to open (default: those the IDL's services allow of ${ORDER.join(", ")})
+  --discovery <spec>     etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
+  --cluster <name>       cluster name (default: $FAN_CLUSTER or "dev")
+  --log-level <level>    pino level of the gateway's log on stderr (default: info)
+  -h, --help             show this help
+
+Broker URLs come from $FAN_REDIS_URL and $FAN_AMQP_URL (default: the loopback brokers).`;
+
+/** `fanc gateway`: returns the exit code once stopped (`stop` ends it in tests; signals otherwise). */
+export async function run(args: string[], io: Io = processIo, stop?: AbortSignal): Promise<number> {
+  let app: App | undefined;
+  let server: GatewayServer | undefined;
+  let discovery: string | undefined;
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: {
+        ...REGISTRY_OPTIONS,
+        idl: { type: "string" },
+        port: { type: "string" },
+        host: { type: "string" },
+        cors: { type: "string" },
+        transports: { type: "string" },
+        "log-level": { type: "string" },
+      },
+      allowPositionals: true,
+    });
+    if (values.help) {
+      io.out(USAGE);
+      return 0;
+    }
+    if (positionals.length > 1 || (positionals.length === 1 && values.idl !== undefined))
+      throw new UsageError(`one IDL folder only\n${USAGE}`);
+    const port = Number(values.port ?? 8080);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0-65535, got ${values.port}`);
+    discovery = cliDiscovery(values.discovery);
+    if (!discovery.startsWith("etcd://"))
+      throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(discovery)}`);
+    const schemas = await loadIdl(positionals[0] ?? values.idl ?? "idl");
+    const descriptors = schemas.services().map((s) => schemas.descriptor(s));
+    if (descriptors.length === 0) throw new UsageError("the IDL declares no service");
+    const names = transportNames(values.transports, descriptors);
+    const log = pino({ level: values["log-level"] ?? "info" }, destination(2));
+    app = createApp({
+      cluster: cliCluster(values.cluster),
+      discovery: discovery as `etcd://${string}`,
+      logger: log,
+      transports: transportsConfig(names),
+      telemetry: { healthService: false },
+    });
+    await app.ready();
+    const a = app;
+    const catalog = new Catalog(schemas.model, descriptors, (d: ServiceDescriptor) =>
+      a.client({ descriptor: d, createClient: (c: ClientCaller) => c }),
+    );
+    server = new GatewayServer({ app, catalog, cors: new Cors(values.cors), log });
+    const url = await server.listen(port, values.host ?? "127.0.0.1");
+    io.err(`fanc gateway: listening on ${url} · ${descriptors.length} service(s) · over ${[...names].join(", ")} · cluster "${cliCluster(values.cluster)}"`);
+    await new Promise<void>((resolve) => {
+      const done = (): void => resolve();
+      stop?.addEventListener("abort", done, { once: true });
+      if (stop?.aborted) done();
+      process.once("SIGINT", done);
+      process.once("SIGTERM", done);
+    });
+    io.err("fanc gateway: stopping");
+    return 0;
+  } catch (e) {
+    return report(io, "gateway", e, discovery);
+  } finally {
+    await server?.close().catch(() => undefined);
+    await app?.stop().catch(() => undefined);
+  }
+}
+
+/** `--transports a,b` checked, or every transport some service of the IDL allows. */
+function transportNames(spec: string | undefined, descriptors: readonly ServiceDescriptor[]): Set<TransportName> {
+  if (spec !== undefined) {
+    const asked = spec.split(",").map((s) => s.trim()).filter(Boolean) as TransportName[];
+    const bad = asked.filter((t) => !ORDER.includes(t));
+    if (bad.length > 0 || asked.length === 0) throw new UsageError(`--transports takes ${ORDER.join(", ")}; got ${JSON.stringify(spec)}`);
+    return new Set(asked);
+  }
+  return new Set(ORDER.filter((t) => descriptors.some((d) => d.transports.includes(t))));
+}

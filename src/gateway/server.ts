@@ -1,0 +1,232 @@
+/**
+ * The gateway's HTTP server: every service of the IDL, whatever transport its instances are
+ * served on, over plain HTTP.
+ *
+ * - `POST /<package.Service>/<method>` with the JSON arguments: an rpc (200 with the reply, 204
+ *   for none) or a push (202 once accepted); each `@route` path with its verbs, as the http
+ *   transport serves them (GET/HEAD/DELETE for `@idempotent` methods, POST/PUT/PATCH for any);
+ * - `GET /_fan/events/<service>/<event>` and `GET /_fan/states/<service>/<state>`: SSE;
+ * - `GET /_fan/idl`: the compiled IDL as JSON; `GET /health`.
+ *
+ * Every answer to a request is an answer: malformed JSON, an invalid argument, an unknown path
+ * a body over the limit and a wrong verb are coded JSON errors (400, 404, 413, 405) and the
+ * gateway keeps serving.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Logger } from "pino";
+import type { App } from "../runtime/app/app.js";
+import { parseJson } from "../runtime/codec/wire.js";
+import type { MethodDescriptor } from "../runtime/descriptor.js";
+import { Code, FanError } from "../runtime/errors.js";
+import { fromHttpHeaders } from "../runtime/transports/http/headers.js";
+import { bindParams, matchRoute, safeDecode, splitPath } from "../runtime/transports/http/routes.js";
+import type { EnvelopeHeaders } from "../runtime/transports/transport.js";
+import type { Catalog, GatewayService } from "./catalog.js";
+import type { Cors } from "./cors.js";
+import { relay } from "./rpc.js";
+import { EventHub, openSse, watchState } from "./sse.js";
+import { refuse, wireErrorOf, writeError } from "./wire.js";
+
+/** Default bound on a request body. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+const BODYLESS: ReadonlySet<string> = new Set(["GET", "HEAD", "DELETE"]);
+const WITH_BODY: ReadonlySet<string> = new Set(["POST", "PUT", "PATCH"]);
+
+export interface GatewayOptions {
+  readonly app: App;
+  readonly catalog: Catalog;
+  readonly cors: Cors;
+  readonly log: Logger;
+  readonly maxBodyBytes?: number;
+}
+
+export class GatewayServer {
+  readonly #o: GatewayOptions;
+  readonly #hub: EventHub;
+  readonly #maxBody: number;
+  #server: Server | undefined;
+  readonly #streams = new Set<ServerResponse>();
+
+  constructor(opts: GatewayOptions) {
+    this.#o = opts;
+    this.#hub = new EventHub(opts.app, opts.log);
+    this.#maxBody = opts.maxBodyBytes ?? MAX_BODY_BYTES;
+  }
+
+  /** Listens; resolves with the base URL (`http://127.0.0.1:8080`). */
+  async listen(port: number, host = "127.0.0.1"): Promise<string> {
+    const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.#onRequest(req, res));
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const addr = server.address() as AddressInfo;
+    const shown = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
+    return `http://${shown.includes(":") ? `[${shown}]` : shown}:${addr.port}`;
+  }
+
+  /** Stops accepting, ends event streams, closes subscriptions. */
+  async close(): Promise<void> {
+    for (const res of this.#streams) res.end();
+    this.#streams.clear();
+    const server = this.#server;
+    if (server !== undefined) {
+      server.closeIdleConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    await this.#hub.close();
+  }
+
+  #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const cors = this.#o.cors.headers(req);
+    for (const k in cors) res.setHeader(k, cors[k] as string);
+    if (req.method === "OPTIONS") {
+      const p = this.#o.cors.preflight(req);
+      res.writeHead(p.status, p.headers).end();
+      return;
+    }
+    this.#route(req, res).catch((e: unknown) => {
+      this.#o.log.error({ err: e, url: req.url }, "gateway request failed");
+      if (!res.headersSent) writeError(res, wireErrorOf(e, undefined));
+      else res.destroy();
+    });
+  }
+
+  async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const path = q < 0 ? url : url.slice(0, q);
+    const raw = splitPath(path);
+    const method = req.method ?? "GET";
+    // POST /<package.Service>/<method>: the common case first.
+    if (raw.length === 2 && method === "POST") {
+      const svc = this.#o.catalog.service(safeDecode(raw[0] as string) ?? "");
+      if (svc !== undefined) {
+        const m = svc.descriptor.methods[safeDecode(raw[1] as string) ?? ""];
+        if (m === undefined) return refuse(res, Code.NOT_FOUND, `${svc.descriptor.name} has no rpc or push ${JSON.stringify(raw[1])}`);
+        const body = await this.#body(req, res);
+        if (body === undefined) return;
+        return this.#send(req, res, svc, m, body);
+      }
+    }
+    if (raw[0] === "_fan" || (raw.length === 1 && raw[0] === "health")) return this.#own(req, res, raw, method);
+    const match = matchRoute(this.#o.catalog.routes, raw);
+    if (match !== undefined) {
+      const m = match.route.method;
+      const svc = this.#o.catalog.service(match.route.service) as GatewayService;
+      if (BODYLESS.has(method) && !m.idempotent) {
+        res.setHeader("allow", "POST, PUT, PATCH");
+        return refuse(res, Code.FAILED_PRECONDITION, `${method} ${path} needs an @idempotent method; use POST`, 405);
+      }
+      if (!BODYLESS.has(method) && !WITH_BODY.has(method)) {
+        res.setHeader("allow", m.idempotent ? "GET, HEAD, DELETE, POST, PUT, PATCH" : "POST, PUT, PATCH");
+        return refuse(res, Code.UNIMPLEMENTED, `method ${method} is not served`, 405);
+      }
+      const body = BODYLESS.has(method) ? {} : await this.#body(req, res);
+      if (body === undefined) return;
+      const query = BODYLESS.has(method) && q >= 0 ? new URLSearchParams(url.slice(q + 1)) : undefined;
+      return this.#send(req, res, svc, m, bindParams(m.input, body, match.params, query));
+    }
+    if (raw.length === 2 && this.#o.catalog.service(safeDecode(raw[0] as string) ?? "") !== undefined) {
+      res.setHeader("allow", "POST");
+      return refuse(res, Code.UNIMPLEMENTED, `${method} ${path}: rpc and push take POST`, 405);
+    }
+    refuse(res, Code.NOT_FOUND, `no service, method or route at ${method} ${path} (GET /_fan/idl lists them)`);
+  }
+
+  /** `/health`, `/_fan/idl`, `/_fan/events/...`, `/_fan/states/...`. */
+  async #own(req: IncomingMessage, res: ServerResponse, raw: readonly string[], method: string): Promise<void> {
+    if (method !== "GET" && method !== "HEAD") {
+      res.setHeader("allow", "GET, HEAD");
+      return refuse(res, Code.UNIMPLEMENTED, `${method} is not served here; use GET`, 405);
+    }
+    if (raw[0] === "health") {
+      const body = JSON.stringify({ status: "SERVING", services: this.#o.catalog.names(), transports: this.#o.app.transportNames() });
+      res.writeHead(200, { "content-type": "application/json; charset=utf-8" }).end(body);
+      return;
+    }
+    if (raw.length === 2 && raw[1] === "idl") {
+      res.writeHead(200, { "content-type": "application/json; charset=utf-8" }).end(this.#o.catalog.idlJson);
+      return;
+    }
+    const [, kind, service, member] = raw.map((s) => safeDecode(s) ?? "");
+    if (raw.length !== 4 || (kind !== "events" && kind !== "states"))
+      return refuse(res, Code.NOT_FOUND, `no such path; try /_fan/idl, /_fan/events/<service>/<event> or /_fan/states/<service>/<state>`);
+    const svc = this.#o.catalog.service(service as string);
+    if (svc === undefined) return refuse(res, Code.NOT_FOUND, `no service ${JSON.stringify(service)} in the IDL`);
+    const d = svc.descriptor;
+    const target = kind === "events" ? d.events[member as string] : d.states[member as string];
+    if (target === undefined)
+      return refuse(res, Code.NOT_FOUND, `${d.name} has no ${kind === "events" ? "event" : "state"} ${JSON.stringify(member)}`);
+    // Subscribe first: the stream opens (and EventSource fires `open`) only once nothing can be missed.
+    const pending: string[] = [];
+    let stream: ((data: string) => void) | undefined;
+    const fn = (data: string): void => (stream === undefined ? void pending.push(data) : stream(data));
+    const stop =
+      kind === "events"
+        ? await this.#hub.attach(d, d.events[member as string] as NonNullable<(typeof d.events)[string]>, fn)
+        : await watchState(this.#o.app, d, d.states[member as string] as NonNullable<(typeof d.states)[string]>, fn);
+    if (req.destroyed) return stop();
+    const sse = openSse(res, {});
+    this.#streams.add(res);
+    stream = sse.send;
+    for (const p of pending) sse.send(p);
+    res.once("close", () => {
+      this.#streams.delete(res);
+      stop();
+    });
+  }
+
+  /** Reads and parses the JSON body (empty: `{}`); answers 400/413 itself and returns undefined. */
+  async #body(req: IncomingMessage, res: ServerResponse): Promise<Record<string, unknown> | undefined> {
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (declared > this.#maxBody) {
+      res.setHeader("connection", "close");
+      refuse(res, Code.RESOURCE_EXHAUSTED, `a body of ${declared} bytes exceeds the limit of ${this.#maxBody}`, 413);
+      return undefined;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > this.#maxBody) {
+        res.setHeader("connection", "close");
+        refuse(res, Code.RESOURCE_EXHAUSTED, `the body exceeds the limit of ${this.#maxBody} bytes`, 413);
+        return undefined;
+      }
+      chunks.push(chunk as Buffer);
+    }
+    if (size === 0) return {};
+    let value: unknown;
+    try {
+      value = parseJson(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks), { maxBytes: this.#maxBody, maxDepth: 64 });
+    } catch (e) {
+      writeError(res, wireErrorOf(e, undefined));
+      return undefined;
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+      refuse(res, Code.INVALID_ARGUMENT, "the body must be a JSON object of the method's parameters");
+      return undefined;
+    }
+    return value as Record<string, unknown>;
+  }
+
+  async #send(req: IncomingMessage, res: ServerResponse, svc: GatewayService, m: MethodDescriptor, body: unknown): Promise<void> {
+    let headers: EnvelopeHeaders;
+    try {
+      headers = fromHttpHeaders(req.headers);
+    } catch (e) {
+      return writeError(res, wireErrorOf(FanError.from(e, Code.INVALID_ARGUMENT), undefined));
+    }
+    const ac = new AbortController();
+    res.once("close", () => {
+      if (!res.writableFinished) ac.abort();
+    });
+    await relay(res, svc, m, body, headers, ac.signal);
+  }
+}

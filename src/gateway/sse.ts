@@ -1,0 +1,133 @@
+/**
+ * Server-Sent Events: `GET /_fan/events/<service>/<event>` streams every event of a service
+ * (one `data:` line of wire JSON each), `GET /_fan/states/<service>/<state>` a state's value
+ * (the snapshot first, then the value after every change). One broadcast subscription per
+ * event is shared by every browser watching it (made on the first, closed after the last), on
+ * the event transport the service's instances advertise, as `fanc subscribe` subscribes.
+ */
+import type { ServerResponse } from "node:http";
+import type { Logger } from "pino";
+import { eventTransport } from "../cli/events.js";
+import type { App } from "../runtime/app/app.js";
+import { codec } from "../runtime/codec/index.js";
+import type { EventDescriptor, ServiceDescriptor, StateDescriptor, TransportName } from "../runtime/descriptor.js";
+import { Code, FanError } from "../runtime/errors.js";
+import { nextEnvelopeId } from "../runtime/ids.js";
+import type { Unsubscribe } from "../runtime/transports/transport.js";
+
+/** A comment line this often keeps proxies from closing an idle stream. */
+const KEEPALIVE_MS = 15_000;
+const EVENT_TRANSPORTS: readonly TransportName[] = ["redis", "amqp", "zmq"];
+
+/** An open event stream on a response. */
+export interface SseStream {
+  send(data: string): void;
+  close(): void;
+}
+
+/** Starts an event stream on `res` (status, headers, a first comment so EventSource opens). */
+export function openSse(res: ServerResponse, headers: Record<string, string>): SseStream {
+  res.writeHead(200, {
+    ...headers,
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache, no-transform",
+    "x-accel-buffering": "no",
+  });
+  res.write("retry: 2000\n: subscribed\n\n");
+  const timer = setInterval(() => res.write(": keepalive\n\n"), KEEPALIVE_MS);
+  timer.unref();
+  res.once("close", () => clearInterval(timer));
+  return {
+    send: (data) => void res.write(`data: ${data}\n\n`),
+    close: () => {
+      clearInterval(timer);
+      res.end();
+    },
+  };
+}
+
+interface Topic {
+  readonly listeners: Set<(data: string) => void>;
+  readonly sub: Promise<Unsubscribe>;
+}
+
+/** Shared event subscriptions, fanned out to every stream that watches them. */
+export class EventHub {
+  readonly #topics = new Map<string, Topic>();
+
+  constructor(
+    private readonly app: App,
+    private readonly log: Logger,
+  ) {}
+
+  /** The event transport of a service: one its instances advertise and this App has open. */
+  async #via(svc: ServiceDescriptor): Promise<TransportName> {
+    const open = new Set(this.app.transportNames());
+    const usable = EVENT_TRANSPORTS.filter((t) => svc.transports.includes(t) && open.has(t));
+    const instances = (await this.app.watch(svc.name)).instances();
+    const advertised = usable.find((t) => instances.some((i) => i.endpoints[t] !== undefined));
+    const via = advertised ?? usable[0];
+    if (via === undefined)
+      throw new FanError(
+        Code.UNAVAILABLE,
+        `${svc.name} allows no event transport the gateway has open (it allows ${svc.transports.join(", ")}; open: ${[...open].join(", ")})`,
+      );
+    return via;
+  }
+
+  /** Adds `fn` to the event's listeners; resolves once the subscription is in place, with its removal. */
+  async attach(svc: ServiceDescriptor, event: EventDescriptor, fn: (data: string) => void): Promise<() => void> {
+    const key = `${svc.name}\u0000${event.name}`;
+    let topic = this.#topics.get(key);
+    if (topic === undefined) {
+      const listeners = new Set<(data: string) => void>();
+      const c = codec<Record<string, unknown>>(event.payload);
+      const sub = this.#via(svc).then((via) =>
+        eventTransport(this.app, via).subscribe(
+          { source: svc, event: event.name, group: "fan.gateway", instanceId: `gateway-${process.pid}-${nextEnvelopeId()}`, broadcast: true },
+          async (env) => {
+            let data: string;
+            try {
+              data = JSON.stringify(c.encode(c.decode(env.payload, event.name), event.name));
+            } catch (e) {
+              this.log.warn({ service: svc.name, event: event.name, err: (e as Error).message }, "dropped an event that does not match the IDL");
+              return;
+            }
+            for (const l of listeners) l(data);
+          },
+        ),
+      );
+      topic = { listeners, sub };
+      this.#topics.set(key, topic);
+      sub.catch(() => this.#topics.delete(key));
+    }
+    const t = topic;
+    t.listeners.add(fn);
+    try {
+      await t.sub;
+    } catch (e) {
+      t.listeners.delete(fn);
+      throw e;
+    }
+    return () => {
+      t.listeners.delete(fn);
+      if (t.listeners.size > 0 || this.#topics.get(key) !== t) return;
+      this.#topics.delete(key);
+      void t.sub.then((s) => s.close()).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, "closing an event subscription failed"));
+    };
+  }
+
+  /** Closes every subscription. */
+  async close(): Promise<void> {
+    const subs = [...this.#topics.values()].map((t) => t.sub);
+    this.#topics.clear();
+    await Promise.allSettled(subs.map((s) => s.then((u) => u.close())));
+  }
+}
+
+/** Streams a state's value: the snapshot, then every change; resolves with the watch's removal. */
+export async function watchState(app: App, svc: ServiceDescriptor, state: StateDescriptor, fn: (data: string) => void): Promise<() => void> {
+  const c = codec<unknown>(state.schema);
+  const sub = await app.state(svc, state.name).watch((value) => fn(JSON.stringify(c.encode(value, state.name))));
+  return () => void sub.unsubscribe();
+}

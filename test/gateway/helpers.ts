@@ -1,0 +1,120 @@
+/**
+ * What the gateway tests share: the Till service in a child process on one transport
+ * (fixtures/service.ts), the gateway itself (in this process through `fanc gateway`'s `run`,
+ * or as a `bin/fanc.mjs gateway` child), and a small Server-Sent Events reader over fetch.
+ */
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { run } from "../../src/cli/gateway.js";
+import { type CapturedChild, captureIo, spawnCaptured, until } from "../cli/helpers.js";
+import { SHARED_ETCD } from "../discovery/helpers.js";
+
+export const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+export const IDL = "test/gateway/fixtures/idl";
+const TSX = join(repo, "node_modules/.bin/tsx");
+
+/** Starts Till on `transports` (comma-separated) in `cluster`; resolves once it is registered. */
+export async function startService(transports: string, cluster: string, env: Record<string, string> = {}): Promise<CapturedChild> {
+  const child = spawnCaptured(TSX, [join(repo, "test/gateway/fixtures/service.ts")], {
+    FAN_GW_TRANSPORTS: transports,
+    FAN_GW_CLUSTER: cluster,
+    FAN_ETCD: SHARED_ETCD,
+    ...env,
+  });
+  await until("the Till service is ready", () => /"event":"(ready|start failed)"/.test(child.stdout()), 120_000);
+  if (!child.stdout().includes('"event":"ready"')) throw new Error(`Till did not start: ${child.stdout()}${child.stderr()}`);
+  return child;
+}
+
+/** Stops a child with SIGTERM and waits for it. */
+export async function stopChild(c: CapturedChild | undefined): Promise<void> {
+  if (c === undefined || c.child.exitCode !== null) return;
+  c.child.kill("SIGTERM");
+  await c.exited;
+}
+
+/** A gateway running in this process (`fanc gateway`'s `run`). */
+export interface LocalGateway {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+/** Runs `fanc gateway --port 0 ...args` in this process; resolves once it listens. */
+export async function startGateway(cluster: string, args: readonly string[] = []): Promise<LocalGateway> {
+  const io = captureIo();
+  const ac = new AbortController();
+  const done = run(
+    [IDL, "--port", "0", "--cluster", cluster, "--discovery", `etcd://${SHARED_ETCD}`, "--log-level", "warn", ...args],
+    io,
+    ac.signal,
+  );
+  let code: number | undefined;
+  void done.then((c) => (code = c));
+  await until("the gateway listens", () => /listening on http/.test(io.errText()) || code !== undefined, 60_000);
+  const m = /listening on (http:\/\/\S+)/.exec(io.errText());
+  if (m === null) throw new Error(`the gateway did not start (exit ${code}): ${io.errText()}`);
+  return {
+    url: m[1] as string,
+    stop: async () => {
+      ac.abort();
+      await done;
+    },
+  };
+}
+
+/** An open SSE stream read with fetch: each `data:` payload in order. */
+export interface SseReader {
+  /** The next data line's text (waits up to `timeoutMs`). */
+  next(timeoutMs?: number): Promise<string>;
+  close(): void;
+}
+
+/** Opens `url` as an event stream; resolves once the gateway says it is subscribed. */
+export async function openSse(url: string): Promise<SseReader> {
+  const ac = new AbortController();
+  const res = await fetch(url, { signal: ac.signal, headers: { accept: "text/event-stream" } });
+  if (res.status !== 200) throw new Error(`${url}: ${res.status} ${await res.text()}`);
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  const data: string[] = [];
+  let buffer = "";
+  let subscribed = false;
+  let wake: (() => void) | undefined;
+  void (async () => {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let end = buffer.indexOf("\n\n");
+        while (end >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          for (const line of block.split("\n")) {
+            if (line.startsWith("data: ")) data.push(line.slice(6));
+            if (line === ": subscribed") subscribed = true;
+          }
+          end = buffer.indexOf("\n\n");
+        }
+        wake?.();
+      }
+    } catch {
+      // aborted
+    }
+  })();
+  await until("the event stream opens", () => subscribed, 20_000);
+  return {
+    next: async (timeoutMs = 15_000) => {
+      const end = Date.now() + timeoutMs;
+      while (data.length === 0) {
+        if (Date.now() > end) throw new Error(`no event on ${url} within ${timeoutMs} ms`);
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, 50);
+        });
+      }
+      return data.shift() as string;
+    },
+    close: () => ac.abort(),
+  };
+}
