@@ -102,6 +102,7 @@ export function appStates(
         group: id,
         instanceId: id,
         broadcast: true,
+        ephemeral: true,
       };
       return infra.eventTransport(service).subscribe(sub, async (env) => deliver(env.payload));
     },
