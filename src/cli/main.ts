@@ -19,10 +19,30 @@ commands:
   push <service>.<method> '<json>' ...               send a push, wait for its acknowledgement
   publish <service>.<event> '<json>' ...             publish an event to every subscriber
   subscribe <service>.<event> ...                    print each event until Ctrl-C
+  new service <Name> [--package x.y] [--transport t] add a service to fill in: .fan, handler, main.ts, test
+  init [<Name>]                                      the same in an empty folder, with package.json
+  dev <idl dir> --run <file>                         recompile on IDL change, restart the service gracefully
 
 Run "fanc <command> --help" for a command's options.
   -h, --help      show this help
   -v, --version   print the version`;
+
+/** Every command's name (the unknown-command message and shell completion list them). */
+export const COMMANDS: readonly string[] = [
+  "compile",
+  "ls",
+  "config",
+  "health",
+  "route",
+  "check",
+  "call",
+  "push",
+  "publish",
+  "subscribe",
+  "new",
+  "init",
+  "dev",
+];
 
 /** A subcommand module: `run(args, io?)` returns the exit code. */
 interface Command {
@@ -86,8 +106,13 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
     case "publish":
     case "subscribe":
       return (await import("./events.js")).run(args, io, command);
+    case "new":
+    case "init":
+      return (await import("./new.js")).run(args, io, command);
+    case "dev":
+      return (await import("./dev.js")).run(args, io);
     default:
-      io.err(`fanc: unknown command "${command}". Commands: compile, ls, config, health, route, check, call, push, publish, subscribe. Run "fanc --help" for usage.`);
+      io.err(`fanc: unknown command "${command}". Commands: ${COMMANDS.join(", ")}. Run "fanc --help" for usage.`);
       return 2;
   }
 }
