@@ -19,6 +19,8 @@ commands:
   push <service>.<method> '<json>' ...               send a push, wait for its acknowledgement
   publish <service>.<event> '<json>' ...             publish an event to every subscriber
   subscribe <service>.<event> ...                    print each event until Ctrl-C
+  watch <service>.<state> ...                        print a state's value, then each update, until Ctrl-C
+  bench <service>.<method> '<json>' ...              load a method: throughput and latency percentiles
   new service <Name> [--package x.y] [--transport t] add a service to fill in: .fan, handler, main.ts, test
   init [<Name>]                                      the same in an empty folder, with package.json
   dev <idl dir> --run <file>                         recompile on IDL change, restart the service gracefully
@@ -39,6 +41,8 @@ export const COMMANDS: readonly string[] = [
   "push",
   "publish",
   "subscribe",
+  "watch",
+  "bench",
   "new",
   "init",
   "dev",
@@ -106,6 +110,10 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
     case "publish":
     case "subscribe":
       return (await import("./events.js")).run(args, io, command);
+    case "watch":
+      return (await import("./state-watch.js")).run(args, io);
+    case "bench":
+      return (await import("./bench.js")).run(args, io);
     case "new":
     case "init":
       return (await import("./new.js")).run(args, io, command);
