@@ -91,9 +91,9 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     const c = codec<unknown>(state.schema);
     const full = `${service.name}.${name}`;
     const print = (ch: StateChange<unknown>): void => {
-      let value: unknown;
+      let value: unknown = null; // an owner that has set no value yet
       try {
-        value = c.encode(ch.value, name);
+        if (ch.value !== undefined) value = c.encode(ch.value, name);
       } catch (e) {
         io.err(`fanc watch: a value that does not match the IDL: ${(e as Error).message}`);
         return;
