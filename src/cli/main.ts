@@ -24,6 +24,7 @@ commands:
   new service <Name> [--package x.y] [--transport t] add a service to fill in: .fan, handler, main.ts, test
   init [<Name>]                                      the same in an empty folder, with package.json
   dev <idl dir> --run <file>                         recompile on IDL change, restart the service gracefully
+  completion bash|zsh                                a completion script: commands, options, service and member names
 
 Run "fanc <command> --help" for a command's options.
   -h, --help      show this help
@@ -46,6 +47,7 @@ export const COMMANDS: readonly string[] = [
   "new",
   "init",
   "dev",
+  "completion",
 ];
 
 /** A subcommand module: `run(args, io?)` returns the exit code. */
@@ -119,6 +121,9 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
       return (await import("./new.js")).run(args, io, command);
     case "dev":
       return (await import("./dev.js")).run(args, io);
+    case "completion":
+    case "__complete":
+      return (await import("./completion.js")).run(args, io, command);
     default:
       io.err(`fanc: unknown command "${command}". Commands: ${COMMANDS.join(", ")}. Run "fanc --help" for usage.`);
       return 2;
