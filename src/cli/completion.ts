@@ -93,7 +93,7 @@ export async function candidates(index: number, words: readonly string[]): Promi
   if (cur.startsWith("-")) return prefixed(OPTIONS[command] ?? ["--help"]);
   const kind = MEMBERS[command];
   // The first positional: no earlier word after the command is a positional.
-  const takesValue = (w: string | undefined): boolean => w !== undefined && w.startsWith("--") && !FLAGS.has(w);
+  const takesValue = (w = ""): boolean => w.startsWith("--") && !FLAGS.has(w);
   const positionalBefore = words.slice(1, index).some((w, i) => !w.startsWith("-") && !takesValue(words[i]));
   if (kind === undefined || positionalBefore) return [];
   const at = words.indexOf("--idl");

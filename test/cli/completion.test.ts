@@ -42,10 +42,11 @@ describe("fanc completion bash", () => {
   it("completes in a real bash once sourced", () => {
     tmp.write("bin/fanc", `#!/bin/sh\nexec "${process.execPath}" "${join(process.cwd(), "bin/fanc.mjs")}" "$@"\n`);
     chmodSync(join(tmp.path, "bin/fanc"), 0o755);
+    const print = `printf '%s\\n' "$\{COMPREPLY[@]}"`;
     const script = [
       "source <(fanc completion bash)",
-      "COMP_WORDS=(fanc call PublicWines.l); COMP_CWORD=2; _fanc_complete; printf '%s\\n' \"${COMPREPLY[@]}\"",
-      "COMP_WORDS=(fanc wa); COMP_CWORD=1; _fanc_complete; printf '%s\\n' \"${COMPREPLY[@]}\"",
+      `COMP_WORDS=(fanc call PublicWines.l); COMP_CWORD=2; _fanc_complete; ${print}`,
+      `COMP_WORDS=(fanc wa); COMP_CWORD=1; _fanc_complete; ${print}`,
       "complete -p fanc",
     ].join("\n");
     const r = spawnSync("bash", ["-c", script], {
