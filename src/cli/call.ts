@@ -132,8 +132,8 @@ function choose(
   return { instance, transport: usable(instance)[0] as TransportName };
 }
 
-/** Turns an error reply's payload into the printed error, checking IDL error fields against the IDL. */
-function errorOf(payload: unknown, service: ServiceDescriptor): NonNullable<Outcome["error"]> {
+/** Turns an error reply's payload into the printed error (exported for bench), checking IDL error fields against the IDL. */
+export function errorOf(payload: unknown, service: ServiceDescriptor): NonNullable<Outcome["error"]> {
   const w = (typeof payload === "object" && payload !== null ? payload : {}) as Record<string, unknown>;
   const code = typeof w.code === "string" ? w.code : Code.UNKNOWN;
   const message = typeof w.message === "string" ? w.message : code;
@@ -169,23 +169,150 @@ function print(io: Io, o: Outcome, kind: "call" | "push"): void {
   io.err(`  ${meta}`);
 }
 
+/** The options `fanc call`, `push` and `bench` share. */
+export const CALL_OPTIONS = {
+  ...REGISTRY_OPTIONS,
+  idl: { type: "string" },
+  via: { type: "string" },
+  version: { type: "string" },
+  instance: { type: "string" },
+  timeout: { type: "string" },
+} as const;
+
+/** What `CALL_OPTIONS` parse into. */
+export interface CallFlags {
+  readonly idl?: string | undefined;
+  readonly via?: string | undefined;
+  readonly version?: string | undefined;
+  readonly instance?: string | undefined;
+  readonly timeout?: string | undefined;
+  readonly discovery?: string | undefined;
+  readonly cluster?: string | undefined;
+}
+
+/** A checked call, ready to send: everything that can be refused was refused. */
+export interface PreparedCall {
+  readonly service: ServiceDescriptor;
+  readonly method: MethodDescriptor;
+  /** The arguments in wire form, defaults filled in. */
+  readonly payload: unknown;
+  readonly timeoutMs: number;
+  readonly via: TransportName | undefined;
+  readonly range: string | undefined;
+  readonly discovery: `etcd://${string}`;
+  readonly cluster: string;
+}
+
+/** Checks the flags, the target and the arguments against the IDL (`kind` undefined: rpc or push); throws UsageError (exit 2). */
+export async function prepareCall(
+  flags: CallFlags,
+  target: string,
+  argText: string,
+  kind: "rpc" | "push" | undefined,
+): Promise<PreparedCall> {
+  const dot = target.lastIndexOf(".");
+  if (dot <= 0 || dot === target.length - 1) throw new UsageError(`expected <service>.<method>, got ${JSON.stringify(target)}`);
+  const via = flags.via as TransportName | undefined;
+  if (via !== undefined && !ORDER.includes(via))
+    throw new UsageError(`--via must be one of ${ORDER.join(", ")}, got ${JSON.stringify(via)}`);
+  if (flags.instance !== undefined && via !== undefined && BROKERS.has(via))
+    throw new UsageError(`--instance needs a direct transport (http, zmq): ${via} delivers to any instance of the version`);
+  const range = flags.version;
+  if (range !== undefined && semver.validRange(range) === null)
+    throw new UsageError(`--version must be a semver range, got ${JSON.stringify(range)}`);
+  const discovery = cliDiscovery(flags.discovery);
+  if (!discovery.startsWith("etcd://"))
+    throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(discovery)}`);
+  const cluster = cliCluster(flags.cluster);
+  const schemas = await loadIdl(flags.idl ?? "idl");
+  const svc = findService(schemas.services(), target.slice(0, dot));
+  const service = schemas.descriptor(svc);
+  const methodName = target.slice(dot + 1);
+  const m = service.methods[methodName];
+  if (m === undefined) {
+    const names = Object.values(service.methods).map((x) => `${x.name} (${x.kind})`);
+    throw new UsageError(`${service.name} has no method "${methodName}" (methods: ${names.join(", ") || "none"})`);
+  }
+  if (kind !== undefined && m.kind !== kind)
+    throw new UsageError(`${service.name}.${m.name} is ${m.kind === "rpc" ? "an rpc" : "a push"}: use "fanc ${m.kind === "rpc" ? "call" : "push"}"`);
+  const payload = checkArguments(m, argText);
+  const timeoutMs = flags.timeout === undefined ? m.timeoutMs : Number(flags.timeout);
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of ms`);
+  return { service, method: m, payload, timeoutMs, via, range, discovery: discovery as `etcd://${string}`, cluster };
+}
+
+/** An App connected to one instance of the prepared call's service over one transport. */
+export interface Connected {
+  readonly app: App;
+  readonly instance: InstanceInfo;
+  readonly transport: TransportName;
+  readonly reach: NonNullable<ReturnType<App["reach"]>>;
+}
+
+/** Picks an instance in discovery and opens its transport; a string says why none could be (exit 1). */
+export async function connect(p: PreparedCall, instanceId: string | undefined): Promise<Connected | string> {
+  const log = pino({ level: "silent" });
+  const probe = createApp({ cluster: p.cluster, discovery: p.discovery, logger: log, telemetry: { healthService: false } });
+  let all: readonly InstanceInfo[];
+  try {
+    await probe.ready();
+    all = (await probe.watch(p.service.name)).instances();
+  } finally {
+    await probe.stop().catch(() => undefined);
+  }
+  const range = p.range;
+  const instances = all.filter(
+    (i) => (range === undefined || semver.satisfies(i.version, range)) && (instanceId === undefined || i.instanceId === instanceId),
+  );
+  if (instances.length === 0) {
+    const which = [range && `version ${range}`, instanceId && `id ${instanceId}`].filter(Boolean).join(", ");
+    return `no instance of ${p.service.name}${which ? ` (${which})` : ""} is registered in cluster "${p.cluster}"`;
+  }
+  const picked = choose(instances, p.via, instanceId);
+  if (typeof picked === "string") return picked;
+  const app = createApp({
+    cluster: p.cluster,
+    discovery: p.discovery,
+    logger: log,
+    transports: transportsConfig(new Set([picked.transport])),
+    telemetry: { healthService: false },
+  });
+  try {
+    await app.ready();
+    const reach = app.reach(picked.instance, picked.transport);
+    if (reach === undefined) throw new FanError(Code.UNAVAILABLE, `cannot reach ${picked.instance.instanceId} over ${picked.transport}`);
+    return { app, instance: picked.instance, transport: picked.transport, reach };
+  } catch (e) {
+    await app.stop().catch(() => undefined);
+    throw e;
+  }
+}
+
+/** One envelope of the prepared call, with a fresh id, deadline and trace. */
+export function envelope(p: PreparedCall, kind: "call" | "push"): { env: Envelope; deadline: number } {
+  const deadline = Date.now() + p.timeoutMs;
+  const headers: EnvelopeHeaders = { deadline, traceparent: edgeTraceparent() };
+  if (kind === "push" && p.method.ttlMs !== undefined) headers.ttl = Date.now() + p.method.ttlMs;
+  const env: Envelope = {
+    v: 1,
+    id: nextEnvelopeId(),
+    kind,
+    service: p.service.name,
+    method: p.method.name,
+    version: p.service.version,
+    headers,
+    payload: p.payload,
+    form: "wire",
+  };
+  return { env, deadline };
+}
+
 /** `fanc call` (kind "call") and `fanc push` (kind "push"): returns the exit code. */
 export async function run(args: string[], io: Io = processIo, kind: "call" | "push" = "call"): Promise<number> {
   let app: App | undefined;
   let discovery: string | undefined;
   try {
-    const { values, positionals } = parseArgs({
-      args,
-      options: {
-        ...REGISTRY_OPTIONS,
-        idl: { type: "string" },
-        via: { type: "string" },
-        version: { type: "string" },
-        instance: { type: "string" },
-        timeout: { type: "string" },
-      },
-      allowPositionals: true,
-    });
+    const { values, positionals } = parseArgs({ args, options: CALL_OPTIONS, allowPositionals: true });
     if (values.help) {
       io.out(usage(kind));
       return 0;
@@ -193,95 +320,28 @@ export async function run(args: string[], io: Io = processIo, kind: "call" | "pu
     const [target, argText = "{}", ...rest] = positionals;
     if (target === undefined || rest.length > 0)
       throw new UsageError(`expected <service>.<method> and at most one JSON argument\n${usage(kind)}`);
-    const dot = target.lastIndexOf(".");
-    if (dot <= 0 || dot === target.length - 1) throw new UsageError(`expected <service>.<method>, got ${JSON.stringify(target)}`);
-    const via = values.via as TransportName | undefined;
-    if (via !== undefined && !ORDER.includes(via))
-      throw new UsageError(`--via must be one of ${ORDER.join(", ")}, got ${JSON.stringify(via)}`);
-    if (values.instance !== undefined && via !== undefined && BROKERS.has(via))
-      throw new UsageError(`--instance needs a direct transport (http, zmq): ${via} delivers to any instance of the version`);
-    const range = values.version;
-    if (range !== undefined && semver.validRange(range) === null)
-      throw new UsageError(`--version must be a semver range, got ${JSON.stringify(range)}`);
     discovery = cliDiscovery(values.discovery);
-    if (!discovery.startsWith("etcd://"))
-      throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(discovery)}`);
-    const cluster = cliCluster(values.cluster);
-
     // Everything that can be refused is refused before any connection is opened.
-    const schemas = await loadIdl(values.idl ?? "idl");
-    const svc = findService(schemas.services(), target.slice(0, dot));
-    const service = schemas.descriptor(svc);
-    const methodName = target.slice(dot + 1);
-    const m = service.methods[methodName];
-    if (m === undefined) {
-      const names = Object.values(service.methods).map((x) => `${x.name} (${x.kind})`);
-      throw new UsageError(`${service.name} has no method "${methodName}" (methods: ${names.join(", ") || "none"})`);
-    }
-    if (m.kind !== (kind === "call" ? "rpc" : "push"))
-      throw new UsageError(`${service.name}.${m.name} is ${m.kind === "rpc" ? "an rpc" : "a push"}: use "fanc ${m.kind === "rpc" ? "call" : "push"}"`);
-    const payload = checkArguments(m, argText);
-    const timeoutMs = values.timeout === undefined ? m.timeoutMs : Number(values.timeout);
-    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of ms`);
-
-    const log = pino({ level: "silent" });
-    const spec = discovery as `etcd://${string}`;
-    const probe = createApp({ cluster, discovery: spec, logger: log, telemetry: { healthService: false } });
-    app = probe;
-    await probe.ready();
-    const all = (await probe.watch(service.name)).instances();
-    await probe.stop();
-    app = undefined;
-    const instances = all.filter(
-      (i) =>
-        (range === undefined || semver.satisfies(i.version, range)) &&
-        (values.instance === undefined || i.instanceId === values.instance),
-    );
-    if (instances.length === 0) {
-      const which = [range && `version ${range}`, values.instance && `id ${values.instance}`].filter(Boolean).join(", ");
-      io.err(`fanc ${kind}: no instance of ${service.name}${which ? ` (${which})` : ""} is registered in cluster "${cluster}"`);
+    const p = await prepareCall(values, target, argText, kind === "call" ? "rpc" : "push");
+    const { service, method: m, timeoutMs } = p;
+    const c = await connect(p, values.instance);
+    if (typeof c === "string") {
+      io.err(`fanc ${kind}: ${c}`);
       return 1;
     }
-    const picked = choose(instances, via, values.instance);
-    if (typeof picked === "string") {
-      io.err(`fanc ${kind}: ${picked}`);
-      return 1;
-    }
-    app = createApp({
-      cluster,
-      discovery: spec,
-      logger: log,
-      transports: transportsConfig(new Set([picked.transport])),
-      telemetry: { healthService: false },
-    });
-    await app.ready();
-    const reach = app.reach(picked.instance, picked.transport);
-    if (reach === undefined) throw new FanError(Code.UNAVAILABLE, `cannot reach ${picked.instance.instanceId} over ${picked.transport}`);
-
+    app = c.app;
+    const { reach } = c;
     const started = performance.now();
-    const deadline = Date.now() + timeoutMs;
-    const headers: EnvelopeHeaders = { deadline, traceparent: edgeTraceparent() };
-    if (kind === "push" && m.ttlMs !== undefined) headers.ttl = Date.now() + m.ttlMs;
-    const env: Envelope = {
-      v: 1,
-      id: nextEnvelopeId(),
-      kind,
-      service: service.name,
-      method: m.name,
-      version: service.version,
-      headers,
-      payload,
-      form: "wire",
-    };
+    const { env, deadline } = envelope(p, kind);
     const outcome: Outcome = {
       ok: true,
       service: service.name,
       method: m.name,
-      transport: picked.transport,
-      instance: picked.instance.instanceId,
+      transport: c.transport,
+      instance: c.instance.instanceId,
       endpoint: reach.endpoint,
       ms: 0,
-      traceId: traceIdOf(headers),
+      traceId: traceIdOf(env.headers),
     };
     const sendOpts = { signal: AbortSignal.timeout(timeoutMs), deadline };
     try {

@@ -136,9 +136,8 @@ export async function run(
       else io.err(`published · ${ms.toFixed(1)} ms · over ${t.via} · trace ${traceId}`);
       return 0;
     }
-    // A broadcast subscription of its own: a copy of every event, on a queue that is deleted
-    // when fanc stops and expires if it dies (app.subscribe's group queue is durable, and on
-    // amqp it would keep collecting events after fanc is gone).
+    // A broadcast, ephemeral subscription of its own: a copy of every event, on a queue that is
+    // deleted when fanc stops and expires if it dies.
     const sub = await eventTransport(app, t.via).subscribe(
       {
         source: t.service,
@@ -146,6 +145,7 @@ export async function run(
         group: "fanc.subscribe",
         instanceId: `fanc-${process.pid}-${nextEnvelopeId()}`,
         broadcast: true,
+        ephemeral: true,
       },
       async (env) => {
         let value: Record<string, unknown>;

@@ -44,9 +44,20 @@ export function transportsConfig(names: ReadonlySet<TransportName>): TransportsC
     if (n === "redis") out.redis = { url: process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379" };
     else if (n === "amqp") out.amqp = { url: process.env.FAN_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672" };
     else if (n === "nats") out.nats = { url: (process.env.FAN_NATS_URL ?? "nats://127.0.0.1:4222").split(",") };
+    else if (n === "zmq") out.zmq = zmqConfig();
     else if (n !== "local") out[n] = {};
   }
   return out as TransportsConfig;
+}
+
+/** zmq's options: the event hub from $FAN_ZMQ_HUB ("tcp://host:5571,tcp://host:5572": publish, subscribe). */
+function zmqConfig(): object {
+  const hub = process.env.FAN_ZMQ_HUB;
+  if (hub === undefined || hub === "") return {};
+  const [publish, subscribe] = hub.split(",").map((s) => s.trim());
+  if (publish === undefined || subscribe === undefined || publish === "" || subscribe === "")
+    throw new UsageError(`$FAN_ZMQ_HUB must be "<publish endpoint>,<subscribe endpoint>", got ${JSON.stringify(hub)}`);
+  return { events: { publish, subscribe } };
 }
 
 /** One check of the fan.Health instance `health` about `service`, over `transport`. */

@@ -20,10 +20,37 @@ commands:
   publish <service>.<event> '<json>' ...             publish an event to every subscriber
   subscribe <service>.<event> ...                    print each event until Ctrl-C
   gateway [<idl dir>] --port 8080 ...                serve every service over HTTP (any transport), SSE for events
+  watch <service>.<state> ...                        print a state's value, then each update, until Ctrl-C
+  bench <service>.<method> '<json>' ...              load a method: throughput and latency percentiles
+  new service <Name> [--package x.y] [--transport t] add a service to fill in: .fan, handler, main.ts, test
+  init [<Name>]                                      the same in an empty folder, with package.json
+  dev <idl dir> --run <file>                         recompile on IDL change, restart the service gracefully
+  completion bash|zsh                                a completion script: commands, options, service and member names
 
 Run "fanc <command> --help" for a command's options.
   -h, --help      show this help
   -v, --version   print the version`;
+
+/** Every command's name (the unknown-command message and shell completion list them). */
+export const COMMANDS: readonly string[] = [
+  "compile",
+  "ls",
+  "config",
+  "health",
+  "route",
+  "check",
+  "call",
+  "push",
+  "publish",
+  "subscribe",
+  "gateway",
+  "watch",
+  "bench",
+  "new",
+  "init",
+  "dev",
+  "completion",
+];
 
 /** A subcommand module: `run(args, io?)` returns the exit code. */
 interface Command {
@@ -89,8 +116,20 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
       return (await import("./events.js")).run(args, io, command);
     case "gateway":
       return (await import("./gateway.js")).run(args, io);
+    case "watch":
+      return (await import("./state-watch.js")).run(args, io);
+    case "bench":
+      return (await import("./bench.js")).run(args, io);
+    case "new":
+    case "init":
+      return (await import("./new.js")).run(args, io, command);
+    case "dev":
+      return (await import("./dev.js")).run(args, io);
+    case "completion":
+    case "__complete":
+      return (await import("./completion.js")).run(args, io, command);
     default:
-      io.err(`fanc: unknown command "${command}". Commands: compile, ls, config, health, route, check, call, push, publish, subscribe, gateway. Run "fanc --help" for usage.`);
+      io.err(`fanc: unknown command "${command}". Commands: ${COMMANDS.join(", ")}. Run "fanc --help" for usage.`);
       return 2;
   }
 }

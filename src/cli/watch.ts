@@ -29,6 +29,8 @@ export interface WatchOptions {
   readonly debounceMs?: number;
   /** Delay between attempts to re-watch the folder after the watcher failed, ms. */
   readonly retryMs?: number;
+  /** Told of each completed rebuild, after its line was printed (`fanc dev` restarts its process). */
+  readonly onRebuild?: (outcome: CompileOutcome, first: boolean) => void;
 }
 
 /** The line printed after a rebuild. */
@@ -58,6 +60,7 @@ class WatchSession implements Watcher {
     private readonly io: Io,
     private readonly debounceMs: number,
     private readonly retryMs: number,
+    private readonly onRebuild: WatchOptions["onRebuild"],
   ) {}
 
   async start(): Promise<void> {
@@ -163,6 +166,7 @@ class WatchSession implements Watcher {
       const line = rebuildLine(outcome, this.rebuilds === 1);
       if (outcome.ok) this.io.out(line);
       else this.io.err(line);
+      this.onRebuild?.(outcome, this.rebuilds === 1);
     } catch (e) {
       this.io.err(`fanc: rebuild failed: ${e instanceof Error ? e.message : String(e)}`);
     }
@@ -176,7 +180,7 @@ function fingerprint(sources: readonly SourceInput[]): string {
 
 /** Compiles once, then on every change until `close()`. */
 export async function startWatch(opts: CompileOptions, io: Io, tuning: WatchOptions = {}): Promise<Watcher> {
-  const session = new WatchSession(opts, io, tuning.debounceMs ?? 40, tuning.retryMs ?? 500);
+  const session = new WatchSession(opts, io, tuning.debounceMs ?? 40, tuning.retryMs ?? 500, tuning.onRebuild);
   await session.start();
   return session;
 }

@@ -8,34 +8,14 @@
  * project's environment carries nothing of this repository (PATH, NODE_OPTIONS, VITEST_*).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { portOpen } from "../discovery/helpers.js";
+import { packFan, repo, STEP_MS, userEnv } from "./pack.js";
 
-const repo = fileURLToPath(new URL("../../", import.meta.url));
 const example = join(repo, "examples/user-project");
-const STEP_MS = 5 * 60_000;
-
-/** The environment of a user's shell: this Node first on PATH, nothing of the repo or of vitest. */
-function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (/^(VITEST|npm_|NODE_OPTIONS|NODE_PATH|TSX|INIT_CWD|FAN_|FORCE_COLOR)/i.test(k) || k === "NODE_ENV") continue;
-    env[k] = v;
-  }
-  const path = (process.env.PATH ?? "").split(delimiter).filter((p) => !p.startsWith(repo) && !p.includes("node-gyp-bin"));
-  env.PATH = [dirname(process.execPath), ...path].join(delimiter);
-  // The same commands, without the audit and funding round trips, from npm's cache when it can.
-  env.npm_config_audit = "false";
-  env.npm_config_fund = "false";
-  env.npm_config_prefer_offline = "true";
-  env.npm_config_update_notifier = "false";
-  env.NO_COLOR = "1";
-  return { ...env, ...extra };
-}
 
 /** Runs a script of the README with bash -e; fails with its output. */
 function runScript(file: string, cwd: string): string {
@@ -61,17 +41,12 @@ let root = "";
 let project = "";
 let runOutput = "";
 
-beforeAll(() => {
+beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), "fan-package-"));
   // npm pack runs `prepare`, so this also checks that a clean build of src/ succeeds.
-  const pack = spawnSync("npm", ["pack", "--pack-destination", root, "--silent"], {
-    cwd: repo,
-    env: userEnv(),
-    encoding: "utf8",
-    timeout: STEP_MS,
-  });
-  if (pack.status !== 0) throw new Error(`npm pack failed:\n${pack.stdout}\n${pack.stderr}`);
-  const tarball = pack.stdout.trim().split("\n").at(-1) ?? "";
+  const packed = await packFan();
+  const tarball = basename(packed);
+  copyFileSync(packed, join(root, tarball));
   expect(readFileSync(join(example, "install.sh"), "utf8"), "install.sh installs the tarball npm pack makes").toContain(
     `../${tarball}`,
   );

@@ -117,6 +117,11 @@ async function listNames(kind: "list_queues" | "list_exchanges", prefix: string,
     .filter((n) => n.startsWith(prefix));
 }
 
+/** The names of the (non-exclusive) queues whose name starts with `prefix`. */
+export function listQueues(prefix: string, node?: string): Promise<string[]> {
+  return listNames("list_queues", prefix, node);
+}
+
 /** Deletes every queue and exchange whose name starts with `prefix` (a test run's cluster). */
 export async function deleteByPrefix(prefix: string, url = AMQP_URL, node?: string): Promise<void> {
   const [queues, exchanges] = await Promise.all([

@@ -84,7 +84,7 @@ export class Publisher<C = unknown> {
     const ev = this.#event(name);
     await this.#infra.open();
     const c = codec(ev.payload);
-    const sub: EventSubscription = { source: this.#service, event: name, group, instanceId: group, broadcast: false };
+    const sub: EventSubscription = { source: this.#service, event: name, group, instanceId: group, broadcast: false, ephemeral: true };
     const unsub = await this.#infra.eventTransport(this.#service).subscribe(sub, async (env) => {
       let value: unknown;
       try {

@@ -104,6 +104,7 @@ export function appStates(
         group: id,
         instanceId: id,
         broadcast: true,
+        ephemeral: true,
       };
       const t = infra.eventTransport(service);
       return (t.volatile ?? t).subscribe(sub, async (env) => deliver(env.payload));

@@ -82,6 +82,12 @@ export interface EventSubscription {
   /** The subscribing instance; with `broadcast` every instance gets its own copy. */
   readonly instanceId: string;
   readonly broadcast: boolean;
+  /**
+   * A subscriber of no service (a client's `subscribe`, a state view, a CLI): its queues are
+   * its own, deleted when it closes and expiring on the broker if its process dies. A
+   * service's group (or broadcast) queue is durable: it keeps events while the service restarts.
+   */
+  readonly ephemeral?: boolean;
 }
 
 export interface Unsubscribe {

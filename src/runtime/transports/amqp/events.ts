@@ -3,7 +3,9 @@
  * the routing key `{service}.{event}`; each subscribing service has one durable work queue
  * bound to it (its instances share the queue, so each event is handled once per service),
  * and a `@broadcast` event gets one queue per instance instead, which the broker deletes
- * once the instance has been gone for `broadcastExpiresMs`.
+ * once the instance has been gone for `broadcastExpiresMs`. An ephemeral subscriber (a
+ * client's subscription, a state view, fanc) is no service: its queue and dead-letter queue
+ * are deleted when it closes and expire `broadcastExpiresMs` after its process died.
  */
 import type { Channel } from "amqplib";
 import type { Logger } from "pino";
@@ -49,6 +51,7 @@ export async function subscribeEvents(
     service: sub.source.name,
     event: sub.event,
   };
+  const ephemeral = sub.ephemeral === true;
   const queue = subscriptionQueue(cluster, names);
   const groupQueue = subscriptionQueue(cluster, { ...names, broadcast: false });
   const work = new WorkConsumer(deliver, {
@@ -69,7 +72,8 @@ export async function subscribeEvents(
       queue,
       deadLetterQueue: deadLetterQueue(groupQueue),
       maxDeliveries: opts.maxDeliveries,
-      ...(sub.broadcast ? { expiresMs: opts.broadcastExpiresMs } : {}),
+      ...(sub.broadcast || ephemeral ? { expiresMs: opts.broadcastExpiresMs } : {}),
+      ...(ephemeral ? { deadLetterExpires: true } : {}),
     });
     await c.bindQueue(queue, exchange, eventKey(sub.source.name, sub.event));
     await c.prefetch(opts.prefetch);
@@ -86,14 +90,16 @@ export async function subscribeEvents(
       { cause: e },
     );
   }
+  // What closing deletes: a broadcast queue, and all of an ephemeral subscriber's queues.
+  const queues = ephemeral ? [queue, deadLetterQueue(groupQueue)] : sub.broadcast ? [queue] : [];
   const stop = async (): Promise<void> => {
     ch.unregister(setup);
     if (consumer !== undefined && consumer.c === ch.current) await bounded(consumer.c.cancel(consumer.tag), 2000);
     await drained(work, opts.drainMs);
   };
   return {
-    close: () => stop().then(() => unsubscribe(conn, ch, queue, sub.broadcast, opts.log)),
-    kill: () => unsubscribe(conn, ch, queue, sub.broadcast, opts.log),
+    close: () => stop().then(() => unsubscribe(conn, ch, queues, opts.log)),
+    kill: () => unsubscribe(conn, ch, queues, opts.log),
   };
 }
 
@@ -106,20 +112,19 @@ export async function drained(work: WorkConsumer, ms: number): Promise<void> {
 async function unsubscribe(
   conn: AmqpConnection,
   ch: ManagedChannel,
-  queue: string,
-  broadcast: boolean,
+  queues: readonly string[],
   log: Logger,
 ): Promise<void> {
   await bounded(ch.dispose(), 2000);
-  if (!broadcast) return;
+  if (queues.length === 0) return;
   const model = conn.model;
   if (model === undefined) return;
   try {
     const tmp = await model.createChannel();
     tmp.on("error", () => undefined);
-    await tmp.deleteQueue(queue);
+    for (const q of queues) await tmp.deleteQueue(q);
     await tmp.close();
   } catch (e) {
-    log.debug({ queue, err: (e as Error).message }, "broadcast queue not deleted (it expires by itself)");
+    log.debug({ queues, err: (e as Error).message }, "subscription queue not deleted (it expires by itself)");
   }
 }

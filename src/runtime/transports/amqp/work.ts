@@ -20,13 +20,19 @@ export interface WorkQueueSpec {
   readonly maxDeliveries: number;
   /** Deletes the queue after it has had no consumer this long (broadcast queues). */
   readonly expiresMs?: number;
+  /** The dead-letter queue expires too (an ephemeral subscriber's, which no one else reads). */
+  readonly deadLetterExpires?: boolean;
 }
 
 /** Declares the dead-letter exchange and queue, then the work queue. */
 export async function assertWorkQueue(ch: Channel, spec: WorkQueueSpec): Promise<void> {
   const dlx = deadLetterExchange(spec.cluster);
   await ch.assertExchange(dlx, "direct", { durable: true });
-  await ch.assertQueue(spec.deadLetterQueue, { durable: true, arguments: { "x-queue-type": "quorum" } });
+  const expires = spec.expiresMs !== undefined ? { "x-expires": spec.expiresMs } : {};
+  await ch.assertQueue(spec.deadLetterQueue, {
+    durable: true,
+    arguments: { "x-queue-type": "quorum", ...(spec.deadLetterExpires === true ? expires : {}) },
+  });
   await ch.bindQueue(spec.deadLetterQueue, dlx, spec.deadLetterQueue);
   await ch.assertQueue(spec.queue, {
     durable: true,
@@ -37,7 +43,7 @@ export async function assertWorkQueue(ch: Channel, spec: WorkQueueSpec): Promise
       "x-dead-letter-routing-key": spec.deadLetterQueue,
       "x-dead-letter-strategy": "at-least-once",
       "x-overflow": "reject-publish",
-      ...(spec.expiresMs !== undefined ? { "x-expires": spec.expiresMs } : {}),
+      ...expires,
     },
   });
 }

@@ -45,6 +45,9 @@ export function connect(o: RedisConnectOptions, role: Role, name: string, log: L
   } else {
     client = new Redis({ host: "127.0.0.1", port: 6379, ...o.redis, ...mine, ...perRequest });
   }
+  // Every call sent while the connection is (re)connecting waits on "ready" (`ready()` below):
+  // hundreds of listeners under load are expected, not a leak (Node warned at 11).
+  client.setMaxListeners(0);
   track(client, role, log);
   if (role === "block") learnId(client);
   return client;

@@ -304,7 +304,7 @@ export class RedisTransport implements Transport {
         const until = Date.now() + (o.drainMs ?? 5000);
         while (consumer.busy > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
         await consumer.close();
-        if (sub.broadcast) await send(this.cmd, "XGROUP", ["DESTROY", key, group]).catch(() => undefined);
+        if (sub.broadcast || sub.ephemeral === true) await send(this.cmd, "XGROUP", ["DESTROY", key, group]).catch(() => undefined);
       },
     };
   }

@@ -1,0 +1,166 @@
+/**
+ * `fanc dev <idl dir> --run <file>`: the edit loop. The IDL is compiled and watched as by
+ * `fanc compile --watch` (watch.ts); the service process (dev-process.ts) is restarted,
+ * gracefully, after a good IDL rebuild and after a change to its code (the folder of the
+ * `--run` file and any `--watch` folder). An IDL with errors prints its diagnostics and keeps
+ * the running process. One line per rebuild or restart.
+ */
+import { dirname, join, relative, resolve, sep } from "node:path";
+import { parseArgs } from "node:util";
+import { type Io, processIo } from "./io.js";
+import { UsageError } from "./ls.js";
+import { nodeArgs, ServiceProcess } from "./dev-process.js";
+import { DirectoryWatcher } from "./watch-dirs.js";
+
+const USAGE = `usage: fanc dev <idl dir> --run <file> [options] [-- <args of the file>]
+
+Compiles <idl dir> into --out and runs <file> (a .ts file through the project's tsx, or .js).
+On a change to a .fan file it recompiles and, when the IDL compiles, restarts the process; on
+a change to the code (the folder of <file>, and --watch folders) it restarts the process. A
+restart sends SIGTERM and starts the new process once the old one has exited (an App with
+handleSignals drains its calls in flight first). An IDL with errors prints the diagnostics
+and leaves the running process alone. Ctrl-C stops both.
+
+options:
+  --run <file>       the service's entry point (required), e.g. src/main.ts
+  --out <dir>        the generated code's folder (default: generated)
+  --watch <dir>      another code folder to watch (repeatable; default: the folder of --run)
+  --grace <ms>       how long a process may take to exit after SIGTERM before SIGKILL (default 10000)
+  --debounce <ms>    quiet time after the last change before acting (default 100)
+  -h, --help         show this help`;
+
+/** Files whose change restarts the process (editors' swap and backup files do not). */
+function isCode(name: string): boolean {
+  return /\.(m|c)?(t|j)sx?$|\.json$/.test(name) && !name.endsWith(".d.ts.map") && !name.startsWith(".");
+}
+
+/** A running dev session (tests stop it with `close`). */
+export interface DevSession {
+  close(): Promise<void>;
+}
+
+export async function startDev(args: readonly string[], io: Io): Promise<DevSession | number> {
+  const { values, positionals } = parseArgs({
+    args: [...args],
+    options: {
+      run: { type: "string" },
+      out: { type: "string" },
+      watch: { type: "string", multiple: true },
+      grace: { type: "string" },
+      debounce: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    allowPositionals: true,
+  });
+  if (values.help) {
+    io.out(USAGE);
+    return 0;
+  }
+  const [idl, ...extra] = positionals;
+  if (idl === undefined) throw new UsageError(`missing the IDL folder\n${USAGE}`);
+  if (values.run === undefined) throw new UsageError(`missing --run <file>\n${USAGE}`);
+  const file = resolve(values.run);
+  nodeArgs(file); // refuses a missing file or a .ts file without tsx before anything starts
+  const graceMs = Number(values.grace ?? 10_000);
+  const debounceMs = Number(values.debounce ?? 100);
+  if (!(graceMs > 0) || !(debounceMs >= 0)) throw new UsageError("--grace and --debounce are numbers of ms");
+  const out = resolve(values.out ?? "generated");
+  const root = resolve(idl);
+
+  const proc = new ServiceProcess({ file, args: extra, graceMs }, io);
+  // The compile session's own lines are replaced by ours; its diagnostics pass through.
+  const quiet: Io = {
+    out: () => undefined,
+    err: (t) => {
+      if (!/^fanc: \d+ errors?; kept the last good output/.test(t)) io.err(t);
+    },
+  };
+  const { startWatch } = await import("./watch.js");
+  let started = false;
+  const watcher = await startWatch({ root, out, strict: false, watch: true }, quiet, {
+    debounceMs,
+    onRebuild: (o, first) => {
+      const took = `${Math.round(o.ms)} ms`;
+      if (first) {
+        if (o.ok) io.out(`fanc dev: compiled ${relative(process.cwd(), root) || "."} (${o.sources} .fan files, ${took})`);
+        else io.err(`fanc dev: the IDL has ${o.errors} error${o.errors === 1 ? "" : "s"}; fix them to start ${values.run}`);
+        if (o.ok && !started) {
+          started = true;
+          proc.start();
+        }
+        return;
+      }
+      if (!o.ok) {
+        const running = proc.pid === undefined ? "nothing runs" : `pid ${proc.pid} keeps running the last good build`;
+        io.err(`fanc dev: the IDL has ${o.errors} error${o.errors === 1 ? "" : "s"} (above); ${running}`);
+        return;
+      }
+      if (!started) {
+        started = true;
+        io.out(`fanc dev: the IDL compiles again (${took})`);
+        proc.start();
+        return;
+      }
+      void proc.restart(`the IDL changed, recompiled in ${took}`);
+    },
+  });
+
+  // Code folders: the --run file's and --watch's, minus the generated folder (the IDL path restarts for it).
+  const inside = (dir: string, parent: string): boolean => dir === parent || dir.startsWith(parent + sep);
+  const codeDirs = [...new Set([dirname(file), ...(values.watch ?? []).map((d) => resolve(d))])];
+  let timer: NodeJS.Timeout | undefined;
+  const changed = new Set<string>();
+  const watchers = codeDirs.map((d) => {
+    const w = new DirectoryWatcher(
+      d,
+      {
+        change: (dir, name) => {
+          if (name === null || !isCode(name) || inside(dir, out) || inside(dir, root)) return;
+          changed.add(relative(process.cwd(), join(dir, name)));
+          clearTimeout(timer);
+          timer = setTimeout(() => {
+            const names = [...changed];
+            changed.clear();
+            if (!started) return;
+            const what = names.length === 1 ? names[0] : `${names[0]} and ${names.length - 1} more`;
+            void proc.restart(`${what} changed`);
+          }, debounceMs);
+        },
+        error: (e) => io.err(`fanc dev: cannot watch ${d} (${e instanceof Error ? e.message : String(e)})`),
+      },
+      (dir) => inside(dir, out) || dir.split(sep).includes("node_modules"),
+    );
+    w.sync();
+    return w;
+  });
+  io.out(`fanc dev: watching ${[root, ...codeDirs].map((d) => relative(process.cwd(), d) || ".").join(", ")} (Ctrl-C to stop)`);
+  return {
+    close: async () => {
+      clearTimeout(timer);
+      for (const w of watchers) w.close();
+      await watcher.close();
+      await proc.stop();
+    },
+  };
+}
+
+/** `fanc dev ...`: runs until SIGINT or SIGTERM; returns the exit code. */
+export async function run(args: string[], io: Io = processIo): Promise<number> {
+  let session: DevSession | number;
+  try {
+    session = await startDev(args, io);
+  } catch (e) {
+    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      io.err(`fanc dev: ${(e as Error).message}`);
+      return 2;
+    }
+    throw e;
+  }
+  if (typeof session === "number") return session;
+  await new Promise<void>((resolveStop) => {
+    process.once("SIGINT", () => resolveStop());
+    process.once("SIGTERM", () => resolveStop());
+  });
+  await session.close();
+  return 0;
+}

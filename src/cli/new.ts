@@ -1,0 +1,156 @@
+/**
+ * `fanc new service <Name>` and `fanc init`: a service to fill in, from templates
+ * (`new-templates.ts`). `new service` adds the `.fan` stub, its handler, `src/main.ts` (when
+ * there is none) and a test to a project, creating the project files it lacks; `init` does
+ * the same in an empty folder, naming the service after the folder. Nothing is overwritten:
+ * a file that exists is a usage error naming it, before anything is written.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, relative, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { type Io, processIo } from "./io.js";
+import { UsageError } from "./ls.js";
+import * as T from "./new-templates.js";
+
+const USAGE = `usage: fanc new service <Name> [--package x.y] [--transport redis|amqp|zmq|http] [--dir <dir>] [--fan <spec>]
+       fanc init [<Name>] [same options]
+
+new service   adds a service to the project in --dir (default: the current folder): the .fan
+              stub under idl/, its handler in src/, src/main.ts serving it (unless there is one),
+              a vitest test with the test kit and its generated mock, and the project files it
+              lacks (package.json with compile/start/dev/test scripts, tsconfig.json,
+              vitest.config.ts, .gitignore). Existing files are never overwritten.
+init          the same in an empty folder; the service is named after the folder by default.
+
+options:
+  --package <x.y>       the IDL package (default: the service name in lower case)
+  --transport <name>    what src/main.ts serves on: redis (default), amqp, zmq, or http (+ redis
+                        for events and state updates)
+  --dir <dir>           the project folder (default: .)
+  --fan <spec>          the "fan" dependency written to a new package.json (default: ^<this version>;
+                        e.g. file:../fan-0.1.0.tgz)
+  -h, --help            show this help
+
+Then: npm install, npx fanc compile idl/, npm test, npm start (needs etcd and the broker).`;
+
+const TRANSPORTS = ["redis", "amqp", "zmq", "http"] as const;
+
+/** `Greeter` -> `greeter`, `OrderBook` -> `order-book`. */
+function kebab(name: string): string {
+  return name.replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase();
+}
+
+/** `my-shop` -> `MyShop`. */
+function pascal(folder: string): string {
+  const words = folder.split(/[^A-Za-z0-9]+/).filter((w) => w !== "");
+  const name = words.map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join("");
+  return /^[A-Z]/.test(name) ? name : `Service${name}`;
+}
+
+function fanPackage(): Record<string, Record<string, string> | string> {
+  return JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as Record<string, Record<string, string>>;
+}
+
+/** The files to write, relative to the project; each is new. */
+function plan(dir: string, n: T.ServiceNames, fanSpec: string | undefined): Map<string, string> {
+  const files = new Map<string, string>();
+  files.set(T.fanPath(n), T.fanStub(n));
+  files.set(`src/${n.file}.ts`, T.handler(n));
+  files.set(`test/${n.file}.test.ts`, T.test(n));
+  const optional = new Map<string, string>([
+    ["src/main.ts", T.main(n)],
+    ["tsconfig.json", T.TSCONFIG],
+    ["vitest.config.ts", T.VITEST_CONFIG],
+    [".gitignore", T.GITIGNORE],
+  ]);
+  for (const [rel, text] of optional) if (!existsSync(join(dir, rel))) files.set(rel, text);
+  for (const rel of files.keys()) {
+    if (existsSync(join(dir, rel)) && !optional.has(rel))
+      throw new UsageError(`${join(dir, rel)} already exists; nothing was written (choose another name or --package)`);
+  }
+  const pkgPath = join(dir, "package.json");
+  const fan = fanPackage();
+  const dev = (fan.devDependencies ?? {}) as Record<string, string>;
+  if (!existsSync(pkgPath)) {
+    const spec = fanSpec ?? `^${String(fan.version)}`;
+    const versions = {
+      typescript: dev.typescript ?? "~5.9.3",
+      vitest: dev.vitest ?? "^4.0.0",
+      tsx: dev.tsx ?? "^4.20.6",
+      typesNode: dev["@types/node"] ?? "^20.19.0",
+    };
+    const name = basename(resolve(dir)).toLowerCase().replace(/[^a-z0-9._-]+/g, "-");
+    files.set("package.json", `${JSON.stringify(T.packageJson(name, spec, versions), null, 2)}\n`);
+  } else {
+    let pkg: Record<string, unknown>;
+    try {
+      pkg = JSON.parse(readFileSync(pkgPath, "utf8")) as Record<string, unknown>;
+    } catch (e) {
+      throw new UsageError(`${pkgPath} is not valid JSON: ${(e as Error).message}`);
+    }
+    const scripts = { ...T.SCRIPTS, ...((pkg.scripts as Record<string, string> | undefined) ?? {}) };
+    const changed = JSON.stringify(scripts) !== JSON.stringify(pkg.scripts) || pkg.type !== "module";
+    if (changed) files.set("package.json", `${JSON.stringify({ ...pkg, type: "module", scripts }, null, 2)}\n`);
+  }
+  return files;
+}
+
+/** `fanc new ...` (kind "new") and `fanc init ...` (kind "init"): returns the exit code. */
+export async function run(args: string[], io: Io = processIo, kind: "new" | "init" = "new"): Promise<number> {
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: {
+        package: { type: "string" },
+        transport: { type: "string" },
+        dir: { type: "string" },
+        fan: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      allowPositionals: true,
+    });
+    if (values.help) {
+      io.out(USAGE);
+      return 0;
+    }
+    const dir = values.dir ?? ".";
+    let name: string | undefined;
+    if (kind === "new") {
+      const [what, n, ...rest] = positionals;
+      if (what !== "service" || n === undefined || rest.length > 0) throw new UsageError(`expected: fanc new service <Name>\n${USAGE}`);
+      name = n;
+    } else {
+      if (positionals.length > 1) throw new UsageError(`expected: fanc init [<Name>]\n${USAGE}`);
+      const present = existsSync(dir) ? readdirSync(dir).filter((f) => !f.startsWith(".")) : [];
+      if (present.length > 0)
+        throw new UsageError(`fanc init needs an empty folder; ${resolve(dir)} has ${present.slice(0, 5).join(", ")} (use fanc new service <Name> there)`);
+      name = positionals[0] ?? pascal(basename(resolve(dir)));
+    }
+    if (!/^[A-Z][A-Za-z0-9]*$/.test(name)) throw new UsageError(`the service name must be PascalCase (Greeter, OrderBook), got ${JSON.stringify(name)}`);
+    const pkg = values.package ?? name.toLowerCase();
+    if (!/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$/.test(pkg))
+      throw new UsageError(`--package must be lower-case dotted words (shop.orders), got ${JSON.stringify(pkg)}`);
+    const transport = (values.transport ?? "redis") as T.ServiceNames["transport"];
+    if (!TRANSPORTS.includes(transport)) throw new UsageError(`--transport must be one of ${TRANSPORTS.join(", ")}, got ${JSON.stringify(transport)}`);
+    const names: T.ServiceNames = { name, pkg, file: kebab(name), transport };
+    const files = plan(dir, names, values.fan);
+    for (const [rel, text] of files) {
+      mkdirSync(dirname(join(dir, rel)), { recursive: true });
+      writeFileSync(join(dir, rel), text);
+    }
+    const shown = relative(process.cwd(), resolve(dir)) || ".";
+    const where = shown === "." ? "the current folder" : shown;
+    for (const rel of files.keys()) io.out(`  wrote ${join(shown, rel)}`);
+    io.out(`fanc: ${name} (package ${pkg}, served over ${transport}) in ${where}. Next:
+  ${shown === "." ? "" : `cd ${shown} && `}npm install && npm test     # compiles idl/, runs the test with the test kit
+  npm start                                # serves it (etcd${transport === "zmq" ? "" : ` and ${transport === "http" ? "redis" : transport}`} on loopback, or FAN_DISCOVERY)
+  npx fanc call ${name}.hello '{"name":"Ada"}'`);
+    return 0;
+  } catch (e) {
+    if (e instanceof UsageError || (e as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+      io.err(`fanc ${kind}: ${(e as Error).message}`);
+      return 2;
+    }
+    throw e;
+  }
+}

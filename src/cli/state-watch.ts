@@ -1,0 +1,131 @@
+/**
+ * `fanc watch <service>.<state>`: a live replica of a service's state from a shell. The IDL
+ * is compiled in-process as for `fanc call`; an App opens the event transport that carries
+ * the state's updates (`--via` redis, amqp or zmq; default the first the service allows) and
+ * the transport its instances answer snapshot requests on, and watches the state exactly as
+ * `client.states.x.watch()` does (docs/states.md). Prints the snapshot, then each update,
+ * until SIGINT or SIGTERM; status changes (owner absent, resyncing) go to stderr.
+ */
+import { parseArgs } from "node:util";
+import { pino } from "pino";
+import { createApp, type App } from "../runtime/app/app.js";
+import { codec } from "../runtime/codec/index.js";
+import type { StateChange, TransportName } from "../runtime/descriptor.js";
+import { findService, loadIdl } from "./call.js";
+import { ORDER, transportsConfig } from "./health.js";
+import { type Io, processIo } from "./io.js";
+import { cliCluster, cliDiscovery, REGISTRY_OPTIONS, report, UsageError } from "./ls.js";
+
+const EVENT_TRANSPORTS: readonly TransportName[] = ["redis", "amqp", "zmq"];
+
+const USAGE = `usage: fanc watch <service>.<state> [options]
+
+Prints the state's value (a snapshot from its owner), then each update, until Ctrl-C. Text:
+one line per change, "<cause> #<seq>: <json>" (a @delta state's update shows its merge patch).
+
+options:
+  --idl <dir>          the IDL folder (default: idl/)
+  --via <transport>    the transport carrying the updates: redis, amqp or zmq (default: the first of
+                       those the service allows); it must be the one the owner's App uses for events
+  --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
+  --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
+  --json               one JSON object per change: {"state","cause","epoch","seq","value","patch"}
+  -h, --help           show this help`;
+
+/** `fanc watch`: returns the exit code. `stop` ends it (tests); SIGINT and SIGTERM do otherwise. */
+export async function run(args: string[], io: Io = processIo, stop?: AbortSignal): Promise<number> {
+  let app: App | undefined;
+  let discovery: string | undefined;
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: { ...REGISTRY_OPTIONS, idl: { type: "string" }, via: { type: "string" } },
+      allowPositionals: true,
+    });
+    if (values.help) {
+      io.out(USAGE);
+      return 0;
+    }
+    const [target, ...rest] = positionals;
+    if (target === undefined || rest.length > 0) throw new UsageError(`expected <service>.<state>\n${USAGE}`);
+    const dot = target.lastIndexOf(".");
+    if (dot <= 0 || dot === target.length - 1) throw new UsageError(`expected <service>.<state>, got ${JSON.stringify(target)}`);
+    discovery = cliDiscovery(values.discovery);
+    if (!discovery.startsWith("etcd://"))
+      throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(discovery)}`);
+    const schemas = await loadIdl(values.idl ?? "idl");
+    const service = schemas.descriptor(findService(schemas.services(), target.slice(0, dot)));
+    const name = target.slice(dot + 1);
+    const state = service.states[name];
+    if (state === undefined)
+      throw new UsageError(`${service.name} has no state "${name}" (states: ${Object.keys(service.states).join(", ") || "none"})`);
+    const via = values.via as TransportName | undefined;
+    if (via !== undefined && !EVENT_TRANSPORTS.includes(via))
+      throw new UsageError(`--via must be one of ${EVENT_TRANSPORTS.join(", ")} for state updates, got ${JSON.stringify(via)}`);
+    const events = via ?? EVENT_TRANSPORTS.find((t) => service.transports.includes(t));
+    if (events === undefined || !service.transports.includes(events))
+      throw new UsageError(`${service.name} allows no transport that carries state updates${via === undefined ? "" : ` (${via})`}; it allows ${service.transports.join(", ")}`);
+    const cluster = cliCluster(values.cluster);
+    const spec = discovery as `etcd://${string}`;
+    const log = pino({ level: "silent" });
+
+    // Snapshots are an rpc: open, after the event transport, the first transport an instance offers.
+    const probe = createApp({ cluster, discovery: spec, logger: log, telemetry: { healthService: false } });
+    let offered: TransportName[] = [];
+    try {
+      await probe.ready();
+      const instances = (await probe.watch(service.name)).instances();
+      offered = ORDER.filter((t) => instances.some((i) => i.endpoints[t] !== undefined));
+    } finally {
+      await probe.stop().catch(() => undefined);
+    }
+    const rpc = offered.includes(events) ? [] : offered.slice(0, 1);
+    app = createApp({
+      cluster,
+      discovery: spec,
+      logger: log,
+      transports: transportsConfig(new Set([events, ...rpc])),
+      telemetry: { healthService: false },
+    });
+    await app.ready();
+    const c = codec<unknown>(state.schema);
+    const full = `${service.name}.${name}`;
+    const print = (ch: StateChange<unknown>): void => {
+      let value: unknown = null; // an owner that has set no value yet
+      try {
+        if (ch.value !== undefined) value = c.encode(ch.value, name);
+      } catch (e) {
+        io.err(`fanc watch: a value that does not match the IDL: ${(e as Error).message}`);
+        return;
+      }
+      if (values.json) {
+        const o = { state: full, cause: ch.cause, epoch: ch.epoch, seq: ch.seq, value, ...(ch.patch === undefined ? {} : { patch: ch.patch }) };
+        io.out(JSON.stringify(o));
+      } else if (ch.cause === "patch") io.out(`patch #${ch.seq}: ${JSON.stringify(ch.patch)}`);
+      else io.out(`${ch.cause} #${ch.seq}: ${JSON.stringify(value)}`);
+    };
+    const view = app.state(service, name).watch();
+    view.subscribe(print);
+    let shown: string | undefined;
+    view.onStatus((status, reason) => {
+      // One line per status, not one per retry of the same status.
+      if (status === shown) return;
+      shown = status;
+      if (status !== "closed") io.err(`fanc watch: ${full} is ${status}${reason === undefined ? "" : ` (${reason})`}`);
+    });
+    io.err(`watching ${full} over ${events}${rpc.length > 0 ? ` (snapshots over ${rpc[0]})` : ""} (Ctrl-C to stop)`);
+    await new Promise<void>((resolve) => {
+      const done = (): void => resolve();
+      stop?.addEventListener("abort", done, { once: true });
+      if (stop?.aborted) done();
+      process.once("SIGINT", done);
+      process.once("SIGTERM", done);
+    });
+    await view.close();
+    return 0;
+  } catch (e) {
+    return report(io, "watch", e, discovery);
+  } finally {
+    await app?.stop().catch(() => undefined);
+  }
+}

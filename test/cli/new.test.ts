@@ -1,0 +1,75 @@
+/**
+ * `fanc new service` and `fanc init` in-process: what they write, what they refuse, and that
+ * nothing is overwritten. (test/package/new-project.test.ts installs, compiles, tests and runs
+ * the result as a user would.)
+ */
+import { afterEach, expect, it } from "vitest";
+import { run } from "../../src/cli/new.js";
+import { captureIo, TempDir } from "./helpers.js";
+
+let tmp: TempDir;
+afterEach(() => tmp?.cleanup());
+
+it("new service writes the stub, handler, main, test and project files, naming the package", async () => {
+  tmp = new TempDir();
+  const io = captureIo();
+  expect(await run(["service", "OrderBook", "--package", "shop.orders", "--transport", "amqp", "--dir", tmp.path], io)).toBe(0);
+  expect(tmp.files(".")).toEqual([
+    ".gitignore",
+    "idl/shop/orders.fan",
+    "package.json",
+    "src/main.ts",
+    "src/order-book.ts",
+    "test/order-book.test.ts",
+    "tsconfig.json",
+    "vitest.config.ts",
+  ]);
+  expect(tmp.read("idl/shop/orders.fan")).toMatch(/^package shop\.orders\n[\s\S]*service OrderBook \{/);
+  expect(tmp.read("src/order-book.ts")).toContain("export class OrderBookService implements OrderBookHandler");
+  expect(tmp.read("src/main.ts")).toContain('amqp: { url: process.env.FAN_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672" }');
+  expect(tmp.read("test/order-book.test.ts")).toContain("mockOrderBook()");
+  const pkg = JSON.parse(tmp.read("package.json") ?? "{}") as { type: string; scripts: Record<string, string>; dependencies: Record<string, string> };
+  expect(pkg.type).toBe("module");
+  expect(pkg.scripts.dev).toBe("fanc dev idl/ --run src/main.ts");
+  expect(pkg.dependencies.fan).toMatch(/^\^\d+\.\d+\.\d+/);
+  expect(io.outText()).toContain("npx fanc call OrderBook.hello");
+});
+
+it("never overwrites: a second service keeps main.ts and package.json's scripts; the same one is refused", async () => {
+  tmp = new TempDir();
+  tmp.write("package.json", JSON.stringify({ name: "x", scripts: { test: "mine" } }));
+  expect(await run(["service", "Greeter", "--dir", tmp.path], captureIo())).toBe(0);
+  const pkg = JSON.parse(tmp.read("package.json") ?? "{}") as { type: string; scripts: Record<string, string> };
+  expect(pkg.scripts.test).toBe("mine");
+  expect(pkg.scripts.compile).toBe("fanc compile idl/");
+  expect(pkg.type).toBe("module");
+  const main = tmp.read("src/main.ts");
+  expect(await run(["service", "Billing", "--dir", tmp.path], captureIo())).toBe(0);
+  expect(tmp.read("src/main.ts")).toBe(main);
+  const io = captureIo();
+  expect(await run(["service", "Greeter", "--dir", tmp.path], io)).toBe(2);
+  expect(io.errText()).toMatch(/idl\/greeter\.fan already exists; nothing was written/);
+});
+
+it("refuses bad names and packages, and init in a folder that is not empty", async () => {
+  tmp = new TempDir();
+  const bad = async (args: string[], kind: "new" | "init", msg: RegExp): Promise<void> => {
+    const io = captureIo();
+    expect(await run(args, io, kind)).toBe(2);
+    expect(io.errText()).toMatch(msg);
+  };
+  await bad(["service", "greeter", "--dir", tmp.path], "new", /must be PascalCase/);
+  await bad(["service", "Greeter", "--package", "Shop.X", "--dir", tmp.path], "new", /--package must be lower-case dotted words/);
+  await bad(["service", "Greeter", "--transport", "nats", "--dir", tmp.path], "new", /--transport must be one of redis, amqp, zmq, http/);
+  await bad(["thing", "X", "--dir", tmp.path], "new", /expected: fanc new service <Name>/);
+  tmp.write("README.md", "hi");
+  await bad(["--dir", tmp.path], "init", /fanc init needs an empty folder; .* has README\.md/);
+});
+
+it("init names the service after the folder", async () => {
+  tmp = new TempDir();
+  tmp.write("shop-front/.keep", "");
+  const io = captureIo();
+  expect(await run(["--dir", `${tmp.path}/shop-front`], io, "init")).toBe(0);
+  expect(tmp.read("shop-front/idl/shopfront.fan")).toContain("service ShopFront {");
+});

@@ -1,0 +1,97 @@
+/**
+ * `fanc init` and `fanc new service` as a user runs them: fan packed (`pack.ts`, shared with
+ * package.test.ts), `npx --package <tarball> fanc init` in an empty folder under the OS temp
+ * folder, `npm install`, then the project's files UNCHANGED: `npx fanc compile`, `npx tsc
+ * --noEmit`, `npx vitest run`; a second service added with `fanc new service`; `src/main.ts`
+ * run with tsx on Redis and etcd, called with `npx fanc call`, stopped with SIGTERM.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { portOpen } from "../discovery/helpers.js";
+import { packFan, STEP_MS, userEnv } from "./pack.js";
+
+let root = "";
+let project = "";
+let tarball = "";
+
+/** Runs `cmd args` in the project; fails with its output. */
+function sh(cmd: string, args: readonly string[], env: Record<string, string> = {}): string {
+  const r = spawnSync(cmd, args, { cwd: project, env: userEnv(env), encoding: "utf8", timeout: STEP_MS });
+  const out = `${r.stdout}\n${r.stderr}`;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (exit ${r.status ?? r.signal}):\n${out.slice(-6000)}`);
+  return out;
+}
+
+beforeAll(async () => {
+  root = mkdtempSync(join(tmpdir(), "fan-new-"));
+  const packed = await packFan();
+  tarball = basename(packed);
+  copyFileSync(packed, join(root, tarball));
+  project = join(root, "hello-fan");
+  mkdirSync(project);
+}, 2 * STEP_MS);
+
+afterAll(() => {
+  if (root !== "" && process.env.FAN_KEEP_PACKAGE_TEST !== "1") rmSync(root, { recursive: true, force: true });
+});
+
+describe("a project made by fanc init", () => {
+  it("is written into an empty folder, installs, compiles, typechecks and its test passes unchanged", () => {
+    const init = sh("npx", ["--yes", "--package", `../${tarball}`, "--", "fanc", "init", "--fan", `file:../${tarball}`]);
+    expect(init).toContain("wrote idl/hellofan.fan");
+    const pkg = JSON.parse(readFileSync(join(project, "package.json"), "utf8")) as { scripts: Record<string, string> };
+    expect(Object.keys(pkg.scripts)).toEqual(expect.arrayContaining(["compile", "start", "test", "dev"]));
+    sh("npm", ["install"]);
+    expect(sh("npx", ["fanc", "compile", "idl/"])).toMatch(/fanc: compiled 1 \.fan file/);
+    sh("npx", ["tsc", "--noEmit"]);
+    expect(sh("npx", ["vitest", "run"])).toMatch(/Tests\s+2 passed/);
+    // A second service joins the project; main.ts is kept, everything still compiles and passes.
+    const added = sh("npx", ["fanc", "new", "service", "OrderBook", "--package", "shop.orders", "--transport", "amqp"]);
+    expect(added).toContain("wrote idl/shop/orders.fan");
+    expect(added).not.toContain("src/main.ts");
+    const again = spawnSync("npx", ["fanc", "new", "service", "OrderBook", "--package", "shop.orders"], {
+      cwd: project,
+      env: userEnv(),
+      encoding: "utf8",
+    });
+    expect(again.status).toBe(2);
+    expect(again.stderr).toMatch(/already exists; nothing was written/);
+    expect(sh("npm", ["test"])).toMatch(/Tests\s+4 passed/);
+    sh("npx", ["tsc", "--noEmit"]);
+  }, 3 * STEP_MS);
+});
+
+const brokers = (await portOpen("127.0.0.1", 6379)) && (await portOpen("127.0.0.1", 2379));
+if (!brokers && process.env.FAN_REQUIRE_BROKERS !== "1") console.warn("SKIPPING the new project's Redis run: Redis or etcd is not reachable");
+
+describe.skipIf(!brokers && process.env.FAN_REQUIRE_BROKERS !== "1")("the new project's main.ts", () => {
+  it("serves on Redis, answers fanc call, and stops on SIGTERM", async () => {
+    expect(existsSync(join(project, "node_modules/fan")), "the project was installed by the test above").toBe(true);
+    const env = userEnv({ FAN_CLUSTER: `new-${process.pid}-${Math.random().toString(36).slice(2, 8)}` });
+    const proc = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], { cwd: project, env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    const keep = (d: Buffer): void => {
+      out += d.toString();
+    };
+    proc.stdout.on("data", keep);
+    proc.stderr.on("data", keep);
+    const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+    try {
+      await expect.poll(() => out, { timeout: 60_000, interval: 100 }).toContain("HelloFan serving over redis");
+      const r = spawnSync("npx", ["fanc", "call", "HelloFan.hello", '{"name":"Ada"}', "--json"], { cwd: project, env, encoding: "utf8" });
+      expect(r.status, r.stderr).toBe(0);
+      const call = JSON.parse(r.stdout) as unknown;
+      expect(call).toMatchObject({ ok: true, transport: "redis", value: { message: "Hello, Ada!", count: 1 } });
+      const refused = spawnSync("npx", ["fanc", "call", "HelloFan.hello", '{"name":" "}'], { cwd: project, env, encoding: "utf8" });
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toMatch(/error INVALID_ARGUMENT hellofan\.NameRefused/);
+      expect(refused.stderr).toContain('fields: {"who":" ","reason":"blank"}');
+    } finally {
+      proc.kill("SIGTERM");
+    }
+    expect(await exited, out).toBe(0);
+  }, 150_000);
+});
