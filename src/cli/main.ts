@@ -15,6 +15,8 @@ commands:
   health <service> ...                               ask fan.Health whether each instance serves
   route pin|split|clear|show ...                     live traffic rules: pin a version, split, roll back
   check <dir> --against <dir|git ref> [--json]       breaking changes between two versions of the IDL
+  fmt [--check] <dir|file>...                        rewrite .fan files in the canonical layout
+  lsp                                                the language server for editors (stdio)
   call <service>.<method> '<json>' ...               call an rpc on any transport, print the reply
   push <service>.<method> '<json>' ...               send a push, wait for its acknowledgement
   publish <service>.<event> '<json>' ...             publish an event to every subscriber
@@ -80,6 +82,10 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
       return (await import("./route.js")).run(args, io);
     case "check":
       return (await import("./check.js")).run(args, io);
+    case "fmt":
+      return (await import("./fmt.js")).run(args, io);
+    case "lsp":
+      return (await import("../lsp/main.js")).run(args, io);
     case "call":
     case "push":
       return (await import("./call.js")).run(args, io, command);
@@ -87,7 +93,7 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
     case "subscribe":
       return (await import("./events.js")).run(args, io, command);
     default:
-      io.err(`fanc: unknown command "${command}". Commands: compile, ls, config, health, route, check, call, push, publish, subscribe. Run "fanc --help" for usage.`);
+      io.err(`fanc: unknown command "${command}". Commands: compile, ls, config, health, route, check, fmt, lsp, call, push, publish, subscribe. Run "fanc --help" for usage.`);
       return 2;
   }
 }

@@ -30,6 +30,8 @@ export class CheckCache {
   #signature = "";
   #results = new Map<A.SourceFile, FileResult>();
   readonly #interfaces = new WeakMap<A.SourceFile, string>();
+  /** Paths of the files the last run checked again (not taken from the cache); the language server reports it. */
+  rechecked: readonly string[] = [];
 
   /** Start a run: returns the reusable results (empty when any interface changed). */
   begin(files: readonly A.SourceFile[]): ReadonlyMap<A.SourceFile, FileResult> {
