@@ -56,9 +56,9 @@ function layout(text: string, items: readonly IToken[]): string {
       }
       // A closer goes back one level; a `throws` line continues its rpc one level deeper.
       const shift = CLOSERS.includes(t.tokenType) ? -1 : t.tokenType === Kw.throws ? 1 : 0;
-      line = INDENT.repeat(Math.max(0, depth + shift)) + t.image;
+      line = INDENT.repeat(Math.max(0, depth + shift)) + image(t);
     } else {
-      line += (space(prev, t) ? " " : "") + t.image;
+      line += (space(prev, t) ? " " : "") + image(t);
     }
     if (OPENERS.includes(t.tokenType)) depth++;
     else if (CLOSERS.includes(t.tokenType)) depth = Math.max(0, depth - 1);
@@ -77,6 +77,11 @@ function space(a: IToken, b: IToken): boolean {
   if (bt === P.LAngle || bt === P.LParen) return !(tokenMatcher(a, Name) || at === P.RAngle || at === P.RParen);
   if (at === P.LCurly) return bt !== P.RCurly;
   return true;
+}
+
+/** A token's text as written out: a line comment loses its trailing whitespace. */
+function image(t: IToken): string {
+  return t.tokenType === LineComment || t.tokenType === DocComment ? t.image.trimEnd() : t.image;
 }
 
 function isComment(t: IToken): boolean {
@@ -103,7 +108,7 @@ function sameTokens(items: readonly IToken[], path: string, formatted: string): 
   for (let i = 0; i < items.length; i++) {
     const x = items[i]!;
     const y = after[i]!;
-    if (x.tokenType !== y.tokenType || x.image !== y.image)
+    if (x.tokenType !== y.tokenType || image(x) !== image(y))
       return `token ${i} \`${x.image}\` became \`${y.image}\``;
   }
   return undefined;
