@@ -35,6 +35,8 @@ export interface CheckedParams {
   readonly parsed: number;
   readonly rechecked: readonly string[];
   readonly ms: number;
+  /** The version of each open document the check saw, by URI. */
+  readonly versions: Readonly<Record<string, number>>;
 }
 
 /** Serve the language on `connection` until it closes. */
@@ -64,6 +66,7 @@ export function serve(connection: Connection): void {
       parsed: stats.parsed,
       rechecked: stats.rechecked,
       ms: stats.ms,
+      versions: Object.fromEntries(documents.all().map((d) => [d.uri, d.version])),
     } satisfies CheckedParams);
   };
 

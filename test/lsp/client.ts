@@ -27,6 +27,7 @@ export interface Checked {
   readonly parsed: number;
   readonly rechecked: readonly string[];
   readonly ms: number;
+  readonly versions: Readonly<Record<string, number>>;
 }
 
 /** A running server and what it has sent. */
@@ -55,6 +56,11 @@ export class LspClient {
   static async start(fixture: string): Promise<LspClient> {
     const dir = mkdtempSync(join(tmpdir(), "fan-lsp-"));
     cpSync(join(repo, "test/lsp/fixtures", fixture), dir, { recursive: true });
+    return LspClient.startIn(dir);
+  }
+
+  /** Starts the server on a workspace folder (removed by `stop`). */
+  static async startIn(dir: string): Promise<LspClient> {
     const child = spawn(process.execPath, [join(repo, "bin/fanc.mjs"), "lsp", "--stdio"], {
       cwd: dir,
       stdio: ["pipe", "pipe", "inherit"],
@@ -109,6 +115,18 @@ export class LspClient {
       textDocument: { uri: this.uri(rel), version: v },
       contentChanges: [{ text }],
     });
+  }
+
+  /** The version of an open document the client last sent. */
+  version(rel: string): number {
+    return this.#versions.get(rel) ?? 0;
+  }
+
+  /** The first check that saw the document's current version. */
+  checkedNow(rel: string): Promise<Checked> {
+    const v = this.version(rel);
+    const uri = this.uri(rel);
+    return this.until(() => this.checks.find((x) => x.versions[uri] === v), `a check of ${rel} version ${v}`);
   }
 
   request<R>(method: string, params: unknown): Promise<R> {
