@@ -162,9 +162,9 @@ export interface ExchangeHandler extends ServiceHooks {
 
 /** The typed client of Exchange, over whichever transport discovery picks. */
 export interface ExchangeClient {
-  place(req: ExchangeRequests["place"], opts?: CallOptions): Promise<Order>;
-  cancel(req: ExchangeRequests["cancel"], opts?: CallOptions): Promise<boolean>;
-  quote(req: ExchangeRequests["quote"], opts?: CallOptions): Promise<void>;
+  place(req: { order: Order }, opts?: CallOptions): Promise<Order>;
+  cancel(req: { orderId: string }, opts?: CallOptions): Promise<boolean>;
+  quote(req: { "symbol": string; price: retail_common.Money }, opts?: CallOptions): Promise<void>;
   readonly events: {
     readonly traded: EventStream<ExchangeEvents["traded"]>;
   };

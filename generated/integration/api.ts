@@ -92,8 +92,8 @@ export interface IntegrationApiHandler extends ServiceHooks {
 
 /** The typed client of IntegrationApi, over whichever transport discovery picks. */
 export interface IntegrationApiClient {
-  ping(req?: IntegrationApiRequests["ping"], opts?: CallOptions): Promise<string>;
-  status(req: IntegrationApiRequests["status"], opts?: CallOptions): Promise<SyncStatus>;
+  ping(req?: Record<string, never>, opts?: CallOptions): Promise<string>;
+  status(req: { storeId: string }, opts?: CallOptions): Promise<SyncStatus>;
   resync(req: { storeId: string; full?: boolean | undefined }, opts?: CallOptions): Promise<void>;
   readonly events: {
     readonly storeSynced: EventStream<IntegrationApiEvents["storeSynced"]>;
@@ -223,7 +223,7 @@ export interface LightspeedSyncHandler extends ServiceHooks {
 
 /** The typed client of LightspeedSync, over whichever transport discovery picks. */
 export interface LightspeedSyncClient {
-  ping(req?: LightspeedSyncRequests["ping"], opts?: CallOptions): Promise<string>;
+  ping(req?: Record<string, never>, opts?: CallOptions): Promise<string>;
   readonly events: Record<string, never>;
   readonly states: Record<string, never>;
 }

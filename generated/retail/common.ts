@@ -3,6 +3,10 @@
 
 import { type Codec, type ErrorDescriptor, FanError, type StructSchema, codec } from "fan/runtime";
 
+/**
+ * Money is a decimal amount in an ISO 4217 currency.
+ * Decimals travel as strings so no precision is lost.
+ */
 export interface Money {
   amount: string;
   currency: string;

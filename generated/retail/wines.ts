@@ -282,16 +282,16 @@ export interface PublicWinesHandler extends ServiceHooks {
 /** The typed client of PublicWines, over whichever transport discovery picks. */
 export interface PublicWinesClient {
   /** Fetch one wine of a store. */
-  get(req: PublicWinesRequests["get"], opts?: CallOptions): Promise<Wine>;
+  get(req: { storeId: string; inventoryId: string }, opts?: CallOptions): Promise<Wine>;
   /** List a store's wines. */
-  list(req: PublicWinesRequests["list"], opts?: CallOptions): Promise<Wine[]>;
-  create(req: PublicWinesRequests["create"], opts?: CallOptions): Promise<Wine>;
+  list(req: { storeId: string; filter?: WineFilter | undefined }, opts?: CallOptions): Promise<Wine[]>;
+  create(req: { storeId: string; wine: Wine }, opts?: CallOptions): Promise<Wine>;
   /** @deprecated use create */
-  add(req: PublicWinesRequests["add"], opts?: CallOptions): Promise<Wine>;
+  add(req: { storeId: string; wine: Wine }, opts?: CallOptions): Promise<Wine>;
   /** Sell a bottle; fails when none is left. */
   sell(req: { storeId: string; inventoryId: string; payment: Payment; quantity?: number | undefined }, opts?: CallOptions): Promise<void>;
   /** Drop cached entries of a store. */
-  invalidate(req: PublicWinesRequests["invalidate"], opts?: CallOptions): Promise<void>;
+  invalidate(req: { storeId: string }, opts?: CallOptions): Promise<void>;
   readonly events: {
     /** A wine was created or changed. */
     readonly wineChanged: EventStream<PublicWinesEvents["wineChanged"]>;
@@ -527,7 +527,7 @@ export interface LightspeedHandler extends ServiceHooks {
 /** The typed client of Lightspeed, over whichever transport discovery picks. */
 export interface LightspeedClient {
   /** A method named like a keyword: keywords are contextual. */
-  state(req: LightspeedRequests["state"], opts?: CallOptions): Promise<string>;
+  state(req: { service: string; event?: string | undefined }, opts?: CallOptions): Promise<string>;
   readonly events: Record<string, never>;
   readonly states: Record<string, never>;
 }

@@ -2,7 +2,7 @@
 package integration.api
 
 import retail.common as common
-import retail.wines   // an import cycle between packages is allowed
+import retail.wines // an import cycle between packages is allowed
 
 version "1.4.0"
 

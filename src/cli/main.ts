@@ -15,6 +15,8 @@ commands:
   health <service> ...                               ask fan.Health whether each instance serves
   route pin|split|clear|show ...                     live traffic rules: pin a version, split, roll back
   check <dir> --against <dir|git ref> [--json]       breaking changes between two versions of the IDL
+  fmt [--check] <dir|file>...                        rewrite .fan files in the canonical layout
+  lsp                                                the language server for editors (stdio)
   call <service>.<method> '<json>' ...               call an rpc on any transport, print the reply
   push <service>.<method> '<json>' ...               send a push, wait for its acknowledgement
   publish <service>.<event> '<json>' ...             publish an event to every subscriber
@@ -39,6 +41,8 @@ export const COMMANDS: readonly string[] = [
   "health",
   "route",
   "check",
+  "fmt",
+  "lsp",
   "call",
   "push",
   "publish",
@@ -108,6 +112,10 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
       return (await import("./route.js")).run(args, io);
     case "check":
       return (await import("./check.js")).run(args, io);
+    case "fmt":
+      return (await import("./fmt.js")).run(args, io);
+    case "lsp":
+      return (await import("../lsp/main.js")).run(args, io);
     case "call":
     case "push":
       return (await import("./call.js")).run(args, io, command);

@@ -155,10 +155,13 @@ function writeHandler(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel,
   });
 }
 
-/** The client's request parameter: the handler's type unless defaulted parameters make it differ. */
-function clientParams(ctx: ModuleContext, svc: ServiceModel, m: MethodModel): string {
-  const type = m.params.some((p) => p.default !== undefined) ? paramsType(ctx, m.params, true) : requestType(svc, m);
-  return `req${requestOptional(m.params) ? "?" : ""}: ${type}`;
+/**
+ * The client's request parameter, spelled out (`req: { storeId: string; id: string }`) so an
+ * editor's hover and signature help show the fields rather than `XRequests["get"]`; defaulted
+ * parameters are optional for the caller.
+ */
+function clientParams(ctx: ModuleContext, m: MethodModel): string {
+  return `req${requestOptional(m.params) ? "?" : ""}: ${paramsType(ctx, m.params, true)}`;
 }
 
 function eventType(ctx: ModuleContext, svc: ServiceModel, e: EventModel): string {
@@ -171,7 +174,7 @@ function writeClient(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel):
   w.write(`export interface ${svc.name}Client`).block(() => {
     for (const m of svc.methods) {
       writeDoc(w, m);
-      w.writeLine(`${propKey(m.name, "type")}(${clientParams(ctx, svc, m)}, opts?: ${ctx.rt("CallOptions")}): ${promise}<${returnType(ctx, m)}>;`);
+      w.writeLine(`${propKey(m.name, "type")}(${clientParams(ctx, m)}, opts?: ${ctx.rt("CallOptions")}): ${promise}<${returnType(ctx, m)}>;`);
     }
     writeMemberType(w, ctx, "events", svc.events, (e) => {
       writeDoc(w, e);

@@ -58,6 +58,7 @@ export function checkProgram(
     reportUnusedImports(scope, out);
   }
   for (const [file, result] of [...run.reuse, ...run.fresh]) if (scopes.has(file.path)) cache?.record(file, result);
+  if (cache !== undefined) cache.rechecked = [...run.fresh.keys()].map((f) => f.path);
   return { model: { packages: sorted.map((p) => packageModel(c, p)) }, diagnostics: out };
 }
 

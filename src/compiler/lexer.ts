@@ -1,7 +1,9 @@
 /**
  * The fan lexer: one ordered token list for Chevrotain, plus a post-pass that turns lexing
  * problems (stray characters, unterminated strings and comments, bad escapes) into diagnostics
- * and collects `///` doc comments by the offset of what they document.
+ * and collects doc comments by the offset of what they document: `///` lines, or else `//` and
+ * `/* *\/` comments on the lines directly above (see `collectDocs`). Every comment is kept, in
+ * order, for the formatter.
  */
 import type { IToken, TokenType } from "chevrotain";
 import { createToken, Lexer } from "./chevrotain.js";
@@ -71,8 +73,8 @@ export const WhiteSpace = createToken({
 });
 /** `/// doc` — kept in the `comments` group and attached to the next node. */
 export const DocComment = createToken({ name: "DocComment", pattern: /\/\/\/(?!\/)[^\n\r]*/, group: "comments" });
-/** `// comment`, skipped. */
-export const LineComment = createToken({ name: "LineComment", pattern: /\/\/[^\n\r]*/, group: Lexer.SKIPPED });
+/** `// comment`, kept in the `comments` group (a doc when directly above a declaration; the formatter keeps it). */
+export const LineComment = createToken({ name: "LineComment", pattern: /\/\/[^\n\r]*/, group: "comments" });
 /** `/* comment *\/`, kept in the `comments` group so an unterminated one can be reported. */
 export const BlockComment = createToken({
   name: "BlockComment",
@@ -165,6 +167,8 @@ export interface LexResult {
   readonly tokens: IToken[];
   /** Doc text keyed by the offset of the first character after the doc block. */
   readonly docs: Map<number, string>;
+  /** Every comment (`///`, `//`, `/* *\/`) in text order. */
+  readonly comments: readonly IToken[];
   readonly diagnostics: Diagnostic[];
 }
 
@@ -185,7 +189,8 @@ export function lex(file: string, text: string): LexResult {
   }
   const comments = result.groups.comments ?? [];
   const docs = collectDocs(file, text, comments, found);
-  return { tokens: result.tokens, docs, diagnostics: capped(file, found) };
+  for (const c of comments) c.endOffset = c.startOffset + c.image.length - 1;
+  return { tokens: result.tokens, docs, comments, diagnostics: capped(file, found) };
 }
 
 /** At most MAX_LEX_ERRORS diagnostics, in text order, then one "too many errors". */
@@ -278,25 +283,89 @@ export function decodeString(img: string): string {
   return out;
 }
 
+/**
+ * Doc text by the offset of what it documents. A run of comments separated only by whitespace
+ * documents the next token: its `///` lines when it has any (blank lines allowed, other comments
+ * in the run ignored);
+ * otherwise, when the run starts its own line and no blank line separates it from the token or
+ * its comments from each other, the text of its `//` and `/* *\/` comments (markers, a
+ * leading ` * ` and one leading space removed; ruler lines dropped). A comment at the end of a code line starts no doc.
+ */
 function collectDocs(file: string, text: string, comments: readonly IToken[], out: Diagnostic[]): Map<number, string> {
   const docs = new Map<number, string>();
-  let lines: string[] = [];
+  let run: IToken[] = [];
   for (let i = 0; i < comments.length; i++) {
     const c = comments[i]!;
     const end = c.startOffset + c.image.length;
-    if (c.tokenType === BlockComment) {
-      if (c.image.length < 4 || !c.image.endsWith("*/"))
-        out.push(diag.unterminatedComment(span(file, c.startOffset, c.startOffset + 2)));
-      continue;
-    }
-    lines.push(c.image.slice(3).replace(/^ /, "").trimEnd());
+    if (c.tokenType === BlockComment && (c.image.length < 4 || !c.image.endsWith("*/")))
+      out.push(diag.unterminatedComment(span(file, c.startOffset, c.startOffset + 2)));
+    run.push(c);
     const next = skipSpace(text, end);
-    const nextDoc = comments[i + 1];
-    if (nextDoc !== undefined && nextDoc.tokenType === DocComment && nextDoc.startOffset === next) continue;
-    docs.set(next, lines.join("\n"));
-    lines = [];
+    if (comments[i + 1]?.startOffset === next) continue;
+    const doc = docOf(text, run, next);
+    if (doc !== undefined && next < text.length) docs.set(next, doc);
+    run = [];
   }
   return docs;
+}
+
+function docOf(text: string, run: readonly IToken[], next: number): string | undefined {
+  const triple = run.filter((c) => c.tokenType === DocComment);
+  if (triple.length > 0) return triple.map((c) => c.image.slice(3).replace(/^ /, "").trimEnd()).join("\n");
+  const first = run[0]!;
+  if (!startsLine(text, first.startOffset)) return undefined;
+  for (let i = 0; i < run.length; i++) {
+    const c = run[i]!;
+    const to = i + 1 < run.length ? run[i + 1]!.startOffset : next;
+    if (lineBreaks(text, c.startOffset + c.image.length, to) > 1) return undefined;
+  }
+  const lines: string[] = [];
+  for (const c of run) {
+    if (c.tokenType !== LineComment) lines.push(...blockLines(c.image));
+    else if (!RULER.test(c.image)) lines.push(c.image.slice(2).replace(/^ /, "").trimEnd());
+  }
+  while (lines.length > 0 && lines[0] === "") lines.shift();
+  while (lines.length > 0 && lines[lines.length - 1] === "") lines.pop();
+  return lines.length === 0 ? undefined : lines.join("\n");
+}
+
+/** A line comment that is only a ruler (`////`, `// ----`, `// ====`): no doc text. */
+const RULER = /^\/\/\/\/|^\/\/[\s/*=#~-]*$/;
+
+/** The lines of a `/* *\/` comment without its markers and each line's leading ` * `. */
+function blockLines(img: string): string[] {
+  const body = img.endsWith("*/") && img.length >= 4 ? img.slice(2, -2) : img.slice(2);
+  const raw = body.replace(/^\*+/, "").split(/\r\n|\r|\n/);
+  const starred = raw.slice(1).every((l) => l.trim() === "" || /^\s*\*/.test(l));
+  if (starred) return raw.map((l, i) => (i === 0 ? l.trim() : l.replace(/^\s*\* ?/, "").trimEnd()));
+  // No ` * ` prefixes: drop the continuation lines' common indentation.
+  const indents = raw
+    .slice(1)
+    .filter((l) => l.trim() !== "")
+    .map((l) => l.length - l.trimStart().length);
+  const cut = indents.length === 0 ? 0 : Math.min(...indents);
+  return raw.map((l, i) => (i === 0 ? l.trim() : l.slice(cut).trimEnd()));
+}
+
+/** True when only spaces or tabs come before `offset` on its line. */
+function startsLine(text: string, offset: number): boolean {
+  for (let i = offset - 1; i >= 0; i--) {
+    const c = text.charCodeAt(i);
+    if (c === 10 || c === 13) return true;
+    if (c !== 32 && c !== 9 && c !== 0xfeff) return false;
+  }
+  return true;
+}
+
+/** How many line breaks lie in `text[from, to)` (`\r\n` counts once). */
+function lineBreaks(text: string, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 10) n++;
+    else if (c === 13 && text.charCodeAt(i + 1) !== 10) n++;
+  }
+  return n;
 }
 
 function skipSpace(text: string, from: number): number {

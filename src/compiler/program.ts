@@ -36,11 +36,14 @@ export class ParseCache {
   readonly #entries = new Map<string, { readonly text: string; readonly result: ParseResult }>();
   /** Check results of unchanged files, reused while no file's interface changed (internal). */
   readonly checks = new CheckCache();
+  /** How many files were parsed (not taken from the cache) so far; the language server's tests read it. */
+  parses = 0;
 
   /** The parse of `(path, text)`, from the cache when the text is unchanged. */
   parse(path: string, text: string): ParseResult {
     const hit = this.#entries.get(path);
     if (hit !== undefined && hit.text === text) return hit.result;
+    this.parses++;
     const result = parseFile(path, text);
     this.#entries.set(path, { text, result });
     return result;
@@ -59,6 +62,20 @@ export class ParseCache {
 
 /** Parse and check a whole program. Never throws for any input. */
 export function checkSources(sources: readonly SourceInput[], opts: CheckOptions = {}): CheckResult {
+  const r = checkSourcesDetailed(sources, opts);
+  return { model: r.model, diagnostics: r.diagnostics };
+}
+
+/** A check with what editors need besides: every file's AST and the model even when there are errors. */
+export interface DetailedCheckResult extends CheckResult {
+  /** The ASTs, in the order given (first of each path). */
+  readonly files: readonly SourceFile[];
+  /** The model of every declaration that checked, whether or not the program has errors. */
+  readonly partial: ProgramModel | undefined;
+}
+
+/** `checkSources`, keeping the ASTs and the partial model (for the language server). Never throws. */
+export function checkSourcesDetailed(sources: readonly SourceInput[], opts: CheckOptions = {}): DetailedCheckResult {
   const diagnostics: Diagnostic[] = [];
   const files: SourceFile[] = [];
   const seen = new Set<string>();
@@ -84,7 +101,7 @@ export function checkSources(sources: readonly SourceInput[], opts: CheckOptions
   }
   const sorted = sortDiagnostics(diagnostics);
   const failed = sorted.some((d) => d.severity === "error" || opts.strict === true);
-  return { model: failed ? undefined : model, diagnostics: sorted };
+  return { model: failed ? undefined : model, diagnostics: sorted, files, partial: model };
 }
 
 /** True for a checker diagnostic caused by input the parser skipped (it touches a skipped range). */

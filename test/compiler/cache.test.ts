@@ -59,7 +59,7 @@ describe("check cache", () => {
     );
   }, 120_000);
 
-  it("reuses unchanged files' models when only a body changed, and re-checks everything when an interface changed", () => {
+  it("reuses unchanged files' models when only a body changed, and re-checks the importers when an interface changed", () => {
     const cache = new ParseCache();
     const a = { path: "a.fan", text: src("package a", "struct A { x: int = 0 }") };
     const b = { path: "b.fan", text: src("package b", "import a", "struct B { a: a.A }") };
@@ -69,5 +69,22 @@ describe("check cache", () => {
     expect(body.packages[0]!.decls[0]).not.toBe(first.packages[0]!.decls[0]);
     const renamed = checkSources([{ ...a, text: a.text.replace("struct A", "struct A2") }, b], { cache });
     expect(renamed.diagnostics.map((d) => [d.code, d.span.file])).toEqual([["FAN0101", "b.fan"]]);
+  });
+
+  it("re-checks only the files that see a changed package, and every file a @shard path reaches through", () => {
+    const cache = new ParseCache();
+    const a = { path: "a.fan", text: src("package a", "struct Inner { id: string }") };
+    const b = { path: "b.fan", text: src("package b", "import a", "struct Outer { inner: a.Inner }") };
+    const c = { path: "c.fan", text: src("package c", "import b", "service S {", "  @shard(o.inner.id)", "  rpc m(o: b.Outer): int", "}") };
+    const d = { path: "d.fan", text: src("package d", "import b", "service T {", "  rpc m(o: b.Outer): int", "}") };
+    const e = { path: "e.fan", text: src("package e", "struct Alone { x: int }") };
+    const files = [a, b, c, d, e];
+    expect(checkSources(files, { cache }).diagnostics).toEqual([]);
+    const edited = files.map((f) => (f === a ? { ...a, text: a.text.replace("id: string", "key: string") } : f));
+    const cached = checkSources(edited, { cache });
+    // b imports a; c reaches a through its @shard path; d (no @shard) and e see nothing of a.
+    expect([...cache.checks.rechecked].sort()).toEqual(["a.fan", "b.fan", "c.fan"]);
+    expect(cached.diagnostics.map((x) => [x.code, x.span.file])).toEqual([["FAN0317", "c.fan"]]);
+    expect(cached.diagnostics).toEqual(checkSources(edited).diagnostics);
   });
 });

@@ -59,8 +59,35 @@ describe("lexer", () => {
     const { docs } = lex("t.fan", text);
     expect([...docs.entries()]).toEqual([
       [text.indexOf("struct"), "One.\n  Two."],
-      [text.indexOf("// comment"), "Loose."],
+      [text.indexOf("y"), "Loose."],
     ]);
+  });
+
+  it("takes `//` and `/* */` comments directly above a node as its doc, not trailing or detached ones", () => {
+    const text = [
+      "// Line one.",
+      "// Line two.",
+      "struct A {}",
+      "/**",
+      " * Block doc.",
+      " *   indented",
+      " */",
+      "struct B {",
+      "  a: int // trailing, not a doc",
+      "  b: int",
+      "  // detached by a blank line",
+      "",
+      "  c: int",
+      "  /* inline */ d: int",
+      "}",
+    ].join("\n");
+    const { docs, comments } = lex("t.fan", text);
+    expect([...docs.entries()]).toEqual([
+      [text.indexOf("struct A"), "Line one.\nLine two."],
+      [text.indexOf("struct B"), "Block doc.\n  indented"],
+      [text.indexOf("d: int"), "inline"],
+    ]);
+    expect(comments.map((c) => c.image)).toContain("// trailing, not a doc");
   });
 
   it("decodes JSON escapes", () => {

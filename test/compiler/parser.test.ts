@@ -282,7 +282,7 @@ describe("parser: doc comments", () => {
         "  @idempotent",
         "  rpc m(/// A param.",
         "    x: int): int",
-        "  /// Not attached: a comment follows.",
+        "  /// Attached: the `///` lines of a run with plain comments.",
         "  // plain",
         "  rpc n()",
         "}",
@@ -295,7 +295,7 @@ describe("parser: doc comments", () => {
     expect(plain(u)).toMatchObject({ members: [{ doc: "Union member." }] });
     const members = (plain(svc) as { members: Record<string, unknown>[] }).members;
     expect(members[0]).toMatchObject({ doc: "A method.", params: [{ doc: "A param." }] });
-    expect(members[1]!.doc).toBeUndefined();
+    expect(members[1]!.doc).toBe("Attached: the `///` lines of a run with plain comments.");
   });
 });
 

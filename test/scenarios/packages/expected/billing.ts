@@ -93,7 +93,7 @@ export interface BillingHandler extends ServiceHooks {
 
 /** The typed client of Billing, over whichever transport discovery picks. */
 export interface BillingClient {
-  bill(req: BillingRequests["bill"], opts?: CallOptions): Promise<Invoice>;
+  bill(req: { cart: shop.Cart }, opts?: CallOptions): Promise<Invoice>;
   readonly events: {
     readonly paid: EventStream<BillingEvents["paid"]>;
   };

@@ -59,7 +59,7 @@ export interface ShopHandler extends ServiceHooks {
 
 /** The typed client of Shop, over whichever transport discovery picks. */
 export interface ShopClient {
-  checkout(req: ShopRequests["checkout"], opts?: CallOptions): Promise<billing.Invoice>;
+  checkout(req: { cart: Cart }, opts?: CallOptions): Promise<billing.Invoice>;
   readonly events: Record<string, never>;
   readonly states: Record<string, never>;
 }

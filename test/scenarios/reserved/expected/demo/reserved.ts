@@ -89,10 +89,10 @@ export interface KeywordsHandler extends ServiceHooks {
 
 /** The typed client of Keywords, over whichever transport discovery picks. */
 export interface KeywordsClient {
-  "delete"(req: KeywordsRequests["delete"], opts?: CallOptions): Promise<Names>;
-  state(req: KeywordsRequests["state"], opts?: CallOptions): Promise<string>;
-  toString(req?: KeywordsRequests["toString"], opts?: CallOptions): Promise<string>;
-  "new"(req: KeywordsRequests["new"], opts?: CallOptions): Promise<void>;
+  "delete"(req: { "class": string; "in"?: number | undefined }, opts?: CallOptions): Promise<Names>;
+  state(req: { service: string; event?: string | undefined }, opts?: CallOptions): Promise<string>;
+  toString(req?: Record<string, never>, opts?: CallOptions): Promise<string>;
+  "new"(req: { "var": string }, opts?: CallOptions): Promise<void>;
   readonly events: {
     readonly "typeof": EventStream<KeywordsEvents["typeof"]>;
   };

@@ -27,7 +27,7 @@ export interface BackendHandler extends ServiceHooks {
 
 /** The typed client of Backend, over whichever transport discovery picks. */
 export interface BackendClient {
-  ping(req?: BackendRequests["ping"], opts?: CallOptions): Promise<string>;
+  ping(req?: Record<string, never>, opts?: CallOptions): Promise<string>;
   readonly events: Record<string, never>;
   readonly states: Record<string, never>;
 }
@@ -103,7 +103,7 @@ export interface FrontendHandler extends ServiceHooks {
 
 /** The typed client of Frontend, over whichever transport discovery picks. */
 export interface FrontendClient {
-  ping(req?: FrontendRequests["ping"], opts?: CallOptions): Promise<string>;
+  ping(req?: Record<string, never>, opts?: CallOptions): Promise<string>;
   readonly events: Record<string, never>;
   readonly states: Record<string, never>;
 }
@@ -183,7 +183,7 @@ export interface Backend2Handler extends ServiceHooks {
 
 /** The typed client of Backend2, over whichever transport discovery picks. */
 export interface Backend2Client {
-  ping(req?: Backend2Requests["ping"], opts?: CallOptions): Promise<string>;
+  ping(req?: Record<string, never>, opts?: CallOptions): Promise<string>;
   readonly events: Record<string, never>;
   readonly states: Record<string, never>;
 }

@@ -124,14 +124,14 @@ export interface StoreHandler extends ServiceHooks {
 /** The typed client of Store, over whichever transport discovery picks. */
 export interface StoreClient {
   /** Fetch one item. */
-  get(req: StoreRequests["get"], opts?: CallOptions): Promise<Item>;
+  get(req: { id: string }, opts?: CallOptions): Promise<Item>;
   search(req: { query: Query; limit?: number | undefined }, opts?: CallOptions): Promise<Item[]>;
-  put(req: StoreRequests["put"], opts?: CallOptions): Promise<void>;
+  put(req: { item: Item }, opts?: CallOptions): Promise<void>;
   /** @deprecated use put */
-  save(req: StoreRequests["save"], opts?: CallOptions): Promise<Item>;
-  count(req?: StoreRequests["count"], opts?: CallOptions): Promise<number>;
-  touch(req: StoreRequests["touch"], opts?: CallOptions): Promise<void>;
-  reindex(req?: StoreRequests["reindex"], opts?: CallOptions): Promise<void>;
+  save(req: { item: Item }, opts?: CallOptions): Promise<Item>;
+  count(req?: Record<string, never>, opts?: CallOptions): Promise<number>;
+  touch(req: { id: string; at?: Date | undefined }, opts?: CallOptions): Promise<void>;
+  reindex(req?: Record<string, never>, opts?: CallOptions): Promise<void>;
   readonly events: Record<string, never>;
   readonly states: Record<string, never>;
 }
