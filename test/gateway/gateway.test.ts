@@ -44,9 +44,13 @@ for (const transport of ["amqp", "redis", "zmq"] as const) {
     }, 180_000);
 
     afterAll(async () => {
-      await gw?.stop();
-      await stopChild(service);
-      await hub?.close();
+      try {
+        // Bounded, so the service process is stopped even if the gateway's stop hangs.
+        await Promise.race([gw?.stop(), new Promise((r) => setTimeout(r, 15_000))]);
+      } finally {
+        await stopChild(service);
+        await hub?.close();
+      }
     }, 60_000);
 
     it("relays an rpc and carries the caller's trace through", async () => {
