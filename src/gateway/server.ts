@@ -25,9 +25,11 @@ import type { EnvelopeHeaders } from "../runtime/transports/transport.js";
 import type { Catalog, GatewayService } from "./catalog.js";
 import type { Cors } from "./cors.js";
 import { relay } from "./rpc.js";
-import { EventHub, openSse, watchState } from "./sse.js";
+import { EventHub, StateHub, openSse } from "./sse.js";
 import { refuse, wireErrorOf, writeError } from "./wire.js";
 
+/** How long `close()` lets running calls answer before it cuts their connections. */
+const CLOSE_GRACE_MS = 2000;
 /** Default bound on a request body. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 const BODYLESS: ReadonlySet<string> = new Set(["GET", "HEAD", "DELETE"]);
@@ -44,6 +46,7 @@ export interface GatewayOptions {
 export class GatewayServer {
   readonly #o: GatewayOptions;
   readonly #hub: EventHub;
+  readonly #states: StateHub;
   readonly #maxBody: number;
   #server: Server | undefined;
   readonly #streams = new Set<ServerResponse>();
@@ -51,6 +54,7 @@ export class GatewayServer {
   constructor(opts: GatewayOptions) {
     this.#o = opts;
     this.#hub = new EventHub(opts.app, opts.log);
+    this.#states = new StateHub(opts.app);
     this.#maxBody = opts.maxBodyBytes ?? MAX_BODY_BYTES;
   }
 
@@ -76,10 +80,14 @@ export class GatewayServer {
     this.#streams.clear();
     const server = this.#server;
     if (server !== undefined) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      // Calls still running get this long to answer; then their connections are cut.
+      const cut = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+      await closed;
+      clearTimeout(cut);
     }
-    await this.#hub.close();
+    await Promise.allSettled([this.#hub.close(), this.#states.close()]);
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -170,7 +178,7 @@ export class GatewayServer {
     const stop =
       kind === "events"
         ? await this.#hub.attach(d, d.events[member as string] as NonNullable<(typeof d.events)[string]>, fn)
-        : await watchState(this.#o.app, d, d.states[member as string] as NonNullable<(typeof d.states)[string]>, fn);
+        : await this.#states.attach(d, d.states[member as string] as NonNullable<(typeof d.states)[string]>, fn);
     if (req.destroyed) return stop();
     const sse = openSse(res, {});
     this.#streams.add(res);

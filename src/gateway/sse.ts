@@ -1,16 +1,17 @@
 /**
  * Server-Sent Events: `GET /_fan/events/<service>/<event>` streams every event of a service
  * (one `data:` line of wire JSON each), `GET /_fan/states/<service>/<state>` a state's value
- * (the snapshot first, then the value after every change). One broadcast subscription per
+ * (the current value first, then the value after every change). One broadcast subscription per
  * event is shared by every browser watching it (made on the first, closed after the last), on
- * the event transport the service's instances advertise, as `fanc subscribe` subscribes.
+ * the event transport the service's instances advertise, as `fanc subscribe` subscribes; one
+ * watch view (replica) per state likewise.
  */
 import type { ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import { eventTransport } from "../cli/events.js";
 import type { App } from "../runtime/app/app.js";
 import { codec } from "../runtime/codec/index.js";
-import type { EventDescriptor, ServiceDescriptor, StateDescriptor, TransportName } from "../runtime/descriptor.js";
+import type { EventDescriptor, ServiceDescriptor, StateDescriptor, StateView, TransportName } from "../runtime/descriptor.js";
 import { Code, FanError } from "../runtime/errors.js";
 import { nextEnvelopeId } from "../runtime/ids.js";
 import type { Unsubscribe } from "../runtime/transports/transport.js";
@@ -32,6 +33,8 @@ export function openSse(res: ServerResponse, headers: Record<string, string>): S
     "content-type": "text/event-stream; charset=utf-8",
     "cache-control": "no-cache, no-transform",
     "x-accel-buffering": "no",
+    // A stream's connection is never reused: once it ends, it closes.
+    connection: "close",
   });
   res.write("retry: 2000\n: subscribed\n\n");
   const timer = setInterval(() => res.write(": keepalive\n\n"), KEEPALIVE_MS);
@@ -125,9 +128,63 @@ export class EventHub {
   }
 }
 
-/** Streams a state's value: the snapshot, then every change; resolves with the watch's removal. */
-export async function watchState(app: App, svc: ServiceDescriptor, state: StateDescriptor, fn: (data: string) => void): Promise<() => void> {
-  const c = codec<unknown>(state.schema);
-  const sub = await app.state(svc, state.name).watch((value) => fn(JSON.stringify(c.encode(value, state.name))));
-  return () => void sub.unsubscribe();
+interface Watched {
+  readonly listeners: Set<(data: string) => void>;
+  readonly view: StateView<unknown>;
+  /** Resolves once the replica has a value (rejects when none comes in time). */
+  readonly first: Promise<void>;
+  /** The last value sent, as JSON (a new stream starts with it). */
+  last: string | undefined;
+}
+
+/** How long the first stream of a state waits for its owner's value before answering an error. */
+const FIRST_VALUE_MS = 10_000;
+
+/**
+ * Shared state replicas: one watch view per state, whatever the number of streams on it (made
+ * for the first, closed after the last). A stream gets the current value, then every change.
+ */
+export class StateHub {
+  readonly #watched = new Map<string, Watched>();
+
+  constructor(private readonly app: App) {}
+
+  async attach(svc: ServiceDescriptor, state: StateDescriptor, fn: (data: string) => void): Promise<() => void> {
+    const key = `${svc.name}\u0000${state.name}`;
+    let w = this.#watched.get(key);
+    if (w === undefined) {
+      const c = codec<unknown>(state.schema);
+      const view = this.app.state(svc, state.name).watch();
+      const listeners = new Set<(data: string) => void>();
+      const made: Watched = { listeners, view, first: view.ready(FIRST_VALUE_MS).then(() => undefined), last: undefined };
+      view.subscribe((change) => {
+        const data = JSON.stringify(c.encode(change.value, state.name));
+        made.last = data;
+        for (const l of listeners) l(data);
+      });
+      w = made;
+      this.#watched.set(key, w);
+      w.first.catch(() => {
+        if (this.#watched.get(key) === made) this.#watched.delete(key);
+        void view.close();
+      });
+    }
+    const t = w;
+    await t.first;
+    if (t.last === undefined && t.view.current !== undefined) t.last = JSON.stringify(codec(state.schema).encode(t.view.current, state.name));
+    if (t.last !== undefined) fn(t.last);
+    t.listeners.add(fn);
+    return () => {
+      t.listeners.delete(fn);
+      if (t.listeners.size > 0 || this.#watched.get(key) !== t) return;
+      this.#watched.delete(key);
+      void t.view.close();
+    };
+  }
+
+  async close(): Promise<void> {
+    const views = [...this.#watched.values()].map((w) => w.view);
+    this.#watched.clear();
+    await Promise.allSettled(views.map((v) => v.close()));
+  }
 }
