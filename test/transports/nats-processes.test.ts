@@ -3,7 +3,7 @@
  * (one queue group), the pushes a SIGKILLed consumer held go to another instance after the ack
  * wait, and garbage published on the transport's JetStream subjects (push and event) is
  * dead-lettered with a warn line while the server keeps serving; only services with push members
- * leave a stream behind.
+ * leave a stream behind; a redelivery after a push's `@ttl` is dropped and counted.
  */
 import { jetstreamManager } from "@nats-io/jetstream";
 import { afterEach, expect, it } from "vitest";
@@ -22,6 +22,8 @@ import {
   eventStream,
 } from "../../src/runtime/transports/nats/names.js";
 import type { Transport } from "../../src/runtime/transports/transport.js";
+import { CatalogImpl, catalogConfig } from "../runtime/fixtures/impl.js";
+import { Catalog } from "../runtime/fixtures/shop.js";
 import { describeWithBroker } from "./amqp-broker.js";
 import { envelope, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
@@ -188,3 +190,34 @@ async function streamsOf(cluster: string): Promise<string[]> {
     return names.sort();
   });
 }
+
+describeWithBroker(
+  natsIsUp,
+  "NATS",
+  "nats push ttl",
+)("push @ttl over nats", () => {
+  const cluster = `conf-nats-${process.pid}-t${shortId()}`;
+  afterEach(async () => {
+    await deleteStreams(`fan_${cluster}`);
+  });
+
+  it("a redelivery after the push's @ttl is dropped by the App and counted, not handled", async () => {
+    const catalog = new CatalogImpl();
+    catalog.failPushes = 1;
+    // The first delivery fails; the redelivery comes 300 ms later, after the 100 ms TTL.
+    const app = createApp({
+      cluster,
+      discovery: "memory",
+      logger: captureLog().log,
+      transports: { nats: natsTransport({ url: NATS_URL, retryDelayMs: 300 }) },
+    }).serve(Catalog, catalog, { config: catalogConfig, transports: ["nats"] });
+    await app.start();
+    try {
+      await app.client(Catalog, { transport: "nats" }).invalidate({ id: "t1" });
+      await until(() => app.counters.pushesExpired === 1, 5000);
+      expect(catalog.pushes).toEqual([{ id: "t1", attempt: 1 }]);
+    } finally {
+      await app.stop();
+    }
+  });
+});

@@ -81,6 +81,14 @@ export class NatsLink {
   }
 
   async #watch(nc: NatsConnection): Promise<void> {
+    try {
+      await this.#statuses(nc);
+    } catch (e) {
+      this.#log.warn({ err: (e as Error).message }, "nats status watch ended");
+    }
+  }
+
+  async #statuses(nc: NatsConnection): Promise<void> {
     for await (const s of nc.status()) {
       if (s.type === "disconnect") {
         if (!this.#up) continue;
@@ -164,8 +172,22 @@ export class NatsLink {
     const nc = this.#nc;
     if (nc === undefined) return;
     const flush = this.#up ? nc.flush().catch(() => undefined) : Promise.resolve();
-    await Promise.race([flush, new Promise((r) => setTimeout(r, ms))]);
-    await Promise.race([nc.close().catch(() => undefined), new Promise((r) => setTimeout(r, ms))]);
+    await Promise.race([flush, new Promise((r) => setTimeout(r, ms).unref())]);
+    await Promise.race([nc.close().catch(() => undefined), new Promise((r) => setTimeout(r, ms).unref())]);
+  }
+
+  /** Flushes what was published (when connected), waiting at most `ms`; never throws. */
+  async flush(ms = 2000): Promise<void> {
+    const nc = this.#nc;
+    if (nc === undefined || !this.up) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      nc.flush().catch(() => undefined),
+      new Promise((r) => {
+        timer = setTimeout(r, ms);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 }
 

@@ -108,7 +108,7 @@ export class NatsRpcServer {
         // closed already
       }
     }
-    if (this.link.up) await this.link.nc?.flush().catch(() => undefined);
+    await this.link.flush();
   }
 
   /** Calls whose handler has not answered yet. */

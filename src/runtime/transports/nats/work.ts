@@ -238,6 +238,6 @@ export class WorkConsumer {
     if (!this.link.up) return;
     for (const m of this.#inFlight) quietly(() => m.nak());
     this.#inFlight.clear();
-    await this.link.nc?.flush().catch(() => undefined);
+    await this.link.flush();
   }
 }
