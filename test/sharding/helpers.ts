@@ -9,6 +9,8 @@ export interface Child {
   readonly instanceId: string;
   readonly proc: ChildProcess;
   readonly stderr: () => string;
+  /** Everything it printed so far. */
+  readonly stdout: () => string;
 }
 
 /** Starts a child and resolves once it printed `ready` (rejects with its stderr when it exits first). */
@@ -45,7 +47,7 @@ export function serveStore(args: {
       out += d.toString();
       if (out.includes("ready\n")) {
         clearTimeout(timer);
-        resolve({ instanceId: args.instanceId, proc, stderr: () => err });
+        resolve({ instanceId: args.instanceId, proc, stderr: () => err, stdout: () => out });
       }
     });
     proc.once("exit", (code) => {

@@ -12,6 +12,8 @@ import { compactRanges, run as ls } from "../../src/cli/ls.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
 import { describeEtcd, SHARED_ETCD, until } from "../discovery/helpers.js";
 import { type Child, kill, serveStore } from "./helpers.js";
+import { deleteByPrefix } from "../transports/amqp-broker.js";
+import { deleteKeys } from "../transports/redis-server.js";
 import { Store, type Where } from "./fixtures/generated/test/shards.js";
 
 const AMQP = process.env.FAN_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
@@ -54,6 +56,8 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis, nats)", 
   afterAll(async () => {
     await Promise.all(children.map(kill));
     await Promise.allSettled([app?.stop(), other?.stop()]);
+    // Store has a push member: its durable push queue (amqp) and stream (redis) outlive the instances.
+    await Promise.allSettled([deleteKeys(`fan.${cluster}*`), deleteByPrefix(`fan.${cluster}`)]);
   });
 
   const keys = Array.from({ length: 200 }, (_, i) => `store-${i}`);

@@ -23,7 +23,8 @@ import { fromWireError } from "../codec/error-wire.js";
 import { currentContext, edgeTraceparent } from "./callctx.js";
 import { beginTrace, codeOf, withTraceId, type CallTelemetry } from "../telemetry/calls.js";
 import type { CallSeries } from "../telemetry/metrics.js";
-import { endWith } from "../telemetry/tracing.js";
+import { endWith, sdkTracer, startAttemptSpan } from "../telemetry/tracing.js";
+import type { Tracer } from "@opentelemetry/api";
 import { nextEnvelopeId } from "../ids.js";
 import {
   chain,
@@ -104,6 +105,15 @@ interface MethodPlan {
 
 const NEVER: AbortSignal = new AbortController().signal;
 
+/** A call's span context (its traceparent) and its attempts so far, when an SDK records spans. */
+interface AttemptTrace {
+  readonly tracer: Tracer;
+  readonly traceparent: string;
+  attempts: number;
+}
+/** Where a call's `AttemptTrace` is kept on its headers (a symbol: never serialised). */
+const ATTEMPT_TRACE = Symbol("fan.attemptTrace");
+
 /** The `ClientCaller` handed to a generated `createClient`. */
 export class Caller implements ClientCaller {
   readonly #host: ClientHost;
@@ -131,6 +141,8 @@ export class Caller implements ClientCaller {
     },
     send: (target: Target, req: OutgoingRequest, now?: number): Promise<unknown> => {
       const plan = this.#plans.get(req.method.name) as MethodPlan;
+      const trace = (req.headers as Record<symbol, AttemptTrace | undefined>)[ATTEMPT_TRACE];
+      if (trace !== undefined) return this.#tracedAttempt(trace, plan, req, target);
       if (req.method.shard === undefined) return this.#sendTo(plan, req, target, now);
       return this.#sharded(this.#route as Route).deliver(req, target, (t) => this.#sendTo(plan, req, t));
     },
@@ -258,7 +270,15 @@ export class Caller implements ClientCaller {
   #send(plan: MethodPlan, req: OutgoingRequest, now?: number): Promise<unknown> {
     const route = this.#route;
     if (route === undefined) return this.#routeReady().then(() => this.#send(plan, req));
-    if (this.#policy !== undefined) return this.#policy.run(req, this.#attempts, now);
+    if (this.#policy !== undefined) {
+      const tracer = this.#host.telemetry.tracing ? sdkTracer() : undefined;
+      const tp = req.headers.traceparent;
+      // With an SDK, each attempt gets a span: the call's span context is kept before the first
+      // attempt overwrites the header (under a symbol: hedges copy the headers, and share it).
+      if (tracer !== undefined && tp !== undefined)
+        (req.headers as Record<symbol, AttemptTrace>)[ATTEMPT_TRACE] = { tracer, traceparent: tp, attempts: 0 };
+      return this.#policy.run(req, this.#attempts, now);
+    }
     let target: Target;
     try {
       target =
@@ -271,6 +291,32 @@ export class Caller implements ClientCaller {
     if (plan.desc.shard !== undefined)
       return this.#sharded(route).deliver(req, target, (t) => this.#sendTo(plan, req, t));
     return this.#sendTo(plan, req, target, now);
+  }
+
+  /**
+   * One attempt of a call the policy runs, with an SDK registered. The first goes out under the
+   * call's own span (a call answered at once looks as it always did); each retry or hedge gets
+   * a span of its own, a child of the call's span, and its server span is that span's child.
+   */
+  #tracedAttempt(trace: AttemptTrace, plan: MethodPlan, req: OutgoingRequest, target: Target): Promise<unknown> {
+    const n = ++trace.attempts;
+    if (n === 1) return this.#sendAttempt(plan, req, target);
+    const span = startAttemptSpan(
+      trace.tracer,
+      this.#service.name,
+      plan.desc.name,
+      n,
+      target.info.instanceId,
+      target.transport.name,
+      trace.traceparent,
+      req.headers,
+    );
+    return endWith(span, this.#sendAttempt(plan, req, target));
+  }
+
+  #sendAttempt(plan: MethodPlan, req: OutgoingRequest, target: Target): Promise<unknown> {
+    if (req.method.shard === undefined) return this.#sendTo(plan, req, target);
+    return this.#sharded(this.#route as Route).deliver(req, target, (t) => this.#sendTo(plan, req, t));
   }
 
   /** A call that ends before any attempt was sent: counted in the "none" series, with its trace id. */

@@ -117,10 +117,13 @@ export class ShardRoute {
   ): Promise<unknown> {
     const redirect = redirectOf(e);
     if (redirect !== undefined) return sendTo(await this.#redirected(shard, redirect, target, pinned, deadline));
-    // A push's `maybeDelivered` is the producer's to read: such an error is not reworded.
-    if (hasDeliveryFlag(e)) throw e;
-    if (FanError.is(e) && e.code === Code.UNAVAILABLE && (e.details as { shard?: unknown } | undefined)?.shard === undefined)
-      throw shardUnavailable(this.#service.name, shard, `its owner ${target.info.instanceId}: ${e.message}`, e);
+    if (FanError.is(e) && e.code === Code.UNAVAILABLE && (e.details as { shard?: unknown } | undefined)?.shard === undefined) {
+      const err = shardUnavailable(this.#service.name, shard, `its owner ${target.info.instanceId}: ${e.message}`, e);
+      // A push's `maybeDelivered` is the producer's to read: the reworded error keeps it.
+      if (!hasDeliveryFlag(e)) throw err;
+      const maybeDelivered = (e.details as { maybeDelivered: boolean }).maybeDelivered;
+      throw new FanError(err.code, err.message, { cause: e, details: { ...(err.details as object), maybeDelivered } });
+    }
     throw e;
   }
 

@@ -117,6 +117,36 @@ export function startClientSpan(
   return span;
 }
 
+/**
+ * The span of one attempt of a call the policy chain runs (retries and hedges each get one):
+ * a CLIENT child of the call's span, whose context `callTraceparent` holds; written into
+ * `headers`, so the server's span is the attempt's child.
+ */
+export function startAttemptSpan(
+  tracer: Tracer,
+  service: string,
+  method: string,
+  attempt: number,
+  instanceId: string,
+  transport: string,
+  callTraceparent: string,
+  headers: EnvelopeHeaders,
+): Span {
+  const parent = remoteContext({ traceparent: callTraceparent }) ?? context.active();
+  const span = tracer.startSpan(`${service}/${method} attempt ${attempt}`, CLIENT, parent);
+  if (span.isRecording())
+    span.setAttributes({
+      "rpc.system": "fan",
+      "rpc.service": service,
+      "rpc.method": method,
+      "fan.attempt": attempt,
+      "fan.instance": instanceId,
+      "fan.transport": transport,
+    });
+  inject(span, headers);
+  return span;
+}
+
 /** The producer span of an event or state update: written into `headers`, ended at once by the caller. */
 export function startProducerSpan(
   tracer: Tracer,

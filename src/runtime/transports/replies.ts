@@ -15,7 +15,8 @@ import type { Envelope } from "./transport.js";
 export function refuse(service: ServiceDescriptor, env: Envelope, where: string): FanError | undefined {
   if (env.service !== service.name)
     return new FanError(Code.NOT_FOUND, `service ${env.service} is not served here (${where} serves ${service.name})`);
-  if (service.methods[env.method]?.kind !== "rpc")
+  // A push comes this way only to one instance (a `@shard` push to its owner: owner-push.ts).
+  if (service.methods[env.method]?.kind !== (env.kind === "push" ? "push" : "rpc"))
     return new FanError(Code.NOT_FOUND, `unknown method ${env.service}/${env.method}`);
   return undefined;
 }

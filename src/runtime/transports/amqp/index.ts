@@ -35,6 +35,7 @@ import { eventKey, eventsExchange, parseEndpoint, pushQueue } from "./names.js";
 import { AmqpPublisher } from "./publisher.js";
 import { AmqpRpcClient } from "./rpc-client.js";
 import { AmqpServer } from "./server.js";
+import { pushToOwner } from "../owner-push.js";
 
 /** Options of `createApp({ transports: { amqp: {...} } })`. */
 export interface AmqpTransportOptions {
@@ -181,6 +182,9 @@ export class AmqpTransport implements Transport {
   /** Sends a push to the service's durable queue; resolves when the broker confirmed it. */
   async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
     const addr = parseEndpoint(endpoint);
+    // A @shard push goes to its owner's own queue and is acknowledged by the owner (owner-push.ts).
+    if (env.headers.shard !== undefined && addr.instance !== undefined)
+      return pushToOwner((e) => this.#rpc.call(endpoint, e, opts), env, opts);
     const body = this.#encode(env);
     const ttl = env.headers.ttl;
     const expiration = typeof ttl === "number" ? { expiration: String(Math.max(1, Math.ceil(ttl - Date.now()))) } : {};

@@ -4,6 +4,7 @@
  * queue of their own. A cancelled call is announced on the control exchange, where every
  * serving instance of that version listens.
  */
+import { notDelivered } from "../not-delivered.js";
 import { randomBytes } from "node:crypto";
 import type { Channel, ConfirmChannel, ConsumeMessage } from "amqplib";
 import { notSent } from "../../call/outcome.js";
@@ -171,7 +172,10 @@ export class AmqpRpcClient {
     const p = this.#pending.get(String(msg.properties.correlationId));
     if (p === undefined) return;
     const who = p.queue === rpcQueue(p.addr) ? "version" : `instance ${p.addr.instance}`;
-    p.settle(new FanError(Code.UNAVAILABLE, `no amqp request queue for ${p.addr.service}@${p.addr.version} (${who})`));
+    // Returned by the broker: no queue took it, so no server saw it.
+    p.settle(
+      notDelivered(new FanError(Code.UNAVAILABLE, `no amqp request queue for ${p.addr.service}@${p.addr.version} (${who})`)),
+    );
   }
 
   #onLost(ch: Channel): void {

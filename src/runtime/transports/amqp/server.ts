@@ -25,6 +25,7 @@ import {
 import { bounded } from "./waiters.js";
 import { assertWorkQueue, WorkConsumer } from "./work.js";
 import { errorEnvelope, refuse } from "../replies.js";
+import { handlePush } from "../owner-push.js";
 
 /** Server-side tuning. */
 export interface ServerOptions {
@@ -140,7 +141,8 @@ export class AmqpServer {
     let env: Envelope;
     try {
       env = decodeEnvelope(msg.content, { maxBytes: this.opts.maxBytes });
-      if (env.kind !== "call") throw new FanError(Code.INVALID_ARGUMENT, `expected a call, got a ${env.kind}`);
+      if (env.kind !== "call" && env.kind !== "push")
+        throw new FanError(Code.INVALID_ARGUMENT, `expected a call or push, got a ${env.kind}`);
     } catch (e) {
       this.#log.warn({ err: (e as Error).message, replyTo }, "undecodable amqp call");
       answer(errorEnvelope(corr ?? "?", undefined, FanError.from(e, Code.INVALID_ARGUMENT)));
@@ -149,6 +151,11 @@ export class AmqpServer {
     const refused = refuse(this.service, env, "this queue");
     if (refused !== undefined) {
       answer(errorEnvelope(env.id, env, refused));
+      return;
+    }
+    if (env.kind === "push") {
+      // A @shard push to this owner (owner-push.ts): acknowledged to the producer once handled.
+      handlePush(this.inbound, env).then(answer);
       return;
     }
     if (msg.fields.redelivered && this.service.methods[env.method]?.idempotent !== true) {

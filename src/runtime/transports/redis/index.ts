@@ -55,6 +55,7 @@ import {
 import { RedisPubSub } from "./pubsub.js";
 import { RedisRpcClient } from "./rpc-client.js";
 import { RedisRpcServer } from "./rpc-server.js";
+import { pushToOwner } from "../owner-push.js";
 import { StreamConsumer, type StreamSpec } from "./streams.js";
 
 /** Options of `createApp({ transports: { redis: {...} } })`. */
@@ -237,7 +238,11 @@ export class RedisTransport implements Transport {
 
   /** Appends a push to the service's stream; resolves when Redis has it. */
   async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
-    const key = pushKey(parseEndpoint(endpoint));
+    const addr = parseEndpoint(endpoint);
+    // A @shard push goes to its owner's own list and is acknowledged by the owner (owner-push.ts).
+    if (env.headers.shard !== undefined && addr.instance !== undefined)
+      return pushToOwner((e) => this.#rpc.call(endpoint, e, opts), env, opts);
+    const key = pushKey(addr);
     await this.#append(key, this.#encode(env), opts, []);
   }
 

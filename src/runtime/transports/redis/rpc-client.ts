@@ -400,7 +400,8 @@ function ownerGone(d: Dest, takenBack: boolean): FanError {
 
 function noLiveInstance(d: Dest): FanError {
   const who = d.instance === "" ? "no live instance of" : `instance ${d.instance} is not alive:`;
-  return new FanError(Code.UNAVAILABLE, `${who} ${d.addr.service}@${d.addr.version} on redis`);
+  // The script pushed nothing: no server can have seen it.
+  return notDelivered(new FanError(Code.UNAVAILABLE, `${who} ${d.addr.service}@${d.addr.version} on redis`));
 }
 
 /**

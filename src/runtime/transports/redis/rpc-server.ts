@@ -15,6 +15,7 @@ import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./c
 import { aliveKey, cancelChannel, instanceRpcKey, rpcKey, type RedisAddress } from "./names.js";
 import { splitLine } from "./rpc-client.js";
 import { errorEnvelope, refuse } from "../replies.js";
+import { handlePush } from "../owner-push.js";
 
 /** ZADD this instance with an expiry in Redis time and drop expired ones. */
 const ALIVE_SCRIPT = `
@@ -157,7 +158,8 @@ export class RedisRpcServer {
     let env: Envelope;
     try {
       env = decodeEnvelope(req.json, { maxBytes: this.opts.maxBytes });
-      if (env.kind !== "call") throw new FanError(Code.INVALID_ARGUMENT, `expected a call, got a ${env.kind}`);
+      if (env.kind !== "call" && env.kind !== "push")
+        throw new FanError(Code.INVALID_ARGUMENT, `expected a call or push, got a ${env.kind}`);
       const refused = refuse(this.service, env, "this list");
       if (refused !== undefined) throw refused;
     } catch (e) {
@@ -174,6 +176,11 @@ export class RedisRpcServer {
     const key = `${req.channel} ${req.corr}`;
     const ac = new AbortController();
     this.#inFlight.set(key, ac);
+    if (env.kind === "push") {
+      // A @shard push to this owner (owner-push.ts): acknowledged to the producer once handled.
+      handlePush(this.inbound, env).then((reply) => this.#done(key, req, reply));
+      return;
+    }
     // Inline anonymous reactions (no named closure per call: tsx's keepNames wraps those in a
     // defineProperty call).
     this.inbound.call(env, ac.signal).then(
