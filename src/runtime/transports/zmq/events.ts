@@ -59,10 +59,13 @@ export class EventBus {
   private readonly waiters = new Map<string, Array<() => void>>();
   private readonly locals = new Map<string, Local>();
   /** Lossy fan-out topics (state updates): every subscriber of this bus on the topic, and the sequence check. */
+  private readonly liveTopics = new Map<string, { readonly topic: string; readonly frame: Buffer }>();
   private readonly lives = new Map<string, { readonly delivers: Set<EventDelivery>; readonly last: Map<string, number> }>();
   private readonly seq = new Map<string, number>();
   private readonly marker = `\u00ffsync${SEP}${this.id}${SEP}`;
   private ready: Promise<void> | undefined;
+  /** `ready` resolved: publishes skip the deadline race (a timer per publish). */
+  private started = false;
   private connected = false;
   private closed = false;
 
@@ -86,10 +89,15 @@ export class EventBus {
     this.ready ??= this.seenTopic(
       this.marker,
       `zmq event hub at ${this.hub.publish} / ${this.hub.subscribe} did not answer`,
-    ).catch((e: unknown) => {
-      this.ready = undefined;
-      throw e;
-    });
+    ).then(
+      () => {
+        this.started = true;
+      },
+      (e: unknown) => {
+        this.ready = undefined;
+        throw e;
+      },
+    );
     return this.ready;
   }
 
@@ -109,7 +117,7 @@ export class EventBus {
   /** Sends an event to one instance of every subscribing group (every instance when broadcast). */
   async publish(env: Envelope, opts: SendOptions): Promise<void> {
     if (opts.signal.aborted) throw new FanError(Code.CANCELLED, `publish ${env.service}.${env.method}: cancelled`);
-    await this.withDeadline(this.start(), opts.deadline, `publish ${env.service}.${env.method}`);
+    if (!this.started) await this.withDeadline(this.start(), opts.deadline, `publish ${env.service}.${env.method}`);
     const body = encodeEnvelope(env);
     if (body.length > this.maxBytes)
       throw new FanError(
@@ -140,15 +148,21 @@ export class EventBus {
    * message per subscribing instance addressed by the publisher.
    */
   async publishLive(env: Envelope, opts: SendOptions): Promise<void> {
-    await this.withDeadline(this.start(), opts.deadline, `publish ${env.service}.${env.method}`);
-    const topic = this.liveTopic(env.service, env.method);
-    if (!this.seen.has(topic)) return; // nobody subscribes
+    if (!this.started) await this.withDeadline(this.start(), opts.deadline, `publish ${env.service}.${env.method}`);
+    const key = `${env.service}${SEP}${env.method}`;
+    let t = this.liveTopics.get(key);
+    if (t === undefined) {
+      const topic = this.liveTopic(env.service, env.method);
+      t = { topic, frame: Buffer.from(topic, "latin1") };
+      this.liveTopics.set(key, t);
+    }
+    if (!this.seen.has(t.topic)) return; // nobody subscribes
     const body = encodeEnvelope(env);
     if (body.length > this.maxBytes)
       throw new FanError(Code.RESOURCE_EXHAUSTED, `event of ${body.length} bytes exceeds the limit of ${this.maxBytes}`);
-    const n = (this.seq.get(topic) ?? 0) + 1;
-    this.seq.set(topic, n);
-    await this.pub.send([Buffer.from(topic, "latin1"), this.id, String(n), body]);
+    const n = (this.seq.get(t.topic) ?? 0) + 1;
+    this.seq.set(t.topic, n);
+    await this.pub.send([t.frame, this.id, String(n), body]);
   }
 
   /** Subscribes to a live topic; resolves once the hub forwards the subscription to publishers. */
