@@ -26,6 +26,15 @@ function quantile(xs: number[], q: number): number {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? Number.NaN;
 }
 
+/**
+ * CPU time of this process (owner, 10 watchers, and the zmq hub's threads) per update since
+ * `from`: what the machine's load does not change, unlike the lag.
+ */
+function cpuPerUpdate(from: NodeJS.CpuUsage, updates: number): string {
+  const d = process.cpuUsage(from);
+  return `${((d.user + d.system) / updates).toFixed(0)} µs CPU/update`;
+}
+
 async function run(name: string, transports: object): Promise<BenchRow[]> {
   const cluster = `bench-states-${name}-${process.pid}-${shortId()}`;
   const opts = { cluster, discovery: "memory" as const, transports, logger: silentLogger() };
@@ -61,6 +70,7 @@ async function run(name: string, transports: object): Promise<BenchRow[]> {
     // Burst.
     lags.length = 0;
     const n = 5000;
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     for (let i = 0; i < n; i++) {
       sent.set(pub.seq + 1, performance.now());
@@ -69,17 +79,19 @@ async function run(name: string, transports: object): Promise<BenchRow[]> {
     }
     await caughtUp(pub.seq);
     const burst = performance.now() - t0;
+    const burstCpu = cpuPerUpdate(c0, n);
     rows.push({
       case: `${name}: burst, 1 owner → ${WATCHERS} watchers`,
       opsPerSec: (n / burst) * 1000,
       p50Ms: quantile(lags, 0.5),
       p99Ms: quantile(lags, 0.99),
       ratio: 1,
-      note: `updates/s per watcher; ${lags.length} lag samples`,
+      note: `updates/s per watcher; ${lags.length} lag samples; ${burstCpu}`,
     });
     // Paced at ~1,000/s.
     lags.length = 0;
     const m = 2000;
+    const pc0 = process.cpuUsage();
     const p0 = performance.now();
     for (let i = 0; i < m; i++) {
       // Update i is due at p0 + i ms: sleep only when ahead (a setTimeout(1) per update gives
@@ -93,6 +105,7 @@ async function run(name: string, transports: object): Promise<BenchRow[]> {
     const sending = performance.now() - p0;
     await caughtUp(pub.seq);
     const paced = performance.now() - p0;
+    const pacedCpu = cpuPerUpdate(pc0, m);
     const p99 = quantile(lags, 0.99);
     rows.push({
       case: `${name}: paced ~1,000/s, 1 owner → ${WATCHERS} watchers`,
@@ -100,7 +113,7 @@ async function run(name: string, transports: object): Promise<BenchRow[]> {
       p50Ms: quantile(lags, 0.5),
       p99Ms: p99,
       ratio: 1,
-      note: `sent at ${((m / sending) * 1000).toFixed(0)}/s; lag p99 target < 5 ms: ${p99 < 5 ? "met" : "NOT met"}`,
+      note: `sent at ${((m / sending) * 1000).toFixed(0)}/s; ${pacedCpu}; lag p99 target < 5 ms: ${p99 < 5 ? "met" : "NOT met"}`,
     });
   } finally {
     await Promise.allSettled(views.map((v) => v.close()));

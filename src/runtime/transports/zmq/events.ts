@@ -61,9 +61,14 @@ export class EventBus {
   private readonly seen = new Set<string>();
   private readonly waiters = new Map<string, Array<() => void>>();
   private readonly locals = new Map<string, Local>();
+  /** Lossy fan-out topics (state updates): every subscriber of this bus on the topic, and the sequence check. */
+  private readonly liveTopics = new Map<string, { readonly topic: string; readonly frame: Buffer }>();
+  private readonly lives = new Map<string, { readonly delivers: Set<EventDelivery>; readonly last: Map<string, number> }>();
   private readonly seq = new Map<string, number>();
   private readonly marker = `\u00ffsync${SEP}${this.id}${SEP}`;
   private ready: Promise<void> | undefined;
+  /** `ready` resolved: publishes skip the deadline race (a timer per publish). */
+  private started = false;
   private connected = false;
   private closed = false;
 
@@ -87,10 +92,15 @@ export class EventBus {
     this.ready ??= this.seenTopic(
       this.marker,
       `zmq event hub at ${this.hub.publish} / ${this.hub.subscribe} did not answer`,
-    ).catch((e: unknown) => {
-      this.ready = undefined;
-      throw e;
-    });
+    ).then(
+      () => {
+        this.started = true;
+      },
+      (e: unknown) => {
+        this.ready = undefined;
+        throw e;
+      },
+    );
     return this.ready;
   }
 
@@ -110,7 +120,7 @@ export class EventBus {
   /** Sends an event to one instance of every subscribing group (every instance when broadcast). */
   async publish(env: Envelope, opts: SendOptions): Promise<void> {
     if (opts.signal.aborted) throw new FanError(Code.CANCELLED, `publish ${env.service}.${env.method}: cancelled`);
-    await this.withDeadline(this.start(), opts.deadline, `publish ${env.service}.${env.method}`);
+    if (!this.started) await this.withDeadline(this.start(), opts.deadline, `publish ${env.service}.${env.method}`);
     const body = encodeEnvelope(env);
     if (body.length > this.maxBytes)
       throw new FanError(
@@ -129,6 +139,60 @@ export class EventBus {
         await this.writer.send([Buffer.from(topic, "latin1"), this.id, String(n), body], opts.deadline);
       }
     }
+  }
+
+  private liveTopic(service: string, event: string): string {
+    return ["fan", this.cluster, service, event, "live", ""].join(SEP);
+  }
+
+  /**
+   * State updates (`Transport.volatile`): one message on the (service, event) topic, which
+   * libzmq's PUB fans out to every subscribed SUB (in the hub's native code), instead of one
+   * message per subscribing instance addressed by the publisher.
+   */
+  async publishLive(env: Envelope, opts: SendOptions): Promise<void> {
+    if (!this.started) await this.withDeadline(this.start(), opts.deadline, `publish ${env.service}.${env.method}`);
+    const key = `${env.service}${SEP}${env.method}`;
+    let t = this.liveTopics.get(key);
+    if (t === undefined) {
+      const topic = this.liveTopic(env.service, env.method);
+      t = { topic, frame: Buffer.from(topic, "latin1") };
+      this.liveTopics.set(key, t);
+    }
+    if (!this.seen.has(t.topic)) return; // nobody subscribes
+    const body = encodeEnvelope(env);
+    if (body.length > this.maxBytes)
+      throw new FanError(Code.RESOURCE_EXHAUSTED, `event of ${body.length} bytes exceeds the limit of ${this.maxBytes}`);
+    const n = (this.seq.get(t.topic) ?? 0) + 1;
+    this.seq.set(t.topic, n);
+    await this.pub.send([t.frame, this.id, String(n), body]);
+  }
+
+  /** Subscribes to a live topic; resolves once the hub forwards the subscription to publishers. */
+  async subscribeLive(sub: EventSubscription, deliver: EventDelivery): Promise<Unsubscribe> {
+    await this.start();
+    const topic = this.liveTopic(sub.source.name, sub.event);
+    let live = this.lives.get(topic);
+    if (live === undefined) {
+      live = { delivers: new Set(), last: new Map() };
+      this.lives.set(topic, live);
+      this.sub.subscribe(Buffer.from(topic, "latin1"));
+    }
+    live.delivers.add(deliver);
+    const drop = (): void => {
+      const l = this.lives.get(topic);
+      l?.delivers.delete(deliver);
+      if (l === undefined || l.delivers.size > 0) return;
+      this.lives.delete(topic);
+      if (!this.closed) this.sub.unsubscribe(Buffer.from(topic, "latin1"));
+    };
+    try {
+      await this.seenTopic(topic, `subscription to ${sub.source.name}.${sub.event} did not reach the event hub`);
+    } catch (e) {
+      drop();
+      throw e;
+    }
+    return { close: async () => drop() };
   }
 
   /** Subscribes; resolves once the hub forwards the subscription to publishers. */
@@ -214,8 +278,13 @@ export class EventBus {
 
   private onEvent(frames: Buffer[]): void {
     const [topicFrame, pubFrame, seqFrame, body] = frames;
-    const local = this.locals.get(topicFrame?.toString("latin1") ?? "");
-    if (local === undefined) return;
+    const topic = topicFrame?.toString("latin1") ?? "";
+    const local = this.locals.get(topic);
+    if (local === undefined) {
+      const live = this.lives.get(topic);
+      if (live !== undefined) this.onLive(live, frames);
+      return;
+    }
     if (frames.length !== 4 || body === undefined) {
       this.stats.malformed++;
       this.log.warn({ frames: frames.length }, "zmq: dropped a malformed event message");
@@ -233,7 +302,27 @@ export class EventBus {
     local.tail = local.tail.then(() => this.deliver(local, env));
   }
 
-  private checkSequence(local: Local, publisher: string, n: number): void {
+  private onLive(live: { readonly delivers: Set<EventDelivery>; readonly last: Map<string, number> }, frames: Buffer[]): void {
+    const [, pubFrame, seqFrame, body] = frames;
+    if (frames.length !== 4 || body === undefined) {
+      this.stats.malformed++;
+      this.log.warn({ frames: frames.length }, "zmq: dropped a malformed event message");
+      return;
+    }
+    this.checkSequence(live, String(pubFrame), Number(String(seqFrame)));
+    let env: Envelope;
+    try {
+      env = decodeEnvelope(body, { maxBytes: this.maxBytes });
+    } catch (e) {
+      this.stats.malformed++;
+      this.log.warn({ err: (e as Error).message }, "zmq: dropped an event that does not decode");
+      return;
+    }
+    for (const deliver of live.delivers)
+      deliver(env).catch((e: unknown) => this.log.warn({ err: e, event: env.method }, "zmq: state update handler failed"));
+  }
+
+  private checkSequence(local: Pick<Local, "last">, publisher: string, n: number): void {
     const last = local.last.get(publisher);
     if (last !== undefined && Number.isInteger(n) && n > last + 1) {
       this.stats.lost += n - last - 1;

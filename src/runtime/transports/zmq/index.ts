@@ -102,6 +102,13 @@ export class ZmqTransport implements Transport {
     return (await this.events()).subscribe(sub, deliver);
   }
 
+  /** State updates: one message per update on a topic every watcher subscribes (events.ts). */
+  readonly volatile = {
+    publish: async (env: Envelope, opts: SendOptions): Promise<void> => (await this.events()).publishLive(env, opts),
+    subscribe: async (sub: EventSubscription, deliver: EventDelivery): Promise<Unsubscribe> =>
+      (await this.events()).subscribeLive(sub, deliver),
+  };
+
   /** What events lost, failed or could not decode on this transport. */
   eventStats(): EventStats {
     return { ...(this.busNow?.stats ?? { lost: 0, failed: 0, malformed: 0 }) };
