@@ -23,7 +23,8 @@ async function etcdLeader(dead?: string): Promise<string> {
     const id = /^(\d+)/.exec(m)?.[1];
     const leader = /"Leader" : (\d+)/.exec(m)?.[1];
     const port = /"Endpoint" : "127\.0\.0\.1:(\d+)"/.exec(m)?.[1];
-    if (id !== undefined && id === leader && port !== undefined) return `etcd${PORTS.etcd.indexOf(Number(port) as 23791) + 1}`;
+    if (id !== undefined && id === leader && port !== undefined)
+      return `etcd${PORTS.etcd.indexOf(Number(port) as 23791) + 1}`;
   }
   throw new Error(`no etcd leader in: ${out}`);
 }
@@ -31,7 +32,14 @@ async function etcdLeader(dead?: string): Promise<string> {
 async function instanceKeys(cluster: string): Promise<string[]> {
   const out = await sh(
     "etcdctl",
-    ["--endpoints", endpoints, "get", "--prefix", "--keys-only", `/fan/${cluster}/services/fan.conformance.Conformance/`],
+    [
+      "--endpoints",
+      endpoints,
+      "get",
+      "--prefix",
+      "--keys-only",
+      `/fan/${cluster}/services/fan.conformance.Conformance/`,
+    ],
     20_000,
   );
   return out.split("\n").filter((l) => l.trim() !== "");
