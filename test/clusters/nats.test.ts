@@ -8,6 +8,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/app/app.js";
+import type { TransportsConfig } from "../../src/runtime/app/infra.js";
 import { shortId } from "../../src/runtime/ids.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
 import { Conformance } from "../transports/fixtures/generated/fan/conformance.js";
@@ -43,7 +44,7 @@ const missing = existsSync(transportDir)
       };
       const server = await startPeer(env, 60_000);
       peers.push(server);
-      const transports = { nats: options } as unknown as NonNullable<Parameters<typeof createApp>[0]>["transports"];
+      const transports = { nats: options } as unknown as TransportsConfig;
       const app = createApp({ cluster, discovery: ETCD_CLUSTER, logger: silentLogger(), transports });
       apps.push(app);
       await app.start();
