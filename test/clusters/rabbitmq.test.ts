@@ -25,7 +25,7 @@ async function queueLeader(queue: string, dead?: string): Promise<string> {
   return `rabbit${m[1]}`;
 }
 
-(await describeCluster("the RabbitMQ cluster", [...PORTS.rabbit, ...PORTS.etcd]))(
+(await describeCluster("the RabbitMQ cluster", PORTS.rabbit))(
   "RabbitMQ quorum queue leader's node killed under traffic",
   () => {
     const peers: Peer[] = [];

@@ -101,45 +101,42 @@ async function killUnderTraffic(
   expect(cost.recoveryMs).toBeLessThan(30_000);
 }
 
-(await describeCluster("the Redis Cluster", [...PORTS.redisCluster, ...PORTS.etcd]))(
-  "Redis Cluster master killed under traffic",
-  () => {
-    const peers: Peer[] = [];
-    const apps: App[] = [];
-    const restart: { member?: string | undefined } = {};
-    afterAll(async () => {
-      await Promise.allSettled(apps.map((a) => a.stop()));
-      await Promise.allSettled(peers.map((p) => p.kill()));
-      if (restart.member !== undefined) await clusters("start", restart.member);
-    }, 120_000);
+(await describeCluster("the Redis Cluster", PORTS.redisCluster))("Redis Cluster master killed under traffic", () => {
+  const peers: Peer[] = [];
+  const apps: App[] = [];
+  const restart: { member?: string | undefined } = {};
+  afterAll(async () => {
+    await Promise.allSettled(apps.map((a) => a.stop()));
+    await Promise.allSettled(peers.map((p) => p.kill()));
+    if (restart.member !== undefined) await clusters("start", restart.member);
+  }, 120_000);
 
-    it("fails over to the replica; calls resume; acknowledged pushes lost are counted", async () => {
-      const options: RedisTransportOptions = {
-        cluster: { nodes: PORTS.redisCluster.map((port) => ({ host: "127.0.0.1", port })) },
-      };
-      const healthy = async (): Promise<boolean> => {
-        const info = await sh("redis-cli", ["-p", "27001", "cluster", "info"]).catch(() => "");
-        const nodes = await sh("redis-cli", ["-p", "27002", "cluster", "nodes"]).catch(() => "fail");
-        return info.includes("cluster_state:ok") && !nodes.includes("fail") && !nodes.includes("disconnected");
-      };
-      await killUnderTraffic(
-        "redis cluster master killed",
-        options,
-        async (cluster) => {
-          const port = await masterOf(pushKey({ cluster, service: "fan.conformance.Conformance", version: "1.0.0" }));
-          await clusters("kill", `redis${port}`);
-          return `redis${port}`;
-        },
-        healthy,
-        peers,
-        apps,
-        restart,
-      );
-    }, 300_000);
-  },
-);
+  it("fails over to the replica; calls resume; acknowledged pushes lost are counted", async () => {
+    const options: RedisTransportOptions = {
+      cluster: { nodes: PORTS.redisCluster.map((port) => ({ host: "127.0.0.1", port })) },
+    };
+    const healthy = async (): Promise<boolean> => {
+      const info = await sh("redis-cli", ["-p", "27001", "cluster", "info"]).catch(() => "");
+      const nodes = await sh("redis-cli", ["-p", "27002", "cluster", "nodes"]).catch(() => "fail");
+      return info.includes("cluster_state:ok") && !nodes.includes("fail") && !nodes.includes("disconnected");
+    };
+    await killUnderTraffic(
+      "redis cluster master killed",
+      options,
+      async (cluster) => {
+        const port = await masterOf(pushKey({ cluster, service: "fan.conformance.Conformance", version: "1.0.0" }));
+        await clusters("kill", `redis${port}`);
+        return `redis${port}`;
+      },
+      healthy,
+      peers,
+      apps,
+      restart,
+    );
+  }, 300_000);
+});
 
-(await describeCluster("the Redis Sentinel group", [...PORTS.sentinelData, ...PORTS.sentinels, ...PORTS.etcd]))(
+(await describeCluster("the Redis Sentinel group", [...PORTS.sentinelData, ...PORTS.sentinels]))(
   "Redis Sentinel master killed under traffic",
   () => {
     const peers: Peer[] = [];
