@@ -300,6 +300,7 @@ down() {
     fi
     stop_pidfile "$f" "${f%/pid}"
   done
+  return 0
 }
 
 mkdir -p "$base"

@@ -1,6 +1,6 @@
 /**
- * What the cluster tests share: whether a cluster of `scripts/clusters.sh` answers (skip with
- * a reason, or fail under FAN_REQUIRE_CLUSTERS=1), killing and restarting one member through
+ * What the cluster tests share: whether to run (only with FAN_REQUIRE_CLUSTERS=1, which also
+ * makes a cluster that does not answer a failure; skipped with a reason otherwise), killing and restarting one member through
  * the script, and steady traffic (rpc + numbered pushes through the generated client) that
  * measures what a member's death costs: failed calls, time to recover, pushes lost.
  */
@@ -32,8 +32,8 @@ async function allUp(ports: readonly number[]): Promise<boolean> {
 }
 
 /**
- * `describe` when every port answers; otherwise a skip with a printed reason, or (with
- * FAN_REQUIRE_CLUSTERS=1) an error naming what is down.
+ * `describe` under FAN_REQUIRE_CLUSTERS=1 when every port answers (an error naming what is
+ * down when one does not); otherwise, or when `missing` says why not, a skip with a reason.
  */
 export async function describeCluster(
   what: string,
@@ -44,11 +44,17 @@ export async function describeCluster(
     console.warn(`SKIPPED ${what}: ${missing}`);
     return describe.skip;
   }
+  // These tests kill cluster members: they run only when asked, never in a plain `npm test`.
+  if (process.env.FAN_REQUIRE_CLUSTERS !== "1") {
+    console.warn(
+      `SKIPPED ${what}: the cluster tests kill members of the clusters of scripts/clusters.sh; run them with bash scripts/clusters.sh up && FAN_REQUIRE_CLUSTERS=1 npx vitest run test/clusters`,
+    );
+    return describe.skip;
+  }
   if (await allUp(ports)) return describe;
-  const why = `${what} is not running on 127.0.0.1:${ports.join(",")} (bash scripts/clusters.sh up starts it)`;
-  if (process.env.FAN_REQUIRE_CLUSTERS === "1") throw new Error(`${why} and FAN_REQUIRE_CLUSTERS=1`);
-  console.warn(`SKIPPED ${what}: ${why}; FAN_REQUIRE_CLUSTERS=1 makes this a failure`);
-  return describe.skip;
+  throw new Error(
+    `${what} is not running on 127.0.0.1:${ports.join(",")} and FAN_REQUIRE_CLUSTERS=1 (bash scripts/clusters.sh up starts it)`,
+  );
 }
 
 /** Runs `scripts/clusters.sh ...args`; resolves with its stdout. */

@@ -25,7 +25,7 @@ async function queueLeader(queue: string, dead?: string): Promise<string> {
   return `rabbit${m[1]}`;
 }
 
-(await describeCluster("the RabbitMQ cluster", [...PORTS.rabbit, ...PORTS.etcd]))(
+(await describeCluster("the RabbitMQ cluster", PORTS.rabbit))(
   "RabbitMQ quorum queue leader's node killed under traffic",
   () => {
     const peers: Peer[] = [];
@@ -48,7 +48,12 @@ async function queueLeader(queue: string, dead?: string): Promise<string> {
       };
       const server = await startPeer(env, 60_000);
       peers.push(server);
-      const app = createApp({ cluster, discovery: ETCD_CLUSTER, logger: silentLogger(), transports: { amqp: options } });
+      const app = createApp({
+        cluster,
+        discovery: ETCD_CLUSTER,
+        logger: silentLogger(),
+        transports: { amqp: options },
+      });
       apps.push(app);
       await app.start();
       const traffic = new Traffic(app.client(Conformance, { transport: "amqp" }), cluster);
@@ -60,7 +65,17 @@ async function queueLeader(queue: string, dead?: string): Promise<string> {
       const killedAt = Date.now();
       await traffic.flowing(50, 60_000, "calls after the kill").catch(async (e) => {
         const ask = killed === "rabbit1" ? "2" : "1";
-        const queues = await clusters("rabbitmqctl", ask, "list_queues", "name", "type", "leader", "consumers", "messages", "-q");
+        const queues = await clusters(
+          "rabbitmqctl",
+          ask,
+          "list_queues",
+          "name",
+          "type",
+          "leader",
+          "consumers",
+          "messages",
+          "-q",
+        );
         const ours = queues.split("\n").filter((l) => l.includes(cluster));
         throw new Error(`${(e as Error).message}; killed ${killed}; queues:\n${ours.join("\n")}`);
       });
