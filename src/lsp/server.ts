@@ -4,6 +4,7 @@
  * whose diagnostics changed (an edit in one file can fix or break another); each check also
  * sends a `fan/checked` notification with what it re-did, for tests and the benchmark.
  */
+import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import {
   type Connection,
@@ -127,9 +128,10 @@ export function serve(connection: Connection): void {
     schedule(l.project);
   });
   documents.onDidClose(async (e) => {
-    const l = await ws.refresh(e.document.uri);
+    const l = await at(e.document.uri);
     if (l === undefined) return;
-    l.project.close(l.path, l.project.text(l.path));
+    // The text on disk counts again (an unsaved edit is dropped; a file never saved is gone).
+    l.project.close(l.path, await readFile(fileURLToPath(e.document.uri), "utf8").catch(() => undefined));
     schedule(l.project);
   });
   connection.onDidChangeWatchedFiles(async (e) => {

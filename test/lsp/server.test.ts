@@ -228,4 +228,15 @@ describe("fanc lsp", () => {
     expect([...shapeEdit.rechecked].sort()).toEqual(["shop/billing.fan", "shop/orders.fan"]);
     await c.change(ORDERS, text);
   });
+
+  it("drops an unsaved edit when its document closes, and sees files created on disk", async () => {
+    await c.change(ORDERS, fixture(ORDERS).replace("total: common.Money", "total: Mony"));
+    await c.until(() => c.diagnostics.get(c.uri(ORDERS))?.some((d) => d.code === "FAN0101"), "FAN0101 from the unsaved edit");
+    await c.conn.sendNotification("textDocument/didClose", { textDocument: { uri: c.uri(ORDERS) } });
+    await c.until(() => c.diagnostics.get(c.uri(ORDERS))?.length === 0, "the disk text's diagnostics (none)");
+    writeFileSync(join(c.dir, "idl/shop/extra.fan"), "package shop.extra\n\nstruct Extra { x: Nope }\n");
+    await c.conn.sendNotification("workspace/didChangeWatchedFiles", { changes: [{ uri: c.uri("idl/shop/extra.fan"), type: 1 }] });
+    const ds = await c.until(() => c.diagnostics.get(c.uri("idl/shop/extra.fan")), "diagnostics of a new file");
+    expect(ds.map((d) => d.message)).toEqual(["unknown type `Nope`"]);
+  });
 });
