@@ -42,7 +42,7 @@ describe("fanc", () => {
     expect((await fanc()).code).toBe(2);
     const { code, io } = await fanc("compil");
     expect(code).toBe(2);
-    expect(io.errText()).toBe('fanc: unknown command "compil". Commands: compile, ls, config, health, route, check, call, push, publish, subscribe. Run "fanc --help" for usage.');
+    expect(io.errText()).toBe('fanc: unknown command "compil". Commands: compile, ls, config, health, route, check, call, push, publish, subscribe, watch, bench, new, init, dev, completion. Run "fanc --help" for usage.');
   });
 
   it("dispatches ls and config to their modules", async () => {
