@@ -1,5 +1,5 @@
 /**
- * The `fanc` command: dispatches to `compile`, `ls` and `config`. Returns the exit code and
+ * The `fanc` command: dispatches to each subcommand's module (loaded on use). Returns the exit code and
  * never lets a stack trace reach the user (set `FANC_DEBUG=1` to see one for a real bug).
  */
 import { readFileSync } from "node:fs";

@@ -134,6 +134,7 @@ export async function run(args: string[], io: Io = processIo, kind: "new" | "ini
     if (!TRANSPORTS.includes(transport)) throw new UsageError(`--transport must be one of ${TRANSPORTS.join(", ")}, got ${JSON.stringify(transport)}`);
     const names: T.ServiceNames = { name, pkg, file: kebab(name), transport };
     const files = plan(dir, names, values.fan);
+    const freshPackage = !existsSync(join(dir, "package.json"));
     for (const [rel, text] of files) {
       mkdirSync(dirname(join(dir, rel)), { recursive: true });
       writeFileSync(join(dir, rel), text);
@@ -141,6 +142,8 @@ export async function run(args: string[], io: Io = processIo, kind: "new" | "ini
     const shown = relative(process.cwd(), resolve(dir)) || ".";
     const where = shown === "." ? "the current folder" : shown;
     for (const rel of files.keys()) io.out(`  wrote ${join(shown, rel)}`);
+    if (freshPackage && values.fan === undefined)
+      io.out(`  note: package.json asks for fan ${JSON.stringify(JSON.parse(files.get("package.json") as string).dependencies?.fan)} from the registry; install fan from where you got it instead (npm install <tarball or git URL>), or pass --fan <spec>`);
     io.out(`fanc: ${name} (package ${pkg}, served over ${transport}) in ${where}. Next:
   ${shown === "." ? "" : `cd ${shown} && `}npm install && npm test     # compiles idl/, runs the test with the test kit
   npm start                                # serves it (etcd${transport === "zmq" ? "" : ` and ${transport === "http" ? "redis" : transport}`} on loopback, or FAN_DISCOVERY)
