@@ -151,11 +151,13 @@ sentinel_data_start() { # port
 }
 sentinel_up() {
   local p ok=0
-  sentinel_data_start "$SENTINEL_MASTER" || ok=1
-  wait_port "sentinel master" "$SENTINEL_MASTER" 20 || ok=1
-  sentinel_data_start "$SENTINEL_REPLICA" || ok=1
+  # Sentinels first: after a failover their config names the current master, and the data
+  # nodes start as that master and its replica.
   for p in "${SENTINEL_PORTS[@]}"; do sentinel_start "$p" || ok=1; done
-  for p in "$SENTINEL_REPLICA" "${SENTINEL_PORTS[@]}"; do wait_port "sentinel $p" "$p" 20 || ok=1; done
+  for p in "${SENTINEL_PORTS[@]}"; do wait_port "sentinel $p" "$p" 20 || ok=1; done
+  sentinel_data_start "$SENTINEL_MASTER" || ok=1
+  sentinel_data_start "$SENTINEL_REPLICA" || ok=1
+  for p in "$SENTINEL_MASTER" "$SENTINEL_REPLICA"; do wait_port "sentinel data $p" "$p" 20 || ok=1; done
   return $ok
 }
 

@@ -6,6 +6,7 @@
  */
 import { afterAll, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/app/app.js";
+import { EtcdRegistry } from "../../src/runtime/discovery/etcd.js";
 import { shortId } from "../../src/runtime/ids.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
 import { Conformance } from "../transports/fixtures/generated/fan/conformance.js";
@@ -65,6 +66,7 @@ async function instanceKeys(cluster: string): Promise<string[]> {
     await app.start();
     const traffic = new Traffic(app.client(Conformance, { transport: "http" }), cluster);
     await traffic.flowing(20, 30_000, "calls before the kill");
+    const probes = await watchedWrites(cluster);
 
     killed = await etcdLeader();
     await clusters("kill", killed);
@@ -88,12 +90,26 @@ async function instanceKeys(cluster: string): Promise<string[]> {
     );
     const keys = await instanceKeys(cluster);
     const newLeader = await etcdLeader(killed);
+    const watch = await probes.stop();
     await clusters("start", killed);
     killed = undefined;
     await traffic.stop();
     const handled = [...a.lines, ...b.lines].filter((l) => l.push !== undefined).map((l) => String(l.push));
     const cost = traffic.cost(killedAt, handled);
-    report("etcd leader killed", cost, { newLeader, discoveredMs, discoveredAfterReadyMs, instanceKeys: keys.length });
+    report("etcd leader killed", cost, {
+      newLeader,
+      discoveredMs,
+      discoveredAfterReadyMs,
+      instanceKeys: keys.length,
+      watch: {
+        written: watch.written,
+        failedWrites: watch.failedWrites,
+        missed: watch.missed.length,
+        resets: watch.resets,
+      },
+    });
+    expect(watch.missed).toEqual([]);
+    expect(watch.resets).toBe(0);
     expect(keys).toHaveLength(2);
     expect(cost.failedCalls).toBe(0);
     expect(cost.failedPushes).toBe(0);
@@ -101,3 +117,51 @@ async function instanceKeys(cluster: string): Promise<string[]> {
     expect(discoveredAfterReadyMs).toBeLessThan(10_000);
   }, 180_000);
 });
+
+/**
+ * A writer puts a new key every 50 ms (each retried until etcd confirms it) while a watch,
+ * another client, reads the prefix: every confirmed key must reach the watch.
+ */
+async function watchedWrites(cluster: string): Promise<{
+  stop(): Promise<{ written: number; failedWrites: number; missed: string[]; resets: number }>;
+}> {
+  const prefix = `/fan/${cluster}/probe/`;
+  const reader = new EtcdRegistry(ETCD_CLUSTER.slice("etcd://".length), { callTimeoutMs: 3000 });
+  const writer = new EtcdRegistry(ETCD_CLUSTER.slice("etcd://".length), { callTimeoutMs: 3000 });
+  const seen = new Set<string>();
+  let resets = 0;
+  const { revision } = await reader.list(prefix);
+  const watch = await reader.watch(prefix, revision, (ev) => {
+    if (ev.type === "put") seen.add(ev.kv.key);
+    else if (ev.type === "reset") resets++;
+  });
+  const written: string[] = [];
+  let failedWrites = 0;
+  let running = true;
+  const loop = (async () => {
+    for (let i = 1; running; i++) {
+      const key = `${prefix}${String(i).padStart(6, "0")}`;
+      for (;;) {
+        try {
+          await writer.put(key, String(i));
+          written.push(key);
+          break;
+        } catch {
+          failedWrites++;
+          await sleep(100);
+        }
+      }
+      await sleep(50);
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      await until(() => written.every((k) => seen.has(k)), 10_000, "every written key watched").catch(() => undefined);
+      await watch.close();
+      await Promise.all([reader.close(), writer.close()]);
+      return { written: written.length, failedWrites, missed: written.filter((k) => !seen.has(k)), resets };
+    },
+  };
+}

@@ -32,8 +32,8 @@ const missing = existsSync(transportDir)
 
   it("JetStream consumers continue, no acknowledged push lost, calls resume", async () => {
     const cluster = `clu-nats-${process.pid}-${shortId()}`;
-    // The NATS transport's options: every node's URL (the nats.js client fails over between them).
-    const options = { servers: PORTS.nats.map((p) => `nats://127.0.0.1:${p}`) };
+    // Every node's URL (the client fails over between them) and streams replicated on all three.
+    const options = { url: PORTS.nats.map((p) => `nats://127.0.0.1:${p}`), replicas: 3 };
     const env = {
       TRANSPORT: "nats",
       CLUSTER: cluster,

@@ -1,8 +1,8 @@
 /**
  * `rpcQueueType: "quorum"` (for RabbitMQ clusters, docs/clusters.md) against the shared
  * RabbitMQ: the request queue is a quorum queue, calls go out on a confirm channel and are
- * answered, pushes still work. The failover itself is tested on a 3-node cluster in
- * test/clusters/rabbitmq.test.ts.
+ * answered, pushes still work; and a nacked push is retried after a pause on a reopened
+ * channel. The failover itself is tested on a 3-node cluster in test/clusters/rabbitmq.test.ts.
  */
 import { afterAll, expect, it } from "vitest";
 import { type AmqpTransport, amqpTransport } from "../../src/runtime/transports/amqp/index.js";
@@ -52,5 +52,32 @@ describeWithBroker(
         ch.assertQueue(queue, { durable: true, arguments: { "x-expires": 300_000, "x-queue-type": "classic" } }),
       ),
     ).rejects.toThrow(/PRECONDITION_FAILED/);
+  });
+
+  it("a push the broker nacks is sent again after a pause on a reopened channel, not in a tight loop", async () => {
+    // A queue that refuses every message (max-length 0, reject-publish): each publish is nacked.
+    const queue = `fan.${cluster}.full`;
+    await withChannel((ch) =>
+      ch.assertQueue(queue, { durable: true, arguments: { "x-max-length": 0, "x-overflow": "reject-publish" } }),
+    );
+    const log = captureLog();
+    const t = amqpTransport({ url: AMQP_URL })({ cluster, log: log.log, maxPayloadBytes: 1 << 20 }) as AmqpTransport;
+    open.push(t);
+    const started = Date.now();
+    const err = await t.publisher
+      .publish(
+        { exchange: "", routingKey: queue, body: Buffer.from("x"), props: {}, mandatory: true, what: "push to full" },
+        within(2000),
+      )
+      .then(
+        () => undefined,
+        (e: unknown) => e as { code?: string },
+      );
+    expect(["UNAVAILABLE", "DEADLINE_EXCEEDED"]).toContain(err?.code);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+    // 50, 100, 200, 400, 800 ms pauses fit in 2 s: a handful of attempts, each on a new channel.
+    const reopened = log.find("amqp broker nacked a publish").length;
+    expect(reopened).toBeGreaterThanOrEqual(2);
+    expect(reopened).toBeLessThanOrEqual(10);
   });
 });
