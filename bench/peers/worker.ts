@@ -151,5 +151,7 @@ for await (const line of createInterface({ input: process.stdin })) {
     say({ event: "error", message: (e as Error).stack ?? String(e) });
   }
 }
+// stdin ended: the orchestrator is gone. Close, but never outlive it by more than 5 s.
+setTimeout(() => process.exit(0), 5000).unref();
 await side.close();
 process.exit(0);
