@@ -41,7 +41,7 @@ describe("the deadline wheel", () => {
     const now = Date.now();
     // A call every 2 ms for 100 ms, each settled at once, as sequential calls are: one bucket each.
     const settled = Array.from({ length: 50 }, (_, i) => item(log, `s${i}`));
-    settled.forEach((x, i) => wheel.add(x, now + 20 + 2 * i));
+    for (const [i, x] of settled.entries()) wheel.add(x, now + 20 + 2 * i);
     for (const x of settled) wheel.remove(x);
     const last = item(log, "last");
     wheel.add(last, now + 140);
