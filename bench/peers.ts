@@ -4,7 +4,8 @@
  * (bench/peers/worker.ts); every case answers the same `Pricing.quote` with the same handler.
  *
  * - rpc: warm-up, then rounds (≥ 3) in which every case runs at concurrency 1 and 64 for a
- *   fixed time; the order of cases rotates each round. Each row is the case's median round;
+ *   fixed time, each run preceded by an untimed 300 ms at the same concurrency (pools that
+ *   closed idle connections while other cases ran open them again: steady state is measured); the order of cases rotates each round. Each row is the case's median round;
  *   `ratio` = its ops/s ÷ the best non-fan peer's ops/s on the same medium, same concurrency.
  * - rss: 10,000 calls started at once; the client's RSS while they are in flight (peak).
  * - events: one publisher process, three subscribing services in another; events/s from the
@@ -33,8 +34,8 @@ const modules = new Map<PeerCase, CaseModule>();
 const quick = process.argv.includes("--quick");
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
 const P = quick
-  ? { rounds: 3, durationMs: 400, warmupMs: 200, events: 3000, eventRounds: 3, loadWaitMs: 15_000, budgetS: 150 }
-  : { rounds: 3, durationMs: 2000, warmupMs: 1000, events: 20_000, eventRounds: 3, loadWaitMs: 60_000, budgetS: 420 };
+  ? { rounds: 3, durationMs: 400, warmupMs: 200, events: 3000, eventRounds: 3, loadWaitMs: 15_000, budgetS: 150, rewarmMs: 100 }
+  : { rounds: 3, durationMs: 2000, warmupMs: 1000, events: 20_000, eventRounds: 3, loadWaitMs: 60_000, budgetS: 420, rewarmMs: 300 };
 const CONCURRENCY = [1, 64] as const;
 const INFLIGHT = 10_000;
 /** How long the 10,000-call burst may take before its row is left out (a loaded machine). */
@@ -198,7 +199,11 @@ async function rpcRows(cases: readonly RpcCase[]): Promise<BenchRow[]> {
       for (const r of order(running, round)) {
         for (const concurrency of round % 2 === 0 ? CONCURRENCY : [...CONCURRENCY].reverse()) {
           const cpu0 = r.server ? ((await r.server.ask({ cmd: "cpu" }, "cpu", 10_000)).us as number) : 0;
-          const got = await r.client.ask({ cmd: "run", concurrency, durationMs: P.durationMs }, "ran", P.durationMs * 4 + 30_000);
+          const got = await r.client.ask(
+            { cmd: "run", concurrency, durationMs: P.durationMs, warmupMs: P.rewarmMs },
+            "ran",
+            P.durationMs * 4 + 30_000,
+          );
           const cpu1 = r.server ? ((await r.server.ask({ cmd: "cpu" }, "cpu", 10_000)).us as number) : 0;
           const ops = got.ops as number;
           const sample: Sample = {

@@ -2,7 +2,8 @@
  * fan cases: the client App calls `Pricing.quote` served by an App in another process, over
  * each network transport (discovery in etcd, as between real processes); in-process over
  * the local transport; events from one publisher App to three subscribing services.
- * A transport is added by one line in `NETWORK` (its options from the case context).
+ * A transport is added by one line in `NETWORK` (its options from the case context), and its
+ * events by one line in `fanEvents` (NATS: uncomment both once the transport exists).
  */
 import { createApp, type TransportName } from "../../src/runtime/index.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
@@ -141,4 +142,5 @@ export const fanEvents: readonly EventsCase[] = [
   events("redis", "redis", (ctx) => ({ url: ctx.redisUrl })),
   events("amqp", "amqp", (ctx) => ({ url: ctx.amqpUrl })),
   events("zmq", "no broker", hubOptions),
+  // events("nats", "nats", (ctx) => ({ url: ctx.natsUrl })),
 ];

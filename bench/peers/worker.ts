@@ -34,6 +34,7 @@ interface Command {
   readonly cmd: "run" | "rss" | "cpu" | "expect" | "counts" | "publish" | "close";
   readonly concurrency?: number;
   readonly durationMs?: number;
+  readonly warmupMs?: number;
   readonly n?: number;
   readonly window?: number;
 }
@@ -120,6 +121,8 @@ for await (const line of createInterface({ input: process.stdin })) {
     switch (cmd.cmd) {
       case "run":
         if (c.kind !== "rpc") throw new Error("run: not an rpc case");
+        // Untimed first: connections a pool closed while other cases ran are opened again.
+        if ((cmd.warmupMs ?? 0) > 0) await run((side as ClientSide).op, cmd.concurrency ?? 1, cmd.warmupMs ?? 0, c.batch ?? 1);
         say({ event: "ran", ...(await run((side as ClientSide).op, cmd.concurrency ?? 1, cmd.durationMs ?? 1000, c.batch ?? 1)) });
         break;
       case "rss":
@@ -151,5 +154,7 @@ for await (const line of createInterface({ input: process.stdin })) {
     say({ event: "error", message: (e as Error).stack ?? String(e) });
   }
 }
+// stdin ended: the orchestrator is gone. Close, but never outlive it by more than 5 s.
+setTimeout(() => process.exit(0), 5000).unref();
 await side.close();
 process.exit(0);

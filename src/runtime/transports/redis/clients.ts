@@ -28,9 +28,20 @@ export type Role = "cmd" | "sub" | "block";
 
 const MAX_TIMER_MS = 2_147_483_647;
 
+/** Commands the shared connection sends at once: the rpc call script (rpc-client.ts CALL_COMMAND) and PUBLISH. */
+const UNPIPELINED = ["fanRpcCall", "publish"] as const;
+
 /** Creates one connection for `role`; its errors are logged, never thrown at the process. */
 export function connect(o: RedisConnectOptions, role: Role, name: string, log: Logger): RedisClient {
-  const mine = { enableOfflineQueue: false, enableAutoPipelining: role === "cmd", autoResubscribe: false };
+  const mine = {
+    enableOfflineQueue: false,
+    enableAutoPipelining: role === "cmd",
+    // The rpc hot path batches itself (one call script run per tick and list, one PUBLISH per
+    // tick and reply channel): auto-pipelining those again only added a setImmediate hop and a
+    // Pipeline per command.
+    autoPipeliningIgnoredCommands: role === "cmd" ? [...UNPIPELINED] : [],
+    autoResubscribe: false,
+  };
   const perRequest = { maxRetriesPerRequest: 0, connectionName: name };
   let client: RedisClient;
   if (o.cluster !== undefined) {

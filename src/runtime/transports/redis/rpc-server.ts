@@ -131,6 +131,9 @@ export class RedisRpcServer {
             | null;
         const items = got === null ? [] : got[1];
         for (const item of items) this.#handle(item);
+        // Let this batch's quick replies go out before the next pop is written: a lone call's
+        // reply otherwise waited behind the LMPOP/BLMPOP written in the same turn.
+        if (items.length > 0) await new Promise<void>((r) => setImmediate(r));
       } catch (e) {
         if (!this.#stopped) await this.#pause(e);
       }
