@@ -3,7 +3,7 @@
  * each network transport (discovery in etcd, as between real processes); in-process over
  * the local transport; events from one publisher App to three subscribing services.
  * A transport is added by one line in `NETWORK` (its options from the case context), and its
- * events by one line in `fanEvents` (NATS: uncomment both once the transport exists).
+ * events by one line in `fanEvents`.
  */
 import { createApp, type TransportName } from "../../src/runtime/index.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
@@ -27,7 +27,7 @@ const NETWORK: ReadonlyArray<readonly [TransportName, string, Options]> = [
   ["amqp", "amqp", (ctx) => ({ url: ctx.amqpUrl })],
   ["zmq", "no broker", () => ({})],
   ["http", "no broker", () => ({})],
-  // ["nats", "nats", (ctx) => ({ url: ctx.natsUrl })],
+  ["nats", "nats", (ctx) => ({ url: ctx.natsUrl })],
 ];
 /** http also counts on the "http" medium, against grpc-js and Connect. */
 const ALSO_ON: Readonly<Record<string, readonly string[]>> = { http: ["http"] };
@@ -142,5 +142,5 @@ export const fanEvents: readonly EventsCase[] = [
   events("redis", "redis", (ctx) => ({ url: ctx.redisUrl })),
   events("amqp", "amqp", (ctx) => ({ url: ctx.amqpUrl })),
   events("zmq", "no broker", hubOptions),
-  // events("nats", "nats", (ctx) => ({ url: ctx.natsUrl })),
+  events("nats", "nats", (ctx) => ({ url: ctx.natsUrl })),
 ];
