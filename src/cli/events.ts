@@ -21,7 +21,8 @@ import { type Io, processIo } from "./io.js";
 import { REGISTRY_OPTIONS, UsageError, cliCluster, cliDiscovery, report } from "./ls.js";
 import { findService, loadIdl } from "./call.js";
 
-const EVENT_TRANSPORTS: readonly TransportName[] = ["redis", "amqp", "nats", "zmq"];
+/** Transports that carry events, in the order `--via` defaults to (the gateway uses the same list). */
+export const EVENT_TRANSPORTS: readonly TransportName[] = ["redis", "amqp", "nats", "zmq"];
 
 const usage = (kind: "publish" | "subscribe"): string =>
   kind === "publish"

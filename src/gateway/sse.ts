@@ -8,7 +8,7 @@
  */
 import type { ServerResponse } from "node:http";
 import type { Logger } from "pino";
-import { eventTransport } from "../cli/events.js";
+import { EVENT_TRANSPORTS, eventTransport } from "../cli/events.js";
 import type { App } from "../runtime/app/app.js";
 import { codec } from "../runtime/codec/index.js";
 import type { EventDescriptor, ServiceDescriptor, StateDescriptor, StateView, TransportName } from "../runtime/descriptor.js";
@@ -18,7 +18,6 @@ import type { Unsubscribe } from "../runtime/transports/transport.js";
 
 /** A comment line this often keeps proxies from closing an idle stream. */
 const KEEPALIVE_MS = 15_000;
-const EVENT_TRANSPORTS: readonly TransportName[] = ["redis", "amqp", "zmq"];
 
 /** An open event stream on a response. */
 export interface SseStream {
