@@ -29,19 +29,22 @@ export class Cors {
 
   /** The CORS headers of an answer to `req` (empty when it has no allowed Origin). */
   headers(req: IncomingMessage): Record<string, string> {
+    // With a list of origins every answer depends on Origin (allowed or not), so a shared cache
+    // must key on it: otherwise one origin's answer (with or without CORS headers) serves another.
+    const vary: Record<string, string> = this.#any || this.#origins.size === 0 ? {} : { vary: "origin" };
     const origin = req.headers.origin;
-    if (origin === undefined || !(this.#any || this.#origins.has(origin))) return {};
+    if (origin === undefined || !(this.#any || this.#origins.has(origin))) return vary;
     return {
       "access-control-allow-origin": this.#any ? "*" : origin,
       "access-control-expose-headers": EXPOSE_HEADERS,
-      ...(this.#any ? {} : { vary: "origin" }),
+      ...vary,
     };
   }
 
   /** The answer to a preflight: status and headers. */
   preflight(req: IncomingMessage): { status: number; headers: Record<string, string> } {
     const base = this.headers(req);
-    if (base["access-control-allow-origin"] === undefined) return { status: 403, headers: {} };
+    if (base["access-control-allow-origin"] === undefined) return { status: 403, headers: base };
     const asked = String(req.headers["access-control-request-headers"] ?? "")
       .split(",")
       .map((h) => h.trim().toLowerCase())
