@@ -25,7 +25,7 @@ import type { EnvelopeHeaders } from "../runtime/transports/transport.js";
 import type { Catalog, GatewayService } from "./catalog.js";
 import type { Cors } from "./cors.js";
 import { relay } from "./rpc.js";
-import { EventHub, StateHub, openSse } from "./sse.js";
+import { EventHub, openSse, SSE_HEADERS, StateHub } from "./sse.js";
 import { refuse, wireErrorOf, writeError } from "./wire.js";
 
 /** How long `close()` lets running calls answer before it cuts their connections. */
@@ -171,6 +171,8 @@ export class GatewayServer {
     const target = kind === "events" ? d.events[member as string] : d.states[member as string];
     if (target === undefined)
       return refuse(res, Code.NOT_FOUND, `${d.name} has no ${kind === "events" ? "event" : "state"} ${JSON.stringify(member)}`);
+    // HEAD has no body: answer the stream's headers and end, with no subscription or keepalive behind it.
+    if (method === "HEAD") return void res.writeHead(200, SSE_HEADERS).end();
     // Subscribe first: the stream opens (and EventSource fires `open`) only once nothing can be missed.
     const pending: string[] = [];
     let stream: ((data: string) => void) | undefined;

@@ -25,16 +25,18 @@ export interface SseStream {
   close(): void;
 }
 
+/** The headers of an event stream (a HEAD gets them alone). */
+export const SSE_HEADERS: Readonly<Record<string, string>> = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache, no-transform",
+  "x-accel-buffering": "no",
+  // A stream's connection is never reused: once it ends, it closes.
+  connection: "close",
+};
+
 /** Starts an event stream on `res` (status, headers, a first comment so EventSource opens). */
 export function openSse(res: ServerResponse, headers: Record<string, string>): SseStream {
-  res.writeHead(200, {
-    ...headers,
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-cache, no-transform",
-    "x-accel-buffering": "no",
-    // A stream's connection is never reused: once it ends, it closes.
-    connection: "close",
-  });
+  res.writeHead(200, { ...headers, ...SSE_HEADERS });
   res.write("retry: 2000\n: subscribed\n\n");
   const timer = setInterval(() => res.write(": keepalive\n\n"), KEEPALIVE_MS);
   timer.unref();

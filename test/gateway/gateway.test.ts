@@ -4,6 +4,7 @@
  * rpc, push, a typed error with its fields, a deadline, an event over SSE, malformed input.
  */
 import { execFile } from "node:child_process";
+import { request } from "node:http";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { CapturedChild } from "../cli/helpers.js";
@@ -156,6 +157,24 @@ for (const transport of ["amqp", "redis", "zmq"] as const) {
       const cors = await post(`${base}/add`, '{"n":0}', { origin: "https://shop.example" });
       expect(cors.headers.get("access-control-allow-origin")).toBe("https://shop.example");
       expect(cors.headers.get("access-control-expose-headers")).toContain("traceparent");
+    }, 60_000);
+
+    it("answers a HEAD to an event or state stream with its headers and ends it", async () => {
+      for (const path of ["events/fan.gw.Till/added", "states/fan.gw.Till/total"]) {
+        const u = new URL(`${gw?.url}/_fan/${path}`);
+        const { status, type } = await new Promise<{ status: number; type: string }>((resolve, reject) => {
+          const r = request({ host: u.hostname, port: u.port, path: u.pathname, method: "HEAD", agent: false }, (res) => {
+            res.resume();
+            // The gateway ends the answer (connection: close): the socket closes, no stream is left open.
+            res.socket.once("close", () => resolve({ status: res.statusCode ?? 0, type: String(res.headers["content-type"]) }));
+          });
+          r.setTimeout(5_000, () => r.destroy(new Error(`HEAD ${path} was not ended within 5 s`)));
+          r.once("error", reject);
+          r.end();
+        });
+        expect(status).toBe(200);
+        expect(type).toContain("text/event-stream");
+      }
     }, 60_000);
 
     it("streams a state: the current value, then the value after a change, to every stream", async () => {
