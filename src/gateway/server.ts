@@ -182,7 +182,7 @@ export class GatewayServer {
         ? await this.#hub.attach(d, d.events[member as string] as NonNullable<(typeof d.events)[string]>, fn)
         : await this.#states.attach(d, d.states[member as string] as NonNullable<(typeof d.states)[string]>, fn);
     if (req.destroyed) return stop();
-    const sse = openSse(res, {});
+    const sse = openSse(res, {}, this.#o.log, `/_fan/${kind}/${service}/${member}`);
     this.#streams.add(res);
     stream = sse.send;
     for (const p of pending) sse.send(p);

@@ -34,15 +34,29 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = {
   connection: "close",
 };
 
-/** Starts an event stream on `res` (status, headers, a first comment so EventSource opens). */
-export function openSse(res: ServerResponse, headers: Record<string, string>): SseStream {
+/** A client this far behind (bytes queued in the gateway) is cut off rather than buffered without bound. */
+export const MAX_BUFFERED = 1024 * 1024;
+
+/**
+ * Starts an event stream on `res` (status, headers, a first comment so EventSource opens).
+ * `name` (the stream's path) names it in the warn line when a stalled client is cut off: the
+ * browser reconnects, and a state stream restarts from the current value.
+ */
+export function openSse(res: ServerResponse, headers: Record<string, string>, log: Logger, name: string): SseStream {
   res.writeHead(200, { ...headers, ...SSE_HEADERS });
-  res.write("retry: 2000\n: subscribed\n\n");
-  const timer = setInterval(() => res.write(": keepalive\n\n"), KEEPALIVE_MS);
+  const write = (chunk: string): void => {
+    if (res.destroyed) return;
+    res.write(chunk);
+    if (res.writableLength <= MAX_BUFFERED) return;
+    log.warn({ stream: name, buffered: res.writableLength }, "closed an event stream whose client does not read (more than 1 MiB queued); it reconnects");
+    res.destroy();
+  };
+  write("retry: 2000\n: subscribed\n\n");
+  const timer = setInterval(() => write(": keepalive\n\n"), KEEPALIVE_MS);
   timer.unref();
   res.once("close", () => clearInterval(timer));
   return {
-    send: (data) => void res.write(`data: ${data}\n\n`),
+    send: (data) => write(`data: ${data}\n\n`),
     close: () => {
       clearInterval(timer);
       res.end();
