@@ -229,6 +229,9 @@ export class NatsTransport implements Transport {
     const c = this.#ctx.cluster;
     const stream = eventStream(c, sub.source.name);
     const name = subscriptionConsumer(sub);
+    // A broadcast or a client's (ephemeral) subscription is nobody else's: it expires when its
+    // process is gone, and closing deletes it (a durable one left behind would hold every event).
+    const ephemeral = sub.broadcast || sub.ephemeral === true;
     const consumer = new WorkConsumer(
       this.link,
       this.#jets,
@@ -236,7 +239,7 @@ export class NatsTransport implements Transport {
         deliverNew: true,
         prefetch: o.eventPrefetch ?? 64,
         filter: eventSubject(c, sub.source.name, sub.event),
-        ...(sub.broadcast ? { inactiveMs: o.broadcastExpiresMs ?? 300_000 } : {}),
+        ...(ephemeral ? { inactiveMs: o.broadcastExpiresMs ?? 300_000 } : {}),
       }),
       deliver,
     );
@@ -254,7 +257,7 @@ export class NatsTransport implements Transport {
         const until = Date.now() + (o.drainMs ?? 5000);
         while (consumer.busy > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
         await consumer.close();
-        if (sub.broadcast) await this.#jets.deleteConsumer(stream.name, name);
+        if (ephemeral) await this.#jets.deleteConsumer(stream.name, name);
       },
     };
   }
