@@ -1,8 +1,8 @@
 /**
  * `@shard` pushes reach their shard's owner on the broker transports too, between processes:
- * three `test.shards.Store` children (etcd, amqp, redis, http) print every `stock` push they
- * handle; pushes made here over amqp and over redis are each handled by their key's owner
- * (its own queue or list, acknowledged by the owner), and a push to a dead owner fails with
+ * three `test.shards.Store` children (etcd, amqp, redis, nats, http) print every `stock` push they
+ * handle; pushes made here over amqp, redis and nats are each handled by their key's owner
+ * (its own queue, list or subject, acknowledged by the owner), and a push to a dead owner fails with
  * `UNAVAILABLE` naming the shard, `maybeDelivered: false`.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -13,6 +13,8 @@ import { silentLogger } from "../../src/runtime/telemetry/logging.js";
 import { describeEtcd, SHARED_ETCD, until } from "../discovery/helpers.js";
 import { AMQP_URL, deleteByPrefix } from "../transports/amqp-broker.js";
 import { rejection } from "../transports/conformance.js";
+import { token } from "../../src/runtime/transports/nats/names.js";
+import { deleteStreams, NATS_URL } from "../transports/nats-server.js";
 import { deleteKeys, REDIS_URL } from "../transports/redis-server.js";
 import { type Child, kill, serveStore } from "./helpers.js";
 import { Store } from "./fixtures/generated/test/shards.js";
@@ -32,7 +34,7 @@ function stocked(c: Child): Stocked[] {
     .map((l) => (JSON.parse(l) as { stock: Stocked }).stock);
 }
 
-describeEtcd("sharded pushes between processes (etcd, amqp, redis)", () => {
+describeEtcd("sharded pushes between processes (etcd, amqp, redis, nats)", () => {
   const cluster = `shpush-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   const ids = ["Push-a", "Push-b", "Push-c"];
   let children: Child[] = [];
@@ -41,14 +43,14 @@ describeEtcd("sharded pushes between processes (etcd, amqp, redis)", () => {
   beforeAll(async () => {
     children = await Promise.all(
       ids.map((instanceId) =>
-        serveStore({ etcd: SHARED_ETCD, cluster, instanceId, transports: ["amqp", "redis"], leaseTtlMs: 30_000 }),
+        serveStore({ etcd: SHARED_ETCD, cluster, instanceId, transports: ["amqp", "redis", "nats"], leaseTtlMs: 30_000 }),
       ),
     );
     app = createApp({
       cluster,
       discovery: `etcd://${SHARED_ETCD}`,
       logger: silentLogger(),
-      transports: { amqp: { url: AMQP_URL }, redis: { url: REDIS_URL } },
+      transports: { amqp: { url: AMQP_URL }, redis: { url: REDIS_URL }, nats: { url: NATS_URL } },
     });
     await app.start();
     const set = await app.watch(Store.descriptor.name);
@@ -60,6 +62,7 @@ describeEtcd("sharded pushes between processes (etcd, amqp, redis)", () => {
     await app?.stop();
     await deleteKeys(`fan.${cluster}*`);
     await deleteByPrefix(`fan.${cluster}`).catch(() => undefined);
+    await deleteStreams(`fan_${token(cluster)}_`).catch(() => undefined);
   });
 
   const owners = assignShards(
@@ -67,7 +70,7 @@ describeEtcd("sharded pushes between processes (etcd, amqp, redis)", () => {
     16,
   );
 
-  for (const transport of ["amqp", "redis"] as const) {
+  for (const transport of ["amqp", "redis", "nats"] as const) {
     it(`over ${transport}, each push is handled by its key's owner`, async () => {
       const keys = Array.from({ length: 40 }, (_, i) => `${transport}-${i}`);
       const store = app.client(Store, { transport });

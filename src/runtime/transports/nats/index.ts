@@ -33,6 +33,7 @@ import type {
   TransportFactory,
   Unsubscribe,
 } from "../transport.js";
+import { pushToOwner } from "../owner-push.js";
 import { NatsLink, type NatsConnectOptions, unavailable } from "./connection.js";
 import {
   deadLetterStream,
@@ -199,6 +200,10 @@ export class NatsTransport implements Transport {
   /** Stores a push in the service's stream; resolves on the PubAck. */
   async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
     const addr = parseEndpoint(endpoint);
+    // A @shard push goes to its owner's own subject and is acknowledged by the owner (owner-push.ts),
+    // not to the shared push stream, where any instance would take it.
+    if (env.headers.shard !== undefined && addr.instance !== undefined)
+      return pushToOwner((e) => this.#rpc.call(endpoint, e, opts), env, opts);
     await this.#jets.publish(pushSubject(addr), this.#encode(env), env.id, { name: pushStream(addr), kind: "push" }, opts);
   }
 

@@ -1,7 +1,7 @@
 /**
  * The serving side of nats rpc: one instance subscribes to its version's subject in the queue
  * group `rpc` (NATS hands each call to one member), to its own instance subject (sharded calls
- * for a shard's owner) and to the version's cancel subject. Calls are answered on their reply
+ * and @shard pushes for a shard's owner) and to the version's cancel subject. Calls are answered on their reply
  * subject. A message that is not a call (garbage bytes, a forbidden key, another service) gets
  * an error reply when it has a reply subject and a warn log line either way; nothing reaches a
  * handler. Subscriptions come back by themselves after a reconnection.
@@ -11,6 +11,7 @@ import type { Logger } from "pino";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import { Code, FanError } from "../../errors.js";
+import { handlePush } from "../owner-push.js";
 import { errorEnvelope, refuse } from "../replies.js";
 import type { Envelope, Inbound } from "../transport.js";
 import type { NatsLink } from "./connection.js";
@@ -53,7 +54,10 @@ export class NatsRpcServer {
     let env: Envelope;
     try {
       env = decodeEnvelope(msg.data, { maxBytes: this.maxBytes });
-      if (env.kind !== "call") throw new FanError(Code.INVALID_ARGUMENT, `expected a call, got a ${env.kind}`);
+      // A push comes only to this instance's own subject: a @shard push to its owner (owner-push.ts).
+      const own = msg.subject === instanceSubject(this.addr);
+      if (env.kind !== "call" && !(own && env.kind === "push"))
+        throw new FanError(Code.INVALID_ARGUMENT, `expected a call${own ? " or push" : ""}, got a ${env.kind}`);
       const refused = refuse(this.service, env, "this subject");
       if (refused !== undefined) throw refused;
     } catch (e) {
@@ -69,6 +73,11 @@ export class NatsRpcServer {
     }
     if (reply === undefined || reply === "") {
       this.#log.warn({ subject: msg.subject, method: env.method }, "nats call without a reply subject dropped");
+      return;
+    }
+    if (env.kind === "push") {
+      // Acknowledged to the producer once handled (an UNAVAILABLE error asks it to send again).
+      void handlePush(this.inbound, env).then((out) => this.#reply(msg, out));
       return;
     }
     const ac = new AbortController();
