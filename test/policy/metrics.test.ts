@@ -153,6 +153,21 @@ describe("policy metrics", () => {
     expect(sample(s, "fan_client_calls_total", { service, method: "read", transport: "none" })).toBeUndefined();
   });
 
+  it("a retry that finds every breaker open after a sent attempt is not counted as a refusal", async () => {
+    const a = new FlakyImpl("a");
+    a.mode = "unavailable";
+    const { caller } = await system([a], {
+      policy: { breaker: { failures: 1, openMs: 60_000 }, retry: { max: 2, baseMs: 1, maxMs: 1, budget: { maxTokens: 1000 } } },
+    });
+    const client = caller.client(Flaky);
+    expect((await rejection(() => client.read({ n: 1 }))).code).toBe(Code.UNAVAILABLE);
+    expect(a.arrivals).toHaveLength(1);
+    const s = parse(await caller.metrics());
+    expect(sample(s, "fan_breaker_state", { service, instance: "a" })).toBe(2);
+    expect(sample(s, "fan_client_calls_total", { service, method: "read", transport: "http", code: "UNAVAILABLE" })).toBe(1);
+    expect(sample(s, "fan_client_calls_total", { service, method: "read", transport: "none" })).toBeUndefined();
+  });
+
   it("a served instance's shed calls, by method and transport", async () => {
     const a = new FlakyImpl("a");
     a.delayMs = 300;
