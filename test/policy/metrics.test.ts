@@ -131,6 +131,43 @@ describe("policy metrics", () => {
     expect(sample(s, "fan_client_bulkhead_rejected_total", { service })).toBe(1);
   });
 
+  it("a call cancelled during a retry's backoff counts only its sent attempt, not a refusal", async () => {
+    const a = new FlakyImpl("a");
+    a.mode = "unavailable";
+    const { caller } = await system([a], {
+      policy: { breaker: false, retry: { max: 1, baseMs: 60_000, maxMs: 60_000, budget: { maxTokens: 1000 } } },
+    });
+    const client = caller.client(Flaky);
+    const abort = new AbortController();
+    const call = rejection(() => client.read({ n: 1 }, { signal: abort.signal, timeout: 120_000 }));
+    await until(() => a.arrivals.length === 1);
+    await new Promise((r) => setTimeout(r, 50)); // the attempt's failure reaches the caller: it waits to retry
+    abort.abort();
+    const err = await call;
+    const s = parse(await caller.metrics());
+    // Full jitter: the backoff is almost always long enough to be cancelled in (else the retry went out).
+    if (err.code === Code.CANCELLED) {
+      expect(a.arrivals).toHaveLength(1);
+      expect(sample(s, "fan_client_calls_total", { service, method: "read", transport: "http", code: "UNAVAILABLE" })).toBe(1);
+    }
+    expect(sample(s, "fan_client_calls_total", { service, method: "read", transport: "none" })).toBeUndefined();
+  });
+
+  it("a retry that finds every breaker open after a sent attempt is not counted as a refusal", async () => {
+    const a = new FlakyImpl("a");
+    a.mode = "unavailable";
+    const { caller } = await system([a], {
+      policy: { breaker: { failures: 1, openMs: 60_000 }, retry: { max: 2, baseMs: 1, maxMs: 1, budget: { maxTokens: 1000 } } },
+    });
+    const client = caller.client(Flaky);
+    expect((await rejection(() => client.read({ n: 1 }))).code).toBe(Code.UNAVAILABLE);
+    expect(a.arrivals).toHaveLength(1);
+    const s = parse(await caller.metrics());
+    expect(sample(s, "fan_breaker_state", { service, instance: "a" })).toBe(2);
+    expect(sample(s, "fan_client_calls_total", { service, method: "read", transport: "http", code: "UNAVAILABLE" })).toBe(1);
+    expect(sample(s, "fan_client_calls_total", { service, method: "read", transport: "none" })).toBeUndefined();
+  });
+
   it("a served instance's shed calls, by method and transport", async () => {
     const a = new FlakyImpl("a");
     a.delayMs = 300;

@@ -6,7 +6,7 @@
  */
 import { afterAll, expect, it } from "vitest";
 import { type AmqpTransport, amqpTransport } from "../../src/runtime/transports/amqp/index.js";
-import { parseEndpoint, rpcQueue } from "../../src/runtime/transports/amqp/names.js";
+import { formatEndpoint, parseEndpoint, rpcQueue } from "../../src/runtime/transports/amqp/names.js";
 import { AMQP_URL, deleteByPrefix, describeWithBroker, reachable, withChannel } from "./amqp-broker.js";
 import { envelope, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
@@ -52,6 +52,45 @@ describeWithBroker(
         ch.assertQueue(queue, { durable: true, arguments: { "x-expires": 300_000, "x-queue-type": "classic" } }),
       ),
     ).rejects.toThrow(/PRECONDITION_FAILED/);
+  });
+
+  it("a nacked call moves to a fresh channel without failing the other calls in flight on the old one", async () => {
+    const log = captureLog();
+    const make = (l = captureLog()): AmqpTransport =>
+      amqpTransport({ url: AMQP_URL, rpcQueueType: "quorum" })({
+        cluster,
+        log: l.log,
+        maxPayloadBytes: 1 << 20,
+      }) as AmqpTransport;
+    const server = make();
+    const client = make(log);
+    open.push(server, client);
+    const { endpoint } = await server.serve(ConformanceDescriptor, "n1", new TestInbound());
+    // Another version's request queue refuses every message (max-length 0, reject-publish): a call to it is nacked.
+    const { cluster: c, service: svc } = parseEndpoint(endpoint);
+    const full = { cluster: c, service: svc, version: "9.9.9" };
+    await withChannel((ch) =>
+      ch.assertQueue(rpcQueue(full), {
+        durable: true,
+        arguments: { "x-expires": 300_000, "x-max-length": 0, "x-overflow": "reject-publish" },
+      }),
+    );
+    expect((await client.call(endpoint, envelope("echo", { n: 0 }), within(5000))).payload).toMatchObject({ n: 0 });
+    // In flight on the rpc channel (its server is running it) while the other call is nacked.
+    const slow = client.call(endpoint, envelope("sleep", { ms: 1500 }), within(10_000)).then(
+      (r) => r.kind,
+      (e: unknown) => String(e),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const nacked = await client.call(formatEndpoint(full), envelope("echo", { n: 1 }), within(1000)).then(
+      () => undefined,
+      (e: unknown) => e as { code?: string },
+    );
+    expect(["UNAVAILABLE", "DEADLINE_EXCEEDED"]).toContain(nacked?.code);
+    expect(log.find("amqp broker nacked a call").length).toBeGreaterThanOrEqual(1);
+    expect(await slow).toBe("reply");
+    // New calls go out on the fresh channel.
+    expect((await client.call(endpoint, envelope("echo", { n: 2 }), within(5000))).payload).toMatchObject({ n: 2 });
   });
 
   it("a push the broker nacks is sent again after a pause on a reopened channel, not in a tight loop", async () => {

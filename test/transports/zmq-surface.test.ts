@@ -277,6 +277,31 @@ describe("zmq events", () => {
     await t.close();
   });
 
+  it("state updates (volatile) share the publisher's send queue with events: concurrent ones never fail with EBUSY", async () => {
+    const t = transport({ events: hub });
+    const pub = transport({ events: hub });
+    const live = new Set<number>();
+    const events = new Set<number>();
+    await t.volatile.subscribe(sub("live"), async (env) => void live.add((env.payload as { n: number }).n));
+    await t.subscribe(sub("mixed"), async (env) => void events.add((env.payload as { n: number }).n));
+    await until(async () => {
+      await pub.volatile.publish(event(0), within(2000));
+      await pub.publish(event(0), within(2000));
+      return live.has(0) && events.has(0);
+    });
+    // zeromq.js sends at most 512 messages synchronously per turn; the next send is delayed,
+    // and a send issued meanwhile straight on the socket throws EBUSY.
+    const sends: Promise<void>[] = [];
+    for (let i = 1; i <= 1000; i++) {
+      sends.push(pub.publish(event(i), within(10_000)));
+      sends.push(pub.volatile.publish(event(i), within(10_000)));
+    }
+    await Promise.all(sends);
+    await until(() => live.size === 1001 && events.size === 1001, 10_000);
+    await pub.close();
+    await t.close();
+  });
+
   it("retries a failing handler, then drops the event with a log line", async () => {
     const log = captureLog();
     const t = transport({ events: hub }, log);

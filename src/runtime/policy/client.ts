@@ -170,8 +170,9 @@ export class ClientPolicy {
     const tried = new Set<string>();
     let failed = first !== undefined;
     let err: unknown = first?.err;
-    // The last error came before its attempt was sent (no target, or waiting for one).
-    let unsent = false;
+    // An attempt went out: its outcome is counted in its transport's series, so the call's
+    // end is never a refusal ("none") after that, whatever stops the retries.
+    let sent = first !== undefined;
     if (first !== undefined) tried.add(first.key);
     for (let n = 0; ; ) {
       if (!failed) {
@@ -183,23 +184,23 @@ export class ClientPolicy {
             : this.#attempt(slot, req, host, undefined, tried));
         } catch (e) {
           err = e;
-          unsent = slot === undefined;
+          if (slot !== undefined) sent = true;
         }
       }
       failed = false;
-      if (n >= retries || !this.#retryable(err)) throw unsent ? host.refused(req, err) : err;
+      if (n >= retries || !this.#retryable(err)) throw sent ? err : host.refused(req, err);
       if (!this.#budget.allows()) {
         this.#shared.events.emit({ type: "retry-throttled", service: this.#service, method: req.method.name });
-        throw unsent ? host.refused(req, err) : err;
+        throw sent ? err : host.refused(req, err);
       }
       n++;
       const wait = backoffMs(n, this.#policy.retry ?? {});
-      if (Date.now() + wait >= req.deadline) throw unsent ? host.refused(req, err) : err;
+      if (Date.now() + wait >= req.deadline) throw sent ? err : host.refused(req, err);
       if (wait > 0) {
         try {
           await sleep(wait, req);
         } catch (e) {
-          throw host.refused(req, e);
+          throw sent ? e : host.refused(req, e);
         }
       }
       this.#shared.events.emit({

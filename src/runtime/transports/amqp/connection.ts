@@ -365,6 +365,20 @@ export class ManagedChannel {
     }, delay).unref();
   }
 
+  /**
+   * Takes `ch` out of use without closing it: later `get`s get a fresh channel, while the
+   * caller keeps `ch` for what is still in flight on it and closes it once that settled (a
+   * close of `ch` is then not reported to the listeners). False when `ch` is not the current
+   * channel.
+   */
+  retire(ch: Channel): boolean {
+    if (this.#ch !== ch) return false;
+    this.#ch = undefined;
+    const model = this.conn.model;
+    if (!this.#disposed && model !== undefined) void this.open(model);
+    return true;
+  }
+
   /** The connection was lost: every channel on it is gone. */
   lost(): void {
     const ch = this.#ch;

@@ -35,8 +35,10 @@ class ChannelGone extends Error {}
 /**
  * The broker nacked the message. A channel whose first publish to a quorum queue came while
  * the queue had no leader (its node just died) keeps nacking it after a new leader is elected
- * (seen on RabbitMQ 3.10), while a fresh channel is accepted: so a nack closes the channel
- * (it is reopened) and the publish is tried again after a short pause.
+ * (seen on RabbitMQ 3.10), while a fresh channel is accepted: so a nack retires the channel
+ * (later publishes get a fresh one; the old one is closed once its outstanding confirms came,
+ * so the other publishes on it are not failed and sent again as duplicates) and the publish
+ * is tried again after a short pause.
  */
 class Nacked extends ChannelGone {}
 
@@ -47,7 +49,6 @@ const NACK_PAUSE_MAX_MS = 1000;
 export class AmqpPublisher {
   readonly #ch: ManagedChannel;
   readonly #returned = new Set<string>();
-  readonly #recycled = new WeakSet<Channel>();
   readonly #log: Logger;
   readonly #prefix = randomBytes(6).toString("hex");
   #seq = 0;
@@ -136,12 +137,14 @@ export class AmqpPublisher {
     }
   }
 
-  /** Closes a channel that nacked (once; the managed channel reopens it), with a log line. */
-  #recycle(ch: Channel, what: string): void {
-    if (this.#recycled.has(ch) || this.#ch.current !== ch) return;
-    this.#recycled.add(ch);
-    this.#log.warn({ what }, "amqp broker nacked a publish; reopening the publisher channel and sending again");
-    ch.close().catch(() => undefined);
+  /**
+   * Retires a channel that nacked (once; the managed channel opens a fresh one), with a log
+   * line, and closes it once every publish still on it is confirmed or nacked.
+   */
+  #recycle(ch: ConfirmChannel, what: string): void {
+    if (!this.#ch.retire(ch)) return;
+    this.#log.warn({ what }, "amqp broker nacked a publish; sending it again on a fresh publisher channel");
+    void closeWhenConfirmed(ch);
   }
 
   /** The channel, for tests that need to provoke a channel-only close. */
@@ -153,6 +156,23 @@ export class AmqpPublisher {
   close(): void {
     void this.#ch.dispose();
   }
+}
+
+/**
+ * Closes `ch` once no publish on it awaits a confirm. `waitForConfirms` rejects at the first
+ * nack, so it is asked again until it resolves (each round settles at least one publish; a
+ * closed channel has none left).
+ */
+async function closeWhenConfirmed(ch: ConfirmChannel): Promise<void> {
+  for (;;) {
+    try {
+      await ch.waitForConfirms();
+      break;
+    } catch {
+      // a nack (that publish is sent again by its caller) or the channel closed
+    }
+  }
+  ch.close().catch(() => undefined);
 }
 
 /** Waits `ms`, less when the deadline or the signal comes first. */

@@ -33,7 +33,8 @@ export class AmqpRpcClient {
   readonly #ch: ManagedChannel;
   readonly #pending = new Map<string, Pending>();
   readonly #prefix = randomBytes(6).toString("hex");
-  readonly #recycled = new WeakSet<Channel>();
+  /** Channels taken out of use after a nack, still carrying calls sent before it; closed once those settle. */
+  readonly #retired = new Set<Channel>();
   #seq = 0;
 
   constructor(
@@ -85,6 +86,7 @@ export class AmqpRpcClient {
           if (!this.#pending.delete(corr)) return;
           if (finite) deadlines.remove(p);
           stopListening();
+          if (p.ch !== undefined && this.#retired.has(p.ch)) this.#closeIfIdle(p.ch);
           if (result instanceof FanError) reject(result);
           else resolve(result);
         },
@@ -122,14 +124,21 @@ export class AmqpRpcClient {
    * The broker nacked a call (confirm mode, for quorum request queues): it was not enqueued,
    * so it is sent again on a fresh channel. A channel whose first publish to a quorum queue
    * came while the queue had no leader keeps nacking (RabbitMQ 3.10), hence the new channel.
+   * The old one is retired, not closed: the other calls sent on it are being served and their
+   * replies come to its direct reply-to consumer; it is closed once none is pending.
    */
   #nacked(ch: Channel, p: Pending, corr: string, body: Buffer, deadline: number): void {
     if (!this.#pending.has(corr) || p.ch !== ch) return;
     p.ch = undefined;
-    if (this.#ch.current === ch && !this.#recycled.has(ch)) {
-      this.#recycled.add(ch);
-      this.log.warn({ queue: p.queue }, "amqp broker nacked a call; reopening the rpc channel and sending again");
-      ch.close().catch(() => undefined);
+    if (this.#ch.retire(ch)) {
+      this.#retired.add(ch);
+      // Closed under us (connection lost): its calls are lost as they would be on the current one.
+      ch.once("close", () => {
+        this.#retired.delete(ch);
+        this.#onLost(ch);
+      });
+      this.log.warn({ queue: p.queue }, "amqp broker nacked a call; sending it again on a fresh rpc channel");
+      this.#closeIfIdle(ch);
     }
     setTimeout(() => {
       if (!this.#pending.has(corr)) return;
@@ -142,6 +151,13 @@ export class AmqpRpcClient {
         (e: unknown) => p.settle(notSent(e)),
       );
     }, NACK_PAUSE_MS).unref();
+  }
+
+  /** Closes a retired channel once no pending call went out on it. */
+  #closeIfIdle(ch: Channel): void {
+    for (const p of this.#pending.values()) if (p.ch === ch) return;
+    this.#retired.delete(ch);
+    ch.close().catch(() => undefined);
   }
 
   #sendCancel(addr: AmqpAddress, corr: string): void {

@@ -69,6 +69,23 @@ local out = {}
 for i = 2, #ARGV do out[i - 1] = redis.call('LREM', KEYS[1], 1, ARGV[i]) end
 return out`;
 
+/**
+ * Per instance ARGV[i], 1 while its entry in the alive set KEYS[1] is fresh, else 0: the
+ * cheap check before a take-back, which carries the request frames.
+ */
+const ALIVE_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for i = 1, #ARGV do
+  local exp = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if exp and tonumber(exp) >= now then out[i] = 1 else out[i] = 0 end
+end
+return out`;
+
+/** Name of the alive-check script command. */
+const ALIVE_COMMAND = "fanRpcAlive";
+
 /** How often calls waiting on one instance check that it is still alive. */
 export const OWNER_CHECK_MS = 250;
 
@@ -133,6 +150,7 @@ export class RedisRpcClient {
     this.#channel = replyChannel(cluster, this.#prefix);
     cmd.defineCommand(CALL_COMMAND, { lua: CALL_SCRIPT, numberOfKeys: 2 });
     cmd.defineCommand(TAKE_BACK_COMMAND, { lua: TAKE_BACK_SCRIPT, numberOfKeys: 2 });
+    cmd.defineCommand(ALIVE_COMMAND, { lua: ALIVE_SCRIPT, numberOfKeys: 1 });
     sub.on("message", (channel: string, message: string) => this.#onReply(channel, message));
     sub.on("close", () => this.#onLost());
   }
@@ -280,7 +298,11 @@ export class RedisRpcClient {
     this.#watchTimer = undefined;
   }
 
-  /** One check of every instance that calls wait on: a dead one's calls are taken back and fail. */
+  /**
+   * One check of every instance that calls wait on: a dead one's calls are taken back and fail.
+   * The owners' alive entries are read first (one script run per version's alive set, no
+   * frames); only a dead owner's frames go to Redis to be taken back.
+   */
   #checkOwners(): void {
     if (this.#checking || !isReady(this.cmd)) return;
     const groups = new Map<string, { dest: Dest; corrs: string[]; frames: string[] }>();
@@ -295,14 +317,29 @@ export class RedisRpcClient {
         g.frames.push(w.frame);
       }
     }
+    const byAlive = new Map<string, Array<{ dest: Dest; corrs: string[]; frames: string[] }>>();
+    for (const g of groups.values()) {
+      const key = aliveKey(g.dest.addr);
+      const list = byAlive.get(key);
+      if (list === undefined) byAlive.set(key, [g]);
+      else list.push(g);
+    }
     this.#checking = true;
-    const runs = [...groups.values()].map((g) =>
-      this.#takeBack(g.dest, g.frames).then((taken) => {
-        if (taken === -1) return;
-        for (let i = 0; i < g.corrs.length; i++)
-          this.#pending.get(g.corrs[i] as string)?.settle(ownerGone(g.dest, taken[i] === 1));
-      }),
-    );
+    const alive = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<number[]>>)[
+      ALIVE_COMMAND
+    ] as (...a: unknown[]) => Promise<number[]>;
+    const runs = [...byAlive].map(async ([key, gs]) => {
+      const fresh = await alive.call(this.cmd, key, ...gs.map((g) => g.dest.instance));
+      await Promise.all(
+        gs.map(async (g, i) => {
+          if (fresh[i] === 1) return;
+          const taken = await this.#takeBack(g.dest, g.frames);
+          if (taken === -1) return;
+          for (let j = 0; j < g.corrs.length; j++)
+            this.#pending.get(g.corrs[j] as string)?.settle(ownerGone(g.dest, taken[j] === 1));
+        }),
+      );
+    });
     Promise.allSettled(runs).then(() => {
       this.#checking = false;
     });

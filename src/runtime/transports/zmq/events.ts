@@ -165,7 +165,7 @@ export class EventBus {
       throw new FanError(Code.RESOURCE_EXHAUSTED, `event of ${body.length} bytes exceeds the limit of ${this.maxBytes}`);
     const n = (this.seq.get(t.topic) ?? 0) + 1;
     this.seq.set(t.topic, n);
-    await this.pub.send([t.frame, this.id, String(n), body]);
+    await this.writer.send([t.frame, this.id, String(n), body], opts.deadline);
   }
 
   /** Subscribes to a live topic; resolves once the hub forwards the subscription to publishers. */
