@@ -25,7 +25,11 @@ const logged = (n: Node, msg: string): Record<string, unknown>[] =>
  * disruption, never applied a delta that did not follow the one before (no gap, no reorder
  * within an epoch), and logged that it resynced and went live again.
  */
-async function convergedAfterDisruption(owner: Node, watchers: readonly Node[], before: readonly Report[]): Promise<void> {
+async function convergedAfterDisruption(
+  owner: Node,
+  watchers: readonly Node[],
+  before: readonly Report[],
+): Promise<void> {
   const want = await owner.report();
   for (const [i, w] of watchers.entries()) {
     const got = await until(
@@ -37,6 +41,13 @@ async function convergedAfterDisruption(owner: Node, watchers: readonly Node[], 
     expect(got.value).toEqual(want.value);
     expect(got.violations, "deltas applied out of sequence").toBe(0);
     expect(got.snapshots ?? 0, "a new snapshot after the disruption").toBeGreaterThan(before[i]?.snapshots ?? 0);
+    // The child's log lines reach this process through its stdout, after its report: wait for them.
+    await until(
+      "the watcher's 'state live again' line",
+      async () => logged(w, "state live again").length,
+      (n) => n > 0,
+      10_000,
+    ).catch(() => undefined);
     expect(logged(w, "state live again").length, `watcher log: ${w.logs.slice(-5).join("\n")}`).toBeGreaterThan(0);
     expect(
       logged(w, "state owner absent").length + logged(w, "state resyncing").length,
@@ -120,9 +131,18 @@ describeWithBroker(
     nodes.push(owner);
     const watchers = [await Node.start("watcher", env), await Node.start("watcher", env)];
     nodes.push(...watchers);
-    for (const w of watchers) await until("watcher live", () => w.report(), (r) => r.status === "live");
+    for (const w of watchers)
+      await until(
+        "watcher live",
+        () => w.report(),
+        (r) => r.status === "live",
+      );
     const streaming = owner.send("deltas", { n: 1500, keys: 100, pace: 2 }, 180_000);
-    await until("some deltas applied", () => (watchers[0] as Node).report(), (r) => r.seq > 200);
+    await until(
+      "some deltas applied",
+      () => (watchers[0] as Node).report(),
+      (r) => r.seq > 200,
+    );
     const before = await Promise.all(watchers.map((w) => w.report()));
     await node.stop();
     await new Promise((r) => setTimeout(r, 1000));
@@ -156,18 +176,33 @@ describe("states across an owner restart over zmq", () => {
     nodes.push(first);
     const watchers = [await Node.start("watcher", env), await Node.start("watcher", env)];
     nodes.push(...watchers);
-    for (const w of watchers) await until("watcher live", () => w.report(), (r) => r.status === "live");
+    for (const w of watchers)
+      await until(
+        "watcher live",
+        () => w.report(),
+        (r) => r.status === "live",
+      );
     const streaming = Promise.race([
       first.send("deltas", { n: 5000, keys: 100, pace: 2 }, 120_000),
       first.exited.then(() => "killed"),
     ]);
-    await until("some deltas applied", () => (watchers[0] as Node).report(), (r) => r.seq > 200);
+    await until(
+      "some deltas applied",
+      () => (watchers[0] as Node).report(),
+      (r) => r.seq > 200,
+    );
     const before = await Promise.all(watchers.map((w) => w.report()));
     first.kill();
     expect(await streaming).toBe("killed");
     const epoch = before[0]?.epoch ?? 0;
     // The watchers notice (no heartbeat) and say the owner is absent.
-    for (const w of watchers) await until("owner absent", () => w.report(), (r) => r.status === "owner-absent", 30_000);
+    for (const w of watchers)
+      await until(
+        "owner absent",
+        () => w.report(),
+        (r) => r.status === "owner-absent",
+        30_000,
+      );
     const second = await Node.start("owner", env);
     nodes.push(second);
     await second.send("deltas", { n: 800, keys: 50, pace: 1 }, 120_000);
