@@ -56,6 +56,42 @@ async function convergedAfterDisruption(
   }
 }
 
+/**
+ * One owner and two watchers in processes of their own on `env`; the owner streams 1,500
+ * deltas, and once the watchers applied some the broker goes `down` for a second and comes
+ * back `up`: the stream completes and every watcher converges (`convergedAfterDisruption`).
+ */
+async function streamThroughOutage(
+  env: Record<string, string>,
+  nodes: Node[],
+  broker: { down(): Promise<void>; up(): Promise<void> },
+  streamMs: number,
+): Promise<void> {
+  const owner = await Node.start("owner", env);
+  nodes.push(owner);
+  const watchers = [await Node.start("watcher", env), await Node.start("watcher", env)];
+  nodes.push(...watchers);
+  for (const w of watchers)
+    await until(
+      "watcher live",
+      () => w.report(),
+      (r) => r.status === "live",
+    );
+  const streaming = owner.send("deltas", { n: 1500, keys: 100, pace: 2 }, streamMs);
+  await until(
+    "some deltas applied",
+    () => (watchers[0] as Node).report(),
+    (r) => r.seq > 200,
+  );
+  const before = await Promise.all(watchers.map((w) => w.report()));
+  await broker.down();
+  await new Promise((r) => setTimeout(r, 1000));
+  await broker.up();
+  await streaming;
+  expect((await owner.report()).seq).toBeGreaterThanOrEqual(1500);
+  await convergedAfterDisruption(owner, watchers, before);
+}
+
 describeWithBroker(
   possible,
   "a private redis-server",
@@ -77,29 +113,7 @@ describeWithBroker(
       FAN_STATES_TRANSPORTS: JSON.stringify({ redis: { url: redis.url, retryDelayMs: 50, blockMs: 200 } }),
       FAN_LOG_LEVEL: "info",
     };
-    const owner = await Node.start("owner", env);
-    nodes.push(owner);
-    const watchers = [await Node.start("watcher", env), await Node.start("watcher", env)];
-    nodes.push(...watchers);
-    for (const w of watchers)
-      await until(
-        "watcher live",
-        () => w.report(),
-        (r) => r.status === "live",
-      );
-    const streaming = owner.send("deltas", { n: 1500, keys: 100, pace: 2 }, 120_000);
-    await until(
-      "some deltas applied",
-      () => (watchers[0] as Node).report(),
-      (r) => r.seq > 200,
-    );
-    const before = await Promise.all(watchers.map((w) => w.report()));
-    await redis.kill();
-    await new Promise((r) => setTimeout(r, 1000));
-    await redis.start();
-    await streaming;
-    expect((await owner.report()).seq).toBeGreaterThanOrEqual(1500);
-    await convergedAfterDisruption(owner, watchers, before);
+    await streamThroughOutage(env, nodes, { down: () => redis.kill(), up: () => redis.start() }, 120_000);
   }, 240_000);
 });
 
@@ -127,29 +141,7 @@ describeWithBroker(
       }),
       FAN_LOG_LEVEL: "info",
     };
-    const owner = await Node.start("owner", env);
-    nodes.push(owner);
-    const watchers = [await Node.start("watcher", env), await Node.start("watcher", env)];
-    nodes.push(...watchers);
-    for (const w of watchers)
-      await until(
-        "watcher live",
-        () => w.report(),
-        (r) => r.status === "live",
-      );
-    const streaming = owner.send("deltas", { n: 1500, keys: 100, pace: 2 }, 180_000);
-    await until(
-      "some deltas applied",
-      () => (watchers[0] as Node).report(),
-      (r) => r.seq > 200,
-    );
-    const before = await Promise.all(watchers.map((w) => w.report()));
-    await node.stop();
-    await new Promise((r) => setTimeout(r, 1000));
-    await node.start();
-    await streaming;
-    expect((await owner.report()).seq).toBeGreaterThanOrEqual(1500);
-    await convergedAfterDisruption(owner, watchers, before);
+    await streamThroughOutage(env, nodes, { down: () => node.stop(), up: () => node.start() }, 180_000);
   }, 300_000);
 });
 
