@@ -72,6 +72,40 @@ eachBackend("election", (make) => {
     await first.resign();
   });
 
+  it("an abort that lands while the standby reads the candidate list still withdraws it", async () => {
+    const first = await campaign(a, { cluster, service: SVC, instanceId: "one", ttlMs: 2000 });
+    const ac = new AbortController();
+    // The signal aborts during the standby's list call, before it starts waiting for the
+    // leader's key to go: a listener added after that would never fire.
+    const abortingList: Registry = {
+      get: (k) => b.get(k),
+      put: (k, v, o) => b.put(k, v, o),
+      delete: (k) => b.delete(k),
+      watch: (p, r, fn) => b.watch(p, r, fn),
+      grantLease: (t) => b.grantLease(t),
+      close: () => b.close(),
+      list: async (p) => {
+        const r = await b.list(p);
+        ac.abort();
+        return r;
+      },
+    };
+    const t0 = Date.now();
+    const waiting = campaign(abortingList, {
+      cluster,
+      service: SVC,
+      instanceId: "two",
+      ttlMs: 2000,
+      signal: ac.signal,
+    });
+    await expect(waiting).rejects.toMatchObject({ name: "AbortError" });
+    expect(Date.now() - t0).toBeLessThan(1500);
+    const candidates = async () => (await a.list(`/fan/${cluster}/election/${SVC}/`)).items.length;
+    await until("candidate key removed", async () => (await candidates()) === 1);
+    expect(first.active).toBe(true);
+    await first.resign();
+  });
+
   it("campaigning again with the same instance id supersedes its stale candidacy", async () => {
     const first = await campaign(a, { cluster, service: SVC, instanceId: "one", ttlMs: 2000 });
     let lost = false;

@@ -59,6 +59,11 @@ export async function campaign(registry: Registry, opts: CampaignOptions): Promi
     opts.signal?.throwIfAborted();
     try {
       const held = await campaignOnce(registry, prefix, key, ttlMs, opts);
+      if (opts.signal?.aborted) {
+        // aborted while the last step of taking office was in flight: withdraw, do not lead
+        await held.resign();
+        throw opts.signal.reason;
+      }
       log.info({ fencingToken: held.fencingToken }, "elected leader");
       return held;
     } catch (e) {
@@ -81,7 +86,8 @@ function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
       resolve();
     };
     const t = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
+    if (signal?.aborted) done();
+    else signal?.addEventListener("abort", done, { once: true });
   });
 }
 
@@ -178,6 +184,9 @@ function waitForDelete(
       else reject(err);
     };
     const onAbort = (): void => finish(signal?.reason ?? new FanError(Code.CANCELLED, "campaign cancelled"));
+    // The signal may have aborted while the candidate list was being read: an abort listener
+    // added now would never fire, and the standby would wait for the leader to go.
+    if (signal?.aborted) return onAbort();
     signal?.addEventListener("abort", onAbort, { once: true });
     lease.onLost(() => finish());
     registry

@@ -190,7 +190,8 @@ export function healthHandler(health: Health): HealthHandler {
       const left = ctx.deadline - Date.now() - WATCH_MARGIN_MS;
       const timer = setTimeout(() => ac.abort(), Math.max(0, Math.min(left, 2_147_000_000)));
       const stop = (): void => ac.abort();
-      ctx.signal.addEventListener("abort", stop);
+      if (ctx.signal.aborted) stop();
+      else ctx.signal.addEventListener("abort", stop);
       try {
         return { status: await health.changed(req.service ?? "", req.last ?? "", ac.signal) };
       } finally {
