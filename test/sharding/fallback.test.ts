@@ -33,6 +33,8 @@ describeEtcd("fallback: per-method @fallback when a shard's owner is gone (etcd,
   const transports = ["http", "amqp", "redis"] as const;
   let children: Child[] = [];
   let app: App;
+  /** An App whose breakers open after two failures. */
+  let guarded: App;
 
   beforeAll(async () => {
     // A long lease: the whole test runs while the killed owner is still registered (its shards
@@ -48,14 +50,23 @@ describeEtcd("fallback: per-method @fallback when a shard's owner is gone (etcd,
       logger: silentLogger(),
       transports: { http: {}, amqp: { url: AMQP }, redis: { url: REDIS } },
     });
-    await app.start();
-    const set = await app.watch(Store.descriptor.name);
-    await until("3 Store instances", () => set.instances().length === 3, 20_000);
+    guarded = createApp({
+      cluster,
+      discovery: `etcd://${SHARED_ETCD}`,
+      logger: silentLogger(),
+      transports: { http: {} },
+      policy: { breaker: { failures: 2, openMs: 60_000 } },
+    });
+    await Promise.all([app.start(), guarded.start()]);
+    for (const a of [app, guarded]) {
+      const set = await a.watch(Store.descriptor.name);
+      await until("3 Store instances", () => set.instances().length === 3, 20_000);
+    }
   }, 120_000);
 
   afterAll(async () => {
     await Promise.all(children.map(kill));
-    await app?.stop();
+    await Promise.allSettled([app?.stop(), guarded?.stop()]);
     await Promise.allSettled([deleteKeys(`fan.${cluster}*`), deleteByPrefix(`fan.${cluster}`)]);
   });
 
@@ -111,6 +122,27 @@ describeEtcd("fallback: per-method @fallback when a shard's owner is gone (etcd,
     const always = await app.client(Store, { transport: "amqp", shardFallback: true }).store({ storeId: key });
     expect(always.instanceId).not.toBe(victim.instanceId);
     expect(always.shard).toBe(shard);
+
+    // The owner's breaker open: `store` fails at once naming the shard and the breaker,
+    // `fallbackStore` goes to another instance without trying the owner.
+    const g = guarded.client(Store);
+    for (let i = 0; i < 2; i++) await rejection(g.store({ storeId: key }, { retry: false }));
+    expect(guarded.policy.breakerStates()).toContainEqual(
+      expect.objectContaining({ instanceId: victim.instanceId, state: "open" }),
+    );
+    const t2 = Date.now();
+    const open = await rejection(g.store({ storeId: key }, { retry: false }));
+    expect(open?.code).toBe("UNAVAILABLE");
+    expect(open?.message).toContain(
+      `${named} is unavailable: the circuit breaker of its owner ${victim.instanceId} is open`,
+    );
+    const around = await g.fallbackStore({ storeId: key }, { retry: false });
+    expect(Date.now() - t2).toBeLessThan(1000);
+    expect([around.instanceId === victim.instanceId, around.shard, around.owned.includes(shard)]).toEqual([
+      false,
+      shard,
+      false,
+    ]);
 
     // All of the above ran while the dead owner was still registered (its lease is 60 s).
     expect(set.instances().map((i) => i.instanceId)).toContain(victim.instanceId);
