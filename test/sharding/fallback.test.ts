@@ -1,6 +1,6 @@
 /**
- * Per-method fallback (`@fallback` in the IDL) between processes, over etcd, on http, amqp and
- * redis: three child processes serve `test.shards.Store`; one owner is SIGKILLed and, while its
+ * Per-method fallback (`@fallback` in the IDL) between processes, over etcd, on http, zmq, amqp,
+ * nats and redis: three child processes serve `test.shards.Store`; one owner is SIGKILLed and, while its
  * lease still registers it, `store` (no `@fallback`) fails with UNAVAILABLE naming the shard,
  * while `fallbackStore` (`@shard(storeId) @fallback`) is answered by another instance — one
  * that does not own the shard and serves it instead of redirecting it. The client option
@@ -18,6 +18,7 @@ import { Store } from "./fixtures/generated/test/shards.js";
 
 const AMQP = process.env.FAN_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
 const REDIS = process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379";
+const NATS = process.env.FAN_NATS_URL ?? "nats://127.0.0.1:4222";
 
 type Failure = { code: string; message: string; details?: unknown };
 
@@ -27,10 +28,10 @@ const rejection = (p: Promise<unknown>): Promise<Failure | undefined> =>
     (e: Failure) => e,
   );
 
-describeEtcd("fallback: per-method @fallback when a shard's owner is gone (etcd, http, amqp, redis)", () => {
+describeEtcd("fallback: per-method @fallback when a shard's owner is gone (etcd, http, zmq, amqp, nats, redis)", () => {
   const cluster = `fallback-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   const ids = ["fallback-a", "fallback-b", "fallback-c"];
-  const transports = ["http", "amqp", "redis"] as const;
+  const transports = ["http", "zmq", "amqp", "nats", "redis"] as const;
   let children: Child[] = [];
   let app: App;
   /** An App whose breakers open after two failures. */
@@ -48,7 +49,7 @@ describeEtcd("fallback: per-method @fallback when a shard's owner is gone (etcd,
       cluster,
       discovery: `etcd://${SHARED_ETCD}`,
       logger: silentLogger(),
-      transports: { http: {}, amqp: { url: AMQP }, redis: { url: REDIS } },
+      transports: { http: {}, zmq: {}, amqp: { url: AMQP }, redis: { url: REDIS }, nats: { url: NATS } },
     });
     guarded = createApp({
       cluster,
@@ -90,8 +91,9 @@ describeEtcd("fallback: per-method @fallback when a shard's owner is gone (etcd,
     const set = await app.watch(Store.descriptor.name);
     const named = `shard ${shard} of ${Store.descriptor.name}`;
 
-    // http (connection refused) and amqp (the owner's exclusive queue is gone: the broker
-    // returns the call) know at once; redis once the owner left the alive set (5 s TTL).
+    // http and zmq (connection refused or known down), amqp (the owner's exclusive queue is
+    // gone: the broker returns the call) and nats (no responder) know at once; redis once the
+    // owner left the alive set (5 s TTL).
     for (const transport of transports) {
       const c = app.client(Store, { transport });
       const bound = transport === "redis" ? 9000 : 2500;
