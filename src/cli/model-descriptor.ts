@@ -119,6 +119,7 @@ export class ModelSchemas {
             retry: m.retry,
             ...(m.route !== undefined ? { route: m.route } : {}),
             ...(m.shard !== undefined ? { shard: m.shard } : {}),
+            ...(m.shardFallback === true ? { shardFallback: true } : {}),
             throws: m.throws,
           },
         ]),

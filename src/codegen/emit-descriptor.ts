@@ -80,6 +80,7 @@ function writeMethod(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel, 
   w.writeLine(`retry: ${m.retry},`);
   if (m.route !== undefined) w.writeLine(`route: ${obj([["path", str(m.route.path)], ["params", jsonLiteral(m.route.params)]])},`);
   if (m.shard !== undefined) w.writeLine(`shard: ${jsonLiteral(m.shard)},`);
+  if (m.shardFallback === true) w.writeLine("shardFallback: true,");
   w.writeLine(`throws: ${jsonLiteral(m.throws)},`);
   if (m.auth !== undefined) w.writeLine(`auth: ${jsonLiteral(m.auth)},`);
   if (m.since !== undefined) w.writeLine(`since: ${str(m.since)},`);

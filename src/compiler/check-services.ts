@@ -392,6 +392,11 @@ function checkMethod(
   if (routeModel !== undefined) model.route = routeModel;
   const shardModel = shard === undefined ? undefined : checkShard(c, shard, params);
   if (shardModel !== undefined) model.shard = shardModel;
+  const fallback = decs.get("fallback");
+  if (fallback !== undefined && argNone(fallback, c.out)) {
+    if (shard === undefined) c.out.push(diag.fallbackWithoutShard(fallback.span, { name: m.name.name }));
+    else model.shardFallback = true;
+  }
   const auth = decs.get("auth");
   const roles = auth === undefined ? undefined : argStrings(auth, c.out);
   if (roles !== undefined) model.auth = roles;

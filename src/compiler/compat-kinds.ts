@@ -58,10 +58,12 @@ export const CHANGE_KINDS = {
   "state-mode-changed": { code: "FAN1022", severity: "breaking" },
   "event-delivery-changed": { code: "FAN1023", severity: "breaking" },
   "config-changed": { code: "FAN1024", severity: "breaking" },
+  "fallback-removed": { code: "FAN1025", severity: "breaking" },
   "error-added": { code: "FAN1050", severity: "warning" },
   "default-changed": { code: "FAN1051", severity: "warning" },
   added: { code: "FAN1090", severity: "compatible" },
   "constraint-loosened": { code: "FAN1091", severity: "compatible" },
+  "fallback-added": { code: "FAN1092", severity: "compatible" },
 } as const satisfies Record<string, { readonly code: string; readonly severity: Severity }>;
 
 /** The kinds of change `fanc check` reports. */

@@ -1,7 +1,7 @@
 /**
  * `fanc check` on a service: its methods, events, states, config, dependencies and the
  * decorators that change how callers reach it (`@shards`, `@transports`, `@unique`,
- * `@timeout`, `@idempotent`, `@auth`, `@route`, `@shard`).
+ * `@timeout`, `@idempotent`, `@auth`, `@route`, `@shard`, `@fallback`).
  */
 import semver from "semver";
 import { typeText } from "./check-types.js";
@@ -62,6 +62,24 @@ function compareMethod(s: string, path: string, m: MethodModel, n: MethodModel, 
   if (key(m) !== key(n))
     out.push(
       change("shard-key-changed", s, path, `${path}: @shard(${key(m)}) → @shard(${key(n)}) moves keys between owners`),
+    );
+  if (m.shardFallback === true && n.shardFallback !== true && n.shard !== undefined)
+    out.push(
+      change(
+        "fallback-removed",
+        s,
+        path,
+        `${path}: @fallback removed: clients built on the old IDL still send its calls to another instance when the shard's owner is unavailable, and that instance serves them`,
+      ),
+    );
+  if (m.shardFallback !== true && n.shardFallback === true && m.shard !== undefined)
+    out.push(
+      change(
+        "fallback-added",
+        s,
+        path,
+        `${path}: @fallback added: clients built on the new IDL send its calls to another instance when the shard's owner is unavailable`,
+      ),
     );
   if (m.route !== undefined && m.route.path !== n.route?.path)
     out.push(change("route-changed", s, path, `${path}: @route ${m.route.path} → ${n.route?.path ?? "(none)"}`));

@@ -73,6 +73,7 @@ export const DECORATOR_TARGETS: Readonly<Record<string, readonly Target[]>> = {
   retry: METHODS,
   route: METHODS,
   shard: METHODS,
+  fallback: METHODS,
   since: ["rpc", "push", "event"],
   broadcast: ["event"],
   full: ["state"],

@@ -394,6 +394,12 @@ export const DIAGNOSTICS = {
     message: "package `{pkg}` has more than one `version` line",
     help: "A package's default service version is given once, in one of its files.",
   },
+  fallbackWithoutShard: {
+    code: "FAN0320",
+    severity: E,
+    message: "@fallback on `{name}` needs @shard",
+    help: "@fallback lets a sharded call go to another instance when its shard's owner is unavailable; a method without @shard has no owner.",
+  },
 
   // -- 04xx: services -------------------------------------------------------------------------
   dependencyCycle: {

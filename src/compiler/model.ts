@@ -146,6 +146,8 @@ export interface MethodModel {
   readonly route?: { readonly path: string; readonly params: readonly string[] };
   /** `@shard(a, b.c)`: each path is a parameter name followed by struct field names. */
   readonly shard?: readonly (readonly string[])[];
+  /** `@fallback`: when the shard's owner is unavailable, the call may go to another instance. */
+  readonly shardFallback?: true;
   readonly since?: string;
   readonly deprecated?: string;
   readonly doc?: string;

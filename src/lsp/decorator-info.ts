@@ -20,6 +20,9 @@ export const DECORATOR_INFO: Readonly<Record<string, DecoratorInfo>> = {
   retry: { arg: "2", doc: "Extra attempts on failure (needs @idempotent)." },
   route: { arg: "/path", quoted: true, doc: "The HTTP route; `{param}` segments bind parameters." },
   shard: { arg: "param", doc: "The parameter (or param.field path) whose value picks the shard." },
+  fallback: {
+    doc: "With @shard: when the shard's owner is gone or its breaker is open, the call goes to another instance instead of failing with UNAVAILABLE.",
+  },
   since: { arg: "1.1.0", quoted: true, doc: "The service version that introduced the member." },
   broadcast: { doc: "Every instance of every subscriber receives the event (not one per service)." },
   full: { doc: "The state replicates in full on every change." },

@@ -150,6 +150,7 @@ function methodNotes(m: A.RpcMember | A.PushMember, method: MethodModel): string
   if (method.route !== undefined)
     notes.push(`route \`${method.idempotent ? "GET" : "POST"} ${method.route.path}\``);
   if (method.shard !== undefined) notes.push(`shard key ${method.shard.map((p) => `\`${p.join(".")}\``).join(", ")}`);
+  if (method.shardFallback === true) notes.push("fallback to another instance when the shard's owner is unavailable");
   if (method.idempotent) notes.push("idempotent");
   if (method.retry > 0) notes.push(`retry ${method.retry}`);
   if (method.auth !== undefined) notes.push(method.auth.length === 0 ? "auth: any credentials" : `auth: ${method.auth.join(" | ")}`);

@@ -29,6 +29,11 @@ export interface MethodDescriptor {
   readonly route?: { readonly path: string; readonly params: readonly string[] };
   /** Shard key paths: `[["storeId"], ["wine", "id"]]`. */
   readonly shard?: readonly (readonly string[])[];
+  /**
+   * `@fallback`: when the shard's owner is gone or its breaker is open, the call goes to
+   * another instance instead of failing (a client's `shardFallback` option overrides it).
+   */
+  readonly shardFallback?: boolean;
   /** Fully qualified names of the IDL errors this method may throw. */
   readonly throws: readonly string[];
   /**

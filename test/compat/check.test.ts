@@ -39,7 +39,7 @@ service Cellar {
   depends shop.Stock ">=1.0.0"
   depends soft shop.Ledger ">=1.0.0"
   config { pageSize: int = 50 }
-  @route("/wine/{id}") @shard(id) @timeout(2s)
+  @route("/wine/{id}") @shard(id) @fallback @timeout(2s)
   rpc get(id: string, note?: string): Wine throws Missing
   @idempotent @auth("staff", "admin")
   rpc list(limit: int = 20 @max(100)): list<Wine>
@@ -94,6 +94,7 @@ const corpus: [string, (s: string) => string, ChangeKind][] = [
   ["config key type changed", (s) => s.replace("pageSize: int = 50", 'pageSize: string = "50"'), "config-changed"],
   ["config key lost its default", (s) => s.replace("pageSize: int = 50", "pageSize: int"), "config-required"],
   ["@ttl added to a push", (s) => s.replace("  push restock", "  @ttl(5s)\n  push restock"), "timeout-shortened"],
+  ["@fallback removed", (s) => s.replace(" @fallback", ""), "fallback-removed"],
 ];
 
 /** Changes reported but not failing a service without --strict: [name, edit, kind]. */
@@ -145,6 +146,14 @@ describe("fanc check: one before/after pair per kind of change", () => {
     const report = compareModels(before, model(text));
     expect(report.changes.filter((c) => c.breaking)).toEqual([]);
     expect(report.changes.filter((c) => c.kind === "constraint-loosened").length).toBe(3);
+    expect(report.failed).toBe(false);
+  });
+
+  it("fallback: @fallback added to a sharded method is compatible (FAN1092), listed, and passes", () => {
+    const report = compareModels(model(idl(base.replace(" @fallback", ""))), before);
+    expect(report.changes.map((c) => [c.code, c.kind, c.severity, c.path])).toEqual([
+      ["FAN1092", "fallback-added", "compatible", "shop.Cellar.get"],
+    ]);
     expect(report.failed).toBe(false);
   });
 

@@ -112,6 +112,34 @@ describe("fanc lsp", () => {
     expect((money.contents as { value: string }).value).toContain("An amount of money.");
   });
 
+  it("fallback: hovers @fallback and a method carrying it; completes @fallback on an rpc", async () => {
+    const text = fixture(ORDERS);
+    const sharded = text.replace("  @timeout(2s)\n", "  @shard(storeId) @fallback\n  @timeout(2s)\n");
+    const hover = async (needle: string, delta: number): Promise<string> => {
+      const h = await c.request<Hover>("textDocument/hover", {
+        textDocument: { uri: c.uri(ORDERS) },
+        position: pos(sharded, needle, delta),
+      });
+      return (h.contents as { value: string }).value;
+    };
+    await c.change(ORDERS, sharded);
+    try {
+      const value = await hover("rpc get", 5);
+      expect(value).toContain("shard key `storeId`");
+      expect(value).toContain("fallback to another instance when the shard's owner is unavailable");
+      expect(await hover("@fallback", 3)).toMatch(/^\*\*@fallback\*\*: With @shard: when the shard's owner is gone/);
+      const typing = sharded.replace("  /// Place an order.\n", "  @fal\n");
+      await c.change(ORDERS, typing);
+      const items = await c.request<CompletionItem[]>("textDocument/completion", {
+        textDocument: { uri: c.uri(ORDERS) },
+        position: pos(typing, "@fal\n", 4),
+      });
+      expect(items.map((i) => i.label)).toContain("@fallback");
+    } finally {
+      await c.change(ORDERS, text);
+    }
+  });
+
   it("goes to the definition across files and imports", async () => {
     const text = fixture(ORDERS);
     const loc = await c.request<Location>("textDocument/definition", { textDocument: { uri: c.uri(ORDERS) }, position: pos(text, "common.Money", 8) });

@@ -207,7 +207,7 @@ export class App implements ClientHost {
       throw new FanError(Code.INVALID_ARGUMENT, "client: expected a generated service definition");
     if (opts.interceptors !== undefined || opts.policy !== undefined || opts.headers !== undefined)
       return def.createClient(new Caller(this, def.descriptor, opts));
-    const key = `${opts.version ?? ""}|${opts.strategy ?? ""}|${opts.transport ?? ""}|${opts.shardFallback === true}`;
+    const key = `${opts.version ?? ""}|${opts.strategy ?? ""}|${opts.transport ?? ""}|${opts.shardFallback ?? ""}`;
     let byOpts = this.#clients.get(def.descriptor);
     if (byOpts === undefined) {
       byOpts = new Map();

@@ -56,8 +56,10 @@ export interface ClientOptions {
   /** Only use this transport. */
   readonly transport?: TransportName;
   /**
-   * A `@shard` method whose shard has no reachable owner goes to any instance instead of
-   * failing with UNAVAILABLE (for handlers that can serve any key, e.g. from a shared store).
+   * Overrides the IDL's per-method `@fallback` for this client: `true`, every `@shard` method
+   * whose shard has no reachable owner goes to another instance instead of failing with
+   * UNAVAILABLE (for handlers that can serve any key, e.g. from a shared store); `false`, none
+   * does. Absent: each method as its IDL says.
    */
   readonly shardFallback?: boolean;
   /** Interceptors of this client, inside the App's own. */
@@ -326,7 +328,7 @@ export class Caller implements ClientCaller {
   }
 
   #sharded(route: Route): ShardRoute {
-    this.#shards ??= new ShardRoute(route, this.#service, this.#opts.shardFallback === true);
+    this.#shards ??= new ShardRoute(route, this.#service, this.#opts.shardFallback);
     return this.#shards;
   }
 

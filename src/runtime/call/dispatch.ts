@@ -247,7 +247,8 @@ export class Dispatcher implements Inbound {
       sink.error(badInput(e));
       return;
     }
-    const guard = p.shard === undefined ? undefined : this.#scope.shardGuard;
+    // A fallback call (its owner is unavailable, the method or caller allows it) is served here.
+    const guard = p.shard === undefined || headers.shardFallback !== undefined ? undefined : this.#scope.shardGuard;
     const redirect = guard === undefined ? undefined : guard(p.shard as ShardPaths, input);
     if (redirect !== undefined) {
       sink.error(redirect);

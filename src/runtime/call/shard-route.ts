@@ -3,9 +3,11 @@
  * whatever transport reaches it (on amqp and redis to the owner's own queue, because the call
  * carries a `shard` header). The ownership table is computed from the discovery cache, once
  * per change. No owner, or an owner this App cannot reach or whose call fails with
- * UNAVAILABLE: the call fails with UNAVAILABLE naming the shard (unless the client allows
- * fallback). An owner that answers with a redirect (its view says another instance owns the
- * shard) gets the call retried once at the owner.
+ * UNAVAILABLE: the call fails with UNAVAILABLE naming the shard, unless the method allows
+ * fallback (`@fallback` in the IDL, or the client's `shardFallback` option, which overrides
+ * it either way): then it goes to another instance, marked `shardFallback` so that instance
+ * serves it instead of redirecting it to the owner. An owner that answers with a redirect
+ * (its view says another instance owns the shard) gets the call retried once at the owner.
  */
 import type { MethodDescriptor, ServiceDescriptor, TransportName } from "../descriptor.js";
 import type { InstanceInfo } from "../discovery/types.js";
@@ -13,7 +15,8 @@ import { Code, FanError } from "../errors.js";
 import type { OutgoingRequest } from "./interceptors.js";
 import type { Route, Target } from "./route.js";
 import { sinceFits, tooOld } from "./versions.js";
-import { hasDeliveryFlag } from "./outcome.js";
+import { hasDeliveryFlag, maybeDelivered as mayHaveArrived } from "./outcome.js";
+import { isNotDelivered } from "../transports/not-delivered.js";
 import { assignShards, redirectOf, shardDomain, shardOf, shardUnavailable, type Redirect } from "./shards.js";
 
 /** Longest wait for the discovery cache to learn a new owner after a redirect. */
@@ -23,11 +26,12 @@ const REDIRECT_WAIT_MS = 1000;
 export class ShardRoute {
   readonly #route: Route;
   readonly #service: ServiceDescriptor;
-  readonly #fallback: boolean;
+  /** The client's `shardFallback` option: undefined follows each method's `@fallback`. */
+  readonly #fallback: boolean | undefined;
   #owners: (string | undefined)[] | undefined;
   #byId = new Map<string, InstanceInfo>();
 
-  constructor(route: Route, service: ServiceDescriptor, fallback: boolean) {
+  constructor(route: Route, service: ServiceDescriptor, fallback: boolean | undefined) {
     this.#route = route;
     this.#service = service;
     this.#fallback = fallback;
@@ -48,19 +52,21 @@ export class ShardRoute {
     const method = req.method;
     const shard = shardOf(req.input, method.shard ?? [], this.#service.shards);
     const pinned = req.opts?.transport;
-    if (shard === undefined) return this.#fallbackOr(undefined, pinned, method, blocked, "a shard key part is missing");
+    // Set again by #fallbackOr when this attempt goes to another instance.
+    if (req.headers.shardFallback !== undefined) delete req.headers.shardFallback;
+    if (shard === undefined) return this.#fallbackOr(req, undefined, pinned, blocked, "a shard key part is missing");
     req.headers.shard = shard;
     let target: Target;
     try {
       target = this.#owner(shard, pinned);
     } catch (e) {
-      if (!this.#fallback) throw e;
-      return this.#fallbackOr(shard, pinned, method, blocked, (e as Error).message);
+      if (!this.#allows(method)) throw e;
+      return this.#fallbackOr(req, shard, pinned, blocked, (e as Error).message);
     }
     if (blocked?.(target) === true) {
       const why = `the circuit breaker of its owner ${target.info.instanceId} is open`;
-      if (!this.#fallback) throw shardUnavailable(this.#service.name, shard, why);
-      return this.#fallbackOr(shard, pinned, method, blocked, why);
+      if (!this.#allows(method)) throw shardUnavailable(this.#service.name, shard, why);
+      return this.#fallbackOr(req, shard, pinned, blocked, why);
     }
     if (method.since !== undefined && !sinceFits(method.since, target.info))
       throw tooOld(this.#service.name, method.name, method.since, [target.info.version]);
@@ -75,7 +81,12 @@ export class ShardRoute {
     const shard = req.headers.shard;
     if (typeof shard !== "number" || this.#table()[shard] !== target.info.instanceId) return sendTo(target);
     const pinned = req.opts?.transport;
-    return sendTo(target).catch((e: unknown) => this.#failed(e, shard, target, pinned, req.deadline, sendTo));
+    return sendTo(target).catch((e: unknown) => this.#failed(e, shard, target, pinned, req, sendTo));
+  }
+
+  /** Whether `method`'s calls may go to another instance when the owner is unavailable. */
+  #allows(method: MethodDescriptor): boolean {
+    return this.#fallback ?? method.shardFallback === true;
   }
 
   /** The target of `shard`'s owner; UNAVAILABLE naming the shard when there is none this App reaches. */
@@ -112,13 +123,34 @@ export class ShardRoute {
     shard: number,
     target: Target,
     pinned: TransportName | undefined,
-    deadline: number,
+    req: OutgoingRequest,
     sendTo: (t: Target) => Promise<unknown>,
   ): Promise<unknown> {
     const redirect = redirectOf(e);
-    if (redirect !== undefined) return sendTo(await this.#redirected(shard, redirect, target, pinned, deadline));
-    if (FanError.is(e) && e.code === Code.UNAVAILABLE && (e.details as { shard?: unknown } | undefined)?.shard === undefined) {
-      const err = shardUnavailable(this.#service.name, shard, `its owner ${target.info.instanceId}: ${e.message}`, e);
+    if (redirect !== undefined) return sendTo(await this.#redirected(shard, redirect, target, pinned, req.deadline));
+    if (
+      FanError.is(e) &&
+      e.code === Code.UNAVAILABLE &&
+      (e.details as { shard?: unknown } | undefined)?.shard === undefined
+    ) {
+      const why = `its owner ${target.info.instanceId}: ${e.message}`;
+      // The owner provably never saw it (refused, returned by the broker, gone from the alive
+      // set): with fallback another instance takes it, whatever the method, within the deadline.
+      const unseen = isNotDelivered(e) || (hasDeliveryFlag(e) && !mayHaveArrived(e));
+      if (unseen && this.#allows(req.method) && Date.now() < req.deadline) {
+        const owner = target.info.instanceId;
+        const other = this.#fallbackOr(req, shard, pinned, (t) => t.info.instanceId === owner, why);
+        return sendTo(other).catch((e2: unknown) => {
+          if (!FanError.is(e2) || e2.code !== Code.UNAVAILABLE) throw e2;
+          throw shardUnavailable(
+            this.#service.name,
+            shard,
+            `${why}; fallback to ${other.info.instanceId}: ${e2.message}`,
+            e2,
+          );
+        });
+      }
+      const err = shardUnavailable(this.#service.name, shard, why, e);
       // A push's `maybeDelivered` is the producer's to read: the reworded error keeps it.
       if (!hasDeliveryFlag(e)) throw err;
       const maybeDelivered = (e.details as { maybeDelivered: boolean }).maybeDelivered;
@@ -143,7 +175,8 @@ export class ShardRoute {
     for (;;) {
       const mine = this.#table()[shard];
       const id = mine !== undefined && mine !== refused.info.instanceId ? mine : r.owner;
-      const info = id === undefined ? undefined : (this.#byId.get(id) ?? this.#route.fitting().find((i) => i.instanceId === id));
+      const info =
+        id === undefined ? undefined : (this.#byId.get(id) ?? this.#route.fitting().find((i) => i.instanceId === id));
       if (info !== undefined && id !== refused.info.instanceId) {
         const t = this.#route.targetOf(info, pinned);
         if (t === undefined)
@@ -153,7 +186,10 @@ export class ShardRoute {
       const left = until - Date.now();
       // Past the deadline the outcome is DEADLINE_EXCEEDED, whatever else went wrong.
       if (Date.now() >= deadline)
-        throw new FanError(Code.DEADLINE_EXCEEDED, `${this.#service.name}: deadline exceeded while following a redirect of shard ${shard}`);
+        throw new FanError(
+          Code.DEADLINE_EXCEEDED,
+          `${this.#service.name}: deadline exceeded while following a redirect of shard ${shard}`,
+        );
       if (left <= 0)
         throw shardUnavailable(
           this.#service.name,
@@ -176,22 +212,29 @@ export class ShardRoute {
     });
   }
 
+  /**
+   * Another instance for a call whose shard's owner is unavailable (`why`), when the method
+   * allows fallback; `skip`: instances not to use (breakers open, the owner that refused it).
+   * The call is marked `shardFallback` so that instance serves it instead of redirecting it.
+   */
   #fallbackOr(
+    req: OutgoingRequest,
     shard: number | undefined,
     pinned: TransportName | undefined,
-    method: MethodDescriptor,
-    blocked: ((t: Target) => boolean) | undefined,
+    skip: ((t: Target) => boolean) | undefined,
     why: string,
   ): Target {
-    if (!this.#fallback) {
+    const method = req.method;
+    if (!this.#allows(method)) {
       throw shard === undefined
         ? new FanError(Code.INVALID_ARGUMENT, `cannot route a call to ${this.#service.name}: ${why}`)
         : shardUnavailable(this.#service.name, shard, why);
     }
-    if (blocked === undefined) return this.#route.pick(undefined, pinned, method);
-    const t = this.#route.pickWhere(undefined, pinned, blocked, method);
+    req.headers.shardFallback = 1;
+    if (skip === undefined) return this.#route.pick(undefined, pinned, method);
+    const t = this.#route.pickWhere(undefined, pinned, skip, method);
     if (t !== undefined) return t;
-    const all = `${why}, and the circuit breaker of every other instance is open`;
+    const all = `${why}, and no other instance takes it (breakers open or none left)`;
     throw shard === undefined
       ? new FanError(Code.UNAVAILABLE, `no instance of ${this.#service.name} takes the call: ${all}`)
       : shardUnavailable(this.#service.name, shard, all);

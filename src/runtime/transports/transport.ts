@@ -24,6 +24,11 @@ export interface EnvelopeHeaders {
    * the instance the endpoint names instead of the version's shared queue.
    */
   shard?: number;
+  /**
+   * 1 on a sharded call sent to an instance other than its shard's owner because the owner is
+   * unavailable and the method allows fallback: the instance serves it instead of redirecting.
+   */
+  shardFallback?: number;
   /** Delivery attempt of a push or event, 1-based. */
   attempt?: number;
   [name: string]: string | number | undefined;

@@ -57,6 +57,40 @@ describe("shards", () => {
     );
   });
 
+  it("fallback: @fallback on a sharded method is recorded; without @shard it is FAN0320, with arguments FAN0303", () => {
+    const model = expectClean(
+      src(
+        "package p",
+        "service S {",
+        "  @shard(a) @fallback rpc fallbackOk(a: string)",
+        "  @fallback @shard(c) push fallbackPush(c: string)",
+        "  @shard(a) rpc fallbackNone(a: string)",
+        "}",
+      ),
+    );
+    const s = model.packages[0]!.decls[0]!;
+    expect(s.kind === "service" && s.methods.map((m) => m.shardFallback)).toEqual([true, true, undefined]);
+    expectDiagnostics(
+      src(
+        "package p",
+        "service S {",
+        "  @fallback rpc fallbackBare(a: string)",
+        "  @idempotent",
+        "  @fallback",
+        "  rpc fallbackLater(a: string)",
+        "  @shard(a) @fallback(a) rpc fallbackArgs(a: string)",
+        "  @fallback event fallbackEvent(a: string)",
+        "}",
+      ),
+      [
+        ["FAN0320", 3, 3],
+        ["FAN0320", 5, 3],
+        ["FAN0303", 7, 13],
+        ["FAN0302", 8, 3],
+      ],
+    );
+  });
+
   it("rejects a shard count below one (FAN0307)", () => {
     expectDiagnostics(
       src("package p", "@shards(0) service T {}", "@shards(-3) service U {}", '@shards("x") service V {}'),

@@ -3,7 +3,7 @@
  *
  * - `traceparent` and `tracestate` keep their W3C names;
  * - the runtime's own headers become `fan-deadline`, `fan-ttl`, `fan-reply-to`, `fan-shard`,
- *   `fan-attempt` (numbers where the envelope has numbers);
+ *   `fan-shard-fallback`, `fan-attempt` (numbers where the envelope has numbers);
  * - a custom header whose name is a lowercase token and whose value is a printable ASCII
  *   string becomes `fan-h-<name>` (so `curl -H 'fan-h-tenant: acme'` works);
  * - anything else (mixed-case names, numbers, non-ASCII text) travels in one `fan-headers`
@@ -24,9 +24,10 @@ const KNOWN: ReadonlyMap<string, string> = new Map([
   ["ttl", "fan-ttl"],
   ["replyTo", "fan-reply-to"],
   ["shard", "fan-shard"],
+  ["shardFallback", "fan-shard-fallback"],
   ["attempt", "fan-attempt"],
 ]);
-const NUMERIC: ReadonlySet<string> = new Set(["deadline", "ttl", "attempt", "shard"]);
+const NUMERIC: ReadonlySet<string> = new Set(["deadline", "ttl", "attempt", "shard", "shardFallback"]);
 const FROM_HTTP: ReadonlyMap<string, string> = new Map([...KNOWN].map(([k, v]) => [v, k]));
 
 /** Names that would pollute prototypes if copied around. */
