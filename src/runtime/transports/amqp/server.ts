@@ -9,6 +9,7 @@ import type { Channel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
 import { hasMethods, type ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
+import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound, Served } from "../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import type { AmqpConnection, ManagedChannel, Setup } from "./connection.js";
@@ -48,7 +49,7 @@ export interface ServerOptions {
 export class AmqpServer {
   readonly #ch: ManagedChannel;
   readonly #addr: AmqpAddress;
-  readonly #inFlight = new Map<string, AbortController>();
+  readonly #inFlight = new Map<string, LazyAbort>();
   readonly #tags = new WeakMap<Channel, string[]>();
   readonly #work: WorkConsumer;
   readonly #setup: Setup = (ch) => this.#declare(ch);
@@ -170,10 +171,10 @@ export class AmqpServer {
   }
 
   #dispatch(env: Envelope, corr: string | undefined, answer: (reply: Envelope) => void): void {
-    const ac = new AbortController();
+    const ac = new LazyAbort();
     const key = corr ?? env.id;
     this.#inFlight.set(key, ac);
-    this.inbound.call(env, ac.signal).then(
+    this.inbound.call(env, ac).then(
       (reply) => {
         this.#inFlight.delete(key);
         answer(reply);
