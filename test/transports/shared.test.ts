@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { onAbort, unwatchAbort, watchAbort } from "../../src/runtime/transports/abort.js";
+import { LazyAbort, onAbort, signalOf, unwatchAbort, watchAbort } from "../../src/runtime/transports/abort.js";
 import { brokerEndpointParser, formatBrokerEndpoint } from "../../src/runtime/transports/endpoint.js";
 
 describe("shared abort listening", () => {
@@ -14,7 +14,12 @@ describe("shared abort listening", () => {
     const seen: number[] = [];
     const stops = Array.from({ length: 100 }, (_, i) => onAbort(ac.signal, () => seen.push(i)));
     stops[7]?.();
-    const target = { n: 0, aborted() { this.n++; } };
+    const target = {
+      n: 0,
+      aborted() {
+        this.n++;
+      },
+    };
     watchAbort(ac.signal, target);
     ac.abort();
     ac.abort();
@@ -31,8 +36,18 @@ describe("shared abort listening", () => {
     onAbort(ac.signal, () => fired++);
     const stop = onAbort(ac.signal, () => fired++);
     stop();
-    const target = { n: 0, aborted() { this.n++; } };
-    const gone = { n: 0, aborted() { this.n++; } };
+    const target = {
+      n: 0,
+      aborted() {
+        this.n++;
+      },
+    };
+    const gone = {
+      n: 0,
+      aborted() {
+        this.n++;
+      },
+    };
     watchAbort(ac.signal, target);
     watchAbort(ac.signal, gone);
     unwatchAbort(ac.signal, gone);
@@ -44,6 +59,34 @@ describe("shared abort listening", () => {
   });
 });
 
+describe("LazyAbort (a served call's cancellation, a signal only on demand)", () => {
+  it("a signal asked for after the abort is already aborted", () => {
+    const a = new LazyAbort();
+    expect(a.aborted).toBe(false);
+    a.abort();
+    expect(a.aborted).toBe(true);
+    expect(signalOf(a).aborted).toBe(true);
+  });
+
+  it("a signal asked for before the abort fires its listeners once, and is the same signal each time", () => {
+    const a = new LazyAbort();
+    const s = signalOf(a);
+    expect(signalOf(a)).toBe(s);
+    let fired = 0;
+    s.addEventListener("abort", () => fired++);
+    expect(s.aborted).toBe(false);
+    a.abort();
+    a.abort();
+    expect(s.aborted).toBe(true);
+    expect(fired).toBe(1);
+  });
+
+  it("a plain AbortSignal passes through signalOf unchanged", () => {
+    const s = new AbortController().signal;
+    expect(signalOf(s)).toBe(s);
+  });
+});
+
 describe("broker endpoints", () => {
   it("round-trip cluster, service and version, encoded, and reject anything else with UNAVAILABLE", () => {
     const parse = brokerEndpointParser("redis");
@@ -52,7 +95,9 @@ describe("broker endpoints", () => {
     expect(e).toBe("redis://prod%2Feu/retail.wines.PublicWines/2.1.0%2Bbuild%207");
     expect(parse(e)).toEqual(a);
     expect(parse(e)).toBe(parse(e));
-    expect(() => parse("amqp://c/s/v")).toThrow(expect.objectContaining({ code: "UNAVAILABLE", message: "not a redis endpoint: amqp://c/s/v" }));
+    expect(() => parse("amqp://c/s/v")).toThrow(
+      expect.objectContaining({ code: "UNAVAILABLE", message: "not a redis endpoint: amqp://c/s/v" }),
+    );
     expect(() => parse("redis://c/s")).toThrow(/not a redis endpoint/);
   });
 });

@@ -12,6 +12,7 @@ import type { CallContext, Emitter } from "./context.js";
 import type { ServiceDefinition } from "../descriptor.js";
 import { Code, FanError, type WireError } from "../errors.js";
 import type { EnvelopeHeaders } from "../transports/transport.js";
+import { type CallSignal, signalOf } from "../transports/abort.js";
 import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from "../ids.js";
 
 /** What a served instance shares with every call context it makes. */
@@ -84,7 +85,7 @@ export class CallCtx implements CallContext, Inherited {
   readonly attempt: number;
   /** Who is calling, as a server interceptor or `@auth` established it. */
   principal: unknown = undefined;
-  readonly #callerSignal: AbortSignal | undefined;
+  readonly #callerSignal: CallSignal | undefined;
   #traceId: string | undefined;
   #spanId: string | undefined;
   #log: Logger | undefined;
@@ -95,7 +96,7 @@ export class CallCtx implements CallContext, Inherited {
     method: string,
     headers: Readonly<EnvelopeHeaders>,
     deadline: number,
-    callerSignal: AbortSignal | undefined,
+    callerSignal: CallSignal | undefined,
     attempt: number,
   ) {
     this.#scope = scope;
@@ -195,7 +196,7 @@ export class CallCtx implements CallContext, Inherited {
 
   #makeSignal(): AbortSignal {
     const signals: AbortSignal[] = [this.#scope.hardStop];
-    if (this.#callerSignal !== undefined) signals.push(this.#callerSignal);
+    if (this.#callerSignal !== undefined) signals.push(signalOf(this.#callerSignal));
     if (Number.isFinite(this.deadline)) signals.push(AbortSignal.timeout(Math.max(0, this.deadline - Date.now())));
     return AbortSignal.any(signals);
   }

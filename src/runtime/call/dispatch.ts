@@ -12,6 +12,7 @@ import type { MethodDescriptor, ServiceDescriptor, SubscriptionDescriptor } from
 import { Code, FanError, type WireError } from "../errors.js";
 import { toWireError, type Form } from "../codec/error-wire.js";
 import type { Envelope, EnvelopeHeaders, Inbound } from "../transports/transport.js";
+import type { CallSignal } from "../transports/abort.js";
 import type { Counters } from "../telemetry/stats.js";
 import type { ServerGate } from "../policy/server.js";
 import { codeOf, ObservedSink, serverSpan, type CallTelemetry } from "../telemetry/calls.js";
@@ -134,7 +135,7 @@ export class Dispatcher implements Inbound {
   }
 
   /** Handles a call; resolves with a reply or error envelope, never rejects. */
-  call(env: Envelope, signal: AbortSignal, transport = "local"): Promise<Envelope> {
+  call(env: Envelope, signal: CallSignal, transport = "local"): Promise<Envelope> {
     return new Promise((resolve) =>
       this.run(env, signal, new EnvelopeSink(env, this.#service.version, resolve), transport),
     );
@@ -145,7 +146,7 @@ export class Dispatcher implements Inbound {
    * checked value in value form, encoded JSON in wire form) or the WireError the caller gets.
    * `call` wraps it in envelopes; the local transport's value path hands the caller's own sink.
    */
-  run(env: Envelope, signal: AbortSignal, sink: CallSink, transport = "local"): void {
+  run(env: Envelope, signal: CallSignal, sink: CallSink, transport = "local"): void {
     const form: Form = env.form === "value" ? "value" : "wire";
     this.#run(form, env.service, env.method, env.payload, env.headers, signal, sink, Date.now(), transport);
   }
@@ -174,7 +175,7 @@ export class Dispatcher implements Inbound {
     method: string,
     payload: unknown,
     headers: Readonly<EnvelopeHeaders>,
-    signal: AbortSignal | undefined,
+    signal: CallSignal | undefined,
     outer: CallSink,
     now: number,
     transport: string,
@@ -233,7 +234,7 @@ export class Dispatcher implements Inbound {
     p: Plan & { fn: HandlerFn },
     payload: unknown,
     headers: Readonly<EnvelopeHeaders>,
-    signal: AbortSignal | undefined,
+    signal: CallSignal | undefined,
     sink: CallSink,
     deadline: number,
     principal: unknown,
@@ -598,7 +599,7 @@ class TransportInbound implements Inbound {
     private readonly transport: string,
   ) {}
 
-  call(env: Envelope, signal: AbortSignal): Promise<Envelope> {
+  call(env: Envelope, signal: CallSignal): Promise<Envelope> {
     return this.d.call(env, signal, this.transport);
   }
 
@@ -606,7 +607,7 @@ class TransportInbound implements Inbound {
     return this.d.push(env, this.transport);
   }
 
-  run(env: Envelope, signal: AbortSignal, sink: CallSink): void {
+  run(env: Envelope, signal: CallSignal, sink: CallSink): void {
     this.d.run(env, signal, sink, this.transport);
   }
 

@@ -65,3 +65,41 @@ export function onAbort(signal: AbortSignal, fn: () => void): () => void {
     set.delete(entry);
   };
 }
+
+/**
+ * The cancellation of one call a transport serves, made a real `AbortSignal` only when the
+ * handler reads `ctx.signal`: an AbortController (an EventTarget) per served call cost more
+ * than the handler itself in the broker transports' profiles, and most handlers never look.
+ * Used like an AbortController by the server (`abort()`), like a signal by the dispatcher.
+ */
+export class LazyAbort {
+  #ac: AbortController | undefined = undefined;
+  #aborted = false;
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  /** The signal (made now, aborted already if the call was). */
+  get signal(): AbortSignal {
+    if (this.#ac === undefined) {
+      this.#ac = new AbortController();
+      if (this.#aborted) this.#ac.abort();
+    }
+    return this.#ac.signal;
+  }
+
+  abort(): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#ac?.abort();
+  }
+}
+
+/** What a served call's cancellation comes as: a signal, or a `LazyAbort` that makes one on demand. */
+export type CallSignal = AbortSignal | LazyAbort;
+
+/** The `AbortSignal` of a call's cancellation. */
+export function signalOf(s: CallSignal): AbortSignal {
+  return s instanceof LazyAbort ? s.signal : s;
+}

@@ -5,6 +5,7 @@
  * deadlines, errors and dispatch, so every transport gets the same semantics.
  */
 import type { ServiceDescriptor, TransportName } from "../descriptor.js";
+import type { CallSignal } from "./abort.js";
 
 export type EnvelopeKind = "call" | "push" | "event" | "reply" | "error" | "state";
 
@@ -58,7 +59,7 @@ export interface Envelope {
 /** What the App gives a transport to serve one service instance. Never rejects for user errors. */
 export interface Inbound {
   /** Handles a call; resolves with a `reply` or `error` envelope (never rejects). */
-  call(env: Envelope, signal: AbortSignal): Promise<Envelope>;
+  call(env: Envelope, signal: CallSignal): Promise<Envelope>;
   /**
    * Handles a push. Resolves when the handler finished without error (ack), or when the push
    * was dropped on purpose (expired TTL, undecodable: logged and counted). Rejects when it

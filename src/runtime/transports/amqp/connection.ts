@@ -235,6 +235,8 @@ export class ManagedChannel {
   #ch: Channel | undefined;
   #opening = false;
   #disposed = false;
+  /** The channel every current setup finished on (see `ready`). */
+  #setUp: Channel | undefined = undefined;
   #failures = 0;
   readonly #setups: Setup[] = [];
   readonly #ran = new WeakMap<Channel, Set<Setup>>();
@@ -262,6 +264,16 @@ export class ManagedChannel {
   /** Adds a setup step that runs on every future channel (and on the open one, at `get`). */
   register(setup: Setup): void {
     this.#setups.push(setup);
+    this.#setUp = undefined;
+  }
+
+  /**
+   * The open channel when every registered setup has finished on it (opened with all of them,
+   * none registered since): a call can go out at once, without `get`'s async steps.
+   */
+  get ready(): Channel | undefined {
+    const ch = this.#ch;
+    return ch !== undefined && ch === this.#setUp && !this.#disposed ? ch : undefined;
   }
 
   /** Removes a setup step (it will not run on the next channel). */
@@ -331,6 +343,7 @@ export class ManagedChannel {
     }
     this.#failures = 0;
     this.#ch = ch;
+    this.#setUp = ch;
     this.#waiters.wake();
   }
 

@@ -10,7 +10,7 @@ import type { Channel, ConfirmChannel, ConsumeMessage } from "amqplib";
 import { notSent } from "../../call/outcome.js";
 import type { Logger } from "pino";
 import { deadlines, type Expirable } from "../../call/deadlines.js";
-import { onAbort } from "../abort.js";
+import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
@@ -20,7 +20,7 @@ import { callQueue, cancelKey, controlExchange, parseEndpoint, rpcQueue, type Am
 const REPLY_TO = "amq.rabbitmq.reply-to";
 const NACK_PAUSE_MS = 100;
 
-interface Pending extends Expirable {
+interface Pending {
   /** The channel the call went out on; undefined while a nacked call waits to be sent again. */
   ch: Channel | undefined;
   readonly addr: AmqpAddress;
@@ -58,47 +58,51 @@ export class AmqpRpcClient {
   }
 
   /** Sends `env` to `endpoint`'s request queue; resolves with the reply or error envelope. */
-  async call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
-    const addr = parseEndpoint(endpoint);
-    if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "cancelled");
-    const body = encodeEnvelope(withDeadline(env, opts.deadline));
-    if (body.length > this.maxBytes) {
-      throw new FanError(Code.RESOURCE_EXHAUSTED, `call of ${body.length} bytes exceeds the limit of ${this.maxBytes}`);
+  call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
+    let addr: AmqpAddress;
+    let body: Buffer;
+    try {
+      addr = parseEndpoint(endpoint);
+      if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "cancelled");
+      body = encodeEnvelope(withDeadline(env, opts.deadline));
+      if (body.length > this.maxBytes) {
+        throw new FanError(Code.RESOURCE_EXHAUSTED, `call of ${body.length} bytes exceeds the limit of ${this.maxBytes}`);
+      }
+    } catch (e) {
+      return Promise.reject(e);
     }
-    const ch = await this.#ch.get(opts.deadline, opts.signal);
-    if (opts.deadline <= Date.now())
-      throw new FanError(Code.DEADLINE_EXCEEDED, "deadline passed before the call was sent");
-    return this.#send(ch, addr, callQueue(addr, env.headers.shard !== undefined), body, opts);
+    const queue = callQueue(addr, env.headers.shard !== undefined);
+    // The channel is open and set up (the usual case): sent in this same synchronous run.
+    const ready = this.#ch.ready;
+    if (ready !== undefined) return this.#send(ready, addr, queue, body, opts);
+    return this.#ch.get(opts.deadline, opts.signal).then((ch) => {
+      if (opts.deadline <= Date.now())
+        throw new FanError(Code.DEADLINE_EXCEEDED, "deadline passed before the call was sent");
+      return this.#send(ch, addr, queue, body, opts);
+    });
   }
 
   #send(ch: Channel, addr: AmqpAddress, queue: string, body: Buffer, opts: SendOptions): Promise<Envelope> {
     const corr = `${this.#prefix}.${++this.#seq}`;
-    return new Promise<Envelope>((resolve, reject) => {
-      const finite = Number.isFinite(opts.deadline);
-      const p: Pending = {
-        ch,
-        addr,
-        queue,
-        bucket: 0,
-        expire: () =>
-          p.settle(new FanError(Code.DEADLINE_EXCEEDED, `no reply from ${addr.service} before the deadline`)),
-        settle: (result) => {
-          if (!this.#pending.delete(corr)) return;
-          if (finite) deadlines.remove(p);
-          stopListening();
-          if (p.ch !== undefined && this.#retired.has(p.ch)) this.#closeIfIdle(p.ch);
-          if (result instanceof FanError) reject(result);
-          else resolve(result);
-        },
-      };
-      this.#pending.set(corr, p);
-      if (finite) deadlines.add(p, opts.deadline);
-      const stopListening = onAbort(opts.signal, () => {
-        p.settle(new FanError(Code.CANCELLED, "cancelled"));
-        this.#sendCancel(addr, corr);
-      });
-      this.#publish(ch, p, corr, body, opts.deadline);
-    });
+    const promise = new Promise<Envelope>(capture);
+    const p = new PendingReply(this, ch, addr, queue, corr, opts.signal, captured.resolve, captured.reject, opts.deadline);
+    this.#pending.set(corr, p);
+    if (p.finite) deadlines.add(p, opts.deadline);
+    watchAbort(opts.signal, p);
+    this.#publish(ch, p, corr, body, opts.deadline);
+    return promise;
+  }
+
+  /** Forgets a pending call; false when it was already settled. */
+  forget(corr: string, p: Pending): boolean {
+    if (!this.#pending.delete(corr)) return false;
+    if (p.ch !== undefined && this.#retired.has(p.ch)) this.#closeIfIdle(p.ch);
+    return true;
+  }
+
+  /** A cancelled call: announced to the instances of its version. */
+  cancelled(addr: AmqpAddress, corr: string): void {
+    this.#sendCancel(addr, corr);
   }
 
   #publish(ch: Channel, p: Pending, corr: string, body: Buffer, deadline: number): void {
@@ -211,4 +215,54 @@ export class AmqpRpcClient {
 export function withDeadline(env: Envelope, deadline: number): Envelope {
   if (!Number.isFinite(deadline) || env.headers.deadline === deadline) return env;
   return { ...env, headers: { ...env.headers, deadline } };
+}
+
+/** The resolving functions of the promise just made by `new Promise(capture)` (one shared executor). */
+const captured: { resolve: (v: Envelope) => void; reject: (e: unknown) => void } = {
+  resolve: () => undefined,
+  reject: () => undefined,
+};
+
+function capture(resolve: (v: Envelope) => void, reject: (e: unknown) => void): void {
+  captured.resolve = resolve;
+  captured.reject = reject;
+}
+
+/** One call waiting for its reply: settles once (reply, return, error, deadline or cancellation). */
+class PendingReply implements Pending, Expirable, AbortTarget {
+  bucket = 0;
+  prev: Expirable | undefined = undefined;
+  next: Expirable | undefined = undefined;
+  readonly finite: boolean;
+
+  constructor(
+    private readonly client: AmqpRpcClient,
+    public ch: Channel | undefined,
+    readonly addr: AmqpAddress,
+    readonly queue: string,
+    private readonly corr: string,
+    private readonly signal: AbortSignal,
+    private readonly resolve: (v: Envelope) => void,
+    private readonly reject: (e: unknown) => void,
+    deadline: number,
+  ) {
+    this.finite = Number.isFinite(deadline);
+  }
+
+  expire(): void {
+    this.settle(new FanError(Code.DEADLINE_EXCEEDED, `no reply from ${this.addr.service} before the deadline`));
+  }
+
+  aborted(): void {
+    this.settle(new FanError(Code.CANCELLED, "cancelled"));
+    this.client.cancelled(this.addr, this.corr);
+  }
+
+  settle(result: Envelope | FanError): void {
+    if (!this.client.forget(this.corr, this)) return;
+    if (this.finite) deadlines.remove(this);
+    unwatchAbort(this.signal, this);
+    if (result instanceof FanError) this.reject(result);
+    else this.resolve(result);
+  }
 }

@@ -9,6 +9,7 @@ import type { Channel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
 import { hasMethods, type ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
+import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound, Served } from "../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import type { AmqpConnection, ManagedChannel, Setup } from "./connection.js";
@@ -48,7 +49,7 @@ export interface ServerOptions {
 export class AmqpServer {
   readonly #ch: ManagedChannel;
   readonly #addr: AmqpAddress;
-  readonly #inFlight = new Map<string, AbortController>();
+  readonly #inFlight = new Map<string, LazyAbort>();
   readonly #tags = new WeakMap<Channel, string[]>();
   readonly #work: WorkConsumer;
   readonly #setup: Setup = (ch) => this.#declare(ch);
@@ -137,7 +138,6 @@ export class AmqpServer {
     }
     const corr = typeof msg.properties.correlationId === "string" ? msg.properties.correlationId : undefined;
     const replyTo = typeof msg.properties.replyTo === "string" ? msg.properties.replyTo : undefined;
-    const answer = (reply: Envelope): void => this.#reply(ch, msg, replyTo, corr, reply);
     let env: Envelope;
     try {
       env = decodeEnvelope(msg.content, { maxBytes: this.opts.maxBytes });
@@ -145,17 +145,17 @@ export class AmqpServer {
         throw new FanError(Code.INVALID_ARGUMENT, `expected a call or push, got a ${env.kind}`);
     } catch (e) {
       this.#log.warn({ err: (e as Error).message, replyTo }, "undecodable amqp call");
-      answer(errorEnvelope(corr ?? "?", undefined, FanError.from(e, Code.INVALID_ARGUMENT)));
+      this.#reply(ch, msg, replyTo, corr, errorEnvelope(corr ?? "?", undefined, FanError.from(e, Code.INVALID_ARGUMENT)));
       return;
     }
     const refused = refuse(this.service, env, "this queue");
     if (refused !== undefined) {
-      answer(errorEnvelope(env.id, env, refused));
+      this.#reply(ch, msg, replyTo, corr, errorEnvelope(env.id, env, refused));
       return;
     }
     if (env.kind === "push") {
       // A @shard push to this owner (owner-push.ts): acknowledged to the producer once handled.
-      handlePush(this.inbound, env).then(answer);
+      handlePush(this.inbound, env).then((reply) => this.#reply(ch, msg, replyTo, corr, reply));
       return;
     }
     if (msg.fields.redelivered && this.service.methods[env.method]?.idempotent !== true) {
@@ -163,24 +163,22 @@ export class AmqpServer {
         Code.UNAVAILABLE,
         "the server handling this call was lost; not retried because the method is not idempotent",
       );
-      answer(errorEnvelope(env.id, env, e));
+      this.#reply(ch, msg, replyTo, corr, errorEnvelope(env.id, env, e));
       return;
     }
-    this.#dispatch(env, corr, answer);
-  }
-
-  #dispatch(env: Envelope, corr: string | undefined, answer: (reply: Envelope) => void): void {
-    const ac = new AbortController();
+    // Anonymous reactions, no named closure per call (tsx's keepNames wraps those in a
+    // defineProperty call); the signal is made only if the handler reads it.
+    const ac = new LazyAbort();
     const key = corr ?? env.id;
     this.#inFlight.set(key, ac);
-    this.inbound.call(env, ac.signal).then(
+    this.inbound.call(env, ac).then(
       (reply) => {
         this.#inFlight.delete(key);
-        answer(reply);
+        this.#reply(ch, msg, replyTo, corr, reply);
       },
       (e: unknown) => {
         this.#inFlight.delete(key);
-        answer(errorEnvelope(env.id, env, FanError.from(e)));
+        this.#reply(ch, msg, replyTo, corr, errorEnvelope(env.id, env, FanError.from(e)));
       },
     );
   }

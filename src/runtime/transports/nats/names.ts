@@ -38,14 +38,28 @@ function major(version: string): string {
   return version.split(".")[0] ?? version;
 }
 
+/** Subjects already built per address (parsed endpoints are cached objects): no string work per call. */
+const rpcSubjects = new WeakMap<NatsAddress, string>();
+const instanceSubjects = new WeakMap<NatsAddress, string>();
+
 /** The rpc subject of one exact service version (its instances share it in the queue group `rpc`). */
 export function rpcSubject(a: NatsAddress): string {
-  return `fan.${token(a.cluster)}.rpc.${token(a.service)}.${token(a.version)}`;
+  let s = rpcSubjects.get(a);
+  if (s === undefined) {
+    s = `fan.${token(a.cluster)}.rpc.${token(a.service)}.${token(a.version)}`;
+    rpcSubjects.set(a, s);
+  }
+  return s;
 }
 
 /** The rpc subject of one instance (calls with a `shard` header, for the shard's owner). */
 export function instanceSubject(a: NatsAddress): string {
-  return `${rpcSubject(a)}.i.${token(a.instance ?? "")}`;
+  let s = instanceSubjects.get(a);
+  if (s === undefined) {
+    s = `${rpcSubject(a)}.i.${token(a.instance ?? "")}`;
+    instanceSubjects.set(a, s);
+  }
+  return s;
 }
 
 /** Where a call goes: the instance's subject for sharded calls, else the version's. */

@@ -13,6 +13,7 @@ import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import { Code, FanError } from "../../errors.js";
 import { handlePush } from "../owner-push.js";
 import { errorEnvelope, refuse } from "../replies.js";
+import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
 import type { NatsLink } from "./connection.js";
 import { cancelSubject, instanceSubject, type NatsAddress, RPC_QUEUE, rpcSubject } from "./names.js";
@@ -20,7 +21,7 @@ import { payloadLimit, tooLarge } from "./rpc-client.js";
 
 /** One served instance's rpc side. */
 export class NatsRpcServer {
-  readonly #inFlight = new Map<string, AbortController>();
+  readonly #inFlight = new Map<string, LazyAbort>();
   readonly #subs: Subscription[] = [];
   readonly #log: Logger;
   #stopped = false;
@@ -80,9 +81,9 @@ export class NatsRpcServer {
       void handlePush(this.inbound, env).then((out) => this.#reply(msg, out));
       return;
     }
-    const ac = new AbortController();
+    const ac = new LazyAbort();
     this.#inFlight.set(reply, ac);
-    this.inbound.call(env, ac.signal).then(
+    this.inbound.call(env, ac).then(
       (out: Envelope) => this.#done(msg, reply, out),
       (e: unknown) => this.#done(msg, reply, errorEnvelope(env.id, env, FanError.from(e))),
     );

@@ -9,6 +9,7 @@
 import type { Logger } from "pino";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
+import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
 import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
 import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
@@ -56,7 +57,7 @@ function parseRequest(item: string): Request | undefined {
 /** One served instance's rpc side. */
 export class RedisRpcServer {
   readonly #addr: RedisAddress;
-  readonly #inFlight = new Map<string, AbortController>();
+  readonly #inFlight = new Map<string, LazyAbort>();
   /** Replies handed to Redis but not yet acknowledged by it. */
   readonly #sending = new Set<Promise<unknown>>();
   /** Replies of this tick per reply channel, published together. */
@@ -177,7 +178,7 @@ export class RedisRpcServer {
 
   #dispatch(req: Request, env: Envelope): void {
     const key = `${req.channel} ${req.corr}`;
-    const ac = new AbortController();
+    const ac = new LazyAbort();
     this.#inFlight.set(key, ac);
     if (env.kind === "push") {
       // A @shard push to this owner (owner-push.ts): acknowledged to the producer once handled.
@@ -186,7 +187,7 @@ export class RedisRpcServer {
     }
     // Inline anonymous reactions (no named closure per call: tsx's keepNames wraps those in a
     // defineProperty call).
-    this.inbound.call(env, ac.signal).then(
+    this.inbound.call(env, ac).then(
       (reply: Envelope) => this.#done(key, req, reply),
       (e: unknown) => this.#done(key, req, errorEnvelope(env.id, env, FanError.from(e))),
     );
