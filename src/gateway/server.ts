@@ -12,6 +12,7 @@
  * a body over the limit and a wrong verb are coded JSON errors (400, 404, 413, 405) and the
  * gateway keeps serving.
  */
+import { setMaxListeners } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "pino";
@@ -275,6 +276,9 @@ function leaving(req: IncomingMessage): AbortSignal {
   if (signal === undefined) {
     const ac = new AbortController();
     signal = ac.signal;
+    // Pipelined requests run side by side, each call listening while it is pending (and no
+    // longer): many listeners on this signal are expected, not a leak to warn about.
+    setMaxListeners(0, signal);
     connectionSignals.set(socket, signal);
     if (socket.destroyed) ac.abort();
     else socket.once("close", () => ac.abort());
