@@ -87,7 +87,7 @@ export async function candidates(index: number, words: readonly string[]): Promi
   }
   const command = words[0] ?? "";
   const prev = words[index - 1] ?? "";
-  if (prev === "--via" || prev === "--transport") return prefixed(["http", "zmq", "redis", "amqp"]);
+  if (prev === "--via" || prev === "--transport") return prefixed(["http", "zmq", "redis", "amqp", "nats"]);
   if (command === "completion") return index === 1 ? prefixed(["bash", "zsh"]) : [];
   if (command === "new" && index === 1) return prefixed(["service"]);
   if (cur.startsWith("-")) return prefixed(OPTIONS[command] ?? ["--help"]);

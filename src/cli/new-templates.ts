@@ -14,7 +14,7 @@ export interface ServiceNames {
   /** The handler's module, kebab case: `greeter`. */
   readonly file: string;
   /** The transport main.ts serves on. */
-  readonly transport: "redis" | "amqp" | "zmq" | "http";
+  readonly transport: "redis" | "amqp" | "nats" | "zmq" | "http";
 }
 
 /** The generated module of the package, relative to the project: `generated/demo/greeter.js`. */
@@ -84,6 +84,7 @@ export class ${n.name}Service implements ${n.name}Handler {
 const TRANSPORTS: Record<ServiceNames["transport"], string> = {
   redis: `{ redis: { url: process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379" } }`,
   amqp: `{ amqp: { url: process.env.FAN_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672" } }`,
+  nats: `{ nats: { url: (process.env.FAN_NATS_URL ?? "nats://127.0.0.1:4222").split(",") } }`,
   zmq: "{ zmq: {} }",
   // http carries calls; events and state updates need a broker: redis here.
   http: `{ http: {}, redis: { url: process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379" } }`,

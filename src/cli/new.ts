@@ -12,7 +12,7 @@ import { type Io, processIo } from "./io.js";
 import { UsageError } from "./ls.js";
 import * as T from "./new-templates.js";
 
-const USAGE = `usage: fanc new service <Name> [--package x.y] [--transport redis|amqp|zmq|http] [--dir <dir>] [--fan <spec>]
+const USAGE = `usage: fanc new service <Name> [--package x.y] [--transport redis|amqp|nats|zmq|http] [--dir <dir>] [--fan <spec>]
        fanc init [<Name>] [same options]
 
 new service   adds a service to the project in --dir (default: the current folder): the .fan
@@ -24,7 +24,7 @@ init          the same in an empty folder; the service is named after the folder
 
 options:
   --package <x.y>       the IDL package (default: the service name in lower case)
-  --transport <name>    what src/main.ts serves on: redis (default), amqp, zmq, or http (+ redis
+  --transport <name>    what src/main.ts serves on: redis (default), amqp, nats, zmq, or http (+ redis
                         for events and state updates)
   --dir <dir>           the project folder (default: .)
   --fan <spec>          the "fan" dependency written to a new package.json (default: ^<this version>;
@@ -33,7 +33,7 @@ options:
 
 Then: npm install, npx fanc compile idl/, npm test, npm start (needs etcd and the broker).`;
 
-const TRANSPORTS = ["redis", "amqp", "zmq", "http"] as const;
+const TRANSPORTS = ["redis", "amqp", "nats", "zmq", "http"] as const;
 
 /** `Greeter` -> `greeter`, `OrderBook` -> `order-book`. */
 function kebab(name: string): string {

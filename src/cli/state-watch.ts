@@ -1,7 +1,7 @@
 /**
  * `fanc watch <service>.<state>`: a live replica of a service's state from a shell. The IDL
  * is compiled in-process as for `fanc call`; an App opens the event transport that carries
- * the state's updates (`--via` redis, amqp or zmq; default the first the service allows) and
+ * the state's updates (`--via` redis, amqp, nats or zmq; default the first the service allows) and
  * the transport its instances answer snapshot requests on, and watches the state exactly as
  * `client.states.x.watch()` does (docs/states.md). Prints the snapshot, then each update,
  * until SIGINT or SIGTERM; status changes (owner absent, resyncing) go to stderr.
@@ -12,11 +12,10 @@ import { createApp, type App } from "../runtime/app/app.js";
 import { codec } from "../runtime/codec/index.js";
 import type { StateChange, TransportName } from "../runtime/descriptor.js";
 import { findService, loadIdl } from "./call.js";
+import { EVENT_TRANSPORTS } from "./events.js";
 import { ORDER, transportsConfig } from "./health.js";
 import { type Io, processIo } from "./io.js";
 import { cliCluster, cliDiscovery, REGISTRY_OPTIONS, report, UsageError } from "./ls.js";
-
-const EVENT_TRANSPORTS: readonly TransportName[] = ["redis", "amqp", "zmq"];
 
 const USAGE = `usage: fanc watch <service>.<state> [options]
 
@@ -25,7 +24,7 @@ one line per change, "<cause> #<seq>: <json>" (a @delta state's update shows its
 
 options:
   --idl <dir>          the IDL folder (default: idl/)
-  --via <transport>    the transport carrying the updates: redis, amqp or zmq (default: the first of
+  --via <transport>    the transport carrying the updates: redis, amqp, nats or zmq (default: the first of
                        those the service allows); it must be the one the owner's App uses for events
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")

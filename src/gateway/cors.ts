@@ -27,6 +27,11 @@ export class Cors {
     this.#origins = new Set(list);
   }
 
+  /** False without `--cors`: no answer gets a CORS header, so callers may skip `headers`. */
+  get active(): boolean {
+    return this.#any || this.#origins.size > 0;
+  }
+
   /** The CORS headers of an answer to `req` (empty when it has no allowed Origin). */
   headers(req: IncomingMessage): Record<string, string> {
     // With a list of origins every answer depends on Origin (allowed or not), so a shared cache

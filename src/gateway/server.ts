@@ -12,8 +12,9 @@
  * a body over the limit and a wrong verb are coded JSON errors (400, 404, 413, 405) and the
  * gateway keeps serving.
  */
+import { setMaxListeners } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "pino";
 import type { App } from "../runtime/app/app.js";
 import { parseJson } from "../runtime/codec/wire.js";
@@ -91,8 +92,10 @@ export class GatewayServer {
   }
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const cors = this.#o.cors.headers(req);
-    for (const k in cors) res.setHeader(k, cors[k] as string);
+    if (this.#o.cors.active) {
+      const cors = this.#o.cors.headers(req);
+      for (const k in cors) res.setHeader(k, cors[k] as string);
+    }
     if (req.method === "OPTIONS") {
       const p = this.#o.cors.preflight(req);
       res.writeHead(p.status, p.headers).end();
@@ -116,7 +119,8 @@ export class GatewayServer {
       const svc = this.#o.catalog.service(safeDecode(raw[0] as string) ?? "");
       if (svc !== undefined) {
         const m = svc.descriptor.methods[safeDecode(raw[1] as string) ?? ""];
-        if (m === undefined) return refuse(res, Code.NOT_FOUND, `${svc.descriptor.name} has no rpc or push ${JSON.stringify(raw[1])}`);
+        if (m === undefined)
+          return refuse(res, Code.NOT_FOUND, `${svc.descriptor.name} has no rpc or push ${JSON.stringify(raw[1])}`);
         const body = await this.#body(req, res);
         if (body === undefined) return;
         return this.#send(req, res, svc, m, body);
@@ -154,7 +158,11 @@ export class GatewayServer {
       return refuse(res, Code.UNIMPLEMENTED, `${method} is not served here; use GET`, 405);
     }
     if (raw[0] === "health") {
-      const body = JSON.stringify({ status: "SERVING", services: this.#o.catalog.names(), transports: this.#o.app.transportNames() });
+      const body = JSON.stringify({
+        status: "SERVING",
+        services: this.#o.catalog.names(),
+        transports: this.#o.app.transportNames(),
+      });
       res.writeHead(200, { "content-type": "application/json; charset=utf-8" }).end(body);
       return;
     }
@@ -164,13 +172,21 @@ export class GatewayServer {
     }
     const [, kind, service, member] = raw.map((s) => safeDecode(s) ?? "");
     if (raw.length !== 4 || (kind !== "events" && kind !== "states"))
-      return refuse(res, Code.NOT_FOUND, `no such path; try /_fan/idl, /_fan/events/<service>/<event> or /_fan/states/<service>/<state>`);
+      return refuse(
+        res,
+        Code.NOT_FOUND,
+        `no such path; try /_fan/idl, /_fan/events/<service>/<event> or /_fan/states/<service>/<state>`,
+      );
     const svc = this.#o.catalog.service(service as string);
     if (svc === undefined) return refuse(res, Code.NOT_FOUND, `no service ${JSON.stringify(service)} in the IDL`);
     const d = svc.descriptor;
     const target = kind === "events" ? d.events[member as string] : d.states[member as string];
     if (target === undefined)
-      return refuse(res, Code.NOT_FOUND, `${d.name} has no ${kind === "events" ? "event" : "state"} ${JSON.stringify(member)}`);
+      return refuse(
+        res,
+        Code.NOT_FOUND,
+        `${d.name} has no ${kind === "events" ? "event" : "state"} ${JSON.stringify(member)}`,
+      );
     // HEAD has no body: answer the stream's headers and end, with no subscription or keepalive behind it.
     if (method === "HEAD") return void res.writeHead(200, SSE_HEADERS).end();
     // Subscribe first: the stream opens (and EventSource fires `open`) only once nothing can be missed.
@@ -192,7 +208,11 @@ export class GatewayServer {
     });
   }
 
-  /** Reads and parses the JSON body (empty: `{}`); answers 400/413 itself and returns undefined. */
+  /**
+   * Reads and parses the JSON body (empty: `{}`); answers 400/413 itself and returns undefined.
+   * Listens for `data`/`end` rather than iterating the request: the async iterator costs a
+   * promise and an object per chunk, and most bodies come in one chunk.
+   */
   async #body(req: IncomingMessage, res: ServerResponse): Promise<Record<string, unknown> | undefined> {
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > this.#maxBody) {
@@ -200,21 +220,18 @@ export class GatewayServer {
       refuse(res, Code.RESOURCE_EXHAUSTED, `a body of ${declared} bytes exceeds the limit of ${this.#maxBody}`, 413);
       return undefined;
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > this.#maxBody) {
-        res.setHeader("connection", "close");
-        refuse(res, Code.RESOURCE_EXHAUSTED, `the body exceeds the limit of ${this.#maxBody} bytes`, 413);
-        return undefined;
-      }
-      chunks.push(chunk as Buffer);
+    const raw = await readBody(req, this.#maxBody);
+    if (raw === undefined) {
+      res.setHeader("connection", "close");
+      refuse(res, Code.RESOURCE_EXHAUSTED, `the body exceeds the limit of ${this.#maxBody} bytes`, 413);
+      // As leaving a `for await` over the request does: the rest of the body is not read.
+      req.destroy();
+      return undefined;
     }
-    if (size === 0) return {};
+    if (raw.length === 0) return {};
     let value: unknown;
     try {
-      value = parseJson(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks), { maxBytes: this.#maxBody, maxDepth: 64 });
+      value = parseJson(raw, { maxBytes: this.#maxBody, maxDepth: 64 });
     } catch (e) {
       writeError(res, wireErrorOf(e, undefined));
       return undefined;
@@ -226,17 +243,86 @@ export class GatewayServer {
     return value as Record<string, unknown>;
   }
 
-  async #send(req: IncomingMessage, res: ServerResponse, svc: GatewayService, m: MethodDescriptor, body: unknown): Promise<void> {
+  async #send(
+    req: IncomingMessage,
+    res: ServerResponse,
+    svc: GatewayService,
+    m: MethodDescriptor,
+    body: unknown,
+  ): Promise<void> {
     let headers: EnvelopeHeaders;
     try {
       headers = fromHttpHeaders(req.headers);
     } catch (e) {
       return writeError(res, wireErrorOf(FanError.from(e, Code.INVALID_ARGUMENT), undefined));
     }
-    const ac = new AbortController();
-    res.once("close", () => {
-      if (!res.writableFinished) ac.abort();
-    });
-    await relay(res, svc, m, body, headers, ac.signal);
+    await relay(res, svc, m, body, headers, leaving(req));
   }
 }
+
+/** The abort signal of each connection: fires when it closes (see `leaving`). */
+const connectionSignals = new WeakMap<Socket, AbortSignal>();
+
+/**
+ * A signal that fires when the caller leaves: its connection closes before the answer is
+ * written. An HTTP/1.1 client cannot abandon one request and keep the connection, so one
+ * signal per connection serves every call made on it; a call that has answered no longer
+ * listens (the runtime unregisters it when it settles). Made once per connection instead of
+ * an AbortController and a `close` listener per request.
+ */
+function leaving(req: IncomingMessage): AbortSignal {
+  const socket = req.socket;
+  let signal = connectionSignals.get(socket);
+  if (signal === undefined) {
+    const ac = new AbortController();
+    signal = ac.signal;
+    // Pipelined requests run side by side, each call listening while it is pending (and no
+    // longer): many listeners on this signal are expected, not a leak to warn about.
+    setMaxListeners(0, signal);
+    connectionSignals.set(socket, signal);
+    if (socket.destroyed) ac.abort();
+    else socket.once("close", () => ac.abort());
+  }
+  return signal;
+}
+
+/**
+ * The request's body, or undefined once it passes `max` bytes (the rest is not read).
+ * Rejects if the request errors (the caller left mid-body).
+ */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    let first: Buffer | undefined;
+    let more: Buffer[] | undefined;
+    let size = 0;
+    const done = (): void => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > max) {
+        done();
+        resolve(undefined);
+      } else if (first === undefined) first = chunk;
+      else {
+        more ??= [first];
+        more.push(chunk);
+      }
+    };
+    const onEnd = (): void => {
+      done();
+      resolve(more !== undefined ? Buffer.concat(more, size) : (first ?? EMPTY));
+    };
+    const onError = (e: Error): void => {
+      done();
+      reject(e);
+    };
+    req.on("data", onData);
+    req.once("end", onEnd);
+    req.once("error", onError);
+  });
+}
+
+const EMPTY = Buffer.alloc(0);

@@ -35,6 +35,15 @@ it("new service writes the stub, handler, main, test and project files, naming t
   expect(io.outText()).toContain("npx fanc call OrderBook.hello");
 });
 
+it("new service --transport nats serves on NATS (FAN_NATS_URL, default the loopback server)", async () => {
+  tmp = new TempDir();
+  const io = captureIo();
+  expect(await run(["service", "Greeter", "--transport", "nats", "--dir", tmp.path], io)).toBe(0);
+  expect(tmp.read("src/main.ts")).toContain('transports: { nats: { url: (process.env.FAN_NATS_URL ?? "nats://127.0.0.1:4222").split(",") } }');
+  expect(io.outText()).toContain("Greeter (package greeter, served over nats)");
+  expect(io.outText()).toContain("etcd and nats on loopback");
+});
+
 it("never overwrites: a second service keeps main.ts and package.json's scripts; the same one is refused", async () => {
   tmp = new TempDir();
   tmp.write("package.json", JSON.stringify({ name: "x", scripts: { test: "mine" } }));
@@ -60,7 +69,7 @@ it("refuses bad names and packages, and init in a folder that is not empty", asy
   };
   await bad(["service", "greeter", "--dir", tmp.path], "new", /must be PascalCase/);
   await bad(["service", "Greeter", "--package", "Shop.X", "--dir", tmp.path], "new", /--package must be lower-case dotted words/);
-  await bad(["service", "Greeter", "--transport", "nats", "--dir", tmp.path], "new", /--transport must be one of redis, amqp, zmq, http/);
+  await bad(["service", "Greeter", "--transport", "mqtt", "--dir", tmp.path], "new", /--transport must be one of redis, amqp, nats, zmq, http/);
   await bad(["thing", "X", "--dir", tmp.path], "new", /expected: fanc new service <Name>/);
   tmp.write("README.md", "hi");
   await bad(["--dir", tmp.path], "init", /fanc init needs an empty folder; .* has README\.md/);

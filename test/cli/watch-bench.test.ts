@@ -1,7 +1,7 @@
 /**
  * `fanc watch` and `fanc bench` as a user runs them, in child processes. watch: an owner
- * process of the states tests (test/states/fixtures/node.ts) serves Board on redis, amqp or
- * zmq (an event hub of this test, named to fanc by $FAN_ZMQ_HUB); `fanc watch Board.entries
+ * process of the states tests (test/states/fixtures/node.ts) serves Board on redis, amqp, nats
+ * or zmq (an event hub of this test, named to fanc by $FAN_ZMQ_HUB); `fanc watch Board.entries
  * --json` prints the snapshot, then each set and patch the owner makes, and stops on SIGINT.
  * bench: against the conformance service (test/transports/fixtures/child-app.ts) on redis,
  * closed loop and --rate, --json and text.
@@ -12,6 +12,7 @@ import { type EventHub, startEventHub } from "../../src/runtime/transports/zmq/i
 import { describeEtcd, randomCluster, SHARED_ETCD } from "../discovery/helpers.js";
 import { Node } from "../states/processes.js";
 import { AMQP_URL } from "../transports/amqp-broker.js";
+import { deleteStreams, NATS_URL } from "../transports/nats-server.js";
 import { REDIS_URL } from "../transports/redis-server.js";
 import { type CapturedChild, runFanc, spawnCaptured, until } from "./helpers.js";
 
@@ -26,6 +27,7 @@ afterAll(async () => {
 const CASES = [
   { name: "redis", transports: () => ({ redis: { url: REDIS_URL } }) },
   { name: "amqp", transports: () => ({ amqp: { url: AMQP_URL } }) },
+  { name: "nats", transports: () => ({ nats: { url: NATS_URL } }) },
   { name: "zmq", transports: () => ({ zmq: { events: { publish: hub.publish, subscribe: hub.subscribe } } }) },
 ] as const;
 
@@ -76,6 +78,7 @@ describeEtcd("fanc watch (child processes)", () => {
       } finally {
         watch?.child.kill("SIGKILL");
         await owner.stop();
+        if (c.name === "nats") await deleteStreams(`fan_${cluster}`).catch(() => undefined);
       }
     }, 120_000);
   }

@@ -20,7 +20,11 @@ const post = (url: string, body: string, headers: Record<string, string> = {}): 
 
 for (const transport of ["amqp", "redis", "zmq"] as const) {
   const broker = transport === "zmq" ? "etcd" : `${transport} or etcd`;
-  describeWithBroker(runnable(transport) && up.etcd, broker, `gateway -> ${transport}`)(`gateway in front of Till on ${transport}`, () => {
+  describeWithBroker(
+    runnable(transport) && up.etcd,
+    broker,
+    `gateway -> ${transport}`,
+  )(`gateway in front of Till on ${transport}`, () => {
     const cluster = uniqueCluster(`gw-${transport}`);
     let service: CapturedChild | undefined;
     let gw: LocalGateway | undefined;
@@ -61,7 +65,9 @@ for (const transport of ["amqp", "redis", "zmq"] as const) {
       expect(res.headers.get("traceparent")).toMatch(new RegExp(`^00-${TRACE}-[0-9a-f]{16}-01$`));
       expect(await res.json()).toEqual({ total: 5, by: "ann" });
       // The handler sees the same trace (the gateway's hop as parent), the deadline and a custom header.
-      const seen = (await (await post(`${base}/seen`, "{}", { traceparent: `00-${TRACE}-b7ad6b7169203331-01`, "fan-h-tenant": "acme" })).json()) as Record<string, string>;
+      const seen = (await (
+        await post(`${base}/seen`, "{}", { traceparent: `00-${TRACE}-b7ad6b7169203331-01`, "fan-h-tenant": "acme" })
+      ).json()) as Record<string, string>;
       expect(seen.traceparent).toMatch(new RegExp(`^00-${TRACE}-`));
       expect(seen.traceparent).not.toContain("b7ad6b7169203331");
       expect(seen.tenant).toBe("acme");
@@ -71,7 +77,11 @@ for (const transport of ["amqp", "redis", "zmq"] as const) {
     it("accepts a push (202) and the service handles it", async () => {
       const res = await post(`${base}/note`, `{"text":"via ${transport}"}`);
       expect(res.status).toBe(202);
-      await until("the service handled the push", () => service?.stdout().includes(`"text":"via ${transport}"`) === true, 20_000);
+      await until(
+        "the service handled the push",
+        () => service?.stdout().includes(`"text":"via ${transport}"`) === true,
+        20_000,
+      );
     }, 60_000);
 
     it("answers a typed IDL error with its status, name and fields", async () => {
@@ -94,7 +104,34 @@ for (const transport of ["amqp", "redis", "zmq"] as const) {
       expect(((await res.json()) as { code: string }).code).toBe("DEADLINE_EXCEEDED");
       expect(ms).toBeGreaterThanOrEqual(700);
       expect(ms).toBeLessThan(10_000);
-      await until("the handler saw its deadline", () => service?.stdout().includes('"event":"cancelled"') === true, 20_000);
+      await until(
+        "the handler saw its deadline",
+        () => service?.stdout().includes('"event":"cancelled"') === true,
+        20_000,
+      );
+    }, 60_000);
+
+    it("cancels the call when the caller disconnects, and keeps serving", async () => {
+      const cancelled = (): number => (service?.stdout() ?? "").split('"event":"cancelled"').length - 1;
+      const seen = cancelled();
+      const ac = new AbortController();
+      const headers = { "content-type": "application/json" };
+      const call = fetch(`${base}/sleep`, { method: "POST", body: '{"ms":20000}', headers, signal: ac.signal }).then(
+        (r) => `answered ${r.status}`,
+        (e: Error) => e.name,
+      );
+      // Let the call reach the service, then leave: an aborted fetch closes its connection.
+      await new Promise((r) => setTimeout(r, 500));
+      const t0 = Date.now();
+      ac.abort();
+      expect(await call).toBe("AbortError");
+      // amqp and redis carry cancellations to the server: the handler's ctx.signal fires long before its 20 s.
+      if (transport !== "zmq") {
+        await until("the handler saw the caller leave", () => cancelled() > seen, 15_000);
+        expect(Date.now() - t0).toBeLessThan(15_000);
+      }
+      const ok = await post(`${base}/peek`, '{"by":"after a disconnect"}');
+      expect(ok.status).toBe(200);
     }, 60_000);
 
     it("streams an event over SSE", async () => {
@@ -111,7 +148,10 @@ for (const transport of ["amqp", "redis", "zmq"] as const) {
     it("refuses malformed input with 400 and a coded error, and keeps serving", async () => {
       const bad = await post(`${base}/add`, '{"n":');
       expect(bad.status).toBe(400);
-      expect(await bad.json()).toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/^malformed JSON/) });
+      expect(await bad.json()).toMatchObject({
+        code: "INVALID_ARGUMENT",
+        message: expect.stringMatching(/^malformed JSON/),
+      });
       const invalid = await post(`${base}/add`, '{"n":"two"}');
       expect(invalid.status).toBe(400);
       expect(await invalid.json()).toMatchObject({ code: "INVALID_ARGUMENT", details: { path: "n" } });
@@ -125,17 +165,32 @@ for (const transport of ["amqp", "redis", "zmq"] as const) {
 
     it("curl: an rpc, a @route GET, the IDL, health, 404 and CORS", async () => {
       const curl = promisify(execFile);
-      const call = await curl("curl", ["-s", "-w", "\n%{http_code}", "-H", "content-type: application/json", "-d", '{"n":1}', `${base}/add`]);
+      const call = await curl("curl", [
+        "-s",
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        '{"n":1}',
+        `${base}/add`,
+      ]);
       const [body, status] = call.stdout.split("\n");
       expect(status).toBe("200");
       expect(JSON.parse(body as string)).toMatchObject({ total: expect.any(Number) });
       const routed = await fetch(`${gw?.url}/till/bob/total`);
       expect(routed.status).toBe(200);
       expect(await routed.json()).toMatchObject({ by: "bob" });
-      const idl = (await (await fetch(`${gw?.url}/_fan/idl`)).json()) as { services: string[]; model: { packages: unknown[] } };
+      const idl = (await (await fetch(`${gw?.url}/_fan/idl`)).json()) as {
+        services: string[];
+        model: { packages: unknown[] };
+      };
       expect(idl.services).toEqual(["fan.gw.Till"]);
       expect(idl.model.packages).toHaveLength(1);
-      expect(await (await fetch(`${gw?.url}/health`)).json()).toMatchObject({ status: "SERVING", services: ["fan.gw.Till"] });
+      expect(await (await fetch(`${gw?.url}/health`)).json()).toMatchObject({
+        status: "SERVING",
+        services: ["fan.gw.Till"],
+      });
       const verb = await fetch(`${base}/add`);
       expect(verb.status).toBe(405);
       expect(verb.headers.get("allow")).toBe("POST");
@@ -147,7 +202,11 @@ for (const transport of ["amqp", "redis", "zmq"] as const) {
       expect(await missing.json()).toMatchObject({ code: "NOT_FOUND" });
       const pre = await fetch(`${base}/add`, {
         method: "OPTIONS",
-        headers: { origin: "https://shop.example", "access-control-request-method": "POST", "access-control-request-headers": "content-type, fan-timeout" },
+        headers: {
+          origin: "https://shop.example",
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "content-type, fan-timeout",
+        },
       });
       expect(pre.status).toBe(204);
       expect(pre.headers.get("access-control-allow-origin")).toBe("https://shop.example");
@@ -163,11 +222,16 @@ for (const transport of ["amqp", "redis", "zmq"] as const) {
       for (const path of ["events/fan.gw.Till/added", "states/fan.gw.Till/total"]) {
         const u = new URL(`${gw?.url}/_fan/${path}`);
         const { status, type } = await new Promise<{ status: number; type: string }>((resolve, reject) => {
-          const r = request({ host: u.hostname, port: u.port, path: u.pathname, method: "HEAD", agent: false }, (res) => {
-            res.resume();
-            // The gateway ends the answer (connection: close): the socket closes, no stream is left open.
-            res.socket.once("close", () => resolve({ status: res.statusCode ?? 0, type: String(res.headers["content-type"]) }));
-          });
+          const r = request(
+            { host: u.hostname, port: u.port, path: u.pathname, method: "HEAD", agent: false },
+            (res) => {
+              res.resume();
+              // The gateway ends the answer (connection: close): the socket closes, no stream is left open.
+              res.socket.once("close", () =>
+                resolve({ status: res.statusCode ?? 0, type: String(res.headers["content-type"]) }),
+              );
+            },
+          );
           r.setTimeout(5_000, () => r.destroy(new Error(`HEAD ${path} was not ended within 5 s`)));
           r.once("error", reject);
           r.end();

@@ -3,7 +3,9 @@
  * package.test.ts), `npx --package <tarball> fanc init` in an empty folder under the OS temp
  * folder, `npm install`, then the project's files UNCHANGED: `npx fanc compile`, `npx tsc
  * --noEmit`, `npx vitest run`; a second service added with `fanc new service`; `src/main.ts`
- * run with tsx on Redis and etcd, called with `npx fanc call`, stopped with SIGTERM.
+ * run with tsx on Redis and etcd, called with `npx fanc call`, stopped with SIGTERM. A second
+ * project, made by `fanc new service --transport nats` in an empty folder, goes through the
+ * same steps and serves on NATS.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -11,15 +13,16 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { portOpen } from "../discovery/helpers.js";
+import { deleteStreams } from "../transports/nats-server.js";
 import { packFan, STEP_MS, userEnv } from "./pack.js";
 
 let root = "";
 let project = "";
 let tarball = "";
 
-/** Runs `cmd args` in the project; fails with its output. */
-function sh(cmd: string, args: readonly string[], env: Record<string, string> = {}): string {
-  const r = spawnSync(cmd, args, { cwd: project, env: userEnv(env), encoding: "utf8", timeout: STEP_MS });
+/** Runs `cmd args` in the project (or `cwd`); fails with its output. */
+function sh(cmd: string, args: readonly string[], env: Record<string, string> = {}, cwd = project): string {
+  const r = spawnSync(cmd, args, { cwd, env: userEnv(env), encoding: "utf8", timeout: STEP_MS });
   const out = `${r.stdout}\n${r.stderr}`;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (exit ${r.status ?? r.signal}):\n${out.slice(-6000)}`);
   return out;
@@ -94,4 +97,41 @@ describe.skipIf(!brokers && process.env.FAN_REQUIRE_BROKERS !== "1")("the new pr
     }
     expect(await exited, out).toBe(0);
   }, 150_000);
+});
+
+const nats = (await portOpen("127.0.0.1", 4222)) && (await portOpen("127.0.0.1", 2379));
+if (!nats && process.env.FAN_REQUIRE_BROKERS !== "1") console.warn("SKIPPING the NATS project: NATS or etcd is not reachable");
+
+describe.skipIf(!nats && process.env.FAN_REQUIRE_BROKERS !== "1")("a project made by fanc new service --transport nats", () => {
+  it("installs, compiles, its test passes unchanged, and main.ts serves on NATS and answers fanc call", async () => {
+    const dir = join(root, "greeter-nats");
+    mkdirSync(dir);
+    const args = ["--yes", "--package", `../${tarball}`, "--", "fanc", "new", "service", "Greeter", "--transport", "nats", "--fan", `file:../${tarball}`];
+    expect(sh("npx", args, {}, dir)).toContain("Greeter (package greeter, served over nats)");
+    sh("npm", ["install"], {}, dir);
+    expect(sh("npx", ["fanc", "compile", "idl/"], {}, dir)).toMatch(/fanc: compiled 1 \.fan file/);
+    sh("npx", ["tsc", "--noEmit"], {}, dir);
+    expect(sh("npx", ["vitest", "run"], {}, dir)).toMatch(/Tests\s+2 passed/);
+    const cluster = `new-nats-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    const env = userEnv({ FAN_CLUSTER: cluster });
+    const proc = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    const keep = (d: Buffer): void => {
+      out += d.toString();
+    };
+    proc.stdout.on("data", keep);
+    proc.stderr.on("data", keep);
+    const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+    try {
+      await expect.poll(() => out, { timeout: 60_000, interval: 100 }).toContain("Greeter serving over nats");
+      const r = spawnSync("npx", ["fanc", "call", "Greeter.hello", '{"name":"Ada"}', "--json"], { cwd: dir, env, encoding: "utf8" });
+      expect(r.status, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout) as unknown).toMatchObject({ ok: true, transport: "nats", value: { message: "Hello, Ada!", count: 1 } });
+    } finally {
+      proc.kill("SIGTERM");
+      await exited;
+      await deleteStreams(`fan_${cluster}`).catch(() => undefined);
+    }
+    expect(await exited, out).toBe(0);
+  }, 4 * STEP_MS);
 });
