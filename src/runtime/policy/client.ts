@@ -105,6 +105,9 @@ export class ClientPolicy {
   readonly #maxInFlight: number;
   readonly #latency = new Map<string, LatencyWindow>();
   #inFlight = 0;
+  /** The target of the last attempt and its breaker (`#slot`). */
+  #lastTarget: Target | undefined;
+  #lastBreaker: Breaker | undefined;
 
   constructor(service: string, policy: ResolvedPolicy, shared: PolicyShared) {
     this.#service = service;
@@ -294,8 +297,17 @@ export class ClientPolicy {
 
   /** Takes the breaker slot of an attempt to `target` (the probe, when half-open). */
   #slot(target: Target): Slot {
-    const breaker = this.#breakers?.of(this.#service, breakerKey(target));
-    return new Slot(this, target, breaker, breaker?.acquire() ?? false);
+    const breakers = this.#breakers;
+    if (breakers === undefined) return new Slot(this, target, undefined, false);
+    // Routes hand out the same Target object for an instance each time: a run of calls to one
+    // instance looks its breaker up once (breakers are never removed, so it stays the one).
+    let breaker = this.#lastBreaker;
+    if (target !== this.#lastTarget || breaker === undefined) {
+      breaker = breakers.of(this.#service, breakerKey(target));
+      this.#lastTarget = target;
+      this.#lastBreaker = breaker;
+    }
+    return new Slot(this, target, breaker, breaker.acquire());
   }
 
   /**
