@@ -2,7 +2,8 @@
  * `npm run bench -- local`: the cost of a call through our local transport, against a direct
  * `await handler.method(x)` and Moleculer 0.14's `broker.call` on a local service doing the same
  * work (logger, metrics and tracing off; its parameter validator on, as ours is).
- * Targets: ours at most 3x the direct call's time, and at least 3x Moleculer's throughput.
+ * Targets (issue 15): ours at least 1.2x Moleculer's throughput with a p99 at most 2x Moleculer's,
+ * and at most 2.5x the direct call's time on Node 24.
  * In-process cases time batches of 200 calls (bench/lib.ts `batch`), so the harness's ~200 ns
  * per timed operation is not in their ops/s or p50; their p99 comes from a separate pass
  * timing single calls. The http rows time single calls (the harness is noise beside them).
@@ -165,7 +166,7 @@ export default async function bench(): Promise<BenchRow[]> {
         name: "fan local client.quote(x)",
         batch: IN_PROCESS_BATCH,
         op: () => client.quote(req),
-        note: "target: time ≤ 3x direct (ratio ≥ 0.33)",
+        note: "target on Node 24: time ≤ 2.5x direct (ratio ≥ 0.4)",
       },
       { name: "moleculer broker.call", batch: IN_PROCESS_BATCH, op: () => broker.call("pricing.quote", req) },
       { name: "fan local, serialised (reference)", batch: IN_PROCESS_BATCH, op: () => wireClient.quote(req) },
@@ -195,8 +196,11 @@ export default async function bench(): Promise<BenchRow[]> {
   const slowdown = direct.opsPerSec / ours.opsPerSec;
   return [
     direct,
-    { ...ours, note: `${slowdown.toFixed(2)}x the direct call's time (target ≤ 3x)` },
-    { ...mol, note: `ours is ${vsMoleculer.toFixed(2)}x its throughput (target ≥ 3x)` },
+    { ...ours, note: `${slowdown.toFixed(2)}x the direct call's time (target ≤ 2.5x on Node 24)` },
+    {
+      ...mol,
+      note: `ours is ${vsMoleculer.toFixed(2)}x its throughput (target ≥ 1.2x), p99 ${(ours.p99Ms / mol.p99Ms).toFixed(2)}x its p99 (target ≤ 2x)`,
+    },
     { ...wire, note: "encode, bytes, bounded decode, both ways" },
     { ...bare, note: `the chain on costs ${pct(ours.p50Ms, bare.p50Ms)} p50 in process` },
     rOn,
@@ -214,7 +218,13 @@ export async function localTelemetryRows(): Promise<BenchRow[]> {
     const client = app.client(Pricing);
     return { op: () => client.quote(req), close: () => app.stop() };
   };
-  return onOffRows("local", make, { rounds: 5, durationMs: 600, warmupOps: 20_000, batch: IN_PROCESS_BATCH }, "", 50_000);
+  return onOffRows(
+    "local",
+    make,
+    { rounds: 5, durationMs: 600, warmupOps: 20_000, batch: IN_PROCESS_BATCH },
+    "",
+    50_000,
+  );
 }
 
 function pct(on: number, off: number): string {

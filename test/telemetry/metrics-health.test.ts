@@ -71,6 +71,46 @@ describe("metrics", () => {
     }
   });
 
+  it("an in-process call counts both sides, with the same durations, and a call its caller gave up on", async () => {
+    // The local value path counts the server side on the caller's pending call (one pair of
+    // clock readings for both): the same counts and codes as an ObservedSink would give.
+    const c = new Hop();
+    const app = createApp({ logger: quiet() }).serve(C, c);
+    await app.start();
+    try {
+      const client = app.client(C);
+      for (let i = 0; i < 7; i++) await client.hop({ n: i });
+      for (let i = 0; i < 3; i++) await client.hop({ n: i, fail: "NOT_FOUND" }).catch(() => undefined);
+      // Held past its deadline: the caller fails at once, the server side ends when the handler does.
+      let open: () => void = () => undefined;
+      c.gate = new Promise((r) => (open = r));
+      const late = await client.hop({ n: 0 }, { timeout: 30 }).catch((e: unknown) => e);
+      expect((late as { code?: string }).code).toBe("DEADLINE_EXCEEDED");
+      const labels = { service: "test.tel.C", method: "hop", transport: "local" };
+      const during = parse(await app.metrics());
+      expect(sample(during, "fan_server_in_flight", labels)).toBe(1);
+      expect(sample(during, "fan_client_in_flight", labels)).toBe(0);
+      c.gate = undefined;
+      open();
+      let s = parse(await app.metrics());
+      for (let i = 0; i < 100 && sample(s, "fan_server_in_flight", labels) !== 0; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        s = parse(await app.metrics());
+      }
+      for (const side of ["client", "server"]) {
+        expect(sample(s, `fan_${side}_calls_total`, { ...labels, code: "OK" })).toBe(7);
+        expect(sample(s, `fan_${side}_calls_total`, { ...labels, code: "NOT_FOUND" })).toBe(3);
+        expect(sample(s, `fan_${side}_call_duration_seconds_sum`, labels)).toBeGreaterThan(0);
+      }
+      expect(sample(s, "fan_client_calls_total", { ...labels, code: "DEADLINE_EXCEEDED" })).toBe(1);
+      expect(sample(s, "fan_server_calls_total", { ...labels, code: "DEADLINE_EXCEEDED" })).toBe(1);
+      expect(sample(s, "fan_client_call_duration_seconds_count", labels)).toBe(11);
+      expect(sample(s, "fan_server_call_duration_seconds_count", labels)).toBe(11);
+    } finally {
+      await app.stop();
+    }
+  });
+
   it("counts push redeliveries and expired pushes, per App registry", async () => {
     const c = new Hop();
     c.noteFailures = 2;

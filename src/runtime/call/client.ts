@@ -36,7 +36,7 @@ import {
 } from "./interceptors.js";
 import { avoidDown, resend } from "./failover.js";
 import { checkIdempotencyKey, hasDeliveryFlag, notSent, sendFailure } from "./outcome.js";
-import { cancelled, deadlineExceeded, PendingCall } from "./pending.js";
+import { type AttemptOutcome, cancelled, deadlineExceeded, PendingCall } from "./pending.js";
 import { isNotDelivered } from "../transports/not-delivered.js";
 import { Route, checkRange, type RouteHost, type ServiceTraffic, type Target } from "./route.js";
 import { majorRange } from "./versions.js";
@@ -141,14 +141,15 @@ export class Caller implements ClientCaller {
         ? avoidDown(route.pick(undefined, pinned, req.method), route, pinned, req.method)
         : route.pickWhere(undefined, pinned, skip, req.method);
     },
-    send: (target: Target, req: OutgoingRequest, now?: number): Promise<unknown> => {
+    send: (target: Target, req: OutgoingRequest, now?: number, outcome?: AttemptOutcome): Promise<unknown> => {
       const plan = this.#plans.get(req.method.name) as MethodPlan;
       const trace = (req.headers as Record<symbol, AttemptTrace | undefined>)[ATTEMPT_TRACE];
       if (trace !== undefined) return this.#tracedAttempt(trace, plan, req, target);
-      if (req.method.shard === undefined) return this.#sendTo(plan, req, target, now);
+      if (req.method.shard === undefined) return this.#sendTo(plan, req, target, now, outcome);
       return this.#sharded(this.#route as Route).deliver(req, target, (t) => this.#sendTo(plan, req, t));
     },
-    refused: (req: OutgoingRequest, e: unknown): unknown => this.#refused(this.#plans.get(req.method.name) as MethodPlan, req, e),
+    refused: (req: OutgoingRequest, e: unknown): unknown =>
+      this.#refused(this.#plans.get(req.method.name) as MethodPlan, req, e),
   };
   /** App and client headers (credentials), when fixed; checked once. */
   readonly #headers: Readonly<Record<string, string>> | undefined;
@@ -215,7 +216,7 @@ export class Caller implements ClientCaller {
     let p: Promise<unknown>;
     if (now >= deadline) p = Promise.reject(deadlineExceeded(req));
     else if (req.signal?.aborted === true) p = Promise.reject(cancelled(req));
-    else p = this.#send(plan, req, now);
+    else p = this.#send(plan, req, now, span === undefined);
     return span === undefined ? p : endWith(span, p);
   }
 
@@ -268,12 +269,13 @@ export class Caller implements ClientCaller {
    * `now`: the clock reading the deadline was computed from, when no time can have passed
    * since (the inlined path, synchronously): the dispatcher of an in-process call checks the
    * deadline against it instead of reading the clock again (`Date.now()` costs ~35 ns here).
+   * `untraced`: the inlined path found no SDK to make spans with, in this same run.
    */
-  #send(plan: MethodPlan, req: OutgoingRequest, now?: number): Promise<unknown> {
+  #send(plan: MethodPlan, req: OutgoingRequest, now?: number, untraced = false): Promise<unknown> {
     const route = this.#route;
     if (route === undefined) return this.#routeReady().then(() => this.#send(plan, req));
     if (this.#policy !== undefined) {
-      const tracer = this.#host.telemetry.tracing ? sdkTracer() : undefined;
+      const tracer = untraced || !this.#host.telemetry.tracing ? undefined : sdkTracer();
       const tp = req.headers.traceparent;
       // With an SDK, each attempt gets a span: the call's span context is kept before the first
       // attempt overwrites the header (under a symbol: hedges copy the headers, and share it).
@@ -332,8 +334,14 @@ export class Caller implements ClientCaller {
     return this.#shards;
   }
 
-  /** Sends one attempt of `req` to `target`. */
-  #sendTo(plan: MethodPlan, req: OutgoingRequest, target: Target, now?: number): Promise<unknown> {
+  /** Sends one attempt of `req` to `target`; its pending call tells `outcome` the result (policy.ts). */
+  #sendTo(
+    plan: MethodPlan,
+    req: OutgoingRequest,
+    target: Target,
+    now?: number,
+    outcome?: AttemptOutcome,
+  ): Promise<unknown> {
     const series = this.#series(plan, target.transport.name);
     const held = this.#countInFlight ? new Held(this.#host, target.info.instanceId) : undefined;
     const release = held?.release;
@@ -348,6 +356,7 @@ export class Caller implements ClientCaller {
         release === undefined ? resolve : settled(release, resolve),
         release === undefined ? reject : settled(release, reject),
         series,
+        outcome,
       );
       try {
         transport.callLocal(
@@ -359,6 +368,7 @@ export class Caller implements ClientCaller {
           req.signal,
           pending,
           now,
+          pending.startedAt,
         );
       } catch (e) {
         pending.fail(e);
@@ -382,13 +392,18 @@ export class Caller implements ClientCaller {
       release === undefined ? resolve : settled(release, resolve),
       release === undefined ? reject : settled(release, reject),
       series,
+      outcome,
     );
     let sent: Promise<Envelope | undefined>;
     const route = this.#route as Route;
     const pinned = req.opts?.transport;
     const sendOpts: SendOptions =
       req.kind === "push"
-        ? { signal: req.signal ?? NEVER, deadline: req.deadline, elsewhere: route.targets(pinned, req.method).length > 1 }
+        ? {
+            signal: req.signal ?? NEVER,
+            deadline: req.deadline,
+            elsewhere: route.targets(pinned, req.method).length > 1,
+          }
         : { signal: req.signal ?? NEVER, deadline: req.deadline };
     try {
       sent =

@@ -17,7 +17,8 @@ import type { Counters } from "../telemetry/stats.js";
 import type { ServerGate } from "../policy/server.js";
 import { codeOf, ObservedSink, serverSpan, type CallTelemetry } from "../telemetry/calls.js";
 import type { CallSeries } from "../telemetry/metrics.js";
-import { failSpan, withSpan } from "../telemetry/tracing.js";
+import { failSpan, sdkTracer, withSpan } from "../telemetry/tracing.js";
+import { PendingCall } from "./pending.js";
 import { PushDedupe } from "./dedupe.js";
 
 type HandlerFn = (req: unknown, ctx: CallCtx) => unknown;
@@ -47,8 +48,12 @@ export const UNKNOWN_METHOD = "<unknown>";
 
 /** Where `Dispatcher.run` reports the outcome of a call (exactly one of the two, once). */
 export interface CallSink {
-  /** The reply payload: the checked value (value form) or encoded JSON (wire form); undefined for void. */
-  reply(payload: unknown): void;
+  /**
+   * The reply payload: the checked value (value form) or encoded JSON (wire form); undefined for
+   * void. `now`: the wall clock (epoch ms) the reply was checked against its deadline with, and
+   * `at` a `performance.now()` reading of that instant, when taken.
+   */
+  reply(payload: unknown, now?: number, at?: number): void;
   /** The error the caller receives. */
   error(err: WireError): void;
 }
@@ -154,7 +159,10 @@ export class Dispatcher implements Inbound {
   /**
    * `run` for an unserialised in-process call, without an envelope: the typed input and the
    * request headers as the caller built them (the local transport's value path). `now` is the
-   * caller's clock reading when it was taken in this same synchronous run, else omitted.
+   * caller's clock reading when it was taken in this same synchronous run, else omitted; `mono`
+   * a `performance.now()` reading taken in that same run (the caller's metrics), if any: the
+   * reply is then checked against the deadline by the time elapsed since, and the end reading
+   * is shared with both sides' metrics (one clock read instead of three).
    */
   runValue(
     service: string,
@@ -164,9 +172,10 @@ export class Dispatcher implements Inbound {
     signal: AbortSignal | undefined,
     sink: CallSink,
     now?: number,
+    mono?: number,
     transport = "local",
   ): void {
-    this.#run("value", service, method, payload, headers, signal, sink, now ?? Date.now(), transport);
+    this.#run("value", service, method, payload, headers, signal, sink, now ?? Date.now(), transport, mono);
   }
 
   #run(
@@ -179,10 +188,11 @@ export class Dispatcher implements Inbound {
     outer: CallSink,
     now: number,
     transport: string,
+    mono?: number,
   ): void {
     const plan = this.#plans.get(method);
     const tel = this.#tel;
-    const sink = tel === undefined ? outer : new ObservedSink(outer, this.#series(plan, transport));
+    const sink = tel === undefined ? outer : this.#observed(outer, plan, transport, tel);
     const refused = this.#refuseCall(service, method, plan);
     if (refused !== undefined) {
       sink.error(refused);
@@ -212,6 +222,7 @@ export class Dispatcher implements Inbound {
         gate.check("call", desc, headers).then(
           (principal) => {
             try {
+              // Time passed while the checks ran: the reply's deadline check reads the clock.
               this.#invoke(form, p, payload, headers, signal, sink, deadline, principal, transport);
             } finally {
               this.#done();
@@ -225,7 +236,7 @@ export class Dispatcher implements Inbound {
         return;
       }
     }
-    this.#invoke(form, p, payload, headers, signal, sink, deadline, undefined, transport);
+    this.#invoke(form, p, payload, headers, signal, sink, deadline, undefined, transport, now, mono);
   }
 
   /** Decodes the input and runs the handler of a call that passed every check. */
@@ -239,6 +250,8 @@ export class Dispatcher implements Inbound {
     deadline: number,
     principal: unknown,
     transport: string,
+    now?: number,
+    mono?: number,
   ): void {
     const tel = this.#tel;
     let input: unknown;
@@ -257,7 +270,11 @@ export class Dispatcher implements Inbound {
     }
     const ctx = new CallCtx(this.#scope, p.name, headers, deadline, signal, 1);
     if (principal !== undefined) ctx.principal = principal;
-    const span = tel === undefined ? undefined : serverSpan(tel, ctx, "call", headers, 1, transport);
+    // The span (with an SDK) ends in the ObservedSink; without one `#observed` may not have made one.
+    const span =
+      tel === undefined || !(sink instanceof ObservedSink)
+        ? undefined
+        : serverSpan(tel, ctx, "call", headers, 1, transport);
     if (span !== undefined) (sink as ObservedSink).span = span;
     this.#inflight++;
     let result: unknown;
@@ -284,8 +301,17 @@ export class Dispatcher implements Inbound {
         this.#done();
         // Settled after its signal aborted: the caller's outcome is the abort's, never a late reply.
         // (Also when the handler never looked at its signal, so nothing aborted it.)
-        if (ctx.aborted || Date.now() >= ctx.deadline) sink.error(abortedError(ctx));
-        else this.#settle(sink, p, r, form, ctx);
+        // The wall clock now: read, or (`mono` given) the start reading plus the time elapsed
+        // since, by the one monotonic reading both sides' metrics share.
+        let at: number | undefined;
+        let t: number;
+        if (mono === undefined || now === undefined) t = Date.now();
+        else {
+          at = performance.now();
+          t = now + (at - mono);
+        }
+        if (ctx.aborted || t >= ctx.deadline) sink.error(abortedError(ctx));
+        else this.#settle(sink, p, r, form, ctx, t, at);
       },
       (e: unknown) => {
         this.#done();
@@ -355,9 +381,10 @@ export class Dispatcher implements Inbound {
     return undefined;
   }
 
-  #settle(sink: CallSink, plan: Plan, result: unknown, form: Form, ctx: CallCtx): void {
+  /** `now`, `at`: the wall clock and `performance.now()` readings of this instant, if taken. */
+  #settle(sink: CallSink, plan: Plan, result: unknown, form: Form, ctx: CallCtx, now?: number, at?: number): void {
     if (plan.output === undefined) {
-      sink.reply(undefined);
+      sink.reply(undefined, now, at);
       return;
     }
     let payload: unknown;
@@ -372,7 +399,7 @@ export class Dispatcher implements Inbound {
       });
       return;
     }
-    sink.reply(payload);
+    sink.reply(payload, now, at);
   }
 
   #wireError(e: unknown, form: Form, ctx: CallCtx): WireError {
@@ -381,7 +408,10 @@ export class Dispatcher implements Inbound {
     if (ctx.aborted || Date.now() >= ctx.deadline) return abortedError(ctx);
     const scope = { log: () => ctx.log, traceId: () => ctx.traceId };
     if (this.#scope.revealErrors !== true) return toWireError(e, this.#service, form, scope);
-    return toWireError(e, this.#service, form, { ...scope, reveal: { service: this.#service.name, method: ctx.method } });
+    return toWireError(e, this.#service, form, {
+      ...scope,
+      reveal: { service: this.#service.name, method: ctx.method },
+    });
   }
 
   async #oneWay(
@@ -457,6 +487,23 @@ export class Dispatcher implements Inbound {
       why,
     );
     return Promise.resolve();
+  }
+
+  /**
+   * The sink that counts a call's server side and ends its span: an ObservedSink around
+   * `outer`; for an in-process caller's pending call with no span to make, the pending call
+   * itself (it counts both sides with the same two clock readings); `outer` when there is
+   * nothing to count or end.
+   */
+  #observed(outer: CallSink, plan: Plan | undefined, transport: string, tel: CallTelemetry): CallSink {
+    const series = this.#series(plan, transport);
+    if (tel.tracing && sdkTracer() !== undefined) return new ObservedSink(outer, series);
+    if (series === undefined) return outer;
+    if (outer instanceof PendingCall) {
+      outer.countServer(series);
+      return outer;
+    }
+    return new ObservedSink(outer, series);
   }
 
   /** The server series of a method (`<unknown>` without a plan) over a transport; undefined when metrics are off. */
@@ -619,7 +666,8 @@ class TransportInbound implements Inbound {
     signal: AbortSignal | undefined,
     sink: CallSink,
     now?: number,
+    mono?: number,
   ): void {
-    this.d.runValue(service, method, payload, headers, signal, sink, now, this.transport);
+    this.d.runValue(service, method, payload, headers, signal, sink, now, mono, this.transport);
   }
 }

@@ -27,6 +27,23 @@ export interface PendingRequest {
   readonly kind?: "call" | "push";
 }
 
+/**
+ * Told the outcome of one attempt before the caller's promise settles: the client policy's
+ * breaker, retry budget and retries (`policy/client.ts`), without a reaction (and a promise) of
+ * its own on the attempt's promise.
+ */
+export interface AttemptOutcome {
+  /** Set by the pending call that took it: that call reports the outcome. */
+  attached: boolean;
+  /** The attempt answered (`now`: a `Date.now()` reading of this instant, if one was taken). */
+  ok(now?: number): void;
+  /**
+   * The attempt failed with `e` (its trace id set): returns what the call settles with instead
+   * (a retry), or undefined to reject with `e`.
+   */
+  failed(e: unknown): Promise<unknown> | undefined;
+}
+
 /** How long after its deadline a push's transport may take to say what became of it. */
 export const PUSH_BACKSTOP_MS = 1000;
 
@@ -42,13 +59,29 @@ export class PendingCall implements Expirable, CallSink {
   /** Where the outcome is counted (metrics on), and when the call started. */
   readonly #series: CallSeries | undefined;
   readonly #t0: number;
+  /** The policy's view of this attempt, told the outcome first (when given). */
+  readonly #outcome: AttemptOutcome | undefined;
+  /** The server series of an in-process call, counted here (`countServer`), and its start. */
+  #server: CallSeries | undefined = undefined;
+  #serverT0 = 0;
 
-  /** Starts watching the deadline and the caller's signal (and counting, given a series). */
-  constructor(req: PendingRequest, resolve: (v: unknown) => void, reject: (e: unknown) => void, series?: CallSeries) {
+  /**
+   * Starts watching the deadline and the caller's signal (and counting, given a series; telling
+   * `outcome` the result before settling, given one).
+   */
+  constructor(
+    req: PendingRequest,
+    resolve: (v: unknown) => void,
+    reject: (e: unknown) => void,
+    series?: CallSeries,
+    outcome?: AttemptOutcome,
+  ) {
     this.#req = req;
     this.#resolve = resolve;
     this.#reject = reject;
     this.#series = series;
+    this.#outcome = outcome;
+    if (outcome !== undefined) outcome.attached = true;
     this.#t0 = series === undefined ? 0 : series.begin();
     deadlines.add(this, req.kind === "push" ? req.deadline + PUSH_BACKSTOP_MS : req.deadline);
     req.signal?.addEventListener("abort", this);
@@ -56,28 +89,76 @@ export class PendingCall implements Expirable, CallSink {
 
   /** The reply arrived (the decoded value). */
   ok(v: unknown): void {
-    if (this.#finish()) {
-      this.#series?.end(this.#t0, "OK");
-      this.#resolve(v);
-    }
+    this.#ok(v, undefined, undefined);
   }
 
   /** The call failed. */
   fail(e: unknown): void {
-    if (this.#finish()) {
-      this.#series?.end(this.#t0, codeOf(e));
-      this.#reject(withTraceId(e, this.#req.headers));
-    }
+    this.#fail(e, undefined);
   }
 
-  /** CallSink: the in-process handler replied with a checked value. */
-  reply(payload: unknown): void {
-    this.ok(payload);
+  /**
+   * An in-process dispatcher with metrics on counts its server side here instead of wrapping
+   * this sink (when it has no span to end): both sides share this call's two clock readings.
+   */
+  countServer(series: CallSeries): void {
+    this.#server = series;
+    this.#serverT0 = series.begin(this.#series === undefined ? undefined : this.#t0);
+  }
+
+  /**
+   * CallSink: the in-process handler replied with a checked value (`now`, `at`: the wall clock
+   * and `performance.now()` readings of this instant, if the dispatcher took them).
+   */
+  reply(payload: unknown, now?: number, at?: number): void {
+    const server = this.#server;
+    this.#ok(payload, server === undefined ? at : server.end(this.#serverT0, "OK", at), now);
+  }
+
+  /** The `performance.now()` reading this call's metrics started at; undefined when metrics are off. */
+  get startedAt(): number | undefined {
+    return this.#series === undefined ? undefined : this.#t0;
   }
 
   /** CallSink: the in-process handler failed; rebuild the error as a remote caller would. */
   error(err: WireError): void {
-    if (!this.#done) this.fail(fromWireError(err, this.#req.service, "value"));
+    const server = this.#server;
+    const at = server === undefined ? undefined : server.end(this.#serverT0, err.code);
+    if (!this.#done) this.#fail(fromWireError(err, this.#req.service, "value"), at);
+  }
+
+  /** `at`: a `performance.now()` reading of this instant; `now`: a `Date.now()` one (if taken). */
+  #ok(v: unknown, at: number | undefined, now: number | undefined): void {
+    if (this.#finish()) {
+      this.#series?.end(this.#t0, "OK", at);
+      const outcome = this.#outcome;
+      if (outcome !== undefined)
+        try {
+          outcome.ok(now);
+        } catch (e) {
+          this.#reject(e);
+          return;
+        }
+      this.#resolve(v);
+    }
+  }
+
+  #fail(e: unknown, at: number | undefined): void {
+    if (this.#finish()) {
+      this.#series?.end(this.#t0, codeOf(e), at);
+      const err = withTraceId(e, this.#req.headers);
+      const outcome = this.#outcome;
+      let instead: Promise<unknown> | undefined;
+      if (outcome !== undefined)
+        try {
+          instead = outcome.failed(err);
+        } catch (thrown) {
+          this.#reject(thrown);
+          return;
+        }
+      if (instead === undefined) this.#reject(err);
+      else this.#resolve(instead);
+    }
   }
 
   /** The deadline passed (called by the wheel). */

@@ -94,7 +94,7 @@ export class Breaker {
 
   /** Failures and attempts in the current window. */
   get window(): { failures: number; total: number } {
-    this.#roll();
+    this.#roll(this.#now());
     let failures = 0;
     let total = 0;
     for (let i = 0; i < BUCKETS; i++) {
@@ -125,8 +125,11 @@ export class Breaker {
     return true;
   }
 
-  /** Reports an attempt's outcome (`probe`: what `acquire` returned). */
-  record(verdict: Verdict, probe: boolean): void {
+  /**
+   * Reports an attempt's outcome (`probe`: what `acquire` returned; `now`: a `Date.now()` reading
+   * of this instant, if the caller took one; used only when this breaker's clock is `Date.now`).
+   */
+  record(verdict: Verdict, probe: boolean, now?: number): void {
     if (probe) {
       this.#probing = false;
       if (verdict === "success") this.#close();
@@ -135,7 +138,7 @@ export class Breaker {
       return;
     }
     if (verdict === "neutral" || this.#state !== "closed") return;
-    this.#roll();
+    this.#roll(now !== undefined && this.#now === Date.now ? now : this.#now());
     if (verdict === "success") {
       this.#ok[this.#bucket]++;
       return;
@@ -175,9 +178,8 @@ export class Breaker {
     for (const w of waiters) w();
   }
 
-  /** Advances the window to now, zeroing the buckets that fell out of it. */
-  #roll(): void {
-    const now = this.#now();
+  /** Advances the window to `now`, zeroing the buckets that fell out of it. */
+  #roll(now: number): void {
     const steps = Math.floor((now - this.#bucketStart) / this.#bucketMs);
     if (steps <= 0) return;
     for (let i = 0; i < Math.min(steps, BUCKETS); i++) {

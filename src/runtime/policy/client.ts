@@ -9,7 +9,7 @@ import { idlErrorName } from "../codec/error-wire.js";
 import { Code, FanError } from "../errors.js";
 import type { OutgoingRequest } from "../call/interceptors.js";
 import type { Target } from "../call/route.js";
-import { cancelled, deadlineExceeded } from "../call/pending.js";
+import { type AttemptOutcome, cancelled, deadlineExceeded } from "../call/pending.js";
 import { backoffMs, LatencyWindow, type RetryBudget } from "./budget.js";
 import { type Breaker, type Breakers, verdictOf } from "./breaker.js";
 import type { PolicyEvents } from "./events.js";
@@ -22,8 +22,13 @@ export interface AttemptHost {
    * rejects every candidate; throws UNAVAILABLE when there is no candidate at all.
    */
   pick(req: OutgoingRequest, skip: ((target: Target) => boolean) | undefined): Target | undefined;
-  /** Sends one attempt (`now`: the clock reading of the deadline, when no time has passed). */
-  send(target: Target, req: OutgoingRequest, now?: number): Promise<unknown>;
+  /**
+   * Sends one attempt (`now`: the clock reading of the deadline, when no time has passed).
+   * `outcome`: told the attempt's result before the returned promise settles, when the host
+   * sets `outcome.attached` (one pending call carries the attempt); otherwise the policy reacts
+   * to the returned promise.
+   */
+  send(target: Target, req: OutgoingRequest, now?: number, outcome?: AttemptOutcome): Promise<unknown>;
   /**
    * A call ends with `err` before any attempt of it was sent (bulkhead full, no instance, every
    * breaker open, deadline or cancel while waiting): returns the error the caller gets (with
@@ -54,12 +59,36 @@ export function breakerKey(target: Target): string {
 const DEFAULT_RETRIES = 2;
 const DEFAULT_HEDGE_MS = 100;
 
-/** An attempt's target and its breaker slot. */
-interface Slot {
-  readonly target: Target;
-  readonly breaker: Breaker | undefined;
-  /** This attempt is its half-open breaker's one probe. */
-  readonly probe: boolean;
+/**
+ * An attempt: its target and breaker slot, and (once sent) what its outcome feeds: the breaker,
+ * the retry budget, the latency window, and the retry loop of a first attempt. The pending call
+ * that carries the attempt tells it the outcome (`AttemptOutcome`), so the short path adds no
+ * promise and no reaction per call.
+ */
+class Slot implements AttemptOutcome {
+  attached = false;
+  req: OutgoingRequest | undefined = undefined;
+  host: AttemptHost | undefined = undefined;
+  /** When it was sent (read only with hedging on: the latency window). */
+  started = 0;
+  /** Retries left to a first attempt made on the short path. */
+  retries = 0;
+
+  constructor(
+    readonly policy: ClientPolicy,
+    readonly target: Target,
+    readonly breaker: Breaker | undefined,
+    /** This attempt is its half-open breaker's one probe. */
+    readonly probe: boolean,
+  ) {}
+
+  ok(now?: number): void {
+    this.policy.attemptOk(this, now);
+  }
+
+  failed(e: unknown): Promise<unknown> | undefined {
+    return this.policy.attemptFailed(this, e);
+  }
 }
 
 /** Errors made here that must not be retried (every instance's breaker is open). */
@@ -76,6 +105,9 @@ export class ClientPolicy {
   readonly #maxInFlight: number;
   readonly #latency = new Map<string, LatencyWindow>();
   #inFlight = 0;
+  /** The target of the last attempt and its breaker (`#slot`). */
+  #lastTarget: Target | undefined;
+  #lastBreaker: Breaker | undefined;
 
   constructor(service: string, policy: ResolvedPolicy, shared: PolicyShared) {
     this.#service = service;
@@ -265,8 +297,17 @@ export class ClientPolicy {
 
   /** Takes the breaker slot of an attempt to `target` (the probe, when half-open). */
   #slot(target: Target): Slot {
-    const breaker = this.#breakers?.of(this.#service, breakerKey(target));
-    return { target, breaker, probe: breaker?.acquire() ?? false };
+    const breakers = this.#breakers;
+    if (breakers === undefined) return new Slot(this, target, undefined, false);
+    // Routes hand out the same Target object for an instance each time: a run of calls to one
+    // instance looks its breaker up once (breakers are never removed, so it stays the one).
+    let breaker = this.#lastBreaker;
+    if (target !== this.#lastTarget || breaker === undefined) {
+      breaker = breakers.of(this.#service, breakerKey(target));
+      this.#lastTarget = target;
+      this.#lastBreaker = breaker;
+    }
+    return new Slot(this, target, breaker, breaker.acquire());
   }
 
   /**
@@ -281,26 +322,48 @@ export class ClientPolicy {
     tried?: Set<string>,
     retries = 0,
   ): Promise<unknown> {
-    const { target, breaker, probe } = slot;
-    tried?.add(breakerKey(target));
-    const started = now ?? Date.now();
-    const budget = this.#budget;
-    return host.send(target, req, now).then(
+    tried?.add(breakerKey(slot.target));
+    slot.req = req;
+    slot.host = host;
+    slot.retries = retries;
+    if (this.#policy.hedge !== undefined) slot.started = now ?? Date.now();
+    const p = host.send(slot.target, req, now, slot);
+    if (slot.attached) return p;
+    return p.then(
       (v) => {
-        breaker?.record("success", probe);
-        budget.success();
-        if (this.#policy.hedge !== undefined) this.#window(req).add(Date.now() - started);
+        this.attemptOk(slot);
         return v;
       },
       (e: unknown) => {
-        breaker?.record(verdictOf(e), probe);
-        if (this.#failed(e)) {
-          budget.failure();
-          if (retries > 0) return this.#loop(req, host, retries, false, { err: e, key: breakerKey(target) });
-        } else if (!FanError.is(e) || e.code !== Code.CANCELLED) budget.success();
+        const instead = this.attemptFailed(slot, e);
+        if (instead !== undefined) return instead;
         throw e;
       },
     );
+  }
+
+  /** An attempt answered (internal: `Slot`; `now`: a `Date.now()` reading of this instant, if taken). */
+  attemptOk(slot: Slot, now?: number): void {
+    slot.breaker?.record("success", slot.probe, now);
+    this.#budget.success();
+    if (this.#policy.hedge !== undefined) this.#window(slot.req as OutgoingRequest).add(Date.now() - slot.started);
+  }
+
+  /**
+   * An attempt failed with `e` (internal: `Slot`): the retry loop's promise when a first attempt
+   * made on the short path may be retried, else undefined (the call fails with `e`).
+   */
+  attemptFailed(slot: Slot, e: unknown): Promise<unknown> | undefined {
+    slot.breaker?.record(verdictOf(e), slot.probe);
+    if (this.#failed(e)) {
+      this.#budget.failure();
+      if (slot.retries > 0)
+        return this.#loop(slot.req as OutgoingRequest, slot.host as AttemptHost, slot.retries, false, {
+          err: e,
+          key: breakerKey(slot.target),
+        });
+    } else if (!FanError.is(e) || e.code !== Code.CANCELLED) this.#budget.success();
+    return undefined;
   }
 
   /**

@@ -86,10 +86,10 @@ export class ObservedSink implements CallSink {
     this.#t0 = series === undefined ? 0 : series.begin();
   }
 
-  reply(payload: unknown): void {
-    this.#series?.end(this.#t0, "OK");
+  reply(payload: unknown, now?: number, at?: number): void {
+    const t = this.#series?.end(this.#t0, "OK", at) ?? at;
     this.span?.end();
-    this.#inner.reply(payload);
+    this.#inner.reply(payload, now, t);
   }
 
   error(err: WireError): void {

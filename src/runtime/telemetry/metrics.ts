@@ -41,16 +41,21 @@ export class CallSeries {
 
   constructor(readonly labels: CallLabels) {}
 
-  /** A call starts: returns its start time for `end`. */
-  begin(): number {
+  /** A call starts: returns its start time for `end` (`at`: a `performance.now()` reading of this instant, if taken). */
+  begin(at?: number): number {
     this.inFlight++;
-    return performance.now();
+    return at ?? performance.now();
   }
 
-  /** A call begun at `t0` ended with `code`. */
-  end(t0: number, code: string): void {
+  /**
+   * A call begun at `t0` ended with `code`; returns its end time (`at`: a `performance.now()`
+   * reading of this instant, if taken), so the other side of an in-process call can share it.
+   */
+  end(t0: number, code: string, at?: number): number {
     this.inFlight--;
-    this.observe((performance.now() - t0) / 1000, code);
+    const t = at ?? performance.now();
+    this.observe((t - t0) / 1000, code);
+    return t;
   }
 
   /** Counts a call of `seconds` that ended with `code` (without in-flight accounting). */

@@ -129,7 +129,8 @@ export class LocalTransport implements Transport {
   /**
    * `callValue` without an envelope: the client's in-process fast path hands the typed input
    * and its request headers straight to the instance's dispatcher (`Dispatcher.runValue`);
-   * `now` is the caller's clock reading, when taken in this same synchronous run.
+   * `now` is the caller's clock reading, when taken in this same synchronous run, and `mono` a
+   * `performance.now()` reading of about the same instant (the caller's metrics took one).
    */
   callLocal(
     endpoint: string,
@@ -140,6 +141,7 @@ export class LocalTransport implements Transport {
     signal: AbortSignal | undefined,
     sink: CallSink,
     now?: number,
+    mono?: number,
   ): void {
     const b = this.hub.lookup(endpoint);
     if (b === undefined || this.#closed) {
@@ -148,7 +150,7 @@ export class LocalTransport implements Transport {
     }
     const inbound = b.inbound as Partial<Dispatcher>;
     if (typeof inbound.runValue === "function") {
-      inbound.runValue(service.name, method, payload, headers, signal, sink, now);
+      inbound.runValue(service.name, method, payload, headers, signal, sink, now, mono);
       return;
     }
     const env: Envelope = {
