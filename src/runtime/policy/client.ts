@@ -9,6 +9,7 @@ import { idlErrorName } from "../codec/error-wire.js";
 import { Code, FanError } from "../errors.js";
 import type { OutgoingRequest } from "../call/interceptors.js";
 import type { Target } from "../call/route.js";
+import type { ShardHooks } from "../call/shard-route.js";
 import { cancelled, deadlineExceeded } from "../call/pending.js";
 import { backoffMs, LatencyWindow, type RetryBudget } from "./budget.js";
 import { type Breaker, type Breakers, verdictOf } from "./breaker.js";
@@ -22,8 +23,12 @@ export interface AttemptHost {
    * rejects every candidate; throws UNAVAILABLE when there is no candidate at all.
    */
   pick(req: OutgoingRequest, skip: ((target: Target) => boolean) | undefined): Target | undefined;
-  /** Sends one attempt (`now`: the clock reading of the deadline, when no time has passed). */
-  send(target: Target, req: OutgoingRequest, now?: number): Promise<unknown>;
+  /**
+   * Sends one attempt (`now`: the clock reading of the deadline, when no time has passed).
+   * `hooks`: a sharded call whose owner refused it and that falls back to another instance
+   * within the attempt reports the move (`moved`) and skips instances `blocked` rejects.
+   */
+  send(target: Target, req: OutgoingRequest, now?: number, hooks?: ShardHooks): Promise<unknown>;
   /**
    * A call ends with `err` before any attempt of it was sent (bulkhead full, no instance, every
    * breaker open, deadline or cancel while waiting): returns the error the caller gets (with
@@ -263,6 +268,11 @@ export class ClientPolicy {
     }
   }
 
+  /** Whether `target`'s breaker admits no attempt now. */
+  #blocked(target: Target): boolean {
+    return this.#breakers?.find(this.#service, breakerKey(target))?.admits === false;
+  }
+
   /** Takes the breaker slot of an attempt to `target` (the probe, when half-open). */
   #slot(target: Target): Slot {
     const breaker = this.#breakers?.of(this.#service, breakerKey(target));
@@ -281,11 +291,27 @@ export class ClientPolicy {
     tried?: Set<string>,
     retries = 0,
   ): Promise<unknown> {
-    const { target, breaker, probe } = slot;
+    const { target } = slot;
+    let { breaker, probe } = slot;
     tried?.add(breakerKey(target));
     const started = now ?? Date.now();
     const budget = this.#budget;
-    return host.send(target, req, now).then(
+    // A sharded call the owner refused and that falls back to another instance: the refusal
+    // is recorded on the owner's breaker (as any failed attempt), the outcome on the other's.
+    const hooks: ShardHooks | undefined =
+      req.method.shard === undefined
+        ? undefined
+        : {
+            blocked: this.#breakers === undefined ? undefined : (t) => this.#blocked(t),
+            moved: (_from, err, to) => {
+              breaker?.record(verdictOf(err), probe);
+              const next = this.#slot(to);
+              breaker = next.breaker;
+              probe = next.probe;
+              tried?.add(breakerKey(to));
+            },
+          };
+    return host.send(target, req, now, hooks).then(
       (v) => {
         breaker?.record("success", probe);
         budget.success();
