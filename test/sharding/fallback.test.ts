@@ -15,6 +15,7 @@ import { type Child, kill, serveStore } from "./helpers.js";
 import { deleteByPrefix } from "../transports/amqp-broker.js";
 import { deleteKeys } from "../transports/redis-server.js";
 import { Store } from "./fixtures/generated/test/shards.js";
+import { parse, sample } from "../telemetry/prom.js";
 
 const AMQP = process.env.FAN_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
 const REDIS = process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -156,4 +157,95 @@ describeEtcd("fallback: per-method @fallback when a shard's owner is gone (etcd,
       expect([r.instanceId, r.owned.includes(r.shard)], transport).toEqual([keptBy, true]);
     }
   }, 90_000);
+
+  /** A key whose shard the (now dead) third child owns. */
+  const victimKey = (prefix: string): { key: string; shard: number } => {
+    const owners = assignShards(
+      ids.map((instanceId) => ({ instanceId, shards: [] })),
+      16,
+    );
+    const key = Array.from({ length: 400 }, (_, i) => `${prefix}-${i}`).find(
+      (k) => owners[shardOfKey([k], 16)] === ids[2],
+    ) as string;
+    return { key, shard: shardOfKey([key], 16) };
+  };
+
+  it("fallback: the dead owner's refusals open its breaker though another instance answers; the answer counts for that instance", async () => {
+    const victim = children[2] as Child;
+    await kill(victim);
+    const { key, shard } = victimKey("breaker");
+    // A fresh App: its breakers have seen nothing yet.
+    const fresh = createApp({
+      cluster,
+      discovery: `etcd://${SHARED_ETCD}`,
+      logger: silentLogger(),
+      transports: { http: {}, amqp: { url: AMQP } },
+      policy: { breaker: { failures: 2, openMs: 60_000 } },
+    });
+    await fresh.start();
+    try {
+      const set = await fresh.watch(Store.descriptor.name);
+      await until("3 Store instances", () => set.instances().length === 3, 20_000);
+      const breakerOf = (transport: string, instanceId: string) =>
+        fresh.policy
+          .breakerStates()
+          .find((b) => (transport === "http" ? b.instanceId === instanceId : b.instanceId.endsWith(`/${instanceId}`)));
+      for (const transport of ["http", "amqp"] as const) {
+        const c = fresh.client(Store, { transport });
+        const answered: string[] = [];
+        for (let i = 0; i < 2; i++) {
+          const r = await c.fallbackStore({ storeId: key }, { retry: false });
+          expect([r.instanceId === victim.instanceId, r.shard], transport).toEqual([false, shard]);
+          answered.push(r.instanceId);
+        }
+        // Two refusals by the owner: its breaker open, as two failed calls without @fallback would leave it.
+        expect(breakerOf(transport, victim.instanceId), transport).toMatchObject({ state: "open" });
+        // The instances that answered recorded successes, no failure.
+        for (const id of new Set(answered)) {
+          const b = breakerOf(transport, id);
+          expect([b?.state, b?.failures, (b?.total ?? 0) > 0], `${transport} ${id}`).toEqual(["closed", 0, true]);
+        }
+        // Now the owner is not even tried: another instance answers at once.
+        const t0 = Date.now();
+        const around = await c.fallbackStore({ storeId: key }, { retry: false });
+        expect(Date.now() - t0, transport).toBeLessThan(1000);
+        expect(around.instanceId, transport).not.toBe(victim.instanceId);
+      }
+      // The breaker gauge names the owner (2: open).
+      const s = parse(await fresh.metrics());
+      expect(sample(s, "fan_breaker_state", { service: Store.descriptor.name, instance: victim.instanceId })).toBe(2);
+    } finally {
+      await fresh.stop();
+    }
+  }, 60_000);
+
+  it("fallback: a push to a @fallback method whose owner is SIGKILLed is handled by another instance; without @fallback UNAVAILABLE naming the shard", async () => {
+    const victim = children[2] as Child;
+    await kill(victim);
+    const { key, shard } = victimKey("push");
+    const named = `shard ${shard} of ${Store.descriptor.name}`;
+    const handled = (storeId: string): { instanceId: string; shard: number }[] =>
+      children
+        .flatMap((c) => c.stdout().split("\n"))
+        .filter((l) => l.startsWith("{"))
+        .map((l) => (JSON.parse(l) as { stock: { storeId: string; instanceId: string; shard: number } }).stock)
+        .filter((w) => w.storeId === storeId);
+    for (const transport of ["http", "amqp", "redis"] as const) {
+      const c = app.client(Store, { transport });
+      const storeId = `${key}`;
+      const before = handled(storeId).length;
+      await c.fallbackStock({ storeId, count: 1 }, { timeout: 20_000 });
+      await until(`${transport}: the push handled`, () => handled(storeId).length > before, 5000);
+      const by = handled(storeId).slice(before);
+      expect(by.length, transport).toBe(1);
+      expect([by[0]?.instanceId === victim.instanceId, by[0]?.shard], transport).toEqual([false, shard]);
+
+      const failed = await rejection(c.stock({ storeId, count: 1 }, { timeout: 20_000 }));
+      expect(failed?.code, transport).toBe("UNAVAILABLE");
+      expect(failed?.message, transport).toContain(named);
+      expect(failed?.message, transport).toContain(victim.instanceId);
+    }
+    // No stock push reached anyone.
+    expect(handled(key).length).toBe(3);
+  }, 60_000);
 });

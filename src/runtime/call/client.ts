@@ -40,7 +40,7 @@ import { type AttemptOutcome, cancelled, deadlineExceeded, PendingCall } from ".
 import { isNotDelivered } from "../transports/not-delivered.js";
 import { Route, checkRange, type RouteHost, type ServiceTraffic, type Target } from "./route.js";
 import { majorRange } from "./versions.js";
-import { ShardRoute } from "./shard-route.js";
+import { ShardRoute, type ShardHooks } from "./shard-route.js";
 import { LocalTransport } from "../transports/local/index.js";
 import type { Envelope, SendOptions } from "../transports/transport.js";
 import type { AttemptHost, ClientPolicy } from "../policy/client.js";
@@ -141,12 +141,18 @@ export class Caller implements ClientCaller {
         ? avoidDown(route.pick(undefined, pinned, req.method), route, pinned, req.method)
         : route.pickWhere(undefined, pinned, skip, req.method);
     },
-    send: (target: Target, req: OutgoingRequest, now?: number, outcome?: AttemptOutcome): Promise<unknown> => {
+    send: (
+      target: Target,
+      req: OutgoingRequest,
+      now?: number,
+      outcome?: AttemptOutcome,
+      hooks?: ShardHooks,
+    ): Promise<unknown> => {
       const plan = this.#plans.get(req.method.name) as MethodPlan;
       const trace = (req.headers as Record<symbol, AttemptTrace | undefined>)[ATTEMPT_TRACE];
-      if (trace !== undefined) return this.#tracedAttempt(trace, plan, req, target);
+      if (trace !== undefined) return this.#tracedAttempt(trace, plan, req, target, hooks);
       if (req.method.shard === undefined) return this.#sendTo(plan, req, target, now, outcome);
-      return this.#sharded(this.#route as Route).deliver(req, target, (t) => this.#sendTo(plan, req, t));
+      return this.#sharded(this.#route as Route).deliver(req, target, (t) => this.#sendTo(plan, req, t), hooks);
     },
     refused: (req: OutgoingRequest, e: unknown): unknown =>
       this.#refused(this.#plans.get(req.method.name) as MethodPlan, req, e),
@@ -302,9 +308,15 @@ export class Caller implements ClientCaller {
    * call's own span (a call answered at once looks as it always did); each retry or hedge gets
    * a span of its own, a child of the call's span, and its server span is that span's child.
    */
-  #tracedAttempt(trace: AttemptTrace, plan: MethodPlan, req: OutgoingRequest, target: Target): Promise<unknown> {
+  #tracedAttempt(
+    trace: AttemptTrace,
+    plan: MethodPlan,
+    req: OutgoingRequest,
+    target: Target,
+    hooks: ShardHooks | undefined,
+  ): Promise<unknown> {
     const n = ++trace.attempts;
-    if (n === 1) return this.#sendAttempt(plan, req, target);
+    if (n === 1) return this.#sendAttempt(plan, req, target, hooks);
     const span = startAttemptSpan(
       trace.tracer,
       this.#service.name,
@@ -315,12 +327,34 @@ export class Caller implements ClientCaller {
       trace.traceparent,
       req.headers,
     );
-    return endWith(span, this.#sendAttempt(plan, req, target));
+    // A sharded attempt its owner refused and another instance took: the span names the one
+    // that answered, and the owner that refused it.
+    const moved =
+      hooks === undefined
+        ? undefined
+        : {
+            blocked: hooks.blocked,
+            moved: (from: Target, err: unknown, to: Target): void => {
+              if (span.isRecording())
+                span.setAttributes({
+                  "fan.instance": to.info.instanceId,
+                  "fan.transport": to.transport.name,
+                  "fan.shard_fallback_from": from.info.instanceId,
+                });
+              hooks.moved?.(from, err, to);
+            },
+          };
+    return endWith(span, this.#sendAttempt(plan, req, target, moved));
   }
 
-  #sendAttempt(plan: MethodPlan, req: OutgoingRequest, target: Target): Promise<unknown> {
+  #sendAttempt(
+    plan: MethodPlan,
+    req: OutgoingRequest,
+    target: Target,
+    hooks: ShardHooks | undefined,
+  ): Promise<unknown> {
     if (req.method.shard === undefined) return this.#sendTo(plan, req, target);
-    return this.#sharded(this.#route as Route).deliver(req, target, (t) => this.#sendTo(plan, req, t));
+    return this.#sharded(this.#route as Route).deliver(req, target, (t) => this.#sendTo(plan, req, t), hooks);
   }
 
   /** A call that ends before any attempt was sent: counted in the "none" series, with its trace id. */

@@ -19,6 +19,16 @@ import { hasDeliveryFlag, maybeDelivered as mayHaveArrived } from "./outcome.js"
 import { isNotDelivered } from "../transports/not-delivered.js";
 import { assignShards, redirectOf, shardDomain, shardOf, shardUnavailable, type Redirect } from "./shards.js";
 
+/**
+ * What the policy chain lends `deliver`: `blocked`, instances whose breaker admits no attempt
+ * (a fallback skips them); `moved`, told before a call the owner refused goes to another
+ * instance, so the owner's breaker records the refusal and the other's the outcome.
+ */
+export interface ShardHooks {
+  readonly blocked?: ((t: Target) => boolean) | undefined;
+  readonly moved?: ((from: Target, err: unknown, to: Target) => void) | undefined;
+}
+
 /** Longest wait for the discovery cache to learn a new owner after a redirect. */
 const REDIRECT_WAIT_MS = 1000;
 
@@ -75,13 +85,19 @@ export class ShardRoute {
 
   /**
    * Sends one attempt to `target` (from `pick`) through `sendTo`, the client's own send: at
-   * the shard's owner, follows one redirect and names the shard in an UNAVAILABLE.
+   * the shard's owner, follows one redirect and names the shard in an UNAVAILABLE, or falls
+   * back to another instance (`hooks`: see ShardHooks).
    */
-  deliver(req: OutgoingRequest, target: Target, sendTo: (t: Target) => Promise<unknown>): Promise<unknown> {
+  deliver(
+    req: OutgoingRequest,
+    target: Target,
+    sendTo: (t: Target) => Promise<unknown>,
+    hooks?: ShardHooks,
+  ): Promise<unknown> {
     const shard = req.headers.shard;
     if (typeof shard !== "number" || this.#table()[shard] !== target.info.instanceId) return sendTo(target);
     const pinned = req.opts?.transport;
-    return sendTo(target).catch((e: unknown) => this.#failed(e, shard, target, pinned, req, sendTo));
+    return sendTo(target).catch((e: unknown) => this.#failed(e, shard, target, pinned, req, sendTo, hooks));
   }
 
   /** Whether `method`'s calls may go to another instance when the owner is unavailable. */
@@ -125,6 +141,7 @@ export class ShardRoute {
     pinned: TransportName | undefined,
     req: OutgoingRequest,
     sendTo: (t: Target) => Promise<unknown>,
+    hooks: ShardHooks | undefined,
   ): Promise<unknown> {
     const redirect = redirectOf(e);
     if (redirect !== undefined) return sendTo(await this.#redirected(shard, redirect, target, pinned, req.deadline));
@@ -139,7 +156,11 @@ export class ShardRoute {
       const unseen = isNotDelivered(e) || (hasDeliveryFlag(e) && !mayHaveArrived(e));
       if (unseen && this.#allows(req.method) && Date.now() < req.deadline) {
         const owner = target.info.instanceId;
-        const other = this.#fallbackOr(req, shard, pinned, (t) => t.info.instanceId === owner, why);
+        const blocked = hooks?.blocked;
+        const skip = (t: Target): boolean => t.info.instanceId === owner || blocked?.(t) === true;
+        const other = this.#fallbackOr(req, shard, pinned, skip, why);
+        // The owner's refusal is its attempt's outcome; the other instance's answer is its own.
+        hooks?.moved?.(target, e, other);
         return sendTo(other).catch((e2: unknown) => {
           if (!FanError.is(e2) || e2.code !== Code.UNAVAILABLE) throw e2;
           throw shardUnavailable(

@@ -10,6 +10,7 @@ import { Code, FanError } from "../errors.js";
 import type { OutgoingRequest } from "../call/interceptors.js";
 import type { Target } from "../call/route.js";
 import { type AttemptOutcome, cancelled, deadlineExceeded } from "../call/pending.js";
+import type { ShardHooks } from "../call/shard-route.js";
 import { backoffMs, LatencyWindow, type RetryBudget } from "./budget.js";
 import { type Breaker, type Breakers, verdictOf } from "./breaker.js";
 import type { PolicyEvents } from "./events.js";
@@ -26,9 +27,17 @@ export interface AttemptHost {
    * Sends one attempt (`now`: the clock reading of the deadline, when no time has passed).
    * `outcome`: told the attempt's result before the returned promise settles, when the host
    * sets `outcome.attached` (one pending call carries the attempt); otherwise the policy reacts
-   * to the returned promise.
+   * to the returned promise. `hooks`: a sharded call whose owner refused it and that falls back
+   * to another instance within the attempt reports the move (`moved`) and skips instances
+   * `blocked` rejects.
    */
-  send(target: Target, req: OutgoingRequest, now?: number, outcome?: AttemptOutcome): Promise<unknown>;
+  send(
+    target: Target,
+    req: OutgoingRequest,
+    now?: number,
+    outcome?: AttemptOutcome,
+    hooks?: ShardHooks,
+  ): Promise<unknown>;
   /**
    * A call ends with `err` before any attempt of it was sent (bulkhead full, no instance, every
    * breaker open, deadline or cancel while waiting): returns the error the caller gets (with
@@ -76,10 +85,11 @@ class Slot implements AttemptOutcome {
 
   constructor(
     readonly policy: ClientPolicy,
-    readonly target: Target,
-    readonly breaker: Breaker | undefined,
+    /** Where it goes; a sharded call falling back within the attempt moves it (see `#attempt`). */
+    public target: Target,
+    public breaker: Breaker | undefined,
     /** This attempt is its half-open breaker's one probe. */
-    readonly probe: boolean,
+    public probe: boolean,
   ) {}
 
   ok(now?: number): void {
@@ -295,6 +305,11 @@ export class ClientPolicy {
     }
   }
 
+  /** Whether `target`'s breaker admits no attempt now. */
+  #blocked(target: Target): boolean {
+    return this.#breakers?.find(this.#service, breakerKey(target))?.admits === false;
+  }
+
   /** Takes the breaker slot of an attempt to `target` (the probe, when half-open). */
   #slot(target: Target): Slot {
     const breakers = this.#breakers;
@@ -327,7 +342,23 @@ export class ClientPolicy {
     slot.host = host;
     slot.retries = retries;
     if (this.#policy.hedge !== undefined) slot.started = now ?? Date.now();
-    const p = host.send(slot.target, req, now, slot);
+    // A sharded call the owner refused and that falls back to another instance: the refusal
+    // is recorded on the owner's breaker (as any failed attempt), the outcome on the other's.
+    const hooks: ShardHooks | undefined =
+      req.method.shard === undefined
+        ? undefined
+        : {
+            blocked: this.#breakers === undefined ? undefined : (t) => this.#blocked(t),
+            moved: (_from, err, to) => {
+              slot.breaker?.record(verdictOf(err), slot.probe);
+              const next = this.#slot(to);
+              slot.target = to;
+              slot.breaker = next.breaker;
+              slot.probe = next.probe;
+              tried?.add(breakerKey(to));
+            },
+          };
+    const p = host.send(slot.target, req, now, slot, hooks);
     if (slot.attached) return p;
     return p.then(
       (v) => {
