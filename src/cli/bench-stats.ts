@@ -22,14 +22,7 @@ export interface BenchReport {
   readonly throughput: number;
   /** Calls `--rate` could not start because `--concurrency` were already in flight. */
   readonly shed: number;
-  readonly latencyMs: {
-    readonly min: number;
-    readonly mean: number;
-    readonly p50: number;
-    readonly p90: number;
-    readonly p99: number;
-    readonly max: number;
-  };
+  readonly latencyMs: { readonly min: number; readonly mean: number; readonly p50: number; readonly p90: number; readonly p99: number; readonly max: number };
 }
 
 /** The latencies and errors of a run as it goes. */
@@ -67,10 +60,7 @@ export class BenchStats {
     return sorted[Math.min(this.#n - 1, Math.max(0, Math.ceil(q * this.#n) - 1))] as number;
   }
 
-  summary(
-    base: Pick<BenchReport, "service" | "method" | "transport" | "instance" | "concurrency" | "rate">,
-    durationMs: number,
-  ): BenchReport {
+  summary(base: Pick<BenchReport, "service" | "method" | "transport" | "instance" | "concurrency" | "rate">, durationMs: number): BenchReport {
     const sorted = this.#lat.slice(0, this.#n).sort();
     const at = (q: number): number =>
       this.#n === 0 ? 0 : round(sorted[Math.min(this.#n - 1, Math.max(0, Math.ceil(q * this.#n) - 1))] as number);
@@ -103,16 +93,14 @@ const ms = (v: number): string => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed
 
 /** The text summary. */
 export function formatReport(r: BenchReport): string {
-  const mode =
-    r.rate === undefined ? `${r.concurrency} concurrent` : `${r.rate}/s target, at most ${r.concurrency} in flight`;
+  const mode = r.rate === undefined ? `${r.concurrency} concurrent` : `${r.rate}/s target, at most ${r.concurrency} in flight`;
   const lines = [
     `fanc bench: ${r.service}.${r.method} over ${r.transport} (${r.instance}) · ${mode} · ${(r.durationMs / 1000).toFixed(1)} s`,
     `  calls     ${r.calls} (${r.ok} ok, ${r.calls - r.ok} failed) · ${r.throughput.toFixed(1)} calls/s`,
     `  latency   p50 ${ms(r.latencyMs.p50)} ms · p90 ${ms(r.latencyMs.p90)} ms · p99 ${ms(r.latencyMs.p99)} ms · max ${ms(r.latencyMs.max)} ms (mean ${ms(r.latencyMs.mean)})`,
   ];
   const errs = Object.entries(r.errors);
-  if (errs.length > 0)
-    lines.push(`  errors    ${errs.map(([c, n]) => `${c} ${n}`).join(", ")} (first: ${r.firstError})`);
+  if (errs.length > 0) lines.push(`  errors    ${errs.map(([c, n]) => `${c} ${n}`).join(", ")} (first: ${r.firstError})`);
   if (r.shed > 0) lines.push(`  shed      ${r.shed} calls not started: --concurrency ${r.concurrency} were in flight`);
   return lines.join("\n");
 }

@@ -42,8 +42,7 @@ export function parseDuration(text: string): number {
 function positiveInt(name: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
   const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0)
-    throw new UsageError(`--${name} must be a positive whole number, got ${JSON.stringify(text)}`);
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${name} must be a positive whole number, got ${JSON.stringify(text)}`);
   return n;
 }
 
@@ -64,10 +63,7 @@ async function once(p: PreparedCall, c: Connected, stats: BenchStats): Promise<v
       else stats.record(ms);
     }
   } catch (e) {
-    const err =
-      Date.now() >= deadline
-        ? new FanError(Code.DEADLINE_EXCEEDED, `no reply within ${p.timeoutMs} ms`)
-        : FanError.from(e, Code.UNAVAILABLE);
+    const err = Date.now() >= deadline ? new FanError(Code.DEADLINE_EXCEEDED, `no reply within ${p.timeoutMs} ms`) : FanError.from(e, Code.UNAVAILABLE);
     stats.record(performance.now() - t0, { code: err.code, message: err.message });
   }
 }
@@ -80,12 +76,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   try {
     const { values, positionals } = parseArgs({
       args,
-      options: {
-        ...CALL_OPTIONS,
-        concurrency: { type: "string" },
-        duration: { type: "string" },
-        rate: { type: "string" },
-      },
+      options: { ...CALL_OPTIONS, concurrency: { type: "string" }, duration: { type: "string" }, rate: { type: "string" } },
       allowPositionals: true,
     });
     if (values.help) {
@@ -93,8 +84,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
       return 0;
     }
     const [target, argText = "{}", ...rest] = positionals;
-    if (target === undefined || rest.length > 0)
-      throw new UsageError(`expected <service>.<method> and at most one JSON argument\n${USAGE}`);
+    if (target === undefined || rest.length > 0) throw new UsageError(`expected <service>.<method> and at most one JSON argument\n${USAGE}`);
     const concurrency = positiveInt("concurrency", values.concurrency, 10);
     const rate = values.rate === undefined ? undefined : positiveInt("rate", values.rate, 1);
     const durationMs = parseDuration(values.duration ?? "5s");
@@ -154,14 +144,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     clearInterval(progress);
     if (live) process.stdout.write("\r\x1b[K");
     const r = stats.summary(
-      {
-        service: p.service.name,
-        method: p.method.name,
-        transport: c.transport,
-        instance: c.instance.instanceId,
-        concurrency,
-        rate,
-      },
+      { service: p.service.name, method: p.method.name, transport: c.transport, instance: c.instance.instanceId, concurrency, rate },
       elapsed,
     );
     io.out(values.json ? JSON.stringify(r, null, 2) : formatReport(r));

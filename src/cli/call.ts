@@ -71,7 +71,8 @@ export function findService(services: readonly ServiceModel[], name: string): Se
   if (exact !== undefined) return exact;
   const matches = services.filter((s) => s.fullName.endsWith(`.${name}`));
   if (matches.length === 1) return matches[0] as ServiceModel;
-  if (matches.length > 1) throw new UsageError(`"${name}" is ambiguous: ${matches.map((s) => s.fullName).join(", ")}`);
+  if (matches.length > 1)
+    throw new UsageError(`"${name}" is ambiguous: ${matches.map((s) => s.fullName).join(", ")}`);
   throw new UsageError(
     `no service "${name}" in the IDL (services: ${services.map((s) => s.fullName).join(", ") || "none"})`,
   );
@@ -118,10 +119,7 @@ function choose(
 ): { instance: InstanceInfo; transport: TransportName } | string {
   const usable = (i: InstanceInfo): TransportName[] =>
     ORDER.filter(
-      (t) =>
-        i.endpoints[t] !== undefined &&
-        (via === undefined || t === via) &&
-        (instanceId === undefined || !BROKERS.has(t)),
+      (t) => i.endpoints[t] !== undefined && (via === undefined || t === via) && (instanceId === undefined || !BROKERS.has(t)),
     );
   // Spread calls over instances: a random one among those that can take it.
   const ok = instances.filter((i) => usable(i).length > 0);
@@ -139,19 +137,13 @@ export function errorOf(payload: unknown, service: ServiceDescriptor): NonNullab
   const w = (typeof payload === "object" && payload !== null ? payload : {}) as Record<string, unknown>;
   const code = typeof w.code === "string" ? w.code : Code.UNKNOWN;
   const message = typeof w.message === "string" ? w.message : code;
-  if (typeof w.error !== "string")
-    return w.details === undefined ? { code, message } : { code, message, fields: w.details };
+  if (typeof w.error !== "string") return w.details === undefined ? { code, message } : { code, message, fields: w.details };
   const desc = service.errors[w.error];
   if (desc !== undefined) {
     try {
       codec(desc.fields).decode(w.details, "error");
     } catch (e) {
-      return {
-        code,
-        message: `${message} (its fields do not match the IDL: ${(e as Error).message})`,
-        name: w.error,
-        fields: w.details,
-      };
+      return { code, message: `${message} (its fields do not match the IDL: ${(e as Error).message})`, name: w.error, fields: w.details };
     }
   }
   return { code, message, name: w.error, fields: w.details ?? {} };
@@ -219,15 +211,12 @@ export async function prepareCall(
   kind: "rpc" | "push" | undefined,
 ): Promise<PreparedCall> {
   const dot = target.lastIndexOf(".");
-  if (dot <= 0 || dot === target.length - 1)
-    throw new UsageError(`expected <service>.<method>, got ${JSON.stringify(target)}`);
+  if (dot <= 0 || dot === target.length - 1) throw new UsageError(`expected <service>.<method>, got ${JSON.stringify(target)}`);
   const via = flags.via as TransportName | undefined;
   if (via !== undefined && !ORDER.includes(via))
     throw new UsageError(`--via must be one of ${ORDER.join(", ")}, got ${JSON.stringify(via)}`);
   if (flags.instance !== undefined && via !== undefined && BROKERS.has(via))
-    throw new UsageError(
-      `--instance needs a direct transport (http, zmq): ${via} delivers to any instance of the version`,
-    );
+    throw new UsageError(`--instance needs a direct transport (http, zmq): ${via} delivers to any instance of the version`);
   const range = flags.version;
   if (range !== undefined && semver.validRange(range) === null)
     throw new UsageError(`--version must be a semver range, got ${JSON.stringify(range)}`);
@@ -245,9 +234,7 @@ export async function prepareCall(
     throw new UsageError(`${service.name} has no method "${methodName}" (methods: ${names.join(", ") || "none"})`);
   }
   if (kind !== undefined && m.kind !== kind)
-    throw new UsageError(
-      `${service.name}.${m.name} is ${m.kind === "rpc" ? "an rpc" : "a push"}: use "fanc ${m.kind === "rpc" ? "call" : "push"}"`,
-    );
+    throw new UsageError(`${service.name}.${m.name} is ${m.kind === "rpc" ? "an rpc" : "a push"}: use "fanc ${m.kind === "rpc" ? "call" : "push"}"`);
   const payload = checkArguments(m, argText);
   const timeoutMs = flags.timeout === undefined ? m.timeoutMs : Number(flags.timeout);
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of ms`);
@@ -265,12 +252,7 @@ export interface Connected {
 /** Picks an instance in discovery and opens its transport; a string says why none could be (exit 1). */
 export async function connect(p: PreparedCall, instanceId: string | undefined): Promise<Connected | string> {
   const log = pino({ level: "silent" });
-  const probe = createApp({
-    cluster: p.cluster,
-    discovery: p.discovery,
-    logger: log,
-    telemetry: { healthService: false },
-  });
+  const probe = createApp({ cluster: p.cluster, discovery: p.discovery, logger: log, telemetry: { healthService: false } });
   let all: readonly InstanceInfo[];
   try {
     await probe.ready();
@@ -280,9 +262,7 @@ export async function connect(p: PreparedCall, instanceId: string | undefined): 
   }
   const range = p.range;
   const instances = all.filter(
-    (i) =>
-      (range === undefined || semver.satisfies(i.version, range)) &&
-      (instanceId === undefined || i.instanceId === instanceId),
+    (i) => (range === undefined || semver.satisfies(i.version, range)) && (instanceId === undefined || i.instanceId === instanceId),
   );
   if (instances.length === 0) {
     const which = [range && `version ${range}`, instanceId && `id ${instanceId}`].filter(Boolean).join(", ");
@@ -300,8 +280,7 @@ export async function connect(p: PreparedCall, instanceId: string | undefined): 
   try {
     await app.ready();
     const reach = app.reach(picked.instance, picked.transport);
-    if (reach === undefined)
-      throw new FanError(Code.UNAVAILABLE, `cannot reach ${picked.instance.instanceId} over ${picked.transport}`);
+    if (reach === undefined) throw new FanError(Code.UNAVAILABLE, `cannot reach ${picked.instance.instanceId} over ${picked.transport}`);
     return { app, instance: picked.instance, transport: picked.transport, reach };
   } catch (e) {
     await app.stop().catch(() => undefined);
@@ -382,10 +361,7 @@ export async function run(args: string[], io: Io = processIo, kind: "call" | "pu
         }
       }
     } catch (e) {
-      const err =
-        Date.now() >= deadline
-          ? new FanError(Code.DEADLINE_EXCEEDED, `no reply within ${timeoutMs} ms`)
-          : FanError.from(e, Code.UNAVAILABLE);
+      const err = Date.now() >= deadline ? new FanError(Code.DEADLINE_EXCEEDED, `no reply within ${timeoutMs} ms`) : FanError.from(e, Code.UNAVAILABLE);
       outcome.ok = false;
       outcome.error = { code: err.code, message: err.message };
     }

@@ -51,10 +51,10 @@ export function parseCompileArgs(args: readonly string[], cwd = process.cwd()): 
     } else if (a.startsWith("--out=")) out = a.slice("--out=".length);
     else if (a === "--target" || a.startsWith("--target=")) {
       const v = a === "--target" ? args[++i] : a.slice("--target=".length);
-      if (v !== "node" && v !== "browser")
-        throw new UsageError(`--target is node or browser, got ${JSON.stringify(v ?? "")}`);
+      if (v !== "node" && v !== "browser") throw new UsageError(`--target is node or browser, got ${JSON.stringify(v ?? "")}`);
       target = v;
-    } else if (a.startsWith("-")) throw new UsageError(`unknown option ${a}`);
+    }
+    else if (a.startsWith("-")) throw new UsageError(`unknown option ${a}`);
     else if (root !== undefined) throw new UsageError(`one source folder only (got ${root} and ${a})`);
     else root = a;
   }
@@ -85,10 +85,7 @@ function plural(n: number, word: string): string {
  */
 export function summary(o: CompileOutcome): string {
   const ms = `${Math.round(o.ms)} ms`;
-  const notes = [
-    o.errors > 0 ? plural(o.errors, "error") : "",
-    o.warnings > 0 ? plural(o.warnings, "warning") : "",
-  ].filter(Boolean);
+  const notes = [o.errors > 0 ? plural(o.errors, "error") : "", o.warnings > 0 ? plural(o.warnings, "warning") : ""].filter(Boolean);
   if (!o.ok || o.write === undefined)
     return `fanc: ${notes.join(", ") || "failed"} in ${plural(o.sources, ".fan file")}; nothing written (${ms})`;
   const w = o.write;
@@ -97,3 +94,4 @@ export function summary(o: CompileOutcome): string {
   const warn = notes.length > 0 ? `, ${notes.join(", ")}` : "";
   return `fanc: compiled ${plural(o.sources, ".fan file")} into ${outputs} (${parts.join(", ")}${warn}) in ${ms}`;
 }
+

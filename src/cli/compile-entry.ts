@@ -17,15 +17,12 @@ export async function run(args: readonly string[], io: Io): Promise<number> {
     opts = undefined; // compile.ts reports the usage error
   }
   // The no-change cache is keyed for node output; a browser compile always runs.
-  if (opts === undefined || opts.watch || opts.target === "browser")
-    return (await import("./compile.js")).run(args, io);
+  if (opts === undefined || opts.watch || opts.target === "browser") return (await import("./compile.js")).run(args, io);
   const p = await probe(opts.root, opts.out, opts.strict);
   const hit = p === undefined ? undefined : await unchanged(p, opts.out);
   if (p === undefined || hit === undefined) return (await import("./compile.js")).run(args, io, p);
   if (hit.stderr !== "") io.err(hit.stderr);
   const write = { written: [], unchanged: hit.outputs, removed: [] };
-  io.out(
-    summary({ ok: true, errors: 0, warnings: hit.warnings, sources: p.sources, write, ms: performance.now() - t0 }),
-  );
+  io.out(summary({ ok: true, errors: 0, warnings: hit.warnings, sources: p.sources, write, ms: performance.now() - t0 }));
   return 0;
 }

@@ -7,24 +7,10 @@ import { stat } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { isAbsolute, join, relative } from "node:path";
 import { CodegenError, type GenerateCache, generate } from "../codegen/index.js";
-import {
-  checkSources,
-  type Diagnostic,
-  formatDiagnostics,
-  type ParseCache,
-  readSources,
-  type SourceInput,
-} from "../compiler/index.js";
+import { checkSources, type Diagnostic, formatDiagnostics, type ParseCache, readSources, type SourceInput } from "../compiler/index.js";
 import { type Io, processIo } from "./io.js";
 import { ForeignFileError, type OutputMemo, writeOutput } from "./output.js";
-import {
-  COMPILE_USAGE,
-  type CompileOptions,
-  type CompileOutcome,
-  parseCompileArgs,
-  summary,
-  UsageError,
-} from "./compile-args.js";
+import { COMPILE_USAGE, type CompileOptions, type CompileOutcome, parseCompileArgs, summary, UsageError } from "./compile-args.js";
 import { type CacheProbe, remember } from "./compile-cache.js";
 
 export { COMPILE_USAGE, type CompileOptions, type CompileOutcome, parseCompileArgs, summary, UsageError };
@@ -45,10 +31,7 @@ function formatForTerminal(root: string, diagnostics: readonly Diagnostic[], sou
     return rel === "" || rel.startsWith("..") || isAbsolute(rel) ? abs : rel;
   };
   const ds = diagnostics.map((d) => ({ ...d, span: { ...d.span, file: shown(d.span.file) } }));
-  return formatDiagnostics(
-    ds,
-    sources.map((s) => ({ path: shown(s.path), text: s.text })),
-  );
+  return formatDiagnostics(ds, sources.map((s) => ({ path: shown(s.path), text: s.text })));
 }
 
 /** Reads every `.fan` file under the root; prints the reason and returns undefined when it cannot. */
@@ -81,10 +64,7 @@ export async function compileSources(
     io.err(`error: no .fan files under ${opts.root}; nothing compiled, nothing written or removed`);
     return { ok: false, errors: 1, warnings: 0, sources: 0, ms: performance.now() - t0 };
   }
-  const checked = checkSources(
-    sources,
-    session.cache === undefined ? { strict: opts.strict } : { cache: session.cache, strict: opts.strict },
-  );
+  const checked = checkSources(sources, session.cache === undefined ? { strict: opts.strict } : { cache: session.cache, strict: opts.strict });
   const errors = checked.diagnostics.filter((d) => d.severity === "error").length;
   const warnings = checked.diagnostics.length - errors;
   if (checked.diagnostics.length > 0) io.err(formatForTerminal(opts.root, checked.diagnostics, sources));
@@ -110,11 +90,7 @@ export async function compileSources(
 
 /** An error from the file system (it has an errno code such as ENOTDIR or EACCES). */
 function isFsError(e: unknown): e is NodeJS.ErrnoException {
-  return (
-    e instanceof Error &&
-    typeof (e as NodeJS.ErrnoException).code === "string" &&
-    (e as NodeJS.ErrnoException).syscall !== undefined
-  );
+  return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === "string" && (e as NodeJS.ErrnoException).syscall !== undefined;
 }
 
 const FS_REASONS: Readonly<Record<string, string>> = {

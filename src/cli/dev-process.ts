@@ -32,9 +32,7 @@ export function nodeArgs(file: string, cwd = process.cwd()): string[] {
   try {
     tsx = req.resolve("tsx");
   } catch {
-    throw new UsageError(
-      `--run ${file} is TypeScript and tsx is not installed in this project (npm install -D tsx), or run a .js file`,
-    );
+    throw new UsageError(`--run ${file} is TypeScript and tsx is not installed in this project (npm install -D tsx), or run a .js file`);
   }
   return ["--import", pathToFileURL(tsx).href, file];
 }
@@ -102,10 +100,7 @@ export class ServiceProcess {
   #spawn(): void {
     // A process group of its own: Ctrl-C reaches fanc only, which stops the service gracefully
     // (one SIGTERM; a second signal would make the App exit without draining).
-    const child = spawn(process.execPath, [...nodeArgs(this.spec.file), ...this.spec.args], {
-      stdio: "inherit",
-      detached: true,
-    });
+    const child = spawn(process.execPath, [...nodeArgs(this.spec.file), ...this.spec.args], { stdio: "inherit", detached: true });
     const orphan = (): void => void child.kill("SIGKILL");
     process.once("exit", orphan);
     child.once("exit", () => process.off("exit", orphan));
@@ -115,9 +110,7 @@ export class ServiceProcess {
         if (this.#child === child) {
           this.#child = undefined;
           if (!this.#stopped)
-            this.io.err(
-              `fanc dev: ${this.#shown()} exited (${signal ?? `code ${code}`}); waiting for a change to start it again`,
-            );
+            this.io.err(`fanc dev: ${this.#shown()} exited (${signal ?? `code ${code}`}); waiting for a change to start it again`);
         }
         resolveExit();
       });

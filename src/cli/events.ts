@@ -59,16 +59,13 @@ interface Target {
 
 async function resolveTarget(target: string, idl: string | undefined, via: string | undefined): Promise<Target> {
   const dot = target.lastIndexOf(".");
-  if (dot <= 0 || dot === target.length - 1)
-    throw new UsageError(`expected <service>.<event>, got ${JSON.stringify(target)}`);
+  if (dot <= 0 || dot === target.length - 1) throw new UsageError(`expected <service>.<event>, got ${JSON.stringify(target)}`);
   const schemas = await loadIdl(idl ?? "idl");
   const service = schemas.descriptor(findService(schemas.services(), target.slice(0, dot)));
   const name = target.slice(dot + 1);
   const event = service.events[name];
   if (event === undefined)
-    throw new UsageError(
-      `${service.name} has no event "${name}" (events: ${Object.keys(service.events).join(", ") || "none"})`,
-    );
+    throw new UsageError(`${service.name} has no event "${name}" (events: ${Object.keys(service.events).join(", ") || "none"})`);
   if (via !== undefined && !EVENT_TRANSPORTS.includes(via as TransportName))
     throw new UsageError(`--via must be one of ${EVENT_TRANSPORTS.join(", ")} for events, got ${JSON.stringify(via)}`);
   const chosen = (via as TransportName | undefined) ?? EVENT_TRANSPORTS.find((t) => service.transports.includes(t));
@@ -136,13 +133,7 @@ export async function run(
       const ms = Math.round((performance.now() - started) * 10) / 10;
       const traceId = traceparent.split("-")[1];
       if (values.json)
-        io.out(
-          JSON.stringify(
-            { ok: true, service: t.service.name, event: t.event.name, transport: t.via, ms, traceId },
-            null,
-            2,
-          ),
-        );
+        io.out(JSON.stringify({ ok: true, service: t.service.name, event: t.event.name, transport: t.via, ms, traceId }, null, 2));
       else io.err(`published · ${ms.toFixed(1)} ms · over ${t.via} · trace ${traceId}`);
       return 0;
     }

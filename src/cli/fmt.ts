@@ -56,9 +56,7 @@ export async function run(args: readonly string[], io: Io): Promise<number> {
     else await writeFile(file, r.text);
   }
   const verb = check ? "would reformat" : "reformatted";
-  io.err(
-    `fanc fmt: ${verb} ${changed} of ${files.length} .fan file${files.length === 1 ? "" : "s"}${failed > 0 ? `; ${failed} could not be formatted` : ""}`,
-  );
+  io.err(`fanc fmt: ${verb} ${changed} of ${files.length} .fan file${files.length === 1 ? "" : "s"}${failed > 0 ? `; ${failed} could not be formatted` : ""}`);
   return failed > 0 || (check && changed > 0) ? 1 : 0;
 }
 

@@ -204,9 +204,7 @@ async function fullName(registry: Registry, cluster: string, service: string): P
   const names = new Set((await registry.list(root)).items.map((kv) => kv.key.slice(root.length).split("/")[0] ?? ""));
   const matches = [...names].filter((n) => n.endsWith(`.${service}`)).sort();
   if (matches.length > 1)
-    throw new UsageError(
-      `"${service}" is ambiguous in cluster "${cluster}": ${matches.join(", ")}; give the full name`,
-    );
+    throw new UsageError(`"${service}" is ambiguous in cluster "${cluster}": ${matches.join(", ")}; give the full name`);
   return matches[0] ?? service;
 }
 

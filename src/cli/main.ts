@@ -67,8 +67,7 @@ async function load(name: "ls" | "config"): Promise<Command | undefined> {
     return (name === "ls" ? await import("./ls.js") : await import("./config.js")) as Command;
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { url?: string };
-    if (err.code === "ERR_MODULE_NOT_FOUND" && String(err.url ?? err.message).includes(`/cli/${name}.`))
-      return undefined;
+    if (err.code === "ERR_MODULE_NOT_FOUND" && String(err.url ?? err.message).includes(`/cli/${name}.`)) return undefined;
     throw e;
   }
 }

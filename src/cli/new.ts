@@ -48,10 +48,7 @@ function pascal(folder: string): string {
 }
 
 function fanPackage(): Record<string, Record<string, string> | string> {
-  return JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as Record<
-    string,
-    Record<string, string>
-  >;
+  return JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as Record<string, Record<string, string>>;
 }
 
 /** The files to write, relative to the project; each is new. */
@@ -82,9 +79,7 @@ function plan(dir: string, n: T.ServiceNames, fanSpec: string | undefined): Map<
       tsx: dev.tsx ?? "^4.20.6",
       typesNode: dev["@types/node"] ?? "^20.19.0",
     };
-    const name = basename(resolve(dir))
-      .toLowerCase()
-      .replace(/[^a-z0-9._-]+/g, "-");
+    const name = basename(resolve(dir)).toLowerCase().replace(/[^a-z0-9._-]+/g, "-");
     files.set("package.json", `${JSON.stringify(T.packageJson(name, spec, versions), null, 2)}\n`);
   } else {
     let pkg: Record<string, unknown>;
@@ -122,26 +117,21 @@ export async function run(args: string[], io: Io = processIo, kind: "new" | "ini
     let name: string | undefined;
     if (kind === "new") {
       const [what, n, ...rest] = positionals;
-      if (what !== "service" || n === undefined || rest.length > 0)
-        throw new UsageError(`expected: fanc new service <Name>\n${USAGE}`);
+      if (what !== "service" || n === undefined || rest.length > 0) throw new UsageError(`expected: fanc new service <Name>\n${USAGE}`);
       name = n;
     } else {
       if (positionals.length > 1) throw new UsageError(`expected: fanc init [<Name>]\n${USAGE}`);
       const present = existsSync(dir) ? readdirSync(dir).filter((f) => !f.startsWith(".")) : [];
       if (present.length > 0)
-        throw new UsageError(
-          `fanc init needs an empty folder; ${resolve(dir)} has ${present.slice(0, 5).join(", ")} (use fanc new service <Name> there)`,
-        );
+        throw new UsageError(`fanc init needs an empty folder; ${resolve(dir)} has ${present.slice(0, 5).join(", ")} (use fanc new service <Name> there)`);
       name = positionals[0] ?? pascal(basename(resolve(dir)));
     }
-    if (!/^[A-Z][A-Za-z0-9]*$/.test(name))
-      throw new UsageError(`the service name must be PascalCase (Greeter, OrderBook), got ${JSON.stringify(name)}`);
+    if (!/^[A-Z][A-Za-z0-9]*$/.test(name)) throw new UsageError(`the service name must be PascalCase (Greeter, OrderBook), got ${JSON.stringify(name)}`);
     const pkg = values.package ?? name.toLowerCase();
     if (!/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$/.test(pkg))
       throw new UsageError(`--package must be lower-case dotted words (shop.orders), got ${JSON.stringify(pkg)}`);
     const transport = (values.transport ?? "redis") as T.ServiceNames["transport"];
-    if (!TRANSPORTS.includes(transport))
-      throw new UsageError(`--transport must be one of ${TRANSPORTS.join(", ")}, got ${JSON.stringify(transport)}`);
+    if (!TRANSPORTS.includes(transport)) throw new UsageError(`--transport must be one of ${TRANSPORTS.join(", ")}, got ${JSON.stringify(transport)}`);
     const names: T.ServiceNames = { name, pkg, file: kebab(name), transport };
     const files = plan(dir, names, values.fan);
     const freshPackage = !existsSync(join(dir, "package.json"));
@@ -153,9 +143,7 @@ export async function run(args: string[], io: Io = processIo, kind: "new" | "ini
     const where = shown === "." ? "the current folder" : shown;
     for (const rel of files.keys()) io.out(`  wrote ${join(shown, rel)}`);
     if (freshPackage && values.fan === undefined)
-      io.out(
-        `  note: package.json asks for fan ${JSON.stringify(JSON.parse(files.get("package.json") as string).dependencies?.fan)} from the registry; install fan from where you got it instead (npm install <tarball or git URL>), or pass --fan <spec>`,
-      );
+      io.out(`  note: package.json asks for fan ${JSON.stringify(JSON.parse(files.get("package.json") as string).dependencies?.fan)} from the registry; install fan from where you got it instead (npm install <tarball or git URL>), or pass --fan <spec>`);
     io.out(`fanc: ${name} (package ${pkg}, served over ${transport}) in ${where}. Next:
   ${shown === "." ? "" : `cd ${shown} && `}npm install && npm test     # compiles idl/, runs the test with the test kit
   npm start                                # serves it (etcd${transport === "zmq" ? "" : ` and ${transport === "http" || transport === "tcp" ? "redis" : transport}`} on loopback, or FAN_DISCOVERY)

@@ -45,10 +45,7 @@ export async function listTsFiles(dir: string): Promise<string[]> {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
     throw e;
   }
-  return entries
-    .filter((p) => p.endsWith(".ts"))
-    .map((p) => p.split(sep).join("/"))
-    .sort();
+  return entries.filter((p) => p.endsWith(".ts")).map((p) => p.split(sep).join("/")).sort();
 }
 
 /**
@@ -56,11 +53,7 @@ export async function listTsFiles(dir: string): Promise<string[]> {
  * With a `memo`, content the memo knows is trusted instead of read back from disk. Throws
  * `ForeignFileError`, before writing anything, when a target exists without our header.
  */
-export async function writeOutput(
-  outDir: string,
-  files: ReadonlyMap<string, string>,
-  memo?: OutputMemo,
-): Promise<WriteResult> {
+export async function writeOutput(outDir: string, files: ReadonlyMap<string, string>, memo?: OutputMemo): Promise<WriteResult> {
   const changed: [string, string][] = [];
   for (const [rel, text] of files) {
     const current = memo?.get(rel) ?? (await readIfExists(join(outDir, rel)));
@@ -78,11 +71,7 @@ export async function writeOutput(
   return { written: changed.map(([rel]) => rel), unchanged: files.size - changed.length, removed };
 }
 
-async function removeStale(
-  outDir: string,
-  keep: ReadonlyMap<string, string>,
-  memo: OutputMemo | undefined,
-): Promise<string[]> {
+async function removeStale(outDir: string, keep: ReadonlyMap<string, string>, memo: OutputMemo | undefined): Promise<string[]> {
   const removed: string[] = [];
   const candidates = memo !== undefined && memo.size > 0 ? [...memo.keys()] : await listTsFiles(outDir);
   for (const rel of candidates) {

@@ -49,8 +49,7 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     const [target, ...rest] = positionals;
     if (target === undefined || rest.length > 0) throw new UsageError(`expected <service>.<state>\n${USAGE}`);
     const dot = target.lastIndexOf(".");
-    if (dot <= 0 || dot === target.length - 1)
-      throw new UsageError(`expected <service>.<state>, got ${JSON.stringify(target)}`);
+    if (dot <= 0 || dot === target.length - 1) throw new UsageError(`expected <service>.<state>, got ${JSON.stringify(target)}`);
     discovery = cliDiscovery(values.discovery);
     if (!discovery.startsWith("etcd://"))
       throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(discovery)}`);
@@ -59,19 +58,13 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     const name = target.slice(dot + 1);
     const state = service.states[name];
     if (state === undefined)
-      throw new UsageError(
-        `${service.name} has no state "${name}" (states: ${Object.keys(service.states).join(", ") || "none"})`,
-      );
+      throw new UsageError(`${service.name} has no state "${name}" (states: ${Object.keys(service.states).join(", ") || "none"})`);
     const via = values.via as TransportName | undefined;
     if (via !== undefined && !EVENT_TRANSPORTS.includes(via))
-      throw new UsageError(
-        `--via must be one of ${EVENT_TRANSPORTS.join(", ")} for state updates, got ${JSON.stringify(via)}`,
-      );
+      throw new UsageError(`--via must be one of ${EVENT_TRANSPORTS.join(", ")} for state updates, got ${JSON.stringify(via)}`);
     const events = via ?? EVENT_TRANSPORTS.find((t) => service.transports.includes(t));
     if (events === undefined || !service.transports.includes(events))
-      throw new UsageError(
-        `${service.name} allows no transport that carries state updates${via === undefined ? "" : ` (${via})`}; it allows ${service.transports.join(", ")}`,
-      );
+      throw new UsageError(`${service.name} allows no transport that carries state updates${via === undefined ? "" : ` (${via})`}; it allows ${service.transports.join(", ")}`);
     const cluster = cliCluster(values.cluster);
     const spec = discovery as `etcd://${string}`;
     const log = pino({ level: "silent" });
@@ -106,14 +99,7 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
         return;
       }
       if (values.json) {
-        const o = {
-          state: full,
-          cause: ch.cause,
-          epoch: ch.epoch,
-          seq: ch.seq,
-          value,
-          ...(ch.patch === undefined ? {} : { patch: ch.patch }),
-        };
+        const o = { state: full, cause: ch.cause, epoch: ch.epoch, seq: ch.seq, value, ...(ch.patch === undefined ? {} : { patch: ch.patch }) };
         io.out(JSON.stringify(o));
       } else if (ch.cause === "patch") io.out(`patch #${ch.seq}: ${JSON.stringify(ch.patch)}`);
       else io.out(`${ch.cause} #${ch.seq}: ${JSON.stringify(value)}`);

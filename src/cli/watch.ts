@@ -160,13 +160,7 @@ class WatchSession implements Watcher {
       const outcome =
         sources === undefined
           ? { ok: false, errors: 1, warnings: 0, sources: 0, ms: performance.now() - t0 }
-          : await compileSources(
-              this.opts,
-              this.io,
-              sources,
-              { cache: this.cache, memo: this.memo, generated: this.generated },
-              t0,
-            );
+          : await compileSources(this.opts, this.io, sources, { cache: this.cache, memo: this.memo, generated: this.generated }, t0);
       this.last = outcome;
       this.rebuilds++;
       const line = rebuildLine(outcome, this.rebuilds === 1);
