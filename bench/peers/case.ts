@@ -69,11 +69,7 @@ export interface EventsCase {
 export type PeerCase = RpcCase | EventsCase;
 
 /** Counts deliveries to three services and reports when each has seen `n`. */
-export function counters(): {
-  hit(i: number): void;
-  expect(n: number, onDone: () => void): void;
-  received(): number[];
-} {
+export function counters(): { hit(i: number): void; expect(n: number, onDone: () => void): void; received(): number[] } {
   const counts = [0, 0, 0];
   let want = Number.POSITIVE_INFINITY;
   let done: (() => void) | undefined;

@@ -7,11 +7,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { create, createFileRegistry } from "@bufbuild/protobuf";
-import {
-  FieldDescriptorProto_Label,
-  FieldDescriptorProto_Type,
-  FileDescriptorProtoSchema,
-} from "@bufbuild/protobuf/wkt";
+import { FieldDescriptorProto_Label, FieldDescriptorProto_Type, FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { connectNodeAdapter, createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
@@ -40,13 +36,10 @@ export const grpcJs: RpcCase = {
   serve: async (ctx: CaseContext): Promise<ServerSide> => {
     const server = new grpc.Server();
     server.addService(proto().service, {
-      Quote: (call: grpc.ServerUnaryCall<QuoteReq, unknown>, cb: grpc.sendUnaryData<unknown>) =>
-        cb(null, work(call.request)),
+      Quote: (call: grpc.ServerUnaryCall<QuoteReq, unknown>, cb: grpc.sendUnaryData<unknown>) => cb(null, work(call.request)),
     });
     await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`127.0.0.1:${ctx.port}`, grpc.ServerCredentials.createInsecure(), (e, p) =>
-        e ? reject(e) : resolve(p),
-      ),
+      server.bindAsync(`127.0.0.1:${ctx.port}`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
     );
     return { close: () => new Promise<void>((r) => server.tryShutdown(() => r())) };
   },
@@ -82,9 +75,7 @@ function connectService() {
       },
       { name: "Quote", field: [field("symbol", 1, STRING), field("total", 2, DOUBLE)] },
     ],
-    service: [
-      { name: "Pricing", method: [{ name: "Quote", inputType: ".bench.QuoteReq", outputType: ".bench.Quote" }] },
-    ],
+    service: [{ name: "Pricing", method: [{ name: "Quote", inputType: ".bench.QuoteReq", outputType: ".bench.Quote" }] }],
   });
   const service = createFileRegistry(file, () => undefined).getService("bench.Pricing");
   if (service === undefined) throw new Error("bench.Pricing is missing from the registry built for Connect");

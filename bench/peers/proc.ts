@@ -24,15 +24,11 @@ export class Proc {
   ) {
     // PEERS_NODE_ARGS: extra node flags for the workers (`--cpu-prof --cpu-prof-dir=...`).
     const extra = (process.env.PEERS_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
-    this.#child = spawn(
-      process.execPath,
-      ["--expose-gc", ...extra, "--import", "tsx", worker, role, module, caseName],
-      {
-        cwd: repo,
-        env: { ...process.env, PEERS_CTX: JSON.stringify(ctx) },
-        stdio: ["pipe", "pipe", "pipe"],
-      },
-    );
+    this.#child = spawn(process.execPath, ["--expose-gc", ...extra, "--import", "tsx", worker, role, module, caseName], {
+      cwd: repo,
+      env: { ...process.env, PEERS_CTX: JSON.stringify(ctx) },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     let buf = "";
     this.#child.stdout?.on("data", (d: Buffer) => {
       buf += d.toString();

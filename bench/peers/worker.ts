@@ -76,13 +76,7 @@ async function run(
     const single = await run(op, concurrency, durationMs / 3, 1);
     p99 = single.p99Ms;
   }
-  return {
-    opsPerSec: (ops / elapsed) * 1000,
-    p50Ms: quantile(sorted, 0.5),
-    p99Ms: p99,
-    ops,
-    cpuUs: cpu.user + cpu.system,
-  };
+  return { opsPerSec: (ops / elapsed) * 1000, p50Ms: quantile(sorted, 0.5), p99Ms: p99, ops, cpuUs: cpu.user + cpu.system };
 }
 
 /** `inflight` calls started at once; RSS sampled while they are pending and after. */
@@ -128,18 +122,11 @@ for await (const line of createInterface({ input: process.stdin })) {
       case "run":
         if (c.kind !== "rpc") throw new Error("run: not an rpc case");
         // Untimed first: connections a pool closed while other cases ran are opened again.
-        if ((cmd.warmupMs ?? 0) > 0)
-          await run((side as ClientSide).op, cmd.concurrency ?? 1, cmd.warmupMs ?? 0, c.batch ?? 1);
-        say({
-          event: "ran",
-          ...(await run((side as ClientSide).op, cmd.concurrency ?? 1, cmd.durationMs ?? 1000, c.batch ?? 1)),
-        });
+        if ((cmd.warmupMs ?? 0) > 0) await run((side as ClientSide).op, cmd.concurrency ?? 1, cmd.warmupMs ?? 0, c.batch ?? 1);
+        say({ event: "ran", ...(await run((side as ClientSide).op, cmd.concurrency ?? 1, cmd.durationMs ?? 1000, c.batch ?? 1)) });
         break;
       case "rss":
-        say({
-          event: "rss",
-          ...(role === "client" ? await rss((side as ClientSide).op, cmd.n ?? 10_000) : { peakMb: mb() }),
-        });
+        say({ event: "rss", ...(role === "client" ? await rss((side as ClientSide).op, cmd.n ?? 10_000) : { peakMb: mb() }) });
         break;
       case "expect": {
         const s = side as EventsServerSide;

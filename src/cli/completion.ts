@@ -21,17 +21,7 @@ const SCRIPT_ZSH = `# fanc completion for zsh: add to ~/.zshrc
 autoload -U +X bashcompinit && bashcompinit
 ${SCRIPT_BASH}`;
 
-const CALL_OPTS = [
-  "--idl",
-  "--via",
-  "--version",
-  "--instance",
-  "--timeout",
-  "--discovery",
-  "--cluster",
-  "--json",
-  "--help",
-];
+const CALL_OPTS = ["--idl", "--via", "--version", "--instance", "--timeout", "--discovery", "--cluster", "--json", "--help"];
 const OPTIONS: Record<string, readonly string[]> = {
   call: CALL_OPTS,
   push: CALL_OPTS,
@@ -116,11 +106,7 @@ export async function candidates(index: number, words: readonly string[]): Promi
 }
 
 /** `fanc completion bash|zsh` and `fanc __complete <index> <words...>`: returns the exit code. */
-export async function run(
-  args: string[],
-  io: Io = processIo,
-  kind: "completion" | "__complete" = "completion",
-): Promise<number> {
+export async function run(args: string[], io: Io = processIo, kind: "completion" | "__complete" = "completion"): Promise<number> {
   if (kind === "__complete") {
     const [index, ...words] = args;
     for (const c of await candidates(Number(index) - 1, words)) io.out(c);
