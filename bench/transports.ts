@@ -4,6 +4,7 @@
  *
  * - http: undici Pool → a bare node:http handler that parses and answers the JSON body;
  * - zmq: a zeromq DEALER → ROUTER echo with ids matched to replies;
+ * - tcp: node:net length-prefixed frames, a JSON echo with ids matched to replies;
  * - amqp, redis: see the marked section at the bottom (`transportRows` does the work).
  *
  * "fan" rows are a generated-style client in one App calling a handler served by another App
@@ -17,7 +18,7 @@
 import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import { fileURLToPath } from "node:url";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect as netConnect, createServer as netServer, type Socket } from "node:net";
 import { pino } from "pino";
 import { Pool } from "undici";
 import { Dealer, Router } from "zeromq";
@@ -33,6 +34,7 @@ import {
 import type { Envelope, Transport, TransportFactory } from "../src/runtime/transports/transport.js";
 import { httpTransport } from "../src/runtime/transports/http/index.js";
 import { zmqTransport } from "../src/runtime/transports/zmq/index.js";
+import { tcpTransport } from "../src/runtime/transports/tcp/index.js";
 import { type BenchRow, compare, loop } from "./lib.js";
 import { amqpRows, redisRows } from "./transports-brokers.js";
 import { remoteTelemetryRows } from "./telemetry.js";
@@ -83,7 +85,7 @@ const output: StructSchema = {
 const descriptor: ServiceDescriptor = {
   name: "bench.Pricing",
   version: "1.0.0",
-  transports: ["http", "amqp", "redis", "zmq", "local"],
+  transports: ["http", "amqp", "redis", "zmq", "tcp", "local"],
   shards: 16,
   unique: false,
   methods: {
@@ -274,7 +276,8 @@ export const rawZmq: RawBound = {
     const pending = new Map<string, (v: unknown) => void>();
     void (async () => {
       for await (const frames of dealer) {
-        for (let i = 0; i + 1 < frames.length; i += 2) pending.get(String(frames[i]))?.(JSON.parse(String(frames[i + 1])));
+        for (let i = 0; i + 1 < frames.length; i += 2)
+          pending.get(String(frames[i]))?.(JSON.parse(String(frames[i + 1])));
       }
     })().catch(() => undefined);
     let queued: string[] = [];
@@ -320,6 +323,89 @@ export const rawZmq: RawBound = {
   },
 };
 
+/**
+ * node:net with 4-byte length-prefixed frames `[length][id u32][JSON]`, a JSON echo on the
+ * server, replies matched by id; each side writes what one turn queued as one buffer (flushed
+ * on `process.nextTick`), the way the tcp transport coalesces (tcp/frames.ts).
+ */
+export const rawTcp: RawBound = {
+  label: "node:net length-prefixed JSON echo, coalesced per turn",
+  async start() {
+    const coalescer = (socket: Socket) => {
+      let parts: Buffer[] = [];
+      let scheduled = false;
+      const flush = (): void => {
+        scheduled = false;
+        const b = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
+        parts = [];
+        socket.write(b);
+      };
+      return (id: number, json: string): void => {
+        const body = Buffer.from(json);
+        const f = Buffer.allocUnsafe(8 + body.length);
+        f.writeUInt32BE(4 + body.length, 0);
+        f.writeUInt32BE(id, 4);
+        body.copy(f, 8);
+        parts.push(f);
+        if (!scheduled) {
+          scheduled = true;
+          process.nextTick(flush);
+        }
+      };
+    };
+    const reader = (onFrame: (id: number, body: Buffer) => void) => {
+      let buf: Buffer = Buffer.alloc(0);
+      return (chunk: Buffer): void => {
+        buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+        let off = 0;
+        while (buf.length - off >= 8) {
+          const len = buf.readUInt32BE(off);
+          if (buf.length - off < 4 + len) break;
+          onFrame(buf.readUInt32BE(off + 4), buf.subarray(off + 8, off + 4 + len));
+          off += 4 + len;
+        }
+        buf = off === buf.length ? Buffer.alloc(0) : buf.subarray(off);
+      };
+    };
+    const server = netServer({ noDelay: true }, (socket) => {
+      const send = coalescer(socket);
+      socket.on(
+        "data",
+        reader((id, body) => send(id, JSON.stringify(quote(JSON.parse(body.toString()) as QuoteReq)))),
+      );
+      socket.on("error", () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    const socket = netConnect({ port, host: "127.0.0.1", noDelay: true });
+    await new Promise<void>((r) => socket.once("connect", () => r()));
+    const pending = new Map<number, (v: unknown) => void>();
+    socket.on(
+      "data",
+      reader((id, body) => {
+        const done = pending.get(id);
+        pending.delete(id);
+        done?.(JSON.parse(body.toString()));
+      }),
+    );
+    const send = coalescer(socket);
+    const body = JSON.stringify(REQUEST);
+    let n = 0;
+    return {
+      op: () =>
+        new Promise((resolve) => {
+          const id = ++n >>> 0;
+          pending.set(id, resolve);
+          send(id, body);
+        }),
+      close: async () => {
+        socket.destroy();
+        await new Promise<void>((r) => server.close(() => r()));
+      },
+    };
+  },
+};
+
 // --- the table -------------------------------------------------------------------------------
 
 /** Each transport's rows in one section; every section runs in a process of its own. */
@@ -337,6 +423,13 @@ const SECTIONS: Readonly<Record<string, () => Promise<BenchRow[]>>> = {
       rawZmq,
       () => zmqTransport(),
       () => ({ zmq: zmqTransport() }),
+    ),
+  tcp: () =>
+    transportRows(
+      "tcp",
+      rawTcp,
+      () => tcpTransport(),
+      () => ({ tcp: tcpTransport() }),
     ),
   // --- amqp and redis rows (raw bounds and rows in bench/transports-brokers.ts) ---
   amqp: amqpRows,
@@ -359,8 +452,16 @@ function inChild(section: string): Promise<BenchRow[]> {
     child.on("error", reject);
     child.on("exit", (code) => {
       const line = out.split("\n").find((l) => l.startsWith("ROWS "));
-      if (code !== 0 || line === undefined) reject(new Error(`transports section ${section} exited with ${code}:\n${out}`));
-      else resolve((JSON.parse(line.slice(5)) as BenchRow[]).map((r) => ({ ...r, p50Ms: r.p50Ms ?? Number.NaN, p99Ms: r.p99Ms ?? Number.NaN })));
+      if (code !== 0 || line === undefined)
+        reject(new Error(`transports section ${section} exited with ${code}:\n${out}`));
+      else
+        resolve(
+          (JSON.parse(line.slice(5)) as BenchRow[]).map((r) => ({
+            ...r,
+            p50Ms: r.p50Ms ?? Number.NaN,
+            p99Ms: r.p99Ms ?? Number.NaN,
+          })),
+        );
     });
   });
 }

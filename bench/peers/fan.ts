@@ -26,6 +26,7 @@ const NETWORK: ReadonlyArray<readonly [TransportName, string, Options]> = [
   ["redis", "redis", (ctx) => ({ url: ctx.redisUrl })],
   ["amqp", "amqp", (ctx) => ({ url: ctx.amqpUrl })],
   ["zmq", "no broker", () => ({})],
+  ["tcp", "no broker", () => ({})],
   ["http", "no broker", () => ({})],
   ["nats", "nats", (ctx) => ({ url: ctx.natsUrl })],
 ];

@@ -30,7 +30,7 @@ export interface Quote {
 export const REQUEST: QuoteReq = { symbol: "ACME", quantity: 3, price: 12.5 };
 export const work = (q: QuoteReq): Quote => ({ symbol: q.symbol, total: Math.round(q.quantity * q.price * 100) / 100 });
 
-const ALL: TransportName[] = ["http", "amqp", "redis", "zmq", "local"];
+const ALL: TransportName[] = ["http", "amqp", "redis", "zmq", "tcp", "local"];
 
 const input: StructSchema = {
   kind: "struct",

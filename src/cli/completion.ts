@@ -21,7 +21,17 @@ const SCRIPT_ZSH = `# fanc completion for zsh: add to ~/.zshrc
 autoload -U +X bashcompinit && bashcompinit
 ${SCRIPT_BASH}`;
 
-const CALL_OPTS = ["--idl", "--via", "--version", "--instance", "--timeout", "--discovery", "--cluster", "--json", "--help"];
+const CALL_OPTS = [
+  "--idl",
+  "--via",
+  "--version",
+  "--instance",
+  "--timeout",
+  "--discovery",
+  "--cluster",
+  "--json",
+  "--help",
+];
 const OPTIONS: Record<string, readonly string[]> = {
   call: CALL_OPTS,
   push: CALL_OPTS,
@@ -87,7 +97,7 @@ export async function candidates(index: number, words: readonly string[]): Promi
   }
   const command = words[0] ?? "";
   const prev = words[index - 1] ?? "";
-  if (prev === "--via" || prev === "--transport") return prefixed(["http", "zmq", "redis", "amqp", "nats"]);
+  if (prev === "--via" || prev === "--transport") return prefixed(["http", "zmq", "tcp", "redis", "amqp", "nats"]);
   if (command === "completion") return index === 1 ? prefixed(["bash", "zsh"]) : [];
   if (command === "new" && index === 1) return prefixed(["service"]);
   if (cur.startsWith("-")) return prefixed(OPTIONS[command] ?? ["--help"]);
@@ -106,7 +116,11 @@ export async function candidates(index: number, words: readonly string[]): Promi
 }
 
 /** `fanc completion bash|zsh` and `fanc __complete <index> <words...>`: returns the exit code. */
-export async function run(args: string[], io: Io = processIo, kind: "completion" | "__complete" = "completion"): Promise<number> {
+export async function run(
+  args: string[],
+  io: Io = processIo,
+  kind: "completion" | "__complete" = "completion",
+): Promise<number> {
   if (kind === "__complete") {
     const [index, ...words] = args;
     for (const c of await candidates(Number(index) - 1, words)) io.out(c);

@@ -25,18 +25,18 @@ Asks fan.Health of every App serving <service> whether it is SERVING.
 options:
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
-  --transport <name>   ask over this transport only (http, zmq, redis, amqp, nats)
+  --transport <name>   ask over this transport only (http, zmq, tcp, redis, amqp, nats)
   --timeout <ms>       per check (default 3000)
   --watch              print every status change of the first instance until interrupted
   --json               print JSON instead of a table
   -h, --help           show this help
 
 Broker transports (redis, amqp, nats) reach any App of the cluster serving fan.Health, not
-necessarily the one of that instance; http and zmq reach that App. Broker URLs come from
+necessarily the one of that instance; http, zmq and tcp reach that App. Broker URLs come from
 $FAN_REDIS_URL, $FAN_AMQP_URL and $FAN_NATS_URL (default: the loopback brokers).`;
 
 /** Transports in the order fanc prefers them: direct ones first, they reach the exact App (also `fanc call`). */
-export const ORDER: readonly TransportName[] = ["http", "zmq", "redis", "amqp", "nats"];
+export const ORDER: readonly TransportName[] = ["http", "zmq", "tcp", "redis", "amqp", "nats"];
 
 export function transportsConfig(names: ReadonlySet<TransportName>): TransportsConfig {
   const out: Record<string, object> = {};

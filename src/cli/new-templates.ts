@@ -14,7 +14,7 @@ export interface ServiceNames {
   /** The handler's module, kebab case: `greeter`. */
   readonly file: string;
   /** The transport main.ts serves on. */
-  readonly transport: "redis" | "amqp" | "nats" | "zmq" | "http";
+  readonly transport: "redis" | "amqp" | "nats" | "zmq" | "http" | "tcp";
 }
 
 /** The generated module of the package, relative to the project: `generated/demo/greeter.js`. */
@@ -88,6 +88,8 @@ const TRANSPORTS: Record<ServiceNames["transport"], string> = {
   zmq: "{ zmq: {} }",
   // http carries calls; events and state updates need a broker: redis here.
   http: `{ http: {}, redis: { url: process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379" } }`,
+  // tcp carries calls and pushes, no events: the same.
+  tcp: `{ tcp: {}, redis: { url: process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379" } }`,
 };
 
 export function main(n: ServiceNames): string {

@@ -12,7 +12,7 @@ import { type Io, processIo } from "./io.js";
 import { UsageError } from "./ls.js";
 import * as T from "./new-templates.js";
 
-const USAGE = `usage: fanc new service <Name> [--package x.y] [--transport redis|amqp|nats|zmq|http] [--dir <dir>] [--fan <spec>]
+const USAGE = `usage: fanc new service <Name> [--package x.y] [--transport redis|amqp|nats|zmq|http|tcp] [--dir <dir>] [--fan <spec>]
        fanc init [<Name>] [same options]
 
 new service   adds a service to the project in --dir (default: the current folder): the .fan
@@ -24,8 +24,8 @@ init          the same in an empty folder; the service is named after the folder
 
 options:
   --package <x.y>       the IDL package (default: the service name in lower case)
-  --transport <name>    what src/main.ts serves on: redis (default), amqp, nats, zmq, or http (+ redis
-                        for events and state updates)
+  --transport <name>    what src/main.ts serves on: redis (default), amqp, nats, zmq, or http or tcp
+                        (+ redis for events and state updates)
   --dir <dir>           the project folder (default: .)
   --fan <spec>          the "fan" dependency written to a new package.json (default: ^<this version>;
                         e.g. file:../fan-0.1.0.tgz)
@@ -33,7 +33,7 @@ options:
 
 Then: npm install, npx fanc compile idl/, npm test, npm start (needs etcd and the broker).`;
 
-const TRANSPORTS = ["redis", "amqp", "nats", "zmq", "http"] as const;
+const TRANSPORTS = ["redis", "amqp", "nats", "zmq", "http", "tcp"] as const;
 
 /** `Greeter` -> `greeter`, `OrderBook` -> `order-book`. */
 function kebab(name: string): string {
@@ -48,7 +48,10 @@ function pascal(folder: string): string {
 }
 
 function fanPackage(): Record<string, Record<string, string> | string> {
-  return JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as Record<string, Record<string, string>>;
+  return JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as Record<
+    string,
+    Record<string, string>
+  >;
 }
 
 /** The files to write, relative to the project; each is new. */
@@ -79,7 +82,9 @@ function plan(dir: string, n: T.ServiceNames, fanSpec: string | undefined): Map<
       tsx: dev.tsx ?? "^4.20.6",
       typesNode: dev["@types/node"] ?? "^20.19.0",
     };
-    const name = basename(resolve(dir)).toLowerCase().replace(/[^a-z0-9._-]+/g, "-");
+    const name = basename(resolve(dir))
+      .toLowerCase()
+      .replace(/[^a-z0-9._-]+/g, "-");
     files.set("package.json", `${JSON.stringify(T.packageJson(name, spec, versions), null, 2)}\n`);
   } else {
     let pkg: Record<string, unknown>;
@@ -117,21 +122,26 @@ export async function run(args: string[], io: Io = processIo, kind: "new" | "ini
     let name: string | undefined;
     if (kind === "new") {
       const [what, n, ...rest] = positionals;
-      if (what !== "service" || n === undefined || rest.length > 0) throw new UsageError(`expected: fanc new service <Name>\n${USAGE}`);
+      if (what !== "service" || n === undefined || rest.length > 0)
+        throw new UsageError(`expected: fanc new service <Name>\n${USAGE}`);
       name = n;
     } else {
       if (positionals.length > 1) throw new UsageError(`expected: fanc init [<Name>]\n${USAGE}`);
       const present = existsSync(dir) ? readdirSync(dir).filter((f) => !f.startsWith(".")) : [];
       if (present.length > 0)
-        throw new UsageError(`fanc init needs an empty folder; ${resolve(dir)} has ${present.slice(0, 5).join(", ")} (use fanc new service <Name> there)`);
+        throw new UsageError(
+          `fanc init needs an empty folder; ${resolve(dir)} has ${present.slice(0, 5).join(", ")} (use fanc new service <Name> there)`,
+        );
       name = positionals[0] ?? pascal(basename(resolve(dir)));
     }
-    if (!/^[A-Z][A-Za-z0-9]*$/.test(name)) throw new UsageError(`the service name must be PascalCase (Greeter, OrderBook), got ${JSON.stringify(name)}`);
+    if (!/^[A-Z][A-Za-z0-9]*$/.test(name))
+      throw new UsageError(`the service name must be PascalCase (Greeter, OrderBook), got ${JSON.stringify(name)}`);
     const pkg = values.package ?? name.toLowerCase();
     if (!/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$/.test(pkg))
       throw new UsageError(`--package must be lower-case dotted words (shop.orders), got ${JSON.stringify(pkg)}`);
     const transport = (values.transport ?? "redis") as T.ServiceNames["transport"];
-    if (!TRANSPORTS.includes(transport)) throw new UsageError(`--transport must be one of ${TRANSPORTS.join(", ")}, got ${JSON.stringify(transport)}`);
+    if (!TRANSPORTS.includes(transport))
+      throw new UsageError(`--transport must be one of ${TRANSPORTS.join(", ")}, got ${JSON.stringify(transport)}`);
     const names: T.ServiceNames = { name, pkg, file: kebab(name), transport };
     const files = plan(dir, names, values.fan);
     const freshPackage = !existsSync(join(dir, "package.json"));
@@ -143,10 +153,12 @@ export async function run(args: string[], io: Io = processIo, kind: "new" | "ini
     const where = shown === "." ? "the current folder" : shown;
     for (const rel of files.keys()) io.out(`  wrote ${join(shown, rel)}`);
     if (freshPackage && values.fan === undefined)
-      io.out(`  note: package.json asks for fan ${JSON.stringify(JSON.parse(files.get("package.json") as string).dependencies?.fan)} from the registry; install fan from where you got it instead (npm install <tarball or git URL>), or pass --fan <spec>`);
+      io.out(
+        `  note: package.json asks for fan ${JSON.stringify(JSON.parse(files.get("package.json") as string).dependencies?.fan)} from the registry; install fan from where you got it instead (npm install <tarball or git URL>), or pass --fan <spec>`,
+      );
     io.out(`fanc: ${name} (package ${pkg}, served over ${transport}) in ${where}. Next:
   ${shown === "." ? "" : `cd ${shown} && `}npm install && npm test     # compiles idl/, runs the test with the test kit
-  npm start                                # serves it (etcd${transport === "zmq" ? "" : ` and ${transport === "http" ? "redis" : transport}`} on loopback, or FAN_DISCOVERY)
+  npm start                                # serves it (etcd${transport === "zmq" ? "" : ` and ${transport === "http" || transport === "tcp" ? "redis" : transport}`} on loopback, or FAN_DISCOVERY)
   npx fanc call ${name}.hello '{"name":"Ada"}'`);
     return 0;
   } catch (e) {

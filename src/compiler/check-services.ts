@@ -33,7 +33,7 @@ export interface DependencyEdge {
   readonly rangeSpan: A.Span;
 }
 
-const TRANSPORTS: readonly TransportName[] = ["http", "amqp", "redis", "nats", "zmq", "local"];
+const TRANSPORTS: readonly TransportName[] = ["http", "amqp", "redis", "nats", "zmq", "tcp", "local"];
 const RESERVED_METHODS: Readonly<Record<string, string>> = {
   events: "the generated client has an `events` property",
   states: "the generated client has a `states` property",

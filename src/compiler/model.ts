@@ -123,7 +123,7 @@ export interface ErrorModel extends DeclBase {
   readonly fields: readonly FieldModel[];
 }
 
-export type TransportName = "http" | "amqp" | "redis" | "nats" | "zmq" | "local";
+export type TransportName = "http" | "amqp" | "redis" | "nats" | "zmq" | "tcp" | "local";
 
 export interface MethodModel {
   readonly kind: "rpc" | "push";

@@ -10,7 +10,7 @@
 import type { Code, FanError } from "./errors.js";
 import type { Schema, StructSchema } from "./codec/schema.js";
 
-export type TransportName = "http" | "amqp" | "redis" | "nats" | "zmq" | "local";
+export type TransportName = "http" | "amqp" | "redis" | "nats" | "zmq" | "tcp" | "local";
 
 export interface MethodDescriptor {
   readonly name: string;

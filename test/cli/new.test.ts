@@ -13,7 +13,9 @@ afterEach(() => tmp?.cleanup());
 it("new service writes the stub, handler, main, test and project files, naming the package", async () => {
   tmp = new TempDir();
   const io = captureIo();
-  expect(await run(["service", "OrderBook", "--package", "shop.orders", "--transport", "amqp", "--dir", tmp.path], io)).toBe(0);
+  expect(
+    await run(["service", "OrderBook", "--package", "shop.orders", "--transport", "amqp", "--dir", tmp.path], io),
+  ).toBe(0);
   expect(tmp.files(".")).toEqual([
     ".gitignore",
     "idl/shop/orders.fan",
@@ -26,9 +28,15 @@ it("new service writes the stub, handler, main, test and project files, naming t
   ]);
   expect(tmp.read("idl/shop/orders.fan")).toMatch(/^package shop\.orders\n[\s\S]*service OrderBook \{/);
   expect(tmp.read("src/order-book.ts")).toContain("export class OrderBookService implements OrderBookHandler");
-  expect(tmp.read("src/main.ts")).toContain('amqp: { url: process.env.FAN_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672" }');
+  expect(tmp.read("src/main.ts")).toContain(
+    'amqp: { url: process.env.FAN_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672" }',
+  );
   expect(tmp.read("test/order-book.test.ts")).toContain("mockOrderBook()");
-  const pkg = JSON.parse(tmp.read("package.json") ?? "{}") as { type: string; scripts: Record<string, string>; dependencies: Record<string, string> };
+  const pkg = JSON.parse(tmp.read("package.json") ?? "{}") as {
+    type: string;
+    scripts: Record<string, string>;
+    dependencies: Record<string, string>;
+  };
   expect(pkg.type).toBe("module");
   expect(pkg.scripts.dev).toBe("fanc dev idl/ --run src/main.ts");
   expect(pkg.dependencies.fan).toMatch(/^\^\d+\.\d+\.\d+/);
@@ -39,7 +47,9 @@ it("new service --transport nats serves on NATS (FAN_NATS_URL, default the loopb
   tmp = new TempDir();
   const io = captureIo();
   expect(await run(["service", "Greeter", "--transport", "nats", "--dir", tmp.path], io)).toBe(0);
-  expect(tmp.read("src/main.ts")).toContain('transports: { nats: { url: (process.env.FAN_NATS_URL ?? "nats://127.0.0.1:4222").split(",") } }');
+  expect(tmp.read("src/main.ts")).toContain(
+    'transports: { nats: { url: (process.env.FAN_NATS_URL ?? "nats://127.0.0.1:4222").split(",") } }',
+  );
   expect(io.outText()).toContain("Greeter (package greeter, served over nats)");
   expect(io.outText()).toContain("etcd and nats on loopback");
 });
@@ -68,8 +78,16 @@ it("refuses bad names and packages, and init in a folder that is not empty", asy
     expect(io.errText()).toMatch(msg);
   };
   await bad(["service", "greeter", "--dir", tmp.path], "new", /must be PascalCase/);
-  await bad(["service", "Greeter", "--package", "Shop.X", "--dir", tmp.path], "new", /--package must be lower-case dotted words/);
-  await bad(["service", "Greeter", "--transport", "mqtt", "--dir", tmp.path], "new", /--transport must be one of redis, amqp, nats, zmq, http/);
+  await bad(
+    ["service", "Greeter", "--package", "Shop.X", "--dir", tmp.path],
+    "new",
+    /--package must be lower-case dotted words/,
+  );
+  await bad(
+    ["service", "Greeter", "--transport", "mqtt", "--dir", tmp.path],
+    "new",
+    /--transport must be one of redis, amqp, nats, zmq, http, tcp/,
+  );
   await bad(["thing", "X", "--dir", tmp.path], "new", /expected: fanc new service <Name>/);
   tmp.write("README.md", "hi");
   await bad(["--dir", tmp.path], "init", /fanc init needs an empty folder; .* has README\.md/);

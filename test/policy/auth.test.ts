@@ -30,6 +30,7 @@ const transports: Record<TransportName, AppOptions["transports"] | undefined> = 
   local: {},
   http: { http: { closeGraceMs: 200 } },
   zmq: { zmq: { events: hub, closeGraceMs: 200 } },
+  tcp: { tcp: { closeGraceMs: 200 } },
   amqp: amqpUp ? { amqp: { url: AMQP_URL } } : undefined,
   redis: redisUp ? { redis: { url: REDIS_URL } } : undefined,
   nats: natsIsUp ? { nats: { url: NATS_URL } } : undefined,
@@ -42,7 +43,7 @@ afterAll(async () => {
   if (natsIsUp) await deleteStreams(`fan_${cluster}`).catch(() => undefined);
 });
 
-for (const name of ["local", "http", "zmq", "amqp", "redis", "nats"] as const) {
+for (const name of ["local", "http", "zmq", "tcp", "amqp", "redis", "nats"] as const) {
   const cfg = transports[name];
   const suite = cfg === undefined ? describe.skip : describe;
   if (cfg === undefined && process.env.FAN_REQUIRE_BROKERS === "1") throw new Error(`${name} broker not reachable`);

@@ -36,7 +36,7 @@ d("events between processes", () => {
     return child;
   };
 
-  const publisherApp = async (cluster: string, transport: "http" | "redis"): Promise<App> => {
+  const publisherApp = async (cluster: string, transport: "http" | "tcp" | "redis"): Promise<App> => {
     const app = createApp({
       cluster,
       discovery: `etcd://${ETCD}`,
@@ -69,6 +69,19 @@ d("events between processes", () => {
     expect(FanError.is(emitted) && emitted.code).toBe("FAILED_PRECONDITION");
     expect((emitted as Error).message).toContain("between processes");
     await expect(app.client(Conformance).events.ping.subscribe(() => undefined)).rejects.toMatchObject({
+      code: "FAILED_PRECONDITION",
+    });
+  });
+
+  it("with only tcp, the subscriber's start and the publisher's emit fail the same way, naming tcp", async () => {
+    const cluster = uniqueCluster("tcp9-ev");
+    const child = subscriber(cluster, "tcp");
+    const failed = await child.next(["start failed", "ready"]);
+    expect(failed).toMatchObject({ event: "start failed", code: "FAILED_PRECONDITION" });
+    expect(failed.message).toContain("no configured transport can carry events of fan.conformance.Conformance");
+    expect(failed.message).toContain("this app has tcp");
+    const app = await publisherApp(cluster, "tcp");
+    await expect(app.publisher(Conformance).emit("ping", { n: 1 })).rejects.toMatchObject({
       code: "FAILED_PRECONDITION",
     });
   });

@@ -9,6 +9,7 @@ import { natsTransport } from "../../src/runtime/transports/nats/index.js";
 import { redisTransport } from "../../src/runtime/transports/redis/index.js";
 import type { TransportFactory } from "../../src/runtime/transports/transport.js";
 import { zmqTransport } from "../../src/runtime/transports/zmq/index.js";
+import { tcpTransport } from "../../src/runtime/transports/tcp/index.js";
 import { AMQP_URL, reachable } from "./amqp-broker.js";
 import { NATS_URL } from "./nats-server.js";
 import { REDIS_URL } from "./redis-server.js";
@@ -35,6 +36,8 @@ export function factoryFor(name: Exclude<TransportName, "local">): TransportFact
       return httpTransport();
     case "zmq":
       return zmqTransport();
+    case "tcp":
+      return tcpTransport();
     case "redis":
       return redisTransport({ url: REDIS_URL });
     case "amqp":

@@ -25,6 +25,9 @@ export const ENV_VARS = {
   FAN_ZMQ_ADVERTISE_HOST: "transports.zmq.advertiseHost",
   FAN_ZMQ_EVENTS_PUBLISH: "transports.zmq.events.publish (the event hub's XSUB)",
   FAN_ZMQ_EVENTS_SUBSCRIBE: "transports.zmq.events.subscribe (the event hub's XPUB)",
+  FAN_TCP_HOST: "transports.tcp.host",
+  FAN_TCP_PORT: "transports.tcp.port",
+  FAN_TCP_ADVERTISE_HOST: "transports.tcp.advertiseHost",
 } as const;
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -36,7 +39,7 @@ export interface EnvFilled {
   readonly transports?: TransportsConfig;
 }
 
-const NETWORK = ["amqp", "redis", "nats", "http", "zmq"] as const;
+const NETWORK = ["amqp", "redis", "nats", "http", "zmq", "tcp"] as const;
 type Network = (typeof NETWORK)[number];
 
 /** A variable's value, or undefined when unset or blank. */
@@ -141,11 +144,16 @@ function settings(name: Network, env: Env): Record<string, unknown> {
       if (publish !== undefined) set("events", { publish, subscribe });
       break;
     }
+    case "tcp":
+      set("host", read(env, "FAN_TCP_HOST"));
+      set("port", port(env, "FAN_TCP_PORT"));
+      set("advertiseHost", read(env, "FAN_TCP_ADVERTISE_HOST"));
+      break;
   }
   return s;
 }
 
-function port(env: Env, name: "FAN_HTTP_PORT" | "FAN_ZMQ_PORT"): number | undefined {
+function port(env: Env, name: "FAN_HTTP_PORT" | "FAN_ZMQ_PORT" | "FAN_TCP_PORT"): number | undefined {
   const v = read(env, name);
   if (v === undefined) return undefined;
   const n = Number(v);

@@ -24,8 +24,8 @@ import { checkDiscovery } from "./env.js";
 import { LocalTransport, localHub, type LocalOptions } from "../transports/local/index.js";
 
 /** Network transport names, in the order events prefer them. */
-const NETWORK: readonly TransportName[] = ["amqp", "redis", "nats", "zmq", "http"];
-/** Transports that carry events (http relays through a broker). */
+const NETWORK: readonly TransportName[] = ["amqp", "redis", "nats", "zmq", "tcp", "http"];
+/** Transports that carry events (http and tcp relay through another). */
 const EVENT_CAPABLE: ReadonlySet<TransportName> = new Set(["amqp", "redis", "nats", "zmq"]);
 
 /** `createApp({ transports })`: options per transport name, or a ready factory. */
@@ -68,6 +68,7 @@ const LOADERS: Readonly<Record<Exclude<TransportName, "local">, () => Promise<Re
   redis: () => import("../transports/redis/index.js"),
   nats: () => import("../transports/nats/index.js"),
   zmq: () => import("../transports/zmq/index.js"),
+  tcp: () => import("../transports/tcp/index.js"),
 };
 
 /** Loads a network transport's module and returns its factory (`httpTransport(opts)`...). */

@@ -154,7 +154,7 @@ const method = (name: string, withLast: boolean, timeoutMs: number) => ({
 export const HealthDescriptor: ServiceDescriptor = {
   name: HEALTH_SERVICE,
   version: "1.0.0",
-  transports: ["http", "amqp", "redis", "nats", "zmq", "local"],
+  transports: ["http", "amqp", "redis", "nats", "zmq", "tcp", "local"],
   shards: 0,
   unique: false,
   methods: { check: method("check", false, 5000), watch: method("watch", true, 60_000) },

@@ -25,7 +25,7 @@ describe("services", () => {
       ),
     );
     expect(model.packages[0]!.decls.map((d) => d.kind === "service" && [d.transports, d.unique])).toEqual([
-      [["http", "amqp", "redis", "nats", "zmq", "local"], false],
+      [["http", "amqp", "redis", "nats", "zmq", "tcp", "local"], false],
       [["http", "zmq", "local"], false],
       [["amqp", "local"], true],
     ]);

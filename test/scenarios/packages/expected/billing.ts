@@ -104,7 +104,7 @@ export interface BillingClient {
 export const BillingDescriptor: ServiceDescriptor = {
   name: "billing.Billing",
   version: "0.0.0",
-  transports: ["http", "amqp", "redis", "nats", "zmq", "local"],
+  transports: ["http", "amqp", "redis", "nats", "zmq", "tcp", "local"],
   shards: 16,
   unique: false,
   methods: {

@@ -68,7 +68,7 @@ export interface ShopClient {
 export const ShopDescriptor: ServiceDescriptor = {
   name: "shop.Shop",
   version: "0.0.0",
-  transports: ["http", "amqp", "redis", "nats", "zmq", "local"],
+  transports: ["http", "amqp", "redis", "nats", "zmq", "tcp", "local"],
   shards: 16,
   unique: false,
   methods: {

@@ -105,7 +105,7 @@ export interface KeywordsClient {
 export const KeywordsDescriptor: ServiceDescriptor = {
   name: "demo.reserved.Keywords",
   version: "0.0.0",
-  transports: ["http", "amqp", "redis", "nats", "zmq", "local"],
+  transports: ["http", "amqp", "redis", "nats", "zmq", "tcp", "local"],
   shards: 16,
   unique: false,
   methods: {

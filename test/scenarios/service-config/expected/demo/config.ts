@@ -36,7 +36,7 @@ export interface BackendClient {
 export const BackendDescriptor: ServiceDescriptor = {
   name: "demo.config.Backend",
   version: "3.0.0",
-  transports: ["http", "amqp", "redis", "nats", "zmq", "local"],
+  transports: ["http", "amqp", "redis", "nats", "zmq", "tcp", "local"],
   shards: 16,
   unique: false,
   methods: {

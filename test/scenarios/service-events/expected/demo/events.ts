@@ -63,7 +63,7 @@ export interface ClockClient {
 export const ClockDescriptor: ServiceDescriptor = {
   name: "demo.events.Clock",
   version: "0.0.0",
-  transports: ["http", "amqp", "redis", "nats", "zmq", "local"],
+  transports: ["http", "amqp", "redis", "nats", "zmq", "tcp", "local"],
   shards: 16,
   unique: false,
   methods: {},
@@ -148,7 +148,7 @@ export interface ListenerClient {
 export const ListenerDescriptor: ServiceDescriptor = {
   name: "demo.events.Listener",
   version: "0.0.0",
-  transports: ["http", "amqp", "redis", "nats", "zmq", "local"],
+  transports: ["http", "amqp", "redis", "nats", "zmq", "tcp", "local"],
   shards: 16,
   unique: false,
   methods: {},

@@ -140,7 +140,7 @@ export interface StoreClient {
 export const StoreDescriptor: ServiceDescriptor = {
   name: "demo.rpc.Store",
   version: "1.2.0",
-  transports: ["http", "amqp", "redis", "nats", "zmq", "local"],
+  transports: ["http", "amqp", "redis", "nats", "zmq", "tcp", "local"],
   shards: 16,
   unique: false,
   methods: {
