@@ -58,6 +58,7 @@ export const CHANGE_KINDS = {
   "state-mode-changed": { code: "FAN1022", severity: "breaking" },
   "event-delivery-changed": { code: "FAN1023", severity: "breaking" },
   "config-changed": { code: "FAN1024", severity: "breaking" },
+  "state-sharding-changed": { code: "FAN1025", severity: "breaking" },
   "error-added": { code: "FAN1050", severity: "warning" },
   "default-changed": { code: "FAN1051", severity: "warning" },
   added: { code: "FAN1090", severity: "compatible" },

@@ -116,7 +116,8 @@ export class GatewayServer {
       const svc = this.#o.catalog.service(safeDecode(raw[0] as string) ?? "");
       if (svc !== undefined) {
         const m = svc.descriptor.methods[safeDecode(raw[1] as string) ?? ""];
-        if (m === undefined) return refuse(res, Code.NOT_FOUND, `${svc.descriptor.name} has no rpc or push ${JSON.stringify(raw[1])}`);
+        if (m === undefined)
+          return refuse(res, Code.NOT_FOUND, `${svc.descriptor.name} has no rpc or push ${JSON.stringify(raw[1])}`);
         const body = await this.#body(req, res);
         if (body === undefined) return;
         return this.#send(req, res, svc, m, body);
@@ -154,7 +155,11 @@ export class GatewayServer {
       return refuse(res, Code.UNIMPLEMENTED, `${method} is not served here; use GET`, 405);
     }
     if (raw[0] === "health") {
-      const body = JSON.stringify({ status: "SERVING", services: this.#o.catalog.names(), transports: this.#o.app.transportNames() });
+      const body = JSON.stringify({
+        status: "SERVING",
+        services: this.#o.catalog.names(),
+        transports: this.#o.app.transportNames(),
+      });
       res.writeHead(200, { "content-type": "application/json; charset=utf-8" }).end(body);
       return;
     }
@@ -164,13 +169,27 @@ export class GatewayServer {
     }
     const [, kind, service, member] = raw.map((s) => safeDecode(s) ?? "");
     if (raw.length !== 4 || (kind !== "events" && kind !== "states"))
-      return refuse(res, Code.NOT_FOUND, `no such path; try /_fan/idl, /_fan/events/<service>/<event> or /_fan/states/<service>/<state>`);
+      return refuse(
+        res,
+        Code.NOT_FOUND,
+        `no such path; try /_fan/idl, /_fan/events/<service>/<event> or /_fan/states/<service>/<state>`,
+      );
     const svc = this.#o.catalog.service(service as string);
     if (svc === undefined) return refuse(res, Code.NOT_FOUND, `no service ${JSON.stringify(service)} in the IDL`);
     const d = svc.descriptor;
     const target = kind === "events" ? d.events[member as string] : d.states[member as string];
     if (target === undefined)
-      return refuse(res, Code.NOT_FOUND, `${d.name} has no ${kind === "events" ? "event" : "state"} ${JSON.stringify(member)}`);
+      return refuse(
+        res,
+        Code.NOT_FOUND,
+        `${d.name} has no ${kind === "events" ? "event" : "state"} ${JSON.stringify(member)}`,
+      );
+    if (kind === "states" && (target as { sharded?: true }).sharded === true)
+      return refuse(
+        res,
+        Code.UNIMPLEMENTED,
+        `${d.name}.${member} is sharded (@shard): the gateway streams states that are not sharded`,
+      );
     // HEAD has no body: answer the stream's headers and end, with no subscription or keepalive behind it.
     if (method === "HEAD") return void res.writeHead(200, SSE_HEADERS).end();
     // Subscribe first: the stream opens (and EventSource fires `open`) only once nothing can be missed.
@@ -214,7 +233,10 @@ export class GatewayServer {
     if (size === 0) return {};
     let value: unknown;
     try {
-      value = parseJson(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks), { maxBytes: this.#maxBody, maxDepth: 64 });
+      value = parseJson(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks), {
+        maxBytes: this.#maxBody,
+        maxDepth: 64,
+      });
     } catch (e) {
       writeError(res, wireErrorOf(e, undefined));
       return undefined;
@@ -226,7 +248,13 @@ export class GatewayServer {
     return value as Record<string, unknown>;
   }
 
-  async #send(req: IncomingMessage, res: ServerResponse, svc: GatewayService, m: MethodDescriptor, body: unknown): Promise<void> {
+  async #send(
+    req: IncomingMessage,
+    res: ServerResponse,
+    svc: GatewayService,
+    m: MethodDescriptor,
+    body: unknown,
+  ): Promise<void> {
     let headers: EnvelopeHeaders;
     try {
       headers = fromHttpHeaders(req.headers);

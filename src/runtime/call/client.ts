@@ -13,6 +13,7 @@ import type {
   EventStream,
   MethodDescriptor,
   ServiceDescriptor,
+  ShardedStateHandle,
   StateHandle,
   Subscription,
   TransportName,
@@ -87,7 +88,7 @@ export interface ClientHost extends RouteHost {
     event: string,
     fn: (event: unknown) => void | Promise<void>,
   ): Promise<Subscription>;
-  state(service: ServiceDescriptor, name: string): StateHandle<unknown>;
+  state(service: ServiceDescriptor, name: string): StateHandle<unknown> | ShardedStateHandle<unknown>;
   /** The policy chain of a client, or undefined when it is off. */
   clientPolicy?(service: ServiceDescriptor, opts: PolicyOptions | false | undefined): ClientPolicy | undefined;
   /** Headers added to every call of every client (credentials). */
@@ -146,7 +147,8 @@ export class Caller implements ClientCaller {
       if (req.method.shard === undefined) return this.#sendTo(plan, req, target, now);
       return this.#sharded(this.#route as Route).deliver(req, target, (t) => this.#sendTo(plan, req, t));
     },
-    refused: (req: OutgoingRequest, e: unknown): unknown => this.#refused(this.#plans.get(req.method.name) as MethodPlan, req, e),
+    refused: (req: OutgoingRequest, e: unknown): unknown =>
+      this.#refused(this.#plans.get(req.method.name) as MethodPlan, req, e),
   };
   /** App and client headers (credentials), when fixed; checked once. */
   readonly #headers: Readonly<Record<string, string>> | undefined;
@@ -239,7 +241,7 @@ export class Caller implements ClientCaller {
     };
   }
 
-  state(name: string): StateHandle<unknown> {
+  state(name: string): StateHandle<unknown> | ShardedStateHandle<unknown> {
     return this.#host.state(this.#service, name);
   }
 
@@ -386,7 +388,11 @@ export class Caller implements ClientCaller {
     const pinned = req.opts?.transport;
     const sendOpts: SendOptions =
       req.kind === "push"
-        ? { signal: req.signal ?? NEVER, deadline: req.deadline, elsewhere: route.targets(pinned, req.method).length > 1 }
+        ? {
+            signal: req.signal ?? NEVER,
+            deadline: req.deadline,
+            elsewhere: route.targets(pinned, req.method).length > 1,
+          }
         : { signal: req.signal ?? NEVER, deadline: req.deadline };
     try {
       sent =
