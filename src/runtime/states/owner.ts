@@ -362,13 +362,12 @@ export class StateOwners {
     if (o === undefined) {
       const guard = (): void => {
         const view = this.#ownership.get(service.name)?.view;
-        if (view?.owned().includes(shard) === true) return;
-        const owner = view?.ownerOf(shard);
+        // Before the service is bound any shard may be set (published once owned; dropped at bind if not).
+        if (view === undefined || view.owned().includes(shard)) return;
+        const owner = view.ownerOf(shard);
         throw new FanError(
           Code.FAILED_PRECONDITION,
-          view === undefined
-            ? `shard ${shard} of ${service.name}.${st.name} is not owned here: ${service.name} is not bound in this app`
-            : `shard ${shard} of ${service.name}.${st.name} is owned by ${owner ?? "no instance"}, not by this instance (${view.instanceId})`,
+          `shard ${shard} of ${service.name}.${st.name} is owned by ${owner ?? "no instance"}, not by this instance (${view.instanceId})`,
           { details: { service: service.name, state: st.name, shard, ...(owner === undefined ? {} : { owner }) } },
         );
       };
@@ -413,9 +412,10 @@ export class StateOwners {
     this.#bound.set(service.name, (this.#bound.get(service.name) ?? 0) + 1);
     if (shards !== undefined && Object.values(service.states).some((s) => s.sharded === true)) {
       this.#ownership.get(service.name)?.off();
-      const off = shards.onChange((c) => this.#shardsChanged(service, c.gained, c.lost));
+      const off = shards.onChange((c) => this.#shardsChanged(service, c.gained, c.lost, c.owned));
       this.#ownership.set(service.name, { view: shards, off });
-      await this.#shardsChanged(service, shards.owned(), []);
+      // Before the first view (a first bind) nothing is owned yet: the first change activates.
+      if (shards.owned().length > 0) await this.#shardsChanged(service, shards.owned(), []);
     }
     for (const o of this.#owners.values())
       if (o.service.name === service.name && o.shard === undefined) await o.activate();
@@ -424,7 +424,17 @@ export class StateOwners {
     }, this.host.heartbeatMs).unref();
   }
 
-  async #shardsChanged(service: ServiceDescriptor, gained: readonly number[], lost: readonly number[]): Promise<void> {
+  async #shardsChanged(
+    service: ServiceDescriptor,
+    gained: readonly number[],
+    lost: readonly number[],
+    owned?: readonly number[],
+  ): Promise<void> {
+    // Values set before the bind for shards another instance owns are not this instance's to publish.
+    if (owned !== undefined)
+      for (const o of this.#owners.values())
+        if (o.service.name === service.name && o.shard !== undefined && !owned.includes(o.shard) && !o.active)
+          o.release();
     for (const st of Object.values(service.states)) {
       if (st.sharded !== true) continue;
       for (const s of lost) this.#shardOwner(service, st, s).release();
