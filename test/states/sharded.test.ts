@@ -1,5 +1,5 @@
 /**
- * Sharded states between processes over every broker transport: two owner processes of
+ * Sharded states between processes over every network transport (http relaying updates through redis): two owner processes of
  * ShardBoard (8 shards, rendezvous ownership) each publish the shards they own; a watcher
  * process holds one view per shard and gets each shard's value from its owner; a patch on a
  * shard another instance owns is refused; a killed owner's shards move to the other once its
@@ -26,6 +26,8 @@ const CASES: readonly { name: string; transports: () => object }[] = [
   { name: "amqp", transports: () => ({ amqp: { url: AMQP_URL } }) },
   { name: "nats", transports: () => ({ nats: { url: NATS_URL } }) },
   { name: "zmq", transports: () => ({ zmq: { events: { publish: hub.publish, subscribe: hub.subscribe } } }) },
+  // Snapshots (the sharded $stateShard rpc) over http, updates relayed through redis.
+  { name: "http", transports: () => ({ http: {}, redis: { url: REDIS_URL } }) },
 ];
 
 const SHARDS = [0, 1, 2, 3, 4, 5, 6, 7];
