@@ -5,8 +5,10 @@
  * no shard, the mock and the test kit, and the warning when a state that is not sharded has
  * several owners.
  */
+import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { afterEach, describe, expect, expectTypeOf, it } from "vitest";
+import { run as watchCli } from "../../src/cli/state-watch.js";
 import { type App, createApp } from "../../src/runtime/app/app.js";
 import type { ShardedStateHandle, ShardedStateView } from "../../src/runtime/descriptor.js";
 import { shortId } from "../../src/runtime/ids.js";
@@ -120,5 +122,24 @@ describe("sharded states in one process", () => {
     await expect
       .poll(() => lines.find((l) => l.msg.includes("have one owner per service"))?.states)
       .toEqual(["fan.replica.Board.entries", "fan.replica.Board.mode"]);
+  });
+});
+
+describe("fanc watch of a sharded state", () => {
+  const idl = fileURLToPath(new URL("./fixtures/idl", import.meta.url));
+  const runWatch = async (args: string[]): Promise<{ code: number; err: string }> => {
+    let err = "";
+    const code = await watchCli(args, { out: () => undefined, err: (t) => void (err += t) });
+    return { code, err };
+  };
+
+  it("needs --shard on a sharded state, in range, and refuses it elsewhere", async () => {
+    const missing = await runWatch(["fan.replica.ShardBoard.carts", "--idl", idl]);
+    expect(missing.code).not.toBe(0);
+    expect(missing.err).toContain("fan.replica.ShardBoard.carts is sharded (@shard): give --shard <0..7>");
+    const out = await runWatch(["fan.replica.ShardBoard.carts", "--idl", idl, "--shard", "8"]);
+    expect(out.err).toContain("--shard must be an integer 0..7");
+    const extra = await runWatch(["fan.replica.Board.entries", "--idl", idl, "--shard", "1"]);
+    expect(extra.err).toContain("fan.replica.Board.entries is not sharded: --shard does not apply");
   });
 });
