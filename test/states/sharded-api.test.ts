@@ -128,9 +128,9 @@ describe("sharded states in one process", () => {
 describe("fanc watch of a sharded state", () => {
   const idl = fileURLToPath(new URL("./fixtures/idl", import.meta.url));
   const runWatch = async (args: string[]): Promise<{ code: number; err: string }> => {
-    let err = "";
-    const code = await watchCli(args, { out: () => undefined, err: (t) => void (err += t) });
-    return { code, err };
+    const err: string[] = [];
+    const code = await watchCli(args, { out: () => undefined, err: (t) => void err.push(t) });
+    return { code, err: err.join("\n") };
   };
 
   it("needs --shard on a sharded state, in range, and refuses it elsewhere", async () => {
