@@ -22,6 +22,10 @@ export type {
   EventStream,
   ServiceDefinition,
   ServiceDescriptor,
+  Sharded,
+  ShardedStateHandle,
+  ShardedStateView,
+  ShardSelector,
   StateChange,
   StateHandle,
   StateStatus,
@@ -35,5 +39,8 @@ export { connect, GatewayCaller, type GatewayOptions } from "./caller.js";
 
 /** Mocks run under Node (`fan/testing`); generated modules reference this, pages never call it. */
 export function createMock(def: ServiceDefinition<unknown, unknown>): never {
-  throw new FanError(Code.UNIMPLEMENTED, `mocks of ${def.descriptor.name} run under Node (fan/testing), not in fan/browser`);
+  throw new FanError(
+    Code.UNIMPLEMENTED,
+    `mocks of ${def.descriptor.name} run under Node (fan/testing), not in fan/browser`,
+  );
 }

@@ -41,7 +41,11 @@ export class ModelSchemas {
         s = { kind: "enum", name: d.fullName, values: d.members.map((m) => m.name) };
         break;
       case "union":
-        s = { kind: "union", name: d.fullName, members: d.members.map((m) => ({ name: m.name, schema: this.type(m.type) })) };
+        s = {
+          kind: "union",
+          name: d.fullName,
+          members: d.members.map((m) => ({ name: m.name, schema: this.type(m.type) })),
+        };
         break;
       default:
         throw new Error(`the IDL has no data type ${name}`);
@@ -130,7 +134,17 @@ export class ModelSchemas {
           { name: e.name, payload: this.struct(`${svc.fullName}.${e.name}$event`, e.params), broadcast: e.broadcast },
         ]),
       ),
-      states: Object.fromEntries(svc.states.map((s) => [s.name, { name: s.name, schema: this.type(s.type), mode: s.mode }])),
+      states: Object.fromEntries(
+        svc.states.map((s) => [
+          s.name,
+          {
+            name: s.name,
+            schema: this.type(s.type),
+            mode: s.mode,
+            ...(s.sharded === true ? { sharded: true as const } : {}),
+          },
+        ]),
+      ),
       subscriptions: [],
       depends: svc.depends,
       ...(svc.config.length > 0 ? { config: this.struct(`${svc.fullName}$config`, svc.config) } : {}),

@@ -10,7 +10,7 @@ import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { createApp, type App } from "../runtime/app/app.js";
 import { codec } from "../runtime/codec/index.js";
-import type { StateChange, TransportName } from "../runtime/descriptor.js";
+import type { ShardedStateHandle, StateChange, StateHandle, TransportName } from "../runtime/descriptor.js";
 import { findService, loadIdl } from "./call.js";
 import { EVENT_TRANSPORTS } from "./events.js";
 import { ORDER, transportsConfig } from "./health.js";
@@ -28,6 +28,7 @@ options:
                        those the service allows); it must be the one the owner's App uses for events
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
+  --shard <n>          the shard to watch, for a sharded state (@shard): required there, refused elsewhere
   --json               one JSON object per change: {"state","cause","epoch","seq","value","patch"}
   -h, --help           show this help`;
 
@@ -38,7 +39,7 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
   try {
     const { values, positionals } = parseArgs({
       args,
-      options: { ...REGISTRY_OPTIONS, idl: { type: "string" }, via: { type: "string" } },
+      options: { ...REGISTRY_OPTIONS, idl: { type: "string" }, via: { type: "string" }, shard: { type: "string" } },
       allowPositionals: true,
     });
     if (values.help) {
@@ -48,7 +49,8 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     const [target, ...rest] = positionals;
     if (target === undefined || rest.length > 0) throw new UsageError(`expected <service>.<state>\n${USAGE}`);
     const dot = target.lastIndexOf(".");
-    if (dot <= 0 || dot === target.length - 1) throw new UsageError(`expected <service>.<state>, got ${JSON.stringify(target)}`);
+    if (dot <= 0 || dot === target.length - 1)
+      throw new UsageError(`expected <service>.<state>, got ${JSON.stringify(target)}`);
     discovery = cliDiscovery(values.discovery);
     if (!discovery.startsWith("etcd://"))
       throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(discovery)}`);
@@ -57,13 +59,30 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     const name = target.slice(dot + 1);
     const state = service.states[name];
     if (state === undefined)
-      throw new UsageError(`${service.name} has no state "${name}" (states: ${Object.keys(service.states).join(", ") || "none"})`);
+      throw new UsageError(
+        `${service.name} has no state "${name}" (states: ${Object.keys(service.states).join(", ") || "none"})`,
+      );
+    let shard: number | undefined;
+    if (state.sharded === true) {
+      if (values.shard === undefined)
+        throw new UsageError(`${service.name}.${name} is sharded (@shard): give --shard <0..${service.shards - 1}>`);
+      shard = Number(values.shard);
+      if (!Number.isInteger(shard) || shard < 0 || shard >= service.shards)
+        throw new UsageError(
+          `--shard must be an integer 0..${service.shards - 1}, got ${JSON.stringify(values.shard)}`,
+        );
+    } else if (values.shard !== undefined)
+      throw new UsageError(`${service.name}.${name} is not sharded: --shard does not apply`);
     const via = values.via as TransportName | undefined;
     if (via !== undefined && !EVENT_TRANSPORTS.includes(via))
-      throw new UsageError(`--via must be one of ${EVENT_TRANSPORTS.join(", ")} for state updates, got ${JSON.stringify(via)}`);
+      throw new UsageError(
+        `--via must be one of ${EVENT_TRANSPORTS.join(", ")} for state updates, got ${JSON.stringify(via)}`,
+      );
     const events = via ?? EVENT_TRANSPORTS.find((t) => service.transports.includes(t));
     if (events === undefined || !service.transports.includes(events))
-      throw new UsageError(`${service.name} allows no transport that carries state updates${via === undefined ? "" : ` (${via})`}; it allows ${service.transports.join(", ")}`);
+      throw new UsageError(
+        `${service.name} allows no transport that carries state updates${via === undefined ? "" : ` (${via})`}; it allows ${service.transports.join(", ")}`,
+      );
     const cluster = cliCluster(values.cluster);
     const spec = discovery as `etcd://${string}`;
     const log = pino({ level: "silent" });
@@ -88,7 +107,7 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     });
     await app.ready();
     const c = codec<unknown>(state.schema);
-    const full = `${service.name}.${name}`;
+    const full = shard === undefined ? `${service.name}.${name}` : `${service.name}.${name}[${shard}]`;
     const print = (ch: StateChange<unknown>): void => {
       let value: unknown = null; // an owner that has set no value yet
       try {
@@ -98,12 +117,23 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
         return;
       }
       if (values.json) {
-        const o = { state: full, cause: ch.cause, epoch: ch.epoch, seq: ch.seq, value, ...(ch.patch === undefined ? {} : { patch: ch.patch }) };
+        const o = {
+          state: full,
+          cause: ch.cause,
+          epoch: ch.epoch,
+          seq: ch.seq,
+          value,
+          ...(ch.patch === undefined ? {} : { patch: ch.patch }),
+        };
         io.out(JSON.stringify(o));
       } else if (ch.cause === "patch") io.out(`patch #${ch.seq}: ${JSON.stringify(ch.patch)}`);
       else io.out(`${ch.cause} #${ch.seq}: ${JSON.stringify(value)}`);
     };
-    const view = app.state(service, name).watch();
+    const handle = app.state(service, name);
+    const view =
+      shard === undefined
+        ? (handle as StateHandle<unknown>).watch()
+        : (handle as ShardedStateHandle<unknown>).watch({ shard });
     view.subscribe(print);
     let shown: string | undefined;
     view.onStatus((status, reason) => {

@@ -26,15 +26,34 @@ export function writeDescriptor(w: CodeBlockWriter, ctx: ModuleContext, svc: Ser
     writeRecord(w, "methods", svc.methods, (m) => writeMethod(w, ctx, svc, m));
     writeRecord(w, "events", svc.events, (e) => writeEvent(w, ctx, svc, e));
     writeRecord(w, "states", svc.states, (s) => writeState(w, ctx, s));
-    writeList(w, "subscriptions", svc.subscriptions.map((s) => subscription(ctx, s)));
-    writeList(w, "depends", svc.depends.map((d) => obj([["service", str(d.service)], ["range", str(d.range)], ["soft", String(d.soft)]])));
+    writeList(
+      w,
+      "subscriptions",
+      svc.subscriptions.map((s) => subscription(ctx, s)),
+    );
+    writeList(
+      w,
+      "depends",
+      svc.depends.map((d) =>
+        obj([
+          ["service", str(d.service)],
+          ["range", str(d.range)],
+          ["soft", String(d.soft)],
+        ]),
+      ),
+    );
     if (svc.config.length > 0) writeConfigSchema(w, ctx, svc);
     writeErrors(w, ctx, svc);
   });
   w.write(";").newLine();
 }
 
-function writeRecord<T extends { readonly name: string }>(w: CodeBlockWriter, key: string, items: readonly T[], each: (item: T) => void): void {
+function writeRecord<T extends { readonly name: string }>(
+  w: CodeBlockWriter,
+  key: string,
+  items: readonly T[],
+  each: (item: T) => void,
+): void {
   if (items.length === 0) {
     w.writeLine(`${key}: {},`);
     return;
@@ -60,7 +79,13 @@ function writeList(w: CodeBlockWriter, key: string, items: readonly string[]): v
   w.writeLine("],");
 }
 
-function writeInput(w: CodeBlockWriter, ctx: ModuleContext, key: string, name: string, m: MethodModel | EventModel): void {
+function writeInput(
+  w: CodeBlockWriter,
+  ctx: ModuleContext,
+  key: string,
+  name: string,
+  m: MethodModel | EventModel,
+): void {
   w.write(`${key}: `).inlineBlock(() => {
     w.writeLine(`kind: "struct",`);
     w.writeLine(`name: ${str(name)},`);
@@ -78,7 +103,13 @@ function writeMethod(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel, 
   if (m.ttlMs !== undefined) w.writeLine(`ttlMs: ${m.ttlMs},`);
   w.writeLine(`idempotent: ${m.idempotent},`);
   w.writeLine(`retry: ${m.retry},`);
-  if (m.route !== undefined) w.writeLine(`route: ${obj([["path", str(m.route.path)], ["params", jsonLiteral(m.route.params)]])},`);
+  if (m.route !== undefined)
+    w.writeLine(
+      `route: ${obj([
+        ["path", str(m.route.path)],
+        ["params", jsonLiteral(m.route.params)],
+      ])},`,
+    );
   if (m.shard !== undefined) w.writeLine(`shard: ${jsonLiteral(m.shard)},`);
   if (m.shardFallback === true) w.writeLine("shardFallback: true,");
   w.writeLine(`throws: ${jsonLiteral(m.throws)},`);
@@ -97,6 +128,7 @@ function writeState(w: CodeBlockWriter, ctx: ModuleContext, s: StateModel): void
   w.writeLine(`name: ${str(s.name)},`);
   w.writeLine(`schema: ${schemaExpr(ctx, s.type)},`);
   w.writeLine(`mode: ${str(s.mode)},`);
+  if (s.sharded === true) w.writeLine("sharded: true,");
 }
 
 function subscription(ctx: ModuleContext, s: SubscriptionModel): string {

@@ -4,7 +4,14 @@
  * that ties them together, and a mock for tests. See docs/generated-code.md.
  */
 import type CodeBlockWriter from "code-block-writer";
-import type { EventModel, FieldModel, MethodModel, ServiceModel, SubscriptionModel } from "../compiler/model.js";
+import type {
+  EventModel,
+  FieldModel,
+  MethodModel,
+  ServiceModel,
+  StateModel,
+  SubscriptionModel,
+} from "../compiler/model.js";
 import { CodegenCode, CodegenError } from "./errors.js";
 import { writeDescriptor } from "./emit-descriptor.js";
 import { writeFields } from "./emit-types.js";
@@ -46,7 +53,9 @@ export function emitService(w: CodeBlockWriter, ctx: ModuleContext, svc: Service
 function checkMemberNames(svc: ServiceModel): void {
   const seen = new Map<string, string>();
   const add = (name: string, what: string): void => {
-    const clash = seen.get(name) ?? (CLIENT_MEMBERS.has(name) ? "the client's own member" : HOOKS.has(name) ? "the lifecycle hook" : undefined);
+    const clash =
+      seen.get(name) ??
+      (CLIENT_MEMBERS.has(name) ? "the client's own member" : HOOKS.has(name) ? "the lifecycle hook" : undefined);
     if (clash !== undefined) {
       throw new CodegenError(
         CodegenCode.NameCollision,
@@ -77,7 +86,11 @@ function writeStates(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel):
   w.blankLineIfLastNot();
   w.writeLine(`/** The value of each state ${svc.name} owns (\`ctx.states\` in its handlers). */`);
   w.write(`export interface ${svc.name}States`).block(() => {
-    for (const s of svc.states) w.writeLine(`${propKey(s.name, "type")}: ${tsType(ctx, s.type)};`);
+    for (const s of svc.states) {
+      const t = tsType(ctx, s.type);
+      // A sharded state's owner side is `ShardedStatePublisher<T>`: one value per shard.
+      w.writeLine(`${propKey(s.name, "type")}: ${s.sharded === true ? `${ctx.rt("Sharded")}<${t}>` : t};`);
+    }
   });
 }
 
@@ -93,7 +106,9 @@ function writeConfig(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel):
 function writeRequests(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
   if (svc.methods.length === 0) return;
   w.blankLineIfLastNot();
-  w.writeLine(`/** The parameters of each method of ${svc.name}, as its handler receives them (defaults filled in). */`);
+  w.writeLine(
+    `/** The parameters of each method of ${svc.name}, as its handler receives them (defaults filled in). */`,
+  );
   w.write(`export interface ${svc.name}Requests`).block(() => {
     for (const m of svc.methods) writeParamsMember(w, ctx, m.name, m.params);
   });
@@ -146,11 +161,15 @@ function writeHandler(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel,
     for (const m of svc.methods) {
       const res = returnType(ctx, m);
       writeDoc(w, m);
-      w.writeLine(`${propKey(m.name, "type")}(req: ${requestType(svc, m)}, ctx: ${ctxType(ctx, svc, config)}): ${promise}<${res}> | ${res};`);
+      w.writeLine(
+        `${propKey(m.name, "type")}(req: ${requestType(svc, m)}, ctx: ${ctxType(ctx, svc, config)}): ${promise}<${res}> | ${res};`,
+      );
     }
     for (const s of svc.subscriptions) {
       writeDoc(w, { doc: s.doc ?? `Receives ${s.service}.${s.event}.` });
-      w.writeLine(`${propKey(s.handler, "type")}(event: ${subscriptionPayload(ctx, s)}, ctx: ${ctxType(ctx, svc, config)}): ${promise}<void> | void;`);
+      w.writeLine(
+        `${propKey(s.handler, "type")}(event: ${subscriptionPayload(ctx, s)}, ctx: ${ctxType(ctx, svc, config)}): ${promise}<void> | void;`,
+      );
     }
   });
 }
@@ -174,7 +193,9 @@ function writeClient(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel):
   w.write(`export interface ${svc.name}Client`).block(() => {
     for (const m of svc.methods) {
       writeDoc(w, m);
-      w.writeLine(`${propKey(m.name, "type")}(${clientParams(ctx, m)}, opts?: ${ctx.rt("CallOptions")}): ${promise}<${returnType(ctx, m)}>;`);
+      w.writeLine(
+        `${propKey(m.name, "type")}(${clientParams(ctx, m)}, opts?: ${ctx.rt("CallOptions")}): ${promise}<${returnType(ctx, m)}>;`,
+      );
     }
     writeMemberType(w, ctx, "events", svc.events, (e) => {
       writeDoc(w, e);
@@ -182,13 +203,19 @@ function writeClient(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel):
     });
     writeMemberType(w, ctx, "states", svc.states, (s) => {
       writeDoc(w, s);
-      w.writeLine(`readonly ${propKey(s.name, "type")}: ${ctx.rt("StateHandle")}<${tsType(ctx, s.type)}>;`);
+      w.writeLine(`readonly ${propKey(s.name, "type")}: ${stateHandleType(ctx, s)};`);
     });
   });
 }
 
 /** `readonly events: { ... };`, or `Record<string, never>` when there are none. */
-function writeMemberType<T>(w: CodeBlockWriter, ctx: ModuleContext, key: string, items: readonly T[], each: (item: T) => void): void {
+function writeMemberType<T>(
+  w: CodeBlockWriter,
+  ctx: ModuleContext,
+  key: string,
+  items: readonly T[],
+  each: (item: T) => void,
+): void {
   if (items.length === 0) {
     w.writeLine(`readonly ${key}: ${ctx.global("Record")}<string, never>;`);
     return;
@@ -226,8 +253,13 @@ function writeDefinition(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceMod
 function writeClientStreams(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
   const events = svc.events.map((e) => `${propKey(e.name)}: c.event(${str(e.name)}) as ${eventType(ctx, svc, e)},`);
   writeObjectLines(w, "events", events);
-  const states = svc.states.map((s) => `${propKey(s.name)}: c.state(${str(s.name)}) as ${ctx.rt("StateHandle")}<${tsType(ctx, s.type)}>,`);
+  const states = svc.states.map((s) => `${propKey(s.name)}: c.state(${str(s.name)}) as ${stateHandleType(ctx, s)},`);
   writeObjectLines(w, "states", states);
+}
+
+/** `StateHandle<T>`, or `ShardedStateHandle<T>` for a `@shard` state. */
+function stateHandleType(ctx: ModuleContext, s: StateModel): string {
+  return `${ctx.rt(s.sharded === true ? "ShardedStateHandle" : "StateHandle")}<${tsType(ctx, s.type)}>`;
 }
 
 /** `key: { line, line },` or `key: {},`. */
@@ -252,9 +284,12 @@ function writeMock(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): v
   const replaced = members.filter((m) => MOCK_REPLACEABLE.has(m.name)).map((m) => str(m.name));
   const base = `${ctx.rt("ServiceMock")}<${svc.name}Handler, ${svc.name}Client>`;
   const parent = replaced.length === 0 ? base : `${ctx.global("Omit")}<${base}, ${replaced.join(" | ")}>`;
-  w.writeLine(`/** The mock of ${svc.name}: one recording, configurable method mock per rpc, push and subscription. */`);
+  w.writeLine(
+    `/** The mock of ${svc.name}: one recording, configurable method mock per rpc, push and subscription. */`,
+  );
   w.write(`export interface ${mock} extends ${parent}`).block(() => {
-    for (const m of members) w.writeLine(`readonly ${propKey(m.name, "type")}: ${ctx.rt("MethodMock")}<${m.req}, ${m.res}, ${mock}>;`);
+    for (const m of members)
+      w.writeLine(`readonly ${propKey(m.name, "type")}: ${ctx.rt("MethodMock")}<${m.req}, ${m.res}, ${mock}>;`);
   });
   w.writeLine(`/** A mock of ${svc.name} for tests: every method records calls and returns what it is given. */`);
   w.write(`export function mock${svc.name}(): ${mock}`).block(() => {

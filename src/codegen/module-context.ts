@@ -20,6 +20,8 @@ export type RuntimeSymbol =
   | "EventStream"
   | "ServiceDefinition"
   | "ServiceDescriptor"
+  | "Sharded"
+  | "ShardedStateHandle"
   | "StateHandle"
   | "CallContext"
   | "ServiceHooks"
@@ -38,7 +40,16 @@ export type GlobalSymbol = "Date" | "Uint8Array" | "Promise" | "Record" | "Parti
 const GLOBALS: readonly GlobalSymbol[] = ["Date", "Uint8Array", "Promise", "Record", "Partial", "Readonly", "Omit"];
 
 /** Which generated symbol of a declaration: its main type/class/definition or a derived one. */
-export type SymbolKind = "main" | "Schema" | "Codec" | "Values" | "Fields" | "Error" | "Descriptor" | "Requests" | "Events";
+export type SymbolKind =
+  | "main"
+  | "Schema"
+  | "Codec"
+  | "Values"
+  | "Fields"
+  | "Error"
+  | "Descriptor"
+  | "Requests"
+  | "Events";
 
 /** Longer runtime imports are written one name per line. */
 const MAX_IMPORT_LINE = 100;
@@ -135,7 +146,8 @@ export class ModuleContext {
   /** An event of a service anywhere in the program, recorded as a dependency when it lives in another package. */
   event(service: string, name: string): EventModel {
     const event = this.index.event(service, name);
-    if (this.index.decl(service).package !== this.pkg.name) this.deps.set(`event ${service}.${name}`, JSON.stringify(event.params));
+    if (this.index.decl(service).package !== this.pkg.name)
+      this.deps.set(`event ${service}.${name}`, JSON.stringify(event.params));
     return event;
   }
 

@@ -479,12 +479,16 @@ function checkState(c: Checker, scope: FileScope, m: A.StateMember): StateModel 
   const delta = decs.get("delta");
   if ((full === undefined) === (delta === undefined)) c.out.push(diag.stateMode(m.name.span, { name: m.name.name }));
   for (const d of [full, delta]) if (d !== undefined) argNone(d, c.out);
+  const shard = decs.get("shard");
+  if (shard?.args !== undefined && shard.args.length > 0)
+    c.out.push(diag.stateShardArgs(shard.span, { name: m.name.name }));
   const type = resolveType(c, scope, m.type, "field");
   if (type === undefined) return undefined;
   return {
     name: m.name.name,
     type,
     mode: delta !== undefined && full === undefined ? "delta" : "full",
+    ...(shard === undefined ? {} : { sharded: true }),
     ...(m.doc === undefined ? {} : { doc: m.doc }),
   };
 }

@@ -59,6 +59,7 @@ export const CHANGE_KINDS = {
   "event-delivery-changed": { code: "FAN1023", severity: "breaking" },
   "config-changed": { code: "FAN1024", severity: "breaking" },
   "fallback-removed": { code: "FAN1025", severity: "breaking" },
+  "state-sharding-changed": { code: "FAN1026", severity: "breaking" },
   "error-added": { code: "FAN1050", severity: "warning" },
   "default-changed": { code: "FAN1051", severity: "warning" },
   added: { code: "FAN1090", severity: "compatible" },

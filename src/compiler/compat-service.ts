@@ -165,6 +165,17 @@ function compareStates(a: ServiceModel, b: ServiceModel, out: Found[]): void {
           `state ${path}: @${st.mode} → @${n.mode}: watchers built on the old IDL apply updates the wrong way`,
         ),
       );
+    else if ((n.sharded === true) !== (st.sharded === true))
+      out.push(
+        change(
+          "state-sharding-changed",
+          s,
+          path,
+          n.sharded === true
+            ? `state ${path}: @shard added: watchers built on the old IDL watch one value that no longer exists`
+            : `state ${path}: @shard removed: watchers built on the old IDL watch one shard of a value that is no longer sharded`,
+        ),
+      );
   }
 }
 

@@ -72,7 +72,7 @@ export const DECORATOR_TARGETS: Readonly<Record<string, readonly Target[]>> = {
   idempotent: METHODS,
   retry: METHODS,
   route: METHODS,
-  shard: METHODS,
+  shard: [...METHODS, "state"],
   fallback: METHODS,
   since: ["rpc", "push", "event"],
   broadcast: ["event"],

@@ -367,8 +367,7 @@ export const DIAGNOSTICS = {
     code: "FAN0315",
     severity: E,
     message: "parameter `{param}` of `{method}` is not bound by its GET route",
-    help:
-      "An @idempotent rpc with a @route is served by GET, which has no body: every required parameter without a default must appear in the path; optional and defaulted ones may travel in the query string.",
+    help: "An @idempotent rpc with a @route is served by GET, which has no body: every required parameter without a default must appear in the path; optional and defaulted ones may travel in the query string.",
   },
   invalidRoute: {
     code: "FAN0316",
@@ -399,6 +398,12 @@ export const DIAGNOSTICS = {
     severity: E,
     message: "@fallback on `{name}` needs @shard",
     help: "@fallback lets a sharded call go to another instance when its shard's owner is unavailable; a method without @shard has no owner.",
+  },
+  stateShardArgs: {
+    code: "FAN0321",
+    severity: E,
+    message: "@shard on state `{name}` takes no arguments",
+    help: "A sharded state has one value per shard of its service (`@shards(n)`, 16 by default); the owner picks the shard (`shard(n)`, `forKey(key)`), not a path.",
   },
 
   // -- 04xx: services -------------------------------------------------------------------------

@@ -166,6 +166,8 @@ export interface StateModel {
   readonly name: string;
   readonly type: TypeModel;
   readonly mode: "full" | "delta";
+  /** `@shard`: one value per shard of the service, each owned by the shard's owner. */
+  readonly sharded?: true;
   readonly doc?: string;
 }
 

@@ -187,6 +187,12 @@ export class GatewayServer {
         Code.NOT_FOUND,
         `${d.name} has no ${kind === "events" ? "event" : "state"} ${JSON.stringify(member)}`,
       );
+    if (kind === "states" && (target as { sharded?: true }).sharded === true)
+      return refuse(
+        res,
+        Code.UNIMPLEMENTED,
+        `${d.name}.${member} is sharded (@shard): the gateway streams states that are not sharded`,
+      );
     // HEAD has no body: answer the stream's headers and end, with no subscription or keepalive behind it.
     if (method === "HEAD") return void res.writeHead(200, SSE_HEADERS).end();
     // Subscribe first: the stream opens (and EventSource fires `open`) only once nothing can be missed.

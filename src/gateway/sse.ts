@@ -11,7 +11,14 @@ import type { Logger } from "pino";
 import { EVENT_TRANSPORTS, eventTransport } from "../cli/events.js";
 import type { App } from "../runtime/app/app.js";
 import { codec } from "../runtime/codec/index.js";
-import type { EventDescriptor, ServiceDescriptor, StateDescriptor, StateView, TransportName } from "../runtime/descriptor.js";
+import type {
+  EventDescriptor,
+  ServiceDescriptor,
+  StateDescriptor,
+  StateHandle,
+  StateView,
+  TransportName,
+} from "../runtime/descriptor.js";
 import { Code, FanError } from "../runtime/errors.js";
 import { nextEnvelopeId } from "../runtime/ids.js";
 import type { Unsubscribe } from "../runtime/transports/transport.js";
@@ -48,7 +55,10 @@ export function openSse(res: ServerResponse, headers: Record<string, string>, lo
     if (res.destroyed) return;
     res.write(chunk);
     if (res.writableLength <= MAX_BUFFERED) return;
-    log.warn({ stream: name, buffered: res.writableLength }, "closed an event stream whose client does not read (more than 1 MiB queued); it reconnects");
+    log.warn(
+      { stream: name, buffered: res.writableLength },
+      "closed an event stream whose client does not read (more than 1 MiB queued); it reconnects",
+    );
     res.destroy();
   };
   write("retry: 2000\n: subscribed\n\n");
@@ -102,13 +112,22 @@ export class EventHub {
       const c = codec<Record<string, unknown>>(event.payload);
       const sub = this.#via(svc).then((via) =>
         eventTransport(this.app, via).subscribe(
-          { source: svc, event: event.name, group: "fan.gateway", instanceId: `gateway-${process.pid}-${nextEnvelopeId()}`, broadcast: true },
+          {
+            source: svc,
+            event: event.name,
+            group: "fan.gateway",
+            instanceId: `gateway-${process.pid}-${nextEnvelopeId()}`,
+            broadcast: true,
+          },
           async (env) => {
             let data: string;
             try {
               data = JSON.stringify(c.encode(c.decode(env.payload, event.name), event.name));
             } catch (e) {
-              this.log.warn({ service: svc.name, event: event.name, err: (e as Error).message }, "dropped an event that does not match the IDL");
+              this.log.warn(
+                { service: svc.name, event: event.name, err: (e as Error).message },
+                "dropped an event that does not match the IDL",
+              );
               return;
             }
             for (const l of listeners) l(data);
@@ -131,7 +150,9 @@ export class EventHub {
       t.listeners.delete(fn);
       if (t.listeners.size > 0 || this.#topics.get(key) !== t) return;
       this.#topics.delete(key);
-      void t.sub.then((s) => s.close()).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, "closing an event subscription failed"));
+      void t.sub
+        .then((s) => s.close())
+        .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, "closing an event subscription failed"));
     };
   }
 
@@ -169,9 +190,14 @@ export class StateHub {
     let w = this.#watched.get(key);
     if (w === undefined) {
       const c = codec<unknown>(state.schema);
-      const view = this.app.state(svc, state.name).watch();
+      const view = (this.app.state(svc, state.name) as StateHandle<unknown>).watch();
       const listeners = new Set<(data: string) => void>();
-      const made: Watched = { listeners, view, first: view.ready(FIRST_VALUE_MS).then(() => undefined), last: undefined };
+      const made: Watched = {
+        listeners,
+        view,
+        first: view.ready(FIRST_VALUE_MS).then(() => undefined),
+        last: undefined,
+      };
       view.subscribe((change) => {
         const data = JSON.stringify(c.encode(change.value, state.name));
         made.last = data;
@@ -186,7 +212,8 @@ export class StateHub {
     }
     const t = w;
     await t.first;
-    if (t.last === undefined && t.view.current !== undefined) t.last = JSON.stringify(codec(state.schema).encode(t.view.current, state.name));
+    if (t.last === undefined && t.view.current !== undefined)
+      t.last = JSON.stringify(codec(state.schema).encode(t.view.current, state.name));
     if (t.last !== undefined) fn(t.last);
     t.listeners.add(fn);
     return () => {

@@ -55,6 +55,8 @@ export interface StateDescriptor {
   readonly name: string;
   readonly schema: Schema;
   readonly mode: "full" | "delta";
+  /** `@shard`: one value per shard of the service (`shards`), each published by its shard's owner. */
+  readonly sharded?: true;
 }
 
 export interface SubscriptionDescriptor {
@@ -189,6 +191,35 @@ export interface StateHandle<T> {
   watch(fn: (value: T) => void): Promise<Subscription>;
 }
 
+/** Which shard of a sharded state: its number, or a key (hashed as a `@shard(key)` method's call is). */
+export type ShardSelector = { readonly shard: number } | { readonly key: unknown };
+
+/** A live replica of one shard of a sharded state. */
+export interface ShardedStateView<T> extends StateView<T> {
+  /** The shard this view replicates; while no instance owns it the status is `owner-absent` and `reason` names the shard. */
+  readonly shard: number;
+}
+
+/** `client.states.<name>` of a sharded state (`state carts: ... @shard`): one value per shard. */
+export interface ShardedStateHandle<T> {
+  /** The shard count (`@shards(n)` of the service). */
+  readonly shards: number;
+  /** The shard of a key (`{ key: [a, b] }` for a tuple): the same hash as `@shard` methods. */
+  shardOf(key: unknown): number;
+  /** The current value of one shard (one snapshot request to its owner). */
+  get(where: ShardSelector, opts?: CallOptions): Promise<T>;
+  /** A live, typed replica of one shard; it follows the shard to its next owner. */
+  watch(where: ShardSelector): ShardedStateView<T>;
+  /** Calls `fn` with the shard's current value and on every change until unwatched. */
+  watch(where: ShardSelector, fn: (value: T) => void): Promise<Subscription>;
+}
+
+declare const SHARDED: unique symbol;
+/** Marks a sharded state's value type in a generated `XStates` map (`ctx.states.x` is then a `ShardedStatePublisher`). */
+export interface Sharded<T> {
+  readonly [SHARDED]: T;
+}
+
 /**
  * The untyped caller the runtime hands to `createClient`; generated clients narrow its
  * results to the IDL types (the runtime has already decoded them with the descriptor's schemas).
@@ -197,7 +228,7 @@ export interface ClientCaller {
   call(method: string, input: unknown, opts?: CallOptions): Promise<unknown>;
   push(method: string, input: unknown, opts?: CallOptions): Promise<void>;
   event(name: string): EventStream<unknown>;
-  state(name: string): StateHandle<unknown>;
+  state(name: string): StateHandle<unknown> | ShardedStateHandle<unknown>;
 }
 
 /**

@@ -14,6 +14,8 @@ export type {
   EventStream,
   ServiceDefinition,
   ServiceDescriptor,
+  Sharded,
+  ShardedStateHandle,
   StateHandle,
 } from "./descriptor.js";
 export type { CallContext, ServiceHooks } from "./call/context.js";
@@ -33,6 +35,8 @@ export const GENERATED_API = [
   "EventStream",
   "ServiceDefinition",
   "ServiceDescriptor",
+  "Sharded",
+  "ShardedStateHandle",
   "StateHandle",
   "CallContext",
   "ServiceHooks",

@@ -16,6 +16,8 @@ export type {
   StateStatus,
   StateChange,
   StateView,
+  ShardSelector,
+  ShardedStateView,
   HandlerOf,
   ClientOf,
 } from "./descriptor.js";
@@ -57,7 +59,13 @@ export { currentContext } from "./call/callctx.js";
 export { task, timer } from "./app/tasks.js";
 export type { TaskContext } from "./app/tasks.js";
 export type { Publisher } from "./call/publisher.js";
-export type { StatePublisher, StatePublishers, StatesOptions, PersistOptions } from "./states/index.js";
+export type {
+  ShardedStatePublisher,
+  StatePublisher,
+  StatePublishers,
+  StatesOptions,
+  PersistOptions,
+} from "./states/index.js";
 export type { Counters } from "./telemetry/stats.js";
 export { HealthService, HEALTH_SERVICE } from "./telemetry/health.js";
 export type { HealthClient, HealthReply, ServingStatus, Readiness } from "./telemetry/health.js";

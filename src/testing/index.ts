@@ -6,6 +6,7 @@
 import { App, type AppOptions } from "../runtime/app/app.js";
 import type { ServiceDefinition } from "../runtime/descriptor.js";
 import { forwardMockStates, type ServiceMock } from "../runtime/call/mock.js";
+import type { StatePublisher } from "../runtime/states/index.js";
 import type { ServeOptions } from "../runtime/call/served.js";
 import { silentLogger } from "../runtime/telemetry/logging.js";
 import type { LocalOptions } from "../runtime/transports/local/index.js";
@@ -30,8 +31,11 @@ export class TestApp extends App {
     const def = standIn(m.definition, opts.config !== undefined);
     this.serve(def, m.handler, opts);
     // The mock's setState/patchState also update the state this App owns, so its watchers see them.
-    forwardMockStates(m as ServiceMock<unknown, unknown>, (name, op, value) => {
-      const owner = this.publisher(def).state(name as never);
+    forwardMockStates(m as ServiceMock<unknown, unknown>, (name, op, value, shard) => {
+      const whole = this.publisher(def).state(name as never) as unknown as StatePublisher<unknown> & {
+        shard(n: number): StatePublisher<unknown>;
+      };
+      const owner = shard === undefined ? whole : whole.shard(shard);
       if (op === "set") owner.set(value as never);
       else owner.patch(value);
     });

@@ -61,36 +61,81 @@ const corpus: [string, (s: string) => string, ChangeKind][] = [
   ["parameter type changed", (s) => s.replace("rpc get(id: string", "rpc get(id: int"), "type-changed"],
   ["return type changed", (s) => s.replace("): Wine throws", "): list<Wine> throws"), "type-changed"],
   ["optional parameter made required", (s) => s.replace("note?: string", "note: string"), "field-required"],
-  ["required parameter added", (s) => s.replace("note?: string)", "note?: string, lang: string)"), "required-field-added"],
+  [
+    "required parameter added",
+    (s) => s.replace("note?: string)", "note?: string, lang: string)"),
+    "required-field-added",
+  ],
   ["struct field made required", (s) => s.replace("price?: Price", "price: Price"), "field-required"],
   ["struct field removed", (s) => s.replace("  color: Color\n", ""), "removed"],
-  ["enum value removed", (s) => s.replace("enum Color { RED, WHITE, ROSE }", "enum Color { RED, WHITE }"), "enum-value-removed"],
-  ["union member removed", (s) => s.replace("union Price { cents: int, text: string }", "union Price { cents: int }"), "union-member-removed"],
-  ["error code changed", (s) => s.replace("error Missing { id: string }", "@code(NOT_FOUND) error Missing { id: string }"), "error-code-changed"],
-  ["shard key changed", (s) => s.replace("@shard(id)", "@shard(note)").replace("note?: string", "note: string"), "shard-key-changed"],
+  [
+    "enum value removed",
+    (s) => s.replace("enum Color { RED, WHITE, ROSE }", "enum Color { RED, WHITE }"),
+    "enum-value-removed",
+  ],
+  [
+    "union member removed",
+    (s) => s.replace("union Price { cents: int, text: string }", "union Price { cents: int }"),
+    "union-member-removed",
+  ],
+  [
+    "error code changed",
+    (s) => s.replace("error Missing { id: string }", "@code(NOT_FOUND) error Missing { id: string }"),
+    "error-code-changed",
+  ],
+  [
+    "shard key changed",
+    (s) => s.replace("@shard(id)", "@shard(note)").replace("note?: string", "note: string"),
+    "shard-key-changed",
+  ],
   ["@shards changed", (s) => s.replace("@shards(16)", "@shards(32)"), "shards-changed"],
   ["timeout shortened", (s) => s.replace("@timeout(2s)", "@timeout(1s)"), "timeout-shortened"],
-  ["push made an rpc", (s) => s.replace("push restock(id: string, count: int)", "rpc restock(id: string, count: int): void"), "kind-changed"],
+  [
+    "push made an rpc",
+    (s) => s.replace("push restock(id: string, count: int)", "rpc restock(id: string, count: int): void"),
+    "kind-changed",
+  ],
   ["route changed", (s) => s.replace('@route("/wine/{id}")', '@route("/wines/{id}")'), "route-changed"],
   ["event removed", (s) => s.replace("  event changed(wine: Wine)\n", ""), "removed"],
   ["state type changed", (s) => s.replace("map<string, int>", "map<string, int64>"), "type-changed"],
-  ["config key without default added", (s) => s.replace("config { pageSize: int = 50 }", "config { pageSize: int = 50, apiKey: string }"), "config-required"],
+  [
+    "config key without default added",
+    (s) => s.replace("config { pageSize: int = 50 }", "config { pageSize: int = 50, apiKey: string }"),
+    "config-required",
+  ],
   ["service renamed", (s) => s.replace("service Cellar", "service WineCellar"), "renamed"],
   ["@min raised", (s) => s.replace("@min(1900)", "@min(1950)"), "constraint-tightened"],
   ["@max lowered", (s) => s.replace("@max(2100)", "@max(2030)"), "constraint-tightened"],
   ["@maxLength lowered", (s) => s.replace("@maxLength(40)", "@maxLength(20)"), "constraint-tightened"],
   ["@pattern changed", (s) => s.replace('@pattern("^[A-Z]")', '@pattern("^[A-Z][a-z]")'), "constraint-tightened"],
   ["@pattern added", (s) => s.replace("name?: string", 'name?: string @pattern("^\\\\w+$")'), "constraint-tightened"],
-  ["a constraint on an existing field that had none", (s) => s.replace("name?: string", "name?: string @minLength(2)"), "constraint-tightened"],
+  [
+    "a constraint on an existing field that had none",
+    (s) => s.replace("name?: string", "name?: string @minLength(2)"),
+    "constraint-tightened",
+  ],
   ["a parameter's @max lowered", (s) => s.replace("@max(100)", "@max(50)"), "constraint-tightened"],
   ["@idempotent removed", (s) => s.replace("@idempotent @auth", "@auth"), "idempotent-removed"],
-  ["@unique added", (s) => s.replace("@shards(16)\nservice Cellar", "@shards(16) @unique\nservice Cellar"), "unique-changed"],
+  [
+    "@unique added",
+    (s) => s.replace("@shards(16)\nservice Cellar", "@shards(16) @unique\nservice Cellar"),
+    "unique-changed",
+  ],
   ["new hard dependency", (s) => s.replace("depends soft shop.Ledger", "depends shop.Ledger"), "dependency-added"],
-  ["dependency range tightened", (s) => s.replace('depends shop.Stock ">=1.0.0"', 'depends shop.Stock ">=1.2.0"'), "dependency-range-changed"],
+  [
+    "dependency range tightened",
+    (s) => s.replace('depends shop.Stock ">=1.0.0"', 'depends shop.Stock ">=1.2.0"'),
+    "dependency-range-changed",
+  ],
   ["@auth role removed", (s) => s.replace('@auth("staff", "admin")', '@auth("admin")'), "auth-tightened"],
   ["@auth added", (s) => s.replace("rpc get(", '@auth("staff")\n  rpc get('), "auth-tightened"],
   ["state @full made @delta", (s) => s.replace("int> @full", "int> @delta"), "state-mode-changed"],
-  ["event made @broadcast", (s) => s.replace("  event changed", "  @broadcast\n  event changed"), "event-delivery-changed"],
+  ["state made @shard", (s) => s.replace("int> @full", "int> @full @shard"), "state-sharding-changed"],
+  [
+    "event made @broadcast",
+    (s) => s.replace("  event changed", "  @broadcast\n  event changed"),
+    "event-delivery-changed",
+  ],
   ["config key type changed", (s) => s.replace("pageSize: int = 50", 'pageSize: string = "50"'), "config-changed"],
   ["config key lost its default", (s) => s.replace("pageSize: int = 50", "pageSize: int"), "config-required"],
   ["@ttl added to a push", (s) => s.replace("  push restock", "  @ttl(5s)\n  push restock"), "timeout-shortened"],
@@ -168,7 +213,10 @@ describe("fanc check: one before/after pair per kind of change", () => {
     const a = located(idl(base), "old.fan");
     // A line moved down, a field removed, a constraint tightened.
     const b = located(
-      idl(base).replace("struct Wine {", "\nstruct Wine {").replace("  color: Color\n", "").replace("@max(2100)", "@max(2050)"),
+      idl(base)
+        .replace("struct Wine {", "\nstruct Wine {")
+        .replace("  color: Color\n", "")
+        .replace("@max(2100)", "@max(2050)"),
       "new.fan",
     );
     const report = compareModels(a.model, b.model, { locate: { before: a.locate, after: b.locate } });
@@ -241,13 +289,18 @@ describe("fanc check (the command)", () => {
     expect(o.text()).toContain("shop.Cellar 1.0.0 → 1.0.0: FAIL");
     expect(o.text()).toContain("FAN1010 timeout-shortened");
     expect(o.text()).toContain("shop.Cellar.get: @timeout 2000 ms → 1000 ms");
-    const line = idl(base).split("\n").findIndex((l) => l.includes("rpc get(")) + 1;
+    const line =
+      idl(base)
+        .split("\n")
+        .findIndex((l) => l.includes("rpc get(")) + 1;
     expect(o.text()).toContain(`was ${join(old, "shop.fan")}:${line}:7, now ${join(now, "shop.fan")}:${line}:7`);
     const j = io();
     expect(await check([now, "--against", old, "--json"], j)).toBe(1);
     const report = JSON.parse(j.text()) as { failed: boolean; services: { service: string; failed: boolean }[] };
     expect(report.failed).toBe(true);
-    expect(report.services.filter((s) => s.failed)).toEqual([expect.objectContaining({ service: "shop.Cellar", failed: true })]);
+    expect(report.services.filter((s) => s.failed)).toEqual([
+      expect.objectContaining({ service: "shop.Cellar", failed: true }),
+    ]);
     const same = io();
     expect(await check([old, "--against", old], same)).toBe(0);
     expect(same.text()).toContain("no breaking changes");

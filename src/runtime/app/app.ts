@@ -6,7 +6,14 @@
 import type { Logger } from "pino";
 import { Infra, type DiscoveryInput, type TransportsConfig } from "./infra.js";
 import { Caller, type ClientHost, type ClientOptions } from "../call/client.js";
-import type { ServiceDefinition, ServiceDescriptor, StateHandle, Subscription, TransportName } from "../descriptor.js";
+import type {
+  ServiceDefinition,
+  ServiceDescriptor,
+  ShardedStateHandle,
+  StateHandle,
+  Subscription,
+  TransportName,
+} from "../descriptor.js";
 import type { ConfigObjects } from "../discovery/config.js";
 import type { EtcdRegistryOptions } from "../discovery/etcd.js";
 import type { ConfigSource, InstanceSet } from "../discovery/types.js";
@@ -379,7 +386,7 @@ export class App implements ClientHost {
     };
   }
 
-  state(service: ServiceDescriptor, name: string): StateHandle<unknown> {
+  state(service: ServiceDescriptor, name: string): StateHandle<unknown> | ShardedStateHandle<unknown> {
     return this.#states.handle(service, name);
   }
 

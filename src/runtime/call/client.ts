@@ -13,6 +13,7 @@ import type {
   EventStream,
   MethodDescriptor,
   ServiceDescriptor,
+  ShardedStateHandle,
   StateHandle,
   Subscription,
   TransportName,
@@ -89,7 +90,7 @@ export interface ClientHost extends RouteHost {
     event: string,
     fn: (event: unknown) => void | Promise<void>,
   ): Promise<Subscription>;
-  state(service: ServiceDescriptor, name: string): StateHandle<unknown>;
+  state(service: ServiceDescriptor, name: string): StateHandle<unknown> | ShardedStateHandle<unknown>;
   /** The policy chain of a client, or undefined when it is off. */
   clientPolicy?(service: ServiceDescriptor, opts: PolicyOptions | false | undefined): ClientPolicy | undefined;
   /** Headers added to every call of every client (credentials). */
@@ -248,7 +249,7 @@ export class Caller implements ClientCaller {
     };
   }
 
-  state(name: string): StateHandle<unknown> {
+  state(name: string): StateHandle<unknown> | ShardedStateHandle<unknown> {
     return this.#host.state(this.#service, name);
   }
 

@@ -10,11 +10,26 @@
  */
 import { codec, type Codec } from "../codec/index.js";
 import type { CallContext } from "./context.js";
-import type { ClientCaller, EventStream, ServiceDefinition, StateHandle, Subscription } from "../descriptor.js";
+import type {
+  ClientCaller,
+  EventStream,
+  ServiceDefinition,
+  ShardSelector,
+  ShardedStateHandle,
+  StateHandle,
+  Subscription,
+} from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
 import type { ServiceDescriptor } from "../descriptor.js";
 import type { Schema } from "../codec/schema.js";
-import { StateOwners, stateEvent, stateHandle, type WatchHost } from "../states/index.js";
+import {
+  ShardedState,
+  type StatePublisher,
+  StateOwners,
+  stateEvent,
+  stateHandle,
+  type WatchHost,
+} from "../states/index.js";
 import { silentLogger } from "../telemetry/logging.js";
 
 /** One recorded call. */
@@ -46,10 +61,13 @@ export interface ServiceMock<H, C> {
   readonly client: C;
   /** Publishes event `name` to the mock client's subscribers (checked against the IDL); resolves when all have run. */
   emit(name: string, payload: unknown): Promise<void>;
-  /** Sets state `name` (checked against the IDL) for `client.states.<name>.get()`, and tells its watchers. */
-  setState(name: string, value: unknown): void;
-  /** `@delta` states: applies a merge patch (checked against the IDL) and tells the watchers. */
-  patchState(name: string, patch: unknown): void;
+  /**
+   * Sets state `name` (checked against the IDL) for `client.states.<name>.get()`, and tells its
+   * watchers; a sharded state's shard is named: `setState("carts", v, { shard: 3 })` or `{ key }`.
+   */
+  setState(name: string, value: unknown, where?: ShardSelector): void;
+  /** `@delta` states: applies a merge patch (checked against the IDL) and tells the watchers (`where` as for `setState`). */
+  patchState(name: string, patch: unknown, where?: ShardSelector): void;
   /** The mock of a method or subscription handler by name (also when its name collides with a member above). */
   method(name: string): MethodMock<unknown, unknown, ServiceMock<H, C>>;
 }
@@ -77,8 +95,8 @@ export function createMock<H, C>(def: ServiceDefinition<H, C>): ServiceMock<H, C
   const mock = {
     definition: def,
     emit: (name: string, payload: unknown) => events.emit(name, payload),
-    setState: (name: string, value: unknown) => states.set(name, value),
-    patchState: (name: string, patch: unknown) => states.patch(name, patch),
+    setState: (name: string, value: unknown, where?: ShardSelector) => states.set(name, value, where),
+    patchState: (name: string, patch: unknown, where?: ShardSelector) => states.patch(name, patch, where),
     method: (name: string) => {
       const e = entries.get(name);
       if (e === undefined) throw new FanError(Code.NOT_FOUND, `mock ${d.name} has no method ${name}`);
@@ -247,15 +265,15 @@ function eventHub(service: string, declared: Readonly<Record<string, { readonly 
 }
 
 interface StateStore {
-  handle(name: string): StateHandle<unknown>;
-  set(name: string, value: unknown): void;
-  patch(name: string, patch: unknown): void;
+  handle(name: string): StateHandle<unknown> | ShardedStateHandle<unknown>;
+  set(name: string, value: unknown, where?: ShardSelector): void;
+  patch(name: string, patch: unknown, where?: ShardSelector): void;
   /** Also applies every update to `fn` (the App that serves the mock); replays the current values. */
   forward(fn: StateForward): void;
 }
 
-/** Where a served mock's state updates go: the owner in the App that serves it. */
-export type StateForward = (name: string, op: "set" | "patch", value: unknown) => void;
+/** Where a served mock's state updates go: the owner in the App that serves it (`shard` for a sharded state). */
+export type StateForward = (name: string, op: "set" | "patch", value: unknown, shard?: number) => void;
 
 /**
  * The mock's states: a real owner and real watch views over an in-memory event path, so
@@ -275,39 +293,69 @@ function stateStore(d: ServiceDescriptor): StateStore {
       for (const fn of [...(listeners.get(env.method) ?? [])]) fn(env.payload);
     },
   });
-  void owners.bound(d);
+  // The mock owns every shard of its sharded states.
+  const all = Array.from({ length: d.shards }, (_, i) => i);
+  void owners.bound(d, {
+    instanceId: "mock",
+    owned: () => all,
+    ownerOf: () => "mock",
+    onChange: () => () => undefined,
+  });
   const host: WatchHost = {
     log,
     heartbeatMs: 1000,
     check: () => undefined,
     opened: () => () => undefined,
-    subscribe: async (_s, state, deliver) => {
-      const key = stateEvent(state);
+    subscribe: async (_s, state, shard, deliver) => {
+      const key = stateEvent(state, shard);
       const set = listeners.get(key) ?? new Set();
       listeners.set(key, set);
       set.add(deliver);
       return { close: async () => void set.delete(deliver) };
     },
-    snapshot: async (_s, state) => owners.snapshot(d, state),
+    snapshot: async (_s, state, shard) => owners.snapshot(d, state, shard),
   };
-  const owner = (name: string) => {
+  /** The owner of `name` (of its shard `where` names, for a sharded state) and that shard. */
+  const owner = (name: string, where: ShardSelector | undefined): { o: StatePublisher<unknown>; shard?: number } => {
     if (!Object.hasOwn(d.states, name)) throw new FanError(Code.NOT_FOUND, `mock ${d.name} has no state ${name}`);
-    return owners.owner(d, name);
+    const o = owners.owner(d, name);
+    if (!(o instanceof ShardedState)) {
+      if (where !== undefined)
+        throw new FanError(Code.INVALID_ARGUMENT, `mock ${d.name}: state ${name} is not sharded`);
+      return { o };
+    }
+    if (where === undefined)
+      throw new FanError(
+        Code.INVALID_ARGUMENT,
+        `mock ${d.name}: state ${name} is sharded: name the shard ({ shard } or { key })`,
+      );
+    const shard = "shard" in where ? where.shard : o.shardOf(...(Array.isArray(where.key) ? where.key : [where.key]));
+    return { o: o.shard(shard), shard };
   };
   return {
     handle: (name) => stateHandle(d, name, host),
-    set: (name, value) => {
-      owner(name).set(value);
-      for (const f of forwards) f(name, "set", value);
+    set: (name, value, where) => {
+      const { o, shard } = owner(name, where);
+      o.set(value);
+      for (const f of forwards) f(name, "set", value, shard);
     },
-    patch: (name, patch) => {
-      owner(name).patch(patch);
-      for (const f of forwards) f(name, "patch", patch);
+    patch: (name, patch, where) => {
+      const { o, shard } = owner(name, where);
+      o.patch(patch);
+      for (const f of forwards) f(name, "patch", patch, shard);
     },
     forward: (fn) => {
       forwards.push(fn);
       for (const name of Object.keys(d.states)) {
-        const v = owners.owner(d, name).value();
+        const o = owners.owner(d, name);
+        if (o instanceof ShardedState) {
+          for (const s of all) {
+            const v = o.shard(s).value();
+            if (v !== undefined) fn(name, "set", v, s);
+          }
+          continue;
+        }
+        const v = o.value();
         if (v !== undefined) fn(name, "set", v);
       }
     },

@@ -13,13 +13,27 @@ import type { Directory, InstanceInfo } from "../discovery/types.js";
 import { Code, type WireError } from "../errors.js";
 import { assignShards, ownedBy, shardOf, type Redirect } from "./shards.js";
 
-/** True when a service has `@shard` methods (only those take part in ownership). */
+/** True when a service has `@shard` methods or states (only those take part in ownership). */
 export function isSharded(d: ServiceDescriptor): boolean {
-  return Object.values(d.methods).some((m) => m.shard !== undefined);
+  return (
+    Object.values(d.methods).some((m) => m.shard !== undefined) ||
+    Object.values(d.states).some((s) => s.sharded === true)
+  );
+}
+
+/** What the owners of sharded states follow (states/owner.ts). */
+export interface ShardOwnership {
+  readonly instanceId: string;
+  /** The shards owned now. */
+  owned(): readonly number[];
+  /** The owner of `shard` in this instance's view (undefined before the first view, or none). */
+  ownerOf(shard: number): string | undefined;
+  /** Calls `fn` on every change of the owned shards, after `onShards`; returns its removal. */
+  onChange(fn: (change: ShardChange) => void | Promise<void>): () => void;
 }
 
 /** Ownership of one served instance. */
-export class Ownership {
+export class Ownership implements ShardOwnership {
   readonly #d: ServiceDescriptor;
   readonly #instanceId: string;
   readonly #pinned: readonly number[];
@@ -50,6 +64,21 @@ export class Ownership {
   /** The shards owned now (none before the first discovery view). */
   owned(): readonly number[] {
     return this.#owned;
+  }
+
+  get instanceId(): string {
+    return this.#instanceId;
+  }
+
+  ownerOf(shard: number): string | undefined {
+    return this.#owners?.[shard];
+  }
+
+  readonly #listeners = new Set<(change: ShardChange) => void | Promise<void>>();
+
+  onChange(fn: (change: ShardChange) => void | Promise<void>): () => void {
+    this.#listeners.add(fn);
+    return () => void this.#listeners.delete(fn);
   }
 
   /** Follows the service's instances; resolves once the first `onShards` ran. */
@@ -116,11 +145,19 @@ export class Ownership {
 
   async #notify(change: ShardChange): Promise<void> {
     const fn = this.#handler.onShards;
-    if (typeof fn !== "function") return;
-    try {
-      await fn.call(this.#handler, change, this.#context());
-    } catch (e) {
-      this.#log.error({ err: e }, "onShards hook failed");
+    if (typeof fn === "function") {
+      try {
+        await fn.call(this.#handler, change, this.#context());
+      } catch (e) {
+        this.#log.error({ err: e }, "onShards hook failed");
+      }
+    }
+    for (const l of [...this.#listeners]) {
+      try {
+        await l(change);
+      } catch (e) {
+        this.#log.error({ err: e }, "following a change of the owned shards failed");
+      }
     }
   }
 }

@@ -7,10 +7,19 @@ import type { Logger } from "pino";
 import type { Infra } from "../app/infra.js";
 import { traceProduced } from "../telemetry/calls.js";
 import { codec } from "../codec/index.js";
-import type { EventDescriptor, EventStream, ServiceDescriptor, StateHandle, Subscription } from "../descriptor.js";
+import type {
+  EventDescriptor,
+  EventStream,
+  ServiceDescriptor,
+  Sharded,
+  ShardedStateHandle,
+  StateHandle,
+  Subscription,
+} from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
 import { nextEnvelopeId } from "../ids.js";
-import type { StateOwners, StatePublisher } from "../states/index.js";
+import type { StateOwners } from "../states/index.js";
+import type { StatePublisherOf } from "../states/publishers.js";
 import type { Envelope, EnvelopeHeaders, EventSubscription } from "../transports/transport.js";
 
 const NEVER: AbortSignal = new AbortController().signal;
@@ -27,7 +36,13 @@ export type EventsOf<C> = C extends { readonly events: infer E }
 
 /** State names and value types of a generated client type (its `states.x` are `StateHandle<T>`). */
 export type StatesOf<C> = C extends { readonly states: infer S }
-  ? { [K in keyof S]: S[K] extends StateHandle<infer T> ? T : never }
+  ? {
+      [K in keyof S]: S[K] extends ShardedStateHandle<infer T>
+        ? Sharded<T>
+        : S[K] extends StateHandle<infer T>
+          ? T
+          : never;
+    }
   : Record<string, unknown>;
 
 /**
@@ -75,8 +90,8 @@ export class Publisher<C = unknown> {
   }
 
   /** The owner of state `name` (`set`, and `patch` for `@delta` states); this App must serve the service. */
-  state<K extends keyof StatesOf<C> & string>(name: K): StatePublisher<StatesOf<C>[K]> {
-    return this.#states.owner(this.#service, name) as StatePublisher<StatesOf<C>[K]>;
+  state<K extends keyof StatesOf<C> & string>(name: K): StatePublisherOf<StatesOf<C>[K]> {
+    return this.#states.owner(this.#service, name) as unknown as StatePublisherOf<StatesOf<C>[K]>;
   }
 
   /** Receives every event `name` (its own group): what `client.events.x.subscribe(fn)` does. */
@@ -84,7 +99,14 @@ export class Publisher<C = unknown> {
     const ev = this.#event(name);
     await this.#infra.open();
     const c = codec(ev.payload);
-    const sub: EventSubscription = { source: this.#service, event: name, group, instanceId: group, broadcast: false, ephemeral: true };
+    const sub: EventSubscription = {
+      source: this.#service,
+      event: name,
+      group,
+      instanceId: group,
+      broadcast: false,
+      ephemeral: true,
+    };
     const unsub = await this.#infra.eventTransport(this.#service).subscribe(sub, async (env) => {
       let value: unknown;
       try {

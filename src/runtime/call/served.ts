@@ -15,13 +15,14 @@ import type { Registry } from "../discovery/registry.js";
 import type { ConfigSource, Directory, Registration } from "../discovery/types.js";
 import { Dispatcher } from "./dispatch.js";
 import { isSharded, Ownership } from "./ownership.js";
-import { checkPinnedShards } from "./shards.js";
+import { checkPinnedShards, SHARD_NUMBER } from "./shards.js";
 import { Code, FanError } from "../errors.js";
 import { redactSecrets } from "../telemetry/logging.js";
 import type { Counters } from "../telemetry/stats.js";
 import type { CallTelemetry } from "../telemetry/calls.js";
 import type { Served, Transport, Unsubscribe } from "../transports/transport.js";
 import {
+  SHARD_SNAPSHOT_METHOD,
   SNAPSHOT_METHOD,
   type StateOwners,
   type StatePublisher,
@@ -30,6 +31,7 @@ import {
   withSnapshotMethod,
 } from "../states/index.js";
 import type { ServerGate } from "../policy/server.js";
+import { warnOnSeveralOwners } from "../states/single-owner.js";
 
 /** Options of `app.serve(def, handler, opts)`. */
 export interface ServeOptions {
@@ -98,6 +100,8 @@ export class ServedInstance {
   #leadership: Leadership | undefined;
   #binding: Promise<void> | undefined;
   readonly #ownership: Ownership | undefined;
+  /** Stops the warning about states with several owners (states/single-owner.ts). */
+  #ownersCheck: (() => void) | undefined;
   /** `ctx.emit` of every call and lifecycle context of this instance (made on first use). */
   readonly #emitter: () => Emitter;
   /** `ctx.states` of every call and lifecycle context of this instance (made on first use). */
@@ -122,10 +126,19 @@ export class ServedInstance {
     this.#emitter = lazyEmitter(def.descriptor, () => host.publisher(def.descriptor));
     let states: StatePublishers<Record<string, unknown>> | undefined;
     this.#states = () =>
-      (states ??= statePublishers(Object.keys(def.descriptor.states), (name) => host.states.owner(def.descriptor, name)));
+      (states ??= statePublishers(Object.keys(def.descriptor.states), (name) =>
+        host.states.owner(def.descriptor, name),
+      ));
     const pinned = checkPinnedShards(def.descriptor.name, opts.shards, def.descriptor.shards);
     if (isSharded(def.descriptor) || pinned.length > 0)
-      this.#ownership = new Ownership(def.descriptor, instanceId, pinned, handler, () => this.lifecycleContext(), this.log);
+      this.#ownership = new Ownership(
+        def.descriptor,
+        instanceId,
+        pinned,
+        handler,
+        () => this.lifecycleContext(),
+        this.log,
+      );
     // Served with the built-in snapshot rpc when the service has states (states/protocol.ts).
     this.#servedAs = withSnapshotMethod(def.descriptor);
     this.#dispatcher = new Dispatcher(
@@ -136,10 +149,15 @@ export class ServedInstance {
       host.gate?.(def.descriptor, instanceId, opts),
       host.telemetry,
     );
-    if (this.#servedAs !== def.descriptor)
+    if (this.#servedAs !== def.descriptor) {
       this.#dispatcher.builtin(SNAPSHOT_METHOD, (req) =>
         host.states.snapshot(def.descriptor, (req as { state: unknown }).state),
       );
+      this.#dispatcher.builtin(SHARD_SNAPSHOT_METHOD, (req) => {
+        const r = req as { state: unknown; [SHARD_NUMBER]: unknown };
+        return host.states.snapshot(def.descriptor, r.state, r[SHARD_NUMBER]);
+      });
+    }
   }
 
   /** The typed config currently in force. */
@@ -271,7 +289,7 @@ export class ServedInstance {
       const via = this.#host.eventTransport(source);
       this.#subs.push(await via.subscribe(sub, (env) => this.#dispatcher.event(env, via.name)));
     }
-    await this.#host.states.bound(this.descriptor);
+    await this.#host.states.bound(this.descriptor, this.#ownership);
     this.#registration = await this.#host.directory().register({
       service: this.descriptor.name,
       instanceId: this.instanceId,
@@ -282,6 +300,13 @@ export class ServedInstance {
       appId: this.#host.appId,
     });
     await this.#ownership?.start(this.#host.directory());
+    this.#ownersCheck = await warnOnSeveralOwners(
+      this.descriptor,
+      this.instanceId,
+      this.#host.appId,
+      this.#host.directory(),
+      this.log,
+    );
   }
 
   async #unbindNow(): Promise<void> {
@@ -292,6 +317,8 @@ export class ServedInstance {
     this.#registration = undefined;
     if (reg !== undefined) this.#host.states.unbound(this.descriptor);
     this.#ownership?.stop();
+    this.#ownersCheck?.();
+    this.#ownersCheck = undefined;
     await reg?.deregister().catch((e: unknown) => this.log.warn({ err: e }, "deregistering failed"));
     const subs = this.#subs.splice(0);
     const bindings = this.#bindings.splice(0);

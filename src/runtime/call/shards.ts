@@ -101,8 +101,19 @@ export function shardOfKey(parts: readonly string[], n: number): number {
   return keyHash(parts) % n;
 }
 
+/**
+ * The one-segment path that names the shard itself rather than a key (no IDL parameter can be
+ * called `$shard`): the built-in snapshot rpc of sharded states (states/protocol.ts) uses it.
+ */
+export const SHARD_NUMBER = "$shard";
+
 /** The shard of a call's input, or undefined when a key part is missing. */
 export function shardOf(input: unknown, paths: readonly (readonly string[])[], n: number): number | undefined {
+  if (paths.length === 1 && paths[0]?.length === 1 && paths[0][0] === SHARD_NUMBER) {
+    const s =
+      typeof input === "object" && input !== null ? (input as Record<string, unknown>)[SHARD_NUMBER] : undefined;
+    return typeof s === "number" && Number.isInteger(s) && s >= 0 && s < n ? s : undefined;
+  }
   const parts = keyParts(input, paths);
   return parts === undefined ? undefined : shardOfKey(parts, n);
 }

@@ -8,12 +8,13 @@
 import type { Infra } from "../app/infra.js";
 import { Caller, type ClientHost } from "../call/client.js";
 import type { ServedInstance } from "../call/served.js";
-import type { ServiceDescriptor, StateHandle, TransportName } from "../descriptor.js";
+import type { ServiceDescriptor, ShardedStateHandle, StateHandle, TransportName } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
 import { shortId } from "../ids.js";
 import type { EventSubscription } from "../transports/transport.js";
 import { type SnapshotStore, StateOwners } from "./owner.js";
-import { SNAPSHOT_METHOD, stateEvent, withSnapshotMethod } from "./protocol.js";
+import { SHARD_NUMBER } from "../call/shards.js";
+import { SHARD_SNAPSHOT_METHOD, SNAPSHOT_METHOD, stateEvent, withSnapshotMethod } from "./protocol.js";
 import { type PersistOptions, redisSnapshotStore } from "./redis-store.js";
 import { stateHandle, type WatchHost } from "./watch.js";
 
@@ -33,7 +34,7 @@ export interface StatesOptions {
 export interface AppStates {
   readonly owners: StateOwners;
   /** `client.states.x` of a client of this App. */
-  handle(service: ServiceDescriptor, name: string): StateHandle<unknown>;
+  handle(service: ServiceDescriptor, name: string): StateHandle<unknown> | ShardedStateHandle<unknown>;
   /** Refuses to serve a service with states over network transports when none can carry its updates. */
   checkServe(d: ServiceDescriptor, transports: readonly TransportName[]): void;
   close(): Promise<void>;
@@ -94,13 +95,13 @@ export function appStates(
       views.add(view);
       return () => void views.delete(view);
     },
-    subscribe: async (service, state, deliver) => {
+    subscribe: async (service, state, shard, deliver) => {
       const ready = app.ready();
       if (ready !== undefined) await ready;
       const id = `${service.name}.watch.${app.appId}.${shortId()}`;
       const sub: EventSubscription = {
         source: service,
-        event: stateEvent(state),
+        event: stateEvent(state, shard),
         group: id,
         instanceId: id,
         broadcast: true,
@@ -109,12 +110,14 @@ export function appStates(
       const t = infra.eventTransport(service);
       return (t.volatile ?? t).subscribe(sub, async (env) => deliver(env.payload));
     },
-    snapshot: (service, state, callOpts) => {
+    snapshot: (service, state, shard, callOpts) => {
       let c = callers.get(service);
       if (c === undefined) {
         c = new Caller(app, withSnapshotMethod(service));
         callers.set(service, c);
       }
+      // A shard's snapshot is a sharded call: routed to the shard's owner, redirected if it moved.
+      if (shard !== undefined) return c.call(SHARD_SNAPSHOT_METHOD, { state, [SHARD_NUMBER]: shard }, callOpts);
       return c.call(SNAPSHOT_METHOD, { state }, callOpts);
     },
   };

@@ -5,11 +5,20 @@
  * service's rpc path (the built-in `$state` rpc, `protocol.ts`), and resync on gaps, epochs and
  * missed heartbeats. See docs/states.md.
  */
-export { StateOwner, StateOwners, type OwnerHost, type SnapshotStore, type StatePublisher } from "./owner.js";
+export {
+  ShardedState,
+  StateOwner,
+  StateOwners,
+  type OwnerHost,
+  type ShardedStatePublisher,
+  type SnapshotStore,
+  type StatePublisher,
+} from "./owner.js";
 export { statePublishers, type StatePublishers } from "./publishers.js";
 export { Replica, type ReplicaChange } from "./replica.js";
 export { stateHandle, type WatchHost } from "./watch.js";
 export {
+  SHARD_SNAPSHOT_METHOD,
   SNAPSHOT_METHOD,
   asMessage,
   stateEvent,

@@ -8,6 +8,8 @@
  */
 import type { Logger } from "pino";
 import { codec, type Codec } from "../codec/index.js";
+import type { ShardOwnership } from "../call/ownership.js";
+import { keyPart, shardOfKey } from "../call/shards.js";
 import type { ServiceDescriptor, StateDescriptor } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
 import { nextEnvelopeId } from "../ids.js";
@@ -77,10 +79,14 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     readonly service: ServiceDescriptor,
     readonly state: StateDescriptor,
     private readonly host: OwnerHost,
+    /** A sharded state's shard (its own value, epoch, sequence and event name). */
+    readonly shard?: number,
+    /** Throws when this instance may not update the value (a shard it does not own). */
+    private readonly guard?: () => void,
   ) {
     this.#codec = codec<T>(state.schema);
     this.#name = `${service.name}.${state.name}`;
-    this.#log = host.log.child({ state: this.#name });
+    this.#log = host.log.child({ state: this.#name, ...(shard === undefined ? {} : { shard }) });
   }
 
   get active(): boolean {
@@ -94,6 +100,7 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
   }
 
   set(value: T): void {
+    this.guard?.();
     const wire = this.#codec.encode(value, this.#name);
     if (this.state.mode === "delta" && this.#has) {
       const patch = diffMergePatch(this.#wire, wire);
@@ -110,6 +117,7 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
   patch(patch: unknown): void {
     if (this.state.mode !== "delta")
       throw new FanError(Code.FAILED_PRECONDITION, `${this.#name} is a @full state: use set()`);
+    this.guard?.();
     if (!this.#has) {
       this.set(patch as T);
       return;
@@ -154,6 +162,22 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     this.#active = false;
   }
 
+  /**
+   * A shard moved to another instance: stop publishing and forget the value, so that when the
+   * shard comes back its value is the saved snapshot (or empty), never this stale one.
+   */
+  release(): void {
+    this.#active = false;
+    // The pending save must hold the value as it was, not the empty one below.
+    if (this.host.store !== undefined && this.#has) {
+      const last = this.snapshot();
+      this.host.store.save(this.#key(), () => last);
+    }
+    this.#wire = undefined;
+    this.#has = false;
+    this.#value = undefined;
+  }
+
   /** Tells watchers the owner is alive and where its sequence is. */
   heartbeat(): void {
     if (this.#active) this.#publish({ k: "h", e: this.epoch, s: this.seq, i: this.host.heartbeatMs });
@@ -176,7 +200,7 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
       id: nextEnvelopeId(),
       kind: "state",
       service: this.service.name,
-      method: stateEvent(this.state.name),
+      method: stateEvent(this.state.name, this.shard),
       version: this.service.version,
       headers,
       payload: msg,
@@ -193,30 +217,132 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
   }
 
   #key(): string {
-    return `fan.${this.host.cluster}.state.${this.service.name}.${this.state.name}`;
+    const key = `fan.${this.host.cluster}.state.${this.service.name}.${this.state.name}`;
+    return this.shard === undefined ? key : `${key}.${this.shard}`;
+  }
+}
+
+/** A sharded state's owner side (`ctx.states.carts` of a `state carts: ... @shard`). */
+export interface ShardedStatePublisher<T> {
+  /** The shard count of the service (`@shards(n)`, 16 by default). */
+  readonly shards: number;
+  /** The shards this instance owns now, whose values it publishes. */
+  owned(): readonly number[];
+  /**
+   * The publisher of shard `n`: `value()` always; `set` and `patch` only while this instance
+   * owns the shard (else FAILED_PRECONDITION naming the shard and its owner).
+   */
+  shard(n: number): StatePublisher<T>;
+  /** The shard of a key: the same hash as a `@shard(key)` method's call (docs/sharding.md). */
+  shardOf(...key: readonly unknown[]): number;
+  /** `shard(shardOf(...key))`. */
+  forKey(...key: readonly unknown[]): StatePublisher<T>;
+}
+
+/** The owner side of a sharded state: one `StateOwner` per shard, made on first use. */
+export class ShardedState<T = unknown> implements ShardedStatePublisher<T>, StatePublisher<T> {
+  readonly shards: number;
+  readonly #name: string;
+
+  constructor(
+    readonly service: ServiceDescriptor,
+    readonly state: StateDescriptor,
+    private readonly of: (shard: number) => StateOwner,
+    private readonly view: () => ShardOwnership | undefined,
+  ) {
+    this.shards = service.shards;
+    this.#name = `${service.name}.${state.name}`;
+  }
+
+  owned(): readonly number[] {
+    return this.view()?.owned() ?? [];
+  }
+
+  shard(n: number): StatePublisher<T> {
+    return this.of(n) as StatePublisher<unknown> as StatePublisher<T>;
+  }
+
+  shardOf(...key: readonly unknown[]): number {
+    if (key.length === 0) throw new FanError(Code.INVALID_ARGUMENT, `${this.#name}: forKey/shardOf needs a key`);
+    return shardOfKey(key.map(keyPart), this.shards);
+  }
+
+  forKey(...key: readonly unknown[]): StatePublisher<T> {
+    return this.shard(this.shardOf(...key));
+  }
+
+  // A sharded state has no single value: the untyped `ctx.state(name)` gets this object, whose
+  // StatePublisher members say so instead of publishing nothing.
+  #whole(): FanError {
+    return new FanError(Code.FAILED_PRECONDITION, `${this.#name} is sharded (@shard): use shard(n) or forKey(key)`);
+  }
+  value(): T | undefined {
+    throw this.#whole();
+  }
+  set(_value: T): void {
+    throw this.#whole();
+  }
+  patch(_patch: unknown): void {
+    throw this.#whole();
+  }
+  get epoch(): number {
+    throw this.#whole();
+  }
+  get seq(): number {
+    throw this.#whole();
   }
 }
 
 /** The owners of one App, their activation with the served instances, and the heartbeat timer. */
 export class StateOwners {
+  /** Owners by service, state (and shard, for a sharded state). */
   readonly #owners = new Map<string, StateOwner>();
+  readonly #sharded = new Map<string, ShardedState>();
   readonly #bound = new Map<string, number>();
+  /** The shard ownership of each bound service with sharded states, and the removal of its listener. */
+  readonly #ownership = new Map<string, { readonly view: ShardOwnership; readonly off: () => void }>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly host: OwnerHost) {}
 
-  /** The owner of `service`'s state `name`; throws when the App does not serve `service`. */
-  owner(service: ServiceDescriptor, name: string): StateOwner {
+  /**
+   * The owner of `service`'s state `name` (a `ShardedState` for a `@shard` state); throws when
+   * the App does not serve `service`.
+   */
+  owner(service: ServiceDescriptor, name: string): StateOwner | ShardedState {
+    const st = this.#state(service, name);
+    if (st.sharded === true) {
+      const key = `${service.name}\u0000${name}`;
+      let sh = this.#sharded.get(key);
+      if (sh === undefined) {
+        sh = new ShardedState(
+          service,
+          st,
+          (n) => this.#shardOwner(service, st, n),
+          () => this.#ownership.get(service.name)?.view,
+        );
+        this.#sharded.set(key, sh);
+      }
+      return sh;
+    }
+    return this.#single(service, st);
+  }
+
+  #state(service: ServiceDescriptor, name: string): StateDescriptor {
     const st = Object.hasOwn(service.states, name) ? service.states[name] : undefined;
     if (st === undefined) throw new FanError(Code.UNIMPLEMENTED, `${service.name} has no state ${name}`);
-    const key = `${service.name}\u0000${name}`;
+    if (!this.host.serves(service.name))
+      throw new FanError(
+        Code.FAILED_PRECONDITION,
+        `state ${service.name}.${name} is owned by the app that serves ${service.name}; this app does not serve it`,
+      );
+    return st;
+  }
+
+  #single(service: ServiceDescriptor, st: StateDescriptor): StateOwner {
+    const key = `${service.name}\u0000${st.name}`;
     let o = this.#owners.get(key);
     if (o === undefined) {
-      if (!this.host.serves(service.name))
-        throw new FanError(
-          Code.FAILED_PRECONDITION,
-          `state ${service.name}.${name} is owned by the app that serves ${service.name}; this app does not serve it`,
-        );
       o = new StateOwner(service, st, this.host);
       this.#owners.set(key, o);
       if ((this.#bound.get(service.name) ?? 0) > 0) void o.activate();
@@ -224,22 +350,99 @@ export class StateOwners {
     return o;
   }
 
-  /** Answers the `$state` rpc of a served instance. */
-  snapshot(service: ServiceDescriptor, name: unknown): StateSnapshot {
-    if (typeof name !== "string") throw new FanError(Code.INVALID_ARGUMENT, "a snapshot request names a state");
-    return this.owner(service, name).snapshot();
+  /** The owner of one shard of a sharded state (made on first use; publishes while the shard is owned here). */
+  #shardOwner(service: ServiceDescriptor, st: StateDescriptor, shard: number): StateOwner {
+    if (!Number.isInteger(shard) || shard < 0 || shard >= service.shards)
+      throw new FanError(
+        Code.INVALID_ARGUMENT,
+        `${service.name}.${st.name} has shards 0..${service.shards - 1} (@shards(${service.shards})), not ${shard}`,
+      );
+    const key = `${service.name}\u0000${st.name}\u0000${shard}`;
+    let o = this.#owners.get(key);
+    if (o === undefined) {
+      const guard = (): void => {
+        const view = this.#ownership.get(service.name)?.view;
+        // Before the service is bound any shard may be set (published once owned; dropped at bind if not).
+        if (view === undefined || view.owned().includes(shard)) return;
+        const owner = view.ownerOf(shard);
+        throw new FanError(
+          Code.FAILED_PRECONDITION,
+          `shard ${shard} of ${service.name}.${st.name} is owned by ${owner ?? "no instance"}, not by this instance (${view.instanceId})`,
+          { details: { service: service.name, state: st.name, shard, ...(owner === undefined ? {} : { owner }) } },
+        );
+      };
+      o = new StateOwner(service, st, this.host, shard, guard);
+      this.#owners.set(key, o);
+      if (this.#ownership.get(service.name)?.view.owned().includes(shard) === true) void o.activate();
+    }
+    return o;
   }
 
-  /** An instance of `service` is bound: its owners publish under a new epoch. */
-  async bound(service: ServiceDescriptor): Promise<void> {
+  /** Answers the `$state` rpc (and, with `shard`, the `$stateShard` rpc) of a served instance. */
+  snapshot(service: ServiceDescriptor, name: unknown, shard?: unknown): StateSnapshot {
+    if (typeof name !== "string") throw new FanError(Code.INVALID_ARGUMENT, "a snapshot request names a state");
+    const st = this.#state(service, name);
+    if ((st.sharded === true) !== (shard !== undefined))
+      throw new FanError(
+        Code.INVALID_ARGUMENT,
+        st.sharded === true
+          ? `${service.name}.${name} is sharded: a snapshot names its shard`
+          : `${service.name}.${name} is not sharded: a snapshot names no shard`,
+      );
+    if (st.sharded !== true) return this.#single(service, st).snapshot();
+    const o = this.#shardOwner(service, st, shard as number);
+    // The rpc's shard guard already redirected a request for a shard owned elsewhere; between
+    // the guard and here ownership may have moved: say so rather than answer a stale value.
+    if (!o.active)
+      throw new FanError(
+        Code.UNAVAILABLE,
+        `shard ${String(shard)} of ${service.name}.${name} is not published by this instance now`,
+      );
+    return o.snapshot();
+  }
+
+  /**
+   * An instance of `service` is bound: its owners publish under a new epoch; with `shards`
+   * (a service with sharded states), the owners of each owned shard, following its changes.
+   */
+  async bound(service: ServiceDescriptor, shards?: ShardOwnership): Promise<void> {
     if (Object.keys(service.states).length === 0) return;
     // Every state of the service is owned from start, so a saved snapshot is resumed before it serves.
     for (const name of Object.keys(service.states)) this.owner(service, name);
     this.#bound.set(service.name, (this.#bound.get(service.name) ?? 0) + 1);
-    for (const o of this.#owners.values()) if (o.service.name === service.name) await o.activate();
+    if (shards !== undefined && Object.values(service.states).some((s) => s.sharded === true)) {
+      this.#ownership.get(service.name)?.off();
+      const off = shards.onChange((c) => this.#shardsChanged(service, c.gained, c.lost, c.owned));
+      this.#ownership.set(service.name, { view: shards, off });
+      // Before the first view (a first bind) nothing is owned yet: the first change activates.
+      if (shards.owned().length > 0) await this.#shardsChanged(service, shards.owned(), []);
+    }
+    for (const o of this.#owners.values())
+      if (o.service.name === service.name && o.shard === undefined) await o.activate();
     this.#timer ??= setInterval(() => {
       for (const o of this.#owners.values()) o.heartbeat();
     }, this.host.heartbeatMs).unref();
+  }
+
+  async #shardsChanged(
+    service: ServiceDescriptor,
+    gained: readonly number[],
+    lost: readonly number[],
+    owned?: readonly number[],
+  ): Promise<void> {
+    // Values set before the bind for shards another instance owns are not this instance's to publish.
+    if (owned !== undefined)
+      for (const o of this.#owners.values())
+        if (o.service.name === service.name && o.shard !== undefined && !owned.includes(o.shard) && !o.active)
+          o.release();
+    for (const st of Object.values(service.states)) {
+      if (st.sharded !== true) continue;
+      for (const s of lost) this.#shardOwner(service, st, s).release();
+      // A shard that moved here publishes under a new epoch (resuming its saved snapshot): watchers resync.
+      await Promise.all(gained.map((s) => this.#shardOwner(service, st, s).activate()));
+    }
+    if (gained.length > 0 || lost.length > 0)
+      this.host.log.info({ service: service.name, gained, lost }, "sharded states follow the owned shards");
   }
 
   /** An instance of `service` unbound: when it was the last, its owners stop publishing. */
@@ -250,7 +453,13 @@ export class StateOwners {
       return;
     }
     this.#bound.delete(service.name);
-    for (const o of this.#owners.values()) if (o.service.name === service.name) o.deactivate();
+    this.#ownership.get(service.name)?.off();
+    this.#ownership.delete(service.name);
+    for (const o of this.#owners.values()) {
+      if (o.service.name !== service.name) continue;
+      if (o.shard === undefined) o.deactivate();
+      else o.release();
+    }
   }
 
   /** Stops heartbeats and flushes the snapshot store. */

@@ -3,6 +3,7 @@
  * (carried on the service's event path as envelope kind "state", event name `$state.<name>`),
  * the snapshot reply, and the built-in `$state` rpc every served service with states answers.
  */
+import { SHARD_NUMBER } from "../call/shards.js";
 import type { MethodDescriptor, ServiceDescriptor } from "../descriptor.js";
 
 /** One message of a state's stream: a full value, a merge patch, or a heartbeat. */
@@ -21,9 +22,17 @@ export interface StateSnapshot {
 /** The built-in rpc that answers snapshots (`{ state }` in, a `StateSnapshot` out). */
 export const SNAPSHOT_METHOD = "$state";
 
-/** The event name a state's updates travel under. */
-export function stateEvent(name: string): string {
-  return `$state.${name}`;
+/** The built-in rpc that answers snapshots of one shard of a sharded state (`{ state, $shard }` in), routed to the shard's owner. */
+export const SHARD_SNAPSHOT_METHOD = "$stateShard";
+
+/** The event name a state's updates travel under (a sharded state's: one per shard). */
+export function stateEvent(name: string, shard?: number): string {
+  return shard === undefined ? `$state.${name}` : `$state.${name}.${shard}`;
+}
+
+/** True when any state of the service is `@shard`ed. */
+export function hasShardedStates(d: ServiceDescriptor): boolean {
+  return Object.values(d.states).some((s) => s.sharded === true);
 }
 
 const snapshotMethod: MethodDescriptor = {
@@ -38,12 +47,33 @@ const snapshotMethod: MethodDescriptor = {
 };
 
 /**
+ * The shard snapshot rpc: sharded by the shard number itself (the `$shard` path, shards.ts), so
+ * clients route it to the shard's owner and an instance that does not own it redirects.
+ */
+const shardSnapshotMethod: MethodDescriptor = {
+  ...snapshotMethod,
+  name: SHARD_SNAPSHOT_METHOD,
+  input: {
+    kind: "struct",
+    name: "fan.StateShardRequest",
+    fields: [
+      { name: "state", schema: { kind: "string" } },
+      { name: SHARD_NUMBER, schema: { kind: "int" } },
+    ],
+  },
+  shard: [[SHARD_NUMBER]],
+};
+
+/**
  * The descriptor a service is served under: the IDL's, plus the `$state` rpc when it has
- * states (transports refuse methods their descriptor does not list).
+ * states and the `$stateShard` rpc when one is sharded (transports refuse methods their
+ * descriptor does not list).
  */
 export function withSnapshotMethod(d: ServiceDescriptor): ServiceDescriptor {
   if (Object.keys(d.states).length === 0) return d;
-  return { ...d, methods: { ...d.methods, [SNAPSHOT_METHOD]: snapshotMethod } };
+  const methods: Record<string, MethodDescriptor> = { ...d.methods, [SNAPSHOT_METHOD]: snapshotMethod };
+  if (hasShardedStates(d)) methods[SHARD_SNAPSHOT_METHOD] = shardSnapshotMethod;
+  return { ...d, methods };
 }
 
 /** The snapshot method's descriptor (the watcher's call and the dispatcher's plan use it). */

@@ -10,6 +10,7 @@ import { codec, type Codec } from "../codec/index.js";
 import type {
   CallOptions,
   ServiceDescriptor,
+  ShardedStateHandle,
   StateChange,
   StateHandle,
   StateStatus,
@@ -17,6 +18,7 @@ import type {
   Subscription,
 } from "../descriptor.js";
 import { outsideContext } from "../call/callctx.js";
+import { keyPart, shardOfKey } from "../call/shards.js";
 import { Code, FanError } from "../errors.js";
 import { asMessage, asSnapshot, type StateSnapshot } from "./protocol.js";
 import { Replica, type ReplicaChange } from "./replica.js";
@@ -29,14 +31,15 @@ export interface WatchHost {
   check(service: ServiceDescriptor): void;
   /** A view opened (closed with the App); returns its removal. */
   opened(view: { close(): Promise<void> }): () => void;
-  /** Subscribes to the updates of `service`'s state (a subscription of this watcher's own). */
+  /** Subscribes to the updates of `service`'s state (of one shard of it, for a sharded state; a subscription of this watcher's own). */
   subscribe(
     service: ServiceDescriptor,
     state: string,
+    shard: number | undefined,
     deliver: (payload: unknown) => void,
   ): Promise<{ close(): Promise<void> }>;
-  /** Asks an instance of `service` for the snapshot of `state`. */
-  snapshot(service: ServiceDescriptor, state: string, opts?: CallOptions): Promise<unknown>;
+  /** Asks an instance of `service` (the shard's owner, for a sharded state) for the snapshot of `state`. */
+  snapshot(service: ServiceDescriptor, state: string, shard: number | undefined, opts?: CallOptions): Promise<unknown>;
 }
 
 /** Heartbeats missed before the owner counts as absent. */
@@ -69,11 +72,13 @@ class View<T> implements StateView<T> {
     private readonly service: ServiceDescriptor,
     private readonly state: string,
     private readonly host: WatchHost,
+    /** The shard of a sharded state this view replicates. */
+    readonly shard?: number,
   ) {
     const st = service.states[state] as NonNullable<ServiceDescriptor["states"][string]>;
     this.replica = new Replica(st.mode === "delta");
     this.#codec = codec<T>(st.schema);
-    this.#name = `${service.name}.${state}`;
+    this.#name = shard === undefined ? `${service.name}.${state}` : `${service.name}.${state} shard ${shard}`;
     this.first = new Promise((r) => (this.#firstDone = r));
     this.#forget = host.opened(this);
     // A view outlives the call that opened it: its snapshots must not inherit that call's deadline.
@@ -193,7 +198,7 @@ class View<T> implements StateView<T> {
       await old?.close().catch(() => undefined);
       while (this.#status !== "closed") {
         try {
-          const sub = await this.host.subscribe(this.service, this.state, (p) => this.#receive(p));
+          const sub = await this.host.subscribe(this.service, this.state, this.shard, (p) => this.#receive(p));
           if ((this.#status as StateStatus) === "closed") await sub.close();
           else this.#sub = sub;
           return;
@@ -234,7 +239,7 @@ class View<T> implements StateView<T> {
       while (this.replica.wantsSnapshot && this.#status !== "closed") {
         let snap: StateSnapshot | undefined;
         try {
-          snap = asSnapshot(await this.host.snapshot(this.service, this.state));
+          snap = asSnapshot(await this.host.snapshot(this.service, this.state, this.shard));
           if (snap === undefined) throw new FanError(Code.INTERNAL, "malformed snapshot reply");
         } catch (e) {
           // No snapshot: whatever the cause (no instance, a dead one, an error), the replica cannot be trusted.
@@ -314,49 +319,86 @@ class View<T> implements StateView<T> {
     this.#reason = reason;
     const r = this.replica;
     if (s === "owner-absent") this.host.log.warn({ state: this.#name, reason }, "state owner absent");
-    else if (s === "resyncing") this.host.log.info({ state: this.#name, reason, epoch: r.epoch, seq: r.seq }, "state resyncing");
+    else if (s === "resyncing")
+      this.host.log.info({ state: this.#name, reason, epoch: r.epoch, seq: r.seq }, "state resyncing");
     else if (s === "live" && (was === "resyncing" || was === "owner-absent"))
-      this.host.log.info(
-        { state: this.#name, epoch: r.epoch, seq: r.seq, snapshots: r.snapshots },
-        "state live again",
-      );
+      this.host.log.info({ state: this.#name, epoch: r.epoch, seq: r.seq, snapshots: r.snapshots }, "state live again");
     for (const fn of [...this.#statusFns]) fn(s, reason);
   }
 }
 
-/** The client's handle of a state (`client.states.x`). */
-export function stateHandle(service: ServiceDescriptor, name: string, host: WatchHost): StateHandle<unknown> {
+/** The client's handle of a state (`client.states.x`; a `ShardedStateHandle` for a `@shard` state). */
+export function stateHandle(
+  service: ServiceDescriptor,
+  name: string,
+  host: WatchHost,
+): StateHandle<unknown> | ShardedStateHandle<unknown> {
   const st = Object.hasOwn(service.states, name) ? service.states[name] : undefined;
   const missing = (): FanError => new FanError(Code.UNIMPLEMENTED, `${service.name} has no state ${name}`);
-  function watch(): StateView<unknown>;
-  function watch(fn: (value: unknown) => void): Promise<Subscription>;
-  function watch(fn?: (value: unknown) => void): StateView<unknown> | Promise<Subscription> {
-    if (st === undefined) {
-      if (fn === undefined) throw missing();
-      return Promise.reject(missing());
+  const label = `${service.name}.${name}`;
+  /** The shard a watch or get names: undefined for a state that is not sharded (and must name none). */
+  const shardFor = (where: unknown): number | undefined => {
+    if (st === undefined) throw missing();
+    if (st.sharded !== true) {
+      if (where === undefined || typeof where === "function") return undefined;
+      throw new FanError(Code.INVALID_ARGUMENT, `${label} is not sharded: watch() and get() name no shard`);
     }
-    if (fn !== undefined) {
-      try {
-        host.check(service);
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    } else host.check(service);
-    const view = new View<unknown>(service, name, host);
+    if (typeof where !== "object" || where === null)
+      throw new FanError(
+        Code.INVALID_ARGUMENT,
+        `${label} is sharded (@shard): name the shard, watch({ shard }) or watch({ key })`,
+      );
+    const w = where as { shard?: unknown; key?: unknown };
+    if (w.shard !== undefined) {
+      const n = w.shard;
+      if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n >= service.shards)
+        throw new FanError(Code.INVALID_ARGUMENT, `${label} has shards 0..${service.shards - 1}, not ${String(n)}`);
+      return n;
+    }
+    if (w.key !== undefined) return shardOfKeyValue(w.key, service.shards);
+    throw new FanError(
+      Code.INVALID_ARGUMENT,
+      `${label} is sharded (@shard): name the shard, watch({ shard }) or watch({ key })`,
+    );
+  };
+  function watch(a?: unknown, b?: unknown): StateView<unknown> | Promise<Subscription> {
+    const fn = (typeof a === "function" ? a : b) as ((value: unknown) => void) | undefined;
+    let shard: number | undefined;
+    try {
+      shard = shardFor(typeof a === "function" ? undefined : a);
+      host.check(service);
+    } catch (e) {
+      if (fn === undefined) throw e;
+      return Promise.reject(e);
+    }
+    const view = new View<unknown>(service, name, host, shard);
     if (fn === undefined) return view;
     view.subscribe((c) => {
       if (view.replica.hasValue) fn(c.value);
     });
     return view.first.then(() => ({ unsubscribe: () => view.close() }));
   }
-  return {
-    get: async (opts?: CallOptions) => {
-      if (st === undefined) throw missing();
-      const snap = asSnapshot(await host.snapshot(service, name, opts));
-      if (snap === undefined || snap.v === undefined)
-        throw new FanError(Code.UNAVAILABLE, `${service.name}.${name} has no value yet`);
-      return codec(st.schema).decode(snap.v, `${service.name}.${name}`);
-    },
-    watch,
+  const get = async (a?: unknown, b?: CallOptions): Promise<unknown> => {
+    const sharded = st?.sharded === true;
+    const shard = shardFor(sharded ? a : undefined);
+    const opts = (sharded ? b : a) as CallOptions | undefined;
+    const snap = asSnapshot(await host.snapshot(service, name, shard, opts));
+    if (snap === undefined || snap.v === undefined)
+      throw new FanError(Code.UNAVAILABLE, `${label}${shard === undefined ? "" : ` shard ${shard}`} has no value yet`);
+    return codec((st as NonNullable<typeof st>).schema).decode(snap.v, label);
   };
+  if (st?.sharded === true)
+    return {
+      shards: service.shards,
+      shardOf: (key: unknown) => shardOfKeyValue(key, service.shards),
+      get,
+      watch,
+    } as ShardedStateHandle<unknown>;
+  return { get, watch } as StateHandle<unknown>;
+}
+
+/** The shard of a key given to `watch({ key })`: a tuple as an array, else one value. */
+function shardOfKeyValue(key: unknown, n: number): number {
+  const parts = Array.isArray(key) ? key : [key];
+  return shardOfKey(parts.map(keyPart), n);
 }

@@ -136,6 +136,21 @@ describe("methods", () => {
     );
   });
 
+  it("takes @shard without arguments on a state (FAN0321), and nowhere else on it", () => {
+    expectClean(
+      src(
+        "package p",
+        "@shards(4) service S {",
+        "  state a: map<string, int> @delta @shard",
+        "  @shard state b: int @full",
+        "}",
+      ),
+    );
+    expectDiagnostics(src("package p", "service S {", "  state a: map<string, int> @delta @shard(x)", "}"), [
+      ["FAN0321", 3, 36],
+    ]);
+  });
+
   it("compares @since with the service's own @version over the package version", () => {
     expectClean(src("package p", 'version "1.0.0"', '@version("3.0.0") service S { @since("2.0.0") rpc a(): int }'));
     expectDiagnostics(src("package p", 'service S { @since("0.0.1") rpc a(): int }'), [["FAN0313", 2, 20]]);
