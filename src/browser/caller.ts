@@ -70,7 +70,9 @@ export class GatewayCaller implements ClientCaller {
           try {
             value = c.decode(JSON.parse(data), name);
           } catch (e) {
-            console.warn(`fan: dropped a ${this.#service.name}.${name} event that does not match the IDL: ${(e as Error).message}`);
+            console.warn(
+              `fan: dropped a ${this.#service.name}.${name} event that does not match the IDL: ${(e as Error).message}`,
+            );
             return;
           }
           void fn(value);
@@ -101,21 +103,62 @@ export class GatewayCaller implements ClientCaller {
     const now = Date.now();
     let timeout = opts?.timeout ?? m.timeoutMs;
     if (opts?.deadline !== undefined) timeout = Math.min(timeout, opts.deadline - now);
-    if (timeout <= 0) throw new FanError(Code.DEADLINE_EXCEEDED, `${this.#service.name}.${name}: deadline exceeded before sending`);
+    if (timeout <= 0)
+      throw new FanError(Code.DEADLINE_EXCEEDED, `${this.#service.name}.${name}: deadline exceeded before sending`);
     const deadline = AbortSignal.timeout(timeout);
-    const signal = opts?.signal === undefined ? deadline : AbortSignal.any([deadline, opts.signal]);
-    const headers: Record<string, string> = { "content-type": "application/json", "fan-timeout": String(Math.ceil(timeout)) };
+    if (opts?.signal === undefined) return this.#exchange(kind, name, m, body, timeout, opts, deadline, deadline);
+    // The caller's signal may be long-lived (a page's): follow it for this call only, not by
+    // `AbortSignal.any`, which stays on its sources until they abort.
+    const given = opts.signal;
+    const ac = new AbortController();
+    const follow = (): void => ac.abort(given.aborted ? given.reason : deadline.reason);
+    if (given.aborted) follow();
+    given.addEventListener("abort", follow, { once: true });
+    deadline.addEventListener("abort", follow, { once: true });
+    try {
+      return await this.#exchange(kind, name, m, body, timeout, opts, deadline, ac.signal);
+    } finally {
+      given.removeEventListener("abort", follow);
+      deadline.removeEventListener("abort", follow);
+    }
+  }
+
+  async #exchange(
+    kind: "rpc" | "push",
+    name: string,
+    m: MethodDescriptor,
+    body: string,
+    timeout: number,
+    opts: CallOptions | undefined,
+    deadline: AbortSignal,
+    signal: AbortSignal,
+  ): Promise<unknown> {
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      "fan-timeout": String(Math.ceil(timeout)),
+    };
     addCustom(headers, { ...this.#headers, ...opts?.headers });
     let res: Response;
     try {
-      res = await this.#fetch(this.#url(`${enc(this.#service.name)}/${enc(name)}`), { method: "POST", body, headers, signal });
-    } catch (e) {
-      if (deadline.aborted) throw new FanError(Code.DEADLINE_EXCEEDED, `${this.#service.name}.${name}: no answer within ${timeout} ms`);
-      if (opts?.signal?.aborted === true) throw new FanError(Code.CANCELLED, `${this.#service.name}.${name}: cancelled`, { cause: e });
-      throw new FanError(Code.UNAVAILABLE, `${this.#service.name}.${name}: cannot reach the gateway at ${this.#base}: ${(e as Error).message}`, {
-        cause: e,
-        ...(kind === "push" ? { details: { maybeDelivered: true } } : {}),
+      res = await this.#fetch(this.#url(`${enc(this.#service.name)}/${enc(name)}`), {
+        method: "POST",
+        body,
+        headers,
+        signal,
       });
+    } catch (e) {
+      if (deadline.aborted)
+        throw new FanError(Code.DEADLINE_EXCEEDED, `${this.#service.name}.${name}: no answer within ${timeout} ms`);
+      if (opts?.signal?.aborted === true)
+        throw new FanError(Code.CANCELLED, `${this.#service.name}.${name}: cancelled`, { cause: e });
+      throw new FanError(
+        Code.UNAVAILABLE,
+        `${this.#service.name}.${name}: cannot reach the gateway at ${this.#base}: ${(e as Error).message}`,
+        {
+          cause: e,
+          ...(kind === "push" ? { details: { maybeDelivered: true } } : {}),
+        },
+      );
     }
     if (!res.ok) throw await errorOf(res, this.#service);
     opts?.onTrace?.({ traceId: traceIdOf(res) ?? "", spanId: "" });
@@ -123,7 +166,9 @@ export class GatewayCaller implements ClientCaller {
     try {
       return codec(m.output).decode(await res.json(), "reply");
     } catch (e) {
-      throw new FanError(Code.INTERNAL, `invalid reply from ${this.#service.name}.${name}: ${(e as Error).message}`, { cause: e });
+      throw new FanError(Code.INTERNAL, `invalid reply from ${this.#service.name}.${name}: ${(e as Error).message}`, {
+        cause: e,
+      });
     }
   }
 }
@@ -143,5 +188,9 @@ function addCustom(out: Record<string, string>, custom: Readonly<Record<string, 
       any = true;
     }
   }
-  if (any) out["fan-headers"] = JSON.stringify(odd).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  if (any)
+    out["fan-headers"] = JSON.stringify(odd).replace(
+      /[^\x20-\x7e]/g,
+      (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+    );
 }

@@ -10,6 +10,7 @@ import { type App, type AppOptions, createApp } from "../../src/runtime/app/app.
 import { Code } from "../../src/runtime/errors.js";
 import { shortId } from "../../src/runtime/ids.js";
 import type { PolicyEvent } from "../../src/runtime/policy/events.js";
+import { dependants } from "../runtime/fixtures/dependants.js";
 import { rejection, until } from "../transports/conformance.js";
 import { FlakyImpl } from "./fixtures/handlers.js";
 import { Flaky } from "./fixtures/generated/fan/policytest.js";
@@ -154,6 +155,24 @@ describe("hedging", () => {
     expect(slow.arrivals.length).toBeGreaterThan(0);
     expect(events.filter((e) => e.type === "hedge").length).toBe(slow.arrivals.length);
     await until(() => slow.cancelled === slow.arrivals.length);
+  });
+
+  it("leaves nothing on a long-lived caller signal once each hedged call settles", async () => {
+    const app = await system([new FlakyImpl("a"), new FlakyImpl("b")]);
+    const client = app.client(Flaky, { strategy: "round-robin", policy: { hedge: { delayMs: 1000 } } });
+    const caller = new AbortController();
+    for (let i = 0; i < 200; i++) await client.read({ n: i }, { signal: caller.signal });
+    // Each attempt followed the caller's signal while it ran (`AbortSignal.any` kept one per call).
+    expect(dependants(caller.signal)).toBeLessThan(5);
+    // It still cancels a call in flight.
+    const slow = new FlakyImpl("slow");
+    slow.delayMs = 5000;
+    const app2 = await system([slow]);
+    const c2 = app2.client(Flaky, { policy: { hedge: { delayMs: 1000 } } });
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 30);
+    expect(await rejection(() => c2.read({ n: 1 }, { signal: ac.signal }))).toMatchObject({ code: Code.CANCELLED });
+    await until(() => slow.cancelled === 1);
   });
 
   it("does not hedge methods that are not @idempotent", async () => {

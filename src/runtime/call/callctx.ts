@@ -12,7 +12,7 @@ import type { CallContext, Emitter } from "./context.js";
 import type { ServiceDefinition } from "../descriptor.js";
 import { Code, FanError, type WireError } from "../errors.js";
 import type { EnvelopeHeaders } from "../transports/transport.js";
-import { type CallSignal, signalOf } from "../transports/abort.js";
+import { type CallSignal, follow, signalOf } from "../transports/abort.js";
 import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from "../ids.js";
 
 /** What a served instance shares with every call context it makes. */
@@ -90,6 +90,10 @@ export class CallCtx implements CallContext, Inherited {
   #spanId: string | undefined;
   #log: Logger | undefined;
   #signal: AbortSignal | undefined;
+  /** Stops the signal following its sources (set once it is made). */
+  #unfollow: (() => void) | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #settled = false;
 
   constructor(
     scope: InstanceScope,
@@ -174,7 +178,8 @@ export class CallCtx implements CallContext, Inherited {
 
   get emit(): Emitter {
     const emitter = this.#scope.emitter;
-    if (emitter === undefined) throw new FanError(Code.FAILED_PRECONDITION, `${this.service}: this context cannot emit events`);
+    if (emitter === undefined)
+      throw new FanError(Code.FAILED_PRECONDITION, `${this.service}: this context cannot emit events`);
     return emitter();
   }
 
@@ -194,10 +199,44 @@ export class CallCtx implements CallContext, Inherited {
     return formatTraceparent(this.traceId, this.spanId);
   }
 
+  /**
+   * The call (or the push or event delivery) has settled: its signal stops listening to the
+   * App's hard stop, the caller's signal and the deadline. Those can outlive the call by far
+   * (the hard stop lives as long as the App, a gateway connection's signal serves every call
+   * on it), so a settled call's signal no longer fires, and leaves nothing on them. Internal.
+   */
+  release(): void {
+    this.#settled = true;
+    if (this.#unfollow !== undefined) {
+      this.#unfollow();
+      this.#unfollow = undefined;
+    }
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  /**
+   * A signal of its own, aborted by the first of its sources (aborted already if one is), with
+   * listeners `release` removes: not `AbortSignal.any`, which keeps the composite on each source
+   * until that source aborts (see `follow`).
+   */
   #makeSignal(): AbortSignal {
-    const signals: AbortSignal[] = [this.#scope.hardStop];
-    if (this.#callerSignal !== undefined) signals.push(signalOf(this.#callerSignal));
-    if (Number.isFinite(this.deadline)) signals.push(AbortSignal.timeout(Math.max(0, this.deadline - Date.now())));
-    return AbortSignal.any(signals);
+    const ac = new AbortController();
+    const hardStop = this.#scope.hardStop;
+    this.#unfollow = follow(
+      ac,
+      this.#callerSignal === undefined ? [hardStop] : [hardStop, signalOf(this.#callerSignal)],
+    );
+    if (!ac.signal.aborted && Number.isFinite(this.deadline) && !this.#settled) {
+      this.#timer = setTimeout(
+        () => ac.abort(new DOMException("The operation was aborted due to timeout", "TimeoutError")),
+        Math.max(0, this.deadline - Date.now()),
+      );
+      this.#timer.unref?.();
+    }
+    if (this.#settled) this.release();
+    return ac.signal;
   }
 }

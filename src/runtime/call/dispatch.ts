@@ -284,11 +284,13 @@ export class Dispatcher implements Inbound {
           ? runInContext(ctx, invoke, this.#handler, p.fn, input, ctx)
           : withSpan(span, runInContext, ctx, invoke, this.#handler, p.fn, input, ctx);
     } catch (e) {
+      ctx.release();
       this.#done();
       sink.error(this.#wireError(e, form, ctx));
       return;
     }
     if (!isThenable(result)) {
+      ctx.release();
       this.#done();
       this.#settle(sink, p, result, form, ctx);
       return;
@@ -298,6 +300,7 @@ export class Dispatcher implements Inbound {
     // AsyncLocalStorage turns on); two closures are cheaper than that.
     result.then(
       (r) => {
+        ctx.release();
         this.#done();
         // Settled after its signal aborted: the caller's outcome is the abort's, never a late reply.
         // (Also when the handler never looked at its signal, so nothing aborted it.)
@@ -314,6 +317,7 @@ export class Dispatcher implements Inbound {
         else this.#settle(sink, p, r, form, ctx, t, at);
       },
       (e: unknown) => {
+        ctx.release();
         this.#done();
         sink.error(this.#wireError(e, form, ctx));
       },
@@ -470,6 +474,7 @@ export class Dispatcher implements Inbound {
       ctx.log.warn({ err: e, attempt }, `${env.kind} handler ${plan.name} failed; it will be delivered again`);
       throw FanError.from(e);
     } finally {
+      ctx.release();
       this.#done();
     }
   }

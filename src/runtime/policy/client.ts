@@ -11,6 +11,7 @@ import type { OutgoingRequest } from "../call/interceptors.js";
 import type { Target } from "../call/route.js";
 import { type AttemptOutcome, cancelled, deadlineExceeded } from "../call/pending.js";
 import type { ShardHooks } from "../call/shard-route.js";
+import { follow } from "../transports/abort.js";
 import { backoffMs, LatencyWindow, type RetryBudget } from "./budget.js";
 import { type Breaker, type Breakers, verdictOf } from "./breaker.js";
 import type { PolicyEvents } from "./events.js";
@@ -415,17 +416,21 @@ export class ClientPolicy {
       const launch = (slot: Slot): void => {
         const ctl = new AbortController();
         attempts.push(ctl);
-        const signal = req.signal === undefined ? ctl.signal : AbortSignal.any([req.signal, ctl.signal]);
-        const sub: OutgoingRequest = { ...req, headers: { ...req.headers }, signal };
+        // The attempt's own signal follows the caller's until the attempt settles (not
+        // `AbortSignal.any`, which stays on the caller's signal, maybe long-lived, until it aborts).
+        const unfollow = req.signal === undefined ? undefined : follow(ctl, [req.signal]);
+        const sub: OutgoingRequest = { ...req, headers: { ...req.headers }, signal: ctl.signal };
         pending++;
         this.#attempt(slot, sub, host, undefined, tried).then(
           (v) => {
+            unfollow?.();
             if (done) return;
             attempts.splice(attempts.indexOf(ctl), 1);
             finish();
             resolve(v);
           },
           (e: unknown) => {
+            unfollow?.();
             pending--;
             // The other attempt still runs, or none was sent (the retry loop decides what next).
             if (done || pending > 0) return;

@@ -67,6 +67,32 @@ export function onAbort(signal: AbortSignal, fn: () => void): () => void {
 }
 
 /**
+ * Makes `ac` abort when any of `sources` does (now, with that source's reason, if one already
+ * has): `AbortSignal.any` with listeners its caller removes, by calling the function returned,
+ * when the call it serves settles. `AbortSignal.any` keeps every composite on its sources until
+ * they abort (Node 20), so one per call on a long-lived source (the App's hard stop, a keep-alive
+ * connection's signal) grew with every call for the source's lifetime.
+ */
+export function follow(ac: AbortController, sources: readonly AbortSignal[]): () => void {
+  for (const s of sources) {
+    if (s.aborted) {
+      ac.abort(s.reason);
+      return noop;
+    }
+  }
+  if (sources.length === 1) {
+    const s = sources[0] as AbortSignal;
+    return onAbort(s, () => ac.abort(s.reason));
+  }
+  const stops = sources.map((s) => onAbort(s, () => ac.abort(s.reason)));
+  return () => {
+    for (const stop of stops) stop();
+  };
+}
+
+function noop(): void {}
+
+/**
  * The cancellation of one call a transport serves, made a real `AbortSignal` only when the
  * handler reads `ctx.signal`: an AbortController (an EventTarget) per served call cost more
  * than the handler itself in the broker transports' profiles, and most handlers never look.
