@@ -17,7 +17,7 @@ describe("fanc __complete", () => {
     expect(await candidates(2, ["bench", "X", "--con"])).toEqual(["--concurrency"]);
     expect(await candidates(3, ["call", "X", "--via", "r"])).toEqual(["redis"]);
     expect(await candidates(3, ["watch", "X", "--via", "n"])).toEqual(["nats"]);
-    expect(await candidates(4, ["new", "service", "X", "--transport", ""])).toEqual(["http", "zmq", "redis", "amqp", "nats"]);
+    expect(await candidates(4, ["new", "service", "X", "--transport", ""])).toEqual(["http", "zmq", "tcp", "redis", "amqp", "nats"]);
     expect(await candidates(1, ["completion", ""])).toEqual(["bash", "zsh"]);
   });
 
