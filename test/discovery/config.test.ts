@@ -181,6 +181,18 @@ describe("config [yaml file]", () => {
     await source.close();
   });
 
+  it("an edit made after the first read but before the watch starts is still picked up", async () => {
+    file = join(dir, "early-edit.yml");
+    writeFileSync(file, `${SVC}:\n  pageSize: 10\n  apiKey: k\n  region: eu\n`);
+    const source = new YamlConfigSource(file, { pollMs: 50 });
+    expect(await source.get(SVC)).toMatchObject({ pageSize: 10 }); // read, not yet watched
+    writeFileSync(file, `${SVC}:\n  pageSize: 11\n  apiKey: k\n  region: eu\n`);
+    const cfg = await liveConfig<Cfg>(source, SVC, configDecoder<Cfg>(SVC, schema));
+    await until("the early edit applied", () => cfg.value.pageSize === 11, 3000);
+    await cfg.close();
+    await source.close();
+  });
+
   it("a file whose top level is not a map of services is a clear error", async () => {
     file = join(dir, "bad.yml");
     writeFileSync(file, "- just\n- a list\n");

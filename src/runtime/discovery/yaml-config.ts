@@ -8,11 +8,12 @@
  * ```
  *
  * The file is watched (stat polling, which survives editors that replace the file); a change
- * notifies the services whose config changed. A file that no longer parses is logged and the
+ * notifies the services whose config changed. The poll compares each stat with the one taken
+ * when the file was last read (not with the poller's own first stat, as `fs.watchFile` does),
+ * so an edit made between the first read and the poller's start is not missed. A file that no longer parses is logged and the
  * old values are kept. `update` writes the file back (atomically: temp file, then rename).
  */
-import { watchFile, unwatchFile } from "node:fs";
-import { readFile, rename, writeFile } from "node:fs/promises";
+import { readFile, rename, stat, writeFile } from "node:fs/promises";
 import { isDeepStrictEqual } from "node:util";
 import type { Logger } from "pino";
 import { pino } from "pino";
@@ -54,6 +55,10 @@ export class YamlConfigSource implements ConfigSource {
   private current: ConfigObjects = {};
   private loaded: Promise<void> | undefined;
   private watching = false;
+  /** The file's stat when it was last read ("" before, "absent" when it did not exist). */
+  private seen = "";
+  private poller: NodeJS.Timeout | undefined;
+  private polling = false;
   private readonly log: Logger;
   private writes: Promise<void> = Promise.resolve();
 
@@ -89,7 +94,7 @@ export class YamlConfigSource implements ConfigSource {
   }
 
   async close(): Promise<void> {
-    if (this.watching) unwatchFile(this.path);
+    clearInterval(this.poller);
     this.watching = false;
     await this.inner.close();
   }
@@ -102,6 +107,7 @@ export class YamlConfigSource implements ConfigSource {
 
   private async readFile(): Promise<ConfigObjects> {
     let text: string;
+    this.seen = await fileStat(this.path);
     try {
       text = await readFile(this.path, "utf8");
     } catch (e) {
@@ -129,7 +135,19 @@ export class YamlConfigSource implements ConfigSource {
   private startWatching(): void {
     if (this.watching) return;
     this.watching = true;
-    watchFile(this.path, { interval: this.opts.pollMs ?? 250, persistent: false }, () => void this.reload());
+    this.poller = setInterval(() => void this.poll(), this.opts.pollMs ?? 250);
+    this.poller.unref();
+  }
+
+  /** Reloads when the file's stat differs from the one taken when it was last read. */
+  private async poll(): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
+    try {
+      if ((await fileStat(this.path)) !== this.seen) await this.reload();
+    } finally {
+      this.polling = false;
+    }
   }
 
   private async reload(): Promise<void> {
@@ -138,5 +156,15 @@ export class YamlConfigSource implements ConfigSource {
     } catch (e) {
       this.log.error({ err: e, path: this.path }, "config file change rejected (kept the old values)");
     }
+  }
+}
+
+/** What tells one version of the file from another: inode, size, modification and change times. */
+async function fileStat(path: string): Promise<string> {
+  try {
+    const s = await stat(path);
+    return `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
+  } catch {
+    return "absent";
   }
 }
