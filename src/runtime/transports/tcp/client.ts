@@ -19,9 +19,10 @@
 import { connect, type Socket } from "node:net";
 import type { Logger } from "pino";
 import { deadlines, type Expirable } from "../../call/deadlines.js";
-import { decodeEnvelope, parseJson, utf8SizeOver } from "../../codec/wire.js";
+import { utf8SizeOver } from "../../codec/wire.js";
 import { Code, FanError } from "../../errors.js";
-import { type AbortTarget, onAbort, unwatchAbort, watchAbort } from "../abort.js";
+import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
+import { decodeReply, nackError, pushUntilAcked } from "../acked-push.js";
 import { notDelivered } from "../not-delivered.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import { envelopeText, FrameReader, type FrameSink, FrameWriter, Op, PREAMBLE, parseEndpoint } from "./frames.js";
@@ -299,35 +300,25 @@ export class TcpClient {
   async call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     const answer = await this.connection(endpoint).request(Op.CALL, env, opts);
     if (answer.op !== Op.REPLY) throw new FanError(Code.INTERNAL, `unexpected answer ${answer.op} from ${endpoint}`);
-    try {
-      return decodeEnvelope(answer.body, { maxBytes: this.maxBytes });
-    } catch (e) {
-      const err = FanError.from(e);
-      throw new FanError(
-        err.code === Code.RESOURCE_EXHAUSTED ? err.code : Code.INTERNAL,
-        `malformed reply from ${endpoint}: ${err.message}`,
-        { cause: e },
-      );
-    }
+    return decodeReply(answer.body, endpoint, this.maxBytes);
   }
 
   /** Sends a push; resolves on ack, sends again after a nack (attempt + 1) until the attempts run out. */
-  async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
-    const attempts = Math.max(1, this.opts.pushAttempts ?? 5);
-    let delay = this.opts.pushBackoffMs ?? 50;
-    let attempt = typeof env.headers.attempt === "number" ? env.headers.attempt : 1;
-    for (let i = 1; ; i++) {
-      const sent: Envelope = { ...env, headers: { ...env.headers, attempt } };
-      const answer = await this.connection(endpoint).request(Op.PUSH, sent, opts);
-      if (answer.op === Op.ACK) return;
-      const err =
-        answer.op === Op.NACK ? nackError(answer.body) : new FanError(Code.INTERNAL, "unexpected answer to a push");
-      if (err.code !== Code.UNAVAILABLE || i >= attempts || Date.now() + delay >= opts.deadline) throw err;
-      this.log.debug({ id: env.id, attempt, err: err.message }, "tcp: push not acknowledged, sending again");
-      await sleep(delay, opts.signal);
-      delay = Math.min(delay * 2, 1000);
-      attempt++;
-    }
+  push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
+    return pushUntilAcked(
+      env,
+      opts,
+      this.opts,
+      async (sent) => {
+        const answer = await this.connection(endpoint).request(Op.PUSH, sent, opts);
+        if (answer.op === Op.ACK) return undefined;
+        return answer.op === Op.NACK
+          ? nackError(answer.body)
+          : new FanError(Code.INTERNAL, "unexpected answer to a push");
+      },
+      this.log,
+      "tcp",
+    );
   }
 
   /** Closes every connection and fails what is pending. */
@@ -336,34 +327,4 @@ export class TcpClient {
     for (const c of this.connections.values()) c.close();
     this.connections.clear();
   }
-}
-
-function nackError(body: Buffer): FanError {
-  try {
-    const w = parseJson(body, { maxBytes: 64 * 1024 }) as {
-      code?: unknown;
-      message?: unknown;
-    };
-    const code = typeof w.code === "string" && w.code in Code ? (w.code as Code) : Code.UNKNOWN;
-    return new FanError(code, typeof w.message === "string" ? w.message : "push refused");
-  } catch {
-    return new FanError(Code.UNKNOWN, "push refused with a malformed answer");
-  }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(new FanError(Code.CANCELLED, "cancelled"));
-      return;
-    }
-    const stop = onAbort(signal, () => {
-      clearTimeout(timer);
-      reject(new FanError(Code.CANCELLED, "cancelled"));
-    });
-    const timer = setTimeout(() => {
-      stop();
-      resolve();
-    }, ms);
-  });
 }

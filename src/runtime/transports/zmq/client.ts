@@ -12,8 +12,7 @@
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../transport.js";
-import { decodeEnvelope, parseJson } from "../../codec/wire.js";
-import { onAbort } from "../abort.js";
+import { decodeReply, nackError, pushUntilAcked } from "../acked-push.js";
 import { Connection } from "./connection.js";
 import { Op } from "./frames.js";
 
@@ -64,44 +63,22 @@ export class ZmqClient {
   /** Sends a call; resolves with the reply or error envelope. */
   async call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     const answer = await this.connection(endpoint).request(Op.CALL, env, opts);
-    try {
-      return decodeEnvelope(answer.body, { maxBytes: this.maxBytes });
-    } catch (e) {
-      const err = FanError.from(e);
-      throw new FanError(
-        err.code === Code.RESOURCE_EXHAUSTED ? err.code : Code.INTERNAL,
-        `malformed reply from ${endpoint}: ${err.message}`,
-        { cause: e },
-      );
-    }
+    return decodeReply(answer.body, endpoint, this.maxBytes);
   }
 
   /** Sends a push; resolves on ack, sends again after a nack (attempt + 1) until the attempts run out. */
-  async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
-    const attempts = Math.max(1, this.opts.pushAttempts ?? 5);
-    let delay = this.opts.pushBackoffMs ?? 50;
-    let attempt = typeof env.headers.attempt === "number" ? env.headers.attempt : 1;
-    for (let i = 1; ; i++) {
-      const sent: Envelope = { ...env, headers: { ...env.headers, attempt } };
-      const answer = await this.connection(endpoint).request(Op.PUSH, sent, opts);
-      if (answer.op === Op.ACK) return;
-      const err = this.nackError(answer.body);
-      if (err.code !== Code.UNAVAILABLE || i >= attempts || Date.now() + delay >= opts.deadline) throw err;
-      this.log.debug({ id: env.id, attempt, err: err.message }, "zmq: push not acknowledged, sending again");
-      await sleep(delay, opts.signal);
-      delay = Math.min(delay * 2, 1000);
-      attempt++;
-    }
-  }
-
-  private nackError(body: Buffer): FanError {
-    try {
-      const w = parseJson(body, { maxBytes: 64 * 1024 }) as { code?: unknown; message?: unknown };
-      const code = typeof w.code === "string" && w.code in Code ? (w.code as Code) : Code.UNKNOWN;
-      return new FanError(code, typeof w.message === "string" ? w.message : "push refused");
-    } catch {
-      return new FanError(Code.UNKNOWN, "push refused with a malformed answer");
-    }
+  push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
+    return pushUntilAcked(
+      env,
+      opts,
+      this.opts,
+      async (sent) => {
+        const answer = await this.connection(endpoint).request(Op.PUSH, sent, opts);
+        return answer.op === Op.ACK ? undefined : nackError(answer.body);
+      },
+      this.log,
+      "zmq",
+    );
   }
 
   /** Closes every DEALER (linger 0) and fails what is pending. */
@@ -110,21 +87,4 @@ export class ZmqClient {
     for (const c of this.connections.values()) c.close();
     this.connections.clear();
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(new FanError(Code.CANCELLED, "cancelled"));
-      return;
-    }
-    const stop = onAbort(signal, () => {
-      clearTimeout(timer);
-      reject(new FanError(Code.CANCELLED, "cancelled"));
-    });
-    const timer = setTimeout(() => {
-      stop();
-      resolve();
-    }, ms);
-  });
 }
