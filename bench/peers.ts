@@ -30,12 +30,37 @@ import { Proc } from "./peers/proc.js";
 
 /** Which module defines each case (the worker loads only that one). */
 const modules = new Map<PeerCase, CaseModule>();
+/**
+ * PEERS_BEFORE=<another checkout>: every fan case also runs from that checkout, as
+ * "<case> (before)", in the same interleaved rounds (a before/after comparison on one machine
+ * state). The checkout needs its own node_modules and bench/peers/node_modules.
+ */
+const before = process.env.PEERS_BEFORE;
+const origin = new Map<PeerCase, string>();
 
 const quick = process.argv.includes("--quick");
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
 const P = quick
-  ? { rounds: 3, durationMs: 400, warmupMs: 200, events: 3000, eventRounds: 3, loadWaitMs: 15_000, budgetS: 150, rewarmMs: 100 }
-  : { rounds: 3, durationMs: 2000, warmupMs: 1000, events: 20_000, eventRounds: 3, loadWaitMs: 60_000, budgetS: 420, rewarmMs: 300 };
+  ? {
+      rounds: 3,
+      durationMs: 400,
+      warmupMs: 200,
+      events: 3000,
+      eventRounds: 3,
+      loadWaitMs: 15_000,
+      budgetS: 150,
+      rewarmMs: 100,
+    }
+  : {
+      rounds: 3,
+      durationMs: 2000,
+      warmupMs: 1000,
+      events: 20_000,
+      eventRounds: 3,
+      loadWaitMs: 60_000,
+      budgetS: 420,
+      rewarmMs: 300,
+    };
 const CONCURRENCY = [1, 64] as const;
 const INFLIGHT = 10_000;
 /** How long the 10,000-call burst may take before its row is left out (a loaded machine). */
@@ -126,10 +151,24 @@ async function start(c: PeerCase): Promise<Running> {
   };
   let server: Proc | undefined;
   if (c.serve !== undefined) {
-    server = new Proc(`${c.name} (server)`, "server", module, c.name, ctx);
+    server = new Proc(
+      `${c.name} (server)`,
+      "server",
+      module,
+      origin.get(c) ?? c.name,
+      ctx,
+      origin.has(c) ? before : undefined,
+    );
     await server.next(["ready"], 60_000);
   }
-  const client = new Proc(`${c.name} (client)`, "client", module, c.name, ctx);
+  const client = new Proc(
+    `${c.name} (client)`,
+    "client",
+    module,
+    origin.get(c) ?? c.name,
+    ctx,
+    origin.has(c) ? before : undefined,
+  );
   try {
     await client.next(["ready"], 60_000);
   } catch (e) {
@@ -370,7 +409,14 @@ export default async function peers(): Promise<BenchRow[]> {
     throw new Error("bench/peers needs its own dependencies: run `npm --prefix bench/peers install` once");
   }
   const { allCases } = await import("./peers/cases.js");
-  for (const { c, module } of await allCases()) modules.set(c, module);
+  for (const { c, module } of await allCases()) {
+    modules.set(c, module);
+    if (before !== undefined && module === "fan") {
+      const copy = { ...c, name: `${c.name} (before)` } as PeerCase;
+      modules.set(copy, module);
+      origin.set(copy, c.name);
+    }
+  }
   const rpcCases = [...modules.keys()].filter((c): c is RpcCase => c.kind === "rpc");
   const eventsCases = [...modules.keys()].filter((c): c is EventsCase => c.kind === "events");
   const up: Record<string, boolean> = {
@@ -404,6 +450,8 @@ export default async function peers(): Promise<BenchRow[]> {
   } else rows.push(...(await eventsRows(pick(eventsCases))));
   meta.loadAtEnd = loadavg()[0];
   meta.seconds = Math.round((Date.now() - t0) / 1000);
-  log(`${meta.seconds} s; load average at start ${(meta.loadAtStart as number).toFixed(2)}, at end ${(meta.loadAtEnd as number).toFixed(2)}`);
+  log(
+    `${meta.seconds} s; load average at start ${(meta.loadAtStart as number).toFixed(2)}, at end ${(meta.loadAtEnd as number).toFixed(2)}`,
+  );
   return rows;
 }

@@ -21,14 +21,22 @@ export class Proc {
     module: string,
     caseName: string,
     ctx: CaseContext,
+    /** Another checkout to run the worker from (PEERS_BEFORE), for a before/after comparison in one run. */
+    root?: string,
   ) {
     // PEERS_NODE_ARGS: extra node flags for the workers (`--cpu-prof --cpu-prof-dir=...`).
     const extra = (process.env.PEERS_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
-    this.#child = spawn(process.execPath, ["--expose-gc", ...extra, "--import", "tsx", worker, role, module, caseName], {
-      cwd: repo,
-      env: { ...process.env, PEERS_CTX: JSON.stringify(ctx) },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
+    const dir = root ?? repo;
+    const script = root === undefined ? worker : `${root.replace(/\/$/, "")}/bench/peers/worker.ts`;
+    this.#child = spawn(
+      process.execPath,
+      ["--expose-gc", ...extra, "--import", "tsx", script, role, module, caseName],
+      {
+        cwd: dir,
+        env: { ...process.env, PEERS_CTX: JSON.stringify(ctx) },
+        stdio: ["pipe", "pipe", "pipe"],
+      },
+    );
     let buf = "";
     this.#child.stdout?.on("data", (d: Buffer) => {
       buf += d.toString();
