@@ -13,7 +13,6 @@
  * relays events through a broker transport.
  */
 import type { ServiceDescriptor } from "../../descriptor.js";
-import { Code, FanError } from "../../errors.js";
 import type {
   Envelope,
   EventDelivery,
@@ -28,6 +27,7 @@ import type {
 } from "../transport.js";
 import { HttpClient, type HttpClientOptions } from "./client.js";
 import { HttpServer, type HttpServerOptions } from "./server.js";
+import { noEvents } from "../no-events.js";
 
 /** Options of `createApp({ transports: { http: {...} } })`. */
 export interface HttpTransportOptions extends HttpServerOptions, HttpClientOptions {
@@ -82,12 +82,12 @@ export class HttpTransport implements Transport {
 
   /** Always fails: http carries no events. */
   async publish(env: Envelope, _opts: SendOptions): Promise<void> {
-    throw noEvents(`publish ${env.service}.${env.method}`);
+    throw noEvents("http", `publish ${env.service}.${env.method}`);
   }
 
   /** Always fails: http carries no events. */
   async subscribe(sub: EventSubscription, _deliver: EventDelivery): Promise<Unsubscribe> {
-    throw noEvents(`subscribe to ${sub.source.name}.${sub.event}`);
+    throw noEvents("http", `subscribe to ${sub.source.name}.${sub.event}`);
   }
 
   /** Closes the client pools and the server (in-flight requests get `closeGraceMs`). */
@@ -95,11 +95,4 @@ export class HttpTransport implements Transport {
     const grace = this.opts.closeGraceMs ?? 1000;
     await Promise.all([this.client.close(grace), this.server.close(grace)]);
   }
-}
-
-function noEvents(what: string): FanError {
-  return new FanError(
-    Code.UNIMPLEMENTED,
-    `http carries no events (${what}); serve or relay events through amqp, redis, nats or zmq`,
-  );
 }

@@ -13,7 +13,6 @@
  * ```
  */
 import type { ServiceDescriptor } from "../../descriptor.js";
-import { Code, FanError } from "../../errors.js";
 import type {
   Envelope,
   EventDelivery,
@@ -28,6 +27,7 @@ import type {
 } from "../transport.js";
 import { TcpClient, type TcpClientOptions } from "./client.js";
 import { TcpServer, type TcpServerOptions } from "./server.js";
+import { noEvents } from "../no-events.js";
 
 /** Options of `createApp({ transports: { tcp: {...} } })`. */
 export interface TcpTransportOptions extends TcpServerOptions, TcpClientOptions {
@@ -86,12 +86,12 @@ export class TcpTransport implements Transport {
 
   /** Always fails: tcp carries no events. */
   async publish(env: Envelope, _opts: SendOptions): Promise<void> {
-    throw noEvents(`publish ${env.service}.${env.method}`);
+    throw noEvents("tcp", `publish ${env.service}.${env.method}`);
   }
 
   /** Always fails: tcp carries no events. */
   async subscribe(sub: EventSubscription, _deliver: EventDelivery): Promise<Unsubscribe> {
-    throw noEvents(`subscribe to ${sub.source.name}.${sub.event}`);
+    throw noEvents("tcp", `subscribe to ${sub.source.name}.${sub.event}`);
   }
 
   /** Closes connections; in-flight requests get `closeGraceMs`. */
@@ -99,11 +99,4 @@ export class TcpTransport implements Transport {
     this.client.close();
     await this.server.close(this.opts.closeGraceMs ?? 1000);
   }
-}
-
-function noEvents(what: string): FanError {
-  return new FanError(
-    Code.UNIMPLEMENTED,
-    `tcp carries no events (${what}); events need a broker transport: serve or relay them through amqp, redis, nats or zmq`,
-  );
 }
