@@ -11,7 +11,8 @@ import { assignShards, shardOfKey } from "../../src/runtime/call/shards.js";
 import { Code } from "../../src/runtime/errors.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
 import { describeEtcd, SHARED_ETCD, until } from "../discovery/helpers.js";
-import { AMQP_URL, deleteByPrefix } from "../transports/amqp-broker.js";
+import { instanceQueue } from "../../src/runtime/transports/amqp/names.js";
+import { AMQP_URL, deleteByPrefix, withChannel } from "../transports/amqp-broker.js";
 import { rejection } from "../transports/conformance.js";
 import { token } from "../../src/runtime/transports/nats/names.js";
 import { deleteStreams, NATS_URL } from "../transports/nats-server.js";
@@ -43,7 +44,13 @@ describeEtcd("sharded pushes between processes (etcd, amqp, redis, nats)", () =>
   beforeAll(async () => {
     children = await Promise.all(
       ids.map((instanceId) =>
-        serveStore({ etcd: SHARED_ETCD, cluster, instanceId, transports: ["amqp", "redis", "nats"], leaseTtlMs: 30_000 }),
+        serveStore({
+          etcd: SHARED_ETCD,
+          cluster,
+          instanceId,
+          transports: ["amqp", "redis", "nats"],
+          leaseTtlMs: 30_000,
+        }),
       ),
     );
     app = createApp({
@@ -93,7 +100,25 @@ describeEtcd("sharded pushes between processes (etcd, amqp, redis, nats)", () =>
     const key = Array.from({ length: 200 }, (_, i) => `dead-${i}`).find(
       (k) => owners[shardOfKey([k], 16)] === victim.instanceId,
     ) as string;
-    // amqp: the owner's exclusive queue went with its connection; the broker returns the push.
+    // amqp: the owner's exclusive queue goes with its connection; the broker returns the push.
+    // Until the broker has seen the connection drop (a moment, longer on a loaded machine) the
+    // queue still takes the push, which then waits out its deadline unacknowledged: wait for it.
+    const queue = instanceQueue({
+      cluster,
+      service: Store.descriptor.name,
+      version: Store.descriptor.version,
+      instance: victim.instanceId,
+    });
+    await until(
+      `the broker dropped ${queue}`,
+      () =>
+        withChannel((ch) => ch.checkQueue(queue)).then(
+          () => false,
+          () => true,
+        ),
+      15_000,
+      200,
+    );
     const t0 = Date.now();
     const err = await rejection(() => app.client(Store, { transport: "amqp" }).stock({ storeId: key, count: 1 }));
     expect(err.code).toBe(Code.UNAVAILABLE);
