@@ -88,6 +88,10 @@ describeWithBroker(
 
   it("broker gone: the push never left, and says so", async () => {
     await redis.kill();
+    // kill() returns once a new connection is refused; the client's own socket may not have
+    // seen its close yet (another fd in the same poll), and a push written to it then is
+    // honestly "maybe delivered". Give the client's event loop that close first.
+    await new Promise((r) => setTimeout(r, 200));
     const err = await failure(client.record({ id: "never" }, { timeout: 300 }));
     expect(err.code).toBe("DEADLINE_EXCEEDED");
     expect(err.details).toMatchObject({ maybeDelivered: false });
