@@ -200,6 +200,34 @@ export interface ShardedStateView<T> extends StateView<T> {
   readonly shard: number;
 }
 
+/** A change of one shard, as a `ShardedStateSet` reports it. */
+export interface ShardStateChange<T> extends StateChange<T> {
+  readonly shard: number;
+}
+
+/** Every shard of a sharded state watched together: `client.states.<name>.watchAll()`. */
+export interface ShardedStateSet<T> extends AsyncIterable<ShardStateChange<T>> {
+  /** One view per shard, by shard number; each follows its shard to its next owner. */
+  readonly views: readonly ShardedStateView<T>[];
+  /** Each shard's value by shard number (undefined until its owner has one). */
+  readonly current: readonly (T | undefined)[];
+  /** `live` once every shard is; else the furthest from live (`owner-absent`, `resyncing`, `connecting`). */
+  readonly status: StateStatus;
+  /** Why each shard that is not live is not (its view's reason, else its status). */
+  readonly reasons: ReadonlyMap<number, string>;
+  /** Calls `fn` on every change of every shard (synchronously, in order per shard); returns its removal. */
+  subscribe(fn: (change: ShardStateChange<T>) => void): () => void;
+  /** Calls `fn` whenever the set's status changes; returns its removal. */
+  onStatus(fn: (status: StateStatus, reasons: ReadonlyMap<number, string>) => void): () => void;
+  /**
+   * Resolves with every shard's value (undefined for a shard whose owner has none) once all are
+   * live; rejects after `timeoutMs` (default 10 000) naming the shards still waiting and why.
+   */
+  ready(timeoutMs?: number): Promise<(T | undefined)[]>;
+  /** Stops watching every shard (idempotent); iterators end. */
+  close(): Promise<void>;
+}
+
 /** `client.states.<name>` of a sharded state (`state carts: ... @shard`): one value per shard. */
 export interface ShardedStateHandle<T> {
   /** The shard count (`@shards(n)` of the service). */
@@ -212,6 +240,8 @@ export interface ShardedStateHandle<T> {
   watch(where: ShardSelector): ShardedStateView<T>;
   /** Calls `fn` with the shard's current value and on every change until unwatched. */
   watch(where: ShardSelector, fn: (value: T) => void): Promise<Subscription>;
+  /** Live replicas of every shard, watched together (one subscription per shard). */
+  watchAll(): ShardedStateSet<T>;
 }
 
 declare const SHARDED: unique symbol;

@@ -18,6 +18,8 @@ export type {
   StateView,
   ShardSelector,
   ShardedStateView,
+  ShardedStateSet,
+  ShardStateChange,
   HandlerOf,
   ClientOf,
 } from "./descriptor.js";

@@ -57,7 +57,9 @@ describe("ctx.states, typed by the IDL", () => {
     const view = watcher.client(Board).states.entries.watch();
     expect(await view.ready()).toEqual({ seed: { n: 0, label: "start" } });
     expect(await watcher.client(Board).ping()).toBe("pong");
-    await expect.poll(() => view.current).toEqual({ seed: { n: 0, label: "start" }, fromCall: { n: 1, label: "ping" } });
+    await expect
+      .poll(() => view.current)
+      .toEqual({ seed: { n: 0, label: "start" }, fromCall: { n: 1, label: "ping" } });
     expect(await watcher.client(Board).states.mode.get()).toEqual({ n: 2, label: "called" });
     // The same owner as app.publisher(Board).state(...).
     expect(owner.publisher(Board).state("entries").seq).toBe(2);

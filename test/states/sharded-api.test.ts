@@ -87,6 +87,54 @@ describe("sharded states in one process", () => {
     await view.close();
   });
 
+  it("watchAll: every shard in one set, live once all are, each change with its shard; owner-absent naming the shards when the owner goes", async () => {
+    const cluster = `shardstate-all-${process.pid}-${shortId()}`;
+    const states = { heartbeatMs: 50 };
+    const owner = createApp({ cluster, discovery: "memory", logger: silentLogger(), states }).serve(ShardBoard, {
+      ping: (_req, ctx) => {
+        ctx.states.carts.forKey("cart-7").patch({ "cart-7": { n: 7, label: "ping" } });
+        return "pong";
+      },
+    });
+    apps.push(owner);
+    await owner.start();
+    owner
+      .publisher(ShardBoard)
+      .state("carts")
+      .shard(0)
+      .set({ zero: { n: 0, label: "0" } });
+    const watcher = createApp({ cluster, discovery: "memory", logger: silentLogger(), states });
+    apps.push(watcher);
+    await watcher.start();
+    const carts = watcher.client(ShardBoard).states.carts;
+    const set = carts.watchAll();
+    expect(set.views.map((v) => v.shard)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    const seen: number[] = [];
+    set.subscribe((c) => seen.push(c.shard));
+    const first = await set.ready();
+    expect(set.status).toBe("live");
+    expect(first).toHaveLength(8);
+    expect(first[0]).toEqual({ zero: { n: 0, label: "0" } });
+    const shard = carts.shardOf("cart-7");
+    await watcher.client(ShardBoard).ping();
+    await expect
+      .poll(() => set.current[shard])
+      .toEqual({
+        ...(shard === 0 ? { zero: { n: 0, label: "0" } } : {}),
+        "cart-7": { n: 7, label: "ping" },
+      });
+    expect(seen).toContain(shard);
+    // The owner gone: the set is owner-absent and names every shard that waits.
+    await owner.stop();
+    await expect.poll(() => set.status, { timeout: 5000 }).toBe("owner-absent");
+    expect([...set.reasons.keys()].sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    await expect(set.ready(200)).rejects.toThrow(
+      /fan\.replica\.ShardBoard\.carts: not every shard is live after 200 ms \(shard 0: /,
+    );
+    await set.close();
+    expect(set.status).toBe("closed");
+  });
+
   it("the mock sets one shard's value for its client's watchers; the test kit forwards it to the serving App", async () => {
     const m = mockShardBoard();
     m.setState("carts", { a: { n: 1, label: "a" } }, { shard: 2 });

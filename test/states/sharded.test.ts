@@ -93,6 +93,8 @@ for (const c of CASES) {
       const [ofA, ofB] = await split(a, b);
       const ownerOf = (s: number): Node => (ofA.includes(s) ? a : b);
       const watcher = await start("watcher", { FAN_STATES_SHARDS: SHARDS.join(",") });
+      // Every shard through one watchAll() set, in a process of its own.
+      const everyShard = await start("watcher", { FAN_STATES_SHARDS: "all" });
 
       // Each shard gets a value of its own, set by its owner.
       for (const s of SHARDS)
@@ -100,6 +102,7 @@ for (const c of CASES) {
       for (const s of SHARDS)
         await ownerOf(s).send("patch", { shard: s, patch: { extra: { n: 100 + s, label: "x" } } });
       for (const s of SHARDS) {
+        await converged(everyShard, ownerOf(s), s);
         const got = await converged(watcher, ownerOf(s), s);
         expect(got.value).toEqual({
           [`k${s}`]: { n: s, label: ofA.includes(s) ? "a" : "b" },
@@ -142,12 +145,26 @@ for (const c of CASES) {
         await a.send("patch", { shard: s, patch: { moved: { n: s, label: "a" } } });
       }
       for (const s of SHARDS) {
+        expect((await converged(everyShard, a, s)).value).toEqual((await shardOf(a, s)).value);
         const got = await converged(watcher, a, s);
         expect(got.value).toEqual((await shardOf(a, s)).value);
         if (ofB.includes(s)) {
           expect(got.epoch).toBeGreaterThan(epochs.get(s) as number);
           expect(got.value).toHaveProperty("moved");
         } else expect(got.epoch).toBe(epochs.get(s));
+      }
+      // The set: live as a whole, every shard's value by number, changes reported with their shard.
+      const set = (await everyShard.send("all")) as unknown as {
+        status: string;
+        reasons: Record<string, string>;
+        current: unknown[];
+        changes: Record<string, number>;
+      };
+      expect(set.status).toBe("live");
+      expect(set.reasons).toEqual({});
+      for (const s of SHARDS) {
+        expect(set.current[s]).toEqual((await shardOf(a, s)).value);
+        expect(set.changes[String(s)]).toBeGreaterThanOrEqual(1);
       }
     }, 120_000);
   });

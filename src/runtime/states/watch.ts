@@ -11,6 +11,7 @@ import type {
   CallOptions,
   ServiceDescriptor,
   ShardedStateHandle,
+  ShardedStateView,
   StateChange,
   StateHandle,
   StateStatus,
@@ -22,6 +23,7 @@ import { keyPart, shardOfKey } from "../call/shards.js";
 import { Code, FanError } from "../errors.js";
 import { asMessage, asSnapshot, type StateSnapshot } from "./protocol.js";
 import { Replica, type ReplicaChange } from "./replica.js";
+import { ShardSet } from "./shard-set.js";
 
 /** What a watcher needs from its App. */
 export interface WatchHost {
@@ -387,13 +389,25 @@ export function stateHandle(
       throw new FanError(Code.UNAVAILABLE, `${label}${shard === undefined ? "" : ` shard ${shard}`} has no value yet`);
     return codec((st as NonNullable<typeof st>).schema).decode(snap.v, label);
   };
+  const watchAll = (): ShardSet<unknown> => {
+    if (st === undefined) throw missing();
+    host.check(service);
+    return new ShardSet(
+      label,
+      Array.from(
+        { length: service.shards },
+        (_, shard) => new View<unknown>(service, name, host, shard) as ShardedStateView<unknown>,
+      ),
+    );
+  };
   if (st?.sharded === true)
     return {
       shards: service.shards,
+      watchAll,
       shardOf: (key: unknown) => shardOfKeyValue(key, service.shards),
       get,
       watch,
-    } as ShardedStateHandle<unknown>;
+    } as unknown as ShardedStateHandle<unknown>;
   return { get, watch } as StateHandle<unknown>;
 }
 
