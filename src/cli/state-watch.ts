@@ -28,7 +28,8 @@ options:
                        those the service allows); it must be the one the owner's App uses for events
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
-  --shard <n>          the shard to watch, for a sharded state (@shard): required there, refused elsewhere
+  --shard <n>|all      the shard to watch, for a sharded state (@shard): required there, refused elsewhere;
+                       all watches every shard (each line names its shard)
   --json               one JSON object per change: {"state","cause","epoch","seq","value","patch"}
   -h, --help           show this help`;
 
@@ -62,14 +63,16 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
       throw new UsageError(
         `${service.name} has no state "${name}" (states: ${Object.keys(service.states).join(", ") || "none"})`,
       );
-    let shard: number | undefined;
+    let shard: number | "all" | undefined;
     if (state.sharded === true) {
       if (values.shard === undefined)
-        throw new UsageError(`${service.name}.${name} is sharded (@shard): give --shard <0..${service.shards - 1}>`);
-      shard = Number(values.shard);
-      if (!Number.isInteger(shard) || shard < 0 || shard >= service.shards)
         throw new UsageError(
-          `--shard must be an integer 0..${service.shards - 1}, got ${JSON.stringify(values.shard)}`,
+          `${service.name}.${name} is sharded (@shard): give --shard <0..${service.shards - 1}> or --shard all`,
+        );
+      shard = values.shard === "all" ? "all" : Number(values.shard);
+      if (shard !== "all" && (!Number.isInteger(shard) || shard < 0 || shard >= service.shards))
+        throw new UsageError(
+          `--shard must be an integer 0..${service.shards - 1} or all, got ${JSON.stringify(values.shard)}`,
         );
     } else if (values.shard !== undefined)
       throw new UsageError(`${service.name}.${name} is not sharded: --shard does not apply`);
@@ -107,8 +110,11 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     });
     await app.ready();
     const c = codec<unknown>(state.schema);
-    const full = shard === undefined ? `${service.name}.${name}` : `${service.name}.${name}[${shard}]`;
-    const print = (ch: StateChange<unknown>): void => {
+    const base = `${service.name}.${name}`;
+    const full = shard === undefined ? base : `${base}[${shard}]`;
+    const print = (ch: StateChange<unknown> & { readonly shard?: number }): void => {
+      const which = ch.shard === undefined ? full : `${base}[${ch.shard}]`;
+      const tag = ch.shard === undefined ? "" : `[${ch.shard}] `;
       let value: unknown = null; // an owner that has set no value yet
       try {
         if (ch.value !== undefined) value = c.encode(ch.value, name);
@@ -118,7 +124,7 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
       }
       if (values.json) {
         const o = {
-          state: full,
+          state: which,
           cause: ch.cause,
           epoch: ch.epoch,
           seq: ch.seq,
@@ -126,22 +132,34 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
           ...(ch.patch === undefined ? {} : { patch: ch.patch }),
         };
         io.out(JSON.stringify(o));
-      } else if (ch.cause === "patch") io.out(`patch #${ch.seq}: ${JSON.stringify(ch.patch)}`);
-      else io.out(`${ch.cause} #${ch.seq}: ${JSON.stringify(value)}`);
+      } else if (ch.cause === "patch") io.out(`${tag}patch #${ch.seq}: ${JSON.stringify(ch.patch)}`);
+      else io.out(`${tag}${ch.cause} #${ch.seq}: ${JSON.stringify(value)}`);
     };
     const handle = app.state(service, name);
-    const view =
-      shard === undefined
-        ? (handle as StateHandle<unknown>).watch()
-        : (handle as ShardedStateHandle<unknown>).watch({ shard });
-    view.subscribe(print);
     let shown: string | undefined;
-    view.onStatus((status, reason) => {
-      // One line per status, not one per retry of the same status.
+    // One line per status, not one per retry of the same status.
+    const said = (status: string, reason: string | undefined): void => {
       if (status === shown) return;
       shown = status;
       if (status !== "closed") io.err(`fanc watch: ${full} is ${status}${reason === undefined ? "" : ` (${reason})`}`);
-    });
+    };
+    let view: { close(): Promise<void> };
+    if (shard === "all") {
+      const set = (handle as ShardedStateHandle<unknown>).watchAll();
+      set.subscribe(print);
+      set.onStatus((status, reasons) =>
+        said(status, reasons.size === 0 ? undefined : [...reasons].map(([s, r]) => `shard ${s}: ${r}`).join("; ")),
+      );
+      view = set;
+    } else {
+      const one =
+        shard === undefined
+          ? (handle as StateHandle<unknown>).watch()
+          : (handle as ShardedStateHandle<unknown>).watch({ shard });
+      one.subscribe(print);
+      one.onStatus(said);
+      view = one;
+    }
     io.err(`watching ${full} over ${events}${rpc.length > 0 ? ` (snapshots over ${rpc[0]})` : ""} (Ctrl-C to stop)`);
     await new Promise<void>((resolve) => {
       const done = (): void => resolve();

@@ -54,7 +54,11 @@ describeEtcd("fanc watch (child processes)", () => {
         watch = spawnCaptured(
           process.execPath,
           ["bin/fanc.mjs", "watch", "Board.entries", "--idl", "test/states/fixtures/idl", "--via", c.name, "--json"],
-          { FAN_CLUSTER: cluster, FAN_DISCOVERY: `etcd://${SHARED_ETCD}`, FAN_ZMQ_HUB: `${hub.publish},${hub.subscribe}` },
+          {
+            FAN_CLUSTER: cluster,
+            FAN_DISCOVERY: `etcd://${SHARED_ETCD}`,
+            FAN_ZMQ_HUB: `${hub.publish},${hub.subscribe}`,
+          },
         );
         const w = watch;
         const lines = (): Line[] =>
@@ -64,13 +68,21 @@ describeEtcd("fanc watch (child processes)", () => {
             .filter((l) => l.startsWith("{"))
             .map((l) => JSON.parse(l) as Line);
         await until("the snapshot", () => lines().length >= 1, 60_000);
-        expect(lines()[0]).toMatchObject({ state: "fan.replica.Board.entries", cause: "snapshot", value: { a: { n: 1, label: "one" } } });
+        expect(lines()[0]).toMatchObject({
+          state: "fan.replica.Board.entries",
+          cause: "snapshot",
+          value: { a: { n: 1, label: "one" } },
+        });
         expect(w.stderr()).toMatch(new RegExp(`watching fan\\.replica\\.Board\\.entries over ${c.name}`));
         await owner.send("patch", { patch: { b: { n: 2, label: "two" } } });
         await owner.send("patch", { patch: { a: null } });
         await until("two patches", () => lines().length >= 3, 30_000);
         const [, p1, p2] = lines();
-        expect(p1).toMatchObject({ cause: "patch", patch: { b: { n: 2, label: "two" } }, value: { a: { n: 1, label: "one" }, b: { n: 2, label: "two" } } });
+        expect(p1).toMatchObject({
+          cause: "patch",
+          patch: { b: { n: 2, label: "two" } },
+          value: { a: { n: 1, label: "one" }, b: { n: 2, label: "two" } },
+        });
         expect(p2).toMatchObject({ cause: "patch", patch: { a: null }, value: { b: { n: 2, label: "two" } } });
         expect((p2 as Line).seq).toBe((p1 as Line).seq + 1);
         w.child.kill("SIGINT");
@@ -82,6 +94,56 @@ describeEtcd("fanc watch (child processes)", () => {
       }
     }, 120_000);
   }
+
+  it("--shard all on a sharded state: every shard's snapshot and updates, each line naming its shard (redis)", async () => {
+    const cluster = `watch-all-${process.pid}-${shortId()}`;
+    const owner = await Node.start("owner", {
+      FAN_STATES_CLUSTER: cluster,
+      FAN_STATES_TRANSPORTS: JSON.stringify({ redis: { url: REDIS_URL } }),
+      FAN_STATES_DISCOVERY: `etcd://${SHARED_ETCD}`,
+      FAN_STATES_SERVICE: "ShardBoard",
+      FAN_STATES_STATE: "carts",
+    });
+    let watch: CapturedChild | undefined;
+    try {
+      await owner.send("set", { shard: 1, value: { one: { n: 1, label: "one" } } });
+      await owner.send("set", { shard: 5, value: { five: { n: 5, label: "five" } } });
+      watch = spawnCaptured(
+        process.execPath,
+        ["bin/fanc.mjs", "watch", "ShardBoard.carts", "--idl", "test/states/fixtures/idl", "--shard", "all", "--json"],
+        { FAN_CLUSTER: cluster, FAN_DISCOVERY: `etcd://${SHARED_ETCD}` },
+      );
+      const w = watch;
+      const lines = (): Line[] =>
+        w
+          .stdout()
+          .split("\n")
+          .filter((l) => l.startsWith("{"))
+          .map((l) => JSON.parse(l) as Line);
+      const of = (state: string): Line[] => lines().filter((l) => l.state === state);
+      const carts = "fan.replica.ShardBoard.carts";
+      await until(
+        "both shards' snapshots",
+        () => of(`${carts}[1]`).length >= 1 && of(`${carts}[5]`).length >= 1,
+        60_000,
+      );
+      expect(of(`${carts}[1]`)[0]).toMatchObject({ cause: "snapshot", value: { one: { n: 1, label: "one" } } });
+      expect(of(`${carts}[5]`)[0]).toMatchObject({ cause: "snapshot", value: { five: { n: 5, label: "five" } } });
+      await owner.send("patch", { shard: 5, patch: { more: { n: 6, label: "six" } } });
+      await until("shard 5's patch", () => of(`${carts}[5]`).some((l) => l.cause === "patch"), 30_000);
+      expect(of(`${carts}[5]`).find((l) => l.cause === "patch")).toMatchObject({
+        patch: { more: { n: 6, label: "six" } },
+        value: { five: { n: 5, label: "five" }, more: { n: 6, label: "six" } },
+      });
+      expect(of(`${carts}[1]`).some((l) => l.cause === "patch")).toBe(false);
+      expect(w.stderr()).toContain(`watching ${carts}[all] over redis`);
+      w.child.kill("SIGINT");
+      expect(await w.exited).toBe(0);
+    } finally {
+      watch?.child.kill("SIGKILL");
+      await owner.stop();
+    }
+  }, 120_000);
 
   it("text output: one line per change; an unknown state names the states", async () => {
     const r = await runFanc(["watch", "Board.nope", "--idl", "test/states/fixtures/idl"]);
@@ -125,10 +187,28 @@ describeEtcd("fanc bench (child processes)", () => {
   }
 
   it("closed loop: throughput and ordered percentiles as JSON", async () => {
-    const r = await runFanc(["bench", "Conformance.echo", '{"n":1}', ...C, "--via", "redis", "--concurrency", "4", "--duration", "2s", "--json"]);
+    const r = await runFanc([
+      "bench",
+      "Conformance.echo",
+      '{"n":1}',
+      ...C,
+      "--via",
+      "redis",
+      "--concurrency",
+      "4",
+      "--duration",
+      "2s",
+      "--json",
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const o = JSON.parse(r.stdout) as Report;
-    expect(o).toMatchObject({ service: "fan.conformance.Conformance", method: "echo", transport: "redis", concurrency: 4, errors: {} });
+    expect(o).toMatchObject({
+      service: "fan.conformance.Conformance",
+      method: "echo",
+      transport: "redis",
+      concurrency: 4,
+      errors: {},
+    });
     expect(o.calls).toBeGreaterThan(10);
     expect(o.ok).toBe(o.calls);
     expect(o.throughput).toBeGreaterThan(5);
@@ -138,9 +218,22 @@ describeEtcd("fanc bench (child processes)", () => {
   }, 120_000);
 
   it("--rate: about the asked rate, text output with p50/p90/p99/max and no progress line off a terminal", async () => {
-    const r = await runFanc(["bench", "Conformance.echo", '{"n":2}', ...C, "--via", "http", "--rate", "20", "--duration", "2s"]);
+    const r = await runFanc([
+      "bench",
+      "Conformance.echo",
+      '{"n":2}',
+      ...C,
+      "--via",
+      "http",
+      "--rate",
+      "20",
+      "--duration",
+      "2s",
+    ]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^fanc bench: fan\.conformance\.Conformance\.echo over http \(Conformance-\S+\) · 20\/s target, at most 10 in flight · [\d.]+ s$/m);
+    expect(r.stdout).toMatch(
+      /^fanc bench: fan\.conformance\.Conformance\.echo over http \(Conformance-\S+\) · 20\/s target, at most 10 in flight · [\d.]+ s$/m,
+    );
     const calls = Number(/calls {5}(\d+) \((\d+) ok, 0 failed\)/.exec(r.stdout)?.[1]);
     expect(calls).toBeGreaterThanOrEqual(25); // 40 asked; generous for a loaded machine
     expect(calls).toBeLessThanOrEqual(41);

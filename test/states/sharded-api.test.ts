@@ -184,7 +184,7 @@ describe("fanc watch of a sharded state", () => {
   it("needs --shard on a sharded state, in range, and refuses it elsewhere", async () => {
     const missing = await runWatch(["fan.replica.ShardBoard.carts", "--idl", idl]);
     expect(missing.code).not.toBe(0);
-    expect(missing.err).toContain("fan.replica.ShardBoard.carts is sharded (@shard): give --shard <0..7>");
+    expect(missing.err).toContain("fan.replica.ShardBoard.carts is sharded (@shard): give --shard <0..7> or --shard all");
     const out = await runWatch(["fan.replica.ShardBoard.carts", "--idl", idl, "--shard", "8"]);
     expect(out.err).toContain("--shard must be an integer 0..7");
     const extra = await runWatch(["fan.replica.Board.entries", "--idl", idl, "--shard", "1"]);
