@@ -435,11 +435,14 @@ export default async function peers(): Promise<BenchRow[]> {
   Object.assign(meta, {
     command: `npm run bench -- peers${quick ? " --quick" : ""}`,
     node: process.version,
+    moleculer: (await import("./peers/moleculer.js")).MOLECULER_VERSION,
     cores: availableParallelism(),
     rounds: P.rounds,
     durationMs: P.durationMs,
   });
-  log(`node ${process.version}, ${P.rounds} rounds of ${P.durationMs} ms per case and concurrency`);
+  log(
+    `node ${process.version}, moleculer ${String(meta.moleculer)}, ${P.rounds} rounds of ${P.durationMs} ms per case and concurrency`,
+  );
   await waitForQuiet();
   const t0 = Date.now();
   const rows = await rpcRows(pick(rpcCases));

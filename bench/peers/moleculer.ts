@@ -1,10 +1,11 @@
 /**
- * Moleculer 0.14 cases: `broker.call("pricing.quote", req)` over its Redis, AMQP (defaults
+ * Moleculer cases (0.14 on Node 20; 0.15, installed as `moleculer15`, on Node 22 and later,
+ * which it requires): `broker.call("pricing.quote", req)` over its Redis, AMQP (defaults
  * and tuned), NATS and TCP transporters, and a local call; `broker.emit("tick")` to three
  * services for the events case. Logger, metrics and tracing off; the parameter validator on
  * (fan validates too).
  */
-import { ServiceBroker, type BrokerOptions } from "moleculer";
+import type { BrokerOptions, ServiceBroker as Broker14 } from "moleculer";
 import {
   type CaseContext,
   type ClientSide,
@@ -16,6 +17,17 @@ import {
   type ServerSide,
 } from "./case.js";
 import { type QuoteReq, REQUEST, work } from "./service.js";
+
+/** The Moleculer release the issue names for this Node: 0.15 on Node 22+, else 0.14. */
+const major = Number(process.versions.node.split(".")[0]);
+const moleculer = (major >= 22 ? await import("moleculer15") : await import("moleculer")) as unknown as {
+  ServiceBroker?: typeof Broker14;
+  default?: { ServiceBroker: typeof Broker14 };
+};
+const ServiceBroker = (moleculer.ServiceBroker ?? moleculer.default?.ServiceBroker) as typeof Broker14;
+/** The Moleculer version these cases run. */
+export const MOLECULER_VERSION: string =
+  (ServiceBroker as unknown as { MOLECULER_VERSION?: string }).MOLECULER_VERSION ?? "?";
 
 type Transporter = (ctx: CaseContext, side: "server" | "client") => NonNullable<BrokerOptions["transporter"]> | null;
 
