@@ -41,6 +41,12 @@ export function tooLarge(what: string, size: number, limit: number, maxBytes: nu
   return new FanError(Code.RESOURCE_EXHAUSTED, `${what} of ${size} bytes exceeds ${whose}`);
 }
 
+/**
+ * Most calls one message carries: a tick's calls to a version are still spread over its
+ * instances (each message goes to one member of the queue group) when there are many.
+ */
+const MAX_BATCH = 32;
+
 /** Calls of one tick to one subject: one message, and what a status or plain reply to it concerns. */
 class Batch {
   readonly frame = new FrameBuilder();
@@ -112,7 +118,7 @@ export class NatsRpcClient implements BatchReader {
     const sharded = env.headers.shard !== undefined && addr.instance !== undefined;
     const subject = callSubject(addr, sharded);
     let b = this.#outbox.get(subject);
-    if (b !== undefined && b.frame.bytes + size + itemOverhead(seq) > max) {
+    if (b !== undefined && (b.frame.count >= MAX_BATCH || b.frame.bytes + size + itemOverhead(seq) > max)) {
       this.#outbox.delete(subject);
       this.#publish(b);
       b = undefined;

@@ -26,6 +26,14 @@ import { type BatchReader, FrameBuilder, isBatch, itemOverhead, readBatch } from
 import { cancelSubject, instanceSubject, type NatsAddress, RPC_QUEUE, rpcSubject } from "./names.js";
 import { payloadLimit, serverLimit, tooLarge } from "./rpc-client.js";
 
+/**
+ * Calls of batch frames started in one turn of the event loop; the rest wait for the next turn
+ * (setImmediate), after the replies of these went out. A client's 64 calls arriving together are
+ * answered in two pieces, and the client makes its next calls while this server runs the rest: the
+ * two processes work at the same time instead of in turn.
+ */
+const ITEMS_PER_TURN = 32;
+
 /** Replies of this tick to one client, sent as one batch frame. */
 interface Outbox {
   readonly subject: string;
@@ -60,7 +68,12 @@ export class NatsRpcServer {
   /** Replies of this tick, by client. */
   readonly #outbox = new Map<string, Outbox>();
   #flushing = false;
-  readonly #reader: BatchReader = { item: (seq, body) => this.#onItem(seq, body) };
+  readonly #reader: BatchReader = { item: (seq, body) => this.#take(seq, body) };
+  /** Calls started in this turn of the event loop (see ITEMS_PER_TURN). */
+  #started = 0;
+  /** Calls of frames waiting for a later turn, in arrival order (source, seq, body triples). */
+  #backlog: Array<Source | number | Uint8Array> = [];
+  #backlogAt = 0;
   #source: Source = { subject: "", reply: "", client: "", own: false };
   #stopped = false;
 
@@ -152,9 +165,40 @@ export class NatsRpcServer {
     }
   }
 
-  /** One call of the batch frame being split (`#source`). */
-  #onItem(seq: number, body: Uint8Array): void {
-    const src = this.#source;
+  /**
+   * One call of the batch frame being split (`#source`): started now, or, once this turn has
+   * started ITEMS_PER_TURN calls, queued for a later turn.
+   */
+  #take(seq: number, body: Uint8Array): void {
+    if (this.#backlog.length === 0 && this.#started < ITEMS_PER_TURN) {
+      if (this.#started++ === 0) queueMicrotask(this.#newTurn);
+      this.#onItem(this.#source, seq, body);
+      return;
+    }
+    if (this.#backlog.length === 0) setImmediate(this.#drain);
+    this.#backlog.push(this.#source, seq, body);
+  }
+
+  readonly #newTurn = (): void => {
+    this.#started = 0;
+  };
+
+  /** Starts the next ITEMS_PER_TURN queued calls, after the replies of the last ones went out. */
+  readonly #drain = (): void => {
+    const q = this.#backlog;
+    let i = this.#backlogAt;
+    const end = Math.min(q.length, i + ITEMS_PER_TURN * 3);
+    for (; i < end; i += 3) this.#onItem(q[i] as Source, q[i + 1] as number, q[i + 2] as Uint8Array);
+    if (i < q.length) {
+      this.#backlogAt = i;
+      setImmediate(this.#drain);
+    } else {
+      this.#backlog = [];
+      this.#backlogAt = 0;
+    }
+  };
+
+  #onItem(src: Source, seq: number, body: Uint8Array): void {
     let env: Envelope;
     try {
       env = decodeEnvelope(body, { maxBytes: this.maxBytes });
@@ -265,7 +309,7 @@ export class NatsRpcServer {
 
   /** Calls whose handler has not answered yet. */
   get busy(): number {
-    return this.#inFlight.size;
+    return this.#inFlight.size + (this.#backlog.length - this.#backlogAt) / 3;
   }
 
   /** Aborts calls still running and waits up to `graceMs` for their replies to go out. */
@@ -273,7 +317,7 @@ export class NatsRpcServer {
     await this.stop();
     for (const ac of this.#inFlight.values()) ac.abort();
     const until = Date.now() + graceMs;
-    while (this.#inFlight.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    while (this.busy > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     this.#flushReplies();
     try {
       this.#subs[0]?.unsubscribe();

@@ -154,7 +154,10 @@ export class JetStreamSide {
           cause: e,
         });
       });
-      this.log.info({ stream, consumer: name, err: message(e) }, "nats consumer exists with another configuration; using it");
+      this.log.info(
+        { stream, consumer: name, err: message(e) },
+        "nats consumer exists with another configuration; using it",
+      );
     }
   }
 
