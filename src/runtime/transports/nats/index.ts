@@ -204,13 +204,7 @@ export class NatsTransport implements Transport {
     // not to the shared push stream, where any instance would take it.
     if (env.headers.shard !== undefined && addr.instance !== undefined)
       return pushToOwner((e) => this.#rpc.call(endpoint, e, opts), env, opts);
-    await this.#jets.publish(
-      pushSubject(addr),
-      this.#encode(env),
-      env.id,
-      { name: pushStream(addr), kind: "push" },
-      opts,
-    );
+    await this.#jets.publish(pushSubject(addr), this.#encode(env), env.id, { name: pushStream(addr), kind: "push" }, opts);
   }
 
   /** Stores an event in its service's stream; resolves on the PubAck. */

@@ -154,10 +154,7 @@ export class JetStreamSide {
           cause: e,
         });
       });
-      this.log.info(
-        { stream, consumer: name, err: message(e) },
-        "nats consumer exists with another configuration; using it",
-      );
+      this.log.info({ stream, consumer: name, err: message(e) }, "nats consumer exists with another configuration; using it");
     }
   }
 

@@ -204,10 +204,7 @@ export class WorkConsumer {
         s.onDeadLetter(known);
       }
     } catch (e) {
-      s.log.warn(
-        { stream: s.stream.name, seq: m.seq, err: message(e) },
-        "nats dead-lettering failed; the message comes back",
-      );
+      s.log.warn({ stream: s.stream.name, seq: m.seq, err: message(e) }, "nats dead-lettering failed; the message comes back");
       quietly(() => m.nak(s.retryDelayMs));
     } finally {
       this.#release(m);
