@@ -5,25 +5,76 @@
  * subject. A message that is not a call (garbage bytes, a forbidden key, another service) gets
  * an error reply when it has a reply subject and a warn log line either way; nothing reaches a
  * handler. Subscriptions come back by themselves after a reconnection.
+ *
+ * A batch frame (batch.ts: the calls a client made in one tick) is split into its calls; the
+ * replies to one client that finish in one tick go back as one batch frame, to the reply subject
+ * of one of its messages (the client matches items by sequence number). A frame the server cannot
+ * read past some item is answered with one error envelope on its reply subject, which fails the
+ * calls of that message.
  */
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { ServiceDescriptor } from "../../descriptor.js";
-import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
+import { decodeEnvelope, encodeEnvelope, encodeEnvelopeText } from "../../codec/wire.js";
 import { Code, FanError } from "../../errors.js";
 import { handlePush } from "../owner-push.js";
 import { errorEnvelope, refuse } from "../replies.js";
 import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
 import type { NatsLink } from "./connection.js";
+import { type BatchReader, FrameBuilder, isBatch, itemOverhead, readBatch } from "./batch.js";
 import { cancelSubject, instanceSubject, type NatsAddress, RPC_QUEUE, rpcSubject } from "./names.js";
-import { payloadLimit, tooLarge } from "./rpc-client.js";
+import { payloadLimit, serverLimit, tooLarge } from "./rpc-client.js";
+
+/**
+ * Calls of batch frames started in one turn of the event loop; the rest wait for the next turn
+ * (setImmediate), after the replies of these went out. A client's 64 calls arriving together are
+ * answered in two pieces, and the client makes its next calls while this server runs the rest: the
+ * two processes work at the same time instead of in turn.
+ */
+const ITEMS_PER_TURN = 32;
+
+/** Replies of this tick to one client, sent as one batch frame. */
+interface Outbox {
+  readonly subject: string;
+  readonly frame: FrameBuilder;
+}
+
+/** The message being split: where its items' replies go. */
+interface Source {
+  subject: string;
+  reply: string;
+  /** The client the replies are grouped by: its reply prefix (a fan client's) or the reply subject. */
+  client: string;
+  own: boolean;
+}
+
+/**
+ * The client a reply subject belongs to: a fan client's reply prefix (`fan.{cluster}.reply.{id}`,
+ * whatever its cluster) when `reply` is one of its subjects, else `reply` itself (a raw publisher's).
+ */
+export function clientOf(reply: string): string {
+  const dot = reply.lastIndexOf(".");
+  const id = reply.lastIndexOf(".", dot - 1);
+  const kind = reply.lastIndexOf(".", id - 1);
+  return kind > 3 && reply.startsWith("fan.") && reply.startsWith(".reply.", kind) ? reply.slice(0, dot) : reply;
+}
 
 /** One served instance's rpc side. */
 export class NatsRpcServer {
   readonly #inFlight = new Map<string, LazyAbort>();
   readonly #subs: Subscription[] = [];
   readonly #log: Logger;
+  /** Replies of this tick, by client. */
+  readonly #outbox = new Map<string, Outbox>();
+  #flushing = false;
+  readonly #reader: BatchReader = { item: (seq, body) => this.#take(seq, body) };
+  /** Calls started in this turn of the event loop (see ITEMS_PER_TURN). */
+  #started = 0;
+  /** Calls of frames waiting for a later turn, in arrival order (source, seq, body triples). */
+  #backlog: Array<Source | number | Uint8Array> = [];
+  #backlogAt = 0;
+  #source: Source = { subject: "", reply: "", client: "", own: false };
   #stopped = false;
 
   constructor(
@@ -51,6 +102,10 @@ export class NatsRpcServer {
 
   /** Handles a call, also one that arrived just after `stop` (NATS had sent it before the unsubscribe). */
   #onCall(msg: Msg): void {
+    if (isBatch(msg.data)) {
+      this.#onBatch(msg);
+      return;
+    }
     const reply = msg.reply;
     let env: Envelope;
     try {
@@ -89,6 +144,137 @@ export class NatsRpcServer {
     );
   }
 
+  /** Splits a batch frame into its calls. */
+  #onBatch(msg: Msg): void {
+    const reply = msg.reply;
+    if (reply === undefined || reply === "") {
+      this.#log.warn({ subject: msg.subject, bytes: msg.data.length }, "nats call without a reply subject dropped");
+      return;
+    }
+    const client = clientOf(reply);
+    const src: Source = {
+      subject: msg.subject,
+      reply,
+      client,
+      own: msg.subject === instanceSubject(this.addr),
+    };
+    this.#source = src;
+    if (!readBatch(msg.data, this.#reader)) {
+      this.#log.warn({ subject: msg.subject, bytes: msg.data.length }, "malformed nats call frame");
+      this.#reply(msg, errorEnvelope("?", undefined, new FanError(Code.INVALID_ARGUMENT, "malformed nats call frame")));
+    }
+  }
+
+  /**
+   * One call of the batch frame being split (`#source`): started now, or, once this turn has
+   * started ITEMS_PER_TURN calls, queued for a later turn.
+   */
+  #take(seq: number, body: Uint8Array): void {
+    if (this.#backlog.length === 0 && this.#started < ITEMS_PER_TURN) {
+      if (this.#started++ === 0) queueMicrotask(this.#newTurn);
+      this.#onItem(this.#source, seq, body);
+      return;
+    }
+    if (this.#backlog.length === 0) setImmediate(this.#drain);
+    this.#backlog.push(this.#source, seq, body);
+  }
+
+  readonly #newTurn = (): void => {
+    this.#started = 0;
+  };
+
+  /** Starts the next ITEMS_PER_TURN queued calls, after the replies of the last ones went out. */
+  readonly #drain = (): void => {
+    const q = this.#backlog;
+    let i = this.#backlogAt;
+    const end = Math.min(q.length, i + ITEMS_PER_TURN * 3);
+    for (; i < end; i += 3) this.#onItem(q[i] as Source, q[i + 1] as number, q[i + 2] as Uint8Array);
+    if (i < q.length) {
+      this.#backlogAt = i;
+      setImmediate(this.#drain);
+    } else {
+      this.#backlog = [];
+      this.#backlogAt = 0;
+    }
+  };
+
+  #onItem(src: Source, seq: number, body: Uint8Array): void {
+    let env: Envelope;
+    try {
+      env = decodeEnvelope(body, { maxBytes: this.maxBytes });
+      if (env.kind !== "call" && !(src.own && env.kind === "push"))
+        throw new FanError(Code.INVALID_ARGUMENT, `expected a call${src.own ? " or push" : ""}, got a ${env.kind}`);
+      const refused = refuse(this.service, env, "this subject");
+      if (refused !== undefined) throw refused;
+    } catch (e) {
+      const err = FanError.from(e, Code.INVALID_ARGUMENT);
+      if (err.code !== Code.NOT_FOUND)
+        this.#log.warn({ err: err.message, subject: src.subject, bytes: body.length }, "undecodable nats call");
+      this.#queue(src, seq, errorEnvelope("?", undefined, err));
+      return;
+    }
+    if (env.kind === "push") {
+      void handlePush(this.inbound, env).then((out) => this.#queue(src, seq, out));
+      return;
+    }
+    const key = `${src.client}.${seq}`;
+    const ac = new LazyAbort();
+    this.#inFlight.set(key, ac);
+    this.inbound.call(env, ac).then(
+      (out: Envelope) => this.#itemDone(src, seq, key, out),
+      (e: unknown) => this.#itemDone(src, seq, key, errorEnvelope(env.id, env, FanError.from(e))),
+    );
+  }
+
+  #itemDone(src: Source, seq: number, key: string, out: Envelope): void {
+    this.#inFlight.delete(key);
+    this.#queue(src, seq, out);
+  }
+
+  /** Queues a reply for this tick's frame to its client (sent at once when the frame is full). */
+  #queue(src: Source, seq: number, out: Envelope): void {
+    const nc = this.link.nc;
+    let json = encodeEnvelopeText(out);
+    let size = Buffer.byteLength(json, "utf8");
+    const limit = nc === undefined ? this.maxBytes : payloadLimit(nc, this.maxBytes);
+    const max = serverLimit(nc);
+    if (size > limit || 1 + size + itemOverhead(seq) > max) {
+      json = encodeEnvelopeText(errorEnvelope(out.id, out, tooLarge("reply", size, limit, this.maxBytes)));
+      size = Buffer.byteLength(json, "utf8");
+    }
+    let box = this.#outbox.get(src.client);
+    if (box !== undefined && box.frame.bytes + size + itemOverhead(seq) > max) {
+      this.#outbox.delete(src.client);
+      this.#send(box);
+      box = undefined;
+    }
+    if (box === undefined) {
+      box = { subject: src.reply, frame: new FrameBuilder() };
+      this.#outbox.set(src.client, box);
+    }
+    box.frame.add(seq, json, size);
+    if (!this.#flushing) {
+      this.#flushing = true;
+      process.nextTick(() => this.#flushReplies());
+    }
+  }
+
+  #flushReplies(): void {
+    this.#flushing = false;
+    for (const box of this.#outbox.values()) this.#send(box);
+    this.#outbox.clear();
+  }
+
+  #send(box: Outbox): void {
+    const nc = this.link.nc;
+    try {
+      if (nc === undefined) throw new Error("not connected");
+      nc.publish(box.subject, box.frame.text);
+    } catch (e) {
+      this.#log.warn({ err: (e as Error).message, calls: box.frame.count }, "nats reply not sent");
+    }
+  }
+
   #done(msg: Msg, reply: string, out: Envelope): void {
     this.#inFlight.delete(reply);
     this.#reply(msg, out);
@@ -123,7 +309,7 @@ export class NatsRpcServer {
 
   /** Calls whose handler has not answered yet. */
   get busy(): number {
-    return this.#inFlight.size;
+    return this.#inFlight.size + (this.#backlog.length - this.#backlogAt) / 3;
   }
 
   /** Aborts calls still running and waits up to `graceMs` for their replies to go out. */
@@ -131,7 +317,8 @@ export class NatsRpcServer {
     await this.stop();
     for (const ac of this.#inFlight.values()) ac.abort();
     const until = Date.now() + graceMs;
-    while (this.#inFlight.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    while (this.busy > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    this.#flushReplies();
     try {
       this.#subs[0]?.unsubscribe();
     } catch {

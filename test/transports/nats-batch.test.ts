@@ -1,0 +1,163 @@
+/**
+ * nats rpc batching against the real nats-server: the calls of one tick to one subject travel as
+ * one message and their replies as one message, a batch larger than the server's max_payload is
+ * split, a call of a batch can be cancelled alone, and broken batch frames from a raw publisher
+ * are answered or logged while the server keeps serving.
+ */
+import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { decodeEnvelope } from "../../src/runtime/codec/wire.js";
+import { natsTransport } from "../../src/runtime/transports/nats/index.js";
+import { parseEndpoint, rpcSubject } from "../../src/runtime/transports/nats/names.js";
+import type { Envelope, Transport } from "../../src/runtime/transports/transport.js";
+import { describeWithBroker } from "./amqp-broker.js";
+import { envelope, rejection, until, within } from "./conformance.js";
+import { ConformanceDescriptor } from "./fixtures/descriptor.js";
+import { TestInbound } from "./fixtures/inbound.js";
+import { type CapturedLog, captureLog } from "./fixtures/log.js";
+import { NATS_URL, natsUp } from "./nats-server.js";
+
+const up = await natsUp();
+const cluster = `batch-${process.pid}`;
+
+describeWithBroker(
+  up,
+  "NATS",
+  "nats batching",
+)("nats rpc batching (real nats-server)", () => {
+  let serverLog: CapturedLog;
+  let server: Transport;
+  let client: Transport;
+  let inbound: TestInbound;
+  let endpoint: string;
+  let nc: NatsConnection;
+
+  beforeAll(async () => {
+    const make = natsTransport({ url: NATS_URL });
+    serverLog = captureLog();
+    server = make({ cluster, log: serverLog.log, maxPayloadBytes: 4 << 20 });
+    client = make({ cluster, log: captureLog().log, maxPayloadBytes: 4 << 20 });
+    inbound = new TestInbound();
+    endpoint = (await server.serve(ConformanceDescriptor, "b1", inbound)).endpoint;
+    nc = await connect({ servers: NATS_URL });
+  });
+  afterAll(async () => {
+    await client.close();
+    await server.close();
+    await nc.close();
+  });
+
+  /** Counts the messages on `subject` while `fn` runs. */
+  async function counting(subject: string, fn: () => Promise<unknown>): Promise<number> {
+    let n = 0;
+    const sub = nc.subscribe(subject, {
+      callback: () => {
+        n++;
+      },
+    });
+    await nc.flush();
+    await fn();
+    await nc.flush();
+    sub.unsubscribe();
+    return n;
+  }
+
+  it("16 calls made in one tick travel as one message, and come back as one", async () => {
+    await client.call(endpoint, envelope("echo", { n: -1 }), within(5000)); // subscribed, warm
+    let calls = 0;
+    const replies = await counting(`fan.${cluster}.reply.>`, async () => {
+      calls = await counting(rpcSubject(parseEndpoint(endpoint)), async () => {
+        const all = await Promise.all(
+          Array.from({ length: 16 }, (_, n) => client.call(endpoint, envelope("echo", { n }), within(5000))),
+        );
+        for (const [n, r] of all.entries()) expect(r.payload).toMatchObject({ n });
+      });
+    });
+    expect(calls).toBe(1);
+    expect(replies).toBe(1);
+  });
+
+  it("a batch over the server's max_payload is split, and every call is answered", async () => {
+    const max = nc.info?.max_payload ?? 1 << 20;
+    const text = "x".repeat(Math.floor(max / 3));
+    let calls = 0;
+    const replies = await counting(`fan.${cluster}.reply.>`, async () => {
+      calls = await counting(rpcSubject(parseEndpoint(endpoint)), async () => {
+        const all = await Promise.all(
+          Array.from({ length: 6 }, (_, n) => client.call(endpoint, envelope("echo", { n, text }), within(10_000))),
+        );
+        for (const [n, r] of all.entries()) expect(r.payload).toMatchObject({ n, text });
+      });
+    });
+    expect(calls).toBeGreaterThanOrEqual(3);
+    expect(replies).toBeGreaterThanOrEqual(3);
+  });
+
+  it("one call of a batch is cancelled alone: its handler sees it, the others are answered", async () => {
+    const ac = new AbortController();
+    const sleeper = envelope("sleep", { ms: 5000 });
+    const cancelled = client.call(endpoint, sleeper, within(10_000, ac.signal));
+    const others = Array.from({ length: 5 }, (_, n) => client.call(endpoint, envelope("echo", { n }), within(5000)));
+    await until(() => inbound.calls.some((c) => c.id === sleeper.id));
+    ac.abort();
+    expect((await rejection(() => cancelled)).code).toBe("CANCELLED");
+    await until(() => inbound.cancelled.includes(sleeper.id));
+    for (const [n, r] of (await Promise.all(others)).entries()) expect(r.payload).toMatchObject({ n });
+  });
+
+  /** Publishes `body` to the rpc subject with a reply subject of its own; the first answer, if any. */
+  async function raw(body: string | Uint8Array): Promise<Msg | undefined> {
+    const inbox = `raw.${cluster}.${Math.random().toString(36).slice(2)}`;
+    const got: Msg[] = [];
+    const sub = nc.subscribe(inbox, {
+      callback: (_e, m) => {
+        got.push(m);
+      },
+    });
+    await nc.flush();
+    nc.publish(rpcSubject(parseEndpoint(endpoint)), body, { reply: inbox });
+    await until(() => got.length > 0, 2000).catch(() => undefined);
+    sub.unsubscribe();
+    return got[0];
+  }
+
+  it("a malformed frame gets an error reply and a warn line; the server still serves", async () => {
+    const before = serverLog.find("malformed nats call frame").length;
+    const m = await raw("#abc\n{}");
+    expect(m).toBeDefined();
+    const err = decodeEnvelope((m as Msg).data, { maxBytes: 1 << 20 }) as Envelope;
+    expect(err.kind).toBe("error");
+    expect(serverLog.find("malformed nats call frame").length).toBe(before + 1);
+    expect((await client.call(endpoint, envelope("echo", { n: 7 }), within(5000))).payload).toMatchObject({ n: 7 });
+  });
+
+  it("a garbage item of a frame gets its own error reply; the other items are served", async () => {
+    const good = envelope("echo", { n: 8 });
+    const m = await raw(`#1\nnot json\n2\n${JSON.stringify(good)}`);
+    expect(m).toBeDefined();
+    const text = Buffer.from((m as Msg).data).toString("utf8");
+    expect(text.startsWith("#")).toBe(true);
+    const lines = text.slice(1).split("\n");
+    const items = new Map<string, Envelope>();
+    for (let i = 0; i + 1 < lines.length; i += 2)
+      items.set(lines[i] as string, decodeEnvelope(lines[i + 1] as string, { maxBytes: 1 << 20 }));
+    expect(items.get("1")?.kind).toBe("error");
+    expect(items.get("2")?.payload).toMatchObject({ n: 8 });
+    expect(serverLog.find("undecodable nats call").length).toBeGreaterThan(0);
+  });
+
+  it("a frame without a reply subject is dropped with a warn line", async () => {
+    const before = serverLog.find("without a reply subject").length;
+    nc.publish(rpcSubject(parseEndpoint(endpoint)), `#1\n${JSON.stringify(envelope("echo", { n: 9 }))}`);
+    await until(() => serverLog.find("without a reply subject").length > before);
+    expect((await client.call(endpoint, envelope("echo", { n: 10 }), within(5000))).payload).toMatchObject({ n: 10 });
+  });
+
+  it("a batch to a version nobody serves fails at once with UNAVAILABLE for each of its calls", async () => {
+    const nobody = endpoint.replace(/\/[^/]+\/b1$/, "/9.9.9/b1");
+    const errs = await Promise.all(
+      Array.from({ length: 3 }, (_, n) => rejection(() => client.call(nobody, envelope("echo", { n }), within(5000)))),
+    );
+    for (const e of errs) expect(e.code).toBe("UNAVAILABLE");
+  });
+});
