@@ -260,7 +260,7 @@ export class GatewayServer {
     return value as Record<string, unknown>;
   }
 
-  async #send(
+  #send(
     req: IncomingMessage,
     res: ServerResponse,
     svc: GatewayService,
@@ -271,9 +271,10 @@ export class GatewayServer {
     try {
       headers = fromHttpHeaders(req.headers);
     } catch (e) {
-      return writeError(res, wireErrorOf(FanError.from(e, Code.INVALID_ARGUMENT), undefined));
+      writeError(res, wireErrorOf(FanError.from(e, Code.INVALID_ARGUMENT), undefined));
+      return Promise.resolve();
     }
-    await relay(res, svc, m, body, headers, leaving(req));
+    return relay(res, svc, m, body, headers, leaving(req));
   }
 }
 
@@ -338,37 +339,24 @@ function leaving(req: IncomingMessage): AbortSignal {
  * Rejects if the request errors (the caller left mid-body).
  */
 function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  // Anonymous listeners, left in place: the request ends (or is destroyed past `max`) and
+  // they go with it; naming them and removing them cost more than they save.
   return new Promise((resolve, reject) => {
     let first: Buffer | undefined;
     let more: Buffer[] | undefined;
     let size = 0;
-    const done = (): void => {
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
-    };
-    const onData = (chunk: Buffer): void => {
+    req.on("data", (chunk: Buffer) => {
+      if (size > max) return;
       size += chunk.length;
-      if (size > max) {
-        done();
-        resolve(undefined);
-      } else if (first === undefined) first = chunk;
+      if (size > max) resolve(undefined);
+      else if (first === undefined) first = chunk;
       else {
         more ??= [first];
         more.push(chunk);
       }
-    };
-    const onEnd = (): void => {
-      done();
-      resolve(more !== undefined ? Buffer.concat(more, size) : (first ?? EMPTY));
-    };
-    const onError = (e: Error): void => {
-      done();
-      reject(e);
-    };
-    req.on("data", onData);
-    req.once("end", onEnd);
-    req.once("error", onError);
+    });
+    req.once("end", () => resolve(more !== undefined ? Buffer.concat(more, size) : (first ?? EMPTY)));
+    req.once("error", reject);
   });
 }
 
