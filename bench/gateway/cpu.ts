@@ -7,7 +7,14 @@
  * at concurrency 1 over one keep-alive connection and reads the gateway's utime+stime from
  * /proc before and after: µs of gateway CPU per request. `GWCPU_STRACE=1` also counts its system
  * calls per request (`strace -f -c -p`, one extra round per gateway); `GWCPU_NODE_ARGS` is
- * passed to the gateways' node (`--cpu-prof --cpu-prof-dir=DIR`).
+ * passed to the gateways' and the stub's node (`--cpu-prof --cpu-prof-dir=DIR`).
+ *
+ * Also measured the same way: the gateway with its clients stubbed (bench/gateway/stub.ts: its
+ * own work plus HTTP), a bare `node:http` server (bench/gateway/floor.ts), and the App client
+ * called directly from this process (`process.cpuUsage`), the cost the gateway's client path
+ * should match. `GWCPU_ONLY=redis|amqp` keeps one transport (any other word: none);
+ * `GWCPU_ROUNDS` (default 3); `GWCPU_WATCH=name:pid,...` reports other processes' CPU per
+ * request too (the brokers). Needs etcd, Redis and RabbitMQ, like bench/gateway.ts.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
