@@ -86,6 +86,17 @@ export class BrowserShardedState implements ShardedStateHandle<unknown> {
     return view.opened.then(() => ({ unsubscribe: () => view.close() }));
   }
 
+  /**
+   * Every shard at once is not served to pages yet: watch the shards needed, one view each.
+   * (Declared so the handle stays a `ShardedStateHandle` where the runtime has `watchAll`.)
+   */
+  watchAll(): never {
+    throw new FanError(
+      Code.UNIMPLEMENTED,
+      `${this.name}: watchAll() is not available in fan/browser; watch({ shard }) each shard the page needs`,
+    );
+  }
+
   /** As the runtime's `watch({ shard } | { key })` checks it. */
   #shard(where: unknown): number {
     const w = (typeof where === "object" && where !== null ? where : {}) as { shard?: unknown; key?: unknown };
