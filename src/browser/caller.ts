@@ -13,11 +13,12 @@ import type {
   MethodDescriptor,
   ServiceDefinition,
   ServiceDescriptor,
+  ShardedStateHandle,
   StateHandle,
 } from "../runtime/descriptor.js";
 import { Code, FanError } from "../runtime/errors.js";
 import { openStream } from "./stream.js";
-import { BrowserState } from "./state.js";
+import { BrowserShardedState, BrowserState } from "./state.js";
 import { errorOf, traceIdOf } from "./wire.js";
 
 /** Options of `connect`. */
@@ -82,10 +83,12 @@ export class GatewayCaller implements ClientCaller {
     };
   }
 
-  state(name: string): StateHandle<unknown> {
+  state(name: string): StateHandle<unknown> | ShardedStateHandle<unknown> {
     const desc = this.#service.states[name];
     if (desc === undefined) throw this.#noMember("state", name);
-    return new BrowserState(this.#url(`_fan/states/${enc(this.#service.name)}/${enc(name)}`), codec(desc.schema), name);
+    const url = this.#url(`_fan/states/${enc(this.#service.name)}/${enc(name)}`);
+    if (desc.sharded === true) return new BrowserShardedState(url, codec(desc.schema), name, this.#service.shards);
+    return new BrowserState(url, codec(desc.schema), name);
   }
 
   #url(path: string): string {

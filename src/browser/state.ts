@@ -3,10 +3,23 @@
  * (the owner's snapshot, then the value after every change) read with EventSource. `get` takes
  * the first value and closes; `watch(fn)` calls `fn` with each value; `watch()` is a small
  * `StateView` (no epochs or sequence numbers from the owner: `seq` counts values received).
+ * A sharded state (`@shard`) takes `{ shard }` or `{ key }` as on Node and streams that one
+ * shard (`?shard=N`; the key is hashed here, as the runtime hashes it).
  */
 import type { Codec } from "../runtime/codec/index.js";
-import type { CallOptions, StateChange, StateHandle, StateStatus, StateView, Subscription } from "../runtime/descriptor.js";
+import type {
+  CallOptions,
+  ShardedStateHandle,
+  ShardedStateView,
+  ShardSelector,
+  StateChange,
+  StateHandle,
+  StateStatus,
+  StateView,
+  Subscription,
+} from "../runtime/descriptor.js";
 import { Code, FanError } from "../runtime/errors.js";
+import { shardOfKeyValue } from "../runtime/shard-key.js";
 import { openStream } from "./stream.js";
 
 export class BrowserState implements StateHandle<unknown> {
@@ -35,7 +48,73 @@ export class BrowserState implements StateHandle<unknown> {
   }
 }
 
-class View implements StateView<unknown> {
+/** `client.states.<name>` of a sharded state: one shard's stream per watch. */
+export class BrowserShardedState implements ShardedStateHandle<unknown> {
+  constructor(
+    private readonly url: string,
+    private readonly codec: Codec<unknown>,
+    private readonly name: string,
+    readonly shards: number,
+  ) {}
+
+  shardOf(key: unknown): number {
+    return shardOfKeyValue(key, this.shards);
+  }
+
+  async get(where: ShardSelector, opts?: CallOptions): Promise<unknown> {
+    const view = this.watch(where);
+    try {
+      return await view.ready(opts?.timeout ?? 10_000);
+    } finally {
+      await view.close();
+    }
+  }
+
+  watch(where: ShardSelector): ShardedStateView<unknown>;
+  watch(where: ShardSelector, fn: (value: unknown) => void): Promise<Subscription>;
+  watch(where: ShardSelector, fn?: (value: unknown) => void): ShardedStateView<unknown> | Promise<Subscription> {
+    let shard: number;
+    try {
+      shard = this.#shard(where);
+    } catch (e) {
+      if (fn === undefined) throw e;
+      return Promise.reject(e);
+    }
+    const view = new View(`${this.url}?shard=${shard}`, this.codec, this.name, shard);
+    if (fn === undefined) return view;
+    view.subscribe((c) => fn(c.value));
+    return view.opened.then(() => ({ unsubscribe: () => view.close() }));
+  }
+
+  /**
+   * Every shard at once is not served to pages yet: watch the shards needed, one view each.
+   * (Declared so the handle stays a `ShardedStateHandle` where the runtime has `watchAll`.)
+   */
+  watchAll(): never {
+    throw new FanError(
+      Code.UNIMPLEMENTED,
+      `${this.name}: watchAll() is not available in fan/browser; watch({ shard }) each shard the page needs`,
+    );
+  }
+
+  /** As the runtime's `watch({ shard } | { key })` checks it. */
+  #shard(where: unknown): number {
+    const w = (typeof where === "object" && where !== null ? where : {}) as { shard?: unknown; key?: unknown };
+    if (w.shard !== undefined) {
+      const n = w.shard;
+      if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n >= this.shards)
+        throw new FanError(Code.INVALID_ARGUMENT, `${this.name} has shards 0..${this.shards - 1}, not ${String(n)}`);
+      return n;
+    }
+    if (w.key !== undefined) return this.shardOf(w.key);
+    throw new FanError(
+      Code.INVALID_ARGUMENT,
+      `${this.name} is sharded (@shard): name the shard, watch({ shard }) or watch({ key })`,
+    );
+  }
+}
+
+class View implements ShardedStateView<unknown> {
   current: unknown = undefined;
   readonly epoch = 0;
   seq = 0;
@@ -46,7 +125,11 @@ class View implements StateView<unknown> {
   readonly #statuses = new Set<(s: StateStatus, r: string | undefined) => void>();
   #close: (() => void) | undefined;
 
-  constructor(url: string, codec: Codec<unknown>, name: string) {
+  /** The shard streamed (a sharded state's view), else -1 (unused). */
+  readonly shard: number;
+
+  constructor(url: string, codec: Codec<unknown>, name: string, shard = -1) {
+    this.shard = shard;
     this.opened = openStream(
       url,
       (data) => {
@@ -59,11 +142,24 @@ class View implements StateView<unknown> {
         }
         this.current = value;
         this.seq++;
-        const change: StateChange<unknown> = { value, patch: undefined, epoch: 0, seq: this.seq, cause: this.seq === 1 ? "snapshot" : "full" };
+        const change: StateChange<unknown> = {
+          value,
+          patch: undefined,
+          epoch: 0,
+          seq: this.seq,
+          cause: this.seq === 1 ? "snapshot" : "full",
+        };
         this.#set("live", undefined);
         for (const fn of this.#changes) fn(change);
       },
-      { onStatus: (s) => (s === "reconnecting" ? this.#set("resyncing", "the stream dropped; reconnecting") : s === "closed" ? this.#set("closed", "the gateway closed the stream") : undefined) },
+      {
+        onStatus: (s) =>
+          s === "reconnecting"
+            ? this.#set("resyncing", "the stream dropped; reconnecting")
+            : s === "closed"
+              ? this.#set("closed", "the gateway closed the stream")
+              : undefined,
+      },
     ).then(
       (s) => {
         this.#close = () => s.close();
@@ -99,7 +195,12 @@ class View implements StateView<unknown> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         off();
-        reject(new FanError(Code.DEADLINE_EXCEEDED, `no value of the state within ${timeoutMs} ms (${this.reason ?? this.status})`));
+        reject(
+          new FanError(
+            Code.DEADLINE_EXCEEDED,
+            `no value of the state within ${timeoutMs} ms (${this.reason ?? this.status})`,
+          ),
+        );
       }, timeoutMs);
       const off = this.subscribe((c) => {
         clearTimeout(timer);

@@ -23,6 +23,7 @@ Serves every service of the IDL over HTTP, whatever transport it runs on (see do
   <verb> <@route path>                      the IDL's @route paths, as the http transport serves them
   GET  /_fan/events/<service>/<event>       Server-Sent Events: one data line of JSON per event
   GET  /_fan/states/<service>/<state>       Server-Sent Events: the state's value, then every change
+                                            (a @shard state: one shard, ?shard=<n> or ?key=<key>)
   GET  /_fan/idl                            the compiled IDL as JSON;  GET /health
 Request headers: fan-timeout (ms) or fan-deadline (epoch ms), traceparent, fan-h-<name>.
 
@@ -65,7 +66,8 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     if (positionals.length > 1 || (positionals.length === 1 && values.idl !== undefined))
       throw new UsageError(`one IDL folder only\n${USAGE}`);
     const port = Number(values.port ?? 8080);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0-65535, got ${values.port}`);
+    if (!Number.isInteger(port) || port < 0 || port > 65535)
+      throw new UsageError(`--port must be 0-65535, got ${values.port}`);
     discovery = cliDiscovery(values.discovery);
     if (!discovery.startsWith("etcd://"))
       throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(discovery)}`);
@@ -88,7 +90,9 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     );
     server = new GatewayServer({ app, catalog, cors: new Cors(values.cors), log });
     const url = await server.listen(port, values.host ?? "127.0.0.1");
-    io.err(`fanc gateway: listening on ${url} · ${descriptors.length} service(s) · over ${[...names].join(", ")} · cluster "${cliCluster(values.cluster)}"`);
+    io.err(
+      `fanc gateway: listening on ${url} · ${descriptors.length} service(s) · over ${[...names].join(", ")} · cluster "${cliCluster(values.cluster)}"`,
+    );
     await new Promise<void>((resolve) => {
       const done = (): void => resolve();
       stop?.addEventListener("abort", done, { once: true });
@@ -109,9 +113,13 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
 /** `--transports a,b` checked, or every transport some service of the IDL allows. */
 function transportNames(spec: string | undefined, descriptors: readonly ServiceDescriptor[]): Set<TransportName> {
   if (spec !== undefined) {
-    const asked = spec.split(",").map((s) => s.trim()).filter(Boolean) as TransportName[];
+    const asked = spec
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean) as TransportName[];
     const bad = asked.filter((t) => !ORDER.includes(t));
-    if (bad.length > 0 || asked.length === 0) throw new UsageError(`--transports takes ${ORDER.join(", ")}; got ${JSON.stringify(spec)}`);
+    if (bad.length > 0 || asked.length === 0)
+      throw new UsageError(`--transports takes ${ORDER.join(", ")}; got ${JSON.stringify(spec)}`);
     return new Set(asked);
   }
   return new Set(ORDER.filter((t) => descriptors.some((d) => d.transports.includes(t))));

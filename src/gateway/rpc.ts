@@ -10,13 +10,21 @@ import type { ServerResponse } from "node:http";
 import { runInContext, type Inherited } from "../runtime/call/callctx.js";
 import { codec, type Codec } from "../runtime/codec/index.js";
 import type { CallOptions, MethodDescriptor } from "../runtime/descriptor.js";
-import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from "../runtime/ids.js";
+import { formatTraceparent, newSpanId, newTraceId, nextEnvelopeId, parseTraceparent } from "../runtime/ids.js";
 import type { EnvelopeHeaders } from "../runtime/transports/transport.js";
 import type { GatewayService } from "./catalog.js";
-import { wireErrorOf, writeError, writeReply } from "./wire.js";
+import { MAX_REPLY_BYTES, wireErrorOf, writeError, writeReply } from "./wire.js";
 
 /** The runtime's own envelope headers: not passed on as custom headers. */
-const OWN: ReadonlySet<string> = new Set(["traceparent", "tracestate", "deadline", "ttl", "replyTo", "shard", "attempt"]);
+const OWN: ReadonlySet<string> = new Set([
+  "traceparent",
+  "tracestate",
+  "deadline",
+  "ttl",
+  "replyTo",
+  "shard",
+  "attempt",
+]);
 
 /** Codecs of a method's input and output, made once per method. */
 const codecs = new WeakMap<MethodDescriptor, { input: Codec<unknown>; output: Codec<unknown> | undefined }>();
@@ -30,12 +38,67 @@ function codecsOf(m: MethodDescriptor): { input: Codec<unknown>; output: Codec<u
   return c;
 }
 
-/** The gateway's hop in the caller's trace: a child of `traceparent`, or a new trace. */
-function hop(traceparent: unknown): { traceparent: string; traceId: string; spanId: string } {
-  const parent = parseTraceparent(traceparent);
-  const traceId = parent?.traceId ?? newTraceId();
-  const spanId = newSpanId();
-  return { traceparent: formatTraceparent(traceId, spanId, parent?.flags ?? "01"), traceId, spanId };
+/**
+ * The gateway's hop in the caller's trace (a child of `traceparent`, or a new trace), and the
+ * context the call is sent in: calls inherit its deadline and trace as a handler's calls do.
+ * A class rather than an object literal with a closure per request.
+ */
+class Hop implements Inherited {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly traceparent: string;
+
+  constructor(
+    parentHeader: unknown,
+    readonly deadline: number,
+  ) {
+    const parent = parseTraceparent(parentHeader);
+    this.traceId = parent?.traceId ?? newTraceId();
+    this.spanId = newSpanId();
+    this.traceparent = formatTraceparent(this.traceId, this.spanId, parent?.flags ?? "01");
+  }
+
+  childTraceparent(): string {
+    return this.traceparent;
+  }
+}
+
+/** Runs in the hop's context (`runInContext` passes the arguments: no closure per request). */
+function send(
+  client: GatewayService["client"],
+  m: MethodDescriptor,
+  input: unknown,
+  opts: CallOptions,
+): Promise<unknown> {
+  return m.kind === "rpc" ? client.call(m.name, input, opts) : client.push(m.name, input, opts);
+}
+
+const JSON_TYPE = "application/json; charset=utf-8";
+
+/**
+ * A reply, written as `writeReply` (the http transport's writer) writes it, without building an
+ * envelope and converting its headers: they are always the same four here.
+ */
+function answer(res: ServerResponse, wire: unknown, traceparent: string): void {
+  if (wire === undefined) {
+    res.writeHead(204, { traceparent, "fan-id": nextEnvelopeId(), "fan-kind": "reply" }).end();
+    return;
+  }
+  const body = JSON.stringify(wire);
+  const size = Buffer.byteLength(body, "utf8");
+  if (size > MAX_REPLY_BYTES) {
+    writeReply(res, wire, { traceparent }); // answers RESOURCE_EXHAUSTED, as it always did
+    return;
+  }
+  res
+    .writeHead(200, {
+      traceparent,
+      "fan-id": nextEnvelopeId(),
+      "fan-kind": "reply",
+      "content-type": JSON_TYPE,
+      "content-length": String(size),
+    })
+    .end(body);
 }
 
 /**
@@ -51,40 +114,32 @@ export function relay(
   signal: AbortSignal,
 ): Promise<void> {
   const c = codecsOf(m);
-  const trace = hop(headers.traceparent);
-  const replyHeaders: EnvelopeHeaders = { traceparent: trace.traceparent };
+  const deadline = headers.deadline as number | undefined;
+  const trace = new Hop(headers.traceparent, deadline ?? Number.POSITIVE_INFINITY);
   let input: unknown;
   try {
     input = c.input.decode(body, "");
   } catch (e) {
-    writeError(res, wireErrorOf(e, svc.descriptor), replyHeaders);
+    writeError(res, wireErrorOf(e, svc.descriptor), { traceparent: trace.traceparent });
     return Promise.resolve();
   }
-  const custom: Record<string, string> = {};
-  let any = false;
+  let custom: Record<string, string> | undefined;
   for (const k in headers) {
     const v = headers[k];
     if (!OWN.has(k) && typeof v === "string") {
+      custom ??= {};
       custom[k] = v;
-      any = true;
     }
   }
-  const opts: CallOptions = {
-    signal,
-    ...(headers.deadline !== undefined ? { deadline: headers.deadline as number } : {}),
-    ...(any ? { headers: custom } : {}),
-  };
-  const ctx: Inherited = {
-    deadline: (headers.deadline as number | undefined) ?? Number.POSITIVE_INFINITY,
-    traceId: trace.traceId,
-    spanId: trace.spanId,
-    childTraceparent: () => trace.traceparent,
-  };
-  const sent =
-    m.kind === "rpc"
-      ? runInContext(ctx, () => svc.client.call(m.name, input, opts))
-      : runInContext(ctx, () => svc.client.push(m.name, input, opts));
-  return sent.then(
+  const opts: CallOptions =
+    custom === undefined
+      ? deadline === undefined
+        ? { signal }
+        : { signal, deadline }
+      : deadline === undefined
+        ? { signal, headers: custom }
+        : { signal, deadline, headers: custom };
+  return runInContext(trace, send, svc.client, m, input, opts).then(
     (value) => {
       if (m.kind === "push") {
         res.writeHead(202, { "fan-kind": "reply", traceparent: trace.traceparent, "content-length": "0" }).end();
@@ -94,11 +149,11 @@ export function relay(
       try {
         wire = c.output === undefined || value === undefined ? undefined : c.output.encode(value, "reply");
       } catch (e) {
-        writeError(res, wireErrorOf(e, svc.descriptor), replyHeaders);
+        writeError(res, wireErrorOf(e, svc.descriptor), { traceparent: trace.traceparent });
         return;
       }
-      writeReply(res, wire, replyHeaders);
+      answer(res, wire, trace.traceparent);
     },
-    (e: unknown) => writeError(res, wireErrorOf(e, svc.descriptor), replyHeaders),
+    (e: unknown) => writeError(res, wireErrorOf(e, svc.descriptor), { traceparent: trace.traceparent }),
   );
 }

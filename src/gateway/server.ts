@@ -5,7 +5,8 @@
  * - `POST /<package.Service>/<method>` with the JSON arguments: an rpc (200 with the reply, 204
  *   for none) or a push (202 once accepted); each `@route` path with its verbs, as the http
  *   transport serves them (GET/HEAD/DELETE for `@idempotent` methods, POST/PUT/PATCH for any);
- * - `GET /_fan/events/<service>/<event>` and `GET /_fan/states/<service>/<state>`: SSE;
+ * - `GET /_fan/events/<service>/<event>` and `GET /_fan/states/<service>/<state>`: SSE (a
+ *   `@shard` state streams one shard: `?shard=N` or `?key=K`; 400 without either);
  * - `GET /_fan/idl`: the compiled IDL as JSON; `GET /health`.
  *
  * Every answer to a request is an answer: malformed JSON, an invalid argument, an unknown path
@@ -18,7 +19,8 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "pino";
 import type { App } from "../runtime/app/app.js";
 import { parseJson } from "../runtime/codec/wire.js";
-import type { MethodDescriptor } from "../runtime/descriptor.js";
+import { shardOfKey } from "../runtime/shard-key.js";
+import type { MethodDescriptor, ServiceDescriptor, StateDescriptor } from "../runtime/descriptor.js";
 import { Code, FanError } from "../runtime/errors.js";
 import { fromHttpHeaders } from "../runtime/transports/http/headers.js";
 import { bindParams, matchRoute, safeDecode, splitPath } from "../runtime/transports/http/routes.js";
@@ -126,7 +128,8 @@ export class GatewayServer {
         return this.#send(req, res, svc, m, body);
       }
     }
-    if (raw[0] === "_fan" || (raw.length === 1 && raw[0] === "health")) return this.#own(req, res, raw, method);
+    if (raw[0] === "_fan" || (raw.length === 1 && raw[0] === "health"))
+      return this.#own(req, res, raw, method, q < 0 ? undefined : url.slice(q + 1));
     const match = matchRoute(this.#o.catalog.routes, raw);
     if (match !== undefined) {
       const m = match.route.method;
@@ -151,8 +154,14 @@ export class GatewayServer {
     refuse(res, Code.NOT_FOUND, `no service, method or route at ${method} ${path} (GET /_fan/idl lists them)`);
   }
 
-  /** `/health`, `/_fan/idl`, `/_fan/events/...`, `/_fan/states/...`. */
-  async #own(req: IncomingMessage, res: ServerResponse, raw: readonly string[], method: string): Promise<void> {
+  /** `/health`, `/_fan/idl`, `/_fan/events/...`, `/_fan/states/...` (`search`: the query string, without `?`). */
+  async #own(
+    req: IncomingMessage,
+    res: ServerResponse,
+    raw: readonly string[],
+    method: string,
+    search: string | undefined,
+  ): Promise<void> {
     if (method !== "GET" && method !== "HEAD") {
       res.setHeader("allow", "GET, HEAD");
       return refuse(res, Code.UNIMPLEMENTED, `${method} is not served here; use GET`, 405);
@@ -187,12 +196,13 @@ export class GatewayServer {
         Code.NOT_FOUND,
         `${d.name} has no ${kind === "events" ? "event" : "state"} ${JSON.stringify(member)}`,
       );
-    if (kind === "states" && (target as { sharded?: true }).sharded === true)
-      return refuse(
-        res,
-        Code.UNIMPLEMENTED,
-        `${d.name}.${member} is sharded (@shard): the gateway streams states that are not sharded`,
-      );
+    // A sharded state streams one shard: `?shard=N`, or `?key=K` (repeated for a tuple key).
+    let shard: number | undefined;
+    if (kind === "states") {
+      const picked = pickShard(d, target as StateDescriptor, search);
+      if (typeof picked === "string") return refuse(res, Code.INVALID_ARGUMENT, picked);
+      shard = picked;
+    }
     // HEAD has no body: answer the stream's headers and end, with no subscription or keepalive behind it.
     if (method === "HEAD") return void res.writeHead(200, SSE_HEADERS).end();
     // Subscribe first: the stream opens (and EventSource fires `open`) only once nothing can be missed.
@@ -202,9 +212,10 @@ export class GatewayServer {
     const stop =
       kind === "events"
         ? await this.#hub.attach(d, d.events[member as string] as NonNullable<(typeof d.events)[string]>, fn)
-        : await this.#states.attach(d, d.states[member as string] as NonNullable<(typeof d.states)[string]>, fn);
+        : await this.#states.attach(d, target as StateDescriptor, shard, fn);
     if (req.destroyed) return stop();
-    const sse = openSse(res, {}, this.#o.log, `/_fan/${kind}/${service}/${member}`);
+    const name = `/_fan/${kind}/${service}/${member}${shard === undefined ? "" : `?shard=${shard}`}`;
+    const sse = openSse(res, {}, this.#o.log, name);
     this.#streams.add(res);
     stream = sse.send;
     for (const p of pending) sse.send(p);
@@ -249,7 +260,7 @@ export class GatewayServer {
     return value as Record<string, unknown>;
   }
 
-  async #send(
+  #send(
     req: IncomingMessage,
     res: ServerResponse,
     svc: GatewayService,
@@ -260,10 +271,41 @@ export class GatewayServer {
     try {
       headers = fromHttpHeaders(req.headers);
     } catch (e) {
-      return writeError(res, wireErrorOf(FanError.from(e, Code.INVALID_ARGUMENT), undefined));
+      writeError(res, wireErrorOf(FanError.from(e, Code.INVALID_ARGUMENT), undefined));
+      return Promise.resolve();
     }
-    await relay(res, svc, m, body, headers, leaving(req));
+    return relay(res, svc, m, body, headers, leaving(req));
   }
+}
+
+/**
+ * The shard a state stream names, undefined for a state that is not sharded, or why the query
+ * does not name one (answered 400). `?shard=N` is the shard's number; `?key=K` a key hashed as
+ * a `@shard` method's key is (`watch({ key })`), repeated for a tuple key: the parts come as
+ * text, which is the canonical form of a string, number, boolean or date part alike.
+ */
+function pickShard(
+  svc: ServiceDescriptor,
+  state: StateDescriptor,
+  search: string | undefined,
+): number | string | undefined {
+  const label = `${svc.name}.${state.name}`;
+  const q = search === undefined || search === "" ? undefined : new URLSearchParams(search);
+  const shard = q?.getAll("shard") ?? [];
+  const key = q?.getAll("key") ?? [];
+  if (state.sharded !== true) {
+    if (shard.length === 0 && key.length === 0) return undefined;
+    return `${label} is not sharded (@shard): its stream takes no ?shard or ?key`;
+  }
+  const how = `name one with ?shard=<0..${svc.shards - 1}> or ?key=<key> (repeated for a tuple key)`;
+  if (shard.length === 0 && key.length === 0)
+    return `${label} is sharded (@shard): the shard parameter is missing; ${how}`;
+  if (shard.length > 0 && key.length > 0) return `${label}: give ?shard or ?key, not both`;
+  if (key.length > 0) return shardOfKey(key, svc.shards);
+  const text = shard.length === 1 ? (shard[0] as string) : "";
+  const n = /^\d{1,9}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(n < svc.shards)) return `${label} has shards 0..${svc.shards - 1}, not ?shard=${shard.join("&shard=")}`;
+  return n;
 }
 
 /** The abort signal of each connection: fires when it closes (see `leaving`). */
@@ -297,37 +339,24 @@ function leaving(req: IncomingMessage): AbortSignal {
  * Rejects if the request errors (the caller left mid-body).
  */
 function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  // Anonymous listeners, left in place: the request ends (or is destroyed past `max`) and
+  // they go with it; naming them and removing them cost more than they save.
   return new Promise((resolve, reject) => {
     let first: Buffer | undefined;
     let more: Buffer[] | undefined;
     let size = 0;
-    const done = (): void => {
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
-    };
-    const onData = (chunk: Buffer): void => {
+    req.on("data", (chunk: Buffer) => {
+      if (size > max) return;
       size += chunk.length;
-      if (size > max) {
-        done();
-        resolve(undefined);
-      } else if (first === undefined) first = chunk;
+      if (size > max) resolve(undefined);
+      else if (first === undefined) first = chunk;
       else {
         more ??= [first];
         more.push(chunk);
       }
-    };
-    const onEnd = (): void => {
-      done();
-      resolve(more !== undefined ? Buffer.concat(more, size) : (first ?? EMPTY));
-    };
-    const onError = (e: Error): void => {
-      done();
-      reject(e);
-    };
-    req.on("data", onData);
-    req.once("end", onEnd);
-    req.once("error", onError);
+    });
+    req.once("end", () => resolve(more !== undefined ? Buffer.concat(more, size) : (first ?? EMPTY)));
+    req.once("error", reject);
   });
 }
 

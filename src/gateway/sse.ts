@@ -4,7 +4,7 @@
  * (the current value first, then the value after every change). One broadcast subscription per
  * event is shared by every browser watching it (made on the first, closed after the last), on
  * the event transport the service's instances advertise, as `fanc subscribe` subscribes; one
- * watch view (replica) per state likewise.
+ * watch view (replica) per state likewise, and per shard of a sharded state (`?shard=N`).
  */
 import type { ServerResponse } from "node:http";
 import type { Logger } from "pino";
@@ -14,6 +14,7 @@ import { codec } from "../runtime/codec/index.js";
 import type {
   EventDescriptor,
   ServiceDescriptor,
+  ShardedStateHandle,
   StateDescriptor,
   StateHandle,
   StateView,
@@ -185,12 +186,22 @@ export class StateHub {
 
   constructor(private readonly app: App) {}
 
-  async attach(svc: ServiceDescriptor, state: StateDescriptor, fn: (data: string) => void): Promise<() => void> {
-    const key = `${svc.name}\u0000${state.name}`;
+  /** `shard`: the one shard of a sharded state this stream follows (undefined for a state that is not sharded). */
+  async attach(
+    svc: ServiceDescriptor,
+    state: StateDescriptor,
+    shard: number | undefined,
+    fn: (data: string) => void,
+  ): Promise<() => void> {
+    const key = `${svc.name}\u0000${state.name}\u0000${shard ?? ""}`;
     let w = this.#watched.get(key);
     if (w === undefined) {
       const c = codec<unknown>(state.schema);
-      const view = (this.app.state(svc, state.name) as StateHandle<unknown>).watch();
+      const handle = this.app.state(svc, state.name);
+      const view =
+        shard === undefined
+          ? (handle as StateHandle<unknown>).watch()
+          : (handle as ShardedStateHandle<unknown>).watch({ shard });
       const listeners = new Set<(data: string) => void>();
       const made: Watched = {
         listeners,

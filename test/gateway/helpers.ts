@@ -14,7 +14,11 @@ export const IDL = "test/gateway/fixtures/idl";
 const TSX = join(repo, "node_modules/.bin/tsx");
 
 /** Starts Till on `transports` (comma-separated) in `cluster`; resolves once it is registered. */
-export async function startService(transports: string, cluster: string, env: Record<string, string> = {}): Promise<CapturedChild> {
+export async function startService(
+  transports: string,
+  cluster: string,
+  env: Record<string, string> = {},
+): Promise<CapturedChild> {
   const child = spawnCaptured(TSX, [join(repo, "test/gateway/fixtures/service.ts")], {
     FAN_GW_TRANSPORTS: transports,
     FAN_GW_CLUSTER: cluster,
@@ -22,7 +26,8 @@ export async function startService(transports: string, cluster: string, env: Rec
     ...env,
   });
   await until("the Till service is ready", () => /"event":"(ready|start failed)"/.test(child.stdout()), 120_000);
-  if (!child.stdout().includes('"event":"ready"')) throw new Error(`Till did not start: ${child.stdout()}${child.stderr()}`);
+  if (!child.stdout().includes('"event":"ready"'))
+    throw new Error(`Till did not start: ${child.stdout()}${child.stderr()}`);
   return child;
 }
 
@@ -39,12 +44,12 @@ export interface LocalGateway {
   stop(): Promise<void>;
 }
 
-/** Runs `fanc gateway --port 0 ...args` in this process; resolves once it listens. */
-export async function startGateway(cluster: string, args: readonly string[] = []): Promise<LocalGateway> {
+/** Runs `fanc gateway <idl> --port 0 ...args` in this process (the Till IDL unless `idl` names another); resolves once it listens. */
+export async function startGateway(cluster: string, args: readonly string[] = [], idl = IDL): Promise<LocalGateway> {
   const io = captureIo();
   const ac = new AbortController();
   const done = run(
-    [IDL, "--port", "0", "--cluster", cluster, "--discovery", `etcd://${SHARED_ETCD}`, "--log-level", "warn", ...args],
+    [idl, "--port", "0", "--cluster", cluster, "--discovery", `etcd://${SHARED_ETCD}`, "--log-level", "warn", ...args],
     io,
     ac.signal,
   );

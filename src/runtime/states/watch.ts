@@ -19,7 +19,7 @@ import type {
   Subscription,
 } from "../descriptor.js";
 import { outsideContext } from "../call/callctx.js";
-import { keyPart, shardOfKey } from "../call/shards.js";
+import { shardOfKeyValue } from "../shard-key.js";
 import { Code, FanError } from "../errors.js";
 import { asMessage, asSnapshot, type StateSnapshot } from "./protocol.js";
 import { Replica, type ReplicaChange } from "./replica.js";
@@ -409,10 +409,4 @@ export function stateHandle(
       watch,
     } as unknown as ShardedStateHandle<unknown>;
   return { get, watch } as StateHandle<unknown>;
-}
-
-/** The shard of a key given to `watch({ key })`: a tuple as an array, else one value. */
-function shardOfKeyValue(key: unknown, n: number): number {
-  const parts = Array.isArray(key) ? key : [key];
-  return shardOfKey(parts.map(keyPart), n);
 }
