@@ -6,7 +6,7 @@
  */
 import type { StatePublisher } from "../states/owner.js";
 import type { StatePublishers } from "../states/publishers.js";
-import { AsyncLocalStorage } from "node:async_hooks";
+import { AsyncLocalStorage, AsyncResource } from "node:async_hooks";
 import type { Logger } from "pino";
 import type { CallContext, Emitter } from "./context.js";
 import type { ServiceDefinition } from "../descriptor.js";
@@ -61,14 +61,49 @@ export function currentContext(): Inherited | undefined {
   return storage.getStore();
 }
 
-/** Runs `fn(...args)` with `ctx` as the current context. */
 /** Runs `fn` outside any call context (background work that must not inherit a caller's deadline). */
 export function outsideContext<R>(fn: () => R): R {
   return storage.exit(fn);
 }
 
+/** Runs `fn(...args)` with `ctx` as the current context. */
 export function runInContext<A extends unknown[], R>(ctx: Inherited, fn: (...args: A) => R, ...args: A): R {
   return storage.run(ctx, fn, ...args);
+}
+
+/**
+ * True when AsyncLocalStorage keeps its stores in `AsyncContextFrame`s (Node 24 by default,
+ * Node 22 with `--experimental-async-context-frame`), false when it rides on async hooks
+ * (Node 20, and `--no-async-context-frame`): the hooks-based class has `_propagate`.
+ */
+const FRAMES = !("_propagate" in AsyncLocalStorage.prototype);
+
+/** A handler method, called with its `this`. */
+type Method = (this: object, input: unknown, ctx: CallCtx) => unknown;
+
+/**
+ * `runInContext` of a served call's handler: `fn.call(handler, input, ctx)` with `ctx` as the
+ * current context.
+ *
+ * With frames, `storage.run` makes two: one copying the current frame to add `ctx`, and one
+ * copying that again to put the previous store back (`enterWith(prior)`), a `Map` copy of
+ * ~100 ns (docs/performance.md, "In-process calls on Node 24"). An `AsyncResource` made here
+ * holds the current frame itself, and `runInAsyncScope` sets exactly that frame back when `fn`
+ * returns or throws: one frame per call, and the caller's frame restored as it was (every other
+ * AsyncLocalStorage's store in it too). With async hooks, `storage.run` is the cheaper.
+ */
+export function runHandler(ctx: CallCtx, handler: object, fn: Method, input: unknown): unknown {
+  if (!FRAMES) return storage.run(ctx, callMethod, handler, fn, input, ctx);
+  return new AsyncResource("fan.call").runInAsyncScope(enterAndCall, handler, ctx, fn, input);
+}
+
+function callMethod(handler: object, fn: Method, input: unknown, ctx: CallCtx): unknown {
+  return fn.call(handler, input, ctx);
+}
+
+function enterAndCall(this: object, ctx: CallCtx, fn: Method, input: unknown): unknown {
+  storage.enterWith(ctx);
+  return fn.call(this, input, ctx);
 }
 
 /** The traceparent of a call made at the edge (no current context): a new trace. */

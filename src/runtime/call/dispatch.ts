@@ -6,7 +6,7 @@
  * resolve to ack and reject to be delivered again.
  */
 import type { Logger } from "pino";
-import { CallCtx, runInContext, type InstanceScope } from "./callctx.js";
+import { CallCtx, runHandler, runInContext, type InstanceScope } from "./callctx.js";
 import { codec, type Codec } from "../codec/index.js";
 import type { MethodDescriptor, ServiceDescriptor, SubscriptionDescriptor } from "../descriptor.js";
 import { Code, FanError, type WireError } from "../errors.js";
@@ -281,7 +281,7 @@ export class Dispatcher implements Inbound {
     try {
       result =
         span === undefined
-          ? runInContext(ctx, invoke, this.#handler, p.fn, input, ctx)
+          ? runHandler(ctx, this.#handler, p.fn, input)
           : withSpan(span, runInContext, ctx, invoke, this.#handler, p.fn, input, ctx);
     } catch (e) {
       ctx.release();
@@ -463,7 +463,7 @@ export class Dispatcher implements Inbound {
     this.#inflight++;
     try {
       await (span === undefined
-        ? runInContext(ctx, invoke, this.#handler, fn, input, ctx)
+        ? runHandler(ctx, this.#handler, fn as HandlerFn, input)
         : withSpan(span, runInContext, ctx, invoke, this.#handler, fn, input, ctx));
       series?.end(t0, "OK");
       span?.end();
