@@ -1,0 +1,78 @@
+/**
+ * What one served redis call costs in commands, watched through MONITOR on the shared Redis
+ * (filtered on this run's keys and channels): the serving loop pops with one BLMPOP (no LMPOP
+ * that comes back empty first), and a reply ready by the end of its batch's turn is PUBLISHed
+ * on the popping connection, written together with the next BLMPOP.
+ */
+import { Redis } from "ioredis";
+import { afterAll, expect, it } from "vitest";
+import { parseEndpoint, replyChannel, rpcKey } from "../../src/runtime/transports/redis/names.js";
+import { type RedisTransport, redisTransport } from "../../src/runtime/transports/redis/index.js";
+import { captureLog } from "./fixtures/log.js";
+import { describeWithBroker, reachable } from "./amqp-broker.js";
+import { envelope, within } from "./conformance.js";
+import { ConformanceDescriptor } from "./fixtures/descriptor.js";
+import { TestInbound } from "./fixtures/inbound.js";
+import { deleteKeys, REDIS_URL } from "./redis-server.js";
+
+const url = new URL(REDIS_URL);
+const up = await reachable(url.hostname, Number(url.port || 6379));
+const cluster = `cmds-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
+
+describeWithBroker(
+  up,
+  "Redis",
+  "redis commands per call",
+)("redis commands per call (real Redis)", () => {
+  const open: RedisTransport[] = [];
+  afterAll(async () => {
+    await Promise.all(open.map((t) => t.close()));
+    await deleteKeys(`fan.${cluster}*`);
+  });
+
+  it("one call after another: one BLMPOP per call, no LMPOP, the reply PUBLISHed on the popping connection", async () => {
+    const make = (): RedisTransport =>
+      redisTransport({ url: REDIS_URL })({
+        cluster,
+        log: captureLog().log,
+        maxPayloadBytes: 1 << 20,
+      }) as RedisTransport;
+    const server = make();
+    const client = make();
+    open.push(server, client);
+    const { endpoint } = await server.serve(ConformanceDescriptor, "c1", new TestInbound());
+    const list = rpcKey(parseEndpoint(endpoint));
+    const replies = replyChannel(cluster, "");
+    // Warm: the client's reply channel is subscribed and the script loaded before watching.
+    expect((await client.call(endpoint, envelope("echo", { n: 0 }), within(5000))).kind).toBe("reply");
+
+    const monitor = await new Redis(REDIS_URL).monitor();
+    const seen: { name: string; source: string }[] = [];
+    monitor.on("monitor", (_time: string, args: string[], source: string) => {
+      const name = String(args[0]).toLowerCase();
+      if (args.includes(list) || (name === "publish" && String(args[1]).startsWith(replies)))
+        seen.push({ name, source });
+    });
+    const calls = 20;
+    try {
+      for (let i = 1; i <= calls; i++) {
+        const answer = await client.call(endpoint, envelope("echo", { n: i }), within(5000));
+        expect(answer.kind).toBe("reply");
+        expect((answer.payload as { n: number }).n).toBe(i);
+      }
+      // MONITOR's feed trails the commands; the last reply's BLMPOP follows it.
+      await new Promise((r) => setTimeout(r, 200));
+    } finally {
+      monitor.disconnect();
+    }
+    const count = (name: string): number => seen.filter((s) => s.name === name).length;
+    expect(count("lmpop")).toBe(0);
+    expect(count("publish")).toBe(calls);
+    // One pop per call (plus, at most, pops that timed out while idle and the one pending at the start).
+    expect(count("blmpop")).toBeGreaterThanOrEqual(calls);
+    expect(count("blmpop")).toBeLessThanOrEqual(calls + 3);
+    const popper = seen.find((s) => s.name === "blmpop")?.source;
+    expect(popper).toBeDefined();
+    for (const s of seen.filter((x) => x.name === "publish")) expect(s.source).toBe(popper);
+  });
+});
