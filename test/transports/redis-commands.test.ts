@@ -60,19 +60,25 @@ describeWithBroker(
         expect(answer.kind).toBe("reply");
         expect((answer.payload as { n: number }).n).toBe(i);
       }
-      // MONITOR's feed trails the commands; the last reply's BLMPOP follows it.
-      await new Promise((r) => setTimeout(r, 200));
+      // MONITOR's feed trails the commands (by more under load): wait for the last reply's
+      // PUBLISH and the BLMPOP after it, then a little longer for anything unexpected.
+      const until = Date.now() + 5000;
+      const has = (name: string): number => seen.filter((s) => s.name === name).length;
+      while (Date.now() < until && (has("publish") < calls || has("blmpop") < calls))
+        await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 100));
     } finally {
       monitor.disconnect();
     }
     const count = (name: string): number => seen.filter((s) => s.name === name).length;
-    expect(count("lmpop")).toBe(0);
-    expect(count("publish")).toBe(calls);
+    const what = JSON.stringify(seen);
+    expect(count("lmpop"), what).toBe(0);
+    expect(count("publish"), what).toBe(calls);
     // One pop per call (plus, at most, pops that timed out while idle and the one pending at the start).
-    expect(count("blmpop")).toBeGreaterThanOrEqual(calls);
-    expect(count("blmpop")).toBeLessThanOrEqual(calls + 3);
+    expect(count("blmpop"), what).toBeGreaterThanOrEqual(calls);
+    expect(count("blmpop"), what).toBeLessThanOrEqual(calls + 3);
     const popper = seen.find((s) => s.name === "blmpop")?.source;
     expect(popper).toBeDefined();
-    for (const s of seen.filter((x) => x.name === "publish")) expect(s.source).toBe(popper);
+    for (const s of seen.filter((x) => x.name === "publish")) expect(s.source, what).toBe(popper);
   });
 });
