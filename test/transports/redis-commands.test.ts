@@ -4,7 +4,7 @@
  * that comes back empty first), and a reply ready by the end of its batch's turn is PUBLISHed
  * on the popping connection, written together with the next BLMPOP.
  */
-import { Redis } from "ioredis";
+import { connect, type Socket } from "node:net";
 import { afterAll, expect, it } from "vitest";
 import { parseEndpoint, replyChannel, rpcKey } from "../../src/runtime/transports/redis/names.js";
 import { type RedisTransport, redisTransport } from "../../src/runtime/transports/redis/index.js";
@@ -46,11 +46,9 @@ describeWithBroker(
     // Warm: the client's reply channel is subscribed and the script loaded before watching.
     expect((await client.call(endpoint, envelope("echo", { n: 0 }), within(5000))).kind).toBe("reply");
 
-    const monitor = await new Redis(REDIS_URL).monitor();
     const seen: { name: string; source: string }[] = [];
-    monitor.on("monitor", (_time: string, args: string[], source: string) => {
-      const name = String(args[0]).toLowerCase();
-      if (args.includes(list) || (name === "publish" && String(args[1]).startsWith(replies)))
+    const monitor = await watch((name, args, source) => {
+      if (args.includes(list) || (name === "publish" && String(args[0]).startsWith(replies)))
         seen.push({ name, source });
     });
     const calls = 20;
@@ -68,7 +66,7 @@ describeWithBroker(
         await new Promise((r) => setTimeout(r, 20));
       await new Promise((r) => setTimeout(r, 100));
     } finally {
-      monitor.disconnect();
+      monitor.destroy();
     }
     const count = (name: string): number => seen.filter((s) => s.name === name).length;
     const what = JSON.stringify(seen);
@@ -82,3 +80,34 @@ describeWithBroker(
     for (const s of seen.filter((x) => x.name === "publish")) expect(s.source, what).toBe(popper);
   });
 });
+
+/**
+ * MONITOR on a raw connection (ioredis's `monitor()` failed with "Command queue state error"
+ * when the shared Redis was busy): `onCommand` gets each command's lower-case name, its
+ * arguments (quoted strings, escapes left as they are) and the source `ip:port`.
+ */
+async function watch(onCommand: (name: string, args: string[], source: string) => void): Promise<Socket> {
+  const socket = connect(Number(url.port || 6379), url.hostname);
+  let buf = "";
+  let ok: () => void = () => undefined;
+  const started = new Promise<void>((r) => {
+    ok = r;
+  });
+  socket.setEncoding("utf8");
+  socket.on("data", (chunk: string) => {
+    buf += chunk;
+    for (let i = buf.indexOf("\r\n"); i >= 0; i = buf.indexOf("\r\n")) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      if (line === "+OK") ok();
+      const m = /^\+[\d.]+ \[\d+ ([^\]]+)\] (.*)$/.exec(line);
+      if (m === null) continue;
+      const quoted = [...(m[2] as string).matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((q) => q[1] as string);
+      if (quoted.length > 0) onCommand((quoted[0] as string).toLowerCase(), quoted.slice(1), m[1] as string);
+    }
+  });
+  socket.on("error", () => undefined);
+  socket.write("MONITOR\r\n");
+  await started;
+  return socket;
+}
