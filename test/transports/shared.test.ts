@@ -81,6 +81,21 @@ describe("LazyAbort (a served call's cancellation, a signal only on demand)", ()
     expect(fired).toBe(1);
   });
 
+  it("keeps the abort's reason, whether the signal is made before or after it (the first abort wins)", () => {
+    const before = new LazyAbort();
+    const s = signalOf(before);
+    const why = new Error("server closing");
+    before.abort(why);
+    before.abort(new Error("later"));
+    expect(s.reason).toBe(why);
+    const after = new LazyAbort();
+    after.abort(why);
+    expect(signalOf(after).reason).toBe(why);
+    const plain = new LazyAbort();
+    plain.abort();
+    expect((signalOf(plain).reason as Error).name).toBe("AbortError");
+  });
+
   it("a plain AbortSignal passes through signalOf unchanged", () => {
     const s = new AbortController().signal;
     expect(signalOf(s)).toBe(s);

@@ -101,6 +101,7 @@ function noop(): void {}
 export class LazyAbort {
   #ac: AbortController | undefined = undefined;
   #aborted = false;
+  #reason: unknown = undefined;
 
   get aborted(): boolean {
     return this.#aborted;
@@ -110,15 +111,17 @@ export class LazyAbort {
   get signal(): AbortSignal {
     if (this.#ac === undefined) {
       this.#ac = new AbortController();
-      if (this.#aborted) this.#ac.abort();
+      if (this.#aborted) this.#ac.abort(this.#reason);
     }
     return this.#ac.signal;
   }
 
-  abort(): void {
+  /** Aborts the call; `reason` becomes the signal's reason (an AbortError when absent). */
+  abort(reason?: unknown): void {
     if (this.#aborted) return;
     this.#aborted = true;
-    this.#ac?.abort();
+    this.#reason = reason;
+    this.#ac?.abort(reason);
   }
 }
 

@@ -1,11 +1,12 @@
 /**
  * The serving side of redis rpc: a loop on a dedicated connection pops requests from the
- * instance's own list (sharded calls) and then the version's, in batches (LMPOP with a count,
- * BLMPOP when idle; Redis 7), bounded by `maxInFlight`;
- * replies go to the caller's channel. The instance keeps itself in the version's alive set
+ * instance's own list (sharded calls) and then the version's, in batches (BLMPOP with a count;
+ * Redis 7), bounded by `maxInFlight`;
+ * replies go to the caller's channel (written with the next pop when ready by then). The instance keeps itself in the version's alive set
  * while it serves (on a timer, and at once whenever the connection to Redis is ready again),
  * and listens on the cancel channel for calls it is running.
  */
+import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
@@ -63,6 +64,8 @@ export class RedisRpcServer {
   /** Replies of this tick per reply channel, published together. */
   readonly #outbox = new Map<string, { parts: string[]; bytes: number }>();
   #flushing = false;
+  /** Replies queued now wait for the loop's next pop (written with it) instead of a tick flush. */
+  #holding = false;
   readonly #log: Logger;
   #stopped = false;
   #loop: Promise<void> | undefined;
@@ -121,24 +124,59 @@ export class RedisRpcServer {
     const keys = [instanceRpcKey(this.#addr), rpcKey(this.#addr)];
     while (!this.#stopped) {
       try {
-        if (!isReady(this.blk)) await ready(this.blk, Date.now() + this.opts.blockMs);
-        await this.#capacity();
-        if (this.#stopped) break;
+        if (!isReady(this.blk) || this.#inFlight.size >= this.opts.maxInFlight) {
+          // Not popping at once: replies held for the next pop go out on their own.
+          this.#release();
+          if (!isReady(this.blk)) await ready(this.blk, Date.now() + this.opts.blockMs);
+          await this.#capacity();
+          if (this.#stopped) break;
+        }
         const room = Math.min(this.opts.batch, this.opts.maxInFlight - this.#inFlight.size);
-        let got = (await send(this.blk, "LMPOP", [2, ...keys, "RIGHT", "COUNT", room])) as [string, string[]] | null;
-        if (got === null)
-          got = (await send(this.blk, "BLMPOP", [this.opts.blockMs / 1000, 2, ...keys, "RIGHT", "COUNT", 1])) as
-            | [string, string[]]
-            | null;
+        const got = await this.#pop(keys, room);
         const items = got === null ? [] : got[1];
+        if (items.length === 0) continue;
+        // Replies of this batch that are ready by the end of the turn are held for the next
+        // pop and written with it (one write, no command of its own on the shared connection).
+        this.#holding = true;
         for (const item of items) this.#handle(item);
-        // Let this batch's quick replies go out before the next pop is written: a lone call's
-        // reply otherwise waited behind the LMPOP/BLMPOP written in the same turn.
-        if (items.length > 0) await new Promise<void>((r) => setImmediate(r));
+        await new Promise<void>((r) => setImmediate(r));
       } catch (e) {
+        this.#release();
         if (!this.#stopped) await this.#pause(e);
       }
     }
+    this.#release();
+  }
+
+  /**
+   * One BLMPOP of up to `room` requests (it answers at once when a list holds any, so an idle
+   * loop costs one command per wakeup, not an LMPOP that comes back empty and then a BLMPOP).
+   * The replies held since the last pop are PUBLISHed on the same connection just before it,
+   * in the same write: Redis answers them before it blocks.
+   */
+  #pop(keys: readonly string[], room: number): Promise<[string, string[]] | null> {
+    const stream = this.#holding && this.#outbox.size > 0 && this.blk instanceof Redis ? this.blk.stream : undefined;
+    this.#holding = false;
+    if (stream === undefined) this.#flushReplies();
+    else {
+      stream.cork();
+      for (const [channel, box] of this.#outbox) this.#publish(this.blk, channel, box.parts.join("\n"));
+      this.#outbox.clear();
+    }
+    try {
+      return send(this.blk, "BLMPOP", [this.opts.blockMs / 1000, 2, ...keys, "RIGHT", "COUNT", room]) as Promise<
+        [string, string[]] | null
+      >;
+    } finally {
+      stream?.uncork();
+    }
+  }
+
+  /** Stops holding replies for the next pop; those held go out now. */
+  #release(): void {
+    if (!this.#holding) return;
+    this.#holding = false;
+    this.#flushReplies();
   }
 
   async #pause(e: unknown): Promise<void> {
@@ -204,7 +242,10 @@ export class RedisRpcServer {
     let json = encodeEnvelopeText(reply);
     const size = utf8SizeOver(json, this.opts.maxBytes);
     if (size >= 0) {
-      const e = new FanError(Code.RESOURCE_EXHAUSTED, `reply of ${size} bytes exceeds the limit of ${this.opts.maxBytes}`);
+      const e = new FanError(
+        Code.RESOURCE_EXHAUSTED,
+        `reply of ${size} bytes exceeds the limit of ${this.opts.maxBytes}`,
+      );
       json = encodeEnvelopeText(errorEnvelope(reply.id, reply, e));
     }
     this.#queueReply(req.channel, `${req.corr}\n${json}`);
@@ -221,8 +262,8 @@ export class RedisRpcServer {
     box.bytes += pair.length;
     if (box.bytes > 1 << 20) {
       this.#outbox.delete(channel);
-      this.#publish(channel, box.parts.join("\n"));
-    } else if (!this.#flushing) {
+      this.#publish(this.cmd, channel, box.parts.join("\n"));
+    } else if (!this.#flushing && !this.#holding) {
       this.#flushing = true;
       process.nextTick(() => this.#flushReplies());
     }
@@ -230,12 +271,12 @@ export class RedisRpcServer {
 
   #flushReplies(): void {
     this.#flushing = false;
-    for (const [channel, box] of this.#outbox) this.#publish(channel, box.parts.join("\n"));
+    for (const [channel, box] of this.#outbox) this.#publish(this.cmd, channel, box.parts.join("\n"));
     this.#outbox.clear();
   }
 
-  #publish(channel: string, frame: string): void {
-    const sent = this.cmd
+  #publish(client: RedisClient, channel: string, frame: string): void {
+    const sent = client
       .publish(channel, frame)
       .catch((e: unknown) => this.#log.warn({ err: (e as Error).message }, "redis reply not sent"));
     this.#sending.add(sent);

@@ -14,6 +14,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
+import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
 import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
 import { FrameReader, type FrameSink, FrameWriter, Op } from "./frames.js";
@@ -39,7 +40,7 @@ interface Binding {
 class Peer implements FrameSink {
   readonly reader: FrameReader;
   readonly out: FrameWriter;
-  readonly running = new Map<number, AbortController>();
+  readonly running = new Map<number, LazyAbort>();
   closed = false;
 
   constructor(
@@ -176,13 +177,15 @@ export class TcpServer {
       peer.out.queue(Op.REPLY, corr, encodeEnvelopeText(target.error));
       return;
     }
-    const ac = new AbortController();
+    // Made a real AbortSignal only if the handler reads it (abort.ts): an AbortController per
+    // call was the largest single cost of the server's call path at c=1.
+    const ac = new LazyAbort();
     peer.running.set(corr, ac);
     this.inFlight++;
-    target.binding.inbound.call(target.env, ac.signal).then(
+    target.binding.inbound.call(target.env, ac).then(
       (reply) => {
         peer.running.delete(corr);
-        if (!ac.signal.aborted && !peer.closed) peer.out.queue(Op.REPLY, corr, this.encodeReply(reply));
+        if (!ac.aborted && !peer.closed) peer.out.queue(Op.REPLY, corr, this.encodeReply(reply));
         this.settled();
       },
       (e: unknown) => {

@@ -1,0 +1,113 @@
+/**
+ * What one served redis call costs in commands, watched through MONITOR on the shared Redis
+ * (filtered on this run's keys and channels): the serving loop pops with one BLMPOP (no LMPOP
+ * that comes back empty first), and a reply ready by the end of its batch's turn is PUBLISHed
+ * on the popping connection, written together with the next BLMPOP.
+ */
+import { connect, type Socket } from "node:net";
+import { afterAll, expect, it } from "vitest";
+import { parseEndpoint, replyChannel, rpcKey } from "../../src/runtime/transports/redis/names.js";
+import { type RedisTransport, redisTransport } from "../../src/runtime/transports/redis/index.js";
+import { captureLog } from "./fixtures/log.js";
+import { describeWithBroker, reachable } from "./amqp-broker.js";
+import { envelope, within } from "./conformance.js";
+import { ConformanceDescriptor } from "./fixtures/descriptor.js";
+import { TestInbound } from "./fixtures/inbound.js";
+import { deleteKeys, REDIS_URL } from "./redis-server.js";
+
+const url = new URL(REDIS_URL);
+const up = await reachable(url.hostname, Number(url.port || 6379));
+const cluster = `cmds-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
+
+describeWithBroker(
+  up,
+  "Redis",
+  "redis commands per call",
+)("redis commands per call (real Redis)", () => {
+  const open: RedisTransport[] = [];
+  afterAll(async () => {
+    await Promise.all(open.map((t) => t.close()));
+    await deleteKeys(`fan.${cluster}*`);
+  });
+
+  it("one call after another: one BLMPOP per call, no LMPOP, the reply PUBLISHed on the popping connection", async () => {
+    const make = (): RedisTransport =>
+      redisTransport({ url: REDIS_URL })({
+        cluster,
+        log: captureLog().log,
+        maxPayloadBytes: 1 << 20,
+      }) as RedisTransport;
+    const server = make();
+    const client = make();
+    open.push(server, client);
+    const { endpoint } = await server.serve(ConformanceDescriptor, "c1", new TestInbound());
+    const list = rpcKey(parseEndpoint(endpoint));
+    const replies = replyChannel(cluster, "");
+    // Warm: the client's reply channel is subscribed and the script loaded before watching.
+    expect((await client.call(endpoint, envelope("echo", { n: 0 }), within(5000))).kind).toBe("reply");
+
+    const seen: { name: string; source: string }[] = [];
+    const monitor = await watch((name, args, source) => {
+      if (args.includes(list) || (name === "publish" && String(args[0]).startsWith(replies)))
+        seen.push({ name, source });
+    });
+    const calls = 20;
+    try {
+      for (let i = 1; i <= calls; i++) {
+        const answer = await client.call(endpoint, envelope("echo", { n: i }), within(5000));
+        expect(answer.kind).toBe("reply");
+        expect((answer.payload as { n: number }).n).toBe(i);
+      }
+      // MONITOR's feed trails the commands (by more under load): wait for the last reply's
+      // PUBLISH and the BLMPOP after it, then a little longer for anything unexpected.
+      const until = Date.now() + 5000;
+      const has = (name: string): number => seen.filter((s) => s.name === name).length;
+      while (Date.now() < until && (has("publish") < calls || has("blmpop") < calls))
+        await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      monitor.destroy();
+    }
+    const count = (name: string): number => seen.filter((s) => s.name === name).length;
+    const what = JSON.stringify(seen);
+    expect(count("lmpop"), what).toBe(0);
+    expect(count("publish"), what).toBe(calls);
+    // One pop per call (plus, at most, pops that timed out while idle and the one pending at the start).
+    expect(count("blmpop"), what).toBeGreaterThanOrEqual(calls);
+    expect(count("blmpop"), what).toBeLessThanOrEqual(calls + 3);
+    const popper = seen.find((s) => s.name === "blmpop")?.source;
+    expect(popper).toBeDefined();
+    for (const s of seen.filter((x) => x.name === "publish")) expect(s.source, what).toBe(popper);
+  });
+});
+
+/**
+ * MONITOR on a raw connection (ioredis's `monitor()` failed with "Command queue state error"
+ * when the shared Redis was busy): `onCommand` gets each command's lower-case name, its
+ * arguments (quoted strings, escapes left as they are) and the source `ip:port`.
+ */
+async function watch(onCommand: (name: string, args: string[], source: string) => void): Promise<Socket> {
+  const socket = connect(Number(url.port || 6379), url.hostname);
+  let buf = "";
+  let ok: () => void = () => undefined;
+  const started = new Promise<void>((r) => {
+    ok = r;
+  });
+  socket.setEncoding("utf8");
+  socket.on("data", (chunk: string) => {
+    buf += chunk;
+    for (let i = buf.indexOf("\r\n"); i >= 0; i = buf.indexOf("\r\n")) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      if (line === "+OK") ok();
+      const m = /^\+[\d.]+ \[\d+ ([^\]]+)\] (.*)$/.exec(line);
+      if (m === null) continue;
+      const quoted = [...(m[2] as string).matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((q) => q[1] as string);
+      if (quoted.length > 0) onCommand((quoted[0] as string).toLowerCase(), quoted.slice(1), m[1] as string);
+    }
+  });
+  socket.on("error", () => undefined);
+  socket.write("MONITOR\r\n");
+  await started;
+  return socket;
+}
