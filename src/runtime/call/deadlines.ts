@@ -80,9 +80,6 @@ export class DeadlineWheel {
   #armedFor = Number.POSITIVE_INFINITY;
   /** Tracked items; the timer keeps the process alive only while this is above zero. */
   #pending = 0;
-  /** Whether the timer is (meant to be) ref'd; it lags `#pending` reaching 0 by one turn. */
-  #refd = false;
-  #unrefQueued = false;
 
   /** Tracks `item` until `remove`; `expire` is called if `deadline` (epoch ms) passes first. */
   add(item: Expirable, deadline: number): void {
@@ -103,7 +100,7 @@ export class DeadlineWheel {
     item.next = b.head;
     if (b.head !== undefined) b.head.prev = item;
     b.head = item;
-    if (this.#pending++ === 0 && !this.#refd) this.#ref();
+    if (this.#pending++ === 0) this.#timer?.ref();
   }
 
   /** Stops tracking `item` (its call settled); a no-op when it is not tracked. */
@@ -118,35 +115,22 @@ export class DeadlineWheel {
     this.#released();
   }
 
+  /**
+   * One call fewer; at none the timer stops holding the process open. Unref'd at once: a
+   * timer's ref and unref are a flag and a counter in Node (a call into C++ only when the
+   * process-wide count crosses zero), far cheaper than the setImmediate that used to defer the
+   * unref, which cost every lone call (c=1) an Immediate and one more turn of the event loop.
+   */
   #released(): void {
-    if (--this.#pending === 0 && !this.#unrefQueued) {
-      // Unref at the end of this turn of the event loop, not now: back-to-back calls would
-      // otherwise toggle the timer's ref (a call into C++) twice per call.
-      this.#unrefQueued = true;
-      setImmediate(this.#lazyUnref).unref();
-    }
+    if (--this.#pending === 0) this.#timer?.unref();
   }
-
-  /** Refs the timer (the process stays alive while a call is pending). */
-  #ref(): void {
-    this.#refd = true;
-    this.#timer?.ref();
-  }
-
-  readonly #lazyUnref = (): void => {
-    this.#unrefQueued = false;
-    if (this.#pending === 0 && this.#refd) {
-      this.#refd = false;
-      this.#timer?.unref();
-    }
-  };
 
   #arm(key: number): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#armedFor = key;
     const delay = Math.max(0, key * RESOLUTION_MS - Date.now());
     this.#timer = setTimeout(() => this.#fire(), delay);
-    if (!this.#refd) this.#timer.unref();
+    if (this.#pending === 0) this.#timer.unref();
   }
 
   /** How many times the timer fired (for tests: empty buckets must not wake it). */
