@@ -105,6 +105,19 @@ describeWithBroker(
     for (const [n, r] of (await Promise.all(others)).entries()) expect(r.payload).toMatchObject({ n });
   });
 
+  it("a call cancelled while it waits behind the first 32 of a batch never starts its handler", async () => {
+    const sleepers = Array.from({ length: 40 }, () => envelope("sleep", { ms: 300 }));
+    const last = sleepers[39] as Envelope;
+    const ac = new AbortController();
+    const all = sleepers.map((s, n) => client.call(endpoint, s, within(10_000, n === 39 ? ac.signal : undefined)));
+    ac.abort(); // the batch and its cancel leave together: the server reads both before its next turn
+    expect((await rejection(() => all[39] as Promise<Envelope>)).code).toBe("CANCELLED");
+    await Promise.all(all.slice(0, 39));
+    await new Promise((r) => setTimeout(r, 100));
+    const ran = inbound.calls.some((c) => c.id === last.id);
+    expect(ran && !inbound.cancelled.includes(last.id)).toBe(false);
+  });
+
   /** Publishes `body` to the rpc subject with a reply subject of its own; the first answer, if any. */
   async function raw(body: string | Uint8Array): Promise<Msg | undefined> {
     const inbox = `raw.${cluster}.${Math.random().toString(36).slice(2)}`;

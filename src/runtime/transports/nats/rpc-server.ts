@@ -71,8 +71,11 @@ export class NatsRpcServer {
   readonly #reader: BatchReader = { item: (seq, body) => this.#take(seq, body) };
   /** Calls started in this turn of the event loop (see ITEMS_PER_TURN). */
   #started = 0;
-  /** Calls of frames waiting for a later turn, in arrival order (source, seq, body triples). */
-  #backlog: Array<Source | number | Uint8Array> = [];
+  /**
+   * Calls of frames waiting for a later turn, in arrival order (source, seq, body, abort
+   * quadruples). Each is in `#inFlight` already, so a cancellation or `close` reaches it too.
+   */
+  #backlog: Array<Source | number | Uint8Array | LazyAbort> = [];
   #backlogAt = 0;
   #source: Source = { subject: "", reply: "", client: "", own: false };
   #stopped = false;
@@ -176,7 +179,9 @@ export class NatsRpcServer {
       return;
     }
     if (this.#backlog.length === 0) setImmediate(this.#drain);
-    this.#backlog.push(this.#source, seq, body);
+    const ac = new LazyAbort();
+    this.#inFlight.set(`${this.#source.client}.${seq}`, ac);
+    this.#backlog.push(this.#source, seq, body, ac);
   }
 
   readonly #newTurn = (): void => {
@@ -187,8 +192,9 @@ export class NatsRpcServer {
   readonly #drain = (): void => {
     const q = this.#backlog;
     let i = this.#backlogAt;
-    const end = Math.min(q.length, i + ITEMS_PER_TURN * 3);
-    for (; i < end; i += 3) this.#onItem(q[i] as Source, q[i + 1] as number, q[i + 2] as Uint8Array);
+    const end = Math.min(q.length, i + ITEMS_PER_TURN * 4);
+    for (; i < end; i += 4)
+      this.#onItem(q[i] as Source, q[i + 1] as number, q[i + 2] as Uint8Array, q[i + 3] as LazyAbort);
     if (i < q.length) {
       this.#backlogAt = i;
       setImmediate(this.#drain);
@@ -198,7 +204,10 @@ export class NatsRpcServer {
     }
   };
 
-  #onItem(src: Source, seq: number, body: Uint8Array): void {
+  /** Starts one call of a frame; `queued` is its abort when it waited in the backlog (see `#take`). */
+  #onItem(src: Source, seq: number, body: Uint8Array, queued?: LazyAbort): void {
+    const key = `${src.client}.${seq}`;
+    if (queued !== undefined) this.#inFlight.delete(key);
     let env: Envelope;
     try {
       env = decodeEnvelope(body, { maxBytes: this.maxBytes });
@@ -217,8 +226,12 @@ export class NatsRpcServer {
       void handlePush(this.inbound, env).then((out) => this.#queue(src, seq, out));
       return;
     }
-    const key = `${src.client}.${seq}`;
-    const ac = new LazyAbort();
+    if (queued?.aborted === true) {
+      // Cancelled (or the server closed) while it waited: answered without running the handler.
+      this.#queue(src, seq, errorEnvelope(env.id, env, new FanError(Code.CANCELLED, "cancelled before it started")));
+      return;
+    }
+    const ac = queued ?? new LazyAbort();
     this.#inFlight.set(key, ac);
     this.inbound.call(env, ac).then(
       (out: Envelope) => this.#itemDone(src, seq, key, out),
@@ -307,9 +320,9 @@ export class NatsRpcServer {
     await this.link.flush();
   }
 
-  /** Calls whose handler has not answered yet. */
+  /** Calls not answered yet: running, or waiting for a turn (see `#take`). */
   get busy(): number {
-    return this.#inFlight.size + (this.#backlog.length - this.#backlogAt) / 3;
+    return this.#inFlight.size;
   }
 
   /** Aborts calls still running and waits up to `graceMs` for their replies to go out. */
