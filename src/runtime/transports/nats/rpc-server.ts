@@ -306,16 +306,34 @@ export class NatsRpcServer {
     }
   }
 
-  /** Stops taking calls (unsubscribes; cancellations still reach calls in flight). */
+  /**
+   * Stops taking calls (cancellations still reach calls in flight). Drains rather than
+   * unsubscribes while connected: the messages nats-server routed here before it had the
+   * unsubscription still reach `#onCall` and are answered. nats.js drops a message for a
+   * subscription already unsubscribed without a word, and each held up to 32 calls that then
+   * waited for their deadline. Bounded as `link.flush` is (2 s).
+   */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    const drained: Promise<unknown>[] = [];
     for (const s of this.#subs.splice(1)) {
       try {
-        s.unsubscribe();
+        if (this.link.up) drained.push(s.drain().catch(() => undefined));
+        else s.unsubscribe();
       } catch {
         // closed already
       }
+    }
+    if (drained.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(drained),
+        new Promise((r) => {
+          timer = setTimeout(r, 2000);
+        }),
+      ]);
+      clearTimeout(timer);
     }
     await this.link.flush();
   }
