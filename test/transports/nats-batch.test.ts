@@ -178,6 +178,14 @@ describeWithBroker(
     expect((await client.call(endpoint, envelope("echo", { n: 7 }), within(5000))).payload).toMatchObject({ n: 7 });
   });
 
+  it("a frame of no item gets an error reply and a warn line, not silence", async () => {
+    const before = serverLog.find("malformed nats call frame").length;
+    const m = await raw("#");
+    expect(m).toBeDefined();
+    expect((decodeEnvelope((m as Msg).data, { maxBytes: 1 << 20 }) as Envelope).kind).toBe("error");
+    expect(serverLog.find("malformed nats call frame").length).toBe(before + 1);
+  });
+
   it("a garbage item of a frame gets its own error reply; the other items are served", async () => {
     const good = envelope("echo", { n: 8 });
     const m = await raw(`#1\nnot json\n2\n${JSON.stringify(good)}`);

@@ -162,7 +162,8 @@ export class NatsRpcServer {
       own: msg.subject === instanceSubject(this.addr),
     };
     this.#source = src;
-    if (!readBatch(msg.data, this.#reader)) {
+    // A frame of no item (`#` alone) reads as a good one: malformed too, so it is not dropped unanswered.
+    if (msg.data.length === 1 || !readBatch(msg.data, this.#reader)) {
       this.#log.warn({ subject: msg.subject, bytes: msg.data.length }, "malformed nats call frame");
       this.#reply(msg, errorEnvelope("?", undefined, new FanError(Code.INVALID_ARGUMENT, "malformed nats call frame")));
     }
