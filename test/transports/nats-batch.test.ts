@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { decodeEnvelope } from "../../src/runtime/codec/wire.js";
 import { natsTransport } from "../../src/runtime/transports/nats/index.js";
 import { parseEndpoint, rpcSubject } from "../../src/runtime/transports/nats/names.js";
-import type { Envelope, Transport } from "../../src/runtime/transports/transport.js";
+import type { Envelope, Inbound, Transport } from "../../src/runtime/transports/transport.js";
 import { describeWithBroker } from "./amqp-broker.js";
 import { envelope, rejection, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
@@ -105,6 +105,53 @@ describeWithBroker(
     for (const [n, r] of (await Promise.all(others)).entries()) expect(r.payload).toMatchObject({ n });
   });
 
+  it("a call cancelled while it waits behind the first 32 of a batch never starts its handler", async () => {
+    const sleepers = Array.from({ length: 40 }, () => envelope("sleep", { ms: 300 }));
+    const last = sleepers[39] as Envelope;
+    const ac = new AbortController();
+    const all = sleepers.map((s, n) => client.call(endpoint, s, within(10_000, n === 39 ? ac.signal : undefined)));
+    ac.abort(); // the batch and its cancel leave together: the server reads both before its next turn
+    expect((await rejection(() => all[39] as Promise<Envelope>)).code).toBe("CANCELLED");
+    await Promise.all(all.slice(0, 39));
+    await new Promise((r) => setTimeout(r, 100));
+    const ran = inbound.calls.some((c) => c.id === last.id);
+    expect(ran && !inbound.cancelled.includes(last.id)).toBe(false);
+  });
+
+  it("closing a server answers every call it was sent, and aborts those still waiting for a turn", async () => {
+    const make = natsTransport({ url: NATS_URL });
+    const own = `${cluster}-close`;
+    const log = captureLog().log;
+    const closing = make({ cluster: own, log, maxPayloadBytes: 4 << 20 });
+    const caller = make({ cluster: own, log, maxPayloadBytes: 4 << 20 });
+    const seen = new TestInbound();
+    let closed: Promise<void> | undefined;
+    const first: Inbound = {
+      call: (env, signal) => {
+        closed ??= closing.close(); // while the rest of the 2000 are still on their way or waiting
+        return seen.call(env, signal);
+      },
+      push: (env) => seen.push(env),
+    };
+    const at = (await closing.serve(ConformanceDescriptor, "c1", first)).endpoint;
+    try {
+      const all = Array.from({ length: 2000 }, () =>
+        caller.call(at, envelope("sleep", { ms: 3000 }), within(8000)).then(
+          (r) => r.kind,
+          (e: { code?: string }) => e.code,
+        ),
+      );
+      await until(() => closed !== undefined);
+      await closed;
+      expect(seen.active).toBe(0); // none left running past close (its grace is 1000 ms, the sleeps 3000)
+      // Each answered (cancelled) at close, none left to wait for its deadline.
+      const outcomes = new Set(await Promise.all(all));
+      expect(outcomes.has("DEADLINE_EXCEEDED")).toBe(false);
+    } finally {
+      await caller.close();
+    }
+  }, 20_000);
+
   /** Publishes `body` to the rpc subject with a reply subject of its own; the first answer, if any. */
   async function raw(body: string | Uint8Array): Promise<Msg | undefined> {
     const inbox = `raw.${cluster}.${Math.random().toString(36).slice(2)}`;
@@ -129,6 +176,14 @@ describeWithBroker(
     expect(err.kind).toBe("error");
     expect(serverLog.find("malformed nats call frame").length).toBe(before + 1);
     expect((await client.call(endpoint, envelope("echo", { n: 7 }), within(5000))).payload).toMatchObject({ n: 7 });
+  });
+
+  it("a frame of no item gets an error reply and a warn line, not silence", async () => {
+    const before = serverLog.find("malformed nats call frame").length;
+    const m = await raw("#");
+    expect(m).toBeDefined();
+    expect((decodeEnvelope((m as Msg).data, { maxBytes: 1 << 20 }) as Envelope).kind).toBe("error");
+    expect(serverLog.find("malformed nats call frame").length).toBe(before + 1);
   });
 
   it("a garbage item of a frame gets its own error reply; the other items are served", async () => {

@@ -71,8 +71,11 @@ export class NatsRpcServer {
   readonly #reader: BatchReader = { item: (seq, body) => this.#take(seq, body) };
   /** Calls started in this turn of the event loop (see ITEMS_PER_TURN). */
   #started = 0;
-  /** Calls of frames waiting for a later turn, in arrival order (source, seq, body triples). */
-  #backlog: Array<Source | number | Uint8Array> = [];
+  /**
+   * Calls of frames waiting for a later turn, in arrival order (source, seq, body, abort
+   * quadruples). Each is in `#inFlight` already, so a cancellation or `close` reaches it too.
+   */
+  #backlog: Array<Source | number | Uint8Array | LazyAbort> = [];
   #backlogAt = 0;
   #source: Source = { subject: "", reply: "", client: "", own: false };
   #stopped = false;
@@ -159,7 +162,8 @@ export class NatsRpcServer {
       own: msg.subject === instanceSubject(this.addr),
     };
     this.#source = src;
-    if (!readBatch(msg.data, this.#reader)) {
+    // A frame of no item (`#` alone) reads as a good one: malformed too, so it is not dropped unanswered.
+    if (msg.data.length === 1 || !readBatch(msg.data, this.#reader)) {
       this.#log.warn({ subject: msg.subject, bytes: msg.data.length }, "malformed nats call frame");
       this.#reply(msg, errorEnvelope("?", undefined, new FanError(Code.INVALID_ARGUMENT, "malformed nats call frame")));
     }
@@ -176,7 +180,9 @@ export class NatsRpcServer {
       return;
     }
     if (this.#backlog.length === 0) setImmediate(this.#drain);
-    this.#backlog.push(this.#source, seq, body);
+    const ac = new LazyAbort();
+    this.#inFlight.set(`${this.#source.client}.${seq}`, ac);
+    this.#backlog.push(this.#source, seq, body, ac);
   }
 
   readonly #newTurn = (): void => {
@@ -187,8 +193,9 @@ export class NatsRpcServer {
   readonly #drain = (): void => {
     const q = this.#backlog;
     let i = this.#backlogAt;
-    const end = Math.min(q.length, i + ITEMS_PER_TURN * 3);
-    for (; i < end; i += 3) this.#onItem(q[i] as Source, q[i + 1] as number, q[i + 2] as Uint8Array);
+    const end = Math.min(q.length, i + ITEMS_PER_TURN * 4);
+    for (; i < end; i += 4)
+      this.#onItem(q[i] as Source, q[i + 1] as number, q[i + 2] as Uint8Array, q[i + 3] as LazyAbort);
     if (i < q.length) {
       this.#backlogAt = i;
       setImmediate(this.#drain);
@@ -198,7 +205,10 @@ export class NatsRpcServer {
     }
   };
 
-  #onItem(src: Source, seq: number, body: Uint8Array): void {
+  /** Starts one call of a frame; `queued` is its abort when it waited in the backlog (see `#take`). */
+  #onItem(src: Source, seq: number, body: Uint8Array, queued?: LazyAbort): void {
+    const key = `${src.client}.${seq}`;
+    if (queued !== undefined) this.#inFlight.delete(key);
     let env: Envelope;
     try {
       env = decodeEnvelope(body, { maxBytes: this.maxBytes });
@@ -217,8 +227,12 @@ export class NatsRpcServer {
       void handlePush(this.inbound, env).then((out) => this.#queue(src, seq, out));
       return;
     }
-    const key = `${src.client}.${seq}`;
-    const ac = new LazyAbort();
+    if (queued?.aborted === true) {
+      // Cancelled (or the server closed) while it waited: answered without running the handler.
+      this.#queue(src, seq, errorEnvelope(env.id, env, new FanError(Code.CANCELLED, "cancelled before it started")));
+      return;
+    }
+    const ac = queued ?? new LazyAbort();
     this.#inFlight.set(key, ac);
     this.inbound.call(env, ac).then(
       (out: Envelope) => this.#itemDone(src, seq, key, out),
@@ -293,23 +307,41 @@ export class NatsRpcServer {
     }
   }
 
-  /** Stops taking calls (unsubscribes; cancellations still reach calls in flight). */
+  /**
+   * Stops taking calls (cancellations still reach calls in flight). Drains rather than
+   * unsubscribes while connected: the messages nats-server routed here before it had the
+   * unsubscription still reach `#onCall` and are answered. nats.js drops a message for a
+   * subscription already unsubscribed without a word, and each held up to 32 calls that then
+   * waited for their deadline. Bounded as `link.flush` is (2 s).
+   */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    const drained: Promise<unknown>[] = [];
     for (const s of this.#subs.splice(1)) {
       try {
-        s.unsubscribe();
+        if (this.link.up) drained.push(s.drain().catch(() => undefined));
+        else s.unsubscribe();
       } catch {
         // closed already
       }
     }
+    if (drained.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(drained),
+        new Promise((r) => {
+          timer = setTimeout(r, 2000);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
     await this.link.flush();
   }
 
-  /** Calls whose handler has not answered yet. */
+  /** Calls not answered yet: running, or waiting for a turn (see `#take`). */
   get busy(): number {
-    return this.#inFlight.size + (this.#backlog.length - this.#backlogAt) / 3;
+    return this.#inFlight.size;
   }
 
   /** Aborts calls still running and waits up to `graceMs` for their replies to go out. */
