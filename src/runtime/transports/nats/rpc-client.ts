@@ -232,6 +232,13 @@ export class NatsRpcClient implements BatchReader {
 
   /** The connection dropped: replies sent meanwhile are lost, so pending calls fail. */
   #onLost(why: string): void {
+    // Calls still queued for this tick's frame never left: provably not delivered (retryable anywhere).
+    for (const b of this.#outbox.values())
+      for (const p of [...b.calls])
+        p.settle(
+          notDelivered(new FanError(Code.UNAVAILABLE, `nats connection lost before the call was sent (${why})`)),
+        );
+    this.#outbox.clear();
     for (const p of [...this.#pending.values()])
       p.settle(new FanError(Code.UNAVAILABLE, `nats connection lost while the call was in flight (${why})`));
   }
