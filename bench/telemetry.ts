@@ -130,8 +130,13 @@ export async function onOffRows(
 }
 
 /** The remote rows: http and zmq at concurrency 1. */
-export async function remoteTelemetryRows(): Promise<BenchRow[]> {
-  const { fanRig } = await import("./transports.js");
+/**
+ * `rig`: bench/transports.ts passes its own `fanRig` when it runs this as its telemetry section
+ * (importing transports.js from there would wait on that module's own top-level await, which
+ * is running this very section: a cycle, and the process exited 13 with nothing measured).
+ */
+export async function remoteTelemetryRows(rig?: FanRig): Promise<BenchRow[]> {
+  const fanRig = rig ?? (await import("./transports.js")).fanRig;
   const opts = { concurrency: 1, durationMs: 1000, rounds: 5, warmupOps: 500 };
   return [
     ...(await onOffRows(
@@ -148,6 +153,8 @@ export async function remoteTelemetryRows(): Promise<BenchRow[]> {
     )),
   ];
 }
+
+type FanRig = typeof import("./transports.js").fanRig;
 
 export default async function telemetry(): Promise<BenchRow[]> {
   const { localTelemetryRows } = await import("./local.js");

@@ -435,7 +435,7 @@ const SECTIONS: Readonly<Record<string, () => Promise<BenchRow[]>>> = {
   amqp: amqpRows,
   redis: redisRows,
   // --- telemetry on against off, no SDK and with the SDK (bench/telemetry.ts) ---
-  telemetry: remoteTelemetryRows,
+  telemetry: () => remoteTelemetryRows(fanRig),
 };
 
 /**
