@@ -70,6 +70,10 @@ export class EtcdRegistry implements Registry {
     const options: IOptions = {
       hosts: list,
       dialTimeout: opts.dialTimeoutMs ?? 3000,
+      // gRPC's own reconnect backoff grows to 120 s: after an etcd outage of a few seconds the
+      // channel could wait 10 s and more before trying again, so registrations came back late.
+      // Capped like the watches' backoff below.
+      grpcOptions: { "grpc.initial_reconnect_backoff_ms": 200, "grpc.max_reconnect_backoff_ms": 2000 },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeout }),
       faultHandling: {
         host: () => passThroughPolicy,
