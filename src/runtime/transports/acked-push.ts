@@ -68,7 +68,8 @@ export function decodeReply(body: Buffer, endpoint: string, maxBytes: number): E
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+/** Waits `ms`; rejects with CANCELLED when `signal` aborts first (the pause between push attempts). */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) {
       reject(new FanError(Code.CANCELLED, "cancelled"));

@@ -18,7 +18,7 @@ import { Code, FanError, type WireError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import { parseJson } from "../../codec/wire.js";
 import { fromHttpHeaders, toHttpHeaders } from "./headers.js";
-import { onAbort } from "../abort.js";
+import { sleep } from "../acked-push.js";
 import { isNotDelivered, notDelivered } from "../not-delivered.js";
 import { asWireError } from "./respond.js";
 import { type Answer, sendScope } from "./scope.js";
@@ -268,21 +268,4 @@ function codeOfStatus(status: number): WireError["code"] {
     default:
       return Code.UNKNOWN;
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(new FanError(Code.CANCELLED, "cancelled"));
-      return;
-    }
-    const stop = onAbort(signal, () => {
-      clearTimeout(timer);
-      reject(new FanError(Code.CANCELLED, "cancelled"));
-    });
-    const timer = setTimeout(() => {
-      stop();
-      resolve();
-    }, ms);
-  });
 }
