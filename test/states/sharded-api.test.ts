@@ -137,6 +137,44 @@ describe("sharded states in one process", () => {
     expect(set.status).toBe("closed");
   });
 
+  it("iterating a view and a set: what is held first as a snapshot, then each change, until closed", async () => {
+    const cluster = `shardstate-iter-${process.pid}-${shortId()}`;
+    const owner = createApp({ cluster, discovery: "memory", logger: silentLogger() }).serve(ShardBoard, {
+      ping: () => "pong",
+    });
+    apps.push(owner);
+    await owner.start();
+    const carts = owner.publisher(ShardBoard).state("carts");
+    carts.shard(2).set({ a: { n: 1, label: "a" } });
+    const watcher = createApp({ cluster, discovery: "memory", logger: silentLogger() });
+    apps.push(watcher);
+    await watcher.start();
+    const handle = watcher.client(ShardBoard).states.carts;
+
+    const view = handle.watch({ shard: 2 });
+    await view.ready();
+    const seen: string[] = [];
+    const one = (async () => {
+      for await (const c of view) seen.push(`${c.cause}:${Object.keys(c.value ?? {}).join(",")}`);
+    })();
+    carts.shard(2).patch({ b: { n: 2, label: "b" } });
+    await expect.poll(() => seen).toEqual(["snapshot:a", "patch:a,b"]);
+    await view.close();
+    await one; // the loop ends with the view
+
+    const set = handle.watchAll();
+    await set.ready();
+    const got: string[] = [];
+    const all = (async () => {
+      for await (const c of set) got.push(`${c.shard}:${c.cause}`);
+    })();
+    await expect.poll(() => got).toContain("2:snapshot");
+    carts.shard(5).set({ z: { n: 5, label: "z" } });
+    await expect.poll(() => got).toContain("5:full");
+    await set.close();
+    await all;
+  });
+
   it("the mock sets one shard's value for its client's watchers; the test kit forwards it to the serving App", async () => {
     const m = mockShardBoard();
     m.setState("carts", { a: { n: 1, label: "a" } }, { shard: 2 });

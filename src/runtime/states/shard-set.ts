@@ -7,6 +7,7 @@
  */
 import type { ShardStateChange, ShardedStateSet, ShardedStateView, StateStatus } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
+import { changes } from "./changes.js";
 
 /** Worst first: the status the set shows when its shards disagree. */
 const RANK: Record<StateStatus, number> = { closed: 0, "owner-absent": 1, resyncing: 2, connecting: 3, live: 4 };
@@ -97,27 +98,32 @@ export class ShardSet<T> implements ShardedStateSet<T> {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<ShardStateChange<T>> {
-    const queue: ShardStateChange<T>[] = [];
-    let wake: (() => void) | undefined;
-    const off = this.subscribe((c) => {
-      queue.push(c);
-      wake?.();
-    });
-    const offS = this.views.map((v) => v.onStatus(() => wake?.()));
-    try {
+    yield* changes<ShardStateChange<T>>(
+      (push, wake) => {
+        const off = this.subscribe(push);
+        const offS = this.views.map((v) => v.onStatus(wake));
+        return () => {
+          off();
+          for (const o of offS) o();
+        };
+      },
       // What each shard already holds, as a snapshot change of that shard.
-      for (const v of this.views)
-        if (v.current !== undefined && v.status === "live")
-          yield { value: v.current, patch: undefined, epoch: v.epoch, seq: v.seq, cause: "snapshot", shard: v.shard };
-      while (!this.#closed || queue.length > 0) {
-        const next = queue.shift();
-        if (next !== undefined) yield next;
-        else await new Promise<void>((r) => (wake = r));
-        wake = undefined;
-      }
-    } finally {
-      off();
-      for (const o of offS) o();
-    }
+      () =>
+        this.views.flatMap((v) =>
+          v.current !== undefined && v.status === "live"
+            ? [
+                {
+                  value: v.current,
+                  patch: undefined,
+                  epoch: v.epoch,
+                  seq: v.seq,
+                  cause: "snapshot" as const,
+                  shard: v.shard,
+                },
+              ]
+            : [],
+        ),
+      () => this.#closed,
+    );
   }
 }

@@ -23,6 +23,7 @@ import { shardOfKeyValue } from "../shard-key.js";
 import { Code, FanError } from "../errors.js";
 import { asMessage, asSnapshot, type StateSnapshot } from "./protocol.js";
 import { Replica, type ReplicaChange } from "./replica.js";
+import { changes } from "./changes.js";
 import { ShardSet } from "./shard-set.js";
 
 /** What a watcher needs from its App. */
@@ -167,28 +168,22 @@ class View<T> implements StateView<T> {
 
   async *[Symbol.asyncIterator](): AsyncIterator<StateChange<T>> {
     // Values are decoded per change here (the replica moves on while the consumer is away).
-    const queue: StateChange<T>[] = [];
-    let wake: (() => void) | undefined;
-    const off = this.subscribe((c) => {
-      queue.push({ ...c, value: c.value });
-      wake?.();
-    });
-    const offS = this.onStatus(() => wake?.());
-    try {
-      if (this.replica.hasValue && this.replica.synced) {
+    yield* changes<StateChange<T>>(
+      (push, wake) => {
+        const off = this.subscribe((c) => push({ ...c, value: c.value }));
+        const offS = this.onStatus(wake);
+        return () => {
+          off();
+          offS();
+        };
+      },
+      () => {
         const r = this.replica;
-        yield { value: this.current as T, patch: undefined, epoch: r.epoch, seq: r.seq, cause: "snapshot" };
-      }
-      while (this.#status !== "closed" || queue.length > 0) {
-        const next = queue.shift();
-        if (next !== undefined) yield next;
-        else await new Promise<void>((r) => (wake = r));
-        wake = undefined;
-      }
-    } finally {
-      off();
-      offS();
-    }
+        if (!(r.hasValue && r.synced)) return [];
+        return [{ value: this.current as T, patch: undefined, epoch: r.epoch, seq: r.seq, cause: "snapshot" }];
+      },
+      () => this.#status === "closed",
+    );
   }
 
   // -------------------------------------------------------------------------------------------
