@@ -14,7 +14,7 @@ import type { Envelope, EventDelivery, EventSubscription, Unsubscribe } from "..
 import type { AmqpConnection, ManagedChannel } from "./connection.js";
 import { deadLetterQueue, eventKey, eventsExchange, subscriptionQueue } from "./names.js";
 import { bounded } from "./waiters.js";
-import { assertWorkQueue, WorkConsumer } from "./work.js";
+import { assertDeadLetterQueue, assertWorkQueue, WorkConsumer, type WorkQueueSpec } from "./work.js";
 
 /** Subscription tuning. */
 export interface SubscribeOptions {
@@ -64,17 +64,18 @@ export async function subscribeEvents(
   });
   const ch = conn.channel(`subscribe ${queue}`, false);
   let consumer: { c: Channel; tag: string } | undefined;
+  const spec: WorkQueueSpec = {
+    cluster,
+    queue,
+    deadLetterQueue: deadLetterQueue(groupQueue),
+    maxDeliveries: opts.maxDeliveries,
+    ...(sub.broadcast || ephemeral ? { expiresMs: opts.broadcastExpiresMs } : {}),
+    ...(ephemeral ? { deadLetterExpires: true } : {}),
+  };
   const setup = async (c: Channel): Promise<void> => {
     const exchange = eventsExchange(cluster);
     await c.assertExchange(exchange, "topic", { durable: true });
-    await assertWorkQueue(c, {
-      cluster,
-      queue,
-      deadLetterQueue: deadLetterQueue(groupQueue),
-      maxDeliveries: opts.maxDeliveries,
-      ...(sub.broadcast || ephemeral ? { expiresMs: opts.broadcastExpiresMs } : {}),
-      ...(ephemeral ? { deadLetterExpires: true } : {}),
-    });
+    await assertWorkQueue(c, spec);
     await c.bindQueue(queue, exchange, eventKey(sub.source.name, sub.event));
     await c.prefetch(opts.prefetch);
     consumer = { c, tag: (await c.consume(queue, (m) => work.handle(c, m))).consumerTag };
@@ -90,17 +91,45 @@ export async function subscribeEvents(
       { cause: e },
     );
   }
+  // An ephemeral subscriber's dead-letter queue has no consumer, so it would expire while the
+  // subscriber lives and its dead letters would be dropped: declare it again well within the
+  // expiry while subscribed (after its process died, it expires).
+  const renew = ephemeral ? renewDeadLetterQueue(ch, spec, opts.log) : undefined;
   // What closing deletes: a broadcast queue, and all of an ephemeral subscriber's queues.
   const queues = ephemeral ? [queue, deadLetterQueue(groupQueue)] : sub.broadcast ? [queue] : [];
   const stop = async (): Promise<void> => {
+    clearInterval(renew);
     ch.unregister(setup);
     if (consumer !== undefined && consumer.c === ch.current) await bounded(consumer.c.cancel(consumer.tag), 2000);
     await drained(work, opts.drainMs);
   };
   return {
     close: () => stop().then(() => unsubscribe(conn, ch, queues, opts.log)),
-    kill: () => unsubscribe(conn, ch, queues, opts.log),
+    kill: () => {
+      clearInterval(renew);
+      return unsubscribe(conn, ch, queues, opts.log);
+    },
   };
+}
+
+/** Declares `spec`'s dead-letter queue again every quarter of its expiry, on the channel's current channel. */
+function renewDeadLetterQueue(ch: ManagedChannel, spec: WorkQueueSpec, log: Logger): NodeJS.Timeout | undefined {
+  if (spec.expiresMs === undefined) return undefined;
+  const timer = setInterval(
+    () => {
+      const c = ch.current;
+      if (c === undefined) return; // reconnecting: the setup declares it again
+      assertDeadLetterQueue(c, spec).catch((e: unknown) =>
+        log.warn(
+          { queue: spec.deadLetterQueue, err: (e as Error).message },
+          "could not renew the subscription's dead-letter queue; it expires if this keeps failing",
+        ),
+      );
+    },
+    Math.max(50, Math.floor(spec.expiresMs / 4)),
+  );
+  timer.unref();
+  return timer;
 }
 
 /** Waits until `work` has no delivery in its handler, or `ms` passed. */

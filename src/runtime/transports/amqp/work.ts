@@ -24,16 +24,26 @@ export interface WorkQueueSpec {
   readonly deadLetterExpires?: boolean;
 }
 
+/**
+ * Declares the dead-letter exchange and queue and binds them. Declaring an expiring queue
+ * again renews its lease: a queue with no consumer (as a dead-letter queue always is) expires
+ * `x-expires` after it was last declared, so an ephemeral subscriber calls this while it
+ * lives (`renewDeadLetterQueue`), and its dead letters keep a queue to go to.
+ */
+export async function assertDeadLetterQueue(ch: Channel, spec: WorkQueueSpec): Promise<void> {
+  const dlx = deadLetterExchange(spec.cluster);
+  await ch.assertExchange(dlx, "direct", { durable: true });
+  const expires =
+    spec.deadLetterExpires === true && spec.expiresMs !== undefined ? { "x-expires": spec.expiresMs } : {};
+  await ch.assertQueue(spec.deadLetterQueue, { durable: true, arguments: { "x-queue-type": "quorum", ...expires } });
+  await ch.bindQueue(spec.deadLetterQueue, dlx, spec.deadLetterQueue);
+}
+
 /** Declares the dead-letter exchange and queue, then the work queue. */
 export async function assertWorkQueue(ch: Channel, spec: WorkQueueSpec): Promise<void> {
   const dlx = deadLetterExchange(spec.cluster);
-  await ch.assertExchange(dlx, "direct", { durable: true });
   const expires = spec.expiresMs !== undefined ? { "x-expires": spec.expiresMs } : {};
-  await ch.assertQueue(spec.deadLetterQueue, {
-    durable: true,
-    arguments: { "x-queue-type": "quorum", ...(spec.deadLetterExpires === true ? expires : {}) },
-  });
-  await ch.bindQueue(spec.deadLetterQueue, dlx, spec.deadLetterQueue);
+  await assertDeadLetterQueue(ch, spec);
   await ch.assertQueue(spec.queue, {
     durable: true,
     arguments: {
