@@ -2,7 +2,8 @@
  * The amqp transport (RabbitMQ through amqplib).
  *
  * - rpc: a request queue per service version (`fan.{cluster}.{service}.rpc.{version}`),
- *   direct reply-to and correlation ids; bounded by prefetch, acked after the reply.
+ *   a tick's calls to one queue as one batch frame, direct reply-to; bounded by prefetch
+ *   (messages, and the calls running at once), acked after the replies.
  * - push: a durable quorum queue per service major version (`...push.v{major}`), publisher
  *   confirms, manual ack after the handler, redelivery on failure and a dead-letter queue
  *   (`...push.v{major}.dlq`) after `maxDeliveries`.
@@ -47,7 +48,10 @@ export interface AmqpTransportOptions {
   readonly connectionName?: string;
   /** AMQP heartbeat, added to URLs that do not set one; default 10 s. */
   readonly heartbeatSeconds?: number;
-  /** Unacknowledged calls per served instance; default 256. */
+  /**
+   * Unacknowledged request messages per served instance, and the most calls of batch frames it
+   * runs at once (the others wait in the instance); default 256.
+   */
   readonly rpcPrefetch?: number;
   /** Unacknowledged pushes per served instance; default 64. */
   readonly pushPrefetch?: number;

@@ -1,8 +1,16 @@
 /**
- * The calling side of amqp rpc: requests go to the service version's request queue with a
- * correlation id and RabbitMQ's direct reply-to (`amq.rabbitmq.reply-to`), so replies need no
- * queue of their own. A cancelled call is announced on the control exchange, where every
- * serving instance of that version listens.
+ * The calling side of amqp rpc: the calls made in one tick to one request queue (the version's,
+ * or a shard owner's own queue) travel as one AMQP message, a batch frame (batch-frame.ts) whose
+ * items carry this client's sequence numbers, sent with RabbitMQ's direct reply-to
+ * (`amq.rabbitmq.reply-to`) and a correlation id naming the batch (`{prefix}.{batch}`). Replies
+ * come back as batch frames too, matched by sequence number; a plain envelope answering a batch's
+ * correlation id (a server that could not read the frame) settles all of its calls. A lone call
+ * is sent in the tick it was made (no waiting for company). The frame's `expiration` is the
+ * latest deadline of its calls (each call's own deadline travels in its envelope and is checked
+ * by the server). A mandatory publish the broker returns (no queue) fails every call of the
+ * frame as never delivered. A cancelled call still queued is left out of its frame; one already
+ * sent is announced on the control exchange (`{prefix}.{seq}`), where every serving instance of
+ * that version listens.
  */
 import { notDelivered } from "../not-delivered.js";
 import { randomBytes } from "node:crypto";
@@ -13,29 +21,51 @@ import { deadlines, type Expirable } from "../../call/deadlines.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../transport.js";
-import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
+import { decodeEnvelope, encodeEnvelopeText } from "../../codec/wire.js";
+import { type BatchReader, FrameBuilder, isBatch, itemOverhead, readBatch } from "../batch-frame.js";
 import type { AmqpConnection, ManagedChannel } from "./connection.js";
 import { callQueue, cancelKey, controlExchange, parseEndpoint, rpcQueue, type AmqpAddress } from "./names.js";
 
 const REPLY_TO = "amq.rabbitmq.reply-to";
 const NACK_PAUSE_MS = 100;
 
-interface Pending {
-  /** The channel the call went out on; undefined while a nacked call waits to be sent again. */
-  ch: Channel | undefined;
-  readonly addr: AmqpAddress;
-  readonly queue: string;
-  settle(result: Envelope | FanError): void;
+/**
+ * Most calls one message carries: a tick's calls to a version are still spread over its
+ * instances (each message goes to one consumer of the queue) when there are many.
+ */
+export const MAX_BATCH = 32;
+
+/** Calls of one tick to one queue: one message, and what a return, nack or plain reply to it concerns. */
+class Batch {
+  calls: PendingReply[] = [];
+  /** The frame's UTF-8 size so far. */
+  bytes = 1;
+  /** Calls of this batch not settled yet. */
+  open = 0;
+  /** The channel it went out on (undefined while queued). */
+  ch: Channel | undefined = undefined;
+
+  constructor(
+    readonly queue: string,
+    readonly id: number,
+  ) {}
 }
 
-/** Sends calls and matches replies by correlation id. */
-export class AmqpRpcClient {
+/** Sends calls and matches replies by sequence number (frames) or correlation id (a batch's). */
+export class AmqpRpcClient implements BatchReader {
   readonly #ch: ManagedChannel;
-  readonly #pending = new Map<string, Pending>();
+  readonly #pending = new Map<number, PendingReply>();
+  /** Batches sent with calls still waiting, by id (their correlation id's last token). */
+  readonly #batches = new Map<number, Batch>();
+  /** Batches of this tick not sent yet, by queue. */
+  readonly #outbox = new Map<string, Batch>();
+  #flushing = false;
   readonly #prefix = randomBytes(6).toString("hex");
+  readonly #prefixDot = `${this.#prefix}.`;
   /** Channels taken out of use after a nack, still carrying calls sent before it; closed once those settle. */
   readonly #retired = new Set<Channel>();
   #seq = 0;
+  #batchSeq = 0;
 
   constructor(
     conn: AmqpConnection,
@@ -60,80 +90,156 @@ export class AmqpRpcClient {
   /** Sends `env` to `endpoint`'s request queue; resolves with the reply or error envelope. */
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     let addr: AmqpAddress;
-    let body: Buffer;
+    let json: string;
+    let size: number;
     try {
       addr = parseEndpoint(endpoint);
       if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "cancelled");
-      body = encodeEnvelope(withDeadline(env, opts.deadline));
-      if (body.length > this.maxBytes) {
-        throw new FanError(Code.RESOURCE_EXHAUSTED, `call of ${body.length} bytes exceeds the limit of ${this.maxBytes}`);
+      json = encodeEnvelopeText(withDeadline(env, opts.deadline));
+      size = Buffer.byteLength(json, "utf8");
+      if (size > this.maxBytes) {
+        throw new FanError(Code.RESOURCE_EXHAUSTED, `call of ${size} bytes exceeds the limit of ${this.maxBytes}`);
       }
     } catch (e) {
       return Promise.reject(e);
     }
     const queue = callQueue(addr, env.headers.shard !== undefined);
-    // The channel is open and set up (the usual case): sent in this same synchronous run.
-    const ready = this.#ch.ready;
-    if (ready !== undefined) return this.#send(ready, addr, queue, body, opts);
-    return this.#ch.get(opts.deadline, opts.signal).then((ch) => {
+    // The channel is open and set up (the usual case): queued for this tick's frame at once.
+    if (this.#ch.ready !== undefined) return this.#send(addr, queue, json, size, opts);
+    return this.#ch.get(opts.deadline, opts.signal).then(() => {
       if (opts.deadline <= Date.now())
         throw new FanError(Code.DEADLINE_EXCEEDED, "deadline passed before the call was sent");
-      return this.#send(ch, addr, queue, body, opts);
+      return this.#send(addr, queue, json, size, opts);
     });
   }
 
-  #send(ch: Channel, addr: AmqpAddress, queue: string, body: Buffer, opts: SendOptions): Promise<Envelope> {
-    const corr = `${this.#prefix}.${++this.#seq}`;
+  #send(addr: AmqpAddress, queue: string, json: string, size: number, opts: SendOptions): Promise<Envelope> {
+    const seq = ++this.#seq;
     const promise = new Promise<Envelope>(capture);
-    const p = new PendingReply(this, ch, addr, queue, corr, opts.signal, captured.resolve, captured.reject, opts.deadline);
-    this.#pending.set(corr, p);
+    const p = new PendingReply(
+      this,
+      seq,
+      addr,
+      queue,
+      json,
+      size,
+      opts.signal,
+      captured.resolve,
+      captured.reject,
+      opts.deadline,
+    );
+    this.#pending.set(seq, p);
     if (p.finite) deadlines.add(p, opts.deadline);
     watchAbort(opts.signal, p);
-    this.#publish(ch, p, corr, body, opts.deadline);
+    this.#enqueue(p);
     return promise;
   }
 
+  /** Adds a call to this tick's batch for its queue (sending that batch first when it is full). */
+  #enqueue(p: PendingReply): void {
+    let b = this.#outbox.get(p.queue);
+    // A frame stays within maxBytes unless it holds one call (whose own size is bounded by it).
+    if (b !== undefined && (b.calls.length >= MAX_BATCH || b.bytes + p.size + itemOverhead(p.seq) > this.maxBytes)) {
+      this.#outbox.delete(p.queue);
+      this.#publish(b);
+      b = undefined;
+    }
+    if (b === undefined) {
+      b = new Batch(p.queue, ++this.#batchSeq);
+      this.#outbox.set(p.queue, b);
+    }
+    p.batch = b;
+    b.calls.push(p);
+    b.bytes += p.size + itemOverhead(p.seq);
+    b.open++;
+    if (!this.#flushing) {
+      this.#flushing = true;
+      process.nextTick(() => this.#flush());
+    }
+  }
+
+  /** Sends this tick's batches. */
+  #flush(): void {
+    this.#flushing = false;
+    for (const b of this.#outbox.values()) this.#publish(b);
+    this.#outbox.clear();
+  }
+
+  /** Sends a batch's calls still open (a call cancelled while queued is left out) as one frame. */
+  #publish(b: Batch): void {
+    if (b.open === 0) return;
+    const calls = b.calls.filter((p) => this.#pending.get(p.seq) === p);
+    b.calls = calls;
+    const ch = this.#ch.ready;
+    if (ch === undefined) {
+      const e = new FanError(Code.UNAVAILABLE, "amqp channel lost before the call was sent");
+      for (const p of calls) p.settle(notDelivered(e));
+      return;
+    }
+    const frame = new FrameBuilder();
+    let latest = 0;
+    for (const p of calls) {
+      frame.add(p.seq, p.json, p.size);
+      p.ch = ch;
+      if (p.deadline > latest) latest = p.deadline;
+    }
+    b.ch = ch;
+    this.#batches.set(b.id, b);
+    const props = {
+      correlationId: `${this.#prefixDot}${b.id}`,
+      replyTo: REPLY_TO,
+      mandatory: true,
+      contentType: "application/json",
+      ...(Number.isFinite(latest) ? { expiration: String(Math.max(1, Math.ceil(latest - Date.now()))) } : {}),
+    };
+    const body = Buffer.from(frame.text, "utf8");
+    try {
+      if (!this.confirm) ch.publish("", b.queue, body, props);
+      else
+        (ch as ConfirmChannel).publish("", b.queue, body, props, (err: unknown) => {
+          if (err !== null && err !== undefined) this.#nacked(ch, b);
+        });
+    } catch (e) {
+      const err = notDelivered(
+        new FanError(Code.UNAVAILABLE, `amqp publish failed: ${(e as Error).message}`, { cause: e }),
+      );
+      for (const p of calls) p.settle(err);
+    }
+  }
+
   /** Forgets a pending call; false when it was already settled. */
-  forget(corr: string, p: Pending): boolean {
-    if (!this.#pending.delete(corr)) return false;
+  forget(p: PendingReply): boolean {
+    if (this.#pending.get(p.seq) !== p) return false;
+    this.#pending.delete(p.seq);
+    const b = p.batch;
+    if (b !== undefined && --b.open === 0 && this.#batches.get(b.id) === b) this.#batches.delete(b.id);
     if (p.ch !== undefined && this.#retired.has(p.ch)) this.#closeIfIdle(p.ch);
     return true;
   }
 
-  /** A cancelled call: announced to the instances of its version. */
-  cancelled(addr: AmqpAddress, corr: string): void {
-    this.#sendCancel(addr, corr);
-  }
-
-  #publish(ch: Channel, p: Pending, corr: string, body: Buffer, deadline: number): void {
-    const props = {
-      correlationId: corr,
-      replyTo: REPLY_TO,
-      mandatory: true,
-      contentType: "application/json",
-      ...(Number.isFinite(deadline) ? { expiration: String(Math.max(1, Math.ceil(deadline - Date.now()))) } : {}),
-    };
-    try {
-      if (!this.confirm) ch.publish("", p.queue, body, props);
-      else
-        (ch as ConfirmChannel).publish("", p.queue, body, props, (err: unknown) => {
-          if (err !== null && err !== undefined) this.#nacked(ch, p, corr, body, deadline);
-        });
-    } catch (e) {
-      p.settle(new FanError(Code.UNAVAILABLE, `amqp publish failed: ${(e as Error).message}`, { cause: e }));
-    }
+  /** A cancelled call: announced to the instances of its version when it left already. */
+  cancelled(p: PendingReply): void {
+    if (p.ch !== undefined) this.#sendCancel(p.addr, `${this.#prefixDot}${p.seq}`);
   }
 
   /**
-   * The broker nacked a call (confirm mode, for quorum request queues): it was not enqueued,
-   * so it is sent again on a fresh channel. A channel whose first publish to a quorum queue
-   * came while the queue had no leader keeps nacking (RabbitMQ 3.10), hence the new channel.
-   * The old one is retired, not closed: the other calls sent on it are being served and their
-   * replies come to its direct reply-to consumer; it is closed once none is pending.
+   * The broker nacked a frame (confirm mode, for quorum request queues): it was not enqueued,
+   * so its calls still open are framed and sent again on a fresh channel. A channel whose first
+   * publish to a quorum queue came while the queue had no leader keeps nacking (RabbitMQ 3.10),
+   * hence the new channel. The old one is retired, not closed: the other frames sent on it are
+   * being served and their replies come to its direct reply-to consumer; it is closed once none
+   * is pending.
    */
-  #nacked(ch: Channel, p: Pending, corr: string, body: Buffer, deadline: number): void {
-    if (!this.#pending.has(corr) || p.ch !== ch) return;
-    p.ch = undefined;
+  #nacked(ch: Channel, b: Batch): void {
+    if (this.#batches.get(b.id) !== b || b.ch !== ch) return;
+    this.#batches.delete(b.id);
+    const calls = b.calls.filter((p) => this.#pending.get(p.seq) === p);
+    let latest = 0;
+    for (const p of calls) {
+      p.ch = undefined;
+      p.batch = undefined;
+      if (p.deadline > latest) latest = p.deadline;
+    }
     if (this.#ch.retire(ch)) {
       this.#retired.add(ch);
       // Closed under us (connection lost): its calls are lost as they would be on the current one.
@@ -141,18 +247,21 @@ export class AmqpRpcClient {
         this.#retired.delete(ch);
         this.#onLost(ch);
       });
-      this.log.warn({ queue: p.queue }, "amqp broker nacked a call; sending it again on a fresh rpc channel");
+      this.log.warn(
+        { queue: b.queue, calls: calls.length },
+        "amqp broker nacked a call frame; sending its calls again on a fresh rpc channel",
+      );
       this.#closeIfIdle(ch);
     }
     setTimeout(() => {
-      if (!this.#pending.has(corr)) return;
-      this.#ch.get(deadline).then(
-        (next) => {
-          if (!this.#pending.has(corr)) return;
-          p.ch = next;
-          this.#publish(next, p, corr, body, deadline);
+      if (!calls.some((p) => this.#pending.get(p.seq) === p)) return;
+      this.#ch.get(latest).then(
+        () => {
+          for (const p of calls) if (this.#pending.get(p.seq) === p) this.#enqueue(p);
         },
-        (e: unknown) => p.settle(notSent(e)),
+        (e: unknown) => {
+          for (const p of calls) p.settle(notSent(e));
+        },
       );
     }, NACK_PAUSE_MS).unref();
   }
@@ -164,11 +273,11 @@ export class AmqpRpcClient {
     ch.close().catch(() => undefined);
   }
 
-  #sendCancel(addr: AmqpAddress, corr: string): void {
+  #sendCancel(addr: AmqpAddress, key: string): void {
     const ch = this.#ch.current;
     if (ch === undefined) return;
     const send = (): void => {
-      ch.publish(controlExchange(addr.cluster), cancelKey(addr.service, addr.version), Buffer.from(corr));
+      ch.publish(controlExchange(addr.cluster), cancelKey(addr.service, addr.version), Buffer.from(key));
     };
     const declared =
       addr.cluster === this.cluster
@@ -177,25 +286,54 @@ export class AmqpRpcClient {
     declared.then(send).catch((e: unknown) => this.log.debug({ err: (e as Error).message }, "amqp cancel not sent"));
   }
 
+  /** The batch a correlation id of this client names. */
+  #batchOf(corr: unknown): Batch | undefined {
+    if (typeof corr !== "string" || !corr.startsWith(this.#prefixDot)) return undefined;
+    return this.#batches.get(Number(corr.slice(this.#prefixDot.length)));
+  }
+
   #onReply(msg: ConsumeMessage | null): void {
     if (msg === null) return;
-    const p = this.#pending.get(String(msg.properties.correlationId));
+    const data = msg.content;
+    if (isBatch(data)) {
+      if (!readBatch(data, this)) this.log.warn({ bytes: data.length }, "malformed amqp reply frame");
+      return;
+    }
+    // Not a frame: one envelope answering a whole batch (a server that could not read it).
+    const b = this.#batchOf(msg.properties.correlationId);
+    if (b === undefined) return;
+    let result: Envelope | FanError;
+    try {
+      result = decodeEnvelope(data, { maxBytes: this.maxBytes });
+    } catch (e) {
+      result = FanError.from(e);
+    }
+    for (const p of [...b.calls]) p.settle(result);
+  }
+
+  /** One reply of a batch frame. */
+  item(seq: number, body: Uint8Array): void {
+    const p = this.#pending.get(seq);
     if (p === undefined) return;
     try {
-      p.settle(decodeEnvelope(msg.content, { maxBytes: this.maxBytes }));
+      p.settle(decodeEnvelope(body, { maxBytes: this.maxBytes }));
     } catch (e) {
       p.settle(FanError.from(e));
     }
   }
 
   #onReturn(msg: ConsumeMessage): void {
-    const p = this.#pending.get(String(msg.properties.correlationId));
-    if (p === undefined) return;
-    const who = p.queue === rpcQueue(p.addr) ? "version" : `instance ${p.addr.instance}`;
-    // Returned by the broker: no queue took it, so no server saw it.
-    p.settle(
-      notDelivered(new FanError(Code.UNAVAILABLE, `no amqp request queue for ${p.addr.service}@${p.addr.version} (${who})`)),
-    );
+    const b = this.#batchOf(msg.properties.correlationId);
+    if (b === undefined) return;
+    // Returned by the broker: no queue took it, so no server saw any of its calls.
+    for (const p of [...b.calls]) {
+      const who = p.queue === rpcQueue(p.addr) ? "version" : `instance ${p.addr.instance}`;
+      p.settle(
+        notDelivered(
+          new FanError(Code.UNAVAILABLE, `no amqp request queue for ${p.addr.service}@${p.addr.version} (${who})`),
+        ),
+      );
+    }
   }
 
   #onLost(ch: Channel): void {
@@ -204,9 +342,10 @@ export class AmqpRpcClient {
     }
   }
 
-  /** Fails every pending call and closes the channel. */
+  /** Fails every pending call (queued ones too) and closes the channel. */
   close(): void {
     for (const p of [...this.#pending.values()]) p.settle(new FanError(Code.UNAVAILABLE, "amqp transport closed"));
+    this.#outbox.clear();
     void this.#ch.dispose();
   }
 }
@@ -229,22 +368,28 @@ function capture(resolve: (v: Envelope) => void, reject: (e: unknown) => void): 
 }
 
 /** One call waiting for its reply: settles once (reply, return, error, deadline or cancellation). */
-class PendingReply implements Pending, Expirable, AbortTarget {
+class PendingReply implements Expirable, AbortTarget {
   bucket = 0;
   prev: Expirable | undefined = undefined;
   next: Expirable | undefined = undefined;
   readonly finite: boolean;
+  /** The batch it is queued in or went out with; undefined while a nacked call waits to be sent again. */
+  batch: Batch | undefined = undefined;
+  /** The channel its frame went out on; undefined while queued. */
+  ch: Channel | undefined = undefined;
 
   constructor(
     private readonly client: AmqpRpcClient,
-    public ch: Channel | undefined,
+    readonly seq: number,
     readonly addr: AmqpAddress,
     readonly queue: string,
-    private readonly corr: string,
+    /** The envelope's JSON and its UTF-8 size (kept to frame it again after a nack). */
+    readonly json: string,
+    readonly size: number,
     private readonly signal: AbortSignal,
     private readonly resolve: (v: Envelope) => void,
     private readonly reject: (e: unknown) => void,
-    deadline: number,
+    readonly deadline: number,
   ) {
     this.finite = Number.isFinite(deadline);
   }
@@ -255,11 +400,11 @@ class PendingReply implements Pending, Expirable, AbortTarget {
 
   aborted(): void {
     this.settle(new FanError(Code.CANCELLED, "cancelled"));
-    this.client.cancelled(this.addr, this.corr);
+    this.client.cancelled(this);
   }
 
   settle(result: Envelope | FanError): void {
-    if (!this.client.forget(this.corr, this)) return;
+    if (!this.client.forget(this)) return;
     if (this.finite) deadlines.remove(this);
     unwatchAbort(this.signal, this);
     if (result instanceof FanError) this.reject(result);

@@ -1,7 +1,7 @@
 /**
  * The calling side of nats rpc: the calls made in one tick to one subject (the version's, which
  * its instances share in a queue group; a sharded call goes to its owner's own subject) travel as
- * one core NATS message, a batch frame (batch.ts) whose items carry this client's sequence
+ * one core NATS message, a batch frame (batch-frame.ts) whose items carry this client's sequence
  * numbers. The message's reply subject is this client's `{prefix}.{n}` (`n` the batch's first
  * call), all answered through one wildcard subscription; replies come back as batch frames too,
  * matched by sequence number whatever subject they arrive on. NATS answers a message nobody
@@ -19,7 +19,7 @@ import { Code, FanError } from "../../errors.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
 import { notDelivered } from "../not-delivered.js";
 import type { Envelope, SendOptions } from "../transport.js";
-import { type BatchReader, FrameBuilder, isBatch, itemOverhead, readBatch } from "./batch.js";
+import { type BatchReader, FrameBuilder, isBatch, itemOverhead, readBatch } from "../batch-frame.js";
 import type { NatsLink } from "./connection.js";
 import { callSubject, cancelSubject, type NatsAddress, parseEndpoint, replyPrefix } from "./names.js";
 

@@ -6,7 +6,7 @@
  * an error reply when it has a reply subject and a warn log line either way; nothing reaches a
  * handler. Subscriptions come back by themselves after a reconnection.
  *
- * A batch frame (batch.ts: the calls a client made in one tick) is split into its calls; the
+ * A batch frame (batch-frame.ts: the calls a client made in one tick) is split into its calls; the
  * replies to one client that finish in one tick go back as one batch frame, to the reply subject
  * of one of its messages (the client matches items by sequence number). A frame the server cannot
  * read past some item is answered with one error envelope on its reply subject, which fails the
@@ -22,7 +22,7 @@ import { errorEnvelope, refuse } from "../replies.js";
 import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
 import type { NatsLink } from "./connection.js";
-import { type BatchReader, FrameBuilder, isBatch, itemOverhead, readBatch } from "./batch.js";
+import { type BatchReader, FrameBuilder, isBatch, itemOverhead, readBatch } from "../batch-frame.js";
 import { cancelSubject, instanceSubject, type NatsAddress, RPC_QUEUE, rpcSubject } from "./names.js";
 import { payloadLimit, serverLimit, tooLarge } from "./rpc-client.js";
 

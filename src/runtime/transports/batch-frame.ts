@@ -1,11 +1,12 @@
 /**
- * The batch frame of nats rpc: several calls (or replies) in one NATS message, so the calls a
- * client makes in one tick to one subject, and the replies a server finishes in one tick for one
- * client, cost nats-server and both client libraries one message instead of one each.
+ * The batch frame of broker rpc (nats, amqp): several calls (or replies) in one broker message,
+ * so the calls a client makes in one tick to one subject or queue, and the replies a server
+ * finishes in one tick for one client, cost the broker and both client libraries one message
+ * instead of one each.
  *
  * Frame: `#` then items separated by `\n`, each item `{seq}\n{envelope JSON}` (`seq` a decimal
  * number the client chose; JSON text never holds a raw newline). An envelope alone (the first
- * byte `{`) is still a call of its own, answered on the message's reply subject.
+ * byte `{`) is still a call of its own, answered on the message's reply address.
  */
 
 /** The first byte of a batch frame (`#`: no envelope's JSON starts with it). */
