@@ -9,7 +9,11 @@
  * from what any HTTP hop costs on this machine: a raw TCP round trip (an echo server: the
  * loopback and the two process wake-ups, no HTTP), a bare `node:http` server answering the same
  * reply (HTTP, no gateway), `GET /health` on the gateway, and the gateway with its clients
- * stubbed (`bench/gateway/stub.ts`: its own work, no transport).
+ * stubbed (`bench/gateway/stub.ts`: its own work, no transport). Controls: the bare `node:http`
+ * round trip followed by the direct call, both from this process with no gateway, per
+ * transport: what chaining an HTTP round trip and a transport call costs on this machine,
+ * which is more than the sum of the two measured apart (docs/performance.md, "The gateway hop:
+ * where the extra time is"); the gateway rows' notes give the hop against it too.
  *
  * `FAN_BENCH_GATEWAY_BEFORE=<dir>`, a checkout of an older fan (with node_modules), adds its
  * gateway side by side in the same rounds (and its stub, if that checkout has
@@ -194,6 +198,14 @@ export default async function gateway(): Promise<BenchRow[]> {
       ),
     );
     const health = pool("redis");
+    // Controls: an HTTP round trip, then the direct call, one after the other from this process.
+    const httpThen = (call: () => Promise<unknown> | undefined) => {
+      const http = post("http");
+      return async () => {
+        await http();
+        await call();
+      };
+    };
     const cases: Case[] = [
       { name: "redis direct (App client)", op: () => clients.redis?.peek({ by: "bench" }) },
       { name: "gateway -> redis (HTTP POST)", op: post("redis") },
@@ -213,6 +225,14 @@ export default async function gateway(): Promise<BenchRow[]> {
         },
       },
       { name: "floor: bare node:http server, same reply", op: post("http") },
+      {
+        name: "control: bare node:http POST, then redis direct (no gateway)",
+        op: httpThen(() => clients.redis?.peek({ by: "bench" })),
+      },
+      {
+        name: "control: bare node:http POST, then amqp direct (no gateway)",
+        op: httpThen(() => clients.amqp?.peek({ by: "bench" })),
+      },
       { name: "floor: raw TCP round trip, same bytes", op: echo.op },
     ];
     const rows = await compare(cases, { concurrency: 1, durationMs: 1000, rounds: 5, warmupOps: 300 });
@@ -223,10 +243,12 @@ export default async function gateway(): Promise<BenchRow[]> {
     return rows.map((r) => {
       const t = /-> (redis|amqp)/.exec(r.case)?.[1];
       const added = t === undefined ? undefined : r.p50Ms - p50(`${t} direct`);
+      // Against the control: what the gateway adds beyond an HTTP round trip chained with the call.
+      const beyond = t === undefined ? undefined : r.p50Ms - p50(`control: bare node:http POST, then ${t}`);
       const note =
         added === undefined
           ? undefined
-          : `hop adds ${added.toFixed(3)} ms p50 (target < 0.2); load ${meta.loadBefore} / ${meta.loadAfter}`;
+          : `hop adds ${added.toFixed(3)} ms p50 (target < 0.2), ${(beyond as number).toFixed(3)} ms over HTTP floor then direct; load ${meta.loadBefore} / ${meta.loadAfter}`;
       return note === undefined ? r : { ...r, note };
     });
   } finally {
