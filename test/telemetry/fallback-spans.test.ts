@@ -5,8 +5,10 @@
  * refused) and it falls back to another instance: the dead one fails the attempt (UNAVAILABLE,
  * retried), the live one answers. With an SDK registered here, each retry's attempt span names
  * the instance the call fell back to (`fan.instance`) and the owner that refused it
- * (`fan.shard_fallback_from`), a failed one carries `fan.code` and an ERROR status, and the
- * call's span keeps the final outcome (OK), as docs/telemetry.md and docs/sharding.md say.
+ * (`fan.shard_fallback_from`), a failed one carries `fan.code` and an ERROR status, the
+ * call's span keeps the final outcome (OK) and has a `fan.shard_fallback` event per attempt
+ * (the first, which has no span of its own, included), as docs/telemetry.md and
+ * docs/sharding.md say.
  */
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
@@ -103,6 +105,13 @@ describeEtcd(
       const last = attempts.at(-1);
       expect(last?.attributes["fan.instance"]).toBe(live.instanceId);
       expect(last?.status.code).not.toBe(SpanStatusCode.ERROR);
+      // The call's span has a fan.shard_fallback event per attempt, the first included (it has
+      // no span of its own): the owner that refused it and the instance it went to instead.
+      const events = call.events.filter((e) => e.name === "fan.shard_fallback");
+      expect(events.map((e) => e.attributes?.["fan.attempt"])).toEqual([1, ...attempts.map((_, i) => i + 2)]);
+      for (const e of events) expect(e.attributes?.["fan.shard_fallback_from"]).toBe(owner.instanceId);
+      expect(dead).toContain(events[0]?.attributes?.["fan.instance"]);
+      expect(events.at(-1)?.attributes?.["fan.instance"]).toBe(live.instanceId);
       for (const failed of attempts.slice(0, -1)) {
         expect(dead).toContain(failed.attributes["fan.instance"]);
         expect(failed.status.code).toBe(SpanStatusCode.ERROR);
