@@ -12,6 +12,7 @@ import { BenchStats, formatReport } from "./bench-stats.js";
 import { CALL_OPTIONS, type Connected, connect, envelope, errorOf, type PreparedCall, prepareCall } from "./call.js";
 import { type Io, processIo } from "./io.js";
 import { cliDiscovery, report, UsageError } from "./ls.js";
+import { TLS_USAGE } from "./tls.js";
 
 const USAGE = `usage: fanc bench <service>.<method> ['<json arguments>'] [options]
 
@@ -24,6 +25,7 @@ options:
   --duration <time>    how long to run: 5s, 500ms, 1m (default 5s)
   --rate <n>           start n calls per second (open loop) instead of as fast as answers come
   --json               print one JSON object (calls, ok, errors by code, throughput, latencyMs)
+${TLS_USAGE}
   -h, --help           show this help
 
 Exit status: 0 when at least one call succeeded, 1 when none did, 2 on a usage error.`;
@@ -42,7 +44,8 @@ export function parseDuration(text: string): number {
 function positiveInt(name: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
   const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${name} must be a positive whole number, got ${JSON.stringify(text)}`);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new UsageError(`--${name} must be a positive whole number, got ${JSON.stringify(text)}`);
   return n;
 }
 
@@ -63,7 +66,10 @@ async function once(p: PreparedCall, c: Connected, stats: BenchStats): Promise<v
       else stats.record(ms);
     }
   } catch (e) {
-    const err = Date.now() >= deadline ? new FanError(Code.DEADLINE_EXCEEDED, `no reply within ${p.timeoutMs} ms`) : FanError.from(e, Code.UNAVAILABLE);
+    const err =
+      Date.now() >= deadline
+        ? new FanError(Code.DEADLINE_EXCEEDED, `no reply within ${p.timeoutMs} ms`)
+        : FanError.from(e, Code.UNAVAILABLE);
     stats.record(performance.now() - t0, { code: err.code, message: err.message });
   }
 }
@@ -76,7 +82,12 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   try {
     const { values, positionals } = parseArgs({
       args,
-      options: { ...CALL_OPTIONS, concurrency: { type: "string" }, duration: { type: "string" }, rate: { type: "string" } },
+      options: {
+        ...CALL_OPTIONS,
+        concurrency: { type: "string" },
+        duration: { type: "string" },
+        rate: { type: "string" },
+      },
       allowPositionals: true,
     });
     if (values.help) {
@@ -84,7 +95,8 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
       return 0;
     }
     const [target, argText = "{}", ...rest] = positionals;
-    if (target === undefined || rest.length > 0) throw new UsageError(`expected <service>.<method> and at most one JSON argument\n${USAGE}`);
+    if (target === undefined || rest.length > 0)
+      throw new UsageError(`expected <service>.<method> and at most one JSON argument\n${USAGE}`);
     const concurrency = positiveInt("concurrency", values.concurrency, 10);
     const rate = values.rate === undefined ? undefined : positiveInt("rate", values.rate, 1);
     const durationMs = parseDuration(values.duration ?? "5s");
@@ -144,7 +156,14 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     clearInterval(progress);
     if (live) process.stdout.write("\r\x1b[K");
     const r = stats.summary(
-      { service: p.service.name, method: p.method.name, transport: c.transport, instance: c.instance.instanceId, concurrency, rate },
+      {
+        service: p.service.name,
+        method: p.method.name,
+        transport: c.transport,
+        instance: c.instance.instanceId,
+        concurrency,
+        rate,
+      },
       elapsed,
     );
     io.out(values.json ? JSON.stringify(r, null, 2) : formatReport(r));

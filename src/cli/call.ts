@@ -25,6 +25,7 @@ import type { Envelope, EnvelopeHeaders } from "../runtime/transports/transport.
 import { ORDER, transportsConfig } from "./health.js";
 import { type Io, processIo } from "./io.js";
 import { REGISTRY_OPTIONS, UsageError, cliCluster, cliDiscovery, report } from "./ls.js";
+import { type CliTls, cliTls, etcdTls, TLS_USAGE, withTls } from "./tls.js";
 import { ModelSchemas } from "./model-descriptor.js";
 
 const usage = (kind: "call" | "push"): string => `usage: fanc ${kind} <service>.<method> ['<json arguments>'] [options]
@@ -42,6 +43,7 @@ options:
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
   --json               print one JSON object (value or error, instance, transport, ms, trace id)
+${TLS_USAGE}
   -h, --help           show this help
 
 Exit status: 0 on success, 1 when the call failed, 2 when it was refused before sending.
@@ -71,8 +73,7 @@ export function findService(services: readonly ServiceModel[], name: string): Se
   if (exact !== undefined) return exact;
   const matches = services.filter((s) => s.fullName.endsWith(`.${name}`));
   if (matches.length === 1) return matches[0] as ServiceModel;
-  if (matches.length > 1)
-    throw new UsageError(`"${name}" is ambiguous: ${matches.map((s) => s.fullName).join(", ")}`);
+  if (matches.length > 1) throw new UsageError(`"${name}" is ambiguous: ${matches.map((s) => s.fullName).join(", ")}`);
   throw new UsageError(
     `no service "${name}" in the IDL (services: ${services.map((s) => s.fullName).join(", ") || "none"})`,
   );
@@ -119,7 +120,10 @@ function choose(
 ): { instance: InstanceInfo; transport: TransportName } | string {
   const usable = (i: InstanceInfo): TransportName[] =>
     ORDER.filter(
-      (t) => i.endpoints[t] !== undefined && (via === undefined || t === via) && (instanceId === undefined || !BROKERS.has(t)),
+      (t) =>
+        i.endpoints[t] !== undefined &&
+        (via === undefined || t === via) &&
+        (instanceId === undefined || !BROKERS.has(t)),
     );
   // Spread calls over instances: a random one among those that can take it.
   const ok = instances.filter((i) => usable(i).length > 0);
@@ -137,13 +141,19 @@ export function errorOf(payload: unknown, service: ServiceDescriptor): NonNullab
   const w = (typeof payload === "object" && payload !== null ? payload : {}) as Record<string, unknown>;
   const code = typeof w.code === "string" ? w.code : Code.UNKNOWN;
   const message = typeof w.message === "string" ? w.message : code;
-  if (typeof w.error !== "string") return w.details === undefined ? { code, message } : { code, message, fields: w.details };
+  if (typeof w.error !== "string")
+    return w.details === undefined ? { code, message } : { code, message, fields: w.details };
   const desc = service.errors[w.error];
   if (desc !== undefined) {
     try {
       codec(desc.fields).decode(w.details, "error");
     } catch (e) {
-      return { code, message: `${message} (its fields do not match the IDL: ${(e as Error).message})`, name: w.error, fields: w.details };
+      return {
+        code,
+        message: `${message} (its fields do not match the IDL: ${(e as Error).message})`,
+        name: w.error,
+        fields: w.details,
+      };
     }
   }
   return { code, message, name: w.error, fields: w.details ?? {} };
@@ -188,6 +198,10 @@ export interface CallFlags {
   readonly timeout?: string | undefined;
   readonly discovery?: string | undefined;
   readonly cluster?: string | undefined;
+  readonly "tls-ca"?: string | undefined;
+  readonly "tls-cert"?: string | undefined;
+  readonly "tls-key"?: string | undefined;
+  readonly "tls-insecure"?: boolean | undefined;
 }
 
 /** A checked call, ready to send: everything that can be refused was refused. */
@@ -201,6 +215,8 @@ export interface PreparedCall {
   readonly range: string | undefined;
   readonly discovery: `etcd://${string}`;
   readonly cluster: string;
+  /** The `--tls-*` files, read (undefined: none given). */
+  readonly tls: CliTls | undefined;
 }
 
 /** Checks the flags, the target and the arguments against the IDL (`kind` undefined: rpc or push); throws UsageError (exit 2). */
@@ -211,12 +227,15 @@ export async function prepareCall(
   kind: "rpc" | "push" | undefined,
 ): Promise<PreparedCall> {
   const dot = target.lastIndexOf(".");
-  if (dot <= 0 || dot === target.length - 1) throw new UsageError(`expected <service>.<method>, got ${JSON.stringify(target)}`);
+  if (dot <= 0 || dot === target.length - 1)
+    throw new UsageError(`expected <service>.<method>, got ${JSON.stringify(target)}`);
   const via = flags.via as TransportName | undefined;
   if (via !== undefined && !ORDER.includes(via))
     throw new UsageError(`--via must be one of ${ORDER.join(", ")}, got ${JSON.stringify(via)}`);
   if (flags.instance !== undefined && via !== undefined && BROKERS.has(via))
-    throw new UsageError(`--instance needs a direct transport (http, zmq): ${via} delivers to any instance of the version`);
+    throw new UsageError(
+      `--instance needs a direct transport (http, zmq): ${via} delivers to any instance of the version`,
+    );
   const range = flags.version;
   if (range !== undefined && semver.validRange(range) === null)
     throw new UsageError(`--version must be a semver range, got ${JSON.stringify(range)}`);
@@ -224,6 +243,7 @@ export async function prepareCall(
   if (!discovery.startsWith("etcd://"))
     throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(discovery)}`);
   const cluster = cliCluster(flags.cluster);
+  const tls = cliTls(flags);
   const schemas = await loadIdl(flags.idl ?? "idl");
   const svc = findService(schemas.services(), target.slice(0, dot));
   const service = schemas.descriptor(svc);
@@ -234,11 +254,23 @@ export async function prepareCall(
     throw new UsageError(`${service.name} has no method "${methodName}" (methods: ${names.join(", ") || "none"})`);
   }
   if (kind !== undefined && m.kind !== kind)
-    throw new UsageError(`${service.name}.${m.name} is ${m.kind === "rpc" ? "an rpc" : "a push"}: use "fanc ${m.kind === "rpc" ? "call" : "push"}"`);
+    throw new UsageError(
+      `${service.name}.${m.name} is ${m.kind === "rpc" ? "an rpc" : "a push"}: use "fanc ${m.kind === "rpc" ? "call" : "push"}"`,
+    );
   const payload = checkArguments(m, argText);
   const timeoutMs = flags.timeout === undefined ? m.timeoutMs : Number(flags.timeout);
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of ms`);
-  return { service, method: m, payload, timeoutMs, via, range, discovery: discovery as `etcd://${string}`, cluster };
+  return {
+    service,
+    method: m,
+    payload,
+    timeoutMs,
+    via,
+    range,
+    discovery: discovery as `etcd://${string}`,
+    cluster,
+    tls,
+  };
 }
 
 /** An App connected to one instance of the prepared call's service over one transport. */
@@ -252,7 +284,14 @@ export interface Connected {
 /** Picks an instance in discovery and opens its transport; a string says why none could be (exit 1). */
 export async function connect(p: PreparedCall, instanceId: string | undefined): Promise<Connected | string> {
   const log = pino({ level: "silent" });
-  const probe = createApp({ cluster: p.cluster, discovery: p.discovery, logger: log, telemetry: { healthService: false } });
+  const etcd = etcdTls(p.discovery, p.tls);
+  const probe = createApp({
+    cluster: p.cluster,
+    discovery: p.discovery,
+    etcd,
+    logger: log,
+    telemetry: { healthService: false },
+  });
   let all: readonly InstanceInfo[];
   try {
     await probe.ready();
@@ -262,7 +301,9 @@ export async function connect(p: PreparedCall, instanceId: string | undefined): 
   }
   const range = p.range;
   const instances = all.filter(
-    (i) => (range === undefined || semver.satisfies(i.version, range)) && (instanceId === undefined || i.instanceId === instanceId),
+    (i) =>
+      (range === undefined || semver.satisfies(i.version, range)) &&
+      (instanceId === undefined || i.instanceId === instanceId),
   );
   if (instances.length === 0) {
     const which = [range && `version ${range}`, instanceId && `id ${instanceId}`].filter(Boolean).join(", ");
@@ -273,14 +314,16 @@ export async function connect(p: PreparedCall, instanceId: string | undefined): 
   const app = createApp({
     cluster: p.cluster,
     discovery: p.discovery,
+    etcd,
     logger: log,
-    transports: transportsConfig(new Set([picked.transport])),
+    transports: withTls(transportsConfig(new Set([picked.transport])), p.tls),
     telemetry: { healthService: false },
   });
   try {
     await app.ready();
     const reach = app.reach(picked.instance, picked.transport);
-    if (reach === undefined) throw new FanError(Code.UNAVAILABLE, `cannot reach ${picked.instance.instanceId} over ${picked.transport}`);
+    if (reach === undefined)
+      throw new FanError(Code.UNAVAILABLE, `cannot reach ${picked.instance.instanceId} over ${picked.transport}`);
     return { app, instance: picked.instance, transport: picked.transport, reach };
   } catch (e) {
     await app.stop().catch(() => undefined);
@@ -361,7 +404,10 @@ export async function run(args: string[], io: Io = processIo, kind: "call" | "pu
         }
       }
     } catch (e) {
-      const err = Date.now() >= deadline ? new FanError(Code.DEADLINE_EXCEEDED, `no reply within ${timeoutMs} ms`) : FanError.from(e, Code.UNAVAILABLE);
+      const err =
+        Date.now() >= deadline
+          ? new FanError(Code.DEADLINE_EXCEEDED, `no reply within ${timeoutMs} ms`)
+          : FanError.from(e, Code.UNAVAILABLE);
       outcome.ok = false;
       outcome.error = { code: err.code, message: err.message };
     }

@@ -21,6 +21,8 @@ const SCRIPT_ZSH = `# fanc completion for zsh: add to ~/.zshrc
 autoload -U +X bashcompinit && bashcompinit
 ${SCRIPT_BASH}`;
 
+/** The `--tls-*` flags of every command that connects (tls.ts). */
+const TLS_OPTS = ["--tls-ca", "--tls-cert", "--tls-key", "--tls-insecure"];
 const CALL_OPTS = [
   "--idl",
   "--via",
@@ -31,16 +33,17 @@ const CALL_OPTS = [
   "--cluster",
   "--json",
   "--help",
+  ...TLS_OPTS,
 ];
 const OPTIONS: Record<string, readonly string[]> = {
   call: CALL_OPTS,
   push: CALL_OPTS,
   bench: [...CALL_OPTS, "--concurrency", "--duration", "--rate"],
-  publish: ["--idl", "--via", "--discovery", "--cluster", "--json", "--help"],
-  subscribe: ["--idl", "--via", "--discovery", "--cluster", "--json", "--help"],
-  watch: ["--idl", "--via", "--discovery", "--cluster", "--json", "--help"],
-  ls: ["--discovery", "--cluster", "--json", "--help"],
-  health: ["--idl", "--transport", "--watch", "--discovery", "--cluster", "--json", "--help"],
+  publish: ["--idl", "--via", "--discovery", "--cluster", "--json", "--help", ...TLS_OPTS],
+  subscribe: ["--idl", "--via", "--discovery", "--cluster", "--json", "--help", ...TLS_OPTS],
+  watch: ["--idl", "--via", "--discovery", "--cluster", "--json", "--help", ...TLS_OPTS],
+  ls: ["--discovery", "--cluster", "--json", "--help", ...TLS_OPTS],
+  health: ["--idl", "--transport", "--watch", "--discovery", "--cluster", "--json", "--help", ...TLS_OPTS],
   compile: ["--out", "--watch", "--strict", "--help"],
   dev: ["--run", "--out", "--watch", "--grace", "--debounce", "--help"],
   new: ["--package", "--transport", "--dir", "--fan", "--help"],
@@ -48,7 +51,7 @@ const OPTIONS: Record<string, readonly string[]> = {
 };
 
 /** Options that take no value. */
-const FLAGS: ReadonlySet<string> = new Set(["--json", "--help", "--strict", "--watch"]);
+const FLAGS: ReadonlySet<string> = new Set(["--json", "--help", "--strict", "--watch", "--tls-insecure"]);
 
 /** Which members a command's first argument names. */
 const MEMBERS: Record<string, "rpc" | "push" | "rpc|push" | "event" | "state" | "service"> = {

@@ -16,6 +16,7 @@ import { YamlConfigSource, parseConfigText } from "../runtime/discovery/yaml-con
 import { ConfigValueError, checkPatch, checkWhole, IdlConfig, IdlError, masked } from "./idl-config.js";
 import { type Io, processIo } from "./io.js";
 import { REGISTRY_OPTIONS, UsageError, cliCluster, cliDiscovery, openCliRegistry, report } from "./ls.js";
+import { TLS_USAGE } from "./tls.js";
 
 const USAGE = `usage: fanc config <get|set|watch|push> ... [options]
 
@@ -38,6 +39,7 @@ options:
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
   --file <path>        use a YAML config file instead of etcd (get, set, watch)
   --json               print JSON instead of YAML
+${TLS_USAGE}
   -h, --help           show this help`;
 
 const OPTIONS = {
@@ -83,7 +85,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
       if (verb !== "set") await mustExist(values.file);
       source = new YamlConfigSource(values.file);
     } else {
-      registry = openCliRegistry(values.discovery);
+      registry = openCliRegistry(values.discovery, values);
       source = new RegistryConfigSource(registry, cliCluster(values.cluster));
     }
     const ctx: Ctx = { io, json: values.json === true, source, max, idl, showSecrets: values["show-secrets"] === true };

@@ -19,6 +19,7 @@ import type { Transport } from "../runtime/transports/transport.js";
 import { transportsConfig } from "./health.js";
 import { type Io, processIo } from "./io.js";
 import { REGISTRY_OPTIONS, UsageError, cliCluster, cliDiscovery, report } from "./ls.js";
+import { cliTls, etcdTls, TLS_USAGE, withTls } from "./tls.js";
 import { findService, loadIdl } from "./call.js";
 
 /** Transports that carry events, in the order `--via` defaults to (the gateway uses the same list). */
@@ -42,6 +43,7 @@ options:
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
   --json               publish: print one JSON object; subscribe: {"event","at","value"} per line
+${TLS_USAGE}
   -h, --help           show this help`;
 
 /** The App's transport `name` (App has no accessor; `reach` hands it out for an endpoint on it). */
@@ -59,13 +61,16 @@ interface Target {
 
 async function resolveTarget(target: string, idl: string | undefined, via: string | undefined): Promise<Target> {
   const dot = target.lastIndexOf(".");
-  if (dot <= 0 || dot === target.length - 1) throw new UsageError(`expected <service>.<event>, got ${JSON.stringify(target)}`);
+  if (dot <= 0 || dot === target.length - 1)
+    throw new UsageError(`expected <service>.<event>, got ${JSON.stringify(target)}`);
   const schemas = await loadIdl(idl ?? "idl");
   const service = schemas.descriptor(findService(schemas.services(), target.slice(0, dot)));
   const name = target.slice(dot + 1);
   const event = service.events[name];
   if (event === undefined)
-    throw new UsageError(`${service.name} has no event "${name}" (events: ${Object.keys(service.events).join(", ") || "none"})`);
+    throw new UsageError(
+      `${service.name} has no event "${name}" (events: ${Object.keys(service.events).join(", ") || "none"})`,
+    );
   if (via !== undefined && !EVENT_TRANSPORTS.includes(via as TransportName))
     throw new UsageError(`--via must be one of ${EVENT_TRANSPORTS.join(", ")} for events, got ${JSON.stringify(via)}`);
   const chosen = (via as TransportName | undefined) ?? EVENT_TRANSPORTS.find((t) => service.transports.includes(t));
@@ -117,11 +122,13 @@ export async function run(
         throw new UsageError(`invalid payload ${(e as Error).message} (nothing was sent)`);
       }
     }
+    const tls = cliTls(values);
     app = createApp({
       cluster: cliCluster(values.cluster),
       discovery: discovery as `etcd://${string}`,
+      etcd: etcdTls(discovery, tls),
       logger: pino({ level: "silent" }),
-      transports: transportsConfig(new Set([t.via])),
+      transports: withTls(transportsConfig(new Set([t.via])), tls),
       telemetry: { healthService: false },
     });
     await app.ready();
@@ -133,7 +140,13 @@ export async function run(
       const ms = Math.round((performance.now() - started) * 10) / 10;
       const traceId = traceparent.split("-")[1];
       if (values.json)
-        io.out(JSON.stringify({ ok: true, service: t.service.name, event: t.event.name, transport: t.via, ms, traceId }, null, 2));
+        io.out(
+          JSON.stringify(
+            { ok: true, service: t.service.name, event: t.event.name, transport: t.via, ms, traceId },
+            null,
+            2,
+          ),
+        );
       else io.err(`published · ${ms.toFixed(1)} ms · over ${t.via} · trace ${traceId}`);
       return 0;
     }

@@ -15,6 +15,7 @@ import { loadIdl } from "./call.js";
 import { ORDER, transportsConfig } from "./health.js";
 import { type Io, processIo } from "./io.js";
 import { REGISTRY_OPTIONS, UsageError, cliCluster, cliDiscovery, report } from "./ls.js";
+import { cliTls, etcdTls, TLS_USAGE, withTls } from "./tls.js";
 
 const USAGE = `usage: fanc gateway [<idl dir>] [options]
 
@@ -23,7 +24,7 @@ Serves every service of the IDL over HTTP, whatever transport it runs on (see do
   <verb> <@route path>                      the IDL's @route paths, as the http transport serves them
   GET  /_fan/events/<service>/<event>       Server-Sent Events: one data line of JSON per event
   GET  /_fan/states/<service>/<state>       Server-Sent Events: the state's value, then every change
-                                            (a @shard state: one shard, ?shard=<n> or ?key=<key>)
+                                            (a @shard state: one shard, ?shard=<n> or ?key=<key>; all: ?shard=all)
   GET  /_fan/idl                            the compiled IDL as JSON;  GET /health
 Request headers: fan-timeout (ms) or fan-deadline (epoch ms), traceparent, fan-h-<name>.
 
@@ -36,6 +37,7 @@ options:
   --discovery <spec>     etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>       cluster name (default: $FAN_CLUSTER or "dev")
   --log-level <level>    pino level of the gateway's log on stderr (default: info)
+${TLS_USAGE.replaceAll(/^( {2}--\S+(?: <file>)?)( +)/gm, "$1  $2")}
   -h, --help             show this help
 
 Broker URLs come from $FAN_REDIS_URL and $FAN_AMQP_URL (default: the loopback brokers).`;
@@ -76,11 +78,13 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     if (descriptors.length === 0) throw new UsageError("the IDL declares no service");
     const names = transportNames(values.transports, descriptors);
     const log = pino({ level: values["log-level"] ?? "info" }, destination(2));
+    const tls = cliTls(values);
     app = createApp({
       cluster: cliCluster(values.cluster),
       discovery: discovery as `etcd://${string}`,
+      etcd: etcdTls(discovery, tls),
       logger: log,
-      transports: transportsConfig(names),
+      transports: withTls(transportsConfig(names), tls),
       telemetry: { healthService: false },
     });
     await app.ready();

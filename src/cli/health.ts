@@ -17,6 +17,7 @@ import { HEALTH_SERVICE, HealthDescriptor } from "../runtime/telemetry/health.js
 import type { Envelope } from "../runtime/transports/transport.js";
 import { type Io, processIo } from "./io.js";
 import { REGISTRY_OPTIONS, UsageError, cliCluster, report, table } from "./ls.js";
+import { cliTls, etcdTls, TLS_USAGE, withTls } from "./tls.js";
 
 const USAGE = `usage: fanc health <service> [options]
 
@@ -29,6 +30,7 @@ options:
   --timeout <ms>       per check (default 3000)
   --watch              print every status change of the first instance until interrupted
   --json               print JSON instead of a table
+${TLS_USAGE}
   -h, --help           show this help
 
 Broker transports (redis, amqp, nats) reach any App of the cluster serving fan.Health, not
@@ -124,7 +126,9 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     const cluster = cliCluster(values.cluster);
     const log = pino({ level: "silent" });
     // A first App, without transports, only to read discovery.
-    const probe = createApp({ cluster, discovery, logger: log, telemetry: { healthService: false } });
+    const tls = cliTls(values);
+    const etcd = etcdTls(discovery, tls);
+    const probe = createApp({ cluster, discovery, etcd, logger: log, telemetry: { healthService: false } });
     app = probe;
     await probe.ready();
     const instances = (await probe.watch(service)).instances();
@@ -147,8 +151,9 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     app = createApp({
       cluster,
       discovery,
+      etcd,
       logger: log,
-      transports: transportsConfig(needed),
+      transports: withTls(transportsConfig(needed), tls),
       telemetry: { healthService: false },
     });
     await app.ready();

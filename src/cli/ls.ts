@@ -14,6 +14,7 @@ import semver from "semver";
 import { assignShards, ownedBy } from "../runtime/call/shards.js";
 import { publishedBreakers } from "../runtime/policy/breaker-board.js";
 import { type Io, processIo } from "./io.js";
+import { cliTls, etcdTls, TLS_USAGE, type TlsFlags } from "./tls.js";
 
 const USAGE = `usage: fanc ls [service] [options]
 
@@ -24,11 +25,16 @@ options:
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
   --json               print JSON instead of a table
+${TLS_USAGE}
   -h, --help           show this help`;
 
 /** Options both `ls` and `config` take. */
 export const REGISTRY_OPTIONS = {
   discovery: { type: "string" },
+  "tls-ca": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "tls-insecure": { type: "boolean" },
   cluster: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -40,13 +46,13 @@ export function cliDiscovery(spec: string | undefined): string {
 }
 
 /** Opens the registry named by `--discovery` (etcd only: a memory registry lives inside one process). */
-export function openCliRegistry(spec: string | undefined): Registry {
+export function openCliRegistry(spec: string | undefined, tls: TlsFlags = {}): Registry {
   const s = cliDiscovery(spec);
   if (s === "memory")
     throw new UsageError("--discovery memory lives inside one process; point fanc at etcd://host:port");
   if (!s.startsWith("etcd://"))
     throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(s)}`);
-  return new EtcdRegistry(s, { callTimeoutMs: 3000, dialTimeoutMs: 3000 });
+  return new EtcdRegistry(s, { callTimeoutMs: 3000, dialTimeoutMs: 3000, ...etcdTls(s, cliTls(tls)) });
 }
 
 /** The cluster from `--cluster`, `$FAN_CLUSTER` or "dev". */
@@ -102,7 +108,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
       throw new UsageError(`expected at most one service name, got ${positionals.length}\n${USAGE}`);
     const cluster = cliCluster(values.cluster);
     servicesRoot(cluster);
-    registry = openCliRegistry(values.discovery);
+    registry = openCliRegistry(values.discovery, values);
     const service = positionals[0];
     if (service === undefined) return await listServices(io, registry, cluster, values.json === true);
     return await listInstances(io, registry, cluster, await fullName(registry, cluster, service), values.json === true);
@@ -204,7 +210,9 @@ async function fullName(registry: Registry, cluster: string, service: string): P
   const names = new Set((await registry.list(root)).items.map((kv) => kv.key.slice(root.length).split("/")[0] ?? ""));
   const matches = [...names].filter((n) => n.endsWith(`.${service}`)).sort();
   if (matches.length > 1)
-    throw new UsageError(`"${service}" is ambiguous in cluster "${cluster}": ${matches.join(", ")}; give the full name`);
+    throw new UsageError(
+      `"${service}" is ambiguous in cluster "${cluster}": ${matches.join(", ")}; give the full name`,
+    );
   return matches[0] ?? service;
 }
 

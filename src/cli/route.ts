@@ -10,6 +10,7 @@ import type { Registry } from "../runtime/discovery/registry.js";
 import { parseRule, routesRoot, type TrafficRule } from "../runtime/call/versions.js";
 import { type Io, processIo } from "./io.js";
 import { REGISTRY_OPTIONS, UsageError, cliCluster, openCliRegistry, report } from "./ls.js";
+import { TLS_USAGE } from "./tls.js";
 
 const USAGE = `usage: fanc route <command> [options]
 
@@ -25,6 +26,7 @@ options:
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
   --json               show: print JSON
+${TLS_USAGE}
   -h, --help           show this help`;
 
 /** `fanc route`: returns the exit code. */
@@ -48,7 +50,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
         const k = key(service);
         if (rest.length !== 1) throw new UsageError(`pin: expected one version or range, got ${rest.length}`);
         const rule = checked({ pin: rest[0] });
-        registry = openCliRegistry(values.discovery);
+        registry = openCliRegistry(values.discovery, values);
         await registry.put(k, JSON.stringify(rule));
         io.out(`${service}: pinned to ${rest[0]}`);
         return 0;
@@ -63,20 +65,20 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
           split[m[1] as string] = Number(m[2]);
         }
         const rule = checked({ split });
-        registry = openCliRegistry(values.discovery);
+        registry = openCliRegistry(values.discovery, values);
         await registry.put(k, JSON.stringify(rule));
         io.out(`${service}: ${describe(rule)}`);
         return 0;
       }
       case "clear": {
         const k = key(service);
-        registry = openCliRegistry(values.discovery);
+        registry = openCliRegistry(values.discovery, values);
         await registry.delete(k);
         io.out(`${service}: rule cleared; clients use their own version ranges`);
         return 0;
       }
       case "show": {
-        registry = openCliRegistry(values.discovery);
+        registry = openCliRegistry(values.discovery, values);
         const prefix = service === undefined ? root : key(service);
         const { items } = await registry.list(prefix);
         const rows = items

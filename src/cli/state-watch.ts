@@ -16,6 +16,7 @@ import { EVENT_TRANSPORTS } from "./events.js";
 import { ORDER, transportsConfig } from "./health.js";
 import { type Io, processIo } from "./io.js";
 import { cliCluster, cliDiscovery, REGISTRY_OPTIONS, report, UsageError } from "./ls.js";
+import { cliTls, etcdTls, TLS_USAGE, withTls } from "./tls.js";
 
 const USAGE = `usage: fanc watch <service>.<state> [options]
 
@@ -31,6 +32,7 @@ options:
   --shard <n>|all      the shard to watch, for a sharded state (@shard): required there, refused elsewhere;
                        all watches every shard (each line names its shard)
   --json               one JSON object per change: {"state","cause","epoch","seq","value","patch"}
+${TLS_USAGE}
   -h, --help           show this help`;
 
 /** `fanc watch`: returns the exit code. `stop` ends it (tests); SIGINT and SIGTERM do otherwise. */
@@ -91,7 +93,9 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     const log = pino({ level: "silent" });
 
     // Snapshots are an rpc: open, after the event transport, the first transport an instance offers.
-    const probe = createApp({ cluster, discovery: spec, logger: log, telemetry: { healthService: false } });
+    const tls = cliTls(values);
+    const etcd = etcdTls(spec, tls);
+    const probe = createApp({ cluster, discovery: spec, etcd, logger: log, telemetry: { healthService: false } });
     let offered: TransportName[] = [];
     try {
       await probe.ready();
@@ -104,8 +108,9 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     app = createApp({
       cluster,
       discovery: spec,
+      etcd,
       logger: log,
-      transports: transportsConfig(new Set([events, ...rpc])),
+      transports: withTls(transportsConfig(new Set([events, ...rpc])), tls),
       telemetry: { healthService: false },
     });
     await app.ready();

@@ -6,7 +6,8 @@
  *   for none) or a push (202 once accepted); each `@route` path with its verbs, as the http
  *   transport serves them (GET/HEAD/DELETE for `@idempotent` methods, POST/PUT/PATCH for any);
  * - `GET /_fan/events/<service>/<event>` and `GET /_fan/states/<service>/<state>`: SSE (a
- *   `@shard` state streams one shard: `?shard=N` or `?key=K`; 400 without either);
+ *   `@shard` state streams one shard: `?shard=N` or `?key=K`, or all of them: `?shard=all`;
+ *   400 without any);
  * - `GET /_fan/idl`: the compiled IDL as JSON; `GET /health`.
  *
  * Every answer to a request is an answer: malformed JSON, an invalid argument, an unknown path
@@ -196,11 +197,11 @@ export class GatewayServer {
         Code.NOT_FOUND,
         `${d.name} has no ${kind === "events" ? "event" : "state"} ${JSON.stringify(member)}`,
       );
-    // A sharded state streams one shard: `?shard=N`, or `?key=K` (repeated for a tuple key).
-    let shard: number | undefined;
+    // A sharded state streams one shard: `?shard=N`, or `?key=K` (repeated for a tuple key); or all: `?shard=all`.
+    let shard: number | "all" | undefined;
     if (kind === "states") {
       const picked = pickShard(d, target as StateDescriptor, search);
-      if (typeof picked === "string") return refuse(res, Code.INVALID_ARGUMENT, picked);
+      if (typeof picked === "object") return refuse(res, Code.INVALID_ARGUMENT, picked.refused);
       shard = picked;
     }
     // HEAD has no body: answer the stream's headers and end, with no subscription or keepalive behind it.
@@ -212,7 +213,9 @@ export class GatewayServer {
     const stop =
       kind === "events"
         ? await this.#hub.attach(d, d.events[member as string] as NonNullable<(typeof d.events)[string]>, fn)
-        : await this.#states.attach(d, target as StateDescriptor, shard, fn);
+        : shard === "all"
+          ? this.#states.attachAll(d, target as StateDescriptor, fn)
+          : await this.#states.attach(d, target as StateDescriptor, shard, fn);
     if (req.destroyed) return stop();
     const name = `/_fan/${kind}/${service}/${member}${shard === undefined ? "" : `?shard=${shard}`}`;
     const sse = openSse(res, {}, this.#o.log, name);
@@ -280,31 +283,34 @@ export class GatewayServer {
 
 /**
  * The shard a state stream names, undefined for a state that is not sharded, or why the query
- * does not name one (answered 400). `?shard=N` is the shard's number; `?key=K` a key hashed as
+ * does not name one (`refused`, answered 400). `?shard=N` is the shard's number; `?key=K` a key hashed as
  * a `@shard` method's key is (`watch({ key })`), repeated for a tuple key: the parts come as
  * text, which is the canonical form of a string, number, boolean or date part alike.
+ * `?shard=all` names every shard (one stream for all, as `watchAll()`).
  */
 function pickShard(
   svc: ServiceDescriptor,
   state: StateDescriptor,
   search: string | undefined,
-): number | string | undefined {
+): number | "all" | { readonly refused: string } | undefined {
   const label = `${svc.name}.${state.name}`;
   const q = search === undefined || search === "" ? undefined : new URLSearchParams(search);
   const shard = q?.getAll("shard") ?? [];
   const key = q?.getAll("key") ?? [];
   if (state.sharded !== true) {
     if (shard.length === 0 && key.length === 0) return undefined;
-    return `${label} is not sharded (@shard): its stream takes no ?shard or ?key`;
+    return { refused: `${label} is not sharded (@shard): its stream takes no ?shard or ?key` };
   }
-  const how = `name one with ?shard=<0..${svc.shards - 1}> or ?key=<key> (repeated for a tuple key)`;
+  const how = `name one with ?shard=<0..${svc.shards - 1}> or ?key=<key> (repeated for a tuple key), or every shard with ?shard=all`;
   if (shard.length === 0 && key.length === 0)
-    return `${label} is sharded (@shard): the shard parameter is missing; ${how}`;
-  if (shard.length > 0 && key.length > 0) return `${label}: give ?shard or ?key, not both`;
+    return { refused: `${label} is sharded (@shard): the shard parameter is missing; ${how}` };
+  if (shard.length > 0 && key.length > 0) return { refused: `${label}: give ?shard or ?key, not both` };
   if (key.length > 0) return shardOfKey(key, svc.shards);
   const text = shard.length === 1 ? (shard[0] as string) : "";
+  if (text === "all") return "all";
   const n = /^\d{1,9}$/.test(text) ? Number(text) : Number.NaN;
-  if (!(n < svc.shards)) return `${label} has shards 0..${svc.shards - 1}, not ?shard=${shard.join("&shard=")}`;
+  if (!(n < svc.shards))
+    return { refused: `${label} has shards 0..${svc.shards - 1}, not ?shard=${shard.join("&shard=")}` };
   return n;
 }
 

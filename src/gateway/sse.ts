@@ -5,6 +5,10 @@
  * event is shared by every browser watching it (made on the first, closed after the last), on
  * the event transport the service's instances advertise, as `fanc subscribe` subscribes; one
  * watch view (replica) per state likewise, and per shard of a sharded state (`?shard=N`).
+ * `?shard=all` streams every shard of a sharded state on one stream, from one shared
+ * `watchAll()` set: each line names its shard, `{"shard":N,"value":V}` for a value and
+ * `{"shard":N,"status":S,"reason":R}` when that shard's status changes (a new stream gets
+ * every shard's status, then every value held).
  */
 import type { ServerResponse } from "node:http";
 import type { Logger } from "pino";
@@ -15,6 +19,7 @@ import type {
   EventDescriptor,
   ServiceDescriptor,
   ShardedStateHandle,
+  ShardedStateSet,
   StateDescriptor,
   StateHandle,
   StateView,
@@ -174,6 +179,14 @@ interface Watched {
   last: string | undefined;
 }
 
+/** The shared `watchAll()` set behind the `?shard=all` streams of one state. */
+interface WatchedAll {
+  readonly listeners: Set<(data: string) => void>;
+  readonly set: ShardedStateSet<unknown>;
+  /** Each shard's last value line, by shard number. */
+  readonly values: (string | undefined)[];
+}
+
 /** How long the first stream of a state waits for its owner's value before answering an error. */
 const FIRST_VALUE_MS = 10_000;
 
@@ -183,6 +196,7 @@ const FIRST_VALUE_MS = 10_000;
  */
 export class StateHub {
   readonly #watched = new Map<string, Watched>();
+  readonly #all = new Map<string, WatchedAll>();
 
   constructor(private readonly app: App) {}
 
@@ -235,9 +249,60 @@ export class StateHub {
     };
   }
 
+  /**
+   * Every shard of a sharded state on one stream (`?shard=all`): `fn` gets each shard's status,
+   * then each value held, at once (no wait for a first value: a shard with no owner is reported
+   * as `owner-absent`, not answered as an error), then every change and status change of any shard.
+   */
+  attachAll(svc: ServiceDescriptor, state: StateDescriptor, fn: (data: string) => void): () => void {
+    const key = `${svc.name}\u0000${state.name}\u0000all`;
+    let w = this.#all.get(key);
+    if (w === undefined) {
+      const c = codec<unknown>(state.schema);
+      const set = (this.app.state(svc, state.name) as ShardedStateHandle<unknown>).watchAll();
+      const listeners = new Set<(data: string) => void>();
+      const made: WatchedAll = { listeners, set, values: [] };
+      for (const v of set.views) {
+        v.subscribe((change) => {
+          // A snapshot of a shard whose owner has no value yet: nothing to send (its status says live).
+          if (change.value === undefined) return;
+          const data = JSON.stringify({ shard: v.shard, value: c.encode(change.value, state.name) });
+          made.values[v.shard] = data;
+          for (const l of listeners) l(data);
+        });
+        v.onStatus((status, reason) => {
+          const data = statusLine(v.shard, status, reason);
+          for (const l of listeners) l(data);
+        });
+      }
+      w = made;
+      this.#all.set(key, w);
+    }
+    const t = w;
+    for (const v of t.set.views) fn(statusLine(v.shard, v.status, v.reason));
+    for (const v of t.set.views) {
+      const held = t.values[v.shard];
+      if (held !== undefined) fn(held);
+    }
+    t.listeners.add(fn);
+    return () => {
+      t.listeners.delete(fn);
+      if (t.listeners.size > 0 || this.#all.get(key) !== t) return;
+      this.#all.delete(key);
+      void t.set.close();
+    };
+  }
+
   async close(): Promise<void> {
     const views = [...this.#watched.values()].map((w) => w.view);
+    const sets = [...this.#all.values()].map((w) => w.set);
     this.#watched.clear();
-    await Promise.allSettled(views.map((v) => v.close()));
+    this.#all.clear();
+    await Promise.allSettled([...views.map((v) => v.close()), ...sets.map((s) => s.close())]);
   }
+}
+
+/** One shard's status on a `?shard=all` stream (the reason omitted when there is none). */
+function statusLine(shard: number, status: string, reason: string | undefined): string {
+  return JSON.stringify(reason === undefined ? { shard, status } : { shard, status, reason });
 }

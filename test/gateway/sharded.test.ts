@@ -5,7 +5,12 @@
  * hashes it), read here with plain fetch: the shard's current value first, then its updates
  * and none of another shard's. Without either parameter the gateway answers 400 naming the
  * state and the missing parameter. fan/browser's client (`connect`, run here with undici's
- * EventSource) watches a shard by `{ shard }` and by `{ key }` the same way.
+ * EventSource) watches a shard by `{ shard }` and by `{ key }` the same way. `?shard=all` streams
+ * every shard on one stream, each line naming its shard (`{"shard":N,"status":S}` for each shard's
+ * status first, then `{"shard":N,"value":V}` for each value held and every change), and
+ * fan/browser's `watchAll()` reads it into a `ShardedStateSet` as the Node client's: every
+ * shard's value, changes with their shard, and `owner-absent` with a reason per shard once the
+ * owner stops (that test stops it, so it runs last).
  */
 import { EventSource } from "undici";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -126,4 +131,102 @@ describeWithBroker(
       g.EventSource = had;
     }
   }, 60_000);
+
+  it("streams every shard on ?shard=all: each shard's status, the values held, then changes naming their shard", async () => {
+    await owner?.send("set", { shard: 1, value: { n: 10, label: "one" } });
+    type Line = { shard: number; status?: string; value?: unknown };
+    const sse = await openSse(`${gw?.url}/${PATH}?shard=all`);
+    const again = { sse: undefined as Awaited<ReturnType<typeof openSse>> | undefined };
+    try {
+      // A status line per shard first (the set behind the stream was just made: not live yet).
+      const first = (await Promise.all(Array.from({ length: 8 }, () => sse.next()))).map((l) => JSON.parse(l) as Line);
+      expect(first.map((l) => l.shard)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+      for (const l of first) expect(["connecting", "live"]).toContain(l.status);
+      // Then every shard goes live with its value.
+      const status = new Map(first.map((l) => [l.shard, l.status]));
+      const values = new Map<number, unknown>();
+      while ([...status.values()].some((s) => s !== "live") || !values.has(1)) {
+        const l = JSON.parse(await sse.next()) as Line;
+        if ("value" in l) values.set(l.shard, l.value);
+        else status.set(l.shard, l.status);
+      }
+      expect(values.get(1)).toEqual({ n: 10, label: "one" });
+      // A second stream shares the set: every shard live at once, then the values held.
+      again.sse = await openSse(`${gw?.url}/${PATH}?shard=all`);
+      const live = await Promise.all(Array.from({ length: 8 }, () => (again.sse as typeof sse).next()));
+      expect(live.map((l) => JSON.parse(l))).toEqual(
+        Array.from({ length: 8 }, (_, shard) => ({ shard, status: "live" })),
+      );
+      const held = JSON.parse(await again.sse.next()) as Line;
+      expect(held.value).toEqual(values.get(held.shard));
+      await owner?.send("set", { shard: 6, value: { n: 60, label: "six" } });
+      let next = JSON.parse(await sse.next()) as Line;
+      while (next.shard !== 6 || !("value" in next)) next = JSON.parse(await sse.next());
+      expect(next).toEqual({ shard: 6, value: { n: 60, label: "six" } });
+    } finally {
+      sse.close();
+      again.sse?.close();
+    }
+  }, 60_000);
+
+  it("fan/browser's watchAll() reads every shard from one stream into a ShardedStateSet", async () => {
+    const g = globalThis as { EventSource?: unknown };
+    const had = g.EventSource;
+    g.EventSource = EventSource;
+    const board = connect(ShardBoard, { url: gw?.url as string });
+    await owner?.send("set", { shard: 0, value: { n: 0, label: "zero" } });
+    const all = board.states.totals.watchAll();
+    try {
+      const values = await all.ready(10_000);
+      expect(values).toHaveLength(8);
+      expect(values[0]).toEqual({ n: 0, label: "zero" });
+      expect(all.status).toBe("live");
+      expect(all.reasons.size).toBe(0);
+      expect(all.views.map((v) => v.shard)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+      const seen: { shard: number; value: unknown }[] = [];
+      all.subscribe((c) => void seen.push({ shard: c.shard, value: c.value }));
+      await owner?.send("set", { shard: 4, value: { n: 44, label: "four" } });
+      await until(
+        "the set gets shard 4's update",
+        async () => seen,
+        (v) => v.length > 0,
+      );
+      expect(seen).toEqual([{ shard: 4, value: { n: 44, label: "four" } }]);
+      expect(all.current[4]).toEqual({ n: 44, label: "four" });
+      // The iterator starts with what each shard holds, as a snapshot of that shard.
+      const it = all[Symbol.asyncIterator]();
+      const firstChange = await it.next();
+      expect(firstChange.value).toMatchObject({ cause: "snapshot" });
+      await it.return?.();
+    } finally {
+      await all.close();
+      g.EventSource = had;
+    }
+    expect(all.status).toBe("closed");
+  }, 60_000);
+
+  it("reports owner-absent per shard on ?shard=all once the owner stops (runs last: stops the owner)", async () => {
+    const g = globalThis as { EventSource?: unknown };
+    const had = g.EventSource;
+    g.EventSource = EventSource;
+    const board = connect(ShardBoard, { url: gw?.url as string });
+    const all = board.states.totals.watchAll();
+    const statuses: string[] = [];
+    all.onStatus((s) => void statuses.push(s));
+    try {
+      await all.ready(10_000);
+      await owner?.stop();
+      await until(
+        "every shard is owner-absent",
+        async () => all.reasons,
+        (r) => r.size === 8 && all.status === "owner-absent",
+      );
+      expect(statuses).toContain("owner-absent");
+      for (const [shard, reason] of all.reasons) expect(reason, `shard ${shard}`).toMatch(/shard|owner|instance/i);
+      await expect(all.ready(200)).rejects.toThrow(/not every shard is live/);
+    } finally {
+      await all.close();
+      g.EventSource = had;
+    }
+  }, 90_000);
 });

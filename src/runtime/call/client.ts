@@ -24,7 +24,7 @@ import { fromWireError } from "../codec/error-wire.js";
 import { currentContext, edgeTraceparent } from "./callctx.js";
 import { beginTrace, codeOf, withTraceId, type CallTelemetry } from "../telemetry/calls.js";
 import type { CallSeries } from "../telemetry/metrics.js";
-import { endWith, sdkTracer, startAttemptSpan } from "../telemetry/tracing.js";
+import { endWith, fallbackEvent, sdkTracer, startAttemptSpan } from "../telemetry/tracing.js";
 import type { Tracer } from "@opentelemetry/api";
 import { nextEnvelopeId } from "../ids.js";
 import {
@@ -317,7 +317,20 @@ export class Caller implements ClientCaller {
     hooks: ShardHooks | undefined,
   ): Promise<unknown> {
     const n = ++trace.attempts;
-    if (n === 1) return this.#sendAttempt(plan, req, target, hooks);
+    if (n === 1) {
+      // The first attempt goes out under the call's span: a fallback shows as an event on it.
+      const first =
+        req.method.shard === undefined
+          ? hooks
+          : {
+              blocked: hooks?.blocked,
+              moved: (from: Target, err: unknown, to: Target): void => {
+                fallbackEvent(req.headers, 1, from.info.instanceId, to.info.instanceId);
+                hooks?.moved?.(from, err, to);
+              },
+            };
+      return this.#sendAttempt(plan, req, target, first);
+    }
     const span = startAttemptSpan(
       trace.tracer,
       this.#service.name,
@@ -336,6 +349,7 @@ export class Caller implements ClientCaller {
         : {
             blocked: hooks.blocked,
             moved: (from: Target, err: unknown, to: Target): void => {
+              fallbackEvent(req.headers, n, from.info.instanceId, to.info.instanceId);
               if (span.isRecording())
                 span.setAttributes({
                   "fan.instance": to.info.instanceId,

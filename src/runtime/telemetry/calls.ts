@@ -13,7 +13,7 @@ import { FanError, type WireError } from "../errors.js";
 import { parseTraceparent } from "../ids.js";
 import type { EnvelopeHeaders } from "../transports/transport.js";
 import type { AppMetrics, CallSeries } from "./metrics.js";
-import { failSpan, sdkTracer, startClientSpan, startProducerSpan, startServerSpan } from "./tracing.js";
+import { CALL_SPAN, failSpan, sdkTracer, startClientSpan, startProducerSpan, startServerSpan } from "./tracing.js";
 
 /** What the call path needs of an App's telemetry. */
 export interface CallTelemetry {
@@ -39,9 +39,10 @@ export function beginTrace(
   const headers = req.headers;
   const tracer = tracing ? sdkTracer() : undefined;
   let span: Span | undefined;
-  if (tracer !== undefined)
+  if (tracer !== undefined) {
     span = startClientSpan(tracer, req.service.name, req.method.name, req.kind, headers, parent);
-  else if (headers.traceparent === undefined) {
+    (headers as Record<symbol, Span>)[CALL_SPAN] = span;
+  } else if (headers.traceparent === undefined) {
     if (parent !== undefined) headers.traceparent = parent.childTraceparent();
     else if (eager) headers.traceparent = edgeTraceparent();
   }

@@ -161,6 +161,24 @@ export function startProducerSpan(
   return span;
 }
 
+/** Where an outgoing call keeps its client span on its headers (a symbol: never sent; hedges copy it). */
+export const CALL_SPAN: unique symbol = Symbol("fan.callSpan");
+
+/**
+ * Records on a call's span that attempt `attempt` of a sharded `@fallback` call went to another
+ * instance (`to`) because its owner (`from`) refused it: the event `fan.shard_fallback`. The
+ * first attempt has no span of its own, so this is where its fallback shows.
+ */
+export function fallbackEvent(headers: EnvelopeHeaders, attempt: number, from: string, to: string): void {
+  const span = (headers as Record<symbol, Span | undefined>)[CALL_SPAN];
+  if (span === undefined || !span.isRecording()) return;
+  span.addEvent("fan.shard_fallback", {
+    "fan.attempt": attempt,
+    "fan.shard_fallback_from": from,
+    "fan.instance": to,
+  });
+}
+
 /** Ends a client span when `p` settles, recording the error code; returns `p`'s outcome. */
 export function endWith<T>(span: Span, p: Promise<T>): Promise<T> {
   return p.then(

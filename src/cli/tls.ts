@@ -1,0 +1,104 @@
+/**
+ * TLS of the fanc commands that connect to services (`--tls-ca`, `--tls-cert`, `--tls-key`,
+ * `--tls-insecure`): files read once, then handed to each transport the way its options take
+ * them. The material applies where the address asks for TLS: `https://` endpoints (http),
+ * `rediss://` (redis), `amqps://` (amqp), any nats server when a flag is given (nats.js then
+ * requires TLS), and `etcd://https://...` (discovery). zmq has no TLS.
+ */
+import { readFileSync } from "node:fs";
+import type { TransportsConfig } from "../runtime/app/infra.js";
+import type { EtcdRegistryOptions } from "../runtime/discovery/etcd.js";
+import { UsageError } from "./ls.js";
+
+/** The TLS files and switch, read. */
+export interface CliTls {
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+  /** Accept a server certificate that does not verify (tests, a self-signed dev endpoint). */
+  readonly insecure: boolean;
+}
+
+/** The flags as `parseArgs` returns them (`TLS_OPTIONS` in ls.ts). */
+export interface TlsFlags {
+  readonly "tls-ca"?: string | undefined;
+  readonly "tls-cert"?: string | undefined;
+  readonly "tls-key"?: string | undefined;
+  readonly "tls-insecure"?: boolean | undefined;
+}
+
+/** The help lines of the flags. */
+export const TLS_USAGE = `  --tls-ca <file>      PEM CA the servers' certificates must chain to (https, rediss, amqps, nats tls, etcd https)
+  --tls-cert <file>    PEM client certificate, for servers that ask for one (with --tls-key)
+  --tls-key <file>     PEM key of --tls-cert
+  --tls-insecure       accept server certificates that do not verify (not for etcd)`;
+
+function read(flag: string, file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return readFileSync(file, "utf8");
+  } catch (e) {
+    throw new UsageError(`${flag}: cannot read ${file}: ${(e as Error).message}`);
+  }
+}
+
+/** The TLS flags read (undefined when none is given); a missing file or a lone cert or key is a UsageError. */
+export function cliTls(flags: TlsFlags): CliTls | undefined {
+  const cert = flags["tls-cert"];
+  const key = flags["tls-key"];
+  if ((cert === undefined) !== (key === undefined))
+    throw new UsageError(
+      `--tls-cert and --tls-key go together (got only ${cert === undefined ? "--tls-key" : "--tls-cert"})`,
+    );
+  const ca = flags["tls-ca"];
+  const insecure = flags["tls-insecure"] === true;
+  if (ca === undefined && cert === undefined && !insecure) return undefined;
+  const out: { ca?: string; cert?: string; key?: string; insecure: boolean } = { insecure };
+  const caPem = read("--tls-ca", ca);
+  if (caPem !== undefined) out.ca = caPem;
+  const certPem = read("--tls-cert", cert);
+  if (certPem !== undefined) out.cert = certPem;
+  const keyPem = read("--tls-key", key);
+  if (keyPem !== undefined) out.key = keyPem;
+  return out;
+}
+
+/** node:tls options of the material (the shape http, redis and amqp take). */
+function nodeTls(tls: CliTls): Record<string, unknown> {
+  return {
+    ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+    ...(tls.cert === undefined ? {} : { cert: tls.cert, key: tls.key }),
+    ...(tls.insecure ? { rejectUnauthorized: false } : {}),
+  };
+}
+
+/** `config` with the TLS material added to each transport's options (unchanged without TLS). */
+export function withTls(config: TransportsConfig, tls: CliTls | undefined): TransportsConfig {
+  if (tls === undefined) return config;
+  const out: Record<string, unknown> = { ...config };
+  const o = (name: string): Record<string, unknown> => (out[name] ?? {}) as Record<string, unknown>;
+  const node = nodeTls(tls);
+  if (out.http !== undefined) out.http = { ...o("http"), clientTls: node };
+  const redisUrl = o("redis").url;
+  if (typeof redisUrl === "string" && redisUrl.startsWith("rediss://"))
+    out.redis = { ...o("redis"), redis: { tls: node } };
+  if (out.amqp !== undefined) out.amqp = { ...o("amqp"), socketOptions: node };
+  if (out.nats !== undefined) out.nats = { ...o("nats"), nats: { tls: node } };
+  return out as TransportsConfig;
+}
+
+/**
+ * The etcd options of a discovery spec: TLS when the spec names `https://` hosts (etcd's gRPC
+ * client has no way to skip verification, so `--tls-insecure` is refused there).
+ */
+export function etcdTls(spec: string, tls: CliTls | undefined): EtcdRegistryOptions {
+  if (tls === undefined || !spec.includes("https://")) return {};
+  if (tls.insecure && tls.ca === undefined)
+    throw new UsageError(`--tls-insecure cannot apply to etcd over https (${spec}): give its CA with --tls-ca`);
+  return {
+    tls: {
+      ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+      ...(tls.cert === undefined ? {} : { cert: tls.cert, key: tls.key }),
+    },
+  };
+}
