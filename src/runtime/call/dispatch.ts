@@ -5,6 +5,8 @@
  * CallContext, checks the reply, and maps what was thrown to a WireError. Pushes and events
  * resolve to ack and reject to be delivered again.
  */
+// The module binding: the global `performance` is a getter, run on every read (per call).
+import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import { CallCtx, runHandler, runInContext, type InstanceScope } from "./callctx.js";
 import { codec, type Codec } from "../codec/index.js";

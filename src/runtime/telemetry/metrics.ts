@@ -9,6 +9,8 @@
  * `performance.now()` reads and a few increments, ~60 ns); prom-client reads them only when
  * scraped, through metric objects whose `get()` builds the samples.
  */
+// The module binding: the global `performance` is a getter, run on every read (per call).
+import { performance } from "node:perf_hooks";
 import { Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from "prom-client";
 import type { Counters } from "./stats.js";
 
