@@ -8,17 +8,15 @@
  */
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
-import type { CallSink } from "../../call/dispatch.js";
-import { errorReply } from "../../call/dispatch.js";
 import type { ServiceDescriptor } from "../../descriptor.js";
-import { Code, FanError, type WireError } from "../../errors.js";
-import { type CallSignal, LazyAbort } from "../abort.js";
+import { Code, FanError } from "../../errors.js";
+import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
 import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
 import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
 import { aliveKey, cancelChannel, instanceRpcKey, rpcKey, type RedisAddress } from "./names.js";
 import { splitLine } from "./rpc-client.js";
-import { errorEnvelope, refuse } from "../replies.js";
+import { errorEnvelope, refuse, ReplySink, runWithSink } from "../replies.js";
 import { handlePush } from "../owner-push.js";
 
 /** ZADD this instance with an expiry in Redis time and drop expired ones. */
@@ -57,42 +55,19 @@ function parseRequest(item: string): Request | undefined {
   return { corr: first[0], channel: second[0], json: item.slice(second[1]) };
 }
 
-/** The App's dispatcher reports a call's outcome to a sink: no promise, executor or reactions per call. */
-type SinkInbound = Inbound & { run?(env: Envelope, signal: CallSignal, sink: CallSink): void };
-
-const NO_HEADERS = Object.freeze({});
-
-/** One served call's sink: builds the reply (or error) envelope and hands it to the server, once. */
-class ReplySink implements CallSink {
-  #open = true;
-
+/** One served call's sink: its reply goes to the server with the request it answers. */
+class RedisReplySink extends ReplySink {
   constructor(
     private readonly server: RedisRpcServer,
     private readonly key: string,
     private readonly req: Request,
-    private readonly env: Envelope,
-  ) {}
-
-  reply(payload: unknown): void {
-    if (!this.#open) return;
-    this.#open = false;
-    const env = this.env;
-    this.server.answer(this.key, this.req, {
-      v: 1,
-      id: env.id,
-      kind: "reply",
-      service: env.service,
-      method: env.method,
-      version: this.server.version,
-      headers: NO_HEADERS,
-      payload,
-    });
+    env: Envelope,
+  ) {
+    super(env, server.version);
   }
 
-  error(err: WireError): void {
-    if (!this.#open) return;
-    this.#open = false;
-    this.server.answer(this.key, this.req, errorReply(this.env, err, this.server.version));
+  protected answer(reply: Envelope): void {
+    this.server.answer(this.key, this.req, reply);
   }
 }
 
@@ -291,19 +266,8 @@ export class RedisRpcServer {
       handlePush(this.inbound, env).then((reply) => this.#done(key, req, reply));
       return;
     }
-    const inbound = this.inbound as SinkInbound;
-    if (inbound.run !== undefined) {
-      // The dispatcher reports to the sink; a synchronous handler's reply is queued before
-      // `run` returns.
-      const sink = new ReplySink(this, key, req, env);
-      try {
-        inbound.run(env, ac, sink);
-      } catch (e) {
-        const err = FanError.from(e);
-        sink.error({ code: err.code, message: err.message });
-      }
-      return;
-    }
+    // The dispatcher reports to a sink: a synchronous handler's reply is queued before `run` returns.
+    if (runWithSink(this.inbound, env, ac, new RedisReplySink(this, key, req, env))) return;
     // Inline anonymous reactions (no named closure per call: tsx's keepNames wraps those in a
     // defineProperty call).
     this.inbound.call(env, ac).then(
