@@ -8,6 +8,9 @@ import { connect, type Socket } from "node:net";
 import { afterAll, expect, it } from "vitest";
 import { parseEndpoint, replyChannel, rpcKey } from "../../src/runtime/transports/redis/names.js";
 import { type RedisTransport, redisTransport } from "../../src/runtime/transports/redis/index.js";
+import type { CallSink } from "../../src/runtime/call/dispatch.js";
+import type { CallSignal } from "../../src/runtime/transports/abort.js";
+import type { Envelope } from "../../src/runtime/transports/transport.js";
 import { captureLog } from "./fixtures/log.js";
 import { describeWithBroker, reachable } from "./amqp-broker.js";
 import { envelope, within } from "./conformance.js";
@@ -31,18 +34,28 @@ describeWithBroker(
   });
 
   it("one call after another: one BLMPOP per call, no LMPOP, the reply PUBLISHed on the popping connection", async () => {
+    await oneAfterAnother(new TestInbound(), "c1");
+  });
+
+  it("the same when the inbound reports to a sink (the App's dispatcher) and answers in the same run", async () => {
+    const inbound = new SinkInbound();
+    await oneAfterAnother(inbound, "c2");
+    expect(inbound.ran, "calls went through run(), not call()").toBeGreaterThanOrEqual(21);
+  });
+
+  async function oneAfterAnother(inbound: TestInbound, instance: string): Promise<void> {
     const make = (): RedisTransport =>
       redisTransport({ url: REDIS_URL })({
-        cluster,
+        cluster: `${cluster}-${instance}`,
         log: captureLog().log,
         maxPayloadBytes: 1 << 20,
       }) as RedisTransport;
     const server = make();
     const client = make();
     open.push(server, client);
-    const { endpoint } = await server.serve(ConformanceDescriptor, "c1", new TestInbound());
+    const { endpoint } = await server.serve(ConformanceDescriptor, instance, inbound);
     const list = rpcKey(parseEndpoint(endpoint));
-    const replies = replyChannel(cluster, "");
+    const replies = replyChannel(`${cluster}-${instance}`, "");
     // Warm: the client's reply channel is subscribed and the script loaded before watching.
     expect((await client.call(endpoint, envelope("echo", { n: 0 }), within(5000))).kind).toBe("reply");
 
@@ -78,8 +91,18 @@ describeWithBroker(
     const popper = seen.find((s) => s.name === "blmpop")?.source;
     expect(popper).toBeDefined();
     for (const s of seen.filter((x) => x.name === "publish")) expect(s.source, what).toBe(popper);
-  });
+  }
 });
+
+/** Echoes through `run` with a sink, synchronously (as the dispatcher does for a synchronous handler). */
+class SinkInbound extends TestInbound {
+  ran = 0;
+
+  run(env: Envelope, _signal: CallSignal, sink: CallSink): void {
+    this.ran++;
+    sink.reply(env.payload);
+  }
+}
 
 /**
  * MONITOR on a raw connection (ioredis's `monitor()` failed with "Command queue state error"

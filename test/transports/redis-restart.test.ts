@@ -6,10 +6,12 @@
  * queue), pushes sent during the outage wait for Redis, later calls succeed on the same
  * transports, and no push Redis acknowledged is lost.
  */
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { FanError } from "../../src/runtime/errors.js";
 import type { Envelope, Transport } from "../../src/runtime/transports/transport.js";
 import { redisTransport } from "../../src/runtime/transports/redis/index.js";
+import { formatEndpoint, parseEndpoint } from "../../src/runtime/transports/redis/names.js";
 import { describeWithBroker } from "./amqp-broker.js";
 import { envelope, rejection, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
@@ -105,4 +107,27 @@ describeWithBroker(
     await client.close();
     await server.close();
   }, 120_000);
+
+  it("calls run their script again after Redis forgot it (NOSCRIPT: EVAL, not a failed call)", async () => {
+    const server = transport(redis.url);
+    const client = transport(redis.url);
+    const { endpoint } = await server.serve(ConformanceDescriptor, "noscript-1", new TestInbound());
+    const nobody = formatEndpoint({ ...parseEndpoint(endpoint), version: "9.9.9" });
+    const admin = new Redis(redis.url);
+    try {
+      expect((await client.call(endpoint, envelope("echo", { n: 1 }), within(3000))).payload).toMatchObject({ n: 1 });
+      await admin.script("FLUSH");
+      expect((await client.call(endpoint, envelope("echo", { n: 2 }), within(3000))).payload).toMatchObject({ n: 2 });
+      await admin.script("FLUSH");
+      // A version nobody serves still fails at once with UNAVAILABLE through the EVAL fallback.
+      const e = await rejection(() => client.call(nobody, envelope("echo", { n: 3 }), within(3000)));
+      expect(e.code).toBe("UNAVAILABLE");
+      expect(e.message).toContain("no live instance");
+      expect((await client.call(endpoint, envelope("echo", { n: 4 }), within(3000))).payload).toMatchObject({ n: 4 });
+    } finally {
+      admin.disconnect();
+      await client.close();
+      await server.close();
+    }
+  }, 60_000);
 });

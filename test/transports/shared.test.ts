@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { LazyAbort, onAbort, signalOf, unwatchAbort, watchAbort } from "../../src/runtime/transports/abort.js";
 import { brokerEndpointParser, formatBrokerEndpoint } from "../../src/runtime/transports/endpoint.js";
+import { Code, FanError } from "../../src/runtime/errors.js";
+import { ReplySink, runWithSink } from "../../src/runtime/transports/replies.js";
+import type { Envelope, Inbound } from "../../src/runtime/transports/transport.js";
 
 describe("shared abort listening", () => {
   it("adds one listener per signal however many calls register, and calls each once", () => {
@@ -114,5 +117,68 @@ describe("broker endpoints", () => {
       expect.objectContaining({ code: "UNAVAILABLE", message: "not a redis endpoint: amqp://c/s/v" }),
     );
     expect(() => parse("redis://c/s")).toThrow(/not a redis endpoint/);
+  });
+});
+
+describe("ReplySink (a served call reported by the dispatcher without a promise)", () => {
+  const request: Envelope = {
+    v: 1,
+    id: "r-1",
+    kind: "call",
+    service: "svc.S",
+    method: "m",
+    version: "1.0.0",
+    headers: { deadline: 1 },
+    payload: { a: 1 },
+  };
+  class Collect extends ReplySink {
+    readonly got: Envelope[] = [];
+    protected answer(reply: Envelope): void {
+      this.got.push(reply);
+    }
+  }
+  const inbound = (run?: (env: Envelope, signal: unknown, sink: ReplySink) => void): Inbound =>
+    ({
+      call: () => Promise.reject(new Error("call() used")),
+      push: () => Promise.resolve(),
+      ...(run === undefined ? {} : { run }),
+    }) as Inbound;
+
+  it("answers a reply envelope naming the request and the served version, once", () => {
+    const sink = new Collect(request, "1.2.0");
+    expect(
+      runWithSink(
+        inbound((_e, _s, k) => k.reply({ b: 2 })),
+        request,
+        new LazyAbort(),
+        sink,
+      ),
+    ).toBe(true);
+    sink.reply({ b: 3 });
+    sink.error({ code: Code.INTERNAL, message: "late" });
+    expect(sink.got).toEqual([
+      {
+        v: 1,
+        id: "r-1",
+        kind: "reply",
+        service: "svc.S",
+        method: "m",
+        version: "1.2.0",
+        headers: {},
+        payload: { b: 2 },
+      },
+    ]);
+  });
+
+  it("a throw from run is the call's error; an inbound without run is left to call()", () => {
+    const sink = new Collect(request, "1.2.0");
+    const thrower = inbound(() => {
+      throw new FanError(Code.UNAVAILABLE, "stopping");
+    });
+    expect(runWithSink(thrower, request, new LazyAbort(), sink)).toBe(true);
+    expect(sink.got.map((e) => [e.kind, e.payload])).toEqual([["error", { code: "UNAVAILABLE", message: "stopping" }]]);
+    const other = new Collect(request, "1.2.0");
+    expect(runWithSink(inbound(), request, new LazyAbort(), other)).toBe(false);
+    expect(other.got).toEqual([]);
   });
 });

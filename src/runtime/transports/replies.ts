@@ -4,9 +4,11 @@
  * envelope that carries it (or any other transport-level failure) back to the caller.
  * Shared by amqp, redis and nats (no dependency of its own).
  */
+import type { CallSink } from "../call/dispatch.js";
 import type { ServiceDescriptor } from "../descriptor.js";
-import { Code, FanError } from "../errors.js";
-import type { Envelope } from "./transport.js";
+import { Code, FanError, type WireError } from "../errors.js";
+import type { CallSignal } from "./abort.js";
+import type { Envelope, Inbound } from "./transport.js";
 
 /**
  * NOT_FOUND for a call to another service or to a method the served version does not have;
@@ -32,4 +34,74 @@ export function errorEnvelope(id: string, env: Envelope | undefined, e: FanError
     headers: {},
     payload: { code: e.code, message: e.message },
   };
+}
+
+/** An Inbound that reports a call's outcome to a sink (the App's dispatcher: `Dispatcher.run`). */
+type SinkInbound = Inbound & { run(env: Envelope, signal: CallSignal, sink: CallSink): void };
+
+const NO_HEADERS = Object.freeze({});
+
+/**
+ * Where the App's dispatcher reports one served call: the reply or error envelope goes to
+ * `answer`, once. Instead of `Inbound.call`'s promise and the two reactions on it (and the
+ * microtask hops between them), a reply of a synchronous handler reaches the transport before
+ * `run` returns. The subclass holds what its server needs to route the reply.
+ */
+export abstract class ReplySink implements CallSink {
+  #open = true;
+
+  constructor(
+    private readonly env: Envelope,
+    private readonly version: string,
+  ) {}
+
+  protected abstract answer(reply: Envelope): void;
+
+  reply(payload: unknown): void {
+    if (!this.#open) return;
+    this.#open = false;
+    const env = this.env;
+    this.answer({
+      v: 1,
+      id: env.id,
+      kind: "reply",
+      service: env.service,
+      method: env.method,
+      version: this.version,
+      headers: NO_HEADERS,
+      payload,
+    });
+  }
+
+  error(err: WireError): void {
+    if (!this.#open) return;
+    this.#open = false;
+    const env = this.env;
+    this.answer({
+      v: 1,
+      id: env.id,
+      kind: "error",
+      service: env.service,
+      method: env.method,
+      version: this.version,
+      headers: NO_HEADERS,
+      payload: err,
+    });
+  }
+}
+
+/**
+ * Runs a call through `inbound.run` with `sink` when the inbound has it (an App's dispatcher);
+ * false when it has not (the caller uses `Inbound.call`). A throw from `run` is the call's error.
+ */
+export function runWithSink(inbound: Inbound, env: Envelope, signal: CallSignal, sink: ReplySink): boolean {
+  const run = (inbound as Partial<SinkInbound>).run;
+  if (run === undefined) return false;
+  try {
+    run.call(inbound, env, signal, sink);
+  } catch (e) {
+    const err = FanError.from(e);
+    sink.error({ code: err.code, message: err.message });
+  }
+  return true;
 }

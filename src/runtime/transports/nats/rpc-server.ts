@@ -18,7 +18,7 @@ import type { ServiceDescriptor } from "../../descriptor.js";
 import { decodeEnvelope, encodeEnvelope, encodeEnvelopeText } from "../../codec/wire.js";
 import { Code, FanError } from "../../errors.js";
 import { handlePush } from "../owner-push.js";
-import { errorEnvelope, refuse } from "../replies.js";
+import { errorEnvelope, refuse, ReplySink, runWithSink } from "../replies.js";
 import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
 import type { NatsLink } from "./connection.js";
@@ -41,7 +41,7 @@ interface Outbox {
 }
 
 /** The message being split: where its items' replies go. */
-interface Source {
+export interface Source {
   subject: string;
   reply: string;
   /** The client the replies are grouped by: its reply prefix (a fan client's) or the reply subject. */
@@ -58,6 +58,39 @@ export function clientOf(reply: string): string {
   const id = reply.lastIndexOf(".", dot - 1);
   const kind = reply.lastIndexOf(".", id - 1);
   return kind > 3 && reply.startsWith("fan.") && reply.startsWith(".reply.", kind) ? reply.slice(0, dot) : reply;
+}
+
+/** A call of a batch frame: its reply joins its client's frame of this tick. */
+class ItemSink extends ReplySink {
+  constructor(
+    private readonly server: NatsRpcServer,
+    private readonly src: Source,
+    private readonly seq: number,
+    private readonly key: string,
+    env: Envelope,
+  ) {
+    super(env, server.version);
+  }
+
+  protected answer(reply: Envelope): void {
+    this.server.itemDone(this.src, this.seq, this.key, reply);
+  }
+}
+
+/** A call in a message of its own: answered on the message's reply subject. */
+class MessageSink extends ReplySink {
+  constructor(
+    private readonly server: NatsRpcServer,
+    private readonly msg: Msg,
+    private readonly replyTo: string,
+    env: Envelope,
+  ) {
+    super(env, server.version);
+  }
+
+  protected answer(reply: Envelope): void {
+    this.server.messageDone(this.msg, this.replyTo, reply);
+  }
 }
 
 /** One served instance's rpc side. */
@@ -141,6 +174,7 @@ export class NatsRpcServer {
     }
     const ac = new LazyAbort();
     this.#inFlight.set(reply, ac);
+    if (runWithSink(this.inbound, env, ac, new MessageSink(this, msg, reply, env))) return;
     this.inbound.call(env, ac).then(
       (out: Envelope) => this.#done(msg, reply, out),
       (e: unknown) => this.#done(msg, reply, errorEnvelope(env.id, env, FanError.from(e))),
@@ -234,13 +268,20 @@ export class NatsRpcServer {
     }
     const ac = queued ?? new LazyAbort();
     this.#inFlight.set(key, ac);
+    if (runWithSink(this.inbound, env, ac, new ItemSink(this, src, seq, key, env))) return;
     this.inbound.call(env, ac).then(
-      (out: Envelope) => this.#itemDone(src, seq, key, out),
-      (e: unknown) => this.#itemDone(src, seq, key, errorEnvelope(env.id, env, FanError.from(e))),
+      (out: Envelope) => this.itemDone(src, seq, key, out),
+      (e: unknown) => this.itemDone(src, seq, key, errorEnvelope(env.id, env, FanError.from(e))),
     );
   }
 
-  #itemDone(src: Source, seq: number, key: string, out: Envelope): void {
+  /** The served version (reply envelopes name it). */
+  get version(): string {
+    return this.service.version;
+  }
+
+  /** A call of a batch frame answered (from its ItemSink or its promise). */
+  itemDone(src: Source, seq: number, key: string, out: Envelope): void {
     this.#inFlight.delete(key);
     this.#queue(src, seq, out);
   }
@@ -287,6 +328,11 @@ export class NatsRpcServer {
     } catch (e) {
       this.#log.warn({ err: (e as Error).message, calls: box.frame.count }, "nats reply not sent");
     }
+  }
+
+  /** A call in a message of its own answered (from its MessageSink). */
+  messageDone(msg: Msg, reply: string, out: Envelope): void {
+    this.#done(msg, reply, out);
   }
 
   #done(msg: Msg, reply: string, out: Envelope): void {

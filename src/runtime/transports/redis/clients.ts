@@ -28,8 +28,8 @@ export type Role = "cmd" | "sub" | "block";
 
 const MAX_TIMER_MS = 2_147_483_647;
 
-/** Commands the shared connection sends at once: the rpc call script (rpc-client.ts CALL_COMMAND) and PUBLISH. */
-const UNPIPELINED = ["fanRpcCall", "publish"] as const;
+/** Commands the shared connection sends at once: PUBLISH (the rpc call script goes through `send`, never pipelined). */
+const UNPIPELINED = ["publish"] as const;
 
 /** Creates one connection for `role`; its errors are logged, never thrown at the process. */
 export function connect(o: RedisConnectOptions, role: Role, name: string, log: Logger): RedisClient {
@@ -101,6 +101,9 @@ function track(client: RedisClient, role: Role, log: Logger): void {
   });
 }
 
+const TEXT_REPLIES = { replyEncoding: "utf8" } as const;
+const BUFFER_REPLIES = { replyEncoding: null };
+
 /** An argument of a raw command. */
 export type Arg = string | number | Buffer;
 
@@ -109,7 +112,8 @@ export type Arg = string | number | Buffer;
  * name of `call`/`callBuffer` in ioredis 5). Replies are strings, or Buffers with `buffers`.
  */
 export function send(client: RedisClient, name: string, args: readonly Arg[], buffers = false): Promise<unknown> {
-  const c = new Command(name, [...args], { replyEncoding: buffers ? null : "utf8" });
+  // Command copies its arguments (it flattens them): no copy of our own.
+  const c = new Command(name, args as Arg[], buffers ? BUFFER_REPLIES : TEXT_REPLIES);
   client.sendCommand(c);
   return c.promise;
 }

@@ -18,7 +18,7 @@
  * the request back off the instance's list and fails the call with UNAVAILABLE (not delivered,
  * when it was still on the list), instead of letting it wait out its deadline.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { deadlines, type Expirable } from "../../call/deadlines.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
@@ -26,7 +26,7 @@ import { Code, FanError } from "../../errors.js";
 import { notDelivered } from "../not-delivered.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
-import { disconnect, isReady, notSent, ready, type RedisClient, unavailable } from "./clients.js";
+import { disconnect, isReady, notSent, ready, type RedisClient, send, unavailable } from "./clients.js";
 import {
   aliveKey,
   cancelChannel,
@@ -54,6 +54,18 @@ end
 redis.call('LPUSH', KEYS[1], unpack(ARGV, 2))
 if ARGV[1] ~= '' then redis.call('PEXPIRE', KEYS[1], 60000) end
 return 1`;
+
+/**
+ * The call script's SHA1: calls send EVALSHA as a plain command (not ioredis's script wrapper,
+ * which adds a promise, a closure and two argument copies per run) and EVAL once Redis answers
+ * NOSCRIPT (after a restart or a failover: nothing ran, so sending it again is safe).
+ */
+const CALL_SHA = createHash("sha1").update(CALL_SCRIPT).digest("hex");
+
+/** True for Redis's answer to an EVALSHA of a script it does not have. */
+function noScript(e: unknown): boolean {
+  return e instanceof Error && e.message.startsWith("NOSCRIPT");
+}
 
 /**
  * When the instance KEYS[2]'s ARGV[1] names is no longer alive, removes each request ARGV[2..]
@@ -110,9 +122,6 @@ interface Batch {
   readonly calls: { corr: string; frame: string; opts: SendOptions }[];
 }
 
-/** Name of the script command defined on the shared connection. */
-export const CALL_COMMAND = "fanRpcCall";
-
 interface Pending extends Expirable {
   settle(result: Envelope | FanError): void;
 }
@@ -148,7 +157,6 @@ export class RedisRpcClient {
     private readonly maxBytes: number,
   ) {
     this.#channel = replyChannel(cluster, this.#prefix);
-    cmd.defineCommand(CALL_COMMAND, { lua: CALL_SCRIPT, numberOfKeys: 2 });
     cmd.defineCommand(TAKE_BACK_COMMAND, { lua: TAKE_BACK_SCRIPT, numberOfKeys: 2 });
     cmd.defineCommand(ALIVE_COMMAND, { lua: ALIVE_SCRIPT, numberOfKeys: 1 });
     sub.on("message", (channel: string, message: string) => this.#onReply(channel, message));
@@ -232,14 +240,23 @@ export class RedisRpcClient {
   /** Runs the call script for a batch; calls of a batch Redis never got are sent one by one. */
   #flush(key: string, b: Batch): void {
     if (this.#batches.get(key) === b) this.#batches.delete(key);
+    this.#runBatch(b, false);
+  }
+
+  /** `load`: EVAL (the script's text) instead of EVALSHA, after Redis answered NOSCRIPT. */
+  #runBatch(b: Batch, load: boolean): void {
     const d = b.dest;
-    this.#run(d.list, aliveKey(d.addr), d.instance, ...b.frames).then(
+    this.#run(d, b.frames, load).then(
       (accepted) => {
         if (accepted !== 0) return;
         const e = noLiveInstance(d);
         for (const c of b.calls) this.#pending.get(c.corr)?.settle(e);
       },
       (e: unknown) => {
+        if (!load && noScript(e)) {
+          this.#runBatch(b, true);
+          return;
+        }
         for (const c of b.calls) {
           if (notSent(e)) this.#sendAlone(d, c.corr, c.frame, c.opts);
           else this.#pending.get(c.corr)?.settle(unavailable("redis call not sent", e));
@@ -248,11 +265,17 @@ export class RedisRpcClient {
     );
   }
 
-  #run(...args: unknown[]): Promise<number> {
-    const script = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<number>>)[CALL_COMMAND] as (
-      ...a: unknown[]
-    ) => Promise<number>;
-    return script.apply(this.cmd, args);
+  /** One run of the call script for `frames` to `d`. */
+  #run(d: Dest, frames: readonly string[], load: boolean): Promise<number> {
+    const head = load ? CALL_SCRIPT : CALL_SHA;
+    return send(this.cmd, load ? "eval" : "evalsha", [
+      head,
+      2,
+      d.list,
+      aliveKey(d.addr),
+      d.instance,
+      ...frames,
+    ]) as Promise<number>;
   }
 
   #sendAlone(dest: Dest, corr: string, frame: string, opts: SendOptions): void {
@@ -325,9 +348,9 @@ export class RedisRpcClient {
       else list.push(g);
     }
     this.#checking = true;
-    const alive = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<number[]>>)[
-      ALIVE_COMMAND
-    ] as (...a: unknown[]) => Promise<number[]>;
+    const alive = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<number[]>>)[ALIVE_COMMAND] as (
+      ...a: unknown[]
+    ) => Promise<number[]>;
     const runs = [...byAlive].map(async ([key, gs]) => {
       const fresh = await alive.call(this.cmd, key, ...gs.map((g) => g.dest.instance));
       await Promise.all(
@@ -363,7 +386,13 @@ export class RedisRpcClient {
       if (!this.#pending.has(corr)) return;
       if (!isReady(this.cmd)) await ready(this.cmd, opts.deadline, opts.signal);
       try {
-        const accepted = await this.#run(dest.list, aliveKey(dest.addr), dest.instance, frame);
+        let accepted: number;
+        try {
+          accepted = await this.#run(dest, [frame], false);
+        } catch (e) {
+          if (!noScript(e)) throw e;
+          accepted = await this.#run(dest, [frame], true);
+        }
         if (accepted === 0) throw noLiveInstance(dest);
         return;
       } catch (e) {

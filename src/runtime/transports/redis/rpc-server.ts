@@ -16,7 +16,7 @@ import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wi
 import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
 import { aliveKey, cancelChannel, instanceRpcKey, rpcKey, type RedisAddress } from "./names.js";
 import { splitLine } from "./rpc-client.js";
-import { errorEnvelope, refuse } from "../replies.js";
+import { errorEnvelope, refuse, ReplySink, runWithSink } from "../replies.js";
 import { handlePush } from "../owner-push.js";
 
 /** ZADD this instance with an expiry in Redis time and drop expired ones. */
@@ -40,7 +40,7 @@ export interface RpcServerOptions {
   readonly log: Logger;
 }
 
-interface Request {
+export interface Request {
   readonly corr: string;
   readonly channel: string;
   readonly json: string;
@@ -55,12 +55,29 @@ function parseRequest(item: string): Request | undefined {
   return { corr: first[0], channel: second[0], json: item.slice(second[1]) };
 }
 
+/** One served call's sink: its reply goes to the server with the request it answers. */
+class RedisReplySink extends ReplySink {
+  constructor(
+    private readonly server: RedisRpcServer,
+    private readonly key: string,
+    private readonly req: Request,
+    env: Envelope,
+  ) {
+    super(env, server.version);
+  }
+
+  protected answer(reply: Envelope): void {
+    this.server.answer(this.key, this.req, reply);
+  }
+}
+
 /** One served instance's rpc side. */
 export class RedisRpcServer {
   readonly #addr: RedisAddress;
   readonly #inFlight = new Map<string, LazyAbort>();
-  /** Replies handed to Redis but not yet acknowledged by it. */
-  readonly #sending = new Set<Promise<unknown>>();
+  /** Replies handed to Redis but not yet acknowledged by it, and who waits for them (close). */
+  #sending = 0;
+  #allSent: (() => void) | undefined;
   /** Replies of this tick per reply channel, published together. */
   readonly #outbox = new Map<string, { parts: string[]; bytes: number }>();
   #flushing = false;
@@ -71,6 +88,10 @@ export class RedisRpcServer {
   #loop: Promise<void> | undefined;
   #aliveTimer: NodeJS.Timeout | undefined;
   #slot: (() => void) | undefined;
+  /** Ends the loop's wait for the batch's replies (see `#settled`), while it waits. */
+  #wake: (() => void) | undefined;
+  /** The in-flight count at which the batch being waited for has replied. */
+  #wakeAt = 0;
 
   constructor(
     private readonly cmd: RedisClient,
@@ -138,8 +159,14 @@ export class RedisRpcServer {
         // Replies of this batch that are ready by the end of the turn are held for the next
         // pop and written with it (one write, no command of its own on the shared connection).
         this.#holding = true;
+        const before = this.#inFlight.size;
         for (const item of items) this.#handle(item);
-        await new Promise<void>((r) => setImmediate(r));
+        // A lone request (c=1) is answered with the next pop as soon as it has replied: at once
+        // when its handler answered in this run, else when its reply comes or the turn ends.
+        // A batch of several waits for the end of the turn, so replies and the caller's next
+        // calls gather (popping again at once made smaller batches and cost CPU at c=64).
+        if (items.length > 1) await new Promise<void>((r) => setImmediate(r));
+        else if (this.#inFlight.size > before) await this.#settled(before);
       } catch (e) {
         this.#release();
         if (!this.#stopped) await this.#pause(e);
@@ -164,12 +191,32 @@ export class RedisRpcServer {
       this.#outbox.clear();
     }
     try {
-      return send(this.blk, "BLMPOP", [this.opts.blockMs / 1000, 2, ...keys, "RIGHT", "COUNT", room]) as Promise<
+      return send(this.blk, "blmpop", [this.opts.blockMs / 1000, 2, ...keys, "RIGHT", "COUNT", room]) as Promise<
         [string, string[]] | null
       >;
     } finally {
       stream?.uncork();
     }
+  }
+
+  /**
+   * Resolves once the in-flight count is back to `size` (the batch just handled has replied)
+   * or at the end of this turn (setImmediate), whichever comes first: a batch whose handlers
+   * answer within microtasks is written without waiting for the turn to end.
+   */
+  #settled(size: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const imm = setImmediate(() => {
+        this.#wake = undefined;
+        resolve();
+      });
+      this.#wakeAt = size;
+      this.#wake = () => {
+        clearImmediate(imm);
+        this.#wake = undefined;
+        resolve();
+      };
+    });
   }
 
   /** Stops holding replies for the next pop; those held go out now. */
@@ -223,6 +270,8 @@ export class RedisRpcServer {
       handlePush(this.inbound, env).then((reply) => this.#done(key, req, reply));
       return;
     }
+    // The dispatcher reports to a sink: a synchronous handler's reply is queued before `run` returns.
+    if (runWithSink(this.inbound, env, ac, new RedisReplySink(this, key, req, env))) return;
     // Inline anonymous reactions (no named closure per call: tsx's keepNames wraps those in a
     // defineProperty call).
     this.inbound.call(env, ac).then(
@@ -231,11 +280,22 @@ export class RedisRpcServer {
     );
   }
 
+  /** The served version (reply envelopes name it). */
+  get version(): string {
+    return this.service.version;
+  }
+
+  /** A call's outcome, from its ReplySink. */
+  answer(key: string, req: Request, reply: Envelope): void {
+    this.#done(key, req, reply);
+  }
+
   #done(key: string, req: Request, reply: Envelope): void {
     this.#inFlight.delete(key);
     this.#slot?.();
     this.#slot = undefined;
     this.#reply(req, reply);
+    if (this.#wake !== undefined && this.#inFlight.size <= this.#wakeAt) this.#wake();
   }
 
   #reply(req: Request, reply: Envelope): void {
@@ -276,12 +336,19 @@ export class RedisRpcServer {
   }
 
   #publish(client: RedisClient, channel: string, frame: string): void {
-    const sent = client
-      .publish(channel, frame)
-      .catch((e: unknown) => this.#log.warn({ err: (e as Error).message }, "redis reply not sent"));
-    this.#sending.add(sent);
-    void sent.then(() => this.#sending.delete(sent));
+    // One reaction, made once (a counter instead of a set of derived promises).
+    this.#sending++;
+    client.publish(channel, frame).then(this.#sent, this.#notSent);
   }
+
+  readonly #sent = (): void => {
+    if (--this.#sending === 0) this.#allSent?.();
+  };
+
+  readonly #notSent = (e: unknown): void => {
+    this.#log.warn({ err: (e as Error).message }, "redis reply not sent");
+    this.#sent();
+  };
 
   /** Stops popping requests and leaves the alive set; calls in flight still get their replies. */
   async stop(): Promise<void> {
@@ -307,9 +374,13 @@ export class RedisRpcServer {
     const until = Date.now() + graceMs;
     while (this.#inFlight.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     this.#flushReplies();
-    await Promise.race([
-      Promise.all([...this.#sending]),
-      new Promise((r) => setTimeout(r, Math.max(0, until - Date.now()))),
-    ]);
+    if (this.#sending === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.#allSent = resolve;
+      timer = setTimeout(resolve, Math.max(0, until - Date.now()));
+    });
+    this.#allSent = undefined;
+    clearTimeout(timer);
   }
 }
