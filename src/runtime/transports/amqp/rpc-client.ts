@@ -197,7 +197,10 @@ export class AmqpRpcClient implements BatchReader {
       if (!this.confirm) ch.publish("", b.queue, body, props);
       else
         (ch as ConfirmChannel).publish("", b.queue, body, props, (err: unknown) => {
-          if (err !== null && err !== undefined) this.#nacked(ch, b);
+          // amqplib fails every unconfirmed publish when the channel closes, before the managed
+          // channel hears of the close: that is no nack (the frame may have been enqueued and
+          // run). Told after the close was handled, its calls are settled already (`#onLost`).
+          if (err !== null && err !== undefined) queueMicrotask(() => this.#nacked(ch, b));
         });
     } catch (e) {
       const err = notDelivered(
@@ -231,6 +234,7 @@ export class AmqpRpcClient implements BatchReader {
    * is pending.
    */
   #nacked(ch: Channel, b: Batch): void {
+    // Settled meanwhile (the channel closed: `#onLost` failed its calls as possibly run).
     if (this.#batches.get(b.id) !== b || b.ch !== ch) return;
     this.#batches.delete(b.id);
     const calls = b.calls.filter((p) => this.#pending.get(p.seq) === p);
