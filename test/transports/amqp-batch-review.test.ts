@@ -126,4 +126,35 @@ describeWithBroker(
     await t.close();
     await Promise.all(y);
   }, 40_000);
+  it("close answers the calls still waiting for a turn when a running call ignores its abort", async () => {
+    /** `sleep` with `stubborn` runs to its end whatever the signal says. */
+    class Stubborn extends TestInbound {
+      override call(env: Envelope, signal: CallSignal): Promise<Envelope> {
+        const p = env.payload as { stubborn?: boolean; ms?: number };
+        if (p?.stubborn !== true) return super.call(env, signal);
+        this.calls.push(env);
+        return new Promise((r) => setTimeout(() => r({ ...env, kind: "reply", payload: {} }), p.ms));
+      }
+    }
+    const t = make(captureLog(), { rpcPrefetch: 1 });
+    const inbound = new Stubborn("s1");
+    const { endpoint } = await t.serve({ ...ConformanceDescriptor, version: "3.0.0" }, "s1", inbound);
+    const client = make();
+    const settle = (e: Envelope, ms = 20_000): Promise<string> =>
+      client.call(endpoint, e, within(ms)).then(
+        (r) => (r.kind === "error" ? String((r.payload as { code: string }).code) : r.kind),
+        (err: unknown) => String((err as { code?: string }).code ?? err),
+      );
+    // One frame: the stubborn call takes the only slot, the quick ones wait for a turn.
+    // (It outlives the close: its frame goes back to the queue, so it waits for another instance.)
+    const stubborn = settle(envelope("sleep", { ms: 3000, stubborn: true }), 5000);
+    const waiting = Array.from({ length: 5 }, (_, n) => settle(envelope("echo", { n })));
+    await until(() => inbound.calls.length === 1);
+    await t.close(); // gives the running call 1 s, then closes the channel
+    // Never started here: answered (another instance may take them), not left to their deadline.
+    const codes = await Promise.all(waiting);
+    expect(codes).toEqual(Array(5).fill("UNAVAILABLE"));
+    expect(inbound.calls.length).toBe(1);
+    await stubborn;
+  }, 60_000);
 });
