@@ -12,7 +12,8 @@ import { afterAll, expect, it } from "vitest";
 import type { CallSignal } from "../../src/runtime/transports/abort.js";
 import { type AmqpTransport, amqpTransport } from "../../src/runtime/transports/amqp/index.js";
 import type { Envelope, Transport } from "../../src/runtime/transports/transport.js";
-import { AMQP_URL, deleteByPrefix, describeWithBroker, reachable } from "./amqp-broker.js";
+import { formatEndpoint, rpcQueue } from "../../src/runtime/transports/amqp/names.js";
+import { AMQP_URL, deleteByPrefix, describeWithBroker, queueDepth, reachable, withChannel } from "./amqp-broker.js";
 import { envelope, rejection, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
@@ -157,4 +158,32 @@ describeWithBroker(
     expect(inbound.calls.length).toBe(1);
     await stubborn;
   }, 60_000);
+  it("a call waiting for its reply does not keep its request's bytes once its frame left", async () => {
+    const a = { cluster, service: ConformanceDescriptor.name, version: "4.0.0", instance: "x" };
+    const queue = rpcQueue(a);
+    // A request queue nobody consumes: the calls wait for replies that never come.
+    await withChannel((c) => c.assertQueue(queue, { durable: true, arguments: { "x-expires": 300_000 } }));
+    const t = amqpTransport({ url: AMQP_URL })({
+      cluster,
+      log: captureLog().log,
+      maxPayloadBytes: 4 << 20,
+    }) as AmqpTransport;
+    open.push(t);
+    const big = "x".repeat(2_000_000);
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const calls = Array.from({ length: 16 }, (_, n) =>
+      t.call(formatEndpoint(a), envelope("echo", { n, big }), within(30_000)).catch(() => undefined),
+    );
+    // Two calls to a frame (4 MB at most).
+    await until(async () => (await queueDepth(queue)) === 8, 15_000);
+    gc();
+    const grown = process.memoryUsage().heapUsed - before;
+    // 16 requests of 2 MB each would be 32 MB; sent, they are the broker's to keep.
+    expect(grown).toBeLessThan(8_000_000);
+    await t.close();
+    await Promise.all(calls);
+  }, 40_000);
 });
