@@ -311,7 +311,9 @@ describeWithBroker(
     const full = { "x-max-length": 1, "x-overflow": "reject-publish" };
     await ch.assertQueue(v.queue, { durable: true, arguments: { "x-expires": 300_000, ...full } });
     const firstCall = confirmed.call(v.endpoint, envelope("echo", { n: 0 }), within(10_000));
-    await new Promise((r) => setTimeout(r, 100));
+    // In the queue before the others are made (under load the channel may open late, and the
+    // four calls would then leave in one tick as one frame, which the queue takes).
+    await until(async () => (await queueDepth(v.queue)) === 1);
     const ac = new AbortController();
     const later = [1, 2, 3].map((n) =>
       confirmed.call(v.endpoint, envelope("echo", { n }), within(10_000, n === 2 ? ac.signal : undefined)),

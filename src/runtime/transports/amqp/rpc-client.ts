@@ -194,10 +194,19 @@ export class AmqpRpcClient implements BatchReader {
     };
     const body = Buffer.from(frame.text, "utf8");
     try {
-      if (!this.confirm) ch.publish("", b.queue, body, props);
-      else
+      if (!this.confirm) {
+        ch.publish("", b.queue, body, props);
+        release(calls);
+      } else
         (ch as ConfirmChannel).publish("", b.queue, body, props, (err: unknown) => {
-          if (err !== null && err !== undefined) this.#nacked(ch, b);
+          if (err === null || err === undefined) {
+            release(calls);
+            return;
+          }
+          // amqplib fails every unconfirmed publish when the channel closes, before the managed
+          // channel hears of the close: that is no nack (the frame may have been enqueued and
+          // run). Told after the close was handled, its calls are settled already (`#onLost`).
+          queueMicrotask(() => this.#nacked(ch, b));
         });
     } catch (e) {
       const err = notDelivered(
@@ -211,6 +220,7 @@ export class AmqpRpcClient implements BatchReader {
   forget(p: PendingReply): boolean {
     if (this.#pending.get(p.seq) !== p) return false;
     this.#pending.delete(p.seq);
+    p.json = "";
     const b = p.batch;
     if (b !== undefined && --b.open === 0 && this.#batches.get(b.id) === b) this.#batches.delete(b.id);
     if (p.ch !== undefined && this.#retired.has(p.ch)) this.#closeIfIdle(p.ch);
@@ -231,6 +241,7 @@ export class AmqpRpcClient implements BatchReader {
    * is pending.
    */
   #nacked(ch: Channel, b: Batch): void {
+    // Settled meanwhile (the channel closed: `#onLost` failed its calls as possibly run).
     if (this.#batches.get(b.id) !== b || b.ch !== ch) return;
     this.#batches.delete(b.id);
     const calls = b.calls.filter((p) => this.#pending.get(p.seq) === p);
@@ -350,6 +361,14 @@ export class AmqpRpcClient implements BatchReader {
   }
 }
 
+/**
+ * Lets go of the request JSON of calls whose frame the broker has: a call can wait long for its
+ * reply, and its batch (kept while any call of it waits) would otherwise hold every request of it.
+ */
+function release(calls: readonly PendingReply[]): void {
+  for (const p of calls) p.json = "";
+}
+
 /** The envelope with the send deadline in its headers, so the server sees the caller's budget. */
 export function withDeadline(env: Envelope, deadline: number): Envelope {
   if (!Number.isFinite(deadline) || env.headers.deadline === deadline) return env;
@@ -383,8 +402,11 @@ class PendingReply implements Expirable, AbortTarget {
     readonly seq: number,
     readonly addr: AmqpAddress,
     readonly queue: string,
-    /** The envelope's JSON and its UTF-8 size (kept to frame it again after a nack). */
-    readonly json: string,
+    /**
+     * The envelope's JSON and its UTF-8 size: kept to frame it again after a nack, until its
+     * frame is taken by the broker (sent, or confirmed on a confirm channel; `release`).
+     */
+    public json: string,
     readonly size: number,
     private readonly signal: AbortSignal,
     private readonly resolve: (v: Envelope) => void,

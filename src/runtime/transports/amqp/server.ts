@@ -328,6 +328,12 @@ export class AmqpServer {
       this.#onItem(w.frame, w.seq, w.body, w.ac);
     }
     if (i < q.length) {
+      // Under steady load the backlog may never empty: drop the calls started, once they are
+      // half of it (each entry holds its frame's message), so it stays within twice what waits.
+      if (i * 2 >= q.length) {
+        q.splice(0, i);
+        i = 0;
+      }
       this.#backlogAt = i;
       // Full: a call finishing pumps again.
       if (this.#running < this.opts.rpcPrefetch) this.#pumpLater();
@@ -446,6 +452,30 @@ export class AmqpServer {
     }
   }
 
+  /**
+   * Answers the calls of frames still waiting for a turn (closing): they never started here, so
+   * UNAVAILABLE, at once — not once the running calls (which may ignore their abort) finish, nor
+   * at their deadline after the channel closed with their frames unacked.
+   */
+  #refuseWaiting(): void {
+    const q = this.#backlog;
+    const from = this.#backlogAt;
+    this.#backlog = [];
+    this.#backlogAt = 0;
+    const e = new FanError(Code.UNAVAILABLE, "the serving instance closed before the call started");
+    for (let i = from; i < q.length; i++) {
+      const w = q[i] as Waiting;
+      this.#inFlight.delete(`${w.frame.client}${w.seq}`);
+      let env: Envelope | undefined;
+      try {
+        env = decodeEnvelope(w.body, { maxBytes: this.opts.maxBytes });
+      } catch {
+        env = undefined;
+      }
+      this.#queue(w.frame, w.seq, errorEnvelope(env?.id ?? "?", env, e));
+    }
+  }
+
   /** Publishes `reply` to the caller (when it left an address) and acks the request. */
   #reply(
     ch: Channel,
@@ -499,6 +529,7 @@ export class AmqpServer {
    */
   async close(graceMs: number): Promise<void> {
     for (const ac of this.#inFlight.values()) ac.abort();
+    this.#refuseWaiting();
     const until = Date.now() + graceMs;
     while (this.#inFlight.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     this.#flushReplies();
