@@ -166,6 +166,7 @@ describe("ReplySink (a served call reported by the dispatcher without a promise)
         version: "1.2.0",
         headers: {},
         payload: { b: 2 },
+        form: "wire", // as Inbound.call's envelopes (dispatch.ts okReply)
       },
     ]);
   });

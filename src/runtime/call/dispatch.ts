@@ -69,19 +69,7 @@ class EnvelopeSink implements CallSink {
   ) {}
 
   reply(payload: unknown): void {
-    const env = this.env;
-    const form = env.form === "value" ? "value" : "wire";
-    this.resolve({
-      v: 1,
-      id: env.id,
-      kind: "reply",
-      service: env.service,
-      method: env.method,
-      version: this.version,
-      headers: NO_HEADERS,
-      payload,
-      form,
-    });
+    this.resolve(okReply(this.env, payload, this.version));
   }
 
   error(err: WireError): void {
@@ -629,6 +617,21 @@ function abortedError(ctx: CallCtx): WireError {
 }
 
 /** An error envelope answering `env`. */
+/** The reply envelope answering `env` with `payload`. */
+export function okReply(env: Envelope, payload: unknown, version: string): Envelope {
+  return {
+    v: 1,
+    id: env.id,
+    kind: "reply",
+    service: env.service,
+    method: env.method,
+    version,
+    headers: NO_HEADERS,
+    payload,
+    form: env.form === "value" ? "value" : "wire",
+  };
+}
+
 export function errorReply(env: Envelope, err: WireError, version: string): Envelope {
   return {
     v: 1,

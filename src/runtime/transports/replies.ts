@@ -4,11 +4,33 @@
  * envelope that carries it (or any other transport-level failure) back to the caller.
  * Shared by amqp, redis and nats (no dependency of its own).
  */
-import type { CallSink } from "../call/dispatch.js";
+import { type CallSink, errorReply, okReply } from "../call/dispatch.js";
+import { decodeEnvelope } from "../codec/wire.js";
 import type { ServiceDescriptor } from "../descriptor.js";
 import { Code, FanError, type WireError } from "../errors.js";
 import type { CallSignal } from "./abort.js";
 import type { Envelope, Inbound } from "./transport.js";
+
+/**
+ * A call (or, when `push` is allowed, a push) decoded from `body` and checked against
+ * `service`; a FanError (INVALID_ARGUMENT, or NOT_FOUND for another service) when it is not one.
+ */
+export function decodeServed(
+  service: ServiceDescriptor,
+  body: Uint8Array,
+  maxBytes: number,
+  push: boolean,
+  where: string,
+): Envelope | FanError {
+  try {
+    const env = decodeEnvelope(body, { maxBytes });
+    if (env.kind !== "call" && !(push && env.kind === "push"))
+      return new FanError(Code.INVALID_ARGUMENT, `expected a call${push ? " or push" : ""}, got a ${env.kind}`);
+    return refuse(service, env, where) ?? env;
+  } catch (e) {
+    return FanError.from(e, Code.INVALID_ARGUMENT);
+  }
+}
 
 /**
  * NOT_FOUND for a call to another service or to a method the served version does not have;
@@ -39,8 +61,6 @@ export function errorEnvelope(id: string, env: Envelope | undefined, e: FanError
 /** An Inbound that reports a call's outcome to a sink (the App's dispatcher: `Dispatcher.run`). */
 type SinkInbound = Inbound & { run(env: Envelope, signal: CallSignal, sink: CallSink): void };
 
-const NO_HEADERS = Object.freeze({});
-
 /**
  * Where the App's dispatcher reports one served call: the reply or error envelope goes to
  * `answer`, once. Instead of `Inbound.call`'s promise and the two reactions on it (and the
@@ -60,33 +80,13 @@ export abstract class ReplySink implements CallSink {
   reply(payload: unknown): void {
     if (!this.#open) return;
     this.#open = false;
-    const env = this.env;
-    this.answer({
-      v: 1,
-      id: env.id,
-      kind: "reply",
-      service: env.service,
-      method: env.method,
-      version: this.version,
-      headers: NO_HEADERS,
-      payload,
-    });
+    this.answer(okReply(this.env, payload, this.version));
   }
 
   error(err: WireError): void {
     if (!this.#open) return;
     this.#open = false;
-    const env = this.env;
-    this.answer({
-      v: 1,
-      id: env.id,
-      kind: "error",
-      service: env.service,
-      method: env.method,
-      version: this.version,
-      headers: NO_HEADERS,
-      payload: err,
-    });
+    this.answer(errorReply(this.env, err, this.version));
   }
 }
 

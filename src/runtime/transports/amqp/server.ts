@@ -34,7 +34,7 @@ import {
 } from "./names.js";
 import { bounded } from "./waiters.js";
 import { assertWorkQueue, WorkConsumer } from "./work.js";
-import { errorEnvelope, refuse } from "../replies.js";
+import { decodeServed, errorEnvelope, refuse } from "../replies.js";
 import { handlePush } from "../owner-push.js";
 
 /** Server-side tuning. */
@@ -347,18 +347,11 @@ export class AmqpServer {
   #onItem(f: Frame, seq: number, body: Uint8Array, queued?: LazyAbort): void {
     const key = `${f.client}${seq}`;
     if (queued !== undefined) this.#inFlight.delete(key);
-    let env: Envelope;
-    try {
-      env = decodeEnvelope(body, { maxBytes: this.opts.maxBytes });
-      if (env.kind !== "call" && env.kind !== "push")
-        throw new FanError(Code.INVALID_ARGUMENT, `expected a call or push, got a ${env.kind}`);
-      const refused = refuse(this.service, env, "this queue");
-      if (refused !== undefined) throw refused;
-    } catch (e) {
-      const err = FanError.from(e, Code.INVALID_ARGUMENT);
-      if (err.code !== Code.NOT_FOUND)
-        this.#log.warn({ err: err.message, replyTo: f.replyTo, bytes: body.length }, "undecodable amqp call");
-      this.#queue(f, seq, errorEnvelope("?", undefined, err));
+    const env = decodeServed(this.service, body, this.opts.maxBytes, true, "this queue");
+    if (env instanceof FanError) {
+      if (env.code !== Code.NOT_FOUND)
+        this.#log.warn({ err: env.message, replyTo: f.replyTo, bytes: body.length }, "undecodable amqp call");
+      this.#queue(f, seq, errorEnvelope("?", undefined, env));
       return;
     }
     if (env.kind === "push") {

@@ -18,7 +18,7 @@ import type { ServiceDescriptor } from "../../descriptor.js";
 import { decodeEnvelope, encodeEnvelope, encodeEnvelopeText } from "../../codec/wire.js";
 import { Code, FanError } from "../../errors.js";
 import { handlePush } from "../owner-push.js";
-import { errorEnvelope, refuse, ReplySink, runWithSink } from "../replies.js";
+import { decodeServed, errorEnvelope, refuse, ReplySink, runWithSink } from "../replies.js";
 import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
 import type { NatsLink } from "./connection.js";
@@ -243,18 +243,11 @@ export class NatsRpcServer {
   #onItem(src: Source, seq: number, body: Uint8Array, queued?: LazyAbort): void {
     const key = `${src.client}.${seq}`;
     if (queued !== undefined) this.#inFlight.delete(key);
-    let env: Envelope;
-    try {
-      env = decodeEnvelope(body, { maxBytes: this.maxBytes });
-      if (env.kind !== "call" && !(src.own && env.kind === "push"))
-        throw new FanError(Code.INVALID_ARGUMENT, `expected a call${src.own ? " or push" : ""}, got a ${env.kind}`);
-      const refused = refuse(this.service, env, "this subject");
-      if (refused !== undefined) throw refused;
-    } catch (e) {
-      const err = FanError.from(e, Code.INVALID_ARGUMENT);
-      if (err.code !== Code.NOT_FOUND)
-        this.#log.warn({ err: err.message, subject: src.subject, bytes: body.length }, "undecodable nats call");
-      this.#queue(src, seq, errorEnvelope("?", undefined, err));
+    const env = decodeServed(this.service, body, this.maxBytes, src.own, "this subject");
+    if (env instanceof FanError) {
+      if (env.code !== Code.NOT_FOUND)
+        this.#log.warn({ err: env.message, subject: src.subject, bytes: body.length }, "undecodable nats call");
+      this.#queue(src, seq, errorEnvelope("?", undefined, env));
       return;
     }
     if (env.kind === "push") {
