@@ -171,7 +171,9 @@ describeWithBroker(
       const err = await rejection(() =>
         app.client(Conformance, { transport: broker }).echo({ n: 4 }, { timeout: 4000 }),
       );
-      expect(Date.now() - t0).toBeLessThan(8000);
+      const ms = Date.now() - t0;
+      console.log(`${broker} with a wrong CA: ${err.code} after ${ms} ms: ${err.message}`);
+      expect(ms).toBeLessThan(3000);
       expect(err.code).toBe(Code.UNAVAILABLE);
       expect(err.message).toContain(new URL(url()).host);
       expect(err.message).toMatch(/certificate/i);
@@ -229,6 +231,9 @@ describeWithBroker(
     it("fanc with a CA that did not sign etcd's certificate fails at once naming etcd's URL", async () => {
       const t0 = Date.now();
       const ran = await fanc(["--tls-ca", pki.other.cert, "--tls-cert", pki.client.cert, "--tls-key", pki.client.key]);
+      console.log(
+        `fanc with a wrong CA for etcd: exit ${ran.code} after ${Date.now() - t0} ms: ${ran.stdout}${ran.stderr}`,
+      );
       expect(ran.code).not.toBe(0);
       expect(`${ran.stdout}${ran.stderr}`).toContain(etcd.endpoint);
       expect(Date.now() - t0).toBeLessThan(60_000);
