@@ -178,6 +178,24 @@ describeWithBroker(
       expect(err.message).toContain(new URL(url()).host);
       expect(err.message).toMatch(/certificate/i);
     }, 60_000);
+    it(`a client without a certificate is refused by ${broker} (mutual TLS), naming the URL`, async () => {
+      const app = await caller(cluster, broker, url(), { ca: mine.ca });
+      const t0 = Date.now();
+      const err = await rejection(() =>
+        app.client(Conformance, { transport: broker }).echo({ n: 5 }, { timeout: 4000 }),
+      );
+      const ms = Date.now() - t0;
+      console.log(`${broker} without a client certificate: ${err.code} after ${ms} ms: ${err.message}`);
+      expect(err.message).toContain(new URL(url()).host);
+      if (broker === "nats") {
+        // nats.js retries a connection the server closes after the handshake inside its own
+        // first connect and never reports it: the call waits for its deadline (naming the server).
+        expect(err.code).toBe(Code.DEADLINE_EXCEEDED);
+        return;
+      }
+      expect(err.code).toBe(Code.UNAVAILABLE);
+      expect(err.message).toMatch(/TLS handshake failed: tlsv13 alert certificate required$/);
+    }, 60_000);
   };
 
   describe("redis (rediss://, redis-server --tls-port, --tls-auth-clients yes)", () => {

@@ -27,3 +27,9 @@ export function tlsRefusal(e: unknown): boolean {
 export function redactUrl(url: string): string {
   return url.replace(/\/\/([^:/@]+):([^@]*)@/, "//$1:***@");
 }
+
+/** The reason of a refusal in a few words: OpenSSL's alert ("tlsv13 alert certificate required") rather than its whole error line. */
+export function tlsReason(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return /:([a-z0-9_ ]*alert [a-z ]+):/i.exec(msg)?.[1] ?? msg;
+}

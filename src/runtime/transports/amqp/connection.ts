@@ -8,7 +8,7 @@ import amqplib from "amqplib";
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
-import { redactUrl, tlsRefusal } from "../tls-refusal.js";
+import { redactUrl, tlsReason, tlsRefusal } from "../tls-refusal.js";
 import { Waiters } from "./waiters.js";
 
 /** How to reach the broker and how eagerly to come back. */
@@ -120,7 +120,7 @@ export class AmqpConnection {
         "amqp connect failed",
       );
       if (tlsRefusal(e)) {
-        this.#refused = new FanError(Code.UNAVAILABLE, `amqp ${redactUrl(url)}: TLS handshake failed: ${this.#down}`);
+        this.#refused = new FanError(Code.UNAVAILABLE, `amqp ${redactUrl(url)}: TLS handshake failed: ${tlsReason(e)}`);
         for (const ch of this.#channels) ch.recheck();
       }
       this.#schedule();

@@ -9,7 +9,7 @@ import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
 import { onAbort } from "../abort.js";
-import { tlsRefusal } from "../tls-refusal.js";
+import { tlsReason, tlsRefusal } from "../tls-refusal.js";
 
 /** How to reach NATS. */
 export interface NatsConnectOptions {
@@ -61,7 +61,7 @@ export class NatsLink {
         return;
       } catch (e) {
         this.#down = (e as Error).message;
-        this.#refused = tlsRefusal(e) ? this.#down : undefined;
+        this.#refused = tlsRefusal(e) ? tlsReason(e) : undefined;
         if (!logged)
           this.#log.warn({ servers: this.#servers, err: this.#down }, "cannot connect to nats; trying again");
         logged = true;

@@ -9,7 +9,7 @@ import { Cluster, Command, Redis, type ClusterNode, type ClusterOptions, type Re
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
 import { onAbort } from "../abort.js";
-import { redactUrl, tlsRefusal } from "../tls-refusal.js";
+import { redactUrl, tlsReason, tlsRefusal } from "../tls-refusal.js";
 
 /** A standalone, Sentinel-managed or cluster connection. */
 export type RedisClient = Redis | Cluster;
@@ -109,7 +109,7 @@ function track(client: RedisClient, role: Role, log: Logger): void {
   client.on("error", (e: Error) => {
     if (!downSince.has(client)) log.warn({ role, at: where.get(client), err: e.message }, "redis connection error");
     downSince.set(client, e.message);
-    if (tlsRefusal(e)) refusedTls.set(client, e.message);
+    if (tlsRefusal(e)) refusedTls.set(client, tlsReason(e));
   });
   client.on("close", () => {
     if (!downSince.has(client)) downSince.set(client, "connection closed");
@@ -166,7 +166,7 @@ export function ready(client: RedisClient, deadline: number, signal?: AbortSigna
     const onReady = (): void => done();
     const onEnd = (): void => done(new FanError(Code.UNAVAILABLE, "redis transport closed"));
     const onError = (e: Error): void => {
-      if (tlsRefusal(e)) done(refusal(client, e.message));
+      if (tlsRefusal(e)) done(refusal(client, tlsReason(e)));
     };
     const done = (err?: FanError): void => {
       if (timer !== undefined) clearTimeout(timer);
