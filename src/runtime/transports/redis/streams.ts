@@ -233,15 +233,25 @@ export class StreamConsumer {
     await new Promise((r) => setTimeout(r, 50));
   }
 
+  /**
+   * Resolves once there is room for another read: when at most half the prefetch is in
+   * handlers, so one read asks for many messages instead of one per freed slot.
+   */
   #capacity(): Promise<void> {
-    if (this.#inFlight.size < this.spec.prefetch) return Promise.resolve();
+    if (this.#roomy()) return Promise.resolve();
     return new Promise((resolve) => {
       this.#slot = resolve;
     });
   }
 
+  #roomy(): boolean {
+    const p = this.spec.prefetch;
+    return this.#inFlight.size <= p - Math.max(1, Math.floor(p / 2));
+  }
+
   #release(id: string): void {
     this.#inFlight.delete(id);
+    if (!this.#roomy()) return;
     this.#slot?.();
     this.#slot = undefined;
   }
