@@ -221,4 +221,39 @@ describeWithBroker(
     expect(env.headers.traceparent).toBe("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     expect(p.inbound.pushes.filter((s) => s.id === "doomed").map((s) => s.attempt)).toEqual([1, 2]);
   });
+  it("acknowledges a burst of events together without covering one still in a handler or waiting for its nack", async () => {
+    const cluster = `${run}-${++cases}`;
+    const sub = make(cluster, `fan-test-${cluster}-sub`);
+    const pub = make(cluster, `fan-test-${cluster}-pub`);
+    const handled = new Map<number, number>();
+    const attempts: string[] = [];
+    await sub.t.subscribe(
+      { source: ConformanceDescriptor, event: "ping", group: "events.Acks", instanceId: "a1", broadcast: false },
+      async (env) => {
+        const n = (env.payload as { n: number }).n;
+        const attempt = Number(env.headers.attempt ?? 1);
+        attempts.push(`${n}#${attempt}`);
+        // Every 7th fails once (nacked after a backoff); every 5th is slow: both stay open
+        // on the channel while later ones are acknowledged.
+        if (n % 7 === 0 && attempt === 1) throw new Error("fails once");
+        if (n % 5 === 0) await new Promise((r) => setTimeout(r, 100));
+        handled.set(n, (handled.get(n) ?? 0) + 1);
+      },
+    );
+    const N = 300;
+    await Promise.all(
+      Array.from({ length: N }, (_, n) => pub.t.publish({ ...envelope("ping", { n }), kind: "event" }, within(10_000))),
+    );
+    await until(() => handled.size === N, 20_000);
+    await new Promise((r) => setTimeout(r, 500)); // a wrong ack would close the channel: redeliveries
+    expect(
+      [...handled.values()].every((c) => c === 1),
+      "each event handled once",
+    ).toBe(true);
+    for (let n = 0; n < N; n += 7) expect(attempts).toContain(`${n}#2`);
+    expect(attempts.filter((a) => a.endsWith("#3"))).toEqual([]);
+    expect(sub.log.find("channel")).toEqual([]);
+    await pub.t.close();
+    await sub.t.close();
+  }, 60_000);
 });

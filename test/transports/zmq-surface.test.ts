@@ -7,7 +7,7 @@ import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isNotDelivered } from "../../src/runtime/transports/not-delivered.js";
-import { XPublisher } from "zeromq";
+import { Subscriber, XPublisher } from "zeromq";
 import type { EventSubscription, Served } from "../../src/runtime/transports/transport.js";
 import {
   type EventHub,
@@ -273,6 +273,52 @@ describe("zmq events", () => {
     });
     await Promise.all(Array.from({ length: 2000 }, (_, i) => pub.publish(event(i + 1), within(10_000))));
     await until(() => got.size === 2001, 10_000);
+    await pub.close();
+    await t.close();
+  });
+
+  it("a turn's events on one topic go as one message after the first, which goes alone at once; subscribers get every event in order", async () => {
+    const log = captureLog();
+    const t = transport({ events: hub }, log);
+    const pub = transport({ events: hub });
+    const got: number[] = [];
+    await t.subscribe(
+      { ...sub("batched"), group: "svc.Batched" },
+      async (env) => void got.push((env.payload as { n: number }).n),
+    );
+    // A raw subscriber of its own group sees the messages themselves.
+    const raw = new Subscriber({ linger: 0 });
+    raw.connect(hub.subscribe);
+    raw.subscribe(["fan", "zs", C, "ping", "g", "svc.Raw", "raw", ""].join("\u0000"));
+    const messages: Buffer[][] = [];
+    void (async () => {
+      for await (const frames of raw) messages.push(frames);
+    })().catch(() => undefined);
+    await until(async () => {
+      await pub.publish(event(0), within(2000));
+      return messages.length > 0 && got.includes(0);
+    });
+    await new Promise((r) => setTimeout(r, 200)); // the tries' late messages
+    messages.length = 0;
+    got.length = 0;
+    // A lone event: one message of one event, sent before the turn ends.
+    await pub.publish(event(1), within(2000));
+    await until(() => messages.length === 1 && got.length === 1);
+    expect(messages[0]).toHaveLength(4);
+    // A burst of one turn: the first alone, the other 299 in two messages (256 at most each).
+    await Promise.all(Array.from({ length: 300 }, (_, i) => pub.publish(event(i + 2), within(10_000))));
+    await until(() => got.length === 301, 10_000);
+    await until(() => messages.reduce((n, m) => n + m.length - 3, 0) === 301);
+    expect(messages.map((m) => m.length - 3)).toEqual([1, 1, 256, 43]);
+    const firstSeq = Number(String(messages[0]?.[2]));
+    let seq = firstSeq;
+    for (const m of messages) {
+      expect(Number(String(m[2]))).toBe(seq);
+      seq += m.length - 3;
+    }
+    expect(got).toEqual(Array.from({ length: 301 }, (_, i) => i + 1));
+    expect(t.eventStats()).toEqual({ lost: 0, failed: 0, malformed: 0 });
+    raw.close();
     await pub.close();
     await t.close();
   });

@@ -3,7 +3,9 @@
  * counts deliveries (`x-delivery-count`) even across consumer crashes, and after
  * `maxDeliveries` it dead-letters the message, at least once, to `{queue}.dlq` through the
  * cluster's dead-letter exchange. A message is acknowledged only when its handler resolved;
- * a rejection returns it to the queue after a short backoff.
+ * a rejection returns it to the queue after a short backoff. The messages whose handlers
+ * resolved in one tick are acknowledged together (one `multiple` ack when no earlier message
+ * of the channel is still in a handler).
  */
 import type { Channel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
@@ -83,6 +85,15 @@ function quietly(f: () => void): void {
   }
 }
 
+/** Acknowledgement bookkeeping of one channel (delivery tags are per channel). */
+interface Acks {
+  /** Delivery tags in a handler or waiting for their nack: never covered by a `multiple` ack. */
+  readonly open: Set<number>;
+  /** Messages whose handlers resolved in this tick. */
+  ready: ConsumeMessage[];
+  scheduled: boolean;
+}
+
 /** Handles deliveries of one work queue with `deliver`. */
 export class WorkConsumer {
   /** Deliveries whose handler has not settled. */
@@ -118,10 +129,12 @@ export class WorkConsumer {
 
   #run(ch: Channel, msg: ConsumeMessage, env: Envelope, attempt: number): void {
     this.inFlight++;
+    const acks = this.#acksOf(ch);
+    acks.open.add(msg.fields.deliveryTag);
     this.deliver(env).then(
       () => {
         this.inFlight--;
-        quietly(() => ch.ack(msg));
+        this.#ack(ch, acks, msg);
       },
       (e: unknown) => {
         this.inFlight--;
@@ -130,17 +143,64 @@ export class WorkConsumer {
     );
   }
 
+  readonly #acks = new WeakMap<Channel, Acks>();
+
+  #acksOf(ch: Channel): Acks {
+    let a = this.#acks.get(ch);
+    if (a === undefined) {
+      a = { open: new Set(), ready: [], scheduled: false };
+      this.#acks.set(ch, a);
+    }
+    return a;
+  }
+
+  /**
+   * Acknowledges at the end of the tick: the messages whose handlers resolved in it, below
+   * every message still open on the channel (in a handler, or waiting for its nack), with one
+   * `multiple` ack of the highest; the others one by one. A message still open is never
+   * covered by a `multiple` ack.
+   */
+  #ack(ch: Channel, acks: Acks, msg: ConsumeMessage): void {
+    acks.ready.push(msg);
+    if (acks.scheduled) return;
+    acks.scheduled = true;
+    process.nextTick(() => {
+      acks.scheduled = false;
+      const ready = acks.ready;
+      acks.ready = [];
+      for (const m of ready) acks.open.delete(m.fields.deliveryTag);
+      let lowestOpen = Number.POSITIVE_INFINITY;
+      for (const t of acks.open) if (t < lowestOpen) lowestOpen = t;
+      let cover: ConsumeMessage | undefined;
+      for (const m of ready) {
+        const t = m.fields.deliveryTag;
+        if (t < lowestOpen) {
+          if (cover === undefined || t > cover.fields.deliveryTag) cover = m;
+        } else quietly(() => ch.ack(m));
+      }
+      if (cover !== undefined) {
+        const last = cover;
+        quietly(() => ch.ack(last, true));
+      }
+    });
+  }
+
   #failed(ch: Channel, msg: ConsumeMessage, env: Envelope, attempt: number, e: unknown): void {
     const last = attempt >= this.opts.maxDeliveries;
     const log = { queue: this.opts.queue, id: env.id, method: env.method, attempt, err: (e as Error)?.message };
+    const open = this.#acksOf(ch).open;
     if (last) {
       this.opts.log.warn(log, `delivery failed ${attempt} times; dead-lettered`);
+      open.delete(msg.fields.deliveryTag);
       quietly(() => ch.nack(msg, false, true));
       this.opts.onDeadLetter?.(env);
       return;
     }
     this.opts.log.info(log, "delivery failed; redelivering");
     const delay = Math.min(30_000, this.opts.retryDelayMs * 2 ** (attempt - 1));
-    setTimeout(() => quietly(() => ch.nack(msg, false, true)), delay).unref();
+    setTimeout(() => {
+      open.delete(msg.fields.deliveryTag);
+      quietly(() => ch.nack(msg, false, true));
+    }, delay).unref();
   }
 }

@@ -132,15 +132,25 @@ export class WorkConsumer {
     await new Promise((r) => setTimeout(r, 100));
   }
 
+  /**
+   * Resolves once there is room for another read: when at most half the prefetch is in
+   * handlers, so one read asks for many messages instead of one per freed slot.
+   */
   #capacity(): Promise<void> {
-    if (this.#inFlight.size < this.spec.prefetch) return Promise.resolve();
+    if (this.#roomy()) return Promise.resolve();
     return new Promise((resolve) => {
       this.#slot = resolve;
     });
   }
 
+  #roomy(): boolean {
+    const p = this.spec.prefetch;
+    return this.#inFlight.size <= p - Math.max(1, Math.floor(p / 2));
+  }
+
   #release(m: JsMsg): void {
     this.#inFlight.delete(m);
+    if (!this.#roomy()) return;
     this.#slot?.();
     this.#slot = undefined;
   }
@@ -204,7 +214,10 @@ export class WorkConsumer {
         s.onDeadLetter(known);
       }
     } catch (e) {
-      s.log.warn({ stream: s.stream.name, seq: m.seq, err: message(e) }, "nats dead-lettering failed; the message comes back");
+      s.log.warn(
+        { stream: s.stream.name, seq: m.seq, err: message(e) },
+        "nats dead-lettering failed; the message comes back",
+      );
       quietly(() => m.nak(s.retryDelayMs));
     } finally {
       this.#release(m);

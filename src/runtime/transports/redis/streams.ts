@@ -5,7 +5,8 @@
  * again after a backoff (XCLAIM, which counts the delivery); entries of a consumer that died
  * are taken over with XAUTOCLAIM once idle for `claimIdleMs`, while a live consumer keeps its
  * slow entries fresh. After `maxDeliveries` an entry moves to the dead-letter stream, in one
- * MULTI with its XACK, so it is never lost. Entry fields: `e` = the envelope JSON.
+ * MULTI with its XACK, so it is never lost. The entries whose handlers resolved in one
+ * event-loop turn are acknowledged by one XACK. Entry fields: `e` = the envelope JSON.
  *
  * With `liveness` (push streams), each consumer keeps itself in a sorted set with an expiry
  * (refreshed every third of `ttlMs`); a consumer that holds entries and is missing from it
@@ -94,6 +95,10 @@ export class StreamConsumer {
   #checking = false;
   #lastClaim = 0;
   #cursor = "0-0";
+  /** Entries settled in this turn, acknowledged together once it ends. */
+  #settling:
+    | { readonly ids: string[]; readonly deleted: string[]; readonly done: Promise<void>; readonly resolve: () => void }
+    | undefined;
 
   constructor(
     private readonly cmd: RedisClient,
@@ -164,7 +169,10 @@ export class StreamConsumer {
       await send(this.cmd, "XCLAIM", [s.key, s.group, s.consumer, minIdle, ...rows.map((r) => r[0])], true),
     ).filter(([id]) => !this.#inFlight.has(id));
     if (entries.length === 0) return;
-    s.log.info({ stream: s.key, consumer: gone, entries: entries.length }, "claimed the entries of a consumer that is gone");
+    s.log.info(
+      { stream: s.key, consumer: gone, entries: entries.length },
+      "claimed the entries of a consumer that is gone",
+    );
     const counts = new Map(rows.map((r) => [r[0], Number(r[3]) + 1]));
     for (const e of entries) {
       const n = counts.get(e[0]) ?? 2;
@@ -225,15 +233,25 @@ export class StreamConsumer {
     await new Promise((r) => setTimeout(r, 50));
   }
 
+  /**
+   * Resolves once there is room for another read: when at most half the prefetch is in
+   * handlers, so one read asks for many messages instead of one per freed slot.
+   */
   #capacity(): Promise<void> {
-    if (this.#inFlight.size < this.spec.prefetch) return Promise.resolve();
+    if (this.#roomy()) return Promise.resolve();
     return new Promise((resolve) => {
       this.#slot = resolve;
     });
   }
 
+  #roomy(): boolean {
+    const p = this.spec.prefetch;
+    return this.#inFlight.size <= p - Math.max(1, Math.floor(p / 2));
+  }
+
   #release(id: string): void {
     this.#inFlight.delete(id);
+    if (!this.#roomy()) return;
     this.#slot?.();
     this.#slot = undefined;
   }
@@ -323,13 +341,38 @@ export class StreamConsumer {
     }
   }
 
-  /** XACKs (and maybe XDELs) an entry, trying again once Redis is back if it is away. */
-  async #settle(id: string, why: "ack" | "deleted"): Promise<void> {
+  /**
+   * XACKs (and maybe XDELs) an entry, trying again once Redis is back if it is away. The
+   * entries settled in one event-loop turn go together: one XACK (and one XDEL) of all their
+   * ids, one round trip instead of one per entry. An entry stays in flight until its XACK is
+   * answered.
+   */
+  #settle(id: string, why: "ack" | "deleted"): Promise<void> {
+    let batch = this.#settling;
+    if (batch === undefined) {
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => {
+        resolve = r;
+      });
+      batch = { ids: [], deleted: [], done, resolve };
+      this.#settling = batch;
+      process.nextTick(() => void this.#settleBatch());
+    }
+    (why === "ack" ? batch.ids : batch.deleted).push(id);
+    return batch.done;
+  }
+
+  async #settleBatch(): Promise<void> {
+    const b = this.#settling;
+    this.#settling = undefined;
+    if (b === undefined) return;
     const s = this.spec;
-    const cmds: unknown[][] = [["xack", s.key, s.group, id]];
-    if (s.deleteOnAck && why === "ack") cmds.push(["xdel", s.key, id]);
-    await this.#exec(cmds, `xack ${id}`);
-    this.#release(id);
+    const all = b.deleted.length === 0 ? b.ids : [...b.ids, ...b.deleted];
+    const cmds: unknown[][] = [["xack", s.key, s.group, ...all]];
+    if (s.deleteOnAck && b.ids.length > 0) cmds.push(["xdel", s.key, ...b.ids]);
+    await this.#exec(cmds, all.length === 1 ? `xack ${all[0]}` : `xack of ${all.length} entries`);
+    for (const id of all) this.#release(id);
+    b.resolve();
   }
 
   /** Moves an entry to the dead-letter stream and acknowledges it, atomically. */

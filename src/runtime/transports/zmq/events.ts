@@ -9,6 +9,12 @@
  * a subscriber detects and logs drops (PUB/SUB is at-most-once: a full queue or a vanished
  * subscriber loses messages; this is the transport's documented weakness).
  *
+ * A message is `[topic, publisherId, firstSeq, body1, body2, ...]`: the first event of an
+ * event-loop turn on a topic goes alone at once, the rest of that turn's events on the topic
+ * together in one message (sequence numbers firstSeq, firstSeq + 1, ...), one native send for
+ * many events. A subscriber older than batching drops a message of more than four frames as
+ * malformed (a warn log): upgrade subscribers before publishers.
+ *
  * `subscribe` resolves once this transport's own XPUB has seen the subscription come back
  * from the hub, i.e. once the hub forwards it to every publisher. A publisher is ready once it
  * has seen its own marker subscription, which libzmq's XSUB replays after every subscription
@@ -45,7 +51,31 @@ interface Local {
   tail: Promise<void>;
 }
 
+/** Events that waited for the end of a turn on one topic, sent as one message. */
+interface Batch {
+  readonly topic: string;
+  readonly bodies: Buffer[];
+  deadline: number;
+  readonly sent: Promise<void>;
+  readonly resolve: () => void;
+  readonly reject: (e: unknown) => void;
+}
+
+function newBatch(topic: string): Batch {
+  let resolve!: () => void;
+  let reject!: (e: unknown) => void;
+  const sent = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Nobody may await a batch that stays empty: its rejection is never unhandled.
+  sent.catch(() => undefined);
+  return { topic, bodies: [], deadline: Number.POSITIVE_INFINITY, sent, resolve, reject };
+}
+
 const SEP = "\u0000";
+/** Most events in one message of a topic (a batch). */
+const MAX_EVENT_BATCH = 256;
 const READY_TIMEOUT_MS = 5000;
 const DELIVERY_ATTEMPTS = 3;
 
@@ -63,8 +93,14 @@ export class EventBus {
   private readonly locals = new Map<string, Local>();
   /** Lossy fan-out topics (state updates): every subscriber of this bus on the topic, and the sequence check. */
   private readonly liveTopics = new Map<string, { readonly topic: string; readonly frame: Buffer }>();
-  private readonly lives = new Map<string, { readonly delivers: Set<EventDelivery>; readonly last: Map<string, number> }>();
+  private readonly lives = new Map<
+    string,
+    { readonly delivers: Set<EventDelivery>; readonly last: Map<string, number> }
+  >();
   private readonly seq = new Map<string, number>();
+  /** Events of this turn per topic, waiting for the turn's end to go as one message. */
+  private readonly batches = new Map<string, Batch>();
+  private turnScheduled = false;
   private readonly marker = `\u00ffsync${SEP}${this.id}${SEP}`;
   private ready: Promise<void> | undefined;
   /** `ready` resolved: publishes skip the deadline race (a timer per publish). */
@@ -129,16 +165,61 @@ export class EventBus {
       );
     const groups = this.groups.get(`${env.service}${SEP}${env.method}`);
     if (groups === undefined) return;
+    const sends: Promise<void>[] = [];
     for (const g of groups.values()) {
       if (g.topics.length === 0) continue;
       if (!g.broadcast) g.rr = (g.rr + 1) % g.topics.length;
-      const targets = g.broadcast ? g.topics : [g.topics[g.rr] as string];
-      for (const topic of targets) {
-        const n = (this.seq.get(topic) ?? 0) + 1;
-        this.seq.set(topic, n);
-        await this.writer.send([Buffer.from(topic, "latin1"), this.id, String(n), body], opts.deadline);
-      }
+      if (!g.broadcast) sends.push(this.enqueue(g.topics[g.rr] as string, body, opts.deadline));
+      else for (const topic of g.topics) sends.push(this.enqueue(topic, body, opts.deadline));
     }
+    if (sends.length === 1) await sends[0];
+    else await Promise.all(sends);
+  }
+
+  /**
+   * Sends `body` on `topic`. The first event of a turn on a topic goes to zeromq at once; the
+   * others of the same turn (until the microtask queue drains) go together as one message
+   * `[topic, publisher, firstSeq, body1, body2, ...]` once it ends: the hub routes a message
+   * by its topic frame, so events of one topic can share it.
+   */
+  private enqueue(topic: string, body: Buffer, deadline: number): Promise<void> {
+    const open = this.batches.get(topic);
+    if (open !== undefined && open.bodies.length < MAX_EVENT_BATCH) {
+      open.bodies.push(body);
+      if (deadline < open.deadline) open.deadline = deadline;
+      return open.sent;
+    }
+    if (open === undefined) {
+      // A lone event is not delayed: it goes now, and the turn's later events on the topic batch.
+      if (!this.turnScheduled) {
+        this.turnScheduled = true;
+        process.nextTick(this.endTurn);
+      }
+      this.batches.set(topic, newBatch(topic));
+      return this.sendBatch(topic, [body], deadline);
+    }
+    // A full batch: send it now (in order) and open the next one.
+    this.batches.set(topic, newBatch(topic));
+    this.flush(open);
+    return this.enqueue(topic, body, deadline);
+  }
+
+  private readonly endTurn = (): void => {
+    this.turnScheduled = false;
+    const open = [...this.batches.values()];
+    this.batches.clear();
+    for (const b of open) this.flush(b);
+  };
+
+  private flush(b: Batch): void {
+    if (b.bodies.length === 0) return;
+    this.sendBatch(b.topic, b.bodies, b.deadline).then(b.resolve, b.reject);
+  }
+
+  private sendBatch(topic: string, bodies: Buffer[], deadline: number): Promise<void> {
+    const first = (this.seq.get(topic) ?? 0) + 1;
+    this.seq.set(topic, first + bodies.length - 1);
+    return this.writer.send([Buffer.from(topic, "latin1"), this.id, String(first), ...bodies], deadline);
   }
 
   private liveTopic(service: string, event: string): string {
@@ -162,7 +243,10 @@ export class EventBus {
     if (!this.seen.has(t.topic)) return; // nobody subscribes
     const body = encodeEnvelope(env);
     if (body.length > this.maxBytes)
-      throw new FanError(Code.RESOURCE_EXHAUSTED, `event of ${body.length} bytes exceeds the limit of ${this.maxBytes}`);
+      throw new FanError(
+        Code.RESOURCE_EXHAUSTED,
+        `event of ${body.length} bytes exceeds the limit of ${this.maxBytes}`,
+      );
     const n = (this.seq.get(t.topic) ?? 0) + 1;
     this.seq.set(t.topic, n);
     await this.writer.send([t.frame, this.id, String(n), body], opts.deadline);
@@ -277,7 +361,7 @@ export class EventBus {
   }
 
   private onEvent(frames: Buffer[]): void {
-    const [topicFrame, pubFrame, seqFrame, body] = frames;
+    const [topicFrame, pubFrame, seqFrame] = frames;
     const topic = topicFrame?.toString("latin1") ?? "";
     const local = this.locals.get(topic);
     if (local === undefined) {
@@ -285,24 +369,32 @@ export class EventBus {
       if (live !== undefined) this.onLive(live, frames);
       return;
     }
-    if (frames.length !== 4 || body === undefined) {
+    // `[topic, publisher, firstSeq, body1, ...]`: one event, or a turn's batch on this topic.
+    if (frames.length < 4) {
       this.stats.malformed++;
       this.log.warn({ frames: frames.length }, "zmq: dropped a malformed event message");
       return;
     }
-    this.checkSequence(local, String(pubFrame), Number(String(seqFrame)));
-    let env: Envelope;
-    try {
-      env = decodeEnvelope(body, { maxBytes: this.maxBytes });
-    } catch (e) {
-      this.stats.malformed++;
-      this.log.warn({ err: (e as Error).message }, "zmq: dropped an event that does not decode");
-      return;
+    const publisher = String(pubFrame);
+    const first = Number(String(seqFrame));
+    for (let i = 3; i < frames.length; i++) {
+      this.checkSequence(local, publisher, first + i - 3);
+      let env: Envelope;
+      try {
+        env = decodeEnvelope(frames[i] as Buffer, { maxBytes: this.maxBytes });
+      } catch (e) {
+        this.stats.malformed++;
+        this.log.warn({ err: (e as Error).message }, "zmq: dropped an event that does not decode");
+        continue;
+      }
+      local.tail = local.tail.then(() => this.deliver(local, env));
     }
-    local.tail = local.tail.then(() => this.deliver(local, env));
   }
 
-  private onLive(live: { readonly delivers: Set<EventDelivery>; readonly last: Map<string, number> }, frames: Buffer[]): void {
+  private onLive(
+    live: { readonly delivers: Set<EventDelivery>; readonly last: Map<string, number> },
+    frames: Buffer[],
+  ): void {
     const [, pubFrame, seqFrame, body] = frames;
     if (frames.length !== 4 || body === undefined) {
       this.stats.malformed++;
@@ -319,7 +411,9 @@ export class EventBus {
       return;
     }
     for (const deliver of live.delivers)
-      deliver(env).catch((e: unknown) => this.log.warn({ err: e, event: env.method }, "zmq: state update handler failed"));
+      deliver(env).catch((e: unknown) =>
+        this.log.warn({ err: e, event: env.method }, "zmq: state update handler failed"),
+      );
   }
 
   private checkSequence(local: Pick<Local, "last">, publisher: string, n: number): void {

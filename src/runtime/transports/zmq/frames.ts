@@ -20,7 +20,8 @@
  * alone (each body decoded on its own, with the same bounds). A batch with more pairs or more
  * bytes than that is refused as a whole (see server.ts).
  *
- * Events are `[topic, publisherId, seq, envelope]` on PUB/SUB (see events.ts).
+ * Events are `[topic, publisherId, firstSeq, envelope1, envelope2, ...]` on PUB/SUB: one event,
+ * or the events of one event-loop turn on one topic (see events.ts).
  */
 import type { WireError } from "../../errors.js";
 import type { Envelope, EnvelopeHeaders } from "../transport.js";
