@@ -221,6 +221,28 @@ describeWithBroker(
     expect(env.headers.traceparent).toBe("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     expect(p.inbound.pushes.filter((s) => s.id === "doomed").map((s) => s.attempt)).toEqual([1, 2]);
   });
+  it("acknowledges pushes without covering a call frame still running on the same channel", async () => {
+    // The server consumes its rpc and push queues on one channel, so delivery tags of both
+    // interleave: a `multiple` ack of pushes must not take a running call's frame with it (it
+    // would be acked before its reply, and its own ack later closes the channel).
+    const p = await pair();
+    open.push(p);
+    const slow = p.client.call(p.endpoint, envelope("sleep", { ms: 400 }), within(10_000));
+    await until(() => p.inbound.active === 1);
+    await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        p.client.push(p.endpoint, envelope("record", { id: `tag-${i}` }), within(10_000)),
+      ),
+    );
+    await until(() => p.inbound.pushes.filter((s) => s.id.startsWith("tag-")).length >= 30);
+    const reply = await slow;
+    expect(reply.kind).toBe("reply");
+    await new Promise((r) => setTimeout(r, 300)); // a wrong ack closes the channel: redeliveries, a log line
+    expect(p.serverLog.find("channel")).toEqual([]);
+    const seen = p.inbound.pushes.filter((s) => s.id.startsWith("tag-"));
+    expect(seen.length, "each push handled once").toBe(30);
+    expect(p.inbound.calls.filter((c) => c.method === "sleep").length, "the call ran once").toBe(1);
+  }, 30_000);
   it("acknowledges a burst of events together without covering one still in a handler or waiting for its nack", async () => {
     const cluster = `${run}-${++cases}`;
     const sub = make(cluster, `fan-test-${cluster}-sub`);

@@ -61,6 +61,7 @@ export async function subscribeEvents(
     maxBytes: opts.maxBytes,
     log: opts.log,
     ...(opts.onDeadLetter === undefined ? {} : { onDeadLetter: opts.onDeadLetter }),
+    ownChannel: true, // `ch` below consumes this queue only
   });
   const ch = conn.channel(`subscribe ${queue}`, false);
   let consumer: { c: Channel; tag: string } | undefined;

@@ -4,8 +4,8 @@
  * `maxDeliveries` it dead-letters the message, at least once, to `{queue}.dlq` through the
  * cluster's dead-letter exchange. A message is acknowledged only when its handler resolved;
  * a rejection returns it to the queue after a short backoff. The messages whose handlers
- * resolved in one tick are acknowledged together (one `multiple` ack when no earlier message
- * of the channel is still in a handler).
+ * resolved in one tick are acknowledged at the end of it: on a channel of its own, with one
+ * `multiple` ack when no earlier message of the channel is still in a handler.
  */
 import type { Channel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
@@ -70,6 +70,13 @@ export interface WorkOptions {
   readonly log: Logger;
   /** Told of every message dead-lettered (its envelope, when it decodes). */
   readonly onDeadLetter?: (env: Envelope | undefined) => void;
+  /**
+   * The channel consumes this queue only, so every delivery tag on it passes through this
+   * consumer and one `multiple` ack may cover many. False where the channel carries other
+   * consumers too (the server's rpc frames): their tags interleave, and a `multiple` ack would
+   * take a running call's frame with it.
+   */
+  readonly ownChannel?: boolean;
 }
 
 function attemptOf(msg: ConsumeMessage): number {
@@ -169,7 +176,8 @@ export class WorkConsumer {
       const ready = acks.ready;
       acks.ready = [];
       for (const m of ready) acks.open.delete(m.fields.deliveryTag);
-      let lowestOpen = Number.POSITIVE_INFINITY;
+      // Sharing the channel, any tag may be another consumer's: no `multiple` ack at all.
+      let lowestOpen = this.opts.ownChannel === true ? Number.POSITIVE_INFINITY : 0;
       for (const t of acks.open) if (t < lowestOpen) lowestOpen = t;
       let cover: ConsumeMessage | undefined;
       for (const m of ready) {
