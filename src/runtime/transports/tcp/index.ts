@@ -17,6 +17,7 @@ import type {
   Envelope,
   EventDelivery,
   EventSubscription,
+  CallReceiver,
   Inbound,
   SendOptions,
   Served,
@@ -72,6 +73,11 @@ export class TcpTransport implements Transport {
   /** Sends a call over the endpoint's connection. */
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     return this.client.call(endpoint, env, opts);
+  }
+
+  /** `call`, reporting to `to` (no promise per call). */
+  callInto(endpoint: string, env: Envelope, opts: SendOptions, to: CallReceiver): void {
+    this.client.callInto(endpoint, env, opts, to);
   }
 
   /** False while the connection to `endpoint` is known down. */
