@@ -43,7 +43,7 @@ import { Route, checkRange, type RouteHost, type ServiceTraffic, type Target } f
 import { majorRange } from "./versions.js";
 import { ShardRoute, type ShardHooks } from "./shard-route.js";
 import { LocalTransport } from "../transports/local/index.js";
-import type { CallReceiver, Envelope, SendOptions } from "../transports/transport.js";
+import type { Envelope, SendOptions } from "../transports/transport.js";
 import type { AttemptHost, ClientPolicy } from "../policy/client.js";
 import { checkHeaders, headersOf, type HeaderSource } from "../policy/headers.js";
 import type { PolicyOptions } from "../policy/options.js";
@@ -454,16 +454,6 @@ export class Caller implements ClientCaller {
             elsewhere: route.targets(pinned, req.method).length > 1,
           }
         : { signal: req.signal ?? NEVER, deadline: req.deadline };
-    if (req.kind === "call" && transport.callInto !== undefined) {
-      // A transport that reports to a receiver: no promise, reaction or closures per call.
-      const to = new Caller.#Attempt(this, plan, req, target, pending, env, sendOpts, held);
-      try {
-        transport.callInto(target.endpoint, env, sendOpts, to);
-      } catch (e) {
-        pending.fail(e);
-      }
-      return promise;
-    }
     try {
       sent =
         req.kind === "push"
@@ -478,63 +468,18 @@ export class Caller implements ClientCaller {
     // nats profile).
     sent.then(
       (reply: Envelope | undefined) => this.#answered(plan, req, target, pending, reply),
-      (e: unknown) => this.#failed(plan, req, target, pending, env, sendOpts, held, e),
+      (e: unknown) =>
+        // Refused before it left (failover.ts): another instance may take it, whatever the method.
+        // A sharded call's other instances are not its shard's owner: no failover (ShardRoute decides).
+        isNotDelivered(e) && req.method.shard === undefined
+          ? resend(target, e, env, req.kind, sendOpts, route, pinned, req.method, held?.move).then(
+              (reply: Envelope | undefined) => this.#answered(plan, req, target, pending, reply),
+              (e2: unknown) => this.#sendFailed(plan, req, pending, e2),
+            )
+          : this.#sendFailed(plan, req, pending, e),
     );
     return promise;
   }
-
-  /** An attempt's transport failed: sent again elsewhere when it provably never left, else failed. */
-  #failed(
-    plan: MethodPlan,
-    req: OutgoingRequest,
-    target: Target,
-    pending: PendingCall,
-    env: Envelope,
-    sendOpts: SendOptions,
-    held: Held | undefined,
-    e: unknown,
-  ): void {
-    // Refused before it left (failover.ts): another instance may take it, whatever the method.
-    // A sharded call's other instances are not its shard's owner: no failover (ShardRoute decides).
-    if (isNotDelivered(e) && req.method.shard === undefined)
-      resend(
-        target,
-        e,
-        env,
-        req.kind,
-        sendOpts,
-        this.#route as Route,
-        req.opts?.transport,
-        req.method,
-        held?.move,
-      ).then(
-        (reply: Envelope | undefined) => this.#answered(plan, req, target, pending, reply),
-        (e2: unknown) => this.#sendFailed(plan, req, pending, e2),
-      );
-    else this.#sendFailed(plan, req, pending, e);
-  }
-
-  /** One attempt sent with a transport's `callInto`: its outcome, as the reactions above handle it. */
-  static readonly #Attempt = class implements CallReceiver {
-    constructor(
-      private readonly caller: Caller,
-      private readonly plan: MethodPlan,
-      private readonly req: OutgoingRequest,
-      private readonly target: Target,
-      private readonly pending: PendingCall,
-      private readonly env: Envelope,
-      private readonly sendOpts: SendOptions,
-      private readonly held: Held | undefined,
-    ) {}
-
-    received(reply: Envelope): void {
-      this.caller.#answered(this.plan, this.req, this.target, this.pending, reply);
-    }
-
-    failed(e: unknown): void {
-      this.caller.#failed(this.plan, this.req, this.target, this.pending, this.env, this.sendOpts, this.held, e);
-    }
-  };
 
   /** The transport answered an attempt (a push: confirmed). */
   #answered(

@@ -100,14 +100,6 @@ export interface Unsubscribe {
   close(): Promise<void>;
 }
 
-/** Where a transport's `callInto` reports the outcome of one call. */
-export interface CallReceiver {
-  /** The `reply` or `error` envelope. */
-  received(reply: Envelope): void;
-  /** The call failed in the transport (what `call` would have rejected with). */
-  failed(e: unknown): void;
-}
-
 export interface SendOptions {
   readonly signal: AbortSignal;
   /** Absolute deadline, epoch ms; a send blocked past it fails with DEADLINE_EXCEEDED. */
@@ -132,13 +124,6 @@ export interface Transport {
 
   /** Send a call to an endpoint; resolves with the `reply` or `error` envelope. */
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope>;
-
-  /**
-   * `call` without a promise: the outcome goes to `to`, exactly once and never before this
-   * returns (a failure found at once is reported in a microtask, as `call` would reject).
-   * Optional: the client uses it when present (no promise, reaction or closures per call).
-   */
-  callInto?(endpoint: string, env: Envelope, opts: SendOptions, to: CallReceiver): void;
 
   /** Send a push; resolves once the transport has durably accepted it. */
   push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void>;

@@ -24,7 +24,7 @@ import { Code, FanError } from "../../errors.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
 import { decodeReply, nackError, pushUntilAcked } from "../acked-push.js";
 import { notDelivered } from "../not-delivered.js";
-import type { CallReceiver, Envelope, SendOptions } from "../transport.js";
+import type { Envelope, SendOptions } from "../transport.js";
 import { envelopeText, FrameReader, type FrameSink, FrameWriter, Op, PREAMBLE, parseEndpoint } from "./frames.js";
 
 /** Client-side options of the tcp transport. */
@@ -48,81 +48,23 @@ interface Answer {
 const RETRY_FIRST_MS = 50;
 const RETRY_MAX_MS = 1000;
 
-/** Where a request's outcome goes: its answer, or the failure that ended it. */
-interface AnswerTo {
-  answer(a: Answer): void;
-  fail(e: FanError): void;
-}
-
-/** The outcome of a request as a promise (pushes, and `call` for transports' other users). */
-class PromisedAnswer implements AnswerTo {
-  resolve: (a: Answer) => void = noop;
-  reject: (e: FanError) => void = noop;
-  readonly promise = new Promise<Answer>((resolve, reject) => {
-    this.resolve = resolve;
-    this.reject = reject;
-  });
-
-  answer(a: Answer): void {
-    this.resolve(a);
-  }
-
-  fail(e: FanError): void {
-    this.reject(e);
-  }
-}
-
-/** A call's answer decoded into its reply envelope for `callInto`'s receiver. */
-class ReplyTo implements AnswerTo {
-  constructor(
-    private readonly to: CallReceiver,
-    private readonly endpoint: string,
-    private readonly maxBytes: number,
-  ) {}
-
-  answer(a: Answer): void {
-    let reply: Envelope;
-    try {
-      reply = replyOf(a, this.endpoint, this.maxBytes);
-    } catch (e) {
-      this.to.failed(e);
-      return;
-    }
-    this.to.received(reply);
-  }
-
-  fail(e: FanError): void {
-    this.to.failed(e);
-  }
-}
-
-/** The reply envelope a call's answer carries. */
-function replyOf(a: Answer, endpoint: string, maxBytes: number): Envelope {
-  if (a.op !== Op.REPLY) throw new FanError(Code.INTERNAL, `unexpected answer ${a.op} from ${endpoint}`);
-  return decodeReply(a.body, endpoint, maxBytes);
-}
-
 /** One request in flight: settled once, by its answer, its deadline, an abort or a failure. */
 class Request implements Expirable, AbortTarget {
   bucket = 0;
   prev: Expirable | undefined = undefined;
   next: Expirable | undefined = undefined;
+  resolve: (a: Answer) => void = noop;
+  reject: (e: FanError) => void = noop;
   private done = false;
 
   constructor(
     private readonly conn: Connection,
     readonly corr: number,
     readonly op: number,
-    private readonly env: Envelope,
+    readonly what: string,
     private readonly signal: AbortSignal,
     private readonly timed: boolean,
-    private readonly to: AnswerTo,
   ) {}
-
-  /** `service/method`, for errors (made only when one is). */
-  get what(): string {
-    return `${this.env.service}/${this.env.method}`;
-  }
 
   expire(): void {
     this.fail(new FanError(Code.DEADLINE_EXCEEDED, `${this.what}: no answer within the deadline`));
@@ -135,11 +77,11 @@ class Request implements Expirable, AbortTarget {
   }
 
   settle(a: Answer): void {
-    if (this.finish()) this.to.answer(a);
+    if (this.finish()) this.resolve(a);
   }
 
   fail(err: FanError): void {
-    if (this.finish()) this.to.fail(err);
+    if (this.finish()) this.reject(err);
   }
 
   private finish(): boolean {
@@ -267,52 +209,36 @@ class Connection implements FrameSink {
 
   /** Sends one request and waits for its answer. */
   request(op: number, env: Envelope, opts: SendOptions): Promise<Answer> {
-    const to = new PromisedAnswer();
-    this.send(op, env, opts, to);
-    return to.promise;
-  }
-
-  /**
-   * Sends one request; its answer or failure goes to `to`, never before this returns (a
-   * failure found here is reported in a microtask).
-   */
-  send(op: number, env: Envelope, opts: SendOptions, to: AnswerTo): void {
-    const refused = this.refusal(env, opts);
-    if (typeof refused !== "string") {
-      queueMicrotask(() => to.fail(refused));
-      return;
-    }
-    const timed = Number.isFinite(opts.deadline);
-    const out = this.out as FrameWriter;
-    this.seq = (this.seq + 1) >>> 0;
-    const corr = this.seq;
-    const req = new Request(this, corr, op, env, opts.signal, timed, to);
-    this.pending.set(corr, req);
-    if (timed) deadlines.add(req, opts.deadline);
-    watchAbort(opts.signal, req);
-    out.queue(op, corr, refused);
-  }
-
-  /**
-   * The request's body, or why it cannot be sent now (aborted, past its deadline, too large,
-   * closed or down; in that order).
-   */
-  private refusal(env: Envelope, opts: SendOptions): string | FanError {
-    if (opts.signal.aborted) return new FanError(Code.CANCELLED, `${env.service}/${env.method}: cancelled`);
+    const what = `${env.service}/${env.method}`;
+    if (opts.signal.aborted) return Promise.reject(new FanError(Code.CANCELLED, `${what}: cancelled`));
     const timed = Number.isFinite(opts.deadline);
     if (timed && opts.deadline <= Date.now())
-      return new FanError(Code.DEADLINE_EXCEEDED, `${env.service}/${env.method}: deadline passed before sending`);
+      return Promise.reject(new FanError(Code.DEADLINE_EXCEEDED, `${what}: deadline passed before sending`));
     const body = envelopeText(
       env,
       env.headers.deadline === undefined && timed ? { ...env.headers, deadline: opts.deadline } : env.headers,
     );
     const size = utf8SizeOver(body, this.maxBytes);
     if (size >= 0)
-      return new FanError(Code.RESOURCE_EXHAUSTED, `request of ${size} bytes exceeds the limit of ${this.maxBytes}`);
-    if (this.closed) return new FanError(Code.UNAVAILABLE, `tcp ${this.endpoint}: transport closed`);
-    if (this.down || this.out === undefined)
-      return notDelivered(new FanError(Code.UNAVAILABLE, `tcp ${this.endpoint}: connection is down`));
-    return body;
+      return Promise.reject(
+        new FanError(Code.RESOURCE_EXHAUSTED, `request of ${size} bytes exceeds the limit of ${this.maxBytes}`),
+      );
+    if (this.closed) return Promise.reject(new FanError(Code.UNAVAILABLE, `tcp ${this.endpoint}: transport closed`));
+    const out = this.out;
+    if (this.down || out === undefined)
+      return Promise.reject(notDelivered(new FanError(Code.UNAVAILABLE, `tcp ${this.endpoint}: connection is down`)));
+    this.seq = (this.seq + 1) >>> 0;
+    const corr = this.seq;
+    const req = new Request(this, corr, op, what, opts.signal, timed);
+    const promise = new Promise<Answer>((resolve, reject) => {
+      req.resolve = resolve;
+      req.reject = reject;
+    });
+    this.pending.set(corr, req);
+    if (timed) deadlines.add(req, opts.deadline);
+    watchAbort(opts.signal, req);
+    out.queue(op, corr, body);
+    return promise;
   }
 
   /** Tells the server a call was cancelled (its handler's signal fires). */
@@ -372,19 +298,9 @@ export class TcpClient {
 
   /** Sends a call; resolves with the reply or error envelope. */
   async call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
-    return replyOf(await this.connection(endpoint).request(Op.CALL, env, opts), endpoint, this.maxBytes);
-  }
-
-  /** `call`, reporting to `to`: no promise, async frame or reaction per call. */
-  callInto(endpoint: string, env: Envelope, opts: SendOptions, to: CallReceiver): void {
-    let conn: Connection;
-    try {
-      conn = this.connection(endpoint);
-    } catch (e) {
-      queueMicrotask(() => to.failed(e));
-      return;
-    }
-    conn.send(Op.CALL, env, opts, new ReplyTo(to, endpoint, this.maxBytes));
+    const answer = await this.connection(endpoint).request(Op.CALL, env, opts);
+    if (answer.op !== Op.REPLY) throw new FanError(Code.INTERNAL, `unexpected answer ${answer.op} from ${endpoint}`);
+    return decodeReply(answer.body, endpoint, this.maxBytes);
   }
 
   /** Sends a push; resolves on ack, sends again after a nack (attempt + 1) until the attempts run out. */

@@ -17,7 +17,6 @@ import type {
   Envelope,
   EventDelivery,
   EventSubscription,
-  CallReceiver,
   Inbound,
   SendOptions,
   Served,
@@ -73,11 +72,6 @@ export class TcpTransport implements Transport {
   /** Sends a call over the endpoint's connection. */
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     return this.client.call(endpoint, env, opts);
-  }
-
-  /** `call`, reporting to `to` (no promise per call). */
-  callInto(endpoint: string, env: Envelope, opts: SendOptions, to: CallReceiver): void {
-    this.client.callInto(endpoint, env, opts, to);
   }
 
   /** False while the connection to `endpoint` is known down. */

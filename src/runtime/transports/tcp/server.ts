@@ -18,7 +18,6 @@ import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
 import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
 import { FrameReader, type FrameSink, FrameWriter, Op } from "./frames.js";
-import { ReplySink, runWithSink } from "../replies.js";
 
 /** Server-side options of the tcp transport. */
 export interface TcpServerOptions {
@@ -183,24 +182,18 @@ export class TcpServer {
     const ac = new LazyAbort();
     peer.running.set(corr, ac);
     this.inFlight++;
-    // The App's dispatcher reports to a sink: no promise, envelope sink and reactions per call.
-    const sink = new PeerSink(this, peer, corr, ac, target.env, target.binding.service.version);
-    if (runWithSink(target.binding.inbound, target.env, ac, sink)) return;
     target.binding.inbound.call(target.env, ac).then(
-      (reply) => this.answered(peer, corr, ac, reply),
+      (reply) => {
+        peer.running.delete(corr);
+        if (!ac.aborted && !peer.closed) peer.out.queue(Op.REPLY, corr, this.encodeReply(reply));
+        this.settled();
+      },
       (e: unknown) => {
         peer.running.delete(corr);
         this.log.error({ err: e }, "tcp: call handling failed");
         this.settled();
       },
     );
-  }
-
-  /** A call's reply or error envelope: queued for its connection unless it was cancelled or closed. */
-  answered(peer: Peer, corr: number, ac: LazyAbort, reply: Envelope): void {
-    peer.running.delete(corr);
-    if (!ac.aborted && !peer.closed) peer.out.queue(Op.REPLY, corr, this.encodeReply(reply));
-    this.settled();
   }
 
   private track(work: Promise<void>): void {
@@ -332,24 +325,6 @@ export class TcpServer {
     );
     await closed;
     clearTimeout(timer);
-  }
-}
-
-/** Where the dispatcher reports one call of a connection (`Dispatcher.run`). */
-class PeerSink extends ReplySink {
-  constructor(
-    private readonly server: TcpServer,
-    private readonly peer: Peer,
-    private readonly corr: number,
-    private readonly ac: LazyAbort,
-    env: Envelope,
-    version: string,
-  ) {
-    super(env, version);
-  }
-
-  protected answer(reply: Envelope): void {
-    this.server.answered(this.peer, this.corr, this.ac, reply);
   }
 }
 
