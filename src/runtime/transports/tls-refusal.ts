@@ -23,9 +23,17 @@ export function tlsRefusal(e: unknown): boolean {
   return false;
 }
 
-/** A broker URL without its password, for messages and logs. */
+/**
+ * A broker URL without its password, for messages and logs: `redis://:pass@h` and
+ * `amqp://u:p@ss@h` alike (the user info ends at the last `@`; a password may hold one).
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:/@]+):([^@]*)@/, "//$1:***@");
+  const start = url.indexOf("://") + 3;
+  const at = url.lastIndexOf("@");
+  if (start < 3 || at < start) return url;
+  const colon = url.indexOf(":", start);
+  if (colon < 0 || colon > at) return url; // a user name alone is no secret
+  return `${url.slice(0, colon)}:***${url.slice(at)}`;
 }
 
 /** The reason of a refusal in a few words: OpenSSL's alert ("tlsv13 alert certificate required") rather than its whole error line. */

@@ -44,7 +44,13 @@ export class AmqpConnection {
   #urlIndex = 0;
   #timer: NodeJS.Timeout | undefined;
   #down: string | undefined;
-  /** Why the last attempt failed its TLS handshake on a certificate (see tls-refusal.ts); undefined once connected. */
+  /**
+   * The URLs whose last attempt failed its TLS handshake on a certificate (see tls-refusal.ts),
+   * with the error callers get; a URL leaves it when an attempt on it fails for another reason,
+   * and all do once connected.
+   */
+  readonly #refusedAt = new Map<string, FanError>();
+  /** The error callers get at once: set while every URL of the list refused our TLS. */
   #refused: FanError | undefined;
   readonly #channels = new Set<ManagedChannel>();
   /** Channel closes in progress: the connection closes after them, so their frames go out first. */
@@ -119,10 +125,17 @@ export class AmqpConnection {
         { err: (e as Error).message, url: redactUrl(url), attempt: this.#attempt },
         "amqp connect failed",
       );
-      if (tlsRefusal(e)) {
-        this.#refused = new FanError(Code.UNAVAILABLE, `amqp ${redactUrl(url)}: TLS handshake failed: ${tlsReason(e)}`);
-        for (const ch of this.#channels) ch.recheck();
-      }
+      if (tlsRefusal(e))
+        this.#refusedAt.set(
+          url,
+          new FanError(Code.UNAVAILABLE, `amqp ${redactUrl(url)}: TLS handshake failed: ${tlsReason(e)}`),
+        );
+      else this.#refusedAt.delete(url);
+      // Fail fast only when no URL of the list can take us: a cluster node with a bad
+      // certificate must not fail calls while another node restarts.
+      const was = this.#refused;
+      this.#refused = this.#refusedAt.size === new Set(urls).size ? this.#refusedAt.get(url) : undefined;
+      if (this.#refused !== undefined && was === undefined) for (const ch of this.#channels) ch.recheck();
       this.#schedule();
       return;
     }
@@ -142,6 +155,7 @@ export class AmqpConnection {
     model.on("unblocked", () => this.opts.log.info("amqp connection unblocked"));
     this.#model = model;
     this.#down = undefined;
+    this.#refusedAt.clear();
     this.#refused = undefined;
     this.#attempt = 0;
     this.opts.log.info({ url: redactUrl(url) }, "amqp connected");

@@ -9,7 +9,7 @@ import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
 import { onAbort } from "../abort.js";
-import { tlsReason, tlsRefusal } from "../tls-refusal.js";
+import { redactUrl, tlsReason, tlsRefusal } from "../tls-refusal.js";
 
 /** How to reach NATS. */
 export interface NatsConnectOptions {
@@ -40,7 +40,7 @@ export class NatsLink {
   constructor(o: NatsConnectOptions, name: string, log: Logger) {
     this.#log = log;
     const servers = o.url === undefined ? ["nats://127.0.0.1:4222"] : typeof o.url === "string" ? [o.url] : [...o.url];
-    this.#servers = servers.join(",");
+    this.#servers = servers.map(redactUrl).join(",");
     void this.#first({
       name,
       maxReconnectAttempts: -1,

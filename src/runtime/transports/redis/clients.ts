@@ -88,14 +88,17 @@ export async function unblock(cmd: RedisClient, blk: RedisClient): Promise<void>
 }
 
 const downSince = new WeakMap<RedisClient, string>();
-/** Why the last connection attempt failed its TLS handshake on a certificate (until it is ready again). */
+/**
+ * Why the last connection attempt failed its TLS handshake on a certificate; cleared when it is
+ * ready again or an attempt fails for another reason (a restart after the certificate was fixed).
+ */
 const refusedTls = new WeakMap<RedisClient, string>();
 /** Where a connection goes (URL without password, or the cluster's nodes), for error messages. */
 const where = new WeakMap<RedisClient, string>();
 
 function whereOf(o: RedisConnectOptions): string {
   if (o.cluster !== undefined)
-    return o.cluster.nodes.map((n) => (typeof n === "object" ? `${n.host}:${n.port}` : String(n))).join(",");
+    return o.cluster.nodes.map((n) => (typeof n === "object" ? `${n.host}:${n.port}` : redactUrl(String(n)))).join(",");
   if (o.url !== undefined) return redactUrl(o.url);
   return `${o.redis?.tls === undefined ? "redis" : "rediss"}://${o.redis?.host ?? "127.0.0.1"}:${o.redis?.port ?? 6379}`;
 }
@@ -110,6 +113,7 @@ function track(client: RedisClient, role: Role, log: Logger): void {
     if (!downSince.has(client)) log.warn({ role, at: where.get(client), err: e.message }, "redis connection error");
     downSince.set(client, e.message);
     if (tlsRefusal(e)) refusedTls.set(client, tlsReason(e));
+    else refusedTls.delete(client);
   });
   client.on("close", () => {
     if (!downSince.has(client)) downSince.set(client, "connection closed");
