@@ -11,6 +11,7 @@ import type { JsMsg } from "@nats-io/jetstream";
 import type { Logger } from "pino";
 import { decodeEnvelope } from "../../codec/wire.js";
 import { Code, FanError } from "../../errors.js";
+import { ReadGate } from "../read-gate.js";
 import type { Envelope } from "../transport.js";
 import type { NatsLink } from "./connection.js";
 import type { StreamName } from "./names.js";
@@ -57,10 +58,11 @@ function quietly(f: () => void): void {
 /** Reads one durable consumer and hands each message to `deliver`. */
 export class WorkConsumer {
   readonly #inFlight = new Set<JsMsg>();
+  /** When to pull again (read-gate.ts). */
+  readonly #gate: ReadGate;
   #stopped = false;
   #loop: Promise<void> | undefined;
   #iter: { stop(): void } | undefined;
-  #slot: (() => void) | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(
@@ -68,7 +70,9 @@ export class WorkConsumer {
     private readonly jets: JetStreamSide,
     private readonly spec: WorkSpec,
     private readonly deliver: (env: Envelope) => Promise<void>,
-  ) {}
+  ) {
+    this.#gate = new ReadGate(spec.prefetch, () => this.#inFlight.size);
+  }
 
   /** Declares the stream and consumer and starts reading; resolves once the consumer exists. */
   async start(deadline: number): Promise<void> {
@@ -99,11 +103,11 @@ export class WorkConsumer {
     while (!this.#stopped) {
       try {
         const nc = await this.link.ready(Date.now() + s.fetchMs);
-        await this.#capacity();
+        await this.#gate.wait();
         if (this.#stopped) break;
         const consumer = await this.jets.js(nc).consumers.get(s.stream.name, s.consumer);
         while (!this.#stopped && this.link.up) {
-          await this.#capacity();
+          await this.#gate.wait();
           if (this.#stopped) break;
           const iter = await consumer.fetch({ max_messages: s.prefetch - this.#inFlight.size, expires: s.fetchMs });
           this.#iter = iter;
@@ -132,27 +136,9 @@ export class WorkConsumer {
     await new Promise((r) => setTimeout(r, 100));
   }
 
-  /**
-   * Resolves once there is room for another read: when at most half the prefetch is in
-   * handlers, so one read asks for many messages instead of one per freed slot.
-   */
-  #capacity(): Promise<void> {
-    if (this.#roomy()) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#slot = resolve;
-    });
-  }
-
-  #roomy(): boolean {
-    const p = this.spec.prefetch;
-    return this.#inFlight.size <= p - Math.max(1, Math.floor(p / 2));
-  }
-
   #release(m: JsMsg): void {
     this.#inFlight.delete(m);
-    if (!this.#roomy()) return;
-    this.#slot?.();
-    this.#slot = undefined;
+    this.#gate.released();
   }
 
   #handle(m: JsMsg): void {
@@ -234,7 +220,7 @@ export class WorkConsumer {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    this.#slot?.();
+    this.#gate.open();
     this.#iter?.stop();
     await this.#loop;
   }

@@ -15,6 +15,7 @@
  */
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
+import { ReadGate } from "../read-gate.js";
 import type { Envelope } from "../transport.js";
 import { decodeEnvelope } from "../../codec/wire.js";
 import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
@@ -84,12 +85,13 @@ function message(e: unknown): string {
 /** Reads a stream in a consumer group and hands each entry to `deliver`. */
 export class StreamConsumer {
   readonly #inFlight = new Set<string>();
+  /** When to read again (read-gate.ts). */
+  readonly #gate: ReadGate;
   /** XACKs and dead-letterings sent but not yet answered. */
   readonly #acking = new Set<Promise<void>>();
   readonly #dlq: string;
   #stopped = false;
   #loop: Promise<void> | undefined;
-  #slot: (() => void) | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
   #liveTimer: NodeJS.Timeout | undefined;
   #checking = false;
@@ -107,6 +109,7 @@ export class StreamConsumer {
     private readonly deliver: (env: Envelope) => Promise<void>,
   ) {
     this.#dlq = deadLetterKey(spec.key);
+    this.#gate = new ReadGate(spec.prefetch, () => this.#inFlight.size);
   }
 
   /** Creates the group if needed and starts reading; resolves once the group exists. */
@@ -194,7 +197,7 @@ export class StreamConsumer {
     while (!this.#stopped) {
       try {
         if (!isReady(this.blk)) await ready(this.blk, Date.now() + this.spec.blockMs);
-        await this.#capacity();
+        await this.#gate.wait();
         if (this.#stopped) break;
         if (Date.now() - this.#lastClaim >= Math.min(this.spec.claimIdleMs / 2, 5000)) await this.#claim();
         await this.#read();
@@ -233,27 +236,9 @@ export class StreamConsumer {
     await new Promise((r) => setTimeout(r, 50));
   }
 
-  /**
-   * Resolves once there is room for another read: when at most half the prefetch is in
-   * handlers, so one read asks for many messages instead of one per freed slot.
-   */
-  #capacity(): Promise<void> {
-    if (this.#roomy()) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#slot = resolve;
-    });
-  }
-
-  #roomy(): boolean {
-    const p = this.spec.prefetch;
-    return this.#inFlight.size <= p - Math.max(1, Math.floor(p / 2));
-  }
-
   #release(id: string): void {
     this.#inFlight.delete(id);
-    if (!this.#roomy()) return;
-    this.#slot?.();
-    this.#slot = undefined;
+    this.#gate.released();
   }
 
   /** Takes over entries other consumers left idle for `claimIdleMs`, with their delivery counts. */
@@ -433,7 +418,7 @@ export class StreamConsumer {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#liveTimer !== undefined) clearInterval(this.#liveTimer);
-    this.#slot?.();
+    this.#gate.open();
     await unblock(this.cmd, this.blk);
     await this.#loop;
   }
