@@ -178,7 +178,7 @@ describeWithBroker(
       expect(err.message).toContain(new URL(url()).host);
       expect(err.message).toMatch(/certificate/i);
     }, 60_000);
-    it(`a client without a certificate is refused by ${broker} (mutual TLS), naming the URL`, async () => {
+    it(`a client without a certificate is refused by ${broker} (mutual TLS), naming the URL (nats: at the call's deadline)`, async () => {
       const app = await caller(cluster, broker, url(), { ca: mine.ca });
       const t0 = Date.now();
       const err = await rejection(() =>
@@ -246,7 +246,7 @@ describeWithBroker(
         ...extra,
       ]);
 
-    it("fanc with a CA that did not sign etcd's certificate fails at once naming etcd's URL", async () => {
+    it("fanc with a CA that did not sign etcd's certificate fails naming etcd's URL and the TLS reason", async () => {
       const t0 = Date.now();
       const ran = await fanc(["--tls-ca", pki.other.cert, "--tls-cert", pki.client.cert, "--tls-key", pki.client.key]);
       console.log(
