@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll } from "vitest";
 import { reachable, staleRunNames } from "./amqp-broker.js";
 
 const run = promisify(execFile);
@@ -115,7 +116,8 @@ export class PrivateNats {
     });
     const end = Date.now() + timeoutMs;
     while (!(await this.#answers())) {
-      if (Date.now() > end) throw new Error(`private nats-server did not answer on ${this.port} within ${timeoutMs} ms`);
+      if (Date.now() > end)
+        throw new Error(`private nats-server did not answer on ${this.port} within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -163,4 +165,16 @@ export async function natsServerAvailable(): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** For a suite: a private nats-server started before its tests and destroyed after them. */
+export function suiteNats(): PrivateNats {
+  const nats = new PrivateNats();
+  beforeAll(async () => {
+    await nats.start();
+  }, 30_000);
+  afterAll(async () => {
+    await nats.destroy();
+  });
+  return nats;
 }
