@@ -65,6 +65,12 @@ export class UsageError extends Error {}
 
 /** Why a registry could not be reached, in a few words; undefined when `msg` is not about that. */
 function unreachable(msg: string): string | undefined {
+  // gRPC's "Last error" of a refused TLS handshake (wrong CA, no client certificate): the reason, shortened.
+  const tls =
+    /self[- ]signed certificate[a-z ]*|unable to (?:verify|get)[a-z ]*|alert [a-z ]*certificate[a-z ]*|alert unknown ca|certificate has expired|hostname\/ip does not match[^.]*/i.exec(
+      msg,
+    );
+  if (tls !== null) return `TLS handshake failed: ${tls[0].trim()}`;
   if (/ECONNREFUSED/.test(msg)) return "connection refused";
   if (/ENOTFOUND|EAI_AGAIN/.test(msg)) return "host not found";
   if (/EHOSTUNREACH|ENETUNREACH/.test(msg)) return "host unreachable";

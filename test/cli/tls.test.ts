@@ -6,50 +6,21 @@
  * its own CA). Without the CA the call fails on the certificate; with `--tls-ca` and the client
  * certificate it is answered; `--tls-insecure` skips verifying the server but still presents the
  * client certificate; a certificate without its key, or a file that cannot be read, is refused
- * before anything is sent (exit 2). Only https is tested here: no broker runs with TLS locally.
+ * before anything is sent (exit 2). The brokers' and etcd's TLS is tested with private servers
+ * in test/transports/broker-tls-processes.test.ts.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeEtcd, randomCluster, SHARED_ETCD } from "../discovery/helpers.js";
+import { OPENSSL, opensslAvailable, selfSigned } from "../tls-certs.js";
 import { type CapturedChild, runFanc, spawnCaptured, until } from "./helpers.js";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const OPENSSL = "/usr/bin/openssl";
-
-/** A self-signed certificate and key for `cn`, valid for 127.0.0.1 and localhost. */
-function selfSigned(dir: string, name: string, cn: string): { cert: string; key: string } {
-  const cert = join(dir, `${name}.crt`);
-  const key = join(dir, `${name}.key`);
-  execFileSync(
-    OPENSSL,
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "2",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-subj",
-      `/CN=${cn}`,
-      "-addext",
-      "subjectAltName=IP:127.0.0.1,DNS:localhost",
-    ],
-    { stdio: "ignore" },
-  );
-  return { cert, key };
-}
-
-const suite = existsSync(OPENSSL) ? describeEtcd : describe.skip;
-if (!existsSync(OPENSSL)) console.warn(`SKIPPED fanc --tls-*: no openssl at ${OPENSSL}`);
+const suite = opensslAvailable ? describeEtcd : describe.skip;
+if (!opensslAvailable) console.warn(`SKIPPED fanc --tls-*: no openssl at ${OPENSSL}`);
 
 suite("fanc call / fanc health over https with --tls-ca, --tls-cert, --tls-key, --tls-insecure (child processes)", () => {
   const cluster = randomCluster();

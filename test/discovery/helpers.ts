@@ -12,6 +12,7 @@ import { describe, it } from "vitest";
 import { EtcdRegistry } from "../../src/runtime/discovery/etcd.js";
 import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
 import type { Registry } from "../../src/runtime/discovery/registry.js";
+import type { ServerTls } from "../tls-certs.js";
 
 /** The shared etcd every engineer's tests use (`$FAN_ETCD` overrides); never stopped by tests. */
 export const SHARED_ETCD = process.env.FAN_ETCD ?? "127.0.0.1:2379";
@@ -126,7 +127,10 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** A private etcd server (its own ports and data dir) that tests may stop and restart. */
+/**
+ * A private etcd server (its own ports and data dir) that tests may stop and restart. With
+ * `tls` its clients connect over https (`endpoint` is then `https://127.0.0.1:port`).
+ */
 export class PrivateEtcd {
   readonly dir = mkdtempSync(join(tmpdir(), "fan-etcd-"));
   private proc: ChildProcess | undefined;
@@ -134,16 +138,26 @@ export class PrivateEtcd {
   constructor(
     readonly clientPort = 23790 + Math.floor(Math.random() * 100),
     readonly peerPort = clientPort + 1000,
+    private readonly tls?: ServerTls,
   ) {}
 
-  /** `127.0.0.1:port` */
+  /** `127.0.0.1:port`, or `https://127.0.0.1:port` with TLS (append to `etcd://`). */
   get endpoint(): string {
-    return `127.0.0.1:${this.clientPort}`;
+    return `${this.tls === undefined ? "" : "https://"}127.0.0.1:${this.clientPort}`;
+  }
+
+  /** etcd's flags of TLS to its clients. */
+  private tlsArgs(): string[] {
+    const t = this.tls;
+    if (t === undefined) return [];
+    const args = ["--cert-file", t.cert, "--key-file", t.key, "--trusted-ca-file", t.ca];
+    return t.verifyClients ? [...args, "--client-cert-auth"] : args;
   }
 
   /** Starts (or restarts, keeping the data dir) and waits until it answers. */
   async start(): Promise<void> {
     const url = (p: number): string => `http://127.0.0.1:${p}`;
+    const client = `${this.tls === undefined ? "http" : "https"}://127.0.0.1:${this.clientPort}`;
     this.proc = spawn(
       "/usr/bin/etcd",
       [
@@ -152,9 +166,10 @@ export class PrivateEtcd {
         "--data-dir",
         join(this.dir, "data"),
         "--listen-client-urls",
-        url(this.clientPort),
+        client,
         "--advertise-client-urls",
-        url(this.clientPort),
+        client,
+        ...this.tlsArgs(),
         "--listen-peer-urls",
         url(this.peerPort),
         "--initial-advertise-peer-urls",

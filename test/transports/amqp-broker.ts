@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import amqplib from "amqplib";
 import { afterAll, describe } from "vitest";
 import { type AmqpTransport, amqpTransport } from "../../src/runtime/transports/amqp/index.js";
+import type { ServerTls } from "../tls-certs.js";
 import { type CapturedLog, captureLog } from "./fixtures/log.js";
 
 const run = promisify(execFile);
@@ -203,14 +204,21 @@ export class PrivateRabbit {
   readonly node: string;
   readonly port: number;
   readonly url: string;
+  /** With `tls`: the `amqps://` URL of its TLS listener (the plain one stays, for rabbitmqctl-free checks). */
+  readonly tlsUrl: string | undefined;
+  readonly #tlsPort: number | undefined;
   readonly #dir: string;
   readonly #env: NodeJS.ProcessEnv;
 
-  /** Starts a node on ports the kernel says are free, trying twice (a boot can fail on a busy machine). */
-  static async launch(timeoutMs = 45_000): Promise<PrivateRabbit> {
+  /**
+   * Starts a node on ports the kernel says are free, trying twice (a boot can fail on a busy
+   * machine); with `tls`, a TLS listener too.
+   */
+  static async launch(timeoutMs = 45_000, tls?: ServerTls): Promise<PrivateRabbit> {
     let last: unknown;
     for (let attempt = 0; attempt < 2; attempt++) {
-      const node = new PrivateRabbit(await freePort(), await freePort());
+      const tlsPort = tls === undefined ? undefined : { port: await freePort(), ...tls };
+      const node = new PrivateRabbit(await freePort(), await freePort(), tlsPort);
       try {
         await node.start(timeoutMs);
         return node;
@@ -222,15 +230,28 @@ export class PrivateRabbit {
     throw last;
   }
 
-  constructor(port: number, distPort: number) {
+  constructor(port: number, distPort: number, tls?: ServerTls & { readonly port: number }) {
     const rand = Math.random().toString(36).slice(2, 8);
     this.port = port;
     this.node = `fan-test-${rand}@localhost`;
     this.url = `amqp://guest:guest@127.0.0.1:${this.port}`;
+    this.#tlsPort = tls?.port;
+    this.tlsUrl = tls === undefined ? undefined : `amqps://guest:guest@127.0.0.1:${tls.port}`;
     this.#dir = mkdtempSync(join(tmpdir(), "fan-rabbit-"));
+    const ssl =
+      tls === undefined
+        ? []
+        : [
+            `listeners.ssl.default = 127.0.0.1:${tls.port}`,
+            `ssl_options.cacertfile = ${tls.ca}`,
+            `ssl_options.certfile = ${tls.cert}`,
+            `ssl_options.keyfile = ${tls.key}`,
+            `ssl_options.verify = ${tls.verifyClients ? "verify_peer" : "verify_none"}`,
+            `ssl_options.fail_if_no_peer_cert = ${tls.verifyClients}`,
+          ];
     writeFileSync(
       join(this.#dir, "rabbitmq.conf"),
-      `listeners.tcp.local = 127.0.0.1:${this.port}\nloopback_users = none\n`,
+      `${[`listeners.tcp.local = 127.0.0.1:${this.port}`, "loopback_users = none", ...ssl].join("\n")}\n`,
     );
     writeFileSync(join(this.#dir, "enabled_plugins"), "[].\n");
     this.#env = {
@@ -258,7 +279,10 @@ export class PrivateRabbit {
     );
     await run("rabbitmq-server", ["-detached"], { env: this.#env, cwd: this.#dir, timeout: 30_000 });
     const end = Date.now() + timeoutMs;
-    while (!(await reachable("127.0.0.1", this.port, 500))) {
+    const listening = async (): Promise<boolean> =>
+      (await reachable("127.0.0.1", this.port, 500)) &&
+      (this.#tlsPort === undefined || (await reachable("127.0.0.1", this.#tlsPort, 500)));
+    while (!(await listening())) {
       if (Date.now() > end)
         throw new Error(
           `private RabbitMQ node ${this.node} did not listen on ${this.port} within ${timeoutMs} ms:\n${this.#logTail()}`,

@@ -1,12 +1,11 @@
 /**
  * https on the http transport, between processes: a Flaky instance serves with a self-signed
- * certificate made here with the openssl CLI (`transports.http.tls`), registers an `https://`
+ * certificate made here with the openssl CLI (test/tls-certs.ts) (`transports.http.tls`), registers an `https://`
  * endpoint in etcd, and answers a client that trusts the certificate (`clientTls.ca`); a
  * client that does not is refused at the handshake with UNAVAILABLE naming the certificate
  * problem, and the server's `/health` answers over https.
  */
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -17,6 +16,7 @@ import { Code } from "../../src/runtime/errors.js";
 import { shortId } from "../../src/runtime/ids.js";
 import { Flaky } from "../policy/fixtures/generated/fan/policytest.js";
 import { type FlakyProcess, flakyProcess } from "../policy/flaky-process.js";
+import { selfSigned } from "../tls-certs.js";
 import { describeWithBroker, reachable } from "./amqp-broker.js";
 import { rejection, until } from "./conformance.js";
 
@@ -51,27 +51,10 @@ describeWithBroker(
   };
 
   beforeAll(async () => {
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-keyout",
-        join(dir, "key.pem"),
-        "-out",
-        join(dir, "cert.pem"),
-        "-subj",
-        "/CN=fan-test",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      ],
-      { stdio: "ignore" },
-    );
+    // flaky-server.ts reads key.pem and cert.pem from $FLAKY_TLS_DIR.
+    const made = selfSigned(dir, "server", "fan-test");
+    renameSync(made.key, join(dir, "key.pem"));
+    renameSync(made.cert, join(dir, "cert.pem"));
     cert = readFileSync(join(dir, "cert.pem"));
     child = await flakyProcess({ cluster, id: "tls-a", transport: "http", env: { FLAKY_TLS_DIR: dir } });
   }, 150_000);

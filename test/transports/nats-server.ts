@@ -4,13 +4,14 @@
  * and port) for the restart tests: the shared one is never restarted.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll } from "vitest";
+import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import type { ServerTls } from "../tls-certs.js";
 import { reachable, staleRunNames } from "./amqp-broker.js";
 
 const run = promisify(execFile);
@@ -28,8 +29,12 @@ export async function natsUp(url = NATS_URL): Promise<boolean> {
 }
 
 /** Runs a short piece of work on a throwaway connection. */
-export async function withNats<T>(fn: (nc: NatsConnection) => Promise<T>, url = NATS_URL): Promise<T> {
-  const nc = await connect({ servers: url, maxReconnectAttempts: 0 });
+export async function withNats<T>(
+  fn: (nc: NatsConnection) => Promise<T>,
+  url = NATS_URL,
+  options: Partial<NodeConnectionOptions> = {},
+): Promise<T> {
+  const nc = await connect({ ...options, servers: url, maxReconnectAttempts: 0 });
   try {
     return await fn(nc);
   } finally {
@@ -96,24 +101,50 @@ export function deleteStaleStreams(url = NATS_URL): Promise<void> {
   }, url);
 }
 
-/** A nats-server of our own on a free port, JetStream on, storing in a directory of its own. */
+/**
+ * A nats-server of our own on a free port, JetStream on, storing in a directory of its own.
+ * With `tls` it requires TLS of every client (a `tls {}` block in a config file).
+ */
 export class PrivateNats {
   readonly port: number;
   readonly url: string;
   readonly #dir: string;
   #proc: ChildProcess | undefined;
 
-  constructor(port = 20_000 + Math.floor(Math.random() * 12_000)) {
+  constructor(
+    port = 20_000 + Math.floor(Math.random() * 12_000),
+    private readonly tls?: ServerTls,
+  ) {
     this.port = port;
     this.url = `nats://127.0.0.1:${port}`;
     this.#dir = mkdtempSync(join(tmpdir(), "fan-nats-"));
   }
 
+  /** The arguments of nats-server: a config file for TLS, which has no command-line flag for the client CA. */
+  #args(): string[] {
+    const args = ["-js", "-sd", this.#dir, "-a", "127.0.0.1", "-p", String(this.port)];
+    const t = this.tls;
+    if (t === undefined) return args;
+    const conf = join(this.#dir, "tls.conf");
+    const q = JSON.stringify;
+    writeFileSync(
+      conf,
+      `tls {\n  cert_file: ${q(t.cert)}\n  key_file: ${q(t.key)}\n  ca_file: ${q(t.ca)}\n  verify: ${t.verifyClients}\n}\n`,
+    );
+    return ["-c", conf, ...args];
+  }
+
+  /** The connect options of a client trusting the server (with the server's own pair as client certificate). */
+  clientTls(): Partial<NodeConnectionOptions> {
+    const t = this.tls;
+    if (t === undefined) return {};
+    const read = (f: string): string => readFileSync(f, "utf8");
+    return { tls: { ca: read(t.ca), cert: read(t.cert), key: read(t.key) } };
+  }
+
   /** Starts (or restarts, reloading its store) the server. */
   async start(timeoutMs = 20_000): Promise<void> {
-    this.#proc = spawn(NATS_SERVER, ["-js", "-sd", this.#dir, "-a", "127.0.0.1", "-p", String(this.port)], {
-      stdio: "ignore",
-    });
+    this.#proc = spawn(NATS_SERVER, this.#args(), { stdio: "ignore" });
     const end = Date.now() + timeoutMs;
     while (!(await this.#answers())) {
       if (Date.now() > end)
@@ -124,10 +155,14 @@ export class PrivateNats {
 
   async #answers(): Promise<boolean> {
     if (!(await reachable("127.0.0.1", this.port, 300))) return false;
-    return withNats(async (nc) => {
-      await jetstreamManager(nc);
-      return true;
-    }, this.url).catch(() => false);
+    return withNats(
+      async (nc) => {
+        await jetstreamManager(nc);
+        return true;
+      },
+      this.url,
+      this.clientTls(),
+    ).catch(() => false);
   }
 
   /** Kills the server at once (SIGKILL: JetStream recovers its store on the next start). */

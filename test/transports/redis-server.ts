@@ -8,7 +8,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
+import type { ServerTls } from "../tls-certs.js";
 import { reachable, staleRunNames } from "./amqp-broker.js";
 
 const run = promisify(execFile);
@@ -17,8 +18,12 @@ const run = promisify(execFile);
 export const REDIS_URL = process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379";
 
 /** Runs a short piece of work on a throwaway connection. */
-export async function withRedis<T>(fn: (r: Redis) => Promise<T>, url = REDIS_URL): Promise<T> {
-  const r = new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: true });
+export async function withRedis<T>(
+  fn: (r: Redis) => Promise<T>,
+  url = REDIS_URL,
+  options: RedisOptions = {},
+): Promise<T> {
+  const r = new Redis(url, { ...options, maxRetriesPerRequest: 1, lazyConnect: true });
   r.on("error", () => undefined);
   try {
     await r.connect();
@@ -70,7 +75,10 @@ export function readStream(key: string, url = REDIS_URL): Promise<[string, Recor
   }, url);
 }
 
-/** A redis-server of our own on a free port, with an append-only file fsynced on every write. */
+/**
+ * A redis-server of our own on a free port, with an append-only file fsynced on every write.
+ * With `tls` it listens on that port with TLS only (`rediss://`), plain connections refused.
+ */
 export class PrivateRedis {
   readonly port: number;
   readonly url: string;
@@ -80,17 +88,37 @@ export class PrivateRedis {
   constructor(
     private readonly extra: readonly string[] = [],
     port = 20_000 + Math.floor(Math.random() * 12_000),
+    private readonly tls?: ServerTls,
   ) {
     this.port = port;
-    this.url = `redis://127.0.0.1:${this.port}`;
+    this.url = `${tls === undefined ? "redis" : "rediss"}://127.0.0.1:${this.port}`;
     this.#dir = mkdtempSync(join(tmpdir(), "fan-redis-"));
+  }
+
+  /** The redis-server arguments of the listening port. */
+  #listen(): string[] {
+    const t = this.tls;
+    if (t === undefined) return ["--port", String(this.port)];
+    return [
+      "--port",
+      "0",
+      "--tls-port",
+      String(this.port),
+      "--tls-cert-file",
+      t.cert,
+      "--tls-key-file",
+      t.key,
+      "--tls-ca-cert-file",
+      t.ca,
+      "--tls-auth-clients",
+      t.verifyClients ? "yes" : "no",
+    ];
   }
 
   /** Starts (or restarts, reloading its append-only file) the server. */
   async start(timeoutMs = 20_000): Promise<void> {
     const args = [
-      "--port",
-      String(this.port),
+      ...this.#listen(),
       "--bind",
       "127.0.0.1",
       "--save",
@@ -122,7 +150,10 @@ export class PrivateRedis {
 
   async #answers(): Promise<boolean> {
     if (!(await reachable("127.0.0.1", this.port, 300))) return false;
-    return withRedis(async (r) => (await r.ping()) === "PONG", this.url).catch(() => false);
+    const t = this.tls;
+    const tls =
+      t === undefined ? {} : { tls: { ca: readFileSync(t.ca), cert: readFileSync(t.cert), key: readFileSync(t.key) } };
+    return withRedis(async (r) => (await r.ping()) === "PONG", this.url, tls).catch(() => false);
   }
 
   /** Kills the server at once (SIGKILL: no shutdown save; the append-only file has every acknowledged write). */

@@ -8,9 +8,18 @@
  * - watches reconnect with a short capped backoff (200 ms to 2 s), not etcd3's default of up
  *   to 30 s, so an etcd restart is invisible once it is back;
  * - unary calls have a deadline (default 5 s) so a dead cluster fails calls instead of hanging;
- * - a put that etcd rejects because the lease is gone fires the lease's `onLost`.
+ * - a put that etcd rejects because the lease is gone fires the lease's `onLost`;
+ * - an error about reaching etcd (gRPC UNAVAILABLE or DEADLINE_EXCEEDED: down, or a TLS
+ *   handshake refused) names the endpoints: gRPC's own message does not.
  */
-import { Etcd3, EtcdLeaseInvalidError, type IOptions, type Lease as EtcdLease } from "etcd3";
+import {
+  Etcd3,
+  EtcdLeaseInvalidError,
+  GRPCDeadlineExceededError,
+  GRPCUnavailableError,
+  type IOptions,
+  type Lease as EtcdLease,
+} from "etcd3";
 import type { Logger } from "pino";
 import { pino } from "pino";
 import type { KeyValue, Lease, PutOptions, Registry, Watch, WatchEvent } from "./registry.js";
@@ -61,10 +70,13 @@ export class EtcdRegistry implements Registry {
   readonly client: Etcd3;
   private readonly leases = new Map<string, EtcdLeaseHandle>();
   private readonly log: Logger;
+  /** The endpoints, for error messages. */
+  private readonly where: string;
   private closed = false;
 
   constructor(hosts: string | readonly string[], opts: EtcdRegistryOptions = {}) {
     const list = typeof hosts === "string" ? parseEtcdSpec(hosts) : hosts.flatMap((h) => parseEtcdSpec(h));
+    this.where = list.join(",");
     const callTimeout = opts.callTimeoutMs ?? 5000;
     this.log = opts.log ?? pino({ level: "silent" });
     const options: IOptions = {
@@ -94,8 +106,22 @@ export class EtcdRegistry implements Registry {
     this.client = new Etcd3(options);
   }
 
+  /** `e`, its message naming the endpoints when it is about reaching etcd. */
+  private named(e: unknown): unknown {
+    if ((e instanceof GRPCUnavailableError || e instanceof GRPCDeadlineExceededError) && !e.message.startsWith("etcd "))
+      e.message = `etcd ${this.where}: ${e.message}`;
+    return e;
+  }
+
+  /** `p`, its rejection naming the endpoints (see `named`). */
+  private reaching<T>(p: Promise<T>): Promise<T> {
+    return p.catch((e: unknown) => {
+      throw this.named(e);
+    });
+  }
+
   async get(key: string): Promise<KeyValue | undefined> {
-    const res = await this.client.get(key).exec();
+    const res = await this.reaching(this.client.get(key).exec());
     const kv = res.kvs[0];
     return kv === undefined ? undefined : toKv(kv);
   }
@@ -106,30 +132,32 @@ export class EtcdRegistry implements Registry {
     const put = this.client.put(key).value(value);
     if (opts.lease !== undefined) put.lease(opts.lease.id);
     try {
-      if (!opts.ifAbsent) return Number((await put.exec()).header.revision);
+      if (!opts.ifAbsent) return Number((await this.reaching(put.exec())).header.revision);
       const res = await this.client.if(key, "Create", "==", 0).then(put).commit();
       return res.succeeded ? Number(res.header.revision) : undefined;
     } catch (e) {
       if (e instanceof EtcdLeaseInvalidError && opts.lease !== undefined) this.leases.get(opts.lease.id)?.markLost(e);
-      throw e;
+      throw this.named(e);
     }
   }
 
   async delete(key: string): Promise<void> {
-    await this.client.delete().key(key).exec();
+    await this.reaching(this.client.delete().key(key).exec());
   }
 
   async list(prefix: string): Promise<{ readonly items: readonly KeyValue[]; readonly revision: number }> {
-    const res = await this.client.getAll().prefix(prefix).exec();
+    const res = await this.reaching(this.client.getAll().prefix(prefix).exec());
     return { items: res.kvs.map(toKv), revision: Number(res.header.revision) };
   }
 
   async watch(prefix: string, fromRevision: number, onEvent: (ev: WatchEvent) => void): Promise<Watch> {
-    const watcher = await this.client
-      .watch()
-      .prefix(prefix)
-      .startRevision(String(fromRevision + 1))
-      .create();
+    const watcher = await this.reaching(
+      this.client
+        .watch()
+        .prefix(prefix)
+        .startRevision(String(fromRevision + 1))
+        .create(),
+    );
     let last = fromRevision;
     let open = true;
     const reset = (why: string, err?: unknown): void => {
@@ -169,7 +197,7 @@ export class EtcdRegistry implements Registry {
     const lease = this.client.lease(ttlS);
     const handle = new EtcdLeaseHandle(lease, ttlS * 1000, this.log, (id) => this.leases.delete(id));
     lease.on("lost", (err) => handle.markLost(err));
-    handle.setId(await lease.grant());
+    handle.setId(await this.reaching(lease.grant()));
     lease.on("keepaliveSucceeded", () => handle.acked());
     handle.startWatchdog();
     this.leases.set(handle.id, handle);

@@ -8,6 +8,7 @@ import amqplib from "amqplib";
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
+import { redactUrl, tlsReason, tlsRefusal } from "../tls-refusal.js";
 import { Waiters } from "./waiters.js";
 
 /** How to reach the broker and how eagerly to come back. */
@@ -43,6 +44,8 @@ export class AmqpConnection {
   #urlIndex = 0;
   #timer: NodeJS.Timeout | undefined;
   #down: string | undefined;
+  /** Why the last attempt failed its TLS handshake on a certificate (see tls-refusal.ts); undefined once connected. */
+  #refused: FanError | undefined;
   readonly #channels = new Set<ManagedChannel>();
   /** Channel closes in progress: the connection closes after them, so their frames go out first. */
   readonly #closing = new Set<Promise<unknown>>();
@@ -62,6 +65,16 @@ export class AmqpConnection {
   /** Why the broker is unreachable (the last connect or connection error), while it is. */
   get down(): string | undefined {
     return this.#closed ? "amqp transport closed" : this.#down;
+  }
+
+  /** The broker URLs, without passwords, for messages. */
+  get where(): string {
+    return this.opts.urls.map(redactUrl).join(",");
+  }
+
+  /** While the last connect failed its TLS handshake on a certificate: the error callers get at once. */
+  get refused(): FanError | undefined {
+    return this.#closed ? undefined : this.#refused;
   }
 
   /** Starts connecting (idempotent). */
@@ -103,9 +116,13 @@ export class AmqpConnection {
       this.#connecting = false;
       this.#down = (e as Error).message;
       this.opts.log.warn(
-        { err: (e as Error).message, url: redact(url), attempt: this.#attempt },
+        { err: (e as Error).message, url: redactUrl(url), attempt: this.#attempt },
         "amqp connect failed",
       );
+      if (tlsRefusal(e)) {
+        this.#refused = new FanError(Code.UNAVAILABLE, `amqp ${redactUrl(url)}: TLS handshake failed: ${tlsReason(e)}`);
+        for (const ch of this.#channels) ch.recheck();
+      }
       this.#schedule();
       return;
     }
@@ -125,8 +142,9 @@ export class AmqpConnection {
     model.on("unblocked", () => this.opts.log.info("amqp connection unblocked"));
     this.#model = model;
     this.#down = undefined;
+    this.#refused = undefined;
     this.#attempt = 0;
-    this.opts.log.info({ url: redact(url) }, "amqp connected");
+    this.opts.log.info({ url: redactUrl(url) }, "amqp connected");
     for (const ch of this.#channels) void ch.open(model);
     this.#waiters.wake();
   }
@@ -194,11 +212,6 @@ function coalesceWrites(model: ChannelModel): void {
       uncork();
     }
   };
-}
-
-/** Hides the password of a URL in logs. */
-function redact(url: string): string {
-  return url.replace(/\/\/([^:/@]+):([^@]*)@/, "//$1:***@");
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
@@ -284,7 +297,8 @@ export class ManagedChannel {
 
   /**
    * The open channel with every registered setup run on it, waiting (bounded by `deadline`,
-   * UNAVAILABLE after) while the broker is away.
+   * UNAVAILABLE after) while the broker is away; UNAVAILABLE at once while the connection's TLS
+   * handshake fails on a certificate.
    */
   async get(deadline: number, signal?: AbortSignal): Promise<Channel> {
     for (;;) {
@@ -294,6 +308,8 @@ export class ManagedChannel {
         if (await this.#catchUp(ch)) return ch;
         continue;
       }
+      const refused = this.conn.refused;
+      if (refused !== undefined) throw refused;
       await this.#waiters.wait(deadline, signal, () => this.#late());
     }
   }
@@ -302,7 +318,7 @@ export class ManagedChannel {
     const down = this.conn.down;
     return down === undefined
       ? new FanError(Code.DEADLINE_EXCEEDED, `amqp ${this.name} channel not ready before the deadline`)
-      : new FanError(Code.UNAVAILABLE, `amqp broker unreachable until the deadline: ${down}`);
+      : new FanError(Code.UNAVAILABLE, `amqp broker unreachable until the deadline (${this.conn.where}): ${down}`);
   }
 
   /** Runs setups registered since `ch` opened; false when the channel was lost meanwhile. */
@@ -390,6 +406,11 @@ export class ManagedChannel {
     const model = this.conn.model;
     if (!this.#disposed && model !== undefined) void this.open(model);
     return true;
+  }
+
+  /** Wakes callers waiting in `get` so they look at the connection again (a refused TLS handshake). */
+  recheck(): void {
+    this.#waiters.wake();
   }
 
   /** The connection was lost: every channel on it is gone. */

@@ -9,6 +9,7 @@ import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
 import { onAbort } from "../abort.js";
+import { tlsReason, tlsRefusal } from "../tls-refusal.js";
 
 /** How to reach NATS. */
 export interface NatsConnectOptions {
@@ -31,10 +32,15 @@ export class NatsLink {
   #closed = false;
   /** Why the connection is down (undefined while it is up or still connecting for the first time). */
   #down: string | undefined;
+  /** Why the last attempt failed its TLS handshake on a certificate (see tls-refusal.ts); undefined once up. */
+  #refused: string | undefined;
+  /** The servers, for error messages. */
+  readonly #servers: string;
 
   constructor(o: NatsConnectOptions, name: string, log: Logger) {
     this.#log = log;
     const servers = o.url === undefined ? ["nats://127.0.0.1:4222"] : typeof o.url === "string" ? [o.url] : [...o.url];
+    this.#servers = servers.join(",");
     void this.#first({
       name,
       maxReconnectAttempts: -1,
@@ -55,7 +61,9 @@ export class NatsLink {
         return;
       } catch (e) {
         this.#down = (e as Error).message;
-        if (!logged) this.#log.warn({ err: this.#down }, "cannot connect to nats; trying again");
+        this.#refused = tlsRefusal(e) ? tlsReason(e) : undefined;
+        if (!logged)
+          this.#log.warn({ servers: this.#servers, err: this.#down }, "cannot connect to nats; trying again");
         logged = true;
         this.#wake();
         await new Promise((r) => setTimeout(r, 250));
@@ -71,6 +79,7 @@ export class NatsLink {
     }
     this.#up = true;
     this.#down = undefined;
+    this.#refused = undefined;
     this.#wake();
     void this.#watch(nc);
     void nc.closed().then(() => {
@@ -132,24 +141,32 @@ export class NatsLink {
     return () => this.#ups.delete(f);
   }
 
+  /** The error of a call while the TLS handshake is refused. */
+  #refusal(why: string): FanError {
+    return new FanError(Code.UNAVAILABLE, `nats ${this.#servers}: TLS handshake failed: ${why}`);
+  }
+
   /**
    * The connection, once it is up; at the deadline rejects with UNAVAILABLE when NATS is known to
-   * be down (DEADLINE_EXCEEDED while it is merely connecting), CANCELLED when `signal` aborts.
+   * be down (DEADLINE_EXCEEDED while it is merely connecting), CANCELLED when `signal` aborts. A
+   * TLS handshake that failed on a certificate rejects at once (UNAVAILABLE).
    */
   ready(deadline: number, signal?: AbortSignal): Promise<NatsConnection> {
     if (this.up) return Promise.resolve(this.#nc as NatsConnection);
     if (this.#closed) return Promise.reject(new FanError(Code.UNAVAILABLE, "nats transport closed"));
     if (signal?.aborted === true) return Promise.reject(new FanError(Code.CANCELLED, "cancelled"));
+    if (this.#refused !== undefined) return Promise.reject(this.#refusal(this.#refused));
     return new Promise<NatsConnection>((resolve, reject) => {
       const late = (): FanError =>
         this.#down === undefined
-          ? new FanError(Code.DEADLINE_EXCEEDED, "nats connection not ready before the deadline")
-          : new FanError(Code.UNAVAILABLE, `nats unreachable until the deadline: ${this.#down}`);
+          ? new FanError(Code.DEADLINE_EXCEEDED, `nats connection (${this.#servers}) not ready before the deadline`)
+          : new FanError(Code.UNAVAILABLE, `nats unreachable until the deadline (${this.#servers}): ${this.#down}`);
       const ms = Number.isFinite(deadline) ? Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now())) : undefined;
       const timer = ms === undefined ? undefined : setTimeout(() => done(late()), ms);
       const check = (): void => {
         if (this.up) done();
         else if (this.#closed) done(new FanError(Code.UNAVAILABLE, "nats transport closed"));
+        else if (this.#refused !== undefined) done(this.#refusal(this.#refused));
       };
       const done = (err?: FanError): void => {
         if (timer !== undefined) clearTimeout(timer);

@@ -9,6 +9,7 @@ import { Cluster, Command, Redis, type ClusterNode, type ClusterOptions, type Re
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
 import { onAbort } from "../abort.js";
+import { redactUrl, tlsReason, tlsRefusal } from "../tls-refusal.js";
 
 /** A standalone, Sentinel-managed or cluster connection. */
 export type RedisClient = Redis | Cluster;
@@ -59,6 +60,7 @@ export function connect(o: RedisConnectOptions, role: Role, name: string, log: L
   // Every call sent while the connection is (re)connecting waits on "ready" (`ready()` below):
   // hundreds of listeners under load are expected, not a leak (Node warned at 11).
   client.setMaxListeners(0);
+  where.set(client, whereOf(o));
   track(client, role, log);
   if (role === "block") learnId(client);
   return client;
@@ -86,11 +88,28 @@ export async function unblock(cmd: RedisClient, blk: RedisClient): Promise<void>
 }
 
 const downSince = new WeakMap<RedisClient, string>();
+/** Why the last connection attempt failed its TLS handshake on a certificate (until it is ready again). */
+const refusedTls = new WeakMap<RedisClient, string>();
+/** Where a connection goes (URL without password, or the cluster's nodes), for error messages. */
+const where = new WeakMap<RedisClient, string>();
+
+function whereOf(o: RedisConnectOptions): string {
+  if (o.cluster !== undefined)
+    return o.cluster.nodes.map((n) => (typeof n === "object" ? `${n.host}:${n.port}` : String(n))).join(",");
+  if (o.url !== undefined) return redactUrl(o.url);
+  return `${o.redis?.tls === undefined ? "redis" : "rediss"}://${o.redis?.host ?? "127.0.0.1"}:${o.redis?.port ?? 6379}`;
+}
+
+/** The error of a call while `client`'s TLS handshake is refused (see tls-refusal.ts). */
+function refusal(client: RedisClient, why: string): FanError {
+  return new FanError(Code.UNAVAILABLE, `redis ${where.get(client) ?? ""}: TLS handshake failed: ${why}`);
+}
 
 function track(client: RedisClient, role: Role, log: Logger): void {
   client.on("error", (e: Error) => {
-    if (!downSince.has(client)) log.warn({ role, err: e.message }, "redis connection error");
+    if (!downSince.has(client)) log.warn({ role, at: where.get(client), err: e.message }, "redis connection error");
     downSince.set(client, e.message);
+    if (tlsRefusal(e)) refusedTls.set(client, tlsReason(e));
   });
   client.on("close", () => {
     if (!downSince.has(client)) downSince.set(client, "connection closed");
@@ -98,6 +117,7 @@ function track(client: RedisClient, role: Role, log: Logger): void {
   client.on("ready", () => {
     if (downSince.has(client)) log.info({ role }, "redis connection back");
     downSince.delete(client);
+    refusedTls.delete(client);
   });
 }
 
@@ -126,33 +146,40 @@ export function isReady(client: RedisClient): boolean {
 /**
  * Resolves when the connection is ready; at the deadline rejects with UNAVAILABLE when Redis
  * is known to be down (DEADLINE_EXCEEDED while it is merely still connecting), CANCELLED when
- * `signal` aborts.
+ * `signal` aborts. A TLS handshake that failed on a certificate rejects at once (UNAVAILABLE).
  */
 export function ready(client: RedisClient, deadline: number, signal?: AbortSignal): Promise<void> {
   if (client.status === "ready") return Promise.resolve();
   if (client.status === "end") return Promise.reject(new FanError(Code.UNAVAILABLE, "redis transport closed"));
   if (signal?.aborted === true) return Promise.reject(new FanError(Code.CANCELLED, "cancelled"));
+  const refused = refusedTls.get(client);
+  if (refused !== undefined) return Promise.reject(refusal(client, refused));
   return new Promise<void>((resolve, reject) => {
     const late = (): FanError => {
       const down = downSince.get(client);
       return down === undefined
-        ? new FanError(Code.DEADLINE_EXCEEDED, "redis connection not ready before the deadline")
-        : new FanError(Code.UNAVAILABLE, `redis unreachable until the deadline: ${down}`);
+        ? new FanError(Code.DEADLINE_EXCEEDED, `redis connection (${where.get(client)}) not ready before the deadline`)
+        : new FanError(Code.UNAVAILABLE, `redis unreachable until the deadline (${where.get(client)}): ${down}`);
     };
     const ms = Number.isFinite(deadline) ? Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now())) : undefined;
     const timer = ms === undefined ? undefined : setTimeout(() => done(late()), ms);
     const onReady = (): void => done();
     const onEnd = (): void => done(new FanError(Code.UNAVAILABLE, "redis transport closed"));
+    const onError = (e: Error): void => {
+      if (tlsRefusal(e)) done(refusal(client, tlsReason(e)));
+    };
     const done = (err?: FanError): void => {
       if (timer !== undefined) clearTimeout(timer);
       client.off("ready", onReady);
       client.off("end", onEnd);
+      client.off("error", onError);
       stopListening();
       if (err === undefined) resolve();
       else reject(err);
     };
     client.on("ready", onReady);
     client.on("end", onEnd);
+    client.on("error", onError);
     const stopListening =
       signal === undefined ? () => undefined : onAbort(signal, () => done(new FanError(Code.CANCELLED, "cancelled")));
   });
