@@ -8,12 +8,12 @@
 import { runInNewContext } from "node:vm";
 import { setFlagsFromString } from "node:v8";
 import type amqplib from "amqplib";
-import { afterAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import type { CallSignal } from "../../src/runtime/transports/abort.js";
-import { type AmqpTransport, amqpTransport } from "../../src/runtime/transports/amqp/index.js";
-import type { Envelope, Transport } from "../../src/runtime/transports/transport.js";
+import type { AmqpTransport } from "../../src/runtime/transports/amqp/index.js";
+import type { Envelope } from "../../src/runtime/transports/transport.js";
 import { formatEndpoint, rpcQueue } from "../../src/runtime/transports/amqp/names.js";
-import { AMQP_URL, deleteByPrefix, describeWithBroker, queueDepth, reachable, withChannel } from "./amqp-broker.js";
+import { AMQP_URL, describeWithBroker, queueDepth, reachable, suiteTransports, withChannel } from "./amqp-broker.js";
 import { envelope, rejection, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
@@ -37,20 +37,7 @@ describeWithBroker(
   "RabbitMQ",
   "amqp batching review",
 )("amqp rpc batching, second read (real RabbitMQ)", () => {
-  const open: Transport[] = [];
-  const make = (log = captureLog(), extra: Record<string, unknown> = {}): AmqpTransport => {
-    const t = amqpTransport({ url: AMQP_URL, ...extra })({
-      cluster,
-      log: log.log,
-      maxPayloadBytes: 1 << 20,
-    }) as AmqpTransport;
-    open.push(t);
-    return t;
-  };
-  afterAll(async () => {
-    await Promise.all(open.map((t) => t.close()));
-    await deleteByPrefix(`fan.${cluster}`);
-  });
+  const make = suiteTransports(cluster);
 
   it("a confirm channel closing is no nack: unconfirmed frames are not sent again, frames in flight fail at once", async () => {
     const server = make(captureLog(), { rpcQueueType: "quorum" });
@@ -163,12 +150,7 @@ describeWithBroker(
     const queue = rpcQueue(a);
     // A request queue nobody consumes: the calls wait for replies that never come.
     await withChannel((c) => c.assertQueue(queue, { durable: true, arguments: { "x-expires": 300_000 } }));
-    const t = amqpTransport({ url: AMQP_URL })({
-      cluster,
-      log: captureLog().log,
-      maxPayloadBytes: 4 << 20,
-    }) as AmqpTransport;
-    open.push(t);
+    const t = make(captureLog(), {}, 4 << 20);
     const big = "x".repeat(2_000_000);
     setFlagsFromString("--expose-gc");
     const gc = runInNewContext("gc") as () => void;

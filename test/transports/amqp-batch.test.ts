@@ -14,12 +14,11 @@ import { decodeEnvelope, encodeEnvelopeText } from "../../src/runtime/codec/wire
 import { Code, FanError } from "../../src/runtime/errors.js";
 import { LazyAbort } from "../../src/runtime/transports/abort.js";
 import { FrameBuilder, isBatch, readBatch } from "../../src/runtime/transports/batch-frame.js";
-import { type AmqpTransport, amqpTransport } from "../../src/runtime/transports/amqp/index.js";
 import { formatEndpoint, parseEndpoint, rpcQueue } from "../../src/runtime/transports/amqp/names.js";
 import { isNotDelivered } from "../../src/runtime/transports/not-delivered.js";
 import { errorEnvelope } from "../../src/runtime/transports/replies.js";
 import type { Envelope, Inbound, Transport } from "../../src/runtime/transports/transport.js";
-import { AMQP_URL, deleteByPrefix, describeWithBroker, queueDepth, reachable } from "./amqp-broker.js";
+import { AMQP_URL, describeWithBroker, queueDepth, reachable, suiteTransports } from "./amqp-broker.js";
 import { envelope, rejection, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
@@ -51,7 +50,6 @@ describeWithBroker(
   "RabbitMQ",
   "amqp batching",
 )("amqp rpc batching (real RabbitMQ)", () => {
-  const open: Transport[] = [];
   let conn: amqplib.ChannelModel;
   let ch: amqplib.Channel;
   let serverLog: CapturedLog;
@@ -60,15 +58,7 @@ describeWithBroker(
   let inbound: TestInbound;
   let endpoint: string;
 
-  const make = (log = captureLog(), extra: Record<string, unknown> = {}): AmqpTransport => {
-    const t = amqpTransport({ url: AMQP_URL, ...extra })({
-      cluster,
-      log: log.log,
-      maxPayloadBytes: 1 << 20,
-    }) as AmqpTransport;
-    open.push(t);
-    return t;
-  };
+  const make = suiteTransports(cluster);
 
   beforeAll(async () => {
     conn = await amqplib.connect(AMQP_URL);
@@ -82,9 +72,7 @@ describeWithBroker(
     endpoint = (await server.serve(ConformanceDescriptor, "b1", inbound)).endpoint;
   });
   afterAll(async () => {
-    await Promise.all(open.map((t) => t.close()));
     await conn.close().catch(() => undefined);
-    await deleteByPrefix(`fan.${cluster}`);
   });
 
   /** An endpoint of a version nobody serves, and its request queue. */

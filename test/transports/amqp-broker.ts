@@ -10,8 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import amqplib from "amqplib";
-import { describe } from "vitest";
+import { afterAll, describe } from "vitest";
+import { type AmqpTransport, amqpTransport } from "../../src/runtime/transports/amqp/index.js";
 import type { ServerTls } from "../tls-certs.js";
+import { type CapturedLog, captureLog } from "./fixtures/log.js";
 
 const run = promisify(execFile);
 
@@ -335,4 +337,23 @@ export async function canRunPrivateRabbit(): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * For a suite: makes amqp transports of `cluster` on the shared broker, all closed (and the
+ * cluster's queues and exchanges deleted) after the suite.
+ */
+export function suiteTransports(
+  cluster: string,
+): (log?: CapturedLog, extra?: Record<string, unknown>, maxPayloadBytes?: number) => AmqpTransport {
+  const open: AmqpTransport[] = [];
+  afterAll(async () => {
+    await Promise.all(open.map((t) => t.close()));
+    await deleteByPrefix(`fan.${cluster}`);
+  });
+  return (log = captureLog(), extra = {}, maxPayloadBytes = 1 << 20) => {
+    const t = amqpTransport({ url: AMQP_URL, ...extra })({ cluster, log: log.log, maxPayloadBytes }) as AmqpTransport;
+    open.push(t);
+    return t;
+  };
 }

@@ -9,7 +9,7 @@
  * transport's reaction is queued after ours). The test checks that the transport still thought
  * the connection up when the calls were made, so it cannot pass through the "link down" path.
  */
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { Code, FanError } from "../../src/runtime/errors.js";
 import { isNotDelivered } from "../../src/runtime/transports/not-delivered.js";
 import { type NatsTransport, natsTransport } from "../../src/runtime/transports/nats/index.js";
@@ -19,7 +19,7 @@ import { envelope, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
 import { captureLog } from "./fixtures/log.js";
-import { natsServerAvailable, PrivateNats } from "./nats-server.js";
+import { natsServerAvailable, suiteNats } from "./nats-server.js";
 
 const possible = await natsServerAvailable();
 
@@ -28,13 +28,7 @@ describeWithBroker(
   "a private nats-server",
   "nats batch disconnect",
 )("nats rpc calls queued in a batch frame when the connection drops (private nats-server)", () => {
-  const nats = new PrivateNats();
-  beforeAll(async () => {
-    await nats.start();
-  }, 30_000);
-  afterAll(async () => {
-    await nats.destroy();
-  });
+  const nats = suiteNats();
 
   it("fails the queued calls at once as not delivered, long before their deadline", async () => {
     const make = natsTransport({ url: nats.url });

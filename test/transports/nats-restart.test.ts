@@ -6,7 +6,7 @@
  * UNAVAILABLE at their deadline, pushes sent during the outage wait for it, later calls succeed
  * on the same transports, and no push NATS acknowledged is lost.
  */
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { FanError } from "../../src/runtime/errors.js";
 import { natsTransport } from "../../src/runtime/transports/nats/index.js";
 import type { Envelope, Transport } from "../../src/runtime/transports/transport.js";
@@ -15,7 +15,7 @@ import { envelope, rejection, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
 import { captureLog } from "./fixtures/log.js";
-import { natsServerAvailable, PrivateNats } from "./nats-server.js";
+import { natsServerAvailable, suiteNats } from "./nats-server.js";
 
 /** Handles pushes slowly, so a backlog of acknowledged pushes sits in the stream when it goes down. */
 class SlowPushes extends TestInbound {
@@ -37,13 +37,7 @@ describeWithBroker(
   "a private nats-server",
   "nats restart",
 )("nats across a restart (private nats-server)", () => {
-  const nats = new PrivateNats();
-  beforeAll(async () => {
-    await nats.start();
-  }, 30_000);
-  afterAll(async () => {
-    await nats.destroy();
-  });
+  const nats = suiteNats();
 
   it("fails calls by their deadline while NATS is down, recovers without restarting, and loses no acknowledged push", async () => {
     const server = transport(nats.url);

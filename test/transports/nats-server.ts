@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { afterAll, beforeAll } from "vitest";
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import type { ServerTls } from "../tls-certs.js";
 import { reachable, staleRunNames } from "./amqp-broker.js";
@@ -199,4 +200,16 @@ export async function natsServerAvailable(): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** For a suite: a private nats-server started before its tests and destroyed after them. */
+export function suiteNats(): PrivateNats {
+  const nats = new PrivateNats();
+  beforeAll(async () => {
+    await nats.start();
+  }, 30_000);
+  afterAll(async () => {
+    await nats.destroy();
+  });
+  return nats;
 }

@@ -1,6 +1,7 @@
 /**
  * The calling side of amqp rpc: the calls made in one tick to one request queue (the version's,
- * or a shard owner's own queue) travel as one AMQP message, a batch frame (batch-frame.ts) whose
+ * or a shard owner's own queue) travel as one AMQP message (batched by the shared core,
+ * batching/calls.ts), a batch frame (batch-frame.ts) whose
  * items carry this client's sequence numbers, sent with RabbitMQ's direct reply-to
  * (`amq.rabbitmq.reply-to`) and a correlation id naming the batch (`{prefix}.{batch}`). Replies
  * come back as batch frames too, matched by sequence number; a plain envelope answering a batch's
@@ -12,68 +13,40 @@
  * sent is announced on the control exchange (`{prefix}.{seq}`), where every serving instance of
  * that version listens.
  */
-import { notDelivered } from "../not-delivered.js";
 import { randomBytes } from "node:crypto";
 import type { Channel, ConfirmChannel, ConsumeMessage } from "amqplib";
-import { notSent } from "../../call/outcome.js";
 import type { Logger } from "pino";
-import { deadlines, type Expirable } from "../../call/deadlines.js";
-import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
+import { notSent } from "../../call/outcome.js";
+import { encodeEnvelopeText } from "../../codec/wire.js";
 import { Code, FanError } from "../../errors.js";
+import { isBatch } from "../batch-frame.js";
+import { type CallBatch, CallBatcher, type PendingCall, release, withDeadline } from "../batching/calls.js";
+import { notDelivered } from "../not-delivered.js";
 import type { Envelope, SendOptions } from "../transport.js";
-import { decodeEnvelope, encodeEnvelopeText } from "../../codec/wire.js";
-import { type BatchReader, FrameBuilder, isBatch, itemOverhead, readBatch } from "../batch-frame.js";
 import type { AmqpConnection, ManagedChannel } from "./connection.js";
-import { callQueue, cancelKey, controlExchange, parseEndpoint, rpcQueue, type AmqpAddress } from "./names.js";
+import { type AmqpAddress, callQueue, cancelKey, controlExchange, parseEndpoint } from "./names.js";
 
 const REPLY_TO = "amq.rabbitmq.reply-to";
 const NACK_PAUSE_MS = 100;
 
-/**
- * Most calls one message carries: a tick's calls to a version are still spread over its
- * instances (each message goes to one consumer of the queue) when there are many.
- */
-export const MAX_BATCH = 32;
-
-/** Calls of one tick to one queue: one message, and what a return, nack or plain reply to it concerns. */
-class Batch {
-  calls: PendingReply[] = [];
-  /** The frame's UTF-8 size so far. */
-  bytes = 1;
-  /** Calls of this batch not settled yet. */
-  open = 0;
-  /** The channel it went out on (undefined while queued). */
-  ch: Channel | undefined = undefined;
-
-  constructor(
-    readonly queue: string,
-    readonly id: number,
-  ) {}
-}
+type Batch = CallBatch<AmqpAddress, Channel>;
+type Pending = PendingCall<AmqpAddress, Channel>;
 
 /** Sends calls and matches replies by sequence number (frames) or correlation id (a batch's). */
-export class AmqpRpcClient implements BatchReader {
+export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
   readonly #ch: ManagedChannel;
-  readonly #pending = new Map<number, PendingReply>();
-  /** Batches sent with calls still waiting, by id (their correlation id's last token). */
-  readonly #batches = new Map<number, Batch>();
-  /** Batches of this tick not sent yet, by queue. */
-  readonly #outbox = new Map<string, Batch>();
-  #flushing = false;
-  readonly #prefix = randomBytes(6).toString("hex");
-  readonly #prefixDot = `${this.#prefix}.`;
+  readonly #prefixDot = `${randomBytes(6).toString("hex")}.`;
   /** Channels taken out of use after a nack, still carrying calls sent before it; closed once those settle. */
   readonly #retired = new Set<Channel>();
-  #seq = 0;
-  #batchSeq = 0;
 
   constructor(
     conn: AmqpConnection,
     private readonly cluster: string,
-    private readonly log: Logger,
-    private readonly maxBytes: number,
+    log: Logger,
+    maxBytes: number,
     private readonly confirm = false,
   ) {
+    super("amqp", log, maxBytes);
     this.#ch = conn.channel("rpc-client", confirm);
     this.#ch.register((ch) => this.#setup(ch));
     this.#ch.listen({
@@ -103,88 +76,25 @@ export class AmqpRpcClient implements BatchReader {
     } catch (e) {
       return Promise.reject(e);
     }
-    const queue = callQueue(addr, env.headers.shard !== undefined);
+    const sharded = env.headers.shard !== undefined && addr.instance !== undefined;
+    const queue = callQueue(addr, sharded);
     // The channel is open and set up (the usual case): queued for this tick's frame at once.
-    if (this.#ch.ready !== undefined) return this.#send(addr, queue, json, size, opts);
+    if (this.#ch.ready !== undefined) return this.queue(addr, queue, sharded, json, size, opts);
     return this.#ch.get(opts.deadline, opts.signal).then(() => {
       if (opts.deadline <= Date.now())
         throw new FanError(Code.DEADLINE_EXCEEDED, "deadline passed before the call was sent");
-      return this.#send(addr, queue, json, size, opts);
+      return this.queue(addr, queue, sharded, json, size, opts);
     });
   }
 
-  #send(addr: AmqpAddress, queue: string, json: string, size: number, opts: SendOptions): Promise<Envelope> {
-    const seq = ++this.#seq;
-    const promise = new Promise<Envelope>(capture);
-    const p = new PendingReply(
-      this,
-      seq,
-      addr,
-      queue,
-      json,
-      size,
-      opts.signal,
-      captured.resolve,
-      captured.reject,
-      opts.deadline,
-    );
-    this.#pending.set(seq, p);
-    if (p.finite) deadlines.add(p, opts.deadline);
-    watchAbort(opts.signal, p);
-    this.#enqueue(p);
-    return promise;
+  protected frameLimit(): number {
+    return this.maxBytes;
   }
 
-  /** Adds a call to this tick's batch for its queue (sending that batch first when it is full). */
-  #enqueue(p: PendingReply): void {
-    let b = this.#outbox.get(p.queue);
-    // A frame stays within maxBytes unless it holds one call (whose own size is bounded by it).
-    if (b !== undefined && (b.calls.length >= MAX_BATCH || b.bytes + p.size + itemOverhead(p.seq) > this.maxBytes)) {
-      this.#outbox.delete(p.queue);
-      this.#publish(b);
-      b = undefined;
-    }
-    if (b === undefined) {
-      b = new Batch(p.queue, ++this.#batchSeq);
-      this.#outbox.set(p.queue, b);
-    }
-    p.batch = b;
-    b.calls.push(p);
-    b.bytes += p.size + itemOverhead(p.seq);
-    b.open++;
-    if (!this.#flushing) {
-      this.#flushing = true;
-      process.nextTick(() => this.#flush());
-    }
-  }
-
-  /** Sends this tick's batches. */
-  #flush(): void {
-    this.#flushing = false;
-    for (const b of this.#outbox.values()) this.#publish(b);
-    this.#outbox.clear();
-  }
-
-  /** Sends a batch's calls still open (a call cancelled while queued is left out) as one frame. */
-  #publish(b: Batch): void {
-    if (b.open === 0) return;
-    const calls = b.calls.filter((p) => this.#pending.get(p.seq) === p);
-    b.calls = calls;
+  /** Publishes a frame (mandatory: a frame no queue takes comes back, `#onReturn`). */
+  protected send(b: Batch, text: string, latest: number): Channel {
     const ch = this.#ch.ready;
-    if (ch === undefined) {
-      const e = new FanError(Code.UNAVAILABLE, "amqp channel lost before the call was sent");
-      for (const p of calls) p.settle(notDelivered(e));
-      return;
-    }
-    const frame = new FrameBuilder();
-    let latest = 0;
-    for (const p of calls) {
-      frame.add(p.seq, p.json, p.size);
-      p.ch = ch;
-      if (p.deadline > latest) latest = p.deadline;
-    }
-    b.ch = ch;
-    this.#batches.set(b.id, b);
+    if (ch === undefined) throw new FanError(Code.UNAVAILABLE, "amqp channel lost before the call was sent");
     const props = {
       correlationId: `${this.#prefixDot}${b.id}`,
       replyTo: REPLY_TO,
@@ -192,44 +102,42 @@ export class AmqpRpcClient implements BatchReader {
       contentType: "application/json",
       ...(Number.isFinite(latest) ? { expiration: String(Math.max(1, Math.ceil(latest - Date.now()))) } : {}),
     };
-    const body = Buffer.from(frame.text, "utf8");
-    try {
-      if (!this.confirm) {
-        ch.publish("", b.queue, body, props);
-        release(calls);
-      } else
-        (ch as ConfirmChannel).publish("", b.queue, body, props, (err: unknown) => {
-          if (err === null || err === undefined) {
-            release(calls);
-            return;
-          }
-          // amqplib fails every unconfirmed publish when the channel closes, before the managed
-          // channel hears of the close: that is no nack (the frame may have been enqueued and
-          // run). Told after the close was handled, its calls are settled already (`#onLost`).
-          queueMicrotask(() => this.#nacked(ch, b));
-        });
-    } catch (e) {
-      const err = notDelivered(
-        new FanError(Code.UNAVAILABLE, `amqp publish failed: ${(e as Error).message}`, { cause: e }),
-      );
-      for (const p of calls) p.settle(err);
-    }
+    const body = Buffer.from(text, "utf8");
+    const calls = b.calls;
+    if (!this.confirm) {
+      ch.publish("", b.dest, body, props);
+      release(calls);
+    } else
+      (ch as ConfirmChannel).publish("", b.dest, body, props, (err: unknown) => {
+        if (err === null || err === undefined) {
+          release(calls);
+          return;
+        }
+        // amqplib fails every unconfirmed publish when the channel closes, before the managed
+        // channel hears of the close: that is no nack (the frame may have been enqueued and
+        // run). Told after the close was handled, its calls are settled already (`#onLost`).
+        queueMicrotask(() => this.#nacked(ch, b));
+      });
+    return ch;
   }
 
-  /** Forgets a pending call; false when it was already settled. */
-  forget(p: PendingReply): boolean {
-    if (this.#pending.get(p.seq) !== p) return false;
-    this.#pending.delete(p.seq);
-    p.json = "";
-    const b = p.batch;
-    if (b !== undefined && --b.open === 0 && this.#batches.get(b.id) === b) this.#batches.delete(b.id);
-    if (p.ch !== undefined && this.#retired.has(p.ch)) this.#closeIfIdle(p.ch);
-    return true;
+  protected override forgotten(p: Pending): void {
+    if (p.via !== undefined && this.#retired.has(p.via)) this.#closeIfIdle(p.via);
   }
 
-  /** A cancelled call: announced to the instances of its version when it left already. */
-  cancelled(p: PendingReply): void {
-    if (p.ch !== undefined) this.#sendCancel(p.addr, `${this.#prefixDot}${p.seq}`);
+  protected announceCancel(p: Pending): void {
+    const ch = this.#ch.current;
+    if (ch === undefined) return;
+    const addr = p.addr;
+    const key = `${this.#prefixDot}${p.seq}`;
+    const send = (): void => {
+      ch.publish(controlExchange(addr.cluster), cancelKey(addr.service, addr.version), Buffer.from(key));
+    };
+    const declared =
+      addr.cluster === this.cluster
+        ? Promise.resolve()
+        : ch.assertExchange(controlExchange(addr.cluster), "direct", { durable: true });
+    declared.then(send).catch((e: unknown) => this.log.debug({ err: (e as Error).message }, "amqp cancel not sent"));
   }
 
   /**
@@ -242,15 +150,10 @@ export class AmqpRpcClient implements BatchReader {
    */
   #nacked(ch: Channel, b: Batch): void {
     // Settled meanwhile (the channel closed: `#onLost` failed its calls as possibly run).
-    if (this.#batches.get(b.id) !== b || b.ch !== ch) return;
-    this.#batches.delete(b.id);
-    const calls = b.calls.filter((p) => this.#pending.get(p.seq) === p);
+    if (this.batch(b.id) !== b || b.via !== ch) return;
+    const calls = this.reopen(b);
     let latest = 0;
-    for (const p of calls) {
-      p.ch = undefined;
-      p.batch = undefined;
-      if (p.deadline > latest) latest = p.deadline;
-    }
+    for (const p of calls) if (p.deadline > latest) latest = p.deadline;
     if (this.#ch.retire(ch)) {
       this.#retired.add(ch);
       // Closed under us (connection lost): its calls are lost as they would be on the current one.
@@ -259,17 +162,15 @@ export class AmqpRpcClient implements BatchReader {
         this.#onLost(ch);
       });
       this.log.warn(
-        { queue: b.queue, calls: calls.length },
+        { queue: b.dest, calls: calls.length },
         "amqp broker nacked a call frame; sending its calls again on a fresh rpc channel",
       );
       this.#closeIfIdle(ch);
     }
     setTimeout(() => {
-      if (!calls.some((p) => this.#pending.get(p.seq) === p)) return;
+      if (!calls.some((p) => this.isOpen(p))) return;
       this.#ch.get(latest).then(
-        () => {
-          for (const p of calls) if (this.#pending.get(p.seq) === p) this.#enqueue(p);
-        },
+        () => this.resend(calls),
         (e: unknown) => {
           for (const p of calls) p.settle(notSent(e));
         },
@@ -279,157 +180,50 @@ export class AmqpRpcClient implements BatchReader {
 
   /** Closes a retired channel once no pending call went out on it. */
   #closeIfIdle(ch: Channel): void {
-    for (const p of this.#pending.values()) if (p.ch === ch) return;
+    for (const p of this.waiting()) if (p.via === ch) return;
     this.#retired.delete(ch);
     ch.close().catch(() => undefined);
-  }
-
-  #sendCancel(addr: AmqpAddress, key: string): void {
-    const ch = this.#ch.current;
-    if (ch === undefined) return;
-    const send = (): void => {
-      ch.publish(controlExchange(addr.cluster), cancelKey(addr.service, addr.version), Buffer.from(key));
-    };
-    const declared =
-      addr.cluster === this.cluster
-        ? Promise.resolve()
-        : ch.assertExchange(controlExchange(addr.cluster), "direct", { durable: true });
-    declared.then(send).catch((e: unknown) => this.log.debug({ err: (e as Error).message }, "amqp cancel not sent"));
   }
 
   /** The batch a correlation id of this client names. */
   #batchOf(corr: unknown): Batch | undefined {
     if (typeof corr !== "string" || !corr.startsWith(this.#prefixDot)) return undefined;
-    return this.#batches.get(Number(corr.slice(this.#prefixDot.length)));
+    return this.batch(Number(corr.slice(this.#prefixDot.length)));
   }
 
   #onReply(msg: ConsumeMessage | null): void {
     if (msg === null) return;
     const data = msg.content;
     if (isBatch(data)) {
-      if (!readBatch(data, this)) this.log.warn({ bytes: data.length }, "malformed amqp reply frame");
+      if (!this.readFrame(data)) this.log.warn({ bytes: data.length }, "malformed amqp reply frame");
       return;
     }
     // Not a frame: one envelope answering a whole batch (a server that could not read it).
     const b = this.#batchOf(msg.properties.correlationId);
-    if (b === undefined) return;
-    let result: Envelope | FanError;
-    try {
-      result = decodeEnvelope(data, { maxBytes: this.maxBytes });
-    } catch (e) {
-      result = FanError.from(e);
-    }
-    for (const p of [...b.calls]) p.settle(result);
-  }
-
-  /** One reply of a batch frame. */
-  item(seq: number, body: Uint8Array): void {
-    const p = this.#pending.get(seq);
-    if (p === undefined) return;
-    try {
-      p.settle(decodeEnvelope(body, { maxBytes: this.maxBytes }));
-    } catch (e) {
-      p.settle(FanError.from(e));
-    }
+    if (b !== undefined) this.answerBatch(b, data);
   }
 
   #onReturn(msg: ConsumeMessage): void {
     const b = this.#batchOf(msg.properties.correlationId);
     if (b === undefined) return;
     // Returned by the broker: no queue took it, so no server saw any of its calls.
-    for (const p of [...b.calls]) {
-      const who = p.queue === rpcQueue(p.addr) ? "version" : `instance ${p.addr.instance}`;
-      p.settle(
-        notDelivered(
-          new FanError(Code.UNAVAILABLE, `no amqp request queue for ${p.addr.service}@${p.addr.version} (${who})`),
-        ),
+    this.failBatch(b, (p) => {
+      const who = p.sharded ? `instance ${p.addr.instance}` : "version";
+      return notDelivered(
+        new FanError(Code.UNAVAILABLE, `no amqp request queue for ${p.addr.service}@${p.addr.version} (${who})`),
       );
-    }
+    });
   }
 
   #onLost(ch: Channel): void {
-    for (const p of [...this.#pending.values()]) {
-      if (p.ch === ch) p.settle(new FanError(Code.UNAVAILABLE, "amqp connection lost while the call was in flight"));
+    for (const p of [...this.waiting()]) {
+      if (p.via === ch) p.settle(new FanError(Code.UNAVAILABLE, "amqp connection lost while the call was in flight"));
     }
   }
 
   /** Fails every pending call (queued ones too) and closes the channel. */
   close(): void {
-    for (const p of [...this.#pending.values()]) p.settle(new FanError(Code.UNAVAILABLE, "amqp transport closed"));
-    this.#outbox.clear();
+    this.failAll(() => new FanError(Code.UNAVAILABLE, "amqp transport closed"));
     void this.#ch.dispose();
-  }
-}
-
-/**
- * Lets go of the request JSON of calls whose frame the broker has: a call can wait long for its
- * reply, and its batch (kept while any call of it waits) would otherwise hold every request of it.
- */
-function release(calls: readonly PendingReply[]): void {
-  for (const p of calls) p.json = "";
-}
-
-/** The envelope with the send deadline in its headers, so the server sees the caller's budget. */
-export function withDeadline(env: Envelope, deadline: number): Envelope {
-  if (!Number.isFinite(deadline) || env.headers.deadline === deadline) return env;
-  return { ...env, headers: { ...env.headers, deadline } };
-}
-
-/** The resolving functions of the promise just made by `new Promise(capture)` (one shared executor). */
-const captured: { resolve: (v: Envelope) => void; reject: (e: unknown) => void } = {
-  resolve: () => undefined,
-  reject: () => undefined,
-};
-
-function capture(resolve: (v: Envelope) => void, reject: (e: unknown) => void): void {
-  captured.resolve = resolve;
-  captured.reject = reject;
-}
-
-/** One call waiting for its reply: settles once (reply, return, error, deadline or cancellation). */
-class PendingReply implements Expirable, AbortTarget {
-  bucket = 0;
-  prev: Expirable | undefined = undefined;
-  next: Expirable | undefined = undefined;
-  readonly finite: boolean;
-  /** The batch it is queued in or went out with; undefined while a nacked call waits to be sent again. */
-  batch: Batch | undefined = undefined;
-  /** The channel its frame went out on; undefined while queued. */
-  ch: Channel | undefined = undefined;
-
-  constructor(
-    private readonly client: AmqpRpcClient,
-    readonly seq: number,
-    readonly addr: AmqpAddress,
-    readonly queue: string,
-    /**
-     * The envelope's JSON and its UTF-8 size: kept to frame it again after a nack, until its
-     * frame is taken by the broker (sent, or confirmed on a confirm channel; `release`).
-     */
-    public json: string,
-    readonly size: number,
-    private readonly signal: AbortSignal,
-    private readonly resolve: (v: Envelope) => void,
-    private readonly reject: (e: unknown) => void,
-    readonly deadline: number,
-  ) {
-    this.finite = Number.isFinite(deadline);
-  }
-
-  expire(): void {
-    this.settle(new FanError(Code.DEADLINE_EXCEEDED, `no reply from ${this.addr.service} before the deadline`));
-  }
-
-  aborted(): void {
-    this.settle(new FanError(Code.CANCELLED, "cancelled"));
-    this.client.cancelled(this);
-  }
-
-  settle(result: Envelope | FanError): void {
-    if (!this.client.forget(this)) return;
-    if (this.finite) deadlines.remove(this);
-    unwatchAbort(this.signal, this);
-    if (result instanceof FanError) this.reject(result);
-    else this.resolve(result);
   }
 }

@@ -6,8 +6,8 @@
  * an error reply when it has a reply subject and a warn log line either way; nothing reaches a
  * handler. Subscriptions come back by themselves after a reconnection.
  *
- * A batch frame (batch-frame.ts: the calls a client made in one tick) is split into its calls; the
- * replies to one client that finish in one tick go back as one batch frame, to the reply subject
+ * A batch frame (batch-frame.ts: the calls a client made in one tick) is split into its calls by
+ * the shared frame pump (batching/served.ts); the replies to one client that finish in one tick go back as one batch frame, to the reply subject
  * of one of its messages (the client matches items by sequence number). A frame the server cannot
  * read past some item is answered with one error envelope on its reply subject, which fails the
  * calls of that message.
@@ -15,38 +15,23 @@
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { ServiceDescriptor } from "../../descriptor.js";
-import { decodeEnvelope, encodeEnvelope, encodeEnvelopeText } from "../../codec/wire.js";
+import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import { Code, FanError } from "../../errors.js";
 import { handlePush } from "../owner-push.js";
-import { decodeServed, errorEnvelope, refuse, ReplySink, runWithSink } from "../replies.js";
+import { errorEnvelope, refuse, ReplySink, runWithSink } from "../replies.js";
 import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
 import type { NatsLink } from "./connection.js";
-import { type BatchReader, FrameBuilder, isBatch, itemOverhead, readBatch } from "../batch-frame.js";
+import { isBatch } from "../batch-frame.js";
+import { type FrameHost, FramePump, type FrameSource } from "../batching/served.js";
 import { cancelSubject, instanceSubject, type NatsAddress, RPC_QUEUE, rpcSubject } from "./names.js";
 import { payloadLimit, serverLimit, tooLarge } from "./rpc-client.js";
 
-/**
- * Calls of batch frames started in one turn of the event loop; the rest wait for the next turn
- * (setImmediate), after the replies of these went out. A client's 64 calls arriving together are
- * answered in two pieces, and the client makes its next calls while this server runs the rest: the
- * two processes work at the same time instead of in turn.
- */
-const ITEMS_PER_TURN = 32;
-
-/** Replies of this tick to one client, sent as one batch frame. */
-interface Outbox {
-  readonly subject: string;
-  readonly frame: FrameBuilder;
-}
-
 /** The message being split: where its items' replies go. */
-export interface Source {
-  subject: string;
-  reply: string;
-  /** The client the replies are grouped by: its reply prefix (a fan client's) or the reply subject. */
-  client: string;
-  own: boolean;
+interface Source extends FrameSource {
+  readonly subject: string;
+  readonly reply: string;
+  readonly msg: Msg;
 }
 
 /**
@@ -58,23 +43,6 @@ export function clientOf(reply: string): string {
   const id = reply.lastIndexOf(".", dot - 1);
   const kind = reply.lastIndexOf(".", id - 1);
   return kind > 3 && reply.startsWith("fan.") && reply.startsWith(".reply.", kind) ? reply.slice(0, dot) : reply;
-}
-
-/** A call of a batch frame: its reply joins its client's frame of this tick. */
-class ItemSink extends ReplySink {
-  constructor(
-    private readonly server: NatsRpcServer,
-    private readonly src: Source,
-    private readonly seq: number,
-    private readonly key: string,
-    env: Envelope,
-  ) {
-    super(env, server.version);
-  }
-
-  protected answer(reply: Envelope): void {
-    this.server.itemDone(this.src, this.seq, this.key, reply);
-  }
 }
 
 /** A call in a message of its own: answered on the message's reply subject. */
@@ -95,22 +63,10 @@ class MessageSink extends ReplySink {
 
 /** One served instance's rpc side. */
 export class NatsRpcServer {
-  readonly #inFlight = new Map<string, LazyAbort>();
+  readonly #pump: FramePump<Source>;
+  readonly #inFlight: Map<string, LazyAbort>;
   readonly #subs: Subscription[] = [];
   readonly #log: Logger;
-  /** Replies of this tick, by client. */
-  readonly #outbox = new Map<string, Outbox>();
-  #flushing = false;
-  readonly #reader: BatchReader = { item: (seq, body) => this.#take(seq, body) };
-  /** Calls started in this turn of the event loop (see ITEMS_PER_TURN). */
-  #started = 0;
-  /**
-   * Calls of frames waiting for a later turn, in arrival order (source, seq, body, abort
-   * quadruples). Each is in `#inFlight` already, so a cancellation or `close` reaches it too.
-   */
-  #backlog: Array<Source | number | Uint8Array | LazyAbort> = [];
-  #backlogAt = 0;
-  #source: Source = { subject: "", reply: "", client: "", own: false };
   #stopped = false;
 
   constructor(
@@ -122,6 +78,16 @@ export class NatsRpcServer {
     log: Logger,
   ) {
     this.#log = log.child({ service: service.name, instanceId: addr.instance });
+    this.#pump = new FramePump<Source>(this.#frames, {
+      service,
+      inbound,
+      maxBytes,
+      bound: Number.POSITIVE_INFINITY,
+      log: this.#log,
+      name: "nats",
+      where: "this subject",
+    });
+    this.#inFlight = this.#pump.inFlight;
   }
 
   /** Subscribes (cancellations first) and waits until the server has the subscriptions. */
@@ -181,7 +147,7 @@ export class NatsRpcServer {
     );
   }
 
-  /** Splits a batch frame into its calls. */
+  /** Hands a batch frame to the pump. */
   #onBatch(msg: Msg): void {
     const reply = msg.reply;
     if (reply === undefined || reply === "") {
@@ -189,138 +155,51 @@ export class NatsRpcServer {
       return;
     }
     const client = clientOf(reply);
-    const src: Source = {
-      subject: msg.subject,
-      reply,
-      client,
-      own: msg.subject === instanceSubject(this.addr),
-    };
-    this.#source = src;
-    // A frame of no item (`#` alone) reads as a good one: malformed too, so it is not dropped unanswered.
-    if (msg.data.length === 1 || !readBatch(msg.data, this.#reader)) {
-      this.#log.warn({ subject: msg.subject, bytes: msg.data.length }, "malformed nats call frame");
-      this.#reply(msg, errorEnvelope("?", undefined, new FanError(Code.INVALID_ARGUMENT, "malformed nats call frame")));
-    }
-  }
-
-  /**
-   * One call of the batch frame being split (`#source`): started now, or, once this turn has
-   * started ITEMS_PER_TURN calls, queued for a later turn.
-   */
-  #take(seq: number, body: Uint8Array): void {
-    if (this.#backlog.length === 0 && this.#started < ITEMS_PER_TURN) {
-      if (this.#started++ === 0) queueMicrotask(this.#newTurn);
-      this.#onItem(this.#source, seq, body);
-      return;
-    }
-    if (this.#backlog.length === 0) setImmediate(this.#drain);
-    const ac = new LazyAbort();
-    this.#inFlight.set(`${this.#source.client}.${seq}`, ac);
-    this.#backlog.push(this.#source, seq, body, ac);
-  }
-
-  readonly #newTurn = (): void => {
-    this.#started = 0;
-  };
-
-  /** Starts the next ITEMS_PER_TURN queued calls, after the replies of the last ones went out. */
-  readonly #drain = (): void => {
-    const q = this.#backlog;
-    let i = this.#backlogAt;
-    const end = Math.min(q.length, i + ITEMS_PER_TURN * 4);
-    for (; i < end; i += 4)
-      this.#onItem(q[i] as Source, q[i + 1] as number, q[i + 2] as Uint8Array, q[i + 3] as LazyAbort);
-    if (i < q.length) {
-      this.#backlogAt = i;
-      setImmediate(this.#drain);
-    } else {
-      this.#backlog = [];
-      this.#backlogAt = 0;
-    }
-  };
-
-  /** Starts one call of a frame; `queued` is its abort when it waited in the backlog (see `#take`). */
-  #onItem(src: Source, seq: number, body: Uint8Array, queued?: LazyAbort): void {
-    const key = `${src.client}.${seq}`;
-    if (queued !== undefined) this.#inFlight.delete(key);
-    const env = decodeServed(this.service, body, this.maxBytes, src.own, "this subject");
-    if (env instanceof FanError) {
-      if (env.code !== Code.NOT_FOUND)
-        this.#log.warn({ err: env.message, subject: src.subject, bytes: body.length }, "undecodable nats call");
-      this.#queue(src, seq, errorEnvelope("?", undefined, env));
-      return;
-    }
-    if (env.kind === "push") {
-      void handlePush(this.inbound, env).then((out) => this.#queue(src, seq, out));
-      return;
-    }
-    if (queued?.aborted === true) {
-      // Cancelled (or the server closed) while it waited: answered without running the handler.
-      this.#queue(src, seq, errorEnvelope(env.id, env, new FanError(Code.CANCELLED, "cancelled before it started")));
-      return;
-    }
-    const ac = queued ?? new LazyAbort();
-    this.#inFlight.set(key, ac);
-    if (runWithSink(this.inbound, env, ac, new ItemSink(this, src, seq, key, env))) return;
-    this.inbound.call(env, ac).then(
-      (out: Envelope) => this.itemDone(src, seq, key, out),
-      (e: unknown) => this.itemDone(src, seq, key, errorEnvelope(env.id, env, FanError.from(e))),
+    this.#pump.read(
+      {
+        subject: msg.subject,
+        reply,
+        msg,
+        client: `${client}.`,
+        replyKey: client,
+        redelivered: false,
+        pushes: msg.subject === instanceSubject(this.addr),
+        left: 1,
+      },
+      msg.data,
     );
   }
+
+  /** The broker side of the frame pump: where reply frames go. */
+  readonly #frames: FrameHost<Source> = {
+    sendReplies: (src, text, count) => {
+      const nc = this.link.nc;
+      try {
+        if (nc === undefined) throw new Error("not connected");
+        nc.publish(src.reply, text);
+      } catch (e) {
+        this.#log.warn({ err: (e as Error).message, calls: count }, "nats reply not sent");
+      }
+    },
+    malformed: (src) => {
+      this.#log.warn({ subject: src.subject, bytes: src.msg.data.length }, "malformed nats call frame");
+      this.#reply(
+        src.msg,
+        errorEnvelope("?", undefined, new FanError(Code.INVALID_ARGUMENT, "malformed nats call frame")),
+      );
+    },
+    replyBounds: () => {
+      const nc = this.link.nc;
+      const max = serverLimit(nc);
+      return { limit: nc === undefined ? this.maxBytes : payloadLimit(nc, this.maxBytes), max, lone: max };
+    },
+    tooLarge: (size, limit) => tooLarge("reply", size, limit, this.maxBytes),
+    describe: (src) => ({ subject: src.subject }),
+  };
 
   /** The served version (reply envelopes name it). */
   get version(): string {
     return this.service.version;
-  }
-
-  /** A call of a batch frame answered (from its ItemSink or its promise). */
-  itemDone(src: Source, seq: number, key: string, out: Envelope): void {
-    this.#inFlight.delete(key);
-    this.#queue(src, seq, out);
-  }
-
-  /** Queues a reply for this tick's frame to its client (sent at once when the frame is full). */
-  #queue(src: Source, seq: number, out: Envelope): void {
-    const nc = this.link.nc;
-    let json = encodeEnvelopeText(out);
-    let size = Buffer.byteLength(json, "utf8");
-    const limit = nc === undefined ? this.maxBytes : payloadLimit(nc, this.maxBytes);
-    const max = serverLimit(nc);
-    if (size > limit || 1 + size + itemOverhead(seq) > max) {
-      json = encodeEnvelopeText(errorEnvelope(out.id, out, tooLarge("reply", size, limit, this.maxBytes)));
-      size = Buffer.byteLength(json, "utf8");
-    }
-    let box = this.#outbox.get(src.client);
-    if (box !== undefined && box.frame.bytes + size + itemOverhead(seq) > max) {
-      this.#outbox.delete(src.client);
-      this.#send(box);
-      box = undefined;
-    }
-    if (box === undefined) {
-      box = { subject: src.reply, frame: new FrameBuilder() };
-      this.#outbox.set(src.client, box);
-    }
-    box.frame.add(seq, json, size);
-    if (!this.#flushing) {
-      this.#flushing = true;
-      process.nextTick(() => this.#flushReplies());
-    }
-  }
-
-  #flushReplies(): void {
-    this.#flushing = false;
-    for (const box of this.#outbox.values()) this.#send(box);
-    this.#outbox.clear();
-  }
-
-  #send(box: Outbox): void {
-    const nc = this.link.nc;
-    try {
-      if (nc === undefined) throw new Error("not connected");
-      nc.publish(box.subject, box.frame.text);
-    } catch (e) {
-      this.#log.warn({ err: (e as Error).message, calls: box.frame.count }, "nats reply not sent");
-    }
   }
 
   /** A call in a message of its own answered (from its MessageSink). */
@@ -389,7 +268,7 @@ export class NatsRpcServer {
     for (const ac of this.#inFlight.values()) ac.abort();
     const until = Date.now() + graceMs;
     while (this.busy > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
-    this.#flushReplies();
+    this.#pump.flush();
     try {
       this.#subs[0]?.unsubscribe();
     } catch {

@@ -25,6 +25,7 @@ import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
 import { Code, FanError } from "../../errors.js";
 import { notDelivered } from "../not-delivered.js";
 import type { Envelope, SendOptions } from "../transport.js";
+import { capture, captured, withDeadline } from "../batching/calls.js";
 import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
 import { disconnect, isReady, notSent, ready, type RedisClient, send, unavailable } from "./clients.js";
 import {
@@ -470,20 +471,6 @@ function noLiveInstance(d: Dest): FanError {
   return notDelivered(new FanError(Code.UNAVAILABLE, `${who} ${d.addr.service}@${d.addr.version} on redis`));
 }
 
-/**
- * The resolving functions of the promise just made by `new Promise(capture)`: one shared
- * executor instead of a closure per call. Read right after the constructor returns.
- */
-const captured: { resolve: (v: Envelope) => void; reject: (e: unknown) => void } = {
-  resolve: () => undefined,
-  reject: () => undefined,
-};
-
-function capture(resolve: (v: Envelope) => void, reject: (e: unknown) => void): void {
-  captured.resolve = resolve;
-  captured.reject = reject;
-}
-
 /** One call waiting for its reply: settles once (reply, error, deadline or cancellation). */
 class PendingReply implements Pending, AbortTarget {
   bucket = 0;
@@ -516,10 +503,4 @@ class PendingReply implements Pending, AbortTarget {
     if (result instanceof FanError) this.reject(result);
     else this.resolve(result);
   }
-}
-
-/** The envelope with the send deadline in its headers, so the server sees the caller's budget. */
-export function withDeadline(env: Envelope, deadline: number): Envelope {
-  if (!Number.isFinite(deadline) || env.headers.deadline === deadline) return env;
-  return { ...env, headers: { ...env.headers, deadline } };
 }
