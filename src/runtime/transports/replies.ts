@@ -105,3 +105,12 @@ export function runWithSink(inbound: Inbound, env: Envelope, signal: CallSignal,
   }
   return true;
 }
+
+/** A reply's bytes or text as an envelope, or the error reading it gave (a malformed reply fails its call). */
+export function decodeReply(data: Uint8Array | string, maxBytes: number): Envelope | FanError {
+  try {
+    return decodeEnvelope(data, { maxBytes });
+  } catch (e) {
+    return FanError.from(e);
+  }
+}

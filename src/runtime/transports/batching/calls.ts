@@ -13,11 +13,11 @@
  */
 import type { Logger } from "pino";
 import { deadlines, type Expirable } from "../../call/deadlines.js";
-import { decodeEnvelope } from "../../codec/wire.js";
 import { Code, FanError } from "../../errors.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
 import { type BatchReader, FrameBuilder, itemOverhead, readBatch } from "../batch-frame.js";
 import { notDelivered } from "../not-delivered.js";
+import { decodeReply } from "../replies.js";
 import type { Envelope, SendOptions } from "../transport.js";
 
 /**
@@ -235,22 +235,12 @@ export abstract class CallBatcher<A extends CallAddress, V> implements BatchRead
   /** One reply of a batch frame. */
   item(seq: number, body: Uint8Array): void {
     const p = this.#pending.get(seq);
-    if (p === undefined) return;
-    try {
-      p.settle(decodeEnvelope(body, { maxBytes: this.maxBytes }));
-    } catch (e) {
-      p.settle(FanError.from(e));
-    }
+    if (p !== undefined) p.settle(decodeReply(body, this.maxBytes));
   }
 
   /** One envelope answering every call of `b` (a server that could not read its frame). */
   protected answerBatch(b: CallBatch<A, V>, data: Uint8Array): void {
-    let result: Envelope | FanError;
-    try {
-      result = decodeEnvelope(data, { maxBytes: this.maxBytes });
-    } catch (e) {
-      result = FanError.from(e);
-    }
+    const result = decodeReply(data, this.maxBytes);
     for (const p of [...b.calls]) p.settle(result);
   }
 

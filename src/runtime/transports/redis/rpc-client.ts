@@ -24,9 +24,10 @@ import { deadlines, type Expirable } from "../../call/deadlines.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
 import { Code, FanError } from "../../errors.js";
 import { notDelivered } from "../not-delivered.js";
+import { decodeReply } from "../replies.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import { capture, captured, withDeadline } from "../batching/calls.js";
-import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
+import { encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
 import { disconnect, isReady, notSent, ready, type RedisClient, send, unavailable } from "./clients.js";
 import {
   aliveKey,
@@ -424,12 +425,7 @@ export class RedisRpcClient {
 
   #settleReply(corr: string, json: string): void {
     const p = this.#pending.get(corr);
-    if (p === undefined) return;
-    try {
-      p.settle(decodeEnvelope(json, { maxBytes: this.maxBytes }));
-    } catch (e) {
-      p.settle(FanError.from(e));
-    }
+    if (p !== undefined) p.settle(decodeReply(json, this.maxBytes));
   }
 
   /** The reply connection dropped: replies published meanwhile are lost, so pending calls fail. */
