@@ -443,6 +443,7 @@ export class Caller implements ClientCaller {
       series,
       outcome,
     );
+    pending.via = transport;
     let sent: Promise<Envelope | undefined>;
     const route = this.#route as Route;
     const pinned = req.opts?.transport;

@@ -10,7 +10,7 @@ import type { ServiceDescriptor } from "../descriptor.js";
 import type { CallSink } from "./dispatch.js";
 import { fromWireError } from "../codec/error-wire.js";
 import { Code, FanError, type WireError } from "../errors.js";
-import type { EnvelopeHeaders } from "../transports/transport.js";
+import type { EnvelopeHeaders, Transport } from "../transports/transport.js";
 import { codeOf, withTraceId } from "../telemetry/calls.js";
 import type { CallSeries } from "../telemetry/metrics.js";
 import { pushFailure } from "./outcome.js";
@@ -64,6 +64,8 @@ export class PendingCall implements Expirable, CallSink {
   /** The server series of an in-process call, counted here (`countServer`), and its start. */
   #server: CallSeries | undefined = undefined;
   #serverT0 = 0;
+  /** The network transport the call went out on: at the deadline, what it is still waiting for. */
+  via: Transport | undefined = undefined;
 
   /**
    * Starts watching the deadline and the caller's signal (and counting, given a series; telling
@@ -164,7 +166,8 @@ export class PendingCall implements Expirable, CallSink {
   /** The deadline passed (called by the wheel). */
   expire(): void {
     const req = this.#req;
-    this.fail(req.kind === "push" ? pushFailure(deadlineExceeded(req), req.deadline, "") : deadlineExceeded(req));
+    const e = deadlineExceeded(req, this.via?.stalled?.());
+    this.fail(req.kind === "push" ? pushFailure(e, req.deadline, "") : e);
   }
 
   /** The caller's signal aborted. */
@@ -183,13 +186,17 @@ export class PendingCall implements Expirable, CallSink {
   }
 }
 
-/** The error of a call whose deadline passed. */
-export function deadlineExceeded(req: PendingRequest): FanError {
+/**
+ * The error of a call whose deadline passed; given `stalled` (its transport's connection was not
+ * up: `Transport.stalled`), that error's code and message, naming the server.
+ */
+export function deadlineExceeded(req: PendingRequest, stalled?: FanError): FanError {
+  const what = `${req.service.name}.${req.method.name}`;
   return traced(
     req,
-    new FanError(Code.DEADLINE_EXCEEDED, `${req.service.name}.${req.method.name}: deadline exceeded`, {
-      details: { deadline: req.deadline },
-    }),
+    stalled === undefined
+      ? new FanError(Code.DEADLINE_EXCEEDED, `${what}: deadline exceeded`, { details: { deadline: req.deadline } })
+      : new FanError(stalled.code, `${what}: ${stalled.message}`, { details: { deadline: req.deadline } }),
   );
 }
 

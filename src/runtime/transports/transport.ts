@@ -6,6 +6,7 @@
  */
 import type { ServiceDescriptor, TransportName } from "../descriptor.js";
 import type { CallSignal } from "./abort.js";
+import type { FanError } from "../errors.js";
 
 export type EnvelopeKind = "call" | "push" | "event" | "reply" | "error" | "state";
 
@@ -124,6 +125,14 @@ export interface Transport {
 
   /** Send a call to an endpoint; resolves with the `reply` or `error` envelope. */
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope>;
+
+  /**
+   * While calls cannot leave (the connection to the broker is not up): the error a call waiting
+   * for it gets at its deadline, naming the server and what is known of the outage; undefined
+   * while calls can leave. A call whose deadline passes first (the client's deadline wheel) fails
+   * with this, so the error names what it waited for whichever timer fires first.
+   */
+  stalled?(): FanError | undefined;
 
   /** Send a push; resolves once the transport has durably accepted it. */
   push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void>;

@@ -328,10 +328,20 @@ export class ManagedChannel {
     }
   }
 
+  /** While the channel is not ready: the error of a call that waited for it until its deadline. */
+  stalled(): FanError | undefined {
+    if (this.ready !== undefined) return undefined;
+    if (this.#disposed) return new FanError(Code.UNAVAILABLE, "amqp transport closed");
+    return this.conn.refused ?? this.#late();
+  }
+
   #late(): FanError {
     const down = this.conn.down;
     return down === undefined
-      ? new FanError(Code.DEADLINE_EXCEEDED, `amqp ${this.name} channel not ready before the deadline`)
+      ? new FanError(
+          Code.DEADLINE_EXCEEDED,
+          `amqp ${this.name} channel not ready before the deadline (${this.conn.where})`,
+        )
       : new FanError(Code.UNAVAILABLE, `amqp broker unreachable until the deadline (${this.conn.where}): ${down}`);
   }
 

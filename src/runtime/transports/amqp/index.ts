@@ -179,6 +179,10 @@ export class AmqpTransport implements Transport {
   }
 
   /** Sends a call and waits for its reply. */
+  stalled(): FanError | undefined {
+    return this.#client?.stalled();
+  }
+
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     return this.#rpc.call(endpoint, env, opts);
   }

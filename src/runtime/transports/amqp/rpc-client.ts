@@ -61,6 +61,11 @@ export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
   }
 
   /** Sends `env` to `endpoint`'s request queue; resolves with the reply or error envelope. */
+  /** While the channel is not ready: the error a call waiting for it gets at its deadline. */
+  stalled(): FanError | undefined {
+    return this.#ch.stalled();
+  }
+
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     let addr: AmqpAddress;
     let json: string;

@@ -157,12 +157,8 @@ export class NatsLink {
     if (signal?.aborted === true) return Promise.reject(new FanError(Code.CANCELLED, "cancelled"));
     if (this.#refused !== undefined) return Promise.reject(this.#refusal(this.#refused));
     return new Promise<NatsConnection>((resolve, reject) => {
-      const late = (): FanError =>
-        this.#down === undefined
-          ? new FanError(Code.DEADLINE_EXCEEDED, `nats connection (${this.#servers}) not ready before the deadline`)
-          : new FanError(Code.UNAVAILABLE, `nats unreachable until the deadline (${this.#servers}): ${this.#down}`);
       const ms = Number.isFinite(deadline) ? Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now())) : undefined;
-      const timer = ms === undefined ? undefined : setTimeout(() => done(late()), ms);
+      const timer = ms === undefined ? undefined : setTimeout(() => done(this.#late()), ms);
       const check = (): void => {
         if (this.up) done();
         else if (this.#closed) done(new FanError(Code.UNAVAILABLE, "nats transport closed"));
@@ -179,6 +175,20 @@ export class NatsLink {
       const stopListening =
         signal === undefined ? () => undefined : onAbort(signal, () => done(new FanError(Code.CANCELLED, "cancelled")));
     });
+  }
+
+  /** While the connection is not up: the error of a call that waited for it until its deadline. */
+  stalled(): FanError | undefined {
+    if (this.up) return undefined;
+    if (this.#closed) return new FanError(Code.UNAVAILABLE, "nats transport closed");
+    if (this.#refused !== undefined) return this.#refusal(this.#refused);
+    return this.#late();
+  }
+
+  #late(): FanError {
+    return this.#down === undefined
+      ? new FanError(Code.DEADLINE_EXCEEDED, `nats connection (${this.#servers}) not ready before the deadline`)
+      : new FanError(Code.UNAVAILABLE, `nats unreachable until the deadline (${this.#servers}): ${this.#down}`);
   }
 
   /** Flushes what was published, then closes (never hangs past `ms`). */

@@ -20,6 +20,7 @@
  */
 import type { JsMsg } from "@nats-io/jetstream";
 import { hasMethods, type ServiceDescriptor } from "../../descriptor.js";
+import type { FanError } from "../../errors.js";
 import { encodeEnvelope } from "../../codec/wire.js";
 import type {
   Envelope,
@@ -193,6 +194,10 @@ export class NatsTransport implements Transport {
   }
 
   /** Sends a call and waits for its reply. */
+  stalled(): FanError | undefined {
+    return this.link.stalled();
+  }
+
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     return this.#rpc.call(endpoint, env, opts);
   }

@@ -147,6 +147,21 @@ export function isReady(client: RedisClient): boolean {
   return client.status === "ready";
 }
 
+/** While the connection is not ready: the error of a call that waited for it until its deadline. */
+export function stalled(client: RedisClient): FanError | undefined {
+  if (client.status === "ready") return undefined;
+  if (client.status === "end") return new FanError(Code.UNAVAILABLE, "redis transport closed");
+  const refused = refusedTls.get(client);
+  return refused === undefined ? late(client) : refusal(client, refused);
+}
+
+function late(client: RedisClient): FanError {
+  const down = downSince.get(client);
+  return down === undefined
+    ? new FanError(Code.DEADLINE_EXCEEDED, `redis connection (${where.get(client)}) not ready before the deadline`)
+    : new FanError(Code.UNAVAILABLE, `redis unreachable until the deadline (${where.get(client)}): ${down}`);
+}
+
 /**
  * Resolves when the connection is ready; at the deadline rejects with UNAVAILABLE when Redis
  * is known to be down (DEADLINE_EXCEEDED while it is merely still connecting), CANCELLED when
@@ -159,14 +174,8 @@ export function ready(client: RedisClient, deadline: number, signal?: AbortSigna
   const refused = refusedTls.get(client);
   if (refused !== undefined) return Promise.reject(refusal(client, refused));
   return new Promise<void>((resolve, reject) => {
-    const late = (): FanError => {
-      const down = downSince.get(client);
-      return down === undefined
-        ? new FanError(Code.DEADLINE_EXCEEDED, `redis connection (${where.get(client)}) not ready before the deadline`)
-        : new FanError(Code.UNAVAILABLE, `redis unreachable until the deadline (${where.get(client)}): ${down}`);
-    };
     const ms = Number.isFinite(deadline) ? Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now())) : undefined;
-    const timer = ms === undefined ? undefined : setTimeout(() => done(late()), ms);
+    const timer = ms === undefined ? undefined : setTimeout(() => done(late(client)), ms);
     const onReady = (): void => done();
     const onEnd = (): void => done(new FanError(Code.UNAVAILABLE, "redis transport closed"));
     const onError = (e: Error): void => {

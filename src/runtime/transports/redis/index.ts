@@ -232,6 +232,10 @@ export class RedisTransport implements Transport {
   }
 
   /** Sends a call and waits for its reply. */
+  stalled(): FanError | undefined {
+    return this.#rpcClient?.stalled();
+  }
+
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     return this.#rpc.call(endpoint, env, opts);
   }

@@ -28,7 +28,7 @@ import { decodeReply } from "../replies.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import { capture, captured, withDeadline } from "../batching/calls.js";
 import { encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
-import { disconnect, isReady, notSent, ready, type RedisClient, send, unavailable } from "./clients.js";
+import { disconnect, isReady, notSent, ready, type RedisClient, send, stalled, unavailable } from "./clients.js";
 import {
   aliveKey,
   cancelChannel,
@@ -163,6 +163,11 @@ export class RedisRpcClient {
     cmd.defineCommand(ALIVE_COMMAND, { lua: ALIVE_SCRIPT, numberOfKeys: 1 });
     sub.on("message", (channel: string, message: string) => this.#onReply(channel, message));
     sub.on("close", () => this.#onLost());
+  }
+
+  /** While calls cannot leave (a connection not ready): the error a call waiting gets at its deadline. */
+  stalled(): FanError | undefined {
+    return stalled(this.sub) ?? stalled(this.cmd);
   }
 
   /** Subscribes to the reply channel (again after every reconnection), bounded by `deadline`. */
