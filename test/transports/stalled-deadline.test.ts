@@ -28,70 +28,70 @@ function silentFactory(broker: Broker, port: number): TransportFactory {
   return amqpTransport({ url: `amqp://guest:guest@127.0.0.1:${port}` });
 }
 
-describe("a call stalled on its broker connection names the server at its deadline", () => {
-  let silent: Server;
-  let port: number;
+/** A listener that accepts and never speaks; `close` destroys what it accepted. */
+async function silentListener(): Promise<{ port: number; close: () => Promise<void> }> {
   const sockets = new Set<Socket>();
-
-  beforeAll(async () => {
-    silent = createServer((s) => {
-      sockets.add(s);
-      s.on("error", () => undefined);
-      s.on("close", () => sockets.delete(s));
-    });
-    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
-    port = (silent.address() as { port: number }).port;
+  const server: Server = createServer((s) => {
+    sockets.add(s);
+    s.on("error", () => undefined);
+    s.on("close", () => sockets.delete(s));
   });
-  afterAll(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise((r) => silent.close(r));
-  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    port: (server.address() as { port: number }).port,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
 
-  for (const broker of BROKERS) {
-    const d = runnable(broker) || process.env.FAN_REQUIRE_BROKERS === "1" ? describe : describe.skip;
-    d(broker, () => {
-      const cluster = uniqueCluster(`stalled-${broker}`);
-      let child: ChildApp;
-      let app: App;
+for (const broker of BROKERS) {
+  const d = runnable(broker) || process.env.FAN_REQUIRE_BROKERS === "1" ? describe : describe.skip;
+  d(`a call stalled on its ${broker} connection names the server at its deadline`, () => {
+    const cluster = uniqueCluster(`stalled-${broker}`);
+    let silent: { port: number; close: () => Promise<void> };
+    let child: ChildApp;
+    let app: App;
 
-      beforeAll(async () => {
-        child = childApp({
-          FAN_CHILD_TRANSPORTS: broker,
-          FAN_CHILD_CLUSTER: cluster,
-          FAN_CHILD_SERVE: "Conformance",
-          FAN_ETCD: ETCD,
-        });
-        await child.next("ready");
-        app = createApp({
-          cluster,
-          discovery: `etcd://${ETCD}`,
-          transports: { [broker]: silentFactory(broker, port) },
-          logger: captureLog().log,
-          policy: { retry: false, breaker: false },
-        });
-        await app.start();
-      }, 60_000);
-      afterAll(async () => {
-        await app?.stop();
-        await child?.stop();
-      }, 30_000);
+    beforeAll(async () => {
+      silent = await silentListener();
+      child = childApp({
+        FAN_CHILD_TRANSPORTS: broker,
+        FAN_CHILD_CLUSTER: cluster,
+        FAN_CHILD_SERVE: "Conformance",
+        FAN_ETCD: ETCD,
+      });
+      await child.next("ready");
+      app = createApp({
+        cluster,
+        discovery: `etcd://${ETCD}`,
+        transports: { [broker]: silentFactory(broker, silent.port) },
+        logger: captureLog().log,
+        policy: { retry: false, breaker: false },
+      });
+      await app.start();
+    }, 60_000);
+    afterAll(async () => {
+      await app?.stop();
+      await child?.stop();
+      await silent?.close();
+    }, 30_000);
 
-      it("60 calls with deadlines from 20 to 320 ms: each DEADLINE_EXCEEDED naming 127.0.0.1:port", async () => {
-        const client = app.client(Conformance, { transport: broker });
-        const outcomes = await Promise.all(
-          Array.from({ length: 60 }, (_, i) =>
-            client.echo({ n: i }, { timeout: 20 + (i % 6) * 60 }).then(
-              () => "answered",
-              (e: unknown) => (FanError.is(e) ? `${e.code} ${e.message}` : String(e)),
-            ),
+    it("60 calls with deadlines from 20 to 320 ms: each DEADLINE_EXCEEDED naming 127.0.0.1:port", async () => {
+      const client = app.client(Conformance, { transport: broker });
+      const outcomes = await Promise.all(
+        Array.from({ length: 60 }, (_, i) =>
+          client.echo({ n: i }, { timeout: 20 + (i % 6) * 60 }).then(
+            () => "answered",
+            (e: unknown) => (FanError.is(e) ? `${e.code} ${e.message}` : String(e)),
           ),
-        );
-        const host = `127.0.0.1:${port}`;
-        const unnamed = outcomes.filter((o) => !o.includes(host));
-        expect(unnamed, `errors not naming ${host}`).toEqual([]);
-        expect(new Set(outcomes.map((o) => o.split(" ")[0]))).toEqual(new Set(["DEADLINE_EXCEEDED"]));
-        expect(outcomes[0]).toMatch(/^DEADLINE_EXCEEDED fan\.conformance\.Conformance\.echo: /);
-      }, 30_000);
-    });
-  }
-});
+        ),
+      );
+      const host = `127.0.0.1:${silent.port}`;
+      const unnamed = outcomes.filter((o) => !o.includes(host));
+      expect(unnamed, `errors not naming ${host}`).toEqual([]);
+      expect(new Set(outcomes.map((o) => o.split(" ")[0]))).toEqual(new Set(["DEADLINE_EXCEEDED"]));
+    }, 30_000);
+  });
+}
