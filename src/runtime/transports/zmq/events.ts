@@ -12,8 +12,10 @@
  * A message is `[topic, publisherId, firstSeq, body1, body2, ...]`: the first event of an
  * event-loop turn on a topic goes alone at once, the rest of that turn's events on the topic
  * together in one message (sequence numbers firstSeq, firstSeq + 1, ...), one native send for
- * many events. A subscriber older than batching drops a message of more than four frames as
- * malformed (a warn log): upgrade subscribers before publishers.
+ * many events. Each event keeps its own deadline: the writer builds a message when it sends
+ * it, of the events still within theirs (the others fail alone, logged). A subscriber older
+ * than batching drops a message of more than four frames as malformed (a warn log): upgrade
+ * subscribers before publishers.
  *
  * `subscribe` resolves once this transport's own XPUB has seen the subscription come back
  * from the hub, i.e. once the hub forwards it to every publisher. A publisher is ready once it
@@ -51,26 +53,37 @@ interface Local {
   tail: Promise<void>;
 }
 
-/** Events that waited for the end of a turn on one topic, sent as one message. */
-interface Batch {
-  readonly topic: string;
+/**
+ * Events of one batch that share a deadline, and so one promise: a turn's emits mostly do
+ * (`Date.now()` plus the same timeout), so a batch holds a run or a few, not one per event.
+ */
+interface Run {
+  readonly deadline: number;
   readonly bodies: Buffer[];
-  deadline: number;
+  /** Envelope ids, to name the events in the log line if the run is dropped. */
+  readonly ids: string[];
   readonly sent: Promise<void>;
   readonly resolve: () => void;
   readonly reject: (e: unknown) => void;
 }
 
-function newBatch(topic: string): Batch {
+function newRun(deadline: number): Run {
   let resolve!: () => void;
   let reject!: (e: unknown) => void;
   const sent = new Promise<void>((res, rej) => {
     resolve = res;
     reject = rej;
   });
-  // Nobody may await a batch that stays empty: its rejection is never unhandled.
-  sent.catch(() => undefined);
-  return { topic, bodies: [], deadline: Number.POSITIVE_INFINITY, sent, resolve, reject };
+  return { deadline, bodies: [], ids: [], sent, resolve, reject };
+}
+
+/** Events that waited for the end of a turn on one topic, sent as one message. */
+interface Batch {
+  readonly topic: string;
+  readonly service: string;
+  readonly event: string;
+  readonly runs: Run[];
+  size: number;
 }
 
 const SEP = "\u0000";
@@ -169,8 +182,8 @@ export class EventBus {
     for (const g of groups.values()) {
       if (g.topics.length === 0) continue;
       if (!g.broadcast) g.rr = (g.rr + 1) % g.topics.length;
-      if (!g.broadcast) sends.push(this.enqueue(g.topics[g.rr] as string, body, opts.deadline));
-      else for (const topic of g.topics) sends.push(this.enqueue(topic, body, opts.deadline));
+      if (!g.broadcast) sends.push(this.enqueue(g.topics[g.rr] as string, env, body, opts.deadline));
+      else for (const topic of g.topics) sends.push(this.enqueue(topic, env, body, opts.deadline));
     }
     if (sends.length === 1) await sends[0];
     else await Promise.all(sends);
@@ -182,26 +195,34 @@ export class EventBus {
    * `[topic, publisher, firstSeq, body1, body2, ...]` once it ends: the hub routes a message
    * by its topic frame, so events of one topic can share it.
    */
-  private enqueue(topic: string, body: Buffer, deadline: number): Promise<void> {
+  private enqueue(topic: string, env: Envelope, body: Buffer, deadline: number): Promise<void> {
     const open = this.batches.get(topic);
-    if (open !== undefined && open.bodies.length < MAX_EVENT_BATCH) {
-      open.bodies.push(body);
-      if (deadline < open.deadline) open.deadline = deadline;
-      return open.sent;
+    if (open !== undefined && open.size < MAX_EVENT_BATCH) {
+      let run = open.runs[open.runs.length - 1];
+      if (run === undefined || run.deadline !== deadline) {
+        run = newRun(deadline);
+        open.runs.push(run);
+      }
+      run.bodies.push(body);
+      run.ids.push(env.id);
+      open.size++;
+      return run.sent;
     }
+    this.batches.set(topic, { topic, service: env.service, event: env.method, runs: [], size: 0 });
     if (open === undefined) {
       // A lone event is not delayed: it goes now, and the turn's later events on the topic batch.
       if (!this.turnScheduled) {
         this.turnScheduled = true;
         process.nextTick(this.endTurn);
       }
-      this.batches.set(topic, newBatch(topic));
-      return this.sendBatch(topic, [body], deadline);
+      return this.writer.send((now) => {
+        if (now >= deadline) throw this.late(env.service, env.method, [env.id]);
+        return this.frames(topic, [body]);
+      });
     }
     // A full batch: send it now (in order) and open the next one.
-    this.batches.set(topic, newBatch(topic));
     this.flush(open);
-    return this.enqueue(topic, body, deadline);
+    return this.enqueue(topic, env, body, deadline);
   }
 
   private readonly endTurn = (): void => {
@@ -211,15 +232,55 @@ export class EventBus {
     for (const b of open) this.flush(b);
   };
 
+  /**
+   * Hands a batch to the writer, which builds its message when it sends it: of the events
+   * still within their own deadline then, one message; the others fail alone. So an event is
+   * not failed because a sibling's earlier deadline passed, nor sent after its own.
+   */
   private flush(b: Batch): void {
-    if (b.bodies.length === 0) return;
-    this.sendBatch(b.topic, b.bodies, b.deadline).then(b.resolve, b.reject);
+    if (b.size === 0) return;
+    let sent: Run[] | undefined;
+    this.writer
+      .send((now) => {
+        const live: Run[] = [];
+        for (const run of b.runs) {
+          if (now >= run.deadline) run.reject(this.late(b.service, b.event, run.ids));
+          else live.push(run);
+        }
+        sent = live;
+        if (live.length === 0) return undefined;
+        return this.frames(b.topic, live.length === 1 ? (live[0] as Run).bodies : live.flatMap((run) => run.bodies));
+      })
+      .then(
+        () => {
+          for (const run of sent ?? []) run.resolve();
+        },
+        (e: unknown) => {
+          for (const run of sent ?? b.runs) run.reject(e);
+        },
+      );
   }
 
-  private sendBatch(topic: string, bodies: Buffer[], deadline: number): Promise<void> {
+  /**
+   * The frames of one message of `bodies` on `topic`, numbered when the writer sends it: events
+   * dropped for their deadline take no number, so subscribers see no gap for them.
+   */
+  private frames(topic: string, bodies: Buffer[]): Array<Buffer | string> {
     const first = (this.seq.get(topic) ?? 0) + 1;
     this.seq.set(topic, first + bodies.length - 1);
-    return this.writer.send([Buffer.from(topic, "latin1"), this.id, String(first), ...bodies], deadline);
+    return [Buffer.from(topic, "latin1"), this.id, String(first), ...bodies];
+  }
+
+  /** Events past their deadline before they were sent: a warn log naming them, and their error. */
+  private late(service: string, event: string, ids: string[]): FanError {
+    this.log.warn(
+      { targetService: service, event, ids },
+      "zmq: events past their deadline before they were sent; dropped",
+    );
+    return new FanError(
+      Code.DEADLINE_EXCEEDED,
+      `publish ${service}.${event}: deadline passed before the event was sent`,
+    );
   }
 
   private liveTopic(service: string, event: string): string {

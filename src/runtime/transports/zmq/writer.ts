@@ -8,13 +8,29 @@
  * turn (until the microtask queue drains: `process.nextTick`), or while a send blocks, go out
  * together as one multipart message of several pairs (frames.ts), at most `MAX_BATCH` pairs
  * and `batchBytes` in all: one native call for many messages instead of one each.
+ *
+ * A send may give a function instead of frames, called once when the writer takes the send
+ * (at once when nothing is queued): the event publisher builds its messages then, from the
+ * events still within their own deadlines (events.ts).
  */
 import type { Writable } from "zeromq";
 import { Code, FanError } from "../../errors.js";
 import { frameBound, MAX_BATCH } from "./frames.js";
 
+type Frames = Array<Buffer | string>;
+
+/**
+ * Builds a message's frames at the moment it is sent (`now`: the writer's clock); undefined
+ * when nothing is left to send (the send resolves), a throw fails the send.
+ */
+export type BuildFrames = (now: number) => Frames | undefined;
+
+const NO_FRAMES: Frames = [];
+
 interface Queued {
-  readonly frames: Array<Buffer | string>;
+  /** The frames; built from `build` when the writer takes the item. */
+  frames: Frames;
+  build: BuildFrames | undefined;
   readonly deadline: number;
   readonly resolve: () => void;
   readonly reject: (e: unknown) => void;
@@ -35,15 +51,28 @@ export class Writer {
     private readonly batchBytes = 0,
   ) {}
 
-  /** Queues `frames`; resolves once zeromq took them, rejects with UNAVAILABLE or DEADLINE_EXCEEDED. */
-  send(frames: Array<Buffer | string>, deadline = Number.POSITIVE_INFINITY): Promise<void> {
+  /**
+   * Queues `out` (frames, or a function building them when sent); resolves once zeromq took
+   * them, rejects with UNAVAILABLE or DEADLINE_EXCEEDED (or what the function threw).
+   */
+  send(out: Frames | BuildFrames, deadline = Number.POSITIVE_INFINITY): Promise<void> {
     if (!this.busy && !this.turn) {
       // Nothing queued or in progress: hand the frames to zeromq at once (no queue entry, no
       // extra promise); whatever is queued meanwhile is drained once this send settles.
-      if (Date.now() >= deadline)
+      const now = Date.now();
+      if (now >= deadline)
         return Promise.reject(
           new FanError(Code.DEADLINE_EXCEEDED, `${this.what}: deadline passed while waiting to send`),
         );
+      let frames: Frames | undefined;
+      if (typeof out === "function") {
+        try {
+          frames = out(now);
+        } catch (e) {
+          return Promise.reject(e);
+        }
+        if (frames === undefined) return Promise.resolve();
+      } else frames = out;
       this.busy = true;
       if (this.batchBytes > 0) {
         this.turn = true;
@@ -57,7 +86,8 @@ export class Writer {
       }
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ frames, deadline, resolve, reject });
+      if (typeof out === "function") this.queue.push({ frames: NO_FRAMES, build: out, deadline, resolve, reject });
+      else this.queue.push({ frames: out, build: undefined, deadline, resolve, reject });
       if (!this.busy && !this.turn) void this.drain();
     });
   }
@@ -136,9 +166,28 @@ export class Writer {
         item.reject(new FanError(Code.DEADLINE_EXCEEDED, `${this.what}: deadline passed while waiting to send`));
         continue;
       }
+      // Before building: a message built now is one sent now, not one send later.
+      if (out.length > 0 && this.batchBytes === 0) break;
+      if (item.build !== undefined) {
+        let frames: Frames | undefined;
+        try {
+          frames = item.build(now);
+        } catch (e) {
+          this.queue.shift();
+          item.reject(e);
+          continue;
+        }
+        item.build = undefined;
+        if (frames === undefined) {
+          this.queue.shift();
+          item.resolve();
+          continue;
+        }
+        item.frames = frames;
+      }
       let size = 0;
       for (const f of item.frames) size += frameBound(f);
-      if (out.length > 0 && (this.batchBytes === 0 || out.length >= MAX_BATCH || bytes + size > this.batchBytes)) break;
+      if (out.length > 0 && (out.length >= MAX_BATCH || bytes + size > this.batchBytes)) break;
       this.queue.shift();
       out.push(item);
       bytes += size;
