@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
 import { onAbort } from "../abort.js";
 import { redactUrl, tlsReason, tlsRefusal } from "../tls-refusal.js";
+import { tlsProbe } from "./tls-probe.js";
 
 /** How to reach NATS. */
 export interface NatsConnectOptions {
@@ -20,6 +21,10 @@ export interface NatsConnectOptions {
 }
 
 const MAX_TIMER_MS = 2_147_483_647;
+/** How long the connection is down before a probe asks the servers whether they refuse our certificate (tls-probe.ts). */
+const PROBE_AFTER_MS = 500;
+/** Between probes while it stays down, and the bound of one probe. */
+const PROBE_EVERY_MS = 2_000;
 
 /** A managed connection: ready/up state, loss and return callbacks. */
 export class NatsLink {
@@ -32,15 +37,20 @@ export class NatsLink {
   #closed = false;
   /** Why the connection is down (undefined while it is up or still connecting for the first time). */
   #down: string | undefined;
-  /** Why the last attempt failed its TLS handshake on a certificate (see tls-refusal.ts); undefined once up. */
+  /** Why the last attempt or probe failed its TLS handshake on a certificate (see tls-refusal.ts); undefined once up. */
   #refused: string | undefined;
   /** The servers, for error messages. */
   readonly #servers: string;
+  /** The servers as given and our TLS options, for the probes. */
+  readonly #probeTo: { readonly servers: readonly string[]; readonly tls: NodeConnectionOptions["tls"] };
+  #probing = false;
 
   constructor(o: NatsConnectOptions, name: string, log: Logger) {
     this.#log = log;
     const servers = o.url === undefined ? ["nats://127.0.0.1:4222"] : typeof o.url === "string" ? [o.url] : [...o.url];
     this.#servers = servers.map(redactUrl).join(",");
+    this.#probeTo = { servers, tls: o.nats?.tls };
+    void this.#probeWhileDown();
     void this.#first({
       name,
       maxReconnectAttempts: -1,
@@ -61,7 +71,9 @@ export class NatsLink {
         return;
       } catch (e) {
         this.#down = (e as Error).message;
-        this.#refused = tlsRefusal(e) ? tlsReason(e) : undefined;
+        // nats.js's timeout is what a refused certificate looks like to it (tls-probe.ts): the probes judge that one.
+        if (tlsRefusal(e)) this.#refused = tlsReason(e);
+        else if ((e as Error).name !== "TimeoutError") this.#refused = undefined;
         if (!logged)
           this.#log.warn({ servers: this.#servers, err: this.#down }, "cannot connect to nats; trying again");
         logged = true;
@@ -105,13 +117,47 @@ export class NatsLink {
         this.#down = `disconnected from ${s.server}`;
         this.#log.warn({ server: s.server }, "nats connection lost; reconnecting");
         for (const f of [...this.#downs]) f(this.#down);
+        void this.#probeWhileDown();
       } else if (s.type === "reconnect") {
         this.#up = true;
         this.#down = undefined;
+        this.#refused = undefined;
         this.#log.info({ server: s.server }, "nats connection back");
         this.#wake();
         for (const f of [...this.#ups]) f();
       }
+    }
+  }
+
+  /**
+   * While the connection is down, asks every server every few seconds whether it refuses our TLS
+   * certificate: a refusal by all of them fails calls at once, as nats.js itself cannot report
+   * it (tls-probe.ts); a server that accepts again (or fails otherwise) clears it.
+   */
+  async #probeWhileDown(): Promise<void> {
+    if (this.#probing) return;
+    this.#probing = true;
+    const pause = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
+    try {
+      await pause(PROBE_AFTER_MS);
+      while (!this.up && !this.#closed) {
+        const { servers, tls } = this.#probeTo;
+        const why = await Promise.all(servers.map((s) => tlsProbe(s, tls, PROBE_EVERY_MS)));
+        if (this.up || this.#closed) break;
+        const refused = why.every((w) => w !== undefined) ? why[0] : undefined;
+        if (refused !== this.#refused) {
+          if (refused !== undefined)
+            this.#log.warn(
+              { servers: this.#servers, err: refused },
+              "nats refuses our TLS certificate; calls fail until it accepts",
+            );
+          this.#refused = refused;
+          this.#wake();
+        }
+        await pause(PROBE_EVERY_MS);
+      }
+    } finally {
+      this.#probing = false;
     }
   }
 
