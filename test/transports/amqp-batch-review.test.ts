@@ -10,10 +10,17 @@ import { setFlagsFromString } from "node:v8";
 import type amqplib from "amqplib";
 import { expect, it } from "vitest";
 import type { CallSignal } from "../../src/runtime/transports/abort.js";
-import type { AmqpTransport } from "../../src/runtime/transports/amqp/index.js";
 import type { Envelope } from "../../src/runtime/transports/transport.js";
 import { formatEndpoint, rpcQueue } from "../../src/runtime/transports/amqp/names.js";
-import { AMQP_URL, describeWithBroker, queueDepth, reachable, suiteTransports, withChannel } from "./amqp-broker.js";
+import {
+  AMQP_URL,
+  channelsOf,
+  describeWithBroker,
+  queueDepth,
+  reachable,
+  suiteTransports,
+  withChannel,
+} from "./amqp-broker.js";
 import { envelope, rejection, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
@@ -22,15 +29,6 @@ import { captureLog } from "./fixtures/log.js";
 const url = new URL(AMQP_URL);
 const up = await reachable(url.hostname, Number(url.port || 5672));
 const cluster = `abrev-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
-
-/** The amqplib channels open on a transport's connection. */
-function channelsOf(t: AmqpTransport): amqplib.Channel[] {
-  const model = t.connection.model as unknown as { connection: { channels: Array<{ channel: unknown } | null> } };
-  return model.connection.channels
-    .slice(1)
-    .filter((c): c is { channel: amqplib.Channel } => c !== null && c !== undefined)
-    .map((c) => c.channel);
-}
 
 describeWithBroker(
   up,

@@ -339,6 +339,15 @@ export async function canRunPrivateRabbit(): Promise<boolean> {
   }
 }
 
+/** The amqplib channels open on a transport's connection. */
+export function channelsOf(t: AmqpTransport): amqplib.Channel[] {
+  const model = t.connection.model as unknown as { connection: { channels: Array<{ channel: unknown } | null> } };
+  return model.connection.channels
+    .slice(1)
+    .filter((c): c is { channel: amqplib.Channel } => c !== null && c !== undefined)
+    .map((c) => c.channel);
+}
+
 /**
  * For a suite: makes amqp transports of `cluster` on the shared broker, all closed (and the
  * cluster's queues and exchanges deleted) after the suite.

@@ -192,10 +192,7 @@ export class Dispatcher implements Inbound {
     const deadline = typeof headers.deadline === "number" ? headers.deadline : now + p.timeoutMs;
     if (now >= deadline) {
       this.#counters.callsExpired++;
-      sink.error({
-        code: Code.DEADLINE_EXCEEDED,
-        message: `deadline of ${service}.${method} passed before the call started`,
-      });
+      sink.error(expiredError(service, method));
       return;
     }
     const gate = this.#gate;
@@ -312,6 +309,17 @@ export class Dispatcher implements Inbound {
         sink.error(this.#wireError(e, form, ctx));
       },
     );
+  }
+
+  /**
+   * Refuses a call whose deadline passed before its transport started it (a batch frame's call:
+   * batching/served.ts): counted and measured as `run` refuses one that arrives expired.
+   */
+  expired(env: Envelope, transport = "local"): WireError {
+    this.#counters.callsExpired++;
+    const series = this.#series(this.#plans.get(env.method), transport);
+    series?.end(series.begin(), Code.DEADLINE_EXCEEDED);
+    return expiredError(env.service, env.method);
   }
 
   /** Handles a push: resolves to ack (done, or dropped on purpose), rejects to redeliver. */
@@ -616,6 +624,11 @@ function abortedError(ctx: CallCtx): WireError {
     : { code: Code.CANCELLED, message: "cancelled by the caller" };
 }
 
+/** The error of a call refused because its deadline passed before it started (counted in `callsExpired`). */
+export function expiredError(service: string, method: string): WireError {
+  return { code: Code.DEADLINE_EXCEEDED, message: `deadline of ${service}.${method} passed before the call started` };
+}
+
 /** An error envelope answering `env`. */
 /** The reply envelope answering `env` with `payload`. */
 export function okReply(env: Envelope, payload: unknown, version: string): Envelope {
@@ -662,6 +675,10 @@ class TransportInbound implements Inbound {
 
   push(env: Envelope): Promise<void> {
     return this.d.push(env, this.transport);
+  }
+
+  expired(env: Envelope): WireError {
+    return this.d.expired(env, this.transport);
   }
 
   run(env: Envelope, signal: CallSignal, sink: CallSink): void {

@@ -5,7 +5,7 @@
 
 /** Counters of one App. */
 export interface Counters {
-  /** Calls refused because their deadline had passed on arrival. */
+  /** Calls refused because their deadline had passed before they started (on arrival, or waiting in a transport). */
   callsExpired: number;
   /** Replies a handler returned that failed validation (sent as INTERNAL). */
   badReplies: number;

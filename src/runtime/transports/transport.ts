@@ -6,7 +6,7 @@
  */
 import type { ServiceDescriptor, TransportName } from "../descriptor.js";
 import type { CallSignal } from "./abort.js";
-import type { FanError } from "../errors.js";
+import type { FanError, WireError } from "../errors.js";
 
 export type EnvelopeKind = "call" | "push" | "event" | "reply" | "error" | "state";
 
@@ -67,6 +67,13 @@ export interface Inbound {
    * should be delivered again (handler failed, app stopping).
    */
   push(env: Envelope): Promise<void>;
+  /**
+   * Refuses a call whose deadline passed before the transport started it (a batch frame's call
+   * that came late or waited for a turn): the error its caller gets, counted with the calls the
+   * App refuses on arrival for the same reason. Optional (a test's stand-in has none): the
+   * transport then refuses the call itself, uncounted.
+   */
+  expired?(env: Envelope): WireError;
 }
 
 /** A binding of one service instance on one transport. */

@@ -36,8 +36,13 @@ type Pending = PendingCall<AmqpAddress, Channel>;
 export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
   readonly #ch: ManagedChannel;
   readonly #prefixDot = `${randomBytes(6).toString("hex")}.`;
-  /** Channels taken out of use after a nack, still carrying calls sent before it; closed once those settle. */
-  readonly #retired = new Set<Channel>();
+  /**
+   * Channels taken out of use after a nack, with how many calls sent on them still wait on them
+   * (settled or taken back by a later nack, they leave); closed when none is left.
+   */
+  readonly #retired = new Map<Channel, number>();
+  /** Nacked batches waiting to be sent again, and what stops the wait once all their calls settled. */
+  readonly #resending = new Map<Batch, AbortController>();
 
   constructor(
     conn: AmqpConnection,
@@ -127,7 +132,13 @@ export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
   }
 
   protected override forgotten(p: Pending): void {
-    if (p.via !== undefined && this.#retired.has(p.via)) this.#closeIfIdle(p.via);
+    if (p.via !== undefined) this.#leave(p.via, 1);
+    const b = p.batch;
+    if (b === undefined || b.open > 0 || this.#resending.size === 0) return;
+    const waiting = this.#resending.get(b);
+    if (waiting === undefined) return;
+    this.#resending.delete(b);
+    waiting.abort();
   }
 
   protected announceCancel(p: Pending): void {
@@ -160,7 +171,6 @@ export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
     let latest = 0;
     for (const p of calls) if (p.deadline > latest) latest = p.deadline;
     if (this.#ch.retire(ch)) {
-      this.#retired.add(ch);
       // Closed under us (connection lost): its calls are lost as they would be on the current one.
       ch.once("close", () => {
         this.#retired.delete(ch);
@@ -170,22 +180,38 @@ export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
         { queue: b.dest, calls: calls.length },
         "amqp broker nacked a call frame; sending its calls again on a fresh rpc channel",
       );
-      this.#closeIfIdle(ch);
-    }
+      let open = 0;
+      for (const p of this.waiting()) if (p.via === ch) open++;
+      if (open > 0) this.#retired.set(ch, open);
+      else ch.close().catch(() => undefined);
+    } else this.#leave(ch, calls.length);
+    // Stopped when every call of it settled meanwhile (cancelled, expired): while the broker is
+    // down, the wait would otherwise hold them until it comes back or the latest deadline passes.
+    const waiting = new AbortController();
+    this.#resending.set(b, waiting);
     setTimeout(() => {
-      if (!calls.some((p) => this.isOpen(p))) return;
-      this.#ch.get(latest).then(
-        () => this.resend(calls),
+      if (waiting.signal.aborted) return;
+      this.#ch.get(latest, waiting.signal).then(
+        () => {
+          this.#resending.delete(b);
+          this.resend(calls);
+        },
         (e: unknown) => {
+          this.#resending.delete(b);
           for (const p of calls) p.settle(notSent(e));
         },
       );
     }, NACK_PAUSE_MS).unref();
   }
 
-  /** Closes a retired channel once no pending call went out on it. */
-  #closeIfIdle(ch: Channel): void {
-    for (const p of this.waiting()) if (p.via === ch) return;
+  /** `n` calls sent on `ch` no longer wait on it: a retired channel is closed when none does. */
+  #leave(ch: Channel, n: number): void {
+    const open = this.#retired.get(ch);
+    if (open === undefined) return;
+    if (open > n) {
+      this.#retired.set(ch, open - n);
+      return;
+    }
     this.#retired.delete(ch);
     ch.close().catch(() => undefined);
   }

@@ -185,7 +185,7 @@ export abstract class CallBatcher<A extends CallAddress, V> implements BatchRead
     return true;
   }
 
-  /** Told of every call settled (after it is forgotten). */
+  /** Told of every call settled (after it is forgotten: its batch's `open` no longer counts it). */
   protected forgotten(_p: PendingCall<A, V>): void {}
 
   /** A cancelled call: announced to the instances of its version when it left already. */
@@ -210,15 +210,13 @@ export abstract class CallBatcher<A extends CallAddress, V> implements BatchRead
 
   /**
    * Takes batch `b` back (its message was not taken by the broker): its calls still open, no
-   * longer tied to it, to be sent again with `resend`.
+   * longer tied to what it went out on, to be sent again with `resend`. They stay in `b` until
+   * then, so `b.open` tells when the last of them settled meanwhile (see `forgotten`).
    */
   protected reopen(b: CallBatch<A, V>): PendingCall<A, V>[] {
     this.#batches.delete(b.id);
     const calls = b.calls.filter((p) => this.#pending.get(p.seq) === p);
-    for (const p of calls) {
-      p.via = undefined;
-      p.batch = undefined;
-    }
+    for (const p of calls) p.via = undefined;
     return calls;
   }
 
@@ -296,7 +294,7 @@ export class PendingCall<A extends CallAddress, V> implements Expirable, AbortTa
   prev: Expirable | undefined = undefined;
   next: Expirable | undefined = undefined;
   readonly finite: boolean;
-  /** The batch it is queued in or went out with; undefined while a reopened call waits to be sent again. */
+  /** The batch it is queued in or went out with (a reopened call's until it is queued again). */
   batch: CallBatch<A, V> | undefined = undefined;
   /** What its frame went out on; undefined while queued. */
   via: V | undefined = undefined;

@@ -10,6 +10,7 @@
  * call of it is answered (`settled`), if its broker wants that.
  */
 import type { Logger } from "pino";
+import { expiredError } from "../../call/dispatch.js";
 import { decodeEnvelope, encodeEnvelopeText } from "../../codec/wire.js";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
@@ -223,9 +224,11 @@ export class FramePump<S extends FrameSource> {
         "the server handling this call was lost; not retried because the method is not idempotent",
       );
     else if (queued?.aborted === true) refused = new FanError(Code.CANCELLED, "cancelled before it started");
-    else if (typeof env.headers.deadline === "number" && env.headers.deadline <= Date.now())
+    else if (typeof env.headers.deadline === "number" && env.headers.deadline <= Date.now()) {
       // The frame lives until its latest call's deadline; this call's own passed while it waited.
-      refused = new FanError(Code.DEADLINE_EXCEEDED, `deadline of ${env.method} passed before the call started`);
+      const e = inbound.expired?.(env) ?? expiredError(env.service, env.method);
+      refused = new FanError(e.code, e.message);
+    }
     if (refused !== undefined) {
       this.#queue(src, seq, errorEnvelope(env.id, env, refused));
       return;
@@ -293,14 +296,15 @@ export class FramePump<S extends FrameSource> {
 
   /**
    * Answers the calls of frames still waiting for a turn (closing): they never started here, so
-   * UNAVAILABLE, at once — not once the running calls (which may ignore their abort) finish.
+   * UNAVAILABLE (another instance may take them), at once — not once the running calls (which
+   * may ignore their abort) finish.
    */
   refuseWaiting(): void {
     const q = this.#backlog;
     const from = this.#backlogAt;
     this.#backlog = [];
     this.#backlogAt = 0;
-    const e = new FanError(Code.UNAVAILABLE, "the serving instance closed before the call started");
+    const service = this.opts.service.name;
     for (let i = from; i < q.length; i++) {
       const w = q[i] as Waiting<S>;
       this.inFlight.delete(`${w.src.client}${w.seq}`);
@@ -310,6 +314,8 @@ export class FramePump<S extends FrameSource> {
       } catch {
         env = undefined;
       }
+      const what = env === undefined ? service : `${service}.${env.method}`;
+      const e = new FanError(Code.UNAVAILABLE, `the instance serving ${what} closed before the call started`);
       this.#queue(w.src, w.seq, errorEnvelope(env?.id ?? "?", env, e));
     }
   }

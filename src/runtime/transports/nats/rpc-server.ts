@@ -262,10 +262,14 @@ export class NatsRpcServer {
     return this.#inFlight.size;
   }
 
-  /** Aborts calls still running and waits up to `graceMs` for their replies to go out. */
+  /**
+   * Aborts calls still running, answers those still waiting for a turn (UNAVAILABLE: they never
+   * started here), and waits up to `graceMs` for the replies to go out.
+   */
   async close(graceMs: number): Promise<void> {
     await this.stop();
     for (const ac of this.#inFlight.values()) ac.abort();
+    this.#pump.refuseWaiting();
     const until = Date.now() + graceMs;
     while (this.busy > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     this.#pump.flush();
