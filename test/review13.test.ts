@@ -5,7 +5,10 @@
  * transport's own wait fails UNAVAILABLE at the deadline and the client turns that into
  * DEADLINE_EXCEEDED (outcome.ts `sendFailure`: at or after the deadline a call's error is
  * DEADLINE_EXCEEDED whatever the transport said); the client's deadline wheel must give the same
- * code. Pushes too, and their message must read as one (no empty method prefix).
+ * code. Pushes too, and their message must read as one (no empty method prefix). And a call
+ * refused on one transport (nats without the client certificate its server wants) that failed
+ * over to an instance on another (redis) and waits there past its deadline must not blame the
+ * transport it left.
  */
 import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,9 +18,12 @@ import { amqpTransport } from "../src/runtime/transports/amqp/index.js";
 import { natsTransport } from "../src/runtime/transports/nats/index.js";
 import { redisTransport } from "../src/runtime/transports/redis/index.js";
 import type { TransportFactory } from "../src/runtime/transports/transport.js";
+import { opensslAvailable, type TestPki, testPki } from "./tls-certs.js";
+import { describeWithBroker, freePort } from "./transports/amqp-broker.js";
 import { type ChildApp, childApp } from "./transports/child.js";
 import { Conformance } from "./transports/fixtures/generated/fan/conformance.js";
 import { captureLog } from "./transports/fixtures/log.js";
+import { natsServerAvailable, PrivateNats } from "./transports/nats-server.js";
 import { ETCD, runnable, uniqueCluster } from "./transports/processes.js";
 
 const BROKERS = ["redis", "amqp", "nats"] as const;
@@ -94,3 +100,65 @@ for (const broker of BROKERS) {
     }, 30_000);
   });
 }
+
+const failover = (runnable("nats") && runnable("redis")) || process.env.FAN_REQUIRE_BROKERS === "1";
+describeWithBroker(
+  failover && opensslAvailable && (await natsServerAvailable()),
+  "openssl and nats-server",
+  "failover from a refused nats",
+)("a call that failed over from a refused transport to another", () => {
+  const cluster = uniqueCluster("review13-failover");
+  let pki: TestPki;
+  let nats: PrivateNats;
+  let children: ChildApp[];
+  let app: App;
+
+  beforeAll(async () => {
+    pki = testPki("fan-review13-");
+    nats = new PrivateNats(await freePort(), pki.serverTls(true));
+    await nats.start();
+    // One instance on each transport: a call refused on the nats one fails over to the redis one.
+    children = ["nats", "redis"].map((transport) =>
+      childApp({
+        FAN_CHILD_TRANSPORTS: transport,
+        FAN_CHILD_CLUSTER: cluster,
+        FAN_CHILD_SERVE: "Conformance",
+        FAN_ETCD: ETCD,
+      }),
+    );
+    await Promise.all(children.map((c) => c.next("ready")));
+    app = createApp({
+      cluster,
+      discovery: `etcd://${ETCD}`,
+      // Our nats has no client certificate for a server that wants one: every call on it is refused at once.
+      transports: {
+        nats: natsTransport({ url: nats.url, nats: { tls: { ca: pki.pem(pki.ca.cert) } } }),
+        redis: redisTransport({}),
+      },
+      logger: captureLog().log,
+      policy: { retry: false, breaker: false },
+    });
+    await app.start();
+    // Until the probe has told the refusal.
+    await new Promise((r) => setTimeout(r, 2_000));
+  }, 60_000);
+  afterAll(async () => {
+    await app?.stop();
+    await Promise.all((children ?? []).map((c) => c.stop()));
+    await nats?.destroy();
+    pki?.remove();
+  }, 30_000);
+
+  it("names what it waited for, not the refusal of the transport it left", async () => {
+    const client = app.client(Conformance);
+    const outcomes = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        client.sleep({ ms: 1_500 }, { timeout: 300 }).then(
+          () => "answered",
+          (e: unknown) => (FanError.is(e) ? `${e.code} ${e.message}` : String(e)),
+        ),
+      ),
+    );
+    expect(outcomes.filter((o) => /TLS handshake failed/.test(o))).toEqual([]);
+  }, 30_000);
+});
