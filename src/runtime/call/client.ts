@@ -473,7 +473,11 @@ export class Caller implements ClientCaller {
         // Refused before it left (failover.ts): another instance may take it, whatever the method.
         // A sharded call's other instances are not its shard's owner: no failover (ShardRoute decides).
         isNotDelivered(e) && req.method.shard === undefined
-          ? resend(target, e, env, req.kind, sendOpts, route, pinned, req.method, held?.move).then(
+          ? resend(target, e, env, req.kind, sendOpts, route, pinned, req.method, (next: Target) => {
+              // At its deadline the call waits on the transport it went to, not the one that refused it.
+              pending.via = next.transport;
+              held?.move(next);
+            }).then(
               (reply: Envelope | undefined) => this.#answered(plan, req, target, pending, reply),
               (e2: unknown) => this.#sendFailed(plan, req, pending, e2),
             )

@@ -188,15 +188,23 @@ export class PendingCall implements Expirable, CallSink {
 
 /**
  * The error of a call whose deadline passed; given `stalled` (its transport's connection was not
- * up: `Transport.stalled`), that error's code and message, naming the server.
+ * up: `Transport.stalled`), DEADLINE_EXCEEDED still, naming the server, with an UNAVAILABLE
+ * outage as its cause: as the transport's own wait fails at the deadline (outcome.ts
+ * `sendFailure`), so the code does not depend on which timer fires first.
  */
 export function deadlineExceeded(req: PendingRequest, stalled?: FanError): FanError {
   const what = `${req.service.name}.${req.method.name}`;
+  const details = { deadline: req.deadline };
   return traced(
     req,
     stalled === undefined
-      ? new FanError(Code.DEADLINE_EXCEEDED, `${what}: deadline exceeded`, { details: { deadline: req.deadline } })
-      : new FanError(stalled.code, `${what}: ${stalled.message}`, { details: { deadline: req.deadline } }),
+      ? new FanError(Code.DEADLINE_EXCEEDED, `${what}: deadline exceeded`, { details })
+      : stalled.code === Code.DEADLINE_EXCEEDED
+        ? new FanError(Code.DEADLINE_EXCEEDED, `${what}: ${stalled.message}`, { details })
+        : new FanError(Code.DEADLINE_EXCEEDED, `${what}: deadline exceeded (${stalled.message})`, {
+            cause: stalled,
+            details,
+          }),
   );
 }
 

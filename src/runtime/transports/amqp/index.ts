@@ -178,11 +178,12 @@ export class AmqpTransport implements Transport {
     return served;
   }
 
-  /** Sends a call and waits for its reply. */
+  /** While calls cannot leave: the error a call waiting gets at its deadline (`Transport.stalled`). */
   stalled(): FanError | undefined {
     return this.#client?.stalled();
   }
 
+  /** Sends a call and waits for its reply. */
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     return this.#rpc.call(endpoint, env, opts);
   }

@@ -65,12 +65,12 @@ export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
     await ch.consume(REPLY_TO, (msg) => this.#onReply(msg), { noAck: true });
   }
 
-  /** Sends `env` to `endpoint`'s request queue; resolves with the reply or error envelope. */
   /** While the channel is not ready: the error a call waiting for it gets at its deadline. */
   stalled(): FanError | undefined {
     return this.#ch.stalled();
   }
 
+  /** Sends `env` to `endpoint`'s request queue; resolves with the reply or error envelope. */
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     let addr: AmqpAddress;
     let json: string;

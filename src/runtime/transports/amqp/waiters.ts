@@ -4,6 +4,7 @@
  */
 import { Code, FanError } from "../../errors.js";
 import { onAbort } from "../abort.js";
+import { atDeadline } from "../deadline-timer.js";
 
 /** Longest delay `setTimeout` takes without overflowing to 1 ms. */
 export const MAX_TIMER_MS = 2_147_483_647;
@@ -27,11 +28,10 @@ export class Waiters {
     if (signal?.aborted === true) return Promise.reject(new FanError(Code.CANCELLED, "cancelled"));
     if (deadline <= Date.now()) return Promise.reject(late());
     return new Promise<void>((resolve, reject) => {
-      const ms = msUntil(deadline);
-      const timer = ms === undefined ? undefined : setTimeout(() => done(late()), ms);
+      const timer = atDeadline(deadline, () => done(late()));
       const done = (err?: FanError): void => {
         this.#waiting.delete(done);
-        if (timer !== undefined) clearTimeout(timer);
+        timer?.clear();
         stopListening();
         if (err === undefined) resolve();
         else reject(err);

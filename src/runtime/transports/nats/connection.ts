@@ -9,6 +9,7 @@ import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
 import { onAbort } from "../abort.js";
+import { atDeadline } from "../deadline-timer.js";
 import { redactUrl, tlsReason, tlsRefusal } from "../tls-refusal.js";
 import { tlsProbe } from "./tls-probe.js";
 
@@ -20,7 +21,6 @@ export interface NatsConnectOptions {
   readonly nats?: Partial<NodeConnectionOptions>;
 }
 
-const MAX_TIMER_MS = 2_147_483_647;
 /** How long the connection is down before a probe asks the servers whether they refuse our certificate (tls-probe.ts). */
 const PROBE_AFTER_MS = 500;
 /** Between probes while it stays down, and the bound of one probe. */
@@ -203,15 +203,14 @@ export class NatsLink {
     if (signal?.aborted === true) return Promise.reject(new FanError(Code.CANCELLED, "cancelled"));
     if (this.#refused !== undefined) return Promise.reject(this.#refusal(this.#refused));
     return new Promise<NatsConnection>((resolve, reject) => {
-      const ms = Number.isFinite(deadline) ? Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now())) : undefined;
-      const timer = ms === undefined ? undefined : setTimeout(() => done(this.#late()), ms);
+      const timer = atDeadline(deadline, () => done(this.#late()));
       const check = (): void => {
         if (this.up) done();
         else if (this.#closed) done(new FanError(Code.UNAVAILABLE, "nats transport closed"));
         else if (this.#refused !== undefined) done(this.#refusal(this.#refused));
       };
       const done = (err?: FanError): void => {
-        if (timer !== undefined) clearTimeout(timer);
+        timer?.clear();
         this.#waiters.delete(check);
         stopListening();
         if (err === undefined) resolve(this.#nc as NatsConnection);

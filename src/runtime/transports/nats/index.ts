@@ -193,11 +193,12 @@ export class NatsTransport implements Transport {
     await Promise.all([i.rpc.stop(), i.push?.stop()]);
   }
 
-  /** Sends a call and waits for its reply. */
+  /** While calls cannot leave: the error a call waiting gets at its deadline (`Transport.stalled`). */
   stalled(): FanError | undefined {
     return this.link.stalled();
   }
 
+  /** Sends a call and waits for its reply. */
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     return this.#rpc.call(endpoint, env, opts);
   }

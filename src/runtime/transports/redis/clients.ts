@@ -9,6 +9,7 @@ import { Cluster, Command, Redis, type ClusterNode, type ClusterOptions, type Re
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
 import { onAbort } from "../abort.js";
+import { atDeadline } from "../deadline-timer.js";
 import { redactUrl, tlsReason, tlsRefusal } from "../tls-refusal.js";
 
 /** A standalone, Sentinel-managed or cluster connection. */
@@ -26,8 +27,6 @@ export interface RedisConnectOptions {
 
 /** What a connection is for: `cmd` is shared and auto-pipelined, the others are dedicated. */
 export type Role = "cmd" | "sub" | "block";
-
-const MAX_TIMER_MS = 2_147_483_647;
 
 /** Commands the shared connection sends at once: PUBLISH (the rpc call script goes through `send`, never pipelined). */
 const UNPIPELINED = ["publish"] as const;
@@ -174,15 +173,14 @@ export function ready(client: RedisClient, deadline: number, signal?: AbortSigna
   const refused = refusedTls.get(client);
   if (refused !== undefined) return Promise.reject(refusal(client, refused));
   return new Promise<void>((resolve, reject) => {
-    const ms = Number.isFinite(deadline) ? Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now())) : undefined;
-    const timer = ms === undefined ? undefined : setTimeout(() => done(late(client)), ms);
+    const timer = atDeadline(deadline, () => done(late(client)));
     const onReady = (): void => done();
     const onEnd = (): void => done(new FanError(Code.UNAVAILABLE, "redis transport closed"));
     const onError = (e: Error): void => {
       if (tlsRefusal(e)) done(refusal(client, tlsReason(e)));
     };
     const done = (err?: FanError): void => {
-      if (timer !== undefined) clearTimeout(timer);
+      timer?.clear();
       client.off("ready", onReady);
       client.off("end", onEnd);
       client.off("error", onError);
