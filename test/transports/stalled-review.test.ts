@@ -1,5 +1,6 @@
 /**
- * Review of "a call stalled on its broker connection fails at its deadline naming the server":
+ * Calls stalled on their broker connection, continued from stalled-deadline.test.ts (found in
+ * review):
  * with the broker known to be down (nothing listens on its port, so the transport has a reason
  * for the outage), a call's deadline error must not depend on which timer fires first. The
  * transport's own wait fails UNAVAILABLE at the deadline and the client turns that into
@@ -12,19 +13,19 @@
  */
 import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type App, createApp } from "../src/runtime/app/app.js";
-import { FanError } from "../src/runtime/errors.js";
-import { amqpTransport } from "../src/runtime/transports/amqp/index.js";
-import { natsTransport } from "../src/runtime/transports/nats/index.js";
-import { redisTransport } from "../src/runtime/transports/redis/index.js";
-import type { TransportFactory } from "../src/runtime/transports/transport.js";
-import { opensslAvailable, type TestPki, testPki } from "./tls-certs.js";
-import { describeWithBroker, freePort } from "./transports/amqp-broker.js";
-import { type ChildApp, childApp } from "./transports/child.js";
-import { Conformance } from "./transports/fixtures/generated/fan/conformance.js";
-import { captureLog } from "./transports/fixtures/log.js";
-import { natsServerAvailable, PrivateNats } from "./transports/nats-server.js";
-import { ETCD, runnable, uniqueCluster } from "./transports/processes.js";
+import { type App, createApp } from "../../src/runtime/app/app.js";
+import { FanError } from "../../src/runtime/errors.js";
+import { amqpTransport } from "../../src/runtime/transports/amqp/index.js";
+import { natsTransport } from "../../src/runtime/transports/nats/index.js";
+import { redisTransport } from "../../src/runtime/transports/redis/index.js";
+import type { TransportFactory } from "../../src/runtime/transports/transport.js";
+import { opensslAvailable, type TestPki, testPki } from "../tls-certs.js";
+import { describeWithBroker, freePort } from "./amqp-broker.js";
+import { type ChildApp, childApp } from "./child.js";
+import { Conformance } from "./fixtures/generated/fan/conformance.js";
+import { captureLog } from "./fixtures/log.js";
+import { natsServerAvailable, PrivateNats } from "./nats-server.js";
+import { ETCD, runnable, uniqueCluster } from "./processes.js";
 
 const BROKERS = ["redis", "amqp", "nats"] as const;
 type Broker = (typeof BROKERS)[number];
