@@ -14,7 +14,9 @@ import { amqpTransport } from "../../src/runtime/transports/amqp/index.js";
 import { natsTransport } from "../../src/runtime/transports/nats/index.js";
 import { redisTransport } from "../../src/runtime/transports/redis/index.js";
 import type { TransportFactory } from "../../src/runtime/transports/transport.js";
+import { formatEndpoint } from "../../src/runtime/transports/amqp/names.js";
 import { type ChildApp, childApp } from "./child.js";
+import { envelope, rejection, within } from "./conformance.js";
 import { Conformance } from "./fixtures/generated/fan/conformance.js";
 import { captureLog } from "./fixtures/log.js";
 import { ETCD, runnable, uniqueCluster } from "./processes.js";
@@ -95,3 +97,37 @@ for (const broker of BROKERS) {
     }, 30_000);
   });
 }
+
+describe("an amqp broker that accepts the connection and never answers the handshake", () => {
+  it("the attempt is given up after 5 s of silence and made again (it does not hang forever)", async () => {
+    const accepted: number[] = [];
+    const sockets = new Set<Socket>();
+    const server = createServer((s) => {
+      accepted.push(Date.now());
+      sockets.add(s);
+      s.on("error", () => undefined);
+      s.on("close", () => sockets.delete(s));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as { port: number }).port;
+    const t = amqpTransport({ url: `amqp://guest:guest@127.0.0.1:${port}`, reconnectMinDelayMs: 20 })({
+      cluster: uniqueCluster("stalled-handshake"),
+      log: captureLog().log,
+      maxPayloadBytes: 1 << 20,
+    });
+    try {
+      const t0 = Date.now();
+      const endpoint = formatEndpoint({ cluster: "x", service: "fan.conformance.Conformance", version: "1.0.0" });
+      const err = await rejection(() => t.call(endpoint, envelope("echo", { n: 1 }), within(300)));
+      expect(err.code).toBe("DEADLINE_EXCEEDED");
+      await expect.poll(() => accepted.length, { timeout: 12_000, interval: 100 }).toBeGreaterThanOrEqual(2);
+      const again = (accepted[1] as number) - t0;
+      expect(again).toBeGreaterThanOrEqual(4500);
+      expect(again).toBeLessThan(11_000);
+    } finally {
+      await t.close();
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  }, 30_000);
+});

@@ -28,6 +28,13 @@ export interface ConnectionOptions {
 export type Setup = (ch: Channel) => Promise<void>;
 
 const CLOSE_TIMEOUT_MS = 2000;
+/**
+ * amqplib waits for the broker's side of the handshake without a bound: a broker that accepted
+ * the TCP connection and then stalled (overloaded, out of file descriptors, half booted) would
+ * hold that attempt, and every call, forever. Silence this long while connecting fails the
+ * attempt, which is retried with backoff (`socketOptions.timeout` overrides it).
+ */
+const HANDSHAKE_TIMEOUT_MS = 5000;
 
 function backoff(attempt: number, min: number, max: number): number {
   const d = Math.min(max, min * 2 ** Math.min(attempt, 16));
@@ -114,6 +121,7 @@ export class AmqpConnection {
     let model: ChannelModel;
     try {
       model = await amqplib.connect(url, {
+        timeout: HANDSHAKE_TIMEOUT_MS,
         ...this.opts.socketOptions,
         noDelay: true,
         clientProperties: { connection_name: this.opts.connectionName },

@@ -42,7 +42,7 @@ import { pushToOwner } from "../owner-push.js";
 export interface AmqpTransportOptions {
   /** Broker URL, or the URLs of a RabbitMQ cluster's nodes, tried in turn on (re)connect. */
   readonly url: string | readonly string[];
-  /** Extra socket options for amqplib (`noDelay` is always on). */
+  /** Extra socket options for amqplib (`noDelay` is always on; `timeout`, ms of broker silence while connecting before the attempt is retried, defaults to 5000). */
   readonly socketOptions?: Readonly<Record<string, unknown>>;
   /** The connection's name in `rabbitmqctl list_connections` (default `fan {cluster} pid {pid}`). */
   readonly connectionName?: string;
