@@ -232,6 +232,66 @@ describe("http surface", () => {
   });
 });
 
+describe("http client answers", () => {
+  // The client decodes only the reply headers it reads (fan-*, traceparent, tracestate), by
+  // their first byte: whatever the case they arrive in, repeated ones joined, the rest ignored.
+  let foreign: Server;
+  let url: string;
+  let hold: (() => void) | undefined;
+  beforeAll(async () => {
+    foreign = createServer((req, res) => {
+      if (req.url?.endsWith("/never") === true) {
+        hold = () => res.destroy();
+        return;
+      }
+      res.setHeader("Fan-Kind", "reply");
+      res.setHeader("FAN-H-TENANT", "acme");
+      res.setHeader("fan-h-tag", ["a", "b"]);
+      res.setHeader("TraceParent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+      res.setHeader("tracestate", "k=v");
+      res.setHeader("fan-headers", '{"Mixed":2}');
+      res.setHeader("transfer-coding-note", "ignored");
+      res.setHeader("x-other", "ignored");
+      res.setHeader("content-type", "application/json");
+      res.end('{"n":1}');
+    });
+    await new Promise<void>((r) => foreign.listen(0, "127.0.0.1", r));
+    url = `http://127.0.0.1:${(foreign.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    hold?.();
+    await new Promise<void>((r) => foreign.close(() => r()));
+  });
+
+  it("reads fan and trace headers in any case, joins repeated ones, ignores the others", async () => {
+    const client = transport();
+    const reply = await client.call(url, envelope("echo", { n: 1 }), within(2000));
+    await client.close();
+    expect(reply.kind).toBe("reply");
+    expect(reply.payload).toEqual({ n: 1 });
+    expect(reply.headers).toEqual({
+      tenant: "acme",
+      tag: "a, b",
+      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      tracestate: "k=v",
+      Mixed: 2,
+    });
+  });
+
+  it("a caller's signal that aborts while the call waits cancels it", async () => {
+    const client = transport();
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 50);
+    const t0 = Date.now();
+    const err = await rejection(() =>
+      client.call(url, { ...envelope("echo", {}), method: "never" }, within(5000, ac.signal)),
+    );
+    expect(err.code).toBe("CANCELLED");
+    expect(Date.now() - t0).toBeLessThan(2000);
+    await client.close();
+  });
+});
+
 describe("http header mapping", () => {
   const name = fc.oneof(
     fc.constantFrom("traceparent", "tracestate", "shard", "replyTo", "x-tenant", "Mixed", "ünï", "a b"),
