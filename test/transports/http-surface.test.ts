@@ -2,11 +2,12 @@
  * The http surface as a curl user or a proxy sees it: paths, `@route`s, status codes, limits,
  * header mapping, and failures the client maps to FanError codes.
  */
-import { createServer, type Server } from "node:http";
+import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { EnvelopeHeaders, Served, Transport } from "../../src/runtime/transports/transport.js";
+import { type CallSignal, signalOf } from "../../src/runtime/transports/abort.js";
+import type { Envelope, EnvelopeHeaders, Inbound, Served, Transport } from "../../src/runtime/transports/transport.js";
 import { fromHttpHeaders, toHttpHeaders } from "../../src/runtime/transports/http/headers.js";
 import { httpTransport } from "../../src/runtime/transports/http/index.js";
 import { envelope, rejection, until, within } from "./conformance.js";
@@ -289,6 +290,45 @@ describe("http client answers", () => {
     expect(err.code).toBe("CANCELLED");
     expect(Date.now() - t0).toBeLessThan(2000);
     await client.close();
+  });
+});
+
+describe("http server cancels", () => {
+  it("a caller that goes away mid-call aborts the handler's signal, read before or after it left", async () => {
+    const server = transport();
+    const signals: CallSignal[] = [];
+    let readAtOnce: AbortSignal | undefined;
+    let finish: (() => void) | undefined;
+    const inbound: Inbound = {
+      call: (env: Envelope, signal: CallSignal) => {
+        signals.push(signal);
+        if (signals.length === 1) readAtOnce = signalOf(signal); // the first call reads it while it runs
+        return new Promise<Envelope>((resolve) => {
+          finish = () => resolve({ ...env, kind: "reply", payload: {} });
+        });
+      },
+      push: async () => undefined,
+    };
+    const served = await server.serve(ConformanceDescriptor, "s1", inbound);
+    const goAway = (): Promise<void> =>
+      new Promise((resolve) => {
+        const n = signals.length;
+        const req = request(`${served.endpoint}/${C}/echo`, { method: "POST" });
+        req.on("error", () => resolve());
+        req.end("{}");
+        void until(() => signals.length > n).then(() => req.destroy());
+      });
+    await goAway();
+    await until(() => readAtOnce?.aborted === true);
+    expect(readAtOnce?.reason).toMatchObject({ code: "CANCELLED" });
+    finish?.();
+    await goAway();
+    await new Promise((r) => setTimeout(r, 100));
+    const readLate = signalOf(signals[1] as CallSignal); // first read after the caller left
+    expect(readLate.aborted).toBe(true);
+    expect(readLate.reason).toMatchObject({ code: "CANCELLED" });
+    finish?.();
+    await server.close();
   });
 });
 
