@@ -2,11 +2,12 @@
  * The http surface as a curl user or a proxy sees it: paths, `@route`s, status codes, limits,
  * header mapping, and failures the client maps to FanError codes.
  */
-import { createServer, type Server } from "node:http";
+import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { EnvelopeHeaders, Served, Transport } from "../../src/runtime/transports/transport.js";
+import { type CallSignal, signalOf } from "../../src/runtime/transports/abort.js";
+import type { Envelope, EnvelopeHeaders, Inbound, Served, Transport } from "../../src/runtime/transports/transport.js";
 import { fromHttpHeaders, toHttpHeaders } from "../../src/runtime/transports/http/headers.js";
 import { httpTransport } from "../../src/runtime/transports/http/index.js";
 import { envelope, rejection, until, within } from "./conformance.js";
@@ -229,6 +230,105 @@ describe("http surface", () => {
       const err = await rejection(() => client.call(url, { ...envelope("echo", {}), service: "slow" }, within(100)));
       expect(err.code).toBe("DEADLINE_EXCEEDED");
     });
+  });
+});
+
+describe("http client answers", () => {
+  // The client decodes only the reply headers it reads (fan-*, traceparent, tracestate), by
+  // their first byte: whatever the case they arrive in, repeated ones joined, the rest ignored.
+  let foreign: Server;
+  let url: string;
+  let hold: (() => void) | undefined;
+  beforeAll(async () => {
+    foreign = createServer((req, res) => {
+      if (req.url?.endsWith("/never") === true) {
+        hold = () => res.destroy();
+        return;
+      }
+      res.setHeader("Fan-Kind", "reply");
+      res.setHeader("FAN-H-TENANT", "acme");
+      res.setHeader("fan-h-tag", ["a", "b"]);
+      res.setHeader("TraceParent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+      res.setHeader("tracestate", "k=v");
+      res.setHeader("fan-headers", '{"Mixed":2}');
+      res.setHeader("transfer-coding-note", "ignored");
+      res.setHeader("x-other", "ignored");
+      res.setHeader("content-type", "application/json");
+      res.end('{"n":1}');
+    });
+    await new Promise<void>((r) => foreign.listen(0, "127.0.0.1", r));
+    url = `http://127.0.0.1:${(foreign.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    hold?.();
+    await new Promise<void>((r) => foreign.close(() => r()));
+  });
+
+  it("reads fan and trace headers in any case, joins repeated ones, ignores the others", async () => {
+    const client = transport();
+    const reply = await client.call(url, envelope("echo", { n: 1 }), within(2000));
+    await client.close();
+    expect(reply.kind).toBe("reply");
+    expect(reply.payload).toEqual({ n: 1 });
+    expect(reply.headers).toEqual({
+      tenant: "acme",
+      tag: "a, b",
+      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      tracestate: "k=v",
+      Mixed: 2,
+    });
+  });
+
+  it("a caller's signal that aborts while the call waits cancels it", async () => {
+    const client = transport();
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 50);
+    const t0 = Date.now();
+    const err = await rejection(() =>
+      client.call(url, { ...envelope("echo", {}), method: "never" }, within(5000, ac.signal)),
+    );
+    expect(err.code).toBe("CANCELLED");
+    expect(Date.now() - t0).toBeLessThan(2000);
+    await client.close();
+  });
+});
+
+describe("http server cancels", () => {
+  it("a caller that goes away mid-call aborts the handler's signal, read before or after it left", async () => {
+    const server = transport();
+    const signals: CallSignal[] = [];
+    let readAtOnce: AbortSignal | undefined;
+    let finish: (() => void) | undefined;
+    const inbound: Inbound = {
+      call: (env: Envelope, signal: CallSignal) => {
+        signals.push(signal);
+        if (signals.length === 1) readAtOnce = signalOf(signal); // the first call reads it while it runs
+        return new Promise<Envelope>((resolve) => {
+          finish = () => resolve({ ...env, kind: "reply", payload: {} });
+        });
+      },
+      push: async () => undefined,
+    };
+    const served = await server.serve(ConformanceDescriptor, "s1", inbound);
+    const goAway = (): Promise<void> =>
+      new Promise((resolve) => {
+        const n = signals.length;
+        const req = request(`${served.endpoint}/${C}/echo`, { method: "POST" });
+        req.on("error", () => resolve());
+        req.end("{}");
+        void until(() => signals.length > n).then(() => req.destroy());
+      });
+    await goAway();
+    await until(() => readAtOnce?.aborted === true);
+    expect(readAtOnce?.reason).toMatchObject({ code: "CANCELLED" });
+    finish?.();
+    await goAway();
+    await new Promise((r) => setTimeout(r, 100));
+    const readLate = signalOf(signals[1] as CallSignal); // first read after the caller left
+    expect(readLate.aborted).toBe(true);
+    expect(readLate.reason).toMatchObject({ code: "CANCELLED" });
+    finish?.();
+    await server.close();
   });
 });
 

@@ -23,6 +23,7 @@ import { parseJson } from "../../codec/wire.js";
 import { fromHttpHeaders } from "./headers.js";
 import { bindParams, compileRoute, matchRoute, type Route, sameShape, safeDecode, splitPath } from "./routes.js";
 import { sendEnvelope, sendError, sendStatus } from "./respond.js";
+import { LazyAbort } from "../abort.js";
 import { answerAdmin } from "../../telemetry/admin.js";
 import type { AdminHook } from "../../telemetry/index.js";
 
@@ -82,7 +83,7 @@ type Segments = readonly string[] & { readonly names: readonly [string | undefin
 /** Per-request state shared with the response's "close" listener. */
 interface Exchange {
   /** The running call's abort source, while its handler runs. */
-  ac: AbortController | undefined;
+  ac: LazyAbort | undefined;
 }
 
 /** The node:http server of one transport. */
@@ -378,11 +379,13 @@ export class HttpServer {
   }
 
   private async call(target: Target, env: Envelope, res: ServerResponse, exchange: Exchange): Promise<void> {
-    const ac = new AbortController();
+    // A real AbortSignal only if the handler reads ctx.signal (abort.ts): `new AbortController()`
+    // cost 3.1 µs of the server's ~40 µs per call on Node 20 (0.2 µs on Node 24), at c=64.
+    const ac = new LazyAbort();
     exchange.ac = ac;
-    const reply = await target.binding.inbound.call(env, ac.signal);
+    const reply = await target.binding.inbound.call(env, ac);
     exchange.ac = undefined;
-    if (res.destroyed || ac.signal.aborted) return;
+    if (res.destroyed || ac.aborted) return;
     sendEnvelope(res, reply, this.maxBodyBytes);
   }
 
