@@ -13,7 +13,9 @@
  * round trip followed by the direct call, both from this process with no gateway, per
  * transport: what chaining an HTTP round trip and a transport call costs on this machine,
  * which is more than the sum of the two measured apart (docs/performance.md, "The gateway hop:
- * where the extra time is"); the gateway rows' notes give the hop against it too.
+ * where the extra time is"); the gateway rows' notes give the hop against it too. Relays: a bare
+ * `node:http` server in a process of its own making the same call with an App's client
+ * (`bench/gateway/relay.ts`), the gateway's topology without its code.
  *
  * `FAN_BENCH_GATEWAY_BEFORE=<dir>`, a checkout of an older fan (with node_modules), adds its
  * gateway side by side in the same rounds (and its stub, if that checkout has
@@ -157,6 +159,7 @@ export default async function gateway(): Promise<BenchRow[]> {
     if (before !== undefined && existsSync(`${before}/bench/gateway/stub.ts`))
       urls["before-stub"] = await startChild([`${before}/bench/gateway/stub.ts`]);
     urls.http = await startChild(["bench/gateway/floor.ts", "http"]);
+    for (const t of ["redis", "amqp"]) urls[`relay-${t}`] = await startChild(["bench/gateway/relay.ts", t, cluster]);
     urls.tcp = await startChild(["bench/gateway/floor.ts", "tcp"]);
     const clients: Record<string, ReturnType<typeof Till.createClient>> = {};
     for (const t of ["redis", "amqp"] as const) {
@@ -233,6 +236,8 @@ export default async function gateway(): Promise<BenchRow[]> {
         name: "control: bare node:http POST, then amqp direct (no gateway)",
         op: httpThen(() => clients.amqp?.peek({ by: "bench" })),
       },
+      { name: "relay: bare node:http server calling redis (no gateway code)", op: post("relay-redis") },
+      { name: "relay: bare node:http server calling amqp (no gateway code)", op: post("relay-amqp") },
       { name: "floor: raw TCP round trip, same bytes", op: echo.op },
     ];
     const rows = await compare(cases, { concurrency: 1, durationMs: 1000, rounds: 5, warmupOps: 300 });
@@ -245,10 +250,11 @@ export default async function gateway(): Promise<BenchRow[]> {
       const added = t === undefined ? undefined : r.p50Ms - p50(`${t} direct`);
       // Against the control: what the gateway adds beyond an HTTP round trip chained with the call.
       const beyond = t === undefined ? undefined : r.p50Ms - p50(`control: bare node:http POST, then ${t}`);
+      const overRelay = t === undefined ? undefined : r.p50Ms - p50(`relay: bare node:http server calling ${t}`);
       const note =
         added === undefined
           ? undefined
-          : `hop adds ${added.toFixed(3)} ms p50 (target < 0.2), ${(beyond as number).toFixed(3)} ms over HTTP floor then direct; load ${meta.loadBefore} / ${meta.loadAfter}`;
+          : `hop adds ${added.toFixed(3)} ms p50 (target < 0.2), ${(beyond as number).toFixed(3)} ms over HTTP floor then direct, ${(overRelay as number).toFixed(3)} over a bare relay; load ${meta.loadBefore} / ${meta.loadAfter}`;
       return note === undefined ? r : { ...r, note };
     });
   } finally {
