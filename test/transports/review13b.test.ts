@@ -4,16 +4,21 @@
  *   lets go of its deadline entry and of the caller's signal: neither fires later as an
  *   unhandled rejection of the exchange nobody awaits;
  * - a closing nats server answers each call of a frame exactly once, the ones running at close
- *   and the ones still waiting for a turn alike.
+ *   and the ones still waiting for a turn alike;
+ * - an amqp channel retired after a nack stays open while calls sent on it wait (their replies
+ *   come to its reply-to consumer), through a second retirement, and is closed after the last.
  */
+import amqplib from "amqplib";
 import { connect } from "@nats-io/transport-node";
 import { describe, expect, it } from "vitest";
 import { decodeEnvelope, encodeEnvelopeText } from "../../src/runtime/codec/wire.js";
 import { FrameBuilder, readBatch } from "../../src/runtime/transports/batch-frame.js";
+import { formatEndpoint, rpcQueue } from "../../src/runtime/transports/amqp/names.js";
 import { httpTransport } from "../../src/runtime/transports/http/index.js";
 import { natsTransport } from "../../src/runtime/transports/nats/index.js";
 import { rpcSubject } from "../../src/runtime/transports/nats/names.js";
 import type { Envelope, Inbound } from "../../src/runtime/transports/transport.js";
+import { AMQP_URL, channelsOf, reachable, suiteTransports, withChannel } from "./amqp-broker.js";
 import { envelope, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
@@ -148,4 +153,99 @@ describe.skipIf(!up)("nats server close (real nats-server)", () => {
       await nc.close();
     }
   }, 30_000);
+});
+
+const amqpUrl = new URL(AMQP_URL);
+const rabbit = await reachable(amqpUrl.hostname, Number(amqpUrl.port || 5672));
+
+describe.skipIf(!rabbit)("amqp client: channels retired after a nack (real RabbitMQ)", () => {
+  const cluster = uniqueCluster("r13b-amqp");
+  const make = suiteTransports(cluster);
+
+  it("a retired channel carries its calls' replies until the last, then is closed", async () => {
+    const log = captureLog();
+    const client = make(log, { rpcQueueType: "quorum" }); // confirm mode: frames can be nacked
+    const at = (v: string) => {
+      const a = { cluster, service: ConformanceDescriptor.name, version: v, instance: "x" };
+      return { endpoint: formatEndpoint(a), queue: rpcQueue(a) };
+    };
+    const hold = at("7.0.0");
+    const full = at("7.0.1");
+    await withChannel(async (ch) => {
+      await ch.assertQueue(hold.queue, { durable: true, arguments: { "x-expires": 300_000 } });
+      await ch.assertQueue(full.queue, {
+        durable: true,
+        arguments: { "x-expires": 300_000, "x-max-length": 0, "x-overflow": "reject-publish" },
+      });
+    });
+    // A raw server of `hold`: keeps the frames, answers them when told.
+    const conn = await amqplib.connect(AMQP_URL);
+    const sch = await conn.createChannel();
+    const frames: amqplib.ConsumeMessage[] = [];
+    await sch.consume(hold.queue, (m) => m !== null && frames.push(m), { noAck: true });
+    /** Answers the frames held, but for the items `keep` holds back (answered by a later call). */
+    const answer = (keep: (seq: number) => boolean = () => false): void => {
+      for (const m of frames.splice(0)) {
+        const out = new FrameBuilder();
+        let kept = false;
+        readBatch(m.content, {
+          item: (seq, body) => {
+            if (keep(seq)) {
+              kept = true;
+              return;
+            }
+            const req = decodeEnvelope(body, { maxBytes: 1 << 20 });
+            const json = encodeEnvelopeText({ ...req, kind: "reply", headers: {}, payload: req.payload });
+            out.add(seq, json, Buffer.byteLength(json));
+          },
+        });
+        if (kept) frames.push(m);
+        if (out.count > 0)
+          sch.sendToQueue(m.properties.replyTo as string, Buffer.from(out.text), {
+            correlationId: m.properties.correlationId as string,
+          });
+      }
+    };
+    try {
+      await client.call(at("7.0.9").endpoint, envelope("echo", { n: 0 }), within(5000)).catch(() => undefined);
+      const open = channelsOf(client).length;
+      const retire = async (): Promise<void> => {
+        const nacks = log.find("nacked a call frame").length;
+        const ac = new AbortController();
+        const c = client.call(full.endpoint, envelope("echo", { n: -1 }), within(20_000, ac.signal)).catch(() => 0);
+        await until(() => log.find("nacked a call frame").length > nacks);
+        ac.abort();
+        await c;
+      };
+      const burst = async (from: number): Promise<Promise<unknown>[]> => {
+        const calls = Array.from({ length: 40 }, (_, i) =>
+          client.call(hold.endpoint, envelope("echo", { n: from + i }), within(20_000)).then(
+            (r) => (r.payload as { n: number }).n,
+            (e: { code?: string }) => e.code,
+          ),
+        );
+        await until(() => frames.length >= 2);
+        return calls;
+      };
+      const a = await burst(0); // on channel 1
+      const heldA = frames.splice(0);
+      await retire(); // channel 1 retired, A's 40 calls wait on it
+      const b = await burst(100); // on channel 2
+      await retire(); // channel 2 retired too
+      expect(channelsOf(client).length).toBeGreaterThanOrEqual(open + 2);
+      answer(); // B's replies, on channel 2
+      expect(await Promise.all(b)).toEqual(Array.from({ length: 40 }, (_, i) => 100 + i));
+      frames.push(...heldA);
+      let last = 0;
+      for (const m of heldA) readBatch(m.content, { item: (seq) => void (last = Math.max(last, seq)) });
+      answer((seq) => seq === last); // A's replies on channel 1, all but one
+      await new Promise((r) => setTimeout(r, 300));
+      answer(); // the last: channel 1 must still be open to take it
+      expect(await Promise.all(a)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+      await until(() => channelsOf(client).length === open, 3000).catch(() => undefined);
+      expect(channelsOf(client).length).toBe(open);
+    } finally {
+      await conn.close().catch(() => undefined);
+    }
+  }, 60_000);
 });
