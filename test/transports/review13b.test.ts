@@ -6,7 +6,9 @@
  * - a closing nats server answers each call of a frame exactly once, the ones running at close
  *   and the ones still waiting for a turn alike;
  * - an amqp channel retired after a nack stays open while calls sent on it wait (their replies
- *   come to its reply-to consumer), through a second retirement, and is closed after the last.
+ *   come to its reply-to consumer), through a second retirement, and is closed after the last;
+ * - a nacked amqp frame one of whose calls was cancelled during the pause is still sent again
+ *   with the others.
  */
 import amqplib from "amqplib";
 import { connect } from "@nats-io/transport-node";
@@ -18,7 +20,7 @@ import { httpTransport } from "../../src/runtime/transports/http/index.js";
 import { natsTransport } from "../../src/runtime/transports/nats/index.js";
 import { rpcSubject } from "../../src/runtime/transports/nats/names.js";
 import type { Envelope, Inbound } from "../../src/runtime/transports/transport.js";
-import { AMQP_URL, channelsOf, reachable, suiteTransports, withChannel } from "./amqp-broker.js";
+import { AMQP_URL, channelsOf, queueDepth, reachable, suiteTransports, withChannel } from "./amqp-broker.js";
 import { envelope, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
@@ -237,7 +239,12 @@ describe.skipIf(!rabbit)("amqp client: channels retired after a nack (real Rabbi
       expect(await Promise.all(b)).toEqual(Array.from({ length: 40 }, (_, i) => 100 + i));
       frames.push(...heldA);
       let last = 0;
-      for (const m of heldA) readBatch(m.content, { item: (seq) => void (last = Math.max(last, seq)) });
+      for (const m of heldA)
+        readBatch(m.content, {
+          item: (seq) => {
+            last = Math.max(last, seq);
+          },
+        });
       answer((seq) => seq === last); // A's replies on channel 1, all but one
       await new Promise((r) => setTimeout(r, 300));
       answer(); // the last: channel 1 must still be open to take it
@@ -248,4 +255,44 @@ describe.skipIf(!rabbit)("amqp client: channels retired after a nack (real Rabbi
       await conn.close().catch(() => undefined);
     }
   }, 60_000);
+
+  it("a nacked frame is sent again with its calls still open when one of them was cancelled meanwhile", async () => {
+    const log = captureLog();
+    const client = make(log, { rpcQueueType: "quorum" });
+    const a = { cluster, service: ConformanceDescriptor.name, version: "8.0.0", instance: "x" };
+    const queue = rpcQueue(a);
+    await withChannel(async (ch) => {
+      await ch.assertQueue(queue, {
+        durable: true,
+        arguments: { "x-expires": 300_000, "x-max-length": 1, "x-overflow": "reject-publish" },
+      });
+    });
+    const filler = await amqplib.connect(AMQP_URL);
+    const fch = await filler.createConfirmChannel();
+    fch.sendToQueue(queue, Buffer.from("filler"));
+    await fch.waitForConfirms();
+    await filler.close();
+    await until(async () => (await queueDepth(queue)) === 1);
+    const gone = new AbortController();
+    const stays = new AbortController();
+    const first = client
+      .call(formatEndpoint(a), envelope("echo", { n: 1 }), within(20_000, gone.signal))
+      .catch(() => 0);
+    const second = client
+      .call(formatEndpoint(a), envelope("echo", { n: 2 }), within(20_000, stays.signal))
+      .catch(() => 0);
+    await until(() => log.find("nacked a call frame").length > 0);
+    gone.abort(); // within the 100 ms pause before the frame is sent again
+    await withChannel((ch) => ch.purgeQueue(queue));
+    await until(async () => (await queueDepth(queue)) === 1, 3000);
+    const msg = await withChannel((ch) => ch.get(queue, { noAck: true }));
+    const got: number[] = [];
+    if (msg !== false)
+      readBatch(msg.content, {
+        item: (_s, b) => got.push((decodeEnvelope(b, { maxBytes: 1 << 20 }).payload as { n: number }).n),
+      });
+    expect(got).toEqual([2]);
+    stays.abort();
+    await Promise.all([first, second]);
+  }, 30_000);
 });
