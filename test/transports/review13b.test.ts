@@ -7,10 +7,14 @@
  *   and the ones still waiting for a turn alike;
  * - an amqp channel retired after a nack stays open while calls sent on it wait (their replies
  *   come to its reply-to consumer), through a second retirement, and is closed after the last;
+ * - the http client reads reply headers whatever their case, a repeated one joined, and
+ *   ignores the others;
  * - a nacked amqp frame one of whose calls was cancelled during the pause is still sent again
  *   with the others.
  */
 import amqplib from "amqplib";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { connect } from "@nats-io/transport-node";
 import { describe, expect, it } from "vitest";
 import { decodeEnvelope, encodeEnvelopeText } from "../../src/runtime/codec/wire.js";
@@ -87,6 +91,48 @@ describe("http client: a call failing before undici has it", () => {
       expect(seen).toEqual([]);
     } finally {
       await t.close();
+    }
+  });
+});
+
+describe("http client: the reply headers it reads", () => {
+  it("reads fan-* and trace headers in any case, joins a repeated one, skips the rest", async () => {
+    const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const server = createServer((_req, res) => {
+      const body = '{"n":1}';
+      res.writeHead(200, [
+        "Fan-Kind",
+        "reply",
+        "FAN-H-Tenant",
+        "a",
+        "fan-h-tenant",
+        "b",
+        "TraceParent",
+        tp,
+        "x-other",
+        "1",
+        "content-type",
+        "application/json",
+        "content-length",
+        String(body.length),
+      ]);
+      res.end(body);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const t = httpTransport({ closeGraceMs: 100 })({
+      cluster: "r13b",
+      log: captureLog().log,
+      maxPayloadBytes: 1 << 16,
+    });
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const r = await t.call(`http://127.0.0.1:${port}`, envelope("echo", { n: 1 }), within(5000));
+      expect(r.kind).toBe("reply");
+      expect(r.payload).toEqual({ n: 1 });
+      expect(r.headers).toEqual({ tenant: "a, b", traceparent: tp });
+    } finally {
+      await t.close();
+      await new Promise((r) => server.close(r));
     }
   });
 });
