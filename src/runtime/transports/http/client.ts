@@ -104,12 +104,14 @@ export class HttpClient {
     if (env.version !== undefined) headers["fan-version"] = env.version;
     if (env.headers.deadline === undefined && Number.isFinite(opts.deadline))
       headers["fan-deadline"] = String(opts.deadline);
+    // Both may throw (an endpoint that is no URL): before the exchange exists, which would
+    // otherwise stay on the deadline wheel and the caller's signal, and reject unawaited later.
+    const pool = this.pool(endpoint);
+    const path = this.path(env.service, env.method);
     const exchange = sendScope(opts, `${env.service}/${env.method}`);
     try {
-      this.pool(endpoint).dispatch(
-        { path: this.path(env.service, env.method), method: "POST", headers, body },
-        exchange,
-      );
+      // undici hands what fails from here on to the exchange's onError.
+      pool.dispatch({ path, method: "POST", headers, body }, exchange);
       return await exchange.answer;
     } catch (e) {
       throw exchange.failure() ?? mapError(e, endpoint);
