@@ -1,5 +1,5 @@
 /**
- * Review of the batchlows and httpn24 merges, against real sockets and a real nats-server:
+ * Edges of the batch core and the http client (found in review), against real sockets and a real nats-server:
  * - an http call failing before its request is handed to undici (an endpoint that is no URL)
  *   lets go of its deadline entry and of the caller's signal: neither fires later as an
  *   unhandled rejection of the exchange nobody awaits;
