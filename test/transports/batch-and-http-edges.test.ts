@@ -23,11 +23,11 @@ import { formatEndpoint, rpcQueue } from "../../src/runtime/transports/amqp/name
 import { httpTransport } from "../../src/runtime/transports/http/index.js";
 import { natsTransport } from "../../src/runtime/transports/nats/index.js";
 import { rpcSubject } from "../../src/runtime/transports/nats/names.js";
-import type { Envelope, Inbound } from "../../src/runtime/transports/transport.js";
+import type { Envelope } from "../../src/runtime/transports/transport.js";
 import { AMQP_URL, channelsOf, queueDepth, reachable, suiteTransports, withChannel } from "./amqp-broker.js";
 import { envelope, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
-import { TestInbound } from "./fixtures/inbound.js";
+import { closingOnFirstCall, TestInbound } from "./fixtures/inbound.js";
 import { captureLog } from "./fixtures/log.js";
 import { NATS_URL, natsUp } from "./nats-server.js";
 import { uniqueCluster } from "./processes.js";
@@ -144,16 +144,7 @@ describe.skipIf(!up)("nats server close (real nats-server)", () => {
     const cluster = uniqueCluster("r13b");
     const closing = natsTransport({ url: NATS_URL })({ cluster, log: captureLog().log, maxPayloadBytes: 4 << 20 });
     const seen = new TestInbound();
-    let closed: Promise<void> | undefined;
-    const slow: Inbound = {
-      call: (env, signal) => {
-        closed ??= closing.close();
-        const end = Date.now() + 1;
-        while (Date.now() < end);
-        return seen.call(env, signal);
-      },
-      push: (env) => seen.push(env),
-    };
+    const { inbound: slow, closed: closeStarted } = closingOnFirstCall(closing, seen);
     await closing.serve(ConformanceDescriptor, "c1", slow);
     const addr = {
       cluster,
@@ -188,8 +179,8 @@ describe.skipIf(!up)("nats server close (real nats-server)", () => {
         }
         nc.publish(rpcSubject(addr), frame.text, { reply: inbox });
       }
-      await until(() => closed !== undefined);
-      await closed;
+      await until(() => closeStarted() !== undefined);
+      await closeStarted();
       await until(() => counts.size === N * FRAMES, 5000).catch(() => undefined);
       await tick(300);
       expect(counts.size).toBe(N * FRAMES);

@@ -23,7 +23,7 @@ import { type AmqpTransport, amqpTransport } from "../../src/runtime/transports/
 import { type AmqpAddress, formatEndpoint, rpcQueue } from "../../src/runtime/transports/amqp/names.js";
 import { natsTransport } from "../../src/runtime/transports/nats/index.js";
 import { rpcSubject } from "../../src/runtime/transports/nats/names.js";
-import type { Envelope, Inbound, TransportFactory } from "../../src/runtime/transports/transport.js";
+import type { Envelope, TransportFactory } from "../../src/runtime/transports/transport.js";
 import {
   AMQP_URL,
   canRunPrivateRabbit,
@@ -39,7 +39,7 @@ import { envelope, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { Conformance } from "./fixtures/generated/fan/conformance.js";
 import { ConformanceService } from "./fixtures/handlers.js";
-import { TestInbound } from "./fixtures/inbound.js";
+import { closingOnFirstCall, TestInbound } from "./fixtures/inbound.js";
 import { captureLog } from "./fixtures/log.js";
 import { NATS_URL, natsUp } from "./nats-server.js";
 import { uniqueCluster } from "./processes.js";
@@ -147,24 +147,13 @@ describeWithBroker(
     const closing = factories.nats({ cluster: own, log, maxPayloadBytes: 4 << 20 });
     const caller = factories.nats({ cluster: own, log, maxPayloadBytes: 4 << 20 });
     const seen = new TestInbound();
-    let closed: Promise<void> | undefined;
-    const slow: Inbound = {
-      call: (env, signal) => {
-        closed ??= closing.close();
-        // A turn of the server's loop (32 calls) takes ~32 ms: most calls still wait for a turn
-        // when close, after draining the subscriptions, aborts what is in flight.
-        const end = Date.now() + 1;
-        while (Date.now() < end);
-        return seen.call(env, signal);
-      },
-      push: (env) => seen.push(env),
-    };
+    const { inbound: slow, closed: closeStarted } = closingOnFirstCall(closing, seen);
     const at = (await closing.serve(ConformanceDescriptor, "c1", slow)).endpoint;
     try {
       const sent = Array.from({ length: 1000 }, () => envelope("sleep", { ms: 3000 }));
       const outcomes = sent.map((e) => caller.call(at, e, within(20_000)));
-      await until(() => closed !== undefined);
-      await closed;
+      await until(() => closeStarted() !== undefined);
+      await closeStarted();
       const got = await Promise.all(outcomes);
       const ran = new Set(seen.calls.map((c) => c.id));
       const waited = got.filter((_, i) => !ran.has((sent[i] as Envelope).id));
