@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import type { CapturedChild } from "../cli/helpers.js";
 import { until } from "../cli/helpers.js";
 import { describeWithBroker } from "../transports/amqp-broker.js";
-import { runnable, uniqueCluster, up } from "../transports/processes.js";
+import { forgetCluster, runnable, uniqueCluster, up } from "../transports/processes.js";
 import { type EventHub, startEventHub } from "../../src/runtime/transports/zmq/index.js";
 import { type LocalGateway, openSse, startGateway, startService, stopChild } from "./helpers.js";
 
@@ -55,6 +55,7 @@ for (const transport of ["amqp", "redis", "zmq"] as const) {
       } finally {
         await stopChild(service);
         await hub?.close();
+        await forgetCluster(cluster, [transport]);
       }
     }, 60_000);
 

@@ -10,7 +10,7 @@ import { FanError } from "../../src/runtime/errors.js";
 import { captureLog } from "./fixtures/log.js";
 import { Conformance, type ConformanceClient } from "./fixtures/generated/fan/conformance.js";
 import { type ChildApp, childApp } from "./child.js";
-import { ETCD, factoryFor, runnable, uniqueCluster } from "./processes.js";
+import { ETCD, factoryFor, forgetCluster, runnable, uniqueCluster } from "./processes.js";
 
 const NAMES = ["http", "zmq", "redis", "amqp", "nats"] as const;
 
@@ -45,6 +45,7 @@ for (const name of NAMES) {
     afterAll(async () => {
       await app?.stop();
       await child?.stop();
+      await forgetCluster(cluster, [name]);
     });
 
     it("every one of 200 calls whose reply races the deadline ends DEADLINE_EXCEEDED", async () => {

@@ -10,9 +10,10 @@ import { redisTransport } from "../../src/runtime/transports/redis/index.js";
 import type { TransportFactory } from "../../src/runtime/transports/transport.js";
 import { zmqTransport } from "../../src/runtime/transports/zmq/index.js";
 import { tcpTransport } from "../../src/runtime/transports/tcp/index.js";
-import { AMQP_URL, reachable } from "./amqp-broker.js";
-import { NATS_URL } from "./nats-server.js";
-import { REDIS_URL } from "./redis-server.js";
+import { token } from "../../src/runtime/transports/nats/names.js";
+import { AMQP_URL, deleteByPrefix, reachable } from "./amqp-broker.js";
+import { deleteStreams, NATS_URL } from "./nats-server.js";
+import { deleteKeys, REDIS_URL } from "./redis-server.js";
 
 export const ETCD = process.env.FAN_ETCD ?? "127.0.0.1:2379";
 
@@ -50,6 +51,19 @@ export function factoryFor(name: Exclude<TransportName, "local">): TransportFact
 /** Whether `name` can run here (its broker, and etcd, answer). */
 export function runnable(name: Exclude<TransportName, "local">): boolean {
   return up.etcd && (name === "redis" ? up.redis : name === "amqp" ? up.amqp : name === "nats" ? up.nats : true);
+}
+
+/**
+ * Deletes what a test's cluster left on the brokers it used: amqp queues and exchanges (push
+ * queues are durable quorum queues, and a RabbitMQ piling them up runs out of file handles),
+ * Redis keys, JetStream streams. Never fails the test.
+ */
+export async function forgetCluster(cluster: string, brokers: readonly string[]): Promise<void> {
+  await Promise.allSettled([
+    brokers.includes("amqp") && up.amqp ? deleteByPrefix(`fan.${cluster}.`) : undefined,
+    brokers.includes("redis") && up.redis ? deleteKeys(`fan.${cluster}.*`) : undefined,
+    brokers.includes("nats") && up.nats ? deleteStreams(`fan_${token(cluster)}_`) : undefined,
+  ]);
 }
 
 /** A cluster name no other run or engineer uses. */

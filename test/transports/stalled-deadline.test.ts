@@ -27,7 +27,7 @@ import { envelope, rejection, within } from "./conformance.js";
 import { Conformance } from "./fixtures/generated/fan/conformance.js";
 import { captureLog } from "./fixtures/log.js";
 import { natsServerAvailable, PrivateNats } from "./nats-server.js";
-import { ETCD, runnable, uniqueCluster } from "./processes.js";
+import { ETCD, forgetCluster, runnable, uniqueCluster } from "./processes.js";
 
 const BROKERS = ["redis", "amqp", "nats"] as const;
 type Broker = (typeof BROKERS)[number];
@@ -103,6 +103,7 @@ for (const broker of BROKERS) {
         await app?.stop();
         await child?.stop();
         await broken?.close();
+        await forgetCluster(cluster, [broker]);
       }, 30_000);
 
       it("60 calls and 60 pushes with deadlines from 20 to 320 ms: each DEADLINE_EXCEEDED naming the server", async () => {
