@@ -15,7 +15,7 @@ import { amqpTransport } from "../../src/runtime/transports/amqp/index.js";
 import { formatEndpoint } from "../../src/runtime/transports/amqp/names.js";
 import { redisTransport } from "../../src/runtime/transports/redis/index.js";
 import { formatEndpoint as redisEndpoint } from "../../src/runtime/transports/redis/names.js";
-import { redactUrl } from "../../src/runtime/transports/tls-refusal.js";
+import { redactUrl, tlsReason } from "../../src/runtime/transports/tls-refusal.js";
 import type { Transport } from "../../src/runtime/transports/transport.js";
 import { envelope, rejection, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
@@ -32,6 +32,26 @@ describe("redactUrl", () => {
     ["127.0.0.1:6379", "127.0.0.1:6379"],
   ])("%s -> %s", (url, want) => {
     expect(redactUrl(url)).toBe(want);
+  });
+});
+
+describe("tlsReason", () => {
+  it.each([
+    [
+      "140:error:0A00045C:SSL routines:ssl3_read_bytes:tlsv13 alert certificate required:../ssl/record/rec_layer_s3.c:1605:SSL alert number 116",
+      "tlsv13 alert certificate required",
+    ],
+    [
+      "C0:error:0A000412:SSL routines:ssl3_read_bytes:sslv3 alert bad certificate:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:1605:SSL alert number 42",
+      "sslv3 alert bad certificate",
+    ],
+    [
+      "409D4E8CAB7F0000:error:0A000412:SSL routines:ssl3_read_bytes:ssl/tls alert bad certificate:../deps/openssl/openssl/ssl/record/rec_layer_s3.c:918:SSL alert number 42",
+      "ssl/tls alert bad certificate",
+    ],
+    ["self-signed certificate", "self-signed certificate"],
+  ])("%s", (message, want) => {
+    expect(tlsReason(new Error(message))).toBe(want);
   });
 });
 

@@ -36,8 +36,12 @@ export function redactUrl(url: string): string {
   return `${url.slice(0, colon)}:***${url.slice(at)}`;
 }
 
-/** The reason of a refusal in a few words: OpenSSL's alert ("tlsv13 alert certificate required") rather than its whole error line. */
+/**
+ * The reason of a refusal in a few words: OpenSSL's alert ("tlsv13 alert certificate required";
+ * OpenSSL 3.5, in Node 24, writes "ssl/tls alert bad certificate" where 3.0 wrote "sslv3 alert
+ * bad certificate") rather than its whole error line.
+ */
 export function tlsReason(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
-  return /:([a-z0-9_ ]*alert [a-z ]+):/i.exec(msg)?.[1] ?? msg;
+  return /:([a-z0-9_/ ]*alert [a-z ]+):/i.exec(msg)?.[1] ?? msg;
 }
