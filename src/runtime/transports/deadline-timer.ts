@@ -12,6 +12,12 @@
 /** Longest delay `setTimeout` takes without overflowing to 1 ms. */
 const MAX_TIMER_MS = 2_147_483_647;
 
+/** Milliseconds until `deadline`, clamped to what `setTimeout` accepts (`undefined` = never). */
+export function msUntil(deadline: number): number | undefined {
+  if (!Number.isFinite(deadline)) return undefined;
+  return Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now()));
+}
+
 /** A pending deadline timer. */
 export interface DeadlineTimer {
   clear(): void;
@@ -22,7 +28,7 @@ export function atDeadline(deadline: number, f: () => void): DeadlineTimer | und
   if (!Number.isFinite(deadline)) return undefined;
   let timer: NodeJS.Timeout;
   const arm = (): void => {
-    timer = setTimeout(fire, Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now())));
+    timer = setTimeout(fire, msUntil(deadline) as number);
   };
   const fire = (): void => {
     if (Date.now() < deadline) arm();

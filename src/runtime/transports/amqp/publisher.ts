@@ -15,7 +15,7 @@ import type { AmqpConnection, ManagedChannel } from "./connection.js";
 import { eventsExchange } from "./names.js";
 import { onAbort } from "../abort.js";
 import { notSent } from "../../call/outcome.js";
-import { msUntil } from "./waiters.js";
+import { msUntil } from "../deadline-timer.js";
 
 /** What to publish where. */
 export interface Publication {

@@ -6,15 +6,6 @@ import { Code, FanError } from "../../errors.js";
 import { onAbort } from "../abort.js";
 import { atDeadline } from "../deadline-timer.js";
 
-/** Longest delay `setTimeout` takes without overflowing to 1 ms. */
-export const MAX_TIMER_MS = 2_147_483_647;
-
-/** Milliseconds until `deadline`, clamped to what `setTimeout` accepts (`undefined` = never). */
-export function msUntil(deadline: number): number | undefined {
-  if (!Number.isFinite(deadline)) return undefined;
-  return Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now()));
-}
-
 /** A set of callers waiting for the next `wake()`. */
 export class Waiters {
   readonly #waiting = new Set<(err?: FanError) => void>();
