@@ -239,12 +239,17 @@ describeWithBroker(
     // Warm: the rpc channel is open (a frame to a queue nobody declared comes back).
     await client.call(version("5.0.9").endpoint, envelope("echo", { n: 0 }), within(5000)).catch(() => undefined);
     const open = channelsOf(client).length;
-    // Two frames (32 + 8 calls) a round, both nacked; sent again every 100 ms until the deadline.
+    // Two frames (32 + 8 calls) a round, both nacked on one channel: the first nack retires it
+    // (and is logged), the second finds it retired. Sent again every 100 ms until the deadline.
     const calls = Array.from({ length: 40 }, (_, n) =>
-      client.call(full.endpoint, envelope("echo", { n }), within(800)).catch(() => undefined),
+      client.call(full.endpoint, envelope("echo", { n }), within(1500)).catch(() => undefined),
     );
     await Promise.all(calls);
-    expect(log.find("nacked a call frame").length).toBeGreaterThanOrEqual(2);
+    // One round is the case (a loaded CI runner got through only one in 800 ms): its frame held
+    // fewer than the 40 calls, so another frame went on the channel it retired.
+    const nacks = log.find("nacked a call frame");
+    expect(nacks.length).toBeGreaterThanOrEqual(1);
+    expect(nacks[0]?.calls).toBeLessThan(40);
     await until(() => channelsOf(client).length === open, 3000).catch(() => undefined);
     // Before: the channel of each round stayed open (the second frame's nack left nobody to close it).
     expect(channelsOf(client).length).toBe(open);
