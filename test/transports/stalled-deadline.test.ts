@@ -6,7 +6,9 @@
  * runs in another process on the real broker; the caller here is pointed either at a listener
  * that accepts and never speaks (a broker hung in its handshake: the connection stays
  * "connecting") or at a port nothing listens on (the broker known to be down). Many calls and
- * pushes with spread deadlines at once, so both timer orders happen. Also: a call that failed
+ * pushes with spread deadlines at once, so both timer orders happen. An app that only pushes
+ * (no rpc client on its transport) gets the same, also from a push's 1 s backstop (a process
+ * stalled past it, the wheel firing first). Also: a call that failed
  * over from a refused transport (nats without the client certificate its server wants) to
  * another (redis) and waits there past its deadline does not blame the transport it left; and
  * an amqp handshake the broker leaves silent is given up and retried.
@@ -126,6 +128,54 @@ for (const broker of BROKERS) {
           outcomes.filter((o) => o.startsWith("DEADLINE_EXCEEDED :")),
           "messages with an empty prefix",
         ).toEqual([]);
+      }, 30_000);
+
+      it("an app that only pushes: each push DEADLINE_EXCEEDED naming the server, also when its backstop fires first", async () => {
+        // An app of its own: no call ever made on its transport (no rpc client), pushes only.
+        const pusher = createApp({
+          cluster,
+          discovery: `etcd://${ETCD}`,
+          transports: { [broker]: factoryAt(broker, broken.port) },
+          logger: captureLog().log,
+          policy: { retry: false, breaker: false },
+        });
+        await pusher.start();
+        try {
+          const client = pusher.client(Conformance, { transport: broker });
+          await new Promise((r) => setTimeout(r, 1_500));
+          const outcome = (e: unknown): string => (FanError.is(e) ? `${e.code} ${e.message}` : String(e));
+          const host = `127.0.0.1:${broken.port}`;
+          // The transport answers at each push's deadline.
+          const t0 = Date.now();
+          const timed = await Promise.all(
+            Array.from({ length: 30 }, (_, i) => {
+              const timeout = 20 + (i % 6) * 60;
+              return client.record({ id: `p${i}` }, { timeout }).then(
+                () => ({ late: Date.now() - t0 - timeout, o: "answered" }),
+                (e: unknown) => ({ late: Date.now() - t0 - timeout, o: outcome(e) }),
+              );
+            }),
+          );
+          const outcomes = timed.map((t) => t.o);
+          // Before the 1 s backstop (the transport's own answer), not early.
+          expect(Math.max(...timed.map((t) => t.late))).toBeLessThan(900);
+          expect(Math.min(...timed.map((t) => t.late))).toBeGreaterThanOrEqual(-1);
+          // The process stalls (GC, a starved CPU) past a push's deadline and its backstop, while the
+          // deadline wheel is armed for an earlier instant (a push made first): the wheel fires
+          // before the transport's timer, and the push fails through its backstop.
+          const first = client.record({ id: "first" }, { timeout: 20 }).then(() => "answered", outcome);
+          const stalled = client.record({ id: "stalled" }, { timeout: 1_100 }).then(() => "answered", outcome);
+          await new Promise((r) => setTimeout(r, 30));
+          for (const until = Date.now() + 2_300; Date.now() < until; );
+          outcomes.push(await first, await stalled);
+          expect(
+            outcomes.filter((o) => !o.includes(host)),
+            `errors not naming ${host}`,
+          ).toEqual([]);
+          expect(new Set(outcomes.map((o) => o.split(" ")[0]))).toEqual(new Set(["DEADLINE_EXCEEDED"]));
+        } finally {
+          await pusher.stop();
+        }
       }, 30_000);
     });
   }

@@ -166,7 +166,7 @@ export class PendingCall implements Expirable, CallSink {
   /** The deadline passed (called by the wheel). */
   expire(): void {
     const req = this.#req;
-    const e = deadlineExceeded(req, this.via?.stalled?.());
+    const e = deadlineExceeded(req, this.via?.stalled?.(req.kind ?? "call"));
     this.fail(req.kind === "push" ? pushFailure(e, req.deadline, "") : e);
   }
 

@@ -137,9 +137,11 @@ export interface Transport {
    * While calls cannot leave (the connection to the broker is not up): the error a call waiting
    * for it gets at its deadline, naming the server and what is known of the outage; undefined
    * while calls can leave. A call whose deadline passes first (the client's deadline wheel) fails
-   * with this, so the error names what it waited for whichever timer fires first.
+   * with this, so the error names what it waited for whichever timer fires first. `kind`: what
+   * is waiting (a push's backstop asks about the path pushes take, which may be up, or not,
+   * while the calls' is not; an app that only pushes has no call path at all).
    */
-  stalled?(): FanError | undefined;
+  stalled?(kind: "call" | "push"): FanError | undefined;
 
   /** Send a push; resolves once the transport has durably accepted it. */
   push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void>;

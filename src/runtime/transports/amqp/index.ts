@@ -178,9 +178,13 @@ export class AmqpTransport implements Transport {
     return served;
   }
 
-  /** While calls cannot leave: the error a call waiting gets at its deadline (`Transport.stalled`). */
-  stalled(): FanError | undefined {
-    return this.#client?.stalled();
+  /**
+   * While calls (or pushes) cannot leave: the error one waiting gets at its deadline
+   * (`Transport.stalled`). Pushes go out on the publisher's channel (a @shard push on the rpc
+   * client's): an app that only pushes has no rpc client.
+   */
+  stalled(kind: "call" | "push"): FanError | undefined {
+    return kind === "push" ? (this.#publisher?.stalled() ?? this.#client?.stalled()) : this.#client?.stalled();
   }
 
   /** Sends a call and waits for its reply. */

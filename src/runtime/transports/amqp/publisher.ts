@@ -126,8 +126,7 @@ export class AmqpPublisher {
       if (err !== null && err !== undefined) {
         const why = String((err as Error).message ?? err);
         done(why === "message nacked" ? new Nacked(why) : new ChannelGone(why));
-      }
-      else if (returned) done(notSent(new FanError(Code.UNAVAILABLE, `no amqp queue takes ${p.what}`)));
+      } else if (returned) done(notSent(new FanError(Code.UNAVAILABLE, `no amqp queue takes ${p.what}`)));
       else done();
     };
     try {
@@ -145,6 +144,11 @@ export class AmqpPublisher {
     if (!this.#ch.retire(ch)) return;
     this.#log.warn({ what }, "amqp broker nacked a publish; sending it again on a fresh publisher channel");
     void closeWhenConfirmed(ch);
+  }
+
+  /** While the channel is not ready: the error a push waiting for it gets at its deadline. */
+  stalled(): FanError | undefined {
+    return this.#ch.stalled();
   }
 
   /** The channel, for tests that need to provoke a channel-only close. */

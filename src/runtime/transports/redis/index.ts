@@ -40,6 +40,7 @@ import {
   type RedisConnectOptions,
   type Role,
   send,
+  stalled,
   unavailable,
 } from "./clients.js";
 import {
@@ -231,9 +232,13 @@ export class RedisTransport implements Transport {
     await Promise.all([i.rpc.stop(), i.push?.stop()]);
   }
 
-  /** While calls cannot leave: the error a call waiting gets at its deadline (`Transport.stalled`). */
-  stalled(): FanError | undefined {
-    return this.#rpcClient?.stalled();
+  /**
+   * While calls (or pushes) cannot leave: the error one waiting gets at its deadline
+   * (`Transport.stalled`). Pushes are XADDs on the command connection (a @shard push is a call):
+   * an app that only pushes has no rpc client.
+   */
+  stalled(kind: "call" | "push"): FanError | undefined {
+    return kind === "push" ? (stalled(this.cmd) ?? this.#rpcClient?.stalled()) : this.#rpcClient?.stalled();
   }
 
   /** Sends a call and waits for its reply. */
@@ -314,7 +319,8 @@ export class RedisTransport implements Transport {
         const until = Date.now() + (o.drainMs ?? 5000);
         while (consumer.busy > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
         await consumer.close();
-        if (sub.broadcast || sub.ephemeral === true) await send(this.cmd, "XGROUP", ["DESTROY", key, group]).catch(() => undefined);
+        if (sub.broadcast || sub.ephemeral === true)
+          await send(this.cmd, "XGROUP", ["DESTROY", key, group]).catch(() => undefined);
       },
     };
   }
