@@ -111,6 +111,8 @@ export class EventBus {
     { readonly delivers: Set<EventDelivery>; readonly last: Map<string, number> }
   >();
   private readonly seq = new Map<string, number>();
+  /** State updates dropped at their deadline in this turn, per state: logged once at the turn's end. */
+  private readonly liveDrops = new Map<string, { service: string; state: string; ids: string[] }>();
   /** Events of this turn per topic, waiting for the turn's end to go as one message. */
   private readonly batches = new Map<string, Batch>();
   private turnScheduled = false;
@@ -308,10 +310,45 @@ export class EventBus {
         Code.RESOURCE_EXHAUSTED,
         `event of ${body.length} bytes exceeds the limit of ${this.maxBytes}`,
       );
-    const n = (this.seq.get(t.topic) ?? 0) + 1;
-    this.seq.set(t.topic, n);
-    await this.writer.send([t.frame, this.id, String(n), body], opts.deadline);
+    const { topic, frame } = t;
+    const deadline = opts.deadline;
+    // Numbered when the writer takes it, as events are (`frames`): an update dropped at its
+    // deadline takes no number, so watchers see no sequence gap (no "lost") for a drop made here.
+    await this.writer.send((now) => {
+      if (now >= deadline) throw this.lateLive(env);
+      const n = (this.seq.get(topic) ?? 0) + 1;
+      this.seq.set(topic, n);
+      return [frame, this.id, String(n), body];
+    });
   }
+
+  /**
+   * A state update past its deadline before it was sent: dropped, with its error. One warn line
+   * per state per turn (a stalled owner drops a queue of them at once), naming the state and
+   * how many; the owner's watchers resync at its next update or heartbeat (states/owner.ts).
+   */
+  private lateLive(env: Envelope): FanError {
+    const key = `${env.service}${SEP}${env.method}`;
+    const drop = this.liveDrops.get(key);
+    if (drop !== undefined) drop.ids.push(env.id);
+    else {
+      if (this.liveDrops.size === 0) process.nextTick(this.logLiveDrops);
+      this.liveDrops.set(key, { service: env.service, state: env.method, ids: [env.id] });
+    }
+    return new FanError(
+      Code.DEADLINE_EXCEEDED,
+      `publish ${env.service}.${env.method}: deadline passed before the state update was sent`,
+    );
+  }
+
+  private readonly logLiveDrops = (): void => {
+    for (const d of this.liveDrops.values())
+      this.log.warn(
+        { targetService: d.service, state: d.state, dropped: d.ids.length, ids: d.ids.slice(0, 10) },
+        "zmq: state updates past their deadline before they were sent; dropped",
+      );
+    this.liveDrops.clear();
+  };
 
   /** Subscribes to a live topic; resolves once the hub forwards the subscription to publishers. */
   async subscribeLive(sub: EventSubscription, deliver: EventDelivery): Promise<Unsubscribe> {
