@@ -126,7 +126,7 @@ export async function run(
     app = createApp({
       cluster: cliCluster(values.cluster),
       discovery: discovery as `etcd://${string}`,
-      etcd: etcdTls(discovery, tls),
+      etcd: etcdTls(discovery, tls, io),
       logger: pino({ level: "silent" }),
       transports: withTls(transportsConfig(new Set([t.via])), tls),
       telemetry: { healthService: false },

@@ -82,7 +82,7 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     app = createApp({
       cluster: cliCluster(values.cluster),
       discovery: discovery as `etcd://${string}`,
-      etcd: etcdTls(discovery, tls),
+      etcd: etcdTls(discovery, tls, io),
       logger: log,
       transports: withTls(transportsConfig(names), tls),
       telemetry: { healthService: false },

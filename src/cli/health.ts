@@ -127,7 +127,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     const log = pino({ level: "silent" });
     // A first App, without transports, only to read discovery.
     const tls = cliTls(values);
-    const etcd = etcdTls(discovery, tls);
+    const etcd = etcdTls(discovery, tls, io);
     const probe = createApp({ cluster, discovery, etcd, logger: log, telemetry: { healthService: false } });
     app = probe;
     await probe.ready();

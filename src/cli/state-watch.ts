@@ -94,7 +94,7 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
 
     // Snapshots are an rpc: open, after the event transport, the first transport an instance offers.
     const tls = cliTls(values);
-    const etcd = etcdTls(spec, tls);
+    const etcd = etcdTls(spec, tls, io);
     const probe = createApp({ cluster, discovery: spec, etcd, logger: log, telemetry: { healthService: false } });
     let offered: TransportName[] = [];
     try {

@@ -8,6 +8,7 @@
 import { readFileSync } from "node:fs";
 import type { TransportsConfig } from "../runtime/app/infra.js";
 import type { EtcdRegistryOptions } from "../runtime/discovery/etcd.js";
+import { type Io, processIo } from "./io.js";
 import { UsageError } from "./ls.js";
 
 /** The TLS files and switch, read. */
@@ -31,7 +32,8 @@ export interface TlsFlags {
 export const TLS_USAGE = `  --tls-ca <file>      PEM CA the servers' certificates must chain to (https, rediss, amqps, nats tls, etcd https)
   --tls-cert <file>    PEM client certificate, for servers that ask for one (with --tls-key)
   --tls-key <file>     PEM key of --tls-cert
-  --tls-insecure       accept server certificates that do not verify (not for etcd)`;
+  --tls-insecure       accept server certificates that do not verify (not etcd's: refused there
+                       without --tls-ca, and said to be ignored with it)`;
 
 function read(flag: string, file: string | undefined): string | undefined {
   if (file === undefined) return undefined;
@@ -87,14 +89,24 @@ export function withTls(config: TransportsConfig, tls: CliTls | undefined): Tran
   return out as TransportsConfig;
 }
 
+/** The CliTls whose `--tls-insecure` was already said not to apply to etcd (a command may open etcd twice). */
+const toldInsecure = new WeakSet<CliTls>();
+
 /**
- * The etcd options of a discovery spec: TLS when the spec names `https://` hosts (etcd's gRPC
- * client has no way to skip verification, so `--tls-insecure` is refused there).
+ * The etcd options of a discovery spec: TLS when the spec names `https://` hosts. etcd's gRPC
+ * client has no way to skip verification, so `--tls-insecure` is refused there without
+ * `--tls-ca`, and with it is said (once, on `io`) to apply to the other servers only.
  */
-export function etcdTls(spec: string, tls: CliTls | undefined): EtcdRegistryOptions {
+export function etcdTls(spec: string, tls: CliTls | undefined, io: Pick<Io, "err"> = processIo): EtcdRegistryOptions {
   if (tls === undefined || !spec.includes("https://")) return {};
   if (tls.insecure && tls.ca === undefined)
     throw new UsageError(`--tls-insecure cannot apply to etcd over https (${spec}): give its CA with --tls-ca`);
+  if (tls.insecure && !toldInsecure.has(tls)) {
+    toldInsecure.add(tls);
+    io.err(
+      `fanc: warning: --tls-insecure does not apply to etcd (${spec}): its certificate is verified against --tls-ca`,
+    );
+  }
   return {
     tls: {
       ...(tls.ca === undefined ? {} : { ca: tls.ca }),

@@ -21,7 +21,7 @@ export interface NatsConnectOptions {
   readonly nats?: Partial<NodeConnectionOptions>;
 }
 
-/** How long the connection is down before a probe asks the servers whether they refuse our certificate (tls-probe.ts). */
+/** How long the connection is down before a probe asks the servers whether they refuse our certificate (tls-probe.ts), and between probes while they do. */
 const PROBE_AFTER_MS = 500;
 /** Between probes while it stays down, and the bound of one probe. */
 const PROBE_EVERY_MS = 2_000;
@@ -44,6 +44,8 @@ export class NatsLink {
   /** The servers as given and our TLS options, for the probes. */
   readonly #probeTo: { readonly servers: readonly string[]; readonly tls: NodeConnectionOptions["tls"] };
   #probing = false;
+  /** Abandons the first connect's pending attempt for a fresh one (set while one is pending). */
+  #redial: (() => void) | undefined;
 
   constructor(o: NatsConnectOptions, name: string, log: Logger) {
     this.#log = log;
@@ -62,12 +64,31 @@ export class NatsLink {
     });
   }
 
-  /** Tries to connect until it works or the link is closed (a failure is logged once). */
+  /**
+   * Tries to connect until it works or the link is closed (a failure is logged once). An attempt
+   * the servers refused our certificate on waits for nats.js's `timeout` (tls-probe.ts): once the
+   * probes find them letting us in, it is left to end by itself (closed if it ever connects) and
+   * a fresh one starts.
+   */
   async #first(opts: NodeConnectionOptions): Promise<void> {
     let logged = false;
     while (!this.#closed) {
+      const attempt = connect(opts);
+      const redial = new Promise<undefined>((r) => {
+        this.#redial = () => r(undefined);
+      });
       try {
-        this.#adopt(await connect(opts));
+        const nc = await Promise.race([attempt, redial]);
+        if (nc === undefined) {
+          attempt
+            .then(
+              (left) => left.close(),
+              () => undefined,
+            )
+            .catch(() => undefined);
+          continue;
+        }
+        this.#adopt(nc);
         return;
       } catch (e) {
         this.#down = (e as Error).message;
@@ -79,6 +100,8 @@ export class NatsLink {
         logged = true;
         this.#wake();
         await new Promise((r) => setTimeout(r, 250));
+      } finally {
+        this.#redial = undefined;
       }
     }
   }
@@ -112,7 +135,10 @@ export class NatsLink {
   async #statuses(nc: NatsConnection): Promise<void> {
     for await (const s of nc.status()) {
       if (s.type === "disconnect") {
-        if (!this.#up) continue;
+        if (!this.#up) {
+          failHandshake(nc);
+          continue;
+        }
         this.#up = false;
         this.#down = `disconnected from ${s.server}`;
         this.#log.warn({ server: s.server }, "nats connection lost; reconnecting");
@@ -146,6 +172,8 @@ export class NatsLink {
         if (this.up || this.#closed) break;
         const refused = why.every((w) => w !== undefined) ? why[0] : undefined;
         if (refused !== this.#refused) {
+          // The servers let us in again: the first connect's attempt they refused would wait for its timeout.
+          if (refused === undefined) this.#redial?.();
           if (refused !== undefined)
             this.#log.warn(
               { servers: this.#servers, err: refused },
@@ -154,7 +182,8 @@ export class NatsLink {
           this.#refused = refused;
           this.#wake();
         }
-        await pause(PROBE_EVERY_MS);
+        // While refused, sooner: the first connect starts again only when a probe finds us let in.
+        await pause(this.#refused === undefined ? PROBE_EVERY_MS : PROBE_AFTER_MS);
       }
     } finally {
       this.#probing = false;
@@ -261,6 +290,20 @@ export class NatsLink {
     ]);
     clearTimeout(timer);
   }
+}
+
+/**
+ * Fails nats.js's pending connect attempt on `nc` now. A "disconnect" while we are not connected
+ * is an attempt whose socket closed after its TLS handshake and before the server's PONG (a
+ * server refusing our certificate with TLS 1.3, tls-probe.ts); nats.js leaves that attempt
+ * waiting for the PONG until its connect `timeout` (20 s by default) before trying again, so a
+ * server that trusts us again is reconnected to only then. Rejecting the attempt's PONG through
+ * nats.js's `connectError` (internal, @nats-io/nats-core 3.x `ProtocolHandler`) makes it try
+ * again after `reconnectTimeWait`; without that hook nothing changes.
+ */
+function failHandshake(nc: NatsConnection): void {
+  const protocol = (nc as unknown as { protocol?: { connectError?: (err: Error) => void } }).protocol;
+  protocol?.connectError?.(new Error("connection closed during the handshake"));
 }
 
 /** A FanError for a NATS failure during a send. */
