@@ -163,7 +163,10 @@ export async function run(args: string[], io: Io = processIo, kind: "new" | "ini
         `${shown === "." ? "" : `cd ${shown} && `}npm install && npm test`,
         "compiles idl/, runs the test with the test kit",
       ],
-      ["npm start", `serves it (etcd${broker} on loopback, or FAN_DISCOVERY)`],
+      [
+        "npm start",
+        `serves it (etcd${broker} on loopback, or FAN_DISCOVERY${transport === "zmq" ? "; it hosts the zmq event hub on 5571/5572" : ""})`,
+      ],
       [`npx fanc call ${name}.hello '{"name":"Ada"}'`, ""],
     ];
     if (files.has("src/main.ts")) io.out(`fanc: ${name} (package ${pkg}, served over ${transport}) in ${where}. Next:`);

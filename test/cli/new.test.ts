@@ -54,6 +54,17 @@ it("new service --transport nats serves on NATS (FAN_NATS_URL, default the loopb
   expect(io.outText()).toContain("etcd and nats on loopback");
 });
 
+it("new service --transport zmq hosts an event hub, so the stub's event and state work without a broker", async () => {
+  tmp = new TempDir();
+  const io = captureIo();
+  expect(await run(["service", "Zed", "--transport", "zmq", "--dir", tmp.path], io)).toBe(0);
+  // Without a hub, hello's emit failed with FAILED_PRECONDITION "zmq events need an event hub".
+  expect(tmp.read("src/main.ts")).toContain(
+    "transports: { zmq: process.env.FAN_ZMQ_EVENTS_PUBLISH === undefined ? { hub: { publishPort: 5571, subscribePort: 5572 } } : {} }",
+  );
+  expect(io.outText()).toContain("it hosts the zmq event hub on 5571/5572");
+});
+
 it("never overwrites: a second service keeps main.ts and package.json's scripts; the same one is refused", async () => {
   tmp = new TempDir();
   tmp.write("package.json", JSON.stringify({ name: "x", scripts: { test: "mine" } }));
