@@ -82,8 +82,14 @@ export async function startDev(args: readonly string[], io: Io): Promise<DevSess
     onRebuild: (o, first) => {
       const took = `${Math.round(o.ms)} ms`;
       if (first) {
-        if (o.ok) io.out(`fanc dev: compiled ${relative(process.cwd(), root) || "."} (${o.sources} .fan files, ${took})`);
-        else io.err(`fanc dev: the IDL has ${o.errors} error${o.errors === 1 ? "" : "s"}; fix them to start ${values.run}`);
+        if (o.ok)
+          io.out(
+            `fanc dev: compiled ${relative(process.cwd(), root) || "."} (${o.sources} .fan file${o.sources === 1 ? "" : "s"}, ${took})`,
+          );
+        else
+          io.err(
+            `fanc dev: the IDL has ${o.errors} error${o.errors === 1 ? "" : "s"}; fix them to start ${values.run}`,
+          );
         if (o.ok && !started) {
           started = true;
           proc.start();
@@ -133,7 +139,9 @@ export async function startDev(args: readonly string[], io: Io): Promise<DevSess
     w.sync();
     return w;
   });
-  io.out(`fanc dev: watching ${[root, ...codeDirs].map((d) => relative(process.cwd(), d) || ".").join(", ")} (Ctrl-C to stop)`);
+  io.out(
+    `fanc dev: watching ${[root, ...codeDirs].map((d) => relative(process.cwd(), d) || ".").join(", ")} (Ctrl-C to stop)`,
+  );
   return {
     close: async () => {
       clearTimeout(timer);

@@ -3,7 +3,8 @@
  * a service from a shell. The IDL is compiled in-process as for `fanc call` (the payload is
  * checked before anything is sent: exit 2), and the event goes through an App's publisher or
  * client subscription, exactly as a service's would, on an event transport (`--via` redis,
- * amqp, nats or zmq; default the first of those the service allows). `subscribe` prints each event
+ * amqp, nats or zmq; default the one the service's registered instances publish on, else the first
+ * of those the service allows). `subscribe` prints each event
  * as one JSON line on stdout until SIGINT or SIGTERM.
  */
 import { parseArgs } from "node:util";
@@ -38,13 +39,33 @@ Prints each event of <service> as one JSON line on stdout until interrupted (Ctr
 const OPTIONS_TEXT = `
 options:
   --idl <dir>          the IDL folder (default: idl/)
-  --via <transport>    redis, amqp, nats or zmq (default: the first of those the service allows);
-                       it must be the transport the publishing service's App uses for events
+  --via <transport>    redis, amqp, nats or zmq (default: the one the service's registered instances
+                       publish on, else the first of those the service allows); it must be the
+                       transport the publishing service's App uses for events
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
   --json               publish: print one JSON object; subscribe: {"event","at","value"} per line
 ${TLS_USAGE}
   -h, --help           show this help`;
+
+/**
+ * The transport `service`'s events travel on when `--via` is not given: the one its serving Apps
+ * publish on, which is the first event transport in a registered instance's endpoints (an App
+ * registers them in the order of its transports, the order it picks its event transport by);
+ * with no instance registered, the first of EVENT_TRANSPORTS the service allows.
+ */
+export function defaultEventTransport(
+  service: ServiceDescriptor,
+  instances: readonly InstanceInfo[],
+): TransportName | undefined {
+  const allowed = (t: string): t is TransportName =>
+    EVENT_TRANSPORTS.includes(t as TransportName) && service.transports.includes(t as TransportName);
+  for (const i of instances) {
+    const t = Object.keys(i.endpoints).find(allowed);
+    if (t !== undefined) return t;
+  }
+  return EVENT_TRANSPORTS.find(allowed);
+}
 
 /** The App's transport `name` (App has no accessor; `reach` hands it out for an endpoint on it). */
 export function eventTransport(app: App, name: TransportName): Transport {
@@ -56,7 +77,8 @@ export function eventTransport(app: App, name: TransportName): Transport {
 interface Target {
   service: ServiceDescriptor;
   event: EventDescriptor;
-  via: TransportName;
+  /** `--via`; undefined: the one the service's instances publish on (`defaultEventTransport`). */
+  via: TransportName | undefined;
 }
 
 async function resolveTarget(target: string, idl: string | undefined, via: string | undefined): Promise<Target> {
@@ -78,7 +100,7 @@ async function resolveTarget(target: string, idl: string | undefined, via: strin
     throw new UsageError(
       `${service.name} allows no event transport${via === undefined ? "" : ` ${via}`} (it allows ${service.transports.join(", ")})`,
     );
-  return { service, event, via: chosen };
+  return { service, event, via: via as TransportName | undefined };
 }
 
 /** `fanc publish` and `fanc subscribe`: returns the exit code. `stop` ends a subscription (tests); SIGINT/SIGTERM do otherwise. */
@@ -123,14 +145,25 @@ export async function run(
       }
     }
     const tls = cliTls(values);
-    app = createApp({
+    const base = {
       cluster: cliCluster(values.cluster),
       discovery: discovery as `etcd://${string}`,
       etcd: etcdTls(discovery, tls, io),
       logger: pino({ level: "silent" }),
-      transports: withTls(transportsConfig(new Set([t.via])), tls),
       telemetry: { healthService: false },
-    });
+    };
+    let via = t.via;
+    if (via === undefined) {
+      // Without --via: the transport the service's Apps publish on, read from discovery.
+      const probe = createApp(base);
+      try {
+        await probe.ready();
+        via = defaultEventTransport(t.service, (await probe.watch(t.service.name)).instances()) as TransportName;
+      } finally {
+        await probe.stop().catch(() => undefined);
+      }
+    }
+    app = createApp({ ...base, transports: withTls(transportsConfig(new Set([via])), tls) });
     await app.ready();
     const def = { descriptor: t.service, createClient: () => undefined };
     if (kind === "publish") {
@@ -142,17 +175,17 @@ export async function run(
       if (values.json)
         io.out(
           JSON.stringify(
-            { ok: true, service: t.service.name, event: t.event.name, transport: t.via, ms, traceId },
+            { ok: true, service: t.service.name, event: t.event.name, transport: via, ms, traceId },
             null,
             2,
           ),
         );
-      else io.err(`published · ${ms.toFixed(1)} ms · over ${t.via} · trace ${traceId}`);
+      else io.err(`published · ${ms.toFixed(1)} ms · over ${via} · trace ${traceId}`);
       return 0;
     }
     // A broadcast, ephemeral subscription of its own: a copy of every event, on a queue that is
     // deleted when fanc stops and expires if it dies.
-    const sub = await eventTransport(app, t.via).subscribe(
+    const sub = await eventTransport(app, via).subscribe(
       {
         source: t.service,
         event: t.event.name,
@@ -182,7 +215,7 @@ export async function run(
         );
       },
     );
-    io.err(`subscribed to ${t.service.name}.${t.event.name} over ${t.via} (Ctrl-C to stop)`);
+    io.err(`subscribed to ${t.service.name}.${t.event.name} over ${via} (Ctrl-C to stop)`);
     await new Promise<void>((resolve) => {
       const done = (): void => resolve();
       stop?.addEventListener("abort", done, { once: true });

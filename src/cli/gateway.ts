@@ -114,7 +114,7 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
   }
 }
 
-/** `--transports a,b` checked, or every transport some service of the IDL allows. */
+/** `--transports a,b` checked, or every transport some service of the IDL allows (zmq last without an event hub). */
 function transportNames(spec: string | undefined, descriptors: readonly ServiceDescriptor[]): Set<TransportName> {
   if (spec !== undefined) {
     const asked = spec
@@ -126,5 +126,12 @@ function transportNames(spec: string | undefined, descriptors: readonly ServiceD
       throw new UsageError(`--transports takes ${ORDER.join(", ")}; got ${JSON.stringify(spec)}`);
     return new Set(asked);
   }
-  return new Set(ORDER.filter((t) => descriptors.some((d) => d.transports.includes(t))));
+  const names = ORDER.filter((t) => descriptors.some((d) => d.transports.includes(t)));
+  // Without an event hub zmq carries no events, yet as the App's first event-capable transport it
+  // would be the one the gateway's state replicas subscribe on (each failing after 10 s, naming
+  // the missing hub): open it after the brokers then, so they carry the updates.
+  const hub =
+    (process.env.FAN_ZMQ_HUB ?? "") !== "" ||
+    ((process.env.FAN_ZMQ_EVENTS_PUBLISH ?? "") !== "" && (process.env.FAN_ZMQ_EVENTS_SUBSCRIBE ?? "") !== "");
+  return new Set(hub ? names : [...names.filter((t) => t !== "zmq"), ...names.filter((t) => t === "zmq")]);
 }

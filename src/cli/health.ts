@@ -16,7 +16,7 @@ import { nextEnvelopeId } from "../runtime/ids.js";
 import { HEALTH_SERVICE, HealthDescriptor } from "../runtime/telemetry/health.js";
 import type { Envelope } from "../runtime/transports/transport.js";
 import { type Io, processIo } from "./io.js";
-import { REGISTRY_OPTIONS, UsageError, cliCluster, report, table } from "./ls.js";
+import { REGISTRY_OPTIONS, UsageError, cliCluster, fullName, openCliRegistry, report, table } from "./ls.js";
 import { cliTls, etcdTls, TLS_USAGE, withTls } from "./tls.js";
 
 const USAGE = `usage: fanc health <service> [options]
@@ -112,8 +112,8 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
       io.out(USAGE);
       return 0;
     }
-    const service = positionals[0];
-    if (service === undefined || positionals.length > 1) throw new UsageError(`expected one service name\n${USAGE}`);
+    const asked = positionals[0];
+    if (asked === undefined || positionals.length > 1) throw new UsageError(`expected one service name\n${USAGE}`);
     const pinned = values.transport as TransportName | undefined;
     if (pinned !== undefined && !ORDER.includes(pinned))
       throw new UsageError(`--transport must be one of ${ORDER.join(", ")}, got ${JSON.stringify(pinned)}`);
@@ -124,6 +124,9 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     if (!discovery.startsWith("etcd://"))
       throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(discovery)}`);
     const cluster = cliCluster(values.cluster);
+    // A short name (PublicWines, wines.PublicWines) as `fanc ls` and `fanc call` take it.
+    const registry = openCliRegistry(discovery, values);
+    const service = await fullName(registry, cluster, asked).finally(() => registry.close());
     const log = pino({ level: "silent" });
     // A first App, without transports, only to read discovery.
     const tls = cliTls(values);

@@ -210,7 +210,8 @@ async function listInstances(
  * The full name of `service`: itself when it has instances, else the one registered service
  * whose short name it is (`Wines` for `retail.Wines`). Throws when several services share it.
  */
-async function fullName(registry: Registry, cluster: string, service: string): Promise<string> {
+/** `service` as registered: itself, or the one registered name that ends with `.<service>` (ambiguity is a usage error). */
+export async function fullName(registry: Registry, cluster: string, service: string): Promise<string> {
   if ((await registry.list(servicePrefix(cluster, service))).items.length > 0) return service;
   const root = servicesRoot(cluster);
   const names = new Set((await registry.list(root)).items.map((kv) => kv.key.slice(root.length).split("/")[0] ?? ""));

@@ -156,10 +156,31 @@ export async function run(args: string[], io: Io = processIo, kind: "new" | "ini
       io.out(
         `  note: package.json asks for fan ${JSON.stringify(JSON.parse(files.get("package.json") as string).dependencies?.fan)} from the registry; install fan from where you got it instead (npm install <tarball or git URL>), or pass --fan <spec>`,
       );
-    io.out(`fanc: ${name} (package ${pkg}, served over ${transport}) in ${where}. Next:
-  ${shown === "." ? "" : `cd ${shown} && `}npm install && npm test     # compiles idl/, runs the test with the test kit
-  npm start                                # serves it (etcd${transport === "zmq" ? "" : ` and ${transport === "http" || transport === "tcp" ? "redis" : transport}`} on loopback, or FAN_DISCOVERY)
-  npx fanc call ${name}.hello '{"name":"Ada"}'`);
+    const broker =
+      transport === "zmq" ? "" : ` and ${transport === "http" || transport === "tcp" ? "redis" : transport}`;
+    const steps: [string, string][] = [
+      [
+        `${shown === "." ? "" : `cd ${shown} && `}npm install && npm test`,
+        "compiles idl/, runs the test with the test kit",
+      ],
+      [
+        "npm start",
+        `serves it (etcd${broker} on loopback, or FAN_DISCOVERY${transport === "zmq" ? "; it hosts the zmq event hub on 5571/5572" : ""})`,
+      ],
+      [`npx fanc call ${name}.hello '{"name":"Ada"}'`, ""],
+    ];
+    if (files.has("src/main.ts")) io.out(`fanc: ${name} (package ${pkg}, served over ${transport}) in ${where}. Next:`);
+    else {
+      // The project's own main.ts is left alone: it does not serve the new service until told to.
+      const main = join(shown, "src/main.ts");
+      io.out(`fanc: ${name} (package ${pkg}) in ${where}. ${main} was already there and does not serve it yet: add
+    import { ${name} } from "../${T.generatedModule(names)}";
+    import { ${name}Service } from "./${names.file}.js";
+  and \`.serve(${name}, new ${name}Service())\` to its createApp(...) (on the transports it opens). Next:`);
+      steps[1] = ["npm start", `serves what ${main} serves`];
+    }
+    const width = Math.max(...steps.filter(([, why]) => why !== "").map(([cmd]) => cmd.length)) + 2;
+    io.out(steps.map(([cmd, why]) => `  ${why === "" ? cmd : `${cmd.padEnd(width)}# ${why}`}`).join("\n"));
     return 0;
   } catch (e) {
     if (e instanceof UsageError || (e as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {

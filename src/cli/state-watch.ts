@@ -1,7 +1,7 @@
 /**
  * `fanc watch <service>.<state>`: a live replica of a service's state from a shell. The IDL
  * is compiled in-process as for `fanc call`; an App opens the event transport that carries
- * the state's updates (`--via` redis, amqp, nats or zmq; default the first the service allows) and
+ * the state's updates (`--via` redis, amqp, nats or zmq; default the one its instances publish on) and
  * the transport its instances answer snapshot requests on, and watches the state exactly as
  * `client.states.x.watch()` does (docs/states.md). Prints the snapshot, then each update,
  * until SIGINT or SIGTERM; status changes (owner absent, resyncing) go to stderr.
@@ -12,7 +12,7 @@ import { createApp, type App } from "../runtime/app/app.js";
 import { codec } from "../runtime/codec/index.js";
 import type { ShardedStateHandle, StateChange, StateHandle, TransportName } from "../runtime/descriptor.js";
 import { findService, loadIdl } from "./call.js";
-import { EVENT_TRANSPORTS } from "./events.js";
+import { defaultEventTransport, EVENT_TRANSPORTS } from "./events.js";
 import { ORDER, transportsConfig } from "./health.js";
 import { type Io, processIo } from "./io.js";
 import { cliCluster, cliDiscovery, REGISTRY_OPTIONS, report, UsageError } from "./ls.js";
@@ -25,8 +25,9 @@ one line per change, "<cause> #<seq>: <json>" (a @delta state's update shows its
 
 options:
   --idl <dir>          the IDL folder (default: idl/)
-  --via <transport>    the transport carrying the updates: redis, amqp, nats or zmq (default: the first of
-                       those the service allows); it must be the one the owner's App uses for events
+  --via <transport>    the transport carrying the updates: redis, amqp, nats or zmq (default: the one the
+                       service's registered instances publish on, else the first of those the service
+                       allows); it must be the one the owner's App uses for events
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
   --shard <n>|all      the shard to watch, for a sharded state (@shard): required there, refused elsewhere;
@@ -83,8 +84,8 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
       throw new UsageError(
         `--via must be one of ${EVENT_TRANSPORTS.join(", ")} for state updates, got ${JSON.stringify(via)}`,
       );
-    const events = via ?? EVENT_TRANSPORTS.find((t) => service.transports.includes(t));
-    if (events === undefined || !service.transports.includes(events))
+    const allowed = via ?? EVENT_TRANSPORTS.find((t) => service.transports.includes(t));
+    if (allowed === undefined || !service.transports.includes(allowed))
       throw new UsageError(
         `${service.name} allows no transport that carries state updates${via === undefined ? "" : ` (${via})`}; it allows ${service.transports.join(", ")}`,
       );
@@ -97,10 +98,13 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     const etcd = etcdTls(spec, tls, io);
     const probe = createApp({ cluster, discovery: spec, etcd, logger: log, telemetry: { healthService: false } });
     let offered: TransportName[] = [];
+    let events = allowed;
     try {
       await probe.ready();
       const instances = (await probe.watch(service.name)).instances();
       offered = ORDER.filter((t) => instances.some((i) => i.endpoints[t] !== undefined));
+      // Without --via: the transport the owner's App publishes updates on.
+      if (via === undefined) events = defaultEventTransport(service, instances) ?? allowed;
     } finally {
       await probe.stop().catch(() => undefined);
     }

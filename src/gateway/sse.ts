@@ -12,7 +12,7 @@
  */
 import type { ServerResponse } from "node:http";
 import type { Logger } from "pino";
-import { EVENT_TRANSPORTS, eventTransport } from "../cli/events.js";
+import { defaultEventTransport, EVENT_TRANSPORTS, eventTransport } from "../cli/events.js";
 import type { App } from "../runtime/app/app.js";
 import { codec } from "../runtime/codec/index.js";
 import type {
@@ -94,13 +94,17 @@ export class EventHub {
     private readonly log: Logger,
   ) {}
 
-  /** The event transport of a service: one its instances advertise and this App has open. */
+  /**
+   * The event transport of a service: the one its instances publish on (`fanc subscribe`'s
+   * default) when this App has it open, else one they advertise and this App has open.
+   */
   async #via(svc: ServiceDescriptor): Promise<TransportName> {
     const open = new Set(this.app.transportNames());
     const usable = EVENT_TRANSPORTS.filter((t) => svc.transports.includes(t) && open.has(t));
     const instances = (await this.app.watch(svc.name)).instances();
+    const theirs = defaultEventTransport(svc, instances);
     const advertised = usable.find((t) => instances.some((i) => i.endpoints[t] !== undefined));
-    const via = advertised ?? usable[0];
+    const via = theirs !== undefined && usable.includes(theirs) ? theirs : (advertised ?? usable[0]);
     if (via === undefined)
       throw new FanError(
         Code.UNAVAILABLE,

@@ -27,7 +27,8 @@ const alive = (pid: number): boolean => {
 
 describeEtcd("fanc dev (child process)", () => {
   const env = { FAN_CLUSTER: randomCluster(), FAN_DISCOVERY: `etcd://${SHARED_ETCD}` };
-  const call = (name: string) => runFanc(["call", "Dev.hello", JSON.stringify({ name }), "--idl", `${rel}/idl`, "--json"], env);
+  const call = (name: string) =>
+    runFanc(["call", "Dev.hello", JSON.stringify({ name }), "--idl", `${rel}/idl`, "--json"], env);
   let dev: CapturedChild;
 
   beforeAll(async () => {
@@ -43,7 +44,17 @@ describeEtcd("fanc dev (child process)", () => {
     writeFileSync(handler, text);
     dev = spawnCaptured(
       process.execPath,
-      ["bin/fanc.mjs", "dev", `${rel}/idl`, "--out", `${rel}/generated`, "--run", `${rel}/src/main.ts`, "--grace", "20000"],
+      [
+        "bin/fanc.mjs",
+        "dev",
+        `${rel}/idl`,
+        "--out",
+        `${rel}/generated`,
+        "--run",
+        `${rel}/src/main.ts`,
+        "--grace",
+        "20000",
+      ],
       env,
     );
     await until("the service serves", () => /Dev serving over redis/.test(dev.stdout()), 120_000);
@@ -63,7 +74,7 @@ describeEtcd("fanc dev (child process)", () => {
   const restarts = (): number => (dev.stdout().match(/restarted/g) ?? []).length;
 
   it("starts with one line per step, and the service answers", async () => {
-    expect(dev.stdout()).toMatch(/^fanc dev: compiled \S+ \(1 \.fan files, \d+ ms\)$/m);
+    expect(dev.stdout()).toMatch(/^fanc dev: compiled \S+ \(1 \.fan file, \d+ ms\)$/m);
     expect(dev.stdout()).toMatch(/^fanc dev: started \S+src\/main\.ts \(pid \d+\)$/m);
     const r = await call("Ada");
     expect(r.code, r.stderr).toBe(0);
@@ -79,19 +90,38 @@ describeEtcd("fanc dev (child process)", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, value: { message: "Hello, slow!" } });
     await until("a restart line", () => restarts() === 1, 60_000);
-    expect(dev.stdout()).toMatch(new RegExp(`fanc dev: \\S+src/dev\\.ts changed; restarted \\S+ \\(pid ${before} drained and exited after \\d+ ms; now pid \\d+\\)`));
+    expect(dev.stdout()).toMatch(
+      new RegExp(
+        `fanc dev: \\S+src/dev\\.ts changed; restarted \\S+ \\(pid ${before} drained and exited after \\d+ ms; now pid \\d+\\)`,
+      ),
+    );
     expect(alive(before)).toBe(false);
-    await until("the new process serves", () => (dev.stdout().match(/Dev serving over redis/g) ?? []).length === 2, 120_000);
+    await until(
+      "the new process serves",
+      () => (dev.stdout().match(/Dev serving over redis/g) ?? []).length === 2,
+      120_000,
+    );
     expect((await call("Ada")).code).toBe(0);
   }, 200_000);
 
   it("recompiles and restarts on a .fan edit; a broken .fan keeps the process running", async () => {
     const fan = join(dir, "idl/dev.fan");
-    const good = readFileSync(fan, "utf8").replace("  push reset()", "  push reset()\n  /// Added while fanc dev ran.\n  event left(name: string)");
+    const good = readFileSync(fan, "utf8").replace(
+      "  push reset()",
+      "  push reset()\n  /// Added while fanc dev ran.\n  event left(name: string)",
+    );
     writeFileSync(fan, good);
-    await until("an IDL restart line", () => /the IDL changed, recompiled in \d+ ms; restarted/.test(dev.stdout()), 60_000);
+    await until(
+      "an IDL restart line",
+      () => /the IDL changed, recompiled in \d+ ms; restarted/.test(dev.stdout()),
+      60_000,
+    );
     expect(readFileSync(join(dir, "generated/dev.ts"), "utf8")).toContain("Added while fanc dev ran.");
-    await until("the new process serves", () => (dev.stdout().match(/Dev serving over redis/g) ?? []).length === 3, 120_000);
+    await until(
+      "the new process serves",
+      () => (dev.stdout().match(/Dev serving over redis/g) ?? []).length === 3,
+      120_000,
+    );
     const pid = pidOf(/now pid (\d+)\)/g);
     const count = restarts();
 

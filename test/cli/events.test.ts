@@ -59,11 +59,45 @@ describeEtcd("fanc publish / fanc subscribe (child processes)", () => {
     }, 300_000);
   }
 
+  it("without --via, publishes and subscribes on the transport the service's registered instances use (nats here)", async () => {
+    // Conformance allows redis first, but its only App has http and nats: its events travel on
+    // nats, and a default of redis would print nothing, silently.
+    const own = `${cluster}-nats`;
+    const N = ["--idl", "test/transports/fixtures/idl", "--discovery", `etcd://${SHARED_ETCD}`, "--cluster", own];
+    const server = spawnCaptured(join(repo, "node_modules/.bin/tsx"), ["test/transports/fixtures/child-app.ts"], {
+      FAN_CHILD_SERVE: "Conformance",
+      FAN_CHILD_TRANSPORTS: "http,nats",
+      FAN_CHILD_CLUSTER: own,
+      FAN_ETCD: SHARED_ETCD,
+    });
+    let sub: CapturedChild | undefined;
+    try {
+      await until("the server is ready", () => /"event":"(ready|start failed)"/.test(server.stdout()), 120_000);
+      expect(server.stdout()).toContain('"event":"ready"');
+      const s = spawnCaptured(process.execPath, [bin, "subscribe", "Conformance.ping", ...N]);
+      sub = s;
+      await until("fanc subscribe is subscribed", () => s.stderr().includes("subscribed to"), 120_000);
+      expect(s.stderr()).toBe("subscribed to fan.conformance.Conformance.ping over nats (Ctrl-C to stop)\n");
+      const r = await fanc(["publish", "Conformance.ping", '{"n":44}', ...N]);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toMatch(/^published · [\d.]+ ms · over nats · trace [0-9a-f]{32}\n$/);
+      await until("fanc subscribe prints the event", () => s.stdout().includes('{"n":44}'), 60_000);
+      s.child.kill("SIGINT");
+      expect(await s.exited).toBe(0);
+    } finally {
+      sub?.child.kill("SIGKILL");
+      server.child.kill("SIGTERM");
+      await server.exited;
+    }
+  }, 300_000);
+
   it("refuses an invalid payload or an unknown event before sending (exit 2)", async () => {
     const off = ["--idl", "test/transports/fixtures/idl", "--discovery", "etcd://127.0.0.1:1"];
     const bad = await fanc(["publish", "Conformance.ping", '{"n":"x"}', ...off]);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toBe('fanc publish: invalid payload n: expected an int (a safe integer), got string "x" (nothing was sent)\n');
+    expect(bad.stderr).toBe(
+      'fanc publish: invalid payload n: expected an int (a safe integer), got string "x" (nothing was sent)\n',
+    );
     const unknown = await fanc(["subscribe", "Conformance.pong", ...off]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('has no event "pong" (events: ping, flush)');

@@ -54,6 +54,17 @@ it("new service --transport nats serves on NATS (FAN_NATS_URL, default the loopb
   expect(io.outText()).toContain("etcd and nats on loopback");
 });
 
+it("new service --transport zmq hosts an event hub, so the stub's event and state work without a broker", async () => {
+  tmp = new TempDir();
+  const io = captureIo();
+  expect(await run(["service", "Zed", "--transport", "zmq", "--dir", tmp.path], io)).toBe(0);
+  // Without a hub, hello's emit failed with FAILED_PRECONDITION "zmq events need an event hub".
+  expect(tmp.read("src/main.ts")).toContain(
+    "transports: { zmq: process.env.FAN_ZMQ_EVENTS_PUBLISH === undefined ? { hub: { publishPort: 5571, subscribePort: 5572 } } : {} }",
+  );
+  expect(io.outText()).toContain("it hosts the zmq event hub on 5571/5572");
+});
+
 it("never overwrites: a second service keeps main.ts and package.json's scripts; the same one is refused", async () => {
   tmp = new TempDir();
   tmp.write("package.json", JSON.stringify({ name: "x", scripts: { test: "mine" } }));
@@ -63,8 +74,15 @@ it("never overwrites: a second service keeps main.ts and package.json's scripts;
   expect(pkg.scripts.compile).toBe("fanc compile idl/");
   expect(pkg.type).toBe("module");
   const main = tmp.read("src/main.ts");
-  expect(await run(["service", "Billing", "--dir", tmp.path], captureIo())).toBe(0);
+  const billing = captureIo();
+  expect(await run(["service", "Billing", "--transport", "nats", "--dir", tmp.path], billing)).toBe(0);
   expect(tmp.read("src/main.ts")).toBe(main);
+  // The kept main.ts does not serve Billing: the next steps say so, and how to add it.
+  expect(billing.outText()).toContain("src/main.ts was already there and does not serve it yet");
+  expect(billing.outText()).toContain('import { Billing } from "../generated/billing.js";');
+  expect(billing.outText()).toContain("`.serve(Billing, new BillingService())`");
+  expect(billing.outText()).not.toContain("served over nats");
+  expect(billing.outText()).toMatch(/npm start +# serves what .*src\/main\.ts serves/);
   const io = captureIo();
   expect(await run(["service", "Greeter", "--dir", tmp.path], io)).toBe(2);
   expect(io.errText()).toMatch(/idl\/greeter\.fan already exists; nothing was written/);

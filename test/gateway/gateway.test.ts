@@ -266,3 +266,30 @@ for (const transport of ["amqp", "redis", "zmq"] as const) {
     }, 60_000);
   });
 }
+
+describeWithBroker(
+  runnable("amqp") && runnable("redis") && up.etcd,
+  "amqp, redis or etcd",
+  "gateway event transport",
+)("gateway in front of Till on amqp then redis", () => {
+  it("streams Till's events from amqp, its App's first event transport, though redis comes first in fan's list", async () => {
+    const cluster = uniqueCluster("gw-order");
+    const service = await startService("amqp,redis", cluster);
+    let gw: LocalGateway | undefined;
+    try {
+      gw = await startGateway(cluster, ["--transports", "redis,amqp"]);
+      const sse = await openSse(`${gw.url}/_fan/events/fan.gw.Till/added`);
+      try {
+        const res = await post(`${gw.url}/fan.gw.Till/add`, '{"n":3}');
+        const { total } = (await res.json()) as { total: number };
+        expect(JSON.parse(await sse.next())).toEqual({ n: 3, total });
+      } finally {
+        sse.close();
+      }
+    } finally {
+      await Promise.race([gw?.stop(), new Promise((r) => setTimeout(r, 15_000))]);
+      await stopChild(service);
+      await forgetCluster(cluster, ["amqp", "redis"]);
+    }
+  }, 120_000);
+});

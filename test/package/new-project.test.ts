@@ -54,7 +54,8 @@ describe("a project made by fanc init", () => {
     // A second service joins the project; main.ts is kept, everything still compiles and passes.
     const added = sh("npx", ["fanc", "new", "service", "OrderBook", "--package", "shop.orders", "--transport", "amqp"]);
     expect(added).toContain("wrote idl/shop/orders.fan");
-    expect(added).not.toContain("src/main.ts");
+    expect(added).not.toContain("wrote src/main.ts");
+    expect(added).toContain("src/main.ts was already there and does not serve it yet");
     const again = spawnSync("npx", ["fanc", "new", "service", "OrderBook", "--package", "shop.orders"], {
       cwd: project,
       env: userEnv(),

@@ -42,6 +42,10 @@ describeEtcd("fanc health", () => {
         { instance: "c-http", transport: "http", status: "SERVING" },
         { instance: "c-zmq", transport: "zmq", status: "SERVING" },
       ]);
+      // A short name, as fanc ls and fanc call take it.
+      const short = capture();
+      expect(await health(["C", ...args.slice(1)], short)).toBe(0);
+      expect(JSON.parse(short.stdout.join("\n"))).toHaveLength(2);
       // A stopped App is gone from discovery: only the other instance is asked.
       await onZmq.stop();
       const io2 = capture();

@@ -4,8 +4,8 @@ import { PublicWines, WineNotFound } from "../generated/retail/wines.js";
 
 const app = createApp({
   cluster: process.env.FAN_CLUSTER ?? "dev",
-  discovery: `etcd://${process.env.ETCD_ENDPOINTS ?? "127.0.0.1:2379"}`,
-  transports: { redis: { url: process.env.REDIS_URL ?? "redis://127.0.0.1:6379" } },
+  discovery: (process.env.FAN_DISCOVERY ?? "etcd://127.0.0.1:2379") as `etcd://${string}`,
+  transports: { redis: { url: process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379" } },
 });
 await app.start();
 const wines = app.client(PublicWines);

@@ -10,8 +10,8 @@ handler.stores.set("s1", new Map([["i1", { id: "i1", name: "Chablis", vintage: 2
 
 const app = createApp({
   cluster: process.env.FAN_CLUSTER ?? "dev",
-  discovery: `etcd://${process.env.ETCD_ENDPOINTS ?? "127.0.0.1:2379"}`,
-  transports: { redis: { url: process.env.REDIS_URL ?? "redis://127.0.0.1:6379" } },
+  discovery: (process.env.FAN_DISCOVERY ?? "etcd://127.0.0.1:2379") as `etcd://${string}`,
+  transports: { redis: { url: process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379" } },
   config: { "retail.wines.PublicWines": { apiKey: process.env.API_KEY ?? "dev-key" } },
   handleSignals: true,
 })

@@ -67,6 +67,8 @@ export class Route {
   readonly #set: InstanceSet;
   readonly #service: string;
   readonly #range: string | undefined;
+  /** The range as the caller wrote it (`2.x`, `^2`), for messages: semver's form is `>=2.0.0 <3.0.0-0`. */
+  readonly #rangeText: string | undefined;
   readonly #strategy: Strategy;
   readonly #pinned: TransportName | undefined;
   readonly #ctx: {
@@ -90,6 +92,7 @@ export class Route {
     this.#set = set;
     this.#service = service;
     this.#range = checkRange(opts.range);
+    this.#rangeText = this.#range === undefined ? undefined : opts.range;
     const strategy = builtinStrategies[opts.strategy ?? "prefer-local"];
     if (strategy === undefined)
       throw new FanError(Code.INVALID_ARGUMENT, `unknown resolution strategy ${JSON.stringify(opts.strategy)}`);
@@ -191,7 +194,13 @@ export class Route {
     if (targets.length === 0) throw this.#unavailable(pinned);
     const since = member?.since;
     if (since !== undefined && skip !== undefined) {
-      const fitting = new Set(this.#newEnough(targets.map((t) => t.info), since, member as Member));
+      const fitting = new Set(
+        this.#newEnough(
+          targets.map((t) => t.info),
+          since,
+          member as Member,
+        ),
+      );
       targets = targets.filter((t) => fitting.has(t.info));
     }
     if (skip !== undefined) targets = targets.filter((t) => !skip(t));
@@ -278,7 +287,7 @@ export class Route {
     const all = this.#set.instances();
     const rule = this.#rule;
     const ruled = rule === undefined ? "" : ` under the traffic rule ${JSON.stringify(rule)} (fanc route show)`;
-    const wanted = `${this.#service}${this.#range === undefined ? "" : ` ${this.#range}`}${ruled}`;
+    const wanted = `${this.#service}${this.#rangeText === undefined ? "" : ` ${this.#rangeText}`}${ruled}`;
     let why: string;
     if (all.length === 0) why = "no instance is registered";
     else {
@@ -295,7 +304,7 @@ export class Route {
       }
     }
     return new FanError(Code.UNAVAILABLE, `no instance of ${wanted} (${why})`, {
-      details: { service: this.#service, range: this.#range ?? "*" },
+      details: { service: this.#service, range: this.#rangeText ?? "*" },
     });
   }
 }
