@@ -102,7 +102,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     const durationMs = parseDuration(values.duration ?? "5s");
     discovery = cliDiscovery(values.discovery);
     const p = await prepareCall(values, target, argText, undefined);
-    const c = await connect(p, values.instance);
+    const c = await connect(p, values.instance, io);
     if (typeof c === "string") {
       io.err(`fanc bench: ${c}`);
       return 1;

@@ -281,10 +281,14 @@ export interface Connected {
   readonly reach: NonNullable<ReturnType<App["reach"]>>;
 }
 
-/** Picks an instance in discovery and opens its transport; a string says why none could be (exit 1). */
-export async function connect(p: PreparedCall, instanceId: string | undefined): Promise<Connected | string> {
+/** Picks an instance in discovery and opens its transport; a string says why none could be (exit 1). Warnings go to `io`. */
+export async function connect(
+  p: PreparedCall,
+  instanceId: string | undefined,
+  io: Pick<Io, "err"> = processIo,
+): Promise<Connected | string> {
   const log = pino({ level: "silent" });
-  const etcd = etcdTls(p.discovery, p.tls);
+  const etcd = etcdTls(p.discovery, p.tls, io);
   const probe = createApp({
     cluster: p.cluster,
     discovery: p.discovery,
@@ -367,7 +371,7 @@ export async function run(args: string[], io: Io = processIo, kind: "call" | "pu
     // Everything that can be refused is refused before any connection is opened.
     const p = await prepareCall(values, target, argText, kind === "call" ? "rpc" : "push");
     const { service, method: m, timeoutMs } = p;
-    const c = await connect(p, values.instance);
+    const c = await connect(p, values.instance, io);
     if (typeof c === "string") {
       io.err(`fanc ${kind}: ${c}`);
       return 1;

@@ -85,7 +85,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
       if (verb !== "set") await mustExist(values.file);
       source = new YamlConfigSource(values.file);
     } else {
-      registry = openCliRegistry(values.discovery, values);
+      registry = openCliRegistry(values.discovery, values, io);
       source = new RegistryConfigSource(registry, cliCluster(values.cluster));
     }
     const ctx: Ctx = { io, json: values.json === true, source, max, idl, showSecrets: values["show-secrets"] === true };

@@ -45,14 +45,18 @@ export function cliDiscovery(spec: string | undefined): string {
   return spec ?? process.env.FAN_DISCOVERY ?? "etcd://127.0.0.1:2379";
 }
 
-/** Opens the registry named by `--discovery` (etcd only: a memory registry lives inside one process). */
-export function openCliRegistry(spec: string | undefined, tls: TlsFlags = {}): Registry {
+/** Opens the registry named by `--discovery` (etcd only: a memory registry lives inside one process); warnings go to `io`. */
+export function openCliRegistry(
+  spec: string | undefined,
+  tls: TlsFlags = {},
+  io: Pick<Io, "err"> = processIo,
+): Registry {
   const s = cliDiscovery(spec);
   if (s === "memory")
     throw new UsageError("--discovery memory lives inside one process; point fanc at etcd://host:port");
   if (!s.startsWith("etcd://"))
     throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(s)}`);
-  return new EtcdRegistry(s, { callTimeoutMs: 3000, dialTimeoutMs: 3000, ...etcdTls(s, cliTls(tls)) });
+  return new EtcdRegistry(s, { callTimeoutMs: 3000, dialTimeoutMs: 3000, ...etcdTls(s, cliTls(tls), io) });
 }
 
 /** The cluster from `--cluster`, `$FAN_CLUSTER` or "dev". */
@@ -114,7 +118,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
       throw new UsageError(`expected at most one service name, got ${positionals.length}\n${USAGE}`);
     const cluster = cliCluster(values.cluster);
     servicesRoot(cluster);
-    registry = openCliRegistry(values.discovery, values);
+    registry = openCliRegistry(values.discovery, values, io);
     const service = positionals[0];
     if (service === undefined) return await listServices(io, registry, cluster, values.json === true);
     return await listInstances(io, registry, cluster, await fullName(registry, cluster, service), values.json === true);

@@ -50,7 +50,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
         const k = key(service);
         if (rest.length !== 1) throw new UsageError(`pin: expected one version or range, got ${rest.length}`);
         const rule = checked({ pin: rest[0] });
-        registry = openCliRegistry(values.discovery, values);
+        registry = openCliRegistry(values.discovery, values, io);
         await registry.put(k, JSON.stringify(rule));
         io.out(`${service}: pinned to ${rest[0]}`);
         return 0;
@@ -65,20 +65,20 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
           split[m[1] as string] = Number(m[2]);
         }
         const rule = checked({ split });
-        registry = openCliRegistry(values.discovery, values);
+        registry = openCliRegistry(values.discovery, values, io);
         await registry.put(k, JSON.stringify(rule));
         io.out(`${service}: ${describe(rule)}`);
         return 0;
       }
       case "clear": {
         const k = key(service);
-        registry = openCliRegistry(values.discovery, values);
+        registry = openCliRegistry(values.discovery, values, io);
         await registry.delete(k);
         io.out(`${service}: rule cleared; clients use their own version ranges`);
         return 0;
       }
       case "show": {
-        registry = openCliRegistry(values.discovery, values);
+        registry = openCliRegistry(values.discovery, values, io);
         const prefix = service === undefined ? root : key(service);
         const { items } = await registry.list(prefix);
         const rows = items

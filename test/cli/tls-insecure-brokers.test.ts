@@ -6,7 +6,7 @@
  * broker, registered in the shared etcd. Without `--tls-ca` fanc fails at once naming the
  * certificate problem and the broker; with `--tls-insecure`, or with `--tls-ca` of that CA, it
  * is answered. For etcd over https, `--tls-insecure` alone is refused, and with `--tls-ca` it
- * is said to be ignored there.
+ * is said to be ignored there, on the Io of the command (in-process runs included).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { opensslAvailable, type TestPki, testPki } from "../tls-certs.js";
@@ -16,7 +16,10 @@ import { natsServerAvailable, PrivateNats } from "../transports/nats-server.js";
 import { uniqueCluster } from "../transports/processes.js";
 import { PrivateRedis, redisServerAvailable } from "../transports/redis-server.js";
 import { etcdUp, PrivateEtcd, SHARED_ETCD } from "../discovery/helpers.js";
-import { runFanc } from "./helpers.js";
+import { run as call } from "../../src/cli/call.js";
+import { run as ls_ } from "../../src/cli/ls.js";
+import { run as route } from "../../src/cli/route.js";
+import { type CapturedIo, captureIo, runFanc } from "./helpers.js";
 
 type Broker = "redis" | "nats" | "amqp";
 
@@ -197,6 +200,38 @@ describeWithBroker(
       const wrong = await ls(["--tls-insecure", "--tls-ca", pki.other.cert]);
       expect(wrong.code).toBe(1);
       expect(wrong.stderr).toMatch(/TLS handshake failed/);
+    }, 60_000);
+
+    // In-process, as tests and embedders run commands: the warning goes to the command's Io, not to process.stderr.
+    it("says so on the Io the command was given (ls, route, call)", async () => {
+      const flags = [
+        "--discovery",
+        `etcd://${etcd.endpoint}`,
+        "--cluster",
+        uniqueCluster("tls-insecure-etcd-io"),
+        "--tls-cert",
+        pki.client.cert,
+        "--tls-key",
+        pki.client.key,
+        "--tls-insecure",
+        "--tls-ca",
+        pki.ca.cert,
+      ];
+      const warning = `warning: --tls-insecure does not apply to etcd (etcd://${etcd.endpoint})`;
+      const runs: [string, (io: CapturedIo) => Promise<number>, number][] = [
+        ["ls", (io) => ls_(flags, io), 0],
+        ["route show", (io) => route(["show", ...flags], io), 0],
+        [
+          "call",
+          (io) => call(["Conformance.echo", `{"n":1}`, "--idl", "test/transports/fixtures/idl", ...flags], io),
+          1,
+        ],
+      ];
+      for (const [name, run, code] of runs) {
+        const io = captureIo();
+        expect(await run(io), `${name}: ${io.errText()}`).toBe(code);
+        expect(io.errText(), name).toContain(warning);
+      }
     }, 60_000);
   });
 });
