@@ -19,8 +19,9 @@ import { captureLog } from "./fixtures/log.js";
 const NEVER_ACCEPTS = `
 const s = require("node:net").createServer();
 s.listen({ port: 0, host: "127.0.0.1", backlog: 1 }, () => {
+  // A pipe write is synchronous on Linux; then blocked before the event loop could accept anything.
   process.stdout.write(s.address().port + "\\n");
-  setImmediate(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0));
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
 });`;
 
 let child: ChildProcess;
@@ -36,7 +37,15 @@ beforeAll(async () => {
     s.on("error", () => undefined);
     fillers.push(s);
   }
-  await new Promise((r) => setTimeout(r, 200));
+  // Checked: a connect made now does not complete.
+  const probe = connect({ port, host: "127.0.0.1" });
+  probe.on("error", () => undefined);
+  fillers.push(probe);
+  const made = await new Promise((r) => {
+    probe.once("connect", () => r(true));
+    setTimeout(() => r(false), 300);
+  });
+  expect(made, "a connect to the peer that never accepts completed").toBe(false);
 });
 afterAll(() => {
   for (const s of fillers) s.destroy();
