@@ -444,6 +444,7 @@ export class Caller implements ClientCaller {
       outcome,
     );
     pending.via = transport;
+    pending.endpoint = target.endpoint;
     let sent: Promise<Envelope | undefined>;
     const route = this.#route as Route;
     const pinned = req.opts?.transport;
@@ -476,6 +477,7 @@ export class Caller implements ClientCaller {
           ? resend(target, e, env, req.kind, sendOpts, route, pinned, req.method, (next: Target) => {
               // At its deadline the call waits on the transport it went to, not the one that refused it.
               pending.via = next.transport;
+              pending.endpoint = next.endpoint;
               held?.move(next);
             }).then(
               (reply: Envelope | undefined) => this.#answered(plan, req, target, pending, reply),

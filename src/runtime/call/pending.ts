@@ -66,6 +66,8 @@ export class PendingCall implements Expirable, CallSink {
   #serverT0 = 0;
   /** The network transport the call went out on: at the deadline, what it is still waiting for. */
   via: Transport | undefined = undefined;
+  /** The endpoint it went to on `via`. */
+  endpoint = "";
 
   /**
    * Starts watching the deadline and the caller's signal (and counting, given a series; telling
@@ -166,7 +168,7 @@ export class PendingCall implements Expirable, CallSink {
   /** The deadline passed (called by the wheel). */
   expire(): void {
     const req = this.#req;
-    const e = deadlineExceeded(req, this.via?.stalled?.(req.kind ?? "call"));
+    const e = deadlineExceeded(req, this.via?.stalled?.(req.kind ?? "call", this.endpoint, req.headers ?? {}));
     this.fail(req.kind === "push" ? pushFailure(e, req.deadline, "") : e);
   }
 

@@ -11,11 +11,19 @@
 import { Code, FanError, type WireError } from "../errors.js";
 import { notSent } from "../call/outcome.js";
 import { isNotDelivered } from "./not-delivered.js";
-import type { Envelope, Inbound, SendOptions } from "./transport.js";
+import type { Envelope, EnvelopeHeaders, Inbound, SendOptions } from "./transport.js";
 
 /** Attempts of a push to an owner, and the first delay between them (doubling, at most 1 s). */
 export const OWNER_PUSH_ATTEMPTS = 5;
 const FIRST_DELAY_MS = 50;
+
+/**
+ * Whether a push with `headers` to `addr` goes to its shard's owner (`pushToOwner`, on the
+ * transport's call path) rather than to its service's queue or stream (its push path).
+ */
+export function toOwner(headers: EnvelopeHeaders, addr: { readonly instance?: string }): boolean {
+  return headers.shard !== undefined && addr.instance !== undefined;
+}
 
 /** Sends `env` through `send` (a call to the owner) until the owner acknowledges it. */
 export async function pushToOwner(

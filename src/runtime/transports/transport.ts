@@ -137,11 +137,13 @@ export interface Transport {
    * While calls cannot leave (the connection to the broker is not up): the error a call waiting
    * for it gets at its deadline, naming the server and what is known of the outage; undefined
    * while calls can leave. A call whose deadline passes first (the client's deadline wheel) fails
-   * with this, so the error names what it waited for whichever timer fires first. `kind`: what
-   * is waiting (a push's backstop asks about the path pushes take, which may be up, or not,
-   * while the calls' is not; an app that only pushes has no call path at all).
+   * with this, so the error names what it waited for whichever timer fires first. What is
+   * waiting, to answer for the path it took and no other: `kind` (a push's backstop asks about
+   * the path pushes take, which may be up while the calls' is not; an app that only pushes has
+   * no call path at all), the `endpoint` it was sent to and its `headers` (a `@shard` push to
+   * its owner travels as a call on amqp and redis: owner-push.ts `toOwner`).
    */
-  stalled?(kind: "call" | "push"): FanError | undefined;
+  stalled?(kind: "call" | "push", endpoint: string, headers: EnvelopeHeaders): FanError | undefined;
 
   /** Send a push; resolves once the transport has durably accepted it. */
   push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void>;

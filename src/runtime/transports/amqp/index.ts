@@ -18,6 +18,7 @@ import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
 import type {
   Envelope,
+  EnvelopeHeaders,
   EventDelivery,
   EventSubscription,
   Inbound,
@@ -36,7 +37,7 @@ import { eventKey, eventsExchange, parseEndpoint, pushQueue } from "./names.js";
 import { AmqpPublisher } from "./publisher.js";
 import { AmqpRpcClient } from "./rpc-client.js";
 import { AmqpServer } from "./server.js";
-import { pushToOwner } from "../owner-push.js";
+import { pushToOwner, toOwner } from "../owner-push.js";
 
 /** Options of `createApp({ transports: { amqp: {...} } })`. */
 export interface AmqpTransportOptions {
@@ -180,11 +181,13 @@ export class AmqpTransport implements Transport {
 
   /**
    * While calls (or pushes) cannot leave: the error one waiting gets at its deadline
-   * (`Transport.stalled`). Pushes go out on the publisher's channel (a @shard push on the rpc
-   * client's): an app that only pushes has no rpc client.
+   * (`Transport.stalled`), from the channel it waits on: a push's is the publisher's, a @shard
+   * push to its owner's the rpc client's (an app that only pushes has no rpc client).
    */
-  stalled(kind: "call" | "push"): FanError | undefined {
-    return kind === "push" ? (this.#publisher?.stalled() ?? this.#client?.stalled()) : this.#client?.stalled();
+  stalled(kind: "call" | "push", endpoint: string, headers: EnvelopeHeaders): FanError | undefined {
+    return kind === "push" && !toOwner(headers, parseEndpoint(endpoint))
+      ? this.#publisher?.stalled()
+      : this.#client?.stalled();
   }
 
   /** Sends a call and waits for its reply. */
@@ -196,8 +199,7 @@ export class AmqpTransport implements Transport {
   async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
     const addr = parseEndpoint(endpoint);
     // A @shard push goes to its owner's own queue and is acknowledged by the owner (owner-push.ts).
-    if (env.headers.shard !== undefined && addr.instance !== undefined)
-      return pushToOwner((e) => this.#rpc.call(endpoint, e, opts), env, opts);
+    if (toOwner(env.headers, addr)) return pushToOwner((e) => this.#rpc.call(endpoint, e, opts), env, opts);
     const body = this.#encode(env);
     const ttl = env.headers.ttl;
     const expiration = typeof ttl === "number" ? { expiration: String(Math.max(1, Math.ceil(ttl - Date.now()))) } : {};

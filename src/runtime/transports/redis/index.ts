@@ -20,6 +20,7 @@ import { Code, FanError } from "../../errors.js";
 import { notSent as neverSent } from "../../call/outcome.js";
 import type {
   Envelope,
+  EnvelopeHeaders,
   EventDelivery,
   EventSubscription,
   Inbound,
@@ -56,7 +57,7 @@ import {
 import { RedisPubSub } from "./pubsub.js";
 import { RedisRpcClient } from "./rpc-client.js";
 import { RedisRpcServer } from "./rpc-server.js";
-import { pushToOwner } from "../owner-push.js";
+import { pushToOwner, toOwner } from "../owner-push.js";
 import { StreamConsumer, type StreamSpec } from "./streams.js";
 
 /** Options of `createApp({ transports: { redis: {...} } })`. */
@@ -234,11 +235,13 @@ export class RedisTransport implements Transport {
 
   /**
    * While calls (or pushes) cannot leave: the error one waiting gets at its deadline
-   * (`Transport.stalled`). Pushes are XADDs on the command connection (a @shard push is a call):
-   * an app that only pushes has no rpc client.
+   * (`Transport.stalled`), from the connections it waits on: a push is an XADD on the command
+   * connection, a @shard push to its owner a call (an app that only pushes has no rpc client).
    */
-  stalled(kind: "call" | "push"): FanError | undefined {
-    return kind === "push" ? (stalled(this.cmd) ?? this.#rpcClient?.stalled()) : this.#rpcClient?.stalled();
+  stalled(kind: "call" | "push", endpoint: string, headers: EnvelopeHeaders): FanError | undefined {
+    return kind === "push" && !toOwner(headers, parseEndpoint(endpoint))
+      ? stalled(this.cmd)
+      : this.#rpcClient?.stalled();
   }
 
   /** Sends a call and waits for its reply. */
@@ -250,8 +253,7 @@ export class RedisTransport implements Transport {
   async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
     const addr = parseEndpoint(endpoint);
     // A @shard push goes to its owner's own list and is acknowledged by the owner (owner-push.ts).
-    if (env.headers.shard !== undefined && addr.instance !== undefined)
-      return pushToOwner((e) => this.#rpc.call(endpoint, e, opts), env, opts);
+    if (toOwner(env.headers, addr)) return pushToOwner((e) => this.#rpc.call(endpoint, e, opts), env, opts);
     const key = pushKey(addr);
     await this.#append(key, this.#encode(env), opts, []);
   }

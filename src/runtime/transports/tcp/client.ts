@@ -67,7 +67,10 @@ class Request implements Expirable, AbortTarget {
   ) {}
 
   expire(): void {
-    this.fail(new FanError(Code.DEADLINE_EXCEEDED, `${this.what}: no answer within the deadline`));
+    const waiting = this.conn.stalled();
+    this.fail(
+      new FanError(Code.DEADLINE_EXCEEDED, `${this.what}: ${waiting?.message ?? "no answer within the deadline"}`),
+    );
   }
 
   aborted(): void {
@@ -131,6 +134,12 @@ class Connection implements FrameSink {
 
   get reachable(): boolean {
     return !this.down;
+  }
+
+  /** While the connection is being made: the error of a request waiting in its buffer at its deadline. */
+  stalled(): FanError | undefined {
+    if (this.connectedOnce || this.down || this.closed) return undefined;
+    return new FanError(Code.DEADLINE_EXCEEDED, `tcp ${this.endpoint} not connected before the deadline`);
   }
 
   private open(): void {
@@ -294,6 +303,11 @@ export class TcpClient {
   /** False while the connection to `endpoint` is known down (dropped or refused, not yet back). */
   reachable(endpoint: string): boolean {
     return this.connections.get(endpoint)?.reachable ?? true;
+  }
+
+  /** While the first connection to `endpoint` is being made: the error of a request waiting for it at its deadline. */
+  stalled(endpoint: string): FanError | undefined {
+    return this.connections.get(endpoint)?.stalled();
   }
 
   /** Sends a call; resolves with the reply or error envelope. */

@@ -13,6 +13,7 @@
  * ```
  */
 import type { ServiceDescriptor } from "../../descriptor.js";
+import type { FanError } from "../../errors.js";
 import type {
   Envelope,
   EventDelivery,
@@ -77,6 +78,14 @@ export class TcpTransport implements Transport {
   /** False while the connection to `endpoint` is known down. */
   reachable(endpoint: string): boolean {
     return this.client.reachable(endpoint);
+  }
+
+  /**
+   * While the first connection to `endpoint` is being made: the error a call or push waiting for
+   * it gets at its deadline, naming the endpoint (`Transport.stalled`; outages here are per peer).
+   */
+  stalled(_kind: "call" | "push", endpoint: string): FanError | undefined {
+    return this.client.stalled(endpoint);
   }
 
   /** Sends a push; resolves once acknowledged (the handler finished). */

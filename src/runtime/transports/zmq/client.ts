@@ -60,6 +60,11 @@ export class ZmqClient {
     return this.connections.get(endpoint)?.reachable ?? true;
   }
 
+  /** While the first connection to `endpoint` is being made: the error of a request waiting for it at its deadline. */
+  stalled(endpoint: string): FanError | undefined {
+    return this.connections.get(endpoint)?.stalled();
+  }
+
   /** Sends a call; resolves with the reply or error envelope. */
   async call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     const answer = await this.connection(endpoint).request(Op.CALL, env, opts);

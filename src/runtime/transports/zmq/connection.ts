@@ -54,7 +54,10 @@ class Request implements Expirable {
   ) {}
 
   expire(): void {
-    this.fail(new FanError(Code.DEADLINE_EXCEEDED, `${this.what}: no answer within the deadline`));
+    const waiting = this.conn.stalled();
+    this.fail(
+      new FanError(Code.DEADLINE_EXCEEDED, `${this.what}: ${waiting?.message ?? "no answer within the deadline"}`),
+    );
   }
 
   settle(a: Answer): void {
@@ -116,6 +119,12 @@ export class Connection {
   /** Whether requests can go out now (false while the connection is known down). */
   get reachable(): boolean {
     return !this.down;
+  }
+
+  /** While the first connection is being made: the error of a request held until its deadline. */
+  stalled(): FanError | undefined {
+    if (this.up || this.down || this.closed) return undefined;
+    return new FanError(Code.DEADLINE_EXCEEDED, `zmq ${this.endpoint} not connected before the deadline`);
   }
 
   private connected(): void {

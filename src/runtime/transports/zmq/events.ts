@@ -91,6 +91,8 @@ const SEP = "\u0000";
 const MAX_EVENT_BATCH = 256;
 const READY_TIMEOUT_MS = 5000;
 const DELIVERY_ATTEMPTS = 3;
+/** Ids named in one log line of dropped state updates (a stalled owner may drop thousands). */
+const LOGGED_IDS = 10;
 
 /** The PUB/SUB side of one zmq transport. */
 export class EventBus {
@@ -112,7 +114,7 @@ export class EventBus {
   >();
   private readonly seq = new Map<string, number>();
   /** State updates dropped at their deadline in this turn, per state: logged once at the turn's end. */
-  private readonly liveDrops = new Map<string, { service: string; state: string; ids: string[] }>();
+  private readonly liveDrops = new Map<string, { service: string; state: string; dropped: number; ids: string[] }>();
   /** Events of this turn per topic, waiting for the turn's end to go as one message. */
   private readonly batches = new Map<string, Batch>();
   private turnScheduled = false;
@@ -267,10 +269,10 @@ export class EventBus {
    * The frames of one message of `bodies` on `topic`, numbered when the writer sends it: events
    * dropped for their deadline take no number, so subscribers see no gap for them.
    */
-  private frames(topic: string, bodies: Buffer[]): Array<Buffer | string> {
+  private frames(topic: string, bodies: Buffer[], head: Buffer = Buffer.from(topic, "latin1")): Array<Buffer | string> {
     const first = (this.seq.get(topic) ?? 0) + 1;
     this.seq.set(topic, first + bodies.length - 1);
-    return [Buffer.from(topic, "latin1"), this.id, String(first), ...bodies];
+    return [head, this.id, String(first), ...bodies];
   }
 
   /** Events past their deadline before they were sent: a warn log naming them, and their error. */
@@ -312,13 +314,11 @@ export class EventBus {
       );
     const { topic, frame } = t;
     const deadline = opts.deadline;
-    // Numbered when the writer takes it, as events are (`frames`): an update dropped at its
-    // deadline takes no number, so watchers see no sequence gap (no "lost") for a drop made here.
+    // Numbered when the writer takes it, as events are: an update dropped at its deadline takes
+    // no number, so watchers see no sequence gap (no "lost") for a drop made here.
     await this.writer.send((now) => {
       if (now >= deadline) throw this.lateLive(env);
-      const n = (this.seq.get(topic) ?? 0) + 1;
-      this.seq.set(topic, n);
-      return [frame, this.id, String(n), body];
+      return this.frames(topic, [body], frame);
     });
   }
 
@@ -330,11 +330,10 @@ export class EventBus {
   private lateLive(env: Envelope): FanError {
     const key = `${env.service}${SEP}${env.method}`;
     const drop = this.liveDrops.get(key);
-    if (drop !== undefined) drop.ids.push(env.id);
-    else {
+    if (drop === undefined) {
       if (this.liveDrops.size === 0) process.nextTick(this.logLiveDrops);
-      this.liveDrops.set(key, { service: env.service, state: env.method, ids: [env.id] });
-    }
+      this.liveDrops.set(key, { service: env.service, state: env.method, dropped: 1, ids: [env.id] });
+    } else if (++drop.dropped <= LOGGED_IDS) drop.ids.push(env.id);
     return new FanError(
       Code.DEADLINE_EXCEEDED,
       `publish ${env.service}.${env.method}: deadline passed before the state update was sent`,
@@ -344,7 +343,7 @@ export class EventBus {
   private readonly logLiveDrops = (): void => {
     for (const d of this.liveDrops.values())
       this.log.warn(
-        { targetService: d.service, state: d.state, dropped: d.ids.length, ids: d.ids.slice(0, 10) },
+        { targetService: d.service, state: d.state, dropped: d.dropped, ids: d.ids },
         "zmq: state updates past their deadline before they were sent; dropped",
       );
     this.liveDrops.clear();

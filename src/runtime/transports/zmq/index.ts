@@ -87,6 +87,14 @@ export class ZmqTransport implements Transport {
     return this.client.reachable(endpoint);
   }
 
+  /**
+   * While the first connection to `endpoint` is being made: the error a call or push waiting for
+   * it gets at its deadline, naming the endpoint (`Transport.stalled`; outages here are per peer).
+   */
+  stalled(_kind: "call" | "push", endpoint: string): FanError | undefined {
+    return this.client.stalled(endpoint);
+  }
+
   /** Sends a push; resolves once acknowledged. */
   push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
     return this.client.push(endpoint, env, opts);
