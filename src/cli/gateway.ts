@@ -127,9 +127,9 @@ function transportNames(spec: string | undefined, descriptors: readonly ServiceD
     return new Set(asked);
   }
   const names = ORDER.filter((t) => descriptors.some((d) => d.transports.includes(t)));
-  // Without an event hub zmq carries no events, yet as the App's first event-capable transport it
-  // would be the one the gateway's state replicas subscribe on (each failing after 10 s, naming
-  // the missing hub): open it after the brokers then, so they carry the updates.
+  // Without an event hub zmq carries no events: keep it after the brokers so that it is not the
+  // App's default event transport. (Event and state streams pick each service's transport from
+  // discovery, src/gateway/sse.ts; with none registered, redis, amqp, nats, zmq in that order.)
   const hub =
     (process.env.FAN_ZMQ_HUB ?? "") !== "" ||
     ((process.env.FAN_ZMQ_EVENTS_PUBLISH ?? "") !== "" && (process.env.FAN_ZMQ_EVENTS_SUBSCRIBE ?? "") !== "");

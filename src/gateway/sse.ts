@@ -3,8 +3,9 @@
  * (one `data:` line of wire JSON each), `GET /_fan/states/<service>/<state>` a state's value
  * (the current value first, then the value after every change). One broadcast subscription per
  * event is shared by every browser watching it (made on the first, closed after the last), on
- * the event transport the service's instances advertise, as `fanc subscribe` subscribes; one
- * watch view (replica) per state likewise, and per shard of a sharded state (`?shard=N`).
+ * the event transport the service's instances publish on, as `fanc subscribe` subscribes; one
+ * watch view (replica) per state likewise, on its owners' transport, and per shard of a sharded
+ * state (`?shard=N`); a resync that brings the value last sent sends nothing.
  * `?shard=all` streams every shard of a sharded state on one stream, from one shared
  * `watchAll()` set: each line names its shard, `{"shard":N,"value":V}` for a value and
  * `{"shard":N,"status":S,"reason":R}` when that shard's status changes (a new stream gets
@@ -14,6 +15,7 @@ import type { ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import { defaultEventTransport, EVENT_TRANSPORTS, eventTransport } from "../cli/events.js";
 import type { App } from "../runtime/app/app.js";
+import type { StateWatchOptions } from "../runtime/states/app-states.js";
 import { codec } from "../runtime/codec/index.js";
 import type {
   EventDescriptor,
@@ -80,6 +82,28 @@ export function openSse(res: ServerResponse, headers: Record<string, string>, lo
   };
 }
 
+/**
+ * The event transport of a service, for its event and state streams alike: the one its
+ * instances publish on (`fanc subscribe`'s default, read from discovery) when this App has it
+ * open, else one they advertise and this App has open. With no instance registered (an owner
+ * restarting), `previous` when given: the transport they published on before.
+ */
+async function eventVia(app: App, svc: ServiceDescriptor, previous?: TransportName): Promise<TransportName> {
+  const open = new Set(app.transportNames());
+  const usable = EVENT_TRANSPORTS.filter((t) => svc.transports.includes(t) && open.has(t));
+  const instances = (await app.watch(svc.name)).instances();
+  if (instances.length === 0 && previous !== undefined && usable.includes(previous)) return previous;
+  const theirs = defaultEventTransport(svc, instances);
+  const advertised = usable.find((t) => instances.some((i) => i.endpoints[t] !== undefined));
+  const via = theirs !== undefined && usable.includes(theirs) ? theirs : (advertised ?? usable[0]);
+  if (via === undefined)
+    throw new FanError(
+      Code.UNAVAILABLE,
+      `${svc.name} allows no event transport the gateway has open (it allows ${svc.transports.join(", ")}; open: ${[...open].join(", ")})`,
+    );
+  return via;
+}
+
 interface Topic {
   readonly listeners: Set<(data: string) => void>;
   readonly sub: Promise<Unsubscribe>;
@@ -94,25 +118,6 @@ export class EventHub {
     private readonly log: Logger,
   ) {}
 
-  /**
-   * The event transport of a service: the one its instances publish on (`fanc subscribe`'s
-   * default) when this App has it open, else one they advertise and this App has open.
-   */
-  async #via(svc: ServiceDescriptor): Promise<TransportName> {
-    const open = new Set(this.app.transportNames());
-    const usable = EVENT_TRANSPORTS.filter((t) => svc.transports.includes(t) && open.has(t));
-    const instances = (await this.app.watch(svc.name)).instances();
-    const theirs = defaultEventTransport(svc, instances);
-    const advertised = usable.find((t) => instances.some((i) => i.endpoints[t] !== undefined));
-    const via = theirs !== undefined && usable.includes(theirs) ? theirs : (advertised ?? usable[0]);
-    if (via === undefined)
-      throw new FanError(
-        Code.UNAVAILABLE,
-        `${svc.name} allows no event transport the gateway has open (it allows ${svc.transports.join(", ")}; open: ${[...open].join(", ")})`,
-      );
-    return via;
-  }
-
   /** Adds `fn` to the event's listeners; resolves once the subscription is in place, with its removal. */
   async attach(svc: ServiceDescriptor, event: EventDescriptor, fn: (data: string) => void): Promise<() => void> {
     const key = `${svc.name}\u0000${event.name}`;
@@ -120,7 +125,7 @@ export class EventHub {
     if (topic === undefined) {
       const listeners = new Set<(data: string) => void>();
       const c = codec<Record<string, unknown>>(event.payload);
-      const sub = this.#via(svc).then((via) =>
+      const sub = eventVia(this.app, svc).then((via) =>
         eventTransport(this.app, via).subscribe(
           {
             source: svc,
@@ -202,7 +207,20 @@ export class StateHub {
   readonly #watched = new Map<string, Watched>();
   readonly #all = new Map<string, WatchedAll>();
 
-  constructor(private readonly app: App) {}
+  /** Watches subscribe on the transport the state's owners publish on, asked again at each resubscription. */
+  readonly #opts: StateWatchOptions;
+  /** The transport each service's owners were last seen to publish on. */
+  readonly #via = new Map<string, TransportName>();
+
+  constructor(private readonly app: App) {
+    this.#opts = {
+      updatesVia: async (svc) => {
+        const via = await eventVia(app, svc, this.#via.get(svc.name));
+        this.#via.set(svc.name, via);
+        return via;
+      },
+    };
+  }
 
   /** `shard`: the one shard of a sharded state this stream follows (undefined for a state that is not sharded). */
   async attach(
@@ -215,7 +233,7 @@ export class StateHub {
     let w = this.#watched.get(key);
     if (w === undefined) {
       const c = codec<unknown>(state.schema);
-      const handle = this.app.state(svc, state.name);
+      const handle = this.app.state(svc, state.name, this.#opts);
       const view =
         shard === undefined
           ? (handle as StateHandle<unknown>).watch()
@@ -229,6 +247,8 @@ export class StateHub {
       };
       view.subscribe((change) => {
         const data = JSON.stringify(c.encode(change.value, state.name));
+        // A resync's snapshot of the value already sent is not sent again (docs/decisions.md).
+        if (change.cause === "snapshot" && data === made.last) return;
         made.last = data;
         for (const l of listeners) l(data);
       });
@@ -263,7 +283,7 @@ export class StateHub {
     let w = this.#all.get(key);
     if (w === undefined) {
       const c = codec<unknown>(state.schema);
-      const set = (this.app.state(svc, state.name) as ShardedStateHandle<unknown>).watchAll();
+      const set = (this.app.state(svc, state.name, this.#opts) as ShardedStateHandle<unknown>).watchAll();
       const listeners = new Set<(data: string) => void>();
       const made: WatchedAll = { listeners, set, values: [] };
       for (const v of set.views) {
@@ -271,6 +291,7 @@ export class StateHub {
           // A snapshot of a shard whose owner has no value yet: nothing to send (its status says live).
           if (change.value === undefined) return;
           const data = JSON.stringify({ shard: v.shard, value: c.encode(change.value, state.name) });
+          if (change.cause === "snapshot" && data === made.values[v.shard]) return;
           made.values[v.shard] = data;
           for (const l of listeners) l(data);
         });

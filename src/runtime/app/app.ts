@@ -28,7 +28,7 @@ import { Publisher } from "../call/publisher.js";
 import { assertHandlerComplete } from "../call/handler-check.js";
 import { ServedInstance, type ServeHost, type ServeOptions } from "../call/served.js";
 import { newCounters, type Counters } from "../telemetry/stats.js";
-import { appStates, type AppStates, type StatesOptions } from "../states/app-states.js";
+import { appStates, type AppStates, type StatesOptions, type StateWatchOptions } from "../states/app-states.js";
 import type { TaskContext } from "./tasks.js";
 import type { LocalTransport } from "../transports/local/index.js";
 import type { HeaderSource } from "../policy/headers.js";
@@ -386,8 +386,13 @@ export class App implements ClientHost {
     };
   }
 
-  state(service: ServiceDescriptor, name: string): StateHandle<unknown> | ShardedStateHandle<unknown> {
-    return this.#states.handle(service, name);
+  /** The handle of a state of `service` (`client.states.x`); `opts` sets how its watches receive updates. */
+  state(
+    service: ServiceDescriptor,
+    name: string,
+    opts?: StateWatchOptions,
+  ): StateHandle<unknown> | ShardedStateHandle<unknown> {
+    return this.#states.handle(service, name, opts);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -30,11 +30,26 @@ export interface StatesOptions {
   readonly persist?: PersistOptions;
 }
 
+/** `app.state(service, name, opts)`: how the watches of that handle receive updates. */
+export interface StateWatchOptions {
+  /**
+   * The event transport a watch subscribes to updates on, asked at each (re)subscription (a
+   * rejection is a failed subscription, retried). Default: this App's event transport for the
+   * service. The gateway, one App in front of services on different brokers, answers with the
+   * transport the state's owners publish on.
+   */
+  readonly updatesVia?: (service: ServiceDescriptor) => Promise<TransportName>;
+}
+
 /** What app.ts holds. */
 export interface AppStates {
   readonly owners: StateOwners;
   /** `client.states.x` of a client of this App. */
-  handle(service: ServiceDescriptor, name: string): StateHandle<unknown> | ShardedStateHandle<unknown>;
+  handle(
+    service: ServiceDescriptor,
+    name: string,
+    opts?: StateWatchOptions,
+  ): StateHandle<unknown> | ShardedStateHandle<unknown>;
   /** Refuses to serve a service with states over network transports when none can carry its updates. */
   checkServe(d: ServiceDescriptor, transports: readonly TransportName[]): void;
   close(): Promise<void>;
@@ -84,6 +99,28 @@ export function appStates(
         `and ${d.name} allows ${d.transports.join(", ")}; add amqp, redis, nats or zmq to both (http relays state updates through one of them)`,
     );
   };
+  /** A watch's own broadcast subscription to the updates of `state`, on the transport `via`. */
+  const subscribe = async (
+    via: TransportName,
+    service: ServiceDescriptor,
+    state: string,
+    shard: number | undefined,
+    deliver: (payload: unknown) => void,
+  ): Promise<{ close(): Promise<void> }> => {
+    const ready = app.ready();
+    if (ready !== undefined) await ready;
+    const id = `${service.name}.watch.${app.appId}.${shortId()}`;
+    const sub: EventSubscription = {
+      source: service,
+      event: stateEvent(state, shard),
+      group: id,
+      instanceId: id,
+      broadcast: true,
+      ephemeral: true,
+    };
+    const t = infra.transport(via);
+    return (t.volatile ?? t).subscribe(sub, async (env) => deliver(env.payload));
+  };
   const host: WatchHost = {
     log,
     heartbeatMs,
@@ -95,21 +132,8 @@ export function appStates(
       views.add(view);
       return () => void views.delete(view);
     },
-    subscribe: async (service, state, shard, deliver) => {
-      const ready = app.ready();
-      if (ready !== undefined) await ready;
-      const id = `${service.name}.watch.${app.appId}.${shortId()}`;
-      const sub: EventSubscription = {
-        source: service,
-        event: stateEvent(state, shard),
-        group: id,
-        instanceId: id,
-        broadcast: true,
-        ephemeral: true,
-      };
-      const t = infra.eventTransport(service);
-      return (t.volatile ?? t).subscribe(sub, async (env) => deliver(env.payload));
-    },
+    subscribe: async (service, state, shard, deliver) =>
+      subscribe(infra.eventTransportName(service), service, state, shard, deliver),
     snapshot: (service, state, shard, callOpts) => {
       let c = callers.get(service);
       if (c === undefined) {
@@ -123,7 +147,14 @@ export function appStates(
   };
   return {
     owners,
-    handle: (service, name) => stateHandle(service, name, host),
+    handle: (service, name, o) => {
+      const via = o?.updatesVia;
+      if (via === undefined) return stateHandle(service, name, host);
+      return stateHandle(service, name, {
+        ...host,
+        subscribe: async (svc, state, shard, deliver) => subscribe(await via(svc), svc, state, shard, deliver),
+      });
+    },
     checkServe: (d, transports) => {
       if (Object.keys(d.states).length === 0 || !transports.some((t) => t !== "local")) return;
       const missing = carrierMissing(d);
