@@ -25,7 +25,7 @@ import type { TransportFactory } from "../../src/runtime/transports/transport.js
 import { opensslAvailable, type TestPki, testPki } from "../tls-certs.js";
 import { describeWithBroker, freePort } from "./amqp-broker.js";
 import { type ChildApp, childApp } from "./child.js";
-import { envelope, rejection, within } from "./conformance.js";
+import { envelope, rejection, until, within } from "./conformance.js";
 import { Conformance } from "./fixtures/generated/fan/conformance.js";
 import { captureLog } from "./fixtures/log.js";
 import { natsServerAvailable, PrivateNats } from "./nats-server.js";
@@ -192,6 +192,7 @@ describeWithBroker(
   let nats: PrivateNats;
   let children: ChildApp[];
   let app: App;
+  const log = captureLog();
 
   beforeAll(async () => {
     pki = testPki("fan-stalled-");
@@ -215,12 +216,13 @@ describeWithBroker(
         nats: natsTransport({ url: nats.url, nats: { tls: { ca: pki.pem(pki.ca.cert) } } }),
         redis: redisTransport({}),
       },
-      logger: captureLog().log,
+      logger: log.log,
       policy: { retry: false, breaker: false },
     });
     await app.start();
-    // Until the probe has told the refusal.
-    await new Promise((r) => setTimeout(r, 2_000));
+    // Until the probe has told the refusal (a loaded CI runner took over 2 s): a call made
+    // before waits on nats and, at its deadline, rightly names nats's refusal.
+    await until(() => log.find("nats refuses our TLS certificate").length > 0, 20_000);
   }, 60_000);
   afterAll(async () => {
     await app?.stop();
@@ -231,15 +233,21 @@ describeWithBroker(
 
   it("names what it waited for, not the refusal of the transport it left", async () => {
     const client = app.client(Conformance);
+    // Warm: the redis connection is up and the call path compiled. On a loaded CI runner the
+    // first calls' deadline could pass before their refusal by nats was even handled, and such a
+    // call rightly fails naming nats (it never waited on redis).
+    for (let i = 0; i < 4; i++) await client.sleep({ ms: 0 }, { timeout: 10_000 });
     const outcomes = await Promise.all(
       Array.from({ length: 20 }, () =>
-        client.sleep({ ms: 1_500 }, { timeout: 300 }).then(
+        client.sleep({ ms: 3_000 }, { timeout: 1_000 }).then(
           () => "answered",
           (e: unknown) => (FanError.is(e) ? `${e.code} ${e.message}` : String(e)),
         ),
       ),
     );
+    // Every call waited on redis (the child sleeps past the deadline) after nats refused it.
     expect(outcomes.filter((o) => /TLS handshake failed/.test(o))).toEqual([]);
+    expect(new Set(outcomes.map((o) => o.split(" ")[0]))).toEqual(new Set(["DEADLINE_EXCEEDED"]));
   }, 30_000);
 });
 
