@@ -48,23 +48,75 @@ options:
 ${TLS_USAGE}
   -h, --help           show this help`;
 
+/** Which transport to take a service's events from, and why not silently when that is unclear. */
+export interface EventTransportChoice {
+  /** The transport; undefined when the service allows none that carries events. */
+  readonly via: TransportName | undefined;
+  /**
+   * Set when registered instances publish on different transports (a migration: v1 on redis,
+   * v2 on nats), or on one the service does not allow in this IDL: names the transports and the
+   * instances, and what `via` misses. `fanc` prints it as `fanc: warning: ...`; the gateway logs it.
+   */
+  readonly warning?: string;
+}
+
+/** How many instance ids a warning names per transport before "and N more". */
+const NAMED = 5;
+
 /**
- * The transport `service`'s events travel on when `--via` is not given: the one its serving Apps
- * publish on, which is the first event transport in a registered instance's endpoints (an App
- * registers them in the order of its transports, the order it picks its event transport by);
- * with no instance registered, the first of EVENT_TRANSPORTS the service allows.
+ * The transport `service`'s events and state updates travel on when `--via` is not given: the
+ * one its registered instances say their App publishes on (`InstanceInfo.events`); for a record
+ * without it (an older version), the first event transport in its endpoints. When instances
+ * disagree, the one most of them use (ties: EVENT_TRANSPORTS order), with a warning; with no
+ * instance registered, the first of EVENT_TRANSPORTS the service allows.
  */
+export function eventTransportChoice(
+  service: ServiceDescriptor,
+  instances: readonly InstanceInfo[],
+): EventTransportChoice {
+  const allowed = (t: string): t is TransportName =>
+    EVENT_TRANSPORTS.includes(t as TransportName) && service.transports.includes(t as TransportName);
+  const users = new Map<string, string[]>();
+  for (const i of instances) {
+    const t = i.events ?? Object.keys(i.endpoints).find(allowed);
+    if (t !== undefined) users.set(t, [...(users.get(t) ?? []), `${i.instanceId}@${i.version}`]);
+  }
+  const rank = (t: string): number => EVENT_TRANSPORTS.indexOf(t as TransportName);
+  const usable = [...users].filter(([t]) => allowed(t));
+  usable.sort(([a, x], [b, y]) => y.length - x.length || rank(a) - rank(b));
+  const via = (usable[0]?.[0] as TransportName | undefined) ?? EVENT_TRANSPORTS.find(allowed);
+  if (users.size === 0 || (users.size === 1 && usable.length === 1)) return { via };
+  const named = (ids: readonly string[]): string =>
+    ids.length <= NAMED ? ids.join(", ") : `${ids.slice(0, NAMED).join(", ")} and ${ids.length - NAMED} more`;
+  const groups = [...users].map(([t, ids]) => `${t} (${named(ids)})`).join("; ");
+  const refused = [...users.keys()].filter((t) => !allowed(t));
+  const others = [...users.keys()].filter((t) => t !== via);
+  const [first, second] = usable;
+  const why =
+    first === undefined
+      ? `the first event transport ${service.name} allows`
+      : second === undefined
+        ? `the only one of theirs ${service.name} allows in this IDL`
+        : second[1].length < first[1].length
+          ? "the one most of them use"
+          : `as many use it as any other; first in the order ${EVENT_TRANSPORTS.join(", ")}`;
+  return {
+    via,
+    warning:
+      `the instances of ${service.name} publish its events on different transports: ${groups}; ` +
+      `using ${via ?? "none"} (${why}), so events published on ${others.join(", ")} are missed` +
+      (refused.length === 0
+        ? ""
+        : ` (${refused.join(", ")}: not an event transport ${service.name} allows in this IDL, which allows ${service.transports.join(", ")})`),
+  };
+}
+
+/** `eventTransportChoice(...).via`, for callers that do not report a disagreement. */
 export function defaultEventTransport(
   service: ServiceDescriptor,
   instances: readonly InstanceInfo[],
 ): TransportName | undefined {
-  const allowed = (t: string): t is TransportName =>
-    EVENT_TRANSPORTS.includes(t as TransportName) && service.transports.includes(t as TransportName);
-  for (const i of instances) {
-    const t = Object.keys(i.endpoints).find(allowed);
-    if (t !== undefined) return t;
-  }
-  return EVENT_TRANSPORTS.find(allowed);
+  return eventTransportChoice(service, instances).via;
 }
 
 /** The App's transport `name` (App has no accessor; `reach` hands it out for an endpoint on it). */
@@ -158,7 +210,9 @@ export async function run(
       const probe = createApp(base);
       try {
         await probe.ready();
-        via = defaultEventTransport(t.service, (await probe.watch(t.service.name)).instances()) as TransportName;
+        const choice = eventTransportChoice(t.service, (await probe.watch(t.service.name)).instances());
+        if (choice.warning !== undefined) io.err(`fanc: warning: ${choice.warning}; --via chooses another`);
+        via = choice.via as TransportName;
       } finally {
         await probe.stop().catch(() => undefined);
       }

@@ -12,7 +12,7 @@ import { createApp, type App } from "../runtime/app/app.js";
 import { codec } from "../runtime/codec/index.js";
 import type { ShardedStateHandle, StateChange, StateHandle, TransportName } from "../runtime/descriptor.js";
 import { findService, loadIdl } from "./call.js";
-import { defaultEventTransport, EVENT_TRANSPORTS } from "./events.js";
+import { EVENT_TRANSPORTS, eventTransportChoice } from "./events.js";
 import { ORDER, transportsConfig } from "./health.js";
 import { type Io, processIo } from "./io.js";
 import { cliCluster, cliDiscovery, REGISTRY_OPTIONS, report, UsageError } from "./ls.js";
@@ -104,7 +104,11 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
       const instances = (await probe.watch(service.name)).instances();
       offered = ORDER.filter((t) => instances.some((i) => i.endpoints[t] !== undefined));
       // Without --via: the transport the owner's App publishes updates on.
-      if (via === undefined) events = defaultEventTransport(service, instances) ?? allowed;
+      if (via === undefined) {
+        const choice = eventTransportChoice(service, instances);
+        if (choice.warning !== undefined) io.err(`fanc: warning: ${choice.warning}; --via chooses another`);
+        events = choice.via ?? allowed;
+      }
     } finally {
       await probe.stop().catch(() => undefined);
     }

@@ -437,6 +437,7 @@ export class App implements ClientHost {
       revealErrors: this.#options.revealErrors === true,
       transport: (n) => infra.transport(n),
       eventTransport: (s) => infra.eventTransport(s),
+      eventTransportName: (s) => infra.eventTransportName(s),
       directory: () => infra.discovery.directory,
       registry: () => infra.registry,
       configSource: () => infra.config,

@@ -66,6 +66,8 @@ export interface ServeHost {
   readonly revealErrors: boolean;
   transport(name: TransportName): Transport;
   eventTransport(source: ServiceDescriptor): Transport;
+  /** The name of `eventTransport(source)`; throws when no transport of the App carries them across processes. */
+  eventTransportName(source: ServiceDescriptor): TransportName;
   directory(): Directory;
   registry(): Registry;
   configSource(): ConfigSource;
@@ -295,6 +297,7 @@ export class ServedInstance {
       instanceId: this.instanceId,
       version: this.descriptor.version,
       endpoints,
+      ...this.#eventsOn(),
       shards: checkPinnedShards(this.descriptor.name, this.#opts.shards, this.descriptor.shards),
       ...(this.#ownership === undefined ? {} : { shardCount: this.descriptor.shards }),
       appId: this.#host.appId,
@@ -307,6 +310,22 @@ export class ServedInstance {
       this.#host.directory(),
       this.log,
     );
+  }
+
+  /**
+   * `events`: where this App publishes the service's events and state updates, for readers of
+   * discovery (`fanc subscribe`, the gateway) that would otherwise guess it from the endpoints,
+   * whose order follows `serve(..., { transports })` and need not include it. Left out when only
+   * the local hub carries them (one process) or no transport can (`emit` then fails naming why).
+   */
+  #eventsOn(): { events?: TransportName } {
+    let name: TransportName;
+    try {
+      name = this.#host.eventTransportName(this.descriptor);
+    } catch {
+      return {};
+    }
+    return name === "local" ? {} : { events: name };
   }
 
   async #unbindNow(): Promise<void> {

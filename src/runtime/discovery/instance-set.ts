@@ -210,5 +210,6 @@ function instanceProblem(v: unknown): string | undefined {
   if (typeof o.appId !== "string") return "appId is not a string";
   if (typeof o.startedAt !== "number") return "startedAt is not a number";
   if (o.load !== undefined && typeof o.load !== "number") return "load is not a number";
+  if (o.events !== undefined && typeof o.events !== "string") return "events is not a transport name";
   return undefined;
 }

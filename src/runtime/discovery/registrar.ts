@@ -189,6 +189,9 @@ function normalise(i: RegisterInfo): InstanceInfo {
     load: i.load ?? 0,
     appId: i.appId,
   };
+  if (i.events !== undefined && typeof i.events !== "string")
+    throw new TypeError(`register ${i.service}: events must be a transport name`);
   const withCount = i.shardCount === undefined ? out : { ...out, shardCount: i.shardCount };
-  return i.zone === undefined ? withCount : { ...withCount, zone: i.zone };
+  const withEvents = i.events === undefined ? withCount : { ...withCount, events: i.events };
+  return i.zone === undefined ? withEvents : { ...withEvents, zone: i.zone };
 }

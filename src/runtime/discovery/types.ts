@@ -12,6 +12,13 @@ export interface InstanceInfo {
   /** Endpoint per transport: `{ http: "http://127.0.0.1:8080", amqp: "amqp://127.0.0.1:5672" }`. */
   readonly endpoints: Partial<Record<TransportName, string>>;
   /**
+   * The transport this instance's App publishes the service's events and state updates on (its
+   * first event transport the service allows, `app/infra.ts`), which need not be one it serves
+   * on. Absent in records of older versions and when the App carries them only in-process; readers
+   * then fall back to the first event transport in `endpoints` (`cli/events.ts`).
+   */
+  readonly events?: TransportName;
+  /**
    * Shards pinned to this instance (`serve(..., { shards })`); empty = it takes a share of the
    * unpinned shards by rendezvous hashing (`call/shards.ts`).
    */
@@ -56,7 +63,9 @@ export interface ResolveOptions {
 }
 
 export interface Directory {
-  register(info: Omit<InstanceInfo, "startedAt" | "load"> & Partial<Pick<InstanceInfo, "startedAt" | "load">>): Promise<Registration>;
+  register(
+    info: Omit<InstanceInfo, "startedAt" | "load"> & Partial<Pick<InstanceInfo, "startedAt" | "load">>,
+  ): Promise<Registration>;
   /** Watch a service's instances (one shared cache per service per Directory). */
   watch(service: string): Promise<InstanceSet>;
   /**
