@@ -125,7 +125,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
       throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(discovery)}`);
     const cluster = cliCluster(values.cluster);
     // A short name (PublicWines, wines.PublicWines) as `fanc ls` and `fanc call` take it.
-    const registry = openCliRegistry(discovery, values);
+    const registry = openCliRegistry(discovery, values, io);
     const service = await fullName(registry, cluster, asked).finally(() => registry.close());
     const log = pino({ level: "silent" });
     // A first App, without transports, only to read discovery.

@@ -86,8 +86,9 @@ const TRANSPORTS: Record<ServiceNames["transport"], string> = {
   amqp: `{ amqp: { url: process.env.FAN_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672" } }`,
   nats: `{ nats: { url: (process.env.FAN_NATS_URL ?? "nats://127.0.0.1:4222").split(",") } }`,
   // zmq has no broker: events and state updates go through an event hub, hosted by this process
-  // on 5571/5572 unless FAN_ZMQ_EVENTS_PUBLISH and FAN_ZMQ_EVENTS_SUBSCRIBE name another.
-  zmq: `{ zmq: process.env.FAN_ZMQ_EVENTS_PUBLISH === undefined ? { hub: { publishPort: 5571, subscribePort: 5572 } } : {} }`,
+  // on 5571/5572 unless FAN_ZMQ_EVENTS_PUBLISH and FAN_ZMQ_EVENTS_SUBSCRIBE name another. A
+  // second process (another instance) cannot bind those ports again: it sets both to the first's.
+  zmq: `{ zmq: process.env.FAN_ZMQ_EVENTS_PUBLISH === undefined && process.env.FAN_ZMQ_EVENTS_SUBSCRIBE === undefined ? { hub: { publishPort: 5571, subscribePort: 5572 } } : {} }`,
   // http carries calls; events and state updates need a broker: redis here.
   http: `{ http: {}, redis: { url: process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379" } }`,
   // tcp carries calls and pushes, no events: the same.

@@ -35,6 +35,9 @@ Then: npm install, npx fanc compile idl/, npm test, npm start (needs etcd and th
 
 const TRANSPORTS = ["redis", "amqp", "nats", "zmq", "http", "tcp"] as const;
 
+/** The zmq event hub a generated main.ts hosts (publish, subscribe), for a second process to use. */
+const ZMQ_HUB = ["tcp://127.0.0.1:5571", "tcp://127.0.0.1:5572"] as const;
+
 /** `Greeter` -> `greeter`, `OrderBook` -> `order-book`. */
 function kebab(name: string): string {
   return name.replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase();
@@ -169,6 +172,12 @@ export async function run(args: string[], io: Io = processIo, kind: "new" | "ini
       ],
       [`npx fanc call ${name}.hello '{"name":"Ada"}'`, ""],
     ];
+    // A second instance cannot host the hub again (its ports are taken): it uses the first's.
+    if (transport === "zmq")
+      steps.splice(2, 0, [
+        `FAN_ZMQ_EVENTS_PUBLISH=${ZMQ_HUB[0]} FAN_ZMQ_EVENTS_SUBSCRIBE=${ZMQ_HUB[1]} npm start`,
+        "a second instance, on the first's event hub",
+      ]);
     if (files.has("src/main.ts")) io.out(`fanc: ${name} (package ${pkg}, served over ${transport}) in ${where}. Next:`);
     else {
       // The project's own main.ts is left alone: it does not serve the new service until told to.

@@ -44,8 +44,22 @@ function read(flag: string, file: string | undefined): string | undefined {
   }
 }
 
-/** The TLS flags read (undefined when none is given); a missing file or a lone cert or key is a UsageError. */
+/** What cliTls made of each flags object: one CliTls per command, whatever the number of calls. */
+const made = new WeakMap<TlsFlags, CliTls | undefined>();
+
+/**
+ * The TLS flags read (undefined when none is given); a missing file or a lone cert or key is a
+ * UsageError. The same flags object gives the same CliTls, so a command that opens etcd twice
+ * (a registry, then an App) says once that `--tls-insecure` does not apply there.
+ */
 export function cliTls(flags: TlsFlags): CliTls | undefined {
+  if (made.has(flags)) return made.get(flags);
+  const tls = readTls(flags);
+  made.set(flags, tls);
+  return tls;
+}
+
+function readTls(flags: TlsFlags): CliTls | undefined {
   const cert = flags["tls-cert"];
   const key = flags["tls-key"];
   if ((cert === undefined) !== (key === undefined))

@@ -210,12 +210,21 @@ export class GatewayServer {
     const pending: string[] = [];
     let stream: ((data: string) => void) | undefined;
     const fn = (data: string): void => (stream === undefined ? void pending.push(data) : stream(data));
-    const stop =
-      kind === "events"
-        ? await this.#hub.attach(d, d.events[member as string] as NonNullable<(typeof d.events)[string]>, fn)
-        : shard === "all"
-          ? this.#states.attachAll(d, target as StateDescriptor, fn)
-          : await this.#states.attach(d, target as StateDescriptor, shard, fn);
+    let stop: () => void;
+    try {
+      stop =
+        kind === "events"
+          ? await this.#hub.attach(d, d.events[member as string] as NonNullable<(typeof d.events)[string]>, fn)
+          : shard === "all"
+            ? this.#states.attachAll(d, target as StateDescriptor, fn)
+            : await this.#states.attach(d, target as StateDescriptor, shard, fn);
+    } catch (e) {
+      // No transport to subscribe on (the owners publish on one the gateway did not open): the
+      // browser gets 503 naming it rather than a stream that stays silent.
+      if (!(e instanceof FanError) || e.code !== Code.UNAVAILABLE) throw e;
+      this.#o.log.warn({ stream: `/_fan/${kind}/${service}/${member}`, err: e.message }, "refused an event stream");
+      return refuse(res, Code.UNAVAILABLE, e.message, 503);
+    }
     if (req.destroyed) return stop();
     const name = `/_fan/${kind}/${service}/${member}${shard === undefined ? "" : `?shard=${shard}`}`;
     const sse = openSse(res, {}, this.#o.log, name);

@@ -82,31 +82,61 @@ export function openSse(res: ServerResponse, headers: Record<string, string>, lo
   };
 }
 
+/** A service's event transport as chosen now, and whether its instances said so (`known`) or it is a guess. */
+interface Choice {
+  readonly via: TransportName;
+  /** False when no registered instance advertises an event transport (none registered, an owner restarting). */
+  readonly known: boolean;
+}
+
 /**
  * The event transport of a service, for its event and state streams alike: the one its
- * instances publish on (`fanc subscribe`'s default, read from discovery) when this App has it
- * open, else one they advertise and this App has open. With no instance registered (an owner
- * restarting), `previous` when given: the transport they published on before.
+ * instances publish on (`fanc subscribe`'s default, read from discovery). When they publish on
+ * one this App did not open, an UNAVAILABLE error naming it: a stream on another would stay
+ * silent. With no instance advertising one (an owner restarting), `previous` when given (the
+ * transport they published on before), else the first this App has open, as a guess (`known`
+ * false) that event streams check again when the instances change.
  */
-async function eventVia(app: App, svc: ServiceDescriptor, previous?: TransportName): Promise<TransportName> {
+async function chooseVia(app: App, svc: ServiceDescriptor, previous?: TransportName): Promise<Choice> {
   const open = new Set(app.transportNames());
   const usable = EVENT_TRANSPORTS.filter((t) => svc.transports.includes(t) && open.has(t));
   const instances = (await app.watch(svc.name)).instances();
-  if (instances.length === 0 && previous !== undefined && usable.includes(previous)) return previous;
   const theirs = defaultEventTransport(svc, instances);
-  const advertised = usable.find((t) => instances.some((i) => i.endpoints[t] !== undefined));
-  const via = theirs !== undefined && usable.includes(theirs) ? theirs : (advertised ?? usable[0]);
+  // Only a transport an instance advertises is theirs; without one, defaultEventTransport guesses.
+  if (theirs !== undefined && instances.some((i) => i.endpoints[theirs] !== undefined)) {
+    if (usable.includes(theirs)) return { via: theirs, known: true };
+    throw new FanError(
+      Code.UNAVAILABLE,
+      `${svc.name} publishes on ${theirs}, which the gateway did not open; add it to --transports (open: ${[...open].join(", ")})`,
+    );
+  }
+  if (previous !== undefined && usable.includes(previous)) return { via: previous, known: false };
+  const via = usable[0];
   if (via === undefined)
     throw new FanError(
       Code.UNAVAILABLE,
       `${svc.name} allows no event transport the gateway has open (it allows ${svc.transports.join(", ")}; open: ${[...open].join(", ")})`,
     );
-  return via;
+  return { via, known: false };
+}
+
+/** `chooseVia`'s transport alone (state streams ask it again at each resubscription). */
+async function eventVia(app: App, svc: ServiceDescriptor, previous?: TransportName): Promise<TransportName> {
+  return (await chooseVia(app, svc, previous)).via;
 }
 
 interface Topic {
   readonly listeners: Set<(data: string) => void>;
-  readonly sub: Promise<Unsubscribe>;
+  /** Resolves once the first subscription is in place. */
+  ready: Promise<void>;
+  /** The transport subscribed on, and the subscription there. */
+  via: TransportName | undefined;
+  sub: Promise<Unsubscribe> | undefined;
+  /** Stops following the service's instances. */
+  unwatch: (() => void) | undefined;
+  /** Re-evaluations run one after another. */
+  chain: Promise<void>;
+  closed: boolean;
 }
 
 /** Shared event subscriptions, fanned out to every stream that watches them. */
@@ -118,45 +148,37 @@ export class EventHub {
     private readonly log: Logger,
   ) {}
 
-  /** Adds `fn` to the event's listeners; resolves once the subscription is in place, with its removal. */
+  /**
+   * Adds `fn` to the event's listeners; resolves once the subscription is in place, with its
+   * removal. The topic follows the service's instances while it lives: when they come to
+   * publish on another transport than the one subscribed on (the first browser came while none
+   * was registered, or the owners moved), it subscribes there and closes the old subscription.
+   */
   async attach(svc: ServiceDescriptor, event: EventDescriptor, fn: (data: string) => void): Promise<() => void> {
     const key = `${svc.name}\u0000${event.name}`;
     let topic = this.#topics.get(key);
     if (topic === undefined) {
-      const listeners = new Set<(data: string) => void>();
-      const c = codec<Record<string, unknown>>(event.payload);
-      const sub = eventVia(this.app, svc).then((via) =>
-        eventTransport(this.app, via).subscribe(
-          {
-            source: svc,
-            event: event.name,
-            group: "fan.gateway",
-            instanceId: `gateway-${process.pid}-${nextEnvelopeId()}`,
-            broadcast: true,
-          },
-          async (env) => {
-            let data: string;
-            try {
-              data = JSON.stringify(c.encode(c.decode(env.payload, event.name), event.name));
-            } catch (e) {
-              this.log.warn(
-                { service: svc.name, event: event.name, err: (e as Error).message },
-                "dropped an event that does not match the IDL",
-              );
-              return;
-            }
-            for (const l of listeners) l(data);
-          },
-        ),
-      );
-      topic = { listeners, sub };
+      const made: Topic = {
+        listeners: new Set(),
+        ready: Promise.resolve(),
+        via: undefined,
+        sub: undefined,
+        unwatch: undefined,
+        chain: Promise.resolve(),
+        closed: false,
+      };
+      made.ready = this.#open(made, svc, event);
+      topic = made;
       this.#topics.set(key, topic);
-      sub.catch(() => this.#topics.delete(key));
+      made.ready.catch(() => {
+        if (this.#topics.get(key) === made) this.#topics.delete(key);
+        this.#shut(made);
+      });
     }
     const t = topic;
     t.listeners.add(fn);
     try {
-      await t.sub;
+      await t.ready;
     } catch (e) {
       t.listeners.delete(fn);
       throw e;
@@ -165,17 +187,114 @@ export class EventHub {
       t.listeners.delete(fn);
       if (t.listeners.size > 0 || this.#topics.get(key) !== t) return;
       this.#topics.delete(key);
-      void t.sub
-        .then((s) => s.close())
-        .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, "closing an event subscription failed"));
+      this.#shut(t);
     };
+  }
+
+  /** The topic's first subscription, then a watch of the service's instances that moves it when they move. */
+  async #open(t: Topic, svc: ServiceDescriptor, event: EventDescriptor): Promise<void> {
+    const first = await chooseVia(this.app, svc);
+    t.via = first.via;
+    t.sub = this.#subscribe(t, svc, event, first.via);
+    await t.sub;
+    if (t.closed) return;
+    const set = await this.app.watch(svc.name);
+    if (t.closed) return;
+    t.unwatch = set.onChange(() => {
+      t.chain = t.chain.then(() => this.#recheck(t, svc, event));
+    });
+    // Instances may have changed between the choice and the watch.
+    if (!first.known) t.chain = t.chain.then(() => this.#recheck(t, svc, event));
+  }
+
+  /** Subscribes again on the instances' transport when it is not the one subscribed on. */
+  async #recheck(t: Topic, svc: ServiceDescriptor, event: EventDescriptor): Promise<void> {
+    if (t.closed) return;
+    let choice: Choice;
+    try {
+      choice = await chooseVia(this.app, svc, t.via);
+    } catch (e) {
+      this.log.warn(
+        { service: svc.name, event: event.name, via: t.via, err: (e as Error).message },
+        "the event stream's service moved to a transport the gateway cannot subscribe on; it stays on the old one",
+      );
+      return;
+    }
+    if (!choice.known || choice.via === t.via || t.closed) return;
+    const old = t.sub;
+    const next = this.#subscribe(t, svc, event, choice.via);
+    try {
+      await next;
+    } catch (e) {
+      this.log.warn(
+        { service: svc.name, event: event.name, via: choice.via, err: (e as Error).message },
+        "subscribing an event stream on its service's transport failed; it stays on the old one",
+      );
+      return;
+    }
+    if (t.closed) {
+      void next.then((s) => s.close()).catch(() => undefined);
+      return;
+    }
+    this.log.info(
+      { service: svc.name, event: event.name, from: t.via, to: choice.via },
+      "event stream moved to its service's transport",
+    );
+    t.via = choice.via;
+    t.sub = next;
+    void old
+      ?.then((s) => s.close())
+      .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, "closing an event subscription failed"));
+  }
+
+  #subscribe(t: Topic, svc: ServiceDescriptor, event: EventDescriptor, via: TransportName): Promise<Unsubscribe> {
+    const c = codec<Record<string, unknown>>(event.payload);
+    return eventTransport(this.app, via).subscribe(
+      {
+        source: svc,
+        event: event.name,
+        group: "fan.gateway",
+        instanceId: `gateway-${process.pid}-${nextEnvelopeId()}`,
+        broadcast: true,
+      },
+      async (env) => {
+        let data: string;
+        try {
+          data = JSON.stringify(c.encode(c.decode(env.payload, event.name), event.name));
+        } catch (e) {
+          this.log.warn(
+            { service: svc.name, event: event.name, err: (e as Error).message },
+            "dropped an event that does not match the IDL",
+          );
+          return;
+        }
+        for (const l of t.listeners) l(data);
+      },
+    );
+  }
+
+  /** Stops the topic's watch and closes its subscription. */
+  #shut(t: Topic): Promise<void> {
+    t.closed = true;
+    t.unwatch?.();
+    t.unwatch = undefined;
+    const sub = t.sub;
+    return t.chain.then(async () => {
+      // A subscription that failed has nothing to close (its error went to the browser).
+      const u = await sub?.catch(() => undefined);
+      try {
+        await u?.close();
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, "closing an event subscription failed");
+      }
+    });
   }
 
   /** Closes every subscription. */
   async close(): Promise<void> {
-    const subs = [...this.#topics.values()].map((t) => t.sub);
+    const topics = [...this.#topics.values()];
     this.#topics.clear();
-    await Promise.allSettled(subs.map((s) => s.then((u) => u.close())));
+    await Promise.allSettled(topics.map((t) => this.#shut(t)));
   }
 }
 

@@ -60,9 +60,13 @@ it("new service --transport zmq hosts an event hub, so the stub's event and stat
   expect(await run(["service", "Zed", "--transport", "zmq", "--dir", tmp.path], io)).toBe(0);
   // Without a hub, hello's emit failed with FAILED_PRECONDITION "zmq events need an event hub".
   expect(tmp.read("src/main.ts")).toContain(
-    "transports: { zmq: process.env.FAN_ZMQ_EVENTS_PUBLISH === undefined ? { hub: { publishPort: 5571, subscribePort: 5572 } } : {} }",
+    "transports: { zmq: process.env.FAN_ZMQ_EVENTS_PUBLISH === undefined && process.env.FAN_ZMQ_EVENTS_SUBSCRIBE === undefined ? { hub: { publishPort: 5571, subscribePort: 5572 } } : {} }",
   );
   expect(io.outText()).toContain("it hosts the zmq event hub on 5571/5572");
+  // A second instance cannot bind 5571/5572 again: it is told to use the first's hub.
+  expect(io.outText()).toMatch(
+    /FAN_ZMQ_EVENTS_PUBLISH=tcp:\/\/127\.0\.0\.1:5571 FAN_ZMQ_EVENTS_SUBSCRIBE=tcp:\/\/127\.0\.0\.1:5572 npm start +# a second instance, on the first's event hub/,
+  );
 });
 
 it("never overwrites: a second service keeps main.ts and package.json's scripts; the same one is refused", async () => {

@@ -8,7 +8,7 @@
  * is answered. For etcd over https, `--tls-insecure` alone is refused, and with `--tls-ca` it
  * is said to be ignored there, on the Io of the command (in-process runs included).
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { opensslAvailable, type TestPki, testPki } from "../tls-certs.js";
 import { canRunPrivateRabbit, describeWithBroker, freePort, PrivateRabbit } from "../transports/amqp-broker.js";
 import { type ChildApp, childApp } from "../transports/child.js";
@@ -17,6 +17,7 @@ import { uniqueCluster } from "../transports/processes.js";
 import { PrivateRedis, redisServerAvailable } from "../transports/redis-server.js";
 import { etcdUp, PrivateEtcd, SHARED_ETCD } from "../discovery/helpers.js";
 import { run as call } from "../../src/cli/call.js";
+import { run as health } from "../../src/cli/health.js";
 import { run as ls_ } from "../../src/cli/ls.js";
 import { run as route } from "../../src/cli/route.js";
 import { type CapturedIo, captureIo, runFanc } from "./helpers.js";
@@ -232,6 +233,35 @@ describeWithBroker(
         expect(await run(io), `${name}: ${io.errText()}`).toBe(code);
         expect(io.errText(), name).toContain(warning);
       }
+    }, 60_000);
+
+    // health opens etcd twice (a registry for the name, then an App): one warning, on its Io.
+    it("says so once, on the Io, for health", async () => {
+      const flags = [
+        "fan.conformance.Conformance",
+        "--discovery",
+        `etcd://${etcd.endpoint}`,
+        "--cluster",
+        uniqueCluster("tls-insecure-etcd-health"),
+        "--tls-cert",
+        pki.client.cert,
+        "--tls-key",
+        pki.client.key,
+        "--tls-insecure",
+        "--tls-ca",
+        pki.ca.cert,
+      ];
+      const io = captureIo();
+      const stderr = vi.spyOn(process.stderr, "write");
+      try {
+        expect(await health(flags, io), io.errText()).toBe(1);
+        const printed = stderr.mock.calls.map((c) => String(c[0])).join("");
+        expect(printed).not.toContain("--tls-insecure does not apply to etcd");
+      } finally {
+        stderr.mockRestore();
+      }
+      expect(io.errText().split("--tls-insecure does not apply to etcd").length - 1, io.errText()).toBe(1);
+      expect(io.errText()).toContain("no instance of fan.conformance.Conformance is registered");
     }, 60_000);
   });
 });

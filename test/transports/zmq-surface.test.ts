@@ -241,6 +241,17 @@ describe("zmq events", () => {
     await t.close();
   });
 
+  it("a hub whose port is taken (a second process's hub) fails naming the port and the variables to set", async () => {
+    const port = (u: string): number => Number(u.slice(u.lastIndexOf(":") + 1));
+    // The same ports as the running hub, as a second instance of a `fanc new` zmq service binds 5571/5572.
+    const t = transport({ hub: { publishPort: port(hub.publish), subscribePort: port(hub.subscribe) } });
+    const e = await rejection(() => t.publish(event(1), within(500)));
+    expect(e.code).toBe("FAILED_PRECONDITION");
+    expect(e.message).toContain(`cannot bind tcp://127.0.0.1:${port(hub.publish)}: the port is in use`);
+    expect(e.message).toContain("set FAN_ZMQ_EVENTS_PUBLISH and FAN_ZMQ_EVENTS_SUBSCRIBE");
+    await t.close();
+  });
+
   it("detects a sequence gap, counts it and logs it", async () => {
     const log = captureLog();
     const t = transport({ events: hub }, log);

@@ -8,6 +8,7 @@
  * (`startEventHub()`), and give every zmq transport its two endpoints as `events`.
  */
 import { XPublisher, XSubscriber, Proxy as ZmqProxy } from "zeromq";
+import { Code, FanError } from "../../errors.js";
 
 /** Where a hub binds. */
 export interface EventHubOptions {
@@ -37,8 +38,14 @@ export async function startEventHub(opts: EventHubOptions = {}): Promise<EventHu
   const host = opts.host ?? "127.0.0.1";
   const xsub = new XSubscriber({ linger: 0, receiveHighWaterMark: 0 });
   const xpub = new XPublisher({ linger: 0, sendHighWaterMark: 100_000 });
-  await xsub.bind(`tcp://${host}:${port(opts.publishPort)}`);
-  await xpub.bind(`tcp://${host}:${port(opts.subscribePort)}`);
+  try {
+    await bindHub(xsub, host, opts.publishPort, "FAN_ZMQ_EVENTS_PUBLISH");
+    await bindHub(xpub, host, opts.subscribePort, "FAN_ZMQ_EVENTS_SUBSCRIBE");
+  } catch (e) {
+    xsub.close();
+    xpub.close();
+    throw e;
+  }
   const publish = advertised(xsub.lastEndpoint, host);
   const subscribe = advertised(xpub.lastEndpoint, host);
   const proxy = new ZmqProxy(xsub, xpub);
@@ -51,6 +58,29 @@ export async function startEventHub(opts: EventHubOptions = {}): Promise<EventHu
       await Promise.race([running, new Promise((r) => setTimeout(r, 1000))]);
     },
   };
+}
+
+/**
+ * Binds one of the hub's sockets; a port in use (another process hosts a hub there, as a second
+ * instance of a `fanc new` service would) is an error naming the port and what to set instead.
+ */
+async function bindHub(
+  socket: XSubscriber | XPublisher,
+  host: string,
+  p: number | undefined,
+  env: string,
+): Promise<void> {
+  const address = `tcp://${host}:${port(p)}`;
+  try {
+    await socket.bind(address);
+  } catch (e) {
+    if ((e as { code?: string }).code !== "EADDRINUSE") throw e;
+    throw new FanError(
+      Code.FAILED_PRECONDITION,
+      `the zmq event hub cannot bind ${address}: the port is in use (another process's hub?); to use that hub instead, set FAN_ZMQ_EVENTS_PUBLISH and FAN_ZMQ_EVENTS_SUBSCRIBE to its endpoints (${env} is ${address}), or give this hub other ports`,
+      { cause: e },
+    );
+  }
 }
 
 function port(p: number | undefined): string {
