@@ -13,7 +13,7 @@
  */
 import type { ServerResponse } from "node:http";
 import type { Logger } from "pino";
-import { defaultEventTransport, EVENT_TRANSPORTS, eventTransport } from "../cli/events.js";
+import { EVENT_TRANSPORTS, eventTransport, eventTransportChoice } from "../cli/events.js";
 import type { App } from "../runtime/app/app.js";
 import type { StateWatchOptions } from "../runtime/states/app-states.js";
 import { codec } from "../runtime/codec/index.js";
@@ -101,9 +101,14 @@ async function chooseVia(app: App, svc: ServiceDescriptor, previous?: TransportN
   const open = new Set(app.transportNames());
   const usable = EVENT_TRANSPORTS.filter((t) => svc.transports.includes(t) && open.has(t));
   const instances = (await app.watch(svc.name)).instances();
-  const theirs = defaultEventTransport(svc, instances);
-  // Only a transport an instance advertises is theirs; without one, defaultEventTransport guesses.
-  if (theirs !== undefined && instances.some((i) => i.endpoints[theirs] !== undefined)) {
+  const { via: theirs, warning } = eventTransportChoice(svc, instances);
+  // Instances publishing on different transports: said once per distinct case, not at every resubscription.
+  if (warning !== undefined && !warned.has(warning)) {
+    warned.add(warning);
+    app.log.warn({ service: svc.name }, `gateway streams: ${warning}`);
+  }
+  // Only a transport an instance records (or advertises) is theirs; without one, it is a guess.
+  if (theirs !== undefined && instances.some((i) => i.events === theirs || i.endpoints[theirs] !== undefined)) {
     if (usable.includes(theirs)) return { via: theirs, known: true };
     throw new FanError(
       Code.UNAVAILABLE,
@@ -119,6 +124,9 @@ async function chooseVia(app: App, svc: ServiceDescriptor, previous?: TransportN
     );
   return { via, known: false };
 }
+
+/** The disagreement warnings logged already (`chooseVia`). */
+const warned = new Set<string>();
 
 /** `chooseVia`'s transport alone (state streams ask it again at each resubscription). */
 async function eventVia(app: App, svc: ServiceDescriptor, previous?: TransportName): Promise<TransportName> {

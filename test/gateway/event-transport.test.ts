@@ -4,7 +4,8 @@
  * http,redis`), the stream is refused with 503 naming the transport, not opened on redis where
  * nothing comes. When the browser attaches before Till is registered (the gateway guesses redis,
  * its first event transport), the stream moves to amqp once Till registers, and Till's events
- * reach the browser.
+ * reach the browser. When Till is served on redis alone by an App that publishes on amqp (its
+ * first transport), the stream follows the transport the instance records, not its endpoints.
  */
 import { expect, it } from "vitest";
 import { describeWithBroker } from "../transports/amqp-broker.js";
@@ -70,6 +71,39 @@ describeWithBroker(
       await Promise.race([gw?.stop(), new Promise((r) => setTimeout(r, 15_000))]);
       await stopChild(service);
       await forgetCluster(cluster, ["amqp"]);
+    }
+  }, 120_000);
+
+  it("follows the transport Till's App publishes on, not the one Till is served on", async () => {
+    const cluster = uniqueCluster("gw-evt-recorded");
+    let gw: LocalGateway | undefined;
+    const service = await startService("amqp,redis", cluster, { FAN_GW_SERVE_TRANSPORTS: "redis" });
+    try {
+      gw = await startGateway(cluster, ["--transports", "http,redis,amqp"]);
+      const sse = await openSse(`${gw.url}/${EVENTS}`);
+      try {
+        // Called over redis (its only endpoint); its `added` event goes out on amqp.
+        let got: unknown;
+        const end = Date.now() + 20_000;
+        while (got === undefined && Date.now() < end) {
+          const res = await fetch(`${gw.url}/fan.gw.Till/add`, {
+            method: "POST",
+            body: '{"n":2}',
+            headers: { "content-type": "application/json" },
+          });
+          expect(res.status).toBe(200);
+          await res.body?.cancel();
+          got = await sse.next(1000).then(JSON.parse, () => undefined);
+        }
+        // Before: the stream took redis (the endpoint Till has there) and nothing came.
+        expect(got).toMatchObject({ n: 2 });
+      } finally {
+        sse.close();
+      }
+    } finally {
+      await Promise.race([gw?.stop(), new Promise((r) => setTimeout(r, 15_000))]);
+      await stopChild(service);
+      await forgetCluster(cluster, ["amqp", "redis"]);
     }
   }, 120_000);
 });
