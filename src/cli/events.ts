@@ -111,14 +111,6 @@ export function eventTransportChoice(
   };
 }
 
-/** `eventTransportChoice(...).via`, for callers that do not report a disagreement. */
-export function defaultEventTransport(
-  service: ServiceDescriptor,
-  instances: readonly InstanceInfo[],
-): TransportName | undefined {
-  return eventTransportChoice(service, instances).via;
-}
-
 /** The App's transport `name` (App has no accessor; `reach` hands it out for an endpoint on it). */
 export function eventTransport(app: App, name: TransportName): Transport {
   const reach = app.reach({ endpoints: { [name]: "-" } } as InstanceInfo, name);
@@ -129,7 +121,7 @@ export function eventTransport(app: App, name: TransportName): Transport {
 interface Target {
   service: ServiceDescriptor;
   event: EventDescriptor;
-  /** `--via`; undefined: the one the service's instances publish on (`defaultEventTransport`). */
+  /** `--via`; undefined: the one the service's instances publish on (`eventTransportChoice`). */
   via: TransportName | undefined;
 }
 
