@@ -252,6 +252,36 @@ describe("zmq events", () => {
     await t.close();
   });
 
+  it("a hub that could not bind binds on the next use once its ports are free (the failure is not kept)", async () => {
+    const port = (u: string): number => Number(u.slice(u.lastIndexOf(":") + 1));
+    const holder = await startEventHub();
+    const ports = { publishPort: port(holder.publish), subscribePort: port(holder.subscribe) };
+    const t = transport({ hub: ports });
+    const e = await rejection(() => t.publish(event(1), within(500)));
+    expect(e.message).toContain(`cannot bind tcp://127.0.0.1:${ports.publishPort}: the port is in use`);
+    await holder.close();
+    // The holder is gone: this transport's own hub binds those ports now, and events flow through it.
+    const got: number[] = [];
+    await until(async () => {
+      try {
+        await t.subscribe(sub("rebind"), async (env) => void got.push((env.payload as { n: number }).n));
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    const other = transport({
+      events: { publish: `tcp://127.0.0.1:${ports.publishPort}`, subscribe: `tcp://127.0.0.1:${ports.subscribePort}` },
+    });
+    await until(async () => {
+      await other.publish(event(7), within(500));
+      return got.includes(7);
+    });
+    expect(got).toContain(7);
+    await other.close();
+    await t.close();
+  });
+
   it("detects a sequence gap, counts it and logs it", async () => {
     const log = captureLog();
     const t = transport({ events: hub }, log);

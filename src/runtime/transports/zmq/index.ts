@@ -122,29 +122,47 @@ export class ZmqTransport implements Transport {
     return { ...(this.busNow?.stats ?? { lost: 0, failed: 0, malformed: 0 }) };
   }
 
+  /**
+   * The event bus, made on first use. A failed start (the hub's port taken, say) is not kept:
+   * the next publish or subscribe tries again, so a hub whose port was freed since binds then.
+   */
   private events(): Promise<EventBus> {
-    this.bus ??= (async () => {
-      let endpoints = this.opts.events;
-      if (this.opts.hub !== undefined) {
-        this.hub = await startEventHub(this.opts.hub);
-        endpoints ??= this.hub;
-      }
-      if (endpoints === undefined) {
-        throw new FanError(
-          Code.FAILED_PRECONDITION,
-          "zmq events need an event hub: zmqTransport({ events: { publish, subscribe } }) or { hub: {} }",
-        );
-      }
+    if (this.bus !== undefined) return this.bus;
+    const bus = this.startBus();
+    this.bus = bus;
+    bus.catch(() => {
+      if (this.bus === bus) this.bus = undefined;
+    });
+    return bus;
+  }
+
+  private async startBus(): Promise<EventBus> {
+    let endpoints = this.opts.events;
+    let hub: EventHub | undefined;
+    if (this.opts.hub !== undefined) {
+      hub = await startEventHub(this.opts.hub);
+      endpoints ??= hub;
+    }
+    if (endpoints === undefined) {
+      throw new FanError(
+        Code.FAILED_PRECONDITION,
+        "zmq events need an event hub: zmqTransport({ events: { publish, subscribe } }) or { hub: {} }",
+      );
+    }
+    try {
       const bus = new EventBus(
         endpoints,
         this.ctx.cluster,
         this.ctx.log.child({ transport: "zmq" }),
         this.ctx.maxPayloadBytes,
       );
+      this.hub = hub;
       this.busNow = bus;
       return bus;
-    })();
-    return this.bus;
+    } catch (e) {
+      await hub?.close();
+      throw e;
+    }
   }
 
   /** Closes sockets (linger 0); in-flight requests get `closeGraceMs`. */
