@@ -191,8 +191,37 @@ describe("zmq client", () => {
     const port = (silent.address() as AddressInfo).port;
     const err = await rejection(() => client.call(`tcp://127.0.0.1:${port}`, envelope("echo", { n: 1 }), within(300)));
     expect(err.code).toBe("DEADLINE_EXCEEDED");
+    // It names the endpoint and why: TCP accepted, no ZMTP greeting (a wrong port, not a slow handler).
+    expect(err.message).toContain(
+      `zmq tcp://127.0.0.1:${port} accepted the TCP connection but did not complete the ZMTP handshake`,
+    );
     await client.close();
     silent.close();
+  });
+
+  it("a peer that answers the greeting with something else (an HTTP server) fails the call at once, naming the endpoint", async () => {
+    const http = createServer((socket) => {
+      socket.on("error", () => undefined);
+      socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+    });
+    await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
+    const log = captureLog();
+    const client = transport({ sendTimeoutMs: 20_000 }, log);
+    const port = (http.address() as AddressInfo).port;
+    const t0 = Date.now();
+    const err = await rejection(() =>
+      client.call(`tcp://127.0.0.1:${port}`, envelope("echo", { n: 1 }), within(15_000)),
+    );
+    expect(err.code).toBe("UNAVAILABLE");
+    expect(err.message).toContain(`zmq tcp://127.0.0.1:${port}: the ZMTP handshake failed`);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    // zeromq keeps retrying (every ~100 ms) and failing: one warning, not one per retry.
+    await new Promise((r) => setTimeout(r, 600));
+    const warned = log.records().filter((l) => String(l.msg).includes("ZMTP handshake failed"));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]?.level).toBe(40);
+    await client.close();
+    http.close();
   });
 
   it("a lost connection fails the calls in flight with UNAVAILABLE, before their deadline", async () => {

@@ -5,8 +5,9 @@
  *
  * Pipes survive disconnects (`immediate` off), so a reply read just before the peer went away
  * is not discarded with its pipe. Reachability comes from the socket monitor instead:
- * - connecting (never connected yet): requests are held here, not handed to the socket, until
- *   the connection comes up (then sent) or `sendTimeoutMs` passes;
+ * - connecting (no ZMTP handshake yet): requests are held here, not handed to the socket, until
+ *   the handshake succeeds (then sent) or `sendTimeoutMs` passes; a peer that accepts TCP and
+ *   never greets is named as such, one whose greeting fails ends them at once;
  * - down (the connection dropped, or a connect attempt was refused): requests fail UNAVAILABLE
  *   at once, until zeromq's reconnect succeeds, and `reachable` says so for callers to skip the
  *   endpoint. Held and refused requests never reached the socket: they are marked not
@@ -87,6 +88,9 @@ export class Connection {
   /** Requests waiting for the first connection: not yet handed to the socket. */
   private held: Array<{ readonly id: string; readonly frames: string[]; readonly deadline: number }> = [];
   private up = false;
+  /** TCP connected, ZMTP handshake not done yet (a peer that accepts but is no zmq endpoint stays here). */
+  private greeting = false;
+  private warnedHandshake = false;
   /** Known down: dropped or refused, and not reconnected since. */
   private down = false;
   private closed = false;
@@ -108,7 +112,14 @@ export class Connection {
       maxMessageSize: maxBytes * 2 + 64 * 1024,
     });
     this.writer = new Writer(this.dealer, `zmq ${endpoint}`, maxBytes);
-    this.dealer.events.on("connect", () => this.connected());
+    // Up once the ZMTP handshake succeeds, not at the TCP connect: until then zeromq holds what
+    // is sent, so a peer that accepts TCP and never greets would hold requests silently.
+    this.dealer.events.on("connect", () => {
+      this.greeting = true;
+    });
+    this.dealer.events.on("handshake", () => this.connected());
+    this.dealer.events.on("handshake:error:protocol", (e) => this.badHandshake(e.error.message));
+    this.dealer.events.on("handshake:error:other", (e) => this.badHandshake(e.error.message));
     this.dealer.events.on("disconnect", () => this.lost());
     this.dealer.events.on("connect:retry", () => this.refused());
     this.dealer.connect(endpoint);
@@ -124,11 +135,32 @@ export class Connection {
   /** While the first connection is being made: the error of a request held until its deadline. */
   stalled(): FanError | undefined {
     if (this.up || this.down || this.closed) return undefined;
-    return new FanError(Code.DEADLINE_EXCEEDED, `zmq ${this.endpoint} not connected before the deadline`);
+    return new FanError(Code.DEADLINE_EXCEEDED, `zmq ${this.endpoint} ${this.waitingFor()} before the deadline`);
+  }
+
+  /** What a held request waits for: the TCP connection, or the peer's ZMTP greeting. */
+  private waitingFor(): string {
+    return this.greeting
+      ? "accepted the TCP connection but did not complete the ZMTP handshake (is it a zmq endpoint?)"
+      : "not connected";
+  }
+
+  /** The peer answered the greeting with something that is not ZMTP: fail what waits on it now. */
+  private badHandshake(detail: string): void {
+    this.greeting = false;
+    if (this.up) return;
+    this.down = true;
+    const why = `the ZMTP handshake failed (${detail}): is it a zmq endpoint?`;
+    // zeromq retries every ~100 ms: one warning until a handshake succeeds, not one per retry.
+    if (!this.warnedHandshake) this.log.warn({ endpoint: this.endpoint }, `zmq ${this.endpoint}: ${why}`);
+    this.warnedHandshake = true;
+    this.failHeld(why);
   }
 
   private connected(): void {
     this.up = true;
+    this.greeting = false;
+    this.warnedHandshake = false;
     this.down = false;
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
     const held = this.held;
@@ -161,6 +193,7 @@ export class Connection {
 
   private lost(): void {
     this.up = false;
+    this.greeting = false;
     this.down = true;
     this.armIdleClose();
     const ids = [...this.pending.keys()];
@@ -226,7 +259,7 @@ export class Connection {
         this.held.push({ id: env.id, frames, deadline: opts.deadline });
         req.connectTimer = setTimeout(() => {
           this.held = this.held.filter((h) => h.id !== env.id);
-          req.fail(this.notConnected("not connected"));
+          req.fail(this.notConnected(this.waitingFor()));
         }, this.opts.sendTimeoutMs ?? 2000);
         return;
       }
