@@ -58,7 +58,11 @@ for (const c of CASES) {
       const owner = await start("owner");
       await owner.send("set", { value: { a: { n: 1, label: "one" } } });
       const watcher = await start("watcher");
-      await until("watcher live", () => watcher.report(), (r) => r.status === "live" && r.seq >= 1);
+      await until(
+        "watcher live",
+        () => watcher.report(),
+        (r) => r.status === "live" && r.seq >= 1,
+      );
 
       owner.kill();
       // The fixture's lease is 2 s: once it expires the registry says there is no instance.
@@ -86,7 +90,12 @@ for (const c of CASES) {
         30_000,
       );
       second.kill();
-      await until("the second absence logged", async () => absentLines(watcher), (n) => n === 2, 30_000);
+      await until(
+        "the second absence logged",
+        async () => absentLines(watcher),
+        (n) => n === 2,
+        30_000,
+      );
     }, 90_000);
   });
 }

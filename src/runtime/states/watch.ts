@@ -275,7 +275,8 @@ class View<T> implements StateView<T> {
     this.#missed++;
     // Already absent: keep the reason the last snapshot attempt gave (`no instance is registered`
     // says more than the silence, which is counted from the last check only).
-    if (this.#status !== "owner-absent") this.#setStatus("owner-absent", `no heartbeat from the owner for ${silent} ms`);
+    if (this.#status !== "owner-absent")
+      this.#setStatus("owner-absent", `no heartbeat from the owner for ${silent} ms`);
     // First ask the owner for a snapshot; if heartbeats still do not come, the subscription is
     // what is lost (a broker restart): subscribe again.
     this.replica.resync();
