@@ -173,7 +173,7 @@ export interface StateView<T> extends AsyncIterable<StateChange<T>> {
   readonly reason: string | undefined;
   /** Calls `fn` on every change (synchronously, in order); returns its removal. */
   subscribe(fn: (change: StateChange<T>) => void): () => void;
-  /** Calls `fn` whenever the status changes; returns its removal. */
+  /** Calls `fn` whenever the status or the reason for it changes; returns its removal. */
   onStatus(fn: (status: StateStatus, reason: string | undefined) => void): () => void;
   /** Resolves with the value once the replica is live and has one (rejects after `timeoutMs`, default 10 000). */
   ready(timeoutMs?: number): Promise<T>;

@@ -20,6 +20,8 @@ export interface Report {
   readonly violations?: number;
   readonly patches?: number;
   readonly snapshots?: number;
+  /** How many times the watcher's `onStatus` listener was called. */
+  readonly statuses?: number;
   readonly active?: boolean;
 }
 

@@ -273,7 +273,10 @@ class View<T> implements StateView<T> {
     }
     this.#heard = now;
     this.#missed++;
-    this.#setStatus("owner-absent", `no heartbeat from the owner for ${silent} ms`);
+    // Already absent: keep the reason the last snapshot attempt gave (`no instance is registered`
+    // says more than the silence, which is counted from the last check only).
+    if (this.#status !== "owner-absent")
+      this.#setStatus("owner-absent", `no heartbeat from the owner for ${silent} ms`);
     // First ask the owner for a snapshot; if heartbeats still do not come, the subscription is
     // what is lost (a broker restart): subscribe again.
     this.replica.resync();
@@ -315,7 +318,11 @@ class View<T> implements StateView<T> {
     this.#status = s;
     this.#reason = reason;
     const r = this.replica;
-    if (s === "owner-absent") this.host.log.warn({ state: this.#name, reason }, "state owner absent");
+    // One warning per absence; a new reason while absent (the owner's lease ran out, a breaker
+    // opened) is a debug line, else a watcher logs twice a second until the owner returns.
+    if (s === "owner-absent" && was !== "owner-absent")
+      this.host.log.warn({ state: this.#name, reason }, "state owner absent");
+    else if (s === "owner-absent") this.host.log.debug({ state: this.#name, reason }, "state owner still absent");
     else if (s === "resyncing")
       this.host.log.info({ state: this.#name, reason, epoch: r.epoch, seq: r.seq }, "state resyncing");
     else if (s === "live" && (was === "resyncing" || was === "owner-absent"))

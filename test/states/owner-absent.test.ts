@@ -1,0 +1,101 @@
+/**
+ * A watcher whose owner process died, owner and watcher in processes of their own on each
+ * broker transport: the watcher says `owner-absent` once (one warn line), its reason ends on
+ * the registry's answer (`no instance ... is registered`) and stays there while the owner is
+ * away — no warn line and no `onStatus` call per heartbeat period — and it goes live again,
+ * with one more warn line at the next absence, when an owner returns.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { shortId } from "../../src/runtime/ids.js";
+import { type EventHub, startEventHub } from "../../src/runtime/transports/zmq/index.js";
+import { AMQP_URL } from "../transports/amqp-broker.js";
+import { NATS_URL, deleteStreams } from "../transports/nats-server.js";
+import { REDIS_URL, deleteKeys } from "../transports/redis-server.js";
+import { Node, type Report, until } from "./processes.js";
+
+let hub: EventHub;
+beforeAll(async () => {
+  hub = await startEventHub();
+});
+afterAll(async () => {
+  await hub.close();
+});
+
+const CASES: readonly { name: string; transports: () => object }[] = [
+  { name: "redis", transports: () => ({ redis: { url: REDIS_URL } }) },
+  { name: "amqp", transports: () => ({ amqp: { url: AMQP_URL } }) },
+  { name: "nats", transports: () => ({ nats: { url: NATS_URL } }) },
+  { name: "zmq", transports: () => ({ zmq: { events: { publish: hub.publish, subscribe: hub.subscribe } } }) },
+];
+
+const nodes: Node[] = [];
+afterEach(async () => {
+  await Promise.allSettled(nodes.splice(0).map((n) => n.stop()));
+});
+
+/** The watcher's "state owner absent" warn lines. */
+const absentLines = (n: Node): number =>
+  n.logs.filter((l) => (JSON.parse(l) as { msg?: string }).msg === "state owner absent").length;
+
+for (const c of CASES) {
+  describe(`a dead owner over ${c.name}, watcher in another process`, () => {
+    const cluster = `walk2-absent-${c.name}-${process.pid}-${shortId()}`;
+    const start = async (role: "owner" | "watcher"): Promise<Node> => {
+      const n = await Node.start(role, {
+        FAN_STATES_CLUSTER: cluster,
+        FAN_STATES_TRANSPORTS: JSON.stringify(c.transports()),
+        FAN_LOG_LEVEL: "info",
+      });
+      nodes.push(n);
+      return n;
+    };
+    afterAll(async () => {
+      await deleteKeys(`fan.${cluster}*`).catch(() => undefined);
+      if (c.name === "nats") await deleteStreams(`fan_${cluster}`).catch(() => undefined);
+    });
+
+    it("says owner-absent once, settles on the registry's reason, and goes live with a new owner", async () => {
+      const owner = await start("owner");
+      await owner.send("set", { value: { a: { n: 1, label: "one" } } });
+      const watcher = await start("watcher");
+      await until(
+        "watcher live",
+        () => watcher.report(),
+        (r) => r.status === "live" && r.seq >= 1,
+      );
+
+      owner.kill();
+      // The fixture's lease is 2 s: once it expires the registry says there is no instance.
+      const settled = await until(
+        "the watcher's reason names the empty registry",
+        () => watcher.report(),
+        (r) => r.status === "owner-absent" && /no instance is registered/.test(r.reason ?? ""),
+        30_000,
+      );
+      // 15 heartbeat periods (200 ms) with the owner still away: nothing new to say.
+      await new Promise((r) => setTimeout(r, 3000));
+      const later: Report = await watcher.report();
+      expect(later.status).toBe("owner-absent");
+      expect(later.reason).toBe(settled.reason);
+      expect(later.statuses, "onStatus calls while nothing changed").toBe(settled.statuses);
+      expect(absentLines(watcher), `watcher log:\n${watcher.logs.slice(-6).join("\n")}`).toBe(1);
+
+      const second = await start("owner");
+      await second.send("set", { value: { b: { n: 2, label: "two" } } });
+      const want = await second.report();
+      await until(
+        "watcher live on the new owner",
+        () => watcher.report(),
+        (r) => r.status === "live" && r.epoch === want.epoch && r.seq === want.seq,
+        30_000,
+      );
+      second.kill();
+      await until(
+        "the second absence logged",
+        async () => absentLines(watcher),
+        (n) => n === 2,
+        30_000,
+      );
+    }, 90_000);
+  });
+}
