@@ -25,7 +25,7 @@ import type { NatsLink } from "./connection.js";
 import { isBatch } from "../batch-frame.js";
 import { type FrameHost, FramePump, type FrameSource } from "../batching/served.js";
 import { cancelSubject, instanceSubject, type NatsAddress, RPC_QUEUE, rpcSubject } from "./names.js";
-import { payloadLimit, serverLimit, tooLarge } from "./rpc-client.js";
+import { payloadLimit, payloadOf, serverLimit, tooLarge } from "./rpc-client.js";
 
 /** The message being split: where its items' replies go. */
 interface Source extends FrameSource {
@@ -176,7 +176,7 @@ export class NatsRpcServer {
       const nc = this.link.nc;
       try {
         if (nc === undefined) throw new Error("not connected");
-        nc.publish(src.reply, text);
+        nc.publish(src.reply, payloadOf(text));
       } catch (e) {
         this.#log.warn({ err: (e as Error).message, calls: count }, "nats reply not sent");
       }
