@@ -2,11 +2,13 @@
  * What one served redis call costs in commands, watched through MONITOR on the shared Redis
  * (filtered on this run's keys and channels): the serving loop pops with one BLMPOP (no LMPOP
  * that comes back empty first), and a reply ready by the end of its batch's turn is PUBLISHed
- * on the popping connection, written together with the next BLMPOP.
+ * on the popping connection, written together with the next BLMPOP. Calls made together go out
+ * in script runs of at most `CALLS_PER_RUN`.
  */
 import { connect, type Socket } from "node:net";
 import { afterAll, expect, it } from "vitest";
 import { parseEndpoint, replyChannel, rpcKey } from "../../src/runtime/transports/redis/names.js";
+import { CALLS_PER_RUN } from "../../src/runtime/transports/redis/rpc-client.js";
 import { type RedisTransport, redisTransport } from "../../src/runtime/transports/redis/index.js";
 import type { CallSink } from "../../src/runtime/call/dispatch.js";
 import type { CallSignal } from "../../src/runtime/transports/abort.js";
@@ -41,6 +43,45 @@ describeWithBroker(
     const inbound = new SinkInbound();
     await oneAfterAnother(inbound, "c2");
     expect(inbound.ran, "calls went through run(), not call()").toBeGreaterThanOrEqual(21);
+  });
+
+  it("calls made in one run go out in script runs of at most CALLS_PER_RUN calls", async () => {
+    const make = (): RedisTransport =>
+      redisTransport({ url: REDIS_URL })({
+        cluster: `${cluster}-burst`,
+        log: captureLog().log,
+        maxPayloadBytes: 1 << 20,
+      }) as RedisTransport;
+    const server = make();
+    const client = make();
+    open.push(server, client);
+    const { endpoint } = await server.serve(ConformanceDescriptor, "burst", new TestInbound());
+    const list = rpcKey(parseEndpoint(endpoint));
+    expect((await client.call(endpoint, envelope("echo", { n: 0 }), within(5000))).kind).toBe("reply");
+
+    const runs: number[] = [];
+    const monitor = await watch((name, args) => {
+      // EVALSHA sha 2 list alive instance frame...
+      if (name === "evalsha" && args[2] === list) runs.push(args.length - 5);
+    });
+    const n = 2 * CALLS_PER_RUN + 5;
+    try {
+      const calls = Array.from({ length: n }, (_, i) =>
+        client.call(endpoint, envelope("echo", { n: i }), within(10_000)),
+      );
+      const answers = await Promise.all(calls);
+      answers.forEach((a, i) => {
+        expect(a.kind).toBe("reply");
+        expect((a.payload as { n: number }).n).toBe(i);
+      });
+      const until = Date.now() + 5000;
+      while (Date.now() < until && runs.reduce((a, b) => a + b, 0) < n) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      monitor.destroy();
+    }
+    // Before: one run of all 69 (the tick's calls moved as one group through client, Redis and server).
+    expect(runs).toEqual([CALLS_PER_RUN, CALLS_PER_RUN, 5]);
   });
 
   async function oneAfterAnother(inbound: TestInbound, instance: string): Promise<void> {

@@ -8,7 +8,7 @@
  * Request frame (one list item per call): `{corr}\n{replyChannel}\n{envelope JSON}`. Reply frame:
  * `{corr}\n{envelope JSON}` pairs, one per line (JSON text never holds a raw newline). Calls
  * made in one tick go out in one script run, and a server answers the calls of one client
- * that finish in one tick with one PUBLISH.
+ * that finish in one tick with one PUBLISH (a run carries at most `CALLS_PER_RUN` calls).
  * Frames travel as strings: ioredis writes a pipeline of strings in one piece, which is
  * measurably cheaper than its mixed-buffer path.
  *
@@ -106,8 +106,17 @@ export const OWNER_CHECK_MS = 250;
 /** Name of the take-back script command. */
 const TAKE_BACK_COMMAND = "fanRpcTakeBack";
 
-/** Most requests one script run carries (Lua's unpack has a stack limit). */
+/** Most requests one take-back script run carries (Lua's unpack has a stack limit). */
 const MAX_BATCH = 512;
+
+/**
+ * Most calls one call-script run carries: a tick's calls go out in runs of at most this many,
+ * each sent as soon as it is full. At c=64 every call of a tick in one run made the calls move
+ * as one group of 64 between the three processes (one script run, one BLMPOP, one PUBLISH per
+ * 64 calls), so client, Redis and server took turns and never ran at the same time; in runs of
+ * 32 the server handles one half while the client handles the other's replies.
+ */
+export const CALLS_PER_RUN = 32;
 
 /** Where a call goes: the version's list, or (sharded) one instance's. */
 interface Dest {
@@ -225,13 +234,17 @@ export class RedisRpcClient {
   #enqueue(dest: Dest, corr: string, frame: string, opts: SendOptions): void {
     const key = dest.list;
     let b = this.#batches.get(key);
-    if (b === undefined || b.frames.length >= MAX_BATCH) {
-      if (b !== undefined) this.#flush(key, b);
+    if (b === undefined) {
       b = { dest, frames: [], calls: [] };
       this.#batches.set(key, b);
     }
     b.frames.push(frame);
     b.calls.push({ corr, frame, opts });
+    if (b.frames.length >= CALLS_PER_RUN) {
+      // Full: sent now, so Redis and the server start on it while this tick makes more calls.
+      this.#flush(key, b);
+      return;
+    }
     if (!this.#flushing) {
       this.#flushing = true;
       process.nextTick(() => this.#flushAll());
