@@ -224,6 +224,31 @@ describe("zmq client", () => {
     http.close();
   });
 
+  it("a connection to a peer that keeps failing the handshake is closed after idleCloseMs (no retries after)", async () => {
+    let accepted = 0;
+    const http = createServer((socket) => {
+      accepted++;
+      socket.on("error", () => undefined);
+      socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+    });
+    await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
+    const client = transport({ idleCloseMs: 500 });
+    const port = (http.address() as AddressInfo).port;
+    await rejection(() => client.call(`tcp://127.0.0.1:${port}`, envelope("echo", { n: 1 }), within(5_000)));
+    // zeromq retries every ~100 ms while the connection is open; once it is closed, no more
+    // connections arrive. Before, each failed handshake's disconnect re-armed the idle timer.
+    let seen = -1;
+    await until(async () => {
+      const before = accepted;
+      await new Promise((r) => setTimeout(r, 1_000));
+      seen = accepted - before;
+      return seen === 0;
+    }, 15_000);
+    expect(seen).toBe(0);
+    await client.close();
+    http.close();
+  });
+
   it("a lost connection fails the calls in flight with UNAVAILABLE, before their deadline", async () => {
     const server = transport({ closeGraceMs: 0 });
     const inbound = new TestInbound();
@@ -309,6 +334,21 @@ describe("zmq events", () => {
     expect(got).toContain(7);
     await other.close();
     await t.close();
+  });
+
+  it("a closed transport whose hub failed to bind does not bind it on a later publish", async () => {
+    const port = (u: string): number => Number(u.slice(u.lastIndexOf(":") + 1));
+    const holder = await startEventHub();
+    const ports = { publishPort: port(holder.publish), subscribePort: port(holder.subscribe) };
+    const t = transport({ hub: ports });
+    await rejection(() => t.publish(event(1), within(500)));
+    await t.close();
+    await holder.close();
+    // A late publish (a timer during shutdown) must fail, not bind a hub nothing will close.
+    const e = await rejection(() => t.publish(event(2), within(500)));
+    expect(e.message).toContain("closed");
+    const again = await startEventHub(ports);
+    await again.close();
   });
 
   it("detects a sequence gap, counts it and logs it", async () => {

@@ -192,10 +192,14 @@ export class Connection {
   }
 
   private lost(): void {
+    const wasUp = this.up;
     this.up = false;
     this.greeting = false;
     this.down = true;
-    this.armIdleClose();
+    // Down since now if it was up; a disconnect after a failed handshake (a peer that is no zmq
+    // endpoint, every ~100 ms) keeps the timer running since the last time it was up, else the
+    // connection would never be closed and zeromq would retry that peer for as long as the App runs.
+    if (wasUp) this.armIdleClose();
     const ids = [...this.pending.keys()];
     if (ids.length === 0) return;
     setTimeout(() => {

@@ -53,6 +53,8 @@ export class ZmqTransport implements Transport {
   private bus: Promise<EventBus> | undefined;
   private busNow: EventBus | undefined;
   private hub: EventHub | undefined;
+  /** Set by close(): a later publish or subscribe must not start (and leave bound) a new hub. */
+  private closed = false;
 
   constructor(
     private readonly opts: ZmqTransportOptions,
@@ -128,6 +130,7 @@ export class ZmqTransport implements Transport {
    */
   private events(): Promise<EventBus> {
     if (this.bus !== undefined) return this.bus;
+    if (this.closed) return Promise.reject(new FanError(Code.UNAVAILABLE, "zmq transport closed"));
     const bus = this.startBus();
     this.bus = bus;
     bus.catch(() => {
@@ -167,6 +170,7 @@ export class ZmqTransport implements Transport {
 
   /** Closes sockets (linger 0); in-flight requests get `closeGraceMs`. */
   async close(): Promise<void> {
+    this.closed = true;
     this.client.close();
     await this.server.close(this.opts.closeGraceMs ?? 1000);
     const bus = await this.bus?.catch(() => undefined);
