@@ -150,7 +150,7 @@ export class Connection {
     this.greeting = false;
     if (this.up) return;
     this.down = true;
-    const why = `the ZMTP handshake failed (${detail}): is it a zmq endpoint?`;
+    const why = `the ZMTP handshake failed (${detail}): the peer stopped mid-handshake, or is not a zmq endpoint`;
     // zeromq retries every ~100 ms: one warning until a handshake succeeds, not one per retry.
     if (!this.warnedHandshake) this.log.warn({ endpoint: this.endpoint }, `zmq ${this.endpoint}: ${why}`);
     this.warnedHandshake = true;
