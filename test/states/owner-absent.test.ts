@@ -5,28 +5,13 @@
  * away — no warn line and no `onStatus` call per heartbeat period — and it goes live again,
  * with one more warn line at the next absence, when an owner returns.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { shortId } from "../../src/runtime/ids.js";
-import { type EventHub, startEventHub } from "../../src/runtime/transports/zmq/index.js";
-import { AMQP_URL } from "../transports/amqp-broker.js";
-import { NATS_URL, deleteStreams } from "../transports/nats-server.js";
-import { REDIS_URL, deleteKeys } from "../transports/redis-server.js";
-import { Node, type Report, until } from "./processes.js";
+import { deleteStreams } from "../transports/nats-server.js";
+import { deleteKeys } from "../transports/redis-server.js";
+import { brokerCases, Node, type Report, type TransportCase, until } from "./processes.js";
 
-let hub: EventHub;
-beforeAll(async () => {
-  hub = await startEventHub();
-});
-afterAll(async () => {
-  await hub.close();
-});
-
-const CASES: readonly { name: string; transports: () => object }[] = [
-  { name: "redis", transports: () => ({ redis: { url: REDIS_URL } }) },
-  { name: "amqp", transports: () => ({ amqp: { url: AMQP_URL } }) },
-  { name: "nats", transports: () => ({ nats: { url: NATS_URL } }) },
-  { name: "zmq", transports: () => ({ zmq: { events: { publish: hub.publish, subscribe: hub.subscribe } } }) },
-];
+const CASES: readonly TransportCase[] = brokerCases();
 
 const nodes: Node[] = [];
 afterEach(async () => {

@@ -5,6 +5,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll } from "vitest";
+import { type EventHub, startEventHub } from "../../src/runtime/transports/zmq/index.js";
+import { AMQP_URL } from "../transports/amqp-broker.js";
+import { NATS_URL } from "../transports/nats-server.js";
+import { REDIS_URL } from "../transports/redis-server.js";
 
 // Node itself with tsx's loader (not the tsx CLI, whose child would outlive a SIGKILL of it).
 const tsx = fileURLToPath(new URL("../../node_modules/tsx/dist/loader.mjs", import.meta.url));
@@ -128,4 +133,34 @@ export async function until<T>(what: string, get: () => Promise<T>, cond: (v: T)
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** One transport setup the state suites run over: the `transports` option of the processes' Apps. */
+export interface TransportCase {
+  readonly name: string;
+  readonly transports: () => object;
+}
+
+/**
+ * The broker transports the state suites run over (redis, amqp, nats, zmq): starts a zmq event
+ * hub for the file (beforeAll) and closes it after (afterAll), so call it at a file's top level.
+ */
+export function brokerCases(): TransportCase[] {
+  let hub: EventHub | undefined;
+  beforeAll(async () => {
+    hub = await startEventHub();
+  });
+  afterAll(async () => {
+    await hub?.close();
+  });
+  const events = () => {
+    if (hub === undefined) throw new Error("the zmq hub starts in beforeAll");
+    return { publish: hub.publish, subscribe: hub.subscribe };
+  };
+  return [
+    { name: "redis", transports: () => ({ redis: { url: REDIS_URL } }) },
+    { name: "amqp", transports: () => ({ amqp: { url: AMQP_URL } }) },
+    { name: "nats", transports: () => ({ nats: { url: NATS_URL } }) },
+    { name: "zmq", transports: () => ({ zmq: { events: events() } }) },
+  ];
 }

@@ -7,26 +7,13 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/runtime/app/app.js";
 import { shortId } from "../../src/runtime/ids.js";
-import { type EventHub, startEventHub } from "../../src/runtime/transports/zmq/index.js";
-import { AMQP_URL } from "../transports/amqp-broker.js";
-import { NATS_URL, deleteStreams } from "../transports/nats-server.js";
+import { deleteStreams } from "../transports/nats-server.js";
 import { REDIS_URL, deleteKeys } from "../transports/redis-server.js";
 import { Board, HttpBoard } from "./fixtures/generated/fan/replica.js";
-import { Node, type Report, until } from "./processes.js";
+import { brokerCases, Node, type Report, type TransportCase, until } from "./processes.js";
 
-let hub: EventHub;
-beforeAll(async () => {
-  hub = await startEventHub();
-});
-afterAll(async () => {
-  await hub.close();
-});
-
-const CASES: readonly { name: string; transports: () => object }[] = [
-  { name: "redis", transports: () => ({ redis: { url: REDIS_URL } }) },
-  { name: "amqp", transports: () => ({ amqp: { url: AMQP_URL } }) },
-  { name: "nats", transports: () => ({ nats: { url: NATS_URL } }) },
-  { name: "zmq", transports: () => ({ zmq: { events: { publish: hub.publish, subscribe: hub.subscribe } } }) },
+const CASES: readonly TransportCase[] = [
+  ...brokerCases(),
   // Snapshots over http (the first transport), updates relayed through redis.
   { name: "http", transports: () => ({ http: {}, redis: { url: REDIS_URL } }) },
 ];

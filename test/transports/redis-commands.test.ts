@@ -24,6 +24,15 @@ const url = new URL(REDIS_URL);
 const up = await reachable(url.hostname, Number(url.port || 6379));
 const cluster = `cmds-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
 
+/** A redis transport of `clusterName` (a server or a client of the tests below). */
+function transportIn(clusterName: string): RedisTransport {
+  return redisTransport({ url: REDIS_URL })({
+    cluster: clusterName,
+    log: captureLog().log,
+    maxPayloadBytes: 1 << 20,
+  }) as RedisTransport;
+}
+
 describeWithBroker(
   up,
   "Redis",
@@ -46,14 +55,8 @@ describeWithBroker(
   });
 
   it("calls made in one run go out in script runs of at most CALLS_PER_RUN calls", async () => {
-    const make = (): RedisTransport =>
-      redisTransport({ url: REDIS_URL })({
-        cluster: `${cluster}-burst`,
-        log: captureLog().log,
-        maxPayloadBytes: 1 << 20,
-      }) as RedisTransport;
-    const server = make();
-    const client = make();
+    const server = transportIn(`${cluster}-burst`);
+    const client = transportIn(`${cluster}-burst`);
     open.push(server, client);
     const { endpoint } = await server.serve(ConformanceDescriptor, "burst", new TestInbound());
     const list = rpcKey(parseEndpoint(endpoint));
@@ -85,14 +88,8 @@ describeWithBroker(
   });
 
   async function oneAfterAnother(inbound: TestInbound, instance: string): Promise<void> {
-    const make = (): RedisTransport =>
-      redisTransport({ url: REDIS_URL })({
-        cluster: `${cluster}-${instance}`,
-        log: captureLog().log,
-        maxPayloadBytes: 1 << 20,
-      }) as RedisTransport;
-    const server = make();
-    const client = make();
+    const server = transportIn(`${cluster}-${instance}`);
+    const client = transportIn(`${cluster}-${instance}`);
     open.push(server, client);
     const { endpoint } = await server.serve(ConformanceDescriptor, instance, inbound);
     const list = rpcKey(parseEndpoint(endpoint));
