@@ -3,7 +3,7 @@
  * peers, and the PUB/SUB event path (sequence gaps, failing handlers, unsubscribe, a hub
  * hosted by a transport).
  */
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isNotDelivered } from "../../src/runtime/transports/not-delivered.js";
@@ -197,6 +197,44 @@ describe("zmq client", () => {
     );
     await client.close();
     silent.close();
+  });
+
+  it("after a drop, a call made between the TCP reconnect and the handshake waits for the handshake instead of failing", async () => {
+    const server = transport();
+    const served = await server.serve(ConformanceDescriptor, "regreet", new TestInbound());
+    const target = Number(served.endpoint.slice(served.endpoint.lastIndexOf(":") + 1));
+    // A TCP relay in front of the server: the first connection passes at once, a later one only
+    // after 400 ms (the window between the TCP reconnect and the ZMTP handshake, made long).
+    let accepted = 0;
+    const sockets = new Set<import("node:net").Socket>();
+    const relay = createServer((inSock) => {
+      accepted++;
+      sockets.add(inSock);
+      inSock.on("error", () => undefined);
+      inSock.pause();
+      const pipe = () => {
+        const out = connect(target, "127.0.0.1", () => {
+          inSock.pipe(out).pipe(inSock);
+          inSock.resume();
+        });
+        out.on("error", () => inSock.destroy());
+        inSock.on("close", () => out.destroy());
+      };
+      if (accepted === 1) pipe();
+      else setTimeout(pipe, 400);
+    });
+    await new Promise<void>((r) => relay.listen(0, "127.0.0.1", r));
+    const endpoint = `tcp://127.0.0.1:${(relay.address() as AddressInfo).port}`;
+    const client = transport({ sendTimeoutMs: 5000 });
+    expect((await client.call(endpoint, envelope("echo", { n: 1 }), within(5000))).kind).toBe("reply");
+    for (const s of sockets) s.destroy(); // the drop
+    await until(() => accepted >= 2); // zeromq reconnected (TCP); the greeting waits in the relay
+    const reply = await client.call(endpoint, envelope("echo", { n: 2 }), within(5000));
+    expect(reply.kind).toBe("reply");
+    expect((reply.payload as { n: number }).n).toBe(2);
+    await client.close();
+    await server.close();
+    relay.close();
   });
 
   it("a peer that answers the greeting with something else (an HTTP server) fails the call at once, naming the endpoint", async () => {

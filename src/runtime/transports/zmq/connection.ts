@@ -115,7 +115,10 @@ export class Connection {
     // Up once the ZMTP handshake succeeds, not at the TCP connect: until then zeromq holds what
     // is sent, so a peer that accepts TCP and never greets would hold requests silently.
     this.dealer.events.on("connect", () => {
+      // Reconnected (TCP): no longer known down; what is sent until the handshake is held, as on
+      // a new connection, rather than failed as "connection is down".
       this.greeting = true;
+      this.down = false;
     });
     this.dealer.events.on("handshake", () => this.connected());
     this.dealer.events.on("handshake:error:protocol", (e) => this.badHandshake(e.error.message));
