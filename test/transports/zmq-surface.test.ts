@@ -32,6 +32,16 @@ function transport(opts: Parameters<typeof zmqTransport>[0] = {}, log: CapturedL
   }) as ZmqTransport;
 }
 
+/** The port of a `tcp://host:port` endpoint. */
+function portOf(endpoint: string): number {
+  return Number(endpoint.slice(endpoint.lastIndexOf(":") + 1));
+}
+
+/** A running hub's ports, as a hub that should bind the same ones takes them. */
+function hubPorts(hub: EventHub): { publishPort: number; subscribePort: number } {
+  return { publishPort: portOf(hub.publish), subscribePort: portOf(hub.subscribe) };
+}
+
 function callBody(id: string, payload: unknown): string {
   return JSON.stringify({ v: 1, id, kind: "call", service: C, method: "echo", headers: {}, payload });
 }
@@ -202,7 +212,7 @@ describe("zmq client", () => {
   it("after a drop, a call made between the TCP reconnect and the handshake waits for the handshake instead of failing", async () => {
     const server = transport();
     const served = await server.serve(ConformanceDescriptor, "regreet", new TestInbound());
-    const target = Number(served.endpoint.slice(served.endpoint.lastIndexOf(":") + 1));
+    const target = portOf(served.endpoint);
     // A TCP relay in front of the server: the first connection passes at once, a later one only
     // after 400 ms (the window between the TCP reconnect and the ZMTP handshake, made long).
     let accepted = 0;
@@ -334,20 +344,18 @@ describe("zmq events", () => {
   });
 
   it("a hub whose port is taken (a second process's hub) fails naming the port and the variables to set", async () => {
-    const port = (u: string): number => Number(u.slice(u.lastIndexOf(":") + 1));
     // The same ports as the running hub, as a second instance of a `fanc new` zmq service binds 5571/5572.
-    const t = transport({ hub: { publishPort: port(hub.publish), subscribePort: port(hub.subscribe) } });
+    const t = transport({ hub: hubPorts(hub) });
     const e = await rejection(() => t.publish(event(1), within(500)));
     expect(e.code).toBe("FAILED_PRECONDITION");
-    expect(e.message).toContain(`cannot bind tcp://127.0.0.1:${port(hub.publish)}: the port is in use`);
+    expect(e.message).toContain(`cannot bind tcp://127.0.0.1:${portOf(hub.publish)}: the port is in use`);
     expect(e.message).toContain("set FAN_ZMQ_EVENTS_PUBLISH and FAN_ZMQ_EVENTS_SUBSCRIBE");
     await t.close();
   });
 
   it("a hub that could not bind binds on the next use once its ports are free (the failure is not kept)", async () => {
-    const port = (u: string): number => Number(u.slice(u.lastIndexOf(":") + 1));
     const holder = await startEventHub();
-    const ports = { publishPort: port(holder.publish), subscribePort: port(holder.subscribe) };
+    const ports = hubPorts(holder);
     const t = transport({ hub: ports });
     const e = await rejection(() => t.publish(event(1), within(500)));
     expect(e.message).toContain(`cannot bind tcp://127.0.0.1:${ports.publishPort}: the port is in use`);
@@ -375,9 +383,8 @@ describe("zmq events", () => {
   });
 
   it("a closed transport whose hub failed to bind does not bind it on a later publish", async () => {
-    const port = (u: string): number => Number(u.slice(u.lastIndexOf(":") + 1));
     const holder = await startEventHub();
-    const ports = { publishPort: port(holder.publish), subscribePort: port(holder.subscribe) };
+    const ports = hubPorts(holder);
     const t = transport({ hub: ports });
     await rejection(() => t.publish(event(1), within(500)));
     await t.close();

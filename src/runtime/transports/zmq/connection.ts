@@ -8,8 +8,8 @@
  * - connecting (no ZMTP handshake yet): requests are held here, not handed to the socket, until
  *   the handshake succeeds (then sent) or `sendTimeoutMs` passes; a peer that accepts TCP and
  *   never greets is named as such, one whose greeting fails ends them at once;
- * - down (the connection dropped, or a connect attempt was refused): requests fail UNAVAILABLE
- *   at once, until zeromq's reconnect succeeds, and `reachable` says so for callers to skip the
+ * - down (the connection dropped, a connect attempt was refused, or the handshake failed):
+ *   requests fail UNAVAILABLE at once, until zeromq reconnects (then they are held again), and `reachable` says so for callers to skip the
  *   endpoint. Held and refused requests never reached the socket: they are marked not
  *   delivered (`not-delivered.ts`), so the client may send them to another instance;
  * - requests in flight when it drops fail UNAVAILABLE (after a moment, for replies that
@@ -91,7 +91,7 @@ export class Connection {
   /** TCP connected, ZMTP handshake not done yet (a peer that accepts but is no zmq endpoint stays here). */
   private greeting = false;
   private warnedHandshake = false;
-  /** Known down: dropped or refused, and not reconnected since. */
+  /** Known down: dropped, refused or a failed handshake, and not reconnected (TCP) since. */
   private down = false;
   private closed = false;
   private idleTimer: NodeJS.Timeout | undefined;
