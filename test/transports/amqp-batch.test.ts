@@ -18,7 +18,7 @@ import { formatEndpoint, parseEndpoint, rpcQueue } from "../../src/runtime/trans
 import { isNotDelivered } from "../../src/runtime/transports/not-delivered.js";
 import { errorEnvelope } from "../../src/runtime/transports/replies.js";
 import type { Envelope, Inbound, Transport } from "../../src/runtime/transports/transport.js";
-import { AMQP_URL, describeWithBroker, queueDepth, reachable, suiteTransports } from "./amqp-broker.js";
+import { AMQP_URL, describeWithBroker, queueDepth, reachable, suiteTransports, withChannel } from "./amqp-broker.js";
 import { envelope, rejection, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
@@ -43,6 +43,7 @@ interface Taken {
   readonly seqs: number[];
   readonly redelivered: boolean;
   readonly expiration: string | undefined;
+  readonly replyTo: string | undefined;
 }
 
 describeWithBroker(
@@ -107,7 +108,12 @@ describeWithBroker(
             bodies.push(b);
           },
         });
-      taken.push({ seqs, redelivered: m.fields.redelivered, expiration: m.properties.expiration });
+      taken.push({
+        seqs,
+        redelivered: m.fields.redelivered,
+        expiration: m.properties.expiration,
+        replyTo: m.properties.replyTo as string | undefined,
+      });
       const props = { correlationId: m.properties.correlationId };
       if (how === "old") {
         let err: FanError;
@@ -187,6 +193,26 @@ describeWithBroker(
       Array.from({ length: 40 }, (_, n) => client.call(v.endpoint, envelope("echo", { n }), within(5000))),
     );
     expect(raw.taken.slice(3).map((t) => t.seqs.length)).toEqual([32, 8]);
+    await raw.stop();
+  });
+
+  it("replies come to a queue of the client's own (not direct reply-to), which goes when the client closes", async () => {
+    const v = version("2.0.9");
+    const raw = await rawServer(v.queue);
+    const own = make();
+    expect((await own.call(v.endpoint, envelope("echo", { n: 7 }), within(5000))).payload).toMatchObject({ n: 7 });
+    const replyTo = raw.taken[0]?.replyTo ?? "";
+    // Named under the cluster's prefix (RabbitMQ permissions on `fan.` cover it), not amq.rabbitmq.reply-to.
+    expect(replyTo).toMatch(new RegExp(`^fan\\.${cluster}\\.replies\\.[0-9a-f]{12}\\.1$`));
+    // Another connection may not touch it while the client lives (exclusive), and it is gone after.
+    const probe = (): Promise<string> =>
+      withChannel(async (c) => {
+        await c.checkQueue(replyTo);
+        return "open to others";
+      }).catch((e: unknown) => String(e));
+    expect(await probe()).toContain("RESOURCE_LOCKED");
+    await own.close();
+    await until(async () => (await probe()).includes("NOT_FOUND"), 5000);
     await raw.stop();
   });
 

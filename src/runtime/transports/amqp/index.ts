@@ -2,7 +2,7 @@
  * The amqp transport (RabbitMQ through amqplib).
  *
  * - rpc: a request queue per service version (`fan.{cluster}.{service}.rpc.{version}`),
- *   a tick's calls to one queue as one batch frame, direct reply-to; bounded by prefetch
+ *   a tick's calls to one queue as one batch frame, replies to the client's own queue; bounded by prefetch
  *   (messages, and the calls running at once), acked after the replies.
  * - push: a durable quorum queue per service major version (`...push.v{major}`), publisher
  *   confirms, manual ack after the handler, redelivery on failure and a dead-letter queue

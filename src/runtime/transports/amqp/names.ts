@@ -63,6 +63,15 @@ export function controlExchange(cluster: string): string {
   return `fan.${cluster}.control`;
 }
 
+/**
+ * The reply queue of one rpc client channel (exclusive, auto-deleted): a name of its own per
+ * channel, so a channel opened while the broker still holds a lost connection's queue never
+ * collides with it.
+ */
+export function replyQueue(cluster: string, client: string, channel: number): string {
+  return `fan.${cluster}.replies.${client}.${channel}`;
+}
+
 /** Routing key of cancellations for one service version. */
 export function cancelKey(service: string, version: string): string {
   return `cancel.${service}.${version}`;

@@ -2,9 +2,11 @@
  * The calling side of amqp rpc: the calls made in one tick to one request queue (the version's,
  * or a shard owner's own queue) travel as one AMQP message (batched by the shared core,
  * batching/calls.ts), a batch frame (batch-frame.ts) whose
- * items carry this client's sequence numbers, sent with RabbitMQ's direct reply-to
- * (`amq.rabbitmq.reply-to`) and a correlation id naming the batch (`{prefix}.{batch}`). Replies
- * come back as batch frames too, matched by sequence number; a plain envelope answering a batch's
+ * items carry this client's sequence numbers, sent with the client channel's own reply queue
+ * (exclusive, auto-deleted: `replyQueue`) and a correlation id naming the batch
+ * (`{prefix}.{batch}`). Not RabbitMQ's direct reply-to: on RabbitMQ 3.10 a round trip through
+ * it took ~30 µs longer than through a queue (docs/decisions.md). Replies come back as batch
+ * frames too, matched by sequence number; a plain envelope answering a batch's
  * correlation id (a server that could not read the frame) settles all of its calls. A lone call
  * is sent in the tick it was made (no waiting for company). The frame's `expiration` is the
  * latest deadline of its calls (each call's own deadline travels in its envelope and is checked
@@ -24,9 +26,8 @@ import { type CallBatch, CallBatcher, type PendingCall, release, withDeadline } 
 import { notDelivered } from "../not-delivered.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import type { AmqpConnection, ManagedChannel } from "./connection.js";
-import { type AmqpAddress, callQueue, cancelKey, controlExchange, parseEndpoint } from "./names.js";
+import { type AmqpAddress, callQueue, cancelKey, controlExchange, parseEndpoint, replyQueue } from "./names.js";
 
-const REPLY_TO = "amq.rabbitmq.reply-to";
 const NACK_PAUSE_MS = 100;
 
 type Batch = CallBatch<AmqpAddress, Channel>;
@@ -35,7 +36,11 @@ type Pending = PendingCall<AmqpAddress, Channel>;
 /** Sends calls and matches replies by sequence number (frames) or correlation id (a batch's). */
 export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
   readonly #ch: ManagedChannel;
-  readonly #prefixDot = `${randomBytes(6).toString("hex")}.`;
+  readonly #prefix = randomBytes(6).toString("hex");
+  readonly #prefixDot = `${this.#prefix}.`;
+  /** Each channel's reply queue (a frame names the queue of the channel it is sent on). */
+  readonly #replyTo = new WeakMap<Channel, string>();
+  #channels = 0;
   /**
    * Channels taken out of use after a nack, with how many calls sent on them still wait on them
    * (settled or taken back by a later nack, they leave); closed when none is left.
@@ -62,7 +67,15 @@ export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
 
   async #setup(ch: Channel): Promise<void> {
     await ch.assertExchange(controlExchange(this.cluster), "direct", { durable: true });
-    await ch.consume(REPLY_TO, (msg) => this.#onReply(msg), { noAck: true });
+    const q = replyQueue(this.cluster, this.#prefix, ++this.#channels);
+    await ch.assertQueue(q, {
+      exclusive: true,
+      autoDelete: true,
+      durable: false,
+      arguments: { "x-queue-type": "classic" },
+    });
+    await ch.consume(q, (msg) => this.#onReply(msg), { noAck: true });
+    this.#replyTo.set(ch, q);
   }
 
   /** While the channel is not ready: the error a call waiting for it gets at its deadline. */
@@ -104,10 +117,12 @@ export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
   /** Publishes a frame (mandatory: a frame no queue takes comes back, `#onReturn`). */
   protected send(b: Batch, text: string, latest: number): Channel {
     const ch = this.#ch.ready;
-    if (ch === undefined) throw new FanError(Code.UNAVAILABLE, "amqp channel lost before the call was sent");
+    const replyTo = ch === undefined ? undefined : this.#replyTo.get(ch);
+    if (ch === undefined || replyTo === undefined)
+      throw new FanError(Code.UNAVAILABLE, "amqp channel lost before the call was sent");
     const props = {
       correlationId: `${this.#prefixDot}${b.id}`,
-      replyTo: REPLY_TO,
+      replyTo,
       mandatory: true,
       contentType: "application/json",
       ...(Number.isFinite(latest) ? { expiration: String(Math.max(1, Math.ceil(latest - Date.now()))) } : {}),
@@ -161,7 +176,7 @@ export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
    * so its calls still open are framed and sent again on a fresh channel. A channel whose first
    * publish to a quorum queue came while the queue had no leader keeps nacking (RabbitMQ 3.10),
    * hence the new channel. The old one is retired, not closed: the other frames sent on it are
-   * being served and their replies come to its direct reply-to consumer; it is closed once none
+   * being served and their replies come to its reply queue's consumer; it is closed once none
    * is pending.
    */
   #nacked(ch: Channel, b: Batch): void {
