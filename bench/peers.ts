@@ -80,6 +80,17 @@ const log = (line: string): void => console.log(`peers +${Math.round((Date.now()
 /** What the run measured under, for the table's header and peers.json. */
 export const meta: Record<string, unknown> = {};
 
+/**
+ * The results file: `peers` for a full run on Node 20, with `-{only}` for a partial run,
+ * `-before` when PEERS_BEFORE adds an older checkout and `-node{major}` on another Node
+ * (`peers-redis-before-node24.json`), so a partial or side-by-side run never replaces the full one.
+ */
+export function resultName(): string {
+  const major = Number(process.versions.node.split(".")[0]);
+  const part = only === undefined ? "" : `-${only.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "")}`;
+  return `peers${part}${before === undefined ? "" : "-before"}${major === 20 ? "" : `-node${major}`}`;
+}
+
 function reachable(hostPort: string): Promise<boolean> {
   const u = new URL(hostPort.includes("://") ? hostPort : `tcp://${hostPort}`);
   return new Promise((resolve) => {

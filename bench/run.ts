@@ -2,7 +2,9 @@
  * `npm run bench -- NAME [NAME...] [--flag...]`: runs `bench/NAME.ts`, prints its table and
  * writes `bench/results/NAME.json`. With no name, lists the benchmarks. Arguments starting
  * with `--` are left for the benchmarks to read (`peers --quick`). A benchmark may export
- * `meta` (what it ran under: load, Node version, command), written into the JSON beside the rows.
+ * `meta` (what it ran under: load, Node version, command), written into the JSON beside the rows,
+ * and `resultName()`, the file name to write instead of NAME (a partial run of `peers` must not
+ * replace the full run's file).
  */
 import { readdirSync } from "node:fs";
 import { printTable, writeResults, type BenchRow } from "./lib.js";
@@ -27,9 +29,11 @@ for (const name of names) {
   const mod = (await import(new URL(`./${name}.ts`, here).href)) as {
     default: () => Promise<BenchRow[]>;
     meta?: Record<string, unknown>;
+    resultName?: () => string;
   };
   const rows = await mod.default();
-  printTable(name, rows);
-  console.log(`wrote ${writeResults(name, rows, undefined, mod.meta)}`);
+  const file = mod.resultName?.() ?? name;
+  printTable(file, rows);
+  console.log(`wrote ${writeResults(file, rows, undefined, mod.meta)}`);
 }
 process.exit(0);
