@@ -8,6 +8,8 @@
  * leaves, a broken frame is answered or logged while the server keeps serving, and a server
  * that cannot read frames (an older fan) fails the calls loudly.
  */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import amqplib from "amqplib";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { decodeEnvelope, encodeEnvelopeText } from "../../src/runtime/codec/wire.js";
@@ -216,6 +218,66 @@ describeWithBroker(
     await raw.stop();
   });
 
+  it("a client whose user may not declare its reply queue gets the broker's refusal, not a bare deadline", async () => {
+    const ctl = (...args: string[]) => promisify(execFile)("rabbitmqctl", ["-q", ...args], { timeout: 30_000 });
+    const user = `${cluster}-narrow`;
+    await ctl("add_user", user, "pw");
+    try {
+      // Enough for the client before its reply queue: it declares the control exchange only.
+      await ctl("set_permissions", "-p", "/", user, `^fan\\.${cluster}\\.control$`, ".*", ".*");
+      const u = new URL(AMQP_URL);
+      u.username = user;
+      u.password = "pw";
+      const narrow = make(captureLog(), { url: u.toString() });
+      const e = await rejection(() => narrow.call(version("2.0.12").endpoint, envelope("echo", {}), within(1500)));
+      expect(e.code).toBe(Code.UNAVAILABLE);
+      expect(e.message).toMatch(/rpc-client channel setup failed.*ACCESS_REFUSED.*replies/);
+      await narrow.close();
+    } finally {
+      await ctl("delete_user", user);
+    }
+  });
+
+  it("a reply queue deleted under the client (an operator, rabbitmqctl delete_queue) fails the calls waiting on it at once, and the next calls get a new one", async () => {
+    const v = version("2.0.10");
+    const raw = await rawServer(v.queue);
+    const own = make();
+    expect((await own.call(v.endpoint, envelope("echo", { n: 1 }), within(5000))).payload).toMatchObject({ n: 1 });
+    const first = raw.taken[0]?.replyTo ?? "";
+    // A call whose frame nobody answers (a server still running it) when the queue goes.
+    const silent = version("2.0.11");
+    const sch = await conn.createChannel();
+    sch.on("error", () => undefined);
+    await sch.assertQueue(silent.queue, { durable: true, arguments: { "x-expires": 300_000 } });
+    let heard = 0;
+    await sch.consume(silent.queue, () => heard++, { noAck: true });
+    const t0 = Date.now();
+    const waiting = own.call(silent.endpoint, envelope("echo", { n: 2 }), within(8000)).then(
+      () => "answered",
+      (e: unknown) => e as FanError,
+    );
+    await until(() => heard === 1, 3000);
+    // Only the owning connection may delete an exclusive queue (rabbitmqctl may too).
+    const owner = await (own.connection.model as amqplib.ChannelModel).createChannel();
+    await owner.deleteQueue(first);
+    await owner.close();
+    const lost = await waiting;
+    expect(lost).toBeInstanceOf(FanError);
+    expect((lost as FanError).code).toBe(Code.UNAVAILABLE);
+    expect(Date.now() - t0).toBeLessThan(4000);
+    // Later calls are answered again, through a reply queue of a new channel.
+    await until(
+      () =>
+        own.call(v.endpoint, envelope("echo", { n: 3 }), within(1000)).then(
+          () => true,
+          () => false,
+        ),
+      6000,
+    );
+    expect(raw.taken.at(-1)?.replyTo).not.toBe(first);
+    await sch.close().catch(() => undefined);
+    await raw.stop();
+  });
   it("a fan server answers one frame's calls with one reply message, and acks the frame once all are answered", async () => {
     const r = await replies();
     const calls = Array.from({ length: 12 }, (_, n) =>

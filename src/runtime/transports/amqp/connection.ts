@@ -273,6 +273,8 @@ export class ManagedChannel {
   /** The channel every current setup finished on (see `ready`). */
   #setUp: Channel | undefined = undefined;
   #failures = 0;
+  /** Why the last setup failed (a 403 on a declaration, say), until a channel is set up. */
+  #setupError: string | undefined;
   readonly #setups: Setup[] = [];
   readonly #ran = new WeakMap<Channel, Set<Setup>>();
   readonly #listeners = new Set<ChannelListeners>();
@@ -345,6 +347,11 @@ export class ManagedChannel {
 
   #late(): FanError {
     const down = this.conn.down;
+    if (down === undefined && this.#setupError !== undefined)
+      return new FanError(
+        Code.UNAVAILABLE,
+        `amqp ${this.name} channel setup failed until the deadline (${this.conn.where}): ${this.#setupError}`,
+      );
     return down === undefined
       ? new FanError(
           Code.DEADLINE_EXCEEDED,
@@ -390,6 +397,7 @@ export class ManagedChannel {
       return;
     }
     this.#failures = 0;
+    this.#setupError = undefined;
     this.#ch = ch;
     this.#setUp = ch;
     this.#waiters.wake();
@@ -405,6 +413,7 @@ export class ManagedChannel {
 
   #failed(model: ChannelModel, ch: Channel | undefined, e: unknown): void {
     this.log.error({ channel: this.name, err: (e as Error).message }, "amqp channel setup failed; retrying");
+    if (this.conn.model === model) this.#setupError = (e as Error).message;
     ch?.close().catch(() => undefined);
     const delay = backoff(this.#failures++, this.conn.opts.minDelayMs, this.conn.opts.maxDelayMs);
     setTimeout(() => {
@@ -447,6 +456,7 @@ export class ManagedChannel {
 
   /** The connection was lost: every channel on it is gone. */
   lost(): void {
+    this.#setupError = undefined;
     const ch = this.#ch;
     if (ch === undefined) return;
     this.#ch = undefined;

@@ -74,7 +74,7 @@ export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
       durable: false,
       arguments: { "x-queue-type": "classic" },
     });
-    await ch.consume(q, (msg) => this.#onReply(msg), { noAck: true });
+    await ch.consume(q, (msg) => this.#onReply(ch, msg), { noAck: true });
     this.#replyTo.set(ch, q);
   }
 
@@ -237,8 +237,16 @@ export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
     return this.batch(Number(corr.slice(this.#prefixDot.length)));
   }
 
-  #onReply(msg: ConsumeMessage | null): void {
-    if (msg === null) return;
+  #onReply(ch: Channel, msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      // The broker cancelled the consumer: the reply queue was deleted (an operator, `rabbitmqctl
+      // delete_queue`). Replies to the calls sent on this channel would be dropped, and the next
+      // frames would name the same queue: closing the channel fails those calls (`#onLost`) and
+      // the managed channel reopens with a reply queue of its own.
+      this.log.warn("amqp reply queue's consumer cancelled by the broker; reopening the rpc channel");
+      ch.close().catch(() => undefined);
+      return;
+    }
     const data = msg.content;
     if (isBatch(data)) {
       if (!this.readFrame(data)) this.log.warn({ bytes: data.length }, "malformed amqp reply frame");
