@@ -3,7 +3,8 @@
  * `npm run bench -- transports-brokers`): closed-loop rpc at concurrency 1 and 64 through
  * `transportRows`, beside the raw bound of each broker measured in the same run:
  *
- * - amqp: amqplib publish → consume → direct reply-to, the broker path the transport takes;
+ * - amqp: amqplib publish → consume → reply to the client's exclusive queue, the broker path
+ *   the transport takes (direct reply-to before 2026-12-05 session 16, in both);
  * - redis: an rpc written by hand with ioredis (LPUSH → RPOP/BRPOP → PUBLISH), the path the
  *   transport takes; one auto-pipelined ioredis command (PING) is shown too, for scale.
  *
@@ -39,12 +40,12 @@ const AMQP_URL = process.env.FAN_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672"
 const REDIS_URL = process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379";
 
 /**
- * amqplib publish → consume → reply round trip: a consumer on a request queue answering through
- * RabbitMQ's direct reply-to, a client matching replies by correlation id (JSON both ways,
+ * amqplib publish → consume → reply round trip: a consumer on a request queue answering to the
+ * client's exclusive reply queue, a client matching replies by correlation id (JSON both ways,
  * Nagle off) — the same broker path the amqp transport takes, with nothing else.
  */
 export const rawAmqp: RawBound = {
-  label: "amqplib publish → consume → direct reply-to",
+  label: "amqplib publish → consume → reply queue",
   async start() {
     const conn = await amqplib.connect(AMQP_URL, { noDelay: true });
     const queue = `fan.bench-raw-${process.pid}.rpc`;
@@ -59,8 +60,9 @@ export const rawAmqp: RawBound = {
     });
     const client = await conn.createChannel();
     const pending = new Map<string, (v: unknown) => void>();
+    const replyTo = (await client.assertQueue("", { exclusive: true, autoDelete: true })).queue;
     await client.consume(
-      "amq.rabbitmq.reply-to",
+      replyTo,
       (m) => {
         if (m !== null) pending.get(m.properties.correlationId as string)?.(JSON.parse(m.content.toString("utf8")));
       },
@@ -76,7 +78,7 @@ export const rawAmqp: RawBound = {
             pending.delete(id);
             resolve(v);
           });
-          client.publish("", queue, Buffer.from(body), { correlationId: id, replyTo: "amq.rabbitmq.reply-to" });
+          client.publish("", queue, Buffer.from(body), { correlationId: id, replyTo });
         }),
       close: async () => {
         await conn.close();
