@@ -12,6 +12,7 @@ import type { AppOptions } from "./app.js";
 import { Code, FanError } from "../errors.js";
 import type { HookName, ServedInstance } from "../call/served.js";
 import { TaskRunner, parseInterval, tasksOf, type TaskContext, type TaskSpec } from "./tasks.js";
+import { untilAborted } from "../transports/abort.js";
 
 type State = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";
 
@@ -95,16 +96,19 @@ export class Lifecycle {
 
   async #start(): Promise<void> {
     const cancelled = (): void => this.#stopping.signal.throwIfAborted();
-    await this.#infra.open();
+    // What waits on brokers and discovery (a transport's connection, up to its connectTimeoutMs)
+    // ends at a stop: the start rejects and its teardown closes what the wait was for.
+    const orStop = <T>(p: Promise<T>): Promise<T> => untilAborted(p, this.#stopping.signal);
+    await orStop(this.#infra.open());
     this.#sortByDependencies();
-    await this.#loadConfigs();
+    await orStop(this.#loadConfigs());
     await this.#waitForDependencies();
     cancelled();
     await this.#hooks("preStart", (s) => this.#preStarted.add(s));
     for (const s of this.#served) {
       cancelled();
       await s.hook("start");
-      await s.bind();
+      await orStop(s.bind());
     }
     cancelled();
     await this.#hooks("postStart");

@@ -20,6 +20,7 @@ import { Code, FanError } from "../errors.js";
 import { redactSecrets } from "../telemetry/logging.js";
 import type { Counters } from "../telemetry/stats.js";
 import type { CallTelemetry } from "../telemetry/calls.js";
+import { untilAborted } from "../transports/abort.js";
 import type { Served, Transport, Unsubscribe } from "../transports/transport.js";
 import {
   SHARD_SNAPSHOT_METHOD,
@@ -266,10 +267,14 @@ export class ServedInstance {
 
   async #doBind(): Promise<void> {
     const endpoints: Partial<Record<TransportName, string>> = {};
+    // A transport waits for its broker up to its connectTimeoutMs: a stop ends the wait (the
+    // App closes the transport, which ends the serve it left behind), so unbind, which waits
+    // for this bind, does not wait it out.
+    const orStop = <T>(p: Promise<T>): Promise<T> => untilAborted(p, this.#host.stopping);
     for (const name of this.#transports) {
-      const served = await this.#host
-        .transport(name)
-        .serve(this.#servedAs, this.instanceId, this.#dispatcher.via(name));
+      const served = await orStop(
+        this.#host.transport(name).serve(this.#servedAs, this.instanceId, this.#dispatcher.via(name)),
+      );
       this.#bindings.push(served);
       endpoints[name] = served.endpoint;
     }
@@ -289,7 +294,7 @@ export class ServedInstance {
         broadcast: event.broadcast,
       };
       const via = this.#host.eventTransport(source);
-      this.#subs.push(await via.subscribe(sub, (env) => this.#dispatcher.event(env, via.name)));
+      this.#subs.push(await orStop(via.subscribe(sub, (env) => this.#dispatcher.event(env, via.name))));
     }
     await this.#host.states.bound(this.descriptor, this.#ownership);
     this.#registration = await this.#host.directory().register({

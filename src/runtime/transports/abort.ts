@@ -132,3 +132,30 @@ export type CallSignal = AbortSignal | LazyAbort;
 export function signalOf(s: CallSignal): AbortSignal {
   return s instanceof LazyAbort ? s.signal : s;
 }
+
+/**
+ * `p`, or a rejection with the signal's reason once it aborts; `p` is then left to settle by
+ * itself (its rejection handled), the caller having undone what it was waiting on.
+ */
+export function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    p.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const off = onAbort(signal, () => {
+      p.catch(() => undefined);
+      reject(signal.reason);
+    });
+    p.then(
+      (v) => {
+        off();
+        resolve(v);
+      },
+      (e: unknown) => {
+        off();
+        reject(e);
+      },
+    );
+  });
+}

@@ -111,6 +111,8 @@ export class RedisTransport implements Transport {
   readonly #opts: RedisTransportOptions;
   readonly #log: TransportContext["log"];
   readonly #instances = new Set<Instance>();
+  /** Aborted by close: a serve or subscription still waiting for Redis gives up then, not at its deadline. */
+  readonly #closing = new AbortController();
   readonly #subs = new Set<StreamConsumer>();
   readonly #conns = new Set<RedisClient>();
   #rpcClient: RedisRpcClient | undefined;
@@ -220,7 +222,7 @@ export class RedisTransport implements Transport {
     }
     const instance = { rpc, push };
     try {
-      await Promise.all([rpc.start(deadline), push?.start(deadline)]);
+      await Promise.all([rpc.start(deadline, this.#closing.signal), push?.start(deadline, this.#closing.signal)]);
     } catch (e) {
       await Promise.all([rpc.stop(), push?.close()]);
       throw unavailable(`cannot serve ${service.name} over redis`, e);
@@ -308,7 +310,7 @@ export class RedisTransport implements Transport {
       deliver,
     );
     try {
-      await consumer.start(Date.now() + (o.connectTimeoutMs ?? 10_000));
+      await consumer.start(Date.now() + (o.connectTimeoutMs ?? 10_000), this.#closing.signal);
     } catch (e) {
       await consumer.close();
       throw unavailable(`cannot subscribe to ${sub.source.name}.${sub.event} over redis`, e);
@@ -334,6 +336,7 @@ export class RedisTransport implements Transport {
 
   /** Closes every loop and connection without waiting for handlers (the App drains first). */
   async close(): Promise<void> {
+    this.#closing.abort(new FanError(Code.UNAVAILABLE, "redis transport closed"));
     const loops: Promise<unknown>[] = [];
     for (const i of this.#instances) loops.push(i.rpc.stop(), i.rpc.close(1000), i.push?.close() ?? Promise.resolve());
     for (const c of this.#subs) loops.push(c.close());

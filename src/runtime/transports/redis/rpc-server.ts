@@ -109,8 +109,13 @@ export class RedisRpcServer {
   }
 
   /** Announces the instance, subscribes to cancellations and starts popping requests. */
-  async start(deadline: number): Promise<void> {
-    await Promise.all([ready(this.cmd, deadline), ready(this.sub, deadline), ready(this.blk, deadline)]);
+  /** Waits for the connections (until `deadline`, or `signal`: the transport closing), then serves. */
+  async start(deadline: number, signal?: AbortSignal): Promise<void> {
+    await Promise.all([
+      ready(this.cmd, deadline, signal),
+      ready(this.sub, deadline, signal),
+      ready(this.blk, deadline, signal),
+    ]);
     await this.sub.subscribe(cancelChannel(this.#addr));
     this.sub.on("message", (channel: string, message: string) => this.#onCancel(channel, message));
     this.sub.on("ready", () => void this.sub.subscribe(cancelChannel(this.#addr)).catch(() => undefined));

@@ -113,8 +113,9 @@ export class StreamConsumer {
   }
 
   /** Creates the group if needed and starts reading; resolves once the group exists. */
-  async start(deadline: number): Promise<void> {
-    await Promise.all([ready(this.cmd, deadline), ready(this.blk, deadline)]);
+  /** Waits for the connections (until `deadline`, or `signal`: the transport closing), then reads. */
+  async start(deadline: number, signal?: AbortSignal): Promise<void> {
+    await Promise.all([ready(this.cmd, deadline, signal), ready(this.blk, deadline, signal)]);
     await this.#ensureGroup(this.spec.startId);
     const beat = Math.max(50, Math.floor(this.spec.claimIdleMs / 3));
     this.#heartbeat = setInterval(() => void this.#touch(), beat).unref();
