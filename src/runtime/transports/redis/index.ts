@@ -113,7 +113,10 @@ export class RedisTransport implements Transport {
   readonly #instances = new Set<Instance>();
   /** Aborted by close: a serve or subscription still waiting for Redis gives up then, not at its deadline. */
   readonly #closing = new AbortController();
-  readonly #subs = new Set<StreamConsumer>();
+  /** Serves and subscriptions under way: close lets them settle before it disconnects (see close). */
+  readonly #starting = new Set<Promise<unknown>>();
+  /** Each subscription's consumer, with the deletion of its group when the group is its own. */
+  readonly #subs = new Map<StreamConsumer, (() => Promise<unknown>) | undefined>();
   readonly #conns = new Set<RedisClient>();
   #rpcClient: RedisRpcClient | undefined;
   #pubsub: RedisPubSub | undefined;
@@ -222,7 +225,9 @@ export class RedisTransport implements Transport {
     }
     const instance = { rpc, push };
     try {
-      await Promise.all([rpc.start(deadline, this.#closing.signal), push?.start(deadline, this.#closing.signal)]);
+      await this.#track(
+        Promise.all([rpc.start(deadline, this.#closing.signal), push?.start(deadline, this.#closing.signal)]),
+      );
     } catch (e) {
       await Promise.all([rpc.stop(), push?.close()]);
       throw unavailable(`cannot serve ${service.name} over redis`, e);
@@ -309,13 +314,24 @@ export class RedisTransport implements Transport {
       this.#stream(key, group, sub.instanceId, "$", false, o.eventPrefetch ?? 64),
       deliver,
     );
+    const own = sub.broadcast || sub.ephemeral === true;
+    const destroy = own ? () => send(this.cmd, "XGROUP", ["DESTROY", key, group]).catch(() => undefined) : undefined;
     try {
-      await consumer.start(Date.now() + (o.connectTimeoutMs ?? 10_000), this.#closing.signal);
+      await this.#track(
+        consumer.start(Date.now() + (o.connectTimeoutMs ?? 10_000), this.#closing.signal).then(async () => {
+          // Closed while the group was being created: nobody will unsubscribe, so a group of its
+          // own (broadcast, ephemeral) is deleted here or it stays in Redis for good.
+          if (!this.#closing.signal.aborted) return;
+          await consumer.close();
+          await destroy?.();
+          throw this.#closing.signal.reason;
+        }),
+      );
     } catch (e) {
       await consumer.close();
       throw unavailable(`cannot subscribe to ${sub.source.name}.${sub.event} over redis`, e);
     }
-    this.#subs.add(consumer);
+    this.#subs.set(consumer, destroy);
     return {
       close: async () => {
         this.#subs.delete(consumer);
@@ -323,8 +339,7 @@ export class RedisTransport implements Transport {
         const until = Date.now() + (o.drainMs ?? 5000);
         while (consumer.busy > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
         await consumer.close();
-        if (sub.broadcast || sub.ephemeral === true)
-          await send(this.cmd, "XGROUP", ["DESTROY", key, group]).catch(() => undefined);
+        await destroy?.();
       },
     };
   }
@@ -334,12 +349,35 @@ export class RedisTransport implements Transport {
     return deadLetterKey(stream);
   }
 
+  #track<T>(p: Promise<T>): Promise<T> {
+    const settled: Promise<unknown> = p.then(
+      () => this.#starting.delete(settled),
+      () => this.#starting.delete(settled),
+    );
+    this.#starting.add(settled);
+    return p;
+  }
+
   /** Closes every loop and connection without waiting for handlers (the App drains first). */
   async close(): Promise<void> {
     this.#closing.abort(new FanError(Code.UNAVAILABLE, "redis transport closed"));
+    // A serve or subscription past its wait for Redis has commands in flight (a consumer group
+    // being created, the instance announced): disconnecting now would leave what Redis already
+    // did behind. Waits still for the connection end at once (the signal above); the rest get
+    // a round trip, bounded in case Redis does not answer.
+    if (this.#starting.size > 0) {
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.#starting]),
+        new Promise((r) => (t = setTimeout(r, 1000))),
+      ]);
+      clearTimeout(t);
+    }
     const loops: Promise<unknown>[] = [];
     for (const i of this.#instances) loops.push(i.rpc.stop(), i.rpc.close(1000), i.push?.close() ?? Promise.resolve());
-    for (const c of this.#subs) loops.push(c.close());
+    // A subscription still open was never unsubscribed (a stop that ended the App's start
+    // while it was subscribing): a group of its own would stay in Redis for good.
+    for (const [c, destroy] of this.#subs) loops.push(c.close().then(() => destroy?.()));
     this.#instances.clear();
     this.#subs.clear();
     await Promise.all(loops);
