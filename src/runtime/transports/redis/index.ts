@@ -226,7 +226,12 @@ export class RedisTransport implements Transport {
     const instance = { rpc, push };
     try {
       await this.#track(
-        Promise.all([rpc.start(deadline, this.#closing.signal), push?.start(deadline, this.#closing.signal)]),
+        Promise.all([rpc.start(deadline, this.#closing.signal), push?.start(deadline, this.#closing.signal)]).then(
+          () => {
+            // Closed while it started: close() has already stopped the instances it knew of.
+            if (this.#closing.signal.aborted) throw this.#closing.signal.reason;
+          },
+        ),
       );
     } catch (e) {
       await Promise.all([rpc.stop(), push?.close()]);
