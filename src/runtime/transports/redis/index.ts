@@ -226,12 +226,7 @@ export class RedisTransport implements Transport {
     const instance = { rpc, push };
     try {
       await this.#track(
-        Promise.all([rpc.start(deadline, this.#closing.signal), push?.start(deadline, this.#closing.signal)]).then(
-          () => {
-            // Closed while it started: close() has already stopped the instances it knew of.
-            if (this.#closing.signal.aborted) throw this.#closing.signal.reason;
-          },
-        ),
+        Promise.all([rpc.start(deadline, this.#closing.signal), push?.start(deadline, this.#closing.signal)]),
       );
     } catch (e) {
       await Promise.all([rpc.stop(), push?.close()]);
@@ -322,18 +317,12 @@ export class RedisTransport implements Transport {
     const own = sub.broadcast || sub.ephemeral === true;
     const destroy = own ? () => send(this.cmd, "XGROUP", ["DESTROY", key, group]).catch(() => undefined) : undefined;
     try {
-      await this.#track(
-        consumer.start(Date.now() + (o.connectTimeoutMs ?? 10_000), this.#closing.signal).then(async () => {
-          // Closed while the group was being created: nobody will unsubscribe, so a group of its
-          // own (broadcast, ephemeral) is deleted here or it stays in Redis for good.
-          if (!this.#closing.signal.aborted) return;
-          await consumer.close();
-          await destroy?.();
-          throw this.#closing.signal.reason;
-        }),
-      );
+      await this.#track(consumer.start(Date.now() + (o.connectTimeoutMs ?? 10_000), this.#closing.signal));
     } catch (e) {
       await consumer.close();
+      // Closed while the group was being created: nobody will unsubscribe, so a group of its
+      // own (broadcast, ephemeral) is deleted here or it stays in Redis for good.
+      if (this.#closing.signal.aborted) await destroy?.();
       throw unavailable(`cannot subscribe to ${sub.source.name}.${sub.event} over redis`, e);
     }
     this.#subs.set(consumer, destroy);
@@ -354,13 +343,21 @@ export class RedisTransport implements Transport {
     return deadLetterKey(stream);
   }
 
+  /**
+   * A serve's or subscription's start, which close waits for (see close); one that finishes
+   * after close began fails with the close's reason, close having stopped only what it knew of.
+   */
   #track<T>(p: Promise<T>): Promise<T> {
-    const settled: Promise<unknown> = p.then(
+    const checked = p.then((v) => {
+      this.#closing.signal.throwIfAborted();
+      return v;
+    });
+    const settled: Promise<unknown> = checked.then(
       () => this.#starting.delete(settled),
       () => this.#starting.delete(settled),
     );
     this.#starting.add(settled);
-    return p;
+    return checked;
   }
 
   /** Closes every loop and connection without waiting for handlers (the App drains first). */
