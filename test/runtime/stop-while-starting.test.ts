@@ -1,7 +1,9 @@
 /**
  * A stop while the App is still starting ends the start, on every broker transport: with the
  * broker unreachable, serving waits up to `connectTimeoutMs` (10 s) for a connection, and a
- * stop (Ctrl-C, a SIGTERM from an orchestrator) used to wait that out before anything closed.
+ * `stop()` from the App's own code (a shutdown path, a test, a supervisor) used to wait that out
+ * before anything closed. (Signals during start end the process by Node's default: `handleSignals`
+ * installs its handlers once start finished.)
  */
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
