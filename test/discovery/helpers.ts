@@ -12,6 +12,7 @@ import { describe, it } from "vitest";
 import { EtcdRegistry } from "../../src/runtime/discovery/etcd.js";
 import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
 import type { Registry } from "../../src/runtime/discovery/registry.js";
+import { portFree, privatePort } from "../ports.js";
 import type { ServerTls } from "../tls-certs.js";
 
 /** The shared etcd every engineer's tests use (`$FAN_ETCD` overrides); never stopped by tests. */
@@ -136,8 +137,8 @@ export class PrivateEtcd {
   private proc: ChildProcess | undefined;
 
   constructor(
-    readonly clientPort = 23790 + Math.floor(Math.random() * 100),
-    readonly peerPort = clientPort + 1000,
+    readonly clientPort = privatePort(),
+    readonly peerPort = privatePort(),
     private readonly tls?: ServerTls,
   ) {}
 
@@ -158,6 +159,8 @@ export class PrivateEtcd {
   async start(): Promise<void> {
     const url = (p: number): string => `http://127.0.0.1:${p}`;
     const client = `${this.tls === undefined ? "http" : "https"}://127.0.0.1:${this.clientPort}`;
+    for (const port of [this.clientPort, this.peerPort])
+      if (!(await portFree(port))) throw new Error(`private etcd: port ${port} is taken by another process`);
     this.proc = spawn(
       "/usr/bin/etcd",
       [
@@ -177,9 +180,24 @@ export class PrivateEtcd {
         "--initial-cluster",
         `fan-test=${url(this.peerPort)}`,
       ],
-      { stdio: "ignore" },
+      { stdio: ["ignore", "ignore", "pipe"] },
     );
-    await until(`private etcd on ${this.endpoint}`, () => portOpen("127.0.0.1", this.clientPort, 200), 15_000, 100);
+    // etcd logs to stderr; the tail says why, when it exits before it listens (a port taken).
+    const proc = this.proc;
+    let printed = "";
+    proc.stderr?.on("data", (d: Buffer) => {
+      printed = (printed + d.toString()).slice(-2000);
+    });
+    await until(
+      `private etcd on ${this.endpoint}`,
+      () => {
+        if (proc.exitCode !== null || proc.signalCode !== null)
+          throw new Error(`private etcd on ${this.endpoint} exited (${proc.exitCode ?? proc.signalCode}) before it listened: ${printed}`);
+        return portOpen("127.0.0.1", this.clientPort, 200);
+      },
+      15_000,
+      100,
+    );
   }
 
   /** Stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it to exit. */

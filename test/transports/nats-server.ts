@@ -11,6 +11,7 @@ import { promisify } from "node:util";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll } from "vitest";
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import { portFree, privatePort } from "../ports.js";
 import type { ServerTls } from "../tls-certs.js";
 import { reachable, staleRunNames } from "./amqp-broker.js";
 
@@ -112,7 +113,7 @@ export class PrivateNats {
   #proc: ChildProcess | undefined;
 
   constructor(
-    port = 20_000 + Math.floor(Math.random() * 12_000),
+    port = privatePort(),
     private readonly tls?: ServerTls,
   ) {
     this.port = port;
@@ -142,13 +143,24 @@ export class PrivateNats {
     return { tls: { ca: read(t.ca), cert: read(t.cert), key: read(t.key) } };
   }
 
-  /** Starts (or restarts, reloading its store) the server. */
+  /**
+   * Starts (or restarts, reloading its store) the server. A server that exits before it answers
+   * (its port taken, a bad config) fails the start at once, with what it printed.
+   */
   async start(timeoutMs = 20_000): Promise<void> {
-    this.#proc = spawn(NATS_SERVER, this.#args(), { stdio: "ignore" });
+    if (!(await portFree(this.port))) throw new Error(`private nats-server: port ${this.port} is taken by another process`);
+    const proc = spawn(NATS_SERVER, this.#args(), { stdio: ["ignore", "ignore", "pipe"] });
+    this.#proc = proc;
+    let printed = "";
+    proc.stderr?.on("data", (d: Buffer) => {
+      printed = (printed + d.toString()).slice(-2000);
+    });
     const end = Date.now() + timeoutMs;
     while (!(await this.#answers())) {
+      if (proc.exitCode !== null || proc.signalCode !== null)
+        throw new Error(`private nats-server on ${this.port} exited (${proc.exitCode ?? proc.signalCode}) before it answered: ${printed}`);
       if (Date.now() > end)
-        throw new Error(`private nats-server did not answer on ${this.port} within ${timeoutMs} ms`);
+        throw new Error(`private nats-server did not answer on ${this.port} within ${timeoutMs} ms: ${printed}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -161,7 +173,7 @@ export class PrivateNats {
         return true;
       },
       this.url,
-      this.clientTls(),
+      { ...this.clientTls(), timeout: 2000 },
     ).catch(() => false);
   }
 

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Redis, type RedisOptions } from "ioredis";
+import { portFree, privatePort } from "../ports.js";
 import type { ServerTls } from "../tls-certs.js";
 import { reachable, staleRunNames } from "./amqp-broker.js";
 
@@ -87,7 +88,7 @@ export class PrivateRedis {
   /** `extra`: more redis-server arguments (e.g. `--cluster-enabled yes`). */
   constructor(
     private readonly extra: readonly string[] = [],
-    port = 20_000 + Math.floor(Math.random() * 12_000),
+    port = privatePort(),
     private readonly tls?: ServerTls,
   ) {
     this.port = port;
@@ -117,6 +118,7 @@ export class PrivateRedis {
 
   /** Starts (or restarts, reloading its append-only file) the server. */
   async start(timeoutMs = 20_000): Promise<void> {
+    if (!(await portFree(this.port))) throw new Error(`private redis-server: port ${this.port} is taken by another process`);
     const args = [
       ...this.#listen(),
       "--bind",
@@ -142,18 +144,36 @@ export class PrivateRedis {
     ]);
     const end = Date.now() + timeoutMs;
     while (!(await this.#answers())) {
-      if (Date.now() > end)
-        throw new Error(`private redis-server did not answer on ${this.port} within ${timeoutMs} ms`);
+      if (Date.now() > end) {
+        let log = "";
+        try {
+          log = readFileSync(join(this.#dir, "log"), "utf8").slice(-1000);
+        } catch {
+          // no log written
+        }
+        throw new Error(`private redis-server did not answer on ${this.port} within ${timeoutMs} ms: ${log}`);
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
   }
 
+  /** True when the server answering on the port is this one (its process id is in our pid file), not another that holds the port. */
   async #answers(): Promise<boolean> {
     if (!(await reachable("127.0.0.1", this.port, 300))) return false;
+    let pid: string;
+    try {
+      pid = readFileSync(join(this.#dir, "pid"), "utf8").trim();
+    } catch {
+      return false;
+    }
     const t = this.tls;
     const tls =
       t === undefined ? {} : { tls: { ca: readFileSync(t.ca), cert: readFileSync(t.cert), key: readFileSync(t.key) } };
-    return withRedis(async (r) => (await r.ping()) === "PONG", this.url, tls).catch(() => false);
+    return withRedis(
+      async (r) => (await r.ping()) === "PONG" && (await r.info("server")).includes(`process_id:${pid}\r\n`),
+      this.url,
+      tls,
+    ).catch(() => false);
   }
 
   /** Kills the server at once (SIGKILL: no shutdown save; the append-only file has every acknowledged write). */
@@ -197,7 +217,7 @@ export async function redisServerAvailable(): Promise<boolean> {
 
 /** A Sentinel (redis-server --sentinel) watching one master under `name`. */
 export class PrivateSentinel {
-  readonly port = 20_000 + Math.floor(Math.random() * 12_000);
+  readonly port = privatePort();
   readonly #dir = mkdtempSync(join(tmpdir(), "fan-sentinel-"));
 
   constructor(
