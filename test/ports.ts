@@ -50,7 +50,21 @@ export async function freePrivatePort(): Promise<number> {
   }
 }
 
-/** Whether `ports` are reserved (for the test of this module). */
+/**
+ * A Redis Cluster node's port P in 20000–21999 whose bus port P + 10000 (30000–31999) is also
+ * clear: both are handed out, so no other private server of this process gets the bus port.
+ */
+export function clusterNodePort(): number {
+  for (;;) {
+    const port = LOW + Math.floor(Math.random() * 2000);
+    const bus = port + 10_000;
+    if (RESERVED.has(port) || RESERVED.has(bus) || given.has(port) || given.has(bus)) continue;
+    given.add(port).add(bus);
+    return port;
+  }
+}
+
+/** Whether `port` is reserved (for the test of this module). */
 export function reserved(port: number): boolean {
   return RESERVED.has(port);
 }

@@ -192,7 +192,9 @@ export class PrivateEtcd {
       `private etcd on ${this.endpoint}`,
       () => {
         if (proc.exitCode !== null || proc.signalCode !== null)
-          throw new Error(`private etcd on ${this.endpoint} exited (${proc.exitCode ?? proc.signalCode}) before it listened: ${printed}`);
+          throw new Error(
+            `private etcd on ${this.endpoint} exited (${proc.exitCode ?? proc.signalCode}) before it listened: ${printed}`,
+          );
         return portOpen("127.0.0.1", this.clientPort, 200);
       },
       15_000,

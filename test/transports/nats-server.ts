@@ -148,7 +148,8 @@ export class PrivateNats {
    * (its port taken, a bad config) fails the start at once, with what it printed.
    */
   async start(timeoutMs = 20_000): Promise<void> {
-    if (!(await portFree(this.port))) throw new Error(`private nats-server: port ${this.port} is taken by another process`);
+    if (!(await portFree(this.port)))
+      throw new Error(`private nats-server: port ${this.port} is taken by another process`);
     const proc = spawn(NATS_SERVER, this.#args(), { stdio: ["ignore", "ignore", "pipe"] });
     this.#proc = proc;
     let printed = "";
@@ -158,7 +159,9 @@ export class PrivateNats {
     const end = Date.now() + timeoutMs;
     while (!(await this.#answers())) {
       if (proc.exitCode !== null || proc.signalCode !== null)
-        throw new Error(`private nats-server on ${this.port} exited (${proc.exitCode ?? proc.signalCode}) before it answered: ${printed}`);
+        throw new Error(
+          `private nats-server on ${this.port} exited (${proc.exitCode ?? proc.signalCode}) before it answered: ${printed}`,
+        );
       if (Date.now() > end)
         throw new Error(`private nats-server did not answer on ${this.port} within ${timeoutMs} ms: ${printed}`);
       await new Promise((r) => setTimeout(r, 50));

@@ -18,7 +18,8 @@ import { formatEndpoint } from "../../src/runtime/transports/nats/names.js";
 import type { Transport } from "../../src/runtime/transports/transport.js";
 import { etcdUp, SHARED_ETCD } from "../discovery/helpers.js";
 import { type CertFiles, opensslAvailable, selfSigned, type TestPki, testPki } from "../tls-certs.js";
-import { describeWithBroker, freePort } from "./amqp-broker.js";
+import { describeWithBroker } from "./amqp-broker.js";
+import { freePrivatePort } from "../ports.js";
 import { type ChildApp, childApp } from "./child.js";
 import { envelope, rejection, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
@@ -59,7 +60,7 @@ describeWithBroker(
     app = selfSigned(pki.dir, "app", "fan-test-app");
     both = join(pki.dir, "ca-and-app.crt");
     writeFileSync(both, pki.pem(pki.ca.cert) + pki.pem(app.cert));
-    port = await freePort();
+    port = await freePrivatePort();
   });
   afterAll(async () => {
     for (const t of open.splice(0)) await t.close().catch(() => undefined);

@@ -12,6 +12,7 @@ import { formatEndpoint } from "../../src/runtime/transports/nats/names.js";
 import type { Transport } from "../../src/runtime/transports/transport.js";
 import { opensslAvailable, type TestPki, testPki } from "../tls-certs.js";
 import { describeWithBroker, freePort } from "./amqp-broker.js";
+import { freePrivatePort } from "../ports.js";
 import { envelope, rejection, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
@@ -39,7 +40,7 @@ describeWithBroker(
 
   const withServer = async (fn: (pki: TestPki, port: number, nats: PrivateNats) => Promise<void>): Promise<void> => {
     const pki = testPki("fan-nats-refusal-");
-    const port = await freePort();
+    const port = await freePrivatePort();
     const nats = new PrivateNats(port, pki.serverTls(true));
     await nats.start();
     try {

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Redis, type RedisOptions } from "ioredis";
-import { portFree, privatePort } from "../ports.js";
+import { clusterNodePort, portFree, privatePort } from "../ports.js";
 import type { ServerTls } from "../tls-certs.js";
 import { reachable, staleRunNames } from "./amqp-broker.js";
 
@@ -118,7 +118,10 @@ export class PrivateRedis {
 
   /** Starts (or restarts, reloading its append-only file) the server. */
   async start(timeoutMs = 20_000): Promise<void> {
-    if (!(await portFree(this.port))) throw new Error(`private redis-server: port ${this.port} is taken by another process`);
+    // A cluster node also listens on its bus port, port + 10000.
+    const ports = this.extra.includes("--cluster-enabled") ? [this.port, this.port + 10_000] : [this.port];
+    for (const port of ports)
+      if (!(await portFree(port))) throw new Error(`private redis-server: port ${port} is taken by another process`);
     const args = [
       ...this.#listen(),
       "--bind",
@@ -144,16 +147,39 @@ export class PrivateRedis {
     ]);
     const end = Date.now() + timeoutMs;
     while (!(await this.#answers())) {
-      if (Date.now() > end) {
-        let log = "";
-        try {
-          log = readFileSync(join(this.#dir, "log"), "utf8").slice(-1000);
-        } catch {
-          // no log written
-        }
-        throw new Error(`private redis-server did not answer on ${this.port} within ${timeoutMs} ms: ${log}`);
+      // Daemonized: a server that exited (it could not listen: its log says "aborting", and it
+      // took its pid file with it) fails the start at once.
+      const exited = !this.#running() || this.#logTail().includes(", aborting.");
+      if (exited || Date.now() > end) {
+        const why = exited ? "exited before it answered" : `did not answer within ${timeoutMs} ms`;
+        throw new Error(`private redis-server on ${this.port} ${why}: ${this.#logTail()}`);
       }
       await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** False once the daemon of our pid file is gone (true while no pid file is written yet). */
+  #running(): boolean {
+    let pid: number;
+    try {
+      pid = Number(readFileSync(join(this.#dir, "pid"), "utf8").trim());
+    } catch {
+      return true;
+    }
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The end of the server's log (why it stopped: "Failed listening on port ...", for one). */
+  #logTail(): string {
+    try {
+      return readFileSync(join(this.#dir, "log"), "utf8").slice(-600);
+    } catch {
+      return "(no log written)";
     }
   }
 
@@ -227,6 +253,8 @@ export class PrivateSentinel {
 
   /** Starts the sentinel and waits until it knows the master. */
   async start(timeoutMs = 20_000): Promise<void> {
+    if (!(await portFree(this.port)))
+      throw new Error(`private sentinel: port ${this.port} is taken by another process`);
     const conf = join(this.#dir, "sentinel.conf");
     const lines = [
       `port ${this.port}`,
@@ -268,12 +296,11 @@ export class PrivateCluster {
   readonly nodes: PrivateRedis[];
 
   constructor() {
-    const base = 20_000 + Math.floor(Math.random() * 2_000);
     this.nodes = [0, 1, 2].map(
-      (i) =>
+      () =>
         new PrivateRedis(
           ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--appendonly", "no"],
-          base + i * 7,
+          clusterNodePort(),
         ),
     );
   }
