@@ -7,6 +7,7 @@
  * (or, worse, talked to the cluster member answering there). Every port clusters.sh names is
  * left out, and so are RabbitMQ's distribution port and ports already handed out here.
  */
+import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 
@@ -40,6 +41,21 @@ export function portFree(port: number): Promise<boolean> {
     s.once("error", () => resolve(false));
     s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
   });
+}
+
+/** Fails, naming `server`, when another process holds one of `ports` (a start would not get it). */
+export async function ensureFree(server: string, ...ports: number[]): Promise<void> {
+  for (const port of ports)
+    if (!(await portFree(port))) throw new Error(`${server}: port ${port} is taken by another process`);
+}
+
+/** The last 2,000 characters a server process wrote to stderr so far (for the error of a start that failed). */
+export function stderrTail(proc: ChildProcess): () => string {
+  let printed = "";
+  proc.stderr?.on("data", (d: Buffer) => {
+    printed = (printed + d.toString()).slice(-2000);
+  });
+  return () => printed;
 }
 
 /** `privatePort()` until one is free now (another process may hold one: a test file running alongside). */

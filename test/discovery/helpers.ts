@@ -12,7 +12,7 @@ import { describe, it } from "vitest";
 import { EtcdRegistry } from "../../src/runtime/discovery/etcd.js";
 import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
 import type { Registry } from "../../src/runtime/discovery/registry.js";
-import { portFree, privatePort } from "../ports.js";
+import { ensureFree, privatePort, stderrTail } from "../ports.js";
 import type { ServerTls } from "../tls-certs.js";
 
 /** The shared etcd every engineer's tests use (`$FAN_ETCD` overrides); never stopped by tests. */
@@ -159,8 +159,7 @@ export class PrivateEtcd {
   async start(): Promise<void> {
     const url = (p: number): string => `http://127.0.0.1:${p}`;
     const client = `${this.tls === undefined ? "http" : "https"}://127.0.0.1:${this.clientPort}`;
-    for (const port of [this.clientPort, this.peerPort])
-      if (!(await portFree(port))) throw new Error(`private etcd: port ${port} is taken by another process`);
+    await ensureFree("private etcd", this.clientPort, this.peerPort);
     this.proc = spawn(
       "/usr/bin/etcd",
       [
@@ -184,16 +183,13 @@ export class PrivateEtcd {
     );
     // etcd logs to stderr; the tail says why, when it exits before it listens (a port taken).
     const proc = this.proc;
-    let printed = "";
-    proc.stderr?.on("data", (d: Buffer) => {
-      printed = (printed + d.toString()).slice(-2000);
-    });
+    const printed = stderrTail(proc);
     await until(
       `private etcd on ${this.endpoint}`,
       () => {
         if (proc.exitCode !== null || proc.signalCode !== null)
           throw new Error(
-            `private etcd on ${this.endpoint} exited (${proc.exitCode ?? proc.signalCode}) before it listened: ${printed}`,
+            `private etcd on ${this.endpoint} exited (${proc.exitCode ?? proc.signalCode}) before it listened: ${printed()}`,
           );
         return portOpen("127.0.0.1", this.clientPort, 200);
       },

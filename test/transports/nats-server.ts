@@ -11,7 +11,7 @@ import { promisify } from "node:util";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll } from "vitest";
 import { connect, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
-import { portFree, privatePort } from "../ports.js";
+import { ensureFree, privatePort, stderrTail } from "../ports.js";
 import type { ServerTls } from "../tls-certs.js";
 import { reachable, staleRunNames } from "./amqp-broker.js";
 
@@ -148,22 +148,18 @@ export class PrivateNats {
    * (its port taken, a bad config) fails the start at once, with what it printed.
    */
   async start(timeoutMs = 20_000): Promise<void> {
-    if (!(await portFree(this.port)))
-      throw new Error(`private nats-server: port ${this.port} is taken by another process`);
+    await ensureFree("private nats-server", this.port);
     const proc = spawn(NATS_SERVER, this.#args(), { stdio: ["ignore", "ignore", "pipe"] });
     this.#proc = proc;
-    let printed = "";
-    proc.stderr?.on("data", (d: Buffer) => {
-      printed = (printed + d.toString()).slice(-2000);
-    });
+    const printed = stderrTail(proc);
     const end = Date.now() + timeoutMs;
     while (!(await this.#answers())) {
       if (proc.exitCode !== null || proc.signalCode !== null)
         throw new Error(
-          `private nats-server on ${this.port} exited (${proc.exitCode ?? proc.signalCode}) before it answered: ${printed}`,
+          `private nats-server on ${this.port} exited (${proc.exitCode ?? proc.signalCode}) before it answered: ${printed()}`,
         );
       if (Date.now() > end)
-        throw new Error(`private nats-server did not answer on ${this.port} within ${timeoutMs} ms: ${printed}`);
+        throw new Error(`private nats-server did not answer on ${this.port} within ${timeoutMs} ms: ${printed()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }

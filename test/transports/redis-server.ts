@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Redis, type RedisOptions } from "ioredis";
-import { clusterNodePort, portFree, privatePort } from "../ports.js";
+import { clusterNodePort, ensureFree, privatePort } from "../ports.js";
 import type { ServerTls } from "../tls-certs.js";
 import { reachable, staleRunNames } from "./amqp-broker.js";
 
@@ -120,8 +120,7 @@ export class PrivateRedis {
   async start(timeoutMs = 20_000): Promise<void> {
     // A cluster node also listens on its bus port, port + 10000.
     const ports = this.extra.includes("--cluster-enabled") ? [this.port, this.port + 10_000] : [this.port];
-    for (const port of ports)
-      if (!(await portFree(port))) throw new Error(`private redis-server: port ${port} is taken by another process`);
+    await ensureFree("private redis-server", ...ports);
     const args = [
       ...this.#listen(),
       "--bind",
@@ -158,14 +157,19 @@ export class PrivateRedis {
     }
   }
 
+  /** The daemon's process id, from its pid file (undefined until it is written, and once it is removed). */
+  #pid(): number | undefined {
+    try {
+      return Number(readFileSync(join(this.#dir, "pid"), "utf8").trim());
+    } catch {
+      return undefined;
+    }
+  }
+
   /** False once the daemon of our pid file is gone (true while no pid file is written yet). */
   #running(): boolean {
-    let pid: number;
-    try {
-      pid = Number(readFileSync(join(this.#dir, "pid"), "utf8").trim());
-    } catch {
-      return true;
-    }
+    const pid = this.#pid();
+    if (pid === undefined) return true;
     try {
       process.kill(pid, 0);
       return true;
@@ -186,12 +190,8 @@ export class PrivateRedis {
   /** True when the server answering on the port is this one (its process id is in our pid file), not another that holds the port. */
   async #answers(): Promise<boolean> {
     if (!(await reachable("127.0.0.1", this.port, 300))) return false;
-    let pid: string;
-    try {
-      pid = readFileSync(join(this.#dir, "pid"), "utf8").trim();
-    } catch {
-      return false;
-    }
+    const pid = this.#pid();
+    if (pid === undefined) return false;
     const t = this.tls;
     const tls =
       t === undefined ? {} : { tls: { ca: readFileSync(t.ca), cert: readFileSync(t.cert), key: readFileSync(t.key) } };
@@ -204,12 +204,8 @@ export class PrivateRedis {
 
   /** Kills the server at once (SIGKILL: no shutdown save; the append-only file has every acknowledged write). */
   async kill(): Promise<void> {
-    let pid: number;
-    try {
-      pid = Number(readFileSync(join(this.#dir, "pid"), "utf8").trim());
-    } catch {
-      return;
-    }
+    const pid = this.#pid();
+    if (pid === undefined) return;
     try {
       process.kill(pid, "SIGKILL");
     } catch {
@@ -221,7 +217,9 @@ export class PrivateRedis {
 
   /** Sends `sig` to the server (SIGSTOP: it stops answering, connections stay open; SIGCONT resumes). */
   signal(sig: NodeJS.Signals): void {
-    process.kill(Number(readFileSync(join(this.#dir, "pid"), "utf8").trim()), sig);
+    const pid = this.#pid();
+    if (pid === undefined) throw new Error(`private redis-server on ${this.port} is not running`);
+    process.kill(pid, sig);
   }
 
   /** Kills the server and removes its files. */
@@ -253,8 +251,7 @@ export class PrivateSentinel {
 
   /** Starts the sentinel and waits until it knows the master. */
   async start(timeoutMs = 20_000): Promise<void> {
-    if (!(await portFree(this.port)))
-      throw new Error(`private sentinel: port ${this.port} is taken by another process`);
+    await ensureFree("private sentinel", this.port);
     const conf = join(this.#dir, "sentinel.conf");
     const lines = [
       `port ${this.port}`,
