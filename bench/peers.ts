@@ -22,10 +22,10 @@
 import { existsSync } from "node:fs";
 import { connect } from "node:net";
 import { availableParallelism, loadavg } from "node:os";
-import { createServer } from "node:net";
 import type { BenchRow } from "./lib.js";
-import type { CaseContext, EventsCase, PeerCase, RpcCase } from "./peers/case.js";
+import type { EventsCase, PeerCase, RpcCase } from "./peers/case.js";
 import type { CaseModule } from "./peers/cases.js";
+import { brokers, caseContext } from "./peers/context.js";
 import { Proc } from "./peers/proc.js";
 
 /** Which module defines each case (the worker loads only that one). */
@@ -66,14 +66,6 @@ const INFLIGHT = 10_000;
 /** How long the 10,000-call burst may take before its row is left out (a loaded machine). */
 const RSS_WAIT_MS = 30_000;
 
-const url = (env: string, d: string): string => process.env[env] ?? d;
-const base = {
-  redisUrl: url("FAN_REDIS_URL", "redis://127.0.0.1:6379"),
-  amqpUrl: url("FAN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672"),
-  natsUrl: url("FAN_NATS_URL", "nats://127.0.0.1:4222"),
-  etcd: url("FAN_ETCD", "127.0.0.1:2379"),
-};
-
 const began = Date.now();
 const log = (line: string): void => console.log(`peers +${Math.round((Date.now() - began) / 1000)}s: ${line}`);
 
@@ -103,17 +95,6 @@ function reachable(hostPort: string): Promise<boolean> {
     s.on("connect", () => done(true));
     s.on("error", () => done(false));
     s.on("timeout", () => done(false));
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
   });
 }
 
@@ -151,15 +132,9 @@ interface Running {
   readonly server?: Proc;
 }
 
-let seq = 0;
 async function start(c: PeerCase): Promise<Running> {
   const module = modules.get(c) as CaseModule;
-  const ctx: CaseContext = {
-    ...base,
-    id: `${process.pid}-${++seq}-${Math.random().toString(36).slice(2, 7)}`,
-    port: await freePort(),
-    port2: await freePort(),
-  };
+  const ctx = await caseContext();
   let server: Proc | undefined;
   if (c.serve !== undefined) {
     server = new Proc(
@@ -431,10 +406,10 @@ export default async function peers(): Promise<BenchRow[]> {
   const rpcCases = [...modules.keys()].filter((c): c is RpcCase => c.kind === "rpc");
   const eventsCases = [...modules.keys()].filter((c): c is EventsCase => c.kind === "events");
   const up: Record<string, boolean> = {
-    redis: await reachable(base.redisUrl),
-    amqp: await reachable(base.amqpUrl),
-    nats: await reachable(base.natsUrl),
-    etcd: await reachable(base.etcd),
+    redis: await reachable(brokers.redisUrl),
+    amqp: await reachable(brokers.amqpUrl),
+    nats: await reachable(brokers.natsUrl),
+    etcd: await reachable(brokers.etcd),
   };
   const pick = <T extends PeerCase>(cs: readonly T[]): T[] =>
     cs.filter((c) => {

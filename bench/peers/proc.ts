@@ -56,6 +56,11 @@ export class Proc {
     });
   }
 
+  /** The worker's process id (for `/proc` counts and profilers). */
+  get pid(): number | undefined {
+    return this.#child.pid;
+  }
+
   send(cmd: Record<string, unknown>): void {
     this.#child.stdin?.write(`${JSON.stringify(cmd)}\n`);
   }

@@ -1,0 +1,71 @@
+/**
+ * One `bench/peers` case alone, at one concurrency, for a fixed time: what a profile, a syscall
+ * count or a change of a constant needs, without the rest of the run around it.
+ *
+ *   npx tsx bench/peers/steady.ts <fan|moleculer|grpc> "<case name>" [concurrency=64] [ms=4000]
+ *
+ * Prints calls/s, p50 and p99, CPU µs per call of client and server (`process.cpuUsage`), and
+ * the read and write syscalls per call of each (`/proc/<pid>/io`, Linux) over the measured run.
+ * The workers take `PEERS_NODE_ARGS` as in `bench/peers.ts` (`--cpu-prof --cpu-prof-dir=...`);
+ * `STEADY_BEFORE=<concurrency>` runs 2 s at that concurrency before the measured run.
+ * Not a benchmark: one case, no rounds, no load check.
+ */
+import { readFileSync } from "node:fs";
+import { caseContext } from "./context.js";
+import { Proc } from "./proc.js";
+
+const [module, name] = [process.argv[2], process.argv[3]];
+if (module === undefined || name === undefined) {
+  console.error('usage: npx tsx bench/peers/steady.ts <fan|moleculer|grpc> "<case name>" [concurrency] [ms]');
+  process.exit(2);
+}
+const concurrency = Number(process.argv[4] ?? 64);
+const ms = Number(process.argv[5] ?? 4000);
+
+/** Read and write syscalls of `pid` so far; zeros where `/proc` is not readable. */
+function syscalls(pid: number | undefined): { r: number; w: number } {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, "utf8");
+    const field = (k: string): number => Number(new RegExp(`^${k}: (\\d+)`, "m").exec(io)?.[1] ?? Number.NaN);
+    return { r: field("syscr"), w: field("syscw") };
+  } catch {
+    return { r: Number.NaN, w: Number.NaN };
+  }
+}
+
+const ctx = await caseContext();
+let server: Proc | undefined = new Proc(`${name} (server)`, "server", module, name, ctx);
+try {
+  await server.next(["ready"], 60_000);
+} catch (e) {
+  // An in-process case has no server side.
+  if (!String(e).includes("has no server side")) throw e;
+  server = undefined;
+}
+const client = new Proc(`${name} (client)`, "client", module, name, ctx);
+try {
+  await client.next(["ready"], 60_000);
+  await client.ask({ cmd: "run", concurrency, durationMs: 1000 }, "ran", 60_000);
+  const before = Number(process.env.STEADY_BEFORE ?? 0);
+  if (before > 0) await client.ask({ cmd: "run", concurrency: before, durationMs: 2000 }, "ran", 60_000);
+  const cpu0 = server ? ((await server.ask({ cmd: "cpu" }, "cpu", 10_000)).us as number) : 0;
+  const io0 = [syscalls(client.pid), syscalls(server?.pid)];
+  const r = await client.ask({ cmd: "run", concurrency, durationMs: ms }, "ran", ms * 4 + 30_000);
+  const io1 = [syscalls(client.pid), syscalls(server?.pid)];
+  const cpu1 = server ? ((await server.ask({ cmd: "cpu" }, "cpu", 10_000)).us as number) : 0;
+  const ops = r.ops as number;
+  const per = (x: number): string => (x / ops).toFixed(3);
+  const [c0, s0] = io0 as [{ r: number; w: number }, { r: number; w: number }];
+  const [c1, s1] = io1 as [{ r: number; w: number }, { r: number; w: number }];
+  console.log(
+    `${name} c=${concurrency} ${process.version}: ${Math.round(r.opsPerSec as number)} calls/s, ` +
+      `p50 ${(r.p50Ms as number).toFixed(3)} ms, p99 ${(r.p99Ms as number).toFixed(3)} ms; ` +
+      `CPU per call client ${((r.cpuUs as number) / ops).toFixed(1)} µs` +
+      (server ? `, server ${((cpu1 - cpu0) / ops).toFixed(1)} µs` : "") +
+      `; syscalls per call client ${per(c1.r - c0.r)} reads, ${per(c1.w - c0.w)} writes` +
+      (server ? `, server ${per(s1.r - s0.r)} reads, ${per(s1.w - s0.w)} writes` : ""),
+  );
+} finally {
+  await client.stop();
+  await server?.stop();
+}
