@@ -18,6 +18,7 @@
  * (`--only=redis`, `--only=events,emit`).
  * Before measuring it waits (at most 60 s, 15 s with --quick) for the 1-minute load average
  * to fall below PEERS_MAX_LOAD (default: half the cores), and prints the load it ran under.
+ * Each measured run starts with a re-warm-up of 300 ms (100 ms with --quick; PEERS_REWARM_MS).
  */
 import { existsSync } from "node:fs";
 import { connect } from "node:net";
@@ -61,6 +62,8 @@ const P = quick
       budgetS: 420,
       rewarmMs: 300,
     };
+/** Warm-up of a case before each of its measured runs, after it idled while the others ran (PEERS_REWARM_MS). */
+const REWARM_MS = Number(process.env.PEERS_REWARM_MS ?? P.rewarmMs);
 const CONCURRENCY = [1, 64] as const;
 const INFLIGHT = 10_000;
 /** How long the 10,000-call burst may take before its row is left out (a loaded machine). */
@@ -225,7 +228,7 @@ async function rpcRows(cases: readonly RpcCase[]): Promise<BenchRow[]> {
         for (const concurrency of round % 2 === 0 ? CONCURRENCY : [...CONCURRENCY].reverse()) {
           const cpu0 = r.server ? ((await r.server.ask({ cmd: "cpu" }, "cpu", 10_000)).us as number) : 0;
           const got = await r.client.ask(
-            { cmd: "run", concurrency, durationMs: P.durationMs, warmupMs: P.rewarmMs },
+            { cmd: "run", concurrency, durationMs: P.durationMs, warmupMs: REWARM_MS },
             "ran",
             P.durationMs * 4 + 30_000,
           );
@@ -425,9 +428,10 @@ export default async function peers(): Promise<BenchRow[]> {
     cores: availableParallelism(),
     rounds: P.rounds,
     durationMs: P.durationMs,
+    rewarmMs: REWARM_MS,
   });
   log(
-    `node ${process.version}, moleculer ${String(meta.moleculer)}, ${P.rounds} rounds of ${P.durationMs} ms per case and concurrency`,
+    `node ${process.version}, moleculer ${String(meta.moleculer)}, ${P.rounds} rounds of ${P.durationMs} ms per case and concurrency, each after ${REWARM_MS} ms of warm-up`,
   );
   await waitForQuiet();
   const t0 = Date.now();

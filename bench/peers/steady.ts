@@ -7,7 +7,9 @@
  * Prints calls/s, p50 and p99, CPU µs per call of client and server (`process.cpuUsage`), and
  * the read and write syscalls per call of each (`/proc/<pid>/io`, Linux) over the measured run.
  * The workers take `PEERS_NODE_ARGS` as in `bench/peers.ts` (`--cpu-prof --cpu-prof-dir=...`);
- * `STEADY_BEFORE=<concurrency>` runs 2 s at that concurrency before the measured run.
+ * `STEADY_BEFORE=<concurrency>` runs 2 s at that concurrency before the measured run;
+ * `STEADY_IDLE_MS=<ms>` leaves both workers idle that long, then re-warms them for
+ * `STEADY_REWARM_MS` (default 300, as between the rounds of `bench/peers`).
  * Not a benchmark: one case, no rounds, no load check.
  */
 import { readFileSync } from "node:fs";
@@ -48,6 +50,16 @@ try {
   await client.ask({ cmd: "run", concurrency, durationMs: 1000 }, "ran", 60_000);
   const before = Number(process.env.STEADY_BEFORE ?? 0);
   if (before > 0) await client.ask({ cmd: "run", concurrency: before, durationMs: 2000 }, "ran", 60_000);
+  const idle = Number(process.env.STEADY_IDLE_MS ?? 0);
+  if (idle > 0) {
+    // Both workers idle, then the 300 ms re-warm-up a round of bench/peers gives a case.
+    await new Promise((r) => setTimeout(r, idle));
+    await client.ask(
+      { cmd: "run", concurrency, durationMs: Number(process.env.STEADY_REWARM_MS ?? 300) },
+      "ran",
+      60_000,
+    );
+  }
   const cpu0 = server ? ((await server.ask({ cmd: "cpu" }, "cpu", 10_000)).us as number) : 0;
   const io0 = [syscalls(client.pid), syscalls(server?.pid)];
   const r = await client.ask({ cmd: "run", concurrency, durationMs: ms }, "ran", ms * 4 + 30_000);
