@@ -4,8 +4,9 @@
  * (bench/peers/worker.ts); every case answers the same `Pricing.quote` with the same handler.
  *
  * - rpc: warm-up, then rounds (≥ 3) in which every case runs at concurrency 1 and 64 for a
- *   fixed time, each run preceded by an untimed 300 ms at the same concurrency (pools that
- *   closed idle connections while other cases ran open them again: steady state is measured); the order of cases rotates each round. Each row is the case's median round;
+ *   fixed time, each run preceded by an untimed re-warm-up at the same concurrency (see below;
+ *   pools that closed idle connections while other cases ran open them again: steady state is
+ *   measured); the order of cases rotates each round. Each row is the case's median round;
  *   `ratio` = its ops/s ÷ the best non-fan peer's ops/s on the same medium, same concurrency.
  * - rss: 10,000 calls started at once; the client's RSS while they are in flight (peak).
  * - events: one publisher process, three subscribing services in another; events/s from the
@@ -18,7 +19,7 @@
  * (`--only=redis`, `--only=events,emit`).
  * Before measuring it waits (at most 60 s, 15 s with --quick) for the 1-minute load average
  * to fall below PEERS_MAX_LOAD (default: half the cores), and prints the load it ran under.
- * Each measured run starts with a re-warm-up of 300 ms (100 ms with --quick; PEERS_REWARM_MS).
+ * Each measured rpc run starts with a re-warm-up of 300 ms (100 ms with --quick; PEERS_REWARM_MS).
  */
 import { existsSync } from "node:fs";
 import { connect } from "node:net";
@@ -82,7 +83,13 @@ export const meta: Record<string, unknown> = {};
  */
 export function resultName(): string {
   const major = Number(process.versions.node.split(".")[0]);
-  const part = only === undefined ? "" : `-${only.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "")}`;
+  const part =
+    only === undefined
+      ? ""
+      : `-${only
+          .toLowerCase()
+          .replace(/[^a-z0-9]+/g, "-")
+          .replace(/^-|-$/g, "")}`;
   return `peers${part}${before === undefined ? "" : "-before"}${major === 20 ? "" : `-node${major}`}`;
 }
 

@@ -13,6 +13,7 @@
  * Not a benchmark: one case, no rounds, no load check.
  */
 import { readFileSync } from "node:fs";
+import { type CaseModule, caseNamed } from "./cases.js";
 import { caseContext } from "./context.js";
 import { Proc } from "./proc.js";
 
@@ -24,7 +25,7 @@ if (module === undefined || name === undefined) {
 const concurrency = Number(process.argv[4] ?? 64);
 const ms = Number(process.argv[5] ?? 4000);
 
-/** Read and write syscalls of `pid` so far; zeros where `/proc` is not readable. */
+/** Read and write syscalls of `pid` so far; NaN where `/proc` is not readable. */
 function syscalls(pid: number | undefined): { r: number; w: number } {
   try {
     const io = readFileSync(`/proc/${pid}/io`, "utf8");
@@ -36,13 +37,20 @@ function syscalls(pid: number | undefined): { r: number; w: number } {
 }
 
 const ctx = await caseContext();
-let server: Proc | undefined = new Proc(`${name} (server)`, "server", module, name, ctx);
+const c = await caseNamed(module as CaseModule, name);
+if (c.kind !== "rpc") {
+  console.error(`steady.ts runs rpc cases; "${name}" is an events case`);
+  process.exit(2);
+}
+// A batched case (in-process) times one more pass after the measured one: its syscalls are not per call.
+const clientSyscalls = (c.batch ?? 1) === 1;
+// An in-process case has no server side.
+const server = c.serve === undefined ? undefined : new Proc(`${name} (server)`, "server", module, name, ctx);
 try {
-  await server.next(["ready"], 60_000);
+  await server?.next(["ready"], 60_000);
 } catch (e) {
-  // An in-process case has no server side.
-  if (!String(e).includes("has no server side")) throw e;
-  server = undefined;
+  await server?.stop();
+  throw e;
 }
 const client = new Proc(`${name} (client)`, "client", module, name, ctx);
 try {
@@ -52,7 +60,7 @@ try {
   if (before > 0) await client.ask({ cmd: "run", concurrency: before, durationMs: 2000 }, "ran", 60_000);
   const idle = Number(process.env.STEADY_IDLE_MS ?? 0);
   if (idle > 0) {
-    // Both workers idle, then the 300 ms re-warm-up a round of bench/peers gives a case.
+    // Both workers idle, then a re-warm-up (by default the 300 ms a round of bench/peers gives a case).
     await new Promise((r) => setTimeout(r, idle));
     await client.ask(
       { cmd: "run", concurrency, durationMs: Number(process.env.STEADY_REWARM_MS ?? 300) },
@@ -74,8 +82,8 @@ try {
       `p50 ${(r.p50Ms as number).toFixed(3)} ms, p99 ${(r.p99Ms as number).toFixed(3)} ms; ` +
       `CPU per call client ${((r.cpuUs as number) / ops).toFixed(1)} µs` +
       (server ? `, server ${((cpu1 - cpu0) / ops).toFixed(1)} µs` : "") +
-      `; syscalls per call client ${per(c1.r - c0.r)} reads, ${per(c1.w - c0.w)} writes` +
-      (server ? `, server ${per(s1.r - s0.r)} reads, ${per(s1.w - s0.w)} writes` : ""),
+      (clientSyscalls ? `; syscalls per call client ${per(c1.r - c0.r)} reads, ${per(c1.w - c0.w)} writes` : "") +
+      (server ? `; syscalls per call server ${per(s1.r - s0.r)} reads, ${per(s1.w - s0.w)} writes` : ""),
   );
 } finally {
   await client.stop();
