@@ -238,7 +238,9 @@ describe("zmq client", () => {
     const client = transport({ sendTimeoutMs: 5000 });
     expect((await client.call(endpoint, envelope("echo", { n: 1 }), within(5000))).kind).toBe("reply");
     for (const s of sockets) s.destroy(); // the drop
-    await until(() => accepted >= 2); // zeromq reconnected (TCP); the greeting waits in the relay
+    // zeromq reconnected (TCP) and the client has seen it (its monitor's connect event can come
+    // after the relay's accept); the greeting waits in the relay.
+    await until(() => accepted >= 2 && client.reachable(endpoint));
     const reply = await client.call(endpoint, envelope("echo", { n: 2 }), within(5000));
     expect(reply.kind).toBe("reply");
     expect((reply.payload as { n: number }).n).toBe(2);
