@@ -7,7 +7,7 @@ import { expect, it } from "vitest";
 import { clusterNodePort, privatePort, reserved } from "./ports.js";
 
 it("leaves out every port of scripts/clusters.sh and hands out each port once", () => {
-  for (const p of [23791, 23803, 24221, 24231, 24233, 25701, 25713, 27001, 27006, 27101, 27102, 27113])
+  for (const p of [23791, 23803, 24221, 24231, 24233, 25701, 25713, 25672, 27001, 27006, 27101, 27102, 27113])
     expect(reserved(p), String(p)).toBe(true);
   const drawn = Array.from({ length: 5000 }, privatePort);
   expect(drawn.filter(reserved)).toEqual([]);
