@@ -13,7 +13,7 @@ export const brokers = {
 };
 
 /** A TCP port free on 127.0.0.1 now. */
-export function freePort(): Promise<number> {
+function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.on("error", reject);

@@ -25,8 +25,13 @@ if (module === undefined || name === undefined) {
 const concurrency = Number(process.argv[4] ?? 64);
 const ms = Number(process.argv[5] ?? 4000);
 
+interface Syscalls {
+  readonly r: number;
+  readonly w: number;
+}
+
 /** Read and write syscalls of `pid` so far; NaN where `/proc` is not readable. */
-function syscalls(pid: number | undefined): { r: number; w: number } {
+function syscalls(pid: number | undefined): Syscalls {
   try {
     const io = readFileSync(`/proc/${pid}/io`, "utf8");
     const field = (k: string): number => Number(new RegExp(`^${k}: (\\d+)`, "m").exec(io)?.[1] ?? Number.NaN);
@@ -69,21 +74,22 @@ try {
     );
   }
   const cpu0 = server ? ((await server.ask({ cmd: "cpu" }, "cpu", 10_000)).us as number) : 0;
-  const io0 = [syscalls(client.pid), syscalls(server?.pid)];
+  const c0 = syscalls(client.pid);
+  const s0 = server ? syscalls(server.pid) : undefined;
   const r = await client.ask({ cmd: "run", concurrency, durationMs: ms }, "ran", ms * 4 + 30_000);
-  const io1 = [syscalls(client.pid), syscalls(server?.pid)];
+  const c1 = syscalls(client.pid);
+  const s1 = server ? syscalls(server.pid) : undefined;
   const cpu1 = server ? ((await server.ask({ cmd: "cpu" }, "cpu", 10_000)).us as number) : 0;
   const ops = r.ops as number;
-  const per = (x: number): string => (x / ops).toFixed(3);
-  const [c0, s0] = io0 as [{ r: number; w: number }, { r: number; w: number }];
-  const [c1, s1] = io1 as [{ r: number; w: number }, { r: number; w: number }];
+  const per = (a: Syscalls, b: Syscalls): string =>
+    `${((b.r - a.r) / ops).toFixed(3)} reads, ${((b.w - a.w) / ops).toFixed(3)} writes`;
   console.log(
     `${name} c=${concurrency} ${process.version}: ${Math.round(r.opsPerSec as number)} calls/s, ` +
       `p50 ${(r.p50Ms as number).toFixed(3)} ms, p99 ${(r.p99Ms as number).toFixed(3)} ms; ` +
       `CPU per call client ${((r.cpuUs as number) / ops).toFixed(1)} µs` +
       (server ? `, server ${((cpu1 - cpu0) / ops).toFixed(1)} µs` : "") +
-      (clientSyscalls ? `; syscalls per call client ${per(c1.r - c0.r)} reads, ${per(c1.w - c0.w)} writes` : "") +
-      (server ? `; syscalls per call server ${per(s1.r - s0.r)} reads, ${per(s1.w - s0.w)} writes` : ""),
+      (clientSyscalls ? `; syscalls per call client ${per(c0, c1)}` : "") +
+      (s0 && s1 ? `; syscalls per call server ${per(s0, s1)}` : ""),
   );
 } finally {
   await client.stop();
