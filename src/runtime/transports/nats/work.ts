@@ -58,6 +58,8 @@ function quietly(f: () => void): void {
 /** Reads one durable consumer and hands each message to `deliver`. */
 export class WorkConsumer {
   readonly #inFlight = new Set<JsMsg>();
+  /** Handled messages whose ack goes out at the end of this turn (`#ack`). */
+  readonly #acks: JsMsg[] = [];
   /** When to pull again (read-gate.ts). */
   readonly #gate: ReadGate;
   #stopped = false;
@@ -162,11 +164,26 @@ export class WorkConsumer {
     this.deliver({ ...env, headers: { ...env.headers, attempt } }).then(
       () => {
         this.#release(m);
-        quietly(() => m.ack());
+        this.#ack(m);
       },
       (e: unknown) => this.#failed(m, env, attempt, e),
     );
   }
+
+  /**
+   * Acknowledges at the end of the turn, together with the turn's other acks: nats.js writes
+   * what was queued before its flush microtask runs, and handlers settle over many microtask
+   * rounds, so acks sent as each handler settled went out one socket write each.
+   */
+  #ack(m: JsMsg): void {
+    this.#acks.push(m);
+    if (this.#acks.length === 1) setImmediate(this.#sendAcks);
+  }
+
+  readonly #sendAcks = (): void => {
+    const acks = this.#acks.splice(0);
+    for (const m of acks) quietly(() => m.ack());
+  };
 
   #failed(m: JsMsg, env: Envelope, attempt: number, e: unknown): void {
     const s = this.spec;
@@ -234,6 +251,7 @@ export class WorkConsumer {
   async close(): Promise<void> {
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
     await this.stop();
+    this.#sendAcks();
     if (!this.link.up) return;
     for (const m of this.#inFlight) quietly(() => m.nak());
     this.#inFlight.clear();
