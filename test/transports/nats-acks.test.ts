@@ -19,7 +19,11 @@ import { deleteStreams, NATS_URL, natsUp, withNats } from "./nats-server.js";
 const cluster = `acks-${process.pid}-${shortId()}`;
 const ctx = { cluster, log: captureLog().log, maxPayloadBytes: 1 << 20 };
 
-describeWithBroker(await natsUp(), "NATS", "nats acks")("nats: acknowledgements of a burst", () => {
+describeWithBroker(
+  await natsUp(),
+  "NATS",
+  "nats acks",
+)("nats: acknowledgements of a burst", () => {
   afterAll(async () => {
     await deleteStreams(eventStream(cluster, ConformanceDescriptor.name).name).catch(() => undefined);
   });
@@ -33,7 +37,14 @@ describeWithBroker(await natsUp(), "NATS", "nats acks")("nats: acknowledgements 
       broadcast: false,
     };
     const stream = eventStream(cluster, ConformanceDescriptor.name).name;
-    const info = () => withNats(async (nc) => (await jetstreamManager(nc)).consumers.info(stream, subscriptionConsumer(sub)));
+    const info = () =>
+      withNats(async (nc) => (await jetstreamManager(nc)).consumers.info(stream, subscriptionConsumer(sub)));
+    // The server applies acks to the consumer's state asynchronously: poll until none is pending.
+    const allAcked = () =>
+      until(async () => {
+        const c = await info();
+        return c.num_ack_pending === 0 && c.ack_floor.consumer_seq === c.delivered.consumer_seq;
+      }, 10_000);
     const subscriber = natsTransport({ url: NATS_URL })(ctx);
     const publisher = natsTransport({ url: NATS_URL })(ctx);
     const got: number[] = [];
@@ -52,10 +63,7 @@ describeWithBroker(await natsUp(), "NATS", "nats acks")("nats: acknowledgements 
       };
       await burst(0, 300);
       await until(() => got.length === 300, 15_000);
-      await until(async () => {
-        const c = await info();
-        return c.num_ack_pending === 0 && c.ack_floor.consumer_seq === c.delivered.consumer_seq;
-      }, 10_000);
+      await allAcked();
       const settled = await info();
       expect(settled.delivered.stream_seq).toBe(300);
       expect(settled.num_redelivered).toBe(0);
@@ -64,11 +72,7 @@ describeWithBroker(await natsUp(), "NATS", "nats acks")("nats: acknowledgements 
       await burst(300, 200);
       await until(() => got.length === 500, 15_000);
       await u.close();
-      // The server applies acks to the consumer's state asynchronously: wait for it, as above.
-      await until(async () => {
-        const c = await info();
-        return c.num_ack_pending === 0 && c.ack_floor.consumer_seq === c.delivered.consumer_seq;
-      }, 10_000);
+      await allAcked();
       const closed = await info();
       expect(closed.delivered.stream_seq).toBe(500);
       expect(closed.num_redelivered).toBe(0);
