@@ -17,7 +17,7 @@ import {
 } from "fan/runtime";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { currentContext } from "../../src/runtime/call/callctx.js";
+import { contextFrames, currentContext } from "../../src/runtime/call/callctx.js";
 
 const userStore = new AsyncLocalStorage<string>();
 
@@ -112,6 +112,18 @@ class OuterImpl implements OuterHandler {
 }
 
 describe("the context of an in-process call", () => {
+  it("rides on context frames on Node 24, and on Node 22 with --experimental-async-context-frame", () => {
+    // Node 20 has no frames; on 22 the flag turns them on (in execArgv or NODE_OPTIONS), on 24
+    // they are the default unless --no-async-context-frame turns them off.
+    const major = Number(process.versions.node.split(".")[0]);
+    const flags = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? "").split(/\s+/)];
+    const expected =
+      major >= 24
+        ? !flags.includes("--no-async-context-frame")
+        : major === 22 && flags.includes("--experimental-async-context-frame");
+    expect(contextFrames()).toBe(expected);
+  });
+
   let app: ReturnType<typeof createApp> | undefined;
   afterEach(async () => app?.stop());
 

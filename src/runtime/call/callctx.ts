@@ -78,6 +78,11 @@ export function runInContext<A extends unknown[], R>(ctx: Inherited, fn: (...arg
  */
 const FRAMES = !("_propagate" in AsyncLocalStorage.prototype);
 
+/** Whether call contexts ride on context frames here (no async hooks): see `FRAMES`. */
+export function contextFrames(): boolean {
+  return FRAMES;
+}
+
 /** A handler method, called with its `this`. */
 type Method = (this: object, input: unknown, ctx: CallCtx) => unknown;
 
