@@ -5,14 +5,16 @@
  *   npx tsx bench/peers/steady.ts <fan|moleculer|grpc> "<case name>" [concurrency=64] [ms=4000]
  *
  * Prints calls/s, p50 and p99, CPU µs per call of client and server (`process.cpuUsage`), and
- * the read and write syscalls per call of each (`/proc/<pid>/io`, Linux) over the measured run.
+ * the read and write syscalls per call of each (`/proc/<pid>/io`, Linux) over the measured run,
+ * and for a broker on this machine (nats-server, redis-server, RabbitMQ's beam.smp) its user and
+ * system CPU, syscalls and context switches per call, and the three processes' CPU per call together.
  * The workers take `PEERS_NODE_ARGS` as in `bench/peers.ts` (`--cpu-prof --cpu-prof-dir=...`);
  * `STEADY_BEFORE=<concurrency>` runs 2 s at that concurrency before the measured run;
  * `STEADY_IDLE_MS=<ms>` leaves both workers idle that long, then re-warms them for
  * `STEADY_REWARM_MS` (default 300, as between the rounds of `bench/peers`).
  * Not a benchmark: one case, no rounds, no load check.
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { type CaseModule, caseNamed } from "./cases.js";
 import { caseContext } from "./context.js";
 import { Proc } from "./proc.js";
@@ -38,6 +40,61 @@ function syscalls(pid: number | undefined): Syscalls {
     return { r: field("syscr"), w: field("syscw") };
   } catch {
     return { r: Number.NaN, w: Number.NaN };
+  }
+}
+
+/** `/proc/<pid>/stat` counts CPU time in clock ticks: 100 a second on Linux (USER_HZ). */
+const TICKS_PER_S = 100;
+
+/** The broker's process name per medium (its CPU and syscalls per call are counted too). */
+const BROKERS: Record<string, string> = { nats: "nats-server", redis: "redis-server", amqp: "beam.smp" };
+
+/** A process's CPU (user, system, in clock ticks), read and write syscalls and context switches (all threads). */
+interface ProcCounts {
+  readonly user: number;
+  readonly sys: number;
+  readonly r: number;
+  readonly w: number;
+  readonly cs: number;
+}
+
+/** The pids of processes named `comm` on this machine (Linux `/proc`). */
+function pidsNamed(comm: string): number[] {
+  const pids: number[] = [];
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (readFileSync(`/proc/${e}/comm`, "utf8").trim() === comm) pids.push(Number(e));
+    } catch {
+      // gone
+    }
+  }
+  return pids;
+}
+
+/** `ProcCounts` summed over `pids`; undefined where `/proc` is not readable. */
+function counts(pids: readonly number[]): ProcCounts | undefined {
+  try {
+    let user = 0;
+    let sys = 0;
+    let cs = 0;
+    let r = 0;
+    let w = 0;
+    for (const pid of pids) {
+      const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+      user += Number(f[11]);
+      sys += Number(f[12]);
+      const io = syscalls(pid);
+      r += io.r;
+      w += io.w;
+      for (const t of readdirSync(`/proc/${pid}/task`)) {
+        const st = readFileSync(`/proc/${pid}/task/${t}/status`, "utf8");
+        for (const m of st.matchAll(/ctxt_switches:\s+(\d+)/g)) cs += Number(m[1]);
+      }
+    }
+    return Number.isNaN(user + sys + r + w) ? undefined : { user, sys, r, w, cs };
+  } catch {
+    return undefined;
   }
 }
 
@@ -73,6 +130,8 @@ try {
       60_000,
     );
   }
+  const brokerPids = pidsNamed(BROKERS[c.medium] ?? "");
+  const b0 = counts(brokerPids);
   const cpu0 = server ? ((await server.ask({ cmd: "cpu" }, "cpu", 10_000)).us as number) : 0;
   const c0 = syscalls(client.pid);
   const s0 = server ? syscalls(server.pid) : undefined;
@@ -80,6 +139,7 @@ try {
   const c1 = syscalls(client.pid);
   const s1 = server ? syscalls(server.pid) : undefined;
   const cpu1 = server ? ((await server.ask({ cmd: "cpu" }, "cpu", 10_000)).us as number) : 0;
+  const b1 = counts(brokerPids);
   const ops = r.ops as number;
   const per = (a: Syscalls, b: Syscalls): string =>
     `${((b.r - a.r) / ops).toFixed(3)} reads, ${((b.w - a.w) / ops).toFixed(3)} writes`;
@@ -91,6 +151,20 @@ try {
       (clientSyscalls ? `; syscalls per call client ${per(c0, c1)}` : "") +
       (s0 && s1 ? `; syscalls per call server ${per(s0, s1)}` : ""),
   );
+  if (b0 !== undefined && b1 !== undefined) {
+    // Clock ticks to µs per call.
+    const us = (ticks: number): string => ((ticks * 1e6) / TICKS_PER_S / ops).toFixed(1);
+    const clientUs = (r.cpuUs as number) / ops;
+    const serverUs = server ? (cpu1 - cpu0) / ops : 0;
+    const brokerUs = ((b1.user - b0.user + b1.sys - b0.sys) * 1e6) / TICKS_PER_S / ops;
+    console.log(
+      `  ${BROKERS[c.medium]} (${brokerPids.length} process${brokerPids.length === 1 ? "" : "es"}) per call: ` +
+        `CPU user ${us(b1.user - b0.user)} µs, system ${us(b1.sys - b0.sys)} µs; ` +
+        `${((b1.r - b0.r) / ops).toFixed(3)} reads, ${((b1.w - b0.w) / ops).toFixed(3)} writes, ` +
+        `${((b1.cs - b0.cs) / ops).toFixed(3)} context switches; ` +
+        `client + server + broker ${(clientUs + serverUs + brokerUs).toFixed(1)} µs of CPU per call`,
+    );
+  }
 } finally {
   await client.stop();
   await server?.stop();
