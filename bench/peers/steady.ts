@@ -130,8 +130,10 @@ try {
       60_000,
     );
   }
-  const brokerPids = pidsNamed(BROKERS[c.medium] ?? "");
-  const b0 = counts(brokerPids);
+  // No broker line for a medium without one, or when its process is not on this machine.
+  const broker = BROKERS[c.medium];
+  const brokerPids = broker === undefined ? [] : pidsNamed(broker);
+  const b0 = brokerPids.length > 0 ? counts(brokerPids) : undefined;
   const cpu0 = server ? ((await server.ask({ cmd: "cpu" }, "cpu", 10_000)).us as number) : 0;
   const c0 = syscalls(client.pid);
   const s0 = server ? syscalls(server.pid) : undefined;
@@ -139,7 +141,7 @@ try {
   const c1 = syscalls(client.pid);
   const s1 = server ? syscalls(server.pid) : undefined;
   const cpu1 = server ? ((await server.ask({ cmd: "cpu" }, "cpu", 10_000)).us as number) : 0;
-  const b1 = counts(brokerPids);
+  const b1 = brokerPids.length > 0 ? counts(brokerPids) : undefined;
   const ops = r.ops as number;
   const per = (a: Syscalls, b: Syscalls): string =>
     `${((b.r - a.r) / ops).toFixed(3)} reads, ${((b.w - a.w) / ops).toFixed(3)} writes`;
@@ -158,7 +160,7 @@ try {
     const serverUs = server ? (cpu1 - cpu0) / ops : 0;
     const brokerUs = ((b1.user - b0.user + b1.sys - b0.sys) * 1e6) / TICKS_PER_S / ops;
     console.log(
-      `  ${BROKERS[c.medium]} (${brokerPids.length} process${brokerPids.length === 1 ? "" : "es"}) per call: ` +
+      `  ${broker} (${brokerPids.length} process${brokerPids.length === 1 ? "" : "es"}) per call: ` +
         `CPU user ${us(b1.user - b0.user)} µs, system ${us(b1.sys - b0.sys)} µs; ` +
         `${((b1.r - b0.r) / ops).toFixed(3)} reads, ${((b1.w - b0.w) / ops).toFixed(3)} writes, ` +
         `${((b1.cs - b0.cs) / ops).toFixed(3)} context switches; ` +
