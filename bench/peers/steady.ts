@@ -130,7 +130,8 @@ try {
       60_000,
     );
   }
-  // No broker line for a medium without one, or when its process is not on this machine.
+  // No broker line for a medium without one, when its process is not on this machine, or when
+  // its `/proc` counters cannot be read.
   const broker = BROKERS[c.medium];
   const brokerPids = broker === undefined ? [] : pidsNamed(broker);
   const b0 = brokerPids.length > 0 ? counts(brokerPids) : undefined;
