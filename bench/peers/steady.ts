@@ -156,16 +156,16 @@ try {
   );
   if (b0 !== undefined && b1 !== undefined) {
     // Clock ticks to µs per call.
-    const us = (ticks: number): string => ((ticks * 1e6) / TICKS_PER_S / ops).toFixed(1);
+    const user = ((b1.user - b0.user) * 1e6) / TICKS_PER_S / ops;
+    const sys = ((b1.sys - b0.sys) * 1e6) / TICKS_PER_S / ops;
     const clientUs = (r.cpuUs as number) / ops;
     const serverUs = server ? (cpu1 - cpu0) / ops : 0;
-    const brokerUs = ((b1.user - b0.user + b1.sys - b0.sys) * 1e6) / TICKS_PER_S / ops;
     console.log(
       `  ${broker} (${brokerPids.length} process${brokerPids.length === 1 ? "" : "es"}) per call: ` +
-        `CPU user ${us(b1.user - b0.user)} µs, system ${us(b1.sys - b0.sys)} µs; ` +
+        `CPU user ${user.toFixed(1)} µs, system ${sys.toFixed(1)} µs; ` +
         `${((b1.r - b0.r) / ops).toFixed(3)} reads, ${((b1.w - b0.w) / ops).toFixed(3)} writes, ` +
         `${((b1.cs - b0.cs) / ops).toFixed(3)} context switches; ` +
-        `client + server + broker ${(clientUs + serverUs + brokerUs).toFixed(1)} µs of CPU per call`,
+        `client + server + broker ${(clientUs + serverUs + user + sys).toFixed(1)} µs of CPU per call`,
     );
   }
 } finally {
