@@ -8,6 +8,8 @@
  */
 import { codec } from "../src/runtime/codec/index.js";
 import type { StructSchema } from "../src/runtime/codec/schema.js";
+import { decodeReply, decodeFrameReply, encodeFrameReply } from "../src/runtime/transports/replies.js";
+import type { Envelope } from "../src/runtime/transports/transport.js";
 import { compare, type BenchRow } from "./lib.js";
 
 const BATCH = 1000;
@@ -62,6 +64,23 @@ export default async function run(): Promise<BenchRow[]> {
   const req = { storeId: "s1", inventoryId: "i1" };
   const handler = async (r: { storeId: string; inventoryId: string }): Promise<unknown> =>
     r.storeId === "" ? null : typed;
+  // A reply in a broker batch frame (nats, amqp), as bench/peers's Pricing.quote answers: what the
+  // server encodes and the client decodes per call, as a whole envelope and as a compact item.
+  const reply: Envelope = {
+    v: 1,
+    id: "868c06b003b5-2",
+    kind: "reply",
+    service: "bench.Pricing",
+    method: "quote",
+    version: "1.0.0",
+    headers: {},
+    payload: { symbol: "ACME", total: 37.5 },
+  };
+  const roundTrip = (compact: boolean) => () => {
+    const text = encodeFrameReply(reply, compact);
+    const bytes = Buffer.from(text, "utf8");
+    return compact ? decodeFrameReply(bytes, 1 << 20, "bench.Pricing") : decodeReply(bytes, 1 << 20);
+  };
   let sink: unknown;
   const batch = (fn: () => unknown) => async () => {
     for (let i = 0; i < BATCH; i++) sink = fn();
@@ -83,6 +102,12 @@ export default async function run(): Promise<BenchRow[]> {
       { name: `decode Wine x${BATCH}`, op: batch(() => wine.decode(wineWire)) },
       { name: `encode Wine x${BATCH}`, op: batch(() => wine.encode(typed)) },
       { name: `JSON.parse(stringify(Wine)) x${BATCH}`, op: batch(() => JSON.parse(JSON.stringify(wineWire))) },
+      { name: `frame reply, whole envelope: encode + decode x${BATCH}`, op: batch(roundTrip(false)) },
+      {
+        name: `frame reply, compact item: encode + decode x${BATCH}`,
+        op: batch(roundTrip(true)),
+        note: "what a `%` frame's client gets",
+      },
     ],
     { rounds: 5, durationMs: 400, warmupOps: 20 },
   );

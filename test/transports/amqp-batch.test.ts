@@ -18,7 +18,7 @@ import { LazyAbort } from "../../src/runtime/transports/abort.js";
 import { FrameBuilder, isBatch, readBatch } from "../../src/runtime/transports/batch-frame.js";
 import { formatEndpoint, parseEndpoint, rpcQueue } from "../../src/runtime/transports/amqp/names.js";
 import { isNotDelivered } from "../../src/runtime/transports/not-delivered.js";
-import { errorEnvelope } from "../../src/runtime/transports/replies.js";
+import { decodeFrameReply, errorEnvelope } from "../../src/runtime/transports/replies.js";
 import type { Envelope, Inbound, Transport } from "../../src/runtime/transports/transport.js";
 import { AMQP_URL, describeWithBroker, queueDepth, reachable, suiteTransports, withChannel } from "./amqp-broker.js";
 import { envelope, rejection, until, within } from "./conformance.js";
@@ -156,8 +156,13 @@ describeWithBroker(
   }
 
   /** Publishes a frame of `items` (seq, envelope JSON) to the served version's queue with replies to `replyQueue`. */
-  function publishFrame(items: Array<[number, string]>, replyQueue: string | undefined, corr = "raw.1"): void {
-    const f = new FrameBuilder();
+  function publishFrame(
+    items: Array<[number, string]>,
+    replyQueue: string | undefined,
+    corr = "raw.1",
+    mark: "#" | "%" = "#",
+  ): void {
+    const f = new FrameBuilder(mark);
     for (const [s, json] of items) f.add(s, json, Buffer.byteLength(json));
     const props = replyQueue === undefined ? {} : { replyTo: replyQueue, correlationId: corr };
     ch.sendToQueue(rpcQueue(parseEndpoint(endpoint)), Buffer.from(f.text), props);
@@ -430,6 +435,31 @@ describeWithBroker(
     for (const [n, r] of (await Promise.all(others)).entries()) expect(r.payload).toMatchObject({ n });
   });
 
+  it("a `%` frame gets compact replies (`=` payload, `!` error), read back by the client's decoder", async () => {
+    const r = await replies();
+    const echo = envelope("echo", { n: 21 });
+    const fail = envelope("fail", { code: "NOT_FOUND", message: "gone" });
+    publishFrame(
+      [
+        [1, encodeEnvelopeText(echo)],
+        [2, encodeEnvelopeText(fail)],
+      ],
+      r.queue,
+      "raw.compact",
+      "%",
+    );
+    await until(() => r.got.length >= 1);
+    const text = r.got.map((m) => m.content.toString("utf8")).join("");
+    expect(text).toMatch(/^#1\n=\{.*\}\n2\n!\{.*\}$/);
+    const out = new Map<number, Envelope>();
+    for (const m of r.got)
+      readBatch(m.content, {
+        item: (seq, b) => out.set(seq, decodeFrameReply(b, 1 << 20, echo.service) as Envelope),
+      });
+    expect(out.get(1)).toMatchObject({ kind: "reply", payload: { n: 21 } });
+    expect(out.get(2)).toMatchObject({ kind: "error", payload: { code: "NOT_FOUND", message: "gone" } });
+  });
+
   it("broken frames are answered or logged, and the server keeps serving", async () => {
     const r = await replies();
     const queue = rpcQueue(parseEndpoint(endpoint));
@@ -470,6 +500,8 @@ describeWithBroker(
     for (const o of outs) {
       expect(o.kind).toBe("error");
       expect((o.payload as { code: string }).code).toBe("INVALID_ARGUMENT");
+      // It cannot read the `%` this client's frames start with: the error says what to do.
+      expect((o.payload as { message: string }).message).toContain("upgrade servers before clients");
     }
     expect(raw.taken.map((t) => t.seqs.length)).toEqual([3]);
     await raw.stop();

@@ -201,6 +201,29 @@ describeWithBroker(
     expect(serverLog.find("undecodable nats call").length).toBeGreaterThan(0);
   });
 
+  it("a `%` frame gets compact replies (`=` payload, `!` error); a `#` frame, whole envelopes", async () => {
+    const items = [envelope("echo", { n: 11 }), envelope("fail", { code: "NOT_FOUND", message: "gone" })];
+    const frame = (mark: string) => `${mark}${items.map((e, i) => `${i + 1}\n${JSON.stringify(e)}`).join("\n")}`;
+    const replyItems = (m: Msg | undefined): string[] => {
+      const text = Buffer.from((m as Msg).data).toString("utf8");
+      expect(text.startsWith("#")).toBe(true);
+      return text
+        .slice(1)
+        .split("\n")
+        .filter((_, i) => i % 2 === 1);
+    };
+    const [echo, fail] = replyItems(await raw(frame("%")));
+    expect(JSON.parse((echo as string).slice(1))).toMatchObject({ n: 11 });
+    expect(echo?.[0]).toBe("=");
+    expect(fail?.[0]).toBe("!");
+    expect(JSON.parse((fail as string).slice(1))).toMatchObject({ code: "NOT_FOUND", message: "gone" });
+    const whole = replyItems(await raw(frame("#"))).map((t) => decodeEnvelope(t, { maxBytes: 1 << 20 }));
+    expect(whole.map((e) => [e.kind, e.id])).toEqual([
+      ["reply", items[0]?.id],
+      ["error", items[1]?.id],
+    ]);
+  });
+
   it("a frame without a reply subject is dropped with a warn line", async () => {
     const before = serverLog.find("without a reply subject").length;
     nc.publish(rpcSubject(parseEndpoint(endpoint)), `#1\n${JSON.stringify(envelope("echo", { n: 9 }))}`);

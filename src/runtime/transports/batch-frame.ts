@@ -4,19 +4,30 @@
  * finishes in one tick for one client, cost the broker and both client libraries one message
  * instead of one each.
  *
- * Frame: `#` then items separated by `\n`, each item `{seq}\n{envelope JSON}` (`seq` a decimal
- * number the client chose; JSON text never holds a raw newline). An envelope alone (the first
- * byte `{`) is still a call of its own, answered on the message's reply address.
+ * Frame: a mark byte, then items separated by `\n`, each item `{seq}\n{body}` (`seq` a decimal
+ * number the client chose; JSON text never holds a raw newline). A call frame's items are call
+ * envelopes (JSON). Its mark says how its replies may come back: `#` (an older client) asks for
+ * reply envelopes, `%` also takes compact replies (replies.ts: `=` and the payload's JSON, `!`
+ * and the error's). A reply frame starts with `#`. An envelope alone (the first byte `{`) is
+ * still a call of its own, answered on the message's reply address.
  */
 
 /** The first byte of a batch frame (`#`: no envelope's JSON starts with it). */
 export const BATCH_MARK = 0x23;
+/** The first byte of a call frame whose client reads compact replies (`%`). */
+export const COMPACT_MARK = 0x25;
 
 const NEWLINE = 0x0a;
 
 /** Whether `data` is a batch frame. */
 export function isBatch(data: Uint8Array): boolean {
-  return data.length > 0 && data[0] === BATCH_MARK;
+  const mark = data[0];
+  return mark === BATCH_MARK || mark === COMPACT_MARK;
+}
+
+/** Whether the call frame `data` takes compact replies. */
+export function wantsCompact(data: Uint8Array): boolean {
+  return data[0] === COMPACT_MARK;
 }
 
 /** Receives the items of a batch frame. */
@@ -64,10 +75,15 @@ function digits(n: number): number {
 
 /** Items of one frame being built (text, sent as one string). */
 export class FrameBuilder {
-  #text = "#";
+  #text: string;
   /** The frame's UTF-8 size so far. */
   bytes = 1;
   count = 0;
+
+  /** A frame starting with `mark`: `#` (replies, and an older client's calls) or `%` (calls taking compact replies). */
+  constructor(mark: "#" | "%" = "#") {
+    this.#text = mark;
+  }
 
   /** Adds an item whose envelope JSON is `json` of `size` UTF-8 bytes. */
   add(seq: number, json: string, size: number): void {

@@ -5,7 +5,7 @@
  * Shared by amqp, redis and nats (no dependency of its own).
  */
 import { type CallSink, errorReply, okReply } from "../call/dispatch.js";
-import { decodeEnvelope } from "../codec/wire.js";
+import { decodeEnvelope, encodeEnvelopeText, parseJson } from "../codec/wire.js";
 import type { ServiceDescriptor } from "../descriptor.js";
 import { Code, FanError, type WireError } from "../errors.js";
 import type { CallSignal } from "./abort.js";
@@ -110,6 +110,47 @@ export function runWithSink(inbound: Inbound, env: Envelope, signal: CallSignal,
 export function decodeReply(data: Uint8Array | string, maxBytes: number): Envelope | FanError {
   try {
     return decodeEnvelope(data, { maxBytes });
+  } catch (e) {
+    return FanError.from(e);
+  }
+}
+
+/** A compact reply item's first character: a reply (`=`, then its payload's JSON, none when it has no payload). */
+const REPLY_ITEM = 0x3d;
+/** A compact reply item's first character: an error (`!`, then its WireError's JSON). */
+const ERROR_ITEM = 0x21;
+
+/**
+ * A served call's reply as a reply frame item: to a client that takes compact replies
+ * (batch-frame.ts: its call frame started with `%`), a reply or error with no headers is `=` or
+ * `!` and its payload's JSON: the client knows which call it answers from the item's `seq`, so
+ * the envelope's id, service, method and version need not travel back. Anything else is its
+ * envelope's JSON.
+ */
+export function encodeFrameReply(out: Envelope, compact: boolean): string {
+  if (compact && (out.kind === "reply" || out.kind === "error") && noHeaders(out.headers)) {
+    const json = out.payload === undefined ? "" : JSON.stringify(out.payload);
+    return `${out.kind === "reply" ? "=" : "!"}${json}`;
+  }
+  return encodeEnvelopeText(out);
+}
+
+function noHeaders(h: Envelope["headers"]): boolean {
+  for (const _ in h) return false;
+  return true;
+}
+
+/**
+ * A reply frame item (`encodeFrameReply`'s either form) as an envelope answering a call to
+ * `service`, or the error reading it gave (a malformed reply fails its call). A compact item's
+ * payload gets the same bounds as an envelope's (wire.ts: `parseJson`).
+ */
+export function decodeFrameReply(body: Uint8Array, maxBytes: number, service: string): Envelope | FanError {
+  const mark = body[0];
+  if (mark !== REPLY_ITEM && mark !== ERROR_ITEM) return decodeReply(body, maxBytes);
+  try {
+    const payload = body.length === 1 ? undefined : parseJson(body.subarray(1), { maxBytes });
+    return { v: 1, id: "", kind: mark === REPLY_ITEM ? "reply" : "error", service, method: "", headers: {}, payload };
   } catch (e) {
     return FanError.from(e);
   }

@@ -21,7 +21,7 @@ import { Code, FanError } from "../../errors.js";
 import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound, Served } from "../transport.js";
 import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
-import { isBatch } from "../batch-frame.js";
+import { isBatch, wantsCompact } from "../batch-frame.js";
 import { type FrameHost, FramePump, type FrameSource } from "../batching/served.js";
 import type { AmqpConnection, ManagedChannel, Setup } from "./connection.js";
 import {
@@ -242,6 +242,7 @@ export class AmqpServer {
         replyKey: replyTo,
         redelivered: msg.fields.redelivered,
         pushes: true,
+        compact: wantsCompact(msg.content),
         left: 1,
       },
       msg.content,

@@ -17,7 +17,7 @@ import { Code, FanError } from "../../errors.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
 import { type BatchReader, FrameBuilder, itemOverhead, readBatch } from "../batch-frame.js";
 import { notDelivered } from "../not-delivered.js";
-import { decodeReply } from "../replies.js";
+import { decodeFrameReply, decodeReply } from "../replies.js";
 import type { Envelope, SendOptions } from "../transport.js";
 
 /**
@@ -153,7 +153,7 @@ export abstract class CallBatcher<A extends CallAddress, V> implements BatchRead
     if (b.open === 0) return;
     const calls = b.calls.filter((p) => this.#pending.get(p.seq) === p);
     b.calls = calls;
-    const frame = new FrameBuilder();
+    const frame = new FrameBuilder("%");
     let latest = 0;
     for (const p of calls) {
       frame.add(p.seq, p.json, p.size);
@@ -233,12 +233,12 @@ export abstract class CallBatcher<A extends CallAddress, V> implements BatchRead
   /** One reply of a batch frame. */
   item(seq: number, body: Uint8Array): void {
     const p = this.#pending.get(seq);
-    if (p !== undefined) p.settle(decodeReply(body, this.maxBytes));
+    if (p !== undefined) p.settle(decodeFrameReply(body, this.maxBytes, p.addr.service));
   }
 
   /** One envelope answering every call of `b` (a server that could not read its frame). */
   protected answerBatch(b: CallBatch<A, V>, data: Uint8Array): void {
-    const result = decodeReply(data, this.maxBytes);
+    const result = olderServer(decodeReply(data, this.maxBytes));
     for (const p of [...b.calls]) p.settle(result);
   }
 
@@ -258,6 +258,20 @@ export abstract class CallBatcher<A extends CallAddress, V> implements BatchRead
     for (const p of [...this.#pending.values()]) p.settle(err());
     this.#outbox.clear();
   }
+}
+
+/**
+ * A server older than the `%` call frame (batch-frame.ts) reads it as one envelope, fails to
+ * parse it and answers the whole frame with INVALID_ARGUMENT naming the `%`: the error then also
+ * says why, and what to do.
+ */
+function olderServer(result: Envelope | FanError): Envelope | FanError {
+  if (FanError.is(result) || result.kind !== "error") return result;
+  const err = result.payload as { code?: unknown; message?: unknown } | null;
+  if (err?.code !== Code.INVALID_ARGUMENT || typeof err.message !== "string" || !err.message.includes("'%'"))
+    return result;
+  const message = `${err.message} (the serving instance runs an older fan that cannot read this client's call frames: upgrade servers before clients)`;
+  return { ...result, payload: { ...err, message } };
 }
 
 /**

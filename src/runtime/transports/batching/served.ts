@@ -11,13 +11,13 @@
  */
 import type { Logger } from "pino";
 import { expiredError } from "../../call/dispatch.js";
-import { decodeEnvelope, encodeEnvelopeText } from "../../codec/wire.js";
+import { decodeEnvelope } from "../../codec/wire.js";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
 import { LazyAbort } from "../abort.js";
 import { type BatchReader, FrameBuilder, itemOverhead, readBatch } from "../batch-frame.js";
 import { handlePush } from "../owner-push.js";
-import { decodeServed, errorEnvelope, ReplySink, runWithSink } from "../replies.js";
+import { decodeServed, encodeFrameReply, errorEnvelope, ReplySink, runWithSink } from "../replies.js";
 import type { Envelope, Inbound } from "../transport.js";
 
 /**
@@ -38,6 +38,8 @@ export interface FrameSource {
   readonly redelivered: boolean;
   /** A push may come in it (a @shard push to this owner: owner-push.ts). */
   readonly pushes: boolean;
+  /** Its client takes compact replies (the frame started with `%`: batch-frame.ts). */
+  readonly compact: boolean;
   /** Calls of it not answered yet, plus one while it is being read. */
   left: number;
 }
@@ -254,10 +256,10 @@ export class FramePump<S extends FrameSource> {
   /** Queues a call's reply for this tick's frame to its client (sent at once when the frame is full). */
   #queue(src: S, seq: number, out: Envelope): void {
     const { limit, max, lone } = this.host.replyBounds();
-    let json = encodeEnvelopeText(out);
+    let json = encodeFrameReply(out, src.compact);
     let size = Buffer.byteLength(json, "utf8");
     if (size > limit || 1 + size + itemOverhead(seq) > lone) {
-      json = encodeEnvelopeText(errorEnvelope(out.id, out, this.host.tooLarge(size, limit)));
+      json = encodeFrameReply(errorEnvelope(out.id, out, this.host.tooLarge(size, limit)), src.compact);
       size = Buffer.byteLength(json, "utf8");
     }
     let box = this.#outbox.get(src.replyKey);

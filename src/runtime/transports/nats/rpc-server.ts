@@ -22,7 +22,7 @@ import { errorEnvelope, refuse, ReplySink, runWithSink } from "../replies.js";
 import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
 import type { NatsLink } from "./connection.js";
-import { isBatch } from "../batch-frame.js";
+import { isBatch, wantsCompact } from "../batch-frame.js";
 import { type FrameHost, FramePump, type FrameSource } from "../batching/served.js";
 import { cancelSubject, instanceSubject, type NatsAddress, RPC_QUEUE, rpcSubject } from "./names.js";
 import { payloadLimit, payloadOf, serverLimit, tooLarge } from "./rpc-client.js";
@@ -164,6 +164,7 @@ export class NatsRpcServer {
         replyKey: client,
         redelivered: false,
         pushes: msg.subject === instanceSubject(this.addr),
+        compact: wantsCompact(msg.data),
         left: 1,
       },
       msg.data,

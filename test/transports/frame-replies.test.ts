@@ -1,0 +1,89 @@
+/**
+ * Reply items of batch frames (replies.ts): a client whose call frame starts with `%` gets a
+ * plain reply or error as `=` / `!` and its payload's JSON; anything else, and every reply to a
+ * `#` frame (an older client), is the reply envelope. The client reads both forms, and a compact
+ * item gets the same bounds and checks as an envelope.
+ */
+import { describe, expect, it } from "vitest";
+import { FanError } from "../../src/runtime/errors.js";
+import { FrameBuilder, isBatch, readBatch, wantsCompact } from "../../src/runtime/transports/batch-frame.js";
+import { decodeFrameReply, encodeFrameReply } from "../../src/runtime/transports/replies.js";
+import type { Envelope } from "../../src/runtime/transports/transport.js";
+
+const base = { v: 1, id: "c1-7", service: "shop.Cart", method: "add", version: "1.2.0" } as const;
+const ok = (payload: unknown, headers: Envelope["headers"] = {}): Envelope => ({
+  ...base,
+  kind: "reply",
+  headers,
+  payload,
+});
+const failed: Envelope = { ...base, kind: "error", headers: {}, payload: { code: "NOT_FOUND", message: "no cart" } };
+
+const bytes = (s: string): Uint8Array => Buffer.from(s, "utf8");
+const limits = 1 << 20;
+
+describe("reply items of batch frames", () => {
+  it("to a `%` frame a reply is `=` and its payload, an error `!` and its WireError", () => {
+    expect(encodeFrameReply(ok({ total: 37.5 }), true)).toBe('={"total":37.5}');
+    expect(encodeFrameReply(ok(undefined), true)).toBe("=");
+    expect(encodeFrameReply(ok(null), true)).toBe("=null");
+    expect(encodeFrameReply(failed, true)).toBe('!{"code":"NOT_FOUND","message":"no cart"}');
+  });
+
+  it("to a `#` frame, or with headers, the reply is its whole envelope", () => {
+    for (const [env, compact] of [
+      [ok({ total: 1 }), false],
+      [failed, false],
+      [ok({ total: 1 }, { "x-served-by": "a" }), true],
+    ] as const) {
+      const text = encodeFrameReply(env, compact);
+      expect(text.startsWith("{")).toBe(true);
+      expect(JSON.parse(text)).toEqual({ ...env });
+    }
+  });
+
+  it("the client reads both forms, naming the service it called", () => {
+    for (const env of [ok({ total: 37.5 }), ok(undefined), ok(null), ok([1, "two"]), failed]) {
+      const compact = decodeFrameReply(bytes(encodeFrameReply(env, true)), limits, "shop.Cart") as Envelope;
+      expect(compact.kind).toBe(env.kind);
+      expect(compact.payload).toEqual(env.payload);
+      expect(compact.service).toBe("shop.Cart");
+      const whole = decodeFrameReply(bytes(encodeFrameReply(env, false)), limits, "shop.Cart") as Envelope;
+      expect(whole).toMatchObject({ kind: env.kind, id: env.id, method: "add", version: "1.2.0" });
+    }
+    const h = decodeFrameReply(bytes(encodeFrameReply(ok(1, { a: "b" }), true)), limits, "x") as Envelope;
+    expect(h.headers).toEqual({ a: "b" });
+  });
+
+  it("a malformed, oversized or polluting compact item is an error for its call, not a throw", () => {
+    const cases: [string, number, string][] = [
+      ["=not json", limits, "INVALID_ARGUMENT"],
+      ['!{"code":', limits, "INVALID_ARGUMENT"],
+      ['={"__proto__":{"admin":true}}', limits, "INVALID_ARGUMENT"],
+      [`=${"[".repeat(100)}${"]".repeat(100)}`, limits, "INVALID_ARGUMENT"],
+      [`="${"x".repeat(200)}"`, 100, "RESOURCE_EXHAUSTED"],
+    ];
+    for (const [item, max, code] of cases) {
+      const r = decodeFrameReply(bytes(item), max, "shop.Cart");
+      expect(r).toBeInstanceOf(FanError);
+      expect((r as FanError).code).toBe(code);
+    }
+  });
+
+  it("a call frame says which replies it takes by its first byte; both are batch frames", () => {
+    const calls = new FrameBuilder("%");
+    calls.add(1, '{"v":1}', 7);
+    calls.add(2, '{"v":1}', 7);
+    const data = bytes(calls.text);
+    expect(calls.text).toBe('%1\n{"v":1}\n2\n{"v":1}');
+    expect(calls.bytes).toBe(data.length);
+    expect([isBatch(data), wantsCompact(data)]).toEqual([true, true]);
+    const old = bytes(new FrameBuilder().text);
+    expect([isBatch(old), wantsCompact(old)]).toEqual([true, false]);
+    expect(isBatch(bytes('{"v":1}'))).toBe(false);
+    expect(isBatch(new Uint8Array(0))).toBe(false);
+    const seen: number[] = [];
+    expect(readBatch(data, { item: (seq) => seen.push(seq) })).toBe(true);
+    expect(seen).toEqual([1, 2]);
+  });
+});
