@@ -5,7 +5,7 @@
  *   npx tsx bench/peers/steady.ts <fan|moleculer|grpc> "<case name>" [concurrency=64] [ms=4000]
  *
  * Prints calls/s, p50 and p99, CPU µs per call of client and server (`process.cpuUsage`), and
- * the read and write syscalls per call of each (`/proc/<pid>/io`, Linux) over the measured run,
+ * the read and write syscalls and bytes written per call of each (`/proc/<pid>/io`, Linux) over the measured run,
  * and for a broker on this machine (nats-server, redis-server, RabbitMQ's beam.smp) its user and
  * system CPU, syscalls and context switches per call, and the three processes' CPU per call together.
  * The workers take `PEERS_NODE_ARGS` as in `bench/peers.ts` (`--cpu-prof --cpu-prof-dir=...`);
@@ -30,6 +30,8 @@ const ms = Number(process.argv[5] ?? 4000);
 interface Syscalls {
   readonly r: number;
   readonly w: number;
+  /** Bytes written (`wchar`). */
+  readonly wb: number;
 }
 
 /** Read and write syscalls of `pid` so far; NaN where `/proc` is not readable. */
@@ -37,9 +39,9 @@ function syscalls(pid: number | undefined): Syscalls {
   try {
     const io = readFileSync(`/proc/${pid}/io`, "utf8");
     const field = (k: string): number => Number(new RegExp(`^${k}: (\\d+)`, "m").exec(io)?.[1] ?? Number.NaN);
-    return { r: field("syscr"), w: field("syscw") };
+    return { r: field("syscr"), w: field("syscw"), wb: field("wchar") };
   } catch {
-    return { r: Number.NaN, w: Number.NaN };
+    return { r: Number.NaN, w: Number.NaN, wb: Number.NaN };
   }
 }
 
@@ -145,7 +147,7 @@ try {
   const b1 = brokerPids.length > 0 ? counts(brokerPids) : undefined;
   const ops = r.ops as number;
   const per = (a: Syscalls, b: Syscalls): string =>
-    `${((b.r - a.r) / ops).toFixed(3)} reads, ${((b.w - a.w) / ops).toFixed(3)} writes`;
+    `${((b.r - a.r) / ops).toFixed(3)} reads, ${((b.w - a.w) / ops).toFixed(3)} writes, ${Math.round((b.wb - a.wb) / ops)} bytes written`;
   console.log(
     `${name} c=${concurrency} ${process.version}: ${Math.round(r.opsPerSec as number)} calls/s, ` +
       `p50 ${(r.p50Ms as number).toFixed(3)} ms, p99 ${(r.p99Ms as number).toFixed(3)} ms; ` +
