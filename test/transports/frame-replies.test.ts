@@ -28,6 +28,9 @@ describe("reply items of batch frames", () => {
     expect(encodeFrameReply(ok(undefined), true)).toBe("=");
     expect(encodeFrameReply(ok(null), true)).toBe("=null");
     expect(encodeFrameReply(failed, true)).toBe('!{"code":"NOT_FOUND","message":"no cart"}');
+    // A payload JSON cannot hold (a function from a hand-written Inbound) is left out, as in an envelope.
+    expect(encodeFrameReply(ok(() => 1), true)).toBe("=");
+    expect(JSON.parse(encodeFrameReply(ok(() => 1), false))).not.toHaveProperty("payload");
   });
 
   it("to a `#` frame, or with headers, the reply is its whole envelope", () => {
@@ -62,6 +65,11 @@ describe("reply items of batch frames", () => {
       ['={"__proto__":{"admin":true}}', limits, "INVALID_ARGUMENT"],
       [`=${"[".repeat(100)}${"]".repeat(100)}`, limits, "INVALID_ARGUMENT"],
       [`="${"x".repeat(200)}"`, 100, "RESOURCE_EXHAUSTED"],
+      // An error item holds a WireError object.
+      ["!", limits, "INVALID_ARGUMENT"],
+      ["!null", limits, "INVALID_ARGUMENT"],
+      ['!"boom"', limits, "INVALID_ARGUMENT"],
+      ['![{"code":"INTERNAL"}]', limits, "INVALID_ARGUMENT"],
     ];
     for (const [item, max, code] of cases) {
       const r = decodeFrameReply(bytes(item), max, "shop.Cart");

@@ -201,6 +201,21 @@ describeWithBroker(
     expect(serverLog.find("undecodable nats call").length).toBeGreaterThan(0);
   });
 
+  it("the client's call frames start with `%`, and it reads the compact replies they get", async () => {
+    const seen: Uint8Array[] = [];
+    const spy = nc.subscribe(rpcSubject(parseEndpoint(endpoint)), { callback: (_e, m) => seen.push(m.data) });
+    await nc.flush();
+    const [ok, failed] = await Promise.all([
+      client.call(endpoint, envelope("echo", { n: 12 }), within(5000)),
+      client.call(endpoint, envelope("fail", { code: "NOT_FOUND", message: "gone" }), within(5000)),
+    ]);
+    spy.unsubscribe();
+    expect(seen.length).toBe(1);
+    expect(String.fromCharCode(seen[0]?.[0] ?? 0)).toBe("%");
+    expect(ok).toMatchObject({ kind: "reply", payload: { n: 12 } });
+    expect(failed).toMatchObject({ kind: "error", payload: { code: "NOT_FOUND", message: "gone" } });
+  });
+
   it("a `%` frame gets compact replies (`=` payload, `!` error); a `#` frame, whole envelopes", async () => {
     const items = [envelope("echo", { n: 11 }), envelope("fail", { code: "NOT_FOUND", message: "gone" })];
     const frame = (mark: string) => `${mark}${items.map((e, i) => `${i + 1}\n${JSON.stringify(e)}`).join("\n")}`;

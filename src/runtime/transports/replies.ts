@@ -129,8 +129,10 @@ const ERROR_ITEM = 0x21;
  */
 export function encodeFrameReply(out: Envelope, compact: boolean): string {
   if (compact && (out.kind === "reply" || out.kind === "error") && noHeaders(out.headers)) {
-    const json = out.payload === undefined ? "" : JSON.stringify(out.payload);
-    return `${out.kind === "reply" ? "=" : "!"}${json}`;
+    // JSON.stringify gives undefined for undefined (no payload), a function or a symbol: the
+    // envelope form leaves such a payload out too.
+    const json: string | undefined = JSON.stringify(out.payload);
+    return `${out.kind === "reply" ? "=" : "!"}${json ?? ""}`;
   }
   return encodeEnvelopeText(out);
 }
@@ -150,6 +152,9 @@ export function decodeFrameReply(body: Uint8Array, maxBytes: number, service: st
   if (mark !== REPLY_ITEM && mark !== ERROR_ITEM) return decodeReply(body, maxBytes);
   try {
     const payload = body.length === 1 ? undefined : parseJson(body.subarray(1), { maxBytes });
+    // An error's payload is a WireError: what reads it (owner pushes, `fanc health`) reads its code.
+    if (mark === ERROR_ITEM && (payload === null || typeof payload !== "object" || Array.isArray(payload)))
+      return new FanError(Code.INVALID_ARGUMENT, "not a fan reply: an error item must hold an object");
     return { v: 1, id: "", kind: mark === REPLY_ITEM ? "reply" : "error", service, method: "", headers: {}, payload };
   } catch (e) {
     return FanError.from(e);
