@@ -203,7 +203,11 @@ describeWithBroker(
 
   it("the client's call frames start with `%`, and it reads the compact replies they get", async () => {
     const seen: Uint8Array[] = [];
-    const spy = nc.subscribe(rpcSubject(parseEndpoint(endpoint)), { callback: (_e, m) => seen.push(m.data) });
+    const spy = nc.subscribe(rpcSubject(parseEndpoint(endpoint)), {
+      callback: (_e, m) => {
+        seen.push(m.data);
+      },
+    });
     await nc.flush();
     const [ok, failed] = await Promise.all([
       client.call(endpoint, envelope("echo", { n: 12 }), within(5000)),
