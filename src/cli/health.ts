@@ -11,7 +11,7 @@ import type { TransportsConfig } from "../runtime/app/infra.js";
 import { codec } from "../runtime/codec/index.js";
 import type { TransportName } from "../runtime/descriptor.js";
 import type { InstanceInfo } from "../runtime/discovery/types.js";
-import { Code, FanError } from "../runtime/errors.js";
+import { Code, errorFromWire, FanError } from "../runtime/errors.js";
 import { nextEnvelopeId } from "../runtime/ids.js";
 import { HEALTH_SERVICE, HealthDescriptor } from "../runtime/telemetry/health.js";
 import type { Envelope } from "../runtime/transports/transport.js";
@@ -88,8 +88,7 @@ async function ask(
   };
   const reply = await reach.transport.call(reach.endpoint, env, { signal: AbortSignal.timeout(timeoutMs), deadline });
   if (reply.kind === "error") {
-    const e = reply.payload as { code?: string; message?: string };
-    throw new FanError((e.code ?? "UNKNOWN") as Code, e.message ?? "fan.Health failed");
+    throw errorFromWire(reply.payload, "fan.Health failed");
   }
   return (codec(m.output).decode(reply.payload, "reply") as { status: string }).status;
 }

@@ -121,3 +121,14 @@ export class FanError extends Error {
     return new FanError(fallback, message, { cause: e });
   }
 }
+
+/**
+ * A FanError from the payload of an `error` envelope as it came off the wire, whatever it holds:
+ * a code fan does not know, or a payload that is not an object, gives UNKNOWN, and a missing
+ * message `fallback` (codec/error-wire.ts's `fromWireError` also rebuilds IDL errors; this is for
+ * replies no service contract covers: owner-push acks, `fanc health`).
+ */
+export function errorFromWire(payload: unknown, fallback: string): FanError {
+  const w = (typeof payload === "object" && payload !== null ? payload : {}) as { code?: unknown; message?: unknown };
+  return new FanError(isCode(w.code) ? w.code : Code.UNKNOWN, typeof w.message === "string" ? w.message : fallback);
+}

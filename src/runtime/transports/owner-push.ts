@@ -8,7 +8,7 @@
  * the deadline would pass. Shared by amqp and redis (`ackEnvelope` and `handlePush` are the
  * serving side).
  */
-import { Code, FanError, type WireError } from "../errors.js";
+import { Code, errorFromWire, FanError } from "../errors.js";
 import { notSent } from "../call/outcome.js";
 import { isNotDelivered } from "./not-delivered.js";
 import type { Envelope, EnvelopeHeaders, Inbound, SendOptions } from "./transport.js";
@@ -44,8 +44,7 @@ export async function pushToOwner(
       throw e;
     }
     if (reply.kind !== "error") return;
-    const w = reply.payload as WireError;
-    const err = new FanError(w.code ?? Code.UNKNOWN, w.message ?? "push not acknowledged");
+    const err = errorFromWire(reply.payload, "push not acknowledged");
     if (err.code !== Code.UNAVAILABLE || i >= attempts || Date.now() + delay >= opts.deadline) throw err;
     await new Promise((r) => setTimeout(r, delay));
     if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "cancelled");
