@@ -5,8 +5,10 @@
  * restarts on the same port while a client keeps calling (the client reconnects).
  */
 import { randomBytes } from "node:crypto";
+import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isNotDelivered } from "../../src/runtime/transports/not-delivered.js";
+import { FrameReader, FrameWriter } from "../../src/runtime/transports/tcp/frames.js";
 import { type TcpTransport, tcpTransport } from "../../src/runtime/transports/tcp/index.js";
 import type { Served } from "../../src/runtime/transports/transport.js";
 import { envelope, rejection, until, within } from "./conformance.js";
@@ -130,9 +132,99 @@ describe("tcp server", () => {
     expect(JSON.parse(frames[0]?.body ?? "{}")).toMatchObject({ payload: { code: "INVALID_ARGUMENT" } });
     expect(warnings("unknown operation")).toBe(before + 1);
   });
+
+  it("greets every connection; a client that asks gets `ok`/`fail` answers, one that does not gets envelopes", async () => {
+    const call = (corr: number, method: string, payload: unknown, headers = {}): Buffer =>
+      rawFrame(1, corr, JSON.stringify({ v: 1, id: `c${corr}`, kind: "call", service: C, method, headers, payload }));
+    const asked = await rawTcp(
+      served.endpoint,
+      [
+        PREAMBLE,
+        rawFrame(8, 0, ""),
+        call(1, "echo", { n: 4 }),
+        call(2, "fail", { code: "NOT_FOUND", message: "gone" }),
+        call(3, "headers", {}, { "x-tenant": "t1" }),
+        call(4, "empty", {}),
+      ],
+      4,
+    );
+    expect(asked.hello).toBe(true);
+    const byCorr = new Map(asked.frames.map((f) => [f.corr, f]));
+    expect(byCorr.get(1)?.op).toBe(9);
+    expect(JSON.parse(byCorr.get(1)?.body ?? "")).toMatchObject({ n: 4 });
+    expect(byCorr.get(2)?.op).toBe(10);
+    expect(JSON.parse(byCorr.get(2)?.body ?? "")).toMatchObject({ code: "NOT_FOUND", message: "gone" });
+    // A reply with headers keeps its envelope; a reply without a payload is an empty `ok`.
+    expect(byCorr.get(3)?.op).toBe(4);
+    expect(JSON.parse(byCorr.get(3)?.body ?? "")).toMatchObject({ kind: "reply" });
+    expect(byCorr.get(4)).toMatchObject({ op: 9, body: "" });
+    const older = await rawTcp(served.endpoint, [PREAMBLE, call(5, "echo", { n: 5 })], 1);
+    expect(older.hello).toBe(true);
+    expect(older.frames[0]?.op).toBe(4);
+    expect(JSON.parse(older.frames[0]?.body ?? "")).toMatchObject({ kind: "reply", id: "c5", payload: { n: 5 } });
+  });
 });
 
 describe("tcp client", () => {
+  /**
+   * A hand-made server answering every call `{ n: 1 }`: with `greet`, it says hello first and
+   * answers compactly once asked; without, it is a server from before compact answers.
+   */
+  async function handMade(greet: boolean): Promise<{ endpoint: string; ops: number[]; close(): void }> {
+    const ops: number[] = [];
+    const server = createServer((socket) => {
+      const out = new FrameWriter(socket);
+      let compact = false;
+      if (greet) out.queue(7, 0, "");
+      const reader = new FrameReader(
+        MAX,
+        {
+          frame: (op, corr) => {
+            ops.push(op);
+            if (op === 8) compact = true;
+            else if (op === 1)
+              if (compact) out.queue(9, corr, JSON.stringify({ n: 1 }));
+              else
+                out.queue(
+                  4,
+                  corr,
+                  JSON.stringify({
+                    v: 1,
+                    id: "x",
+                    kind: "reply",
+                    service: C,
+                    method: "echo",
+                    headers: {},
+                    payload: { n: 1 },
+                  }),
+                );
+          },
+          oversize: () => undefined,
+          garbage: () => socket.destroy(),
+        },
+        true,
+      );
+      socket.on("data", (c: Buffer) => reader.push(c));
+      socket.on("error", () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as { port: number }).port;
+    return { endpoint: `tcp://127.0.0.1:${port}`, ops, close: () => server.close() };
+  }
+
+  it("asks a server that greets it for compact answers, and never asks one that does not", async () => {
+    for (const greet of [true, false]) {
+      const peer = await handMade(greet);
+      const c = transport();
+      for (let i = 0; i < 3; i++)
+        expect((await c.call(peer.endpoint, envelope("echo", { n: 1 }), within(5000))).payload).toEqual({ n: 1 });
+      expect(peer.ops.filter((op) => op === 8).length).toBe(greet ? 1 : 0);
+      expect(peer.ops.filter((op) => op === 1).length).toBe(3);
+      await c.close();
+      peer.close();
+    }
+  });
+
   it("a refused connection fails UNAVAILABLE, marked not delivered, and the endpoint is unreachable", async () => {
     const probe = transport();
     const s = await probe.serve(ConformanceDescriptor, "gone", new TestInbound());

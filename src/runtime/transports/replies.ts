@@ -115,26 +115,17 @@ export function decodeReply(data: Uint8Array | string, maxBytes: number): Envelo
   }
 }
 
-/** A compact reply item's first character: a reply (`=`, then its payload's JSON, none when it has no payload). */
-const REPLY_ITEM = 0x3d;
-/** A compact reply item's first character: an error (`!`, then its WireError's JSON). */
-const ERROR_ITEM = 0x21;
-
 /**
- * A served call's reply as a reply frame item: to a client that takes compact replies
- * (batch-frame.ts: its call frame started with `%`), a reply or error with no headers is `=` or
- * `!` and its payload's JSON: the client knows which call it answers from the item's `seq`, so
- * the envelope's id, service, method and version need not travel back. Anything else is its
- * envelope's JSON.
+ * The JSON a compact reply carries (`""` when there is no payload, or one JSON cannot hold: the
+ * envelope form leaves it out too), or undefined when `out` travels as its whole envelope (not
+ * a reply or an error, or it has headers). The client knows which call a reply answers from its
+ * frame (a batch item's `seq`, a tcp frame's correlation number), so the envelope's id, service,
+ * method and version need not travel back.
  */
-export function encodeFrameReply(out: Envelope, compact: boolean): string {
-  if (compact && (out.kind === "reply" || out.kind === "error") && noHeaders(out.headers)) {
-    // JSON.stringify gives undefined for undefined (no payload), a function or a symbol: the
-    // envelope form leaves such a payload out too.
-    const json: string | undefined = JSON.stringify(out.payload);
-    return `${out.kind === "reply" ? "=" : "!"}${json ?? ""}`;
-  }
-  return encodeEnvelopeText(out);
+export function compactPayload(out: Envelope): string | undefined {
+  if ((out.kind !== "reply" && out.kind !== "error") || !noHeaders(out.headers)) return undefined;
+  const json: string | undefined = JSON.stringify(out.payload);
+  return json ?? "";
 }
 
 function noHeaders(h: Envelope["headers"]): boolean {
@@ -143,20 +134,45 @@ function noHeaders(h: Envelope["headers"]): boolean {
 }
 
 /**
- * A reply frame item (`encodeFrameReply`'s either form) as an envelope answering a call to
- * `service`, or the error reading it gave (a malformed reply fails its call). A compact item's
- * payload gets the same bounds as an envelope's (wire.ts: `parseJson`).
+ * A served call's reply as a reply frame item: to a client that takes compact replies
+ * (batch-frame.ts: its call frame started with `%`), `=` or `!` and `compactPayload`; otherwise,
+ * or when the reply cannot be compact, its envelope's JSON.
  */
-export function decodeFrameReply(body: Uint8Array, maxBytes: number, service: string): Envelope | FanError {
-  const mark = body[0];
-  if (mark !== REPLY_ITEM && mark !== ERROR_ITEM) return decodeReply(body, maxBytes);
+export function encodeFrameReply(out: Envelope, compact: boolean): string {
+  const json = compact ? compactPayload(out) : undefined;
+  return json === undefined ? encodeEnvelopeText(out) : `${out.kind === "reply" ? "=" : "!"}${json}`;
+}
+
+/**
+ * A compact reply (`compactPayload`'s JSON as bytes; an error's when `error`) as an envelope
+ * answering a call to `service`, or the error reading it gave. The payload gets the same bounds
+ * as an envelope's (wire.ts: `parseJson`), and an error's must be an object (a WireError: owner
+ * pushes and `fanc health` read its code).
+ */
+export function decodeCompact(
+  error: boolean,
+  json: Uint8Array,
+  maxBytes: number,
+  service: string,
+): Envelope | FanError {
   try {
-    const payload = body.length === 1 ? undefined : parseJson(body.subarray(1), { maxBytes });
-    // An error's payload is a WireError: what reads it (owner pushes, `fanc health`) reads its code.
-    if (mark === ERROR_ITEM && (payload === null || typeof payload !== "object" || Array.isArray(payload)))
-      return new FanError(Code.INVALID_ARGUMENT, "not a fan reply: an error item must hold an object");
-    return { v: 1, id: "", kind: mark === REPLY_ITEM ? "reply" : "error", service, method: "", headers: {}, payload };
+    const payload = json.length === 0 ? undefined : parseJson(json, { maxBytes });
+    if (error && (payload === null || typeof payload !== "object" || Array.isArray(payload)))
+      return new FanError(Code.INVALID_ARGUMENT, "not a fan reply: an error must be an object");
+    return { v: 1, id: "", kind: error ? "error" : "reply", service, method: "", headers: {}, payload };
   } catch (e) {
     return FanError.from(e);
   }
+}
+
+/** A compact reply item's first character: a reply (`=`, then `compactPayload`). */
+const REPLY_ITEM = 0x3d;
+/** A compact reply item's first character: an error (`!`, then `compactPayload`). */
+const ERROR_ITEM = 0x21;
+
+/** A reply frame item (`encodeFrameReply`'s either form) as an envelope answering a call to `service`, or the error reading it gave. */
+export function decodeFrameReply(body: Uint8Array, maxBytes: number, service: string): Envelope | FanError {
+  const mark = body[0];
+  if (mark !== REPLY_ITEM && mark !== ERROR_ITEM) return decodeReply(body, maxBytes);
+  return decodeCompact(mark === ERROR_ITEM, body.subarray(1), maxBytes, service);
 }

@@ -24,6 +24,7 @@ import { Code, FanError } from "../../errors.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
 import { decodeReply, nackError, pushUntilAcked } from "../acked-push.js";
 import { notDelivered } from "../not-delivered.js";
+import { decodeCompact } from "../replies.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import { envelopeText, FrameReader, type FrameSink, FrameWriter, Op, PREAMBLE, parseEndpoint } from "./frames.js";
 
@@ -201,7 +202,9 @@ class Connection implements FrameSink {
   }
 
   frame(op: number, corr: number, body: Buffer): void {
-    this.pending.get(corr)?.settle({ op, body });
+    // The server can answer calls compactly (frames.ts): ask it to, on this connection.
+    if (op === Op.HELLO && corr === 0) this.out?.queue(Op.COMPACT, 0, "");
+    else this.pending.get(corr)?.settle({ op, body });
   }
 
   oversize(op: number, corr: number, bytes: number): void {
@@ -313,8 +316,16 @@ export class TcpClient {
   /** Sends a call; resolves with the reply or error envelope. */
   async call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     const answer = await this.connection(endpoint).request(Op.CALL, env, opts);
-    if (answer.op !== Op.REPLY) throw new FanError(Code.INTERNAL, `unexpected answer ${answer.op} from ${endpoint}`);
-    return decodeReply(answer.body, endpoint, this.maxBytes);
+    if (answer.op === Op.REPLY) return decodeReply(answer.body, endpoint, this.maxBytes);
+    if (answer.op !== Op.OK && answer.op !== Op.FAIL)
+      throw new FanError(Code.INTERNAL, `unexpected answer ${answer.op} from ${endpoint}`);
+    const reply = decodeCompact(answer.op === Op.FAIL, answer.body, this.maxBytes, env.service);
+    if (!FanError.is(reply)) return reply;
+    throw new FanError(
+      reply.code === Code.RESOURCE_EXHAUSTED ? reply.code : Code.INTERNAL,
+      `malformed reply from ${endpoint}: ${reply.message}`,
+      { cause: reply },
+    );
   }
 
   /** Sends a push; resolves on ack, sends again after a nack (attempt + 1) until the attempts run out. */

@@ -17,6 +17,16 @@
  * | 4 reply | server → client | a `reply` or `error` envelope |
  * | 5 ack | server → client | empty: the push finished |
  * | 6 nack | server → client | a WireError: not acknowledged |
+ * | 7 hello | server → client | empty, correlation 0: this server answers calls compactly if asked |
+ * | 8 compact | client → server | empty, correlation 0: answer this connection's calls compactly |
+ * | 9 ok | server → client | a call's reply payload as JSON (empty: none), after `compact` |
+ * | 10 fail | server → client | a call's WireError as JSON, after `compact` |
+ *
+ * A server sends `hello` first on every connection; a client from before it ignores it (no
+ * request has correlation 0), a newer one answers `compact`, and from then on the server answers
+ * a reply or error without headers with `ok` or `fail` (replies.ts: `compactPayload`), anything
+ * else still with `reply`. A client never sends `compact` to a server that did not say `hello`,
+ * so an older server never sees it.
  *
  * The correlation number is in the fixed header, so a body the server refuses (too large, not
  * JSON) is still answered under it, and matching an answer is one Map lookup on a number.
@@ -35,6 +45,10 @@ export const Op = {
   REPLY: 4,
   ACK: 5,
   NACK: 6,
+  HELLO: 7,
+  COMPACT: 8,
+  OK: 9,
+  FAIL: 10,
 } as const;
 
 /** What a client writes first on a new connection. */

@@ -17,6 +17,7 @@ import { Code, FanError } from "../../errors.js";
 import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
 import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
+import { compactPayload } from "../replies.js";
 import { FrameReader, type FrameSink, FrameWriter, Op } from "./frames.js";
 
 /** Server-side options of the tcp transport. */
@@ -42,6 +43,8 @@ class Peer implements FrameSink {
   readonly out: FrameWriter;
   readonly running = new Map<number, LazyAbort>();
   closed = false;
+  /** The client asked for compact answers to its calls (`Op.COMPACT`). */
+  compact = false;
 
   constructor(
     private readonly server: TcpServer,
@@ -112,6 +115,7 @@ export class TcpServer {
     socket.setKeepAlive(true, 10_000);
     const peer = new Peer(this, socket, this.maxBytes);
     this.peers.add(peer);
+    peer.out.queue(Op.HELLO, 0, "");
     socket.on("data", (chunk: Buffer) => peer.reader.push(chunk));
     socket.on("error", (e) => this.log.debug({ err: e.message }, "tcp: connection error"));
     socket.on("close", () => {
@@ -144,6 +148,7 @@ export class TcpServer {
     if (op === Op.CALL) this.call(peer, corr, body);
     else if (op === Op.PUSH) this.track(this.push(peer, corr, body));
     else if (op === Op.CANCEL) peer.running.get(corr)?.abort(new FanError(Code.CANCELLED, "cancelled by the caller"));
+    else if (op === Op.COMPACT) peer.compact = true;
     else
       this.log.warn(
         { op, corr, bytes: body.length, remote: peer.socket.remoteAddress },
@@ -185,7 +190,7 @@ export class TcpServer {
     target.binding.inbound.call(target.env, ac).then(
       (reply) => {
         peer.running.delete(corr);
-        if (!ac.aborted && !peer.closed) peer.out.queue(Op.REPLY, corr, this.encodeReply(reply));
+        if (!ac.aborted && !peer.closed) this.answer(peer, corr, reply);
         this.settled();
       },
       (e: unknown) => {
@@ -278,6 +283,16 @@ export class TcpServer {
     if (peer.closed)
       this.log.warn({ id: target.env.id }, "tcp: push handled, but its ack is lost: the caller's connection closed");
     else peer.out.queue(Op.ACK, corr, "");
+  }
+
+  /** Answers a call: compactly (`ok`, `fail`) to a peer that asked for it, else its envelope. */
+  private answer(peer: Peer, corr: number, reply: Envelope): void {
+    const json = peer.compact ? compactPayload(reply) : undefined;
+    if (json === undefined || utf8SizeOver(json, this.maxBytes) >= 0) {
+      peer.out.queue(Op.REPLY, corr, this.encodeReply(reply));
+      return;
+    }
+    peer.out.queue(reply.kind === "reply" ? Op.OK : Op.FAIL, corr, json);
   }
 
   private encodeReply(reply: Envelope): string {
