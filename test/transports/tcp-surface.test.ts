@@ -170,11 +170,15 @@ describe("tcp client", () => {
    * A hand-made server answering every call `{ n: 1 }`: with `greet`, it says hello first and
    * answers compactly once asked; without, it is a server from before compact answers.
    */
-  async function handMade(greet: boolean): Promise<{ endpoint: string; ops: number[]; close(): void }> {
+  async function handMade(
+    greet: boolean,
+    compactAnswer: (i: number) => readonly [number, string] = () => [9, JSON.stringify({ n: 1 })],
+  ): Promise<{ endpoint: string; ops: number[]; close(): void }> {
     const ops: number[] = [];
     const server = createServer((socket) => {
       const out = new FrameWriter(socket);
       let compact = false;
+      let answered = 0;
       if (greet) out.queue(7, 0, "");
       const reader = new FrameReader(
         MAX,
@@ -183,8 +187,10 @@ describe("tcp client", () => {
             ops.push(op);
             if (op === 8) compact = true;
             else if (op === 1)
-              if (compact) out.queue(9, corr, JSON.stringify({ n: 1 }));
-              else
+              if (compact) {
+                const [op, body] = compactAnswer(answered++);
+                out.queue(op, corr, body);
+              } else
                 out.queue(
                   4,
                   corr,
@@ -211,6 +217,32 @@ describe("tcp client", () => {
     const port = (server.address() as { port: number }).port;
     return { endpoint: `tcp://127.0.0.1:${port}`, ops, close: () => server.close() };
   }
+
+  it("reads an empty `ok` as no payload and a `fail` as the error; a malformed one fails INTERNAL", async () => {
+    const answers = [
+      [9, ""],
+      [10, JSON.stringify({ code: "NOT_FOUND", message: "gone" })],
+      [10, "[]"],
+      [10, "null"],
+      [9, "not json"],
+    ] as const;
+    const peer = await handMade(true, (i) => answers[i] ?? [9, "{}"]);
+    const c = transport();
+    // The first call goes out before the greeting is answered: a whole envelope comes back.
+    expect((await c.call(peer.endpoint, envelope("echo", {}), within(5000))).payload).toEqual({ n: 1 });
+    const got: unknown[] = [];
+    for (let i = 0; i < answers.length; i++)
+      got.push(await c.call(peer.endpoint, envelope("echo", {}), within(5000)).catch((e: unknown) => e));
+    expect(got[0]).toMatchObject({ kind: "reply", payload: undefined });
+    expect(got[1]).toMatchObject({ kind: "error", payload: { code: "NOT_FOUND", message: "gone" } });
+    for (const bad of got.slice(2)) {
+      expect(bad).toBeInstanceOf(Error);
+      expect((bad as { code: string }).code).toBe("INTERNAL");
+      expect((bad as Error).message).toContain("malformed reply");
+    }
+    await c.close();
+    peer.close();
+  });
 
   it("asks a server that greets it for compact answers, and never asks one that does not", async () => {
     for (const greet of [true, false]) {

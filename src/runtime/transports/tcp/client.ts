@@ -239,7 +239,8 @@ class Connection implements FrameSink {
     const out = this.out;
     if (this.down || out === undefined)
       return Promise.reject(notDelivered(new FanError(Code.UNAVAILABLE, `tcp ${this.endpoint}: connection is down`)));
-    this.seq = (this.seq + 1) >>> 0;
+    // Correlation 0 is the server's greeting's (frames.ts): skipped when the counter wraps.
+    this.seq = (this.seq + 1) >>> 0 || 1;
     const corr = this.seq;
     const req = new Request(this, corr, op, what, opts.signal, timed);
     const promise = new Promise<Answer>((resolve, reject) => {

@@ -22,11 +22,13 @@
  * | 9 ok | server → client | a call's reply payload as JSON (empty: none), after `compact` |
  * | 10 fail | server → client | a call's WireError as JSON, after `compact` |
  *
- * A server sends `hello` first on every connection; a client from before it ignores it (no
- * request has correlation 0), a newer one answers `compact`, and from then on the server answers
- * a reply or error without headers with `ok` or `fail` (replies.ts: `compactPayload`), anything
- * else still with `reply`. A client never sends `compact` to a server that did not say `hello`,
- * so an older server never sees it.
+ * A server sends `hello` first on every connection; a client from before it ignores it (its
+ * requests are numbered from 1; only one numbered 0 after its counter wrapped, 2^32 requests
+ * to one endpoint, would fail INTERNAL), a newer one answers `compact` (and never numbers a
+ * request 0), and from then on the server answers a handler's reply or error without headers
+ * with `ok` or `fail` (replies.ts: `compactPayload`); its own refusals (undecodable, unknown
+ * service or method, over the size limit) and replies with headers still go as `reply`. A client
+ * never sends `compact` to a server that did not say `hello`, so an older server never sees it.
  *
  * The correlation number is in the fixed header, so a body the server refuses (too large, not
  * JSON) is still answered under it, and matching an answer is one Map lookup on a number.
