@@ -5,7 +5,7 @@
  */
 import type { Logger } from "pino";
 import { decodeEnvelope, parseJson } from "../codec/wire.js";
-import { Code, FanError } from "../errors.js";
+import { Code, errorFromWire, FanError } from "../errors.js";
 import { onAbort } from "./abort.js";
 import type { Envelope, SendOptions } from "./transport.js";
 
@@ -46,9 +46,7 @@ export async function pushUntilAcked(
 /** The error a nack's body carries. */
 export function nackError(body: Buffer): FanError {
   try {
-    const w = parseJson(body, { maxBytes: 64 * 1024 }) as { code?: unknown; message?: unknown };
-    const code = typeof w.code === "string" && w.code in Code ? (w.code as Code) : Code.UNKNOWN;
-    return new FanError(code, typeof w.message === "string" ? w.message : "push refused");
+    return errorFromWire(parseJson(body, { maxBytes: 64 * 1024 }), "push refused");
   } catch {
     return new FanError(Code.UNKNOWN, "push refused with a malformed answer");
   }
@@ -59,13 +57,18 @@ export function decodeReply(body: Buffer, endpoint: string, maxBytes: number): E
   try {
     return decodeEnvelope(body, { maxBytes });
   } catch (e) {
-    const err = FanError.from(e);
-    throw new FanError(
-      err.code === Code.RESOURCE_EXHAUSTED ? err.code : Code.INTERNAL,
-      `malformed reply from ${endpoint}: ${err.message}`,
-      { cause: e },
-    );
+    throw malformedReply(e, endpoint);
   }
+}
+
+/** The error a reply from `endpoint` that could not be read fails its call with: INTERNAL, or RESOURCE_EXHAUSTED when too large. */
+export function malformedReply(e: unknown, endpoint: string): FanError {
+  const err = FanError.from(e);
+  return new FanError(
+    err.code === Code.RESOURCE_EXHAUSTED ? err.code : Code.INTERNAL,
+    `malformed reply from ${endpoint}: ${err.message}`,
+    { cause: e },
+  );
 }
 
 /** Waits `ms`; rejects with CANCELLED when `signal` aborts first (the pause between push attempts). */

@@ -22,7 +22,7 @@ import { deadlines, type Expirable } from "../../call/deadlines.js";
 import { utf8SizeOver } from "../../codec/wire.js";
 import { Code, FanError } from "../../errors.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
-import { decodeReply, nackError, pushUntilAcked } from "../acked-push.js";
+import { decodeReply, malformedReply, nackError, pushUntilAcked } from "../acked-push.js";
 import { notDelivered } from "../not-delivered.js";
 import { decodeCompact } from "../replies.js";
 import type { Envelope, SendOptions } from "../transport.js";
@@ -321,12 +321,8 @@ export class TcpClient {
     if (answer.op !== Op.OK && answer.op !== Op.FAIL)
       throw new FanError(Code.INTERNAL, `unexpected answer ${answer.op} from ${endpoint}`);
     const reply = decodeCompact(answer.op === Op.FAIL, answer.body, this.maxBytes, env.service);
-    if (!FanError.is(reply)) return reply;
-    throw new FanError(
-      reply.code === Code.RESOURCE_EXHAUSTED ? reply.code : Code.INTERNAL,
-      `malformed reply from ${endpoint}: ${reply.message}`,
-      { cause: reply },
-    );
+    if (FanError.is(reply)) throw malformedReply(reply, endpoint);
+    return reply;
   }
 
   /** Sends a push; resolves on ack, sends again after a nack (attempt + 1) until the attempts run out. */
