@@ -7,7 +7,12 @@
 import { describe, expect, it } from "vitest";
 import { FanError } from "../../src/runtime/errors.js";
 import { FrameBuilder, isBatch, readBatch, wantsCompact } from "../../src/runtime/transports/batch-frame.js";
-import { decodeFrameReply, encodeFrameReply } from "../../src/runtime/transports/replies.js";
+import {
+  COMPACT_ID_MARK,
+  decodeFrameReply,
+  encodeFrameReply,
+  wantsCompactReply,
+} from "../../src/runtime/transports/replies.js";
 import type { Envelope } from "../../src/runtime/transports/transport.js";
 
 const base = { v: 1, id: "c1-7", service: "shop.Cart", method: "add", version: "1.2.0" } as const;
@@ -29,8 +34,20 @@ describe("reply items of batch frames", () => {
     expect(encodeFrameReply(ok(null), true)).toBe("=null");
     expect(encodeFrameReply(failed, true)).toBe('!{"code":"NOT_FOUND","message":"no cart"}');
     // A payload JSON cannot hold (a function from a hand-written Inbound) is left out, as in an envelope.
-    expect(encodeFrameReply(ok(() => 1), true)).toBe("=");
-    expect(JSON.parse(encodeFrameReply(ok(() => 1), false))).not.toHaveProperty("payload");
+    expect(
+      encodeFrameReply(
+        ok(() => 1),
+        true,
+      ),
+    ).toBe("=");
+    expect(
+      JSON.parse(
+        encodeFrameReply(
+          ok(() => 1),
+          false,
+        ),
+      ),
+    ).not.toHaveProperty("payload");
   });
 
   it("to a `#` frame, or with headers, the reply is its whole envelope", () => {
@@ -45,38 +62,53 @@ describe("reply items of batch frames", () => {
     }
   });
 
-  it("the client reads both forms, naming the service it called", () => {
+  // Bytes (nats, amqp, zmq) or text (redis replies travel as strings).
+  const forms: Array<[string, (s: string) => Uint8Array | string]> = [
+    ["bytes", bytes],
+    ["text", (s) => s],
+  ];
+
+  it.each(forms)("the client reads both forms, naming the service it called (%s)", (_, as) => {
     for (const env of [ok({ total: 37.5 }), ok(undefined), ok(null), ok([1, "two"]), failed]) {
-      const compact = decodeFrameReply(bytes(encodeFrameReply(env, true)), limits, "shop.Cart") as Envelope;
+      const compact = decodeFrameReply(as(encodeFrameReply(env, true)), limits, "shop.Cart") as Envelope;
       expect(compact.kind).toBe(env.kind);
       expect(compact.payload).toEqual(env.payload);
       expect(compact.service).toBe("shop.Cart");
-      const whole = decodeFrameReply(bytes(encodeFrameReply(env, false)), limits, "shop.Cart") as Envelope;
+      const whole = decodeFrameReply(as(encodeFrameReply(env, false)), limits, "shop.Cart") as Envelope;
       expect(whole).toMatchObject({ kind: env.kind, id: env.id, method: "add", version: "1.2.0" });
     }
-    const h = decodeFrameReply(bytes(encodeFrameReply(ok(1, { a: "b" }), true)), limits, "x") as Envelope;
+    const h = decodeFrameReply(as(encodeFrameReply(ok(1, { a: "b" }), true)), limits, "x") as Envelope;
     expect(h.headers).toEqual({ a: "b" });
   });
 
-  it("a malformed, oversized or polluting compact item is an error for its call, not a throw", () => {
-    const cases: [string, number, string][] = [
-      ["=not json", limits, "INVALID_ARGUMENT"],
-      ['!{"code":', limits, "INVALID_ARGUMENT"],
-      ['={"__proto__":{"admin":true}}', limits, "INVALID_ARGUMENT"],
-      [`=${"[".repeat(100)}${"]".repeat(100)}`, limits, "INVALID_ARGUMENT"],
-      [`="${"x".repeat(200)}"`, 100, "RESOURCE_EXHAUSTED"],
-      // An error item holds a WireError object.
-      ["!", limits, "INVALID_ARGUMENT"],
-      ["!null", limits, "INVALID_ARGUMENT"],
-      ['!"boom"', limits, "INVALID_ARGUMENT"],
-      ['![{"code":"INTERNAL"}]', limits, "INVALID_ARGUMENT"],
-    ];
-    for (const [item, max, code] of cases) {
-      const r = decodeFrameReply(bytes(item), max, "shop.Cart");
-      expect(r).toBeInstanceOf(FanError);
-      expect((r as FanError).code).toBe(code);
-    }
+  it("a correlation id asks for compact replies by its first character", () => {
+    expect(wantsCompactReply(`${COMPACT_ID_MARK}a1b2.7`)).toBe(true);
+    expect(wantsCompactReply("a1b2.7")).toBe(false);
+    expect(wantsCompactReply("")).toBe(false);
   });
+
+  it.each(forms)(
+    "a malformed, oversized or polluting compact item is an error for its call, not a throw (%s)",
+    (_, as) => {
+      const cases: [string, number, string][] = [
+        ["=not json", limits, "INVALID_ARGUMENT"],
+        ['!{"code":', limits, "INVALID_ARGUMENT"],
+        ['={"__proto__":{"admin":true}}', limits, "INVALID_ARGUMENT"],
+        [`=${"[".repeat(100)}${"]".repeat(100)}`, limits, "INVALID_ARGUMENT"],
+        [`="${"x".repeat(200)}"`, 100, "RESOURCE_EXHAUSTED"],
+        // An error item holds a WireError object.
+        ["!", limits, "INVALID_ARGUMENT"],
+        ["!null", limits, "INVALID_ARGUMENT"],
+        ['!"boom"', limits, "INVALID_ARGUMENT"],
+        ['![{"code":"INTERNAL"}]', limits, "INVALID_ARGUMENT"],
+      ];
+      for (const [item, max, code] of cases) {
+        const r = decodeFrameReply(as(item), max, "shop.Cart");
+        expect(r).toBeInstanceOf(FanError);
+        expect((r as FanError).code).toBe(code);
+      }
+    },
+  );
 
   it("a call frame says which replies it takes by its first byte; both are batch frames", () => {
     const calls = new FrameBuilder("%");

@@ -151,7 +151,7 @@ export function encodeFrameReply(out: Envelope, compact: boolean): string {
  */
 export function decodeCompact(
   error: boolean,
-  json: Uint8Array,
+  json: Uint8Array | string,
   maxBytes: number,
   service: string,
 ): Envelope | FanError {
@@ -170,9 +170,25 @@ const REPLY_ITEM = 0x3d;
 /** A compact reply item's first character: an error (`!`, then `compactPayload`). */
 const ERROR_ITEM = 0x21;
 
-/** A reply frame item (`encodeFrameReply`'s either form) as an envelope answering a call to `service`, or the error reading it gave. */
-export function decodeFrameReply(body: Uint8Array, maxBytes: number, service: string): Envelope | FanError {
-  const mark = body[0];
+/**
+ * A reply frame item (`encodeFrameReply`'s either form), as bytes or as text (redis replies
+ * travel as strings), as an envelope answering a call to `service`, or the error reading it gave.
+ */
+export function decodeFrameReply(body: Uint8Array | string, maxBytes: number, service: string): Envelope | FanError {
+  const text = typeof body === "string";
+  const mark = text ? body.charCodeAt(0) : body[0];
   if (mark !== REPLY_ITEM && mark !== ERROR_ITEM) return decodeReply(body, maxBytes);
-  return decodeCompact(mark === ERROR_ITEM, body.subarray(1), maxBytes, service);
+  return decodeCompact(mark === ERROR_ITEM, text ? body.slice(1) : body.subarray(1), maxBytes, service);
+}
+
+/**
+ * The first character of a correlation id that asks for compact replies, where the id is text
+ * the server echoes (redis `corr`, zmq message ids): an older server echoes it unread and
+ * answers with whole envelopes, which `decodeFrameReply` reads too.
+ */
+export const COMPACT_ID_MARK = "%";
+
+/** True when correlation id `id` asks for compact replies (`COMPACT_ID_MARK`). */
+export function wantsCompactReply(id: string): boolean {
+  return id.charCodeAt(0) === 0x25;
 }

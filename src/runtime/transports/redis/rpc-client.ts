@@ -6,7 +6,9 @@
  * correlation id; a cancelled call is announced on the version's cancel channel.
  *
  * Request frame (one list item per call): `{corr}\n{replyChannel}\n{envelope JSON}`. Reply frame:
- * `{corr}\n{envelope JSON}` pairs, one per line (JSON text never holds a raw newline). Calls
+ * `{corr}\n{reply}` pairs, one per line (JSON text never holds a raw newline). A client's `corr`
+ * starts with `%`, which asks for compact replies (`=`/`!` and the payload's JSON: replies.ts);
+ * an older server echoes it unread and answers whole envelopes, which the client reads too. Calls
  * made in one tick go out in one script run, and a server answers the calls of one client
  * that finish in one tick with one PUBLISH (a run carries at most `CALLS_PER_RUN` calls).
  * Frames travel as strings: ioredis writes a pipeline of strings in one piece, which is
@@ -24,7 +26,7 @@ import { deadlines, type Expirable } from "../../call/deadlines.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
 import { Code, FanError } from "../../errors.js";
 import { notDelivered } from "../not-delivered.js";
-import { decodeReply } from "../replies.js";
+import { COMPACT_ID_MARK, decodeFrameReply } from "../replies.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import { capture, captured, withDeadline } from "../batching/calls.js";
 import { encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
@@ -134,6 +136,8 @@ interface Batch {
 }
 
 interface Pending extends Expirable {
+  /** The called service (a compact reply does not name it). */
+  readonly service: string;
   settle(result: Envelope | FanError): void;
 }
 
@@ -148,6 +152,8 @@ export function splitLine(text: string, from = 0, max = 512): [string, number] |
 export class RedisRpcClient {
   readonly #pending = new Map<string, Pending>();
   readonly #prefix = randomBytes(6).toString("hex");
+  /** Every correlation id starts with the compact mark: servers answer `=`/`!` items (replies.ts). */
+  readonly #corrBase = `${COMPACT_ID_MARK}${this.#prefix}.`;
   readonly #channel: string;
   #seq = 0;
   readonly #batches = new Map<string, Batch>();
@@ -221,7 +227,7 @@ export class RedisRpcClient {
 
   /** Registers the pending reply and queues (or sends) the request frame. */
   #start(dest: Dest, json: string, opts: SendOptions): Promise<Envelope> {
-    const corr = `${this.#prefix}.${++this.#seq}`;
+    const corr = this.#corrBase + ++this.#seq;
     const frame = `${corr}\n${this.#channel}\n${json}`;
     const reply = this.#await(corr, dest.addr, opts);
     if (dest.instance !== "") this.#watch(corr, dest, frame);
@@ -427,7 +433,10 @@ export class RedisRpcClient {
       .catch((e: unknown) => this.log.debug({ err: (e as Error).message }, "redis cancel not sent"));
   }
 
-  /** A reply frame carries one or more `{corr}\n{envelope JSON}` pairs, one per line. */
+  /**
+   * A reply frame carries one or more `{corr}\n{reply}` pairs, one per line; a reply is an
+   * envelope's JSON, or from a server that reads the compact mark, `=` or `!` and a payload's.
+   */
   #onReply(channel: string, message: string): void {
     if (channel !== this.#channel) return;
     let pos = 0;
@@ -443,7 +452,7 @@ export class RedisRpcClient {
 
   #settleReply(corr: string, json: string): void {
     const p = this.#pending.get(corr);
-    if (p !== undefined) p.settle(decodeReply(json, this.maxBytes));
+    if (p !== undefined) p.settle(decodeFrameReply(json, this.maxBytes, p.service));
   }
 
   /** The reply connection dropped: replies published meanwhile are lost, so pending calls fail. */
@@ -500,6 +509,10 @@ class PendingReply implements Pending, AbortTarget {
     private readonly reject: (e: unknown) => void,
     readonly finite: boolean,
   ) {}
+
+  get service(): string {
+    return this.addr.service;
+  }
 
   expire(): void {
     this.settle(new FanError(Code.DEADLINE_EXCEEDED, `no reply from ${this.addr.service} before the deadline`));

@@ -12,11 +12,11 @@ import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
 import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
-import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
+import { decodeEnvelope, utf8SizeOver } from "../../codec/wire.js";
 import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
 import { aliveKey, cancelChannel, instanceRpcKey, rpcKey, type RedisAddress } from "./names.js";
 import { splitLine } from "./rpc-client.js";
-import { errorEnvelope, refuse, ReplySink, runWithSink } from "../replies.js";
+import { encodeFrameReply, errorEnvelope, refuse, ReplySink, runWithSink, wantsCompactReply } from "../replies.js";
 import { handlePush } from "../owner-push.js";
 
 /** ZADD this instance with an expiry in Redis time and drop expired ones. */
@@ -304,14 +304,16 @@ export class RedisRpcServer {
   }
 
   #reply(req: Request, reply: Envelope): void {
-    let json = encodeEnvelopeText(reply);
+    // A caller whose correlation id carries the compact mark reads `=`/`!` replies (replies.ts).
+    const compact = wantsCompactReply(req.corr);
+    let json = encodeFrameReply(reply, compact);
     const size = utf8SizeOver(json, this.opts.maxBytes);
     if (size >= 0) {
       const e = new FanError(
         Code.RESOURCE_EXHAUSTED,
         `reply of ${size} bytes exceeds the limit of ${this.opts.maxBytes}`,
       );
-      json = encodeEnvelopeText(errorEnvelope(reply.id, reply, e));
+      json = encodeFrameReply(errorEnvelope(reply.id, reply, e), compact);
     }
     this.#queueReply(req.channel, `${req.corr}\n${json}`);
   }

@@ -12,7 +12,8 @@
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../transport.js";
-import { decodeReply, nackError, pushUntilAcked } from "../acked-push.js";
+import { malformedReply, nackError, pushUntilAcked } from "../acked-push.js";
+import { decodeFrameReply } from "../replies.js";
 import { Connection } from "./connection.js";
 import { Op } from "./frames.js";
 
@@ -68,7 +69,9 @@ export class ZmqClient {
   /** Sends a call; resolves with the reply or error envelope. */
   async call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     const answer = await this.connection(endpoint).request(Op.CALL, env, opts);
-    return decodeReply(answer.body, endpoint, this.maxBytes);
+    const reply = decodeFrameReply(answer.body, this.maxBytes, env.service);
+    if (FanError.is(reply)) throw malformedReply(reply, endpoint);
+    return reply;
   }
 
   /** Sends a push; resolves on ack, sends again after a nack (attempt + 1) until the attempts run out. */

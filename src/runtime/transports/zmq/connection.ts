@@ -23,6 +23,7 @@ import type { Envelope, SendOptions } from "../transport.js";
 import type { ZmqClientOptions } from "./client.js";
 import { onAbort } from "../abort.js";
 import { notDelivered } from "../not-delivered.js";
+import { COMPACT_ID_MARK } from "../replies.js";
 import { envelopeJson, head, Op, oversize, text } from "./frames.js";
 import { Writer } from "./writer.js";
 
@@ -252,20 +253,23 @@ export class Connection {
         new FanError(Code.RESOURCE_EXHAUSTED, `request of ${size} bytes exceeds the limit of ${this.maxBytes}`),
       );
     if (this.down) return Promise.reject(this.notConnected("connection is down"));
+    // A call's message id carries the compact mark: a server that reads it answers `=`/`!`
+    // (replies.ts); an older one echoes the id and answers a whole envelope.
+    const id = op === Op.CALL ? COMPACT_ID_MARK + env.id : env.id;
     return new Promise((resolve, reject) => {
-      const req = new Request(this, env.id, what, resolve, reject);
-      this.pending.set(env.id, req);
+      const req = new Request(this, id, what, resolve, reject);
+      this.pending.set(id, req);
       if (Number.isFinite(opts.deadline)) deadlines.add(req, opts.deadline);
       req.stopAbort = onAbort(opts.signal, () => {
         if (op === Op.CALL && this.up)
-          void this.writer.send([head(Op.CANCEL, env.id), ""], Date.now() + 1000).catch(() => undefined);
+          void this.writer.send([head(Op.CANCEL, id), ""], Date.now() + 1000).catch(() => undefined);
         req.fail(new FanError(Code.CANCELLED, `${what}: cancelled`));
       });
-      const frames = [head(op, env.id), body];
+      const frames = [head(op, id), body];
       if (!this.up) {
-        this.held.push({ id: env.id, frames, deadline: opts.deadline });
+        this.held.push({ id, frames, deadline: opts.deadline });
         req.connectTimer = setTimeout(() => {
-          this.held = this.held.filter((h) => h.id !== env.id);
+          this.held = this.held.filter((h) => h.id !== id);
           req.fail(this.notConnected(this.waitingFor()));
         }, this.opts.sendTimeoutMs ?? 2000);
         return;

@@ -9,9 +9,14 @@
  * | `C` call | client → server | the envelope (JSON) |
  * | `P` push | client → server | the envelope (JSON) |
  * | `X` cancel | client → server | empty: the call with this id was cancelled |
- * | `R` reply | server → client | a `reply` or `error` envelope |
+ * | `R` reply | server → client | a `reply` or `error` envelope; to a call id marked `%`, compact (below) |
  * | `A` ack | server → client | empty: the push finished |
  * | `N` nack | server → client | a WireError: not acknowledged, send again |
+ *
+ * Compact replies: a client marks its call ids with `%` (replies.ts: `COMPACT_ID_MARK`), and a
+ * server answers such a call with `=` + the payload's JSON or `!` + the WireError's JSON when the
+ * reply has no headers. An older server echoes the marked id and answers an envelope, which the
+ * client reads too.
  *
  * Batches: a message may carry several pairs, `[head1, body1, head2, body2, ...]` (an even
  * number of frames from a DEALER; the ROUTER sends `[peer, head1, body1, ...]`). The sender

@@ -15,7 +15,8 @@ import { Router } from "zeromq";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, Inbound } from "../transport.js";
-import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
+import { decodeEnvelope } from "../../codec/wire.js";
+import { encodeFrameReply, wantsCompactReply } from "../replies.js";
 import { envelopeJson, errorEnvelope, frameBound, head, MAX_BATCH, Op, oversize, text } from "./frames.js";
 import { Writer } from "./writer.js";
 
@@ -173,7 +174,7 @@ export class ZmqServer {
       const op = h.charAt(0);
       const id = h.slice(1);
       if (id.length === 0 || id.length > MAX_ID) continue;
-      if (op === Op.CALL) this.send([peer, head(Op.REPLY, id), encodeEnvelope(errorEnvelope(id, err))]);
+      if (op === Op.CALL) this.send([peer, head(Op.REPLY, id), this.errorBody(id, errorEnvelope(callId(id), err))]);
       else if (op === Op.PUSH)
         this.send([peer, head(Op.NACK, id), JSON.stringify({ code: err.code, message: err.message })]);
     }
@@ -193,9 +194,9 @@ export class ZmqServer {
   };
 
   private async handle(peer: Buffer, op: string, id: string, key: string, body: Buffer): Promise<void> {
-    const target = this.decode(id, body);
+    const target = this.decode(op === Op.CALL ? callId(id) : id, body);
     if (!("binding" in target)) {
-      if (op === Op.CALL) this.send([peer, head(Op.REPLY, id), encodeEnvelope(target.error)]);
+      if (op === Op.CALL) this.send([peer, head(Op.REPLY, id), this.errorBody(id, target.error)]);
       else this.send([peer, head(Op.NACK, id), JSON.stringify(target.error.payload)]);
       return;
     }
@@ -207,7 +208,7 @@ export class ZmqServer {
     this.running.set(key, ac);
     try {
       const reply = await target.binding.inbound.call(target.env, ac.signal);
-      if (!ac.signal.aborted) this.send([peer, head(Op.REPLY, id), this.encodeReply(reply)]);
+      if (!ac.signal.aborted) this.send([peer, head(Op.REPLY, id), this.encodeReply(reply, wantsCompactReply(id))]);
     } finally {
       this.running.delete(key);
     }
@@ -275,21 +276,26 @@ export class ZmqServer {
     this.send([peer, head(Op.ACK, id), ""]);
   }
 
-  private encodeReply(reply: Envelope): string | Buffer {
-    const json = envelopeJson(reply);
+  /**
+   * A handler's reply as the body of an `R` frame: compact (`=`/`!` and the payload's JSON,
+   * replies.ts) when the call's id asked for it and the reply has no headers, else the envelope.
+   */
+  private encodeReply(reply: Envelope, compact: boolean): string {
+    const json = compact ? encodeFrameReply(reply, true) : envelopeJson(reply);
     const size = oversize(json, this.maxBytes);
     if (size === 0) return json;
-    return encodeEnvelope(
-      errorEnvelope(
-        reply.id,
-        {
-          code: Code.RESOURCE_EXHAUSTED,
-          message: `reply of ${size} bytes exceeds the limit of ${this.maxBytes}`,
-        },
-        reply.service,
-        reply.method,
-      ),
+    const err = errorEnvelope(
+      reply.id,
+      { code: Code.RESOURCE_EXHAUSTED, message: `reply of ${size} bytes exceeds the limit of ${this.maxBytes}` },
+      reply.service,
+      reply.method,
     );
+    return encodeFrameReply(err, compact);
+  }
+
+  /** An error answering call `id` (as received, with its mark when it has one), compact when asked. */
+  private errorBody(id: string, err: Envelope): string {
+    return encodeFrameReply(err, wantsCompactReply(id));
   }
 
   /**
@@ -363,4 +369,9 @@ export class ZmqServer {
     router.linger = Math.min(graceMs, 1000);
     router.close();
   }
+}
+
+/** A call's id without the compact mark (replies.ts) its message head may carry. */
+function callId(id: string): string {
+  return wantsCompactReply(id) ? id.slice(1) : id;
 }
