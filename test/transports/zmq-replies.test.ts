@@ -71,6 +71,17 @@ describe("zmq rpc replies", () => {
     expect(inbound.calls.map((c) => c.id)).not.toContain("%a-1");
   });
 
+  it("a refused batch answers marked calls compactly; a 256-character id with the mark is served", async () => {
+    const frames: string[] = [];
+    for (let i = 0; i < 257; i++) frames.push(`C%b-${i}`, callBody(`b-${i}`, "echo", { n: i }));
+    const refused = await rawDealerPairs(served.endpoint, frames, 257);
+    expect(refused.size).toBe(257);
+    expect(String(refused.get("R%b-0"))).toMatch(/^!\{"code":"RESOURCE_EXHAUSTED"/);
+    const long = "l".repeat(256);
+    const answer = await rawDealer(served.endpoint, [`C%${long}`, callBody(long, "echo", { n: 7 })]);
+    expect([String(answer?.[0]), String(answer?.[1])]).toEqual([`R%${long}`, '={"n":7,"served":"a"}']);
+  });
+
   it("a reply with headers stays a whole envelope", async () => {
     const answer = await rawDealer(served.endpoint, [
       "C%h-1",
@@ -80,7 +91,7 @@ describe("zmq rpc replies", () => {
     expect([env.kind, env.id]).toEqual(["reply", "h-1"]);
   });
 
-  it("the client's calls carry the mark, and it reads the compact replies they get", async () => {
+  it("the client reads the compact replies its calls get (the mark itself: the hand-made server below)", async () => {
     const [ok, failed] = await Promise.all([
       client.call(served.endpoint, envelope("echo", { n: 12 }), within(5000)),
       client.call(served.endpoint, envelope("fail", { code: "NOT_FOUND", message: "gone" }), within(5000)),

@@ -150,7 +150,7 @@ export class ZmqServer {
     const h = text(headFrame);
     const op = h.charAt(0);
     const id = h.slice(1);
-    if (id.length === 0 || id.length > MAX_ID || !(op === Op.CALL || op === Op.PUSH || op === Op.CANCEL)) {
+    if (id.length === 0 || id.length > maxId(id) || !(op === Op.CALL || op === Op.PUSH || op === Op.CANCEL)) {
       this.log.warn({ head: h.slice(0, 16) }, "zmq: dropped a malformed message");
       return;
     }
@@ -173,7 +173,7 @@ export class ZmqServer {
       const h = text(frames[i]);
       const op = h.charAt(0);
       const id = h.slice(1);
-      if (id.length === 0 || id.length > MAX_ID) continue;
+      if (id.length === 0 || id.length > maxId(id)) continue;
       if (op === Op.CALL) this.send([peer, head(Op.REPLY, id), this.errorBody(id, errorEnvelope(callId(id), err))]);
       else if (op === Op.PUSH)
         this.send([peer, head(Op.NACK, id), JSON.stringify({ code: err.code, message: err.message })]);
@@ -374,4 +374,9 @@ export class ZmqServer {
 /** A call's id without the compact mark (replies.ts) its message head may carry. */
 function callId(id: string): string {
   return wantsCompactReply(id) ? id.slice(1) : id;
+}
+
+/** The longest id a head may carry: an envelope id's limit, plus the compact mark when it has one. */
+function maxId(id: string): number {
+  return wantsCompactReply(id) ? MAX_ID + 1 : MAX_ID;
 }
