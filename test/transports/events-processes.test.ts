@@ -95,4 +95,40 @@ d("events between processes", () => {
     await app.publisher(Conformance).emit("ping", { n: 42 });
     expect(await child.next("ping")).toMatchObject({ n: 42 });
   });
+
+  /** A publisher App configured with options objects, as a user writes them (not test factories). */
+  const configured = async (cluster: string, transports: Record<string, object>): Promise<App> => {
+    const app = createApp({ cluster, discovery: `etcd://${ETCD}`, transports, logger: captureLog().log }).serve(
+      Conformance,
+      new ConformanceService(),
+    );
+    apps.push(app);
+    await app.start();
+    return app;
+  };
+
+  it("zmq without an event hub carries no events: emit fails naming the hub it lacks", async () => {
+    const app = await configured(uniqueCluster("ev-zmq0"), { zmq: {} });
+    const emitted = await app
+      .publisher(Conformance)
+      .emit("ping", { n: 1 })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(FanError.is(emitted) && emitted.code).toBe("FAILED_PRECONDITION");
+    expect((emitted as Error).message).toContain("zmq only with an event hub");
+  });
+
+  withRedis("zmq without a hub and redis: events go on redis, and another process gets them", async () => {
+    const cluster = uniqueCluster("ev-zmqr");
+    const child = subscriber(cluster, "http,redis");
+    await child.next("ready");
+    const app = await configured(cluster, {
+      zmq: {},
+      redis: { url: process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379" },
+    });
+    await app.publisher(Conformance).emit("ping", { n: 43 });
+    expect(await child.next("ping")).toMatchObject({ n: 43 });
+  });
 });

@@ -81,14 +81,27 @@ async function loadTransport(name: TransportName, opts: object): Promise<Transpo
   return (make as (o: object) => TransportFactory)(opts);
 }
 
-function noEventTransport(source: ServiceDescriptor, network: readonly TransportName[]): FanError {
+function noEventTransport(source: ServiceDescriptor, network: readonly TransportName[], hubless: boolean): FanError {
   const has = network.length === 0 ? "only the local transport" : network.join(", ");
+  const zmq = hubless ? " (zmq only with an event hub: its `events` or `hub` option)" : "";
   return new FanError(
     Code.FAILED_PRECONDITION,
     `no configured transport can carry events of ${source.name} between processes: events travel on ` +
-      `${[...EVENT_CAPABLE].join(", ")}; this app has ${has}, and ${source.name} allows ` +
+      `${[...EVENT_CAPABLE].join(", ")}${zmq}; this app has ${has}, and ${source.name} allows ` +
       `${source.transports.join(", ")}. Add one both allow to createApp({ transports })`,
   );
+}
+
+/**
+ * True when zmq is configured with options that name no event hub (neither `events` nor `hub`):
+ * such a zmq transport cannot carry events, so events and state updates do not pick it. A ready
+ * factory is taken at its word.
+ */
+function hublessZmq(config: TransportsConfig | undefined): boolean {
+  const z = config?.zmq;
+  if (z === undefined || typeof z === "function") return false;
+  const o = z as { events?: unknown; hub?: unknown };
+  return o.events === undefined && o.hub === undefined;
 }
 
 /** Discovery, config and transports of one App. */
@@ -190,7 +203,7 @@ export class Infra {
 
   /**
    * The transport events of `source` travel on: the first event-capable transport both sides
-   * allow, else local. Local reaches only this process, so when discovery spans processes (any
+   * allow (zmq only with an event hub configured), else local. Local reaches only this process, so when discovery spans processes (any
    * registry but the in-memory one) and none of them can, it throws rather than let events
    * vanish: `start` (subscriptions), `subscribe` and `emit` fail naming what is missing.
    */
@@ -200,10 +213,12 @@ export class Infra {
 
   /** The name of `eventTransport(source)` (known before the transports are open). */
   eventTransportName(source: ServiceDescriptor): TransportName {
+    const hubless = hublessZmq(this.#opts.transports);
     for (const name of this.network) {
+      if (name === "zmq" && hubless) continue;
       if (EVENT_CAPABLE.has(name) && source.transports.includes(name)) return name;
     }
-    if (this.spansProcesses) throw noEventTransport(source, this.network);
+    if (this.spansProcesses) throw noEventTransport(source, this.network, hubless && this.network.includes("zmq"));
     return "local";
   }
 
