@@ -112,6 +112,8 @@ export class Infra {
   readonly #transports = new Map<TransportName, Transport>();
   /** Network transports configured, in configuration order. */
   readonly network: readonly TransportName[];
+  /** Those of `network` that carry events (zmq only with an event hub), in the same order. */
+  readonly #carriers: readonly TransportName[];
   #discovery: Discovery | undefined;
   #opening: Promise<void> | undefined;
   #ownsDiscovery: boolean;
@@ -133,6 +135,8 @@ export class Infra {
         );
     }
     this.network = configured.filter((n) => n !== "local");
+    const hubless = hublessZmq(opts.transports);
+    this.#carriers = this.network.filter((n) => EVENT_CAPABLE.has(n) && !(n === "zmq" && hubless));
     const localCfg = opts.transports?.local;
     const hubKey: object | string = isDiscovery(this.#spec) ? this.#spec.registry : this.#spec;
     const ctx = this.#context("local");
@@ -203,9 +207,10 @@ export class Infra {
 
   /**
    * The transport events of `source` travel on: the first event-capable transport both sides
-   * allow (zmq only with an event hub configured), else local. Local reaches only this process, so when discovery spans processes (any
-   * registry but the in-memory one) and none of them can, it throws rather than let events
-   * vanish: `start` (subscriptions), `subscribe` and `emit` fail naming what is missing.
+   * allow (zmq only with an event hub configured), else local. Local reaches only this process,
+   * so when discovery spans processes (any registry but the in-memory one) and none of them can,
+   * it throws rather than let events vanish: `start` (subscriptions), `subscribe` and `emit`
+   * fail naming what is missing.
    */
   eventTransport(source: ServiceDescriptor): Transport {
     return this.transport(this.eventTransportName(source));
@@ -213,12 +218,9 @@ export class Infra {
 
   /** The name of `eventTransport(source)` (known before the transports are open). */
   eventTransportName(source: ServiceDescriptor): TransportName {
-    const hubless = hublessZmq(this.#opts.transports);
-    for (const name of this.network) {
-      if (name === "zmq" && hubless) continue;
-      if (EVENT_CAPABLE.has(name) && source.transports.includes(name)) return name;
-    }
-    if (this.spansProcesses) throw noEventTransport(source, this.network, hubless && this.network.includes("zmq"));
+    for (const name of this.#carriers) if (source.transports.includes(name)) return name;
+    if (this.spansProcesses)
+      throw noEventTransport(source, this.network, this.network.includes("zmq") && !this.#carriers.includes("zmq"));
     return "local";
   }
 

@@ -9,6 +9,7 @@ import { decodeEnvelope, encodeEnvelopeText, parseJson } from "../codec/wire.js"
 import type { ServiceDescriptor } from "../descriptor.js";
 import { Code, FanError, type WireError } from "../errors.js";
 import type { CallSignal } from "./abort.js";
+import { COMPACT_MARK } from "./batch-frame.js";
 import type { Envelope, Inbound } from "./transport.js";
 
 /**
@@ -183,12 +184,13 @@ export function decodeFrameReply(body: Uint8Array | string, maxBytes: number, se
 
 /**
  * The first character of a correlation id that asks for compact replies, where the id is text
- * the server echoes (redis `corr`, zmq message ids): an older server echoes it unread and
- * answers with whole envelopes, which `decodeFrameReply` reads too.
+ * the server echoes (redis `corr`, zmq message ids): the batch frames' compact mark
+ * (batch-frame.ts). An older server echoes it unread and answers with whole envelopes, which
+ * `decodeFrameReply` reads too.
  */
-export const COMPACT_ID_MARK = "%";
+export const COMPACT_ID_MARK = String.fromCharCode(COMPACT_MARK);
 
 /** True when correlation id `id` asks for compact replies (`COMPACT_ID_MARK`). */
 export function wantsCompactReply(id: string): boolean {
-  return id.charCodeAt(0) === 0x25;
+  return id.charCodeAt(0) === COMPACT_MARK;
 }

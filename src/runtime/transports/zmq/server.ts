@@ -17,7 +17,7 @@ import { Code, FanError } from "../../errors.js";
 import type { Envelope, Inbound } from "../transport.js";
 import { decodeEnvelope } from "../../codec/wire.js";
 import { encodeFrameReply, wantsCompactReply } from "../replies.js";
-import { envelopeJson, errorEnvelope, frameBound, head, MAX_BATCH, Op, oversize, text } from "./frames.js";
+import { errorEnvelope, frameBound, head, MAX_BATCH, Op, oversize, text } from "./frames.js";
 import { Writer } from "./writer.js";
 
 /** Server-side options of the zmq transport. */
@@ -174,7 +174,7 @@ export class ZmqServer {
       const op = h.charAt(0);
       const id = h.slice(1);
       if (id.length === 0 || id.length > maxId(id)) continue;
-      if (op === Op.CALL) this.send([peer, head(Op.REPLY, id), this.errorBody(id, errorEnvelope(callId(id), err))]);
+      if (op === Op.CALL) this.send([peer, head(Op.REPLY, id), this.answer(id, errorEnvelope(callId(id), err))]);
       else if (op === Op.PUSH)
         this.send([peer, head(Op.NACK, id), JSON.stringify({ code: err.code, message: err.message })]);
     }
@@ -196,7 +196,7 @@ export class ZmqServer {
   private async handle(peer: Buffer, op: string, id: string, key: string, body: Buffer): Promise<void> {
     const target = this.decode(op === Op.CALL ? callId(id) : id, body);
     if (!("binding" in target)) {
-      if (op === Op.CALL) this.send([peer, head(Op.REPLY, id), this.errorBody(id, target.error)]);
+      if (op === Op.CALL) this.send([peer, head(Op.REPLY, id), this.answer(id, target.error)]);
       else this.send([peer, head(Op.NACK, id), JSON.stringify(target.error.payload)]);
       return;
     }
@@ -208,7 +208,7 @@ export class ZmqServer {
     this.running.set(key, ac);
     try {
       const reply = await target.binding.inbound.call(target.env, ac.signal);
-      if (!ac.signal.aborted) this.send([peer, head(Op.REPLY, id), this.encodeReply(reply, wantsCompactReply(id))]);
+      if (!ac.signal.aborted) this.send([peer, head(Op.REPLY, id), this.answer(id, reply)]);
     } finally {
       this.running.delete(key);
     }
@@ -277,25 +277,22 @@ export class ZmqServer {
   }
 
   /**
-   * A handler's reply as the body of an `R` frame: compact (`=`/`!` and the payload's JSON,
-   * replies.ts) when the call's id asked for it and the reply has no headers, else the envelope.
+   * The body of the `R` frame answering call `id` (as received, with its mark when it has one)
+   * with `out`, a reply or error: compact (`=`/`!` and the payload's JSON, replies.ts) when the id
+   * asked for it and `out` has no headers, else the envelope; RESOURCE_EXHAUSTED when too large.
    */
-  private encodeReply(reply: Envelope, compact: boolean): string {
-    const json = compact ? encodeFrameReply(reply, true) : envelopeJson(reply);
+  private answer(id: string, out: Envelope): string {
+    const compact = wantsCompactReply(id);
+    const json = encodeFrameReply(out, compact);
     const size = oversize(json, this.maxBytes);
     if (size === 0) return json;
     const err = errorEnvelope(
-      reply.id,
+      out.id,
       { code: Code.RESOURCE_EXHAUSTED, message: `reply of ${size} bytes exceeds the limit of ${this.maxBytes}` },
-      reply.service,
-      reply.method,
+      out.service,
+      out.method,
     );
     return encodeFrameReply(err, compact);
-  }
-
-  /** An error answering call `id` (as received, with its mark when it has one), compact when asked. */
-  private errorBody(id: string, err: Envelope): string {
-    return encodeFrameReply(err, wantsCompactReply(id));
   }
 
   /**
