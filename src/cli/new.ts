@@ -173,7 +173,8 @@ export async function run(args: string[], io: Io = processIo, kind: "new" | "ini
       [`npx fanc call ${name}.hello '{"name":"Ada"}'`, ""],
     ];
     // A second instance cannot host the hub again (its ports are taken): it uses the first's.
-    if (transport === "zmq")
+    // Only when fanc wrote main.ts: a project's own main.ts opens its own transports.
+    if (transport === "zmq" && files.has("src/main.ts"))
       steps.splice(2, 0, [
         `FAN_ZMQ_EVENTS_PUBLISH=${ZMQ_HUB[0]} FAN_ZMQ_EVENTS_SUBSCRIBE=${ZMQ_HUB[1]} npm start`,
         "a second instance, on the first's event hub",
@@ -185,7 +186,11 @@ export async function run(args: string[], io: Io = processIo, kind: "new" | "ini
       io.out(`fanc: ${name} (package ${pkg}) in ${where}. ${main} was already there and does not serve it yet: add
     import { ${name} } from "../${T.generatedModule(names)}";
     import { ${name}Service } from "./${names.file}.js";
-  and \`.serve(${name}, new ${name}Service())\` to its createApp(...) (on the transports it opens). Next:`);
+  and \`.serve(${name}, new ${name}Service())\` to its createApp(...) (on the transports it opens).${
+        values.transport === undefined
+          ? ""
+          : ` --transport ${transport} shapes only a main.ts fanc writes: open ${transport} there yourself if it does not.`
+      } Next:`);
       steps[1] = ["npm start", `serves what ${main} serves`];
     }
     const width = Math.max(...steps.filter(([, why]) => why !== "").map(([cmd]) => cmd.length)) + 2;

@@ -87,6 +87,17 @@ it("never overwrites: a second service keeps main.ts and package.json's scripts;
   expect(billing.outText()).toContain("`.serve(Billing, new BillingService())`");
   expect(billing.outText()).not.toContain("served over nats");
   expect(billing.outText()).toMatch(/npm start +# serves what .*src\/main\.ts serves/);
+  // The --transport it was given did not shape anything: said, not dropped.
+  expect(billing.outText()).toContain("--transport nats shapes only a main.ts fanc writes");
+  // A zmq service added to a project whose main.ts fanc did not write: no hub hint for a
+  // second instance (that main.ts opens its own transports, maybe no zmq at all).
+  const stock = captureIo();
+  expect(await run(["service", "Stock", "--transport", "zmq", "--dir", tmp.path], stock)).toBe(0);
+  expect(stock.outText()).toContain("--transport zmq shapes only a main.ts fanc writes");
+  expect(stock.outText()).not.toContain("FAN_ZMQ_EVENTS_PUBLISH");
+  const plain = captureIo();
+  expect(await run(["service", "Ledger", "--dir", tmp.path], plain)).toBe(0);
+  expect(plain.outText()).not.toContain("shapes only");
   const io = captureIo();
   expect(await run(["service", "Greeter", "--dir", tmp.path], io)).toBe(2);
   expect(io.errText()).toMatch(/idl\/greeter\.fan already exists; nothing was written/);
