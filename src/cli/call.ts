@@ -15,6 +15,7 @@ import { checkSources, formatDiagnostics, readSources } from "../compiler/index.
 import type { ServiceModel } from "../compiler/model.js";
 import { createApp, type App } from "../runtime/app/app.js";
 import { edgeTraceparent } from "../runtime/call/callctx.js";
+import { assignShards, shardDomain, shardOf, shardUnavailable } from "../runtime/call/shards.js";
 import { codec } from "../runtime/codec/index.js";
 import type { MethodDescriptor, ServiceDescriptor, TransportName } from "../runtime/descriptor.js";
 import type { InstanceInfo } from "../runtime/discovery/types.js";
@@ -58,8 +59,10 @@ interface Outcome {
   service: string;
   method: string;
   transport: TransportName;
-  /** The instance the call was sent to; a broker's queue reaches any instance of its version. */
+  /** The instance the call was sent to; a broker's shared queue reaches any instance of its version. */
   instance: string;
+  /** A `@shard` method's shard: the call went to its owner (on a broker, to the owner's own queue). */
+  shard?: number;
   endpoint: string;
   ms: number;
   traceId: string | undefined;
@@ -94,8 +97,11 @@ export async function loadIdl(dir: string): Promise<ModelSchemas> {
   return new ModelSchemas(checked.model);
 }
 
-/** The arguments, decoded against the method's parameters and encoded back (defaults filled in). */
-function checkArguments(m: MethodDescriptor, text: string): unknown {
+/**
+ * The arguments decoded against the method's parameters (`input`: the typed value a shard key is
+ * read from) and encoded back (`payload`: wire form, defaults filled in).
+ */
+function checkArguments(m: MethodDescriptor, text: string): { input: unknown; payload: unknown } {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -104,7 +110,8 @@ function checkArguments(m: MethodDescriptor, text: string): unknown {
   }
   const c = codec<unknown>(m.input);
   try {
-    return c.encode(c.decode(json, ""), "");
+    const input = c.decode(json, "");
+    return { input, payload: c.encode(input, "") };
   } catch (e) {
     const err = FanError.from(e);
     // The codec's message starts with the field's path: `n: expected an int ...`.
@@ -161,9 +168,12 @@ export function errorOf(payload: unknown, service: ServiceDescriptor): NonNullab
 
 /** Prints an outcome as text: the value on stdout, the rest on stderr. */
 function print(io: Io, o: Outcome, kind: "call" | "push"): void {
-  const where = BROKERS.has(o.transport)
-    ? `${o.instance} over ${o.transport} (the version's shared queue: any of its instances may answer)`
-    : `${o.instance} over ${o.transport}`;
+  const where =
+    o.shard !== undefined
+      ? `${o.instance} (shard ${o.shard}'s owner) over ${o.transport}`
+      : BROKERS.has(o.transport)
+        ? `${o.instance} over ${o.transport} (the version's shared queue: any of its instances may answer)`
+        : `${o.instance} over ${o.transport}`;
   const meta = `${o.ms.toFixed(1)} ms · ${where} · trace ${o.traceId ?? "-"}`;
   if (o.error === undefined) {
     if (kind === "push") io.err(`acknowledged · ${meta}`);
@@ -210,6 +220,8 @@ export interface PreparedCall {
   readonly method: MethodDescriptor;
   /** The arguments in wire form, defaults filled in. */
   readonly payload: unknown;
+  /** A `@shard` method's shard, from its key in the arguments: the call goes to that shard's owner. */
+  readonly shard: number | undefined;
   readonly timeoutMs: number;
   readonly via: TransportName | undefined;
   readonly range: string | undefined;
@@ -257,13 +269,22 @@ export async function prepareCall(
     throw new UsageError(
       `${service.name}.${m.name} is ${m.kind === "rpc" ? "an rpc" : "a push"}: use "fanc ${m.kind === "rpc" ? "call" : "push"}"`,
     );
-  const payload = checkArguments(m, argText);
+  const { input, payload } = checkArguments(m, argText);
+  let shard: number | undefined;
+  if (m.shard !== undefined) {
+    shard = shardOf(input, m.shard, service.shards);
+    if (shard === undefined)
+      throw new UsageError(
+        `${service.name}.${m.name} is @shard(${m.shard.map((path) => path.join(".")).join(", ")}): its arguments lack a key part, so no shard owns the call (nothing was sent)`,
+      );
+  }
   const timeoutMs = flags.timeout === undefined ? m.timeoutMs : Number(flags.timeout);
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of ms`);
   return {
     service,
     method: m,
     payload,
+    shard,
     timeoutMs,
     via,
     range,
@@ -313,8 +334,18 @@ export async function connect(
     const which = [range && `version ${range}`, instanceId && `id ${instanceId}`].filter(Boolean).join(", ");
     return `no instance of ${p.service.name}${which ? ` (${which})` : ""} is registered in cluster "${p.cluster}"`;
   }
-  const picked = choose(instances, p.via, instanceId);
-  if (typeof picked === "string") return picked;
+  // A sharded call goes to its shard's owner, as the generated client sends it (on a broker to
+  // the owner's own queue: the envelope carries the shard). `--instance` names another on purpose.
+  let candidates = instances;
+  let owner: string | undefined;
+  if (p.shard !== undefined && instanceId === undefined) {
+    owner = assignShards(shardDomain(instances), p.service.shards)[p.shard];
+    const info = instances.find((i) => i.instanceId === owner);
+    if (info === undefined) return shardUnavailable(p.service.name, p.shard, "no instance owns it").message;
+    candidates = [info];
+  }
+  const picked = choose(candidates, p.via, instanceId);
+  if (typeof picked === "string") return owner === undefined ? picked : `shard ${p.shard} is owned by ${owner}: ${picked}`;
   const app = createApp({
     cluster: p.cluster,
     discovery: p.discovery,
@@ -339,6 +370,7 @@ export async function connect(
 export function envelope(p: PreparedCall, kind: "call" | "push"): { env: Envelope; deadline: number } {
   const deadline = Date.now() + p.timeoutMs;
   const headers: EnvelopeHeaders = { deadline, traceparent: edgeTraceparent() };
+  if (p.shard !== undefined) headers.shard = p.shard;
   if (kind === "push" && p.method.ttlMs !== undefined) headers.ttl = Date.now() + p.method.ttlMs;
   const env: Envelope = {
     v: 1,
@@ -389,6 +421,7 @@ export async function run(args: string[], io: Io = processIo, kind: "call" | "pu
       endpoint: reach.endpoint,
       ms: 0,
       traceId: traceIdOf(env.headers),
+      ...(p.shard === undefined ? {} : { shard: p.shard }),
     };
     const sendOpts = { signal: AbortSignal.timeout(timeoutMs), deadline };
     try {
