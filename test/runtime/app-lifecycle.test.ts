@@ -72,6 +72,27 @@ describe("lifecycle", () => {
     await ok.stop();
   });
 
+  it("warns naming config keys the IDL does not declare (a misspelt key leaves its default in force), at start and on update", async () => {
+    const { log, records } = captureLogger();
+    const source = new ObjectConfigSource({ "test.shop.Catalog": { ...catalogConfig, pageSise: 5 } }, log);
+    const app = createTestApp({ logger: log, config: source }).serve(Catalog, new CatalogImpl());
+    await app.start();
+    const warned = () => records.filter((r) => r.level === 40 && Array.isArray(r.unknownKeys));
+    expect(warned()).toHaveLength(1);
+    expect(warned()[0]?.unknownKeys).toEqual(["pageSise"]);
+    expect(String(warned()[0]?.msg)).toContain(
+      "config of test.shop.Catalog has keys its IDL config block does not declare, ignored: pageSise (declared: ",
+    );
+    await source.replace("test.shop.Catalog", { ...catalogConfig, db: { ...catalogConfig.db, pool: 3 } });
+    await eventually(() => warned().length === 2);
+    expect(warned()[1]?.unknownKeys).toEqual(["db.pool"]);
+    // A config with only declared keys says nothing.
+    await source.replace("test.shop.Catalog", catalogConfig);
+    await eventually(() => records.filter((r) => r.msg === "config updated").length === 2);
+    expect(warned()).toHaveLength(2);
+    await app.stop();
+  });
+
   it("gives handlers their typed config with defaults", async () => {
     const impl = new CatalogImpl();
     impl.items.set("a", { id: "a", name: "n", price: 1, tags: [], createdAt: new Date(0) });

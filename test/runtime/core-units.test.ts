@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { missingKeys } from "../../src/runtime/app/config.js";
+import { missingKeys, unknownKeys } from "../../src/runtime/app/config.js";
 import { DeadlineWheel, type Expirable } from "../../src/runtime/call/deadlines.js";
 import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from "../../src/runtime/ids.js";
 import { parseInterval } from "../../src/runtime/app/tasks.js";
@@ -77,6 +77,19 @@ describe("config keys", () => {
     expect(missingKeys(schema, { apiKey: "k", db: {} })).toEqual(["db.url", "db.poolSize"]);
     expect(missingKeys(schema, { apiKey: null, db: { url: "u", poolSize: 1 } })).toEqual(["apiKey"]);
     expect(missingKeys(schema, { apiKey: "k", db: { url: "u", poolSize: 1 } })).toEqual([]);
+  });
+
+  it("names every key the config block does not declare, nested ones by path", () => {
+    const schema = CatalogDescriptor.config;
+    if (schema === undefined) throw new Error("fixture has config");
+    expect(unknownKeys(schema, { apiKey: "k", db: { url: "u", poolSize: 1 } })).toEqual([]);
+    expect(unknownKeys(schema, { apiKey: "k", pageSise: 5, db: { url: "u", pool: 1 } })).toEqual([
+      "pageSise",
+      "db.pool",
+    ]);
+    // A service with no config block declares nothing.
+    expect(unknownKeys(undefined, { anything: 1 })).toEqual(["anything"]);
+    expect(unknownKeys(schema, null)).toEqual([]);
   });
 });
 

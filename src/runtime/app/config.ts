@@ -25,6 +25,26 @@ export function missingKeys(schema: StructSchema, raw: unknown, prefix = ""): st
   return out;
 }
 
+/**
+ * The paths of keys in `raw` that `schema` does not declare (recursing into declared struct
+ * values): ignored by the decode, so most likely a misspelling, or a key for another version.
+ */
+export function unknownKeys(schema: StructSchema | undefined, raw: unknown, prefix = ""): string[] {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return [];
+  const fields = new Map((schema?.fields ?? []).map((f) => [f.name, f]));
+  const out: string[] = [];
+  for (const [key, v] of Object.entries(raw)) {
+    const path = prefix === "" ? key : `${prefix}.${key}`;
+    const f = fields.get(key);
+    if (f === undefined) out.push(path);
+    else {
+      const inner = structOf(f.schema);
+      if (inner !== undefined) out.push(...unknownKeys(inner, v, path));
+    }
+  }
+  return out;
+}
+
 function structOf(schema: Schema): StructSchema | undefined {
   const s = schema.kind === "ref" ? schema.get() : schema;
   return s.kind === "struct" ? s : undefined;

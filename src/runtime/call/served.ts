@@ -4,7 +4,7 @@
  * `@unique` instance binds only while it leads, and campaigns again when it loses leadership.
  */
 import type { Logger } from "pino";
-import { decodeConfig } from "../app/config.js";
+import { decodeConfig, unknownKeys } from "../app/config.js";
 import type { InstanceScope } from "./callctx.js";
 import type { Emitter, LifecycleContext, ServiceHooks } from "./context.js";
 import { lazyEmitter } from "./emitter.js";
@@ -174,6 +174,7 @@ export class ServedInstance {
     const raw = this.#opts.config ?? (await this.#host.configSource().get(name));
     this.#config = decodeConfig(this.descriptor, raw);
     this.log.info({ config: redactSecrets(this.descriptor.config, raw) }, "config loaded");
+    this.#warnUnknown(raw);
     if (this.#opts.config !== undefined || this.descriptor.config === undefined) return;
     this.#unwatchConfig = await this.#host.configSource().watch(name, (next) => this.#onConfig(next));
   }
@@ -353,9 +354,21 @@ export class ServedInstance {
     try {
       this.#config = decodeConfig(this.descriptor, raw);
       this.log.info({ config: redactSecrets(this.descriptor.config, raw) }, "config updated");
+      this.#warnUnknown(raw);
     } catch (e) {
       this.log.error({ err: e }, "config update rejected; keeping the previous config");
     }
+  }
+
+  /** Keys the IDL's config block does not declare are ignored: said, since a misspelt key leaves its default in force. */
+  #warnUnknown(raw: Record<string, unknown>): void {
+    const unknown = unknownKeys(this.descriptor.config, raw);
+    if (unknown.length === 0) return;
+    const declared = this.descriptor.config?.fields.map((f) => f.name) ?? [];
+    this.log.warn(
+      { unknownKeys: unknown, declared },
+      `config of ${this.descriptor.name} has keys its IDL config block does not declare, ignored: ${unknown.join(", ")} (declared: ${declared.join(", ") || "none"})`,
+    );
   }
 
   #scope(): InstanceScope {
