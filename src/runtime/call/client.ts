@@ -280,7 +280,11 @@ export class Caller implements ClientCaller {
    */
   #send(plan: MethodPlan, req: OutgoingRequest, now?: number, untraced = false): Promise<unknown> {
     const route = this.#route;
-    if (route === undefined) return this.#routeReady().then(() => this.#send(plan, req));
+    if (route === undefined)
+      return this.#routeReady().then(
+        () => this.#send(plan, req),
+        (e: unknown) => Promise.reject(this.#refused(plan, req, FanError.from(e, Code.UNAVAILABLE))),
+      );
     if (this.#policy !== undefined) {
       const tracer = untraced || !this.#host.telemetry.tracing ? undefined : sdkTracer();
       const tp = req.headers.traceparent;

@@ -50,7 +50,10 @@ export function sendFailure(kind: "call" | "push", e: unknown, deadline: number,
 
 function withDelivery(err: FanError, code: Code, message: string, maybe: boolean): FanError {
   const base = typeof err.details === "object" && err.details !== null ? err.details : {};
-  return new FanError(code, message, { cause: err, details: { ...base, maybeDelivered: maybe } });
+  const out = new FanError(code, message, { cause: err, details: { ...base, maybeDelivered: maybe } });
+  // The trace id the client gave the error it wraps (a push's caller finds its trace by it too).
+  out.traceId = err.traceId;
+  return out;
 }
 
 /** True when the error already says whether the push may have left. */

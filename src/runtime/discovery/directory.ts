@@ -134,7 +134,10 @@ export class RegistryDirectory implements Directory {
   }
 
   private watched(service: string): Promise<WatchedSet> {
-    if (this.closed) return Promise.reject(new Error("directory is closed"));
+    if (this.closed)
+      return Promise.reject(
+        new FanError(Code.UNAVAILABLE, `cannot look up ${service}: the App is stopped (its discovery is closed)`),
+      );
     let p = this.sets.get(service);
     if (p === undefined) {
       const set = new WatchedSet(this.registry, servicePrefix(this.opts.cluster, service), service, this.log);
