@@ -72,14 +72,24 @@ describeWithBroker(
     await client.fail({ code: "TEAPOT", message: "no" }).catch(() => undefined);
     await client.record({ id: "twice", failures: 1 });
     await caller.client(Extended, { transport: "redis" }).nope({ id: "x" });
+    // Fails on every attempt: dead-lettered after the transport's 5 deliveries.
+    await client.record({ id: "dead", failures: 100 });
     await server.publisher(Conformance).emit("ping", { n: 7 });
     await until(() => impl.delivered("twice") === 1 && listener.pings.includes(7));
+    const deadLettered = () => logs.flatMap((l) => l.find("delivery failed 5 times; dead-lettered"));
+    await until(() => deadLettered().length > 0, 10_000);
     const dropped = () => logs.flatMap((l) => l.find("no push nope"));
     await until(() => dropped().length > 0);
     const lines = logs.flatMap((l) => l.lines());
     expect(lines.length).toBeGreaterThan(5);
     const repeated = lines.flatMap((l) => duplicateKeys(l).map((k) => `${k} in ${l}`));
     expect(repeated).toEqual([]);
+    // The dead-lettering names the push as another service's message; the handler's failure
+    // lines never promise a delivery the transport will not make.
+    expect(deadLettered()[0]).toMatchObject({ targetService: Conformance.descriptor.name, targetMethod: "record", attempt: 5 });
+    const failures = logs.flatMap((l) => l.find("push handler record failed"));
+    expect(failures.length).toBeGreaterThanOrEqual(5);
+    for (const f of failures) expect(String(f.msg)).not.toContain("will be delivered again");
     expect(dropped()[0]).toMatchObject({
       service: Conformance.descriptor.name,
       targetService: Conformance.descriptor.name,

@@ -469,7 +469,12 @@ export class Dispatcher implements Inbound {
       series?.end(t0, codeOf(e));
       if (span !== undefined) failSpan(span, e);
       this.#counters.deliveriesFailed++;
-      ctx.log.warn({ err: e, attempt }, `${env.kind} handler ${plan.name} failed; it will be delivered again`);
+      // Whether this was the last attempt is the transport's to know (its delivery limit): it logs
+      // the dead-lettering itself, so this line must not promise another delivery.
+      ctx.log.warn(
+        { err: e, attempt },
+        `${env.kind} handler ${plan.name} failed on attempt ${attempt}; it is delivered again until the transport's delivery limit, then dead-lettered`,
+      );
       throw FanError.from(e);
     } finally {
       ctx.release();

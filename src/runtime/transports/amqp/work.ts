@@ -12,6 +12,7 @@ import type { Logger } from "pino";
 import type { Envelope } from "../transport.js";
 import { decodeEnvelope } from "../../codec/wire.js";
 import { deadLetterExchange } from "./names.js";
+import { aboutMessage } from "../log-keys.js";
 
 /** The queue of one kind of work and where its dead letters go. */
 export interface WorkQueueSpec {
@@ -195,7 +196,7 @@ export class WorkConsumer {
 
   #failed(ch: Channel, msg: ConsumeMessage, env: Envelope, attempt: number, e: unknown): void {
     const last = attempt >= this.opts.maxDeliveries;
-    const log = { queue: this.opts.queue, id: env.id, method: env.method, attempt, err: (e as Error)?.message };
+    const log = { queue: this.opts.queue, id: env.id, ...aboutMessage(env), attempt, err: (e as Error)?.message };
     const open = this.#acksOf(ch).open;
     if (last) {
       this.opts.log.warn(log, `delivery failed ${attempt} times; dead-lettered`);

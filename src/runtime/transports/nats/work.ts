@@ -16,6 +16,7 @@ import type { Envelope } from "../transport.js";
 import type { NatsLink } from "./connection.js";
 import type { StreamName } from "./names.js";
 import { consumerConfig, type JetStreamSide, missing, type StreamKind } from "./streams.js";
+import { aboutMessage } from "../log-keys.js";
 
 /** One work consumer. */
 export interface WorkSpec {
@@ -187,7 +188,7 @@ export class WorkConsumer {
 
   #failed(m: JsMsg, env: Envelope, attempt: number, e: unknown): void {
     const s = this.spec;
-    const log = { stream: s.stream.name, seq: m.seq, method: env.method, attempt, err: message(e) };
+    const log = { stream: s.stream.name, seq: m.seq, ...aboutMessage(env), attempt, err: message(e) };
     if (attempt >= s.maxDeliveries) {
       s.log.warn(log, `delivery failed ${attempt} times; dead-lettered`);
       void this.#deadLetter(m, env, `failed ${attempt} times: ${message(e)}`);

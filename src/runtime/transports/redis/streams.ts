@@ -20,6 +20,7 @@ import type { Envelope } from "../transport.js";
 import { decodeEnvelope } from "../../codec/wire.js";
 import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
 import { deadLetterKey } from "./names.js";
+import { aboutMessage } from "../log-keys.js";
 
 /** One stream and how to read it. */
 export interface StreamSpec {
@@ -302,7 +303,7 @@ export class StreamConsumer {
   }
 
   #failed(entry: Entry, env: Envelope, attempt: number, e: unknown): void {
-    const log = { stream: this.spec.key, id: entry[0], method: env.method, attempt, err: message(e) };
+    const log = { stream: this.spec.key, id: entry[0], ...aboutMessage(env), attempt, err: message(e) };
     if (attempt >= this.spec.maxDeliveries) {
       this.spec.log.warn(log, `delivery failed ${attempt} times; dead-lettered`);
       void this.#deadLetter(entry, `failed ${attempt} times: ${message(e)}`);
