@@ -345,7 +345,8 @@ export async function connect(
     candidates = [info];
   }
   const picked = choose(candidates, p.via, instanceId);
-  if (typeof picked === "string") return owner === undefined ? picked : `shard ${p.shard} is owned by ${owner}: ${picked}`;
+  if (typeof picked === "string")
+    return owner === undefined ? picked : `shard ${p.shard} is owned by ${owner}: ${picked}`;
   const app = createApp({
     cluster: p.cluster,
     discovery: p.discovery,

@@ -187,10 +187,10 @@ export async function run(args: string[], io: Io = processIo, kind: "new" | "ini
     import { ${name} } from "../${T.generatedModule(names)}";
     import { ${name}Service } from "./${names.file}.js";
   and \`.serve(${name}, new ${name}Service())\` to its createApp(...) (on the transports it opens).${
-        values.transport === undefined
-          ? ""
-          : ` --transport ${transport} shapes only a main.ts fanc writes: open ${transport} there yourself if it does not.`
-      } Next:`);
+    values.transport === undefined
+      ? ""
+      : ` --transport ${transport} shapes only a main.ts fanc writes: open ${transport} there yourself if it does not.`
+  } Next:`);
       steps[1] = ["npm start", `serves what ${main} serves`];
     }
     const width = Math.max(...steps.filter(([, why]) => why !== "").map(([cmd]) => cmd.length)) + 2;

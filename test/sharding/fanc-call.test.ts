@@ -81,7 +81,15 @@ describeEtcd("fanc call / push on @shard methods (child processes, etcd)", () =>
     for (const via of ["redis", "amqp", "nats"]) {
       for (let k = 0; k < 4; k++) {
         const storeId = `push-${via}-${k}`;
-        const r = await runFanc(["push", "Store.stock", `{"storeId":"${storeId}","count":1}`, ...C, "--via", via, "--json"]);
+        const r = await runFanc([
+          "push",
+          "Store.stock",
+          `{"storeId":"${storeId}","count":1}`,
+          ...C,
+          "--via",
+          via,
+          "--json",
+        ]);
         expect(r.code, `${via} ${storeId}: ${r.stdout}${r.stderr}`).toBe(0);
         const o = JSON.parse(r.stdout) as { instance: string; shard: number };
         let handled: (Where & { storeId: string }) | undefined;

@@ -86,7 +86,11 @@ describeWithBroker(
     expect(repeated).toEqual([]);
     // The dead-lettering names the push as another service's message; the handler's failure
     // lines never promise a delivery the transport will not make.
-    expect(deadLettered()[0]).toMatchObject({ targetService: Conformance.descriptor.name, targetMethod: "record", attempt: 5 });
+    expect(deadLettered()[0]).toMatchObject({
+      targetService: Conformance.descriptor.name,
+      targetMethod: "record",
+      attempt: 5,
+    });
     const failures = logs.flatMap((l) => l.find("push handler record failed"));
     expect(failures.length).toBeGreaterThanOrEqual(5);
     for (const f of failures) expect(String(f.msg)).not.toContain("will be delivered again");

@@ -34,7 +34,8 @@ export class Registrar {
 
   /** Registers one instance; rejects with a clear error on bad input or when the registry fails. */
   async register(input: RegisterInfo): Promise<Registration> {
-    if (this.closed) throw new Error(`cannot register ${String(input.service)}: the App is stopped (its discovery is closed)`);
+    if (this.closed)
+      throw new Error(`cannot register ${String(input.service)}: the App is stopped (its discovery is closed)`);
     const info = normalise(input);
     const key = instanceKey(this.cluster, info.service, info.instanceId);
     if (this.live.has(key)) throw new Error(`instance ${info.instanceId} of ${info.service} is already registered`);
