@@ -5,7 +5,7 @@
  */
 import { App, type AppOptions } from "../runtime/app/app.js";
 import type { ServiceDefinition } from "../runtime/descriptor.js";
-import { forwardMockStates, type ServiceMock } from "../runtime/call/mock.js";
+import { forwardMockEvents, forwardMockStates, type ServiceMock } from "../runtime/call/mock.js";
 import type { StatePublisher } from "../runtime/states/index.js";
 import type { ServeOptions } from "../runtime/call/served.js";
 import { silentLogger } from "../runtime/telemetry/logging.js";
@@ -39,6 +39,10 @@ export class TestApp extends App {
       if (op === "set") owner.set(value as never);
       else owner.patch(value);
     });
+    // Its emit publishes through this App too, so services it serves that subscribe get the event.
+    forwardMockEvents(m as ServiceMock<unknown, unknown>, (name, payload) =>
+      (this.publisher(def) as unknown as { emit(n: string, p: unknown): Promise<void> }).emit(name, payload),
+    );
     return this;
   }
 }

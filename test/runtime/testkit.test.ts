@@ -1,11 +1,11 @@
 import type { CallContext } from "fan/runtime";
-import { createTestApp } from "fan/testing";
+import { createMock, createTestApp } from "fan/testing";
 import { describe, expect, it } from "vitest";
 import { mockIntegrationApi, IntegrationApi, SyncFailed } from "../../generated/integration/api.js";
 import { mockPublicWines, PublicWines } from "../../generated/retail/wines.js";
 import { memoryRegistry } from "../../src/runtime/discovery/index.js";
-import { CatalogImpl, catalogConfig } from "./fixtures/impl.js";
-import { Catalog, type CatalogConfig, type Item, item } from "./fixtures/shop.js";
+import { AuditImpl, CatalogImpl, catalogConfig, PricingImpl } from "./fixtures/impl.js";
+import { Audit, Catalog, type CatalogConfig, type Item, item, Pricing } from "./fixtures/shop.js";
 
 describe("the test kit", () => {
   it("serves a generated mock in place of a service, recording calls and returning typed errors", async () => {
@@ -69,6 +69,32 @@ class Capturing extends CatalogImpl {
     super.add(req);
   }
 }
+
+describe("a served mock's events", () => {
+  it("reach the services the test App serves that subscribe, as well as the mock client's subscribers", async () => {
+    const catalog = createMock(Catalog);
+    const pricing = new PricingImpl();
+    const audit = new AuditImpl();
+    const app = createTestApp().mock(catalog).serve(Pricing, pricing).serve(Audit, audit);
+    await app.start();
+    try {
+      const seen: string[] = [];
+      await catalog.client.events.itemChanged.subscribe((e) => void seen.push(e.item.id));
+      await catalog.emit("itemChanged", { item: item("w1") });
+      expect(seen).toEqual(["w1"]);
+      await expect
+        .poll(() => [...pricing.events, ...audit.events].sort())
+        .toEqual(["audit:changed:w1", "pricing:changed:w1"]);
+      // Checked against the IDL before anything is published anywhere.
+      await expect(catalog.emit("itemChanged", { item: { id: 5 } } as never)).rejects.toMatchObject({
+        code: "INVALID_ARGUMENT",
+      });
+      expect(seen).toEqual(["w1"]);
+    } finally {
+      await app.stop();
+    }
+  });
+});
 
 describe("value and serialised local modes", () => {
   it("hands the caller's value over as is by default, and a decoded copy when serialising", async () => {

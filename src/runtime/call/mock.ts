@@ -59,7 +59,11 @@ export interface ServiceMock<H, C> {
   readonly handler: H;
   /** A client that calls the method mocks directly, in-process. */
   readonly client: C;
-  /** Publishes event `name` to the mock client's subscribers (checked against the IDL); resolves when all have run. */
+  /**
+   * Publishes event `name` (checked against the IDL) to the mock client's subscribers, and, once a
+   * test App serves the mock (`.mock(m)`), through that App to every service subscribing to it;
+   * resolves when the mock client's subscribers have run and the App has published it.
+   */
   emit(name: string, payload: unknown): Promise<void>;
   /**
    * Sets state `name` (checked against the IDL) for `client.states.<name>.get()`, and tells its
@@ -115,10 +119,20 @@ export function createMock<H, C>(def: ServiceDefinition<H, C>): ServiceMock<H, C
   mock.handler = handler;
   mock.client = def.createClient(mockCaller(def, entries, events, states));
   forwards.set(mock, (fn) => states.forward(fn));
+  eventForwards.set(mock, (fn) => events.forward(fn));
   return self();
 }
 
 const forwards = new WeakMap<object, (fn: StateForward) => void>();
+const eventForwards = new WeakMap<object, (fn: EventForward) => void>();
+
+/** Where a served mock's events go as well: the App that serves it publishes them. */
+export type EventForward = (name: string, payload: unknown) => Promise<void>;
+
+/** Publishes a mock's events through `fn` as well (the test kit's `.mock(m)`). */
+export function forwardMockEvents(m: ServiceMock<unknown, unknown>, fn: EventForward): void {
+  eventForwards.get(m)?.(fn);
+}
 
 /** Sends a mock's state updates to `fn` as well (the test kit's `.mock(m)`), starting with the current values. */
 export function forwardMockStates(m: ServiceMock<unknown, unknown>, fn: StateForward): void {
@@ -225,10 +239,13 @@ function mockCaller<P>(
 interface EventHub {
   stream(name: string): EventStream<unknown>;
   emit(name: string, payload: unknown): Promise<void>;
+  /** Also publishes every event through `fn` (the App that serves the mock). */
+  forward(fn: EventForward): void;
 }
 
 function eventHub(service: string, declared: Readonly<Record<string, { readonly payload: Schema }>>): EventHub {
   const listeners = new Map<string, Set<{ fn: (e: unknown) => void | Promise<void> }>>();
+  const forwards: EventForward[] = [];
   const codecs = new Map<string, Codec<unknown>>();
   const find = (name: string): { set: Set<{ fn: (e: unknown) => void | Promise<void> }>; c: Codec<unknown> } => {
     const ev = Object.hasOwn(declared, name) ? declared[name] : undefined;
@@ -248,10 +265,18 @@ function eventHub(service: string, declared: Readonly<Record<string, { readonly 
         return { unsubscribe: async () => void set.delete(sub) };
       },
     }),
+    forward: (fn) => void forwards.push(fn),
     emit: async (name, payload) => {
       const { set, c } = find(name);
       const wire = c.encode(payload, name);
       const failures: unknown[] = [];
+      for (const f of forwards) {
+        try {
+          await f(name, c.decode(wire));
+        } catch (e) {
+          failures.push(e);
+        }
+      }
       for (const sub of [...set]) {
         try {
           await sub.fn(c.decode(wire));
