@@ -50,24 +50,32 @@ service ${n.name} {
 
 export function handler(n: ServiceNames): string {
   return `import type { CallContext, LifecycleContext } from "fan/runtime";
-import { type Greeting, type ${n.name}Events, type ${n.name}Handler, NameRefused } from "../${generatedModule(n)}";
+import {
+  type Greeting,
+  type ${n.name}Events,
+  type ${n.name}Handler,
+  type ${n.name}States,
+  NameRefused,
+} from "../${generatedModule(n)}";
 
-type Ctx = CallContext<Record<string, never>, ${n.name}Events>;
+// The contexts typed by the IDL: no config block, its events, its states (\`ctx.states.counts\`).
+type Ctx = CallContext<Record<string, never>, ${n.name}Events, ${n.name}States>;
+type StartCtx = LifecycleContext<Record<string, never>, ${n.name}Events, ${n.name}States>;
 
 /** ${n.name}: one method per rpc and push of the IDL (a missing one is a type error). */
 export class ${n.name}Service implements ${n.name}Handler {
   private readonly counts = new Map<string, number>();
 
   /** Runs before the service is registered: give the state its first value. */
-  start(ctx: LifecycleContext): void {
-    ctx.state<Record<string, number>>("counts").set({});
+  start(ctx: StartCtx): void {
+    ctx.states.counts.set({});
   }
 
   async hello({ name }: { name: string }, ctx: Ctx): Promise<Greeting> {
     if (name.trim() === "") throw new NameRefused({ who: name, reason: "blank" }); // typed on the client
     const count = (this.counts.get(name) ?? 0) + 1;
     this.counts.set(name, count);
-    ctx.state<Record<string, number>>("counts").patch({ [name]: count }); // watchers get the patch
+    ctx.states.counts.patch({ [name]: count }); // watchers get the patch
     await ctx.emit.greeted({ name, count });
     ctx.log.info({ name, count }, "greeted");
     return { message: \`Hello, \${name}!\`, count };
@@ -75,7 +83,7 @@ export class ${n.name}Service implements ${n.name}Handler {
 
   reset(_req: Record<string, never>, ctx: Ctx): void {
     this.counts.clear();
-    ctx.state<Record<string, number>>("counts").set({});
+    ctx.states.counts.set({});
   }
 }
 `;

@@ -5,10 +5,15 @@
 import type { Sharded } from "../descriptor.js";
 import type { ShardedStatePublisher, StatePublisher } from "./owner.js";
 
-/** The owner side of one state whose value type in the generated map is `S` (`Sharded<T>` for a `@shard` state). */
+/**
+ * The owner side of one state whose value type in the generated map is `S` (`Sharded<T>` for a
+ * `@shard` state). In an untyped state map (AnyStates) it is `any`: either kind of owner, so a
+ * hook typed by the service's own map (`LifecycleContext<C, E, XStates>`, a sharded state's
+ * owner included) still implements `ServiceHooks`, whose context is untyped.
+ */
 export type StatePublisherOf<S> =
-  // biome-ignore lint/suspicious/noExplicitAny: an untyped state map (AnyStates) keeps any
-  0 extends 1 & S ? StatePublisher<any> : S extends Sharded<infer T> ? ShardedStatePublisher<T> : StatePublisher<S>;
+  // biome-ignore lint/suspicious/noExplicitAny: an untyped state map keeps any
+  0 extends 1 & S ? any : S extends Sharded<infer T> ? ShardedStatePublisher<T> : StatePublisher<S>;
 
 /** `ctx.states` typed by a service's generated state map (`{ inventory: Record<string, Wine> }`). */
 export type StatePublishers<States> = { readonly [K in keyof States & string]: StatePublisherOf<States[K]> };
