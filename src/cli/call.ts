@@ -166,11 +166,11 @@ export function errorOf(payload: unknown, service: ServiceDescriptor): NonNullab
   return { code, message, name: w.error, fields: w.details ?? {} };
 }
 
-/** Prints an outcome as text: the value on stdout, the rest on stderr. */
-function print(io: Io, o: Outcome, kind: "call" | "push"): void {
+/** Prints an outcome as text: the value on stdout, the rest on stderr (`named`: the instance came from `--instance`). */
+function print(io: Io, o: Outcome, kind: "call" | "push", named: boolean): void {
   const where =
     o.shard !== undefined
-      ? `${o.instance} (shard ${o.shard}'s owner) over ${o.transport}`
+      ? `${o.instance} (${named ? `named by --instance; shard ${o.shard}` : `shard ${o.shard}'s owner`}) over ${o.transport}`
       : BROKERS.has(o.transport)
         ? `${o.instance} over ${o.transport} (the version's shared queue: any of its instances may answer)`
         : `${o.instance} over ${o.transport}`;
@@ -451,7 +451,7 @@ export async function run(args: string[], io: Io = processIo, kind: "call" | "pu
     }
     outcome.ms = Math.round((performance.now() - started) * 10) / 10;
     if (values.json) io.out(JSON.stringify(outcome, null, 2));
-    else print(io, outcome, kind);
+    else print(io, outcome, kind, values.instance !== undefined);
     return outcome.ok ? 0 : 1;
   } catch (e) {
     return report(io, kind, e, discovery);

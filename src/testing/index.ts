@@ -22,6 +22,22 @@ export interface TestAppOptions extends AppOptions {
 
 /** An App for tests. */
 export class TestApp extends App {
+  /** True from a successful start until stop: only then do served mocks' events go through this App. */
+  #live = false;
+  /** Removes this App from its mocks' event forwards (at stop: a mock outlives the App of one test). */
+  readonly #unforward: Array<() => void> = [];
+
+  override async start(): Promise<void> {
+    await super.start();
+    this.#live = true;
+  }
+
+  override stop(): Promise<void> {
+    this.#live = false;
+    for (const off of this.#unforward.splice(0)) off();
+    return super.stop();
+  }
+
   /**
    * Serves a generated mock (`mockX()`) as the service it mocks. A mock needs neither the
    * service's dependencies nor its config: `start` waits for none of them and requires no
@@ -39,9 +55,14 @@ export class TestApp extends App {
       if (op === "set") owner.set(value as never);
       else owner.patch(value);
     });
-    // Its emit publishes through this App too, so services it serves that subscribe get the event.
-    forwardMockEvents(m as ServiceMock<unknown, unknown>, (name, payload) =>
-      (this.publisher(def) as unknown as { emit(n: string, p: unknown): Promise<void> }).emit(name, payload),
+    // Its emit publishes through this App too while it runs, so services it serves that
+    // subscribe get the event (before start and after stop, the mock client's subscribers only).
+    this.#unforward.push(
+      forwardMockEvents(m as ServiceMock<unknown, unknown>, (name, payload) =>
+        this.#live
+          ? (this.publisher(def) as unknown as { emit(n: string, p: unknown): Promise<void> }).emit(name, payload)
+          : Promise.resolve(),
+      ),
     );
     return this;
   }

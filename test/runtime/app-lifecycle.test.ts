@@ -86,6 +86,22 @@ describe("lifecycle", () => {
     await source.replace("test.shop.Catalog", { ...catalogConfig, db: { ...catalogConfig.db, pool: 3 } });
     await eventually(() => warned().length === 2);
     expect(warned()[1]?.unknownKeys).toEqual(["db.pool"]);
+    // The value of an undeclared key (maybe a misspelt secret) is not logged.
+    const updated = records.filter((r) => r.msg === "config updated");
+    expect((updated.at(-1)?.config as { db?: unknown } | undefined)?.db).toEqual({
+      url: "mem://",
+      poolSize: 2,
+      pool: "[undeclared]",
+    });
+    expect(records.find((r) => r.msg === "config loaded")?.config).toMatchObject({ pageSise: "[undeclared]" });
+    // A misspelt required key: the refusal names what is missing and what it was given instead.
+    const { apiKey, ...noKey } = catalogConfig;
+    void apiKey;
+    const bad = createTestApp({ logger: log }).serve(Catalog, new CatalogImpl(), { config: { ...noKey, apiKye: "x" } });
+    await expect(bad.start()).rejects.toThrow(
+      "config of test.shop.Catalog is missing apiKey (keys it does not declare: apiKye)",
+    );
+    expect(JSON.stringify(records)).not.toContain('"apiKye":"x"');
     // A config with only declared keys says nothing.
     await source.replace("test.shop.Catalog", catalogConfig);
     await eventually(() => records.filter((r) => r.msg === "config updated").length === 2);

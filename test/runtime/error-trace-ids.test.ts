@@ -7,7 +7,7 @@
 import { createTestApp } from "fan/testing";
 import { expect, it } from "vitest";
 import { CatalogImpl, catalogConfig } from "./fixtures/impl.js";
-import { Catalog } from "./fixtures/shop.js";
+import { Catalog, item } from "./fixtures/shop.js";
 
 const rejection = (p: Promise<unknown>) =>
   p.then(
@@ -32,9 +32,20 @@ it("a push no instance serves is refused with its trace id and maybeDelivered: f
 it("a call or push after the App stopped says so, naming the service, with a trace id", async () => {
   const app = createTestApp().serve(Catalog, new CatalogImpl(), { config: catalogConfig });
   await app.start();
+  // One client used before the stop (its route and instance list cached), one made after it.
+  const used = app.client(Catalog, { policy: false });
+  await used.add({ item: item("a"), quantity: 1 });
+  const usedWithPolicy = app.client(Catalog);
+  await usedWithPolicy.add({ item: item("b"), quantity: 1 });
   await app.stop();
-  const client = app.client(Catalog);
-  for (const p of [client.get({ id: "a" }), client.invalidate({ id: "a" })]) {
+  const fresh = app.client(Catalog);
+  for (const p of [
+    fresh.get({ id: "a" }),
+    fresh.invalidate({ id: "a" }),
+    used.get({ id: "a" }),
+    used.invalidate({ id: "a" }),
+    usedWithPolicy.get({ id: "a" }),
+  ]) {
     const err = await rejection(p);
     expect(err?.code).toBe("UNAVAILABLE");
     expect(err?.message).toContain("test.shop.Catalog");

@@ -94,6 +94,31 @@ describe("a served mock's events", () => {
       await app.stop();
     }
   });
+
+  it("go through an App only while it runs: one mock reused by the Apps of several tests", async () => {
+    const catalog = createMock(Catalog);
+    const seen: string[] = [];
+    await catalog.client.events.itemChanged.subscribe((e) => void seen.push(e.item.id));
+    const first = new PricingImpl("first");
+    const a = createTestApp().mock(catalog).serve(Pricing, first);
+    await catalog.emit("itemChanged", { item: item("before-start") }); // a not started: mock client only
+    await a.start();
+    await catalog.emit("itemChanged", { item: item("a") });
+    await expect.poll(() => first.events).toEqual(["first:changed:a"]);
+    await a.stop();
+    await catalog.emit("itemChanged", { item: item("after-stop") }); // resolves: a is out of it
+    const second = new PricingImpl("second");
+    const b = createTestApp().mock(catalog).serve(Pricing, second);
+    await b.start();
+    try {
+      await catalog.emit("itemChanged", { item: item("b") });
+      await expect.poll(() => second.events).toEqual(["second:changed:b"]);
+      expect(first.events).toEqual(["first:changed:a"]);
+      expect(seen).toEqual(["before-start", "a", "after-stop", "b"]);
+    } finally {
+      await b.stop();
+    }
+  });
 });
 
 describe("value and serialised local modes", () => {

@@ -106,7 +106,7 @@ describeEtcd("fanc call / push on @shard methods (child processes, etcd)", () =>
     }
   }, 300_000);
 
-  it("arguments without the shard key are refused before anything is sent (exit 2)", async () => {
+  it("arguments missing a shard key field are refused by the codec before anything is sent (exit 2)", async () => {
     const r = await runFanc(["call", "Store.item", '{"storeId":"s"}', ...C]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/invalid argument itemId/);

@@ -93,7 +93,11 @@ describeWithBroker(
     });
     const failures = logs.flatMap((l) => l.find("push handler record failed"));
     expect(failures.length).toBeGreaterThanOrEqual(5);
-    for (const f of failures) expect(String(f.msg)).not.toContain("will be delivered again");
+    for (const f of failures)
+      expect(String(f.msg)).toMatch(
+        /failed on attempt [1-5]; the transport delivers it again up to its delivery limit/,
+      );
+    expect(deadLettered()[0]).not.toHaveProperty("method");
     expect(dropped()[0]).toMatchObject({
       service: Conformance.descriptor.name,
       targetService: Conformance.descriptor.name,

@@ -361,6 +361,11 @@ export class App implements ClientHost {
     return this.#inflight.get(instanceId) ?? 0;
   }
 
+  /** True once `stop` has finished (ClientHost: a refused call then names the stop as its reason). */
+  stopped(): boolean {
+    return this.telemetry.health.phase === "stopped";
+  }
+
   acquire(instanceId: string): () => void {
     this.#inflight.set(instanceId, (this.#inflight.get(instanceId) ?? 0) + 1);
     return () => this.#inflight.set(instanceId, (this.#inflight.get(instanceId) ?? 1) - 1);

@@ -57,17 +57,20 @@ function structOf(schema: Schema): StructSchema | undefined {
 export function decodeConfig(service: ServiceDescriptor, raw: Record<string, unknown>): unknown {
   const schema = service.config;
   if (schema === undefined) return Object.freeze({});
+  // Keys the block does not declare, named with a refusal: `apiKye` explains a missing `apiKey`.
+  const unknown = unknownKeys(schema, raw);
+  const also = unknown.length === 0 ? "" : ` (keys it does not declare: ${unknown.join(", ")})`;
   const missing = missingKeys(schema, raw);
   if (missing.length > 0) {
-    throw new FanError(Code.FAILED_PRECONDITION, `config of ${service.name} is missing ${missing.join(", ")}`, {
-      details: { service: service.name, missing },
+    throw new FanError(Code.FAILED_PRECONDITION, `config of ${service.name} is missing ${missing.join(", ")}${also}`, {
+      details: { service: service.name, missing, ...(unknown.length === 0 ? {} : { unknownKeys: unknown }) },
     });
   }
   try {
     return codec(schema).decode(raw, "config");
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    throw new FanError(Code.INVALID_ARGUMENT, `config of ${service.name} is invalid: ${msg}`, {
+    throw new FanError(Code.INVALID_ARGUMENT, `config of ${service.name} is invalid: ${msg}${also}`, {
       cause: e,
       details: FanError.is(e) ? e.details : undefined,
     });

@@ -80,6 +80,8 @@ export interface ClientHost extends RouteHost {
   readonly telemetry: CallTelemetry;
   /** Resolves when discovery and transports are up (undefined once they are). */
   ready(): Promise<void> | undefined;
+  /** True once the App has stopped: a call refused then says so (read on the refusal path only). */
+  stopped?(): boolean;
   watch(service: string): Promise<InstanceSet>;
   /** The live traffic rule of a service (`fanc route`), when the App follows them. */
   traffic?(service: string): Promise<ServiceTraffic | undefined>;
@@ -376,10 +378,21 @@ export class Caller implements ClientCaller {
     return this.#sharded(this.#route as Route).deliver(req, target, (t) => this.#sendTo(plan, req, t), hooks);
   }
 
-  /** A call that ends before any attempt was sent: counted in the "none" series, with its trace id. */
+  /**
+   * A call that ends before any attempt was sent: counted in the "none" series, with its trace
+   * id. After its App stopped, whatever the route said ("no instance", from the instance list
+   * the App last saw) the reason is the stop: said so.
+   */
   #refused(plan: MethodPlan, req: OutgoingRequest, e: unknown): unknown {
-    this.#series(plan, "none")?.observe(0, codeOf(e));
-    return withTraceId(e, req.headers);
+    const err = this.#host.stopped?.() === true ? this.#stoppedError(plan, e) : e;
+    this.#series(plan, "none")?.observe(0, codeOf(err));
+    return withTraceId(err, req.headers);
+  }
+
+  #stoppedError(plan: MethodPlan, cause: unknown): FanError {
+    return new FanError(Code.UNAVAILABLE, `cannot call ${this.#service.name}.${plan.desc.name}: the App is stopped`, {
+      cause,
+    });
   }
 
   #sharded(route: Route): ShardRoute {

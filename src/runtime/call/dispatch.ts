@@ -473,7 +473,7 @@ export class Dispatcher implements Inbound {
       // the dead-lettering itself, so this line must not promise another delivery.
       ctx.log.warn(
         { err: e, attempt },
-        `${env.kind} handler ${plan.name} failed on attempt ${attempt}; it is delivered again until the transport's delivery limit, then dead-lettered`,
+        `${env.kind} handler ${plan.name} failed on attempt ${attempt}; the transport delivers it again up to its delivery limit, then dead-letters it or gives it up`,
       );
       throw FanError.from(e);
     } finally {

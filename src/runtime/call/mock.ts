@@ -124,14 +124,14 @@ export function createMock<H, C>(def: ServiceDefinition<H, C>): ServiceMock<H, C
 }
 
 const forwards = new WeakMap<object, (fn: StateForward) => void>();
-const eventForwards = new WeakMap<object, (fn: EventForward) => void>();
+const eventForwards = new WeakMap<object, (fn: EventForward) => () => void>();
 
 /** Where a served mock's events go as well: the App that serves it publishes them. */
 export type EventForward = (name: string, payload: unknown) => Promise<void>;
 
-/** Publishes a mock's events through `fn` as well (the test kit's `.mock(m)`). */
-export function forwardMockEvents(m: ServiceMock<unknown, unknown>, fn: EventForward): void {
-  eventForwards.get(m)?.(fn);
+/** Publishes a mock's events through `fn` as well (the test kit's `.mock(m)`); returns its removal. */
+export function forwardMockEvents(m: ServiceMock<unknown, unknown>, fn: EventForward): () => void {
+  return eventForwards.get(m)?.(fn) ?? (() => undefined);
 }
 
 /** Sends a mock's state updates to `fn` as well (the test kit's `.mock(m)`), starting with the current values. */
@@ -239,8 +239,8 @@ function mockCaller<P>(
 interface EventHub {
   stream(name: string): EventStream<unknown>;
   emit(name: string, payload: unknown): Promise<void>;
-  /** Also publishes every event through `fn` (the App that serves the mock). */
-  forward(fn: EventForward): void;
+  /** Also publishes every event through `fn` (the App that serves the mock) until the returned removal. */
+  forward(fn: EventForward): () => void;
 }
 
 function eventHub(service: string, declared: Readonly<Record<string, { readonly payload: Schema }>>): EventHub {
@@ -265,7 +265,13 @@ function eventHub(service: string, declared: Readonly<Record<string, { readonly 
         return { unsubscribe: async () => void set.delete(sub) };
       },
     }),
-    forward: (fn) => void forwards.push(fn),
+    forward: (fn) => {
+      forwards.push(fn);
+      return () => {
+        const i = forwards.indexOf(fn);
+        if (i >= 0) forwards.splice(i, 1);
+      };
+    },
     emit: async (name, payload) => {
       const { set, c } = find(name);
       const wire = c.encode(payload, name);

@@ -360,8 +360,13 @@ export class ServedInstance {
     }
   }
 
-  /** Keys the IDL's config block does not declare are ignored: said, since a misspelt key leaves its default in force. */
+  /**
+   * Keys the IDL's config block does not declare are ignored: said, since a misspelt key leaves
+   * its default in force. Not for a service without a config block (a mock standing in for one
+   * is served without it, and reads the same source).
+   */
   #warnUnknown(raw: Record<string, unknown>): void {
+    if (this.descriptor.config === undefined) return;
     const unknown = unknownKeys(this.descriptor.config, raw);
     if (unknown.length === 0) return;
     const declared = this.descriptor.config?.fields.map((f) => f.name) ?? [];

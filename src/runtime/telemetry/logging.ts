@@ -34,11 +34,19 @@ export function componentLogger(log: Logger, component: string): Logger {
 }
 
 const REDACTED = "[secret]";
+/** The value of a key the config block does not declare: maybe a misspelt `@secret` one. */
+const UNDECLARED = "[undeclared]";
 
-/** A copy of a raw config object with every `@secret` entry (at any depth) replaced, for logging. */
+/**
+ * A copy of a raw config object with every `@secret` entry (at any depth) replaced, for logging,
+ * and every key the schema does not declare too (a misspelt secret must not reach the log).
+ */
 export function redactSecrets(schema: StructSchema | undefined, raw: unknown): unknown {
-  if (schema === undefined || typeof raw !== "object" || raw === null || Array.isArray(raw)) return raw;
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return raw;
   const out: Record<string, unknown> = { ...(raw as Record<string, unknown>) };
+  const declared = new Set((schema?.fields ?? []).map((f) => f.name));
+  for (const key of Object.keys(out)) if (!declared.has(key)) out[key] = UNDECLARED;
+  if (schema === undefined) return out;
   for (const field of schema.fields) {
     if (!Object.hasOwn(out, field.name)) continue;
     if (field.secret === true) out[field.name] = REDACTED;

@@ -26,6 +26,7 @@ import { isBatch, wantsCompact } from "../batch-frame.js";
 import { type FrameHost, FramePump, type FrameSource } from "../batching/served.js";
 import { cancelSubject, instanceSubject, type NatsAddress, RPC_QUEUE, rpcSubject } from "./names.js";
 import { payloadLimit, payloadOf, serverLimit, tooLarge } from "./rpc-client.js";
+import { aboutMessage } from "../log-keys.js";
 
 /** The message being split: where its items' replies go. */
 interface Source extends FrameSource {
@@ -130,7 +131,7 @@ export class NatsRpcServer {
       return;
     }
     if (reply === undefined || reply === "") {
-      this.#log.warn({ subject: msg.subject, method: env.method }, "nats call without a reply subject dropped");
+      this.#log.warn({ subject: msg.subject, ...aboutMessage(env) }, "nats call without a reply subject dropped");
       return;
     }
     if (env.kind === "push") {
