@@ -43,7 +43,13 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis, nats)", 
   beforeAll(async () => {
     children = await Promise.all(
       ids.map((instanceId) =>
-        serveStore({ etcd: SHARED_ETCD, cluster, instanceId, transports: ["http", "zmq", "amqp", "redis", "nats"], leaseTtlMs: 5000 }),
+        serveStore({
+          etcd: SHARED_ETCD,
+          cluster,
+          instanceId,
+          transports: ["http", "zmq", "amqp", "redis", "nats"],
+          leaseTtlMs: 5000,
+        }),
       ),
     );
     app = clientApp();
@@ -84,7 +90,9 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis, nats)", 
       });
     }
     // Unsharded calls still spread over the instances.
-    const spread = new Set((await Promise.all(keys.map((_, n) => app.client(Store).any({ n })))).map((r) => r.instanceId));
+    const spread = new Set(
+      (await Promise.all(keys.map((_, n) => app.client(Store).any({ n })))).map((r) => r.instanceId),
+    );
     expect(spread.size).toBeGreaterThan(1);
   }, 60_000);
 
@@ -95,7 +103,9 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis, nats)", 
     );
     const lines: string[] = [];
     const io = { out: (t: string) => lines.push(t), err: (t: string) => lines.push(t) };
-    expect(await ls([Store.descriptor.name, "--discovery", `etcd://${SHARED_ETCD}`, "--cluster", cluster, "--json"], io)).toBe(0);
+    expect(
+      await ls([Store.descriptor.name, "--discovery", `etcd://${SHARED_ETCD}`, "--cluster", cluster, "--json"], io),
+    ).toBe(0);
     const listed = JSON.parse(lines.join("\n")) as { instanceId: string; ownedShards: number[]; shardCount: number }[];
     for (const i of listed) {
       expect(i.shardCount).toBe(16);
@@ -114,9 +124,7 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis, nats)", 
       );
       const store = app.client(Store, { transport });
       const replies = await Promise.all(keys.slice(0, 100).map((storeId) => store.store({ storeId })));
-      expect(replies.map((r) => r.instanceId)).toEqual(
-        keys.slice(0, 100).map((k) => owners[shardOfKey([k], 16)]),
-      );
+      expect(replies.map((r) => r.instanceId)).toEqual(keys.slice(0, 100).map((k) => owners[shardOfKey([k], 16)]));
     }, 60_000);
   }
 
@@ -133,11 +141,13 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis, nats)", 
     const t0 = Date.now();
     const failure = await store.store({ storeId: victimKeys[0] as string }, { timeout: 5000 }).then(
       () => undefined,
-      (e: { code: string; message: string }) => e,
+      (e: { code: string; message: string; traceId?: string }) => e,
     );
     const shard = shardOfKey([victimKeys[0] as string], 16);
     expect(failure?.code).toBe("UNAVAILABLE");
     expect(failure?.message).toContain(`shard ${shard} of test.shards.Store`);
+    // Reworded by the shard route, still with the call's trace id (docs/runtime.md).
+    expect(failure?.traceId).toMatch(/^[0-9a-f]{32}$/);
     expect(Date.now() - t0).toBeLessThan(2500);
     // On amqp too: the owner's exclusive queue went with its connection, the broker returns the call.
     const t1 = Date.now();
@@ -157,10 +167,11 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis, nats)", 
 
     await until(
       "the victim's shards to move",
-      async () => store.store({ storeId: victimKeys[0] as string }).then(
-        () => true,
-        () => false,
-      ),
+      async () =>
+        store.store({ storeId: victimKeys[0] as string }).then(
+          () => true,
+          () => false,
+        ),
       20_000,
       100,
     );
@@ -187,7 +198,10 @@ describeEtcd("sharding between processes (etcd, http, zmq, amqp, redis, nats)", 
     children.push(joiner);
     await until(
       "the newcomer to take calls",
-      async () => (await Promise.all(all.slice(0, 100).map((storeId) => store.store({ storeId })))).some((r) => r.instanceId === "Store-d"),
+      async () =>
+        (await Promise.all(all.slice(0, 100).map((storeId) => store.store({ storeId })))).some(
+          (r) => r.instanceId === "Store-d",
+        ),
       20_000,
       50,
     );

@@ -138,7 +138,13 @@ export class Caller implements ClientCaller {
     pick: (req: OutgoingRequest, skip: ((target: Target) => boolean) | undefined): Target | undefined => {
       const route = this.#route as Route;
       // A sharded call: its shard's owner, resolved again for every attempt.
-      if (req.method.shard !== undefined) return this.#sharded(route).pick(req, skip);
+      if (req.method.shard !== undefined) {
+        try {
+          return this.#sharded(route).pick(req, skip);
+        } catch (e) {
+          throw withTraceId(e, req.headers);
+        }
+      }
       const pinned = req.opts?.transport;
       return skip === undefined
         ? avoidDown(route.pick(undefined, pinned, req.method), route, pinned, req.method)
@@ -155,7 +161,7 @@ export class Caller implements ClientCaller {
       const trace = (req.headers as Record<symbol, AttemptTrace | undefined>)[ATTEMPT_TRACE];
       if (trace !== undefined) return this.#tracedAttempt(trace, plan, req, target, hooks);
       if (req.method.shard === undefined) return this.#sendTo(plan, req, target, now, outcome);
-      return this.#sharded(this.#route as Route).deliver(req, target, (t) => this.#sendTo(plan, req, t), hooks);
+      return this.#sendAttempt(plan, req, target, hooks);
     },
     refused: (req: OutgoingRequest, e: unknown): unknown =>
       this.#refused(this.#plans.get(req.method.name) as MethodPlan, req, e),
@@ -375,7 +381,13 @@ export class Caller implements ClientCaller {
     hooks: ShardHooks | undefined,
   ): Promise<unknown> {
     if (req.method.shard === undefined) return this.#sendTo(plan, req, target);
-    return this.#sharded(this.#route as Route).deliver(req, target, (t) => this.#sendTo(plan, req, t), hooks);
+    // The shard route rewords an owner's refusal (shard unavailable, redirects, fallbacks) in
+    // errors of its own: they get the call's trace id here.
+    return this.#sharded(this.#route as Route)
+      .deliver(req, target, (t) => this.#sendTo(plan, req, t), hooks)
+      .catch((e: unknown) => {
+        throw withTraceId(e, req.headers);
+      });
   }
 
   /**
