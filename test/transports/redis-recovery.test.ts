@@ -100,6 +100,29 @@ describeWithBroker(
     await s.t.close();
   });
 
+  it("dead-letters, with a warning, a push its consumers took too often and never acknowledged", async () => {
+    const cluster = `${run}-${++cases}`;
+    const key = pushKey({ cluster, service: ConformanceDescriptor.name, version: ConformanceDescriptor.version });
+    let id = "";
+    await withRedis(async (r) => {
+      await r.xgroup("CREATE", key, PUSH_GROUP, "0", "MKSTREAM");
+      id = (await r.xadd(key, "*", "e", JSON.stringify(envelope("record", { id: "cursed" })))) as string;
+      await r.xreadgroup("GROUP", PUSH_GROUP, "ghost", "COUNT", 1, "STREAMS", key, ">");
+      // As if consumers that died holding it had taken it 5 times (FAST allows 3 deliveries).
+      await r.xclaim(key, PUSH_GROUP, "ghost", 0, id, "RETRYCOUNT", 5);
+    });
+    const s = make(cluster, {});
+    const inbound = new TestInbound();
+    await s.t.serve(ConformanceDescriptor, "heir", inbound);
+    await until(async () => (await readStream(deadLetterKey(key))).length === 1, 5000);
+    expect((await readStream(deadLetterKey(key)))[0]?.[1].reason).toMatch(/^not acknowledged after \d+ deliveries$/);
+    const warned = s.log.find("(its consumers went away holding it); dead-lettered");
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatchObject({ level: 40, stream: key, id });
+    expect(inbound.delivered("cursed")).toEqual([]);
+    await s.t.close();
+  });
+
   it("dead-letters undecodable stream entries with their reason and a log line, and keeps serving", async () => {
     const cluster = `${run}-${++cases}`;
     const s = make(cluster, {});

@@ -148,7 +148,12 @@ export class WorkConsumer {
     const s = this.spec;
     const attempt = m.info.deliveryCount;
     if (attempt > s.maxDeliveries) {
-      void this.#deadLetter(m, undefined, `not acknowledged after ${attempt - 1} deliveries`);
+      const reason = `not acknowledged after ${attempt - 1} deliveries`;
+      s.log.warn(
+        { stream: s.stream.name, seq: m.seq, deliveries: attempt - 1 },
+        `${reason} (its consumers went away holding it); dead-lettered`,
+      );
+      void this.#deadLetter(m, undefined, reason);
       return;
     }
     let env: Envelope;

@@ -182,7 +182,7 @@ export class StreamConsumer {
     for (const e of entries) {
       const n = counts.get(e[0]) ?? 2;
       if (e[1] === null) void this.#settle(e[0], "deleted");
-      else if (n > s.maxDeliveries) void this.#deadLetter(e, `not acknowledged after ${n - 1} deliveries`);
+      else if (n > s.maxDeliveries) this.#unacknowledged(e, n - 1);
       else this.#handle(e, n);
     }
   }
@@ -262,7 +262,7 @@ export class StreamConsumer {
     for (const e of entries) {
       const n = counts.get(e[0]) ?? 2;
       if (e[1] === null) void this.#settle(e[0], "deleted");
-      else if (n > s.maxDeliveries) void this.#deadLetter(e, `not acknowledged after ${n - 1} deliveries`);
+      else if (n > s.maxDeliveries) this.#unacknowledged(e, n - 1);
       else this.#handle(e, n);
     }
   }
@@ -363,6 +363,16 @@ export class StreamConsumer {
   }
 
   /** Moves an entry to the dead-letter stream and acknowledges it, atomically. */
+  /** An entry delivered `deliveries` times and never acknowledged (its consumers died holding it): dead-lettered, and said so. */
+  #unacknowledged(entry: Entry, deliveries: number): void {
+    const reason = `not acknowledged after ${deliveries} deliveries`;
+    this.spec.log.warn(
+      { stream: this.spec.key, id: entry[0], deliveries },
+      `${reason} (its consumers went away holding it); dead-lettered`,
+    );
+    void this.#deadLetter(entry, reason);
+  }
+
   async #deadLetter(entry: Entry, reason: string): Promise<void> {
     const s = this.spec;
     const [id, fields] = entry;
