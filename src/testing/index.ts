@@ -22,18 +22,10 @@ export interface TestAppOptions extends AppOptions {
 
 /** An App for tests. */
 export class TestApp extends App {
-  /** True from a successful start until stop: only then do served mocks' events go through this App. */
-  #live = false;
   /** Removes this App from its mocks' event forwards (at stop: a mock outlives the App of one test). */
   readonly #unforward: Array<() => void> = [];
 
-  override async start(): Promise<void> {
-    await super.start();
-    this.#live = true;
-  }
-
   override stop(): Promise<void> {
-    this.#live = false;
     for (const off of this.#unforward.splice(0)) off();
     return super.stop();
   }
@@ -59,7 +51,7 @@ export class TestApp extends App {
     // subscribe get the event (before start and after stop, the mock client's subscribers only).
     this.#unforward.push(
       forwardMockEvents(m as ServiceMock<unknown, unknown>, (name, payload) =>
-        this.#live
+        this.telemetry.health.phase === "running"
           ? (this.publisher(def) as unknown as { emit(n: string, p: unknown): Promise<void> }).emit(name, payload)
           : Promise.resolve(),
       ),

@@ -366,10 +366,11 @@ export class ServedInstance {
    * is served without it, and reads the same source).
    */
   #warnUnknown(raw: Record<string, unknown>): void {
-    if (this.descriptor.config === undefined) return;
-    const unknown = unknownKeys(this.descriptor.config, raw);
+    const schema = this.descriptor.config;
+    if (schema === undefined) return;
+    const unknown = unknownKeys(schema, raw);
     if (unknown.length === 0) return;
-    const declared = this.descriptor.config?.fields.map((f) => f.name) ?? [];
+    const declared = schema.fields.map((f) => f.name);
     this.log.warn(
       { unknownKeys: unknown, declared },
       `config of ${this.descriptor.name} has keys its IDL config block does not declare, ignored: ${unknown.join(", ")} (declared: ${declared.join(", ") || "none"})`,

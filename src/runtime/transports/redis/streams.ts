@@ -362,7 +362,6 @@ export class StreamConsumer {
     b.resolve();
   }
 
-  /** Moves an entry to the dead-letter stream and acknowledges it, atomically. */
   /** An entry delivered `deliveries` times and never acknowledged (its consumers died holding it): dead-lettered, and said so. */
   #unacknowledged(entry: Entry, deliveries: number): void {
     const reason = `not acknowledged after ${deliveries} deliveries`;
@@ -373,6 +372,7 @@ export class StreamConsumer {
     void this.#deadLetter(entry, reason);
   }
 
+  /** Moves an entry to the dead-letter stream and acknowledges it, atomically. */
   async #deadLetter(entry: Entry, reason: string): Promise<void> {
     const s = this.spec;
     const [id, fields] = entry;
