@@ -6,9 +6,18 @@
  */
 import { codec } from "../runtime/codec/index.js";
 import type { FieldSchema, Schema, StructSchema } from "../runtime/codec/schema.js";
-import { missingKeys } from "../runtime/app/config.js";
+import { badValues, missingKeys } from "../runtime/app/config.js";
+import { withoutValue } from "../runtime/codec/fail.js";
 import { redactSecrets } from "../runtime/telemetry/logging.js";
-import { checkSources, type DeclModel, type FieldModel, type ProgramModel, readSources, type ServiceModel, type TypeModel } from "../compiler/index.js";
+import {
+  checkSources,
+  type DeclModel,
+  type FieldModel,
+  type ProgramModel,
+  readSources,
+  type ServiceModel,
+  type TypeModel,
+} from "../compiler/index.js";
 import { UsageError } from "./ls.js";
 
 /** A failure of the IDL itself (exit code 1). */
@@ -37,7 +46,9 @@ export class IdlConfig {
     try {
       sources = await readSources(dir);
     } catch (e) {
-      throw new IdlError(`cannot read the IDL at ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); give its folder with --idl <dir>`);
+      throw new IdlError(
+        `cannot read the IDL at ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); give its folder with --idl <dir>`,
+      );
     }
     if (sources.length === 0) throw new IdlError(`no .fan files under ${dir}; give the IDL folder with --idl <dir>`);
     const checked = checkSources(sources);
@@ -54,9 +65,13 @@ export class IdlConfig {
     const matches = this.#services.filter((s) => s.fullName.endsWith(`.${name}`));
     if (matches.length === 1) return matches[0] as ServiceModel;
     if (matches.length > 1)
-      throw new UsageError(`"${name}" is ambiguous in the IDL at ${this.dir}: ${matches.map((s) => s.fullName).join(", ")}; give the full name`);
+      throw new UsageError(
+        `"${name}" is ambiguous in the IDL at ${this.dir}: ${matches.map((s) => s.fullName).join(", ")}; give the full name`,
+      );
     const all = this.#services.map((s) => s.fullName).sort();
-    throw new IdlError(`unknown service "${name}": the IDL at ${this.dir} has ${all.length === 0 ? "no services" : all.join(", ")}`);
+    throw new IdlError(
+      `unknown service "${name}": the IDL at ${this.dir} has ${all.length === 0 ? "no services" : all.join(", ")}`,
+    );
   }
 
   /** The `config {}` block of `svc` as a struct schema (no fields when it has none). */
@@ -79,7 +94,11 @@ export class IdlConfig {
       case "primitive":
         return { kind: t.name, ...c } as Schema;
       case "list":
-        return { kind: "list", of: this.#type(t.element), ...(c.maxItems === undefined ? {} : { maxItems: c.maxItems }) };
+        return {
+          kind: "list",
+          of: this.#type(t.element),
+          ...(c.maxItems === undefined ? {} : { maxItems: c.maxItems }),
+        };
       case "map":
         return {
           kind: "map",
@@ -101,7 +120,8 @@ export class IdlConfig {
     let s: Schema;
     if (d === undefined || d.kind === "service") throw new IdlError(`the IDL has no type ${name}`);
     else if (d.kind === "enum") s = { kind: "enum", name, values: d.members.map((m) => m.name) };
-    else if (d.kind === "union") s = { kind: "union", name, members: d.members.map((m) => ({ name: m.name, schema: this.#type(m.type) })) };
+    else if (d.kind === "union")
+      s = { kind: "union", name, members: d.members.map((m) => ({ name: m.name, schema: this.#type(m.type) })) };
     else s = { kind: "struct", name, fields: d.fields.map((f) => this.#field(f)) };
     this.#schemas.set(name, s);
     return s;
@@ -124,27 +144,33 @@ export function checkPatch(service: string, schema: StructSchema, patch: Readonl
       continue;
     }
     if (value === null) {
-      if (field.optional !== true && field.default === undefined) problems.push(`${key} is required and cannot be deleted`);
+      if (field.optional !== true && field.default === undefined)
+        problems.push(`${key} is required and cannot be deleted`);
       continue;
     }
     const why = decodeError(field.schema, value, key);
-    if (why !== undefined) problems.push(why);
+    if (why !== undefined) problems.push(field.secret === true ? withoutValue(why) : why);
   }
-  if (problems.length > 0) throw new ConfigValueError(`config of ${service} refused, nothing written: ${problems.join("; ")}`);
+  if (problems.length > 0)
+    throw new ConfigValueError(`config of ${service} refused, nothing written: ${problems.join("; ")}`);
 }
 
 /** Checks a whole config (`push`): unknown keys, missing required keys, and every value. */
 export function checkWhole(service: string, schema: StructSchema, raw: Readonly<Record<string, unknown>>): void {
   const problems: string[] = [];
   const names = new Set(schema.fields.map((f) => f.name));
-  for (const key of Object.keys(raw)) if (!names.has(key)) problems.push(`unknown key "${key}" (${service} has ${known(schema)})`);
+  for (const key of Object.keys(raw))
+    if (!names.has(key)) problems.push(`unknown key "${key}" (${service} has ${known(schema)})`);
   const missing = missingKeys(schema, raw);
   if (missing.length > 0) problems.push(`missing ${missing.join(", ")}`);
   if (problems.length === 0) {
     const why = decodeError(schema, raw, "");
-    if (why !== undefined) problems.push(why);
+    // Every bad value, each decoded on its own; the whole decode's message when none is found alone.
+    const each = why === undefined ? [] : badValues(schema, raw).map((p) => p.problem);
+    if (why !== undefined) problems.push(...(each.length > 0 ? each : [withoutValue(why)]));
   }
-  if (problems.length > 0) throw new ConfigValueError(`config of ${service} refused, nothing written: ${problems.join("; ")}`);
+  if (problems.length > 0)
+    throw new ConfigValueError(`config of ${service} refused, nothing written: ${problems.join("; ")}`);
 }
 
 /** `raw` with `@secret` values replaced, for printing. */

@@ -42,8 +42,18 @@ describeEtcd("fanc ls (child process)", () => {
     reg = new EtcdRegistry(SHARED_ETCD);
     dir = new RegistryDirectory(reg, { cluster, appId: "app-1" });
     const base = { version: "1.0.0", shards: [], appId: "app-1" };
-    await dir.register({ ...base, service: "retail.wines.PublicWines", instanceId: "w1", endpoints: { http: "http://127.0.0.1:8080" } });
-    await dir.register({ ...base, service: "retail.Sync", instanceId: "s1", endpoints: { zmq: "tcp://127.0.0.1:5555" } });
+    await dir.register({
+      ...base,
+      service: "retail.wines.PublicWines",
+      instanceId: "w1",
+      endpoints: { http: "http://127.0.0.1:8080" },
+    });
+    await dir.register({
+      ...base,
+      service: "retail.Sync",
+      instanceId: "s1",
+      endpoints: { zmq: "tcp://127.0.0.1:5555" },
+    });
     await dir.register({ ...base, service: "lab.Sync", instanceId: "s2", endpoints: { zmq: "tcp://127.0.0.1:5556" } });
   });
   afterAll(async () => {
@@ -64,12 +74,14 @@ describeEtcd("fanc ls (child process)", () => {
   it("refuses an ambiguous short name, naming the candidates", async () => {
     const r = await fanc(["ls", "Sync", ...C]);
     expect(r.code).toBe(2);
-    expect(r.stderr.trim()).toBe(`fanc ls: "Sync" is ambiguous in cluster "${cluster}": lab.Sync, retail.Sync; give the full name`);
+    expect(r.stderr.trim()).toBe(
+      `fanc ls: "Sync" is ambiguous in cluster "${cluster}": lab.Sync, retail.Sync; give the full name`,
+    );
     const full = await fanc(["ls", "retail.Sync", ...C]);
     expect(full.stdout).toMatch(/\ns1\s+/);
     const none = await fanc(["ls", "Nope", ...C]);
     expect(none.code).toBe(1);
-    expect(none.stderr).toContain('no instances of Nope in cluster');
+    expect(none.stderr).toContain("no instances of Nope in cluster");
   }, 90_000);
 
   it("an unreachable registry is one line naming the endpoint, without gRPC text", async () => {
@@ -77,8 +89,11 @@ describeEtcd("fanc ls (child process)", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toBe("fanc ls: cannot reach the registry at etcd://127.0.0.1:1 (connection refused)\n");
     const viaEnv = await new Promise<Ran>((resolveRun) => {
-      execFile(process.execPath, [bin, "ls"], { cwd: repo, env: { ...process.env, FAN_DISCOVERY: "etcd://127.0.0.1:1" } }, (err, stdout, stderr) =>
-        resolveRun({ code: typeof err?.code === "number" ? err.code : 0, stdout, stderr }),
+      execFile(
+        process.execPath,
+        [bin, "ls"],
+        { cwd: repo, env: { ...process.env, FAN_DISCOVERY: "etcd://127.0.0.1:1" } },
+        (err, stdout, stderr) => resolveRun({ code: typeof err?.code === "number" ? err.code : 0, stdout, stderr }),
       );
     });
     expect(viaEnv.stderr).toBe("fanc ls: cannot reach the registry at etcd://127.0.0.1:1 (connection refused)\n");
@@ -101,13 +116,26 @@ describeEtcd("fanc config checks against the IDL (child process)", () => {
 
   it("set refuses a wrong type, a broken constraint and an unknown key, naming each, and writes nothing", async () => {
     expect((await fanc(["config", "set", "retail.Wines", "pageSize=50", ...C])).code).toBe(0);
-    const r = await fanc(["config", "set", "Wines", "pageSize=0", "enabled=maybe", "colour=red", "name=ok", ...C]);
+    const r = await fanc([
+      "config",
+      "set",
+      "Wines",
+      "pageSize=0",
+      "enabled=maybe",
+      "colour=red",
+      "name=ok",
+      "apiKey=31337",
+      ...C,
+    ]);
     expect(r.code).toBe(1);
     const line = r.stderr.trim();
     expect(line).toMatch(/^fanc config: config of retail\.Wines refused, nothing written: /);
     expect(line).toMatch(/pageSize[^;]*(min|at least|>=|1)/);
     expect(line).toMatch(/enabled[^;]*bool/);
     expect(line).toContain('unknown key "colour" (retail.Wines has pageSize, tags, name, enabled, apiKey, db)');
+    // A wrong @secret value is named by its key, never quoted.
+    expect(line).toContain("apiKey: expected a string (the value is @secret: not shown)");
+    expect(line).not.toContain("31337");
     expect(line.split("\n")).toHaveLength(1);
     expect(await json("retail.Wines")).toEqual({ pageSize: 50 });
     const nested = await fanc(["config", "set", "retail.Wines", "db={url: x, poolSize: 0}", ...C]);
@@ -145,7 +173,16 @@ describeEtcd("fanc config checks against the IDL (child process)", () => {
     const missing = await fanc(["config", "get", "retail.Wines", "--file", join(tmp, "nope.yml"), ...IDL]);
     expect(missing.code).toBe(1);
     expect(missing.stderr.trim()).toBe(`fanc config: no config file at ${join(tmp, "nope.yml")}`);
-    const noIdl = await fanc(["config", "get", "retail.Wines", "--idl", join(tmp, "no-idl"), ...D, "--cluster", cluster]);
+    const noIdl = await fanc([
+      "config",
+      "get",
+      "retail.Wines",
+      "--idl",
+      join(tmp, "no-idl"),
+      ...D,
+      "--cluster",
+      cluster,
+    ]);
     expect(noIdl.code).toBe(1);
     expect(noIdl.stderr).toContain(`cannot read the IDL at ${join(tmp, "no-idl")}`);
   }, 120_000);
@@ -161,6 +198,11 @@ describeEtcd("fanc config checks against the IDL (child process)", () => {
     const refused = await fanc(["config", "push", push, ...C]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain("config of retail.Sync refused, nothing written: missing hosts");
+    // Every bad value of a whole config is named, not only the first.
+    writeFileSync(push, "retail.Sync:\n  interval: 0\n  hosts: [a]\n  stale: many\n");
+    const two = await fanc(["config", "push", push, ...C]);
+    expect(two.code).toBe(1);
+    expect(two.stderr).toContain("interval: must be at least 1, got 0; stale: expected an int");
     expect(await json("retail.Other")).toEqual({});
     writeFileSync(push, "Other:\n  x: 1\n");
     const ok = await fanc(["config", "push", push, ...C]);

@@ -98,6 +98,21 @@ function sourceSuite(
     expect(err.message).toMatch(/region: missing/);
   });
 
+  it("a wrong @secret value is named by its key, never quoted", () => {
+    const decode = configDecoder(SVC, schema);
+    const err = (() => {
+      try {
+        decode({ apiKey: 987654321, region: 7 });
+      } catch (e) {
+        return e as Error;
+      }
+      return new Error("the decoder accepted a bad config");
+    })();
+    expect(err.message).toContain("apiKey: expected a string (the value is @secret: not shown)");
+    expect(err.message).toContain("region: expected a string, got number 7");
+    expect(err.message).not.toContain("987654321");
+  });
+
   it("bad patches get clear errors", async () => {
     await expect(source.update(SVC, [] as unknown as Record<string, unknown>)).rejects.toThrow(/object/);
     await expect(source.update(SVC, JSON.parse('{"__proto__": 1}') as Record<string, unknown>)).rejects.toThrow(

@@ -72,6 +72,27 @@ describe("lifecycle", () => {
     await ok.stop();
   });
 
+  it("names every bad config value at once, and quotes no @secret value", async () => {
+    const { log, records } = captureLogger();
+    const config = { pageSize: 0, apiKey: 424242, db: { url: "mem://", poolSize: "two" } };
+    const bad = createTestApp({ logger: log }).serve(Catalog, new CatalogImpl(), { config });
+    const err = (await bad.start().then(
+      () => new Error("start accepted a bad config"),
+      (e: unknown) => e,
+    )) as Error & { details?: { problems?: { key: string }[] }[] };
+    // The App's start error holds each service's refusal in its details.
+    expect(err.message).toContain("config.pageSize: must be at least 1, got 0");
+    expect(err.message).toContain("config.apiKey: expected a string (the value is @secret: not shown)");
+    expect(err.message).toContain('config.db.poolSize: expected an int (a safe integer), got string "two"');
+    expect(err.details?.[0]?.problems?.map((p) => p.key)).toEqual([
+      "config.pageSize",
+      "config.apiKey",
+      "config.db.poolSize",
+    ]);
+    expect(JSON.stringify(err.details)).not.toContain("424242");
+    expect(JSON.stringify(records)).not.toContain("424242");
+  });
+
   it("warns naming config keys the IDL does not declare (a misspelt key leaves its default in force), at start and on update", async () => {
     const { log, records } = captureLogger();
     const source = new ObjectConfigSource({ "test.shop.Catalog": { ...catalogConfig, pageSise: 5 } }, log);

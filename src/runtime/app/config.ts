@@ -7,6 +7,7 @@ import { codec } from "../codec/index.js";
 import type { ServiceDescriptor } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
 import type { Schema, StructSchema } from "../codec/schema.js";
+import { withoutValue } from "../codec/fail.js";
 
 /** The paths of required keys absent from `raw` (recursing into present struct values). */
 export function missingKeys(schema: StructSchema, raw: unknown, prefix = ""): string[] {
@@ -50,9 +51,43 @@ function structOf(schema: Schema): StructSchema | undefined {
   return s.kind === "struct" ? s : undefined;
 }
 
+/** One value the codec refuses: its key path and why. */
+export interface ConfigProblem {
+  readonly key: string;
+  readonly problem: string;
+}
+
+/**
+ * Every present value of `raw` that its declared type refuses, each decoded on its own
+ * (recursing into struct values), so a config with three bad values names all three. Only
+ * called once the whole decode failed. A `@secret` value is named by its path, never quoted.
+ */
+export function badValues(schema: StructSchema, raw: unknown, prefix = ""): ConfigProblem[] {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return [];
+  const obj = raw as Record<string, unknown>;
+  const out: ConfigProblem[] = [];
+  for (const f of schema.fields) {
+    const v = Object.hasOwn(obj, f.name) ? obj[f.name] : undefined;
+    if (v === undefined || v === null) continue;
+    const path = prefix === "" ? f.name : `${prefix}.${f.name}`;
+    const inner = structOf(f.schema);
+    if (inner !== undefined && typeof v === "object" && !Array.isArray(v)) {
+      out.push(...badValues(inner, v, path));
+      continue;
+    }
+    try {
+      codec(f.schema).decode(v, path);
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      out.push({ key: path, problem: f.secret === true ? withoutValue(message) : message });
+    }
+  }
+  return out;
+}
+
 /**
  * The typed config of a service from its raw config. Throws FAILED_PRECONDITION naming every
- * missing key path, or INVALID_ARGUMENT naming the first bad value.
+ * missing key path, or INVALID_ARGUMENT naming every bad value (`details.problems`).
  */
 export function decodeConfig(service: ServiceDescriptor, raw: Record<string, unknown>): unknown {
   const schema = service.config;
@@ -60,19 +95,24 @@ export function decodeConfig(service: ServiceDescriptor, raw: Record<string, unk
   // Keys the block does not declare, named with a refusal: `apiKye` explains a missing `apiKey`.
   const unknown = unknownKeys(schema, raw);
   const also = unknown.length === 0 ? "" : ` (keys it does not declare: ${unknown.join(", ")})`;
+  const undeclared = unknown.length === 0 ? {} : { unknownKeys: unknown };
   const missing = missingKeys(schema, raw);
   if (missing.length > 0) {
     throw new FanError(Code.FAILED_PRECONDITION, `config of ${service.name} is missing ${missing.join(", ")}${also}`, {
-      details: { service: service.name, missing, ...(unknown.length === 0 ? {} : { unknownKeys: unknown }) },
+      details: { service: service.name, missing, ...undeclared },
     });
   }
   try {
     return codec(schema).decode(raw, "config");
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    throw new FanError(Code.INVALID_ARGUMENT, `config of ${service.name} is invalid: ${msg}${also}`, {
-      cause: e,
-      details: FanError.is(e) ? e.details : undefined,
+    // Each value decoded on its own names them all; the codec's messages start with the path
+    // (`config.port: expected an int ...`). The whole decode's own error is not kept as `cause`:
+    // it may quote a @secret value.
+    const found = badValues(schema, raw, "config");
+    const problems = found.length > 0 ? found : [{ key: "config", problem: withoutValue(FanError.from(e).message) }];
+    const list = problems.map((p) => p.problem).join("; ");
+    throw new FanError(Code.INVALID_ARGUMENT, `config of ${service.name} is invalid: ${list}${also}`, {
+      details: { service: service.name, path: problems[0]?.key, problems, ...undeclared },
     });
   }
 }

@@ -103,6 +103,15 @@ function clip(s: string, n: number): string {
   return s.length <= n ? s : `${s.slice(0, n)}…`;
 }
 
+/**
+ * A refusal's message without the value it quotes (everything from ", got "), for a value that
+ * must not be logged: a config entry marked `@secret`.
+ */
+export function withoutValue(message: string): string {
+  const at = message.indexOf(", got ");
+  return `${at < 0 ? message : message.slice(0, at)} (the value is @secret: not shown)`;
+}
+
 /** Converts a `Fail` into the public error; anything else is rethrown unchanged. */
 export function toFanError(e: unknown, root: string | undefined): unknown {
   if (!(e instanceof Fail)) return e;

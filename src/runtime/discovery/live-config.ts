@@ -7,6 +7,7 @@
 import type { Logger } from "pino";
 import { pino } from "pino";
 import { codec } from "../codec/index.js";
+import { withoutValue } from "../codec/fail.js";
 import { Code, FanError } from "../errors.js";
 import type { StructSchema } from "../codec/schema.js";
 import type { ConfigSource } from "./types.js";
@@ -43,7 +44,8 @@ export function configDecoder<T>(service: string, schema: StructSchema): (raw: u
       try {
         c.decode(o[f.name], f.name);
       } catch (e) {
-        problems.push({ key: f.name, problem: FanError.from(e).message });
+        const message = FanError.from(e).message;
+        problems.push({ key: f.name, problem: f.secret === true ? withoutValue(message) : message });
       }
     }
     if (problems.length > 0) {
