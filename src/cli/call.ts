@@ -15,7 +15,14 @@ import { checkSources, formatDiagnostics, readSources } from "../compiler/index.
 import type { ServiceModel } from "../compiler/model.js";
 import { createApp, type App } from "../runtime/app/app.js";
 import { edgeTraceparent } from "../runtime/call/callctx.js";
-import { assignShards, shardDomain, shardOf, shardUnavailable } from "../runtime/call/shards.js";
+import {
+  assignShards,
+  type Redirect,
+  redirectOf,
+  shardDomain,
+  shardOf,
+  shardUnavailable,
+} from "../runtime/call/shards.js";
 import { codec } from "../runtime/codec/index.js";
 import type { MethodDescriptor, ServiceDescriptor, TransportName } from "../runtime/descriptor.js";
 import type { InstanceInfo } from "../runtime/discovery/types.js";
@@ -63,6 +70,10 @@ interface Outcome {
   instance: string;
   /** A `@shard` method's shard: the call went to its owner (on a broker, to the owner's own queue). */
   shard?: number;
+  /** A broker's shared queue took the call: `instance` is the one discovery offered, any of the version's may answer. */
+  sharedQueue?: true;
+  /** The instance that redirected the call to `instance` (it did not own the shard in its view). */
+  redirectedFrom?: string;
   endpoint: string;
   ms: number;
   traceId: string | undefined;
@@ -170,7 +181,7 @@ export function errorOf(payload: unknown, service: ServiceDescriptor): NonNullab
 function print(io: Io, o: Outcome, kind: "call" | "push", named: boolean): void {
   const where =
     o.shard !== undefined
-      ? `${o.instance} (${named ? `named by --instance; shard ${o.shard}` : `shard ${o.shard}'s owner`}) over ${o.transport}`
+      ? `${o.instance} (${named ? `named by --instance; shard ${o.shard}` : `shard ${o.shard}'s owner`}${o.redirectedFrom === undefined ? "" : `, redirected there by ${o.redirectedFrom}`}) over ${o.transport}`
       : BROKERS.has(o.transport)
         ? `${o.instance} over ${o.transport} (the version's shared queue: any of its instances may answer)`
         : `${o.instance} over ${o.transport}`;
@@ -307,6 +318,7 @@ export async function connect(
   p: PreparedCall,
   instanceId: string | undefined,
   io: Pick<Io, "err"> = processIo,
+  redirectedTo?: string,
 ): Promise<Connected | string> {
   const log = pino({ level: "silent" });
   const etcd = etcdTls(p.discovery, p.tls, io);
@@ -325,6 +337,11 @@ export async function connect(
     await probe.stop().catch(() => undefined);
   }
   const range = p.range;
+  // A redirect names the owner in the refusing instance's view, which may hold instances
+  // `--version` leaves out: the owner is looked up among all of them.
+  const owned = redirectedTo === undefined ? undefined : all.find((i) => i.instanceId === redirectedTo);
+  if (redirectedTo !== undefined && owned === undefined)
+    return `redirected to ${redirectedTo}, which is not registered in cluster "${p.cluster}"`;
   const instances = all.filter(
     (i) =>
       (range === undefined || semver.satisfies(i.version, range)) &&
@@ -338,7 +355,10 @@ export async function connect(
   // the owner's own queue: the envelope carries the shard). `--instance` names another on purpose.
   let candidates = instances;
   let owner: string | undefined;
-  if (p.shard !== undefined && instanceId === undefined) {
+  if (owned !== undefined) {
+    owner = owned.instanceId;
+    candidates = [owned];
+  } else if (p.shard !== undefined && instanceId === undefined) {
     owner = assignShards(shardDomain(instances), p.service.shards)[p.shard];
     const info = instances.find((i) => i.instanceId === owner);
     if (info === undefined) return shardUnavailable(p.service.name, p.shard, "no instance owns it").message;
@@ -387,6 +407,55 @@ export function envelope(p: PreparedCall, kind: "call" | "push"): { env: Envelop
   return { env, deadline };
 }
 
+/** What one send of the call came back with: a value, or an error (with the redirect it carried). */
+interface Sent {
+  readonly value?: unknown;
+  readonly error?: NonNullable<Outcome["error"]>;
+  readonly redirect?: Redirect;
+}
+
+function withRedirect(error: NonNullable<Outcome["error"]>, redirect: Redirect | undefined): Sent {
+  return redirect === undefined ? { error } : { error, redirect };
+}
+
+/** Sends the envelope to the connected instance and waits for its reply (a push: its acknowledgement). */
+async function send(
+  c: Connected,
+  p: PreparedCall,
+  kind: "call" | "push",
+  env: Envelope,
+  deadline: number,
+): Promise<Sent> {
+  const { reach } = c;
+  const sendOpts = { signal: AbortSignal.timeout(Math.max(0, deadline - Date.now())), deadline };
+  try {
+    if (kind === "push") {
+      await reach.transport.push(reach.endpoint, env, sendOpts);
+      return {};
+    }
+    const reply = await reach.transport.call(reach.endpoint, env, sendOpts);
+    if (reply.kind === "error") {
+      const error = errorOf(reply.payload, p.service);
+      return withRedirect(
+        error,
+        redirectOf(new FanError(error.code as Code, error.message, { details: error.fields })),
+      );
+    }
+    try {
+      codec(p.method.output).decode(reply.payload, "reply");
+    } catch (e) {
+      throw new FanError(Code.INTERNAL, `the reply does not match the IDL: ${(e as Error).message}`);
+    }
+    return { value: reply.payload ?? undefined };
+  } catch (e) {
+    const err =
+      Date.now() >= deadline
+        ? new FanError(Code.DEADLINE_EXCEEDED, `no reply within ${p.timeoutMs} ms`)
+        : FanError.from(e, Code.UNAVAILABLE);
+    return withRedirect({ code: err.code, message: err.message }, redirectOf(err));
+  }
+}
+
 /** `fanc call` (kind "call") and `fanc push` (kind "push"): returns the exit code. */
 export async function run(args: string[], io: Io = processIo, kind: "call" | "push" = "call"): Promise<number> {
   let app: App | undefined;
@@ -403,52 +472,47 @@ export async function run(args: string[], io: Io = processIo, kind: "call" | "pu
     discovery = cliDiscovery(values.discovery);
     // Everything that can be refused is refused before any connection is opened.
     const p = await prepareCall(values, target, argText, kind === "call" ? "rpc" : "push");
-    const { service, method: m, timeoutMs } = p;
-    const c = await connect(p, values.instance, io);
+    const { service, method: m } = p;
+    let c = await connect(p, values.instance, io);
     if (typeof c === "string") {
       io.err(`fanc ${kind}: ${c}`);
       return 1;
     }
     app = c.app;
-    const { reach } = c;
     const started = performance.now();
     const { env, deadline } = envelope(p, kind);
+    let sent = await send(c, p, kind, env, deadline);
+    // An instance that does not own the shard in its view redirects, naming the owner it sees
+    // (fanc's view lagged, or `--version` left instances out): the call is sent once more,
+    // there, as the generated client does. `--instance` asks for that instance, so it is not.
+    const redirect = values.instance === undefined ? sent.redirect : undefined;
+    let redirectedFrom: string | undefined;
+    if (redirect?.owner !== undefined && redirect.owner !== c.instance.instanceId) {
+      redirectedFrom = c.instance.instanceId;
+      await app.stop().catch(() => undefined);
+      app = undefined;
+      c = await connect(p, undefined, io, redirect.owner);
+      if (typeof c === "string") {
+        io.err(`fanc ${kind}: ${redirectedFrom} redirected the call: ${c}`);
+        return 1;
+      }
+      app = c.app;
+      sent = await send(c, p, kind, env, deadline);
+    }
     const outcome: Outcome = {
-      ok: true,
+      ok: sent.error === undefined,
       service: service.name,
       method: m.name,
       transport: c.transport,
       instance: c.instance.instanceId,
-      endpoint: reach.endpoint,
+      endpoint: c.reach.endpoint,
       ms: 0,
       traceId: traceIdOf(env.headers),
       ...(p.shard === undefined ? {} : { shard: p.shard }),
+      ...(p.shard === undefined && BROKERS.has(c.transport) ? { sharedQueue: true as const } : {}),
+      ...(redirectedFrom === undefined ? {} : { redirectedFrom }),
+      ...(sent.error === undefined ? { value: sent.value } : { error: sent.error }),
     };
-    const sendOpts = { signal: AbortSignal.timeout(timeoutMs), deadline };
-    try {
-      if (kind === "push") await reach.transport.push(reach.endpoint, env, sendOpts);
-      else {
-        const reply = await reach.transport.call(reach.endpoint, env, sendOpts);
-        if (reply.kind === "error") {
-          outcome.ok = false;
-          outcome.error = errorOf(reply.payload, service);
-        } else {
-          try {
-            codec(m.output).decode(reply.payload, "reply");
-          } catch (e) {
-            throw new FanError(Code.INTERNAL, `the reply does not match the IDL: ${(e as Error).message}`);
-          }
-          outcome.value = reply.payload ?? undefined;
-        }
-      }
-    } catch (e) {
-      const err =
-        Date.now() >= deadline
-          ? new FanError(Code.DEADLINE_EXCEEDED, `no reply within ${timeoutMs} ms`)
-          : FanError.from(e, Code.UNAVAILABLE);
-      outcome.ok = false;
-      outcome.error = { code: err.code, message: err.message };
-    }
     outcome.ms = Math.round((performance.now() - started) * 10) / 10;
     if (values.json) io.out(JSON.stringify(outcome, null, 2));
     else print(io, outcome, kind, values.instance !== undefined);

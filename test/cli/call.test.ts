@@ -40,7 +40,11 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
       FAN_CHILD_CLUSTER: cluster,
       FAN_ETCD: SHARED_ETCD,
     });
-    await until("the service process is ready", () => /"event":"ready"/.test(server.stdout()) || /start failed/.test(server.stdout()), 120_000);
+    await until(
+      "the service process is ready",
+      () => /"event":"ready"/.test(server.stdout()) || /start failed/.test(server.stdout()),
+      120_000,
+    );
     expect(server.stdout()).toContain('"event":"ready"');
   }, 150_000);
 
@@ -63,6 +67,10 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
         value: { n: 3, text: "hi" },
       });
       expect(o.instance).toMatch(/^Conformance-/);
+      // Over a broker the version's shared queue took the call: the instance is only the one offered.
+      expect((o as { sharedQueue?: boolean }).sharedQueue, via).toBe(
+        ["redis", "amqp", "nats"].includes(via) || undefined,
+      );
       expect(o.traceId).toMatch(/^[0-9a-f]{32}$/);
       expect(o.ms).toBeGreaterThan(0);
     }
@@ -80,7 +88,17 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
     const first = await fanc(["call", "Conformance.echo", '{"n":1}', ...C, "--version", "^1.0.0", "--json"]);
     expect(first.code).toBe(0);
     const id = (JSON.parse(first.stdout) as Outcome).instance;
-    const pinned = await fanc(["call", "Conformance.echo", '{"n":2}', ...C, "--instance", id, "--via", "zmq", "--json"]);
+    const pinned = await fanc([
+      "call",
+      "Conformance.echo",
+      '{"n":2}',
+      ...C,
+      "--instance",
+      id,
+      "--via",
+      "zmq",
+      "--json",
+    ]);
     expect(pinned.code).toBe(0);
     expect(JSON.parse(pinned.stdout)).toMatchObject({ instance: id, transport: "zmq", value: { n: 2 } });
     const none = await fanc(["call", "Conformance.echo", '{"n":3}', ...C, "--version", ">=2"]);
@@ -102,7 +120,15 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
     expect(r.stdout).toBe("");
     expect(r.stderr).toContain("error FAILED_PRECONDITION fan.conformance.Teapot: no tea\n");
     expect(r.stderr).toContain('  fields: {"reason":"short and stout"}\n');
-    const j = await fanc(["call", "Conformance.fail", '{"code":"TEAPOT","message":"no tea"}', ...C, "--via", "zmq", "--json"]);
+    const j = await fanc([
+      "call",
+      "Conformance.fail",
+      '{"code":"TEAPOT","message":"no tea"}',
+      ...C,
+      "--via",
+      "zmq",
+      "--json",
+    ]);
     expect(j.code).toBe(1);
     expect((JSON.parse(j.stdout) as Outcome).error).toEqual({
       code: "FAILED_PRECONDITION",
@@ -114,7 +140,17 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
 
   it("a --timeout shorter than the handler ends in DEADLINE_EXCEEDED", async () => {
     for (const via of ["amqp", "http"]) {
-      const r = await fanc(["call", "Conformance.sleep", '{"ms":20000}', ...C, "--via", via, "--timeout", "1000", "--json"]);
+      const r = await fanc([
+        "call",
+        "Conformance.sleep",
+        '{"ms":20000}',
+        ...C,
+        "--via",
+        via,
+        "--timeout",
+        "1000",
+        "--json",
+      ]);
       expect(r.code, via).toBe(1);
       const o = JSON.parse(r.stdout) as Outcome;
       expect(o.error?.code, via).toBe("DEADLINE_EXCEEDED");

@@ -106,6 +106,44 @@ describeEtcd("fanc call / push on @shard methods (child processes, etcd)", () =>
     }
   }, 300_000);
 
+  it("follows a redirect once: an owner fanc's --version left out is called there, and both are named", async () => {
+    // fc-c (2.2.0) shares major 2's shards with fc-a and fc-b, so the instances see it own some;
+    // `--version 2.1.0` hides it from fanc, which sends those shards' calls to another instance.
+    const c = await serveStore({
+      etcd: SHARED_ETCD,
+      cluster,
+      instanceId: "fc-c",
+      version: "2.2.0",
+      transports: [...TRANSPORTS],
+      leaseTtlMs: 5000,
+    });
+    children.push(c);
+    await until("fc-c owns part of the shards", () => (owned(c)?.length ?? 0) > 0);
+    await until("the others gave fc-c its shards", () => {
+      const all = children.flatMap((x) => owned(x) ?? []);
+      return all.length === 16 && new Set(all).size === 16;
+    });
+    for (const via of TRANSPORTS) {
+      let redirected: { instance: string; redirectedFrom: string; value: Where } | undefined;
+      for (let k = 0; k < 16 && redirected === undefined; k++) {
+        const args = ["call", "Store.store", `{"storeId":"redirect-${k}"}`, ...C, "--via", via, "--version", "2.1.0"];
+        const r = await runFanc([...args, "--json"]);
+        expect(r.code, `${via} redirect-${k}: ${r.stdout}${r.stderr}`).toBe(0);
+        const o = JSON.parse(r.stdout) as { instance: string; redirectedFrom?: string; value: Where };
+        expect(o.instance, `${via} redirect-${k}`).toBe(o.value.instanceId);
+        if (o.redirectedFrom === undefined) continue;
+        redirected = o as typeof redirected;
+        const text = await runFanc(args);
+        expect(text.code).toBe(0);
+        expect(text.stderr).toMatch(/fc-c \(shard \d+'s owner, redirected there by fc-[ab]\) over /);
+      }
+      expect(redirected, `${via}: no call was redirected to fc-c`).toBeDefined();
+      expect(redirected?.instance).toBe("fc-c");
+      expect(redirected?.redirectedFrom).toMatch(/^fc-[ab]$/);
+      expect(redirected?.value.owned).toContain(redirected?.value.shard);
+    }
+  }, 300_000);
+
   it("arguments missing a shard key field are refused by the codec before anything is sent (exit 2)", async () => {
     const r = await runFanc(["call", "Store.item", '{"storeId":"s"}', ...C]);
     expect(r.code).toBe(2);
