@@ -118,7 +118,13 @@ describeWithBroker(
     expect((await readStream(deadLetterKey(key)))[0]?.[1].reason).toMatch(/^not acknowledged after \d+ deliveries$/);
     const warned = s.log.find("(its consumers went away holding it); dead-lettered");
     expect(warned).toHaveLength(1);
-    expect(warned[0]).toMatchObject({ level: 40, stream: key, id });
+    expect(warned[0]).toMatchObject({
+      level: 40,
+      stream: key,
+      id,
+      targetService: ConformanceDescriptor.name,
+      targetMethod: "record",
+    });
     expect(inbound.delivered("cursed")).toEqual([]);
     await s.t.close();
   });

@@ -16,7 +16,7 @@ import type { Envelope } from "../transport.js";
 import type { NatsLink } from "./connection.js";
 import type { StreamName } from "./names.js";
 import { consumerConfig, type JetStreamSide, missing, type StreamKind } from "./streams.js";
-import { aboutMessage } from "../log-keys.js";
+import { aboutMessage, aboutRaw } from "../log-keys.js";
 
 /** One work consumer. */
 export interface WorkSpec {
@@ -150,7 +150,7 @@ export class WorkConsumer {
     if (attempt > s.maxDeliveries) {
       const reason = `not acknowledged after ${attempt - 1} deliveries`;
       s.log.warn(
-        { stream: s.stream.name, seq: m.seq, deliveries: attempt - 1 },
+        { stream: s.stream.name, seq: m.seq, ...aboutRaw(m.data, s.maxBytes), deliveries: attempt - 1 },
         `${reason} (its consumers went away holding it); dead-lettered`,
       );
       void this.#deadLetter(m, undefined, reason);

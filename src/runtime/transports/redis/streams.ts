@@ -20,7 +20,7 @@ import type { Envelope } from "../transport.js";
 import { decodeEnvelope } from "../../codec/wire.js";
 import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
 import { deadLetterKey } from "./names.js";
-import { aboutMessage } from "../log-keys.js";
+import { aboutMessage, aboutRaw } from "../log-keys.js";
 
 /** One stream and how to read it. */
 export interface StreamSpec {
@@ -366,7 +366,7 @@ export class StreamConsumer {
   #unacknowledged(entry: Entry, deliveries: number): void {
     const reason = `not acknowledged after ${deliveries} deliveries`;
     this.spec.log.warn(
-      { stream: this.spec.key, id: entry[0], deliveries },
+      { stream: this.spec.key, id: entry[0], ...aboutRaw(field(entry[1], "e"), this.spec.maxBytes), deliveries },
       `${reason} (its consumers went away holding it); dead-lettered`,
     );
     void this.#deadLetter(entry, reason);
