@@ -124,7 +124,8 @@ describeEtcd("fanc call / push on @shard methods (child processes, etcd)", () =>
       return all.length === 16 && new Set(all).size === 16;
     });
     for (const via of TRANSPORTS) {
-      let redirected: { instance: string; redirectedFrom: string; value: Where } | undefined;
+      type Redirected = { instance: string; redirectedFrom: string; value: Where };
+      let redirected: Redirected | undefined;
       for (let k = 0; k < 16 && redirected === undefined; k++) {
         const args = ["call", "Store.store", `{"storeId":"redirect-${k}"}`, ...C, "--via", via, "--version", "2.1.0"];
         const r = await runFanc([...args, "--json"]);
@@ -132,7 +133,7 @@ describeEtcd("fanc call / push on @shard methods (child processes, etcd)", () =>
         const o = JSON.parse(r.stdout) as { instance: string; redirectedFrom?: string; value: Where };
         expect(o.instance, `${via} redirect-${k}`).toBe(o.value.instanceId);
         if (o.redirectedFrom === undefined) continue;
-        redirected = o as typeof redirected;
+        redirected = o as Redirected;
         const text = await runFanc(args);
         expect(text.code).toBe(0);
         expect(text.stderr).toMatch(/fc-c \(shard \d+'s owner, redirected there by fc-[ab]\) over /);
