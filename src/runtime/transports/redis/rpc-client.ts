@@ -99,8 +99,13 @@ for i = 1, #ARGV do
 end
 return out`;
 
-/** Name of the alive-check script command. */
-const ALIVE_COMMAND = "fanRpcAlive";
+/**
+ * Name of the alive-check script command. ioredis keeps one command per name on a connection,
+ * and a served instance's heartbeat (`fanRpcHeartbeat`, rpc-server.ts) shares this client's
+ * connection in an App that serves and calls: the names must differ, or the check replaces the
+ * heartbeat and the instance drops out of the alive set while it serves.
+ */
+const ALIVE_COMMAND = "fanRpcCheckAlive";
 
 /** How often calls waiting on one instance check that it is still alive. */
 export const OWNER_CHECK_MS = 250;

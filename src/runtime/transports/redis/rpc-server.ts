@@ -28,7 +28,8 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
 return 1`;
 
-const ALIVE_COMMAND = "fanRpcAlive";
+/** Not the client's alive check (`fanRpcCheckAlive`): the two share a connection in an App that serves and calls. */
+const ALIVE_COMMAND = "fanRpcHeartbeat";
 
 /** Server-side tuning. */
 export interface RpcServerOptions {
@@ -122,16 +123,36 @@ export class RedisRpcServer {
     await this.#alive();
     // Back in the alive set as soon as Redis is (callers are refused until then), not on the timer.
     this.cmd.on("ready", this.#announce);
-    this.#aliveTimer = setInterval(
-      () => void this.#alive().catch(() => undefined),
-      Math.max(50, Math.floor(this.opts.aliveTtlMs / 3)),
-    ).unref();
+    this.#aliveTimer = setInterval(this.#announce, Math.max(50, Math.floor(this.opts.aliveTtlMs / 3))).unref();
     this.#loop = this.#run();
   }
 
+  /** Whether the last heartbeat failed (its warning is logged once per run of failures). */
+  #beatFailing = false;
+
+  /** Renews this instance's alive entry; a failure is a warning, as callers stop reaching it once the entry expires. */
   readonly #announce = (): void => {
-    if (!this.#stopped) void this.#alive().catch(() => undefined);
+    if (this.#stopped) return;
+    this.#alive().then(
+      (r) => {
+        if (r !== 1) this.#beatFailed(new Error(`the heartbeat script answered ${JSON.stringify(r)}, not 1`));
+        else if (this.#beatFailing) {
+          this.#beatFailing = false;
+          this.#log.info("redis alive entry renewed again");
+        }
+      },
+      (e: unknown) => this.#beatFailed(e),
+    );
   };
+
+  #beatFailed(e: unknown): void {
+    if (this.#beatFailing || this.#stopped) return;
+    this.#beatFailing = true;
+    this.#log.warn(
+      { err: (e as Error).message, aliveTtlMs: this.opts.aliveTtlMs },
+      "cannot renew this instance's redis alive entry: callers stop reaching it once the entry expires",
+    );
+  }
 
   #alive(): Promise<unknown> {
     const run = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[ALIVE_COMMAND] as (
