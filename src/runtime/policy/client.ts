@@ -11,6 +11,7 @@ import type { OutgoingRequest } from "../call/interceptors.js";
 import type { Target } from "../call/route.js";
 import { type AttemptOutcome, cancelled, deadlineExceeded } from "../call/pending.js";
 import type { ShardHooks } from "../call/shard-route.js";
+import { withTraceId } from "../telemetry/calls.js";
 import { follow } from "../transports/abort.js";
 import { backoffMs, LatencyWindow, type RetryBudget } from "./budget.js";
 import { type Breaker, type Breakers, verdictOf } from "./breaker.js";
@@ -217,6 +218,9 @@ export class ClientPolicy {
     // end is never a refusal ("none") after that, whatever stops the retries.
     let sent = first !== undefined;
     if (first !== undefined) tried.add(first.key);
+    // The error the call ends with, with its trace id: an attempt's own error has it already,
+    // but one made here after an attempt was sent (every breaker open, no instance left) not.
+    const end = (e: unknown): unknown => (sent ? withTraceId(e, req.headers) : host.refused(req, e));
     for (let n = 0; ; ) {
       if (!failed) {
         let slot: Slot | undefined;
@@ -231,19 +235,19 @@ export class ClientPolicy {
         }
       }
       failed = false;
-      if (n >= retries || !this.#retryable(err)) throw sent ? err : host.refused(req, err);
+      if (n >= retries || !this.#retryable(err)) throw end(err);
       if (!this.#budget.allows()) {
         this.#shared.events.emit({ type: "retry-throttled", service: this.#service, method: req.method.name });
-        throw sent ? err : host.refused(req, err);
+        throw end(err);
       }
       n++;
       const wait = backoffMs(n, this.#policy.retry ?? {});
-      if (Date.now() + wait >= req.deadline) throw sent ? err : host.refused(req, err);
+      if (Date.now() + wait >= req.deadline) throw end(err);
       if (wait > 0) {
         try {
           await sleep(wait, req);
         } catch (e) {
-          throw sent ? e : host.refused(req, e);
+          throw end(e);
         }
       }
       this.#shared.events.emit({
