@@ -57,14 +57,36 @@ export interface PolicyShared {
 
 /**
  * Transports on which the broker, not the caller, hands a call to one of the instances that
- * consume the service's queue (every instance advertises the same endpoint): a breaker there
- * guards the queue, keyed by its endpoint, since a failure says nothing about one instance.
+ * consume the version's shared queue: a breaker there guards the queue, keyed by its endpoint
+ * (`amqp://{cluster}/{service}/{version}`), since a failure says nothing about one instance.
+ * Every instance advertises its own endpoint, `…/{version}/{instanceId}` (transports/endpoint.ts),
+ * but only a sharded call goes to the instance named there (its own queue): its breaker is keyed
+ * by that endpoint, the owner's queue.
  */
 const BROKER_PICKS: ReadonlySet<string> = new Set(["amqp", "redis", "nats"]);
 
-/** The breaker key of a target: its instance id, or its queue's endpoint when the broker picks the instance. */
-export function breakerKey(target: Target): string {
-  return BROKER_PICKS.has(target.transport.name) ? target.endpoint : target.info.instanceId;
+/** The shared-queue endpoint of each broker target (Routes hand out one Target object per instance). */
+const queueKeys = new WeakMap<Target, string>();
+
+/**
+ * The breaker key of a target: its instance id where the caller picks the instance; on a broker,
+ * the endpoint of the queue the call goes to (`sharded`: the instance's own, else the version's).
+ */
+export function breakerKey(target: Target, sharded: boolean): string {
+  if (!BROKER_PICKS.has(target.transport.name)) return target.info.instanceId;
+  if (sharded) return target.endpoint;
+  let key = queueKeys.get(target);
+  if (key === undefined) {
+    key = queueEndpoint(target.endpoint);
+    queueKeys.set(target, key);
+  }
+  return key;
+}
+
+/** `scheme://cluster/service/version[/instance]` (each part URI-encoded) without its instance part. */
+function queueEndpoint(endpoint: string): string {
+  const parts = endpoint.split("/");
+  return parts.length > 5 ? parts.slice(0, 5).join("/") : endpoint;
 }
 
 const DEFAULT_RETRIES = 2;
@@ -120,6 +142,7 @@ export class ClientPolicy {
   /** The target of the last attempt and its breaker (`#slot`). */
   #lastTarget: Target | undefined;
   #lastBreaker: Breaker | undefined;
+  #lastSharded = false;
 
   constructor(service: string, policy: ResolvedPolicy, shared: PolicyShared) {
     this.#service = service;
@@ -196,7 +219,7 @@ export class ClientPolicy {
     } catch (e) {
       return Promise.reject(host.refused(req, e));
     }
-    return this.#attempt(this.#slot(target), req, host, now, undefined, retries);
+    return this.#attempt(this.#slot(target, req.method.shard !== undefined), req, host, now, undefined, retries);
   }
 
   /**
@@ -277,21 +300,20 @@ export class ClientPolicy {
   async #choose(req: OutgoingRequest, host: AttemptHost, tried: ReadonlySet<string>): Promise<Slot> {
     const service = this.#service;
     const breakers = this.#breakers;
+    const sharded = req.method.shard !== undefined;
     for (;;) {
       const blocked =
         breakers?.anyNotClosed(service) === true
-          ? (t: Target) => breakers.find(service, breakerKey(t))?.admits === false
+          ? (t: Target) => breakers.find(service, breakerKey(t, sharded))?.admits === false
           : undefined;
       // A sharded call's retry goes to its shard's owner again (re-resolved: ownership may have
       // moved), tried or not; its host throws UNAVAILABLE naming the shard when the owner is blocked.
       const skip =
-        tried.size === 0 || req.method.shard !== undefined
-          ? blocked
-          : (t: Target) => tried.has(breakerKey(t)) || blocked?.(t) === true;
+        tried.size === 0 || sharded ? blocked : (t: Target) => tried.has(breakerKey(t, false)) || blocked?.(t) === true;
       const target = host.pick(req, skip) ?? (tried.size > 0 ? host.pick(req, blocked) : undefined);
       // The breaker's slot is taken in the same synchronous run as the pick, so no other caller
       // can take a half-open breaker's one probe in between.
-      if (target !== undefined) return this.#slot(target);
+      if (target !== undefined) return this.#slot(target, sharded);
       const out = breakers?.list().filter((b) => b.service === service && b.state !== "closed") ?? [];
       const probing = out
         .map((b) => breakers?.find(service, b.instanceId))
@@ -310,21 +332,22 @@ export class ClientPolicy {
     }
   }
 
-  /** Whether `target`'s breaker admits no attempt now. */
+  /** Whether the breaker of a sharded call's attempt to `target` admits no attempt now. */
   #blocked(target: Target): boolean {
-    return this.#breakers?.find(this.#service, breakerKey(target))?.admits === false;
+    return this.#breakers?.find(this.#service, breakerKey(target, true))?.admits === false;
   }
 
   /** Takes the breaker slot of an attempt to `target` (the probe, when half-open). */
-  #slot(target: Target): Slot {
+  #slot(target: Target, sharded: boolean): Slot {
     const breakers = this.#breakers;
     if (breakers === undefined) return new Slot(this, target, undefined, false);
     // Routes hand out the same Target object for an instance each time: a run of calls to one
     // instance looks its breaker up once (breakers are never removed, so it stays the one).
     let breaker = this.#lastBreaker;
-    if (target !== this.#lastTarget || breaker === undefined) {
-      breaker = breakers.of(this.#service, breakerKey(target));
+    if (target !== this.#lastTarget || sharded !== this.#lastSharded || breaker === undefined) {
+      breaker = breakers.of(this.#service, breakerKey(target, sharded));
       this.#lastTarget = target;
+      this.#lastSharded = sharded;
       this.#lastBreaker = breaker;
     }
     return new Slot(this, target, breaker, breaker.acquire());
@@ -342,27 +365,27 @@ export class ClientPolicy {
     tried?: Set<string>,
     retries = 0,
   ): Promise<unknown> {
-    tried?.add(breakerKey(slot.target));
+    const sharded = req.method.shard !== undefined;
+    tried?.add(breakerKey(slot.target, sharded));
     slot.req = req;
     slot.host = host;
     slot.retries = retries;
     if (this.#policy.hedge !== undefined) slot.started = now ?? Date.now();
     // A sharded call the owner refused and that falls back to another instance: the refusal
     // is recorded on the owner's breaker (as any failed attempt), the outcome on the other's.
-    const hooks: ShardHooks | undefined =
-      req.method.shard === undefined
-        ? undefined
-        : {
-            blocked: this.#breakers === undefined ? undefined : (t) => this.#blocked(t),
-            moved: (_from, err, to) => {
-              slot.breaker?.record(verdictOf(err), slot.probe);
-              const next = this.#slot(to);
-              slot.target = to;
-              slot.breaker = next.breaker;
-              slot.probe = next.probe;
-              tried?.add(breakerKey(to));
-            },
-          };
+    const hooks: ShardHooks | undefined = !sharded
+      ? undefined
+      : {
+          blocked: this.#breakers === undefined ? undefined : (t) => this.#blocked(t),
+          moved: (_from, err, to) => {
+            slot.breaker?.record(verdictOf(err), slot.probe);
+            const next = this.#slot(to, true);
+            slot.target = to;
+            slot.breaker = next.breaker;
+            slot.probe = next.probe;
+            tried?.add(breakerKey(to, true));
+          },
+        };
     const p = host.send(slot.target, req, now, slot, hooks);
     if (slot.attached) return p;
     return p.then(
@@ -396,7 +419,7 @@ export class ClientPolicy {
       if (slot.retries > 0)
         return this.#loop(slot.req as OutgoingRequest, slot.host as AttemptHost, slot.retries, false, {
           err: e,
-          key: breakerKey(slot.target),
+          key: breakerKey(slot.target, slot.req?.method.shard !== undefined),
         });
     } else if (!FanError.is(e) || e.code !== Code.CANCELLED) this.#budget.success();
     return undefined;
@@ -447,7 +470,8 @@ export class ClientPolicy {
       const timer = setTimeout(() => {
         if (done) return;
         const skip = (t: Target): boolean =>
-          tried.has(breakerKey(t)) || this.#breakers?.find(this.#service, breakerKey(t))?.admits === false;
+          tried.has(breakerKey(t, false)) ||
+          this.#breakers?.find(this.#service, breakerKey(t, false))?.admits === false;
         let second: Target | undefined;
         try {
           second = host.pick(req, skip);
@@ -460,7 +484,7 @@ export class ClientPolicy {
           return;
         }
         this.#shared.events.emit({ type: "hedge", service: this.#service, method: req.method.name });
-        launch(this.#slot(second));
+        launch(this.#slot(second, false));
       }, delay);
       launch(first);
     });
