@@ -149,7 +149,13 @@ export function checkPatch(service: string, schema: StructSchema, patch: Readonl
       continue;
     }
     const why = decodeError(field.schema, value, key);
-    if (why !== undefined) problems.push(field.secret === true ? withoutValue(why) : why);
+    if (why === undefined) continue;
+    // `key=123` is YAML for a number: a string field needs the value quoted.
+    const quote =
+      field.schema.kind === "string" && (typeof value === "number" || typeof value === "boolean")
+        ? ` (YAML read a ${typeof value}: quote it for a string, ${key}='"…"')`
+        : "";
+    problems.push(`${field.secret === true ? withoutValue(why) : why}${quote}`);
   }
   if (problems.length > 0)
     throw new ConfigValueError(`config of ${service} refused, nothing written: ${problems.join("; ")}`);

@@ -135,6 +135,7 @@ describeEtcd("fanc config checks against the IDL (child process)", () => {
     expect(line).toContain('unknown key "colour" (retail.Wines has pageSize, tags, name, enabled, apiKey, db)');
     // A wrong @secret value is named by its key, never quoted.
     expect(line).toContain("apiKey: expected a string (the value is @secret: not shown)");
+    expect(line).toContain(`(YAML read a number: quote it for a string, apiKey='"…"')`);
     expect(line).not.toContain("31337");
     expect(line.split("\n")).toHaveLength(1);
     expect(await json("retail.Wines")).toEqual({ pageSize: 50 });

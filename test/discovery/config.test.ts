@@ -65,6 +65,17 @@ function sourceSuite(
     expect(seen.length).toBe(n);
   });
 
+  it("an update of several keys reaches a watcher as one change (no half-applied config), and so does a delete", async () => {
+    await other.update(SVC, { host: "a", port: 1, region: "eu" });
+    const seen: Record<string, unknown>[] = [];
+    const stop = await source.watch(SVC, (raw) => seen.push(raw));
+    await other.update(SVC, { host: "b", port: 2, region: null });
+    await until("the change", () => seen.some((s) => s.host === "b"));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen).toEqual([{ host: "b", port: 2 }]);
+    await stop();
+  });
+
   it("a typed live config follows good updates and rejects bad ones, keeping the old value", async () => {
     await other.update(SVC, { apiKey: "s3cret", region: "eu" });
     const cfg = await liveConfig<Cfg>(source, SVC, configDecoder<Cfg>(SVC, schema));

@@ -144,12 +144,17 @@ export class RegistryConfigSource implements ConfigSource {
     return assemble(prefix, items, this.log);
   }
 
+  /** Writes the patch's keys in one transaction (where the registry has them): services see the whole change at once. */
   async update(service: string, patch: Record<string, unknown>): Promise<void> {
     const prefix = configPrefix(this.cluster, service);
-    for (const [k, v] of Object.entries(checkPatch(service, patch))) {
+    const writes = Object.entries(checkPatch(service, patch)).map(([k, v]) => {
       checkSegment("config key", k);
-      if (v === null) await this.registry.delete(prefix + k);
-      else await this.registry.put(prefix + k, JSON.stringify(v));
+      return { key: prefix + k, value: v === null ? null : JSON.stringify(v) };
+    });
+    if (this.registry.writeAll !== undefined) return this.registry.writeAll(writes);
+    for (const w of writes) {
+      if (w.value === null) await this.registry.delete(w.key);
+      else await this.registry.put(w.key, w.value);
     }
   }
 
@@ -214,8 +219,17 @@ export class RegistryConfigSource implements ConfigSource {
     }
     if (ev.type === "put") cache.set(ev.kv.key, ev.kv);
     else cache.delete(ev.key);
-    this.listeners.emit(service, assemble(prefix, [...cache.values()], this.log));
+    // The events of one write (a transaction's keys arrive together) make one change.
+    if (this.emitting.has(service)) return;
+    this.emitting.add(service);
+    queueMicrotask(() => {
+      this.emitting.delete(service);
+      if (this.watches.has(service)) this.listeners.emit(service, assemble(prefix, [...cache.values()], this.log));
+    });
   }
+
+  /** Services with a change waiting for the end of the current batch of watch events. */
+  private readonly emitting = new Set<string>();
 
   private async dropWatch(service: string): Promise<void> {
     const entry = this.watches.get(service);

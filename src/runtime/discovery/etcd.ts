@@ -22,7 +22,7 @@ import {
 } from "etcd3";
 import type { Logger } from "pino";
 import { pino } from "pino";
-import type { KeyValue, Lease, PutOptions, Registry, Watch, WatchEvent } from "./registry.js";
+import type { KeyValue, Lease, PutOptions, Registry, RegistryWrite, Watch, WatchEvent } from "./registry.js";
 
 /** Options of an etcd registry. */
 export interface EtcdRegistryOptions {
@@ -143,6 +143,23 @@ export class EtcdRegistry implements Registry {
 
   async delete(key: string): Promise<void> {
     await this.reaching(this.client.delete().key(key).exec());
+  }
+
+  async writeAll(writes: readonly RegistryWrite[]): Promise<void> {
+    const first = writes[0];
+    if (first === undefined) return;
+    for (const w of writes)
+      if (typeof w.key !== "string" || w.key === "") throw new TypeError("registry key must be a non-empty string");
+    const ops = writes.map((w) =>
+      w.value === null ? this.client.delete().key(w.key) : this.client.put(w.key).value(w.value),
+    );
+    // A transaction needs a comparison: a key's mod revision is never below 0 (0 when absent).
+    await this.reaching(
+      this.client
+        .if(first.key, "Mod", ">", -1)
+        .then(...ops)
+        .commit(),
+    );
   }
 
   async list(prefix: string): Promise<{ readonly items: readonly KeyValue[]; readonly revision: number }> {

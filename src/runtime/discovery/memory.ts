@@ -6,7 +6,7 @@
  * Leases are kept alive implicitly (the owner is this process); `pauseKeepAlive` and
  * `expireLease` simulate a frozen or wiped owner so tests can run the same suite as on etcd.
  */
-import type { KeyValue, Lease, PutOptions, Registry, Watch, WatchEvent } from "./registry.js";
+import type { KeyValue, Lease, PutOptions, Registry, RegistryWrite, Watch, WatchEvent } from "./registry.js";
 
 interface Entry {
   value: string;
@@ -86,6 +86,20 @@ export class MemoryRegistry implements Registry {
   async delete(key: string): Promise<void> {
     this.check();
     this.remove(key);
+  }
+
+  async writeAll(writes: readonly RegistryWrite[]): Promise<void> {
+    this.check();
+    for (const w of writes) {
+      checkKey(w.key);
+      if (w.value !== null && typeof w.value !== "string")
+        throw new TypeError(`registry put ${w.key}: value must be a string`);
+    }
+    // All in one synchronous run: watchers get every event before anything else runs.
+    for (const w of writes) {
+      if (w.value === null) this.remove(w.key);
+      else void this.put(w.key, w.value);
+    }
   }
 
   async list(prefix: string): Promise<{ readonly items: readonly KeyValue[]; readonly revision: number }> {

@@ -40,11 +40,22 @@ export interface PutOptions {
   readonly ifAbsent?: boolean;
 }
 
+/** One write of `writeAll`: `value` null deletes the key. */
+export interface RegistryWrite {
+  readonly key: string;
+  readonly value: string | null;
+}
+
 export interface Registry {
   get(key: string): Promise<KeyValue | undefined>;
   /** Resolves with the revision of the write, or `undefined` when `ifAbsent` found the key. */
   put(key: string, value: string, opts?: PutOptions): Promise<number | undefined>;
   delete(key: string): Promise<void>;
+  /**
+   * Writes and deletes several keys at once: a watcher sees all of them or none (one etcd
+   * transaction). Optional: a registry without it is written key by key.
+   */
+  writeAll?(writes: readonly RegistryWrite[]): Promise<void>;
   /** All keys under `prefix`, with the store revision the list was read at. */
   list(prefix: string): Promise<{ readonly items: readonly KeyValue[]; readonly revision: number }>;
   /** Watch `prefix` for changes after `fromRevision` (exclusive). */
