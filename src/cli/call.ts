@@ -27,6 +27,7 @@ import { codec } from "../runtime/codec/index.js";
 import type { MethodDescriptor, ServiceDescriptor, TransportName } from "../runtime/descriptor.js";
 import type { InstanceInfo } from "../runtime/discovery/types.js";
 import { Code, FanError } from "../runtime/errors.js";
+import { majorRange } from "../runtime/call/versions.js";
 import { nextEnvelopeId } from "../runtime/ids.js";
 import { traceIdOf } from "../runtime/telemetry/tracing.js";
 import type { Envelope, EnvelopeHeaders } from "../runtime/transports/transport.js";
@@ -45,7 +46,7 @@ The arguments are one JSON object of the method's parameters (default {}), in wi
 options:
   --idl <dir>          the IDL folder (default: idl/)
   --via <transport>    use this transport (http, zmq, redis, amqp, nats; default: the first the instance has)
-  --version <range>    only instances whose version satisfies this semver range
+  --version <range>    only instances whose version satisfies this semver range (default: the IDL's major, 2.x)
   --instance <id>      only this instance (direct transports: http, zmq)
   --timeout <ms>       deadline (default: the method's @timeout, else 10000)
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
@@ -235,7 +236,10 @@ export interface PreparedCall {
   readonly shard: number | undefined;
   readonly timeoutMs: number;
   readonly via: TransportName | undefined;
-  readonly range: string | undefined;
+  /** `--version`, else the IDL's major (`2.x`), as a client generated from it accepts. */
+  readonly range: string;
+  /** Whether `range` came from `--version`. */
+  readonly rangeGiven: boolean;
   readonly discovery: `etcd://${string}`;
   readonly cluster: string;
   /** The `--tls-*` files, read (undefined: none given). */
@@ -298,7 +302,8 @@ export async function prepareCall(
     shard,
     timeoutMs,
     via,
-    range,
+    range: range ?? majorRange(service.version),
+    rangeGiven: range !== undefined,
     discovery: discovery as `etcd://${string}`,
     cluster,
     tls,
@@ -342,15 +347,21 @@ export async function connect(
   const owned = redirectedTo === undefined ? undefined : all.find((i) => i.instanceId === redirectedTo);
   if (redirectedTo !== undefined && owned === undefined)
     return `redirected to ${redirectedTo}, which is not registered in cluster "${p.cluster}"`;
-  const instances = all.filter(
-    (i) =>
-      (range === undefined || semver.satisfies(i.version, range)) &&
-      (instanceId === undefined || i.instanceId === instanceId),
-  );
-  if (instances.length === 0) {
-    const which = [range && `version ${range}`, instanceId && `id ${instanceId}`].filter(Boolean).join(", ");
-    return `no instance of ${p.service.name}${which ? ` (${which})` : ""} is registered in cluster "${p.cluster}"`;
+  const inRange = all.filter((i) => semver.satisfies(i.version, range));
+  const instances = inRange.filter((i) => instanceId === undefined || i.instanceId === instanceId);
+  if (inRange.length === 0) {
+    const versions = [...new Set(all.map((i) => i.version))].sort(semver.compare);
+    const which = p.rangeGiven
+      ? `version ${range}`
+      : `version ${range}, the IDL's major: it is at ${p.service.version}`;
+    const running =
+      versions.length === 0
+        ? ""
+        : `; versions running: ${versions.join(", ")}${p.rangeGiven ? "" : " (--version picks one)"}`;
+    return `no instance of ${p.service.name} (${which}) is registered in cluster "${p.cluster}"${running}`;
   }
+  if (instances.length === 0)
+    return `no instance of ${p.service.name} (id ${instanceId}) is registered in cluster "${p.cluster}" (version ${range}: ${inRange.map((i) => i.instanceId).join(", ")})`;
   // A sharded call goes to its shard's owner, as the generated client sends it (on a broker to
   // the owner's own queue: the envelope carries the shard). `--instance` names another on purpose.
   let candidates = instances;

@@ -4,6 +4,8 @@
  * zmq and http at once, registered in the shared etcd under a unique cluster. The IDL is read
  * from the conformance fixture's folder with `--idl`.
  */
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -104,8 +106,22 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
     const none = await fanc(["call", "Conformance.echo", '{"n":3}', ...C, "--version", ">=2"]);
     expect(none.code).toBe(1);
     expect(none.stderr).toBe(
-      `fanc call: no instance of fan.conformance.Conformance (version >=2) is registered in cluster "${cluster}"\n`,
+      `fanc call: no instance of fan.conformance.Conformance (version >=2) is registered in cluster "${cluster}"; versions running: 1.0.0\n`,
     );
+    // Without --version, fanc calls the IDL's major, as a client generated from it does: an IDL
+    // at 2.0.0 does not reach the 1.0.0 instance, whose contract may differ.
+    const idl2 = join(mkdtempSync(join(tmpdir(), "fanc-v2-")), "idl");
+    mkdirSync(idl2);
+    const source = readFileSync("test/transports/fixtures/idl/conformance.fan", "utf8");
+    writeFileSync(join(idl2, "conformance.fan"), source.replace('version "1.0.0"', 'version "2.0.0"'));
+    const C2 = ["--idl", idl2, ...C.slice(2)];
+    const major = await fanc(["call", "Conformance.echo", '{"n":3}', ...C2]);
+    expect(major.code).toBe(1);
+    expect(major.stderr).toBe(
+      `fanc call: no instance of fan.conformance.Conformance (version 2.x, the IDL's major: it is at 2.0.0) is registered in cluster "${cluster}"; versions running: 1.0.0 (--version picks one)\n`,
+    );
+    const picked = await fanc(["call", "Conformance.echo", '{"n":3}', ...C2, "--version", "1.x", "--json"]);
+    expect(picked.code, picked.stderr).toBe(0);
     const other = await fanc(["call", "Conformance.echo", '{"n":4}', ...C, "--instance", "nobody"]);
     expect(other.code).toBe(1);
     expect(other.stderr).toContain("(id nobody)");
