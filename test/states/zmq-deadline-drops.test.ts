@@ -64,7 +64,7 @@ it("updates dropped at their deadline by a stalled owner: a warn there, no loss 
   expect(logged(watcher, "zmq: events lost (sequence gap)")).toEqual([]);
   const drops = logged(owner, "zmq: state updates past their deadline before they were sent; dropped");
   expect(drops.length, `owner log: ${owner.logs.slice(-5).join("\n")}`).toBeGreaterThan(0);
-  expect(drops[0]).toMatchObject({ level: 40, state: "$state.entries" });
+  expect(drops[0]).toMatchObject({ level: 40, state: "$state.v1.entries" });
   // All but the first (all, when the writer was still busy with a heartbeat).
   expect(drops.reduce((n, d) => n + (d.dropped as number), 0)).toBeGreaterThanOrEqual(49);
 }, 90_000);

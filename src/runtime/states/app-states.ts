@@ -14,7 +14,7 @@ import { shortId } from "../ids.js";
 import type { EventSubscription } from "../transports/transport.js";
 import { type SnapshotStore, StateOwners } from "./owner.js";
 import { SHARD_NUMBER } from "../call/shards.js";
-import { SHARD_SNAPSHOT_METHOD, SNAPSHOT_METHOD, stateEvent, withSnapshotMethod } from "./protocol.js";
+import { SHARD_SNAPSHOT_METHOD, SNAPSHOT_METHOD, stateStream, withSnapshotMethod } from "./protocol.js";
 import { type PersistOptions, redisSnapshotStore } from "./redis-store.js";
 import { stateHandle, type WatchHost } from "./watch.js";
 
@@ -74,6 +74,8 @@ export function appStates(
     heartbeatMs,
     store,
     serves: (name) => served.some((s) => s.descriptor.name === name),
+    // One stream per major version: 1.x and 2.x served side by side never share one.
+    eventOf: stateStream,
     publish: async (service, env) => {
       if (!infra.isOpen) await infra.open();
       // A lossy fan-out when the transport has one (redis pub/sub): updates are numbered, a lost one is a resync.
@@ -112,7 +114,7 @@ export function appStates(
     const id = `${service.name}.watch.${app.appId}.${shortId()}`;
     const sub: EventSubscription = {
       source: service,
-      event: stateEvent(state, shard),
+      event: stateStream(service, state, shard),
       group: id,
       instanceId: id,
       broadcast: true,

@@ -54,6 +54,11 @@ export interface OwnerHost {
   publish(service: ServiceDescriptor, env: Envelope): Promise<void>;
   /** True when this App serves `service` (the only place its snapshots can be asked for). */
   serves(service: string): boolean;
+  /**
+   * The event a state's updates travel under. Default `stateEvent(state, shard)` (the
+   * in-memory mock's); an App's is one stream per major version (`stateStream`).
+   */
+  readonly eventOf?: (service: ServiceDescriptor, state: string, shard: number | undefined) => string;
 }
 
 /** Epoch for a new owner or leader: the clock, but always past the previous one. */
@@ -74,6 +79,7 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
   readonly #codec: Codec<T>;
   readonly #name: string;
   readonly #log: Logger;
+  readonly #event: string;
 
   constructor(
     readonly service: ServiceDescriptor,
@@ -87,6 +93,7 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     this.#codec = codec<T>(state.schema);
     this.#name = `${service.name}.${state.name}`;
     this.#log = host.log.child({ state: this.#name, ...(shard === undefined ? {} : { shard }) });
+    this.#event = host.eventOf?.(service, state.name, shard) ?? stateEvent(state.name, shard);
   }
 
   get active(): boolean {
@@ -200,7 +207,7 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
       id: nextEnvelopeId(),
       kind: "state",
       service: this.service.name,
-      method: stateEvent(this.state.name, this.shard),
+      method: this.#event,
       version: this.service.version,
       headers,
       payload: msg,

@@ -1,8 +1,10 @@
 /**
  * What replicated states put on the wire, shared by owners and watchers: the update message
- * (carried on the service's event path as envelope kind "state", event name `$state.<name>`),
- * the snapshot reply, and the built-in `$state` rpc every served service with states answers.
+ * (carried on the service's event path as envelope kind "state", event name
+ * `$state.v<major>.<name>`: one stream per major version), the snapshot reply, and the built-in
+ * `$state` rpc every served service with states answers.
  */
+import semver from "semver";
 import { SHARD_NUMBER } from "../call/shards.js";
 import type { MethodDescriptor, ServiceDescriptor } from "../descriptor.js";
 
@@ -25,9 +27,22 @@ export const SNAPSHOT_METHOD = "$state";
 /** The built-in rpc that answers snapshots of one shard of a sharded state (`{ state, $shard }` in), routed to the shard's owner. */
 export const SHARD_SNAPSHOT_METHOD = "$stateShard";
 
-/** The event name a state's updates travel under (a sharded state's: one per shard). */
-export function stateEvent(name: string, shard?: number): string {
-  return shard === undefined ? `$state.${name}` : `$state.${name}.${shard}`;
+/**
+ * The event name a state's updates travel under (a sharded state's: one per shard); with
+ * `major`, the name of that major version's stream (`$state.v2.inventory`).
+ */
+export function stateEvent(name: string, shard?: number, major?: number): string {
+  const base = major === undefined ? "$state" : `$state.v${major}`;
+  return shard === undefined ? `${base}.${name}` : `${base}.${name}.${shard}`;
+}
+
+/**
+ * The event a state of `service` travels under between Apps: one stream per major version, as
+ * pushes have one queue per major (a major is a new contract, docs/versions.md). Two majors
+ * served side by side then never share a stream: a watcher of 1.x follows the 1.x owner only.
+ */
+export function stateStream(service: ServiceDescriptor, name: string, shard?: number): string {
+  return stateEvent(name, shard, semver.major(service.version));
 }
 
 /** True when any state of the service is `@shard`ed. */

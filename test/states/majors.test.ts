@@ -1,0 +1,88 @@
+/**
+ * Two major versions of a service with states served side by side (a major-version rollout),
+ * owners and watchers in processes of their own, over every transport the states suites cover:
+ * each major publishes on a stream of its own, so a watcher generated at 1.x (range 1.x) follows
+ * the 1.x owner only and a 2.x watcher the 2.x owner. Before, both majors published on one
+ * stream: the 1.x watcher saw 2.x's newer epoch, asked a 1.x instance for a snapshot, got the
+ * older epoch and asked again, thousands of times a second.
+ */
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { shortId } from "../../src/runtime/ids.js";
+import { deleteStreams } from "../transports/nats-server.js";
+import { REDIS_URL, deleteKeys } from "../transports/redis-server.js";
+import { brokerCases, Node, type Report, type TransportCase, until } from "./processes.js";
+
+const CASES: readonly TransportCase[] = [
+  ...brokerCases(),
+  // Snapshots over http, updates relayed through redis.
+  { name: "http", transports: () => ({ http: {}, redis: { url: REDIS_URL } }) },
+];
+
+const nodes: Node[] = [];
+afterEach(async () => {
+  await Promise.allSettled(nodes.splice(0).map((n) => n.stop()));
+});
+
+const lines = (n: Node, msg: string): number =>
+  n.logs.filter((l) => (JSON.parse(l) as { msg?: string }).msg?.startsWith(msg) === true).length;
+
+for (const c of CASES) {
+  describe(`two majors of a service with states over ${c.name}`, () => {
+    const cluster = `majors-${c.name}-${process.pid}-${shortId()}`;
+    const start = async (role: "owner" | "watcher", version: string): Promise<Node> => {
+      const n = await Node.start(role, {
+        FAN_STATES_CLUSTER: cluster,
+        FAN_STATES_TRANSPORTS: JSON.stringify(c.transports()),
+        FAN_STATES_VERSION: version,
+        FAN_LOG_LEVEL: "info",
+      });
+      nodes.push(n);
+      return n;
+    };
+    const converged = (w: Node, o: Node, what: string): Promise<Report> =>
+      o.report().then((want) =>
+        until(
+          what,
+          () => w.report(),
+          (r) => r.status === "live" && r.epoch === want.epoch && r.seq === want.seq,
+        ),
+      );
+    afterAll(async () => {
+      await deleteKeys(`fan.${cluster}*`).catch(() => undefined);
+      if (c.name === "nats") await deleteStreams(`fan_${cluster}`).catch(() => undefined);
+    });
+
+    it("each major keeps its own stream: a 1.x watcher follows the 1.x owner, a 2.x watcher the 2.x owner, no snapshot storm", async () => {
+      const v1 = await start("owner", "1.2.0");
+      await v1.send("set", { value: { a: { n: 1, label: "one" } } });
+      // Started second: the 2.x owner's epoch is the newer one.
+      const v2 = await start("owner", "2.0.0");
+      await v2.send("set", { value: { b: { n: 2, label: "two" } } });
+      expect((await v2.report()).epoch).toBeGreaterThan((await v1.report()).epoch);
+      const w1 = await start("watcher", "1.2.0");
+      const w2 = await start("watcher", "2.0.0");
+      await converged(w1, v1, "1.x watcher live on the 1.x owner");
+      await converged(w2, v2, "2.x watcher live on the 2.x owner");
+
+      // Both publish for about a second (2.x's updates and heartbeats would reach a 1.x watcher
+      // sharing its stream).
+      await Promise.all([
+        v2.send("deltas", { n: 20, keys: 5, pace: 50 }),
+        v1.send("patch", { patch: { c: { n: 3, label: "three" } } }),
+      ]);
+      const r1 = await converged(w1, v1, "1.x watcher on the 1.x owner's last update");
+      const r2 = await converged(w2, v2, "2.x watcher on the 2.x owner's last update");
+      expect(r1.value).toEqual((await v1.report()).value);
+      expect(r2.value).toEqual((await v2.report()).value);
+      // One snapshot each to start (a second when a heartbeat crossed the first), nothing after.
+      expect(r1.snapshots, `1.x watcher log:\n${w1.logs.slice(-5).join("\n")}`).toBeLessThanOrEqual(2);
+      expect(r2.snapshots, `2.x watcher log:\n${w2.logs.slice(-5).join("\n")}`).toBeLessThanOrEqual(2);
+      for (const w of [w1, w2]) {
+        expect(lines(w, "state resyncing")).toBe(0);
+        expect(lines(w, "state snapshot older")).toBe(0);
+      }
+      // Two majors are two contracts, not two owners of one state: neither owner warns.
+      for (const o of [v1, v2]) expect(o.logs.filter((l) => l.includes("have one owner per service"))).toEqual([]);
+    }, 90_000);
+  });
+}
