@@ -3,15 +3,22 @@
  * broker transport: the watcher says `owner-absent` once (one warn line), its reason ends on
  * the registry's answer (`no instance ... is registered`) and stays there while the owner is
  * away — no warn line and no `onStatus` call per heartbeat period — and it goes live again,
- * with one more warn line at the next absence, when an owner returns.
+ * with one more warn line at the next absence, when an owner returns. An owner stopped
+ * gracefully sends a last heartbeat: its watchers say `owner-absent` at once (over http too,
+ * updates relayed through redis), not after three silent heartbeat periods, and do not resync
+ * to the stopping instance while it drains.
  */
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { shortId } from "../../src/runtime/ids.js";
 import { deleteStreams } from "../transports/nats-server.js";
-import { deleteKeys } from "../transports/redis-server.js";
+import { REDIS_URL, deleteKeys } from "../transports/redis-server.js";
 import { brokerCases, Node, type Report, type TransportCase, until } from "./processes.js";
 
 const CASES: readonly TransportCase[] = brokerCases();
+const WITH_HTTP: readonly TransportCase[] = [
+  ...CASES,
+  { name: "http", transports: () => ({ http: {}, redis: { url: REDIS_URL } }) },
+];
 
 const nodes: Node[] = [];
 afterEach(async () => {
@@ -19,8 +26,12 @@ afterEach(async () => {
 });
 
 /** The watcher's "state owner absent" warn lines. */
-const absentLines = (n: Node): number =>
-  n.logs.filter((l) => (JSON.parse(l) as { msg?: string }).msg === "state owner absent").length;
+const absentLines = (n: Node): number => absentReasons(n).length;
+const absentReasons = (n: Node): string[] =>
+  n.logs
+    .map((l) => JSON.parse(l) as { msg?: string; reason?: string })
+    .filter((l) => l.msg === "state owner absent")
+    .map((l) => l.reason ?? "");
 
 for (const c of CASES) {
   describe(`a dead owner over ${c.name}, watcher in another process`, () => {
@@ -82,5 +93,60 @@ for (const c of CASES) {
         30_000,
       );
     }, 90_000);
+  });
+}
+
+for (const c of WITH_HTTP) {
+  describe(`an owner stopped gracefully over ${c.name}, watcher in another process`, () => {
+    const cluster = `walk2-graceful-${c.name}-${process.pid}-${shortId()}`;
+    // A 2 s heartbeat: three missed periods would take over 6 s to notice.
+    const start = async (role: "owner" | "watcher"): Promise<Node> => {
+      const n = await Node.start(role, {
+        FAN_STATES_CLUSTER: cluster,
+        FAN_STATES_TRANSPORTS: JSON.stringify(c.transports()),
+        FAN_STATES_HEARTBEAT_MS: "2000",
+        FAN_LOG_LEVEL: "info",
+      });
+      nodes.push(n);
+      return n;
+    };
+    afterAll(async () => {
+      await deleteKeys(`fan.${cluster}*`).catch(() => undefined);
+      if (c.name === "nats") await deleteStreams(`fan_${cluster}`).catch(() => undefined);
+    });
+
+    it("says owner-absent at once from the owner's last heartbeat, and stays absent", async () => {
+      const owner = await start("owner");
+      await owner.send("set", { value: { a: { n: 1, label: "one" } } });
+      const { epoch } = await owner.report();
+      const watcher = await start("watcher");
+      await until(
+        "watcher live",
+        () => watcher.report(),
+        (r) => r.status === "live" && r.seq >= 1,
+      );
+
+      const t0 = Date.now();
+      const stopped = owner.stop();
+      await until(
+        "watcher owner-absent",
+        () => watcher.report(),
+        (r) => r.status === "owner-absent",
+        10_000,
+      );
+      const ms = Date.now() - t0;
+      expect(ms, "from the stop to owner-absent").toBeLessThan(2000);
+      expect(absentReasons(watcher)).toEqual([expect.stringMatching(new RegExp(`stopped publishing at ${epoch}/1$`))]);
+      await stopped;
+      // The stopping instance refused snapshots while it drained; then the registry has none.
+      const after = await until(
+        "the watcher's reason names the empty registry",
+        () => watcher.report(),
+        (r) => /no instance is registered/.test(r.reason ?? ""),
+        10_000,
+      );
+      expect(after.status).toBe("owner-absent");
+      expect(absentLines(watcher)).toBe(1);
+    }, 60_000);
   });
 }

@@ -76,6 +76,7 @@ export function appStates(
     serves: (name) => served.some((s) => s.descriptor.name === name),
     // One stream per major version: 1.x and 2.x served side by side never share one.
     eventOf: stateStream,
+    ownerId: app.appId,
     publish: async (service, env) => {
       if (!infra.isOpen) await infra.open();
       // A lossy fan-out when the transport has one (redis pub/sub): updates are numbered, a lost one is a resync.

@@ -4,7 +4,9 @@
  * updates and periodic heartbeats on the service's event path, answers snapshots, and (when
  * configured) saves the latest snapshot so a restarted owner resumes value and sequence.
  * An owner publishes only while an instance of its service is bound in this App (for a
- * `@unique` service: while it leads); each activation starts a new epoch.
+ * `@unique` service: while it leads); each activation starts a new epoch, and when the last
+ * instance unbinds (a graceful stop, a lost leadership) it sends a last heartbeat so that its
+ * watchers say `owner-absent` at once.
  */
 import type { Logger } from "pino";
 import { codec, type Codec } from "../codec/index.js";
@@ -59,7 +61,12 @@ export interface OwnerHost {
    * in-memory mock's); an App's is one stream per major version (`stateStream`).
    */
   readonly eventOf?: (service: ServiceDescriptor, state: string, shard: number | undefined) => string;
+  /** Who owns, for watchers' log lines (an App's id). */
+  readonly ownerId?: string;
 }
+
+/** How long a stopping App waits for its owners' last heartbeats to be published. */
+const LAST_HEARTBEAT_WAIT_MS = 2000;
 
 /** Epoch for a new owner or leader: the clock, but always past the previous one. */
 function nextEpoch(previous: number): number {
@@ -75,11 +82,15 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
   #wire: unknown = undefined;
   #has = false;
   #active = false;
+  /** Stopped publishing after being active (sent its last heartbeat): snapshots are refused until it publishes again. */
+  #left = false;
   #value: { seq: number; value: T } | undefined;
   readonly #codec: Codec<T>;
   readonly #name: string;
   readonly #log: Logger;
   readonly #event: string;
+  /** `o` of heartbeats and snapshots: the App and version that publish. */
+  readonly #owner: string | undefined;
 
   constructor(
     readonly service: ServiceDescriptor,
@@ -94,6 +105,7 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     this.#name = `${service.name}.${state.name}`;
     this.#log = host.log.child({ state: this.#name, ...(shard === undefined ? {} : { shard }) });
     this.#event = host.eventOf?.(service, state.name, shard) ?? stateEvent(state.name, shard);
+    this.#owner = host.ownerId === undefined ? undefined : `${host.ownerId} (${service.version})`;
   }
 
   get active(): boolean {
@@ -136,8 +148,19 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
 
   /** The snapshot watchers start from (a copy for `@delta` states, whose value changes in place). */
   snapshot(): StateSnapshot {
-    if (!this.#has) return { e: this.epoch, s: this.seq };
-    return { e: this.epoch, s: this.seq, v: this.state.mode === "delta" ? structuredClone(this.#wire) : this.#wire };
+    const o = this.#owner === undefined ? {} : { o: this.#owner };
+    if (!this.#has) return { e: this.epoch, s: this.seq, ...o };
+    return {
+      e: this.epoch,
+      s: this.seq,
+      v: this.state.mode === "delta" ? structuredClone(this.#wire) : this.#wire,
+      ...o,
+    };
+  }
+
+  /** True once this owner stopped publishing its epoch (its last heartbeat sent): a snapshot of it would be of an epoch nobody continues. */
+  get left(): boolean {
+    return this.#left;
   }
 
   /** Starts publishing under a new epoch (after resuming a saved snapshot, when there is one). */
@@ -161,12 +184,28 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     }
     this.epoch = nextEpoch(this.epoch);
     this.#active = true;
+    this.#left = false;
     this.heartbeat();
   }
 
-  /** Stops publishing (the instance unbound or lost leadership). */
-  deactivate(): void {
+  /**
+   * Stops publishing with a last heartbeat (the instance unbound: a graceful stop or a lost
+   * leadership), so watchers say `owner-absent` now rather than after three silent periods.
+   * Resolves once the heartbeat is published (or failed: then the silence tells them).
+   */
+  leave(): Promise<void> {
+    if (!this.#active) return Promise.resolve();
+    const last = this.#publish({
+      k: "h",
+      e: this.epoch,
+      s: this.seq,
+      i: this.host.heartbeatMs,
+      ...this.#by(),
+      last: true,
+    });
     this.#active = false;
+    this.#left = true;
+    return last;
   }
 
   /**
@@ -187,7 +226,12 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
 
   /** Tells watchers the owner is alive and where its sequence is. */
   heartbeat(): void {
-    if (this.#active) this.#publish({ k: "h", e: this.epoch, s: this.seq, i: this.host.heartbeatMs });
+    if (this.#active)
+      void this.#publish({ k: "h", e: this.epoch, s: this.seq, i: this.host.heartbeatMs, ...this.#by() });
+  }
+
+  #by(): { o?: string } {
+    return this.#owner === undefined ? {} : { o: this.#owner };
   }
 
   #update(k: "f" | "p", v: unknown): void {
@@ -198,10 +242,10 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     // An update carries its producer span (or the publishing call's trace); heartbeats none.
     const headers: EnvelopeHeaders = {};
     traceProduced(this.service.name, this.state.name, "state", headers);
-    this.#publish({ k, e: this.epoch, s: this.seq, v } as StateMessage, headers);
+    void this.#publish({ k, e: this.epoch, s: this.seq, v } as StateMessage, headers);
   }
 
-  #publish(msg: StateMessage, headers: EnvelopeHeaders = {}): void {
+  #publish(msg: StateMessage, headers: EnvelopeHeaders = {}): Promise<void> {
     const env: Envelope = {
       v: 1,
       id: nextEnvelopeId(),
@@ -213,7 +257,7 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
       payload: msg,
       form: "wire",
     };
-    this.host.publish(this.service, env).catch((e: unknown) => {
+    return this.host.publish(this.service, env).catch((e: unknown) => {
       // Watchers see the sequence move past them at the next heartbeat and take a snapshot.
       if (this.unpublished++ % 1000 === 0)
         this.#log.warn(
@@ -308,6 +352,8 @@ export class StateOwners {
   readonly #bound = new Map<string, number>();
   /** The shard ownership of each bound service with sharded states, and the removal of its listener. */
   readonly #ownership = new Map<string, { readonly view: ShardOwnership; readonly off: () => void }>();
+  /** Last heartbeats on their way (a stopping App waits for them before its transports close). */
+  readonly #leaving = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly host: OwnerHost) {}
@@ -396,7 +442,17 @@ export class StateOwners {
           ? `${service.name}.${name} is sharded: a snapshot names its shard`
           : `${service.name}.${name} is not sharded: a snapshot names no shard`,
       );
-    if (st.sharded !== true) return this.#single(service, st).snapshot();
+    if (st.sharded !== true) {
+      const o = this.#single(service, st);
+      // A stopping instance still answers calls while it drains: a watcher that heard the last
+      // heartbeat must not resync to the epoch that ended.
+      if (o.left)
+        throw new FanError(
+          Code.UNAVAILABLE,
+          `${service.name}.${name} is not published by this instance now: it is stopping`,
+        );
+      return o.snapshot();
+    }
     const o = this.#shardOwner(service, st, shard as number);
     // The rpc's shard guard already redirected a request for a shard owned elsewhere; between
     // the guard and here ownership may have moved: say so rather than answer a stale value.
@@ -452,7 +508,7 @@ export class StateOwners {
       this.host.log.info({ service: service.name, gained, lost }, "sharded states follow the owned shards");
   }
 
-  /** An instance of `service` unbound: when it was the last, its owners stop publishing. */
+  /** An instance of `service` unbound: when it was the last, its owners stop publishing, each with a last heartbeat. */
   unbound(service: ServiceDescriptor): void {
     const n = (this.#bound.get(service.name) ?? 0) - 1;
     if (n > 0) {
@@ -464,16 +520,27 @@ export class StateOwners {
     this.#ownership.delete(service.name);
     for (const o of this.#owners.values()) {
       if (o.service.name !== service.name) continue;
-      if (o.shard === undefined) o.deactivate();
-      else o.release();
+      this.#leave(o);
+      if (o.shard !== undefined) o.release();
     }
   }
 
-  /** Stops heartbeats and flushes the snapshot store. */
+  #leave(o: StateOwner): void {
+    const p = o.leave();
+    this.#leaving.add(p);
+    void p.finally(() => this.#leaving.delete(p));
+  }
+
+  /** Stops heartbeats (owners still publishing send their last one, and it is waited for) and flushes the snapshot store. */
   async close(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined;
-    for (const o of this.#owners.values()) o.deactivate();
+    for (const o of this.#owners.values()) this.#leave(o);
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(this.#leaving),
+      new Promise((r) => (t = setTimeout(r, LAST_HEARTBEAT_WAIT_MS))),
+    ]).finally(() => clearTimeout(t));
     await this.host.store?.close();
   }
 }

@@ -8,17 +8,30 @@ import semver from "semver";
 import { SHARD_NUMBER } from "../call/shards.js";
 import type { MethodDescriptor, ServiceDescriptor } from "../descriptor.js";
 
-/** One message of a state's stream: a full value, a merge patch, or a heartbeat. */
+/**
+ * One message of a state's stream: a full value, a merge patch, or a heartbeat. A heartbeat
+ * names its owner (`o`: app id and version, for log lines); `last` marks the one an owner sends
+ * when it stops publishing the epoch (a graceful stop, a lost leadership): its watchers say
+ * `owner-absent` at once instead of after three silent heartbeat periods.
+ */
 export type StateMessage =
   | { readonly k: "f"; readonly e: number; readonly s: number; readonly v: unknown }
   | { readonly k: "p"; readonly e: number; readonly s: number; readonly v: unknown }
-  | { readonly k: "h"; readonly e: number; readonly s: number; readonly i: number };
+  | {
+      readonly k: "h";
+      readonly e: number;
+      readonly s: number;
+      readonly i: number;
+      readonly o?: string;
+      readonly last?: true;
+    };
 
-/** The owner's answer to a snapshot request; `v` is absent before the first value. */
+/** The owner's answer to a snapshot request; `v` is absent before the first value, `o` names the owner. */
 export interface StateSnapshot {
   readonly e: number;
   readonly s: number;
   readonly v?: unknown;
+  readonly o?: string;
 }
 
 /** The built-in rpc that answers snapshots (`{ state }` in, a `StateSnapshot` out). */

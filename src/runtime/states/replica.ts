@@ -4,7 +4,9 @@
  * `wantsSnapshot` says when the view must fetch one. It subscribes-then-snapshots: until a
  * snapshot is in, messages are buffered; after it, only newer ones apply, duplicates and
  * older epochs are dropped, and a gap, a newer epoch or a heartbeat ahead of the replica
- * asks for a new snapshot.
+ * asks for a new snapshot. A snapshot older than an epoch seen in the messages meanwhile (two
+ * owners on one stream, the newer one not among those that answer snapshots) is applied and
+ * the newer epoch's messages dropped, with `behind` set: asking again at once would loop.
  */
 import { applyMergePatchInPlace } from "./merge-patch.js";
 import type { StateMessage, StateSnapshot } from "./protocol.js";
@@ -34,6 +36,13 @@ export class Replica {
   snapshots = 0;
   /** Updates dropped as duplicates or older than the replica. */
   dropped = 0;
+  /**
+   * After `restore`: the newest epoch seen in a message since the snapshot before, when the
+   * snapshot is older (its updates were dropped); else undefined. The view backs off on it.
+   */
+  behind: number | undefined;
+  /** The newest epoch of the messages received since the last snapshot. */
+  #newest = -1;
   #buffer: StateMessage[] = [];
   /**
    * `delta`: patches are applied in place, so values that came as a full update or snapshot
@@ -48,6 +57,7 @@ export class Replica {
 
   /** Handles one message; returns the changes it caused (none while waiting for a snapshot). */
   receive(m: StateMessage): ReplicaChange[] {
+    if (m.e > this.#newest) this.#newest = m.e;
     if (!this.synced) {
       if (m.k !== "h") this.#buffer.push(m);
       if (this.#buffer.length > MAX_BUFFER) this.#buffer.shift();
@@ -70,6 +80,9 @@ export class Replica {
   /** Applies a snapshot, then every buffered update newer than it; returns the changes. */
   restore(snap: StateSnapshot): ReplicaChange[] {
     this.snapshots++;
+    const newest = this.#newest;
+    this.#newest = -1;
+    this.behind = newest > snap.e ? newest : undefined;
     // A snapshot older than what the replica already holds (a lagging instance answered) changes nothing.
     if (this.synced && (snap.e < this.epoch || (snap.e === this.epoch && snap.s < this.seq))) return [];
     this.epoch = snap.e;
@@ -79,7 +92,9 @@ export class Replica {
     this.synced = true;
     const out: ReplicaChange[] = [{ epoch: this.epoch, seq: this.seq, patch: undefined, cause: "snapshot" }];
     const pending = this.#buffer.filter((m) => m.e === this.epoch && m.s > this.seq).sort((a, b) => a.s - b.s);
-    const newer = this.#buffer.filter((m) => m.e > this.epoch);
+    // Updates of a newer epoch than the snapshot's wait for the next snapshot, unless the snapshot
+    // is already behind what was seen: then they are dropped and the view decides when to ask again.
+    const newer = this.behind === undefined ? this.#buffer.filter((m) => m.e > this.epoch) : [];
     this.#buffer = newer;
     for (const m of pending) {
       if (m.s <= this.seq) continue; // a duplicate in the buffer

@@ -2,8 +2,10 @@
  * The watcher's side: `client.states.x.watch()` returns a `StateView` driven by a `Replica`.
  * It subscribes first (its own broadcast subscription on the service's event path), then
  * fetches a snapshot over the service's rpc path, and fetches a new one whenever the replica
- * asks (gap, new epoch, heartbeat ahead). When heartbeats stop for three intervals it says
- * `owner-absent`, subscribes again (a lost subscription is a reconnect) and resyncs.
+ * asks (gap, new epoch, heartbeat ahead). When heartbeats stop for three intervals, or the
+ * owner's last heartbeat says it stopped, it says `owner-absent`, and resyncs (subscribing again
+ * after a silence: a lost subscription is a reconnect). A snapshot older than the epoch that
+ * asked for it is never followed by another at once: the next waits, backing off.
  */
 import type { Logger } from "pino";
 import { codec, type Codec } from "../codec/index.js";
@@ -47,6 +49,10 @@ export interface WatchHost {
 
 /** Heartbeats missed before the owner counts as absent. */
 const MISSED_BEATS = 3;
+/** The longest wait, in heartbeat periods, before another snapshot after ones older than the updates seen. */
+const MAX_BACKOFF_BEATS = 16;
+/** Owners remembered by epoch (for log lines). */
+const OWNERS_KEPT = 16;
 
 class View<T> implements StateView<T> {
   readonly replica: Replica;
@@ -61,6 +67,13 @@ class View<T> implements StateView<T> {
   #missed = 0;
   #watchdog: NodeJS.Timeout | undefined;
   #retry: NodeJS.Timeout | undefined;
+  /** No snapshot before this time (after one that was older than the updates that asked for it). */
+  #notBefore = 0;
+  #backoff = 0;
+  /** The last pair of epochs warned about (one warn line per pair). */
+  #warnedBehind: string | undefined;
+  /** Owners by epoch, from heartbeats and snapshots. */
+  readonly #owners = new Map<number, string>();
   readonly #forget: () => void;
   #decoded: { epoch: number; seq: number; value: T } | undefined;
   readonly #fns = new Set<(c: StateChange<T>) => void>();
@@ -221,6 +234,13 @@ class View<T> implements StateView<T> {
       return;
     }
     this.#heard = Date.now();
+    if (m.k === "h") {
+      if (m.o !== undefined) this.#ownerIs(m.e, m.o);
+      if (m.last === true) {
+        this.#ownerLeft(m.e, m.s, m.o);
+        return;
+      }
+    }
     const changes = this.replica.receive(m);
     this.#emit(changes);
     if (this.replica.wantsSnapshot) {
@@ -229,11 +249,71 @@ class View<T> implements StateView<T> {
     } else if (this.#status === "owner-absent") this.#setStatus("live", undefined);
   }
 
+  /**
+   * The owner this view follows sent its last heartbeat (it stopped gracefully or lost its
+   * leadership): owner-absent now, and a snapshot from whoever owns the state next. A last
+   * heartbeat of another epoch is another owner's, not this view's.
+   */
+  #ownerLeft(epoch: number, seq: number, owner: string | undefined): void {
+    if (epoch !== this.replica.epoch) return;
+    this.#setStatus(
+      "owner-absent",
+      `the owner${owner === undefined ? "" : ` ${owner}`} stopped publishing at ${epoch}/${seq}`,
+    );
+    this.replica.resync();
+    this.#sync();
+  }
+
+  #ownerIs(epoch: number, owner: string): void {
+    if (this.#owners.get(epoch) === owner) return;
+    if (this.#owners.size >= OWNERS_KEPT) this.#owners.clear();
+    this.#owners.set(epoch, owner);
+  }
+
+  /**
+   * The snapshot is older than an epoch seen in the updates meanwhile: two owners publish on
+   * this stream and the newer one is not among those that answer snapshots (or a snapshot
+   * crossed an owner's restart). Asking again at once would loop; wait, longer each time.
+   */
+  #behind(snap: StateSnapshot, newer: number): void {
+    const beat = this.host.heartbeatMs;
+    this.#backoff = Math.min(MAX_BACKOFF_BEATS * beat, Math.max(beat, 2 * this.#backoff));
+    this.#notBefore = Date.now() + this.#backoff;
+    const pair = `${snap.e}<${newer}`;
+    const fields = {
+      state: this.#name,
+      snapshotEpoch: snap.e,
+      snapshotOwner: snap.o ?? this.#owners.get(snap.e) ?? "unknown",
+      newerEpoch: newer,
+      newerOwner: this.#owners.get(newer) ?? "unknown",
+      nextSnapshotInMs: this.#backoff,
+    };
+    if (pair === this.#warnedBehind) {
+      this.host.log.debug(fields, "state snapshot still older than the updates seen");
+      return;
+    }
+    this.#warnedBehind = pair;
+    this.host.log.warn(
+      {
+        ...fields,
+        hint:
+          "two owners publish this state and snapshots reach only the older one (or a snapshot crossed a restart): " +
+          "serve the state from one instance, make the service @unique, or shard the state",
+      },
+      "state snapshot older than the updates seen; following it and backing off",
+    );
+  }
+
   /** Fetches snapshots until the replica is in sequence (one loop at a time). */
   #sync(): void {
     if (this.#syncing !== undefined || this.#subscribing !== undefined || this.#status === "closed") return;
     this.#syncing = (async () => {
       while (this.replica.wantsSnapshot && this.#status !== "closed") {
+        const wait = this.#notBefore - Date.now();
+        if (wait > 0) {
+          await new Promise((r) => (this.#retry = setTimeout(r, wait)));
+          continue;
+        }
         let snap: StateSnapshot | undefined;
         try {
           snap = asSnapshot(await this.host.snapshot(this.service, this.state, this.shard));
@@ -246,7 +326,11 @@ class View<T> implements StateView<T> {
           continue;
         }
         this.#heard = Date.now();
+        if (snap.o !== undefined) this.#ownerIs(snap.e, snap.o);
         this.#emit(this.replica.restore(snap));
+        const newer = this.replica.behind;
+        if (newer !== undefined) this.#behind(snap, newer);
+        else this.#backoff = 0;
       }
       if (this.#status !== "closed") this.#setStatus("live", undefined);
       this.#firstDone();
