@@ -299,7 +299,7 @@ export const Exchange: ServiceDefinition<ExchangeHandler, ExchangeClient> =
   });
 
 /** The mock of Exchange: one recording, configurable method mock per rpc, push and subscription. */
-export interface ExchangeMock extends ServiceMock<ExchangeHandler, ExchangeClient> {
+export interface ExchangeMock extends ServiceMock<ExchangeHandler, ExchangeClient, ExchangeEvents> {
   readonly place: MethodMock<ExchangeRequests["place"], Order, ExchangeMock>;
   readonly cancel: MethodMock<ExchangeRequests["cancel"], boolean, ExchangeMock>;
   readonly quote: MethodMock<ExchangeRequests["quote"], void, ExchangeMock>;

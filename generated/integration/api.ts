@@ -195,7 +195,7 @@ export const IntegrationApi: ServiceDefinition<IntegrationApiHandler, Integratio
   });
 
 /** The mock of IntegrationApi: one recording, configurable method mock per rpc, push and subscription. */
-export interface IntegrationApiMock extends ServiceMock<IntegrationApiHandler, IntegrationApiClient> {
+export interface IntegrationApiMock extends ServiceMock<IntegrationApiHandler, IntegrationApiClient, IntegrationApiEvents> {
   readonly ping: MethodMock<IntegrationApiRequests["ping"], string, IntegrationApiMock>;
   readonly status: MethodMock<IntegrationApiRequests["status"], SyncStatus, IntegrationApiMock>;
   readonly resync: MethodMock<IntegrationApiRequests["resync"], void, IntegrationApiMock>;
@@ -276,7 +276,7 @@ export const LightspeedSync: ServiceDefinition<LightspeedSyncHandler, Lightspeed
   });
 
 /** The mock of LightspeedSync: one recording, configurable method mock per rpc, push and subscription. */
-export interface LightspeedSyncMock extends ServiceMock<LightspeedSyncHandler, LightspeedSyncClient> {
+export interface LightspeedSyncMock extends ServiceMock<LightspeedSyncHandler, LightspeedSyncClient, Record<never, never>> {
   readonly ping: MethodMock<LightspeedSyncRequests["ping"], string, LightspeedSyncMock>;
   readonly onWineChanged: MethodMock<retail_wines.PublicWinesEvents["wineChanged"], void, LightspeedSyncMock>;
   readonly onCacheFlush: MethodMock<retail_wines.PublicWinesEvents["cacheFlush"], void, LightspeedSyncMock>;

@@ -500,7 +500,7 @@ export const PublicWines: ServiceDefinition<PublicWinesHandler, PublicWinesClien
   });
 
 /** The mock of PublicWines: one recording, configurable method mock per rpc, push and subscription. */
-export interface PublicWinesMock extends ServiceMock<PublicWinesHandler, PublicWinesClient> {
+export interface PublicWinesMock extends ServiceMock<PublicWinesHandler, PublicWinesClient, PublicWinesEvents> {
   readonly get: MethodMock<PublicWinesRequests["get"], Wine, PublicWinesMock>;
   readonly list: MethodMock<PublicWinesRequests["list"], Wine[], PublicWinesMock>;
   readonly create: MethodMock<PublicWinesRequests["create"], Wine, PublicWinesMock>;
@@ -577,7 +577,7 @@ export const Lightspeed: ServiceDefinition<LightspeedHandler, LightspeedClient> 
   });
 
 /** The mock of Lightspeed: one recording, configurable method mock per rpc, push and subscription. */
-export interface LightspeedMock extends ServiceMock<LightspeedHandler, LightspeedClient> {
+export interface LightspeedMock extends ServiceMock<LightspeedHandler, LightspeedClient, Record<never, never>> {
   readonly state: MethodMock<LightspeedRequests["state"], string, LightspeedMock>;
 }
 /** A mock of Lightspeed for tests: every method records calls and returns what it is given. */

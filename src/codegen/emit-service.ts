@@ -74,10 +74,15 @@ function checkMemberNames(svc: ServiceModel): void {
  * a handler typed with the default `CallContext` still implements the interface).
  */
 function ctxType(ctx: ModuleContext, svc: ServiceModel, config: string): string {
-  const events = svc.events.length === 0 ? `${ctx.global("Record")}<never, never>` : `${svc.name}Events`;
+  const events = eventsType(ctx, svc);
   // A service with states adds its state map: `ctx.states.x` typed by the IDL.
   const states = svc.states.length === 0 ? "" : `, ${svc.name}States`;
   return `${ctx.rt("CallContext")}<${config}, ${events}${states}>`;
+}
+
+/** `XEvents`, or `Record<never, never>` for a service without events (no names to emit). */
+function eventsType(ctx: ModuleContext, svc: ServiceModel): string {
+  return svc.events.length === 0 ? `${ctx.global("Record")}<never, never>` : `${svc.name}Events`;
 }
 
 /** `XStates`: each state's value type, by state name (`ctx.states` of the service's handlers). */
@@ -282,7 +287,8 @@ function writeMock(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): v
     ...svc.subscriptions.map((s) => ({ name: s.handler, req: subscriptionPayload(ctx, s), res: "void" })),
   ].filter((m) => !MOCK_CORE.has(m.name));
   const replaced = members.filter((m) => MOCK_REPLACEABLE.has(m.name)).map((m) => str(m.name));
-  const base = `${ctx.rt("ServiceMock")}<${svc.name}Handler, ${svc.name}Client>`;
+  // `emit` typed by the service's events: a wrong payload or an undeclared name is a type error.
+  const base = `${ctx.rt("ServiceMock")}<${svc.name}Handler, ${svc.name}Client, ${eventsType(ctx, svc)}>`;
   const parent = replaced.length === 0 ? base : `${ctx.global("Omit")}<${base}, ${replaced.join(" | ")}>`;
   w.writeLine(
     `/** The mock of ${svc.name}: one recording, configurable method mock per rpc, push and subscription. */`,

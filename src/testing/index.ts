@@ -35,7 +35,7 @@ export class TestApp extends App {
    * service's dependencies nor its config: `start` waits for none of them and requires no
    * config keys (pass `opts.config` to give the mock's `implements` functions a `ctx.config`).
    */
-  mock<H, C>(m: ServiceMock<H, C>, opts: ServeOptions = {}): this {
+  mock<H, C, E extends object>(m: ServiceMock<H, C, E>, opts: ServeOptions = {}): this {
     const def = standIn(m.definition, opts.config !== undefined);
     this.serve(def, m.handler, opts);
     // The mock's setState/patchState also update the state this App owns, so its watchers see them.

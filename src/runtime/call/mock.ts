@@ -52,8 +52,12 @@ export interface MethodMock<Req, Res, Parent> {
   reset(): Parent;
 }
 
-/** What every generated `mockX()` returns besides its per-method mocks. */
-export interface ServiceMock<H, C> {
+/**
+ * What every generated `mockX()` returns besides its per-method mocks. `E`: the service's event
+ * payloads by name (the generated `XEvents`; `Record<never, never>` for a service without
+ * events), which type `emit`.
+ */
+export interface ServiceMock<H, C, E extends object = Record<string, unknown>> {
   readonly definition: ServiceDefinition<H, C>;
   /** A handler object that delegates to the method mocks (serve it with an App or the test kit). */
   readonly handler: H;
@@ -62,9 +66,10 @@ export interface ServiceMock<H, C> {
   /**
    * Publishes event `name` (checked against the IDL) to the mock client's subscribers, and, once a
    * test App serves the mock (`.mock(m)`), through that App to every service subscribing to it;
-   * resolves when the mock client's subscribers have run and the App has published it.
+   * resolves when the mock client's subscribers have run and the App has published it. An
+   * event the service does not declare, or a payload of the wrong type, is a compile error.
    */
-  emit(name: string, payload: unknown): Promise<void>;
+  emit<N extends keyof E & string>(name: N, payload: E[N]): Promise<void>;
   /**
    * Sets state `name` (checked against the IDL) for `client.states.<name>.get()`, and tells its
    * watchers; a sharded state's shard is named: `setState("carts", v, { shard: 3 })` or `{ key }`.
@@ -73,7 +78,7 @@ export interface ServiceMock<H, C> {
   /** `@delta` states: applies a merge patch (checked against the IDL) and tells the watchers (`where` as for `setState`). */
   patchState(name: string, patch: unknown, where?: ShardSelector): void;
   /** The mock of a method or subscription handler by name (also when its name collides with a member above). */
-  method(name: string): MethodMock<unknown, unknown, ServiceMock<H, C>>;
+  method(name: string): MethodMock<unknown, unknown, ServiceMock<H, C, E>>;
 }
 
 type Behaviour =
@@ -91,9 +96,11 @@ interface Entry<P> {
 const CORE = new Set(["definition", "handler", "client"]);
 
 /** Builds the mock of a service definition. */
-export function createMock<H, C>(def: ServiceDefinition<H, C>): ServiceMock<H, C> {
+export function createMock<H, C, E extends object = Record<string, unknown>>(
+  def: ServiceDefinition<H, C>,
+): ServiceMock<H, C, E> {
   const d = def.descriptor;
-  const entries = new Map<string, Entry<ServiceMock<H, C>>>();
+  const entries = new Map<string, Entry<ServiceMock<H, C, E>>>();
   const events = eventHub(d.name, d.events);
   const states = stateStore(d);
   const mock = {
@@ -107,7 +114,7 @@ export function createMock<H, C>(def: ServiceDefinition<H, C>): ServiceMock<H, C
       return e.mock;
     },
   } as Record<string, unknown>;
-  const self = (): ServiceMock<H, C> => mock as unknown as ServiceMock<H, C>;
+  const self = (): ServiceMock<H, C, E> => mock as unknown as ServiceMock<H, C, E>;
   const handler: Record<string, unknown> = {};
   const names = [...Object.keys(d.methods), ...d.subscriptions.map((s) => s.handler)];
   for (const name of names) {

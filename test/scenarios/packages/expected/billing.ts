@@ -161,7 +161,7 @@ export const Billing: ServiceDefinition<BillingHandler, BillingClient> =
   });
 
 /** The mock of Billing: one recording, configurable method mock per rpc, push and subscription. */
-export interface BillingMock extends ServiceMock<BillingHandler, BillingClient> {
+export interface BillingMock extends ServiceMock<BillingHandler, BillingClient, BillingEvents> {
   readonly bill: MethodMock<BillingRequests["bill"], Invoice, BillingMock>;
 }
 /** A mock of Billing for tests: every method records calls and returns what it is given. */

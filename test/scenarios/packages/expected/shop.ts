@@ -111,7 +111,7 @@ export const Shop: ServiceDefinition<ShopHandler, ShopClient> =
   });
 
 /** The mock of Shop: one recording, configurable method mock per rpc, push and subscription. */
-export interface ShopMock extends ServiceMock<ShopHandler, ShopClient> {
+export interface ShopMock extends ServiceMock<ShopHandler, ShopClient, Record<never, never>> {
   readonly checkout: MethodMock<ShopRequests["checkout"], billing.Invoice, ShopMock>;
   readonly onPaid: MethodMock<billing.BillingEvents["paid"], void, ShopMock>;
 }

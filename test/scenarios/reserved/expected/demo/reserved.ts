@@ -217,7 +217,7 @@ export const Keywords: ServiceDefinition<KeywordsHandler, KeywordsClient> =
   });
 
 /** The mock of Keywords: one recording, configurable method mock per rpc, push and subscription. */
-export interface KeywordsMock extends ServiceMock<KeywordsHandler, KeywordsClient> {
+export interface KeywordsMock extends ServiceMock<KeywordsHandler, KeywordsClient, KeywordsEvents> {
   readonly "delete": MethodMock<KeywordsRequests["delete"], Names, KeywordsMock>;
   readonly state: MethodMock<KeywordsRequests["state"], string, KeywordsMock>;
   readonly toString: MethodMock<KeywordsRequests["toString"], string, KeywordsMock>;

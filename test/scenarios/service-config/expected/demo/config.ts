@@ -73,7 +73,7 @@ export const Backend: ServiceDefinition<BackendHandler, BackendClient> =
   });
 
 /** The mock of Backend: one recording, configurable method mock per rpc, push and subscription. */
-export interface BackendMock extends ServiceMock<BackendHandler, BackendClient> {
+export interface BackendMock extends ServiceMock<BackendHandler, BackendClient, Record<never, never>> {
   readonly ping: MethodMock<BackendRequests["ping"], string, BackendMock>;
 }
 /** A mock of Backend for tests: every method records calls and returns what it is given. */
@@ -163,7 +163,7 @@ export const Frontend: ServiceDefinition<FrontendHandler, FrontendClient> =
   });
 
 /** The mock of Frontend: one recording, configurable method mock per rpc, push and subscription. */
-export interface FrontendMock extends ServiceMock<FrontendHandler, FrontendClient> {
+export interface FrontendMock extends ServiceMock<FrontendHandler, FrontendClient, Record<never, never>> {
   readonly ping: MethodMock<FrontendRequests["ping"], string, FrontendMock>;
 }
 /** A mock of Frontend for tests: every method records calls and returns what it is given. */
@@ -229,7 +229,7 @@ export const Backend2: ServiceDefinition<Backend2Handler, Backend2Client> =
   });
 
 /** The mock of Backend2: one recording, configurable method mock per rpc, push and subscription. */
-export interface Backend2Mock extends ServiceMock<Backend2Handler, Backend2Client> {
+export interface Backend2Mock extends ServiceMock<Backend2Handler, Backend2Client, Record<never, never>> {
   readonly ping: MethodMock<Backend2Requests["ping"], string, Backend2Mock>;
 }
 /** A mock of Backend2 for tests: every method records calls and returns what it is given. */

@@ -123,7 +123,7 @@ export const Clock: ServiceDefinition<ClockHandler, ClockClient> =
   });
 
 /** The mock of Clock: one recording, configurable method mock per rpc, push and subscription. */
-export interface ClockMock extends ServiceMock<ClockHandler, ClockClient> {
+export interface ClockMock extends ServiceMock<ClockHandler, ClockClient, ClockEvents> {
 }
 /** A mock of Clock for tests: every method records calls and returns what it is given. */
 export function mockClock(): ClockMock {
@@ -172,7 +172,7 @@ export const Listener: ServiceDefinition<ListenerHandler, ListenerClient> =
   });
 
 /** The mock of Listener: one recording, configurable method mock per rpc, push and subscription. */
-export interface ListenerMock extends ServiceMock<ListenerHandler, ListenerClient> {
+export interface ListenerMock extends ServiceMock<ListenerHandler, ListenerClient, Record<never, never>> {
   readonly onTicked: MethodMock<ClockEvents["ticked"], void, ListenerMock>;
   readonly onReset: MethodMock<ClockEvents["reset"], void, ListenerMock>;
 }

@@ -288,7 +288,7 @@ export const Store: ServiceDefinition<StoreHandler, StoreClient> =
   });
 
 /** The mock of Store: one recording, configurable method mock per rpc, push and subscription. */
-export interface StoreMock extends ServiceMock<StoreHandler, StoreClient> {
+export interface StoreMock extends ServiceMock<StoreHandler, StoreClient, Record<never, never>> {
   readonly get: MethodMock<StoreRequests["get"], Item, StoreMock>;
   readonly search: MethodMock<StoreRequests["search"], Item[], StoreMock>;
   readonly put: MethodMock<StoreRequests["put"], void, StoreMock>;
