@@ -252,9 +252,29 @@ function reportErrors(
       stop(s, e);
       return undefined;
     }
-    s.out.push(diag.syntaxError(errorSpan(s.file, e, s.text), { detail: e.message }));
+    const open = Number.isNaN(e.token.startOffset) ? unclosed(s.guarded.tokens) : undefined;
+    if (open === undefined) s.out.push(diag.syntaxError(errorSpan(s.file, e, s.text), { detail: e.message }));
+    else {
+      // The end of the file is where the parse noticed; the bracket left open is what to fix.
+      s.out.push(
+        diag.syntaxError(
+          { file: s.file, start: open.startOffset, end: open.startOffset + open.image.length },
+          { detail: `${e.message}: this \`${open.image}\` is never closed` },
+        ),
+      );
+    }
   }
   return resume;
+}
+
+/** The innermost `{`, `(` or `[` still open at the end of the tokens. */
+function unclosed(tokens: readonly IToken[]): IToken | undefined {
+  const stack: IToken[] = [];
+  for (const t of tokens) {
+    if (t.tokenType === P.LCurly || t.tokenType === P.LParen || t.tokenType === P.LSquare) stack.push(t);
+    else if (t.tokenType === P.RCurly || t.tokenType === P.RParen || t.tokenType === P.RSquare) stack.pop();
+  }
+  return stack.at(-1);
 }
 
 function stop(s: FileState, e: IRecognitionException | undefined): void {

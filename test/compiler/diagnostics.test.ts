@@ -106,10 +106,16 @@ describe("formatting", () => {
   });
 
   it("puts one caret at the end of input and at empty spans", () => {
-    const text = "package p\nstruct S { a: int";
+    const text = "package p\nstruct S";
     const [d] = checkSources([{ path: "e.fan", text }]).diagnostics;
     expect(formatDiagnostic(d!, text)).toBe(
-      "e.fan:2:18: error FAN0005: expected `}` but found end of file\nstruct S { a: int\n                 ^",
+      "e.fan:2:9: error FAN0005: expected `{` but found end of file\nstruct S\n        ^",
+    );
+    // A bracket left open is reported where it opens, not at the end of the file.
+    const open = "package p\nstruct S { a: int";
+    const [o] = checkSources([{ path: "e.fan", text: open }]).diagnostics;
+    expect(formatDiagnostic(o!, open)).toBe(
+      "e.fan:2:10: error FAN0005: expected `}` but found end of file: this `{` is never closed\nstruct S { a: int\n         ^",
     );
     expect(formatDiagnostic(diag.missingPackage({ file: "m.fan", start: 0, end: 0 }), "")).toBe(
       "m.fan:1:1: error FAN0007: missing `package` line; every file starts with `package name`\n\n^",

@@ -28,8 +28,13 @@ describe("syntax errors", () => {
   it("says what was expected (FAN0005)", () => {
     const r = expectDiagnostics(src("package p", "struct S { a int }"), [["FAN0005", 2, 14]]);
     expect(messageOf(r, "FAN0005")).toBe("expected `:` but found `int`");
-    const eof = expectDiagnostics(src("package p", "struct S { a: int"), [["FAN0005", 2, 18]]);
-    expect(messageOf(eof, "FAN0005")).toBe("expected `}` but found end of file");
+    const eof = expectDiagnostics(src("package p", "struct S { a: int"), [["FAN0005", 2, 10]]);
+    expect(messageOf(eof, "FAN0005")).toBe("expected `}` but found end of file: this `{` is never closed");
+    // The innermost bracket left open, several lines up.
+    const nested = expectDiagnostics(src("package p", "service S {", "  rpc get(id: string", "", ""), [
+      ["FAN0005", 3, 10],
+    ]);
+    expect(messageOf(nested, "FAN0005")).toMatch(/: this `\(` is never closed$/);
   });
 
   it("reports every syntax error of a file in one run, and still checks the rest", () => {
