@@ -233,6 +233,20 @@ export function appConformance(name: TransportName, o: AppConformanceOptions): v
       expect(impl.pushes.filter((p) => p.id === "app-again").map((p) => p.ok)).toEqual([false, false, true]);
     });
 
+    // Over a direct transport the producer hears a push's failure: as for an rpc, an exception
+    // the handler did not mean to show reaches it as INTERNAL with the trace id, not its message.
+    it.skipIf(!["http", "tcp", "zmq"].includes(name))(
+      "a push whose handler throws shows the producer no exception message, only the trace id",
+      async () => {
+        const err = (await racer.record({ id: "app-secret", failures: 1000 }, { timeout: 3000 }).then(
+          () => new Error("the push was acknowledged"),
+          (e: unknown) => e,
+        )) as Error & { traceId?: string };
+        expect(err.message).not.toContain("fails on purpose");
+        expect(err.message).toMatch(/internal error \(trace [0-9a-f]{32}\)/);
+      },
+    );
+
     it("a re-send with the same idempotency key runs the handler once; a failed delivery still runs again", async () => {
       const key = `idem-${shortId()}`;
       await client.record({ id: key }, { idempotencyKey: key });

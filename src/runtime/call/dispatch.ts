@@ -17,7 +17,7 @@ import type { Envelope, EnvelopeHeaders, Inbound } from "../transports/transport
 import type { CallSignal } from "../transports/abort.js";
 import type { Counters } from "../telemetry/stats.js";
 import type { ServerGate } from "../policy/server.js";
-import { codeOf, ObservedSink, serverSpan, type CallTelemetry } from "../telemetry/calls.js";
+import { ObservedSink, serverSpan, type CallTelemetry } from "../telemetry/calls.js";
 import type { CallSeries } from "../telemetry/metrics.js";
 import { failSpan, sdkTracer, withSpan } from "../telemetry/tracing.js";
 import { PendingCall } from "./pending.js";
@@ -466,8 +466,19 @@ export class Dispatcher implements Inbound {
       series?.end(t0, "OK");
       span?.end();
     } catch (e) {
-      series?.end(t0, codeOf(e));
-      if (span !== undefined) failSpan(span, e);
+      // What the producer hears back (a direct transport's nack) is what an rpc's caller would:
+      // a FanError thrown on purpose keeps its code and message, anything else is INTERNAL with
+      // the trace id only; the warning below has the exception in full.
+      const out = FanError.is(e)
+        ? e
+        : new FanError(
+            Code.INTERNAL,
+            `internal error (trace ${ctx.traceId})`,
+            // Test apps show their in-process callers the exception (reveal.ts).
+            this.#scope.revealErrors === true ? { cause: e } : undefined,
+          );
+      series?.end(t0, out.code);
+      if (span !== undefined) failSpan(span, e, out.code);
       this.#counters.deliveriesFailed++;
       // Whether this was the last attempt is the transport's to know (its delivery limit): it logs
       // the dead-lettering itself, so this line must not promise another delivery.
@@ -475,7 +486,7 @@ export class Dispatcher implements Inbound {
         { err: e, attempt },
         `${env.kind} handler ${plan.name} failed on attempt ${attempt}; the transport delivers it again up to its delivery limit, then dead-letters it or gives it up`,
       );
-      throw FanError.from(e);
+      throw out;
     } finally {
       ctx.release();
       this.#done();
