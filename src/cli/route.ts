@@ -2,12 +2,21 @@
  * `fanc route`: the live traffic rules of services, the rollback button. A rule is one key,
  * `/fan/{cluster}/routes/{service}`, that every App watches and applies to its next call:
  * pin the service to a version or range, split its traffic by weight between versions, clear.
+ *
+ * Apps look the rule up by the service's full name, so a name given here is resolved first,
+ * as `fanc call` resolves one: the full name or a unique short name (`Payments` for
+ * `pay.payments.Payments`) among the services of the IDL (`--idl`, default `idl/` when there
+ * is one) and those registered in the cluster (`clear` and `show`: also those with a rule). An
+ * unknown or ambiguous name is refused (exit 2): a rule under a name no App looks up is silently
+ * ignored by all of them.
  */
+import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import semver from "semver";
-import { checkSegment } from "../runtime/discovery/keys.js";
+import { checkSegment, servicesRoot } from "../runtime/discovery/keys.js";
 import type { Registry } from "../runtime/discovery/registry.js";
 import { parseRule, routesRoot, type TrafficRule } from "../runtime/call/versions.js";
+import { loadIdl } from "./call.js";
 import { type Io, processIo } from "./io.js";
 import { REGISTRY_OPTIONS, UsageError, cliCluster, openCliRegistry, report } from "./ls.js";
 import { TLS_USAGE } from "./tls.js";
@@ -16,6 +25,9 @@ const USAGE = `usage: fanc route <command> [options]
 
 Live traffic rules: every App follows them within a second, without restarts.
 
+<service> is the full name (pay.payments.Payments) or a short one only one service ends with
+(Payments), among the services of the IDL and those registered in the cluster.
+
 commands:
   pin <service> <version|range>         send every call to instances satisfying it (blue/green, rollback)
   split <service> <version>=<weight>... share calls between versions by weight (canary)
@@ -23,6 +35,7 @@ commands:
   show [service]                        the rules in force
 
 options:
+  --idl <dir>          the IDL folder the service names are read from (default: idl/ when there is one)
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
   --json               show: print JSON
@@ -33,7 +46,11 @@ ${TLS_USAGE}
 export async function run(args: string[], io: Io = processIo): Promise<number> {
   let registry: Registry | undefined;
   try {
-    const { values, positionals } = parseArgs({ args, options: REGISTRY_OPTIONS, allowPositionals: true });
+    const { values, positionals } = parseArgs({
+      args,
+      options: { ...REGISTRY_OPTIONS, idl: { type: "string" } },
+      allowPositionals: true,
+    });
     const [command, service, ...rest] = positionals;
     if (values.help || command === undefined) {
       (values.help ? io.out : io.err)(USAGE);
@@ -41,22 +58,30 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     }
     const cluster = cliCluster(values.cluster);
     const root = routesRoot(cluster);
-    const key = (s: string | undefined): string => {
+    // The registry is opened only once the arguments are checked.
+    const open = (): Registry => {
+      registry ??= openCliRegistry(values.discovery, values, io);
+      return registry;
+    };
+    /** The full name `s` designates (`ruled`: services with a rule count too) and its rule's key. */
+    const resolve = async (s: string | undefined, ruled: boolean): Promise<{ name: string; key: string }> => {
       if (s === undefined) throw new UsageError(`${command}: expected a service name\n${USAGE}`);
-      return root + checkSegment("service", s);
+      checkSegment("service", s);
+      const idl = await idlServices(values.idl);
+      const name = pickService(s, await knownServices(open(), cluster, idl, ruled), idl.dir, cluster);
+      return { name, key: root + name };
     };
     switch (command) {
       case "pin": {
-        const k = key(service);
         if (rest.length !== 1) throw new UsageError(`pin: expected one version or range, got ${rest.length}`);
         const rule = checked({ pin: rest[0] });
-        registry = openCliRegistry(values.discovery, values, io);
-        await registry.put(k, JSON.stringify(rule));
-        io.out(`${service}: pinned to ${rest[0]}`);
+        const { name, key } = await resolve(service, false);
+        await open().put(key, JSON.stringify(rule));
+        io.out(`${name}: pinned to ${rest[0]}`);
         return 0;
       }
       case "split": {
-        const k = key(service);
+        if (service === undefined) throw new UsageError(`split: expected a service name\n${USAGE}`);
         if (rest.length === 0) throw new UsageError("split: expected <version>=<weight> pairs, e.g. 2.1.0=10 2.0.3=90");
         const split: Record<string, number> = {};
         for (const pair of rest) {
@@ -65,22 +90,20 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
           split[m[1] as string] = Number(m[2]);
         }
         const rule = checked({ split });
-        registry = openCliRegistry(values.discovery, values, io);
-        await registry.put(k, JSON.stringify(rule));
-        io.out(`${service}: ${describe(rule)}`);
+        const { name, key } = await resolve(service, false);
+        await open().put(key, JSON.stringify(rule));
+        io.out(`${name}: ${describe(rule)}`);
         return 0;
       }
       case "clear": {
-        const k = key(service);
-        registry = openCliRegistry(values.discovery, values, io);
-        await registry.delete(k);
-        io.out(`${service}: rule cleared; clients use their own version ranges`);
+        const { name, key } = await resolve(service, true);
+        await open().delete(key);
+        io.out(`${name}: rule cleared; clients use their own version ranges`);
         return 0;
       }
       case "show": {
-        registry = openCliRegistry(values.discovery, values, io);
-        const prefix = service === undefined ? root : key(service);
-        const { items } = await registry.list(prefix);
+        const prefix = service === undefined ? root : (await resolve(service, true)).key;
+        const { items } = await open().list(prefix);
         const rows = items
           .filter((kv) => service === undefined || kv.key === prefix)
           .map((kv) => ({ service: kv.key.slice(root.length), rule: JSON.parse(kv.value) as TrafficRule }));
@@ -97,6 +120,43 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   } finally {
     await registry?.close();
   }
+}
+
+/** The services of the IDL folder (`--idl`, else `idl/` when it exists; none when it does not). */
+async function idlServices(dir: string | undefined): Promise<{ dir: string | undefined; names: string[] }> {
+  if (dir === undefined && !existsSync("idl")) return { dir: undefined, names: [] };
+  const schemas = await loadIdl(dir ?? "idl");
+  return { dir: dir ?? "idl", names: schemas.services().map((s) => s.fullName) };
+}
+
+/** The IDL's services, those registered in `cluster`, and (`ruled`) those with a rule. */
+async function knownServices(
+  registry: Registry,
+  cluster: string,
+  idl: { names: readonly string[] },
+  ruled: boolean,
+): Promise<Set<string>> {
+  const names = new Set(idl.names);
+  const services = servicesRoot(cluster);
+  for (const kv of (await registry.list(services)).items) names.add(kv.key.slice(services.length).split("/")[0] ?? "");
+  if (ruled) {
+    const root = routesRoot(cluster);
+    for (const kv of (await registry.list(root)).items) names.add(kv.key.slice(root.length));
+  }
+  names.delete("");
+  return names;
+}
+
+/** `name` itself when known, else the one known service ending with `.<name>`; else a UsageError naming the candidates. */
+function pickService(name: string, known: ReadonlySet<string>, idlDir: string | undefined, cluster: string): string {
+  if (known.has(name)) return name;
+  const matches = [...known].filter((s) => s.endsWith(`.${name}`)).sort();
+  if (matches.length === 1) return matches[0] as string;
+  if (matches.length > 1) throw new UsageError(`"${name}" is ambiguous: ${matches.join(", ")}; give the full name`);
+  const where = `${idlDir === undefined ? "" : `the IDL under ${idlDir}/ or `}registered in cluster "${cluster}"`;
+  throw new UsageError(
+    `no service "${name}" in ${where} (services: ${[...known].sort().join(", ") || "none"}); Apps look a rule up by the full name`,
+  );
 }
 
 function checked(rule: unknown): TrafficRule {

@@ -2,8 +2,12 @@
  * Versions served at once and traffic rules, over etcd and http between Apps: clients on ^1,
  * ^2 and ~2.0 reach their versions, the default range is the generated code's major, `@since`
  * members skip older instances, and `fanc route` pin / split / clear apply live to running
- * clients (the split checked over 1,000 calls).
+ * clients (the split checked over 1,000 calls); a short service name is resolved to the full
+ * name Apps look rules up by, and an unknown or ambiguous one is refused.
  */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { run as route } from "../../src/cli/route.js";
 import { type App, createApp } from "../../src/runtime/index.js";
@@ -31,7 +35,12 @@ describeEtcd("versions and live traffic rules (etcd, http)", () => {
       apps.push(app);
     }
     await Promise.all(apps.map((a) => a.start()));
-    client = createApp({ cluster, discovery: `etcd://${SHARED_ETCD}`, logger: silentLogger(), transports: { http: {} } });
+    client = createApp({
+      cluster,
+      discovery: `etcd://${SHARED_ETCD}`,
+      logger: silentLogger(),
+      transports: { http: {} },
+    });
     await client.start();
     const set = await client.watch(Store.descriptor.name);
     await until("three versions", () => set.instances().length === 3, 10_000);
@@ -42,7 +51,11 @@ describeEtcd("versions and live traffic rules (etcd, http)", () => {
     await Promise.allSettled([client?.stop(), ...apps.map((a) => a.stop())]);
   });
 
-  const versionsOf = async (range: string | undefined, n = 60, method: "any" | "fresh" = "any"): Promise<Set<string>> => {
+  const versionsOf = async (
+    range: string | undefined,
+    n = 60,
+    method: "any" | "fresh" = "any",
+  ): Promise<Set<string>> => {
     const c = client.client(Store, { transport: "http", ...(range === undefined ? {} : { version: range }) });
     const replies = await Promise.all(Array.from({ length: n }, (_, i) => c[method]({ n: i })));
     return new Set(replies.map((r) => r.version));
@@ -102,10 +115,11 @@ describeEtcd("versions and live traffic rules (etcd, http)", () => {
     expect(await route(["pin", Store.descriptor.name, "3.0.0", ...D], io)).toBe(0);
     await until(
       "the bad pin to apply",
-      () => c.any({ n: 0 }).then(
-        () => false,
-        (e: { code: string; message: string }) => e.code === "UNAVAILABLE" && e.message.includes('{"pin":"3.0.0"}'),
-      ),
+      () =>
+        c.any({ n: 0 }).then(
+          () => false,
+          (e: { code: string; message: string }) => e.code === "UNAVAILABLE" && e.message.includes('{"pin":"3.0.0"}'),
+        ),
       10_000,
       10,
     );
@@ -122,5 +136,39 @@ describeEtcd("versions and live traffic rules (etcd, http)", () => {
     expect(await route(["pin", Store.descriptor.name, "not a range", ...D], io)).toBe(2);
     expect(await route(["split", Store.descriptor.name, "2.1.0=0", ...D], io)).toBe(2);
     expect(io.lines.join("\n")).toMatch(/every weight is 0/);
+  });
+
+  it("fanc route resolves a short name to the full name Apps look up, and refuses an unknown or ambiguous one (exit 2, naming the candidates)", async () => {
+    const rules = async (): Promise<unknown> => {
+      io.lines.length = 0;
+      expect(await route(["show", "--json", ...D], io)).toBe(0);
+      return JSON.parse(io.lines.join("\n"));
+    };
+    io.lines.length = 0;
+    // Store is not in the IDL of the working directory (idl/): it is found among the registered services.
+    expect(await route(["pin", "Store", "2.0.3", ...D], io)).toBe(0);
+    expect(io.lines).toEqual(["test.shards.Store: pinned to 2.0.3"]);
+    expect(await rules()).toEqual([{ service: "test.shards.Store", rule: { pin: "2.0.3" } }]);
+    io.lines.length = 0;
+    expect(await route(["show", "Store", ...D], io)).toBe(0);
+    expect(io.lines).toEqual(["test.shards.Store: pinned to 2.0.3"]);
+    expect(await route(["clear", "Store", ...D], io)).toBe(0);
+    expect(await rules()).toEqual([]);
+
+    io.lines.length = 0;
+    expect(await route(["pin", "test.shards.Stor", "2.0.3", ...D], io)).toBe(2);
+    expect(io.lines.join("\n")).toMatch(
+      /no service "test\.shards\.Stor" in .*registered in cluster .*test\.shards\.Store/,
+    );
+    // Another Store in the IDL: the short name is ambiguous.
+    const idl = mkdtempSync(join(tmpdir(), "route-idl-"));
+    writeFileSync(
+      join(idl, "other.fan"),
+      'package other.shop\n\nversion "1.0.0"\n\nservice Store {\n  rpc ping(): void\n}\n',
+    );
+    io.lines.length = 0;
+    expect(await route(["split", "Store", "2.1.0=10", "2.0.3=90", "--idl", idl, ...D], io)).toBe(2);
+    expect(io.lines.join("\n")).toContain('"Store" is ambiguous: other.shop.Store, test.shards.Store');
+    expect(await rules()).toEqual([]);
   });
 });
