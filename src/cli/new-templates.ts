@@ -66,9 +66,12 @@ type StartCtx = LifecycleContext<Record<string, never>, ${n.name}Events, ${n.nam
 export class ${n.name}Service implements ${n.name}Handler {
   private readonly counts = new Map<string, number>();
 
-  /** Runs before the service is registered: give the state its first value. */
+  /**
+   * Runs before the service is registered: give the state its first value, unless it has one
+   * (with \`createApp({ states: { persist } })\` the saved value is resumed before this runs).
+   */
   start(ctx: StartCtx): void {
-    ctx.states.counts.set({});
+    if (ctx.states.counts.value() === undefined) ctx.states.counts.set({});
   }
 
   async hello({ name }: { name: string }, ctx: Ctx): Promise<Greeting> {

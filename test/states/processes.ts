@@ -28,6 +28,8 @@ export interface Report {
   /** How many times the watcher's `onStatus` listener was called. */
   readonly statuses?: number;
   readonly active?: boolean;
+  /** An owner's: what its `start` hook saw in `value()`. */
+  readonly atStart?: { readonly value: unknown };
 }
 
 /** One owner or watcher process. */

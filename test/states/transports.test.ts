@@ -101,8 +101,10 @@ for (const c of CASES) {
     }, 60_000);
 
     it("owner restart: watchers say the owner is absent, then resync to the new epoch; a persisted snapshot resumes value and seq", async () => {
-      const persist = { FAN_STATES_PERSIST: REDIS_URL };
+      // FAN_STATES_FIRST: the start hook sets {} when no value was resumed (what `fanc new` writes).
+      const persist = { FAN_STATES_PERSIST: REDIS_URL, FAN_STATES_FIRST: "{}" };
       const first = await start("owner", persist);
+      expect((await first.report()).atStart).toEqual({ value: undefined });
       const watcher = await start("watcher");
       await first.send("deltas", { n: 300, keys: 50 });
       const before = await first.report();
@@ -116,6 +118,8 @@ for (const c of CASES) {
       );
       const second = await start("owner", persist);
       const resumed = await second.report();
+      // The start hook saw the saved value, so its first-value `set({})` did not replace it.
+      expect(resumed.atStart).toEqual({ value: before.value });
       expect(resumed.value).toEqual(before.value);
       expect(resumed.seq).toBe(before.seq);
       expect(resumed.epoch).toBeGreaterThan(before.epoch);

@@ -107,6 +107,7 @@ export class Lifecycle {
     await this.#hooks("preStart", (s) => this.#preStarted.add(s));
     for (const s of this.#served) {
       cancelled();
+      await orStop(s.resumeStates());
       await s.hook("start");
       await orStop(s.bind());
     }

@@ -179,6 +179,11 @@ export class ServedInstance {
     this.#unwatchConfig = await this.#host.configSource().watch(name, (next) => this.#onConfig(next));
   }
 
+  /** Its states take their saved snapshots (`persist`), for its `start` hook to see. */
+  resumeStates(): Promise<void> {
+    return this.#host.states.resume(this.descriptor);
+  }
+
   /** Calls one lifecycle hook of the handler, if it has it. */
   async hook(name: HookName): Promise<void> {
     const fn = (this.handler as ServiceHooks)[name];

@@ -81,6 +81,8 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
   unpublished = 0;
   #wire: unknown = undefined;
   #has = false;
+  /** The value is the saved snapshot `resume` loaded, not updated since (`activate` loads it again). */
+  #resumed = false;
   #active = false;
   /** Stopped publishing after being active (sent its last heartbeat): snapshots are refused until it publishes again. */
   #left = false;
@@ -163,25 +165,37 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     return this.#left;
   }
 
+  /**
+   * Takes the saved snapshot as the value, when `persist` is on and nothing set one: before the
+   * service's `start` hook, so the hook sees it in `value()` (and sets a first value only when
+   * there is none), and again at `activate`. The epoch and sequence continue the saved ones
+   * even when a value was set: watchers never see the sequence go back.
+   */
+  async resume(): Promise<void> {
+    const store = this.host.store;
+    if (store === undefined) return;
+    const saved = await store.load(this.#key()).catch((e: unknown) => {
+      this.#log.warn({ err: e }, "loading the saved snapshot failed; starting from the current value");
+      return undefined;
+    });
+    if (saved === undefined) return;
+    this.epoch = Math.max(this.epoch, saved.e);
+    this.seq = Math.max(this.seq, saved.s);
+    if (saved.v === undefined || (this.#has && !this.#resumed)) return;
+    const again = this.#resumed;
+    this.#wire = saved.v;
+    this.#has = true;
+    this.#resumed = true;
+    this.#value = undefined;
+    if (!again) this.#log.info({ seq: saved.s }, "resumed the saved snapshot");
+  }
+
   /** Starts publishing under a new epoch (after resuming a saved snapshot, when there is one). */
   async activate(): Promise<void> {
     if (this.#active) return;
-    const store = this.host.store;
-    if (store !== undefined) {
-      const saved = await store.load(this.#key()).catch((e: unknown) => {
-        this.#log.warn({ err: e }, "loading the saved snapshot failed; starting from the current value");
-        return undefined;
-      });
-      if (saved !== undefined) {
-        this.epoch = Math.max(this.epoch, saved.e);
-        this.seq = Math.max(this.seq, saved.s);
-        if (!this.#has && saved.v !== undefined) {
-          this.#wire = saved.v;
-          this.#has = true;
-          this.#log.info({ seq: saved.s }, "resumed the saved snapshot");
-        }
-      }
-    }
+    // Loaded again unless updated since: a @unique instance that resumed at its start and was
+    // elected later takes what the leader before it saved meanwhile.
+    await this.resume();
     this.epoch = nextEpoch(this.epoch);
     this.#active = true;
     this.#left = false;
@@ -235,6 +249,7 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
   }
 
   #update(k: "f" | "p", v: unknown): void {
+    this.#resumed = false;
     this.seq++;
     this.#value = undefined;
     if (this.host.store !== undefined && this.#has) this.host.store.save(this.#key(), () => this.snapshot());
@@ -468,6 +483,18 @@ export class StateOwners {
    * An instance of `service` is bound: its owners publish under a new epoch; with `shards`
    * (a service with sharded states), the owners of each owned shard, following its changes.
    */
+  /**
+   * Before `service`'s `start` hook: its unsharded states take their saved snapshots (with
+   * `persist`), so the hook sees them. A sharded state's shards are resumed as they are gained.
+   */
+  async resume(service: ServiceDescriptor): Promise<void> {
+    if (this.host.store === undefined) return;
+    for (const name of Object.keys(service.states)) {
+      const o = this.owner(service, name);
+      if (o instanceof StateOwner) await o.resume();
+    }
+  }
+
   async bound(service: ServiceDescriptor, shards?: ShardOwnership): Promise<void> {
     if (Object.keys(service.states).length === 0) return;
     // Every state of the service is owned from start, so a saved snapshot is resumed before it serves.
