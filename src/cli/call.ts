@@ -5,7 +5,9 @@
  * decoded with the method's input schema before anything is sent (bad JSON or an invalid
  * argument: exit 2, naming the field). An instance and a transport are picked in discovery,
  * the call is sent as an envelope over that transport, and the reply is checked against the
- * IDL. stdout gets the value, stderr the metadata (instance, transport, time, trace id);
+ * IDL. The service's traffic rule (`fanc route`) narrows the pick as it does a generated client's,
+ * unless `--instance` or `--version` names the target (the output then says the rule was
+ * bypassed). stdout gets the value, stderr the metadata (instance, transport, time, trace id);
  * `--json` prints one object with all of it. Exit 0 on success, 1 on a call error.
  */
 import { parseArgs } from "node:util";
@@ -27,7 +29,7 @@ import { codec } from "../runtime/codec/index.js";
 import type { MethodDescriptor, ServiceDescriptor, TransportName } from "../runtime/descriptor.js";
 import type { InstanceInfo } from "../runtime/discovery/types.js";
 import { Code, FanError } from "../runtime/errors.js";
-import { majorRange } from "../runtime/call/versions.js";
+import { admits, majorRange, splitPick, type TrafficRule } from "../runtime/call/versions.js";
 import { nextEnvelopeId } from "../runtime/ids.js";
 import { traceIdOf } from "../runtime/telemetry/tracing.js";
 import type { Envelope, EnvelopeHeaders } from "../runtime/transports/transport.js";
@@ -46,8 +48,9 @@ The arguments are one JSON object of the method's parameters (default {}), in wi
 options:
   --idl <dir>          the IDL folder (default: idl/)
   --via <transport>    use this transport (http, zmq, redis, amqp, nats; default: the first the instance has)
-  --version <range>    only instances whose version satisfies this semver range (default: the IDL's major, 2.x)
-  --instance <id>      only this instance (direct transports: http, zmq)
+  --version <range>    only instances whose version satisfies this semver range (default: the IDL's major, 2.x,
+                       narrowed by the service's traffic rule, fanc route; --version bypasses the rule)
+  --instance <id>      only this instance (direct transports: http, zmq; bypasses the traffic rule)
   --timeout <ms>       deadline (default: the method's @timeout, else 10000)
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
@@ -75,6 +78,10 @@ interface Outcome {
   sharedQueue?: true;
   /** The instance that redirected the call to `instance` (it did not own the shard in its view). */
   redirectedFrom?: string;
+  /** The service's traffic rule (`fanc route`) when it narrowed the pick, or when it was bypassed. */
+  rule?: TrafficRule;
+  /** The flag that bypassed `rule`. */
+  ruleBypassed?: RuleBypass;
   endpoint: string;
   ms: number;
   traceId: string | undefined;
@@ -178,6 +185,9 @@ export function errorOf(payload: unknown, service: ServiceDescriptor): NonNullab
   return { code, message, name: w.error, fields: w.details ?? {} };
 }
 
+/** The flag that made `fanc call` ignore the service's traffic rule. */
+type RuleBypass = "--instance" | "--version";
+
 /** Prints an outcome as text: the value on stdout, the rest on stderr (`named`: the instance came from `--instance`). */
 function print(io: Io, o: Outcome, kind: "call" | "push", named: boolean): void {
   const where =
@@ -186,7 +196,13 @@ function print(io: Io, o: Outcome, kind: "call" | "push", named: boolean): void 
       : BROKERS.has(o.transport)
         ? `${o.instance} over ${o.transport} (the version's shared queue: any of its instances may answer)`
         : `${o.instance} over ${o.transport}`;
-  const meta = `${o.ms.toFixed(1)} ms · ${where} · trace ${o.traceId ?? "-"}`;
+  const rule =
+    o.rule === undefined
+      ? ""
+      : o.ruleBypassed === undefined
+        ? ` · traffic rule ${JSON.stringify(o.rule)}`
+        : ` · traffic rule ${JSON.stringify(o.rule)} bypassed by ${o.ruleBypassed}`;
+  const meta = `${o.ms.toFixed(1)} ms · ${where}${rule} · trace ${o.traceId ?? "-"}`;
   if (o.error === undefined) {
     if (kind === "push") io.err(`acknowledged · ${meta}`);
     else {
@@ -316,6 +332,9 @@ export interface Connected {
   readonly instance: InstanceInfo;
   readonly transport: TransportName;
   readonly reach: NonNullable<ReturnType<App["reach"]>>;
+  /** The service's traffic rule, when it narrowed the pick or was bypassed (`ruleBypassed`). */
+  readonly rule?: TrafficRule;
+  readonly ruleBypassed?: RuleBypass;
 }
 
 /** Picks an instance in discovery and opens its transport; a string says why none could be (exit 1). Warnings go to `io`. */
@@ -335,9 +354,11 @@ export async function connect(
     telemetry: { healthService: false },
   });
   let all: readonly InstanceInfo[];
+  let rule: TrafficRule | undefined;
   try {
     await probe.ready();
     all = (await probe.watch(p.service.name)).instances();
+    rule = (await probe.traffic(p.service.name)).current();
   } finally {
     await probe.stop().catch(() => undefined);
   }
@@ -348,7 +369,15 @@ export async function connect(
   if (redirectedTo !== undefined && owned === undefined)
     return `redirected to ${redirectedTo}, which is not registered in cluster "${p.cluster}"`;
   const inRange = all.filter((i) => semver.satisfies(i.version, range));
-  const instances = inRange.filter((i) => instanceId === undefined || i.instanceId === instanceId);
+  const bypass: RuleBypass | undefined =
+    rule === undefined || redirectedTo !== undefined
+      ? undefined
+      : instanceId !== undefined
+        ? "--instance"
+        : p.rangeGiven
+          ? "--version"
+          : undefined;
+  const ruled = rule !== undefined && bypass === undefined && redirectedTo === undefined;
   if (inRange.length === 0) {
     const versions = [...new Set(all.map((i) => i.version))].sort(semver.compare);
     const which = p.rangeGiven
@@ -360,11 +389,26 @@ export async function connect(
         : `; versions running: ${versions.join(", ")}${p.rangeGiven ? "" : " (--version picks one)"}`;
     return `no instance of ${p.service.name} (${which}) is registered in cluster "${p.cluster}"${running}`;
   }
+  // The rule narrows what a generated client of the IDL's major may call (call/route.ts).
+  const instances = ruled
+    ? inRange.filter((i) => admits(rule, i))
+    : inRange.filter((i) => instanceId === undefined || i.instanceId === instanceId);
+  if (ruled && instances.length === 0) {
+    const versions = [...new Set(all.map((i) => i.version))].sort(semver.compare).join(", ");
+    return `no instance of ${p.service.name} ${range} under the traffic rule ${JSON.stringify(rule)} (fanc route show) (versions available: ${versions}); --version or --instance bypasses it`;
+  }
+  const narrowed = ruled && (instances.length < inRange.length || "split" in (rule as TrafficRule));
+  const shown: Pick<Connected, "rule" | "ruleBypassed"> =
+    rule !== undefined && bypass !== undefined
+      ? { rule, ruleBypassed: bypass }
+      : narrowed
+        ? { rule: rule as TrafficRule }
+        : {};
   if (instances.length === 0)
     return `no instance of ${p.service.name} (id ${instanceId}) is registered in cluster "${p.cluster}" (version ${range}: ${inRange.map((i) => i.instanceId).join(", ")})`;
   // A sharded call goes to its shard's owner, as the generated client sends it (on a broker to
   // the owner's own queue: the envelope carries the shard). `--instance` names another on purpose.
-  let candidates = instances;
+  let candidates: readonly InstanceInfo[] = instances;
   let owner: string | undefined;
   if (owned !== undefined) {
     owner = owned.instanceId;
@@ -374,6 +418,11 @@ export async function connect(
     const info = instances.find((i) => i.instanceId === owner);
     if (info === undefined) return shardUnavailable(p.service.name, p.shard, "no instance owns it").message;
     candidates = [info];
+  } else if (ruled && rule !== undefined && "split" in rule) {
+    // A split picks a version by weight among those up, then an instance of it.
+    const groups = new Map<string, InstanceInfo[]>();
+    for (const i of instances) groups.set(i.version, [...(groups.get(i.version) ?? []), i]);
+    candidates = splitPick(rule, groups) ?? instances;
   }
   const picked = choose(candidates, p.via, instanceId);
   if (typeof picked === "string")
@@ -391,7 +440,7 @@ export async function connect(
     const reach = app.reach(picked.instance, picked.transport);
     if (reach === undefined)
       throw new FanError(Code.UNAVAILABLE, `cannot reach ${picked.instance.instanceId} over ${picked.transport}`);
-    return { app, instance: picked.instance, transport: picked.transport, reach };
+    return { app, instance: picked.instance, transport: picked.transport, reach, ...shown };
   } catch (e) {
     await app.stop().catch(() => undefined);
     throw e;
@@ -490,6 +539,11 @@ export async function run(args: string[], io: Io = processIo, kind: "call" | "pu
       return 1;
     }
     app = c.app;
+    // The rule as the first pick saw it (a redirect goes to the owner named, rule or not).
+    const ruled = {
+      ...(c.rule === undefined ? {} : { rule: c.rule }),
+      ...(c.ruleBypassed === undefined ? {} : { ruleBypassed: c.ruleBypassed }),
+    };
     const started = performance.now();
     const { env, deadline } = envelope(p, kind);
     let sent = await send(c, p, kind, env, deadline);
@@ -522,6 +576,7 @@ export async function run(args: string[], io: Io = processIo, kind: "call" | "pu
       ...(p.shard === undefined ? {} : { shard: p.shard }),
       ...(p.shard === undefined && BROKERS.has(c.transport) ? { sharedQueue: true as const } : {}),
       ...(redirectedFrom === undefined ? {} : { redirectedFrom }),
+      ...ruled,
       ...(sent.error === undefined ? { value: sent.value } : { error: sent.error }),
     };
     outcome.ms = Math.round((performance.now() - started) * 10) / 10;

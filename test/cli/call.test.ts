@@ -2,15 +2,19 @@
  * `fanc call` and `fanc push` as a user runs them: `bin/fanc.mjs` in a child process, against
  * a service served by another process (test/transports/fixtures/child-app.ts) on redis, amqp,
  * zmq and http at once, registered in the shared etcd under a unique cluster. The IDL is read
- * from the conformance fixture's folder with `--idl`.
+ * from the conformance fixture's folder with `--idl`. A traffic rule (`fanc route`) narrows the
+ * pick as it does a generated client's, unless `--version` or `--instance` bypasses it.
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { run as route } from "../../src/cli/route.js";
+import { EtcdRegistry } from "../../src/runtime/discovery/etcd.js";
+import { servicePrefix } from "../../src/runtime/discovery/keys.js";
 import { describeEtcd, randomCluster, SHARED_ETCD } from "../discovery/helpers.js";
-import { type CapturedChild, runFanc, spawnCaptured, until } from "./helpers.js";
+import { type CapturedChild, captureIo, runFanc, spawnCaptured, until } from "./helpers.js";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const IDL = ["--idl", "test/transports/fixtures/idl"];
@@ -214,4 +218,43 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
       await until(`push ${id} delivered`, () => server.stdout().includes(`"id":"${id}"`), 60_000);
     }
   }, 300_000);
+
+  // Last: it registers a second, unreachable instance at 1.1.0 for as long as it runs.
+  it("honours the service's traffic rule as a generated client does, unless --version bypasses it", async () => {
+    const registry = new EtcdRegistry(`etcd://${SHARED_ETCD}`);
+    const prefix = servicePrefix(cluster, "fan.conformance.Conformance");
+    const io = captureIo();
+    const R = [...IDL, "--discovery", `etcd://${SHARED_ETCD}`, "--cluster", cluster];
+    try {
+      const real = JSON.parse((await registry.list(prefix)).items[0]?.value ?? "{}") as Record<string, unknown>;
+      await registry.put(
+        `${prefix}Conformance-gone`,
+        JSON.stringify({ ...real, version: "1.1.0", endpoints: { http: "http://127.0.0.1:9" } }),
+      );
+      // The pin leaves the real instance only (the unreachable 1.1.0 one would fail the call).
+      expect(await route(["pin", "Conformance", "1.0.0", ...R], io)).toBe(0);
+      const pinned = await fanc(["call", "Conformance.echo", '{"n":1}', ...C, "--via", "http", "--json"]);
+      expect(pinned.code, pinned.stderr).toBe(0);
+      const o = JSON.parse(pinned.stdout) as Outcome & { rule?: unknown; ruleBypassed?: string };
+      expect(o.instance).toMatch(/^Conformance-(?!gone)/);
+      expect(o.rule).toEqual({ pin: "1.0.0" });
+      expect(o.ruleBypassed).toBeUndefined();
+      // A rule nothing satisfies: the runtime's UNAVAILABLE naming the rule, nothing sent.
+      expect(await route(["pin", "Conformance", "2.0.0", ...R], io)).toBe(0);
+      const none = await fanc(["call", "Conformance.echo", '{"n":2}', ...C]);
+      expect(none.code).toBe(1);
+      expect(none.stderr).toBe(
+        'fanc call: no instance of fan.conformance.Conformance 1.x under the traffic rule {"pin":"2.0.0"} (fanc route show) (versions available: 1.0.0, 1.1.0); --version or --instance bypasses it\n',
+      );
+      const bypassed = await fanc(["call", "Conformance.echo", '{"n":3}', ...C, "--version", "1.0.0"]);
+      expect(bypassed.code, bypassed.stderr).toBe(0);
+      expect(bypassed.stderr).toMatch(
+        /^ok · [\d.]+ ms · Conformance-\S+ over \S+ .*· traffic rule \{"pin":"2\.0\.0"\} bypassed by --version · trace /,
+      );
+    } finally {
+      await route(["clear", "fan.conformance.Conformance", ...R], io);
+      await registry.delete(`${prefix}Conformance-gone`);
+      await registry.close();
+    }
+  }, 120_000);
 });
