@@ -82,6 +82,12 @@ export interface WireError {
   readonly error?: string;
   /** Declared fields (wire form) for IDL errors, or runtime details such as `{ path }`. */
   readonly details?: unknown;
+  /**
+   * Set when the handler rejected with the error of one of its own calls: the service that
+   * failed (the first one, along a chain of relays). The instance that answered is not at fault,
+   * so the caller's breaker does not count it and the caller does not retry it.
+   */
+  readonly relayedFrom?: string | undefined;
 }
 
 const BRAND: unique symbol = Symbol.for("fan.FanError") as never;
@@ -100,6 +106,11 @@ export class FanError extends Error {
    * with, so a caller can find the call's spans and log lines.
    */
   traceId: string | undefined;
+  /**
+   * The service whose failure this is, when the instance that answered only relayed it: its
+   * handler rejected with the error of one of its own calls (`WireError.relayedFrom`).
+   */
+  relayedFrom: string | undefined;
 
   constructor(code: Code, message: string, options?: { cause?: unknown; details?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
@@ -120,6 +131,24 @@ export class FanError extends Error {
     const message = e instanceof Error ? e.message : String(e);
     return new FanError(fallback, message, { cause: e });
   }
+}
+
+/** Where a client marks an error its call rejects with (a registered symbol: duplicate runtime copies agree). */
+const CALLED: unique symbol = Symbol.for("fan.FanError.called") as never;
+
+/**
+ * Marks `e` as the error of a call to `service`, made by this process's client (first mark wins):
+ * a handler that rejects with it relays it (`relayedFrom`). Not enumerable, never serialised.
+ */
+export function markCalled(e: FanError, service: string): void {
+  if ((e as unknown as Record<symbol, unknown>)[CALLED] === undefined && Object.isExtensible(e))
+    Object.defineProperty(e, CALLED, { value: service, enumerable: false });
+}
+
+/** The service of the call that rejected with `e`, when this process's client made it (`markCalled`). */
+export function calledService(e: FanError): string | undefined {
+  const s = (e as unknown as Record<symbol, unknown>)[CALLED];
+  return typeof s === "string" ? s : undefined;
 }
 
 /**

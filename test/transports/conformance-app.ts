@@ -129,6 +129,24 @@ export function appConformance(name: TransportName, o: AppConformanceOptions): v
       expect(err.message).toContain("Nobody");
     });
 
+    it("a relayed error keeps code, message and trace id, and names the service that failed", async () => {
+      const nobody = defineService<unknown, { ping(): Promise<unknown> }>({
+        descriptor: { ...ConformanceDescriptor, name: "fan.conformance.Nobody" },
+        createClient: (c) => ({ ping: () => c.call("echo", { n: 1 }, { timeout: 300 }) }),
+      });
+      const dependency = apps[0]!.client(nobody);
+      impl.relay = () => dependency.ping();
+      try {
+        const err = await rejection(() => client.fail({ code: "RELAY", message: "" }));
+        expect([err.code, err.message]).toEqual(["UNAVAILABLE", impl.relayed?.message]);
+        expect(err.relayedFrom).toBe("fan.conformance.Nobody");
+        expect(err.traceId).toBe(impl.relayed?.traceId);
+        expect(err.traceId).toMatch(/^[0-9a-f]{32}$/);
+      } finally {
+        impl.relay = undefined;
+      }
+    });
+
     it("a 1 ms deadline on a sleeping handler: DEADLINE_EXCEEDED", async () => {
       const err = await rejection(() => client.sleep({ ms: 2000 }, { timeout: 1 }));
       expect(err.code).toBe("DEADLINE_EXCEEDED");

@@ -142,7 +142,7 @@ export class Caller implements ClientCaller {
         try {
           return this.#sharded(route).pick(req, skip);
         } catch (e) {
-          throw withTraceId(e, req.headers);
+          throw withTraceId(e, req.headers, req.service.name);
         }
       }
       const pinned = req.opts?.transport;
@@ -386,7 +386,7 @@ export class Caller implements ClientCaller {
     return this.#sharded(this.#route as Route)
       .deliver(req, target, (t) => this.#sendTo(plan, req, t), hooks)
       .catch((e: unknown) => {
-        throw withTraceId(e, req.headers);
+        throw withTraceId(e, req.headers, req.service.name);
       });
   }
 
@@ -398,7 +398,7 @@ export class Caller implements ClientCaller {
   #refused(plan: MethodPlan, req: OutgoingRequest, e: unknown): unknown {
     const err = this.#host.stopped?.() === true ? this.#stoppedError(plan, e) : e;
     this.#series(plan, "none")?.observe(0, codeOf(err));
-    return withTraceId(err, req.headers);
+    return withTraceId(err, req.headers, req.service.name);
   }
 
   #stoppedError(plan: MethodPlan, cause: unknown): FanError {
@@ -459,7 +459,7 @@ export class Caller implements ClientCaller {
     } catch (e) {
       if (release !== undefined) release();
       this.#series(plan, target.transport.name)?.observe(0, codeOf(e));
-      return Promise.reject(withTraceId(e, req.headers));
+      return Promise.reject(withTraceId(e, req.headers, req.service.name));
     }
     // The shared executor, as on the local path: no executor closure (and context) per call.
     const promise = new Promise(capture);

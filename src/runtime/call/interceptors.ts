@@ -51,7 +51,7 @@ export function tracing(spans: boolean): Interceptor {
   return (next) => (req) => {
     const span = beginTrace(req, spans, true);
     const p = next(req).catch((e: unknown) => {
-      throw withTraceId(e, req.headers);
+      throw withTraceId(e, req.headers, req.service.name);
     });
     return span === undefined ? p : endWith(span, p);
   };

@@ -150,7 +150,7 @@ export class PendingCall implements Expirable, CallSink {
   #fail(e: unknown, at: number | undefined): void {
     if (this.#finish()) {
       this.#series?.end(this.#t0, codeOf(e), at);
-      const err = withTraceId(e, this.#req.headers);
+      const err = withTraceId(e, this.#req.headers, this.#req.service.name);
       const outcome = this.#outcome;
       let instead: Promise<unknown> | undefined;
       if (outcome !== undefined)
@@ -216,5 +216,5 @@ export function cancelled(req: PendingRequest): FanError {
 }
 
 function traced(req: PendingRequest, e: FanError): FanError {
-  return withTraceId(e, req.headers) as FanError;
+  return withTraceId(e, req.headers, req.service.name) as FanError;
 }

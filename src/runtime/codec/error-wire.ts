@@ -6,7 +6,7 @@
 import type { Logger } from "pino";
 import { codec } from "./index.js";
 import type { ErrorDescriptor, ServiceDescriptor } from "../descriptor.js";
-import { Code, FanError, isCode, type WireError } from "../errors.js";
+import { calledService, Code, FanError, isCode, type WireError } from "../errors.js";
 import { reveal, revealed } from "../call/reveal.js";
 
 /** Which payload form the envelope carries: typed values in-process, JSON on the wire. */
@@ -26,22 +26,31 @@ export interface ErrorScope {
   readonly reveal?: { readonly service: string; readonly method: string };
 }
 
-/** Turns anything a handler threw into the wire error the caller receives. */
+/**
+ * Turns anything a handler threw into the wire error the caller receives. The error of one of
+ * the handler's own calls (`calledService`) is relayed: it keeps its code and message and names
+ * the service that failed (`relayedFrom`), so the caller's breaker does not count it against
+ * this instance.
+ */
 export function toWireError(e: unknown, service: ServiceDescriptor, form: Form, scope: ErrorScope): WireError {
   if (!FanError.is(e)) return internal(e, scope, "handler failed");
   const name = idlErrorName(e);
+  let wire: WireError;
   if (name !== undefined) {
     const desc = service.errors[name];
     if (desc === undefined) return internal(e, scope, `handler threw ${name}, which ${service.name} does not declare`);
     try {
-      return { code: desc.code, message: e.message, error: name, details: idlFields(desc, e, form) };
+      wire = { code: desc.code, message: e.message, error: name, details: idlFields(desc, e, form) };
     } catch (err) {
       return internal(err, scope, `handler threw ${name} with invalid fields`);
     }
+  } else {
+    if (!isCode(e.code)) return internal(e, scope, "handler threw a FanError with an unknown code");
+    const details = form === "value" ? e.details : jsonSafe(e.details);
+    wire = details === undefined ? { code: e.code, message: e.message } : { code: e.code, message: e.message, details };
   }
-  if (!isCode(e.code)) return internal(e, scope, "handler threw a FanError with an unknown code");
-  const details = form === "value" ? e.details : jsonSafe(e.details);
-  return details === undefined ? { code: e.code, message: e.message } : { code: e.code, message: e.message, details };
+  const called = calledService(e);
+  return called === undefined ? wire : { ...wire, relayedFrom: e.relayedFrom ?? called };
 }
 
 function idlFields(desc: ErrorDescriptor, e: FanError, form: Form): unknown {
@@ -67,8 +76,21 @@ function jsonSafe(v: unknown): unknown {
   }
 }
 
-/** Rebuilds the error a caller rejects with: the generated class for IDL errors, else a FanError. */
+/**
+ * Rebuilds the error a caller rejects with: the generated class for IDL errors, else a FanError;
+ * with `relayedFrom` when the instance relayed it.
+ */
 export function fromWireError(payload: unknown, service: ServiceDescriptor, form: Form): FanError {
+  const err = rebuild(payload, service, form);
+  const from = (payload as { relayedFrom?: unknown } | null)?.relayedFrom;
+  if (typeof from === "string" && from.length > 0 && from.length <= MAX_SERVICE_NAME) err.relayedFrom = from;
+  return err;
+}
+
+/** Longer `relayedFrom` values are dropped (a service name is a few dozen characters). */
+const MAX_SERVICE_NAME = 512;
+
+function rebuild(payload: unknown, service: ServiceDescriptor, form: Form): FanError {
   if (typeof payload !== "object" || payload === null) {
     return new FanError(Code.UNKNOWN, "the server replied with a malformed error");
   }

@@ -9,7 +9,7 @@ import { isSpanContextValid } from "@opentelemetry/api";
 import { currentContext, edgeTraceparent, type CallCtx } from "../call/callctx.js";
 import type { CallSink } from "../call/dispatch.js";
 import type { OutgoingRequest } from "../call/interceptors.js";
-import { FanError, type WireError } from "../errors.js";
+import { FanError, markCalled, type WireError } from "../errors.js";
 import { parseTraceparent } from "../ids.js";
 import type { EnvelopeHeaders } from "../transports/transport.js";
 import type { AppMetrics, CallSeries } from "./metrics.js";
@@ -57,10 +57,14 @@ export function beginTrace(
 
 /**
  * Puts the call's trace id on an error it rejects with (`err.traceId`). A call that never made
- * a trace (an in-process call nobody traced) gets one now, written into its headers.
+ * a trace (an in-process call nobody traced) gets one now, written into its headers. `service`:
+ * the called service, marked on the error (`markCalled`) so a handler that rejects with it is
+ * seen to relay it.
  */
-export function withTraceId(e: unknown, headers: EnvelopeHeaders | undefined): unknown {
-  if (!FanError.is(e) || e.traceId !== undefined || headers === undefined) return e;
+export function withTraceId(e: unknown, headers: EnvelopeHeaders | undefined, service?: string): unknown {
+  if (!FanError.is(e)) return e;
+  if (service !== undefined) markCalled(e, service);
+  if (e.traceId !== undefined || headers === undefined) return e;
   if (headers.traceparent === undefined && !Object.isFrozen(headers)) headers.traceparent = edgeTraceparent();
   e.traceId = parseTraceparent(headers.traceparent)?.traceId;
   return e;
