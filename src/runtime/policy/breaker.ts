@@ -3,8 +3,9 @@
  * outcomes of attempts to its instance over a sliding window; it opens when the failures
  * reach a threshold (and a share of the attempts), stays open for `openMs`, then lets exactly
  * one probe through (half-open): its success closes the breaker, its failure opens it again.
- * Only failures that say something about the instance count (see `countsAgainst`): a caller's
- * mistake or an IDL-declared error is an answer from a healthy instance.
+ * Only failures that say something about the instance count (see `verdictOf`): a caller's
+ * mistake, an IDL-declared error or an error relayed from the instance's own dependency is an
+ * answer from a healthy instance.
  *
  * The state machine is written here rather than taken from cockatiel: routing asks each
  * instance's breaker "may I send to you now?" without executing anything, and half-open
@@ -35,14 +36,15 @@ export type Verdict = "success" | "failure" | "neutral";
 
 /**
  * UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL and anything not a FanError (a transport failure)
- * count against the instance; IDL-declared errors and every other code (the caller's mistakes,
- * NOT_FOUND...) are answers from a healthy instance; CANCELLED (the caller, or a hedge that
- * lost) says nothing.
+ * count against the instance; IDL-declared errors, errors the instance relayed from its own
+ * calls (`relayedFrom`: a dependency failed, not it) and every other code (the caller's
+ * mistakes, NOT_FOUND...) are answers from a healthy instance; CANCELLED (the caller, or a
+ * hedge that lost) says nothing.
  */
 export function verdictOf(e: unknown): Verdict {
   if (!FanError.is(e)) return "failure";
   if (e.code === Code.CANCELLED) return "neutral";
-  if (idlErrorName(e) !== undefined) return "success";
+  if (idlErrorName(e) !== undefined || e.relayedFrom !== undefined) return "success";
   return FAILURE_CODES.has(e.code) ? "failure" : "success";
 }
 

@@ -243,7 +243,7 @@ export class ClientPolicy {
     if (first !== undefined) tried.add(first.key);
     // The error the call ends with, with its trace id: an attempt's own error has it already,
     // but one made here after an attempt was sent (every breaker open, no instance left) not.
-    const end = (e: unknown): unknown => (sent ? withTraceId(e, req.headers) : host.refused(req, e));
+    const end = (e: unknown): unknown => (sent ? withTraceId(e, req.headers, req.service.name) : host.refused(req, e));
     for (let n = 0; ; ) {
       if (!failed) {
         let slot: Slot | undefined;
@@ -287,9 +287,12 @@ export class ClientPolicy {
     return this.#failed(e) && !failFast.has(e as object);
   }
 
-  /** A retryable code that is not an IDL-declared error (those are answers, never retried). */
+  /**
+   * A retryable code that is neither an IDL-declared error nor relayed from the instance's own
+   * dependency (those are answers, never retried: another instance would call the same one).
+   */
   #failed(e: unknown): boolean {
-    return FanError.is(e) && this.#codes.has(e.code) && idlErrorName(e) === undefined;
+    return FanError.is(e) && this.#codes.has(e.code) && idlErrorName(e) === undefined && e.relayedFrom === undefined;
   }
 
   /**

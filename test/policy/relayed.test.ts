@@ -1,0 +1,126 @@
+/**
+ * A breaker guards an instance, not its dependencies: service A's handler calls B, B is down, and
+ * A relays B's UNAVAILABLE. The caller gets the error as it was (code, message, trace id) marked
+ * `relayedFrom`, its breaker on A stays closed and another method of A still answers, and the
+ * relayed error is not retried. A's own failure (INTERNAL) still opens the breaker. Through
+ * generated clients over http, redis (a broker: the breaker guards the queue) and in-process.
+ */
+import { pino } from "pino";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { type App, type AppOptions, createApp } from "../../src/runtime/app/app.js";
+import type { CallContext } from "../../src/runtime/index.js";
+import { Code, FanError } from "../../src/runtime/errors.js";
+import { shortId } from "../../src/runtime/ids.js";
+import { reachable } from "../transports/amqp-broker.js";
+import { rejection, until } from "../transports/conformance.js";
+import { deleteKeys, REDIS_URL } from "../transports/redis-server.js";
+import { FlakyImpl } from "./fixtures/handlers.js";
+import { type Answer, Flaky, type FlakyClient, type FlakyHandler } from "./fixtures/generated/fan/policytest.js";
+
+const silent = pino({ level: "silent" });
+const cluster = `relay-${process.pid}-${shortId()}`;
+const service = Flaky.descriptor.name;
+const redisUp = await reachable("127.0.0.1", Number(new URL(REDIS_URL).port || 6379));
+const apps: App[] = [];
+
+afterEach(async () => {
+  await Promise.allSettled(apps.splice(0).map((a) => a.stop()));
+});
+
+afterAll(async () => {
+  if (redisUp) await deleteKeys(`fan.${cluster}*`);
+});
+
+/** Service A: `read` relays whatever its call to B does; `write` answers alone; `readMore` crashes (INTERNAL). */
+class RelayImpl implements FlakyHandler {
+  readonly reads: FanError[] = [];
+  constructor(readonly dependency: () => FlakyClient) {}
+
+  async read({ n }: { n: number }, _ctx: CallContext): Promise<Answer> {
+    try {
+      return await this.dependency().read({ n });
+    } catch (e) {
+      if (FanError.is(e)) this.reads.push(e);
+      throw e;
+    }
+  }
+
+  write({ n }: { n: number }): Answer {
+    return { instance: "a", n };
+  }
+
+  readMore(): Answer {
+    throw new Error("a broke");
+  }
+}
+
+function start(app: App): Promise<App> {
+  apps.push(app);
+  return app.start().then(() => app);
+}
+
+const cases: Record<"http" | "redis" | "local", AppOptions["transports"] | undefined> = {
+  http: { http: {} },
+  redis: redisUp ? { redis: { url: REDIS_URL } } : undefined,
+  local: {},
+};
+
+for (const [name, transports] of Object.entries(cases)) {
+  const suite = transports === undefined ? describe.skip : describe;
+  suite(`a relayed error over ${name}`, () => {
+    /** B served in a cluster of its own, then stopped; A and the caller (breaker: 3 failures). */
+    async function system(): Promise<{ a: RelayImpl; client: FlakyClient; caller: App }> {
+      const c = `${cluster}-${name}`;
+      const base: AppOptions = { cluster: c, discovery: "memory", logger: silent, transports: transports as never };
+      const b = await start(
+        createApp({ ...base, cluster: `${c}-b` }).serve(Flaky, new FlakyImpl("b"), { instanceId: "b" }),
+      );
+      const dep = await start(createApp({ ...base, cluster: `${c}-b` }));
+      const toB = dep.client(Flaky, { policy: { retry: false } });
+      expect(await toB.read({ n: 0 })).toEqual({ instance: "b", n: 0 });
+      await b.stop();
+      const a = new RelayImpl(() => toB);
+      const policy = { breaker: { failures: 3, ratio: 0.5, openMs: 60_000 } };
+      let caller: App;
+      if (name === "local") {
+        caller = await start(createApp({ ...base, policy }).serve(Flaky, a, { instanceId: "a" }));
+      } else {
+        await start(createApp(base).serve(Flaky, a, { instanceId: "a", transports: [name as "http"] }));
+        caller = await start(createApp({ ...base, policy }));
+        const set = await caller.watch(service);
+        await until(() => set.instances().length === 1);
+      }
+      const client = caller.client(Flaky, name === "local" ? {} : { transport: name as "http" });
+      return { a, client, caller };
+    }
+
+    it("keeps the breaker on the relaying instance closed; its other methods still answer", async () => {
+      const { a, client, caller } = await system();
+      for (let i = 0; i < 6; i++) {
+        const err = await rejection(() => client.read({ n: i }));
+        const relayed = a.reads.at(-1) as FanError;
+        expect(err.code).toBe(Code.UNAVAILABLE);
+        expect(err.message).toBe(relayed.message);
+        expect(err.relayedFrom).toBe(service);
+        expect(err.traceId).toMatch(/^[0-9a-f]{32}$/);
+        expect(err.traceId).toBe(relayed.traceId);
+      }
+      // Not retried (read is @idempotent): another instance of A would call the same B.
+      expect(a.reads).toHaveLength(6);
+      expect(caller.policy.breakerStates().every((s) => s.state === "closed")).toBe(true);
+      expect(await client.write({ n: 7 })).toEqual({ instance: "a", n: 7 });
+    });
+
+    it("still opens the breaker on A's own failure (INTERNAL)", async () => {
+      const { client, caller } = await system();
+      for (let i = 0; i < 3; i++) {
+        const err = await rejection(() => client.readMore({ n: i }));
+        expect(err.code).toBe(Code.INTERNAL);
+        expect(err.relayedFrom).toBeUndefined();
+      }
+      expect(caller.policy.breakerStates()).toEqual([expect.objectContaining({ service, state: "open" })]);
+      const err = await rejection(() => client.write({ n: 9 }));
+      expect(err.message).toContain("circuit breaker of every instance is open");
+    });
+  });
+}
