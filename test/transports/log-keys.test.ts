@@ -122,6 +122,9 @@ for (const { name, broker, factory } of brokers)
         event: "flush",
         attempt: 5,
       });
+      // And says where the dead letters went: a queue, a stream, a dead-letter subject.
+      const where = { redis: /\.dlq$/, amqp: /\.dlq$/, nats: /^stream fan_\S+_dlq, subject fan\.\S+\.dlq\./ }[name];
+      for (const r of deadLettered()) expect(String(r.deadLetters), JSON.stringify(r)).toMatch(where);
       expect(deadPush()[0]).not.toHaveProperty("method");
       expect(deadPush()[0]).not.toHaveProperty("event");
       expect(deadEvent()[0]).not.toHaveProperty("method");

@@ -11,7 +11,7 @@ import type { Channel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
 import type { Envelope } from "../transport.js";
 import { decodeEnvelope } from "../../codec/wire.js";
-import { deadLetterExchange } from "./names.js";
+import { deadLetterExchange, deadLetterQueue } from "./names.js";
 import { aboutMessage } from "../log-keys.js";
 
 /** The queue of one kind of work and where its dead letters go. */
@@ -125,7 +125,7 @@ export class WorkConsumer {
       env = decodeEnvelope(msg.content, { maxBytes: this.opts.maxBytes });
     } catch (e) {
       this.opts.log.warn(
-        { queue: this.opts.queue, err: (e as Error).message },
+        { queue: this.opts.queue, err: (e as Error).message, deadLetters: deadLetterQueue(this.opts.queue) },
         "undecodable amqp message dead-lettered",
       );
       quietly(() => ch.nack(msg, false, false));
@@ -196,7 +196,14 @@ export class WorkConsumer {
 
   #failed(ch: Channel, msg: ConsumeMessage, env: Envelope, attempt: number, e: unknown): void {
     const last = attempt >= this.opts.maxDeliveries;
-    const log = { queue: this.opts.queue, id: env.id, ...aboutMessage(env), attempt, err: (e as Error)?.message };
+    const log = {
+      queue: this.opts.queue,
+      id: env.id,
+      ...aboutMessage(env),
+      attempt,
+      err: (e as Error)?.message,
+      ...(last ? { deadLetters: deadLetterQueue(this.opts.queue) } : {}),
+    };
     const open = this.#acksOf(ch).open;
     if (last) {
       this.opts.log.warn(log, `delivery failed ${attempt} times; dead-lettered`);

@@ -149,6 +149,7 @@ export class NatsTransport implements Transport {
       fetchMs: Math.max(1000, o.fetchMs ?? 1000),
       maxBytes: this.#ctx.maxPayloadBytes,
       log: this.#log,
+      deadLetters: `stream ${deadLetterStream(cluster).name}, subject ${deadLetterSubject(cluster, stream.name, consumer)}`,
       deadLetter: (m: JsMsg, reason: string) =>
         this.#jets.publish(
           deadLetterSubject(cluster, stream.name, consumer),
@@ -210,7 +211,13 @@ export class NatsTransport implements Transport {
     // not to the shared push stream, where any instance would take it.
     if (env.headers.shard !== undefined && addr.instance !== undefined)
       return pushToOwner((e) => this.#rpc.call(endpoint, e, opts), env, opts);
-    await this.#jets.publish(pushSubject(addr), this.#encode(env), env.id, { name: pushStream(addr), kind: "push" }, opts);
+    await this.#jets.publish(
+      pushSubject(addr),
+      this.#encode(env),
+      env.id,
+      { name: pushStream(addr), kind: "push" },
+      opts,
+    );
   }
 
   /** Stores an event in its service's stream; resolves on the PubAck. */

@@ -39,6 +39,8 @@ export interface WorkSpec {
   readonly log: Logger;
   /** Stores a dead letter (resolves once it is stored). */
   readonly deadLetter: (msg: JsMsg, reason: string) => Promise<void>;
+  /** Where dead letters go, for the log (`stream fan_c_dlq, subject fan.c.dlq.…`). */
+  readonly deadLetters?: string;
   /** Told of every message dead-lettered (its envelope, when it decodes). */
   readonly onDeadLetter?: (env: Envelope | undefined) => void;
 }
@@ -150,7 +152,13 @@ export class WorkConsumer {
     if (attempt > s.maxDeliveries) {
       const reason = `not acknowledged after ${attempt - 1} deliveries`;
       s.log.warn(
-        { stream: s.stream.name, seq: m.seq, ...aboutRaw(m.data, s.maxBytes), deliveries: attempt - 1 },
+        {
+          stream: s.stream.name,
+          seq: m.seq,
+          ...aboutRaw(m.data, s.maxBytes),
+          deliveries: attempt - 1,
+          deadLetters: s.deadLetters,
+        },
         `${reason} (its consumers went away holding it); dead-lettered`,
       );
       void this.#deadLetter(m, undefined, reason);
@@ -162,7 +170,10 @@ export class WorkConsumer {
       if (env.kind !== "push" && env.kind !== "event" && env.kind !== "state")
         throw new FanError(Code.INVALID_ARGUMENT, `expected a push or event, got a ${env.kind}`);
     } catch (e) {
-      s.log.warn({ stream: s.stream.name, seq: m.seq, err: message(e) }, "undecodable nats message dead-lettered");
+      s.log.warn(
+        { stream: s.stream.name, seq: m.seq, err: message(e), deadLetters: s.deadLetters },
+        "undecodable nats message dead-lettered",
+      );
       void this.#deadLetter(m, undefined, `undecodable: ${message(e)}`);
       return;
     }
@@ -193,7 +204,14 @@ export class WorkConsumer {
 
   #failed(m: JsMsg, env: Envelope, attempt: number, e: unknown): void {
     const s = this.spec;
-    const log = { stream: s.stream.name, seq: m.seq, ...aboutMessage(env), attempt, err: message(e) };
+    const log = {
+      stream: s.stream.name,
+      seq: m.seq,
+      ...aboutMessage(env),
+      attempt,
+      err: message(e),
+      ...(attempt >= s.maxDeliveries ? { deadLetters: s.deadLetters } : {}),
+    };
     if (attempt >= s.maxDeliveries) {
       s.log.warn(log, `delivery failed ${attempt} times; dead-lettered`);
       void this.#deadLetter(m, env, `failed ${attempt} times: ${message(e)}`);

@@ -289,7 +289,7 @@ export class StreamConsumer {
       env = decodeEnvelope(raw, { maxBytes: this.spec.maxBytes });
     } catch (e) {
       this.spec.log.warn(
-        { stream: this.spec.key, id, err: message(e) },
+        { stream: this.spec.key, id, err: message(e), deadLetters: this.#dlq },
         "undecodable redis stream entry dead-lettered",
       );
       void this.#deadLetter(entry, `undecodable: ${message(e)}`);
@@ -305,7 +305,7 @@ export class StreamConsumer {
   #failed(entry: Entry, env: Envelope, attempt: number, e: unknown): void {
     const log = { stream: this.spec.key, id: entry[0], ...aboutMessage(env), attempt, err: message(e) };
     if (attempt >= this.spec.maxDeliveries) {
-      this.spec.log.warn(log, `delivery failed ${attempt} times; dead-lettered`);
+      this.spec.log.warn({ ...log, deadLetters: this.#dlq }, `delivery failed ${attempt} times; dead-lettered`);
       void this.#deadLetter(entry, `failed ${attempt} times: ${message(e)}`);
       return;
     }
@@ -366,7 +366,13 @@ export class StreamConsumer {
   #unacknowledged(entry: Entry, deliveries: number): void {
     const reason = `not acknowledged after ${deliveries} deliveries`;
     this.spec.log.warn(
-      { stream: this.spec.key, id: entry[0], ...aboutRaw(field(entry[1], "e"), this.spec.maxBytes), deliveries },
+      {
+        stream: this.spec.key,
+        id: entry[0],
+        ...aboutRaw(field(entry[1], "e"), this.spec.maxBytes),
+        deliveries,
+        deadLetters: this.#dlq,
+      },
       `${reason} (its consumers went away holding it); dead-lettered`,
     );
     void this.#deadLetter(entry, reason);
