@@ -153,7 +153,7 @@ function pickService(name: string, known: ReadonlySet<string>, idlDir: string | 
   const matches = [...known].filter((s) => s.endsWith(`.${name}`)).sort();
   if (matches.length === 1) return matches[0] as string;
   if (matches.length > 1) throw new UsageError(`"${name}" is ambiguous: ${matches.join(", ")}; give the full name`);
-  const where = `${idlDir === undefined ? "" : `the IDL under ${idlDir}/ or `}registered in cluster "${cluster}"`;
+  const where = `${idlDir === undefined ? "" : `the IDL under ${idlDir.replace(/\/+$/, "")}/ or `}registered in cluster "${cluster}"`;
   throw new UsageError(
     `no service "${name}" in ${where} (services: ${[...known].sort().join(", ") || "none"}); Apps look a rule up by the full name`,
   );
