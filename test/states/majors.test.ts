@@ -8,15 +8,9 @@
  */
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { shortId } from "../../src/runtime/ids.js";
-import { deleteStreams } from "../transports/nats-server.js";
-import { REDIS_URL, deleteKeys } from "../transports/redis-server.js";
-import { brokerCases, Node, type Report, type TransportCase, until } from "./processes.js";
+import { casesWithHttp, clusterNodes, type Node, converged, type TransportCase } from "./processes.js";
 
-const CASES: readonly TransportCase[] = [
-  ...brokerCases(),
-  // Snapshots over http, updates relayed through redis.
-  { name: "http", transports: () => ({ http: {}, redis: { url: REDIS_URL } }) },
-];
+const CASES: readonly TransportCase[] = casesWithHttp();
 
 const nodes: Node[] = [];
 afterEach(async () => {
@@ -29,28 +23,10 @@ const lines = (n: Node, msg: string): number =>
 for (const c of CASES) {
   describe(`two majors of a service with states over ${c.name}`, () => {
     const cluster = `majors-${c.name}-${process.pid}-${shortId()}`;
-    const start = async (role: "owner" | "watcher", version: string): Promise<Node> => {
-      const n = await Node.start(role, {
-        FAN_STATES_CLUSTER: cluster,
-        FAN_STATES_TRANSPORTS: JSON.stringify(c.transports()),
-        FAN_STATES_VERSION: version,
-        FAN_LOG_LEVEL: "info",
-      });
-      nodes.push(n);
-      return n;
-    };
-    const converged = (w: Node, o: Node, what: string): Promise<Report> =>
-      o.report().then((want) =>
-        until(
-          what,
-          () => w.report(),
-          (r) => r.status === "live" && r.epoch === want.epoch && r.seq === want.seq,
-        ),
-      );
-    afterAll(async () => {
-      await deleteKeys(`fan.${cluster}*`).catch(() => undefined);
-      if (c.name === "nats") await deleteStreams(`fan_${cluster}`).catch(() => undefined);
-    });
+    const nodesOf = clusterNodes(cluster, c, nodes, { FAN_LOG_LEVEL: "info" });
+    const start = (role: "owner" | "watcher", version: string): Promise<Node> =>
+      nodesOf.start(role, { FAN_STATES_VERSION: version });
+    afterAll(nodesOf.forget);
 
     it("each major keeps its own stream: a 1.x watcher follows the 1.x owner, a 2.x watcher the 2.x owner, no snapshot storm", async () => {
       const v1 = await start("owner", "1.2.0");

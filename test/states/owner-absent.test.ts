@@ -10,15 +10,10 @@
  */
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { shortId } from "../../src/runtime/ids.js";
-import { deleteStreams } from "../transports/nats-server.js";
-import { REDIS_URL, deleteKeys } from "../transports/redis-server.js";
-import { brokerCases, Node, type Report, type TransportCase, until } from "./processes.js";
+import { casesWithHttp, clusterNodes, type Node, type Report, type TransportCase, until } from "./processes.js";
 
-const CASES: readonly TransportCase[] = brokerCases();
-const WITH_HTTP: readonly TransportCase[] = [
-  ...CASES,
-  { name: "http", transports: () => ({ http: {}, redis: { url: REDIS_URL } }) },
-];
+const WITH_HTTP: readonly TransportCase[] = casesWithHttp();
+const CASES = WITH_HTTP.filter((c) => c.name !== "http");
 
 const nodes: Node[] = [];
 afterEach(async () => {
@@ -36,19 +31,8 @@ const absentReasons = (n: Node): string[] =>
 for (const c of CASES) {
   describe(`a dead owner over ${c.name}, watcher in another process`, () => {
     const cluster = `walk2-absent-${c.name}-${process.pid}-${shortId()}`;
-    const start = async (role: "owner" | "watcher"): Promise<Node> => {
-      const n = await Node.start(role, {
-        FAN_STATES_CLUSTER: cluster,
-        FAN_STATES_TRANSPORTS: JSON.stringify(c.transports()),
-        FAN_LOG_LEVEL: "info",
-      });
-      nodes.push(n);
-      return n;
-    };
-    afterAll(async () => {
-      await deleteKeys(`fan.${cluster}*`).catch(() => undefined);
-      if (c.name === "nats") await deleteStreams(`fan_${cluster}`).catch(() => undefined);
-    });
+    const { start, forget } = clusterNodes(cluster, c, nodes, { FAN_LOG_LEVEL: "info" });
+    afterAll(forget);
 
     it("says owner-absent once, settles on the registry's reason, and goes live with a new owner", async () => {
       const owner = await start("owner");
@@ -100,20 +84,11 @@ for (const c of WITH_HTTP) {
   describe(`an owner stopped gracefully over ${c.name}, watcher in another process`, () => {
     const cluster = `walk2-graceful-${c.name}-${process.pid}-${shortId()}`;
     // A 2 s heartbeat: three missed periods would take over 6 s to notice.
-    const start = async (role: "owner" | "watcher"): Promise<Node> => {
-      const n = await Node.start(role, {
-        FAN_STATES_CLUSTER: cluster,
-        FAN_STATES_TRANSPORTS: JSON.stringify(c.transports()),
-        FAN_STATES_HEARTBEAT_MS: "2000",
-        FAN_LOG_LEVEL: "info",
-      });
-      nodes.push(n);
-      return n;
-    };
-    afterAll(async () => {
-      await deleteKeys(`fan.${cluster}*`).catch(() => undefined);
-      if (c.name === "nats") await deleteStreams(`fan_${cluster}`).catch(() => undefined);
+    const { start, forget } = clusterNodes(cluster, c, nodes, {
+      FAN_STATES_HEARTBEAT_MS: "2000",
+      FAN_LOG_LEVEL: "info",
     });
+    afterAll(forget);
 
     it("says owner-absent at once from the owner's last heartbeat, and stays absent", async () => {
       const owner = await start("owner");

@@ -8,8 +8,8 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll } from "vitest";
 import { type EventHub, startEventHub } from "../../src/runtime/transports/zmq/index.js";
 import { AMQP_URL } from "../transports/amqp-broker.js";
-import { NATS_URL } from "../transports/nats-server.js";
-import { REDIS_URL } from "../transports/redis-server.js";
+import { deleteStreams, NATS_URL } from "../transports/nats-server.js";
+import { deleteKeys, REDIS_URL } from "../transports/redis-server.js";
 
 // Node itself with tsx's loader (not the tsx CLI, whose child would outlive a SIGKILL of it).
 const tsx = fileURLToPath(new URL("../../node_modules/tsx/dist/loader.mjs", import.meta.url));
@@ -165,4 +165,51 @@ export function brokerCases(): TransportCase[] {
     { name: "nats", transports: () => ({ nats: { url: NATS_URL } }) },
     { name: "zmq", transports: () => ({ zmq: { events: events() } }) },
   ];
+}
+
+/** `brokerCases()` and http: snapshots over http (the first transport), updates relayed through redis. */
+export function casesWithHttp(): TransportCase[] {
+  return [...brokerCases(), { name: "http", transports: () => ({ http: {}, redis: { url: REDIS_URL } }) }];
+}
+
+/**
+ * Starts nodes of one transport case in `cluster` (their environment plus `extra`), keeping
+ * them in `nodes` for the file's afterEach; `forget` deletes what the cluster left on the broker.
+ */
+export function clusterNodes(
+  cluster: string,
+  c: TransportCase,
+  nodes: Node[],
+  extra: Record<string, string> = {},
+): {
+  start(role: "owner" | "watcher", more?: Record<string, string>): Promise<Node>;
+  forget(): Promise<void>;
+} {
+  return {
+    async start(role, more = {}) {
+      const n = await Node.start(role, {
+        FAN_STATES_CLUSTER: cluster,
+        FAN_STATES_TRANSPORTS: JSON.stringify(c.transports()),
+        ...extra,
+        ...more,
+      });
+      nodes.push(n);
+      return n;
+    },
+    async forget() {
+      await deleteKeys(`fan.${cluster}*`).catch(() => undefined);
+      if (c.name === "nats") await deleteStreams(`fan_${cluster}`).catch(() => undefined);
+    },
+  };
+}
+
+/** Resolves with the watcher's report once it is live on the owner's epoch and sequence. */
+export function converged(w: Node, o: Node, what: string): Promise<Report> {
+  return o.report().then((want) =>
+    until(
+      what,
+      () => w.report(),
+      (r) => r.status === "live" && r.epoch === want.epoch && r.seq === want.seq,
+    ),
+  );
 }

@@ -10,13 +10,9 @@ import { shortId } from "../../src/runtime/ids.js";
 import { deleteStreams } from "../transports/nats-server.js";
 import { REDIS_URL, deleteKeys } from "../transports/redis-server.js";
 import { Board, HttpBoard } from "./fixtures/generated/fan/replica.js";
-import { brokerCases, Node, type Report, type TransportCase, until } from "./processes.js";
+import { casesWithHttp, Node, converged, type TransportCase, until } from "./processes.js";
 
-const CASES: readonly TransportCase[] = [
-  ...brokerCases(),
-  // Snapshots over http (the first transport), updates relayed through redis.
-  { name: "http", transports: () => ({ http: {}, redis: { url: REDIS_URL } }) },
-];
+const CASES: readonly TransportCase[] = casesWithHttp();
 
 const nodes: Node[] = [];
 afterEach(async () => {
@@ -36,14 +32,6 @@ for (const c of CASES) {
       nodes.push(n);
       return n;
     };
-    const converged = (w: Node, o: Node, what: string): Promise<Report> =>
-      o.report().then((want) =>
-        until(
-          what,
-          () => w.report(),
-          (r) => r.status === "live" && r.epoch === want.epoch && r.seq === want.seq,
-        ),
-      );
 
     beforeAll(() => {
       cluster = `states-${c.name}-${process.pid}-${shortId()}`;
