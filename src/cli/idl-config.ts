@@ -155,7 +155,13 @@ export function checkPatch(service: string, schema: StructSchema, patch: Readonl
       field.schema.kind === "string" && (typeof value === "number" || typeof value === "boolean")
         ? ` (YAML read a ${typeof value}: quote it for a string, ${key}='"…"')`
         : "";
-    problems.push(`${field.secret === true ? withoutValue(why) : why}${quote}`);
+    // Each bad value inside a struct on its own, a @secret one (or one inside a @secret struct)
+    // named by its path only.
+    const each = badValues({ kind: "struct", name: schema.name, fields: [field] }, { [key]: value }).map(
+      (p) => p.problem,
+    );
+    const told = each.length > 0 ? each.join("; ") : withoutValue(why);
+    problems.push(`${told}${quote}`);
   }
   if (problems.length > 0)
     throw new ConfigValueError(`config of ${service} refused, nothing written: ${problems.join("; ")}`);

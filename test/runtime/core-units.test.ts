@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { missingKeys, unknownKeys } from "../../src/runtime/app/config.js";
+import { badValues, missingKeys, unknownKeys } from "../../src/runtime/app/config.js";
+import type { StructSchema } from "../../src/runtime/codec/schema.js";
 import { DeadlineWheel, type Expirable } from "../../src/runtime/call/deadlines.js";
 import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from "../../src/runtime/ids.js";
 import { parseInterval } from "../../src/runtime/app/tasks.js";
@@ -90,6 +91,30 @@ describe("config keys", () => {
     // A service with no config block declares nothing.
     expect(unknownKeys(undefined, { anything: 1 })).toEqual(["anything"]);
     expect(unknownKeys(schema, null)).toEqual([]);
+  });
+
+  it("names every bad value by path, and quotes none inside a @secret entry, a struct one included", () => {
+    const creds: StructSchema = {
+      kind: "struct",
+      name: "Creds",
+      fields: [
+        { name: "user", schema: { kind: "string" } },
+        { name: "password", schema: { kind: "string", pattern: "^pw-" } },
+      ],
+    };
+    const schema: StructSchema = {
+      kind: "struct",
+      name: "Cfg",
+      fields: [
+        { name: "port", schema: { kind: "int" } },
+        { name: "creds", schema: creds, secret: true },
+      ],
+    };
+    const problems = badValues(schema, { port: "x", creds: { user: 7, password: "hunter2" } }, "config");
+    expect(problems.map((p) => p.key)).toEqual(["config.port", "config.creds.user", "config.creds.password"]);
+    expect(problems[0]?.problem).toContain('got string "x"');
+    expect(JSON.stringify(problems)).not.toContain("hunter2");
+    expect(problems[2]?.problem).toBe("config.creds.password: must match /^pw-/ (the value is @secret: not shown)");
   });
 });
 

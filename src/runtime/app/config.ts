@@ -62,7 +62,7 @@ export interface ConfigProblem {
  * (recursing into struct values), so a config with three bad values names all three. Only
  * called once the whole decode failed. A `@secret` value is named by its path, never quoted.
  */
-export function badValues(schema: StructSchema, raw: unknown, prefix = ""): ConfigProblem[] {
+export function badValues(schema: StructSchema, raw: unknown, prefix = "", secret = false): ConfigProblem[] {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return [];
   const obj = raw as Record<string, unknown>;
   const out: ConfigProblem[] = [];
@@ -70,16 +70,18 @@ export function badValues(schema: StructSchema, raw: unknown, prefix = ""): Conf
     const v = Object.hasOwn(obj, f.name) ? obj[f.name] : undefined;
     if (v === undefined || v === null) continue;
     const path = prefix === "" ? f.name : `${prefix}.${f.name}`;
+    // Everything inside a @secret struct is secret too.
+    const hidden = secret || f.secret === true;
     const inner = structOf(f.schema);
     if (inner !== undefined && typeof v === "object" && !Array.isArray(v)) {
-      out.push(...badValues(inner, v, path));
+      out.push(...badValues(inner, v, path, hidden));
       continue;
     }
     try {
       codec(f.schema).decode(v, path);
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
-      out.push({ key: path, problem: f.secret === true ? withoutValue(message) : message });
+      out.push({ key: path, problem: hidden ? withoutValue(message) : message });
     }
   }
   return out;
