@@ -118,7 +118,14 @@ for (const c of CASES) {
     }, 90_000);
 
     it("@unique failover: the new leader continues under a new epoch and watchers resync", async () => {
-      const leader = { FAN_STATES_SERVICE: "Leader", FAN_STATES_STATE: "counter", FAN_STATES_PERSIST: REDIS_URL };
+      // Every instance's start hook sets {} when it resumed nothing (the standby too): the new
+      // leader must still take what the first one saved, and the standby must not save its {}.
+      const leader = {
+        FAN_STATES_SERVICE: "Leader",
+        FAN_STATES_STATE: "counter",
+        FAN_STATES_PERSIST: REDIS_URL,
+        FAN_STATES_FIRST: "{}",
+      };
       const a = await start("owner", leader);
       await until(
         "a leads",

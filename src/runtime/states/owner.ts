@@ -9,6 +9,7 @@
  * watchers say `owner-absent` at once.
  */
 import type { Logger } from "pino";
+import semver from "semver";
 import { codec, type Codec } from "../codec/index.js";
 import type { ShardOwnership } from "../call/ownership.js";
 import { keyPart, shardOfKey } from "../call/shards.js";
@@ -81,8 +82,14 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
   unpublished = 0;
   #wire: unknown = undefined;
   #has = false;
-  /** The value is the saved snapshot `resume` loaded, not updated since (`activate` loads it again). */
-  #resumed = false;
+  /**
+   * The epoch of the value held: the saved snapshot's when it was taken from the store, this
+   * owner's own once it published; -1 for none. A saved snapshot of a later epoch (another
+   * owner published and saved since) replaces the value at `activate`.
+   */
+  #held = -1;
+  /** The sequence number of the value held at `#held` (a snapshot of the same epoch further on is newer). */
+  #heldSeq = 0;
   #active = false;
   /** Stopped publishing after being active (sent its last heartbeat): snapshots are refused until it publishes again. */
   #left = false;
@@ -166,39 +173,51 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
   }
 
   /**
-   * Takes the saved snapshot as the value, when `persist` is on and nothing set one: before the
-   * service's `start` hook, so the hook sees it in `value()` (and sets a first value only when
-   * there is none), and again at `activate`. The epoch and sequence continue the saved ones
-   * even when a value was set: watchers never see the sequence go back.
+   * Takes the saved snapshot (with `persist`): before the service's `start` hook, so the hook
+   * sees it in `value()` and sets a first value only when there is none, and again at
+   * `activate`, where a snapshot another owner saved after the one held replaces the value (a
+   * `@unique` instance elected later, a shard gained back). A value the hook set over the
+   * resumed one is kept. The sequence continues the saved one either way.
    */
   async resume(): Promise<void> {
     const store = this.host.store;
     if (store === undefined) return;
-    const saved = await store.load(this.#key()).catch((e: unknown) => {
-      this.#log.warn({ err: e }, "loading the saved snapshot failed; starting from the current value");
-      return undefined;
-    });
+    const load = (key: string) =>
+      store.load(key).catch((e: unknown) => {
+        this.#log.warn({ err: e, key }, "loading the saved snapshot failed; starting from the current value");
+        return undefined;
+      });
+    // Saved before each major had a key of its own: read once, when the new key has nothing.
+    const saved = (await load(this.#key())) ?? (await load(this.#key(false)));
     if (saved === undefined) return;
     this.epoch = Math.max(this.epoch, saved.e);
     this.seq = Math.max(this.seq, saved.s);
-    if (saved.v === undefined || (this.#has && !this.#resumed)) return;
-    const again = this.#resumed;
+    const newer = saved.e > this.#held || (saved.e === this.#held && saved.s > this.#heldSeq);
+    if (saved.v === undefined || (this.#has && !newer)) return;
+    const first = this.#held < 0;
     this.#wire = saved.v;
     this.#has = true;
-    this.#resumed = true;
+    this.#held = saved.e;
+    this.#heldSeq = saved.s;
     this.#value = undefined;
-    if (!again) this.#log.info({ seq: saved.s }, "resumed the saved snapshot");
+    this.#log.info(
+      { seq: saved.s, savedEpoch: saved.e },
+      first ? "resumed the saved snapshot" : "took the snapshot the owner before this one saved",
+    );
   }
 
   /** Starts publishing under a new epoch (after resuming a saved snapshot, when there is one). */
   async activate(): Promise<void> {
     if (this.#active) return;
-    // Loaded again unless updated since: a @unique instance that resumed at its start and was
-    // elected later takes what the leader before it saved meanwhile.
     await this.resume();
     this.epoch = nextEpoch(this.epoch);
+    this.#held = this.epoch;
+    this.#heldSeq = this.seq;
     this.#active = true;
     this.#left = false;
+    // Only a publishing owner saves (a standby's updates must not replace the leader's save):
+    // what it held until now is saved under its epoch.
+    if (this.host.store !== undefined && this.#has) this.host.store.save(this.#key(), () => this.snapshot());
     this.heartbeat();
   }
 
@@ -235,6 +254,8 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     }
     this.#wire = undefined;
     this.#has = false;
+    this.#held = -1;
+    this.#heldSeq = 0;
     this.#value = undefined;
   }
 
@@ -249,11 +270,10 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
   }
 
   #update(k: "f" | "p", v: unknown): void {
-    this.#resumed = false;
     this.seq++;
     this.#value = undefined;
-    if (this.host.store !== undefined && this.#has) this.host.store.save(this.#key(), () => this.snapshot());
     if (!this.#active) return;
+    if (this.host.store !== undefined && this.#has) this.host.store.save(this.#key(), () => this.snapshot());
     // An update carries its producer span (or the publishing call's trace); heartbeats none.
     const headers: EnvelopeHeaders = {};
     traceProduced(this.service.name, this.state.name, "state", headers);
@@ -282,8 +302,10 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     });
   }
 
-  #key(): string {
-    const key = `fan.${this.host.cluster}.state.${this.service.name}.${this.state.name}`;
+  /** The store key of the snapshot: one per major, as the updates have a stream per major (`major` false: the key from before). */
+  #key(major = true): string {
+    const v = major ? `v${semver.major(this.service.version)}.` : "";
+    const key = `fan.${this.host.cluster}.state.${this.service.name}.${v}${this.state.name}`;
     return this.shard === undefined ? key : `${key}.${this.shard}`;
   }
 }
