@@ -145,6 +145,20 @@ export function markCalled(e: FanError, service: string): void {
     Object.defineProperty(e, CALLED, { value: service, enumerable: false });
 }
 
+/**
+ * A copy of `e` (its class, code, message, details and stack) without the trace id and the
+ * client's mark: for a call rejected with an error object another call was rejected with too
+ * (a transport failing every call of a lost connection with one error), so each gets its own.
+ */
+export function copyError<E extends FanError>(e: E): E {
+  const own = Object.getOwnPropertyDescriptors(e) as unknown as Record<PropertyKey, PropertyDescriptor>;
+  delete own[CALLED];
+  delete own.traceId;
+  const copy = Object.create(Object.getPrototypeOf(e) as object, own) as E;
+  copy.traceId = undefined;
+  return copy;
+}
+
 /** The service of the call that rejected with `e`, when this process's client made it (`markCalled`). */
 export function calledService(e: FanError): string | undefined {
   const s = (e as unknown as Record<symbol, unknown>)[CALLED];

@@ -53,3 +53,27 @@ it("a call or push after the App stopped says so, naming the service, with a tra
     expect(err?.traceId).toMatch(/^[0-9a-f]{32}$/);
   }
 });
+
+it("one error object two calls were rejected with gets a copy per call, each with its own trace id and called service", async () => {
+  // A transport failing every call of a lost connection rejects them with one FanError.
+  const { Code, FanError, calledService } = await import("../../src/runtime/errors.js");
+  const { withTraceId } = await import("../../src/runtime/telemetry/calls.js");
+  const { formatTraceparent, newSpanId, newTraceId } = await import("../../src/runtime/ids.js");
+  const shared = new FanError(Code.UNAVAILABLE, "connection lost");
+  const t1 = newTraceId();
+  const t2 = newTraceId();
+  const first = withTraceId(
+    shared,
+    { traceparent: formatTraceparent(t1, newSpanId()) },
+    "a.Inventory",
+  ) as typeof shared;
+  const second = withTraceId(shared, { traceparent: formatTraceparent(t2, newSpanId()) }, "a.Orders") as typeof shared;
+  expect(first.traceId).toBe(t1);
+  expect(calledService(first)).toBe("a.Inventory");
+  expect(second).not.toBe(first);
+  expect(second.traceId).toBe(t2);
+  expect(calledService(second)).toBe("a.Orders");
+  expect(FanError.is(second) && second.code === Code.UNAVAILABLE && second.message === "connection lost").toBe(true);
+  // The same call's error again is kept as it is.
+  expect(withTraceId(first, { traceparent: formatTraceparent(t1, newSpanId()) }, "a.Inventory")).toBe(first);
+});

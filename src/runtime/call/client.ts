@@ -396,9 +396,12 @@ export class Caller implements ClientCaller {
    * the App last saw) the reason is the stop: said so.
    */
   #refused(plan: MethodPlan, req: OutgoingRequest, e: unknown): unknown {
-    const err = this.#host.stopped?.() === true ? this.#stoppedError(plan, e) : e;
+    const stopped = this.#host.stopped?.() === true;
+    const err = stopped ? this.#stoppedError(plan, e) : e;
     this.#series(plan, "none")?.observe(0, codeOf(err));
-    return withTraceId(err, req.headers, req.service.name);
+    // A stopped App's refusal is this instance's own state, not the called service's failure:
+    // not marked as the call's, so a handler rejecting with it does not relay it.
+    return withTraceId(err, req.headers, stopped ? undefined : req.service.name);
   }
 
   #stoppedError(plan: MethodPlan, cause: unknown): FanError {
@@ -459,7 +462,8 @@ export class Caller implements ClientCaller {
     } catch (e) {
       if (release !== undefined) release();
       this.#series(plan, target.transport.name)?.observe(0, codeOf(e));
-      return Promise.reject(withTraceId(e, req.headers, req.service.name));
+      // The request did not encode: this caller's mistake, not the called service's failure.
+      return Promise.reject(withTraceId(e, req.headers));
     }
     // The shared executor, as on the local path: no executor closure (and context) per call.
     const promise = new Promise(capture);

@@ -9,7 +9,7 @@ import { isSpanContextValid } from "@opentelemetry/api";
 import { currentContext, edgeTraceparent, type CallCtx } from "../call/callctx.js";
 import type { CallSink } from "../call/dispatch.js";
 import type { OutgoingRequest } from "../call/interceptors.js";
-import { FanError, markCalled, type WireError } from "../errors.js";
+import { calledService, copyError, FanError, markCalled, type WireError } from "../errors.js";
 import { parseTraceparent } from "../ids.js";
 import type { EnvelopeHeaders } from "../transports/transport.js";
 import type { AppMetrics, CallSeries } from "./metrics.js";
@@ -63,11 +63,19 @@ export function beginTrace(
  */
 export function withTraceId(e: unknown, headers: EnvelopeHeaders | undefined, service?: string): unknown {
   if (!FanError.is(e)) return e;
-  if (service !== undefined) markCalled(e, service);
-  if (e.traceId !== undefined || headers === undefined) return e;
-  if (headers.traceparent === undefined && !Object.isFrozen(headers)) headers.traceparent = edgeTraceparent();
-  e.traceId = parseTraceparent(headers.traceparent)?.traceId;
-  return e;
+  let err = e;
+  if (headers !== undefined) {
+    if (headers.traceparent === undefined && !Object.isFrozen(headers)) headers.traceparent = edgeTraceparent();
+    const traceId = parseTraceparent(headers.traceparent)?.traceId;
+    // One error object another call was rejected with already (a lost connection fails all its
+    // calls with one): this call gets a copy, with its own trace id and service.
+    const marked = calledService(err);
+    if ((err.traceId !== undefined && err.traceId !== traceId) || (marked !== undefined && marked !== service))
+      err = copyError(err);
+    err.traceId ??= traceId;
+  }
+  if (service !== undefined) markCalled(err, service);
+  return err;
 }
 
 /** The code a call ended with, for metrics: "OK" or the error's code. */
