@@ -67,7 +67,10 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     const resolve = async (s: string | undefined, ruled: boolean): Promise<{ name: string; key: string }> => {
       if (s === undefined) throw new UsageError(`${command}: expected a service name\n${USAGE}`);
       checkSegment("service", s);
-      const idl = await idlServices(values.idl);
+      // A full name registered (or ruled) needs no IDL: a rollback pin works from any folder,
+      // whatever state its idl/ is in.
+      if ((await knownServices(open(), cluster, { names: [] }, ruled)).has(s)) return { name: s, key: root + s };
+      const idl = await idlServices(values.idl, io);
       const name = pickService(s, await knownServices(open(), cluster, idl, ruled), idl.dir, cluster);
       return { name, key: root + name };
     };
@@ -122,11 +125,23 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
   }
 }
 
-/** The services of the IDL folder (`--idl`, else `idl/` when it exists; none when it does not). */
-async function idlServices(dir: string | undefined): Promise<{ dir: string | undefined; names: string[] }> {
+/**
+ * The services of the IDL folder (`--idl`, else `idl/` when it exists; none when it does not).
+ * A default `idl/` that does not compile is skipped with a warning; an `--idl` given must compile.
+ */
+async function idlServices(
+  dir: string | undefined,
+  io: Pick<Io, "err">,
+): Promise<{ dir: string | undefined; names: string[] }> {
   if (dir === undefined && !existsSync("idl")) return { dir: undefined, names: [] };
-  const schemas = await loadIdl(dir ?? "idl");
-  return { dir: dir ?? "idl", names: schemas.services().map((s) => s.fullName) };
+  try {
+    const schemas = await loadIdl(dir ?? "idl");
+    return { dir: dir ?? "idl", names: schemas.services().map((s) => s.fullName) };
+  } catch (e) {
+    if (dir !== undefined) throw e;
+    io.err(`fanc route: idl/ skipped (${(e as Error).message.split("\n")[0]}); names are looked up in discovery only`);
+    return { dir: undefined, names: [] };
+  }
 }
 
 /** The IDL's services, those registered in `cluster`, and (`ruled`) those with a rule. */
