@@ -65,6 +65,9 @@ export function parseEtcdSpec(spec: string): string[] {
 }
 
 /** A `Registry` on an etcd cluster. */
+/** etcd's default limit of operations in one transaction (`--max-txn-ops`). */
+const MAX_TXN_OPS = 128;
+
 export class EtcdRegistry implements Registry {
   /** The underlying etcd3 client (for tools that need more than the Registry interface). */
   readonly client: Etcd3;
@@ -146,20 +149,23 @@ export class EtcdRegistry implements Registry {
   }
 
   async writeAll(writes: readonly RegistryWrite[]): Promise<void> {
-    const first = writes[0];
-    if (first === undefined) return;
     for (const w of writes)
       if (typeof w.key !== "string" || w.key === "") throw new TypeError("registry key must be a non-empty string");
-    const ops = writes.map((w) =>
-      w.value === null ? this.client.delete().key(w.key) : this.client.put(w.key).value(w.value),
-    );
-    // A transaction needs a comparison: a key's mod revision is never below 0 (0 when absent).
-    await this.reaching(
-      this.client
-        .if(first.key, "Mod", ">", -1)
-        .then(...ops)
-        .commit(),
-    );
+    // etcd takes at most 128 operations per transaction (--max-txn-ops): more are written in
+    // runs of 128, each atomic.
+    for (let i = 0; i < writes.length; i += MAX_TXN_OPS) {
+      const run = writes.slice(i, i + MAX_TXN_OPS);
+      const ops = run.map((w) =>
+        w.value === null ? this.client.delete().key(w.key) : this.client.put(w.key).value(w.value),
+      );
+      // A transaction needs a comparison: a key's mod revision is never below 0 (0 when absent).
+      await this.reaching(
+        this.client
+          .if((run[0] as RegistryWrite).key, "Mod", ">", -1)
+          .then(...ops)
+          .commit(),
+      );
+    }
   }
 
   async list(prefix: string): Promise<{ readonly items: readonly KeyValue[]; readonly revision: number }> {

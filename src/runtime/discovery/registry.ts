@@ -53,7 +53,7 @@ export interface Registry {
   delete(key: string): Promise<void>;
   /**
    * Writes and deletes several keys at once: a watcher sees all of them or none (one etcd
-   * transaction). Optional: a registry without it is written key by key.
+   * transaction per 128 keys, etcd's limit). Optional: a registry without it is written key by key.
    */
   writeAll?(writes: readonly RegistryWrite[]): Promise<void>;
   /** All keys under `prefix`, with the store revision the list was read at. */
