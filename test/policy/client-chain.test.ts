@@ -4,52 +4,28 @@
  * Retries only of idempotent methods and never past the deadline, the retry budget, hedging,
  * the bulkhead, load shedding, credentials and header checks.
  */
-import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { type App, type AppOptions, createApp } from "../../src/runtime/app/app.js";
+import type { App } from "../../src/runtime/app/app.js";
 import { Code } from "../../src/runtime/errors.js";
-import { shortId } from "../../src/runtime/ids.js";
 import type { PolicyEvent } from "../../src/runtime/policy/events.js";
 import { dependants } from "../runtime/fixtures/dependants.js";
 import { rejection, until } from "../transports/conformance.js";
 import { FlakyImpl } from "./fixtures/handlers.js";
 import { Flaky } from "./fixtures/generated/fan/policytest.js";
+import { flakySystem, policyEvents } from "./fixtures/system.js";
 
-const silent = pino({ level: "silent" });
 const apps: App[] = [];
 
 afterEach(async () => {
   await Promise.allSettled(apps.splice(0).map((a) => a.stop()));
 });
 
-/** Serves each handler in its own App, and returns a client App in the same cluster. */
-async function system(handlers: FlakyImpl[], client: AppOptions = {}, server: AppOptions = {}): Promise<App> {
-  const cluster = `policy-${process.pid}-${shortId()}`;
-  for (const h of handlers) {
-    const app = createApp({ cluster, discovery: "memory", logger: silent, ...server }).serve(Flaky, h, {
-      instanceId: h.name,
-    });
-    apps.push(app);
-    await app.start();
-  }
-  const app = createApp({ cluster, discovery: "memory", logger: silent, ...client });
-  apps.push(app);
-  await app.start();
-  return app;
-}
-
-function record(app: App): PolicyEvent[] {
-  const seen: PolicyEvent[] = [];
-  app.policy.on((e) => seen.push(e));
-  return seen;
-}
-
 describe("retries", () => {
   it("retries an @idempotent method, never a method that is not (unless the call says so)", async () => {
     const a = new FlakyImpl("a");
     // A budget and breaker that stay out of the way: this case counts attempts.
-    const app = await system([a], { policy: { breaker: false, retry: { budget: { maxTokens: 1000 } } } });
-    const events = record(app);
+    const app = await flakySystem(apps, [a], { policy: { breaker: false, retry: { budget: { maxTokens: 1000 } } } });
+    const events = policyEvents(app);
     const client = app.client(Flaky);
 
     a.failNext = 1;
@@ -75,7 +51,7 @@ describe("retries", () => {
 
   it("retries only retryable codes: INTERNAL and declared errors reach the caller at once", async () => {
     const a = new FlakyImpl("a");
-    const app = await system([a]);
+    const app = await flakySystem(apps, [a]);
     const client = app.client(Flaky);
     a.mode = "internal";
     expect((await rejection(() => client.read({ n: 1 }))).code).toBe(Code.INTERNAL);
@@ -89,7 +65,7 @@ describe("retries", () => {
     const b = new FlakyImpl("b");
     a.mode = "unavailable";
     b.mode = "unavailable";
-    const app = await system([a, b], { policy: { breaker: false, retry: { budget: { maxTokens: 1000 } } } });
+    const app = await flakySystem(apps, [a, b], { policy: { breaker: false, retry: { budget: { maxTokens: 1000 } } } });
     const client = app.client(Flaky, { policy: { retry: { max: 1 } } });
     for (let i = 0; i < 6; i++) await rejection(() => client.read({ n: i }));
     // Each call's two attempts went to two different instances.
@@ -100,7 +76,7 @@ describe("retries", () => {
   it("never starts an attempt past the deadline", async () => {
     const a = new FlakyImpl("a");
     a.mode = "unavailable";
-    const app = await system([a], { policy: { breaker: false, retry: { max: 50, baseMs: 40, maxMs: 40 } } });
+    const app = await flakySystem(apps, [a], { policy: { breaker: false, retry: { max: 50, baseMs: 40, maxMs: 40 } } });
     const client = app.client(Flaky);
     const started = Date.now();
     const deadline = started + 300;
@@ -116,8 +92,8 @@ describe("retries", () => {
   it("the retry budget stops retries under sustained failure and lets them again once calls succeed", async () => {
     const a = new FlakyImpl("a");
     a.mode = "unavailable";
-    const app = await system([a], { policy: { breaker: false } });
-    const events = record(app);
+    const app = await flakySystem(apps, [a], { policy: { breaker: false } });
+    const events = policyEvents(app);
     const client = app.client(Flaky);
     for (let i = 0; i < 40; i++) await rejection(() => client.read({ n: i }));
     // Without a budget: 40 × 3 attempts. With it: a few retries, then none (at most ~10% extra).
@@ -145,8 +121,8 @@ describe("hedging", () => {
     const slow = new FlakyImpl("slow");
     slow.delayMs = 5000;
     const fast = new FlakyImpl("fast");
-    const app = await system([slow, fast]);
-    const events = record(app);
+    const app = await flakySystem(apps, [slow, fast]);
+    const events = policyEvents(app);
     const client = app.client(Flaky, { strategy: "round-robin", policy: { hedge: { delayMs: 30 } } });
     const started = Date.now();
     for (let i = 0; i < 4; i++) expect(await client.read({ n: i })).toEqual({ instance: "fast", n: i });
@@ -158,7 +134,7 @@ describe("hedging", () => {
   });
 
   it("leaves nothing on a long-lived caller signal once each hedged call settles", async () => {
-    const app = await system([new FlakyImpl("a"), new FlakyImpl("b")]);
+    const app = await flakySystem(apps, [new FlakyImpl("a"), new FlakyImpl("b")]);
     const client = app.client(Flaky, { strategy: "round-robin", policy: { hedge: { delayMs: 1000 } } });
     const caller = new AbortController();
     for (let i = 0; i < 200; i++) await client.read({ n: i }, { signal: caller.signal });
@@ -167,7 +143,7 @@ describe("hedging", () => {
     // It still cancels a call in flight.
     const slow = new FlakyImpl("slow");
     slow.delayMs = 5000;
-    const app2 = await system([slow]);
+    const app2 = await flakySystem(apps, [slow]);
     const c2 = app2.client(Flaky, { policy: { hedge: { delayMs: 1000 } } });
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 30);
@@ -178,8 +154,8 @@ describe("hedging", () => {
   it("does not hedge methods that are not @idempotent", async () => {
     const slow = new FlakyImpl("slow");
     slow.delayMs = 200;
-    const app = await system([slow, new FlakyImpl("other")]);
-    const events = record(app);
+    const app = await flakySystem(apps, [slow, new FlakyImpl("other")]);
+    const events = policyEvents(app);
     const client = app.client(Flaky, { strategy: "round-robin", policy: { hedge: { delayMs: 10 } } });
     for (let i = 0; i < 2; i++) await client.write({ n: i });
     expect(events.filter((e) => e.type === "hedge")).toHaveLength(0);
@@ -190,8 +166,8 @@ describe("bulkhead and load shedding", () => {
   it("a client's bulkhead refuses calls beyond its bound at once", async () => {
     const a = new FlakyImpl("a");
     a.delayMs = 300;
-    const app = await system([a]);
-    const events = record(app);
+    const app = await flakySystem(apps, [a]);
+    const events = policyEvents(app);
     const client = app.client(Flaky, { policy: { bulkhead: { maxInFlight: 2 } } });
     const first = [client.read({ n: 1 }), client.read({ n: 2 })];
     const t = Date.now();
@@ -207,7 +183,7 @@ describe("bulkhead and load shedding", () => {
   it("a served instance sheds calls beyond its in-flight bound, counted", async () => {
     const a = new FlakyImpl("a");
     a.delayMs = 300;
-    const app = await system([a], {}, { server: { maxInFlight: 1 } });
+    const app = await flakySystem(apps, [a], {}, { server: { maxInFlight: 1 } });
     const server = apps[0] as App;
     const events: PolicyEvent[] = [];
     server.policy.on((e) => events.push(e));
@@ -228,7 +204,7 @@ describe("circuit breakers in process", () => {
   it("routes around an instance whose breaker is open, and fails fast naming it when none is left", async () => {
     const a = new FlakyImpl("a");
     a.mode = "internal";
-    const app = await system([a], { policy: { breaker: { failures: 3, openMs: 60_000 } } });
+    const app = await flakySystem(apps, [a], { policy: { breaker: { failures: 3, openMs: 60_000 } } });
     const client = app.client(Flaky);
     for (let i = 0; i < 3; i++) expect((await rejection(() => client.read({ n: i }))).code).toBe(Code.INTERNAL);
     expect(app.policy.breakerStates()).toMatchObject([{ instanceId: "a", state: "open" }]);
@@ -241,8 +217,8 @@ describe("circuit breakers in process", () => {
   it("half-open: concurrent callers wait for the one probe, and its success closes the breaker", async () => {
     const a = new FlakyImpl("a");
     a.mode = "internal";
-    const app = await system([a], { policy: { breaker: { failures: 2, openMs: 200 }, retry: false } });
-    const events = record(app);
+    const app = await flakySystem(apps, [a], { policy: { breaker: { failures: 2, openMs: 200 }, retry: false } });
+    const events = policyEvents(app);
     const client = app.client(Flaky);
     for (let i = 0; i < 2; i++) await rejection(() => client.read({ n: i }));
     a.mode = "ok";
@@ -265,7 +241,8 @@ describe("credentials and header checks", () => {
   it("app, client and call headers reach the server; CR/LF and oversized values are refused before sending", async () => {
     const a = new FlakyImpl("a");
     const seen: Record<string, unknown>[] = [];
-    const app = await system(
+    const app = await flakySystem(
+      apps,
       [a],
       { headers: { "x-app": "1", authorization: "Bearer app" } },
       {

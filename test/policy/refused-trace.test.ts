@@ -9,14 +9,14 @@
  */
 import { pino } from "pino";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { type App, type AppOptions, createApp } from "../../src/runtime/app/app.js";
+import { type App, createApp } from "../../src/runtime/app/app.js";
 import { Code, type FanError } from "../../src/runtime/errors.js";
 import { shortId } from "../../src/runtime/ids.js";
-import type { PolicyEvent } from "../../src/runtime/policy/events.js";
 import { AMQP_URL, deleteByPrefix, describeWithBroker, reachable } from "../transports/amqp-broker.js";
 import { rejection, until } from "../transports/conformance.js";
 import { FlakyImpl } from "./fixtures/handlers.js";
 import { Flaky } from "./fixtures/generated/fan/policytest.js";
+import { flakySystem, policyEvents } from "./fixtures/system.js";
 
 const silent = pino({ level: "silent" });
 const amqpUp = await reachable("127.0.0.1", Number(new URL(AMQP_URL).port || 5672));
@@ -26,28 +26,6 @@ afterEach(async () => {
   await Promise.allSettled(apps.splice(0).map((a) => a.stop()));
 });
 
-/** Serves each handler in its own App; returns a client App in the same cluster. */
-async function system(
-  handlers: FlakyImpl[],
-  client: AppOptions = {},
-  server: AppOptions = {},
-  cluster = `ptrace-${process.pid}-${shortId()}`,
-): Promise<App> {
-  for (const h of handlers) {
-    const app = createApp({ cluster, discovery: "memory", logger: silent, ...server }).serve(Flaky, h, {
-      instanceId: h.name,
-    });
-    apps.push(app);
-    await app.start();
-  }
-  const app = createApp({ cluster, discovery: "memory", logger: silent, ...client });
-  apps.push(app);
-  await app.start();
-  const set = await app.watch(Flaky.descriptor.name);
-  await until(() => set.instances().length === handlers.length);
-  return app;
-}
-
 /** The call's rejection, asserting it carries a trace id. */
 async function traced(call: () => Promise<unknown>): Promise<FanError> {
   const err = await rejection(call);
@@ -55,17 +33,11 @@ async function traced(call: () => Promise<unknown>): Promise<FanError> {
   return err;
 }
 
-function record(app: App): PolicyEvent[] {
-  const seen: PolicyEvent[] = [];
-  app.policy.on((e) => seen.push(e));
-  return seen;
-}
-
 describe("calls the policy chain refuses carry their trace id", () => {
   it("the breaker open at the first attempt", async () => {
     const a = new FlakyImpl("a");
     a.mode = "internal";
-    const app = await system([a], { policy: { breaker: { failures: 2, openMs: 60_000 }, retry: false } });
+    const app = await flakySystem(apps, [a], { policy: { breaker: { failures: 2, openMs: 60_000 }, retry: false } });
     const client = app.client(Flaky);
     for (let i = 0; i < 2; i++) await traced(() => client.read({ n: i }));
     const err = await traced(() => client.read({ n: 9 }));
@@ -76,7 +48,7 @@ describe("calls the policy chain refuses carry their trace id", () => {
   it("a retry refused by the breaker the first attempt opened", async () => {
     const a = new FlakyImpl("a");
     a.failNext = 5;
-    const app = await system([a], { policy: { breaker: { failures: 1, openMs: 60_000 } } });
+    const app = await flakySystem(apps, [a], { policy: { breaker: { failures: 1, openMs: 60_000 } } });
     // The call's own trace id, as the caller was told it.
     let id: string | undefined;
     const err = await traced(() => app.client(Flaky).read({ n: 1 }, { onTrace: (t) => (id = t.traceId) }));
@@ -91,7 +63,7 @@ describe("calls the policy chain refuses carry their trace id", () => {
     const b = new FlakyImpl("b");
     a.mode = "internal";
     b.failNext = 5;
-    const app = await system([a, b], { policy: { breaker: { failures: 1, openMs: 60_000 } } });
+    const app = await flakySystem(apps, [a, b], { policy: { breaker: { failures: 1, openMs: 60_000 } } });
     const client = app.client(Flaky);
     // a's breaker opens (INTERNAL is not retried); then a call goes to b, fails, opens b's.
     await until(async () => {
@@ -105,8 +77,8 @@ describe("calls the policy chain refuses carry their trace id", () => {
   it("retries spent, the retry budget spent, and a retry past the deadline", async () => {
     const a = new FlakyImpl("a");
     a.mode = "unavailable";
-    const app = await system([a], { policy: { breaker: false, retry: { budget: { maxTokens: 4 } } } });
-    const events = record(app);
+    const app = await flakySystem(apps, [a], { policy: { breaker: false, retry: { budget: { maxTokens: 4 } } } });
+    const events = policyEvents(app);
     const client = app.client(Flaky);
     await traced(() => client.read({ n: 1 }));
     for (let i = 0; i < 5 && !events.some((e) => e.type === "retry-throttled"); i++)
@@ -123,7 +95,9 @@ describe("calls the policy chain refuses carry their trace id", () => {
     const a = new FlakyImpl("a");
     // Two failures: the two backoffs (uniform in [0, 10 s]) both ending within 50 ms is ~1 in 80,000.
     a.failNext = 3;
-    const app = await system([a], { policy: { breaker: false, retry: { max: 2, baseMs: 10_000, maxMs: 10_000 } } });
+    const app = await flakySystem(apps, [a], {
+      policy: { breaker: false, retry: { max: 2, baseMs: 10_000, maxMs: 10_000 } },
+    });
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 50);
     const err = await traced(() => app.client(Flaky).read({ n: 1 }, { signal: ac.signal, timeout: 30_000 }));
@@ -133,7 +107,7 @@ describe("calls the policy chain refuses carry their trace id", () => {
   it("the deadline passing while waiting for a half-open breaker's probe", async () => {
     const a = new FlakyImpl("a");
     a.mode = "internal";
-    const app = await system([a], { policy: { breaker: { failures: 1, openMs: 100 }, retry: false } });
+    const app = await flakySystem(apps, [a], { policy: { breaker: { failures: 1, openMs: 100 }, retry: false } });
     const client = app.client(Flaky);
     await traced(() => client.read({ n: 0 }));
     a.mode = "ok";
@@ -148,7 +122,7 @@ describe("calls the policy chain refuses carry their trace id", () => {
   it("the bulkhead full, a call shed by the server, and no instance at all", async () => {
     const a = new FlakyImpl("a");
     a.delayMs = 300;
-    const app = await system([a], {}, { server: { maxInFlight: 1 } });
+    const app = await flakySystem(apps, [a], {}, { server: { maxInFlight: 1 } });
     const bounded = app.client(Flaky, { policy: { bulkhead: { maxInFlight: 1 } } });
     const first = bounded.read({ n: 1 });
     expect((await traced(() => bounded.read({ n: 2 }))).message).toMatch(/bulkhead/);
@@ -179,7 +153,13 @@ describeWithBroker(
     const a = new FlakyImpl("a");
     a.failNext = 5;
     const amqp = { transports: { amqp: { url: AMQP_URL } } };
-    const app = await system([a], { ...amqp, policy: { breaker: { failures: 1, openMs: 60_000 } } }, amqp, cluster);
+    const app = await flakySystem(
+      apps,
+      [a],
+      { ...amqp, policy: { breaker: { failures: 1, openMs: 60_000 } } },
+      amqp,
+      cluster,
+    );
     const err = await traced(() => app.client(Flaky).read({ n: 1 }));
     expect(err.code).toBe(Code.UNAVAILABLE);
     expect(err.message).toMatch(/circuit breaker of every instance is open/);
