@@ -65,8 +65,13 @@ export interface PolicyShared {
  */
 const BROKER_PICKS: ReadonlySet<string> = new Set(["amqp", "redis", "nats"]);
 
-/** The shared-queue endpoint of each broker target (Routes hand out one Target object per instance). */
-const queueKeys = new WeakMap<Target, string>();
+/**
+ * The shared-queue endpoint of each instance endpoint seen, by endpoint: a call with its
+ * transport pinned gets a new Target each time, so the cache is not by Target. Instances come
+ * and go, so it is emptied once it holds `MAX_QUEUE_KEYS`.
+ */
+const queueKeys = new Map<string, string>();
+const MAX_QUEUE_KEYS = 1024;
 
 /**
  * The breaker key of a target: its instance id where the caller picks the instance; on a broker,
@@ -75,10 +80,11 @@ const queueKeys = new WeakMap<Target, string>();
 export function breakerKey(target: Target, sharded: boolean): string {
   if (!BROKER_PICKS.has(target.transport.name)) return target.info.instanceId;
   if (sharded) return target.endpoint;
-  let key = queueKeys.get(target);
+  let key = queueKeys.get(target.endpoint);
   if (key === undefined) {
+    if (queueKeys.size >= MAX_QUEUE_KEYS) queueKeys.clear();
     key = queueEndpoint(target.endpoint);
-    queueKeys.set(target, key);
+    queueKeys.set(target.endpoint, key);
   }
   return key;
 }
