@@ -5,6 +5,7 @@
  * packages are safe at module evaluation.
  */
 import type CodeBlockWriter from "code-block-writer";
+import { defaultRouteVerb } from "../compiler/check-routes.js";
 import type { EventModel, MethodModel, ServiceModel, StateModel, SubscriptionModel } from "../compiler/model.js";
 import { writeFieldList } from "./emit-types.js";
 import type { ModuleContext } from "./module-context.js";
@@ -103,19 +104,26 @@ function writeMethod(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel, 
   if (m.ttlMs !== undefined) w.writeLine(`ttlMs: ${m.ttlMs},`);
   w.writeLine(`idempotent: ${m.idempotent},`);
   w.writeLine(`retry: ${m.retry},`);
-  if (m.route !== undefined)
-    w.writeLine(
-      `route: ${obj([
-        ["path", str(m.route.path)],
-        ["params", jsonLiteral(m.route.params)],
-      ])},`,
-    );
+  if (m.route !== undefined) w.writeLine(`route: ${route(m, m.route)},`);
   if (m.shard !== undefined) w.writeLine(`shard: ${jsonLiteral(m.shard)},`);
   if (m.shardFallback === true) w.writeLine("shardFallback: true,");
   w.writeLine(`throws: ${jsonLiteral(m.throws)},`);
   if (m.auth !== undefined) w.writeLine(`auth: ${jsonLiteral(m.auth)},`);
   if (m.since !== undefined) w.writeLine(`since: ${str(m.since)},`);
   if (m.deprecated !== undefined) w.writeLine(`deprecated: ${str(m.deprecated)},`);
+}
+
+/**
+ * A route's verb is written only when it is not the one `@route("/path")` means (GET for an
+ * `@idempotent` rpc, POST otherwise), which the runtime assumes when none is written: routes
+ * without a verb generate what they did before verbs existed.
+ */
+function route(m: MethodModel, r: NonNullable<MethodModel["route"]>): string {
+  return obj([
+    ...(r.verb === defaultRouteVerb(m.kind, m.idempotent) ? [] : [["verb", str(r.verb)] as const]),
+    ["path", str(r.path)],
+    ["params", jsonLiteral(r.params)],
+  ]);
 }
 
 function writeEvent(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel, e: EventModel): void {

@@ -4,7 +4,8 @@
  */
 import semver from "semver";
 import type * as A from "./ast.js";
-import { checkRoute, checkShard } from "./check-bindings.js";
+import { checkShard } from "./check-bindings.js";
+import { checkRoute, type RouteClaims } from "./check-routes.js";
 import { type Checker, here } from "./check-context.js";
 import { declBase } from "./check-decls.js";
 import { checkFields, type Mutable, resolveType, unknownTypeIn } from "./check-types.js";
@@ -60,6 +61,8 @@ interface ServiceParts {
   readonly subscriptions: SubscriptionModel[];
   /** Where each subscription was written, by handler name. */
   readonly handlerSpans: Map<string, A.Span>;
+  /** The verb and path of each `@route` so far. */
+  readonly routes: RouteClaims;
 }
 
 /** Check a service; `pkgVersion` is the package's `version` line, if any. */
@@ -81,6 +84,7 @@ export function checkService(
     states: [],
     subscriptions: [],
     handlerSpans: new Map(),
+    routes: new Map(),
   };
   let prev: A.ServiceMember | undefined;
   for (const m of d.members) {
@@ -207,7 +211,7 @@ function checkMember(
       break;
     case "Rpc":
     case "Push":
-      addUnique(c, parts.methods, checkMethod(c, scope, m, version), m.name, "method");
+      addUnique(c, parts.methods, checkMethod(c, scope, m, version, parts.routes), m.name, "method");
       break;
     case "Event":
       addUnique(c, parts.events, checkEvent(c, scope, m, version), m.name, "event");
@@ -361,6 +365,7 @@ function checkMethod(
   scope: FileScope,
   m: A.RpcMember | A.PushMember,
   version: string,
+  routes: RouteClaims,
 ): MethodModel | undefined {
   checkMemberName(m.name, m.kind === "Rpc" ? "rpc" : "push", c.out);
   const reserved = RESERVED_METHODS[m.name.name];
@@ -387,8 +392,7 @@ function checkMethod(
   if (m.kind === "Rpc") model.timeoutMs = positiveMs(c, decs.get("timeout")) ?? 10_000;
   const ttlMs = positiveMs(c, decs.get("ttl"));
   if (ttlMs !== undefined) model.ttlMs = ttlMs;
-  const routeModel =
-    route === undefined ? undefined : checkRoute(c, route, m.name.name, params, m.kind === "Rpc" && idempotent);
+  const routeModel = route === undefined ? undefined : checkRoute(c, route, model, routes);
   if (routeModel !== undefined) model.route = routeModel;
   const shardModel = shard === undefined ? undefined : checkShard(c, shard, params);
   if (shardModel !== undefined) model.shard = shardModel;

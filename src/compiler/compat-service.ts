@@ -81,8 +81,10 @@ function compareMethod(s: string, path: string, m: MethodModel, n: MethodModel, 
         `${path}: @fallback added: clients built on the new IDL send its calls to another instance when the shard's owner is unavailable`,
       ),
     );
-  if (m.route !== undefined && m.route.path !== n.route?.path)
-    out.push(change("route-changed", s, path, `${path}: @route ${m.route.path} → ${n.route?.path ?? "(none)"}`));
+  // The verb counts as the path does: a client of `GET /x` gets a 405 from `DELETE /x`.
+  const route = (r: MethodModel["route"]): string => (r === undefined ? "(none)" : `${r.verb} ${r.path}`);
+  if (m.route !== undefined && route(m.route) !== route(n.route))
+    out.push(change("route-changed", s, path, `${path}: @route ${route(m.route)} → ${route(n.route)}`));
   if (m.idempotent && !n.idempotent)
     out.push(
       change(

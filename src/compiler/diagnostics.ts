@@ -366,14 +366,14 @@ export const DIAGNOSTICS = {
   routeMissingParam: {
     code: "FAN0315",
     severity: E,
-    message: "parameter `{param}` of `{method}` is not bound by its GET route",
-    help: "An @idempotent rpc with a @route is served by GET, which has no body: every required parameter without a default must appear in the path; optional and defaulted ones may travel in the query string.",
+    message: "parameter `{param}` of `{method}` is not bound by its {verb} route",
+    help: 'A GET or DELETE has no body (and `@route("/path")` on an @idempotent rpc is a GET): every required parameter without a default must appear in the path; optional and defaulted ones may travel in the query string.',
   },
   invalidRoute: {
     code: "FAN0316",
     severity: E,
     message: "invalid route `{path}`: {reason}",
-    help: "A route starts with `/`, and its `{param}` segments are well formed, scalar and unique.",
+    help: "A route is `/path` or `VERB /path`; each `{param}` is a whole path segment naming a required scalar parameter, once.",
   },
   shardPathUnresolved: {
     code: "FAN0317",
@@ -404,6 +404,24 @@ export const DIAGNOSTICS = {
     severity: E,
     message: "@shard on state `{name}` takes no arguments",
     help: "A sharded state has one value per shard of its service (`@shards(n)`, 16 by default); the owner picks the shard (`shard(n)`, `forKey(key)`), not a path.",
+  },
+  unknownRouteVerb: {
+    code: "FAN0322",
+    severity: E,
+    message: "`{verb}` is not a verb a route can bind; use GET, POST, PUT, PATCH or DELETE{hint}",
+    help: 'A route names its verb in capitals before the path (`@route("DELETE /items/{id}")`); HEAD is answered by every GET route and is not bound on its own.',
+  },
+  getRouteNotIdempotent: {
+    code: "FAN0323",
+    severity: E,
+    message: "`{method}` has a GET route but is not @idempotent",
+    help: "Browsers, crawlers, caches and proxies send GETs on their own and repeat them (prefetch, retry after a lost connection), so a GET must be safe to run twice: mark the method @idempotent, or bind another verb.",
+  },
+  routeConflict: {
+    code: "FAN0324",
+    severity: E,
+    message: "`{verb} {path}` of `{method}` is already the route of `{other}`",
+    help: "One request would match both methods: two methods of a service cannot bind the same verb on the same path (`{param}` names do not matter); change the path or the verb of one.",
   },
 
   // -- 04xx: services -------------------------------------------------------------------------
@@ -481,6 +499,12 @@ export const DIAGNOSTICS = {
     severity: W,
     message: "`@{name}` applies to `{next}` on the next line, not to `{prev}` before it on this line",
     help: "Member decorators come before the member they decorate; one written at the end of a member's line belongs to the next member. Move it onto the line of (or above) the member it is meant for.",
+  },
+  routeVerbNotIdempotent: {
+    code: "FAN0508",
+    severity: W,
+    message: "`{method}` has a {verb} route but is not @idempotent; HTTP clients and proxies may send a {verb} twice",
+    help: "HTTP defines PUT and DELETE as idempotent, so a client may repeat one after a lost connection without asking: mark the method @idempotent if running it twice is harmless (fan's clients may then retry it too), or bind POST.",
   },
 
   // -- 09xx: internal -------------------------------------------------------------------------

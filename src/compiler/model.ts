@@ -125,6 +125,9 @@ export interface ErrorModel extends DeclBase {
 
 export type TransportName = "http" | "amqp" | "redis" | "nats" | "zmq" | "tcp" | "local";
 
+/** The HTTP verbs a `@route` may bind (HEAD is answered by every GET route). */
+export type RouteVerb = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+
 export interface MethodModel {
   readonly kind: "rpc" | "push";
   readonly name: string;
@@ -142,8 +145,11 @@ export interface MethodModel {
   readonly auth?: readonly string[];
   /** `@retry(n)`: extra attempts; 0 when absent. */
   readonly retry: number;
-  /** `@route("/path/{param}")`. */
-  readonly route?: { readonly path: string; readonly params: readonly string[] };
+  /**
+   * `@route("VERB /path/{param}")`: `verb` as written, or for `@route("/path")` GET on an
+   * `@idempotent` rpc and POST otherwise.
+   */
+  readonly route?: { readonly verb: RouteVerb; readonly path: string; readonly params: readonly string[] };
   /** `@shard(a, b.c)`: each path is a parameter name followed by struct field names. */
   readonly shard?: readonly (readonly string[])[];
   /** `@fallback`: when the shard's owner is unavailable, the call may go to another instance. */

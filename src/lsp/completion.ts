@@ -1,13 +1,16 @@
 /**
  * Completion, from the text before the cursor and the last check of the program: decorators
- * valid where the cursor is (with their arguments as a snippet), `{param}` names inside a
- * `@route("...")`, members of an imported package after `alias.`, events after `on Service.`,
- * services after `on`/`depends`, packages after `import`, and otherwise the types in scope
- * (built-ins, this package's declarations, imported packages) and the keywords of the block.
+ * valid where the cursor is (with their arguments as a snippet), the verbs right after
+ * `@route("` and `{param}` names inside one, members of an imported package after `alias.`,
+ * events after `on Service.`, services after `on`/`depends`, packages after `import`, and
+ * otherwise the types in scope (built-ins, this package's declarations, imported packages)
+ * and the keywords of the block.
  */
 import { type CompletionItem, CompletionItemKind, InsertTextFormat } from "vscode-languageserver";
+import { ROUTE_VERBS } from "../compiler/check-routes.js";
 import { BUILTIN_TYPE_NAMES } from "../compiler/check-types.js";
 import { DECORATOR_TARGETS, type Target } from "../compiler/decorators.js";
+import type { RouteVerb } from "../compiler/model.js";
 import type { DeclEntry } from "../compiler/scope.js";
 import type { Analysis } from "./analysis.js";
 import { DECORATOR_INFO, exampleOf, snippetOf } from "./decorator-info.js";
@@ -45,10 +48,13 @@ export function completionsAt(a: Analysis, path: string, text: string, offset: n
   const before = text.slice(Math.max(0, text.lastIndexOf("\n", offset - 1) + 1), offset);
   const route = /@route\(\s*"[^"]*\{(\w*)$/.exec(before);
   if (route !== null) return routeParams(text.slice(offset));
+  if (/@route\(\s*"[A-Za-z]*$/.test(before)) return routeVerbs();
   const dec = /@(\w*)$/.exec(before);
-  if (dec !== null) return decorators(blockAt(text, offset), before + text.slice(offset, text.indexOf("\n", offset) >>> 0));
+  if (dec !== null)
+    return decorators(blockAt(text, offset), before + text.slice(offset, text.indexOf("\n", offset) >>> 0));
   const scope = a.scopes.get(path);
-  if (/\bimport\s+[\w.]*$/.test(before)) return [...a.packages.keys()].map((p) => ({ label: p, kind: CompletionItemKind.Module }));
+  if (/\bimport\s+[\w.]*$/.test(before))
+    return [...a.packages.keys()].map((p) => ({ label: p, kind: CompletionItemKind.Module }));
   const qualified = /([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\.(\w*)$/.exec(before);
   const onLine = /\bon\s+[\w.]*$/.test(before);
   if (qualified !== null) return memberItems(a, path, qualified[1]!, onLine);
@@ -85,6 +91,26 @@ function decorators(block: Block, line: string): CompletionItem[] {
     });
 }
 
+/** What each verb of a route means, for `@route("` completion. */
+const VERB_DETAIL: Readonly<Record<RouteVerb, string>> = {
+  GET: "read: needs @idempotent; parameters in the path and query string",
+  POST: "any method; parameters in the JSON body and the path",
+  PUT: "replace (idempotent in HTTP); parameters in the JSON body and the path",
+  PATCH: "update; parameters in the JSON body and the path",
+  DELETE: "delete (idempotent in HTTP); parameters in the path and query string",
+};
+
+/** The verbs a route may start with, right after `@route("`. */
+function routeVerbs(): CompletionItem[] {
+  return ROUTE_VERBS.map((verb, i) => ({
+    label: verb,
+    kind: CompletionItemKind.EnumMember,
+    detail: VERB_DETAIL[verb],
+    insertText: `${verb} /`,
+    sortText: String(i),
+  }));
+}
+
 /** The parameter names of the rpc or push declared after the cursor (the one the `@route` is on). */
 function routeParams(after: string): CompletionItem[] {
   const m = /\b(?:rpc|push)\s+\w+\s*\(([^)]*)\)/.exec(after);
@@ -111,7 +137,9 @@ function memberItems(a: Analysis, path: string, q: string, onLine: boolean): Com
     const svc = serviceNamed(a, path, q);
     if (svc !== undefined && svc.decl.kind === "Service")
       return svc.decl.members.flatMap((m) =>
-        m.kind === "Event" ? [{ label: m.name.name, kind: CompletionItemKind.Event, detail: `event of ${svc.fullName}` }] : [],
+        m.kind === "Event"
+          ? [{ label: m.name.name, kind: CompletionItemKind.Event, detail: `event of ${svc.fullName}` }]
+          : [],
       );
   }
   const pkg = pkgName === undefined ? undefined : a.packages.get(pkgName);
@@ -133,7 +161,9 @@ function serviceNamed(a: Analysis, path: string, q: string): DeclEntry | undefin
 function services(a: Analysis, path: string): CompletionItem[] {
   const scope = a.scopes.get(path);
   if (scope === undefined) return [];
-  const out = [...scope.pkg.decls.values()].filter((e) => e.decl.kind === "Service").map((e) => entryItem(e, e.decl.name.name));
+  const out = [...scope.pkg.decls.values()]
+    .filter((e) => e.decl.kind === "Service")
+    .map((e) => entryItem(e, e.decl.name.name));
   for (const [alias, target] of scope.imports) {
     if (typeof target !== "string") continue;
     for (const e of a.packages.get(target)?.decls.values() ?? [])
@@ -146,12 +176,14 @@ function types(a: Analysis, path: string, errorsOnly: boolean): CompletionItem[]
   const scope = a.scopes.get(path);
   const out: CompletionItem[] = [];
   if (!errorsOnly)
-    for (const b of BUILTIN_TYPE_NAMES) out.push({ label: b, kind: CompletionItemKind.TypeParameter, detail: "built-in type" });
+    for (const b of BUILTIN_TYPE_NAMES)
+      out.push({ label: b, kind: CompletionItemKind.TypeParameter, detail: "built-in type" });
   const wanted = (e: DeclEntry): boolean => (errorsOnly ? e.decl.kind === "Error" : e.decl.kind !== "Service");
   if (scope === undefined) return out;
   for (const e of scope.pkg.decls.values()) if (wanted(e)) out.push(entryItem(e, e.decl.name.name));
   for (const [alias, target] of scope.imports)
-    if (typeof target === "string") out.push({ label: alias, kind: CompletionItemKind.Module, detail: `package ${target}` });
+    if (typeof target === "string")
+      out.push({ label: alias, kind: CompletionItemKind.Module, detail: `package ${target}` });
   return out;
 }
 
@@ -183,7 +215,8 @@ export function blockAt(text: string, offset: number): Block {
       continue;
     }
     if (word !== "") {
-      if (["struct", "enum", "union", "error", "service", "config"].includes(word) && prevWord !== "@") lastKeyword = word as Block;
+      if (["struct", "enum", "union", "error", "service", "config"].includes(word) && prevWord !== "@")
+        lastKeyword = word as Block;
       prevWord = word;
       word = "";
     }
@@ -191,7 +224,8 @@ export function blockAt(text: string, offset: number): Block {
     if (c === "{") {
       stack.push(lastKeyword ?? "other");
       lastKeyword = undefined;
-    } else if (c === "(") stack.push(prevWord === "@" || /@\w+$/.test(text.slice(Math.max(0, i - 40), i)) ? "other" : "params");
+    } else if (c === "(")
+      stack.push(prevWord === "@" || /@\w+$/.test(text.slice(Math.max(0, i - 40), i)) ? "other" : "params");
     else if (c === "}" || c === ")") stack.pop();
   }
   return stack[stack.length - 1] ?? "top";

@@ -16,9 +16,13 @@ export const DECORATOR_INFO: Readonly<Record<string, DecoratorInfo>> = {
   unique: { doc: "At most one instance of the service runs in a cluster." },
   timeout: { arg: "2s", doc: "How long a caller waits for the rpc (default 10s)." },
   ttl: { arg: "30s", doc: "How long a push may wait for delivery." },
-  idempotent: { doc: "Safe to repeat: may be retried, and with @route is served by GET." },
+  idempotent: { doc: 'Safe to repeat: may be retried; needed by a GET route, and `@route("/path")` on it means GET.' },
   retry: { arg: "2", doc: "Extra attempts on failure (needs @idempotent)." },
-  route: { arg: "/path", quoted: true, doc: "The HTTP route; `{param}` segments bind parameters." },
+  route: {
+    arg: "/path",
+    quoted: true,
+    doc: "The HTTP verb and path (GET, POST, PUT, PATCH or DELETE; without a verb GET for an @idempotent rpc, else POST); `{param}` segments bind parameters.",
+  },
   shard: { arg: "param", doc: "The parameter (or param.field path) whose value picks the shard." },
   fallback: {
     doc: "With @shard: when the shard's owner is gone or its breaker is open, the call goes to another instance instead of failing with UNAVAILABLE.",

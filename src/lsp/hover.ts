@@ -41,7 +41,10 @@ function hoverText(snap: Snapshot, hit: Hit): string | undefined {
       return memberText(snap, hit.service, hit.member);
     case "field": {
       const f = hit.field;
-      const src = f.kind === "EnumMember" ? f.name.name : `${f.name.name}${"optional" in f && f.optional ? "?" : ""}: ${typeSource(f.type)}`;
+      const src =
+        f.kind === "EnumMember"
+          ? f.name.name
+          : `${f.name.name}${"optional" in f && f.optional ? "?" : ""}: ${typeSource(f.type)}`;
       return block(`${src}`, f.doc, `in \`${hit.owner}\``);
     }
     case "decorator": {
@@ -124,16 +127,32 @@ function memberText(snap: Snapshot, svc: DeclEntry, m: A.ServiceMember & { name:
       if (method === undefined) return block(`${m.kind.toLowerCase()} ${m.name.name}(…)`, m.doc, where);
       const ret = method.kind === "rpc" ? `: ${typeText(method.returns)}` : "";
       const throws = method.throws.length > 0 ? ` throws ${method.throws.join(", ")}` : "";
-      return block(`${method.kind} ${method.name}(${params(method.params)})${ret}${throws}`, m.doc, methodNotes(m, method), where);
+      return block(
+        `${method.kind} ${method.name}(${params(method.params)})${ret}${throws}`,
+        m.doc,
+        methodNotes(m, method),
+        where,
+      );
     }
     case "Event": {
       const ev = service?.events.find((x) => x.name === m.name.name);
-      const notes = ev === undefined ? "" : [ev.broadcast ? "broadcast to every instance" : "one instance per subscribing service", ...(ev.since ? [`since ${ev.since}`] : [])].join(" · ");
+      const notes =
+        ev === undefined
+          ? ""
+          : [
+              ev.broadcast ? "broadcast to every instance" : "one instance per subscribing service",
+              ...(ev.since ? [`since ${ev.since}`] : []),
+            ].join(" · ");
       return block(`event ${m.name.name}(${ev === undefined ? "…" : params(ev.params)})`, m.doc, notes, where);
     }
     case "State": {
       const st = service?.states.find((x) => x.name === m.name.name);
-      return block(`state ${m.name.name}: ${typeSource(m.type)}`, m.doc, st === undefined ? "" : `replicated ${st.mode === "full" ? "in full" : "as deltas"}`, where);
+      return block(
+        `state ${m.name.name}: ${typeSource(m.type)}`,
+        m.doc,
+        st === undefined ? "" : `replicated ${st.mode === "full" ? "in full" : "as deltas"}`,
+        where,
+      );
     }
     default:
       return block(`${m.kind.toLowerCase()} ${m.name.name}`, m.doc, where);
@@ -147,13 +166,13 @@ function methodNotes(m: A.RpcMember | A.PushMember, method: MethodModel): string
   if (method.kind === "rpc" && method.timeoutMs !== undefined)
     notes.push(`timeout ${ms(method.timeoutMs)}${has("timeout") ? "" : " (default)"}`);
   if (method.kind === "push") notes.push(method.ttlMs === undefined ? "ttl: none" : `ttl ${ms(method.ttlMs)}`);
-  if (method.route !== undefined)
-    notes.push(`route \`${method.idempotent ? "GET" : "POST"} ${method.route.path}\``);
+  if (method.route !== undefined) notes.push(`route \`${method.route.verb} ${method.route.path}\``);
   if (method.shard !== undefined) notes.push(`shard key ${method.shard.map((p) => `\`${p.join(".")}\``).join(", ")}`);
   if (method.shardFallback === true) notes.push("fallback to another instance when the shard's owner is unavailable");
   if (method.idempotent) notes.push("idempotent");
   if (method.retry > 0) notes.push(`retry ${method.retry}`);
-  if (method.auth !== undefined) notes.push(method.auth.length === 0 ? "auth: any credentials" : `auth: ${method.auth.join(" | ")}`);
+  if (method.auth !== undefined)
+    notes.push(method.auth.length === 0 ? "auth: any credentials" : `auth: ${method.auth.join(" | ")}`);
   if (method.since !== undefined) notes.push(`since ${method.since}`);
   if (method.deprecated !== undefined) notes.push(`*deprecated*: ${method.deprecated}`);
   return notes.join(" · ");

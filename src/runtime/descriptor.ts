@@ -26,7 +26,16 @@ export interface MethodDescriptor {
   readonly idempotent: boolean;
   /** Extra attempts allowed (`@retry(n)`), 0 when absent. */
   readonly retry: number;
-  readonly route?: { readonly path: string; readonly params: readonly string[] };
+  /**
+   * `@route`: the path, its `{param}` names, and the verb it is served on. Without `verb` (a
+   * route written `@route("/path")`, and every descriptor generated before verbs): GET for an
+   * `@idempotent` rpc, POST otherwise (`routeVerb` in transports/http/routes.ts).
+   */
+  readonly route?: {
+    readonly verb?: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+    readonly path: string;
+    readonly params: readonly string[];
+  };
   /** Shard key paths: `[["storeId"], ["wine", "id"]]`. */
   readonly shard?: readonly (readonly string[])[];
   /**

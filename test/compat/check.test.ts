@@ -96,6 +96,12 @@ const corpus: [string, (s: string) => string, ChangeKind][] = [
     "kind-changed",
   ],
   ["route changed", (s) => s.replace('@route("/wine/{id}")', '@route("/wines/{id}")'), "route-changed"],
+  ["route verb changed", (s) => s.replace('@route("/wine/{id}")', '@route("PATCH /wine/{id}")'), "route-changed"],
+  [
+    "@idempotent added to a routed rpc: its route becomes a GET",
+    (s) => s.replace('@route("/wine/{id}")', '@idempotent @route("/wine/{id}")'),
+    "route-changed",
+  ],
   ["event removed", (s) => s.replace("  event changed(wine: Wine)\n", ""), "removed"],
   ["state type changed", (s) => s.replace("map<string, int>", "map<string, int64>"), "type-changed"],
   [
@@ -192,6 +198,17 @@ describe("fanc check: one before/after pair per kind of change", () => {
     expect(report.changes.filter((c) => c.breaking)).toEqual([]);
     expect(report.changes.filter((c) => c.kind === "constraint-loosened").length).toBe(3);
     expect(report.failed).toBe(false);
+  });
+
+  it("a route's verb written out as the one it had is no change: `/wine/{id}` of an rpc is POST", () => {
+    const report = compareModels(before, model(idl(base.replace('@route("/wine/{id}")', '@route("POST /wine/{id}")'))));
+    expect(report.changes).toEqual([]);
+  });
+
+  it("route-changed names the verbs: `POST /wine/{id} → DELETE /wine/{id}`", () => {
+    const text = idl(base.replace('@route("/wine/{id}")', '@idempotent @route("DELETE /wine/{id}")'));
+    const found = compareModels(before, model(text)).changes.filter((c) => c.kind === "route-changed");
+    expect(found.map((c) => c.message)).toEqual(["shop.Cellar.get: @route POST /wine/{id} → DELETE /wine/{id}"]);
   });
 
   it("fallback: @fallback added to a sharded method is compatible (FAN1092), listed, and passes", () => {

@@ -6,7 +6,16 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync, cpSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { CodeAction, CompletionItem, Diagnostic, DocumentSymbol, Hover, Location, TextEdit, WorkspaceEdit } from "vscode-languageserver-protocol";
+import type {
+  CodeAction,
+  CompletionItem,
+  Diagnostic,
+  DocumentSymbol,
+  Hover,
+  Location,
+  TextEdit,
+  WorkspaceEdit,
+} from "vscode-languageserver-protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LspClient, repo } from "./client.js";
 
@@ -33,7 +42,9 @@ afterAll(async () => {
 
 describe("fanc lsp", () => {
   it("publishes the diagnostics `fanc compile` prints for a broken file, as you type", async () => {
-    const broken = fixture(ORDERS).replace("id: string\n  total", "id: strng\n  total").replace("@timeout(2s)", "@timeot(2s)");
+    const broken = fixture(ORDERS)
+      .replace("id: string\n  total", "id: strng\n  total")
+      .replace("@timeout(2s)", "@timeot(2s)");
     await c.open(ORDERS, broken);
     const ds = await c.until(() => {
       const d = c.diagnostics.get(c.uri(ORDERS));
@@ -45,18 +56,30 @@ describe("fanc lsp", () => {
     writeFileSync(join(dir, "shop/orders.fan"), broken);
     let printed = "";
     try {
-      execFileSync(process.execPath, [join(repo, "bin/fanc.mjs"), "compile", dir, "--out", join(dir, "out")], { encoding: "utf8", stdio: "pipe" });
+      execFileSync(process.execPath, [join(repo, "bin/fanc.mjs"), "compile", dir, "--out", join(dir, "out")], {
+        encoding: "utf8",
+        stdio: "pipe",
+      });
     } catch (e) {
       printed = String((e as { stderr?: string }).stderr ?? "") + String((e as { stdout?: string }).stdout ?? "");
     }
-    const cli = [...printed.matchAll(/^(?:.*\/)?shop\/orders\.fan:(\d+):(\d+): (error|warning) (FAN\d+): (.*)$/gm)].map((m) => ({
-      line: Number(m[1]) - 1,
-      character: Number(m[2]) - 1,
-      code: m[4],
-      message: m[5],
-    }));
+    const cli = [...printed.matchAll(/^(?:.*\/)?shop\/orders\.fan:(\d+):(\d+): (error|warning) (FAN\d+): (.*)$/gm)].map(
+      (m) => ({
+        line: Number(m[1]) - 1,
+        character: Number(m[2]) - 1,
+        code: m[4],
+        message: m[5],
+      }),
+    );
     expect(cli.length).toBeGreaterThanOrEqual(2);
-    expect(ds.map((d) => ({ line: d.range.start.line, character: d.range.start.character, code: d.code, message: d.message }))).toEqual(cli);
+    expect(
+      ds.map((d) => ({
+        line: d.range.start.line,
+        character: d.range.start.character,
+        code: d.code,
+        message: d.message,
+      })),
+    ).toEqual(cli);
     expect(ds.map((d) => d.message)).toEqual([
       "unknown type `strng`; did you mean `string`?",
       "unknown decorator @timeot; did you mean `@timeout`?",
@@ -99,15 +122,24 @@ describe("fanc lsp", () => {
 
   it("hovers a method with its doc and effective timeout, route and defaults", async () => {
     const text = fixture(ORDERS);
-    const get = await c.request<Hover>("textDocument/hover", { textDocument: { uri: c.uri(ORDERS) }, position: pos(text, "rpc get", 5) });
+    const get = await c.request<Hover>("textDocument/hover", {
+      textDocument: { uri: c.uri(ORDERS) },
+      position: pos(text, "rpc get", 5),
+    });
     const value = (get.contents as { value: string }).value;
     expect(value).toContain("rpc get(storeId: string, id: string): shop.orders.Order throws shop.common.NotFound");
     expect(value).toContain("Fetch one order.");
     expect(value).toContain("timeout 2s");
     expect(value).toContain("route `GET /stores/{storeId}/orders/{id}`");
-    const place = await c.request<Hover>("textDocument/hover", { textDocument: { uri: c.uri(ORDERS) }, position: pos(text, "rpc place", 5) });
+    const place = await c.request<Hover>("textDocument/hover", {
+      textDocument: { uri: c.uri(ORDERS) },
+      position: pos(text, "rpc place", 5),
+    });
     expect((place.contents as { value: string }).value).toContain("timeout 10s (default)");
-    const money = await c.request<Hover>("textDocument/hover", { textDocument: { uri: c.uri(ORDERS) }, position: pos(text, "common.Money", 9) });
+    const money = await c.request<Hover>("textDocument/hover", {
+      textDocument: { uri: c.uri(ORDERS) },
+      position: pos(text, "common.Money", 9),
+    });
     expect((money.contents as { value: string }).value).toContain("struct shop.common.Money");
     expect((money.contents as { value: string }).value).toContain("An amount of money.");
   });
@@ -142,12 +174,18 @@ describe("fanc lsp", () => {
 
   it("goes to the definition across files and imports", async () => {
     const text = fixture(ORDERS);
-    const loc = await c.request<Location>("textDocument/definition", { textDocument: { uri: c.uri(ORDERS) }, position: pos(text, "common.Money", 8) });
+    const loc = await c.request<Location>("textDocument/definition", {
+      textDocument: { uri: c.uri(ORDERS) },
+      position: pos(text, "common.Money", 8),
+    });
     expect(loc.uri).toBe(c.uri(COMMON));
     expect(loc.range.start).toEqual(pos(fixture(COMMON), "struct Money", 7));
     const billing = fixture(BILLING);
     await c.open(BILLING, billing);
-    const ev = await c.request<Location>("textDocument/definition", { textDocument: { uri: c.uri(BILLING) }, position: pos(billing, "Orders.placed", 9) });
+    const ev = await c.request<Location>("textDocument/definition", {
+      textDocument: { uri: c.uri(BILLING) },
+      position: pos(billing, "Orders.placed", 9),
+    });
     expect(ev.uri).toBe(c.uri(ORDERS));
     expect(ev.range.start).toEqual(pos(text, "event placed", 6));
   });
@@ -183,7 +221,10 @@ describe("fanc lsp", () => {
     const at = async (edited: string, needle: string, delta: number): Promise<string[]> => {
       await c.change(ORDERS, edited);
       try {
-        const items = await c.request<CompletionItem[]>("textDocument/completion", { textDocument: { uri: c.uri(ORDERS) }, position: pos(edited, needle, delta) });
+        const items = await c.request<CompletionItem[]>("textDocument/completion", {
+          textDocument: { uri: c.uri(ORDERS) },
+          position: pos(edited, needle, delta),
+        });
         return items.map((i) => i.label);
       } finally {
         await c.change(ORDERS, text);
@@ -201,6 +242,8 @@ describe("fanc lsp", () => {
     expect(fieldDecs).not.toContain("@timeout");
     const route = text.replace('@route("/stores/{storeId}/orders/{id}")', '@route("/stores/{');
     expect(await at(route, '@route("/stores/{', 17)).toEqual(["storeId", "id"]);
+    const verb = text.replace('@route("/stores/{storeId}/orders/{id}")', '@route("DE');
+    expect(await at(verb, '@route("DE', 10)).toEqual(["GET", "POST", "PUT", "PATCH", "DELETE"]);
     const member = text.replace("total: common.Money", "total: common.");
     expect(await at(member, "common.\n", 7)).toEqual(["Money", "NotFound"]);
     const type = text.replace("total: common.Money", "total: ");
@@ -224,20 +267,31 @@ describe("fanc lsp", () => {
       [pos(fixture(ORDERS), "common.Money", 7), "Amount"],
     ]);
     await expect(
-      c.request("textDocument/rename", { textDocument: { uri: c.uri(COMMON) }, position: pos(common, "struct Money", 8), newName: "no-good" }),
+      c.request("textDocument/rename", {
+        textDocument: { uri: c.uri(COMMON) },
+        position: pos(common, "struct Money", 8),
+        newName: "no-good",
+      }),
     ).rejects.toThrow(/not a valid fan name/);
   });
 
   it("gives an outline, semantic tokens and format-document", async () => {
-    const syms = await c.request<DocumentSymbol[]>("textDocument/documentSymbol", { textDocument: { uri: c.uri(ORDERS) } });
+    const syms = await c.request<DocumentSymbol[]>("textDocument/documentSymbol", {
+      textDocument: { uri: c.uri(ORDERS) },
+    });
     expect(syms.map((s) => s.name)).toEqual(["shop.orders", "Order", "Orders"]);
     expect(syms[2]!.children?.map((s) => s.name)).toEqual(["get", "place", "placed"]);
-    const tokens = await c.request<{ data: number[] }>("textDocument/semanticTokens/full", { textDocument: { uri: c.uri(ORDERS) } });
+    const tokens = await c.request<{ data: number[] }>("textDocument/semanticTokens/full", {
+      textDocument: { uri: c.uri(ORDERS) },
+    });
     expect(tokens.data.length % 5).toBe(0);
     expect(tokens.data.length / 5).toBeGreaterThan(15);
     const messy = fixture(ORDERS).replace("struct Order {\n  id: string", "struct Order{\n        id :string");
     await c.change(ORDERS, messy);
-    const edits = await c.request<TextEdit[]>("textDocument/formatting", { textDocument: { uri: c.uri(ORDERS) }, options: { tabSize: 2, insertSpaces: true } });
+    const edits = await c.request<TextEdit[]>("textDocument/formatting", {
+      textDocument: { uri: c.uri(ORDERS) },
+      options: { tabSize: 2, insertSpaces: true },
+    });
     expect(edits).toHaveLength(1);
     expect(edits[0]!.newText).toBe(fixture(ORDERS));
     await c.change(ORDERS, fixture(ORDERS));
@@ -259,11 +313,16 @@ describe("fanc lsp", () => {
 
   it("drops an unsaved edit when its document closes, and sees files created on disk", async () => {
     await c.change(ORDERS, fixture(ORDERS).replace("total: common.Money", "total: Mony"));
-    await c.until(() => c.diagnostics.get(c.uri(ORDERS))?.some((d) => d.code === "FAN0101"), "FAN0101 from the unsaved edit");
+    await c.until(
+      () => c.diagnostics.get(c.uri(ORDERS))?.some((d) => d.code === "FAN0101"),
+      "FAN0101 from the unsaved edit",
+    );
     await c.conn.sendNotification("textDocument/didClose", { textDocument: { uri: c.uri(ORDERS) } });
     await c.until(() => c.diagnostics.get(c.uri(ORDERS))?.length === 0, "the disk text's diagnostics (none)");
     writeFileSync(join(c.dir, "idl/shop/extra.fan"), "package shop.extra\n\nstruct Extra { x: Nope }\n");
-    await c.conn.sendNotification("workspace/didChangeWatchedFiles", { changes: [{ uri: c.uri("idl/shop/extra.fan"), type: 1 }] });
+    await c.conn.sendNotification("workspace/didChangeWatchedFiles", {
+      changes: [{ uri: c.uri("idl/shop/extra.fan"), type: 1 }],
+    });
     const ds = await c.until(() => c.diagnostics.get(c.uri("idl/shop/extra.fan")), "diagnostics of a new file");
     expect(ds.map((d) => d.message)).toEqual(["unknown type `Nope`"]);
   });

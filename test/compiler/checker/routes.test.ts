@@ -1,9 +1,17 @@
-/** `@route`: path syntax, parameters, and GET routes of idempotent rpcs. */
+/** `@route`: verbs, path syntax, parameters, and the rules each verb brings. */
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { expectClean, expectDiagnostics, messageOf, src } from "../helpers.js";
+import { check, expectClean, expectDiagnostics, messageOf, positions, src } from "../helpers.js";
+
+/** The routes of the first service of a checked model. */
+function routesOf(model: ReturnType<typeof expectClean>): unknown[] {
+  const s = model.packages[0]!.decls.find((d) => d.kind === "service");
+  return s?.kind === "service" ? s.methods.map((m) => m.route) : [];
+}
 
 describe("routes", () => {
-  it("records the path and the parameters it binds", () => {
+  it("records the verb, the path and the parameters it binds", () => {
     const model = expectClean(
       src(
         "package p",
@@ -13,10 +21,39 @@ describe("routes", () => {
         "}",
       ),
     );
-    const s = model.packages[0]!.decls[0]!;
-    expect(s.kind === "service" && s.methods.map((m) => m.route)).toEqual([
-      { path: "/store/{storeId}/item/{inventoryId}", params: ["storeId", "inventoryId"] },
-      { path: "/flush", params: [] },
+    expect(routesOf(model)).toEqual([
+      { verb: "POST", path: "/store/{storeId}/item/{inventoryId}", params: ["storeId", "inventoryId"] },
+      { verb: "POST", path: "/flush", params: [] },
+    ]);
+  });
+
+  it("binds the verb a route names; without one, GET for an @idempotent rpc and POST otherwise", () => {
+    const model = expectClean(
+      src(
+        "package p",
+        "service S {",
+        '  @idempotent @route("GET /items/{id}") rpc get(id: string): string',
+        '  @idempotent @route("DELETE /items/{id}") rpc remove(id: string)',
+        '  @idempotent @route("PUT /items/{id}") rpc put(id: string, name: string): string',
+        '  @route("PATCH /items/{id}") rpc rename(id: string, name: string): string',
+        '  @route("POST /items") rpc add(name: string): string',
+        '  @idempotent @route("/items") rpc list(page: int = 0): list<string>',
+        '  @route("/items/{id}/notes") rpc note(id: string, text: string)',
+        '  @idempotent @route("/flush") push flush()',
+        '  @idempotent @route("GET /items/search") rpc search(q?: string): list<string>',
+        "}",
+      ),
+    );
+    expect(routesOf(model)).toEqual([
+      { verb: "GET", path: "/items/{id}", params: ["id"] },
+      { verb: "DELETE", path: "/items/{id}", params: ["id"] },
+      { verb: "PUT", path: "/items/{id}", params: ["id"] },
+      { verb: "PATCH", path: "/items/{id}", params: ["id"] },
+      { verb: "POST", path: "/items", params: [] },
+      { verb: "GET", path: "/items", params: [] },
+      { verb: "POST", path: "/items/{id}/notes", params: ["id"] },
+      { verb: "POST", path: "/flush", params: [] },
+      { verb: "GET", path: "/items/search", params: [] },
     ]);
   });
 
@@ -35,6 +72,8 @@ describe("routes", () => {
         '  @route("/h/{x}") rpc h(x?: string)',
         '  @route("/i/{x}") rpc i(x: list<string>)',
         "  @route(1) rpc j()",
+        '  @route("/k/id-{x}") rpc k(x: string)',
+        '  @route("GET/l") rpc l()',
         "}",
       ),
       [
@@ -48,8 +87,19 @@ describe("routes", () => {
         ["FAN0316", 10, 10],
         ["FAN0316", 11, 10],
         ["FAN0303", 12, 3],
+        ["FAN0316", 13, 10],
+        ["FAN0316", 14, 10],
       ],
     );
+  });
+
+  it("says a `{param}` must be a whole segment, and how a route is written", () => {
+    const whole = check(src("package p", 'service S { @route("/k/id-{x}") rpc k(x: string) }'));
+    expect(messageOf(whole, "FAN0316")).toBe(
+      "invalid route `/k/id-{x}`: `{x}` must be a whole path segment, as in `/items/{x}`",
+    );
+    const glued = check(src("package p", 'service S { @route("GET/l") rpc l() }'));
+    expect(messageOf(glued, "FAN0316")).toBe("invalid route `GET/l`: a route is `/path` or `VERB /path`");
   });
 
   it("lets optional and defaulted parameters of a GET route travel in the query string", () => {
@@ -62,8 +112,7 @@ describe("routes", () => {
         "}",
       ),
     );
-    const s = model.packages[0]!.decls.find((d) => d.kind === "service");
-    expect(s?.kind === "service" && s.methods[0]?.route).toEqual({ path: "/store/{storeId}/wines", params: ["storeId"] });
+    expect(routesOf(model)).toEqual([{ verb: "GET", path: "/store/{storeId}/wines", params: ["storeId"] }]);
   });
 
   it("names the missing parameter of a GET route", () => {
@@ -73,4 +122,113 @@ describe("routes", () => {
     );
     expect(messageOf(r, "FAN0315")).toBe("parameter `storeId` of `list` is not bound by its GET route");
   });
+
+  it("a DELETE has no body either: its required parameters are in the path (FAN0315)", () => {
+    const r = expectDiagnostics(
+      src(
+        "package p",
+        "service S {",
+        '  @idempotent @route("DELETE /items") rpc drop(id: string, reason?: string)',
+        '  @idempotent @route("DELETE /items/{id}") rpc remove(id: string, reason?: string)',
+        "}",
+      ),
+      [["FAN0315", 3, 22]],
+    );
+    expect(messageOf(r, "FAN0315")).toBe("parameter `id` of `drop` is not bound by its DELETE route");
+  });
+
+  it("a verb a route cannot bind is FAN0322, with a hint for a near miss and for HEAD", () => {
+    const text = src(
+      "package p",
+      "service S {",
+      '  @route("FOO /a") rpc a()',
+      '  @idempotent @route("get /b") rpc b(): int',
+      '  @idempotent @route("HEAD /c") rpc c(): int',
+      '  @idempotent @route("DELET /d/{x}") rpc d(x: string)',
+      "}",
+    );
+    // On the verb itself, just after the quote: the editor's quick fix puts the hint in its place.
+    const r = expectDiagnostics(text, [
+      ["FAN0322", 3, 11],
+      ["FAN0322", 4, 23],
+      ["FAN0322", 5, 23],
+      ["FAN0322", 6, 23],
+    ]);
+    expect(r.diagnostics.map((d) => text.slice(d.span.start, d.span.end))).toEqual(["FOO", "get", "HEAD", "DELET"]);
+    expect(r.diagnostics.map((d) => d.message)).toEqual([
+      "`FOO` is not a verb a route can bind; use GET, POST, PUT, PATCH or DELETE",
+      "`get` is not a verb a route can bind; use GET, POST, PUT, PATCH or DELETE; did you mean `GET`?",
+      "`HEAD` is not a verb a route can bind; use GET, POST, PUT, PATCH or DELETE; every GET route answers HEAD",
+      "`DELET` is not a verb a route can bind; use GET, POST, PUT, PATCH or DELETE; did you mean `DELETE`?",
+    ]);
+  });
+
+  it("a GET route needs @idempotent (FAN0323): a GET must be safe to repeat", () => {
+    const r = expectDiagnostics(
+      src("package p", "service S {", '  @route("GET /items/{id}") rpc get(id: string): int', "}"),
+      [["FAN0323", 3, 11]],
+    );
+    expect(messageOf(r, "FAN0323")).toBe("`get` has a GET route but is not @idempotent");
+    // A push is no exception: a GET reaching it runs it.
+    expectDiagnostics(src("package p", 'service S { @route("GET /flush") push flush() }'), [["FAN0323", 2, 21]]);
+  });
+
+  it("warns (FAN0508) on a PUT or DELETE route of a method that is not @idempotent; the model is still made", () => {
+    const text = src(
+      "package p",
+      "service S {",
+      '  @route("PUT /items/{id}") rpc put(id: string, name: string)',
+      '  @route("DELETE /items/{id}") rpc remove(id: string)',
+      '  @route("PATCH /items/{id}") rpc rename(id: string, name: string)',
+      "}",
+    );
+    const r = check(text);
+    expect(positions(text, r.diagnostics)).toEqual([
+      ["FAN0508", 3, 11],
+      ["FAN0508", 4, 11],
+    ]);
+    expect(r.diagnostics.every((d) => d.severity === "warning")).toBe(true);
+    expect(r.diagnostics[1]?.message).toBe(
+      "`remove` has a DELETE route but is not @idempotent; HTTP clients and proxies may send a DELETE twice",
+    );
+    expect(r.model).toBeDefined();
+    expect(check(text, true).model).toBeUndefined();
+  });
+
+  it("two methods of a service on one verb and path are FAN0324, whatever their `{param}` names", () => {
+    const r = expectDiagnostics(
+      src(
+        "package p",
+        "service S {",
+        '  @idempotent @route("GET /items/{id}") rpc get(id: string): int',
+        '  @idempotent @route("/items/{key}/") rpc find(key: string): int',
+        '  @idempotent @route("DELETE /items/{id}") rpc remove(id: string)',
+        '  @idempotent @route("GET /items/search") rpc search(q?: string): int',
+        '  @route("/items") rpc add(name: string)',
+        '  @route("POST /items") push added(name: string)',
+        "}",
+        'service T { @idempotent @route("GET /items/{id}") rpc get(id: string): int }',
+      ),
+      [
+        ["FAN0324", 4, 22],
+        ["FAN0324", 8, 10],
+      ],
+    );
+    expect(r.diagnostics.map((d) => d.message)).toEqual([
+      "`GET /items/{key}/` of `find` is already the route of `get`",
+      "`POST /items` of `added` is already the route of `add`",
+    ]);
+  });
+});
+
+describe("the route examples of docs/diagnostics.md", () => {
+  const doc = readFileSync(fileURLToPath(new URL("../../../docs/diagnostics.md", import.meta.url)), "utf8");
+  for (const code of ["FAN0314", "FAN0315", "FAN0316", "FAN0322", "FAN0323", "FAN0324", "FAN0508"]) {
+    it(`${code}: its example reports it`, () => {
+      const section = doc.slice(doc.indexOf(`### ${code} `));
+      const example = /```fan\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
+      const codes = check(src("package p", example)).diagnostics.map((d) => d.code);
+      expect(codes).toContain(code);
+    });
+  }
 });

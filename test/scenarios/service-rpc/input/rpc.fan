@@ -22,6 +22,7 @@ service Store {
   rpc put(item: Item): void throws Missing, Denied
 
   @deprecated("use put")
+  @route("PATCH /items")
   rpc save(item: Item): Item
 
   rpc count(): int

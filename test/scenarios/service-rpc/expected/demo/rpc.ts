@@ -210,6 +210,7 @@ export const StoreDescriptor: ServiceDescriptor = {
       timeoutMs: 10000,
       idempotent: false,
       retry: 0,
+      route: { verb: "PATCH", path: "/items", params: [] },
       throws: [],
       deprecated: "use put",
     },

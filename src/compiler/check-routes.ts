@@ -1,0 +1,188 @@
+/**
+ * `@route("VERB /path/{param}")`: the HTTP verb and path on which the http transport and the
+ * gateway serve a method. Checked for what a user mapping a REST API expects: a verb HTTP
+ * knows, GET only on a method that is safe to repeat, every required parameter reachable when
+ * the verb has no body, and one method per verb and path in a service.
+ *
+ * `@route("/path")` without a verb keeps its meaning: GET for an `@idempotent` rpc, POST
+ * otherwise.
+ */
+import type * as A from "./ast.js";
+import type { Checker } from "./check-context.js";
+import { isScalar, typeText } from "./check-types.js";
+import { argString } from "./decorators.js";
+import { diag } from "./diagnostics.js";
+import type { FieldModel, MethodModel, RouteVerb } from "./model.js";
+import { closest, hintText } from "./suggest.js";
+
+/** The verbs a route may name, in the order an `Allow` header lists them. */
+export const ROUTE_VERBS: readonly RouteVerb[] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/** Verbs whose requests have no body: parameters travel in the path and the query string. */
+const BODYLESS: ReadonlySet<RouteVerb> = new Set(["GET", "DELETE"]);
+
+/** Verbs HTTP defines as idempotent, other than GET: clients and proxies may send them again. */
+const REPEATABLE: ReadonlySet<RouteVerb> = new Set(["PUT", "DELETE"]);
+
+/** Why a verb a route may not name is refused, beyond "unknown". */
+const NOT_BINDABLE: Readonly<Record<string, string>> = {
+  HEAD: "; every GET route answers HEAD",
+  OPTIONS: "; OPTIONS is answered by the gateway's CORS preflight",
+};
+
+const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** The verb of a route written without one: GET for an `@idempotent` rpc, POST otherwise. */
+export function defaultRouteVerb(kind: MethodModel["kind"], idempotent: boolean): RouteVerb {
+  return kind === "rpc" && idempotent ? "GET" : "POST";
+}
+
+/** The method a `@route` is on, as far as its route is concerned. */
+export interface RouteOwner {
+  readonly name: string;
+  readonly kind: MethodModel["kind"];
+  readonly idempotent: boolean;
+  readonly params: readonly FieldModel[];
+}
+
+/** The routes of one service so far: `VERB /shape` → the method that has it. */
+export type RouteClaims = Map<string, string>;
+
+/**
+ * Check a method's `@route` and claim its verb and path in `claims` (one service's routes).
+ * Returns the route, or undefined when it has an error.
+ */
+export function checkRoute(c: Checker, d: A.Decorator, owner: RouteOwner, claims: RouteClaims): MethodModel["route"] {
+  const s = argString(d, c.out);
+  if (s === undefined) return undefined;
+  const { written, path } = splitRoute(s.value);
+  const names = routeParams(path);
+  if (!Array.isArray(names)) {
+    c.out.push(diag.invalidRoute(s.span, { path: s.value, reason: names.reason }));
+    return undefined;
+  }
+  let ok = pathParamsOk(c, s, names, owner);
+  const verb = written === undefined ? defaultRouteVerb(owner.kind, owner.idempotent) : verbOf(written);
+  // What the verb's diagnostics point at: the verb itself (a quick fix replaces it with the hint).
+  const at = verbSpan(s, written);
+  if (verb === undefined) {
+    const text = written ?? "";
+    const hint = Object.hasOwn(NOT_BINDABLE, text) ? NOT_BINDABLE[text] : hintText(closest(text, ROUTE_VERBS));
+    c.out.push(diag.unknownRouteVerb(at, { verb: text, hint: hint ?? "" }));
+    return undefined;
+  }
+  if (verb === "GET" && !owner.idempotent) {
+    c.out.push(diag.getRouteNotIdempotent(at, { method: owner.name }));
+    ok = false;
+  } else if (REPEATABLE.has(verb) && !owner.idempotent) {
+    c.out.push(diag.routeVerbNotIdempotent(at, { verb, method: owner.name }));
+  }
+  if (BODYLESS.has(verb)) ok = bodylessParamsOk(c, s, verb, names, owner) && ok;
+  if (!ok) return undefined;
+  const key = `${verb} ${routeShape(path)}`;
+  const other = claims.get(key);
+  if (other !== undefined) {
+    c.out.push(diag.routeConflict(s.span, { verb, path, method: owner.name, other }));
+    return undefined;
+  }
+  claims.set(key, owner.name);
+  return { verb, path, params: names };
+}
+
+/** `"DELETE /items/{id}"` → the verb as written and the path; `"/items"` has no verb. */
+function splitRoute(text: string): { written: string | undefined; path: string } {
+  const m = /^([A-Za-z]+)[ \t]+(.*)$/s.exec(text);
+  return m === null ? { written: undefined, path: text } : { written: m[1] as string, path: m[2] as string };
+}
+
+/**
+ * The span of the verb written at the start of the string, just after its quote; the whole
+ * string when there is no verb or the literal has escapes (its offsets then differ from the value's).
+ */
+function verbSpan(s: A.StringLit, written: string | undefined): A.Span {
+  if (written === undefined || s.span.end - s.span.start !== s.value.length + 2) return s.span;
+  return { file: s.span.file, start: s.span.start + 1, end: s.span.start + 1 + written.length };
+}
+
+function verbOf(text: string): RouteVerb | undefined {
+  return (ROUTE_VERBS as readonly string[]).includes(text) ? (text as RouteVerb) : undefined;
+}
+
+/**
+ * A path's segments with each `{param}` as `{}`: two routes of one shape match the same
+ * requests whatever their parameters are called. Empty segments do not count (`/a//b/` is
+ * `/a/b`), as the servers split paths.
+ */
+export function routeShape(path: string): string {
+  return `/${path
+    .split("/")
+    .filter((x) => x.length > 0)
+    .map((x) => (x.startsWith("{") ? "{}" : x))
+    .join("/")}`;
+}
+
+/** The parameters named in a route path, or a reason the path is malformed. */
+function routeParams(path: string): string[] | { reason: string } {
+  if (!path.startsWith("/")) return { reason: "a route is `/path` or `VERB /path`" };
+  if (/[?#]/.test(path)) return { reason: "a route has no query string or fragment" };
+  const names: string[] = [];
+  for (const segment of path.split("/")) {
+    const braces = /[{}]/.test(segment);
+    if (!braces) continue;
+    const m = /^\{([^{}]*)\}$/.exec(segment);
+    if (m === null) {
+      const inner = /\{([^{}]*)\}/.exec(segment);
+      if (inner === null) return { reason: "unbalanced `{` or `}`" };
+      return { reason: `\`{${inner[1]}}\` must be a whole path segment, as in \`/items/{${inner[1]}}\`` };
+    }
+    const name = m[1] as string;
+    if (!PARAM_NAME.test(name)) return { reason: `\`{${name}}\` is not a parameter name` };
+    if (names.includes(name)) return { reason: `\`{${name}}\` appears twice` };
+    names.push(name);
+  }
+  return names;
+}
+
+/** Each `{param}` names a required scalar parameter of the method. */
+function pathParamsOk(c: Checker, s: A.StringLit, names: readonly string[], owner: RouteOwner): boolean {
+  let ok = true;
+  for (const name of names) {
+    const p = owner.params.find((x) => x.name === name);
+    if (p === undefined) {
+      c.out.push(diag.routeUnknownParam(s.span, { param: name, method: owner.name }));
+      ok = false;
+      continue;
+    }
+    const problem = p.optional
+      ? `path parameter \`${name}\` is optional`
+      : isScalar(p.type)
+        ? undefined
+        : `path parameter \`${name}\` has type ${typeText(p.type)}, not a scalar`;
+    if (problem !== undefined) {
+      c.out.push(diag.invalidRoute(s.span, { path: s.value, reason: problem }));
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+/**
+ * A GET or DELETE carries no body, so every required parameter must be in the path. Optional
+ * and defaulted parameters may travel in the query string.
+ */
+function bodylessParamsOk(
+  c: Checker,
+  s: A.StringLit,
+  verb: RouteVerb,
+  names: readonly string[],
+  owner: RouteOwner,
+): boolean {
+  let ok = true;
+  for (const p of owner.params) {
+    if (!p.optional && p.default === undefined && !names.includes(p.name)) {
+      c.out.push(diag.routeMissingParam(s.span, { param: p.name, method: owner.name, verb }));
+      ok = false;
+    }
+  }
+  return ok;
+}
