@@ -21,7 +21,7 @@ const USAGE = `usage: fanc gateway [<idl dir>] [options]
 
 Serves every service of the IDL over HTTP, whatever transport it runs on (see docs/gateway.md):
   POST /<package.Service>/<method>          rpc (200/204) or push (202); JSON arguments as body
-  <verb> <@route path>                      the IDL's @route paths, as the http transport serves them
+  <verb> <@route path>                      the IDL's @route paths on their verbs, as the http transport serves them
   GET  /_fan/events/<service>/<event>       Server-Sent Events: one data line of JSON per event
   GET  /_fan/states/<service>/<state>       Server-Sent Events: the state's value, then every change
                                             (a @shard state: one shard, ?shard=<n> or ?key=<key>; all: ?shard=all)
@@ -92,6 +92,7 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     const catalog = new Catalog(schemas.model, descriptors, (d: ServiceDescriptor) =>
       a.client({ descriptor: d, createClient: (c: ClientCaller) => c }),
     );
+    for (const text of catalog.shadowed) log.warn(text);
     server = new GatewayServer({ app, catalog, cors: new Cors(values.cors), log });
     const url = await server.listen(port, values.host ?? "127.0.0.1");
     io.err(

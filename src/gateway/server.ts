@@ -3,8 +3,8 @@
  * served on, over plain HTTP.
  *
  * - `POST /<package.Service>/<method>` with the JSON arguments: an rpc (200 with the reply, 204
- *   for none) or a push (202 once accepted); each `@route` path with its verbs, as the http
- *   transport serves them (GET/HEAD/DELETE for `@idempotent` methods, POST/PUT/PATCH for any);
+ *   for none) or a push (202 once accepted); each `@route` path on the verb it binds (a GET
+ *   route HEAD too), routed by the http transport's own code (another verb: 405 with `Allow`);
  * - `GET /_fan/events/<service>/<event>` and `GET /_fan/states/<service>/<state>`: SSE (a
  *   `@shard` state streams one shard: `?shard=N` or `?key=K`, or all of them: `?shard=all`;
  *   400 without any);
@@ -24,7 +24,8 @@ import { shardOfKey } from "../runtime/shard-key.js";
 import type { MethodDescriptor, ServiceDescriptor, StateDescriptor } from "../runtime/descriptor.js";
 import { Code, FanError } from "../runtime/errors.js";
 import { fromHttpHeaders } from "../runtime/transports/http/headers.js";
-import { bindParams, matchRoute, safeDecode, splitPath } from "../runtime/transports/http/routes.js";
+import { sendWrongVerb } from "../runtime/transports/http/respond.js";
+import { bindParams, isBodyless, lookupRoute, safeDecode, splitPath } from "../runtime/transports/http/routes.js";
 import type { EnvelopeHeaders } from "../runtime/transports/transport.js";
 import type { Catalog, GatewayService } from "./catalog.js";
 import type { Cors } from "./cors.js";
@@ -36,8 +37,6 @@ import { refuse, wireErrorOf, writeError } from "./wire.js";
 const CLOSE_GRACE_MS = 2000;
 /** Default bound on a request body. */
 export const MAX_BODY_BYTES = 1024 * 1024;
-const BODYLESS: ReadonlySet<string> = new Set(["GET", "HEAD", "DELETE"]);
-const WITH_BODY: ReadonlySet<string> = new Set(["POST", "PUT", "PATCH"]);
 
 export interface GatewayOptions {
   readonly app: App;
@@ -117,40 +116,34 @@ export class GatewayServer {
     const path = q < 0 ? url : url.slice(0, q);
     const raw = splitPath(path);
     const method = req.method ?? "GET";
-    // POST /<package.Service>/<method>: the common case first.
-    if (raw.length === 2 && method === "POST") {
-      const svc = this.#o.catalog.service(safeDecode(raw[0] as string) ?? "");
-      if (svc !== undefined) {
-        const m = svc.descriptor.methods[safeDecode(raw[1] as string) ?? ""];
-        if (m === undefined)
-          return refuse(res, Code.NOT_FOUND, `${svc.descriptor.name} has no rpc or push ${JSON.stringify(raw[1])}`);
-        const body = await this.#body(req, res);
-        if (body === undefined) return;
-        return this.#send(req, res, svc, m, body);
-      }
+    // POST /<package.Service>/<method>: the common case first. As on the http transport, no
+    // route shadows a service's own path, whatever the verb.
+    const svc = raw.length === 2 ? this.#o.catalog.service(safeDecode(raw[0] as string) ?? "") : undefined;
+    if (svc !== undefined) {
+      const methods = svc.descriptor.methods;
+      const name = safeDecode(raw[1] as string) ?? "";
+      const m = Object.hasOwn(methods, name) ? methods[name] : undefined;
+      if (m === undefined)
+        return refuse(res, Code.NOT_FOUND, `${svc.descriptor.name} has no rpc or push ${JSON.stringify(raw[1])}`);
+      if (method !== "POST") return sendWrongVerb(res, method, path, "POST");
+      const body = await this.#body(req, res);
+      if (body === undefined) return;
+      return this.#send(req, res, svc, m, body);
     }
     if (raw[0] === "_fan" || (raw.length === 1 && raw[0] === "health"))
       return this.#own(req, res, raw, method, q < 0 ? undefined : url.slice(q + 1));
-    const match = matchRoute(this.#o.catalog.routes, raw);
-    if (match !== undefined) {
-      const m = match.route.method;
-      const svc = this.#o.catalog.service(match.route.service) as GatewayService;
-      if (BODYLESS.has(method) && !m.idempotent) {
-        res.setHeader("allow", "POST, PUT, PATCH");
-        return refuse(res, Code.FAILED_PRECONDITION, `${method} ${path} needs an @idempotent method; use POST`, 405);
-      }
-      if (!BODYLESS.has(method) && !WITH_BODY.has(method)) {
-        res.setHeader("allow", m.idempotent ? "GET, HEAD, DELETE, POST, PUT, PATCH" : "POST, PUT, PATCH");
-        return refuse(res, Code.UNIMPLEMENTED, `method ${method} is not served`, 405);
-      }
-      const body = BODYLESS.has(method) ? {} : await this.#body(req, res);
+    const found = lookupRoute(this.#o.catalog.routes, method, raw);
+    if (found !== undefined && "allow" in found) return sendWrongVerb(res, method, path, found.allow);
+    if (found !== undefined) {
+      const { route, params } = found.match;
+      const m = route.method;
+      const target = this.#o.catalog.service(route.service) as GatewayService;
+      // GET, HEAD and DELETE: the path and the query string; POST, PUT and PATCH: the JSON body.
+      const bodyless = isBodyless(method);
+      const body = bodyless ? {} : await this.#body(req, res);
       if (body === undefined) return;
-      const query = BODYLESS.has(method) && q >= 0 ? new URLSearchParams(url.slice(q + 1)) : undefined;
-      return this.#send(req, res, svc, m, bindParams(m.input, body, match.params, query));
-    }
-    if (raw.length === 2 && this.#o.catalog.service(safeDecode(raw[0] as string) ?? "") !== undefined) {
-      res.setHeader("allow", "POST");
-      return refuse(res, Code.UNIMPLEMENTED, `${method} ${path}: rpc and push take POST`, 405);
+      const query = bodyless && q >= 0 ? new URLSearchParams(url.slice(q + 1)) : undefined;
+      return this.#send(req, res, target, m, bindParams(m.input, body, params, query));
     }
     refuse(res, Code.NOT_FOUND, `no service, method or route at ${method} ${path} (GET /_fan/idl lists them)`);
   }
@@ -163,10 +156,7 @@ export class GatewayServer {
     method: string,
     search: string | undefined,
   ): Promise<void> {
-    if (method !== "GET" && method !== "HEAD") {
-      res.setHeader("allow", "GET, HEAD");
-      return refuse(res, Code.UNIMPLEMENTED, `${method} is not served here; use GET`, 405);
-    }
+    if (method !== "GET" && method !== "HEAD") return sendWrongVerb(res, method, `/${raw.join("/")}`, "GET, HEAD");
     if (raw[0] === "health") {
       const body = JSON.stringify({
         status: "SERVING",

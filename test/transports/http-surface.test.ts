@@ -83,8 +83,47 @@ describe("http surface", () => {
   });
 
   it("serves @route paths: POST merges the body with the path parameters (path wins)", async () => {
-    const a = await httpRequest(base, "POST", "/conformance/echo/5", '{"n":99,"text":"body"}');
+    const a = await httpRequest(base, "POST", "/conformance/note/5", '{"n":99,"text":"body"}');
     expect(JSON.parse(a.body)).toEqual({ n: 5, text: "body", served: "conformance" });
+  });
+
+  it("a route answers its own verb only: GET (and HEAD) runs `routed`, DELETE on the same path `forget`", async () => {
+    // A body sent with a DELETE is not read as parameters (node's client sends none without a length).
+    const ignored = '{"text":"ignored"}';
+    const del = await httpRequest(base, "DELETE", "/conformance/echo/8?text=gone", ignored, {
+      "content-length": String(ignored.length),
+    });
+    expect(del.status).toBe(200);
+    expect(JSON.parse(del.body)).toEqual({ n: 8, text: "gone", served: "conformance" });
+    expect(inbound.calls.at(-1)?.method).toBe("forget");
+    const head = await httpRequest(base, "HEAD", "/conformance/echo/8");
+    expect([head.status, head.body]).toEqual([200, ""]);
+    expect(inbound.calls.at(-1)?.method).toBe("routed");
+  });
+
+  it("any other verb on a route's path: 405, Allow naming the path's verbs, UNIMPLEMENTED, and no handler runs", async () => {
+    const before = inbound.calls.length;
+    const cases: [string, string, string][] = [
+      ["POST", "/conformance/echo/5", "GET, HEAD, DELETE"],
+      ["PUT", "/conformance/echo/5", "GET, HEAD, DELETE"],
+      ["GET", "/conformance/note/5", "POST"],
+      ["DELETE", "/conformance/note/5", "POST"],
+      ["HEAD", "/conformance/note/5", "POST"],
+      ["PATCH", "/conformance/note/5", "POST"],
+    ];
+    for (const [verb, path, allow] of cases) {
+      const a =
+        verb === "HEAD"
+          ? await httpRequest(base, verb, path)
+          : await httpRequest(base, verb, path, '{"text":"x"}', { "content-length": "12" });
+      expect([a.status, a.headers.allow], `${verb} ${path}`).toEqual([405, allow]);
+      if (verb !== "HEAD")
+        expect(JSON.parse(a.body)).toEqual({
+          code: "UNIMPLEMENTED",
+          message: `${verb} ${path} is not served; ${path} takes ${allow}`,
+        });
+    }
+    expect(inbound.calls.length).toBe(before);
   });
 
   it("maps errors to HTTP status with a WireError body", async () => {
@@ -103,13 +142,17 @@ describe("http surface", () => {
     const g = await httpRequest(base, "GET", `/${C}/echo`);
     expect(g.status).toBe(405);
     expect(g.headers.allow).toBe("POST");
+    expect(JSON.parse(g.body)).toEqual({
+      code: "UNIMPLEMENTED",
+      message: `GET /${C}/echo is not served; /${C}/echo takes POST`,
+    });
   });
 
   it("400 INVALID_ARGUMENT for malformed JSON, bad headers and non-object routed bodies", async () => {
     expect((await httpRequest(base, "POST", `/${C}/echo`, "{nope")).status).toBe(400);
     expect((await httpRequest(base, "POST", `/${C}/echo`, "{}", { "fan-deadline": "soon" })).status).toBe(400);
     expect((await httpRequest(base, "POST", `/${C}/echo`, "{}", { "fan-headers": '{"a":{"b":1}}' })).status).toBe(400);
-    expect((await httpRequest(base, "POST", "/conformance/echo/1", "[1]")).status).toBe(400);
+    expect((await httpRequest(base, "POST", "/conformance/note/1", "[1]")).status).toBe(400);
     expect((await httpRequest(base, "POST", `/${C}/echo`, "{}", { "fan-h-__proto__": "x" })).status).toBe(400);
     expect((await httpRequest(base, "POST", `/${C}/echo`, "{}", { "fan-headers": '{"__proto__":"x"}' })).status).toBe(
       400,

@@ -63,6 +63,16 @@ export function sendError(
   writeJson(res, status ?? statusOf(err.code), { ...extra, "fan-kind": "error" }, JSON.stringify(wire));
 }
 
+/**
+ * 405 for a verb a path does not take: `Allow` lists the verbs it does, the body is an
+ * UNIMPLEMENTED error (as gRPC transcoding answers an unbound verb). The http transport and
+ * the gateway both answer a wrong verb with this, on routes and `/{service}/{method}` alike.
+ */
+export function sendWrongVerb(res: ServerResponse, verb: string, path: string, allow: string): void {
+  res.setHeader("allow", allow);
+  sendError(res, new FanError(Code.UNIMPLEMENTED, `${verb} ${path} is not served; ${path} takes ${allow}`), 405);
+}
+
 /** Writes a status with no body. */
 export function sendStatus(res: ServerResponse, status: number, headers: Record<string, string>): void {
   res.writeHead(status, headers).end();

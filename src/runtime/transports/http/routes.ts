@@ -1,9 +1,11 @@
 /**
- * `@route("/store/{storeId}/item/{inventoryId}")` paths: matching a request path against the
- * served routes and binding path and query parameters to the method's input.
+ * `@route("VERB /store/{storeId}/item/{inventoryId}")` paths: finding the route a request's
+ * verb and path address, and binding path and query parameters to the method's input. The
+ * http transport and the gateway both route with this file, so they answer alike.
  *
- * A route answers GET (and HEAD/DELETE, which have no body) with its parameters taken from the
- * path and the query string, and POST/PUT/PATCH with a JSON body whose keys the path
+ * A route answers its one verb (a GET route HEAD too); another verb on its path is a 405
+ * whose `Allow` lists the verbs the path takes. GET, HEAD and DELETE take their parameters
+ * from the path and the query string; POST, PUT and PATCH from a JSON body whose keys the path
  * parameters override. Path and query values are text; they are converted to the parameter's
  * IDL type where that is unambiguous (numbers, booleans), and left as text otherwise, for the
  * App's decoders to accept or reject with INVALID_ARGUMENT.
@@ -14,10 +16,17 @@ import type { Schema, StructSchema } from "../../codec/schema.js";
 /** Names never bound from a path or query (they would pollute prototypes). */
 const FORBIDDEN: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
 
+/** A verb a route is bound to. */
+export type RouteVerb = NonNullable<NonNullable<MethodDescriptor["route"]>["verb"]>;
+
+/** How an `Allow` header lists verbs. */
+const ALLOW_ORDER: readonly string[] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
+
 /** One compiled route of one method. */
 export interface Route {
   readonly service: string;
   readonly method: MethodDescriptor;
+  readonly verb: RouteVerb;
   readonly segments: readonly Segment[];
 }
 
@@ -29,7 +38,23 @@ export interface RouteMatch {
   readonly params: Readonly<Record<string, string>>;
 }
 
-/** Compiles a method's `@route` path into segments. */
+/**
+ * What a request finds: the route of its verb and path; or, when routes have the path but
+ * none the verb, the `Allow` header of a 405; or undefined when no route has the path.
+ */
+export type RouteLookup = { readonly match: RouteMatch } | { readonly allow: string } | undefined;
+
+/** The verb a method's route is served on: as the IDL wrote it, else GET for an `@idempotent` rpc and POST otherwise. */
+export function routeVerb(method: MethodDescriptor): RouteVerb {
+  return method.route?.verb ?? (method.kind === "rpc" && method.idempotent ? "GET" : "POST");
+}
+
+/** True for the verbs that carry no body: parameters come from the path and the query string. */
+export function isBodyless(verb: string): boolean {
+  return verb === "GET" || verb === "HEAD" || verb === "DELETE";
+}
+
+/** Compiles a method's `@route` into its verb and path segments. */
 export function compileRoute(
   service: string,
   method: MethodDescriptor & { route: NonNullable<MethodDescriptor["route"]> },
@@ -38,7 +63,7 @@ export function compileRoute(
     const m = /^\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(s);
     return m === null ? { literal: s } : { param: m[1] as string };
   });
-  return { service, method, segments };
+  return { service, method, verb: routeVerb(method), segments };
 }
 
 /** Splits a path into its non-empty segments (no decoding). */
@@ -46,25 +71,60 @@ export function splitPath(path: string): string[] {
   return path.split("/").filter((s) => s.length > 0);
 }
 
-/** Finds the first route matching the (raw, percent-encoded) path segments. */
-export function matchRoute(routes: readonly Route[], rawSegments: readonly string[]): RouteMatch | undefined {
-  outer: for (const route of routes) {
-    if (route.segments.length !== rawSegments.length) continue;
-    const params: Record<string, string> = {};
-    for (let i = 0; i < route.segments.length; i++) {
-      const seg = route.segments[i] as Segment;
-      const raw = rawSegments[i] as string;
-      if ("literal" in seg) {
-        if (seg.literal !== raw) continue outer;
-      } else {
-        const value = safeDecode(raw);
-        if (value === undefined) continue outer;
-        params[seg.param] = value;
-      }
-    }
-    return { route, params };
+/**
+ * Finds the route of `verb` (HEAD: a GET route) on the (raw, percent-encoded) path segments.
+ * Where routes of one verb match alike (`/items/search`, `/items/{id}`), the one with a
+ * literal segment where the other has a parameter wins, whatever their order.
+ */
+export function lookupRoute(routes: readonly Route[], verb: string, rawSegments: readonly string[]): RouteLookup {
+  const wanted = verb === "HEAD" ? "GET" : verb;
+  let best: RouteMatch | undefined;
+  const others = new Set<string>();
+  for (const route of routes) {
+    // Once the verb has a match, routes of other verbs no longer matter (no 405 to list them in).
+    if (route.verb !== wanted && best !== undefined) continue;
+    const params = matchSegments(route, rawSegments);
+    if (params === undefined) continue;
+    if (route.verb !== wanted) others.add(route.verb);
+    else if (best === undefined || moreSpecific(route, best.route)) best = { route, params };
   }
-  return undefined;
+  if (best !== undefined) return { match: best };
+  return others.size === 0 ? undefined : { allow: allowOf(others) };
+}
+
+/** The path parameters when `route` matches the raw segments, else undefined. */
+function matchSegments(route: Route, rawSegments: readonly string[]): Record<string, string> | undefined {
+  if (route.segments.length !== rawSegments.length) return undefined;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < route.segments.length; i++) {
+    const seg = route.segments[i] as Segment;
+    const raw = rawSegments[i] as string;
+    if ("literal" in seg) {
+      if (seg.literal !== raw) return undefined;
+    } else {
+      const value = safeDecode(raw);
+      if (value === undefined) return undefined;
+      params[seg.param] = value;
+    }
+  }
+  return params;
+}
+
+/** True when `a` has a literal segment at the first place where it and `b` differ in kind. */
+function moreSpecific(a: Route, b: Route): boolean {
+  for (let i = 0; i < a.segments.length; i++) {
+    const x = "literal" in (a.segments[i] as Segment);
+    const y = "literal" in (b.segments[i] as Segment);
+    if (x !== y) return x;
+  }
+  return false;
+}
+
+/** An `Allow` header of these verbs: HEAD with GET, in the usual order. */
+export function allowOf(verbs: Iterable<string>): string {
+  const set = new Set(verbs);
+  if (set.has("GET")) set.add("HEAD");
+  return ALLOW_ORDER.filter((v) => set.has(v)).join(", ");
 }
 
 /** `decodeURIComponent` that returns undefined instead of throwing on bad escapes. */
@@ -76,9 +136,9 @@ export function safeDecode(raw: string): string | undefined {
   }
 }
 
-/** True when two routes would match the same paths (same shape, same literals). */
-export function sameShape(a: Route, b: Route): boolean {
-  if (a.segments.length !== b.segments.length) return false;
+/** True when two routes answer the same requests (same verb, same shape, same literals). */
+export function sameRoute(a: Route, b: Route): boolean {
+  if (a.verb !== b.verb || a.segments.length !== b.segments.length) return false;
   return a.segments.every((s, i) => {
     const t = b.segments[i] as Segment;
     return "literal" in s ? "literal" in t && s.literal === t.literal : "param" in t;

@@ -3,8 +3,8 @@
  * service instance. rpc is `POST /{service}/{method}` with the JSON payload as body, and each
  * `@route` path too; pushes answer 202 once the handler has finished (the Inbound resolved).
  *
- * A `@route` path answers GET, HEAD and DELETE only for an `@idempotent` method (405 with
- * `Allow` otherwise), POST, PUT and PATCH for any.
+ * A `@route` path answers the verb its route binds (a GET route HEAD too); another verb on it
+ * is a 405 with `Allow` (routes.ts, respond.ts: the gateway answers alike).
  *
  * Everything that reaches the socket gets an answer: unknown services and methods 404, a body
  * over the limit 413 (RESOURCE_EXHAUSTED, without reading it), malformed JSON or
@@ -21,8 +21,17 @@ import { nextEnvelopeId } from "../../ids.js";
 import type { Envelope, Inbound } from "../transport.js";
 import { parseJson } from "../../codec/wire.js";
 import { fromHttpHeaders } from "./headers.js";
-import { bindParams, compileRoute, matchRoute, type Route, sameShape, safeDecode, splitPath } from "./routes.js";
-import { sendEnvelope, sendError, sendStatus } from "./respond.js";
+import {
+  bindParams,
+  compileRoute,
+  isBodyless,
+  lookupRoute,
+  type Route,
+  safeDecode,
+  sameRoute,
+  splitPath,
+} from "./routes.js";
+import { sendEnvelope, sendError, sendStatus, sendWrongVerb } from "./respond.js";
 import { LazyAbort } from "../abort.js";
 import { answerAdmin } from "../../telemetry/admin.js";
 import type { AdminHook } from "../../telemetry/index.js";
@@ -173,11 +182,11 @@ export class HttpServer {
     for (const method of Object.values(service.methods)) {
       if (method.route === undefined) continue;
       const route = compileRoute(service.name, { ...method, route: method.route });
-      const clash = this.routes.find((r) => sameShape(r, route));
+      const clash = this.routes.find((r) => sameRoute(r, route));
       if (clash !== undefined) {
         this.log.warn(
           {
-            route: method.route.path,
+            route: `${route.verb} ${method.route.path}`,
             service: service.name,
             method: method.name,
             servedBy: `${clash.service}.${clash.method.name}`,
@@ -257,41 +266,28 @@ export class HttpServer {
   /** Finds what a request addresses, or answers it (404/405/503) and returns undefined. */
   private route(verb: string, url: string, res: ServerResponse): Target | undefined {
     const q = url.indexOf("?");
-    const raw = this.segments(q < 0 ? url : url.slice(0, q));
-    const fromRoute = matchRoute(
-      verb === "GET" || verb === "HEAD" || verb === "DELETE" || verb === "POST" || verb === "PUT" || verb === "PATCH"
-        ? this.routes
-        : [],
-      raw,
-    );
-    if (fromRoute !== undefined) {
-      const binding = this.pick(fromRoute.route.service);
-      if (binding !== undefined) {
-        const bodyless = verb === "GET" || verb === "HEAD" || verb === "DELETE";
-        const method = fromRoute.route.method;
-        if (bodyless && !method.idempotent) {
-          // GET, HEAD and DELETE are idempotent in HTTP (caches, crawlers and proxies repeat
-          // them): only an `@idempotent` method may be reached by them.
-          res.setHeader("allow", "POST, PUT, PATCH");
-          sendError(
-            res,
-            new FanError(
-              Code.UNIMPLEMENTED,
-              `${verb} is not allowed on ${fromRoute.route.service}.${method.name}, which is not @idempotent; use POST`,
-            ),
-            405,
-          );
-          return undefined;
-        }
-        return {
-          binding,
-          method: fromRoute.route.method,
-          params: fromRoute.params,
-          ...(bodyless ? { query: new URLSearchParams(q < 0 ? "" : url.slice(q + 1)) } : {}),
-        };
-      }
+    const path = q < 0 ? url : url.slice(0, q);
+    const raw = this.segments(path);
+    // `/{service}/{method}` of a service bound here first: no route shadows it (and a call
+    // does not scan the routes).
+    const named = raw.names?.[0];
+    if (named !== undefined && (this.bindings.has(named) || this.stopped.has(named)))
+      return this.routeByName(verb, raw, res);
+    const found = lookupRoute(this.routes, verb, raw);
+    if (found === undefined) return this.routeByName(verb, raw, res);
+    if ("allow" in found) {
+      sendWrongVerb(res, verb, path, found.allow);
+      return undefined;
     }
-    return this.routeByName(verb, raw, res);
+    const { route, params } = found.match;
+    const binding = this.pick(route.service);
+    if (binding === undefined) return this.routeByName(verb, raw, res);
+    return {
+      binding,
+      method: route.method,
+      params,
+      ...(isBodyless(verb) ? { query: new URLSearchParams(q < 0 ? "" : url.slice(q + 1)) } : {}),
+    };
   }
 
   /** A path's raw segments, split once per distinct path (rpc paths repeat on every call). */
@@ -335,12 +331,7 @@ export class HttpServer {
       return undefined;
     }
     if (verb !== "POST") {
-      res.setHeader("allow", "POST");
-      sendError(
-        res,
-        new FanError(Code.UNIMPLEMENTED, `${verb} is not allowed on /${service}/${method}; use POST`),
-        405,
-      );
+      sendWrongVerb(res, verb, `/${service}/${method}`, "POST");
       return undefined;
     }
     return { binding, method: m };
@@ -358,7 +349,10 @@ export class HttpServer {
 
   private toEnvelope(req: IncomingMessage, body: Buffer, target: Target): Envelope {
     const headers = fromHttpHeaders(req.headers);
-    let payload: unknown = body.length === 0 ? {} : parseJson(body, { maxBytes: this.maxBodyBytes });
+    // A GET, HEAD or DELETE takes its parameters from the path and the query string only: a
+    // body sent with one is not read as parameters (as the gateway does).
+    const bodyless = target.query !== undefined;
+    let payload: unknown = body.length === 0 || bodyless ? {} : parseJson(body, { maxBytes: this.maxBodyBytes });
     if (target.params !== undefined) {
       if (payload === null || typeof payload !== "object" || Array.isArray(payload))
         throw new FanError(Code.INVALID_ARGUMENT, "the body of a routed request must be a JSON object");
