@@ -3,19 +3,23 @@
  * (filtered on this run's keys and channels): the serving loop pops with one BLMPOP (no LMPOP
  * that comes back empty first), and a reply ready by the end of its batch's turn is PUBLISHed
  * on the popping connection, written together with the next BLMPOP. Calls made together go out
- * in script runs of at most `CALLS_PER_RUN`.
+ * in runs of at most `CALLS_PER_RUN`. A client holding a lease on a version pushes with LPUSH
+ * instead of the call script, and loses the lease when the version's instance stops or, at the
+ * latest, after `LEASE_MS`.
  */
 import { connect, type Socket } from "node:net";
 import { afterAll, expect, it } from "vitest";
 import { parseEndpoint, replyChannel, rpcKey } from "../../src/runtime/transports/redis/names.js";
-import { CALLS_PER_RUN } from "../../src/runtime/transports/redis/rpc-client.js";
+import { CALLS_PER_RUN, LEASE_MS } from "../../src/runtime/transports/redis/rpc-client.js";
+import { aliveKey } from "../../src/runtime/transports/redis/names.js";
+import { Redis } from "ioredis";
 import { type RedisTransport, redisTransport } from "../../src/runtime/transports/redis/index.js";
 import type { CallSink } from "../../src/runtime/call/dispatch.js";
 import type { CallSignal } from "../../src/runtime/transports/abort.js";
 import type { Envelope } from "../../src/runtime/transports/transport.js";
 import { captureLog } from "./fixtures/log.js";
 import { describeWithBroker, reachable } from "./amqp-broker.js";
-import { envelope, within } from "./conformance.js";
+import { envelope, rejection, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
 import { TestInbound } from "./fixtures/inbound.js";
 import { deleteKeys, REDIS_URL } from "./redis-server.js";
@@ -54,7 +58,7 @@ describeWithBroker(
     expect(inbound.ran, "calls went through run(), not call()").toBeGreaterThanOrEqual(21);
   });
 
-  it("calls made in one run go out in script runs of at most CALLS_PER_RUN calls", async () => {
+  it("calls made in one run go out in runs (script or LPUSH) of at most CALLS_PER_RUN calls", async () => {
     const server = transportIn(`${cluster}-burst`);
     const client = transportIn(`${cluster}-burst`);
     open.push(server, client);
@@ -63,9 +67,11 @@ describeWithBroker(
     expect((await client.call(endpoint, envelope("echo", { n: 0 }), within(5000))).kind).toBe("reply");
 
     const runs: number[] = [];
-    const monitor = await watch((name, args) => {
-      // EVALSHA sha 2 list alive instance frame...
+    const monitor = await watch((name, args, source) => {
+      // EVALSHA sha 2 list alive instance frame..., or on a lease LPUSH list frame... (not the
+      // script's own LPUSH, which MONITOR shows from "lua").
       if (name === "evalsha" && args[2] === list) runs.push(args.length - 5);
+      if (name === "lpush" && args[0] === list && source !== "lua") runs.push(args.length - 1);
     });
     const n = 2 * CALLS_PER_RUN + 5;
     try {
@@ -85,6 +91,67 @@ describeWithBroker(
     }
     // Before: one run of all 69 (the tick's calls moved as one group through client, Redis and server).
     expect(runs).toEqual([CALLS_PER_RUN, CALLS_PER_RUN, 5]);
+  });
+
+  it("on a lease, calls skip the script; the version's last instance stopping ends the lease, so the next call is refused at once", async () => {
+    const server = transportIn(`${cluster}-lease`);
+    const client = transportIn(`${cluster}-lease`);
+    open.push(server, client);
+    const served = await server.serve(ConformanceDescriptor, "lease", new TestInbound());
+    const list = rpcKey(parseEndpoint(served.endpoint));
+    // The first call runs the script, which grants the lease.
+    expect((await client.call(served.endpoint, envelope("echo", { n: 0 }), within(5000))).kind).toBe("reply");
+    const seen: string[] = [];
+    const monitor = await watch((name, args, source) => {
+      if (source === "lua") return;
+      if ((name === "evalsha" && args[2] === list) || (name === "lpush" && args[0] === list)) seen.push(name);
+    });
+    try {
+      for (let i = 1; i <= 5; i++)
+        expect((await client.call(served.endpoint, envelope("echo", { n: i }), within(5000))).kind).toBe("reply");
+      const until = Date.now() + 3000;
+      while (Date.now() < until && seen.length < 5) await new Promise((r) => setTimeout(r, 20));
+    } finally {
+      monitor.destroy();
+    }
+    // Within LEASE_MS of the first call (a second is long here): every call an LPUSH.
+    expect(seen).toEqual(["lpush", "lpush", "lpush", "lpush", "lpush"]);
+
+    await served.stop();
+    // Without the announcement the lease would push this call, and it would wait out its deadline.
+    const started = Date.now();
+    const e = await rejection(() => client.call(served.endpoint, envelope("echo", { n: 9 }), within(4000)));
+    expect(e.code).toBe("UNAVAILABLE");
+    expect(e.message).toContain("no live instance");
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it("a lease lasts at most LEASE_MS: an entry gone without an announcement (a killed instance) refuses calls after it", async () => {
+    const server = transportIn(`${cluster}-expiry`);
+    const client = transportIn(`${cluster}-expiry`);
+    open.push(server, client);
+    const served = await server.serve(ConformanceDescriptor, "expiry", new TestInbound());
+    const addr = parseEndpoint(served.endpoint);
+    expect((await client.call(served.endpoint, envelope("echo", { n: 0 }), within(5000))).kind).toBe("reply");
+    // Stop the loop so it neither pops nor renews, then drop its alive entry the way an expiry
+    // would: no announcement.
+    await served.stop();
+    const admin = new Redis(REDIS_URL);
+    try {
+      await admin.zadd(aliveKey(addr), Date.now() + 60_000, "ghost");
+      expect((await client.call(served.endpoint, envelope("echo", { n: 1 }), within(200)).catch((x) => x)).code).toBe(
+        "DEADLINE_EXCEEDED",
+      );
+      // The ghost's entry granted a lease; removed behind the client's back, it is trusted until the lease ends.
+      await admin.zrem(aliveKey(addr), "ghost");
+      await new Promise((r) => setTimeout(r, LEASE_MS + 100));
+      const e = await rejection(() => client.call(served.endpoint, envelope("echo", { n: 2 }), within(4000)));
+      expect(e.code).toBe("UNAVAILABLE");
+      expect(e.message).toContain("no live instance");
+    } finally {
+      await admin.del(rpcKey(addr));
+      admin.disconnect();
+    }
   });
 
   async function oneAfterAnother(inbound: TestInbound, instance: string): Promise<void> {

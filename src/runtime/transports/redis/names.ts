@@ -72,6 +72,14 @@ export function replyChannel(cluster: string, clientId: string): string {
   return `fan.${cluster}.reply.${clientId}`;
 }
 
+/**
+ * The pub/sub channel on which a serving instance that stops says it left (the message: its
+ * version's alive key), so callers stop trusting their lease on that version (rpc-client.ts).
+ */
+export function leftChannel(cluster: string): string {
+  return `fan.${cluster}.rpc.left`;
+}
+
 /** The pub/sub channel that carries cancellations to the servers of a version. */
 export function cancelChannel(a: RedisAddress): string {
   return `fan.${a.cluster}.cancel.${a.service}.${a.version}`;

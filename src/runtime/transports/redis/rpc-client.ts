@@ -14,6 +14,16 @@
  * Frames travel as strings: ioredis writes a pipeline of strings in one piece, which is
  * measurably cheaper than its mixed-buffer path.
  *
+ * A version's calls skip the script while the client holds a lease on that version: a script run
+ * that accepts calls answers how long the longest-lived alive entry has left, and for that long
+ * (at most `LEASE_MS`) the client pushes with a plain LPUSH, which costs Redis about half of
+ * the script (docs/transports-amqp-redis.md, "Leases"). The lease ends early when an instance
+ * of the version announces on the left channel that it stopped (rpc-server.ts), and whenever
+ * the reply connection drops (an announcement may have been missed): the next call runs the
+ * script again, so a version whose last instance stopped is still refused at once. A killed
+ * instance stays in the alive set until its entry expires, and the lease never outlives that
+ * entry, so a lease accepts no call the script would have refused.
+ *
  * A call to one instance (sharded) is watched while it waits: every `OWNER_CHECK_MS` the
  * client asks Redis whether that instance is still in the alive set, and once it is not (a
  * process killed stops refreshing its entry: gone `aliveTtlMs` after its last refresh), takes
@@ -35,6 +45,7 @@ import {
   aliveKey,
   cancelChannel,
   instanceRpcKey,
+  leftChannel,
   parseEndpoint,
   replyChannel,
   rpcKey,
@@ -43,14 +54,19 @@ import {
 
 /**
  * LPUSH the requests (ARGV[2..], in order) when an instance of the version is alive, or, when
- * ARGV[1] names an instance (a sharded call), when that instance is; 0 when none is. An
- * instance's list expires a minute after its last call, so a dead owner's leaves nothing.
+ * ARGV[1] names an instance (a sharded call), when that instance is; 0 when none is. For a
+ * version's calls, the answer is 1 + the milliseconds the longest-lived alive entry has left
+ * (the client's lease); for a sharded call, 1. An instance's list expires a minute after its
+ * last call, so a dead owner's leaves nothing.
  */
 const CALL_SCRIPT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[1] == '' then
-  if redis.call('ZCOUNT', KEYS[2], now, '+inf') == 0 then return 0 end
+  local best = redis.call('ZREVRANGEBYSCORE', KEYS[2], '+inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+  if #best == 0 then return 0 end
+  redis.call('LPUSH', KEYS[1], unpack(ARGV, 2))
+  return math.floor(tonumber(best[2]) - now) + 1
 else
   local exp = redis.call('ZSCORE', KEYS[2], ARGV[1])
   if not exp or tonumber(exp) < now then return 0 end
@@ -107,6 +123,16 @@ return out`;
  */
 const ALIVE_COMMAND = "fanRpcCheckAlive";
 
+/**
+ * The longest a lease on a version lasts (see the file's comment): a bound on what an
+ * announcement lost between servers and clients of different runtimes can cost, as the next
+ * script run after it refuses calls to a version nobody serves.
+ */
+export const LEASE_MS = 1000;
+
+/** A plain LPUSH's answer, read as the script's "accepted". */
+const pushed = (): number => 1;
+
 /** How often calls waiting on one instance check that it is still alive. */
 export const OWNER_CHECK_MS = 250;
 
@@ -160,6 +186,12 @@ export class RedisRpcClient {
   /** Every correlation id starts with the compact mark: servers answer `=`/`!` items (replies.ts). */
   readonly #corrBase = `${COMPACT_ID_MARK}${this.#prefix}.`;
   readonly #channel: string;
+  /** Where stopping instances announce that they left (`leftChannel`). */
+  readonly #left: string;
+  /** Per alive key of a version: until when (`Date.now()`) calls to it may skip the script. */
+  readonly #leases = new Map<string, number>();
+  /** Counts announcements and lost connections: a script run that spans one sets no lease. */
+  #leftEpoch = 0;
   #seq = 0;
   readonly #batches = new Map<string, Batch>();
   #flushing = false;
@@ -179,9 +211,13 @@ export class RedisRpcClient {
     private readonly maxBytes: number,
   ) {
     this.#channel = replyChannel(cluster, this.#prefix);
+    this.#left = leftChannel(cluster);
     cmd.defineCommand(TAKE_BACK_COMMAND, { lua: TAKE_BACK_SCRIPT, numberOfKeys: 2 });
     cmd.defineCommand(ALIVE_COMMAND, { lua: ALIVE_SCRIPT, numberOfKeys: 1 });
-    sub.on("message", (channel: string, message: string) => this.#onReply(channel, message));
+    sub.on("message", (channel: string, message: string) => {
+      if (channel === this.#left) this.#onLeft(message);
+      else this.#onReply(channel, message);
+    });
     sub.on("close", () => this.#onLost());
   }
 
@@ -195,7 +231,7 @@ export class RedisRpcClient {
     if (this.#listening && isReady(this.sub)) return;
     for (;;) {
       await ready(this.sub, deadline, signal);
-      this.#subscribed ??= this.sub.subscribe(this.#channel).then(() => {
+      this.#subscribed ??= this.sub.subscribe(this.#channel, this.#left).then(() => {
         this.#listening = true;
       });
       try {
@@ -296,17 +332,41 @@ export class RedisRpcClient {
     );
   }
 
-  /** One run of the call script for `frames` to `d`. */
+  /**
+   * One run of the call script for `frames` to `d`, or, while the client holds a lease on the
+   * version, one LPUSH (the file's comment).
+   */
   #run(d: Dest, frames: readonly string[], load: boolean): Promise<number> {
-    const head = load ? CALL_SCRIPT : CALL_SHA;
-    return send(this.cmd, load ? "eval" : "evalsha", [
-      head,
+    const alive = aliveKey(d.addr);
+    const now = Date.now();
+    if (d.instance === "") {
+      const until = this.#leases.get(alive);
+      if (until !== undefined) {
+        if (now < until) return (send(this.cmd, "lpush", [d.list, ...frames]) as Promise<unknown>).then(pushed);
+        this.#leases.delete(alive);
+      }
+    }
+    const run = send(this.cmd, load ? "eval" : "evalsha", [
+      load ? CALL_SCRIPT : CALL_SHA,
       2,
       d.list,
-      aliveKey(d.addr),
+      alive,
       d.instance,
       ...frames,
     ]) as Promise<number>;
+    if (d.instance !== "") return run;
+    const epoch = this.#leftEpoch;
+    return run.then((accepted) => {
+      // Counted from when the script was sent, so the lease ends no later than the entry it saw.
+      if (accepted > 1 && epoch === this.#leftEpoch) this.#leases.set(alive, now + Math.min(accepted - 1, LEASE_MS));
+      return accepted;
+    });
+  }
+
+  /** An instance announced that it stopped: calls to its version run the script again. */
+  #onLeft(alive: string): void {
+    this.#leftEpoch++;
+    this.#leases.delete(alive);
   }
 
   #sendAlone(dest: Dest, corr: string, frame: string, opts: SendOptions): void {
@@ -462,6 +522,9 @@ export class RedisRpcClient {
 
   /** The reply connection dropped: replies published meanwhile are lost, so pending calls fail. */
   #onLost(): void {
+    // Announcements sent while the connection was away are lost with it.
+    this.#leftEpoch++;
+    this.#leases.clear();
     this.#subscribed = undefined;
     this.#listening = false;
     for (const p of [...this.#pending.values()])

@@ -14,7 +14,7 @@ import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
 import { decodeEnvelope, utf8SizeOver } from "../../codec/wire.js";
 import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
-import { aliveKey, cancelChannel, instanceRpcKey, rpcKey, type RedisAddress } from "./names.js";
+import { aliveKey, cancelChannel, instanceRpcKey, leftChannel, rpcKey, type RedisAddress } from "./names.js";
 import { splitLine } from "./rpc-client.js";
 import { encodeFrameReply, errorEnvelope, refuse, ReplySink, runWithSink, wantsCompactReply } from "../replies.js";
 import { handlePush } from "../owner-push.js";
@@ -386,6 +386,9 @@ export class RedisRpcServer {
     this.cmd.off("ready", this.#announce);
     this.#slot?.();
     await this.cmd.zrem(aliveKey(this.#addr), this.instanceId).catch(() => undefined);
+    // Callers pushing on a lease (rpc-client.ts) ask again on their next call: refused at once
+    // when this was the version's last instance, as with no lease.
+    await this.cmd.publish(leftChannel(this.#addr.cluster), aliveKey(this.#addr)).catch(() => undefined);
     await unblock(this.cmd, this.blk);
     await this.#loop;
     disconnect(this.blk);
