@@ -3,14 +3,24 @@
  * is compiled in-process as for `fanc call`; an App opens the event transport that carries
  * the state's updates (`--via` redis, amqp, nats or zmq; default the one its instances publish on) and
  * the transport its instances answer snapshot requests on, and watches the state exactly as
- * `client.states.x.watch()` does (docs/states.md). Prints the snapshot, then each update,
+ * `client.states.x.watch()` does (docs/states.md): of one major version, the IDL's or the one
+ * `--version` admits, named in the first line it prints. Prints the snapshot, then each update,
  * until SIGINT or SIGTERM; status changes (owner absent, resyncing) go to stderr.
  */
 import { parseArgs } from "node:util";
 import { pino } from "pino";
+import semver from "semver";
 import { createApp, type App } from "../runtime/app/app.js";
 import { codec } from "../runtime/codec/index.js";
-import type { ShardedStateHandle, StateChange, StateHandle, TransportName } from "../runtime/descriptor.js";
+import type {
+  ServiceDescriptor,
+  ShardedStateHandle,
+  StateChange,
+  StateHandle,
+  TransportName,
+} from "../runtime/descriptor.js";
+import type { InstanceInfo } from "../runtime/discovery/types.js";
+import { majorsOf } from "../runtime/states/protocol.js";
 import { findService, loadIdl } from "./call.js";
 import { EVENT_TRANSPORTS, eventTransportChoice } from "./events.js";
 import { ORDER, transportsConfig } from "./health.js";
@@ -30,6 +40,9 @@ options:
                        allows); it must be the one the owner's App uses for events
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
+  --version <range>    the major version whose state to watch, as a semver range within one major (2.x, ^2.1);
+                       default: the IDL's major. Each major's state is its own (an owner and a stream per
+                       major); a range that admits two majors is refused
   --shard <n>|all      the shard to watch, for a sharded state (@shard): required there, refused elsewhere;
                        all watches every shard (each line names its shard)
   --json               one JSON object per change: {"state","cause","epoch","seq","value","patch"}
@@ -43,7 +56,13 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
   try {
     const { values, positionals } = parseArgs({
       args,
-      options: { ...REGISTRY_OPTIONS, idl: { type: "string" }, via: { type: "string" }, shard: { type: "string" } },
+      options: {
+        ...REGISTRY_OPTIONS,
+        idl: { type: "string" },
+        via: { type: "string" },
+        shard: { type: "string" },
+        version: { type: "string" },
+      },
       allowPositionals: true,
     });
     if (values.help) {
@@ -79,6 +98,8 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
         );
     } else if (values.shard !== undefined)
       throw new UsageError(`${service.name}.${name} is not sharded: --shard does not apply`);
+    const range = values.version;
+    const chosen = majorOf(service, range);
     const via = values.via as TransportName | undefined;
     if (via !== undefined && !EVENT_TRANSPORTS.includes(via))
       throw new UsageError(
@@ -97,20 +118,25 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     const tls = cliTls(values);
     const etcd = etcdTls(spec, tls, io);
     const probe = createApp({ cluster, discovery: spec, etcd, logger: log, telemetry: { healthService: false } });
-    let offered: TransportName[] = [];
-    let events = allowed;
+    let all: readonly InstanceInfo[];
     try {
       await probe.ready();
-      const instances = (await probe.watch(service.name)).instances();
-      offered = ORDER.filter((t) => instances.some((i) => i.endpoints[t] !== undefined));
-      // Without --via: the transport the owner's App publishes updates on.
-      if (via === undefined) {
-        const choice = eventTransportChoice(service, instances);
-        if (choice.warning !== undefined) io.err(`fanc: warning: ${choice.warning}; --via chooses another`);
-        events = choice.via ?? allowed;
-      }
+      all = (await probe.watch(service.name)).instances();
     } finally {
       await probe.stop().catch(() => undefined);
+    }
+    const major = checkMajor(service, chosen, range, all, cluster);
+    if (major.warning !== undefined) io.err(`fanc: warning: ${major.warning}`);
+    // The major's instances own its state; when none is registered, the others' transports are the best guess.
+    const mine = all.filter((i) => semver.major(i.version) === major.major);
+    const instances = mine.length > 0 ? mine : all;
+    const offered = ORDER.filter((t) => instances.some((i) => i.endpoints[t] !== undefined));
+    let events = allowed;
+    // Without --via: the transport the owner's App publishes updates on.
+    if (via === undefined) {
+      const choice = eventTransportChoice(service, instances);
+      if (choice.warning !== undefined) io.err(`fanc: warning: ${choice.warning}; --via chooses another`);
+      events = choice.via ?? allowed;
     }
     const rpc = offered.includes(events) ? [] : offered.slice(0, 1);
     app = createApp({
@@ -148,7 +174,7 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
       } else if (ch.cause === "patch") io.out(`${tag}patch #${ch.seq}: ${JSON.stringify(ch.patch)}`);
       else io.out(`${tag}${ch.cause} #${ch.seq}: ${JSON.stringify(value)}`);
     };
-    const handle = app.state(service, name);
+    const handle = app.state(service, name, { version: `${major.major}.x` });
     let shown: string | undefined;
     // One line per status, not one per retry of the same status.
     const said = (status: string, reason: string | undefined): void => {
@@ -173,7 +199,9 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
       one.onStatus(said);
       view = one;
     }
-    io.err(`watching ${full} over ${events}${rpc.length > 0 ? ` (snapshots over ${rpc[0]})` : ""} (Ctrl-C to stop)`);
+    io.err(
+      `watching ${full} over ${events}${rpc.length > 0 ? ` (snapshots over ${rpc[0]})` : ""}, major ${major.major} (${major.why}) (Ctrl-C to stop)`,
+    );
     await new Promise<void>((resolve) => {
       const done = (): void => resolve();
       stop?.addEventListener("abort", done, { once: true });
@@ -188,4 +216,66 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
   } finally {
     await app?.stop().catch(() => undefined);
   }
+}
+
+/** The major `fanc watch` follows, why (for its first line), and a warning when no instance of it is registered. */
+interface Major {
+  readonly major: number;
+  readonly why: string;
+  readonly warning?: string;
+}
+
+/**
+ * The major of `--version`, else the IDL's, as a client generated from the IDL with that range
+ * watches (`app.client(X, { version })`, docs/states.md). A range that is not one, admits no
+ * version or admits two majors is refused before fanc connects.
+ */
+function majorOf(service: ServiceDescriptor, range: string | undefined): number {
+  if (range === undefined) return semver.major(service.version);
+  if (semver.validRange(range) === null)
+    throw new UsageError(`--version must be a semver range, got ${JSON.stringify(range)}`);
+  const majors = majorsOf(range);
+  const [major, second] = majors;
+  if (major === undefined) throw new UsageError(`--version ${JSON.stringify(range)} admits no version`);
+  if (second !== undefined)
+    throw new UsageError(
+      `--version ${JSON.stringify(range)} admits majors ${majors.length > 2 ? `${major}, ${second} and more` : `${major} and ${second}`}, ` +
+        `and each major's state is its own (an owner and a stream per major): give a range within one major: --version ${major}.x or --version ${second}.x${majors.length > 2 ? ", ..." : ""}`,
+    );
+  return major;
+}
+
+/**
+ * Says what fanc watches, and warns when no registered instance matches: the state is watched
+ * all the same (its owner may start later; the view says `owner-absent` until then).
+ */
+function checkMajor(
+  service: ServiceDescriptor,
+  major: number,
+  range: string | undefined,
+  all: readonly InstanceInfo[],
+  cluster: string,
+): Major {
+  const versions = [...new Set(all.map((i) => i.version))].sort(semver.compare);
+  const running = versions.length === 0 ? "none is registered" : `versions running: ${versions.join(", ")}`;
+  if (range === undefined) {
+    const why = `the IDL's: it is at ${service.version}`;
+    if (all.some((i) => semver.major(i.version) === major)) return { major, why };
+    return {
+      major,
+      why,
+      warning:
+        `no instance of ${service.name} ${major}.x (the IDL's major) is registered in cluster "${cluster}" (${running}` +
+        `${versions.length === 0 ? "" : "; --version picks another major"}); watching major ${major}'s state until its owner registers`,
+    };
+  }
+  const why = `--version ${range}`;
+  if (all.some((i) => semver.satisfies(i.version, range))) return { major, why };
+  return {
+    major,
+    why,
+    warning: versions.some((v) => semver.major(v) === major)
+      ? `no instance of ${service.name} matches version ${range} (${running}); the state is major ${major}'s, whichever of its versions owns it: watching it`
+      : `no instance of ${service.name} matches version ${range} in cluster "${cluster}" (${running}); watching major ${major}'s state until its owner registers`,
+  };
 }

@@ -23,7 +23,10 @@ beforeAll(async () => {
       createOnigString: (s: string) => new oniguruma.OnigString(s),
     }),
     loadGrammar: async () =>
-      textmate.parseRawGrammar(readFileSync(join(repo, "editors/vscode/syntaxes/fan.tmLanguage.json"), "utf8"), "fan.tmLanguage.json"),
+      textmate.parseRawGrammar(
+        readFileSync(join(repo, "editors/vscode/syntaxes/fan.tmLanguage.json"), "utf8"),
+        "fan.tmLanguage.json",
+      ),
   });
   const g = await registry.loadGrammar("source.fan");
   if (g === null) throw new Error("grammar did not load");
@@ -48,7 +51,12 @@ function scopeOf(toks: [string, string][], text: string): string[] {
 
 describe("the TextMate grammar", () => {
   it("tokenises every example IDL file, giving each word a scope", () => {
-    for (const f of ["idl/retail/wines.fan", "idl/retail/common.fan", "idl/integration/api.fan", "idl/trading/exchange.fan"]) {
+    for (const f of [
+      "idl/retail/wines.fan",
+      "idl/retail/common.fan",
+      "idl/integration/api.fan",
+      "idl/trading/exchange.fan",
+    ]) {
       const toks = tokens(readFileSync(join(repo, f), "utf8"));
       const bare = toks.filter(([t, s]) => /[A-Za-z0-9]/.test(t) && s === "source.fan");
       expect(bare, f).toEqual([]);
@@ -66,6 +74,9 @@ describe("the TextMate grammar", () => {
     expect(toks.some(([t, s]) => /^\d+(ms|s|m|h)$/.test(t) && s === "constant.numeric.duration.fan")).toBe(true);
     expect(toks.some(([t, s]) => t.startsWith("///") && s === "comment.line.documentation.fan")).toBe(true);
     expect(toks.some(([, s]) => s === "variable.parameter.route.fan")).toBe(true);
+    // A route's verb, only at the start of the string and before its path.
+    const route = tokens('service S { @route("DELETE /items/{id}") rpc a(id: string)  @route("/GET /x") rpc b() }');
+    expect(route.filter(([, s]) => s === "keyword.other.http-verb.fan").map(([t]) => t)).toEqual(["DELETE"]);
     const block = tokens("/* a\n struct X */\nstruct Y {}");
     expect(block.filter(([t]) => t.includes("struct X")).map(([, s]) => s)).toEqual(["comment.block.fan"]);
     expect(scopeOf(block, "Y")).toEqual(["entity.name.type.fan"]);

@@ -92,7 +92,12 @@ export interface ClientHost extends RouteHost {
     event: string,
     fn: (event: unknown) => void | Promise<void>,
   ): Promise<Subscription>;
-  state(service: ServiceDescriptor, name: string): StateHandle<unknown> | ShardedStateHandle<unknown>;
+  /** `client.states.x`; `version`, the client's range, picks the major whose state it watches. */
+  state(
+    service: ServiceDescriptor,
+    name: string,
+    opts?: { readonly version?: string },
+  ): StateHandle<unknown> | ShardedStateHandle<unknown>;
   /** The policy chain of a client, or undefined when it is off. */
   clientPolicy?(service: ServiceDescriptor, opts: PolicyOptions | false | undefined): ClientPolicy | undefined;
   /** Headers added to every call of every client (credentials). */
@@ -258,7 +263,8 @@ export class Caller implements ClientCaller {
   }
 
   state(name: string): StateHandle<unknown> | ShardedStateHandle<unknown> {
-    return this.#host.state(this.#service, name);
+    const version = this.#opts.version;
+    return this.#host.state(this.#service, name, version === undefined ? undefined : { version });
   }
 
   #request(

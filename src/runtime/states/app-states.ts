@@ -2,7 +2,8 @@
  * The App's side of replicated states, kept here so app.ts only calls in: the owners of the
  * states this App serves (published on each service's event transport), the watch host of its
  * clients (subscriptions on the same event transport, snapshots through a client of the
- * service that knows the built-in `$state` rpc), and the checks that refuse a setup that
+ * service that knows the built-in `$state` rpc; both of the major the client's range picks),
+ * and the checks that refuse a setup that
  * cannot carry state updates (http alone) instead of replicating nothing.
  */
 import type { Infra } from "../app/infra.js";
@@ -14,7 +15,14 @@ import { shortId } from "../ids.js";
 import type { EventSubscription } from "../transports/transport.js";
 import { type SnapshotStore, StateOwners } from "./owner.js";
 import { SHARD_NUMBER } from "../call/shards.js";
-import { SHARD_SNAPSHOT_METHOD, SNAPSHOT_METHOD, stateStream, withSnapshotMethod } from "./protocol.js";
+import {
+  SHARD_SNAPSHOT_METHOD,
+  SNAPSHOT_METHOD,
+  stateEvent,
+  stateMajor,
+  stateStream,
+  withSnapshotMethod,
+} from "./protocol.js";
 import { type PersistOptions, redisSnapshotStore } from "./redis-store.js";
 import { stateHandle, type WatchHost } from "./watch.js";
 
@@ -39,6 +47,12 @@ export interface StateWatchOptions {
    * transport the state's owners publish on.
    */
   readonly updatesVia?: (service: ServiceDescriptor) => Promise<TransportName>;
+  /**
+   * The semver range of the client the handle belongs to (`app.client(X, { version })`): it picks
+   * the major whose stream the watches subscribe to and whose instances answer their snapshots.
+   * Default: the descriptor's major. A range that admits two majors fails each watch and get.
+   */
+  readonly version?: string;
 }
 
 /** What app.ts holds. */
@@ -85,7 +99,8 @@ export function appStates(
     },
   });
   const views = new Set<{ close(): Promise<void> }>();
-  const callers = new Map<ServiceDescriptor, Caller>();
+  /** Snapshot clients by service and major. */
+  const callers = new Map<ServiceDescriptor, Map<number, Caller>>();
   const carrierMissing = (d: ServiceDescriptor): FanError | undefined => {
     // In one process (a memory registry) the local hub carries updates; across processes a
     // network transport that carries events must (the same rule as events, app/infra.ts).
@@ -102,10 +117,11 @@ export function appStates(
         `and ${d.name} allows ${d.transports.join(", ")}; add amqp, redis, nats or zmq to both (http relays state updates through one of them)`,
     );
   };
-  /** A watch's own broadcast subscription to the updates of `state`, on the transport `via`. */
+  /** A watch's own broadcast subscription to the updates of `state` of `major`, on the transport `via`. */
   const subscribe = async (
     via: TransportName,
     service: ServiceDescriptor,
+    major: number,
     state: string,
     shard: number | undefined,
     deliver: (payload: unknown) => void,
@@ -115,7 +131,7 @@ export function appStates(
     const id = `${service.name}.watch.${app.appId}.${shortId()}`;
     const sub: EventSubscription = {
       source: service,
-      event: stateStream(service, state, shard),
+      event: stateEvent(state, shard, major),
       group: id,
       instanceId: id,
       broadcast: true,
@@ -124,10 +140,30 @@ export function appStates(
     const t = infra.transport(via);
     return (t.volatile ?? t).subscribe(sub, async (env) => deliver(env.payload));
   };
-  const host: WatchHost = {
+  /** The client that asks `service`'s instances of `major` (`2.x`) for snapshots. */
+  const callerOf = (service: ServiceDescriptor, major: number): Caller => {
+    let byMajor = callers.get(service);
+    if (byMajor === undefined) {
+      byMajor = new Map();
+      callers.set(service, byMajor);
+    }
+    let c = byMajor.get(major);
+    if (c === undefined) {
+      c = new Caller(app, withSnapshotMethod(service), { version: `${major}.x` });
+      byMajor.set(major, c);
+    }
+    return c;
+  };
+  /**
+   * The watch host of one handle: its updates on `major`'s stream, its snapshots from that
+   * major's instances (any of them: the state is the major's, whichever of its versions owns it).
+   * `major` is an error when the client's range admits two majors: each watch and get fails with it.
+   */
+  const hostOf = (major: number | FanError, updatesVia: StateWatchOptions["updatesVia"]): WatchHost => ({
     log,
     heartbeatMs,
     check: (service) => {
+      if (major instanceof FanError) throw major;
       const missing = carrierMissing(service);
       if (missing !== undefined) throw missing;
     },
@@ -135,28 +171,31 @@ export function appStates(
       views.add(view);
       return () => void views.delete(view);
     },
-    subscribe: async (service, state, shard, deliver) =>
-      subscribe(infra.eventTransportName(service), service, state, shard, deliver),
+    subscribe: async (service, state, shard, deliver) => {
+      if (major instanceof FanError) throw major;
+      const via = updatesVia === undefined ? infra.eventTransportName(service) : await updatesVia(service);
+      return subscribe(via, service, major, state, shard, deliver);
+    },
     snapshot: (service, state, shard, callOpts) => {
-      let c = callers.get(service);
-      if (c === undefined) {
-        c = new Caller(app, withSnapshotMethod(service));
-        callers.set(service, c);
-      }
+      if (major instanceof FanError) return Promise.reject(major);
+      const c = callerOf(service, major);
       // A shard's snapshot is a sharded call: routed to the shard's owner, redirected if it moved.
       if (shard !== undefined) return c.call(SHARD_SNAPSHOT_METHOD, { state, [SHARD_NUMBER]: shard }, callOpts);
       return c.call(SNAPSHOT_METHOD, { state }, callOpts);
     },
-  };
+  });
   return {
     owners,
     handle: (service, name, o) => {
-      const via = o?.updatesVia;
-      if (via === undefined) return stateHandle(service, name, host);
-      return stateHandle(service, name, {
-        ...host,
-        subscribe: async (svc, state, shard, deliver) => subscribe(await via(svc), svc, state, shard, deliver),
-      });
+      // Built with every client (generated code makes its handles eagerly): a range that admits
+      // two majors fails the watches and gets, not the client of a caller that only calls.
+      let major: number | FanError;
+      try {
+        major = stateMajor(service, o?.version, name);
+      } catch (e) {
+        major = FanError.from(e, Code.INVALID_ARGUMENT);
+      }
+      return stateHandle(service, name, hostOf(major, o?.updatesVia));
     },
     checkServe: (d, transports) => {
       if (Object.keys(d.states).length === 0 || !transports.some((t) => t !== "local")) return;

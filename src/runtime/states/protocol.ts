@@ -7,6 +7,7 @@
 import semver from "semver";
 import { SHARD_NUMBER } from "../call/shards.js";
 import type { MethodDescriptor, ServiceDescriptor } from "../descriptor.js";
+import { Code, FanError } from "../errors.js";
 
 /**
  * One message of a state's stream: a full value, a merge patch, or a heartbeat. A heartbeat
@@ -56,6 +57,61 @@ export function stateEvent(name: string, shard?: number, major?: number): string
  */
 export function stateStream(service: ServiceDescriptor, name: string, shard?: number): string {
   return stateEvent(name, shard, semver.major(service.version));
+}
+
+/**
+ * The lowest majors (at most `most`) a semver range admits, in order: `[2]` for `2.x` or
+ * `~2.1 || ^2.3`, `[1, 2]` for `1.x || 2.x`, `[1, 2, 3]` for `>=1.4`. Each comparator set is
+ * taken on its own (`semver.minVersion` of a whole range misses a later set's minimum when an
+ * earlier set is empty). Throws INVALID_ARGUMENT for a range that is not one.
+ */
+export function majorsOf(range: string, most = 3): number[] {
+  if (semver.validRange(range) === null)
+    throw new FanError(Code.INVALID_ARGUMENT, `invalid version range ${JSON.stringify(range)}`, { details: { range } });
+  const sets = new semver.Range(range).set.map((cs) => cs.map((c) => c.value).join(" "));
+  const majors: number[] = [];
+  let above = "";
+  while (majors.length < most) {
+    let low: semver.SemVer | undefined;
+    for (const s of sets) {
+      const v = semver.minVersion(`${s} ${above}`);
+      if (v !== null && (low === undefined || semver.lt(v, low))) low = v;
+    }
+    if (low === undefined) break;
+    majors.push(low.major);
+    above = `>=${low.major + 1}.0.0`;
+  }
+  return majors;
+}
+
+/**
+ * The major whose state streams a client of `service` with version range `range` follows: the
+ * descriptor's without a range, else the one major the range admits. A range that admits two
+ * (`1.x || 2.x`, `>=1.4`, `*`) or none is refused, naming them: each major's state has its own
+ * owner, epochs and stream, and a view follows one (docs/decisions.md, 2026-12-07).
+ */
+export function stateMajor(service: ServiceDescriptor, range: string | undefined, state: string): number {
+  if (range === undefined) return semver.major(service.version);
+  const majors = majorsOf(range);
+  const [only, second] = majors;
+  if (only !== undefined && second === undefined) return only;
+  const label = `${service.name}.${state}`;
+  if (only === undefined)
+    throw new FanError(
+      Code.INVALID_ARGUMENT,
+      `${label}: the version range ${JSON.stringify(range)} admits no version`,
+      {
+        details: { service: service.name, state, range },
+      },
+    );
+  const named = majors.length > 2 ? `${only}, ${second} and more` : `${only} and ${second}`;
+  throw new FanError(
+    Code.INVALID_ARGUMENT,
+    `${label}: the version range ${JSON.stringify(range)} admits majors ${named}, and each major's state is ` +
+      `its own (an owner and a stream per major): watch it with a client whose range is within one major, ` +
+      `{ version: "${only}.x" } or { version: "${second}.x" }${majors.length > 2 ? ", ..." : ""}`,
+    { details: { service: service.name, state, range, majors } },
+  );
 }
 
 /** True when any state of the service is `@shard`ed. */
