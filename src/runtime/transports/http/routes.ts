@@ -79,17 +79,19 @@ export function splitPath(path: string): string[] {
 export function lookupRoute(routes: readonly Route[], verb: string, rawSegments: readonly string[]): RouteLookup {
   const wanted = verb === "HEAD" ? "GET" : verb;
   let best: RouteMatch | undefined;
-  const others = new Set<string>();
+  let others: Set<string> | undefined; // made only when a route of another verb has the path
   for (const route of routes) {
     // Once the verb has a match, routes of other verbs no longer matter (no 405 to list them in).
     if (route.verb !== wanted && best !== undefined) continue;
     const params = matchSegments(route, rawSegments);
     if (params === undefined) continue;
-    if (route.verb !== wanted) others.add(route.verb);
-    else if (best === undefined || moreSpecific(route, best.route)) best = { route, params };
+    if (route.verb !== wanted) {
+      others ??= new Set();
+      others.add(route.verb);
+    } else if (best === undefined || moreSpecific(route, best.route)) best = { route, params };
   }
   if (best !== undefined) return { match: best };
-  return others.size === 0 ? undefined : { allow: allowOf(others) };
+  return others === undefined ? undefined : { allow: allowOf(others) };
 }
 
 /** The path parameters when `route` matches the raw segments, else undefined. */
