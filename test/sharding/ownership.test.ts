@@ -13,7 +13,7 @@ import { assignShards, shardOfKey } from "../../src/runtime/call/shards.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
 import { until } from "../discovery/helpers.js";
 import { StoreImpl } from "./fixtures/store.js";
-import { Store } from "./fixtures/generated/test/shards.js";
+import { Store, type StoreClient } from "./fixtures/generated/test/shards.js";
 
 /** A registry whose watch events arrive `lagMs` late: a client whose view of discovery is stale. */
 function lagging(inner: Registry, lagMs: number): Registry {
@@ -41,8 +41,8 @@ describe("shard ownership in one process", () => {
     c: string,
     instanceId: string,
     shards?: number[],
+    impl = new StoreImpl(),
   ): Promise<{ app: App; impl: StoreImpl }> {
-    const impl = new StoreImpl();
     const app = createApp({ cluster: c, discovery: registry, logger: silentLogger(), transports: { http: {} } }).serve(
       Store,
       impl,
@@ -82,15 +82,24 @@ describe("shard ownership in one process", () => {
     );
   });
 
-  it("a call reaching an instance that no longer owns its shard is redirected to the owner and retried once there", async () => {
+  /**
+   * A serves alone and answers a call for "store-1" (shard 11) from a client whose discovery view
+   * lags `lagMs`; then B joins pinning shard 11 (served by `impl`) and A hands it over.
+   */
+  async function handedOver(lagMs: number, impl?: StoreImpl): Promise<{ app: App; store: StoreClient }> {
     const reg = new MemoryRegistry();
     const c = cluster();
     const a = await server(reg, c, "A");
-    const app = await client(lagging(reg, 800), c);
+    const app = await client(lagging(reg, lagMs), c);
     const store = app.client(Store, { transport: "http" });
     expect((await store.store({ storeId: "store-1" })).instanceId).toBe("A");
-    await server(reg, c, "B", [11]);
+    await server(reg, c, "B", [11], impl);
     await until("A to hand shard 11 over", () => a.impl.changes.some((ch) => ch.lost.includes(11)));
+    return { app, store };
+  }
+
+  it("a call reaching an instance that no longer owns its shard is redirected to the owner and retried once there", async () => {
+    const { app, store } = await handedOver(800);
     // The client still sees only A, so it sends to A; A redirects to B.
     const seen = (await app.watch(Store.descriptor.name)).instances().map((i) => i.instanceId);
     expect(seen).toEqual(["A"]);
@@ -98,20 +107,34 @@ describe("shard ownership in one process", () => {
     expect(r.instanceId).toBe("B");
   });
 
+  it("a redirected call's outcome is charged to the owner it went to, not to the instance that redirected it", async () => {
+    const broken = new StoreImpl();
+    broken.store = () => {
+      throw new Error("B broke");
+    };
+    const { app, store } = await handedOver(800, broken);
+    // Sent to A (the client's view lags), redirected to B, which fails.
+    const e = await store.store({ storeId: "store-1" }).then(
+      () => undefined,
+      (err: { code: string }) => err,
+    );
+    expect(e?.code).toBe("INTERNAL");
+    const breakers = app.policy.breakerStates();
+    // A answered both calls (a reply, then a redirect): no failure of A's.
+    expect(breakers.find((b) => b.instanceId === "A")).toMatchObject({ state: "closed", failures: 0, total: 2 });
+    expect(breakers.find((b) => b.instanceId === "B")).toMatchObject({ failures: 1, total: 1 });
+  });
+
   it("a redirect to an owner the client cannot discover in time fails with UNAVAILABLE naming the shard", async () => {
-    const reg = new MemoryRegistry();
-    const c = cluster();
-    const a = await server(reg, c, "A");
-    const store = (await client(lagging(reg, 10_000), c)).client(Store, { transport: "http" });
-    expect((await store.store({ storeId: "store-1" })).instanceId).toBe("A");
-    await server(reg, c, "B", [11]);
-    await until("A to hand shard 11 over", () => a.impl.changes.some((ch) => ch.lost.includes(11)));
+    const { app, store } = await handedOver(10_000);
     const e = await store.store({ storeId: "store-1" }).then(
       () => undefined,
       (err: { code: string; message: string }) => err,
     );
     expect(e?.code).toBe("UNAVAILABLE");
     expect(e?.message).toMatch(/shard 11 of test\.shards\.Store .*A no longer owns it .*B is not discoverable/);
+    // A answered (the redirect): the client's lagging view is no failure of A's.
+    expect(app.policy.breakerStates().find((b) => b.instanceId === "A")).toMatchObject({ failures: 0 });
   });
 
   it("@route /store/{storeId}/item/{itemId}: the route's params are the key; a non-owner answers 503 naming the owner", async () => {

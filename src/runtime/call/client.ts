@@ -342,6 +342,7 @@ export class Caller implements ClientCaller {
           ? hooks
           : {
               blocked: hooks?.blocked,
+              redirected: hooks?.redirected,
               moved: (from: Target, err: unknown, to: Target): void => {
                 fallbackEvent(req.headers, 1, from.info.instanceId, to.info.instanceId);
                 hooks?.moved?.(from, err, to);
@@ -366,6 +367,7 @@ export class Caller implements ClientCaller {
         ? undefined
         : {
             blocked: hooks.blocked,
+            redirected: hooks.redirected,
             moved: (from: Target, err: unknown, to: Target): void => {
               fallbackEvent(req.headers, n, from.info.instanceId, to.info.instanceId);
               if (span.isRecording())

@@ -22,11 +22,14 @@ import { assignShards, redirectOf, shardDomain, shardOf, shardUnavailable, type 
 /**
  * What the policy chain lends `deliver`: `blocked`, instances whose breaker admits no attempt
  * (a fallback skips them); `moved`, told before a call the owner refused goes to another
- * instance, so the owner's breaker records the refusal and the other's the outcome.
+ * instance, so the owner's breaker records the refusal and the other's the outcome;
+ * `redirected`, told when the instance the call went to answered with a redirect: it goes to
+ * `to` (undefined: it cannot follow), whose breaker records the outcome, not the redirecting one's.
  */
 export interface ShardHooks {
   readonly blocked?: ((t: Target) => boolean) | undefined;
   readonly moved?: ((from: Target, err: unknown, to: Target) => void) | undefined;
+  readonly redirected?: ((from: Target, to: Target | undefined) => void) | undefined;
 }
 
 /** Longest wait for the discovery cache to learn a new owner after a redirect. */
@@ -144,7 +147,18 @@ export class ShardRoute {
     hooks: ShardHooks | undefined,
   ): Promise<unknown> {
     const redirect = redirectOf(e);
-    if (redirect !== undefined) return sendTo(await this.#redirected(shard, redirect, target, pinned, req.deadline));
+    if (redirect !== undefined) {
+      let owner: Target;
+      try {
+        owner = await this.#redirected(shard, redirect, target, pinned, req.deadline);
+      } catch (e2) {
+        hooks?.redirected?.(target, undefined);
+        throw e2;
+      }
+      // The redirecting instance answered; the owner's outcome is the owner's.
+      hooks?.redirected?.(target, owner);
+      return sendTo(owner);
+    }
     if (
       FanError.is(e) &&
       e.code === Code.UNAVAILABLE &&

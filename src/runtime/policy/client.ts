@@ -14,7 +14,7 @@ import type { ShardHooks } from "../call/shard-route.js";
 import { withTraceId } from "../telemetry/calls.js";
 import { follow } from "../transports/abort.js";
 import { backoffMs, LatencyWindow, type RetryBudget } from "./budget.js";
-import { type Breaker, type Breakers, verdictOf } from "./breaker.js";
+import { type Breaker, type Breakers, type Verdict, verdictOf } from "./breaker.js";
 import type { PolicyEvents } from "./events.js";
 import type { ResolvedPolicy } from "./options.js";
 
@@ -115,7 +115,7 @@ class Slot implements AttemptOutcome {
 
   constructor(
     readonly policy: ClientPolicy,
-    /** Where it goes; a sharded call falling back within the attempt moves it (see `#attempt`). */
+    /** Where it goes; a sharded call falling back or redirected within the attempt moves it (`#moved`). */
     public target: Target,
     public breaker: Breaker | undefined,
     /** This attempt is its half-open breaker's one probe. */
@@ -381,19 +381,14 @@ export class ClientPolicy {
     slot.retries = retries;
     if (this.#policy.hedge !== undefined) slot.started = now ?? Date.now();
     // A sharded call the owner refused and that falls back to another instance: the refusal
-    // is recorded on the owner's breaker (as any failed attempt), the outcome on the other's.
+    // is recorded on the owner's breaker (as any failed attempt), the outcome on the other's. One
+    // redirected: the redirect is an answer, the outcome the owner's it was redirected to.
     const hooks: ShardHooks | undefined = !sharded
       ? undefined
       : {
           blocked: this.#breakers === undefined ? undefined : (t) => this.#blocked(t),
-          moved: (_from, err, to) => {
-            slot.breaker?.record(verdictOf(err), slot.probe);
-            const next = this.#slot(to, true);
-            slot.target = to;
-            slot.breaker = next.breaker;
-            slot.probe = next.probe;
-            tried?.add(breakerKey(to, true));
-          },
+          moved: (_from, err, to) => this.#moved(slot, verdictOf(err), to, tried),
+          redirected: (_from, to) => this.#moved(slot, "success", to, tried),
         };
     const p = host.send(slot.target, req, now, slot, hooks);
     if (slot.attached) return p;
@@ -408,6 +403,25 @@ export class ClientPolicy {
         throw e;
       },
     );
+  }
+
+  /**
+   * A sharded attempt that went on from `slot.target` to `to` within the attempt (a fallback or
+   * a redirect): the first instance's breaker records `verdict`, and the slot moves to `to`'s
+   * breaker; `to` undefined (a redirect that cannot be followed): no breaker records the outcome.
+   */
+  #moved(slot: Slot, verdict: Verdict, to: Target | undefined, tried: Set<string> | undefined): void {
+    slot.breaker?.record(verdict, slot.probe);
+    if (to === undefined) {
+      slot.breaker = undefined;
+      slot.probe = false;
+      return;
+    }
+    const next = this.#slot(to, true);
+    slot.target = to;
+    slot.breaker = next.breaker;
+    slot.probe = next.probe;
+    tried?.add(breakerKey(to, true));
   }
 
   /** An attempt answered (internal: `Slot`; `now`: a `Date.now()` reading of this instant, if taken). */
