@@ -14,6 +14,8 @@ import { shortId } from "../../src/runtime/ids.js";
 import { reachable } from "../transports/amqp-broker.js";
 import { rejection, until } from "../transports/conformance.js";
 import { deleteKeys, REDIS_URL } from "../transports/redis-server.js";
+import { ConformanceService } from "../transports/fixtures/handlers.js";
+import { Conformance } from "../transports/fixtures/generated/fan/conformance.js";
 import { FlakyImpl } from "./fixtures/handlers.js";
 import { type Answer, Flaky, type FlakyClient, type FlakyHandler } from "./fixtures/generated/fan/policytest.js";
 
@@ -68,10 +70,11 @@ const cases: Record<"http" | "redis" | "local", AppOptions["transports"] | undef
 for (const [name, transports] of Object.entries(cases)) {
   const suite = transports === undefined ? describe.skip : describe;
   suite(`a relayed error over ${name}`, () => {
+    const c = `${cluster}-${name}`;
+    const base: AppOptions = { cluster: c, discovery: "memory", logger: silent, transports: transports as never };
+
     /** B served in a cluster of its own, then stopped; A and the caller (breaker: 3 failures). */
     async function system(): Promise<{ a: RelayImpl; client: FlakyClient; caller: App }> {
-      const c = `${cluster}-${name}`;
-      const base: AppOptions = { cluster: c, discovery: "memory", logger: silent, transports: transports as never };
       const b = await start(
         createApp({ ...base, cluster: `${c}-b` }).serve(Flaky, new FlakyImpl("b"), { instanceId: "b" }),
       );
@@ -79,7 +82,11 @@ for (const [name, transports] of Object.entries(cases)) {
       const toB = dep.client(Flaky, { policy: { retry: false } });
       expect(await toB.read({ n: 0 })).toEqual({ instance: "b", n: 0 });
       await b.stop();
-      const a = new RelayImpl(() => toB);
+      return serveA(new RelayImpl(() => toB));
+    }
+
+    /** A served with `a` as its handler, and the caller (breaker: 3 failures). */
+    async function serveA(a: RelayImpl): Promise<{ a: RelayImpl; client: FlakyClient; caller: App }> {
       const policy = { breaker: { failures: 3, ratio: 0.5, openMs: 60_000 } };
       let caller: App;
       if (name === "local") {
@@ -109,6 +116,27 @@ for (const [name, transports] of Object.entries(cases)) {
       expect(a.reads).toHaveLength(6);
       expect(caller.policy.breakerStates().every((s) => s.state === "closed")).toBe(true);
       expect(await client.write({ n: 7 })).toEqual({ instance: "a", n: 7 });
+    });
+
+    it("relays an IDL error of B that A does not declare with its code, name and fields, not as INTERNAL", async () => {
+      await start(
+        createApp({ ...base, cluster: `${c}-t` }).serve(Conformance, new ConformanceService(), { instanceId: "t" }),
+      );
+      const toB = (await start(createApp({ ...base, cluster: `${c}-t` }))).client(Conformance);
+      // A is Flaky, whose IDL declares Refused only; B's Teapot reaches its handler uncaught.
+      const teapot = { read: () => toB.fail({ code: "TEAPOT", message: "no coffee here" }) };
+      const { a, client, caller } = await serveA(new RelayImpl(() => teapot as unknown as FlakyClient));
+      for (let i = 0; i < 3; i++) {
+        const err = await rejection(() => client.read({ n: i }));
+        expect(a.reads.at(-1)?.constructor.name).toBe("Teapot");
+        expect(err.code).toBe(Code.FAILED_PRECONDITION);
+        expect(err.message).toBe("no coffee here");
+        expect(err.relayedFrom).toBe(Conformance.descriptor.name);
+        // The caller's IDL of A does not know Teapot: its name and fields come as details.
+        expect(err.details).toEqual({ error: "fan.conformance.Teapot", fields: { reason: "short and stout" } });
+      }
+      // An answer of a healthy A: its breaker stays closed (three INTERNALs would have opened it).
+      expect(caller.policy.breakerStates().every((s) => s.state === "closed")).toBe(true);
     });
 
     it("still opens the breaker on A's own failure (INTERNAL)", async () => {

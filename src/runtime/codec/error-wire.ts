@@ -30,7 +30,8 @@ export interface ErrorScope {
  * Turns anything a handler threw into the wire error the caller receives. The error of one of
  * the handler's own calls (`calledService`) is relayed: it keeps its code and message and names
  * the service that failed (`relayedFrom`), so the caller's breaker does not count it against
- * this instance.
+ * this instance; a dependency's IDL error is relayed with its name and fields even when this
+ * service does not declare it. The handler's own IDL error must be declared (else INTERNAL).
  */
 export function toWireError(e: unknown, service: ServiceDescriptor, form: Form, scope: ErrorScope): WireError {
   if (!FanError.is(e)) return internal(e, scope, "handler failed");
@@ -38,7 +39,12 @@ export function toWireError(e: unknown, service: ServiceDescriptor, form: Form, 
   let wire: WireError;
   if (name !== undefined) {
     const desc = service.errors[name];
-    if (desc === undefined) return internal(e, scope, `handler threw ${name}, which ${service.name} does not declare`);
+    if (desc === undefined) {
+      const called = calledService(e);
+      if (called === undefined)
+        return internal(e, scope, `handler threw ${name}, which ${service.name} does not declare`);
+      return relayedUndeclared(e, name, called, form, scope);
+    }
     try {
       wire = { code: desc.code, message: e.message, error: name, details: idlFields(desc, e, form) };
     } catch (err) {
@@ -51,6 +57,31 @@ export function toWireError(e: unknown, service: ServiceDescriptor, form: Form, 
   }
   const called = calledService(e);
   return called === undefined ? wire : { ...wire, relayedFrom: e.relayedFrom ?? called };
+}
+
+/**
+ * Where `rebuild` keeps the descriptor of an IDL error it made (a registered symbol, not
+ * enumerable; `copyError` keeps it): a handler that relays the error without declaring it
+ * encodes its fields with it.
+ */
+const DECLARED: unique symbol = Symbol.for("fan.FanError.declared") as never;
+
+/**
+ * A dependency's IDL error this service does not declare, relayed (the handler rejected with the
+ * error of its own call): as the dependency sent it, name and fields included, plus
+ * `relayedFrom`. The caller's descriptor does not know the name: it rebuilds a FanError with
+ * `details: { error, fields }` (docs/decisions.md, "relayed IDL errors").
+ */
+function relayedUndeclared(e: FanError, name: string, called: string, form: Form, scope: ErrorScope): WireError {
+  const desc = (e as unknown as Record<symbol, ErrorDescriptor | undefined>)[DECLARED];
+  let details: unknown;
+  try {
+    details = desc === undefined ? (form === "value" ? e.details : jsonSafe(e.details)) : idlFields(desc, e, form);
+  } catch (err) {
+    return internal(err, scope, `handler relayed ${name} from ${called} with invalid fields`);
+  }
+  const wire: WireError = { code: e.code, message: e.message, error: name, relayedFrom: e.relayedFrom ?? called };
+  return details === undefined ? wire : { ...wire, details };
 }
 
 function idlFields(desc: ErrorDescriptor, e: FanError, form: Form): unknown {
@@ -106,7 +137,9 @@ function rebuild(payload: unknown, service: ServiceDescriptor, form: Form): FanE
         const c = codec<Record<string, unknown>>(desc.fields);
         const fields =
           form === "value" ? c.complete(w.details as Record<string, unknown>, "error") : c.decode(w.details, "error");
-        return desc.create(fields, message);
+        const err = desc.create(fields, message);
+        Object.defineProperty(err, DECLARED, { value: desc, enumerable: false });
+        return err;
       } catch (e) {
         return new FanError(code, message, { cause: e, details: { error: w.error, fields: w.details } });
       }
