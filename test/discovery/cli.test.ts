@@ -2,7 +2,7 @@
  * `fanc ls` and `fanc config` against the real etcd (and a YAML file), run in-process with
  * captured output.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run as config } from "../../src/cli/config.js";
 import type { Io } from "../../src/cli/io.js";
 import { compactRanges, run as ls } from "../../src/cli/ls.js";
+import { RegistryConfigSource } from "../../src/runtime/discovery/config.js";
 import { RegistryDirectory } from "../../src/runtime/discovery/directory.js";
 import { EtcdRegistry } from "../../src/runtime/discovery/etcd.js";
 import { SHARED_ETCD, describeEtcd, randomCluster, until } from "./helpers.js";
@@ -139,6 +140,44 @@ describeEtcd("fanc config (etcd)", () => {
     const bad = capture();
     expect(await config(["push", file, ...C], bad)).toBe(1);
     expect(bad.stderr.join()).toContain("settings.yml");
+  });
+
+  it("push of 300 keys to one service: every key lands (in runs of 128, etcd's --max-txn-ops) and a watcher sees each run whole", async () => {
+    const keys = Array.from({ length: 300 }, (_, i) => `k${String(i).padStart(3, "0")}`);
+    const idl = join(tmp, "wide-idl");
+    mkdirSync(idl);
+    writeFileSync(
+      join(idl, "wide.fan"),
+      `package wide\n\nservice Wide {\n  config {\n${keys.map((k) => `    ${k}: int`).join(",\n")}\n  }\n}\n`,
+    );
+    const file = join(tmp, "wide.yml");
+    writeFileSync(file, `wide.Wide:\n${keys.map((k, i) => `  ${k}: ${i}`).join("\n")}\n`);
+    const reg = new EtcdRegistry(SHARED_ETCD);
+    const source = new RegistryConfigSource(reg, cluster);
+    const seen: Record<string, unknown>[] = [];
+    const stop = await source.watch("wide.Wide", (raw) => seen.push(raw));
+    try {
+      const io = capture();
+      expect(await config(["push", file, ...D, "--cluster", cluster, "--idl", idl], io), io.stderr.join()).toBe(0);
+      expect(io.text()).toBe("pushed 300 key(s) to wide.Wide");
+      const { items } = await reg.list(`/fan/${cluster}/config/wide.Wide/`);
+      expect(items.map((kv) => [kv.key.split("/").at(-1), kv.value]).sort()).toEqual(
+        keys.map((k, i) => [k, String(i)]),
+      );
+      await until("the watcher to see all 300 keys", () => Object.keys(seen.at(-1) ?? {}).length === 300, 10_000);
+      // One update per transaction at most (etcd may deliver several in one batch: fewer), and each
+      // shows whole runs in the order written: never part of a run.
+      expect(seen.length).toBeLessThanOrEqual(3);
+      for (const raw of seen) {
+        const n = Object.keys(raw).length;
+        expect([128, 256, 300]).toContain(n);
+        expect(raw).toEqual(Object.fromEntries(keys.slice(0, n).map((k, i) => [k, i])));
+      }
+    } finally {
+      await stop();
+      await source.close();
+      await reg.close();
+    }
   });
 
   it("watch prints the config now and after each change", async () => {
