@@ -139,7 +139,10 @@ async function idlServices(
     return { dir: dir ?? "idl", names: schemas.services().map((s) => s.fullName) };
   } catch (e) {
     if (dir !== undefined) throw e;
-    io.err(`fanc route: idl/ skipped (${(e as Error).message.split("\n")[0]}); names are looked up in discovery only`);
+    // The first line, with the first diagnostic when it only announces them ("... has errors:").
+    const [first = "", next] = (e as Error).message.split("\n");
+    const why = first.endsWith(":") && next !== undefined ? `${first} ${next}` : first;
+    io.err(`fanc route: idl/ skipped (${why}); names are looked up in discovery only`);
     return { dir: undefined, names: [] };
   }
 }
@@ -168,9 +171,9 @@ function pickService(name: string, known: ReadonlySet<string>, idlDir: string | 
   const matches = [...known].filter((s) => s.endsWith(`.${name}`)).sort();
   if (matches.length === 1) return matches[0] as string;
   if (matches.length > 1) throw new UsageError(`"${name}" is ambiguous: ${matches.join(", ")}; give the full name`);
-  const where = `${idlDir === undefined ? "" : `the IDL under ${idlDir.replace(/\/+$/, "")}/ or `}registered in cluster "${cluster}"`;
+  const where = `${idlDir === undefined ? "" : `in the IDL under ${idlDir.replace(/\/+$/, "")}/ or `}registered in cluster "${cluster}"`;
   throw new UsageError(
-    `no service "${name}" in ${where} (services: ${[...known].sort().join(", ") || "none"}); Apps look a rule up by the full name`,
+    `no service "${name}" ${where} (services: ${[...known].sort().join(", ") || "none"}); Apps look a rule up by the full name`,
   );
 }
 
