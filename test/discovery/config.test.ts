@@ -225,3 +225,36 @@ describe("config [yaml file]", () => {
     await expect(new YamlConfigSource(file).get(SVC)).rejects.toThrow(/service names/);
   });
 });
+
+describe("configDecoder", () => {
+  it("names each bad or missing value inside a struct by its path, and never quotes a @secret one there", () => {
+    const withDb: StructSchema = {
+      kind: "struct",
+      name: "retail.wines.PublicWines$config",
+      fields: [
+        {
+          name: "db",
+          schema: {
+            kind: "struct",
+            name: "retail.wines.Db",
+            fields: [
+              { name: "url", schema: { kind: "string" } },
+              { name: "password", schema: { kind: "string" }, secret: true },
+              { name: "pool", schema: { kind: "int", min: 1 } },
+            ],
+          },
+        },
+      ],
+    };
+    let err: { message: string; details: { problems: { key: string }[] } } | undefined;
+    try {
+      configDecoder(SVC, withDb)({ db: { password: 24681357, pool: 0 } });
+    } catch (e) {
+      err = e as typeof err;
+    }
+    expect(err?.details.problems.map((p) => p.key)).toEqual(["db.url", "db.password", "db.pool"]);
+    expect(err?.message).toContain("db.url: missing");
+    expect(err?.message).toContain("expected a string (the value is @secret: not shown)");
+    expect(err?.message).not.toContain("24681357");
+  });
+});

@@ -6,7 +6,7 @@
 import { codec } from "../codec/index.js";
 import type { ServiceDescriptor } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
-import type { Schema, StructSchema } from "../codec/schema.js";
+import type { FieldSchema, Schema, StructSchema } from "../codec/schema.js";
 import { withoutValue } from "../codec/fail.js";
 
 /** The paths of required keys absent from `raw` (recursing into present struct values). */
@@ -57,24 +57,40 @@ export interface ConfigProblem {
   readonly problem: string;
 }
 
+/** What `badValues` says of a field without a value (its key path): a problem, or undefined for none. */
+export type AbsentCheck = (field: FieldSchema, key: string) => ConfigProblem | undefined;
+
 /**
  * Every present value of `raw` that its declared type refuses, each decoded on its own
- * (recursing into struct values), so a config with three bad values names all three. Only
- * called once the whole decode failed. A `@secret` value is named by its path, never quoted.
+ * (recursing into struct values), so a config with three bad values names all three. A
+ * `@secret` value is named by its path, never quoted. `absent`, when given, is asked about each
+ * field without a value, in field order (the live config's decoder names missing keys with it).
+ * The one loop over a config's fields: the App's start (`decodeConfig`, once the whole decode
+ * failed), live updates (`configDecoder`) and `fanc config` all check values with it.
  */
-export function badValues(schema: StructSchema, raw: unknown, prefix = "", secret = false): ConfigProblem[] {
+export function badValues(
+  schema: StructSchema,
+  raw: unknown,
+  prefix = "",
+  secret = false,
+  absent?: AbsentCheck,
+): ConfigProblem[] {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return [];
   const obj = raw as Record<string, unknown>;
   const out: ConfigProblem[] = [];
   for (const f of schema.fields) {
     const v = Object.hasOwn(obj, f.name) ? obj[f.name] : undefined;
-    if (v === undefined || v === null) continue;
     const path = prefix === "" ? f.name : `${prefix}.${f.name}`;
+    if (v === undefined || v === null) {
+      const p = absent?.(f, path);
+      if (p !== undefined) out.push(p);
+      continue;
+    }
     // Everything inside a @secret struct is secret too.
     const hidden = secret || f.secret === true;
     const inner = structOf(f.schema);
     if (inner !== undefined && typeof v === "object" && !Array.isArray(v)) {
-      out.push(...badValues(inner, v, path, hidden));
+      out.push(...badValues(inner, v, path, hidden, absent));
       continue;
     }
     try {

@@ -6,8 +6,8 @@
  */
 import type { Logger } from "pino";
 import { pino } from "pino";
+import { type AbsentCheck, badValues } from "../app/config.js";
 import { codec } from "../codec/index.js";
-import { withoutValue } from "../codec/fail.js";
 import { Code, FanError } from "../errors.js";
 import type { StructSchema } from "../codec/schema.js";
 import type { ConfigSource } from "./types.js";
@@ -23,31 +23,21 @@ export interface LiveConfig<T> {
   close(): Promise<void>;
 }
 
+/** A required key without a default and without a value. */
+const missing: AbsentCheck = (f, key) =>
+  f.default === undefined && f.optional !== true ? { key, problem: "missing" } : undefined;
+
 /**
  * A decoder for a `config {}` struct that reports every problem at once:
  * `INVALID_ARGUMENT` with `details.problems: [{ key, problem }]`.
  */
 export function configDecoder<T>(service: string, schema: StructSchema): (raw: unknown) => T {
   const full = codec<T>(schema);
-  const fields = schema.fields.map((f) => ({ f, c: codec<unknown>(f.schema) }));
   return (raw) => {
     if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
       throw new FanError(Code.INVALID_ARGUMENT, `config of ${service} must be an object`);
     }
-    const o = raw as Record<string, unknown>;
-    const problems: { key: string; problem: string }[] = [];
-    for (const { f, c } of fields) {
-      if (o[f.name] === undefined) {
-        if (f.default === undefined && !f.optional) problems.push({ key: f.name, problem: "missing" });
-        continue;
-      }
-      try {
-        c.decode(o[f.name], f.name);
-      } catch (e) {
-        const message = FanError.from(e).message;
-        problems.push({ key: f.name, problem: f.secret === true ? withoutValue(message) : message });
-      }
-    }
+    const problems = badValues(schema, raw, "", false, missing);
     if (problems.length > 0) {
       const list = problems.map((p) => `${p.key}: ${p.problem}`).join("; ");
       throw new FanError(Code.INVALID_ARGUMENT, `config of ${service} is invalid (${list})`, {
