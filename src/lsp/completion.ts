@@ -50,8 +50,7 @@ export function completionsAt(a: Analysis, path: string, text: string, offset: n
   if (route !== null) return routeParams(text.slice(offset));
   if (/@route\(\s*"[A-Za-z]*$/.test(before)) return routeVerbs();
   const dec = /@(\w*)$/.exec(before);
-  if (dec !== null)
-    return decorators(blockAt(text, offset), before + text.slice(offset, text.indexOf("\n", offset) >>> 0));
+  if (dec !== null) return decorators(blockAt(text, offset), before, text.slice(offset));
   const scope = a.scopes.get(path);
   if (/\bimport\s+[\w.]*$/.test(before))
     return [...a.packages.keys()].map((p) => ({ label: p, kind: CompletionItemKind.Module }));
@@ -69,10 +68,22 @@ export function completionsAt(a: Analysis, path: string, text: string, offset: n
   return items;
 }
 
-function decorators(block: Block, line: string): CompletionItem[] {
+const SERVICE_MEMBER = /\b(rpc|push|event|state|depends|config|on)\b/;
+/** Blanks, comments and decorators (strings in their arguments emptied), up to a member's keyword. */
+const DECORATORS_THEN_MEMBER = /^(?:\s|@\w*(?:\([^()]*\))?|\/\/[^\n]*)*(rpc|push|event|state|depends|config|on)\b/;
+
+/**
+ * The decorators allowed at an `@` in `block`. In a service, the member they belong to is the
+ * one on the cursor's line, else the one that follows the decorators after the cursor (`@` on
+ * its own line above an `rpc`); with neither, every member's.
+ */
+function decorators(block: Block, before: string, after: string): CompletionItem[] {
   let targets = BLOCK_TARGETS[block];
   if (block === "service") {
-    const member = /\b(rpc|push|event|state|depends|config|on)\b/.exec(line.replace(/"[^"]*"/g, ""));
+    const blank = (s: string) => s.replace(/"[^"\n]*"/g, '""');
+    const line = blank(before + after.slice(0, after.indexOf("\n") >>> 0)).replace(/\/\/.*/, "");
+    const next = blank(after.slice(0, 2000).replace(/^\w*/, ""));
+    const member = SERVICE_MEMBER.exec(line) ?? DECORATORS_THEN_MEMBER.exec(next);
     if (member !== null) targets = [member[1] as Target];
   }
   return Object.entries(DECORATOR_TARGETS)

@@ -236,6 +236,21 @@ describe("fanc lsp", () => {
     expect(decs).toContain("@route");
     expect(decs).not.toContain("@min");
     expect(decs).not.toContain("@code");
+    // `@` alone on a line: the member below it decides, across the decorators and comments between.
+    for (const [above, yes, no] of [
+      ["  @idempotent\n", "@timeout", ["@ttl", "@broadcast", "@full", "@delta"]],
+      ["  /// An order was placed.\n", "@broadcast", ["@timeout", "@ttl", "@full", "@route"]],
+    ] as const) {
+      const alone = text.replace(above, `  @\n${above}`);
+      const got = await at(alone, "  @\n", 3);
+      expect(got, above).toContain(yes);
+      for (const n of no) expect(got, above).not.toContain(n);
+    }
+    // After a parameter's type: a field's decorators, not types.
+    const param = text.replace("rpc get(storeId: string,", "rpc get(storeId: string @,");
+    const paramDecs = await at(param, "string @,", 8);
+    expect(paramDecs).toContain("@maxLength");
+    expect(paramDecs).not.toContain("string");
     const onField = text.replace("  id: string\n", "  @\n  id: string\n");
     const fieldDecs = await at(onField, "  @\n", 3);
     expect(fieldDecs).toContain("@maxLength");
