@@ -11,15 +11,16 @@ import { declBase } from "./check-decls.js";
 import { checkFields, type Mutable, resolveType, unknownTypeIn } from "./check-types.js";
 import { argDuration, argInt, argNames, argNone, argString, argStrings, decoratorsFor } from "./decorators.js";
 import { diag } from "./diagnostics.js";
-import type {
-  DependencyModel,
-  EventModel,
-  FieldModel,
-  MethodModel,
-  ServiceModel,
-  StateModel,
-  SubscriptionModel,
-  TransportName,
+import {
+  type DependencyModel,
+  type EventModel,
+  type FieldModel,
+  type MethodModel,
+  type ServiceModel,
+  type StateModel,
+  type SubscriptionModel,
+  TRANSPORT_NAMES,
+  type TransportName,
 } from "./model.js";
 import { capitalise, checkMemberName } from "./naming.js";
 import { type DeclEntry, type FileScope, qnText, reportUnresolved, resolve } from "./scope.js";
@@ -34,7 +35,6 @@ export interface DependencyEdge {
   readonly rangeSpan: A.Span;
 }
 
-const TRANSPORTS: readonly TransportName[] = ["http", "amqp", "redis", "nats", "zmq", "tcp", "local"];
 const RESERVED_METHODS: Readonly<Record<string, string>> = {
   events: "the generated client has an `events` property",
   states: "the generated client has a `states` property",
@@ -171,15 +171,15 @@ function serviceVersion(c: Checker, d: A.Decorator | undefined): string | undefi
 }
 
 function transports(c: Checker, d: A.Decorator | undefined): TransportName[] {
-  if (d === undefined) return [...TRANSPORTS];
+  if (d === undefined) return [...TRANSPORT_NAMES];
   const names = argNames(d, c.out) ?? [];
   const chosen = new Set<string>(["local"]);
   for (const n of names) {
     const t = qnText(n.name);
-    if ((TRANSPORTS as readonly string[]).includes(t)) chosen.add(t);
+    if ((TRANSPORT_NAMES as readonly string[]).includes(t)) chosen.add(t);
     else c.out.push(diag.unknownTransport(n.span, { name: t }));
   }
-  return TRANSPORTS.filter((t) => chosen.has(t));
+  return TRANSPORT_NAMES.filter((t) => chosen.has(t));
 }
 
 function shards(c: Checker, d: A.Decorator | undefined): number {

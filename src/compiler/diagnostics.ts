@@ -6,6 +6,12 @@
  * User errors are values, never exceptions: phases collect `Diagnostic`s and carry on.
  */
 import type { Span } from "./ast.js";
+import { TRANSPORT_NAMES } from "./model.js";
+
+/** `a, b or c`: a list in a message. */
+export function orList(words: readonly string[]): string {
+  return words.length < 2 ? words.join("") : `${words.slice(0, -1).join(", ")} or ${words.at(-1)}`;
+}
 
 /** How bad a diagnostic is: errors stop the compile, warnings only under `strict`. */
 export type Severity = "error" | "warning";
@@ -330,7 +336,9 @@ export const DIAGNOSTICS = {
   unknownTransport: {
     code: "FAN0309",
     severity: E,
-    message: "unknown transport `{name}`; use http, amqp, redis, nats, zmq or local",
+    // The list is spelled out from TRANSPORT_NAMES; the type keeps `{name}` a placeholder.
+    message:
+      `unknown transport \`{name}\`; use ${orList(TRANSPORT_NAMES)}` as `unknown transport \`{name}\`; use ${string}`,
     help: "`@transports` lists transports the runtime knows.",
   },
   stateMode: {

@@ -5,6 +5,7 @@
  */
 import type { IParserErrorMessageProvider, IRecognitionException, IToken, TokenType } from "chevrotain";
 import { CstParser, EOF, tokenMatcher } from "./chevrotain.js";
+import { orList } from "./diagnostics.js";
 import {
   allTokens,
   Identifier,
@@ -41,9 +42,7 @@ function firstTokens(paths: TokenType[][][]): string {
   const seen = new Set<string>();
   for (const alt of paths) for (const path of alt) if (path[0] !== undefined) seen.add(label(path[0]));
   const list = [...seen];
-  return list.length <= 1
-    ? (list[0] ?? "something else")
-    : `${list.slice(0, -1).join(", ")} or ${list[list.length - 1]}`;
+  return list.length === 0 ? "something else" : orList(list);
 }
 
 /** Error messages in the compiler's voice: "expected X but found Y". */

@@ -123,7 +123,12 @@ export interface ErrorModel extends DeclBase {
   readonly fields: readonly FieldModel[];
 }
 
-export type TransportName = "http" | "amqp" | "redis" | "nats" | "zmq" | "tcp" | "local";
+/**
+ * The transports `@transports` may name, in the order a service's list is kept (the one source
+ * of the checker's list, FAN0309's message and the default of a service without `@transports`).
+ */
+export const TRANSPORT_NAMES = ["http", "amqp", "redis", "nats", "zmq", "tcp", "local"] as const;
+export type TransportName = (typeof TRANSPORT_NAMES)[number];
 
 /** The HTTP verbs a `@route` may bind (HEAD is answered by every GET route). */
 export type RouteVerb = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";

@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { diag, diagnosticTable, lineColumn, lineStarts, sortDiagnostics } from "../../src/compiler/diagnostics.js";
 import { checkSources, formatDiagnostic, formatDiagnostics } from "../../src/compiler/index.js";
+import { TRANSPORT_NAMES } from "../../src/compiler/model.js";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const table = diagnosticTable();
@@ -34,6 +35,15 @@ describe("diagnostic table", () => {
       severity: m[3],
     }));
     expect(headings).toEqual(table.map((d) => ({ code: d.code, name: d.name, severity: d.severity })));
+  });
+
+  it("agrees with docs/diagnostics.md on every message, and on the transports' order", () => {
+    const doc = readFileSync(fileURLToPath(new URL("../../docs/diagnostics.md", import.meta.url)), "utf8");
+    for (const d of table) {
+      const section = doc.slice(doc.indexOf(`### ${d.code} `));
+      expect(/^Message: (`+) ?(.*?) ?\1$/m.exec(section)?.[2], d.code).toBe(d.message);
+    }
+    expect(doc).toContain(`listed in the fixed order ${TRANSPORT_NAMES.join(", ")}.`);
   });
 
   it("has at least one test per code (each code is expected to be reported by a compiler test)", () => {

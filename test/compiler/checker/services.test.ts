@@ -31,15 +31,15 @@ describe("services", () => {
     ]);
   });
 
-  it("rejects unknown transports (FAN0309) and invalid versions (FAN0311)", () => {
+  it("rejects unknown transports (FAN0309), naming every one it accepts, and invalid versions (FAN0311)", () => {
     const r = expectDiagnostics(
-      src("package p", "@transports(http, grpc) service A {}", '@version("v1") service B {}'),
+      src("package p", "@transports(http, grpc, tcp) service A {}", '@version("v1") service B {}'),
       [
         ["FAN0309", 2, 19],
         ["FAN0311", 3, 10],
       ],
     );
-    expect(messageOf(r, "FAN0309")).toContain("http, amqp, redis, nats, zmq or local");
+    expect(messageOf(r, "FAN0309")).toBe("unknown transport `grpc`; use http, amqp, redis, nats, zmq, tcp or local");
   });
 
   it("reads the config block with secrets, docs and defaults", () => {
