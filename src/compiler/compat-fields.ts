@@ -19,11 +19,14 @@ export function compareFields(
   const now = new Map(after.map((f) => [f.name, f]));
   const was = new Set(before.map((f) => f.name));
   const added = after.filter((f) => !was.has(f.name));
+  /** Added fields that are the new name of a removed one: the rename is their one finding. */
+  const renamedTo = new Set<FieldModel>();
   for (const f of before) {
     const g = now.get(f.name);
     const path = `${owner}.${f.name}`;
     if (g === undefined) {
-      const twin = added.find((x) => typeText(x.type) === typeText(f.type));
+      const twin = added.find((x) => !renamedTo.has(x) && typeText(x.type) === typeText(f.type));
+      if (twin !== undefined) renamedTo.add(twin);
       out.push(
         twin === undefined
           ? change("removed", decl, path, `${path} was removed`)
@@ -48,6 +51,7 @@ export function compareFields(
       );
   }
   for (const g of added) {
+    if (renamedTo.has(g)) continue;
     const path = `${owner}.${g.name}`;
     if (required(g)) out.push(change("required-field-added", decl, path, `${path} was added as a required field`));
     else out.push(change("added", decl, path, `${path} was added (optional)`));

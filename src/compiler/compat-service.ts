@@ -104,7 +104,7 @@ function compareMethod(s: string, path: string, m: MethodModel, n: MethodModel, 
           "error-added",
           s,
           path,
-          `${path} now throws ${e}: callers that switch over its errors exhaustively (the generated error union) need a new case`,
+          `${path} now throws ${e}: clients built on the old IDL get it as a plain FanError (its status code and name, not the class); callers that handle this method's errors by class or code need a case for it`,
         ),
       );
 }

@@ -48,10 +48,15 @@ export function compareModels(before: ProgramModel, after: ProgramModel, opts: C
   const a = declsOf(before);
   const b = declsOf(after);
   const changes: Found[] = [];
+  /** Declarations that are the new name of a removed one: the rename is their one finding. */
+  const renamedTo = new Set<string>();
   for (const [name, old] of a) {
     const now = b.get(name);
     if (now === undefined) {
-      const renamed = [...b.values()].find((d) => !a.has(d.fullName) && d.kind === old.kind && sameShape(old, d));
+      const renamed = [...b.values()].find(
+        (d) => !a.has(d.fullName) && !renamedTo.has(d.fullName) && d.kind === old.kind && sameShape(old, d),
+      );
+      if (renamed !== undefined) renamedTo.add(renamed.fullName);
       changes.push(
         renamed === undefined
           ? change("removed", name, name, `${old.kind} ${name} was removed`)
@@ -61,7 +66,8 @@ export function compareModels(before: ProgramModel, after: ProgramModel, opts: C
       changes.push(change("kind-changed", name, name, `${name} was a ${old.kind}, is now a ${now.kind}`));
     } else compareDecl(old, now, changes);
   }
-  for (const [name, d] of b) if (!a.has(name)) changes.push(change("added", name, name, `${d.kind} ${name} was added`));
+  for (const [name, d] of b)
+    if (!a.has(name) && !renamedTo.has(name)) changes.push(change("added", name, name, `${d.kind} ${name} was added`));
   const located = changes.map((c) => locate(c, opts.locate));
   const services: ServiceVerdict[] = [];
   for (const [name, old] of a) {
@@ -112,7 +118,9 @@ function compareDecl(a: DeclModel, b: DeclModel, out: Found[]): void {
     case "error": {
       const e = b as typeof a;
       if (a.code !== e.code)
-        out.push(change("error-code-changed", a.fullName, a.fullName, `error ${a.fullName}: code ${a.code} → ${e.code}`));
+        out.push(
+          change("error-code-changed", a.fullName, a.fullName, `error ${a.fullName}: code ${a.code} → ${e.code}`),
+        );
       compareFields(a.fullName, a.fullName, a.fields, e.fields, out);
       return;
     }
@@ -132,7 +140,14 @@ function compareEnum(a: EnumModel, b: EnumModel, out: Found[]): void {
   const names = new Set(b.members.map((m) => m.name));
   for (const m of a.members)
     if (!names.has(m.name))
-      out.push(change("enum-value-removed", a.fullName, `${a.fullName}.${m.name}`, `enum value ${a.fullName}.${m.name} was removed`));
+      out.push(
+        change(
+          "enum-value-removed",
+          a.fullName,
+          `${a.fullName}.${m.name}`,
+          `enum value ${a.fullName}.${m.name} was removed`,
+        ),
+      );
 }
 
 function compareUnion(a: UnionModel, b: UnionModel, out: Found[]): void {

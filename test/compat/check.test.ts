@@ -211,6 +211,34 @@ describe("fanc check: one before/after pair per kind of change", () => {
     expect(found.map((c) => c.message)).toEqual(["shop.Cellar.get: @route POST /wine/{id} → DELETE /wine/{id}"]);
   });
 
+  it("a rename is one finding: a required or optional parameter, a field, a declaration (nothing 'added' beside it)", () => {
+    const renames: [string, string, string][] = [
+      [
+        idl(base).replace("restock(id: string, count: int)", "restock(id: string, quantity: int)"),
+        "shop.Cellar.restock.count",
+        "quantity",
+      ],
+      [idl(base).replace("note?: string", "comment?: string"), "shop.Cellar.get.note", "comment"],
+      [idl(base).replace("  color: Color\n", "  colour: Color\n"), "shop.Wine.color", "colour"],
+      [idl(base).replace("error Sold {", "error SoldOut {"), "shop.Sold", "shop.SoldOut"],
+    ];
+    for (const [text, path, to] of renames) {
+      const changes = compareModels(before, model(text)).changes;
+      expect(
+        changes.map((c) => [c.code, c.kind, c.path]),
+        path,
+      ).toEqual([["FAN1002", "renamed", path]]);
+      expect(changes[0]!.message).toContain(`renamed to ${to}`);
+    }
+  });
+
+  it("error-added says what an old client sees (there is no generated error union to extend)", () => {
+    const [found] = compareModels(before, model(idl(base.replace("throws Missing", "throws Missing, Sold")))).changes;
+    expect(found?.message).toBe(
+      "shop.Cellar.get now throws shop.Sold: clients built on the old IDL get it as a plain FanError (its status code and name, not the class); callers that handle this method's errors by class or code need a case for it",
+    );
+  });
+
   it("fallback: @fallback added to a sharded method is compatible (FAN1092), listed, and passes", () => {
     const report = compareModels(model(idl(base.replace(" @fallback", ""))), before);
     expect(report.changes.map((c) => [c.code, c.kind, c.severity, c.path])).toEqual([
@@ -339,6 +367,7 @@ describe("fanc check (the command)", () => {
     expect(await check([idlDir, "--against", "HEAD"], io())).toBe(0);
     const bad = io();
     expect(await check([idlDir, "--against", "no-such-ref"], bad)).toBe(2);
-    expect(bad.text()).toContain("--against no-such-ref");
+    expect(bad.text()).toContain("--against no-such-ref: unknown revision no-such-ref");
+    expect(bad.text()).not.toContain("Command failed");
   });
 });
