@@ -11,7 +11,8 @@ import { connect, type Socket } from "node:net";
 import { afterAll, expect, it } from "vitest";
 import { parseEndpoint, replyChannel, rpcKey } from "../../src/runtime/transports/redis/names.js";
 import { CALLS_PER_RUN, LEASE_MS } from "../../src/runtime/transports/redis/rpc-client.js";
-import { aliveKey } from "../../src/runtime/transports/redis/names.js";
+import { aliveKey, formatEndpoint } from "../../src/runtime/transports/redis/names.js";
+import type { FanError } from "../../src/runtime/errors.js";
 import { Redis } from "ioredis";
 import { type RedisTransport, redisTransport } from "../../src/runtime/transports/redis/index.js";
 import type { CallSink } from "../../src/runtime/call/dispatch.js";
@@ -99,23 +100,30 @@ describeWithBroker(
     open.push(server, client);
     const served = await server.serve(ConformanceDescriptor, "lease", new TestInbound());
     const list = rpcKey(parseEndpoint(served.endpoint));
-    // The first call runs the script, which grants the lease.
-    expect((await client.call(served.endpoint, envelope("echo", { n: 0 }), within(5000))).kind).toBe("reply");
     const seen: string[] = [];
     const monitor = await watch((name, args, source) => {
       if (source === "lua") return;
       if ((name === "evalsha" && args[2] === list) || (name === "lpush" && args[0] === list)) seen.push(name);
     });
+    const calls = 6;
+    let took = 0;
     try {
-      for (let i = 1; i <= 5; i++)
+      // The first call runs the script, which grants the lease.
+      const first = Date.now();
+      for (let i = 0; i < calls; i++)
         expect((await client.call(served.endpoint, envelope("echo", { n: i }), within(5000))).kind).toBe("reply");
+      took = Date.now() - first;
       const until = Date.now() + 3000;
-      while (Date.now() < until && seen.length < 5) await new Promise((r) => setTimeout(r, 20));
+      while (Date.now() < until && seen.length < calls) await new Promise((r) => setTimeout(r, 20));
     } finally {
       monitor.destroy();
     }
-    // Within LEASE_MS of the first call (a second is long here): every call an LPUSH.
-    expect(seen).toEqual(["lpush", "lpush", "lpush", "lpush", "lpush"]);
+    expect(seen.length, JSON.stringify(seen)).toBe(calls);
+    expect(seen[0]).toBe("evalsha");
+    // One script run per LEASE_MS at most (a slow machine may outlast one lease); the rest LPUSHes.
+    const scripts = seen.filter((x) => x === "evalsha").length;
+    expect(scripts, JSON.stringify(seen)).toBeLessThanOrEqual(1 + Math.floor(took / LEASE_MS));
+    expect(seen.filter((x) => x === "lpush").length).toBe(calls - scripts);
 
     await served.stop();
     // Without the announcement the lease would push this call, and it would wait out its deadline.
@@ -150,6 +158,69 @@ describeWithBroker(
       expect(e.message).toContain("no live instance");
     } finally {
       await admin.del(rpcKey(addr));
+      admin.disconnect();
+    }
+  });
+
+  it("a lease ends with the alive entry it was granted on, when that entry has less than LEASE_MS left", async () => {
+    const server = transportIn(`${cluster}-short`);
+    const client = transportIn(`${cluster}-short`);
+    open.push(server, client);
+    const served = await server.serve(ConformanceDescriptor, "short", new TestInbound());
+    // A version nobody serves but an entry of 300 ms: the script accepts, and grants no more than that.
+    const addr = { ...parseEndpoint(served.endpoint), version: "9.9.9" };
+    const nobody = formatEndpoint(addr);
+    const admin = new Redis(REDIS_URL);
+    try {
+      const granted = Date.now();
+      await admin.zadd(aliveKey(addr), granted + 300, "brief");
+      const pushed = await client.call(nobody, envelope("echo", { n: 1 }), within(100)).catch((x: FanError) => x);
+      expect((pushed as FanError).code).toBe("DEADLINE_EXCEEDED");
+      await new Promise((r) => setTimeout(r, Math.max(0, granted + 450 - Date.now())));
+      expect(Date.now() - granted, "this check needs the second call inside LEASE_MS").toBeLessThan(LEASE_MS);
+      // A lease of LEASE_MS would push this one too, to wait out its deadline.
+      const e = await rejection(() => client.call(nobody, envelope("echo", { n: 2 }), within(4000)));
+      expect(e.code).toBe("UNAVAILABLE");
+      expect(e.message).toContain("no live instance");
+    } finally {
+      await admin.del(rpcKey(addr), aliveKey(addr));
+      admin.disconnect();
+    }
+  });
+
+  it("losing the reply connection ends every lease: an announcement sent meanwhile may be lost", async () => {
+    const name = `${cluster}-lost`;
+    // A heartbeat every 20 s: only the test takes the entry away.
+    const make = (): RedisTransport =>
+      redisTransport({ url: REDIS_URL, aliveTtlMs: 60_000 })({
+        cluster: name,
+        log: captureLog().log,
+        maxPayloadBytes: 1 << 20,
+      }) as RedisTransport;
+    const server = make();
+    const client = make();
+    open.push(server, client);
+    const served = await server.serve(ConformanceDescriptor, "lost", new TestInbound());
+    const addr = parseEndpoint(served.endpoint);
+    const admin = new Redis(REDIS_URL);
+    try {
+      const granted = Date.now();
+      expect((await client.call(served.endpoint, envelope("echo", { n: 1 }), within(3000))).kind).toBe("reply");
+      // The client's reply connection: subscribed to its reply channel and the left channel.
+      const list = (await admin.client("LIST")) as string;
+      const ids = list
+        .split("\n")
+        .filter((l) => l.includes(` name=fan:${name}:sub:`) && / sub=2 /.test(l))
+        .map((l) => /^id=(\d+)/.exec(l)?.[1]);
+      expect(ids).toHaveLength(1);
+      await admin.client("KILL", "ID", ids[0] as string);
+      // An instance gone while the connection was away (its announcement would have been lost).
+      await admin.zrem(aliveKey(addr), addr.instance as string);
+      const e = await rejection(() => client.call(served.endpoint, envelope("echo", { n: 2 }), within(3000)));
+      expect(Date.now() - granted, "this check needs the call inside LEASE_MS").toBeLessThan(LEASE_MS);
+      expect(e.code).toBe("UNAVAILABLE");
+      expect(e.message).toContain("no live instance");
+    } finally {
       admin.disconnect();
     }
   });
