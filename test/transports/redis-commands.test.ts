@@ -30,8 +30,8 @@ const up = await reachable(url.hostname, Number(url.port || 6379));
 const cluster = `cmds-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
 
 /** A redis transport of `clusterName` (a server or a client of the tests below). */
-function transportIn(clusterName: string): RedisTransport {
-  return redisTransport({ url: REDIS_URL })({
+function transportIn(clusterName: string, options: { aliveTtlMs?: number } = {}): RedisTransport {
+  return redisTransport({ url: REDIS_URL, ...options })({
     cluster: clusterName,
     log: captureLog().log,
     maxPayloadBytes: 1 << 20,
@@ -191,14 +191,8 @@ describeWithBroker(
   it("losing the reply connection ends every lease: an announcement sent meanwhile may be lost", async () => {
     const name = `${cluster}-lost`;
     // A heartbeat every 20 s: only the test takes the entry away.
-    const make = (): RedisTransport =>
-      redisTransport({ url: REDIS_URL, aliveTtlMs: 60_000 })({
-        cluster: name,
-        log: captureLog().log,
-        maxPayloadBytes: 1 << 20,
-      }) as RedisTransport;
-    const server = make();
-    const client = make();
+    const server = transportIn(name, { aliveTtlMs: 60_000 });
+    const client = transportIn(name, { aliveTtlMs: 60_000 });
     open.push(server, client);
     const served = await server.serve(ConformanceDescriptor, "lost", new TestInbound());
     const addr = parseEndpoint(served.endpoint);
