@@ -46,7 +46,7 @@ export async function run(args: readonly string[], io: Io): Promise<number> {
     const text = await readFile(file, "utf8");
     const r = formatSource(file, text);
     if (!r.ok) {
-      io.err(`fanc fmt: ${file}: ${r.reason}`);
+      io.err(`fanc fmt: ${file}${r.at === undefined ? "" : `:${r.at.line}:${r.at.column}`}: ${r.reason}`);
       failed++;
       continue;
     }
@@ -56,7 +56,9 @@ export async function run(args: readonly string[], io: Io): Promise<number> {
     else await writeFile(file, r.text);
   }
   const verb = check ? "would reformat" : "reformatted";
-  io.err(`fanc fmt: ${verb} ${changed} of ${files.length} .fan file${files.length === 1 ? "" : "s"}${failed > 0 ? `; ${failed} could not be formatted` : ""}`);
+  io.err(
+    `fanc fmt: ${verb} ${changed} of ${files.length} .fan file${files.length === 1 ? "" : "s"}${failed > 0 ? `; ${failed} could not be formatted` : ""}`,
+  );
   return failed > 0 || (check && changed > 0) ? 1 : 0;
 }
 

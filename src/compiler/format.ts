@@ -10,12 +10,18 @@
  */
 import type { IToken, TokenType } from "chevrotain";
 import { tokenMatcher } from "./chevrotain.js";
+import { lineColumn, lineStarts } from "./diagnostics.js";
 import { BlockComment, DocComment, Kw, LineComment, lex, Name, P } from "./lexer.js";
 
 /** The result of formatting one file. */
 export type FormatResult =
   | { readonly ok: true; readonly text: string; readonly changed: boolean }
-  | { readonly ok: false; readonly reason: string };
+  | {
+      readonly ok: false;
+      readonly reason: string;
+      /** Where the text stops the formatter (1-based, as diagnostics print), when it is one place. */
+      readonly at?: { readonly line: number; readonly column: number };
+    };
 
 const INDENT = "  ";
 const OPENERS: readonly TokenType[] = [P.LCurly, P.LParen, P.LSquare];
@@ -31,7 +37,11 @@ export function formatSource(path: string, text: string): FormatResult {
   const lexed = lex(path, text);
   if (lexed.diagnostics.length > 0) {
     const d = lexed.diagnostics[0]!;
-    return { ok: false, reason: `cannot be formatted until ${d.code} (${d.message}) is fixed` };
+    return {
+      ok: false,
+      reason: `cannot be formatted until ${d.code} (${d.message}) is fixed`,
+      at: lineColumn(lineStarts(text), d.span.start),
+    };
   }
   const items = [...lexed.tokens, ...lexed.comments].sort((a, b) => a.startOffset - b.startOffset);
   const out = layout(text, items);
@@ -72,7 +82,9 @@ function layout(text: string, items: readonly IToken[]): string {
 function space(a: IToken, b: IToken): boolean {
   const at = a.tokenType;
   const bt = b.tokenType;
-  if (isComment(a) || isComment(b)) return true;
+  if (isComment(b)) return true;
+  // `GREEN /* c */,`: a block comment in a line takes the place of the token before it.
+  if (isComment(a)) return at !== BlockComment || !TIGHT_BEFORE.includes(bt);
   if (TIGHT_AFTER.includes(at) || TIGHT_BEFORE.includes(bt)) return false;
   if (bt === P.LAngle || bt === P.LParen) return !(tokenMatcher(a, Name) || at === P.RAngle || at === P.RParen);
   if (at === P.LCurly) return bt !== P.RCurly;
@@ -108,8 +120,7 @@ function sameTokens(items: readonly IToken[], path: string, formatted: string): 
   for (let i = 0; i < items.length; i++) {
     const x = items[i]!;
     const y = after[i]!;
-    if (x.tokenType !== y.tokenType || image(x) !== image(y))
-      return `token ${i} \`${x.image}\` became \`${y.image}\``;
+    if (x.tokenType !== y.tokenType || image(x) !== image(y)) return `token ${i} \`${x.image}\` became \`${y.image}\``;
   }
   return undefined;
 }

@@ -32,7 +32,13 @@ function compiled(sources: readonly SourceInput[]): string {
 function programs(): Map<string, SourceInput[]> {
   const out = new Map<string, SourceInput[]>();
   for (const f of files) {
-    const root = f.startsWith("idl/") ? "idl" : f.includes("/idl/") ? f.slice(0, f.indexOf("/idl/") + 4) : f.includes("/input/") ? f.slice(0, f.indexOf("/input/") + 6) : dirname(f);
+    const root = f.startsWith("idl/")
+      ? "idl"
+      : f.includes("/idl/")
+        ? f.slice(0, f.indexOf("/idl/") + 4)
+        : f.includes("/input/")
+          ? f.slice(0, f.indexOf("/input/") + 6)
+          : dirname(f);
     const list = out.get(root) ?? [];
     list.push({ path: f.slice(root.length + 1), text: readFileSync(join(repo, f), "utf8") });
     out.set(root, list);
@@ -49,6 +55,21 @@ describe("fanc fmt", () => {
     }
   });
 
+  it("finds every .fan file of the repository in canonical layout (the README's quoted IDL among them)", () => {
+    const off = files.filter((f) => {
+      const text = readFileSync(join(repo, f), "utf8");
+      return fmt(f, text) !== text;
+    });
+    expect(off).toEqual([]);
+  });
+
+  it("puts no space before a `,` (or other tight token) that follows a block comment", () => {
+    expect(fmt("c.fan", "package p\nenum E { RED /* c */ , GREEN /* d */ }\n")).toBe(
+      "package p\nenum E { RED /* c */, GREEN /* d */ }\n",
+    );
+    expect(fmt("c.fan", "package p\nstruct S { a /* c */ : int }\n")).toBe("package p\nstruct S { a /* c */: int }\n");
+  });
+
   it("never changes the compiled model of the repository's programs or the synthetic corpus", () => {
     const all = [...programs().entries(), ["synthetic", syntheticCorpus(50, 5, 100)] as const];
     for (const [root, sources] of all) {
@@ -61,13 +82,18 @@ describe("fanc fmt", () => {
     const sources = [...programs().values()].filter((p) => p.length === 1).map((p) => p[0]!);
     const gaps = fc.array(fc.constantFrom("", " ", "  ", "\t", " \t "), { minLength: 1, maxLength: 400 });
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: sources.length - 1 }), gaps, fc.array(fc.integer({ min: 2, max: 4 }), { minLength: 1, maxLength: 50 }), (i, spaces, blanks) => {
-        const src = sources[i]!;
-        const respaced = respace(src.text, spaces, blanks);
-        const expected = fmt(src.path, src.text);
-        expect(fmt(src.path, respaced)).toBe(expected);
-        expect(compiled([{ path: src.path, text: respaced }])).toBe(compiled([src]));
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: sources.length - 1 }),
+        gaps,
+        fc.array(fc.integer({ min: 2, max: 4 }), { minLength: 1, maxLength: 50 }),
+        (i, spaces, blanks) => {
+          const src = sources[i]!;
+          const respaced = respace(src.text, spaces, blanks);
+          const expected = fmt(src.path, src.text);
+          expect(fmt(src.path, respaced)).toBe(expected);
+          expect(compiled([{ path: src.path, text: respaced }])).toBe(compiled([src]));
+        },
+      ),
       { numRuns: 150 },
     );
   });
@@ -76,8 +102,12 @@ describe("fanc fmt", () => {
     const dir = mkdtempSync(join(tmpdir(), "fan-fmt-"));
     cpSync(join(repo, "test/lsp/fixtures/idl"), dir, { recursive: true });
     const messy = join(dir, "shop/orders.fan");
-    writeFileSync(messy, readFileSync(messy, "utf8").replace("struct Order {\n  id: string", "struct Order{\n\tid :string  "));
-    const fanc = (...args: string[]) => spawnSync(process.execPath, [join(repo, "bin/fanc.mjs"), "fmt", ...args], { encoding: "utf8" });
+    writeFileSync(
+      messy,
+      readFileSync(messy, "utf8").replace("struct Order {\n  id: string", "struct Order{\n\tid :string  "),
+    );
+    const fanc = (...args: string[]) =>
+      spawnSync(process.execPath, [join(repo, "bin/fanc.mjs"), "fmt", ...args], { encoding: "utf8" });
     const check = fanc("--check", dir);
     expect(check.status).toBe(1);
     expect(check.stdout.trim()).toBe(messy);
@@ -88,7 +118,7 @@ describe("fanc fmt", () => {
     writeFileSync(join(dir, "bad.fan"), 'package x\nstruct A { a: string = "open\n}\n');
     const bad = fanc("--check", dir);
     expect(bad.status).toBe(1);
-    expect(bad.stderr).toContain("bad.fan: cannot be formatted until FAN0002");
+    expect(bad.stderr).toContain("bad.fan:2:24: cannot be formatted until FAN0002");
   });
 });
 
