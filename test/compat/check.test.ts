@@ -239,6 +239,23 @@ describe("fanc check: one before/after pair per kind of change", () => {
     );
   });
 
+  it("0.x: the major is the line, 0 included (docs/versions.md): 0.1.0 → 0.2.0 fails, 0.1.0 → 1.0.0 passes", async () => {
+    const { majorRange } = await import("../../src/runtime/call/versions.js");
+    const breaking = (s: string) =>
+      s.replace("rpc get(id: string, note?: string)", "rpc get(id: string, note: string)");
+    const at = (v: string, edit = (s: string) => s) => model(idl(edit(base), v));
+    expect(
+      compareModels(at("0.1.0"), at("0.2.0", breaking)).services.find((s) => s.service === "shop.Cellar"),
+    ).toMatchObject({
+      before: "0.1.0",
+      after: "0.2.0",
+      failed: true,
+    });
+    expect(compareModels(at("0.1.0"), at("1.0.0", breaking)).failed).toBe(false);
+    // A client generated at 0.1.0 accepts every 0.x: npm's `^0.1` would not.
+    expect(majorRange("0.1.0")).toBe("0.x");
+  });
+
   it("fallback: @fallback added to a sharded method is compatible (FAN1092), listed, and passes", () => {
     const report = compareModels(model(idl(base.replace(" @fallback", ""))), before);
     expect(report.changes.map((c) => [c.code, c.kind, c.severity, c.path])).toEqual([
