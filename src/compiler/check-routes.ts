@@ -12,7 +12,7 @@ import type { Checker } from "./check-context.js";
 import { isScalar, typeText } from "./check-types.js";
 import { argString } from "./decorators.js";
 import { diag } from "./diagnostics.js";
-import type { FieldModel, MethodModel, RouteVerb } from "./model.js";
+import type { FieldModel, MethodModel, RouteVerb, TypeModel } from "./model.js";
 import { closest, hintText } from "./suggest.js";
 
 /** The verbs a route may name, in the order an `Allow` header lists them. */
@@ -64,10 +64,16 @@ export function checkRoute(c: Checker, d: A.Decorator, owner: RouteOwner, claims
   let ok = pathParamsOk(c, s, names, owner);
   const verb = written === undefined ? defaultRouteVerb(owner.kind, owner.idempotent) : verbOf(written);
   // What the verb's diagnostics point at: the verb itself (a quick fix replaces it with the hint).
-  const at = verbSpan(s, written);
+  const at = verbSpan(c, s, written);
   if (verb === undefined) {
     const text = written ?? "";
-    const hint = Object.hasOwn(NOT_BINDABLE, text) ? NOT_BINDABLE[text] : hintText(closest(text, ROUTE_VERBS));
+    // A did-you-mean is applied in place of the span by a quick fix: only when that is the verb.
+    const onVerb = at !== s.span;
+    const hint = Object.hasOwn(NOT_BINDABLE, text)
+      ? NOT_BINDABLE[text]
+      : onVerb
+        ? hintText(closest(text, ROUTE_VERBS))
+        : undefined;
     c.out.push(diag.unknownRouteVerb(at, { verb: text, hint: hint ?? "" }));
     return undefined;
   }
@@ -89,19 +95,26 @@ export function checkRoute(c: Checker, d: A.Decorator, owner: RouteOwner, claims
   return { verb, path, params: names };
 }
 
-/** `"DELETE /items/{id}"` → the verb as written and the path; `"/items"` has no verb. */
+/**
+ * `"DELETE /items/{id}"` → the verb as written and the path; `"/items"` has no verb. Spaces
+ * only between them, as in an HTTP request line (and as the editor grammar scopes the verb).
+ */
 function splitRoute(text: string): { written: string | undefined; path: string } {
-  const m = /^([A-Za-z]+)[ \t]+(.*)$/s.exec(text);
+  const m = /^([A-Za-z]+) +(.*)$/s.exec(text);
   return m === null ? { written: undefined, path: text } : { written: m[1] as string, path: m[2] as string };
 }
 
 /**
- * The span of the verb written at the start of the string, just after its quote; the whole
- * string when there is no verb or the literal has escapes (its offsets then differ from the value's).
+ * The span of the verb written at the start of the string, just after its quote, read from the
+ * source (an escape later in the literal does not move it); the whole string when there is no
+ * verb or the verb itself is written with an escape (`"g\u0065t /x"`).
  */
-function verbSpan(s: A.StringLit, written: string | undefined): A.Span {
-  if (written === undefined || s.span.end - s.span.start !== s.value.length + 2) return s.span;
-  return { file: s.span.file, start: s.span.start + 1, end: s.span.start + 1 + written.length };
+function verbSpan(c: Checker, s: A.StringLit, written: string | undefined): A.Span {
+  if (written === undefined) return s.span;
+  const start = s.span.start + 1;
+  const source = c.scopes.get(s.span.file)?.file.text;
+  if (source?.slice(start, start + written.length) !== written) return s.span;
+  return { file: s.span.file, start, end: start + written.length };
 }
 
 function verbOf(text: string): RouteVerb | undefined {
@@ -168,7 +181,9 @@ function pathParamsOk(c: Checker, s: A.StringLit, names: readonly string[], owne
 
 /**
  * A GET or DELETE carries no body, so every required parameter must be in the path. Optional
- * and defaulted parameters may travel in the query string.
+ * and defaulted parameters may travel in the query string, as far as text can carry them: a
+ * struct, union, map or `json` there could never be given (FAN0509, a warning: the route works
+ * without it).
  */
 function bodylessParamsOk(
   c: Checker,
@@ -179,10 +194,25 @@ function bodylessParamsOk(
 ): boolean {
   let ok = true;
   for (const p of owner.params) {
-    if (!p.optional && p.default === undefined && !names.includes(p.name)) {
+    if (names.includes(p.name)) continue;
+    if (!p.optional && p.default === undefined) {
       c.out.push(diag.routeMissingParam(s.span, { param: p.name, method: owner.name, verb }));
       ok = false;
+    } else if (!queryCarries(p.type)) {
+      c.out.push(
+        diag.routeParamNotInQuery(s.span, { param: p.name, method: owner.name, verb, type: typeText(p.type) }),
+      );
     }
   }
   return ok;
+}
+
+/**
+ * Whether a query string can carry a value of this type: the servers bind `?k=v` as text
+ * (numbers and booleans converted) and a repeated key as a list (routes.ts `bindParams`).
+ */
+function queryCarries(t: TypeModel): boolean {
+  if (t.kind === "list") return t.element.kind !== "list" && queryCarries(t.element);
+  if (t.kind === "ref") return t.declKind === "enum";
+  return t.kind === "primitive" && t.name !== "json";
 }

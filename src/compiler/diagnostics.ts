@@ -514,6 +514,13 @@ export const DIAGNOSTICS = {
     message: "`{method}` has a {verb} route but is not @idempotent; HTTP clients and proxies may send a {verb} twice",
     help: "HTTP defines PUT and DELETE as idempotent, so a client may repeat one after a lost connection without asking: mark the method @idempotent if running it twice is harmless (fan's clients may then retry it too), or bind POST.",
   },
+  routeParamNotInQuery: {
+    code: "FAN0509",
+    severity: W,
+    message:
+      "parameter `{param}` of `{method}` ({type}) cannot be given on its {verb} route: a query string carries only scalars and lists of them",
+    help: "A GET or DELETE has no body (and a body sent with one is not read), so its parameters outside the path travel in the query string, which binds text: `?page=2`, `?tag=a&tag=b`. A struct, union, map or `json` parameter is never given there; the method runs without it. Bind POST (or PUT or PATCH) to take it from the JSON body, split it into scalar parameters, or call `POST /<package.Service>/<method>`.",
+  },
 
   // -- 09xx: internal -------------------------------------------------------------------------
   internalError: {

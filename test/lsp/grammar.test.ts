@@ -77,6 +77,9 @@ describe("the TextMate grammar", () => {
     // A route's verb, only at the start of the string and before its path.
     const route = tokens('service S { @route("DELETE /items/{id}") rpc a(id: string)  @route("/GET /x") rpc b() }');
     expect(route.filter(([, s]) => s === "keyword.other.http-verb.fan").map(([t]) => t)).toEqual(["DELETE"]);
+    // Spaces only before the path, as the compiler reads a verb (a tab there is FAN0316).
+    const tab = tokens('service S { @route("GET\t/x") rpc a()  @route("GET  /y") rpc b() }');
+    expect(tab.filter(([, s]) => s === "keyword.other.http-verb.fan").map(([t]) => t)).toEqual(["GET"]);
     const block = tokens("/* a\n struct X */\nstruct Y {}");
     expect(block.filter(([t]) => t.includes("struct X")).map(([, s]) => s)).toEqual(["comment.block.fan"]);
     expect(scopeOf(block, "Y")).toEqual(["entity.name.type.fan"]);

@@ -106,13 +106,43 @@ describe("routes", () => {
     const model = expectClean(
       src(
         "package p",
-        "struct Filter { colour?: string }",
+        "enum Colour { RED, WHITE }",
         "service S {",
-        '  @route("/store/{storeId}/wines") @idempotent rpc list(storeId: string, filter?: Filter, page: int = 0): int',
+        '  @route("/store/{storeId}/wines") @idempotent rpc list(storeId: string, colour?: Colour, tags?: list<string>, since?: timestamp, page: int = 0): int',
         "}",
       ),
     );
     expect(routesOf(model)).toEqual([{ verb: "GET", path: "/store/{storeId}/wines", params: ["storeId"] }]);
+  });
+
+  it("warns (FAN0509) on a GET or DELETE parameter the query string cannot carry: it could never be given", () => {
+    const text = src(
+      "package p",
+      "struct Filter { min?: int }",
+      "service S {",
+      '  @idempotent @route("/a/{id}") rpc a(id: string, filter?: Filter): int',
+      '  @idempotent @route("DELETE /b/{id}") rpc b(id: string, opts?: map<string, int>)',
+      '  @idempotent @route("GET /c") rpc c(filters?: list<Filter>, meta?: json): int',
+      // Bodies carry them: POST, PUT, PATCH; and a route written without a verb on a plain rpc.
+      '  @idempotent @route("PUT /d/{id}") rpc d(id: string, filter?: Filter)',
+      '  @route("/e") rpc e(filter?: Filter)',
+      "}",
+    );
+    const r = check(text);
+    expect(positions(text, r.diagnostics)).toEqual([
+      ["FAN0509", 4, 22],
+      ["FAN0509", 5, 22],
+      ["FAN0509", 6, 22],
+      ["FAN0509", 6, 22],
+    ]);
+    expect(r.diagnostics.every((d) => d.severity === "warning")).toBe(true);
+    expect(r.diagnostics.map((d) => d.message)).toEqual([
+      "parameter `filter` of `a` (p.Filter) cannot be given on its GET route: a query string carries only scalars and lists of them",
+      "parameter `opts` of `b` (map<string, int>) cannot be given on its DELETE route: a query string carries only scalars and lists of them",
+      "parameter `filters` of `c` (list<p.Filter>) cannot be given on its GET route: a query string carries only scalars and lists of them",
+      "parameter `meta` of `c` (json) cannot be given on its GET route: a query string carries only scalars and lists of them",
+    ]);
+    expect(r.model).toBeDefined();
   });
 
   it("names the missing parameter of a GET route", () => {
@@ -161,6 +191,25 @@ describe("routes", () => {
       "`HEAD` is not a verb a route can bind; use GET, POST, PUT, PATCH or DELETE; every GET route answers HEAD",
       "`DELET` is not a verb a route can bind; use GET, POST, PUT, PATCH or DELETE; did you mean `DELETE`?",
     ]);
+  });
+
+  it("FAN0322 points at the verb when the path has an escape; with an escape in the verb, the whole string and no did-you-mean", () => {
+    // An escape after the verb: the quick fix still replaces just `get` (the offsets are the source's).
+    const after = src("package p", 'service S { @idempotent @route("get /it\\u0065ms/{id}") rpc a(id: string): int }');
+    const r = expectDiagnostics(after, [["FAN0322", 2, 33]]);
+    expect(after.slice(r.diagnostics[0]!.span.start, r.diagnostics[0]!.span.end)).toBe("get");
+    expect(messageOf(r, "FAN0322")).toContain("did you mean `GET`?");
+    // An escape in the verb: no span is just the verb, so no hint a quick fix would put over the whole string.
+    const inside = src("package p", 'service S { @idempotent @route("g\\u0065t /items/{id}") rpc a(id: string): int }');
+    const q = expectDiagnostics(inside, [["FAN0322", 2, 32]]);
+    expect(inside.slice(q.diagnostics[0]!.span.start, q.diagnostics[0]!.span.end)).toBe('"g\\u0065t /items/{id}"');
+    expect(messageOf(q, "FAN0322")).toBe("`get` is not a verb a route can bind; use GET, POST, PUT, PATCH or DELETE");
+  });
+
+  it("a verb and its path are separated by spaces, as the editor grammar reads them: a tab is FAN0316", () => {
+    expectClean(src("package p", 'service S { @idempotent @route("GET  /a") rpc a(): int }'));
+    const tab = check(src("package p", 'service S { @idempotent @route("GET\t/a") rpc a(): int }'));
+    expect(messageOf(tab, "FAN0316")).toBe("invalid route `GET\t/a`: a route is `/path` or `VERB /path`");
   });
 
   it("a GET route needs @idempotent (FAN0323): a GET must be safe to repeat", () => {
@@ -223,7 +272,7 @@ describe("routes", () => {
 
 describe("the route examples of docs/diagnostics.md", () => {
   const doc = readFileSync(fileURLToPath(new URL("../../../docs/diagnostics.md", import.meta.url)), "utf8");
-  for (const code of ["FAN0314", "FAN0315", "FAN0316", "FAN0322", "FAN0323", "FAN0324", "FAN0508"]) {
+  for (const code of ["FAN0314", "FAN0315", "FAN0316", "FAN0322", "FAN0323", "FAN0324", "FAN0508", "FAN0509"]) {
     it(`${code}: its example reports it`, () => {
       const section = doc.slice(doc.indexOf(`### ${code} `));
       const example = /```fan\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
