@@ -110,4 +110,33 @@ describeWithBroker(
       expect([gone.status, (gone.body as { code: string }).code]).toEqual([404, "NOT_FOUND"]);
     }, 60_000);
   }
+
+  it("a body sent with a DELETE is not read, by the service or the gateway: only the query string binds", async () => {
+    for (const [surface, base] of [
+      ["service", direct],
+      ["gateway", gw?.url ?? ""],
+    ] as const) {
+      for (const id of [`${surface}-a`, `${surface}-b`]) await send(base, "PUT", `/shelf/${id}`, { name: "n" });
+      const queried = await send(base, "DELETE", `/shelf/${surface}-a?reason=sold`);
+      expect(queried.body, surface).toEqual({ id: `${surface}-a`, name: "n", reason: "sold" });
+      // `reason` only in the body: absent.
+      const bodied = await send(base, "DELETE", `/shelf/${surface}-b`, { reason: "from the body" });
+      expect([bodied.status, bodied.body], surface).toEqual([200, { id: `${surface}-b`, name: "n" }]);
+    }
+  }, 60_000);
+
+  it("POST /<package.Service>/<method> reaches the method although the route `PUT /{a}/{b}` matches its path", async () => {
+    for (const base of [direct, gw?.url ?? ""]) {
+      expect((await send(base, "POST", "/fan.shelf.Shelf/get", { id: "i1" })).body, base).toEqual({
+        id: "i1",
+        name: "first",
+      });
+      // Another verb on a service's own path is the service path's 405, not the route.
+      expect(await send(base, "PUT", "/fan.shelf.Shelf/get", { name: "x" }), base).toEqual(
+        refused("PUT", "/fan.shelf.Shelf/get", "POST"),
+      );
+      // Any other two segments are the route's.
+      expect((await send(base, "PUT", "/left/right", {})).body, base).toBe("left/right");
+    }
+  }, 60_000);
 });
