@@ -3,6 +3,8 @@
  * transport and the gateway share): the bound verb, HEAD for GET, the `Allow` of a 405, a
  * literal segment over a parameter, and descriptors generated before routes had verbs.
  */
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import type { MethodDescriptor } from "../../src/runtime/descriptor.js";
 import {
@@ -83,6 +85,27 @@ describe("http routes", () => {
     expect(r !== undefined && "match" in r && r.match.route.method.name).toBe("search");
     // DELETE has no literal route: /items/search is an id there.
     expect(find("DELETE", "/items/search")).toEqual({ method: "remove", params: { id: "search" } });
+  });
+
+  it("docs/idl.md's upgrading table: what a route without a verb answered, answers and refuses", () => {
+    const doc = readFileSync(fileURLToPath(new URL("../../docs/idl.md", import.meta.url)), "utf8");
+    const table = doc.slice(doc.indexOf("#### Upgrading"));
+    const rows = [
+      ...table.matchAll(
+        /^\| (an `@idempotent` rpc|an `@idempotent` push|any other rpc or push) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$/gm,
+      ),
+    ];
+    expect(rows.map((r) => r[1])).toEqual(["an `@idempotent` rpc", "an `@idempotent` push", "any other rpc or push"]);
+    const owners: Partial<MethodDescriptor>[] = [{ idempotent: true }, { kind: "push", idempotent: true }, {}];
+    rows.forEach(([, what, , answers, refused], i) => {
+      // A descriptor as generated before verbs: no `verb`.
+      const served = [compileRoute("p.S", method("m", { path: "/x", params: [] }, owners[i]))];
+      const verbs = (list: string | undefined) => (list ?? "").trim().split(", ");
+      for (const verb of verbs(answers))
+        expect(lookupRoute(served, verb, ["x"]), `${what}: ${verb}`).toHaveProperty("match");
+      for (const verb of verbs(refused))
+        expect(lookupRoute(served, verb, ["x"]), `${what}: ${verb}`).toEqual({ allow: (answers ?? "").trim() });
+    });
   });
 
   it("lists Allow in the usual order, HEAD with GET", () => {
