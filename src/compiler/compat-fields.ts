@@ -30,7 +30,10 @@ export function compareFields(
       out.push(
         twin === undefined
           ? change("removed", decl, path, `${path} was removed`)
-          : change("renamed", decl, path, `${path} was renamed to ${twin.name} (the wire name changes)`),
+          : {
+              ...change("renamed", decl, path, `${path} was renamed to ${twin.name} (the wire name changes)`),
+              atAfter: `${owner}.${twin.name}`,
+            },
       );
       continue;
     }

@@ -70,9 +70,13 @@ export const CHANGE_KINDS = {
 /** The kinds of change `fanc check` reports. */
 export type ChangeKind = keyof typeof CHANGE_KINDS;
 
-/** A change as the comparisons make it; `at` is the location key when it is not `path`. */
+/**
+ * A change as the comparisons make it; `at` is the location key when it is not `path`, and
+ * `atAfter` its key in the new IDL when that differs (a rename: the new name).
+ */
 export interface Found extends Change {
   readonly at?: string;
+  readonly atAfter?: string;
 }
 
 /** A change of `kind` in `decl` at `path`. */

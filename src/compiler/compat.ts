@@ -60,7 +60,10 @@ export function compareModels(before: ProgramModel, after: ProgramModel, opts: C
       changes.push(
         renamed === undefined
           ? change("removed", name, name, `${old.kind} ${name} was removed`)
-          : change("renamed", name, name, `${old.kind} ${name} was renamed to ${renamed.fullName}`),
+          : {
+              ...change("renamed", name, name, `${old.kind} ${name} was renamed to ${renamed.fullName}`),
+              atAfter: renamed.fullName,
+            },
       );
     } else if (old.kind !== now.kind) {
       changes.push(change("kind-changed", name, name, `${name} was a ${old.kind}, is now a ${now.kind}`));
@@ -87,10 +90,10 @@ export function compareModels(before: ProgramModel, after: ProgramModel, opts: C
 
 /** Drops the internal location key and adds the locations in both versions. */
 function locate(c: Found, where: CompareOptions["locate"]): Change {
-  const { at, ...rest } = c;
+  const { at, atAfter, ...rest } = c;
   if (where === undefined) return rest;
   const before = where.before(at ?? c.path);
-  const after = where.after(at ?? c.path);
+  const after = where.after(atAfter ?? at ?? c.path);
   return { ...rest, ...(before === undefined ? {} : { before }), ...(after === undefined ? {} : { after }) };
 }
 

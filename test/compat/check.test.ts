@@ -232,6 +232,29 @@ describe("fanc check: one before/after pair per kind of change", () => {
     }
   });
 
+  it("a rename is located at the old name before and at the new name after", async () => {
+    const { locator } = await import("../../src/compiler/compat.js");
+    const { ParseCache } = await import("../../src/compiler/index.js");
+    const located = (text: string) => {
+      const cache = new ParseCache();
+      const r = checkSources([{ path: "shop.fan", text }], { cache });
+      return { model: r.model as ProgramModel, locate: locator([cache.parse("shop.fan", text).ast]) };
+    };
+    const a = located(idl(base));
+    const b = located(idl(base).replace("push restock(id: string, count: int)", "push restock(id: string, n: int)"));
+    const [renamed] = compareModels(a.model, b.model, { locate: { before: a.locate, after: b.locate } }).changes;
+    expect(renamed).toMatchObject({
+      kind: "renamed",
+      before: { line: 28, column: 28 },
+      after: { line: 28, column: 28 },
+    });
+    const c = located(
+      idl(base).replace("push restock(id: string, count: int)", "push restock(quantity: int, id: string)"),
+    );
+    const [moved] = compareModels(a.model, c.model, { locate: { before: a.locate, after: c.locate } }).changes;
+    expect(moved).toMatchObject({ kind: "renamed", before: { line: 28, column: 28 }, after: { line: 28, column: 16 } });
+  });
+
   it("error-added says what an old client sees (there is no generated error union to extend)", () => {
     const [found] = compareModels(before, model(idl(base.replace("throws Missing", "throws Missing, Sold")))).changes;
     expect(found?.message).toBe(
