@@ -7,7 +7,14 @@ import { execFileSync } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { type Change, type CompatReport, compareModels, type Locate, locator, type SourceLocation } from "../compiler/compat.js";
+import {
+  type Change,
+  type CompatReport,
+  compareModels,
+  type Locate,
+  locator,
+  type SourceLocation,
+} from "../compiler/compat.js";
 import {
   checkSources,
   formatDiagnostics,
@@ -108,7 +115,14 @@ function atRef(dir: string, ref: string): SourceInput[] {
   };
   const root = git(dir, "rev-parse", "--show-toplevel").trim();
   const prefix = git(dir, "rev-parse", "--show-prefix").trim();
-  git(root, "rev-parse", "--verify", "--quiet", `${ref}^{commit}`);
+  try {
+    git(root, "rev-parse", "--verify", "--quiet", `${ref}^{commit}`);
+  } catch {
+    // --quiet: git says nothing of a ref it does not know, and exits 1.
+    throw new UsageError(
+      `--against ${ref}: unknown revision ${ref} (no such directory, nor a commit in the git repository at ${root})`,
+    );
+  }
   const files = git(root, "ls-tree", "-r", "--name-only", ref, "--", prefix === "" ? "." : prefix)
     .split("\n")
     .filter((p) => p.endsWith(".fan"))
@@ -126,14 +140,17 @@ function text(r: CompatReport, against: string): string {
   }
   for (const s of r.services) {
     if (s.warnings.length === 0) continue;
-    lines.push(`${s.service} ${s.before} → ${s.after}: warnings${s.failed && s.breaking.length === 0 ? " (FAIL with --strict)" : ""}`);
+    lines.push(
+      `${s.service} ${s.before} → ${s.after}: warnings${s.failed && s.breaking.length === 0 ? " (FAIL with --strict)" : ""}`,
+    );
     for (const c of s.warnings) lines.push(...describe(c));
   }
   const other = r.changes.filter((c) => c.severity === "compatible");
   const unused = r.changes.filter((c) => c.breaking && !r.services.some((s) => s.breaking.includes(c)));
   for (const c of unused) lines.push(`(no service uses it) ${c.code} ${c.kind}: ${c.message}`);
   if (lines.length === 0) lines.push(`no breaking changes against ${against}`);
-  if (other.length > 0) lines.push(`${other.length} compatible change${other.length === 1 ? "" : "s"} (--json lists them)`);
+  if (other.length > 0)
+    lines.push(`${other.length} compatible change${other.length === 1 ? "" : "s"} (--json lists them)`);
   return lines.join("\n");
 }
 

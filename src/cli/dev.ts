@@ -3,16 +3,19 @@
  * `fanc compile --watch` (watch.ts); the service process (dev-process.ts) is restarted,
  * gracefully, after a good IDL rebuild and after a change to its code (the folder of the
  * `--run` file and any `--watch` folder). An IDL with errors prints its diagnostics and keeps
- * the running process. One line per rebuild or restart.
+ * the running process; with `--typecheck`, so do type errors (dev-typecheck.ts). One line per
+ * rebuild or restart.
  */
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
 import { type Io, processIo } from "./io.js";
 import { UsageError } from "./ls.js";
 import { nodeArgs, ServiceProcess } from "./dev-process.js";
+import { TypeCheck } from "./dev-typecheck.js";
+import { commonJsWarning } from "./module-type.js";
 import { DirectoryWatcher } from "./watch-dirs.js";
 
-const USAGE = `usage: fanc dev <idl dir> --run <file> [options] [-- <args of the file>]
+const USAGE = `usage: fanc dev <idl dir> --run <file> [--typecheck] [options] [-- <args of the file>]
 
 Compiles <idl dir> into --out and runs <file> (a .ts file through the project's tsx, or .js).
 On a change to a .fan file it recompiles and, when the IDL compiles, restarts the process; on
@@ -25,6 +28,9 @@ options:
   --run <file>       the service's entry point (required), e.g. src/main.ts
   --out <dir>        the generated code's folder (default: generated)
   --watch <dir>      another code folder to watch (repeatable; default: the folder of --run)
+  --typecheck        run tsc --noEmit on the project (the tsconfig.json nearest <file>) before each start
+                     and restart; type errors are printed and keep the running process, as IDL
+                     errors do
   --grace <ms>       how long a process may take to exit after SIGTERM before SIGKILL (default 10000)
   --debounce <ms>    quiet time after the last change before acting (default 100)
   -h, --help         show this help`;
@@ -48,6 +54,7 @@ export async function startDev(args: readonly string[], io: Io): Promise<DevSess
       watch: { type: "string", multiple: true },
       grace: { type: "string" },
       debounce: { type: "string" },
+      typecheck: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     allowPositionals: true,
@@ -66,8 +73,45 @@ export async function startDev(args: readonly string[], io: Io): Promise<DevSess
   if (!(graceMs > 0) || !(debounceMs >= 0)) throw new UsageError("--grace and --debounce are numbers of ms");
   const out = resolve(values.out ?? "generated");
   const root = resolve(idl);
+  const typecheck = values.typecheck === true ? new TypeCheck(dirname(file)) : undefined;
+  const esm = commonJsWarning(out);
+  if (esm !== undefined) io.err(esm);
 
   const proc = new ServiceProcess({ file, args: extra, graceMs }, io);
+  const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? "" : "s"}`;
+  let compiled = false; // the IDL has compiled: there is a build to run
+  let started = false;
+  let closed = false;
+  let asked = 0;
+  /** Starts the process, or restarts it for `why`; with --typecheck, only once tsc passes. */
+  const go = async (why: string): Promise<void> => {
+    const mine = ++asked;
+    let tscMs: number | undefined;
+    if (typecheck !== undefined) {
+      const r = await typecheck.check();
+      if (mine !== asked || closed) return; // a later change asked again: its check decides
+      if (!r.ok) {
+        if (r.output !== "") io.err(r.output);
+        const running =
+          proc.pid !== undefined
+            ? `pid ${proc.pid} keeps running the last good build`
+            : started
+              ? "nothing runs"
+              : `fix them to start ${values.run}`;
+        io.err(`fanc dev: tsc --noEmit found ${plural(r.errors, "type error")} (above); ${running}`);
+        return;
+      }
+      tscMs = Math.round(r.ms);
+    }
+    if (!started) {
+      started = true;
+      if (tscMs !== undefined) io.out(`fanc dev: tsc --noEmit passed (${tscMs} ms)`);
+      proc.start();
+      return;
+    }
+    const checked = tscMs === undefined ? "" : `, typechecked in ${tscMs} ms`;
+    await proc.restart(`${why}${checked}`);
+  };
   // The compile session's own lines are replaced by ours; its diagnostics pass through.
   const quiet: Io = {
     out: () => undefined,
@@ -76,38 +120,25 @@ export async function startDev(args: readonly string[], io: Io): Promise<DevSess
     },
   };
   const { startWatch } = await import("./watch.js");
-  let started = false;
   const watcher = await startWatch({ root, out, strict: false, watch: true }, quiet, {
     debounceMs,
     onRebuild: (o, first) => {
       const took = `${Math.round(o.ms)} ms`;
-      if (first) {
-        if (o.ok)
-          io.out(
-            `fanc dev: compiled ${relative(process.cwd(), root) || "."} (${o.sources} .fan file${o.sources === 1 ? "" : "s"}, ${took})`,
-          );
-        else
-          io.err(
-            `fanc dev: the IDL has ${o.errors} error${o.errors === 1 ? "" : "s"}; fix them to start ${values.run}`,
-          );
-        if (o.ok && !started) {
-          started = true;
-          proc.start();
-        }
-        return;
-      }
       if (!o.ok) {
-        const running = proc.pid === undefined ? "nothing runs" : `pid ${proc.pid} keeps running the last good build`;
-        io.err(`fanc dev: the IDL has ${o.errors} error${o.errors === 1 ? "" : "s"} (above); ${running}`);
+        const running =
+          proc.pid !== undefined ? `pid ${proc.pid} keeps running the last good build` : started ? "nothing runs" : "";
+        if (first || running === "")
+          io.err(`fanc dev: the IDL has ${plural(o.errors, "error")}; fix them to start ${values.run}`);
+        else io.err(`fanc dev: the IDL has ${plural(o.errors, "error")} (above); ${running}`);
         return;
       }
-      if (!started) {
-        started = true;
-        io.out(`fanc dev: the IDL compiles again (${took})`);
-        proc.start();
-        return;
-      }
-      void proc.restart(`the IDL changed, recompiled in ${took}`);
+      if (first)
+        io.out(
+          `fanc dev: compiled ${relative(process.cwd(), root) || "."} (${plural(o.sources, ".fan file")}, ${took})`,
+        );
+      else if (!compiled) io.out(`fanc dev: the IDL compiles again (${took})`);
+      compiled = true;
+      void go(`the IDL changed, recompiled in ${took}`);
     },
   });
 
@@ -127,9 +158,9 @@ export async function startDev(args: readonly string[], io: Io): Promise<DevSess
           timer = setTimeout(() => {
             const names = [...changed];
             changed.clear();
-            if (!started) return;
+            if (!compiled) return;
             const what = names.length === 1 ? names[0] : `${names[0]} and ${names.length - 1} more`;
-            void proc.restart(`${what} changed`);
+            void go(`${what} changed`);
           }, debounceMs);
         },
         error: (e) => io.err(`fanc dev: cannot watch ${d} (${e instanceof Error ? e.message : String(e)})`),
@@ -144,6 +175,7 @@ export async function startDev(args: readonly string[], io: Io): Promise<DevSess
   );
   return {
     close: async () => {
+      closed = true;
       clearTimeout(timer);
       for (const w of watchers) w.close();
       await watcher.close();

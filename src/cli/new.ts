@@ -19,7 +19,9 @@ new service   adds a service to the project in --dir (default: the current folde
               stub under idl/, its handler in src/, src/main.ts serving it (unless there is one),
               a vitest test with the test kit and its generated mock, and the project files it
               lacks (package.json with compile/start/dev/test scripts, tsconfig.json,
-              vitest.config.ts, .gitignore). Existing files are never overwritten.
+              vitest.config.ts, .gitignore). Existing files are never overwritten; an existing
+              package.json gets only the scripts and dependencies it lacks (npm's placeholder
+              test script is replaced), and must be ESM ("type": "module"): fan is ESM-only.
 init          the same in an empty folder; the service is named after the folder by default.
 
 options:
@@ -27,8 +29,8 @@ options:
   --transport <name>    what src/main.ts serves on: redis (default), amqp, nats, zmq, or http or tcp
                         (+ redis for events and state updates)
   --dir <dir>           the project folder (default: .)
-  --fan <spec>          the "fan" dependency written to a new package.json (default: ^<this version>;
-                        e.g. file:../fan-0.1.0.tgz)
+  --fan <spec>          the "fan" dependency written to a package.json that has none (default:
+                        ^<this version>; e.g. file:../fan-0.1.0.tgz)
   -h, --help            show this help
 
 Then: npm install, npx fanc compile idl/, npm test, npm start (needs etcd and the broker).`;
@@ -57,8 +59,45 @@ function fanPackage(): Record<string, Record<string, string> | string> {
   >;
 }
 
-/** The files to write, relative to the project; each is new. */
-function plan(dir: string, n: T.ServiceNames, fanSpec: string | undefined): Map<string, string> {
+/** npm's placeholder `test` script (`npm init` writes it): replaced, as it fails `npm test`. */
+const NPM_PLACEHOLDER_TEST = 'echo "Error: no test specified" && exit 1';
+
+/** What `fanc new` writes, relative to the project, and what it says about it. */
+interface Plan {
+  /** Each file to write (new, or package.json with additions). */
+  readonly files: Map<string, string>;
+  /** What was changed in an existing package.json, for its `wrote` line. */
+  readonly packageChanges: string[];
+  /** The package.json scripts once written (the project's own kept). */
+  readonly scripts: Readonly<Record<string, string>>;
+}
+
+/**
+ * Refuses a package.json whose module system is not ESM, before anything is written: fan's
+ * generated code and the files written here are ES modules, and switching a project's module
+ * system is the user's call (docs/decisions.md).
+ */
+function requireEsm(pkgPath: string, type: unknown): void {
+  if (type === "module") return;
+  const has = type === undefined ? 'has no "type" (so it is CommonJS)' : `has "type": ${JSON.stringify(type)}`;
+  throw new UsageError(
+    `${pkgPath} ${has}; fan is ESM-only: its generated code and the files fanc new writes are ES modules, and tsc fails on them in a CommonJS project (TS1295, TS1287). Nothing was written. Make the project ESM with \`npm pkg set type=module\` (and rename your own CommonJS .js files to .cjs), then run fanc new again.`,
+  );
+}
+
+/** The project's tools fan's scripts and files use, at the versions fan is built with. */
+function toolVersions(fan: Record<string, Record<string, string> | string>): T.ToolVersions {
+  const dev = (fan.devDependencies ?? {}) as Record<string, string>;
+  return {
+    typescript: dev.typescript ?? "~5.9.3",
+    vitest: dev.vitest ?? "^4.0.0",
+    tsx: dev.tsx ?? "^4.20.6",
+    typesNode: dev["@types/node"] ?? "^20.19.0",
+  };
+}
+
+/** The files to write, relative to the project; each is new, or is package.json with additions. */
+function plan(dir: string, n: T.ServiceNames, fanSpec: string | undefined): Plan {
   const files = new Map<string, string>();
   files.set(T.fanPath(n), T.fanStub(n));
   files.set(`src/${n.file}.ts`, T.handler(n));
@@ -71,36 +110,61 @@ function plan(dir: string, n: T.ServiceNames, fanSpec: string | undefined): Map<
   ]);
   for (const [rel, text] of optional) if (!existsSync(join(dir, rel))) files.set(rel, text);
   for (const rel of files.keys()) {
-    if (existsSync(join(dir, rel)) && !optional.has(rel))
-      throw new UsageError(`${join(dir, rel)} already exists; nothing was written (choose another name or --package)`);
+    if (!existsSync(join(dir, rel)) || optional.has(rel)) continue;
+    // The stub's path comes from --package, the handler's and test's from the service name.
+    const hint = rel === T.fanPath(n) ? "choose another --package" : "choose another service name";
+    throw new UsageError(`${join(dir, rel)} already exists; nothing was written (${hint})`);
   }
   const pkgPath = join(dir, "package.json");
   const fan = fanPackage();
-  const dev = (fan.devDependencies ?? {}) as Record<string, string>;
+  const versions = toolVersions(fan);
+  const spec = fanSpec ?? `^${String(fan.version)}`;
   if (!existsSync(pkgPath)) {
-    const spec = fanSpec ?? `^${String(fan.version)}`;
-    const versions = {
-      typescript: dev.typescript ?? "~5.9.3",
-      vitest: dev.vitest ?? "^4.0.0",
-      tsx: dev.tsx ?? "^4.20.6",
-      typesNode: dev["@types/node"] ?? "^20.19.0",
-    };
     const name = basename(resolve(dir))
       .toLowerCase()
       .replace(/[^a-z0-9._-]+/g, "-");
     files.set("package.json", `${JSON.stringify(T.packageJson(name, spec, versions), null, 2)}\n`);
-  } else {
-    let pkg: Record<string, unknown>;
-    try {
-      pkg = JSON.parse(readFileSync(pkgPath, "utf8")) as Record<string, unknown>;
-    } catch (e) {
-      throw new UsageError(`${pkgPath} is not valid JSON: ${(e as Error).message}`);
-    }
-    const scripts = { ...T.SCRIPTS, ...((pkg.scripts as Record<string, string> | undefined) ?? {}) };
-    const changed = JSON.stringify(scripts) !== JSON.stringify(pkg.scripts) || pkg.type !== "module";
-    if (changed) files.set("package.json", `${JSON.stringify({ ...pkg, type: "module", scripts }, null, 2)}\n`);
+    return { files, packageChanges: [], scripts: T.SCRIPTS };
   }
-  return files;
+  let pkg: Record<string, unknown>;
+  try {
+    pkg = JSON.parse(readFileSync(pkgPath, "utf8")) as Record<string, unknown>;
+  } catch (e) {
+    throw new UsageError(`${pkgPath} is not valid JSON: ${(e as Error).message}`);
+  }
+  requireEsm(pkgPath, pkg.type);
+  const own = (pkg.scripts as Record<string, string> | undefined) ?? {};
+  const scripts = { ...own };
+  const changes: string[] = [];
+  const added = Object.keys(T.SCRIPTS).filter((k) => own[k] === undefined);
+  if (own.test === NPM_PLACEHOLDER_TEST) changes.push("replaced npm's placeholder test script");
+  for (const [k, v] of Object.entries(T.SCRIPTS))
+    if (own[k] === undefined || (k === "test" && own.test === NPM_PLACEHOLDER_TEST)) scripts[k] = v;
+  if (added.length > 0) changes.unshift(`added scripts ${added.join(", ")}`);
+  // What the scripts and the written files need: fan, tsc, tsx (start, dev), vitest, node's types.
+  const deps = { ...((pkg.dependencies as Record<string, string> | undefined) ?? {}) };
+  const devDeps = { ...((pkg.devDependencies as Record<string, string> | undefined) ?? {}) };
+  const present = (name: string): boolean => deps[name] !== undefined || devDeps[name] !== undefined;
+  if (!present("fan")) {
+    deps.fan = spec;
+    changes.push(`added dependency fan ${spec}`);
+  }
+  const tools: [string, string][] = [
+    ["@types/node", versions.typesNode],
+    ["tsx", versions.tsx],
+    ["typescript", versions.typescript],
+    ["vitest", versions.vitest],
+  ];
+  const missing = tools.filter(([name]) => !present(name));
+  for (const [name, version] of missing) devDeps[name] = version;
+  if (missing.length > 0) changes.push(`added devDependencies ${missing.map(([name]) => name).join(", ")}`);
+  if (changes.length > 0) {
+    const next: Record<string, unknown> = { ...pkg, scripts };
+    if (Object.keys(deps).length > 0) next.dependencies = deps;
+    if (Object.keys(devDeps).length > 0) next.devDependencies = devDeps;
+    files.set("package.json", `${JSON.stringify(next, null, 2)}\n`);
+  }
+  return { files, packageChanges: changes, scripts };
 }
 
 /** `fanc new ...` (kind "new") and `fanc init ...` (kind "init"): returns the exit code. */
@@ -146,39 +210,51 @@ export async function run(args: string[], io: Io = processIo, kind: "new" | "ini
     if (!TRANSPORTS.includes(transport))
       throw new UsageError(`--transport must be one of ${TRANSPORTS.join(", ")}, got ${JSON.stringify(transport)}`);
     const names: T.ServiceNames = { name, pkg, file: kebab(name), transport };
-    const files = plan(dir, names, values.fan);
-    const freshPackage = !existsSync(join(dir, "package.json"));
+    const { files, packageChanges, scripts } = plan(dir, names, values.fan);
+    const fanAdded =
+      !existsSync(join(dir, "package.json")) || packageChanges.some((c) => c.startsWith("added dependency fan"));
     for (const [rel, text] of files) {
       mkdirSync(dirname(join(dir, rel)), { recursive: true });
       writeFileSync(join(dir, rel), text);
     }
     const shown = relative(process.cwd(), resolve(dir)) || ".";
     const where = shown === "." ? "the current folder" : shown;
-    for (const rel of files.keys()) io.out(`  wrote ${join(shown, rel)}`);
-    if (freshPackage && values.fan === undefined)
+    for (const rel of files.keys())
+      io.out(
+        `  wrote ${join(shown, rel)}${rel === "package.json" && packageChanges.length > 0 ? ` (${packageChanges.join("; ")})` : ""}`,
+      );
+    if (fanAdded && values.fan === undefined)
       io.out(
         `  note: package.json asks for fan ${JSON.stringify(JSON.parse(files.get("package.json") as string).dependencies?.fan)} from the registry; install fan from where you got it instead (npm install <tarball or git URL>), or pass --fan <spec>`,
       );
     const broker =
       transport === "zmq" ? "" : ` and ${transport === "http" || transport === "tcp" ? "redis" : transport}`;
+    // The steps use the project's scripts only where they are fan's: its own test or start may do anything.
+    const test =
+      scripts.test === T.SCRIPTS.test
+        ? "npm test"
+        : `npx fanc compile idl/ && npx vitest run test/${names.file}.test.ts`;
+    const start = scripts.start === T.SCRIPTS.start ? "npm start" : "npx fanc compile idl/ && npx tsx src/main.ts";
     const steps: [string, string][] = [
       [
-        `${shown === "." ? "" : `cd ${shown} && `}npm install && npm test`,
+        `${shown === "." ? "" : `cd ${shown} && `}npm install && ${test}`,
         "compiles idl/, runs the test with the test kit",
       ],
       [
-        "npm start",
+        start,
         `serves it (etcd${broker} on loopback, or FAN_DISCOVERY${transport === "zmq" ? "; it hosts the zmq event hub on 5571/5572" : ""})`,
       ],
-      [`npx fanc call ${name}.hello '{"name":"Ada"}'`, ""],
     ];
     // A second instance cannot host the hub again (its ports are taken): it uses the first's.
     // Only when fanc wrote main.ts: a project's own main.ts opens its own transports.
     if (transport === "zmq" && files.has("src/main.ts"))
-      steps.splice(2, 0, [
-        `FAN_ZMQ_EVENTS_PUBLISH=${ZMQ_HUB[0]} FAN_ZMQ_EVENTS_SUBSCRIBE=${ZMQ_HUB[1]} npm start`,
+      steps.push([
+        `FAN_ZMQ_EVENTS_PUBLISH=${ZMQ_HUB[0]} FAN_ZMQ_EVENTS_SUBSCRIBE=${ZMQ_HUB[1]} ${start}`,
         "a second instance, on the first's event hub",
       ]);
+    // fanc call reaches a service registered in discovery over a broker: the main.ts fanc
+    // writes; a project's own may serve in-process only (createApp's default local transport).
+    if (files.has("src/main.ts")) steps.push([`npx fanc call ${name}.hello '{"name":"Ada"}'`, ""]);
     if (files.has("src/main.ts")) io.out(`fanc: ${name} (package ${pkg}, served over ${transport}) in ${where}. Next:`);
     else {
       // The project's own main.ts is left alone: it does not serve the new service until told to.
@@ -191,7 +267,7 @@ export async function run(args: string[], io: Io = processIo, kind: "new" | "ini
       ? ""
       : ` --transport ${transport} shapes only a main.ts fanc writes: open ${transport} there yourself if it does not.`
   } Next:`);
-      steps[1] = ["npm start", `serves what ${main} serves`];
+      steps[1] = [start, `serves what ${main} serves`];
     }
     const width = Math.max(...steps.filter(([, why]) => why !== "").map(([cmd]) => cmd.length)) + 2;
     io.out(steps.map(([cmd, why]) => `  ${why === "" ? cmd : `${cmd.padEnd(width)}# ${why}`}`).join("\n"));

@@ -10,20 +10,11 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeEtcd, randomCluster, SHARED_ETCD } from "../discovery/helpers.js";
-import { type CapturedChild, runFanc, spawnCaptured, until } from "./helpers.js";
+import { alive, type CapturedChild, runFanc, spawnCaptured, until } from "./helpers.js";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const rel = `.tmp/dev-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 const dir = join(repo, rel);
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describeEtcd("fanc dev (child process)", () => {
   const env = { FAN_CLUSTER: randomCluster(), FAN_DISCOVERY: `etcd://${SHARED_ETCD}` };

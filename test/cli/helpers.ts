@@ -74,6 +74,16 @@ export async function until(what: string, check: () => boolean, timeoutMs = 10_0
   throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
 }
 
+/** True while the process `pid` exists. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A small valid package. */
 export const SHOP = `package shop
 
@@ -95,7 +105,11 @@ export interface CapturedChild {
 }
 
 /** Spawns `command args` with `env` added to this process's environment, capturing its output. */
-export function spawnCaptured(command: string, args: readonly string[], env: Record<string, string> = {}): CapturedChild {
+export function spawnCaptured(
+  command: string,
+  args: readonly string[],
+  env: Record<string, string> = {},
+): CapturedChild {
   const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: "pipe" });
   child.stdin.end();
   let out = "";

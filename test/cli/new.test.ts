@@ -71,12 +71,17 @@ it("new service --transport zmq hosts an event hub, so the stub's event and stat
 
 it("never overwrites: a second service keeps main.ts and package.json's scripts; the same one is refused", async () => {
   tmp = new TempDir();
-  tmp.write("package.json", JSON.stringify({ name: "x", scripts: { test: "mine" } }));
-  expect(await run(["service", "Greeter", "--dir", tmp.path], captureIo())).toBe(0);
+  tmp.write("package.json", JSON.stringify({ name: "x", type: "module", scripts: { test: "mine" } }));
+  const greeter = captureIo();
+  expect(await run(["service", "Greeter", "--dir", tmp.path], greeter)).toBe(0);
   const pkg = JSON.parse(tmp.read("package.json") ?? "{}") as { type: string; scripts: Record<string, string> };
   expect(pkg.scripts.test).toBe("mine");
   expect(pkg.scripts.compile).toBe("fanc compile idl/");
   expect(pkg.type).toBe("module");
+  // The project's own test script may do anything: the next step runs the new test itself.
+  expect(greeter.outText()).toMatch(
+    /npm install && npx fanc compile idl\/ && npx vitest run test\/greeter\.test\.ts +#/,
+  );
   const main = tmp.read("src/main.ts");
   const billing = captureIo();
   expect(await run(["service", "Billing", "--transport", "nats", "--dir", tmp.path], billing)).toBe(0);
@@ -100,7 +105,67 @@ it("never overwrites: a second service keeps main.ts and package.json's scripts;
   expect(plain.outText()).not.toContain("shapes only");
   const io = captureIo();
   expect(await run(["service", "Greeter", "--dir", tmp.path], io)).toBe(2);
-  expect(io.errText()).toMatch(/idl\/greeter\.fan already exists; nothing was written/);
+  expect(io.errText()).toMatch(/idl\/greeter\.fan already exists; nothing was written \(choose another --package\)/);
+  // The handler's file is named after the service: another --package cannot help.
+  const other = captureIo();
+  expect(await run(["service", "Greeter", "--package", "other.greeter", "--dir", tmp.path], other)).toBe(2);
+  expect(other.errText()).toMatch(
+    /src\/greeter\.ts already exists; nothing was written \(choose another service name\)$/,
+  );
+});
+
+it("refuses a CommonJS package.json, said or by default, and writes nothing", async () => {
+  tmp = new TempDir();
+  for (const type of ["commonjs", undefined]) {
+    const before = JSON.stringify({ name: "x", type, scripts: { start: "node index.js" } });
+    tmp.write("package.json", before);
+    const io = captureIo();
+    expect(await run(["service", "Billing", "--dir", tmp.path], io)).toBe(2);
+    expect(io.errText()).toContain(type === undefined ? 'has no "type" (so it is CommonJS)' : 'has "type": "commonjs"');
+    expect(io.errText()).toContain("fan is ESM-only");
+    expect(io.errText()).toContain("Nothing was written. Make the project ESM with `npm pkg set type=module`");
+    expect(tmp.read("package.json")).toBe(before);
+    expect(tmp.files(".")).toEqual(["package.json"]);
+  }
+});
+
+it("in an npm init project, the next steps it prints work: placeholder test replaced, the tools the scripts run added", async () => {
+  tmp = new TempDir();
+  // What `npm init -y` and `npm pkg set type=module` write, and fan installed.
+  const npmInit = {
+    name: "shop",
+    version: "1.0.0",
+    main: "index.js",
+    scripts: { test: 'echo "Error: no test specified" && exit 1' },
+    type: "module",
+    dependencies: { fan: "file:../fan-0.1.0.tgz" },
+    devDependencies: { typescript: "~5.9", vitest: "^4.1.0" },
+  };
+  tmp.write("package.json", JSON.stringify(npmInit, null, 2));
+  const io = captureIo();
+  expect(await run(["service", "Orders", "--dir", tmp.path], io)).toBe(0);
+  const pkg = JSON.parse(tmp.read("package.json") ?? "{}") as {
+    scripts: Record<string, string>;
+    dependencies: Record<string, string>;
+    devDependencies: Record<string, string>;
+  };
+  expect(pkg.scripts.test).toBe("fanc compile idl/ && vitest run");
+  expect(pkg.dependencies).toEqual({ fan: "file:../fan-0.1.0.tgz" });
+  // start and dev run tsx; the test and tsconfig need node's types; the project's own versions are kept.
+  expect(Object.keys(pkg.devDependencies).sort()).toEqual(["@types/node", "tsx", "typescript", "vitest"]);
+  expect(pkg.devDependencies.typescript).toBe("~5.9");
+  expect(io.outText()).toContain(
+    "package.json (added scripts compile, typecheck, start, dev; replaced npm's placeholder test script; added devDependencies @types/node, tsx)",
+  );
+  expect(io.outText()).not.toContain("note: package.json asks for fan");
+  expect(io.outText()).toMatch(/npm install && npm test +# compiles idl\//);
+  // main.ts was written here: it serves over redis with etcd discovery, so fanc call reaches it.
+  expect(io.outText()).toContain("npx fanc call Orders.hello");
+  // A project's own main.ts may serve in-process only (createApp's local transport): no fanc call.
+  const billing = captureIo();
+  expect(await run(["service", "Billing", "--dir", tmp.path], billing)).toBe(0);
+  expect(billing.outText()).not.toContain("wrote package.json");
+  expect(billing.outText()).not.toContain("fanc call");
 });
 
 it("refuses bad names and packages, and init in a folder that is not empty", async () => {
