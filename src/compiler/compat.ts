@@ -48,27 +48,21 @@ export function compareModels(before: ProgramModel, after: ProgramModel, opts: C
   const a = declsOf(before);
   const b = declsOf(after);
   const changes: Found[] = [];
-  /** Declarations that are the new name of a removed one: the rename is their one finding. */
-  const renamedTo = new Set<string>();
+  const renames = renamedDecls(a, b);
   for (const [name, old] of a) {
     const now = b.get(name);
-    if (now === undefined) {
-      const renamed = [...b.values()].find(
-        (d) => !a.has(d.fullName) && !renamedTo.has(d.fullName) && d.kind === old.kind && sameShape(old, d),
-      );
-      if (renamed !== undefined) renamedTo.add(renamed.fullName);
+    const renamed = renames.get(name);
+    if (now === undefined)
       changes.push(
         renamed === undefined
           ? change("removed", name, name, `${old.kind} ${name} was removed`)
-          : {
-              ...change("renamed", name, name, `${old.kind} ${name} was renamed to ${renamed.fullName}`),
-              atAfter: renamed.fullName,
-            },
+          : { ...change("renamed", name, name, `${old.kind} ${name} was renamed to ${renamed}`), atAfter: renamed },
       );
-    } else if (old.kind !== now.kind) {
+    else if (old.kind !== now.kind)
       changes.push(change("kind-changed", name, name, `${name} was a ${old.kind}, is now a ${now.kind}`));
-    } else compareDecl(old, now, changes);
+    else compareDecl(withRenames(old, renames), now, changes);
   }
+  const renamedTo = new Set(renames.values());
   for (const [name, d] of b)
     if (!a.has(name) && !renamedTo.has(name)) changes.push(change("added", name, name, `${d.kind} ${name} was added`));
   const located = changes.map((c) => locate(c, opts.locate));
@@ -101,6 +95,41 @@ function declsOf(m: ProgramModel): Map<string, DeclModel> {
   const out = new Map<string, DeclModel>();
   for (const p of m.packages) for (const d of p.decls) out.set(d.fullName, d);
   return out;
+}
+
+/**
+ * Declarations removed from `a` with one of the same kind and shape added in `b`: old name →
+ * new name. A rename is one finding, so the new name is not also "added".
+ */
+function renamedDecls(a: ReadonlyMap<string, DeclModel>, b: ReadonlyMap<string, DeclModel>): Map<string, string> {
+  const out = new Map<string, string>();
+  const taken = new Set<string>();
+  for (const [name, old] of a) {
+    if (b.has(name)) continue;
+    const d = [...b.values()].find(
+      (x) => !a.has(x.fullName) && !taken.has(x.fullName) && x.kind === old.kind && sameShape(old, x),
+    );
+    if (d === undefined) continue;
+    out.set(name, d.fullName);
+    taken.add(d.fullName);
+  }
+  return out;
+}
+
+/**
+ * `d` as if written with the new names of renamed declarations: the types that refer to them and
+ * the errors its methods throw. A rename is reported once, not again at every field, parameter
+ * or `throws` that names it.
+ */
+function withRenames<T extends DeclModel>(d: T, renames: ReadonlyMap<string, string>): T {
+  if (renames.size === 0) return d;
+  return JSON.parse(JSON.stringify(d), (key, v: unknown) => {
+    if (key === "throws" && Array.isArray(v)) return v.map((e: string) => renames.get(e) ?? e);
+    const ref = v as { kind?: unknown; target?: unknown };
+    if (ref !== null && typeof ref === "object" && ref.kind === "ref" && typeof ref.target === "string")
+      return { ...ref, target: renames.get(ref.target) ?? ref.target };
+    return v;
+  }) as T;
 }
 
 function sameShape(a: DeclModel, b: DeclModel): boolean {

@@ -232,6 +232,18 @@ describe("fanc check: one before/after pair per kind of change", () => {
     }
   });
 
+  it("a renamed declaration is one finding, not also a type change where it is used or an error added", () => {
+    const text = idl(base)
+      .replace("struct Wine {", "struct Bottle {")
+      .replace(/\bWine\b/g, "Bottle")
+      .replace(/\bMissing\b/g, "Absent");
+    const changes = compareModels(before, model(text)).changes;
+    expect(changes.map((c) => [c.kind, c.path, c.message])).toEqual([
+      ["renamed", "shop.Missing", "error shop.Missing was renamed to shop.Absent"],
+      ["renamed", "shop.Wine", "struct shop.Wine was renamed to shop.Bottle"],
+    ]);
+  });
+
   it("a rename is located at the old name before and at the new name after", async () => {
     const { locator } = await import("../../src/compiler/compat.js");
     const { ParseCache } = await import("../../src/compiler/index.js");
