@@ -2,7 +2,8 @@
  * A breaker guards an instance, not its dependencies: service A's handler calls B, B is down, and
  * A relays B's UNAVAILABLE. The caller gets the error as it was (code, message, trace id) marked
  * `relayedFrom`, its breaker on A stays closed and another method of A still answers, and the
- * relayed error is not retried. A's own failure (INTERNAL) still opens the breaker. Through
+ * relayed error is not retried. A's own failure (INTERNAL) still opens the breaker, and so does an
+ * IDL error of another service that A's handler throws itself (INTERNAL: nothing of it leaks). Through
  * generated clients over http, redis (a broker: the breaker guards the queue) and in-process.
  */
 import { pino } from "pino";
@@ -15,7 +16,7 @@ import { reachable } from "../transports/amqp-broker.js";
 import { rejection, until } from "../transports/conformance.js";
 import { deleteKeys, REDIS_URL } from "../transports/redis-server.js";
 import { ConformanceService } from "../transports/fixtures/handlers.js";
-import { Conformance } from "../transports/fixtures/generated/fan/conformance.js";
+import { Conformance, Teapot } from "../transports/fixtures/generated/fan/conformance.js";
 import { FlakyImpl } from "./fixtures/handlers.js";
 import { type Answer, Flaky, type FlakyClient, type FlakyHandler } from "./fixtures/generated/fan/policytest.js";
 
@@ -137,6 +138,31 @@ for (const [name, transports] of Object.entries(cases)) {
       }
       // An answer of a healthy A: its breaker stays closed (three INTERNALs would have opened it).
       expect(caller.policy.breakerStates().every((s) => s.state === "closed")).toBe(true);
+    });
+
+    it("makes an IDL error of another service that A's handler throws itself INTERNAL, naming only the trace", async () => {
+      // Not the error of one of A's calls: A built B's Teapot itself, and Flaky does not declare it.
+      const thrown: Teapot[] = [];
+      const own = {
+        read: async () => {
+          const e = new Teapot({ reason: "a secret of A" }, "A's own teapot");
+          thrown.push(e);
+          throw e;
+        },
+      };
+      const { client, caller } = await serveA(new RelayImpl(() => own as unknown as FlakyClient));
+      for (let i = 0; i < 3; i++) {
+        const err = await rejection(() => client.read({ n: i }));
+        expect(thrown).toHaveLength(i + 1);
+        expect(err.code).toBe(Code.INTERNAL);
+        expect(err.message).toMatch(/^internal error \(trace [0-9a-f]{32}\)$/);
+        expect(err.relayedFrom).toBeUndefined();
+        expect(err.details).toBeUndefined();
+        expect(err.constructor.name).not.toBe("Teapot");
+        expect(JSON.stringify({ ...err, message: err.message })).not.toMatch(/Teapot|secret|own teapot/);
+      }
+      // A's own failure: three open the breaker, as any INTERNAL does.
+      expect(caller.policy.breakerStates()).toEqual([expect.objectContaining({ service, state: "open" })]);
     });
 
     it("still opens the breaker on A's own failure (INTERNAL)", async () => {
