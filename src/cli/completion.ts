@@ -45,13 +45,20 @@ const OPTIONS: Record<string, readonly string[]> = {
   ls: ["--discovery", "--cluster", "--json", "--help", ...TLS_OPTS],
   health: ["--idl", "--transport", "--watch", "--discovery", "--cluster", "--json", "--help", ...TLS_OPTS],
   compile: ["--out", "--watch", "--strict", "--help"],
-  dev: ["--run", "--out", "--watch", "--grace", "--debounce", "--help"],
+  dev: ["--run", "--typecheck", "--out", "--watch", "--grace", "--debounce", "--help"],
   new: ["--package", "--transport", "--dir", "--fan", "--help"],
   init: ["--package", "--transport", "--dir", "--fan", "--help"],
 };
 
 /** Options that take no value. */
-const FLAGS: ReadonlySet<string> = new Set(["--json", "--help", "--strict", "--watch", "--tls-insecure"]);
+const FLAGS: ReadonlySet<string> = new Set([
+  "--json",
+  "--help",
+  "--strict",
+  "--watch",
+  "--tls-insecure",
+  "--typecheck",
+]);
 
 /** Which members a command's first argument names. */
 const MEMBERS: Record<string, "rpc" | "push" | "rpc|push" | "event" | "state" | "service"> = {

@@ -17,8 +17,16 @@ describe("fanc __complete", () => {
     expect(await candidates(2, ["bench", "X", "--con"])).toEqual(["--concurrency"]);
     expect(await candidates(3, ["call", "X", "--via", "r"])).toEqual(["redis"]);
     expect(await candidates(3, ["watch", "X", "--via", "n"])).toEqual(["nats"]);
-    expect(await candidates(4, ["new", "service", "X", "--transport", ""])).toEqual(["http", "zmq", "tcp", "redis", "amqp", "nats"]);
+    expect(await candidates(4, ["new", "service", "X", "--transport", ""])).toEqual([
+      "http",
+      "zmq",
+      "tcp",
+      "redis",
+      "amqp",
+      "nats",
+    ]);
     expect(await candidates(1, ["completion", ""])).toEqual(["bash", "zsh"]);
+    expect(await candidates(2, ["dev", "idl/", "--ty"])).toEqual(["--typecheck"]);
   });
 
   it("completes <service>.<member> from the IDL by command: rpcs, pushes, events, states, services", async () => {
@@ -27,8 +35,14 @@ describe("fanc __complete", () => {
     const pushes = await candidates(3, ["push", "--idl", IDL, "Conf"]);
     expect(pushes.length).toBeGreaterThan(0);
     expect(pushes.every((p) => !rpcs.includes(p))).toBe(true);
-    expect(await candidates(3, ["subscribe", "--idl", IDL, "Conformance."])).toEqual(["Conformance.flush", "Conformance.ping"]);
-    expect(await candidates(3, ["watch", "--idl", "test/states/fixtures/idl", "Board."])).toEqual(["Board.entries", "Board.mode"]);
+    expect(await candidates(3, ["subscribe", "--idl", IDL, "Conformance."])).toEqual([
+      "Conformance.flush",
+      "Conformance.ping",
+    ]);
+    expect(await candidates(3, ["watch", "--idl", "test/states/fixtures/idl", "Board."])).toEqual([
+      "Board.entries",
+      "Board.mode",
+    ]);
     expect(await candidates(1, ["watch", "PublicWines.i"])).toEqual(["PublicWines.inventory"]); // idl/ by default
     expect(await candidates(1, ["ls", "Light"])).toEqual(["Lightspeed", "LightspeedSync"]);
     // Only the first argument is a name; nothing where there is no IDL.
@@ -57,6 +71,11 @@ describe("fanc completion bash", () => {
       timeout: 60_000,
     });
     expect(r.stderr).toBe("");
-    expect(r.stdout.split("\n")).toEqual(["PublicWines.list", "watch", expect.stringContaining("_fanc_complete fanc"), ""]);
+    expect(r.stdout.split("\n")).toEqual([
+      "PublicWines.list",
+      "watch",
+      expect.stringContaining("_fanc_complete fanc"),
+      "",
+    ]);
   }, 90_000);
 });
