@@ -28,9 +28,8 @@ options:
   --run <file>       the service's entry point (required), e.g. src/main.ts
   --out <dir>        the generated code's folder (default: generated)
   --watch <dir>      another code folder to watch (repeatable; default: the folder of --run)
-  --typecheck        run tsc --noEmit on the project (the tsconfig.json nearest <file>) before each start
-                     and restart; type errors are printed and keep the running process, as IDL
-                     errors do
+  --typecheck        run tsc --noEmit (the tsconfig.json nearest <file>) before each start and
+                     restart; type errors are printed and keep the running process, as IDL errors do
   --grace <ms>       how long a process may take to exit after SIGTERM before SIGKILL (default 10000)
   --debounce <ms>    quiet time after the last change before acting (default 100)
   -h, --help         show this help`;
