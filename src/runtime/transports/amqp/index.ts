@@ -33,7 +33,7 @@ import { encodeEnvelope } from "../../codec/wire.js";
 import { AmqpConnection } from "./connection.js";
 import { AmqpLive } from "./live.js";
 import { type AmqpSubscription, subscribeEvents } from "./events.js";
-import { eventKey, eventsExchange, parseEndpoint, pushQueue } from "./names.js";
+import { eventKey, eventsExchange, formatEndpoint, parseEndpoint, pushQueue } from "./names.js";
 import { AmqpPublisher } from "./publisher.js";
 import { AmqpRpcClient } from "./rpc-client.js";
 import { AmqpServer } from "./server.js";
@@ -41,8 +41,12 @@ import { pushToOwner, toOwner } from "../owner-push.js";
 
 /** Options of `createApp({ transports: { amqp: {...} } })`. */
 export interface AmqpTransportOptions {
-  /** Broker URL, or the URLs of a RabbitMQ cluster's nodes, tried in turn on (re)connect. */
-  readonly url: string | readonly string[];
+  /**
+   * Broker URL, or the URLs of a RabbitMQ cluster's nodes, tried in turn on (re)connect; default
+   * `FAN_AMQP_URL` (a comma list) when createApp reads the environment, else `amqp://127.0.0.1:5672`
+   * (amqplib's default user guest/guest), as redis and nats default to the loopback broker.
+   */
+  readonly url?: string | readonly string[];
   /** Extra socket options for amqplib (`noDelay` is always on; `timeout`, ms of broker silence while connecting before the attempt is retried, defaults to 5000). */
   readonly socketOptions?: Readonly<Record<string, unknown>>;
   /** The connection's name in `rabbitmqctl list_connections` (default `fan {cluster} pid {pid}`). */
@@ -84,9 +88,12 @@ export interface AmqpTransportOptions {
 }
 
 /** The amqp transport factory. */
-export function amqpTransport(opts: AmqpTransportOptions): TransportFactory {
+export function amqpTransport(opts: AmqpTransportOptions = {}): TransportFactory {
   return (ctx) => new AmqpTransport(opts, ctx);
 }
+
+/** The broker of an `amqp: {}` without `url` (nor `FAN_AMQP_URL`): the loopback one. */
+const DEFAULT_URL = "amqp://127.0.0.1:5672";
 
 /** Adds `heartbeat=` to a URL that has none. */
 function withHeartbeat(url: string, seconds: number): string {
@@ -109,7 +116,8 @@ export class AmqpTransport implements Transport {
   constructor(opts: AmqpTransportOptions, ctx: TransportContext) {
     this.#opts = opts;
     this.#ctx = ctx;
-    const urls = (typeof opts.url === "string" ? [opts.url] : [...opts.url]).map((u) =>
+    const given = opts.url ?? DEFAULT_URL;
+    const urls = (typeof given === "string" ? [given] : [...given]).map((u) =>
       withHeartbeat(u, opts.heartbeatSeconds ?? 10),
     );
     if (urls.length === 0) throw new FanError(Code.INVALID_ARGUMENT, "amqp transport needs at least one url");
@@ -193,6 +201,11 @@ export class AmqpTransport implements Transport {
   /** Sends a call and waits for its reply. */
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope> {
     return this.#rpc.call(endpoint, env, opts);
+  }
+
+  /** The service major's push queue, for pushes while no instance is registered (Transport). */
+  queueEndpoint(service: string, version: string): string {
+    return formatEndpoint({ cluster: this.#ctx.cluster, service, version });
   }
 
   /** Sends a push to the service's durable queue; resolves when the broker confirmed it. */
