@@ -33,11 +33,12 @@ options:
 ${TLS_USAGE}
   -h, --help           show this help
 
-Broker transports (redis, amqp, nats) reach any App of the cluster serving fan.Health, not
-necessarily the one of that instance; http, zmq and tcp reach that App. Broker URLs come from
+Each instance is asked through its own App's fan.Health, on any transport: http, zmq and tcp
+reach that App's server, and on redis, amqp and nats the request goes to that App's own queue
+(not fan.Health's shared one). Broker URLs come from
 $FAN_REDIS_URL, $FAN_AMQP_URL and $FAN_NATS_URL (default: the loopback brokers).`;
 
-/** Transports in the order fanc prefers them: direct ones first, they reach the exact App (also `fanc call`). */
+/** Transports in the order fanc prefers them: direct ones first, no broker between (also `fanc call`). */
 export const ORDER: readonly TransportName[] = ["http", "zmq", "tcp", "redis", "amqp", "nats"];
 
 export function transportsConfig(names: ReadonlySet<TransportName>): TransportsConfig {
@@ -86,7 +87,13 @@ async function ask(
     payload: codec(m.input).encode(payload, ""),
     form: "wire",
   };
-  const reply = await reach.transport.call(reach.endpoint, env, { signal: AbortSignal.timeout(timeoutMs), deadline });
+  // `instance`: on a broker, the App's own queue, not fan.Health's shared one (which every App
+  // of the cluster takes from, so any of them would answer about a service it may not serve).
+  const reply = await reach.transport.call(reach.endpoint, env, {
+    signal: AbortSignal.timeout(timeoutMs),
+    deadline,
+    instance: true,
+  });
   if (reply.kind === "error") {
     throw errorFromWire(reply.payload, "fan.Health failed");
   }

@@ -117,6 +117,12 @@ export interface SendOptions {
    * delivered) fails at once, marked (`not-delivered.ts`), instead of being sent again here.
    */
   readonly elsewhere?: boolean;
+  /**
+   * Only the instance the endpoint names may take this call: broker transports send it to that
+   * instance's own queue (as a `@shard` call goes), not the version's shared one. `fanc health`
+   * asks one App's `fan.Health` so; direct transports (http, zmq, tcp) always reach that instance.
+   */
+  readonly instance?: boolean;
 }
 
 /**

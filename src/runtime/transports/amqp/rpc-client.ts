@@ -99,7 +99,7 @@ export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
     } catch (e) {
       return Promise.reject(e);
     }
-    const sharded = env.headers.shard !== undefined && addr.instance !== undefined;
+    const sharded = (env.headers.shard !== undefined || opts.instance === true) && addr.instance !== undefined;
     const queue = callQueue(addr, sharded);
     // The channel is open and set up (the usual case): queued for this tick's frame at once.
     if (this.#ch.ready !== undefined) return this.queue(addr, queue, sharded, json, size, opts);

@@ -106,7 +106,7 @@ export class NatsRpcClient extends CallBatcher<NatsAddress, NatsConnection> {
     const framed = 1 + size + itemOverhead(this.nextSeq);
     if (framed > max) return Promise.reject(tooLarge("call", framed, max, max));
     this.#sub ??= nc.subscribe(`${this.#prefix}.*`, { callback: (err, msg) => this.#onReply(err, msg) });
-    const sharded = env.headers.shard !== undefined && addr.instance !== undefined;
+    const sharded = (env.headers.shard !== undefined || opts.instance === true) && addr.instance !== undefined;
     return this.queue(addr, callSubject(addr, sharded), sharded, json, size, opts);
   }
 

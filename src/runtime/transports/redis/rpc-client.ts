@@ -251,7 +251,7 @@ export class RedisRpcClient {
     let dest: Dest;
     let json: string;
     try {
-      dest = destOf(parseEndpoint(endpoint), env.headers.shard !== undefined);
+      dest = destOf(parseEndpoint(endpoint), env.headers.shard !== undefined || opts.instance === true);
       if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "cancelled");
       json = encodeEnvelopeText(withDeadline(env, opts.deadline));
       const size = utf8SizeOver(json, this.maxBytes);
