@@ -3,6 +3,7 @@
  * nothing is overwritten. (test/package/new-project.test.ts installs, compiles, tests and runs
  * the result as a user would.)
  */
+import { readFileSync } from "node:fs";
 import { afterEach, expect, it } from "vitest";
 import { run } from "../../src/cli/new.js";
 import { captureIo, TempDir } from "./helpers.js";
@@ -197,4 +198,17 @@ it("init names the service after the folder", async () => {
   const io = captureIo();
   expect(await run(["--dir", `${tmp.path}/shop-front`], io, "init")).toBe(0);
   expect(tmp.read("shop-front/idl/shopfront.fan")).toContain("service ShopFront {");
+});
+
+it("the README's project and fanc init's agree: the same @types/node major, and the Node versions engines allows", async () => {
+  tmp = new TempDir();
+  expect(await run(["--dir", tmp.path], captureIo(), "init")).toBe(0);
+  const pkg = JSON.parse(tmp.read("package.json") ?? "{}") as { devDependencies: Record<string, string> };
+  const repoFile = (rel: string): string => readFileSync(new URL(`../../${rel}`, import.meta.url), "utf8");
+  // install.sh is the README's install block (test/package/readme.test.ts keeps them equal).
+  const major = /@types\/node@(\d+)/.exec(repoFile("examples/user-project/install.sh"))?.[1];
+  expect(pkg.devDependencies["@types/node"]).toMatch(new RegExp(`^\\^${major}\\.`));
+  const engines = (JSON.parse(repoFile("package.json")) as { engines: { node: string } }).engines.node;
+  expect(engines).toBe("^20.19.0 || ^22.12.0 || ^24.0.0");
+  expect(repoFile("README.md")).toContain("Node 20.19 or later, 22.12 or later, or 24");
 });
