@@ -174,7 +174,8 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
       } else if (ch.cause === "patch") io.out(`${tag}patch #${ch.seq}: ${JSON.stringify(ch.patch)}`);
       else io.out(`${tag}${ch.cause} #${ch.seq}: ${JSON.stringify(value)}`);
     };
-    const handle = app.state(service, name, { version: `${major.major}.x` });
+    // The range itself, not `${major}.x`: the owner it names may be a prerelease, which `2.x` does not admit.
+    const handle = app.state(service, name, { version: range ?? `${major.major}.x` });
     let shown: string | undefined;
     // One line per status, not one per retry of the same status.
     const said = (status: string, reason: string | undefined): void => {

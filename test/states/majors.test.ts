@@ -4,7 +4,8 @@
  * each major publishes on a stream of its own, so a watcher generated at 1.x (range 1.x) follows
  * the 1.x owner only and a 2.x watcher the 2.x owner. Before, both majors published on one
  * stream: the 1.x watcher saw 2.x's newer epoch, asked a 1.x instance for a snapshot, got the
- * older epoch and asked again, thousands of times a second.
+ * older epoch and asked again, thousands of times a second. A client pinned to a prerelease
+ * (`2.0.0-beta.1`) takes its snapshots from that owner too (`2.x` alone admits no prerelease).
  */
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/app/app.js";
@@ -91,6 +92,24 @@ for (const c of CASES) {
         d: { n: 4, label: "four" },
       });
       for (const w of [to1, to2]) expect(lines(w, "state snapshot older")).toBe(0);
+    }, 90_000);
+
+    it("a client pinned to a prerelease follows its owner: code at 1.2.0 pinned to 2.0.0-beta.1 goes live on the 2.0.0-beta.1 owner", async () => {
+      const beta = await start("owner", "2.0.0-beta.1");
+      await beta.send("set", { value: { b: { n: 2, label: "beta" } } });
+      // Before, its snapshots went to `2.x`, which admits no prerelease: owner-absent, never live.
+      const w = await nodesOf.start("watcher", {
+        FAN_STATES_VERSION: "1.2.0",
+        FAN_STATES_CLIENT_VERSION: "2.0.0-beta.1",
+      });
+      expect((await converged(w, beta, "the beta-pinned watcher live on the beta owner")).value).toEqual({
+        b: { n: 2, label: "beta" },
+      });
+      await beta.send("patch", { patch: { c: { n: 3, label: "three" } } });
+      expect((await converged(w, beta, "the beta-pinned watcher on the beta owner's patch")).value).toEqual({
+        b: { n: 2, label: "beta" },
+        c: { n: 3, label: "three" },
+      });
     }, 90_000);
   });
 }

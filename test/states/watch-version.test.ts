@@ -4,7 +4,7 @@
  * run in the test's process against them. Without `--version` it follows the IDL's major (the
  * fixture IDL is at 1.0.0); with it, the one major the range admits; a range that admits two is
  * refused before fanc connects, and one that matches no registered instance is watched with a
- * warning saying so.
+ * warning saying so. A range that names a prerelease owner (`2.0.0-beta.1`) takes its snapshot.
  */
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -49,11 +49,10 @@ function watch(args: readonly string[]): {
   };
 }
 
-describe("fanc watch --version: two majors of a service side by side (redis)", () => {
-  const cluster = `watch-version-${process.pid}-${shortId()}`;
-  const nodesOf = clusterNodes(cluster, { name: "redis", transports: () => ({ redis: { url: REDIS_URL } }) }, nodes);
-  afterAll(nodesOf.forget);
-  const args = (...more: string[]): string[] => [
+/** The arguments of `fanc watch` of Board.entries in `cluster`, then `more`. */
+const argsIn =
+  (cluster: string) =>
+  (...more: string[]): string[] => [
     "fan.replica.Board.entries",
     "--idl",
     idl,
@@ -64,6 +63,12 @@ describe("fanc watch --version: two majors of a service side by side (redis)", (
     "--json",
     ...more,
   ];
+
+describe("fanc watch --version: two majors of a service side by side (redis)", () => {
+  const cluster = `watch-version-${process.pid}-${shortId()}`;
+  const nodesOf = clusterNodes(cluster, { name: "redis", transports: () => ({ redis: { url: REDIS_URL } }) }, nodes);
+  afterAll(nodesOf.forget);
+  const args = argsIn(cluster);
 
   it("follows the IDL's major by default and the range's major with --version, saying which; a range over two majors is refused; one no instance matches is watched with a warning", async () => {
     const v1 = await nodesOf.start("owner", { FAN_STATES_VERSION: "1.2.0" });
@@ -148,4 +153,31 @@ describe("fanc watch --version: two majors of a service side by side (redis)", (
       expect(await three.stop()).toBe(0);
     }
   }, 120_000);
+});
+
+describe("fanc watch --version of a prerelease (redis)", () => {
+  const cluster = `watch-beta-${process.pid}-${shortId()}`;
+  const nodesOf = clusterNodes(cluster, { name: "redis", transports: () => ({ redis: { url: REDIS_URL } }) }, nodes);
+  afterAll(nodesOf.forget);
+
+  it("--version 2.0.0-beta.1 takes its snapshot from the 2.0.0-beta.1 owner, without a warning", async () => {
+    const beta = await nodesOf.start("owner", { FAN_STATES_VERSION: "2.0.0-beta.1" });
+    await beta.send("set", { value: { b: { n: 2, label: "beta" } } });
+    // Before, fanc watched with `2.x`, which admits no prerelease: no snapshot, no warning.
+    const w = watch(argsIn(cluster)("--version", "2.0.0-beta.1"));
+    try {
+      await until(
+        "the beta's snapshot",
+        async () => w.lines().length,
+        (n) => n >= 1,
+        30_000,
+      );
+      expect(w.lines()[0]).toMatchObject({ cause: "snapshot", value: { b: { n: 2, label: "beta" } } });
+      expect(w.err()).toContain("major 2 (--version 2.0.0-beta.1)");
+      expect(w.err()).not.toContain("warning");
+      expect(w.err()).not.toContain("owner-absent");
+    } finally {
+      expect(await w.stop()).toBe(0);
+    }
+  }, 60_000);
 });

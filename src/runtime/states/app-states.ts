@@ -99,8 +99,8 @@ export function appStates(
     },
   });
   const views = new Set<{ close(): Promise<void> }>();
-  /** Snapshot clients by service and major. */
-  const callers = new Map<ServiceDescriptor, Map<number, Caller>>();
+  /** Snapshot clients by service and range (`snapshotRange`). */
+  const callers = new Map<ServiceDescriptor, Map<string, Caller>>();
   const carrierMissing = (d: ServiceDescriptor): FanError | undefined => {
     // In one process (a memory registry) the local hub carries updates; across processes a
     // network transport that carries events must (the same rule as events, app/infra.ts).
@@ -140,26 +140,31 @@ export function appStates(
     const t = infra.transport(via);
     return (t.volatile ?? t).subscribe(sub, async (env) => deliver(env.payload));
   };
-  /** The client that asks `service`'s instances of `major` (`2.x`) for snapshots. */
-  const callerOf = (service: ServiceDescriptor, major: number): Caller => {
-    let byMajor = callers.get(service);
-    if (byMajor === undefined) {
-      byMajor = new Map();
-      callers.set(service, byMajor);
+  /** The client that asks `service`'s instances in `range` (`snapshotRange`) for snapshots. */
+  const callerOf = (service: ServiceDescriptor, range: string): Caller => {
+    let byRange = callers.get(service);
+    if (byRange === undefined) {
+      byRange = new Map();
+      callers.set(service, byRange);
     }
-    let c = byMajor.get(major);
+    let c = byRange.get(range);
     if (c === undefined) {
-      c = new Caller(app, withSnapshotMethod(service), { version: `${major}.x` });
-      byMajor.set(major, c);
+      c = new Caller(app, withSnapshotMethod(service), { version: range });
+      byRange.set(range, c);
     }
     return c;
   };
   /**
    * The watch host of one handle: its updates on `major`'s stream, its snapshots from that
-   * major's instances (any of them: the state is the major's, whichever of its versions owns it).
-   * `major` is an error when the client's range admits two majors: each watch and get fails with it.
+   * major's instances (any of them: the state is the major's, whichever of its versions owns it;
+   * a prerelease when the client's `range` admits it). `major` is an error when the client's range
+   * admits two majors: each watch and get fails with it.
    */
-  const hostOf = (major: number | FanError, updatesVia: StateWatchOptions["updatesVia"]): WatchHost => ({
+  const hostOf = (
+    major: number | FanError,
+    range: string | undefined,
+    updatesVia: StateWatchOptions["updatesVia"],
+  ): WatchHost => ({
     log,
     heartbeatMs,
     check: (service) => {
@@ -178,7 +183,7 @@ export function appStates(
     },
     snapshot: (service, state, shard, callOpts) => {
       if (major instanceof FanError) return Promise.reject(major);
-      const c = callerOf(service, major);
+      const c = callerOf(service, snapshotRange(major, range));
       // A shard's snapshot is a sharded call: routed to the shard's owner, redirected if it moved.
       if (shard !== undefined) return c.call(SHARD_SNAPSHOT_METHOD, { state, [SHARD_NUMBER]: shard }, callOpts);
       return c.call(SNAPSHOT_METHOD, { state }, callOpts);
@@ -195,7 +200,7 @@ export function appStates(
       } catch (e) {
         major = FanError.from(e, Code.INVALID_ARGUMENT);
       }
-      return stateHandle(service, name, hostOf(major, o?.updatesVia));
+      return stateHandle(service, name, hostOf(major, o?.version, o?.updatesVia));
     },
     checkServe: (d, transports) => {
       if (Object.keys(d.states).length === 0 || !transports.some((t) => t !== "local")) return;
@@ -209,4 +214,14 @@ export function appStates(
       await owners.close();
     },
   };
+}
+
+/**
+ * The range of the instances a view of `major` asks for snapshots: every release of the major
+ * and whatever the client's range admits. `2.x` alone admits no prerelease (semver), so a client
+ * pinned to `2.0.0-beta.1` called the beta but its view found no instance to take a snapshot from.
+ */
+function snapshotRange(major: number, range: string | undefined): string {
+  const all = `${major}.x`;
+  return range === undefined || range === all ? all : `${all} || ${range}`;
 }
