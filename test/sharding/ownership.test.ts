@@ -2,8 +2,8 @@
  * Ownership inside one process (a memory registry, the http transport between Apps): the
  * handler is told its shards and their changes, explicit shards pin, a call that reaches an
  * instance that no longer owns its shard is redirected to the owner and retried once there
- * (the client's own discovery view made to lag behind the servers'), and an @route call is
- * sharded by the route's params.
+ * (the client's own discovery view made to lag behind the servers'), unless the owner's circuit
+ * breaker is open, and an @route call is sharded by the route's params.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/index.js";
@@ -135,6 +135,92 @@ describe("shard ownership in one process", () => {
     expect(e?.message).toMatch(/shard 11 of test\.shards\.Store .*A no longer owns it .*B is not discoverable/);
     // A answered (the redirect): the client's lagging view is no failure of A's.
     expect(app.policy.breakerStates().find((b) => b.instanceId === "A")).toMatchObject({ failures: 0 });
+  });
+
+  /**
+   * B pins shard 11 and fails, so the client's breaker of B opens (at its second failure); B
+   * restarts under the same instance id, working, while the client's view of discovery lags
+   * 800 ms: the client still sends shard 11 to A, which redirects to B. `calls` counts what the
+   * restarted B served.
+   */
+  async function redirectedToOpenBreaker(): Promise<{ app: App; store: StoreClient; calls: () => number }> {
+    const reg = new MemoryRegistry();
+    const c = cluster();
+    const a = await server(reg, c, "A");
+    const app = createApp({
+      cluster: c,
+      discovery: lagging(reg, 800),
+      logger: silentLogger(),
+      transports: { http: {} },
+      policy: { breaker: { failures: 2, ratio: 0.5, openMs: 60_000 } },
+    });
+    apps.push(app);
+    await app.start();
+    const store = app.client(Store, { transport: "http" });
+    const set = await app.watch(Store.descriptor.name);
+    const seesB = (): boolean => set.instances().some((i) => i.instanceId === "B");
+    const broken = new StoreImpl();
+    broken.store = () => {
+      throw new Error("B broke");
+    };
+    const b = await server(reg, c, "B", [11], broken);
+    await until("the client to see B", seesB);
+    for (let i = 0; i < 2; i++) {
+      const e = await store.store({ storeId: "store-1" }).then(
+        () => undefined,
+        (err: { code: string }) => err,
+      );
+      expect(e?.code).toBe("INTERNAL");
+    }
+    expect(app.policy.breakerStates().find((s) => s.instanceId === "B")?.state).toBe("open");
+    await b.app.stop();
+    await until("the client to see B gone", () => !seesB());
+    const owns11 = (): boolean => a.impl.changes.at(-1)?.owned.includes(11) === true;
+    await until("A to own shard 11 again", owns11);
+    let calls = 0;
+    const fixed = new StoreImpl();
+    const serve = fixed.store.bind(fixed);
+    const fallbackServe = fixed.fallbackStore.bind(fixed);
+    fixed.store = (req, ctx) => {
+      calls++;
+      return serve(req, ctx);
+    };
+    fixed.fallbackStore = (req, ctx) => {
+      calls++;
+      return fallbackServe(req, ctx);
+    };
+    await server(reg, c, "B", [11], fixed);
+    await until("A to hand shard 11 over again", () => !owns11());
+    expect(seesB()).toBe(false);
+    return { app, store, calls: () => calls };
+  }
+
+  it("a redirect to an owner whose circuit breaker is open fails fast, as a call to that owner does", async () => {
+    const { app, store, calls } = await redirectedToOpenBreaker();
+    // Sent to A (the client's view lags), redirected to B, whose breaker is open: not sent.
+    const e = await store.store({ storeId: "store-1" }).then(
+      () => undefined,
+      (err: { code: string; message: string }) => err,
+    );
+    expect(e?.code).toBe("UNAVAILABLE");
+    expect(e?.message).toMatch(/shard 11 of test\.shards\.Store .*the circuit breaker of its owner B is open/);
+    expect(calls()).toBe(0);
+    const breakers = app.policy.breakerStates();
+    expect(breakers.find((b) => b.instanceId === "B")?.state).toBe("open");
+    // A answered (the redirect): no failure of A's.
+    expect(breakers.find((b) => b.instanceId === "A")).toMatchObject({ state: "closed", failures: 0 });
+  });
+
+  it("a redirect to an owner whose circuit breaker is open goes to another instance when the method allows fallback", async () => {
+    const { app, store, calls } = await redirectedToOpenBreaker();
+    const r = await store.fallbackStore({ storeId: "store-1" });
+    // A serves it (marked shardFallback, so it does not redirect again); B is not sent it.
+    expect(r.instanceId).toBe("A");
+    expect(calls()).toBe(0);
+    expect(app.policy.breakerStates().find((b) => b.instanceId === "A")).toMatchObject({
+      state: "closed",
+      failures: 0,
+    });
   });
 
   it("@route /store/{storeId}/item/{itemId}: the route's params are the key; a non-owner answers 503 naming the owner", async () => {

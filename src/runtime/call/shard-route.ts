@@ -7,7 +7,8 @@
  * fallback (`@fallback` in the IDL, or the client's `shardFallback` option, which overrides
  * it either way): then it goes to another instance, marked `shardFallback` so that instance
  * serves it instead of redirecting it to the owner. An owner that answers with a redirect
- * (its view says another instance owns the shard) gets the call retried once at the owner.
+ * (its view says another instance owns the shard) gets the call retried once at the owner,
+ * unless that owner's circuit breaker is open (then as when `pick` finds it open).
  */
 import type { MethodDescriptor, ServiceDescriptor, TransportName } from "../descriptor.js";
 import type { InstanceInfo } from "../discovery/types.js";
@@ -24,7 +25,8 @@ import { assignShards, redirectOf, shardDomain, shardOf, shardUnavailable, type 
  * (a fallback skips them); `moved`, told before a call the owner refused goes to another
  * instance, so the owner's breaker records the refusal and the other's the outcome;
  * `redirected`, told when the instance the call went to answered with a redirect: it goes to
- * `to` (undefined: it cannot follow), whose breaker records the outcome, not the redirecting one's.
+ * `to` (undefined: it cannot follow, or the owner's breaker is open), whose breaker records the
+ * outcome, not the redirecting one's.
  */
 export interface ShardHooks {
   readonly blocked?: ((t: Target) => boolean) | undefined;
@@ -148,16 +150,29 @@ export class ShardRoute {
   ): Promise<unknown> {
     const redirect = redirectOf(e);
     if (redirect !== undefined) {
-      let owner: Target;
+      let next: Target;
       try {
-        owner = await this.#redirected(shard, redirect, target, pinned, req.deadline);
+        const owner = await this.#redirected(shard, redirect, target, pinned, req.deadline);
+        // As `pick` does for the owner it resolves: an owner whose breaker is open is not sent
+        // the call (UNAVAILABLE naming the shard, or another instance with fallback).
+        const blocked = hooks?.blocked;
+        next =
+          blocked?.(owner) === true
+            ? this.#fallbackOr(
+                req,
+                shard,
+                pinned,
+                blocked,
+                `the circuit breaker of its owner ${owner.info.instanceId} is open`,
+              )
+            : owner;
       } catch (e2) {
         hooks?.redirected?.(target, undefined);
         throw e2;
       }
-      // The redirecting instance answered; the owner's outcome is the owner's.
-      hooks?.redirected?.(target, owner);
-      return sendTo(owner);
+      // The redirecting instance answered; the outcome is the owner's (or the fallback's).
+      hooks?.redirected?.(target, next);
+      return sendTo(next);
     }
     if (
       FanError.is(e) &&
