@@ -29,7 +29,7 @@ import { codec } from "../runtime/codec/index.js";
 import type { MethodDescriptor, ServiceDescriptor, TransportName } from "../runtime/descriptor.js";
 import type { InstanceInfo } from "../runtime/discovery/types.js";
 import { Code, FanError } from "../runtime/errors.js";
-import { admits, majorRange, splitPick, type TrafficRule } from "../runtime/call/versions.js";
+import { admits, majorRange, sinceFits, splitPick, tooOld, type TrafficRule } from "../runtime/call/versions.js";
 import { nextEnvelopeId } from "../runtime/ids.js";
 import { traceIdOf } from "../runtime/telemetry/tracing.js";
 import type { Envelope, EnvelopeHeaders } from "../runtime/transports/transport.js";
@@ -390,7 +390,7 @@ export async function connect(
     return `no instance of ${p.service.name} (${which}) is registered in cluster "${p.cluster}"${running}`;
   }
   // The rule narrows what a generated client of the IDL's major may call (call/route.ts).
-  const instances = ruled
+  let instances = ruled
     ? inRange.filter((i) => admits(rule, i))
     : inRange.filter((i) => instanceId === undefined || i.instanceId === instanceId);
   if (ruled && instances.length === 0) {
@@ -406,6 +406,15 @@ export async function connect(
         : {};
   if (instances.length === 0)
     return `no instance of ${p.service.name} (id ${instanceId}) is registered in cluster "${p.cluster}" (version ${range}: ${inRange.map((i) => i.instanceId).join(", ")})`;
+  // A `@since` member is never sent to an older instance, as the generated client refuses it
+  // (call/route.ts): UNIMPLEMENTED when none is new enough. A sharded call's owner is worked out
+  // among all of them (older instances own shards too), then checked.
+  const since = p.method.since;
+  if (since !== undefined && owned === undefined) {
+    const fit = instances.filter((i) => sinceFits(since, i));
+    if (fit.length === 0) return tooOldMessage(p, since, instances);
+    if (p.shard === undefined) instances = fit;
+  }
   // A sharded call goes to its shard's owner, as the generated client sends it (on a broker to
   // the owner's own queue: the envelope carries the shard). `--instance` names another on purpose.
   let candidates: readonly InstanceInfo[] = instances;
@@ -417,6 +426,7 @@ export async function connect(
     owner = assignShards(shardDomain(instances), p.service.shards)[p.shard];
     const info = instances.find((i) => i.instanceId === owner);
     if (info === undefined) return shardUnavailable(p.service.name, p.shard, "no instance owns it").message;
+    if (since !== undefined && !sinceFits(since, info)) return tooOldMessage(p, since, [info]);
     candidates = [info];
   } else if (ruled && rule !== undefined && "split" in rule) {
     // A split picks a version by weight among those up, then an instance of it.
@@ -445,6 +455,17 @@ export async function connect(
     await app.stop().catch(() => undefined);
     throw e;
   }
+}
+
+/** The generated client's refusal of a `@since` member no instance it may call is new enough for (exit 1). */
+function tooOldMessage(p: PreparedCall, since: string, there: readonly InstanceInfo[]): string {
+  const err = tooOld(
+    p.service.name,
+    p.method.name,
+    since,
+    there.map((i) => i.version),
+  );
+  return `${err.code}: ${err.message} (${p.rangeGiven ? `--version ${p.range}; ` : ""}nothing was sent)`;
 }
 
 /** One envelope of the prepared call, with a fresh id, deadline and trace. */

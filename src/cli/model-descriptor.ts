@@ -124,6 +124,7 @@ export class ModelSchemas {
             ...(m.route !== undefined ? { route: m.route } : {}),
             ...(m.shard !== undefined ? { shard: m.shard } : {}),
             ...(m.shardFallback === true ? { shardFallback: true } : {}),
+            ...(m.since !== undefined ? { since: m.since } : {}),
             throws: m.throws,
           },
         ]),

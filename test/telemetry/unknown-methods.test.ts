@@ -2,7 +2,7 @@
  * Method names arriving from elsewhere are the sender's to choose: a served instance counts
  * calls to methods it does not have in one `<unknown>` series per transport, not one series
  * per name. Callers here claim 40 made-up methods through a client whose descriptor lists
- * them: over zmq to a child process (its transport refuses them with NOT_FOUND before the
+ * them: over zmq to a child process (its transport refuses them with UNIMPLEMENTED before the
  * dispatcher; the child's `/metrics` grows no series for them), and in-process between two
  * Apps, where the local transport hands them to the dispatcher (one `<unknown>` series).
  */
@@ -45,9 +45,10 @@ describeEtcd("calls to unknown methods, between processes (zmq)", () => {
     await app?.stop();
   });
 
-  it("over zmq to another process: refused with NOT_FOUND, no series per name", async () => {
+  it("over zmq to another process: refused with UNIMPLEMENTED, no series per name", async () => {
     const caller = bogusClient(app);
-    for (const name of names) expect((await rejection(() => caller.call(name, { n: 1 }))).code).toBe(Code.NOT_FOUND);
+    for (const name of names)
+      expect((await rejection(() => caller.call(name, { n: 1 }))).code).toBe(Code.UNIMPLEMENTED);
     const set = await app.watch(Store.descriptor.name);
     const url = set.instances()[0]?.endpoints.http as string;
     const s = parse(await (await fetch(`${url}/metrics`)).text());

@@ -101,7 +101,7 @@ export function appConformance(name: TransportName, o: AppConformanceOptions): v
       expect(Math.abs((ctx?.deadline ?? 0) - (Date.now() + 3000))).toBeLessThan(1500);
     });
 
-    it("unknown method: NOT_FOUND from the server", async () => {
+    it("unknown method: UNIMPLEMENTED from the server", async () => {
       const extended = defineService<unknown, { nope(): Promise<unknown> }>({
         descriptor: {
           ...ConformanceDescriptor,
@@ -116,7 +116,7 @@ export function appConformance(name: TransportName, o: AppConformanceOptions): v
         createClient: (c) => ({ nope: () => c.call("nope", {}) }),
       });
       const err = await rejection(() => apps[1]!.client(extended, { transport: name }).nope());
-      expect(err.code).toBe("NOT_FOUND");
+      expect(err.code).toBe("UNIMPLEMENTED");
     });
 
     it("unknown service: UNAVAILABLE naming it (no instance in discovery)", async () => {

@@ -243,9 +243,9 @@ export function transportConformance(name: string, t: TransportUnderTest): void 
       expect(reply.payload).toMatchObject({ traceparent, "x-tenant": "acme", count: "42" });
     });
 
-    it("unknown method: NOT_FOUND", async () => {
+    it("unknown method: UNIMPLEMENTED", async () => {
       const reply = await call("nope", {});
-      expect(wireError(reply).code).toBe("NOT_FOUND");
+      expect(wireError(reply).code).toBe("UNIMPLEMENTED");
     });
 
     it("unknown service: fails with the transport's code, and the server keeps serving", async () => {

@@ -166,12 +166,16 @@ describe("http surface", () => {
     expect(JSON.parse(a.body)).toEqual({ code: "PERMISSION_DENIED", message: "no" });
   });
 
-  it("404 for unknown paths, services and methods; 405 for GET on a method path", async () => {
-    for (const path of ["/", "/nothing/here/at/all", `/no.Such/echo`, `/${C}/nope`]) {
+  it("404 for unknown paths and services, 501 for an unknown method; 405 for GET on a method path", async () => {
+    for (const path of ["/", "/nothing/here/at/all", `/no.Such/echo`]) {
       const a = await httpRequest(base, "POST", path, "{}");
       expect(a.status, path).toBe(404);
       expect(JSON.parse(a.body).code).toBe("NOT_FOUND");
     }
+    // As the App's dispatcher answers it (docs/runtime.md), on every transport.
+    const m = await httpRequest(base, "POST", `/${C}/nope`, "{}");
+    expect(m.status).toBe(501);
+    expect(JSON.parse(m.body)).toEqual({ code: "UNIMPLEMENTED", message: `unknown method ${C}/nope` });
     const g = await httpRequest(base, "GET", `/${C}/echo`);
     expect(g.status).toBe(405);
     expect(g.headers.allow).toBe("POST");

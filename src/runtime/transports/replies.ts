@@ -34,15 +34,16 @@ export function decodeServed(
 }
 
 /**
- * NOT_FOUND for a call to another service or to a method the served version does not have;
- * `where` names what received it ("this queue", "this list").
+ * NOT_FOUND for a call to another service, UNIMPLEMENTED for a method the served version does not
+ * have (as the App's dispatcher answers: docs/runtime.md); `where` names what received it ("this
+ * queue", "this list").
  */
 export function refuse(service: ServiceDescriptor, env: Envelope, where: string): FanError | undefined {
   if (env.service !== service.name)
     return new FanError(Code.NOT_FOUND, `service ${env.service} is not served here (${where} serves ${service.name})`);
   // A push comes this way only to one instance (a `@shard` push to its owner: owner-push.ts).
   if (service.methods[env.method]?.kind !== (env.kind === "push" ? "push" : "rpc"))
-    return new FanError(Code.NOT_FOUND, `unknown method ${env.service}/${env.method}`);
+    return new FanError(Code.UNIMPLEMENTED, `unknown method ${env.service}/${env.method}`);
   return undefined;
 }
 

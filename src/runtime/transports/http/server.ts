@@ -327,7 +327,7 @@ export class HttpServer {
     }
     const m = Object.hasOwn(binding.service.methods, method) ? binding.service.methods[method] : undefined;
     if (m === undefined) {
-      sendError(res, new FanError(Code.NOT_FOUND, `unknown method ${service}/${method}`));
+      sendError(res, new FanError(Code.UNIMPLEMENTED, `unknown method ${service}/${method}`));
       return undefined;
     }
     if (verb !== "POST") {

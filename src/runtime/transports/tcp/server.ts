@@ -237,7 +237,7 @@ export class TcpServer {
       return {
         error: errorEnvelope(
           env.id,
-          new FanError(Code.NOT_FOUND, `unknown method ${env.service}/${env.method}`),
+          new FanError(Code.UNIMPLEMENTED, `unknown method ${env.service}/${env.method}`),
           env.service,
           env.method,
         ),

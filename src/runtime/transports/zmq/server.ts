@@ -237,7 +237,7 @@ export class ZmqServer {
       return {
         error: errorEnvelope(
           id,
-          new FanError(Code.NOT_FOUND, `unknown method ${env.service}/${env.method}`),
+          new FanError(Code.UNIMPLEMENTED, `unknown method ${env.service}/${env.method}`),
           env.service,
           env.method,
         ),
