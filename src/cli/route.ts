@@ -13,7 +13,7 @@
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import semver from "semver";
-import { checkSegment, servicesRoot } from "../runtime/discovery/keys.js";
+import { checkSegment, servicePrefix, servicesRoot } from "../runtime/discovery/keys.js";
 import type { Registry } from "../runtime/discovery/registry.js";
 import { parseRule, routesRoot, type TrafficRule } from "../runtime/call/versions.js";
 import { loadIdl } from "./call.js";
@@ -81,6 +81,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
         const { name, key } = await resolve(service, false);
         await open().put(key, JSON.stringify(rule));
         io.out(`${name}: pinned to ${rest[0]}`);
+        await warnUnregistered(open(), cluster, name, rule, io);
         return 0;
       }
       case "split": {
@@ -96,6 +97,7 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
         const { name, key } = await resolve(service, false);
         await open().put(key, JSON.stringify(rule));
         io.out(`${name}: ${describe(rule)}`);
+        await warnUnregistered(open(), cluster, name, rule, io);
         return 0;
       }
       case "clear": {
@@ -174,6 +176,48 @@ function pickService(name: string, known: ReadonlySet<string>, idlDir: string | 
   const where = `${idlDir === undefined ? "" : `in the IDL under ${idlDir.replace(/\/+$/, "")}/ or `}registered in cluster "${cluster}"`;
   throw new UsageError(
     `no service "${name}" ${where} (services: ${[...known].sort().join(", ") || "none"}); Apps look a rule up by the full name`,
+  );
+}
+
+/**
+ * Warns (stderr; the rule stands: a pin ahead of a deploy is legitimate) when the rule names a
+ * version no registered instance of `service` has: a pin nothing satisfies makes every call fail
+ * UNAVAILABLE until one registers, and a split's share of a missing version goes to the others.
+ */
+async function warnUnregistered(
+  registry: Registry,
+  cluster: string,
+  service: string,
+  rule: TrafficRule,
+  io: Pick<Io, "err">,
+): Promise<void> {
+  const versions = new Set<string>();
+  for (const kv of (await registry.list(servicePrefix(cluster, service))).items) {
+    try {
+      const v = (JSON.parse(kv.value) as { version?: unknown }).version;
+      if (typeof v === "string" && semver.valid(v) !== null) versions.add(v);
+    } catch {
+      // Not an instance record: nothing to compare.
+    }
+  }
+  const there = [...versions].sort(semver.compare);
+  const registered = there.length === 0 ? "no instance is registered" : `versions registered: ${there.join(", ")}`;
+  const until = "until one registers";
+  if ("pin" in rule) {
+    if (there.some((v) => semver.satisfies(v, rule.pin))) return;
+    io.err(
+      `fanc route: warning: no registered instance of ${service} satisfies ${rule.pin} in cluster "${cluster}" (${registered}): every call to it fails UNAVAILABLE ${until}`,
+    );
+    return;
+  }
+  const missing = Object.entries(rule.split)
+    .filter(([v, w]) => w > 0 && !versions.has(v))
+    .map(([v]) => v)
+    .sort(semver.compare);
+  if (missing.length === 0) return;
+  const all = missing.length === Object.values(rule.split).filter((w) => w > 0).length;
+  io.err(
+    `fanc route: warning: no registered instance of ${service} runs ${missing.join(", ")} in cluster "${cluster}" (${registered}): ${all ? `every call to it fails UNAVAILABLE ${until}` : `${missing.length === 1 ? "its share goes" : "their shares go"} to the other versions ${until}`}`,
   );
 }
 

@@ -3,7 +3,8 @@
  * any folder), against the shared etcd, in-process with captured output: a full registered name
  * needs no IDL and says nothing about it; a short name is looked up among the registered services
  * after a warning that `idl/` was skipped; an unknown name is refused naming the registered ones;
- * an `--idl` given that does not compile is an error, not skipped.
+ * an `--idl` given that does not compile is an error, not skipped; a pin or split naming a
+ * version no registered instance has is written with a warning naming the registered versions.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { run as route } from "../../src/cli/route.js";
@@ -78,6 +79,30 @@ describeEtcd("fanc route from a folder whose idl/ does not compile", () => {
       `fanc route: no service "Orders" registered in cluster "${cluster}" (services: ${service}); Apps look a rule up by the full name`,
     );
     expect((await reg.list(routesRoot(cluster))).items).toEqual([]);
+  });
+
+  it("a pin or split naming a version no registered instance has is written, with a warning naming the registered ones", async () => {
+    const pin = captureIo();
+    expect(await route(["pin", service, "3.0.0", ...D], pin)).toBe(0);
+    expect(pin.stdout).toEqual([`${service}: pinned to 3.0.0`]);
+    expect(pin.stderr).toEqual([
+      `fanc route: warning: no registered instance of ${service} satisfies 3.0.0 in cluster "${cluster}" (versions registered: 2.0.0): every call to it fails UNAVAILABLE until one registers`,
+    ]);
+    expect(await rule()).toEqual({ pin: "3.0.0" });
+    // A range a registered version satisfies: no warning.
+    const ranged = captureIo();
+    expect(await route(["pin", service, "2.x", ...D], ranged)).toBe(0);
+    expect(ranged.stderr).toEqual([]);
+    const part = captureIo();
+    expect(await route(["split", service, "2.0.0=90", "2.1.0=10", ...D], part)).toBe(0);
+    expect(part.stderr).toEqual([
+      `fanc route: warning: no registered instance of ${service} runs 2.1.0 in cluster "${cluster}" (versions registered: 2.0.0): its share goes to the other versions until one registers`,
+    ]);
+    const none = captureIo();
+    expect(await route(["split", service, "2.1.0=10", "3.0.0=90", ...D], none)).toBe(0);
+    expect(none.errText()).toContain("runs 2.1.0, 3.0.0 in cluster");
+    expect(none.errText()).toContain("every call to it fails UNAVAILABLE until one registers");
+    expect(await route(["clear", service, ...D], captureIo())).toBe(0);
   });
 
   it("an --idl given that does not compile is an error, not skipped", async () => {
