@@ -357,6 +357,10 @@ export class App implements ClientHost {
     return this.#infra.names();
   }
 
+  parked(...args: Parameters<Infra["parked"]>): ReturnType<Infra["parked"]> {
+    return this.#infra.parked(...args);
+  }
+
   inFlight(instanceId: string): number {
     return this.#inflight.get(instanceId) ?? 0;
   }

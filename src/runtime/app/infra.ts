@@ -239,6 +239,42 @@ export class Infra {
     return undefined;
   }
 
+  /**
+   * The transport and queue for pushes to `service` while no instance of it is registered
+   * (call/parked.ts): the one transport among `pinned` (or else this App's network transports),
+   * allowed by `allowed` (empty: any), that keeps a queue per service major; undefined when there
+   * is none or more than one. A push that goes there is a warning, once a minute per service: it
+   * waits until an instance starts, and the log says where.
+   */
+  parked(
+    service: string,
+    version: string,
+    pinned: TransportName | undefined,
+    allowed: readonly TransportName[],
+  ): Omit<Target, "info"> | undefined {
+    let found: Transport | undefined;
+    for (const name of pinned === undefined ? this.network : [pinned]) {
+      if (allowed.length > 0 && !allowed.includes(name)) continue;
+      const t = this.#transports.get(name);
+      if (t?.queueEndpoint === undefined) continue;
+      if (found !== undefined) return undefined;
+      found = t;
+    }
+    if (found?.queueEndpoint === undefined) return undefined;
+    const endpoint = found.queueEndpoint(service, version);
+    const now = Date.now();
+    if (now - (this.#parkedWarned.get(service) ?? Number.NEGATIVE_INFINITY) >= 60_000) {
+      this.#parkedWarned.set(service, now);
+      this.#opts.log.warn(
+        { service, transport: found.name, queue: endpoint },
+        `no instance of ${service} is registered: its pushes wait in its ${found.name} queue until one starts`,
+      );
+    }
+    return { transport: found, endpoint, values: false };
+  }
+  /** When a parked push of each service was last logged. */
+  readonly #parkedWarned = new Map<string, number>();
+
   /** Closes the transports and (when the App made it) discovery. */
   async close(): Promise<void> {
     await this.#opening?.catch(() => undefined);

@@ -610,6 +610,7 @@ export class Caller implements ClientCaller {
       const traffic = await this.#host.traffic?.(this.#service.name);
       const routeOpts = {
         range: this.#opts.version ?? majorRange(this.#service.version),
+        parking: { version: this.#service.version, transports: this.#service.transports },
         ...(traffic === undefined ? {} : { traffic }),
         ...(this.#opts.strategy === undefined ? {} : { strategy: this.#opts.strategy }),
         ...(this.#opts.transport === undefined ? {} : { transport: this.#opts.transport }),

@@ -9,6 +9,7 @@ import { builtinStrategies, type PickContext, type Strategy } from "../discovery
 import type { InstanceInfo, InstanceSet, StrategyName } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
 import type { Transport } from "../transports/transport.js";
+import { type ParkingHost, parkingMajor, queueInfo } from "./parked.js";
 import { admits, sinceFits, splitPick, tooOld, type TrafficRule } from "./versions.js";
 
 /** Where one call goes. */
@@ -21,7 +22,7 @@ export interface Target {
 }
 
 /** What a route needs from its App. */
-export interface RouteHost {
+export interface RouteHost extends ParkingHost {
   readonly appId: string;
   /** The transport and endpoint to reach `info` by (pinned to one transport if given). */
   reach(info: InstanceInfo, pinned: TransportName | undefined): Omit<Target, "info"> | undefined;
@@ -38,6 +39,11 @@ export interface RouteOptions {
   readonly transport?: TransportName;
   /** The operator's live traffic rule of the service (`fanc route`; `call/versions.ts`). */
   readonly traffic?: ServiceTraffic;
+  /**
+   * Pushes while no instance is registered (call/parked.ts): the version of the client's
+   * generated code and the transports the service allows. Without it, such a push is refused.
+   */
+  readonly parking?: { readonly version: string; readonly transports: readonly TransportName[] };
 }
 
 /** One service's traffic rule, as the App follows it. */
@@ -55,10 +61,12 @@ export function checkRange(range: string | undefined): string | undefined {
   return r;
 }
 
-/** The member a call is for, when it matters to the pick (`@since`). */
+/** The member a call is for, when it matters to the pick (`@since`; a push may be parked). */
 export interface Member {
   readonly name: string;
   readonly since?: string;
+  readonly kind?: "rpc" | "push";
+  readonly shard?: unknown;
 }
 
 /** The instances of one service a client may call, and the pick. */
@@ -86,6 +94,7 @@ export class Route {
   readonly #traffic: ServiceTraffic | undefined;
   /** The rule in force at the last refresh. */
   #rule: TrafficRule | undefined;
+  readonly #parking: RouteOptions["parking"];
 
   constructor(host: RouteHost, set: InstanceSet, service: string, opts: RouteOptions) {
     this.#host = host;
@@ -99,6 +108,7 @@ export class Route {
     this.#strategy = strategy;
     this.#preferLocal = (opts.strategy ?? "prefer-local") === "prefer-local";
     this.#pinned = opts.transport;
+    this.#parking = opts.parking;
     this.#ctx = { appId: host.appId, inFlight: (id) => host.inFlight(id), cursor: { n: 0 }, shardKey: undefined };
     set.onChange(() => {
       this.#infos = undefined;
@@ -116,7 +126,7 @@ export class Route {
     if (pinned !== undefined && pinned !== this.#pinned) return this.#pickPinned(shardKey, pinned, member) as Target;
     if (this.#infos === undefined) this.#refresh();
     const infos = this.#infos as InstanceInfo[];
-    if (infos.length === 0) throw this.#unavailable(this.#pinned);
+    if (infos.length === 0) return this.#parkedOr(this.#pinned, member) as Target;
     if (member?.since !== undefined || (this.#rule !== undefined && "split" in this.#rule)) {
       const info = this.#choose(infos, shardKey, member);
       return this.#targets.get(info) as Target;
@@ -154,7 +164,7 @@ export class Route {
     if (pinned !== undefined && pinned !== this.#pinned) return this.#pickPinned(shardKey, pinned, member, skip);
     if (this.#infos === undefined) this.#refresh();
     const infos = this.#infos as InstanceInfo[];
-    if (infos.length === 0) throw this.#unavailable(this.#pinned);
+    if (infos.length === 0) return this.#parkedOr(this.#pinned, member, skip);
     const targets = this.#targets;
     // `@since` first, over every candidate (UNIMPLEMENTED only when none is new enough), then
     // the skipped ones: a retry or an open breaker must not turn into UNIMPLEMENTED.
@@ -191,7 +201,7 @@ export class Route {
     skip?: (target: Target) => boolean,
   ): Target | undefined {
     let targets = this.#pinnedTargets(pinned);
-    if (targets.length === 0) throw this.#unavailable(pinned);
+    if (targets.length === 0) return this.#parkedOr(pinned, member, skip);
     const since = member?.since;
     if (since !== undefined && skip !== undefined) {
       const fitting = new Set(
@@ -211,6 +221,24 @@ export class Route {
       member,
     );
     return targets.find((t) => t.info === info) as Target;
+  }
+
+  /**
+   * No instance fits: a push that can wait in its service's queue goes there (call/parked.ts;
+   * undefined when `skip` rejects the queue, as an open breaker does), anything else is refused
+   * with UNAVAILABLE naming what is missing.
+   */
+  #parkedOr(pinned: TransportName | undefined, member: Member | undefined, skip?: (t: Target) => boolean): Target | undefined {
+    const parking = this.#parking;
+    if (parking === undefined || member?.kind !== "push" || member.shard !== undefined || member.since !== undefined)
+      throw this.#unavailable(pinned);
+    const major = parkingMajor(this.#range, this.#rule, parking.version);
+    const reach =
+      major === undefined ? undefined : this.#host.parked?.(this.#service, `${major}.0.0`, pinned, parking.transports);
+    if (major === undefined || reach === undefined) throw this.#unavailable(pinned, true);
+    const name = reach.transport.name;
+    const target = { info: queueInfo(this.#service, `${major}.0.0`, name, reach.endpoint), ...reach };
+    return skip?.(target) === true ? undefined : target;
   }
 
   /** The instances new enough for `member`'s `@since`; none: UNIMPLEMENTED naming what is there. */
@@ -283,7 +311,7 @@ export class Route {
     return (this.#range === undefined || semver.satisfies(info.version, this.#range)) && admits(this.#rule, info);
   }
 
-  #unavailable(pinned: TransportName | undefined): FanError {
+  #unavailable(pinned: TransportName | undefined, unparked = false): FanError {
     const all = this.#set.instances();
     const rule = this.#rule;
     const ruled = rule === undefined ? "" : ` under the traffic rule ${JSON.stringify(rule)} (fanc route show)`;
@@ -303,6 +331,9 @@ export class Route {
             : `no common transport: instances offer ${offered || "none"}, this app ${pinned === undefined ? `has ${mine.join(", ")}` : `is pinned to ${pinned}`}`;
       }
     }
+    // A push that could have waited in a queue, but not knowing which one.
+    if (unparked)
+      why += `; a push waits in its service's queue only when the client names one major and one of amqp, redis or nats (app.client(def, { transport }))`;
     return new FanError(Code.UNAVAILABLE, `no instance of ${wanted} (${why})`, {
       details: { service: this.#service, range: this.#rangeText ?? "*" },
     });

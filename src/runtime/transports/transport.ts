@@ -154,6 +154,13 @@ export interface Transport {
   /** Send a push; resolves once the transport has durably accepted it. */
   push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void>;
 
+  /**
+   * The endpoint of the queue a service's pushes of `version`'s major wait in, for transports
+   * whose push queue outlives its consumers (amqp, redis, nats): a push made while no instance of
+   * the service is registered goes there (call/parked.ts) and waits for the first that starts.
+   */
+  queueEndpoint?(service: string, version: string): string;
+
   /** Publish an event of `env.service`/`env.method` to every subscribing group. */
   publish(env: Envelope, opts: SendOptions): Promise<void>;
 

@@ -204,6 +204,11 @@ export class NatsTransport implements Transport {
     return this.#rpc.call(endpoint, env, opts);
   }
 
+  /** The service major's push stream, for pushes while no instance is registered (Transport). */
+  queueEndpoint(service: string, version: string): string {
+    return formatEndpoint({ cluster: this.#ctx.cluster, service, version });
+  }
+
   /** Stores a push in the service's stream; resolves on the PubAck. */
   async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
     const addr = parseEndpoint(endpoint);

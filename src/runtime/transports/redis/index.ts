@@ -256,6 +256,11 @@ export class RedisTransport implements Transport {
     return this.#rpc.call(endpoint, env, opts);
   }
 
+  /** The service major's push stream, for pushes while no instance is registered (Transport). */
+  queueEndpoint(service: string, version: string): string {
+    return formatEndpoint({ cluster: this.#ctx.cluster, service, version });
+  }
+
   /** Appends a push to the service's stream; resolves when Redis has it. */
   async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
     const addr = parseEndpoint(endpoint);
