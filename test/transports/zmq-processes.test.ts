@@ -2,13 +2,14 @@
  * zmq between processes, as a user's services run: a client App here, server Apps in child
  * processes (fixtures/peer.ts), etcd discovery in between. Bursts that once lost replies and
  * acks (the ROUTER's second send while one was pending), the bound on push handlers, and a
- * SIGKILLed instance that once stalled every call routed to it for `sendTimeoutMs`.
+ * SIGKILLed instance that once stalled every call routed to it for `sendTimeoutMs`, and the
+ * pushes to a SIGKILLed consumer that never left (once marked `maybeDelivered: true`).
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/app/app.js";
 import { shortId } from "../../src/runtime/ids.js";
 import { Conformance } from "./fixtures/generated/fan/conformance.js";
-import { until } from "./conformance.js";
+import { rejection, until } from "./conformance.js";
 import { captureLog } from "./fixtures/log.js";
 import { type Peer, startPeer } from "./fixtures/peers.js";
 
@@ -99,6 +100,32 @@ describe("zmq between processes", () => {
     // zmq does thousands. A generous floor for a loaded 2-core machine:
     console.log(`zmq after SIGKILL of one instance: ${ok} calls in 2 s, ${perSecond.toFixed(0)}/s`);
     expect(perSecond).toBeGreaterThan(100);
+  }, 120_000);
+
+  it("SIGKILL of the only consumer: pushes on the connection known down say maybeDelivered: false", async () => {
+    const name = cluster();
+    // A long lease: the killed instance stays in discovery, so pushes still go to it.
+    const peer = await startPeer({ TRANSPORT: "zmq", CLUSTER: name, LEASE_TTL_MS: "60000" });
+    peers.push(peer);
+    const client = await clientApp(name);
+    await client.record({ id: "before" }, { timeout: 20_000 });
+    await peer.kill();
+    // Until the client has seen the drop a push may be in flight (it may have arrived).
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const e = await rejection(() => client.record({ id: "probe" }, { timeout: 5000 }));
+      if (e.message.includes("connection is down")) break;
+      if (Date.now() > deadline) throw new Error(`no "connection is down" within 15 s: ${e.message}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const errors = await Promise.all(
+      Array.from({ length: 200 }, (_, n) => rejection(() => client.record({ id: `after${n}` }, { timeout: 5000 }))),
+    );
+    for (const e of errors) {
+      expect(e.code).toBe("UNAVAILABLE");
+      expect(e.message).toMatch(/connection is down|connection refused|not connected|handshake/);
+      expect((e.details as { maybeDelivered?: boolean }).maybeDelivered).toBe(false);
+    }
   }, 120_000);
 });
 

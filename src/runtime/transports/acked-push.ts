@@ -1,12 +1,15 @@
 /**
  * What the brokerless transports (zmq, tcp) share on the client side: a push is sent until
  * acknowledged — after a nack with UNAVAILABLE it goes again (attempt + 1) with backoff, until
- * the attempts run out or the deadline nears — and the decoding of reply and nack bodies.
+ * the attempts run out or the deadline nears; a push that never left says so
+ * (`maybeDelivered: false`) — and the decoding of reply and nack bodies.
  */
 import type { Logger } from "pino";
 import { decodeEnvelope, parseJson } from "../codec/wire.js";
 import { Code, errorFromWire, FanError } from "../errors.js";
+import { notSent } from "../call/outcome.js";
 import { onAbort } from "./abort.js";
+import { isNotDelivered, notDelivered } from "./not-delivered.js";
 import type { Envelope, SendOptions } from "./transport.js";
 
 /** Push retry options of a brokerless transport. */
@@ -33,7 +36,18 @@ export async function pushUntilAcked(
   let delay = retry.pushBackoffMs ?? 50;
   let attempt = typeof env.headers.attempt === "number" ? env.headers.attempt : 1;
   for (let i = 1; ; i++) {
-    const err = await send({ ...env, headers: { ...env.headers, attempt } });
+    let err: FanError | undefined;
+    try {
+      err = await send({ ...env, headers: { ...env.headers, attempt } });
+    } catch (e) {
+      // A first attempt that never left (the connection is known down, or never came up) tells
+      // the producer so (`maybeDelivered` false) and stays marked for failover to another
+      // instance. After a nack the push did reach a server: neither holds.
+      if (!isNotDelivered(e)) throw e;
+      if (i === 1) throw notDelivered(notSent(e));
+      const refused = e as FanError;
+      throw new FanError(refused.code, refused.message, { cause: refused });
+    }
     if (err === undefined) return;
     if (err.code !== Code.UNAVAILABLE || i >= attempts || Date.now() + delay >= opts.deadline) throw err;
     log.debug({ id: env.id, attempt, err: err.message }, `${transport}: push not acknowledged, sending again`);
