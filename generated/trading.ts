@@ -300,9 +300,9 @@ export const Exchange: ServiceDefinition<ExchangeHandler, ExchangeClient> =
 
 /** The mock of Exchange: one recording, configurable method mock per rpc, push and subscription. */
 export interface ExchangeMock extends ServiceMock<ExchangeHandler, ExchangeClient, ExchangeEvents> {
-  readonly place: MethodMock<ExchangeRequests["place"], Order, ExchangeMock>;
-  readonly cancel: MethodMock<ExchangeRequests["cancel"], boolean, ExchangeMock>;
-  readonly quote: MethodMock<ExchangeRequests["quote"], void, ExchangeMock>;
+  readonly place: MethodMock<ExchangeRequests["place"], Order, ExchangeMock, CallContext<ExchangeConfig, ExchangeEvents, ExchangeStates>>;
+  readonly cancel: MethodMock<ExchangeRequests["cancel"], boolean, ExchangeMock, CallContext<ExchangeConfig, ExchangeEvents, ExchangeStates>>;
+  readonly quote: MethodMock<ExchangeRequests["quote"], void, ExchangeMock, CallContext<ExchangeConfig, ExchangeEvents, ExchangeStates>>;
 }
 /** A mock of Exchange for tests: every method records calls and returns what it is given. */
 export function mockExchange(): ExchangeMock {

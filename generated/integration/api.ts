@@ -196,9 +196,9 @@ export const IntegrationApi: ServiceDefinition<IntegrationApiHandler, Integratio
 
 /** The mock of IntegrationApi: one recording, configurable method mock per rpc, push and subscription. */
 export interface IntegrationApiMock extends ServiceMock<IntegrationApiHandler, IntegrationApiClient, IntegrationApiEvents> {
-  readonly ping: MethodMock<IntegrationApiRequests["ping"], string, IntegrationApiMock>;
-  readonly status: MethodMock<IntegrationApiRequests["status"], SyncStatus, IntegrationApiMock>;
-  readonly resync: MethodMock<IntegrationApiRequests["resync"], void, IntegrationApiMock>;
+  readonly ping: MethodMock<IntegrationApiRequests["ping"], string, IntegrationApiMock, CallContext<Record<string, never>, IntegrationApiEvents>>;
+  readonly status: MethodMock<IntegrationApiRequests["status"], SyncStatus, IntegrationApiMock, CallContext<Record<string, never>, IntegrationApiEvents>>;
+  readonly resync: MethodMock<IntegrationApiRequests["resync"], void, IntegrationApiMock, CallContext<Record<string, never>, IntegrationApiEvents>>;
 }
 /** A mock of IntegrationApi for tests: every method records calls and returns what it is given. */
 export function mockIntegrationApi(): IntegrationApiMock {
@@ -277,10 +277,10 @@ export const LightspeedSync: ServiceDefinition<LightspeedSyncHandler, Lightspeed
 
 /** The mock of LightspeedSync: one recording, configurable method mock per rpc, push and subscription. */
 export interface LightspeedSyncMock extends ServiceMock<LightspeedSyncHandler, LightspeedSyncClient, Record<never, never>> {
-  readonly ping: MethodMock<LightspeedSyncRequests["ping"], string, LightspeedSyncMock>;
-  readonly onWineChanged: MethodMock<retail_wines.PublicWinesEvents["wineChanged"], void, LightspeedSyncMock>;
-  readonly onCacheFlush: MethodMock<retail_wines.PublicWinesEvents["cacheFlush"], void, LightspeedSyncMock>;
-  readonly onStoreSynced: MethodMock<IntegrationApiEvents["storeSynced"], void, LightspeedSyncMock>;
+  readonly ping: MethodMock<LightspeedSyncRequests["ping"], string, LightspeedSyncMock, CallContext<Record<string, never>, Record<never, never>>>;
+  readonly onWineChanged: MethodMock<retail_wines.PublicWinesEvents["wineChanged"], void, LightspeedSyncMock, CallContext<Record<string, never>, Record<never, never>>>;
+  readonly onCacheFlush: MethodMock<retail_wines.PublicWinesEvents["cacheFlush"], void, LightspeedSyncMock, CallContext<Record<string, never>, Record<never, never>>>;
+  readonly onStoreSynced: MethodMock<IntegrationApiEvents["storeSynced"], void, LightspeedSyncMock, CallContext<Record<string, never>, Record<never, never>>>;
 }
 /** A mock of LightspeedSync for tests: every method records calls and returns what it is given. */
 export function mockLightspeedSync(): LightspeedSyncMock {

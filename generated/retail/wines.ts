@@ -501,12 +501,12 @@ export const PublicWines: ServiceDefinition<PublicWinesHandler, PublicWinesClien
 
 /** The mock of PublicWines: one recording, configurable method mock per rpc, push and subscription. */
 export interface PublicWinesMock extends ServiceMock<PublicWinesHandler, PublicWinesClient, PublicWinesEvents> {
-  readonly get: MethodMock<PublicWinesRequests["get"], Wine, PublicWinesMock>;
-  readonly list: MethodMock<PublicWinesRequests["list"], Wine[], PublicWinesMock>;
-  readonly create: MethodMock<PublicWinesRequests["create"], Wine, PublicWinesMock>;
-  readonly add: MethodMock<PublicWinesRequests["add"], Wine, PublicWinesMock>;
-  readonly sell: MethodMock<PublicWinesRequests["sell"], void, PublicWinesMock>;
-  readonly invalidate: MethodMock<PublicWinesRequests["invalidate"], void, PublicWinesMock>;
+  readonly get: MethodMock<PublicWinesRequests["get"], Wine, PublicWinesMock, CallContext<PublicWinesConfig, PublicWinesEvents, PublicWinesStates>>;
+  readonly list: MethodMock<PublicWinesRequests["list"], Wine[], PublicWinesMock, CallContext<PublicWinesConfig, PublicWinesEvents, PublicWinesStates>>;
+  readonly create: MethodMock<PublicWinesRequests["create"], Wine, PublicWinesMock, CallContext<PublicWinesConfig, PublicWinesEvents, PublicWinesStates>>;
+  readonly add: MethodMock<PublicWinesRequests["add"], Wine, PublicWinesMock, CallContext<PublicWinesConfig, PublicWinesEvents, PublicWinesStates>>;
+  readonly sell: MethodMock<PublicWinesRequests["sell"], void, PublicWinesMock, CallContext<PublicWinesConfig, PublicWinesEvents, PublicWinesStates>>;
+  readonly invalidate: MethodMock<PublicWinesRequests["invalidate"], void, PublicWinesMock, CallContext<PublicWinesConfig, PublicWinesEvents, PublicWinesStates>>;
 }
 /** A mock of PublicWines for tests: every method records calls and returns what it is given. */
 export function mockPublicWines(): PublicWinesMock {
@@ -578,7 +578,7 @@ export const Lightspeed: ServiceDefinition<LightspeedHandler, LightspeedClient> 
 
 /** The mock of Lightspeed: one recording, configurable method mock per rpc, push and subscription. */
 export interface LightspeedMock extends ServiceMock<LightspeedHandler, LightspeedClient, Record<never, never>> {
-  readonly state: MethodMock<LightspeedRequests["state"], string, LightspeedMock>;
+  readonly state: MethodMock<LightspeedRequests["state"], string, LightspeedMock, CallContext<Record<string, never>, Record<never, never>>>;
 }
 /** A mock of Lightspeed for tests: every method records calls and returns what it is given. */
 export function mockLightspeed(): LightspeedMock {

@@ -6,6 +6,7 @@
  * classes as a Node service.
  */
 import { codec } from "../runtime/codec/index.js";
+import { inRequest } from "../runtime/codec/fail.js";
 import type {
   CallOptions,
   ClientCaller,
@@ -102,7 +103,12 @@ export class GatewayCaller implements ClientCaller {
   async #send(kind: "rpc" | "push", name: string, input: unknown, opts: CallOptions | undefined): Promise<unknown> {
     const m: MethodDescriptor | undefined = this.#service.methods[name];
     if (m === undefined || m.kind !== kind) throw this.#noMember(kind, name);
-    const body = JSON.stringify(codec(m.input).encode(input ?? {}, ""));
+    let body: string;
+    try {
+      body = JSON.stringify(codec(m.input).encode(input ?? {}, ""));
+    } catch (e) {
+      throw inRequest(e, `${this.#service.name}.${name}`);
+    }
     const now = Date.now();
     let timeout = opts?.timeout ?? m.timeoutMs;
     if (opts?.deadline !== undefined) timeout = Math.min(timeout, opts.deadline - now);

@@ -41,7 +41,7 @@ export function emitService(w: CodeBlockWriter, ctx: ModuleContext, svc: Service
     () => writeClient(w, ctx, svc),
     () => writeDescriptor(w, ctx, svc),
     () => writeDefinition(w, ctx, svc),
-    () => writeMock(w, ctx, svc),
+    () => writeMock(w, ctx, svc, config),
   ];
   for (const part of parts) {
     w.blankLineIfLastNot();
@@ -280,7 +280,7 @@ function writeObjectLines(w: CodeBlockWriter, key: string, lines: readonly strin
   w.writeLine("},");
 }
 
-function writeMock(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): void {
+function writeMock(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel, config: string): void {
   const mock = `${svc.name}Mock`;
   const members = [
     ...svc.methods.map((m) => ({ name: m.name, req: requestType(svc, m), res: returnType(ctx, m) })),
@@ -294,8 +294,13 @@ function writeMock(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel): v
     `/** The mock of ${svc.name}: one recording, configurable method mock per rpc, push and subscription. */`,
   );
   w.write(`export interface ${mock} extends ${parent}`).block(() => {
+    // The context an `implements` function gets: the handler's, so `ctx.config` and `ctx.emit` are
+    // typed (asked for only when there are members: it imports CallContext).
+    const callCtx = members.length === 0 ? "" : ctxType(ctx, svc, config);
     for (const m of members)
-      w.writeLine(`readonly ${propKey(m.name, "type")}: ${ctx.rt("MethodMock")}<${m.req}, ${m.res}, ${mock}>;`);
+      w.writeLine(
+        `readonly ${propKey(m.name, "type")}: ${ctx.rt("MethodMock")}<${m.req}, ${m.res}, ${mock}, ${callCtx}>;`,
+      );
   });
   w.writeLine(`/** A mock of ${svc.name} for tests: every method records calls and returns what it is given. */`);
   w.write(`export function mock${svc.name}(): ${mock}`).block(() => {

@@ -73,10 +73,7 @@ export function createTestApp(opts: TestAppOptions = {}): TestApp {
     ...rest,
     transports: {
       ...rest.transports,
-      // An emit (a mock's too) resolves once the local subscribers have run: no sleep after it.
-      ...(typeof rest.transports?.local === "function" && serialize !== true
-        ? {}
-        : { local: { waitForSubscribers: true, ...localOptions(rest), ...(serialize === true ? { serialize } : {}) } }),
+      ...(serialize === true ? { local: { ...localOptions(rest), serialize: true } } : {}),
     },
   });
 }

@@ -158,6 +158,34 @@ export const s: Pick<SyncHandler, "ping"> = {
     expect(typecheck(files)).toEqual([]);
   });
 
+  it("and a mock is typed from the IDL: setState's names and values, implements' ctx", () => {
+    const files = generate(docExample());
+    files.set(
+      "mock.ts",
+      `import { mockPublicWines, type Wine } from "./retail/wines.js";
+const m = mockPublicWines();
+m.setState("inventory", {} as Record<string, Wine>);
+m.patchState("inventory", { w1: null });
+// @ts-expect-error no state "inventoryy"
+m.setState("inventoryy", {});
+// @ts-expect-error inventory holds wines
+m.setState("inventory", { w1: 1 });
+// @ts-expect-error no state "nope" to patch
+m.patchState("nope", {});
+m.get.implements((req, ctx) => {
+  const size: number | undefined = ctx?.config.pageSize;
+  // @ts-expect-error the config has no "pagesize"
+  void ctx?.config.pagesize;
+  // @ts-expect-error no such event
+  void ctx?.emit.wineChange({ wine: {} as Wine });
+  return { id: req.inventoryId + String(size) } as Wine;
+});
+export const seen: string | undefined = m.get.calls[0]?.ctx?.method;
+`,
+    );
+    expect(typecheck(files)).toEqual([]);
+  });
+
   it("for reserved words, shadowed globals and runtime names used as IDL names", () => {
     expect(typecheck(generate(reservedNames()))).toEqual([]);
   });

@@ -123,7 +123,12 @@ describe("the server side", () => {
     expect((await send(app, { ...late, method: "invalidate" })).payload).toMatchObject({ code: Code.UNIMPLEMENTED });
     expect((await send(app, { ...late, service: "test.shop.Other" })).payload).toMatchObject({ code: Code.NOT_FOUND });
     const bad = await send(app, { ...late, payload: { ms: "soon" } });
-    expect(bad.payload).toMatchObject({ code: Code.INVALID_ARGUMENT, details: { path: "ms" } });
+    // Decoded by the server: the message names the method it was for.
+    expect(bad.payload).toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      details: { path: "ms" },
+      message: expect.stringMatching(/^ms: expected .*, in a request to test\.shop\.Catalog\.slow$/),
+    });
     await app.stop();
   });
 });

@@ -53,22 +53,41 @@ describe.each(modes)("rpc through the generated client (serialize: $serialize)",
     const err = await client.add({ item: { ...item("e"), name: "x".repeat(21) } }).catch((e: unknown) => e);
     expect(FanError.is(err)).toBe(true);
     expect(err).toMatchObject({ code: "INVALID_ARGUMENT", details: { path: "item.name" } });
+    // Checked by the client (serialize) or by the server (values): either way the message names the method.
+    expect((err as Error).message).toMatch(/^item\.name: .*, in a request to test\.shop\.Catalog\.add$/);
     const err2 = await client.add({ item: item("e"), quantity: 0 }).catch((e: unknown) => e);
     expect(err2).toMatchObject({ code: "INVALID_ARGUMENT", details: { path: "quantity" } });
     const err3 = await client.sum({ a: 1 } as never).catch((e: unknown) => e);
-    expect(err3).toMatchObject({ code: "INVALID_ARGUMENT", details: { path: "b" } });
+    expect(err3).toMatchObject({
+      code: "INVALID_ARGUMENT",
+      details: { path: "b" },
+      message: "b: missing required field of type int, in a request to test.shop.Catalog.sum",
+    });
     expect(impl.calls).toEqual([]);
   });
 
-  it("turns an invalid reply into INTERNAL on the server side and logs it", async () => {
-    const { impl, client, records } = await started();
-    const err = await client.bad().catch((e: unknown) => e);
+  it("turns an invalid reply into INTERNAL with the trace id only, and logs the field as an error", async () => {
+    const { impl, client, records } = await started(new CatalogImpl(), captureLogger(), false);
+    const err = (await client.bad().catch((e: unknown) => e)) as FanError;
     expect(err).toMatchObject({ code: "INTERNAL" });
+    expect(err.message).toMatch(/^invalid reply from test\.shop\.Catalog\.bad \(trace [0-9a-f]{32}\)$/);
+    expect(err.cause).toBeUndefined();
     expect(impl.calls).toEqual(["bad"]);
     expect(app.counters.badReplies).toBe(1);
-    const rec = records.find((r) => r.msg === "test.shop.Catalog.bad returned an invalid reply");
+    const why = "reply.name: expected a string, got number 42";
+    const rec = records.find((r) => r.msg === `test.shop.Catalog.bad returned an invalid reply: ${why}`);
     expect(rec).toMatchObject({ service: "test.shop.Catalog", method: "bad", level: 50 });
-    expect(String((err as Error).message)).toContain(String(rec?.traceId));
+    expect(err.message).toContain(String(rec?.traceId));
+  });
+
+  it("in a test app, an invalid reply's INTERNAL error names the method, the field and the rule", async () => {
+    const { client } = await started();
+    const err = (await client.bad().catch((e: unknown) => e)) as FanError;
+    expect(err.code).toBe("INTERNAL");
+    expect(err.message).toMatch(
+      /^invalid reply from test\.shop\.Catalog\.bad \(trace [0-9a-f]{32}\): reply\.name: expected a string, got number 42$/,
+    );
+    expect(err.cause).toMatchObject({ code: "INVALID_ARGUMENT", details: { path: "reply.name" } });
   });
 
   it("turns unknown exceptions into INTERNAL without leaking the message or stack, logged with the trace id", async () => {

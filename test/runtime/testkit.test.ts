@@ -2,7 +2,7 @@ import type { CallContext } from "fan/runtime";
 import { createMock, createTestApp } from "fan/testing";
 import { describe, expect, it } from "vitest";
 import { mockIntegrationApi, IntegrationApi, SyncFailed } from "../../generated/integration/api.js";
-import { mockPublicWines, PublicWines } from "../../generated/retail/wines.js";
+import { mockPublicWines, PublicWines, WineNotFound } from "../../generated/retail/wines.js";
 import { memoryRegistry } from "../../src/runtime/discovery/index.js";
 import { AuditImpl, CatalogImpl, catalogConfig, PricingImpl } from "./fixtures/impl.js";
 import { Audit, Catalog, type CatalogConfig, type Item, item, Pricing } from "./fixtures/shop.js";
@@ -69,6 +69,67 @@ class Capturing extends CatalogImpl {
     super.add(req);
   }
 }
+
+describe("what a served mock tells the test", () => {
+  it("records each call as { req } with a non-enumerable ctx, so toEqual compares requests only", async () => {
+    const integration = mockIntegrationApi().status.returns({ storeId: "s1", pending: 0, errors: [] });
+    const app = createTestApp().mock(integration);
+    await app.start();
+    await app.client(IntegrationApi).status({ storeId: "s1" });
+    await integration.client.status({ storeId: "s2" });
+    expect(integration.status.calls).toEqual([{ req: { storeId: "s1" } }, { req: { storeId: "s2" } }]);
+    expect(integration.status.calls[0]?.ctx?.method).toBe("status");
+    expect(Object.keys(integration.status.calls[0] ?? {})).toEqual(["req"]);
+    expect(integration.status.calls[1]?.ctx).toBeUndefined();
+    await app.stop();
+  });
+
+  it("names the field and the rule of a configured reply that does not fit the IDL", async () => {
+    for (const serialize of [false, true]) {
+      const integration = mockIntegrationApi().status.returns({ storeId: "s1", pending: 1.5, errors: [] });
+      const app = createTestApp({ serialize }).mock(integration);
+      await app.start();
+      const err = await app
+        .client(IntegrationApi)
+        .status({ storeId: "s1" })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({
+        code: "INTERNAL",
+        message: expect.stringMatching(
+          /^invalid reply from integration\.api\.IntegrationApi\.status \(trace [0-9a-f]{32}\): reply\.pending: expected an int \(a safe integer\), got number 1\.5$/,
+        ),
+        cause: { code: "INVALID_ARGUMENT", details: { path: "reply.pending" } },
+      });
+      await app.stop();
+    }
+  });
+
+  it("says why an error the method does not declare became INTERNAL", async () => {
+    const integration = mockIntegrationApi().status.throws(new WineNotFound({ inventoryId: "i1" }));
+    const app = createTestApp().mock(integration);
+    await app.start();
+    const err = (await app
+      .client(IntegrationApi)
+      .status({ storeId: "s1" })
+      .catch((e: unknown) => e)) as Error;
+    expect(err).toMatchObject({ code: "INTERNAL", cause: expect.any(WineNotFound) });
+    expect(err.message).toMatch(
+      /: integration\.api\.IntegrationApi\.status threw WineNotFound: WineNotFound \(at .*\); handler threw retail\.wines\.WineNotFound, which integration\.api\.IntegrationApi does not declare$/,
+    );
+    await app.stop();
+  });
+
+  it("names the method of a request that does not fit the IDL, through the mock's own client too", async () => {
+    const integration = mockIntegrationApi().status.returns({ storeId: "s1", pending: 0, errors: [] });
+    const err = await integration.client.status({} as never).catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: "INVALID_ARGUMENT",
+      message: "storeId: missing required field of type string, in a request to integration.api.IntegrationApi.status",
+      details: { path: "storeId" },
+    });
+    expect(integration.status.calls).toEqual([]);
+  });
+});
 
 describe("a served mock's events", () => {
   it("reach the services the test App serves that subscribe, as well as the mock client's subscribers", async () => {

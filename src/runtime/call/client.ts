@@ -21,6 +21,7 @@ import type {
 import type { InstanceSet, StrategyName } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
 import { fromWireError } from "../codec/error-wire.js";
+import { inRequest } from "../codec/fail.js";
 import { currentContext, edgeTraceparent } from "./callctx.js";
 import { beginTrace, codeOf, withTraceId, type CallTelemetry } from "../telemetry/calls.js";
 import type { CallSeries } from "../telemetry/metrics.js";
@@ -471,7 +472,7 @@ export class Caller implements ClientCaller {
       if (release !== undefined) release();
       this.#series(plan, target.transport.name)?.observe(0, codeOf(e));
       // The request did not encode: this caller's mistake, not the called service's failure.
-      return Promise.reject(withTraceId(e, req.headers));
+      return Promise.reject(withTraceId(inRequest(e, `${this.#service.name}.${plan.desc.name}`), req.headers));
     }
     // The shared executor, as on the local path: no executor closure (and context) per call.
     const promise = new Promise(capture);

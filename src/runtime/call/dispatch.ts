@@ -22,6 +22,8 @@ import type { CallSeries } from "../telemetry/metrics.js";
 import { failSpan, sdkTracer, withSpan } from "../telemetry/tracing.js";
 import { PendingCall } from "./pending.js";
 import { PushDedupe } from "./dedupe.js";
+import { revealBadReply } from "./reveal.js";
+import { inRequest } from "../codec/fail.js";
 
 type HandlerFn = (req: unknown, ctx: CallCtx) => unknown;
 
@@ -245,7 +247,7 @@ export class Dispatcher implements Inbound {
     try {
       input = form === "value" ? p.input.complete(payload, "") : p.input.decode(payload, "");
     } catch (e) {
-      sink.error(badInput(e));
+      sink.error(badInput(inRequest(e, `${this.#service.name}.${p.name}`)));
       return;
     }
     // A fallback call (its owner is unavailable, the method or caller allows it) is served here.
@@ -394,11 +396,15 @@ export class Dispatcher implements Inbound {
       payload = form === "value" ? plan.output.complete(result, "reply") : plan.output.encode(result, "reply");
     } catch (e) {
       this.#counters.badReplies++;
-      ctx.log.error({ err: e }, `${this.#service.name}.${plan.name} returned an invalid reply`);
-      sink.error({
+      // The log names the field and the rule; the caller gets the trace id only, except in a
+      // test app, where the in-process caller sees the codec's error too (reveal.ts).
+      const why = e instanceof Error ? e.message : String(e);
+      ctx.log.error({ err: e }, `${this.#service.name}.${plan.name} returned an invalid reply: ${why}`);
+      const wire: WireError = {
         code: Code.INTERNAL,
         message: `invalid reply from ${this.#service.name}.${plan.name} (trace ${ctx.traceId})`,
-      });
+      };
+      sink.error(this.#scope.revealErrors === true ? revealBadReply(wire, e) : wire);
       return;
     }
     sink.reply(payload, now, at);

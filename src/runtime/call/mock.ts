@@ -9,6 +9,7 @@
  * the App that serves it does the checking.
  */
 import { codec, type Codec } from "../codec/index.js";
+import { inRequest } from "../codec/fail.js";
 import type { CallContext } from "./context.js";
 import type {
   ClientCaller,
@@ -32,25 +33,54 @@ import {
 } from "../states/index.js";
 import { silentLogger } from "../telemetry/logging.js";
 
-/** One recorded call. */
-export interface RecordedCall<Req> {
+/**
+ * One recorded call: `{ req }`, plus `ctx` when the call came through a served handler. `ctx`
+ * is not enumerable, so `expect(m.get.calls).toEqual([{ req: {...} }])` compares the requests
+ * only, whichever way the call came; `m.get.calls[0]?.ctx` still reads it.
+ */
+export interface RecordedCall<Req, Ctx = CallContext> {
   readonly req: Req;
-  /** Present when the call came through a served handler. */
-  readonly ctx?: CallContext;
+  /** The served call's context (undefined for a call through `mock.client`); not enumerable. */
+  readonly ctx?: Ctx;
 }
 
-/** The mock of one method; configuration methods return the service mock for chaining. */
-export interface MethodMock<Req, Res, Parent> {
-  readonly calls: readonly RecordedCall<Req>[];
-  /** Every call resolves with `value`. */
+/**
+ * The mock of one method; configuration methods return the service mock for chaining. `Ctx`:
+ * the context its handler gets (generated mocks pass `CallContext<XConfig, XEvents, XStates>`).
+ */
+export interface MethodMock<Req, Res, Parent, Ctx = CallContext> {
+  /** Every call so far, oldest first (`reset()` forgets them). */
+  readonly calls: readonly RecordedCall<Req, Ctx>[];
+  /** Every call resolves with `value` (checked against the IDL when the call replies). */
   returns(value: Res): Parent;
-  /** Every call runs `fn`. */
-  implements(fn: (req: Req, ctx?: CallContext) => Res | Promise<Res>): Parent;
-  /** Every call rejects with `error` (an IDL error instance or a FanError). */
+  /** Every call runs `fn`; `ctx` is the served call's context, undefined through `mock.client`. */
+  implements(fn: (req: Req, ctx?: Ctx) => Res | Promise<Res>): Parent;
+  /**
+   * Every call rejects with `error`: an IDL error the method declares keeps its class and fields,
+   * a FanError its code and message; anything else (an undeclared IDL error, a plain Error)
+   * reaches a caller through an App as INTERNAL, as a handler's would.
+   */
   throws(error: Error): Parent;
   /** Forget calls and configuration. */
   reset(): Parent;
 }
+
+/**
+ * The value of each state of the client type `C` by name (from `client.states`, the
+ * generated `StateHandle<T>`/`ShardedStateHandle<T>`): what `setState` takes. Any name and
+ * value when `C` has no typed states.
+ */
+export type MockStates<C> = C extends { readonly states: infer S }
+  ? { [K in keyof S]: StateValue<S[K]> }
+  : Record<string, unknown>;
+
+type StateValue<H> = [H] extends [never]
+  ? never
+  : H extends ShardedStateHandle<infer T>
+    ? T
+    : H extends StateHandle<infer T>
+      ? T
+      : never;
 
 /**
  * What every generated `mockX()` returns besides its per-method mocks. `E`: the service's event
@@ -74,9 +104,9 @@ export interface ServiceMock<H, C, E extends object = Record<string, unknown>> {
    * Sets state `name` (checked against the IDL) for `client.states.<name>.get()`, and tells its
    * watchers; a sharded state's shard is named: `setState("carts", v, { shard: 3 })` or `{ key }`.
    */
-  setState(name: string, value: unknown, where?: ShardSelector): void;
+  setState<N extends keyof MockStates<C> & string>(name: N, value: MockStates<C>[N], where?: ShardSelector): void;
   /** `@delta` states: applies a merge patch (checked against the IDL) and tells the watchers (`where` as for `setState`). */
-  patchState(name: string, patch: unknown, where?: ShardSelector): void;
+  patchState<N extends keyof MockStates<C> & string>(name: N, patch: unknown, where?: ShardSelector): void;
   /** The mock of a method or subscription handler by name (also when its name collides with a member above). */
   method(name: string): MethodMock<unknown, unknown, ServiceMock<H, C, E>>;
 }
@@ -171,7 +201,9 @@ function methodMock<P>(label: string, parent: () => P): Entry<P> {
     },
   };
   const invoke = async (req: unknown, ctx: CallContext | undefined): Promise<unknown> => {
-    calls.push(ctx === undefined ? { req } : { req, ctx });
+    const call: RecordedCall<unknown> = { req };
+    if (ctx !== undefined) Object.defineProperty(call, "ctx", { value: ctx, enumerable: false });
+    calls.push(call);
     const b = behaviour;
     switch (b.kind) {
       case "returns":
@@ -218,7 +250,12 @@ function mockCaller<P>(
   const call = async (method: string, input: unknown): Promise<unknown> => {
     const p = plan(method);
     // A request whose parameters are all optional or defaulted may be left out by the caller.
-    const req = roundTrip(p.input, input ?? {});
+    let req: unknown;
+    try {
+      req = roundTrip(p.input, input ?? {});
+    } catch (e) {
+      throw inRequest(e, `${d.name}.${method}`);
+    }
     let result: unknown;
     try {
       result = await p.entry.invoke(req, undefined);

@@ -1,9 +1,10 @@
 /**
- * Test apps show a handler's unexpected exception to the test. The INTERNAL WireError of such
- * an exception carries it under a symbol key: a property JSON never writes, so it reaches only
- * a caller in the same process (the local transport keeps it across its serialised path) and
- * never crosses a network transport. The caller's INTERNAL error then has the exception as
- * `cause` and a message saying where the handler threw.
+ * Test apps show a handler's unexpected exception, and a reply that does not fit the IDL, to
+ * the test. The INTERNAL WireError of either carries it under a symbol key: a property JSON
+ * never writes, so it reaches only a caller in the same process (the local transport keeps it
+ * across its serialised path) and never crosses a network transport. The caller's INTERNAL
+ * error then has the exception (or the codec's error) as `cause` and a message saying where
+ * the handler threw (or which field of the reply broke which rule).
  */
 import { relative } from "node:path";
 import type { WireError } from "../errors.js";
@@ -14,13 +15,31 @@ const REVEALED: unique symbol = Symbol.for("fan.revealedError") as never;
 export interface Revealed {
   /** What the handler threw. */
   readonly error: unknown;
-  /** `test.shop.Catalog.boom threw Error: no stock (at src/catalog.ts:80:11)`. */
+  /**
+   * `test.shop.Catalog.boom threw Error: no stock (at src/catalog.ts:80:11)`, or for a reply
+   * that does not fit the IDL `reply.name: at most 200 characters, got string "…"`.
+   */
   readonly what: string;
 }
 
-/** Attaches `error` to `wire` (non-enumerable, symbol-keyed); returns `wire`. */
-export function reveal(wire: WireError, error: unknown, service: string, method: string): WireError {
+/**
+ * Attaches `error` to `wire` (non-enumerable, symbol-keyed); returns `wire`. `why`: why a
+ * FanError became INTERNAL (`handler threw x.Y, which S does not declare`), added to the message.
+ */
+export function reveal(wire: WireError, error: unknown, service: string, method: string, why?: string): WireError {
   const what = `${service}.${method} threw ${describe(error)}${where(error)}`;
+  return attach(wire, error, why === undefined ? what : `${what}; ${why}`);
+}
+
+/**
+ * Attaches the codec's error of a reply that did not encode to `wire` (whose message already
+ * names the method): the caller's message gets the field path and the rule it broke.
+ */
+export function revealBadReply(wire: WireError, error: unknown): WireError {
+  return attach(wire, error, error instanceof Error ? error.message : String(error));
+}
+
+function attach(wire: WireError, error: unknown, what: string): WireError {
   Object.defineProperty(wire, REVEALED, { value: { error, what } satisfies Revealed, enumerable: false });
   return wire;
 }

@@ -26,6 +26,9 @@ export interface ErrorScope {
   readonly reveal?: { readonly service: string; readonly method: string };
 }
 
+/** Why an exception that is no FanError became INTERNAL (the log line's message). */
+const HANDLER_FAILED = "handler failed";
+
 /**
  * Turns anything a handler threw into the wire error the caller receives. The error of one of
  * the handler's own calls (`calledService`) is relayed: it keeps its code and message and names
@@ -34,7 +37,7 @@ export interface ErrorScope {
  * service does not declare it. The handler's own IDL error must be declared (else INTERNAL).
  */
 export function toWireError(e: unknown, service: ServiceDescriptor, form: Form, scope: ErrorScope): WireError {
-  if (!FanError.is(e)) return internal(e, scope, "handler failed");
+  if (!FanError.is(e)) return internal(e, scope, HANDLER_FAILED);
   const name = idlErrorName(e);
   let wire: WireError;
   if (name !== undefined) {
@@ -94,7 +97,9 @@ function internal(e: unknown, scope: ErrorScope, what: string): WireError {
   const traceId = scope.traceId();
   scope.log().error({ err: e, traceId }, what);
   const wire: WireError = { code: Code.INTERNAL, message: `internal error (trace ${traceId})` };
-  return scope.reveal === undefined ? wire : reveal(wire, e, scope.reveal.service, scope.reveal.method);
+  if (scope.reveal === undefined) return wire;
+  // A plain exception needs no more than itself; a FanError that became INTERNAL says why.
+  return reveal(wire, e, scope.reveal.service, scope.reveal.method, what === HANDLER_FAILED ? undefined : what);
 }
 
 function jsonSafe(v: unknown): unknown {

@@ -119,6 +119,17 @@ export function toFanError(e: unknown, root: string | undefined): unknown {
   return new FanError(Code.INVALID_ARGUMENT, `${path === "" ? "value" : path}: ${e.reason}`, { details: { path } });
 }
 
+/**
+ * The codec's refusal of a request, its message naming the method it was for: `customerId:
+ * missing required field of type string, in a request to retail.orders.Orders.place`. The path
+ * stays first and `details` as they were; any other error is returned unchanged.
+ */
+export function inRequest(e: unknown, method: string): unknown {
+  if (!FanError.is(e) || e.code !== Code.INVALID_ARGUMENT) return e;
+  const message = `${e.message}, in a request to ${method}`;
+  return new FanError(Code.INVALID_ARGUMENT, message, e.details === undefined ? undefined : { details: e.details });
+}
+
 /** A schema that cannot be compiled is a bug in generated or hand-written code, not bad input. */
 export function schemaError(message: string): FanError {
   return new FanError(Code.INTERNAL, `invalid schema: ${message}`);

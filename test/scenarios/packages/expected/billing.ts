@@ -162,7 +162,7 @@ export const Billing: ServiceDefinition<BillingHandler, BillingClient> =
 
 /** The mock of Billing: one recording, configurable method mock per rpc, push and subscription. */
 export interface BillingMock extends ServiceMock<BillingHandler, BillingClient, BillingEvents> {
-  readonly bill: MethodMock<BillingRequests["bill"], Invoice, BillingMock>;
+  readonly bill: MethodMock<BillingRequests["bill"], Invoice, BillingMock, CallContext<Record<string, never>, BillingEvents>>;
 }
 /** A mock of Billing for tests: every method records calls and returns what it is given. */
 export function mockBilling(): BillingMock {

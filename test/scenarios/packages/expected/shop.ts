@@ -112,8 +112,8 @@ export const Shop: ServiceDefinition<ShopHandler, ShopClient> =
 
 /** The mock of Shop: one recording, configurable method mock per rpc, push and subscription. */
 export interface ShopMock extends ServiceMock<ShopHandler, ShopClient, Record<never, never>> {
-  readonly checkout: MethodMock<ShopRequests["checkout"], billing.Invoice, ShopMock>;
-  readonly onPaid: MethodMock<billing.BillingEvents["paid"], void, ShopMock>;
+  readonly checkout: MethodMock<ShopRequests["checkout"], billing.Invoice, ShopMock, CallContext<Record<string, never>, Record<never, never>>>;
+  readonly onPaid: MethodMock<billing.BillingEvents["paid"], void, ShopMock, CallContext<Record<string, never>, Record<never, never>>>;
 }
 /** A mock of Shop for tests: every method records calls and returns what it is given. */
 export function mockShop(): ShopMock {

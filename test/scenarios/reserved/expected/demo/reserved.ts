@@ -218,10 +218,10 @@ export const Keywords: ServiceDefinition<KeywordsHandler, KeywordsClient> =
 
 /** The mock of Keywords: one recording, configurable method mock per rpc, push and subscription. */
 export interface KeywordsMock extends ServiceMock<KeywordsHandler, KeywordsClient, KeywordsEvents> {
-  readonly "delete": MethodMock<KeywordsRequests["delete"], Names, KeywordsMock>;
-  readonly state: MethodMock<KeywordsRequests["state"], string, KeywordsMock>;
-  readonly toString: MethodMock<KeywordsRequests["toString"], string, KeywordsMock>;
-  readonly "new": MethodMock<KeywordsRequests["new"], void, KeywordsMock>;
+  readonly "delete": MethodMock<KeywordsRequests["delete"], Names, KeywordsMock, CallContext<Record<string, never>, KeywordsEvents, KeywordsStates>>;
+  readonly state: MethodMock<KeywordsRequests["state"], string, KeywordsMock, CallContext<Record<string, never>, KeywordsEvents, KeywordsStates>>;
+  readonly toString: MethodMock<KeywordsRequests["toString"], string, KeywordsMock, CallContext<Record<string, never>, KeywordsEvents, KeywordsStates>>;
+  readonly "new": MethodMock<KeywordsRequests["new"], void, KeywordsMock, CallContext<Record<string, never>, KeywordsEvents, KeywordsStates>>;
 }
 /** A mock of Keywords for tests: every method records calls and returns what it is given. */
 export function mockKeywords(): KeywordsMock {

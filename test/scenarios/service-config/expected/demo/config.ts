@@ -74,7 +74,7 @@ export const Backend: ServiceDefinition<BackendHandler, BackendClient> =
 
 /** The mock of Backend: one recording, configurable method mock per rpc, push and subscription. */
 export interface BackendMock extends ServiceMock<BackendHandler, BackendClient, Record<never, never>> {
-  readonly ping: MethodMock<BackendRequests["ping"], string, BackendMock>;
+  readonly ping: MethodMock<BackendRequests["ping"], string, BackendMock, CallContext<Record<string, never>, Record<never, never>>>;
 }
 /** A mock of Backend for tests: every method records calls and returns what it is given. */
 export function mockBackend(): BackendMock {
@@ -164,7 +164,7 @@ export const Frontend: ServiceDefinition<FrontendHandler, FrontendClient> =
 
 /** The mock of Frontend: one recording, configurable method mock per rpc, push and subscription. */
 export interface FrontendMock extends ServiceMock<FrontendHandler, FrontendClient, Record<never, never>> {
-  readonly ping: MethodMock<FrontendRequests["ping"], string, FrontendMock>;
+  readonly ping: MethodMock<FrontendRequests["ping"], string, FrontendMock, CallContext<FrontendConfig, Record<never, never>>>;
 }
 /** A mock of Frontend for tests: every method records calls and returns what it is given. */
 export function mockFrontend(): FrontendMock {
@@ -230,7 +230,7 @@ export const Backend2: ServiceDefinition<Backend2Handler, Backend2Client> =
 
 /** The mock of Backend2: one recording, configurable method mock per rpc, push and subscription. */
 export interface Backend2Mock extends ServiceMock<Backend2Handler, Backend2Client, Record<never, never>> {
-  readonly ping: MethodMock<Backend2Requests["ping"], string, Backend2Mock>;
+  readonly ping: MethodMock<Backend2Requests["ping"], string, Backend2Mock, CallContext<Record<string, never>, Record<never, never>>>;
 }
 /** A mock of Backend2 for tests: every method records calls and returns what it is given. */
 export function mockBackend2(): Backend2Mock {

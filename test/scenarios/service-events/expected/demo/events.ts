@@ -173,8 +173,8 @@ export const Listener: ServiceDefinition<ListenerHandler, ListenerClient> =
 
 /** The mock of Listener: one recording, configurable method mock per rpc, push and subscription. */
 export interface ListenerMock extends ServiceMock<ListenerHandler, ListenerClient, Record<never, never>> {
-  readonly onTicked: MethodMock<ClockEvents["ticked"], void, ListenerMock>;
-  readonly onReset: MethodMock<ClockEvents["reset"], void, ListenerMock>;
+  readonly onTicked: MethodMock<ClockEvents["ticked"], void, ListenerMock, CallContext<Record<string, never>, Record<never, never>>>;
+  readonly onReset: MethodMock<ClockEvents["reset"], void, ListenerMock, CallContext<Record<string, never>, Record<never, never>>>;
 }
 /** A mock of Listener for tests: every method records calls and returns what it is given. */
 export function mockListener(): ListenerMock {

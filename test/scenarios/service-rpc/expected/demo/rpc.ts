@@ -290,13 +290,13 @@ export const Store: ServiceDefinition<StoreHandler, StoreClient> =
 
 /** The mock of Store: one recording, configurable method mock per rpc, push and subscription. */
 export interface StoreMock extends ServiceMock<StoreHandler, StoreClient, Record<never, never>> {
-  readonly get: MethodMock<StoreRequests["get"], Item, StoreMock>;
-  readonly search: MethodMock<StoreRequests["search"], Item[], StoreMock>;
-  readonly put: MethodMock<StoreRequests["put"], void, StoreMock>;
-  readonly save: MethodMock<StoreRequests["save"], Item, StoreMock>;
-  readonly count: MethodMock<StoreRequests["count"], number, StoreMock>;
-  readonly touch: MethodMock<StoreRequests["touch"], void, StoreMock>;
-  readonly reindex: MethodMock<StoreRequests["reindex"], void, StoreMock>;
+  readonly get: MethodMock<StoreRequests["get"], Item, StoreMock, CallContext<Record<string, never>, Record<never, never>>>;
+  readonly search: MethodMock<StoreRequests["search"], Item[], StoreMock, CallContext<Record<string, never>, Record<never, never>>>;
+  readonly put: MethodMock<StoreRequests["put"], void, StoreMock, CallContext<Record<string, never>, Record<never, never>>>;
+  readonly save: MethodMock<StoreRequests["save"], Item, StoreMock, CallContext<Record<string, never>, Record<never, never>>>;
+  readonly count: MethodMock<StoreRequests["count"], number, StoreMock, CallContext<Record<string, never>, Record<never, never>>>;
+  readonly touch: MethodMock<StoreRequests["touch"], void, StoreMock, CallContext<Record<string, never>, Record<never, never>>>;
+  readonly reindex: MethodMock<StoreRequests["reindex"], void, StoreMock, CallContext<Record<string, never>, Record<never, never>>>;
 }
 /** A mock of Store for tests: every method records calls and returns what it is given. */
 export function mockStore(): StoreMock {
