@@ -74,13 +74,8 @@ export function eventTransportChoice(
   service: ServiceDescriptor,
   instances: readonly InstanceInfo[],
 ): EventTransportChoice {
-  const allowed = (t: string): t is TransportName =>
-    EVENT_TRANSPORTS.includes(t as TransportName) && service.transports.includes(t as TransportName);
-  const users = new Map<string, string[]>();
-  for (const i of instances) {
-    const t = i.events ?? Object.keys(i.endpoints).find(allowed);
-    if (t !== undefined) users.set(t, [...(users.get(t) ?? []), `${i.instanceId}@${i.version}`]);
-  }
+  const allowed = (t: string): t is TransportName => allowsEvents(service, t);
+  const users = publishers(service, instances);
   const rank = (t: string): number => EVENT_TRANSPORTS.indexOf(t as TransportName);
   const usable = [...users].filter(([t]) => allowed(t));
   usable.sort(([a, x], [b, y]) => y.length - x.length || rank(a) - rank(b));
@@ -109,6 +104,48 @@ export function eventTransportChoice(
         ? ""
         : ` (${refused.join(", ")}: not an event transport ${service.name} allows in this IDL, which allows ${service.transports.join(", ")})`),
   };
+}
+
+/** Whether `t` carries events and `service` allows it. */
+function allowsEvents(service: ServiceDescriptor, t: string): t is TransportName {
+  return EVENT_TRANSPORTS.includes(t as TransportName) && service.transports.includes(t as TransportName);
+}
+
+/**
+ * The transports the registered instances publish `service`'s events on, each with the instances
+ * (`id@version`): its recorded `events`, or for a record without it (an older version) the first
+ * event transport in its endpoints.
+ */
+function publishers(service: ServiceDescriptor, instances: readonly InstanceInfo[]): Map<string, string[]> {
+  const users = new Map<string, string[]>();
+  for (const i of instances) {
+    const t = i.events ?? Object.keys(i.endpoints).find((x) => allowsEvents(service, x));
+    if (t !== undefined) users.set(t, [...(users.get(t) ?? []), `${i.instanceId}@${i.version}`]);
+  }
+  return users;
+}
+
+/**
+ * Why a subscription on `via` (given with `--via`) misses events of `service`: the registered
+ * instances that publish them on another transport, named per transport (as the gateway refuses
+ * the same mismatch with a 503: gateway/sse.ts). Undefined when every one publishes on `via`, or
+ * none is registered (the publisher may start later).
+ */
+export function viaMismatch(
+  service: ServiceDescriptor,
+  instances: readonly InstanceInfo[],
+  via: TransportName,
+): string | undefined {
+  const users = publishers(service, instances);
+  const others = [...users].filter(([t]) => t !== via);
+  if (others.length === 0) return undefined;
+  const named = (ids: readonly string[]): string =>
+    ids.length <= NAMED ? ids.join(", ") : `${ids.slice(0, NAMED).join(", ")} and ${ids.length - NAMED} more`;
+  const groups = others.map(([t, ids]) => `${t} (${named(ids)})`).join("; ");
+  const theirs = others.map(([t]) => t);
+  return users.has(via)
+    ? `some instances of ${service.name} publish its events on another transport than ${via}: ${groups}; their events are missed here (--via ${theirs[0]} gets them)`
+    : `the instances of ${service.name} publish its events on ${groups}, not on ${via}: nothing they publish reaches this subscription; --via ${theirs.join(" or --via ")} gets them`;
 }
 
 /** The App's transport `name` (App has no accessor; `reach` hands it out for an endpoint on it). */
@@ -197,14 +234,21 @@ export async function run(
       telemetry: { healthService: false },
     };
     let via = t.via;
-    if (via === undefined) {
-      // Without --via: the transport the service's Apps publish on, read from discovery.
+    if (via === undefined || kind === "subscribe") {
+      // Without --via: the transport the service's Apps publish on, read from discovery. With it,
+      // a subscription says at once when they publish elsewhere: it would wait silently.
       const probe = createApp(base);
       try {
         await probe.ready();
-        const choice = eventTransportChoice(t.service, (await probe.watch(t.service.name)).instances());
-        if (choice.warning !== undefined) io.err(`fanc: warning: ${choice.warning}; --via chooses another`);
-        via = choice.via as TransportName;
+        const instances = (await probe.watch(t.service.name)).instances();
+        if (via === undefined) {
+          const choice = eventTransportChoice(t.service, instances);
+          if (choice.warning !== undefined) io.err(`fanc: warning: ${choice.warning}; --via chooses another`);
+          via = choice.via as TransportName;
+        } else {
+          const mismatch = viaMismatch(t.service, instances, via);
+          if (mismatch !== undefined) io.err(`fanc: warning: --via ${via}: ${mismatch}`);
+        }
       } finally {
         await probe.stop().catch(() => undefined);
       }

@@ -73,7 +73,10 @@ export function createTestApp(opts: TestAppOptions = {}): TestApp {
     ...rest,
     transports: {
       ...rest.transports,
-      ...(serialize === true ? { local: { ...localOptions(rest), serialize: true } } : {}),
+      // An emit (a mock's too) resolves once the local subscribers have run: no sleep after it.
+      ...(typeof rest.transports?.local === "function" && serialize !== true
+        ? {}
+        : { local: { waitForSubscribers: true, ...localOptions(rest), ...(serialize === true ? { serialize } : {}) } }),
     },
   });
 }

@@ -165,7 +165,7 @@ export class App implements ClientHost {
       log: this.log,
       admin: this.telemetry.admin,
       deadLetter: (service, method, transport) => this.telemetry.metrics?.deadLetter(service, method, transport),
-      ...pick(options, ["discovery", "config", "transports", "leaseTtlMs", "maxPayloadBytes", "etcd"]),
+      ...pick(options, ["discovery", "config", "transports", "leaseTtlMs", "maxPayloadBytes", "etcd", "stopGraceMs"]),
     });
     this.#board = new BreakerBoard(
       () => (this.#infra.isOpen ? this.#infra.registry : undefined),

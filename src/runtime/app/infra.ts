@@ -46,6 +46,8 @@ export interface InfraOptions {
   readonly transports?: TransportsConfig;
   readonly leaseTtlMs?: number;
   readonly maxPayloadBytes?: number;
+  /** How long a stop waits for in-flight work: the local transport's subscriptions drain that long. */
+  readonly stopGraceMs?: number;
   /** The App's admin endpoints, for the http transport. */
   readonly admin?: import("../telemetry/index.js").AdminHook;
   /** Counts a dead-lettered push or event of `service.method` on `transport`. */
@@ -148,7 +150,10 @@ export class Infra {
           "transports.local must be local transport options or localTransport(...)",
         );
       this.local = t;
-    } else this.local = new LocalTransport({ ...localCfg, hub: localHub(hubKey, opts.cluster) }, ctx);
+    } else {
+      const drain = opts.stopGraceMs === undefined ? {} : { drainMs: opts.stopGraceMs };
+      this.local = new LocalTransport({ ...drain, ...localCfg, hub: localHub(hubKey, opts.cluster) }, ctx);
+    }
     this.#transports.set("local", this.local);
   }
 

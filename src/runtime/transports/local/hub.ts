@@ -18,10 +18,62 @@ export interface Bound {
   readonly inbound: Inbound;
 }
 
-interface Member {
-  readonly sub: EventSubscription;
-  readonly deliver: EventDelivery;
+/**
+ * One subscriber. A closing one takes no new events while its group has an open member, and
+ * its close waits (bounded) until the deliveries it holds are settled: an event accepted
+ * before a stop is handled, as a broker's subscription drains its unacked messages.
+ */
+class Member {
+  closing = false;
+  /** Deliveries accepted for this member and not settled yet. */
+  #held = 0;
+  #idle: Array<() => void> = [];
+
+  constructor(
+    readonly sub: EventSubscription,
+    readonly deliver: EventDelivery,
+  ) {}
+
+  hold(): void {
+    this.#held++;
+  }
+
+  release(): void {
+    if (--this.#held === 0) for (const f of this.#idle.splice(0)) f();
+  }
+
+  /** Resolves once it holds no delivery, or after `ms`. */
+  idle(ms: number): Promise<void> {
+    if (this.#held === 0 || ms <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#idle.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
 }
+
+/** A subscription group: its members take turns (one delivery per event), or all get it (broadcast). */
+interface Group {
+  readonly members: Member[];
+  cursor: number;
+}
+
+/** The next open member of `g` in turn; else `prev` while it is still there (draining); else any member still there. */
+function nextIn(g: Group, prev?: Member): Member | undefined {
+  const n = g.members.length;
+  for (let i = 0; i < n; i++) {
+    const m = g.members[g.cursor++ % n] as Member;
+    if (!m.closing) return m;
+  }
+  if (prev !== undefined && g.members.includes(prev)) return prev;
+  return g.members[0];
+}
+
+/** Removes a subscriber after waiting up to `drainMs` for the deliveries it holds (0: at once). */
+export type RemoveSubscriber = (drainMs: number) => Promise<void>;
 
 /** One service's push queue: messages wait while no instance consumes. */
 class PushQueue {
@@ -37,7 +89,7 @@ class PushQueue {
 
 /** One event's subscribers, by group. */
 class Topic {
-  readonly groups = new Map<string, { members: Member[]; cursor: number }>();
+  readonly groups = new Map<string, Group>();
 }
 
 /** The shared in-process broker of the local transport. */
@@ -110,29 +162,41 @@ export class LocalHub {
     setImmediate(() => this.#dispatchPush(q, env, opts, log));
   }
 
-  /** Publishes an event to every group subscribed to it. */
-  publish(env: Envelope, copy: (env: Envelope) => Envelope, opts: RedeliveryOptions, log: Logger): void {
+  /**
+   * Publishes an event to every group subscribed to it. Each delivery is held by the member it
+   * goes to until it settles; `settled` (when given) is called once all of them have.
+   */
+  publish(
+    env: Envelope,
+    copy: (env: Envelope) => Envelope,
+    opts: RedeliveryOptions,
+    log: Logger,
+    settled?: () => void,
+  ): void {
     const topic = this.#topics.get(topicKey(env.service, env.method));
-    if (topic === undefined) return;
-    for (const [group, g] of topic.groups) {
-      if (g.members.length === 0) continue;
-      if ((g.members[0] as Member).sub.broadcast) {
-        for (const m of g.members)
-          this.#dispatchEvent(copy(env), () => (g.members.includes(m) ? m : undefined), opts, log);
-      } else {
-        this.#dispatchEvent(
-          copy(env),
-          () => (g.members.length === 0 ? undefined : g.members[g.cursor++ % g.members.length]),
-          opts,
-          log,
-          group,
-        );
+    let open = 1;
+    const done = settled === undefined ? undefined : () => void (--open === 0 && settled());
+    if (topic !== undefined)
+      for (const [group, g] of topic.groups) {
+        if (g.members.length === 0) continue;
+        if ((g.members[0] as Member).sub.broadcast) {
+          for (const m of g.members) {
+            if (m.closing) continue;
+            open++;
+            this.#dispatchEvent(copy(env), m, () => (g.members.includes(m) ? m : undefined), opts, log, done);
+          }
+        } else {
+          open++;
+          const pick = (prev: Member | undefined, first: boolean) =>
+            first && prev !== undefined && g.members.includes(prev) ? prev : nextIn(g, prev);
+          this.#dispatchEvent(copy(env), nextIn(g), pick, opts, log, done, group);
+        }
       }
-    }
+    done?.();
   }
 
   /** Adds a subscriber; returns its removal. */
-  subscribe(sub: EventSubscription, fn: EventDelivery): () => void {
+  subscribe(sub: EventSubscription, fn: EventDelivery): RemoveSubscriber {
     const key = topicKey(sub.source.name, sub.event);
     let topic = this.#topics.get(key);
     if (topic === undefined) {
@@ -144,14 +208,16 @@ export class LocalHub {
       g = { members: [], cursor: 0 };
       topic.groups.set(sub.group, g);
     }
-    const member: Member = { sub, deliver: fn };
+    const member = new Member(sub, fn);
     g.members.push(member);
     const group = g;
     const t = topic;
-    return () => {
+    return async (drainMs) => {
+      member.closing = true;
+      await member.idle(drainMs);
       const i = group.members.indexOf(member);
       if (i >= 0) group.members.splice(i, 1);
-      if (group.members.length === 0) t.groups.delete(sub.group);
+      if (group.members.length === 0 && t.groups.get(sub.group) === group) t.groups.delete(sub.group);
     };
   }
 
@@ -176,27 +242,42 @@ export class LocalHub {
     );
   }
 
+  /**
+   * Delivers `env` to `first` (held by it from now on) through `pick`, which may move a
+   * redelivery, or a delivery whose member left, to another member of the group.
+   */
   #dispatchEvent(
     env: Envelope,
-    pick: () => Member | undefined,
+    first: Member | undefined,
+    pick: (prev: Member | undefined, first: boolean) => Member | undefined,
     opts: RedeliveryOptions,
     log: Logger,
+    settled: (() => void) | undefined,
     group?: string,
   ): void {
+    let at = first;
+    at?.hold();
+    let tries = 0;
+    const send = (e: Envelope): Promise<void> | undefined => {
+      const m = pick(at, tries++ === 0);
+      if (m !== at) {
+        m?.hold();
+        at?.release();
+        at = m;
+      }
+      return m?.deliver(e);
+    };
     setImmediate(() =>
-      deliver(
-        env,
-        (e) => pick()?.deliver(e),
-        opts,
-        log,
-        (outcome) => {
-          if (outcome === "orphaned")
-            log.warn(
-              { id: env.id, targetService: env.service, event: env.method, group },
-              "event dropped: its subscriber left",
-            );
-        },
-      ),
+      deliver(env, send, opts, log, (outcome) => {
+        at?.release();
+        at = undefined;
+        settled?.();
+        if (outcome === "orphaned")
+          log.warn(
+            { id: env.id, targetService: env.service, event: env.method, group },
+            "event dropped: its subscriber left",
+          );
+      }),
     );
   }
 }

@@ -25,7 +25,7 @@ import type {
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import { DEFAULT_REDELIVERY, type RedeliveryOptions } from "./delivery.js";
-import { type LocalHub, localHub } from "./hub.js";
+import { type LocalHub, localHub, type RemoveSubscriber } from "./hub.js";
 
 export { LocalHub, localHub } from "./hub.js";
 
@@ -39,6 +39,17 @@ export interface LocalOptions {
   readonly backoffMs?: number;
   /** The hub to use; the App passes the one of its discovery domain. */
   readonly hub?: LocalHub;
+  /**
+   * How long closing a subscription (the App's stop) waits for the events already accepted for
+   * it to be handled; default 10 s (the App passes its `stopGraceMs`).
+   */
+  readonly drainMs?: number;
+  /**
+   * `publish` (an `emit`) resolves only once every local subscriber has handled the event, or
+   * given up on it after its redeliveries; default false (it resolves once the event is
+   * accepted). `createTestApp` turns it on, so a test needs no sleep after an emit.
+   */
+  readonly waitForSubscribers?: boolean;
 }
 
 /** The factory of the local transport. */
@@ -56,7 +67,9 @@ export class LocalTransport implements Transport {
   readonly #log: Logger;
   readonly #maxBytes: number;
   readonly #bound = new Set<string>();
-  readonly #subs = new Set<() => void>();
+  readonly #subs = new Set<RemoveSubscriber>();
+  readonly #drainMs: number;
+  readonly #waitForSubscribers: boolean;
   #closed = false;
 
   constructor(opts: LocalOptions, ctx: TransportContext) {
@@ -68,6 +81,8 @@ export class LocalTransport implements Transport {
     };
     this.#log = ctx.log;
     this.#maxBytes = ctx.maxPayloadBytes;
+    this.#drainMs = opts.drainMs ?? 10_000;
+    this.#waitForSubscribers = opts.waitForSubscribers === true;
   }
 
   /** True when `endpoint` is an instance of this transport's hub. */
@@ -177,7 +192,11 @@ export class LocalTransport implements Transport {
     this.#open();
     if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "publish cancelled before it was sent");
     const copy = this.acceptsValues ? (e: Envelope) => e : (e: Envelope) => this.#copy(e);
-    this.hub.publish(env, copy, this.#redelivery, this.#log);
+    if (!this.#waitForSubscribers) {
+      this.hub.publish(env, copy, this.#redelivery, this.#log);
+      return;
+    }
+    await new Promise<void>((settled) => this.hub.publish(env, copy, this.#redelivery, this.#log, settled));
   }
 
   async subscribe(sub: EventSubscription, deliver: EventDelivery): Promise<Unsubscribe> {
@@ -185,9 +204,10 @@ export class LocalTransport implements Transport {
     const remove = this.hub.subscribe(sub, deliver);
     this.#subs.add(remove);
     return {
+      // Waits for the events already accepted for it (bounded): a stop does not drop them.
       close: async () => {
         this.#subs.delete(remove);
-        remove();
+        await remove(this.#drainMs);
       },
     };
   }
@@ -196,7 +216,7 @@ export class LocalTransport implements Transport {
     this.#closed = true;
     for (const endpoint of this.#bound) this.hub.unbind(endpoint);
     this.#bound.clear();
-    for (const remove of this.#subs) remove();
+    for (const remove of this.#subs) void remove(0);
     this.#subs.clear();
   }
 
