@@ -14,6 +14,10 @@ import { token } from "../../src/runtime/transports/nats/names.js";
 import { AMQP_URL, deleteByPrefix, reachable } from "./amqp-broker.js";
 import { deleteStreams, NATS_URL } from "./nats-server.js";
 import { deleteKeys, REDIS_URL } from "./redis-server.js";
+import type { FanError } from "../../src/runtime/errors.js";
+import { rejection } from "./conformance.js";
+import type { ConformanceClient } from "./fixtures/generated/fan/conformance.js";
+import type { Peer } from "./fixtures/peers.js";
 
 export const ETCD = process.env.FAN_ETCD ?? "127.0.0.1:2379";
 
@@ -69,4 +73,24 @@ export async function forgetCluster(cluster: string, brokers: readonly string[])
 /** A cluster name no other run or engineer uses. */
 export function uniqueCluster(what: string): string {
   return `${what}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/**
+ * SIGKILLs `peer`, the only consumer of `client`'s pushes (still registered: a long lease), waits
+ * until a push fails with a message matching `down` (the client has seen the drop; before, a
+ * push may be in flight and may have arrived), then sends 200 pushes: the errors they fail with.
+ */
+export async function pushesAfterKill(client: ConformanceClient, peer: Peer, down: RegExp): Promise<FanError[]> {
+  await client.record({ id: "before" }, { timeout: 20_000 });
+  await peer.kill();
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const e = await rejection(() => client.record({ id: "probe" }, { timeout: 5000 }));
+    if (down.test(e.message)) break;
+    if (Date.now() > deadline) throw new Error(`the drop not seen within 15 s: ${e.message}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return Promise.all(
+    Array.from({ length: 200 }, (_, n) => rejection(() => client.record({ id: `after${n}` }, { timeout: 5000 }))),
+  );
 }

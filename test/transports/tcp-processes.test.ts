@@ -2,7 +2,8 @@
  * tcp between processes, as a user's services run: a client App here, server Apps in child
  * processes (fixtures/peer.ts) called through the generated client, etcd discovery in between.
  * A burst of calls and pushes on one connection, the bound on push handlers, a SIGKILLed
- * instance (calls fail over at once), and a server process restarted on the same port (the
+ * instance (calls fail over at once; pushes to it once it is known down say they never left),
+ * and a server process restarted on the same port (the
  * client's connection comes back by itself).
  */
 import { createServer } from "node:net";
@@ -14,7 +15,7 @@ import { until } from "./conformance.js";
 import { Conformance } from "./fixtures/generated/fan/conformance.js";
 import { captureLog } from "./fixtures/log.js";
 import { type Peer, startPeer } from "./fixtures/peers.js";
-import { up } from "./processes.js";
+import { pushesAfterKill, up } from "./processes.js";
 
 const ETCD = "etcd://127.0.0.1:2379";
 const peers: Peer[] = [];
@@ -112,6 +113,20 @@ describe.runIf(up.etcd)("tcp between processes", () => {
     const perSecond = ok / ((Date.now() - started) / 1000);
     console.log(`tcp after SIGKILL of one instance: ${ok} calls in 2 s, ${perSecond.toFixed(0)}/s`);
     expect(perSecond).toBeGreaterThan(100);
+  }, 120_000);
+
+  it("SIGKILL of the only consumer: pushes that never left say maybeDelivered: false", async () => {
+    const name = cluster();
+    // A long lease: the killed instance stays in discovery, so pushes still go to it.
+    const peer = await startPeer({ TRANSPORT: "tcp", CLUSTER: name, LEASE_TTL_MS: "60000" });
+    peers.push(peer);
+    const client = await clientApp(name);
+    const errors = await pushesAfterKill(client, peer, /connection is down|not connected/);
+    for (const e of errors) {
+      expect(e.code).toBe("UNAVAILABLE");
+      expect(e.message).toMatch(/connection is down|not connected/);
+      expect((e.details as { maybeDelivered?: boolean }).maybeDelivered).toBe(false);
+    }
   }, 120_000);
 
   it("the server process restarts on the same port: the client's calls succeed again without a new client", async () => {

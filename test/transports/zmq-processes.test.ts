@@ -9,9 +9,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/app/app.js";
 import { shortId } from "../../src/runtime/ids.js";
 import { Conformance } from "./fixtures/generated/fan/conformance.js";
-import { rejection, until } from "./conformance.js";
+import { until } from "./conformance.js";
 import { captureLog } from "./fixtures/log.js";
 import { type Peer, startPeer } from "./fixtures/peers.js";
+import { pushesAfterKill } from "./processes.js";
 
 const ETCD = "etcd://127.0.0.1:2379";
 const peers: Peer[] = [];
@@ -108,19 +109,7 @@ describe("zmq between processes", () => {
     const peer = await startPeer({ TRANSPORT: "zmq", CLUSTER: name, LEASE_TTL_MS: "60000" });
     peers.push(peer);
     const client = await clientApp(name);
-    await client.record({ id: "before" }, { timeout: 20_000 });
-    await peer.kill();
-    // Until the client has seen the drop a push may be in flight (it may have arrived).
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const e = await rejection(() => client.record({ id: "probe" }, { timeout: 5000 }));
-      if (e.message.includes("connection is down")) break;
-      if (Date.now() > deadline) throw new Error(`no "connection is down" within 15 s: ${e.message}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    const errors = await Promise.all(
-      Array.from({ length: 200 }, (_, n) => rejection(() => client.record({ id: `after${n}` }, { timeout: 5000 }))),
-    );
+    const errors = await pushesAfterKill(client, peer, /connection is down/);
     for (const e of errors) {
       expect(e.code).toBe("UNAVAILABLE");
       expect(e.message).toMatch(/connection is down|connection refused|not connected|handshake/);
