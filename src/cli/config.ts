@@ -7,13 +7,21 @@
 import { access, readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { parse, stringify } from "yaml";
+import { isScalar, parse, parseDocument, stringify } from "yaml";
 import { RegistryConfigSource } from "../runtime/discovery/config.js";
 import { checkSegment } from "../runtime/discovery/keys.js";
 import type { Registry } from "../runtime/discovery/registry.js";
 import type { ConfigSource } from "../runtime/discovery/types.js";
 import { YamlConfigSource, parseConfigText } from "../runtime/discovery/yaml-config.js";
-import { ConfigValueError, checkPatch, checkWhole, IdlConfig, IdlError, masked } from "./idl-config.js";
+import {
+  ConfigValueError,
+  checkPatch,
+  checkWhole,
+  decimalsAsWritten,
+  IdlConfig,
+  IdlError,
+  masked,
+} from "./idl-config.js";
 import { type Io, processIo } from "./io.js";
 import { REGISTRY_OPTIONS, UsageError, cliCluster, cliDiscovery, openCliRegistry, report } from "./ls.js";
 import { TLS_USAGE } from "./tls.js";
@@ -24,6 +32,7 @@ const USAGE = `usage: fanc config <get|set|watch|push> ... [options]
                                     values show as [secret] unless --show-secrets
   set <service> key=value...        set top-level keys; values are YAML/JSON (50, true, [a, b],
                                     {x: 1}, "text"), anything else is a string; key=null deletes;
+                                    a decimal field takes a number as written (price=12.50);
                                     checked against the service's IDL config {} before writing
   watch <service> [--max <n>]       print the config now and after every change (--max: stop after n changes)
   push <settings.yml>               make each service's config exactly what the file says
@@ -172,8 +181,13 @@ export function parseAssignment(a: string): [string, unknown] {
 async function set(ctx: Ctx, args: readonly string[]): Promise<number> {
   const svc = service(ctx, args, "fanc config set <service> key=value...");
   if (args.length < 2) throw new UsageError("nothing to set: give at least one key=value");
-  const patch = Object.fromEntries(args.slice(1).map(parseAssignment));
-  checkPatch(svc, ctx.idl.configSchema(ctx.idl.service(svc)), patch);
+  const schema = ctx.idl.configSchema(ctx.idl.service(svc));
+  const assignments = args.slice(1);
+  // A decimal written as a number (`unitPrice=12.25`) is taken as written, not as YAML's float.
+  const written = (key: string): string | undefined =>
+    assignments.findLast((a) => a.startsWith(`${key}=`))?.slice(key.length + 1);
+  const patch = decimalsAsWritten(schema, Object.fromEntries(assignments.map(parseAssignment)), written);
+  checkPatch(svc, schema, patch);
   await ctx.source.update(svc, patch);
   print(ctx, shown(ctx, svc, await ctx.source.get(svc)));
   return 0;
@@ -217,11 +231,18 @@ async function push(ctx: Ctx, args: readonly string[]): Promise<number> {
     throw new Error(`cannot read ${file}: ${(e as Error).message}`);
   }
   const objs = parseConfigText(text, file);
+  const doc = parseDocument(text);
   const source = ctx.source as RegistryConfigSource;
   // Check every service first: a file with one bad entry writes nothing.
-  const checked = Object.entries(objs).map(([name, raw]) => {
+  const checked = Object.entries(objs).map(([name, parsed]) => {
     const svc = ctx.idl.service(checkSegment("service", name));
-    checkWhole(svc.fullName, ctx.idl.configSchema(svc), raw);
+    const schema = ctx.idl.configSchema(svc);
+    // `unitPrice: 3.10` is a float to YAML (3.1): a decimal field takes the text as written.
+    const raw = decimalsAsWritten(schema, parsed, (key) => {
+      const node = doc.getIn([name, key], true);
+      return isScalar(node) ? node.source : undefined;
+    });
+    checkWhole(svc.fullName, schema, raw);
     return [svc.fullName, raw] as const;
   });
   for (const [svc, raw] of checked) {

@@ -7,6 +7,7 @@
 import { codec } from "../runtime/codec/index.js";
 import type { FieldSchema, Schema, StructSchema } from "../runtime/codec/schema.js";
 import { badValues, missingKeys } from "../runtime/app/config.js";
+import { DECIMAL_TEXT } from "../runtime/codec/decimal.js";
 import { withoutValue } from "../runtime/codec/fail.js";
 import { redactSecrets } from "../runtime/telemetry/logging.js";
 import {
@@ -150,11 +151,14 @@ export function checkPatch(service: string, schema: StructSchema, patch: Readonl
     }
     const why = decodeError(field.schema, value, key);
     if (why === undefined) continue;
-    // `key=123` is YAML for a number: a string field needs the value quoted.
+    // `key=123` is YAML for a number: a string field needs the value quoted, and so does a
+    // decimal written as no decimal text is (`1e3`, `.5`; `12.25` is taken as written).
     const quote =
       field.schema.kind === "string" && (typeof value === "number" || typeof value === "boolean")
         ? ` (YAML read a ${typeof value}: quote it for a string, ${key}='"…"')`
-        : "";
+        : field.schema.kind === "decimal" && typeof value === "number"
+          ? ` (YAML read a number: a decimal is digits with an optional fraction, -?digits[.digits]; quote it, ${key}='"…"')`
+          : "";
     // Each bad value inside a struct on its own, a @secret one (or one inside a @secret struct)
     // named by its path only.
     const each = badValues({ kind: "struct", name: schema.name, fields: [field] }, { [key]: value }).map(
@@ -165,6 +169,26 @@ export function checkPatch(service: string, schema: StructSchema, patch: Readonl
   }
   if (problems.length > 0)
     throw new ConfigValueError(`config of ${service} refused, nothing written: ${problems.join("; ")}`);
+}
+
+/**
+ * `raw` with each top-level `decimal` value that YAML read as a number replaced by its text as
+ * written (`unitPrice=12.25`, `unitPrice: 3.10`): a decimal is text, and the float YAML made of
+ * it may have lost what the text said (3.10 became 3.1). `written(key)` is a key's value as
+ * written; one that is not decimal text (`1e3`) stays a number, for the check to refuse.
+ */
+export function decimalsAsWritten(
+  schema: StructSchema,
+  raw: Readonly<Record<string, unknown>>,
+  written: (key: string) => string | undefined,
+): Record<string, unknown> {
+  const out = { ...raw };
+  for (const f of schema.fields) {
+    if (f.schema.kind !== "decimal" || typeof out[f.name] !== "number") continue;
+    const text = written(f.name)?.trim();
+    if (text !== undefined && DECIMAL_TEXT.test(text)) out[f.name] = text;
+  }
+  return out;
 }
 
 /** Checks a whole config (`push`): unknown keys, missing required keys, and every value. */
