@@ -177,7 +177,8 @@ export class ShardRoute {
     if (
       FanError.is(e) &&
       e.code === Code.UNAVAILABLE &&
-      (e.details as { shard?: unknown } | undefined)?.shard === undefined
+      (e.details as { shard?: unknown } | undefined)?.shard === undefined &&
+      !answered(e)
     ) {
       const why = `its owner ${target.info.instanceId}: ${e.message}`;
       // The owner provably never saw it (refused, returned by the broker, gone from the alive
@@ -289,4 +290,17 @@ export class ShardRoute {
       ? new FanError(Code.UNAVAILABLE, `no instance of ${this.#service.name} takes the call: ${all}`)
       : shardUnavailable(this.#service.name, shard, all);
   }
+}
+
+/**
+ * An UNAVAILABLE the owner's handler answered with — an IDL error (a generated class), or one
+ * relayed from the handler's own calls — and not the owner being out of reach: it reaches the
+ * caller as it is, class and fields kept, rather than reworded as the shard being unavailable.
+ */
+function answered(e: FanError): boolean {
+  return (
+    e.constructor !== FanError ||
+    e.relayedFrom !== undefined ||
+    typeof (e.details as { error?: unknown } | undefined)?.error === "string"
+  );
 }
