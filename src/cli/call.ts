@@ -47,10 +47,10 @@ The arguments are one JSON object of the method's parameters (default {}), in wi
 
 options:
   --idl <dir>          the IDL folder (default: idl/)
-  --via <transport>    use this transport (http, zmq, redis, amqp, nats; default: the first the instance has)
+  --via <transport>    use this transport (http, zmq, tcp, redis, amqp, nats; default: the first the instance has)
   --version <range>    only instances whose version satisfies this semver range (default: the IDL's major, 2.x,
                        narrowed by the service's traffic rule, fanc route; --version bypasses the rule)
-  --instance <id>      only this instance (direct transports: http, zmq; bypasses the traffic rule)
+  --instance <id>      only this instance (direct transports: http, zmq, tcp; bypasses the traffic rule)
   --timeout <ms>       deadline (default: the method's @timeout, else 10000)
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
@@ -156,7 +156,7 @@ function choose(
   const instance = ok[Math.floor(Math.random() * ok.length)];
   if (instance === undefined) {
     const offered = [...new Set(instances.flatMap((i) => ORDER.filter((t) => i.endpoints[t] !== undefined)))];
-    const want = via ?? (instanceId !== undefined ? "a direct transport (http, zmq)" : "a transport fanc speaks");
+    const want = via ?? (instanceId !== undefined ? "a direct transport (http, zmq, tcp)" : "a transport fanc speaks");
     return `no instance is reachable over ${want}; they offer ${offered.join(", ") || "none"}`;
   }
   return { instance, transport: usable(instance)[0] as TransportName };
@@ -277,7 +277,7 @@ export async function prepareCall(
     throw new UsageError(`--via must be one of ${ORDER.join(", ")}, got ${JSON.stringify(via)}`);
   if (flags.instance !== undefined && via !== undefined && BROKERS.has(via))
     throw new UsageError(
-      `--instance needs a direct transport (http, zmq): ${via} delivers to any instance of the version`,
+      `--instance needs a direct transport (http, zmq, tcp): ${via} delivers to any instance of the version`,
     );
   const range = flags.version;
   if (range !== undefined && semver.validRange(range) === null)

@@ -42,7 +42,7 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
   beforeAll(async () => {
     server = spawnCaptured(join(repo, "node_modules/.bin/tsx"), ["test/transports/fixtures/child-app.ts"], {
       FAN_CHILD_SERVE: "Conformance",
-      FAN_CHILD_TRANSPORTS: "redis,amqp,zmq,http,nats",
+      FAN_CHILD_TRANSPORTS: "redis,amqp,zmq,http,nats,tcp",
       FAN_CHILD_CLUSTER: cluster,
       FAN_ETCD: SHARED_ETCD,
     });
@@ -60,7 +60,7 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
   }, 30_000);
 
   it("calls an rpc over each transport (--via), printing the typed reply, instance and trace id", async () => {
-    for (const via of ["http", "zmq", "redis", "amqp", "nats"]) {
+    for (const via of ["http", "zmq", "tcp", "redis", "amqp", "nats"]) {
       const r = await fanc(["call", "Conformance.echo", '{"n":3,"text":"hi"}', ...C, "--via", via, "--json"]);
       expect(r.stderr, via).toBe("");
       expect(r.code, via).toBe(0);
@@ -107,6 +107,20 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
     ]);
     expect(pinned.code).toBe(0);
     expect(JSON.parse(pinned.stdout)).toMatchObject({ instance: id, transport: "zmq", value: { n: 2 } });
+    // tcp is a direct transport too (docs/fanc-call.md).
+    const overTcp = await fanc([
+      "call",
+      "Conformance.echo",
+      '{"n":2}',
+      ...C,
+      "--instance",
+      id,
+      "--via",
+      "tcp",
+      "--json",
+    ]);
+    expect(overTcp.code, overTcp.stderr).toBe(0);
+    expect(JSON.parse(overTcp.stdout)).toMatchObject({ instance: id, transport: "tcp", value: { n: 2 } });
     const none = await fanc(["call", "Conformance.echo", '{"n":3}', ...C, "--version", ">=2"]);
     expect(none.code).toBe(1);
     expect(none.stderr).toBe(
@@ -131,7 +145,7 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
     expect(other.stderr).toContain("(id nobody)");
     const broker = await fanc(["call", "Conformance.echo", '{"n":5}', ...C, "--instance", id, "--via", "amqp"]);
     expect(broker.code).toBe(2);
-    expect(broker.stderr).toContain("--instance needs a direct transport (http, zmq)");
+    expect(broker.stderr).toContain("--instance needs a direct transport (http, zmq, tcp)");
   }, 300_000);
 
   it("prints a typed IDL error with its name and fields, exit 1", async () => {
