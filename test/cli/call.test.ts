@@ -94,33 +94,13 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
     const first = await fanc(["call", "Conformance.echo", '{"n":1}', ...C, "--version", "^1.0.0", "--json"]);
     expect(first.code).toBe(0);
     const id = (JSON.parse(first.stdout) as Outcome).instance;
-    const pinned = await fanc([
-      "call",
-      "Conformance.echo",
-      '{"n":2}',
-      ...C,
-      "--instance",
-      id,
-      "--via",
-      "zmq",
-      "--json",
-    ]);
-    expect(pinned.code).toBe(0);
-    expect(JSON.parse(pinned.stdout)).toMatchObject({ instance: id, transport: "zmq", value: { n: 2 } });
     // tcp is a direct transport too (docs/fanc-call.md).
-    const overTcp = await fanc([
-      "call",
-      "Conformance.echo",
-      '{"n":2}',
-      ...C,
-      "--instance",
-      id,
-      "--via",
-      "tcp",
-      "--json",
-    ]);
-    expect(overTcp.code, overTcp.stderr).toBe(0);
-    expect(JSON.parse(overTcp.stdout)).toMatchObject({ instance: id, transport: "tcp", value: { n: 2 } });
+    for (const via of ["zmq", "tcp"]) {
+      const args = ["call", "Conformance.echo", '{"n":2}', ...C, "--instance", id, "--via", via, "--json"];
+      const pinned = await fanc(args);
+      expect(pinned.code, pinned.stderr).toBe(0);
+      expect(JSON.parse(pinned.stdout)).toMatchObject({ instance: id, transport: via, value: { n: 2 } });
+    }
     const none = await fanc(["call", "Conformance.echo", '{"n":3}', ...C, "--version", ">=2"]);
     expect(none.code).toBe(1);
     expect(none.stderr).toBe(
