@@ -59,6 +59,24 @@ describe.each([{ serialize: false }, { serialize: true }])(
       await app.stop();
     });
 
+    it("a subscriber that unsubscribes in its own handler is not held up by its own delivery", async () => {
+      const app = createTestApp({ serialize }).serve(Catalog, new CatalogImpl(), { config: catalogConfig });
+      await app.start();
+      let got = 0;
+      let unsubscribedIn = Number.POSITIVE_INFINITY;
+      const sub = await app.client(Catalog).events.itemChanged.subscribe(async () => {
+        got++;
+        const t0 = Date.now();
+        await sub.unsubscribe();
+        unsubscribedIn = Date.now() - t0;
+      });
+      await app.publisher(Catalog).emit("itemChanged", { item: item("u1") });
+      await app.publisher(Catalog).emit("itemChanged", { item: item("u2") });
+      expect(got).toBe(1);
+      expect(unsubscribedIn).toBeLessThan(500);
+      await app.stop();
+    });
+
     it("createTestApp: a mock's emit resolves once the App's subscribers ran", async () => {
       const catalog = createMock(Catalog);
       const audit = new SlowAudit(30);

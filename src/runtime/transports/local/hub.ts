@@ -20,13 +20,16 @@ export interface Bound {
 
 /**
  * One subscriber. A closing one takes no new events while its group has an open member, and
- * its close waits (bounded) until the deliveries it holds are settled: an event accepted
- * before a stop is handled, as a broker's subscription drains its unacked messages.
+ * its close waits (bounded) until every delivery it holds has reached its handler: an event
+ * accepted before a stop is not dropped, and the App's drain then waits for the handlers, as
+ * for calls. A handler that unsubscribes its own subscription is not waited for by it.
  */
 class Member {
   closing = false;
   /** Deliveries accepted for this member and not settled yet. */
   #held = 0;
+  /** Those of them in its handler now. */
+  #running = 0;
   #idle: Array<() => void> = [];
 
   constructor(
@@ -39,12 +42,26 @@ class Member {
   }
 
   release(): void {
-    if (--this.#held === 0) for (const f of this.#idle.splice(0)) f();
+    this.#held--;
+    this.#check();
   }
 
-  /** Resolves once it holds no delivery, or after `ms`. */
+  /** Hands a held delivery to the handler, counted as running until its promise settles. */
+  run(e: Envelope): Promise<void> {
+    this.#running++;
+    this.#check();
+    const left = (): void => {
+      this.#running--;
+      this.#check();
+    };
+    const p = this.deliver(e);
+    p.then(left, left);
+    return p;
+  }
+
+  /** Resolves once every delivery it holds is in its handler (or none is held), or after `ms`. */
   idle(ms: number): Promise<void> {
-    if (this.#held === 0 || ms <= 0) return Promise.resolve();
+    if (this.#held === this.#running || ms <= 0) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, ms);
       this.#idle.push(() => {
@@ -52,6 +69,10 @@ class Member {
         resolve();
       });
     });
+  }
+
+  #check(): void {
+    if (this.#held === this.#running) for (const f of this.#idle.splice(0)) f();
   }
 }
 
@@ -72,7 +93,7 @@ function nextIn(g: Group, prev?: Member): Member | undefined {
   return g.members[0];
 }
 
-/** Removes a subscriber after waiting up to `drainMs` for the deliveries it holds (0: at once). */
+/** Removes a subscriber after waiting up to `drainMs` for the deliveries it holds to reach its handler (0: at once). */
 export type RemoveSubscriber = (drainMs: number) => Promise<void>;
 
 /** One service's push queue: messages wait while no instance consumes. */
@@ -265,7 +286,7 @@ export class LocalHub {
         at?.release();
         at = m;
       }
-      return m?.deliver(e);
+      return m?.run(e);
     };
     setImmediate(() =>
       deliver(env, send, opts, log, (outcome) => {

@@ -41,7 +41,8 @@ export interface LocalOptions {
   readonly hub?: LocalHub;
   /**
    * How long closing a subscription (the App's stop) waits for the events already accepted for
-   * it to be handled; default 10 s (the App passes its `stopGraceMs`).
+   * it to reach its handler (the App's drain then waits for the handlers); default 10 s (the App
+   * passes its `stopGraceMs`).
    */
   readonly drainMs?: number;
   /**
