@@ -1,6 +1,14 @@
 /** Child processes serving `test.shards.Store` on etcd, for the sharding and versioning suites. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { EtcdRegistry } from "../../src/runtime/discovery/etcd.js";
+import type { Registry, WatchEvent } from "../../src/runtime/discovery/registry.js";
+import { type App, createApp, type ShardChange } from "../../src/runtime/index.js";
+import { silentLogger } from "../../src/runtime/telemetry/logging.js";
+import { SHARED_ETCD, until } from "../discovery/helpers.js";
+import { deleteByPrefix } from "../transports/amqp-broker.js";
+import { deleteKeys } from "../transports/redis-server.js";
+import { Store } from "./fixtures/generated/test/shards.js";
 
 const script = fileURLToPath(new URL("./fixtures/serve-store.ts", import.meta.url));
 
@@ -22,6 +30,8 @@ export function serveStore(args: {
   version?: string;
   leaseTtlMs?: number;
   shards?: readonly number[];
+  /** Added to the child's environment (e.g. `FAN_TEST_LOAD_MS`: serve-store.ts). */
+  env?: Record<string, string>;
 }): Promise<Child> {
   // node --import tsx, not the tsx CLI: the CLI runs node as a child of its own, which a
   // SIGKILL of the CLI would leave running.
@@ -37,7 +47,10 @@ export function serveStore(args: {
     String(args.leaseTtlMs ?? 2000),
     (args.shards ?? []).join(","),
   ];
-  const proc = spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, argv, {
+    stdio: ["ignore", "pipe", "pipe"],
+    ...(args.env === undefined ? {} : { env: { ...process.env, ...args.env } }),
+  });
   let err = "";
   proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));
   return new Promise((resolve, reject) => {
@@ -64,4 +77,57 @@ export function kill(c: Child): Promise<void> {
     c.proc.once("exit", () => resolve());
     c.proc.kill("SIGKILL");
   });
+}
+
+/** The ownership changes a child's `onShards` printed. */
+export function changes(c: Child): ShardChange[] {
+  return c
+    .stdout()
+    .split("\n")
+    .filter((l) => l.startsWith("shards "))
+    .map((l) => JSON.parse(l.slice("shards ".length)) as ShardChange);
+}
+
+/** A registry whose watch events arrive `lagMs` late: a client whose view of discovery is stale. */
+export function lagging(inner: Registry, lagMs: number): Registry {
+  return {
+    get: (k) => inner.get(k),
+    put: (k, v, o) => inner.put(k, v, o),
+    delete: (k) => inner.delete(k),
+    list: (p) => inner.list(p),
+    watch: (p, rev, fn) => inner.watch(p, rev, (ev: WatchEvent) => void setTimeout(() => fn(ev), lagMs)),
+    grantLease: (ttl) => inner.grantLease(ttl),
+    close: () => inner.close(),
+  };
+}
+
+/**
+ * Two started client Apps on the shared etcd, `app` and `stale` (its discovery view runs 700 ms
+ * behind; a redirect waits up to 1 s for it), once both see `count` Store instances.
+ */
+export async function clientApps(
+  cluster: string,
+  transports: Record<string, object>,
+  count: number,
+): Promise<{ app: App; stale: App }> {
+  const opts = { cluster, logger: silentLogger(), transports };
+  const app = createApp({ ...opts, discovery: `etcd://${SHARED_ETCD}` });
+  const stale = createApp({ ...opts, discovery: lagging(new EtcdRegistry(SHARED_ETCD), 700) });
+  await Promise.all([app.start(), stale.start()]);
+  for (const a of [app, stale]) {
+    const set = await a.watch(Store.descriptor.name);
+    await until(`${count} Store instances`, () => set.instances().length === count, 20_000);
+  }
+  return { app, stale };
+}
+
+/** Kills the children, stops the Apps and deletes the cluster's amqp queues and redis keys. */
+export async function tearDown(
+  cluster: string,
+  children: readonly Child[],
+  apps: readonly (App | undefined)[],
+): Promise<void> {
+  await Promise.all(children.map(kill));
+  await Promise.allSettled(apps.map((a) => a?.stop()));
+  await Promise.allSettled([deleteKeys(`fan.${cluster}*`), deleteByPrefix(`fan.${cluster}`)]);
 }

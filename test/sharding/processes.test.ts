@@ -15,42 +15,17 @@ import { run as ls } from "../../src/cli/ls.js";
 import { run as route } from "../../src/cli/route.js";
 import { type App, createApp } from "../../src/runtime/index.js";
 import { assignShards, shardOfKey } from "../../src/runtime/call/shards.js";
-import { EtcdRegistry } from "../../src/runtime/discovery/etcd.js";
-import type { Registry, WatchEvent } from "../../src/runtime/discovery/registry.js";
 import type { ShardChange } from "../../src/runtime/index.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
 import { describeEtcd, SHARED_ETCD, until } from "../discovery/helpers.js";
-import { type Child, kill, serveStore } from "./helpers.js";
+import { type Child, changes, clientApps, kill, serveStore, tearDown } from "./helpers.js";
 import { deleteByPrefix } from "../transports/amqp-broker.js";
-import { deleteKeys } from "../transports/redis-server.js";
 import { Store } from "./fixtures/generated/test/shards.js";
 
 const AMQP = process.env.FAN_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
 const REDIS = process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379";
 const transports = ["http", "amqp", "redis"] as const;
 const name = Store.descriptor.name;
-
-/** The ownership changes a child's `onShards` printed. */
-function changes(c: Child): ShardChange[] {
-  return c
-    .stdout()
-    .split("\n")
-    .filter((l) => l.startsWith("shards "))
-    .map((l) => JSON.parse(l.slice("shards ".length)) as ShardChange);
-}
-
-/** A registry whose watch events arrive `lagMs` late: a client whose view of discovery is stale. */
-function lagging(inner: Registry, lagMs: number): Registry {
-  return {
-    get: (k) => inner.get(k),
-    put: (k, v, o) => inner.put(k, v, o),
-    delete: (k) => inner.delete(k),
-    list: (p) => inner.list(p),
-    watch: (p, rev, fn) => inner.watch(p, rev, (ev: WatchEvent) => void setTimeout(() => fn(ev), lagMs)),
-    grantLease: (ttl) => inner.grantLease(ttl),
-    close: () => inner.close(),
-  };
-}
 
 const rejection = (p: Promise<unknown>): Promise<{ code: string; message: string } | undefined> =>
   p.then(
@@ -73,25 +48,10 @@ describeEtcd("fallback-processes: pins, onShards, redirects and @route keys betw
         serveStore({ etcd: SHARED_ETCD, cluster, instanceId, transports: [...transports], leaseTtlMs: 5000 }),
       ),
     );
-    const opts = {
-      cluster,
-      logger: silentLogger(),
-      transports: { http: {}, amqp: { url: AMQP }, redis: { url: REDIS } },
-    };
-    app = createApp({ ...opts, discovery: `etcd://${SHARED_ETCD}` });
-    stale = createApp({ ...opts, discovery: lagging(new EtcdRegistry(SHARED_ETCD), 700) });
-    await Promise.all([app.start(), stale.start()]);
-    for (const a of [app, stale]) {
-      const set = await a.watch(name);
-      await until("2 Store instances", () => set.instances().length === 2, 20_000);
-    }
+    ({ app, stale } = await clientApps(cluster, { http: {}, amqp: { url: AMQP }, redis: { url: REDIS } }, 2));
   }, 120_000);
 
-  afterAll(async () => {
-    await Promise.all(children.map(kill));
-    await Promise.allSettled([app?.stop(), stale?.stop()]);
-    await Promise.allSettled([deleteKeys(`fan.${cluster}*`), deleteByPrefix(`fan.${cluster}`)]);
-  });
+  afterAll(() => tearDown(cluster, children, [app, stale]));
 
   it("/shop/{storeId}/item/{itemId} with @shard(storeId): plain http binds the route's storeId; the owner answers, the other refuses naming it", async () => {
     const owners = assignShards(

@@ -10,7 +10,8 @@ import { AsyncLocalStorage, AsyncResource } from "node:async_hooks";
 import type { Logger } from "pino";
 import type { CallContext, Emitter } from "./context.js";
 import type { ServiceDefinition } from "../descriptor.js";
-import { Code, FanError, type WireError } from "../errors.js";
+import type { Guarded } from "./ownership.js";
+import { Code, FanError } from "../errors.js";
 import type { EnvelopeHeaders } from "../transports/transport.js";
 import { type CallSignal, follow, signalOf } from "../transports/abort.js";
 import { formatTraceparent, newSpanId, newTraceId, parseTraceparent } from "../ids.js";
@@ -31,8 +32,12 @@ export interface InstanceScope {
   readonly hardStop: AbortSignal;
   /** The leader's fencing token, for `@unique` services. */
   readonly fencingToken?: () => string | undefined;
-  /** Sharded services: a redirect when this instance does not own the call's shard (`call/ownership.ts`). */
-  readonly shardGuard?: (paths: readonly (readonly string[])[], input: unknown) => WireError | undefined;
+  /**
+   * Sharded services: a redirect when this instance does not own the call's shard, a hold (a
+   * promise: run the call again once it settles without an error) while the `onShards` that
+   * gained the shard has not resolved (`call/ownership.ts`).
+   */
+  readonly shardGuard?: (paths: readonly (readonly string[])[], input: unknown, deadline: number) => Guarded;
   /** Sharded services: the shards this instance owns now. */
   readonly shards?: () => readonly number[];
   /** Test apps: unexpected exceptions reach in-process callers as `cause` (`reveal.ts`). */

@@ -39,7 +39,7 @@ interface Plan {
   readonly desc?: MethodDescriptor;
   /** Server-side metric series per transport name (filled on first use). */
   readonly series: Record<string, CallSeries>;
-  /** `@shard` key paths of an rpc. */
+  /** `@shard` key paths of an rpc or push. */
   readonly shard?: ShardPaths;
 }
 
@@ -252,9 +252,13 @@ export class Dispatcher implements Inbound {
     }
     // A fallback call (its owner is unavailable, the method or caller allows it) is served here.
     const guard = p.shard === undefined || headers.shardFallback !== undefined ? undefined : this.#scope.shardGuard;
-    const redirect = guard === undefined ? undefined : guard(p.shard as ShardPaths, input);
+    const redirect = guard === undefined ? undefined : guard(p.shard as ShardPaths, input, deadline);
     if (redirect !== undefined) {
-      sink.error(redirect);
+      if (isThenable(redirect))
+        this.#held(redirect, sink, () =>
+          this.#invoke(form, p, payload, headers, signal, sink, deadline, principal, transport),
+        );
+      else sink.error(redirect);
       return;
     }
     const ctx = new CallCtx(this.#scope, p.name, headers, deadline, signal, 1);
@@ -311,6 +315,23 @@ export class Dispatcher implements Inbound {
         sink.error(this.#wireError(e, form, ctx));
       },
     );
+  }
+
+  /**
+   * A call held while the `onShards` that gave this instance its shard runs (ownership.ts): in
+   * flight meanwhile, so a drain waits for it; once the hold settles it is answered, or run again
+   * from the guard, which may hold it again or redirect it (ownership may have moved meanwhile).
+   */
+  #held(hold: PromiseLike<WireError | undefined>, sink: CallSink, run: () => void): void {
+    this.#inflight++;
+    hold.then((err) => {
+      try {
+        if (err !== undefined) sink.error(err);
+        else run();
+      } finally {
+        this.#done();
+      }
+    });
   }
 
   /**
@@ -453,6 +474,18 @@ export class Dispatcher implements Inbound {
         dropCounter,
         `undecodable ${env.kind} ${env.service}.${env.method}: ${(e as Error).message}`,
       );
+    }
+    // A sharded push is guarded as a call is: redirected by an instance that does not own its
+    // shard (the producer follows it), held while the onShards gaining it runs (ownership.ts).
+    const guard =
+      plan.shard === undefined || env.headers.shardFallback !== undefined ? undefined : this.#scope.shardGuard;
+    if (guard !== undefined) {
+      const deadline = pushDeadline(env, plan);
+      for (let held = guard(plan.shard as ShardPaths, input, deadline); held !== undefined; ) {
+        const err = isThenable(held) ? await held : held;
+        if (err !== undefined) throw new FanError(err.code, err.message, { details: err.details });
+        held = guard(plan.shard as ShardPaths, input, deadline);
+      }
     }
     const attempt = typeof env.headers.attempt === "number" ? env.headers.attempt : 1;
     const ctx = new CallCtx(this.#scope, plan.name, env.headers, Number.POSITIVE_INFINITY, undefined, attempt);
@@ -617,6 +650,13 @@ function handlerFn(handler: object, name: string): HandlerFn | undefined {
 /** Calls a handler method with its `this` (a module-level function: no closure per call). */
 function invoke(handler: object, fn: HandlerFn, input: unknown, ctx: CallCtx): unknown {
   return fn.call(handler, input, ctx);
+}
+
+/** How long a sharded push may wait for its shard: its deadline, else its ttl, else its method's timeout. */
+function pushDeadline(env: Envelope, plan: Plan): number {
+  const { deadline, ttl } = env.headers;
+  if (typeof deadline === "number") return deadline;
+  return typeof ttl === "number" ? ttl : Date.now() + plan.timeoutMs;
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {

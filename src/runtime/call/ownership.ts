@@ -3,7 +3,9 @@
  * discovery cache of its own service whenever an instance joins or leaves (the same
  * `assignShards` every client runs), the guard that answers a call for a shard it does not
  * own with a redirect naming the owner, and the handler's `onShards` hook, called once after
- * registration and on every change.
+ * registration and on every change. A call for a shard this instance owns reaches the handler
+ * only once the `onShards` that gave it the shard resolved: until then the guard holds it (up
+ * to its deadline); after that hook threw, it answers UNAVAILABLE and calls the hook again.
  */
 import semver from "semver";
 import type { Logger } from "pino";
@@ -32,6 +34,18 @@ export interface ShardOwnership {
   onChange(fn: (change: ShardChange) => void | Promise<void>): () => void;
 }
 
+/** Per shard: may its calls reach the handler (a `Uint8Array` of these, read on every call). */
+const WAITING = 0;
+const READY = 1;
+const FAILED = 2;
+/** A failed `onShards` is called again for its shards after 1 s, doubling up to 30 s. */
+const RETRY_MS = 1000;
+const RETRY_MAX_MS = 30_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** What the guard answers: a redirect, a hold that settles with one (or none: check again), or none. */
+export type Guarded = WireError | Promise<WireError | undefined> | undefined;
+
 /** Ownership of one served instance. */
 export class Ownership implements ShardOwnership {
   readonly #d: ServiceDescriptor;
@@ -44,6 +58,17 @@ export class Ownership implements ShardOwnership {
   #owned: readonly number[] = [];
   #off: (() => void) | undefined;
   #notified: Promise<void> = Promise.resolve();
+  /** WAITING, READY or FAILED per shard (see `guard`). */
+  readonly #ready: Uint8Array;
+  /** The change that last gained each shard: only its hook's outcome decides the shard's state. */
+  readonly #gainedIn: Uint32Array;
+  #seq = 0;
+  /** Calls held for a shard (or the first view): woken on every change of what this one owns. */
+  readonly #waiters = new Set<() => void>();
+  /** From `stop` to the next `start`: the table is gone, calls are no longer checked. */
+  #stopped = false;
+  #retry: ReturnType<typeof setTimeout> | undefined;
+  #retryMs = RETRY_MS;
 
   constructor(
     d: ServiceDescriptor,
@@ -59,6 +84,8 @@ export class Ownership implements ShardOwnership {
     this.#handler = handler as ShardHooks;
     this.#context = context;
     this.#log = log;
+    this.#ready = new Uint8Array(d.shards);
+    this.#gainedIn = new Uint32Array(d.shards);
   }
 
   /** The shards owned now (none before the first discovery view). */
@@ -83,6 +110,7 @@ export class Ownership implements ShardOwnership {
 
   /** Follows the service's instances; resolves once the first `onShards` ran. */
   async start(directory: Directory): Promise<void> {
+    this.#stopped = false;
     const set = await directory.watch(this.#d.name);
     const update = (): void => this.#update(set.instances());
     this.#off = set.onChange(update);
@@ -95,16 +123,26 @@ export class Ownership implements ShardOwnership {
     this.#off?.();
     this.#off = undefined;
     this.#owners = undefined;
+    this.#stopped = true;
+    clearTimeout(this.#retry);
+    this.#retry = undefined;
+    this.#wake();
   }
 
-  /** The redirect of a call whose shard another instance owns; undefined when this one owns it. */
-  readonly guard = (paths: readonly (readonly string[])[], input: unknown): WireError | undefined => {
+  /**
+   * What a call for `input`'s shard gets: a redirect when another instance owns the shard;
+   * a hold while the `onShards` that gave it to this one has not resolved (settles when
+   * something changed, to check again, or with an error at `deadline`); UNAVAILABLE after that
+   * hook threw; undefined when the handler may take it.
+   */
+  readonly guard = (paths: readonly (readonly string[])[], input: unknown, deadline: number): Guarded => {
     const owners = this.#owners;
-    if (owners === undefined) return undefined;
+    if (owners === undefined) return this.#stopped ? undefined : this.#hold(undefined, deadline);
     const shard = shardOf(input, paths, this.#d.shards);
     if (shard === undefined) return undefined;
     const owner = owners[shard];
-    if (owner === this.#instanceId) return undefined;
+    // The fast path is one typed-array read past the redirect check.
+    if (owner === this.#instanceId) return this.#ready[shard] === READY ? undefined : this.#notReady(shard, deadline);
     const details: Redirect = {
       redirect: true,
       shard,
@@ -117,6 +155,57 @@ export class Ownership implements ShardOwnership {
       details,
     };
   };
+
+  #notReady(shard: number, deadline: number): Guarded {
+    if (this.#ready[shard] !== FAILED) return this.#hold(shard, deadline);
+    return {
+      code: Code.UNAVAILABLE,
+      message: `shard ${shard} of ${this.#d.name} is unavailable on ${this.#instanceId}: its onShards hook failed on gaining it (see its log); it is called again`,
+      details: { shard },
+    };
+  }
+
+  /** Waits for the next change of what this instance owns or has loaded, or `deadline`. */
+  #hold(shard: number | undefined, deadline: number): Promise<WireError | undefined> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        resolve(this.#stopped ? this.#stopping() : undefined);
+      };
+      const timer = setTimeout(
+        () => {
+          this.#waiters.delete(wake);
+          resolve(this.#late(shard));
+        },
+        // setTimeout fires at once past 2^31 - 1 ms: a farther deadline waits that long.
+        Math.min(Math.max(0, deadline - Date.now()), MAX_TIMER_MS),
+      );
+      this.#waiters.add(wake);
+    });
+  }
+
+  #wake(): void {
+    if (this.#waiters.size === 0) return;
+    const waiters = [...this.#waiters];
+    this.#waiters.clear();
+    for (const w of waiters) w();
+  }
+
+  #late(shard: number | undefined): WireError {
+    const what =
+      shard === undefined
+        ? `${this.#instanceId} had not computed which shards of ${this.#d.name} it owns`
+        : `shard ${shard} of ${this.#d.name} was not ready on ${this.#instanceId}: the onShards hook gaining it had not resolved`;
+    return {
+      code: Code.DEADLINE_EXCEEDED,
+      message: `${what} by the deadline`,
+      ...(shard === undefined ? {} : { details: { shard } }),
+    };
+  }
+
+  #stopping(): WireError {
+    return { code: Code.UNAVAILABLE, message: `this instance of ${this.#d.name} is stopping` };
+  }
 
   #update(all: readonly InstanceInfo[]): void {
     const major = semver.major(this.#d.version);
@@ -138,20 +227,61 @@ export class Ownership implements ShardOwnership {
     };
     this.#notifiedOnce = true;
     this.#log.info({ owned: owned.length, gained: change.gained.length, lost: change.lost.length }, "shards changed");
-    this.#notified = this.#notified.then(() => this.#notify(change));
+    this.#enqueue(change, true);
+    // Held calls look again: a shard that moved away is redirected now, not at its deadline.
+    this.#wake();
   }
 
   #notifiedOnce = false;
 
-  async #notify(change: ShardChange): Promise<void> {
+  /** Queues the hooks of `change`; its gained shards wait (calls held) until they resolved. */
+  #enqueue(change: ShardChange, listeners: boolean): void {
+    const seq = ++this.#seq;
+    for (const s of change.gained) {
+      this.#gainedIn[s] = seq;
+      if (this.#ready[s] !== FAILED) this.#ready[s] = WAITING;
+    }
+    for (const s of change.lost) this.#ready[s] = WAITING;
+    this.#notified = this.#notified.then(() => this.#notify(change, seq, listeners));
+  }
+
+  async #notify(change: ShardChange, seq: number, listeners: boolean): Promise<void> {
     const fn = this.#handler.onShards;
+    let ok = true;
     if (typeof fn === "function") {
       try {
         await fn.call(this.#handler, change, this.#context());
       } catch (e) {
-        this.#log.error({ err: e }, "onShards hook failed");
+        ok = false;
+        this.#log.error(
+          { err: e, gained: change.gained },
+          `onShards hook failed: calls for the shards it gained answer UNAVAILABLE until it succeeds (called again in ${this.#retryMs / 1000} s)`,
+        );
       }
     }
+    if (listeners) await this.#tell(change);
+    // Only the latest change gaining a shard decides: an older one's outcome is stale.
+    for (const s of change.gained) if (this.#gainedIn[s] === seq) this.#ready[s] = ok ? READY : FAILED;
+    if (ok) this.#retryMs = RETRY_MS;
+    else this.#scheduleRetry();
+    this.#wake();
+  }
+
+  /** Calls `onShards` again with the owned shards whose hook failed, as gained. */
+  #scheduleRetry(): void {
+    if (this.#retry !== undefined || this.#stopped) return;
+    const ms = this.#retryMs;
+    this.#retryMs = Math.min(ms * 2, RETRY_MAX_MS);
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      if (this.#stopped) return;
+      const gained = this.#owned.filter((s) => this.#ready[s] === FAILED);
+      if (gained.length > 0) this.#enqueue({ owned: this.#owned, gained, lost: [] }, false);
+    }, ms);
+    this.#retry.unref?.();
+  }
+
+  async #tell(change: ShardChange): Promise<void> {
     for (const l of [...this.#listeners]) {
       try {
         await l(change);

@@ -1,0 +1,187 @@
+/**
+ * A call for a shard reaches the handler only once the `onShards` that gave the instance that
+ * shard resolved, between processes on etcd over http, amqp, redis and nats: an instance whose
+ * `onShards` takes 1 s (it loads what it gained, store.ts `loadMs`) joins two others under a
+ * burst of sharded calls and pushes from two client Apps, one of them with a lagging discovery
+ * view (its calls reach the old owners and are redirected). Every handler fails a call for a
+ * shard it has not loaded and prints it (`early`): none may, and no call may fail. In one
+ * process: an `onShards` that throws leaves its gained shards UNAVAILABLE until it is called
+ * again and resolves.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type App, createApp } from "../../src/runtime/index.js";
+import { shardOfKey } from "../../src/runtime/call/shards.js";
+import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
+import { silentLogger } from "../../src/runtime/telemetry/logging.js";
+import { describeEtcd, SHARED_ETCD, until } from "../discovery/helpers.js";
+import { type Child, changes, clientApps, serveStore, tearDown } from "./helpers.js";
+import { Store } from "./fixtures/generated/test/shards.js";
+import { StoreImpl } from "./fixtures/store.js";
+
+const AMQP = process.env.FAN_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+const REDIS = process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379";
+const NATS = process.env.FAN_NATS_URL ?? "nats://127.0.0.1:4222";
+const transports = ["http", "amqp", "redis", "nats"] as const;
+const LOAD = { FAN_TEST_LOAD_MS: "1000" };
+
+/** The calls and pushes that reached a child's handler for a shard it had not loaded. */
+function early(c: Child): string[] {
+  return c
+    .stdout()
+    .split("\n")
+    .filter((l) => l.startsWith("early "))
+    .map((l) => `${c.instanceId} ${l}`);
+}
+
+describeEtcd("gained shards wait for onShards between processes (etcd; http, amqp, redis, nats)", () => {
+  const cluster = `gained-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  let children: Child[] = [];
+  let app: App;
+  let stale: App;
+
+  beforeAll(async () => {
+    children = await Promise.all(
+      ["gained-a", "gained-b"].map((instanceId) =>
+        serveStore({
+          etcd: SHARED_ETCD,
+          cluster,
+          instanceId,
+          transports: [...transports],
+          leaseTtlMs: 5000,
+          env: LOAD,
+        }),
+      ),
+    );
+    ({ app, stale } = await clientApps(
+      cluster,
+      { http: {}, amqp: { url: AMQP }, redis: { url: REDIS }, nats: { url: NATS } },
+      2,
+    ));
+    // Both children's first onShards resolved (each was told its part of the table).
+    await until(
+      "the two halves loaded",
+      () => children.reduce((n, c) => n + (changes(c).at(-1)?.owned.length ?? 0), 0) === 16,
+      20_000,
+    );
+  }, 120_000);
+
+  afterAll(() => tearDown(cluster, children, [app, stale]));
+
+  it("an instance whose onShards takes 1 s joins under a burst of sharded calls and pushes: none reaches a handler before its shard is loaded, none fails", async () => {
+    // One key per shard, so every shard the newcomer gains is called throughout.
+    const keys: string[] = [];
+    for (let i = 0; keys.length < 16; i++) {
+      const k = `gained-k${i}`;
+      if (keys.every((x) => shardOfKey([x], 16) !== shardOfKey([k], 16))) keys.push(k);
+    }
+    const clients = [app, stale].flatMap((a) => transports.map((transport) => a.client(Store, { transport })));
+    const pushers = transports.map((transport) => app.client(Store, { transport }));
+    const failures: string[] = [];
+    const answeredBy = new Map<string, number>();
+    const pending: Promise<void>[] = [];
+    let calls = 0;
+    let burst = true;
+    const round = (): void => {
+      for (const storeId of keys) {
+        for (const c of clients) {
+          calls++;
+          pending.push(
+            c.store({ storeId }).then(
+              (w) => void answeredBy.set(w.instanceId, (answeredBy.get(w.instanceId) ?? 0) + 1),
+              (e: { code: string; message: string }) => void failures.push(`store ${storeId}: ${e.code} ${e.message}`),
+            ),
+          );
+        }
+        for (const c of pushers)
+          pending.push(
+            c
+              .stock({ storeId, count: 1 })
+              .catch(
+                (e: { code: string; message: string }) =>
+                  void failures.push(`stock ${storeId}: ${e.code} ${e.message}`),
+              ),
+          );
+      }
+    };
+    const rounds = (async () => {
+      while (burst) {
+        round();
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const joiner = await serveStore({
+        etcd: SHARED_ETCD,
+        cluster,
+        instanceId: "gained-c",
+        transports: [...transports],
+        leaseTtlMs: 5000,
+        env: LOAD,
+      });
+      children.push(joiner);
+      // The two others were told what they lost (their hooks take 1 s too: they drop at once).
+      await until(
+        "the others to hear of the join",
+        () => children.slice(0, 2).every((c) => changes(c).some((ch) => ch.lost.length > 0)),
+        20_000,
+      );
+      await new Promise((r) => setTimeout(r, 1500));
+    } finally {
+      burst = false;
+      await rounds;
+    }
+    await Promise.all(pending);
+    const joiner = children[2] as Child;
+    const gained = changes(joiner)[0]?.gained ?? [];
+    expect(gained.length).toBeGreaterThan(0);
+    expect(children.flatMap(early)).toEqual([]);
+    expect(failures).toEqual([]);
+    // The newcomer did take its shards' calls once it had loaded them.
+    expect(answeredBy.get("gained-c") ?? 0).toBeGreaterThan(0);
+    expect(calls).toBeGreaterThan(500);
+  }, 120_000);
+});
+
+describe("a failed onShards (one process)", () => {
+  const apps: App[] = [];
+  afterEach(async () => {
+    await Promise.allSettled(apps.splice(0).map((a) => a.stop()));
+  });
+
+  it("its gained shards answer UNAVAILABLE naming the shard; the hook is called again with them and then they are served", async () => {
+    const reg = new MemoryRegistry();
+    const cluster = `gained-fail-${process.pid}`;
+    const opts = { cluster, discovery: reg, logger: silentLogger(), transports: { http: {} } };
+    const impl = new StoreImpl();
+    let failures = 1;
+    const onShards = impl.onShards.bind(impl);
+    impl.onShards = (change) => {
+      onShards(change);
+      if (failures-- > 0) throw new Error("the database is down");
+    };
+    const server = createApp(opts).serve(Store, impl, { instanceId: "F", transports: ["http"] });
+    const caller = createApp(opts);
+    apps.push(server, caller);
+    await server.start();
+    await caller.start();
+    const store = caller.client(Store, { transport: "http" });
+    const err = await store.store({ storeId: "store-1" }, { timeout: 300 }).then(
+      () => undefined,
+      (e: { code: string; message: string }) => e,
+    );
+    expect([err?.code, err?.message]).toEqual([
+      "UNAVAILABLE",
+      expect.stringContaining("shard 11 of test.shards.Store is unavailable on F: its onShards hook failed"),
+    ]);
+    // Called again after 1 s with what it failed to take; then the shard is served.
+    await until("the hook to be called again", () => impl.changes.length === 2, 5000);
+    expect(impl.changes[1]).toEqual({ owned: [...Array(16).keys()], gained: [...Array(16).keys()], lost: [] });
+    await until("the shard to be served", () =>
+      store.store({ storeId: "store-1" }).then(
+        (w) => w.instanceId === "F",
+        () => false,
+      ),
+    );
+  });
+});
