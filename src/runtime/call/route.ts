@@ -228,7 +228,11 @@ export class Route {
    * undefined when `skip` rejects the queue, as an open breaker does), anything else is refused
    * with UNAVAILABLE naming what is missing.
    */
-  #parkedOr(pinned: TransportName | undefined, member: Member | undefined, skip?: (t: Target) => boolean): Target | undefined {
+  #parkedOr(
+    pinned: TransportName | undefined,
+    member: Member | undefined,
+    skip?: (t: Target) => boolean,
+  ): Target | undefined {
     const parking = this.#parking;
     if (parking === undefined || member?.kind !== "push" || member.shard !== undefined || member.since !== undefined)
       throw this.#unavailable(pinned);
