@@ -5,7 +5,9 @@
  * (two broker transports, no pin), or whose queue the broker does not have, is refused saying so
  * and marked not delivered; an rpc with no instance is refused as before.
  */
-import { afterEach, expect, it } from "vitest";
+import semver from "semver";
+import { afterEach, describe, expect, it } from "vitest";
+import { parkingMajor } from "../../src/runtime/call/parked.js";
 import { type App, createApp } from "../../src/runtime/app/app.js";
 import { FanError } from "../../src/runtime/errors.js";
 import { shortId } from "../../src/runtime/ids.js";
@@ -68,11 +70,12 @@ describeWithBroker(
       const log = captureLog();
       const producer = app(cluster, { [broker]: brokers[broker] }, log);
       await producer.start();
-      const client = producer.client(Conformance, { transport: broker });
+      // redis unpinned: the App's only broker transport is the queue (amqp and nats pinned).
+      const client = producer.client(Conformance, broker === "redis" ? {} : { transport: broker });
       const ids = ["p1", "p2", "p3", "p4", "p5"];
       for (const id of ids) await client.record({ id }, { timeout: 10_000 });
       // Said once (a minute per service), naming where they wait.
-      const said = log.find("its pushes wait in its");
+      const said = log.find("its pushes go to its");
       expect(said).toHaveLength(1);
       expect(said[0]).toMatchObject({ level: 40, service: Conformance.descriptor.name, transport: broker });
 
@@ -106,6 +109,22 @@ describeWithBroker(
     await producer.client(Conformance, { transport: "redis" }).record({ id: "y" }, { timeout: 3000 });
   });
 
+  it("an instance registered but out of the client's reach (it serves http only) is a refusal, not a parked push", async () => {
+    const cluster = `parked-http-${process.pid}-${shortId()}`;
+    clusters.push(cluster);
+    // In another process: an App of this process would share its in-process hub with the producer.
+    peers.push(await startPeer({ TRANSPORT: "http", CLUSTER: cluster }));
+    const producer = app(cluster, { redis: brokers.redis });
+    await producer.start();
+    const e = (await producer
+      .client(Conformance)
+      .record({ id: "h" }, { timeout: 3000 })
+      .catch((x: unknown) => x)) as FanError;
+    expect(e).toBeInstanceOf(FanError);
+    expect(e.code).toBe("UNAVAILABLE");
+    expect(e.message).toContain("no common transport");
+  });
+
   it("amqp: a push to a service whose queue the broker does not have is refused, not delivered", async () => {
     const cluster = `parked-none-${process.pid}-${shortId()}`;
     clusters.push(cluster);
@@ -122,3 +141,25 @@ describeWithBroker(
     expect(r.message).toContain("no instance is registered");
   });
 });
+
+describe("which major a push may wait in (parkingMajor)", () => {
+  it("the client's range and the rule must admit every version of one major, and no other", () => {
+    expect(parkingMajor(semverRange("1.x"), undefined, "1.2.0")).toBe(1);
+    expect(parkingMajor(undefined, undefined, "2.4.0")).toBe(2);
+    // Any instance of the major takes the push from the queue: a narrower range or pin would
+    // have a 1.2 instance handle a push meant for 1.5 or later.
+    expect(parkingMajor(semverRange("~1.5"), undefined, "1.5.0")).toBeUndefined();
+    expect(parkingMajor(semverRange("1.x"), { pin: "1.5.0" }, "1.2.0")).toBeUndefined();
+    expect(parkingMajor(semverRange("1.x"), { pin: "1.x" }, "1.2.0")).toBe(1);
+    expect(parkingMajor(semverRange("1.x"), { pin: "2.x" }, "1.2.0")).toBeUndefined();
+    expect(parkingMajor(semverRange("1.x"), { split: { "1.2.0": 50, "1.3.0": 50 } }, "1.2.0")).toBeUndefined();
+    // Two majors: which contract would the push follow?
+    expect(parkingMajor(semverRange("1.x || 2.x"), undefined, "1.2.0")).toBeUndefined();
+    expect(parkingMajor(semverRange(">=1.0.0"), undefined, "1.2.0")).toBeUndefined();
+  });
+});
+
+/** A range as the route keeps it (semver's form). */
+function semverRange(r: string): string {
+  return semver.validRange(r) as string;
+}

@@ -248,7 +248,7 @@ export class Infra {
    * The transport and queue for pushes to `service` while no instance of it is registered
    * (call/parked.ts): the one transport among `pinned` (or else this App's network transports),
    * allowed by `allowed` (empty: any), that keeps a queue per service major; undefined when there
-   * is none or more than one. A push that goes there is a warning, once a minute per service: it
+   * is none or more than one. A push that goes there is a warning, once a minute per queue: it
    * waits until an instance starts, and the log says where.
    */
   parked(
@@ -268,16 +268,18 @@ export class Infra {
     if (found?.queueEndpoint === undefined) return undefined;
     const endpoint = found.queueEndpoint(service, version);
     const now = Date.now();
-    if (now - (this.#parkedWarned.get(service) ?? Number.NEGATIVE_INFINITY) >= 60_000) {
-      this.#parkedWarned.set(service, now);
+    const major = `v${version.split(".")[0]}`;
+    const key = `${endpoint} ${major}`;
+    if (now - (this.#parkedWarned.get(key) ?? Number.NEGATIVE_INFINITY) >= 60_000) {
+      this.#parkedWarned.set(key, now);
       this.#opts.log.warn(
-        { service, transport: found.name, queue: endpoint },
-        `no instance of ${service} is registered: its pushes wait in its ${found.name} queue until one starts`,
+        { service, major, transport: found.name, queue: endpoint },
+        `no instance of ${service} ${major} is registered: its pushes go to its ${found.name} queue, to wait until one starts`,
       );
     }
     return { transport: found, endpoint, values: false };
   }
-  /** When a parked push of each service was last logged. */
+  /** When a push to each queue was last logged as parked. */
   readonly #parkedWarned = new Map<string, number>();
 
   /** Closes the transports and (when the App made it) discovery. */

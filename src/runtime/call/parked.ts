@@ -17,8 +17,10 @@ import type { TrafficRule } from "./versions.js";
 
 /**
  * The one major a push of a client with `range` (semver's form; undefined: any) under `rule` may
- * wait in a queue of, or undefined when they admit two majors or none. `fallback`: the version
- * of the client's generated code, for a client that accepts any version.
+ * wait in a queue of, or undefined when there is none: whichever instance of that major starts
+ * first takes the push, so the range and the rule must admit every version of it (a client at
+ * `~1.5`, or a pin to 1.5.0, would have a 1.2 instance take it), and no other major. `fallback`:
+ * the version of the client's generated code, for a client that accepts any version.
  */
 export function parkingMajor(
   range: string | undefined,
@@ -28,15 +30,14 @@ export function parkingMajor(
   const low = range === undefined ? semver.parse(fallback) : semver.minVersion(range);
   if (low === null) return undefined;
   const major = low.major;
-  const same = `${major}.x`;
-  if (range !== undefined && semver.intersects(range, `>=${major + 1}.0.0-0`, { includePrerelease: true }))
-    return undefined;
-  if (rule === undefined) return major;
-  if ("pin" in rule) return semver.intersects(rule.pin, same) ? major : undefined;
-  const weighted = Object.entries(rule.split)
-    .filter(([v, w]) => w > 0 && (range === undefined || semver.satisfies(v, range)))
-    .map(([v]) => semver.major(v));
-  return weighted.length > 0 && weighted.every((m) => m === major) ? major : undefined;
+  const whole = `${major}.x`;
+  if (range !== undefined) {
+    if (!semver.subset(whole, range)) return undefined;
+    if (semver.intersects(range, `>=${major + 1}.0.0-0`, { includePrerelease: true })) return undefined;
+  }
+  // A split sends each push to one version: a queue shared by the major cannot honour it.
+  if (rule !== undefined && !("pin" in rule && semver.subset(whole, rule.pin))) return undefined;
+  return major;
 }
 
 /** What parking needs from the App: its transports that keep a queue per service major. */

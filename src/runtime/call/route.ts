@@ -237,6 +237,10 @@ export class Route {
     if (parking === undefined || member?.kind !== "push" || member.shard !== undefined || member.since !== undefined)
       throw this.#unavailable(pinned);
     const major = parkingMajor(this.#range, this.#rule, parking.version);
+    // An instance of that major is registered but this client may not or cannot call it (its
+    // version, the traffic rule, no common transport): that is a refusal, not an outage.
+    if (major !== undefined && this.#set.instances().some((i) => semver.major(i.version) === major))
+      throw this.#unavailable(pinned);
     const reach =
       major === undefined ? undefined : this.#host.parked?.(this.#service, `${major}.0.0`, pinned, parking.transports);
     if (major === undefined || reach === undefined) throw this.#unavailable(pinned, true);
