@@ -206,7 +206,7 @@ export class FramePump<S extends FrameSource> {
     const { service, inbound } = this.opts;
     const env = decodeServed(service, body, this.opts.maxBytes, src.pushes, this.opts.where);
     if (env instanceof FanError) {
-      if (env.code !== Code.NOT_FOUND)
+      if (env.code !== Code.NOT_FOUND && env.code !== Code.UNIMPLEMENTED)
         this.opts.log.warn(
           { err: env.message, ...this.host.describe(src), bytes: body.length },
           `undecodable ${this.opts.name} call`,

@@ -121,7 +121,7 @@ export class NatsRpcServer {
       if (refused !== undefined) throw refused;
     } catch (e) {
       const err = FanError.from(e, Code.INVALID_ARGUMENT);
-      if (err.code !== Code.NOT_FOUND)
+      if (err.code !== Code.NOT_FOUND && err.code !== Code.UNIMPLEMENTED)
         this.#log.warn({ err: err.message, subject: msg.subject, bytes: msg.data.length }, "undecodable nats call");
       if (reply === undefined || reply === "") {
         this.#log.warn({ subject: msg.subject }, "nats call without a reply subject dropped");

@@ -279,7 +279,7 @@ export class RedisRpcServer {
       if (refused !== undefined) throw refused;
     } catch (e) {
       const err = FanError.from(e, Code.INVALID_ARGUMENT);
-      if (err.code !== Code.NOT_FOUND)
+      if (err.code !== Code.NOT_FOUND && err.code !== Code.UNIMPLEMENTED)
         this.#log.warn({ err: err.message, channel: req.channel }, "undecodable redis call");
       this.#reply(req, errorEnvelope(req.corr, undefined, err));
       return;
