@@ -299,7 +299,9 @@ export class ShardRoute {
  */
 function answered(e: FanError): boolean {
   return (
-    e.constructor !== FanError ||
+    // A generated error class names itself; by name, not class, as two copies of the runtime
+    // loaded side by side have two FanError classes.
+    e.name !== "FanError" ||
     e.relayedFrom !== undefined ||
     typeof (e.details as { error?: unknown } | undefined)?.error === "string"
   );
