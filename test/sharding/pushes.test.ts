@@ -3,10 +3,16 @@
  * three `test.shards.Store` children (etcd, amqp, redis, nats, http) print every `stock` push they
  * handle; pushes made here over amqp, redis and nats are each handled by their key's owner
  * (its own queue, list or subject, acknowledged by the owner), and a push to a dead owner fails with
- * `UNAVAILABLE` naming the shard, `maybeDelivered: false`.
+ * `UNAVAILABLE` naming the shard, `maybeDelivered: false`. In one process, over the local
+ * transport (several Apps on one hub, which hands a push to any instance of its service): each
+ * sharded push is handled by its owner, and one sent to an instance that no longer owns its shard
+ * is passed on to the owner that instance names, never lost.
  */
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/index.js";
+import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
+import { localHub, localTransport } from "../../src/runtime/transports/local/index.js";
+import { StoreImpl } from "./fixtures/store.js";
 import { assignShards, shardOfKey } from "../../src/runtime/call/shards.js";
 import { Code } from "../../src/runtime/errors.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
@@ -17,7 +23,7 @@ import { rejection } from "../transports/conformance.js";
 import { token } from "../../src/runtime/transports/nats/names.js";
 import { deleteStreams, NATS_URL } from "../transports/nats-server.js";
 import { deleteKeys, REDIS_URL } from "../transports/redis-server.js";
-import { type Child, kill, serveStore } from "./helpers.js";
+import { type Child, kill, lagging, serveStore } from "./helpers.js";
 import { Store } from "./fixtures/generated/test/shards.js";
 
 interface Stocked {
@@ -126,4 +132,82 @@ describeEtcd("sharded pushes between processes (etcd, amqp, redis, nats)", () =>
     expect((err.details as { maybeDelivered?: boolean }).maybeDelivered).toBe(false);
     expect(Date.now() - t0).toBeLessThan(3000);
   }, 30_000);
+});
+
+describe("sharded pushes in one process (the local transport, several Apps on one hub)", () => {
+  const ids = ["A", "B", "C"];
+  const owners = assignShards(
+    ids.map((instanceId) => ({ instanceId, shards: [] })),
+    16,
+  );
+  const apps: App[] = [];
+  afterEach(async () => {
+    await Promise.allSettled(apps.splice(0).map((a) => a.stop()));
+  });
+
+  /** Serves Store as `instanceId` on `reg`'s hub; the pushes it handles go to `handled`. */
+  async function server(
+    reg: MemoryRegistry,
+    cluster: string,
+    instanceId: string,
+    handled: Stocked[],
+    shards?: number[],
+  ) {
+    const impl = new StoreImpl();
+    impl.onStock = (w) => void handled.push({ storeId: w.storeId, instanceId: w.instanceId, shard: w.shard });
+    const app = createApp({ cluster, discovery: reg, logger: silentLogger() }).serve(Store, impl, {
+      instanceId,
+      ...(shards === undefined ? {} : { shards }),
+    });
+    apps.push(app);
+    await app.start();
+    return impl;
+  }
+
+  for (const serialize of [false, true]) {
+    it(`each push is handled once, by its key's owner${serialize ? " (serialised)" : ""}`, async () => {
+      const reg = new MemoryRegistry();
+      const cluster = `lshpush${process.pid}${serialize ? "s" : ""}`;
+      const handled: Stocked[] = [];
+      for (const id of ids) await server(reg, cluster, id, handled);
+      const app = createApp({ cluster, discovery: reg, logger: silentLogger(), transports: { local: { serialize } } });
+      apps.push(app);
+      await app.start();
+      const set = await app.watch(Store.descriptor.name);
+      await until("3 Store instances", () => set.instances().length === 3);
+      const keys = Array.from({ length: 48 }, (_, i) => `store-${i}`);
+      const store = app.client(Store);
+      await Promise.all(keys.map((storeId, count) => store.stock({ storeId, count })));
+      // Accepted by the hub when the push resolved; handled a moment later (each by one instance:
+      // before the fix, by whichever was next in turn, which redirected it until its attempts ran out).
+      await until("every push handled", () => handled.length >= keys.length, 3000).catch(() => undefined);
+      expect(handled.map((s) => s.storeId).sort()).toEqual([...keys].sort());
+      for (const s of handled) expect([s.storeId, s.instanceId]).toEqual([s.storeId, owners[s.shard]]);
+    });
+  }
+
+  it("a push sent to an instance that no longer owns its shard (the producer's view lags) is handled by the owner it names", async () => {
+    const reg = new MemoryRegistry();
+    const cluster = `lshredir${process.pid}`;
+    const handled: Stocked[] = [];
+    const a = await server(reg, cluster, "A", handled);
+    // Its view of discovery runs 10 s behind: it sends every push to A.
+    const app = createApp({
+      cluster,
+      discovery: lagging(reg, 10_000),
+      logger: silentLogger(),
+      transports: { local: localTransport({ hub: localHub(reg, cluster) }) },
+    });
+    apps.push(app);
+    await app.start();
+    const set = await app.watch(Store.descriptor.name);
+    await server(reg, cluster, "B", handled, [11]);
+    await until("A to hand shard 11 over", () => a.changes.some((ch) => ch.lost.includes(11)));
+    expect(set.instances().map((i) => i.instanceId)).toEqual(["A"]);
+    const key = "store-1"; // shard 11
+    await app.client(Store).stock({ storeId: key, count: 1 });
+    await until("the push handled", () => handled.length > 0, 3000).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(handled).toEqual([{ storeId: key, instanceId: "B", shard: 11 }]);
+  });
 });

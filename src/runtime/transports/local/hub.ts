@@ -1,13 +1,15 @@
 /**
  * The local hub: the in-process "broker" the local transport talks through. It holds the
  * served endpoints (calls), one push queue per service (consumed by every local instance of
- * it) and one topic per event (one delivery per subscribing group, or per instance for
- * broadcast). Apps that share discovery share a hub, so they can reach each other in-process;
- * apps that do not, cannot.
+ * it; a `@shard` push goes to the instance it was sent to, its shard's owner) and one topic
+ * per event (one delivery per subscribing group, or per instance for broadcast). Apps that
+ * share discovery share a hub, so they can reach each other in-process; apps that do not,
+ * cannot.
  */
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
 import { shortId } from "../../ids.js";
+import { redirectOf } from "../../call/shards.js";
 import type { Envelope, EventDelivery, EventSubscription, Inbound } from "../transport.js";
 import { deliver, type RedeliveryOptions } from "./delivery.js";
 
@@ -175,12 +177,18 @@ export class LocalHub {
     return b;
   }
 
-  /** Queues a push for the service of `endpoint`'s instance (any of its instances may take it). */
+  /**
+   * Queues a push for the service of `endpoint`'s instance: any of its instances may take it,
+   * but a `@shard` push goes to that instance, its shard's owner (as the broker transports send
+   * it to the owner's own queue: owner-push.ts), since any other would redirect it.
+   */
   enqueue(endpoint: string, env: Envelope, opts: RedeliveryOptions, log: Logger): void {
     const q = this.#queue(env.service);
-    if (!this.#endpoints.has(endpoint) && q.consumers.length === 0)
+    const at = this.#endpoints.get(endpoint);
+    if (at === undefined && q.consumers.length === 0)
       throw new FanError(Code.UNAVAILABLE, `no instance of ${env.service} at ${endpoint}`);
-    setImmediate(() => this.#dispatchPush(q, env, opts, log));
+    const owner = env.headers.shard === undefined ? undefined : at;
+    setImmediate(() => this.#dispatchPush(q, env, opts, log, owner));
   }
 
   /**
@@ -251,10 +259,28 @@ export class LocalHub {
     return q;
   }
 
-  #dispatchPush(q: PushQueue, env: Envelope, opts: RedeliveryOptions, log: Logger): void {
+  /**
+   * Delivers a push to `owner` while it is bound, else to the next consumer. A `@shard` push
+   * refused with a redirect goes next to the owner the redirect names (the sender's view lagged,
+   * or the shard moved since), else (not bound here) to the next consumer, not to the refuser.
+   */
+  #dispatchPush(q: PushQueue, env: Envelope, opts: RedeliveryOptions, log: Logger, owner?: Bound): void {
+    let to = owner;
+    const follow =
+      env.headers.shard === undefined
+        ? undefined
+        : (e: unknown): void => {
+            const r = redirectOf(e);
+            if (r !== undefined) to = r.owner === undefined ? undefined : this.#endpoints.get(this.endpointOf(r.owner));
+          };
     deliver(
       env,
-      (e) => q.next()?.inbound.push(e),
+      (e) => {
+        const b = to !== undefined && q.consumers.includes(to) ? to : q.next();
+        const p = b?.inbound.push(e);
+        if (follow !== undefined) p?.catch(follow);
+        return p;
+      },
       opts,
       log,
       (outcome, last) => {
