@@ -10,7 +10,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/index.js";
-import { shardOfKey } from "../../src/runtime/call/shards.js";
+import { assignShards, shardOfKey } from "../../src/runtime/call/shards.js";
 import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
 import { describeEtcd, SHARED_ETCD, until } from "../discovery/helpers.js";
@@ -184,4 +184,75 @@ describe("a failed onShards (one process)", () => {
       ),
     );
   });
+});
+
+describe("held calls (one process)", () => {
+  const apps: App[] = [];
+  afterEach(async () => {
+    await Promise.allSettled(apps.splice(0).map((a) => a.stop()));
+  });
+
+  /**
+   * Servers A and B and a client on `transport`; B stops, and A's `onShards` gaining B's shards
+   * runs until `release` is called. `key` is one of them; `calls` counts A's `store` calls for it.
+   */
+  async function gaining(transport: "local" | "http") {
+    const reg = new MemoryRegistry();
+    const cluster = `held-${transport}-${process.pid}`;
+    const transports = transport === "http" ? { http: {} } : {};
+    const opts = { cluster, discovery: reg, logger: silentLogger(), transports };
+    const impl = new StoreImpl();
+    const owners = assignShards(
+      ["A", "B"].map((instanceId) => ({ instanceId, shards: [] })),
+      16,
+    );
+    const key = Array.from({ length: 100 }, (_, i) => `held-${i}`).find(
+      (k) => owners[shardOfKey([k], 16)] === "B",
+    ) as string;
+    let calls = 0;
+    const store = impl.store.bind(impl);
+    impl.store = (req, ctx) => {
+      if (req.storeId === key) calls++;
+      return store(req, ctx);
+    };
+    let release = (): void => undefined;
+    let gate: Promise<void> | undefined;
+    const onShards = impl.onShards.bind(impl);
+    impl.onShards = (change) => {
+      onShards(change);
+      return gate;
+    };
+    const a = createApp(opts).serve(Store, impl, { instanceId: "A" });
+    const b = createApp(opts).serve(Store, new StoreImpl(), { instanceId: "B" });
+    const caller = createApp(opts);
+    apps.push(a, b, caller);
+    await Promise.all([a.start(), b.start(), caller.start()]);
+    const set = await caller.watch(Store.descriptor.name);
+    const mine = owners.filter((o) => o === "A").length;
+    await until("A and B owning their parts", () => impl.changes.at(-1)?.owned.length === mine);
+    gate = new Promise((r) => (release = r));
+    await b.stop();
+    await until("the client to see A alone", () => set.instances().length === 1);
+    await until("A's onShards gaining B's shards", () => impl.changes.at(-1)?.owned.length === 16);
+    return { client: caller.client(Store, { transport }), key, calls: () => calls, release };
+  }
+
+  for (const transport of ["local", "http"] as const) {
+    it(`over ${transport}, a call cancelled while its shard's onShards runs is answered CANCELLED and never reaches the handler`, async () => {
+      const { client, key, calls, release } = await gaining(transport);
+      const ac = new AbortController();
+      const call = client.store({ storeId: key }, { signal: ac.signal, timeout: 5000 }).then(
+        () => undefined,
+        (e: { code: string }) => e.code,
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      ac.abort();
+      expect(await call).toBe("CANCELLED");
+      // Given time to reach the server's hold (http: the connection's close).
+      await new Promise((r) => setTimeout(r, 200));
+      release();
+      expect((await client.store({ storeId: key })).instanceId).toBe("A");
+      expect(calls()).toBe(1);
+    });
+  }
 });

@@ -34,10 +34,15 @@ export interface InstanceScope {
   readonly fencingToken?: () => string | undefined;
   /**
    * Sharded services: a redirect when this instance does not own the call's shard, a hold (a
-   * promise: run the call again once it settles without an error) while the `onShards` that
-   * gained the shard has not resolved (`call/ownership.ts`).
+   * promise: run the call again once it settles without an error, unless `signal` aborted)
+   * while the `onShards` that gained the shard has not resolved (`call/ownership.ts`).
    */
-  readonly shardGuard?: (paths: readonly (readonly string[])[], input: unknown, deadline: number) => Guarded;
+  readonly shardGuard?: (
+    paths: readonly (readonly string[])[],
+    input: unknown,
+    deadline: number,
+    signal?: CallSignal,
+  ) => Guarded;
   /** Sharded services: the shards this instance owns now. */
   readonly shards?: () => readonly number[];
   /** Test apps: unexpected exceptions reach in-process callers as `cause` (`reveal.ts`). */

@@ -14,7 +14,7 @@ import type { MethodDescriptor, ServiceDescriptor, SubscriptionDescriptor } from
 import { Code, FanError, type WireError } from "../errors.js";
 import { toWireError, type Form } from "../codec/error-wire.js";
 import type { Envelope, EnvelopeHeaders, Inbound } from "../transports/transport.js";
-import type { CallSignal } from "../transports/abort.js";
+import { type CallSignal, signalOf } from "../transports/abort.js";
 import type { Counters } from "../telemetry/stats.js";
 import type { ServerGate } from "../policy/server.js";
 import { ObservedSink, serverSpan, type CallTelemetry } from "../telemetry/calls.js";
@@ -252,10 +252,10 @@ export class Dispatcher implements Inbound {
     }
     // A fallback call (its owner is unavailable, the method or caller allows it) is served here.
     const guard = p.shard === undefined || headers.shardFallback !== undefined ? undefined : this.#scope.shardGuard;
-    const redirect = guard === undefined ? undefined : guard(p.shard as ShardPaths, input, deadline);
+    const redirect = guard === undefined ? undefined : guard(p.shard as ShardPaths, input, deadline, signal);
     if (redirect !== undefined) {
       if (isThenable(redirect))
-        this.#held(redirect, sink, () =>
+        this.#held(redirect, sink, p, signal, deadline, () =>
           this.#invoke(form, p, payload, headers, signal, sink, deadline, principal, transport),
         );
       else sink.error(redirect);
@@ -320,13 +320,23 @@ export class Dispatcher implements Inbound {
   /**
    * A call held while the `onShards` that gave this instance its shard runs (ownership.ts): in
    * flight meanwhile, so a drain waits for it; once the hold settles it is answered, or run again
-   * from the guard, which may hold it again or redirect it (ownership may have moved meanwhile).
+   * from the guard, which may hold it again or redirect it (ownership may have moved meanwhile),
+   * unless its caller cancelled it meanwhile (the hold ends then too).
    */
-  #held(hold: PromiseLike<WireError | undefined>, sink: CallSink, run: () => void): void {
+  #held(
+    hold: PromiseLike<WireError | undefined>,
+    sink: CallSink,
+    p: Plan,
+    signal: CallSignal | undefined,
+    deadline: number,
+    run: () => void,
+  ): void {
     this.#inflight++;
     hold.then((err) => {
       try {
         if (err !== undefined) sink.error(err);
+        else if (signal?.aborted === true)
+          sink.error(abortError(signalOf(signal).reason, deadline, this.#service.name, p.name));
         else run();
       } finally {
         this.#done();
@@ -481,6 +491,7 @@ export class Dispatcher implements Inbound {
       plan.shard === undefined || env.headers.shardFallback !== undefined ? undefined : this.#scope.shardGuard;
     if (guard !== undefined) {
       const deadline = pushDeadline(env, plan);
+      // The hold answers DEADLINE_EXCEEDED naming the shard once `deadline` passed, woken or not.
       for (let held = guard(plan.shard as ShardPaths, input, deadline); held !== undefined; ) {
         const err = isThenable(held) ? await held : held;
         if (err !== undefined) throw new FanError(err.code, err.message, { details: err.details });
@@ -677,12 +688,15 @@ function badInput(e: unknown): WireError {
 
 /** Why a handler that gave up on its aborted signal stopped: deadline, app stop, or caller cancel. */
 function abortedError(ctx: CallCtx): WireError {
-  const reason: unknown = ctx.signal.reason;
+  return abortError(ctx.signal.reason, ctx.deadline, ctx.service, ctx.method);
+}
+
+/** What a call whose signal aborted with `reason` answers. */
+function abortError(reason: unknown, deadline: number, service: string, method: string): WireError {
   if (FanError.is(reason)) return { code: reason.code, message: reason.message };
-  const timedOut =
-    (reason as { name?: unknown } | undefined)?.name === "TimeoutError" || Date.now() >= ctx.deadline - 2;
+  const timedOut = (reason as { name?: unknown } | undefined)?.name === "TimeoutError" || Date.now() >= deadline - 2;
   return timedOut
-    ? { code: Code.DEADLINE_EXCEEDED, message: `deadline of ${ctx.service}.${ctx.method} exceeded` }
+    ? { code: Code.DEADLINE_EXCEEDED, message: `deadline of ${service}.${method} exceeded` }
     : { code: Code.CANCELLED, message: "cancelled by the caller" };
 }
 

@@ -13,6 +13,7 @@ import type { LifecycleContext, ShardChange, ShardHooks } from "./context.js";
 import type { ServiceDescriptor } from "../descriptor.js";
 import type { Directory, InstanceInfo } from "../discovery/types.js";
 import { Code, type WireError } from "../errors.js";
+import { type CallSignal, onAbort, signalOf } from "../transports/abort.js";
 import { assignShards, ownedBy, shardOf, type Redirect } from "./shards.js";
 
 /** True when a service has `@shard` methods or states (only those take part in ownership). */
@@ -132,17 +133,24 @@ export class Ownership implements ShardOwnership {
   /**
    * What a call for `input`'s shard gets: a redirect when another instance owns the shard;
    * a hold while the `onShards` that gave it to this one has not resolved (settles when
-   * something changed, to check again, or with an error at `deadline`); UNAVAILABLE after that
-   * hook threw; undefined when the handler may take it.
+   * something changed, to check again, or with an error once `deadline` passed; with none,
+   * early, when `signal` aborts: the caller checks it); UNAVAILABLE after that hook threw;
+   * undefined when the handler may take it.
    */
-  readonly guard = (paths: readonly (readonly string[])[], input: unknown, deadline: number): Guarded => {
+  readonly guard = (
+    paths: readonly (readonly string[])[],
+    input: unknown,
+    deadline: number,
+    signal?: CallSignal,
+  ): Guarded => {
     const owners = this.#owners;
-    if (owners === undefined) return this.#stopped ? undefined : this.#hold(undefined, deadline);
+    if (owners === undefined) return this.#stopped ? undefined : this.#hold(undefined, deadline, signal);
     const shard = shardOf(input, paths, this.#d.shards);
     if (shard === undefined) return undefined;
     const owner = owners[shard];
     // The fast path is one typed-array read past the redirect check.
-    if (owner === this.#instanceId) return this.#ready[shard] === READY ? undefined : this.#notReady(shard, deadline);
+    if (owner === this.#instanceId)
+      return this.#ready[shard] === READY ? undefined : this.#notReady(shard, deadline, signal);
     const details: Redirect = {
       redirect: true,
       shard,
@@ -156,8 +164,8 @@ export class Ownership implements ShardOwnership {
     };
   };
 
-  #notReady(shard: number, deadline: number): Guarded {
-    if (this.#ready[shard] !== FAILED) return this.#hold(shard, deadline);
+  #notReady(shard: number, deadline: number, signal: CallSignal | undefined): Guarded {
+    if (this.#ready[shard] !== FAILED) return this.#hold(shard, deadline, signal);
     return {
       code: Code.UNAVAILABLE,
       message: `shard ${shard} of ${this.#d.name} is unavailable on ${this.#instanceId}: its onShards hook failed on gaining it (see its log); it is called again`,
@@ -165,22 +173,30 @@ export class Ownership implements ShardOwnership {
     };
   }
 
-  /** Waits for the next change of what this instance owns or has loaded, or `deadline`. */
-  #hold(shard: number | undefined, deadline: number): Promise<WireError | undefined> {
+  /**
+   * Waits for the next change of what this instance owns or has loaded, `deadline` (a change
+   * after it is too late as well), or the abort of `signal` (settles with no error: the caller
+   * answers for its own signal).
+   */
+  #hold(shard: number | undefined, deadline: number, signal: CallSignal | undefined): Promise<WireError | undefined> {
     return new Promise((resolve) => {
-      const wake = (): void => {
+      let off: (() => void) | undefined;
+      const end = (err: WireError | undefined): void => {
         clearTimeout(timer);
-        resolve(this.#stopped ? this.#stopping() : undefined);
+        this.#waiters.delete(wake);
+        off?.();
+        resolve(err);
       };
+      const wake = (): void =>
+        end(this.#stopped ? this.#stopping() : Date.now() >= deadline ? this.#late(shard) : undefined);
       const timer = setTimeout(
-        () => {
-          this.#waiters.delete(wake);
-          resolve(this.#late(shard));
-        },
+        () => end(this.#late(shard)),
         // setTimeout fires at once past 2^31 - 1 ms: a farther deadline waits that long.
         Math.min(Math.max(0, deadline - Date.now()), MAX_TIMER_MS),
       );
       this.#waiters.add(wake);
+      // Held calls are rare: making a served call's lazy signal here costs nothing that matters.
+      if (signal !== undefined) off = onAbort(signalOf(signal), () => end(undefined));
     });
   }
 
