@@ -11,6 +11,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/index.js";
 import { assignShards, shardOfKey } from "../../src/runtime/call/shards.js";
+import { type HoldLimits, Ownership } from "../../src/runtime/call/ownership.js";
+import type { Directory, InstanceInfo } from "../../src/runtime/discovery/types.js";
+import type { LifecycleContext } from "../../src/runtime/call/context.js";
+import type { Logger } from "pino";
 import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
 import { describeEtcd, SHARED_ETCD, until } from "../discovery/helpers.js";
@@ -255,4 +259,57 @@ describe("held calls (one process)", () => {
       expect(calls()).toBe(1);
     });
   }
+});
+
+describe("an onShards that does not resolve (one instance's Ownership)", () => {
+  /** A's ownership of every shard, its first `onShards` never resolving; its warnings. */
+  function stuck(limits: HoldLimits) {
+    const warnings: string[] = [];
+    const log = {
+      info: () => undefined,
+      error: () => undefined,
+      warn: (_: object, msg: string) => void warnings.push(msg),
+    } as unknown as Logger;
+    const me = { instanceId: "A", version: Store.descriptor.version, shards: [] } as unknown as InstanceInfo;
+    const directory = {
+      watch: async () => ({ instances: () => [me], onChange: () => () => undefined, close: async () => undefined }),
+    } as unknown as Directory;
+    const hooks = { onShards: () => new Promise<void>(() => undefined) };
+    const own = new Ownership(Store.descriptor, "A", [], hooks, () => ({}) as LifecycleContext, log, limits);
+    void own.start(directory);
+    const paths = Store.descriptor.methods.store?.shard as readonly (readonly string[])[];
+    const guard = (storeId: string) => own.guard(paths, { storeId }, Date.now() + 5000);
+    return { own, warnings, guard };
+  }
+
+  it("is logged as a warning naming the service, the instance and the held shards, and again while it runs", async () => {
+    const { own, warnings, guard } = stuck({ slowHookMs: 100, slowHookRepeatMs: 100, maxHeld: 100 });
+    try {
+      await until("the ownership view", () => own.owned().length === 16);
+      expect(guard("store-1")).toBeInstanceOf(Promise);
+      await until("two warnings", () => warnings.length >= 2, 2000);
+      expect(warnings[0]).toMatch(
+        /^onShards of test\.shards\.Store on A has not resolved in 0 s: calls for shards 0, 1, 2, .*, 15 are held until it does \(1 now\)$/,
+      );
+    } finally {
+      own.stop();
+    }
+  });
+
+  it("holds a bounded number of calls: past it, UNAVAILABLE naming the shard", async () => {
+    const { own, guard } = stuck({ slowHookMs: 60_000, slowHookRepeatMs: 60_000, maxHeld: 2 });
+    try {
+      await until("the ownership view", () => own.owned().length === 16);
+      expect(guard("store-1")).toBeInstanceOf(Promise);
+      expect(guard("store-1")).toBeInstanceOf(Promise);
+      expect(guard("store-1")).toEqual({
+        code: "UNAVAILABLE",
+        message:
+          "shard 11 of test.shards.Store is not ready on A: the onShards hook gaining it has not resolved, and 2 calls are held already (at most 2)",
+        details: { shard: 11 },
+      });
+    } finally {
+      own.stop();
+    }
+  });
 });

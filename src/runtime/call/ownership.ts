@@ -44,6 +44,19 @@ const RETRY_MS = 1000;
 const RETRY_MAX_MS = 30_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** How long holding calls may go unnoticed, and how many may wait. */
+export interface HoldLimits {
+  /** An `onShards` running this long is logged as a warning (calls wait for it)... */
+  readonly slowHookMs: number;
+  /** ...and again every this long while it still runs. */
+  readonly slowHookRepeatMs: number;
+  /** Calls and pushes held at once; more answer UNAVAILABLE naming the shard. */
+  readonly maxHeld: number;
+}
+
+/** 10,000 held calls are a few MB; over http nothing else bounds them (load shedding is opt-in). */
+export const HOLD_LIMITS: HoldLimits = { slowHookMs: 10_000, slowHookRepeatMs: 60_000, maxHeld: 10_000 };
+
 /** What the guard answers: a redirect, a hold that settles with one (or none: check again), or none. */
 export type Guarded = WireError | Promise<WireError | undefined> | undefined;
 
@@ -78,6 +91,7 @@ export class Ownership implements ShardOwnership {
     handler: object,
     context: () => LifecycleContext,
     log: Logger,
+    readonly limits: HoldLimits = HOLD_LIMITS,
   ) {
     this.#d = d;
     this.#instanceId = instanceId;
@@ -178,7 +192,8 @@ export class Ownership implements ShardOwnership {
    * after it is too late as well), or the abort of `signal` (settles with no error: the caller
    * answers for its own signal).
    */
-  #hold(shard: number | undefined, deadline: number, signal: CallSignal | undefined): Promise<WireError | undefined> {
+  #hold(shard: number | undefined, deadline: number, signal: CallSignal | undefined): Guarded {
+    if (this.#waiters.size >= this.limits.maxHeld) return this.#full(shard);
     return new Promise((resolve) => {
       let off: (() => void) | undefined;
       const end = (err: WireError | undefined): void => {
@@ -215,6 +230,18 @@ export class Ownership implements ShardOwnership {
     return {
       code: Code.DEADLINE_EXCEEDED,
       message: `${what} by the deadline`,
+      ...(shard === undefined ? {} : { details: { shard } }),
+    };
+  }
+
+  #full(shard: number | undefined): WireError {
+    const what =
+      shard === undefined
+        ? `${this.#instanceId} has not computed which shards of ${this.#d.name} it owns yet`
+        : `shard ${shard} of ${this.#d.name} is not ready on ${this.#instanceId}: the onShards hook gaining it has not resolved`;
+    return {
+      code: Code.UNAVAILABLE,
+      message: `${what}, and ${this.#waiters.size} calls are held already (at most ${this.limits.maxHeld})`,
       ...(shard === undefined ? {} : { details: { shard } }),
     };
   }
@@ -265,6 +292,7 @@ export class Ownership implements ShardOwnership {
     const fn = this.#handler.onShards;
     let ok = true;
     if (typeof fn === "function") {
+      const watch = this.#watchSlow(change);
       try {
         await fn.call(this.#handler, change, this.#context());
       } catch (e) {
@@ -273,6 +301,8 @@ export class Ownership implements ShardOwnership {
           { err: e, gained: change.gained },
           `onShards hook failed: calls for the shards it gained answer UNAVAILABLE until it succeeds (called again in ${this.#retryMs / 1000} s)`,
         );
+      } finally {
+        clearTimeout(watch.timer);
       }
     }
     if (listeners) await this.#tell(change);
@@ -281,6 +311,34 @@ export class Ownership implements ShardOwnership {
     if (ok) this.#retryMs = RETRY_MS;
     else this.#scheduleRetry();
     this.#wake();
+  }
+
+  /**
+   * Warns while the `onShards` of `change` runs past `slowHookMs`, then every `slowHookRepeatMs`:
+   * the calls for the shards it is loading wait for it, and one that never resolves would hold
+   * them (each to its deadline) with nothing else said.
+   */
+  #watchSlow(change: ShardChange): { timer: ReturnType<typeof setTimeout> | undefined } {
+    const t0 = Date.now();
+    const watch: { timer: ReturnType<typeof setTimeout> | undefined } = { timer: undefined };
+    const arm = (ms: number): void => {
+      watch.timer = setTimeout(warn, ms);
+      watch.timer.unref?.();
+    };
+    const warn = (): void => {
+      if (this.#stopped) return;
+      const held = this.#owned.filter((s) => this.#ready[s] === WAITING);
+      const named = held.length > 20 ? `${held.slice(0, 20).join(", ")}, … (${held.length})` : held.join(", ");
+      const s = Math.round((Date.now() - t0) / 1000);
+      this.#log.warn(
+        // The served instance's logger names the service and instance too.
+        { gained: change.gained, held, heldCalls: this.#waiters.size },
+        `onShards of ${this.#d.name} on ${this.#instanceId} has not resolved in ${s} s: calls for shards ${named || "(none)"} are held until it does (${this.#waiters.size} now)`,
+      );
+      arm(this.limits.slowHookRepeatMs);
+    };
+    arm(this.limits.slowHookMs);
+    return watch;
   }
 
   /** Calls `onShards` again with the owned shards whose hook failed, as gained. */
