@@ -6,7 +6,9 @@
  * view (its calls reach the old owners and are redirected). Every handler fails a call for a
  * shard it has not loaded and prints it (`early`): none may, and no call may fail. In one
  * process: an `onShards` that throws leaves its gained shards UNAVAILABLE until it is called
- * again and resolves.
+ * again and resolves; a held call its caller cancels never runs; a hook that does not resolve
+ * is warned about and holds a bounded number of calls; a stopping instance keeps redirecting
+ * (and refuses shards not ready) until its transports are down.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/index.js";
@@ -15,6 +17,7 @@ import { type HoldLimits, Ownership } from "../../src/runtime/call/ownership.js"
 import type { Directory, InstanceInfo } from "../../src/runtime/discovery/types.js";
 import type { LifecycleContext } from "../../src/runtime/call/context.js";
 import type { Logger } from "pino";
+import type { Registry, WatchEvent } from "../../src/runtime/discovery/registry.js";
 import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
 import { describeEtcd, SHARED_ETCD, until } from "../discovery/helpers.js";
@@ -261,27 +264,27 @@ describe("held calls (one process)", () => {
   }
 });
 
-describe("an onShards that does not resolve (one instance's Ownership)", () => {
-  /** A's ownership of every shard, its first `onShards` never resolving; its warnings. */
-  function stuck(limits: HoldLimits) {
-    const warnings: string[] = [];
-    const log = {
-      info: () => undefined,
-      error: () => undefined,
-      warn: (_: object, msg: string) => void warnings.push(msg),
-    } as unknown as Logger;
-    const me = { instanceId: "A", version: Store.descriptor.version, shards: [] } as unknown as InstanceInfo;
-    const directory = {
-      watch: async () => ({ instances: () => [me], onChange: () => () => undefined, close: async () => undefined }),
-    } as unknown as Directory;
-    const hooks = { onShards: () => new Promise<void>(() => undefined) };
-    const own = new Ownership(Store.descriptor, "A", [], hooks, () => ({}) as LifecycleContext, log, limits);
-    void own.start(directory);
-    const paths = Store.descriptor.methods.store?.shard as readonly (readonly string[])[];
-    const guard = (storeId: string) => own.guard(paths, { storeId }, Date.now() + 5000);
-    return { own, warnings, guard };
-  }
+/** A's ownership of every shard (16 of Store), its first `onShards` never resolving; its warnings. */
+function stuck(limits?: HoldLimits) {
+  const warnings: string[] = [];
+  const log = {
+    info: () => undefined,
+    error: () => undefined,
+    warn: (_: object, msg: string) => void warnings.push(msg),
+  } as unknown as Logger;
+  const me = { instanceId: "A", version: Store.descriptor.version, shards: [] } as unknown as InstanceInfo;
+  const directory = {
+    watch: async () => ({ instances: () => [me], onChange: () => () => undefined, close: async () => undefined }),
+  } as unknown as Directory;
+  const hooks = { onShards: () => new Promise<void>(() => undefined) };
+  const own = new Ownership(Store.descriptor, "A", [], hooks, () => ({}) as LifecycleContext, log, limits);
+  void own.start(directory);
+  const paths = Store.descriptor.methods.store?.shard as readonly (readonly string[])[];
+  const guard = (storeId: string) => own.guard(paths, { storeId }, Date.now() + 5000);
+  return { own, warnings, guard };
+}
 
+describe("an onShards that does not resolve (one instance's Ownership)", () => {
   it("is logged as a warning naming the service, the instance and the held shards, and again while it runs", async () => {
     const { own, warnings, guard } = stuck({ slowHookMs: 100, slowHookRepeatMs: 100, maxHeld: 100 });
     try {
@@ -311,5 +314,73 @@ describe("an onShards that does not resolve (one instance's Ownership)", () => {
     } finally {
       own.stop();
     }
+  });
+});
+
+describe("during stop (one process)", () => {
+  it("a stopping instance's shard not ready answers UNAVAILABLE at once, held calls too; after the table is dropped every sharded call does", async () => {
+    const { own, guard } = stuck();
+    await until("the ownership view", () => own.owned().length === 16);
+    const held = guard("store-1");
+    const stopping = { code: "UNAVAILABLE", message: "this instance of test.shards.Store is stopping" };
+    own.freeze();
+    expect(await held).toEqual(stopping);
+    expect(guard("store-1")).toEqual(stopping);
+    own.stop();
+    expect(guard("store-1")).toEqual(stopping);
+  });
+
+  const apps: App[] = [];
+  afterEach(async () => {
+    await Promise.allSettled(apps.splice(0).map((a) => a.stop()));
+  });
+
+  /** `inner` seen with watch events `lagMs` late and deletes (a deregister) `deleteMs` slow; closing it leaves `inner` open. */
+  function slowed(inner: Registry, lagMs: number, deleteMs: number): Registry {
+    return {
+      get: (k) => inner.get(k),
+      put: (k, v, o) => inner.put(k, v, o),
+      delete: (k) => new Promise((r) => setTimeout(r, deleteMs)).then(() => inner.delete(k)),
+      list: (p) => inner.list(p),
+      watch: (p, rev, fn) =>
+        inner.watch(p, rev, (ev: WatchEvent) => (lagMs === 0 ? fn(ev) : void setTimeout(() => fn(ev), lagMs))),
+      grantLease: (ttl) => inner.grantLease(ttl),
+      close: async () => undefined,
+    };
+  }
+
+  it("a call reaching a stopping instance for a shard it no longer owns is redirected, not served by it", async () => {
+    const reg = new MemoryRegistry();
+    const cluster = `stopping-${process.pid}`;
+    const opts = { cluster, logger: silentLogger(), transports: { http: {} } };
+    const impl = new StoreImpl();
+    // A's deregistration takes 1.5 s: its stop keeps its http endpoint up that long.
+    const a = createApp({ ...opts, discovery: slowed(reg, 0, 1500) }).serve(Store, impl, {
+      instanceId: "A",
+      transports: ["http"],
+    });
+    // The client's view runs 800 ms behind: it sends to A what B owns by then.
+    const caller = createApp({ ...opts, discovery: slowed(reg, 800, 0) });
+    apps.push(a, caller);
+    await a.start();
+    await caller.start();
+    const set = await caller.watch(Store.descriptor.name);
+    await until("the client to see A", () => set.instances().length === 1);
+    const b = createApp({ ...opts, discovery: reg }).serve(Store, new StoreImpl(), {
+      instanceId: "B",
+      transports: ["http"],
+      shards: [11],
+    });
+    apps.push(b);
+    await b.start();
+    await until("A to hand shard 11 over", () => impl.changes.some((ch) => ch.lost.includes(11)));
+    const stopping = a.stop();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(set.instances().map((i) => i.instanceId)).toEqual(["A"]);
+    // store-1 is in shard 11: A redirects it to B, which the client learns of within the second
+    // a redirect waits for its view (before: A, stopping, no longer checked calls and served it).
+    const r = await caller.client(Store, { transport: "http" }).store({ storeId: "store-1" });
+    expect(r.instanceId).toBe("B");
+    await stopping;
   });
 });

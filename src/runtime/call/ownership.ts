@@ -79,8 +79,11 @@ export class Ownership implements ShardOwnership {
   #seq = 0;
   /** Calls held for a shard (or the first view): woken on every change of what this one owns. */
   readonly #waiters = new Set<() => void>();
-  /** From `stop` to the next `start`: the table is gone, calls are no longer checked. */
-  #stopped = false;
+  /**
+   * From `freeze` or `stop` to the next `start`: discovery is no longer followed; calls for
+   * shards not ready are refused, not held (and, once `stop` dropped the table, all of them).
+   */
+  #frozen = false;
   #retry: ReturnType<typeof setTimeout> | undefined;
   #retryMs = RETRY_MS;
 
@@ -125,7 +128,7 @@ export class Ownership implements ShardOwnership {
 
   /** Follows the service's instances; resolves once the first `onShards` ran. */
   async start(directory: Directory): Promise<void> {
-    this.#stopped = false;
+    this.#frozen = false;
     const set = await directory.watch(this.#d.name);
     const update = (): void => this.#update(set.instances());
     this.#off = set.onChange(update);
@@ -133,15 +136,28 @@ export class Ownership implements ShardOwnership {
     await this.#notified;
   }
 
-  /** Stops following (the shared instance cache stays open for clients). */
-  stop(): void {
+  /**
+   * Stops following discovery as the instance begins to stop (no `onShards` from now on); the
+   * table stays until `stop`, so the calls that still arrive meanwhile are redirected or served
+   * as before, except that a shard not ready answers UNAVAILABLE (stopping) instead of holding
+   * them, and the calls held now answer so too.
+   */
+  freeze(): void {
     this.#off?.();
     this.#off = undefined;
-    this.#owners = undefined;
-    this.#stopped = true;
+    this.#frozen = true;
     clearTimeout(this.#retry);
     this.#retry = undefined;
     this.#wake();
+  }
+
+  /**
+   * Drops the table once the instance takes no more calls (the shared instance cache stays
+   * open for clients): a sharded call that still comes answers UNAVAILABLE (stopping).
+   */
+  stop(): void {
+    this.freeze();
+    this.#owners = undefined;
   }
 
   /**
@@ -158,7 +174,7 @@ export class Ownership implements ShardOwnership {
     signal?: CallSignal,
   ): Guarded => {
     const owners = this.#owners;
-    if (owners === undefined) return this.#stopped ? undefined : this.#hold(undefined, deadline, signal);
+    if (owners === undefined) return this.#frozen ? this.#stopping() : this.#hold(undefined, deadline, signal);
     const shard = shardOf(input, paths, this.#d.shards);
     if (shard === undefined) return undefined;
     const owner = owners[shard];
@@ -179,6 +195,7 @@ export class Ownership implements ShardOwnership {
   };
 
   #notReady(shard: number, deadline: number, signal: CallSignal | undefined): Guarded {
+    if (this.#frozen) return this.#stopping();
     if (this.#ready[shard] !== FAILED) return this.#hold(shard, deadline, signal);
     return {
       code: Code.UNAVAILABLE,
@@ -203,7 +220,7 @@ export class Ownership implements ShardOwnership {
         resolve(err);
       };
       const wake = (): void =>
-        end(this.#stopped ? this.#stopping() : Date.now() >= deadline ? this.#late(shard) : undefined);
+        end(this.#frozen ? this.#stopping() : Date.now() >= deadline ? this.#late(shard) : undefined);
       const timer = setTimeout(
         () => end(this.#late(shard)),
         // setTimeout fires at once past 2^31 - 1 ms: a farther deadline waits that long.
@@ -326,7 +343,7 @@ export class Ownership implements ShardOwnership {
       watch.timer.unref?.();
     };
     const warn = (): void => {
-      if (this.#stopped) return;
+      if (this.#frozen) return;
       const held = this.#owned.filter((s) => this.#ready[s] === WAITING);
       const named = held.length > 20 ? `${held.slice(0, 20).join(", ")}, … (${held.length})` : held.join(", ");
       const s = Math.round((Date.now() - t0) / 1000);
@@ -343,12 +360,12 @@ export class Ownership implements ShardOwnership {
 
   /** Calls `onShards` again with the owned shards whose hook failed, as gained. */
   #scheduleRetry(): void {
-    if (this.#retry !== undefined || this.#stopped) return;
+    if (this.#retry !== undefined || this.#frozen) return;
     const ms = this.#retryMs;
     this.#retryMs = Math.min(ms * 2, RETRY_MAX_MS);
     this.#retry = setTimeout(() => {
       this.#retry = undefined;
-      if (this.#stopped) return;
+      if (this.#frozen) return;
       const gained = this.#owned.filter((s) => this.#ready[s] === FAILED);
       if (gained.length > 0) this.#enqueue({ owned: this.#owned, gained, lost: [] }, false);
     }, ms);

@@ -346,13 +346,16 @@ export class ServedInstance {
     const reg = this.#registration;
     this.#registration = undefined;
     if (reg !== undefined) this.#host.states.unbound(this.descriptor);
-    this.#ownership?.stop();
+    // Sharded calls that arrive until the bindings are down are still redirected by the table
+    // (or refused while their shard is not ready), never served unchecked: ownership stops last.
+    this.#ownership?.freeze();
     this.#ownersCheck?.();
     this.#ownersCheck = undefined;
     await reg?.deregister().catch((e: unknown) => this.log.warn({ err: e }, "deregistering failed"));
     const subs = this.#subs.splice(0);
     const bindings = this.#bindings.splice(0);
     await Promise.allSettled([...subs.map((s) => s.close()), ...bindings.map((b) => b.stop())]);
+    this.#ownership?.stop();
   }
 
   #onConfig(raw: Record<string, unknown>): void {
