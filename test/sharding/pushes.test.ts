@@ -6,7 +6,8 @@
  * `UNAVAILABLE` naming the shard, `maybeDelivered: false`. In one process, over the local
  * transport (several Apps on one hub, which hands a push to any instance of its service): each
  * sharded push is handled by its owner, and one sent to an instance that no longer owns its shard
- * is passed on to the owner that instance names, never lost.
+ * is passed on to the owner that instance names, never lost. Over http and zmq, a push a
+ * non-owner refuses with a redirect is sent on to the owner by the producer.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/index.js";
@@ -210,4 +211,49 @@ describe("sharded pushes in one process (the local transport, several Apps on on
     await new Promise((r) => setTimeout(r, 100));
     expect(handled).toEqual([{ storeId: key, instanceId: "B", shard: 11 }]);
   });
+});
+
+describe("a push a non-owner redirects (one process, http and zmq)", () => {
+  const apps: App[] = [];
+  afterEach(async () => {
+    await Promise.allSettled(apps.splice(0).map((a) => a.stop()));
+  });
+
+  for (const transport of ["http", "zmq"] as const) {
+    it(`over ${transport}, it is handled by the owner the redirect names, not refused after resends to the non-owner`, async () => {
+      const reg = new MemoryRegistry();
+      const cluster = `redirpush-${transport}-${process.pid}`;
+      const handled: string[] = [];
+      const serve = async (instanceId: string, shards?: number[]) => {
+        const impl = new StoreImpl();
+        impl.onStock = (w) => void handled.push(w.instanceId);
+        const app = createApp({
+          cluster,
+          discovery: reg,
+          logger: silentLogger(),
+          transports: { [transport]: {} },
+        }).serve(Store, impl, { instanceId, transports: [transport], ...(shards === undefined ? {} : { shards }) });
+        apps.push(app);
+        await app.start();
+        return impl;
+      };
+      const a = await serve("A");
+      // The producer's view runs 800 ms behind (a redirect waits up to 1 s for it to name the owner).
+      const producer = createApp({
+        cluster,
+        discovery: { ...lagging(reg, 800), close: async () => undefined },
+        logger: silentLogger(),
+        transports: { [transport]: {} },
+      });
+      apps.push(producer);
+      await producer.start();
+      const set = await producer.watch(Store.descriptor.name);
+      await serve("B", [11]);
+      await until("A to hand shard 11 over", () => a.changes.some((ch) => ch.lost.includes(11)));
+      expect(set.instances().map((i) => i.instanceId)).toEqual(["A"]);
+      // Before: the nack dropped the redirect; the producer sent the push to A 5 times and failed.
+      await producer.client(Store, { transport }).stock({ storeId: "store-1", count: 1 });
+      expect(handled).toEqual(["B"]);
+    });
+  }
 });

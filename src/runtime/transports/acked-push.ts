@@ -1,13 +1,15 @@
 /**
  * What the brokerless transports (zmq, tcp) share on the client side: a push is sent until
- * acknowledged — after a nack with UNAVAILABLE it goes again (attempt + 1) with backoff, until
+ * acknowledged — after a nack with UNAVAILABLE (not a redirect: `pushRefusal`) it goes again
+ * (attempt + 1) with backoff, until
  * the attempts run out or the deadline nears; a push that never left says so
  * (`maybeDelivered: false`) — and the decoding of reply and nack bodies.
  */
 import type { Logger } from "pino";
 import { decodeEnvelope, parseJson } from "../codec/wire.js";
-import { Code, errorFromWire, FanError } from "../errors.js";
+import { Code, errorFromWire, FanError, type WireError } from "../errors.js";
 import { notSent } from "../call/outcome.js";
+import { redirectOf } from "../call/shards.js";
 import { onAbort } from "./abort.js";
 import { isNotDelivered, notDelivered } from "./not-delivered.js";
 import type { Envelope, SendOptions } from "./transport.js";
@@ -49,7 +51,7 @@ export async function pushUntilAcked(
       throw new FanError(refused.code, refused.message, { cause: refused });
     }
     if (err === undefined) return;
-    if (err.code !== Code.UNAVAILABLE || i >= attempts || Date.now() + delay >= opts.deadline) throw err;
+    if (!sendAgain(err) || i >= attempts || Date.now() + delay >= opts.deadline) throw err;
     log.debug({ id: env.id, attempt, err: err.message }, `${transport}: push not acknowledged, sending again`);
     await sleep(delay, opts.signal);
     delay = Math.min(delay * 2, 1000);
@@ -57,10 +59,37 @@ export async function pushUntilAcked(
   }
 }
 
+/**
+ * What a server answers for a push its handler refused: UNAVAILABLE (the producer sends it
+ * again), with the details of a non-owner's redirect kept, which the producer's shard route
+ * follows to the owner (`sendAgain` is false for it: the same instance would redirect it again).
+ */
+export function pushRefusal(e: unknown): WireError {
+  const err = FanError.from(e);
+  const message = `push not acknowledged: ${err.message}`;
+  return redirectOf(err) === undefined
+    ? { code: Code.UNAVAILABLE, message }
+    : { code: Code.UNAVAILABLE, message, details: err.details };
+}
+
+/** A `pushRefusal` read back: a redirect's details kept. */
+export function refusalError(payload: unknown, fallback: string): FanError {
+  const err = errorFromWire(payload, fallback);
+  const details = (payload as { details?: unknown } | null | undefined)?.details;
+  if (details === undefined) return err;
+  const withDetails = new FanError(err.code, err.message, { details });
+  return redirectOf(withDetails) === undefined ? err : withDetails;
+}
+
+/** Whether a push refused with `err` is sent to the same instance again: UNAVAILABLE, not a redirect. */
+export function sendAgain(err: FanError): boolean {
+  return err.code === Code.UNAVAILABLE && redirectOf(err) === undefined;
+}
+
 /** The error a nack's body carries. */
 export function nackError(body: Buffer): FanError {
   try {
-    return errorFromWire(parseJson(body, { maxBytes: 64 * 1024 }), "push refused");
+    return refusalError(parseJson(body, { maxBytes: 64 * 1024 }), "push refused");
   } catch {
     return new FanError(Code.UNKNOWN, "push refused with a malformed answer");
   }

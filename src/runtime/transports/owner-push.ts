@@ -8,8 +8,9 @@
  * the deadline would pass. Shared by amqp and redis (`ackEnvelope` and `handlePush` are the
  * serving side).
  */
-import { Code, errorFromWire, FanError } from "../errors.js";
+import { Code, FanError } from "../errors.js";
 import { notSent } from "../call/outcome.js";
+import { pushRefusal, refusalError, sendAgain } from "./acked-push.js";
 import { isNotDelivered } from "./not-delivered.js";
 import type { Envelope, EnvelopeHeaders, Inbound, SendOptions } from "./transport.js";
 
@@ -44,8 +45,8 @@ export async function pushToOwner(
       throw e;
     }
     if (reply.kind !== "error") return;
-    const err = errorFromWire(reply.payload, "push not acknowledged");
-    if (err.code !== Code.UNAVAILABLE || i >= attempts || Date.now() + delay >= opts.deadline) throw err;
+    const err = refusalError(reply.payload, "push not acknowledged");
+    if (!sendAgain(err) || i >= attempts || Date.now() + delay >= opts.deadline) throw err;
     await new Promise((r) => setTimeout(r, delay));
     if (opts.signal.aborted) throw new FanError(Code.CANCELLED, "cancelled");
     delay = Math.min(delay * 2, 1000);
@@ -57,18 +58,7 @@ export async function pushToOwner(
 export function handlePush(inbound: Inbound, env: Envelope): Promise<Envelope> {
   return inbound.push(env).then(
     () => ackEnvelope(env),
-    (e: unknown) => {
-      const err = FanError.from(e);
-      return {
-        v: 1,
-        id: env.id,
-        kind: "error",
-        service: env.service,
-        method: env.method,
-        headers: {},
-        payload: { code: Code.UNAVAILABLE, message: `push not acknowledged: ${err.message}` },
-      };
-    },
+    (e: unknown): Envelope => ({ ...ackEnvelope(env), kind: "error", payload: pushRefusal(e) }),
   );
 }
 

@@ -18,7 +18,7 @@ import { Code, FanError, type WireError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import { parseJson } from "../../codec/wire.js";
 import { fromHttpHeaders, toHttpHeaders } from "./headers.js";
-import { sleep } from "../acked-push.js";
+import { sendAgain, sleep } from "../acked-push.js";
 import { isNotDelivered, notDelivered } from "../not-delivered.js";
 import { asWireError } from "./respond.js";
 import { type Answer, sendScope } from "./scope.js";
@@ -89,7 +89,7 @@ export class HttpClient {
         err = FanError.from(e, Code.UNAVAILABLE);
         if (err.code !== Code.UNAVAILABLE || (opts.elsewhere === true && isNotDelivered(err))) throw err;
       }
-      if (err.code !== Code.UNAVAILABLE || i >= attempts || Date.now() + delay >= opts.deadline) throw err;
+      if (!sendAgain(err) || i >= attempts || Date.now() + delay >= opts.deadline) throw err;
       this.log.debug({ id: env.id, attempt, err: err.message }, "http: push not acknowledged, sending again");
       await sleep(delay, opts.signal);
       delay = Math.min(delay * 2, 1000);

@@ -17,6 +17,7 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "pino";
 import type { MethodDescriptor, ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
+import { pushRefusal } from "../acked-push.js";
 import { nextEnvelopeId } from "../../ids.js";
 import type { Envelope, Inbound } from "../transport.js";
 import { parseJson } from "../../codec/wire.js";
@@ -387,13 +388,9 @@ export class HttpServer {
     try {
       await target.binding.inbound.push(env);
     } catch (e) {
-      const err = FanError.from(e);
-      sendError(
-        res,
-        new FanError(Code.UNAVAILABLE, `push not acknowledged: ${err.message}`, { cause: err }),
-        undefined,
-        { "fan-id": env.id },
-      );
+      const w = pushRefusal(e);
+      const opts = w.details === undefined ? { cause: e } : { cause: e, details: w.details };
+      sendError(res, new FanError(w.code, w.message, opts), undefined, { "fan-id": env.id });
       return;
     }
     sendStatus(res, 202, { "fan-id": env.id });

@@ -14,6 +14,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
+import { pushRefusal } from "../acked-push.js";
 import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
 import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
@@ -266,13 +267,7 @@ export class TcpServer {
     try {
       await target.binding.inbound.push(target.env);
     } catch (e) {
-      const err = FanError.from(e);
-      if (!peer.closed)
-        peer.out.queue(
-          Op.NACK,
-          corr,
-          JSON.stringify({ code: Code.UNAVAILABLE, message: `push not acknowledged: ${err.message}` }),
-        );
+      if (!peer.closed) peer.out.queue(Op.NACK, corr, JSON.stringify(pushRefusal(e)));
       return;
     } finally {
       // Hand the slot to the next waiting push, or free it.

@@ -14,6 +14,7 @@ import type { Logger } from "pino";
 import { Router } from "zeromq";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
+import { pushRefusal } from "../acked-push.js";
 import type { Envelope, Inbound } from "../transport.js";
 import { decodeEnvelope } from "../../codec/wire.js";
 import { encodeFrameReply, wantsCompactReply } from "../replies.js";
@@ -260,12 +261,7 @@ export class ZmqServer {
     try {
       await binding.inbound.push(env);
     } catch (e) {
-      const err = FanError.from(e);
-      this.send([
-        peer,
-        head(Op.NACK, id),
-        JSON.stringify({ code: Code.UNAVAILABLE, message: `push not acknowledged: ${err.message}` }),
-      ]);
+      this.send([peer, head(Op.NACK, id), JSON.stringify(pushRefusal(e))]);
       return;
     } finally {
       // Hand the slot to the next waiting push, or free it.
