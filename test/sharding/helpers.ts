@@ -88,8 +88,11 @@ export function changes(c: Child): ShardChange[] {
     .map((l) => JSON.parse(l.slice("shards ".length)) as ShardChange);
 }
 
-/** A registry whose watch events arrive `lagMs` late: a client whose view of discovery is stale. */
-export function lagging(inner: Registry, lagMs: number): Registry {
+/**
+ * A registry whose watch events arrive `lagMs` late: a client whose view of discovery is stale.
+ * `closeInner: false` leaves `inner` open on close (a registry the test shares between Apps).
+ */
+export function lagging(inner: Registry, lagMs: number, closeInner = true): Registry {
   return {
     get: (k) => inner.get(k),
     put: (k, v, o) => inner.put(k, v, o),
@@ -97,7 +100,7 @@ export function lagging(inner: Registry, lagMs: number): Registry {
     list: (p) => inner.list(p),
     watch: (p, rev, fn) => inner.watch(p, rev, (ev: WatchEvent) => void setTimeout(() => fn(ev), lagMs)),
     grantLease: (ttl) => inner.grantLease(ttl),
-    close: () => inner.close(),
+    close: () => (closeInner ? inner.close() : Promise.resolve()),
   };
 }
 

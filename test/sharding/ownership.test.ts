@@ -8,25 +8,13 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/index.js";
 import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
-import type { Registry, WatchEvent } from "../../src/runtime/discovery/registry.js";
+import type { Registry } from "../../src/runtime/discovery/registry.js";
 import { assignShards, shardOfKey } from "../../src/runtime/call/shards.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
 import { until } from "../discovery/helpers.js";
 import { StoreImpl } from "./fixtures/store.js";
+import { lagging } from "./helpers.js";
 import { Store, type StoreClient } from "./fixtures/generated/test/shards.js";
-
-/** A registry whose watch events arrive `lagMs` late: a client whose view of discovery is stale. */
-function lagging(inner: Registry, lagMs: number): Registry {
-  return {
-    get: (k) => inner.get(k),
-    put: (k, v, o) => inner.put(k, v, o),
-    delete: (k) => inner.delete(k),
-    list: (p) => inner.list(p),
-    watch: (p, rev, fn) => inner.watch(p, rev, (ev: WatchEvent) => void setTimeout(() => fn(ev), lagMs)),
-    grantLease: (ttl) => inner.grantLease(ttl),
-    close: async () => undefined,
-  };
-}
 
 describe("shard ownership in one process", () => {
   const apps: App[] = [];
@@ -90,7 +78,7 @@ describe("shard ownership in one process", () => {
     const reg = new MemoryRegistry();
     const c = cluster();
     const a = await server(reg, c, "A");
-    const app = await client(lagging(reg, lagMs), c);
+    const app = await client(lagging(reg, lagMs, false), c);
     const store = app.client(Store, { transport: "http" });
     expect((await store.store({ storeId: "store-1" })).instanceId).toBe("A");
     await server(reg, c, "B", [11], impl);
@@ -149,7 +137,7 @@ describe("shard ownership in one process", () => {
     const a = await server(reg, c, "A");
     const app = createApp({
       cluster: c,
-      discovery: lagging(reg, 800),
+      discovery: lagging(reg, 800, false),
       logger: silentLogger(),
       transports: { http: {} },
       policy: { breaker: { failures: 2, ratio: 0.5, openMs: 60_000 } },
