@@ -125,16 +125,47 @@ function publishers(service: ServiceDescriptor, instances: readonly InstanceInfo
   return users;
 }
 
+/** What `--via` is given for: a subscription, a publish (`fanc publish`) or a state watch (`fanc watch`). */
+export type ViaUse = "subscribe" | "publish" | "watch";
+
+/** How a mismatch's warning says what `--via` misses, per use: all publishers elsewhere, some, and what their transport does. */
+const MISSES: Record<
+  ViaUse,
+  { readonly what: string; readonly all: string; readonly some: string; readonly fix: string }
+> = {
+  subscribe: {
+    what: "events",
+    all: "nothing they publish reaches this subscription",
+    some: "their events are missed here",
+    fix: "gets them",
+  },
+  watch: {
+    what: "state updates",
+    all: "no update they publish reaches this watch",
+    some: "their updates are missed here",
+    fix: "gets them",
+  },
+  publish: {
+    what: "events",
+    all: "its subscribers listen where they publish, so this event likely reaches none of them",
+    some: "subscribers listening there miss this event",
+    fix: "reaches them",
+  },
+};
+
 /**
- * Why a subscription on `via` (given with `--via`) misses events of `service`: the registered
+ * Why `via` (given with `--via`) misses `service`'s events or state updates: the registered
  * instances that publish them on another transport, named per transport (as the gateway refuses
- * the same mismatch with a 503: gateway/sse.ts). Undefined when every one publishes on `via`, or
- * none is registered (the publisher may start later).
+ * the same mismatch with a 503: gateway/sse.ts). A subscription or a watch there waits for
+ * nothing; an event published there misses the subscribers, who listen where the service
+ * publishes. Undefined when every one publishes on `via`, or none is registered (the publisher
+ * may start later).
  */
 export function viaMismatch(
   service: ServiceDescriptor,
   instances: readonly InstanceInfo[],
   via: TransportName,
+  use: ViaUse,
 ): string | undefined {
   const users = publishers(service, instances);
   const others = [...users].filter(([t]) => t !== via);
@@ -143,9 +174,10 @@ export function viaMismatch(
     ids.length <= NAMED ? ids.join(", ") : `${ids.slice(0, NAMED).join(", ")} and ${ids.length - NAMED} more`;
   const groups = others.map(([t, ids]) => `${t} (${named(ids)})`).join("; ");
   const theirs = others.map(([t]) => t);
+  const m = MISSES[use];
   return users.has(via)
-    ? `some instances of ${service.name} publish its events on another transport than ${via}: ${groups}; their events are missed here (--via ${theirs[0]} gets them)`
-    : `the instances of ${service.name} publish its events on ${groups}, not on ${via}: nothing they publish reaches this subscription; --via ${theirs.join(" or --via ")} gets them`;
+    ? `some instances of ${service.name} publish its ${m.what} on another transport than ${via}: ${groups}; ${m.some} (--via ${theirs[0]} ${m.fix})`
+    : `the instances of ${service.name} publish its ${m.what} on ${groups}, not on ${via}: ${m.all}; --via ${theirs.join(" or --via ")} ${m.fix}`;
 }
 
 /** The App's transport `name` (App has no accessor; `reach` hands it out for an endpoint on it). */
@@ -234,24 +266,23 @@ export async function run(
       telemetry: { healthService: false },
     };
     let via = t.via;
-    if (via === undefined || kind === "subscribe") {
-      // Without --via: the transport the service's Apps publish on, read from discovery. With it,
-      // a subscription says at once when they publish elsewhere: it would wait silently.
-      const probe = createApp(base);
-      try {
-        await probe.ready();
-        const instances = (await probe.watch(t.service.name)).instances();
-        if (via === undefined) {
-          const choice = eventTransportChoice(t.service, instances);
-          if (choice.warning !== undefined) io.err(`fanc: warning: ${choice.warning}; --via chooses another`);
-          via = choice.via as TransportName;
-        } else {
-          const mismatch = viaMismatch(t.service, instances, via);
-          if (mismatch !== undefined) io.err(`fanc: warning: --via ${via}: ${mismatch}`);
-        }
-      } finally {
-        await probe.stop().catch(() => undefined);
+    // Without --via: the transport the service's Apps publish on, read from discovery. With it,
+    // fanc says at once when they publish elsewhere: a subscription would wait silently, and an
+    // event published there would miss the subscribers, who listen where the service publishes.
+    const probe = createApp(base);
+    try {
+      await probe.ready();
+      const instances = (await probe.watch(t.service.name)).instances();
+      if (via === undefined) {
+        const choice = eventTransportChoice(t.service, instances);
+        if (choice.warning !== undefined) io.err(`fanc: warning: ${choice.warning}; --via chooses another`);
+        via = choice.via as TransportName;
+      } else {
+        const mismatch = viaMismatch(t.service, instances, via, kind);
+        if (mismatch !== undefined) io.err(`fanc: warning: --via ${via}: ${mismatch}`);
       }
+    } finally {
+      await probe.stop().catch(() => undefined);
     }
     app = createApp({ ...base, transports: withTls(transportsConfig(new Set([via])), tls) });
     await app.ready();

@@ -22,7 +22,7 @@ import type {
 import type { InstanceInfo } from "../runtime/discovery/types.js";
 import { majorsOf } from "../runtime/states/protocol.js";
 import { findService, loadIdl } from "./call.js";
-import { EVENT_TRANSPORTS, eventTransportChoice } from "./events.js";
+import { EVENT_TRANSPORTS, eventTransportChoice, viaMismatch } from "./events.js";
 import { ORDER, transportsConfig } from "./health.js";
 import { type Io, processIo } from "./io.js";
 import { cliCluster, cliDiscovery, REGISTRY_OPTIONS, report, UsageError } from "./ls.js";
@@ -132,11 +132,16 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     const instances = mine.length > 0 ? mine : all;
     const offered = ORDER.filter((t) => instances.some((i) => i.endpoints[t] !== undefined));
     let events = allowed;
-    // Without --via: the transport the owner's App publishes updates on.
+    // Without --via: the transport the owner's App publishes updates on. With it, said at once
+    // when they publish elsewhere: the watch would show the snapshot, then wait silently.
     if (via === undefined) {
       const choice = eventTransportChoice(service, instances);
       if (choice.warning !== undefined) io.err(`fanc: warning: ${choice.warning}; --via chooses another`);
       events = choice.via ?? allowed;
+    } else {
+      // The major's own instances only: another major's do not own this state.
+      const mismatch = viaMismatch(service, mine, via, "watch");
+      if (mismatch !== undefined) io.err(`fanc: warning: --via ${via}: ${mismatch}`);
     }
     const rpc = offered.includes(events) ? [] : offered.slice(0, 1);
     app = createApp({
