@@ -6,8 +6,9 @@
  * `UNAVAILABLE` naming the shard, `maybeDelivered: false`. In one process, over the local
  * transport (several Apps on one hub, which hands a push to any instance of its service): each
  * sharded push is handled by its owner, and one sent to an instance that no longer owns its shard
- * is passed on to the owner that instance names, never lost. Over http and zmq, a push a
- * non-owner refuses with a redirect is sent on to the owner by the producer.
+ * is passed on to the owner that instance names, never lost. Over http, zmq, tcp, amqp, redis and
+ * nats, a push a non-owner refuses with a redirect (the producer's view lags) is sent on by the
+ * producer to the owner, which handles it once; the non-owner never does.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/index.js";
@@ -213,16 +214,31 @@ describe("sharded pushes in one process (the local transport, several Apps on on
   });
 });
 
-describe("a push a non-owner redirects (one process, http and zmq)", () => {
+describe("a push a non-owner redirects (one process: http, zmq, tcp, amqp, redis, nats)", () => {
   const apps: App[] = [];
+  const clusters: string[] = [];
   afterEach(async () => {
     await Promise.allSettled(apps.splice(0).map((a) => a.stop()));
+    for (const cluster of clusters.splice(0)) {
+      await deleteKeys(`fan.${cluster}*`).catch(() => undefined);
+      await deleteByPrefix(`fan.${cluster}`).catch(() => undefined);
+      await deleteStreams(`fan_${token(cluster)}_`).catch(() => undefined);
+    }
   });
 
-  for (const transport of ["http", "zmq"] as const) {
+  const settings: Record<string, object> = {
+    http: {},
+    zmq: {},
+    tcp: {},
+    amqp: { url: AMQP_URL },
+    redis: { url: REDIS_URL },
+    nats: { url: NATS_URL },
+  };
+  for (const transport of ["http", "zmq", "tcp", "amqp", "redis", "nats"] as const) {
     it(`over ${transport}, it is handled by the owner the redirect names, not refused after resends to the non-owner`, async () => {
       const reg = new MemoryRegistry();
       const cluster = `redirpush-${transport}-${process.pid}`;
+      clusters.push(cluster);
       const handled: string[] = [];
       const serve = async (instanceId: string, shards?: number[]) => {
         const impl = new StoreImpl();
@@ -231,7 +247,7 @@ describe("a push a non-owner redirects (one process, http and zmq)", () => {
           cluster,
           discovery: reg,
           logger: silentLogger(),
-          transports: { [transport]: {} },
+          transports: { [transport]: settings[transport] },
         }).serve(Store, impl, { instanceId, transports: [transport], ...(shards === undefined ? {} : { shards }) });
         apps.push(app);
         await app.start();
@@ -243,7 +259,7 @@ describe("a push a non-owner redirects (one process, http and zmq)", () => {
         cluster,
         discovery: { ...lagging(reg, 800), close: async () => undefined },
         logger: silentLogger(),
-        transports: { [transport]: {} },
+        transports: { [transport]: settings[transport] },
       });
       apps.push(producer);
       await producer.start();
@@ -253,6 +269,8 @@ describe("a push a non-owner redirects (one process, http and zmq)", () => {
       expect(set.instances().map((i) => i.instanceId)).toEqual(["A"]);
       // Before: the nack dropped the redirect; the producer sent the push to A 5 times and failed.
       await producer.client(Store, { transport }).stock({ storeId: "store-1", count: 1 });
+      // Acknowledged by its handler before the push resolved; a moment for a second delivery to show.
+      await new Promise((r) => setTimeout(r, 200));
       expect(handled).toEqual(["B"]);
     });
   }
