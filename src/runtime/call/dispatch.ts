@@ -489,15 +489,9 @@ export class Dispatcher implements Inbound {
     // shard (the producer follows it), held while the onShards gaining it runs (ownership.ts).
     const guard =
       plan.shard === undefined || env.headers.shardFallback !== undefined ? undefined : this.#scope.shardGuard;
-    if (guard !== undefined) {
-      const deadline = pushDeadline(env, plan);
-      // The hold answers DEADLINE_EXCEEDED naming the shard once `deadline` passed, woken or not.
-      for (let held = guard(plan.shard as ShardPaths, input, deadline); held !== undefined; ) {
-        const err = isThenable(held) ? await held : held;
-        if (err !== undefined) throw new FanError(err.code, err.message, { details: err.details });
-        held = guard(plan.shard as ShardPaths, input, deadline);
-      }
-    }
+    // True when it was held: it is in flight already.
+    const counted =
+      guard !== undefined && (await this.#guardPush(guard, plan, input, pushDeadline(env, plan), transport));
     const attempt = typeof env.headers.attempt === "number" ? env.headers.attempt : 1;
     const ctx = new CallCtx(this.#scope, plan.name, env.headers, Number.POSITIVE_INFINITY, undefined, attempt);
     if (principal !== undefined) ctx.principal = principal;
@@ -508,7 +502,7 @@ export class Dispatcher implements Inbound {
     const kind = env.kind === "event" ? "event" : "push";
     const span = tel === undefined ? undefined : serverSpan(tel, ctx, kind, env.headers, attempt, transport);
     const t0 = series === undefined ? 0 : series.begin();
-    this.#inflight++;
+    if (!counted) this.#inflight++;
     try {
       await (span === undefined
         ? runHandler(ctx, this.#handler, fn as HandlerFn, input)
@@ -541,6 +535,46 @@ export class Dispatcher implements Inbound {
       ctx.release();
       this.#done();
     }
+  }
+
+  /**
+   * Waits while a sharded push's shard is not ready here; throws its redirect, or the error its
+   * hold ended with (DEADLINE_EXCEEDED naming the shard once `deadline` passed, woken or not).
+   * Held, it is in flight — load shedding counts it and a drain waits for it — and stays so when
+   * this resolves true (the handler's run takes the count over). At the in-flight bound it is not
+   * held but shed, as a call would be: the transport refuses it and it is sent again.
+   */
+  async #guardPush(
+    guard: NonNullable<InstanceScope["shardGuard"]>,
+    plan: Plan,
+    input: unknown,
+    deadline: number,
+    transport: string,
+  ): Promise<boolean> {
+    const paths = plan.shard as ShardPaths;
+    const gate = this.#gate;
+    // Given only at the bound (rare): it lets go of a hold that is not to be kept.
+    const shed = gate === undefined || this.#inflight < gate.maxInFlight ? undefined : new AbortController();
+    let held = guard(paths, input, deadline, shed?.signal);
+    if (held === undefined) return false;
+    if (!isThenable(held)) throw new FanError(held.code, held.message, { details: held.details });
+    if (shed !== undefined) {
+      shed.abort();
+      const err = (gate as ServerGate).shed(this.#inflight, plan.name, transport) as WireError;
+      throw new FanError(err.code, err.message);
+    }
+    this.#inflight++;
+    try {
+      while (held !== undefined) {
+        const err = isThenable(held) ? await held : held;
+        if (err !== undefined) throw new FanError(err.code, err.message, { details: err.details });
+        held = guard(paths, input, deadline);
+      }
+    } catch (e) {
+      this.#done();
+      throw e;
+    }
+    return true;
   }
 
   /** Drops a push or event without running its handler; a push's id is not remembered as handled. */
