@@ -45,7 +45,7 @@ export interface ServerPolicyOptions {
   readonly interceptors?: readonly ServerInterceptor[];
   /** Checks the IDL's `@auth`; required when a served service uses it. */
   readonly auth?: AuthVerifier;
-  /** Calls, pushes and events in flight per served instance; more calls are refused (RESOURCE_EXHAUSTED). Default: unbounded. */
+  /** Calls, pushes and events in flight per served instance (held ones too); more calls, and sharded pushes that would be held, are refused (RESOURCE_EXHAUSTED). Default: unbounded. */
   readonly maxInFlight?: number;
 }
 
