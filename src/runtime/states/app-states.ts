@@ -6,6 +6,7 @@
  * and the checks that refuse a setup that
  * cannot carry state updates (http alone) instead of replicating nothing.
  */
+import semver from "semver";
 import type { Infra } from "../app/infra.js";
 import { Caller, type ClientHost } from "../call/client.js";
 import type { ServedInstance } from "../call/served.js";
@@ -155,6 +156,35 @@ export function appStates(
     return c;
   };
   /**
+   * The refusal of a snapshot when the major's only instances are prereleases the range does
+   * not admit (`2.x` and a lone 2.0.0-beta.1): the client's calls are refused the same way
+   * ("versions available: 2.0.0-beta.1"), but a view hears the beta's heartbeats on the major's
+   * stream, and "owner absent" alone reads as a bug. Undefined for any other failure.
+   */
+  const prereleasesOnly = async (
+    service: ServiceDescriptor,
+    state: string,
+    major: number,
+    range: string | undefined,
+    asked: string,
+    e: unknown,
+  ): Promise<FanError | undefined> => {
+    if (!FanError.is(e) || e.code !== Code.UNAVAILABLE) return undefined;
+    const set = await app.watch(service.name).catch(() => undefined);
+    const ofMajor = (set?.instances() ?? []).map((i) => i.version).filter((v) => semver.major(v) === major);
+    if (ofMajor.length === 0 || ofMajor.some((v) => semver.satisfies(v, asked))) return undefined;
+    const versions = [...new Set(ofMajor)].sort(semver.compare);
+    const theirs = range ?? `${major}.x`;
+    return new FanError(
+      Code.UNAVAILABLE,
+      `${service.name}.${state}: major ${major} runs only prereleases (${versions.join(", ")}), which the range ` +
+        `${theirs} does not admit (a range admits a prerelease only when it names one, as in semver), so this ` +
+        `client's calls do not reach them either; to watch a prerelease's state, give the client a range that ` +
+        `names it: { version: "${[theirs, ...versions].join(" || ")}" }`,
+      { cause: e, details: { service: service.name, state, range: theirs, notAdmitted: versions } },
+    );
+  };
+  /**
    * The watch host of one handle: its updates on `major`'s stream, its snapshots from that
    * major's instances (any of them: the state is the major's, whichever of its versions owns it;
    * a prerelease when the client's `range` admits it). `major` is an error when the client's range
@@ -181,12 +211,17 @@ export function appStates(
       const via = updatesVia === undefined ? infra.eventTransportName(service) : await updatesVia(service);
       return subscribe(via, service, major, state, shard, deliver);
     },
-    snapshot: (service, state, shard, callOpts) => {
-      if (major instanceof FanError) return Promise.reject(major);
-      const c = callerOf(service, snapshotRange(major, range));
-      // A shard's snapshot is a sharded call: routed to the shard's owner, redirected if it moved.
-      if (shard !== undefined) return c.call(SHARD_SNAPSHOT_METHOD, { state, [SHARD_NUMBER]: shard }, callOpts);
-      return c.call(SNAPSHOT_METHOD, { state }, callOpts);
+    snapshot: async (service, state, shard, callOpts) => {
+      if (major instanceof FanError) throw major;
+      const asked = snapshotRange(major, range);
+      const c = callerOf(service, asked);
+      try {
+        // A shard's snapshot is a sharded call: routed to the shard's owner, redirected if it moved.
+        if (shard !== undefined) return await c.call(SHARD_SNAPSHOT_METHOD, { state, [SHARD_NUMBER]: shard }, callOpts);
+        return await c.call(SNAPSHOT_METHOD, { state }, callOpts);
+      } catch (e) {
+        throw (await prereleasesOnly(service, state, major, range, asked, e)) ?? e;
+      }
     },
   });
   return {

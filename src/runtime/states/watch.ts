@@ -70,6 +70,8 @@ class View<T> implements StateView<T> {
   /** No snapshot before this time (after one that was older than the updates that asked for it). */
   #notBefore = 0;
   #backoff = 0;
+  /** The last `loud` absence reason warned about (`#setStatus`). */
+  #warnedLoud: string | undefined;
   /** The last pair of epochs warned about (one warn line per pair). */
   #warnedBehind: string | undefined;
   /** Owners by epoch, from heartbeats and snapshots. */
@@ -320,7 +322,8 @@ class View<T> implements StateView<T> {
           if (snap === undefined) throw new FanError(Code.INTERNAL, "malformed snapshot reply");
         } catch (e) {
           // No snapshot: whatever the cause (no instance, a dead one, an error), the replica cannot be trusted.
-          this.#setStatus("owner-absent", FanError.from(e).message);
+          const err = FanError.from(e);
+          this.#setStatus("owner-absent", err.message, notAdmitted(err));
           this.#firstDone();
           await new Promise((r) => (this.#retry = setTimeout(r, Math.min(1000, this.host.heartbeatMs))));
           continue;
@@ -395,7 +398,12 @@ class View<T> implements StateView<T> {
     }
   }
 
-  #setStatus(s: StateStatus, reason: string | undefined): void {
+  /**
+   * `loud`: a reason the user must act on (the owner runs a version the client's range does not
+   * admit), warned when it is new even while already absent: it may come after `no instance is
+   * registered`, once the owner registers, and the watch would otherwise wait with no word.
+   */
+  #setStatus(s: StateStatus, reason: string | undefined, loud = false): void {
     if (this.#status === s && this.#reason === reason) return;
     if (this.#status === "closed") return;
     const was = this.#status;
@@ -404,15 +412,22 @@ class View<T> implements StateView<T> {
     const r = this.replica;
     // One warning per absence; a new reason while absent (the owner's lease ran out, a breaker
     // opened) is a debug line, else a watcher logs twice a second until the owner returns.
-    if (s === "owner-absent" && was !== "owner-absent")
+    if (s === "owner-absent" && (was !== "owner-absent" || (loud && reason !== this.#warnedLoud))) {
+      if (loud) this.#warnedLoud = reason;
       this.host.log.warn({ state: this.#name, reason }, "state owner absent");
-    else if (s === "owner-absent") this.host.log.debug({ state: this.#name, reason }, "state owner still absent");
+    } else if (s === "owner-absent") this.host.log.debug({ state: this.#name, reason }, "state owner still absent");
     else if (s === "resyncing")
       this.host.log.info({ state: this.#name, reason, epoch: r.epoch, seq: r.seq }, "state resyncing");
     else if (s === "live" && (was === "resyncing" || was === "owner-absent"))
       this.host.log.info({ state: this.#name, epoch: r.epoch, seq: r.seq, snapshots: r.snapshots }, "state live again");
     for (const fn of [...this.#statusFns]) fn(s, reason);
   }
+}
+
+/** True for a snapshot refused because the major runs only versions the client's range does not admit (app-states.ts). */
+function notAdmitted(e: FanError): boolean {
+  const d = e.details as { notAdmitted?: unknown } | undefined;
+  return Array.isArray(d?.notAdmitted);
 }
 
 /** The client's handle of a state (`client.states.x`; a `ShardedStateHandle` for a `@shard` state). */
