@@ -103,8 +103,8 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     discovery = cliDiscovery(values.discovery);
     const p = await prepareCall(values, target, argText, undefined);
     const c = await connect(p, values.instance, io);
-    if (typeof c === "string") {
-      io.err(`fanc bench: ${c}`);
+    if ("why" in c) {
+      io.err(`fanc bench: ${c.why}`);
       return 1;
     }
     connected = c;

@@ -17,6 +17,7 @@ import { checkSources, formatDiagnostics, readSources } from "../compiler/index.
 import type { ServiceModel } from "../compiler/model.js";
 import { createApp, type App } from "../runtime/app/app.js";
 import { edgeTraceparent } from "../runtime/call/callctx.js";
+import { queueInfo } from "../runtime/call/parked.js";
 import {
   assignShards,
   type Redirect,
@@ -26,7 +27,7 @@ import {
   shardUnavailable,
 } from "../runtime/call/shards.js";
 import { codec } from "../runtime/codec/index.js";
-import type { MethodDescriptor, ServiceDescriptor, TransportName } from "../runtime/descriptor.js";
+import type { ClientCaller, MethodDescriptor, ServiceDescriptor, TransportName } from "../runtime/descriptor.js";
 import type { InstanceInfo } from "../runtime/discovery/types.js";
 import { Code, FanError } from "../runtime/errors.js";
 import { admits, majorRange, sinceFits, splitPick, tooOld, type TrafficRule } from "../runtime/call/versions.js";
@@ -58,7 +59,11 @@ options:
 ${TLS_USAGE}
   -h, --help           show this help
 
-Exit status: 0 on success, 1 when the call failed, 2 when it was refused before sending.
+Exit status: 0 on success, 1 when the call failed, 2 when it was refused before sending.${
+  kind === "push"
+    ? "\nWith --via redis, amqp or nats and no instance registered, the push waits in the queue of the\nservice's major for the first instance that starts, as an App's client leaves it."
+    : ""
+}
 Broker URLs come from $FAN_REDIS_URL, $FAN_AMQP_URL and $FAN_NATS_URL (default: the loopback brokers).`;
 
 /** Broker transports: the call goes to the version's shared queue, any instance may take it. */
@@ -76,6 +81,8 @@ interface Outcome {
   shard?: number;
   /** A broker's shared queue took the call: `instance` is the one discovery offered, any of the version's may answer. */
   sharedQueue?: true;
+  /** No instance was registered: the push waits in its major's queue (`endpoint`; `instance` names it) for the first that starts. */
+  parked?: true;
   /** The instance that redirected the call to `instance` (it did not own the shard in its view). */
   redirectedFrom?: string;
   /** The service's traffic rule (`fanc route`) when it narrowed the pick, or when it was bypassed. */
@@ -193,9 +200,11 @@ function print(io: Io, o: Outcome, kind: "call" | "push", named: boolean): void 
   const where =
     o.shard !== undefined
       ? `${o.instance} (${named ? `named by --instance; shard ${o.shard}` : `shard ${o.shard}'s owner`}${o.redirectedFrom === undefined ? "" : `, redirected there by ${o.redirectedFrom}`}) over ${o.transport}`
-      : BROKERS.has(o.transport)
-        ? `${o.instance} over ${o.transport} (the version's shared queue: any of its instances may answer)`
-        : `${o.instance} over ${o.transport}`;
+      : o.parked === true
+        ? `${o.instance} over ${o.transport} (no instance is registered${o.error === undefined ? ": the push waits there for the first that starts" : ""})`
+        : BROKERS.has(o.transport)
+          ? `${o.instance} over ${o.transport} (the version's shared queue: any of its instances may answer)`
+          : `${o.instance} over ${o.transport}`;
   const rule =
     o.rule === undefined
       ? ""
@@ -337,13 +346,25 @@ export interface Connected {
   readonly ruleBypassed?: RuleBypass;
 }
 
-/** Picks an instance in discovery and opens its transport; a string says why none could be (exit 1). Warnings go to `io`. */
+/** Why `connect` found nowhere to send the call (exit 1). */
+export interface NotConnected {
+  readonly why: string;
+  /** No registered instance matches the version range at all: a push may wait in its broker queue (`parkPush`). */
+  readonly unregistered: boolean;
+}
+
+/** A refusal of `connect`'s (exit 1). */
+function notConnected(why: string, unregistered = false): NotConnected {
+  return { why, unregistered };
+}
+
+/** Picks an instance in discovery and opens its transport, or says why none could be (exit 1). Warnings go to `io`. */
 export async function connect(
   p: PreparedCall,
   instanceId: string | undefined,
   io: Pick<Io, "err"> = processIo,
   redirectedTo?: string,
-): Promise<Connected | string> {
+): Promise<Connected | NotConnected> {
   const log = pino({ level: "silent" });
   const etcd = etcdTls(p.discovery, p.tls, io);
   const probe = createApp({
@@ -367,7 +388,7 @@ export async function connect(
   // `--version` leaves out: the owner is looked up among all of them.
   const owned = redirectedTo === undefined ? undefined : all.find((i) => i.instanceId === redirectedTo);
   if (redirectedTo !== undefined && owned === undefined)
-    return `redirected to ${redirectedTo}, which is not registered in cluster "${p.cluster}"`;
+    return notConnected(`redirected to ${redirectedTo}, which is not registered in cluster "${p.cluster}"`);
   const inRange = all.filter((i) => semver.satisfies(i.version, range));
   const bypass: RuleBypass | undefined =
     rule === undefined || redirectedTo !== undefined
@@ -387,7 +408,10 @@ export async function connect(
       versions.length === 0
         ? ""
         : `; versions running: ${versions.join(", ")}${p.rangeGiven ? "" : " (--version picks one)"}`;
-    return `no instance of ${p.service.name} (${which}) is registered in cluster "${p.cluster}"${running}`;
+    return notConnected(
+      `no instance of ${p.service.name} (${which}) is registered in cluster "${p.cluster}"${running}`,
+      true,
+    );
   }
   // The rule narrows what a generated client of the IDL's major may call (call/route.ts).
   let instances = ruled
@@ -395,7 +419,9 @@ export async function connect(
     : inRange.filter((i) => instanceId === undefined || i.instanceId === instanceId);
   if (ruled && instances.length === 0) {
     const versions = [...new Set(all.map((i) => i.version))].sort(semver.compare).join(", ");
-    return `no instance of ${p.service.name} ${range} under the traffic rule ${JSON.stringify(rule)} (fanc route show) (versions available: ${versions}); --version or --instance bypasses it`;
+    return notConnected(
+      `no instance of ${p.service.name} ${range} under the traffic rule ${JSON.stringify(rule)} (fanc route show) (versions available: ${versions}); --version or --instance bypasses it`,
+    );
   }
   const narrowed = ruled && (instances.length < inRange.length || "split" in (rule as TrafficRule));
   const shown: Pick<Connected, "rule" | "ruleBypassed"> =
@@ -405,14 +431,16 @@ export async function connect(
         ? { rule: rule as TrafficRule }
         : {};
   if (instances.length === 0)
-    return `no instance of ${p.service.name} (id ${instanceId}) is registered in cluster "${p.cluster}" (version ${range}: ${inRange.map((i) => i.instanceId).join(", ")})`;
+    return notConnected(
+      `no instance of ${p.service.name} (id ${instanceId}) is registered in cluster "${p.cluster}" (version ${range}: ${inRange.map((i) => i.instanceId).join(", ")})`,
+    );
   // A `@since` member is never sent to an older instance, as the generated client refuses it
   // (call/route.ts): UNIMPLEMENTED when none is new enough. A sharded call's owner is worked out
   // among all of them (older instances own shards too), then checked.
   const since = p.method.since;
   if (since !== undefined && owned === undefined) {
     const fit = instances.filter((i) => sinceFits(since, i));
-    if (fit.length === 0) return tooOldMessage(p, since, instances);
+    if (fit.length === 0) return notConnected(tooOldMessage(p, since, instances));
     if (p.shard === undefined) instances = fit;
   }
   // A sharded call goes to its shard's owner, as the generated client sends it (on a broker to
@@ -425,8 +453,9 @@ export async function connect(
   } else if (p.shard !== undefined && instanceId === undefined) {
     owner = assignShards(shardDomain(instances), p.service.shards)[p.shard];
     const info = instances.find((i) => i.instanceId === owner);
-    if (info === undefined) return shardUnavailable(p.service.name, p.shard, "no instance owns it").message;
-    if (since !== undefined && !sinceFits(since, info)) return tooOldMessage(p, since, [info]);
+    if (info === undefined)
+      return notConnected(shardUnavailable(p.service.name, p.shard, "no instance owns it").message);
+    if (since !== undefined && !sinceFits(since, info)) return notConnected(tooOldMessage(p, since, [info]));
     candidates = [info];
   } else if (ruled && rule !== undefined && "split" in rule) {
     // A split picks a version by weight among those up, then an instance of it.
@@ -436,7 +465,7 @@ export async function connect(
   }
   const picked = choose(candidates, p.via, instanceId);
   if (typeof picked === "string")
-    return owner === undefined ? picked : `shard ${p.shard} is owned by ${owner}: ${picked}`;
+    return notConnected(owner === undefined ? picked : `shard ${p.shard} is owned by ${owner}: ${picked}`);
   const app = createApp({
     cluster: p.cluster,
     discovery: p.discovery,
@@ -537,6 +566,94 @@ async function send(
   }
 }
 
+/**
+ * A push no registered instance of its version range can take, sent by an App's client as a
+ * generated client sends it, pinned to the `--via` broker: the runtime's route leaves it in the
+ * queue of the service's major (call/parked.ts), where it waits for the first instance that
+ * starts, and logs a warning naming the queue, which fanc prints. Undefined when the runtime
+ * refuses to park it (an instance of the major is registered but out of reach; `--version` or
+ * the traffic rule admit only part of the major; a `@shard` or `@since` push): fanc's own
+ * refusal says why.
+ */
+async function parkPush(p: PreparedCall, via: TransportName, io: Io): Promise<Outcome | undefined> {
+  let queue: { endpoint: string; version: string } | undefined;
+  // The App's log, warnings only: the runtime's parked-push warning names the queue.
+  const logger = pino(
+    { level: "warn" },
+    {
+      write: (line: string): void => {
+        let o: { msg?: string; queue?: string; major?: string };
+        try {
+          o = JSON.parse(line) as typeof o;
+        } catch {
+          return;
+        }
+        if (o.queue === undefined) return;
+        queue = { endpoint: o.queue, version: `${(o.major ?? "v0").slice(1)}.0.0` };
+        io.err(`fanc: warning: ${o.msg} (queue ${o.queue})`);
+      },
+    },
+  );
+  const app = createApp({
+    cluster: p.cluster,
+    discovery: p.discovery,
+    etcd: etcdTls(p.discovery, p.tls, io),
+    logger,
+    transports: withTls(transportsConfig(new Set([via])), p.tls),
+    telemetry: { healthService: false },
+  });
+  let traceId: string | undefined;
+  let error: Outcome["error"];
+  let started = performance.now();
+  let ms = 0;
+  try {
+    await app.ready();
+    const def = { descriptor: p.service, createClient: (caller: ClientCaller) => caller };
+    const client = app.client(def, { version: p.range, transport: via });
+    started = performance.now();
+    await client.push(p.method.name, codec(p.method.input).decode(p.payload, ""), {
+      timeout: p.timeoutMs,
+      onTrace: (t) => {
+        traceId = t.traceId;
+      },
+    });
+  } catch (e) {
+    const err = FanError.from(e);
+    error = { code: err.code, message: err.message };
+  } finally {
+    ms = Math.round((performance.now() - started) * 10) / 10;
+    await app.stop().catch(() => undefined);
+  }
+  // Refused by the runtime: nothing was sent. Sent without its warning: an instance registered
+  // after fanc looked, and the client's route sent the push there.
+  if (queue === undefined && error !== undefined) return undefined;
+  const at =
+    queue === undefined
+      ? { instance: "an instance that registered meanwhile", endpoint: "-" }
+      : {
+          instance: queueInfo(p.service.name, queue.version, via, queue.endpoint).instanceId,
+          parked: true as const,
+          endpoint: queue.endpoint,
+        };
+  return {
+    ok: error === undefined,
+    service: p.service.name,
+    method: p.method.name,
+    transport: via,
+    ...at,
+    ms,
+    traceId,
+    ...(error === undefined ? {} : { error }),
+  };
+}
+
+/** Prints `o` (`json`: as one object) and returns the exit code. */
+function shown(io: Io, o: Outcome, kind: "call" | "push", json: boolean, named: boolean): number {
+  if (json) io.out(JSON.stringify(o, null, 2));
+  else print(io, o, kind, named);
+  return o.ok ? 0 : 1;
+}
+
 /** `fanc call` (kind "call") and `fanc push` (kind "push"): returns the exit code. */
 export async function run(args: string[], io: Io = processIo, kind: "call" | "push" = "call"): Promise<number> {
   let app: App | undefined;
@@ -555,9 +672,19 @@ export async function run(args: string[], io: Io = processIo, kind: "call" | "pu
     const p = await prepareCall(values, target, argText, kind === "call" ? "rpc" : "push");
     const { service, method: m } = p;
     let c = await connect(p, values.instance, io);
-    if (typeof c === "string") {
-      io.err(`fanc ${kind}: ${c}`);
-      return 1;
+    if ("why" in c) {
+      // No instance of the range is registered: a push over a broker waits in its queue, as an
+      // App's client leaves it (the runtime decides whether it may).
+      const via = p.via;
+      const parked =
+        c.unregistered && kind === "push" && values.instance === undefined && via !== undefined && BROKERS.has(via)
+          ? await parkPush(p, via, io)
+          : undefined;
+      if (parked === undefined) {
+        io.err(`fanc ${kind}: ${c.why}`);
+        return 1;
+      }
+      return shown(io, parked, kind, values.json === true, false);
     }
     app = c.app;
     // The rule as the first pick saw it (a redirect goes to the owner named, rule or not).
@@ -578,8 +705,8 @@ export async function run(args: string[], io: Io = processIo, kind: "call" | "pu
       await app.stop().catch(() => undefined);
       app = undefined;
       c = await connect(p, undefined, io, redirect.owner);
-      if (typeof c === "string") {
-        io.err(`fanc ${kind}: ${redirectedFrom} redirected the call: ${c}`);
+      if ("why" in c) {
+        io.err(`fanc ${kind}: ${redirectedFrom} redirected the call: ${c.why}`);
         return 1;
       }
       app = c.app;
@@ -601,9 +728,7 @@ export async function run(args: string[], io: Io = processIo, kind: "call" | "pu
       ...(sent.error === undefined ? { value: sent.value } : { error: sent.error }),
     };
     outcome.ms = Math.round((performance.now() - started) * 10) / 10;
-    if (values.json) io.out(JSON.stringify(outcome, null, 2));
-    else print(io, outcome, kind, values.instance !== undefined);
-    return outcome.ok ? 0 : 1;
+    return shown(io, outcome, kind, values.json === true, values.instance !== undefined);
   } catch (e) {
     return report(io, kind, e, discovery);
   } finally {
