@@ -7,7 +7,8 @@
  */
 import semver from "semver";
 import { afterEach, describe, expect, it } from "vitest";
-import { parkingMajor } from "../../src/runtime/call/parked.js";
+import { mayPark, parkingMajor } from "../../src/runtime/call/parked.js";
+import type { InstanceInfo } from "../../src/runtime/discovery/types.js";
 import { type App, createApp } from "../../src/runtime/app/app.js";
 import { FanError } from "../../src/runtime/errors.js";
 import { shortId } from "../../src/runtime/ids.js";
@@ -142,7 +143,7 @@ describeWithBroker(
   });
 });
 
-describe("which major a push may wait in (parkingMajor)", () => {
+describe("which major a push may wait in (parkingMajor), and whether it may now (mayPark)", () => {
   it("the client's range and the rule must admit every version of one major, and no other", () => {
     expect(parkingMajor(semverRange("1.x"), undefined, "1.2.0")).toBe(1);
     expect(parkingMajor(undefined, undefined, "2.4.0")).toBe(2);
@@ -156,6 +157,18 @@ describe("which major a push may wait in (parkingMajor)", () => {
     // Two majors: which contract would the push follow?
     expect(parkingMajor(semverRange("1.x || 2.x"), undefined, "1.2.0")).toBeUndefined();
     expect(parkingMajor(semverRange(">=1.0.0"), undefined, "1.2.0")).toBeUndefined();
+    // Any version, however spelled: the generated code's major (mayPark says when).
+    expect(parkingMajor(semverRange("x"), undefined, "2.4.0")).toBe(2);
+    expect(parkingMajor(semverRange(">=0.0.0"), { pin: "2.x" }, "2.4.0")).toBe(2);
+  });
+
+  it("a registered instance the push could be meant for refuses it: its major's, or any for a client of any version (mayPark)", () => {
+    const at = (version: string) => ({ version }) as InstanceInfo;
+    expect(mayPark(semverRange("1.x"), 1, [at("2.0.0"), at("0.9.0")])).toBe(true);
+    expect(mayPark(semverRange("1.x"), 1, [at("1.5.0-beta.1")])).toBe(false);
+    expect(mayPark(undefined, 1, [])).toBe(true);
+    expect(mayPark(undefined, 1, [at("2.0.0")])).toBe(false);
+    expect(mayPark(semverRange("x"), 1, [at("2.0.0-beta.1")])).toBe(false);
   });
 });
 

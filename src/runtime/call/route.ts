@@ -9,7 +9,7 @@ import { builtinStrategies, type PickContext, type Strategy } from "../discovery
 import type { InstanceInfo, InstanceSet, StrategyName } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
 import type { Transport } from "../transports/transport.js";
-import { type ParkingHost, parkingMajor, queueInfo } from "./parked.js";
+import { mayPark, type ParkingHost, parkingMajor, queueInfo } from "./parked.js";
 import { admits, sinceFits, splitPick, tooOld, type TrafficRule } from "./versions.js";
 
 /** Where one call goes. */
@@ -237,10 +237,10 @@ export class Route {
     if (parking === undefined || member?.kind !== "push" || member.shard !== undefined || member.since !== undefined)
       throw this.#unavailable(pinned);
     const major = parkingMajor(this.#range, this.#rule, parking.version);
-    // An instance of that major is registered but this client may not or cannot call it (its
-    // version, the traffic rule, no common transport): that is a refusal, not an outage.
-    if (major !== undefined && this.#set.instances().some((i) => semver.major(i.version) === major))
-      throw this.#unavailable(pinned);
+    // An instance the push could be meant for is registered (of that major; any, for a client of
+    // any version) but this route cannot use it (its version, the traffic rule, no common
+    // transport): that is a refusal, not an outage.
+    if (major !== undefined && !mayPark(this.#range, major, this.#set.instances())) throw this.#unavailable(pinned);
     const reach =
       major === undefined ? undefined : this.#host.parked?.(this.#service, `${major}.0.0`, pinned, parking.transports);
     if (major === undefined || reach === undefined) throw this.#unavailable(pinned, true);
