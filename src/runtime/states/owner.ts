@@ -100,6 +100,8 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
   readonly #event: string;
   /** `o` of heartbeats and snapshots: the App and version that publish. */
   readonly #owner: string | undefined;
+  /** The owner of another major whose legacy save was not resumed (logged once). */
+  #otherMajorSaw: string | undefined;
 
   constructor(
     readonly service: ServiceDescriptor,
@@ -187,8 +189,9 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
         this.#log.warn({ err: e, key }, "loading the saved snapshot failed; starting from the current value");
         return undefined;
       });
-    // Saved before each major had a key of its own: read once, when the new key has nothing.
-    const saved = (await load(this.#key())) ?? (await load(this.#key(false)));
+    // Saved before each major had a key of its own: read once, when the new key has nothing,
+    // and only when of this major (every major saved there: a 2.0 owner must not resume 1.x's value).
+    const saved = (await load(this.#key())) ?? this.#sameMajor(await load(this.#key(false)));
     if (saved === undefined) return;
     this.epoch = Math.max(this.epoch, saved.e);
     this.seq = Math.max(this.seq, saved.s);
@@ -300,6 +303,24 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
           "state update not published; watchers resync at the next heartbeat",
         );
     });
+  }
+
+  /**
+   * `saved` unless its owner (`o`, "app (version)") ran another major; one saved before owners
+   * named themselves (99bc5d9) is taken, as before: nothing says whose it is.
+   */
+  #sameMajor(saved: StateSnapshot | undefined): StateSnapshot | undefined {
+    const version = saved?.o === undefined ? undefined : /\(([^()]+)\)$/.exec(saved.o)?.[1];
+    if (version === undefined || semver.valid(version) === null) return saved;
+    if (semver.major(version) === semver.major(this.service.version)) return saved;
+    // resume() runs before the start hook and again at activate: one line.
+    if (this.#otherMajorSaw === saved?.o) return undefined;
+    this.#otherMajorSaw = saved?.o;
+    this.#log.info(
+      { savedBy: saved?.o, key: this.#key(false) },
+      "not resuming the snapshot saved by another major under the key from before each major had its own",
+    );
+    return undefined;
   }
 
   /** The store key of the snapshot: one per major, as the updates have a stream per major (`major` false: the key from before). */
