@@ -9,7 +9,16 @@
 import { parseArgs } from "node:util";
 import { Code, FanError } from "../runtime/errors.js";
 import { BenchStats, formatReport } from "./bench-stats.js";
-import { CALL_OPTIONS, type Connected, connect, envelope, errorOf, type PreparedCall, prepareCall } from "./call.js";
+import {
+  CALL_OPTIONS,
+  type Connected,
+  connect,
+  envelope,
+  errorOf,
+  type PreparedCall,
+  prepareCall,
+  transmit,
+} from "./call.js";
 import { type Io, processIo } from "./io.js";
 import { cliDiscovery, report, UsageError } from "./ls.js";
 import { TLS_USAGE } from "./tls.js";
@@ -55,16 +64,10 @@ async function once(p: PreparedCall, c: Connected, stats: BenchStats): Promise<v
   const { env, deadline } = envelope(p, kind);
   const t0 = performance.now();
   try {
-    const opts = { signal: AbortSignal.timeout(p.timeoutMs), deadline };
-    if (kind === "push") {
-      await c.reach.transport.push(c.reach.endpoint, env, opts);
-      stats.record(performance.now() - t0);
-    } else {
-      const reply = await c.reach.transport.call(c.reach.endpoint, env, opts);
-      const ms = performance.now() - t0;
-      if (reply.kind === "error") stats.record(ms, errorOf(reply.payload, p.service));
-      else stats.record(ms);
-    }
+    const reply = await transmit(c, kind, env, { signal: AbortSignal.timeout(p.timeoutMs), deadline });
+    const ms = performance.now() - t0;
+    if (reply?.kind === "error") stats.record(ms, errorOf(reply.payload, p.service));
+    else stats.record(ms);
   } catch (e) {
     const err =
       Date.now() >= deadline

@@ -33,7 +33,8 @@ import { Code, FanError } from "../runtime/errors.js";
 import { admits, majorRange, sinceFits, splitPick, tooOld, type TrafficRule } from "../runtime/call/versions.js";
 import { nextEnvelopeId } from "../runtime/ids.js";
 import { traceIdOf } from "../runtime/telemetry/tracing.js";
-import type { Envelope, EnvelopeHeaders } from "../runtime/transports/transport.js";
+import { pushToOwner } from "../runtime/transports/owner-push.js";
+import type { Envelope, EnvelopeHeaders, SendOptions } from "../runtime/transports/transport.js";
 import { ORDER, transportsConfig } from "./health.js";
 import { type Io, processIo } from "./io.js";
 import { REGISTRY_OPTIONS, UsageError, cliCluster, cliDiscovery, report } from "./ls.js";
@@ -51,7 +52,7 @@ options:
   --via <transport>    use this transport (http, zmq, tcp, redis, amqp, nats; default: the first the instance has)
   --version <range>    only instances whose version satisfies this semver range (default: the IDL's major, 2.x,
                        narrowed by the service's traffic rule, fanc route; --version bypasses the rule)
-  --instance <id>      only this instance (direct transports: http, zmq, tcp; bypasses the traffic rule)
+  --instance <id>      only this instance (on redis, amqp and nats through its own queue; bypasses the traffic rule)
   --timeout <ms>       deadline (default: the method's @timeout, else 10000)
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
@@ -66,7 +67,7 @@ Exit status: 0 on success, 1 when the call failed, 2 when it was refused before 
 }
 Broker URLs come from $FAN_REDIS_URL, $FAN_AMQP_URL and $FAN_NATS_URL (default: the loopback brokers).`;
 
-/** Broker transports: the call goes to the version's shared queue, any instance may take it. */
+/** Broker transports: the call goes to the version's shared queue, any instance may take it (unless `--instance`: its own). */
 const BROKERS: ReadonlySet<TransportName> = new Set(["redis", "amqp", "nats"]);
 
 /** What `--json` prints (and the text output is made of). */
@@ -149,21 +150,15 @@ function checkArguments(m: MethodDescriptor, text: string): { input: unknown; pa
 function choose(
   instances: readonly InstanceInfo[],
   via: TransportName | undefined,
-  instanceId: string | undefined,
 ): { instance: InstanceInfo; transport: TransportName } | string {
   const usable = (i: InstanceInfo): TransportName[] =>
-    ORDER.filter(
-      (t) =>
-        i.endpoints[t] !== undefined &&
-        (via === undefined || t === via) &&
-        (instanceId === undefined || !BROKERS.has(t)),
-    );
+    ORDER.filter((t) => i.endpoints[t] !== undefined && (via === undefined || t === via));
   // Spread calls over instances: a random one among those that can take it.
   const ok = instances.filter((i) => usable(i).length > 0);
   const instance = ok[Math.floor(Math.random() * ok.length)];
   if (instance === undefined) {
     const offered = [...new Set(instances.flatMap((i) => ORDER.filter((t) => i.endpoints[t] !== undefined)))];
-    const want = via ?? (instanceId !== undefined ? "a direct transport (http, zmq, tcp)" : "a transport fanc speaks");
+    const want = via ?? "a transport fanc speaks";
     return `no instance is reachable over ${want}; they offer ${offered.join(", ") || "none"}`;
   }
   return { instance, transport: usable(instance)[0] as TransportName };
@@ -202,9 +197,11 @@ function print(io: Io, o: Outcome, kind: "call" | "push", named: boolean): void 
       ? `${o.instance} (${named ? `named by --instance; shard ${o.shard}` : `shard ${o.shard}'s owner`}${o.redirectedFrom === undefined ? "" : `, redirected there by ${o.redirectedFrom}`}) over ${o.transport}`
       : o.parked === true
         ? `${o.instance} over ${o.transport} (no instance is registered${o.error === undefined ? ": the push waits there for the first that starts" : ""})`
-        : BROKERS.has(o.transport)
+        : o.sharedQueue === true
           ? `${o.instance} over ${o.transport} (the version's shared queue: any of its instances may answer)`
-          : `${o.instance} over ${o.transport}`;
+          : named && BROKERS.has(o.transport)
+            ? `${o.instance} over ${o.transport} (its own queue, named by --instance)`
+            : `${o.instance} over ${o.transport}`;
   const rule =
     o.rule === undefined
       ? ""
@@ -284,10 +281,6 @@ export async function prepareCall(
   const via = flags.via as TransportName | undefined;
   if (via !== undefined && !ORDER.includes(via))
     throw new UsageError(`--via must be one of ${ORDER.join(", ")}, got ${JSON.stringify(via)}`);
-  if (flags.instance !== undefined && via !== undefined && BROKERS.has(via))
-    throw new UsageError(
-      `--instance needs a direct transport (http, zmq, tcp): ${via} delivers to any instance of the version`,
-    );
   const range = flags.version;
   if (range !== undefined && semver.validRange(range) === null)
     throw new UsageError(`--version must be a semver range, got ${JSON.stringify(range)}`);
@@ -341,6 +334,8 @@ export interface Connected {
   readonly instance: InstanceInfo;
   readonly transport: TransportName;
   readonly reach: NonNullable<ReturnType<App["reach"]>>;
+  /** Named with `--instance`: on a broker, sent to that instance's own queue (`transmit`), not the version's shared one. */
+  readonly own: boolean;
   /** The service's traffic rule, when it narrowed the pick or was bypassed (`ruleBypassed`). */
   readonly rule?: TrafficRule;
   readonly ruleBypassed?: RuleBypass;
@@ -463,7 +458,7 @@ export async function connect(
     for (const i of instances) groups.set(i.version, [...(groups.get(i.version) ?? []), i]);
     candidates = splitPick(rule, groups) ?? instances;
   }
-  const picked = choose(candidates, p.via, instanceId);
+  const picked = choose(candidates, p.via);
   if (typeof picked === "string")
     return notConnected(owner === undefined ? picked : `shard ${p.shard} is owned by ${owner}: ${picked}`);
   const app = createApp({
@@ -479,7 +474,8 @@ export async function connect(
     const reach = app.reach(picked.instance, picked.transport);
     if (reach === undefined)
       throw new FanError(Code.UNAVAILABLE, `cannot reach ${picked.instance.instanceId} over ${picked.transport}`);
-    return { app, instance: picked.instance, transport: picked.transport, reach, ...shown };
+    const own = instanceId !== undefined;
+    return { app, instance: picked.instance, transport: picked.transport, reach, own, ...shown };
   } catch (e) {
     await app.stop().catch(() => undefined);
     throw e;
@@ -528,6 +524,27 @@ function withRedirect(error: NonNullable<Outcome["error"]>, redirect: Redirect |
   return redirect === undefined ? { error } : { error, redirect };
 }
 
+/**
+ * Sends `env` to the connected instance: the reply of a call, undefined once a push is
+ * acknowledged. One named with `--instance` gets it on its own queue on a broker (amqp queue,
+ * redis list, nats subject: `SendOptions.instance`, as `fanc health` asks one App), not the
+ * version's shared one that any instance takes from; a push so sent is acknowledged by that
+ * instance once handled, as a `@shard` push to its owner is (owner-push.ts). Also `fanc bench`.
+ */
+export async function transmit(
+  c: Connected,
+  kind: "call" | "push",
+  env: Envelope,
+  opts: SendOptions,
+): Promise<Envelope | undefined> {
+  const { transport, endpoint } = c.reach;
+  const own = c.own && BROKERS.has(c.transport);
+  if (kind === "call") return transport.call(endpoint, env, own ? { ...opts, instance: true } : opts);
+  if (own) await pushToOwner((e) => transport.call(endpoint, e, { ...opts, instance: true }), env, opts);
+  else await transport.push(endpoint, env, opts);
+  return undefined;
+}
+
 /** Sends the envelope to the connected instance and waits for its reply (a push: its acknowledgement). */
 async function send(
   c: Connected,
@@ -536,14 +553,10 @@ async function send(
   env: Envelope,
   deadline: number,
 ): Promise<Sent> {
-  const { reach } = c;
   const sendOpts = { signal: AbortSignal.timeout(Math.max(0, deadline - Date.now())), deadline };
   try {
-    if (kind === "push") {
-      await reach.transport.push(reach.endpoint, env, sendOpts);
-      return {};
-    }
-    const reply = await reach.transport.call(reach.endpoint, env, sendOpts);
+    const reply = await transmit(c, kind, env, sendOpts);
+    if (reply === undefined) return {};
     if (reply.kind === "error") {
       const error = errorOf(reply.payload, p.service);
       return withRedirect(
@@ -722,7 +735,7 @@ export async function run(args: string[], io: Io = processIo, kind: "call" | "pu
       ms: 0,
       traceId: traceIdOf(env.headers),
       ...(p.shard === undefined ? {} : { shard: p.shard }),
-      ...(p.shard === undefined && BROKERS.has(c.transport) ? { sharedQueue: true as const } : {}),
+      ...(p.shard === undefined && !c.own && BROKERS.has(c.transport) ? { sharedQueue: true as const } : {}),
       ...(redirectedFrom === undefined ? {} : { redirectedFrom }),
       ...ruled,
       ...(sent.error === undefined ? { value: sent.value } : { error: sent.error }),

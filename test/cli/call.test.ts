@@ -90,7 +90,7 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
     expect(t.stderr).toMatch(/^ok · [\d.]+ ms · Conformance-\S+ over http · trace [0-9a-f]{32}\n$/);
   }, 600_000);
 
-  it("--version and --instance narrow the instances; --instance refuses a broker transport", async () => {
+  it("--version and --instance narrow the instances", async () => {
     const first = await fanc(["call", "Conformance.echo", '{"n":1}', ...C, "--version", "^1.0.0", "--json"]);
     expect(first.code).toBe(0);
     const id = (JSON.parse(first.stdout) as Outcome).instance;
@@ -123,9 +123,10 @@ describeEtcd("fanc call / fanc push (child processes)", () => {
     const other = await fanc(["call", "Conformance.echo", '{"n":4}', ...C, "--instance", "nobody"]);
     expect(other.code).toBe(1);
     expect(other.stderr).toContain("(id nobody)");
+    // Over a broker through the instance's own queue (call-instance-brokers.test.ts).
     const broker = await fanc(["call", "Conformance.echo", '{"n":5}', ...C, "--instance", id, "--via", "amqp"]);
-    expect(broker.code).toBe(2);
-    expect(broker.stderr).toContain("--instance needs a direct transport (http, zmq, tcp)");
+    expect(broker.code, broker.stderr).toBe(0);
+    expect(broker.stderr).toContain(`${id} over amqp (its own queue, named by --instance)`);
   }, 300_000);
 
   it("prints a typed IDL error with its name and fields, exit 1", async () => {
