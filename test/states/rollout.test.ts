@@ -1,9 +1,10 @@
 /**
  * Versions changing under a watch, owners and watchers in processes of their own over redis
  * (test/states/fixtures/node.ts): a major whose only owner is a prerelease (the default `2.x`
- * range admits none, for calls and states alike), an owner upgraded from 1.x to 2.0 while 1.x
- * watchers stay, an owner that stops while another, of another minor, takes over, and a 2.0
- * owner with `persist` next to a value a 1.x owner saved before each major had its own key.
+ * range admits none, for calls and states alike; a shard's view too), an owner upgraded from
+ * 1.x to 2.0 while 1.x watchers stay (a `@unique` one too: its election spans majors), an owner
+ * that stops while another, of another minor, takes over, and a 2.0 owner with `persist` next
+ * to a value a 1.x owner saved before each major had its own key.
  */
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { shortId } from "../../src/runtime/ids.js";
@@ -116,6 +117,24 @@ describe("a major whose only owner is a prerelease", () => {
     expect(await refusal(w, "ping")).toBe("no instance of fan.replica.Board 1.x (versions available: 1.3.0-rc.1)");
     expect((await w.report()).value).toEqual({ a: { n: 1, label: "one" } });
   }, 60_000);
+
+  it("a sharded state: a shard's view of the default range says the same", async () => {
+    const sharded = { FAN_STATES_SERVICE: "ShardBoard", FAN_STATES_STATE: "carts" };
+    await nodesOf.start("owner", { ...sharded, FAN_STATES_VERSION: "2.0.0-beta.1" });
+    const w = await nodesOf.start("watcher", { ...sharded, FAN_STATES_VERSION: "2.0.0", FAN_STATES_SHARDS: "0" });
+    const why =
+      "fan.replica.ShardBoard.carts: major 2 runs only prereleases (2.0.0-beta.1), which the range 2.x does not admit";
+    await until(
+      "the prerelease refusal",
+      () => w.send("state", { shard: 0 }),
+      (r) => r.status === "owner-absent" && String(r.reason).startsWith(why),
+    );
+    await until(
+      "its warning",
+      async () => warned(w, "state owner absent"),
+      (reasons) => reasons.some((r) => r.startsWith(why)),
+    );
+  }, 60_000);
 });
 
 describe("an owner replaced mid-watch", () => {
@@ -193,6 +212,46 @@ describe("an owner replaced mid-watch", () => {
     expect(got.value).toEqual({ ...(before.value as object), handover: 1 });
     expect(got.violations).toBe(0);
     expect(await refusal(w, "ping")).toBe("no instance of fan.replica.Leader ~1.2 (versions available: 1.3.0)");
+  }, 90_000);
+
+  it("@unique upgraded from 1.2.0 to 2.0.0: the election is the service's, so the 2.0.0 instance waits while 1.2.0 leads (its watchers say no 2.x is registered), then leads; the 1.x watcher keeps its value, owner-absent naming 2.0.0", async () => {
+    const leader = { FAN_STATES_SERVICE: "Leader", FAN_STATES_STATE: "counter", FAN_STATES_FIRST: "{}" };
+    const v1 = await nodesOf.start("owner", { ...leader, FAN_STATES_VERSION: "1.2.0" });
+    await until(
+      "1.2.0 leads",
+      () => v1.report(),
+      (r) => r.active === true,
+    );
+    await v1.send("patch", { patch: { one: 1 } });
+    const v2 = await nodesOf.start("owner", { ...leader, FAN_STATES_VERSION: "2.0.0" });
+    const w1 = await nodesOf.start("watcher", { ...leader, FAN_STATES_VERSION: "1.2.0" });
+    const w2 = await nodesOf.start("watcher", { ...leader, FAN_STATES_VERSION: "2.0.0" });
+    await converged(w1, v1, "the 1.x watcher live on the 1.2.0 leader");
+    expect((await v2.report()).active).toBe(false);
+    expect(
+      await until(
+        "the 2.x watcher absent while 1.2.0 leads",
+        () => w2.report(),
+        (r) => r.status === "owner-absent" && r.reason?.includes("versions available") === true,
+      ),
+    ).toMatchObject({ reason: "no instance of fan.replica.Leader 2.x (versions available: 1.2.0)" });
+
+    await v1.stop();
+    await until(
+      "2.0.0 leads",
+      () => v2.report(),
+      (r) => r.active === true,
+      30_000,
+    );
+    await v2.send("patch", { patch: { two: 2 } });
+    expect((await converged(w2, v2, "the 2.x watcher live on the 2.0.0 leader")).value).toEqual({ two: 2 });
+    const left = await until(
+      "the 1.x watcher absent, naming 2.0.0",
+      () => w1.report(),
+      (r) => r.status === "owner-absent" && r.reason?.includes("versions available: 2.0.0") === true,
+    );
+    expect(left.reason).toBe("no instance of fan.replica.Leader 1.x (versions available: 2.0.0)");
+    expect(left.value).toEqual({ one: 1 });
   }, 90_000);
 });
 
