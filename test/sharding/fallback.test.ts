@@ -112,6 +112,12 @@ describeEtcd("fallback: per-method @fallback when a shard's owner is gone (etcd,
       expect(failed?.code, transport).toBe("UNAVAILABLE");
       expect(failed?.message, transport).toContain(named);
       expect(failed?.message, transport).toContain(victim.instanceId);
+      // The brokers say why the owner is out of reach, in the same words (nats once said "is serving").
+      const why = { amqp: "no request queue", nats: "no responders" }[transport as string];
+      if (why !== undefined)
+        expect(failed?.message, transport).toContain(
+          `its owner ${victim.instanceId}: instance ${victim.instanceId} of ${Store.descriptor.name}@${Store.descriptor.version} is not serving on ${transport} (${why})`,
+        );
       expect(Date.now() - t1, transport).toBeLessThan(bound);
     }
 

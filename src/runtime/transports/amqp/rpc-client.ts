@@ -262,10 +262,9 @@ export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
     if (b === undefined) return;
     // Returned by the broker: no queue took it, so no server saw any of its calls.
     this.failBatch(b, (p) => {
-      const who = p.sharded ? `instance ${p.addr.instance}` : "version";
-      return notDelivered(
-        new FanError(Code.UNAVAILABLE, `no amqp request queue for ${p.addr.service}@${p.addr.version} (${who})`),
-      );
+      const what = `${p.addr.service}@${p.addr.version}`;
+      const who = p.sharded ? `instance ${p.addr.instance} of ${what} is not` : `no instance of ${what} is`;
+      return notDelivered(new FanError(Code.UNAVAILABLE, `${who} serving on amqp (no request queue)`));
     });
   }
 

@@ -135,10 +135,9 @@ export class NatsRpcClient extends CallBatcher<NatsAddress, NatsConnection> {
     if (b === undefined) return;
     if (data.length === 0 && msg.headers?.code === 503) {
       this.failBatch(b, (p) => {
-        const who = p.sharded ? `instance ${p.addr.instance} of` : "no instance of";
-        return notDelivered(
-          new FanError(Code.UNAVAILABLE, `${who} ${p.addr.service}@${p.addr.version} is serving on nats`),
-        );
+        const what = `${p.addr.service}@${p.addr.version}`;
+        const who = p.sharded ? `instance ${p.addr.instance} of ${what} is not` : `no instance of ${what} is`;
+        return notDelivered(new FanError(Code.UNAVAILABLE, `${who} serving on nats (no responders)`));
       });
       return;
     }
