@@ -2,8 +2,8 @@
  * A stop while the App is still starting ends the start, on every broker transport: with the
  * broker unreachable, serving waits up to `connectTimeoutMs` (10 s) for a connection, and a
  * `stop()` from the App's own code (a shutdown path, a test, a supervisor) used to wait that out
- * before anything closed. (Signals during start end the process by Node's default: `handleSignals`
- * installs its handlers once start finished.)
+ * before anything closed. (A signal during start, with `handleSignals`, takes this path too:
+ * signals-while-starting.test.ts.)
  */
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";

@@ -3,7 +3,8 @@
  * load and validate every service's config, wait for hard dependencies, `preStart`, `start`
  * (handler hook, then serve, subscribe, register), `postStart`, then tasks and timers. Stop:
  * cancel tasks, deregister and stop taking work, drain in-flight calls up to the grace
- * period, `stop`, `postStop`, close. SIGINT/SIGTERM stop gracefully; a second signal exits.
+ * period, `stop`, `postStop`, close. SIGINT/SIGTERM stop gracefully, from the first step of
+ * start on (a signal during start cancels it); a second signal exits.
  */
 import type { Logger } from "pino";
 import semver from "semver";
@@ -34,6 +35,10 @@ export class Lifecycle {
   #starting: Promise<void> | undefined;
   #stoppingP: Promise<void> | undefined;
   #signals: (() => void) | undefined;
+  /** A signal came: the process exits once the stop it began is done. */
+  #signalled = false;
+  /** The start hook running now (settled: its rejection is handled); a stop waits for it. */
+  #inHook: Promise<void> = Promise.resolve();
 
   constructor(served: ServedInstance[], infra: Infra, options: AppOptions, log: Logger) {
     this.#served = served;
@@ -75,6 +80,7 @@ export class Lifecycle {
         Promise.reject(new FanError(Code.FAILED_PRECONDITION, `the app cannot start: it is ${this.#state}`))
       );
     this.#state = "starting";
+    if (this.#options.handleSignals === true) this.#installSignals();
     this.#starting = this.#start().then(
       () => {
         this.#state = "running";
@@ -82,10 +88,15 @@ export class Lifecycle {
       async (e: unknown) => {
         await this.#teardown();
         this.#state = "failed";
+        if (!this.#signalled) this.#signals?.();
         throw e;
       },
     );
-    return this.#starting;
+    // Cancelled by a signal, start does not settle: the process exits 0 once the stop is done,
+    // and the caller's `await app.start()` must not reject (exit 1) before it.
+    return this.#starting.catch((e: unknown) =>
+      this.#signalled ? new Promise<void>(() => undefined) : Promise.reject(e),
+    );
   }
 
   stop(closeClients: () => Promise<void>): Promise<void> {
@@ -108,7 +119,7 @@ export class Lifecycle {
     for (const s of this.#served) {
       cancelled();
       await orStop(s.resumeStates());
-      await s.hook("start");
+      await this.#startHook(s, "start");
       await orStop(s.bind());
     }
     cancelled();
@@ -117,7 +128,6 @@ export class Lifecycle {
     for (const spec of this.#tasks) this.#runner.start(spec);
     for (const s of this.#served)
       for (const spec of tasksOf(s.handler)) this.#runner.start({ ...spec, name: `${s.descriptor.name}.${spec.name}` });
-    if (this.#options.handleSignals === true) this.#installSignals();
     this.#log.info({ services: this.#served.map((s) => s.descriptor.name) }, "app started");
   }
 
@@ -131,6 +141,8 @@ export class Lifecycle {
       this.#state = "stopped";
       await closeClients();
       await this.#infra.close();
+      this.#signals?.();
+      if (wasRunning) this.#log.info("app stopped while starting");
       return;
     }
     this.#state = "stopping";
@@ -161,11 +173,22 @@ export class Lifecycle {
     if (failures.length > 0) throw FanError.from(failures[0]);
   }
 
-  /** Undoes a failed start: unbinds, calls stop hooks of services whose preStart ran, closes. */
+  /**
+   * Undoes a failed start: unbinds, calls stop hooks of services whose preStart ran, closes.
+   * A start cancelled by a stop (a signal, `stop()`) is stopped as a running app is: what it
+   * serves deregisters at once and drains for up to the grace period, and a hook it was in
+   * (a slow `postStart`, its `ctx.signal` aborted) gets the rest of that period to end before
+   * the stop hooks run; what the start never reached is not undone.
+   */
   async #teardown(): Promise<void> {
+    const stopped = this.#stopping.signal.aborted;
+    const graceMs = stopped ? (this.#options.stopGraceMs ?? 10_000) : 0;
+    const deadline = Date.now() + graceMs;
     this.#stopping.abort(new FanError(Code.UNAVAILABLE, "the app failed to start"));
     await this.#runner.stop(1000);
-    await Promise.allSettled(this.#served.map((s) => s.unbind(0)));
+    await Promise.allSettled(this.#served.map((s) => s.unbind(graceMs)));
+    if (!(await settlesWithin(this.#inHook, deadline - Date.now())))
+      this.#log.warn({ graceMs }, "a start hook still runs after the grace period; stopping anyway");
     this.#hardStop.abort(new FanError(Code.UNAVAILABLE, "the app failed to start"));
     for (const s of this.#preStarted) {
       await s.hook("stop").catch((e: unknown) => s.log.error({ err: e }, "stop hook failed"));
@@ -174,13 +197,26 @@ export class Lifecycle {
     await this.#infra.close();
   }
 
+  /**
+   * One hook of start, which a stop does not wait for: the start rejects with the stop's reason
+   * and the teardown waits for the hook (it has `ctx.signal`) within the grace period.
+   */
+  #startHook(s: ServedInstance, name: HookName, after?: (s: ServedInstance) => void): Promise<void> {
+    const run = s.hook(name).then(() => after?.(s));
+    this.#inHook = run.catch(() => undefined);
+    return untilAborted(run, this.#stopping.signal);
+  }
+
   async #hooks(name: HookName, after?: (s: ServedInstance) => void, tolerant = false): Promise<void> {
     const order = tolerant ? [...this.#served].reverse() : this.#served;
     for (const s of order) {
       try {
-        await s.hook(name);
-        after?.(s);
+        if (tolerant) {
+          await s.hook(name);
+          after?.(s);
+        } else await this.#startHook(s, name, after);
       } catch (e) {
+        if (!tolerant && e === this.#stopping.signal.reason) throw e; // a stop cut the start short
         if (!tolerant)
           throw new FanError(Code.FAILED_PRECONDITION, `${s.descriptor.name} ${name} failed: ${(e as Error).message}`, {
             cause: e,
@@ -271,15 +307,16 @@ export class Lifecycle {
     this.#served.splice(0, this.#served.length, ...out);
   }
 
+  /** Installed when start begins, so a signal during start stops what has started (and exits 0). */
   #installSignals(): void {
-    let signalled = false;
     const onSignal = (sig: NodeJS.Signals): void => {
-      if (signalled) {
+      if (this.#signalled) {
         this.#log.warn({ signal: sig }, "second signal: exiting now");
         process.exit(130);
       }
-      signalled = true;
-      this.#log.info({ signal: sig }, "signal received: stopping gracefully (send it again to exit at once)");
+      this.#signalled = true;
+      const when = this.#state === "starting" ? " while starting" : "";
+      this.#log.info({ signal: sig }, `signal received${when}: stopping gracefully (send it again to exit at once)`);
       void this.#stopFromSignal();
     };
     process.on("SIGINT", onSignal);
@@ -303,5 +340,18 @@ export class Lifecycle {
         process.exit(1);
       }
     };
+  }
+}
+
+/** Whether `p` settles within `ms` (≤ 0: only if it already has, this tick). */
+async function settlesWithin(p: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), Math.max(0, ms));
+  });
+  try {
+    return await Promise.race([p.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

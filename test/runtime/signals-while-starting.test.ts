@@ -1,0 +1,96 @@
+/**
+ * `handleSignals` from the first step of start on, between processes over etcd and redis
+ * (fixtures/slow-start-app.ts): a SIGTERM during a slow `postStart`, the instance registered and
+ * serving, deregisters it at once (not when its lease expires), lets the hook end, runs the stop
+ * hooks and exits 0; one while start waits for a hard dependency exits 0 at once; a second
+ * signal exits 130 at once, as after start. Before, Node's default ended the process (143) and
+ * the instance stayed registered until its lease expired.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { type App, createApp } from "../../src/runtime/index.js";
+import { silentLogger } from "../../src/runtime/telemetry/logging.js";
+import { describeEtcd, randomCluster, SHARED_ETCD, until } from "../discovery/helpers.js";
+import { Catalog } from "./fixtures/shop.js";
+
+const script = fileURLToPath(new URL("./fixtures/slow-start-app.ts", import.meta.url));
+
+interface Started {
+  child: ChildProcess;
+  events: string[];
+  exited: Promise<{ code: number | null; at: number }>;
+}
+
+function start(cluster: string, mode: "postStart" | "dependency", env: Record<string, string> = {}): Started {
+  const child = spawn(process.execPath, ["--import", "tsx", script, SHARED_ETCD, cluster, mode], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const events: string[] = [];
+  let buf = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    buf += d.toString();
+    for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+      events.push((JSON.parse(buf.slice(0, i)) as { event: string }).event);
+      buf = buf.slice(i + 1);
+    }
+  });
+  const exited = new Promise<{ code: number | null; at: number }>((resolve) =>
+    child.on("exit", (code) => resolve({ code, at: Date.now() })),
+  );
+  return { child, events, exited };
+}
+
+describeEtcd("handleSignals while the App starts (child processes, etcd, redis)", () => {
+  const cluster = randomCluster();
+  let watcher: App;
+
+  beforeAll(async () => {
+    watcher = createApp({ cluster, discovery: `etcd://${SHARED_ETCD}`, logger: silentLogger() });
+    await watcher.start();
+  });
+  afterAll(() => watcher?.stop());
+
+  it("SIGTERM during a slow postStart: deregistered at once, the hook ends, stop hooks run, exit 0", async () => {
+    const set = await watcher.watch(Catalog.descriptor.name);
+    const p = start(cluster, "postStart", { POST_MS: "3000" });
+    await until("postStart began", () => p.events.includes("postStart began"), 60_000);
+    await until("registered", () => set.instances().some((i) => i.instanceId === "slow-1"), 10_000);
+    const t0 = Date.now();
+    p.child.kill("SIGTERM");
+    // Gone from discovery well before postStart ends (its lease is 5 s, the hook 3 s).
+    await until("deregistered", () => set.instances().length === 0, 1500);
+    expect(p.events).not.toContain("postStart ended");
+    const { code, at } = await p.exited;
+    expect(code).toBe(0);
+    expect(at - t0).toBeLessThan(6000);
+    // The hook ran to its end before the stop hooks; start never resolved.
+    expect(p.events).toEqual(["starting", "preStart", "postStart began", "postStart ended", "stop", "postStop"]);
+  }, 90_000);
+
+  it("SIGTERM while start waits for a hard dependency: exit 0 at once, no hook ran", async () => {
+    const p = start(cluster, "dependency");
+    await until("starting", () => p.events.includes("starting"), 60_000);
+    await new Promise((r) => setTimeout(r, 1000)); // waiting for Catalog, which never comes (30 s)
+    const t0 = Date.now();
+    p.child.kill("SIGTERM");
+    const { code, at } = await p.exited;
+    expect(code).toBe(0);
+    expect(at - t0).toBeLessThan(3000);
+    expect(p.events).toEqual(["starting"]);
+  }, 90_000);
+
+  it("a second signal during start exits 130 at once, without the stop hooks", async () => {
+    const p = start(cluster, "postStart", { POST_MS: "8000" });
+    await until("postStart began", () => p.events.includes("postStart began"), 60_000);
+    p.child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    p.child.kill("SIGINT");
+    const { code, at } = await p.exited;
+    expect(code).toBe(130);
+    expect(at - t0).toBeLessThan(1000);
+    expect(p.events).not.toContain("stop");
+  }, 90_000);
+});
