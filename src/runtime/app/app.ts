@@ -447,6 +447,7 @@ export class App implements ClientHost {
       transport: (n) => infra.transport(n),
       eventTransport: (s) => infra.eventTransport(s),
       eventTransportName: (s) => infra.eventTransportName(s),
+      eventCarriers: () => infra.eventCarriers(),
       directory: () => infra.discovery.directory,
       registry: () => infra.registry,
       configSource: () => infra.config,

@@ -221,6 +221,11 @@ export class Infra {
     return this.transport(this.eventTransportName(source));
   }
 
+  /** The network transports that carry events (zmq only with an event hub), in configuration order. */
+  eventCarriers(): readonly TransportName[] {
+    return this.#carriers;
+  }
+
   /** The name of `eventTransport(source)` (known before the transports are open). */
   eventTransportName(source: ServiceDescriptor): TransportName {
     for (const name of this.#carriers) if (source.transports.includes(name)) return name;

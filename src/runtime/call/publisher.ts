@@ -18,6 +18,7 @@ import type {
 } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
 import { nextEnvelopeId } from "../ids.js";
+import { type FollowHost, followedSubscription } from "./followed-events.js";
 import type { StateOwners } from "../states/index.js";
 import type { StatePublisherOf } from "../states/publishers.js";
 import type { Envelope, EnvelopeHeaders, EventSubscription } from "../transports/transport.js";
@@ -107,7 +108,16 @@ export class Publisher<C = unknown> {
       broadcast: false,
       ephemeral: true,
     };
-    const unsub = await this.#infra.eventTransport(this.#service).subscribe(sub, async (env) => {
+    const infra = this.#infra;
+    const host: FollowHost = {
+      stopping: NEVER,
+      eventTransport: (s) => infra.eventTransport(s),
+      eventCarriers: () => infra.eventCarriers(),
+      transport: (n) => infra.transport(n),
+      directory: () => infra.discovery.directory,
+    };
+    // As a served subscription does: also where the service's instances are registered as publishing.
+    const deliver = async (env: Envelope): Promise<void> => {
       let value: unknown;
       try {
         value = env.form === "value" ? c.complete(env.payload, name) : c.decode(env.payload, name);
@@ -116,7 +126,8 @@ export class Publisher<C = unknown> {
         return;
       }
       await fn(value);
-    });
+    };
+    const unsub = await followedSubscription(host, sub, deliver, this.#log, `a client subscription (${group})`);
     return { unsubscribe: () => unsub.close() };
   }
 

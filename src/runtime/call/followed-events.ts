@@ -1,0 +1,204 @@
+/**
+ * A served instance's `on X.event` subscription (and a client's `events.x.subscribe`), on every
+ * transport X's publishers emit on.
+ * It subscribes at once on the App's own event transport for X (`app/infra.ts`
+ * `eventTransportName`: what this App would publish X's events on), then reads from discovery
+ * where X's registered instances publish (`InstanceInfo.events`, else the first event transport
+ * in their endpoints) and follows them onto each such transport this App carries events on:
+ * at start, and whenever an instance of X appears or changes. A publisher on a transport this
+ * App does not carry events on is a warning naming the subscriber, the event and both sides'
+ * transports, since nothing it publishes can reach this instance. docs/decisions.md says why.
+ */
+import type { Logger } from "pino";
+import type { ServiceDescriptor, TransportName } from "../descriptor.js";
+import type { Directory, InstanceInfo } from "../discovery/types.js";
+import { untilAborted } from "../transports/abort.js";
+import type { Envelope, EventSubscription, Transport, Unsubscribe } from "../transports/transport.js";
+
+/** Transports that can carry events between processes (zmq only with an event hub). */
+const CARRIES_EVENTS: ReadonlySet<string> = new Set(["amqp", "redis", "nats", "zmq"]);
+
+/** How many instance ids a warning names before "and N more". */
+const NAMED = 5;
+
+/** What a followed subscription needs from its App. */
+export interface FollowHost {
+  /** Aborted when the App begins to stop: a subscription under way is given up. */
+  readonly stopping: AbortSignal;
+  /** The App's event transport for `source`; throws when none carries events across processes. */
+  eventTransport(source: ServiceDescriptor): Transport;
+  /** The App's transports that carry events, in its order (zmq only with an event hub). */
+  eventCarriers(): readonly TransportName[];
+  /** The App's transport `name`; throws when it has none. */
+  transport(name: TransportName): Transport;
+  directory(): Directory;
+}
+
+/**
+ * The transport `info`'s App publishes `service`'s events on: its recorded `events`, or for a
+ * record without it (an older version) the first event transport in its endpoints that the
+ * service allows; undefined when neither says (it publishes only in-process).
+ */
+export function publishedOn(service: ServiceDescriptor, info: InstanceInfo): TransportName | undefined {
+  if (info.events !== undefined) return CARRIES_EVENTS.has(info.events) ? info.events : undefined;
+  return (Object.keys(info.endpoints) as TransportName[]).find(
+    (t) => CARRIES_EVENTS.has(t) && service.transports.includes(t),
+  );
+}
+
+/**
+ * Subscribes `sub` on the App's event transport for its source and on every other one its
+ * publishers are registered on; resolves once those known now are subscribed (a failure then
+ * fails the start, as the first transport's does). Later failures are logged as errors and
+ * tried again at the next change in discovery.
+ */
+export async function followedSubscription(
+  host: FollowHost,
+  sub: EventSubscription,
+  deliver: (env: Envelope, via: TransportName) => Promise<void>,
+  log: Logger,
+  subscriber: string = sub.group,
+): Promise<Unsubscribe> {
+  const f = new Followed(host, sub, deliver, log, subscriber);
+  try {
+    await f.start();
+  } catch (e) {
+    await f.close();
+    throw e;
+  }
+  return f;
+}
+
+class Followed implements Unsubscribe {
+  readonly #host: FollowHost;
+  readonly #sub: EventSubscription;
+  readonly #deliver: (env: Envelope, via: TransportName) => Promise<void>;
+  readonly #log: Logger;
+  /** Who subscribes, as warnings name it: the subscribing service, or a client subscription. */
+  readonly #subscriber: string;
+  /** The subscription on each transport, in the order they were made. */
+  readonly #subs = new Map<TransportName, Unsubscribe>();
+  /** Publishers' transports this App cannot subscribe on, as of the last look (warned on entry). */
+  #unreachable = new Set<TransportName>();
+  /** Looks at discovery one at a time, in order. */
+  #chain: Promise<void> = Promise.resolve();
+  #off: (() => void) | undefined;
+  #closed = false;
+
+  constructor(
+    host: FollowHost,
+    sub: EventSubscription,
+    deliver: (env: Envelope, via: TransportName) => Promise<void>,
+    log: Logger,
+    subscriber: string,
+  ) {
+    this.#host = host;
+    this.#sub = sub;
+    this.#deliver = deliver;
+    this.#log = log;
+    this.#subscriber = subscriber;
+  }
+
+  async start(): Promise<void> {
+    await this.#add(this.#host.eventTransport(this.#sub.source).name);
+    const set = await untilAborted(this.#host.directory().watch(this.#sub.source.name), this.#host.stopping);
+    const instances = (): readonly InstanceInfo[] => set.instances();
+    const first = this.#follow(instances(), true);
+    this.#chain = first.catch(() => undefined);
+    this.#off = set.onChange(() => {
+      this.#chain = this.#chain
+        .then(() => this.#follow(instances(), false))
+        .catch((e: unknown) => this.#log.error({ err: e }, "following the publishers of an event failed"));
+    });
+    await first;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#off?.();
+    await this.#chain;
+    const subs = [...this.#subs.values()];
+    this.#subs.clear();
+    await Promise.allSettled(subs.map((s) => s.close()));
+  }
+
+  /** Subscribes on each transport the publishers use that is not subscribed yet; warns for those it cannot. */
+  async #follow(instances: readonly InstanceInfo[], atStart: boolean): Promise<void> {
+    if (this.#closed || this.#host.stopping.aborted) return;
+    const { source, event } = this.#sub;
+    const carriers = this.#host.eventCarriers();
+    const unreachable = new Set<TransportName>();
+    for (const [t, ids] of publishers(source, instances)) {
+      if (this.#subs.has(t)) continue;
+      if (!carriers.includes(t)) {
+        unreachable.add(t);
+        if (!this.#unreachable.has(t)) this.#warn(t, ids, carriers);
+        continue;
+      }
+      try {
+        await this.#add(t);
+      } catch (e) {
+        if (atStart) throw e;
+        this.#log.error(
+          { err: e, targetService: source.name, event, transport: t },
+          `subscribing to ${source.name}.${event} on ${t}, where instances of ${source.name} publish it (${named(ids)}), failed: their events do not reach ${this.#subscriber} until the next change in discovery tries again`,
+        );
+        continue;
+      }
+      this.#log.info(
+        { targetService: source.name, event, transport: t, publishers: ids },
+        `subscribed to ${source.name}.${event} on ${t} as well: instances of ${source.name} publish it there (${named(ids)})`,
+      );
+    }
+    this.#unreachable = unreachable;
+  }
+
+  async #add(name: TransportName): Promise<void> {
+    const t = this.#host.transport(name);
+    const u = await untilAborted(
+      t.subscribe(this.#sub, (env) => this.#deliver(env, name)),
+      this.#host.stopping,
+    );
+    if (this.#closed) await u.close();
+    else this.#subs.set(name, u);
+  }
+
+  #warn(t: TransportName, ids: readonly string[], carriers: readonly TransportName[]): void {
+    const { source, event } = this.#sub;
+    let has: boolean;
+    try {
+      this.#host.transport(t);
+      has = true;
+    } catch {
+      has = false;
+    }
+    const lacks = has
+      ? `this app's ${t} carries no events (zmq needs an event hub: its events or hub option, or FAN_ZMQ_EVENTS_*)`
+      : `this app has no ${t} transport`;
+    this.#log.warn(
+      {
+        targetService: source.name,
+        event,
+        publishedOn: t,
+        publishers: ids,
+        subscribedOn: [...this.#subs.keys()],
+        eventTransports: carriers,
+      },
+      `${this.#subscriber} does not receive ${source.name}.${event} from instances that publish it on ${t} (${named(ids)}): ${lacks} (its event transports: ${carriers.join(", ") || "none"}; it subscribes on ${[...this.#subs.keys()].join(", ")}); add ${t} to its transports (createApp({ transports }) or FAN_TRANSPORTS)`,
+    );
+  }
+}
+
+/** The transports `service`'s registered instances publish on, each with its instances (`id@version`). */
+function publishers(service: ServiceDescriptor, instances: readonly InstanceInfo[]): Map<TransportName, string[]> {
+  const by = new Map<TransportName, string[]>();
+  for (const i of instances) {
+    const t = publishedOn(service, i);
+    if (t !== undefined) by.set(t, [...(by.get(t) ?? []), `${i.instanceId}@${i.version}`]);
+  }
+  return by;
+}
+
+function named(ids: readonly string[]): string {
+  return ids.length <= NAMED ? ids.join(", ") : `${ids.slice(0, NAMED).join(", ")} and ${ids.length - NAMED} more`;
+}
