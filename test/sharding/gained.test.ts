@@ -7,13 +7,14 @@
  * shard it has not loaded and prints it (`early`): none may, and no call may fail. In one
  * process: an `onShards` that throws leaves its gained shards UNAVAILABLE until it is called
  * again and resolves; a held call its caller cancels never runs; a hook that does not resolve
- * is warned about and holds a bounded number of calls; a stopping instance keeps redirecting
- * (and refuses shards not ready) until its transports are down.
+ * is warned about and holds a bounded number of calls, at most three quarters of the transport
+ * window they came on; a stopping instance keeps redirecting (and refuses shards not ready)
+ * until its transports are down.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/index.js";
 import { assignShards, shardOfKey } from "../../src/runtime/call/shards.js";
-import { type HoldLimits, Ownership } from "../../src/runtime/call/ownership.js";
+import { type HoldLimits, holdWindow, Ownership } from "../../src/runtime/call/ownership.js";
 import type { Directory, InstanceInfo } from "../../src/runtime/discovery/types.js";
 import type { LifecycleContext } from "../../src/runtime/call/context.js";
 import type { Logger } from "pino";
@@ -297,6 +298,34 @@ describe("an onShards that does not resolve (one instance's Ownership)", () => {
     } finally {
       own.stop();
     }
+  });
+
+  it("held work takes at most three quarters of the transport window it came on: past it, UNAVAILABLE naming the shard and the window", async () => {
+    const { own } = stuck();
+    const paths = Store.descriptor.methods.store?.shard as readonly (readonly string[])[];
+    const window = holdWindow("redis", 4, "maxInFlight");
+    const guard = (signal?: AbortSignal) => own.guard(paths, { storeId: "store-1" }, Date.now() + 5000, signal, window);
+    try {
+      await until("the ownership view", () => own.owned().length === 16);
+      const ac = new AbortController();
+      expect([guard(ac.signal), guard(), guard()].every((h) => h instanceof Promise)).toBe(true);
+      expect(window.held).toBe(3);
+      expect(guard()).toEqual({
+        code: "UNAVAILABLE",
+        message:
+          "shard 11 of test.shards.Store is not ready on A: its onShards hook is still running, and the 3 calls and pushes held for that already take all of redis maxInFlight 4 they may (3; the rest serves other work): try again",
+        details: { shard: 11 },
+      });
+      // A hold that ends gives its slot back.
+      ac.abort();
+      expect(window.held).toBe(2);
+      expect(guard()).toBeInstanceOf(Promise);
+      // Unbounded elsewhere (http): only maxHeld.
+      expect(own.guard(paths, { storeId: "store-1" }, Date.now() + 5000)).toBeInstanceOf(Promise);
+    } finally {
+      own.stop();
+    }
+    expect(window.held).toBe(0);
   });
 
   it("holds a bounded number of calls: past it, UNAVAILABLE naming the shard", async () => {

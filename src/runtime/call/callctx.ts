@@ -10,7 +10,7 @@ import { AsyncLocalStorage, AsyncResource } from "node:async_hooks";
 import type { Logger } from "pino";
 import type { CallContext, Emitter } from "./context.js";
 import type { ServiceDefinition } from "../descriptor.js";
-import type { Guarded } from "./ownership.js";
+import type { Guarded, HoldWindow } from "./ownership.js";
 import { Code, FanError } from "../errors.js";
 import type { EnvelopeHeaders } from "../transports/transport.js";
 import { type CallSignal, follow, signalOf } from "../transports/abort.js";
@@ -35,13 +35,15 @@ export interface InstanceScope {
   /**
    * Sharded services: a redirect when this instance does not own the call's shard, a hold (a
    * promise: run the call again once it settles without an error, unless `signal` aborted)
-   * while the `onShards` that gained the shard has not resolved (`call/ownership.ts`).
+   * while the `onShards` that gained the shard has not resolved (`call/ownership.ts`), counted
+   * in `window`, the share of the transport's window held work may take (refused past it).
    */
   readonly shardGuard?: (
     paths: readonly (readonly string[])[],
     input: unknown,
     deadline: number,
     signal?: CallSignal,
+    window?: HoldWindow,
   ) => Guarded;
   /** Sharded services: the shards this instance owns now. */
   readonly shards?: () => readonly number[];

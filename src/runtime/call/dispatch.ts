@@ -13,7 +13,8 @@ import { codec, type Codec } from "../codec/index.js";
 import type { MethodDescriptor, ServiceDescriptor, SubscriptionDescriptor } from "../descriptor.js";
 import { Code, FanError, type WireError } from "../errors.js";
 import { toWireError, type Form } from "../codec/error-wire.js";
-import type { Envelope, EnvelopeHeaders, Inbound } from "../transports/transport.js";
+import type { Envelope, EnvelopeHeaders, Inbound, Transport } from "../transports/transport.js";
+import { type HoldWindow, holdWindow } from "./ownership.js";
 import { type CallSignal, signalOf } from "../transports/abort.js";
 import type { Counters } from "../telemetry/stats.js";
 import type { ServerGate } from "../policy/server.js";
@@ -126,10 +127,21 @@ export class Dispatcher implements Inbound {
     return this.#inflight;
   }
 
-  /** This dispatcher as the Inbound of one transport (metrics are labelled by it). */
-  via(transport: string): Inbound {
+  /**
+   * This dispatcher as the Inbound of one transport (metrics are labelled by it); `window`, the
+   * transport's, bounds the sharded calls and pushes held on it (ownership.ts `HoldWindow`).
+   */
+  via(transport: string, window?: Transport["window"]): Inbound {
+    const { calls, pushes } = window ?? {};
+    this.#windows.set(transport, {
+      ...(calls === undefined ? {} : { calls: holdWindow(transport, calls.size, calls.option) }),
+      ...(pushes === undefined ? {} : { pushes: holdWindow(transport, pushes.size, pushes.option) }),
+    });
     return new TransportInbound(this, transport);
   }
+
+  /** Per transport: what of its windows held sharded work may take (see `via`). */
+  readonly #windows = new Map<string, { calls?: HoldWindow; pushes?: HoldWindow }>();
 
   /** Handles a call; resolves with a reply or error envelope, never rejects. */
   call(env: Envelope, signal: CallSignal, transport = "local"): Promise<Envelope> {
@@ -252,7 +264,10 @@ export class Dispatcher implements Inbound {
     }
     // A fallback call (its owner is unavailable, the method or caller allows it) is served here.
     const guard = p.shard === undefined || headers.shardFallback !== undefined ? undefined : this.#scope.shardGuard;
-    const redirect = guard === undefined ? undefined : guard(p.shard as ShardPaths, input, deadline, signal);
+    const redirect =
+      guard === undefined
+        ? undefined
+        : guard(p.shard as ShardPaths, input, deadline, signal, this.#windows.get(transport)?.calls);
     if (redirect !== undefined) {
       if (isThenable(redirect))
         this.#held(redirect, sink, p, signal, deadline, () =>
@@ -355,8 +370,11 @@ export class Dispatcher implements Inbound {
     return expiredError(env.service, env.method);
   }
 
-  /** Handles a push: resolves to ack (done, or dropped on purpose), rejects to redeliver. */
-  push(env: Envelope, transport = "local"): Promise<void> {
+  /**
+   * Handles a push: resolves to ack (done, or dropped on purpose), rejects to redeliver. `path`
+   * "call": it came on the transport's call path (a push to its shard's owner).
+   */
+  push(env: Envelope, transport = "local", path?: "call"): Promise<void> {
     const plan = this.#plans.get(env.method);
     if (plan === undefined || plan.kind !== "push" || env.service !== this.#service.name) {
       return this.#drop(env, "pushesDropped", `no push ${env.method} on ${this.#service.name}`);
@@ -374,7 +392,7 @@ export class Dispatcher implements Inbound {
     const seen = this.#dedupe.check(key, Date.now());
     if (seen === "handled")
       return this.#drop(env, "pushesDuplicate", `push ${env.method} ${env.id} was handled already; duplicate dropped`);
-    return seen ?? this.#dedupe.track(key, this.#oneWay(env, plan, "pushesDropped", transport));
+    return seen ?? this.#dedupe.track(key, this.#oneWay(env, plan, "pushesDropped", transport, path));
   }
 
   /** Delivers an event to this instance's subscription handler; same ack semantics as `push`. */
@@ -458,6 +476,7 @@ export class Dispatcher implements Inbound {
     plan: Plan,
     dropCounter: "pushesDropped" | "eventsDropped",
     transport: string,
+    path?: "call",
   ): Promise<void> {
     if (!this.#accepting) throw new FanError(Code.UNAVAILABLE, `this instance of ${this.#service.name} is stopping`);
     if (plan.fn === undefined)
@@ -491,7 +510,15 @@ export class Dispatcher implements Inbound {
       plan.shard === undefined || env.headers.shardFallback !== undefined ? undefined : this.#scope.shardGuard;
     // True when it was held: it is in flight already.
     const counted =
-      guard !== undefined && (await this.#guardPush(guard, plan, input, pushDeadline(env, plan), transport));
+      guard !== undefined &&
+      (await this.#guardPush(
+        guard,
+        plan,
+        input,
+        pushDeadline(env, plan),
+        transport,
+        this.#heldPushes(transport, path),
+      ));
     const attempt = typeof env.headers.attempt === "number" ? env.headers.attempt : 1;
     const ctx = new CallCtx(this.#scope, plan.name, env.headers, Number.POSITIVE_INFINITY, undefined, attempt);
     if (principal !== undefined) ctx.principal = principal;
@@ -550,12 +577,13 @@ export class Dispatcher implements Inbound {
     input: unknown,
     deadline: number,
     transport: string,
+    window: HoldWindow | undefined,
   ): Promise<boolean> {
     const paths = plan.shard as ShardPaths;
     const gate = this.#gate;
     // Given only at the bound (rare): it lets go of a hold that is not to be kept.
     const shed = gate === undefined || this.#inflight < gate.maxInFlight ? undefined : new AbortController();
-    let held = guard(paths, input, deadline, shed?.signal);
+    let held = guard(paths, input, deadline, shed?.signal, window);
     if (held === undefined) return false;
     if (!isThenable(held)) throw new FanError(held.code, held.message, { details: held.details });
     if (shed !== undefined) {
@@ -568,13 +596,19 @@ export class Dispatcher implements Inbound {
       while (held !== undefined) {
         const err = isThenable(held) ? await held : held;
         if (err !== undefined) throw new FanError(err.code, err.message, { details: err.details });
-        held = guard(paths, input, deadline);
+        held = guard(paths, input, deadline, undefined, window);
       }
     } catch (e) {
       this.#done();
       throw e;
     }
     return true;
+  }
+
+  /** The window a push held on `transport` counts in: its call path's or its push queue's. */
+  #heldPushes(transport: string, path: "call" | undefined): HoldWindow | undefined {
+    const w = this.#windows.get(transport);
+    return path === "call" ? w?.calls : w?.pushes;
   }
 
   /** Drops a push or event without running its handler; a push's id is not remembered as handled. */
@@ -783,8 +817,8 @@ class TransportInbound implements Inbound {
     return this.d.call(env, signal, this.transport);
   }
 
-  push(env: Envelope): Promise<void> {
-    return this.d.push(env, this.transport);
+  push(env: Envelope, path?: "call"): Promise<void> {
+    return this.d.push(env, this.transport, path);
   }
 
   expired(env: Envelope): WireError {

@@ -57,6 +57,25 @@ export interface HoldLimits {
 /** 10,000 held calls are a few MB; over http nothing else bounds them (load shedding is opt-in). */
 export const HOLD_LIMITS: HoldLimits = { slowHookMs: 10_000, slowHookRepeatMs: 60_000, maxHeld: 10_000 };
 
+/**
+ * The share of one transport window (its calls' or its push queue's: transport.ts `window`)
+ * that calls and pushes held for shards not ready may take: a held one keeps its slot, so
+ * without a bound a hook that runs long would let held work fill the window and every other
+ * call wait behind it. Counted by `guard` while held.
+ */
+export interface HoldWindow {
+  held: number;
+  /** At most this many held at once; one more is refused (UNAVAILABLE naming the shard). */
+  readonly max: number;
+  /** How the refusal names it: `redis maxInFlight 256`. */
+  readonly name: string;
+}
+
+/** Three quarters of a window of `size` (a quarter, at least one slot, stays free for the rest). */
+export function holdWindow(transport: string, size: number, option: string): HoldWindow {
+  return { held: 0, max: Math.max(0, size - Math.max(1, Math.ceil(size / 4))), name: `${transport} ${option} ${size}` };
+}
+
 /** What the guard answers: a redirect, a hold that settles with one (or none: check again), or none. */
 export type Guarded = WireError | Promise<WireError | undefined> | undefined;
 
@@ -165,22 +184,24 @@ export class Ownership implements ShardOwnership {
    * a hold while the `onShards` that gave it to this one has not resolved (settles when
    * something changed, to check again, or with an error once `deadline` passed; with none,
    * early, when `signal` aborts: the caller checks it); UNAVAILABLE after that hook threw;
-   * undefined when the handler may take it.
+   * undefined when the handler may take it. A hold counts in `window` (the one the call came
+   * on) while it lasts; with `window` full it is refused instead (UNAVAILABLE naming the shard).
    */
   readonly guard = (
     paths: readonly (readonly string[])[],
     input: unknown,
     deadline: number,
     signal?: CallSignal,
+    window?: HoldWindow,
   ): Guarded => {
     const owners = this.#owners;
-    if (owners === undefined) return this.#frozen ? this.#stopping() : this.#hold(undefined, deadline, signal);
+    if (owners === undefined) return this.#frozen ? this.#stopping() : this.#hold(undefined, deadline, signal, window);
     const shard = shardOf(input, paths, this.#d.shards);
     if (shard === undefined) return undefined;
     const owner = owners[shard];
     // The fast path is one typed-array read past the redirect check.
     if (owner === this.#instanceId)
-      return this.#ready[shard] === READY ? undefined : this.#notReady(shard, deadline, signal);
+      return this.#ready[shard] === READY ? undefined : this.#notReady(shard, deadline, signal, window);
     const details: Redirect = {
       redirect: true,
       shard,
@@ -194,9 +215,9 @@ export class Ownership implements ShardOwnership {
     };
   };
 
-  #notReady(shard: number, deadline: number, signal: CallSignal | undefined): Guarded {
+  #notReady(shard: number, deadline: number, signal: CallSignal | undefined, window?: HoldWindow): Guarded {
     if (this.#frozen) return this.#stopping();
-    if (this.#ready[shard] !== FAILED) return this.#hold(shard, deadline, signal);
+    if (this.#ready[shard] !== FAILED) return this.#hold(shard, deadline, signal, window);
     return {
       code: Code.UNAVAILABLE,
       message: `shard ${shard} of ${this.#d.name} is unavailable on ${this.#instanceId}: its onShards hook failed on gaining it (see its log); it is called again`,
@@ -209,11 +230,22 @@ export class Ownership implements ShardOwnership {
    * after it is too late as well), or the abort of `signal` (settles with no error: the caller
    * answers for its own signal).
    */
-  #hold(shard: number | undefined, deadline: number, signal: CallSignal | undefined): Guarded {
+  #hold(
+    shard: number | undefined,
+    deadline: number,
+    signal: CallSignal | undefined,
+    window: HoldWindow | undefined,
+  ): Guarded {
     if (this.#waiters.size >= this.limits.maxHeld) return this.#full(shard);
+    if (window !== undefined && window.held >= window.max) return this.#windowFull(shard, window);
+    if (window !== undefined) window.held++;
     return new Promise((resolve) => {
       let off: (() => void) | undefined;
+      let ended = false;
       const end = (err: WireError | undefined): void => {
+        if (ended) return;
+        ended = true;
+        if (window !== undefined) window.held--;
         clearTimeout(timer);
         this.#waiters.delete(wake);
         off?.();
@@ -259,6 +291,18 @@ export class Ownership implements ShardOwnership {
     return {
       code: Code.UNAVAILABLE,
       message: `${what}, and ${this.#waiters.size} calls are held already (at most ${this.limits.maxHeld})`,
+      ...(shard === undefined ? {} : { details: { shard } }),
+    };
+  }
+
+  #windowFull(shard: number | undefined, window: HoldWindow): WireError {
+    const what =
+      shard === undefined
+        ? `${this.#instanceId} has not computed which shards of ${this.#d.name} it owns yet`
+        : `shard ${shard} of ${this.#d.name} is not ready on ${this.#instanceId}: its onShards hook is still running`;
+    return {
+      code: Code.UNAVAILABLE,
+      message: `${what}, and the ${window.held} calls and pushes held for that already take all of ${window.name} they may (${window.max}; the rest serves other work): try again`,
       ...(shard === undefined ? {} : { details: { shard } }),
     };
   }

@@ -56,7 +56,7 @@ export async function pushToOwner(
 
 /** Runs a push that arrived on an instance's own queue or list; resolves with the envelope answering it. */
 export function handlePush(inbound: Inbound, env: Envelope): Promise<Envelope> {
-  return inbound.push(env).then(
+  return inbound.push(env, "call").then(
     () => ackEnvelope(env),
     (e: unknown): Envelope => ({ ...ackEnvelope(env), kind: "error", payload: pushRefusal(e) }),
   );

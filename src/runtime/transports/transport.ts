@@ -62,11 +62,13 @@ export interface Inbound {
   /** Handles a call; resolves with a `reply` or `error` envelope (never rejects). */
   call(env: Envelope, signal: CallSignal): Promise<Envelope>;
   /**
-   * Handles a push. Resolves when the handler finished without error (ack), or when the push
-   * was dropped on purpose (expired TTL, undecodable: logged and counted). Rejects when it
-   * should be delivered again (handler failed, app stopping).
+   * Handles a push (`path` "call": it came on the transport's call path, a `@shard` push to its
+   * owner, and takes a slot of the calls' window, not the push queue's). Resolves when the
+   * handler finished without error (ack), or when the push was dropped on purpose (expired TTL,
+   * undecodable: logged and counted). Rejects when it should be delivered again (handler
+   * failed, app stopping).
    */
-  push(env: Envelope): Promise<void>;
+  push(env: Envelope, path?: "call"): Promise<void>;
   /**
    * Refuses a call whose deadline passed before the transport started it (a batch frame's call
    * that came late or waited for a turn): the error its caller gets, counted with the calls the
@@ -136,6 +138,14 @@ export interface Transport {
   /** Serve one service instance; returns its endpoint. */
   serve(service: ServiceDescriptor, instanceId: string, inbound: Inbound): Promise<Served>;
 
+  /**
+   * How much work of one served instance the transport takes in at once before it takes no
+   * more, per path: `calls` (calls, and `@shard` pushes to their owner) and `pushes` (from the
+   * push queue). Undefined: no bound. Calls and pushes held while an `onShards` runs may take
+   * only part of each (ownership.ts `HoldWindow`), so they never stop the rest.
+   */
+  readonly window?: { readonly calls?: TransportWindow; readonly pushes?: TransportWindow };
+
   /** Send a call to an endpoint; resolves with the `reply` or `error` envelope. */
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope>;
 
@@ -186,6 +196,12 @@ export interface Transport {
 
   /** Close connections and sockets; never hangs. */
   close(): Promise<void>;
+}
+
+/** One bound of a transport's `window`: its size and the option that sets it (`maxInFlight`). */
+export interface TransportWindow {
+  readonly size: number;
+  readonly option: string;
 }
 
 /** Creates a transport for an App; options come from `createApp({ transports: { name: opts } })`. */

@@ -113,6 +113,15 @@ export class AmqpTransport implements Transport {
   #client: AmqpRpcClient | undefined;
   #publisher: AmqpPublisher | undefined;
 
+  /** The request queues' prefetch (and the frame pump's bound) and the push queue's. */
+  get window(): NonNullable<Transport["window"]> {
+    const o = this.#opts;
+    return {
+      calls: { size: o.rpcPrefetch ?? 256, option: "rpcPrefetch" },
+      pushes: { size: o.pushPrefetch ?? 64, option: "pushPrefetch" },
+    };
+  }
+
   constructor(opts: AmqpTransportOptions, ctx: TransportContext) {
     this.#opts = opts;
     this.#ctx = ctx;

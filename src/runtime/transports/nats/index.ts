@@ -109,6 +109,11 @@ export class NatsTransport implements Transport {
   readonly #subs = new Set<WorkConsumer>();
   #rpcClient: NatsRpcClient | undefined;
 
+  /** The push stream's `pushPrefetch`; calls come on a subscription that takes every one at once. */
+  get window(): NonNullable<Transport["window"]> {
+    return { pushes: { size: this.#opts.pushPrefetch ?? 64, option: "pushPrefetch" } };
+  }
+
   constructor(opts: NatsTransportOptions, ctx: TransportContext) {
     this.#opts = opts;
     this.#ctx = ctx;

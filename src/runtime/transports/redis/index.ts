@@ -123,6 +123,15 @@ export class RedisTransport implements Transport {
   #serverSub: RedisClient | undefined;
   #seq = 0;
 
+  /** The rpc loop's `maxInFlight` and the push stream's `pushPrefetch`. */
+  get window(): NonNullable<Transport["window"]> {
+    const o = this.#opts;
+    return {
+      calls: { size: o.maxInFlight ?? 256, option: "maxInFlight" },
+      pushes: { size: o.pushPrefetch ?? 64, option: "pushPrefetch" },
+    };
+  }
+
   constructor(opts: RedisTransportOptions, ctx: TransportContext) {
     this.#opts = opts;
     this.#ctx = ctx;
@@ -374,10 +383,7 @@ export class RedisTransport implements Transport {
     // a round trip, bounded in case Redis does not answer.
     if (this.#starting.size > 0) {
       let t: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.allSettled([...this.#starting]),
-        new Promise((r) => (t = setTimeout(r, 1000))),
-      ]);
+      await Promise.race([Promise.allSettled([...this.#starting]), new Promise((r) => (t = setTimeout(r, 1000)))]);
       clearTimeout(t);
     }
     const loops: Promise<unknown>[] = [];

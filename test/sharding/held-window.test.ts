@@ -1,0 +1,104 @@
+/**
+ * Calls held while an `onShards` runs keep their slot of the transport's window (redis
+ * `maxInFlight`, amqp `rpcPrefetch`): held work may take three quarters of it at most, and a call
+ * that would be held past that is refused (UNAVAILABLE naming the shard and its running hook), so
+ * unsharded calls and calls for shards the instance already had are still answered, as
+ * docs/sharding.md says, even while a hook never resolves. One process, a window of 4.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { type App, createApp } from "../../src/runtime/index.js";
+import { assignShards, shardOfKey } from "../../src/runtime/call/shards.js";
+import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
+import { silentLogger } from "../../src/runtime/telemetry/logging.js";
+import { until } from "../discovery/helpers.js";
+import { deleteKeys, REDIS_URL } from "../transports/redis-server.js";
+import { AMQP_URL, deleteByPrefix } from "../transports/amqp-broker.js";
+import { Store } from "./fixtures/generated/test/shards.js";
+import { StoreImpl } from "./fixtures/store.js";
+
+const windowOf4 = {
+  redis: { redis: { url: REDIS_URL, maxInFlight: 4 } },
+  amqp: { amqp: { url: AMQP_URL, rpcPrefetch: 4 } },
+} as const;
+
+/** A call's outcome: the instance that answered, or the error's code and message. */
+function outcome(p: Promise<{ instanceId: string }>): Promise<string> {
+  return p.then(
+    (w) => w.instanceId,
+    (e: { code: string; message: string }) => `${e.code} ${e.message}`,
+  );
+}
+
+describe.each(["redis", "amqp"] as const)("held calls take part of the transport's window (%s, one process)", (via) => {
+  const apps: App[] = [];
+  const clusters: string[] = [];
+  afterEach(async () => {
+    await Promise.allSettled(apps.splice(0).map((a) => a.stop()));
+    for (const c of clusters.splice(0)) {
+      await deleteKeys(`fan.${c}.*`).catch(() => undefined);
+      await deleteByPrefix(`fan.${c}`).catch(() => undefined);
+    }
+  });
+
+  it("calls for a shard A already had, and unsharded calls, are answered while A's onShards gaining other shards runs; held calls past 3 of 4 are refused", async () => {
+    const reg = new MemoryRegistry();
+    const cluster = `held-window-${via}-${process.pid}-${Date.now()}`;
+    clusters.push(cluster);
+    const opts = { cluster, discovery: reg, logger: silentLogger(), transports: windowOf4[via] };
+    const impl = new StoreImpl();
+    const owners = assignShards(
+      ["A", "B"].map((instanceId) => ({ instanceId, shards: [] })),
+      16,
+    );
+    const keys = Array.from({ length: 200 }, (_, i) => `window-${i}`);
+    const bKey = keys.find((k) => owners[shardOfKey([k], 16)] === "B") as string;
+    const aKey = keys.find((k) => owners[shardOfKey([k], 16)] === "A") as string;
+    let release = (): void => undefined;
+    let gate: Promise<void> | undefined;
+    const onShards = impl.onShards.bind(impl);
+    impl.onShards = (change) => {
+      onShards(change);
+      return gate;
+    };
+    const a = createApp(opts).serve(Store, impl, { instanceId: "A", transports: [via] });
+    const b = createApp(opts).serve(Store, new StoreImpl(), { instanceId: "B", transports: [via] });
+    const caller = createApp(opts);
+    apps.push(a, b, caller);
+    await Promise.all([a.start(), b.start(), caller.start()]);
+    const set = await caller.watch(Store.descriptor.name);
+    const mine = owners.filter((o) => o === "A").length;
+    await until("A and B owning their parts", () => impl.changes.at(-1)?.owned.length === mine);
+    gate = new Promise((r) => (release = r));
+    try {
+      await b.stop();
+      await until("the client to see A alone", () => set.instances().length === 1);
+      await until("A's onShards gaining B's shards", () => impl.changes.at(-1)?.owned.length === 16);
+      const client = caller.client(Store, { transport: via });
+      // Four calls for a shard A is gaining: three are held, the fourth would fill the window.
+      const held = Array.from({ length: 4 }, () => outcome(client.store({ storeId: bKey }, { timeout: 5000 })));
+      await new Promise((r) => setTimeout(r, 300));
+      const t0 = Date.now();
+      // Not held by the gate: a shard A owned all along, and an unsharded method.
+      const [own, any] = await Promise.all([
+        outcome(client.store({ storeId: aKey }, { timeout: 1500 })),
+        outcome(client.any({ n: 1 }, { timeout: 1500 })),
+      ]);
+      const took = Date.now() - t0;
+      release();
+      const answers = await Promise.all(held);
+      expect({ own, any }).toEqual({ own: "A", any: "A" });
+      expect(took).toBeLessThan(1000);
+      expect(answers.filter((x) => x === "A")).toHaveLength(3);
+      const refused = answers.find((x) => x !== "A") as string;
+      const shard = shardOfKey([bKey], 16);
+      expect(refused).toMatch(
+        new RegExp(
+          `^UNAVAILABLE shard ${shard} of test\\.shards\\.Store is not ready on A: its onShards hook is still running`,
+        ),
+      );
+      expect(refused).toContain(via === "redis" ? "redis maxInFlight 4" : "amqp rpcPrefetch 4");
+    } finally {
+      release();
+    }
+  }, 30_000);
+});
