@@ -8,6 +8,7 @@ import { decodeConfig, unknownKeys } from "../app/config.js";
 import type { InstanceScope } from "./callctx.js";
 import type { Emitter, LifecycleContext, ServiceHooks } from "./context.js";
 import { lazyEmitter } from "./emitter.js";
+import { followedSubscription } from "./followed-events.js";
 import type { Publisher } from "./publisher.js";
 import type { ServiceDefinition, ServiceDescriptor, TransportName } from "../descriptor.js";
 import { campaign, type Leadership } from "../discovery/election.js";
@@ -69,6 +70,8 @@ export interface ServeHost {
   eventTransport(source: ServiceDescriptor): Transport;
   /** The name of `eventTransport(source)`; throws when no transport of the App carries them across processes. */
   eventTransportName(source: ServiceDescriptor): TransportName;
+  /** The App's transports that carry events: a subscription follows its publishers onto them (followed-events.ts). */
+  eventCarriers(): readonly TransportName[];
   directory(): Directory;
   registry(): Registry;
   configSource(): ConfigSource;
@@ -300,8 +303,12 @@ export class ServedInstance {
         instanceId: this.instanceId,
         broadcast: event.broadcast,
       };
-      const via = this.#host.eventTransport(source);
-      this.#subs.push(await orStop(via.subscribe(sub, (env) => this.#dispatcher.event(env, via.name))));
+      // Also on the transports its publishers are registered on, when this App has them.
+      this.#subs.push(
+        await orStop(
+          followedSubscription(this.#host, sub, (env, via) => this.#dispatcher.event(env, via), this.log),
+        ),
+      );
     }
     await this.#host.states.bound(this.descriptor, this.#ownership);
     this.#registration = await this.#host.directory().register({

@@ -383,7 +383,10 @@ export class RedisTransport implements Transport {
     // a round trip, bounded in case Redis does not answer.
     if (this.#starting.size > 0) {
       let t: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.allSettled([...this.#starting]), new Promise((r) => (t = setTimeout(r, 1000)))]);
+      await Promise.race([
+        Promise.allSettled([...this.#starting]),
+        new Promise((r) => (t = setTimeout(r, 1000))),
+      ]);
       clearTimeout(t);
     }
     const loops: Promise<unknown>[] = [];
