@@ -9,7 +9,7 @@
  * again and resolves; a held call its caller cancels never runs; a hook that does not resolve
  * is warned about and holds a bounded number of calls, at most three quarters of the transport
  * window they came on; a stopping instance keeps redirecting (and refuses shards not ready)
- * until its transports are down.
+ * until its transports are down, following discovery for the shards it loses meanwhile.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/index.js";
@@ -411,5 +411,44 @@ describe("during stop (one process)", () => {
     const r = await caller.client(Store, { transport: "http" }).store({ storeId: "store-1" });
     expect(r.instanceId).toBe("B");
     await stopping;
+  });
+
+  it("a call for a shard an instance joining during the stop took from the stopping one is redirected to it, not served by both", async () => {
+    const reg = new MemoryRegistry();
+    const cluster = `stopping-join-${process.pid}`;
+    const opts = { cluster, logger: silentLogger(), transports: { http: {} } };
+    const implA = new StoreImpl();
+    // A's deregistration takes 1.5 s: its http endpoint stays up that long.
+    const a = createApp({ ...opts, discovery: slowed(reg, 0, 1500) }).serve(Store, implA, {
+      instanceId: "A",
+      transports: ["http"],
+    });
+    // The client's view runs 800 ms behind.
+    const caller = createApp({ ...opts, discovery: slowed(reg, 800, 0) });
+    apps.push(a, caller);
+    await a.start();
+    await caller.start();
+    const set = await caller.watch(Store.descriptor.name);
+    await until("the client to see A", () => set.instances().length === 1);
+    expect(implA.changes.at(-1)?.owned).toContain(11);
+    const stopping = a.stop();
+    await new Promise((r) => setTimeout(r, 100));
+    // C joins while A is still registered (deregistering): it takes shard 11 (store-1's) from A.
+    const implC = new StoreImpl();
+    const c = createApp({ ...opts, discovery: reg }).serve(Store, implC, {
+      instanceId: "C",
+      transports: ["http"],
+      shards: [11],
+    });
+    apps.push(c);
+    await c.start();
+    expect(implC.changes.at(-1)?.owned).toContain(11);
+    // The client still sees A alone and sends store-1 there; A, stopping, was told of no change.
+    expect(set.instances().map((i) => i.instanceId)).toEqual(["A"]);
+    const r = await caller.client(Store, { transport: "http" }).store({ storeId: "store-1" });
+    await stopping;
+    // C owns shard 11 and has loaded it: A redirects (before: its frozen table served it too).
+    expect(r.instanceId).toBe("C");
+    expect(implA.changes.some((ch) => ch.lost.includes(11))).toBe(false);
   });
 });

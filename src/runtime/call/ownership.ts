@@ -99,8 +99,9 @@ export class Ownership implements ShardOwnership {
   /** Calls held for a shard (or the first view): woken on every change of what this one owns. */
   readonly #waiters = new Set<() => void>();
   /**
-   * From `freeze` or `stop` to the next `start`: discovery is no longer followed; calls for
-   * shards not ready are refused, not held (and, once `stop` dropped the table, all of them).
+   * From `freeze` or `stop` to the next `start`: discovery is followed only for shards this
+   * instance loses (`#follow`); calls for shards not ready are refused, not held (and, once
+   * `stop` dropped the table, all of them).
    */
   #frozen = false;
   #retry: ReturnType<typeof setTimeout> | undefined;
@@ -156,14 +157,12 @@ export class Ownership implements ShardOwnership {
   }
 
   /**
-   * Stops following discovery as the instance begins to stop (no `onShards` from now on); the
-   * table stays until `stop`, so the calls that still arrive meanwhile are redirected or served
+   * As the instance begins to stop: no `onShards` from now on, and the table only loses shards
+   * (`#follow`) until `stop`, so the calls that still arrive meanwhile are redirected or served
    * as before, except that a shard not ready answers UNAVAILABLE (stopping) instead of holding
    * them, and the calls held now answer so too.
    */
   freeze(): void {
-    this.#off?.();
-    this.#off = undefined;
     this.#frozen = true;
     clearTimeout(this.#retry);
     this.#retry = undefined;
@@ -176,6 +175,8 @@ export class Ownership implements ShardOwnership {
    */
   stop(): void {
     this.freeze();
+    this.#off?.();
+    this.#off = undefined;
     this.#owners = undefined;
   }
 
@@ -316,6 +317,10 @@ export class Ownership implements ShardOwnership {
     const domain: { instanceId: string; shards: readonly number[] }[] = all.filter(
       (i) => semver.major(i.version) === major,
     );
+    if (this.#frozen) {
+      this.#follow(assignShards(domain, this.#d.shards));
+      return;
+    }
     // Before our own registration is visible here we still count ourselves, as clients will.
     if (!domain.some((i) => i.instanceId === this.#instanceId))
       domain.push({ instanceId: this.#instanceId, shards: this.#pinned });
@@ -337,6 +342,29 @@ export class Ownership implements ShardOwnership {
   }
 
   #notifiedOnce = false;
+
+  /**
+   * A stopping instance's table follows `next` (the view without counting itself once its
+   * deregistration shows) where another instance now owns a shard, so a shard taken from it
+   * during the stop is redirected to the taker, which serves it, instead of served here too; it
+   * never gains one (no `onShards` runs while stopping), and keeps a shard nobody else took.
+   */
+  #follow(next: readonly (string | undefined)[]): void {
+    const owners = this.#owners;
+    if (owners === undefined) return;
+    const me = this.#instanceId;
+    let lost = false;
+    for (let s = 0; s < owners.length; s++) {
+      const to = next[s];
+      if (to === undefined || to === me || to === owners[s]) continue;
+      if (owners[s] === me) lost = true;
+      owners[s] = to;
+    }
+    if (!lost) return;
+    const owned = ownedBy(owners, me);
+    this.#log.info({ owned: owned.length, lost: this.#owned.length - owned.length }, "shards taken while stopping");
+    this.#owned = owned;
+  }
 
   /** Queues the hooks of `change`; its gained shards wait (calls held) until they resolved. */
   #enqueue(change: ShardChange, listeners: boolean): void {
