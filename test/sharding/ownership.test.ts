@@ -3,7 +3,8 @@
  * handler is told its shards and their changes, explicit shards pin, a call that reaches an
  * instance that no longer owns its shard is redirected to the owner and retried once there
  * (the client's own discovery view made to lag behind the servers'), unless the owner's circuit
- * breaker is open, and an @route call is sharded by the route's params.
+ * breaker is open, and an @route call is sharded by the route's params. An Ownership bound
+ * again after a stop (a `@unique` instance that leads again) calls onShards afresh.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/index.js";
@@ -14,6 +15,9 @@ import { silentLogger } from "../../src/runtime/telemetry/logging.js";
 import { until } from "../discovery/helpers.js";
 import { StoreImpl } from "./fixtures/store.js";
 import { lagging } from "./helpers.js";
+import { Ownership } from "../../src/runtime/call/ownership.js";
+import type { ShardChange, LifecycleContext } from "../../src/runtime/call/context.js";
+import type { Directory, InstanceInfo } from "../../src/runtime/discovery/types.js";
 import { Store, type StoreClient } from "./fixtures/generated/test/shards.js";
 
 describe("shard ownership in one process", () => {
@@ -240,5 +244,28 @@ describe("shard ownership in one process", () => {
       checked++;
     }
     expect(checked).toBe(2);
+  });
+});
+
+describe("an Ownership bound again (a @unique instance that leads again)", () => {
+  it("calls onShards afresh with every shard it owns gained, though they are the ones it owned before", async () => {
+    const me = { instanceId: "A", version: Store.descriptor.version, shards: [] } as unknown as InstanceInfo;
+    const directory = {
+      watch: async () => ({ instances: () => [me], onChange: () => () => undefined, close: async () => undefined }),
+    } as unknown as Directory;
+    const told: ShardChange[] = [];
+    const hooks = { onShards: (change: ShardChange) => void told.push(change) };
+    const own = new Ownership(Store.descriptor, "A", [], hooks, () => ({}) as LifecycleContext, silentLogger());
+    const all = [...Array(16).keys()];
+    await own.start(directory);
+    // It stops leading: unbound, its hook is told nothing (no onShards while stopping)...
+    own.stop();
+    // ...while the new leader serves (and changes) every shard. Leading again, it must load them anew.
+    await own.start(directory);
+    own.stop();
+    expect(told).toEqual([
+      { owned: all, gained: all, lost: [] },
+      { owned: all, gained: all, lost: [] },
+    ]);
   });
 });

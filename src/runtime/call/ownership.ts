@@ -146,9 +146,16 @@ export class Ownership implements ShardOwnership {
     return () => void this.#listeners.delete(fn);
   }
 
-  /** Follows the service's instances; resolves once the first `onShards` ran. */
+  /**
+   * Follows the service's instances; resolves once the first `onShards` ran. Bound again after
+   * `stop` (a `@unique` instance that leads again), it starts afresh: `onShards` gains every
+   * shard it owns, since others served them while it was gone (its hook heard of no loss).
+   */
   async start(directory: Directory): Promise<void> {
     this.#frozen = false;
+    this.#owned = [];
+    this.#notifiedOnce = false;
+    this.#retryMs = RETRY_MS;
     const set = await directory.watch(this.#d.name);
     const update = (): void => this.#update(set.instances());
     this.#off = set.onChange(update);
