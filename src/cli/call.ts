@@ -51,6 +51,7 @@ options:
   --idl <dir>          the IDL folder (default: idl/)
   --via <transport>    use this transport (http, zmq, tcp, redis, amqp, nats; default: the first the instance has)
   --version <range>    only instances whose version satisfies this semver range (default: the IDL's major, 2.x,
+                       and for an IDL at a prerelease also it and its later ones, 2.x || >=2.0.0-beta.1 <2.0.0;
                        narrowed by the service's traffic rule, fanc route; --version bypasses the rule)
   --instance <id>      only this instance (on redis, amqp and nats through its own queue; bypasses the traffic rule)
   --timeout <ms>       deadline (default: the method's @timeout, else 10000)
@@ -258,7 +259,7 @@ export interface PreparedCall {
   readonly shard: number | undefined;
   readonly timeoutMs: number;
   readonly via: TransportName | undefined;
-  /** `--version`, else the IDL's major (`2.x`), as a client generated from it accepts. */
+  /** `--version`, else the IDL's major (`2.x`; at a prerelease, it too), as a client generated from it accepts (`majorRange`). */
   readonly range: string;
   /** Whether `range` came from `--version`. */
   readonly rangeGiven: boolean;

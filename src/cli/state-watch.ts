@@ -20,6 +20,7 @@ import type {
   TransportName,
 } from "../runtime/descriptor.js";
 import type { InstanceInfo } from "../runtime/discovery/types.js";
+import { majorRange } from "../runtime/call/versions.js";
 import { majorsOf } from "../runtime/states/protocol.js";
 import { findService, loadIdl } from "./call.js";
 import { EVENT_TRANSPORTS, eventTransportChoice, viaMismatch } from "./events.js";
@@ -41,8 +42,8 @@ options:
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
   --version <range>    the major version whose state to watch, as a semver range within one major (2.x, ^2.1);
-                       default: the IDL's major. Each major's state is its own (an owner and a stream per
-                       major); a range that admits two majors is refused
+                       default: the IDL's major (and, for an IDL at a prerelease, it). Each major's state is
+                       its own (an owner and a stream per major); a range that admits two majors is refused
   --shard <n>|all      the shard to watch, for a sharded state (@shard): required there, refused elsewhere;
                        all watches every shard (each line names its shard)
   --json               one JSON object per change: {"state","cause","epoch","seq","value","patch"}
@@ -179,8 +180,9 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
       } else if (ch.cause === "patch") io.out(`${tag}patch #${ch.seq}: ${JSON.stringify(ch.patch)}`);
       else io.out(`${tag}${ch.cause} #${ch.seq}: ${JSON.stringify(value)}`);
     };
-    // The range itself, not `${major}.x`: the owner it names may be a prerelease, which `2.x` does not admit.
-    const handle = app.state(service, name, { version: range ?? `${major.major}.x` });
+    // The range itself, not `${major}.x`: the owner it names may be a prerelease, which `2.x` does
+    // not admit; without one, a generated client's default (an IDL at a beta admits that beta).
+    const handle = app.state(service, name, { version: range ?? majorRange(service.version) });
     let shown: string | undefined;
     // One line per status, not one per retry of the same status.
     const said = (status: string, reason: string | undefined): void => {

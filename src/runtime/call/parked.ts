@@ -21,7 +21,8 @@ import type { TrafficRule } from "./versions.js";
  * The one major a push of a client with `range` (semver's form; undefined: any) under `rule` may
  * wait in a queue of, or undefined when there is none: whichever instance of that major starts
  * first takes the push, so the range and the rule must admit every version of it (a client at
- * `~1.5`, or a pin to 1.5.0, would have a 1.2 instance take it), and no other major. A client
+ * `~1.5`, or a pin to 1.5.0, would have a 1.2 instance take it), and no other major (the default
+ * of a client generated at a prerelease, `2.x || >=2.0.0-beta.1 <2.0.0`, admits `2.x`). A client
  * that accepts any version (`*`, `x`, `>=0.0.0`) waits in the major of `fallback`, the version
  * of its generated code, whose contract its pushes follow (`mayPark` says when).
  */

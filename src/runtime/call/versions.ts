@@ -14,18 +14,26 @@ import type { InstanceInfo } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
 
 /** An operator's traffic rule for one service. */
-export type TrafficRule =
-  | { readonly pin: string }
-  | { readonly split: Readonly<Record<string, number>> };
+export type TrafficRule = { readonly pin: string } | { readonly split: Readonly<Record<string, number>> };
 
 /** `/fan/{cluster}/routes/` */
 export function routesRoot(cluster: string): string {
   return `${clusterPrefix(cluster)}routes/`;
 }
 
-/** The default range of a client generated at `version`: the same major (`2.x`). */
+/**
+ * The default range of a client generated at `version`, the one place it is derived (calls,
+ * states, `fanc call` and `fanc watch`): the major's releases (`2.x`), and at a prerelease also
+ * that one and the later prereleases of its version (`2.x || >=2.0.0-beta.1 <2.0.0`: beta.2 and
+ * rc.1, not 2.1.0-beta.1 nor 3.0.0-alpha), since `2.x` alone admits no prerelease (semver) and a
+ * client must reach the version it was generated from. Every set stays within the major, so a
+ * push may still wait in the major's queue (call/parked.ts).
+ */
 export function majorRange(version: string): string {
-  return `${semver.major(version)}.x`;
+  const v = semver.parse(version);
+  if (v === null) throw new FanError(Code.INVALID_ARGUMENT, `invalid version ${JSON.stringify(version)}`);
+  const whole = `${v.major}.x`;
+  return v.prerelease.length === 0 ? whole : `${whole} || >=${v.version} <${v.major}.${v.minor}.${v.patch}`;
 }
 
 /** Parses and checks a rule; throws INVALID_ARGUMENT saying what is wrong. */

@@ -9,6 +9,7 @@
 import semver from "semver";
 import type { Infra } from "../app/infra.js";
 import { Caller, type ClientHost } from "../call/client.js";
+import { majorRange } from "../call/versions.js";
 import type { ServedInstance } from "../call/served.js";
 import type { ServiceDescriptor, ShardedStateHandle, StateHandle, TransportName } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
@@ -165,7 +166,7 @@ export function appStates(
     service: ServiceDescriptor,
     state: string,
     major: number,
-    range: string | undefined,
+    range: string,
     asked: string,
     e: unknown,
   ): Promise<FanError | undefined> => {
@@ -174,27 +175,23 @@ export function appStates(
     const ofMajor = (set?.instances() ?? []).map((i) => i.version).filter((v) => semver.major(v) === major);
     if (ofMajor.length === 0 || ofMajor.some((v) => semver.satisfies(v, asked))) return undefined;
     const versions = [...new Set(ofMajor)].sort(semver.compare);
-    const theirs = range ?? `${major}.x`;
     return new FanError(
       Code.UNAVAILABLE,
       `${service.name}.${state}: major ${major} runs only prereleases (${versions.join(", ")}), which the range ` +
-        `${theirs} does not admit (a range admits a prerelease only when it names one, as in semver), so this ` +
+        `${range} does not admit (a range admits a prerelease only when it names one, as in semver), so this ` +
         `client's calls do not reach them either; to watch a prerelease's state, give the client a range that ` +
-        `names it: { version: "${[theirs, ...versions].join(" || ")}" }`,
-      { cause: e, details: { service: service.name, state, range: theirs, notAdmitted: versions } },
+        `names it: { version: "${[range, ...versions].join(" || ")}" }`,
+      { cause: e, details: { service: service.name, state, range, notAdmitted: versions } },
     );
   };
   /**
    * The watch host of one handle: its updates on `major`'s stream, its snapshots from that
    * major's instances (any of them: the state is the major's, whichever of its versions owns it;
-   * a prerelease when the client's `range` admits it). `major` is an error when the client's range
-   * admits two majors: each watch and get fails with it.
+   * a prerelease when the client's `range` admits it: its own, else the default of its generated
+   * version, `majorRange`). `major` is an error when the client's range admits two majors: each
+   * watch and get fails with it.
    */
-  const hostOf = (
-    major: number | FanError,
-    range: string | undefined,
-    updatesVia: StateWatchOptions["updatesVia"],
-  ): WatchHost => ({
+  const hostOf = (major: number | FanError, range: string, updatesVia: StateWatchOptions["updatesVia"]): WatchHost => ({
     log,
     heartbeatMs,
     check: (service) => {
@@ -229,13 +226,15 @@ export function appStates(
     handle: (service, name, o) => {
       // Built with every client (generated code makes its handles eagerly): a range that admits
       // two majors fails the watches and gets, not the client of a caller that only calls.
+      // No range: the default of the generated version, as the client's calls have (a beta's own).
+      const range = o?.version ?? majorRange(service.version);
       let major: number | FanError;
       try {
-        major = stateMajor(service, o?.version, name);
+        major = stateMajor(service, range, name);
       } catch (e) {
         major = FanError.from(e, Code.INVALID_ARGUMENT);
       }
-      return stateHandle(service, name, hostOf(major, o?.version, o?.updatesVia));
+      return stateHandle(service, name, hostOf(major, range, o?.updatesVia));
     },
     checkServe: (d, transports) => {
       if (Object.keys(d.states).length === 0 || !transports.some((t) => t !== "local")) return;
@@ -256,7 +255,7 @@ export function appStates(
  * and whatever the client's range admits. `2.x` alone admits no prerelease (semver), so a client
  * pinned to `2.0.0-beta.1` called the beta but its view found no instance to take a snapshot from.
  */
-function snapshotRange(major: number, range: string | undefined): string {
+function snapshotRange(major: number, range: string): string {
   const all = `${major}.x`;
-  return range === undefined || range === all ? all : `${all} || ${range}`;
+  return semver.subset(all, range) ? range : `${all} || ${range}`;
 }
