@@ -3,6 +3,9 @@
  * `--import tsx`, resolved from the project). A restart is graceful: SIGTERM, then the next
  * process starts once the old one has exited (an App with `handleSignals` drains its calls in
  * flight first), SIGKILL after the grace period. Restarts asked while one runs are coalesced.
+ * The process is never left behind: fanc SIGKILLs it when fanc exits, and a watch preloaded
+ * into it (`--import` of a data: URL, no file to ship) sends it SIGTERM once its parent is no
+ * longer fanc, which covers a fanc that is SIGKILLed or dies of a signal it does not handle.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -32,10 +35,26 @@ export function nodeArgs(file: string, cwd = process.cwd()): string[] {
   try {
     tsx = req.resolve("tsx");
   } catch {
-    throw new UsageError(`--run ${file} is TypeScript and tsx is not installed in this project (npm install -D tsx), or run a .js file`);
+    throw new UsageError(
+      `--run ${file} is TypeScript and tsx is not installed in this project (npm install -D tsx), or run a .js file`,
+    );
   }
   return ["--import", pathToFileURL(tsx).href, file];
 }
+
+/** Names fanc's pid to the watch in the child; the watch deletes it, so the service's own children never see it. */
+const PARENT_ENV = "FANC_DEV_PARENT_PID";
+
+/**
+ * Preloaded into the service: every 500 ms, compares its parent with fanc's pid and, once they
+ * differ (fanc died; the child was reparented to init or a subreaper), sends itself one SIGTERM:
+ * an App with `handleSignals` deregisters and drains, any other process ends. Unref'd: it never
+ * keeps the service alive.
+ */
+const WATCH_PARENT = `data:text/javascript,${encodeURIComponent(
+  `const p = Number(process.env.${PARENT_ENV}); delete process.env.${PARENT_ENV};
+if (p > 0) { const t = setInterval(() => { if (process.ppid !== p) { clearInterval(t); process.kill(process.pid, "SIGTERM"); } }, 500); t.unref(); }`,
+)}`;
 
 export class ServiceProcess {
   #child: ChildProcess | undefined;
@@ -100,7 +119,11 @@ export class ServiceProcess {
   #spawn(): void {
     // A process group of its own: Ctrl-C reaches fanc only, which stops the service gracefully
     // (one SIGTERM; a second signal would make the App exit without draining).
-    const child = spawn(process.execPath, [...nodeArgs(this.spec.file), ...this.spec.args], { stdio: "inherit", detached: true });
+    const child = spawn(process.execPath, ["--import", WATCH_PARENT, ...nodeArgs(this.spec.file), ...this.spec.args], {
+      stdio: "inherit",
+      detached: true,
+      env: { ...process.env, [PARENT_ENV]: String(process.pid) },
+    });
     const orphan = (): void => void child.kill("SIGKILL");
     process.once("exit", orphan);
     child.once("exit", () => process.off("exit", orphan));
@@ -110,7 +133,9 @@ export class ServiceProcess {
         if (this.#child === child) {
           this.#child = undefined;
           if (!this.#stopped)
-            this.io.err(`fanc dev: ${this.#shown()} exited (${signal ?? `code ${code}`}); waiting for a change to start it again`);
+            this.io.err(
+              `fanc dev: ${this.#shown()} exited (${signal ?? `code ${code}`}); waiting for a change to start it again`,
+            );
         }
         resolveExit();
       });

@@ -22,7 +22,8 @@ On a change to a .fan file it recompiles and, when the IDL compiles, restarts th
 a change to the code (the folder of <file>, and --watch folders) it restarts the process. A
 restart sends SIGTERM and starts the new process once the old one has exited (an App with
 handleSignals drains its calls in flight first). An IDL with errors prints the diagnostics
-and leaves the running process alone. Ctrl-C stops both.
+and leaves the running process alone. Ctrl-C, SIGTERM, SIGHUP (the terminal closed) and
+SIGQUIT stop both; if fanc dies otherwise, the process gets SIGTERM within a second.
 
 options:
   --run <file>       the service's entry point (required), e.g. src/main.ts
@@ -183,23 +184,42 @@ export async function startDev(args: readonly string[], io: Io): Promise<DevSess
   };
 }
 
-/** `fanc dev ...`: runs until SIGINT or SIGTERM; returns the exit code. */
+/** The signals that stop `fanc dev` and its process: a closed terminal or dropped SSH is SIGHUP. */
+const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const;
+
+/** `fanc dev ...`: runs until one of STOP_SIGNALS (a second one exits at once); returns the exit code. */
 export async function run(args: string[], io: Io = processIo): Promise<number> {
-  let session: DevSession | number;
-  try {
-    session = await startDev(args, io);
-  } catch (e) {
-    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-      io.err(`fanc dev: ${(e as Error).message}`);
-      return 2;
-    }
-    throw e;
-  }
-  if (typeof session === "number") return session;
-  await new Promise<void>((resolveStop) => {
-    process.once("SIGINT", () => resolveStop());
-    process.once("SIGTERM", () => resolveStop());
+  // Listening before the first start: the process may be running before startDev returns.
+  let stop = (): void => undefined;
+  const stopped = new Promise<void>((resolveStop) => {
+    stop = resolveStop;
   });
-  await session.close();
-  return 0;
+  let signalled = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    // A second signal while the process drains: exit now (the exit hook SIGKILLs the process).
+    if (signalled) process.exit(130);
+    signalled = true;
+    // After SIGHUP the terminal may be gone: a write to it must not crash fanc before its child stops.
+    if (sig === "SIGHUP") for (const s of [process.stdout, process.stderr]) s.on("error", () => undefined);
+    stop();
+  };
+  for (const s of STOP_SIGNALS) process.on(s, onSignal);
+  try {
+    let session: DevSession | number;
+    try {
+      session = await startDev(args, io);
+    } catch (e) {
+      if (e instanceof UsageError || (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+        io.err(`fanc dev: ${(e as Error).message}`);
+        return 2;
+      }
+      throw e;
+    }
+    if (typeof session === "number") return session;
+    await stopped;
+    await session.close();
+    return 0;
+  } finally {
+    for (const s of STOP_SIGNALS) process.off(s, onSignal);
+  }
 }
