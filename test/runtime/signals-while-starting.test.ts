@@ -8,11 +8,13 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { createTestApp } from "fan/testing";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/index.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
 import { describeEtcd, randomCluster, SHARED_ETCD, until } from "../discovery/helpers.js";
-import { Catalog } from "./fixtures/shop.js";
+import { PricingImpl } from "./fixtures/impl.js";
+import { Catalog, Pricing } from "./fixtures/shop.js";
 
 const script = fileURLToPath(new URL("./fixtures/slow-start-app.ts", import.meta.url));
 
@@ -93,4 +95,14 @@ describeEtcd("handleSignals while the App starts (child processes, etcd, redis)"
     expect(at - t0).toBeLessThan(1000);
     expect(p.events).not.toContain("stop");
   }, 90_000);
+});
+
+it("a start that fails by itself removes the signal handlers it installed (in process)", async () => {
+  const before = process.listenerCount("SIGTERM");
+  const app = createTestApp({ handleSignals: true, dependencyTimeoutMs: 100 }).serve(Pricing, new PricingImpl());
+  const started = app.start();
+  expect(process.listenerCount("SIGTERM")).toBe(before + 1);
+  await expect(started).rejects.toThrow(/hard dependencies not discoverable/);
+  expect(process.listenerCount("SIGTERM")).toBe(before);
+  await app.stop();
 });
