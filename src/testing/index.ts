@@ -8,6 +8,7 @@ import type { ServiceDefinition } from "../runtime/descriptor.js";
 import { forwardMockEvents, forwardMockStates, type ServiceMock } from "../runtime/call/mock.js";
 import type { StatePublisher } from "../runtime/states/index.js";
 import type { ServeOptions } from "../runtime/call/served.js";
+import { markStandIn } from "../runtime/policy/server.js";
 import { silentLogger } from "../runtime/telemetry/logging.js";
 import type { LocalOptions } from "../runtime/transports/local/index.js";
 
@@ -34,6 +35,9 @@ export class TestApp extends App {
    * Serves a generated mock (`mockX()`) as the service it mocks. A mock needs neither the
    * service's dependencies nor its config: `start` waits for none of them and requires no
    * config keys (pass `opts.config` to give the mock's `implements` functions a `ctx.config`).
+   * Nor does it enforce `@auth`: the App needs no verifier for it and no call to it is refused
+   * for want of credentials or a role; the caller's headers still reach `ctx.headers`, and with
+   * a verifier `ctx.principal` is what it finds (server interceptors run as for any service).
    */
   mock<H, C, E extends object>(m: ServiceMock<H, C, E>, opts: ServeOptions = {}): this {
     const def = standIn(m.definition, opts.config !== undefined);
@@ -81,10 +85,11 @@ export function createTestApp(opts: TestAppOptions = {}): TestApp {
   });
 }
 
-/** The definition a mock is served as: no dependencies, and no config unless one is given. */
+/** The definition a mock is served as: no dependencies, no config unless one is given, `@auth` not enforced. */
 function standIn<H, C>(def: ServiceDefinition<H, C>, keepConfig: boolean): ServiceDefinition<H, C> {
   const { config, ...rest } = def.descriptor;
   const descriptor = { ...rest, depends: [], ...(keepConfig && config !== undefined ? { config } : {}) };
+  markStandIn(descriptor);
   return { ...def, descriptor };
 }
 

@@ -5,7 +5,8 @@
  * interceptors, then `@auth` (the IDL's required roles, checked by the App's verifier). An
  * interceptor sees the envelope's headers and the method's descriptor, may set the principal
  * (handlers read it as `ctx.principal`) and may refuse the call by throwing a FanError
- * (UNAUTHENTICATED, PERMISSION_DENIED...).
+ * (UNAUTHENTICATED, PERMISSION_DENIED...). A stand-in (the test kit's mock of a service) runs
+ * the interceptors but does not enforce `@auth`: see `markStandIn`.
  */
 import type { Logger } from "pino";
 import type { MethodDescriptor, ServiceDescriptor } from "../descriptor.js";
@@ -57,6 +58,19 @@ export interface GateHost {
   shed(): void;
 }
 
+/** Descriptors served in place of a service (the test kit's `.mock(m)`). */
+const standIns = new WeakSet<ServiceDescriptor>();
+
+/**
+ * Marks `service` as a stand-in's descriptor: an instance served under it needs no verifier and
+ * refuses no call for `@auth` (docs/decisions.md, "a mock does not enforce `@auth`"). When the App
+ * has a verifier, its `authenticate` still runs, so `ctx.principal` is what the real service
+ * would see; no principal, or a refusal by `authenticate`, leaves it undefined.
+ */
+export function markStandIn(service: ServiceDescriptor): void {
+  standIns.add(service);
+}
+
 /** The checks of one served instance. */
 export class ServerGate {
   readonly #service: ServiceDescriptor;
@@ -64,6 +78,8 @@ export class ServerGate {
   readonly #host: GateHost;
   readonly #interceptors: readonly ServerInterceptor[];
   readonly #auth: AuthVerifier | undefined;
+  /** A stand-in (markStandIn): `@auth` is not enforced. */
+  readonly #standIn: boolean;
   /** Calls beyond this many in flight are shed. */
   readonly maxInFlight: number;
 
@@ -73,12 +89,13 @@ export class ServerGate {
     this.#host = host;
     this.#interceptors = opts.interceptors ?? [];
     this.#auth = opts.auth;
+    this.#standIn = standIns.has(service);
     const max = opts.maxInFlight ?? Number.POSITIVE_INFINITY;
     if (!(max === Number.POSITIVE_INFINITY || (Number.isInteger(max) && max > 0)))
       throw new FanError(Code.INVALID_ARGUMENT, `server.maxInFlight must be a positive integer, got ${String(max)}`);
     this.maxInFlight = max;
     const guarded = Object.values(service.methods).filter((m) => m.auth !== undefined);
-    if (guarded.length > 0 && this.#auth === undefined)
+    if (guarded.length > 0 && this.#auth === undefined && !this.#standIn)
       throw new FanError(
         Code.FAILED_PRECONDITION,
         `${service.name} requires @auth on ${guarded.map((m) => m.name).join(", ")}, but the app has no verifier: ` +
@@ -88,7 +105,8 @@ export class ServerGate {
 
   /** True when calls of `method` go through interceptors or `@auth`. */
   checks(method: MethodDescriptor): boolean {
-    return this.#interceptors.length > 0 || method.auth !== undefined;
+    if (this.#interceptors.length > 0) return true;
+    return method.auth !== undefined && (!this.#standIn || this.#auth !== undefined);
   }
 
   /** The refusal of a call of `method` that came over `transport` beyond the in-flight bound (counted), or undefined. */
@@ -121,11 +139,23 @@ export class ServerGate {
     try {
       for (const fn of this.#interceptors) await fn(call);
       const roles = method.auth;
-      if (roles !== undefined) await this.#authorize(call, roles);
+      if (roles !== undefined && this.#standIn) await this.#identify(call);
+      else if (roles !== undefined) await this.#authorize(call, roles);
     } catch (e) {
       throw this.#refusal(e, method);
     }
     return call.principal;
+  }
+
+  /** A stand-in's `@auth`: the principal the verifier finds, if any; never a refusal. */
+  async #identify(call: IncomingCall): Promise<void> {
+    if (this.#auth === undefined || call.principal !== undefined) return;
+    try {
+      const principal = await this.#auth.authenticate(call);
+      if (principal !== null) call.principal = principal;
+    } catch {
+      // The real service would refuse here; a stand-in leaves the principal undefined.
+    }
   }
 
   async #authorize(call: IncomingCall, roles: readonly string[]): Promise<void> {
@@ -187,7 +217,8 @@ export function serverGate(
   const needed =
     maxInFlight !== undefined ||
     (server.interceptors?.length ?? 0) > 0 ||
-    Object.values(service.methods).some((m) => m.auth !== undefined);
+    ((!standIns.has(service) || server.auth !== undefined) &&
+      Object.values(service.methods).some((m) => m.auth !== undefined));
   if (!needed) return undefined;
   const merged: ServerPolicyOptions = maxInFlight === undefined ? server : { ...server, maxInFlight };
   return new ServerGate(service, instanceId, merged, {
