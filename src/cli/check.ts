@@ -37,7 +37,8 @@ version bump, 2 on bad usage or an IDL with errors.
 options:
   --against <x>   a directory, or a git ref (HEAD~1, v2.0.3, origin/main) of <dir>'s repository
   --json          print the report as JSON
-  --strict        warnings (a method throws a new error, a default changed) fail too
+  --strict        warnings (a method throws a new error, a default changed, a method
+                  added without @since) fail too
   -h, --help      show this help`;
 
 class UsageError extends Error {}

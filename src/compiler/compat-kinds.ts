@@ -62,6 +62,7 @@ export const CHANGE_KINDS = {
   "state-sharding-changed": { code: "FAN1026", severity: "breaking" },
   "error-added": { code: "FAN1050", severity: "warning" },
   "default-changed": { code: "FAN1051", severity: "warning" },
+  "since-missing": { code: "FAN1052", severity: "warning" },
   added: { code: "FAN1090", severity: "compatible" },
   "constraint-loosened": { code: "FAN1091", severity: "compatible" },
   "fallback-added": { code: "FAN1092", severity: "compatible" },

@@ -34,8 +34,12 @@ export function compareService(a: ServiceModel, b: ServiceModel, out: Found[]): 
     else compareMethod(s, path, m, n, out);
   }
   for (const n of b.methods)
-    if (!a.methods.some((m) => m.name === n.name))
+    if (!a.methods.some((m) => m.name === n.name)) {
       out.push(change("added", s, `${s}.${n.name}`, `${n.kind} ${s}.${n.name} was added`));
+      const unsafe = sinceMissing(a.version, b.version, n);
+      if (unsafe !== undefined)
+        out.push(change("since-missing", s, `${s}.${n.name}`, `${n.kind} ${s}.${n.name} ${unsafe}`));
+    }
   compareEvents(a, b, out);
   compareStates(a, b, out);
   compareConfig(a, b, out);
@@ -107,6 +111,27 @@ function compareMethod(s: string, path: string, m: MethodModel, n: MethodModel, 
           `${path} now throws ${e}: clients built on the old IDL get it as a plain FanError (its status code and name, not the class); callers that handle this method's errors by class or code need a case for it`,
         ),
       );
+}
+
+/**
+ * Why a method added between `before` and `after` (versions of one major) can reach instances
+ * that lack it, or undefined when it cannot: without `@since` (or with one not later than
+ * `before`), clients built on the new IDL pick instances still at `before` during a rollout and
+ * get UNIMPLEMENTED; `@since` later than `before` makes the pick skip them. A major bump needs
+ * nothing: clients of the new major never reach the old one.
+ */
+function sinceMissing(before: string, after: string, n: MethodModel): string | undefined {
+  if (!semver.valid(before) || !semver.valid(after) || semver.major(after) !== semver.major(before)) return undefined;
+  if (n.since !== undefined && semver.gt(n.since, before)) return undefined;
+  const what =
+    n.since === undefined
+      ? "was added without @since"
+      : `was added with @since("${n.since}"), not later than ${before}`;
+  const risk = `clients built on this IDL may call it on instances still at ${before}, which answer UNIMPLEMENTED`;
+  if (semver.gt(after, before)) return `${what}: ${risk}; mark it @since("${after}")`;
+  const next = semver.inc(before, "minor") ?? after;
+  const still = after === before ? `still ${after}` : `${after}, not later than ${before}`;
+  return `${what} and the version is ${still}: ${risk}; bump the version to ${next} and mark it @since("${next}")`;
 }
 
 /** Why `after` admits fewer callers than `before` (`@auth`: any one of the roles; [] any authenticated caller). */

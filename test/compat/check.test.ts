@@ -333,7 +333,7 @@ describe("fanc check: one before/after pair per kind of change", () => {
     });
   });
 
-  it("the codes are stable and documented in docs/fanc-check.md", async () => {
+  it("the codes are stable and documented in docs/fanc-check.md and docs/diagnostics.md", async () => {
     const { CHANGE_KINDS } = await import("../../src/compiler/compat.js");
     const { readFileSync } = await import("node:fs");
     const doc = readFileSync(new URL("../../docs/fanc-check.md", import.meta.url), "utf8");
@@ -341,6 +341,9 @@ describe("fanc check: one before/after pair per kind of change", () => {
     expect(new Set(codes).size).toBe(codes.length);
     for (const [kind, { code }] of Object.entries(CHANGE_KINDS))
       expect(doc, `${code} ${kind} in the docs table`).toMatch(new RegExp(`\\| ${code} \\| \`${kind}\``));
+    const diagnostics = readFileSync(new URL("../../docs/diagnostics.md", import.meta.url), "utf8");
+    const listed = [...diagnostics.matchAll(/^\| (FAN10\d\d) \| `([\w-]+)` \| (\w+) \|$/gm)].map((m) => m.slice(1));
+    expect(listed).toEqual(Object.entries(CHANGE_KINDS).map(([kind, k]) => [k.code, kind, k.severity]));
   });
 
   it("the same breaking change with a major bump passes", () => {
