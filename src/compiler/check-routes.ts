@@ -196,7 +196,7 @@ function bodylessParamsOk(
   for (const p of owner.params) {
     if (names.includes(p.name)) continue;
     if (!p.optional && p.default === undefined) {
-      c.out.push(diag.routeMissingParam(s.span, { param: p.name, method: owner.name, verb }));
+      c.out.push(diag.routeMissingParam(s.span, { param: p.name, method: owner.name, verb, fix: bodylessFix(p) }));
       ok = false;
     } else if (!queryCarries(p.type)) {
       c.out.push(
@@ -205,6 +205,15 @@ function bodylessParamsOk(
     }
   }
   return ok;
+}
+
+/** How a required parameter a body-less route does not bind can be given (FAN0315). */
+function bodylessFix(p: FieldModel): string {
+  const type = typeText(p.type);
+  if (!queryCarries(p.type))
+    return `a query string cannot carry a ${type} either; bind POST, PUT or PATCH to take it from the JSON body`;
+  const path = isScalar(p.type) ? `, or put \`{${p.name}}\` in the path` : "";
+  return `make it optional (\`${p.name}?: ${type}\`) or give it a default (\`${p.name}: ${type} = ...\`), and it travels in the query string (\`?${p.name}=...\`)${path}`;
 }
 
 /**

@@ -374,8 +374,8 @@ export const DIAGNOSTICS = {
   routeMissingParam: {
     code: "FAN0315",
     severity: E,
-    message: "parameter `{param}` of `{method}` is not bound by its {verb} route",
-    help: 'A GET or DELETE has no body (and `@route("/path")` on an @idempotent rpc is a GET): every required parameter without a default must appear in the path; optional and defaulted ones may travel in the query string.',
+    message: "parameter `{param}` of `{method}` is not bound by its {verb} route, which has no body: {fix}",
+    help: 'A GET or DELETE has no body (and `@route("/path")` on an @idempotent rpc is a GET): every required parameter without a default must appear in the path; optional and defaulted ones may travel in the query string. The message says how: make the parameter optional or give it a default (`?q=...` then carries it), or bind it in the path; one the query string cannot carry (a struct, union, map or `json`) needs a POST, PUT or PATCH route, which takes it from the JSON body.',
   },
   invalidRoute: {
     code: "FAN0316",

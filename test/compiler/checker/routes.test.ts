@@ -150,7 +150,33 @@ describe("routes", () => {
       src("package p", 'service S { @idempotent @route("/x") rpc list(storeId: string): int }'),
       [["FAN0315", 2, 32]],
     );
-    expect(messageOf(r, "FAN0315")).toBe("parameter `storeId` of `list` is not bound by its GET route");
+    expect(messageOf(r, "FAN0315")).toBe(
+      "parameter `storeId` of `list` is not bound by its GET route, which has no body: make it optional (`storeId?: string`) or give it a default (`storeId: string = ...`), and it travels in the query string (`?storeId=...`), or put `{storeId}` in the path",
+    );
+  });
+
+  it("FAN0315 says how to fix it: the way the message gives (optional, defaulted, in the path) compiles; a struct needs a body", () => {
+    const search = (params: string, route = "GET /search") =>
+      src("package p", `service S { @route("${route}") @idempotent rpc search(${params}): list<string> }`);
+    const r = expectDiagnostics(search("q: string"), [["FAN0315", 2, 20]]);
+    expect(messageOf(r, "FAN0315")).toContain("make it optional (`q?: string`) or give it a default");
+    for (const fixed of [search("q?: string"), search('q: string = ""'), search("q: string", "GET /search/{q}")])
+      expect(check(fixed).diagnostics).toEqual([]);
+    const lists = expectDiagnostics(search("tags: list<string>"), [["FAN0315", 2, 20]]);
+    expect(messageOf(lists, "FAN0315")).toBe(
+      "parameter `tags` of `search` is not bound by its GET route, which has no body: make it optional (`tags?: list<string>`) or give it a default (`tags: list<string> = ...`), and it travels in the query string (`?tags=...`)",
+    );
+    const struct = expectDiagnostics(
+      src(
+        "package p",
+        "struct F { min?: int }",
+        'service S { @route("GET /search") @idempotent rpc search(f: F): int }',
+      ),
+      [["FAN0315", 3, 20]],
+    );
+    expect(messageOf(struct, "FAN0315")).toBe(
+      "parameter `f` of `search` is not bound by its GET route, which has no body: a query string cannot carry a p.F either; bind POST, PUT or PATCH to take it from the JSON body",
+    );
   });
 
   it("a DELETE has no body either: its required parameters are in the path (FAN0315)", () => {
@@ -164,7 +190,9 @@ describe("routes", () => {
       ),
       [["FAN0315", 3, 22]],
     );
-    expect(messageOf(r, "FAN0315")).toBe("parameter `id` of `drop` is not bound by its DELETE route");
+    expect(messageOf(r, "FAN0315")).toBe(
+      "parameter `id` of `drop` is not bound by its DELETE route, which has no body: make it optional (`id?: string`) or give it a default (`id: string = ...`), and it travels in the query string (`?id=...`), or put `{id}` in the path",
+    );
   });
 
   it("a verb a route cannot bind is FAN0322, with a hint for a near miss and for HEAD", () => {
