@@ -150,6 +150,12 @@ function service(ctx: Ctx, args: readonly string[], usage: string): string {
 
 async function get(ctx: Ctx, args: readonly string[]): Promise<number> {
   const svc = service(ctx, args, "fanc config get <service> [key]");
+  // A file keyed `Catalog:` holds nothing for shop.catalog.Catalog: say so, not `{}`.
+  const absent = await ctx.source.absence?.(svc);
+  if (absent !== undefined) {
+    ctx.io.err(`fanc config: ${absent}`);
+    return 1;
+  }
   const raw = shown(ctx, svc, await ctx.source.get(svc));
   const key = args[1];
   if (key === undefined) {

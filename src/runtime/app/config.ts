@@ -104,6 +104,20 @@ export function badValues(
 }
 
 /**
+ * A refusal of a service's config with what its source holds instead (`ConfigSource.absence`:
+ * the file has no section for the service's full name, and the sections it has), so "missing
+ * adminToken" of a file keyed `Catalog:` says where the key went.
+ */
+export function withAbsence(e: unknown, absence: string): unknown {
+  if (!(e instanceof FanError)) return e;
+  const details = typeof e.details === "object" && e.details !== null ? e.details : {};
+  return new FanError(e.code, `${e.message}; ${absence}`, {
+    details: { ...details, absence },
+    ...(e.cause === undefined ? {} : { cause: e.cause }),
+  });
+}
+
+/**
  * The typed config of a service from its raw config. Throws FAILED_PRECONDITION naming every
  * missing key path, or INVALID_ARGUMENT naming every bad value (`details.problems`).
  */

@@ -4,7 +4,7 @@
  * `@unique` instance binds only while it leads, and campaigns again when it loses leadership.
  */
 import type { Logger } from "pino";
-import { decodeConfig, unknownKeys } from "../app/config.js";
+import { decodeConfig, unknownKeys, withAbsence } from "../app/config.js";
 import type { InstanceScope } from "./callctx.js";
 import type { Emitter, LifecycleContext, ServiceHooks } from "./context.js";
 import { lazyEmitter } from "./emitter.js";
@@ -174,8 +174,15 @@ export class ServedInstance {
   /** Loads and validates config (throws naming every missing key), then follows updates. */
   async loadConfig(): Promise<void> {
     const name = this.descriptor.name;
-    const raw = this.#opts.config ?? (await this.#host.configSource().get(name));
-    this.#config = decodeConfig(this.descriptor, raw);
+    const source = this.#host.configSource();
+    const raw = this.#opts.config ?? (await source.get(name));
+    try {
+      this.#config = decodeConfig(this.descriptor, raw);
+    } catch (e) {
+      // `Catalog:` for shop.catalog.Catalog: "missing adminToken" alone sends the reader to the wrong key.
+      const absent = this.#opts.config === undefined ? await source.absence?.(name) : undefined;
+      throw absent === undefined ? e : withAbsence(e, absent);
+    }
     this.log.info({ config: redactSecrets(this.descriptor.config, raw) }, "config loaded");
     this.#warnUnknown(raw);
     if (this.#opts.config !== undefined || this.descriptor.config === undefined) return;

@@ -86,5 +86,11 @@ export interface ConfigSource {
   update(service: string, patch: Record<string, unknown>): Promise<void>;
   /** Called with the whole new raw config after each change. */
   watch(service: string, fn: (raw: Record<string, unknown>) => void): Promise<() => Promise<void>>;
+  /**
+   * When the source holds nothing for `service`, what it holds instead, for a refusal to quote
+   * (`settings.yml has no section shop.catalog.Catalog; its sections: Catalog ...`); undefined
+   * when it has the service, or cannot tell.
+   */
+  absence?(service: string): Promise<string | undefined>;
   close(): Promise<void>;
 }

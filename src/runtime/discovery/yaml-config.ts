@@ -75,6 +75,13 @@ export class YamlConfigSource implements ConfigSource {
     return this.inner.get(service);
   }
 
+  async absence(service: string): Promise<string | undefined> {
+    await this.load();
+    if (Object.hasOwn(this.current, service)) return undefined;
+    if (this.seen === "absent") return `there is no config file at ${this.path}`;
+    return noSection(this.path, service, Object.keys(this.current));
+  }
+
   async update(service: string, patch: Record<string, unknown>): Promise<void> {
     checkPatch(service, patch);
     await this.load();
@@ -157,6 +164,51 @@ export class YamlConfigSource implements ConfigSource {
       this.log.error({ err: e, path: this.path }, "config file change rejected (kept the old values)");
     }
   }
+}
+
+/**
+ * `settings.yml has no section shop.catalog.Catalog (its top-level keys are services' full
+ * names); its sections: Catalog; did you mean Catalog? Rename it to shop.catalog.Catalog`: the
+ * file's sections, and the one most likely meant (the short name, another package, a typo).
+ */
+export function noSection(path: string, service: string, sections: readonly string[]): string {
+  const head = `${path} has no section ${service} (its top-level keys are services' full names)`;
+  if (sections.length === 0) return `${head}; it has no sections`;
+  const meant = likelySection(service, sections);
+  const hint = meant === undefined ? "" : `; did you mean ${meant}? Rename it to ${service}`;
+  return `${head}; its sections: ${sections.join(", ")}${hint}`;
+}
+
+/** The section most likely written for `service`: its short name (any case), else the closest. */
+function likelySection(service: string, sections: readonly string[]): string | undefined {
+  const short = (name: string): string => name.slice(name.lastIndexOf(".") + 1).toLowerCase();
+  const same = sections.find((x) => short(x) === short(service));
+  if (same !== undefined) return same;
+  let best: string | undefined;
+  let bestScore = Number.POSITIVE_INFINITY;
+  for (const x of sections) {
+    const score = Math.min(editDistance(x, service), editDistance(short(x), short(service)));
+    if (score < bestScore) [best, bestScore] = [x, score];
+  }
+  return bestScore <= Math.max(1, Math.floor(short(service).length / 3)) ? best : undefined;
+}
+
+/** Levenshtein distance, case-insensitive. */
+function editDistance(a: string, b: string): number {
+  const s = a.toLowerCase();
+  const t = b.toLowerCase();
+  let prev = Array.from({ length: t.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= s.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= t.length; j++)
+      row[j] = Math.min(
+        (prev[j] ?? 0) + 1,
+        (row[j - 1] ?? 0) + 1,
+        (prev[j - 1] ?? 0) + (s[i - 1] === t[j - 1] ? 0 : 1),
+      );
+    prev = row;
+  }
+  return prev[t.length] ?? 0;
 }
 
 /** What tells one version of the file from another: inode, size, modification and change times. */

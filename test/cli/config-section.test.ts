@@ -1,0 +1,97 @@
+/**
+ * A YAML config file keyed by a service's short or misspelt name (`Catalog:` for
+ * shop.catalog.Catalog; trial 2 finding 7): the App's start said only "missing apiKey" and
+ * `fanc config get Catalog --file f.yml` printed `{}` with exit 0. Both now say the file has no
+ * section for the service's full name, list the sections it has and name the one likely meant.
+ */
+import { createTestApp } from "fan/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { run as config } from "../../src/cli/config.js";
+import { noSection } from "../../src/runtime/discovery/yaml-config.js";
+import { CatalogImpl, catalogConfig } from "../runtime/fixtures/impl.js";
+import { Catalog } from "../runtime/fixtures/shop.js";
+import { captureIo, TempDir } from "./helpers.js";
+
+const IDL_TEXT = `package shop.catalog
+
+service Catalog {
+  config { currency: string = "EUR", adminToken: string @secret }
+}
+
+service Orders {
+  config { limit: int = 10 }
+}
+`;
+
+describe("a config file with no section for the service's full name", () => {
+  const tmp = new TempDir();
+  let idl: string[];
+  beforeAll(() => {
+    tmp.write("idl/catalog.fan", IDL_TEXT);
+    tmp.write("short.yml", "Catalog:\n  adminToken: tok\nshop.catalog.Orders:\n  limit: 5\n");
+    tmp.write("typo.yml", "shop.catalog.Catalg:\n  adminToken: tok\n");
+    tmp.write("good.yml", "shop.catalog.Catalog:\n  adminToken: tok\n");
+    tmp.write("empty.yml", "");
+    idl = ["--idl", `${tmp.path}/idl`];
+  });
+  afterAll(() => tmp.cleanup());
+
+  it("fanc config get names the sections and the one meant, and exits 1 (it printed {} and exited 0)", async () => {
+    const short = captureIo();
+    expect(await config(["get", "Catalog", "--file", `${tmp.path}/short.yml`, ...idl], short)).toBe(1);
+    expect(short.outText()).toBe("");
+    expect(short.errText()).toBe(
+      `fanc config: ${tmp.path}/short.yml has no section shop.catalog.Catalog (its top-level keys are services' full names); its sections: Catalog, shop.catalog.Orders; did you mean Catalog? Rename it to shop.catalog.Catalog`,
+    );
+    const typo = captureIo();
+    expect(
+      await config(["get", "shop.catalog.Catalog", "adminToken", "--file", `${tmp.path}/typo.yml`, ...idl], typo),
+    ).toBe(1);
+    expect(typo.errText()).toContain("its sections: shop.catalog.Catalg; did you mean shop.catalog.Catalg?");
+    const empty = captureIo();
+    expect(await config(["get", "Catalog", "--file", `${tmp.path}/empty.yml`, ...idl], empty)).toBe(1);
+    expect(empty.errText()).toContain(
+      "has no section shop.catalog.Catalog (its top-level keys are services' full names); it has no sections",
+    );
+  });
+
+  it("fanc config get still prints a section keyed by the full name (a short name on the command line is fine)", async () => {
+    const io = captureIo();
+    expect(await config(["get", "Catalog", "--file", `${tmp.path}/good.yml`, "--json", ...idl], io), io.errText()).toBe(
+      0,
+    );
+    expect(JSON.parse(io.outText())).toEqual({ adminToken: "[secret]" });
+    const other = captureIo();
+    expect(await config(["get", "Orders", "--file", `${tmp.path}/short.yml`, "--json", ...idl], other)).toBe(0);
+    expect(JSON.parse(other.outText())).toEqual({ limit: 5 });
+  });
+
+  it("the App's start names the file's sections beside the missing keys", async () => {
+    tmp.write(
+      "app.yml",
+      `Catalog:\n  ${Object.entries(catalogConfig)
+        .map(([k, v]) => `${k}: ${JSON.stringify(v)}`)
+        .join("\n  ")}\n`,
+    );
+    const app = createTestApp({ config: `${tmp.path}/app.yml` }).serve(Catalog, new CatalogImpl());
+    const err = await app.start().catch((e: unknown) => e);
+    await app.stop().catch(() => undefined);
+    expect(err).toMatchObject({ code: "FAILED_PRECONDITION" });
+    expect((err as Error).message).toContain(
+      `config of test.shop.Catalog is missing apiKey, db; ${tmp.path}/app.yml has no section test.shop.Catalog (its top-level keys are services' full names); its sections: Catalog; did you mean Catalog? Rename it to test.shop.Catalog`,
+    );
+    // With the section under its full name, it starts.
+    tmp.write("app.yml", `test.shop.Catalog: ${JSON.stringify(catalogConfig)}\n`);
+    const ok = createTestApp({ config: `${tmp.path}/app.yml` }).serve(Catalog, new CatalogImpl());
+    await ok.start();
+    await ok.stop();
+  });
+
+  it("suggests a section of another package or a typo, and nothing for an unrelated one", () => {
+    expect(noSection("f.yml", "shop.catalog.Catalog", ["shop.Catalog"])).toContain("did you mean shop.Catalog?");
+    expect(noSection("f.yml", "shop.catalog.Catalog", ["catalog"])).toContain("did you mean catalog?");
+    expect(noSection("f.yml", "shop.catalog.Catalog", ["shop.orders.Orders"])).toBe(
+      "f.yml has no section shop.catalog.Catalog (its top-level keys are services' full names); its sections: shop.orders.Orders",
+    );
+  });
+});
