@@ -1,5 +1,6 @@
 /**
- * A served instance's `on X.event` subscription (and a client's `events.x.subscribe`), on every
+ * A served instance's `on X.event` subscription (and a client's `events.x.subscribe`, and a
+ * state watch's subscription to its owner's updates, `states/app-states.ts`), on every
  * transport X's publishers emit on.
  * It subscribes at once on the App's own event transport for X (`app/infra.ts`
  * `eventTransportName`: what this App would publish X's events on), then reads from discovery
@@ -20,6 +21,23 @@ const CARRIES_EVENTS: ReadonlySet<string> = new Set(["amqp", "redis", "nats", "z
 
 /** How many instance ids a warning names before "and N more". */
 const NAMED = 5;
+
+/** How a followed subscription is named in its logs, where it subscribes and whom it follows. */
+export interface FollowOptions {
+  /** What it receives, as its logs name it (default `X.event`), and the pronoun for it (default "it"). */
+  readonly what?: { readonly noun: string; readonly it: string };
+  /** Its path on each transport (default the transport itself; state updates take `volatile`). */
+  readonly path?: (t: Transport) => Pick<Transport, "subscribe">;
+  /** The registered instances it follows (default every instance of X; a state watch, those of its major). */
+  readonly follows?: (i: InstanceInfo) => boolean;
+  /**
+   * The publishers' transports it cannot subscribe on that were warned about, shared by the
+   * subscriptions given the same object: a state watch subscribes again after each silence of
+   * its owner, and its views of the same state (the shards of a watchAll) are many; it is said
+   * once, not at each resubscription or by each view.
+   */
+  readonly warned?: { unreachable: ReadonlySet<TransportName> };
+}
 
 /** What a followed subscription needs from its App. */
 export interface FollowHost {
@@ -50,7 +68,8 @@ export function publishedOn(service: ServiceDescriptor, info: InstanceInfo): Tra
  * Subscribes `sub` on the App's event transport for its source and on every other one its
  * publishers are registered on; resolves once those known now are subscribed (a failure then
  * fails the start, as the first transport's does). Later failures are logged as errors and
- * tried again at the next change in discovery.
+ * tried again at the next change in discovery. `subscriber` is who subscribes, as warnings name
+ * it: the subscribing service, a client subscription, a state watch.
  */
 export async function followedSubscription(
   host: FollowHost,
@@ -58,8 +77,9 @@ export async function followedSubscription(
   deliver: (env: Envelope, via: TransportName) => Promise<void>,
   log: Logger,
   subscriber: string = sub.group,
+  opts: FollowOptions = {},
 ): Promise<Unsubscribe> {
-  const f = new Followed(host, sub, deliver, log, subscriber);
+  const f = new Followed(host, sub, deliver, log, subscriber, opts);
   try {
     await f.start();
   } catch (e) {
@@ -76,10 +96,13 @@ class Followed implements Unsubscribe {
   readonly #log: Logger;
   /** Who subscribes, as warnings name it: the subscribing service, or a client subscription. */
   readonly #subscriber: string;
+  readonly #opts: FollowOptions;
+  /** What it receives, as logs name it, and its pronoun. */
+  readonly #what: { readonly noun: string; readonly it: string };
   /** The subscription on each transport, in the order they were made. */
   readonly #subs = new Map<TransportName, Unsubscribe>();
-  /** Publishers' transports this App cannot subscribe on, as of the last look (warned on entry). */
-  #unreachable = new Set<TransportName>();
+  /** Publishers' transports this App cannot subscribe on, as of the last look (warned on entry); shared through `warned`. */
+  readonly #said: { unreachable: ReadonlySet<TransportName> };
   /** Looks at discovery one at a time, in order. */
   #chain: Promise<void> = Promise.resolve();
   #off: (() => void) | undefined;
@@ -91,18 +114,24 @@ class Followed implements Unsubscribe {
     deliver: (env: Envelope, via: TransportName) => Promise<void>,
     log: Logger,
     subscriber: string,
+    opts: FollowOptions,
   ) {
     this.#host = host;
     this.#sub = sub;
     this.#deliver = deliver;
     this.#log = log;
     this.#subscriber = subscriber;
+    this.#opts = opts;
+    this.#what = opts.what ?? { noun: `${sub.source.name}.${sub.event}`, it: "it" };
+    this.#said = opts.warned ?? { unreachable: new Set() };
   }
 
   async start(): Promise<void> {
     await this.#add(this.#host.eventTransport(this.#sub.source).name);
     const set = await untilAborted(this.#host.directory().watch(this.#sub.source.name), this.#host.stopping);
-    const instances = (): readonly InstanceInfo[] => set.instances();
+    const follows = this.#opts.follows;
+    const instances = (): readonly InstanceInfo[] =>
+      follows === undefined ? set.instances() : set.instances().filter(follows);
     const first = this.#follow(instances(), true);
     this.#chain = first.catch(() => undefined);
     this.#off = set.onChange(() => {
@@ -126,13 +155,18 @@ class Followed implements Unsubscribe {
   async #follow(instances: readonly InstanceInfo[], atStart: boolean): Promise<void> {
     if (this.#closed || this.#host.stopping.aborted) return;
     const { source, event } = this.#sub;
+    const { noun, it } = this.#what;
     const carriers = this.#host.eventCarriers();
     const unreachable = new Set<TransportName>();
     for (const [t, ids] of publishers(source, instances)) {
       if (this.#subs.has(t)) continue;
       if (!carriers.includes(t)) {
         unreachable.add(t);
-        if (!this.#unreachable.has(t)) this.#warn(t, ids, carriers);
+        if (!this.#said.unreachable.has(t)) {
+          this.#warn(t, ids, carriers);
+          // At once: the shards of a watchAll look at the same time, and one of them says it.
+          this.#said.unreachable = new Set([...this.#said.unreachable, t]);
+        }
         continue;
       }
       try {
@@ -141,22 +175,22 @@ class Followed implements Unsubscribe {
         if (atStart) throw e;
         this.#log.error(
           { err: e, targetService: source.name, event, transport: t },
-          `subscribing to ${source.name}.${event} on ${t}, where instances of ${source.name} publish it (${named(ids)}), failed: their events do not reach ${this.#subscriber} until the next change in discovery tries again`,
+          `subscribing to ${noun} on ${t}, where instances of ${source.name} publish ${it} (${named(ids)}), failed: what they publish there does not reach ${this.#subscriber} until the next change in discovery tries again`,
         );
         continue;
       }
       this.#log.info(
         { targetService: source.name, event, transport: t, publishers: ids },
-        `subscribed to ${source.name}.${event} on ${t} as well: instances of ${source.name} publish it there (${named(ids)})`,
+        `subscribed to ${noun} on ${t} as well: instances of ${source.name} publish ${it} there (${named(ids)})`,
       );
     }
-    this.#unreachable = unreachable;
+    this.#said.unreachable = unreachable;
   }
 
   async #add(name: TransportName): Promise<void> {
     const t = this.#host.transport(name);
     const u = await untilAborted(
-      t.subscribe(this.#sub, (env) => this.#deliver(env, name)),
+      (this.#opts.path?.(t) ?? t).subscribe(this.#sub, (env) => this.#deliver(env, name)),
       this.#host.stopping,
     );
     if (this.#closed) await u.close();
@@ -165,6 +199,7 @@ class Followed implements Unsubscribe {
 
   #warn(t: TransportName, ids: readonly string[], carriers: readonly TransportName[]): void {
     const { source, event } = this.#sub;
+    const { noun, it } = this.#what;
     let has: boolean;
     try {
       this.#host.transport(t);
@@ -184,7 +219,7 @@ class Followed implements Unsubscribe {
         subscribedOn: [...this.#subs.keys()],
         eventTransports: carriers,
       },
-      `${this.#subscriber} does not receive ${source.name}.${event} from instances that publish it on ${t} (${named(ids)}): ${lacks} (its event transports: ${carriers.join(", ") || "none"}; it subscribes on ${[...this.#subs.keys()].join(", ")}); add ${t} to its transports (createApp({ transports }) or FAN_TRANSPORTS)`,
+      `${this.#subscriber} does not receive ${noun} from instances that publish ${it} on ${t} (${named(ids)}): ${lacks} (its event transports: ${carriers.join(", ") || "none"}; it subscribes on ${[...this.#subs.keys()].join(", ")}); add ${t} to its transports (createApp({ transports }) or FAN_TRANSPORTS)`,
     );
   }
 }

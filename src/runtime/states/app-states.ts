@@ -1,8 +1,9 @@
 /**
  * The App's side of replicated states, kept here so app.ts only calls in: the owners of the
  * states this App serves (published on each service's event transport), the watch host of its
- * clients (subscriptions on the same event transport, snapshots through a client of the
- * service that knows the built-in `$state` rpc; both of the major the client's range picks),
+ * clients (subscriptions on the same event transport and on those the owners are registered as
+ * publishing on, call/followed-events.ts; snapshots through a client of the service that knows
+ * the built-in `$state` rpc; both of the major the client's range picks),
  * and the checks that refuse a setup that
  * cannot carry state updates (http alone) instead of replicating nothing.
  */
@@ -14,7 +15,8 @@ import type { ServedInstance } from "../call/served.js";
 import type { ServiceDescriptor, ShardedStateHandle, StateHandle, TransportName } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
 import { shortId } from "../ids.js";
-import type { EventSubscription } from "../transports/transport.js";
+import type { Envelope, EventSubscription, Transport } from "../transports/transport.js";
+import { type FollowHost, followedSubscription } from "../call/followed-events.js";
 import { type SnapshotStore, StateOwners } from "./owner.js";
 import { SHARD_NUMBER } from "../call/shards.js";
 import {
@@ -119,9 +121,25 @@ export function appStates(
         `and ${d.name} allows ${d.transports.join(", ")}; add amqp, redis, nats or zmq to both (http relays state updates through one of them)`,
     );
   };
-  /** A watch's own broadcast subscription to the updates of `state` of `major`, on the transport `via`. */
+  /** What a watch's subscription needs to follow the owners onto their transport (call/followed-events.ts). */
+  const followHost: FollowHost = {
+    stopping: NEVER,
+    eventTransport: (s) => infra.eventTransport(s),
+    eventCarriers: () => infra.eventCarriers(),
+    transport: (n) => infra.transport(n),
+    directory: () => infra.discovery.directory,
+  };
+  /** The owners' transports this App cannot subscribe on, warned once per state and major (not per view or resubscription). */
+  const warned = new Map<string, { unreachable: ReadonlySet<TransportName> }>();
+  /**
+   * A watch's own broadcast subscription to the updates of `state` of `major`: on the transport
+   * `via` alone when the handle names it (`updatesVia`), else on this App's event transport for
+   * the service and every other one the major's registered instances publish on, following them
+   * as they change (an owner on nats alone, or one that fails over to nats, reaches a watcher on
+   * amqp,nats); a warning names both sides when this App lacks their transport.
+   */
   const subscribe = async (
-    via: TransportName,
+    via: TransportName | undefined,
     service: ServiceDescriptor,
     major: number,
     state: string,
@@ -139,8 +157,19 @@ export function appStates(
       broadcast: true,
       ephemeral: true,
     };
-    const t = infra.transport(via);
-    return (t.volatile ?? t).subscribe(sub, async (env) => deliver(env.payload));
+    const path = (t: Transport): Pick<Transport, "subscribe"> => t.volatile ?? t;
+    const onUpdate = async (env: Envelope): Promise<void> => deliver(env.payload);
+    if (via !== undefined) return path(infra.transport(via)).subscribe(sub, onUpdate);
+    // Said once per state and major, not per shard: this App's transports are the same for each.
+    const label = `${service.name}.${state} (major ${major})`;
+    const said = warned.get(label) ?? { unreachable: new Set<TransportName>() };
+    warned.set(label, said);
+    return followedSubscription(followHost, sub, onUpdate, log, "a watch in this app", {
+      what: { noun: `the updates of ${label}`, it: "them" },
+      path,
+      follows: (i) => semver.major(i.version) === major,
+      warned: said,
+    });
   };
   /** The client that asks `service`'s instances in `range` (`snapshotRange`) for snapshots. */
   const callerOf = (service: ServiceDescriptor, range: string): Caller => {
@@ -205,7 +234,7 @@ export function appStates(
     },
     subscribe: async (service, state, shard, deliver) => {
       if (major instanceof FanError) throw major;
-      const via = updatesVia === undefined ? infra.eventTransportName(service) : await updatesVia(service);
+      const via = updatesVia === undefined ? undefined : await updatesVia(service);
       return subscribe(via, service, major, state, shard, deliver);
     },
     snapshot: async (service, state, shard, callOpts) => {
