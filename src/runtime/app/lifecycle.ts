@@ -39,6 +39,15 @@ export class Lifecycle {
   #signalled = false;
   /** The start hook running now (settled: its rejection is handled); a stop waits for it. */
   #inHook: Promise<void> = Promise.resolve();
+  /** The start failed by itself, not cancelled by a stop: a signal's stop then exits 1. */
+  #failure: { error: unknown } | undefined;
+  /** What every `start()` call gets: the start, held back once a signal came (see start). */
+  #started: Promise<void> | undefined;
+  /** Called when `process.exit` returns after a signal's stop (stubbed: a test harness). */
+  #exitReturned: () => void = () => undefined;
+  readonly #afterExit = new Promise<void>((resolve) => {
+    this.#exitReturned = resolve;
+  });
 
   constructor(served: ServedInstance[], infra: Infra, options: AppOptions, log: Logger) {
     this.#served = served;
@@ -76,7 +85,7 @@ export class Lifecycle {
   start(): Promise<void> {
     if (this.#state !== "new")
       return (
-        this.#starting ??
+        this.#started ??
         Promise.reject(new FanError(Code.FAILED_PRECONDITION, `the app cannot start: it is ${this.#state}`))
       );
     this.#state = "starting";
@@ -86,17 +95,21 @@ export class Lifecycle {
         this.#state = "running";
       },
       async (e: unknown) => {
+        // Not cancelled by a stop: a signal during the teardown must not make this an exit 0.
+        if (!this.#stopping.signal.aborted) this.#failure = { error: e };
         await this.#teardown();
         this.#state = "failed";
         if (!this.#signalled) this.#signals?.();
         throw e;
       },
     );
-    // Cancelled by a signal, start does not settle: the process exits 0 once the stop is done,
-    // and the caller's `await app.start()` must not reject (exit 1) before it.
-    return this.#starting.catch((e: unknown) =>
-      this.#signalled ? new Promise<void>(() => undefined) : Promise.reject(e),
+    // After a signal the App ends the process once its stop is done, so no caller's
+    // `await app.start()` may reject (exit 1) or go on before: every call gets this promise,
+    // which settles then only if `process.exit` returns (a harness that stubs it).
+    this.#started = this.#starting.catch((e: unknown) =>
+      this.#signalled ? this.#afterExit.then(() => Promise.reject(e)) : Promise.reject(e),
     );
+    return this.#started;
   }
 
   stop(closeClients: () => Promise<void>): Promise<void> {
@@ -315,7 +328,8 @@ export class Lifecycle {
         process.exit(130);
       }
       this.#signalled = true;
-      const when = this.#state === "starting" ? " while starting" : "";
+      const when =
+        this.#failure !== undefined ? " while a failed start is undone" : this.#state === "starting" ? " while starting" : "";
       this.#log.info({ signal: sig }, `signal received${when}: stopping gracefully (send it again to exit at once)`);
       void this.#stopFromSignal();
     };
@@ -332,12 +346,22 @@ export class Lifecycle {
   /** Wires the graceful stop a signal triggers (the App passes its own `stop`). */
   onSignal(stop: () => Promise<void>): void {
     this.#stopFromSignal = async () => {
+      let code = 0;
       try {
         await stop();
-        process.exit(0);
       } catch (e) {
         this.#log.error({ err: e }, "stop failed");
-        process.exit(1);
+        code = 1;
+      }
+      if (this.#failure !== undefined) {
+        // Failed before the signal came: still a failure, for a supervisor that restarts on one.
+        this.#log.error({ err: this.#failure.error }, "the app failed to start");
+        code = 1;
+      }
+      try {
+        process.exit(code);
+      } finally {
+        this.#exitReturned();
       }
     };
   }
