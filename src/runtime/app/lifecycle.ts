@@ -328,9 +328,11 @@ export class Lifecycle {
         process.exit(130);
       }
       this.#signalled = true;
-      const when =
-        this.#failure !== undefined ? " while a failed start is undone" : this.#state === "starting" ? " while starting" : "";
-      this.#log.info({ signal: sig }, `signal received${when}: stopping gracefully (send it again to exit at once)`);
+      const what =
+        this.#failure !== undefined
+          ? "while a failed start is undone: exiting 1 once it is"
+          : `${this.#state === "starting" ? "while starting: " : ""}stopping gracefully`;
+      this.#log.info({ signal: sig }, `signal received ${what} (send it again to exit at once)`);
       void this.#stopFromSignal();
     };
     process.on("SIGINT", onSignal);
