@@ -221,13 +221,9 @@ export class Infra {
     return this.transport(this.eventTransportName(source));
   }
 
-  /**
-   * The transports that carry events: the network ones (zmq only with an event hub), in
-   * configuration order, and local last when discovery does not span processes (its Apps then
-   * share the local hub, and one that has none of them publishes there).
-   */
+  /** The network transports that carry events (zmq only with an event hub), in configuration order. */
   eventCarriers(): readonly TransportName[] {
-    return this.spansProcesses ? this.#carriers : [...this.#carriers, "local"];
+    return this.#carriers;
   }
 
   /** The name of `eventTransport(source)` (known before the transports are open). */
