@@ -79,8 +79,12 @@ describe("lifecycle", () => {
     const err = (await bad.start().then(
       () => new Error("start accepted a bad config"),
       (e: unknown) => e,
-    )) as Error & { details?: { problems?: { key: string }[] }[] };
-    // The App's start error holds each service's refusal in its details.
+    )) as Error & { code?: string; cause?: { code?: string }; details?: { problems?: { key: string }[] }[] };
+    // The App's start error holds each service's refusal in its details; it is the start's
+    // FAILED_PRECONDITION, its cause the service's INVALID_ARGUMENT (docs/discovery.md).
+    expect(err.code).toBe("FAILED_PRECONDITION");
+    expect(err.message).toContain("the app cannot start: config of test.shop.Catalog is invalid");
+    expect(err.cause?.code).toBe("INVALID_ARGUMENT");
     expect(err.message).toContain("config.pageSize: must be at least 1, got 0");
     expect(err.message).toContain("config.apiKey: expected a string (the value is @secret: not shown)");
     expect(err.message).toContain('config.db.poolSize: expected an int (a safe integer), got string "two"');

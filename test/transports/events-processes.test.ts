@@ -3,7 +3,9 @@
  * subscriber in another process used to start, the publisher to emit, and the event to
  * vanish without a word. Now `start` (a served subscription), `subscribe` and `emit` fail
  * naming what is missing; with a transport that carries events the same two processes do get
- * the event.
+ * the event. Trial 2, finding 2: a publisher whose events cannot travel used to start without
+ * a word and fail each emit after its handler's effects; its start now warns, naming the
+ * service, its events, its transports and what would carry them (it may serve calls alone).
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/app/app.js";
@@ -57,6 +59,9 @@ d("events between processes", () => {
       "no configured transport can carry events of fan.conformance.Conformance between processes",
     );
     expect(failed.message).toContain("this app has http");
+    expect(failed.message).toContain(
+      "fan.conformance.ListenerA subscribes to fan.conformance.Conformance.ping, fan.conformance.Conformance.flush",
+    );
 
     const app = await publisherApp(cluster, "http");
     const emitted = await app
@@ -94,6 +99,42 @@ d("events between processes", () => {
     const app = await publisherApp(cluster, "redis");
     await app.publisher(Conformance).emit("ping", { n: 42 });
     expect(await child.next("ping")).toMatchObject({ n: 42 });
+  });
+
+  /** Conformance (it emits ping and flush) served in a process of its own, its warnings printed. */
+  const publisherChild = async (cluster: string, transports: string): Promise<Record<string, unknown>[]> => {
+    const child = childApp({
+      FAN_CHILD_TRANSPORTS: transports,
+      FAN_CHILD_CLUSTER: cluster,
+      FAN_CHILD_SERVE: "Conformance",
+      FAN_CHILD_LOG: "warn",
+      FAN_ETCD: ETCD,
+    });
+    children.push(child);
+    await child.next("ready");
+    return child.events.filter((e) => e.event === "log" && String(e.msg).includes(" emits "));
+  };
+
+  it("a publisher on tcp and http starts with a warning naming its events and what would carry them", async () => {
+    const warned = await publisherChild(uniqueCluster("ev-warn"), "tcp,http");
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatchObject({ level: "warn" });
+    const msg = String(warned[0]?.msg);
+    expect(msg).toContain("fan.conformance.Conformance emits ping, flush, but no configured transport can carry");
+    expect(msg).toContain("events travel on amqp, redis, nats, zmq; this app has tcp, http");
+    expect(msg).toContain("createApp({ transports }) or FAN_TRANSPORTS");
+    expect(msg).toContain("every emit of them fails with FAILED_PRECONDITION");
+  });
+
+  it("a publisher on zmq without an event hub is told about the hub and FAN_ZMQ_EVENTS_*", async () => {
+    const warned = await publisherChild(uniqueCluster("ev-warnz"), "zmq");
+    expect(String(warned[0]?.msg)).toContain(
+      "zmq only with an event hub: its `events` or `hub` option, or FAN_ZMQ_EVENTS_PUBLISH and FAN_ZMQ_EVENTS_SUBSCRIBE",
+    );
+  });
+
+  withRedis("a publisher with redis as well starts without that warning", async () => {
+    expect(await publisherChild(uniqueCluster("ev-nowarn"), "tcp,redis")).toEqual([]);
   });
 
   /** A publisher App configured with options objects, as a user writes them (not test factories). */

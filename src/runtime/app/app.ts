@@ -153,6 +153,7 @@ export class App implements ClientHost {
         counters: this.counters,
         served: () => this.#served.map((s) => s.descriptor),
         watch: (service) => this.watch(service),
+        reaches: (info) => this.#infra.reach(info, undefined) !== undefined,
       },
       options.telemetry,
     );

@@ -85,12 +85,14 @@ async function loadTransport(name: TransportName, opts: object): Promise<Transpo
 
 function noEventTransport(source: ServiceDescriptor, network: readonly TransportName[], hubless: boolean): FanError {
   const has = network.length === 0 ? "only the local transport" : network.join(", ");
-  const zmq = hubless ? " (zmq only with an event hub: its `events` or `hub` option)" : "";
+  const zmq = hubless
+    ? " (zmq only with an event hub: its `events` or `hub` option, or FAN_ZMQ_EVENTS_PUBLISH and FAN_ZMQ_EVENTS_SUBSCRIBE)"
+    : "";
   return new FanError(
     Code.FAILED_PRECONDITION,
     `no configured transport can carry events of ${source.name} between processes: events travel on ` +
       `${[...EVENT_CAPABLE].join(", ")}${zmq}; this app has ${has}, and ${source.name} allows ` +
-      `${source.transports.join(", ")}. Add one both allow to createApp({ transports })`,
+      `${source.transports.join(", ")}. Add one both allow to createApp({ transports }) or FAN_TRANSPORTS`,
   );
 }
 
@@ -221,13 +223,9 @@ export class Infra {
     return this.transport(this.eventTransportName(source));
   }
 
-  /**
-   * The transports that carry events: the network ones (zmq only with an event hub), in
-   * configuration order, and local last when discovery does not span processes (its Apps then
-   * share the local hub, and one that has none of them publishes there).
-   */
+  /** The network transports that carry events (zmq only with an event hub), in configuration order. */
   eventCarriers(): readonly TransportName[] {
-    return this.spansProcesses ? this.#carriers : [...this.#carriers, "local"];
+    return this.#carriers;
   }
 
   /** The name of `eventTransport(source)` (known before the transports are open). */

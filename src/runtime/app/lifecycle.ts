@@ -12,8 +12,10 @@ import type { Infra } from "./infra.js";
 import type { AppOptions } from "./app.js";
 import { Code, FanError } from "../errors.js";
 import type { HookName, ServedInstance } from "../call/served.js";
+import type { InstanceInfo } from "../discovery/types.js";
 import { TaskRunner, parseInterval, tasksOf, type TaskContext, type TaskSpec } from "./tasks.js";
 import { untilAborted } from "../transports/abort.js";
+import { eventProblems, untilReachable, type Wanted } from "./dependencies.js";
 
 type State = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";
 
@@ -123,6 +125,7 @@ export class Lifecycle {
     // What waits on brokers and discovery (a transport's connection, up to its connectTimeoutMs)
     // ends at a stop: the start rejects and its teardown closes what the wait was for.
     const orStop = <T>(p: Promise<T>): Promise<T> => untilAborted(p, this.#stopping.signal);
+    this.#checkEvents();
     await orStop(this.#infra.open());
     this.#sortByDependencies();
     await orStop(this.#loadConfigs());
@@ -274,29 +277,76 @@ export class Lifecycle {
     const dir = this.#infra.discovery.directory;
     const list = [...wanted.values()];
     this.#log.info({ dependencies: list.map((w) => `${w.service} ${w.range}`) }, "waiting for hard dependencies");
-    const results = await Promise.allSettled(
-      list.map((w) => dir.waitFor(w.service, w.range, timeout, this.#stopping.signal)),
-    );
-    this.#stopping.signal.throwIfAborted();
+    const deadline = Date.now() + timeout;
+    const signal = this.#stopping.signal;
+    const host = {
+      reaches: (i: InstanceInfo): boolean => this.#infra.reach(i, undefined) !== undefined,
+      network: this.#infra.network,
+      log: this.#log,
+    };
+    // Registered, then reachable: an instance that shares no transport with this App is waited
+    // past (with a warning naming both sides) as an absent one is, until the same deadline.
+    const unreachable = new Set<Wanted>();
+    const reachable = async (w: Wanted): Promise<void> => {
+      await dir.waitFor(w.service, w.range, timeout, signal);
+      const set = await dir.watch(w.service);
+      try {
+        await untilReachable(set, w, host, deadline, signal);
+      } catch (e) {
+        if (!signal.aborted) unreachable.add(w);
+        throw e;
+      }
+    };
+    const results = await Promise.allSettled(list.map(reachable));
+    signal.throwIfAborted();
     const missing = list.flatMap((w, i) => {
       const r = results[i] as PromiseSettledResult<void>;
-      return r.status === "fulfilled"
-        ? []
-        : [`${w.service} ${w.range} (needed by ${w.by.join(", ")}): ${(r.reason as Error).message}`];
+      if (r.status === "fulfilled") return [];
+      const within = unreachable.has(w) ? `no instance this app can reach within ${timeout} ms: ` : "";
+      return [`${w.service} ${w.range} (needed by ${w.by.join(", ")}): ${within}${(r.reason as Error).message}`];
     });
     if (missing.length > 0) {
-      throw new FanError(
-        Code.UNAVAILABLE,
-        `the app cannot start: hard dependencies not discoverable: ${missing.join("; ")}`,
-        {
-          details: {
-            missing: list
-              .filter((_, i) => results[i]?.status === "rejected")
-              .map((w) => ({ service: w.service, range: w.range, neededBy: w.by })),
-          },
+      const what =
+        unreachable.size === 0
+          ? "not discoverable"
+          : unreachable.size === missing.length
+            ? "not reachable"
+            : "not discoverable or not reachable";
+      throw new FanError(Code.UNAVAILABLE, `the app cannot start: hard dependencies ${what}: ${missing.join("; ")}`, {
+        details: {
+          missing: list
+            .filter((_, i) => results[i]?.status === "rejected")
+            .map((w) => ({
+              service: w.service,
+              range: w.range,
+              neededBy: w.by,
+              ...(unreachable.has(w) ? { unreachable: true } : {}),
+            })),
         },
-      );
+      });
     }
+  }
+
+  /**
+   * Events that could never travel between processes, said before anything starts. An `on`
+   * subscription that could never receive fails the start (as it would at bind); a service
+   * whose declared events no transport of this App carries is warned about, once per service,
+   * naming its events, this App's transports and what would carry them: it may be served for
+   * its calls alone (a replica for reads, a test of calls), but each `emit` of it fails with
+   * FAILED_PRECONDITION, after the handler's own effects (docs/decisions.md).
+   */
+  #checkEvents(): void {
+    const { emits, subscribes } = eventProblems(
+      this.#served.map((s) => s.descriptor),
+      (d) => this.#infra.eventTransportName(d),
+    );
+    for (const e of emits)
+      this.#log.warn(
+        { service: e.service, events: e.events, transports: this.#infra.network },
+        `${e.service} emits ${e.events.join(", ")}, but ${e.why}. Until then every emit of them fails with FAILED_PRECONDITION, after its handler's own effects`,
+      );
+    if (subscribes.length > 0)
+      throw new FanError(Code.FAILED_PRECONDITION, `the app cannot start: ${subscribes.join("; ")}`);
   }
 
   #servedHere(service: string, range: string): boolean {

@@ -5,7 +5,7 @@
  */
 import semver from "semver";
 import type { ServiceDescriptor } from "../descriptor.js";
-import type { InstanceSet } from "../discovery/types.js";
+import type { InstanceInfo, InstanceSet } from "../discovery/types.js";
 import type { CallTelemetry } from "./calls.js";
 import { Health } from "./health.js";
 import { AppMetrics } from "./metrics.js";
@@ -46,6 +46,8 @@ export interface TelemetryHost {
   /** Services served by this App. */
   served(): readonly ServiceDescriptor[];
   watch(service: string): Promise<InstanceSet>;
+  /** Whether this App can call `info` (a transport both have); default: any registered instance counts. */
+  reaches?(info: InstanceInfo): boolean;
 }
 
 /** Telemetry of one App. */
@@ -93,7 +95,10 @@ function json(status: number, value: unknown): AdminReply {
   return { status, contentType: "application/json", body: `${JSON.stringify(value)}\n` };
 }
 
-/** Hard dependencies of the served services, not served here, with no fitting instance now. */
+/**
+ * Hard dependencies of the served services, not served here, with no fitting instance now that
+ * this App can reach: one registered on transports this App lacks is named as such.
+ */
 async function missingDependencies(host: TelemetryHost): Promise<string[]> {
   const served = host.served();
   const missing: string[] = [];
@@ -101,7 +106,10 @@ async function missingDependencies(host: TelemetryHost): Promise<string[]> {
     for (const d of s.depends) {
       if (d.soft || served.some((o) => o.name === d.service && semver.satisfies(o.version, d.range))) continue;
       const set = await host.watch(d.service);
-      if (!set.instances().some((i) => semver.satisfies(i.version, d.range))) missing.push(`${d.service} ${d.range}`);
+      const fitting = set.instances().filter((i) => semver.satisfies(i.version, d.range));
+      if (fitting.length === 0) missing.push(`${d.service} ${d.range}`);
+      else if (host.reaches !== undefined && !fitting.some((i) => host.reaches?.(i)))
+        missing.push(`${d.service} ${d.range} that this app can reach (registered ones share no transport with it)`);
     }
   }
   return [...new Set(missing)];

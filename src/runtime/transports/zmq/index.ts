@@ -149,8 +149,7 @@ export class ZmqTransport implements Transport {
     if (endpoints === undefined) {
       throw new FanError(
         Code.FAILED_PRECONDITION,
-        "zmq events need an event hub: zmqTransport({ events: { publish, subscribe } }) or { hub: {} }, " +
-          "or FAN_ZMQ_EVENTS_PUBLISH and FAN_ZMQ_EVENTS_SUBSCRIBE set to the hub's endpoints",
+        "zmq events need an event hub: zmqTransport({ events: { publish, subscribe } }) or { hub: {} }",
       );
     }
     try {
