@@ -27,7 +27,7 @@ const USAGE = `usage: fanc bench <service>.<method> ['<json arguments>'] [option
 
 Sends the same call (rpc or push) again and again and prints throughput and latency
 percentiles (p50, p90, p99, max). Every option of fanc call applies (--idl, --via, --version,
---instance, --timeout, --discovery, --cluster).
+--instance, --timeout, --auth, --header, --discovery, --cluster).
 
 options:
   --concurrency <n>    callers in parallel; with --rate, the most calls in flight (default 10)

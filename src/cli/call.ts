@@ -55,6 +55,10 @@ options:
                        narrowed by the service's traffic rule, fanc route; --version bypasses the rule)
   --instance <id>      only this instance (on redis, amqp and nats through its own queue; bypasses the traffic rule)
   --timeout <ms>       deadline (default: the method's @timeout, else 10000)
+  --auth <value>       credentials for @auth methods: the envelope header "authorization", whole
+                       (--auth 'Bearer <token>'; default: $FAN_AUTH), as a verifier reads it
+  --header <name>=<value>
+                       a custom envelope header the handler sees in ctx.headers (repeatable)
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
   --json               print one JSON object (value or error, instance, transport, ms, trace id)
@@ -232,6 +236,8 @@ export const CALL_OPTIONS = {
   version: { type: "string" },
   instance: { type: "string" },
   timeout: { type: "string" },
+  auth: { type: "string" },
+  header: { type: "string", multiple: true },
 } as const;
 
 /** What `CALL_OPTIONS` parse into. */
@@ -241,6 +247,8 @@ export interface CallFlags {
   readonly version?: string | undefined;
   readonly instance?: string | undefined;
   readonly timeout?: string | undefined;
+  readonly auth?: string | undefined;
+  readonly header?: readonly string[] | undefined;
   readonly discovery?: string | undefined;
   readonly cluster?: string | undefined;
   readonly "tls-ca"?: string | undefined;
@@ -267,6 +275,8 @@ export interface PreparedCall {
   readonly cluster: string;
   /** The `--tls-*` files, read (undefined: none given). */
   readonly tls: CliTls | undefined;
+  /** Custom envelope headers: `--header name=value`, and `authorization` from `--auth` or `$FAN_AUTH`. */
+  readonly headers: Readonly<Record<string, string>>;
 }
 
 /** Checks the flags, the target and the arguments against the IDL (`kind` undefined: rpc or push); throws UsageError (exit 2). */
@@ -314,6 +324,7 @@ export async function prepareCall(
   }
   const timeoutMs = flags.timeout === undefined ? m.timeoutMs : Number(flags.timeout);
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of ms`);
+  const headers = customHeaders(flags);
   return {
     service,
     method: m,
@@ -326,7 +337,42 @@ export async function prepareCall(
     discovery: discovery as `etcd://${string}`,
     cluster,
     tls,
+    headers,
   };
+}
+
+/** Envelope headers the runtime sets itself: `--header` cannot name them. */
+const RUNTIME_HEADERS: ReadonlySet<string> = new Set([
+  "traceparent",
+  "tracestate",
+  "deadline",
+  "ttl",
+  "replyTo",
+  "shard",
+  "shardFallback",
+  "attempt",
+]);
+
+/** `--header name=value` (repeatable) and `--auth` (else `$FAN_AUTH`) as custom envelope headers. */
+function customHeaders(flags: CallFlags): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const text of flags.header ?? []) {
+    const eq = text.indexOf("=");
+    const name = eq < 0 ? "" : text.slice(0, eq).trim();
+    if (name === "" || /[\s:]/.test(name))
+      throw new UsageError(`--header takes <name>=<value>, got ${JSON.stringify(text)}`);
+    if (RUNTIME_HEADERS.has(name) || name === "__proto__" || name === "constructor" || name === "prototype")
+      throw new UsageError(`--header ${name}: the runtime sets that header itself (use --timeout for the deadline)`);
+    out[name] = text.slice(eq + 1);
+  }
+  if (flags.auth !== undefined) {
+    if (out.authorization !== undefined)
+      throw new UsageError("give the credentials once: --auth or --header authorization=..., not both");
+    out.authorization = flags.auth;
+  } else if (out.authorization === undefined && (process.env.FAN_AUTH ?? "") !== "") {
+    out.authorization = process.env.FAN_AUTH as string;
+  }
+  return out;
 }
 
 /** An App connected to one instance of the prepared call's service over one transport. */
@@ -497,7 +543,7 @@ function tooOldMessage(p: PreparedCall, since: string, there: readonly InstanceI
 /** One envelope of the prepared call, with a fresh id, deadline and trace. */
 export function envelope(p: PreparedCall, kind: "call" | "push"): { env: Envelope; deadline: number } {
   const deadline = Date.now() + p.timeoutMs;
-  const headers: EnvelopeHeaders = { deadline, traceparent: edgeTraceparent() };
+  const headers: EnvelopeHeaders = { ...p.headers, deadline, traceparent: edgeTraceparent() };
   if (p.shard !== undefined) headers.shard = p.shard;
   if (kind === "push" && p.method.ttlMs !== undefined) headers.ttl = Date.now() + p.method.ttlMs;
   const env: Envelope = {
@@ -627,6 +673,7 @@ async function parkPush(p: PreparedCall, via: TransportName, io: Io): Promise<Ou
     started = performance.now();
     await client.push(p.method.name, codec(p.method.input).decode(p.payload, ""), {
       timeout: p.timeoutMs,
+      headers: p.headers,
       onTrace: (t) => {
         traceId = t.traceId;
       },

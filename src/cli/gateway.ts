@@ -26,7 +26,11 @@ Serves every service of the IDL over HTTP, whatever transport it runs on (see do
   GET  /_fan/states/<service>/<state>       Server-Sent Events: the state's value, then every change
                                             (a @shard state: one shard, ?shard=<n> or ?key=<key>; all: ?shard=all)
   GET  /_fan/idl                            the compiled IDL as JSON;  GET /health
-Request headers: fan-timeout (ms) or fan-deadline (epoch ms), traceparent, fan-h-<name>.
+Request headers: Authorization (the credentials @auth methods check), fan-timeout (ms) or
+fan-deadline (epoch ms), traceparent, fan-h-<name>. The IDL is read once, at start: restart
+the gateway to serve what a new IDL adds.
+A failure from inside the deployment reaches the client as its code and "... (trace <id>)";
+the gateway's log has it in full under that trace id.
 
 options:
   --idl <dir>            the IDL folder (default: idl/; or give it as the first argument)
@@ -37,6 +41,7 @@ options:
   --discovery <spec>     etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>       cluster name (default: $FAN_CLUSTER or "dev")
   --log-level <level>    pino level of the gateway's log on stderr (default: info)
+  --reveal-errors        pass every error to the client as it is, endpoints and all (development only)
 ${TLS_USAGE.replaceAll(/^( {2}--\S+(?: <file>)?)( +)/gm, "$1  $2")}
   -h, --help             show this help
 
@@ -58,6 +63,7 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
         cors: { type: "string" },
         transports: { type: "string" },
         "log-level": { type: "string" },
+        "reveal-errors": { type: "boolean" },
       },
       allowPositionals: true,
     });
@@ -93,8 +99,18 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
       a.client({ descriptor: d, createClient: (c: ClientCaller) => c }),
     );
     for (const text of catalog.shadowed) log.warn(text);
-    server = new GatewayServer({ app, catalog, cors: new Cors(values.cors), log });
+    server = new GatewayServer({
+      app,
+      catalog,
+      cors: new Cors(values.cors),
+      log,
+      revealErrors: values["reveal-errors"] === true,
+    });
     const url = await server.listen(port, values.host ?? "127.0.0.1");
+    if (values["reveal-errors"] === true)
+      io.err(
+        "fanc gateway: warning: --reveal-errors: clients read every error in full, endpoints and all (development only)",
+      );
     io.err(
       `fanc gateway: listening on ${url} · ${descriptors.length} service(s) · over ${[...names].join(", ")} · cluster "${cliCluster(values.cluster)}"`,
     );

@@ -125,6 +125,7 @@ export class ModelSchemas {
             ...(m.shard !== undefined ? { shard: m.shard } : {}),
             ...(m.shardFallback === true ? { shardFallback: true } : {}),
             ...(m.since !== undefined ? { since: m.since } : {}),
+            ...(m.auth !== undefined ? { auth: m.auth } : {}),
             throws: m.throws,
           },
         ]),

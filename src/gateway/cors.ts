@@ -6,8 +6,11 @@
  */
 import type { IncomingMessage } from "node:http";
 
-/** Headers a browser may send (the runtime's own, plus any `fan-h-*` custom header it asks for). */
-const ALLOW_HEADERS = "content-type, traceparent, tracestate, fan-timeout, fan-deadline, fan-headers";
+/**
+ * Headers a browser may send (the runtime's own and `authorization`, the credentials `@auth`
+ * verifiers read, plus any `fan-h-*` custom header it asks for).
+ */
+const ALLOW_HEADERS = "content-type, authorization, traceparent, tracestate, fan-timeout, fan-deadline, fan-headers";
 /** Reply headers a page may read. */
 const EXPOSE_HEADERS = "traceparent, fan-kind, fan-id, fan-version";
 const ALLOW_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";

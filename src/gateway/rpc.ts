@@ -4,15 +4,18 @@
  * with the service's client from the gateway's App, under the request's deadline (`fan-timeout`
  * ms or `fan-deadline` epoch ms, never later than the method's @timeout) and inside its trace
  * (`traceparent`: the gateway's hop is a child span; a new trace when none came). The reply is
- * encoded back to wire JSON; an error keeps its code, IDL name and fields.
+ * encoded back to wire JSON; an error keeps its code, and an IDL error its name and fields;
+ * what else the client reads of it `Exposure` decides (exposure.ts).
  */
 import type { ServerResponse } from "node:http";
 import { runInContext, type Inherited } from "../runtime/call/callctx.js";
 import { codec, type Codec } from "../runtime/codec/index.js";
 import type { CallOptions, MethodDescriptor } from "../runtime/descriptor.js";
+import { Code, FanError } from "../runtime/errors.js";
 import { formatTraceparent, newSpanId, newTraceId, nextEnvelopeId, parseTraceparent } from "../runtime/ids.js";
 import type { EnvelopeHeaders } from "../runtime/transports/transport.js";
 import type { GatewayService } from "./catalog.js";
+import type { Exposure } from "./exposure.js";
 import { MAX_REPLY_BYTES, wireErrorOf, writeError, writeReply } from "./wire.js";
 
 /** The runtime's own envelope headers: not passed on as custom headers. */
@@ -103,7 +106,8 @@ function answer(res: ServerResponse, wire: unknown, traceparent: string): void {
 
 /**
  * Sends one call or push and writes its outcome on `res`. `body` is the parsed JSON arguments;
- * `headers` the envelope headers read from the request; `signal` fires when the client leaves.
+ * `headers` the envelope headers read from the request; `signal` fires when the client leaves;
+ * `exposure` words a failure for the client.
  */
 export function relay(
   res: ServerResponse,
@@ -112,6 +116,7 @@ export function relay(
   body: unknown,
   headers: EnvelopeHeaders,
   signal: AbortSignal,
+  exposure: Exposure,
 ): Promise<void> {
   const c = codecsOf(m);
   const deadline = headers.deadline as number | undefined;
@@ -149,11 +154,29 @@ export function relay(
       try {
         wire = c.output === undefined || value === undefined ? undefined : c.output.encode(value, "reply");
       } catch (e) {
-        writeError(res, wireErrorOf(e, svc.descriptor), { traceparent: trace.traceparent });
+        // The service's reply, not the request, is at fault: INTERNAL, whatever code the codec threw.
+        const why = `the reply of ${svc.descriptor.name}.${m.name} does not match the IDL: ${(e as Error).message}`;
+        failed(res, new FanError(Code.INTERNAL, why, { cause: e }), svc, m, trace, exposure);
         return;
       }
       answer(res, wire, trace.traceparent);
     },
-    (e: unknown) => writeError(res, wireErrorOf(e, svc.descriptor), { traceparent: trace.traceparent }),
+    (e: unknown) => failed(res, e, svc, m, trace, exposure),
   );
+}
+
+/** Writes the error a call failed with, as `exposure` lets the client read it. */
+function failed(
+  res: ServerResponse,
+  e: unknown,
+  svc: GatewayService,
+  m: MethodDescriptor,
+  trace: Hop,
+  exposure: Exposure,
+): void {
+  const wire = exposure.outside(wireErrorOf(e, svc.descriptor), e, trace.traceId, {
+    service: svc.descriptor.name,
+    method: m.name,
+  });
+  writeError(res, wire, { traceparent: trace.traceparent });
 }

@@ -12,7 +12,8 @@
  *
  * Every answer to a request is an answer: malformed JSON, an invalid argument, an unknown path
  * a body over the limit and a wrong verb are coded JSON errors (400, 404, 413, 405) and the
- * gateway keeps serving.
+ * gateway keeps serving. What a client reads of a failure from inside the deployment
+ * `Exposure` decides (exposure.ts).
  */
 import { setMaxListeners } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -20,6 +21,7 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "pino";
 import type { App } from "../runtime/app/app.js";
 import { parseJson } from "../runtime/codec/wire.js";
+import { newTraceId } from "../runtime/ids.js";
 import { shardOfKey } from "../runtime/shard-key.js";
 import type { MethodDescriptor, ServiceDescriptor, StateDescriptor } from "../runtime/descriptor.js";
 import { Code, FanError } from "../runtime/errors.js";
@@ -29,6 +31,7 @@ import { bindParams, isBodyless, lookupRoute, safeDecode, splitPath } from "../r
 import type { EnvelopeHeaders } from "../runtime/transports/transport.js";
 import type { Catalog, GatewayService } from "./catalog.js";
 import type { Cors } from "./cors.js";
+import { Exposure, isGatewayRefusal } from "./exposure.js";
 import { relay } from "./rpc.js";
 import { EventHub, openSse, SSE_HEADERS, StateHub } from "./sse.js";
 import { refuse, wireErrorOf, writeError } from "./wire.js";
@@ -44,6 +47,8 @@ export interface GatewayOptions {
   readonly cors: Cors;
   readonly log: Logger;
   readonly maxBodyBytes?: number;
+  /** `--reveal-errors`: every error reaches the client as it is (development); default false. */
+  readonly revealErrors?: boolean;
 }
 
 export class GatewayServer {
@@ -51,6 +56,7 @@ export class GatewayServer {
   readonly #hub: EventHub;
   readonly #states: StateHub;
   readonly #maxBody: number;
+  readonly #exposure: Exposure;
   #server: Server | undefined;
   readonly #streams = new Set<ServerResponse>();
 
@@ -59,6 +65,7 @@ export class GatewayServer {
     this.#hub = new EventHub(opts.app, opts.log);
     this.#states = new StateHub(opts.app);
     this.#maxBody = opts.maxBodyBytes ?? MAX_BODY_BYTES;
+    this.#exposure = new Exposure(opts.log, opts.revealErrors === true);
   }
 
   /** Listens; resolves with the base URL (`http://127.0.0.1:8080`). */
@@ -104,8 +111,10 @@ export class GatewayServer {
       return;
     }
     this.#route(req, res).catch((e: unknown) => {
-      this.#o.log.error({ err: e, url: req.url }, "gateway request failed");
-      if (!res.headersSent) writeError(res, wireErrorOf(e, undefined));
+      const traceId = newTraceId();
+      this.#o.log.error({ err: e, url: req.url, traceId }, "gateway request failed");
+      if (!res.headersSent)
+        writeError(res, this.#exposure.outside(wireErrorOf(e, undefined), e, traceId, { path: req.url ?? "/" }));
       else res.destroy();
     });
   }
@@ -209,11 +218,18 @@ export class GatewayServer {
             ? this.#states.attachAll(d, target as StateDescriptor, fn)
             : await this.#states.attach(d, target as StateDescriptor, shard, fn);
     } catch (e) {
-      // No transport to subscribe on (the owners publish on one the gateway did not open): the
-      // browser gets 503 naming it rather than a stream that stays silent.
-      if (!(e instanceof FanError) || e.code !== Code.UNAVAILABLE) throw e;
-      this.#o.log.warn({ stream: `/_fan/${kind}/${service}/${member}`, err: e.message }, "refused an event stream");
-      return refuse(res, Code.UNAVAILABLE, e.message, 503);
+      // No transport to subscribe on (the owners publish on one the gateway did not open, zmq
+      // without an event hub): the browser gets 503 naming it rather than a stream that stays
+      // silent. Another UNAVAILABLE (no owner of a state, a broker down) is 503 as `Exposure`
+      // words it; anything else goes to #onRequest's answer to a failure.
+      const stream = `/_fan/${kind}/${service}/${member}`;
+      if (isGatewayRefusal(e)) {
+        this.#o.log.warn({ stream, err: (e as Error).message }, "refused an event stream");
+        return refuse(res, Code.UNAVAILABLE, (e as Error).message, 503);
+      }
+      if (!FanError.is(e) || e.code !== Code.UNAVAILABLE) throw e;
+      const outside = this.#exposure.outside(wireErrorOf(e, d), e, newTraceId(), { service: d.name, path: stream });
+      return writeError(res, outside);
     }
     if (req.destroyed) return stop();
     const name = `/_fan/${kind}/${service}/${member}${shard === undefined ? "" : `?shard=${shard}`}`;
@@ -276,7 +292,7 @@ export class GatewayServer {
       writeError(res, wireErrorOf(FanError.from(e, Code.INVALID_ARGUMENT), undefined));
       return Promise.resolve();
     }
-    return relay(res, svc, m, body, headers, leaving(req));
+    return relay(res, svc, m, body, headers, leaving(req), this.#exposure);
   }
 }
 

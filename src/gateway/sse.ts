@@ -29,6 +29,7 @@ import type {
 } from "../runtime/descriptor.js";
 import { Code, FanError } from "../runtime/errors.js";
 import { nextEnvelopeId } from "../runtime/ids.js";
+import { gatewayRefusal } from "./exposure.js";
 import type { Unsubscribe } from "../runtime/transports/transport.js";
 
 /** A comment line this often keeps proxies from closing an idle stream. */
@@ -110,7 +111,7 @@ async function chooseVia(app: App, svc: ServiceDescriptor, previous?: TransportN
   // Only a transport an instance records (or advertises) is theirs; without one, it is a guess.
   if (theirs !== undefined && instances.some((i) => i.events === theirs || i.endpoints[theirs] !== undefined)) {
     if (usable.includes(theirs)) return { via: theirs, known: true };
-    throw new FanError(
+    throw gatewayRefusal(
       Code.UNAVAILABLE,
       `${svc.name} publishes on ${theirs}, which the gateway did not open; add it to --transports (open: ${[...open].join(", ")})`,
     );
@@ -118,7 +119,7 @@ async function chooseVia(app: App, svc: ServiceDescriptor, previous?: TransportN
   if (previous !== undefined && usable.includes(previous)) return { via: previous, known: false };
   const via = usable[0];
   if (via === undefined)
-    throw new FanError(
+    throw gatewayRefusal(
       Code.UNAVAILABLE,
       `${svc.name} allows no event transport the gateway has open (it allows ${svc.transports.join(", ")}; open: ${[...open].join(", ")})`,
     );
@@ -256,6 +257,19 @@ export class EventHub {
   }
 
   #subscribe(t: Topic, svc: ServiceDescriptor, event: EventDescriptor, via: TransportName): Promise<Unsubscribe> {
+    const sub = this.#subscribeOn(t, svc, event, via);
+    if (via !== "zmq") return sub;
+    // zmq carries events through an event hub only: say how `fanc gateway` is given one.
+    return sub.catch((e: unknown) => {
+      if (!FanError.is(e) || e.code !== Code.FAILED_PRECONDITION) throw e;
+      throw gatewayRefusal(
+        Code.UNAVAILABLE,
+        `the events of ${svc.name} come over zmq here, which needs an event hub: start the gateway with FAN_ZMQ_EVENTS_PUBLISH and FAN_ZMQ_EVENTS_SUBSCRIBE set to the hub's endpoints, as its services have them (or FAN_ZMQ_HUB=<publish>,<subscribe>; in code, zmqTransport({ events: { publish, subscribe } }))`,
+      );
+    });
+  }
+
+  #subscribeOn(t: Topic, svc: ServiceDescriptor, event: EventDescriptor, via: TransportName): Promise<Unsubscribe> {
     const c = codec<Record<string, unknown>>(event.payload);
     return eventTransport(this.app, via).subscribe(
       {

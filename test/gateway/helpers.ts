@@ -31,6 +31,26 @@ export async function startService(
   return child;
 }
 
+/** The IDL of Vault and Absent (`@auth` methods, failures of every kind). */
+export const VAULT_IDL = "test/gateway/fixtures/vault-idl";
+
+/** Starts Vault (fixtures/vault-service.ts) in `cluster`; resolves once it is registered. */
+export async function startVault(cluster: string, transports = "http"): Promise<CapturedChild> {
+  const vault = spawnCaptured(
+    join(repo, "node_modules/.bin/tsx"),
+    [join(repo, "test/gateway/fixtures/vault-service.ts")],
+    {
+      FAN_GW_CLUSTER: cluster,
+      FAN_GW_TRANSPORTS: transports,
+      FAN_ETCD: SHARED_ETCD,
+    },
+  );
+  await until("Vault is ready", () => /"event":"(ready|start failed)"/.test(vault.stdout()), 120_000);
+  if (!vault.stdout().includes('"event":"ready"'))
+    throw new Error(`Vault did not start: ${vault.stdout()}${vault.stderr()}`);
+  return vault;
+}
+
 /** Stops a child with SIGTERM and waits for it. */
 export async function stopChild(c: CapturedChild | undefined): Promise<void> {
   if (c === undefined || c.child.exitCode !== null) return;

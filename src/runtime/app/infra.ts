@@ -223,9 +223,13 @@ export class Infra {
     return this.transport(this.eventTransportName(source));
   }
 
-  /** The network transports that carry events (zmq only with an event hub), in configuration order. */
+  /**
+   * The transports that carry events: the network ones (zmq only with an event hub), in
+   * configuration order, and local last when discovery does not span processes (its Apps then
+   * share the local hub, and one that has none of them publishes there).
+   */
   eventCarriers(): readonly TransportName[] {
-    return this.#carriers;
+    return this.spansProcesses ? this.#carriers : [...this.#carriers, "local"];
   }
 
   /** The name of `eventTransport(source)` (known before the transports are open). */

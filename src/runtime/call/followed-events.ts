@@ -1,14 +1,17 @@
 /**
  * A served instance's `on X.event` subscription (and a client's `events.x.subscribe`, and a
  * state watch's subscription to its owner's updates, `states/app-states.ts`), on every
- * transport X's publishers emit on.
- * It subscribes at once on the App's own event transport for X (`app/infra.ts`
- * `eventTransportName`: what this App would publish X's events on), then reads from discovery
- * where X's registered instances publish (`InstanceInfo.events`, else the first event transport
- * in their endpoints) and follows them onto each such transport this App carries events on:
- * at start, and whenever an instance of X appears or changes. A publisher on a transport this
- * App does not carry events on is a warning naming the subscriber, the event and both sides'
- * transports, since nothing it publishes can reach this instance. docs/decisions.md says why.
+ * transport X's publishers may emit on.
+ * Before the instance registers it subscribes on every transport this App carries events on
+ * that X allows (`FollowHost.eventCarriers`; local among them when discovery is in one
+ * process), its own event transport for X first: a publisher that registers later and emits at
+ * once (in its `postStart`) finds the subscription there, whichever of them it publishes on.
+ * It then reads from discovery where X's registered instances publish (`InstanceInfo.events`;
+ * for a record without it, local in one process, else the first broker in its endpoints) and
+ * subscribes on any such transport this App carries events on that it has not yet (a publisher
+ * whose IDL allows one this App's does not); a publisher on a transport this App does not carry
+ * events on is a warning naming the subscriber, the event and both sides' transports, since
+ * nothing it publishes can reach this instance. docs/decisions.md says why.
  */
 import type { Logger } from "pino";
 import type { ServiceDescriptor, TransportName } from "../descriptor.js";
@@ -18,6 +21,9 @@ import type { Envelope, EventSubscription, Transport, Unsubscribe } from "../tra
 
 /** Transports that can carry events between processes (zmq only with an event hub). */
 const CARRIES_EVENTS: ReadonlySet<string> = new Set(["amqp", "redis", "nats", "zmq"]);
+
+/** Transports that carry events whenever an App has them: a record's endpoints on one of them say where it publishes. */
+const BROKERS: ReadonlySet<string> = new Set(["amqp", "redis", "nats"]);
 
 /** How many instance ids a warning names before "and N more". */
 const NAMED = 5;
@@ -45,7 +51,10 @@ export interface FollowHost {
   readonly stopping: AbortSignal;
   /** The App's event transport for `source`; throws when none carries events across processes. */
   eventTransport(source: ServiceDescriptor): Transport;
-  /** The App's transports that carry events, in its order (zmq only with an event hub). */
+  /**
+   * The App's transports that carry events, in its order (zmq only with an event hub), and
+   * local last when discovery does not span processes (its Apps share the local hub).
+   */
   eventCarriers(): readonly TransportName[];
   /** The App's transport `name`; throws when it has none. */
   transport(name: TransportName): Transport;
@@ -53,21 +62,26 @@ export interface FollowHost {
 }
 
 /**
- * The transport `info`'s App publishes `service`'s events on: its recorded `events`, or for a
- * record without it (an older version) the first event transport in its endpoints that the
- * service allows; undefined when neither says (it publishes only in-process).
+ * The transport `info`'s App publishes `service`'s events on: its recorded `events`. A record
+ * without it is, when discovery is in one process (`inProcess`), of an App that carries them on
+ * local (it records only network transports); else of an older version, and the first broker in
+ * its endpoints that the service allows is where it publishes (not zmq: whether its zmq has an
+ * event hub is not recorded); undefined when none says (it cannot publish across processes).
  */
-export function publishedOn(service: ServiceDescriptor, info: InstanceInfo): TransportName | undefined {
+export function publishedOn(
+  service: ServiceDescriptor,
+  info: InstanceInfo,
+  inProcess = false,
+): TransportName | undefined {
   if (info.events !== undefined) return CARRIES_EVENTS.has(info.events) ? info.events : undefined;
-  return (Object.keys(info.endpoints) as TransportName[]).find(
-    (t) => CARRIES_EVENTS.has(t) && service.transports.includes(t),
-  );
+  if (inProcess) return "local";
+  return (Object.keys(info.endpoints) as TransportName[]).find((t) => BROKERS.has(t) && service.transports.includes(t));
 }
 
 /**
- * Subscribes `sub` on the App's event transport for its source and on every other one its
- * publishers are registered on; resolves once those known now are subscribed (a failure then
- * fails the start, as the first transport's does). Later failures are logged as errors and
+ * Subscribes `sub` on every transport of the App that carries its source's events, its own
+ * event transport first, and on any other one its publishers are registered on; resolves once
+ * those are subscribed (a failure then fails the start). Later failures are logged as errors and
  * tried again at the next change in discovery. `subscriber` is who subscribes, as warnings name
  * it: the subscribing service, a client subscription, a state watch.
  */
@@ -127,8 +141,13 @@ class Followed implements Unsubscribe {
   }
 
   async start(): Promise<void> {
-    await this.#add(this.#host.eventTransport(this.#sub.source).name);
-    const set = await untilAborted(this.#host.directory().watch(this.#sub.source.name), this.#host.stopping);
+    const { source } = this.#sub;
+    // Throws when no transport of the App carries them across processes (the start fails).
+    const own = this.#host.eventTransport(source).name;
+    await this.#add(own);
+    for (const t of this.#host.eventCarriers())
+      if (t !== own && (t === "local" || source.transports.includes(t))) await this.#add(t);
+    const set = await untilAborted(this.#host.directory().watch(source.name), this.#host.stopping);
     const follows = this.#opts.follows;
     const instances = (): readonly InstanceInfo[] =>
       follows === undefined ? set.instances() : set.instances().filter(follows);
@@ -158,7 +177,7 @@ class Followed implements Unsubscribe {
     const { noun, it } = this.#what;
     const carriers = this.#host.eventCarriers();
     const unreachable = new Set<TransportName>();
-    for (const [t, ids] of publishers(source, instances)) {
+    for (const [t, ids] of publishers(source, instances, carriers.includes("local"))) {
       if (this.#subs.has(t)) continue;
       if (!carriers.includes(t)) {
         unreachable.add(t);
@@ -225,10 +244,14 @@ class Followed implements Unsubscribe {
 }
 
 /** The transports `service`'s registered instances publish on, each with its instances (`id@version`). */
-function publishers(service: ServiceDescriptor, instances: readonly InstanceInfo[]): Map<TransportName, string[]> {
+function publishers(
+  service: ServiceDescriptor,
+  instances: readonly InstanceInfo[],
+  inProcess: boolean,
+): Map<TransportName, string[]> {
   const by = new Map<TransportName, string[]>();
   for (const i of instances) {
-    const t = publishedOn(service, i);
+    const t = publishedOn(service, i, inProcess);
     if (t !== undefined) by.set(t, [...(by.get(t) ?? []), `${i.instanceId}@${i.version}`]);
   }
   return by;

@@ -70,7 +70,7 @@ export interface ServeHost {
   eventTransport(source: ServiceDescriptor): Transport;
   /** The name of `eventTransport(source)`; throws when no transport of the App carries them across processes. */
   eventTransportName(source: ServiceDescriptor): TransportName;
-  /** The App's transports that carry events: a subscription follows its publishers onto them (followed-events.ts). */
+  /** The App's transports that carry events (local too in one process): a subscription is made on each its source allows (followed-events.ts). */
   eventCarriers(): readonly TransportName[];
   directory(): Directory;
   registry(): Registry;
@@ -310,7 +310,7 @@ export class ServedInstance {
         instanceId: this.instanceId,
         broadcast: event.broadcast,
       };
-      // Also on the transports its publishers are registered on, when this App has them.
+      // On every transport of this App that carries the source's events, before registering.
       this.#subs.push(
         await orStop(
           followedSubscription(this.#host, sub, (env, via) => this.#dispatcher.event(env, via), this.log),

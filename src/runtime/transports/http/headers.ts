@@ -9,7 +9,10 @@
  * - anything else (mixed-case names, numbers, non-ASCII text) travels in one `fan-headers`
  *   JSON object, so every header arrives intact, name, type and value.
  *
- * `fan-timeout` (relative ms) is accepted from callers that cannot compute an absolute deadline.
+ * `fan-timeout` (relative ms) is accepted from callers that cannot compute an absolute deadline,
+ * and the standard `Authorization` header as the envelope's `authorization` (what `@auth`
+ * verifiers read, `call.headers.authorization`) from callers that send credentials the way
+ * every HTTP client does; a `fan-h-authorization` (or one in `fan-headers`) wins over it.
  */
 import type { IncomingHttpHeaders } from "node:http";
 import { FanError } from "../../errors.js";
@@ -95,6 +98,10 @@ export function fromHttpHeaders(
     } else if (key === JSON_HEADER) {
       Object.assign(out, parseJsonHeader(raw));
     }
+  }
+  if (out.authorization === undefined) {
+    const standard = first(http.authorization);
+    if (standard !== undefined) out.authorization = standard;
   }
   const timeout = first(http["fan-timeout"]);
   if (timeout !== undefined) {

@@ -149,7 +149,8 @@ export class ZmqTransport implements Transport {
     if (endpoints === undefined) {
       throw new FanError(
         Code.FAILED_PRECONDITION,
-        "zmq events need an event hub: zmqTransport({ events: { publish, subscribe } }) or { hub: {} }",
+        "zmq events need an event hub: zmqTransport({ events: { publish, subscribe } }) or { hub: {} }, " +
+          "or FAN_ZMQ_EVENTS_PUBLISH and FAN_ZMQ_EVENTS_SUBSCRIBE set to the hub's endpoints",
       );
     }
     try {
