@@ -14,7 +14,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/index.js";
 import { assignShards, shardOfKey } from "../../src/runtime/call/shards.js";
-import { type HoldLimits, holdWindow, Ownership } from "../../src/runtime/call/ownership.js";
+import { HOLD_LIMITS, type HoldLimits, holdWindow, Ownership } from "../../src/runtime/call/ownership.js";
 import type { Directory, InstanceInfo } from "../../src/runtime/discovery/types.js";
 import type { LifecycleContext } from "../../src/runtime/call/context.js";
 import type { Logger } from "pino";
@@ -287,7 +287,7 @@ function stuck(limits?: HoldLimits) {
 
 describe("an onShards that does not resolve (one instance's Ownership)", () => {
   it("is logged as a warning naming the service, the instance and the held shards, and again while it runs", async () => {
-    const { own, warnings, guard } = stuck({ slowHookMs: 100, slowHookRepeatMs: 100, maxHeld: 100 });
+    const { own, warnings, guard } = stuck({ ...HOLD_LIMITS, slowHookMs: 100, slowHookRepeatMs: 100, maxHeld: 100 });
     try {
       await until("the ownership view", () => own.owned().length === 16);
       expect(guard("store-1")).toBeInstanceOf(Promise);
@@ -300,8 +300,8 @@ describe("an onShards that does not resolve (one instance's Ownership)", () => {
     }
   });
 
-  it("held work takes at most three quarters of the transport window it came on: past it, UNAVAILABLE naming the shard and the window", async () => {
-    const { own } = stuck();
+  it("held work takes at most three quarters of the transport window it came on once its hook ran windowAfterMs: past it, UNAVAILABLE naming the shard and the window", async () => {
+    const { own } = stuck({ ...HOLD_LIMITS, windowAfterMs: 0 });
     const paths = Store.descriptor.methods.store?.shard as readonly (readonly string[])[];
     const window = holdWindow("redis", 4, "maxInFlight");
     const guard = (signal?: AbortSignal) => own.guard(paths, { storeId: "store-1" }, Date.now() + 5000, signal, window);
@@ -328,8 +328,24 @@ describe("an onShards that does not resolve (one instance's Ownership)", () => {
     expect(window.held).toBe(0);
   });
 
+  it("while its hook is young (under windowAfterMs), held work may fill the window: a burst over a brief hook waits rather than fails", async () => {
+    const { own } = stuck({ ...HOLD_LIMITS, windowAfterMs: 60_000 });
+    const paths = Store.descriptor.methods.store?.shard as readonly (readonly string[])[];
+    const window = holdWindow("redis", 4, "maxInFlight");
+    const guard = () => own.guard(paths, { storeId: "store-1" }, Date.now() + 5000, undefined, window);
+    try {
+      await until("the ownership view", () => own.owned().length === 16);
+      const holds = [guard(), guard(), guard(), guard(), guard()];
+      expect(holds.every((h) => h instanceof Promise)).toBe(true);
+      expect(window.held).toBe(5);
+    } finally {
+      own.stop();
+    }
+    expect(window.held).toBe(0);
+  });
+
   it("holds a bounded number of calls: past it, UNAVAILABLE naming the shard", async () => {
-    const { own, guard } = stuck({ slowHookMs: 60_000, slowHookRepeatMs: 60_000, maxHeld: 2 });
+    const { own, guard } = stuck({ ...HOLD_LIMITS, slowHookMs: 60_000, slowHookRepeatMs: 60_000, maxHeld: 2 });
     try {
       await until("the ownership view", () => own.owned().length === 16);
       expect(guard("store-1")).toBeInstanceOf(Promise);

@@ -1,12 +1,13 @@
 /**
  * Calls held while an `onShards` runs keep their slot of the transport's window (redis
- * `maxInFlight`, amqp `rpcPrefetch`): held work may take three quarters of it at most, and a call
- * that would be held past that is refused (UNAVAILABLE naming the shard and its running hook), so
+ * `maxInFlight`, amqp `rpcPrefetch`): once the hook has run `windowAfterMs` (3 s), held work may
+ * take three quarters of it at most, and a call that would be held past that is refused (UNAVAILABLE naming the shard and its running hook), so
  * unsharded calls and calls for shards the instance already had are still answered, as
  * docs/sharding.md says, even while a hook never resolves. One process, a window of 4.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/index.js";
+import { HOLD_LIMITS } from "../../src/runtime/call/ownership.js";
 import { assignShards, shardOfKey } from "../../src/runtime/call/shards.js";
 import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
@@ -74,8 +75,11 @@ describe.each(["redis", "amqp"] as const)("held calls take part of the transport
       await until("the client to see A alone", () => set.instances().length === 1);
       await until("A's onShards gaining B's shards", () => impl.changes.at(-1)?.owned.length === 16);
       const client = caller.client(Store, { transport: via });
-      // Four calls for a shard A is gaining: three are held, the fourth would fill the window.
-      const held = Array.from({ length: 4 }, () => outcome(client.store({ storeId: bKey }, { timeout: 5000 })));
+      // Four calls for a shard A is gaining, the fourth once the hook has run past windowAfterMs
+      // (3 s; until then a burst may fill the window): three are held, the fourth is refused.
+      const held = Array.from({ length: 3 }, () => outcome(client.store({ storeId: bKey }, { timeout: 8000 })));
+      await new Promise((r) => setTimeout(r, HOLD_LIMITS.windowAfterMs + 300));
+      held.push(outcome(client.store({ storeId: bKey }, { timeout: 3000 })));
       await new Promise((r) => setTimeout(r, 300));
       const t0 = Date.now();
       // Not held by the gate: a shard A owned all along, and an unsharded method.

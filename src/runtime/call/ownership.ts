@@ -52,10 +52,21 @@ export interface HoldLimits {
   readonly slowHookRepeatMs: number;
   /** Calls and pushes held at once; more answer UNAVAILABLE naming the shard. */
   readonly maxHeld: number;
+  /**
+   * How long calls may have been held (since the first of the ones now held) before a transport
+   * window's share bounds them (`HoldWindow`): a brief hook under a burst keeps holding them all,
+   * a slow one stops filling the window.
+   */
+  readonly windowAfterMs: number;
 }
 
 /** 10,000 held calls are a few MB; over http nothing else bounds them (load shedding is opt-in). */
-export const HOLD_LIMITS: HoldLimits = { slowHookMs: 10_000, slowHookRepeatMs: 60_000, maxHeld: 10_000 };
+export const HOLD_LIMITS: HoldLimits = {
+  slowHookMs: 10_000,
+  slowHookRepeatMs: 60_000,
+  maxHeld: 10_000,
+  windowAfterMs: 3000,
+};
 
 /**
  * The share of one transport window (its calls' or its push queue's: transport.ts `window`)
@@ -98,6 +109,12 @@ export class Ownership implements ShardOwnership {
   #seq = 0;
   /** Calls held for a shard (or the first view): woken on every change of what this one owns. */
   readonly #waiters = new Set<() => void>();
+  /**
+   * Since when calls have waited (`limits.windowAfterMs`): the start of the `onShards` running now,
+   * else of the first call now held (the first view not computed yet).
+   */
+  #heldSince = 0;
+  #hookSince: number | undefined;
   /**
    * From `freeze` or `stop` to the next `start`: discovery is followed only for shards this
    * instance loses (`#follow`); calls for shards not ready are refused, not held (and, once
@@ -245,7 +262,13 @@ export class Ownership implements ShardOwnership {
     window: HoldWindow | undefined,
   ): Guarded {
     if (this.#waiters.size >= this.limits.maxHeld) return this.#full(shard);
-    if (window !== undefined && window.held >= window.max) return this.#windowFull(shard, window);
+    if (this.#waiters.size === 0) this.#heldSince = Date.now();
+    else if (
+      window !== undefined &&
+      window.held >= window.max &&
+      Date.now() - (this.#hookSince ?? this.#heldSince) >= this.limits.windowAfterMs
+    )
+      return this.#windowFull(shard, window);
     if (window !== undefined) window.held++;
     return new Promise((resolve) => {
       let off: (() => void) | undefined;
@@ -389,6 +412,7 @@ export class Ownership implements ShardOwnership {
     let ok = true;
     if (typeof fn === "function") {
       const watch = this.#watchSlow(change);
+      this.#hookSince = Date.now();
       try {
         await fn.call(this.#handler, change, this.#context());
       } catch (e) {
@@ -399,6 +423,7 @@ export class Ownership implements ShardOwnership {
         );
       } finally {
         clearTimeout(watch.timer);
+        this.#hookSince = undefined;
       }
     }
     if (listeners) await this.#tell(change);
