@@ -5,18 +5,21 @@
  * client subscription, exactly as a service's would, on an event transport (`--via` redis,
  * amqp, nats or zmq; default the one the service's registered instances publish on, else the first
  * of those the service allows). `subscribe` prints each event
- * as one JSON line on stdout until SIGINT or SIGTERM.
+ * as one JSON line on stdout until SIGINT or SIGTERM; without `--via` it follows the service's
+ * instances onto every transport they publish on, as an App's subscription does
+ * (runtime/call/followed-events.ts), and warns about one fanc cannot reach.
  */
 import { parseArgs } from "node:util";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { createApp, type App } from "../runtime/app/app.js";
 import { edgeTraceparent } from "../runtime/call/callctx.js";
+import { type FollowHost, followedSubscription } from "../runtime/call/followed-events.js";
 import { codec } from "../runtime/codec/index.js";
 import type { EventDescriptor, ServiceDescriptor, TransportName } from "../runtime/descriptor.js";
 import type { InstanceInfo } from "../runtime/discovery/types.js";
 import { nextEnvelopeId } from "../runtime/ids.js";
 import { traceIdOf } from "../runtime/telemetry/tracing.js";
-import type { Transport } from "../runtime/transports/transport.js";
+import type { Envelope, Transport } from "../runtime/transports/transport.js";
 import { transportsConfig } from "./health.js";
 import { type Io, processIo } from "./io.js";
 import { REGISTRY_OPTIONS, UsageError, cliCluster, cliDiscovery, report } from "./ls.js";
@@ -41,7 +44,9 @@ options:
   --idl <dir>          the IDL folder (default: idl/)
   --via <transport>    redis, amqp, nats or zmq (default: the one the service's registered instances
                        publish on, else the first of those the service allows); it must be the
-                       transport the publishing service's App uses for events
+                       transport the publishing service's App uses for events. subscribe without
+                       it also follows the instances onto any other transport they publish on,
+                       including ones registered later (zmq only with $FAN_ZMQ_HUB)
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
   --json               publish: print one JSON object; subscribe: {"event","at","value"} per line
@@ -180,6 +185,58 @@ export function viaMismatch(
     : `the instances of ${service.name} publish its ${m.what} on ${groups}, not on ${via}: ${m.all}; --via ${theirs.join(" or --via ")} ${m.fix}`;
 }
 
+/**
+ * The event transports fanc opens to follow a service's publishers when `--via` is not given
+ * (`fanc subscribe`, `fanc watch`), `first` first: every broker, each connected to only when
+ * subscribed on (where publishers are), and zmq when $FAN_ZMQ_HUB names its event hub.
+ */
+export function followedTransports(first: TransportName): TransportName[] {
+  return [...new Set([first, ...reachable()])];
+}
+
+/** The event transports fanc can subscribe on: the brokers, and zmq when $FAN_ZMQ_HUB names its event hub. */
+function reachable(): TransportName[] {
+  const hub = (process.env.FAN_ZMQ_HUB ?? "") !== "";
+  return EVENT_TRANSPORTS.filter((t) => t !== "zmq" || hub);
+}
+
+/** The transport fanc subscribes on first without `--via`: `theirs` (from `eventTransportChoice`) when it can, else the first of `service`'s it can. */
+export function firstFollowed(service: ServiceDescriptor, theirs: TransportName): TransportName {
+  const can = reachable();
+  if (can.includes(theirs)) return theirs;
+  return can.find((t) => service.transports.includes(t)) ?? theirs;
+}
+
+/** What fanc's warning says of a transport a service's instances publish on that it cannot subscribe on, and the fix. */
+export function fancLacks(t: TransportName): string {
+  return t === "zmq"
+    ? "fanc receives zmq events only through the event hub: set FAN_ZMQ_HUB=<publish endpoint>,<subscribe endpoint> as the services have it"
+    : `fanc cannot subscribe on ${t}`;
+}
+
+/**
+ * The logger of a subscription fanc follows (runtime/call/followed-events.ts): its info lines
+ * (subscribed on another transport, where instances publish) as `fanc <command>: ...`, its
+ * warnings and errors (a transport it cannot reach) as `fanc: warning: ...`, on stderr.
+ */
+export function followLog(io: Io, command: string): Logger {
+  return pino(
+    { level: "info" },
+    {
+      write: (line: string) => {
+        let o: { level?: number; msg?: string };
+        try {
+          o = JSON.parse(line) as { level?: number; msg?: string };
+        } catch {
+          io.err(`fanc: warning: ${line.trim()}`);
+          return;
+        }
+        io.err((o.level ?? 30) >= 40 ? `fanc: warning: ${o.msg}` : `fanc ${command}: ${o.msg}`);
+      },
+    },
+  );
+}
+
 /** The App's transport `name` (App has no accessor; `reach` hands it out for an endpoint on it). */
 export function eventTransport(app: App, name: TransportName): Transport {
   const reach = app.reach({ endpoints: { [name]: "-" } } as InstanceInfo, name);
@@ -275,8 +332,10 @@ export async function run(
       const instances = (await probe.watch(t.service.name)).instances();
       if (via === undefined) {
         const choice = eventTransportChoice(t.service, instances);
-        if (choice.warning !== undefined) io.err(`fanc: warning: ${choice.warning}; --via chooses another`);
         via = choice.via as TransportName;
+        // A subscription follows them all (below), and warns about those it cannot reach.
+        if (kind === "subscribe") via = firstFollowed(t.service, via);
+        else if (choice.warning !== undefined) io.err(`fanc: warning: ${choice.warning}; --via chooses another`);
       } else {
         const mismatch = viaMismatch(t.service, instances, via, kind);
         if (mismatch !== undefined) io.err(`fanc: warning: --via ${via}: ${mismatch}`);
@@ -284,7 +343,9 @@ export async function run(
     } finally {
       await probe.stop().catch(() => undefined);
     }
-    app = createApp({ ...base, transports: withTls(transportsConfig(new Set([via])), tls) });
+    const follow = kind === "subscribe" && t.via === undefined;
+    const opened = follow ? followedTransports(via) : [via];
+    app = createApp({ ...base, transports: withTls(transportsConfig(new Set(opened)), tls) });
     await app.ready();
     const def = { descriptor: t.service, createClient: () => undefined };
     if (kind === "publish") {
@@ -306,36 +367,50 @@ export async function run(
     }
     // A broadcast, ephemeral subscription of its own: a copy of every event, on a queue that is
     // deleted when fanc stops and expires if it dies.
-    const sub = await eventTransport(app, via).subscribe(
-      {
-        source: t.service,
-        event: t.event.name,
-        group: "fanc.subscribe",
-        instanceId: `fanc-${process.pid}-${nextEnvelopeId()}`,
-        broadcast: true,
-        ephemeral: true,
-      },
-      async (env) => {
-        let value: Record<string, unknown>;
-        try {
-          value = c.decode(env.payload, t.event.name);
-        } catch (e) {
-          io.err(`dropped an event that does not match the IDL: ${(e as Error).message}`);
-          return;
-        }
-        const wire = c.encode(value, t.event.name);
-        io.out(
-          values.json
-            ? JSON.stringify({
-                event: `${t.service.name}.${t.event.name}`,
-                at: new Date().toISOString(),
-                traceId: traceIdOf(env.headers),
-                value: wire,
-              })
-            : JSON.stringify(wire),
-        );
-      },
-    );
+    const subscription = {
+      source: t.service,
+      event: t.event.name,
+      group: "fanc.subscribe",
+      instanceId: `fanc-${process.pid}-${nextEnvelopeId()}`,
+      broadcast: true,
+      ephemeral: true,
+    };
+    const deliver = async (env: Envelope): Promise<void> => {
+      let value: Record<string, unknown>;
+      try {
+        value = c.decode(env.payload, t.event.name);
+      } catch (e) {
+        io.err(`dropped an event that does not match the IDL: ${(e as Error).message}`);
+        return;
+      }
+      const wire = c.encode(value, t.event.name);
+      io.out(
+        values.json
+          ? JSON.stringify({
+              event: `${t.service.name}.${t.event.name}`,
+              at: new Date().toISOString(),
+              traceId: traceIdOf(env.headers),
+              value: wire,
+            })
+          : JSON.stringify(wire),
+      );
+    };
+    const opening = app;
+    const stopping = new AbortController();
+    // Without --via: on `via`, then wherever the service's instances publish, as they register and move.
+    const host: FollowHost = {
+      stopping: stopping.signal,
+      eventTransport: () => eventTransport(opening, via),
+      eventCarriers: () => opened,
+      transport: (n) => eventTransport(opening, n),
+      directory: () => ({ watch: (s) => opening.watch(s) }),
+    };
+    const sub = follow
+      ? await followedSubscription(host, subscription, deliver, followLog(io, "subscribe"), "fanc subscribe", {
+          upfront: [via],
+          lacking: fancLacks,
+        })
+      : await eventTransport(app, via).subscribe(subscription, deliver);
     io.err(`subscribed to ${t.service.name}.${t.event.name} over ${via} (Ctrl-C to stop)`);
     await new Promise<void>((resolve) => {
       const done = (): void => resolve();
@@ -344,6 +419,7 @@ export async function run(
       process.once("SIGINT", done);
       process.once("SIGTERM", done);
     });
+    stopping.abort();
     await sub.close();
     return 0;
   } catch (e) {

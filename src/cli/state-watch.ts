@@ -1,7 +1,9 @@
 /**
  * `fanc watch <service>.<state>`: a live replica of a service's state from a shell. The IDL
  * is compiled in-process as for `fanc call`; an App opens the event transport that carries
- * the state's updates (`--via` redis, amqp, nats or zmq; default the one its instances publish on) and
+ * the state's updates (`--via` redis, amqp, nats or zmq; default the one its instances publish on,
+ * and any other its owner comes to publish on, as an App's watch follows it: every broker is opened,
+ * and connected to when an owner publishes there) and
  * the transport its instances answer snapshot requests on, and watches the state exactly as
  * `client.states.x.watch()` does (docs/states.md): of one major version, the IDL's or the one
  * `--version` admits, named in the first line it prints. Prints the snapshot, then each update,
@@ -23,7 +25,15 @@ import type { InstanceInfo } from "../runtime/discovery/types.js";
 import { majorRange } from "../runtime/call/versions.js";
 import { majorsOf } from "../runtime/states/protocol.js";
 import { findService, loadIdl } from "./call.js";
-import { EVENT_TRANSPORTS, eventTransportChoice, viaMismatch } from "./events.js";
+import {
+  EVENT_TRANSPORTS,
+  eventTransportChoice,
+  fancLacks,
+  firstFollowed,
+  followedTransports,
+  followLog,
+  viaMismatch,
+} from "./events.js";
 import { ORDER, transportsConfig } from "./health.js";
 import { type Io, processIo } from "./io.js";
 import { cliCluster, cliDiscovery, REGISTRY_OPTIONS, report, UsageError } from "./ls.js";
@@ -38,7 +48,8 @@ options:
   --idl <dir>          the IDL folder (default: idl/)
   --via <transport>    the transport carrying the updates: redis, amqp, nats or zmq (default: the one the
                        service's registered instances publish on, else the first of those the service
-                       allows); it must be the one the owner's App uses for events
+                       allows, and any other its owner comes to publish on: an owner that registers
+                       later or moves); it must be the one the owner's App uses for events
   --discovery <spec>   etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>     cluster name (default: $FAN_CLUSTER or "dev")
   --version <range>    the major version whose state to watch, as a semver range within one major (2.x, ^2.1);
@@ -133,13 +144,12 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     const instances = mine.length > 0 ? mine : all;
     const offered = ORDER.filter((t) => instances.some((i) => i.endpoints[t] !== undefined));
     let events = allowed;
-    // Without --via: the transport the owner's App publishes updates on. With it, said at once
-    // when they publish elsewhere: the watch would show the snapshot, then wait silently.
-    if (via === undefined) {
-      const choice = eventTransportChoice(service, instances);
-      if (choice.warning !== undefined) io.err(`fanc: warning: ${choice.warning}; --via chooses another`);
-      events = choice.via ?? allowed;
-    } else {
+    // Without --via: the transport the owner's App publishes updates on, then any other it comes
+    // to publish on (the watch follows the major's instances; a transport fanc cannot reach is a
+    // warning). With it, said at once when they publish elsewhere: the watch would show the
+    // snapshot, then wait silently.
+    if (via === undefined) events = firstFollowed(service, eventTransportChoice(service, instances).via ?? allowed);
+    else {
       // The major's own instances only: another major's do not own this state.
       const mismatch = viaMismatch(service, mine, via, "watch");
       if (mismatch !== undefined) io.err(`fanc: warning: --via ${via}: ${mismatch}`);
@@ -150,7 +160,10 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
       discovery: spec,
       etcd,
       logger: log,
-      transports: withTls(transportsConfig(new Set([events, ...rpc])), tls),
+      transports: withTls(
+        transportsConfig(new Set([...(via === undefined ? followedTransports(events) : [events]), ...rpc])),
+        tls,
+      ),
       telemetry: { healthService: false },
     });
     await app.ready();
@@ -182,7 +195,16 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     };
     // The range itself, not `${major}.x`: the owner it names may be a prerelease, which `2.x` does
     // not admit; without one, a generated client's default (an IDL at a beta admits that beta).
-    const handle = app.state(service, name, { version: range ?? majorRange(service.version) });
+    const follow = {
+      upfront: [events],
+      lacking: fancLacks,
+      subscriber: "fanc watch",
+      log: followLog(io, "watch"),
+    };
+    const handle = app.state(service, name, {
+      version: range ?? majorRange(service.version),
+      ...(via === undefined ? { follow } : {}),
+    });
     let shown: string | undefined;
     // One line per status, not one per retry of the same status.
     const said = (status: string, reason: string | undefined): void => {

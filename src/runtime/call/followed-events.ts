@@ -43,6 +43,18 @@ export interface FollowOptions {
    * once, not at each resubscription or by each view.
    */
   readonly warned?: { unreachable: ReadonlySet<TransportName> };
+  /**
+   * The transports it subscribes on before it looks at discovery, in order (default: the App's
+   * event transport for X, then every other carrier X allows). `fanc subscribe` and `fanc watch`,
+   * which open every broker but connect to one only when they subscribe there, give the one X's
+   * instances publish on: a broker nobody publishes on is not asked for.
+   */
+  readonly upfront?: readonly TransportName[];
+  /**
+   * What a warning says of a publishers' transport `t` it cannot subscribe on, and what would fix
+   * it; `has`: the App has `t` but it carries no events (default: about the App's transports).
+   */
+  readonly lacking?: (t: TransportName, has: boolean) => string;
 }
 
 /** What a followed subscription needs from its App. */
@@ -58,7 +70,7 @@ export interface FollowHost {
   eventCarriers(): readonly TransportName[];
   /** The App's transport `name`; throws when it has none. */
   transport(name: TransportName): Transport;
-  directory(): Directory;
+  directory(): Pick<Directory, "watch">;
 }
 
 /**
@@ -142,11 +154,15 @@ class Followed implements Unsubscribe {
 
   async start(): Promise<void> {
     const { source } = this.#sub;
-    // Throws when no transport of the App carries them across processes (the start fails).
-    const own = this.#host.eventTransport(source).name;
-    await this.#add(own);
-    for (const t of this.#host.eventCarriers())
-      if (t !== own && (t === "local" || source.transports.includes(t))) await this.#add(t);
+    const upfront = this.#opts.upfront;
+    if (upfront !== undefined) for (const t of upfront) await this.#add(t);
+    else {
+      // Throws when no transport of the App carries them across processes (the start fails).
+      const own = this.#host.eventTransport(source).name;
+      await this.#add(own);
+      for (const t of this.#host.eventCarriers())
+        if (t !== own && (t === "local" || source.transports.includes(t))) await this.#add(t);
+    }
     const set = await untilAborted(this.#host.directory().watch(source.name), this.#host.stopping);
     const follows = this.#opts.follows;
     const instances = (): readonly InstanceInfo[] =>
@@ -226,9 +242,9 @@ class Followed implements Unsubscribe {
     } catch {
       has = false;
     }
-    const lacks = has
-      ? `this app's ${t} carries no events (zmq needs an event hub: its events or hub option, or FAN_ZMQ_EVENTS_*)`
-      : `this app has no ${t} transport`;
+    const lacks =
+      this.#opts.lacking?.(t, has) ??
+      `${has ? `this app's ${t} carries no events (zmq needs an event hub: its events or hub option, or FAN_ZMQ_EVENTS_*)` : `this app has no ${t} transport`} (its event transports: ${carriers.join(", ") || "none"}; it subscribes on ${[...this.#subs.keys()].join(", ")}); add ${t} to its transports (createApp({ transports }) or FAN_TRANSPORTS)`;
     this.#log.warn(
       {
         targetService: source.name,
@@ -238,7 +254,7 @@ class Followed implements Unsubscribe {
         subscribedOn: [...this.#subs.keys()],
         eventTransports: carriers,
       },
-      `${this.#subscriber} does not receive ${noun} from instances that publish ${it} on ${t} (${named(ids)}): ${lacks} (its event transports: ${carriers.join(", ") || "none"}; it subscribes on ${[...this.#subs.keys()].join(", ")}); add ${t} to its transports (createApp({ transports }) or FAN_TRANSPORTS)`,
+      `${this.#subscriber} does not receive ${noun} from instances that publish ${it} on ${t} (${named(ids)}): ${lacks}`,
     );
   }
 }

@@ -7,6 +7,7 @@
  * and the checks that refuse a setup that
  * cannot carry state updates (http alone) instead of replicating nothing.
  */
+import type { Logger } from "pino";
 import semver from "semver";
 import type { Infra } from "../app/infra.js";
 import { Caller, type ClientHost } from "../call/client.js";
@@ -16,7 +17,7 @@ import type { ServiceDescriptor, ShardedStateHandle, StateHandle, TransportName 
 import { Code, FanError } from "../errors.js";
 import { shortId } from "../ids.js";
 import type { Envelope, EventSubscription, Transport } from "../transports/transport.js";
-import { type FollowHost, followedSubscription } from "../call/followed-events.js";
+import { type FollowHost, type FollowOptions, followedSubscription } from "../call/followed-events.js";
 import { type SnapshotStore, StateOwners } from "./owner.js";
 import { SHARD_NUMBER } from "../call/shards.js";
 import {
@@ -57,6 +58,15 @@ export interface StateWatchOptions {
    * Default: the descriptor's major. A range that admits two majors fails each watch and get.
    */
   readonly version?: string;
+  /**
+   * How a watch that follows its owners (no `updatesVia`) does it: the transports it subscribes
+   * on first and what its warnings say of one it lacks (call/followed-events.ts), who it is in
+   * them, and the logger its follow lines go to (default this App's). `fanc watch` gives them.
+   */
+  readonly follow?: Pick<FollowOptions, "upfront" | "lacking"> & {
+    readonly subscriber?: string;
+    readonly log?: Logger;
+  };
 }
 
 /** What app.ts holds. */
@@ -145,6 +155,7 @@ export function appStates(
     state: string,
     shard: number | undefined,
     deliver: (payload: unknown) => void,
+    follow: StateWatchOptions["follow"],
   ): Promise<{ close(): Promise<void> }> => {
     const ready = app.ready();
     if (ready !== undefined) await ready;
@@ -164,12 +175,21 @@ export function appStates(
     const label = `${service.name}.${state} (major ${major})`;
     const said = warned.get(label) ?? { unreachable: new Set<TransportName>() };
     warned.set(label, said);
-    return followedSubscription(followHost, sub, onUpdate, log, "a watch in this app", {
-      what: { noun: `the updates of ${label}`, it: "them" },
-      path,
-      follows: (i) => semver.major(i.version) === major,
-      warned: said,
-    });
+    return followedSubscription(
+      followHost,
+      sub,
+      onUpdate,
+      follow?.log ?? log,
+      follow?.subscriber ?? "a watch in this app",
+      {
+        ...(follow?.upfront === undefined ? {} : { upfront: follow.upfront }),
+        ...(follow?.lacking === undefined ? {} : { lacking: follow.lacking }),
+        what: { noun: `the updates of ${label}`, it: "them" },
+        path,
+        follows: (i) => semver.major(i.version) === major,
+        warned: said,
+      },
+    );
   };
   /** The client that asks `service`'s instances in `range` (`snapshotRange`) for snapshots. */
   const callerOf = (service: ServiceDescriptor, range: string): Caller => {
@@ -220,7 +240,7 @@ export function appStates(
    * version, `majorRange`). `major` is an error when the client's range admits two majors: each
    * watch and get fails with it.
    */
-  const hostOf = (major: number | FanError, range: string, updatesVia: StateWatchOptions["updatesVia"]): WatchHost => ({
+  const hostOf = (major: number | FanError, range: string, o: StateWatchOptions | undefined): WatchHost => ({
     log,
     heartbeatMs,
     check: (service) => {
@@ -234,8 +254,8 @@ export function appStates(
     },
     subscribe: async (service, state, shard, deliver) => {
       if (major instanceof FanError) throw major;
-      const via = updatesVia === undefined ? undefined : await updatesVia(service);
-      return subscribe(via, service, major, state, shard, deliver);
+      const via = o?.updatesVia === undefined ? undefined : await o.updatesVia(service);
+      return subscribe(via, service, major, state, shard, deliver, o?.follow);
     },
     snapshot: async (service, state, shard, callOpts) => {
       if (major instanceof FanError) throw major;
@@ -263,7 +283,7 @@ export function appStates(
       } catch (e) {
         major = FanError.from(e, Code.INVALID_ARGUMENT);
       }
-      return stateHandle(service, name, hostOf(major, range, o?.updatesVia));
+      return stateHandle(service, name, hostOf(major, range, o));
     },
     checkServe: (d, transports) => {
       if (Object.keys(d.states).length === 0 || !transports.some((t) => t !== "local")) return;

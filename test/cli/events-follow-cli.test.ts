@@ -1,0 +1,178 @@
+/**
+ * Without `--via`, `fanc subscribe` and `fanc watch` follow the transport the service's
+ * registered instances publish on, as an App's subscription and watch do
+ * (runtime/call/followed-events.ts): they picked one transport at start and kept it, so one
+ * started before its service (it took redis, the first the service allows), which then came up
+ * on nats, waited for good and said nothing (trial 3, new finding 1). Real processes against the
+ * shared etcd and the loopback brokers: fanc first, then the service on nats alone (then moved to amqp),
+ * then what it publishes must arrive. And a publisher on a transport fanc cannot reach (zmq without
+ * $FAN_ZMQ_HUB, a registered record) is a warning naming it.
+ */
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, expect, it } from "vitest";
+import { run as events } from "../../src/cli/events.js";
+import { RegistryDirectory } from "../../src/runtime/discovery/directory.js";
+import { EtcdRegistry } from "../../src/runtime/discovery/etcd.js";
+import { describeEtcd, randomCluster, SHARED_ETCD } from "../discovery/helpers.js";
+import { Node } from "../states/processes.js";
+import { NATS_URL } from "../transports/nats-server.js";
+import { type CapturedChild, captureIo, spawnCaptured, until } from "./helpers.js";
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const bin = join(repo, "bin/fanc.mjs");
+const tsx = join(repo, "node_modules/.bin/tsx");
+const CONFORMANCE = "fan.conformance.Conformance";
+const BOARD = "fan.replica.Board";
+const BOARD_IDL = join(repo, "test/states/fixtures/idl");
+
+const children: CapturedChild[] = [];
+const nodes: Node[] = [];
+afterAll(async () => {
+  for (const c of children) c.child.kill("SIGKILL");
+  await Promise.allSettled(nodes.map((n) => n.stop()));
+});
+
+/** `bin/fanc.mjs ...args` as a child process, killed after the tests. */
+function fanc(args: readonly string[]): CapturedChild {
+  const c = spawnCaptured(process.execPath, [bin, ...args]);
+  children.push(c);
+  return c;
+}
+
+describeEtcd("fanc subscribe and fanc watch without --via follow where the service publishes", () => {
+  it("fanc subscribe started before its service, which comes up on nats, then moves to amqp: the events arrive", async () => {
+    const cluster = randomCluster();
+    const s = fanc([
+      "subscribe",
+      "Conformance.ping",
+      "--idl",
+      "test/transports/fixtures/idl",
+      "--discovery",
+      `etcd://${SHARED_ETCD}`,
+      "--cluster",
+      cluster,
+    ]);
+    await until("fanc subscribe is subscribed", () => s.stderr().includes("subscribed to"), 120_000);
+    expect(s.stderr()).toBe(`subscribed to ${CONFORMANCE}.ping over redis (Ctrl-C to stop)\n`);
+    const app = spawnCaptured(tsx, ["test/transports/fixtures/child-app.ts"], {
+      FAN_CHILD_SERVE: "Conformance",
+      FAN_CHILD_CLUSTER: cluster,
+      FAN_ETCD: SHARED_ETCD,
+      FAN_CHILD_TRANSPORTS: "nats",
+      FAN_CHILD_EMIT: "71",
+    });
+    children.push(app);
+    await until("the service is ready", () => /"event":"(ready|start failed)"/.test(app.stdout()), 120_000);
+    expect(app.stdout()).toContain('"event":"ready"');
+    await until('fanc subscribe prints {"n":71}', () => s.stdout().includes('{"n":71}'), 30_000);
+    expect(s.stderr()).toMatch(
+      new RegExp(
+        `^fanc subscribe: subscribed to ${CONFORMANCE}\\.ping on nats as well: instances of ${CONFORMANCE} publish it there \\([^)]+@1\\.0\\.0\\)$`,
+        "m",
+      ),
+    );
+    expect(s.stderr()).not.toContain("warning");
+    // The service moves: stopped on nats, started again on amqp.
+    app.child.kill("SIGTERM");
+    await app.exited;
+    const moved = spawnCaptured(tsx, ["test/transports/fixtures/child-app.ts"], {
+      FAN_CHILD_SERVE: "Conformance",
+      FAN_CHILD_CLUSTER: cluster,
+      FAN_ETCD: SHARED_ETCD,
+      FAN_CHILD_TRANSPORTS: "amqp",
+      FAN_CHILD_EMIT: "72",
+    });
+    children.push(moved);
+    await until('fanc subscribe prints {"n":72}', () => s.stdout().includes('{"n":72}'), 60_000);
+    expect(s.stderr()).toMatch(new RegExp(`^fanc subscribe: subscribed to ${CONFORMANCE}\\.ping on amqp as well`, "m"));
+    s.child.kill("SIGINT");
+    expect(await s.exited).toBe(0);
+    moved.child.kill("SIGTERM");
+    await moved.exited;
+  }, 300_000);
+
+  it("fanc watch started before the state's owner, which comes up on nats: the snapshot and the patch arrive", async () => {
+    const cluster = randomCluster();
+    const w = fanc([
+      "watch",
+      "Board.entries",
+      "--idl",
+      BOARD_IDL,
+      "--discovery",
+      `etcd://${SHARED_ETCD}`,
+      "--cluster",
+      cluster,
+    ]);
+    await until("fanc watch is watching", () => w.stderr().includes(`watching ${BOARD}`), 120_000);
+    expect(w.stderr()).toContain(`watching ${BOARD}.entries over redis, major 1`);
+    const owner = await Node.start("owner", {
+      FAN_STATES_CLUSTER: cluster,
+      FAN_STATES_TRANSPORTS: JSON.stringify({ nats: { url: NATS_URL } }),
+    });
+    nodes.push(owner);
+    await owner.send("patch", { patch: { a: { n: 1, label: "first" } } });
+    await until("fanc watch prints a snapshot", () => w.stdout().includes("snapshot #"), 30_000);
+    await owner.send("patch", { patch: { b: { n: 2, label: "second" } } });
+    await until(
+      "fanc watch prints the patch",
+      () => /^patch #\d+: \{"b":\{"n":2,"label":"second"\}\}$/m.test(w.stdout()),
+      30_000,
+    );
+    expect(w.stderr()).toMatch(
+      new RegExp(`^fanc watch: subscribed to the updates of ${BOARD}\\.entries \\(major 1\\) on nats as well`, "m"),
+    );
+    w.child.kill("SIGINT");
+    expect(await w.exited).toBe(0);
+  }, 300_000);
+
+  it("a publisher on a transport fanc cannot reach (zmq without FAN_ZMQ_HUB) is a warning naming it", async () => {
+    const cluster = randomCluster();
+    const reg = new EtcdRegistry(SHARED_ETCD);
+    const dir = new RegistryDirectory(reg, { cluster, appId: "app-z" });
+    const io = captureIo();
+    const stop = new AbortController();
+    const hub = process.env.FAN_ZMQ_HUB;
+    delete process.env.FAN_ZMQ_HUB;
+    try {
+      const done = events(
+        [
+          "Conformance.ping",
+          "--idl",
+          "test/transports/fixtures/idl",
+          "--discovery",
+          `etcd://${SHARED_ETCD}`,
+          "--cluster",
+          cluster,
+        ],
+        io,
+        "subscribe",
+        stop.signal,
+      );
+      await until(
+        "subscribed",
+        () => io.errText().includes("subscribed to") || io.errText().includes("fanc subscribe:"),
+        30_000,
+      );
+      await dir.register({
+        service: CONFORMANCE,
+        instanceId: "conf-zmq",
+        version: "1.0.0",
+        endpoints: { zmq: "tcp://127.0.0.1:1" },
+        events: "zmq",
+        shards: [],
+        appId: "app-z",
+      });
+      await until("the warning", () => io.errText().includes("warning"), 30_000);
+      stop.abort();
+      expect(await done).toBe(0);
+      expect(io.stderr).toContain(
+        `fanc: warning: fanc subscribe does not receive ${CONFORMANCE}.ping from instances that publish it on zmq (conf-zmq@1.0.0): fanc receives zmq events only through the event hub: set FAN_ZMQ_HUB=<publish endpoint>,<subscribe endpoint> as the services have it`,
+      );
+    } finally {
+      if (hub !== undefined) process.env.FAN_ZMQ_HUB = hub;
+      await dir.close();
+      await reg.close();
+    }
+  }, 120_000);
+});
