@@ -394,74 +394,66 @@ describe("during stop (one process)", () => {
     };
   }
 
-  it("a call reaching a stopping instance for a shard it no longer owns is redirected, not served by it", async () => {
+  /**
+   * A, over http, whose deregistration takes 1.5 s (its stop keeps its endpoint up that long); a
+   * caller whose view runs 800 ms behind, seeing A; and `join`, which starts an instance owning
+   * shard 11 (store-1's) on the registry itself.
+   */
+  async function stoppingSetup(cluster: string) {
     const reg = new MemoryRegistry();
-    const cluster = `stopping-${process.pid}`;
     const opts = { cluster, logger: silentLogger(), transports: { http: {} } };
-    const impl = new StoreImpl();
-    // A's deregistration takes 1.5 s: its stop keeps its http endpoint up that long.
-    const a = createApp({ ...opts, discovery: slowed(reg, 0, 1500) }).serve(Store, impl, {
+    const implA = new StoreImpl();
+    const a = createApp({ ...opts, discovery: slowed(reg, 0, 1500) }).serve(Store, implA, {
       instanceId: "A",
       transports: ["http"],
     });
-    // The client's view runs 800 ms behind: it sends to A what B owns by then.
     const caller = createApp({ ...opts, discovery: slowed(reg, 800, 0) });
     apps.push(a, caller);
     await a.start();
     await caller.start();
     const set = await caller.watch(Store.descriptor.name);
     await until("the client to see A", () => set.instances().length === 1);
-    const b = createApp({ ...opts, discovery: reg }).serve(Store, new StoreImpl(), {
-      instanceId: "B",
-      transports: ["http"],
-      shards: [11],
-    });
-    apps.push(b);
-    await b.start();
-    await until("A to hand shard 11 over", () => impl.changes.some((ch) => ch.lost.includes(11)));
+    const join = async (instanceId: string): Promise<StoreImpl> => {
+      const impl = new StoreImpl();
+      const app = createApp({ ...opts, discovery: reg }).serve(Store, impl, {
+        instanceId,
+        transports: ["http"],
+        shards: [11],
+      });
+      apps.push(app);
+      await app.start();
+      return impl;
+    };
+    const store1 = () => caller.client(Store, { transport: "http" }).store({ storeId: "store-1" });
+    return { a, implA, set, join, store1 };
+  }
+
+  it("a call reaching a stopping instance for a shard it no longer owns is redirected, not served by it", async () => {
+    const { a, implA, set, join, store1 } = await stoppingSetup(`stopping-${process.pid}`);
+    await join("B");
+    await until("A to hand shard 11 over", () => implA.changes.some((ch) => ch.lost.includes(11)));
     const stopping = a.stop();
     await new Promise((r) => setTimeout(r, 100));
+    // The client's view lags: it sends to A what B owns by then.
     expect(set.instances().map((i) => i.instanceId)).toEqual(["A"]);
     // store-1 is in shard 11: A redirects it to B, which the client learns of within the second
     // a redirect waits for its view (before: A, stopping, no longer checked calls and served it).
-    const r = await caller.client(Store, { transport: "http" }).store({ storeId: "store-1" });
+    const r = await store1();
     expect(r.instanceId).toBe("B");
     await stopping;
   });
 
   it("a call for a shard an instance joining during the stop took from the stopping one is redirected to it, not served by both", async () => {
-    const reg = new MemoryRegistry();
-    const cluster = `stopping-join-${process.pid}`;
-    const opts = { cluster, logger: silentLogger(), transports: { http: {} } };
-    const implA = new StoreImpl();
-    // A's deregistration takes 1.5 s: its http endpoint stays up that long.
-    const a = createApp({ ...opts, discovery: slowed(reg, 0, 1500) }).serve(Store, implA, {
-      instanceId: "A",
-      transports: ["http"],
-    });
-    // The client's view runs 800 ms behind.
-    const caller = createApp({ ...opts, discovery: slowed(reg, 800, 0) });
-    apps.push(a, caller);
-    await a.start();
-    await caller.start();
-    const set = await caller.watch(Store.descriptor.name);
-    await until("the client to see A", () => set.instances().length === 1);
+    const { a, implA, set, join, store1 } = await stoppingSetup(`stopping-join-${process.pid}`);
     expect(implA.changes.at(-1)?.owned).toContain(11);
     const stopping = a.stop();
     await new Promise((r) => setTimeout(r, 100));
     // C joins while A is still registered (deregistering): it takes shard 11 (store-1's) from A.
-    const implC = new StoreImpl();
-    const c = createApp({ ...opts, discovery: reg }).serve(Store, implC, {
-      instanceId: "C",
-      transports: ["http"],
-      shards: [11],
-    });
-    apps.push(c);
-    await c.start();
+    const implC = await join("C");
     expect(implC.changes.at(-1)?.owned).toContain(11);
     // The client still sees A alone and sends store-1 there; A, stopping, was told of no change.
     expect(set.instances().map((i) => i.instanceId)).toEqual(["A"]);
-    const r = await caller.client(Store, { transport: "http" }).store({ storeId: "store-1" });
+    const r = await store1();
     await stopping;
     // C owns shard 11 and has loaded it: A redirects (before: its frozen table served it too).
     expect(r.instanceId).toBe("C");
