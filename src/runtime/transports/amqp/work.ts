@@ -6,6 +6,11 @@
  * a rejection returns it to the queue after a short backoff. The messages whose handlers
  * resolved in one tick are acknowledged at the end of it: on a channel of its own, with one
  * `multiple` ack when no earlier message of the channel is still in a handler.
+ *
+ * The broker dead-letters a message whose consumers died holding it at its last delivery too,
+ * and no fan process sees that happen; so the consumer that takes a last delivery it cannot
+ * account for (its previous delivery did not fail here) says so first, in a warning naming the
+ * message (docs/decisions.md, 2026-12-07: the queue's `x-delivery-limit` cannot change).
  */
 import type { Channel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
@@ -132,16 +137,43 @@ export class WorkConsumer {
       this.opts.onDeadLetter?.(undefined);
       return;
     }
-    this.#run(ch, msg, { ...env, headers: { ...env.headers, attempt } }, attempt);
+    const atRisk = this.#lastUnaccounted(env, attempt);
+    this.#run(ch, msg, { ...env, headers: { ...env.headers, attempt } }, attempt, atRisk);
   }
 
-  #run(ch: Channel, msg: ConsumeMessage, env: Envelope, attempt: number): void {
+  /** Ids of messages whose handler failed here, and the attempt that failed (oldest first). */
+  readonly #failedHere = new Map<string, number>();
+
+  /**
+   * Whether this is the last delivery the broker allows and its previous one did not fail here
+   * (its consumer went away holding it, or failed in another process): then it is said in a
+   * warning, since a consumer dying holding it now has it dead-lettered by RabbitMQ unseen.
+   */
+  #lastUnaccounted(env: Envelope, attempt: number): boolean {
+    const failed = this.#failedHere.get(env.id);
+    this.#failedHere.delete(env.id);
+    if (attempt < 2 || attempt !== this.opts.maxDeliveries || failed === attempt - 1) return false;
+    this.opts.log.warn(
+      {
+        queue: this.opts.queue,
+        id: env.id,
+        ...aboutMessage(env),
+        deliveries: attempt - 1,
+        deadLetters: deadLetterQueue(this.opts.queue),
+      },
+      `last delivery: not acknowledged after ${attempt - 1} deliveries (its consumers went away holding it, or its handler failed in another process); RabbitMQ dead-letters it if this one is not acknowledged either`,
+    );
+    return true;
+  }
+
+  #run(ch: Channel, msg: ConsumeMessage, env: Envelope, attempt: number, atRisk: boolean): void {
     this.inFlight++;
     const acks = this.#acksOf(ch);
     acks.open.add(msg.fields.deliveryTag);
     this.deliver(env).then(
       () => {
         this.inFlight--;
+        if (atRisk) this.opts.log.info({ queue: this.opts.queue, id: env.id, attempt }, "handled at its last delivery");
         this.#ack(ch, acks, msg);
       },
       (e: unknown) => {
@@ -213,6 +245,9 @@ export class WorkConsumer {
       return;
     }
     this.opts.log.info(log, "delivery failed; redelivering");
+    this.#failedHere.set(env.id, attempt);
+    // Its redelivery may go to another consumer: the oldest entries go, a bounded memory.
+    if (this.#failedHere.size > 10_000) this.#failedHere.delete(this.#failedHere.keys().next().value as string);
     const delay = Math.min(30_000, this.opts.retryDelayMs * 2 ** (attempt - 1));
     setTimeout(() => {
       open.delete(msg.fields.deliveryTag);
