@@ -2,12 +2,15 @@
  * `npm run example -- --discovery etcd://127.0.0.1:2379 --transport redis`: the example
  * system as separate processes, one per service (examples/serve.ts), on real brokers and
  * registered in etcd, so `fanc ls`, `fanc call`, `fanc watch` and `fanc bench` can be tried
- * against it. Ctrl-C (SIGINT) or SIGTERM stops every service gracefully, then exits 0.
+ * against it. Ctrl-C (SIGINT), SIGTERM, SIGHUP (the terminal closed) or SIGQUIT stops every
+ * service gracefully, then exits 0; a launcher that is SIGKILLed leaves no service running
+ * either: each stops itself within a second (src/cli/child-guard.ts).
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { onStopSignals, spawnGuarded } from "../src/cli/child-guard.js";
 
 const SERVICES = ["IntegrationApi", "PublicWines", "Lightspeed", "LightspeedSync", "Exchange"];
 const TRANSPORTS = ["redis", "amqp", "http"];
@@ -32,11 +35,15 @@ const discovery = values.discovery ?? process.env.FAN_DISCOVERY ?? "etcd://127.0
 const transport = values.transport ?? "redis";
 const cluster = values.cluster ?? process.env.FAN_CLUSTER ?? "dev";
 if (!discovery.startsWith("etcd://")) {
-  console.error(`--discovery must be etcd://host:port (separate processes find each other through etcd), got ${discovery}`);
+  console.error(
+    `--discovery must be etcd://host:port (separate processes find each other through etcd), got ${discovery}`,
+  );
   process.exit(2);
 }
 if (!TRANSPORTS.includes(transport)) {
-  console.error(`--transport must be one of ${TRANSPORTS.join(", ")}, got ${transport} (zmq needs an event hub: not in this launcher)`);
+  console.error(
+    `--transport must be one of ${TRANSPORTS.join(", ")}, got ${transport} (zmq needs an event hub: not in this launcher)`,
+  );
   process.exit(2);
 }
 // Every process lists the transports in the same order, the asked one first: services that
@@ -49,11 +56,11 @@ let stopping = false;
 const started = SERVICES.map(
   (name) =>
     new Promise<void>((resolve, reject) => {
-      // Own process groups: Ctrl-C reaches this launcher only, which stops each service once.
-      const child = spawn(process.execPath, [...process.execArgv, script, name], {
+      // Own process groups: Ctrl-C reaches this launcher only, which stops each service once;
+      // a service whose launcher is gone (SIGKILLed) stops itself (src/cli/child-guard.ts).
+      const child = spawnGuarded([...process.execArgv, script, name], {
         env: { ...process.env, FAN_DISCOVERY: discovery, FAN_CLUSTER: cluster, FAN_TRANSPORTS: order },
         stdio: ["ignore", "pipe", "inherit"],
-        detached: true,
       });
       children.set(name, child);
       createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
@@ -82,13 +89,11 @@ async function stop(code: number): Promise<void> {
   console.log("example: every service stopped");
   process.exit(code);
 }
-process.on("SIGINT", () => void stop(0));
-process.on("SIGTERM", () => void stop(0));
-process.once("exit", () => {
-  for (const c of children.values()) c.kill("SIGKILL");
-});
+onStopSignals(() => void stop(0)); // SIGHUP too: a closed terminal stops the services
 
-console.log(`example: starting ${SERVICES.length} services, one process each (${discovery}, cluster "${cluster}", ${transport} first)`);
+console.log(
+  `example: starting ${SERVICES.length} services, one process each (${discovery}, cluster "${cluster}", ${transport} first)`,
+);
 try {
   await Promise.all(started);
 } catch {

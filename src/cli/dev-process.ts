@@ -3,16 +3,17 @@
  * `--import tsx`, resolved from the project). A restart is graceful: SIGTERM, then the next
  * process starts once the old one has exited (an App with `handleSignals` drains its calls in
  * flight first), SIGKILL after the grace period. Restarts asked while one runs are coalesced.
- * The process is never left behind: fanc SIGKILLs it when fanc exits, and a watch preloaded
- * into it (`--import` of a data: URL, no file to ship) sends it SIGTERM once its parent is no
- * longer fanc, which covers a fanc that is SIGKILLed or dies of a signal it does not handle.
+ * The process is never left behind (child-guard.ts): fanc SIGKILLs it when fanc exits, and a
+ * watch preloaded into it sends it SIGTERM once its parent is no longer fanc, which covers a
+ * fanc that is SIGKILLed or dies of a signal it does not handle.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { extname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
+import { spawnGuarded } from "./child-guard.js";
 import type { Io } from "./io.js";
 import { UsageError } from "./ls.js";
 
@@ -41,20 +42,6 @@ export function nodeArgs(file: string, cwd = process.cwd()): string[] {
   }
   return ["--import", pathToFileURL(tsx).href, file];
 }
-
-/** Names fanc's pid to the watch in the child; the watch deletes it, so the service's own children never see it. */
-const PARENT_ENV = "FANC_DEV_PARENT_PID";
-
-/**
- * Preloaded into the service: every 500 ms, compares its parent with fanc's pid and, once they
- * differ (fanc died; the child was reparented to init or a subreaper), sends itself one SIGTERM:
- * an App with `handleSignals` deregisters and drains, any other process ends. Unref'd: it never
- * keeps the service alive.
- */
-const WATCH_PARENT = `data:text/javascript,${encodeURIComponent(
-  `const p = Number(process.env.${PARENT_ENV}); delete process.env.${PARENT_ENV};
-if (p > 0) { const t = setInterval(() => { if (process.ppid !== p) { clearInterval(t); process.kill(process.pid, "SIGTERM"); } }, 500); t.unref(); }`,
-)}`;
 
 export class ServiceProcess {
   #child: ChildProcess | undefined;
@@ -119,14 +106,7 @@ export class ServiceProcess {
   #spawn(): void {
     // A process group of its own: Ctrl-C reaches fanc only, which stops the service gracefully
     // (one SIGTERM; a second signal would make the App exit without draining).
-    const child = spawn(process.execPath, ["--import", WATCH_PARENT, ...nodeArgs(this.spec.file), ...this.spec.args], {
-      stdio: "inherit",
-      detached: true,
-      env: { ...process.env, [PARENT_ENV]: String(process.pid) },
-    });
-    const orphan = (): void => void child.kill("SIGKILL");
-    process.once("exit", orphan);
-    child.once("exit", () => process.off("exit", orphan));
+    const child = spawnGuarded([...nodeArgs(this.spec.file), ...this.spec.args], { stdio: "inherit" });
     this.#child = child;
     this.#exited = new Promise((resolveExit) => {
       child.once("exit", (code, signal) => {

@@ -8,6 +8,7 @@
  */
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
+import { onStopSignals } from "./child-guard.js";
 import { type Io, processIo } from "./io.js";
 import { UsageError } from "./ls.js";
 import { nodeArgs, ServiceProcess } from "./dev-process.js";
@@ -184,10 +185,7 @@ export async function startDev(args: readonly string[], io: Io): Promise<DevSess
   };
 }
 
-/** The signals that stop `fanc dev` and its process: a closed terminal or dropped SSH is SIGHUP. */
-const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const;
-
-/** `fanc dev ...`: runs until one of STOP_SIGNALS (a second one exits at once); returns the exit code. */
+/** `fanc dev ...`: runs until one of child-guard's STOP_SIGNALS (a second one exits at once); returns the exit code. */
 export async function run(args: string[], io: Io = processIo): Promise<number> {
   // Listening before the first start: the process may be running before startDev returns.
   let stop = (): void => undefined;
@@ -195,15 +193,12 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     stop = resolveStop;
   });
   let signalled = false;
-  const onSignal = (sig: NodeJS.Signals): void => {
+  const off = onStopSignals(() => {
     // A second signal while the process drains: exit now (the exit hook SIGKILLs the process).
     if (signalled) process.exit(130);
     signalled = true;
-    // After SIGHUP the terminal may be gone: a write to it must not crash fanc before its child stops.
-    if (sig === "SIGHUP") for (const s of [process.stdout, process.stderr]) s.on("error", () => undefined);
     stop();
-  };
-  for (const s of STOP_SIGNALS) process.on(s, onSignal);
+  });
   try {
     let session: DevSession | number;
     try {
@@ -220,6 +215,6 @@ export async function run(args: string[], io: Io = processIo): Promise<number> {
     await session.close();
     return 0;
   } finally {
-    for (const s of STOP_SIGNALS) process.off(s, onSignal);
+    off();
   }
 }
