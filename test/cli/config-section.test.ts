@@ -7,9 +7,12 @@
 import { createTestApp } from "fan/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run as config } from "../../src/cli/config.js";
+import { RegistryConfigSource } from "../../src/runtime/discovery/config.js";
+import { EtcdRegistry } from "../../src/runtime/discovery/etcd.js";
 import { noSection } from "../../src/runtime/discovery/yaml-config.js";
 import { CatalogImpl, catalogConfig } from "../runtime/fixtures/impl.js";
 import { Catalog } from "../runtime/fixtures/shop.js";
+import { describeEtcd, randomCluster, SHARED_ETCD } from "../discovery/helpers.js";
 import { captureIo, TempDir } from "./helpers.js";
 
 const IDL_TEXT = `package shop.catalog
@@ -92,6 +95,53 @@ describe("a config file with no section for the service's full name", () => {
     expect(noSection("f.yml", "shop.catalog.Catalog", ["catalog"])).toContain("did you mean catalog?");
     expect(noSection("f.yml", "shop.catalog.Catalog", ["shop.orders.Orders"])).toBe(
       "f.yml has no section shop.catalog.Catalog (its top-level keys are services' full names); its sections: shop.orders.Orders",
+    );
+  });
+});
+
+// The same mistake in etcd (an `etcdctl put` under the short name or a typo, config left under an
+// old package): start said only "missing apiKey, db" and `fanc config get` printed {} with exit 0.
+describeEtcd("etcd config under a short or misspelt service name", () => {
+  const tmp = new TempDir();
+  const cluster = randomCluster(); // its own key prefix, /fan/<cluster>/config/
+  const registry = new EtcdRegistry(SHARED_ETCD);
+  const source = new RegistryConfigSource(registry, cluster);
+  const C = ["--discovery", `etcd://${SHARED_ETCD}`, "--cluster", cluster, "--idl", ""];
+  beforeAll(async () => {
+    tmp.write("idl/catalog.fan", IDL_TEXT);
+    C[5] = `${tmp.path}/idl`;
+    await source.update("Catalog", { adminToken: "tok" });
+    await source.update("shop.catalog.Orders", { limit: 5 });
+  });
+  afterAll(async () => {
+    for (const s of ["Catalog", "shop.catalog.Orders", "Catalg"]) await source.replace(s, {});
+    await source.close();
+    await registry.close();
+    tmp.cleanup();
+  });
+  const head = (svc: string): string =>
+    `cluster ${cluster} has no config for ${svc} (its keys are /fan/${cluster}/config/<service's full name>/<key>)`;
+
+  it("fanc config get names the services the cluster has config for and the one meant, and exits 1", async () => {
+    const io = captureIo();
+    expect(await config(["get", "Catalog", ...C], io)).toBe(1);
+    expect(io.outText()).toBe("");
+    expect(io.errText()).toBe(
+      `fanc config: ${head("shop.catalog.Catalog")}; it has config for: Catalog, shop.catalog.Orders; did you mean Catalog? Move its keys to /fan/${cluster}/config/shop.catalog.Catalog/`,
+    );
+    const orders = captureIo();
+    expect(await config(["get", "Orders", "--json", ...C], orders), orders.errText()).toBe(0);
+    expect(JSON.parse(orders.outText())).toEqual({ limit: 5 });
+  });
+
+  it("the App's start names them beside the missing keys", async () => {
+    await source.update("Catalg", catalogConfig);
+    const app = createTestApp({ discovery: registry, cluster }).serve(Catalog, new CatalogImpl());
+    const err = await app.start().catch((e: unknown) => e);
+    await app.stop().catch(() => undefined);
+    expect(err).toMatchObject({ code: "FAILED_PRECONDITION" });
+    expect((err as Error).message).toContain(
+      `config of test.shop.Catalog is missing apiKey, db; ${head("test.shop.Catalog")}; it has config for: Catalg, Catalog, shop.catalog.Orders; did you mean Catalog?`,
     );
   });
 });

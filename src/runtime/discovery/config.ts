@@ -9,7 +9,7 @@
  */
 import type { Logger } from "pino";
 import { pino } from "pino";
-import { checkSegment, configPrefix } from "./keys.js";
+import { checkSegment, configPrefix, configRoot } from "./keys.js";
 import type { KeyValue, Registry, Watch, WatchEvent } from "./registry.js";
 import type { ConfigSource } from "./types.js";
 
@@ -144,6 +144,24 @@ export class RegistryConfigSource implements ConfigSource {
     return assemble(prefix, items, this.log);
   }
 
+  /**
+   * `cluster dev has no config for shop.catalog.Catalog ...; it has config for: Catalog; did you
+   * mean Catalog? ...`: the services the cluster holds config for, and the one likely meant
+   * (an `etcdctl put` under the short name or a typo, config left under the service's old package).
+   */
+  async absence(service: string): Promise<string | undefined> {
+    const root = configRoot(this.cluster);
+    const { items } = await this.registry.list(root);
+    const held = new Set(items.map((kv) => kv.key.slice(root.length, kv.key.indexOf("/", root.length))));
+    if (held.has(service)) return undefined;
+    const head = `cluster ${this.cluster} has no config for ${service} (its keys are ${root}<service's full name>/<key>)`;
+    if (held.size === 0) return `${head}; it has config for no service`;
+    const meant = likelySection(service, [...held]);
+    const hint =
+      meant === undefined ? "" : `; did you mean ${meant}? Move its keys to ${configPrefix(this.cluster, service)}`;
+    return `${head}; it has config for: ${[...held].sort().join(", ")}${hint}`;
+  }
+
   /** Writes the patch's keys in one transaction (where the registry has them): services see the whole change at once. */
   async update(service: string, patch: Record<string, unknown>): Promise<void> {
     const prefix = configPrefix(this.cluster, service);
@@ -271,4 +289,39 @@ function setPath(target: Record<string, unknown>, path: readonly string[], value
   }
   const last = path[path.length - 1];
   if (last !== undefined) node[last] = value;
+}
+
+/**
+ * The section (a service name config is kept under) most likely written for `service`: its
+ * short name (any case), else the closest (another package, a typo); undefined when none is close.
+ */
+export function likelySection(service: string, sections: readonly string[]): string | undefined {
+  const short = (name: string): string => name.slice(name.lastIndexOf(".") + 1).toLowerCase();
+  const same = sections.find((x) => short(x) === short(service));
+  if (same !== undefined) return same;
+  let best: string | undefined;
+  let bestScore = Number.POSITIVE_INFINITY;
+  for (const x of sections) {
+    const score = Math.min(editDistance(x, service), editDistance(short(x), short(service)));
+    if (score < bestScore) [best, bestScore] = [x, score];
+  }
+  return bestScore <= Math.max(1, Math.floor(short(service).length / 3)) ? best : undefined;
+}
+
+/** Levenshtein distance, case-insensitive. */
+function editDistance(a: string, b: string): number {
+  const s = a.toLowerCase();
+  const t = b.toLowerCase();
+  let prev = Array.from({ length: t.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= s.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= t.length; j++)
+      row[j] = Math.min(
+        (prev[j] ?? 0) + 1,
+        (row[j - 1] ?? 0) + 1,
+        (prev[j - 1] ?? 0) + (s[i - 1] === t[j - 1] ? 0 : 1),
+      );
+    prev = row;
+  }
+  return prev[t.length] ?? 0;
 }

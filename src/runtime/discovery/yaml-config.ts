@@ -18,7 +18,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { Logger } from "pino";
 import { pino } from "pino";
 import { parse, stringify } from "yaml";
-import { ObjectConfigSource, checkPatch, mergeTop, type ConfigObjects } from "./config.js";
+import { ObjectConfigSource, checkPatch, likelySection, mergeTop, type ConfigObjects } from "./config.js";
 import type { ConfigSource } from "./types.js";
 
 /** Options of a YAML config source. */
@@ -177,38 +177,6 @@ export function noSection(path: string, service: string, sections: readonly stri
   const meant = likelySection(service, sections);
   const hint = meant === undefined ? "" : `; did you mean ${meant}? Rename it to ${service}`;
   return `${head}; its sections: ${sections.join(", ")}${hint}`;
-}
-
-/** The section most likely written for `service`: its short name (any case), else the closest. */
-function likelySection(service: string, sections: readonly string[]): string | undefined {
-  const short = (name: string): string => name.slice(name.lastIndexOf(".") + 1).toLowerCase();
-  const same = sections.find((x) => short(x) === short(service));
-  if (same !== undefined) return same;
-  let best: string | undefined;
-  let bestScore = Number.POSITIVE_INFINITY;
-  for (const x of sections) {
-    const score = Math.min(editDistance(x, service), editDistance(short(x), short(service)));
-    if (score < bestScore) [best, bestScore] = [x, score];
-  }
-  return bestScore <= Math.max(1, Math.floor(short(service).length / 3)) ? best : undefined;
-}
-
-/** Levenshtein distance, case-insensitive. */
-function editDistance(a: string, b: string): number {
-  const s = a.toLowerCase();
-  const t = b.toLowerCase();
-  let prev = Array.from({ length: t.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= s.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= t.length; j++)
-      row[j] = Math.min(
-        (prev[j] ?? 0) + 1,
-        (row[j - 1] ?? 0) + 1,
-        (prev[j - 1] ?? 0) + (s[i - 1] === t[j - 1] ? 0 : 1),
-      );
-    prev = row;
-  }
-  return prev[t.length] ?? 0;
 }
 
 /** What tells one version of the file from another: inode, size, modification and change times. */
