@@ -9,13 +9,11 @@
  * every error with `--reveal-errors`. An event stream over zmq without an event hub names
  * the FAN_ZMQ_EVENTS_* variables the gateway is started with.
  */
-import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type CapturedChild, spawnCaptured, until } from "../cli/helpers.js";
-import { SHARED_ETCD } from "../discovery/helpers.js";
+import { type CapturedChild, until } from "../cli/helpers.js";
 import { describeWithBroker } from "../transports/amqp-broker.js";
 import { uniqueCluster, up } from "../transports/processes.js";
-import { type LocalGateway, repo, startGateway, startVault, stopChild, VAULT_IDL } from "./helpers.js";
+import { type LocalGateway, spawnGateway, startGateway, startVault, stopChild, VAULT_IDL } from "./helpers.js";
 
 interface Answer {
   readonly status: number;
@@ -46,30 +44,12 @@ describeWithBroker(
 
   beforeAll(async () => {
     vault = await startVault(cluster);
-    gateway = spawnCaptured(
-      process.execPath,
-      [
-        join(repo, "bin/fanc.mjs"),
-        "gateway",
-        VAULT_IDL,
-        "--port",
-        "0",
-        "--transports",
-        "http,zmq",
-        "--cluster",
-        cluster,
-        "--discovery",
-        `etcd://${SHARED_ETCD}`,
-        "--log-level",
-        "warn",
-      ],
-      // No event hub: the stream of a zmq event is refused.
-      { FAN_ZMQ_HUB: "", FAN_ZMQ_EVENTS_PUBLISH: "", FAN_ZMQ_EVENTS_SUBSCRIBE: "" },
-    );
-    await until("the gateway listens", () => /listening on http|fanc gateway: /.test(gateway?.stderr() ?? ""), 120_000);
-    const m = /listening on (http:\/\/\S+)/.exec(gateway.stderr());
-    if (m === null) throw new Error(`the gateway did not start: ${gateway.stderr()}`);
-    base = m[1] as string;
+    // No event hub: the stream of a zmq event is refused.
+    ({ gateway, url: base } = await spawnGateway(cluster, ["--transports", "http,zmq"], VAULT_IDL, {
+      FAN_ZMQ_HUB: "",
+      FAN_ZMQ_EVENTS_PUBLISH: "",
+      FAN_ZMQ_EVENTS_SUBSCRIBE: "",
+    }));
     revealing = await startGateway(cluster, ["--transports", "http", "--reveal-errors"], VAULT_IDL);
   }, 240_000);
 

@@ -1,7 +1,7 @@
 /**
  * What the gateway tests share: the Till service in a child process on one transport
  * (fixtures/service.ts), the gateway itself (in this process through `fanc gateway`'s `run`,
- * or as a `bin/fanc.mjs gateway` child), and a small Server-Sent Events reader over fetch.
+ * or as a `bin/fanc.mjs gateway` child, `spawnGateway`), and a small Server-Sent Events reader over fetch.
  */
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -68,11 +68,7 @@ export interface LocalGateway {
 export async function startGateway(cluster: string, args: readonly string[] = [], idl = IDL): Promise<LocalGateway> {
   const io = captureIo();
   const ac = new AbortController();
-  const done = run(
-    [idl, "--port", "0", "--cluster", cluster, "--discovery", `etcd://${SHARED_ETCD}`, "--log-level", "warn", ...args],
-    io,
-    ac.signal,
-  );
+  const done = run(gatewayArgs(cluster, args, idl), io, ac.signal);
   let code: number | undefined;
   void done.then((c) => (code = c));
   await until("the gateway listens", () => /listening on http/.test(io.errText()) || code !== undefined, 60_000);
@@ -85,6 +81,44 @@ export async function startGateway(cluster: string, args: readonly string[] = []
       await done;
     },
   };
+}
+
+/** `fanc gateway`'s arguments in these tests: `idl`, a free port, `cluster` in the shared etcd, warn logs, then `args`. */
+function gatewayArgs(cluster: string, args: readonly string[], idl: string): string[] {
+  return [
+    idl,
+    "--port",
+    "0",
+    "--cluster",
+    cluster,
+    "--discovery",
+    `etcd://${SHARED_ETCD}`,
+    "--log-level",
+    "warn",
+    ...args,
+  ];
+}
+
+/** Runs `bin/fanc.mjs gateway <idl> --port 0 ...args` as a child process; resolves with it and its URL once it listens. */
+export async function spawnGateway(
+  cluster: string,
+  args: readonly string[] = [],
+  idl = IDL,
+  env: Record<string, string> = {},
+): Promise<{ gateway: CapturedChild; url: string }> {
+  const gateway = spawnCaptured(
+    process.execPath,
+    [join(repo, "bin/fanc.mjs"), "gateway", ...gatewayArgs(cluster, args, idl)],
+    env,
+  );
+  await until(
+    "the gateway listens",
+    () => /listening on http/.test(gateway.stderr()) || gateway.child.exitCode !== null,
+    120_000,
+  );
+  const m = /listening on (http:\/\/\S+)/.exec(gateway.stderr());
+  if (m === null) throw new Error(`the gateway did not start: ${gateway.stderr()}`);
+  return { gateway, url: m[1] as string };
 }
 
 /** An open SSE stream read with fetch: each `data:` payload in order. */
