@@ -1,8 +1,9 @@
 /**
  * `fanc gateway [idl/] --port 8080`: an HTTP server in front of every service of the IDL,
  * whatever transport its instances are served on (http, zmq, redis, amqp), found through
- * discovery like `fanc call` finds them (src/gateway/ does the serving). Runs until SIGINT or
- * SIGTERM, then stops accepting, ends event streams and closes its App.
+ * discovery like `fanc call` finds them (src/gateway/ does the serving). Re-reads the IDL on
+ * SIGHUP, and with `--watch` when its files change (src/gateway/reload.ts). Runs until SIGINT
+ * or SIGTERM, then stops accepting, ends event streams and closes its App.
  */
 import { parseArgs } from "node:util";
 import { destination, pino } from "pino";
@@ -10,6 +11,7 @@ import { createApp, type App } from "../runtime/app/app.js";
 import type { ClientCaller, ServiceDescriptor, TransportName } from "../runtime/descriptor.js";
 import { Catalog } from "../gateway/catalog.js";
 import { Cors } from "../gateway/cors.js";
+import { IdlReloader, unreachable } from "../gateway/reload.js";
 import { GatewayServer } from "../gateway/server.js";
 import { loadIdl } from "./call.js";
 import { ORDER, transportsConfig } from "./health.js";
@@ -27,8 +29,11 @@ Serves every service of the IDL over HTTP, whatever transport it runs on (see do
                                             (a @shard state: one shard, ?shard=<n> or ?key=<key>; all: ?shard=all)
   GET  /_fan/idl                            the compiled IDL as JSON;  GET /health
 Request headers: Authorization (the credentials @auth methods check), fan-timeout (ms) or
-fan-deadline (epoch ms), traceparent, fan-h-<name>. The IDL is read once, at start: restart
-the gateway to serve what a new IDL adds.
+fan-deadline (epoch ms), traceparent, fan-h-<name>.
+SIGHUP re-reads the IDL (and so does a change to its files, with --watch): new requests get
+the new one, calls in flight and open streams go on (a stream of what it removed ends with a
+fan-error event); one that does not compile is logged and the previous one stays. Transports
+are opened at start only.
 A failure from inside the deployment reaches the client as its code and "... (trace <id>)";
 the gateway's log has it in full under that trace id.
 
@@ -42,6 +47,7 @@ options:
   --cluster <name>       cluster name (default: $FAN_CLUSTER or "dev")
   --log-level <level>    pino level of the gateway's log on stderr (default: info)
   --reveal-errors        pass every error to the client as it is, endpoints and all (development only)
+  --watch                re-read the IDL when a .fan file under it changes (as SIGHUP does)
 ${TLS_USAGE.replaceAll(/^( {2}--\S+(?: <file>)?)( +)/gm, "$1  $2")}
   -h, --help             show this help
 
@@ -51,6 +57,8 @@ Broker URLs come from $FAN_REDIS_URL and $FAN_AMQP_URL (default: the loopback br
 export async function run(args: string[], io: Io = processIo, stop?: AbortSignal): Promise<number> {
   let app: App | undefined;
   let server: GatewayServer | undefined;
+  let reloader: IdlReloader | undefined;
+  let hup: (() => void) | undefined;
   let discovery: string | undefined;
   try {
     const { values, positionals } = parseArgs({
@@ -64,6 +72,7 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
         transports: { type: "string" },
         "log-level": { type: "string" },
         "reveal-errors": { type: "boolean" },
+        watch: { type: "boolean" },
       },
       allowPositionals: true,
     });
@@ -79,7 +88,8 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     discovery = cliDiscovery(values.discovery);
     if (!discovery.startsWith("etcd://"))
       throw new UsageError(`--discovery must be etcd://host:port[,host:port...], got ${JSON.stringify(discovery)}`);
-    const schemas = await loadIdl(positionals[0] ?? values.idl ?? "idl");
+    const dir = positionals[0] ?? values.idl ?? "idl";
+    const schemas = await loadIdl(dir);
     const descriptors = schemas.services().map((s) => schemas.descriptor(s));
     if (descriptors.length === 0) throw new UsageError("the IDL declares no service");
     const names = transportNames(values.transports, descriptors);
@@ -95,10 +105,11 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     });
     await app.ready();
     const a = app;
-    const catalog = new Catalog(schemas.model, descriptors, (d: ServiceDescriptor) =>
-      a.client({ descriptor: d, createClient: (c: ClientCaller) => c }),
-    );
+    const client = (d: ServiceDescriptor): ClientCaller =>
+      a.client({ descriptor: d, createClient: (c: ClientCaller) => c });
+    const catalog = new Catalog(schemas.model, descriptors, client);
     for (const text of catalog.shadowed) log.warn(text);
+    for (const text of unreachable(catalog, undefined, app.transportNames())) io.err(`fanc gateway: warning: ${text}`);
     server = new GatewayServer({
       app,
       catalog,
@@ -107,12 +118,17 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
       revealErrors: values["reveal-errors"] === true,
     });
     const url = await server.listen(port, values.host ?? "127.0.0.1");
+    const r = new IdlReloader({ dir, app, server, client, io, log });
+    reloader = r;
+    hup = () => void r.reload("SIGHUP");
+    process.on("SIGHUP", hup);
+    if (values.watch === true) r.watch();
     if (values["reveal-errors"] === true)
       io.err(
         "fanc gateway: warning: --reveal-errors: clients read every error in full, endpoints and all (development only)",
       );
     io.err(
-      `fanc gateway: listening on ${url} · ${descriptors.length} service(s) · over ${[...names].join(", ")} · cluster "${cliCluster(values.cluster)}"`,
+      `fanc gateway: listening on ${url} · ${descriptors.length} service(s) · over ${[...names].join(", ")} · cluster "${cliCluster(values.cluster)}"${values.watch === true ? ` · watching ${dir}` : ""}`,
     );
     await new Promise<void>((resolve) => {
       const done = (): void => resolve();
@@ -126,6 +142,8 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
   } catch (e) {
     return report(io, "gateway", e, discovery);
   } finally {
+    if (hup !== undefined) process.off("SIGHUP", hup);
+    await reloader?.close();
     await server?.close().catch(() => undefined);
     await app?.stop().catch(() => undefined);
   }

@@ -10,6 +10,10 @@
  *   400 without any);
  * - `GET /_fan/idl`: the compiled IDL as JSON; `GET /health`.
  *
+ * `swap(catalog)` serves a reloaded IDL (reload.ts): each request reads the catalog once, when
+ * it arrives, so a call in flight ends as it began; streams of what the new IDL removed end
+ * with a final `fan-error` event, every other stream goes on.
+ *
  * Every answer to a request is an answer: malformed JSON, an invalid argument, an unknown path
  * a body over the limit and a wrong verb are coded JSON errors (400, 404, 413, 405) and the
  * gateway keeps serving. What a client reads of a failure from inside the deployment
@@ -33,7 +37,7 @@ import type { Catalog, GatewayService } from "./catalog.js";
 import type { Cors } from "./cors.js";
 import { Exposure, isGatewayRefusal } from "./exposure.js";
 import { relay } from "./rpc.js";
-import { EventHub, openSse, SSE_HEADERS, StateHub } from "./sse.js";
+import { EventHub, openSse, SSE_HEADERS, type SseStream, StateHub } from "./sse.js";
 import { refuse, wireErrorOf, writeError } from "./wire.js";
 
 /** How long `close()` lets running calls answer before it cuts their connections. */
@@ -58,10 +62,12 @@ export class GatewayServer {
   readonly #maxBody: number;
   readonly #exposure: Exposure;
   #server: Server | undefined;
-  readonly #streams = new Set<ServerResponse>();
+  #catalog: Catalog;
+  readonly #streams = new Map<ServerResponse, OpenStream>();
 
   constructor(opts: GatewayOptions) {
     this.#o = opts;
+    this.#catalog = opts.catalog;
     this.#hub = new EventHub(opts.app, opts.log);
     this.#states = new StateHub(opts.app);
     this.#maxBody = opts.maxBodyBytes ?? MAX_BODY_BYTES;
@@ -84,9 +90,32 @@ export class GatewayServer {
     return `http://${shown.includes(":") ? `[${shown}]` : shown}:${addr.port}`;
   }
 
+  /** The catalog new requests are served from. */
+  get catalog(): Catalog {
+    return this.#catalog;
+  }
+
+  /**
+   * Serves `next` to every request from now on (one assignment: no request sees half of it).
+   * Open streams of a service, event or state that `next` lacks end with a `fan-error` event
+   * (NOT_FOUND, as a new request for them is answered); returns how many.
+   */
+  swap(next: Catalog): number {
+    this.#catalog = next;
+    let ended = 0;
+    for (const [res, s] of this.#streams) {
+      const gone = removed(next, s);
+      if (gone === undefined) continue;
+      this.#streams.delete(res);
+      s.sse.fail({ code: Code.NOT_FOUND, message: gone });
+      ended++;
+    }
+    return ended;
+  }
+
   /** Stops accepting, ends event streams, closes subscriptions. */
   async close(): Promise<void> {
-    for (const res of this.#streams) res.end();
+    for (const res of this.#streams.keys()) res.end();
     this.#streams.clear();
     const server = this.#server;
     if (server !== undefined) {
@@ -125,9 +154,11 @@ export class GatewayServer {
     const path = q < 0 ? url : url.slice(0, q);
     const raw = splitPath(path);
     const method = req.method ?? "GET";
+    // Read once: a reload during this request does not change what it is served from.
+    const catalog = this.#catalog;
     // POST /<package.Service>/<method>: the common case first. As on the http transport, no
     // route shadows a service's own path, whatever the verb.
-    const svc = raw.length === 2 ? this.#o.catalog.service(safeDecode(raw[0] as string) ?? "") : undefined;
+    const svc = raw.length === 2 ? catalog.service(safeDecode(raw[0] as string) ?? "") : undefined;
     if (svc !== undefined) {
       const methods = svc.descriptor.methods;
       const name = safeDecode(raw[1] as string) ?? "";
@@ -140,13 +171,13 @@ export class GatewayServer {
       return this.#send(req, res, svc, m, body);
     }
     if (raw[0] === "_fan" || (raw.length === 1 && raw[0] === "health"))
-      return this.#own(req, res, raw, method, q < 0 ? undefined : url.slice(q + 1));
-    const found = lookupRoute(this.#o.catalog.routes, method, raw);
+      return this.#own(req, res, catalog, raw, method, q < 0 ? undefined : url.slice(q + 1));
+    const found = lookupRoute(catalog.routes, method, raw);
     if (found !== undefined && "allow" in found) return sendWrongVerb(res, method, path, found.allow);
     if (found !== undefined) {
       const { route, params } = found.match;
       const m = route.method;
-      const target = this.#o.catalog.service(route.service) as GatewayService;
+      const target = catalog.service(route.service) as GatewayService;
       // GET, HEAD and DELETE: the path and the query string; POST, PUT and PATCH: the JSON body.
       const bodyless = isBodyless(method);
       const body = bodyless ? {} : await this.#body(req, res);
@@ -161,6 +192,7 @@ export class GatewayServer {
   async #own(
     req: IncomingMessage,
     res: ServerResponse,
+    catalog: Catalog,
     raw: readonly string[],
     method: string,
     search: string | undefined,
@@ -169,14 +201,14 @@ export class GatewayServer {
     if (raw[0] === "health") {
       const body = JSON.stringify({
         status: "SERVING",
-        services: this.#o.catalog.names(),
+        services: catalog.names(),
         transports: this.#o.app.transportNames(),
       });
       res.writeHead(200, { "content-type": "application/json; charset=utf-8" }).end(body);
       return;
     }
     if (raw.length === 2 && raw[1] === "idl") {
-      res.writeHead(200, { "content-type": "application/json; charset=utf-8" }).end(this.#o.catalog.idlJson);
+      res.writeHead(200, { "content-type": "application/json; charset=utf-8" }).end(catalog.idlJson);
       return;
     }
     const [, kind, service, member] = raw.map((s) => safeDecode(s) ?? "");
@@ -186,7 +218,7 @@ export class GatewayServer {
         Code.NOT_FOUND,
         `no such path; try /_fan/idl, /_fan/events/<service>/<event> or /_fan/states/<service>/<state>`,
       );
-    const svc = this.#o.catalog.service(service as string);
+    const svc = catalog.service(service as string);
     if (svc === undefined) return refuse(res, Code.NOT_FOUND, `no service ${JSON.stringify(service)} in the IDL`);
     const d = svc.descriptor;
     const target = kind === "events" ? d.events[member as string] : d.states[member as string];
@@ -234,9 +266,13 @@ export class GatewayServer {
     if (req.destroyed) return stop();
     const name = `/_fan/${kind}/${service}/${member}${shard === undefined ? "" : `?shard=${shard}`}`;
     const sse = openSse(res, {}, this.#o.log, name);
-    this.#streams.add(res);
+    const open: OpenStream = { service: d.name, kind, member: member as string, sse };
     stream = sse.send;
     for (const p of pending) sse.send(p);
+    // A reload while the subscription was made may have removed what it streams.
+    const gone = removed(this.#catalog, open);
+    if (gone !== undefined) sse.fail({ code: Code.NOT_FOUND, message: gone });
+    else this.#streams.set(res, open);
     res.once("close", () => {
       this.#streams.delete(res);
       stop();
@@ -294,6 +330,25 @@ export class GatewayServer {
     }
     return relay(res, svc, m, body, headers, leaving(req), this.#exposure);
   }
+}
+
+/** An open event or state stream, as `swap` checks it against a new catalog. */
+interface OpenStream {
+  readonly service: string;
+  readonly kind: "events" | "states";
+  readonly member: string;
+  readonly sse: SseStream;
+}
+
+/** Why `catalog` no longer serves the stream, or undefined when it does. */
+function removed(catalog: Catalog, s: OpenStream): string | undefined {
+  const d = catalog.service(s.service)?.descriptor;
+  const what = `${s.kind === "events" ? "event" : "state"} ${s.service}.${s.member}`;
+  if (d === undefined)
+    return `the gateway's IDL was reloaded without service ${s.service}: the ${what} is no longer served`;
+  if (!Object.hasOwn(s.kind === "events" ? d.events : d.states, s.member))
+    return `the gateway's IDL was reloaded without the ${what}: it is no longer served`;
+  return undefined;
 }
 
 /**

@@ -39,6 +39,8 @@ const KEEPALIVE_MS = 15_000;
 export interface SseStream {
   send(data: string): void;
   close(): void;
+  /** Ends the stream with a last `event: fan-error` whose data is the coded error's JSON. */
+  fail(error: { readonly code: string; readonly message: string }): void;
 }
 
 /** The headers of an event stream (a HEAD gets them alone). */
@@ -80,7 +82,30 @@ export function openSse(res: ServerResponse, headers: Record<string, string>, lo
       clearInterval(timer);
       res.end();
     },
+    fail: (error) => {
+      clearInterval(timer);
+      write(`event: fan-error\ndata: ${JSON.stringify(error)}\n\n`);
+      res.end();
+    },
   };
+}
+
+/** A number per descriptor object (`keyOf`). */
+const ids = new WeakMap<ServiceDescriptor, number>();
+let nextId = 0;
+
+/**
+ * The key of what streams share: the service's descriptor object as well as the names, so
+ * that after a reload changed a service (a new descriptor, catalog.ts) new streams subscribe
+ * with its new schemas while those opened before keep theirs.
+ */
+function keyOf(svc: ServiceDescriptor, ...names: readonly string[]): string {
+  let id = ids.get(svc);
+  if (id === undefined) {
+    id = nextId++;
+    ids.set(svc, id);
+  }
+  return [svc.name, id, ...names].join("\u0000");
 }
 
 /** A service's event transport as chosen now, and whether its instances said so (`known`) or it is a guess. */
@@ -164,7 +189,7 @@ export class EventHub {
    * was registered, or the owners moved), it subscribes there and closes the old subscription.
    */
   async attach(svc: ServiceDescriptor, event: EventDescriptor, fn: (data: string) => void): Promise<() => void> {
-    const key = `${svc.name}\u0000${event.name}`;
+    const key = keyOf(svc, event.name);
     let topic = this.#topics.get(key);
     if (topic === undefined) {
       const made: Topic = {
@@ -370,7 +395,7 @@ export class StateHub {
     shard: number | undefined,
     fn: (data: string) => void,
   ): Promise<() => void> {
-    const key = `${svc.name}\u0000${state.name}\u0000${shard ?? ""}`;
+    const key = keyOf(svc, state.name, String(shard ?? ""));
     let w = this.#watched.get(key);
     if (w === undefined) {
       const c = codec<unknown>(state.schema);
@@ -420,7 +445,7 @@ export class StateHub {
    * as `owner-absent`, not answered as an error), then every change and status change of any shard.
    */
   attachAll(svc: ServiceDescriptor, state: StateDescriptor, fn: (data: string) => void): () => void {
-    const key = `${svc.name}\u0000${state.name}\u0000all`;
+    const key = keyOf(svc, state.name, "all");
     let w = this.#all.get(key);
     if (w === undefined) {
       const c = codec<unknown>(state.schema);

@@ -1,0 +1,191 @@
+/**
+ * Reloading the gateway's IDL while it serves: `fanc gateway` reloads on SIGHUP, and with
+ * `--watch` after a change under the IDL folder (watched with `fanc compile --watch`'s folder
+ * watcher, cli/watch-dirs.ts, and debounced as it is). An IDL that compiles becomes a new
+ * `Catalog` (which keeps the entries of services that did not change) that the server swaps in
+ * for new requests; one that does not is reported with its located, coded diagnostics and the
+ * previous one goes on being served. Reloads run one at a time. What the gateway opened at
+ * start (its transports, its App) stays: a service the new IDL adds on a transport the gateway
+ * did not open is named in a warning, not left to answer 503 unexplained.
+ */
+import { resolve } from "node:path";
+import { performance } from "node:perf_hooks";
+import type { Logger } from "pino";
+import { loadIdl } from "../cli/call.js";
+import type { Io } from "../cli/io.js";
+import { DirectoryWatcher } from "../cli/watch-dirs.js";
+import type { App } from "../runtime/app/app.js";
+import type { ServiceDescriptor } from "../runtime/descriptor.js";
+import { Catalog, type ClientFactory } from "./catalog.js";
+import type { GatewayServer } from "./server.js";
+
+/** Quiet time after the last change under the folder before a reload, ms (`fanc compile --watch`'s). */
+const DEBOUNCE_MS = 40;
+
+export interface ReloadOptions {
+  /** The IDL folder, as given to `fanc gateway`. */
+  readonly dir: string;
+  readonly app: App;
+  readonly server: GatewayServer;
+  readonly client: ClientFactory;
+  /** The `fanc gateway: ...` lines (stderr). */
+  readonly io: Io;
+  readonly log: Logger;
+}
+
+export class IdlReloader {
+  readonly #o: ReloadOptions;
+  #running: Promise<void> | undefined;
+  /** A reload asked while one ran (its cause), run after it. */
+  #again: { why: string; quiet: boolean } | undefined;
+  #watcher: DirectoryWatcher | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(opts: ReloadOptions) {
+    this.#o = opts;
+  }
+
+  /**
+   * Compiles the IDL again and serves it, or says why not. `why` names the cause in the line
+   * logged; `quiet` leaves out the line of a reload that changed nothing (a watched save).
+   */
+  async reload(why: string, quiet = false): Promise<void> {
+    if (this.#running !== undefined) {
+      this.#again = { why, quiet: quiet && (this.#again?.quiet ?? true) };
+      return this.#running;
+    }
+    this.#running = this.#load(why, quiet);
+    await this.#running;
+    this.#running = undefined;
+    const again = this.#again;
+    this.#again = undefined;
+    if (again !== undefined && !this.#closed) await this.reload(again.why, again.quiet);
+  }
+
+  /** Reloads after changes under the IDL folder (40 ms after the last of a burst). */
+  watch(): void {
+    const dir = this.#o.dir;
+    const watcher = new DirectoryWatcher(resolve(dir), {
+      // Any change, not only a `.fan` file's: a Kubernetes ConfigMap swaps a `..data` link, a
+      // deploy renames a folder. A reload that finds the IDL as it was prints nothing.
+      change: () => this.#schedule(),
+      error: (e) =>
+        this.#o.io.err(
+          `fanc gateway: warning: --watch: cannot watch ${dir} (${e instanceof Error ? e.message : String(e)}); SIGHUP still reloads`,
+        ),
+    });
+    watcher.sync();
+    this.#watcher = watcher;
+  }
+
+  /** Stops watching; waits for a reload in progress. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#watcher?.close();
+    await this.#running;
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      try {
+        this.#watcher?.sync(); // folders made since: watched before the files are read
+      } catch {
+        // The folder is gone: the reload says so, and the previous IDL stays.
+      }
+      void this.reload(`--watch: ${this.#o.dir} changed`, true);
+    }, DEBOUNCE_MS);
+  }
+
+  async #load(why: string, quiet: boolean): Promise<void> {
+    const t0 = performance.now();
+    const before = this.#o.server.catalog;
+    let after: Catalog;
+    try {
+      const schemas = await loadIdl(this.#o.dir);
+      const descriptors = schemas.services().map((s) => schemas.descriptor(s));
+      if (descriptors.length === 0) throw new Error(`the IDL under ${this.#o.dir} declares no service`);
+      after = new Catalog(schemas.model, descriptors, this.#o.client, before);
+    } catch (e) {
+      this.#o.io.err(
+        `fanc gateway: reload failed, still serving the previous IDL: ${e instanceof Error ? e.message : String(e)}`,
+      );
+      return;
+    }
+    if (this.#closed) return;
+    const ended = this.#o.server.swap(after);
+    const changed = changes(before, after);
+    if (ended > 0) changed.push(`ended ${ended} open stream(s) of what it removed`);
+    if (changed.length > 0 || !quiet)
+      this.#o.io.err(
+        `fanc gateway: reloaded the IDL (${why}, ${Math.round(performance.now() - t0)} ms): ${changed.length > 0 ? changed.join("; ") : "no change"}`,
+      );
+    for (const text of unreachable(after, before, this.#o.app.transportNames()))
+      this.#o.io.err(`fanc gateway: warning: ${text}`);
+    for (const text of after.shadowed) if (!before.shadowed.includes(text)) this.#o.log.warn(text);
+  }
+}
+
+/** What `after` serves that `before` did not and the reverse: services, their members, routes. */
+export function changes(before: Catalog, after: Catalog): string[] {
+  const out: string[] = [];
+  const list = (label: string, names: readonly string[]): void => {
+    if (names.length > 0) out.push(`${label}: ${names.join(", ")}`);
+  };
+  list("services added", minus(after.names(), before.names()));
+  list("services removed", minus(before.names(), after.names()));
+  const changed: string[] = [];
+  for (const name of after.names()) {
+    const was = before.service(name);
+    const now = after.service(name);
+    if (was === undefined || now === undefined || was === now) continue;
+    const a = members(was.descriptor);
+    const b = members(now.descriptor);
+    const diff = [...minus(b, a).map((m) => `+${m}`), ...minus(a, b).map((m) => `-${m}`)];
+    changed.push(diff.length > 0 ? `${name} (${diff.join(", ")})` : `${name} (types)`);
+  }
+  list("services changed", changed);
+  list("routes added", minus(routeNames(after), routeNames(before)));
+  list("routes removed", minus(routeNames(before), routeNames(after)));
+  return out;
+}
+
+/**
+ * Why services that `after` adds or changes cannot be reached: none of the transports they
+ * allow is one the gateway opened (at start, `--transports` or the first IDL's). An App opens
+ * its transports once, so that takes a restart.
+ */
+export function unreachable(after: Catalog, before: Catalog | undefined, open: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const name of after.names()) {
+    const svc = after.service(name);
+    if (svc === undefined || svc === before?.service(name)) continue;
+    const allowed = svc.descriptor.transports.filter((t) => t !== "local");
+    if (allowed.length === 0 || allowed.some((t) => open.includes(t))) continue;
+    const them = allowed.length === 1 ? allowed[0] : `one of ${allowed.join(", ")}`;
+    out.push(
+      `${name} is served on ${allowed.join(", ")}, which this gateway did not open (open: ${open.filter((t) => t !== "local").join(", ")}): its calls answer 503 and its streams are refused until the gateway restarts with ${them} in --transports`,
+    );
+  }
+  return out;
+}
+
+function members(d: ServiceDescriptor): string[] {
+  return [
+    ...Object.values(d.methods).map((m) => `${m.kind} ${m.name}`),
+    ...Object.keys(d.events).map((e) => `event ${e}`),
+    ...Object.keys(d.states).map((s) => `state ${s}`),
+  ];
+}
+
+function routeNames(c: Catalog): string[] {
+  return c.routes.map((r) => `${r.verb} ${r.method.route?.path ?? ""}`);
+}
+
+function minus(a: readonly string[], b: readonly string[]): string[] {
+  const drop = new Set(b);
+  return a.filter((x) => !drop.has(x));
+}
