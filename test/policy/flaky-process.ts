@@ -12,7 +12,7 @@ export function flakyProcess(args: {
   cluster: string;
   id: string;
   mode?: string;
-  transport: "http" | "zmq";
+  transport: "http" | "zmq" | "tcp";
   delayMs?: number;
   env?: Record<string, string>;
 }): Promise<FlakyProcess> {

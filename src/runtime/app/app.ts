@@ -270,6 +270,7 @@ export class App implements ClientHost {
     const health = this.telemetry.health;
     if (health.phase !== "stopped") health.set("stopping");
     const closeClients = async (): Promise<void> => {
+      this.policy.close();
       await Promise.all([this.#closeClients(), this.#states.close(), this.#board.close()]);
       await this.#healthInstance?.unbind(0);
     };

@@ -5,7 +5,9 @@
  * one probe through (half-open): its success closes the breaker, its failure opens it again.
  * Only failures that say something about the instance count (see `verdictOf`): a caller's
  * mistake, an IDL-declared error or an error relayed from the instance's own dependency is an
- * answer from a healthy instance.
+ * answer from a healthy instance. An open breaker turns half-open at `openMs` by itself (one
+ * unref'd timer while it is open, none per call), so its log line, event, metric and published
+ * record say so on time even when no call reads it.
  *
  * The state machine is written here rather than taken from cockatiel: routing asks each
  * instance's breaker "may I send to you now?" without executing anything, and half-open
@@ -58,6 +60,8 @@ export class Breaker {
   #openedAt = 0;
   #probing = false;
   #probeWaiters: (() => void)[] = [];
+  /** Turns the open breaker half-open at `openMs`; set only while open. */
+  #halfOpenTimer: ReturnType<typeof setTimeout> | undefined;
   // Sliding window: BUCKETS buckets of windowMs / BUCKETS each.
   readonly #ok = new Array<number>(BUCKETS).fill(0);
   readonly #bad = new Array<number>(BUCKETS).fill(0);
@@ -156,9 +160,23 @@ export class Breaker {
     return new Promise((resolve) => this.#probeWaiters.push(resolve));
   }
 
+  /** Clears the half-open timer (the App stops); the state is kept. */
+  dispose(): void {
+    clearTimeout(this.#halfOpenTimer);
+    this.#halfOpenTimer = undefined;
+  }
+
   #open(): void {
+    this.dispose();
     this.#openedAt = this.#now();
     this.#move("open");
+    // The timer, not a clock reading, decides: Node may fire it a millisecond before
+    // `Date.now()` shows openMs elapsed, and an injected test clock does not move with it.
+    this.#halfOpenTimer = setTimeout(() => {
+      this.#halfOpenTimer = undefined;
+      if (this.#state === "open") this.#move("half-open");
+    }, this.#openMs);
+    this.#halfOpenTimer.unref?.();
   }
 
   #close(): void {
@@ -170,6 +188,7 @@ export class Breaker {
   #move(to: BreakerState): void {
     const from = this.#state;
     if (from === to) return;
+    if (from === "open") this.dispose();
     this.#state = to;
     this.#onChange(this, from, to);
   }
@@ -251,6 +270,11 @@ export class Breakers {
       for (const b of m.values())
         out.push({ service: b.service, instanceId: b.instanceId, state: b.state, ...b.window });
     return out;
+  }
+
+  /** Clears every breaker's half-open timer (the App stops). */
+  close(): void {
+    for (const m of this.#byService.values()) for (const b of m.values()) b.dispose();
   }
 
   #changed(b: Breaker, from: BreakerState, to: BreakerState): void {

@@ -34,6 +34,11 @@ export class Policies implements PolicyShared {
     return this.breakers?.list() ?? [];
   }
 
+  /** Stops the breakers' timers (the App stops). */
+  close(): void {
+    this.breakers?.close();
+  }
+
   /** The retry budget of one service (made on first use). */
   budget(service: string): RetryBudget {
     let b = this.#budgets.get(service);
