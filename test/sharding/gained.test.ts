@@ -13,7 +13,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/index.js";
-import { assignShards, shardOfKey } from "../../src/runtime/call/shards.js";
+import { shardOfKey } from "../../src/runtime/call/shards.js";
 import { HOLD_LIMITS, type HoldLimits, holdWindow, Ownership } from "../../src/runtime/call/ownership.js";
 import type { Directory, InstanceInfo } from "../../src/runtime/discovery/types.js";
 import type { LifecycleContext } from "../../src/runtime/call/context.js";
@@ -22,7 +22,7 @@ import type { Registry, WatchEvent } from "../../src/runtime/discovery/registry.
 import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
 import { describeEtcd, SHARED_ETCD, until } from "../discovery/helpers.js";
-import { type Child, changes, clientApps, serveStore, tearDown } from "./helpers.js";
+import { aGainingB, type Child, changes, clientApps, OWNERS_OF_A_AND_B, serveStore, tearDown } from "./helpers.js";
 import { Store } from "./fixtures/generated/test/shards.js";
 import { StoreImpl } from "./fixtures/store.js";
 
@@ -205,17 +205,12 @@ describe("held calls (one process)", () => {
    * runs until `release` is called. `key` is one of them; `calls` counts A's `store` calls for it.
    */
   async function gaining(transport: "local" | "http") {
-    const reg = new MemoryRegistry();
     const cluster = `held-${transport}-${process.pid}`;
     const transports = transport === "http" ? { http: {} } : {};
-    const opts = { cluster, discovery: reg, logger: silentLogger(), transports };
+    const opts = { cluster, discovery: new MemoryRegistry(), logger: silentLogger(), transports };
     const impl = new StoreImpl();
-    const owners = assignShards(
-      ["A", "B"].map((instanceId) => ({ instanceId, shards: [] })),
-      16,
-    );
     const key = Array.from({ length: 100 }, (_, i) => `held-${i}`).find(
-      (k) => owners[shardOfKey([k], 16)] === "B",
+      (k) => OWNERS_OF_A_AND_B[shardOfKey([k], 16)] === "B",
     ) as string;
     let calls = 0;
     const store = impl.store.bind(impl);
@@ -223,25 +218,7 @@ describe("held calls (one process)", () => {
       if (req.storeId === key) calls++;
       return store(req, ctx);
     };
-    let release = (): void => undefined;
-    let gate: Promise<void> | undefined;
-    const onShards = impl.onShards.bind(impl);
-    impl.onShards = (change) => {
-      onShards(change);
-      return gate;
-    };
-    const a = createApp(opts).serve(Store, impl, { instanceId: "A" });
-    const b = createApp(opts).serve(Store, new StoreImpl(), { instanceId: "B" });
-    const caller = createApp(opts);
-    apps.push(a, b, caller);
-    await Promise.all([a.start(), b.start(), caller.start()]);
-    const set = await caller.watch(Store.descriptor.name);
-    const mine = owners.filter((o) => o === "A").length;
-    await until("A and B owning their parts", () => impl.changes.at(-1)?.owned.length === mine);
-    gate = new Promise((r) => (release = r));
-    await b.stop();
-    await until("the client to see A alone", () => set.instances().length === 1);
-    await until("A's onShards gaining B's shards", () => impl.changes.at(-1)?.owned.length === 16);
+    const { caller, release } = await aGainingB(opts, impl, apps);
     return { client: caller.client(Store, { transport }), key, calls: () => calls, release };
   }
 

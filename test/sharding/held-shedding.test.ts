@@ -6,13 +6,14 @@
  * instance whose hook does not resolve. One process, over http.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { type App, createApp } from "../../src/runtime/index.js";
-import { assignShards, shardOfKey } from "../../src/runtime/call/shards.js";
+import type { App } from "../../src/runtime/index.js";
+import { shardOfKey } from "../../src/runtime/call/shards.js";
 import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
 import { until } from "../discovery/helpers.js";
 import { Store } from "./fixtures/generated/test/shards.js";
 import { StoreImpl } from "./fixtures/store.js";
+import { aGainingB, OWNERS_OF_A_AND_B } from "./helpers.js";
 
 const apps: App[] = [];
 afterEach(async () => {
@@ -34,40 +35,18 @@ function outcome(p: Promise<unknown>): Promise<string> {
  * the pushes A handled.
  */
 async function gaining() {
-  const reg = new MemoryRegistry();
   const cluster = `held-shed-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  const opts = { cluster, discovery: reg, logger: silentLogger(), transports: { http: {} } };
-  const owners = assignShards(
-    ["A", "B"].map((instanceId) => ({ instanceId, shards: [] })),
-    16,
-  );
+  const opts = { cluster, discovery: new MemoryRegistry(), logger: silentLogger(), transports: { http: {} } };
   const keys = Array.from({ length: 200 }, (_, i) => `shed-${i}`);
-  const held = keys.filter((k) => owners[shardOfKey([k], 16)] === "B");
-  const ready = keys.find((k) => owners[shardOfKey([k], 16)] === "A") as string;
+  const held = keys.filter((k) => OWNERS_OF_A_AND_B[shardOfKey([k], 16)] === "B");
+  const ready = keys.find((k) => OWNERS_OF_A_AND_B[shardOfKey([k], 16)] === "A") as string;
   const impl = new StoreImpl();
   const stocked: string[] = [];
   impl.onStock = (w) => void stocked.push(w.storeId);
-  let release = (): void => undefined;
-  let gate: Promise<void> | undefined;
-  const onShards = impl.onShards.bind(impl);
-  impl.onShards = (change) => {
-    onShards(change);
-    return gate;
-  };
-  const a = createApp(opts).serve(Store, impl, { instanceId: "A", maxInFlight: 3 });
-  const b = createApp(opts).serve(Store, new StoreImpl(), { instanceId: "B" });
-  const caller = createApp(opts);
-  apps.push(a, b, caller);
-  await Promise.all([a.start(), b.start(), caller.start()]);
-  const set = await caller.watch(Store.descriptor.name);
-  const mine = owners.filter((o) => o === "A").length;
-  await until("A and B owning their parts", () => impl.changes.at(-1)?.owned.length === mine);
-  gate = new Promise((r) => (release = r));
-  await b.stop();
-  await until("the client to see A alone", () => set.instances().length === 1);
-  await until("A's onShards gaining B's shards", () => impl.changes.at(-1)?.owned.length === 16);
+  // B with the same bound: it stops before any call.
+  const { a, caller, release } = await aGainingB(opts, impl, apps, { maxInFlight: 3 });
   const client = caller.client(Store, { transport: "http" });
-  return { a, client, held, ready, stocked, release: () => release() };
+  return { a, client, held, ready, stocked, release };
 }
 
 describe("held calls and pushes count toward maxInFlight (one process, http)", () => {

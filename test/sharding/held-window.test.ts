@@ -6,16 +6,16 @@
  * docs/sharding.md says, even while a hook never resolves. One process, a window of 4.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { type App, createApp } from "../../src/runtime/index.js";
+import type { App } from "../../src/runtime/index.js";
 import { HOLD_LIMITS } from "../../src/runtime/call/ownership.js";
-import { assignShards, shardOfKey } from "../../src/runtime/call/shards.js";
+import { shardOfKey } from "../../src/runtime/call/shards.js";
 import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
-import { until } from "../discovery/helpers.js";
 import { deleteKeys, REDIS_URL } from "../transports/redis-server.js";
 import { AMQP_URL, deleteByPrefix } from "../transports/amqp-broker.js";
 import { Store } from "./fixtures/generated/test/shards.js";
 import { StoreImpl } from "./fixtures/store.js";
+import { aGainingB, OWNERS_OF_A_AND_B } from "./helpers.js";
 
 const windowOf4 = {
   redis: { redis: { url: REDIS_URL, maxInFlight: 4 } },
@@ -42,38 +42,15 @@ describe.each(["redis", "amqp"] as const)("held calls take part of the transport
   });
 
   it("calls for a shard A already had, and unsharded calls, are answered while A's onShards gaining other shards runs; held calls past 3 of 4 are refused", async () => {
-    const reg = new MemoryRegistry();
     const cluster = `held-window-${via}-${process.pid}-${Date.now()}`;
     clusters.push(cluster);
-    const opts = { cluster, discovery: reg, logger: silentLogger(), transports: windowOf4[via] };
+    const opts = { cluster, discovery: new MemoryRegistry(), logger: silentLogger(), transports: windowOf4[via] };
     const impl = new StoreImpl();
-    const owners = assignShards(
-      ["A", "B"].map((instanceId) => ({ instanceId, shards: [] })),
-      16,
-    );
     const keys = Array.from({ length: 200 }, (_, i) => `window-${i}`);
-    const bKey = keys.find((k) => owners[shardOfKey([k], 16)] === "B") as string;
-    const aKey = keys.find((k) => owners[shardOfKey([k], 16)] === "A") as string;
-    let release = (): void => undefined;
-    let gate: Promise<void> | undefined;
-    const onShards = impl.onShards.bind(impl);
-    impl.onShards = (change) => {
-      onShards(change);
-      return gate;
-    };
-    const a = createApp(opts).serve(Store, impl, { instanceId: "A", transports: [via] });
-    const b = createApp(opts).serve(Store, new StoreImpl(), { instanceId: "B", transports: [via] });
-    const caller = createApp(opts);
-    apps.push(a, b, caller);
-    await Promise.all([a.start(), b.start(), caller.start()]);
-    const set = await caller.watch(Store.descriptor.name);
-    const mine = owners.filter((o) => o === "A").length;
-    await until("A and B owning their parts", () => impl.changes.at(-1)?.owned.length === mine);
-    gate = new Promise((r) => (release = r));
+    const bKey = keys.find((k) => OWNERS_OF_A_AND_B[shardOfKey([k], 16)] === "B") as string;
+    const aKey = keys.find((k) => OWNERS_OF_A_AND_B[shardOfKey([k], 16)] === "A") as string;
+    const { caller, release } = await aGainingB(opts, impl, apps, { transports: [via] });
     try {
-      await b.stop();
-      await until("the client to see A alone", () => set.instances().length === 1);
-      await until("A's onShards gaining B's shards", () => impl.changes.at(-1)?.owned.length === 16);
       const client = caller.client(Store, { transport: via });
       // Four calls for a shard A is gaining, the fourth once the hook has run past windowAfterMs
       // (3 s; until then a burst may fill the window): three are held, the fourth is refused.

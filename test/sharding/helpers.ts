@@ -9,6 +9,9 @@ import { SHARED_ETCD, until } from "../discovery/helpers.js";
 import { deleteByPrefix } from "../transports/amqp-broker.js";
 import { deleteKeys } from "../transports/redis-server.js";
 import { Store } from "./fixtures/generated/test/shards.js";
+import { StoreImpl } from "./fixtures/store.js";
+import { assignShards } from "../../src/runtime/call/shards.js";
+import type { TransportName } from "../../src/runtime/descriptor.js";
 
 const script = fileURLToPath(new URL("./fixtures/serve-store.ts", import.meta.url));
 
@@ -133,4 +136,49 @@ export async function tearDown(
   await Promise.all(children.map(kill));
   await Promise.allSettled(apps.map((a) => a?.stop()));
   await Promise.allSettled([deleteKeys(`fan.${cluster}*`), deleteByPrefix(`fan.${cluster}`)]);
+}
+
+/** Which of A and B owns each of Store's 16 shards while both run (A owns all once B stops). */
+export const OWNERS_OF_A_AND_B = assignShards(
+  ["A", "B"].map((instanceId) => ({ instanceId, shards: [] })),
+  16,
+);
+
+/**
+ * Servers A (`impl`) and B of Store and a client App, all of `opts` (pushed on `apps` to stop),
+ * each server with `serve` besides its instance id; once both own their parts B stops, and A's
+ * `onShards` gaining B's shards runs until `release` is called. Resolves once the client sees A
+ * alone and that hook runs.
+ */
+export async function aGainingB(
+  opts: Parameters<typeof createApp>[0],
+  impl: StoreImpl,
+  apps: App[],
+  serve: { readonly transports?: TransportName[]; readonly maxInFlight?: number } = {},
+): Promise<{ a: App; caller: App; release: () => void }> {
+  let release = (): void => undefined;
+  let gate: Promise<void> | undefined;
+  const onShards = impl.onShards.bind(impl);
+  impl.onShards = (change) => {
+    onShards(change);
+    return gate;
+  };
+  const a = createApp(opts).serve(Store, impl, { instanceId: "A", ...serve });
+  const b = createApp(opts).serve(Store, new StoreImpl(), { instanceId: "B", ...serve });
+  const caller = createApp(opts);
+  apps.push(a, b, caller);
+  await Promise.all([a.start(), b.start(), caller.start()]);
+  const set = await caller.watch(Store.descriptor.name);
+  const mine = OWNERS_OF_A_AND_B.filter((o) => o === "A").length;
+  await until("A and B owning their parts", () => impl.changes.at(-1)?.owned.length === mine);
+  gate = new Promise((r) => (release = r));
+  try {
+    await b.stop();
+    await until("the client to see A alone", () => set.instances().length === 1);
+    await until("A's onShards gaining B's shards", () => impl.changes.at(-1)?.owned.length === 16);
+  } catch (e) {
+    release();
+    throw e;
+  }
+  return { a, caller, release: () => release() };
 }
