@@ -4,7 +4,7 @@
  * the state's updates (`--via` redis, amqp, nats or zmq; default the one its instances publish on,
  * and any other its owner comes to publish on, as an App's watch follows it: every broker is opened,
  * and connected to when an owner publishes there) and
- * the transport its instances answer snapshot requests on, and watches the state exactly as
+ * the transports its instances may answer snapshot requests on, and watches the state exactly as
  * `client.states.x.watch()` does (docs/states.md): of one major version, the IDL's or the one
  * `--version` admits, named in the first line it prints. Prints the snapshot, then each update,
  * until SIGINT or SIGTERM; status changes (owner absent, resyncing) go to stderr.
@@ -154,14 +154,25 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
       const mismatch = viaMismatch(service, mine, via, "watch");
       if (mismatch !== undefined) io.err(`fanc: warning: --via ${via}: ${mismatch}`);
     }
-    const rpc = offered.includes(events) ? [] : offered.slice(0, 1);
+    // Snapshots are asked on a transport the owner serves calls on: fanc opens the direct ones the
+    // service allows (http, zmq, tcp) beside the brokers, so an owner that registers later, or
+    // takes over, serving calls only there is asked too (it got no snapshot: fanc had opened only
+    // what the instances registered at its start offered). The first line names what they offer.
+    const snapshots = offered.includes(events) ? undefined : offered[0];
+    const rpc = ORDER.filter((t) => DIRECT.has(t) && service.transports.includes(t));
     app = createApp({
       cluster,
       discovery: spec,
       etcd,
       logger: log,
       transports: withTls(
-        transportsConfig(new Set([...(via === undefined ? followedTransports(events) : [events]), ...rpc])),
+        transportsConfig(
+          new Set([
+            ...(via === undefined ? followedTransports(events) : [events]),
+            ...rpc,
+            ...(snapshots === undefined ? [] : [snapshots]),
+          ]),
+        ),
         tls,
       ),
       telemetry: { healthService: false },
@@ -230,7 +241,7 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
       view = one;
     }
     io.err(
-      `watching ${full} over ${events}${rpc.length > 0 ? ` (snapshots over ${rpc[0]})` : ""}, major ${major.major} (${major.why}) (Ctrl-C to stop)`,
+      `watching ${full} over ${events}${snapshots === undefined ? "" : ` (snapshots over ${snapshots})`}, major ${major.major} (${major.why}) (Ctrl-C to stop)`,
     );
     await new Promise<void>((resolve) => {
       const done = (): void => resolve();
@@ -247,6 +258,9 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
     await app?.stop().catch(() => undefined);
   }
 }
+
+/** Transports a call goes straight to the owner's App on, no broker between. */
+const DIRECT: ReadonlySet<TransportName> = new Set(["http", "zmq", "tcp"]);
 
 /** The major `fanc watch` follows, why (for its first line), and a warning when no instance of it is registered. */
 interface Major {

@@ -17,6 +17,7 @@ import { EtcdRegistry } from "../../src/runtime/discovery/etcd.js";
 import { describeEtcd, randomCluster, SHARED_ETCD } from "../discovery/helpers.js";
 import { Node } from "../states/processes.js";
 import { NATS_URL } from "../transports/nats-server.js";
+import { REDIS_URL } from "../transports/redis-server.js";
 import { type CapturedChild, captureIo, spawnCaptured, until } from "./helpers.js";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -92,7 +93,11 @@ describeEtcd("fanc subscribe and fanc watch without --via follow where the servi
     await moved.exited;
   }, 300_000);
 
-  it("fanc watch started before the state's owner, which comes up on nats: the snapshot and the patch arrive", async () => {
+  /**
+   * `fanc watch` first, then the state's owner (test/states/fixtures/node.ts with `env`), which
+   * patches twice: resolves with fanc's stderr once the snapshot and the second patch are printed.
+   */
+  async function watchBeforeOwner(env: Record<string, string>): Promise<string> {
     const cluster = randomCluster();
     const w = fanc([
       "watch",
@@ -106,10 +111,7 @@ describeEtcd("fanc subscribe and fanc watch without --via follow where the servi
     ]);
     await until("fanc watch is watching", () => w.stderr().includes(`watching ${BOARD}`), 120_000);
     expect(w.stderr()).toContain(`watching ${BOARD}.entries over redis, major 1`);
-    const owner = await Node.start("owner", {
-      FAN_STATES_CLUSTER: cluster,
-      FAN_STATES_TRANSPORTS: JSON.stringify({ nats: { url: NATS_URL } }),
-    });
+    const owner = await Node.start("owner", { FAN_STATES_CLUSTER: cluster, ...env });
     nodes.push(owner);
     await owner.send("patch", { patch: { a: { n: 1, label: "first" } } });
     await until("fanc watch prints a snapshot", () => w.stdout().includes("snapshot #"), 30_000);
@@ -119,12 +121,29 @@ describeEtcd("fanc subscribe and fanc watch without --via follow where the servi
       () => /^patch #\d+: \{"b":\{"n":2,"label":"second"\}\}$/m.test(w.stdout()),
       30_000,
     );
-    expect(w.stderr()).toMatch(
-      new RegExp(`^fanc watch: subscribed to the updates of ${BOARD}\\.entries \\(major 1\\) on nats as well`, "m"),
-    );
     w.child.kill("SIGINT");
     expect(await w.exited).toBe(0);
+    return w.stderr();
+  }
+
+  it("fanc watch started before the state's owner, which comes up on nats: the snapshot and the patch arrive", async () => {
+    const stderr = await watchBeforeOwner({ FAN_STATES_TRANSPORTS: JSON.stringify({ nats: { url: NATS_URL } }) });
+    expect(stderr).toMatch(
+      new RegExp(`^fanc watch: subscribed to the updates of ${BOARD}\\.entries \\(major 1\\) on nats as well`, "m"),
+    );
   }, 300_000);
+
+  // Snapshots are a call to the owner: fanc opened only what the instances registered at its
+  // start offered (nothing, here), so an owner serving calls on http or zmq alone (its updates on
+  // redis) was never asked, and fanc stayed owner-absent without a word.
+  for (const direct of ["http", "zmq"])
+    it(`fanc watch started before the state's owner, which serves calls on ${direct} only: the snapshot and the patch arrive`, async () => {
+      const stderr = await watchBeforeOwner({
+        FAN_STATES_TRANSPORTS: JSON.stringify({ [direct]: {}, redis: { url: REDIS_URL } }),
+        FAN_STATES_SERVE_ON: direct,
+      });
+      expect(stderr).toContain(`fanc watch: ${BOARD}.entries is live`);
+    }, 300_000);
 
   it("a publisher on a transport fanc cannot reach (zmq without FAN_ZMQ_HUB) is a warning naming it", async () => {
     const cluster = randomCluster();
