@@ -10,10 +10,35 @@ import { run as config } from "../../src/cli/config.js";
 import { RegistryConfigSource } from "../../src/runtime/discovery/config.js";
 import { EtcdRegistry } from "../../src/runtime/discovery/etcd.js";
 import { noSection } from "../../src/runtime/discovery/yaml-config.js";
-import { CatalogImpl, catalogConfig } from "../runtime/fixtures/impl.js";
+import { CatalogImpl, captureLogger, catalogConfig } from "../runtime/fixtures/impl.js";
 import { Catalog } from "../runtime/fixtures/shop.js";
 import { describeEtcd, randomCluster, SHARED_ETCD } from "../discovery/helpers.js";
 import { captureIo, TempDir } from "./helpers.js";
+
+/**
+ * Catalog with every config key defaulted: nothing refuses its start when its section is kept
+ * under another name (trial 4 finding 3: `Keyed:` started on its defaults without a word).
+ */
+const Defaulted = {
+  ...Catalog,
+  descriptor: {
+    ...Catalog.descriptor,
+    config: {
+      kind: "struct" as const,
+      name: "test.shop.Catalog$config",
+      fields: [{ name: "pageSize", schema: { kind: "int" as const, min: 1 }, default: 50 }],
+    },
+  },
+};
+
+/** The App's warnings that its config's section is kept under another name. */
+async function startWarnings(opts: Parameters<typeof createTestApp>[0]): Promise<string[]> {
+  const { log, records } = captureLogger("info");
+  const app = createTestApp({ ...opts, logger: log }).serve(Defaulted, new CatalogImpl());
+  await app.start();
+  await app.stop();
+  return records.filter((r) => r.level === 40 && String(r.msg).startsWith("config:")).map((r) => String(r.msg));
+}
 
 const IDL_TEXT = `package shop.catalog
 
@@ -90,6 +115,18 @@ describe("a config file with no section for the service's full name", () => {
     await ok.stop();
   });
 
+  it("an App whose keys all have defaults starts on them and warns naming the section meant (it said nothing)", async () => {
+    tmp.write("defaults.yml", "Catalog:\n  pageSize: 7\nshop.catalog.Orders:\n  limit: 5\n");
+    expect(await startWarnings({ config: `${tmp.path}/defaults.yml` })).toEqual([
+      `config: defaults in force: ${tmp.path}/defaults.yml has no section test.shop.Catalog (its top-level keys are services' full names); its sections: Catalog, shop.catalog.Orders; did you mean Catalog? Rename it to test.shop.Catalog`,
+    ]);
+    // No section meant for it (other services' only), or its own: no warning.
+    tmp.write("others.yml", "shop.orders.Orders:\n  limit: 5\n");
+    expect(await startWarnings({ config: `${tmp.path}/others.yml` })).toEqual([]);
+    tmp.write("own.yml", "test.shop.Catalog:\n  pageSize: 7\nCatalog:\n  pageSize: 8\n");
+    expect(await startWarnings({ config: `${tmp.path}/own.yml` })).toEqual([]);
+  });
+
   it("suggests a section of another package or a typo, and nothing for an unrelated one", () => {
     expect(noSection("f.yml", "shop.catalog.Catalog", ["shop.Catalog"])).toContain("did you mean shop.Catalog?");
     expect(noSection("f.yml", "shop.catalog.Catalog", ["catalog"])).toContain("did you mean catalog?");
@@ -143,5 +180,11 @@ describeEtcd("etcd config under a short or misspelt service name", () => {
     expect((err as Error).message).toContain(
       `config of test.shop.Catalog is missing apiKey, db; ${head("test.shop.Catalog")}; it has config for: Catalg, Catalog, shop.catalog.Orders; did you mean Catalog?`,
     );
+  });
+
+  it("an App whose keys all have defaults warns naming the service meant", async () => {
+    expect(await startWarnings({ discovery: registry, cluster })).toEqual([
+      `config: defaults in force: ${head("test.shop.Catalog")}; it has config for: Catalg, Catalog, shop.catalog.Orders; did you mean Catalog? Move its keys to /fan/${cluster}/config/test.shop.Catalog/`,
+    ]);
   });
 });

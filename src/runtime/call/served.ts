@@ -186,6 +186,9 @@ export class ServedInstance {
     this.log.info({ config: redactSecrets(this.descriptor.config, raw) }, "config loaded");
     this.#warnUnknown(raw);
     if (this.#opts.config !== undefined || this.descriptor.config === undefined) return;
+    // Every key has a default, so nothing refused a section kept under the short name: said.
+    const misplaced = Object.keys(raw).length === 0 ? await source.misplaced?.(name) : undefined;
+    if (misplaced !== undefined) this.log.warn({ service: name }, `config: defaults in force: ${misplaced}`);
     this.#unwatchConfig = await this.#host.configSource().watch(name, (next) => this.#onConfig(next));
   }
 
@@ -312,9 +315,7 @@ export class ServedInstance {
       };
       // On every transport of this App that carries the source's events, before registering.
       this.#subs.push(
-        await orStop(
-          followedSubscription(this.#host, sub, (env, via) => this.#dispatcher.event(env, via), this.log),
-        ),
+        await orStop(followedSubscription(this.#host, sub, (env, via) => this.#dispatcher.event(env, via), this.log)),
       );
     }
     await this.#host.states.bound(this.descriptor, this.#ownership);

@@ -151,8 +151,7 @@ export class RegistryConfigSource implements ConfigSource {
    */
   async absence(service: string): Promise<string | undefined> {
     const root = configRoot(this.cluster);
-    const { items } = await this.registry.list(root);
-    const held = new Set(items.map((kv) => kv.key.slice(root.length, kv.key.indexOf("/", root.length))));
+    const held = await this.#held();
     if (held.has(service)) return undefined;
     const head = `cluster ${this.cluster} has no config for ${service} (its keys are ${root}<service's full name>/<key>)`;
     if (held.size === 0) return `${head}; it has config for no service`;
@@ -160,6 +159,19 @@ export class RegistryConfigSource implements ConfigSource {
     const hint =
       meant === undefined ? "" : `; did you mean ${meant}? Move its keys to ${configPrefix(this.cluster, service)}`;
     return `${head}; it has config for: ${[...held].sort().join(", ")}${hint}`;
+  }
+
+  /** `absence`, when the cluster holds config under a name likely meant for `service`. */
+  async misplaced(service: string): Promise<string | undefined> {
+    const held = await this.#held();
+    return held.has(service) || likelySection(service, [...held]) === undefined ? undefined : this.absence(service);
+  }
+
+  /** The services the cluster holds config for. */
+  async #held(): Promise<Set<string>> {
+    const root = configRoot(this.cluster);
+    const { items } = await this.registry.list(root);
+    return new Set(items.map((kv) => kv.key.slice(root.length, kv.key.indexOf("/", root.length))));
   }
 
   /** Writes the patch's keys in one transaction (where the registry has them): services see the whole change at once. */

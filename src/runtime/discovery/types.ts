@@ -92,5 +92,10 @@ export interface ConfigSource {
    * when it has the service, or cannot tell.
    */
   absence?(service: string): Promise<string | undefined>;
+  /**
+   * `absence`, only when the source holds a section likely meant for `service` (its short name
+   * in any case, a near miss): a service whose keys all have defaults starts on them, and warns.
+   */
+  misplaced?(service: string): Promise<string | undefined>;
   close(): Promise<void>;
 }

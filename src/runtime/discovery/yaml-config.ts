@@ -82,6 +82,14 @@ export class YamlConfigSource implements ConfigSource {
     return noSection(this.path, service, Object.keys(this.current));
   }
 
+  /** `absence`, when the file has a section likely meant for `service` (its short name, a typo). */
+  async misplaced(service: string): Promise<string | undefined> {
+    await this.load();
+    const sections = Object.keys(this.current);
+    if (Object.hasOwn(this.current, service) || likelySection(service, sections) === undefined) return undefined;
+    return noSection(this.path, service, sections);
+  }
+
   async update(service: string, patch: Record<string, unknown>): Promise<void> {
     checkPatch(service, patch);
     await this.load();
