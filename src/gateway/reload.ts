@@ -21,6 +21,8 @@ import type { GatewayServer } from "./server.js";
 
 /** Quiet time after the last change under the folder before a reload, ms (`fanc compile --watch`'s). */
 const DEBOUNCE_MS = 40;
+/** How often a watched folder that is gone is looked for (`fanc compile --watch`'s retry). */
+const RETRY_MS = 500;
 
 export interface ReloadOptions {
   /** The IDL folder, as given to `fanc gateway`. */
@@ -39,6 +41,8 @@ export class IdlReloader {
   /** A reload asked while one ran (its cause), run after it. */
   #again: { why: string; quiet: boolean } | undefined;
   #watcher: DirectoryWatcher | undefined;
+  /** The folder was gone at the last look (said once). */
+  #gone = false;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -63,20 +67,13 @@ export class IdlReloader {
     if (again !== undefined && !this.#closed) await this.reload(again.why, again.quiet);
   }
 
-  /** Reloads after changes under the IDL folder (40 ms after the last of a burst). */
+  /**
+   * Reloads after changes under the IDL folder (40 ms after the last of a burst). A folder
+   * replaced whole (deleted and made again, another renamed in its place) is followed: while it
+   * is gone the reload says so once, and it is looked for every 500 ms.
+   */
   watch(): void {
-    const dir = this.#o.dir;
-    const watcher = new DirectoryWatcher(resolve(dir), {
-      // Any change, not only a `.fan` file's: a Kubernetes ConfigMap swaps a `..data` link, a
-      // deploy renames a folder. A reload that finds the IDL as it was prints nothing.
-      change: () => this.#schedule(),
-      error: (e) =>
-        this.#o.io.err(
-          `fanc gateway: warning: --watch: cannot watch ${dir} (${e instanceof Error ? e.message : String(e)}); SIGHUP still reloads`,
-        ),
-    });
-    watcher.sync();
-    this.#watcher = watcher;
+    if (!this.#watch()) throw new Error(`cannot watch ${this.#o.dir}`);
   }
 
   /** Stops watching; waits for a reload in progress. */
@@ -87,16 +84,48 @@ export class IdlReloader {
     await this.#running;
   }
 
+  /** Watches the folder as it is now (a new watcher when it was replaced); false when it cannot be read. */
+  #watch(): boolean {
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    const dir = this.#o.dir;
+    const watcher = new DirectoryWatcher(resolve(dir), {
+      // Any change, not only a `.fan` file's: a Kubernetes ConfigMap swaps a `..data` link, a
+      // deploy renames a folder. A reload that finds the IDL as it was prints nothing.
+      change: () => this.#schedule(),
+      error: (e) => {
+        this.#o.io.err(
+          `fanc gateway: warning: --watch: lost the watch of ${dir} (${e instanceof Error ? e.message : String(e)}); watching it again`,
+        );
+        this.#schedule();
+      },
+    });
+    try {
+      watcher.sync();
+    } catch {
+      watcher.close();
+      return false;
+    }
+    this.#watcher = watcher;
+    return true;
+  }
+
   #schedule(): void {
     if (this.#closed) return;
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
-      try {
-        this.#watcher?.sync(); // folders made since: watched before the files are read
-      } catch {
-        // The folder is gone: the reload says so, and the previous IDL stays.
+      const why = `--watch: ${this.#o.dir} changed`;
+      // Watched anew before the files are read: folders made since, or a folder that replaced
+      // the watched one (whose watch went deaf when it was deleted), miss nothing.
+      if (this.#watch()) {
+        this.#gone = false;
+        void this.reload(why, true);
+        return;
       }
-      void this.reload(`--watch: ${this.#o.dir} changed`, true);
+      // Gone: the reload says once that it cannot be read (the previous IDL stays); look again.
+      if (!this.#gone) void this.reload(why, true);
+      this.#gone = true;
+      this.#timer = setTimeout(() => this.#schedule(), RETRY_MS);
     }, DEBOUNCE_MS);
   }
 

@@ -7,6 +7,7 @@
  * diagnostics; a stream of an event the new IDL removes ends with a `fan-error` event; a
  * service added on a transport the gateway did not open is named in a warning.
  */
+import { renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CapturedChild, spawnCaptured, TempDir, until } from "../cli/helpers.js";
@@ -220,5 +221,24 @@ describeWithBroker(
         expect(JSON.parse(await sse.next())).toEqual({ text: "after" });
       });
     }, 90_000);
+
+    it("follows a folder replaced whole: its IDL is served, and a save in it after that too", async () => {
+      const g = d.gateway();
+      const url = d.url();
+      const next = new TempDir();
+      try {
+        next.write("board.fan", WITHOUT_EVENT);
+        rmSync(d.idl.path, { recursive: true });
+        renameSync(next.path, d.idl.path);
+        await logged(g, /fanc gateway: reloaded the IDL \(--watch: [^\n]*-event posted/);
+        expect((await call(url, `/${EVENTS}`)).status).toBe(404);
+        // The new folder is the one watched now.
+        d.idl.write("board.fan", NEW);
+        await logged(g, /fanc gateway: reloaded the IDL \(--watch: [^\n]*\+event posted/);
+        expect(await call(url, "/board/ann")).toEqual({ status: 200, body: "hello ann" });
+      } finally {
+        next.cleanup();
+      }
+    }, 60_000);
   });
 });
