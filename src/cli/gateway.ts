@@ -42,12 +42,12 @@ options:
   --port <n>             port to listen on (default 8080; 0 picks a free one)
   --host <addr>          interface to listen on (default 127.0.0.1)
   --cors <origins>       origins allowed to call from a browser: "*" or a comma-separated list
-  --transports <list>    transports to open (default: those the IDL's services allow of ${ORDER.join(", ")})
+  --transports <list>    transports to open, at start (default: those the IDL's services allow of ${ORDER.join(", ")})
   --discovery <spec>     etcd://host:port[,host:port...] (default: $FAN_DISCOVERY or etcd://127.0.0.1:2379)
   --cluster <name>       cluster name (default: $FAN_CLUSTER or "dev")
   --log-level <level>    pino level of the gateway's log on stderr (default: info)
   --reveal-errors        pass every error to the client as it is, endpoints and all (development only)
-  --watch                re-read the IDL when a .fan file under it changes (as SIGHUP does)
+  --watch                re-read the IDL when a file under its folder changes (as SIGHUP does)
 ${TLS_USAGE.replaceAll(/^( {2}--\S+(?: <file>)?)( +)/gm, "$1  $2")}
   -h, --help             show this help
 
