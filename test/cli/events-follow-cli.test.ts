@@ -5,8 +5,10 @@
  * started before its service (it took redis, the first the service allows), which then came up
  * on nats, waited for good and said nothing (trial 3, new finding 1). Real processes against the
  * shared etcd and the loopback brokers: fanc first, then the service on nats alone (then moved to amqp),
- * then what it publishes must arrive. And a publisher on a transport fanc cannot reach (zmq without
- * $FAN_ZMQ_HUB, a registered record) is a warning naming it.
+ * then what it publishes must arrive; with $FAN_ZMQ_HUB naming the services' event hub, fanc follows
+ * a service or state owner onto zmq the same way. A publisher on a transport fanc cannot reach (zmq
+ * without $FAN_ZMQ_HUB, a registered record) is a warning naming it. And a state owner serving calls
+ * on http or zmq only, registered after fanc watch started, is asked for its snapshot.
  */
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,6 +18,7 @@ import { RegistryDirectory } from "../../src/runtime/discovery/directory.js";
 import { EtcdRegistry } from "../../src/runtime/discovery/etcd.js";
 import { describeEtcd, randomCluster, SHARED_ETCD } from "../discovery/helpers.js";
 import { Node } from "../states/processes.js";
+import { startEventHub } from "../../src/runtime/transports/zmq/index.js";
 import { NATS_URL } from "../transports/nats-server.js";
 import { REDIS_URL } from "../transports/redis-server.js";
 import { type CapturedChild, captureIo, spawnCaptured, until } from "./helpers.js";
@@ -34,81 +37,100 @@ afterAll(async () => {
   await Promise.allSettled(nodes.map((n) => n.stop()));
 });
 
-/** `bin/fanc.mjs ...args` as a child process, killed after the tests. */
-function fanc(args: readonly string[]): CapturedChild {
-  const c = spawnCaptured(process.execPath, [bin, ...args]);
+/** `bin/fanc.mjs ...args` as a child process (`env` added to this one's), killed after the tests. */
+function fanc(args: readonly string[], env: Record<string, string> = {}): CapturedChild {
+  const c = spawnCaptured(process.execPath, [bin, ...args], env);
   children.push(c);
   return c;
 }
 
 describeEtcd("fanc subscribe and fanc watch without --via follow where the service publishes", () => {
-  it("fanc subscribe started before its service, which comes up on nats, then moves to amqp: the events arrive", async () => {
+  /** `fanc subscribe Conformance.ping` (with `env`) in a new cluster; resolves once it is subscribed. */
+  async function subscribeFirst(env: Record<string, string> = {}): Promise<{ s: CapturedChild; cluster: string }> {
     const cluster = randomCluster();
-    const s = fanc([
-      "subscribe",
-      "Conformance.ping",
-      "--idl",
-      "test/transports/fixtures/idl",
-      "--discovery",
-      `etcd://${SHARED_ETCD}`,
-      "--cluster",
-      cluster,
-    ]);
+    const args = ["subscribe", "Conformance.ping", "--idl", "test/transports/fixtures/idl"];
+    const s = fanc([...args, "--discovery", `etcd://${SHARED_ETCD}`, "--cluster", cluster], env);
     await until("fanc subscribe is subscribed", () => s.stderr().includes("subscribed to"), 120_000);
     expect(s.stderr()).toBe(`subscribed to ${CONFORMANCE}.ping over redis (Ctrl-C to stop)\n`);
+    return { s, cluster };
+  }
+
+  /** Conformance served in `cluster` on `transports`, emitting `{n}` every 300 ms; resolves once it is ready. */
+  async function service(
+    cluster: string,
+    transports: string,
+    n: number,
+    env: Record<string, string> = {},
+  ): Promise<CapturedChild> {
     const app = spawnCaptured(tsx, ["test/transports/fixtures/child-app.ts"], {
       FAN_CHILD_SERVE: "Conformance",
       FAN_CHILD_CLUSTER: cluster,
       FAN_ETCD: SHARED_ETCD,
-      FAN_CHILD_TRANSPORTS: "nats",
-      FAN_CHILD_EMIT: "71",
+      FAN_CHILD_TRANSPORTS: transports,
+      FAN_CHILD_EMIT: String(n),
+      ...env,
     });
     children.push(app);
     await until("the service is ready", () => /"event":"(ready|start failed)"/.test(app.stdout()), 120_000);
     expect(app.stdout()).toContain('"event":"ready"');
-    await until('fanc subscribe prints {"n":71}', () => s.stdout().includes('{"n":71}'), 30_000);
-    expect(s.stderr()).toMatch(
-      new RegExp(
-        `^fanc subscribe: subscribed to ${CONFORMANCE}\\.ping on nats as well: instances of ${CONFORMANCE} publish it there \\([^)]+@1\\.0\\.0\\)$`,
-        "m",
-      ),
+    return app;
+  }
+
+  /** The line fanc subscribe prints when it follows the service's instances onto `t`. */
+  const followed = (t: string): RegExp =>
+    new RegExp(
+      `^fanc subscribe: subscribed to ${CONFORMANCE}\\.ping on ${t} as well: instances of ${CONFORMANCE} publish it there \\([^)]+@1\\.0\\.0\\)$`,
+      "m",
     );
+
+  it("fanc subscribe started before its service, which comes up on nats, then moves to amqp: the events arrive", async () => {
+    const { s, cluster } = await subscribeFirst();
+    const app = await service(cluster, "nats", 71);
+    await until('fanc subscribe prints {"n":71}', () => s.stdout().includes('{"n":71}'), 30_000);
+    expect(s.stderr()).toMatch(followed("nats"));
     expect(s.stderr()).not.toContain("warning");
     // The service moves: stopped on nats, started again on amqp.
     app.child.kill("SIGTERM");
     await app.exited;
-    const moved = spawnCaptured(tsx, ["test/transports/fixtures/child-app.ts"], {
-      FAN_CHILD_SERVE: "Conformance",
-      FAN_CHILD_CLUSTER: cluster,
-      FAN_ETCD: SHARED_ETCD,
-      FAN_CHILD_TRANSPORTS: "amqp",
-      FAN_CHILD_EMIT: "72",
-    });
-    children.push(moved);
+    const moved = await service(cluster, "amqp", 72);
     await until('fanc subscribe prints {"n":72}', () => s.stdout().includes('{"n":72}'), 60_000);
-    expect(s.stderr()).toMatch(new RegExp(`^fanc subscribe: subscribed to ${CONFORMANCE}\\.ping on amqp as well`, "m"));
+    expect(s.stderr()).toMatch(followed("amqp"));
     s.child.kill("SIGINT");
     expect(await s.exited).toBe(0);
     moved.child.kill("SIGTERM");
     await moved.exited;
   }, 300_000);
 
+  it("with FAN_ZMQ_HUB, fanc subscribe follows a service that comes up on zmq (through the services' hub): the events arrive", async () => {
+    const hub = await startEventHub();
+    try {
+      const { s, cluster } = await subscribeFirst({ FAN_ZMQ_HUB: `${hub.publish},${hub.subscribe}` });
+      const app = await service(cluster, "zmq", 73, {
+        FAN_ZMQ_EVENTS_PUBLISH: hub.publish,
+        FAN_ZMQ_EVENTS_SUBSCRIBE: hub.subscribe,
+      });
+      await until('fanc subscribe prints {"n":73}', () => s.stdout().includes('{"n":73}'), 30_000);
+      expect(s.stderr()).toMatch(followed("zmq"));
+      expect(s.stderr()).not.toContain("warning");
+      s.child.kill("SIGINT");
+      expect(await s.exited).toBe(0);
+      app.child.kill("SIGTERM");
+      await app.exited;
+    } finally {
+      await hub.close();
+    }
+  }, 300_000);
+
   /**
    * `fanc watch` first, then the state's owner (test/states/fixtures/node.ts with `env`), which
    * patches twice: resolves with fanc's stderr once the snapshot and the second patch are printed.
    */
-  async function watchBeforeOwner(env: Record<string, string>): Promise<string> {
+  async function watchBeforeOwner(env: Record<string, string>, fancEnv: Record<string, string> = {}): Promise<string> {
     const cluster = randomCluster();
-    const w = fanc([
-      "watch",
-      "Board.entries",
-      "--idl",
-      BOARD_IDL,
-      "--discovery",
-      `etcd://${SHARED_ETCD}`,
-      "--cluster",
-      cluster,
-    ]);
+    const w = fanc(
+      ["watch", "Board.entries", "--idl", BOARD_IDL, "--discovery", `etcd://${SHARED_ETCD}`, "--cluster", cluster],
+      fancEnv,
+    );
     await until("fanc watch is watching", () => w.stderr().includes(`watching ${BOARD}`), 120_000);
     expect(w.stderr()).toContain(`watching ${BOARD}.entries over redis, major 1`);
     const owner = await Node.start("owner", { FAN_STATES_CLUSTER: cluster, ...env });
@@ -131,6 +153,22 @@ describeEtcd("fanc subscribe and fanc watch without --via follow where the servi
     expect(stderr).toMatch(
       new RegExp(`^fanc watch: subscribed to the updates of ${BOARD}\\.entries \\(major 1\\) on nats as well`, "m"),
     );
+  }, 300_000);
+
+  it("with FAN_ZMQ_HUB, fanc watch follows an owner that comes up on zmq (through the services' hub)", async () => {
+    const hub = await startEventHub();
+    try {
+      const events = { publish: hub.publish, subscribe: hub.subscribe };
+      const stderr = await watchBeforeOwner(
+        { FAN_STATES_TRANSPORTS: JSON.stringify({ zmq: { events } }) },
+        { FAN_ZMQ_HUB: `${hub.publish},${hub.subscribe}` },
+      );
+      expect(stderr).toMatch(
+        new RegExp(`^fanc watch: subscribed to the updates of ${BOARD}\\.entries \\(major 1\\) on zmq as well`, "m"),
+      );
+    } finally {
+      await hub.close();
+    }
   }, 300_000);
 
   // Snapshots are a call to the owner: fanc opened only what the instances registered at its
