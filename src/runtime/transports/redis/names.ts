@@ -36,6 +36,15 @@ export function aliveKey(a: RedisAddress): string {
   return `${base(a.cluster, a.service)}.alive.${a.version}`;
 }
 
+/**
+ * Sorted set of the instances of a version that may be running calls (member: instance id,
+ * score: expiry in Redis time): refreshed with the alive set while an instance serves, and
+ * after it stopped, while it finishes the calls it took (callers watch it: rpc-client.ts).
+ */
+export function runningKey(a: RedisAddress): string {
+  return `${base(a.cluster, a.service)}.running.${a.version}`;
+}
+
 /** The push stream of one service major version (pushes survive minor upgrades). */
 export function pushKey(a: RedisAddress): string {
   return `${base(a.cluster, a.service)}.push.v${a.version.split(".")[0] ?? a.version}`;

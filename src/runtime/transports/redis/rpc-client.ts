@@ -29,6 +29,15 @@
  * process killed stops refreshing its entry: gone `aliveTtlMs` after its last refresh), takes
  * the request back off the instance's list and fails the call with UNAVAILABLE (not delivered,
  * when it was still on the list), instead of letting it wait out its deadline.
+ *
+ * A call to the version's list is watched the same way once the server that took it says so:
+ * a server whose call is still running at the end of the turn it popped it in answers
+ * `{corr}\n@{instanceId}` first (only to a client whose `corr` carries `TAKEN_ID_MARK`: an older
+ * client would read it as a reply). The client then checks that instance in the version's
+ * running set (names.ts `runningKey`: the alive set, plus instances that stopped and finish
+ * their calls) and, once it is gone, fails the call with UNAVAILABLE, not marked as
+ * undelivered (it may have run there): the retry policy sends a call that may be retried to
+ * the instances left, and any other call fails then instead of at its deadline.
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
@@ -49,6 +58,7 @@ import {
   parseEndpoint,
   replyChannel,
   rpcKey,
+  runningKey,
   type RedisAddress,
 } from "./names.js";
 
@@ -151,12 +161,28 @@ const MAX_BATCH = 512;
  */
 export const CALLS_PER_RUN = 32;
 
+/**
+ * The second character of a `corr` whose client reads taken notices (the file's comment); the
+ * first is the compact mark.
+ */
+export const TAKEN_ID_MARK = "^";
+
+/** The first character of a taken notice, where a reply would be: `@{instanceId}`. */
+export const TAKEN_NOTICE = "@";
+
+/** True when the client of `corr` reads taken notices. */
+export function wantsTakenNotice(corr: string): boolean {
+  return corr.charCodeAt(1) === 0x5e;
+}
+
 /** Where a call goes: the version's list, or (sharded) one instance's. */
 interface Dest {
   readonly addr: RedisAddress;
   readonly list: string;
   /** The instance the script checks is alive; "" for any instance of the version. */
   readonly instance: string;
+  /** Taken off the version's list by `instance` (a taken notice): nothing to take back. */
+  readonly taken: boolean;
 }
 
 /** Calls to one list queued in the current tick, sent together by one script run. */
@@ -169,6 +195,8 @@ interface Batch {
 interface Pending extends Expirable {
   /** The called service (a compact reply does not name it). */
   readonly service: string;
+  /** Where the call went. */
+  readonly addr: RedisAddress;
   settle(result: Envelope | FanError): void;
 }
 
@@ -184,7 +212,7 @@ export class RedisRpcClient {
   readonly #pending = new Map<string, Pending>();
   readonly #prefix = randomBytes(6).toString("hex");
   /** Every correlation id starts with the compact mark: servers answer `=`/`!` items (replies.ts). */
-  readonly #corrBase = `${COMPACT_ID_MARK}${this.#prefix}.`;
+  readonly #corrBase = `${COMPACT_ID_MARK}${TAKEN_ID_MARK}${this.#prefix}.`;
   readonly #channel: string;
   /** Where stopping instances announce that they left (`leftChannel`). */
   readonly #left: string;
@@ -198,7 +226,7 @@ export class RedisRpcClient {
   #subscribed: Promise<void> | undefined;
   /** True while the reply channel is subscribed on the current connection (the fast path). */
   #listening = false;
-  /** Calls waiting on one instance (sharded), by correlation id: checked until they settle. */
+  /** Calls waiting on one instance (sharded, or taken), by correlation id: checked until they settle. */
   readonly #watched = new Map<string, { readonly dest: Dest; readonly frame: string }>();
   #watchTimer: NodeJS.Timeout | undefined;
   #checking = false;
@@ -415,16 +443,18 @@ export class RedisRpcClient {
   /**
    * One check of every instance that calls wait on: a dead one's calls are taken back and fail.
    * The owners' alive entries are read first (one script run per version's alive set, no
-   * frames); only a dead owner's frames go to Redis to be taken back.
+   * frames); only a dead owner's frames go to Redis to be taken back. A dead instance's taken
+   * calls fail at once (it popped them: nothing to take back).
    */
   #checkOwners(): void {
     if (this.#checking || !isReady(this.cmd)) return;
     const groups = new Map<string, { dest: Dest; corrs: string[]; frames: string[] }>();
     for (const [corr, w] of this.#watched) {
-      let g = groups.get(w.dest.list);
+      const key = w.dest.taken ? `${w.dest.list} ${w.dest.instance}` : w.dest.list;
+      let g = groups.get(key);
       if (g === undefined) {
         g = { dest: w.dest, corrs: [], frames: [] };
-        groups.set(w.dest.list, g);
+        groups.set(key, g);
       }
       if (g.frames.length < MAX_BATCH) {
         g.corrs.push(corr);
@@ -433,7 +463,7 @@ export class RedisRpcClient {
     }
     const byAlive = new Map<string, Array<{ dest: Dest; corrs: string[]; frames: string[] }>>();
     for (const g of groups.values()) {
-      const key = aliveKey(g.dest.addr);
+      const key = g.dest.taken ? runningKey(g.dest.addr) : aliveKey(g.dest.addr);
       const list = byAlive.get(key);
       if (list === undefined) byAlive.set(key, [g]);
       else list.push(g);
@@ -447,7 +477,7 @@ export class RedisRpcClient {
       await Promise.all(
         gs.map(async (g, i) => {
           if (fresh[i] === 1) return;
-          const taken = await this.#takeBack(g.dest, g.frames);
+          const taken = g.dest.taken ? [] : await this.#takeBack(g.dest, g.frames);
           if (taken === -1) return;
           for (let j = 0; j < g.corrs.length; j++)
             this.#pending.get(g.corrs[j] as string)?.settle(ownerGone(g.dest, taken[j] === 1));
@@ -517,7 +547,16 @@ export class RedisRpcClient {
 
   #settleReply(corr: string, json: string): void {
     const p = this.#pending.get(corr);
-    if (p !== undefined) p.settle(decodeFrameReply(json, this.maxBytes, p.service));
+    if (p === undefined) return;
+    if (json.startsWith(TAKEN_NOTICE)) this.#taken(corr, p, json.slice(1));
+    else p.settle(decodeFrameReply(json, this.maxBytes, p.service));
+  }
+
+  /** A server says it took the call off the version's list and still runs it: watched from now. */
+  #taken(corr: string, p: Pending, instance: string): void {
+    if (instance === "" || this.#watched.has(corr)) return;
+    const addr = { ...p.addr, instance };
+    this.#watch(corr, { addr, list: rpcKey(addr), instance, taken: true }, "");
   }
 
   /** The reply connection dropped: replies published meanwhile are lost, so pending calls fail. */
@@ -542,13 +581,15 @@ export class RedisRpcClient {
 /** The list a call goes to: the instance's for sharded calls (when the endpoint names one). */
 function destOf(addr: RedisAddress, sharded: boolean): Dest {
   return sharded && addr.instance !== undefined
-    ? { addr, list: instanceRpcKey(addr), instance: addr.instance }
-    : { addr, list: rpcKey(addr), instance: "" };
+    ? { addr, list: instanceRpcKey(addr), instance: addr.instance, taken: false }
+    : { addr, list: rpcKey(addr), instance: "", taken: false };
 }
 
 /** A watched call's owner left the alive set: taken back unsent, or lost with the owner while it ran. */
 function ownerGone(d: Dest, takenBack: boolean): FanError {
   const who = `instance ${d.instance} of ${d.addr.service}@${d.addr.version} on redis`;
+  if (d.taken)
+    return new FanError(Code.UNAVAILABLE, `${who} took the call and is no longer alive; the call may have run there`);
   if (takenBack)
     return notDelivered(
       new FanError(Code.UNAVAILABLE, `${who} is no longer alive; the call was taken back before it ran`),
@@ -571,7 +612,7 @@ class PendingReply implements Pending, AbortTarget {
   constructor(
     private readonly client: RedisRpcClient,
     private readonly corr: string,
-    private readonly addr: RedisAddress,
+    readonly addr: RedisAddress,
     private readonly signal: AbortSignal,
     private readonly resolve: (v: Envelope) => void,
     private readonly reject: (e: unknown) => void,

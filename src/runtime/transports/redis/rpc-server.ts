@@ -4,7 +4,10 @@
  * Redis 7), bounded by `maxInFlight`;
  * replies go to the caller's channel (written with the next pop when ready by then). The instance keeps itself in the version's alive set
  * while it serves (on a timer, and at once whenever the connection to Redis is ready again),
- * and listens on the cancel channel for calls it is running.
+ * and listens on the cancel channel for calls it is running. A call taken off the version's list
+ * that is still running at the end of the loop's turn is announced to its caller (a taken
+ * notice, rpc-client.ts), which then watches this instance in the running set: the instance
+ * stays there while it serves, and after it stopped until the calls it took have answered.
  */
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -14,18 +17,28 @@ import { LazyAbort } from "../abort.js";
 import type { Envelope, Inbound } from "../transport.js";
 import { decodeEnvelope, utf8SizeOver } from "../../codec/wire.js";
 import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./clients.js";
-import { aliveKey, cancelChannel, instanceRpcKey, leftChannel, rpcKey, type RedisAddress } from "./names.js";
-import { splitLine } from "./rpc-client.js";
+import {
+  aliveKey,
+  cancelChannel,
+  instanceRpcKey,
+  leftChannel,
+  rpcKey,
+  runningKey,
+  type RedisAddress,
+} from "./names.js";
+import { splitLine, TAKEN_NOTICE, wantsTakenNotice } from "./rpc-client.js";
 import { encodeFrameReply, errorEnvelope, refuse, ReplySink, runWithSink, wantsCompactReply } from "../replies.js";
 import { handlePush } from "../owner-push.js";
 
-/** ZADD this instance with an expiry in Redis time and drop expired ones. */
+/** ZADD this instance to each sorted set KEYS[i] with an expiry in Redis time and drop expired ones. */
 const ALIVE_SCRIPT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+for i = 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  redis.call('ZADD', KEYS[i], now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2]) * 2)
+end
 return 1`;
 
 /** Not the client's alive check (`fanRpcCheckAlive`): the two share a connection in an App that serves and calls. */
@@ -106,7 +119,8 @@ export class RedisRpcServer {
   ) {
     this.#addr = { cluster, service: service.name, version: service.version, instance: instanceId };
     this.#log = opts.log.child({ service: service.name, instanceId });
-    cmd.defineCommand(ALIVE_COMMAND, { lua: ALIVE_SCRIPT, numberOfKeys: 1 });
+    // The number of keys comes with each run: the alive and running sets, or after stop the running set only.
+    cmd.defineCommand(ALIVE_COMMAND, { lua: ALIVE_SCRIPT });
   }
 
   /** Announces the instance, subscribes to cancellations and starts popping requests. */
@@ -130,9 +144,16 @@ export class RedisRpcServer {
   /** Whether the last heartbeat failed (its warning is logged once per run of failures). */
   #beatFailing = false;
 
-  /** Renews this instance's alive entry; a failure is a warning, as callers stop reaching it once the entry expires. */
+  /**
+   * Renews this instance's alive and running entries; a failure is a warning, as callers stop
+   * reaching it once the entry expires. After stop, the running entry only, while calls it
+   * took still run (their callers watch it), then the timer ends.
+   */
   readonly #announce = (): void => {
-    if (this.#stopped) return;
+    if (this.#stopped && this.#inFlight.size === 0) {
+      this.#leaveRunning();
+      return;
+    }
     this.#alive().then(
       (r) => {
         if (r !== 1) this.#beatFailed(new Error(`the heartbeat script answered ${JSON.stringify(r)}, not 1`));
@@ -158,7 +179,15 @@ export class RedisRpcServer {
     const run = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[ALIVE_COMMAND] as (
       ...a: unknown[]
     ) => Promise<unknown>;
-    return run.call(this.cmd, aliveKey(this.#addr), this.instanceId, this.opts.aliveTtlMs);
+    const keys = this.#stopped ? [runningKey(this.#addr)] : [aliveKey(this.#addr), runningKey(this.#addr)];
+    return run.call(this.cmd, keys.length, ...keys, this.instanceId, this.opts.aliveTtlMs);
+  }
+
+  /** Ends the heartbeat and leaves the running set (stopped, and no call of this instance runs). */
+  #leaveRunning(): void {
+    if (this.#aliveTimer !== undefined) clearInterval(this.#aliveTimer);
+    this.#aliveTimer = undefined;
+    this.cmd.zrem(runningKey(this.#addr), this.instanceId).catch(() => undefined);
   }
 
   #onCancel(channel: string, message: string): void {
@@ -186,13 +215,19 @@ export class RedisRpcServer {
         // pop and written with it (one write, no command of its own on the shared connection).
         this.#holding = true;
         const before = this.#inFlight.size;
-        for (const item of items) this.#handle(item);
+        const taken: Request[] = [];
+        const shared = got?.[0] === keys[1];
+        for (const item of items) {
+          const req = this.#handle(item);
+          if (shared && req !== undefined && wantsTakenNotice(req.corr)) taken.push(req);
+        }
         // A lone request (c=1) is answered with the next pop as soon as it has replied: at once
         // when its handler answered in this run, else when its reply comes or the turn ends.
         // A batch of several waits for the end of the turn, so replies and the caller's next
         // calls gather (popping again at once made smaller batches and cost CPU at c=64).
         if (items.length > 1) await new Promise<void>((r) => setImmediate(r));
         else if (this.#inFlight.size > before) await this.#settled(before);
+        this.#noteTaken(taken);
       } catch (e) {
         this.#release();
         if (!this.#stopped) await this.#pause(e);
@@ -264,11 +299,24 @@ export class RedisRpcServer {
     });
   }
 
-  #handle(item: string): void {
+  /**
+   * Tells the callers of the calls in `taken` still running that this instance took them (a
+   * taken notice, held like a reply): their callers watch it from then on (rpc-client.ts).
+   * Calls that answered within the turn cost nothing.
+   */
+  #noteTaken(taken: readonly Request[]): void {
+    if (this.#inFlight.size === 0) return;
+    for (const req of taken)
+      if (this.#inFlight.has(`${req.channel} ${req.corr}`))
+        this.#queueReply(req.channel, `${req.corr}\n${TAKEN_NOTICE}${this.instanceId}`);
+  }
+
+  /** Handles one request item; the request when it went to a handler. */
+  #handle(item: string): Request | undefined {
     const req = parseRequest(item);
     if (req === undefined) {
       this.#log.warn({ length: item.length }, "redis rpc request without a reply address dropped");
-      return;
+      return undefined;
     }
     let env: Envelope;
     try {
@@ -282,9 +330,10 @@ export class RedisRpcServer {
       if (err.code !== Code.NOT_FOUND && err.code !== Code.UNIMPLEMENTED)
         this.#log.warn({ err: err.message, channel: req.channel }, "undecodable redis call");
       this.#reply(req, errorEnvelope(req.corr, undefined, err));
-      return;
+      return undefined;
     }
     this.#dispatch(req, env);
+    return req;
   }
 
   #dispatch(req: Request, env: Envelope): void {
@@ -382,7 +431,8 @@ export class RedisRpcServer {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    if (this.#aliveTimer !== undefined) clearInterval(this.#aliveTimer);
+    // The timer goes on renewing the running entry while calls this instance took still run.
+    if (this.#inFlight.size === 0) this.#leaveRunning();
     this.cmd.off("ready", this.#announce);
     this.#slot?.();
     await this.cmd.zrem(aliveKey(this.#addr), this.instanceId).catch(() => undefined);
@@ -405,6 +455,8 @@ export class RedisRpcServer {
     const until = Date.now() + graceMs;
     while (this.#inFlight.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     this.#flushReplies();
+    // After the replies, on the same connection: their callers read them before the watch could fail them.
+    this.#leaveRunning();
     if (this.#sending === 0) return;
     let timer: NodeJS.Timeout | undefined;
     await new Promise<void>((resolve) => {

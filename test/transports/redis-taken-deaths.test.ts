@@ -1,0 +1,133 @@
+/**
+ * redis between processes: what the callers of a server SIGKILLed mid-call get when the calls
+ * were taken off the version's shared list (unsharded). The server tells the caller which
+ * instance took a call still running at the end of its turn; the caller watches that instance
+ * and, once its entry expires (`aliveTtlMs` after its last refresh), fails the call UNAVAILABLE
+ * as maybe delivered: a call that may be retried (`@idempotent`, or `{ retry }` on the call) is
+ * retried and answered by the instance still alive, the others fail at once saying that the
+ * call may have run, instead of both waiting out their deadline. A server stopped gracefully
+ * keeps its callers waiting for the replies of the calls it still runs.
+ */
+import { expect, it } from "vitest";
+import { type App, createApp } from "../../src/runtime/app/app.js";
+import type { FanError } from "../../src/runtime/errors.js";
+import { shortId } from "../../src/runtime/ids.js";
+import { describeWithBroker } from "./amqp-broker.js";
+import { Conformance } from "./fixtures/generated/fan/conformance.js";
+import { ConformanceService } from "./fixtures/handlers.js";
+import { captureLog } from "./fixtures/log.js";
+import { startPeer } from "./fixtures/peers.js";
+import { undoAfterEach } from "./fixtures/process-cleanup.js";
+import { up } from "./processes.js";
+import { deleteKeys, REDIS_URL } from "./redis-server.js";
+
+const ETCD = "etcd://127.0.0.1:2379";
+/** The dead server's alive entry expires within this after the kill. */
+const ALIVE_TTL_MS = 1000;
+const TIMEOUT_MS = 8000;
+
+/** Answers `sleep` at once, recording it: the surviving instance. */
+class Survivor extends ConformanceService {
+  override async sleep(_req: { ms: number }, ctx: Parameters<ConformanceService["sleep"]>[1]): Promise<void> {
+    this.started.push(String(ctx.headers["x-call"]));
+  }
+}
+
+interface Outcome {
+  readonly code: string;
+  readonly message: string;
+  readonly at: number;
+}
+
+describeWithBroker(
+  up.redis && up.etcd,
+  "Redis and etcd",
+  "redis processes",
+)("redis: a server SIGKILLed while it runs unsharded calls", () => {
+  const { peers, apps, clusters } = undoAfterEach((c) => deleteKeys(`fan.${c}.*`));
+
+  const newApp = (cluster: string): App => {
+    const app = createApp({
+      cluster,
+      discovery: ETCD,
+      logger: captureLog().log,
+      transports: { redis: { url: REDIS_URL, aliveTtlMs: ALIVE_TTL_MS } },
+    });
+    apps.push(app);
+    return app;
+  };
+
+  /**
+   * A peer serving Conformance in a cluster of its own, `count` 20 s `sleep` calls (with `retry`
+   * attempts each) running in it, a second instance in this process, and the calls' outcomes.
+   */
+  const callsRunningInPeer = async (retry: number | false, count: number) => {
+    const cluster = `redisk-${process.pid}-${shortId()}`;
+    clusters.push(cluster);
+    const peer = await startPeer({
+      TRANSPORT: "redis",
+      CLUSTER: cluster,
+      TRANSPORT_OPTIONS: JSON.stringify({ url: REDIS_URL, aliveTtlMs: ALIVE_TTL_MS }),
+    });
+    peers.push(peer);
+    const caller = newApp(cluster);
+    await caller.start();
+    const client = caller.client(Conformance, { transport: "redis", policy: { breaker: false } });
+    const outcomes = Array.from({ length: count }, (_, n) =>
+      client.sleep({ ms: 20_000 }, { timeout: TIMEOUT_MS, retry, headers: { "x-call": `c${n}` } }).then(
+        (): Outcome => ({ code: "OK", message: "", at: Date.now() }),
+        (e: FanError): Outcome => ({ code: e.code, message: e.message, at: Date.now() }),
+      ),
+    );
+    await peer.waitFor(() => peer.lines.filter((l) => "sleeping" in l).length === count, 10_000);
+    // Started once the peer holds every call: it can take none of them.
+    const survivor = new Survivor();
+    await newApp(cluster)
+      .serve(Conformance, survivor, { transports: ["redis"] })
+      .start();
+    return { peer, outcomes, survivor };
+  };
+
+  it("a call that may be retried fails over to the instance still alive once the dead one's entry expires", async () => {
+    // Three: the retry budget (10 tokens, retries while more than half are left) retries four
+    // calls failing at once, not a fifth.
+    const { peer, outcomes, survivor } = await callsRunningInPeer(2, 3);
+    const killedAt = Date.now();
+    await peer.kill();
+    const done = await Promise.all(outcomes);
+    for (const o of done) {
+      expect(o).toMatchObject({ code: "OK", message: "" });
+      expect(o.at - killedAt).toBeLessThan(ALIVE_TTL_MS + 1500);
+    }
+    expect(survivor.started.sort()).toEqual(["c0", "c1", "c2"]);
+  }, 60_000);
+
+  it("a call that may not be retried fails UNAVAILABLE at once, saying it may have run, and does not run again", async () => {
+    const { peer, outcomes, survivor } = await callsRunningInPeer(false, 5);
+    const killedAt = Date.now();
+    await peer.kill();
+    const done = await Promise.all(outcomes);
+    for (const o of done) {
+      expect(o.code).toBe("UNAVAILABLE");
+      expect(o.message).toMatch(/took the call and is no longer alive; the call may have run there/);
+      expect(o.at - killedAt).toBeLessThan(ALIVE_TTL_MS + 1500);
+    }
+    expect(survivor.started).toEqual([]);
+  }, 60_000);
+
+  it("a server stopping gracefully keeps its callers waiting for the calls it still runs", async () => {
+    const cluster = `redisk-${process.pid}-${shortId()}`;
+    clusters.push(cluster);
+    const server = newApp(cluster).serve(Conformance, new ConformanceService(), { transports: ["redis"] });
+    await server.start();
+    const caller = newApp(cluster);
+    await caller.start();
+    const client = caller.client(Conformance, { transport: "redis", policy: { breaker: false } });
+    // Longer than the alive entry lives once the stop removed it, so the watch sees it gone.
+    const call = client.sleep({ ms: ALIVE_TTL_MS * 3 }, { timeout: TIMEOUT_MS, retry: false });
+    await new Promise((r) => setTimeout(r, 300));
+    const stopped = server.stop();
+    await expect(call).resolves.toBeUndefined();
+    await stopped;
+  }, 60_000);
+});
