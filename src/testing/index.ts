@@ -4,7 +4,8 @@
  * timeouts, plus `.mock(m)` to serve a generated mock in place of a real service.
  */
 import { App, type AppOptions } from "../runtime/app/app.js";
-import type { ServiceDefinition } from "../runtime/descriptor.js";
+import type { ServiceDefinition, ServiceDescriptor } from "../runtime/descriptor.js";
+import { Code, FanError } from "../runtime/errors.js";
 import { forwardMockEvents, forwardMockStates, type ServiceMock } from "../runtime/call/mock.js";
 import type { StatePublisher } from "../runtime/states/index.js";
 import type { ServeOptions } from "../runtime/call/served.js";
@@ -21,10 +22,29 @@ export interface TestAppOptions extends AppOptions {
   readonly serialize?: boolean;
 }
 
+/** How a test app serves one instance of a service version. */
+interface Serving {
+  readonly mock: boolean;
+  /** The test named its instance id: it means to serve more than one. */
+  readonly named: boolean;
+}
+
 /** An App for tests. */
 export class TestApp extends App {
   /** Removes this App from its mocks' event forwards (at stop: a mock outlives the App of one test). */
   readonly #unforward: Array<() => void> = [];
+  /** What this App serves, by `service@version`. */
+  readonly #serving = new Map<string, Serving[]>();
+
+  /**
+   * Serves `handler` as an instance of `def`, as `App.serve` does; refused when the App mocks
+   * the same service version already (see `mock`).
+   */
+  override serve<H>(def: ServiceDefinition<H, unknown>, handler: H, opts: ServeOptions = {}): this {
+    return this.#claim(def?.descriptor, { mock: false, named: opts.instanceId !== undefined }, () =>
+      super.serve(def, handler, opts),
+    );
+  }
 
   override stop(): Promise<void> {
     for (const off of this.#unforward.splice(0)) off();
@@ -38,10 +58,14 @@ export class TestApp extends App {
    * Nor does it enforce `@auth`: the App needs no verifier for it and no call to it is refused
    * for want of credentials or a role; the caller's headers still reach `ctx.headers`, and with
    * a verifier `ctx.principal` is what it finds (server interceptors run as for any service).
+   * A second mock of a service version this App mocks or serves already is refused (calls would
+   * alternate between the two), unless every instance of it names its `instanceId`.
    */
   mock<H, C, E extends object>(m: ServiceMock<H, C, E>, opts: ServeOptions = {}): this {
     const def = standIn(m.definition, opts.config !== undefined);
-    this.serve(def, m.handler, opts);
+    this.#claim(def.descriptor, { mock: true, named: opts.instanceId !== undefined }, () =>
+      super.serve(def, m.handler, opts),
+    );
     // The mock's setState/patchState also update the state this App owns, so its watchers see them.
     forwardMockStates(m as ServiceMock<unknown, unknown>, (name, op, value, shard) => {
       const whole = this.publisher(def).state(name as never) as unknown as StatePublisher<unknown> & {
@@ -62,6 +86,42 @@ export class TestApp extends App {
     );
     return this;
   }
+
+  /**
+   * Serves one more instance of `d` (by `serve`), unless a mock would share the service
+   * version with another instance the test did not name: a test that mocks a service twice by
+   * mistake gets its calls split between the two, B, A, B, A.
+   */
+  #claim(d: ServiceDescriptor | undefined, how: Serving, serve: () => unknown): this {
+    if (d === undefined || typeof d !== "object") {
+      serve(); // App.serve refuses it, saying why
+      return this;
+    }
+    const key = `${d.name}@${d.version}`;
+    const earlier = this.#serving.get(key) ?? [];
+    const mocked = how.mock || earlier.some((e) => e.mock);
+    if (earlier.length > 0 && mocked && !(how.named && earlier.every((e) => e.named)))
+      throw new FanError(Code.ALREADY_EXISTS, twiceMessage(d, how.mock, earlier));
+    serve();
+    this.#serving.set(key, [...earlier, how]);
+    return this;
+  }
+}
+
+/** Why a second instance of a service version is refused, and what to do instead. */
+function twiceMessage(d: ServiceDescriptor, mock: boolean, earlier: readonly Serving[]): string {
+  const what = `${d.name} ${d.version}`;
+  const before = earlier.some((e) => e.mock) ? "mocked" : "served by a handler";
+  const second = mock ? "mock" : "serve";
+  const instead =
+    mock && before === "mocked"
+      ? "configure the first mock instead (its methods' .reset() forgets calls and behaviour)"
+      : "mock it or serve it, not both";
+  return (
+    `${second} ${what}: this test app has it ${before} already, and calls would alternate ` +
+    `between the two; ${instead}. To serve two instances on purpose (e.g. to test failover), ` +
+    `give each its own instanceId`
+  );
 }
 
 /** An App on the embedded defaults, silent unless FAN_LOG_LEVEL is set, quick to give up waiting. */

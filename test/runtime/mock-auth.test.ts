@@ -91,9 +91,10 @@ describe("a real @auth service in a test App", () => {
 
   it("still refuses calls without credentials or the role, beside a mock of the same service", async () => {
     const impl = new GuardedImpl();
+    // Two instances of one service on purpose: each names its instanceId (docs/testing.md).
     const app = createTestApp({ server: { auth: verifier } })
-      .serve(Guarded, impl, { transports: ["local"] })
-      .mock(mockGuarded().whoami.returns("mock"), { transports: ["local"] });
+      .serve(Guarded, impl, { transports: ["local"], instanceId: "guarded-real" })
+      .mock(mockGuarded().whoami.returns("mock"), { transports: ["local"], instanceId: "guarded-mock" });
     await app.start();
     try {
       const codes = new Set<string>();
