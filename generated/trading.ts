@@ -14,6 +14,7 @@ import {
   type ServiceDescriptor,
   type ServiceHooks,
   type ServiceMock,
+  type ShardHooks,
   type StateHandle,
   type StructSchema,
   codec,
@@ -154,7 +155,7 @@ export interface ExchangeStates {
 }
 
 /** What an implementation of Exchange provides: one method per rpc, push and subscription. */
-export interface ExchangeHandler extends ServiceHooks {
+export interface ExchangeHandler extends ServiceHooks, ShardHooks {
   place(req: ExchangeRequests["place"], ctx: CallContext<ExchangeConfig, ExchangeEvents, ExchangeStates>): Promise<Order> | Order;
   cancel(req: ExchangeRequests["cancel"], ctx: CallContext<ExchangeConfig, ExchangeEvents, ExchangeStates>): Promise<boolean> | boolean;
   quote(req: ExchangeRequests["quote"], ctx: CallContext<ExchangeConfig, ExchangeEvents, ExchangeStates>): Promise<void> | void;

@@ -13,6 +13,7 @@ import {
   type ServiceDescriptor,
   type ServiceHooks,
   type ServiceMock,
+  type ShardHooks,
   type StructSchema,
   codec,
   createMock,
@@ -84,7 +85,7 @@ export interface IntegrationApiEvents {
 }
 
 /** What an implementation of IntegrationApi provides: one method per rpc, push and subscription. */
-export interface IntegrationApiHandler extends ServiceHooks {
+export interface IntegrationApiHandler extends ServiceHooks, ShardHooks {
   ping(req: IntegrationApiRequests["ping"], ctx: CallContext<Record<string, never>, IntegrationApiEvents>): Promise<string> | string;
   status(req: IntegrationApiRequests["status"], ctx: CallContext<Record<string, never>, IntegrationApiEvents>): Promise<SyncStatus> | SyncStatus;
   resync(req: IntegrationApiRequests["resync"], ctx: CallContext<Record<string, never>, IntegrationApiEvents>): Promise<void> | void;
@@ -211,7 +212,7 @@ export interface LightspeedSyncRequests {
 }
 
 /** What an implementation of LightspeedSync provides: one method per rpc, push and subscription. */
-export interface LightspeedSyncHandler extends ServiceHooks {
+export interface LightspeedSyncHandler extends ServiceHooks, ShardHooks {
   ping(req: LightspeedSyncRequests["ping"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<string> | string;
   /** Receives retail.wines.PublicWines.wineChanged. */
   onWineChanged(event: retail_wines.PublicWinesEvents["wineChanged"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<void> | void;

@@ -14,6 +14,7 @@ import {
   type ServiceDescriptor,
   type ServiceHooks,
   type ServiceMock,
+  type ShardHooks,
   type StateHandle,
   type StructSchema,
   type UnionSchema,
@@ -265,7 +266,7 @@ export interface PublicWinesStates {
 }
 
 /** What an implementation of PublicWines provides: one method per rpc, push and subscription. */
-export interface PublicWinesHandler extends ServiceHooks {
+export interface PublicWinesHandler extends ServiceHooks, ShardHooks {
   /** Fetch one wine of a store. */
   get(req: PublicWinesRequests["get"], ctx: CallContext<PublicWinesConfig, PublicWinesEvents, PublicWinesStates>): Promise<Wine> | Wine;
   /** List a store's wines. */
@@ -519,7 +520,7 @@ export interface LightspeedRequests {
 }
 
 /** What an implementation of Lightspeed provides: one method per rpc, push and subscription. */
-export interface LightspeedHandler extends ServiceHooks {
+export interface LightspeedHandler extends ServiceHooks, ShardHooks {
   /** A method named like a keyword: keywords are contextual. */
   state(req: LightspeedRequests["state"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<string> | string;
 }

@@ -34,7 +34,7 @@ export type {
   StateView,
   Subscription,
 } from "../runtime/descriptor.js";
-export type { CallContext, ServiceHooks } from "../runtime/call/context.js";
+export type { CallContext, ServiceHooks, ShardHooks } from "../runtime/call/context.js";
 export type { EnumSchema, Schema, StructSchema, UnionSchema } from "../runtime/codec/schema.js";
 export type { MethodMock, ServiceMock } from "../runtime/call/mock.js";
 export { connect, GatewayCaller, type GatewayOptions } from "./caller.js";

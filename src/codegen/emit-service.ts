@@ -162,7 +162,9 @@ function subscriptionPayload(ctx: ModuleContext, s: SubscriptionModel): string {
 function writeHandler(w: CodeBlockWriter, ctx: ModuleContext, svc: ServiceModel, config: string): void {
   const promise = ctx.global("Promise");
   w.writeLine(`/** What an implementation of ${svc.name} provides: one method per rpc, push and subscription. */`);
-  w.write(`export interface ${svc.name}Handler extends ${ctx.rt("ServiceHooks")}`).block(() => {
+  // ShardHooks on every service: one served with pinned shards gets `onShards` without `@shard` (served.ts).
+  const hooks = `${ctx.rt("ServiceHooks")}, ${ctx.rt("ShardHooks")}`;
+  w.write(`export interface ${svc.name}Handler extends ${hooks}`).block(() => {
     for (const m of svc.methods) {
       const res = returnType(ctx, m);
       writeDoc(w, m);

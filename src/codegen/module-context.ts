@@ -25,6 +25,7 @@ export type RuntimeSymbol =
   | "StateHandle"
   | "CallContext"
   | "ServiceHooks"
+  | "ShardHooks"
   | "EnumSchema"
   | "Schema"
   | "StructSchema"

@@ -18,7 +18,7 @@ export type {
   ShardedStateHandle,
   StateHandle,
 } from "./descriptor.js";
-export type { CallContext, ServiceHooks } from "./call/context.js";
+export type { CallContext, ServiceHooks, ShardHooks } from "./call/context.js";
 export type { EnumSchema, Schema, StructSchema, UnionSchema } from "./codec/schema.js";
 export { createMock } from "./call/mock.js";
 export type { MethodMock, ServiceMock } from "./call/mock.js";
@@ -40,6 +40,7 @@ export const GENERATED_API = [
   "StateHandle",
   "CallContext",
   "ServiceHooks",
+  "ShardHooks",
   "EnumSchema",
   "Schema",
   "StructSchema",

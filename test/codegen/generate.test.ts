@@ -4,6 +4,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import type { DeclModel, ProgramModel } from "../../src/compiler/model.js";
 import { CodegenCode, CodegenError, generate, isGeneratedText } from "../../src/codegen/index.js";
+import { checkSources } from "../../src/compiler/index.js";
 import { GENERATED_API } from "../../src/runtime/generated-api.js";
 import { cycle, docExample, field, prim, program, reservedNames, rpc, service } from "./fixture.js";
 import { typecheck } from "./typecheck.js";
@@ -192,6 +193,48 @@ export const seen: string | undefined = m.get.calls[0]?.ctx?.method;
 
   it("for packages that import each other", () => {
     expect(typecheck(generate(cycle()))).toEqual([]);
+  });
+
+  it("and a handler written as an object literal may have onShards, a sharded service's or a pinnable one's", () => {
+    const { model, diagnostics } = checkSources([
+      {
+        path: "shop.fan",
+        text: `package shop
+@shards(8)
+service Store {
+  @shard(storeId)
+  rpc get(storeId: string): string
+}
+service Plain {
+  rpc ping(): string
+}
+`,
+      },
+    ]);
+    expect(diagnostics.filter((d) => d.severity === "error")).toEqual([]);
+    if (model === undefined) throw new Error("no model");
+    const files = generate(model);
+    // Every `@ts-expect-error` must meet an error (an unused one is itself an error).
+    files.set(
+      "use.ts",
+      `import type { LifecycleContext, ShardChange } from "fan/runtime";
+import type { PlainHandler, StoreHandler } from "./shop.js";
+export const store: StoreHandler = {
+  get: ({ storeId }) => storeId,
+  async onShards({ gained, lost }: ShardChange, ctx: LifecycleContext) {
+    ctx.log.info({ gained, lost }, "shards");
+  },
+};
+// Not sharded, but served with pinned shards (\`serve(Plain, h, { shards: [0] })\`) it gets onShards too.
+export const plain: PlainHandler = { ping: () => "pong", onShards: ({ owned }) => void owned.length };
+export const bad: StoreHandler = {
+  get: () => "",
+  // @ts-expect-error onShards takes a ShardChange, not a number
+  onShards: (n: number) => void n,
+};
+`,
+    );
+    expect(typecheck(files)).toEqual([]);
   });
 });
 

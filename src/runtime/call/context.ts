@@ -90,7 +90,8 @@ export interface ServiceHooks {
 }
 
 /**
- * An optional hook of a sharded service's handler: called with the shards this instance owns
+ * An optional hook of a sharded service's handler (or of any service served with pinned
+ * `shards`; every generated handler interface has it): called with the shards this instance owns
  * once it has registered, and again every time they change (an instance joined or left), so it
  * can load the data of shards it gained and drop the data of shards it lost.
  */

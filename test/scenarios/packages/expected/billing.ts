@@ -13,6 +13,7 @@ import {
   type ServiceDescriptor,
   type ServiceHooks,
   type ServiceMock,
+  type ShardHooks,
   type StructSchema,
   codec,
   createMock,
@@ -87,7 +88,7 @@ export interface BillingEvents {
 }
 
 /** What an implementation of Billing provides: one method per rpc, push and subscription. */
-export interface BillingHandler extends ServiceHooks {
+export interface BillingHandler extends ServiceHooks, ShardHooks {
   bill(req: BillingRequests["bill"], ctx: CallContext<Record<string, never>, BillingEvents>): Promise<Invoice> | Invoice;
 }
 

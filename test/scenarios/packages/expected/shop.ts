@@ -10,6 +10,7 @@ import {
   type ServiceDescriptor,
   type ServiceHooks,
   type ServiceMock,
+  type ShardHooks,
   type StructSchema,
   codec,
   createMock,
@@ -51,7 +52,7 @@ export interface ShopRequests {
 }
 
 /** What an implementation of Shop provides: one method per rpc, push and subscription. */
-export interface ShopHandler extends ServiceHooks {
+export interface ShopHandler extends ServiceHooks, ShardHooks {
   checkout(req: ShopRequests["checkout"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<billing.Invoice> | billing.Invoice;
   /** Receives billing.Billing.paid. */
   onPaid(event: billing.BillingEvents["paid"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<void> | void;

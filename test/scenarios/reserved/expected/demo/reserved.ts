@@ -12,6 +12,7 @@ import {
   type ServiceDescriptor,
   type ServiceHooks,
   type ServiceMock,
+  type ShardHooks,
   type StateHandle,
   type StructSchema,
   codec,
@@ -80,7 +81,7 @@ export interface KeywordsStates {
 }
 
 /** What an implementation of Keywords provides: one method per rpc, push and subscription. */
-export interface KeywordsHandler extends ServiceHooks {
+export interface KeywordsHandler extends ServiceHooks, ShardHooks {
   "delete"(req: KeywordsRequests["delete"], ctx: CallContext<Record<string, never>, KeywordsEvents, KeywordsStates>): Promise<Names> | Names;
   state(req: KeywordsRequests["state"], ctx: CallContext<Record<string, never>, KeywordsEvents, KeywordsStates>): Promise<string> | string;
   toString(req: KeywordsRequests["toString"], ctx: CallContext<Record<string, never>, KeywordsEvents, KeywordsStates>): Promise<string> | string;

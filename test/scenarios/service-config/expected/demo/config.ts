@@ -9,6 +9,7 @@ import {
   type ServiceDescriptor,
   type ServiceHooks,
   type ServiceMock,
+  type ShardHooks,
   createMock,
   defineService,
 } from "fan/runtime";
@@ -21,7 +22,7 @@ export interface BackendRequests {
 }
 
 /** What an implementation of Backend provides: one method per rpc, push and subscription. */
-export interface BackendHandler extends ServiceHooks {
+export interface BackendHandler extends ServiceHooks, ShardHooks {
   ping(req: BackendRequests["ping"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<string> | string;
 }
 
@@ -97,7 +98,7 @@ export interface FrontendRequests {
 }
 
 /** What an implementation of Frontend provides: one method per rpc, push and subscription. */
-export interface FrontendHandler extends ServiceHooks {
+export interface FrontendHandler extends ServiceHooks, ShardHooks {
   ping(req: FrontendRequests["ping"], ctx: CallContext<FrontendConfig, Record<never, never>>): Promise<string> | string;
 }
 
@@ -177,7 +178,7 @@ export interface Backend2Requests {
 }
 
 /** What an implementation of Backend2 provides: one method per rpc, push and subscription. */
-export interface Backend2Handler extends ServiceHooks {
+export interface Backend2Handler extends ServiceHooks, ShardHooks {
   ping(req: Backend2Requests["ping"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<string> | string;
 }
 

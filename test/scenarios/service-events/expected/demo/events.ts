@@ -10,6 +10,7 @@ import {
   type ServiceDescriptor,
   type ServiceHooks,
   type ServiceMock,
+  type ShardHooks,
   type StateHandle,
   type StructSchema,
   codec,
@@ -42,7 +43,7 @@ export interface ClockStates {
 }
 
 /** What an implementation of Clock provides: one method per rpc, push and subscription. */
-export interface ClockHandler extends ServiceHooks {
+export interface ClockHandler extends ServiceHooks, ShardHooks {
 }
 
 /** The typed client of Clock, over whichever transport discovery picks. */
@@ -131,7 +132,7 @@ export function mockClock(): ClockMock {
 }
 
 /** What an implementation of Listener provides: one method per rpc, push and subscription. */
-export interface ListenerHandler extends ServiceHooks {
+export interface ListenerHandler extends ServiceHooks, ShardHooks {
   /** React to ticks. */
   onTicked(event: ClockEvents["ticked"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<void> | void;
   /** Receives demo.events.Clock.reset. */

@@ -12,6 +12,7 @@ import {
   type ServiceDescriptor,
   type ServiceHooks,
   type ServiceMock,
+  type ShardHooks,
   type StructSchema,
   codec,
   createMock,
@@ -109,7 +110,7 @@ export interface StoreRequests {
 }
 
 /** What an implementation of Store provides: one method per rpc, push and subscription. */
-export interface StoreHandler extends ServiceHooks {
+export interface StoreHandler extends ServiceHooks, ShardHooks {
   /** Fetch one item. */
   get(req: StoreRequests["get"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<Item> | Item;
   search(req: StoreRequests["search"], ctx: CallContext<Record<string, never>, Record<never, never>>): Promise<Item[]> | Item[];
