@@ -134,7 +134,9 @@ function deployment(what: string, args: readonly string[] = []): Deployment {
     await forgetCluster(cluster, ["redis"]);
     served.cleanup();
     idl.cleanup();
-  }, 60_000);
+    // A stop measured alone takes ~2 s (the gateway's close grace); with three of these suites
+    // side by side at load 12 this hook passed 60 s (what was slow was not found).
+  }, 120_000);
   return { idl, gateway: () => started?.gateway as CapturedChild, url: () => started?.url as string };
 }
 
@@ -190,7 +192,8 @@ describeWithBroker(
           message: "the gateway's IDL was reloaded without the event fan.rl.Board.posted: it is no longer served",
         });
         expect(g.stderr()).toContain("services added: fan.rl.Elsewhere");
-        expect(g.stderr()).toContain("ended 1 open stream(s) of what it removed");
+        // 1, or 2 when the gateway has yet to see the previous test's stream close.
+        expect(g.stderr()).toMatch(/ended [12] open stream\(s\) of what it removed/);
         expect(g.stderr()).toContain(
           "fanc gateway: warning: fan.rl.Elsewhere is served on nats, which this gateway did not open (open: http, redis)",
         );
