@@ -150,8 +150,11 @@ function service(ctx: Ctx, args: readonly string[], usage: string): string {
 
 async function get(ctx: Ctx, args: readonly string[]): Promise<number> {
   const svc = service(ctx, args, "fanc config get <service> [key]");
-  // A file keyed `Catalog:` holds nothing for shop.catalog.Catalog: say so, not `{}`.
-  const absent = await ctx.source.absence?.(svc);
+  // A file keyed `Catalog:` holds nothing for shop.catalog.Catalog: say so, not `{}`. In the
+  // registry a service without keys is common (on its defaults, nothing set yet): only config
+  // under a name likely meant for it is an error there.
+  const absent =
+    ctx.source instanceof YamlConfigSource ? await ctx.source.absence(svc) : await ctx.source.misplaced?.(svc);
   if (absent !== undefined) {
     ctx.io.err(`fanc config: ${absent}`);
     return 1;
