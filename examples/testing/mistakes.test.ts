@@ -40,6 +40,6 @@ it("an error the method does not declare becomes INTERNAL, as a handler's would"
   const client = (await served(integration)).client(IntegrationApi);
   await expect(client.status({ storeId: "s1" })).rejects.toMatchObject({
     code: "INTERNAL",
-    message: expect.stringMatching(/which integration\.api\.IntegrationApi does not declare$/),
+    message: expect.stringMatching(/which integration\.api\.IntegrationApi\.status does not declare$/),
   });
 });

@@ -114,7 +114,7 @@ describe("what a served mock tells the test", () => {
       .catch((e: unknown) => e)) as Error;
     expect(err).toMatchObject({ code: "INTERNAL", cause: expect.any(WineNotFound) });
     expect(err.message).toMatch(
-      /: integration\.api\.IntegrationApi\.status threw WineNotFound: WineNotFound \(at .*\); handler threw retail\.wines\.WineNotFound, which integration\.api\.IntegrationApi does not declare$/,
+      /: integration\.api\.IntegrationApi\.status threw WineNotFound: WineNotFound \(at .*\); handler threw retail\.wines\.WineNotFound, which integration\.api\.IntegrationApi\.status does not declare$/,
     );
     await app.stop();
   });

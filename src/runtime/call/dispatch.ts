@@ -464,8 +464,8 @@ export class Dispatcher implements Inbound {
     // caller's outcome is the abort's: DEADLINE_EXCEEDED, CANCELLED or the app's stop.
     if (ctx.aborted || Date.now() >= ctx.deadline) return abortedError(ctx);
     const scope = { log: () => ctx.log, traceId: () => ctx.traceId };
-    if (this.#scope.revealErrors !== true) return toWireError(e, this.#service, form, scope);
-    return toWireError(e, this.#service, form, {
+    if (this.#scope.revealErrors !== true) return toWireError(e, this.#service, ctx.method, form, scope);
+    return toWireError(e, this.#service, ctx.method, form, {
       ...scope,
       reveal: { service: this.#service.name, method: ctx.method },
     });

@@ -20,7 +20,8 @@ import type {
   StateHandle,
   Subscription,
 } from "../descriptor.js";
-import { Code, FanError } from "../errors.js";
+import { calledService, Code, FanError } from "../errors.js";
+import { declares, idlErrorName } from "../codec/error-wire.js";
 import type { ServiceDescriptor } from "../descriptor.js";
 import type { Schema } from "../codec/schema.js";
 import {
@@ -58,7 +59,7 @@ export interface MethodMock<Req, Res, Parent, Ctx = CallContext> {
   /**
    * Every call rejects with `error`: an IDL error the method declares keeps its class and fields,
    * a FanError its code and message; anything else (an undeclared IDL error, a plain Error)
-   * reaches a caller through an App as INTERNAL, as a handler's would.
+   * reaches a caller as INTERNAL, through an App or `mock.client`, as a handler's would.
    */
   throws(error: Error): Parent;
   /** Forget calls and configuration. */
@@ -222,6 +223,17 @@ function methodMock<P>(label: string, parent: () => P): Entry<P> {
   return { mock, invoke };
 }
 
+/**
+ * INTERNAL for an IDL error `method` does not declare (another method's, another service's), as
+ * an App's caller would get; undefined for any other error.
+ */
+function undeclared(d: ServiceDescriptor, method: string, e: unknown): FanError | undefined {
+  const name = FanError.is(e) ? idlErrorName(e) : undefined;
+  if (name === undefined || calledService(e as FanError) !== undefined || declares(d, method, name)) return undefined;
+  const message = `mock ${d.name}.${method} threw ${name}, which ${d.name}.${method} does not declare`;
+  return new FanError(Code.INTERNAL, message, { cause: e });
+}
+
 /** Encodes then decodes `value`: checks it against the IDL and gives the receiver its own copy. */
 function roundTrip(c: Codec<unknown>, value: unknown, path?: string): unknown {
   return c.decode(c.encode(value, path), path);
@@ -260,7 +272,7 @@ function mockCaller<P>(
     try {
       result = await p.entry.invoke(req, undefined);
     } catch (e) {
-      throw FanError.from(e);
+      throw undeclared(d, method, e) ?? FanError.from(e);
     }
     try {
       return roundTrip(p.output, result, "reply");

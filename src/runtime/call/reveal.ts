@@ -24,7 +24,7 @@ export interface Revealed {
 
 /**
  * Attaches `error` to `wire` (non-enumerable, symbol-keyed); returns `wire`. `why`: why a
- * FanError became INTERNAL (`handler threw x.Y, which S does not declare`), added to the message.
+ * FanError became INTERNAL (`handler threw x.Y, which S.m does not declare`), added to the message.
  */
 export function reveal(wire: WireError, error: unknown, service: string, method: string, why?: string): WireError {
   const what = `${service}.${method} threw ${describe(error)}${where(error)}`;

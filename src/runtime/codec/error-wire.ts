@@ -34,18 +34,25 @@ const HANDLER_FAILED = "handler failed";
  * the handler's own calls (`calledService`) is relayed: it keeps its code and message and names
  * the service that failed (`relayedFrom`), so the caller's breaker does not count it against
  * this instance; a dependency's IDL error is relayed with its name and fields even when this
- * service does not declare it. The handler's own IDL error must be declared (else INTERNAL).
+ * method does not declare it. The handler's own IDL error must be declared by `method` (its
+ * `throws`, not the service's other methods'), else INTERNAL.
  */
-export function toWireError(e: unknown, service: ServiceDescriptor, form: Form, scope: ErrorScope): WireError {
+export function toWireError(
+  e: unknown,
+  service: ServiceDescriptor,
+  method: string,
+  form: Form,
+  scope: ErrorScope,
+): WireError {
   if (!FanError.is(e)) return internal(e, scope, HANDLER_FAILED);
   const name = idlErrorName(e);
   let wire: WireError;
   if (name !== undefined) {
-    const desc = service.errors[name];
+    const desc = declares(service, method, name) ? service.errors[name] : undefined;
     if (desc === undefined) {
       const called = calledService(e);
       if (called === undefined)
-        return internal(e, scope, `handler threw ${name}, which ${service.name} does not declare`);
+        return internal(e, scope, `handler threw ${name}, which ${service.name}.${method} does not declare`);
       return relayedUndeclared(e, name, called, form, scope);
     }
     try {
@@ -60,6 +67,12 @@ export function toWireError(e: unknown, service: ServiceDescriptor, form: Form, 
   }
   const called = calledService(e);
   return called === undefined ? wire : { ...wire, relayedFrom: e.relayedFrom ?? called };
+}
+
+/** Whether `method` of `service` declares IDL error `name` (its `throws`; the service's other methods' do not count). */
+export function declares(service: ServiceDescriptor, method: string, name: string): boolean {
+  const m = Object.hasOwn(service.methods, method) ? service.methods[method] : undefined;
+  return m?.throws.includes(name) === true;
 }
 
 /**
