@@ -147,16 +147,17 @@ export const OWNERS_OF_A_AND_B = assignShards(
 /**
  * Servers A (`impl`) and B of Store and a client App, all of `opts` (pushed on `apps` to stop),
  * each server with `serve` besides its instance id; once both own their parts B stops, and A's
- * `onShards` gaining B's shards runs until `release` is called. Resolves once the client sees A
- * alone and that hook runs.
+ * `onShards` gaining B's shards runs until `release` is called (or throws at `fail`). Resolves
+ * once the client sees A alone and that hook runs.
  */
 export async function aGainingB(
   opts: Parameters<typeof createApp>[0],
   impl: StoreImpl,
   apps: App[],
   serve: { readonly transports?: TransportName[]; readonly maxInFlight?: number } = {},
-): Promise<{ a: App; caller: App; release: () => void }> {
+): Promise<{ a: App; caller: App; release: () => void; fail: (e: Error) => void }> {
   let release = (): void => undefined;
+  let reject = (_: Error): void => undefined;
   let gate: Promise<void> | undefined;
   const onShards = impl.onShards.bind(impl);
   impl.onShards = (change) => {
@@ -171,7 +172,10 @@ export async function aGainingB(
   const set = await caller.watch(Store.descriptor.name);
   const mine = OWNERS_OF_A_AND_B.filter((o) => o === "A").length;
   await until("A and B owning their parts", () => impl.changes.at(-1)?.owned.length === mine);
-  gate = new Promise((r) => (release = r));
+  gate = new Promise((r, j) => {
+    release = r;
+    reject = j;
+  });
   try {
     await b.stop();
     await until("the client to see A alone", () => set.instances().length === 1);
@@ -180,5 +184,10 @@ export async function aGainingB(
     release();
     throw e;
   }
-  return { a, caller, release: () => release() };
+  // `fail`: the hook throws; called again (1 s later) it resolves at once.
+  const fail = (e: Error): void => {
+    gate = undefined;
+    reject(e);
+  };
+  return { a, caller, release: () => release(), fail };
 }

@@ -14,7 +14,8 @@ import type { MethodDescriptor, ServiceDescriptor, SubscriptionDescriptor } from
 import { Code, FanError, type WireError } from "../errors.js";
 import { toWireError, type Form } from "../codec/error-wire.js";
 import type { Envelope, EnvelopeHeaders, Inbound, Transport } from "../transports/transport.js";
-import { type HoldWindow, holdWindow } from "./ownership.js";
+import { type HoldWindow, holdWindow, isNotReady } from "./ownership.js";
+import { keep } from "../transports/kept-push.js";
 import { type CallSignal, signalOf } from "../transports/abort.js";
 import type { Counters } from "../telemetry/stats.js";
 import type { ServerGate } from "../policy/server.js";
@@ -569,7 +570,9 @@ export class Dispatcher implements Inbound {
    * hold ended with (DEADLINE_EXCEEDED naming the shard once `deadline` passed, woken or not).
    * Held, it is in flight — load shedding counts it and a drain waits for it — and stays so when
    * this resolves true (the handler's run takes the count over). At the in-flight bound it is not
-   * held but shed, as a call would be: the transport refuses it and it is sent again.
+   * held but shed, as a call would be: the transport refuses it and it is sent again. A refusal
+   * for this instance's state alone (shed, or `isNotReady`) is marked: a broker's consumer keeps
+   * the push until `deadline` rather than count a delivery (kept-push.ts).
    */
   async #guardPush(
     guard: NonNullable<InstanceScope["shardGuard"]>,
@@ -585,17 +588,18 @@ export class Dispatcher implements Inbound {
     const shed = gate === undefined || this.#inflight < gate.maxInFlight ? undefined : new AbortController();
     let held = guard(paths, input, deadline, shed?.signal, window);
     if (held === undefined) return false;
-    if (!isThenable(held)) throw new FanError(held.code, held.message, { details: held.details });
+    if (!isThenable(held)) throw guardRefusal(held, deadline);
     if (shed !== undefined) {
       shed.abort();
       const err = (gate as ServerGate).shed(this.#inflight, plan.name, transport) as WireError;
-      throw new FanError(err.code, err.message);
+      // Shed for this instance's load, not for the push: a broker's consumer keeps it.
+      throw keep(new FanError(err.code, err.message), deadline);
     }
     this.#inflight++;
     try {
       while (held !== undefined) {
         const err = isThenable(held) ? await held : held;
-        if (err !== undefined) throw new FanError(err.code, err.message, { details: err.details });
+        if (err !== undefined) throw guardRefusal(err, deadline);
         held = guard(paths, input, deadline, undefined, window);
       }
     } catch (e) {
@@ -729,6 +733,16 @@ function handlerFn(handler: object, name: string): HandlerFn | undefined {
 /** Calls a handler method with its `this` (a module-level function: no closure per call). */
 function invoke(handler: object, fn: HandlerFn, input: unknown, ctx: CallCtx): unknown {
   return fn.call(handler, input, ctx);
+}
+
+/**
+ * The error a sharded push's guard refused it with; a refusal for this instance's state alone
+ * (ownership.ts `isNotReady`) is marked so that a broker's consumer keeps the push until
+ * `deadline` instead of counting a delivery (kept-push.ts).
+ */
+function guardRefusal(err: WireError, deadline: number): FanError {
+  const e = new FanError(err.code, err.message, { details: err.details });
+  return isNotReady(err) ? keep(e, deadline) : e;
 }
 
 /** How long a sharded push may wait for its shard: its deadline, else its ttl, else its method's timeout. */

@@ -87,6 +87,23 @@ export function holdWindow(transport: string, size: number, option: string): Hol
   return { held: 0, max: Math.max(0, size - Math.max(1, Math.ceil(size / 4))), name: `${transport} ${option} ${size}` };
 }
 
+/**
+ * The refusals of a shard not ready here that say nothing of the call or push itself: the hook
+ * gaining it failed, or it would be held past `maxHeld` or the window's share. A push from a
+ * broker's queue refused so is kept by its consumer, not counted as a delivery (kept-push.ts).
+ */
+const notReadyRefusals = new WeakSet<WireError>();
+
+/** Whether the guard refused with `err` for this instance's state alone (see `notReadyRefusals`). */
+export function isNotReady(err: WireError): boolean {
+  return notReadyRefusals.has(err);
+}
+
+function notReady(err: WireError): WireError {
+  notReadyRefusals.add(err);
+  return err;
+}
+
 /** What the guard answers: a redirect, a hold that settles with one (or none: check again), or none. */
 export type Guarded = WireError | Promise<WireError | undefined> | undefined;
 
@@ -243,11 +260,11 @@ export class Ownership implements ShardOwnership {
   #notReady(shard: number, deadline: number, signal: CallSignal | undefined, window?: HoldWindow): Guarded {
     if (this.#frozen) return this.#stopping();
     if (this.#ready[shard] !== FAILED) return this.#hold(shard, deadline, signal, window);
-    return {
+    return notReady({
       code: Code.UNAVAILABLE,
       message: `shard ${shard} of ${this.#d.name} is unavailable on ${this.#instanceId}: its onShards hook failed on gaining it (see its log); it is called again`,
       details: { shard },
-    };
+    });
   }
 
   /**
@@ -319,11 +336,11 @@ export class Ownership implements ShardOwnership {
       shard === undefined
         ? `${this.#instanceId} has not computed which shards of ${this.#d.name} it owns yet`
         : `shard ${shard} of ${this.#d.name} is not ready on ${this.#instanceId}: the onShards hook gaining it has not resolved`;
-    return {
+    return notReady({
       code: Code.UNAVAILABLE,
       message: `${what}, and ${this.#waiters.size} calls are held already (at most ${this.limits.maxHeld})`,
       ...(shard === undefined ? {} : { details: { shard } }),
-    };
+    });
   }
 
   #windowFull(shard: number | undefined, window: HoldWindow): WireError {
@@ -331,11 +348,11 @@ export class Ownership implements ShardOwnership {
       shard === undefined
         ? `${this.#instanceId} has not computed which shards of ${this.#d.name} it owns yet`
         : `shard ${shard} of ${this.#d.name} is not ready on ${this.#instanceId}: its onShards hook is still running`;
-    return {
+    return notReady({
       code: Code.UNAVAILABLE,
       message: `${what}, and the ${window.held} calls and pushes held for that already take all of ${window.name} they may (${window.max}; the rest serves other work): try again`,
       ...(shard === undefined ? {} : { details: { shard } }),
-    };
+    });
   }
 
   #stopping(): WireError {

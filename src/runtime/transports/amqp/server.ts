@@ -38,6 +38,7 @@ import { bounded } from "./waiters.js";
 import { assertWorkQueue, WorkConsumer } from "./work.js";
 import { errorEnvelope, refuse } from "../replies.js";
 import { handlePush } from "../owner-push.js";
+import { KeptPushes, keptBound } from "../kept-push.js";
 
 /** Server-side tuning. */
 export interface ServerOptions {
@@ -85,7 +86,9 @@ export class AmqpServer {
   ) {
     this.#addr = { cluster, service: service.name, version: service.version, instance: instanceId };
     this.#log = opts.log.child({ service: service.name, instanceId });
-    this.#work = new WorkConsumer((env) => inbound.push(env), {
+    // A push refused for the instance's state is kept, not counted as a delivery (kept-push.ts).
+    const kept = new KeptPushes((env) => inbound.push(env), opts.retryDelayMs, keptBound(opts.pushPrefetch), this.#log);
+    this.#work = new WorkConsumer(kept.deliver, {
       queue: pushQueue(this.#addr),
       maxDeliveries: opts.maxDeliveries,
       retryDelayMs: opts.retryDelayMs,

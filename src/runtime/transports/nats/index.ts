@@ -35,6 +35,7 @@ import type {
   Unsubscribe,
 } from "../transport.js";
 import { pushToOwner } from "../owner-push.js";
+import { KeptPushes, keptBound } from "../kept-push.js";
 import { NatsLink, type NatsConnectOptions, unavailable } from "./connection.js";
 import {
   deadLetterStream,
@@ -174,12 +175,15 @@ export class NatsTransport implements Transport {
     const addr = { cluster: this.#ctx.cluster, service: service.name, version: service.version, instance: instanceId };
     const deadline = Date.now() + (o.connectTimeoutMs ?? 10_000);
     const rpc = new NatsRpcServer(this.link, addr, service, inbound, this.#ctx.maxPayloadBytes, this.#log);
+    const prefetch = o.pushPrefetch ?? 64;
+    // A push refused for the instance's state is kept, not counted as a delivery (kept-push.ts).
+    const kept = new KeptPushes((env) => inbound.push(env), o.retryDelayMs ?? 200, keptBound(prefetch), this.#log);
     const push = hasMethods(service, "push")
       ? new WorkConsumer(
           this.link,
           this.#jets,
-          this.#work(pushStream(addr), "push", PUSH_CONSUMER, { deliverNew: false, prefetch: o.pushPrefetch ?? 64 }),
-          (env) => inbound.push(env),
+          this.#work(pushStream(addr), "push", PUSH_CONSUMER, { deliverNew: false, prefetch }),
+          kept.deliver,
         )
       : undefined;
     try {

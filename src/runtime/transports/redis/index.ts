@@ -58,6 +58,7 @@ import { RedisPubSub } from "./pubsub.js";
 import { RedisRpcClient } from "./rpc-client.js";
 import { RedisRpcServer } from "./rpc-server.js";
 import { pushToOwner, toOwner } from "../owner-push.js";
+import { KeptPushes, keptBound } from "../kept-push.js";
 import { StreamConsumer, type StreamSpec } from "./streams.js";
 
 /** Options of `createApp({ transports: { redis: {...} } })`. */
@@ -230,7 +231,9 @@ export class RedisTransport implements Transport {
         ...this.#stream(key, PUSH_GROUP, instanceId, "0", true, o.pushPrefetch ?? 64),
         liveness: { key: consumersKey(key), ttlMs: o.aliveTtlMs ?? 5000 },
       };
-      push = new StreamConsumer(this.cmd, this.#connect("block"), spec, (env) => inbound.push(env));
+      // A push refused for the instance's state is kept, not counted as a delivery (kept-push.ts).
+      const kept = new KeptPushes((env) => inbound.push(env), spec.retryDelayMs, keptBound(spec.prefetch), this.#log);
+      push = new StreamConsumer(this.cmd, this.#connect("block"), spec, kept.deliver);
     }
     const instance = { rpc, push };
     try {
