@@ -4,7 +4,8 @@
  * service declares that error; the method that declares it gives the error's class. Checked
  * in-process (values), through a serializing test app, over http, and through a mock (served by
  * an App and through its own client). Before, the check looked at every error of the service,
- * so `Leaf.work` passed on `Busy`, which only `Leaf.declared` declares.
+ * so `Leaf.work` passed on `Busy`, which only `Leaf.declared` declares. A push declares no
+ * errors: its handler's IDL error reaches a producer that hears the nack (http) as INTERNAL.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -28,12 +29,14 @@ error Busy @code(UNAVAILABLE) { why: string }
 service Leaf {
   rpc declared(n: int): int throws Busy
   rpc work(n: int): int
+  push poke(n: int)
 }
 `;
 
 interface LeafClient {
   declared(req: { n: number }): Promise<number>;
   work(req: { n: number }): Promise<number>;
+  poke(req: { n: number }): Promise<void>;
 }
 type BusyClass = new (fields: { why: string }) => Error;
 interface LeafMock extends ServiceMock<unknown, LeafClient> {
@@ -65,6 +68,9 @@ class BusyLeaf {
   }
   work(): number {
     throw new Busy({ why: "x" });
+  }
+  poke(): void {
+    throw new Busy({ why: "push" });
   }
 }
 
@@ -143,5 +149,9 @@ describe("an IDL error another method of the service declares", () => {
       msg: "handler threw trial.leaf.Busy, which trial.leaf.Leaf.work does not declare",
       err: { type: "Busy", stack: expect.stringContaining("BusyLeaf.work") },
     });
+    // A push declares no errors: its handler's own IDL error is INTERNAL to the producer too,
+    // not Busy's message (it was `push not acknowledged: Busy`).
+    const push = await failure(caller.client(Leaf, { transport: "http" }).poke({ n: 1 }));
+    expect(push.message).toMatch(/^push not acknowledged: internal error \(trace [0-9a-f]{32}\)$/);
   });
 });

@@ -11,8 +11,8 @@ import type { Logger } from "pino";
 import { CallCtx, runHandler, runInContext, type InstanceScope } from "./callctx.js";
 import { codec, type Codec } from "../codec/index.js";
 import type { MethodDescriptor, ServiceDescriptor, SubscriptionDescriptor } from "../descriptor.js";
-import { Code, FanError, type WireError } from "../errors.js";
-import { toWireError, type Form } from "../codec/error-wire.js";
+import { calledService, Code, FanError, type WireError } from "../errors.js";
+import { idlErrorName, toWireError, type Form } from "../codec/error-wire.js";
 import type { Envelope, EnvelopeHeaders, Inbound, Transport } from "../transports/transport.js";
 import { type HoldWindow, holdWindow, isNotReady } from "./ownership.js";
 import { keep } from "../transports/kept-push.js";
@@ -539,16 +539,18 @@ export class Dispatcher implements Inbound {
       span?.end();
     } catch (e) {
       // What the producer hears back (a direct transport's nack) is what an rpc's caller would:
-      // a FanError thrown on purpose keeps its code and message, anything else is INTERNAL with
-      // the trace id only; the warning below has the exception in full.
-      const out = FanError.is(e)
-        ? e
-        : new FanError(
-            Code.INTERNAL,
-            `internal error (trace ${ctx.traceId})`,
-            // Test apps show their in-process callers the exception (reveal.ts).
-            this.#scope.revealErrors === true ? { cause: e } : undefined,
-          );
+      // a FanError thrown on purpose keeps its code and message, a dependency's error is passed
+      // on, anything else is INTERNAL with the trace id only — the handler's own IDL error too,
+      // since a push declares none; the warning below has the exception in full.
+      const out =
+        FanError.is(e) && (idlErrorName(e) === undefined || calledService(e) !== undefined)
+          ? e
+          : new FanError(
+              Code.INTERNAL,
+              `internal error (trace ${ctx.traceId})`,
+              // Test apps show their in-process callers the exception (reveal.ts).
+              this.#scope.revealErrors === true ? { cause: e } : undefined,
+            );
       series?.end(t0, out.code);
       if (span !== undefined) failSpan(span, e, out.code);
       this.#counters.deliveriesFailed++;
