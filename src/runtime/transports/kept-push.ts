@@ -7,7 +7,7 @@
  * dead-letter a push whose handler never ran. So its consumer keeps it in hand instead (not
  * acknowledged, not returned: the broker counts no delivery; its heartbeat keeps it from being
  * redelivered elsewhere) and offers it again after a backoff, until it is taken or the push's
- * deadline (else its ttl) would pass; then its refusal counts as before. The dispatcher marks
+ * deadline (else its ttl; at most `KEPT_MAX_MS`) would pass; then its refusal counts as before. The dispatcher marks
  * such a refusal with that deadline (`keep`); a refusal without the mark counts at once.
  * docs/decisions.md, 2026-12-07.
  */
@@ -17,6 +17,13 @@ import { aboutMessage } from "./log-keys.js";
 import type { Envelope } from "./transport.js";
 
 const KEPT_UNTIL = Symbol.for("fan.keptUntil");
+
+/**
+ * The longest a push is kept, whatever its deadline: an unacknowledged message held past
+ * RabbitMQ's `consumer_timeout` (30 min by default) gets its whole channel closed, and every
+ * push on it redelivered and counted.
+ */
+export const KEPT_MAX_MS = 60_000;
 
 /** The longest pause between two offers of a kept push (its first is the transport's `retryDelayMs`). */
 export const KEPT_MAX_DELAY_MS = 1000;
@@ -63,7 +70,7 @@ export class KeptPushes {
         } catch (e) {
           const until = keptUntil(e);
           if (until === undefined) throw e;
-          bound ??= until;
+          bound ??= Math.min(until, Date.now() + KEPT_MAX_MS);
           if (Date.now() + delay >= bound) throw e;
           if (!keeping) {
             if (this.#kept >= this.max) throw e;
@@ -75,7 +82,7 @@ export class KeptPushes {
             `push kept: offered again in ${delay} ms`,
           );
         }
-        await new Promise((r) => setTimeout(r, delay));
+        await new Promise((r) => setTimeout(r, delay).unref());
         delay = Math.min(delay * 2, KEPT_MAX_DELAY_MS);
       }
     } finally {

@@ -150,7 +150,7 @@ export class RedisRpcServer {
    * took still run (their callers watch it), then the timer ends.
    */
   readonly #announce = (): void => {
-    if (this.#stopped && this.#inFlight.size === 0) {
+    if (this.#loopDone && this.#inFlight.size === 0) {
       this.#leaveRunning();
       return;
     }
@@ -182,6 +182,12 @@ export class RedisRpcServer {
     const keys = this.#stopped ? [runningKey(this.#addr)] : [aliveKey(this.#addr), runningKey(this.#addr)];
     return run.call(this.cmd, keys.length, ...keys, this.instanceId, this.opts.aliveTtlMs);
   }
+
+  /**
+   * Set once the pop loop has ended after stop: until then a pop already waiting in Redis may
+   * still take a call (and send its caller a taken notice), so the running entry stays.
+   */
+  #loopDone = false;
 
   /** Ends the heartbeat and leaves the running set (stopped, and no call of this instance runs). */
   #leaveRunning(): void {
@@ -431,8 +437,6 @@ export class RedisRpcServer {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    // The timer goes on renewing the running entry while calls this instance took still run.
-    if (this.#inFlight.size === 0) this.#leaveRunning();
     this.cmd.off("ready", this.#announce);
     this.#slot?.();
     await this.cmd.zrem(aliveKey(this.#addr), this.instanceId).catch(() => undefined);
@@ -441,6 +445,11 @@ export class RedisRpcServer {
     await this.cmd.publish(leftChannel(this.#addr.cluster), aliveKey(this.#addr)).catch(() => undefined);
     await unblock(this.cmd, this.blk);
     await this.#loop;
+    // Only now: the blocked pop could take a call until the loop ended (its caller, told which
+    // instance took it, watches the running entry). The timer goes on renewing the entry while
+    // calls this instance took still run.
+    this.#loopDone = true;
+    if (this.#inFlight.size === 0) this.#leaveRunning();
     disconnect(this.blk);
   }
 
