@@ -7,7 +7,7 @@
  * subscriber's connection under its handler).
  */
 import { afterEach, expect, it } from "vitest";
-import { type App, createApp } from "../../src/runtime/app/app.js";
+import { createApp } from "../../src/runtime/app/app.js";
 import { decodeEnvelope } from "../../src/runtime/codec/wire.js";
 import { shortId } from "../../src/runtime/ids.js";
 import { type AmqpTransport, amqpTransport } from "../../src/runtime/transports/amqp/index.js";
@@ -31,6 +31,7 @@ import { Conformance } from "./fixtures/generated/fan/conformance.js";
 import { TestInbound } from "./fixtures/inbound.js";
 import { captureLog } from "./fixtures/log.js";
 import { type Peer, startPeer } from "./fixtures/peers.js";
+import { undoAfterEach } from "./fixtures/process-cleanup.js";
 import { up } from "./processes.js";
 
 /** Deliveries before a message is dead-lettered. */
@@ -50,15 +51,12 @@ describeWithBroker(
   "RabbitMQ and etcd",
   "amqp held deaths",
 )("amqp: a message whose consumers died holding it", () => {
-  const peers: Peer[] = [];
-  const apps: App[] = [];
+  const { peers, apps, clusters } = undoAfterEach((c) => deleteByPrefix(`fan.${c}`));
   const transports: AmqpTransport[] = [];
-  const clusters: string[] = [];
+  // Registered after undoAfterEach's hook, so it runs before it (vitest's after hooks stack):
+  // the transports close before their clusters' queues are deleted.
   afterEach(async () => {
-    await Promise.allSettled(peers.splice(0).map((p) => p.kill()));
-    await Promise.allSettled(apps.splice(0).map((a) => a.stop()));
     await Promise.allSettled(transports.splice(0).map((t) => t.close()));
-    for (const c of clusters.splice(0)) await deleteByPrefix(`fan.${c}`);
   });
 
   /** A transport in `cluster` on a connection named `name`, dead-lettering after LIMIT deliveries. */
