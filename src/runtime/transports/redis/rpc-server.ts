@@ -137,6 +137,7 @@ export class RedisRpcServer {
     await this.#alive();
     // Back in the alive set as soon as Redis is (callers are refused until then), not on the timer.
     this.cmd.on("ready", this.#announce);
+    this.cmd.on("close", this.#entryLost);
     this.#aliveTimer = setInterval(this.#announce, Math.max(50, Math.floor(this.opts.aliveTtlMs / 3))).unref();
     this.#loop = this.#run();
   }
@@ -156,8 +157,12 @@ export class RedisRpcServer {
     }
     this.#alive().then(
       (r) => {
-        if (r !== 1) this.#beatFailed(new Error(`the heartbeat script answered ${JSON.stringify(r)}, not 1`));
-        else if (this.#beatFailing) {
+        if (r !== 1) {
+          this.#beatFailed(new Error(`the heartbeat script answered ${JSON.stringify(r)}, not 1`));
+          return;
+        }
+        this.#entryBack();
+        if (this.#beatFailing) {
           this.#beatFailing = false;
           this.#log.info("redis alive entry renewed again");
         }
@@ -165,6 +170,42 @@ export class RedisRpcServer {
       (e: unknown) => this.#beatFailed(e),
     );
   };
+
+  /**
+   * False from the moment the command connection closes until a heartbeat written after that
+   * succeeded: a Redis restarted without its data (or an outage longer than the entries live)
+   * has lost this instance's alive and running entries, and the blocking connection may be
+   * back first. A call popped then would get its taken notice, and its caller, finding no
+   * running entry, would fail it as taken by a dead instance; so the loop does not pop until
+   * the entries are written again.
+   */
+  #entryWritten = true;
+  /** Ends the loop's wait for the entries (see `#entryWritten`), while it waits. */
+  #entryWait: (() => void) | undefined;
+
+  readonly #entryLost = (): void => {
+    this.#entryWritten = false;
+  };
+
+  #entryBack(): void {
+    this.#entryWritten = true;
+    this.#entryWait?.();
+  }
+
+  /** Resolves once the entries are written again (`#entryWritten`), or after `ms`. */
+  #entryRewritten(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#entryWait = undefined;
+        resolve();
+      }, ms);
+      this.#entryWait = () => {
+        clearTimeout(timer);
+        this.#entryWait = undefined;
+        resolve();
+      };
+    });
+  }
 
   #beatFailed(e: unknown): void {
     if (this.#beatFailing || this.#stopped) return;
@@ -206,10 +247,15 @@ export class RedisRpcServer {
     const keys = [instanceRpcKey(this.#addr), rpcKey(this.#addr)];
     while (!this.#stopped) {
       try {
-        if (!isReady(this.blk) || this.#inFlight.size >= this.opts.maxInFlight) {
+        if (!isReady(this.blk) || !this.#entryWritten || this.#inFlight.size >= this.opts.maxInFlight) {
           // Not popping at once: replies held for the next pop go out on their own.
           this.#release();
           if (!isReady(this.blk)) await ready(this.blk, Date.now() + this.opts.blockMs);
+          if (!this.#entryWritten) {
+            // Bounded, so that a stop is seen.
+            await this.#entryRewritten(this.opts.blockMs);
+            continue;
+          }
           await this.#capacity();
           if (this.#stopped) break;
         }
@@ -438,7 +484,9 @@ export class RedisRpcServer {
     if (this.#stopped) return;
     this.#stopped = true;
     this.cmd.off("ready", this.#announce);
+    this.cmd.off("close", this.#entryLost);
     this.#slot?.();
+    this.#entryWait?.();
     await this.cmd.zrem(aliveKey(this.#addr), this.instanceId).catch(() => undefined);
     // Callers pushing on a lease (rpc-client.ts) ask again on their next call: refused at once
     // when this was the version's last instance, as with no lease.

@@ -1,0 +1,130 @@
+/**
+ * Races around the redis taken notice (rpc-server.ts, rpc-client.ts) that a caller watching
+ * the instance that took its call could lose, failing a call that ran and was answered:
+ *
+ * - a server stopping while idle: its pop, blocked in Redis when the stop began, can still take
+ *   a call until the loop has ended, so the instance must stay in the running set until then
+ *   (bb329dc; the window is widened here by holding the stop's "left" announcement);
+ * - a Redis restarted without its data: a server whose blocking connection is back before its
+ *   command connection must not take a call before its entries are written again (the window
+ *   is widened by giving the server's command connection a slow reconnection).
+ *
+ * A second instance's alive entry is written by the test (a "ghost" that serves nothing), so the
+ * call script accepts the call while the instance under test is out of the alive set.
+ */
+import type { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { shortId } from "../../src/runtime/ids.js";
+import { type RedisTransport, redisTransport } from "../../src/runtime/transports/redis/index.js";
+import { aliveKey, parseEndpoint } from "../../src/runtime/transports/redis/names.js";
+import { describeWithBroker, reachable } from "./amqp-broker.js";
+import { envelope, until, within } from "./conformance.js";
+import { ConformanceDescriptor } from "./fixtures/descriptor.js";
+import { TestInbound } from "./fixtures/inbound.js";
+import { captureLog } from "./fixtures/log.js";
+import { deleteKeys, PrivateRedis, REDIS_URL, redisServerAvailable, withRedis } from "./redis-server.js";
+
+const shared = new URL(REDIS_URL);
+const up = await reachable(shared.hostname, Number(shared.port || 6379));
+const possible = await redisServerAvailable();
+
+/** `blockMs` 5 s: a server's pop stays blocked in Redis until something wakes it. */
+function transport(url: string, cluster: string, aliveTtlMs: number): RedisTransport {
+  return redisTransport({ url, aliveTtlMs, blockMs: 5000 })({
+    cluster,
+    log: captureLog().log,
+    maxPayloadBytes: 1 << 20,
+  }) as RedisTransport;
+}
+
+/** Writes an alive entry for an instance nobody runs, valid for a minute (Redis time). */
+function addGhost(alive: string, url: string): Promise<unknown> {
+  return withRedis(async (r) => {
+    const [s, us] = await r.time();
+    return r.zadd(alive, Number(s) * 1000 + Math.floor(Number(us) / 1000) + 60_000, "ghost");
+  }, url);
+}
+
+describeWithBroker(
+  up,
+  "Redis",
+  "redis stop race",
+)("redis: a call popped by a server that is stopping", () => {
+  const open: RedisTransport[] = [];
+  const clusters: string[] = [];
+  afterEach(async () => {
+    await Promise.allSettled(open.splice(0).map((t) => t.close()));
+    for (const c of clusters.splice(0)) await deleteKeys(`fan.${c}.*`);
+  });
+
+  it("is answered: the instance stays in the running set until its pop loop ended and the call answered", async () => {
+    const cluster = `rtrace-${process.pid}-${shortId()}`;
+    clusters.push(cluster);
+    const server = transport(REDIS_URL, cluster, 1000);
+    const client = transport(REDIS_URL, cluster, 1000);
+    open.push(server, client);
+    const inbound = new TestInbound();
+    const served = await server.serve(ConformanceDescriptor, "s1", inbound);
+    expect((await client.call(served.endpoint, envelope("echo", { n: 0 }), within(5000))).kind).toBe("reply");
+    const alive = aliveKey(parseEndpoint(served.endpoint));
+    await addGhost(alive, REDIS_URL);
+
+    // The stop's announcement that the instance left is held: the window between its leaving
+    // the alive set and the end of its pop loop (whose BLMPOP still waits in Redis) stays open.
+    const cmd = server.cmd as Redis;
+    const publish = cmd.publish.bind(cmd) as (channel: string, message: string) => Promise<number>;
+    let release = (): void => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    (cmd as unknown as { publish: typeof publish }).publish = (channel, message) =>
+      channel.endsWith(".rpc.left") ? held.then(() => publish(channel, message)) : publish(channel, message);
+    const stopping = served.stop();
+    await until(async () => (await withRedis((r) => r.zscore(alive, "s1"))) === null, 5000);
+
+    // Longer than the 250 ms between two checks of the running set: still running at the end
+    // of the turn it was popped in, so its caller is told which instance took it.
+    const call = client.call(served.endpoint, envelope("sleep", { ms: 1500 }), within(8000));
+    await until(() => inbound.active === 1, 5000);
+    release();
+    const reply = await call;
+    expect(reply.kind).toBe("reply");
+    expect(inbound.calls.map((c) => c.method)).toEqual(["echo", "sleep"]);
+    await stopping;
+  }, 30_000);
+});
+
+describeWithBroker(
+  possible,
+  "a private redis-server",
+  "redis restart race",
+)("redis: a call right after a restart of Redis without its data (private redis-server)", () => {
+  const redis = new PrivateRedis(["--appendonly", "no"]);
+  beforeAll(() => redis.start(), 30_000);
+  afterAll(() => redis.destroy());
+  const open: RedisTransport[] = [];
+  afterEach(async () => {
+    await Promise.allSettled(open.splice(0).map((t) => t.close()));
+  });
+
+  it("is not taken by a server whose entries are not back yet: answered, not failed as taken by a dead instance", async () => {
+    const cluster = `rtrest-${shortId()}`;
+    // A refresh every 200 s: only the announcement on reconnection writes the entries again.
+    const server = transport(redis.url, cluster, 600_000);
+    const client = transport(redis.url, cluster, 600_000);
+    open.push(server, client);
+    const inbound = new TestInbound();
+    const { endpoint } = await server.serve(ConformanceDescriptor, "b1", inbound);
+    expect((await client.call(endpoint, envelope("echo", { n: 0 }), within(5000))).kind).toBe("reply");
+    // The server's command connection (its heartbeat) comes back 5 s after the kill; its
+    // blocking connection, and the client's, within a fraction of a second of the restart.
+    (server.cmd as Redis).options.retryStrategy = () => 5000;
+    await redis.kill();
+    await redis.start();
+    // Another instance is back: the call script accepts calls to the version.
+    await addGhost(aliveKey(parseEndpoint(endpoint)), redis.url);
+    const reply = await client.call(endpoint, envelope("sleep", { ms: 300 }), within(15_000)).then(
+      (r) => r.kind,
+      (e: unknown) => String(e),
+    );
+    expect(reply).toBe("reply");
+  }, 60_000);
+});
