@@ -9,6 +9,7 @@
  */
 import type { Logger } from "pino";
 import { pino } from "pino";
+import { editDistance } from "../../util/edit-distance.js";
 import { checkSegment, configPrefix, configRoot } from "./keys.js";
 import type { KeyValue, Registry, Watch, WatchEvent } from "./registry.js";
 import type { ConfigSource } from "./types.js";
@@ -318,22 +319,4 @@ export function likelySection(service: string, sections: readonly string[]): str
     if (score < bestScore) [best, bestScore] = [x, score];
   }
   return bestScore <= Math.max(1, Math.floor(short(service).length / 3)) ? best : undefined;
-}
-
-/** Levenshtein distance, case-insensitive. */
-function editDistance(a: string, b: string): number {
-  const s = a.toLowerCase();
-  const t = b.toLowerCase();
-  let prev = Array.from({ length: t.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= s.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= t.length; j++)
-      row[j] = Math.min(
-        (prev[j] ?? 0) + 1,
-        (row[j - 1] ?? 0) + 1,
-        (prev[j - 1] ?? 0) + (s[i - 1] === t[j - 1] ? 0 : 1),
-      );
-    prev = row;
-  }
-  return prev[t.length] ?? 0;
 }
