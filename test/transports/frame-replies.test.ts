@@ -6,7 +6,14 @@
  */
 import { describe, expect, it } from "vitest";
 import { FanError } from "../../src/runtime/errors.js";
-import { FrameBuilder, isBatch, readBatch, wantsCompact } from "../../src/runtime/transports/batch-frame.js";
+import {
+  FrameBuilder,
+  frameText,
+  isBatch,
+  readBatch,
+  readBatchText,
+  wantsCompact,
+} from "../../src/runtime/transports/batch-frame.js";
 import {
   COMPACT_ID_MARK,
   decodeFrameReply,
@@ -125,5 +132,47 @@ describe("reply items of batch frames", () => {
     const seen: number[] = [];
     expect(readBatch(data, { item: (seq) => seen.push(seq) })).toBe(true);
     expect(seen).toEqual([1, 2]);
+  });
+});
+
+describe("batch frames read as one string", () => {
+  /** The items `readBatch` gives, each decoded as UTF-8 on its own, and whether the frame read. */
+  const perItem = (data: Uint8Array): [number, string][] | false => {
+    const out: [number, string][] = [];
+    return readBatch(data, { item: (seq, body) => out.push([seq, Buffer.from(body).toString("utf8")]) }) && out;
+  };
+  const whole = (data: Uint8Array): [number, string][] | false => {
+    const out: [number, string][] = [];
+    return readBatchText(frameText(data), { item: (seq, body) => out.push([seq, body]) }) && out;
+  };
+
+  it("gives the items, non-ASCII and malformed UTF-8 included, as reading each item's bytes does", () => {
+    const f = new FrameBuilder("%");
+    for (const [seq, json] of [
+      [7, '{"a":"é"}'],
+      [12, '{"b":"😀 \\u2028"}'],
+      [123456789012345, "{}"],
+    ] as const)
+      f.add(seq, json, Buffer.byteLength(json, "utf8"));
+    const good = bytes(f.text);
+    // A lone continuation byte and a truncated 3-byte sequence right before the separator.
+    const bad = Buffer.concat([bytes('#1\n"'), Buffer.from([0x80, 0xe2, 0x82]), bytes('"\n2\n"\u00e9"')]);
+    for (const data of [good, bad, bytes("#"), bytes("#1\n")]) expect(whole(data)).toEqual(perItem(data));
+    expect(whole(good)).toEqual([
+      [7, '{"a":"é"}'],
+      [12, '{"b":"😀 \\u2028"}'],
+      [123456789012345, "{}"],
+    ]);
+  });
+
+  it("stops at the same fault as readBatch", () => {
+    for (const text of ["#x\n{}", "#\n{}", "#1\n{}\n1234567890123456\n{}", "#1", "#1\n{}\n2"]) {
+      const data = bytes(text);
+      const seen: number[] = [];
+      const ok = readBatchText(frameText(data), { item: (seq) => seen.push(seq) });
+      const before: number[] = [];
+      expect(ok).toBe(readBatch(data, { item: (seq) => before.push(seq) }));
+      expect(seen).toEqual(before);
+    }
   });
 });

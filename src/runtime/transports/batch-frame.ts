@@ -37,7 +37,8 @@ export interface BatchReader {
 
 /**
  * Hands each item of the batch frame `data` to `r`, in order; false when the frame is malformed
- * (a missing or non-numeric seq line), after the items before the fault.
+ * (a missing or non-numeric seq line), after the items before the fault. The transports read
+ * frames with `readBatchText`; this byte form is for looking into raw frames (tests, probes).
  */
 export function readBatch(data: Uint8Array, r: BatchReader): boolean {
   const n = data.length;
@@ -54,6 +55,43 @@ export function readBatch(data: Uint8Array, r: BatchReader): boolean {
     let end = data.indexOf(NEWLINE, nl + 1);
     if (end < 0) end = n;
     r.item(seq, data.subarray(nl + 1, end));
+    pos = end + 1;
+  }
+  return true;
+}
+
+/** Receives the items of a batch frame read as text (`readBatchText`). */
+export interface TextBatchReader {
+  item(seq: number, body: string): void;
+}
+
+/** A frame's bytes as text (UTF-8; malformed sequences become U+FFFD, as decoding each item would make them). */
+export function frameText(data: Uint8Array): string {
+  return (Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)).toString("utf8");
+}
+
+/**
+ * `readBatch` over the frame's text (`frameText`): the items are slices of one string. Decoding
+ * the frame once costs less than a Buffer and a UTF-8 decode per item (0.5 µs less per call item
+ * of 265 bytes, 0.55 µs per compact reply: docs/performance.md, "Batch frames read as one
+ * string"); a newline byte is never part of a multi-byte UTF-8 sequence, so the items are the
+ * same either way.
+ */
+export function readBatchText(text: string, r: TextBatchReader): boolean {
+  const n = text.length;
+  let pos = 1;
+  while (pos < n) {
+    const nl = text.indexOf("\n", pos);
+    if (nl <= pos || nl - pos > 15) return false;
+    let seq = 0;
+    for (let i = pos; i < nl; i++) {
+      const d = text.charCodeAt(i) - 48;
+      if (d < 0 || d > 9) return false;
+      seq = seq * 10 + d;
+    }
+    let end = text.indexOf("\n", nl + 1);
+    if (end < 0) end = n;
+    r.item(seq, text.slice(nl + 1, end));
     pos = end + 1;
   }
   return true;

@@ -18,7 +18,7 @@ import type { Envelope, Inbound } from "./transport.js";
  */
 export function decodeServed(
   service: ServiceDescriptor,
-  body: Uint8Array,
+  body: Uint8Array | string,
   maxBytes: number,
   push: boolean,
   where: string,

@@ -15,7 +15,7 @@ import type { Logger } from "pino";
 import { deadlines, type Expirable } from "../../call/deadlines.js";
 import { Code, FanError } from "../../errors.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
-import { type BatchReader, FrameBuilder, itemOverhead, readBatch } from "../batch-frame.js";
+import { FrameBuilder, frameText, itemOverhead, readBatchText, type TextBatchReader } from "../batch-frame.js";
 import { notDelivered } from "../not-delivered.js";
 import { decodeFrameReply, decodeReply } from "../replies.js";
 import type { Envelope, SendOptions } from "../transport.js";
@@ -49,7 +49,7 @@ export class CallBatch<A extends CallAddress, V> {
 }
 
 /** Collects a tick's calls per destination, sends them as frames and settles their replies. */
-export abstract class CallBatcher<A extends CallAddress, V> implements BatchReader {
+export abstract class CallBatcher<A extends CallAddress, V> implements TextBatchReader {
   readonly #pending = new Map<number, PendingCall<A, V>>();
   /** Batches sent with calls still waiting, by id. */
   readonly #batches = new Map<number, CallBatch<A, V>>();
@@ -227,11 +227,11 @@ export abstract class CallBatcher<A extends CallAddress, V> implements BatchRead
 
   /** Hands the items of a reply frame to `item`; false when it is malformed. */
   protected readFrame(data: Uint8Array): boolean {
-    return readBatch(data, this);
+    return readBatchText(frameText(data), this);
   }
 
   /** One reply of a batch frame. */
-  item(seq: number, body: Uint8Array): void {
+  item(seq: number, body: string): void {
     const p = this.#pending.get(seq);
     if (p !== undefined) p.settle(decodeFrameReply(body, this.maxBytes, p.addr.service));
   }

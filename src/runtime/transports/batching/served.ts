@@ -15,7 +15,7 @@ import { decodeEnvelope } from "../../codec/wire.js";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
 import { LazyAbort } from "../abort.js";
-import { type BatchReader, FrameBuilder, itemOverhead, readBatch } from "../batch-frame.js";
+import { FrameBuilder, frameText, itemOverhead, readBatchText, type TextBatchReader } from "../batch-frame.js";
 import { handlePush } from "../owner-push.js";
 import { decodeServed, encodeFrameReply, errorEnvelope, ReplySink, runWithSink } from "../replies.js";
 import type { Envelope, Inbound } from "../transport.js";
@@ -85,7 +85,8 @@ export interface PumpOptions {
 interface Waiting<S> {
   readonly src: S;
   readonly seq: number;
-  readonly body: Uint8Array;
+  /** Its envelope JSON: a slice of its frame's text. */
+  readonly body: string;
   readonly ac: LazyAbort;
 }
 
@@ -116,7 +117,7 @@ export class FramePump<S extends FrameSource> {
   #acks: S[] = [];
   #flushing = false;
   #src: S | undefined;
-  readonly #reader: BatchReader = { item: (seq, body) => this.#take(seq, body) };
+  readonly #reader: TextBatchReader = { item: (seq, body) => this.#take(seq, body) };
   /** Calls of frames running now (bounded by `bound`). */
   #running = 0;
   /** Calls of frames started in this turn of the event loop (see ITEMS_PER_TURN). */
@@ -141,7 +142,7 @@ export class FramePump<S extends FrameSource> {
     src.left = 1;
     this.#src = src;
     // A frame of no item (`#` alone) reads as a good one: malformed too, so it is not dropped unanswered.
-    if (data.length === 1 || !readBatch(data, this.#reader)) this.host.malformed(src);
+    if (data.length === 1 || !readBatchText(frameText(data), this.#reader)) this.host.malformed(src);
     this.#answered(src);
   }
 
@@ -149,7 +150,7 @@ export class FramePump<S extends FrameSource> {
    * One call of the frame being split: started now, or, once this turn has started
    * ITEMS_PER_TURN calls or `bound` calls are running, queued for later.
    */
-  #take(seq: number, body: Uint8Array): void {
+  #take(seq: number, body: string): void {
     const src = this.#src as S;
     src.left++;
     if (this.#backlog.length === 0 && this.#started < ITEMS_PER_TURN && this.#running < this.opts.bound) {
@@ -200,7 +201,7 @@ export class FramePump<S extends FrameSource> {
   };
 
   /** Starts one call of a frame; `queued` is its abort when it waited in the backlog (see `#take`). */
-  #onItem(src: S, seq: number, body: Uint8Array, queued?: LazyAbort): void {
+  #onItem(src: S, seq: number, body: string, queued?: LazyAbort): void {
     const key = `${src.client}${seq}`;
     if (queued !== undefined) this.inFlight.delete(key);
     const { service, inbound } = this.opts;
@@ -208,7 +209,7 @@ export class FramePump<S extends FrameSource> {
     if (env instanceof FanError) {
       if (env.code !== Code.NOT_FOUND && env.code !== Code.UNIMPLEMENTED)
         this.opts.log.warn(
-          { err: env.message, ...this.host.describe(src), bytes: body.length },
+          { err: env.message, ...this.host.describe(src), bytes: Buffer.byteLength(body, "utf8") },
           `undecodable ${this.opts.name} call`,
         );
       this.#queue(src, seq, errorEnvelope("?", undefined, env));
