@@ -1,15 +1,15 @@
 /**
- * What a served service leaves on the brokers: the durable push queue and its dead-letter
- * queue (amqp) and the push stream (redis) exist only for services with push members, so a
- * short-lived cluster of services without pushes leaves none of them behind. A client-only
- * subscriber (`client.events.x.subscribe` in an App that serves nothing) is no service: its
- * amqp queues go when its process exits, and expire when it is killed.
+ * What a served service leaves on the brokers: the durable push queue, its dead-letter queue
+ * and that queue's watch (amqp) and the push stream (redis) exist only for services with push
+ * members, so a short-lived cluster of services without pushes leaves none of them behind. A
+ * client-only subscriber (`client.events.x.subscribe` in an App that serves nothing) is no
+ * service: its amqp queues go when its process exits, and expire when it is killed.
  */
 import { afterAll, describe, expect, it } from "vitest";
 import type { ServiceDescriptor } from "../../src/runtime/descriptor.js";
 import { shortId } from "../../src/runtime/ids.js";
 import { amqpTransport } from "../../src/runtime/transports/amqp/index.js";
-import { deadLetterQueue, pushQueue } from "../../src/runtime/transports/amqp/names.js";
+import { deadLetterQueue, deadLetterWatch, pushQueue } from "../../src/runtime/transports/amqp/names.js";
 import { redisTransport } from "../../src/runtime/transports/redis/index.js";
 import { pushKey } from "../../src/runtime/transports/redis/names.js";
 import type { Transport } from "../../src/runtime/transports/transport.js";
@@ -61,10 +61,12 @@ describeWithBroker(
     const none = pushQueue(addr(ListenerADescriptor));
     expect(await queueExists(none)).toBe(false);
     expect(await queueExists(deadLetterQueue(none))).toBe(false);
-    // The check can see them: the service with a push member has both.
+    expect(await queueExists(deadLetterWatch(deadLetterQueue(none)))).toBe(false);
+    // The check can see them: the service with a push member has all three.
     const some = pushQueue(addr(ConformanceDescriptor));
     expect(await queueExists(some)).toBe(true);
     expect(await queueExists(deadLetterQueue(some))).toBe(true);
+    expect(await queueExists(deadLetterWatch(deadLetterQueue(some)))).toBe(true);
   });
 
   it("redis: no push stream for a service without push members", async () => {
@@ -106,12 +108,12 @@ describeWithBroker(
       });
       const ready = await child.next("ready", 60_000);
       await child.next("subscribed", 60_000);
-      // Twice the expiry later both queues are still there: the subscription queue has a
-      // consumer, and the dead-letter queue (which has none) is declared again while the
-      // subscriber lives, so its dead letters still have somewhere to go.
+      // Twice the expiry later all three queues are still there: the subscription queue and the
+      // dead-letter queue's watch have a consumer, and the dead-letter queue (which has none) is
+      // declared again while the subscriber lives, so its dead letters still have somewhere to go.
       await new Promise((r) => setTimeout(r, 3000));
       const before = await queuesOf(run);
-      expect(before.filter((q) => q.includes(".on.fan.conformance.Conformance.ping"))).toHaveLength(2);
+      expect(before.filter((q) => q.includes(".on.fan.conformance.Conformance.ping"))).toHaveLength(3);
       process.kill(ready.pid as number, "SIGKILL"); // the App's own process (tsx runs it in a child of its own)
       await child.stop();
       await expect.poll(() => queuesOf(run), { timeout: 30_000, interval: 500 }).toEqual([]);

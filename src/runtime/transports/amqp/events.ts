@@ -4,15 +4,16 @@
  * bound to it (its instances share the queue, so each event is handled once per service),
  * and a `@broadcast` event gets one queue per instance instead, which the broker deletes
  * once the instance has been gone for `broadcastExpiresMs`. An ephemeral subscriber (a
- * client's subscription, a state view, fanc) is no service: its queue and dead-letter queue
- * are deleted when it closes and expire `broadcastExpiresMs` after its process died.
+ * client's subscription, a state view, fanc) is no service: its queue, dead-letter queue and
+ * that queue's watch are deleted when it closes and expire `broadcastExpiresMs` after its
+ * process died.
  */
 import type { Channel } from "amqplib";
 import type { Logger } from "pino";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, EventDelivery, EventSubscription, Unsubscribe } from "../transport.js";
 import type { AmqpConnection, ManagedChannel } from "./connection.js";
-import { deadLetterQueue, eventKey, eventsExchange, subscriptionQueue } from "./names.js";
+import { deadLetterQueue, deadLetterWatch, eventKey, eventsExchange, subscriptionQueue } from "./names.js";
 import { bounded } from "./waiters.js";
 import { assertDeadLetterQueue, assertWorkQueue, WorkConsumer, type WorkQueueSpec } from "./work.js";
 
@@ -53,22 +54,26 @@ export async function subscribeEvents(
   };
   const ephemeral = sub.ephemeral === true;
   const queue = subscriptionQueue(cluster, names);
-  const groupQueue = subscriptionQueue(cluster, { ...names, broadcast: false });
+  // A broadcast queue's dead letters go to its group's dead-letter queue.
+  const dead = deadLetterQueue(subscriptionQueue(cluster, { ...names, broadcast: false }));
   const work = new WorkConsumer(deliver, {
     queue,
+    deadLetters: dead,
     maxDeliveries: opts.maxDeliveries,
     retryDelayMs: opts.retryDelayMs,
     maxBytes: opts.maxBytes,
     log: opts.log,
     ...(opts.onDeadLetter === undefined ? {} : { onDeadLetter: opts.onDeadLetter }),
-    ownChannel: true, // `ch` below consumes this queue only
+    // `ch` below consumes this queue and the watch, whose copies are acked as they arrive: no
+    // `multiple` ack can find one of them still open.
+    ownChannel: true,
   });
   const ch = conn.channel(`subscribe ${queue}`, false);
-  let consumer: { c: Channel; tag: string } | undefined;
+  let consumer: { c: Channel; tags: string[] } | undefined;
   const spec: WorkQueueSpec = {
     cluster,
     queue,
-    deadLetterQueue: deadLetterQueue(groupQueue),
+    deadLetterQueue: dead,
     maxDeliveries: opts.maxDeliveries,
     ...(sub.broadcast || ephemeral ? { expiresMs: opts.broadcastExpiresMs } : {}),
     ...(ephemeral ? { deadLetterExpires: true } : {}),
@@ -79,7 +84,8 @@ export async function subscribeEvents(
     await assertWorkQueue(c, spec);
     await c.bindQueue(queue, exchange, eventKey(sub.source.name, sub.event));
     await c.prefetch(opts.prefetch);
-    consumer = { c, tag: (await c.consume(queue, (m) => work.handle(c, m))).consumerTag };
+    const tag = (await c.consume(queue, (m) => work.handle(c, m))).consumerTag;
+    consumer = { c, tags: [tag, await work.watch(c)] };
   };
   ch.register(setup);
   try {
@@ -97,11 +103,12 @@ export async function subscribeEvents(
   // expiry while subscribed (after its process died, it expires).
   const renew = ephemeral ? renewDeadLetterQueue(ch, spec, opts.log) : undefined;
   // What closing deletes: a broadcast queue, and all of an ephemeral subscriber's queues.
-  const queues = ephemeral ? [queue, deadLetterQueue(groupQueue)] : sub.broadcast ? [queue] : [];
+  const queues = ephemeral ? [queue, dead, deadLetterWatch(dead)] : sub.broadcast ? [queue] : [];
   const stop = async (): Promise<void> => {
     clearInterval(renew);
     ch.unregister(setup);
-    if (consumer !== undefined && consumer.c === ch.current) await bounded(consumer.c.cancel(consumer.tag), 2000);
+    const c = consumer;
+    if (c !== undefined && c.c === ch.current) await Promise.all(c.tags.map((t) => bounded(c.c.cancel(t), 2000)));
     await drained(work, opts.drainMs);
   };
   return {

@@ -48,6 +48,15 @@ export function deadLetterQueue(queue: string): string {
   return `${queue}.dlq`;
 }
 
+/**
+ * The queue that gets a copy of every dead letter of `deadLetterQueue` (bound to the
+ * dead-letter exchange with the same key): the fan instances of its work queue read it to log
+ * what RabbitMQ dead-lettered by itself; the dead-letter queue keeps its own copy for operators.
+ */
+export function deadLetterWatch(deadLetterQueue: string): string {
+  return `${deadLetterQueue}.watch`;
+}
+
 /** The direct exchange that dead letters of a cluster go through (routing key: the DLQ's name). */
 export function deadLetterExchange(cluster: string): string {
   return `fan.${cluster}.dlx`;

@@ -155,6 +155,7 @@ export class AmqpServer {
     });
     await ch.prefetch(this.opts.pushPrefetch);
     tags.push((await ch.consume(push, (m) => this.#work.handle(ch, m))).consumerTag);
+    tags.push(await this.#work.watch(ch));
   }
 
   #onCancel(msg: ConsumeMessage | null): void {

@@ -3,20 +3,22 @@
  * counts deliveries (`x-delivery-count`) even across consumer crashes, and after
  * `maxDeliveries` it dead-letters the message, at least once, to `{queue}.dlq` through the
  * cluster's dead-letter exchange. A message is acknowledged only when its handler resolved;
- * a rejection returns it to the queue after a short backoff. The messages whose handlers
- * resolved in one tick are acknowledged at the end of it: on a channel of its own, with one
- * `multiple` ack when no earlier message of the channel is still in a handler.
+ * a rejection returns it to the queue after a short backoff, and the last one dead-letters it
+ * (reason `rejected`). The messages whose handlers resolved in one tick are acknowledged at the
+ * end of it: on a channel of its own, with one `multiple` ack when no earlier message of the
+ * channel is still in a handler.
  *
- * The broker dead-letters a message whose consumers died holding it at its last delivery too,
- * and no fan process sees that happen; so the consumer that takes a last delivery it cannot
- * account for (its previous delivery did not fail here) says so first, in a warning naming the
- * message (docs/decisions.md, 2026-12-07: the queue's `x-delivery-limit` cannot change).
+ * The broker dead-letters a message whose consumers died holding it by itself (reason
+ * `delivery_limit`), and no fan process sees that happen; so every dead letter is also copied
+ * to a watch queue (`{queue}.dlq.watch`), which the consumers of the work queue read, and the
+ * one that gets a copy RabbitMQ dead-lettered logs it in a warning naming the message
+ * (docs/decisions.md, 2026-12-07: the queue's `x-delivery-limit` cannot change).
  */
 import type { Channel, ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
 import type { Envelope } from "../transport.js";
 import { decodeEnvelope } from "../../codec/wire.js";
-import { deadLetterExchange, deadLetterQueue } from "./names.js";
+import { deadLetterExchange, deadLetterQueue, deadLetterWatch } from "./names.js";
 import { aboutMessage } from "../log-keys.js";
 
 /** The queue of one kind of work and where its dead letters go. */
@@ -33,7 +35,14 @@ export interface WorkQueueSpec {
 }
 
 /**
- * Declares the dead-letter exchange and queue and binds them. Declaring an expiring queue
+ * Copies of dead letters the watch queue keeps while no consumer reads it (every instance of
+ * the work queue gone): the newest, the oldest dropped. The dead-letter queue keeps them all.
+ */
+const WATCH_MAX = 1000;
+
+/**
+ * Declares the dead-letter exchange, the dead-letter queue and its watch queue, and binds them
+ * (both with the dead-letter queue's name as key). Declaring an expiring queue
  * again renews its lease: a queue with no consumer (as a dead-letter queue always is) expires
  * `x-expires` after it was last declared, so an ephemeral subscriber calls this while it
  * lives (`renewDeadLetterQueue`), and its dead letters keep a queue to go to.
@@ -45,6 +54,12 @@ export async function assertDeadLetterQueue(ch: Channel, spec: WorkQueueSpec): P
     spec.deadLetterExpires === true && spec.expiresMs !== undefined ? { "x-expires": spec.expiresMs } : {};
   await ch.assertQueue(spec.deadLetterQueue, { durable: true, arguments: { "x-queue-type": "quorum", ...expires } });
   await ch.bindQueue(spec.deadLetterQueue, dlx, spec.deadLetterQueue);
+  const watch = deadLetterWatch(spec.deadLetterQueue);
+  await ch.assertQueue(watch, {
+    durable: true,
+    arguments: { "x-queue-type": "quorum", "x-max-length": WATCH_MAX, ...expires },
+  });
+  await ch.bindQueue(watch, dlx, spec.deadLetterQueue);
 }
 
 /** Declares the dead-letter exchange and queue, then the work queue. */
@@ -69,6 +84,8 @@ export async function assertWorkQueue(ch: Channel, spec: WorkQueueSpec): Promise
 /** How a work consumer behaves. */
 export interface WorkOptions {
   readonly queue: string;
+  /** Where its dead letters go; default `deadLetterQueue(queue)` (a broadcast queue's go to its group's). */
+  readonly deadLetters?: string;
   readonly maxDeliveries: number;
   /** First redelivery delay after a failure; doubles per attempt, at most 30 s. */
   readonly retryDelayMs: number;
@@ -77,8 +94,9 @@ export interface WorkOptions {
   /** Told of every message dead-lettered (its envelope, when it decodes). */
   readonly onDeadLetter?: (env: Envelope | undefined) => void;
   /**
-   * The channel consumes this queue only, so every delivery tag on it passes through this
-   * consumer and one `multiple` ack may cover many. False where the channel carries other
+   * The channel consumes this queue only (and its dead letters' watch, whose copies are acked
+   * as they arrive), so every delivery tag on it passes through this consumer and one
+   * `multiple` ack may cover many. False where the channel carries other
    * consumers too (the server's rpc frames): their tags interleave, and a `multiple` ack would
    * take a running call's frame with it.
    */
@@ -130,50 +148,74 @@ export class WorkConsumer {
       env = decodeEnvelope(msg.content, { maxBytes: this.opts.maxBytes });
     } catch (e) {
       this.opts.log.warn(
-        { queue: this.opts.queue, err: (e as Error).message, deadLetters: deadLetterQueue(this.opts.queue) },
+        { queue: this.opts.queue, err: (e as Error).message, deadLetters: this.#deadLetters },
         "undecodable amqp message dead-lettered",
       );
       quietly(() => ch.nack(msg, false, false));
       this.opts.onDeadLetter?.(undefined);
       return;
     }
-    const atRisk = this.#lastUnaccounted(env, attempt);
-    this.#run(ch, msg, { ...env, headers: { ...env.headers, attempt } }, attempt, atRisk);
+    this.#run(ch, msg, { ...env, headers: { ...env.headers, attempt } }, attempt);
   }
 
-  /** Ids of messages whose handler failed here, and the attempt that failed (oldest first). */
-  readonly #failedHere = new Map<string, number>();
+  /** Where this queue's dead letters go. */
+  get #deadLetters(): string {
+    return this.opts.deadLetters ?? deadLetterQueue(this.opts.queue);
+  }
+
+  /** Consumes the watch queue of this queue's dead letters on `ch`; resolves to the consumer tag. */
+  async watch(ch: Channel): Promise<string> {
+    const queue = deadLetterWatch(this.#deadLetters);
+    return (await ch.consume(queue, (m) => this.#deadLettered(ch, m))).consumerTag;
+  }
 
   /**
-   * Whether this is the last delivery the broker allows and its previous one did not fail here
-   * (its consumer went away holding it, or failed in another process): then it is said in a
-   * warning, since a consumer dying holding it now has it dead-lettered by RabbitMQ unseen.
+   * A copy of a dead letter. One the broker dead-lettered by itself is logged as a warning
+   * naming the message; one a fan consumer rejected (`rejected`) was logged by it, with the
+   * handler's error, and is only acknowledged.
    */
-  #lastUnaccounted(env: Envelope, attempt: number): boolean {
-    const failed = this.#failedHere.get(env.id);
-    this.#failedHere.delete(env.id);
-    if (attempt < 2 || attempt !== this.opts.maxDeliveries || failed === attempt - 1) return false;
-    this.opts.log.warn(
-      {
-        queue: this.opts.queue,
-        id: env.id,
-        ...aboutMessage(env),
-        deliveries: attempt - 1,
-        deadLetters: deadLetterQueue(this.opts.queue),
-      },
-      `last delivery: not acknowledged after ${attempt - 1} deliveries (its consumers went away holding it, or its handler failed in another process); RabbitMQ dead-letters it if this one is not acknowledged either`,
-    );
-    return true;
+  #deadLettered(ch: Channel, msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      this.opts.log.warn({ queue: this.opts.queue }, "amqp dead-letter watch cancelled by the broker; declaring again");
+      ch.close().catch(() => undefined);
+      return;
+    }
+    const headers = (msg.properties.headers ?? {}) as Record<string, unknown>;
+    const deaths = headers["x-death"];
+    // The most recent death comes first.
+    const death = (Array.isArray(deaths) ? deaths[0] : undefined) as Record<string, unknown> | undefined;
+    const reason = String(death?.reason ?? headers["x-first-death-reason"] ?? "unknown");
+    if (reason !== "rejected") {
+      let env: Envelope | undefined;
+      try {
+        env = decodeEnvelope(msg.content, { maxBytes: this.opts.maxBytes });
+      } catch {
+        env = undefined;
+      }
+      const log = {
+        queue: String(death?.queue ?? headers["x-first-death-queue"] ?? this.opts.queue),
+        ...(env === undefined ? { bytes: msg.content.length } : { id: env.id, ...aboutMessage(env) }),
+        reason,
+        deadLetters: this.#deadLetters,
+      };
+      if (reason === "delivery_limit")
+        this.opts.log.warn(
+          { ...log, deliveries: this.opts.maxDeliveries },
+          `not acknowledged after ${this.opts.maxDeliveries} deliveries (its consumers went away holding it: a process died, or its channel or connection closed); dead-lettered by RabbitMQ`,
+        );
+      else this.opts.log.warn(log, `dead-lettered by RabbitMQ (${reason})`);
+      this.opts.onDeadLetter?.(env);
+    }
+    quietly(() => ch.ack(msg));
   }
 
-  #run(ch: Channel, msg: ConsumeMessage, env: Envelope, attempt: number, atRisk: boolean): void {
+  #run(ch: Channel, msg: ConsumeMessage, env: Envelope, attempt: number): void {
     this.inFlight++;
     const acks = this.#acksOf(ch);
     acks.open.add(msg.fields.deliveryTag);
     this.deliver(env).then(
       () => {
         this.inFlight--;
-        if (atRisk) this.opts.log.info({ queue: this.opts.queue, id: env.id, attempt }, "handled at its last delivery");
         this.#ack(ch, acks, msg);
       },
       (e: unknown) => {
@@ -234,20 +276,19 @@ export class WorkConsumer {
       ...aboutMessage(env),
       attempt,
       err: (e as Error)?.message,
-      ...(last ? { deadLetters: deadLetterQueue(this.opts.queue) } : {}),
+      ...(last ? { deadLetters: this.#deadLetters } : {}),
     };
     const open = this.#acksOf(ch).open;
     if (last) {
       this.opts.log.warn(log, `delivery failed ${attempt} times; dead-lettered`);
       open.delete(msg.fields.deliveryTag);
-      quietly(() => ch.nack(msg, false, true));
+      // Rejected, not returned: the dead letter's reason is then `rejected`, which tells the
+      // watch (above) that this line was written, from a death the broker saw alone.
+      quietly(() => ch.nack(msg, false, false));
       this.opts.onDeadLetter?.(env);
       return;
     }
     this.opts.log.info(log, "delivery failed; redelivering");
-    this.#failedHere.set(env.id, attempt);
-    // Its redelivery may go to another consumer: the oldest entries go, a bounded memory.
-    if (this.#failedHere.size > 10_000) this.#failedHere.delete(this.#failedHere.keys().next().value as string);
     const delay = Math.min(30_000, this.opts.retryDelayMs * 2 ** (attempt - 1));
     setTimeout(() => {
       open.delete(msg.fields.deliveryTag);
