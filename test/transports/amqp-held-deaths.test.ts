@@ -72,8 +72,16 @@ describeWithBroker(
     await Promise.allSettled(transports.splice(0).map((t) => t.close()));
   });
 
-  /** A transport in `cluster` on a connection named `name`, dead-lettering after LIMIT deliveries. */
-  const make = (cluster: string, name: string, logger = captureLog().log): AmqpTransport => {
+  /**
+   * A transport in `cluster` on a connection named `name`, dead-lettering after LIMIT
+   * deliveries; the dead letters it counts (`fan_dead_letters_total`) go to `deadLetters`.
+   */
+  const make = (
+    cluster: string,
+    name: string,
+    logger = captureLog().log,
+    deadLetters: string[] = [],
+  ): AmqpTransport => {
     const t = amqpTransport({
       url: AMQP_URL,
       maxDeliveries: LIMIT,
@@ -81,7 +89,12 @@ describeWithBroker(
       reconnectMinDelayMs: 20,
       reconnectMaxDelayMs: 200,
       connectionName: name,
-    })({ cluster, log: logger, maxPayloadBytes: 1 << 20 }) as AmqpTransport;
+    })({
+      cluster,
+      log: logger,
+      maxPayloadBytes: 1 << 20,
+      deadLetter: (service, method) => deadLetters.push(`${service}.${method}`),
+    }) as AmqpTransport;
     transports.push(t);
     return t;
   };
@@ -213,7 +226,8 @@ describeWithBroker(
     clusters.push(cluster);
     const connectionName = `fan-test-${cluster}-sub`;
     const log = captureLog();
-    const sub = make(cluster, connectionName, log.log);
+    const counted: string[] = [];
+    const sub = make(cluster, connectionName, log.log, counted);
     const pub = make(cluster, `fan-test-${cluster}-pub`);
     const subscription = {
       source: ConformanceDescriptor,
@@ -258,13 +272,15 @@ describeWithBroker(
       reason: "delivery_limit",
       deadLetters: dlq,
     });
-  }, 60_000);
+    expect(counted).toEqual([`${ConformanceDescriptor.name}.flush`]);
+  }, 90_000);
 
   it("a handler failing at the last delivery: one warning, its consumer's, none for the copy it rejected; none for a late success", async () => {
     const cluster = `amqph-${process.pid}-${shortId()}`;
     clusters.push(cluster);
     const log = captureLog();
-    const server = make(cluster, `fan-test-${cluster}-server`, log.log);
+    const counted: string[] = [];
+    const server = make(cluster, `fan-test-${cluster}-server`, log.log, counted);
     const client = make(cluster, `fan-test-${cluster}-client`);
     const inbound = new TestInbound();
     const { endpoint } = await server.serve(ConformanceDescriptor, "i1", inbound);
@@ -285,5 +301,6 @@ describeWithBroker(
       id: doomed.id,
       deadLetters: dlq,
     });
+    expect(counted, "counted once, not again from its copy").toEqual([`${ConformanceDescriptor.name}.record`]);
   }, 30_000);
 });
