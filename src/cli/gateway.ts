@@ -47,7 +47,8 @@ options:
   --cluster <name>       cluster name (default: $FAN_CLUSTER or "dev")
   --log-level <level>    pino level of the gateway's log on stderr (default: info)
   --reveal-errors        pass every error to the client as it is, endpoints and all (development only)
-  --watch                re-read the IDL when a file under its folder changes (as SIGHUP does)
+  --watch                re-read the IDL when a file under its folder changes or a symbolic link
+                         on its path is switched (as SIGHUP does)
 ${TLS_USAGE.replaceAll(/^( {2}--\S+(?: <file>)?)( +)/gm, "$1  $2")}
   -h, --help             show this help
 

@@ -1,14 +1,16 @@
 /**
  * Reloading the gateway's IDL while it serves: `fanc gateway` reloads on SIGHUP, and with
  * `--watch` after a change under the IDL folder (watched with `fanc compile --watch`'s folder
- * watcher, cli/watch-dirs.ts, and debounced as it is). An IDL that compiles becomes a new
+ * watcher, cli/watch-dirs.ts, and debounced as it is) or of a symbolic link on its path (a
+ * deploy switching `idl -> releases/v2`). An IDL that compiles becomes a new
  * `Catalog` (which keeps the entries of services that did not change) that the server swaps in
  * for new requests; one that does not is reported with its located, coded diagnostics and the
  * previous one goes on being served. Reloads run one at a time. What the gateway opened at
  * start (its transports, its App) stays: a service the new IDL adds on a transport the gateway
  * did not open is named in a warning, not left to answer 503 unexplained.
  */
-import { resolve } from "node:path";
+import { type FSWatcher, lstatSync, readlinkSync, realpathSync, watch } from "node:fs";
+import { join, parse, resolve, sep } from "node:path";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import { loadIdl } from "../cli/call.js";
@@ -41,6 +43,8 @@ export class IdlReloader {
   /** A reload asked while one ran (its cause), run after it. */
   #again: { why: string; quiet: boolean } | undefined;
   #watcher: DirectoryWatcher | undefined;
+  /** Watches of the folders holding the symbolic links on the IDL path (`linksOf`). */
+  #links: FSWatcher[] = [];
   /** The folder was gone at the last look (said once). */
   #gone = false;
   #timer: NodeJS.Timeout | undefined;
@@ -81,15 +85,29 @@ export class IdlReloader {
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#watcher?.close();
+    this.#unwatchLinks();
     await this.#running;
   }
 
-  /** Watches the folder as it is now (a new watcher when it was replaced); false when it cannot be read. */
+  /**
+   * Watches the folder as it is now (a new watcher when it was replaced or a link on its path
+   * now leads elsewhere); false when it cannot be read. The folder is watched where the path
+   * leads (its real path), and each symbolic link on the way in the folder that holds it: a
+   * link retargeted (`ln -sfn releases/v2 idl`, a `current` link switched by a deploy) changes
+   * no file of the folder watched until then.
+   */
   #watch(): boolean {
     this.#watcher?.close();
     this.#watcher = undefined;
+    this.#watchLinks();
     const dir = this.#o.dir;
-    const watcher = new DirectoryWatcher(resolve(dir), {
+    let real: string;
+    try {
+      real = realpathSync(dir);
+    } catch {
+      return false;
+    }
+    const watcher = new DirectoryWatcher(real, {
       // Any change, not only a `.fan` file's: a Kubernetes ConfigMap swaps a `..data` link, a
       // deploy renames a folder. A reload that finds the IDL as it was prints nothing.
       change: () => this.#schedule(),
@@ -108,6 +126,33 @@ export class IdlReloader {
     }
     this.#watcher = watcher;
     return true;
+  }
+
+  /** A watch of the folder holding each link on the IDL path, for changes of the link's entry. */
+  #watchLinks(): void {
+    this.#unwatchLinks();
+    const byDir = new Map<string, Set<string>>();
+    for (const l of linksOf(this.#o.dir)) byDir.set(l.dir, (byDir.get(l.dir) ?? new Set()).add(l.name));
+    for (const [dir, names] of byDir) {
+      let w: FSWatcher;
+      try {
+        // Only the links' own entries: the folder may be busy (a release folder beside them).
+        w = watch(dir, (_event, name) => {
+          if (name === null || names.has(String(name))) this.#schedule();
+        });
+      } catch {
+        continue; // gone since: the retry of a folder that cannot be read looks again
+      }
+      w.on("error", () => {
+        w.close();
+        this.#schedule();
+      });
+      this.#links.push(w);
+    }
+  }
+
+  #unwatchLinks(): void {
+    for (const w of this.#links.splice(0)) w.close();
   }
 
   #schedule(): void {
@@ -156,6 +201,43 @@ export class IdlReloader {
       this.#o.io.err(`fanc gateway: warning: ${text}`);
     for (const text of after.shadowed) if (!before.shadowed.includes(text)) this.#o.log.warn(text);
   }
+}
+
+/** Symbolic links followed past this many on one path are a loop (as the kernel's ELOOP). */
+const MAX_LINKS = 40;
+
+/**
+ * The symbolic links `path` goes through, in order: each as the real folder that holds it and
+ * its name there. The path itself, a folder on its way (`/srv/current/idl`, `current` a link)
+ * and a link a link leads to all count. Stops where the path leads nowhere (the rest cannot be
+ * known until it exists).
+ */
+export function linksOf(path: string): { dir: string; name: string }[] {
+  const out: { dir: string; name: string }[] = [];
+  const abs = resolve(path);
+  let at = parse(abs).root;
+  let rest = abs.slice(at.length).split(sep).filter(Boolean);
+  while (rest.length > 0 && out.length < MAX_LINKS) {
+    const name = rest[0] as string;
+    const here = join(at, name);
+    let link: string | undefined;
+    try {
+      link = lstatSync(here).isSymbolicLink() ? readlinkSync(here) : undefined;
+    } catch {
+      break;
+    }
+    if (link === undefined) {
+      at = here;
+      rest = rest.slice(1);
+      continue;
+    }
+    out.push({ dir: at, name });
+    // `at` has no link in it: a relative target's `..` is resolved as the kernel would.
+    const target = resolve(at, link);
+    at = parse(target).root;
+    rest = [...target.slice(at.length).split(sep).filter(Boolean), ...rest.slice(1)];
+  }
+  return out;
 }
 
 /** What `after` serves that `before` did not and the reverse: services, their members, routes. */
