@@ -95,6 +95,8 @@ export class Route {
   /** The rule in force at the last refresh. */
   #rule: TrafficRule | undefined;
   readonly #parking: RouteOptions["parking"];
+  /** Removes this route's listeners from the instance set and the traffic rule (`close`). */
+  readonly #off: (() => void)[] = [];
 
   constructor(host: RouteHost, set: InstanceSet, service: string, opts: RouteOptions) {
     this.#host = host;
@@ -110,15 +112,27 @@ export class Route {
     this.#pinned = opts.transport;
     this.#parking = opts.parking;
     this.#ctx = { appId: host.appId, inFlight: (id) => host.inFlight(id), cursor: { n: 0 }, shardKey: undefined };
-    set.onChange(() => {
-      this.#infos = undefined;
-    });
+    this.#off.push(
+      set.onChange(() => {
+        this.#infos = undefined;
+      }),
+    );
     this.#traffic = opts.traffic;
     this.#rule = opts.traffic?.current();
-    opts.traffic?.onChange(() => {
+    const offRule = opts.traffic?.onChange(() => {
       this.#infos = undefined;
       this.#rule = this.#traffic?.current();
     });
+    if (offRule !== undefined) this.#off.push(offRule);
+  }
+
+  /**
+   * Stops following the instance set and the traffic rule (the set is the App's, shared by
+   * every route of the service): a route no call uses any more (its client released) leaves
+   * nothing behind. Picks after this may see a stale set.
+   */
+  close(): void {
+    for (const off of this.#off.splice(0)) off();
   }
 
   /** Picks the target of one call; throws UNAVAILABLE naming what is missing. */

@@ -45,14 +45,20 @@ export class ShardRoute {
   readonly #fallback: boolean | undefined;
   #owners: (string | undefined)[] | undefined;
   #byId = new Map<string, InstanceInfo>();
+  readonly #off: () => void;
 
   constructor(route: Route, service: ServiceDescriptor, fallback: boolean | undefined) {
     this.#route = route;
     this.#service = service;
     this.#fallback = fallback;
-    route.onChange(() => {
+    this.#off = route.onChange(() => {
       this.#owners = undefined;
     });
+  }
+
+  /** Stops following the route's changes (its client is released). */
+  close(): void {
+    this.#off();
   }
 
   /**
