@@ -6,7 +6,7 @@
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { run } from "../../src/cli/gateway.js";
-import { type CapturedChild, captureIo, spawnCaptured, until } from "../cli/helpers.js";
+import { type CapturedChild, captureIo, spawnCaptured, type TempDir, until } from "../cli/helpers.js";
 import { SHARED_ETCD } from "../discovery/helpers.js";
 
 export const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -49,6 +49,23 @@ export async function startVault(cluster: string, transports = "http"): Promise<
   if (!vault.stdout().includes('"event":"ready"'))
     throw new Error(`Vault did not start: ${vault.stdout()}${vault.stderr()}`);
   return vault;
+}
+
+/**
+ * Board (fixtures/board-service.ts) in a child process on http and redis in `cluster`, serving
+ * the IDL `idl` (written to `dir`); resolves once it is registered.
+ */
+export async function startBoard(cluster: string, dir: TempDir, idl: string): Promise<CapturedChild> {
+  dir.write("board.fan", idl);
+  const board = spawnCaptured(TSX, [join(repo, "test/gateway/fixtures/board-service.ts")], {
+    FAN_GW_CLUSTER: cluster,
+    FAN_GW_IDL: dir.path,
+    FAN_ETCD: SHARED_ETCD,
+  });
+  await until("Board is ready", () => /"event":"(ready|start failed)"/.test(board.stdout()), 120_000);
+  if (!board.stdout().includes('"event":"ready"'))
+    throw new Error(`Board did not start: ${board.stdout()}${board.stderr()}`);
+  return board;
 }
 
 /** Stops a child with SIGTERM and waits for it. */

@@ -8,13 +8,11 @@
  * service added on a transport the gateway did not open is named in a warning.
  */
 import { renameSync, rmSync } from "node:fs";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CapturedChild, spawnCaptured, TempDir, until } from "../cli/helpers.js";
-import { SHARED_ETCD } from "../discovery/helpers.js";
+import { type CapturedChild, TempDir, until } from "../cli/helpers.js";
 import { describeWithBroker } from "../transports/amqp-broker.js";
 import { forgetCluster, runnable, uniqueCluster, up } from "../transports/processes.js";
-import { openSse, repo, type SseReader, spawnGateway, stopChild } from "./helpers.js";
+import { openSse, type SseReader, spawnGateway, startBoard, stopChild } from "./helpers.js";
 
 const HEAD = `package fan.rl
 
@@ -51,24 +49,6 @@ service Elsewhere {
 `;
 
 const EVENTS = "_fan/events/fan.rl.Board/posted";
-
-/** Board in a child process, serving NEW (every member any test calls); resolves once registered. */
-async function startBoard(cluster: string, dir: TempDir): Promise<CapturedChild> {
-  dir.write("board.fan", NEW);
-  const board = spawnCaptured(
-    join(repo, "node_modules/.bin/tsx"),
-    [join(repo, "test/gateway/fixtures/board-service.ts")],
-    {
-      FAN_GW_CLUSTER: cluster,
-      FAN_GW_IDL: dir.path,
-      FAN_ETCD: SHARED_ETCD,
-    },
-  );
-  await until("Board is ready", () => /"event":"(ready|start failed)"/.test(board.stdout()), 120_000);
-  if (!board.stdout().includes('"event":"ready"'))
-    throw new Error(`Board did not start: ${board.stdout()}${board.stderr()}`);
-  return board;
-}
 
 async function call(url: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
   const res = await fetch(`${url}${path}`, {
@@ -124,7 +104,7 @@ function deployment(what: string, args: readonly string[] = []): Deployment {
   let board: CapturedChild | undefined;
   let started: { gateway: CapturedChild; url: string } | undefined;
   beforeAll(async () => {
-    board = await startBoard(cluster, served);
+    board = await startBoard(cluster, served, NEW);
     idl.write("board.fan", OLD);
     started = await spawnGateway(cluster, args, idl.path);
   }, 240_000);
