@@ -43,6 +43,11 @@ export interface RouteOwner {
   readonly kind: MethodModel["kind"];
   readonly idempotent: boolean;
   readonly params: readonly FieldModel[];
+  /**
+   * Every parameter name as written, with those whose type did not resolve: they are not in
+   * `params`, but a route naming one is not wrong about it (its FAN0101 says what is).
+   */
+  readonly written?: readonly string[];
 }
 
 /** The routes of one service so far: `VERB /shape` → the method that has it. */
@@ -162,7 +167,8 @@ function pathParamsOk(c: Checker, s: A.StringLit, names: readonly string[], owne
   for (const name of names) {
     const p = owner.params.find((x) => x.name === name);
     if (p === undefined) {
-      c.out.push(diag.routeUnknownParam(s.span, { param: name, method: owner.name }));
+      if (!owner.written?.includes(name))
+        c.out.push(diag.routeUnknownParam(s.span, { param: name, method: owner.name }));
       ok = false;
       continue;
     }

@@ -392,9 +392,11 @@ function checkMethod(
   if (m.kind === "Rpc") model.timeoutMs = positiveMs(c, decs.get("timeout")) ?? 10_000;
   const ttlMs = positiveMs(c, decs.get("ttl"));
   if (ttlMs !== undefined) model.ttlMs = ttlMs;
-  const routeModel = route === undefined ? undefined : checkRoute(c, route, model, routes);
+  // A parameter whose type did not resolve is dropped from `params` but is still a parameter.
+  const written = m.params.map((p) => p.name.name);
+  const routeModel = route === undefined ? undefined : checkRoute(c, route, { ...model, written }, routes);
   if (routeModel !== undefined) model.route = routeModel;
-  const shardModel = shard === undefined ? undefined : checkShard(c, shard, params);
+  const shardModel = shard === undefined ? undefined : checkShard(c, shard, params, written);
   if (shardModel !== undefined) model.shard = shardModel;
   const fallback = decs.get("fallback");
   if (fallback !== undefined && argNone(fallback, c.out)) {

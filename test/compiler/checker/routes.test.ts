@@ -272,6 +272,23 @@ describe("routes", () => {
     expect(check(text, true).model).toBeUndefined();
   });
 
+  it("a route naming a parameter whose type is unknown reports only the type (FAN0101), not FAN0314", () => {
+    expectDiagnostics(
+      src(
+        "package p",
+        "service S {",
+        '  @idempotent @route("/levels/{sku}") rpc level(sku: strin): int',
+        '  @route("/b/{x}/{nope}") rpc b(x: Missing)',
+        "}",
+      ),
+      [
+        ["FAN0101", 3, 54],
+        ["FAN0314", 4, 10],
+        ["FAN0101", 4, 36],
+      ],
+    );
+  });
+
   it("two methods of a service on one verb and path are FAN0324, whatever their `{param}` names", () => {
     const r = expectDiagnostics(
       src(

@@ -91,6 +91,25 @@ describe("shards", () => {
     );
   });
 
+  it("a path through a parameter or struct field whose type is unknown reports only the type (FAN0101), not FAN0317", () => {
+    expectDiagnostics(
+      src(
+        "package p",
+        "struct Inner { code: strin }",
+        "service S {",
+        "  @shard(sku) rpc a(sku: strin)",
+        "  @shard(w.code) rpc b(w: Inner)",
+        "  @shard(w.nope) rpc c(w: Inner)",
+        "}",
+      ),
+      [
+        ["FAN0101", 2, 22],
+        ["FAN0101", 4, 26],
+        ["FAN0317", 6, 10],
+      ],
+    );
+  });
+
   it("rejects a shard count below one (FAN0307)", () => {
     expectDiagnostics(
       src("package p", "@shards(0) service T {}", "@shards(-3) service U {}", '@shards("x") service V {}'),
