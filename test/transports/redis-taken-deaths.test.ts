@@ -5,7 +5,9 @@
  * and, once its entry expires (`aliveTtlMs` after its last refresh), fails the call UNAVAILABLE
  * as maybe delivered: a call that may be retried (`@idempotent`, or `{ retry }` on the call) is
  * retried and answered by the instance still alive, the others fail at once saying that the
- * call may have run, instead of both waiting out their deadline. A server stopped gracefully
+ * call may have run, instead of both waiting out their deadline. A server that dies in the turn
+ * it took the calls in sends no notice: its callers find their calls gone from the list and fail
+ * them the same way once the entries of that moment have expired. A server stopped gracefully
  * keeps its callers waiting for the replies of the calls it still runs.
  */
 import { expect, it } from "vitest";
@@ -13,6 +15,7 @@ import { type App, createApp } from "../../src/runtime/app/app.js";
 import type { FanError } from "../../src/runtime/errors.js";
 import { shortId } from "../../src/runtime/ids.js";
 import { describeWithBroker } from "./amqp-broker.js";
+import { until } from "./conformance.js";
 import { Conformance } from "./fixtures/generated/fan/conformance.js";
 import { ConformanceService } from "./fixtures/handlers.js";
 import { captureLog } from "./fixtures/log.js";
@@ -33,6 +36,14 @@ class Survivor extends ConformanceService {
   }
 }
 
+/** Holds its one slot (`maxInFlight` 1) with the `blocker` call until it is cancelled; answers any other at once. */
+class BusySurvivor extends ConformanceService {
+  override async sleep(req: { ms: number }, ctx: Parameters<ConformanceService["sleep"]>[1]): Promise<void> {
+    if (ctx.headers["x-call"] === "blocker") return super.sleep(req, ctx);
+    this.started.push(String(ctx.headers["x-call"]));
+  }
+}
+
 interface Outcome {
   readonly code: string;
   readonly message: string;
@@ -46,12 +57,12 @@ describeWithBroker(
 )("redis: a server SIGKILLed while it runs unsharded calls", () => {
   const { peers, apps, clusters } = undoAfterEach((c) => deleteKeys(`fan.${c}.*`));
 
-  const newApp = (cluster: string): App => {
+  const newApp = (cluster: string, maxInFlight?: number): App => {
     const app = createApp({
       cluster,
       discovery: ETCD,
       logger: captureLog().log,
-      transports: { redis: { url: REDIS_URL, aliveTtlMs: ALIVE_TTL_MS } },
+      transports: { redis: { url: REDIS_URL, aliveTtlMs: ALIVE_TTL_MS, maxInFlight } },
     });
     apps.push(app);
     return app;
@@ -113,6 +124,74 @@ describeWithBroker(
       expect(o.at - killedAt).toBeLessThan(ALIVE_TTL_MS + 1500);
     }
     expect(survivor.started).toEqual([]);
+  }, 60_000);
+
+  /**
+   * `count` 20 s `sleep` calls (with `retry` attempts each) taken in one pop by a peer that
+   * SIGKILLs itself in the turn it took them in (no taken notice), while a second instance,
+   * started first, holds its one slot with a call of its own; that call is cancelled once the
+   * peer is dead, so the second instance takes what comes after.
+   */
+  const callsTakenByPeerDyingInTurn = async (retry: number | false, count: number) => {
+    const cluster = `redisk-${process.pid}-${shortId()}`;
+    clusters.push(cluster);
+    const survivor = new BusySurvivor();
+    await newApp(cluster, 1)
+      .serve(Conformance, survivor, { transports: ["redis"] })
+      .start();
+    const caller = newApp(cluster);
+    await caller.start();
+    const client = caller.client(Conformance, { transport: "redis", policy: { breaker: false } });
+    const blocking = new AbortController();
+    const blocker = client
+      .sleep(
+        { ms: 60_000 },
+        { timeout: 60_000, retry: false, signal: blocking.signal, headers: { "x-call": "blocker" } },
+      )
+      .catch(() => undefined);
+    await until(() => survivor.started.includes("blocker"), 10_000);
+    const peer = await startPeer({
+      TRANSPORT: "redis",
+      CLUSTER: cluster,
+      TRANSPORT_OPTIONS: JSON.stringify({ url: REDIS_URL, aliveTtlMs: ALIVE_TTL_MS }),
+      SLEEP_KILLS: "1",
+    });
+    peers.push(peer);
+    // Made in one tick: one LPUSH, which the peer's waiting pop takes whole.
+    const outcomes = Array.from({ length: count }, (_, n) =>
+      client.sleep({ ms: 20_000 }, { timeout: TIMEOUT_MS, retry, headers: { "x-call": `c${n}` } }).then(
+        (): Outcome => ({ code: "OK", message: "", at: Date.now() }),
+        (e: FanError): Outcome => ({ code: e.code, message: e.message, at: Date.now() }),
+      ),
+    );
+    await peer.waitFor((l) => "sleeping" in l, 10_000);
+    await peer.kill();
+    const killedAt = Date.now();
+    expect(peer.lines.filter((l) => "sleeping" in l)).toHaveLength(1);
+    blocking.abort();
+    await blocker;
+    return { outcomes, survivor, killedAt };
+  };
+
+  it("a call taken by a server that dies in the same turn is retried on the instance still alive", async () => {
+    const { outcomes, survivor, killedAt } = await callsTakenByPeerDyingInTurn(2, 3);
+    const done = await Promise.all(outcomes);
+    for (const o of done) {
+      expect(o).toMatchObject({ code: "OK", message: "" });
+      expect(o.at - killedAt).toBeLessThan(ALIVE_TTL_MS + 2500);
+    }
+    expect(survivor.started.sort()).toEqual(["blocker", "c0", "c1", "c2"]);
+  }, 60_000);
+
+  it("a call taken by a server that dies in the same turn, not to be retried, fails UNAVAILABLE before its deadline", async () => {
+    const { outcomes, survivor, killedAt } = await callsTakenByPeerDyingInTurn(false, 5);
+    const done = await Promise.all(outcomes);
+    for (const o of done) {
+      expect(o.code).toBe("UNAVAILABLE");
+      expect(o.message).toMatch(/took the call and was lost before it said so; the call may have run there/);
+      expect(o.at - killedAt).toBeLessThan(ALIVE_TTL_MS + 2500);
+    }
+    expect(survivor.started).toEqual(["blocker"]);
   }, 60_000);
 
   it("a server stopping gracefully keeps its callers waiting for the calls it still runs", async () => {

@@ -11,12 +11,25 @@
  *
  * A second instance's alive entry is written by the test (a "ghost" that serves nothing), so the
  * call script accepts the call while the instance under test is out of the alive set.
+ *
+ * And the caller's sweep for calls taken without a notice (a server dead in the turn it took
+ * them in): a request the test pops off the list itself, as a server would, fails UNAVAILABLE
+ * once the running entries have expired when every alive instance has one, and is left to its
+ * deadline when an alive instance has none (an older server, which never sends notices); a
+ * call waiting in the list behind a busy server is not failed.
  */
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import type { FanError } from "../../src/runtime/errors.js";
 import { shortId } from "../../src/runtime/ids.js";
 import { type RedisTransport, redisTransport } from "../../src/runtime/transports/redis/index.js";
-import { aliveKey, parseEndpoint } from "../../src/runtime/transports/redis/names.js";
+import {
+  aliveKey,
+  formatEndpoint,
+  parseEndpoint,
+  rpcKey,
+  runningKey,
+} from "../../src/runtime/transports/redis/names.js";
 import { describeWithBroker, reachable } from "./amqp-broker.js";
 import { envelope, until, within } from "./conformance.js";
 import { ConformanceDescriptor } from "./fixtures/descriptor.js";
@@ -29,20 +42,32 @@ const up = await reachable(shared.hostname, Number(shared.port || 6379));
 const possible = await redisServerAvailable();
 
 /** `blockMs` 5 s: a server's pop stays blocked in Redis until something wakes it. */
-function transport(url: string, cluster: string, aliveTtlMs: number): RedisTransport {
-  return redisTransport({ url, aliveTtlMs, blockMs: 5000 })({
+function transport(url: string, cluster: string, aliveTtlMs: number, maxInFlight?: number): RedisTransport {
+  return redisTransport({ url, aliveTtlMs, blockMs: 5000, ...(maxInFlight === undefined ? {} : { maxInFlight }) })({
     cluster,
     log: captureLog().log,
     maxPayloadBytes: 1 << 20,
   }) as RedisTransport;
 }
 
-/** Writes an alive entry for an instance nobody runs, valid for a minute (Redis time). */
-function addGhost(alive: string, url: string): Promise<unknown> {
+/** Writes an entry in each of `sets` for an instance nobody runs, valid for `ms` (Redis time). */
+function addGhost(alive: string, url: string, ms = 60_000, sets = [alive]): Promise<unknown> {
   return withRedis(async (r) => {
     const [s, us] = await r.time();
-    return r.zadd(alive, Number(s) * 1000 + Math.floor(Number(us) / 1000) + 60_000, "ghost");
+    const until = Number(s) * 1000 + Math.floor(Number(us) / 1000) + ms;
+    return Promise.all(sets.map((k) => r.zadd(k, until, "ghost")));
   }, url);
+}
+
+/** Transports closed, and clusters' keys deleted, after each test of the calling suite. */
+function closedAfterEach(): { open: RedisTransport[]; clusters: string[] } {
+  const open: RedisTransport[] = [];
+  const clusters: string[] = [];
+  afterEach(async () => {
+    await Promise.allSettled(open.splice(0).map((t) => t.close()));
+    for (const c of clusters.splice(0)) await deleteKeys(`fan.${c}.*`);
+  });
+  return { open, clusters };
 }
 
 describeWithBroker(
@@ -50,12 +75,7 @@ describeWithBroker(
   "Redis",
   "redis stop race",
 )("redis: a call popped by a server that is stopping", () => {
-  const open: RedisTransport[] = [];
-  const clusters: string[] = [];
-  afterEach(async () => {
-    await Promise.allSettled(open.splice(0).map((t) => t.close()));
-    for (const c of clusters.splice(0)) await deleteKeys(`fan.${c}.*`);
-  });
+  const { open, clusters } = closedAfterEach();
 
   it("is answered: the instance stays in the running set until its pop loop ended and the call answered", async () => {
     const cluster = `rtrace-${process.pid}-${shortId()}`;
@@ -93,6 +113,67 @@ describeWithBroker(
 });
 
 describeWithBroker(
+  up,
+  "Redis",
+  "redis unnoticed calls",
+)("redis: calls taken without a taken notice", () => {
+  const { open, clusters } = closedAfterEach();
+
+  /**
+   * A call to a version only a ghost serves (entries in `sets`, valid for 1 s), whose request
+   * the test pops off the list as a server that then says nothing would; its outcome and when.
+   */
+  const takenSilently = async (sets: (addr: { cluster: string; service: string; version: string }) => string[]) => {
+    const cluster = `rtsil-${process.pid}-${shortId()}`;
+    clusters.push(cluster);
+    const client = transport(REDIS_URL, cluster, 1000);
+    open.push(client);
+    const addr = { cluster, service: ConformanceDescriptor.name, version: ConformanceDescriptor.version };
+    await addGhost(aliveKey(addr), REDIS_URL, 1000, sets(addr));
+    const started = Date.now();
+    const call = client.call(formatEndpoint(addr), envelope("sleep", { ms: 10 }), within(4000)).then(
+      (r) => ({ outcome: r.kind, at: Date.now() - started }),
+      (e: FanError) => ({ outcome: `${e.code}: ${e.message}`, at: Date.now() - started }),
+    );
+    const taken: string[] = [];
+    await until(async () => {
+      const item = await withRedis((r) => r.rpop(rpcKey(addr)));
+      if (item !== null) taken.push(item);
+      return item !== null;
+    }, 2000);
+    expect(taken[0]).toContain("sleep");
+    return call;
+  };
+
+  it("a call its list no longer holds fails UNAVAILABLE once the running entries have expired", async () => {
+    const { outcome, at } = await takenSilently((a) => [aliveKey(a), runningKey(a)]);
+    expect(outcome).toMatch(
+      /^UNAVAILABLE: .*took the call and was lost before it said so; the call may have run there/,
+    );
+    expect(at).toBeLessThan(3000);
+  }, 30_000);
+
+  it("is left to its deadline while an alive instance has no running entry (an older server)", async () => {
+    const { outcome } = await takenSilently((a) => [aliveKey(a)]);
+    expect(outcome).toMatch(/^DEADLINE_EXCEEDED/);
+  }, 30_000);
+
+  it("a call waiting in the list behind a busy server, longer than the entries live, is answered", async () => {
+    const cluster = `rtbusy-${process.pid}-${shortId()}`;
+    clusters.push(cluster);
+    const server = transport(REDIS_URL, cluster, 600, 1);
+    const client = transport(REDIS_URL, cluster, 600);
+    open.push(server, client);
+    const { endpoint } = await server.serve(ConformanceDescriptor, "busy", new TestInbound());
+    const first = client.call(endpoint, envelope("sleep", { ms: 2500 }), within(8000));
+    await new Promise((r) => setTimeout(r, 100));
+    const second = client.call(endpoint, envelope("sleep", { ms: 0 }), within(8000));
+    expect((await first).kind).toBe("reply");
+    expect((await second).kind).toBe("reply");
+  }, 30_000);
+});
+
+describeWithBroker(
   possible,
   "a private redis-server",
   "redis restart race",
@@ -100,10 +181,7 @@ describeWithBroker(
   const redis = new PrivateRedis(["--appendonly", "no"]);
   beforeAll(() => redis.start(), 30_000);
   afterAll(() => redis.destroy());
-  const open: RedisTransport[] = [];
-  afterEach(async () => {
-    await Promise.allSettled(open.splice(0).map((t) => t.close()));
-  });
+  const { open } = closedAfterEach();
 
   it("is not taken by a server whose entries are not back yet: answered, not failed as taken by a dead instance", async () => {
     const cluster = `rtrest-${shortId()}`;

@@ -38,6 +38,16 @@
  * their calls) and, once it is gone, fails the call with UNAVAILABLE, not marked as
  * undelivered (it may have run there): the retry policy sends a call that may be retried to
  * the instances left, and any other call fails then instead of at its deadline.
+ *
+ * A server that dies in the turn it took a call in never sends the notice. So a call to a
+ * version's list still waiting, unnoticed, at two sweeps (`SWEEP_MS` apart) is looked for in
+ * the list (one script run per version, from the list's tail, where the oldest calls wait); one
+ * no longer there was taken by a server that has said nothing. A live server says so within the
+ * turn, and a stalled one cannot renew its entries: once the longest-lived running entry of the
+ * moment it was found gone has expired, its taker is dead or stalled past its entry, and the
+ * call fails as a noticed one whose instance is gone would. Only while every alive instance of
+ * the version has a running entry: an older server sends no notice (and has no running entry),
+ * so a call waiting while one is alive is left to its deadline, as before.
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
@@ -133,6 +143,63 @@ return out`;
  */
 const ALIVE_COMMAND = "fanRpcCheckAlive";
 
+/** The longest version's list the sweep for unnoticed calls reads (see `UNNOTICED_SCRIPT`). */
+export const SCAN_MAX = 1000;
+
+/**
+ * Which of the calls ARGV (correlation ids) still wait in the version's list KEYS[1]: answers
+ * `{wait, in_1, ...}`, `in_i` 1 when call i's request is in the list, and `wait` the milliseconds
+ * the longest-lived entry of the running set KEYS[3] has left (0 when none is fresh); `{-1}`
+ * when an alive instance (alive set KEYS[2]) has no running entry (an older server, which sends
+ * no taken notice); `{-2}` when the list holds more than `SCAN_MAX` requests (not read: a
+ * backlog, which every caller's sweep would read again and again). The list is read from its
+ * tail (the oldest requests), in chunks, until every call is found.
+ */
+const UNNOTICED_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local alive = redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf')
+for i = 1, #alive do
+  local r = redis.call('ZSCORE', KEYS[3], alive[i])
+  if not r or tonumber(r) < now then return {-1} end
+end
+local best = redis.call('ZREVRANGEBYSCORE', KEYS[3], '+inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+local out = {0}
+if #best > 0 then out[1] = math.floor(tonumber(best[2]) - now) end
+local want = {}
+for i = 1, #ARGV do
+  want[ARGV[i]] = i
+  out[i + 1] = 0
+end
+local left = #ARGV
+local len = redis.call('LLEN', KEYS[1])
+if len > ${SCAN_MAX} then return {-2} end
+local stop = -1
+while left > 0 and stop >= -len do
+  local from = math.max(stop - 255, -len)
+  local items = redis.call('LRANGE', KEYS[1], from, stop)
+  for j = #items, 1, -1 do
+    local nl = string.find(items[j], '\\n', 1, true)
+    if nl then
+      local corr = string.sub(items[j], 1, nl - 1)
+      local i = want[corr]
+      if i then
+        out[i + 1] = 1
+        want[corr] = nil
+        left = left - 1
+      end
+    end
+  end
+  stop = from - 1
+end
+return out`;
+
+/** Name of the unnoticed-calls script command. */
+const UNNOTICED_COMMAND = "fanRpcUnnoticed";
+
+/** How often pending calls to a version's list are swept for takers that said nothing. */
+export const SWEEP_MS = 250;
+
 /**
  * The longest a lease on a version lasts (see the file's comment): a bound on what an
  * announcement lost between servers and clients of different runtimes can cost, as the next
@@ -197,7 +264,19 @@ interface Pending extends Expirable {
   readonly service: string;
   /** Where the call went. */
   readonly addr: RedisAddress;
+  /** Set by the sweep of calls to a version's list that wait without a taken notice. */
+  unnoticed: Unnoticed | undefined;
   settle(result: Envelope | FanError): void;
+}
+
+/** A call to a version's list seen pending, without a taken notice, at a sweep. */
+interface Unnoticed {
+  /** Found out of the list at (`Date.now()`), 0 while it is in the list or not looked for yet. */
+  outSince: number;
+  /** Once found out: how long its taker's entry may still live (the longest running entry's). */
+  waitMs: number;
+  /** An older server was alive (it sends no notice): left to its deadline. */
+  exempt: boolean;
 }
 
 /** Splits `{head}\n{rest}`; undefined when there is no head line of at most `max` characters. */
@@ -230,6 +309,11 @@ export class RedisRpcClient {
   readonly #watched = new Map<string, { readonly dest: Dest; readonly frame: string }>();
   #watchTimer: NodeJS.Timeout | undefined;
   #checking = false;
+  /** Calls waiting to be sent one by one (`#sendAlone`): not in any list yet. */
+  readonly #unsent = new Set<string>();
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #sweeping = false;
+  #sweepFailing = false;
 
   constructor(
     private readonly cmd: RedisClient,
@@ -242,6 +326,7 @@ export class RedisRpcClient {
     this.#left = leftChannel(cluster);
     cmd.defineCommand(TAKE_BACK_COMMAND, { lua: TAKE_BACK_SCRIPT, numberOfKeys: 2 });
     cmd.defineCommand(ALIVE_COMMAND, { lua: ALIVE_SCRIPT, numberOfKeys: 1 });
+    cmd.defineCommand(UNNOTICED_COMMAND, { lua: UNNOTICED_SCRIPT, numberOfKeys: 3 });
     sub.on("message", (channel: string, message: string) => {
       if (channel === this.#left) this.#onLeft(message);
       else this.#onReply(channel, message);
@@ -300,6 +385,10 @@ export class RedisRpcClient {
     const frame = `${corr}\n${this.#channel}\n${json}`;
     const reply = this.#await(corr, dest.addr, opts);
     if (dest.instance !== "") this.#watch(corr, dest, frame);
+    else if (this.#sweepTimer === undefined) {
+      this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_MS);
+      this.#sweepTimer.unref();
+    }
     if (isReady(this.cmd)) this.#enqueue(dest, corr, frame, opts);
     else this.#sendAlone(dest, corr, frame, opts);
     return reply;
@@ -398,8 +487,13 @@ export class RedisRpcClient {
   }
 
   #sendAlone(dest: Dest, corr: string, frame: string, opts: SendOptions): void {
-    this.#send(dest, corr, frame, opts).catch((e: unknown) =>
-      this.#pending.get(corr)?.settle(FanError.from(e, Code.UNAVAILABLE)),
+    this.#unsent.add(corr);
+    this.#send(dest, corr, frame, opts).then(
+      () => this.#unsent.delete(corr),
+      (e: unknown) => {
+        this.#unsent.delete(corr);
+        this.#pending.get(corr)?.settle(FanError.from(e, Code.UNAVAILABLE));
+      },
     );
   }
 
@@ -489,6 +583,78 @@ export class RedisRpcClient {
     });
   }
 
+  /**
+   * One sweep of the calls to versions' lists that wait without a taken notice (the file's
+   * comment): a call seen at an earlier sweep is looked for in its list; one its list no
+   * longer holds fails once the longest-lived running entry of when it was found gone has
+   * expired, without a notice meanwhile. The timer ends when no call is pending.
+   */
+  #sweep(): void {
+    if (this.#pending.size === 0) {
+      clearInterval(this.#sweepTimer);
+      this.#sweepTimer = undefined;
+      return;
+    }
+    if (this.#sweeping || !isReady(this.cmd)) return;
+    const now = Date.now();
+    const byList = new Map<string, { addr: RedisAddress; corrs: string[] }>();
+    for (const [corr, p] of this.#pending) {
+      if (this.#watched.has(corr) || this.#unsent.has(corr)) continue;
+      const u = p.unnoticed;
+      if (u === undefined) {
+        // Seen now; looked for from the next sweep on (a live taker has noticed it by then).
+        p.unnoticed = { outSince: 0, waitMs: 0, exempt: false };
+        continue;
+      }
+      if (u.exempt) continue;
+      if (u.outSince > 0 && now - u.outSince < u.waitMs) continue;
+      const list = rpcKey(p.addr);
+      let g = byList.get(list);
+      if (g === undefined) {
+        g = { addr: p.addr, corrs: [] };
+        byList.set(list, g);
+      }
+      if (g.corrs.length < MAX_BATCH) g.corrs.push(corr);
+    }
+    if (byList.size === 0) return;
+    this.#sweeping = true;
+    const script = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<number[]>>)[
+      UNNOTICED_COMMAND
+    ] as (...a: unknown[]) => Promise<number[]>;
+    const runs = [...byList].map(async ([list, g]) => {
+      const found = await script.call(this.cmd, list, aliveKey(g.addr), runningKey(g.addr), ...g.corrs);
+      const at = Date.now();
+      for (let i = 0; i < g.corrs.length; i++) {
+        const corr = g.corrs[i] as string;
+        const p = this.#pending.get(corr);
+        const u = p?.unnoticed;
+        // Settled, or noticed, while the script ran.
+        if (p === undefined || u === undefined || this.#watched.has(corr)) continue;
+        if (found[0] === -1) u.exempt = true;
+        else if (found[0] === -2 || found[i + 1] === 1) u.outSince = 0;
+        else if (u.outSince === 0) {
+          u.outSince = at;
+          // At least one more sweep: a notice on its way when the script ran is read by then.
+          u.waitMs = Math.max(found[0] ?? 0, SWEEP_MS);
+        } else p.settle(silentTaker(g.addr));
+      }
+    });
+    Promise.allSettled(runs).then((done) => {
+      this.#sweeping = false;
+      const failed = done.find((d) => d.status === "rejected");
+      if (failed === undefined) this.#sweepFailing = false;
+      else if (!this.#sweepFailing && isReady(this.cmd)) {
+        // Once per run of failures: until one succeeds, a caller whose server died in the
+        // turn it took the call in waits for its deadline.
+        this.#sweepFailing = true;
+        this.log.warn(
+          { err: (failed.reason as Error).message },
+          "cannot look for redis calls taken without a notice: such a call waits for its deadline",
+        );
+      }
+    });
+  }
+
   #takeBack(dest: Dest, frames: string[]): Promise<number[] | -1> {
     const script = (this.cmd as unknown as Record<string, (...a: unknown[]) => Promise<number[] | -1>>)[
       TAKE_BACK_COMMAND
@@ -573,6 +739,8 @@ export class RedisRpcClient {
   /** Fails every pending call and closes the reply connection. */
   close(): void {
     this.#unwatchAll();
+    clearInterval(this.#sweepTimer);
+    this.#sweepTimer = undefined;
     for (const p of [...this.#pending.values()]) p.settle(new FanError(Code.UNAVAILABLE, "redis transport closed"));
     disconnect(this.sub);
   }
@@ -597,6 +765,14 @@ function ownerGone(d: Dest, takenBack: boolean): FanError {
   return new FanError(Code.UNAVAILABLE, `${who} is no longer alive; the call may have started there and got no reply`);
 }
 
+/** A call its list no longer holds, whose taker said nothing and whose entry has expired since. */
+function silentTaker(addr: RedisAddress): FanError {
+  return new FanError(
+    Code.UNAVAILABLE,
+    `an instance of ${addr.service}@${addr.version} on redis took the call and was lost before it said so; the call may have run there`,
+  );
+}
+
 function noLiveInstance(d: Dest): FanError {
   const who = d.instance === "" ? "no live instance of" : `instance ${d.instance} is not alive:`;
   // The script pushed nothing: no server can have seen it.
@@ -608,6 +784,7 @@ class PendingReply implements Pending, AbortTarget {
   bucket = 0;
   prev: Expirable | undefined = undefined;
   next: Expirable | undefined = undefined;
+  unnoticed: Unnoticed | undefined = undefined;
 
   constructor(
     private readonly client: RedisRpcClient,
