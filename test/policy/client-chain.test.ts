@@ -116,6 +116,54 @@ describe("retries", () => {
   });
 });
 
+describe("a retry withheld says why", () => {
+  it("the retry budget spent: the attempt's error, its code unchanged, with `(not retried: retry budget spent)`", async () => {
+    const a = new FlakyImpl("a");
+    a.mode = "unavailable";
+    const app = await flakySystem(apps, [a], { policy: { breaker: false, retry: { max: 3 } } });
+    const client = app.client(Flaky);
+    // The budget is full: three retries, then the call fails with the last attempt's error as it is.
+    const spentRetries = await rejection(() => client.read({ n: 0 }));
+    expect(a.arrivals).toHaveLength(4);
+    expect(spentRetries.message).toBe("a is unavailable");
+    expect(spentRetries.details).toBeUndefined();
+    let err = spentRetries;
+    for (let i = 1; i < 20 && err.details === undefined; i++) err = await rejection(() => client.read({ n: i }));
+    expect(err.code).toBe(Code.UNAVAILABLE);
+    expect(err.message).toBe("a is unavailable (not retried: retry budget spent)");
+    expect(err.details).toEqual({ notRetried: "retry budget spent" });
+    expect(err.traceId).toMatch(/^[0-9a-f]{32}$/);
+  });
+
+  it("the deadline too near for the backoff: `(not retried: the deadline is too near)`", async () => {
+    const a = new FlakyImpl("a");
+    a.mode = "unavailable";
+    // A backoff of up to 10^9 ms: the retry would start past any deadline.
+    const app = await flakySystem(apps, [a], {
+      policy: { breaker: false, retry: { max: 3, baseMs: 1e9, maxMs: 1e9 } },
+    });
+    const err = await rejection(() => app.client(Flaky).read({ n: 1 }, { timeout: 5000 }));
+    expect(a.arrivals).toHaveLength(1);
+    expect(err.code).toBe(Code.UNAVAILABLE);
+    expect(err.message).toBe("a is unavailable (not retried: the deadline is too near)");
+    expect(err.details).toEqual({ notRetried: "the deadline is too near" });
+  });
+
+  it("every breaker open after the attempt: the breaker's error says so, with the attempt's own failure", async () => {
+    const a = new FlakyImpl("a");
+    a.failNext = 5;
+    const app = await flakySystem(apps, [a], { policy: { breaker: { failures: 1, openMs: 60_000 } } });
+    const err = await rejection(() => app.client(Flaky).read({ n: 1 }));
+    expect(a.arrivals).toHaveLength(1);
+    expect(err.code).toBe(Code.UNAVAILABLE);
+    expect(err.message).toMatch(
+      /circuit breaker of every instance is open \(a open\); the attempt before failed: a fails this one$/,
+    );
+    expect(err.details).toMatchObject({ openBreakers: ["a"], notRetried: "circuit breaker open for every instance" });
+    expect((err.cause as Error).message).toBe("a fails this one");
+  });
+});
+
 describe("hedging", () => {
   it("returns the faster instance's answer and cancels the other attempt", async () => {
     const slow = new FlakyImpl("slow");

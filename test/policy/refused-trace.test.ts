@@ -163,6 +163,20 @@ describeWithBroker(
     const err = await traced(() => app.client(Flaky).read({ n: 1 }));
     expect(err.code).toBe(Code.UNAVAILABLE);
     expect(err.message).toMatch(/circuit breaker of every instance is open/);
+    expect(err.details).toMatchObject({ notRetried: "circuit breaker open for every instance" });
     expect(a.arrivals).toHaveLength(1);
+  }, 30_000);
+
+  it("a retry the spent budget withholds says so, over amqp", async () => {
+    const a = new FlakyImpl("a");
+    a.mode = "unavailable";
+    const amqp = { transports: { amqp: { url: AMQP_URL } } };
+    const app = await flakySystem(apps, [a], { ...amqp, policy: { breaker: false } }, amqp, cluster);
+    const client = app.client(Flaky);
+    let err = await traced(() => client.read({ n: 0 }));
+    for (let i = 1; i < 20 && err.details === undefined; i++) err = await traced(() => client.read({ n: i }));
+    expect(err.code).toBe(Code.UNAVAILABLE);
+    expect(err.message).toBe("a is unavailable (not retried: retry budget spent)");
+    expect(err.details).toEqual({ notRetried: "retry budget spent" });
   }, 30_000);
 });

@@ -6,7 +6,7 @@
  * the short path (one pick, one send, the outcome recorded); the rest runs the retry loop.
  */
 import { idlErrorName } from "../codec/error-wire.js";
-import { Code, FanError } from "../errors.js";
+import { Code, copyError, FanError } from "../errors.js";
 import type { OutgoingRequest } from "../call/interceptors.js";
 import type { Target } from "../call/route.js";
 import { type AttemptOutcome, cancelled, deadlineExceeded } from "../call/pending.js";
@@ -134,6 +134,35 @@ class Slot implements AttemptOutcome {
 /** Errors made here that must not be retried (every instance's breaker is open). */
 const failFast = new WeakSet<object>();
 
+/** Why a retry the call's policy allows was not made, when every breaker is open. */
+const BREAKERS_OPEN = "circuit breaker open for every instance";
+
+/**
+ * The error a call ends with when a retry its policy allows is withheld (`why`: the retry
+ * budget is spent, every breaker is open, the deadline is too near): a copy of `e`, its code
+ * unchanged, with ` (not retried: why)` after its message and `details.notRetried` (when its
+ * details are absent or an object). A user who wrote `@retry(3)` and reads one attempt's
+ * error is told why there was no other. `last`: the error of the attempt before, when `e` is
+ * not that error (the breaker refusal, which says why already): its message is added and it is
+ * kept as the cause.
+ */
+function withheld(e: unknown, why: string, last?: unknown): unknown {
+  if (!FanError.is(e)) return e;
+  const d = e.details;
+  const plain = d === undefined || (typeof d === "object" && d !== null && !Array.isArray(d));
+  if (last !== undefined && last !== e) {
+    const details = plain ? { ...(d as object), notRetried: why } : d;
+    const before = FanError.is(last) ? `; the attempt before failed: ${last.message}` : "";
+    const out = new FanError(e.code, `${e.message}${before}`, { details, cause: last });
+    failFast.add(out);
+    return out;
+  }
+  const out = copyError(e);
+  out.message = `${e.message} (not retried: ${why})`;
+  if (plain) (out as { details: unknown }).details = { ...(d as object | undefined), notRetried: why };
+  return out;
+}
+
 /** The policy chain of one client (one Caller). */
 export class ClientPolicy {
   readonly #service: string;
@@ -259,7 +288,8 @@ export class ClientPolicy {
             ? this.#hedged(slot, req, host, tried)
             : this.#attempt(slot, req, host, undefined, tried));
         } catch (e) {
-          err = e;
+          // Every breaker open for a retry: the caller is told so, and what the attempt before said.
+          err = slot === undefined && sent && failFast.has(e as object) ? withheld(e, BREAKERS_OPEN, err) : e;
           if (slot !== undefined) sent = true;
         }
       }
@@ -267,11 +297,11 @@ export class ClientPolicy {
       if (n >= retries || !this.#retryable(err)) throw end(err);
       if (!this.#budget.allows()) {
         this.#shared.events.emit({ type: "retry-throttled", service: this.#service, method: req.method.name });
-        throw end(err);
+        throw end(withheld(err, "retry budget spent"));
       }
       n++;
       const wait = backoffMs(n, this.#policy.retry ?? {});
-      if (Date.now() + wait >= req.deadline) throw end(err);
+      if (Date.now() + wait >= req.deadline) throw end(withheld(err, "the deadline is too near"));
       if (wait > 0) {
         try {
           await sleep(wait, req);
