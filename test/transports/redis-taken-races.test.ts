@@ -142,6 +142,9 @@ describeWithBroker(
       return item !== null;
     }, 2000);
     expect(taken[0]).toContain("sleep");
+    // Requests of others queued after it: the sweep reads them all (several chunks) and finds it gone.
+    const others = Array.from({ length: 100 }, (_, i) => `other.${i}\nnowhere\n{}`);
+    await withRedis((r) => r.lpush(rpcKey(addr), ...others));
     return call;
   };
 
@@ -155,6 +158,22 @@ describeWithBroker(
 
   it("is left to its deadline while an alive instance has no running entry (an older server)", async () => {
     const { outcome } = await takenSilently((a) => [aliveKey(a)]);
+    expect(outcome).toMatch(/^DEADLINE_EXCEEDED/);
+  }, 30_000);
+
+  it("a call deep in the list (behind 100 older requests) is found there and left to its deadline", async () => {
+    const cluster = `rtdeep-${process.pid}-${shortId()}`;
+    clusters.push(cluster);
+    const client = transport(REDIS_URL, cluster, 1000);
+    open.push(client);
+    const addr = { cluster, service: ConformanceDescriptor.name, version: ConformanceDescriptor.version };
+    await addGhost(aliveKey(addr), REDIS_URL, 1000, [aliveKey(addr), runningKey(addr)]);
+    const older = Array.from({ length: 100 }, (_, i) => `older.${i}\nnowhere\n{}`);
+    await withRedis((r) => r.lpush(rpcKey(addr), ...older));
+    const outcome = await client.call(formatEndpoint(addr), envelope("sleep", { ms: 10 }), within(3000)).then(
+      (r) => r.kind,
+      (e: FanError) => `${e.code}: ${e.message}`,
+    );
     expect(outcome).toMatch(/^DEADLINE_EXCEEDED/);
   }, 30_000);
 

@@ -153,7 +153,8 @@ export const SCAN_MAX = 1000;
  * when an alive instance (alive set KEYS[2]) has no running entry (an older server, which sends
  * no taken notice); `{-2}` when the list holds more than `SCAN_MAX` requests (not read: a
  * backlog, which every caller's sweep would read again and again). The list is read from its
- * tail (the oldest requests), in chunks, until every call is found.
+ * tail (the oldest requests), in chunks of 32 (requests of up to `maxPayloadBytes` each are
+ * copied into the script), until every call is found.
  */
 const UNNOTICED_SCRIPT = `
 local t = redis.call('TIME')
@@ -176,7 +177,7 @@ local len = redis.call('LLEN', KEYS[1])
 if len > ${SCAN_MAX} then return {-2} end
 local stop = -1
 while left > 0 and stop >= -len do
-  local from = math.max(stop - 255, -len)
+  local from = math.max(stop - 31, -len)
   local items = redis.call('LRANGE', KEYS[1], from, stop)
   for j = #items, 1, -1 do
     local nl = string.find(items[j], '\\n', 1, true)
