@@ -68,6 +68,10 @@ export class PendingCall implements Expirable, CallSink {
   via: Transport | undefined = undefined;
   /** The endpoint it went to on `via`. */
   endpoint = "";
+  /** Watching the instance it went to, until it settles (instance-watch.ts). */
+  watch: { drop(p: PendingCall): void } | undefined = undefined;
+  /** The instance `watch` watches it on. */
+  watchedOn = "";
 
   /**
    * Starts watching the deadline and the caller's signal (and counting, given a series; telling
@@ -184,6 +188,7 @@ export class PendingCall implements Expirable, CallSink {
     this.#done = true;
     deadlines.remove(this);
     this.#req.signal?.removeEventListener("abort", this);
+    if (this.watch !== undefined) this.watch.drop(this);
     return true;
   }
 }

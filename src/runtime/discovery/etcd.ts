@@ -233,6 +233,12 @@ export class EtcdRegistry implements Registry {
     await this.client.kv.compact({ revision: String(rev), physical: true });
   }
 
+  async leaseAlive(id: string): Promise<boolean> {
+    const res = await this.reaching(this.client.leaseClient.leaseTimeToLive({ ID: id }));
+    // etcd answers TTL -1 for a lease that expired or was revoked.
+    return Number(res.TTL) >= 0;
+  }
+
   /** Revokes a lease by id, as an operator or a wiped cluster would (its keys go; the owner sees it lost). */
   async revokeLeaseById(id: string): Promise<void> {
     await this.client.leaseClient.leaseRevoke({ ID: id });

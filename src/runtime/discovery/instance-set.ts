@@ -21,13 +21,20 @@ export interface Candidates {
 interface Cached {
   readonly info: InstanceInfo;
   readonly revision: number;
+  /** The registry lease the record was written with (its App's: `Registrar`). */
+  readonly lease: string | undefined;
 }
+
+/** How many removed instances' leases a set remembers (`gone`), the oldest forgotten first. */
+const LEFT_LEASES = 1024;
 
 /** A live, watched cache of one service's instances. */
 export class WatchedSet implements InstanceSet {
   private readonly byKey = new Map<string, Cached>();
   /** Revisions of deletes, so a late put older than its delete stays deleted. */
   private readonly tombstones = new Map<string, number>();
+  /** Per instance id no longer in the set: the lease its last record was written with. */
+  private readonly leftLeases = new Map<string, string | undefined>();
   private snapshot: readonly InstanceInfo[] | undefined = [];
   private readonly filters = new Map<string, Candidates>();
   private readonly listeners = new Set<() => void>();
@@ -56,6 +63,20 @@ export class WatchedSet implements InstanceSet {
   onChange(fn: () => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
+  }
+
+  /**
+   * True once `instanceId`, not in the set, is known to be gone with its process: the lease its
+   * record was written with expired or was revoked (a process killed, or its App closed after
+   * draining). False while it is in the set, or while that lease lives: a graceful stop deletes
+   * the record first and keeps the lease while it finishes its calls. A registry that cannot tell
+   * (no `leaseAlive`), or a record seen without a lease: true once the record is gone.
+   */
+  async gone(instanceId: string): Promise<boolean> {
+    if (this.instances().some((i) => i.instanceId === instanceId)) return false;
+    const lease = this.leftLeases.get(instanceId);
+    if (lease === undefined || this.registry.leaseAlive === undefined) return true;
+    return !(await this.registry.leaseAlive(lease));
   }
 
   /** The instances that satisfy `range` and advertise `transport` (cached per filter). */
@@ -110,6 +131,8 @@ export class WatchedSet implements InstanceSet {
   }
 
   private replace(items: readonly KeyValue[]): void {
+    const kept = new Set(items.map((kv) => kv.key));
+    for (const [key, c] of this.byKey) if (!kept.has(key)) this.left(c);
     this.byKey.clear();
     this.tombstones.clear();
     for (const kv of items) this.store(kv, kv.modRevision);
@@ -132,6 +155,7 @@ export class WatchedSet implements InstanceSet {
     const cached = this.byKey.get(ev.key);
     if (cached !== undefined && cached.revision > ev.revision) return;
     this.tombstones.set(ev.key, ev.revision);
+    if (cached !== undefined) this.left(cached);
     if (this.byKey.delete(ev.key)) this.changed();
   }
 
@@ -148,8 +172,17 @@ export class WatchedSet implements InstanceSet {
     if ((this.tombstones.get(kv.key) ?? 0) > revision) return false;
     const info = parseInstance(this.service, kv, this.log);
     if (info === undefined) return false;
-    this.byKey.set(kv.key, { info, revision });
+    this.byKey.set(kv.key, { info, revision, lease: kv.lease });
+    this.leftLeases.delete(info.instanceId);
     return true;
+  }
+
+  /** Remembers the lease of an instance whose record went (`gone`). */
+  private left(c: Cached): void {
+    const id = c.info.instanceId;
+    this.leftLeases.delete(id);
+    this.leftLeases.set(id, c.lease);
+    if (this.leftLeases.size > LEFT_LEASES) this.leftLeases.delete(this.leftLeases.keys().next().value as string);
   }
 
   private changed(): void {

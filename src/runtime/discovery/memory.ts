@@ -165,6 +165,11 @@ export class MemoryRegistry implements Registry {
     this.expireLease(leaseId);
   }
 
+  async leaseAlive(id: string): Promise<boolean> {
+    this.check();
+    return this.leases.has(id);
+  }
+
   /** Ids of the live leases. */
   leaseIds(): string[] {
     return [...this.leases.keys()];

@@ -61,5 +61,11 @@ export interface Registry {
   /** Watch `prefix` for changes after `fromRevision` (exclusive). */
   watch(prefix: string, fromRevision: number, onEvent: (ev: WatchEvent) => void): Promise<Watch>;
   grantLease(ttlMs: number): Promise<Lease>;
+  /**
+   * Whether the lease `id` (a `KeyValue.lease`, anyone's) still lives: false once it expired or
+   * was revoked. Optional: a registry without it cannot tell a graceful deregister (the key
+   * deleted, the lease kept while the instance drains) from a death.
+   */
+  leaseAlive?(id: string): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -146,6 +146,14 @@ export interface Transport {
    */
   readonly window?: { readonly calls?: TransportWindow; readonly pushes?: TransportWindow };
 
+  /**
+   * True when the transport cannot see an instance it sent a call to die (a broker between them:
+   * nats, amqp): the client then fails its sharded calls in flight once discovery says their
+   * instance is gone (`call/instance-watch.ts`). Direct transports (http, tcp, zmq) fail them when
+   * the connection drops; redis watches its alive set itself.
+   */
+  readonly watchInstances?: boolean;
+
   /** Send a call to an endpoint; resolves with the `reply` or `error` envelope. */
   call(endpoint: string, env: Envelope, opts: SendOptions): Promise<Envelope>;
 

@@ -104,6 +104,8 @@ function withHeartbeat(url: string, seconds: number): string {
 /** The amqp `Transport`: one connection, shared by client and server sides. */
 export class AmqpTransport implements Transport {
   readonly name = "amqp" as const;
+  /** Sharded calls to an instance killed meanwhile are failed by the client (`Transport.watchInstances`). */
+  readonly watchInstances = true;
   /** The managed connection (tests close it to check reconnection). */
   readonly connection: AmqpConnection;
   readonly #ctx: TransportContext;

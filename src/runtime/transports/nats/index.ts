@@ -100,6 +100,8 @@ interface Instance {
 /** The nats `Transport`: one connection for client and server sides. */
 export class NatsTransport implements Transport {
   readonly name = "nats" as const;
+  /** Sharded calls to an instance killed meanwhile are failed by the client (`Transport.watchInstances`). */
+  readonly watchInstances = true;
   /** The managed connection (tests watch it across server restarts). */
   readonly link: NatsLink;
   readonly #ctx: TransportContext;

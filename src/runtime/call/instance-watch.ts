@@ -1,0 +1,140 @@
+/**
+ * Calls in flight to one known instance that dies, on a transport that cannot see it die. A
+ * sharded call goes to its shard's owner only: on nats to the instance's own subject, on amqp
+ * to its exclusive queue. Killed, the owner never answers, and neither broker tells the caller
+ * (NATS forgets a message once delivered; the exclusive queue and the calls in it go with the
+ * connection): without this, each such call waited out its whole deadline.
+ *
+ * The client registers such an attempt's pending call under its instance (only sharded calls on
+ * a transport with `watchInstances`: no cost to any other call) and drops it when it settles.
+ * On each change of the service's instance set, an instance with calls registered that is no
+ * longer in it is asked about once (`InstanceSet.gone`, one registry read per removal, none per
+ * call): once its registration's lease is gone (the process was killed, or its App closed),
+ * its calls fail with UNAVAILABLE, `maybeDelivered: true` (the handler may have run): the retry
+ * policy sends an `@idempotent` one to the shard's new owner, as any other UNAVAILABLE. While
+ * the lease lives, the instance is stopping gracefully (its record is deleted first, then it
+ * finishes its calls and answers them): asked again every `RECHECK_MS` until it is gone or its
+ * calls settled.
+ */
+import type { InstanceSet } from "../discovery/types.js";
+import { Code, FanError } from "../errors.js";
+import type { PendingCall } from "./pending.js";
+
+/** How often an instance that left the set while its lease lived (draining) is asked about again. */
+export const RECHECK_MS = 500;
+
+/**
+ * The instance set as the watch reads it. `gone` (`WatchedSet`, instance-set.ts): true once the
+ * instance, no longer in the set, is known to be gone with its process (its registration's lease
+ * expired or was revoked), not merely deregistered and still draining its calls. A set without
+ * it: gone once its record is.
+ */
+export type WatchedInstances = Pick<InstanceSet, "instances" | "onChange"> & {
+  gone?(instanceId: string): Promise<boolean>;
+};
+
+/** The pending calls of one client sent to one instance each, failed once that instance is gone. */
+export class InstanceWatch {
+  readonly #set: WatchedInstances;
+  readonly #service: string;
+  readonly #calls = new Map<string, Set<PendingCall>>();
+  /** The set's change listener's removal, while any call is registered. */
+  #off: (() => void) | undefined;
+  /** Instances asked about now (`InstanceSet.gone`). */
+  readonly #asking = new Set<string>();
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(set: WatchedInstances, service: string) {
+    this.#set = set;
+    this.#service = service;
+  }
+
+  /** Watches `p`, a call in flight to `instanceId`, until it settles (`drop`). */
+  add(instanceId: string, p: PendingCall): void {
+    if (this.#closed) return;
+    let calls = this.#calls.get(instanceId);
+    if (calls === undefined) {
+      calls = new Set();
+      this.#calls.set(instanceId, calls);
+    }
+    calls.add(p);
+    p.watch = this;
+    p.watchedOn = instanceId;
+    this.#off ??= this.#set.onChange(() => this.#check());
+  }
+
+  /** `p` settled. */
+  drop(p: PendingCall): void {
+    const id = p.watchedOn;
+    const calls = this.#calls.get(id);
+    if (calls === undefined || !calls.delete(p) || calls.size > 0) return;
+    this.#calls.delete(id);
+    if (this.#calls.size === 0) this.#idle();
+  }
+
+  /** Stops watching (the client was released); calls in flight wait for their own outcome. */
+  close(): void {
+    this.#closed = true;
+    this.#calls.clear();
+    this.#idle();
+  }
+
+  #idle(): void {
+    this.#off?.();
+    this.#off = undefined;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** The set changed (or a recheck is due): asks about each watched instance no longer in it. */
+  #check(): void {
+    if (this.#calls.size === 0) return;
+    const present = new Set<string>();
+    for (const i of this.#set.instances()) present.add(i.instanceId);
+    for (const id of this.#calls.keys()) if (!present.has(id)) void this.#ask(id);
+  }
+
+  async #ask(id: string): Promise<void> {
+    if (this.#asking.has(id)) return;
+    this.#asking.add(id);
+    let gone: boolean;
+    try {
+      gone = this.#set.gone === undefined ? true : await this.#set.gone(id);
+    } catch {
+      // The registry did not answer: asked again later.
+      gone = false;
+    } finally {
+      this.#asking.delete(id);
+    }
+    const calls = this.#calls.get(id);
+    if (calls === undefined) return;
+    if (!gone) {
+      this.#recheck();
+      return;
+    }
+    const err = instanceGone(this.#service, id);
+    for (const p of [...calls]) p.fail(err);
+  }
+
+  #recheck(): void {
+    if (this.#timer !== undefined || this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#check();
+    }, RECHECK_MS);
+    this.#timer.unref();
+  }
+}
+
+/**
+ * The error of a call whose instance's registration ended while it was in flight: UNAVAILABLE,
+ * maybe delivered (the shard route adds the shard: `shard-route.ts`).
+ */
+export function instanceGone(service: string, instanceId: string): FanError {
+  return new FanError(
+    Code.UNAVAILABLE,
+    `instance ${instanceId} of ${service} is gone (its registration's lease ended) while the call was in flight; the call may have run there`,
+    { details: { instance: instanceId, maybeDelivered: true } },
+  );
+}
