@@ -8,7 +8,7 @@
  * The client registers such an attempt's pending call under its instance (only sharded calls on
  * a transport with `watchInstances`: no cost to any other call) and drops it when it settles.
  * On each change of the service's instance set, an instance with calls registered that is no
- * longer in it is asked about once (`InstanceSet.gone`, one registry read per removal, none per
+ * longer in it is asked about once (`WatchedSet.gone`, one registry read per removal, none per
  * call): once its registration's lease is gone (the process was killed, or its App closed),
  * its calls fail with UNAVAILABLE, `maybeDelivered: true` (the handler may have run): the retry
  * policy sends an `@idempotent` one to the shard's new owner, as any other UNAVAILABLE. While
@@ -40,7 +40,7 @@ export class InstanceWatch {
   readonly #calls = new Map<string, Set<PendingCall>>();
   /** The set's change listener's removal, while any call is registered. */
   #off: (() => void) | undefined;
-  /** Instances asked about now (`InstanceSet.gone`). */
+  /** Instances asked about now (`WatchedInstances.gone`). */
   readonly #asking = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
