@@ -17,9 +17,11 @@ import { checkSources, formatDiagnostics, readSources } from "../compiler/index.
 import type { ServiceModel } from "../compiler/model.js";
 import { createApp, type App } from "../runtime/app/app.js";
 import { edgeTraceparent } from "../runtime/call/callctx.js";
+import { maybeDelivered } from "../runtime/call/outcome.js";
 import { queueInfo } from "../runtime/call/parked.js";
 import {
   assignShards,
+  ownerUnavailable,
   type Redirect,
   redirectOf,
   shardDomain,
@@ -618,12 +620,42 @@ async function send(
     }
     return { value: reply.payload ?? undefined };
   } catch (e) {
-    const err =
-      Date.now() >= deadline
-        ? new FanError(Code.DEADLINE_EXCEEDED, `no reply within ${p.timeoutMs} ms`)
-        : FanError.from(e, Code.UNAVAILABLE);
-    return withRedirect({ code: err.code, message: err.message }, redirectOf(err));
+    const err = sendError(c, p, kind, e, deadline);
+    const error = { code: err.code, message: err.message };
+    return withRedirect(err.details === undefined ? error : { ...error, fields: err.details }, redirectOf(err));
   }
+}
+
+/**
+ * The error of a send that got no answer, worded as the generated client words it (its fields
+ * printed): DEADLINE_EXCEEDED at the deadline; a `@shard` method's owner out of reach (gone,
+ * its queue deleted), UNAVAILABLE naming the shard and the owner (call/shard-route.ts); a push's
+ * error always says `maybeDelivered` (false: it never left, so sending it again is safe).
+ */
+function sendError(c: Connected, p: PreparedCall, kind: "call" | "push", e: unknown, deadline: number): FanError {
+  const cause = FanError.from(e, Code.UNAVAILABLE);
+  let err =
+    Date.now() >= deadline
+      ? new FanError(Code.DEADLINE_EXCEEDED, `no reply within ${p.timeoutMs} ms`, { cause })
+      : cause;
+  const d = err.details as { shard?: unknown; error?: unknown } | undefined;
+  // Not when --instance named the instance, nor for an answer (a redirect, an IDL error, a relayed one).
+  if (
+    p.shard !== undefined &&
+    !c.own &&
+    err.code === Code.UNAVAILABLE &&
+    d?.shard === undefined &&
+    typeof d?.error !== "string" &&
+    err.relayedFrom === undefined
+  )
+    err = ownerUnavailable(p.service.name, p.shard, c.instance.instanceId, err);
+  if (kind === "call" || typeof (err.details as { maybeDelivered?: unknown } | undefined)?.maybeDelivered === "boolean")
+    return err;
+  const base = typeof err.details === "object" && err.details !== null ? err.details : {};
+  return new FanError(err.code, err.message, {
+    cause: err,
+    details: { ...base, maybeDelivered: maybeDelivered(cause) },
+  });
 }
 
 /**

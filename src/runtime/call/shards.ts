@@ -136,6 +136,18 @@ export function shardUnavailable(service: string, shard: number, why: string, ca
   });
 }
 
+/**
+ * The error of a call or push whose shard's owner `owner` could not take it (`e`, its
+ * transport's failure), as its caller gets it: UNAVAILABLE naming the shard and the owner, and
+ * a push's `details.maybeDelivered` (the producer's to read) kept.
+ */
+export function ownerUnavailable(service: string, shard: number, owner: string, e: FanError): FanError {
+  const err = shardUnavailable(service, shard, `its owner ${owner}: ${e.message}`, e);
+  const maybeDelivered = (e.details as { maybeDelivered?: unknown } | undefined)?.maybeDelivered;
+  if (typeof maybeDelivered !== "boolean") return err;
+  return new FanError(err.code, err.message, { cause: e, details: { ...(err.details as object), maybeDelivered } });
+}
+
 /** The `details` of a redirect an instance answers when it does not own the call's shard. */
 export interface Redirect {
   readonly redirect: true;
