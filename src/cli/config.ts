@@ -8,6 +8,7 @@ import { access, readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { isScalar, parse, parseDocument, stringify } from "yaml";
+import { badValues, missingKeys, unknownKeys } from "../runtime/app/config.js";
 import { RegistryConfigSource } from "../runtime/discovery/config.js";
 import { checkSegment } from "../runtime/discovery/keys.js";
 import type { Registry } from "../runtime/discovery/registry.js";
@@ -159,10 +160,12 @@ async function get(ctx: Ctx, args: readonly string[]): Promise<number> {
     ctx.io.err(`fanc config: ${absent}`);
     return 1;
   }
-  const raw = shown(ctx, svc, await ctx.source.get(svc));
+  const stored = await ctx.source.get(svc);
+  const raw = shown(ctx, svc, stored);
   const key = args[1];
   if (key === undefined) {
     print(ctx, raw);
+    remark(ctx, svc, stored);
     return 0;
   }
   if (!(key in raw)) {
@@ -170,7 +173,36 @@ async function get(ctx: Ctx, args: readonly string[]): Promise<number> {
     return 1;
   }
   print(ctx, raw[key]);
+  remark(ctx, svc, stored, key);
   return 0;
+}
+
+/**
+ * What `get` printed that the IDL's `config {}` does not take, on stderr (stdout stays the
+ * config): each value that does not decode, saying what the IDL expects (a `@secret` one by its
+ * path only), and for the whole config each required key it lacks: a running App keeps its last
+ * good config when such a change arrives, and a new one does not start (docs/discovery.md). Keys
+ * the block does not declare, which the App ignores, on a line of their own. The exit code
+ * stays 0: the config was read.
+ */
+function remark(ctx: Ctx, svc: string, stored: Record<string, unknown>, key?: string): void {
+  const schema = ctx.idl.configSchema(ctx.idl.service(svc));
+  const mine = (path: string): boolean => key === undefined || path === key || path.startsWith(`${key}.`);
+  const refused = [
+    ...badValues(schema, stored)
+      .filter((p) => mine(p.key))
+      .map((p) => p.problem),
+    ...(key === undefined ? missingKeys(schema, stored).map((k) => `${k}: required, not set`) : []),
+  ];
+  if (refused.length > 0)
+    ctx.io.err(
+      `fanc config: warning: the IDL's config block of ${svc} refuses this (a running instance keeps its last good config, a new one does not start): ${refused.join("; ")}`,
+    );
+  const undeclared = unknownKeys(schema, stored).filter(mine);
+  if (undeclared.length > 0)
+    ctx.io.err(
+      `fanc config: warning: not declared in the IDL's config block of ${svc} (the App ignores it): ${undeclared.join(", ")}`,
+    );
 }
 
 /** `key=value` → [key, parsed value]; the value is YAML (a superset of JSON), else a string. */
