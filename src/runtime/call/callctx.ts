@@ -36,7 +36,8 @@ export interface InstanceScope {
    * Sharded services: a redirect when this instance does not own the call's shard, a hold (a
    * promise: run the call again once it settles without an error, unless `signal` aborted)
    * while the `onShards` that gained the shard has not resolved (`call/ownership.ts`), counted
-   * in `window`, the share of the transport's window held work may take (refused past it).
+   * in `window`, the share of the transport's window held work may take (refused past it); the
+   * shard number when the call is admitted (`shardSettled` is then called when it settles).
    */
   readonly shardGuard?: (
     paths: readonly (readonly string[])[],
@@ -45,6 +46,8 @@ export interface InstanceScope {
     signal?: CallSignal,
     window?: HoldWindow,
   ) => Guarded;
+  /** Sharded services: a call or push the guard admitted (it answered its shard) has settled. */
+  readonly shardSettled?: (shard: number) => void;
   /** Sharded services: the shards this instance owns now. */
   readonly shards?: () => readonly number[];
   /** Test apps: unexpected exceptions reach in-process callers as `cause` (`reveal.ts`). */

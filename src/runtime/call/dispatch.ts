@@ -269,7 +269,9 @@ export class Dispatcher implements Inbound {
       guard === undefined
         ? undefined
         : guard(p.shard as ShardPaths, input, deadline, signal, this.#windows.get(transport)?.calls);
-    if (redirect !== undefined) {
+    // Admitted for a shard: its end is reported, so a shard that moves meanwhile waits for it.
+    const shard = typeof redirect === "number" ? redirect : -1;
+    if (redirect !== undefined && typeof redirect !== "number") {
       if (isThenable(redirect))
         this.#held(redirect, sink, p, signal, deadline, () =>
           this.#invoke(form, p, payload, headers, signal, sink, deadline, principal, transport),
@@ -294,13 +296,13 @@ export class Dispatcher implements Inbound {
           : withSpan(span, runInContext, ctx, invoke, this.#handler, p.fn, input, ctx);
     } catch (e) {
       ctx.release();
-      this.#done();
+      this.#done(shard);
       sink.error(this.#wireError(e, form, ctx));
       return;
     }
     if (!isThenable(result)) {
       ctx.release();
-      this.#done();
+      this.#done(shard);
       this.#settle(sink, p, result, form, ctx);
       return;
     }
@@ -310,7 +312,7 @@ export class Dispatcher implements Inbound {
     result.then(
       (r) => {
         ctx.release();
-        this.#done();
+        this.#done(shard);
         // Settled after its signal aborted: the caller's outcome is the abort's, never a late reply.
         // (Also when the handler never looked at its signal, so nothing aborted it.)
         // The wall clock now: read, or (`mono` given) the start reading plus the time elapsed
@@ -327,7 +329,7 @@ export class Dispatcher implements Inbound {
       },
       (e: unknown) => {
         ctx.release();
-        this.#done();
+        this.#done(shard);
         sink.error(this.#wireError(e, form, ctx));
       },
     );
@@ -509,17 +511,18 @@ export class Dispatcher implements Inbound {
     // shard (the producer follows it), held while the onShards gaining it runs (ownership.ts).
     const guard =
       plan.shard === undefined || env.headers.shardFallback !== undefined ? undefined : this.#scope.shardGuard;
-    // True when it was held: it is in flight already.
-    const counted =
-      guard !== undefined &&
-      (await this.#guardPush(
-        guard,
-        plan,
-        input,
-        pushDeadline(env, plan),
-        transport,
-        this.#heldPushes(transport, path),
-      ));
+    // Counted when it was held (in flight already); the shard it is admitted for, or -1.
+    const { counted, shard } =
+      guard === undefined
+        ? NOT_GUARDED
+        : await this.#guardPush(
+            guard,
+            plan,
+            input,
+            pushDeadline(env, plan),
+            transport,
+            this.#heldPushes(transport, path),
+          );
     const attempt = typeof env.headers.attempt === "number" ? env.headers.attempt : 1;
     const ctx = new CallCtx(this.#scope, plan.name, env.headers, Number.POSITIVE_INFINITY, undefined, attempt);
     if (principal !== undefined) ctx.principal = principal;
@@ -563,7 +566,7 @@ export class Dispatcher implements Inbound {
       throw out;
     } finally {
       ctx.release();
-      this.#done();
+      this.#done(shard);
     }
   }
 
@@ -571,7 +574,8 @@ export class Dispatcher implements Inbound {
    * Waits while a sharded push's shard is not ready here; throws its redirect, or the error its
    * hold ended with (DEADLINE_EXCEEDED naming the shard once `deadline` passed, woken or not).
    * Held, it is in flight — load shedding counts it and a drain waits for it — and stays so when
-   * this resolves true (the handler's run takes the count over). At the in-flight bound it is not
+   * this resolves `counted` (the handler's run takes the count over); `shard` is the one it is
+   * admitted for (its end is reported: `shardSettled`), -1 for none. At the in-flight bound it is not
    * held but shed, as a call would be: the transport refuses it and it is sent again. A refusal
    * for this instance's state alone (shed, or `isNotReady`) is marked: a broker's consumer keeps
    * the push until `deadline` rather than count a delivery (kept-push.ts).
@@ -583,13 +587,14 @@ export class Dispatcher implements Inbound {
     deadline: number,
     transport: string,
     window: HoldWindow | undefined,
-  ): Promise<boolean> {
+  ): Promise<{ readonly counted: boolean; readonly shard: number }> {
     const paths = plan.shard as ShardPaths;
     const gate = this.#gate;
     // Given only at the bound (rare): it lets go of a hold that is not to be kept.
     const shed = gate === undefined || this.#inflight < gate.maxInFlight ? undefined : new AbortController();
     let held = guard(paths, input, deadline, shed?.signal, window);
-    if (held === undefined) return false;
+    if (held === undefined) return NOT_GUARDED;
+    if (typeof held === "number") return { counted: false, shard: held };
     if (!isThenable(held)) throw guardRefusal(held, deadline);
     if (shed !== undefined) {
       shed.abort();
@@ -599,7 +604,7 @@ export class Dispatcher implements Inbound {
     }
     this.#inflight++;
     try {
-      while (held !== undefined) {
+      while (held !== undefined && typeof held !== "number") {
         const err = isThenable(held) ? await held : held;
         if (err !== undefined) throw guardRefusal(err, deadline);
         held = guard(paths, input, deadline, undefined, window);
@@ -608,7 +613,7 @@ export class Dispatcher implements Inbound {
       this.#done();
       throw e;
     }
-    return true;
+    return { counted: true, shard: held ?? -1 };
   }
 
   /** The window a push held on `transport` counts in: its call path's or its push queue's. */
@@ -675,7 +680,9 @@ export class Dispatcher implements Inbound {
     return this.#scope.log;
   }
 
-  #done(): void {
+  /** One call or push in flight less; `shard` (not -1): the shard it was admitted for. */
+  #done(shard = -1): void {
+    if (shard >= 0) this.#scope.shardSettled?.(shard);
     if (--this.#inflight === 0 && this.#idle !== undefined) {
       const idle = this.#idle;
       this.#idle = undefined;
@@ -748,6 +755,9 @@ function guardRefusal(err: WireError, deadline: number): FanError {
 }
 
 /** How long a sharded push may wait for its shard: its deadline, else its ttl, else its method's timeout. */
+/** What `#guardPush` answers for a push that names no shard (or a service without a guard). */
+const NOT_GUARDED = { counted: false, shard: -1 } as const;
+
 function pushDeadline(env: Envelope, plan: Plan): number {
   const { deadline, ttl } = env.headers;
   if (typeof deadline === "number") return deadline;

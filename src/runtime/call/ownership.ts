@@ -6,12 +6,21 @@
  * registration and on every change. A call for a shard this instance owns reaches the handler
  * only once the `onShards` that gave it the shard resolved: until then the guard holds it (up
  * to its deadline); after that hook threw, it answers UNAVAILABLE and calls the hook again.
+ *
+ * A shard moves between live instances (a join) by a hand-over over the instances' discovery
+ * records, no channel of its own: each instance advertises `serving`, the shards it owns or is
+ * still releasing. The instance losing a shard redirects new calls for it at once, but the calls
+ * it admitted for it run to the end and may still write its sharded states; once they settled
+ * (bounded by their deadlines) its `onShards` hears of the loss, its states save and leave, and
+ * its record drops the shard. The instance gaining it holds its calls, and runs `onShards` for
+ * it, only once the previous owner's record no longer serves it (or is gone), or the bound the
+ * previous owner advertised (`releasingUntil`) passed: then with a warning.
  */
 import semver from "semver";
 import type { Logger } from "pino";
 import type { LifecycleContext, ShardChange, ShardHooks } from "./context.js";
 import type { ServiceDescriptor } from "../descriptor.js";
-import type { Directory, InstanceInfo } from "../discovery/types.js";
+import type { Directory, InstanceInfo, ServingInfo } from "../discovery/types.js";
 import { Code, type WireError } from "../errors.js";
 import { type CallSignal, onAbort, signalOf } from "../transports/abort.js";
 import { assignShards, ownedBy, shardOf, type Redirect } from "./shards.js";
@@ -33,7 +42,28 @@ export interface ShardOwnership {
   ownerOf(shard: number): string | undefined;
   /** Calls `fn` on every change of the owned shards, after `onShards`; returns its removal. */
   onChange(fn: (change: ShardChange) => void | Promise<void>): () => void;
+  /**
+   * True while `shard` was lost to another instance but is not released yet: calls admitted for
+   * it still run, and may still write its states (the new owner waits for the release).
+   */
+  releasing?(shard: number): boolean;
 }
+
+/** How this instance's discovery record says what it serves (`Registration.update`). */
+export type Advertise = (serving: ServingInfo) => Promise<void>;
+
+/**
+ * The hand-over's bounds. The releasing side gives up waiting for its calls this long past the
+ * latest deadline among them; the gaining side waits for the previous owner's release up to the
+ * `releasingUntil` it advertises plus `marginMs`, or, while that owner has not advertised one
+ * (it has not seen the change yet), `noticeMs` plus `marginMs` after it began to wait.
+ */
+export interface ReleaseLimits {
+  readonly marginMs: number;
+  readonly noticeMs: number;
+}
+
+export const RELEASE_LIMITS: ReleaseLimits = { marginMs: 2000, noticeMs: 10_000 };
 
 /** Per shard: may its calls reach the handler (a `Uint8Array` of these, read on every call). */
 const WAITING = 0;
@@ -104,8 +134,12 @@ function notReady(err: WireError): WireError {
   return err;
 }
 
-/** What the guard answers: a redirect, a hold that settles with one (or none: check again), or none. */
-export type Guarded = WireError | Promise<WireError | undefined> | undefined;
+/**
+ * What the guard answers: a redirect, a hold that settles with one (or none: check again), the
+ * shard the call is admitted for (the caller reports its end: `settled`), or undefined (the call
+ * names no shard).
+ */
+export type Guarded = WireError | Promise<WireError | undefined> | number | undefined;
 
 /** Ownership of one served instance. */
 export class Ownership implements ShardOwnership {
@@ -140,6 +174,24 @@ export class Ownership implements ShardOwnership {
   #frozen = false;
   #retry: ReturnType<typeof setTimeout> | undefined;
   #retryMs = RETRY_MS;
+  /** Calls and pushes admitted per shard that have not settled, and the latest deadline among them. */
+  readonly #running: Uint32Array;
+  readonly #runUntil: Float64Array;
+  /**
+   * Shards lost while calls admitted for them run: released (hooks told, states saved) once they
+   * settled or their bound passed. Then in `#releaseQueued` until that release has run.
+   */
+  readonly #releasing = new Map<number, ReturnType<typeof setTimeout>>();
+  readonly #releaseQueued = new Set<number>();
+  /** Shards gained from a live instance that has not released them yet, and since when. */
+  readonly #awaiting = new Map<number, { readonly since: number }>();
+  #awaitTimer: ReturnType<typeof setTimeout> | undefined;
+  #advertise: Advertise | undefined;
+  #advertising: Promise<void> | undefined;
+  #advertiseAgain = false;
+  /** The instances of the last view (their records tell what they still serve). */
+  #view: readonly InstanceInfo[] = [];
+  readonly release: ReleaseLimits;
 
   constructor(
     d: ServiceDescriptor,
@@ -149,7 +201,11 @@ export class Ownership implements ShardOwnership {
     context: () => LifecycleContext,
     log: Logger,
     readonly limits: HoldLimits = HOLD_LIMITS,
+    release: ReleaseLimits = RELEASE_LIMITS,
   ) {
+    this.release = release;
+    this.#running = new Uint32Array(d.shards);
+    this.#runUntil = new Float64Array(d.shards);
     this.#d = d;
     this.#instanceId = instanceId;
     this.#pinned = pinned;
@@ -175,6 +231,21 @@ export class Ownership implements ShardOwnership {
 
   readonly #listeners = new Set<(change: ShardChange) => void | Promise<void>>();
 
+  releasing(shard: number): boolean {
+    return this.#releasing.has(shard) || this.#releaseQueued.has(shard);
+  }
+
+  /** The shards this instance's record advertises: owned, or lost and not released yet. */
+  serving(): ServingInfo {
+    const all = new Set([...this.#ownedNow(), ...this.#releasing.keys(), ...this.#releaseQueued]);
+    let until = 0;
+    for (const s of this.#releasing.keys()) until = Math.max(until, this.#runUntil[s] as number);
+    return {
+      serving: [...all].sort((a, b) => a - b),
+      ...(until > 0 && Number.isFinite(until) ? { releasingUntil: Math.round(until) } : {}),
+    };
+  }
+
   onChange(fn: (change: ShardChange) => void | Promise<void>): () => void {
     this.#listeners.add(fn);
     return () => void this.#listeners.delete(fn);
@@ -185,8 +256,11 @@ export class Ownership implements ShardOwnership {
    * `stop` (a `@unique` instance that leads again), it starts afresh: `onShards` gains every
    * shard it owns, since others served them while it was gone (its hook heard of no loss).
    */
-  async start(directory: Directory): Promise<void> {
+  async start(directory: Directory, advertise?: Advertise): Promise<void> {
+    this.#advertise = advertise;
     this.#frozen = false;
+    this.#releaseQueued.clear();
+    this.#view = [];
     this.#owned = [];
     this.#notifiedOnce = false;
     this.#retryMs = RETRY_MS;
@@ -207,8 +281,24 @@ export class Ownership implements ShardOwnership {
     this.#frozen = true;
     clearTimeout(this.#retry);
     this.#retry = undefined;
+    // Stopping: the stop path drains every call, and unbinding releases every state.
+    for (const t of this.#releasing.values()) clearTimeout(t);
+    this.#releasing.clear();
+    this.#awaiting.clear();
+    clearTimeout(this.#awaitTimer);
+    this.#awaitTimer = undefined;
+    this.#advertise = undefined;
     this.#wake();
   }
+
+  /** A call or push the guard admitted for `shard` settled (its handler ended). */
+  readonly settled = (shard: number): void => {
+    const n = (this.#running[shard] as number) - 1;
+    this.#running[shard] = Math.max(0, n);
+    if (n > 0) return;
+    this.#runUntil[shard] = 0;
+    if (this.#releasing.has(shard)) this.#released([shard]);
+  };
 
   /**
    * Drops the table once the instance takes no more calls (the shared instance cache stays
@@ -242,8 +332,12 @@ export class Ownership implements ShardOwnership {
     if (shard === undefined) return undefined;
     const owner = owners[shard];
     // The fast path is one typed-array read past the redirect check.
-    if (owner === this.#instanceId)
-      return this.#ready[shard] === READY ? undefined : this.#notReady(shard, deadline, signal, window);
+    if (owner === this.#instanceId) {
+      if (this.#ready[shard] !== READY) return this.#notReady(shard, deadline, signal, window);
+      this.#running[shard]++;
+      if (deadline > (this.#runUntil[shard] as number)) this.#runUntil[shard] = deadline;
+      return shard;
+    }
     const details: Redirect = {
       redirect: true,
       shard,
@@ -323,7 +417,9 @@ export class Ownership implements ShardOwnership {
     const what =
       shard === undefined
         ? `${this.#instanceId} had not computed which shards of ${this.#d.name} it owns`
-        : `shard ${shard} of ${this.#d.name} was not ready on ${this.#instanceId}: the onShards hook gaining it had not resolved`;
+        : this.#awaiting.has(shard)
+          ? `shard ${shard} of ${this.#d.name} was not ready on ${this.#instanceId}: its previous owner had not released it`
+          : `shard ${shard} of ${this.#d.name} was not ready on ${this.#instanceId}: the onShards hook gaining it had not resolved`;
     return {
       code: Code.DEADLINE_EXCEEDED,
       message: `${what} by the deadline`,
@@ -361,31 +457,185 @@ export class Ownership implements ShardOwnership {
 
   #update(all: readonly InstanceInfo[]): void {
     const major = semver.major(this.#d.version);
-    const domain: { instanceId: string; shards: readonly number[] }[] = all.filter(
-      (i) => semver.major(i.version) === major,
-    );
+    const domain: InstanceInfo[] = all.filter((i) => semver.major(i.version) === major);
     if (this.#frozen) {
       this.#follow(assignShards(domain, this.#d.shards));
       return;
     }
+    const me = this.#instanceId;
+    this.#view = domain;
+    const members: { instanceId: string; shards: readonly number[] }[] = [...domain];
     // Before our own registration is visible here we still count ourselves, as clients will.
-    if (!domain.some((i) => i.instanceId === this.#instanceId))
-      domain.push({ instanceId: this.#instanceId, shards: this.#pinned });
-    this.#owners = assignShards(domain, this.#d.shards);
-    const owned = ownedBy(this.#owners, this.#instanceId);
+    if (!domain.some((i) => i.instanceId === me)) members.push({ instanceId: me, shards: this.#pinned });
+    this.#owners = assignShards(members, this.#d.shards);
+    const owned = ownedBy(this.#owners, me);
     const before = this.#owned;
-    if (sameList(before, owned) && this.#notifiedOnce) return;
+    if (sameList(before, owned) && this.#notifiedOnce) {
+      this.#checkAwaiting();
+      return;
+    }
     this.#owned = owned;
-    const change: ShardChange = {
-      owned,
-      gained: owned.filter((s) => !before.includes(s) || !this.#notifiedOnce),
-      lost: this.#notifiedOnce ? before.filter((s) => !owned.includes(s)) : [],
-    };
+    const first = !this.#notifiedOnce;
     this.#notifiedOnce = true;
-    this.#log.info({ owned: owned.length, gained: change.gained.length, lost: change.lost.length }, "shards changed");
-    this.#enqueue(change, true);
+    const gained: number[] = [];
+    for (const s of owned) {
+      if (!first && before.includes(s)) continue;
+      // Lost a moment ago and still releasing: it never stopped serving it (no hook heard of it).
+      const t = this.#releasing.get(s);
+      if (t !== undefined) {
+        clearTimeout(t);
+        this.#releasing.delete(s);
+        continue;
+      }
+      if (this.#servedElsewhere(s).length > 0) {
+        this.#awaiting.set(s, { since: Date.now() });
+        // No hook of an earlier change gaining it decides its readiness now.
+        this.#gainedIn[s] = 0;
+        if (this.#ready[s] !== FAILED) this.#ready[s] = WAITING;
+      } else gained.push(s);
+    }
+    const lost: number[] = [];
+    for (const s of first ? [] : before) {
+      if (owned.includes(s)) continue;
+      // Gained from a previous owner that had not released it yet: no hook heard of it either.
+      if (this.#awaiting.delete(s)) continue;
+      if ((this.#running[s] as number) > 0) this.#drain(s);
+      else {
+        lost.push(s);
+        this.#releaseQueued.add(s);
+      }
+    }
+    this.#log.info(
+      {
+        owned: owned.length,
+        gained: gained.length,
+        lost: lost.length,
+        releasing: this.#releasing.size,
+        awaiting: this.#awaiting.size,
+      },
+      "shards changed",
+    );
+    // A change that only awaits or releases later tells the hooks nothing yet (they hear of it then).
+    if (first || gained.length > 0 || lost.length > 0) this.#enqueue({ owned: this.#ownedNow(), gained, lost }, true);
+    this.#advertiseNow();
+    this.#checkAwaiting();
     // Held calls look again: a shard that moved away is redirected now, not at its deadline.
     this.#wake();
+  }
+
+  /** The owned shards whose hooks ran or run (not those awaiting their previous owner's release). */
+  #ownedNow(): readonly number[] {
+    return this.#awaiting.size === 0 ? this.#owned : this.#owned.filter((s) => !this.#awaiting.has(s));
+  }
+
+  /** The other instances of the last view whose records say they still serve `shard`. */
+  #servedElsewhere(shard: number): InstanceInfo[] {
+    // A record of an older version has none (nothing to wait for); a malformed one counts as none.
+    return this.#view.filter(
+      (i) => i.instanceId !== this.#instanceId && Array.isArray(i.serving) && i.serving.includes(shard),
+    );
+  }
+
+  /**
+   * A shard lost while calls admitted for it run: released once the last of them settles
+   * (`settled`), or `marginMs` past the latest of their deadlines, with a warning.
+   */
+  #drain(shard: number): void {
+    const until = this.#runUntil[shard] as number;
+    const ms = Math.min(Math.max(0, until - Date.now()) + this.release.marginMs, MAX_TIMER_MS);
+    const t = setTimeout(() => {
+      if (!this.#releasing.has(shard)) return;
+      this.#log.warn(
+        { shard, running: this.#running[shard] },
+        `shard ${shard} of ${this.#d.name} moved to ${this.#owners?.[shard] ?? "another instance"}, and ${this.#running[shard]} calls or pushes admitted for it on ${this.#instanceId} still run ${this.release.marginMs} ms past the latest of their deadlines: releasing it now (their writes to its states are refused from now on)`,
+      );
+      this.#released([shard]);
+    }, ms);
+    t.unref?.();
+    this.#releasing.set(shard, t);
+  }
+
+  /** Releases shards whose admitted calls settled: their loss is told (hooks, states) now. */
+  #released(shards: readonly number[]): void {
+    const out = shards.filter((s) => this.#releasing.has(s));
+    if (out.length === 0) return;
+    for (const s of out) {
+      clearTimeout(this.#releasing.get(s));
+      this.#releasing.delete(s);
+      this.#releaseQueued.add(s);
+    }
+    if (this.#frozen) return;
+    this.#log.info({ released: out }, "shards released: the calls admitted for them settled");
+    this.#enqueue({ owned: this.#ownedNow(), gained: [], lost: out }, true);
+  }
+
+  /**
+   * Gains the awaited shards that no other instance serves any more (released, or its record
+   * gone), and those whose bound passed (with a warning); then waits for the next bound.
+   */
+  #checkAwaiting(): void {
+    clearTimeout(this.#awaitTimer);
+    this.#awaitTimer = undefined;
+    if (this.#awaiting.size === 0 || this.#frozen) return;
+    const now = Date.now();
+    const gained: number[] = [];
+    let next = Number.POSITIVE_INFINITY;
+    for (const [s, w] of this.#awaiting) {
+      const holders = this.#servedElsewhere(s);
+      if (holders.length === 0) {
+        gained.push(s);
+        continue;
+      }
+      const bound =
+        Math.max(
+          ...holders.map((i) =>
+            typeof i.releasingUntil === "number" ? i.releasingUntil : w.since + this.release.noticeMs,
+          ),
+        ) + this.release.marginMs;
+      if (now < bound) {
+        next = Math.min(next, bound);
+        continue;
+      }
+      const names = holders.map((i) => i.instanceId).join(", ");
+      this.#log.warn(
+        { shard: s, previousOwners: names, waitedMs: now - w.since },
+        `shard ${s} of ${this.#d.name} moved to ${this.#instanceId}, but ${names} has not released it in ${Math.round((now - w.since) / 1000)} s (its calls for it run past their deadlines, or it does not answer): taking it over now; until it releases it, both may write its states`,
+      );
+      gained.push(s);
+    }
+    for (const s of gained) this.#awaiting.delete(s);
+    if (gained.length > 0) {
+      this.#log.info({ gained }, "shards released by their previous owner: taking them over");
+      this.#enqueue({ owned: this.#ownedNow(), gained, lost: [] }, true);
+      this.#advertiseNow();
+    }
+    if (next < Number.POSITIVE_INFINITY) {
+      this.#awaitTimer = setTimeout(() => this.#checkAwaiting(), Math.min(next - now, MAX_TIMER_MS));
+      this.#awaitTimer.unref?.();
+    }
+  }
+
+  /** Writes what this instance serves into its record (one write at a time, the latest last). */
+  #advertiseNow(): void {
+    if (this.#advertise === undefined) return;
+    if (this.#advertising !== undefined) {
+      this.#advertiseAgain = true;
+      return;
+    }
+    const run = async (): Promise<void> => {
+      do {
+        this.#advertiseAgain = false;
+        const fn = this.#advertise;
+        if (fn === undefined) return;
+        await fn(this.serving()).catch((e: unknown) =>
+          this.#log.warn(
+            { err: e },
+            "writing the shards this instance serves into its discovery record failed: an instance gaining one of them may wait for it up to its bound",
+          ),
+        );
+      } while (this.#advertiseAgain);
+    };
+    this.#advertising = run().finally(() => (this.#advertising = undefined));
   }
 
   #notifiedOnce = false;
@@ -448,6 +698,11 @@ export class Ownership implements ShardOwnership {
     for (const s of change.gained) if (this.#gainedIn[s] === seq) this.#ready[s] = ok ? READY : FAILED;
     if (ok) this.#retryMs = RETRY_MS;
     else this.#scheduleRetry();
+    // Released (hooks and states told): the record stops serving them, and their new owner takes them.
+    if (change.lost.length > 0) {
+      for (const s of change.lost) this.#releaseQueued.delete(s);
+      this.#advertiseNow();
+    }
     this.#wake();
   }
 

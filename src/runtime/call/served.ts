@@ -326,10 +326,14 @@ export class ServedInstance {
       endpoints,
       ...this.#eventsOn(),
       shards: checkPinnedShards(this.descriptor.name, this.#opts.shards, this.descriptor.shards),
-      ...(this.#ownership === undefined ? {} : { shardCount: this.descriptor.shards }),
+      ...(this.#ownership === undefined ? {} : { shardCount: this.descriptor.shards, serving: [] }),
       appId: this.#host.appId,
     });
-    await this.#ownership?.start(this.#host.directory());
+    const reg = this.#registration;
+    // The record says which shards this instance serves: the hand-over of a moving shard (ownership.ts).
+    await this.#ownership?.start(this.#host.directory(), (serving) =>
+      this.#registration === reg ? reg.update(serving) : Promise.resolve(),
+    );
     this.#ownersCheck = await warnOnSeveralOwners(
       this.descriptor,
       this.instanceId,
@@ -417,7 +421,11 @@ export class ServedInstance {
       ...(this.descriptor.unique ? { fencingToken: () => this.#leadership?.fencingToken } : {}),
       ...(this.#ownership === undefined
         ? {}
-        : { shardGuard: this.#ownership.guard, shards: () => (this.#ownership as Ownership).owned() }),
+        : {
+            shardGuard: this.#ownership.guard,
+            shardSettled: this.#ownership.settled,
+            shards: () => (this.#ownership as Ownership).owned(),
+          }),
     };
     return scope;
   }

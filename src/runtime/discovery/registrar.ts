@@ -152,10 +152,13 @@ class LiveRegistration implements Registration {
     public info: InstanceInfo,
   ) {}
 
-  async update(patch: Partial<Pick<InstanceInfo, "load" | "shards" | "endpoints">>): Promise<void> {
+  async update(
+    patch: Partial<Pick<InstanceInfo, "load" | "shards" | "endpoints" | "serving" | "releasingUntil">>,
+  ): Promise<void> {
     if (!this.owner.isLive(this))
       throw new Error(`${this.info.instanceId} of ${this.info.service} is not registered any more`);
-    this.info = normalise({ ...this.info, ...patch });
+    const { releasingUntil: _, ...rest } = this.info;
+    this.info = normalise({ ...(patch.serving === undefined ? this.info : rest), ...patch });
     await this.owner.write(this);
   }
 
@@ -192,7 +195,17 @@ function normalise(i: RegisterInfo): InstanceInfo {
   };
   if (i.events !== undefined && typeof i.events !== "string")
     throw new TypeError(`register ${i.service}: events must be a transport name`);
-  const withCount = i.shardCount === undefined ? out : { ...out, shardCount: i.shardCount };
+  if (i.serving !== undefined && !(Array.isArray(i.serving) && i.serving.every(Number.isInteger)))
+    throw new TypeError(`register ${i.service}: serving must be integers`);
+  const withServing =
+    i.serving === undefined
+      ? out
+      : {
+          ...out,
+          serving: [...i.serving],
+          ...(typeof i.releasingUntil === "number" ? { releasingUntil: i.releasingUntil } : {}),
+        };
+  const withCount = i.shardCount === undefined ? withServing : { ...withServing, shardCount: i.shardCount };
   const withEvents = i.events === undefined ? withCount : { ...withCount, events: i.events };
   return i.zone === undefined ? withEvents : { ...withEvents, zone: i.zone };
 }

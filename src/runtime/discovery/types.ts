@@ -25,6 +25,15 @@ export interface InstanceInfo {
   readonly shards: readonly number[];
   /** The service's `@shards(n)`, advertised by instances of services with `@shard` methods (`fanc ls`). */
   readonly shardCount?: number;
+  /**
+   * Sharded services: the shards this instance serves now, those it owns and those it lost but
+   * has not released yet (calls admitted for them still run). An instance that gains a shard
+   * waits until no other record serves it (call/ownership.ts). Absent in records of older
+   * versions (nothing is waited for).
+   */
+  readonly serving?: readonly number[];
+  /** While it releases shards: the latest deadline of the calls it still runs for them (epoch ms). */
+  readonly releasingUntil?: number;
   readonly zone?: string;
   /** Epoch ms. */
   readonly startedAt: number;
@@ -34,10 +43,19 @@ export interface InstanceInfo {
   readonly appId: string;
 }
 
+/** What a sharded instance's record says it serves (`InstanceInfo.serving`). */
+export interface ServingInfo {
+  readonly serving: readonly number[];
+  readonly releasingUntil?: number;
+}
+
 /** A live registration; kept alive by a lease until `deregister`. */
 export interface Registration {
   readonly info: InstanceInfo;
-  update(patch: Partial<Pick<InstanceInfo, "load" | "shards" | "endpoints">>): Promise<void>;
+  /** `releasingUntil` absent from a patch that has `serving`: none any more. */
+  update(
+    patch: Partial<Pick<InstanceInfo, "load" | "shards" | "endpoints" | "serving" | "releasingUntil">>,
+  ): Promise<void>;
   deregister(): Promise<void>;
 }
 
