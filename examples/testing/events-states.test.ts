@@ -46,6 +46,11 @@ it("the types: names and values the IDL does not have do not compile", () => {
   expect(() => wines.setState("inventoryy", {})).toThrow("mock retail.wines.PublicWines has no state inventoryy");
   // @ts-expect-error settings.open is a bool
   expect(() => wines.setState("settings", { currency: "EUR", open: "yes" })).toThrow(/settings\.open: expected a bool/);
+  wines.setState("inventory", { [wine.id]: wine });
+  // @ts-expect-error a patch is typed too: an entry of inventory is a (patch of a) Wine
+  expect(() => wines.patchState("inventory", { w1: "LOST" })).toThrow(/inventory\["w1"\]: expected an object/);
+  // @ts-expect-error Wine.name is required: a patch cannot remove it
+  expect(() => wines.patchState("inventory", { [wine.id]: { name: null } })).toThrow(/required field/);
   // @ts-expect-error wineChanged carries { wine: Wine }
   void wines.emit("wineChanged", { wine: "Chablis" }).catch(() => undefined);
   wines.get.implements((req, ctx) => {

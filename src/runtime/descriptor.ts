@@ -164,7 +164,11 @@ export type StateStatus = "connecting" | "live" | "resyncing" | "owner-absent" |
 export interface StateChange<T> {
   /** The value after the change. */
   readonly value: T;
-  /** The RFC 7396 merge patch (wire form) that produced it; undefined for a full value or a snapshot. */
+  /**
+   * The RFC 7396 merge patch that produced it, in wire form (a timestamp as its ISO text, an
+   * int64 as its digits, bytes as base64): so `unknown`, not the owner's typed `MergePatch<T>`.
+   * Undefined for a full value or a snapshot.
+   */
   readonly patch: unknown;
   readonly epoch: number;
   readonly seq: number;

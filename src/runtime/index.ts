@@ -62,6 +62,7 @@ export { task, timer } from "./app/tasks.js";
 export type { TaskContext } from "./app/tasks.js";
 export type { Publisher } from "./call/publisher.js";
 export type {
+  MergePatch,
   ShardedStatePublisher,
   StatePublisher,
   StatePublishers,

@@ -25,6 +25,7 @@ import { declares, idlErrorName } from "../codec/error-wire.js";
 import type { ServiceDescriptor } from "../descriptor.js";
 import type { Schema } from "../codec/schema.js";
 import {
+  type MergePatch,
   ShardedState,
   type StatePublisher,
   StateOwners,
@@ -106,8 +107,15 @@ export interface ServiceMock<H, C, E extends object = Record<string, unknown>> {
    * watchers; a sharded state's shard is named: `setState("carts", v, { shard: 3 })` or `{ key }`.
    */
   setState<N extends keyof MockStates<C> & string>(name: N, value: MockStates<C>[N], where?: ShardSelector): void;
-  /** `@delta` states: applies a merge patch (checked against the IDL) and tells the watchers (`where` as for `setState`). */
-  patchState<N extends keyof MockStates<C> & string>(name: N, patch: unknown, where?: ShardSelector): void;
+  /**
+   * `@delta` states: applies a merge patch (typed by `MergePatch`, checked against the IDL) and
+   * tells the watchers (`where` as for `setState`).
+   */
+  patchState<N extends keyof MockStates<C> & string>(
+    name: N,
+    patch: MergePatch<MockStates<C>[N]>,
+    where?: ShardSelector,
+  ): void;
   /** The mock of a method or subscription handler by name (also when its name collides with a member above). */
   method(name: string): MethodMock<unknown, unknown, ServiceMock<H, C, E>>;
 }

@@ -15,6 +15,7 @@ export {
   type StatePublisher,
 } from "./owner.js";
 export { statePublishers, type StatePublishers } from "./publishers.js";
+export type { MergePatch } from "./merge-patch.js";
 export { Replica, type ReplicaChange } from "./replica.js";
 export { stateHandle, type WatchHost } from "./watch.js";
 export {

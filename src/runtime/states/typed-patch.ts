@@ -2,8 +2,9 @@
  * Validating an owner's merge patch against the state's type without re-checking the whole
  * value: the patch is walked alongside the schema, so a patch of one map entry costs one
  * entry's check (the whole 10,000-entry value would cost ~1 ms per patch). Structs and maps
- * are descended into; anything else is replaced whole and checked whole. The result is the
- * patch in wire form; nothing is modified, so a rejected patch leaves the state as it was.
+ * are descended into; anything else is replaced whole and checked whole. A key whose value is
+ * `undefined` is absent, as the codec takes it in a value. The result is the patch in wire
+ * form; nothing is modified, so a rejected patch leaves the state as it was.
  */
 import { codec, type Codec } from "../codec/index.js";
 import type { MapSchema, Schema, StructSchema } from "../codec/schema.js";
@@ -65,6 +66,7 @@ function structPatch(s: StructSchema, old: Record<string, unknown>, patch: Recor
     const field = s.fields.find((f) => f.name === k);
     if (field === undefined) throw invalid(path, `${s.name} has no field ${k}`);
     const v = patch[k];
+    if (v === undefined) continue;
     if (v === null) {
       if (field.optional !== true) throw invalid(`${path}.${k}`, "a required field cannot be removed");
       out[k] = null;
@@ -84,6 +86,7 @@ function mapPatch(s: MapSchema, old: Record<string, unknown>, patch: Record<stri
   for (const k of Object.keys(patch)) {
     if (FORBIDDEN.has(k)) throw invalid(path, `key "${k}" is not allowed`);
     const v = patch[k];
+    if (v === undefined) continue;
     const had = Object.hasOwn(old, k);
     if (v === null) {
       out[k] = null;
