@@ -626,7 +626,7 @@ export class Ownership implements ShardOwnership {
       do {
         this.#advertiseAgain = false;
         const fn = this.#advertise;
-        if (fn === undefined) return;
+        if (fn === undefined) break;
         await fn(this.serving()).catch((e: unknown) =>
           this.#log.warn(
             { err: e },
@@ -634,8 +634,10 @@ export class Ownership implements ShardOwnership {
           ),
         );
       } while (this.#advertiseAgain);
+      // Cleared in the same turn as the last check: a change after it writes again.
+      this.#advertising = undefined;
     };
-    this.#advertising = run().finally(() => (this.#advertising = undefined));
+    this.#advertising = run();
   }
 
   #notifiedOnce = false;

@@ -1,0 +1,186 @@
+/**
+ * The hand-over's bounds and signals, on one Ownership with a scripted view of discovery (the
+ * cross-process behaviour is handover.test.ts): the gaining side gains a shard when the previous
+ * owner's record stops serving it, or warns and gains it past the bound that record advertises;
+ * the losing side keeps a shard whose admitted call runs (writes allowed, record still serving
+ * it), releases it when that call settles, or warns and releases it past its deadline.
+ */
+import type { Logger } from "pino";
+import { describe, expect, it } from "vitest";
+import type { LifecycleContext, ShardChange } from "../../src/runtime/call/context.js";
+import { Ownership } from "../../src/runtime/call/ownership.js";
+import { assignShards, keyPart, shardOfKey } from "../../src/runtime/call/shards.js";
+import type { Directory, InstanceInfo, ServingInfo } from "../../src/runtime/discovery/types.js";
+import { Store } from "./fixtures/generated/test/shards.js";
+
+const N = Store.descriptor.shards;
+const paths = Store.descriptor.methods.store?.shard as readonly (readonly string[])[];
+const LIMITS = { marginMs: 100, noticeMs: 300 };
+
+/** A view of discovery the test changes by hand, and an Ownership of `me` following it. */
+function scripted(me: string) {
+  const warnings: string[] = [];
+  const log = {
+    info: () => undefined,
+    error: () => undefined,
+    warn: (_: object, msg: string) => void warnings.push(msg),
+  } as unknown as Logger;
+  let instances: InstanceInfo[] = [];
+  const listeners = new Set<() => void>();
+  const directory = {
+    watch: async () => ({
+      instances: () => instances,
+      onChange: (fn: () => void) => {
+        listeners.add(fn);
+        return () => listeners.delete(fn);
+      },
+      close: async () => undefined,
+    }),
+  } as unknown as Directory;
+  const set = (next: InstanceInfo[]): void => {
+    instances = next;
+    for (const fn of [...listeners]) fn();
+  };
+  const changes: ShardChange[] = [];
+  const hooks = { onShards: (c: ShardChange) => void changes.push(c) };
+  const own = new Ownership(Store.descriptor, me, [], hooks, () => ({}) as LifecycleContext, log, undefined, LIMITS);
+  const advertised: ServingInfo[] = [];
+  const start = () => own.start(directory, async (s) => void advertised.push(s));
+  return { own, set, start, warnings, changes, advertised };
+}
+
+function record(instanceId: string, serving?: readonly number[], releasingUntil?: number): InstanceInfo {
+  return {
+    service: Store.descriptor.name,
+    instanceId,
+    version: Store.descriptor.version,
+    endpoints: {},
+    shards: [],
+    startedAt: 0,
+    load: 0,
+    appId: instanceId,
+    ...(serving === undefined ? {} : { serving }),
+    ...(releasingUntil === undefined ? {} : { releasingUntil }),
+  };
+}
+
+/** The shards `b` takes from `a` when it joins. */
+function taken(a: string, b: string): number[] {
+  const owners = assignShards(
+    [
+      { instanceId: a, shards: [] },
+      { instanceId: b, shards: [] },
+    ],
+    N,
+  );
+  return owners.flatMap((o, s) => (o === b ? [s] : []));
+}
+
+function keyOf(shard: number): string {
+  for (let i = 0; ; i++) if (shardOfKey([keyPart(`k${i}`)], N) === shard) return `k${i}`;
+}
+
+const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const all = [...Array(N).keys()];
+
+describe("the gaining side of a hand-over", () => {
+  it("holds the calls of a shard the previous owner's record still serves, and gains it once that record drops it", async () => {
+    const { own, set, start, warnings, changes } = scripted("B");
+    const moved = taken("A", "B");
+    expect(moved.length).toBeGreaterThan(0);
+    const shard = moved[0] as number;
+    // B's first view: A's record serves every shard.
+    set([record("A", all), record("B", [])]);
+    await start();
+    expect(changes).toEqual([{ owned: [], gained: [], lost: [] }]);
+    const held = own.guard(paths, { storeId: keyOf(shard) }, Date.now() + 5000);
+    expect(held).toBeInstanceOf(Promise);
+    // A released them: its record no longer lists them.
+    set([
+      record(
+        "A",
+        all.filter((s) => !moved.includes(s)),
+      ),
+      record("B", []),
+    ]);
+    await tick(20);
+    expect(changes.at(-1)).toEqual({ owned: moved, gained: moved, lost: [] });
+    expect(await held).toBeUndefined();
+    expect(own.guard(paths, { storeId: keyOf(shard) }, Date.now() + 5000)).toBe(shard);
+    expect(warnings).toEqual([]);
+  });
+
+  it("gains it at once from a record that lists nothing served (an earlier version) or that is gone", async () => {
+    const { set, start, changes } = scripted("B");
+    const moved = taken("A", "B");
+    set([record("A"), record("B", [])]);
+    await start();
+    expect(changes).toEqual([{ owned: moved, gained: moved, lost: [] }]);
+  });
+
+  it("past the bound the previous owner advertised, warns and gains it", async () => {
+    const { set, start, warnings, changes } = scripted("B");
+    const moved = taken("A", "B");
+    const t0 = Date.now();
+    set([record("A", all, t0 + 200), record("B", [])]);
+    await start();
+    expect(changes.at(-1)?.gained).toEqual([]);
+    await tick(150);
+    expect(changes.length).toBe(1);
+    await tick(400);
+    expect(changes.at(-1)).toEqual({ owned: moved, gained: moved, lost: [] });
+    expect(warnings.join("\n")).toMatch(/but A has not released it in \d+ s .*taking it over now/);
+  });
+});
+
+describe("the losing side of a hand-over", () => {
+  it("keeps a shard whose admitted call runs releasing (its states writable), its record serving it until the call settles", async () => {
+    const { own, set, start, warnings, changes, advertised } = scripted("A");
+    const lose = taken("A", "B");
+    const shard = lose[0] as number;
+    set([record("A", [])]);
+    await start();
+    await tick(20);
+    expect(advertised.at(-1)?.serving).toEqual(all);
+    // A call admitted for the shard, with its deadline.
+    const deadline = Date.now() + 5000;
+    expect(own.guard(paths, { storeId: keyOf(shard) }, deadline)).toBe(shard);
+    // B joins: new calls for the shard are redirected, the running one keeps it releasing.
+    set([record("A", all), record("B", [])]);
+    await tick(20);
+    expect(own.guard(paths, { storeId: keyOf(shard) }, deadline)).toMatchObject({ details: { redirect: true, shard } });
+    expect(own.releasing(shard)).toBe(true);
+    expect(changes.at(-1)?.lost).toEqual(lose.filter((s) => s !== shard));
+    expect(advertised.at(-1)).toEqual({
+      serving: [...own.owned(), shard].sort((a, b) => a - b),
+      releasingUntil: deadline,
+    });
+    // It settles: released (onShards hears of it), and the record drops it.
+    own.settled(shard);
+    await tick(20);
+    expect(own.releasing(shard)).toBe(false);
+    expect(changes.at(-1)).toEqual({ owned: own.owned(), gained: [], lost: [shard] });
+    expect(advertised.at(-1)).toEqual({ serving: own.owned() });
+    expect(warnings).toEqual([]);
+  });
+
+  it("releases it, with a warning, once the call runs past its deadline and the margin", async () => {
+    const { own, set, start, warnings, changes } = scripted("A");
+    const shard = taken("A", "B")[0] as number;
+    set([record("A", [])]);
+    await start();
+    expect(own.guard(paths, { storeId: keyOf(shard) }, Date.now() + 100)).toBe(shard);
+    set([record("A", all), record("B", [])]);
+    await tick(50);
+    expect(own.releasing(shard)).toBe(true);
+    await tick(300);
+    expect(own.releasing(shard)).toBe(false);
+    expect(changes.at(-1)?.lost).toEqual([shard]);
+    expect(warnings.join("\n")).toMatch(
+      new RegExp(`shard ${shard} of .* still run 100 ms past the latest of their deadlines: releasing it now`),
+    );
+    // Its late end changes nothing.
+    own.settled(shard);
+    expect(own.releasing(shard)).toBe(false);
+  });
+});
