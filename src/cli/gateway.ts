@@ -117,6 +117,7 @@ export async function run(args: string[], io: Io = processIo, stop?: AbortSignal
       cors: new Cors(values.cors),
       log,
       revealErrors: values["reveal-errors"] === true,
+      release: (descriptor) => a.releaseClient({ descriptor }),
     });
     const url = await server.listen(port, values.host ?? "127.0.0.1");
     const r = new IdlReloader({ dir, app, server, client, io, log });

@@ -4,8 +4,9 @@
  * watcher, cli/watch-dirs.ts, and debounced as it is) or of a symbolic link on its path (a
  * deploy switching `idl -> releases/v2`). An IDL that compiles becomes a new
  * `Catalog` (which keeps the entries of services that did not change) that the server swaps in
- * for new requests; one that does not is reported with its located, coded diagnostics and the
- * previous one goes on being served. Reloads run one at a time. What the gateway opened at
+ * for new requests (the clients of the entries it replaced are released once no call or stream
+ * uses them, server.ts); one that does not is reported with its located, coded diagnostics and
+ * the previous one goes on being served. Reloads run one at a time. What the gateway opened at
  * start (its transports, its App) stays: a service the new IDL adds on a transport the gateway
  * did not open is named in a warning, not left to answer 503 unexplained.
  */

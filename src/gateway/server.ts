@@ -12,7 +12,8 @@
  *
  * `swap(catalog)` serves a reloaded IDL (reload.ts): each request reads the catalog once, when
  * it arrives, so a call in flight ends as it began; streams of what the new IDL removed end
- * with a final `fan-error` event, every other stream goes on.
+ * with a final `fan-error` event, every other stream goes on. What the App holds for a
+ * service version the reload replaced (its client) is released once its calls and streams end.
  *
  * Every answer to a request is an answer: malformed JSON, an invalid argument, an unknown path
  * a body over the limit and a wrong verb are coded JSON errors (400, 404, 413, 405) and the
@@ -53,6 +54,11 @@ export interface GatewayOptions {
   readonly maxBodyBytes?: number;
   /** `--reveal-errors`: every error reaches the client as it is (development); default false. */
   readonly revealErrors?: boolean;
+  /**
+   * Releases what the App holds for a service's descriptor that a reload replaced (its cached
+   * client: `app.releaseClient`), called once no call or stream of it is left.
+   */
+  readonly release?: (descriptor: ServiceDescriptor) => void;
 }
 
 export class GatewayServer {
@@ -64,6 +70,10 @@ export class GatewayServer {
   #server: Server | undefined;
   #catalog: Catalog;
   readonly #streams = new Map<ServerResponse, OpenStream>();
+  /** Calls in flight and open streams per catalog entry (entries of no call or stream are absent). */
+  readonly #uses = new Map<GatewayService, number>();
+  /** Entries a reload replaced whose calls or streams still run: released when the last ends. */
+  readonly #retired = new Set<GatewayService>();
 
   constructor(opts: GatewayOptions) {
     this.#o = opts;
@@ -98,10 +108,20 @@ export class GatewayServer {
   /**
    * Serves `next` to every request from now on (one assignment: no request sees half of it).
    * Open streams of a service, event or state that `next` lacks end with a `fan-error` event
-   * (NOT_FOUND, as a new request for them is answered); returns how many.
+   * (NOT_FOUND, as a new request for them is answered); returns how many. The entries of the
+   * previous catalog that `next` does not keep have their clients released (`release`) once no
+   * call or stream that began on them is left: at once, or when the last ends.
    */
   swap(next: Catalog): number {
+    const before = this.#catalog;
     this.#catalog = next;
+    // Entries the new catalog does not keep: their clients go once nothing uses them.
+    for (const name of before.names()) {
+      const was = before.service(name) as GatewayService;
+      if (next.service(name) === was) continue;
+      if (this.#uses.has(was)) this.#retired.add(was);
+      else this.#release(was);
+    }
     let ended = 0;
     for (const [res, s] of this.#streams) {
       const gone = removed(next, s);
@@ -166,9 +186,15 @@ export class GatewayServer {
       if (m === undefined)
         return refuse(res, Code.NOT_FOUND, `${svc.descriptor.name} has no rpc or push ${JSON.stringify(raw[1])}`);
       if (method !== "POST") return sendWrongVerb(res, method, path, "POST");
-      const body = await this.#body(req, res);
-      if (body === undefined) return;
-      return this.#send(req, res, svc, m, body);
+      // Counted from here, before the body is read: a reload meanwhile must not release its client.
+      const done = this.#use(svc);
+      try {
+        const body = await this.#body(req, res);
+        if (body === undefined) return;
+        return await this.#send(req, res, svc, m, body);
+      } finally {
+        done();
+      }
     }
     if (raw[0] === "_fan" || (raw.length === 1 && raw[0] === "health"))
       return this.#own(req, res, catalog, raw, method, q < 0 ? undefined : url.slice(q + 1));
@@ -178,12 +204,17 @@ export class GatewayServer {
       const { route, params } = found.match;
       const m = route.method;
       const target = catalog.service(route.service) as GatewayService;
-      // GET, HEAD and DELETE: the path and the query string; POST, PUT and PATCH: the JSON body.
-      const bodyless = isBodyless(method);
-      const body = bodyless ? {} : await this.#body(req, res);
-      if (body === undefined) return;
-      const query = bodyless && q >= 0 ? new URLSearchParams(url.slice(q + 1)) : undefined;
-      return this.#send(req, res, target, m, bindParams(m.input, body, params, query));
+      const done = this.#use(target);
+      try {
+        // GET, HEAD and DELETE: the path and the query string; POST, PUT and PATCH: the JSON body.
+        const bodyless = isBodyless(method);
+        const body = bodyless ? {} : await this.#body(req, res);
+        if (body === undefined) return;
+        const query = bodyless && q >= 0 ? new URLSearchParams(url.slice(q + 1)) : undefined;
+        return await this.#send(req, res, target, m, bindParams(m.input, body, params, query));
+      } finally {
+        done();
+      }
     }
     refuse(res, Code.NOT_FOUND, `no service, method or route at ${method} ${path} (GET /_fan/idl lists them)`);
   }
@@ -220,23 +251,53 @@ export class GatewayServer {
       );
     const svc = catalog.service(service as string);
     if (svc === undefined) return refuse(res, Code.NOT_FOUND, `no service ${JSON.stringify(service)} in the IDL`);
+    // From before the subscription is made (a reload meanwhile must not release it) to the stream's end.
+    const done = this.#use(svc);
+    let attached = false;
+    try {
+      attached = await this.#stream(req, res, svc, kind, member as string, service as string, search, method, done);
+    } finally {
+      if (!attached) done();
+    }
+  }
+
+  /** `#own`'s event or state stream of `svc`; true once open (`done` is then called when it closes). */
+  async #stream(
+    req: IncomingMessage,
+    res: ServerResponse,
+    svc: GatewayService,
+    kind: "events" | "states",
+    member: string,
+    service: string,
+    search: string | undefined,
+    method: string,
+    done: () => void,
+  ): Promise<boolean> {
     const d = svc.descriptor;
-    const target = kind === "events" ? d.events[member as string] : d.states[member as string];
-    if (target === undefined)
-      return refuse(
+    const target = kind === "events" ? d.events[member] : d.states[member];
+    if (target === undefined) {
+      refuse(
         res,
         Code.NOT_FOUND,
         `${d.name} has no ${kind === "events" ? "event" : "state"} ${JSON.stringify(member)}`,
       );
+      return false;
+    }
     // A sharded state streams one shard: `?shard=N`, or `?key=K` (repeated for a tuple key); or all: `?shard=all`.
     let shard: number | "all" | undefined;
     if (kind === "states") {
       const picked = pickShard(d, target as StateDescriptor, search);
-      if (typeof picked === "object") return refuse(res, Code.INVALID_ARGUMENT, picked.refused);
+      if (typeof picked === "object") {
+        refuse(res, Code.INVALID_ARGUMENT, picked.refused);
+        return false;
+      }
       shard = picked;
     }
     // HEAD has no body: answer the stream's headers and end, with no subscription or keepalive behind it.
-    if (method === "HEAD") return void res.writeHead(200, SSE_HEADERS).end();
+    if (method === "HEAD") {
+      res.writeHead(200, SSE_HEADERS).end();
+      return false;
+    }
     // Subscribe first: the stream opens (and EventSource fires `open`) only once nothing can be missed.
     const pending: string[] = [];
     let stream: ((data: string) => void) | undefined;
@@ -245,7 +306,7 @@ export class GatewayServer {
     try {
       stop =
         kind === "events"
-          ? await this.#hub.attach(d, d.events[member as string] as NonNullable<(typeof d.events)[string]>, fn)
+          ? await this.#hub.attach(d, d.events[member] as NonNullable<(typeof d.events)[string]>, fn)
           : shard === "all"
             ? this.#states.attachAll(d, target as StateDescriptor, fn)
             : await this.#states.attach(d, target as StateDescriptor, shard, fn);
@@ -257,16 +318,21 @@ export class GatewayServer {
       const stream = `/_fan/${kind}/${service}/${member}`;
       if (isGatewayRefusal(e)) {
         this.#o.log.warn({ stream, err: (e as Error).message }, "refused an event stream");
-        return refuse(res, Code.UNAVAILABLE, (e as Error).message, 503);
+        refuse(res, Code.UNAVAILABLE, (e as Error).message, 503);
+        return false;
       }
       if (!FanError.is(e) || e.code !== Code.UNAVAILABLE) throw e;
       const outside = this.#exposure.outside(wireErrorOf(e, d), e, newTraceId(), { service: d.name, path: stream });
-      return writeError(res, outside);
+      writeError(res, outside);
+      return false;
     }
-    if (req.destroyed) return stop();
+    if (req.destroyed) {
+      stop();
+      return false;
+    }
     const name = `/_fan/${kind}/${service}/${member}${shard === undefined ? "" : `?shard=${shard}`}`;
     const sse = openSse(res, {}, this.#o.log, name);
-    const open: OpenStream = { service: d.name, kind, member: member as string, sse };
+    const open: OpenStream = { service: d.name, kind, member, sse };
     stream = sse.send;
     for (const p of pending) sse.send(p);
     // A reload while the subscription was made may have removed what it streams.
@@ -276,7 +342,9 @@ export class GatewayServer {
     res.once("close", () => {
       this.#streams.delete(res);
       stop();
+      done();
     });
+    return true;
   }
 
   /**
@@ -329,6 +397,30 @@ export class GatewayServer {
       return Promise.resolve();
     }
     return relay(res, svc, m, body, headers, leaving(req), this.#exposure);
+  }
+
+  /** Counts a call or stream of `svc`; returns its end (once), which releases a retired entry left unused. */
+  #use(svc: GatewayService): () => void {
+    this.#uses.set(svc, (this.#uses.get(svc) ?? 0) + 1);
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      const n = (this.#uses.get(svc) ?? 1) - 1;
+      if (n > 0) return void this.#uses.set(svc, n);
+      this.#uses.delete(svc);
+      if (this.#retired.delete(svc)) this.#release(svc);
+    };
+  }
+
+  /** Releases the App's client of an entry a reload replaced (nothing uses it). */
+  #release(svc: GatewayService): void {
+    try {
+      this.#o.release?.(svc.descriptor);
+      this.#o.log.debug({ service: svc.descriptor.name }, "released the client of a service version a reload replaced");
+    } catch (e) {
+      this.#o.log.error({ err: e, service: svc.descriptor.name }, "releasing a replaced client failed");
+    }
   }
 }
 

@@ -132,7 +132,8 @@ export class App implements ClientHost {
   readonly #options: AppOptions;
   readonly #infra: Infra;
   readonly #served: ServedInstance[] = [];
-  readonly #clients = new Map<ServiceDescriptor, Map<string, unknown>>();
+  /** `client()`'s cache: per definition's descriptor and options, the typed client and its caller. */
+  readonly #clients = new Map<ServiceDescriptor, Map<string, { readonly client: unknown; readonly caller: Caller }>>();
   readonly #inflight = new Map<string, number>();
   readonly #clientSubs = new Set<Subscription>();
   readonly #lifecycle: Lifecycle;
@@ -221,12 +222,27 @@ export class App implements ClientHost {
       byOpts = new Map();
       this.#clients.set(def.descriptor, byOpts);
     }
-    let c = byOpts.get(key) as C | undefined;
+    let c = byOpts.get(key);
     if (c === undefined) {
-      c = def.createClient(new Caller(this, def.descriptor, opts));
+      const caller = new Caller(this, def.descriptor, opts);
+      c = { client: def.createClient(caller), caller };
       byOpts.set(key, c);
     }
-    return c;
+    return c.client as C;
+  }
+
+  /**
+   * Drops the clients of `def` this App cached (`client()`, per definition: one that is no
+   * longer used, e.g. the gateway's after a reload built new definitions) and detaches them
+   * from discovery and the traffic rules; the next `client(def)` makes a new one. Only once no
+   * call made on them runs: a call made on a released client fails FAILED_PRECONDITION.
+   * Returns how many were released.
+   */
+  releaseClient(def: Pick<ServiceDefinition<unknown, unknown>, "descriptor">): number {
+    const byOpts = this.#clients.get(def.descriptor);
+    this.#clients.delete(def.descriptor);
+    for (const c of byOpts?.values() ?? []) c.caller.close();
+    return (byOpts?.size ?? 0) + this.#states.release(def.descriptor);
   }
 
   /** Publishes the events and states of a service this app serves. */

@@ -43,6 +43,7 @@ import { isNotDelivered } from "../transports/not-delivered.js";
 import { Route, checkRange, type RouteHost, type ServiceTraffic, type Target } from "./route.js";
 import { majorRange } from "./versions.js";
 import { ShardRoute, type ShardHooks } from "./shard-route.js";
+import { InstanceWatch } from "./instance-watch.js";
 import { LocalTransport } from "../transports/local/index.js";
 import type { Envelope, SendOptions } from "../transports/transport.js";
 import type { AttemptHost, ClientPolicy } from "../policy/client.js";
@@ -133,7 +134,11 @@ export class Caller implements ClientCaller {
   readonly #plans = new Map<string, MethodPlan>();
   #route: Route | undefined;
   #shards: ShardRoute | undefined;
+  /** Sharded calls in flight on transports that cannot see their instance die (instance-watch.ts). */
+  #watch: InstanceWatch | undefined;
   #routing: Promise<Route> | undefined;
+  /** `close()` was called: the client follows discovery no more and refuses new calls. */
+  #closed = false;
   /** Track in-flight calls per instance (only the p2c strategy reads them). */
   readonly #countInFlight: boolean;
   /** Only the built-in interceptors: calls run them inlined, without the chain. */
@@ -487,6 +492,9 @@ export class Caller implements ClientCaller {
     );
     pending.via = transport;
     pending.endpoint = target.endpoint;
+    // A sharded call waits on one instance: failed once discovery says it died, if its transport cannot tell.
+    if (req.method.shard !== undefined && transport.watchInstances === true && req.kind === "call")
+      this.#watch?.add(target.info.instanceId, pending);
     let sent: Promise<Envelope | undefined>;
     const route = this.#route as Route;
     const pinned = req.opts?.transport;
@@ -604,7 +612,23 @@ export class Caller implements ClientCaller {
     );
   }
 
+  /**
+   * Detaches this client from the App's discovery cache and traffic rules (the listeners its
+   * route holds on them) so that nothing is left of it once it is dropped (`app.releaseClient`).
+   * Call it once no call made on it runs: a call made after fails FAILED_PRECONDITION.
+   */
+  close(): void {
+    this.#closed = true;
+    this.#shards?.close();
+    this.#watch?.close();
+    this.#route?.close();
+    this.#shards = undefined;
+    this.#route = undefined;
+    this.#routing = undefined;
+  }
+
   async #routeReady(): Promise<Route> {
+    if (this.#closed) throw new FanError(Code.FAILED_PRECONDITION, `this client of ${this.#service.name} was released`);
     this.#routing ??= (async () => {
       await this.#host.ready();
       const set = await this.#host.watch(this.#service.name);
@@ -616,8 +640,16 @@ export class Caller implements ClientCaller {
         ...(this.#opts.strategy === undefined ? {} : { strategy: this.#opts.strategy }),
         ...(this.#opts.transport === undefined ? {} : { transport: this.#opts.transport }),
       };
-      this.#route = new Route(this.#host, set, this.#service.name, routeOpts);
-      return this.#route;
+      const route = new Route(this.#host, set, this.#service.name, routeOpts);
+      // Closed while the route was made: it must not stay attached.
+      if (this.#closed) {
+        route.close();
+        throw new FanError(Code.FAILED_PRECONDITION, `this client of ${this.#service.name} was released`);
+      }
+      this.#route = route;
+      if (Object.values(this.#service.methods).some((m) => m.shard !== undefined))
+        this.#watch = new InstanceWatch(set, this.#service.name);
+      return route;
     })();
     this.#routing.catch(() => (this.#routing = undefined));
     return this.#routing.catch((e: unknown) => {

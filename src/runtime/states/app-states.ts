@@ -80,6 +80,8 @@ export interface AppStates {
   ): StateHandle<unknown> | ShardedStateHandle<unknown>;
   /** Refuses to serve a service with states over network transports when none can carry its updates. */
   checkServe(d: ServiceDescriptor, transports: readonly TransportName[]): void;
+  /** Closes and drops the snapshot clients of `service`'s watches (`app.releaseClient`); returns how many. */
+  release(service: ServiceDescriptor): number;
   close(): Promise<void>;
 }
 
@@ -289,6 +291,12 @@ export function appStates(
       if (Object.keys(d.states).length === 0 || !transports.some((t) => t !== "local")) return;
       const missing = carrierMissing(d);
       if (missing !== undefined) throw missing;
+    },
+    release: (service) => {
+      const byRange = callers.get(service);
+      callers.delete(service);
+      for (const c of byRange?.values() ?? []) c.close();
+      return byRange?.size ?? 0;
     },
     close: async () => {
       const open = [...views];
