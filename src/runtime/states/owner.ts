@@ -18,7 +18,7 @@ import { Code, FanError } from "../errors.js";
 import { nextEnvelopeId } from "../ids.js";
 import type { Envelope, EnvelopeHeaders } from "../transports/transport.js";
 import { traceProduced } from "../telemetry/calls.js";
-import { applyMergePatchInPlace, diffMergePatch } from "./merge-patch.js";
+import { applyMergePatchInPlace, diffMergePatch, type MergePatch } from "./merge-patch.js";
 import { type StateMessage, type StateSnapshot, stateEvent } from "./protocol.js";
 import { wirePatch } from "./typed-patch.js";
 
@@ -29,11 +29,11 @@ export interface StatePublisher<T> {
   /** Replaces the value (`@delta` states publish the difference as a merge patch). Throws INVALID_ARGUMENT when it does not fit the IDL. */
   set(value: T): void;
   /**
-   * `@delta` states: applies an RFC 7396 merge patch (typed values as leaves, `null` removes).
-   * The result is checked against the IDL first; an invalid patch throws INVALID_ARGUMENT and
-   * is neither applied nor published.
+   * `@delta` states: applies an RFC 7396 merge patch (typed values as leaves, `null` removes;
+   * typed by `MergePatch<T>`). The result is checked against the IDL first; an invalid patch
+   * throws INVALID_ARGUMENT and is neither applied nor published.
    */
-  patch(patch: unknown): void;
+  patch(patch: MergePatch<T>): void;
   /** The epoch and sequence number of the last update. */
   readonly epoch: number;
   readonly seq: number;
