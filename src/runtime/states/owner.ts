@@ -44,6 +44,8 @@ export interface SnapshotStore {
   load(key: string): Promise<StateSnapshot | undefined>;
   /** Saves (throttled by the store); the latest call wins. */
   save(key: string, snap: () => StateSnapshot): void;
+  /** Writes what `save` holds for `key` now, if anything (a shard handed over: its new owner loads it next). */
+  flush?(key: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -246,20 +248,30 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
 
   /**
    * A shard moved to another instance: stop publishing and forget the value, so that when the
-   * shard comes back its value is the saved snapshot (or empty), never this stale one.
+   * shard comes back its value is the saved snapshot (or empty), never this stale one. With
+   * `handOver` (its calls settled, the new owner waits for this release): the epoch's last
+   * heartbeat is sent and the snapshot written before it resolves, so the new owner resumes the
+   * value with every write of this epoch, and watchers resync to it at once.
    */
-  release(): void {
+  release(handOver = false): Promise<void> {
+    const wasActive = this.#active;
+    const last = handOver && wasActive ? this.leave() : undefined;
     this.#active = false;
     // The pending save must hold the value as it was, not the empty one below.
-    if (this.host.store !== undefined && this.#has) {
-      const last = this.snapshot();
-      this.host.store.save(this.#key(), () => last);
+    const store = this.host.store;
+    let saved: Promise<void> | undefined;
+    if (store !== undefined && this.#has) {
+      const snap = this.snapshot();
+      store.save(this.#key(), () => snap);
+      if (handOver) saved = store.flush?.(this.#key());
     }
     this.#wire = undefined;
     this.#has = false;
     this.#held = -1;
     this.#heldSeq = 0;
     this.#value = undefined;
+    if (last === undefined && saved === undefined) return Promise.resolve();
+    return Promise.all([last, saved?.catch(() => undefined)]).then(() => undefined);
   }
 
   /** Tells watchers the owner is alive and where its sequence is. */
@@ -474,13 +486,20 @@ export class StateOwners {
       const guard = (): void => {
         const view = this.#ownership.get(service.name)?.view;
         // Before the service is bound any shard may be set (published once owned; dropped at bind if not).
-        if (view === undefined || view.owned().includes(shard)) return;
+        // A shard lost while calls admitted for it run is written until it is released (its new owner waits).
+        if (view === undefined || view.owned().includes(shard) || view.releasing?.(shard) === true) return;
         const owner = view.ownerOf(shard);
-        throw new FanError(
+        const err = new FanError(
           Code.FAILED_PRECONDITION,
           `shard ${shard} of ${service.name}.${st.name} is owned by ${owner ?? "no instance"}, not by this instance (${view.instanceId})`,
           { details: { service: service.name, state: st.name, shard, ...(owner === undefined ? {} : { owner }) } },
         );
+        // Said here too: a handler that lets it propagate answers its caller with it, and nothing else logs it.
+        this.host.log.warn(
+          { service: service.name, state: st.name, shard, ...(owner === undefined ? {} : { owner }) },
+          `a write to ${service.name}.${st.name} was refused: ${err.message} (a call admitted for the shard may write it until the shard is released; this write came after, or from elsewhere)`,
+        );
+        throw err;
       };
       o = new StateOwner(service, st, this.host, shard, guard);
       this.#owners.set(key, o);
@@ -567,13 +586,16 @@ export class StateOwners {
     if (owned !== undefined)
       for (const o of this.#owners.values())
         if (o.service.name === service.name && o.shard !== undefined && !owned.includes(o.shard) && !o.active)
-          o.release();
+          void o.release();
+    const released: Promise<void>[] = [];
     for (const st of Object.values(service.states)) {
       if (st.sharded !== true) continue;
-      for (const s of lost) this.#shardOwner(service, st, s).release();
+      // Handed over: the last heartbeat and the saved snapshot go out before the record lets the new owner take it.
+      for (const s of lost) released.push(this.#shardOwner(service, st, s).release(true));
       // A shard that moved here publishes under a new epoch (resuming its saved snapshot): watchers resync.
       await Promise.all(gained.map((s) => this.#shardOwner(service, st, s).activate()));
     }
+    await Promise.all(released);
     if (gained.length > 0 || lost.length > 0)
       this.host.log.info({ service: service.name, gained, lost }, "sharded states follow the owned shards");
   }
@@ -591,7 +613,7 @@ export class StateOwners {
     for (const o of this.#owners.values()) {
       if (o.service.name !== service.name) continue;
       this.#leave(o);
-      if (o.shard !== undefined) o.release();
+      if (o.shard !== undefined) void o.release();
     }
   }
 

@@ -63,6 +63,14 @@ export function redisSnapshotStore(o: PersistOptions, log: Logger): SnapshotStor
       dirty.set(key, snap);
       timer ??= setTimeout(() => void flush(), every);
     },
+    flush: async (key) => {
+      const snap = dirty.get(key);
+      if (snap === undefined) return;
+      dirty.delete(key);
+      await (await open()).set(key, JSON.stringify(snap())).catch((e: unknown) => {
+        log.warn({ err: e, key }, "saving a state snapshot failed; the next update saves it again");
+      });
+    },
     close: async () => {
       clearTimeout(timer);
       await flush();
