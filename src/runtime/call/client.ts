@@ -648,7 +648,7 @@ export class Caller implements ClientCaller {
       }
       this.#route = route;
       if (Object.values(this.#service.methods).some((m) => m.shard !== undefined))
-        this.#watch = new InstanceWatch(set, this.#service.name);
+        this.#watch = new InstanceWatch(set, this.#service.name, this.#host.log);
       return route;
     })();
     this.#routing.catch(() => (this.#routing = undefined));

@@ -14,14 +14,19 @@
  * policy sends an `@idempotent` one to the shard's new owner, as any other UNAVAILABLE. While
  * the lease lives, the instance is stopping gracefully (its record is deleted first, then it
  * finishes its calls and answers them): asked again every `RECHECK_MS` until it is gone or its
- * calls settled.
+ * calls settled. While the registry does not answer (unreachable, refused, closed) the calls
+ * cannot be told apart from a drain's: asked again likewise, with a warning naming the instance
+ * and the error at most once a minute per instance (`WARN_EVERY_MS`).
  */
+import type { Logger } from "pino";
 import type { InstanceSet } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
 import type { PendingCall } from "./pending.js";
 
 /** How often an instance that left the set while its lease lived (draining) is asked about again. */
 export const RECHECK_MS = 500;
+/** How often a registry that fails to say whether one instance is gone is warned about. */
+export const WARN_EVERY_MS = 60_000;
 
 /**
  * The instance set as the watch reads it. `gone` (`WatchedSet`, instance-set.ts): true once the
@@ -44,10 +49,14 @@ export class InstanceWatch {
   readonly #asking = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  readonly #log: Pick<Logger, "warn"> | undefined;
+  /** When a failed question about each instance was last warned about. */
+  readonly #warned = new Map<string, number>();
 
-  constructor(set: WatchedInstances, service: string) {
+  constructor(set: WatchedInstances, service: string, log?: Pick<Logger, "warn">) {
     this.#set = set;
     this.#service = service;
+    this.#log = log;
   }
 
   /** Watches `p`, a call in flight to `instanceId`, until it settles (`drop`). */
@@ -101,9 +110,10 @@ export class InstanceWatch {
     let gone: boolean;
     try {
       gone = this.#set.gone === undefined ? true : await this.#set.gone(id);
-    } catch {
+    } catch (e) {
       // The registry did not answer: asked again later.
       gone = false;
+      this.#warn(id, e);
     } finally {
       this.#asking.delete(id);
     }
@@ -115,6 +125,19 @@ export class InstanceWatch {
     }
     const err = instanceGone(this.#service, id);
     for (const p of [...calls]) p.fail(err);
+  }
+
+  #warn(id: string, e: unknown): void {
+    const now = Date.now();
+    const last = this.#warned.get(id);
+    if (this.#log === undefined || (last !== undefined && now - last < WARN_EVERY_MS) || !this.#calls.has(id)) return;
+    for (const [other, at] of this.#warned) if (now - at >= WARN_EVERY_MS) this.#warned.delete(other);
+    this.#warned.set(id, now);
+    const n = this.#calls.get(id)?.size ?? 0;
+    this.#log.warn(
+      { err: e, service: this.#service, instance: id, calls: n },
+      `instance ${id} of ${this.#service} left the instance set with ${n} calls in flight to it, and asking the registry whether its lease ended failed (${e instanceof Error ? e.message : String(e)}): asked again every ${RECHECK_MS} ms; until it answers, those calls wait for their answer or their deadline (said at most once a minute per instance)`,
+    );
   }
 
   #recheck(): void {

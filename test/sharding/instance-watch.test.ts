@@ -1,0 +1,46 @@
+/**
+ * The instance watch (call/instance-watch.ts) with a scripted instance set: a registry that
+ * cannot say whether an instance with calls in flight is gone is asked again, and said so.
+ */
+import type { Logger } from "pino";
+import { describe, expect, it } from "vitest";
+import { InstanceWatch, RECHECK_MS } from "../../src/runtime/call/instance-watch.js";
+import type { PendingCall } from "../../src/runtime/call/pending.js";
+import type { InstanceInfo } from "../../src/runtime/discovery/types.js";
+
+const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("the instance watch", () => {
+  it("warns, once a minute per instance, when the registry fails to say whether an instance with calls in flight is gone", async () => {
+    const warnings: string[] = [];
+    const log = { warn: (_: object, msg: string) => void warnings.push(msg) } as unknown as Logger;
+    let asked = 0;
+    let instances: InstanceInfo[] = [{ instanceId: "Store-a" } as InstanceInfo];
+    const listeners = new Set<() => void>();
+    const set = {
+      instances: () => instances,
+      onChange: (fn: () => void) => {
+        listeners.add(fn);
+        return () => listeners.delete(fn);
+      },
+      gone: async () => {
+        asked++;
+        throw new Error("etcd: connect ECONNREFUSED 127.0.0.1:2379");
+      },
+    };
+    const watch = new InstanceWatch(set, "test.Store", log);
+    const failed: unknown[] = [];
+    const call = { fail: (e: unknown) => void failed.push(e) } as unknown as PendingCall;
+    watch.add("Store-a", call);
+    instances = [];
+    for (const fn of [...listeners]) fn();
+    await tick(RECHECK_MS * 2 + 100);
+    expect(asked).toBeGreaterThanOrEqual(3);
+    expect(failed).toEqual([]);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(
+      /instance Store-a of test\.Store left the instance set with 1 calls in flight to it, and asking the registry whether its lease ended failed \(etcd: connect ECONNREFUSED .*\): .* those calls wait for their answer or their deadline/,
+    );
+    watch.close();
+  });
+});
