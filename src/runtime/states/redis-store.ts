@@ -4,7 +4,9 @@
  * `intervalMs` per state (the latest snapshot wins) and once more on close. ioredis is
  * imported only when a store is configured. A restarted owner resumes the saved value and
  * sequence under a new epoch; updates of its last `intervalMs` before a crash may be missing
- * from the saved value, and watchers resync to what the owner holds.
+ * from the saved value, and watchers resync to what the owner holds. A shard handed over is
+ * saved at once (`flush`) and, since no later update would save it again, tried again a few
+ * times before its new owner is told (`RELEASE_RETRY_MS`), then given up with a warning.
  */
 import type { Logger } from "pino";
 import type { SnapshotStore } from "./owner.js";
@@ -25,6 +27,15 @@ interface Conn {
   disconnect(): void;
   on(ev: "error", fn: (e: Error) => void): unknown;
 }
+
+/**
+ * The waits before the second and third tries of a released shard's save; no try starts more
+ * than `RELEASE_TRY_WITHIN_MS` after the first (ioredis's own reconnection tries make each failed
+ * one take 150 ms and more against a Redis that refuses): the release, and its new owner, wait
+ * about 1.5 s at most for it.
+ */
+const RELEASE_RETRY_MS = [100, 300] as const;
+const RELEASE_TRY_WITHIN_MS = 1000;
 
 /** A snapshot store in Redis. */
 export function redisSnapshotStore(o: PersistOptions, log: Logger): SnapshotStore {
@@ -67,9 +78,29 @@ export function redisSnapshotStore(o: PersistOptions, log: Logger): SnapshotStor
       const snap = dirty.get(key);
       if (snap === undefined) return;
       dirty.delete(key);
-      await (await open()).set(key, JSON.stringify(snap())).catch((e: unknown) => {
-        log.warn({ err: e, key }, "saving a state snapshot failed; the next update saves it again");
-      });
+      const value = JSON.stringify(snap());
+      let err: unknown;
+      let tries = 0;
+      const t0 = Date.now();
+      for (let i = 0; i <= RELEASE_RETRY_MS.length; i++) {
+        if (i > 0) {
+          await new Promise((r) => setTimeout(r, RELEASE_RETRY_MS[i - 1]));
+          if (Date.now() - t0 > RELEASE_TRY_WITHIN_MS) break;
+          // Saved again meanwhile (the shard came back): that newer snapshot is the one to write.
+          if (dirty.has(key)) return;
+        }
+        tries++;
+        try {
+          await (await open()).set(key, value);
+          return;
+        } catch (e) {
+          err = e;
+        }
+      }
+      log.warn(
+        { err, key, tries },
+        `saving the snapshot of ${key} as its shard was handed over failed (${tries} tries in ${Date.now() - t0} ms): its new owner will resume an older snapshot (the last one saved), without this owner's latest updates`,
+      );
     },
     close: async () => {
       clearTimeout(timer);
