@@ -366,7 +366,8 @@ export async function run(
       return 0;
     }
     // A broadcast, ephemeral subscription of its own: a copy of every event, on a queue that is
-    // deleted when fanc stops and expires if it dies.
+    // deleted when fanc stops and expires if it dies. The group only names it: every fanc shares
+    // it, but an ephemeral subscriber's dead-letter queue is its own (amqp/events.ts).
     const subscription = {
       source: t.service,
       event: t.event.name,

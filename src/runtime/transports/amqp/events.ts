@@ -4,9 +4,9 @@
  * bound to it (its instances share the queue, so each event is handled once per service),
  * and a `@broadcast` event gets one queue per instance instead, which the broker deletes
  * once the instance has been gone for `broadcastExpiresMs`. An ephemeral subscriber (a
- * client's subscription, a state view, fanc) is no service: its queue, dead-letter queue and
- * that queue's watch are deleted when it closes and expire `broadcastExpiresMs` after its
- * process died.
+ * client's subscription, a state view, fanc) is no service: its queue, a dead-letter queue of
+ * that queue's own (not its group's, which other subscribers may share) and its watch are
+ * deleted when it closes and expire `broadcastExpiresMs` after its process died.
  */
 import type { Channel } from "amqplib";
 import type { Logger } from "pino";
@@ -54,8 +54,10 @@ export async function subscribeEvents(
   };
   const ephemeral = sub.ephemeral === true;
   const queue = subscriptionQueue(cluster, names);
-  // A broadcast queue's dead letters go to its group's dead-letter queue.
-  const dead = deadLetterQueue(subscriptionQueue(cluster, { ...names, broadcast: false }));
+  // A broadcast queue's dead letters go to its group's dead-letter queue; an ephemeral
+  // subscriber's to one of its own, which it deletes on close with its watch: a group it shares
+  // with others (every `fanc subscribe` of an event) would lose them under the others.
+  const dead = deadLetterQueue(ephemeral ? queue : subscriptionQueue(cluster, { ...names, broadcast: false }));
   const work = new WorkConsumer(deliver, {
     queue,
     deadLetters: dead,
@@ -84,8 +86,9 @@ export async function subscribeEvents(
     await assertWorkQueue(c, spec);
     await c.bindQueue(queue, exchange, eventKey(sub.source.name, sub.event));
     await c.prefetch(opts.prefetch);
-    const tag = (await c.consume(queue, (m) => work.handle(c, m))).consumerTag;
-    consumer = { c, tags: [tag, await work.watch(c)] };
+    const tags = [(await c.consume(queue, (m) => work.handle(c, m))).consumerTag];
+    consumer = { c, tags };
+    await work.watch(c, spec, tags);
   };
   ch.register(setup);
   try {
@@ -106,6 +109,7 @@ export async function subscribeEvents(
   const queues = ephemeral ? [queue, dead, deadLetterWatch(dead)] : sub.broadcast ? [queue] : [];
   const stop = async (): Promise<void> => {
     clearInterval(renew);
+    work.unwatch();
     ch.unregister(setup);
     const c = consumer;
     if (c !== undefined && c.c === ch.current) await Promise.all(c.tags.map((t) => bounded(c.c.cancel(t), 2000)));
@@ -115,6 +119,7 @@ export async function subscribeEvents(
     close: () => stop().then(() => unsubscribe(conn, ch, queues, opts.log)),
     kill: () => {
       clearInterval(renew);
+      work.unwatch();
       return unsubscribe(conn, ch, queues, opts.log);
     },
   };

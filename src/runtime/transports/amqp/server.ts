@@ -147,15 +147,17 @@ export class AmqpServer {
     // with push members get them.
     if (!hasMethods(this.service, "push")) return;
     const push = pushQueue(a);
-    await assertWorkQueue(ch, {
+    const spec = {
       cluster: a.cluster,
       queue: push,
       deadLetterQueue: deadLetterQueue(push),
       maxDeliveries: this.opts.maxDeliveries,
-    });
+    };
+    await assertWorkQueue(ch, spec);
     await ch.prefetch(this.opts.pushPrefetch);
     tags.push((await ch.consume(push, (m) => this.#work.handle(ch, m))).consumerTag);
-    tags.push(await this.#work.watch(ch));
+    // A cancelled watch is consumed again by itself: this channel's calls and pushes run on.
+    await this.#work.watch(ch, spec, tags);
   }
 
   #onCancel(msg: ConsumeMessage | null): void {
@@ -323,6 +325,7 @@ export class AmqpServer {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#work.unwatch();
     const ch = this.#ch.current;
     const tags = ch === undefined ? [] : (this.#tags.get(ch) ?? []);
     await Promise.all(tags.map((t) => bounded((ch as Channel).cancel(t), 2000)));
@@ -338,6 +341,7 @@ export class AmqpServer {
    * channel; unacknowledged pushes return to the queue.
    */
   async close(graceMs: number): Promise<void> {
+    this.#work.unwatch();
     for (const ac of this.#inFlight.values()) ac.abort();
     this.#pump.refuseWaiting();
     const until = Date.now() + graceMs;

@@ -35,10 +35,21 @@ export interface WorkQueueSpec {
 }
 
 /**
- * Copies of dead letters the watch queue keeps while no consumer reads it (every instance of
- * the work queue gone): the newest, the oldest dropped. The dead-letter queue keeps them all.
+ * The watch queue's arguments, the same from every process (a queue declared again with other
+ * arguments is refused, 406): copies it keeps while no consumer reads it (every instance of the
+ * work queue gone, a service or group retired), at most 1000 and 16 MiB of bodies, the newest
+ * kept (`drop-head`: the at-least-once dead-lettering of the work queue waits for every target
+ * to take its copy, so a full watch must drop, never refuse). 16 MiB holds four messages at the
+ * default 4 MiB payload limit; the dead-letter queue keeps every message. Quorum, as the
+ * dead-letter queue: a watch on one node that is down would hold the work queue's dead letters
+ * until it is back (docs/decisions.md, 2026-12-07, "the amqp dead-letter watch, its arguments for good").
  */
-const WATCH_MAX = 1000;
+export const WATCH_ARGUMENTS = {
+  "x-queue-type": "quorum",
+  "x-max-length": 1000,
+  "x-max-length-bytes": 16 * 1024 * 1024,
+  "x-overflow": "drop-head",
+} as const;
 
 /**
  * Declares the dead-letter exchange, the dead-letter queue and its watch queue, and binds them
@@ -54,12 +65,16 @@ export async function assertDeadLetterQueue(ch: Channel, spec: WorkQueueSpec): P
     spec.deadLetterExpires === true && spec.expiresMs !== undefined ? { "x-expires": spec.expiresMs } : {};
   await ch.assertQueue(spec.deadLetterQueue, { durable: true, arguments: { "x-queue-type": "quorum", ...expires } });
   await ch.bindQueue(spec.deadLetterQueue, dlx, spec.deadLetterQueue);
+  await assertWatch(ch, spec);
+}
+
+/** Declares the watch queue of `spec`'s dead-letter queue and binds it (the exchange exists). */
+async function assertWatch(ch: Channel, spec: WorkQueueSpec): Promise<void> {
+  const expires =
+    spec.deadLetterExpires === true && spec.expiresMs !== undefined ? { "x-expires": spec.expiresMs } : {};
   const watch = deadLetterWatch(spec.deadLetterQueue);
-  await ch.assertQueue(watch, {
-    durable: true,
-    arguments: { "x-queue-type": "quorum", "x-max-length": WATCH_MAX, ...expires },
-  });
-  await ch.bindQueue(watch, dlx, spec.deadLetterQueue);
+  await ch.assertQueue(watch, { durable: true, arguments: { ...WATCH_ARGUMENTS, ...expires } });
+  await ch.bindQueue(watch, deadLetterExchange(spec.cluster), spec.deadLetterQueue);
 }
 
 /** Declares the dead-letter exchange and queue, then the work queue. */
@@ -163,10 +178,66 @@ export class WorkConsumer {
     return this.opts.deadLetters ?? deadLetterQueue(this.opts.queue);
   }
 
-  /** Consumes the watch queue of this queue's dead letters on `ch`; resolves to the consumer tag. */
-  async watch(ch: Channel): Promise<string> {
-    const queue = deadLetterWatch(this.#deadLetters);
-    return (await ch.consume(queue, (m) => this.#deadLettered(ch, m))).consumerTag;
+  /** False once `unwatch` was called: a cancelled watch is not consumed again. */
+  #watching = true;
+  /** Broker cancellations of the watch in a row (each within a minute of the last): the backoff. */
+  #cancels = 0;
+  #lastCancel = 0;
+
+  /**
+   * Consumes the watch queue of this queue's dead letters (`spec`'s, declared) on `ch`; its
+   * consumer tag is in `tags` (replaced there when the watch is consumed again).
+   */
+  async watch(ch: Channel, spec: WorkQueueSpec, tags: string[]): Promise<void> {
+    const queue = deadLetterWatch(spec.deadLetterQueue);
+    let tag = "";
+    tag = (
+      await ch.consume(queue, (m) => {
+        if (m !== null) this.#deadLettered(ch, m);
+        else this.#rewatch(ch, spec, tags, tag);
+      })
+    ).consumerTag;
+    tags.push(tag);
+  }
+
+  /** Stops consuming the watch again after a cancellation (the consumer is closing). */
+  unwatch(): void {
+    this.#watching = false;
+  }
+
+  /**
+   * The broker cancelled the watch's consumer (the watch queue was deleted: an operator, or a
+   * process cleaning up). The channel also carries the work queue, and on a server rpc calls:
+   * closing it would return running calls and pushes to their queues, to run twice. So only the
+   * watch is declared again and consumed, after a backoff that grows while cancellations follow
+   * each other; if that fails the channel is gone anyway, and its reopening declares it all.
+   */
+  #rewatch(ch: Channel, spec: WorkQueueSpec, tags: string[], tag: string): void {
+    const i = tags.indexOf(tag);
+    if (i >= 0) tags.splice(i, 1);
+    if (!this.#watching) return;
+    const now = Date.now();
+    this.#cancels = now - this.#lastCancel < 60_000 ? this.#cancels + 1 : 0;
+    this.#lastCancel = now;
+    const delay = Math.min(30_000, 100 * 2 ** this.#cancels);
+    this.opts.log.warn(
+      { queue: this.opts.queue, watch: deadLetterWatch(spec.deadLetterQueue), retryMs: delay },
+      "amqp dead-letter watch cancelled by the broker (its queue was deleted); declaring and consuming it again",
+    );
+    setTimeout(() => {
+      if (!this.#watching) return;
+      // A closed channel may throw at once: the chain takes that as a rejection too.
+      Promise.resolve()
+        .then(() => ch.assertExchange(deadLetterExchange(spec.cluster), "direct", { durable: true }))
+        .then(() => assertWatch(ch, spec))
+        .then(() => this.watch(ch, spec, tags))
+        .catch((e: unknown) =>
+          this.opts.log.debug(
+            { queue: this.opts.queue, err: (e as Error).message },
+            "amqp dead-letter watch not consumed again here (its channel closed; reopening declares it)",
+          ),
+        );
+    }, delay).unref();
   }
 
   /**
@@ -174,12 +245,7 @@ export class WorkConsumer {
    * naming the message; one a fan consumer rejected (`rejected`) was logged by it, with the
    * handler's error, and is only acknowledged.
    */
-  #deadLettered(ch: Channel, msg: ConsumeMessage | null): void {
-    if (msg === null) {
-      this.opts.log.warn({ queue: this.opts.queue }, "amqp dead-letter watch cancelled by the broker; declaring again");
-      ch.close().catch(() => undefined);
-      return;
-    }
+  #deadLettered(ch: Channel, msg: ConsumeMessage): void {
     const headers = (msg.properties.headers ?? {}) as Record<string, unknown>;
     const deaths = headers["x-death"];
     // The most recent death comes first.
