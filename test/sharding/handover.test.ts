@@ -41,10 +41,10 @@ afterEach(async () => {
   );
 });
 
-function serve(cluster: string, instanceId: string, transport: string): Promise<Owner> {
+function serve(cluster: string, instanceId: string, transport: string, env: NodeJS.ProcessEnv = {}): Promise<Owner> {
   const proc = spawn(process.execPath, ["--import", "tsx", script, cluster, instanceId, transport], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, FAN_LOG_LEVEL: "warn" },
+    env: { ...process.env, FAN_LOG_LEVEL: "warn", ...env },
   });
   let out = "";
   let err = "";
@@ -66,8 +66,8 @@ function serve(cluster: string, instanceId: string, transport: string): Promise<
   });
 }
 
-/** Two instance ids such that the second takes at least one shard from the first when it joins. */
-function ids(prefix: string): { a: string; b: string; moved: number[] } {
+/** Two instance ids such that the second takes at least `min` shards from the first when it joins. */
+function ids(prefix: string, min = 1): { a: string; b: string; moved: number[] } {
   for (;;) {
     const a = `${prefix}-a-${shortId()}`;
     const b = `${prefix}-b-${shortId()}`;
@@ -79,7 +79,7 @@ function ids(prefix: string): { a: string; b: string; moved: number[] } {
       8,
     );
     const moved = both.flatMap((o, s) => (o === b ? [s] : []));
-    if (moved.length > 0) return { a, b, moved };
+    if (moved.length >= min) return { a, b, moved };
   }
 }
 
@@ -154,3 +154,52 @@ for (const c of CASES) {
     }, 120_000);
   });
 }
+
+describe("a shard awaited from its previous owner (nats)", () => {
+  it("is not loaded by a read of its state on the joiner: the joiner resumes it with the old owner's late write", async () => {
+    const cluster = `handover-read-${process.pid}-${shortId()}`;
+    try {
+      const { a, b, moved } = ids("nats", 2);
+      // s: held in A's handler across the join; t: released at once, so B answers for it first.
+      const s = moved[0] as number;
+      const t = moved[1] as number;
+      const held = keyOf(s, 1);
+      const after = keyOf(s, 2);
+      // A writes 3 s after s moved away: B answers for t, and reads s, before that.
+      const env = { HANDOVER_AFTER_MS: "3000" };
+      const ownerA = await serve(cluster, a, "nats", env);
+      const app = createApp({
+        cluster,
+        discovery: "etcd://127.0.0.1:2379",
+        logger: silentLogger(),
+        transports: { nats: { url: NATS_URL } },
+        states: { heartbeatMs: 200 },
+      });
+      apps.push(app);
+      await app.start();
+      const client = app.client(Orders);
+      const running = client.place({ orderId: held, waitMs: 25_000 }, { timeout: 30_000 }).then(
+        (ok) => ok,
+        (e: unknown) => e as Error,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      const ownerB = await serve(cluster, b, "nats", env);
+      // B serves t, and its call only reads s's state while A still holds s.
+      const looked = await client.look({ orderId: keyOf(t, 1), peek: s }, { timeout: 15_000 });
+      expect(looked.instanceId).toBe(b);
+      expect(looked.keys).toEqual([]);
+      const placed = await running;
+      if (placed instanceof Error) throw placed;
+      expect(placed.instanceId).toBe(a);
+      expect(placed.keys).toEqual([held]);
+      // B took s only after A released it, and resumed it with A's late write.
+      const next = await client.place({ orderId: after, waitMs: 0 }, { timeout: 15_000 });
+      expect(next.instanceId).toBe(b);
+      expect(next.keys).toEqual([after, held].sort());
+      for (const o of [ownerA, ownerB]) expect(o.out()).not.toMatch(/was refused|has not released|releasing it now/);
+    } finally {
+      await deleteKeys(`fan.${cluster}*`).catch(() => undefined);
+      await deleteStreams(`fan_${cluster}`).catch(() => undefined);
+    }
+  }, 120_000);
+});

@@ -237,10 +237,12 @@ export class ServedInstance {
   async unbind(graceMs: number): Promise<boolean> {
     const leadership = this.#leadership;
     this.#leadership = undefined;
-    await this.#unbindNow();
-    const drained = await this.#dispatcher.drain(graceMs);
-    if (!drained)
-      this.log.warn({ inflight: this.#dispatcher.inflight }, "in-flight work still running after the grace period");
+    let drained = true;
+    await this.#unbindNow(async () => {
+      drained = await this.#dispatcher.drain(graceMs);
+      if (!drained)
+        this.log.warn({ inflight: this.#dispatcher.inflight }, "in-flight work still running after the grace period");
+    });
     await leadership?.resign().catch((e: unknown) => this.log.warn({ err: e }, "resigning leadership failed"));
     await this.#unwatchConfig?.().catch(() => undefined);
     return drained;
@@ -359,13 +361,21 @@ export class ServedInstance {
     return name === "local" ? {} : { events: name };
   }
 
-  async #unbindNow(): Promise<void> {
+  /**
+   * Takes the instance down; with `drain` (a graceful stop) and calls in flight, those run to the
+   * end before its states stop publishing: until then they read and write them as before (the
+   * shard view stays), and each state's last heartbeat and saved snapshot then hold their writes.
+   * Otherwise (nothing in flight, or a lost leadership: another instance leads) the states stop
+   * publishing first, so their last heartbeat goes out before the record is gone.
+   */
+  async #unbindNow(drain?: () => Promise<void>): Promise<void> {
     // A bind still under way (a @unique instance that just won) would register after this
     // unbind and stay registered: let it finish, then take everything down.
     await this.#binding?.catch(() => undefined);
     const reg = this.#registration;
     this.#registration = undefined;
-    if (reg !== undefined) this.#host.states.unbound(this.descriptor);
+    const statesFirst = drain === undefined || this.#dispatcher.inflight === 0;
+    if (reg !== undefined && statesFirst) void this.#host.states.unbound(this.descriptor);
     // Sharded calls that arrive until the bindings are down are still redirected by the table
     // (or refused while their shard is not ready), never served unchecked: ownership stops last.
     this.#ownership?.freeze();
@@ -375,6 +385,10 @@ export class ServedInstance {
     const subs = this.#subs.splice(0);
     const bindings = this.#bindings.splice(0);
     await Promise.allSettled([...subs.map((s) => s.close()), ...bindings.map((b) => b.stop())]);
+    if (drain !== undefined) {
+      await drain();
+      if (reg !== undefined && !statesFirst) await this.#host.states.unbound(this.descriptor);
+    }
     this.#ownership?.stop();
   }
 

@@ -95,6 +95,9 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
   #active = false;
   /** Stopped publishing after being active (sent its last heartbeat): snapshots are refused until it publishes again. */
   #left = false;
+  /** Stopped publishing after being active (left, or its shard released): writes are lost, and said (`#lost`). */
+  #ended = false;
+  #lostWrites = 0;
   #value: { seq: number; value: T } | undefined;
   readonly #codec: Codec<T>;
   readonly #name: string;
@@ -220,6 +223,8 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     this.#heldSeq = this.seq;
     this.#active = true;
     this.#left = false;
+    this.#ended = false;
+    this.#lostWrites = 0;
     // Only a publishing owner saves (a standby's updates must not replace the leader's save):
     // what it held until now is saved under its epoch.
     if (this.host.store !== undefined && this.#has) this.host.store.save(this.#key(), () => this.snapshot());
@@ -233,6 +238,10 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
    */
   leave(): Promise<void> {
     if (!this.#active) return Promise.resolve();
+    // The snapshot saved with the epoch's last writes is written now, not on the save delay:
+    // the next owner (a new instance, another leader) resumes from it.
+    const store = this.host.store;
+    const saved = store !== undefined && this.#has ? store.flush?.(this.#key()).catch(() => undefined) : undefined;
     const last = this.#publish({
       k: "h",
       e: this.epoch,
@@ -243,7 +252,8 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     });
     this.#active = false;
     this.#left = true;
-    return last;
+    this.#ended = true;
+    return saved === undefined ? last : Promise.all([last, saved]).then(() => undefined);
   }
 
   /**
@@ -257,6 +267,7 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     const wasActive = this.#active;
     const last = handOver && wasActive ? this.leave() : undefined;
     this.#active = false;
+    if (wasActive) this.#ended = true;
     // The pending save must hold the value as it was, not the empty one below.
     const store = this.host.store;
     let saved: Promise<void> | undefined;
@@ -274,6 +285,18 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     return Promise.all([last, saved?.catch(() => undefined)]).then(() => undefined);
   }
 
+  /**
+   * An update of an owner that stopped publishing (it left or released its shard): neither
+   * published nor saved, so never silent: said once, until it publishes again.
+   */
+  #lost(): void {
+    if (this.#lostWrites++ > 0) return;
+    this.#log.warn(
+      { epoch: this.epoch, seq: this.seq },
+      `a write to ${this.#name}${this.shard === undefined ? "" : ` shard ${this.shard}`} came after this instance stopped publishing it (it is stopping, lost its leadership, or released the shard): it is neither published nor saved (later ones are not said again until it publishes again)`,
+    );
+  }
+
   /** Tells watchers the owner is alive and where its sequence is. */
   heartbeat(): void {
     if (this.#active)
@@ -287,7 +310,11 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
   #update(k: "f" | "p", v: unknown): void {
     this.seq++;
     this.#value = undefined;
-    if (!this.#active) return;
+    if (!this.#active) {
+      // Before the first activation (a start hook's first value) it is published then.
+      if (this.#ended) this.#lost();
+      return;
+    }
     if (this.host.store !== undefined && this.#has) this.host.store.save(this.#key(), () => this.snapshot());
     // An update carries its producer span (or the publishing call's trace); heartbeats none.
     const headers: EnvelopeHeaders = {};
@@ -347,11 +374,12 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
 export interface ShardedStatePublisher<T> {
   /** The shard count of the service (`@shards(n)`, 16 by default). */
   readonly shards: number;
-  /** The shards this instance owns now, whose values it publishes. */
+  /** The shards this instance owns now, whose values it publishes (not one still being handed over to it). */
   owned(): readonly number[];
   /**
    * The publisher of shard `n`: `value()` always; `set` and `patch` only while this instance
-   * owns the shard (else FAILED_PRECONDITION naming the shard and its owner).
+   * owns the shard (else FAILED_PRECONDITION naming the shard and its owner; UNAVAILABLE while
+   * its previous owner has not released it to this instance yet).
    */
   shard(n: number): StatePublisher<T>;
   /** The shard of a key: the same hash as a `@shard(key)` method's call (docs/sharding.md). */
@@ -488,6 +516,22 @@ export class StateOwners {
         // Before the service is bound any shard may be set (published once owned; dropped at bind if not).
         // A shard lost while calls admitted for it run is written until it is released (its new owner waits).
         if (view === undefined || view.owned().includes(shard) || view.releasing?.(shard) === true) return;
+        const from = view.awaitedFrom?.(shard);
+        if (from !== undefined) {
+          // Gained but not released yet by its previous owner, which may still write it: a write
+          // here would start an epoch beside that one and lose its last writes. Not yet, not never.
+          const prev = from.length > 0 ? from.join(", ") : "its previous owner";
+          const err = new FanError(
+            Code.UNAVAILABLE,
+            `shard ${shard} of ${service.name}.${st.name} is being handed over to this instance (${view.instanceId}) from ${prev}, which has not released it yet: try again once it has`,
+            { details: { service: service.name, state: st.name, shard, from } },
+          );
+          this.host.log.warn(
+            { service: service.name, state: st.name, shard, from },
+            `a write to ${service.name}.${st.name} was refused: ${err.message}`,
+          );
+          throw err;
+        }
         const owner = view.ownerOf(shard);
         const err = new FanError(
           Code.FAILED_PRECONDITION,
@@ -600,27 +644,48 @@ export class StateOwners {
       this.host.log.info({ service: service.name, gained, lost }, "sharded states follow the owned shards");
   }
 
-  /** An instance of `service` unbound: when it was the last, its owners stop publishing, each with a last heartbeat. */
-  unbound(service: ServiceDescriptor): void {
+  /**
+   * An instance of `service` unbound (a graceful stop calls it once its calls drained): when it
+   * was the last, its owners stop publishing, each with a last heartbeat and its snapshot saved
+   * at once, a shard's owner as at a hand-over. Resolves once those went out, at most
+   * `LAST_HEARTBEAT_WAIT_MS` later.
+   */
+  unbound(service: ServiceDescriptor): Promise<void> {
     const n = (this.#bound.get(service.name) ?? 0) - 1;
     if (n > 0) {
       this.#bound.set(service.name, n);
-      return;
+      return Promise.resolve();
     }
     this.#bound.delete(service.name);
+    const view = this.#ownership.get(service.name)?.view;
     this.#ownership.get(service.name)?.off();
     this.#ownership.delete(service.name);
+    const out: Promise<void>[] = [];
     for (const o of this.#owners.values()) {
       if (o.service.name !== service.name) continue;
-      this.#leave(o);
-      if (o.shard !== undefined) void o.release();
+      if (o.shard === undefined) out.push(this.#leave(o));
+      // Still its own (no other instance took it meanwhile): handed over with its last writes.
+      else if (view === undefined || view.owned().includes(o.shard) || view.releasing?.(o.shard) === true)
+        out.push(this.#track(o.release(true)));
+      else {
+        out.push(this.#leave(o));
+        void o.release();
+      }
     }
+    let t: NodeJS.Timeout | undefined;
+    return Promise.race([Promise.all(out), new Promise((r) => (t = setTimeout(r, LAST_HEARTBEAT_WAIT_MS)))])
+      .then(() => undefined)
+      .finally(() => clearTimeout(t));
   }
 
-  #leave(o: StateOwner): void {
-    const p = o.leave();
+  #leave(o: StateOwner): Promise<void> {
+    return this.#track(o.leave());
+  }
+
+  #track(p: Promise<void>): Promise<void> {
     this.#leaving.add(p);
     void p.finally(() => this.#leaving.delete(p));
+    return p;
   }
 
   /** Stops heartbeats (owners still publishing send their last one, and it is waited for) and flushes the snapshot store. */
