@@ -23,6 +23,7 @@ import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import type { FanError } from "../../src/runtime/errors.js";
 import { shortId } from "../../src/runtime/ids.js";
 import { type RedisTransport, redisTransport } from "../../src/runtime/transports/redis/index.js";
+import { SCAN_MAX_BYTES } from "../../src/runtime/transports/redis/rpc-client.js";
 import {
   aliveKey,
   formatEndpoint,
@@ -123,7 +124,11 @@ describeWithBroker(
    * A call to a version only a ghost serves (entries in `sets`, valid for 1 s), whose request
    * the test pops off the list as a server that then says nothing would; its outcome and when.
    */
-  const takenSilently = async (sets: (addr: { cluster: string; service: string; version: string }) => string[]) => {
+  const takenSilently = async (
+    sets: (addr: { cluster: string; service: string; version: string }) => string[],
+    otherBytes = 2,
+    onClient: (client: RedisTransport) => void = () => undefined,
+  ) => {
     const cluster = `rtsil-${process.pid}-${shortId()}`;
     clusters.push(cluster);
     const client = transport(REDIS_URL, cluster, 1000);
@@ -142,8 +147,10 @@ describeWithBroker(
       return item !== null;
     }, 2000);
     expect(taken[0]).toContain("sleep");
+    onClient(client);
     // Requests of others queued after it: the sweep reads them all (several chunks) and finds it gone.
-    const others = Array.from({ length: 100 }, (_, i) => `other.${i}\nnowhere\n{}`);
+    const body = JSON.stringify({ pad: "x".repeat(Math.max(0, otherBytes - 12)) });
+    const others = Array.from({ length: 100 }, (_, i) => `other.${i}\nnowhere\n${body}`);
     await withRedis((r) => r.lpush(rpcKey(addr), ...others));
     return call;
   };
@@ -154,6 +161,29 @@ describeWithBroker(
       /^UNAVAILABLE: .*took the call and was lost before it said so; the call may have run there/,
     );
     expect(at).toBeLessThan(3000);
+  }, 30_000);
+
+  it("is left to its deadline when its list holds more than SCAN_MAX_BYTES (not read), and that list is swept less often", async () => {
+    // 100 requests of 4 KiB: 400 KiB, over the 256 KiB the sweep reads (each run would copy
+    // them into the script). The sweeps of that list back off: 250, 500, 1000, 2000 ms...
+    let runs = 0;
+    const { outcome } = await takenSilently(
+      (a) => [aliveKey(a), runningKey(a)],
+      4096,
+      (client) => {
+        const cmd = client.cmd as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+        const script = cmd.fanRpcUnnoticed as (...a: unknown[]) => Promise<unknown>;
+        cmd.fanRpcUnnoticed = function (this: unknown, ...a: unknown[]) {
+          // ioredis's auto-pipelining calls the function again on its pipeline: counted once.
+          if (this === cmd) runs++;
+          return script.apply(this, a);
+        };
+      },
+    );
+    expect(outcome).toMatch(/^DEADLINE_EXCEEDED/);
+    expect(SCAN_MAX_BYTES).toBeLessThan(400 * 1024);
+    // Every 250 ms over the call's 4 s would be about 14 runs.
+    expect(runs).toBeLessThanOrEqual(8);
   }, 30_000);
 
   it("is left to its deadline while an alive instance has no running entry (an older server)", async () => {
@@ -217,6 +247,31 @@ describeWithBroker(
     await redis.kill();
     await redis.start();
     // Another instance is back: the call script accepts calls to the version.
+    await addGhost(aliveKey(parseEndpoint(endpoint)), redis.url);
+    const reply = await client.call(endpoint, envelope("sleep", { ms: 300 }), within(15_000)).then(
+      (r) => r.kind,
+      (e: unknown) => String(e),
+    );
+    expect(reply).toBe("reply");
+  }, 60_000);
+
+  it("is not taken while the entries are not back, though the command connection emits no close or ready (as a Cluster's on a node's restart)", async () => {
+    const cluster = `rtclu-${shortId()}`;
+    // A heartbeat every second: nothing else writes the entries again here.
+    const server = transport(redis.url, cluster, 3000);
+    const client = transport(redis.url, cluster, 3000);
+    open.push(server, client);
+    const { endpoint } = await server.serve(ConformanceDescriptor, "c1", new TestInbound());
+    expect((await client.call(endpoint, envelope("echo", { n: 0 }), within(5000))).kind).toBe("reply");
+    // ioredis's Cluster emits only -node, +node and node error when a node restarts: the only
+    // sign the server gets is its blocking pop failing.
+    const cmd = server.cmd as Redis;
+    const emit = cmd.emit.bind(cmd);
+    cmd.emit = ((event: string | symbol, ...args: unknown[]) =>
+      event === "close" || event === "ready" ? false : emit(event, ...args)) as typeof cmd.emit;
+    cmd.options.retryStrategy = () => 5000;
+    await redis.kill();
+    await redis.start();
     await addGhost(aliveKey(parseEndpoint(endpoint)), redis.url);
     const reply = await client.call(endpoint, envelope("sleep", { ms: 300 }), within(15_000)).then(
       (r) => r.kind,

@@ -47,7 +47,10 @@
  * moment it was found gone has expired, its taker is dead or stalled past its entry, and the
  * call fails as a noticed one whose instance is gone would. Only while every alive instance of
  * the version has a running entry: an older server sends no notice (and has no running entry),
- * so a call waiting while one is alive is left to its deadline, as before.
+ * so a call waiting while one is alive is left to its deadline, as before. A look reads no list
+ * past `SCAN_MAX` requests or `SCAN_MAX_BYTES` (its cost grows with the bytes it copies), and
+ * a long or big list is looked at less often (`SWEEP_LONG`): such a list's calls whose taker
+ * died silently wait for their deadline.
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
@@ -147,16 +150,25 @@ const ALIVE_COMMAND = "fanRpcCheckAlive";
 export const SCAN_MAX = 1000;
 
 /**
- * Which of the calls ARGV (correlation ids) still wait in the version's list KEYS[1]: answers
- * `{wait, in_1, ...}`, `in_i` 1 when call i's request is in the list, and `wait` the milliseconds
- * the longest-lived entry of the running set KEYS[3] has left (0 when none is fresh); `{-1}`
- * when an alive instance (alive set KEYS[2]) has no running entry (an older server, which sends
- * no taken notice); `{-2}` when the list holds more than `SCAN_MAX` requests (not read: a
- * backlog, which every caller's sweep would read again and again). The list is read from its
- * tail (the oldest requests), in chunks of 32 (requests of up to `maxPayloadBytes` each are
- * copied into the script), until every call is found.
+ * The most bytes (Redis's `MEMORY USAGE` of the list) the sweep for unnoticed calls reads: a
+ * run copies the requests it reads into the script, so its cost grows with their bytes (999
+ * requests of 256 KiB took Redis 2 to 4 s a run; a list of 1 MiB, about 2.5 ms; of 256 KiB,
+ * under 1 ms); past this the list is not read.
  */
-const UNNOTICED_SCRIPT = `
+export const SCAN_MAX_BYTES = 256 * 1024;
+
+/**
+ * Which of the calls ARGV (correlation ids) still wait in the version's list KEYS[1]: answers
+ * `{wait, len, bytes, in_1, ...}`, `in_i` 1 when call i's request is in the list, `len` and
+ * `bytes` the list's length and memory, and `wait` the milliseconds the longest-lived entry of the running set KEYS[3] has
+ * left (0 when none is fresh); `{-1}` when an alive instance (alive set KEYS[2]) has no running
+ * entry (an older server, which sends no taken notice); `{-2, len, bytes}` when the list holds more
+ * than `SCAN_MAX` requests or `SCAN_MAX_BYTES` bytes (not read: a backlog, which every caller's
+ * sweep would read again and again). Both bounds are checked before anything else is built
+ * (LLEN, and MEMORY USAGE, which sums the list's nodes without reading them). The list is read
+ * from its tail (the oldest requests), in chunks of 32, until every call is found.
+ */
+export const UNNOTICED_SCRIPT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local alive = redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf')
@@ -164,17 +176,20 @@ for i = 1, #alive do
   local r = redis.call('ZSCORE', KEYS[3], alive[i])
   if not r or tonumber(r) < now then return {-1} end
 end
+local len = redis.call('LLEN', KEYS[1])
+if len > ${SCAN_MAX} then return {-2, len, 0} end
+local bytes = 0
+if len > 0 then bytes = redis.call('MEMORY', 'USAGE', KEYS[1], 'SAMPLES', 0) or 0 end
+if bytes > ${SCAN_MAX_BYTES} then return {-2, len, bytes} end
 local best = redis.call('ZREVRANGEBYSCORE', KEYS[3], '+inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
-local out = {0}
+local out = {0, len, bytes}
 if #best > 0 then out[1] = math.floor(tonumber(best[2]) - now) end
 local want = {}
 for i = 1, #ARGV do
   want[ARGV[i]] = i
-  out[i + 1] = 0
+  out[i + 3] = 0
 end
 local left = #ARGV
-local len = redis.call('LLEN', KEYS[1])
-if len > ${SCAN_MAX} then return {-2} end
 local stop = -1
 while left > 0 and stop >= -len do
   local from = math.max(stop - 31, -len)
@@ -185,7 +200,7 @@ while left > 0 and stop >= -len do
       local corr = string.sub(items[j], 1, nl - 1)
       local i = want[corr]
       if i then
-        out[i + 1] = 1
+        out[i + 3] = 1
         want[corr] = nil
         left = left - 1
       end
@@ -194,6 +209,19 @@ while left > 0 and stop >= -len do
   stop = from - 1
 end
 return out`;
+
+/**
+ * A list longer than this, or of more than `SWEEP_BIG` bytes (or one the sweep declined), is
+ * swept less often: the interval doubles from `SWEEP_MS` up to `SWEEP_BACKOFF_MAX_MS` (with
+ * jitter, so callers spread out) while it stays so, and is back to `SWEEP_MS` once it is small.
+ */
+export const SWEEP_LONG = 100;
+
+/** See `SWEEP_LONG`. */
+export const SWEEP_BIG = 64 * 1024;
+
+/** The longest interval between two sweeps of one list (see `SWEEP_LONG`). */
+export const SWEEP_BACKOFF_MAX_MS = 4000;
 
 /** Name of the unnoticed-calls script command. */
 const UNNOTICED_COMMAND = "fanRpcUnnoticed";
@@ -315,6 +343,10 @@ export class RedisRpcClient {
   #sweepTimer: NodeJS.Timeout | undefined;
   #sweeping = false;
   #sweepFailing = false;
+  /** Per version's list swept less often (long, or declined: `SWEEP_LONG`): the interval and the next sweep's time. */
+  readonly #sweepBackoff = new Map<string, { ms: number; next: number }>();
+  /** Batches sent and not yet acknowledged by Redis: their calls are not swept (they may not be in the list yet). */
+  readonly #unacked = new Set<Batch>();
 
   constructor(
     private readonly cmd: RedisClient,
@@ -431,17 +463,21 @@ export class RedisRpcClient {
   /** `load`: EVAL (the script's text) instead of EVALSHA, after Redis answered NOSCRIPT. */
   #runBatch(b: Batch, load: boolean): void {
     const d = b.dest;
+    this.#unacked.add(b);
     this.#run(d, b.frames, load).then(
       (accepted) => {
+        this.#unacked.delete(b);
         if (accepted !== 0) return;
         const e = noLiveInstance(d);
         for (const c of b.calls) this.#pending.get(c.corr)?.settle(e);
       },
       (e: unknown) => {
         if (!load && noScript(e)) {
+          // Still unacknowledged: the EVAL may run after a sweep that looks for these calls.
           this.#runBatch(b, true);
           return;
         }
+        this.#unacked.delete(b);
         for (const c of b.calls) {
           if (notSent(e)) this.#sendAlone(d, c.corr, c.frame, c.opts);
           else this.#pending.get(c.corr)?.settle(unavailable("redis call not sent", e));
@@ -594,13 +630,20 @@ export class RedisRpcClient {
     if (this.#pending.size === 0) {
       clearInterval(this.#sweepTimer);
       this.#sweepTimer = undefined;
+      this.#sweepBackoff.clear();
       return;
     }
     if (this.#sweeping || !isReady(this.cmd)) return;
     const now = Date.now();
     const byList = new Map<string, { addr: RedisAddress; corrs: string[] }>();
+    // Calls whose push Redis has not acknowledged yet (a batch resent with EVAL after NOSCRIPT).
+    let unacked: Set<string> | undefined;
+    if (this.#unacked.size > 0) {
+      unacked = new Set();
+      for (const b of this.#unacked) for (const c of b.calls) unacked.add(c.corr);
+    }
     for (const [corr, p] of this.#pending) {
-      if (this.#watched.has(corr) || this.#unsent.has(corr)) continue;
+      if (this.#watched.has(corr) || this.#unsent.has(corr) || unacked?.has(corr) === true) continue;
       const u = p.unnoticed;
       if (u === undefined) {
         // Seen now; looked for from the next sweep on (a live taker has noticed it by then).
@@ -610,6 +653,8 @@ export class RedisRpcClient {
       if (u.exempt) continue;
       if (u.outSince > 0 && now - u.outSince < u.waitMs) continue;
       const list = rpcKey(p.addr);
+      const back = this.#sweepBackoff.get(list);
+      if (back !== undefined && now < back.next) continue;
       let g = byList.get(list);
       if (g === undefined) {
         g = { addr: p.addr, corrs: [] };
@@ -625,6 +670,7 @@ export class RedisRpcClient {
     const runs = [...byList].map(async ([list, g]) => {
       const found = await script.call(this.cmd, list, aliveKey(g.addr), runningKey(g.addr), ...g.corrs);
       const at = Date.now();
+      this.#backOff(list, found, at);
       for (let i = 0; i < g.corrs.length; i++) {
         const corr = g.corrs[i] as string;
         const p = this.#pending.get(corr);
@@ -632,7 +678,7 @@ export class RedisRpcClient {
         // Settled, or noticed, while the script ran.
         if (p === undefined || u === undefined || this.#watched.has(corr)) continue;
         if (found[0] === -1) u.exempt = true;
-        else if (found[0] === -2 || found[i + 1] === 1) u.outSince = 0;
+        else if (found[0] === -2 || found[i + 3] === 1) u.outSince = 0;
         else if (u.outSince === 0) {
           u.outSince = at;
           // At least one more sweep: a notice on its way when the script ran is read by then.
@@ -654,6 +700,21 @@ export class RedisRpcClient {
         );
       }
     });
+  }
+
+  /**
+   * After a sweep of `list`: while it is long or big (more than `SWEEP_LONG` requests or
+   * `SWEEP_BIG` bytes) or was not read (past `SCAN_MAX` requests or `SCAN_MAX_BYTES`), the next sweep of it waits twice as long as
+   * the last (up to `SWEEP_BACKOFF_MAX_MS`, jittered by ±25%); once it is short, every sweep.
+   */
+  #backOff(list: string, found: readonly number[], at: number): void {
+    const small = found[0] === -1 || ((found[1] ?? 0) <= SWEEP_LONG && (found[2] ?? 0) <= SWEEP_BIG);
+    if (found[0] !== -2 && small) {
+      this.#sweepBackoff.delete(list);
+      return;
+    }
+    const ms = Math.min(2 * (this.#sweepBackoff.get(list)?.ms ?? SWEEP_MS), SWEEP_BACKOFF_MAX_MS);
+    this.#sweepBackoff.set(list, { ms, next: at + ms * (0.75 + Math.random() / 2) });
   }
 
   #takeBack(dest: Dest, frames: string[]): Promise<number[] | -1> {

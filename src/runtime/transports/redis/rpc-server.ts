@@ -9,7 +9,7 @@
  * notice, rpc-client.ts), which then watches this instance in the running set: the instance
  * stays there while it serves, and after it stopped until the calls it took have answered.
  */
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { Code, FanError } from "../../errors.js";
@@ -40,6 +40,9 @@ for i = 1, #KEYS do
   redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2]) * 2)
 end
 return 1`;
+
+/** What ioredis's Cluster emits when a node's connection is lost (`#nodeLost`). */
+const NODE_LOST = ["-node", "node error"] as const;
 
 /** Not the client's alive check (`fanRpcCheckAlive`): the two share a connection in an App that serves and calls. */
 const ALIVE_COMMAND = "fanRpcHeartbeat";
@@ -138,6 +141,8 @@ export class RedisRpcServer {
     // Back in the alive set as soon as Redis is (callers are refused until then), not on the timer.
     this.cmd.on("ready", this.#announce);
     this.cmd.on("close", this.#entryLost);
+    // A Cluster emits neither on a node's restart, only these (and the pop fails: `#run`).
+    if (this.cmd instanceof Cluster) for (const e of NODE_LOST) this.cmd.on(e, this.#nodeLost);
     this.#aliveTimer = setInterval(this.#announce, Math.max(50, Math.floor(this.opts.aliveTtlMs / 3))).unref();
     this.#loop = this.#run();
   }
@@ -155,13 +160,15 @@ export class RedisRpcServer {
       this.#leaveRunning();
       return;
     }
+    const losses = this.#losses;
     this.#alive().then(
       (r) => {
         if (r !== 1) {
           this.#beatFailed(new Error(`the heartbeat script answered ${JSON.stringify(r)}, not 1`));
           return;
         }
-        this.#entryBack();
+        // Only a heartbeat sent after the last loss shows the entries are back.
+        if (losses === this.#losses) this.#entryBack();
         if (this.#beatFailing) {
           this.#beatFailing = false;
           this.#log.info("redis alive entry renewed again");
@@ -183,8 +190,24 @@ export class RedisRpcServer {
   /** Ends the loop's wait for the entries (see `#entryWritten`), while it waits. */
   #entryWait: (() => void) | undefined;
 
+  /** Counts losses of the entries (`#entryLost`): a heartbeat sent before the last one proves nothing. */
+  #losses = 0;
+
   readonly #entryLost = (): void => {
     this.#entryWritten = false;
+    this.#losses++;
+  };
+
+  /**
+   * A Cluster's node was lost, or the blocking pop failed (the connection it used closed): the
+   * entries may be gone with it, so the loop waits for a heartbeat from now on, sent at once.
+   * On a Cluster this is the only sign (ioredis's Cluster emits no close or ready when a node
+   * restarts), and on a standalone connection it comes with the close.
+   */
+  readonly #nodeLost = (): void => {
+    if (this.#stopped) return;
+    this.#entryLost();
+    this.#announce();
   };
 
   #entryBack(): void {
@@ -282,7 +305,10 @@ export class RedisRpcServer {
         this.#noteTaken(taken);
       } catch (e) {
         this.#release();
-        if (!this.#stopped) await this.#pause(e);
+        if (!this.#stopped) {
+          this.#nodeLost();
+          await this.#pause(e);
+        }
       }
     }
     this.#release();
@@ -485,6 +511,7 @@ export class RedisRpcServer {
     this.#stopped = true;
     this.cmd.off("ready", this.#announce);
     this.cmd.off("close", this.#entryLost);
+    if (this.cmd instanceof Cluster) for (const e of NODE_LOST) this.cmd.off(e, this.#nodeLost);
     this.#slot?.();
     this.#entryWait?.();
     await this.cmd.zrem(aliveKey(this.#addr), this.instanceId).catch(() => undefined);
