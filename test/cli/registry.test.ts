@@ -204,7 +204,11 @@ describeEtcd("fanc config checks against the IDL (child process)", () => {
     const two = await fanc(["config", "push", push, ...C]);
     expect(two.code).toBe(1);
     expect(two.stderr).toContain("interval: must be at least 1, got 0; stale: expected an int");
-    expect(await json("retail.Other")).toEqual({});
+    // Nothing was written: Other has no config, and get says its required key is not set.
+    const none = await fanc(["config", "get", "retail.Other", "--json", ...C]);
+    expect(JSON.parse(none.stdout)).toEqual({});
+    expect(none.stderr).toContain("config block of retail.Other refuses this");
+    expect(none.stderr).toContain("x: required, not set");
     writeFileSync(push, "Other:\n  x: 1\n");
     const ok = await fanc(["config", "push", push, ...C]);
     expect(ok.stderr).toBe("");
