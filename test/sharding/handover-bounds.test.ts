@@ -8,17 +8,17 @@
 import type { Logger } from "pino";
 import { describe, expect, it } from "vitest";
 import type { LifecycleContext, ShardChange } from "../../src/runtime/call/context.js";
-import { Ownership } from "../../src/runtime/call/ownership.js";
+import { HOLD_LIMITS, type HoldLimits, Ownership } from "../../src/runtime/call/ownership.js";
 import { assignShards, keyPart, shardOfKey } from "../../src/runtime/call/shards.js";
 import type { Directory, InstanceInfo, ServingInfo } from "../../src/runtime/discovery/types.js";
 import { Store } from "./fixtures/generated/test/shards.js";
 
 const N = Store.descriptor.shards;
 const paths = Store.descriptor.methods.store?.shard as readonly (readonly string[])[];
-const LIMITS = { marginMs: 100, noticeMs: 300 };
+const LIMITS = { marginMs: 100, takeoverMs: 250, noticeMs: 300 };
 
 /** A view of discovery the test changes by hand, and an Ownership of `me` following it. */
-function scripted(me: string) {
+function scripted(me: string, o: { advertise?: (s: ServingInfo) => Promise<void>; limits?: HoldLimits } = {}) {
   const warnings: string[] = [];
   const log = {
     info: () => undefined,
@@ -43,9 +43,13 @@ function scripted(me: string) {
   };
   const changes: ShardChange[] = [];
   const hooks = { onShards: (c: ShardChange) => void changes.push(c) };
-  const own = new Ownership(Store.descriptor, me, [], hooks, () => ({}) as LifecycleContext, log, undefined, LIMITS);
+  const own = new Ownership(Store.descriptor, me, [], hooks, () => ({}) as LifecycleContext, log, o.limits, LIMITS);
   const advertised: ServingInfo[] = [];
-  const start = () => own.start(directory, async (s) => void advertised.push(s));
+  const start = () =>
+    own.start(directory, async (s) => {
+      advertised.push(s);
+      await o.advertise?.(s);
+    });
   return { own, set, start, warnings, changes, advertised };
 }
 
@@ -131,6 +135,27 @@ describe("the gaining side of a hand-over", () => {
     expect(changes.at(-1)).toEqual({ owned: moved, gained: moved, lost: [] });
     expect(warnings.join("\n")).toMatch(/but A has not released it in \d+ s .*taking it over now/);
   });
+
+  it("at a call past its deadline, waits past the old owner's own bound, so that it sees the release", async () => {
+    const { set, start, warnings, changes } = scripted("B");
+    const moved = taken("A", "B");
+    const until = Date.now() + 50;
+    set([record("A", all, until), record("B", [])]);
+    await start();
+    // A gives up on its call at until + marginMs (100 ms) and releases: B has not taken it over.
+    await tick(until + LIMITS.marginMs + 20 - Date.now());
+    expect(changes.length).toBe(1);
+    set([
+      record(
+        "A",
+        all.filter((s) => !moved.includes(s)),
+      ),
+      record("B", []),
+    ]);
+    await tick(20);
+    expect(changes.at(-1)).toEqual({ owned: moved, gained: moved, lost: [] });
+    expect(warnings).toEqual([]);
+  });
 });
 
 describe("the losing side of a hand-over", () => {
@@ -182,5 +207,64 @@ describe("the losing side of a hand-over", () => {
     // Its late end changes nothing.
     own.settled(shard);
     expect(own.releasing(shard)).toBe(false);
+  });
+});
+
+describe("what the record says this instance serves", () => {
+  it("is written again, with backoff, after a write failed, until the record holds what it serves", async () => {
+    let writes = 0;
+    const { own, set, start, warnings, advertised } = scripted("A", {
+      advertise: async () => {
+        if (++writes === 1) throw new Error("etcd unavailable");
+      },
+    });
+    set([record("A", [])]);
+    await start();
+    await tick(500);
+    // 100 ms after the failure, then written: no more writes while nothing changes.
+    expect(writes).toBe(2);
+    expect(advertised.at(-1)).toEqual({ serving: all });
+    expect(warnings.join("\n")).toMatch(/discovery record failed: tried again 100 ms later/);
+    own.stop();
+  });
+
+  it("stops trying once the instance stops", async () => {
+    let writes = 0;
+    const { own, set, start } = scripted("A", {
+      advertise: async () => {
+        writes++;
+        throw new Error("etcd unavailable");
+      },
+    });
+    set([record("A", [])]);
+    await start();
+    await tick(350);
+    // 0, 100, 300 ms.
+    expect(writes).toBe(3);
+    own.stop();
+    await tick(500);
+    expect(writes).toBe(3);
+  });
+});
+
+describe("a release slow to reach the states", () => {
+  it("is warned about while the listeners of the change run, not only while onShards does", async () => {
+    const limits = { ...HOLD_LIMITS, slowHookMs: 100, slowHookRepeatMs: 10_000 };
+    const { own, set, start, warnings } = scripted("A", { limits });
+    const lose = taken("A", "B");
+    set([record("A", [])]);
+    await start();
+    let done!: () => void;
+    own.onChange((c) => (c.lost.length > 0 ? new Promise<void>((r) => (done = r)) : undefined));
+    set([record("A", all), record("B", [])]);
+    await tick(250);
+    expect(warnings.join("\n")).toMatch(
+      new RegExp(
+        `following a change of its shards \\(gained none, lost ${lose.join(", ")}: .*have not finished in 0 s`,
+      ),
+    );
+    done();
+    await tick(20);
+    own.stop();
   });
 });

@@ -36,7 +36,10 @@ export function isSharded(d: ServiceDescriptor): boolean {
 /** What the owners of sharded states follow (states/owner.ts). */
 export interface ShardOwnership {
   readonly instanceId: string;
-  /** The shards owned now. */
+  /**
+   * The shards owned now: not those gained from a previous owner that has not released them yet
+   * (`awaitedFrom`), whose states must not be loaded or written before that release.
+   */
   owned(): readonly number[];
   /** The owner of `shard` in this instance's view (undefined before the first view, or none). */
   ownerOf(shard: number): string | undefined;
@@ -47,23 +50,33 @@ export interface ShardOwnership {
    * it still run, and may still write its states (the new owner waits for the release).
    */
   releasing?(shard: number): boolean;
+  /**
+   * While `shard` moved to this instance but its previous owner has not released it yet: the
+   * instances whose records still serve it (else undefined).
+   */
+  awaitedFrom?(shard: number): readonly string[] | undefined;
 }
 
 /** How this instance's discovery record says what it serves (`Registration.update`). */
 export type Advertise = (serving: ServingInfo) => Promise<void>;
 
 /**
- * The hand-over's bounds. The releasing side gives up waiting for its calls this long past the
+ * The hand-over's bounds. The releasing side gives up waiting for its calls `marginMs` past the
  * latest deadline among them; the gaining side waits for the previous owner's release up to the
- * `releasingUntil` it advertises plus `marginMs`, or, while that owner has not advertised one
- * (it has not seen the change yet), `noticeMs` plus `marginMs` after it began to wait.
+ * `releasingUntil` it advertises plus `takeoverMs`, or, while that owner has not advertised one
+ * (it has not seen the change yet), `noticeMs` plus `takeoverMs` after it began to wait.
+ * `takeoverMs` is clearly larger than `marginMs`: at a call running past its deadline the old
+ * owner gives up (and releases: states saved, record rewritten) `takeoverMs - marginMs` before
+ * the gaining side would take the shard over, so the release is what it sees, not its own bound
+ * with both writing the shard; equal, both would act at the same moment and the taker would win.
  */
 export interface ReleaseLimits {
   readonly marginMs: number;
+  readonly takeoverMs: number;
   readonly noticeMs: number;
 }
 
-export const RELEASE_LIMITS: ReleaseLimits = { marginMs: 2000, noticeMs: 10_000 };
+export const RELEASE_LIMITS: ReleaseLimits = { marginMs: 2000, takeoverMs: 5000, noticeMs: 10_000 };
 
 /** Per shard: may its calls reach the handler (a `Uint8Array` of these, read on every call). */
 const WAITING = 0;
@@ -73,6 +86,9 @@ const FAILED = 2;
 const RETRY_MS = 1000;
 const RETRY_MAX_MS = 30_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** A failed write of what this instance serves is tried again after 100 ms, doubling up to 5 s. */
+const ADVERTISE_RETRY_MS = 100;
+const ADVERTISE_RETRY_MAX_MS = 5000;
 
 /** How long holding calls may go unnoticed, and how many may wait. */
 export interface HoldLimits {
@@ -189,6 +205,10 @@ export class Ownership implements ShardOwnership {
   #advertise: Advertise | undefined;
   #advertising: Promise<void> | undefined;
   #advertiseAgain = false;
+  /** The last `serving()` written (JSON), and the retry of a failed write while it differs. */
+  #advertised: string | undefined;
+  #advertiseRetry: ReturnType<typeof setTimeout> | undefined;
+  #advertiseRetryMs = ADVERTISE_RETRY_MS;
   /** The instances of the last view (their records tell what they still serve). */
   #view: readonly InstanceInfo[] = [];
   readonly release: ReleaseLimits;
@@ -216,9 +236,18 @@ export class Ownership implements ShardOwnership {
     this.#gainedIn = new Uint32Array(d.shards);
   }
 
-  /** The shards owned now (none before the first discovery view). */
+  /**
+   * The shards owned now (none before the first discovery view), without those awaited from
+   * their previous owner: `ctx.shards` and the sharded states see a shard only once its calls
+   * may run here.
+   */
   owned(): readonly number[] {
-    return this.#owned;
+    return this.#ownedNow();
+  }
+
+  awaitedFrom(shard: number): readonly string[] | undefined {
+    if (!this.#awaiting.has(shard)) return undefined;
+    return this.#servedElsewhere(shard).map((i) => i.instanceId);
   }
 
   get instanceId(): string {
@@ -258,6 +287,8 @@ export class Ownership implements ShardOwnership {
    */
   async start(directory: Directory, advertise?: Advertise): Promise<void> {
     this.#advertise = advertise;
+    this.#advertised = undefined;
+    this.#advertiseRetryMs = ADVERTISE_RETRY_MS;
     this.#frozen = false;
     this.#releaseQueued.clear();
     this.#view = [];
@@ -281,13 +312,19 @@ export class Ownership implements ShardOwnership {
     this.#frozen = true;
     clearTimeout(this.#retry);
     this.#retry = undefined;
-    // Stopping: the stop path drains every call, and unbinding releases every state.
-    for (const t of this.#releasing.values()) clearTimeout(t);
+    // Stopping: the stop path drains every call, and unbinding releases every state then. A
+    // shard releasing now stays so (its admitted calls may still write it) until that.
+    for (const [s, t] of this.#releasing) {
+      clearTimeout(t);
+      this.#releaseQueued.add(s);
+    }
     this.#releasing.clear();
     this.#awaiting.clear();
     clearTimeout(this.#awaitTimer);
     this.#awaitTimer = undefined;
     this.#advertise = undefined;
+    clearTimeout(this.#advertiseRetry);
+    this.#advertiseRetry = undefined;
     this.#wake();
   }
 
@@ -591,7 +628,7 @@ export class Ownership implements ShardOwnership {
           ...holders.map((i) =>
             typeof i.releasingUntil === "number" ? i.releasingUntil : w.since + this.release.noticeMs,
           ),
-        ) + this.release.marginMs;
+        ) + this.release.takeoverMs;
       if (now < bound) {
         next = Math.min(next, bound);
         continue;
@@ -615,27 +652,59 @@ export class Ownership implements ShardOwnership {
     }
   }
 
-  /** Writes what this instance serves into its record (one write at a time, the latest last). */
+  /**
+   * Writes what this instance serves into its record (one write at a time, the latest last). A
+   * failed write is tried again, 100 ms later doubling up to 5 s, while what the record holds
+   * differs from `serving()`: nothing else would write it before the next change, and an instance
+   * gaining a shard would meanwhile take it with no hand-over, or wait out its bound.
+   */
   #advertiseNow(): void {
     if (this.#advertise === undefined) return;
     if (this.#advertising !== undefined) {
       this.#advertiseAgain = true;
       return;
     }
+    clearTimeout(this.#advertiseRetry);
+    this.#advertiseRetry = undefined;
     const run = async (): Promise<void> => {
+      let failed: unknown;
       do {
         this.#advertiseAgain = false;
         const fn = this.#advertise;
         if (fn === undefined) break;
-        await fn(this.serving()).catch((e: unknown) =>
-          this.#log.warn(
-            { err: e },
-            "writing the shards this instance serves into its discovery record failed: an instance gaining one of them may wait for it up to its bound",
-          ),
-        );
+        const info = this.serving();
+        try {
+          await fn(info);
+          this.#advertised = JSON.stringify(info);
+          failed = undefined;
+        } catch (e) {
+          failed = e;
+        }
       } while (this.#advertiseAgain);
       // Cleared in the same turn as the last check: a change after it writes again.
       this.#advertising = undefined;
+      if (failed === undefined) {
+        if (this.#advertiseRetryMs > ADVERTISE_RETRY_MS)
+          this.#log.info("the shards this instance serves are written into its discovery record again");
+        this.#advertiseRetryMs = ADVERTISE_RETRY_MS;
+        return;
+      }
+      if (this.#advertise === undefined || this.#frozen) return;
+      const ms = this.#advertiseRetryMs;
+      // The first failure of a run is a warning; the retries that fail again say nothing more.
+      if (ms === ADVERTISE_RETRY_MS)
+        this.#log.warn(
+          { err: failed },
+          "writing the shards this instance serves into its discovery record failed: tried again 100 ms later, doubling up to every 5 s, until it succeeds; meanwhile an instance gaining one of them may take it before this one released it, or wait for it up to its bound",
+        );
+      this.#advertiseRetryMs = Math.min(ms * 2, ADVERTISE_RETRY_MAX_MS);
+      this.#advertiseRetry = setTimeout(() => {
+        this.#advertiseRetry = undefined;
+        // Back to what the record holds (lost and gained again meanwhile): nothing to write.
+        if (JSON.stringify(this.serving()) === this.#advertised) this.#advertiseRetryMs = ADVERTISE_RETRY_MS;
+        else this.#advertiseNow();
+      }, ms);
+      this.#advertiseRetry.unref?.();
     };
     this.#advertising = run();
   }
@@ -679,23 +748,28 @@ export class Ownership implements ShardOwnership {
   async #notify(change: ShardChange, seq: number, listeners: boolean): Promise<void> {
     const fn = this.#handler.onShards;
     let ok = true;
-    if (typeof fn === "function") {
-      const watch = this.#watchSlow(change);
-      this.#hookSince = Date.now();
-      try {
-        await fn.call(this.#handler, change, this.#context());
-      } catch (e) {
-        ok = false;
-        this.#log.error(
-          { err: e, gained: change.gained },
-          `onShards hook failed: calls for the shards it gained answer UNAVAILABLE until it succeeds (called again in ${this.#retryMs / 1000} s)`,
-        );
-      } finally {
-        clearTimeout(watch.timer);
-        this.#hookSince = undefined;
+    // Armed until the listeners too are told: a release waits there for its states to leave and save.
+    const watch = this.#watchSlow(change);
+    try {
+      if (typeof fn === "function") {
+        this.#hookSince = Date.now();
+        try {
+          await fn.call(this.#handler, change, this.#context());
+        } catch (e) {
+          ok = false;
+          this.#log.error(
+            { err: e, gained: change.gained },
+            `onShards hook failed: calls for the shards it gained answer UNAVAILABLE until it succeeds (called again in ${this.#retryMs / 1000} s)`,
+          );
+        } finally {
+          this.#hookSince = undefined;
+        }
       }
+      watch.step = "listeners";
+      if (listeners) await this.#tell(change);
+    } finally {
+      clearTimeout(watch.timer);
     }
-    if (listeners) await this.#tell(change);
     // Only the latest change gaining a shard decides: an older one's outcome is stale.
     for (const s of change.gained) if (this.#gainedIn[s] === seq) this.#ready[s] = ok ? READY : FAILED;
     if (ok) this.#retryMs = RETRY_MS;
@@ -709,13 +783,15 @@ export class Ownership implements ShardOwnership {
   }
 
   /**
-   * Warns while the `onShards` of `change` runs past `slowHookMs`, then every `slowHookRepeatMs`:
-   * the calls for the shards it is loading wait for it, and one that never resolves would hold
-   * them (each to its deadline) with nothing else said.
+   * Warns while the `onShards` of `change`, then its listeners (the states, which on a release
+   * send their last heartbeat and save their snapshot), run past `slowHookMs`, then every
+   * `slowHookRepeatMs`: the calls for the shards being loaded wait for them, and so do every later
+   * change and the release of a lost shard; one that never resolves would hold them with nothing
+   * else said.
    */
-  #watchSlow(change: ShardChange): { timer: ReturnType<typeof setTimeout> | undefined } {
+  #watchSlow(change: ShardChange): SlowWatch {
     const t0 = Date.now();
-    const watch: { timer: ReturnType<typeof setTimeout> | undefined } = { timer: undefined };
+    const watch: SlowWatch = { timer: undefined, step: "hook" };
     const arm = (ms: number): void => {
       watch.timer = setTimeout(warn, ms);
       watch.timer.unref?.();
@@ -725,10 +801,14 @@ export class Ownership implements ShardOwnership {
       const held = this.#owned.filter((s) => this.#ready[s] === WAITING);
       const named = held.length > 20 ? `${held.slice(0, 20).join(", ")}, … (${held.length})` : held.join(", ");
       const s = Math.round((Date.now() - t0) / 1000);
+      const what =
+        watch.step === "hook"
+          ? `onShards of ${this.#d.name} on ${this.#instanceId} has not resolved`
+          : `the states of ${this.#d.name} on ${this.#instanceId} following a change of its shards (gained ${change.gained.join(", ") || "none"}, lost ${change.lost.join(", ") || "none"}: states leave, send their last heartbeat and save their snapshot) have not finished`;
       this.#log.warn(
         // The served instance's logger names the service and instance too.
-        { gained: change.gained, held, heldCalls: this.#waiters.size },
-        `onShards of ${this.#d.name} on ${this.#instanceId} has not resolved in ${s} s: calls for shards ${named || "(none)"} are held until it does (${this.#waiters.size} now)`,
+        { gained: change.gained, lost: change.lost, held, heldCalls: this.#waiters.size, step: watch.step },
+        `${what} in ${s} s: calls for shards ${named || "(none)"} are held until ${watch.step === "hook" ? "it does" : "they do"} (${this.#waiters.size} now)${watch.step === "hook" ? "" : ", and later changes of its shards, and the release of the lost ones to their new owner, wait for it"}`,
       );
       arm(this.limits.slowHookRepeatMs);
     };
@@ -744,8 +824,8 @@ export class Ownership implements ShardOwnership {
     this.#retry = setTimeout(() => {
       this.#retry = undefined;
       if (this.#frozen) return;
-      const gained = this.#owned.filter((s) => this.#ready[s] === FAILED);
-      if (gained.length > 0) this.#enqueue({ owned: this.#owned, gained, lost: [] }, false);
+      const gained = this.#ownedNow().filter((s) => this.#ready[s] === FAILED);
+      if (gained.length > 0) this.#enqueue({ owned: this.#ownedNow(), gained, lost: [] }, false);
     }, ms);
     this.#retry.unref?.();
   }
@@ -759,6 +839,12 @@ export class Ownership implements ShardOwnership {
       }
     }
   }
+}
+
+/** The slow-hook warning of one change (`#watchSlow`) and the step it waits in. */
+interface SlowWatch {
+  timer: ReturnType<typeof setTimeout> | undefined;
+  step: "hook" | "listeners";
 }
 
 function sameList(a: readonly number[], b: readonly number[]): boolean {
