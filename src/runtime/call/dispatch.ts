@@ -754,10 +754,10 @@ function guardRefusal(err: WireError, deadline: number): FanError {
   return isNotReady(err) ? keep(e, deadline) : e;
 }
 
-/** How long a sharded push may wait for its shard: its deadline, else its ttl, else its method's timeout. */
 /** What `#guardPush` answers for a push that names no shard (or a service without a guard). */
 const NOT_GUARDED = { counted: false, shard: -1 } as const;
 
+/** How long a sharded push may wait for its shard: its deadline, else its ttl, else its method's timeout. */
 function pushDeadline(env: Envelope, plan: Plan): number {
   const { deadline, ttl } = env.headers;
   if (typeof deadline === "number") return deadline;

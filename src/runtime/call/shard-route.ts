@@ -18,7 +18,15 @@ import type { Route, Target } from "./route.js";
 import { sinceFits, tooOld } from "./versions.js";
 import { hasDeliveryFlag, maybeDelivered as mayHaveArrived } from "./outcome.js";
 import { isNotDelivered } from "../transports/not-delivered.js";
-import { assignShards, redirectOf, shardDomain, shardOf, shardUnavailable, type Redirect } from "./shards.js";
+import {
+  assignShards,
+  redirectOf,
+  shardDomain,
+  shardOf,
+  ownerUnavailable,
+  shardUnavailable,
+  type Redirect,
+} from "./shards.js";
 
 /**
  * What the policy chain lends `deliver`: `blocked`, instances whose breaker admits no attempt
@@ -207,11 +215,8 @@ export class ShardRoute {
           );
         });
       }
-      const err = shardUnavailable(this.#service.name, shard, why, e);
       // A push's `maybeDelivered` is the producer's to read: the reworded error keeps it.
-      if (!hasDeliveryFlag(e)) throw err;
-      const maybeDelivered = (e.details as { maybeDelivered: boolean }).maybeDelivered;
-      throw new FanError(err.code, err.message, { cause: e, details: { ...(err.details as object), maybeDelivered } });
+      throw ownerUnavailable(this.#service.name, shard, target.info.instanceId, e);
     }
     throw e;
   }
