@@ -5,58 +5,25 @@
  * the previous owner, with a warning. Once released, it is gained and its state published.
  * One Ownership over a scripted view, and the App's state owners following it.
  */
-import type { Logger } from "pino";
 import { describe, expect, it } from "vitest";
 import type { LifecycleContext } from "../../src/runtime/call/context.js";
 import { Ownership } from "../../src/runtime/call/ownership.js";
 import { assignShards } from "../../src/runtime/call/shards.js";
-import type { Directory, InstanceInfo } from "../../src/runtime/discovery/types.js";
 import { FanError } from "../../src/runtime/errors.js";
 import { type ShardedState, type StateOwner, StateOwners } from "../../src/runtime/states/owner.js";
 import { Orders } from "./fixtures/handover.js";
+import { record as recordOf, scriptedView } from "./fixtures/scripted-view.js";
+import { captureLog } from "../transports/fixtures/log.js";
 
 const d = Orders.descriptor;
 
-function record(instanceId: string, serving?: readonly number[]): InstanceInfo {
-  return {
-    service: d.name,
-    instanceId,
-    version: d.version,
-    endpoints: {},
-    shards: [],
-    startedAt: 0,
-    load: 0,
-    appId: instanceId,
-    ...(serving === undefined ? {} : { serving }),
-  };
-}
+const record = (id: string, serving?: readonly number[]) => recordOf(d, id, serving);
 
 describe("a shard awaited from its previous owner", () => {
   it("is not owned for the states until released: a read does not publish it, a write is refused UNAVAILABLE", async () => {
-    const warnings: string[] = [];
-    const log = {
-      info: () => undefined,
-      error: () => undefined,
-      debug: () => undefined,
-      warn: (_: object, msg: string) => void warnings.push(msg),
-      child: () => log,
-    } as unknown as Logger;
-    let instances: InstanceInfo[] = [];
-    const listeners = new Set<() => void>();
-    const directory = {
-      watch: async () => ({
-        instances: () => instances,
-        onChange: (fn: () => void) => {
-          listeners.add(fn);
-          return () => listeners.delete(fn);
-        },
-        close: async () => undefined,
-      }),
-    } as unknown as Directory;
-    const set = (next: InstanceInfo[]): void => {
-      instances = next;
-      for (const fn of [...listeners]) fn();
-    };
+    const captured = captureLog();
+    const log = captured.log;
+    const { directory, set } = scriptedView();
     const a = "old-a";
     let b = "";
     let moved: number[] = [];
@@ -84,7 +51,7 @@ describe("a shard awaited from its previous owner", () => {
     });
     await states.bound(d, own);
     // A still serves every shard: B awaits the ones it takes.
-    instances = [record(a, [...Array(d.shards).keys()]), record(b, [])];
+    set([record(a, [...Array(d.shards).keys()]), record(b, [])]);
     await own.start(directory);
     expect(own.owned()).not.toContain(s);
     expect(own.awaitedFrom(s)).toEqual([a]);
@@ -102,7 +69,7 @@ describe("a shard awaited from its previous owner", () => {
     expect(refused).toBeInstanceOf(FanError);
     expect((refused as FanError).code).toBe("UNAVAILABLE");
     expect((refused as FanError).message).toContain(`from ${a}`);
-    expect(warnings.some((w) => w.includes("was refused") && w.includes(a))).toBe(true);
+    expect(captured.warnings().some((w) => w.includes("was refused") && w.includes(a))).toBe(true);
 
     // A released it: B gains it, and its state publishes.
     set([record(a, []), record(b, [])]);

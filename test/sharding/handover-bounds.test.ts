@@ -5,13 +5,14 @@
  * the losing side keeps a shard whose admitted call runs (writes allowed, record still serving
  * it), releases it when that call settles, or warns and releases it past its deadline.
  */
-import type { Logger } from "pino";
 import { describe, expect, it } from "vitest";
 import type { LifecycleContext, ShardChange } from "../../src/runtime/call/context.js";
 import { HOLD_LIMITS, type HoldLimits, Ownership } from "../../src/runtime/call/ownership.js";
 import { assignShards, keyPart, shardOfKey } from "../../src/runtime/call/shards.js";
-import type { Directory, InstanceInfo, ServingInfo } from "../../src/runtime/discovery/types.js";
+import type { ServingInfo } from "../../src/runtime/discovery/types.js";
 import { Store } from "./fixtures/generated/test/shards.js";
+import { record as recordOf, scriptedView } from "./fixtures/scripted-view.js";
+import { captureLog } from "../transports/fixtures/log.js";
 
 const N = Store.descriptor.shards;
 const paths = Store.descriptor.methods.store?.shard as readonly (readonly string[])[];
@@ -19,28 +20,9 @@ const LIMITS = { marginMs: 100, takeoverMs: 250, noticeMs: 300 };
 
 /** A view of discovery the test changes by hand, and an Ownership of `me` following it. */
 function scripted(me: string, o: { advertise?: (s: ServingInfo) => Promise<void>; limits?: HoldLimits } = {}) {
-  const warnings: string[] = [];
-  const log = {
-    info: () => undefined,
-    error: () => undefined,
-    warn: (_: object, msg: string) => void warnings.push(msg),
-  } as unknown as Logger;
-  let instances: InstanceInfo[] = [];
-  const listeners = new Set<() => void>();
-  const directory = {
-    watch: async () => ({
-      instances: () => instances,
-      onChange: (fn: () => void) => {
-        listeners.add(fn);
-        return () => listeners.delete(fn);
-      },
-      close: async () => undefined,
-    }),
-  } as unknown as Directory;
-  const set = (next: InstanceInfo[]): void => {
-    instances = next;
-    for (const fn of [...listeners]) fn();
-  };
+  const captured = captureLog();
+  const log = captured.log;
+  const { directory, set } = scriptedView();
   const changes: ShardChange[] = [];
   const hooks = { onShards: (c: ShardChange) => void changes.push(c) };
   const own = new Ownership(Store.descriptor, me, [], hooks, () => ({}) as LifecycleContext, log, o.limits, LIMITS);
@@ -50,23 +32,11 @@ function scripted(me: string, o: { advertise?: (s: ServingInfo) => Promise<void>
       advertised.push(s);
       await o.advertise?.(s);
     });
-  return { own, set, start, warnings, changes, advertised };
+  return { own, set, start, warnings: captured.warnings, changes, advertised };
 }
 
-function record(instanceId: string, serving?: readonly number[], releasingUntil?: number): InstanceInfo {
-  return {
-    service: Store.descriptor.name,
-    instanceId,
-    version: Store.descriptor.version,
-    endpoints: {},
-    shards: [],
-    startedAt: 0,
-    load: 0,
-    appId: instanceId,
-    ...(serving === undefined ? {} : { serving }),
-    ...(releasingUntil === undefined ? {} : { releasingUntil }),
-  };
-}
+const record = (id: string, serving?: readonly number[], releasingUntil?: number) =>
+  recordOf(Store.descriptor, id, serving, releasingUntil);
 
 /** The shards `b` takes from `a` when it joins. */
 function taken(a: string, b: string): number[] {
@@ -111,7 +81,7 @@ describe("the gaining side of a hand-over", () => {
     expect(changes.at(-1)).toEqual({ owned: moved, gained: moved, lost: [] });
     expect(await held).toBeUndefined();
     expect(own.guard(paths, { storeId: keyOf(shard) }, Date.now() + 5000)).toBe(shard);
-    expect(warnings).toEqual([]);
+    expect(warnings()).toEqual([]);
   });
 
   it("gains it at once from a record that lists nothing served (an earlier version) or that is gone", async () => {
@@ -133,7 +103,7 @@ describe("the gaining side of a hand-over", () => {
     expect(changes.length).toBe(1);
     await tick(400);
     expect(changes.at(-1)).toEqual({ owned: moved, gained: moved, lost: [] });
-    expect(warnings.join("\n")).toMatch(/but A has not released it in \d+ s .*taking it over now/);
+    expect(warnings().join("\n")).toMatch(/but A has not released it in \d+ s .*taking it over now/);
   });
 
   it("at a call past its deadline, waits past the old owner's own bound, so that it sees the release", async () => {
@@ -154,7 +124,7 @@ describe("the gaining side of a hand-over", () => {
     ]);
     await tick(20);
     expect(changes.at(-1)).toEqual({ owned: moved, gained: moved, lost: [] });
-    expect(warnings).toEqual([]);
+    expect(warnings()).toEqual([]);
   });
 });
 
@@ -186,7 +156,7 @@ describe("the losing side of a hand-over", () => {
     expect(own.releasing(shard)).toBe(false);
     expect(changes.at(-1)).toEqual({ owned: own.owned(), gained: [], lost: [shard] });
     expect(advertised.at(-1)).toEqual({ serving: own.owned() });
-    expect(warnings).toEqual([]);
+    expect(warnings()).toEqual([]);
   });
 
   it("releases it, with a warning, once the call runs past its deadline and the margin", async () => {
@@ -201,7 +171,7 @@ describe("the losing side of a hand-over", () => {
     await tick(300);
     expect(own.releasing(shard)).toBe(false);
     expect(changes.at(-1)?.lost).toEqual([shard]);
-    expect(warnings.join("\n")).toMatch(
+    expect(warnings().join("\n")).toMatch(
       new RegExp(`shard ${shard} of .* still run 100 ms past the latest of their deadlines: releasing it now`),
     );
     // Its late end changes nothing.
@@ -224,7 +194,7 @@ describe("what the record says this instance serves", () => {
     // 100 ms after the failure, then written: no more writes while nothing changes.
     expect(writes).toBe(2);
     expect(advertised.at(-1)).toEqual({ serving: all });
-    expect(warnings.join("\n")).toMatch(/discovery record failed: tried again 100 ms later/);
+    expect(warnings().join("\n")).toMatch(/discovery record failed: tried again 100 ms later/);
     own.stop();
   });
 
@@ -258,7 +228,7 @@ describe("a release slow to reach the states", () => {
     own.onChange((c) => (c.lost.length > 0 ? new Promise<void>((r) => (done = r)) : undefined));
     set([record("A", all), record("B", [])]);
     await tick(250);
-    expect(warnings.join("\n")).toMatch(
+    expect(warnings().join("\n")).toMatch(
       new RegExp(
         `following a change of its shards \\(gained none, lost ${lose.join(", ")}: .*have not finished in 0 s`,
       ),

@@ -20,9 +20,9 @@ import {
   type StatePublisher,
 } from "../../src/runtime/index.js";
 import { silentLogger } from "../../src/runtime/telemetry/logging.js";
-import type { Logger } from "pino";
 import { type StateOwner, StateOwners } from "../../src/runtime/states/owner.js";
 import { deleteKeys, REDIS_URL } from "../transports/redis-server.js";
+import { captureLog } from "../transports/fixtures/log.js";
 
 interface Seen {
   total: string[];
@@ -166,14 +166,8 @@ describe("a graceful stop with a call in flight that writes states", () => {
 
 describe("a write to an owner that stopped publishing", () => {
   it("is logged as a warning, once until it publishes again", async () => {
-    const warnings: string[] = [];
-    const log = {
-      info: () => undefined,
-      error: () => undefined,
-      debug: () => undefined,
-      warn: (_: object, msg: string) => void warnings.push(msg),
-      child: () => log,
-    } as unknown as Logger;
+    const captured = captureLog();
+    const log = captured.log;
     const published: unknown[] = [];
     const states = new StateOwners({
       cluster: "lost-writes",
@@ -186,13 +180,15 @@ describe("a write to an owner that stopped publishing", () => {
     await states.bound(descriptor);
     const total = states.owner(descriptor, "total") as StateOwner;
     total.patch({ a: 1 });
-    expect(warnings).toEqual([]);
+    expect(captured.warnings()).toEqual([]);
     await states.unbound(descriptor);
     const before = published.length;
     total.patch({ b: 1 });
     total.patch({ c: 1 });
     expect(published.length).toBe(before);
-    expect(warnings.filter((w) => w.includes("came after this instance stopped publishing"))).toHaveLength(1);
+    expect(captured.warnings().filter((w) => w.includes("came after this instance stopped publishing"))).toHaveLength(
+      1,
+    );
     await states.close();
   });
 });
