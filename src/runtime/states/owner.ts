@@ -39,11 +39,20 @@ export interface StatePublisher<T> {
   readonly seq: number;
 }
 
+/** The state (and shard) a store key holds, for the store's log lines. */
+export interface SnapshotOf {
+  readonly state: string;
+  readonly shard?: number;
+}
+
 /** Where owners keep the latest snapshot between runs (`states.persist`). */
 export interface SnapshotStore {
   load(key: string): Promise<StateSnapshot | undefined>;
-  /** Saves (throttled by the store); the latest call wins. */
-  save(key: string, snap: () => StateSnapshot): void;
+  /**
+   * Saves (throttled by the store); the latest call wins, and a snapshot older (epoch, then
+   * sequence) than the one stored is not written: another owner took the state over since.
+   */
+  save(key: string, snap: () => StateSnapshot, of?: SnapshotOf): void;
   /** Writes what `save` holds for `key` now, if anything (a shard handed over: its new owner loads it next). */
   flush?(key: string): Promise<void>;
   close(): Promise<void>;
@@ -227,7 +236,8 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     this.#lostWrites = 0;
     // Only a publishing owner saves (a standby's updates must not replace the leader's save):
     // what it held until now is saved under its epoch.
-    if (this.host.store !== undefined && this.#has) this.host.store.save(this.#key(), () => this.snapshot());
+    if (this.host.store !== undefined && this.#has)
+      this.host.store.save(this.#key(), () => this.snapshot(), this.#of());
     this.heartbeat();
   }
 
@@ -273,7 +283,7 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     let saved: Promise<void> | undefined;
     if (store !== undefined && this.#has) {
       const snap = this.snapshot();
-      store.save(this.#key(), () => snap);
+      store.save(this.#key(), () => snap, this.#of());
       if (handOver) saved = store.flush?.(this.#key());
     }
     this.#wire = undefined;
@@ -315,7 +325,8 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
       if (this.#ended) this.#lost();
       return;
     }
-    if (this.host.store !== undefined && this.#has) this.host.store.save(this.#key(), () => this.snapshot());
+    if (this.host.store !== undefined && this.#has)
+      this.host.store.save(this.#key(), () => this.snapshot(), this.#of());
     // An update carries its producer span (or the publishing call's trace); heartbeats none.
     const headers: EnvelopeHeaders = {};
     traceProduced(this.service.name, this.state.name, "state", headers);
@@ -360,6 +371,11 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
       "not resuming the snapshot saved by another major under the key from before each major had its own",
     );
     return undefined;
+  }
+
+  /** What the store key holds, for the store's log lines. */
+  #of(): SnapshotOf {
+    return this.shard === undefined ? { state: this.#name } : { state: this.#name, shard: this.shard };
   }
 
   /** The store key of the snapshot: one per major, as the updates have a stream per major (`major` false: the key from before). */

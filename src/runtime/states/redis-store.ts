@@ -7,9 +7,12 @@
  * from the saved value, and watchers resync to what the owner holds. A shard handed over is
  * saved at once (`flush`) and, since no later update would save it again, tried again a few
  * times before its new owner is told (`RELEASE_RETRY_MS`), then given up with a warning.
+ * A save writes only when Redis holds no newer snapshot (`SAVE_SCRIPT`, ordered by epoch then
+ * sequence): a late save of an owner that lost the state (slow, or released the shard) never
+ * replaces the snapshot its successor wrote; it is refused with a warning.
  */
 import type { Logger } from "pino";
-import type { SnapshotStore } from "./owner.js";
+import type { SnapshotOf, SnapshotStore } from "./owner.js";
 import type { StateSnapshot } from "./protocol.js";
 
 /** `states.persist`. */
@@ -20,9 +23,14 @@ export interface PersistOptions {
   readonly intervalMs?: number;
 }
 
+/** The name `SAVE_SCRIPT` runs under on a store's connection. */
+const SAVE_COMMAND = "fanStateSave";
+
 interface Conn {
   get(key: string): Promise<string | null>;
-  set(key: string, value: string): Promise<unknown>;
+  defineCommand(name: string, def: { lua: string; numberOfKeys: number }): void;
+  /** `SAVE_SCRIPT`: `[1]` written, `[0, epoch, seq]` refused (what Redis holds). */
+  [SAVE_COMMAND](key: string, value: string, epoch: number, seq: number): Promise<number[]>;
   quit(): Promise<unknown>;
   disconnect(): void;
   on(ev: "error", fn: (e: Error) => void): unknown;
@@ -37,29 +45,73 @@ interface Conn {
 const RELEASE_RETRY_MS = [100, 300] as const;
 const RELEASE_TRY_WITHIN_MS = 1000;
 
+/**
+ * Writes the snapshot `ARGV[1]` (epoch `ARGV[2]`, sequence `ARGV[3]`) at `KEYS[1]` unless the
+ * snapshot stored there is newer: a later epoch, or the same epoch further on. Epochs order
+ * owners (each new owner's is past the one it resumed, owner.ts `nextEpoch`), sequences order
+ * one owner's saves; a stored value that is not a snapshot is replaced. One key: its hash slot
+ * is the script's, as Redis Cluster wants. Epochs are milliseconds, exact in Lua's doubles.
+ */
+const SAVE_SCRIPT = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, old = pcall(cjson.decode, cur)
+  if ok and type(old) == 'table' and type(old.e) == 'number' and type(old.s) == 'number' then
+    local e, s = tonumber(ARGV[2]), tonumber(ARGV[3])
+    if old.e > e or (old.e == e and old.s > s) then return {0, old.e, old.s} end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return {1}`;
+
 /** A snapshot store in Redis. */
 export function redisSnapshotStore(o: PersistOptions, log: Logger): SnapshotStore {
   const every = o.intervalMs ?? 200;
   const dirty = new Map<string, () => StateSnapshot>();
+  /** What each key holds, for the warning of a refused save. */
+  const of = new Map<string, SnapshotOf>();
+  /** The last refusal warned about per key (`stored<mine` epochs): one line per pair, not per save. */
+  const warned = new Map<string, string>();
   let conn: Promise<Conn> | undefined;
   let timer: NodeJS.Timeout | undefined;
   const open = (): Promise<Conn> => {
     conn ??= import("ioredis").then(({ Redis }) => {
       const r = new Redis(o.redis, { maxRetriesPerRequest: 2, lazyConnect: false }) as unknown as Conn;
       r.on("error", (e) => log.warn({ err: e.message }, "state snapshot store: redis error"));
+      r.defineCommand(SAVE_COMMAND, { lua: SAVE_SCRIPT, numberOfKeys: 1 });
       return r;
     });
     return conn;
+  };
+  /** Writes `snap` unless Redis holds a newer snapshot (then warns, once per pair of epochs); throws when Redis fails. */
+  const write = async (key: string, snap: StateSnapshot): Promise<void> => {
+    const [done, e, s] = await (await open())[SAVE_COMMAND](key, JSON.stringify(snap), snap.e, snap.s);
+    if (done === 1) return;
+    const pair = `${e}<${snap.e}`;
+    if (warned.get(key) === pair) return;
+    warned.set(key, pair);
+    const what = of.get(key);
+    const label = what === undefined ? key : `${what.state}${what.shard === undefined ? "" : ` shard ${what.shard}`}`;
+    log.warn(
+      {
+        key,
+        ...(what ?? {}),
+        epoch: snap.e,
+        seq: snap.s,
+        storedEpoch: e,
+        storedSeq: s,
+      },
+      `a stale snapshot save of ${label} was refused: Redis holds epoch ${String(e)} seq ${String(s)}, newer than this owner's epoch ${snap.e} seq ${snap.s} (another owner took the state over and saved since); the newer snapshot is kept and this owner's later updates are not saved`,
+    );
   };
   const flush = async (): Promise<void> => {
     timer = undefined;
     const batch = [...dirty];
     dirty.clear();
     if (batch.length === 0) return;
-    const r = await open();
     await Promise.all(
       batch.map(([key, snap]) =>
-        r.set(key, JSON.stringify(snap())).catch((e: unknown) => {
+        write(key, snap()).catch((e: unknown) => {
           log.warn({ err: e, key }, "saving a state snapshot failed; the next update saves it again");
         }),
       ),
@@ -70,15 +122,16 @@ export function redisSnapshotStore(o: PersistOptions, log: Logger): SnapshotStor
       const raw = await (await open()).get(key);
       return raw === null ? undefined : (JSON.parse(raw) as StateSnapshot);
     },
-    save: (key, snap) => {
+    save: (key, snap, what) => {
       dirty.set(key, snap);
+      if (what !== undefined) of.set(key, what);
       timer ??= setTimeout(() => void flush(), every);
     },
     flush: async (key) => {
       const snap = dirty.get(key);
       if (snap === undefined) return;
       dirty.delete(key);
-      const value = JSON.stringify(snap());
+      const value = snap();
       let err: unknown;
       let tries = 0;
       const t0 = Date.now();
@@ -91,7 +144,7 @@ export function redisSnapshotStore(o: PersistOptions, log: Logger): SnapshotStor
         }
         tries++;
         try {
-          await (await open()).set(key, value);
+          await write(key, value);
           return;
         } catch (e) {
           err = e;
