@@ -178,5 +178,5 @@ function failed(
     service: svc.descriptor.name,
     method: m.name,
   });
-  writeError(res, wire, { traceparent: trace.traceparent });
+  writeError(res, wire, { traceparent: trace.traceparent }, e);
 }

@@ -15,9 +15,10 @@
  * with a final `fan-error` event, every other stream goes on. What the App holds for a
  * service version the reload replaced (its client) is released once its calls and streams end.
  *
- * Every answer to a request is an answer: malformed JSON, an invalid argument, an unknown path
- * a body over the limit and a wrong verb are coded JSON errors (400, 404, 413, 405) and the
- * gateway keeps serving. What a client reads of a failure from inside the deployment
+ * Every answer to a request is an answer: malformed JSON, an invalid argument, a path or query
+ * of malformed percent-encoding, an unknown path, a body over the limit and a wrong verb are
+ * coded JSON errors (400, 404, 413, 405) and the gateway keeps serving. A 503 carries
+ * `Retry-After` (wire.ts says how long). What a client reads of a failure from inside the deployment
  * `Exposure` decides (exposure.ts).
  */
 import { setMaxListeners } from "node:events";
@@ -163,7 +164,7 @@ export class GatewayServer {
       const traceId = newTraceId();
       this.#o.log.error({ err: e, url: req.url, traceId }, "gateway request failed");
       if (!res.headersSent)
-        writeError(res, this.#exposure.outside(wireErrorOf(e, undefined), e, traceId, { path: req.url ?? "/" }));
+        writeError(res, this.#exposure.outside(wireErrorOf(e, undefined), e, traceId, { path: req.url ?? "/" }), {}, e);
       else res.destroy();
     });
   }
@@ -174,6 +175,17 @@ export class GatewayServer {
     const path = q < 0 ? url : url.slice(0, q);
     const raw = splitPath(path);
     const method = req.method ?? "GET";
+    // A request whose path or query does not decode addresses nothing: 400 naming the part, not
+    // a 404 (no route matches an undecodable segment) or a URIError.
+    if (url.includes("%")) {
+      const bad = undecodable(raw, q < 0 ? undefined : url.slice(q + 1));
+      if (bad !== undefined)
+        return refuse(
+          res,
+          Code.INVALID_ARGUMENT,
+          `malformed percent-encoding in ${bad}: a % must start an escape of two hex digits, and the escapes must spell UTF-8`,
+        );
+    }
     // Read once: a reload during this request does not change what it is served from.
     const catalog = this.#catalog;
     // POST /<package.Service>/<method>: the common case first. As on the http transport, no
@@ -323,7 +335,7 @@ export class GatewayServer {
       }
       if (!FanError.is(e) || e.code !== Code.UNAVAILABLE) throw e;
       const outside = this.#exposure.outside(wireErrorOf(e, d), e, newTraceId(), { service: d.name, path: stream });
-      writeError(res, outside);
+      writeError(res, outside, {}, e);
       return false;
     }
     if (req.destroyed) {
@@ -474,6 +486,21 @@ function pickShard(
   if (!(n < svc.shards))
     return { refused: `${label} has shards 0..${svc.shards - 1}, not ?shard=${shard.join("&shard=")}` };
   return n;
+}
+
+/**
+ * The first part of the path (raw segments) or the query string (without `?`) whose
+ * percent-encoding does not decode, named for the client (`the path segment "getItem%ZZ"`),
+ * or undefined when all do. `URLSearchParams` would read a bad escape as text and
+ * `decodeURIComponent` throw on it: both are refused before either runs.
+ */
+function undecodable(raw: readonly string[], search: string | undefined): string | undefined {
+  for (const s of raw) if (safeDecode(s) === undefined) return `the path segment ${JSON.stringify(s)}`;
+  if (search === undefined) return undefined;
+  for (const pair of search.split("&"))
+    for (const part of pair.split("="))
+      if (safeDecode(part.replaceAll("+", " ")) === undefined) return `the query string part ${JSON.stringify(part)}`;
+  return undefined;
 }
 
 /** The abort signal of each connection: fires when it closes (see `leaving`). */

@@ -43,14 +43,56 @@ function jsonSafe(v: unknown): unknown {
   }
 }
 
-/** Writes an error: the http transport's status for its code and the WireError as JSON. */
-export function writeError(res: ServerResponse, wire: WireError, headers: EnvelopeHeaders = {}): void {
-  sendEnvelope(res, { v: 1, id: nextEnvelopeId(), kind: "error", service: "", method: "", headers, payload: wire, form: "wire" }, MAX_REPLY_BYTES);
+/** Seconds a client waits before trying again when nothing better is known (docs/gateway.md). */
+export const RETRY_AFTER_S = 1;
+
+/**
+ * The `Retry-After` of an answer of `code` (seconds), or undefined for none. Every 503
+ * (UNAVAILABLE: no instance, a broker or connection down, an instance draining, every circuit
+ * breaker open) has one: the time until the first open breaker lets a probe through when
+ * `cause` says (`details.retryAfterMs`, policy/client.ts), else `RETRY_AFTER_S`. A 429 has one
+ * only when a bound on calls in flight refused it (a client bulkhead or a served instance
+ * shedding load: `details.maxInFlight`); a message over a size limit is also 429, but the same
+ * request would be refused again.
+ */
+export function retryAfterOf(code: string, cause: unknown): number | undefined {
+  const details = FanError.is(cause)
+    ? (cause.details as { retryAfterMs?: unknown; maxInFlight?: unknown } | undefined)
+    : undefined;
+  if (code === Code.UNAVAILABLE) {
+    const ms = details?.retryAfterMs;
+    return typeof ms === "number" && ms > 0 && Number.isFinite(ms) ? Math.ceil(ms / 1000) : RETRY_AFTER_S;
+  }
+  if (code === Code.RESOURCE_EXHAUSTED && typeof details?.maxInFlight === "number") return RETRY_AFTER_S;
+  return undefined;
+}
+
+/** Sets `Retry-After` on the answer of `code` when `retryAfterOf` gives one. */
+function setRetryAfter(res: ServerResponse, code: string, cause: unknown): void {
+  const s = retryAfterOf(code, cause);
+  if (s !== undefined && !res.headersSent) res.setHeader("retry-after", String(s));
+}
+
+/**
+ * Writes an error: the http transport's status for its code and the WireError as JSON;
+ * `cause`, the error the wire form was made of, says how long a 503 or 429's `Retry-After` is.
+ */
+export function writeError(res: ServerResponse, wire: WireError, headers: EnvelopeHeaders = {}, cause?: unknown): void {
+  setRetryAfter(res, wire.code, cause);
+  sendEnvelope(
+    res,
+    { v: 1, id: nextEnvelopeId(), kind: "error", service: "", method: "", headers, payload: wire, form: "wire" },
+    MAX_REPLY_BYTES,
+  );
 }
 
 /** Writes a reply: 200 with the wire JSON, or 204 for no value. */
 export function writeReply(res: ServerResponse, payload: unknown, headers: EnvelopeHeaders = {}): void {
-  sendEnvelope(res, { v: 1, id: nextEnvelopeId(), kind: "reply", service: "", method: "", headers, payload, form: "wire" }, MAX_REPLY_BYTES);
+  sendEnvelope(
+    res,
+    { v: 1, id: nextEnvelopeId(), kind: "reply", service: "", method: "", headers, payload, form: "wire" },
+    MAX_REPLY_BYTES,
+  );
 }
 
 /**
@@ -59,5 +101,8 @@ export function writeReply(res: ServerResponse, payload: unknown, headers: Envel
  */
 export function refuse(res: ServerResponse, code: Code, message: string, status?: number): void {
   if (status === undefined) writeError(res, { code, message });
-  else sendError(res, new FanError(code, message), status);
+  else {
+    setRetryAfter(res, code, undefined);
+    sendError(res, new FanError(code, message), status);
+  }
 }

@@ -127,6 +127,7 @@ describeWithBroker(
     });
     const body = (await res.json()) as { code: string; message: string };
     expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("1");
     expect(body.code).toBe("UNAVAILABLE");
     expect(body.message).toContain("the events of fan.vault.Absent come over zmq here, which needs an event hub");
     expect(body.message).toContain("FAN_ZMQ_EVENTS_PUBLISH and FAN_ZMQ_EVENTS_SUBSCRIBE");

@@ -98,6 +98,11 @@ export class Breaker {
     return this.#state;
   }
 
+  /** Ms until an open breaker lets a probe through (0 when it is not open). */
+  get opensInMs(): number {
+    return this.state === "open" ? Math.max(0, this.#openMs - (this.#now() - this.#openedAt)) : 0;
+  }
+
   /** Failures and attempts in the current window. */
   get window(): { failures: number; total: number } {
     this.#roll(this.#now());

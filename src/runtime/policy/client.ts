@@ -358,10 +358,12 @@ export class ClientPolicy {
         .map((b) => breakers?.find(service, b.instanceId))
         .filter((b): b is Breaker => b?.probing === true);
       if (probing.length === 0) {
+        const opensIn = Math.min(...out.map((b) => breakers?.find(service, b.instanceId)?.opensInMs ?? 0));
         const err = new FanError(
           Code.UNAVAILABLE,
           `${service}.${req.method.name}: the circuit breaker of every instance is open (${out.map((b) => `${b.instanceId} ${b.state}`).join(", ")})`,
-          { details: { service, openBreakers: out.map((b) => b.instanceId) } },
+          // retryAfterMs: when the first of them lets a probe through (the gateway's Retry-After).
+          { details: { service, openBreakers: out.map((b) => b.instanceId), retryAfterMs: opensIn } },
         );
         failFast.add(err);
         throw err;

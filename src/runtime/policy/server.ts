@@ -123,6 +123,8 @@ export class ServerGate {
     return {
       code: Code.RESOURCE_EXHAUSTED,
       message: `${this.#service.name} ${this.#instanceId} is at its bound of ${this.maxInFlight} calls in flight (load shed)`,
+      // As a client bulkhead's refusal: the gateway tells a 429 of a bound in flight when to retry.
+      details: { maxInFlight: this.maxInFlight },
     };
   }
 
