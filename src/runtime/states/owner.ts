@@ -267,11 +267,12 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
   }
 
   /**
-   * A shard moved to another instance: stop publishing and forget the value, so that when the
-   * shard comes back its value is the saved snapshot (or empty), never this stale one. With
-   * `handOver` (its calls settled, the new owner waits for this release): the epoch's last
-   * heartbeat is sent and the snapshot written before it resolves, so the new owner resumes the
-   * value with every write of this epoch, and watchers resync to it at once.
+   * A shard moved to another instance: stop publishing and forget the value and its sequence, so
+   * that when the shard comes back its value is the saved snapshot (or empty at sequence 0),
+   * never this stale one. With `handOver` (its calls settled, the new owner waits for this
+   * release): the epoch's last heartbeat is sent and the snapshot written before it resolves, so
+   * the new owner resumes the value with every write of this epoch, and watchers resync to it at
+   * once.
    */
   release(handOver = false): Promise<void> {
     const wasActive = this.#active;
@@ -291,6 +292,10 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     this.#held = -1;
     this.#heldSeq = 0;
     this.#value = undefined;
+    // The sequence goes with the value: when the shard comes back it continues the snapshot's
+    // (resume), or starts at 0 with no value, never the forgotten value's number over nothing.
+    // The epoch stays: the next one must be past it (`nextEpoch`).
+    this.seq = 0;
     if (last === undefined && saved === undefined) return Promise.resolve();
     return Promise.all([last, saved?.catch(() => undefined)]).then(() => undefined);
   }
