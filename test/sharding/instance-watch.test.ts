@@ -1,6 +1,7 @@
 /**
  * The instance watch (call/instance-watch.ts) with a scripted instance set: a registry that
- * cannot say whether an instance with calls in flight is gone is asked again, and said so.
+ * cannot say whether an instance with calls in flight is gone is asked again, and said so; calls
+ * registered by a taken notice (`taken`) fail once their instance is gone, not before it was seen.
  */
 import type { Logger } from "pino";
 import { describe, expect, it } from "vitest";
@@ -41,6 +42,56 @@ describe("the instance watch", () => {
     expect(warnings[0]).toMatch(
       /instance Store-a of test\.Store left the instance set with 1 calls in flight to it, and asking the registry whether its lease ended failed \(etcd: connect ECONNREFUSED .*\): .* those calls wait for their answer or their deadline/,
     );
+    watch.close();
+  });
+
+  it("a call an instance took (a taken notice) fails once that instance is gone; one named before its record was seen waits until it was", async () => {
+    let instances: InstanceInfo[] = [{ instanceId: "w-a" } as InstanceInfo];
+    const listeners = new Set<() => void>();
+    const asked: string[] = [];
+    const set = {
+      instances: () => instances,
+      onChange: (fn: () => void) => {
+        listeners.add(fn);
+        return () => listeners.delete(fn);
+      },
+      gone: async (id: string) => {
+        asked.push(id);
+        return true;
+      },
+    };
+    const changed = () => {
+      for (const fn of [...listeners]) fn();
+    };
+    const watch = new InstanceWatch(set, "test.Worker");
+    const failed: { a: unknown[]; b: unknown[] } = { a: [], b: [] };
+    // Settling drops it from the watch, as a PendingCall's does.
+    const call = (k: "a" | "b"): PendingCall => {
+      const p = {
+        fail: (e: unknown) => {
+          failed[k].push(e);
+          watch.drop(p);
+        },
+      } as unknown as PendingCall;
+      return p;
+    };
+    watch.taken("w-a", call("a"));
+    // Not in the set yet (its record not seen): would read as gone.
+    watch.taken("w-b", call("b"));
+    instances = [];
+    changed();
+    await tick(10);
+    expect(asked).toEqual(["w-a"]);
+    expect(failed.a).toHaveLength(1);
+    expect((failed.a[0] as Error).message).toMatch(/instance w-a of test\.Worker is gone/);
+    expect(failed.b).toEqual([]);
+    instances = [{ instanceId: "w-b" } as InstanceInfo];
+    changed();
+    instances = [];
+    changed();
+    await tick(10);
+    expect(asked).toEqual(["w-a", "w-b"]);
+    expect(failed.b).toHaveLength(1);
     watch.close();
   });
 });

@@ -134,7 +134,10 @@ export class Caller implements ClientCaller {
   readonly #plans = new Map<string, MethodPlan>();
   #route: Route | undefined;
   #shards: ShardRoute | undefined;
-  /** Sharded calls in flight on transports that cannot see their instance die (instance-watch.ts). */
+  /**
+   * Calls in flight on transports that cannot see their instance die (instance-watch.ts): sharded
+   * ones, and the others their transport said which instance took.
+   */
   #watch: InstanceWatch | undefined;
   #routing: Promise<Route> | undefined;
   /** `close()` was called: the client follows discovery no more and refuses new calls. */
@@ -492,9 +495,11 @@ export class Caller implements ClientCaller {
     );
     pending.via = transport;
     pending.endpoint = target.endpoint;
-    // A sharded call waits on one instance: failed once discovery says it died, if its transport cannot tell.
-    if (req.method.shard !== undefined && transport.watchInstances === true && req.kind === "call")
-      this.#watch?.add(target.info.instanceId, pending);
+    // A sharded call waits on one instance: failed once discovery says it died, if its transport
+    // cannot tell; another call likewise once its transport said which instance took it.
+    if (transport.watchInstances === true && req.kind === "call")
+      if (req.method.shard !== undefined) this.#watch?.add(target.info.instanceId, pending);
+      else pending.noticeTo = this.#watch;
     let sent: Promise<Envelope | undefined>;
     const route = this.#route as Route;
     const pinned = req.opts?.transport;
@@ -505,7 +510,7 @@ export class Caller implements ClientCaller {
             deadline: req.deadline,
             elsewhere: route.targets(pinned, req.method).length > 1,
           }
-        : { signal: req.signal ?? NEVER, deadline: req.deadline };
+        : { signal: req.signal ?? NEVER, deadline: req.deadline, taken: pending };
     try {
       sent =
         req.kind === "push"
@@ -647,8 +652,7 @@ export class Caller implements ClientCaller {
         throw new FanError(Code.FAILED_PRECONDITION, `this client of ${this.#service.name} was released`);
       }
       this.#route = route;
-      if (Object.values(this.#service.methods).some((m) => m.shard !== undefined))
-        this.#watch = new InstanceWatch(set, this.#service.name, this.#host.log);
+      this.#watch = new InstanceWatch(set, this.#service.name, this.#host.log);
       return route;
     })();
     this.#routing.catch(() => (this.#routing = undefined));

@@ -17,6 +17,14 @@
  * calls settled. While the registry does not answer (unreachable, refused, closed) the calls
  * cannot be told apart from a drain's: asked again likewise, with a warning naming the instance
  * and the error at most once a minute per instance (`WARN_EVERY_MS`).
+ *
+ * An unsharded call on nats goes to its version's subject, where NATS hands it to one instance
+ * the caller does not know. A server tells the caller which instance took a call still running
+ * after about 100 ms (a taken notice: nats/rpc-server.ts), and the client registers the call
+ * under that instance then (`taken`), to be failed the same way. An instance named while not in
+ * the set (its record not yet seen, or deleted already by a graceful stop) is not asked about
+ * until it has been seen in it: a record not seen yet would read as gone; such calls wait for
+ * their answer (a draining instance answers them) or their deadline.
  */
 import type { Logger } from "pino";
 import type { InstanceSet } from "../discovery/types.js";
@@ -38,13 +46,15 @@ export type WatchedInstances = Pick<InstanceSet, "instances" | "onChange"> & {
   gone?(instanceId: string): Promise<boolean>;
 };
 
-/** The pending calls of one client sent to one instance each, failed once that instance is gone. */
+/** The pending calls of one client sent to (or taken by) one instance each, failed once that instance is gone. */
 export class InstanceWatch {
   readonly #set: WatchedInstances;
   readonly #service: string;
   readonly #calls = new Map<string, Set<PendingCall>>();
   /** The set's change listener's removal, while any call is registered. */
   #off: (() => void) | undefined;
+  /** Instances of `taken` calls not seen in the set yet: not asked about (see the file's comment). */
+  readonly #unseen = new Set<string>();
   /** Instances asked about now (`WatchedInstances.gone`). */
   readonly #asking = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
@@ -73,12 +83,21 @@ export class InstanceWatch {
     this.#off ??= this.#set.onChange(() => this.#check());
   }
 
+  /** `p`, a call to its version, was taken by `instanceId` (its transport said so): watched from now on. */
+  taken(instanceId: string, p: PendingCall): void {
+    if (this.#closed) return;
+    if (!this.#calls.has(instanceId) && !this.#set.instances().some((i) => i.instanceId === instanceId))
+      this.#unseen.add(instanceId);
+    this.add(instanceId, p);
+  }
+
   /** `p` settled. */
   drop(p: PendingCall): void {
     const id = p.watchedOn;
     const calls = this.#calls.get(id);
     if (calls === undefined || !calls.delete(p) || calls.size > 0) return;
     this.#calls.delete(id);
+    this.#unseen.delete(id);
     if (this.#calls.size === 0) this.#idle();
   }
 
@@ -86,6 +105,7 @@ export class InstanceWatch {
   close(): void {
     this.#closed = true;
     this.#calls.clear();
+    this.#unseen.clear();
     this.#idle();
   }
 
@@ -101,7 +121,9 @@ export class InstanceWatch {
     if (this.#calls.size === 0) return;
     const present = new Set<string>();
     for (const i of this.#set.instances()) present.add(i.instanceId);
-    for (const id of this.#calls.keys()) if (!present.has(id)) void this.#ask(id);
+    for (const id of this.#calls.keys())
+      if (present.has(id)) this.#unseen.delete(id);
+      else if (!this.#unseen.has(id)) void this.#ask(id);
   }
 
   async #ask(id: string): Promise<void> {

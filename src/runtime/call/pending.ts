@@ -10,7 +10,7 @@ import type { ServiceDescriptor } from "../descriptor.js";
 import type { CallSink } from "./dispatch.js";
 import { fromWireError } from "../codec/error-wire.js";
 import { Code, FanError, type WireError } from "../errors.js";
-import type { EnvelopeHeaders, Transport } from "../transports/transport.js";
+import type { EnvelopeHeaders, TakenSink, Transport } from "../transports/transport.js";
 import { codeOf, withTraceId } from "../telemetry/calls.js";
 import type { CallSeries } from "../telemetry/metrics.js";
 import { pushFailure } from "./outcome.js";
@@ -47,8 +47,8 @@ export interface AttemptOutcome {
 /** How long after its deadline a push's transport may take to say what became of it. */
 export const PUSH_BACKSTOP_MS = 1000;
 
-/** A call in flight. */
-export class PendingCall implements Expirable, CallSink {
+/** A call in flight; told which instance took it (`TakenSink`), when its transport says so. */
+export class PendingCall implements Expirable, CallSink, TakenSink {
   bucket = 0;
   prev: Expirable | undefined = undefined;
   next: Expirable | undefined = undefined;
@@ -72,6 +72,8 @@ export class PendingCall implements Expirable, CallSink {
   watch: { drop(p: PendingCall): void } | undefined = undefined;
   /** The instance `watch` watches it on. */
   watchedOn = "";
+  /** Where a taken notice for it goes (its client's instance watch): see `taken`. */
+  noticeTo: { taken(instanceId: string, p: PendingCall): void } | undefined = undefined;
 
   /**
    * Starts watching the deadline and the caller's signal (and counting, given a series; telling
@@ -103,6 +105,11 @@ export class PendingCall implements Expirable, CallSink {
   /** The call failed. */
   fail(e: unknown): void {
     this.#fail(e, undefined);
+  }
+
+  /** TakenSink: its transport says `instanceId` took it and runs it (a nats taken notice). */
+  taken(instanceId: string): void {
+    if (!this.#done && this.watch === undefined) this.noticeTo?.taken(instanceId, this);
   }
 
   /**

@@ -10,6 +10,10 @@
  * reply envelopes, `%` also takes compact replies (replies.ts: `=` and the payload's JSON, `!`
  * and the error's). A reply frame starts with `#`. An envelope alone (the first byte `{`) is
  * still a call of its own, answered on the message's reply address.
+ *
+ * A reply frame's item of seq `0` (no call has it: clients number calls from 1) is a taken
+ * notice (nats): `@` and the JSON array `[instanceId, seq, …]`, the calls of this client that
+ * instance is running. A client from before notices finds no call 0 and skips it.
  */
 
 /** The first byte of a batch frame (`#`: no envelope's JSON starts with it). */
@@ -133,4 +137,26 @@ export class FrameBuilder {
   get text(): string {
     return this.#text;
   }
+}
+
+/** The seq of a reply frame's taken notice item (no call's). */
+export const TAKEN_SEQ = 0;
+
+/** A taken notice item's body: instance `instanceId` runs the calls `seqs` of the frame's client. */
+export function takenNotice(instanceId: string, seqs: readonly number[]): string {
+  return `@${JSON.stringify([instanceId, ...seqs])}`;
+}
+
+/** A taken notice item's instance and calls, or undefined when `body` is not one. */
+export function readTakenNotice(body: string): { instance: string; seqs: number[] } | undefined {
+  if (body.charCodeAt(0) !== 0x40) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(body.slice(1));
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(v) || typeof v[0] !== "string") return undefined;
+  const seqs = v.slice(1).filter((n): n is number => typeof n === "number");
+  return seqs.length === v.length - 1 ? { instance: v[0], seqs } : undefined;
 }

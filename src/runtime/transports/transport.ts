@@ -125,6 +125,16 @@ export interface SendOptions {
    * asks one App's `fan.Health` so; direct transports (http, zmq, tcp) always reach that instance.
    */
   readonly instance?: boolean;
+  /**
+   * Told which instance took this call, when the transport learns it while the call runs (nats:
+   * a taken notice for a call sent to its version's shared subject; `call/instance-watch.ts`).
+   */
+  readonly taken?: TakenSink;
+}
+
+/** Where a transport says which instance took a call still running (`SendOptions.taken`). */
+export interface TakenSink {
+  taken(instanceId: string): void;
 }
 
 /**
@@ -149,8 +159,9 @@ export interface Transport {
   /**
    * True when the transport cannot see an instance it sent a call to die (a broker between them:
    * nats, amqp): the client then fails its sharded calls in flight once discovery says their
-   * instance is gone (`call/instance-watch.ts`). Direct transports (http, tcp, zmq) fail them when
-   * the connection drops; redis watches its alive set itself.
+   * instance is gone (`call/instance-watch.ts`), and its other calls likewise once the transport
+   * said which instance took them (`SendOptions.taken`: nats). Direct transports (http, tcp, zmq)
+   * fail them when the connection drops; redis watches its alive set itself.
    */
   readonly watchInstances?: boolean;
 

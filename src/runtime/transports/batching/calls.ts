@@ -10,15 +10,27 @@
  * The transport subclass sends a frame (`send`), announces cancellations, and reads its broker's
  * messages, handing reply frames to `readFrame` and whole-batch answers to `answerBatch` or
  * `failBatch`.
+ *
+ * A reply frame's item `0` is a taken notice (batch-frame.ts; nats servers send them): each call
+ * it names that went to its version's destination tells its `SendOptions.taken` which instance
+ * runs it, so the client can fail it once that instance is gone (call/instance-watch.ts).
  */
 import type { Logger } from "pino";
 import { deadlines, type Expirable } from "../../call/deadlines.js";
 import { Code, FanError } from "../../errors.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
-import { FrameBuilder, frameText, itemOverhead, readBatchText, type TextBatchReader } from "../batch-frame.js";
+import {
+  FrameBuilder,
+  frameText,
+  itemOverhead,
+  readBatchText,
+  readTakenNotice,
+  TAKEN_SEQ,
+  type TextBatchReader,
+} from "../batch-frame.js";
 import { notDelivered } from "../not-delivered.js";
 import { decodeFrameReply, decodeReply } from "../replies.js";
-import type { Envelope, SendOptions } from "../transport.js";
+import type { Envelope, SendOptions, TakenSink } from "../transport.js";
 
 /**
  * Most calls one message carries: a tick's calls to a version are still spread over its
@@ -108,6 +120,8 @@ export abstract class CallBatcher<A extends CallAddress, V> implements TextBatch
       captured.reject,
       opts.deadline,
     );
+    // A sharded call's instance is known already (the client watches it).
+    if (!sharded) p.taken = opts.taken;
     this.#pending.set(seq, p);
     if (p.finite) deadlines.add(p, opts.deadline);
     watchAbort(opts.signal, p);
@@ -230,10 +244,21 @@ export abstract class CallBatcher<A extends CallAddress, V> implements TextBatch
     return readBatchText(frameText(data), this);
   }
 
-  /** One reply of a batch frame. */
+  /** One reply of a batch frame, or its taken notice (batch-frame.ts). */
   item(seq: number, body: string): void {
     const p = this.#pending.get(seq);
     if (p !== undefined) p.settle(decodeFrameReply(body, this.maxBytes, p.addr.service));
+    else if (seq === TAKEN_SEQ) this.#noticed(body);
+  }
+
+  /** A taken notice: tells each call it names, still waiting, which instance runs it. */
+  #noticed(body: string): void {
+    const n = readTakenNotice(body);
+    if (n === undefined) {
+      this.log.warn({ bytes: body.length }, `malformed ${this.name} taken notice ignored`);
+      return;
+    }
+    for (const seq of n.seqs) this.#pending.get(seq)?.taken?.taken(n.instance);
   }
 
   /** One envelope answering every call of `b` (a server that could not read its frame). */
@@ -312,6 +337,8 @@ export class PendingCall<A extends CallAddress, V> implements Expirable, AbortTa
   batch: CallBatch<A, V> | undefined = undefined;
   /** What its frame went out on; undefined while queued. */
   via: V | undefined = undefined;
+  /** Told which instance took it (a taken notice), when it went to its version's destination. */
+  taken: TakenSink | undefined = undefined;
 
   constructor(
     private readonly client: CallBatcher<A, V>,

@@ -75,9 +75,34 @@ export function cancelSubject(a: NatsAddress): string {
   return `fan.${token(a.cluster)}.cancel.${token(a.service)}.${token(a.version)}`;
 }
 
-/** The prefix of one client's reply subjects (`{prefix}.{n}`, one per call). */
+/**
+ * The prefix of one client's reply subjects (`{prefix}.{n}`, one per batch). Its client token
+ * starts with `TAKEN_MARK`: this client reads taken notices (rpc-server.ts); a client from before
+ * them has a bare hex id and gets none.
+ */
 export function replyPrefix(cluster: string, clientId: string): string {
-  return `fan.${token(cluster)}.reply.${clientId}`;
+  return `fan.${token(cluster)}.reply.${TAKEN_MARK}${clientId}`;
+}
+
+/** The first character of the client token of a client that reads taken notices (not hex). */
+export const TAKEN_MARK = "t";
+
+/**
+ * The reply prefix, with its trailing dot, of the client that made the served call `key`
+ * (`{client}.{seq}`: batching/served.ts), when that client reads taken notices; else undefined
+ * (an older client, or a raw publisher's reply subject).
+ */
+export function noticedClient(key: string): string | undefined {
+  const dot = key.lastIndexOf(".");
+  const id = key.lastIndexOf(".", dot - 1);
+  const kind = key.lastIndexOf(".", id - 1);
+  return kind > 3 &&
+    key.startsWith("fan.") &&
+    key.startsWith(".reply.", kind) &&
+    key.startsWith(TAKEN_MARK, id + 1) &&
+    dot < key.length - 1
+    ? key.slice(0, dot + 1)
+    : undefined;
 }
 
 /** A JetStream stream: its name and the subjects it stores. */
