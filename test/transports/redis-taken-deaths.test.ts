@@ -12,12 +12,12 @@
  */
 import { expect, it } from "vitest";
 import { type App, createApp } from "../../src/runtime/app/app.js";
-import type { FanError } from "../../src/runtime/errors.js";
 import { shortId } from "../../src/runtime/ids.js";
 import { describeWithBroker } from "./amqp-broker.js";
 import { until } from "./conformance.js";
 import { Conformance } from "./fixtures/generated/fan/conformance.js";
 import { ConformanceService } from "./fixtures/handlers.js";
+import { killAndSettle, sleepCalls, Survivor } from "./fixtures/killed-mid-call.js";
 import { captureLog } from "./fixtures/log.js";
 import { startPeer } from "./fixtures/peers.js";
 import { undoAfterEach } from "./fixtures/process-cleanup.js";
@@ -29,25 +29,12 @@ const ETCD = "etcd://127.0.0.1:2379";
 const ALIVE_TTL_MS = 1000;
 const TIMEOUT_MS = 8000;
 
-/** Answers `sleep` at once, recording it: the surviving instance. */
-class Survivor extends ConformanceService {
-  override async sleep(_req: { ms: number }, ctx: Parameters<ConformanceService["sleep"]>[1]): Promise<void> {
-    this.started.push(String(ctx.headers["x-call"]));
-  }
-}
-
 /** Holds its one slot (`maxInFlight` 1) with the `blocker` call until it is cancelled; answers any other at once. */
 class BusySurvivor extends ConformanceService {
   override async sleep(req: { ms: number }, ctx: Parameters<ConformanceService["sleep"]>[1]): Promise<void> {
     if (ctx.headers["x-call"] === "blocker") return super.sleep(req, ctx);
     this.started.push(String(ctx.headers["x-call"]));
   }
-}
-
-interface Outcome {
-  readonly code: string;
-  readonly message: string;
-  readonly at: number;
 }
 
 describeWithBroker(
@@ -84,12 +71,7 @@ describeWithBroker(
     const caller = newApp(cluster);
     await caller.start();
     const client = caller.client(Conformance, { transport: "redis", policy: { breaker: false } });
-    const outcomes = Array.from({ length: count }, (_, n) =>
-      client.sleep({ ms: 20_000 }, { timeout: TIMEOUT_MS, retry, headers: { "x-call": `c${n}` } }).then(
-        (): Outcome => ({ code: "OK", message: "", at: Date.now() }),
-        (e: FanError): Outcome => ({ code: e.code, message: e.message, at: Date.now() }),
-      ),
-    );
+    const outcomes = sleepCalls(client, count, retry, TIMEOUT_MS);
     await peer.waitFor(() => peer.lines.filter((l) => "sleeping" in l).length === count, 10_000);
     // Started once the peer holds every call: it can take none of them.
     const survivor = new Survivor();
@@ -103,9 +85,7 @@ describeWithBroker(
     // Three: the retry budget (10 tokens, retries while more than half are left) retries four
     // calls failing at once, not a fifth.
     const { peer, outcomes, survivor } = await callsRunningInPeer(2, 3);
-    const killedAt = Date.now();
-    await peer.kill();
-    const done = await Promise.all(outcomes);
+    const { done, killedAt } = await killAndSettle(peer, outcomes);
     for (const o of done) {
       expect(o).toMatchObject({ code: "OK", message: "" });
       expect(o.at - killedAt).toBeLessThan(ALIVE_TTL_MS + 1500);
@@ -115,9 +95,7 @@ describeWithBroker(
 
   it("a call that may not be retried fails UNAVAILABLE at once, saying it may have run, and does not run again", async () => {
     const { peer, outcomes, survivor } = await callsRunningInPeer(false, 5);
-    const killedAt = Date.now();
-    await peer.kill();
-    const done = await Promise.all(outcomes);
+    const { done, killedAt } = await killAndSettle(peer, outcomes);
     for (const o of done) {
       expect(o.code).toBe("UNAVAILABLE");
       expect(o.message).toMatch(/took the call and is no longer alive; the call may have run there/);
@@ -158,12 +136,7 @@ describeWithBroker(
     });
     peers.push(peer);
     // Made in one tick: one LPUSH, which the peer's waiting pop takes whole.
-    const outcomes = Array.from({ length: count }, (_, n) =>
-      client.sleep({ ms: 20_000 }, { timeout: TIMEOUT_MS, retry, headers: { "x-call": `c${n}` } }).then(
-        (): Outcome => ({ code: "OK", message: "", at: Date.now() }),
-        (e: FanError): Outcome => ({ code: e.code, message: e.message, at: Date.now() }),
-      ),
-    );
+    const outcomes = sleepCalls(client, count, retry, TIMEOUT_MS);
     await peer.waitFor((l) => "sleeping" in l, 10_000);
     await peer.kill();
     const killedAt = Date.now();
