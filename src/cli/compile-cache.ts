@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
+import { fanFiles } from "../compiler/source-tree.js";
 
 /** What a successful compile leaves for the next one. */
 interface Entry {
@@ -30,16 +31,6 @@ export interface CacheProbe {
 }
 
 const sha = (text: string): string => createHash("sha256").update(text).digest("hex");
-
-/** `.fan` files under `dir` (as `readSources` finds them), sorted, relative with `/`. */
-async function fanFiles(root: string, dir: string, out: string[]): Promise<void> {
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    if (e.name.startsWith(".") || e.name === "node_modules") continue;
-    const full = join(dir, e.name);
-    if (e.isDirectory()) await fanFiles(root, full, out);
-    else if (e.isFile() && e.name.endsWith(".fan")) out.push(relative(root, full).split(sep).join("/"));
-  }
-}
 
 /** `.ts` files under `dir`, relative with `/` (none when it does not exist). */
 async function tsFiles(root: string, dir: string, out: string[]): Promise<void> {
@@ -87,10 +78,9 @@ export async function probe(root: string, out: string, strict: boolean): Promise
   try {
     const dir = await cacheDir(out);
     if (dir === undefined) return undefined;
-    const files: string[] = [];
-    await fanFiles(root, root, files);
+    // As `readSources` finds them.
+    const files = await fanFiles(root);
     if (files.length === 0) return undefined;
-    files.sort();
     const h = createHash("sha256").update(`${await compilerStamp()}\n${strict}\n${root}\n${out}\n`);
     for (const f of files) h.update(`${f}\n${await readFile(join(root, f), "utf8")}\n\u0000`);
     return {

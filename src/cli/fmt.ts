@@ -4,9 +4,10 @@
  * exits 1 when there are any (for CI). A file the formatter cannot read is reported and left
  * alone (exit 1).
  */
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { formatSource } from "../compiler/format.js";
+import { fanFiles } from "../compiler/source-tree.js";
 import type { Io } from "./io.js";
 
 export const FMT_USAGE = `usage: fanc fmt [--check] <dir|file.fan>...
@@ -37,7 +38,7 @@ export async function run(args: readonly string[], io: Io): Promise<number> {
       io.err(`fanc fmt: ${t}: no such file or folder`);
       return 2;
     }
-    if (s.isDirectory()) await walk(t, files);
+    if (s.isDirectory()) for (const f of await fanFiles(t)) files.push(join(t, f));
     else files.push(t);
   }
   let changed = 0;
@@ -60,13 +61,4 @@ export async function run(args: readonly string[], io: Io): Promise<number> {
     `fanc fmt: ${verb} ${changed} of ${files.length} .fan file${files.length === 1 ? "" : "s"}${failed > 0 ? `; ${failed} could not be formatted` : ""}`,
   );
   return failed > 0 || (check && changed > 0) ? 1 : 0;
-}
-
-async function walk(dir: string, out: string[]): Promise<void> {
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    if (e.name.startsWith(".") || e.name === "node_modules") continue;
-    const full = join(dir, e.name);
-    if (e.isDirectory()) await walk(full, out);
-    else if (e.isFile() && e.name.endsWith(".fan")) out.push(full);
-  }
 }

@@ -2,14 +2,15 @@
  * The driver: parse every source (reusing cached ASTs of unchanged files), check them as one
  * program, and hand back the model only when there are no errors.
  */
-import { readdir, readFile } from "node:fs/promises";
-import { join, relative, sep } from "node:path";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import type { SourceFile } from "./ast.js";
 import { CheckCache } from "./check-cache.js";
 import { checkProgram } from "./checker.js";
 import { type Diagnostic, diag, sortDiagnostics } from "./diagnostics.js";
 import type { ProgramModel } from "./model.js";
 import { describeError, type ParseResult, parseFile } from "./parser.js";
+import { fanFiles } from "./source-tree.js";
 
 /** One `.fan` file: its path relative to the compile root (with `/` separators) and its text. */
 export interface SourceInput {
@@ -110,20 +111,11 @@ function touchesSkipped(d: Diagnostic, skipped: ReadonlyMap<string, ParseResult[
   return ranges?.some(([start]) => d.span.start <= start && d.span.end >= start) === true;
 }
 
-/** Every `*.fan` file under `rootDir` (skipping `node_modules` and dot-folders), sorted by path. */
+/**
+ * Every `*.fan` file under `rootDir` (skipping `node_modules` and dot-folders, following
+ * symbolic links: source-tree.ts), sorted by path.
+ */
 export async function readSources(rootDir: string): Promise<SourceInput[]> {
-  const paths: string[] = [];
-  await walk(rootDir, paths);
-  const rel = paths.map((p) => relative(rootDir, p).split(sep).join("/")).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const rel = await fanFiles(rootDir);
   return Promise.all(rel.map(async (path) => ({ path, text: await readFile(join(rootDir, path), "utf8") })));
-}
-
-async function walk(dir: string, out: string[]): Promise<void> {
-  const entries = await readdir(dir, { withFileTypes: true });
-  for (const e of entries) {
-    if (e.name.startsWith(".") || e.name === "node_modules") continue;
-    const full = join(dir, e.name);
-    if (e.isDirectory()) await walk(full, out);
-    else if (e.isFile() && e.name.endsWith(".fan")) out.push(full);
-  }
 }

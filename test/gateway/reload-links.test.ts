@@ -3,8 +3,9 @@
  * them: the path itself a link (`idl -> idls/v1`, then `ln -sfn idls/v2 idl`), and a folder on
  * the way a link (`current -> releases/r1`, Capistrano's pattern), switched by a rename of a
  * new link over it. Neither changes a file of the folder watched until then; the gateway must
- * see that the path now leads elsewhere and serve what it finds there. `linksOf` (which links
- * a path goes through) is checked on its own.
+ * see that the path now leads elsewhere and serve what it finds there. A Kubernetes ConfigMap
+ * (files linked into `..data`, a new `..data` renamed over the old) is read and followed.
+ * `linksOf` (which links a path goes through) is checked on its own.
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, realpathSync, renameSync, symlinkSync } from "node:fs";
@@ -107,4 +108,26 @@ describeWithBroker(
     expect(await services(url)).toEqual(["fan.ln.A", "fan.ln.C", "fan.ln.F"]);
     expect(gateway?.stderr()).not.toContain("fan.ln.E");
   }, 60_000);
+
+  it("reads a Kubernetes ConfigMap's linked files, and reloads when a new ..data is renamed over the old", async () => {
+    // cm/a.fan -> ..data/a.fan, ..data -> ..t1: the files the compiler reads are all links.
+    t.write("cm/..t1/a.fan", idl("A", "G"));
+    t.write("cm/..t2/a.fan", idl("A", "H"));
+    symlinkSync("..t1", join(t.path, "cm/..data"));
+    symlinkSync("..data/a.fan", join(t.path, "cm/a.fan"));
+    const cm = await spawnGateway(cluster, ["--watch", "--transports", "http"], join(t.path, "cm"));
+    try {
+      expect(await services(cm.url)).toEqual(["fan.ln.A", "fan.ln.G"]);
+      symlinkSync("..t2", join(t.path, "cm/..data_tmp"));
+      renameSync(join(t.path, "cm/..data_tmp"), join(t.path, "cm/..data"));
+      await until(
+        "the swapped ConfigMap is served",
+        () => /services added: fan\.ln\.H/.test(cm.gateway.stderr()),
+        20_000,
+      );
+      expect(await services(cm.url)).toEqual(["fan.ln.A", "fan.ln.H"]);
+    } finally {
+      await stopChild(cm.gateway);
+    }
+  }, 120_000);
 });
