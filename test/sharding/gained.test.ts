@@ -358,12 +358,17 @@ describe("during stop (one process)", () => {
     await Promise.allSettled(apps.splice(0).map((a) => a.stop()));
   });
 
-  /** `inner` seen with watch events `lagMs` late and deletes (a deregister) `deleteMs` slow; closing it leaves `inner` open. */
-  function slowed(inner: Registry, lagMs: number, deleteMs: number): Registry {
+  /**
+   * `inner` seen with watch events `lagMs` late, and a stop's writes `stopMs` slow: the mark of
+   * its record as stopping (its first step: its transports stop after it) and the removal of
+   * the record (a deregister); closing it leaves `inner` open.
+   */
+  function slowed(inner: Registry, lagMs: number, stopMs: number): Registry {
+    const slow = () => new Promise((r) => setTimeout(r, stopMs));
     return {
       get: (k) => inner.get(k),
-      put: (k, v, o) => inner.put(k, v, o),
-      delete: (k) => new Promise((r) => setTimeout(r, deleteMs)).then(() => inner.delete(k)),
+      put: (k, v, o) => (v.includes('"stopping":true') ? slow() : Promise.resolve()).then(() => inner.put(k, v, o)),
+      delete: (k) => slow().then(() => inner.delete(k)),
       list: (p) => inner.list(p),
       watch: (p, rev, fn) =>
         inner.watch(p, rev, (ev: WatchEvent) => (lagMs === 0 ? fn(ev) : void setTimeout(() => fn(ev), lagMs))),
@@ -373,7 +378,7 @@ describe("during stop (one process)", () => {
   }
 
   /**
-   * A, over http, whose deregistration takes 1.5 s (its stop keeps its endpoint up that long); a
+   * A, over http, whose stop takes 1.5 s to mark its record (and keeps its endpoint up that long); a
    * caller whose view runs 800 ms behind, seeing A; and `join`, which starts an instance owning
    * shard 11 (store-1's) on the registry itself.
    */
@@ -426,9 +431,9 @@ describe("during stop (one process)", () => {
     expect(implA.changes.at(-1)?.owned).toContain(11);
     const stopping = a.stop();
     await new Promise((r) => setTimeout(r, 100));
-    // C joins while A is still registered (deregistering): it takes shard 11 (store-1's) from A.
-    // C's record pins it: C owns shard 11 at once, and gains it (its onShards) once A's record,
-    // which still says A serves it, is gone (the hand-over: docs/sharding.md).
+    // C joins while A is still registered (marking its record stopping): it takes shard 11
+    // (store-1's) from A. C's record pins it: C owns shard 11 at once, and gains it (its onShards)
+    // once A's record, which still says A serves it, is gone (the hand-over: docs/sharding.md).
     const implC = await join("C");
     // The client still sees A alone and sends store-1 there; A, stopping, was told of no change.
     expect(set.instances().map((i) => i.instanceId)).toEqual(["A"]);

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { LifecycleContext, ShardChange } from "../../src/runtime/call/context.js";
-import { HOLD_LIMITS, type HoldLimits, Ownership } from "../../src/runtime/call/ownership.js";
+import { HOLD_LIMITS, type HoldLimits, Ownership, type ReleaseLimits } from "../../src/runtime/call/ownership.js";
 import { assignShards, keyPart, shardOfKey } from "../../src/runtime/call/shards.js";
 import type { ServingInfo } from "../../src/runtime/discovery/types.js";
 import { Store } from "./fixtures/generated/test/shards.js";
@@ -19,13 +19,19 @@ const paths = Store.descriptor.methods.store?.shard as readonly (readonly string
 const LIMITS = { marginMs: 100, takeoverMs: 250, noticeMs: 300 };
 
 /** A view of discovery the test changes by hand, and an Ownership of `me` following it. */
-function scripted(me: string, o: { advertise?: (s: ServingInfo) => Promise<void>; limits?: HoldLimits } = {}) {
+function scripted(
+  me: string,
+  o: { advertise?: (s: ServingInfo) => Promise<void>; limits?: HoldLimits; release?: Partial<ReleaseLimits> } = {},
+) {
   const captured = captureLog();
   const log = captured.log;
   const { directory, set } = scriptedView();
   const changes: ShardChange[] = [];
   const hooks = { onShards: (c: ShardChange) => void changes.push(c) };
-  const own = new Ownership(Store.descriptor, me, [], hooks, () => ({}) as LifecycleContext, log, o.limits, LIMITS);
+  const own = new Ownership(Store.descriptor, me, [], hooks, () => ({}) as LifecycleContext, log, o.limits, {
+    ...LIMITS,
+    ...o.release,
+  });
   const advertised: ServingInfo[] = [];
   const start = () =>
     own.start(directory, async (s) => {
@@ -35,8 +41,8 @@ function scripted(me: string, o: { advertise?: (s: ServingInfo) => Promise<void>
   return { own, set, start, warnings: captured.warnings, changes, advertised };
 }
 
-const record = (id: string, serving?: readonly number[], releasingUntil?: number) =>
-  recordOf(Store.descriptor, id, serving, releasingUntil);
+const record = (id: string, serving?: readonly number[], releasingUntil?: number, stopping?: boolean) =>
+  recordOf(Store.descriptor, id, serving, releasingUntil, stopping);
 
 /** The shards `b` takes from `a` when it joins. */
 function taken(a: string, b: string): number[] {
@@ -235,6 +241,108 @@ describe("a release slow to reach the states", () => {
     );
     done();
     await tick(20);
+    own.stop();
+  });
+});
+
+describe("a release's bounds", () => {
+  it("counts a call's deadline at most maxReleaseMs past the move (a push's long ttl), and warns when it releases at that bound", async () => {
+    const { own, set, start, warnings, changes, advertised } = scripted("A", { release: { maxReleaseMs: 200 } });
+    const shard = taken("A", "B")[0] as number;
+    set([record("A", [])]);
+    await start();
+    // Admitted with a deadline an hour out (a push with a long @ttl).
+    expect(own.guard(paths, { storeId: keyOf(shard) }, Date.now() + 3_600_000)).toBe(shard);
+    const moved = Date.now();
+    set([record("A", all), record("B", [])]);
+    await tick(20);
+    const until = advertised.at(-1)?.releasingUntil as number;
+    expect(until).toBeGreaterThanOrEqual(moved + 200);
+    expect(until).toBeLessThan(moved + 400);
+    expect(own.releasing(shard)).toBe(true);
+    // Released at the bound plus the margin, not an hour later.
+    await tick(until + LIMITS.marginMs + 100 - Date.now());
+    expect(own.releasing(shard)).toBe(false);
+    expect(changes.at(-1)?.lost).toEqual([shard]);
+    expect(warnings().join("\n")).toMatch(
+      new RegExp(`shard ${shard} of .* past the bound of a release \\(maxReleaseMs 200 ms\\): releasing it now`),
+    );
+    own.settled(shard);
+    own.stop();
+  });
+
+  it("waits at most saveMs for the states' release, then drops the shards from the record with a warning, and later changes go on", async () => {
+    const { own, set, start, warnings, changes, advertised } = scripted("A", { release: { saveMs: 100 } });
+    const lose = taken("A", "B");
+    set([record("A", [])]);
+    await start();
+    // The states' release of the lost shards never ends (a snapshot store that does not answer).
+    own.onChange((c) => (c.lost.length > 0 ? new Promise<void>(() => undefined) : undefined));
+    set([record("A", all), record("B", [])]);
+    await tick(50);
+    expect(advertised.at(-1)?.serving).toEqual(all);
+    await tick(150);
+    expect(advertised.at(-1)?.serving).toEqual(all.filter((s) => !lose.includes(s)));
+    expect(warnings().join("\n")).toMatch(
+      new RegExp(
+        `releasing shards ${lose.join(", ")} of .* have not .* saved their snapshot in 100 ms .*released anyway`,
+      ),
+    );
+    // B leaves: A gains them back (its onShards is not stuck behind the hung release).
+    set([
+      record(
+        "A",
+        all.filter((s) => !lose.includes(s)),
+      ),
+    ]);
+    await tick(20);
+    expect(changes.at(-1)).toEqual({ owned: all, gained: lose, lost: [] });
+    own.stop();
+  });
+});
+
+describe("a graceful stop's hand-over", () => {
+  it("keeps what the stopping instance held releasing (writable) and serving, marked stopping, until it is removed", async () => {
+    const { own, set, start, warnings } = scripted("A");
+    const lose = taken("A", "B");
+    set([record("A", []), record("B", lose)]);
+    await start();
+    const kept = own.owned();
+    expect(kept).toEqual(all.filter((s) => !lose.includes(s)));
+    const until = Date.now() + 3000;
+    expect(own.leave(until)).toEqual({ serving: kept, releasingUntil: until, stopping: true });
+    for (const s of kept) expect(own.releasing(s)).toBe(true);
+    // Its own record marked stopping: B owns everything in its view, and calls here are redirected to B.
+    set([record("A", kept, until, true), record("B", lose)]);
+    const other = kept[0] as number;
+    expect(own.guard(paths, { storeId: keyOf(other) }, Date.now() + 1000)).toMatchObject({
+      details: { redirect: true, shard: other, owner: "B" },
+    });
+    expect(own.releasing(other)).toBe(true);
+    expect(own.serving()).toEqual({ serving: kept, releasingUntil: until, stopping: true });
+    expect(warnings()).toEqual([]);
+    own.stop();
+  });
+
+  it("is waited for by the instance taking its shards, which gains them when the stopping record goes", async () => {
+    const { own, set, start, warnings, changes } = scripted("B");
+    const mine = taken("A", "B");
+    const theirs = all.filter((s) => !mine.includes(s));
+    set([record("A", theirs), record("B", [])]);
+    await start();
+    expect(changes.at(-1)).toEqual({ owned: mine, gained: mine, lost: [] });
+    // A stops: its record stays, marked stopping, serving its shards; B owns them but waits.
+    set([record("A", theirs, Date.now() + 3000, true), record("B", mine)]);
+    await tick(20);
+    expect(changes.length).toBe(1);
+    expect(own.owned()).toEqual(mine);
+    expect(own.awaitedFrom(theirs[0] as number)).toEqual(["A"]);
+    expect(own.guard(paths, { storeId: keyOf(theirs[0] as number) }, Date.now() + 5000)).toBeInstanceOf(Promise);
+    // A drained and saved: its record goes.
+    set([record("B", mine)]);
+    await tick(20);
+    expect(changes.at(-1)).toEqual({ owned: all, gained: theirs, lost: [] });
+    expect(warnings()).toEqual([]);
     own.stop();
   });
 });

@@ -4,7 +4,8 @@
  * the shard's state goes out; the newcomer takes the shard only after the old owner released
  * it, and serves the next call with that write in the state (persisted snapshot). Owners are
  * separate processes (fixtures/serve-handover.ts) over a broker transport; the caller and a
- * watcher of the shard are this process.
+ * watcher of the shard are this process. A graceful stop hands its shards over the same way:
+ * the instance taking them resumes them with the writes of the calls the stopping one drained.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -66,6 +67,20 @@ function serve(cluster: string, instanceId: string, transport: string, env: Node
   });
 }
 
+/** This test's App, calling the owners and watching their state, started. */
+async function caller(cluster: string, transport: string, url: string): Promise<App> {
+  const app = createApp({
+    cluster,
+    discovery: "etcd://127.0.0.1:2379",
+    logger: silentLogger(),
+    transports: { [transport]: { url } },
+    states: { heartbeatMs: 200 },
+  });
+  apps.push(app);
+  await app.start();
+  return app;
+}
+
 /** Two instance ids such that the second takes at least `min` shards from the first when it joins. */
 function ids(prefix: string, min = 1): { a: string; b: string; moved: number[] } {
   for (;;) {
@@ -106,15 +121,7 @@ for (const c of CASES) {
         const first = keyOf(shard, 1);
         const second = keyOf(shard, 2);
         const ownerA = await serve(cluster, a, c.name);
-        const app = createApp({
-          cluster,
-          discovery: "etcd://127.0.0.1:2379",
-          logger: silentLogger(),
-          transports: { [c.name]: { url: c.url } },
-          states: { heartbeatMs: 200 },
-        });
-        apps.push(app);
-        await app.start();
+        const app = await caller(cluster, c.name, c.url);
         const client = app.client(Orders);
         const view = client.states.perShard.watch({ shard });
         const seen: Record<string, number>[] = [];
@@ -155,6 +162,80 @@ for (const c of CASES) {
   });
 }
 
+/** Resolves with the exit code of `o` once it exited (a graceful stop exits 0). */
+function exited(o: Owner): Promise<number | null> {
+  if (o.proc.exitCode !== null || o.proc.signalCode !== null) return Promise.resolve(o.proc.exitCode);
+  return new Promise((resolve) => o.proc.once("exit", (code) => resolve(code)));
+}
+
+for (const c of CASES) {
+  describe(`a graceful stop over ${c.name}`, () => {
+    it("hands its shards over after the calls it drains: their writes are in the taker's state, and no call is routed to it meanwhile", async () => {
+      const cluster = `handover-stop-${c.name}-${process.pid}-${shortId()}`;
+      try {
+        const { a, b, moved } = ids(c.name);
+        // A shard A keeps with B there: the one A's stop hands over.
+        const shard = [...Array(8).keys()].find((s) => !moved.includes(s));
+        if (shard === undefined) throw new Error("B took every shard");
+        const first = keyOf(shard, 1);
+        const second = keyOf(shard, 2);
+        // A's handler writes 1.5 s after its shard moved away (here: after the stop began).
+        const env = { HANDOVER_AFTER_MS: "1500" };
+        const ownerA = await serve(cluster, a, c.name, env);
+        const ownerB = await serve(cluster, b, c.name, env);
+        const app = await caller(cluster, c.name, c.url);
+        const set = await app.watch(Orders.descriptor.name);
+        await expect.poll(() => set.instances().length, { timeout: 20_000, interval: 100 }).toBe(2);
+        const client = app.client(Orders);
+        // B has gained its shards from A (A released them; A's record serves only its own).
+        await expect
+          .poll(
+            () =>
+              set
+                .records?.()
+                .find((i) => i.instanceId === a)
+                ?.serving?.includes(moved[0] as number),
+            {
+              timeout: 20_000,
+              interval: 100,
+            },
+          )
+          .toBe(false);
+        // A call for A's shard, running in A's handler when A is told to stop.
+        const running = client.place({ orderId: first, waitMs: 20_000 }, { timeout: 30_000 }).then(
+          (ok) => ok,
+          (e: unknown) => e as Error,
+        );
+        await new Promise((r) => setTimeout(r, 1000));
+        ownerA.proc.kill("SIGTERM");
+        // While A drains, its record is there, marked stopping and serving the shard, and routing leaves it out.
+        await expect
+          .poll(() => set.records?.().find((i) => i.instanceId === a)?.stopping, { timeout: 5000, interval: 20 })
+          .toBe(true);
+        expect(set.records?.().find((i) => i.instanceId === a)?.serving).toContain(shard);
+        expect(set.instances().map((i) => i.instanceId)).toEqual([b]);
+        // A call for the shard meanwhile goes to B, which answers once A released the shard, with A's write.
+        const next = await client.place({ orderId: second, waitMs: 0 }, { timeout: 15_000 });
+        const placed = await running;
+        if (placed instanceof Error) throw placed;
+        expect(placed.instanceId).toBe(a);
+        expect(placed.keys).toEqual([first]);
+        expect(next.instanceId).toBe(b);
+        expect(next.keys).toEqual([first, second].sort());
+        expect(await exited(ownerA)).toBe(0);
+        await expect
+          .poll(() => set.records?.().map((i) => i.instanceId), { timeout: 5000, interval: 100 })
+          .toEqual([b]);
+        // Nothing was refused, and B waited for the release, not for its bound.
+        for (const o of [ownerA, ownerB]) expect(o.out()).not.toMatch(/was refused|has not released|releasing it now/);
+      } finally {
+        await deleteKeys(`fan.${cluster}*`).catch(() => undefined);
+        if (c.name === "nats") await deleteStreams(`fan_${cluster}`).catch(() => undefined);
+      }
+    }, 120_000);
+  });
+}
+
 describe("a shard awaited from its previous owner (nats)", () => {
   it("is not loaded by a read of its state on the joiner: the joiner resumes it with the old owner's late write", async () => {
     const cluster = `handover-read-${process.pid}-${shortId()}`;
@@ -168,15 +249,7 @@ describe("a shard awaited from its previous owner (nats)", () => {
       // A writes 3 s after s moved away: B answers for t, and reads s, before that.
       const env = { HANDOVER_AFTER_MS: "3000" };
       const ownerA = await serve(cluster, a, "nats", env);
-      const app = createApp({
-        cluster,
-        discovery: "etcd://127.0.0.1:2379",
-        logger: silentLogger(),
-        transports: { nats: { url: NATS_URL } },
-        states: { heartbeatMs: 200 },
-      });
-      apps.push(app);
-      await app.start();
+      const app = await caller(cluster, "nats", NATS_URL);
       const client = app.client(Orders);
       const running = client.place({ orderId: held, waitMs: 25_000 }, { timeout: 30_000 }).then(
         (ok) => ok,

@@ -15,6 +15,10 @@
  * its record drops the shard. The instance gaining it holds its calls, and runs `onShards` for
  * it, only once the previous owner's record no longer serves it (or is gone), or the bound the
  * previous owner advertised (`releasingUntil`) passed: then with a warning.
+ *
+ * A graceful stop hands over the same way (`leave`): its record stays, marked `stopping` (routing
+ * counts it as gone, so the other instances own its shards at once), serving every shard it held
+ * until its calls drained and its states saved; the instances taking them wait for that.
  */
 import semver from "semver";
 import type { Logger } from "pino";
@@ -62,21 +66,33 @@ export type Advertise = (serving: ServingInfo) => Promise<void>;
 
 /**
  * The hand-over's bounds. The releasing side gives up waiting for its calls `marginMs` past the
- * latest deadline among them; the gaining side waits for the previous owner's release up to the
+ * latest deadline among them, that deadline counted at most `maxReleaseMs` past the move (a push
+ * with a long `@ttl` would hold the shard, and its new owner's calls, that long); the gaining side waits for the previous owner's release up to the
  * `releasingUntil` it advertises plus `takeoverMs`, or, while that owner has not advertised one
  * (it has not seen the change yet), `noticeMs` plus `takeoverMs` after it began to wait.
  * `takeoverMs` is clearly larger than `marginMs`: at a call running past its deadline the old
  * owner gives up (and releases: states saved, record rewritten) `takeoverMs - marginMs` before
  * the gaining side would take the shard over, so the release is what it sees, not its own bound
  * with both writing the shard; equal, both would act at the same moment and the taker would win.
+ * A release waits at most `saveMs` for its states (their last heartbeat and snapshot save) before
+ * its record drops the shard: within `takeoverMs - marginMs`, so a save that hangs neither holds
+ * every later change of this instance's shards nor outlasts the gaining side's bound.
  */
 export interface ReleaseLimits {
   readonly marginMs: number;
   readonly takeoverMs: number;
   readonly noticeMs: number;
+  readonly maxReleaseMs: number;
+  readonly saveMs: number;
 }
 
-export const RELEASE_LIMITS: ReleaseLimits = { marginMs: 2000, takeoverMs: 5000, noticeMs: 10_000 };
+export const RELEASE_LIMITS: ReleaseLimits = {
+  marginMs: 2000,
+  takeoverMs: 5000,
+  noticeMs: 10_000,
+  maxReleaseMs: 30_000,
+  saveMs: 2500,
+};
 
 /** Per shard: may its calls reach the handler (a `Uint8Array` of these, read on every call). */
 const WAITING = 0;
@@ -193,6 +209,10 @@ export class Ownership implements ShardOwnership {
   /** Calls and pushes admitted per shard that have not settled, and the latest deadline among them. */
   readonly #running: Uint32Array;
   readonly #runUntil: Float64Array;
+  /** Per shard releasing: by when it is released (`releasingUntil`: its calls' deadline, capped). */
+  readonly #releaseBy: Float64Array;
+  /** From `leave` (a graceful stop) to the next `start`: what the record serves meanwhile. */
+  #leaving: ServingInfo | undefined;
   /**
    * Shards lost while calls admitted for them run: released (hooks told, states saved) once they
    * settled or their bound passed. Then in `#releaseQueued` until that release has run.
@@ -221,11 +241,12 @@ export class Ownership implements ShardOwnership {
     context: () => LifecycleContext,
     log: Logger,
     readonly limits: HoldLimits = HOLD_LIMITS,
-    release: ReleaseLimits = RELEASE_LIMITS,
+    release: Partial<ReleaseLimits> = {},
   ) {
-    this.release = release;
+    this.release = { ...RELEASE_LIMITS, ...release };
     this.#running = new Uint32Array(d.shards);
     this.#runUntil = new Float64Array(d.shards);
+    this.#releaseBy = new Float64Array(d.shards);
     this.#d = d;
     this.#instanceId = instanceId;
     this.#pinned = pinned;
@@ -266,9 +287,10 @@ export class Ownership implements ShardOwnership {
 
   /** The shards this instance's record advertises: owned, or lost and not released yet. */
   serving(): ServingInfo {
+    if (this.#leaving !== undefined) return this.#leaving;
     const all = new Set([...this.#ownedNow(), ...this.#releasing.keys(), ...this.#releaseQueued]);
     let until = 0;
-    for (const s of this.#releasing.keys()) until = Math.max(until, this.#runUntil[s] as number);
+    for (const s of this.#releasing.keys()) until = Math.max(until, this.#releaseBy[s] as number);
     return {
       serving: [...all].sort((a, b) => a - b),
       ...(until > 0 && Number.isFinite(until) ? { releasingUntil: Math.round(until) } : {}),
@@ -290,13 +312,16 @@ export class Ownership implements ShardOwnership {
     this.#advertised = undefined;
     this.#advertiseRetryMs = ADVERTISE_RETRY_MS;
     this.#frozen = false;
+    this.#leaving = undefined;
     this.#releaseQueued.clear();
+    this.#awaiting.clear();
     this.#view = [];
     this.#owned = [];
     this.#notifiedOnce = false;
     this.#retryMs = RETRY_MS;
     const set = await directory.watch(this.#d.name);
-    const update = (): void => this.#update(set.instances());
+    // Stopping instances' records too: they still serve the shards they release.
+    const update = (): void => this.#update(set.records?.() ?? set.instances());
     this.#off = set.onChange(update);
     update();
     await this.#notified;
@@ -319,13 +344,27 @@ export class Ownership implements ShardOwnership {
       this.#releaseQueued.add(s);
     }
     this.#releasing.clear();
-    this.#awaiting.clear();
+    // Kept (not this instance's: `owned` leaves them out) but never gained from now on.
     clearTimeout(this.#awaitTimer);
     this.#awaitTimer = undefined;
     this.#advertise = undefined;
     clearTimeout(this.#advertiseRetry);
     this.#advertiseRetry = undefined;
     this.#wake();
+  }
+
+  /**
+   * As a graceful stop begins (`freeze`, then this): every shard it owns or still releases is
+   * releasing until the stop released its states, so the calls it drains may write them; what
+   * the record should say meanwhile is returned (the caller writes it, and removes the record
+   * once the states are saved): those shards, `until` (the drain's end) and `stopping`.
+   */
+  leave(until: number): ServingInfo {
+    const held = this.serving().serving;
+    this.freeze();
+    for (const s of this.#ownedNow()) this.#releaseQueued.add(s);
+    this.#leaving = { serving: held, releasingUntil: Math.round(until), stopping: true };
+    return this.#leaving;
   }
 
   /** A call or push the guard admitted for `shard` settled (its handler ended). */
@@ -495,13 +534,15 @@ export class Ownership implements ShardOwnership {
   #update(all: readonly InstanceInfo[]): void {
     const major = semver.major(this.#d.version);
     const domain: InstanceInfo[] = all.filter((i) => semver.major(i.version) === major);
+    // A stopping instance owns nothing (its calls go elsewhere); its record still serves what it releases.
+    const live = domain.filter((i) => i.stopping !== true);
     if (this.#frozen) {
-      this.#follow(assignShards(domain, this.#d.shards));
+      this.#follow(assignShards(live, this.#d.shards));
       return;
     }
     const me = this.#instanceId;
     this.#view = domain;
-    const members: { instanceId: string; shards: readonly number[] }[] = [...domain];
+    const members: { instanceId: string; shards: readonly number[] }[] = [...live];
     // Before our own registration is visible here we still count ourselves, as clients will.
     if (!domain.some((i) => i.instanceId === me)) members.push({ instanceId: me, shards: this.#pinned });
     this.#owners = assignShards(members, this.#d.shards);
@@ -578,13 +619,26 @@ export class Ownership implements ShardOwnership {
    * (`settled`), or `marginMs` past the latest of their deadlines, with a warning.
    */
   #drain(shard: number): void {
-    const until = this.#runUntil[shard] as number;
-    const ms = Math.min(Math.max(0, until - Date.now()) + this.release.marginMs, MAX_TIMER_MS);
+    const deadline = this.#runUntil[shard] as number;
+    const now = Date.now();
+    // A long push ttl would hold the shard (and its new owner's calls for it) that long.
+    const cap = now + this.release.maxReleaseMs;
+    const until = Math.min(deadline, cap);
+    this.#releaseBy[shard] = until;
+    const ms = Math.min(Math.max(0, until - now) + this.release.marginMs, MAX_TIMER_MS);
     const t = setTimeout(() => {
       if (!this.#releasing.has(shard)) return;
+      const to = this.#owners?.[shard] ?? "another instance";
+      const running = `${this.#running[shard]} calls or pushes admitted for it on ${this.#instanceId} still run`;
       this.#log.warn(
-        { shard, running: this.#running[shard] },
-        `shard ${shard} of ${this.#d.name} moved to ${this.#owners?.[shard] ?? "another instance"}, and ${this.#running[shard]} calls or pushes admitted for it on ${this.#instanceId} still run ${this.release.marginMs} ms past the latest of their deadlines: releasing it now (their writes to its states are refused from now on)`,
+        {
+          shard,
+          running: this.#running[shard],
+          ...(deadline > cap ? { maxReleaseMs: this.release.maxReleaseMs } : {}),
+        },
+        deadline > cap
+          ? `shard ${shard} of ${this.#d.name} moved to ${to}, and ${running} ${Math.round((Date.now() - now) / 1000)} s later, their deadline ${Math.round((deadline - now) / 1000)} s past the move (a long @ttl or timeout) is past the bound of a release (maxReleaseMs ${this.release.maxReleaseMs} ms): releasing it now (their writes to its states are refused from now on)`
+          : `shard ${shard} of ${this.#d.name} moved to ${to}, and ${running} ${this.release.marginMs} ms past the latest of their deadlines: releasing it now (their writes to its states are refused from now on)`,
       );
       this.#released([shard]);
     }, ms);
@@ -766,7 +820,7 @@ export class Ownership implements ShardOwnership {
         }
       }
       watch.step = "listeners";
-      if (listeners) await this.#tell(change);
+      if (listeners) await this.#told(change);
     } finally {
       clearTimeout(watch.timer);
     }
@@ -828,6 +882,26 @@ export class Ownership implements ShardOwnership {
       if (gained.length > 0) this.#enqueue({ owned: this.#ownedNow(), gained, lost: [] }, false);
     }, ms);
     this.#retry.unref?.();
+  }
+
+  /**
+   * Tells the listeners of `change`; a release (lost shards) waits for them at most `saveMs`:
+   * past it, with a warning, the record drops the shards anyway and later changes go on.
+   */
+  async #told(change: ShardChange): Promise<void> {
+    const told = this.#tell(change);
+    if (change.lost.length === 0) return told;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), this.release.saveMs);
+      timer.unref?.();
+    });
+    const cut = await Promise.race([told.then(() => false), late]).finally(() => clearTimeout(timer));
+    if (cut)
+      this.#log.warn(
+        { lost: change.lost, saveMs: this.release.saveMs },
+        `releasing shards ${change.lost.join(", ")} of ${this.#d.name} on ${this.#instanceId}: their states have not sent their last heartbeat and saved their snapshot in ${this.release.saveMs} ms (the snapshot store or the transport does not answer): released anyway, so their new owner may resume an older snapshot, without this owner's latest writes (a save that lands later may still overwrite it)`,
+      );
   }
 
   async #tell(change: ShardChange): Promise<void> {

@@ -238,11 +238,13 @@ export class ServedInstance {
     const leadership = this.#leadership;
     this.#leadership = undefined;
     let drained = true;
+    // The record of a sharded instance says the drain ends by then (`releasingUntil`).
+    const until = Date.now() + graceMs;
     await this.#unbindNow(async () => {
-      drained = await this.#dispatcher.drain(graceMs);
+      drained = await this.#dispatcher.drain(Math.max(0, until - Date.now()));
       if (!drained)
         this.log.warn({ inflight: this.#dispatcher.inflight }, "in-flight work still running after the grace period");
-    });
+    }, until);
     await leadership?.resign().catch((e: unknown) => this.log.warn({ err: e }, "resigning leadership failed"));
     await this.#unwatchConfig?.().catch(() => undefined);
     return drained;
@@ -367,21 +369,31 @@ export class ServedInstance {
    * shard view stays), and each state's last heartbeat and saved snapshot then hold their writes.
    * Otherwise (nothing in flight, or a lost leadership: another instance leads) the states stop
    * publishing first, so their last heartbeat goes out before the record is gone.
+   *
+   * A sharded instance's graceful stop is a hand-over (ownership.ts): its record stays, marked
+   * `stopping` (nothing is routed to it from then on) and serving every shard it held, with the
+   * drain's end `until` as `releasingUntil`, and goes only once the drain ended and the states
+   * were saved, so the instances taking its shards resume them with the drained calls' writes.
    */
-  async #unbindNow(drain?: () => Promise<void>): Promise<void> {
+  async #unbindNow(drain?: () => Promise<void>, until?: number): Promise<void> {
     // A bind still under way (a @unique instance that just won) would register after this
     // unbind and stay registered: let it finish, then take everything down.
     await this.#binding?.catch(() => undefined);
     const reg = this.#registration;
     this.#registration = undefined;
-    const statesFirst = drain === undefined || this.#dispatcher.inflight === 0;
+    const handOver = reg !== undefined && drain !== undefined && until !== undefined && this.#ownership !== undefined;
+    const statesFirst = !handOver && (drain === undefined || this.#dispatcher.inflight === 0);
     if (reg !== undefined && statesFirst) void this.#host.states.unbound(this.descriptor);
     // Sharded calls that arrive until the bindings are down are still redirected by the table
     // (or refused while their shard is not ready), never served unchecked: ownership stops last.
-    this.#ownership?.freeze();
+    let kept = false;
+    if (handOver) kept = await this.#leave(reg, until);
+    else this.#ownership?.freeze();
     this.#ownersCheck?.();
     this.#ownersCheck = undefined;
-    await reg?.deregister().catch((e: unknown) => this.log.warn({ err: e }, "deregistering failed"));
+    const deregister = (): Promise<void> | undefined =>
+      reg?.deregister().catch((e: unknown) => this.log.warn({ err: e }, "deregistering failed"));
+    if (!kept) await deregister();
     const subs = this.#subs.splice(0);
     const bindings = this.#bindings.splice(0);
     await Promise.allSettled([...subs.map((s) => s.close()), ...bindings.map((b) => b.stop())]);
@@ -389,7 +401,28 @@ export class ServedInstance {
       await drain();
       if (reg !== undefined && !statesFirst) await this.#host.states.unbound(this.descriptor);
     }
+    // Released: the instances taking its shards gain them now.
+    if (kept) await deregister();
     this.#ownership?.stop();
+  }
+
+  /**
+   * Marks the record `stopping`, serving what this instance still holds until `until`; false
+   * (with a warning) when that write failed: the record is then removed at once, as before
+   * hand-overs on stop, so that calls go elsewhere.
+   */
+  async #leave(reg: Registration, until: number): Promise<boolean> {
+    const serving = (this.#ownership as Ownership).leave(until);
+    try {
+      await reg.update(serving);
+      return true;
+    } catch (e) {
+      this.log.warn(
+        { err: e, serving: serving.serving },
+        "stopping: marking this instance's discovery record as stopping failed, so it is removed now: the instances taking its shards take them at once, without the writes of the calls it still drains",
+      );
+      return false;
+    }
   }
 
   #onConfig(raw: Record<string, unknown>): void {

@@ -36,6 +36,7 @@ export class WatchedSet implements InstanceSet {
   /** Per instance id no longer in the set: the lease its last record was written with. */
   private readonly leftLeases = new Map<string, string | undefined>();
   private snapshot: readonly InstanceInfo[] | undefined = [];
+  private everyRecord: readonly InstanceInfo[] | undefined = [];
   private readonly filters = new Map<string, Candidates>();
   private readonly listeners = new Set<() => void>();
   private watch: Watch | undefined;
@@ -55,9 +56,15 @@ export class WatchedSet implements InstanceSet {
     await this.relist();
   }
 
+  /** Without the instances that are stopping: calls, pushes and dependencies count them as gone. */
   instances(): readonly InstanceInfo[] {
-    this.snapshot ??= [...this.byKey.values()].map((c) => c.info);
+    this.snapshot ??= this.records().filter((i) => i.stopping !== true);
     return this.snapshot;
+  }
+
+  records(): readonly InstanceInfo[] {
+    this.everyRecord ??= [...this.byKey.values()].map((c) => c.info);
+    return this.everyRecord;
   }
 
   onChange(fn: () => void): () => void {
@@ -68,12 +75,12 @@ export class WatchedSet implements InstanceSet {
   /**
    * True once `instanceId`, not in the set, is known to be gone with its process: the lease its
    * record was written with expired or was revoked (a process killed, or its App closed after
-   * draining). False while it is in the set, or while that lease lives: a graceful stop deletes
-   * the record first and keeps the lease while it finishes its calls. A registry that cannot tell
+   * draining). False while its record is there (a graceful stop keeps it, marked `stopping`, until
+   * its calls drained), or while that lease lives: the App keeps it until it closed. A registry that cannot tell
    * (no `leaseAlive`), or a record seen without a lease: true once the record is gone.
    */
   async gone(instanceId: string): Promise<boolean> {
-    if (this.instances().some((i) => i.instanceId === instanceId)) return false;
+    if (this.records().some((i) => i.instanceId === instanceId)) return false;
     const lease = this.leftLeases.get(instanceId);
     if (lease === undefined || this.registry.leaseAlive === undefined) return true;
     return !(await this.registry.leaseAlive(lease));
@@ -187,6 +194,7 @@ export class WatchedSet implements InstanceSet {
 
   private changed(): void {
     this.snapshot = undefined;
+    this.everyRecord = undefined;
     this.filters.clear();
     for (const fn of this.listeners) {
       try {

@@ -153,7 +153,7 @@ class LiveRegistration implements Registration {
   ) {}
 
   async update(
-    patch: Partial<Pick<InstanceInfo, "load" | "shards" | "endpoints" | "serving" | "releasingUntil">>,
+    patch: Partial<Pick<InstanceInfo, "load" | "shards" | "endpoints" | "serving" | "releasingUntil" | "stopping">>,
   ): Promise<void> {
     if (!this.owner.isLive(this))
       throw new Error(`${this.info.instanceId} of ${this.info.service} is not registered any more`);
@@ -207,5 +207,6 @@ function normalise(i: RegisterInfo): InstanceInfo {
         };
   const withCount = i.shardCount === undefined ? withServing : { ...withServing, shardCount: i.shardCount };
   const withEvents = i.events === undefined ? withCount : { ...withCount, events: i.events };
-  return i.zone === undefined ? withEvents : { ...withEvents, zone: i.zone };
+  const withStop = i.stopping === true ? { ...withEvents, stopping: true as const } : withEvents;
+  return i.zone === undefined ? withStop : { ...withStop, zone: i.zone };
 }

@@ -32,8 +32,19 @@ export interface InstanceInfo {
    * versions (nothing is waited for).
    */
   readonly serving?: readonly number[];
-  /** While it releases shards: the latest deadline of the calls it still runs for them (epoch ms). */
+  /**
+   * While it releases shards: by when it means to have released them (epoch ms): the latest
+   * deadline of the calls it still runs for them, at most `maxReleaseMs` past the move; on a
+   * graceful stop, the end of its drain (`stopGraceMs`).
+   */
   readonly releasingUntil?: number;
+  /**
+   * A graceful stop began: the record stays, serving the shards it still releases, until its
+   * calls drained and its states saved, then goes. Routing counts it as gone
+   * (`InstanceSet.instances` leaves it out); the instances taking its shards wait for it as for
+   * any release (call/ownership.ts).
+   */
+  readonly stopping?: true;
   readonly zone?: string;
   /** Epoch ms. */
   readonly startedAt: number;
@@ -47,6 +58,7 @@ export interface InstanceInfo {
 export interface ServingInfo {
   readonly serving: readonly number[];
   readonly releasingUntil?: number;
+  readonly stopping?: true;
 }
 
 /** A live registration; kept alive by a lease until `deregister`. */
@@ -54,15 +66,17 @@ export interface Registration {
   readonly info: InstanceInfo;
   /** `releasingUntil` absent from a patch that has `serving`: none any more. */
   update(
-    patch: Partial<Pick<InstanceInfo, "load" | "shards" | "endpoints" | "serving" | "releasingUntil">>,
+    patch: Partial<Pick<InstanceInfo, "load" | "shards" | "endpoints" | "serving" | "releasingUntil" | "stopping">>,
   ): Promise<void>;
   deregister(): Promise<void>;
 }
 
 /** The client-side cache of one service's instances, kept current by a watch. */
 export interface InstanceSet {
-  /** Current instances (no I/O). */
+  /** Current instances (no I/O), without those stopping (`InstanceInfo.stopping`): nothing is routed to them. */
   instances(): readonly InstanceInfo[];
+  /** Every record, those of stopping instances too (the hand-over waits for their release). */
+  records?(): readonly InstanceInfo[];
   /** Called after every change. */
   onChange(fn: () => void): () => void;
   close(): Promise<void>;
