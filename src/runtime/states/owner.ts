@@ -102,6 +102,10 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
   /** The sequence number of the value held at `#held` (a snapshot of the same epoch further on is newer). */
   #heldSeq = 0;
   #active = false;
+  /** `leave` and `release` calls so far: an activation one of them overtook publishes nothing. */
+  #stops = 0;
+  /** The activation under way, and the `#stops` it started at (one after a stop is another). */
+  #activating: { readonly stops: number; readonly done: Promise<void> } | undefined;
   /** Stopped publishing after being active (sent its last heartbeat): snapshots are refused until it publishes again. */
   #left = false;
   /** Stopped publishing after being active (left, or its shard released): writes are lost, and said (`#lost`). */
@@ -205,8 +209,10 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
       });
     // Saved before each major had a key of its own: read once, when the new key has nothing,
     // and only when of this major (every major saved there: a 2.0 owner must not resume 1.x's value).
+    const stops = this.#stops;
     const saved = (await load(this.#key())) ?? this.#sameMajor(await load(this.#key(false)));
-    if (saved === undefined) return;
+    // Released or left meanwhile: what it loaded is not for this owner to hold now.
+    if (saved === undefined || this.#stops !== stops) return;
     this.epoch = Math.max(this.epoch, saved.e);
     this.seq = Math.max(this.seq, saved.s);
     const newer = saved.e > this.#held || (saved.e === this.#held && saved.s > this.#heldSeq);
@@ -223,10 +229,31 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
     );
   }
 
-  /** Starts publishing under a new epoch (after resuming a saved snapshot, when there is one). */
-  async activate(): Promise<void> {
-    if (this.#active) return;
+  /**
+   * Starts publishing under a new epoch (after resuming a saved snapshot, when there is one).
+   * Calls while one is under way share it; a `leave` or `release` while its snapshot loads
+   * cancels it (the shard moved on, the leadership was lost): it publishes nothing.
+   */
+  activate(): Promise<void> {
+    if (this.#active) return Promise.resolve();
+    if (this.#activating?.stops === this.#stops) return this.#activating.done;
+    const stops = this.#stops;
+    const done: Promise<void> = this.#activate(stops).finally(() => {
+      if (this.#activating?.done === done) this.#activating = undefined;
+    });
+    this.#activating = { stops, done };
+    return done;
+  }
+
+  async #activate(stops: number): Promise<void> {
     await this.resume();
+    if (this.#active) return;
+    if (this.#stops !== stops) {
+      this.#log.info(
+        "not publishing: the state was released or left while its saved snapshot loaded (the shard moved on, or the leadership was lost)",
+      );
+      return;
+    }
     this.epoch = nextEpoch(this.epoch);
     this.#held = this.epoch;
     this.#heldSeq = this.seq;
@@ -247,6 +274,7 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
    * Resolves once the heartbeat is published (or failed: then the silence tells them).
    */
   leave(): Promise<void> {
+    this.#stops++;
     if (!this.#active) return Promise.resolve();
     // The snapshot saved with the epoch's last writes is written now, not on the save delay:
     // the next owner (a new instance, another leader) resumes from it.
@@ -275,6 +303,7 @@ export class StateOwner<T = unknown> implements StatePublisher<T> {
    * once.
    */
   release(handOver = false): Promise<void> {
+    this.#stops++;
     const wasActive = this.#active;
     const last = handOver && wasActive ? this.leave() : undefined;
     this.#active = false;
