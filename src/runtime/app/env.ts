@@ -7,6 +7,7 @@
  */
 import { parseEtcdSpec } from "../discovery/etcd.js";
 import { Code, FanError } from "../errors.js";
+import { dropLimitProblems } from "../telemetry/drops.js";
 import type { DiscoveryInput, TransportsConfig } from "./infra.js";
 
 /** The variables read, each with what it sets; docs/runtime.md lists the same. */
@@ -28,6 +29,8 @@ export const ENV_VARS = {
   FAN_TCP_HOST: "transports.tcp.host",
   FAN_TCP_PORT: "transports.tcp.port",
   FAN_TCP_ADVERTISE_HOST: "transports.tcp.advertiseHost",
+  FAN_DROP_WARN_BURST: "dropped-message warnings written one a line before they are counted (telemetry/drops.ts)",
+  FAN_DROP_WARN_INTERVAL_MS: "the interval of the dropped-message warnings' summary lines, in ms",
 } as const;
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -50,6 +53,8 @@ function read(env: Env, name: keyof typeof ENV_VARS): string | undefined {
 
 /** `opts` with what it leaves out taken from `env`; throws naming the variable that is wrong. */
 export function withEnvironment<O extends EnvFilled>(opts: O, env: Env = process.env): O & EnvFilled {
+  const limits = dropLimitProblems(env);
+  if (limits.length > 0) throw new FanError(Code.INVALID_ARGUMENT, limits.join("; "));
   const cluster = opts.cluster ?? read(env, "FAN_CLUSTER");
   const fromEnv = opts.discovery === undefined ? read(env, "FAN_DISCOVERY") : undefined;
   if (fromEnv !== undefined) checkDiscovery(fromEnv, "FAN_DISCOVERY");

@@ -15,6 +15,7 @@ import type { HookName, ServedInstance } from "../call/served.js";
 import type { InstanceInfo } from "../discovery/types.js";
 import { TaskRunner, parseInterval, tasksOf, type TaskContext, type TaskSpec } from "./tasks.js";
 import { untilAborted } from "../transports/abort.js";
+import { flushDropWarnings } from "../telemetry/drops.js";
 import { eventProblems, untilReachable, type Wanted } from "./dependencies.js";
 
 type State = "new" | "starting" | "running" | "stopping" | "stopped" | "failed";
@@ -183,6 +184,8 @@ export class Lifecycle {
     await this.#hooks("postStop", undefined, true);
     await step("closing clients", closeClients);
     await step("closing transports and discovery", () => this.#infra.close());
+    // Drops counted behind the warnings' rate limit and not yet summarized: their line now.
+    flushDropWarnings();
     this.#state = "stopped";
     this.#signals?.();
     if (wasRunning) this.#log.info(failures.length === 0 ? "app stopped" : "app stopped with errors");

@@ -26,6 +26,8 @@ import { PendingCall } from "./pending.js";
 import { PushDedupe } from "./dedupe.js";
 import { revealBadReply } from "./reveal.js";
 import { inRequest } from "../codec/fail.js";
+import { warnDropped } from "../telemetry/drops.js";
+import { markFinal, QUEUED } from "../transports/push-ends.js";
 
 type HandlerFn = (req: unknown, ctx: CallCtx) => unknown;
 
@@ -380,7 +382,13 @@ export class Dispatcher implements Inbound {
   push(env: Envelope, transport = "local", path?: "call"): Promise<void> {
     const plan = this.#plans.get(env.method);
     if (plan === undefined || plan.kind !== "push" || env.service !== this.#service.name) {
-      return this.#drop(env, "pushesDropped", `no push ${env.method} on ${this.#service.name}`);
+      return this.#drop(
+        env,
+        "pushesDropped",
+        transport,
+        "no such push",
+        `no push ${env.method} on ${this.#service.name}; dropped`,
+      );
     }
     const ttl = env.headers.ttl;
     if (typeof ttl === "number" && Date.now() > ttl) {
@@ -388,13 +396,21 @@ export class Dispatcher implements Inbound {
       return this.#drop(
         env,
         "pushesExpired",
+        transport,
+        "expired",
         `push ${env.service}.${env.method} expired ${Date.now() - ttl} ms ago; dropped`,
       );
     }
     const key = dedupeKey(env);
     const seen = this.#dedupe.check(key, Date.now());
     if (seen === "handled")
-      return this.#drop(env, "pushesDuplicate", `push ${env.method} ${env.id} was handled already; duplicate dropped`);
+      return this.#drop(
+        env,
+        "pushesDuplicate",
+        transport,
+        "duplicate",
+        `push ${env.method} ${env.id} was handled already; duplicate dropped`,
+      );
     return seen ?? this.#dedupe.track(key, this.#oneWay(env, plan, "pushesDropped", transport, path));
   }
 
@@ -405,7 +421,9 @@ export class Dispatcher implements Inbound {
       return this.#drop(
         env,
         "eventsDropped",
-        `${this.#service.name} does not subscribe to ${env.service}.${env.method}`,
+        transport,
+        "not subscribed",
+        `${this.#service.name} does not subscribe to ${env.service}.${env.method}; dropped`,
       );
     return this.#oneWay(env, plan, "eventsDropped", transport);
   }
@@ -483,7 +501,13 @@ export class Dispatcher implements Inbound {
   ): Promise<void> {
     if (!this.#accepting) throw new FanError(Code.UNAVAILABLE, `this instance of ${this.#service.name} is stopping`);
     if (plan.fn === undefined)
-      return this.#refuse(env, dropCounter, `the handler of ${this.#service.name} does not implement ${plan.name}`);
+      return this.#refuse(
+        env,
+        dropCounter,
+        transport,
+        "not implemented",
+        `the handler of ${this.#service.name} does not implement ${plan.name}; dropped`,
+      );
     let principal: unknown;
     if (this.#gate !== undefined && plan.desc !== undefined && this.#gate.checks(plan.desc)) {
       try {
@@ -493,7 +517,9 @@ export class Dispatcher implements Inbound {
         return this.#refuse(
           env,
           dropCounter,
-          `${env.kind} ${env.service}.${env.method} refused: ${err.code} ${err.message}`,
+          transport,
+          "refused",
+          `${env.kind} ${env.service}.${env.method} refused: ${err.code} ${err.message}; dropped`,
         );
       }
     }
@@ -504,7 +530,9 @@ export class Dispatcher implements Inbound {
       return this.#refuse(
         env,
         dropCounter,
-        `undecodable ${env.kind} ${env.service}.${env.method}: ${(e as Error).message}`,
+        transport,
+        "undecodable",
+        `undecodable ${env.kind} ${env.service}.${env.method} dropped: ${(e as Error).message}`,
       );
     }
     // A sharded push is guarded as a call is: redirected by an instance that does not own its
@@ -557,6 +585,18 @@ export class Dispatcher implements Inbound {
       series?.end(t0, out.code);
       if (span !== undefined) failSpan(span, e, out.code);
       this.#counters.deliveriesFailed++;
+      // A push's declared error is its handler's answer: final, dead-lettered at once by a queue
+      // transport, which writes the one line of it (push-ends.ts).
+      const declared = env.kind === "push" && FanError.is(e) ? idlErrorName(e) : undefined;
+      if (declared !== undefined) {
+        markFinal(out, declared);
+        if (path !== "call" && QUEUED.has(transport)) throw out;
+        ctx.log.warn(
+          { err: e, attempt, error: declared },
+          `push handler ${plan.name} failed with its declared error ${declared}: final, not delivered again`,
+        );
+        throw out;
+      }
       // Whether this was the last attempt is the transport's to know (its delivery limit): it logs
       // the dead-lettering itself, so this line must not promise another delivery.
       ctx.log.warn(
@@ -623,15 +663,27 @@ export class Dispatcher implements Inbound {
   }
 
   /** Drops a push or event without running its handler; a push's id is not remembered as handled. */
-  #refuse(env: Envelope, counter: keyof Counters, why: string): Promise<void> {
+  #refuse(env: Envelope, counter: keyof Counters, transport: string, reason: string, why: string): Promise<void> {
     if (env.kind === "push") this.#dedupe.refuse(dedupeKey(env));
-    return this.#drop(env, counter, why);
+    return this.#drop(env, counter, transport, reason, why);
   }
 
-  #drop(env: Envelope, counter: keyof Counters, why: string): Promise<void> {
+  /**
+   * Counts a drop (every one: the metric reads the counters) and warns of it, rate limited per
+   * (transport, method, reason): telemetry/drops.ts.
+   */
+  #drop(env: Envelope, counter: keyof Counters, transport: string, reason: string, why: string): Promise<void> {
     this.#counters[counter]++;
-    this.#log().warn(
-      { id: env.id, targetService: env.service, targetMethod: env.method, traceparent: env.headers.traceparent },
+    warnDropped(
+      this.#log(),
+      { transport, endpoint: `${env.service}.${env.method}`, reason },
+      {
+        transport,
+        id: env.id,
+        targetService: env.service,
+        targetMethod: env.method,
+        traceparent: env.headers.traceparent,
+      },
       why,
     );
     return Promise.resolve();

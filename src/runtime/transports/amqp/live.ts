@@ -15,6 +15,7 @@ import type { Envelope, EventDelivery, EventSubscription, SendOptions, Unsubscri
 import type { AmqpConnection, ManagedChannel } from "./connection.js";
 import { eventKey, eventsExchange } from "./names.js";
 import { bounded } from "./waiters.js";
+import { warnDropped } from "../../telemetry/drops.js";
 
 export class AmqpLive {
   #pub: ManagedChannel | undefined;
@@ -31,7 +32,9 @@ export class AmqpLive {
   async publish(env: Envelope, body: Buffer, opts: SendOptions): Promise<void> {
     if (this.#pub === undefined) {
       this.#pub = this.conn.channel("states publish", false);
-      this.#pub.register((c) => c.assertExchange(eventsExchange(this.cluster), "topic", { durable: true }).then(() => undefined));
+      this.#pub.register((c) =>
+        c.assertExchange(eventsExchange(this.cluster), "topic", { durable: true }).then(() => undefined),
+      );
     }
     const c = await this.#pub.get(opts.deadline, opts.signal);
     c.publish(eventsExchange(this.cluster), eventKey(env.service, env.method), body, {
@@ -50,7 +53,12 @@ export class AmqpLive {
       try {
         env = decodeEnvelope(m.content, { maxBytes: this.maxBytes });
       } catch (e) {
-        this.log.warn({ err: e, key }, "amqp: malformed state update dropped");
+        warnDropped(
+          this.log,
+          { transport: "amqp", endpoint: key, reason: "undecodable" },
+          { err: (e as Error).message, key, bytes: m.content.length },
+          "amqp: malformed state update dropped",
+        );
         return;
       }
       deliver(env).catch((e: unknown) => this.log.warn({ err: e, key }, "amqp: state update handler failed"));
@@ -72,7 +80,9 @@ export class AmqpLive {
       await ch.get(deadline);
     } catch (e) {
       void ch.dispose();
-      throw new FanError(Code.UNAVAILABLE, `cannot subscribe to ${key} over amqp: ${(e as Error).message}`, { cause: e });
+      throw new FanError(Code.UNAVAILABLE, `cannot subscribe to ${key} over amqp: ${(e as Error).message}`, {
+        cause: e,
+      });
     }
     this.#subs.add(ch);
     return {

@@ -27,6 +27,7 @@ import { notDelivered } from "../not-delivered.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import type { AmqpConnection, ManagedChannel } from "./connection.js";
 import { type AmqpAddress, callQueue, cancelKey, controlExchange, parseEndpoint, replyQueue } from "./names.js";
+import { warnDropped } from "../../telemetry/drops.js";
 
 const NACK_PAUSE_MS = 100;
 
@@ -249,7 +250,13 @@ export class AmqpRpcClient extends CallBatcher<AmqpAddress, Channel> {
     }
     const data = msg.content;
     if (isBatch(data)) {
-      if (!this.readFrame(data)) this.log.warn({ bytes: data.length }, "malformed amqp reply frame");
+      if (!this.readFrame(data))
+        warnDropped(
+          this.log,
+          { transport: "amqp", endpoint: "reply queue", reason: "malformed frame" },
+          { bytes: data.length },
+          "malformed amqp reply frame dropped",
+        );
       return;
     }
     // Not a frame: one envelope answering a whole batch (a server that could not read it).

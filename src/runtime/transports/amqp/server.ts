@@ -34,11 +34,13 @@ import {
   rpcQueue,
   type AmqpAddress,
 } from "./names.js";
+import { warnDropped } from "../../telemetry/drops.js";
 import { bounded } from "./waiters.js";
 import { assertWorkQueue, WorkConsumer } from "./work.js";
 import { errorEnvelope, refuse } from "../replies.js";
 import { handlePush } from "../owner-push.js";
 import { KeptPushes, keptBound } from "../kept-push.js";
+import { limitsOf } from "../push-ends.js";
 
 /** Server-side tuning. */
 export interface ServerOptions {
@@ -91,6 +93,7 @@ export class AmqpServer {
     this.#work = new WorkConsumer(kept.deliver, {
       queue: pushQueue(this.#addr),
       maxDeliveries: opts.maxDeliveries,
+      ...limitsOf(service, opts.maxDeliveries),
       retryDelayMs: opts.retryDelayMs,
       maxBytes: opts.maxBytes,
       log: this.#log,
@@ -183,14 +186,28 @@ export class AmqpServer {
       if (env.kind !== "call" && env.kind !== "push")
         throw new FanError(Code.INVALID_ARGUMENT, `expected a call or push, got a ${env.kind}`);
     } catch (e) {
-      this.#log.warn({ err: (e as Error).message, replyTo }, "undecodable amqp call");
-      this.#reply(
-        ch,
-        msg,
-        replyTo,
-        corr,
-        errorEnvelope(corr ?? "?", undefined, FanError.from(e, Code.INVALID_ARGUMENT)),
+      // One line per message: dropped when it cannot be answered, else refused to its caller.
+      const queue = msg.fields.routingKey;
+      const bytes = msg.content.length;
+      if (replyTo === undefined || corr === undefined) {
+        const drop = { transport: "amqp", endpoint: queue, reason: "undecodable, no reply address" };
+        warnDropped(
+          this.#log,
+          drop,
+          { queue, err: (e as Error).message, bytes },
+          "amqp: undecodable call without a reply address dropped",
+        );
+        quietAck(ch, msg);
+        return;
+      }
+      const drop = { transport: "amqp", endpoint: queue, reason: "undecodable" };
+      warnDropped(
+        this.#log,
+        drop,
+        { queue, err: (e as Error).message, replyTo, bytes },
+        "amqp: undecodable call refused (INVALID_ARGUMENT)",
       );
+      this.#reply(ch, msg, replyTo, corr, errorEnvelope(corr, undefined, FanError.from(e, Code.INVALID_ARGUMENT)));
       return;
     }
     const refused = refuse(this.service, env, "this queue");
@@ -233,7 +250,13 @@ export class AmqpServer {
     const corr = typeof msg.properties.correlationId === "string" ? msg.properties.correlationId : undefined;
     const replyTo = typeof msg.properties.replyTo === "string" ? msg.properties.replyTo : undefined;
     if (replyTo === undefined || corr === undefined) {
-      this.#log.warn({ replyTo, corr, bytes: msg.content.length }, "amqp call frame without a reply address dropped");
+      const queue = msg.fields.routingKey;
+      warnDropped(
+        this.#log,
+        { transport: "amqp", endpoint: queue, reason: "no reply address" },
+        { queue, replyTo, corr, bytes: msg.content.length },
+        "amqp call frame without a reply address dropped",
+      );
       quietAck(ch, msg);
       return;
     }
@@ -269,7 +292,13 @@ export class AmqpServer {
       }
     },
     malformed: (f) => {
-      this.#log.warn({ replyTo: f.replyTo, bytes: f.msg.content.length }, "malformed amqp call frame");
+      const queue = f.msg.fields.routingKey;
+      warnDropped(
+        this.#log,
+        { transport: "amqp", endpoint: queue, reason: "malformed frame" },
+        { queue, replyTo: f.replyTo, bytes: f.msg.content.length },
+        "malformed amqp call frame refused (INVALID_ARGUMENT)",
+      );
       const e = new FanError(Code.INVALID_ARGUMENT, "malformed amqp call frame");
       const out = this.#ch.current ?? f.ch;
       try {
@@ -312,7 +341,13 @@ export class AmqpServer {
         this.#log.warn({ err: (e as Error).message }, "amqp reply not sent: channel closed");
       }
     } else {
-      this.#log.warn({ replyTo, corr }, "amqp call without a reply address dropped");
+      const queue = msg.fields.routingKey;
+      warnDropped(
+        this.#log,
+        { transport: "amqp", endpoint: queue, reason: "no reply address" },
+        { queue, replyTo, corr, id: reply.id },
+        "amqp call without a reply address dropped (its answer cannot be sent)",
+      );
     }
     try {
       ch.ack(msg);

@@ -19,6 +19,7 @@ import { FrameBuilder, frameText, itemOverhead, readBatchText, type TextBatchRea
 import { handlePush } from "../owner-push.js";
 import { decodeServed, encodeFrameReply, errorEnvelope, ReplySink, runWithSink } from "../replies.js";
 import type { Envelope, Inbound } from "../transport.js";
+import { warnDropped } from "../../telemetry/drops.js";
 
 /**
  * Calls of frames started in one turn of the event loop; the rest wait for the next turn
@@ -208,9 +209,11 @@ export class FramePump<S extends FrameSource> {
     const env = decodeServed(service, body, this.opts.maxBytes, src.pushes, this.opts.where);
     if (env instanceof FanError) {
       if (env.code !== Code.NOT_FOUND && env.code !== Code.UNIMPLEMENTED)
-        this.opts.log.warn(
+        warnDropped(
+          this.opts.log,
+          { transport: this.opts.name, endpoint: this.opts.where, reason: "undecodable" },
           { err: env.message, ...this.host.describe(src), bytes: Buffer.byteLength(body, "utf8") },
-          `undecodable ${this.opts.name} call`,
+          `undecodable ${this.opts.name} call refused (INVALID_ARGUMENT)`,
         );
       this.#queue(src, seq, errorEnvelope("?", undefined, env));
       return;

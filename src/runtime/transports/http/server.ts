@@ -36,6 +36,7 @@ import { sendEnvelope, sendError, sendStatus, sendWrongVerb } from "./respond.js
 import { LazyAbort } from "../abort.js";
 import { answerAdmin } from "../../telemetry/admin.js";
 import type { AdminHook } from "../../telemetry/index.js";
+import { warnDropped } from "../../telemetry/drops.js";
 
 /** Server-side options of the http transport. */
 export interface HttpServerOptions {
@@ -204,7 +205,12 @@ export class HttpServer {
       socket.destroy();
       return;
     }
-    this.log.warn({ err: { message: err.message, code: err.code } }, "http: dropped a malformed request");
+    warnDropped(
+      this.log,
+      { transport: "http", endpoint: "server", reason: err.code ?? "malformed request" },
+      { err: { message: err.message, code: err.code } },
+      "http: dropped a malformed request",
+    );
     const status =
       err.code === "HPE_HEADER_OVERFLOW"
         ? "431 Request Header Fields Too Large"

@@ -22,6 +22,7 @@ import { notDelivered } from "../not-delivered.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import type { NatsLink } from "./connection.js";
 import { callSubject, cancelSubject, type NatsAddress, parseEndpoint, replyPrefix } from "./names.js";
+import { warnDropped } from "../../telemetry/drops.js";
 
 /** The largest message the connected server takes, and the App's bound. */
 export function payloadLimit(nc: NatsConnection, maxBytes: number): number {
@@ -127,7 +128,13 @@ export class NatsRpcClient extends CallBatcher<NatsAddress, NatsConnection> {
     if (err !== null) return;
     const data = msg.data;
     if (isBatch(data)) {
-      if (!this.readFrame(data)) this.log.warn({ subject: msg.subject }, "malformed nats reply frame");
+      if (!this.readFrame(data))
+        warnDropped(
+          this.log,
+          { transport: "nats", endpoint: msg.subject, reason: "malformed frame" },
+          { subject: msg.subject, bytes: data.length },
+          "malformed nats reply frame dropped",
+        );
       return;
     }
     // Not a frame: a status, or one envelope answering the whole message (a server that could not read it).

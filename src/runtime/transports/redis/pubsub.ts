@@ -13,6 +13,7 @@ import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import type { Envelope, EventDelivery, EventSubscription, SendOptions, Unsubscribe } from "../transport.js";
 import { type RedisClient, ready, send, unavailable } from "./clients.js";
 import { eventKey } from "./names.js";
+import { warnDropped } from "../../telemetry/drops.js";
 
 export class RedisPubSub {
   #sub: RedisClient | undefined;
@@ -34,7 +35,10 @@ export class RedisPubSub {
   async publish(env: Envelope, opts: SendOptions): Promise<void> {
     const body = encodeEnvelope(env);
     if (body.length > this.maxBytes)
-      throw new FanError(Code.RESOURCE_EXHAUSTED, `message of ${body.length} bytes exceeds the limit of ${this.maxBytes}`);
+      throw new FanError(
+        Code.RESOURCE_EXHAUSTED,
+        `message of ${body.length} bytes exceeds the limit of ${this.maxBytes}`,
+      );
     await ready(this.cmd, opts.deadline, opts.signal);
     try {
       await send(this.cmd, "PUBLISH", [this.#channel(env.service, env.method), body]);
@@ -86,7 +90,8 @@ export class RedisPubSub {
       const channels = [...this.#channels.keys()];
       if (channels.length === 0) return;
       conn.subscribe(...channels).then(
-        () => this.log.info({ channels: channels.length }, "redis: state channels subscribed again after a reconnection"),
+        () =>
+          this.log.info({ channels: channels.length }, "redis: state channels subscribed again after a reconnection"),
         (e: unknown) => this.log.warn({ err: e }, "redis: subscribing state channels again failed"),
       );
     });
@@ -100,7 +105,12 @@ export class RedisPubSub {
     try {
       env = decodeEnvelope(message, { maxBytes: this.maxBytes });
     } catch (e) {
-      this.log.warn({ err: e, channel }, "redis: malformed message dropped");
+      warnDropped(
+        this.log,
+        { transport: "redis", endpoint: channel, reason: "undecodable" },
+        { err: (e as Error).message, channel, bytes: message.length },
+        "redis: malformed state update dropped",
+      );
       return;
     }
     for (const deliver of set)

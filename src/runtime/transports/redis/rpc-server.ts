@@ -29,6 +29,7 @@ import {
 import { splitLine, TAKEN_NOTICE, wantsTakenNotice } from "./rpc-client.js";
 import { encodeFrameReply, errorEnvelope, refuse, ReplySink, runWithSink, wantsCompactReply } from "../replies.js";
 import { handlePush } from "../owner-push.js";
+import { warnDropped } from "../../telemetry/drops.js";
 
 /** ZADD this instance to each sorted set KEYS[i] with an expiry in Redis time and drop expired ones. */
 const ALIVE_SCRIPT = `
@@ -293,7 +294,7 @@ export class RedisRpcServer {
         const taken: Request[] = [];
         const shared = got?.[0] === keys[1];
         for (const item of items) {
-          const req = this.#handle(item);
+          const req = this.#handle(item, got?.[0] ?? keys[1]);
           if (shared && req !== undefined && wantsTakenNotice(req.corr)) taken.push(req);
         }
         // A lone request (c=1) is answered with the next pop as soon as it has replied: at once
@@ -390,10 +391,15 @@ export class RedisRpcServer {
   }
 
   /** Handles one request item; the request when it went to a handler. */
-  #handle(item: string): Request | undefined {
+  #handle(item: string, list: string): Request | undefined {
     const req = parseRequest(item);
     if (req === undefined) {
-      this.#log.warn({ length: item.length }, "redis rpc request without a reply address dropped");
+      warnDropped(
+        this.#log,
+        { transport: "redis", endpoint: list, reason: "no reply address" },
+        { list, length: item.length },
+        "redis rpc request without a reply address dropped",
+      );
       return undefined;
     }
     let env: Envelope;
@@ -406,7 +412,12 @@ export class RedisRpcServer {
     } catch (e) {
       const err = FanError.from(e, Code.INVALID_ARGUMENT);
       if (err.code !== Code.NOT_FOUND && err.code !== Code.UNIMPLEMENTED)
-        this.#log.warn({ err: err.message, channel: req.channel }, "undecodable redis call");
+        warnDropped(
+          this.#log,
+          { transport: "redis", endpoint: list, reason: "undecodable" },
+          { list, err: err.message, channel: req.channel },
+          "undecodable redis call refused (INVALID_ARGUMENT)",
+        );
       this.#reply(req, errorEnvelope(req.corr, undefined, err));
       return undefined;
     }

@@ -20,6 +20,7 @@ import type { Envelope, Inbound } from "../transport.js";
 import { decodeEnvelope, encodeEnvelopeText, utf8SizeOver } from "../../codec/wire.js";
 import { compactPayload } from "../replies.js";
 import { FrameReader, type FrameSink, FrameWriter, Op } from "./frames.js";
+import { warnDropped } from "../../telemetry/drops.js";
 
 /** Server-side options of the tcp transport. */
 export interface TcpServerOptions {
@@ -151,7 +152,9 @@ export class TcpServer {
     else if (op === Op.CANCEL) peer.running.get(corr)?.abort(new FanError(Code.CANCELLED, "cancelled by the caller"));
     else if (op === Op.COMPACT) peer.compact = true;
     else
-      this.log.warn(
+      warnDropped(
+        this.log,
+        { transport: "tcp", endpoint: "server", reason: "unknown operation" },
         { op, corr, bytes: body.length, remote: peer.socket.remoteAddress },
         "tcp: dropped a frame with an unknown operation",
       );
@@ -163,14 +166,21 @@ export class TcpServer {
       Code.RESOURCE_EXHAUSTED,
       `message of ${bytes} bytes exceeds the limit of ${this.maxBytes}`,
     );
-    this.log.warn({ op, corr, bytes, remote: peer.socket.remoteAddress }, "tcp: refused a frame over the size limit");
+    warnDropped(
+      this.log,
+      { transport: "tcp", endpoint: "server", reason: "oversize" },
+      { op, corr, bytes, remote: peer.socket.remoteAddress },
+      "tcp: refused a frame over the size limit",
+    );
     if (op === Op.CALL) peer.out.queue(Op.REPLY, corr, encodeEnvelopeText(errorEnvelope("", err)));
     else if (op === Op.PUSH) peer.out.queue(Op.NACK, corr, JSON.stringify({ code: err.code, message: err.message }));
   }
 
   /** Bytes that are not frames: the connection is dropped, the server keeps serving the others. */
   onGarbage(peer: Peer, why: string): void {
-    this.log.warn(
+    warnDropped(
+      this.log,
+      { transport: "tcp", endpoint: "server", reason: "not frames" },
       { remote: peer.socket.remoteAddress, why },
       "tcp: dropped a connection that does not speak fan's tcp protocol",
     );
@@ -222,7 +232,12 @@ export class TcpServer {
       env = decodeEnvelope(body, { maxBytes: this.maxBytes });
     } catch (e) {
       const err = FanError.from(e, Code.INVALID_ARGUMENT);
-      this.log.warn({ err: err.message }, "tcp: refused a message that does not decode");
+      warnDropped(
+        this.log,
+        { transport: "tcp", endpoint: "server", reason: "undecodable" },
+        { err: err.message },
+        "tcp: refused a message that does not decode (INVALID_ARGUMENT)",
+      );
       return { error: errorEnvelope("", err) };
     }
     const binding = this.pick(env.service);

@@ -30,6 +30,7 @@ import type { Envelope, EventDelivery, EventSubscription, SendOptions, Unsubscri
 import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import type { EventHubEndpoints } from "./hub.js";
 import { Writer } from "./writer.js";
+import { warnDropped } from "../../telemetry/drops.js";
 
 /** Counts of what events lost. */
 export interface EventStats {
@@ -468,8 +469,7 @@ export class EventBus {
     }
     // `[topic, publisher, firstSeq, body1, ...]`: one event, or a turn's batch on this topic.
     if (frames.length < 4) {
-      this.stats.malformed++;
-      this.log.warn({ frames: frames.length }, "zmq: dropped a malformed event message");
+      this.malformed({ frames: frames.length }, "zmq: dropped a malformed event message");
       return;
     }
     const publisher = String(pubFrame);
@@ -480,8 +480,7 @@ export class EventBus {
       try {
         env = decodeEnvelope(frames[i] as Buffer, { maxBytes: this.maxBytes });
       } catch (e) {
-        this.stats.malformed++;
-        this.log.warn({ err: (e as Error).message }, "zmq: dropped an event that does not decode");
+        this.malformed({ err: (e as Error).message }, "zmq: dropped an event that does not decode");
         continue;
       }
       local.tail = local.tail.then(() => this.deliver(local, env));
@@ -494,8 +493,7 @@ export class EventBus {
   ): void {
     const [, pubFrame, seqFrame, body] = frames;
     if (frames.length !== 4 || body === undefined) {
-      this.stats.malformed++;
-      this.log.warn({ frames: frames.length }, "zmq: dropped a malformed event message");
+      this.malformed({ frames: frames.length }, "zmq: dropped a malformed event message");
       return;
     }
     this.checkSequence(live, String(pubFrame), Number(String(seqFrame)));
@@ -503,14 +501,19 @@ export class EventBus {
     try {
       env = decodeEnvelope(body, { maxBytes: this.maxBytes });
     } catch (e) {
-      this.stats.malformed++;
-      this.log.warn({ err: (e as Error).message }, "zmq: dropped an event that does not decode");
+      this.malformed({ err: (e as Error).message }, "zmq: dropped an event that does not decode");
       return;
     }
     for (const deliver of live.delivers)
       deliver(env).catch((e: unknown) =>
         this.log.warn({ err: e, event: env.method }, "zmq: state update handler failed"),
       );
+  }
+
+  /** A malformed event message or event dropped: counted, and a (rate limited) warning. */
+  private malformed(fields: Record<string, unknown>, msg: string): void {
+    this.stats.malformed++;
+    warnDropped(this.log, { transport: "zmq", endpoint: "events", reason: "malformed event" }, fields, msg);
   }
 
   private checkSequence(local: Pick<Local, "last">, publisher: string, n: number): void {

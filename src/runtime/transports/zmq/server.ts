@@ -20,6 +20,7 @@ import { decodeEnvelope } from "../../codec/wire.js";
 import { encodeFrameReply, wantsCompactReply } from "../replies.js";
 import { errorEnvelope, frameBound, head, MAX_BATCH, Op, oversize, text } from "./frames.js";
 import { Writer } from "./writer.js";
+import { warnDropped } from "../../telemetry/drops.js";
 
 /** Server-side options of the zmq transport. */
 export interface ZmqServerOptions {
@@ -132,7 +133,12 @@ export class ZmqServer {
     const peer = frames[0];
     const pairs = (frames.length - 1) / 2;
     if (peer === undefined || frames.length < 3 || !Number.isInteger(pairs)) {
-      this.log.warn({ frames: frames.length, head: text(frames[1]).slice(0, 16) }, "zmq: dropped a malformed message");
+      warnDropped(
+        this.log,
+        { transport: "zmq", endpoint: "server", reason: "malformed message" },
+        { frames: frames.length, head: text(frames[1]).slice(0, 16) },
+        "zmq: dropped a malformed message",
+      );
       return;
     }
     if (pairs > 1) {
@@ -152,7 +158,12 @@ export class ZmqServer {
     const op = h.charAt(0);
     const id = h.slice(1);
     if (id.length === 0 || id.length > maxId(id) || !(op === Op.CALL || op === Op.PUSH || op === Op.CANCEL)) {
-      this.log.warn({ head: h.slice(0, 16) }, "zmq: dropped a malformed message");
+      warnDropped(
+        this.log,
+        { transport: "zmq", endpoint: "server", reason: "malformed message" },
+        { head: h.slice(0, 16) },
+        "zmq: dropped a malformed message",
+      );
       return;
     }
     const key = `${id}\u0000${peerKey}`;
@@ -222,7 +233,12 @@ export class ZmqServer {
       env = decodeEnvelope(body, { maxBytes: this.maxBytes });
     } catch (e) {
       const err = FanError.from(e, Code.INVALID_ARGUMENT);
-      this.log.warn({ id, err: err.message }, "zmq: refused a message that does not decode");
+      warnDropped(
+        this.log,
+        { transport: "zmq", endpoint: "server", reason: "undecodable" },
+        { id, err: err.message },
+        "zmq: refused a message that does not decode (INVALID_ARGUMENT)",
+      );
       return { error: errorEnvelope(id, err) };
     }
     const binding = this.pick(env.service);
