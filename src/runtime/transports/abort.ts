@@ -99,6 +99,11 @@ function noop(): void {}
  * Used like an AbortController by the server (`abort()`), like a signal by the dispatcher.
  */
 export class LazyAbort {
+  /**
+   * Where the nats server's taken notices are with this call (nats/taken-notices.ts): 0 not seen
+   * at a tick yet, 1 seen (announced at the next tick if still running), 2 announced or never to be.
+   */
+  notice = 0;
   #ac: AbortController | undefined = undefined;
   #aborted = false;
   #reason: unknown = undefined;
