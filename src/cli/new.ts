@@ -7,6 +7,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type Io, processIo } from "./io.js";
 import { UsageError } from "./ls.js";
@@ -30,7 +31,8 @@ options:
                         (+ redis for events and state updates)
   --dir <dir>           the project folder (default: .)
   --fan <spec>          the "fan" dependency written to a package.json that has none (default:
-                        ^<this version>; e.g. file:../fan-0.1.0.tgz)
+                        where this fanc was installed from, when that was a tarball or git URL,
+                        else ^<this version>; e.g. file:../fan-0.1.0.tgz)
   -h, --help            show this help
 
 Then: npm install, npx fanc compile idl/, npm test, npm start (needs etcd and the broker).`;
@@ -96,6 +98,36 @@ function toolVersions(fan: Record<string, Record<string, string> | string>): T.T
   };
 }
 
+/**
+ * Where this fanc was installed from, when it was not the registry: the project that installed
+ * it (or npx's cache folder, for \`npx --package <tarball> fanc init\`) names the tarball or git
+ * URL in its package.json, next to \`node_modules/fan\`. A \`file:\` spec is made relative to
+ * \`dir\`, the project being written. Undefined for a registry range or when fanc runs from a
+ * checkout.
+ */
+export function installedSpec(dir: string): string | undefined {
+  const root = fileURLToPath(new URL("../..", import.meta.url));
+  const modules = dirname(root);
+  if (basename(modules) !== "node_modules") return undefined;
+  const host = dirname(modules);
+  let pkg: { dependencies?: Record<string, unknown>; devDependencies?: Record<string, unknown> };
+  try {
+    pkg = JSON.parse(readFileSync(join(host, "package.json"), "utf8")) as typeof pkg;
+  } catch {
+    return undefined;
+  }
+  const spec = pkg.dependencies?.fan ?? pkg.devDependencies?.fan;
+  if (typeof spec !== "string") return undefined;
+  if (spec.startsWith("file:")) {
+    const rel = relative(resolve(dir), resolve(host, spec.slice("file:".length)))
+      .split("\\")
+      .join("/");
+    return `file:${rel.startsWith("../") || rel.startsWith("/") ? rel : `./${rel}`}`;
+  }
+  // A git URL, a tarball URL or a GitHub shorthand (owner/repo); a semver range is the registry's.
+  return /^(git\+|git:|github:|https?:)/.test(spec) || /^[^@\s]+\/[^\s]+$/.test(spec) ? spec : undefined;
+}
+
 /** The files to write, relative to the project; each is new, or is package.json with additions. */
 function plan(dir: string, n: T.ServiceNames, fanSpec: string | undefined): Plan {
   const files = new Map<string, string>();
@@ -118,7 +150,7 @@ function plan(dir: string, n: T.ServiceNames, fanSpec: string | undefined): Plan
   const pkgPath = join(dir, "package.json");
   const fan = fanPackage();
   const versions = toolVersions(fan);
-  const spec = fanSpec ?? `^${String(fan.version)}`;
+  const spec = fanSpec ?? installedSpec(dir) ?? `^${String(fan.version)}`;
   if (!existsSync(pkgPath)) {
     const name = basename(resolve(dir))
       .toLowerCase()
@@ -223,9 +255,12 @@ export async function run(args: string[], io: Io = processIo, kind: "new" | "ini
       io.out(
         `  wrote ${join(shown, rel)}${rel === "package.json" && packageChanges.length > 0 ? ` (${packageChanges.join("; ")})` : ""}`,
       );
-    if (fanAdded && values.fan === undefined)
+    const written = fanAdded ? JSON.parse(files.get("package.json") ?? "{}").dependencies?.fan : undefined;
+    if (typeof written === "string" && values.fan === undefined)
       io.out(
-        `  note: package.json asks for fan ${JSON.stringify(JSON.parse(files.get("package.json") as string).dependencies?.fan)} from the registry; install fan from where you got it instead (npm install <tarball or git URL>), or pass --fan <spec>`,
+        written.startsWith("^")
+          ? `  note: package.json asks for fan ${JSON.stringify(written)} from the registry; install fan from where you got it instead (npm install <tarball or git URL>), or pass --fan <spec>`
+          : `  note: package.json takes fan from ${written}, where this fanc was installed from (--fan <spec> to choose)`,
       );
     const broker =
       transport === "zmq" ? "" : ` and ${transport === "http" || transport === "tcp" ? "redis" : transport}`;

@@ -24,7 +24,8 @@ let tarball = "";
 function sh(cmd: string, args: readonly string[], env: Record<string, string> = {}, cwd = project): string {
   const r = spawnSync(cmd, args, { cwd, env: userEnv(env), encoding: "utf8", timeout: STEP_MS });
   const out = `${r.stdout}\n${r.stderr}`;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (exit ${r.status ?? r.signal}):\n${out.slice(-6000)}`);
+  if (r.status !== 0)
+    throw new Error(`${cmd} ${args.join(" ")} failed (exit ${r.status ?? r.signal}):\n${out.slice(-6000)}`);
   return out;
 }
 
@@ -42,40 +43,64 @@ afterAll(() => {
 });
 
 describe("a project made by fanc init", () => {
-  it("is written into an empty folder, installs, compiles, typechecks and its test passes unchanged", () => {
-    const init = sh("npx", ["--yes", "--package", `../${tarball}`, "--", "fanc", "init", "--fan", `file:../${tarball}`]);
-    expect(init).toContain("wrote idl/hellofan.fan");
-    const pkg = JSON.parse(readFileSync(join(project, "package.json"), "utf8")) as { scripts: Record<string, string> };
-    expect(Object.keys(pkg.scripts)).toEqual(expect.arrayContaining(["compile", "start", "test", "dev"]));
-    sh("npm", ["install"]);
-    expect(sh("npx", ["fanc", "compile", "idl/"])).toMatch(/fanc: compiled 1 \.fan file/);
-    sh("npx", ["tsc", "--noEmit"]);
-    expect(sh("npx", ["vitest", "run"])).toMatch(/Tests\s+2 passed/);
-    // A second service joins the project; main.ts is kept, everything still compiles and passes.
-    const added = sh("npx", ["fanc", "new", "service", "OrderBook", "--package", "shop.orders", "--transport", "amqp"]);
-    expect(added).toContain("wrote idl/shop/orders.fan");
-    expect(added).not.toContain("wrote src/main.ts");
-    expect(added).toContain("src/main.ts was already there and does not serve it yet");
-    const again = spawnSync("npx", ["fanc", "new", "service", "OrderBook", "--package", "shop.orders"], {
-      cwd: project,
-      env: userEnv(),
-      encoding: "utf8",
-    });
-    expect(again.status).toBe(2);
-    expect(again.stderr).toMatch(/already exists; nothing was written/);
-    expect(sh("npm", ["test"])).toMatch(/Tests\s+4 passed/);
-    sh("npx", ["tsc", "--noEmit"]);
-  }, 3 * STEP_MS);
+  it(
+    "is written into an empty folder, installs, compiles, typechecks and its test passes unchanged",
+    () => {
+      // No --fan: fanc init finds the tarball npx installed it from (npx's cache names it).
+      const init = sh("npx", ["--yes", "--package", `../${tarball}`, "--", "fanc", "init"]);
+      expect(init).toContain("wrote idl/hellofan.fan");
+      expect(init).toContain(`package.json takes fan from file:../${tarball}, where this fanc was installed from`);
+      const pkg = JSON.parse(readFileSync(join(project, "package.json"), "utf8")) as {
+        scripts: Record<string, string>;
+        dependencies: Record<string, string>;
+      };
+      expect(pkg.dependencies.fan).toBe(`file:../${tarball}`);
+      expect(Object.keys(pkg.scripts)).toEqual(expect.arrayContaining(["compile", "start", "test", "dev"]));
+      sh("npm", ["install"]);
+      expect(sh("npx", ["fanc", "compile", "idl/"])).toMatch(/fanc: compiled 1 \.fan file/);
+      sh("npx", ["tsc", "--noEmit"]);
+      expect(sh("npx", ["vitest", "run"])).toMatch(/Tests\s+2 passed/);
+      // A second service joins the project; main.ts is kept, everything still compiles and passes.
+      const added = sh("npx", [
+        "fanc",
+        "new",
+        "service",
+        "OrderBook",
+        "--package",
+        "shop.orders",
+        "--transport",
+        "amqp",
+      ]);
+      expect(added).toContain("wrote idl/shop/orders.fan");
+      expect(added).not.toContain("wrote src/main.ts");
+      expect(added).toContain("src/main.ts was already there and does not serve it yet");
+      const again = spawnSync("npx", ["fanc", "new", "service", "OrderBook", "--package", "shop.orders"], {
+        cwd: project,
+        env: userEnv(),
+        encoding: "utf8",
+      });
+      expect(again.status).toBe(2);
+      expect(again.stderr).toMatch(/already exists; nothing was written/);
+      expect(sh("npm", ["test"])).toMatch(/Tests\s+4 passed/);
+      sh("npx", ["tsc", "--noEmit"]);
+    },
+    3 * STEP_MS,
+  );
 });
 
 const brokers = (await portOpen("127.0.0.1", 6379)) && (await portOpen("127.0.0.1", 2379));
-if (!brokers && process.env.FAN_REQUIRE_BROKERS !== "1") console.warn("SKIPPING the new project's Redis run: Redis or etcd is not reachable");
+if (!brokers && process.env.FAN_REQUIRE_BROKERS !== "1")
+  console.warn("SKIPPING the new project's Redis run: Redis or etcd is not reachable");
 
 describe.skipIf(!brokers && process.env.FAN_REQUIRE_BROKERS !== "1")("the new project's main.ts", () => {
   it("serves on Redis, answers fanc call, and stops on SIGTERM", async () => {
     expect(existsSync(join(project, "node_modules/fan")), "the project was installed by the test above").toBe(true);
     const env = userEnv({ FAN_CLUSTER: `new-${process.pid}-${Math.random().toString(36).slice(2, 8)}` });
-    const proc = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], { cwd: project, env, stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+      cwd: project,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let out = "";
     const keep = (d: Buffer): void => {
       out += d.toString();
@@ -85,11 +110,19 @@ describe.skipIf(!brokers && process.env.FAN_REQUIRE_BROKERS !== "1")("the new pr
     const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
     try {
       await expect.poll(() => out, { timeout: 60_000, interval: 100 }).toContain("HelloFan serving over redis");
-      const r = spawnSync("npx", ["fanc", "call", "HelloFan.hello", '{"name":"Ada"}', "--json"], { cwd: project, env, encoding: "utf8" });
+      const r = spawnSync("npx", ["fanc", "call", "HelloFan.hello", '{"name":"Ada"}', "--json"], {
+        cwd: project,
+        env,
+        encoding: "utf8",
+      });
       expect(r.status, r.stderr).toBe(0);
       const call = JSON.parse(r.stdout) as unknown;
       expect(call).toMatchObject({ ok: true, transport: "redis", value: { message: "Hello, Ada!", count: 1 } });
-      const refused = spawnSync("npx", ["fanc", "call", "HelloFan.hello", '{"name":" "}'], { cwd: project, env, encoding: "utf8" });
+      const refused = spawnSync("npx", ["fanc", "call", "HelloFan.hello", '{"name":" "}'], {
+        cwd: project,
+        env,
+        encoding: "utf8",
+      });
       expect(refused.status).toBe(1);
       expect(refused.stderr).toMatch(/error INVALID_ARGUMENT hellofan\.NameRefused/);
       expect(refused.stderr).toContain('fields: {"who":" ","reason":"blank"}');
@@ -101,38 +134,71 @@ describe.skipIf(!brokers && process.env.FAN_REQUIRE_BROKERS !== "1")("the new pr
 });
 
 const nats = (await portOpen("127.0.0.1", 4222)) && (await portOpen("127.0.0.1", 2379));
-if (!nats && process.env.FAN_REQUIRE_BROKERS !== "1") console.warn("SKIPPING the NATS project: NATS or etcd is not reachable");
+if (!nats && process.env.FAN_REQUIRE_BROKERS !== "1")
+  console.warn("SKIPPING the NATS project: NATS or etcd is not reachable");
 
-describe.skipIf(!nats && process.env.FAN_REQUIRE_BROKERS !== "1")("a project made by fanc new service --transport nats", () => {
-  it("installs, compiles, its test passes unchanged, and main.ts serves on NATS and answers fanc call", async () => {
-    const dir = join(root, "greeter-nats");
-    mkdirSync(dir);
-    const args = ["--yes", "--package", `../${tarball}`, "--", "fanc", "new", "service", "Greeter", "--transport", "nats", "--fan", `file:../${tarball}`];
-    expect(sh("npx", args, {}, dir)).toContain("Greeter (package greeter, served over nats)");
-    sh("npm", ["install"], {}, dir);
-    expect(sh("npx", ["fanc", "compile", "idl/"], {}, dir)).toMatch(/fanc: compiled 1 \.fan file/);
-    sh("npx", ["tsc", "--noEmit"], {}, dir);
-    expect(sh("npx", ["vitest", "run"], {}, dir)).toMatch(/Tests\s+2 passed/);
-    const cluster = `new-nats-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-    const env = userEnv({ FAN_CLUSTER: cluster });
-    const proc = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    const keep = (d: Buffer): void => {
-      out += d.toString();
-    };
-    proc.stdout.on("data", keep);
-    proc.stderr.on("data", keep);
-    const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
-    try {
-      await expect.poll(() => out, { timeout: 60_000, interval: 100 }).toContain("Greeter serving over nats");
-      const r = spawnSync("npx", ["fanc", "call", "Greeter.hello", '{"name":"Ada"}', "--json"], { cwd: dir, env, encoding: "utf8" });
-      expect(r.status, r.stderr).toBe(0);
-      expect(JSON.parse(r.stdout) as unknown).toMatchObject({ ok: true, transport: "nats", value: { message: "Hello, Ada!", count: 1 } });
-    } finally {
-      proc.kill("SIGTERM");
-      await exited;
-      await deleteStreams(`fan_${cluster}`).catch(() => undefined);
-    }
-    expect(await exited, out).toBe(0);
-  }, 4 * STEP_MS);
-});
+describe.skipIf(!nats && process.env.FAN_REQUIRE_BROKERS !== "1")(
+  "a project made by fanc new service --transport nats",
+  () => {
+    it(
+      "installs, compiles, its test passes unchanged, and main.ts serves on NATS and answers fanc call",
+      async () => {
+        const dir = join(root, "greeter-nats");
+        mkdirSync(dir);
+        const args = [
+          "--yes",
+          "--package",
+          `../${tarball}`,
+          "--",
+          "fanc",
+          "new",
+          "service",
+          "Greeter",
+          "--transport",
+          "nats",
+          "--fan",
+          `file:../${tarball}`,
+        ];
+        expect(sh("npx", args, {}, dir)).toContain("Greeter (package greeter, served over nats)");
+        sh("npm", ["install"], {}, dir);
+        expect(sh("npx", ["fanc", "compile", "idl/"], {}, dir)).toMatch(/fanc: compiled 1 \.fan file/);
+        sh("npx", ["tsc", "--noEmit"], {}, dir);
+        expect(sh("npx", ["vitest", "run"], {}, dir)).toMatch(/Tests\s+2 passed/);
+        const cluster = `new-nats-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+        const env = userEnv({ FAN_CLUSTER: cluster });
+        const proc = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+          cwd: dir,
+          env,
+          stdio: ["ignore", "pipe", "pipe"],
+        });
+        let out = "";
+        const keep = (d: Buffer): void => {
+          out += d.toString();
+        };
+        proc.stdout.on("data", keep);
+        proc.stderr.on("data", keep);
+        const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+        try {
+          await expect.poll(() => out, { timeout: 60_000, interval: 100 }).toContain("Greeter serving over nats");
+          const r = spawnSync("npx", ["fanc", "call", "Greeter.hello", '{"name":"Ada"}', "--json"], {
+            cwd: dir,
+            env,
+            encoding: "utf8",
+          });
+          expect(r.status, r.stderr).toBe(0);
+          expect(JSON.parse(r.stdout) as unknown).toMatchObject({
+            ok: true,
+            transport: "nats",
+            value: { message: "Hello, Ada!", count: 1 },
+          });
+        } finally {
+          proc.kill("SIGTERM");
+          await exited;
+          await deleteStreams(`fan_${cluster}`).catch(() => undefined);
+        }
+        expect(await exited, out).toBe(0);
+      },
+      4 * STEP_MS,
+    );
+  },
+);
