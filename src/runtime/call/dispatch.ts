@@ -27,7 +27,6 @@ import { PushDedupe } from "./dedupe.js";
 import { revealBadReply } from "./reveal.js";
 import { inRequest } from "../codec/fail.js";
 import { warnDropped } from "../telemetry/drops.js";
-import { markFinal, QUEUED } from "../transports/push-ends.js";
 
 type HandlerFn = (req: unknown, ctx: CallCtx) => unknown;
 
@@ -585,18 +584,6 @@ export class Dispatcher implements Inbound {
       series?.end(t0, out.code);
       if (span !== undefined) failSpan(span, e, out.code);
       this.#counters.deliveriesFailed++;
-      // A push's declared error is its handler's answer: final, dead-lettered at once by a queue
-      // transport, which writes the one line of it (push-ends.ts).
-      const declared = env.kind === "push" && FanError.is(e) ? idlErrorName(e) : undefined;
-      if (declared !== undefined) {
-        markFinal(out, declared);
-        if (path !== "call" && QUEUED.has(transport)) throw out;
-        ctx.log.warn(
-          { err: e, attempt, error: declared },
-          `push handler ${plan.name} failed with its declared error ${declared}: final, not delivered again`,
-        );
-        throw out;
-      }
       // Whether this was the last attempt is the transport's to know (its delivery limit): it logs
       // the dead-lettering itself, so this line must not promise another delivery.
       ctx.log.warn(
