@@ -637,7 +637,7 @@ export class Ownership implements ShardOwnership {
           ...(deadline > cap ? { maxReleaseMs: this.release.maxReleaseMs } : {}),
         },
         deadline > cap
-          ? `shard ${shard} of ${this.#d.name} moved to ${to}, and ${running} ${Math.round((Date.now() - now) / 1000)} s later, their deadline ${Math.round((deadline - now) / 1000)} s past the move (a long @ttl or timeout) is past the bound of a release (maxReleaseMs ${this.release.maxReleaseMs} ms): releasing it now (their writes to its states are refused from now on)`
+          ? `shard ${shard} of ${this.#d.name} moved to ${to}, and ${running} ${Math.round((Date.now() - now) / 1000)} s later, their deadline ${Number.isFinite(deadline) ? `${Math.round((deadline - now) / 1000)} s past the move` : "(none)"} (a long @ttl or timeout) is past the bound of a release (maxReleaseMs ${this.release.maxReleaseMs} ms): releasing it now (their writes to its states are refused from now on)`
           : `shard ${shard} of ${this.#d.name} moved to ${to}, and ${running} ${this.release.marginMs} ms past the latest of their deadlines: releasing it now (their writes to its states are refused from now on)`,
       );
       this.#released([shard]);
