@@ -25,6 +25,7 @@ import { describeEtcd, SHARED_ETCD, until } from "../discovery/helpers.js";
 import { aGainingB, type Child, changes, clientApps, OWNERS_OF_A_AND_B, serveStore, tearDown } from "./helpers.js";
 import { Store } from "./fixtures/generated/test/shards.js";
 import { StoreImpl } from "./fixtures/store.js";
+import { captureLog } from "../transports/fixtures/log.js";
 
 const AMQP = process.env.FAN_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
 const REDIS = process.env.FAN_REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -410,6 +411,37 @@ describe("during stop (one process)", () => {
     const store1 = () => caller.client(Store, { transport: "http" }).store({ storeId: "store-1" });
     return { a, implA, set, join, store1 };
   }
+
+  it("a stop whose record cannot be marked stopping removes it at once, with a warning, so that calls go elsewhere", async () => {
+    const reg = new MemoryRegistry();
+    const captured = captureLog();
+    const opts = { cluster: `stopping-unmarked-${process.pid}`, transports: { http: {} } };
+    // A's registry refuses the stop's mark (etcd unreachable at that moment), and is slow to delete.
+    const refusing: Registry = {
+      ...slowed(reg, 0, 1500),
+      put: (k, v, o) =>
+        v.includes('"stopping":true') ? Promise.reject(new Error("etcd unavailable")) : reg.put(k, v, o),
+    };
+    const a = createApp({ ...opts, logger: captured.log, discovery: refusing }).serve(Store, new StoreImpl(), {
+      instanceId: "A",
+      transports: ["http"],
+    });
+    const watcher = createApp({ ...opts, logger: silentLogger(), discovery: reg });
+    apps.push(a, watcher);
+    await a.start();
+    await watcher.start();
+    const set = await watcher.watch(Store.descriptor.name);
+    await until("the watcher to see A", () => set.instances().length === 1);
+    const stopping = a.stop();
+    // The delete is under way (1.5 s): A's record is not marked, only going.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(set.records?.().map((i) => i.stopping)).toEqual([undefined]);
+    expect(captured.warnings().join("\n")).toMatch(
+      /marking this instance's discovery record as stopping failed, so it is removed now/,
+    );
+    await stopping;
+    expect(set.records?.()).toEqual([]);
+  });
 
   it("a call reaching a stopping instance for a shard it no longer owns is redirected, not served by it", async () => {
     const { a, implA, set, join, store1 } = await stoppingSetup(`stopping-${process.pid}`);
