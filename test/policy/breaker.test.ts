@@ -6,7 +6,7 @@ import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { Code, FanError } from "../../src/runtime/errors.js";
 import { Breaker, Breakers, verdictOf } from "../../src/runtime/policy/breaker.js";
-import { backoffMs, LatencyWindow, RetryBudget } from "../../src/runtime/policy/budget.js";
+import { backoffMs, LatencyWindow, LOST_WINDOW_MS, RetryBudget } from "../../src/runtime/policy/budget.js";
 import { PolicyEvents, type PolicyEvent } from "../../src/runtime/policy/events.js";
 import { Refused } from "./fixtures/generated/fan/policytest.js";
 
@@ -145,7 +145,8 @@ describe("circuit breaker", () => {
 
 describe("retry budget, backoff, latency window", () => {
   it("stops retries after sustained failure and allows them again after successes", () => {
-    const b = new RetryBudget({ maxTokens: 10, tokenRatio: 0.1 });
+    // Without the floor of retries a second (its own case below).
+    const b = new RetryBudget({ maxTokens: 10, tokenRatio: 0.1, minRetriesPerSec: 0 });
     expect(b.allows()).toBe(true);
     let failures = 0;
     while (b.allows()) {
@@ -162,6 +163,45 @@ describe("retry budget, backoff, latency window", () => {
     }
     // From empty, 51 successes (5.1 tokens) before the bucket is more than half full again.
     expect(successes).toBe(51);
+  });
+
+  it("allows minRetriesPerSec retries a second once the bucket is half empty, no more", () => {
+    let now = 1_000_000;
+    const b = new RetryBudget({ minRetriesPerSec: 10 }, () => now);
+    for (let i = 0; i < 10; i++) b.failure();
+    expect(b.tokens).toBe(0);
+    let allowed = 0;
+    while (b.allows()) allowed++;
+    // The floor's bucket starts full: ten at once, then one every 100 ms.
+    expect(allowed).toBe(10);
+    now += 250;
+    allowed = 0;
+    while (b.allows()) allowed++;
+    expect(allowed).toBe(2);
+    now += 60_000;
+    allowed = 0;
+    while (b.allows()) allowed++;
+    expect(allowed).toBe(10);
+    expect(new RetryBudget({ minRetriesPerSec: 0 }, () => now).allows()).toBe(true);
+  });
+
+  it("takes one token for the failures of one lost instance within the window, one per instance", () => {
+    let now = 1_000_000;
+    const b = new RetryBudget({ minRetriesPerSec: 0 }, () => now);
+    for (let i = 0; i < 16; i++) b.failure("i1");
+    expect(b.tokens).toBe(9);
+    for (let i = 0; i < 16; i++) b.failure("i2");
+    expect(b.tokens).toBe(8);
+    now += LOST_WINDOW_MS - 1;
+    b.failure("i1");
+    expect(b.tokens).toBe(8);
+    now += 1;
+    b.failure("i1");
+    expect(b.tokens).toBe(7);
+    // Failures not attributed to a lost instance take one each, as before.
+    for (let i = 0; i < 3; i++) b.failure();
+    expect(b.tokens).toBe(4);
+    expect(b.allows()).toBe(false);
   });
 
   it("full-jitter exponential backoff stays within its cap", () => {

@@ -92,7 +92,10 @@ describe("retries", () => {
   it("the retry budget stops retries under sustained failure and lets them again once calls succeed", async () => {
     const a = new FlakyImpl("a");
     a.mode = "unavailable";
-    const app = await flakySystem(apps, [a], { policy: { breaker: false } });
+    // The bucket alone: without the floor of retries a second (budget-storm.test.ts).
+    const app = await flakySystem(apps, [a], {
+      policy: { breaker: false, retry: { budget: { minRetriesPerSec: 0 } } },
+    });
     const events = policyEvents(app);
     const client = app.client(Flaky);
     for (let i = 0; i < 40; i++) await rejection(() => client.read({ n: i }));

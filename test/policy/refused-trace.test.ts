@@ -77,7 +77,9 @@ describe("calls the policy chain refuses carry their trace id", () => {
   it("retries spent, the retry budget spent, and a retry past the deadline", async () => {
     const a = new FlakyImpl("a");
     a.mode = "unavailable";
-    const app = await flakySystem(apps, [a], { policy: { breaker: false, retry: { budget: { maxTokens: 4 } } } });
+    const app = await flakySystem(apps, [a], {
+      policy: { breaker: false, retry: { budget: { maxTokens: 4, minRetriesPerSec: 0 } } },
+    });
     const events = policyEvents(app);
     const client = app.client(Flaky);
     await traced(() => client.read({ n: 1 }));

@@ -17,7 +17,7 @@ import { describeWithBroker } from "./amqp-broker.js";
 import { until } from "./conformance.js";
 import { Conformance } from "./fixtures/generated/fan/conformance.js";
 import { ConformanceService } from "./fixtures/handlers.js";
-import { killAndSettle, sleepCalls, Survivor } from "./fixtures/killed-mid-call.js";
+import { callNames, killAndSettle, sleepCalls, Survivor } from "./fixtures/killed-mid-call.js";
 import { captureLog } from "./fixtures/log.js";
 import { startPeer } from "./fixtures/peers.js";
 import { undoAfterEach } from "./fixtures/process-cleanup.js";
@@ -82,15 +82,16 @@ describeWithBroker(
   };
 
   it("a call that may be retried fails over to the instance still alive once the dead one's entry expires", async () => {
-    // Three: the retry budget (10 tokens, retries while more than half are left) retries four
-    // calls failing at once, not a fifth.
-    const { peer, outcomes, survivor } = await callsRunningInPeer(2, 3);
+    // Sixteen: the dead instance's calls take one token of the retry budget between them (its
+    // death is one event), where one each left four of them retried and then, with the floor of
+    // retries a second, fourteen.
+    const { peer, outcomes, survivor } = await callsRunningInPeer(2, 16);
     const { done, killedAt } = await killAndSettle(peer, outcomes);
     for (const o of done) {
       expect(o).toMatchObject({ code: "OK", message: "" });
       expect(o.at - killedAt).toBeLessThan(ALIVE_TTL_MS + 1500);
     }
-    expect(survivor.started.sort()).toEqual(["c0", "c1", "c2"]);
+    expect(survivor.started.sort()).toEqual(callNames(16));
   }, 60_000);
 
   it("a call that may not be retried fails UNAVAILABLE at once, saying it may have run, and does not run again", async () => {
@@ -147,13 +148,14 @@ describeWithBroker(
   };
 
   it("a call taken by a server that dies in the same turn is retried on the instance still alive", async () => {
-    const { outcomes, survivor, killedAt } = await callsTakenByPeerDyingInTurn(2, 3);
+    // Sixteen, lost with an unnamed taker of the list: one token between them, as above.
+    const { outcomes, survivor, killedAt } = await callsTakenByPeerDyingInTurn(2, 16);
     const done = await Promise.all(outcomes);
     for (const o of done) {
       expect(o).toMatchObject({ code: "OK", message: "" });
       expect(o.at - killedAt).toBeLessThan(ALIVE_TTL_MS + 2500);
     }
-    expect(survivor.started.sort()).toEqual(["blocker", "c0", "c1", "c2"]);
+    expect(survivor.started.sort()).toEqual(["blocker", ...callNames(16)].sort());
   }, 60_000);
 
   it("a call taken by a server that dies in the same turn, not to be retried, fails UNAVAILABLE before its deadline", async () => {

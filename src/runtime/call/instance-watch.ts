@@ -29,6 +29,7 @@
 import type { Logger } from "pino";
 import type { InstanceSet } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
+import { lostWith } from "./lost.js";
 import type { PendingCall } from "./pending.js";
 
 /** How often an instance that left the set while its lease lived (draining) is asked about again. */
@@ -174,12 +175,16 @@ export class InstanceWatch {
 
 /**
  * The error of a call whose instance's registration ended while it was in flight: UNAVAILABLE,
- * maybe delivered (the shard route adds the shard: `shard-route.ts`).
+ * maybe delivered (the shard route adds the shard: `shard-route.ts`), marked lost with the
+ * instance (`lost.ts`: the retry budget counts the death once).
  */
 export function instanceGone(service: string, instanceId: string): FanError {
-  return new FanError(
-    Code.UNAVAILABLE,
-    `instance ${instanceId} of ${service} is gone (its registration's lease ended) while the call was in flight; the call may have run there`,
-    { details: { instance: instanceId, maybeDelivered: true } },
+  return lostWith(
+    new FanError(
+      Code.UNAVAILABLE,
+      `instance ${instanceId} of ${service} is gone (its registration's lease ended) while the call was in flight; the call may have run there`,
+      { details: { instance: instanceId, maybeDelivered: true } },
+    ),
+    instanceId,
   );
 }

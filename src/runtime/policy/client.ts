@@ -10,6 +10,7 @@ import { Code, copyError, FanError } from "../errors.js";
 import type { OutgoingRequest } from "../call/interceptors.js";
 import type { Target } from "../call/route.js";
 import { type AttemptOutcome, cancelled, deadlineExceeded } from "../call/pending.js";
+import { lostInstanceOf } from "../call/lost.js";
 import type { ShardHooks } from "../call/shard-route.js";
 import { withTraceId } from "../telemetry/calls.js";
 import { follow } from "../transports/abort.js";
@@ -470,7 +471,7 @@ export class ClientPolicy {
   attemptFailed(slot: Slot, e: unknown): Promise<unknown> | undefined {
     slot.breaker?.record(verdictOf(e), slot.probe);
     if (this.#failed(e)) {
-      this.#budget.failure();
+      this.#budget.failure(lostInstanceOf(e));
       if (slot.retries > 0)
         return this.#loop(slot.req as OutgoingRequest, slot.host as AttemptHost, slot.retries, false, {
           err: e,

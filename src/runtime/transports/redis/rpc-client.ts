@@ -55,6 +55,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { deadlines, type Expirable } from "../../call/deadlines.js";
+import { lostWith } from "../../call/lost.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
 import { Code, FanError } from "../../errors.js";
 import { notDelivered } from "../not-delivered.js";
@@ -815,23 +816,41 @@ function destOf(addr: RedisAddress, sharded: boolean): Dest {
     : { addr, list: rpcKey(addr), instance: "", taken: false };
 }
 
-/** A watched call's owner left the alive set: taken back unsent, or lost with the owner while it ran. */
+/**
+ * A watched call's owner left the alive set: taken back unsent, or lost with the owner while it
+ * ran. Marked lost with the owner (call/lost.ts: the retry budget counts its death once).
+ */
 function ownerGone(d: Dest, takenBack: boolean): FanError {
   const who = `instance ${d.instance} of ${d.addr.service}@${d.addr.version} on redis`;
+  const key = d.instance === "" ? `redis ${d.list}` : d.instance;
   if (d.taken)
-    return new FanError(Code.UNAVAILABLE, `${who} took the call and is no longer alive; the call may have run there`);
-  if (takenBack)
-    return notDelivered(
-      new FanError(Code.UNAVAILABLE, `${who} is no longer alive; the call was taken back before it ran`),
+    return lostWith(
+      new FanError(Code.UNAVAILABLE, `${who} took the call and is no longer alive; the call may have run there`),
+      key,
     );
-  return new FanError(Code.UNAVAILABLE, `${who} is no longer alive; the call may have started there and got no reply`);
+  if (takenBack)
+    return lostWith(
+      notDelivered(new FanError(Code.UNAVAILABLE, `${who} is no longer alive; the call was taken back before it ran`)),
+      key,
+    );
+  return lostWith(
+    new FanError(Code.UNAVAILABLE, `${who} is no longer alive; the call may have started there and got no reply`),
+    key,
+  );
 }
 
-/** A call its list no longer holds, whose taker said nothing and whose entry has expired since. */
+/**
+ * A call its list no longer holds, whose taker said nothing and whose entry has expired since:
+ * marked lost with an unnamed taker of the list (call/lost.ts), so that the calls one dead
+ * taker held count once in the retry budget.
+ */
 function silentTaker(addr: RedisAddress): FanError {
-  return new FanError(
-    Code.UNAVAILABLE,
-    `an instance of ${addr.service}@${addr.version} on redis took the call and was lost before it said so; the call may have run there`,
+  return lostWith(
+    new FanError(
+      Code.UNAVAILABLE,
+      `an instance of ${addr.service}@${addr.version} on redis took the call and was lost before it said so; the call may have run there`,
+    ),
+    `redis ${rpcKey(addr)}`,
   );
 }
 
