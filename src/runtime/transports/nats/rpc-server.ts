@@ -27,6 +27,7 @@ import { type FrameHost, FramePump, type FrameSource } from "../batching/served.
 import { cancelSubject, instanceSubject, type NatsAddress, RPC_QUEUE, rpcSubject } from "./names.js";
 import { payloadLimit, payloadOf, serverLimit, tooLarge } from "./rpc-client.js";
 import { aboutMessage } from "../log-keys.js";
+import { warnDropped } from "../../telemetry/drops.js";
 
 /** The message being split: where its items' replies go. */
 interface Source extends FrameSource {
@@ -120,18 +121,30 @@ export class NatsRpcServer {
       const refused = refuse(this.service, env, "this subject");
       if (refused !== undefined) throw refused;
     } catch (e) {
+      // One line per message: dropped when it cannot be answered, else refused to its caller.
       const err = FanError.from(e, Code.INVALID_ARGUMENT);
-      if (err.code !== Code.NOT_FOUND && err.code !== Code.UNIMPLEMENTED)
-        this.#log.warn({ err: err.message, subject: msg.subject, bytes: msg.data.length }, "undecodable nats call");
+      const fields = { subject: msg.subject, err: err.message, bytes: msg.data.length };
       if (reply === undefined || reply === "") {
-        this.#log.warn({ subject: msg.subject }, "nats call without a reply subject dropped");
+        const undecodable = err.code !== Code.NOT_FOUND && err.code !== Code.UNIMPLEMENTED;
+        const reason = undecodable ? "undecodable, no reply subject" : "no reply subject";
+        const msgText = undecodable
+          ? "undecodable nats call without a reply subject dropped"
+          : "nats call without a reply subject dropped";
+        warnDropped(this.#log, { transport: "nats", endpoint: msg.subject, reason }, fields, msgText);
         return;
       }
+      if (err.code !== Code.NOT_FOUND && err.code !== Code.UNIMPLEMENTED)
+        warnDropped(
+          this.#log,
+          { transport: "nats", endpoint: msg.subject, reason: "undecodable" },
+          fields,
+          "undecodable nats call refused (INVALID_ARGUMENT)",
+        );
       this.#reply(msg, errorEnvelope("?", undefined, err));
       return;
     }
     if (reply === undefined || reply === "") {
-      this.#log.warn({ subject: msg.subject, ...aboutMessage(env) }, "nats call without a reply subject dropped");
+      this.#noReply(msg, aboutMessage(env));
       return;
     }
     if (env.kind === "push") {
@@ -148,11 +161,21 @@ export class NatsRpcServer {
     );
   }
 
+  /** A call that cannot be answered: no reply subject. */
+  #noReply(msg: Msg, fields: Record<string, unknown>): void {
+    warnDropped(
+      this.#log,
+      { transport: "nats", endpoint: msg.subject, reason: "no reply subject" },
+      { subject: msg.subject, ...fields },
+      "nats call without a reply subject dropped",
+    );
+  }
+
   /** Hands a batch frame to the pump. */
   #onBatch(msg: Msg): void {
     const reply = msg.reply;
     if (reply === undefined || reply === "") {
-      this.#log.warn({ subject: msg.subject, bytes: msg.data.length }, "nats call without a reply subject dropped");
+      this.#noReply(msg, { bytes: msg.data.length });
       return;
     }
     const client = clientOf(reply);
@@ -184,7 +207,12 @@ export class NatsRpcServer {
       }
     },
     malformed: (src) => {
-      this.#log.warn({ subject: src.subject, bytes: src.msg.data.length }, "malformed nats call frame");
+      warnDropped(
+        this.#log,
+        { transport: "nats", endpoint: src.subject, reason: "malformed frame" },
+        { subject: src.subject, bytes: src.msg.data.length },
+        "malformed nats call frame refused (INVALID_ARGUMENT)",
+      );
       this.#reply(
         src.msg,
         errorEnvelope("?", undefined, new FanError(Code.INVALID_ARGUMENT, "malformed nats call frame")),
@@ -221,7 +249,7 @@ export class NatsRpcServer {
     if (body.length > limit)
       body = encodeEnvelope(errorEnvelope(out.id, out, tooLarge("reply", body.length, limit, this.maxBytes)));
     try {
-      if (!msg.respond(body)) this.#log.warn({ subject: msg.subject }, "nats call without a reply subject dropped");
+      if (!msg.respond(body)) this.#noReply(msg, { id: out.id });
     } catch (e) {
       this.#log.warn({ err: (e as Error).message }, "nats reply not sent");
     }
