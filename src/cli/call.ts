@@ -674,15 +674,15 @@ async function parkPush(p: PreparedCall, via: TransportName, io: Io): Promise<Ou
     { level: "warn" },
     {
       write: (line: string): void => {
-        let o: { msg?: string; queue?: string; major?: string };
+        let o: { msg?: string; queue?: string; endpoint?: string; major?: string };
         try {
           o = JSON.parse(line) as typeof o;
         } catch {
           return;
         }
         if (o.queue === undefined) return;
-        queue = { endpoint: o.queue, version: `${(o.major ?? "v0").slice(1)}.0.0` };
-        io.err(`fanc: warning: ${o.msg} (queue ${o.queue})`);
+        queue = { endpoint: o.endpoint ?? o.queue, version: `${(o.major ?? "v0").slice(1)}.0.0` };
+        io.err(`fanc: warning: ${o.msg} (${queue.endpoint})`);
       },
     },
   );

@@ -75,7 +75,7 @@ describeEtcd("fanc push with no instance registered (processes)", () => {
       const [warning, outcome, ...more] = r.stderr.split("\n");
       expect(warning).toMatch(
         new RegExp(
-          `^fanc: warning: no instance of ${SERVICE} v1 is registered: its pushes go to its ${broker} queue, to wait until one starts \\(queue ${broker}://\\S+\\)$`,
+          `^fanc: warning: no instance of ${SERVICE} v1 is registered: its pushes go to its ${broker} queue (\\S+), to wait until one starts \\(${broker}://\\S+\\)$`,
         ),
       );
       expect(outcome).toMatch(
@@ -110,6 +110,18 @@ describeEtcd("fanc push with no instance registered (processes)", () => {
     expect(unpinned.code).toBe(1);
     expect(unpinned.stderr).toBe(
       `fanc push: no instance of ${SERVICE} (version 1.x, the IDL's major: it is at 1.0.0) is registered in cluster "${cluster}"\n`,
+    );
+  }, 60_000);
+
+  it("--via amqp where no instance ever ran: the warning and the error name the queue that is missing", async () => {
+    const cluster = randomCluster();
+    clusters.push(cluster);
+    const r = await runFanc(args(cluster, "never-ran", "--via", "amqp"));
+    expect(r.code).toBe(1);
+    const queue = `fan.${cluster}.${SERVICE}.push.v1`;
+    expect(r.stderr).toContain(`its pushes go to its amqp queue ${queue}, to wait until one starts`);
+    expect(r.stderr).toContain(
+      `no amqp queue takes push ${SERVICE}.record (the queue ${queue} does not exist: no consumer has declared it yet, or it was deleted)`,
     );
   }, 60_000);
 });

@@ -283,9 +283,10 @@ export class Infra {
     const key = `${endpoint} ${major}`;
     if (now - (this.#parkedWarned.get(key) ?? Number.NEGATIVE_INFINITY) >= 60_000) {
       this.#parkedWarned.set(key, now);
+      const queue = found.pushQueueName?.(endpoint) ?? endpoint;
       this.#opts.log.warn(
-        { service, major, transport: found.name, queue: endpoint },
-        `no instance of ${service} ${major} is registered: its pushes go to its ${found.name} queue, to wait until one starts`,
+        { service, major, transport: found.name, queue, endpoint },
+        `no instance of ${service} ${major} is registered: its pushes go to its ${found.name} queue ${queue}, to wait until one starts`,
       );
     }
     return { transport: found, endpoint, values: false };

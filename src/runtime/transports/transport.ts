@@ -190,6 +190,9 @@ export interface Transport {
    */
   queueEndpoint?(service: string, version: string): string;
 
+  /** The broker's own name of the push queue at `endpoint` (an amqp queue, a redis stream, a nats stream), for logs. */
+  pushQueueName?(endpoint: string): string;
+
   /** Publish an event of `env.service`/`env.method` to every subscribing group. */
   publish(env: Envelope, opts: SendOptions): Promise<void>;
 

@@ -219,6 +219,11 @@ export class AmqpTransport implements Transport {
     return formatEndpoint({ cluster: this.#ctx.cluster, service, version });
   }
 
+  /** The amqp queue a service major's pushes wait in (Transport). */
+  pushQueueName(endpoint: string): string {
+    return pushQueue(parseEndpoint(endpoint));
+  }
+
   /** Sends a push to the service's durable queue; resolves when the broker confirmed it. */
   async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
     const addr = parseEndpoint(endpoint);

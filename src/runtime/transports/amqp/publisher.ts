@@ -126,8 +126,14 @@ export class AmqpPublisher {
       if (err !== null && err !== undefined) {
         const why = String((err as Error).message ?? err);
         done(why === "message nacked" ? new Nacked(why) : new ChannelGone(why));
-      } else if (returned) done(notSent(new FanError(Code.UNAVAILABLE, `no amqp queue takes ${p.what}`)));
-      else done();
+      } else if (returned) {
+        // Pushes go through the default exchange, straight to their queue: name it.
+        const where =
+          p.exchange === ""
+            ? ` (the queue ${p.routingKey} does not exist: no consumer has declared it yet, or it was deleted)`
+            : "";
+        done(notSent(new FanError(Code.UNAVAILABLE, `no amqp queue takes ${p.what}${where}`)));
+      } else done();
     };
     try {
       ch.publish(p.exchange, p.routingKey, p.body, props, onConfirm);

@@ -220,6 +220,11 @@ export class NatsTransport implements Transport {
     return formatEndpoint({ cluster: this.#ctx.cluster, service, version });
   }
 
+  /** The JetStream stream a service major's pushes wait in (Transport). */
+  pushQueueName(endpoint: string): string {
+    return pushStream(parseEndpoint(endpoint)).name;
+  }
+
   /** Stores a push in the service's stream; resolves on the PubAck. */
   async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
     const addr = parseEndpoint(endpoint);

@@ -273,6 +273,11 @@ export class RedisTransport implements Transport {
     return formatEndpoint({ cluster: this.#ctx.cluster, service, version });
   }
 
+  /** The redis stream a service major's pushes wait in (Transport). */
+  pushQueueName(endpoint: string): string {
+    return pushKey(parseEndpoint(endpoint));
+  }
+
   /** Appends a push to the service's stream; resolves when Redis has it. */
   async push(endpoint: string, env: Envelope, opts: SendOptions): Promise<void> {
     const addr = parseEndpoint(endpoint);
