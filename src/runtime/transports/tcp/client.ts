@@ -19,6 +19,7 @@
 import { connect, type Socket } from "node:net";
 import type { Logger } from "pino";
 import { deadlines, type Expirable } from "../../call/deadlines.js";
+import { lostWith } from "../../call/lost.js";
 import { utf8SizeOver } from "../../codec/wire.js";
 import { Code, FanError } from "../../errors.js";
 import { type AbortTarget, unwatchAbort, watchAbort } from "../abort.js";
@@ -183,8 +184,12 @@ class Connection implements FrameSink {
     if (!this.down) this.downSince = Date.now();
     this.down = true;
     const why = cause?.message ?? (wasUp ? "closed by the server" : "closed");
+    // Every call on the connection fails with it: one event for the retry budget (call/lost.ts).
     const err = wasUp
-      ? new FanError(Code.UNAVAILABLE, `tcp ${this.endpoint}: connection lost (${why})`)
+      ? lostWith(
+          new FanError(Code.UNAVAILABLE, `tcp ${this.endpoint}: connection lost (${why})`),
+          `tcp ${this.endpoint}`,
+        )
       : notDelivered(new FanError(Code.UNAVAILABLE, `tcp ${this.endpoint}: not connected (${why})`));
     if (this.pending.size > 0) for (const r of [...this.pending.values()]) r.fail(err);
     if (this.closed) return;

@@ -18,6 +18,7 @@
 import type { Logger } from "pino";
 import { Dealer } from "zeromq";
 import { deadlines, type Expirable } from "../../call/deadlines.js";
+import { lostWith } from "../../call/lost.js";
 import { Code, FanError } from "../../errors.js";
 import type { Envelope, SendOptions } from "../transport.js";
 import type { ZmqClientOptions } from "./client.js";
@@ -207,7 +208,11 @@ export class Connection {
     const ids = [...this.pending.keys()];
     if (ids.length === 0) return;
     setTimeout(() => {
-      const err = new FanError(Code.UNAVAILABLE, `zmq ${this.endpoint}: connection lost`);
+      // One event for the retry budget however many calls it fails (call/lost.ts).
+      const err = lostWith(
+        new FanError(Code.UNAVAILABLE, `zmq ${this.endpoint}: connection lost`),
+        `zmq ${this.endpoint}`,
+      );
       for (const id of ids) this.pending.get(id)?.fail(err);
     }, LOST_GRACE_MS).unref();
   }
