@@ -6,6 +6,7 @@
 import type { CstElement, CstNode, IToken } from "chevrotain";
 import type * as A from "./ast.js";
 import { type Diagnostic, diag } from "./diagnostics.js";
+import { durationLiteralMs } from "../util/duration.js";
 import { decodeString } from "./lexer.js";
 
 type Children = Record<string, CstElement[] | undefined>;
@@ -72,17 +73,13 @@ function qualifiedName(c: Ctx, n: CstNode | undefined): A.QualifiedName | undefi
   };
 }
 
-const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
 function expr(c: Ctx, n: CstNode | undefined): A.Expr | undefined {
   if (n === undefined) return undefined;
   const str = tok(n, "string");
   if (str !== undefined) return { kind: "StringLit", value: decodeString(str.image), span: tokSpan(c, str) };
   const dur = tok(n, "duration");
-  if (dur !== undefined) {
-    const m = /^(-?\d+)(ms|s|m|h)$/.exec(dur.image)!;
-    return { kind: "DurationLit", ms: Number(m[1]) * UNIT_MS[m[2]!]!, text: dur.image, span: tokSpan(c, dur) };
-  }
+  if (dur !== undefined)
+    return { kind: "DurationLit", ms: durationLiteralMs(dur.image)!, text: dur.image, span: tokSpan(c, dur) };
   const fl = tok(n, "float");
   if (fl !== undefined) return { kind: "FloatLit", text: fl.image, span: tokSpan(c, fl) };
   const int = tok(n, "int");
