@@ -4,9 +4,8 @@
  * against it before writing (type, constraints, unknown keys); `get` and `watch` mask
  * `@secret` fields.
  */
-import { codec } from "../runtime/codec/index.js";
 import type { FieldSchema, Schema, StructSchema } from "../runtime/codec/schema.js";
-import { badValues, missingKeys } from "../runtime/app/config.js";
+import { badValues, configCodec, missingKeys } from "../runtime/app/config.js";
 import { DECIMAL_TEXT } from "../runtime/codec/decimal.js";
 import { withoutValue } from "../runtime/codec/fail.js";
 import { redactSecrets } from "../runtime/telemetry/logging.js";
@@ -220,7 +219,7 @@ function known(schema: StructSchema): string {
 
 function decodeError(schema: Schema, value: unknown, path: string): string | undefined {
   try {
-    codec(schema).decode(value, path);
+    configCodec(schema).decode(value, path);
     return undefined;
   } catch (e) {
     return e instanceof Error ? e.message : String(e);

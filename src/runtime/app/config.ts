@@ -3,11 +3,20 @@
  * `serve(..., { config })`, checked against the IDL `config {}` block. Every missing required
  * key is named at once; then the codec decodes it (defaults, constraints) into the typed config.
  */
-import { codec } from "../codec/index.js";
+import { type Codec, codec } from "../codec/index.js";
 import type { ServiceDescriptor } from "../descriptor.js";
 import { Code, FanError } from "../errors.js";
 import type { FieldSchema, Schema, StructSchema } from "../codec/schema.js";
 import { withoutValue } from "../codec/fail.js";
+
+/**
+ * The codec config values are read with: a `duration` is the IDL's literal (`500ms`, `2s`,
+ * `1m`, `1h`) or a number of milliseconds, as config files and `etcdctl put` write them; every
+ * other type is its wire form. The App's start, live updates and `fanc config` all use it.
+ */
+export function configCodec<T>(schema: Schema): Codec<T> {
+  return codec<T>(schema, { durationLiterals: true });
+}
 
 /** The paths of required keys absent from `raw` (recursing into present struct values). */
 export function missingKeys(schema: StructSchema, raw: unknown, prefix = ""): string[] {
@@ -94,7 +103,7 @@ export function badValues(
       continue;
     }
     try {
-      codec(f.schema).decode(v, path);
+      configCodec(f.schema).decode(v, path);
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
       out.push({ key: path, problem: hidden ? withoutValue(message) : message });
@@ -135,7 +144,7 @@ export function decodeConfig(service: ServiceDescriptor, raw: Record<string, unk
     });
   }
   try {
-    return codec(schema).decode(raw, "config");
+    return configCodec(schema).decode(raw, "config");
   } catch (e) {
     // Each value decoded on its own names them all; the codec's messages start with the path
     // (`config.port: expected an int ...`). The whole decode's own error is not kept as `cause`:

@@ -7,20 +7,21 @@ import type { RefSchema, Schema } from "./schema.js";
 import { describe, schemaError } from "./fail.js";
 import { enumCodec, listCodec, mapCodec, unionCodec, voidCodec } from "./containers.js";
 import { jsonCodec } from "./json.js";
-import { boolCodec, durationCodec, floatCodec, int64Codec, intCodec } from "./numbers.js";
+import { boolCodec, durationCodec, durationConfigCodec, floatCodec, int64Codec, intCodec } from "./numbers.js";
 import { structCodec } from "./struct.js";
 import { bytesCodec, decimalCodec, stringCodec, uuidCodec } from "./text.js";
 import { timestampCodec } from "./time.js";
 import type { Compiled, Compiler } from "./types.js";
 
-const compilers = new Map<number, Compiler>();
+const compilers = new Map<string, Compiler>();
 
-/** The shared compiler (and cache) for a depth bound. */
-export function compilerFor(maxDepth: number): Compiler {
-  let c = compilers.get(maxDepth);
+/** The shared compiler (and cache) for a depth bound and reading of durations. */
+export function compilerFor(maxDepth: number, durationLiterals = false): Compiler {
+  const key = `${maxDepth}/${durationLiterals}`;
+  let c = compilers.get(key);
   if (c === undefined) {
-    c = { maxDepth, cache: new WeakMap() };
-    compilers.set(maxDepth, c);
+    c = { maxDepth, durationLiterals, cache: new WeakMap() };
+    compilers.set(key, c);
   }
   return c;
 }
@@ -59,7 +60,7 @@ function build(s: Schema, c: Compiler): Compiled {
     case "float":
       return floatCodec(s);
     case "duration":
-      return durationCodec(s);
+      return c.durationLiterals ? durationConfigCodec(s) : durationCodec(s);
     case "decimal":
       return decimalCodec(s);
     case "string":

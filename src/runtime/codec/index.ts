@@ -34,6 +34,12 @@ export interface Codec<T> {
 export interface CodecOptions {
   /** Nesting bound (objects and arrays, json values included); default 64. */
   readonly maxDepth?: number;
+  /**
+   * Decode a `duration` from the IDL's literals too (`500ms`, `2s`, `1m`, `1h`), as well as a
+   * number of milliseconds: the form config is written in (YAML, etcd, `fanc config set`).
+   * The typed value is milliseconds either way. Calls' wire form stays milliseconds only.
+   */
+  readonly durationLiterals?: boolean;
 }
 
 /** Default nesting bound of every codec. */
@@ -52,7 +58,7 @@ export function codec<T>(schema: Schema, options?: CodecOptions): Codec<T> {
   }
   let compiled: Compiled | undefined;
   const get = (): Compiled => {
-    compiled ??= compile(schema, compilerFor(maxDepth));
+    compiled ??= compile(schema, compilerFor(maxDepth, options?.durationLiterals === true));
     return compiled;
   };
   return {

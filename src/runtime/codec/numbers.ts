@@ -5,6 +5,7 @@
 import type { PrimitiveSchema } from "./schema.js";
 import { describe, fail, schemaError } from "./fail.js";
 import { type Check, type Compiled, sameForm } from "./types.js";
+import { durationLiteralMs } from "../../util/duration.js";
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
@@ -26,14 +27,14 @@ function numberBound(s: PrimitiveSchema, which: "min" | "max"): number | undefin
   return n;
 }
 
-/** A check for numbers with `kind`'s shape test and the schema's bounds. */
-function numberCheck(s: PrimitiveSchema, ok: (v: unknown) => boolean, expected: string): Check {
+/** A check for numbers with `kind`'s shape test and the schema's bounds (`unit` follows each number told). */
+function numberCheck(s: PrimitiveSchema, ok: (v: unknown) => boolean, expected: string, unit = ""): Check {
   const min = numberBound(s, "min");
   const max = numberBound(s, "max");
   return (v) => {
     if (!ok(v)) fail(`expected ${expected}, got ${describe(v)}`);
-    if (min !== undefined && (v as number) < min) fail(`must be at least ${min}, got ${v as number}`);
-    if (max !== undefined && (v as number) > max) fail(`must be at most ${max}, got ${v as number}`);
+    if (min !== undefined && (v as number) < min) fail(`must be at least ${min}${unit}, got ${v as number}${unit}`);
+    if (max !== undefined && (v as number) > max) fail(`must be at most ${max}${unit}, got ${v as number}${unit}`);
   };
 }
 
@@ -47,10 +48,35 @@ export function floatCodec(s: PrimitiveSchema): Compiled {
   return sameForm(numberCheck(s, Number.isFinite, "a float (a finite number)"));
 }
 
+const isDuration = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+
 /** duration: milliseconds, a non-negative safe integer. */
 export function durationCodec(s: PrimitiveSchema): Compiled {
-  const ok = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
-  return sameForm(numberCheck(s, ok, "a duration (a non-negative integer of milliseconds)"));
+  return sameForm(numberCheck(s, isDuration, "a duration (a non-negative integer of milliseconds)"));
+}
+
+/** What a config duration may be written as, for messages. */
+export const CONFIG_DURATION = "a duration like 500ms, 2s, 1m, 1h or a whole number of milliseconds";
+
+/**
+ * duration in config: decoded from the IDL's literal (`500ms`, `2s`, `1m`, `1h`, read as the
+ * compiler reads them) or from milliseconds; the typed value is milliseconds.
+ */
+export function durationConfigCodec(s: PrimitiveSchema): Compiled {
+  const check = numberCheck(s, isDuration, CONFIG_DURATION, " ms");
+  return {
+    validate: check,
+    encode: (v, d) => {
+      check(v, d);
+      return v;
+    },
+    decode: (v, d) => {
+      const ms = typeof v === "string" ? durationLiteralMs(v) : v;
+      if (!isDuration(ms)) fail(`expected ${CONFIG_DURATION}, got ${describe(v)}`);
+      check(ms, d);
+      return ms;
+    },
+  };
 }
 
 function bigintBound(s: PrimitiveSchema, which: "min" | "max"): bigint | undefined {

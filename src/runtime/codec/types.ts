@@ -18,6 +18,8 @@ export interface Compiled {
 /** Compile-time settings and the per-setting cache of compiled schemas. */
 export interface Compiler {
   readonly maxDepth: number;
+  /** Durations decode from the IDL's literals too (`500ms`, `2s`): the config form. */
+  readonly durationLiterals: boolean;
   readonly cache: WeakMap<Schema, Compiled>;
 }
 

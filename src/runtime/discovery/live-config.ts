@@ -6,8 +6,7 @@
  */
 import type { Logger } from "pino";
 import { pino } from "pino";
-import { type AbsentCheck, badValues } from "../app/config.js";
-import { codec } from "../codec/index.js";
+import { type AbsentCheck, badValues, configCodec } from "../app/config.js";
 import { Code, FanError } from "../errors.js";
 import type { StructSchema } from "../codec/schema.js";
 import type { ConfigSource } from "./types.js";
@@ -32,7 +31,7 @@ const missing: AbsentCheck = (f, key) =>
  * `INVALID_ARGUMENT` with `details.problems: [{ key, problem }]`.
  */
 export function configDecoder<T>(service: string, schema: StructSchema): (raw: unknown) => T {
-  const full = codec<T>(schema);
+  const full = configCodec<T>(schema);
   return (raw) => {
     if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
       throw new FanError(Code.INVALID_ARGUMENT, `config of ${service} must be an object`);
