@@ -15,7 +15,12 @@ function tree(dir: string): string[] {
   if (!existsSync(dir)) return [];
   return readdirSync(dir, { recursive: true, withFileTypes: true })
     .filter((e) => e.isFile())
-    .map((e) => join(e.parentPath, e.name).slice(dir.length + 1).split("\\").join("/"))
+    .map((e) =>
+      join(e.parentPath, e.name)
+        .slice(dir.length + 1)
+        .split("\\")
+        .join("/"),
+    )
     .sort();
 }
 
@@ -35,6 +40,8 @@ const OUTPUTS: readonly {
   { idl: "test/states/fixtures/idl", out: "test/states/fixtures/generated", extra: ["biome.json"] },
   // The sharding suites run against this one.
   { idl: "test/sharding/fixtures/idl", out: "test/sharding/fixtures/generated", extra: ["biome.json"] },
+  // The test kit's own suites (test/testing/) run against this one.
+  { idl: "test/testing/fixtures/idl", out: "test/testing/fixtures/generated", extra: ["biome.json"] },
   // The gateway suites (and bench/gateway.ts) run against this one.
   { idl: "test/gateway/fixtures/idl", out: "test/gateway/fixtures/generated", extra: ["biome.json"] },
   // The browser page of the gateway suite imports this one (fanc compile --target browser).
