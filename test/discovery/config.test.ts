@@ -122,6 +122,9 @@ function sourceSuite(
     expect(err.message).toContain("apiKey: expected a string (the value is @secret: not shown)");
     expect(err.message).toContain("region: expected a string, got number 7");
     expect(err.message).not.toContain("987654321");
+    // Each key once: the codec's message starts with it already.
+    expect(err.message).not.toContain("region: region:");
+    expect(err.message).not.toContain("apiKey: apiKey:");
   });
 
   it("bad patches get clear errors", async () => {

@@ -38,7 +38,10 @@ export function configDecoder<T>(service: string, schema: StructSchema): (raw: u
     }
     const problems = badValues(schema, raw, "", false, missing);
     if (problems.length > 0) {
-      const list = problems.map((p) => `${p.key}: ${p.problem}`).join("; ");
+      // A bad value's problem starts with its key (the codec's message); "missing" does not.
+      const list = problems
+        .map((p) => (p.problem.startsWith(`${p.key}: `) ? p.problem : `${p.key}: ${p.problem}`))
+        .join("; ");
       throw new FanError(Code.INVALID_ARGUMENT, `config of ${service} is invalid (${list})`, {
         details: { service, problems },
       });
