@@ -5,7 +5,11 @@
  * the losing side keeps a shard whose admitted call runs (writes allowed, record still serving
  * it), releases it when that call settles, or warns and releases it past its deadline.
  */
+import { createServer, type Server, type Socket } from "node:net";
 import { describe, expect, it } from "vitest";
+import { createApp } from "../../src/runtime/index.js";
+import { MemoryRegistry } from "../../src/runtime/discovery/memory.js";
+import { Orders } from "./fixtures/handover.js";
 import type { LifecycleContext, ShardChange } from "../../src/runtime/call/context.js";
 import { HOLD_LIMITS, type HoldLimits, Ownership, type ReleaseLimits } from "../../src/runtime/call/ownership.js";
 import { assignShards, keyPart, shardOfKey } from "../../src/runtime/call/shards.js";
@@ -345,4 +349,93 @@ describe("a graceful stop's hand-over", () => {
     expect(warnings()).toEqual([]);
     own.stop();
   });
+});
+
+/**
+ * A Redis that answers reads (and the client's handshake) but never a write (EVAL, EVALSHA,
+ * SET): a snapshot store that hangs on a save. Resolves with its url and its close.
+ */
+async function silentOnWrites(): Promise<{ url: string; close: () => void }> {
+  const socks = new Set<Socket>();
+  const srv: Server = createServer((sock) => {
+    socks.add(sock);
+    let buf = "";
+    sock.on("data", (d: Buffer) => {
+      buf += d.toString("latin1");
+      for (;;) {
+        // One command: *n, then n bulk strings ($len, bytes).
+        const m = /^\*(\d+)\r\n/.exec(buf);
+        if (m === null) return;
+        let at = m[0].length;
+        const args: string[] = [];
+        for (let i = 0; i < Number(m[1]); i++) {
+          const b = /^\$(\d+)\r\n/.exec(buf.slice(at));
+          if (b === null || buf.length < at + b[0].length + Number(b[1]) + 2) return;
+          args.push(buf.slice(at + b[0].length, at + b[0].length + Number(b[1])));
+          at += b[0].length + Number(b[1]) + 2;
+        }
+        buf = buf.slice(at);
+        const cmd = (args[0] ?? "").toUpperCase();
+        if (cmd === "INFO") sock.write("$0\r\n\r\n");
+        else if (cmd === "GET") sock.write("$-1\r\n");
+        else if (cmd !== "EVAL" && cmd !== "EVALSHA" && cmd !== "SET") sock.write("+OK\r\n");
+      }
+    });
+    sock.on("error", () => undefined);
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const port = (srv.address() as { port: number }).port;
+  // Closing drops its connections: the writes still waiting fail.
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    close: () => {
+      srv.close();
+      for (const sock of socks) sock.destroy();
+    },
+  };
+}
+
+describe("a graceful stop whose snapshot store hangs", () => {
+  it("stops within its bound and warns that the next owner may resume an older snapshot", async () => {
+    const redis = await silentOnWrites();
+    const captured = captureLog();
+    const app = createApp({
+      cluster: `stop-hung-save-${process.pid}`,
+      discovery: new MemoryRegistry(),
+      logger: captured.log,
+      stopGraceMs: 1000,
+      transports: { local: {} },
+      states: { heartbeatMs: 200, persist: { redis: redis.url, intervalMs: 20 } },
+    }).serve(
+      Orders,
+      {
+        async place(req, ctx) {
+          const shard = ctx.states.perShard.shard(ctx.states.perShard.shardOf(req.orderId));
+          shard.patch({ [req.orderId]: 1 });
+          return { instanceId: ctx.instanceId, keys: Object.keys(shard.value() ?? {}) };
+        },
+        async look() {
+          return { instanceId: "", keys: [] };
+        },
+      },
+      { instanceId: "A", transports: ["local"] },
+    );
+    try {
+      await app.start();
+      await app.client(Orders).place({ orderId: "o-1", waitMs: 0 });
+      const stopped = app.stop();
+      // Said within the bound (the drain is instant: the stop waits 2 s for the states, no more).
+      await expect
+        .poll(() => captured.warnings().join("\n"), { timeout: 4000, interval: 100 })
+        .toMatch(
+          /stopping test\.handover\.Orders: its states have not sent their last heartbeat and saved their snapshot in 2000 ms .*stopping anyway/,
+        );
+      // (Closing the store itself waits for the save: ended by dropping the connection.)
+      redis.close();
+      await stopped;
+    } finally {
+      redis.close();
+      await app.stop().catch(() => undefined);
+    }
+  }, 20_000);
 });

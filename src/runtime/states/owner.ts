@@ -723,7 +723,15 @@ export class StateOwners {
       }
     }
     let t: NodeJS.Timeout | undefined;
-    return Promise.race([Promise.all(out), new Promise((r) => (t = setTimeout(r, LAST_HEARTBEAT_WAIT_MS)))])
+    // Cut short, and said: the next owner (a taker of its shards, a new instance) resumes an older snapshot.
+    const late = (r: (v: unknown) => void): void => {
+      this.host.log.warn(
+        { service: service.name, waitedMs: LAST_HEARTBEAT_WAIT_MS },
+        `stopping ${service.name}: its states have not sent their last heartbeat and saved their snapshot in ${LAST_HEARTBEAT_WAIT_MS} ms (the snapshot store or the transport does not answer): stopping anyway, so their next owner may resume an older snapshot, without this instance's latest writes`,
+      );
+      r(undefined);
+    };
+    return Promise.race([Promise.all(out), new Promise((r) => (t = setTimeout(() => late(r), LAST_HEARTBEAT_WAIT_MS)))])
       .then(() => undefined)
       .finally(() => clearTimeout(t));
   }
