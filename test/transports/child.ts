@@ -19,9 +19,12 @@ export interface ChildApp {
   stop(): Promise<void>;
 }
 
-/** Starts a child App with `env` (FAN_CHILD_TRANSPORTS, FAN_CHILD_CLUSTER, FAN_CHILD_SERVE, ...). */
-export function childApp(env: Record<string, string>): ChildApp {
-  const child = spawn(tsx, [script], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+/**
+ * Starts a child App with `env` (FAN_CHILD_TRANSPORTS, FAN_CHILD_CLUSTER, FAN_CHILD_SERVE, ...);
+ * `file`: another script that prints JSON lines the same way (fixtures/notifier-child.ts).
+ */
+export function childApp(env: Record<string, string>, file = script): ChildApp {
+  const child = spawn(tsx, [file], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const events: Array<Record<string, unknown>> = [];
   const waiting = new Set<() => void>();
   let stderr = "";

@@ -27,6 +27,7 @@ import { PushDedupe } from "./dedupe.js";
 import { revealBadReply } from "./reveal.js";
 import { inRequest } from "../codec/fail.js";
 import { warnDropped } from "../telemetry/drops.js";
+import { markFinal, QUEUED } from "../transports/push-ends.js";
 
 type HandlerFn = (req: unknown, ctx: CallCtx) => unknown;
 
@@ -584,6 +585,22 @@ export class Dispatcher implements Inbound {
       series?.end(t0, out.code);
       if (span !== undefined) failSpan(span, e, out.code);
       this.#counters.deliveriesFailed++;
+      // A push's declared error is its handler's answer: final, dead-lettered at once by a queue
+      // transport, which writes the one line of it (push-ends.ts).
+      const declared = env.kind === "push" && FanError.is(e) ? idlErrorName(e) : undefined;
+      if (declared !== undefined) {
+        markFinal(out, { name: declared, code: (e as FanError).code });
+        if (path !== "call" && QUEUED.has(transport)) throw out;
+        ctx.log.warn(
+          { err: e, attempt, error: declared },
+          `push handler ${plan.name} failed with its declared error ${declared}: final, not delivered again`,
+        );
+        throw out;
+      }
+      // A sender that sends a push again after a nack (http, zmq, tcp, a push to its shard's
+      // owner) is told its @retry(n) is spent at attempt n + 1; a queue counts deliveries itself.
+      const retry = env.kind === "push" ? (plan.desc?.retry ?? 0) : 0;
+      if (retry > 0 && attempt > retry && (path === "call" || !QUEUED.has(transport))) markFinal(out);
       // Whether this was the last attempt is the transport's to know (its delivery limit): it logs
       // the dead-lettering itself, so this line must not promise another delivery.
       ctx.log.warn(

@@ -13,6 +13,7 @@ import { redirectOf } from "../call/shards.js";
 import { onAbort } from "./abort.js";
 import { isNotDelivered, notDelivered } from "./not-delivered.js";
 import type { Envelope, SendOptions } from "./transport.js";
+import { isFinal } from "./push-ends.js";
 
 /** Push retry options of a brokerless transport. */
 export interface PushRetryOptions {
@@ -67,6 +68,8 @@ export async function pushUntilAcked(
 export function pushRefusal(e: unknown): WireError {
   const err = FanError.from(e);
   const message = `push not acknowledged: ${err.message}`;
+  // A declared error, or the last attempt its @retry allows: the producer does not send it again.
+  if (isFinal(err)) return { code: Code.UNAVAILABLE, message: `${message} (final)`, details: { final: true } };
   return redirectOf(err) === undefined
     ? { code: Code.UNAVAILABLE, message }
     : { code: Code.UNAVAILABLE, message, details: err.details };
@@ -78,12 +81,17 @@ export function refusalError(payload: unknown, fallback: string): FanError {
   const details = (payload as { details?: unknown } | null | undefined)?.details;
   if (details === undefined) return err;
   const withDetails = new FanError(err.code, err.message, { details });
-  return redirectOf(withDetails) === undefined ? err : withDetails;
+  return redirectOf(withDetails) === undefined && !finalRefusal(withDetails) ? err : withDetails;
 }
 
 /** Whether a push refused with `err` is sent to the same instance again: UNAVAILABLE, not a redirect. */
 export function sendAgain(err: FanError): boolean {
-  return err.code === Code.UNAVAILABLE && redirectOf(err) === undefined;
+  return err.code === Code.UNAVAILABLE && redirectOf(err) === undefined && !finalRefusal(err);
+}
+
+/** A refusal of a push whose handler's answer is final (`pushRefusal`): `details.final`. */
+function finalRefusal(err: FanError): boolean {
+  return (err.details as { final?: unknown } | undefined)?.final === true;
 }
 
 /** The error a nack's body carries. */

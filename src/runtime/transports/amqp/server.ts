@@ -40,6 +40,7 @@ import { assertWorkQueue, WorkConsumer } from "./work.js";
 import { errorEnvelope, refuse } from "../replies.js";
 import { handlePush } from "../owner-push.js";
 import { KeptPushes, keptBound } from "../kept-push.js";
+import { limitsOf } from "../push-ends.js";
 
 /** Server-side tuning. */
 export interface ServerOptions {
@@ -92,6 +93,7 @@ export class AmqpServer {
     this.#work = new WorkConsumer(kept.deliver, {
       queue: pushQueue(this.#addr),
       maxDeliveries: opts.maxDeliveries,
+      ...limitsOf(service, opts.maxDeliveries),
       retryDelayMs: opts.retryDelayMs,
       maxBytes: opts.maxBytes,
       log: this.#log,

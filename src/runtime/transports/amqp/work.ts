@@ -21,6 +21,7 @@ import { decodeEnvelope } from "../../codec/wire.js";
 import { deadLetterExchange, deadLetterQueue, deadLetterWatch } from "./names.js";
 import { aboutMessage } from "../log-keys.js";
 import { warnDropped } from "../../telemetry/drops.js";
+import { type DeliveryLimits, finalError, limitNote, limitOf, warnFinal } from "../push-ends.js";
 
 /** The queue of one kind of work and where its dead letters go. */
 export interface WorkQueueSpec {
@@ -103,6 +104,8 @@ export interface WorkOptions {
   /** Where its dead letters go; default `deadLetterQueue(queue)` (a broadcast queue's go to its group's). */
   readonly deadLetters?: string;
   readonly maxDeliveries: number;
+  /** Pushes whose `@retry(n)` allows fewer deliveries than `maxDeliveries` (push-ends.ts). */
+  readonly limits?: DeliveryLimits;
   /** First redelivery delay after a failure; doubles per attempt, at most 30 s. */
   readonly retryDelayMs: number;
   readonly maxBytes: number;
@@ -176,6 +179,23 @@ export class WorkConsumer {
       );
       quietly(() => ch.nack(msg, false, false));
       this.opts.onDeadLetter?.(undefined);
+      return;
+    }
+    const limit = limitOf(this.opts.limits, env, this.opts.maxDeliveries);
+    if (attempt > limit) {
+      // Past its method's @retry limit, below the queue's: its consumers died holding it.
+      this.opts.log.warn(
+        {
+          queue: this.opts.queue,
+          id: env.id,
+          ...aboutMessage(env),
+          deliveries: attempt - 1,
+          deadLetters: this.#deadLetters,
+        },
+        `not acknowledged after ${attempt - 1} deliveries${limitNote(limit, this.opts.maxDeliveries)} (its consumers went away holding it); dead-lettered`,
+      );
+      quietly(() => ch.nack(msg, false, false));
+      this.opts.onDeadLetter?.(env);
       return;
     }
     this.#run(ch, msg, { ...env, headers: { ...env.headers, attempt } }, attempt);
@@ -343,7 +363,9 @@ export class WorkConsumer {
   }
 
   #failed(ch: Channel, msg: ConsumeMessage, env: Envelope, attempt: number, e: unknown): void {
-    const last = attempt >= this.opts.maxDeliveries;
+    const limit = limitOf(this.opts.limits, env, this.opts.maxDeliveries);
+    const final = finalError(e);
+    const last = final !== undefined || attempt >= limit;
     const log = {
       queue: this.opts.queue,
       id: env.id,
@@ -354,7 +376,13 @@ export class WorkConsumer {
     };
     const open = this.#acksOf(ch).open;
     if (last) {
-      this.opts.log.warn(log, `delivery failed ${attempt} times; dead-lettered`);
+      if (final !== undefined)
+        warnFinal(this.opts.log, { queue: this.opts.queue, attempt }, env, final, e, this.#deadLetters);
+      else
+        this.opts.log.warn(
+          log,
+          `delivery failed ${attempt} times${limitNote(limit, this.opts.maxDeliveries)}; dead-lettered`,
+        );
       open.delete(msg.fields.deliveryTag);
       // Rejected, not returned: the dead letter's reason is then `rejected`, which tells the
       // watch (above) that this line was written, from a death the broker saw alone.

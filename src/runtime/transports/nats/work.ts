@@ -18,6 +18,7 @@ import type { StreamName } from "./names.js";
 import { consumerConfig, type JetStreamSide, missing, type StreamKind } from "./streams.js";
 import { aboutMessage, aboutRaw } from "../log-keys.js";
 import { warnDropped } from "../../telemetry/drops.js";
+import { type DeliveryLimits, finalError, limitNote, limitOf, warnFinal } from "../push-ends.js";
 
 /** One work consumer. */
 export interface WorkSpec {
@@ -32,6 +33,8 @@ export interface WorkSpec {
   readonly inactiveMs?: number;
   readonly prefetch: number;
   readonly maxDeliveries: number;
+  /** Pushes whose `@retry(n)` allows fewer deliveries than `maxDeliveries` (push-ends.ts). */
+  readonly limits?: DeliveryLimits;
   readonly retryDelayMs: number;
   readonly ackWaitMs: number;
   /** How long one pull waits for messages. */
@@ -180,6 +183,23 @@ export class WorkConsumer {
       void this.#deadLetter(m, undefined, `undecodable: ${message(e)}`);
       return;
     }
+    const limit = limitOf(s.limits, env, s.maxDeliveries);
+    if (attempt > limit) {
+      // Past its method's @retry limit, below the consumer's: its consumers died holding it.
+      const reason = `not acknowledged after ${attempt - 1} deliveries${limitNote(limit, s.maxDeliveries)}`;
+      s.log.warn(
+        {
+          stream: s.stream.name,
+          seq: m.seq,
+          ...aboutMessage(env),
+          deliveries: attempt - 1,
+          deadLetters: s.deadLetters,
+        },
+        `${reason} (its consumers went away holding it); dead-lettered`,
+      );
+      void this.#deadLetter(m, env, reason);
+      return;
+    }
     this.#inFlight.add(m);
     this.deliver({ ...env, headers: { ...env.headers, attempt } }).then(
       () => {
@@ -207,16 +227,30 @@ export class WorkConsumer {
 
   #failed(m: JsMsg, env: Envelope, attempt: number, e: unknown): void {
     const s = this.spec;
+    const final = finalError(e);
+    if (final !== undefined) {
+      warnFinal(
+        s.log,
+        { stream: s.stream.name, seq: m.seq, attempt },
+        env,
+        final,
+        e,
+        s.deadLetters ?? "the dead-letter stream",
+      );
+      void this.#deadLetter(m, env, `failed with its declared error ${final.name}: ${message(e)}`);
+      return;
+    }
+    const limit = limitOf(s.limits, env, s.maxDeliveries);
     const log = {
       stream: s.stream.name,
       seq: m.seq,
       ...aboutMessage(env),
       attempt,
       err: message(e),
-      ...(attempt >= s.maxDeliveries ? { deadLetters: s.deadLetters } : {}),
+      ...(attempt >= limit ? { deadLetters: s.deadLetters } : {}),
     };
-    if (attempt >= s.maxDeliveries) {
-      s.log.warn(log, `delivery failed ${attempt} times; dead-lettered`);
+    if (attempt >= limit) {
+      s.log.warn(log, `delivery failed ${attempt} times${limitNote(limit, s.maxDeliveries)}; dead-lettered`);
       void this.#deadLetter(m, env, `failed ${attempt} times: ${message(e)}`);
       return;
     }

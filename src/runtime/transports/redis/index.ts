@@ -59,6 +59,7 @@ import { RedisRpcClient } from "./rpc-client.js";
 import { RedisRpcServer } from "./rpc-server.js";
 import { pushToOwner, toOwner } from "../owner-push.js";
 import { KeptPushes, keptBound } from "../kept-push.js";
+import { limitsOf } from "../push-ends.js";
 import { StreamConsumer, type StreamSpec } from "./streams.js";
 
 /** Options of `createApp({ transports: { redis: {...} } })`. */
@@ -230,6 +231,7 @@ export class RedisTransport implements Transport {
       const spec = {
         ...this.#stream(key, PUSH_GROUP, instanceId, "0", true, o.pushPrefetch ?? 64),
         liveness: { key: consumersKey(key), ttlMs: o.aliveTtlMs ?? 5000 },
+        ...limitsOf(service, o.maxDeliveries ?? 5),
       };
       // A push refused for the instance's state is kept, not counted as a delivery (kept-push.ts).
       const kept = new KeptPushes((env) => inbound.push(env), spec.retryDelayMs, keptBound(spec.prefetch), this.#log);

@@ -22,6 +22,7 @@ import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./c
 import { deadLetterKey } from "./names.js";
 import { aboutMessage, aboutRaw } from "../log-keys.js";
 import { warnDropped } from "../../telemetry/drops.js";
+import { type DeliveryLimits, finalError, limitNote, limitOf, warnFinal } from "../push-ends.js";
 
 /** One stream and how to read it. */
 export interface StreamSpec {
@@ -33,6 +34,8 @@ export interface StreamSpec {
   /** XDEL after XACK (only when this is the stream's one group). */
   readonly deleteOnAck: boolean;
   readonly maxDeliveries: number;
+  /** Pushes whose `@retry(n)` allows fewer deliveries than `maxDeliveries` (push-ends.ts). */
+  readonly limits?: DeliveryLimits;
   readonly prefetch: number;
   readonly blockMs: number;
   readonly claimIdleMs: number;
@@ -298,6 +301,12 @@ export class StreamConsumer {
       void this.#deadLetter(entry, `undecodable: ${message(e)}`);
       return;
     }
+    const limit = limitOf(this.spec.limits, env, this.spec.maxDeliveries);
+    // Past its method's @retry limit, below the stream's: its consumers died holding it.
+    if (attempt > limit) {
+      this.#unacknowledged(entry, attempt - 1, limitNote(limit, this.spec.maxDeliveries));
+      return;
+    }
     this.#inFlight.add(id);
     this.deliver({ ...env, headers: { ...env.headers, attempt } }).then(
       () => this.#settle(id, "ack"),
@@ -307,8 +316,16 @@ export class StreamConsumer {
 
   #failed(entry: Entry, env: Envelope, attempt: number, e: unknown): void {
     const log = { stream: this.spec.key, id: entry[0], ...aboutMessage(env), attempt, err: message(e) };
-    if (attempt >= this.spec.maxDeliveries) {
-      this.spec.log.warn({ ...log, deadLetters: this.#dlq }, `delivery failed ${attempt} times; dead-lettered`);
+    const final = finalError(e);
+    if (final !== undefined) {
+      warnFinal(this.spec.log, { stream: this.spec.key, entry: entry[0], attempt }, env, final, e, this.#dlq);
+      void this.#deadLetter(entry, `failed with its declared error ${final.name}: ${message(e)}`);
+      return;
+    }
+    const limit = limitOf(this.spec.limits, env, this.spec.maxDeliveries);
+    if (attempt >= limit) {
+      const note = limitNote(limit, this.spec.maxDeliveries);
+      this.spec.log.warn({ ...log, deadLetters: this.#dlq }, `delivery failed ${attempt} times${note}; dead-lettered`);
       void this.#deadLetter(entry, `failed ${attempt} times: ${message(e)}`);
       return;
     }
@@ -366,8 +383,8 @@ export class StreamConsumer {
   }
 
   /** An entry delivered `deliveries` times and never acknowledged (its consumers died holding it): dead-lettered, and said so. */
-  #unacknowledged(entry: Entry, deliveries: number): void {
-    const reason = `not acknowledged after ${deliveries} deliveries`;
+  #unacknowledged(entry: Entry, deliveries: number, note = ""): void {
+    const reason = `not acknowledged after ${deliveries} deliveries${note}`;
     this.spec.log.warn(
       {
         stream: this.spec.key,

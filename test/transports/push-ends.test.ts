@@ -1,0 +1,213 @@
+/**
+ * How a push's deliveries end, between processes over amqp, redis and nats (a notifier in a
+ * child process, fixtures/notifier-child.ts, whose handlers all fail), and in-process over the
+ * local transport: `@retry(n)` on a push bounds its deliveries to n + 1 before the dead-letter
+ * queue, below the transport's `maxDeliveries` (5 here); a push whose handler throws an
+ * IDL-declared error is dead-lettered at its first delivery, with one warning naming the
+ * method, the error and where it went, also for a declared error with a retryable code.
+ */
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type App, createApp } from "../../src/runtime/app/app.js";
+import { Code, FanError } from "../../src/runtime/errors.js";
+import { localTransport } from "../../src/runtime/transports/local/index.js";
+import { describeWithBroker } from "./amqp-broker.js";
+import { type ChildApp, childApp } from "./child.js";
+import { until } from "./conformance.js";
+import {
+  AccountBusy,
+  AccountNotFound,
+  Notifier,
+  type NotifierClient,
+} from "./fixtures/generated-notifier/fan/notifier.js";
+import { captureLog } from "./fixtures/log.js";
+import { ETCD, factoryFor, forgetCluster, runnable, uniqueCluster } from "./processes.js";
+
+const script = fileURLToPath(new URL("./fixtures/notifier-child.ts", import.meta.url));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Line {
+  readonly msg: string;
+  readonly fields: Record<string, unknown>;
+}
+
+/** The notifier in a child process serving over `name`, and a client of it in this one. */
+interface Notified {
+  child: ChildApp;
+  app: App;
+  client: NotifierClient;
+}
+
+/** Starts the notifier over `name` in `cluster` (in `into`) in a beforeAll, and stops it after. */
+function notifierOver(name: "amqp" | "redis" | "nats" | "http", cluster: string, into: Notified): void {
+  beforeAll(async () => {
+    into.child = childApp({ FAN_CHILD_TRANSPORTS: name, FAN_CHILD_CLUSTER: cluster, FAN_ETCD: ETCD }, script);
+    await into.child.next("ready");
+    into.app = createApp({
+      cluster,
+      discovery: `etcd://${ETCD}`,
+      transports: { [name]: factoryFor(name) },
+      logger: captureLog().log,
+    });
+    await into.app.start();
+    into.client = into.app.client(Notifier, { transport: name });
+  }, 60_000);
+  afterAll(async () => {
+    await into.child?.stop();
+    await into.app?.stop();
+    if (name !== "http") await forgetCluster(cluster, [name]);
+  });
+}
+
+for (const name of ["amqp", "redis", "nats"] as const) {
+  describeWithBroker(
+    runnable(name),
+    `${name} and etcd`,
+    `push ends over ${name}`,
+  )(`push ends over ${name}, the notifier in a process of its own`, () => {
+    const n = {} as Notified;
+    notifierOver(name, uniqueCluster(`pushends-${name}`), n);
+
+    const deliveries = (method: string, id: string): unknown[] =>
+      n.child.events.filter((e) => e.event === "delivery" && e.method === method && e.id === id).map((e) => e.attempt);
+    // The lines about push `id`, or, naming no push id, about a push of `method`.
+    const lines = (id: string, method?: string): Line[] =>
+      n.child.events.flatMap((e) => {
+        if (e.event !== "log") return [];
+        const l = e as unknown as Line;
+        const about =
+          (method !== undefined && l.fields.targetMethod === method) || JSON.stringify(l.fields).includes(`"${id}"`);
+        return about ? [l] : [];
+      });
+    const deadLettered = async (id: string, method?: string): Promise<Line> => {
+      await until(() => lines(id, method).some((l) => l.msg.includes("dead-lettered")), 20_000);
+      // Time for a delivery the limit should have prevented (retryDelayMs 20, doubling).
+      await sleep(1500);
+      return lines(id, method).find((l) => l.msg.includes("dead-lettered")) as Line;
+    };
+
+    it("@retry(1) on a push: delivered twice, then dead-lettered (maxDeliveries is 5)", async () => {
+      const id = `notify-${name}`;
+      await n.client.notify({ id }, { idempotencyKey: id });
+      const line = await deadLettered(id, "notify");
+      expect(deliveries("notify", id)).toEqual([1, 2]);
+      expect(line.msg).toContain("delivery failed 2 times (its @retry allows 2); dead-lettered");
+      expect(line.fields.targetMethod).toBe("notify");
+    }, 30_000);
+
+    it("a push without @retry keeps the transport's maxDeliveries", async () => {
+      const id = `plain-${name}`;
+      await n.client.plain({ id }, { idempotencyKey: id });
+      const line = await deadLettered(id, "plain");
+      expect(deliveries("plain", id)).toEqual([1, 2, 3, 4, 5]);
+      expect(line.msg).toContain("delivery failed 5 times; dead-lettered");
+    }, 30_000);
+
+    for (const error of ["AccountNotFound", "AccountBusy"]) {
+      it(`a declared error (${error}) is final: one delivery, one warning, the dead-letter queue`, async () => {
+        const id = `settle-${error}-${name}`;
+        await n.client.settle({ id, error }, { idempotencyKey: id });
+        const line = await deadLettered(id);
+        expect(deliveries("settle", id)).toEqual([1]);
+        expect(lines(id).map((l) => l.msg)).toEqual([line.msg]);
+        expect(line.msg).toContain(
+          `push fan.notifier.Notifier.settle failed with its declared error fan.notifier.${error}`,
+        );
+        expect(line.msg).toContain("final, not delivered again; dead-lettered to ");
+        expect(line.fields.error).toBe(`fan.notifier.${error}`);
+        expect(line.fields.deadLetters).toEqual(expect.any(String));
+      }, 30_000);
+    }
+  });
+}
+
+describeWithBroker(
+  runnable("http"),
+  "etcd",
+  "push ends over http",
+)("push ends over http, between processes", () => {
+  const n = {} as Notified;
+  notifierOver("http", uniqueCluster("pushends-http"), n);
+  const deliveries = (method: string, id: string): unknown[] =>
+    n.child.events.filter((e) => e.event === "delivery" && e.method === method && e.id === id).map((e) => e.attempt);
+
+  it("@retry(1): the sender sends it twice (pushAttempts is 5), then the push rejects", async () => {
+    const e = await n.client.notify({ id: "h-notify" }).then(
+      () => undefined,
+      (err: unknown) => err as FanError,
+    );
+    expect(e?.message).toContain("(final)");
+    // The child's lines come through a pipe, after its answer may have.
+    await until(() => deliveries("notify", "h-notify").length > 0);
+    await sleep(300);
+    expect(deliveries("notify", "h-notify")).toEqual([1, 2]);
+  });
+
+  it("a declared error is final: sent once, one warning naming it", async () => {
+    const e = await n.client.settle({ id: "h-settle", error: "AccountNotFound" }).then(
+      () => undefined,
+      (err: unknown) => err as FanError,
+    );
+    expect(e?.message).toContain("(final)");
+    // The child's lines come through a pipe, after its answer may have.
+    await until(() => deliveries("settle", "h-settle").length > 0);
+    await sleep(300);
+    expect(deliveries("settle", "h-settle")).toEqual([1]);
+    await until(() => n.child.events.some((l) => l.event === "log" && String(l.msg).includes("declared error")));
+    const warned = n.child.events.filter((l) => l.event === "log" && String(l.msg).includes("settle"));
+    expect(warned.map((l) => l.msg)).toEqual([
+      "push handler settle failed with its declared error fan.notifier.AccountNotFound: final, not delivered again",
+    ]);
+  });
+});
+
+describe("push ends over the local transport", () => {
+  const log = captureLog();
+  const seen: Array<{ method: string; id: string; attempt: number }> = [];
+  let app: App;
+  let client: NotifierClient;
+  beforeAll(async () => {
+    app = createApp({
+      cluster: uniqueCluster("pushends-local"),
+      discovery: "memory",
+      transports: { local: localTransport({ backoffMs: 5 }) },
+      logger: log.log,
+    });
+    app.serve(Notifier, {
+      notify(req, ctx) {
+        seen.push({ method: "notify", id: req.id, attempt: ctx.attempt });
+        throw new FanError(Code.UNAVAILABLE, "the mail gateway is down");
+      },
+      plain() {},
+      settle(req, ctx) {
+        seen.push({ method: "settle", id: req.id, attempt: ctx.attempt });
+        if (req.error === "AccountBusy") throw new AccountBusy({ account: req.id });
+        throw new AccountNotFound({ account: req.id });
+      },
+      lookup() {},
+    });
+    await app.start();
+    client = app.client(Notifier, { transport: "local" });
+  });
+  afterAll(() => app.stop());
+  const attempts = (method: string, id: string) =>
+    seen.filter((s) => s.method === method && s.id === id).map((s) => s.attempt);
+
+  it("@retry(1): two attempts, then given up", async () => {
+    await client.notify({ id: "n" });
+    await until(() => log.find("given up after").length > 0);
+    await sleep(200);
+    expect(attempts("notify", "n")).toEqual([1, 2]);
+  });
+
+  it("a declared error with a retryable code is final: one attempt, one warning", async () => {
+    await client.settle({ id: "s", error: "AccountBusy" });
+    await until(() => log.find("declared error").length > 0);
+    await sleep(200);
+    expect(attempts("settle", "s")).toEqual([1]);
+    const found = log.find("declared error");
+    expect(found.map((r) => r.msg)).toEqual([
+      "push fan.notifier.Notifier.settle failed with its declared error fan.notifier.AccountBusy (UNAVAILABLE): final, not delivered again; dead-lettered to nowhere (the local transport keeps no dead letters)",
+    ]);
+  });
+});
