@@ -46,6 +46,12 @@ const RELEASE_RETRY_MS = [100, 300] as const;
 const RELEASE_TRY_WITHIN_MS = 1000;
 
 /**
+ * How long closing the store waits for its last saves: a Redis that takes the connection and
+ * never answers held an App's stop for ever. Past it the store warns and disconnects.
+ */
+const CLOSE_SAVE_MS = 3000;
+
+/**
  * Writes the snapshot `ARGV[1]` (epoch `ARGV[2]`, sequence `ARGV[3]`) at `KEYS[1]` unless the
  * snapshot stored there is newer: a later epoch, or the same epoch further on. Epochs order
  * owners (each new owner's is past the one it resumed, owner.ts `nextEpoch`), sequences order
@@ -157,9 +163,25 @@ export function redisSnapshotStore(o: PersistOptions, log: Logger): SnapshotStor
     },
     close: async () => {
       clearTimeout(timer);
-      await flush();
-      if (conn !== undefined) await (await conn).quit().catch(() => undefined);
+      const pending = [...dirty.keys()];
+      let bound: NodeJS.Timeout | undefined;
+      const saved = await Promise.race([
+        flush().then(() => true),
+        new Promise<false>((r) => {
+          bound = setTimeout(() => r(false), CLOSE_SAVE_MS);
+        }),
+      ]);
+      clearTimeout(bound);
+      if (!saved)
+        log.warn(
+          { keys: pending, waitedMs: CLOSE_SAVE_MS },
+          `saving ${pending.length} state snapshot(s) on close did not finish within ${CLOSE_SAVE_MS} ms (Redis does not answer): closing without them; their next owner resumes the last snapshot saved, without this owner's latest updates`,
+        );
+      const c = conn === undefined ? undefined : await conn;
       conn = undefined;
+      // QUIT waits for Redis's answer too: one that does not answer is disconnected.
+      if (saved) await c?.quit().catch(() => undefined);
+      else c?.disconnect();
     },
   };
 }
