@@ -19,8 +19,13 @@ import {
   AccountNotFound,
   Notifier,
   type NotifierClient,
+  NotifierDescriptor,
 } from "./fixtures/generated-notifier/fan/notifier.js";
 import { captureLog } from "./fixtures/log.js";
+import { deadLetterKey, PUSH_GROUP, pushKey } from "../../src/runtime/transports/redis/names.js";
+import { encodeEnvelopeText } from "../../src/runtime/codec/wire.js";
+import type { Envelope } from "../../src/runtime/transports/transport.js";
+import { readStream, withRedis } from "./redis-server.js";
 import { ETCD, factoryFor, forgetCluster, runnable, uniqueCluster } from "./processes.js";
 
 const script = fileURLToPath(new URL("./fixtures/notifier-child.ts", import.meta.url));
@@ -159,6 +164,49 @@ describeWithBroker(
       "push handler settle failed with its declared error fan.notifier.AccountNotFound: final, not delivered again",
     ]);
   });
+});
+
+// A push two deliveries of which a consumer that died held (XPENDING counts 2, the consumer not
+// in the live set): the next live consumer claims it as its third delivery, past `@retry(1)`'s 2.
+describeWithBroker(
+  runnable("redis"),
+  "Redis and etcd",
+  "push ends: held past the limit",
+)("push ends over redis: a push dead consumers held past its @retry limit", () => {
+  const cluster = uniqueCluster("pushends-held");
+  const key = pushKey({ cluster, service: NotifierDescriptor.name, version: NotifierDescriptor.version });
+  beforeAll(async () => {
+    const env: Envelope = {
+      v: 1,
+      id: "held-1",
+      kind: "push",
+      service: NotifierDescriptor.name,
+      method: "notify",
+      version: NotifierDescriptor.version,
+      headers: {},
+      payload: { id: "held-1" },
+    };
+    await withRedis(async (r) => {
+      await r.xgroup("CREATE", key, PUSH_GROUP, "0", "MKSTREAM");
+      const id = await r.xadd(key, "*", "e", encodeEnvelopeText(env));
+      await r.xreadgroup("GROUP", PUSH_GROUP, "ghost", "COUNT", 1, "STREAMS", key, ">");
+      await r.xclaim(key, PUSH_GROUP, "ghost", 0, id as string);
+    });
+  });
+  const n = {} as Notified;
+  notifierOver("redis", cluster, n);
+
+  it("is dead-lettered as it is claimed, not delivered a third time", async () => {
+    const held = () => n.child.events.filter((e) => e.event === "log" && String(e.msg).includes("@retry allows"));
+    await until(() => held().length > 0, 20_000);
+    await sleep(500);
+    expect(held().map((e) => e.msg)).toEqual([
+      "not acknowledged after 2 deliveries (its @retry allows 2) (its consumers went away holding it); dead-lettered",
+    ]);
+    expect(n.child.events.filter((e) => e.event === "delivery")).toEqual([]);
+    const dead = await readStream(deadLetterKey(key));
+    expect(dead.map(([, f]) => f.reason)).toEqual(["not acknowledged after 2 deliveries (its @retry allows 2)"]);
+  }, 40_000);
 });
 
 describe("push ends over the local transport", () => {
