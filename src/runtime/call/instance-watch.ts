@@ -24,10 +24,12 @@
  * under that instance then (`taken`), to be failed the same way. An instance named while not in
  * the set (its record not yet seen, or deleted already by a graceful stop) is not asked about
  * until it has been seen in it: a record not seen yet would read as gone; such calls wait for
- * their answer (a draining instance answers them) or their deadline.
+ * their answer (a draining instance answers them) or their deadline. A record marked `stopping`
+ * (a sharded instance draining: routing leaves it out) counts as seen: its calls fail once it
+ * is gone, as a killed drain's must.
  */
 import type { Logger } from "pino";
-import type { InstanceSet } from "../discovery/types.js";
+import type { InstanceInfo, InstanceSet } from "../discovery/types.js";
 import { Code, FanError } from "../errors.js";
 import { lostWith } from "./lost.js";
 import type { PendingCall } from "./pending.js";
@@ -43,7 +45,7 @@ export const WARN_EVERY_MS = 60_000;
  * expired or was revoked), not merely deregistered and still draining its calls. A set without
  * it: gone once its record is.
  */
-export type WatchedInstances = Pick<InstanceSet, "instances" | "onChange"> & {
+export type WatchedInstances = Pick<InstanceSet, "instances" | "records" | "onChange"> & {
   gone?(instanceId: string): Promise<boolean>;
 };
 
@@ -87,7 +89,7 @@ export class InstanceWatch {
   /** `p`, a call to its version, was taken by `instanceId` (its transport said so): watched from now on. */
   taken(instanceId: string, p: PendingCall): void {
     if (this.#closed) return;
-    if (!this.#calls.has(instanceId) && !this.#set.instances().some((i) => i.instanceId === instanceId))
+    if (!this.#calls.has(instanceId) && !this.#records().some((i) => i.instanceId === instanceId))
       this.#unseen.add(instanceId);
     this.add(instanceId, p);
   }
@@ -117,11 +119,16 @@ export class InstanceWatch {
     this.#timer = undefined;
   }
 
+  /** Every record, a stopping instance's too: it is there (still running its calls), not gone. */
+  #records(): readonly InstanceInfo[] {
+    return this.#set.records?.() ?? this.#set.instances();
+  }
+
   /** The set changed (or a recheck is due): asks about each watched instance no longer in it. */
   #check(): void {
     if (this.#calls.size === 0) return;
     const present = new Set<string>();
-    for (const i of this.#set.instances()) present.add(i.instanceId);
+    for (const i of this.#records()) present.add(i.instanceId);
     for (const id of this.#calls.keys())
       if (present.has(id)) this.#unseen.delete(id);
       else if (!this.#unseen.has(id)) void this.#ask(id);
