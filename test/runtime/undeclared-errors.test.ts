@@ -150,8 +150,9 @@ describe("an IDL error another method of the service declares", () => {
       err: { type: "Busy", stack: expect.stringContaining("BusyLeaf.work") },
     });
     // A push declares no errors: its handler's own IDL error is INTERNAL to the producer too,
-    // not Busy's message (it was `push not acknowledged: Busy`).
+    // not Busy's message (it was `push not acknowledged: Busy`); an IDL error is final, so the
+    // producer does not send it again (docs/policies.md, "Retries").
     const push = await failure(caller.client(Leaf, { transport: "http" }).poke({ n: 1 }));
-    expect(push.message).toMatch(/^push not acknowledged: internal error \(trace [0-9a-f]{32}\)$/);
+    expect(push.message).toMatch(/^push not acknowledged: internal error \(trace [0-9a-f]{32}\) \(final\)$/);
   });
 });
