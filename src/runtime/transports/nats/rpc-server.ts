@@ -11,6 +11,9 @@
  * of one of its messages (the client matches items by sequence number). A frame the server cannot
  * read past some item is answered with one error envelope on its reply subject, which fails the
  * calls of that message.
+ *
+ * A call of a frame still running 100 to 200 ms after it arrived is announced to its client (a
+ * taken notice: taken-notices.ts), so the caller can fail it if this instance dies.
  */
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
@@ -26,6 +29,7 @@ import { isBatch, wantsCompact } from "../batch-frame.js";
 import { type FrameHost, FramePump, type FrameSource } from "../batching/served.js";
 import { cancelSubject, instanceSubject, type NatsAddress, RPC_QUEUE, rpcSubject } from "./names.js";
 import { payloadLimit, payloadOf, serverLimit, tooLarge } from "./rpc-client.js";
+import { TakenNotices } from "./taken-notices.js";
 import { aboutMessage } from "../log-keys.js";
 import { warnDropped } from "../../telemetry/drops.js";
 
@@ -70,6 +74,8 @@ export class NatsRpcServer {
   readonly #subs: Subscription[] = [];
   readonly #log: Logger;
   #stopped = false;
+  /** Taken notices of calls still running; none for an address without an instance. */
+  readonly #notices: TakenNotices | undefined;
 
   constructor(
     private readonly link: NatsLink,
@@ -90,6 +96,8 @@ export class NatsRpcServer {
       where: "this subject",
     });
     this.#inFlight = this.#pump.inFlight;
+    this.#notices =
+      addr.instance === undefined ? undefined : new TakenNotices(link, addr.instance, this.#inFlight, this.#log);
   }
 
   /** Subscribes (cancellations first) and waits until the server has the subscriptions. */
@@ -179,6 +187,7 @@ export class NatsRpcServer {
       return;
     }
     const client = clientOf(reply);
+    this.#notices?.arm();
     this.#pump.read(
       {
         subject: msg.subject,
@@ -303,6 +312,7 @@ export class NatsRpcServer {
     const until = Date.now() + graceMs;
     while (this.busy > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     this.#pump.flush();
+    this.#notices?.close();
     try {
       this.#subs[0]?.unsubscribe();
     } catch {
