@@ -268,3 +268,44 @@ describeWithBroker(
     }
   });
 });
+
+describeWithBroker(
+  natsIsUp,
+  "NATS",
+  "nats reply drop warnings",
+)("nats: malformed reply frames, each on its call's own reply subject, are one key of the limit", () => {
+  it("a server answering every call with a malformed frame: BURST lines and a count, not a line per reply subject", async () => {
+    const cluster = `drops-reply-${process.pid}-${shortId()}`;
+    const addr = { cluster, service: ConformanceDescriptor.name, version: "1.0.0", instance: "i-bad" };
+    const log = captureLog();
+    const client = natsTransport({ url: NATS_URL })({ cluster, log: log.log, maxPayloadBytes: 1 << 20 });
+    const n = 8;
+    // A server of another build: answers each message (its own reply subject per batch) with a frame it cannot read.
+    await withNats(async (nc) => {
+      let answered = 0;
+      nc.subscribe(natsNames.rpcSubject(addr), {
+        callback: (_e, m) => {
+          answered++;
+          if (m.reply !== undefined) nc.publish(m.reply, "#not a frame");
+        },
+      });
+      await nc.flush();
+      try {
+        const endpoint = natsNames.formatEndpoint(addr);
+        const calls: Promise<unknown>[] = [];
+        for (let i = 0; i < n; i++) {
+          // One batch each: a call per tick.
+          calls.push(client.call(endpoint, envelope("echo", { n: i }), within(1500)).catch((e: unknown) => e));
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        await until(() => answered === n, 5000);
+        await Promise.all(calls);
+        await until(() => summarized(log) === n - BURST, 5000);
+        const lines = warnings(log).filter((r) => r.msg === "malformed nats reply frame dropped");
+        expect(lines, "one key for every reply subject of the client").toHaveLength(BURST);
+      } finally {
+        await client.close();
+      }
+    });
+  });
+});

@@ -131,7 +131,8 @@ export class NatsRpcClient extends CallBatcher<NatsAddress, NatsConnection> {
       if (!this.readFrame(data))
         warnDropped(
           this.log,
-          { transport: "nats", endpoint: msg.subject, reason: "malformed frame" },
+          // One key for the client: each batch has a reply subject of its own (named in the fields).
+          { transport: "nats", endpoint: "reply subjects", reason: "malformed frame" },
           { subject: msg.subject, bytes: data.length },
           "malformed nats reply frame dropped",
         );
