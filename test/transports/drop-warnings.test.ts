@@ -223,7 +223,15 @@ describeWithBroker(
   const cluster = `drops-app-${process.pid}-${shortId()}`;
   afterAll(() => deleteKeys(`fan.${cluster}*`));
 
-  it("a flood of undecodable pushes: counted each in fan_dropped_total, warned BURST times and summarized", async () => {
+  /**
+   * An App serving the conformance service on redis, given `n` pushes `push(i)` (the envelope's
+   * fields past v, kind and service) on its push stream; its log.
+   */
+  const withPushes = async (
+    n: number,
+    push: (i: number) => Record<string, unknown>,
+    check: (log: CapturedLog, app: ReturnType<typeof createApp>) => Promise<void>,
+  ) => {
     const log = captureLog();
     const app = createApp({
       cluster,
@@ -235,37 +243,45 @@ describeWithBroker(
     try {
       const d = Conformance.descriptor;
       const key = redisNames.pushKey({ cluster, service: d.name, version: d.version });
-      const n = 40;
       await withRedis(async (r) => {
         const p = r.pipeline();
         for (let i = 0; i < n; i++)
-          p.xadd(
-            key,
-            "*",
-            "e",
-            JSON.stringify({
-              v: 1,
-              id: `bad-${i}`,
-              kind: "push",
-              service: d.name,
-              method: "record",
-              headers: {},
-              payload: { id: i },
-            }),
-          );
+          p.xadd(key, "*", "e", JSON.stringify({ v: 1, kind: "push", service: d.name, headers: {}, ...push(i) }));
         await p.exec();
       });
       await until(() => app.counters.pushesDropped === n, 10_000);
-      const line = (r: Record<string, unknown>) => String(r.msg).startsWith("undecodable push");
       await until(() => summarized(log) === n - BURST, 10_000);
-      expect(warnings(log).filter(line)).toHaveLength(BURST);
-      for (const r of warnings(log).filter(line))
-        expect(r).toMatchObject({ transport: "redis", reason: "undecodable" });
-      const metrics = await app.telemetry.metrics?.text();
-      expect(metrics).toContain(`fan_dropped_total{reason="pushesDropped"} ${n}`);
+      await check(log, app);
     } finally {
       await app.stop();
     }
+  };
+
+  it("a flood of undecodable pushes: counted each in fan_dropped_total, warned BURST times and summarized", async () => {
+    const n = 40;
+    await withPushes(
+      n,
+      (i) => ({ id: `bad-${i}`, method: "record", payload: { id: i } }),
+      async (log, app) => {
+        const line = (r: Record<string, unknown>) => String(r.msg).startsWith("undecodable push");
+        expect(warnings(log).filter(line)).toHaveLength(BURST);
+        for (const r of warnings(log).filter(line))
+          expect(r).toMatchObject({ transport: "redis", reason: "undecodable" });
+        const metrics = await app.telemetry.metrics?.text();
+        expect(metrics).toContain(`fan_dropped_total{reason="pushesDropped"} ${n}`);
+      },
+    );
+  });
+
+  it("pushes naming methods the service does not have, each another name: one key, BURST lines and a count", async () => {
+    await withPushes(
+      12,
+      (i) => ({ id: `nope-${i}`, method: `nope${i}`, payload: {} }),
+      async (log) => {
+        const lines = warnings(log).filter((r) => String(r.msg).startsWith("no push nope"));
+        expect(lines, "a sender's method names are not keys of the limit").toHaveLength(BURST);
+      },
+    );
   });
 });
 

@@ -388,6 +388,7 @@ export class Dispatcher implements Inbound {
         transport,
         "no such push",
         `no push ${env.method} on ${this.#service.name}; dropped`,
+        this.#service.name,
       );
     }
     const ttl = env.headers.ttl;
@@ -424,6 +425,7 @@ export class Dispatcher implements Inbound {
         transport,
         "not subscribed",
         `${this.#service.name} does not subscribe to ${env.service}.${env.method}; dropped`,
+        this.#service.name,
       );
     return this.#oneWay(env, plan, "eventsDropped", transport);
   }
@@ -674,13 +676,21 @@ export class Dispatcher implements Inbound {
 
   /**
    * Counts a drop (every one: the metric reads the counters) and warns of it, rate limited per
-   * (transport, method, reason): telemetry/drops.ts.
+   * (transport, method, reason): telemetry/drops.ts. `place`: the key's place when the method
+   * is not one of the service's (any name a sender writes would be a key of its own).
    */
-  #drop(env: Envelope, counter: keyof Counters, transport: string, reason: string, why: string): Promise<void> {
+  #drop(
+    env: Envelope,
+    counter: keyof Counters,
+    transport: string,
+    reason: string,
+    why: string,
+    place = `${env.service}.${env.method}`,
+  ): Promise<void> {
     this.#counters[counter]++;
     warnDropped(
       this.#log(),
-      { transport, endpoint: `${env.service}.${env.method}`, reason },
+      { transport, endpoint: place, reason },
       {
         transport,
         id: env.id,
