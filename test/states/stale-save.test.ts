@@ -122,3 +122,37 @@ describe("a snapshot save of an owner the shard moved away from", () => {
     expect(await stored()).toMatchObject({ e: now.o.epoch, s: 3 });
   });
 });
+
+describe("the conditional save's cost in Redis", () => {
+  it("reads the stored snapshot's epoch and sequence without decoding its value: a save over a big snapshot costs what the first one did", async () => {
+    const threshold = await withRedis(async (r) =>
+      Number(((await r.config("GET", "slowlog-log-slower-than")) as string[])[1]),
+    );
+    expect(
+      threshold,
+      "Redis's slowlog must log commands slower than 20 ms for this test to see them",
+    ).toBeGreaterThanOrEqual(0);
+    expect(threshold).toBeLessThanOrEqual(20_000);
+    const { log } = captureLog();
+    const store = redisSnapshotStore({ redis: REDIS_URL, intervalMs: 10_000 }, log);
+    closing.push(() => store.close());
+    // 1.5 million small numbers (10 MB of JSON): slow to decode in Lua, no slower to copy than any 10 MB.
+    const items = Array.from({ length: 1_500_000 }, (_, i) => i % 1000);
+    const e = Date.now();
+    const since = Math.floor(Date.now() / 1000);
+    // The second save's script finds the first in Redis.
+    for (const s of [1, 2]) {
+      store.save(KEY, () => ({ e, s, v: { items } }), { state: STATE, shard: SHARD });
+      await store.flush?.(KEY);
+    }
+    expect(await stored()).toMatchObject({ e, s: 2 });
+    const slow = await withRedis(
+      async (r) => (await r.call("SLOWLOG", "GET", "128")) as [number, number, number, string[]][],
+    );
+    // Each save's time in Redis (not in the slowlog: under its threshold); the newest first.
+    const [second = 0, first = 0] = slow
+      .filter(([, at, , args]) => at >= since && args.includes(KEY))
+      .map(([, , us]) => Math.round(us / 1000));
+    expect(second - first, `the second save blocked Redis ${second} ms, the first ${first} ms`).toBeLessThan(100);
+  });
+});

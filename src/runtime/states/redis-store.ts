@@ -57,14 +57,22 @@ const CLOSE_SAVE_MS = 3000;
  * owners (each new owner's is past the one it resumed, owner.ts `nextEpoch`), sequences order
  * one owner's saves; a stored value that is not a snapshot is replaced. One key: its hash slot
  * is the script's, as Redis Cluster wants. Epochs are milliseconds, exact in Lua's doubles.
+ * The stored epoch and sequence are read from the value's first bytes (a snapshot's JSON starts
+ * `{"e":…,"s":…`, owner.ts `snapshot`): decoding the whole value blocked Redis for every save,
+ * 200 ms for a 6 MB state. Only a value that does not start so is decoded.
  */
 const SAVE_SCRIPT = `
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local ok, old = pcall(cjson.decode, cur)
-  if ok and type(old) == 'table' and type(old.e) == 'number' and type(old.s) == 'number' then
-    local e, s = tonumber(ARGV[2]), tonumber(ARGV[3])
-    if old.e > e or (old.e == e and old.s > s) then return {0, old.e, old.s} end
+local head = redis.call('GETRANGE', KEYS[1], 0, 79)
+if head ~= '' then
+  local e, s = string.match(head, '^{"e":([%-%d%.eE%+]+),"s":([%-%d%.eE%+]+)[,}]')
+  e, s = tonumber(e), tonumber(s)
+  if e == nil or s == nil then
+    local ok, old = pcall(cjson.decode, redis.call('GET', KEYS[1]))
+    if ok and type(old) == 'table' and type(old.e) == 'number' and type(old.s) == 'number' then e, s = old.e, old.s end
+  end
+  if e ~= nil and s ~= nil then
+    local me, ms = tonumber(ARGV[2]), tonumber(ARGV[3])
+    if e > me or (e == me and s > ms) then return {0, e, s} end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1])
