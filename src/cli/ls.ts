@@ -236,6 +236,11 @@ export function shardOwnership(list: readonly InstanceInfo[]): Map<string, numbe
   const byMajor = new Map<string, InstanceInfo[]>();
   for (const i of list) {
     if (i.shardCount === undefined) continue;
+    // A stopping instance owns nothing (the runtime assigns its shards among the others): it only releases.
+    if (i.stopping === true) {
+      out.set(i.instanceId, []);
+      continue;
+    }
     const key = `${semver.major(i.version)}/${i.shardCount}`;
     byMajor.set(key, [...(byMajor.get(key) ?? []), i]);
   }
@@ -247,6 +252,10 @@ export function shardOwnership(list: readonly InstanceInfo[]): Map<string, numbe
 }
 
 function shardsColumn(i: InstanceInfo, owned: readonly number[] | undefined): string {
+  if (i.stopping === true)
+    return i.serving === undefined || i.serving.length === 0
+      ? "stopping"
+      : `stopping, releasing ${compactRanges(i.serving)}${i.shardCount === undefined ? "" : `/${i.shardCount}`}`;
   if (owned === undefined) return i.shards.length === 0 ? "all" : compactRanges(i.shards);
   const list = owned.length === 0 ? "none" : compactRanges(owned);
   return `${list}/${i.shardCount}${i.shards.length > 0 ? " pinned" : ""}`;

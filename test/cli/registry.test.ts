@@ -84,6 +84,25 @@ describeEtcd("fanc ls (child process)", () => {
     expect(none.stderr).toContain("no instances of Nope in cluster");
   }, 90_000);
 
+  it("a stopping instance of a sharded service (a graceful stop's hand-over) owns none: its shards are the others', it releases", async () => {
+    const base = { version: "1.0.0", shards: [], appId: "app-1", shardCount: 4, service: "retail.Carts" };
+    await dir.register({ ...base, instanceId: "c1", endpoints: { nats: "nats://c1" } });
+    const c2 = await dir.register({ ...base, instanceId: "c2", endpoints: { nats: "nats://c2" } });
+    const before = await fanc(["ls", "retail.Carts", ...C]);
+    const held = /\nc2\s+\S+\s+\S+\s+(\S+)\/4/.exec(before.stdout)?.[1];
+    expect(held, before.stdout).toBeDefined();
+    await c2.update({ serving: [1, 2], releasingUntil: Date.now() + 10_000, stopping: true });
+    const r = await fanc(["ls", "retail.Carts", ...C]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toMatch(/\nc1\s+1\.0\.0\s+nats=nats:\/\/c1\s+0-3\/4\s/);
+    expect(r.stdout).toMatch(/\nc2\s+1\.0\.0\s+nats=nats:\/\/c2\s+stopping, releasing 1-2\/4\s/);
+    const json = JSON.parse((await fanc(["ls", "retail.Carts", "--json", ...C])).stdout) as {
+      instanceId: string;
+      ownedShards: number[];
+    }[];
+    expect(Object.fromEntries(json.map((i) => [i.instanceId, i.ownedShards]))).toEqual({ c1: [0, 1, 2, 3], c2: [] });
+  }, 90_000);
+
   it("an unreachable registry is one line naming the endpoint, without gRPC text", async () => {
     const r = await fanc(["ls", "--discovery", "etcd://127.0.0.1:1", "--cluster", cluster]);
     expect(r.code).toBe(1);
