@@ -36,6 +36,7 @@ import type {
 } from "../transport.js";
 import { pushToOwner } from "../owner-push.js";
 import { KeptPushes, keptBound } from "../kept-push.js";
+import { limitsOf } from "../push-ends.js";
 import { NatsLink, type NatsConnectOptions, unavailable } from "./connection.js";
 import {
   deadLetterStream,
@@ -100,7 +101,10 @@ interface Instance {
 /** The nats `Transport`: one connection for client and server sides. */
 export class NatsTransport implements Transport {
   readonly name = "nats" as const;
-  /** Sharded calls to an instance killed meanwhile are failed by the client (`Transport.watchInstances`). */
+  /**
+   * Calls to an instance killed meanwhile are failed by the client (`Transport.watchInstances`):
+   * sharded ones, and the others once a taken notice named their instance (rpc-server.ts).
+   */
   readonly watchInstances = true;
   /** The managed connection (tests watch it across server restarts). */
   readonly link: NatsLink;
@@ -184,7 +188,10 @@ export class NatsTransport implements Transport {
       ? new WorkConsumer(
           this.link,
           this.#jets,
-          this.#work(pushStream(addr), "push", PUSH_CONSUMER, { deliverNew: false, prefetch }),
+          {
+            ...this.#work(pushStream(addr), "push", PUSH_CONSUMER, { deliverNew: false, prefetch }),
+            ...limitsOf(service, o.maxDeliveries ?? 5),
+          },
           kept.deliver,
         )
       : undefined;
