@@ -1,7 +1,8 @@
 /**
  * `fan/testing`: the test kit users import. `createTestApp()` is an App on the embedded
  * defaults (a private memory registry, the local transport) with a silent logger and short
- * timeouts, plus `.mock(m)` to serve a generated mock in place of a real service.
+ * timeouts, plus `.mock(m)` to serve a generated mock in place of a real service, and
+ * `.settled()` to wait for the pushes and events under way and hear of those that failed.
  */
 import { App, type AppOptions } from "../runtime/app/app.js";
 import type { ServiceDefinition, ServiceDescriptor } from "../runtime/descriptor.js";
@@ -12,14 +13,52 @@ import type { ServeOptions } from "../runtime/call/served.js";
 import { markStandIn } from "../runtime/policy/server.js";
 import { silentLogger } from "../runtime/telemetry/logging.js";
 import type { LocalOptions } from "../runtime/transports/local/index.js";
+import { type DeliveryFailure, describeFailure } from "../runtime/transports/local/watch.js";
 
 export { createMock } from "../runtime/call/mock.js";
 export type { MethodMock, ServiceMock, RecordedCall } from "../runtime/call/mock.js";
+export type { DeliveryFailure } from "../runtime/transports/local/watch.js";
 
 /** Options of `createTestApp`: App options plus `serialize` (send every local call through the wire encoding). */
 export interface TestAppOptions extends AppOptions {
   /** Serialise local calls as the network transports do (default false). */
   readonly serialize?: boolean;
+}
+
+/** Options of `TestApp.settled`. */
+export interface SettledOptions {
+  /** How long to wait for the deliveries under way before rejecting, naming them (default 2000 ms). */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * What `TestApp.settled()` rejects with: pushes or events given up after their redeliveries (or
+ * dropped) since the last `settled()`, and those still under way when it stopped waiting.
+ */
+export class UnsettledError extends Error {
+  override readonly name = "UnsettledError";
+
+  constructor(
+    /** Given up or dropped, oldest first: the method, the attempts, the last error. */
+    readonly failures: readonly DeliveryFailure[],
+    /** Still under way after the timeout, one line each (empty when everything settled). */
+    readonly pending: readonly string[],
+    timeoutMs: number,
+    /** Failures past the first 100, counted only. */
+    more = 0,
+  ) {
+    const parts: string[] = [];
+    if (failures.length > 0) {
+      const n = failures.length + more;
+      parts.push(
+        `${n} ${n === 1 ? "delivery" : "deliveries"} failed:\n${failures.map((f) => `  ${describeFailure(f)}`).join("\n")}` +
+          (more > 0 ? `\n  ... and ${more} more` : ""),
+      );
+    }
+    if (pending.length > 0)
+      parts.push(`still under way after ${timeoutMs} ms:\n${pending.map((p) => `  ${p}`).join("\n")}`);
+    super(`not settled: ${parts.join("\n")}`);
+  }
 }
 
 /** How a test app serves one instance of a service version. */
@@ -35,6 +74,37 @@ export class TestApp extends App {
   readonly #unforward: Array<() => void> = [];
   /** What this App serves, by `service@version`. */
   readonly #serving = new Map<string, Serving[]>();
+
+  constructor(opts: AppOptions) {
+    super(opts);
+    // From the first push on: settled() waits for them and reports those that failed.
+    this.localTransport.hub.watch();
+  }
+
+  /**
+   * Resolves once no push or event is under way in this App's process — each handled, its
+   * redeliveries included — and rejects with an `UnsettledError` when one was given up (or
+   * dropped) since the last `settled()`, naming its method, attempts and last error, or when
+   * some are still under way after `timeoutMs`, naming them and what each is doing. A push
+   * resolves once it is queued and its handler runs later: await this before asserting on what
+   * the handler did. In-process deliveries only (the local transport's); the Apps that share
+   * this App's discovery share its deliveries.
+   */
+  async settled(opts: SettledOptions = {}): Promise<void> {
+    const timeoutMs = opts.timeoutMs ?? 2000;
+    const watch = this.localTransport.hub.watch();
+    const end = Date.now() + timeoutMs;
+    let idle = await watch.idle(timeoutMs);
+    // A handler may push without awaiting the push: look again a turn later, for what it queued.
+    while (idle) {
+      await nextTurn();
+      if (watch.size === 0) break;
+      idle = await watch.idle(Math.max(0, end - Date.now()));
+    }
+    const pending = idle ? [] : watch.pending();
+    const { failures, more } = watch.takeFailures();
+    if (failures.length > 0 || pending.length > 0) throw new UnsettledError(failures, pending, timeoutMs, more);
+  }
 
   /**
    * Serves `handler` as an instance of `def`, as `App.serve` does; refused when the App mocks
@@ -122,6 +192,10 @@ function twiceMessage(d: ServiceDescriptor, mock: boolean, earlier: readonly Ser
     `between the two; ${instead}. To serve two instances on purpose (e.g. to test failover), ` +
     `give each its own instanceId`
   );
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** An App on the embedded defaults, silent unless FAN_LOG_LEVEL is set, quick to give up waiting. */

@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import "../../examples/testing/dependency.test.js";
 import "../../examples/testing/events-states.test.js";
 import "../../examples/testing/mistakes.test.js";
+import "../../examples/testing/pushes.test.js";
 
 const repo = fileURLToPath(new URL("../../", import.meta.url));
 const read = (path: string): string => readFileSync(join(repo, path), "utf8");

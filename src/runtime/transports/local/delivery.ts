@@ -6,6 +6,8 @@
  */
 import type { Logger } from "pino";
 import type { Envelope } from "../transport.js";
+import type { AttemptObserver } from "./watch.js";
+import { finalError, warnFinal } from "../push-ends.js";
 
 /** Redelivery settings. */
 export interface RedeliveryOptions {
@@ -34,6 +36,7 @@ export function deliver(
   opts: RedeliveryOptions,
   log: Logger,
   settled: (outcome: "acked" | "dead" | "orphaned", last: Envelope) => void,
+  observer?: AttemptObserver,
 ): void {
   const attemptOnce = (attempt: number): void => {
     const copy = withAttempt(env, attempt);
@@ -42,10 +45,21 @@ export function deliver(
       settled("orphaned", copy);
       return;
     }
+    observer?.attempt(attempt);
     p.then(
       () => settled("acked", copy),
       (e: unknown) => {
-        if (attempt >= opts.maxAttempts) {
+        const final = finalError(e);
+        if (final !== undefined) {
+          observer?.failed(attempt, e, undefined);
+          warnFinal(log, { attempt }, env, final, e, "nowhere (the local transport keeps no dead letters)");
+          settled("dead", copy);
+          return;
+        }
+        const last = attempt >= opts.maxAttempts;
+        const retryMs = last ? undefined : opts.backoffMs * 2 ** (attempt - 1);
+        observer?.failed(attempt, e, retryMs);
+        if (retryMs === undefined) {
           log.error(
             { err: e, id: env.id, targetService: env.service, targetMethod: env.method, attempts: attempt },
             `${env.kind} given up after ${attempt} attempts`,
@@ -53,7 +67,7 @@ export function deliver(
           settled("dead", copy);
           return;
         }
-        setTimeout(() => attemptOnce(attempt + 1), opts.backoffMs * 2 ** (attempt - 1));
+        setTimeout(() => attemptOnce(attempt + 1), retryMs);
       },
     );
   };

@@ -12,12 +12,16 @@ import { shortId } from "../../ids.js";
 import { redirectOf } from "../../call/shards.js";
 import type { Envelope, EventDelivery, EventSubscription, Inbound } from "../transport.js";
 import { deliver, type RedeliveryOptions } from "./delivery.js";
+import { type DeliveryLimits, limitOf } from "../push-ends.js";
+import { DeliveryWatch, type Tracked } from "./watch.js";
 
 /** A served instance bound in the hub. */
 export interface Bound {
   readonly service: string;
   readonly instanceId: string;
   readonly inbound: Inbound;
+  /** Its service's pushes whose `@retry(n)` allows fewer attempts than the transport's (push-ends.ts). */
+  readonly limits?: DeliveryLimits;
 }
 
 /**
@@ -98,10 +102,16 @@ function nextIn(g: Group, prev?: Member): Member | undefined {
 /** Removes a subscriber after waiting up to `drainMs` for the deliveries it holds to reach its handler (0: at once). */
 export type RemoveSubscriber = (drainMs: number) => Promise<void>;
 
+/** A push waiting for an instance to consume it, and its watch's record. */
+interface Waiting {
+  readonly env: Envelope;
+  readonly tracked: Tracked | undefined;
+}
+
 /** One service's push queue: messages wait while no instance consumes. */
 class PushQueue {
   readonly consumers: Bound[] = [];
-  readonly waiting: Envelope[] = [];
+  readonly waiting: Waiting[] = [];
   #cursor = 0;
 
   next(): Bound | undefined {
@@ -123,6 +133,8 @@ export class LocalHub {
   readonly #queues = new Map<string, PushQueue>();
   readonly #topics = new Map<string, Topic>();
   readonly #shared = new Map<string, unknown>();
+  /** Follows the deliveries under way, once asked for (`watch`). */
+  #watch: DeliveryWatch | undefined;
   /** The last lookup (cleared by bind and unbind). */
   #lastEndpoint: string | undefined;
   #lastBound: Bound | undefined;
@@ -135,6 +147,15 @@ export class LocalHub {
       this.#shared.set(key, v);
     }
     return v;
+  }
+
+  /**
+   * Follows every push and event delivery of this hub from now on, until it is acked, given
+   * up or dropped (a test app's `settled()` waits on it); one watch per hub, made on first use.
+   */
+  watch(): DeliveryWatch {
+    this.#watch ??= new DeliveryWatch();
+    return this.#watch;
   }
 
   /** The endpoint of an instance in this hub. */
@@ -151,7 +172,7 @@ export class LocalHub {
     this.#lastEndpoint = undefined;
     const q = this.#queue(b.service);
     q.consumers.push(b);
-    for (const env of q.waiting.splice(0)) this.#dispatchPush(q, env, opts, log);
+    for (const w of q.waiting.splice(0)) this.#dispatchPush(q, w.env, opts, log, undefined, w.tracked);
     return endpoint;
   }
 
@@ -188,7 +209,8 @@ export class LocalHub {
     if (at === undefined && q.consumers.length === 0)
       throw new FanError(Code.UNAVAILABLE, `no instance of ${env.service} at ${endpoint}`);
     const owner = env.headers.shard === undefined ? undefined : at;
-    setImmediate(() => this.#dispatchPush(q, env, opts, log, owner));
+    const tracked = this.#watch?.begin("push", env);
+    setImmediate(() => this.#dispatchPush(q, env, opts, log, owner, tracked));
   }
 
   /**
@@ -264,7 +286,14 @@ export class LocalHub {
    * refused with a redirect goes next to the owner the redirect names (the sender's view lagged,
    * or the shard moved since), else (not bound here) to the next consumer, not to the refuser.
    */
-  #dispatchPush(q: PushQueue, env: Envelope, opts: RedeliveryOptions, log: Logger, owner?: Bound): void {
+  #dispatchPush(
+    q: PushQueue,
+    env: Envelope,
+    opts: RedeliveryOptions,
+    log: Logger,
+    owner: Bound | undefined,
+    tracked: Tracked | undefined,
+  ): void {
     let to = owner;
     const follow =
       env.headers.shard === undefined
@@ -273,6 +302,8 @@ export class LocalHub {
             const r = redirectOf(e);
             if (r !== undefined) to = r.owner === undefined ? undefined : this.#endpoints.get(this.endpointOf(r.owner));
           };
+    // Its method's @retry limit, which every instance of the service declares alike.
+    const limit = limitOf(q.consumers[0]?.limits, env, opts.maxAttempts);
     deliver(
       env,
       (e) => {
@@ -281,11 +312,15 @@ export class LocalHub {
         if (follow !== undefined) p?.catch(follow);
         return p;
       },
-      opts,
+      limit < opts.maxAttempts ? { ...opts, maxAttempts: limit } : opts,
       log,
       (outcome, last) => {
-        if (outcome === "orphaned") q.waiting.push(last);
+        if (outcome === "orphaned") {
+          if (tracked !== undefined) tracked.waiting = true;
+          q.waiting.push({ env: last, tracked });
+        } else if (outcome === "acked" && tracked !== undefined) this.#watch?.end(tracked);
       },
+      tracked,
     );
   }
 
@@ -304,6 +339,7 @@ export class LocalHub {
   ): void {
     let at = first;
     at?.hold();
+    const tracked = this.#watch?.begin("event", env, group ?? first?.sub.group);
     let tries = 0;
     const send = (e: Envelope): Promise<void> | undefined => {
       const m = pick(at, tries++ === 0);
@@ -315,16 +351,26 @@ export class LocalHub {
       return m?.run(e);
     };
     setImmediate(() =>
-      deliver(env, send, opts, log, (outcome) => {
-        at?.release();
-        at = undefined;
-        settled?.();
-        if (outcome === "orphaned")
-          log.warn(
-            { id: env.id, targetService: env.service, event: env.method, group },
-            "event dropped: its subscriber left",
-          );
-      }),
+      deliver(
+        env,
+        send,
+        opts,
+        log,
+        (outcome) => {
+          at?.release();
+          at = undefined;
+          if (outcome === "orphaned") {
+            log.warn(
+              { id: env.id, targetService: env.service, event: env.method, group },
+              "event dropped: its subscriber left",
+            );
+            if (tracked !== undefined)
+              this.#watch?.end(tracked, { error: new FanError(Code.UNAVAILABLE, "dropped: its subscriber left") });
+          } else if (outcome === "acked" && tracked !== undefined) this.#watch?.end(tracked);
+          settled?.();
+        },
+        tracked,
+      ),
     );
   }
 }

@@ -25,6 +25,7 @@ import type {
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
 import { DEFAULT_REDELIVERY, type RedeliveryOptions } from "./delivery.js";
+import { limitsOf } from "../push-ends.js";
 import { type LocalHub, localHub, type RemoveSubscriber } from "./hub.js";
 
 export { LocalHub, localHub } from "./hub.js";
@@ -93,7 +94,11 @@ export class LocalTransport implements Transport {
 
   async serve(service: ServiceDescriptor, instanceId: string, inbound: Inbound): Promise<Served> {
     this.#open();
-    const endpoint = this.hub.bind({ service: service.name, instanceId, inbound }, this.#redelivery, this.#log);
+    const endpoint = this.hub.bind(
+      { service: service.name, instanceId, inbound, ...limitsOf(service, this.#redelivery.maxAttempts) },
+      this.#redelivery,
+      this.#log,
+    );
     this.#bound.add(endpoint);
     return {
       endpoint,
