@@ -33,7 +33,14 @@ import type { MethodDescriptor, ServiceDescriptor, StateDescriptor } from "../ru
 import { Code, FanError } from "../runtime/errors.js";
 import { fromHttpHeaders } from "../runtime/transports/http/headers.js";
 import { sendWrongVerb } from "../runtime/transports/http/respond.js";
-import { bindParams, isBodyless, lookupRoute, safeDecode, splitPath } from "../runtime/transports/http/routes.js";
+import {
+  bindParams,
+  isBodyless,
+  lookupRoute,
+  safeDecode,
+  splitPath,
+  undecodable,
+} from "../runtime/transports/http/routes.js";
 import type { EnvelopeHeaders } from "../runtime/transports/transport.js";
 import type { Catalog, GatewayService } from "./catalog.js";
 import type { Cors } from "./cors.js";
@@ -179,12 +186,7 @@ export class GatewayServer {
     // a 404 (no route matches an undecodable segment) or a URIError.
     if (url.includes("%")) {
       const bad = undecodable(raw, q < 0 ? undefined : url.slice(q + 1));
-      if (bad !== undefined)
-        return refuse(
-          res,
-          Code.INVALID_ARGUMENT,
-          `malformed percent-encoding in ${bad}: a % must start an escape of two hex digits, and the escapes must spell UTF-8`,
-        );
+      if (bad !== undefined) return refuse(res, Code.INVALID_ARGUMENT, bad);
     }
     // Read once: a reload during this request does not change what it is served from.
     const catalog = this.#catalog;
@@ -486,21 +488,6 @@ function pickShard(
   if (!(n < svc.shards))
     return { refused: `${label} has shards 0..${svc.shards - 1}, not ?shard=${shard.join("&shard=")}` };
   return n;
-}
-
-/**
- * The first part of the path (raw segments) or the query string (without `?`) whose
- * percent-encoding does not decode, named for the client (`the path segment "getItem%ZZ"`),
- * or undefined when all do. `URLSearchParams` would read a bad escape as text and
- * `decodeURIComponent` throw on it: both are refused before either runs.
- */
-function undecodable(raw: readonly string[], search: string | undefined): string | undefined {
-  for (const s of raw) if (safeDecode(s) === undefined) return `the path segment ${JSON.stringify(s)}`;
-  if (search === undefined) return undefined;
-  for (const pair of search.split("&"))
-    for (const part of pair.split("="))
-      if (safeDecode(part.replaceAll("+", " ")) === undefined) return `the query string part ${JSON.stringify(part)}`;
-  return undefined;
 }
 
 /** The abort signal of each connection: fires when it closes (see `leaving`). */

@@ -197,6 +197,25 @@ describe("http surface", () => {
     expect((await httpRequest(base, "POST", `/${C}/echo`, `${"[".repeat(100)}${"]".repeat(100)}`)).status).toBe(400);
   });
 
+  it("400 INVALID_ARGUMENT naming the part for a path or query of malformed percent-encoding, not a 404", async () => {
+    const cases: Array<[string, string, string]> = [
+      ["POST", `/${C}/echo%ZZ`, 'the path segment "echo%ZZ"'],
+      ["POST", `/${C}/ech%E0%A4%A`, 'the path segment "ech%E0%A4%A"'],
+      ["GET", "/conformance/note/1?x=%G1", 'the query string part "%G1"'],
+      ["POST", "/nothing%/here", 'the path segment "nothing%"'],
+    ];
+    for (const [verb, path, part] of cases) {
+      const a = await httpRequest(base, verb, path, verb === "GET" ? undefined : "{}");
+      expect(a.status, path).toBe(400);
+      expect(JSON.parse(a.body), path).toEqual({
+        code: "INVALID_ARGUMENT",
+        message: `malformed percent-encoding in ${part}: a % must start an escape of two hex digits, and the escapes must spell UTF-8`,
+      });
+    }
+    // A well-formed escape still reaches the method.
+    expect((await httpRequest(base, "POST", `/${C}/ech%6F`, '{"n":1,"text":"x"}')).status).toBe(200);
+  });
+
   it("413 for a declared body over the limit, without reading it", async () => {
     const head = `POST /${C}/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${MAX + 1}\r\n\r\n`;
     const answer = await rawExchange(base, head);

@@ -138,6 +138,29 @@ export function safeDecode(raw: string): string | undefined {
   }
 }
 
+/**
+ * Why a request's path (raw segments) or query string (without `?`) does not decode, naming
+ * the first part whose percent-encoding is malformed (`the path segment "getItem%ZZ"`), or
+ * undefined when all do: the gateway and the http transport answer it 400. `URLSearchParams`
+ * would read a bad escape as text and `decodeURIComponent` throw on it: both are refused
+ * before either runs.
+ */
+export function undecodable(raw: readonly string[], search: string | undefined): string | undefined {
+  const bad = badPart(raw, search);
+  return bad === undefined
+    ? undefined
+    : `malformed percent-encoding in ${bad}: a % must start an escape of two hex digits, and the escapes must spell UTF-8`;
+}
+
+function badPart(raw: readonly string[], search: string | undefined): string | undefined {
+  for (const s of raw) if (safeDecode(s) === undefined) return `the path segment ${JSON.stringify(s)}`;
+  if (search === undefined) return undefined;
+  for (const pair of search.split("&"))
+    for (const part of pair.split("="))
+      if (safeDecode(part.replaceAll("+", " ")) === undefined) return `the query string part ${JSON.stringify(part)}`;
+  return undefined;
+}
+
 /** True when two routes answer the same requests (same verb, same shape, same literals). */
 export function sameRoute(a: Route, b: Route): boolean {
   if (a.verb !== b.verb || a.segments.length !== b.segments.length) return false;

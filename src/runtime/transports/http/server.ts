@@ -31,6 +31,7 @@ import {
   safeDecode,
   sameRoute,
   splitPath,
+  undecodable,
 } from "./routes.js";
 import { sendEnvelope, sendError, sendStatus, sendWrongVerb } from "./respond.js";
 import { LazyAbort } from "../abort.js";
@@ -275,6 +276,14 @@ export class HttpServer {
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
     const raw = this.segments(path);
+    // A path or query that does not decode addresses nothing: 400 naming the part, not a 404.
+    if (url.includes("%")) {
+      const bad = undecodable(raw, q < 0 ? undefined : url.slice(q + 1));
+      if (bad !== undefined) {
+        sendError(res, new FanError(Code.INVALID_ARGUMENT, bad));
+        return undefined;
+      }
+    }
     // `/{service}/{method}` of a service bound here first: no route shadows it (and a call
     // does not scan the routes).
     const named = raw.names?.[0];
