@@ -4,7 +4,9 @@
  * local transport: `@retry(n)` on a push bounds its deliveries to n + 1 before the dead-letter
  * queue, below the transport's `maxDeliveries` (5 here); a push whose handler throws an
  * IDL-declared error is dead-lettered at its first delivery, with one warning naming the
- * method, the error and where it went, also for a declared error with a retryable code.
+ * method, the error and where it went, also for a declared error with a retryable code; a
+ * failure whose `details.retryAfterMs` (here: every circuit breaker of a dependency open) says
+ * when trying again can help is redelivered no sooner than that.
  */
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -106,6 +108,26 @@ for (const name of ["amqp", "redis", "nats"] as const) {
       const line = await deadLettered(id, "plain");
       expect(deliveries("plain", id)).toEqual([1, 2, 3, 4, 5]);
       expect(line.msg).toContain("delivery failed 5 times; dead-lettered");
+    }, 30_000);
+
+    it("a failure whose dependency's circuit breakers are all open is redelivered no sooner than its retryAfterMs", async () => {
+      const id = `breaker-${name}`;
+      await n.client.plain({ id }, { idempotencyKey: id });
+      // The child's retryDelayMs is 20: without retryAfterMs the third delivery comes within 100 ms.
+      const at = () =>
+        n.child.events
+          .filter((e) => e.event === "delivery" && e.method === "plain" && e.id === id)
+          .map((e) => e.at as number);
+      await until(() => at().length >= 3, 20_000);
+      const [first, second, third] = at();
+      expect(second - first).toBeGreaterThanOrEqual(1500);
+      expect(third - second).toBeGreaterThanOrEqual(1500);
+      // redis and nats name the entry or sequence, not the push id: this is the only plain push whose failure names mailer.
+      const redelivering = lines(id, "plain").filter((l) => l.msg.includes("mailer"));
+      expect(redelivering[0]?.msg).toMatch(
+        /^delivery failed; redelivering in 1500 ms \(the circuit breaker of every mailer instance is open \(retryAfterMs 1500\)\)$/,
+      );
+      expect(redelivering[0]?.fields.retryMs).toBe(1500);
     }, 30_000);
 
     for (const error of ["AccountNotFound", "AccountBusy"]) {
@@ -211,7 +233,7 @@ describeWithBroker(
 
 describe("push ends over the local transport", () => {
   const log = captureLog();
-  const seen: Array<{ method: string; id: string; attempt: number }> = [];
+  const seen: Array<{ method: string; id: string; attempt: number; at?: number }> = [];
   let app: App;
   let client: NotifierClient;
   beforeAll(async () => {
@@ -226,7 +248,13 @@ describe("push ends over the local transport", () => {
         seen.push({ method: "notify", id: req.id, attempt: ctx.attempt });
         throw new FanError(Code.UNAVAILABLE, "the mail gateway is down");
       },
-      plain() {},
+      plain(req, ctx) {
+        seen.push({ method: "plain", id: req.id, attempt: ctx.attempt, at: Date.now() });
+        const open = new FanError(Code.UNAVAILABLE, "every circuit breaker of mailer is open", {
+          details: { service: "mailer", openBreakers: ["m1"], retryAfterMs: 400 },
+        });
+        throw new FanError(Code.UNAVAILABLE, "sending failed", { cause: open });
+      },
       settle(req, ctx) {
         seen.push({ method: "settle", id: req.id, attempt: ctx.attempt });
         if (req.error === "AccountBusy") throw new AccountBusy({ account: req.id });
@@ -246,6 +274,16 @@ describe("push ends over the local transport", () => {
     await until(() => log.find("given up after").length > 0);
     await sleep(200);
     expect(attempts("notify", "n")).toEqual([1, 2]);
+  });
+
+  it("a failure's retryAfterMs (a dependency's breakers all open) holds its redeliveries back", async () => {
+    await client.plain({ id: "b" });
+    const at = () => seen.filter((s) => s.method === "plain" && s.id === "b").map((s) => s.at as number);
+    await until(() => at().length >= 3, 5000);
+    const [first, second, third] = at();
+    // backoffMs is 5: without retryAfterMs the third attempt comes within 20 ms.
+    expect(second - first).toBeGreaterThanOrEqual(400);
+    expect(third - second).toBeGreaterThanOrEqual(400);
   });
 
   it("a declared error with a retryable code is final: one attempt, one warning", async () => {

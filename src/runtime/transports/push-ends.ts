@@ -97,3 +97,74 @@ export function warnFinal(
 export function limitNote(limit: number, max: number): string {
   return limit < max ? ` (its @retry allows ${limit})` : "";
 }
+
+/** The longest a failure's `retryAfterMs` holds a redelivery back (a longer one is read as this). */
+const MAX_RETRY_AFTER_MS = 60_000;
+
+/** When a failed push or event goes again, and why when not at the transport's own backoff. */
+export interface Redelivery {
+  /** Delay before the redelivery, ms. */
+  readonly delayMs: number;
+  /** Why it waits longer than `backoffMs`: what the failure's `retryAfterMs` says, for the log line. */
+  readonly reason?: string;
+}
+
+/**
+ * The delay before redelivering `env` after its handler failed with `e` (docs/decisions.md,
+ * 2026-12-07, "a push's redelivery waits out its failure's retryAfterMs"): the transport's own
+ * `backoffMs`, or longer when the failure (or an error it wraps: `cause`) says when trying
+ * again can help — `details.retryAfterMs`, as a client whose every circuit breaker is open
+ * answers (policy/client.ts) — at most `MAX_RETRY_AFTER_MS` and never past the push's
+ * deadline or ttl.
+ */
+export function redeliveryDelay(backoffMs: number, e: unknown, env: Envelope): Redelivery {
+  const hint = retryAfterOf(e);
+  if (hint === undefined || hint.ms <= backoffMs) return { delayMs: backoffMs };
+  let ms = Math.min(hint.ms, MAX_RETRY_AFTER_MS);
+  const { deadline, ttl } = env.headers;
+  for (const until of [deadline, ttl]) if (typeof until === "number") ms = Math.min(ms, until - Date.now());
+  if (ms <= backoffMs) return { delayMs: backoffMs };
+  const delayMs = Math.ceil(ms);
+  const why =
+    hint.service === undefined
+      ? "its failure asks to wait"
+      : `the circuit breaker of every ${hint.service} instance is open`;
+  return { delayMs, reason: `${why} (retryAfterMs ${Math.ceil(hint.ms)})` };
+}
+
+/** The `details.retryAfterMs` of `e` or of an error it wraps (`cause`); `service`: whose breakers are all open. */
+function retryAfterOf(e: unknown): { ms: number; service?: string } | undefined {
+  let err: unknown = e;
+  for (let depth = 0; depth < 4 && err instanceof Error; depth++) {
+    const details = (err as { details?: unknown }).details as
+      | { retryAfterMs?: unknown; service?: unknown; openBreakers?: unknown }
+      | undefined;
+    const ms = details?.retryAfterMs;
+    if (typeof ms === "number" && ms > 0 && Number.isFinite(ms))
+      return typeof details?.service === "string" && Array.isArray(details.openBreakers)
+        ? { ms, service: details.service }
+        : { ms };
+    err = err.cause;
+  }
+  return undefined;
+}
+
+/**
+ * The redelivery of a broker's `env` after its `attempt`-th delivery failed with `e`: logs it
+ * (info, `fields` and `retryMs`, saying the delay and why when longer than the backoff,
+ * `retryDelayMs` doubling per attempt up to 30 s) and returns its delay.
+ */
+export function redeliver(
+  log: Logger,
+  fields: Record<string, unknown>,
+  retryDelayMs: number,
+  attempt: number,
+  e: unknown,
+  env: Envelope,
+): number {
+  const backoffMs = Math.min(30_000, retryDelayMs * 2 ** (attempt - 1));
+  const { delayMs, reason } = redeliveryDelay(backoffMs, e, env);
+  const why = reason === undefined ? "" : ` (${reason})`;
+  log.info({ ...fields, retryMs: delayMs }, `delivery failed; redelivering in ${delayMs} ms${why}`);
+  return delayMs;
+}

@@ -64,7 +64,10 @@ export interface AmqpTransportOptions {
   readonly eventPrefetch?: number;
   /** Deliveries of a push or event before it is dead-lettered; default 5. Same for every app of a cluster. */
   readonly maxDeliveries?: number;
-  /** First redelivery delay after a handler failure (doubles per attempt); default 200 ms. */
+  /**
+   * First redelivery delay after a handler failure (doubles per attempt; a failure's longer
+   * `details.retryAfterMs` wins, push-ends.ts); default 200 ms.
+   */
   readonly retryDelayMs?: number;
   /** A request queue without consumers is deleted after this long; default 5 min. Same for every app of a cluster. */
   readonly rpcQueueExpiresMs?: number;

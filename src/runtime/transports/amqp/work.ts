@@ -21,7 +21,7 @@ import { decodeEnvelope } from "../../codec/wire.js";
 import { deadLetterExchange, deadLetterQueue, deadLetterWatch } from "./names.js";
 import { aboutMessage } from "../log-keys.js";
 import { warnDropped } from "../../telemetry/drops.js";
-import { type DeliveryLimits, finalError, limitNote, limitOf, warnFinal } from "../push-ends.js";
+import { type DeliveryLimits, finalError, limitNote, limitOf, redeliver, warnFinal } from "../push-ends.js";
 
 /** The queue of one kind of work and where its dead letters go. */
 export interface WorkQueueSpec {
@@ -106,7 +106,7 @@ export interface WorkOptions {
   readonly maxDeliveries: number;
   /** Pushes whose `@retry(n)` allows fewer deliveries than `maxDeliveries` (push-ends.ts). */
   readonly limits?: DeliveryLimits;
-  /** First redelivery delay after a failure; doubles per attempt, at most 30 s. */
+  /** First redelivery delay after a failure; doubles per attempt, at most 30 s (a longer retryAfterMs wins). */
   readonly retryDelayMs: number;
   readonly maxBytes: number;
   readonly log: Logger;
@@ -390,8 +390,7 @@ export class WorkConsumer {
       this.opts.onDeadLetter?.(env);
       return;
     }
-    this.opts.log.info(log, "delivery failed; redelivering");
-    const delay = Math.min(30_000, this.opts.retryDelayMs * 2 ** (attempt - 1));
+    const delay = redeliver(this.opts.log, log, this.opts.retryDelayMs, attempt, e, env);
     setTimeout(() => {
       open.delete(msg.fields.deliveryTag);
       quietly(() => ch.nack(msg, false, true));

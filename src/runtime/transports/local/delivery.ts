@@ -7,7 +7,7 @@
 import type { Logger } from "pino";
 import type { Envelope } from "../transport.js";
 import type { AttemptObserver } from "./watch.js";
-import { finalError, warnFinal } from "../push-ends.js";
+import { finalError, redeliveryDelay, warnFinal } from "../push-ends.js";
 
 /** Redelivery settings. */
 export interface RedeliveryOptions {
@@ -57,7 +57,7 @@ export function deliver(
           return;
         }
         const last = attempt >= opts.maxAttempts;
-        const retryMs = last ? undefined : opts.backoffMs * 2 ** (attempt - 1);
+        const retryMs = last ? undefined : redeliveryDelay(opts.backoffMs * 2 ** (attempt - 1), e, copy).delayMs;
         observer?.failed(attempt, e, retryMs);
         if (retryMs === undefined) {
           log.error(

@@ -36,7 +36,10 @@ export interface LocalOptions {
   readonly serialize?: boolean;
   /** Deliveries of a push or event before it is given up (default 5). */
   readonly maxAttempts?: number;
-  /** First redelivery delay in ms, doubled each attempt (default 20). */
+  /**
+   * First redelivery delay in ms, doubled each attempt (default 20; a failure's longer
+   * `details.retryAfterMs` wins, push-ends.ts).
+   */
   readonly backoffMs?: number;
   /** The hub to use; the App passes the one of its discovery domain. */
   readonly hub?: LocalHub;

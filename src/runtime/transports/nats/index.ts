@@ -64,7 +64,10 @@ export interface NatsTransportOptions extends NatsConnectOptions {
   readonly eventPrefetch?: number;
   /** Deliveries of a push or event before it is dead-lettered; default 5. */
   readonly maxDeliveries?: number;
-  /** First redelivery delay after a handler failure (doubles per attempt); default 200 ms. */
+  /**
+   * First redelivery delay after a handler failure (doubles per attempt; a failure's longer
+   * `details.retryAfterMs` wins, push-ends.ts); default 200 ms.
+   */
   readonly retryDelayMs?: number;
   /**
    * A push or event handed to an instance that neither acknowledges it nor reports progress for

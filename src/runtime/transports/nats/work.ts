@@ -18,7 +18,7 @@ import type { StreamName } from "./names.js";
 import { consumerConfig, type JetStreamSide, missing, type StreamKind } from "./streams.js";
 import { aboutMessage, aboutRaw } from "../log-keys.js";
 import { warnDropped } from "../../telemetry/drops.js";
-import { type DeliveryLimits, finalError, limitNote, limitOf, warnFinal } from "../push-ends.js";
+import { type DeliveryLimits, finalError, limitNote, limitOf, redeliver, warnFinal } from "../push-ends.js";
 
 /** One work consumer. */
 export interface WorkSpec {
@@ -254,9 +254,9 @@ export class WorkConsumer {
       void this.#deadLetter(m, env, `failed ${attempt} times: ${message(e)}`);
       return;
     }
-    s.log.info(log, "delivery failed; redelivering");
+    const delay = redeliver(s.log, log, s.retryDelayMs, attempt, e, env);
     this.#release(m);
-    quietly(() => m.nak(Math.min(30_000, s.retryDelayMs * 2 ** (attempt - 1))));
+    quietly(() => m.nak(delay));
   }
 
   /** Stores the message as a dead letter, then acknowledges it; on failure it comes back later. */

@@ -74,7 +74,10 @@ export interface RedisTransportOptions extends RedisConnectOptions {
   readonly eventPrefetch?: number;
   /** Deliveries of a push or event before it is dead-lettered; default 5. */
   readonly maxDeliveries?: number;
-  /** First redelivery delay after a handler failure (doubles per attempt); default 200 ms. */
+  /**
+   * First redelivery delay after a handler failure (doubles per attempt; a failure's longer
+   * `details.retryAfterMs` wins, push-ends.ts); default 200 ms.
+   */
   readonly retryDelayMs?: number;
   /** Entries of a consumer idle this long are taken over by another; default 15 s. */
   readonly claimIdleMs?: number;

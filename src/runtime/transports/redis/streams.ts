@@ -22,7 +22,7 @@ import { disconnect, isReady, ready, type RedisClient, send, unblock } from "./c
 import { deadLetterKey } from "./names.js";
 import { aboutMessage, aboutRaw } from "../log-keys.js";
 import { warnDropped } from "../../telemetry/drops.js";
-import { type DeliveryLimits, finalError, limitNote, limitOf, warnFinal } from "../push-ends.js";
+import { type DeliveryLimits, finalError, limitNote, limitOf, redeliver, warnFinal } from "../push-ends.js";
 
 /** One stream and how to read it. */
 export interface StreamSpec {
@@ -329,8 +329,7 @@ export class StreamConsumer {
       void this.#deadLetter(entry, `failed ${attempt} times: ${message(e)}`);
       return;
     }
-    this.spec.log.info(log, "delivery failed; redelivering");
-    const delay = Math.min(30_000, this.spec.retryDelayMs * 2 ** (attempt - 1));
+    const delay = redeliver(this.spec.log, log, this.spec.retryDelayMs, attempt, e, env);
     setTimeout(() => void this.#again(entry[0], attempt), delay).unref();
   }
 
