@@ -286,6 +286,17 @@ describe("push ends over the local transport", () => {
     expect(third - second).toBeGreaterThanOrEqual(400);
   });
 
+  it("the wait is not cut at the push's deadline, which bounds its send, not its deliveries", async () => {
+    // A queued push is handled with no deadline (a backlog delivers it past its @timeout); the
+    // 100 ms deadline here stands for one that passed while the push waited in a queue.
+    await client.plain({ id: "d" }, { timeout: 100 });
+    const at = () => seen.filter((s) => s.method === "plain" && s.id === "d").map((s) => s.at as number);
+    await until(() => at().length >= 3, 5000);
+    const [first, second, third] = at();
+    expect(second - first).toBeGreaterThanOrEqual(400);
+    expect(third - second).toBeGreaterThanOrEqual(400);
+  });
+
   it("a declared error with a retryable code is final: one attempt, one warning", async () => {
     await client.settle({ id: "s", error: "AccountBusy" });
     await until(() => log.find("declared error").length > 0);

@@ -115,14 +115,16 @@ export interface Redelivery {
  * `backoffMs`, or longer when the failure (or an error it wraps: `cause`) says when trying
  * again can help — `details.retryAfterMs`, as a client whose every circuit breaker is open
  * answers (policy/client.ts) — at most `MAX_RETRY_AFTER_MS` and never past the push's
- * deadline or ttl.
+ * ttl.
  */
 export function redeliveryDelay(backoffMs: number, e: unknown, env: Envelope): Redelivery {
   const hint = retryAfterOf(e);
   if (hint === undefined || hint.ms <= backoffMs) return { delayMs: backoffMs };
   let ms = Math.min(hint.ms, MAX_RETRY_AFTER_MS);
-  const { deadline, ttl } = env.headers;
-  for (const until of [deadline, ttl]) if (typeof until === "number") ms = Math.min(ms, until - Date.now());
+  // Its ttl drops it (dispatch.ts); its deadline bounded its send only: a queued push is
+  // handled without one, and one delivered from a backlog is past it already.
+  const { ttl } = env.headers;
+  if (typeof ttl === "number") ms = Math.min(ms, ttl - Date.now());
   if (ms <= backoffMs) return { delayMs: backoffMs };
   const delayMs = Math.ceil(ms);
   const why =
