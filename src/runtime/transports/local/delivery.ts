@@ -20,6 +20,26 @@ export interface RedeliveryOptions {
 /** Default redelivery settings. */
 export const DEFAULT_REDELIVERY: RedeliveryOptions = { maxAttempts: 5, backoffMs: 20 };
 
+/**
+ * Redeliveries waiting for their timer, and how many local transports are open. A waiting
+ * redelivery keeps the process alive only while one is: after the last closes (the App
+ * stopped), a wait of up to 60 s (a breaker's `retryAfterMs`) must not hold a script's exit.
+ * Its message is the local transport's, which keeps nothing across a process's end anyway.
+ */
+const waiting = new Set<NodeJS.Timeout>();
+let openTransports = 0;
+
+/** Counts a local transport as open until the returned function is called (its close). */
+export function holdRedeliveries(): () => void {
+  if (openTransports++ === 0) for (const t of waiting) t.ref();
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (--openTransports === 0) for (const t of waiting) t.unref();
+  };
+}
+
 /** The envelope of the `attempt`-th delivery of `env`. */
 export function withAttempt(env: Envelope, attempt: number): Envelope {
   if (attempt === 1 && env.headers.attempt === undefined) return env;
@@ -67,7 +87,12 @@ export function deliver(
           settled("dead", copy);
           return;
         }
-        setTimeout(() => attemptOnce(attempt + 1), retryMs);
+        const t = setTimeout(() => {
+          waiting.delete(t);
+          attemptOnce(attempt + 1);
+        }, retryMs);
+        if (openTransports === 0) t.unref();
+        waiting.add(t);
       },
     );
   };

@@ -24,7 +24,7 @@ import type {
 } from "../transport.js";
 import type { ServiceDescriptor } from "../../descriptor.js";
 import { decodeEnvelope, encodeEnvelope } from "../../codec/wire.js";
-import { DEFAULT_REDELIVERY, type RedeliveryOptions } from "./delivery.js";
+import { DEFAULT_REDELIVERY, holdRedeliveries, type RedeliveryOptions } from "./delivery.js";
 import { limitsOf } from "../push-ends.js";
 import { type LocalHub, localHub, type RemoveSubscriber } from "./hub.js";
 
@@ -76,6 +76,8 @@ export class LocalTransport implements Transport {
   readonly #drainMs: number;
   readonly #waitForSubscribers: boolean;
   #closed = false;
+  /** Lets waiting redeliveries hold the process open while this transport is (delivery.ts). */
+  readonly #holding = holdRedeliveries();
 
   constructor(opts: LocalOptions, ctx: TransportContext) {
     this.acceptsValues = opts.serialize !== true;
@@ -223,6 +225,7 @@ export class LocalTransport implements Transport {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#holding();
     for (const endpoint of this.#bound) this.hub.unbind(endpoint);
     this.#bound.clear();
     for (const remove of this.#subs) void remove(0);
