@@ -177,7 +177,7 @@ export class WorkConsumer {
         },
         "undecodable amqp message dead-lettered",
       );
-      quietly(() => ch.nack(msg, false, false));
+      quietly(() => ch.reject(msg, false));
       this.opts.onDeadLetter?.(undefined);
       return;
     }
@@ -194,7 +194,7 @@ export class WorkConsumer {
         },
         `not acknowledged after ${attempt - 1} deliveries${limitNote(limit, this.opts.maxDeliveries)} (its consumers went away holding it); dead-lettered`,
       );
-      quietly(() => ch.nack(msg, false, false));
+      quietly(() => ch.reject(msg, false));
       this.opts.onDeadLetter?.(env);
       return;
     }
@@ -386,14 +386,18 @@ export class WorkConsumer {
       open.delete(msg.fields.deliveryTag);
       // Rejected, not returned: the dead letter's reason is then `rejected`, which tells the
       // watch (above) that this line was written, from a death the broker saw alone.
-      quietly(() => ch.nack(msg, false, false));
+      quietly(() => ch.reject(msg, false));
       this.opts.onDeadLetter?.(env);
       return;
     }
     const delay = redeliver(this.opts.log, log, this.opts.retryDelayMs, attempt, e, env);
     setTimeout(() => {
       open.delete(msg.fields.deliveryTag);
-      quietly(() => ch.nack(msg, false, true));
+      // basic.reject, not basic.nack: from RabbitMQ 4.3 a nack with requeue returns the message
+      // without counting a failed delivery (x-delivery-count stays, x-acquired-count grows), so
+      // maxDeliveries and @retry would never end a push that keeps failing; a reject counts on
+      // every version (rabbitmq-server#15387). A reject without requeue dead-letters (`rejected`).
+      quietly(() => ch.reject(msg, true));
     }, delay).unref();
   }
 }
