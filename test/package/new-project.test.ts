@@ -29,6 +29,23 @@ function sh(cmd: string, args: readonly string[], env: Record<string, string> = 
   return out;
 }
 
+/** The project's `src/main.ts` run with tsx in `cwd`, its stdout and stderr kept; `exited` resolves with its exit code. */
+function runMain(cwd: string, env: NodeJS.ProcessEnv) {
+  const proc = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+    cwd,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  const keep = (d: Buffer): void => {
+    out += d.toString();
+  };
+  proc.stdout.on("data", keep);
+  proc.stderr.on("data", keep);
+  const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+  return { proc, out: () => out, exited };
+}
+
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), "fan-new-"));
   const packed = await packFan();
@@ -96,20 +113,9 @@ describe.skipIf(!brokers && process.env.FAN_REQUIRE_BROKERS !== "1")("the new pr
   it("serves on Redis, answers fanc call, and stops on SIGTERM", async () => {
     expect(existsSync(join(project, "node_modules/fan")), "the project was installed by the test above").toBe(true);
     const env = userEnv({ FAN_CLUSTER: `new-${process.pid}-${Math.random().toString(36).slice(2, 8)}` });
-    const proc = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-      cwd: project,
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    const keep = (d: Buffer): void => {
-      out += d.toString();
-    };
-    proc.stdout.on("data", keep);
-    proc.stderr.on("data", keep);
-    const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+    const { proc, out, exited } = runMain(project, env);
     try {
-      await expect.poll(() => out, { timeout: 60_000, interval: 100 }).toContain("HelloFan serving over redis");
+      await expect.poll(out, { timeout: 60_000, interval: 100 }).toContain("HelloFan serving over redis");
       const r = spawnSync("npx", ["fanc", "call", "HelloFan.hello", '{"name":"Ada"}', "--json"], {
         cwd: project,
         env,
@@ -129,7 +135,7 @@ describe.skipIf(!brokers && process.env.FAN_REQUIRE_BROKERS !== "1")("the new pr
     } finally {
       proc.kill("SIGTERM");
     }
-    expect(await exited, out).toBe(0);
+    expect(await exited, out()).toBe(0);
   }, 150_000);
 });
 
@@ -166,20 +172,9 @@ describe.skipIf(!nats && process.env.FAN_REQUIRE_BROKERS !== "1")(
         expect(sh("npx", ["vitest", "run"], {}, dir)).toMatch(/Tests\s+2 passed/);
         const cluster = `new-nats-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
         const env = userEnv({ FAN_CLUSTER: cluster });
-        const proc = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-          cwd: dir,
-          env,
-          stdio: ["ignore", "pipe", "pipe"],
-        });
-        let out = "";
-        const keep = (d: Buffer): void => {
-          out += d.toString();
-        };
-        proc.stdout.on("data", keep);
-        proc.stderr.on("data", keep);
-        const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+        const { proc, out, exited } = runMain(dir, env);
         try {
-          await expect.poll(() => out, { timeout: 60_000, interval: 100 }).toContain("Greeter serving over nats");
+          await expect.poll(out, { timeout: 60_000, interval: 100 }).toContain("Greeter serving over nats");
           const r = spawnSync("npx", ["fanc", "call", "Greeter.hello", '{"name":"Ada"}', "--json"], {
             cwd: dir,
             env,
@@ -196,7 +191,7 @@ describe.skipIf(!nats && process.env.FAN_REQUIRE_BROKERS !== "1")(
           await exited;
           await deleteStreams(`fan_${cluster}`).catch(() => undefined);
         }
-        expect(await exited, out).toBe(0);
+        expect(await exited, out()).toBe(0);
       },
       4 * STEP_MS,
     );
