@@ -61,7 +61,17 @@ export function dropLimitProblems(env: Readonly<Record<string, string | undefine
   return problems;
 }
 
+/** The limit read from the environment, kept while its two variables are unchanged (a flood calls this per drop). */
+let read:
+  | { burst: string | undefined; interval: string | undefined; limits: { burst: number; intervalMs: number } }
+  | undefined;
+let warnedLimits = false;
+
 function limits(log: Logger): { burst: number; intervalMs: number } {
+  const burst = process.env.FAN_DROP_WARN_BURST;
+  const interval = process.env.FAN_DROP_WARN_INTERVAL_MS;
+  const known = read;
+  if (known !== undefined && known.burst === burst && known.interval === interval) return known.limits;
   const problems = dropLimitProblems(process.env);
   if (problems.length > 0 && !warnedLimits) {
     warnedLimits = true;
@@ -70,13 +80,17 @@ function limits(log: Logger): { burst: number; intervalMs: number } {
       "dropped-message warnings: ignoring a malformed rate limit, using the defaults (5 lines, 10 s)",
     );
   }
-  const value = (name: keyof typeof DEFAULTS): number => {
-    const v = process.env[name]?.trim();
-    return problems.some((p) => p.startsWith(`${name}=`)) || v === undefined || v === "" ? DEFAULTS[name] : Number(v);
+  const value = (name: keyof typeof DEFAULTS, raw: string | undefined): number =>
+    problems.some((p) => p.startsWith(`${name}=`)) || raw === undefined || raw.trim() === ""
+      ? DEFAULTS[name]
+      : Number(raw);
+  const limits = {
+    burst: value("FAN_DROP_WARN_BURST", burst),
+    intervalMs: value("FAN_DROP_WARN_INTERVAL_MS", interval),
   };
-  return { burst: value("FAN_DROP_WARN_BURST"), intervalMs: value("FAN_DROP_WARN_INTERVAL_MS") };
+  read = { burst, interval, limits };
+  return limits;
 }
-let warnedLimits = false;
 
 /**
  * Logs a dropped message as one `warn` line (`msg`, with `reason` and `fields`, which name the
