@@ -31,6 +31,7 @@ import {
 import { notDelivered } from "../not-delivered.js";
 import { decodeFrameReply, decodeReply } from "../replies.js";
 import type { Envelope, SendOptions, TakenSink } from "../transport.js";
+import { warnDropped } from "../../telemetry/drops.js";
 
 /**
  * Most calls one message carries: a tick's calls to a version are still spread over its
@@ -255,7 +256,13 @@ export abstract class CallBatcher<A extends CallAddress, V> implements TextBatch
   #noticed(body: string): void {
     const n = readTakenNotice(body);
     if (n === undefined) {
-      this.log.warn({ bytes: body.length }, `malformed ${this.name} taken notice ignored`);
+      // Rate limited as every drop is: a server of another build could send one per reply frame.
+      warnDropped(
+        this.log,
+        { transport: this.name, endpoint: "taken notices", reason: "malformed taken notice" },
+        { bytes: body.length },
+        `malformed ${this.name} taken notice ignored`,
+      );
       return;
     }
     for (const seq of n.seqs) this.#pending.get(seq)?.taken?.taken(n.instance);
