@@ -6,6 +6,7 @@
  * `--concurrency` in flight). Prints throughput and latency percentiles at the end, a live
  * progress line while it runs when stdout is a terminal, or one JSON object with `--json`.
  */
+import { DURATION_UNIT_MS } from "../util/duration.js";
 import { parseArgs } from "node:util";
 import { Code, FanError } from "../runtime/errors.js";
 import { BenchStats, formatReport } from "./bench-stats.js";
@@ -43,9 +44,7 @@ Exit status: 0 when at least one call succeeded, 1 when none did, 2 on a usage e
 export function parseDuration(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
   if (m === null) throw new UsageError(`--duration must look like 5s, 500ms or 1m, got ${JSON.stringify(text)}`);
-  const v = Number(m[1]);
-  const unit = m[2] ?? "ms";
-  const out = unit === "ms" ? v : unit === "s" ? v * 1000 : v * 60_000;
+  const out = Number(m[1]) * (DURATION_UNIT_MS[m[2] ?? "ms"] as number);
   if (!(out > 0)) throw new UsageError("--duration must be positive");
   return out;
 }

@@ -4,6 +4,7 @@
  * method every interval, never overlapping itself. Both are standard (stage 3) method
  * decorators; `app.task()` and `app.timer()` do the same without decorators.
  */
+import { DURATION_UNIT_MS } from "../../util/duration.js";
 import type { Logger } from "pino";
 import { Code, FanError } from "../errors.js";
 
@@ -61,15 +62,14 @@ export function timer(
   };
 }
 
-const UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
 /** Milliseconds of an interval given as a number or as `250ms`, `2s`, `5m`, `1h`. */
 export function parseInterval(interval: number | string): number {
   let ms: number | undefined;
   if (typeof interval === "number") ms = interval;
   else {
     const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(interval.trim());
-    if (m !== null) ms = Number(m[1]) * (UNITS[m[2] as string] as number);
+    // The IDL's units (util/duration.ts); a timer also takes a fraction (`1.5s`).
+    if (m !== null) ms = Number(m[1]) * (DURATION_UNIT_MS[m[2] as string] as number);
   }
   if (ms === undefined || !Number.isFinite(ms) || ms <= 0) {
     throw new FanError(
